@@ -1,0 +1,66 @@
+/**
+ * The one error class that crosses every boundary. The server maps `code` to an HTTP status in
+ * one place; the client turns an error response back into this class, so callers can
+ * `switch (err.code)` whether the engine ran in-process or behind HTTP.
+ */
+export const ERROR_CODES = [
+  // input
+  'BAD_JSON',
+  'VALIDATION_FAILED',
+  'BODY_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'BAD_ID',
+  // auth
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'SELF_REVIEW',
+  'NOT_ELIGIBLE',
+  'ALREADY_REVIEWED',
+  // state
+  'NOT_FOUND',
+  'ALREADY_DECIDED',
+  'ILLEGAL_TRANSITION',
+  'IDEMPOTENCY_CONFLICT',
+  'UNKNOWN_ALTERNATIVE',
+  // policy
+  'POLICY_INVALID',
+  'BLOCKED_BY_POLICY',
+  // client-side outcomes
+  'APPROVAL_REJECTED',
+  'APPROVAL_EXPIRED',
+  'APPROVAL_CANCELLED',
+  'WAIT_TIMEOUT',
+  'RECEIPT_MISMATCH',
+  'NETWORK_ERROR',
+  // server
+  'NOT_IMPLEMENTED',
+  'STORE_UNAVAILABLE',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class CountersignError extends Error {
+  override readonly name = 'CountersignError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; details?: unknown } } {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.details === undefined ? {} : { details: this.details }),
+      },
+    };
+  }
+}
+
+export function isCountersignError(value: unknown): value is CountersignError {
+  return value instanceof CountersignError;
+}

@@ -1,0 +1,29 @@
+/**
+ * @countersign/core — the pure domain. Every export here is public API; internals stay in
+ * their modules. Nothing in this package does I/O, reads a clock or draws randomness.
+ */
+export * from './schemas.ts';
+export { CountersignError, ERROR_CODES, isCountersignError, type ErrorCode } from './errors.ts';
+export { parseDuration, formatDuration } from './duration.ts';
+export { canonicalJson, payloadKey } from './canonical.ts';
+export {
+  ROLE_RANK,
+  TERMINAL_STATUSES,
+  canReviewAtAll,
+  currentPayload,
+  currentStage,
+  isDecided,
+  isEligibleForStage,
+  isTerminal,
+  policyDecision,
+  stageProgress,
+  transition,
+  type LifecycleEvent,
+  type LifecycleState,
+  type Reviewer,
+  type Transition,
+  type TransitionKind,
+  type Vote,
+} from './lifecycle.ts';
+export type { AgentGateway } from './gateway.ts';
+export * from './policy/index.ts';

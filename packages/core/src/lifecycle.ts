@@ -1,0 +1,336 @@
+/**
+ * The request state machine of DESIGN.md §3 as a pure transition function.
+ *
+ *   pending ──review──► pending (vote counted) | approved | rejected
+ *   pending ──cancel──► cancelled          pending ──expire──► expired
+ *   approved ──execution──► executed | execution_failed
+ *
+ * The engine loads the current state, calls `transition`, and writes what comes back together
+ * with its audit entry in one transaction. Illegal moves throw a `CountersignError` with a
+ * stable code, so racing reviewers get exactly one decision and a clear conflict for the rest.
+ */
+import { payloadKey } from './canonical.ts';
+import { CountersignError } from './errors.ts';
+import type {
+  Actor,
+  Alternative,
+  ApprovalRequirement,
+  ApprovalStage,
+  Decision,
+  JsonObject,
+  RequestStatus,
+  Role,
+  Verdict,
+} from './schemas.ts';
+
+/** Ranks for "this role or higher". Auditors read; they never review. */
+export const ROLE_RANK: Readonly<Record<Role, number>> = Object.freeze({
+  auditor: 0,
+  reviewer: 1,
+  lead: 2,
+  manager: 3,
+  director: 4,
+  admin: 5,
+});
+
+export const TERMINAL_STATUSES: ReadonlySet<RequestStatus> = new Set([
+  'rejected',
+  'expired',
+  'cancelled',
+  'executed',
+  'execution_failed',
+]);
+
+export function isTerminal(status: RequestStatus): boolean {
+  return TERMINAL_STATUSES.has(status);
+}
+
+/** Decided means a human or the policy has ruled; `approved` still awaits its execution report. */
+export function isDecided(status: RequestStatus): boolean {
+  return status !== 'pending';
+}
+
+export interface Reviewer {
+  id: string;
+  name: string;
+  roles: readonly Role[];
+  groups: readonly string[];
+}
+
+/** One reviewer's vote as stored. `stage` is the approval stage it counted towards (approvals only). */
+export interface Vote {
+  reviewer: Actor;
+  verdict: Verdict;
+  reason: string | null;
+  args: JsonObject | null;
+  alternative: string | null;
+  payloadKey: string | null;
+  stage: number | null;
+  at: string;
+}
+
+export interface LifecycleState {
+  status: RequestStatus;
+  action: string;
+  args: JsonObject;
+  alternatives: readonly Alternative[];
+  approval: ApprovalRequirement | null;
+  votes: readonly Vote[];
+  /** The operator who submitted the request, when an operator token acted as the agent. */
+  requesterOperatorId: string | null;
+}
+
+export type LifecycleEvent =
+  | {
+      type: 'review';
+      reviewer: Reviewer;
+      verdict: Verdict;
+      reason?: string | undefined;
+      args?: JsonObject | undefined;
+      alternative?: string | undefined;
+      at: string;
+    }
+  | { type: 'cancel'; actor: Actor; reason?: string | undefined; at: string }
+  | { type: 'expire'; reason?: string | undefined; at: string }
+  | { type: 'execution'; status: 'succeeded' | 'failed'; at: string };
+
+export type TransitionKind = 'reviewed' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'executed' | 'execution_failed';
+
+export interface Transition {
+  status: RequestStatus;
+  /** What happened, in the order the audit trail records it (e.g. `reviewed` then `approved`). */
+  kinds: TransitionKind[];
+  vote: Vote | null;
+  decision: Decision | null;
+}
+
+const DEFAULT_REQUIREMENT: ApprovalRequirement = { stages: [{ count: 1, label: '1 reviewer' }], deny: 1 };
+
+function actorOf(reviewer: Reviewer): Actor {
+  return { type: 'operator', id: reviewer.id, name: reviewer.name };
+}
+
+function highestRank(roles: readonly Role[]): number {
+  return roles.reduce((max, role) => Math.max(max, ROLE_RANK[role]), 0);
+}
+
+export function canReviewAtAll(reviewer: Pick<Reviewer, 'roles'>): boolean {
+  return highestRank(reviewer.roles) >= ROLE_RANK.reviewer;
+}
+
+export function isEligibleForStage(reviewer: Reviewer, stage: ApprovalStage): boolean {
+  if (!canReviewAtAll(reviewer)) return false;
+  if (stage.role !== undefined && highestRank(reviewer.roles) < ROLE_RANK[stage.role]) return false;
+  if (stage.group !== undefined && !reviewer.groups.includes(stage.group)) return false;
+  if (stage.operators !== undefined && !stage.operators.some((o) => o === reviewer.id || o === reviewer.name)) {
+    return false;
+  }
+  return true;
+}
+
+type Payload = { action: string; args: JsonObject; alternative: string | null; key: string };
+
+/**
+ * The payload the request would run with right now: the latest explicit proposal (modified args
+ * or an alternative) by an approving reviewer, else the original. A plain approval approves
+ * whatever was current when it was cast, so it never changes the payload.
+ */
+export function currentPayload(state: LifecycleState): Payload {
+  for (let i = state.votes.length - 1; i >= 0; i--) {
+    const vote = state.votes[i];
+    if (vote?.verdict === 'approve' && (vote.args !== null || vote.alternative !== null)) {
+      return explicitPayload(state, vote.args ?? undefined, vote.alternative ?? undefined) ?? original(state);
+    }
+  }
+  return original(state);
+}
+
+function original(state: LifecycleState): Payload {
+  return { action: state.action, args: state.args, alternative: null, key: payloadKey(state.action, state.args) };
+}
+
+function explicitPayload(state: LifecycleState, args: JsonObject | undefined, alternative: string | undefined): Payload | null {
+  if (alternative !== undefined) {
+    const alt = state.alternatives.find((a) => a.name === alternative);
+    if (!alt) {
+      throw new CountersignError('UNKNOWN_ALTERNATIVE', `no alternative named "${alternative}"`, {
+        alternatives: state.alternatives.map((a) => a.name),
+      });
+    }
+    return { action: alt.action, args: alt.args, alternative: alt.name, key: payloadKey(alt.action, alt.args) };
+  }
+  if (args !== undefined) return { action: state.action, args, alternative: null, key: payloadKey(state.action, args) };
+  return null;
+}
+
+/** Stage progress for one payload: how many distinct approvals each stage has. */
+export function stageProgress(requirement: ApprovalRequirement, votes: readonly Vote[], key: string): number[] {
+  const counts = requirement.stages.map(() => 0);
+  for (const vote of votes) {
+    if (vote.verdict === 'approve' && vote.payloadKey === key && vote.stage !== null && vote.stage < counts.length) {
+      counts[vote.stage] = (counts[vote.stage] ?? 0) + 1;
+    }
+  }
+  return counts;
+}
+
+/** Index of the first stage still short of approvals, or -1 when every stage is met. */
+export function currentStage(requirement: ApprovalRequirement, votes: readonly Vote[], key: string): number {
+  const counts = stageProgress(requirement, votes, key);
+  return requirement.stages.findIndex((stage, i) => (counts[i] ?? 0) < stage.count);
+}
+
+function review(state: LifecycleState, event: Extract<LifecycleEvent, { type: 'review' }>): Transition {
+  const { reviewer } = event;
+  if (state.requesterOperatorId !== null && reviewer.id === state.requesterOperatorId) {
+    throw new CountersignError('SELF_REVIEW', 'a requester cannot review their own request');
+  }
+  if (!canReviewAtAll(reviewer)) {
+    throw new CountersignError('NOT_ELIGIBLE', `operator "${reviewer.name}" has no reviewing role`);
+  }
+  if (state.votes.some((v) => v.reviewer.id === reviewer.id)) {
+    throw new CountersignError('ALREADY_REVIEWED', `operator "${reviewer.name}" has already reviewed this request`);
+  }
+  const requirement = state.approval ?? DEFAULT_REQUIREMENT;
+
+  if (event.verdict === 'reject') {
+    const stageIndex = currentStage(requirement, state.votes, currentPayload(state).key);
+    const stage = requirement.stages[Math.max(stageIndex, 0)];
+    if (stage && !isEligibleForStage(reviewer, stage)) {
+      throw new CountersignError('NOT_ELIGIBLE', `this request now needs: ${stage.label}`, { stage });
+    }
+    const vote: Vote = {
+      reviewer: actorOf(reviewer),
+      verdict: 'reject',
+      reason: event.reason ?? null,
+      args: null,
+      alternative: null,
+      payloadKey: null,
+      stage: null,
+      at: event.at,
+    };
+    const rejections = state.votes.filter((v) => v.verdict === 'reject').length + 1;
+    if (rejections < requirement.deny) return { status: 'pending', kinds: ['reviewed'], vote, decision: null };
+    const deciders = [...state.votes.filter((v) => v.verdict === 'reject').map((v) => v.reviewer), vote.reviewer];
+    return {
+      status: 'rejected',
+      kinds: ['reviewed', 'rejected'],
+      vote,
+      decision: {
+        outcome: 'rejected',
+        decidedBy: 'reviewers',
+        deciders,
+        reason: event.reason ?? null,
+        at: event.at,
+        action: null,
+        args: null,
+        alternative: null,
+        modified: false,
+      },
+    };
+  }
+
+  const payload = explicitPayload(state, event.args, event.alternative) ?? currentPayload(state);
+  const stageIndex = currentStage(requirement, state.votes, payload.key);
+  const stage = requirement.stages[stageIndex];
+  if (stageIndex < 0 || !stage) {
+    // Cannot happen for a pending request: a fully met requirement decides at once.
+    throw new CountersignError('ILLEGAL_TRANSITION', 'approval requirement is already met');
+  }
+  if (!isEligibleForStage(reviewer, stage)) {
+    throw new CountersignError('NOT_ELIGIBLE', `this request now needs: ${stage.label}`, { stage });
+  }
+  const vote: Vote = {
+    reviewer: actorOf(reviewer),
+    verdict: 'approve',
+    reason: event.reason ?? null,
+    args: event.args ?? null,
+    alternative: event.alternative ?? null,
+    payloadKey: payload.key,
+    stage: stageIndex,
+    at: event.at,
+  };
+  const votes = [...state.votes, vote];
+  if (currentStage(requirement, votes, payload.key) >= 0) {
+    return { status: 'pending', kinds: ['reviewed'], vote, decision: null };
+  }
+  const deciders = votes.filter((v) => v.verdict === 'approve' && v.payloadKey === payload.key).map((v) => v.reviewer);
+  return {
+    status: 'approved',
+    kinds: ['reviewed', 'approved'],
+    vote,
+    decision: {
+      outcome: 'approved',
+      decidedBy: 'reviewers',
+      deciders,
+      reason: event.reason ?? null,
+      at: event.at,
+      action: payload.action,
+      args: payload.args,
+      alternative: payload.alternative,
+      modified: payload.alternative === null && payload.key !== payloadKey(state.action, state.args),
+    },
+  };
+}
+
+function closing(
+  outcome: 'cancelled' | 'expired',
+  decidedBy: Decision['decidedBy'],
+  deciders: Actor[],
+  reason: string | null,
+  at: string,
+): Transition {
+  return {
+    status: outcome,
+    kinds: [outcome],
+    vote: null,
+    decision: { outcome, decidedBy, deciders, reason, at, action: null, args: null, alternative: null, modified: false },
+  };
+}
+
+export function transition(state: LifecycleState, event: LifecycleEvent): Transition {
+  if (event.type === 'execution') {
+    if (state.status !== 'approved') {
+      throw new CountersignError(
+        isTerminal(state.status) ? 'ALREADY_DECIDED' : 'ILLEGAL_TRANSITION',
+        `cannot report execution of a request that is ${state.status}`,
+        { status: state.status },
+      );
+    }
+    const status = event.status === 'succeeded' ? 'executed' : 'execution_failed';
+    return { status, kinds: [status], vote: null, decision: null };
+  }
+  if (state.status !== 'pending') {
+    throw new CountersignError('ALREADY_DECIDED', `request is already ${state.status}`, { status: state.status });
+  }
+  switch (event.type) {
+    case 'review':
+      return review(state, event);
+    case 'cancel':
+      return closing('cancelled', 'agent', [event.actor], event.reason ?? null, event.at);
+    case 'expire':
+      return closing('expired', 'timeout', [], event.reason ?? 'no decision before the deadline', event.at);
+  }
+}
+
+/** The decision a policy takes at creation, for requests that are not queued. */
+export function policyDecision(
+  route: 'auto_approve' | 'block',
+  action: string,
+  args: JsonObject,
+  reason: string,
+  at: string,
+): Decision {
+  const approved = route === 'auto_approve';
+  return {
+    outcome: approved ? 'approved' : 'rejected',
+    decidedBy: 'policy',
+    deciders: [],
+    reason,
+    at,
+    action: approved ? action : null,
+    args: approved ? args : null,
+    alternative: null,
+    modified: false,
+  };
+}

@@ -1,0 +1,199 @@
+/**
+ * The policy file's shape (what an admin writes in `countersign.yaml`), as zod schemas.
+ *
+ * Every object is strict: an unknown key is an error, because a typo such as `actionMatch:` or
+ * `revew: true` would otherwise silently disable the protection it was meant to add. The one
+ * exception is `channels`, a free-form object whose shape belongs to the channel adapters.
+ *
+ * Every key is optional here: a file is merged over the built-in defaults (load.ts), and checks
+ * that span keys or need the merged result (band order, references to patterns, rule names)
+ * live in load.ts too. Field-level checks (durations, time zones, regexes) live here so that
+ * they are reported together with type errors in one pass.
+ */
+import { z } from 'zod';
+import { parseDuration } from '../duration.ts';
+import { ActionName, ApproverSpec, RiskLevel, Role } from '../schemas.ts';
+import { compileUserPattern } from './patterns.ts';
+import { isValidTimeZone, parseDays, parseHours } from './timewindow.ts';
+
+const Unit = z.number().min(0).max(1);
+
+const Duration = z.string({ error: 'expected a duration like 30s, 15m, 2h or 7d' }).refine((s) => parseDuration(s) !== undefined, {
+  error: 'expected a duration like 30s, 15m, 2h or 7d',
+});
+
+/** A value or a non-empty list of values; each item is checked with `item`, errors at `[i]`. */
+function oneOrMany(item: z.ZodType<string>, what: string) {
+  return z
+    .union([z.string(), z.array(z.string())], { error: `expected ${what} or a list of them` })
+    .superRefine((value, ctx) => {
+      const items = typeof value === 'string' ? [value] : value;
+      if (items.length === 0) ctx.addIssue({ code: 'custom', message: 'the list is empty, so this condition could never match' });
+      items.forEach((v, i) => {
+        const r = item.safeParse(v);
+        if (!r.success) {
+          for (const issue of r.error.issues) {
+            ctx.addIssue({ code: 'custom', message: issue.message, path: typeof value === 'string' ? [] : [i] });
+          }
+        }
+      });
+    });
+}
+
+export const PatternName = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/, 'pattern names use letters, digits and _ and start with a letter');
+
+export const RuleName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'rule names use letters, digits, _ . - (at most 100)');
+
+/** Keywords for `actionMatches` / `dangerousActions`: one or more name segments, e.g. `delete`, `drop_table`. */
+export const ActionKeyword = z
+  .string()
+  .regex(/^[A-Za-z0-9]+(?:[_.:-][A-Za-z0-9]+)*$/, 'a keyword is a word (or words joined by _ . : -) from action names');
+
+const ActionTraitsFile = z.strictObject({
+  weight: Unit.optional(),
+  reversible: z.boolean().optional(),
+  category: z.string().min(1).max(100).optional(),
+});
+
+const ActionsFile = z.object({ defaultWeight: Unit.optional() }).catchall(ActionTraitsFile);
+
+const LevelFile = z.strictObject({
+  sla: Duration.optional(),
+  autoApprove: z.boolean().optional(),
+  mfa: z.boolean().optional(),
+  approvals: z.int().min(1).max(20).optional(),
+  approvers: z.array(ApproverSpec).min(1).max(10).optional(),
+});
+
+const TimeWindowFile = z
+  .strictObject({
+    days: z
+      .union([z.string(), z.array(z.string()).min(1)], { error: 'expected days like "mon-fri" or a list of days' })
+      .superRefine((v, ctx) => {
+        const r = parseDays(v);
+        if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+      })
+      .optional(),
+    hours: z
+      .string({ error: 'expected hours like "09:00-17:00"' })
+      .superRefine((v, ctx) => {
+        const r = parseHours(v);
+        if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+      })
+      .optional(),
+    timeZone: z
+      .string({ error: 'a time window needs an IANA time zone, e.g. Europe/London or UTC' })
+      .refine(isValidTimeZone, { error: 'unknown time zone: use an IANA name such as Europe/London, America/New_York or UTC' }),
+  })
+  .refine((w) => w.days !== undefined || w.hours !== undefined, { error: 'a time window needs days, hours or both' });
+
+const WhenFile = z.strictObject({
+  action: oneOrMany(ActionName, 'an action name').optional(),
+  actionMatches: oneOrMany(ActionKeyword, 'a keyword').optional(),
+  agent: oneOrMany(z.string().min(1).max(200), 'an agent name').optional(),
+  contentPattern: oneOrMany(PatternName, 'a content pattern name').optional(),
+  valueAtLeast: z.number().min(0).optional(),
+  riskAtLeast: RiskLevel.optional(),
+  confidenceBelow: z.number().gt(0).max(1).optional(),
+  outside: TimeWindowFile.optional(),
+  within: TimeWindowFile.optional(),
+});
+
+const onlyTrue = (key: string) =>
+  z.literal(true, { error: `only \`${key}: true\` is meaningful: rules add requirements, they never remove them` });
+
+const ThenFile = z
+  .strictObject({
+    review: onlyTrue('review').optional(),
+    block: onlyTrue('block').optional(),
+    riskAtLeast: RiskLevel.optional(),
+    approvers: z.array(ApproverSpec).min(1).max(10).optional(),
+    approvals: z.int().min(1).max(20).optional(),
+    mfa: onlyTrue('mfa').optional(),
+    startLevel: z.int().min(1).optional(),
+  })
+  .refine((t) => Object.keys(t).length > 0, { error: 'a rule needs at least one effect' });
+
+export const RuleFile = z.strictObject({
+  name: RuleName,
+  description: z.string().max(500).optional(),
+  /** `false` turns off a default rule of the same name. */
+  enabled: z.boolean().optional(),
+  when: WhenFile.optional(),
+  then: ThenFile.optional(),
+});
+
+const EscalationRole = Role.refine((r) => r !== 'auditor', { error: 'auditors cannot approve; escalate to a reviewing role' });
+
+const EscalationFile = z.strictObject({
+  levels: z
+    .array(
+      z.strictObject({
+        role: EscalationRole,
+        after: z.union([z.literal('sla'), Duration], { error: 'expected `sla` or a duration like 10m' }),
+        notify: z.array(z.string().min(1).max(100)).max(20).optional(),
+      }),
+    )
+    .max(10)
+    .optional(),
+  onFinalTimeout: z.enum(['reject', 'approve'], { error: 'expected reject or approve' }).optional(),
+});
+
+const AgentFile = z.strictObject({
+  requireApproval: z.array(ActionName).optional(),
+  block: z.array(ActionName).optional(),
+  minConfidence: Unit.optional(),
+  limits: z
+    .strictObject({
+      perMinute: z.int().min(1).optional(),
+      perHour: z.int().min(1).optional(),
+    })
+    .optional(),
+});
+
+const ContentPatternFile = z
+  .union([z.string(), z.strictObject({ regex: z.string(), flags: z.string().optional() })], {
+    error: 'expected a regular expression, or { regex, flags }',
+  })
+  .superRefine((v, ctx) => {
+    const source = typeof v === 'string' ? { regex: v, flags: '' } : { regex: v.regex, flags: v.flags ?? '' };
+    const r = compileUserPattern(source);
+    if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+  });
+
+export const PolicyFile = z.strictObject({
+  actions: ActionsFile.optional(),
+  automation: z.strictObject({ full: Unit.optional(), supervised: Unit.optional(), advisory: Unit.optional() }).optional(),
+  levels: z
+    .strictObject({ low: LevelFile.optional(), medium: LevelFile.optional(), high: LevelFile.optional(), critical: LevelFile.optional() })
+    .optional(),
+  riskThresholds: z
+    .strictObject({ medium: z.number().gt(0).max(1).optional(), high: z.number().gt(0).max(1).optional(), critical: z.number().gt(0).max(1).optional() })
+    .optional(),
+  riskFactors: z
+    .strictObject({
+      severity: Unit.optional(),
+      targetCriticality: Unit.optional(),
+      confidence: Unit.optional(),
+      reversibility: Unit.optional(),
+      impactScope: Unit.optional(),
+      history: Unit.optional(),
+      timeSensitivity: Unit.optional(),
+    })
+    .optional(),
+  targets: z.array(z.strictObject({ match: z.string().min(1).max(500), criticality: RiskLevel })).max(1000).optional(),
+  rules: z.array(RuleFile).max(500).optional(),
+  requireApproval: z.array(ActionName).optional(),
+  dangerousActions: z.array(ActionKeyword).optional(),
+  escalation: EscalationFile.optional(),
+  agents: z.record(z.string().min(1).max(200), AgentFile).optional(),
+  channels: z.record(z.string(), z.unknown(), { error: 'expected a mapping of channel settings' }).optional(),
+  contentPatterns: z.record(PatternName, ContentPatternFile).optional(),
+  auditRetentionDays: z.int().min(1).max(36_500).optional(),
+});
+export type PolicyFile = z.output<typeof PolicyFile>;
+export type RuleFile = z.output<typeof RuleFile>;

@@ -1,0 +1,153 @@
+/**
+ * The resolved policy: what the policy file means once it has been validated, merged over the
+ * built-in defaults and normalised (durations in milliseconds, one-or-many lists as lists,
+ * factor weights summing to 1). Every consumer (risk assessor, rule engine, escalation,
+ * guard) reads this shape, never the raw file, so the file's conveniences stay in load.ts.
+ *
+ * A Policy is plain, deeply frozen data (no RegExp, Map or class instances): it can be shared
+ * between concurrent evaluations, hashed and serialised as JSON without surprises.
+ */
+import type { ApproverSpec, RiskLevel, Role } from '../schemas.ts';
+
+export const RISK_FACTOR_NAMES = [
+  'severity',
+  'targetCriticality',
+  'confidence',
+  'reversibility',
+  'impactScope',
+  'history',
+  'timeSensitivity',
+] as const;
+export type RiskFactorName = (typeof RISK_FACTOR_NAMES)[number];
+
+export interface ActionTraits {
+  /** Inherent severity of the action, 0 (harmless) to 1 (worst case). */
+  readonly weight: number;
+  /** `true` when the effect can be undone (unblock, re-enable); absent when unknown. */
+  readonly reversible?: boolean;
+  /** Free-form grouping; `containment`, `notification` and `investigation` count as protective. */
+  readonly category?: string;
+}
+
+export interface LevelPolicy {
+  readonly slaMs: number;
+  readonly autoApprove: boolean;
+  readonly mfa: boolean;
+  /** Distinct approvals needed (quorum) when a request at this level is reviewed. */
+  readonly approvals: number;
+  /** Who must approve at this level when no rule names approvers (each is its own stage). */
+  readonly approvers?: readonly ApproverSpec[];
+}
+
+export interface TargetRule {
+  /** Case-insensitive glob: `*` within a path segment, `**` across segments, `?` one character. */
+  readonly match: string;
+  readonly criticality: RiskLevel;
+}
+
+/** A local-time window; days are 0 = Sunday … 6 = Saturday, minutes count from local midnight. */
+export interface TimeWindow {
+  readonly days?: readonly number[];
+  readonly hours?: { readonly from: number; readonly to: number };
+  readonly timeZone: string;
+  /** The window as written, for reasons shown to reviewers. */
+  readonly label: string;
+}
+
+export interface RuleConditions {
+  readonly action?: readonly string[];
+  readonly actionMatches?: readonly string[];
+  readonly agent?: readonly string[];
+  readonly contentPattern?: readonly string[];
+  readonly valueAtLeast?: number;
+  readonly riskAtLeast?: RiskLevel;
+  readonly confidenceBelow?: number;
+  readonly outside?: TimeWindow;
+  readonly within?: TimeWindow;
+}
+
+/** Rules only ever tighten: every effect adds a requirement, none removes one. */
+export interface RuleEffects {
+  readonly review?: true;
+  readonly block?: true;
+  readonly riskAtLeast?: RiskLevel;
+  readonly approvers?: readonly ApproverSpec[];
+  readonly approvals?: number;
+  readonly mfa?: true;
+  /** 1-based index into `escalation.levels` where escalation starts. */
+  readonly startLevel?: number;
+}
+
+export interface PolicyRule {
+  readonly name: string;
+  readonly description?: string;
+  readonly when: RuleConditions;
+  readonly then: RuleEffects;
+}
+
+export interface EscalationLevel {
+  readonly role: Role;
+  /** Delay before this level is reached: milliseconds, or `sla` for the request's SLA. */
+  readonly after: number | 'sla';
+  readonly notify: readonly string[];
+}
+
+export interface AgentPolicy {
+  readonly requireApproval: readonly string[];
+  readonly block: readonly string[];
+  readonly minConfidence?: number;
+  readonly limits: { readonly perMinute?: number; readonly perHour?: number };
+}
+
+/** A user-defined content pattern, kept as source so the policy stays plain data. */
+export interface ContentPatternSource {
+  readonly regex: string;
+  readonly flags: string;
+}
+
+export interface Policy {
+  readonly actions: {
+    readonly defaultWeight: number;
+    readonly byName: Readonly<Record<string, ActionTraits>>;
+  };
+  readonly automation: { readonly full: number; readonly supervised: number; readonly advisory: number };
+  readonly levels: Readonly<Record<RiskLevel, LevelPolicy>>;
+  readonly riskThresholds: { readonly medium: number; readonly high: number; readonly critical: number };
+  /** Normalised to sum to 1, so a score stays within 0..1 whatever the file wrote. */
+  readonly riskFactors: Readonly<Record<RiskFactorName, number>>;
+  readonly targets: readonly TargetRule[];
+  readonly rules: readonly PolicyRule[];
+  readonly requireApproval: readonly string[];
+  readonly dangerousActions: readonly string[];
+  readonly escalation: {
+    readonly levels: readonly EscalationLevel[];
+    readonly onFinalTimeout: 'reject' | 'approve';
+  };
+  readonly agents: Readonly<Record<string, AgentPolicy>>;
+  readonly channels: Readonly<Record<string, unknown>>;
+  readonly contentPatterns: Readonly<Record<string, ContentPatternSource>>;
+  readonly auditRetentionDays: number;
+}
+
+export interface PolicyError {
+  /** Where in the file, e.g. `levels.critical.sla` or `rules[2].when.contentPattern`; `(yaml)` for syntax. */
+  readonly path: string;
+  readonly message: string;
+}
+
+export type PolicyResult = { ok: true; policy: Policy } | { ok: false; errors: PolicyError[] };
+
+/**
+ * Past outcomes of this action by this agent, counted by the caller (the store). `total`
+ * includes requests still pending; the other four are outcomes and may overlap (a request is
+ * first approved, then succeeds).
+ */
+export interface HistoryStats {
+  readonly total: number;
+  readonly approved: number;
+  readonly rejected: number;
+  readonly succeeded: number;
+  readonly failed: number;
+}
+
+export const EMPTY_HISTORY: HistoryStats = Object.freeze({ total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 });

@@ -1,0 +1,296 @@
+/**
+ * The public contract as zod schemas (DESIGN.md §4). The inferred types are the public types:
+ * the HTTP layer validates with these, the OpenAPI document is generated from them, and the
+ * client SDK is typed by them, so none of the three can drift.
+ */
+import { z } from 'zod';
+
+export const RISK_LEVELS = ['low', 'medium', 'high', 'critical'] as const;
+export const RiskLevel = z.enum(RISK_LEVELS);
+export type RiskLevel = z.infer<typeof RiskLevel>;
+
+export const AUTOMATION_LEVELS = ['full', 'supervised', 'advisory', 'manual'] as const;
+export const AutomationLevel = z.enum(AUTOMATION_LEVELS);
+export type AutomationLevel = z.infer<typeof AutomationLevel>;
+
+export const Route = z.enum(['auto_approve', 'review', 'block']);
+export type Route = z.infer<typeof Route>;
+
+export const REQUEST_STATUSES = [
+  'pending',
+  'approved',
+  'rejected',
+  'expired',
+  'cancelled',
+  'executed',
+  'execution_failed',
+] as const;
+export const RequestStatus = z.enum(REQUEST_STATUSES);
+export type RequestStatus = z.infer<typeof RequestStatus>;
+
+export const ROLES = ['reviewer', 'lead', 'manager', 'director', 'auditor', 'admin'] as const;
+export const Role = z.enum(ROLES);
+export type Role = z.infer<typeof Role>;
+
+/** Action names are identifiers, not prose: they appear in policy, metrics and CLI tables. */
+export const ActionName = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z][A-Za-z0-9_.:-]*$/, 'must start with a letter and use only letters, digits, _ . : -');
+
+export const JsonObject = z.record(z.string(), z.unknown());
+export type JsonObject = z.infer<typeof JsonObject>;
+
+const ShortText = z.string().max(2_000);
+const LongText = z.string().max(20_000);
+
+export const Target = z.union([
+  z.string().max(2_000),
+  z.looseObject({
+    name: z.string().max(2_000).optional(),
+    id: z.string().max(2_000).optional(),
+    type: z.string().max(200).optional(),
+    criticality: RiskLevel.optional(),
+  }),
+]);
+export type Target = z.infer<typeof Target>;
+
+export const Evidence = z.union([
+  LongText,
+  z.looseObject({ type: z.string().max(200).optional(), summary: LongText.optional(), source: ShortText.optional() }),
+]);
+export type Evidence = z.infer<typeof Evidence>;
+
+export const BLAST_SCOPES = ['single', 'host', 'team', 'department', 'organization', 'global'] as const;
+export const BlastRadius = z.union([
+  z.number().int().nonnegative(),
+  z.enum(BLAST_SCOPES),
+  z.looseObject({
+    scope: z.enum(BLAST_SCOPES).optional(),
+    count: z.number().int().nonnegative().optional(),
+    description: ShortText.optional(),
+  }),
+]);
+export type BlastRadius = z.infer<typeof BlastRadius>;
+
+export const AttackTechnique = z.string().regex(/^T\d{4}(\.\d{3})?$/, 'ATT&CK technique id like T1059 or T1059.001');
+
+/** What the agent says about the situation. Free-form extras are kept (and never trusted). */
+export const RequestContext = z.looseObject({
+  target: Target.optional(),
+  evidence: z.array(Evidence).max(200).optional(),
+  blastRadius: BlastRadius.optional(),
+  attack: z.array(AttackTechnique).max(100).optional(),
+  relatedIncidents: z.array(z.string().max(200)).max(100).optional(),
+  value: z.number().nonnegative().finite().optional(),
+  reversible: z.boolean().optional(),
+  timeSensitivity: z.number().min(0).max(1).optional(),
+  threatScore: z.number().min(0).max(1).optional(),
+});
+export type RequestContext = z.infer<typeof RequestContext>;
+
+export const Alternative = z.strictObject({
+  name: z.string().min(1).max(100),
+  action: ActionName,
+  args: JsonObject.default({}),
+  description: ShortText.optional(),
+});
+export type Alternative = z.infer<typeof Alternative>;
+
+/** One required approver: by role (or higher), by group, or a named operator. */
+export const ApproverSpec = z
+  .strictObject({
+    role: Role.optional(),
+    group: z.string().min(1).max(100).optional(),
+    operator: z.string().min(1).max(100).optional(),
+  })
+  .refine((a) => a.role !== undefined || a.group !== undefined || a.operator !== undefined, {
+    message: 'an approver names a role, a group or an operator',
+  });
+export type ApproverSpec = z.infer<typeof ApproverSpec>;
+
+export const CreateRequestBody = z
+  .strictObject({
+    action: ActionName,
+    args: JsonObject.default({}),
+    description: LongText.optional(),
+    confidence: z.number().min(0).max(1).optional(),
+    riskLevel: RiskLevel.optional(),
+    context: RequestContext.optional(),
+    alternatives: z.array(Alternative).max(20).optional(),
+    approvers: z.array(ApproverSpec).max(20).optional(),
+    timeoutSeconds: z.number().int().min(1).max(30 * 86_400).optional(),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+  })
+  .superRefine((body, ctx) => {
+    const names = new Set<string>();
+    for (const [i, alt] of (body.alternatives ?? []).entries()) {
+      if (names.has(alt.name)) {
+        ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `duplicate alternative name "${alt.name}"` });
+      }
+      names.add(alt.name);
+    }
+  });
+export type CreateRequestBody = z.input<typeof CreateRequestBody>;
+export type CreateRequest = z.output<typeof CreateRequestBody>;
+
+export const Verdict = z.enum(['approve', 'reject']);
+export type Verdict = z.infer<typeof Verdict>;
+
+export const ReviewBody = z
+  .strictObject({
+    verdict: Verdict,
+    reason: ShortText.optional(),
+    args: JsonObject.optional(),
+    alternative: z.string().min(1).max(100).optional(),
+    totp: z.string().regex(/^\d{6,8}$/).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.verdict === 'reject' && !r.reason?.trim()) {
+      ctx.addIssue({ code: 'custom', path: ['reason'], message: 'a rejection needs a reason' });
+    }
+    if (r.verdict === 'reject' && (r.args !== undefined || r.alternative !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['verdict'], message: 'args and alternative go with approve' });
+    }
+    if (r.args !== undefined && r.alternative !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['alternative'], message: 'give either modified args or an alternative, not both' });
+    }
+  });
+export type ReviewBody = z.infer<typeof ReviewBody>;
+
+export const ExecutionBody = z.strictObject({
+  status: z.enum(['succeeded', 'failed']),
+  result: z.unknown().optional(),
+  error: ShortText.optional(),
+});
+export type ExecutionBody = z.infer<typeof ExecutionBody>;
+
+export const CancelBody = z.strictObject({ reason: ShortText.optional() });
+export type CancelBody = z.infer<typeof CancelBody>;
+
+// ---- what the system computes ----
+
+export const RiskFactor = z.object({
+  name: z.string(),
+  value: z.number(),
+  weight: z.number(),
+  contribution: z.number(),
+  detail: z.string(),
+});
+export type RiskFactor = z.infer<typeof RiskFactor>;
+
+export const MatchedRule = z.object({
+  name: z.string(),
+  reason: z.string(),
+  effects: z.array(z.string()),
+});
+export type MatchedRule = z.infer<typeof MatchedRule>;
+
+/** One stage of an approval: `count` distinct reviewers, each matching the filter. Stages run in order. */
+export const ApprovalStage = z.object({
+  count: z.number().int().min(1),
+  role: Role.optional(),
+  group: z.string().optional(),
+  operators: z.array(z.string()).optional(),
+  label: z.string(),
+});
+export type ApprovalStage = z.infer<typeof ApprovalStage>;
+
+export const ApprovalRequirement = z.object({
+  stages: z.array(ApprovalStage).min(1),
+  /** Rejections that decide the request at once. */
+  deny: z.number().int().min(1),
+});
+export type ApprovalRequirement = z.infer<typeof ApprovalRequirement>;
+
+export const Assessment = z.object({
+  riskScore: z.number(),
+  riskLevel: RiskLevel,
+  factors: z.array(RiskFactor),
+  automationLevel: AutomationLevel,
+  route: Route,
+  requiresApproval: z.boolean(),
+  matchedRules: z.array(MatchedRule),
+  approval: ApprovalRequirement.nullable(),
+  slaSeconds: z.number().nullable(),
+  slaDueAt: z.string().nullable(),
+  mfaRequired: z.boolean(),
+  reasons: z.array(z.string()),
+});
+export type Assessment = z.infer<typeof Assessment>;
+
+export const Actor = z.object({
+  type: z.enum(['agent', 'operator', 'system']),
+  id: z.string(),
+  name: z.string(),
+});
+export type Actor = z.infer<typeof Actor>;
+
+export const DecisionOutcome = z.enum(['approved', 'rejected', 'expired', 'cancelled']);
+export type DecisionOutcome = z.infer<typeof DecisionOutcome>;
+
+export const Decision = z.object({
+  outcome: DecisionOutcome,
+  /** `policy` for automatic decisions, `reviewers` for human ones, `agent` for cancellation, `timeout` for expiry. */
+  decidedBy: z.enum(['policy', 'reviewers', 'agent', 'timeout']),
+  deciders: z.array(Actor),
+  reason: z.string().nullable(),
+  at: z.string(),
+  /** What may run: the approved action and args (modified or an alternative's), null unless approved. */
+  action: z.string().nullable(),
+  args: JsonObject.nullable(),
+  alternative: z.string().nullable(),
+  modified: z.boolean(),
+});
+export type Decision = z.infer<typeof Decision>;
+
+export const Review = z.object({
+  id: z.string(),
+  requestId: z.string(),
+  reviewer: Actor,
+  verdict: Verdict,
+  reason: z.string().nullable(),
+  args: JsonObject.nullable(),
+  alternative: z.string().nullable(),
+  at: z.string(),
+});
+export type Review = z.infer<typeof Review>;
+
+export const Execution = z.object({
+  status: z.enum(['succeeded', 'failed']),
+  result: z.unknown().optional(),
+  error: z.string().nullable(),
+  at: z.string(),
+});
+export type Execution = z.infer<typeof Execution>;
+
+/** A request as the API returns it. */
+export const ApprovalRequest = z.object({
+  id: z.string(),
+  agentId: z.string(),
+  agentName: z.string(),
+  status: RequestStatus,
+  action: z.string(),
+  args: JsonObject,
+  description: z.string().nullable(),
+  confidence: z.number().nullable(),
+  riskHint: RiskLevel.nullable(),
+  context: JsonObject,
+  alternatives: z.array(Alternative),
+  approvers: z.array(ApproverSpec),
+  idempotencyKey: z.string().nullable(),
+  assessment: Assessment,
+  policyVersion: z.number(),
+  reviews: z.array(Review),
+  decision: Decision.nullable(),
+  execution: Execution.nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  expiresAt: z.string().nullable(),
+});
+export type ApprovalRequest = z.infer<typeof ApprovalRequest>;
+
+export const ErrorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+});

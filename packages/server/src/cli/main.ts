@@ -1,0 +1,42 @@
+/**
+ * The `countersign` command. Every command has --help and --json; errors print their code and
+ * exit non-zero. Commands other than `serve` talk to a server over HTTP
+ * (COUNTERSIGN_URL / COUNTERSIGN_TOKEN), exactly as any other client would.
+ */
+import { Command, CommanderError } from 'commander';
+import { CountersignError } from '@countersign/core';
+import { registerServe } from './serve-command.ts';
+import { registerClientCommands } from './commands.ts';
+
+const program = new Command()
+  .name('countersign')
+  .description('Countersign: a human-in-the-loop approval gateway for AI agents')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerServe(program);
+registerClientCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode);
+  }
+  const json = process.argv.includes('--json');
+  if (err instanceof CountersignError) {
+    if (json) console.error(JSON.stringify(err.toJSON()));
+    else console.error(`error ${err.code}: ${err.message}${formatDetails(err.details)}`);
+  } else {
+    console.error(`error INTERNAL: ${(err as Error).message ?? String(err)}`);
+  }
+  process.exit(1);
+}
+
+function formatDetails(details: unknown): string {
+  if (details && typeof details === 'object' && 'errors' in details && Array.isArray((details as { errors: unknown[] }).errors)) {
+    return '\n' + (details as { errors: Array<{ path: string; message: string }> }).errors.map((e) => `  ${e.path}: ${e.message}`).join('\n');
+  }
+  return '';
+}

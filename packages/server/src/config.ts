@@ -1,0 +1,59 @@
+/**
+ * One config pipeline: flags > COUNTERSIGN_* environment > defaults, resolved once into a
+ * frozen object. The policy file is resolved separately (it is data the engine validates).
+ */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { CountersignError } from '@countersign/core';
+
+export interface ServerConfig {
+  readonly databaseUrl: string;
+  readonly host: string;
+  readonly port: number;
+  /** Absolute path of the policy file, or null for the built-in default. */
+  readonly policyPath: string | null;
+  readonly adminToken: string | undefined;
+  readonly agentKey: string | undefined;
+}
+
+export interface ServerFlags {
+  database?: string | undefined;
+  host?: string | undefined;
+  port?: string | number | undefined;
+  policy?: string | undefined;
+}
+
+export function resolveServerConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ServerConfig {
+  const port = Number(flags.port ?? env.COUNTERSIGN_PORT ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new CountersignError('VALIDATION_FAILED', `port must be an integer 0–65535 (got "${flags.port ?? env.COUNTERSIGN_PORT}")`);
+  }
+  const explicitPolicy = flags.policy ?? env.COUNTERSIGN_POLICY;
+  let policyPath: string | null = null;
+  if (explicitPolicy) {
+    policyPath = resolve(cwd, explicitPolicy);
+    if (!existsSync(policyPath)) throw new CountersignError('POLICY_INVALID', `policy file ${policyPath} does not exist`);
+  } else if (existsSync(resolve(cwd, 'countersign.yaml'))) {
+    policyPath = resolve(cwd, 'countersign.yaml');
+  }
+  return Object.freeze({
+    databaseUrl: flags.database ?? env.COUNTERSIGN_DATABASE_URL ?? 'sqlite:./countersign.db',
+    host: flags.host ?? env.COUNTERSIGN_HOST ?? '127.0.0.1',
+    port,
+    policyPath,
+    adminToken: env.COUNTERSIGN_ADMIN_TOKEN || undefined,
+    agentKey: env.COUNTERSIGN_AGENT_KEY || undefined,
+  });
+}
+
+export interface ClientConfig {
+  readonly url: string;
+  readonly token: string | undefined;
+}
+
+export function resolveClientConfig(flags: { url?: string | undefined; token?: string | undefined } = {}, env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  return Object.freeze({
+    url: (flags.url ?? env.COUNTERSIGN_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, ''),
+    token: flags.token ?? env.COUNTERSIGN_TOKEN ?? undefined,
+  });
+}

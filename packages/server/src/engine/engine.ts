@@ -1,0 +1,578 @@
+/**
+ * The orchestrator and the only writer of requests, reviews, credentials and audit entries.
+ * HTTP handlers, the CLI (through HTTP), the embedded gateway and background loops all call
+ * these methods; none of them writes SQL. Every state change and its audit entries are written
+ * in one transaction, and waiters are woken only after the commit.
+ */
+import {
+  CountersignError,
+  ROLES,
+  canonicalJson,
+  evaluate,
+  parsePolicy,
+  policyDecision,
+  transition,
+  type ApprovalRequest,
+  type CancelBody,
+  type CreateRequest,
+  type ExecutionBody,
+  type LifecycleEvent,
+  type LifecycleState,
+  type Policy,
+  type RequestStatus,
+  type ReviewBody,
+  type Role,
+  type TransitionKind,
+} from '@countersign/core';
+import { newId, newSecret, secretPrefix, sha256Hex } from '../ids.ts';
+import type { Connection } from '../store/connect.ts';
+import { Store, type AuditRow, type NewAuditEntry, type Queries, type RequestRow } from '../store/store.ts';
+import { requestFromRow, voteFromRow } from './mapping.ts';
+import type { Principal } from './principal.ts';
+import { Wakeups } from './wakeups.ts';
+
+export const WAKE_CHANNEL = 'countersign_requests';
+
+export interface ActivePolicy {
+  version: number;
+  hash: string;
+  source: string;
+  policy: Policy;
+}
+
+export interface ListOptions {
+  status?: RequestStatus | undefined;
+  riskLevel?: string | undefined;
+  agentId?: string | undefined;
+  action?: string | undefined;
+  limit?: number | undefined;
+  cursor?: string | undefined;
+}
+
+export interface AuditEntry {
+  seq: number;
+  at: string;
+  type: string;
+  requestId: string | null;
+  actor: { type: string; id: string; name: string };
+  data: unknown;
+}
+
+type Actor = { type: 'agent' | 'operator' | 'system'; id: string; name: string };
+const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
+
+function actorOf(p: Principal): Actor {
+  return p.kind === 'agent'
+    ? { type: 'agent', id: p.agentId, name: p.agentName }
+    : { type: 'operator', id: p.operatorId, name: p.name };
+}
+
+function encodeCursor(row: Pick<RequestRow, 'created_at' | 'id'>): string {
+  return Buffer.from(`${row.created_at}:${row.id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  const text = Buffer.from(cursor, 'base64url').toString();
+  const match = /^(\d+):([A-Za-z0-9_]+)$/.exec(text);
+  if (!match) throw new CountersignError('VALIDATION_FAILED', 'cursor is not one this server issued', { field: 'cursor' });
+  return { createdAt: Number(match[1]), id: match[2] as string };
+}
+
+export class Engine {
+  readonly wakeups = new Wakeups();
+  private active: ActivePolicy | undefined;
+  private readonly agentNames = new Map<string, string>();
+  private unlisten: (() => Promise<void>) | undefined;
+
+  private constructor(
+    readonly store: Store,
+    private readonly now: () => number,
+  ) {}
+
+  /** Opens the store (migrating it) and starts listening for cross-process wake-ups. */
+  static async open(options: { connection: Connection; now?: () => number }): Promise<Engine> {
+    const engine = new Engine(new Store(options.connection), options.now ?? Date.now);
+    if (engine.store.capabilities.listenNotify) {
+      engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id));
+    }
+    return engine;
+  }
+
+  async close(): Promise<void> {
+    await this.unlisten?.();
+    await this.store.close();
+  }
+
+  get policy(): ActivePolicy {
+    if (!this.active) throw new CountersignError('POLICY_INVALID', 'no policy is loaded');
+    return this.active;
+  }
+
+  // ---- policy ----
+
+  /**
+   * Validates and activates a policy. An invalid one is refused whole and the last good policy
+   * stays active. The same text as the newest stored version reuses its version number;
+   * anything new is stored, versioned and recorded in the audit trail.
+   */
+  async activatePolicy(text: string, source: string): Promise<ActivePolicy> {
+    const result = parsePolicy(text);
+    if (!result.ok) {
+      throw new CountersignError('POLICY_INVALID', `policy from ${source} is invalid`, { errors: result.errors });
+    }
+    const hash = sha256Hex(text);
+    const active = await this.store.transaction(async (tx) => {
+      const latest = await tx.latestPolicy();
+      if (latest && latest.hash === hash) return { version: latest.version, hash, source, policy: result.policy };
+      const version = (latest?.version ?? 0) + 1;
+      const at = this.now();
+      await tx.insertPolicy({ version, hash, source: text, loaded_at: at });
+      await tx.appendAudit([this.audit('policy_loaded', null, SYSTEM, { version, hash, source }, at)]);
+      return { version, hash, source, policy: result.policy };
+    });
+    this.active = active;
+    return active;
+  }
+
+  // ---- credentials ----
+
+  async authenticate(token: string): Promise<Principal | undefined> {
+    if (token.length < 10 || token.length > 200) return undefined;
+    const found = await this.store.findCredential(sha256Hex(token));
+    if (!found) return undefined;
+    if (found.kind === 'agent') return { kind: 'agent', agentId: found.agentId, agentName: found.agentName };
+    return {
+      kind: 'operator',
+      operatorId: found.operatorId,
+      name: found.name,
+      roles: JSON.parse(found.roles) as Role[],
+      groups: JSON.parse(found.groups) as string[],
+    };
+  }
+
+  /**
+   * First start: when the database holds no credential at all, create an `admin` operator and
+   * a `demo-agent` key. Given values (from `COUNTERSIGN_ADMIN_TOKEN` / `COUNTERSIGN_AGENT_KEY`)
+   * are used instead of random ones. Returns the secrets once, or null when already set up.
+   */
+  async bootstrap(given: { adminToken?: string | undefined; agentKey?: string | undefined } = {}) {
+    for (const [name, value] of Object.entries(given)) {
+      if (value !== undefined && (value.length < 16 || value.length > 200 || /\s/.test(value))) {
+        throw new CountersignError('VALIDATION_FAILED', `${name} must be 16–200 characters without spaces`);
+      }
+    }
+    return this.store.transaction(async (tx) => {
+      if ((await tx.countCredentials()) > 0) return null;
+      const admin = await this.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
+      const agent = await this.insertAgentKey(tx, SYSTEM, 'demo-agent', given.agentKey);
+      return { adminToken: admin.token, operatorId: admin.id, agentKey: agent.key, agentId: agent.agentId };
+    });
+  }
+
+  async createOperator(by: Principal, input: { name: string; roles: Role[]; groups?: string[] | undefined }) {
+    this.requireRole(by, 'admin');
+    for (const role of input.roles) {
+      if (!ROLES.includes(role)) throw new CountersignError('VALIDATION_FAILED', `unknown role "${role}"`, { roles: ROLES });
+    }
+    return this.store.transaction(async (tx) => {
+      if (await tx.findOperatorByName(input.name)) {
+        throw new CountersignError('VALIDATION_FAILED', `an operator named "${input.name}" already exists`);
+      }
+      return this.insertOperator(tx, actorOf(by), { name: input.name, roles: input.roles, groups: input.groups ?? [] });
+    });
+  }
+
+  async createAgentKey(by: Principal, agentName: string) {
+    this.requireRole(by, 'admin');
+    return this.store.transaction((tx) => this.insertAgentKey(tx, actorOf(by), agentName));
+  }
+
+  async listOperators(by: Principal) {
+    this.requireOperator(by);
+    const rows = await this.store.listOperators();
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      roles: JSON.parse(r.roles) as Role[],
+      groups: JSON.parse(r.groups) as string[],
+      createdAt: new Date(r.created_at).toISOString(),
+    }));
+  }
+
+  private async insertOperator(
+    tx: Queries,
+    by: Actor,
+    input: { name: string; roles: Role[]; groups: string[] },
+    token = newSecret('cso'),
+  ) {
+    const at = this.now();
+    const id = newId('op', at);
+    await tx.insertOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at });
+    await tx.insertOperatorToken({ id: newId('tok', at), operator_id: id, token_hash: sha256Hex(token), prefix: secretPrefix(token), created_at: at, revoked_at: null });
+    await tx.appendAudit([this.audit('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
+    return { id, name: input.name, roles: input.roles, token };
+  }
+
+  private async insertAgentKey(tx: Queries, by: Actor, agentName: string, key = newSecret('csk')) {
+    const at = this.now();
+    const agentId = await this.ensureAgent(tx, agentName, at, by);
+    const keyId = newId('key', at);
+    await tx.insertApiKey({
+      id: keyId,
+      agent_id: agentId,
+      key_hash: sha256Hex(key),
+      prefix: secretPrefix(key),
+      created_at: at,
+      created_by: by.type === 'operator' ? by.id : null,
+      revoked_at: null,
+    });
+    await tx.appendAudit([this.audit('key_created', null, by, { agentId, agentName, keyId, prefix: secretPrefix(key) }, at)]);
+    return { agentId, agentName, keyId, key };
+  }
+
+  private async ensureAgent(tx: Queries, name: string, at: number, by: Actor): Promise<string> {
+    const existing = await tx.findAgentByName(name);
+    if (existing) return existing.id;
+    const id = newId('agt', at);
+    await tx.insertAgent({ id, name, created_at: at });
+    await tx.appendAudit([this.audit('agent_created', null, by, { agentId: id, name }, at)]);
+    return id;
+  }
+
+  // ---- requests ----
+
+  /**
+   * Proposes an action. Idempotent per agent on `idempotencyKey`: the same key and body return
+   * the same request (`replayed: true`); the same key with a different body is a conflict.
+   */
+  async createRequest(by: Principal, body: CreateRequest): Promise<{ request: ApprovalRequest; replayed: boolean }> {
+    const policy = this.policy;
+    const at = this.now();
+    const agent = await this.requesterAgent(by, at);
+    const bodyHash = sha256Hex(canonicalJson(body));
+    if (body.idempotencyKey !== undefined) {
+      const existing = await this.store.findByIdempotencyKey(agent.id, body.idempotencyKey);
+      if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
+    }
+    const history = await this.store.historyCounts(agent.id, body.action);
+    const assessment = evaluate({ ...body, agent: agent.name }, policy.policy, history, new Date(at));
+    const id = newId('req', at);
+    const decision =
+      assessment.route === 'review'
+        ? null
+        : policyDecision(assessment.route, body.action, body.args, assessment.reasons.join('; ') || assessment.route, new Date(at).toISOString());
+    const status: RequestStatus = decision === null ? 'pending' : decision.outcome === 'approved' ? 'approved' : 'rejected';
+    const row: RequestRow = {
+      id,
+      agent_id: agent.id,
+      requester_operator_id: by.kind === 'operator' ? by.operatorId : null,
+      idempotency_key: body.idempotencyKey ?? null,
+      body_hash: bodyHash,
+      action: body.action,
+      args: JSON.stringify(body.args),
+      description: body.description ?? null,
+      confidence: body.confidence ?? null,
+      risk_hint: body.riskLevel ?? null,
+      context: JSON.stringify(body.context ?? {}),
+      alternatives: JSON.stringify(body.alternatives ?? []),
+      approvers: JSON.stringify(body.approvers ?? []),
+      timeout_seconds: body.timeoutSeconds ?? null,
+      status,
+      risk_score: assessment.riskScore,
+      risk_level: assessment.riskLevel,
+      automation_level: assessment.automationLevel,
+      route: assessment.route,
+      assessment: JSON.stringify(assessment),
+      policy_version: policy.version,
+      decision: decision === null ? null : JSON.stringify(decision),
+      execution: null,
+      created_at: at,
+      updated_at: at,
+      decided_at: decision === null ? null : at,
+      expires_at: decision === null && body.timeoutSeconds !== undefined ? at + body.timeoutSeconds * 1000 : null,
+    };
+    const actor = actorOf(by);
+    const entries: NewAuditEntry[] = [
+      this.audit('created', id, actor, {
+        action: body.action,
+        agentId: agent.id,
+        policyVersion: policy.version,
+        riskScore: assessment.riskScore,
+        riskLevel: assessment.riskLevel,
+        automationLevel: assessment.automationLevel,
+        route: assessment.route,
+        matchedRules: assessment.matchedRules.map((r) => r.name),
+      }, at),
+      status === 'pending'
+        ? this.audit('queued', id, SYSTEM, { slaDueAt: assessment.slaDueAt, approval: assessment.approval }, at)
+        : this.audit(status, id, SYSTEM, { decidedBy: 'policy', reason: decision?.reason ?? null }, at),
+    ];
+    try {
+      await this.store.transaction(async (tx) => {
+        await tx.insertRequest(row);
+        await tx.appendAudit(entries);
+        await tx.notify(WAKE_CHANNEL, id);
+      });
+    } catch (err) {
+      // Two creates raced on one idempotency key: the loser returns the winner's request.
+      if (body.idempotencyKey !== undefined) {
+        const existing = await this.store.findByIdempotencyKey(agent.id, body.idempotencyKey);
+        if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
+      }
+      throw err;
+    }
+    this.afterCommit(id);
+    return { request: requestFromRow(row, agent.name, []), replayed: false };
+  }
+
+  private async replay(existing: RequestRow, bodyHash: string): Promise<ApprovalRequest> {
+    if (existing.body_hash !== bodyHash) {
+      throw new CountersignError('IDEMPOTENCY_CONFLICT', 'this idempotency key was used for a different request', {
+        requestId: existing.id,
+      });
+    }
+    return this.toPublic(existing);
+  }
+
+  /** Operators may propose actions too; they act as an agent named `operator:<name>`. */
+  private async requesterAgent(by: Principal, at: number): Promise<{ id: string; name: string }> {
+    if (by.kind === 'agent') return { id: by.agentId, name: by.agentName };
+    const name = `operator:${by.name}`;
+    const existing = await this.store.findAgentByName(name);
+    if (existing) return { id: existing.id, name };
+    const id = await this.store.transaction((tx) => this.ensureAgent(tx, name, at, actorOf(by)));
+    return { id, name };
+  }
+
+  async getRequest(by: Principal, id: string): Promise<ApprovalRequest> {
+    const row = await this.store.getRequest(id);
+    this.checkReadable(by, row, id);
+    return this.toPublic(row);
+  }
+
+  /**
+   * Returns as soon as the request leaves `pending` (or, when it already has, at once), else
+   * after `waitMs` with its current state. Subscribes before reading, so a decision that lands
+   * between the read and the wait is never missed.
+   */
+  async waitForDecision(by: Principal, id: string, waitMs: number, signal?: AbortSignal): Promise<ApprovalRequest> {
+    const deadline = this.now() + waitMs;
+    for (;;) {
+      const stop = new AbortController();
+      const onAbort = () => stop.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const changed = this.wakeups.next(id, Math.max(0, deadline - this.now()), stop.signal);
+      try {
+        const row = await this.store.getRequest(id);
+        this.checkReadable(by, row, id);
+        if (row.status !== 'pending' || this.now() >= deadline || signal?.aborted) return await this.toPublic(row);
+        if ((await changed) !== 'changed') return await this.toPublic((await this.store.getRequest(id)) ?? row);
+      } finally {
+        stop.abort();
+        signal?.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+
+  async listRequests(by: Principal, options: ListOptions = {}) {
+    this.requireOperator(by);
+    const limit = Math.min(Math.max(options.limit ?? 50, 1), 500);
+    const order = options.status === 'pending' ? 'oldest' : 'newest';
+    const rows = await this.store.listRequests({
+      status: options.status,
+      riskLevel: options.riskLevel,
+      agentId: options.agentId,
+      action: options.action,
+      limit: limit + 1,
+      after: options.cursor ? decodeCursor(options.cursor) : undefined,
+      order,
+    });
+    const page = rows.slice(0, limit);
+    const reviews = await this.store.reviewsFor(page.map((r) => r.id));
+    const items = await Promise.all(
+      page.map(async (row) => requestFromRow(row, await this.agentName(row.agent_id), reviews.filter((v) => v.request_id === row.id))),
+    );
+    const last = page[page.length - 1];
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+  }
+
+  async review(by: Principal, id: string, body: ReviewBody): Promise<ApprovalRequest> {
+    if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot review requests');
+    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
+    return this.change(by, id, { type: 'review', reviewer, verdict: body.verdict, reason: body.reason, args: body.args, alternative: body.alternative, at: '' });
+  }
+
+  async cancel(by: Principal, id: string, body: CancelBody = {}): Promise<ApprovalRequest> {
+    return this.change(by, id, { type: 'cancel', actor: actorOf(by), reason: body.reason, at: '' }, true);
+  }
+
+  async reportExecution(by: Principal, id: string, body: ExecutionBody): Promise<ApprovalRequest> {
+    return this.change(by, id, { type: 'execution', status: body.status, at: '' }, true, body);
+  }
+
+  /** Expires pending requests whose agent-set deadline has passed. Returns how many. */
+  async expireDue(limit = 100): Promise<number> {
+    const due = await this.store.duePending(this.now(), limit);
+    let expired = 0;
+    for (const { id } of due) {
+      try {
+        await this.change(undefined, id, { type: 'expire', reason: 'the request timed out before a decision', at: '' });
+        expired++;
+      } catch (err) {
+        if (!(err instanceof CountersignError && err.code === 'ALREADY_DECIDED')) throw err;
+      }
+    }
+    return expired;
+  }
+
+  /**
+   * One state change: lock the row, replay the votes into the pure state machine, write the
+   * result and its audit entries in the same transaction, then wake waiters.
+   */
+  private async change(
+    by: Principal | undefined,
+    id: string,
+    event: LifecycleEvent,
+    ownerOnly = false,
+    execution?: ExecutionBody,
+  ): Promise<ApprovalRequest> {
+    const row = await this.store.transaction(async (tx) => {
+      const current = await tx.getRequest(id, true);
+      if (by) this.checkReadable(by, current, id);
+      if (!current) throw new CountersignError('NOT_FOUND', `no request ${id}`);
+      if (by && ownerOnly) this.checkOwner(by, current);
+      const at = this.now();
+      const atIso = new Date(at).toISOString();
+      const votes = (await tx.reviewsFor([id])).map(voteFromRow);
+      const state: LifecycleState = {
+        status: current.status as RequestStatus,
+        action: current.action,
+        args: JSON.parse(current.args),
+        alternatives: JSON.parse(current.alternatives),
+        approval: JSON.parse(current.assessment).approval ?? null,
+        votes,
+        requesterOperatorId: current.requester_operator_id,
+      };
+      const result = transition(state, { ...event, at: atIso });
+      const actor = by ? actorOf(by) : SYSTEM;
+      if (result.vote) {
+        const v = result.vote;
+        await tx.insertReview({
+          id: newId('rev', at),
+          request_id: id,
+          operator_id: v.reviewer.id,
+          operator_name: v.reviewer.name,
+          verdict: v.verdict,
+          reason: v.reason,
+          args: v.args === null ? null : JSON.stringify(v.args),
+          alternative: v.alternative,
+          payload_key: v.payloadKey,
+          stage: v.stage,
+          created_at: at,
+        });
+      }
+      const patch: Partial<RequestRow> = { status: result.status, updated_at: at };
+      if (result.decision) {
+        patch.decision = JSON.stringify(result.decision);
+        patch.decided_at = at;
+      }
+      if (execution) {
+        patch.execution = JSON.stringify({ status: execution.status, result: execution.result, error: execution.error ?? null, at: atIso });
+      }
+      if (!(await tx.updateRequest(id, patch, current.status))) {
+        throw new CountersignError('ALREADY_DECIDED', `request ${id} changed concurrently`);
+      }
+      await tx.appendAudit(result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result, execution), at)));
+      await tx.notify(WAKE_CHANNEL, id);
+      return { ...current, ...patch } as RequestRow;
+    });
+    this.afterCommit(id);
+    return this.toPublic(row);
+  }
+
+  private auditData(kind: TransitionKind, result: ReturnType<typeof transition>, execution?: ExecutionBody) {
+    if (kind === 'reviewed' && result.vote) {
+      const v = result.vote;
+      return { verdict: v.verdict, reason: v.reason, modifiedArgs: v.args !== null, alternative: v.alternative, stage: v.stage };
+    }
+    if (kind === 'executed' || kind === 'execution_failed') return { status: execution?.status, error: execution?.error ?? null };
+    const d = result.decision;
+    return d
+      ? { decidedBy: d.decidedBy, deciders: d.deciders.map((x) => x.name), reason: d.reason, alternative: d.alternative, modified: d.modified }
+      : {};
+  }
+
+  // ---- audit (read side; the trail's format grows in the audit issue) ----
+
+  async auditForRequest(by: Principal, id: string): Promise<AuditEntry[]> {
+    const row = await this.store.getRequest(id);
+    this.checkReadable(by, row, id);
+    return (await this.store.auditFor(id)).map(auditFromRow);
+  }
+
+  async listAudit(by: Principal, options: { afterSeq?: number; limit?: number; type?: string }) {
+    this.requireOperator(by);
+    const limit = Math.min(Math.max(options.limit ?? 100, 1), 1000);
+    const rows = await this.store.listAudit({ afterSeq: options.afterSeq, limit, type: options.type });
+    return rows.map(auditFromRow);
+  }
+
+  // ---- helpers ----
+
+  private audit(type: string, requestId: string | null, actor: Actor, data: unknown, at: number): NewAuditEntry {
+    return { at, type, request_id: requestId, actor_type: actor.type, actor_id: actor.id, actor_name: actor.name, data: JSON.stringify(data) };
+  }
+
+  private afterCommit(id: string): void {
+    // On PostgreSQL the NOTIFY sent in the transaction wakes every process, this one included.
+    if (!this.store.capabilities.listenNotify) this.wakeups.publish(id);
+  }
+
+  private async toPublic(row: RequestRow): Promise<ApprovalRequest> {
+    const reviews = await this.store.reviewsFor([row.id]);
+    return requestFromRow(row, await this.agentName(row.agent_id), reviews);
+  }
+
+  private async agentName(agentId: string): Promise<string> {
+    const cached = this.agentNames.get(agentId);
+    if (cached !== undefined) return cached;
+    const agent = await this.store.findAgentById(agentId);
+    const name = agent?.name ?? agentId;
+    this.agentNames.set(agentId, name);
+    return name;
+  }
+
+  /** Unknown and not-yours look the same to an agent, so ids cannot be probed. */
+  private checkReadable(by: Principal, row: RequestRow | undefined, id: string): asserts row is RequestRow {
+    if (!row || (by.kind === 'agent' && row.agent_id !== by.agentId)) {
+      throw new CountersignError('NOT_FOUND', `no request ${id}`);
+    }
+  }
+
+  private checkOwner(by: Principal, row: RequestRow): void {
+    if (by.kind === 'agent') return; // checkReadable already limited agents to their own
+    if (row.requester_operator_id !== by.operatorId) {
+      throw new CountersignError('FORBIDDEN', 'only the requesting agent may do this');
+    }
+  }
+
+  private requireOperator(by: Principal): asserts by is Extract<Principal, { kind: 'operator' }> {
+    if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'this needs an operator token');
+  }
+
+  private requireRole(by: Principal, role: Role): void {
+    this.requireOperator(by);
+    if (!by.roles.includes(role)) throw new CountersignError('FORBIDDEN', `this needs the ${role} role`);
+  }
+}
+
+export function auditFromRow(row: AuditRow): AuditEntry {
+  return {
+    seq: row.seq,
+    at: new Date(row.at).toISOString(),
+    type: row.type,
+    requestId: row.request_id,
+    actor: { type: row.actor_type, id: row.actor_id, name: row.actor_name },
+    data: JSON.parse(row.data),
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * In-process fan-out of "request X changed". On PostgreSQL the engine also sends NOTIFY inside
+ * the same transaction (delivered on commit, to every server process), and each process feeds
+ * what it hears into its own `Wakeups`; on SQLite the engine publishes after commit.
+ */
+export class Wakeups {
+  private readonly listeners = new Map<string, Set<() => void>>();
+
+  subscribe(id: string, listener: () => void): () => void {
+    let set = this.listeners.get(id);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(id, set);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.listeners.get(id) === set) this.listeners.delete(id);
+    };
+  }
+
+  publish(id: string): void {
+    const set = this.listeners.get(id);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        listener();
+      } catch {
+        // A broken listener must not stop the others from waking.
+      }
+    }
+  }
+
+  /** Resolves on the next change to `id`, after `ms`, or on abort, whichever comes first. */
+  next(id: string, ms: number, signal?: AbortSignal): Promise<'changed' | 'timeout' | 'aborted'> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve('aborted');
+      const finish = (why: 'changed' | 'timeout' | 'aborted') => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener('abort', onAbort);
+        resolve(why);
+      };
+      const onAbort = () => finish('aborted');
+      const unsubscribe = this.subscribe(id, () => finish('changed'));
+      const timer = setTimeout(() => finish('timeout'), Math.max(0, ms));
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  get size(): number {
+    return this.listeners.size;
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The HTTP API. Handlers translate HTTP to engine calls and back, nothing more: every decision
+ * is the engine's, every error leaves through the one handler in errors.ts.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { CountersignError, type ApprovalRequest } from '@countersign/core';
+import type { MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { streamSSE } from 'hono/streaming';
+import type { Engine } from '../engine/engine.ts';
+import type { Principal } from '../engine/principal.ts';
+import { errorResponse, toCountersignError } from './errors.ts';
+import * as routes from './routes.ts';
+
+type Env = { Variables: { principal: Principal } };
+
+export interface AppOptions {
+  engine: Engine;
+  version?: string;
+  /** Largest accepted request body, bytes. */
+  maxBodyBytes?: number;
+  /** Seconds between SSE keep-alive comments. */
+  heartbeatSeconds?: number;
+  log?: (message: string) => void;
+}
+
+const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
+
+export function createApp(options: AppOptions): OpenAPIHono<Env> {
+  const { engine } = options;
+  const log = options.log ?? console.error;
+  const app = new OpenAPIHono<Env>({
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const issues = result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message, code: i.code }));
+      const where = result.target === 'json' ? 'body' : result.target;
+      const first = issues[0];
+      const message = first ? `invalid ${where}: ${first.path || '(root)'}: ${first.message}` : `invalid ${where}`;
+      return errorResponse(c, new CountersignError('VALIDATION_FAILED', message, { target: where, issues }));
+    },
+  });
+
+  app.onError((err, c) => errorResponse(c, toCountersignError(err, log)));
+  app.notFound((c) => errorResponse(c, new CountersignError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}`)));
+
+  app.get('/healthz', async (c) => {
+    try {
+      await engine.store.ping();
+      return c.json({ status: 'ok', version: options.version ?? '0.1.0', policyVersion: engine.policy.version, database: engine.store.capabilities.dialect });
+    } catch {
+      return c.json({ status: 'unavailable' }, 503);
+    }
+  });
+
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: options.maxBodyBytes ?? 1024 * 1024,
+      onError: (c) => errorResponse(c, new CountersignError('BODY_TOO_LARGE', `request body is larger than ${options.maxBodyBytes ?? 1024 * 1024} bytes`)),
+    }),
+  );
+  app.use('/v1/*', parseJsonBody);
+  app.use('/v1/*', authenticate(engine));
+
+  app.openapi(routes.createRequestRoute, async (c) => {
+    const { request, replayed } = await engine.createRequest(c.get('principal'), c.req.valid('json'));
+    return c.json(request, replayed ? 200 : 201);
+  });
+
+  app.openapi(routes.getRequestRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const { waitSeconds } = c.req.valid('query');
+    const principal = c.get('principal');
+    const request = waitSeconds
+      ? await engine.waitForDecision(principal, id, waitSeconds * 1000, c.req.raw.signal)
+      : await engine.getRequest(principal, id);
+    return c.json(request, 200);
+  });
+
+  app.openapi(routes.requestEventsRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const principal = c.get('principal');
+    const first = await engine.getRequest(principal, id); // 404s before the stream starts
+    const heartbeatMs = (options.heartbeatSeconds ?? 15) * 1000;
+    return streamSSE(c, async (stream) => {
+      let last: ApprovalRequest = first;
+      let eventId = 0;
+      const send = (request: ApprovalRequest) =>
+        stream.writeSSE({ event: 'state', id: String(++eventId), data: JSON.stringify(request) });
+      await send(first);
+      const aborted = new AbortController();
+      stream.onAbort(() => aborted.abort());
+      while (!aborted.signal.aborted && !isClosed(last)) {
+        const why = await engine.wakeups.next(id, heartbeatMs, aborted.signal);
+        if (why === 'aborted') break;
+        if (why === 'timeout') {
+          await stream.write(': keep-alive\n\n');
+          continue;
+        }
+        const next = await engine.getRequest(principal, id);
+        if (next.updatedAt !== last.updatedAt || next.status !== last.status) await send(next);
+        last = next;
+      }
+      await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
+    }) as never;
+  });
+
+  app.openapi(routes.listRequestsRoute, async (c) => c.json(await engine.listRequests(c.get('principal'), c.req.valid('query')), 200));
+
+  app.openapi(routes.reviewRoute, async (c) =>
+    c.json(await engine.review(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200),
+  );
+
+  app.openapi(routes.executionRoute, async (c) =>
+    c.json(await engine.reportExecution(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200),
+  );
+
+  app.openapi(routes.cancelRoute, async (c) => {
+    const bodyIn = (await hasBody(c.req.raw)) ? c.req.valid('json') : {};
+    return c.json(await engine.cancel(c.get('principal'), c.req.valid('param').id, bodyIn ?? {}), 200);
+  });
+
+  app.openapi(routes.requestAuditRoute, async (c) =>
+    c.json({ items: await engine.auditForRequest(c.get('principal'), c.req.valid('param').id) }, 200),
+  );
+
+  app.openapi(routes.auditRoute, async (c) => {
+    const q = c.req.valid('query');
+    const items = await engine.listAudit(c.get('principal'), {
+      ...(q.after !== undefined ? { afterSeq: q.after } : {}),
+      ...(q.limit !== undefined ? { limit: q.limit } : {}),
+      ...(q.type !== undefined ? { type: q.type } : {}),
+    });
+    return c.json({ items }, 200);
+  });
+
+  app.openapi(routes.createOperatorRoute, async (c) => c.json(await engine.createOperator(c.get('principal'), c.req.valid('json')), 201));
+  app.openapi(routes.listOperatorsRoute, async (c) => c.json({ items: await engine.listOperators(c.get('principal')) }, 200));
+  app.openapi(routes.createKeyRoute, async (c) => c.json(await engine.createAgentKey(c.get('principal'), c.req.valid('json').agent), 201));
+
+  app.openapi(routes.meRoute, async (c) => {
+    const p = c.get('principal');
+    return c.json(
+      p.kind === 'agent'
+        ? { kind: 'agent' as const, id: p.agentId, name: p.agentName, roles: [] }
+        : { kind: 'operator' as const, id: p.operatorId, name: p.name, roles: p.roles },
+      200,
+    );
+  });
+
+  app.openapi(routes.policyRoute, async (c) => {
+    const p = c.get('principal');
+    if (p.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'this needs an operator token');
+    const { version, hash, source, policy } = engine.policy;
+    return c.json({ version, hash, source, policy }, 200);
+  });
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An agent API key (csk_…) or an operator token (cso_…)',
+  });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'Countersign',
+      version: options.version ?? '0.1.0',
+      description: 'Human-in-the-loop approval gateway. Errors: {"error": {"code", "message", "details"?}}; codes in docs/errors.md.',
+    },
+  });
+  return app;
+}
+
+function isClosed(request: ApprovalRequest): boolean {
+  return ['rejected', 'expired', 'cancelled', 'executed', 'execution_failed'].includes(request.status);
+}
+
+async function hasBody(req: Request): Promise<boolean> {
+  const length = req.headers.get('content-length');
+  if (length !== null) return Number(length) > 0;
+  return req.headers.get('content-type') !== null;
+}
+
+/**
+ * Reads JSON bodies up front so malformed JSON and wrong media types get their own codes
+ * (the validator then reuses Hono's cached parse).
+ */
+const parseJsonBody: MiddlewareHandler = async (c, next) => {
+  if (c.req.method === 'GET' || c.req.method === 'HEAD' || c.req.method === 'OPTIONS') return next();
+  const type = c.req.header('content-type');
+  if (!(await hasBody(c.req.raw)) && !type) return next();
+  const mediaType = (type ?? '').split(';')[0]?.trim() ?? '';
+  if (!JSON_TYPE.test(mediaType)) {
+    throw new CountersignError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+  }
+  try {
+    await c.req.json();
+  } catch {
+    throw new CountersignError('BAD_JSON', 'request body is not valid JSON');
+  }
+  return next();
+};
+
+function authenticate(engine: Engine): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const header = c.req.header('authorization') ?? '';
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match?.[1]) {
+      throw new CountersignError('UNAUTHENTICATED', 'send a credential as "Authorization: Bearer <token>"');
+    }
+    const principal = await engine.authenticate(match[1]);
+    if (!principal) throw new CountersignError('UNAUTHENTICATED', 'unknown or revoked credential');
+    c.set('principal', principal);
+    return next();
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * The single mapping from error codes to HTTP statuses, and the one error handler. Every error
+ * leaves as `{"error": {"code", "message", "details"?}}`; codes are documented in docs/errors.md.
+ */
+import { CountersignError, type ErrorCode } from '@countersign/core';
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+
+export const STATUS_OF: Readonly<Record<ErrorCode, ContentfulStatusCode>> = Object.freeze({
+  BAD_JSON: 400,
+  VALIDATION_FAILED: 400,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  BAD_ID: 400,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  SELF_REVIEW: 403,
+  NOT_ELIGIBLE: 403,
+  ALREADY_REVIEWED: 409,
+  NOT_FOUND: 404,
+  ALREADY_DECIDED: 409,
+  ILLEGAL_TRANSITION: 409,
+  IDEMPOTENCY_CONFLICT: 409,
+  UNKNOWN_ALTERNATIVE: 400,
+  POLICY_INVALID: 400,
+  BLOCKED_BY_POLICY: 403,
+  APPROVAL_REJECTED: 409,
+  APPROVAL_EXPIRED: 409,
+  APPROVAL_CANCELLED: 409,
+  WAIT_TIMEOUT: 408,
+  RECEIPT_MISMATCH: 409,
+  NETWORK_ERROR: 502,
+  NOT_IMPLEMENTED: 501,
+  STORE_UNAVAILABLE: 503,
+  INTERNAL: 500,
+});
+
+export function errorResponse(c: Context, err: CountersignError): Response {
+  return c.json(err.toJSON(), STATUS_OF[err.code]);
+}
+
+/** Turns anything thrown into the documented shape; unknown errors become a logged 500 with no internals. */
+export function toCountersignError(err: unknown, log: (message: string) => void = console.error): CountersignError {
+  if (err instanceof CountersignError) return err;
+  if (err instanceof HTTPException) {
+    if (err.status === 413) return new CountersignError('BODY_TOO_LARGE', 'request body is too large');
+    if (err.status === 400) return new CountersignError('BAD_JSON', err.message || 'malformed request body');
+    if (err.status === 401) return new CountersignError('UNAUTHENTICATED', err.message || 'unauthenticated');
+    if (err.status < 500) return new CountersignError('VALIDATION_FAILED', err.message);
+  }
+  log(`countersign: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  return new CountersignError('INTERNAL', 'internal error; nothing was approved');
+}

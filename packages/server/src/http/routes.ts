@@ -1,0 +1,216 @@
+/**
+ * Route declarations: paths, parameters and bodies as zod schemas from `@countersign/core`,
+ * so validation and `/openapi.json` come from one source.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import {
+  ApprovalRequest,
+  CancelBody,
+  CreateRequestBody,
+  ErrorBody,
+  ExecutionBody,
+  RequestStatus,
+  ReviewBody,
+  RiskLevel,
+  Role,
+} from '@countersign/core';
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  content: { 'application/json': { schema } },
+  description,
+});
+
+const errors = {
+  400: json(ErrorBody, 'Bad input (code BAD_JSON, VALIDATION_FAILED, …)'),
+  401: json(ErrorBody, 'Missing or unknown credential'),
+  403: json(ErrorBody, 'Not allowed'),
+  404: json(ErrorBody, 'Not found'),
+  409: json(ErrorBody, 'Conflict with the current state'),
+};
+
+export const RequestId = z.string().regex(/^req_[0-9a-z]{26}$/, 'a request id looks like req_…');
+const IdParams = z.object({ id: RequestId });
+const security = [{ bearer: [] }];
+
+const body = <T extends z.ZodType>(schema: T) => ({
+  body: { content: { 'application/json': { schema } }, required: true },
+});
+
+export const createRequestRoute = createRoute({
+  method: 'post',
+  path: '/v1/requests',
+  summary: 'Propose an action',
+  security,
+  request: body(CreateRequestBody),
+  responses: {
+    200: json(ApprovalRequest, 'An earlier request with the same idempotency key'),
+    201: json(ApprovalRequest, 'Created; decided at once when policy allows or blocks it'),
+    ...errors,
+  },
+});
+
+export const WaitQuery = z.object({
+  waitSeconds: z.coerce.number().int().min(0).max(300).optional(),
+});
+
+export const getRequestRoute = createRoute({
+  method: 'get',
+  path: '/v1/requests/{id}',
+  summary: 'One request; ?waitSeconds=N long-polls until it is decided',
+  security,
+  request: { params: IdParams, query: WaitQuery },
+  responses: { 200: json(ApprovalRequest, 'The request'), ...errors },
+});
+
+export const requestEventsRoute = createRoute({
+  method: 'get',
+  path: '/v1/requests/{id}/events',
+  summary: 'Server-sent events for one request (event "state" carries the whole request)',
+  security,
+  request: { params: IdParams },
+  responses: { 200: { content: { 'text/event-stream': { schema: z.string() } }, description: 'SSE stream' }, ...errors },
+});
+
+export const ListQuery = z.object({
+  status: RequestStatus.optional(),
+  riskLevel: RiskLevel.optional(),
+  agentId: z.string().max(100).optional(),
+  action: z.string().max(128).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+  cursor: z.string().max(200).optional(),
+});
+
+export const RequestPage = z.object({ items: z.array(ApprovalRequest), nextCursor: z.string().nullable() });
+
+export const listRequestsRoute = createRoute({
+  method: 'get',
+  path: '/v1/requests',
+  summary: 'The queue (status=pending, oldest first) and history (newest first)',
+  security,
+  request: { query: ListQuery },
+  responses: { 200: json(RequestPage, 'A page of requests'), ...errors },
+});
+
+export const reviewRoute = createRoute({
+  method: 'post',
+  path: '/v1/requests/{id}/reviews',
+  summary: "Record one operator's vote: approve (as asked, with modified args, or an alternative) or reject",
+  security,
+  request: { params: IdParams, ...body(ReviewBody) },
+  responses: { 200: json(ApprovalRequest, 'The request after the vote'), ...errors },
+});
+
+export const executionRoute = createRoute({
+  method: 'post',
+  path: '/v1/requests/{id}/execution',
+  summary: 'The requesting agent reports how the approved action ran',
+  security,
+  request: { params: IdParams, ...body(ExecutionBody) },
+  responses: { 200: json(ApprovalRequest, 'The closed request'), ...errors },
+});
+
+export const cancelRoute = createRoute({
+  method: 'post',
+  path: '/v1/requests/{id}/cancel',
+  summary: 'The requesting agent withdraws a pending request',
+  security,
+  request: { params: IdParams, body: { content: { 'application/json': { schema: CancelBody } }, required: false } },
+  responses: { 200: json(ApprovalRequest, 'The cancelled request'), ...errors },
+});
+
+export const AuditEntrySchema = z.object({
+  seq: z.number(),
+  at: z.string(),
+  type: z.string(),
+  requestId: z.string().nullable(),
+  actor: z.object({ type: z.string(), id: z.string(), name: z.string() }),
+  data: z.unknown(),
+});
+
+export const requestAuditRoute = createRoute({
+  method: 'get',
+  path: '/v1/requests/{id}/audit',
+  summary: "One request's audit entries, in order",
+  security,
+  request: { params: IdParams },
+  responses: { 200: json(z.object({ items: z.array(AuditEntrySchema) }), 'Audit entries'), ...errors },
+});
+
+export const AuditQuery = z.object({
+  after: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  type: z.string().max(64).optional(),
+});
+
+export const auditRoute = createRoute({
+  method: 'get',
+  path: '/v1/audit',
+  summary: 'The audit trail in sequence order (?after=SEQ to page)',
+  security,
+  request: { query: AuditQuery },
+  responses: { 200: json(z.object({ items: z.array(AuditEntrySchema) }), 'Audit entries'), ...errors },
+});
+
+export const NewOperatorBody = z.strictObject({
+  name: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.@-]+$/, 'letters, digits and _ . @ -'),
+  roles: z.array(Role).min(1).max(6),
+  groups: z.array(z.string().min(1).max(100)).max(50).optional(),
+});
+
+export const createOperatorRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators',
+  summary: 'Create an operator (admin); the token is shown once',
+  security,
+  request: body(NewOperatorBody),
+  responses: {
+    201: json(z.object({ id: z.string(), name: z.string(), roles: z.array(Role), token: z.string() }), 'The new operator and its token'),
+    ...errors,
+  },
+});
+
+export const listOperatorsRoute = createRoute({
+  method: 'get',
+  path: '/v1/operators',
+  summary: 'Operators and their roles',
+  security,
+  responses: {
+    200: json(
+      z.object({ items: z.array(z.object({ id: z.string(), name: z.string(), roles: z.array(Role), groups: z.array(z.string()), createdAt: z.string() })) }),
+      'Operators',
+    ),
+    ...errors,
+  },
+});
+
+export const NewKeyBody = z.strictObject({
+  agent: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.@-]+$/, 'letters, digits and _ . @ -'),
+});
+
+export const createKeyRoute = createRoute({
+  method: 'post',
+  path: '/v1/keys',
+  summary: 'Create an API key for an agent (admin); the key is shown once',
+  security,
+  request: body(NewKeyBody),
+  responses: {
+    201: json(z.object({ agentId: z.string(), agentName: z.string(), keyId: z.string(), key: z.string() }), 'The new key'),
+    ...errors,
+  },
+});
+
+export const meRoute = createRoute({
+  method: 'get',
+  path: '/v1/me',
+  summary: 'Who this credential belongs to',
+  security,
+  responses: { 200: json(z.object({ kind: z.enum(['agent', 'operator']), id: z.string(), name: z.string(), roles: z.array(Role) }), 'The caller'), ...errors },
+});
+
+export const policyRoute = createRoute({
+  method: 'get',
+  path: '/v1/policy',
+  summary: 'The active policy: version, hash, source and the resolved settings',
+  security,
+  responses: { 200: json(z.object({ version: z.number(), hash: z.string(), source: z.string(), policy: z.unknown() }), 'Active policy'), ...errors },
+});

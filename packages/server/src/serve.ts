@@ -1,0 +1,82 @@
+/**
+ * `countersign serve`: open the store, load the policy, bootstrap credentials on first start,
+ * listen, and run the background loops. Shuts down cleanly on SIGINT/SIGTERM; SIGHUP reloads
+ * the policy (a bad file is refused and the last good policy stays).
+ */
+import { readFileSync } from 'node:fs';
+import { serve as listen, type ServerType } from '@hono/node-server';
+import { DEFAULT_POLICY_YAML } from '@countersign/core';
+import type { ServerConfig } from './config.ts';
+import { Engine } from './engine/engine.ts';
+import { createApp } from './http/app.ts';
+import { connect } from './store/connect.ts';
+
+export interface RunningServer {
+  engine: Engine;
+  url: string;
+  port: number;
+  bootstrap: Awaited<ReturnType<Engine['bootstrap']>>;
+  reloadPolicy(): Promise<{ ok: boolean; message: string }>;
+  close(): Promise<void>;
+}
+
+export function readPolicySource(config: Pick<ServerConfig, 'policyPath'>): { text: string; source: string } {
+  if (config.policyPath === null) return { text: DEFAULT_POLICY_YAML, source: 'built-in default' };
+  return { text: readFileSync(config.policyPath, 'utf8'), source: config.policyPath };
+}
+
+export async function startServer(config: ServerConfig, log: (line: string) => void = console.log): Promise<RunningServer> {
+  const connection = await connect(config.databaseUrl);
+  const engine = await Engine.open({ connection });
+  try {
+    const { text, source } = readPolicySource(config);
+    await engine.activatePolicy(text, source);
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  const bootstrap = await engine.bootstrap({ adminToken: config.adminToken, agentKey: config.agentKey });
+  const app = createApp({ engine });
+
+  const server: ServerType = await new Promise((resolve, reject) => {
+    const s = listen({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+
+  // Agent-set deadlines (timeoutSeconds) are rows, so a restart still expires what came due.
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    engine
+      .expireDue()
+      .catch((err: unknown) => log(`countersign: expiry sweep failed: ${(err as Error).message}`))
+      .finally(() => (sweeping = false));
+  }, 1000);
+  sweeper.unref();
+
+  return {
+    engine,
+    url,
+    port,
+    bootstrap,
+    async reloadPolicy() {
+      try {
+        const { text, source } = readPolicySource(config);
+        const active = await engine.activatePolicy(text, source);
+        return { ok: true, message: `policy v${active.version} active (${active.source})` };
+      } catch (err) {
+        return { ok: false, message: `policy reload refused, keeping v${engine.policy.version}: ${(err as Error).message}` };
+      }
+    },
+    async close() {
+      clearInterval(sweeper);
+      server.closeAllConnections?.();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await engine.close();
+    },
+  };
+}

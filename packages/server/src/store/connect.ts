@@ -1,0 +1,166 @@
+/**
+ * Opens a store from a `COUNTERSIGN_DATABASE_URL`: `sqlite:PATH`, `sqlite::memory:` or
+ * `postgres://…` (an optional `?schema=NAME` query parameter puts every table in that schema,
+ * which the tests use to isolate runs). Dialect differences are capability flags here, never
+ * `if`s scattered through the engine.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import { CountersignError } from '@countersign/core';
+import { migrationProvider } from './migrations.ts';
+import type { Database } from './schema.ts';
+
+export interface Capabilities {
+  dialect: 'sqlite' | 'postgres';
+  /** Row locks (`SELECT … FOR UPDATE`) so concurrent processes serialise on one request. */
+  rowLocks: boolean;
+  /** `FOR UPDATE SKIP LOCKED`, for sharing due work between processes. */
+  skipLocked: boolean;
+  /** Cross-process wake-ups through LISTEN/NOTIFY. */
+  listenNotify: boolean;
+}
+
+export interface Connection {
+  db: Kysely<Database>;
+  capabilities: Capabilities;
+  /** Subscribe to cross-process notifications (PostgreSQL only). */
+  listen?: (channel: string, onMessage: (payload: string) => void) => Promise<() => Promise<void>>;
+  destroy(): Promise<void>;
+}
+
+export interface ParsedUrl {
+  dialect: 'sqlite' | 'postgres';
+  /** The file path, `:memory:`, or the PostgreSQL connection string without our own parameters. */
+  target: string;
+  schema?: string;
+}
+
+export function parseDatabaseUrl(url: string): ParsedUrl {
+  if (url.startsWith('sqlite:')) {
+    const target = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    if (!target) throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_DATABASE_URL: sqlite: needs a path or :memory:');
+    return { dialect: 'sqlite', target };
+  }
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    const parsed = new URL(url);
+    const schema = parsed.searchParams.get('schema') ?? undefined;
+    parsed.searchParams.delete('schema');
+    if (schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+      throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_DATABASE_URL: bad schema name "${schema}"`);
+    }
+    return { dialect: 'postgres', target: parsed.toString(), ...(schema ? { schema } : {}) };
+  }
+  throw new CountersignError(
+    'VALIDATION_FAILED',
+    `COUNTERSIGN_DATABASE_URL must start with sqlite: or postgres:// (got "${url.split(':')[0]}:")`,
+  );
+}
+
+function openSqlite(target: string): Connection {
+  if (target !== ':memory:') mkdirSync(dirname(resolve(target)), { recursive: true });
+  const database = new SqliteDatabase(target);
+  database.pragma('journal_mode = WAL');
+  // FULL: a 2xx means the commit is on disk, even across power loss, not only a process crash.
+  database.pragma('synchronous = FULL');
+  database.pragma('foreign_keys = ON');
+  database.pragma('busy_timeout = 5000');
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  return {
+    db,
+    capabilities: { dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false },
+    destroy: () => db.destroy(),
+  };
+}
+
+/** bigint columns hold epoch milliseconds and sequence numbers, well inside 2^53. */
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 20 && format !== 'binary') return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+};
+
+function openPostgres(parsed: ParsedUrl): Connection {
+  const options = parsed.schema ? `-c search_path=${parsed.schema}` : undefined;
+  const base = { connectionString: parsed.target, types: pgTypes, ...(options ? { options } : {}) };
+  const pool = new pg.Pool({ ...base, max: 10 });
+  // An idle client that loses its connection must not crash the process; the pool replaces it.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const listeners: pg.Client[] = [];
+  return {
+    db,
+    capabilities: { dialect: 'postgres', rowLocks: true, skipLocked: true, listenNotify: true },
+    async listen(channel, onMessage) {
+      const client = new pg.Client(base);
+      client.on('error', () => {});
+      await client.connect();
+      client.on('notification', (msg) => {
+        if (msg.channel === channel && msg.payload !== undefined) onMessage(msg.payload);
+      });
+      await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
+      listeners.push(client);
+      return async () => {
+        listeners.splice(listeners.indexOf(client), 1);
+        await client.end().catch(() => {});
+      };
+    },
+    async destroy() {
+      await Promise.all(listeners.splice(0).map((c) => c.end().catch(() => {})));
+      await db.destroy();
+    },
+  };
+}
+
+export async function ensureSchema(parsed: ParsedUrl): Promise<void> {
+  if (parsed.dialect !== 'postgres' || !parsed.schema) return;
+  const client = new pg.Client({ connectionString: parsed.target });
+  await client.connect();
+  try {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${client.escapeIdentifier(parsed.schema)}`);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface MigrationReport {
+  applied: string[];
+}
+
+/** Opens the database and applies pending migrations. Fails closed: a failed migration throws. */
+export async function connect(url: string): Promise<Connection & { migrations: MigrationReport }> {
+  const parsed = parseDatabaseUrl(url);
+  let connection: Connection;
+  try {
+    if (parsed.dialect === 'sqlite') {
+      connection = openSqlite(parsed.target);
+    } else {
+      await ensureSchema(parsed);
+      connection = openPostgres(parsed);
+    }
+  } catch (err) {
+    throw new CountersignError('STORE_UNAVAILABLE', `cannot open database: ${(err as Error).message}`);
+  }
+  const migrator = new Migrator({
+    db: connection.db,
+    provider: migrationProvider,
+    migrationTableName: 'countersign_migrations',
+    migrationLockTableName: 'countersign_migrations_lock',
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    await connection.destroy();
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    throw new CountersignError(
+      'STORE_UNAVAILABLE',
+      `database migration ${failed ?? ''} failed: ${(error as Error).message ?? String(error)}`.replace('  ', ' '),
+    );
+  }
+  const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  return Object.assign(connection, { migrations: { applied } });
+}
+
+export { sql };

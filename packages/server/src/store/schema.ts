@@ -1,0 +1,121 @@
+/**
+ * Table shapes, shared by both dialects. JSON columns are text and times are epoch
+ * milliseconds in both engines, so rows read back identically from SQLite and PostgreSQL and
+ * ordering by time never depends on a collation.
+ */
+import type { Generated } from 'kysely';
+
+export interface AgentsTable {
+  id: string;
+  name: string;
+  created_at: number;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  agent_id: string;
+  key_hash: string;
+  prefix: string;
+  created_at: number;
+  created_by: string | null;
+  revoked_at: number | null;
+}
+
+export interface OperatorsTable {
+  id: string;
+  name: string;
+  roles: string;
+  groups: string;
+  created_at: number;
+}
+
+export interface OperatorTokensTable {
+  id: string;
+  operator_id: string;
+  token_hash: string;
+  prefix: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+export interface PoliciesTable {
+  version: number;
+  hash: string;
+  source: string;
+  loaded_at: number;
+}
+
+export interface RequestsTable {
+  id: string;
+  agent_id: string;
+  requester_operator_id: string | null;
+  idempotency_key: string | null;
+  body_hash: string;
+  action: string;
+  args: string;
+  description: string | null;
+  confidence: number | null;
+  risk_hint: string | null;
+  context: string;
+  alternatives: string;
+  approvers: string;
+  timeout_seconds: number | null;
+  status: string;
+  risk_score: number;
+  risk_level: string;
+  automation_level: string;
+  route: string;
+  assessment: string;
+  policy_version: number;
+  decision: string | null;
+  execution: string | null;
+  created_at: number;
+  updated_at: number;
+  decided_at: number | null;
+  expires_at: number | null;
+}
+
+export interface ReviewsTable {
+  id: string;
+  request_id: string;
+  operator_id: string;
+  operator_name: string;
+  verdict: string;
+  reason: string | null;
+  args: string | null;
+  alternative: string | null;
+  payload_key: string | null;
+  stage: number | null;
+  created_at: number;
+}
+
+export interface AuditLogTable {
+  seq: number;
+  at: number;
+  type: string;
+  request_id: string | null;
+  actor_type: string;
+  actor_id: string;
+  actor_name: string;
+  data: string;
+}
+
+/** One row that serialises audit appends, so sequence numbers are gapless and in commit order. */
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+}
+
+export interface Database {
+  agents: AgentsTable;
+  api_keys: ApiKeysTable;
+  operators: OperatorsTable;
+  operator_tokens: OperatorTokensTable;
+  policies: PoliciesTable;
+  requests: RequestsTable;
+  reviews: ReviewsTable;
+  audit_log: AuditLogTable;
+  audit_head: AuditHeadTable;
+}
+
+export type { Generated };

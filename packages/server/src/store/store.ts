@@ -1,0 +1,295 @@
+/**
+ * All SQL lives here, as methods over one Kysely handle. `Store` and the transaction handle it
+ * passes to `transaction()` have the same methods, so the engine writes a state change and its
+ * audit entry with one object in one transaction. Nothing outside the engine calls the write
+ * methods (one writer per table).
+ */
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Capabilities, Connection } from './connect.ts';
+import type {
+  AuditLogTable,
+  Database,
+  OperatorsTable,
+  PoliciesTable,
+  RequestsTable,
+  ReviewsTable,
+} from './schema.ts';
+
+export type RequestRow = RequestsTable;
+export type ReviewRow = ReviewsTable;
+export type AuditRow = AuditLogTable;
+export type PolicyRow = PoliciesTable;
+export type OperatorRow = OperatorsTable;
+
+export type NewAuditEntry = Omit<AuditLogTable, 'seq'>;
+
+export type CredentialRow =
+  | { kind: 'agent'; agentId: string; agentName: string }
+  | { kind: 'operator'; operatorId: string; name: string; roles: string; groups: string };
+
+export interface RequestFilter {
+  status?: string | undefined;
+  riskLevel?: string | undefined;
+  agentId?: string | undefined;
+  action?: string | undefined;
+  limit: number;
+  /** Keyset cursor: rows strictly after this (created_at, id) in the listing order. */
+  after?: { createdAt: number; id: string } | undefined;
+  order: 'newest' | 'oldest';
+}
+
+export interface HistoryCounts {
+  total: number;
+  approved: number;
+  rejected: number;
+  succeeded: number;
+  failed: number;
+}
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+export class Queries {
+  constructor(
+    protected readonly db: Db,
+    readonly capabilities: Capabilities,
+  ) {}
+
+  // ---- credentials ----
+
+  async findCredential(hash: string): Promise<CredentialRow | undefined> {
+    const key = await this.db
+      .selectFrom('api_keys')
+      .innerJoin('agents', 'agents.id', 'api_keys.agent_id')
+      .select(['agents.id as agentId', 'agents.name as agentName'])
+      .where('api_keys.key_hash', '=', hash)
+      .where('api_keys.revoked_at', 'is', null)
+      .executeTakeFirst();
+    if (key) return { kind: 'agent', ...key };
+    const op = await this.db
+      .selectFrom('operator_tokens')
+      .innerJoin('operators', 'operators.id', 'operator_tokens.operator_id')
+      .select(['operators.id as operatorId', 'operators.name', 'operators.roles', 'operators.groups'])
+      .where('operator_tokens.token_hash', '=', hash)
+      .where('operator_tokens.revoked_at', 'is', null)
+      .executeTakeFirst();
+    return op ? { kind: 'operator', ...op } : undefined;
+  }
+
+  async countCredentials(): Promise<number> {
+    const a = await this.db.selectFrom('api_keys').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const o = await this.db
+      .selectFrom('operator_tokens')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(a.n) + Number(o.n);
+  }
+
+  async findAgentByName(name: string) {
+    return this.db.selectFrom('agents').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+
+  async findAgentById(id: string) {
+    return this.db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async insertAgent(row: Database['agents']): Promise<void> {
+    await this.db.insertInto('agents').values(row).execute();
+  }
+
+  async insertApiKey(row: Database['api_keys']): Promise<void> {
+    await this.db.insertInto('api_keys').values(row).execute();
+  }
+
+  async findOperatorByName(name: string): Promise<OperatorRow | undefined> {
+    return this.db.selectFrom('operators').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+
+  async listOperators(): Promise<OperatorRow[]> {
+    return this.db.selectFrom('operators').selectAll().orderBy('created_at').execute();
+  }
+
+  async listAgents() {
+    return this.db.selectFrom('agents').selectAll().orderBy('created_at').execute();
+  }
+
+  async insertOperator(row: OperatorRow): Promise<void> {
+    await this.db.insertInto('operators').values(row).execute();
+  }
+
+  async insertOperatorToken(row: Database['operator_tokens']): Promise<void> {
+    await this.db.insertInto('operator_tokens').values(row).execute();
+  }
+
+  // ---- policies ----
+
+  async latestPolicy(): Promise<PolicyRow | undefined> {
+    return this.db.selectFrom('policies').selectAll().orderBy('version', 'desc').limit(1).executeTakeFirst();
+  }
+
+  async insertPolicy(row: PolicyRow): Promise<void> {
+    await this.db.insertInto('policies').values(row).execute();
+  }
+
+  // ---- requests ----
+
+  async insertRequest(row: RequestRow): Promise<void> {
+    await this.db.insertInto('requests').values(row).execute();
+  }
+
+  /** With `lock`, takes the row lock until the transaction ends (PostgreSQL); SQLite is already serial. */
+  async getRequest(id: string, lock = false): Promise<RequestRow | undefined> {
+    let query = this.db.selectFrom('requests').selectAll().where('id', '=', id);
+    if (lock && this.capabilities.rowLocks) query = query.forUpdate();
+    return query.executeTakeFirst();
+  }
+
+  async findByIdempotencyKey(agentId: string, key: string): Promise<RequestRow | undefined> {
+    return this.db
+      .selectFrom('requests')
+      .selectAll()
+      .where('agent_id', '=', agentId)
+      .where('idempotency_key', '=', key)
+      .executeTakeFirst();
+  }
+
+  async updateRequest(
+    id: string,
+    patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at'>>,
+    expectedStatus: string,
+  ): Promise<boolean> {
+    const result = await this.db
+      .updateTable('requests')
+      .set(patch)
+      .where('id', '=', id)
+      .where('status', '=', expectedStatus)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  async listRequests(filter: RequestFilter): Promise<RequestRow[]> {
+    const dir = filter.order === 'newest' ? 'desc' : 'asc';
+    let query = this.db.selectFrom('requests').selectAll();
+    if (filter.status) query = query.where('status', '=', filter.status);
+    if (filter.riskLevel) query = query.where('risk_level', '=', filter.riskLevel);
+    if (filter.agentId) query = query.where('agent_id', '=', filter.agentId);
+    if (filter.action) query = query.where('action', '=', filter.action);
+    if (filter.after) {
+      const { createdAt, id } = filter.after;
+      const op = dir === 'desc' ? '<' : '>';
+      query = query.where((eb) =>
+        eb.or([eb('created_at', op, createdAt), eb.and([eb('created_at', '=', createdAt), eb('id', op, id)])]),
+      );
+    }
+    return query.orderBy('created_at', dir).orderBy('id', dir).limit(filter.limit).execute();
+  }
+
+  /** Requests whose deadline has passed while still pending. */
+  async duePending(now: number, limit: number): Promise<Array<Pick<RequestRow, 'id'>>> {
+    return this.db
+      .selectFrom('requests')
+      .select('id')
+      .where('status', '=', 'pending')
+      .where('expires_at', '<=', now)
+      .orderBy('expires_at')
+      .limit(limit)
+      .execute();
+  }
+
+  async historyCounts(agentId: string, action: string): Promise<HistoryCounts> {
+    const rows = await this.db
+      .selectFrom('requests')
+      .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('agent_id', '=', agentId)
+      .where('action', '=', action)
+      .groupBy('status')
+      .execute();
+    const counts: HistoryCounts = { total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 };
+    for (const { status, n } of rows) {
+      const count = Number(n);
+      counts.total += count;
+      if (status === 'approved') counts.approved += count;
+      if (status === 'executed') (counts.approved += count), (counts.succeeded += count);
+      if (status === 'execution_failed') (counts.approved += count), (counts.failed += count);
+      if (status === 'rejected' || status === 'expired') counts.rejected += count;
+    }
+    return counts;
+  }
+
+  // ---- reviews ----
+
+  async insertReview(row: ReviewRow): Promise<void> {
+    await this.db.insertInto('reviews').values(row).execute();
+  }
+
+  async reviewsFor(requestIds: readonly string[]): Promise<ReviewRow[]> {
+    if (requestIds.length === 0) return [];
+    return this.db
+      .selectFrom('reviews')
+      .selectAll()
+      .where('request_id', 'in', requestIds)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+  }
+
+  // ---- audit ----
+
+  /**
+   * The one place audit entries are appended. The head row is updated first, which on
+   * PostgreSQL holds its lock to commit: sequence numbers come out gapless and in commit order,
+   * as the tamper-evident trail will need.
+   */
+  async appendAudit(entries: readonly NewAuditEntry[]): Promise<number[]> {
+    if (entries.length === 0) return [];
+    const head = await this.db
+      .updateTable('audit_head')
+      .set({ seq: sql`seq + ${entries.length}` })
+      .where('id', '=', 1)
+      .returning('seq')
+      .executeTakeFirstOrThrow();
+    const last = Number(head.seq);
+    const first = last - entries.length + 1;
+    const rows = entries.map((e, i) => ({ ...e, seq: first + i }));
+    await this.db.insertInto('audit_log').values(rows).execute();
+    return rows.map((r) => r.seq);
+  }
+
+  async auditFor(requestId: string): Promise<AuditRow[]> {
+    return this.db.selectFrom('audit_log').selectAll().where('request_id', '=', requestId).orderBy('seq').execute();
+  }
+
+  async listAudit(filter: { afterSeq?: number; limit: number; type?: string | undefined }): Promise<AuditRow[]> {
+    let query = this.db.selectFrom('audit_log').selectAll();
+    if (filter.afterSeq !== undefined) query = query.where('seq', '>', filter.afterSeq);
+    if (filter.type) query = query.where('type', '=', filter.type);
+    return query.orderBy('seq').limit(filter.limit).execute();
+  }
+
+  async notify(channel: string, payload: string): Promise<void> {
+    if (!this.capabilities.listenNotify) return;
+    await sql`select pg_notify(${channel}, ${payload})`.execute(this.db);
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.db);
+  }
+}
+
+export class Store extends Queries {
+  constructor(private readonly connection: Connection) {
+    super(connection.db, connection.capabilities);
+  }
+
+  async transaction<T>(fn: (tx: Queries) => Promise<T>): Promise<T> {
+    return this.connection.db.transaction().execute((trx) => fn(new Queries(trx, this.capabilities)));
+  }
+
+  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>> {
+    if (!this.connection.listen) return Promise.resolve(async () => {});
+    return this.connection.listen(channel, onMessage);
+  }
+
+  close(): Promise<void> {
+    return this.connection.destroy();
+  }
+}
