@@ -74,7 +74,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
     },
     async close() {
       clearInterval(sweeper);
-      server.closeAllConnections?.();
+      if ('closeAllConnections' in server) server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await engine.close();
     },

@@ -80,28 +80,27 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   app.openapi(routes.requestEventsRoute, async (c) => {
     const { id } = c.req.valid('param');
     const principal = c.get('principal');
-    const first = await engine.getRequest(principal, id); // 404s before the stream starts
+    await engine.getRequest(principal, id); // 404s before the stream starts
     const heartbeatMs = (options.heartbeatSeconds ?? 15) * 1000;
     return streamSSE(c, async (stream) => {
-      let last: ApprovalRequest = first;
-      let eventId = 0;
-      const send = (request: ApprovalRequest) =>
-        stream.writeSSE({ event: 'state', id: String(++eventId), data: JSON.stringify(request) });
-      await send(first);
       const aborted = new AbortController();
       stream.onAbort(() => aborted.abort());
-      while (!aborted.signal.aborted && !isClosed(last)) {
-        const why = await engine.wakeups.next(id, heartbeatMs, aborted.signal);
-        if (why === 'aborted') break;
-        if (why === 'timeout') {
-          await stream.write(': keep-alive\n\n');
-          continue;
+      let last: ApprovalRequest | null = null;
+      let eventId = 0;
+      while (!aborted.signal.aborted) {
+        // Subscribe before reading, so a change between the read and the wait is never missed.
+        const changed = engine.wakeups.next(id, heartbeatMs, aborted.signal);
+        const current = await engine.getRequest(principal, id);
+        if (last === null || current.updatedAt !== last.updatedAt || current.status !== last.status) {
+          await stream.writeSSE({ event: 'state', id: String(++eventId), data: JSON.stringify(current) });
         }
-        const next = await engine.getRequest(principal, id);
-        if (next.updatedAt !== last.updatedAt || next.status !== last.status) await send(next);
-        last = next;
+        last = current;
+        if (isClosed(last)) break;
+        const why = await changed;
+        if (why === 'aborted') break;
+        if (why === 'timeout') await stream.write(': keep-alive\n\n');
       }
-      await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
+      if (last) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
     }) as never;
   });
 

@@ -149,6 +149,9 @@ export async function connect(url: string): Promise<Connection & { migrations: M
     provider: migrationProvider,
     migrationTableName: 'countersign_migrations',
     migrationLockTableName: 'countersign_migrations_lock',
+    // Without a schema, Kysely looks for its tables in every schema and can find another
+    // schema's copy; name ours so each schema migrates on its own.
+    ...(parsed.dialect === 'postgres' ? { migrationTableSchema: parsed.schema ?? 'public' } : {}),
   });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {

@@ -1,0 +1,63 @@
+/** Runs the real `countersign` binary as a child process, the way a user would. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../bin/countersign.js', import.meta.url));
+
+export interface ServerProcess {
+  url: string;
+  bootstrap: { adminToken: string; agentKey: string } | null;
+  child: ChildProcess;
+  stderr: () => string;
+  /** SIGKILL: no shutdown hooks run. */
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startServerProcess(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--json'], {
+    env: { ...process.env, COUNTERSIGN_DATABASE_URL: databaseUrl, COUNTERSIGN_PORT: '0', COUNTERSIGN_POLICY: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let errors = '';
+  child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+  const lines = createInterface({ input: child.stdout! });
+  const first = await Promise.race([
+    once(lines, 'line').then(([line]) => line as string),
+    once(child, 'exit').then(([code]) => {
+      throw new Error(`server exited with ${code}: ${errors}`);
+    }),
+  ]);
+  const info = JSON.parse(first) as { url: string; bootstrap: { adminToken: string; agentKey: string } | null };
+  const exited = once(child, 'exit');
+  return {
+    url: info.url,
+    bootstrap: info.bootstrap,
+    child,
+    stderr: () => errors,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+export async function api<T = unknown>(
+  url: string,
+  token: string,
+  path: string,
+  init: { method?: string; body?: unknown } = {},
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${url}${path}`, {
+    method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
+    headers: { authorization: `Bearer ${token}`, ...(init.body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
+  });
+  return { status: res.status, body: (await res.json()) as T };
+}
