@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   'SELF_REVIEW',
   'NOT_ELIGIBLE',
   'ALREADY_REVIEWED',
+  'MFA_REQUIRED',
   // state
   'NOT_FOUND',
   'ALREADY_DECIDED',

@@ -97,6 +97,16 @@ describe.each(ENGINES)('engine: $name', ({ make }) => {
     expect((await t.engine.getRequest(t.admin, request.id)).status).toBe('pending');
   });
 
+  it('fails closed on approvals the policy wants step-up MFA for (no TOTP yet), but lets them be rejected', async () => {
+    const { request } = await t.engine.createRequest(t.agent, body({ action: 'delete_data', args: { path: '/x' }, confidence: 0.99, riskLevel: 'critical' }));
+    expect(request.assessment).toMatchObject({ riskLevel: 'critical', mfaRequired: true, route: 'review' });
+    const mona = await t.operator('mona', ['director']);
+    expect(await codeOf(t.engine.review(mona, request.id, { verdict: 'approve', totp: '123456' }))).toBe('MFA_REQUIRED');
+    expect((await t.engine.getRequest(t.admin, request.id)).reviews).toHaveLength(0);
+    const rejected = await t.engine.review(mona, request.id, { verdict: 'reject', reason: 'too broad' });
+    expect(rejected.status).toBe('rejected');
+  });
+
   it('hides other agents\' requests from an agent', async () => {
     const { request } = await t.engine.createRequest(t.agent, body(QUEUED));
     const other = await t.agentNamed('nosy-bot');

@@ -145,7 +145,7 @@ describe('HTTP: bad input gets a 4xx with a code and writes nothing', () => {
     { name: 'a JSON array', send: () => post('/v1/requests', agentKey, '[1,2]'), status: 400, code: 'VALIDATION_FAILED' },
     { name: 'not JSON media type', send: () => app.request('/v1/requests', { method: 'POST', headers: { ...auth(agentKey), 'content-type': 'text/plain' }, body: 'action=block_ip' }), status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
     { name: 'a 2 MB body', send: () => post('/v1/requests', agentKey, { action: 'block_ip', description: 'x'.repeat(2 * 1024 * 1024) }), status: 413, code: 'BODY_TOO_LARGE' },
-    { name: 'a malformed id', send: () => app.request('/v1/requests/nope', { headers: auth(agentKey) }), status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'a malformed id', send: () => app.request('/v1/requests/nope', { headers: auth(agentKey) }), status: 400, code: 'BAD_ID' },
     { name: 'an unknown id', send: () => app.request('/v1/requests/req_0000000000aaaaaaaaaaaaaaaa', { headers: auth(agentKey) }), status: 404, code: 'NOT_FOUND' },
     { name: 'review of an unknown id', send: () => post('/v1/requests/req_0000000000aaaaaaaaaaaaaaaa/reviews', adminToken, { verdict: 'approve' }), status: 404, code: 'NOT_FOUND' },
     { name: 'reject without a reason', send: () => post('/v1/requests/req_0000000000aaaaaaaaaaaaaaaa/reviews', adminToken, { verdict: 'reject' }), status: 400, code: 'VALIDATION_FAILED' },

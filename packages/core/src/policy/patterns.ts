@@ -79,7 +79,21 @@ const SECRET_PATTERNS: readonly RegExp[] = [
   /(?<![A-Za-z0-9])(?:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret)["']?\s*[=:]\s*["']?[^\s"',;&]{4,}/i,
 ];
 
-const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b/;
+/**
+ * Emails are found from each `@` within a bounded window (local part ≤ 64, domain ≤ 255, as in
+ * RFC 5321): an unanchored `[…]+@` regex is quadratic on a long run of letters without an `@`.
+ */
+const EMAIL_AT = /[A-Za-z0-9._%+-]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9-])/y;
+
+function hasEmail(text: string): boolean {
+  for (let at = text.indexOf('@'); at !== -1; at = text.indexOf('@', at + 1)) {
+    if (at === 0) continue;
+    const window = text.slice(at - 1, at + 256);
+    EMAIL_AT.lastIndex = 0;
+    if (EMAIL_AT.test(window)) return true;
+  }
+  return false;
+}
 const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
 const IPV4 = new RegExp(`(?<![\\d.])${OCTET}(?:\\.${OCTET}){3}(?![\\d.]*\\d)`);
 const H = '[0-9A-Fa-f]{1,4}';
@@ -91,7 +105,7 @@ export const BUILTIN_PATTERNS: Readonly<Record<string, Detector>> = Object.freez
   us_ssn: (t) => SSN.test(t),
   credit_card: hasCardNumber,
   secret: (t) => SECRET_PATTERNS.some((re) => re.test(t)),
-  email: (t) => EMAIL.test(t),
+  email: hasEmail,
   ip_address: (t) => IPV4.test(t) || (t.includes(':') && IPV6.test(t)),
 });
 

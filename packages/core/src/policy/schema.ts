@@ -16,7 +16,10 @@ import { ActionName, ApproverSpec, RiskLevel, Role } from '../schemas.ts';
 import { compileUserPattern } from './patterns.ts';
 import { isValidTimeZone, parseDays, parseHours } from './timewindow.ts';
 
-const Unit = z.number().min(0).max(1);
+const Unit = z
+  .number({ error: 'expected a number from 0 to 1' })
+  .min(0, { error: 'must be from 0 to 1' })
+  .max(1, { error: 'must be from 0 to 1' });
 
 const Duration = z.string({ error: 'expected a duration like 30s, 15m, 2h or 7d' }).refine((s) => parseDuration(s) !== undefined, {
   error: 'expected a duration like 30s, 15m, 2h or 7d',

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { resolveServerConfig } from '../config.ts';
-import { startServer } from '../serve.ts';
 
 export function registerServe(program: Command): void {
   program
@@ -13,6 +12,8 @@ export function registerServe(program: Command): void {
     .option('--json', 'print startup information as one JSON line')
     .action(async (flags: { database?: string; host?: string; port?: string; policy?: string; json?: boolean }) => {
       const config = resolveServerConfig(flags);
+      // Loaded here so client commands do not pay for the server stack at start-up.
+      const { startServer } = await import('../serve.ts');
       const server = await startServer(config);
       const { engine, url, bootstrap } = server;
       const policy = engine.policy;

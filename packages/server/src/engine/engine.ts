@@ -13,6 +13,7 @@ import {
   policyDecision,
   transition,
   type ApprovalRequest,
+  type Assessment,
   type CancelBody,
   type CreateRequest,
   type ExecutionBody,
@@ -32,6 +33,7 @@ import type { Principal } from './principal.ts';
 import { Wakeups } from './wakeups.ts';
 
 export const WAKE_CHANNEL = 'countersign_requests';
+export const CREDENTIAL_CACHE_MS = 5_000;
 
 export interface ActivePolicy {
   version: number;
@@ -82,6 +84,8 @@ export class Engine {
   readonly wakeups = new Wakeups();
   private active: ActivePolicy | undefined;
   private readonly agentNames = new Map<string, string>();
+  /** Recently verified credentials (by hash), so each request skips a lookup. Short-lived on purpose. */
+  private readonly principals = new Map<string, { principal: Principal; until: number }>();
   private unlisten: (() => Promise<void>) | undefined;
 
   private constructor(
@@ -136,18 +140,32 @@ export class Engine {
 
   // ---- credentials ----
 
+  /**
+   * Resolves a bearer credential. Verified credentials are remembered for a few seconds (keyed
+   * by hash); when revocation arrives it must clear this cache, and other processes see a
+   * revocation within `CREDENTIAL_CACHE_MS`.
+   */
   async authenticate(token: string): Promise<Principal | undefined> {
     if (token.length < 10 || token.length > 200) return undefined;
-    const found = await this.store.findCredential(sha256Hex(token));
+    const hash = sha256Hex(token);
+    const now = this.now();
+    const cached = this.principals.get(hash);
+    if (cached && cached.until > now) return cached.principal;
+    const found = await this.store.findCredential(hash);
     if (!found) return undefined;
-    if (found.kind === 'agent') return { kind: 'agent', agentId: found.agentId, agentName: found.agentName };
-    return {
-      kind: 'operator',
-      operatorId: found.operatorId,
-      name: found.name,
-      roles: JSON.parse(found.roles) as Role[],
-      groups: JSON.parse(found.groups) as string[],
-    };
+    const principal: Principal =
+      found.kind === 'agent'
+        ? { kind: 'agent', agentId: found.agentId, agentName: found.agentName }
+        : {
+            kind: 'operator',
+            operatorId: found.operatorId,
+            name: found.name,
+            roles: JSON.parse(found.roles) as Role[],
+            groups: JSON.parse(found.groups) as string[],
+          };
+    if (this.principals.size >= 10_000) this.principals.clear();
+    this.principals.set(hash, { principal, until: now + CREDENTIAL_CACHE_MS });
+    return principal;
   }
 
   /**
@@ -443,13 +461,22 @@ export class Engine {
       if (by && ownerOnly) this.checkOwner(by, current);
       const at = this.now();
       const atIso = new Date(at).toISOString();
+      const assessment = JSON.parse(current.assessment) as Assessment;
+      if (event.type === 'review' && event.verdict === 'approve' && assessment.mfaRequired) {
+        // Fail closed: the policy demands step-up MFA and this server cannot verify a code yet.
+        throw new CountersignError(
+          'MFA_REQUIRED',
+          'policy requires step-up MFA to approve this request, and this server has no TOTP enrolment yet; it can only be rejected or left to expire',
+          { riskLevel: assessment.riskLevel },
+        );
+      }
       const votes = (await tx.reviewsFor([id])).map(voteFromRow);
       const state: LifecycleState = {
         status: current.status as RequestStatus,
         action: current.action,
         args: JSON.parse(current.args),
         alternatives: JSON.parse(current.alternatives),
-        approval: JSON.parse(current.assessment).approval ?? null,
+        approval: assessment.approval,
         votes,
         requesterOperatorId: current.requester_operator_id,
       };

@@ -36,7 +36,8 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
       const where = result.target === 'json' ? 'body' : result.target;
       const first = issues[0];
       const message = first ? `invalid ${where}: ${first.path || '(root)'}: ${first.message}` : `invalid ${where}`;
-      return errorResponse(c, new CountersignError('VALIDATION_FAILED', message, { target: where, issues }));
+      const code = result.target === 'param' ? 'BAD_ID' : 'VALIDATION_FAILED';
+      return errorResponse(c, new CountersignError(code, message, { target: where, issues }));
     },
   });
 

@@ -18,6 +18,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, ContentfulStatusCode>> = Obje
   SELF_REVIEW: 403,
   NOT_ELIGIBLE: 403,
   ALREADY_REVIEWED: 409,
+  MFA_REQUIRED: 403,
   NOT_FOUND: 404,
   ALREADY_DECIDED: 409,
   ILLEGAL_TRANSITION: 409,

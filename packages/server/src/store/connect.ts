@@ -67,12 +67,31 @@ function openSqlite(target: string): Connection {
   database.pragma('synchronous = FULL');
   database.pragma('foreign_keys = ON');
   database.pragma('busy_timeout = 5000');
+  cachePreparedStatements(database);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
   return {
     db,
     capabilities: { dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false },
     destroy: () => db.destroy(),
   };
+}
+
+/**
+ * Kysely prepares every query anew; better-sqlite3 statements are reusable, and the engine's
+ * hot path issues the same few SQL texts over and over. Keep the most recent ones.
+ */
+function cachePreparedStatements(database: SqliteDatabase.Database, max = 256): void {
+  const prepare = database.prepare.bind(database);
+  const cache = new Map<string, SqliteDatabase.Statement>();
+  database.prepare = ((source: string) => {
+    let statement = cache.get(source);
+    if (!statement) {
+      statement = prepare(source);
+      if (cache.size >= max) cache.delete(cache.keys().next().value as string);
+      cache.set(source, statement);
+    }
+    return statement;
+  }) as typeof database.prepare;
 }
 
 /** bigint columns hold epoch milliseconds and sequence numbers, well inside 2^53. */

@@ -83,7 +83,7 @@ const m001_initial: Migration = {
     await db.schema
       .createIndex('requests_agent_action')
       .on('requests')
-      .columns(['agent_id', 'action', 'status'])
+      .columns(['agent_id', 'action', 'created_at'])
       .execute();
     await db.schema
       .createIndex('requests_pending_expiry')

@@ -195,13 +195,23 @@ export class Queries {
       .execute();
   }
 
-  async historyCounts(agentId: string, action: string): Promise<HistoryCounts> {
-    const rows = await this.db
+  /**
+   * Outcomes of this agent's most recent `window` requests for this action. Bounded, so the
+   * cost of a create does not grow with the agent's lifetime history.
+   */
+  async historyCounts(agentId: string, action: string, window = 200): Promise<HistoryCounts> {
+    const recent = this.db
       .selectFrom('requests')
-      .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+      .select('status')
       .where('agent_id', '=', agentId)
       .where('action', '=', action)
-      .groupBy('status')
+      .orderBy('created_at', 'desc')
+      .limit(window)
+      .as('recent');
+    const rows = await this.db
+      .selectFrom(recent)
+      .select(['recent.status', (eb) => eb.fn.countAll<number>().as('n')])
+      .groupBy('recent.status')
       .execute();
     const counts: HistoryCounts = { total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 };
     for (const { status, n } of rows) {

@@ -1,0 +1,96 @@
+/**
+ * The policy decision for one proposed action: risk, matched rules, automation level, route,
+ * who must approve and by when. Pure and deterministic: the clock (`now`) and the agent's
+ * history are inputs, so the same inputs always give a deep-equal assessment — which is what
+ * lets an auditor re-run a decision from the trail.
+ *
+ * Order of decisions:
+ * 1. score the risk (factors from the policy; the agent's hint may raise the level);
+ * 2. scan content for the patterns the rules use, then run the rules (which may raise the
+ *    level further, force review, name approvers, block);
+ * 3. pick the automation level from confidence, capped by the final risk level;
+ * 4. route: block if anything blocks; auto-approve only at full/supervised automation with
+ *    nothing asking for a human; otherwise review, with the approval stages and SLA.
+ */
+import type { Assessment, CreateRequest } from '../schemas.ts';
+import { approvalRequirement } from './approval.ts';
+import { decideRoute } from './automation.ts';
+import { SCAN_LIMIT_CHARS, scanContentBounded } from './patterns.ts';
+import { UNSTATED_CONFIDENCE, assessRisk } from './risk.ts';
+import { applyRules, effectiveRules, patternsInUse } from './rules.ts';
+import type { HistoryStats, Policy } from './types.ts';
+
+export type EvaluationRequest = CreateRequest & { agent: string };
+
+/** The implicit rule reported when a request is too large to scan completely. */
+const SCAN_LIMIT_RULE = 'content-scan-limit';
+
+export function evaluate(request: EvaluationRequest, policy: Policy, history: HistoryStats, now: Date): Assessment {
+  if (Number.isNaN(now.getTime())) throw new TypeError('evaluate: `now` is an invalid Date');
+
+  const risk = assessRisk(request, policy, history);
+  const confidence = request.confidence ?? UNSTATED_CONFIDENCE;
+
+  const rules = effectiveRules(policy, request.agent);
+  const patterns = patternsInUse(rules);
+  const scan = patterns.length > 0 ? scanContentBounded(request, patterns, policy) : { matches: [], truncated: false };
+  const outcome = applyRules({ request, agent: request.agent, confidence, level: risk.level, content: scan.matches, now }, policy, rules);
+
+  const matchedRules = [...outcome.matched];
+  const reviewBy = [...outcome.reviewBy];
+  if (scan.truncated) {
+    // Fail closed: what was not scanned may hold the very data the rules look for.
+    matchedRules.push({
+      name: SCAN_LIMIT_RULE,
+      reason: `request text beyond ${SCAN_LIMIT_CHARS / 1024} KiB (or nested too deeply) was not scanned for sensitive content`,
+      effects: ['review'],
+    });
+    reviewBy.push(SCAN_LIMIT_RULE);
+  }
+
+  const level = outcome.level;
+  const decision = decideRoute(
+    {
+      confidence,
+      confidenceStated: request.confidence !== undefined,
+      level,
+      blockedBy: outcome.blockedBy,
+      reviewBy,
+      agentNamedApprovers: (request.approvers?.length ?? 0) > 0,
+    },
+    policy,
+  );
+
+  const reasons = [`Risk ${level} (score ${risk.score}).`, ...risk.reasons, ...outcome.reasons, ...decision.reasons];
+  const review = decision.route === 'review';
+  let slaSeconds: number | null = null;
+  let slaDueAt: string | null = null;
+  if (review) {
+    let slaMs = policy.levels[level].slaMs;
+    if (request.timeoutSeconds !== undefined && request.timeoutSeconds * 1000 < slaMs) {
+      slaMs = request.timeoutSeconds * 1000;
+      reasons.push(`The request's timeout (${request.timeoutSeconds}s) is shorter than the ${level} SLA and applies.`);
+    }
+    slaSeconds = slaMs / 1000;
+    slaDueAt = new Date(now.getTime() + slaMs).toISOString();
+    if (outcome.startLevel !== undefined) {
+      const esc = policy.escalation.levels[outcome.startLevel - 1];
+      reasons.push(`Escalation starts at level ${outcome.startLevel}${esc ? ` (${esc.role})` : ''}.`);
+    }
+  }
+
+  return {
+    riskScore: risk.score,
+    riskLevel: level,
+    factors: risk.factors,
+    automationLevel: decision.automationLevel,
+    route: decision.route,
+    requiresApproval: review,
+    matchedRules,
+    approval: review ? approvalRequirement(level, outcome.approvers, outcome.approvals, request.approvers ?? [], policy) : null,
+    slaSeconds,
+    slaDueAt,
+    mfaRequired: review && (policy.levels[level].mfa || outcome.mfa),
+    reasons,
+  };
+}

@@ -1,0 +1,25 @@
+/**
+ * Policy: load and validate `countersign.yaml`, score risk, run rules, decide the route.
+ * Everything here is pure (no I/O, no clock, no randomness).
+ */
+export { DEFAULT_POLICY_YAML } from './defaults.ts';
+export { defaultPolicy, parsePolicy, validatePolicy } from './load.ts';
+export { evaluate, type EvaluationRequest } from './evaluate.ts';
+export { assessRisk, type RiskAssessment } from './risk.ts';
+export { scanContent, BUILTIN_PATTERN_NAMES, SCAN_LIMIT_CHARS, type ContentMatch } from './patterns.ts';
+export {
+  EMPTY_HISTORY,
+  type ActionTraits,
+  type AgentPolicy,
+  type EscalationLevel,
+  type HistoryStats,
+  type LevelPolicy,
+  type Policy,
+  type PolicyError,
+  type PolicyResult,
+  type PolicyRule,
+  type RiskFactorName,
+  type RuleConditions,
+  type RuleEffects,
+  type TimeWindow,
+} from './types.ts';

@@ -1,0 +1,199 @@
+/**
+ * The engine in the agent's own process, behind the same `AgentGateway` the HTTP transport
+ * implements, so `@countersign/client` works unchanged over either. Bodies are validated with
+ * the same schemas the HTTP layer uses, and errors are the same `CountersignError` codes.
+ *
+ *   const gateway = await createEmbeddedGateway({ database: 'sqlite:./agent.db' });
+ *   const cs = new Countersign({ gateway });            // or Countersign.embedded()
+ *   await gateway.review(id, { verdict: 'approve' });    // as the embedded admin operator
+ */
+import {
+  CancelBody,
+  CountersignError,
+  CreateRequestBody,
+  DEFAULT_POLICY_YAML,
+  ExecutionBody,
+  ReviewBody,
+  isTerminal,
+  type AgentGateway,
+  type ApprovalRequest,
+  type Role,
+} from '@countersign/core';
+import type { z } from 'zod';
+import { Engine } from './engine/engine.ts';
+import type { Principal } from './engine/principal.ts';
+import { connect } from './store/connect.ts';
+import type { OperatorRow } from './store/store.ts';
+
+export interface EmbeddedOptions {
+  /** `sqlite::memory:` (default), `sqlite:PATH` or `postgres://…`. */
+  database?: string | undefined;
+  /** Policy YAML text; the built-in default policy when absent. */
+  policy?: string | undefined;
+  /** The agent every request is filed under (created on first use). Default `embedded-agent`. */
+  agent?: string | undefined;
+  /** Milliseconds between sweeps that expire requests past their `timeoutSeconds`. Default 1000. */
+  sweepIntervalMs?: number | undefined;
+}
+
+type OperatorPrincipal = Extract<Principal, { kind: 'operator' }>;
+type AgentPrincipal = Extract<Principal, { kind: 'agent' }>;
+
+export interface EmbeddedGateway extends AgentGateway {
+  readonly engine: Engine;
+  /** The principal requests are made as. */
+  readonly agent: AgentPrincipal;
+  /** The database's admin operator (created on first open): reviews default to it. */
+  readonly admin: OperatorPrincipal;
+  /** States as they change: the current one first, then each change, until the request is closed. */
+  events(id: string, options?: { signal?: AbortSignal | undefined }): AsyncGenerator<ApprovalRequest, void, undefined>;
+  /** One operator's vote, as `as` (default: the admin operator). */
+  review(id: string, body: z.input<typeof ReviewBody>, as?: Principal): Promise<ApprovalRequest>;
+  /** An operator principal by name, created with `roles` when it does not exist yet. */
+  operator(name: string, roles?: Role[], groups?: string[]): Promise<OperatorPrincipal>;
+  close(): Promise<void>;
+}
+
+/** Same cap as the HTTP `?waitSeconds=`. */
+const MAX_WAIT_SECONDS = 300;
+
+export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Promise<EmbeddedGateway> {
+  const database = options.database ?? 'sqlite::memory:';
+  const agentName = options.agent ?? 'embedded-agent';
+  if (!/^[A-Za-z0-9_.@-]{1,100}$/.test(agentName)) {
+    throw new CountersignError('VALIDATION_FAILED', 'agent: 1–100 letters, digits and _ . @ -', { field: 'agent' });
+  }
+  const engine = await Engine.open({ connection: await connect(database) });
+  let admin: OperatorPrincipal;
+  let agent: AgentPrincipal;
+  try {
+    await engine.activatePolicy(options.policy ?? DEFAULT_POLICY_YAML, options.policy === undefined ? 'built-in default (embedded)' : 'embedded');
+    admin = await adminPrincipal(engine);
+    agent = await agentPrincipal(engine, admin, agentName);
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+
+  // Agent-set deadlines (timeoutSeconds) expire here as they do in the server.
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    engine
+      .expireDue()
+      .catch(() => {})
+      .finally(() => (sweeping = false));
+  }, options.sweepIntervalMs ?? 1000);
+  sweeper.unref?.();
+
+  let closed: Promise<void> | undefined;
+
+  return {
+    engine,
+    agent,
+    admin,
+
+    async createRequest(body) {
+      return engine.createRequest(agent, parse(CreateRequestBody, body, 'body'));
+    },
+
+    async getRequest(id, { waitSeconds, signal } = {}) {
+      const wait = Math.min(MAX_WAIT_SECONDS, Math.max(0, Math.floor(waitSeconds ?? 0)));
+      return wait > 0 ? engine.waitForDecision(agent, id, wait * 1000, signal) : engine.getRequest(agent, id);
+    },
+
+    async reportExecution(id, body) {
+      return engine.reportExecution(agent, id, parse(ExecutionBody, body, 'body'));
+    },
+
+    async cancel(id, body = {}) {
+      return engine.cancel(agent, id, parse(CancelBody, body, 'body'));
+    },
+
+    async *events(id, { signal } = {}) {
+      const stop = new AbortController();
+      const onAbort = () => stop.abort(signal?.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        // Subscribe before each read, so a change between the read and the wait is never missed.
+        let changed = engine.wakeups.next(id, 60_000, stop.signal);
+        let last = await engine.getRequest(agent, id);
+        yield last;
+        while (!isTerminal(last.status)) {
+          if ((await changed) === 'aborted') break;
+          changed = engine.wakeups.next(id, 60_000, stop.signal);
+          const next = await engine.getRequest(agent, id);
+          if (next.updatedAt !== last.updatedAt || next.status !== last.status) yield next;
+          last = next;
+        }
+        signal?.throwIfAborted();
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        stop.abort();
+      }
+    },
+
+    async review(id, body, as = admin) {
+      return engine.review(as, id, parse(ReviewBody, body, 'body'));
+    },
+
+    async operator(name, roles = ['reviewer'], groups = []) {
+      const existing = await engine.store.findOperatorByName(name);
+      if (existing) return principalOf(existing);
+      const created = await engine.createOperator(admin, { name, roles, groups });
+      const principal = await engine.authenticate(created.token);
+      if (principal?.kind !== 'operator') throw new CountersignError('INTERNAL', `operator ${name} was created but cannot sign in`);
+      return principal;
+    },
+
+    close() {
+      clearInterval(sweeper);
+      closed ??= engine.close();
+      return closed;
+    },
+  };
+}
+
+/** On a new database, bootstrap its admin; on an existing one, the first operator with the admin role. */
+async function adminPrincipal(engine: Engine): Promise<OperatorPrincipal> {
+  const boot = await engine.bootstrap();
+  if (boot) {
+    const principal = await engine.authenticate(boot.adminToken);
+    if (principal?.kind === 'operator') return principal;
+  }
+  const row = (await engine.store.listOperators()).find((op) => (JSON.parse(op.roles) as Role[]).includes('admin'));
+  if (!row) {
+    throw new CountersignError('FORBIDDEN', 'this database has no admin operator, so the embedded gateway cannot register its agent');
+  }
+  return principalOf(row);
+}
+
+async function agentPrincipal(engine: Engine, admin: OperatorPrincipal, name: string): Promise<AgentPrincipal> {
+  const existing = await engine.store.findAgentByName(name);
+  if (existing) return { kind: 'agent', agentId: existing.id, agentName: existing.name };
+  const created = await engine.createAgentKey(admin, name);
+  return { kind: 'agent', agentId: created.agentId, agentName: created.agentName };
+}
+
+function principalOf(row: OperatorRow): OperatorPrincipal {
+  return {
+    kind: 'operator',
+    operatorId: row.id,
+    name: row.name,
+    roles: JSON.parse(row.roles) as Role[],
+    groups: JSON.parse(row.groups) as string[],
+  };
+}
+
+/** Validation as the HTTP layer does it: VALIDATION_FAILED naming the first issue, all issues in details. */
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message, code: i.code }));
+  const first = issues[0];
+  throw new CountersignError('VALIDATION_FAILED', first ? `invalid ${where}: ${first.path || '(root)'}: ${first.message}` : `invalid ${where}`, {
+    target: where,
+    issues,
+  });
+}

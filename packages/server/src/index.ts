@@ -1,0 +1,1 @@
+export { createEmbeddedGateway, type EmbeddedGateway, type EmbeddedOptions } from './embedded.ts';
