@@ -149,6 +149,32 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
     expect(seq).toBe(before + 1);
   });
 
+  it('isolates concurrent transactions: a failing one undoes only its own writes', async () => {
+    const results = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) =>
+        store.transaction(async (tx) => {
+          await tx.insertRequest(requestRow(`req_group${i}`));
+          await tx.appendAudit([{ at: i, type: 'group', request_id: `req_group${i}`, actor_type: 'system', actor_id: 's', actor_name: 's', data: '{}' }]);
+          if (i % 4 === 3) throw new Error(`job ${i} fails`);
+          return i;
+        }),
+      ),
+    );
+    results.forEach((r, i) => {
+      if (i % 4 === 3) expect(r).toMatchObject({ status: 'rejected', reason: { message: `job ${i} fails` } });
+      else expect(r).toEqual({ status: 'fulfilled', value: i });
+    });
+    for (let i = 0; i < 12; i++) {
+      expect(await store.getRequest(`req_group${i}`)).toEqual(i % 4 === 3 ? undefined : expect.objectContaining({ id: `req_group${i}` }));
+    }
+    const audit = await store.listAudit({ limit: 10_000, type: 'group' });
+    expect(audit.map((e) => e.request_id).sort()).toEqual(
+      Array.from({ length: 12 }, (_, i) => i).filter((i) => i % 4 !== 3).map((i) => `req_group${i}`).sort(),
+    );
+    const all = await store.listAudit({ limit: 100_000 });
+    all.forEach((row, i) => expect(row.seq).toBe(i + 1)); // still gapless
+  });
+
   it('finds due pending requests by deadline only', async () => {
     await store.insertRequest(requestRow('req_due1', { expires_at: 50 }));
     await store.insertRequest(requestRow('req_due2', { expires_at: 5_000_000 }));
@@ -182,7 +208,7 @@ describe('store capabilities: postgres', () => {
     const a = new Store(await connect(database.url));
     const b = new Store(await connect(database.url));
     try {
-      expect(a.capabilities).toMatchObject({ dialect: 'postgres', rowLocks: true, skipLocked: true, listenNotify: true });
+      expect(a.capabilities).toMatchObject({ dialect: 'postgres', rowLocks: true, skipLocked: true, listenNotify: true, groupCommit: false });
       await a.insertAgent({ id: 'agt_1', name: 'one', created_at: 1 });
       await a.insertRequest(requestRow('req_lock'));
       const heard: string[] = [];
@@ -221,7 +247,7 @@ describe('store capabilities: postgres', () => {
   it('reports sqlite capabilities honestly', async () => {
     const database = ENGINES[0]!.make();
     const store = new Store(await connect(database.url));
-    expect(store.capabilities).toEqual({ dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false });
+    expect(store.capabilities).toEqual({ dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false, groupCommit: true });
     await store.close();
     await database.drop();
   });

@@ -27,13 +27,14 @@ import {
 } from '@countersign/core';
 import { newId, newSecret, secretPrefix, sha256Hex } from '../ids.ts';
 import type { Connection } from '../store/connect.ts';
-import { Store, type AuditRow, type NewAuditEntry, type Queries, type RequestRow } from '../store/store.ts';
+import { Store, type AuditRow, type HistoryCounts, type NewAuditEntry, type Queries, type RequestRow } from '../store/store.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
 import { Wakeups } from './wakeups.ts';
 
 export const WAKE_CHANNEL = 'countersign_requests';
 export const CREDENTIAL_CACHE_MS = 5_000;
+export const HISTORY_CACHE_MS = 1_000;
 
 export interface ActivePolicy {
   version: number;
@@ -86,6 +87,7 @@ export class Engine {
   private readonly agentNames = new Map<string, string>();
   /** Recently verified credentials (by hash), so each request skips a lookup. Short-lived on purpose. */
   private readonly principals = new Map<string, { principal: Principal; until: number }>();
+  private readonly historyCache = new Map<string, { counts: HistoryCounts; until: number }>();
   private unlisten: (() => Promise<void>) | undefined;
 
   private constructor(
@@ -272,7 +274,7 @@ export class Engine {
       const existing = await this.store.findByIdempotencyKey(agent.id, body.idempotencyKey);
       if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
     }
-    const history = await this.store.historyCounts(agent.id, body.action);
+    const history = await this.history(agent.id, body.action, at);
     const assessment = evaluate({ ...body, agent: agent.name }, policy.policy, history, new Date(at));
     const id = newId('req', at);
     const decision =
@@ -341,6 +343,20 @@ export class Engine {
     }
     this.afterCommit(id);
     return { request: requestFromRow(row, agent.name, []), replayed: false };
+  }
+
+  /**
+   * The agent's recent outcomes for this action. History is a soft risk signal (one factor of
+   * seven), so a second-old answer is good enough and keeps bursts of creates from re-reading it.
+   */
+  private async history(agentId: string, action: string, now: number): Promise<HistoryCounts> {
+    const key = `${agentId}\u0000${action}`;
+    const cached = this.historyCache.get(key);
+    if (cached && cached.until > now) return cached.counts;
+    const counts = await this.store.historyCounts(agentId, action);
+    if (this.historyCache.size >= 10_000) this.historyCache.clear();
+    this.historyCache.set(key, { counts, until: now + HISTORY_CACHE_MS });
+    return counts;
   }
 
   private async replay(existing: RequestRow, bodyHash: string): Promise<ApprovalRequest> {

@@ -21,6 +21,8 @@ export interface Capabilities {
   skipLocked: boolean;
   /** Cross-process wake-ups through LISTEN/NOTIFY. */
   listenNotify: boolean;
+  /** One writer connection: concurrent transactions are grouped under one commit. */
+  groupCommit: boolean;
 }
 
 export interface Connection {
@@ -71,7 +73,7 @@ function openSqlite(target: string): Connection {
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
   return {
     db,
-    capabilities: { dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false },
+    capabilities: { dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false, groupCommit: true },
     destroy: () => db.destroy(),
   };
 }
@@ -112,7 +114,7 @@ function openPostgres(parsed: ParsedUrl): Connection {
   const listeners: pg.Client[] = [];
   return {
     db,
-    capabilities: { dialect: 'postgres', rowLocks: true, skipLocked: true, listenNotify: true },
+    capabilities: { dialect: 'postgres', rowLocks: true, skipLocked: true, listenNotify: true, groupCommit: false },
     async listen(channel, onMessage) {
       const client = new pg.Client(base);
       client.on('error', () => {});

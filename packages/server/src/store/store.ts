@@ -285,13 +285,87 @@ export class Queries {
   }
 }
 
+interface Job {
+  fn: (tx: Queries) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Most transactions that share one group commit; bounds the latency one batch can add. */
+const MAX_GROUP = 64;
+
 export class Store extends Queries {
+  private readonly queue: Job[] = [];
+  private draining = false;
+
   constructor(private readonly connection: Connection) {
     super(connection.db, connection.capabilities);
   }
 
+  /**
+   * Runs `fn` in a transaction. On SQLite, transactions that arrive while another is running are
+   * grouped: each runs in its own SAVEPOINT (so a failure undoes only its own writes), and one
+   * COMMIT (one fsync) makes the whole group durable. Every caller is answered only after that
+   * commit, so "acknowledged" still means "on disk". PostgreSQL has real concurrent
+   * transactions and uses them.
+   */
   async transaction<T>(fn: (tx: Queries) => Promise<T>): Promise<T> {
-    return this.connection.db.transaction().execute((trx) => fn(new Queries(trx, this.capabilities)));
+    if (!this.capabilities.groupCommit) {
+      return this.connection.db.transaction().execute((trx) => fn(new Queries(trx, this.capabilities)));
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      if (this.draining) return;
+      this.draining = true;
+      // Start on the next turn of the event loop, after the I/O callbacks of this one, so
+      // requests that arrived together commit together.
+      setImmediate(() => void this.drain());
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, MAX_GROUP);
+        let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
+        try {
+          outcomes = await this.connection.db.connection().execute(async (conn) => {
+            const tx = new Queries(conn, this.capabilities);
+            const results: typeof outcomes = [];
+            await sql`begin immediate`.execute(conn);
+            try {
+              for (const job of batch) {
+                await sql`savepoint job`.execute(conn);
+                try {
+                  const value = await job.fn(tx);
+                  await sql`release savepoint job`.execute(conn);
+                  results.push({ ok: true, value });
+                } catch (error) {
+                  await sql`rollback to savepoint job`.execute(conn);
+                  await sql`release savepoint job`.execute(conn);
+                  results.push({ ok: false, error });
+                }
+              }
+              await sql`commit`.execute(conn);
+            } catch (error) {
+              await sql`rollback`.execute(conn).catch(() => {});
+              throw error;
+            }
+            return results;
+          });
+        } catch (error) {
+          for (const job of batch) job.reject(error);
+          continue;
+        }
+        outcomes.forEach((outcome, i) => {
+          const job = batch[i]!;
+          if (outcome.ok) job.resolve(outcome.value);
+          else job.reject(outcome.error);
+        });
+      }
+    } finally {
+      this.draining = false;
+    }
   }
 
   listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>> {
