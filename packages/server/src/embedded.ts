@@ -21,6 +21,7 @@ import {
 } from '@countersign/core';
 import type { z } from 'zod';
 import { Engine } from './engine/engine.ts';
+import { startExpirySweeper } from './engine/expiry.ts';
 import type { Principal } from './engine/principal.ts';
 import { connect } from './store/connect.ts';
 import type { OperatorRow } from './store/store.ts';
@@ -76,16 +77,7 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   }
 
   // Agent-set deadlines (timeoutSeconds) expire here as they do in the server.
-  let sweeping = false;
-  const sweeper = setInterval(() => {
-    if (sweeping) return;
-    sweeping = true;
-    engine
-      .expireDue()
-      .catch(() => {})
-      .finally(() => (sweeping = false));
-  }, options.sweepIntervalMs ?? 1000);
-  sweeper.unref?.();
+  const stopSweeper = startExpirySweeper(engine, { intervalMs: options.sweepIntervalMs ?? 1000 });
 
   let closed: Promise<void> | undefined;
 
@@ -148,7 +140,7 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
     },
 
     close() {
-      clearInterval(sweeper);
+      stopSweeper();
       closed ??= engine.close();
       return closed;
     },

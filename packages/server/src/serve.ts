@@ -8,6 +8,7 @@ import { serve as listen, type ServerType } from '@hono/node-server';
 import { DEFAULT_POLICY_YAML } from '@countersign/core';
 import type { ServerConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
+import { startExpirySweeper } from './engine/expiry.ts';
 import { createApp } from './http/app.ts';
 import { connect } from './store/connect.ts';
 
@@ -46,17 +47,9 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
 
-  // Agent-set deadlines (timeoutSeconds) are rows, so a restart still expires what came due.
-  let sweeping = false;
-  const sweeper = setInterval(() => {
-    if (sweeping) return;
-    sweeping = true;
-    engine
-      .expireDue()
-      .catch((err: unknown) => log(`countersign: expiry sweep failed: ${(err as Error).message}`))
-      .finally(() => (sweeping = false));
-  }, 1000);
-  sweeper.unref();
+  const stopSweeper = startExpirySweeper(engine, {
+    onError: (err) => log(`countersign: expiry sweep failed: ${(err as Error).message}`),
+  });
 
   return {
     engine,
@@ -73,7 +66,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
       }
     },
     async close() {
-      clearInterval(sweeper);
+      stopSweeper();
       if ('closeAllConnections' in server) server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await engine.close();

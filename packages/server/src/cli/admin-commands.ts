@@ -1,4 +1,5 @@
 /** Admin and auditor commands: operators add/list, keys create, audit tail. */
+import type { AuditEntry } from '../engine/engine.ts';
 import { Option, type Command } from 'commander';
 import { ROLES, type Role } from '@countersign/core';
 import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from './common.ts';
@@ -98,14 +99,6 @@ function registerKeys(program: Command): void {
 
 // ---- audit ----
 
-interface AuditEntry {
-  seq: number;
-  at: string;
-  type: string;
-  requestId: string | null;
-  actor: { type: string; id: string; name: string };
-  data: unknown;
-}
 
 /** Page size of /v1/audit (AuditQuery.limit maximum). */
 const AUDIT_PAGE = 1000;

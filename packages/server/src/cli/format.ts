@@ -6,6 +6,7 @@
  * bidi / invisible code points that let a string rewrite or disguise terminal output are shown
  * as visible `\uXXXX` escapes, never written raw.
  */
+import { formatDuration } from '@countersign/core';
 
 /**
  * C0 controls and DEL, C1 controls, soft hyphen, Arabic letter mark, Mongolian vowel separator,
@@ -80,18 +81,7 @@ export function table<T>(rows: readonly T[], columns: readonly Column<T>[]): str
  * `2h`). Always non-negative: callers say "ago", "left" or "overdue".
  */
 export function shortDuration(ms: number): string {
-  let rest = Math.floor(Math.abs(ms) / 1000);
-  const d = Math.floor(rest / 86_400);
-  rest -= d * 86_400;
-  const h = Math.floor(rest / 3600);
-  rest -= h * 3600;
-  const m = Math.floor(rest / 60);
-  const s = rest - m * 60;
-  const pair = (a: number, ua: string, b: number, ub: string) => `${a}${ua}${b > 0 ? `${b}${ub}` : ''}`;
-  if (d > 0) return pair(d, 'd', h, 'h');
-  if (h > 0) return pair(h, 'h', m, 'm');
-  if (m > 0) return pair(m, 'm', s, 's');
-  return `${s}s`;
+  return formatDuration(Math.abs(ms));
 }
 
 /** `4m12s ago` for the past, `in 3m` for the future, `-` for a missing or unreadable time. */
