@@ -39,6 +39,27 @@ export const ActionName = z
   .max(128)
   .regex(/^[A-Za-z][A-Za-z0-9_.:-]*$/, 'must start with a letter and use only letters, digits, _ . : -');
 
+/** How deep agent-supplied JSON may nest. Deeper input is refused before anything walks it. */
+export const MAX_JSON_DEPTH = 32;
+
+/** True when `value` nests objects/arrays deeper than `limit`. Iterative: safe on hostile input. */
+export function exceedsDepth(value: unknown, limit = MAX_JSON_DEPTH): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!;
+    if (current === null || typeof current !== 'object') continue;
+    if (depth >= limit) return true;
+    for (const child of Object.values(current)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+function checkDepth(value: unknown, ctx: z.RefinementCtx): void {
+  if (exceedsDepth(value)) {
+    ctx.addIssue({ code: 'custom', message: `nested deeper than ${MAX_JSON_DEPTH} levels` });
+  }
+}
+
 export const JsonObject = z.record(z.string(), z.unknown());
 export type JsonObject = z.infer<typeof JsonObject>;
 
@@ -124,6 +145,7 @@ export const CreateRequestBody = z
     idempotencyKey: z.string().min(1).max(200).optional(),
   })
   .superRefine((body, ctx) => {
+    checkDepth(body, ctx);
     const names = new Set<string>();
     for (const [i, alt] of (body.alternatives ?? []).entries()) {
       if (names.has(alt.name)) {
@@ -147,6 +169,7 @@ export const ReviewBody = z
     totp: z.string().regex(/^\d{6,8}$/).optional(),
   })
   .superRefine((r, ctx) => {
+    checkDepth(r, ctx);
     if (r.verdict === 'reject' && !r.reason?.trim()) {
       ctx.addIssue({ code: 'custom', path: ['reason'], message: 'a rejection needs a reason' });
     }
@@ -159,11 +182,13 @@ export const ReviewBody = z
   });
 export type ReviewBody = z.infer<typeof ReviewBody>;
 
-export const ExecutionBody = z.strictObject({
-  status: z.enum(['succeeded', 'failed']),
-  result: z.unknown().optional(),
-  error: ShortText.optional(),
-});
+export const ExecutionBody = z
+  .strictObject({
+    status: z.enum(['succeeded', 'failed']),
+    result: z.unknown().optional(),
+    error: ShortText.optional(),
+  })
+  .superRefine(checkDepth);
 export type ExecutionBody = z.infer<typeof ExecutionBody>;
 
 export const CancelBody = z.strictObject({ reason: ShortText.optional() });

@@ -131,3 +131,59 @@ describe.each(ENGINES)('acceptance: SIGKILL loses nothing acknowledged ($name)',
     }
   });
 });
+
+describe('acceptance: first start and races over real HTTP', () => {
+  let database: TestDatabase;
+  let server: ServerProcess;
+  const adminToken = 'cso_given-admin-token-for-automation';
+  const agentKey = 'csk_given-agent-key-for-automation';
+
+  beforeAll(async () => {
+    database = sqliteDatabase();
+    server = await startServerProcess(database.url, { COUNTERSIGN_ADMIN_TOKEN: adminToken, COUNTERSIGN_AGENT_KEY: agentKey });
+  });
+  afterAll(async () => {
+    await server.stop();
+    await database.drop();
+  });
+
+  it('uses COUNTERSIGN_ADMIN_TOKEN / COUNTERSIGN_AGENT_KEY on the first start, and ignores them later', async () => {
+    expect(server.bootstrap).toMatchObject({ adminToken, agentKey });
+    expect((await api<{ name: string }>(server.url, adminToken, '/v1/me')).body.name).toBe('admin');
+    expect((await api<{ name: string }>(server.url, agentKey, '/v1/me')).body.name).toBe('demo-agent');
+    await server.stop();
+    server = await startServerProcess(database.url, { COUNTERSIGN_ADMIN_TOKEN: 'cso_a-different-token-entirely', COUNTERSIGN_AGENT_KEY: 'csk_a-different-key-entirely' });
+    expect(server.bootstrap).toBeNull();
+    expect((await api(server.url, 'cso_a-different-token-entirely', '/v1/me')).status).toBe(401);
+    expect((await api(server.url, adminToken, '/v1/me')).status).toBe(200);
+  });
+
+  it('100 concurrent approve/reject calls from 10 operators produce exactly one decision', async () => {
+    const tokens = await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        const res = await api<{ token: string }>(server.url, adminToken, '/v1/operators', { body: { name: `racer-${i}`, roles: ['reviewer'] } });
+        expect(res.status).toBe(201);
+        return res.body.token;
+      }),
+    );
+    const { body: created } = await api<ApprovalRequest>(server.url, agentKey, '/v1/requests', {
+      body: { action: 'isolate_host', args: { host: 'ws-race' }, confidence: 0.82 },
+    });
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        api<{ error?: { code: string } }>(server.url, tokens[i % 10]!, `/v1/requests/${created.id}/reviews`, {
+          body: i % 2 ? { verdict: 'approve' } : { verdict: 'reject', reason: `racer ${i}` },
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 200)).toHaveLength(1);
+    for (const r of results.filter((x) => x.status !== 200)) {
+      expect(r.status).toBe(409);
+      expect(['ALREADY_DECIDED', 'ALREADY_REVIEWED']).toContain(r.body.error?.code);
+    }
+    const { body: final } = await api<ApprovalRequest>(server.url, adminToken, `/v1/requests/${created.id}`);
+    expect(final.reviews).toHaveLength(1);
+    const { body: audit } = await api<{ items: Array<{ type: string }> }>(server.url, adminToken, `/v1/requests/${created.id}/audit`);
+    expect(audit.items.filter((e) => e.type === 'approved' || e.type === 'rejected')).toHaveLength(1);
+  });
+});
