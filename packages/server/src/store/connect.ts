@@ -170,6 +170,9 @@ export async function connect(url: string): Promise<Connection & { migrations: M
     provider: migrationProvider,
     migrationTableName: 'countersign_migrations',
     migrationLockTableName: 'countersign_migrations_lock',
+    // Feature streams add migrations independently (002_audit…, 003_scheduler…); each only
+    // creates its own tables, so applying one that sorts before an applied one is safe.
+    allowUnorderedMigrations: true,
     // Without a schema, Kysely looks for its tables in every schema and can find another
     // schema's copy; name ours so each schema migrates on its own.
     ...(parsed.dialect === 'postgres' ? { migrationTableSchema: parsed.schema ?? 'public' } : {}),
