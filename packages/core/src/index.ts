@@ -27,3 +27,4 @@ export {
 } from './lifecycle.ts';
 export type { AgentGateway } from './gateway.ts';
 export * from './policy/index.ts';
+export * from './guard/index.ts';

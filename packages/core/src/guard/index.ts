@@ -1,0 +1,24 @@
+export { DEFAULT_SLICING_CONFIG, type AlertType, type GuardEvent, type SlicingAlert, type SlicingConfig, type SlicingReport } from './types.ts';
+export {
+  DETECTORS,
+  detectApproverFatigue,
+  detectPatternRepetition,
+  detectSlicing,
+  detectTemporalClustering,
+  detectValueAggregation,
+  detectVelocityAbuse,
+} from './slicing.ts';
+export {
+  DEFAULT_APPROVER_LIMITS,
+  DEFAULT_COOLDOWN,
+  approverVelocity,
+  checkRate,
+  cooldownState,
+  type ApprovalRecord,
+  type ApproverLimits,
+  type CooldownConfig,
+  type CooldownState,
+  type RateCheck,
+  type RateWindow,
+} from './velocity.ts';
+export { argsSimilarity } from './similarity.ts';

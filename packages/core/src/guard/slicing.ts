@@ -1,0 +1,213 @@
+/**
+ * Slicing-attack detection: one harmful action cut into many small, individually harmless
+ * requests, or a reviewer worn down until they click "approve". Pure functions over a window
+ * of request history; each alert carries a confidence and the evidence that triggered it, and
+ * the policy decides what to do about it (alert, force review, aggregate, pause).
+ *
+ * Each detector is tuned to stay quiet on steady traffic and on one legitimate burst of varied
+ * work (an incident response touching many things at once): it looks for sustained rates, just-
+ * under-the-limit values, near-identical repeats and inhumanly fast approvals.
+ */
+import { argsSimilarity, differingFields, flatten } from './similarity.ts';
+import { DEFAULT_SLICING_CONFIG, type GuardEvent, type SlicingAlert, type SlicingConfig, type SlicingReport } from './types.ts';
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+/** Detectors look at no more than this many events per group, newest first. */
+const MAX_GROUP = 2_000;
+
+const round = (n: number) => Math.round(n * 1000) / 1000;
+const clamp = (n: number, lo = 0, hi = 0.99) => Math.min(hi, Math.max(lo, n));
+
+function groupBy<K>(events: readonly GuardEvent[], key: (e: GuardEvent) => K | undefined): Map<K, GuardEvent[]> {
+  const groups = new Map<K, GuardEvent[]>();
+  for (const event of events) {
+    const k = key(event);
+    if (k === undefined) continue;
+    const list = groups.get(k);
+    if (list) list.push(event);
+    else groups.set(k, [event]);
+  }
+  for (const list of groups.values()) {
+    list.sort((a, b) => a.createdAt - b.createdAt || (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
+    if (list.length > MAX_GROUP) list.splice(0, list.length - MAX_GROUP);
+  }
+  return groups;
+}
+
+/** An agent's request rate far above its own baseline, sustained across the window. */
+export function detectVelocityAbuse(events: readonly GuardEvent[], now: number, config: SlicingConfig): SlicingAlert[] {
+  const { velocity, windowMinutes } = config;
+  const windowStart = now - windowMinutes * MINUTE;
+  const alerts: SlicingAlert[] = [];
+  for (const [agentId, list] of groupBy(events, (e) => e.agentId)) {
+    const inWindow = list.filter((e) => e.createdAt > windowStart && e.createdAt <= now);
+    if (inWindow.length < velocity.minRequests) continue;
+    const before = list.filter((e) => e.createdAt <= windowStart);
+    const first = before[0];
+    const baselineHours = first ? Math.max(1, (windowStart - first.createdAt) / HOUR) : 1;
+    const baselinePerHour = Math.max(velocity.floorPerHour, before.length / baselineHours);
+    const bucketMs = (windowMinutes * MINUTE) / velocity.buckets;
+    const counts = Array.from({ length: velocity.buckets }, () => 0);
+    for (const e of inWindow) {
+      const index = Math.min(velocity.buckets - 1, Math.floor((e.createdAt - windowStart) / bucketMs));
+      counts[index] = (counts[index] ?? 0) + 1;
+    }
+    const perHour = counts.map((c) => c / (bucketMs / HOUR));
+    const elevated = perHour.filter((rate) => rate >= velocity.factor * baselinePerHour).length;
+    if (elevated < velocity.sustainedBuckets) continue;
+    const windowRate = inWindow.length / (windowMinutes / 60);
+    const ratio = windowRate / baselinePerHour;
+    alerts.push({
+      type: 'velocity_abuse',
+      confidence: round(clamp(0.45 + 0.4 * (elevated / velocity.buckets) + 0.05 * Math.log2(ratio))),
+      description: `agent ${agentId} sent ${inWindow.length} requests in ${windowMinutes} min (${round(windowRate)}/h), ${round(ratio)}× its baseline of ${round(baselinePerHour)}/h, elevated in ${elevated} of ${velocity.buckets} intervals`,
+      evidence: { requestIds: inWindow.map((e) => e.requestId), agentId, windowRatePerHour: round(windowRate), baselinePerHour: round(baselinePerHour), elevatedIntervals: elevated },
+    });
+  }
+  return alerts;
+}
+
+/** Many values just under a threshold whose sum crosses it: 20 × 9,900 against a 10,000 limit. */
+export function detectValueAggregation(events: readonly GuardEvent[], now: number, config: SlicingConfig): SlicingAlert[] {
+  const { threshold, nearFraction, minCount } = config.aggregation;
+  const windowStart = now - config.windowMinutes * MINUTE;
+  const alerts: SlicingAlert[] = [];
+  const groups = groupBy(events, (e) => (e.value === undefined || e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${e.action}`));
+  for (const list of groups.values()) {
+    const near = list.filter((e) => e.value! < threshold && e.value! >= nearFraction * threshold);
+    if (near.length < minCount) continue;
+    const sum = near.reduce((acc, e) => acc + e.value!, 0);
+    if (sum < threshold) continue;
+    const head = near[0]!;
+    alerts.push({
+      type: 'value_aggregation',
+      confidence: round(clamp(0.55 + 0.08 * (near.length - minCount) + 0.1 * Math.min(1, sum / threshold / 5))),
+      description: `${near.length} ${head.action} requests from agent ${head.agentId}, each just under ${threshold} (≥ ${nearFraction * 100}%), sum ${round(sum)}`,
+      evidence: { requestIds: near.map((e) => e.requestId), threshold, sum: round(sum), values: near.map((e) => e.value) },
+    });
+  }
+  return alerts;
+}
+
+/** A burst of near-identical requests (same action, similar args) in a short window. */
+export function detectTemporalClustering(events: readonly GuardEvent[], now: number, config: SlicingConfig): SlicingAlert[] {
+  const { burstSeconds, minBurst, similarity } = config.clustering;
+  const windowStart = now - config.windowMinutes * MINUTE;
+  const alerts: SlicingAlert[] = [];
+  const groups = groupBy(events, (e) => (e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${e.action}`));
+  for (const list of groups.values()) {
+    let best: GuardEvent[] = [];
+    let j = 0;
+    for (let i = 0; i < list.length; i++) {
+      const anchor = list[i]!;
+      j = Math.max(j, i);
+      while (j + 1 < list.length && list[j + 1]!.createdAt - anchor.createdAt <= burstSeconds * 1000) j++;
+      if (j - i + 1 < minBurst || j - i + 1 <= best.length) continue;
+      const similar = list.slice(i, j + 1).filter((e) => argsSimilarity(anchor.args, e.args) >= similarity);
+      if (similar.length > best.length) best = similar;
+    }
+    if (best.length < minBurst) continue;
+    const head = best[0]!;
+    const span = (best[best.length - 1]!.createdAt - head.createdAt) / 1000;
+    alerts.push({
+      type: 'temporal_clustering',
+      confidence: round(clamp(0.5 + 0.05 * (best.length - minBurst) + 0.2 * (1 - span / burstSeconds))),
+      description: `${best.length} near-identical ${head.action} requests from agent ${head.agentId} within ${round(span)} s`,
+      evidence: { requestIds: best.map((e) => e.requestId), burstSeconds: round(span) },
+    });
+  }
+  return alerts;
+}
+
+/** One approver approving far more than a person can judge, or faster than they can read. */
+export function detectApproverFatigue(events: readonly GuardEvent[], now: number, config: SlicingConfig): SlicingAlert[] {
+  const { maxApprovalsPerHour, minReadSeconds, minFastApprovals } = config.fatigue;
+  const windowStart = now - config.windowMinutes * MINUTE;
+  const alerts: SlicingAlert[] = [];
+  const groups = groupBy(events, (e) =>
+    e.outcome === 'approved' && e.approverId !== undefined && e.decidedAt !== undefined && e.decidedAt > windowStart && e.decidedAt <= now ? e.approverId : undefined,
+  );
+  for (const [approverId, list] of groups) {
+    const perHour = list.length / (config.windowMinutes / 60);
+    const fast = list.filter((e) => e.decidedAt! - e.createdAt < minReadSeconds * 1000);
+    const tooMany = perHour >= maxApprovalsPerHour;
+    const tooFast = fast.length >= minFastApprovals;
+    if (!tooMany && !tooFast) continue;
+    const reasons = [
+      ...(tooMany ? [`${list.length} approvals in ${config.windowMinutes} min (${round(perHour)}/h, limit ${maxApprovalsPerHour}/h)`] : []),
+      ...(tooFast ? [`${fast.length} approvals within ${minReadSeconds} s of the request appearing`] : []),
+    ];
+    alerts.push({
+      type: 'approver_fatigue',
+      confidence: round(clamp(0.5 + (tooMany ? 0.2 : 0) + (tooFast ? 0.2 : 0) + 0.02 * fast.length)),
+      description: `approver ${approverId}: ${reasons.join('; ')}`,
+      evidence: { requestIds: (tooFast ? fast : list).map((e) => e.requestId), approverId, approvalsPerHour: round(perHour), fastApprovals: fast.length },
+    });
+  }
+  return alerts;
+}
+
+function numericOnly(diff: readonly string[], a: GuardEvent, b: GuardEvent): boolean {
+  const fa = flatten(a.args);
+  const fb = flatten(b.args);
+  return diff.every((k) => typeof fa.get(k) === 'number' && typeof fb.get(k) === 'number');
+}
+
+/** The same action again and again with only a number or two moving: a table deleted range by range. */
+export function detectPatternRepetition(events: readonly GuardEvent[], now: number, config: SlicingConfig): SlicingAlert[] {
+  const { minRepeats } = config.repetition;
+  const windowStart = now - config.windowMinutes * MINUTE;
+  const alerts: SlicingAlert[] = [];
+  const groups = groupBy(events, (e) => (e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${e.action}`));
+  for (const list of groups.values()) {
+    if (list.length < minRepeats) continue;
+    // Chains keyed by "which numeric fields move": each event joins the chain of the first
+    // earlier event it differs from only in 1–2 numeric fields.
+    const chains = new Map<string, GuardEvent[]>();
+    for (let i = 1; i < list.length; i++) {
+      const current = list[i]!;
+      for (let k = i - 1; k >= Math.max(0, i - 20); k--) {
+        const earlier = list[k]!;
+        const diff = differingFields(earlier.args, current.args);
+        if (!diff || diff.length === 0 || diff.length > 2 || !numericOnly(diff, earlier, current)) continue;
+        const fields = [...diff].sort().join(',');
+        const chain = chains.get(fields) ?? [earlier];
+        if (!chain.includes(earlier)) chain.push(earlier);
+        chain.push(current);
+        chains.set(fields, chain);
+        break;
+      }
+    }
+    for (const [fields, chain] of chains) {
+      const unique = [...new Set(chain)];
+      if (unique.length < minRepeats) continue;
+      const field = fields.split(',')[0]!;
+      const values = unique.map((e) => flatten(e.args).get(field) as number).sort((x, y) => x - y);
+      const steps = values.slice(1).map((v, i) => v - values[i]!);
+      const even = steps.length > 0 && steps.every((s) => s > 0 && Math.abs(s - steps[0]!) <= Math.abs(steps[0]!) * 0.05);
+      const head = unique[0]!;
+      alerts.push({
+        type: 'pattern_repetition',
+        confidence: round(clamp(0.5 + 0.05 * (unique.length - minRepeats) + (even ? 0.25 : 0))),
+        description: `${unique.length} ${head.action} requests from agent ${head.agentId} differing only in ${fields}${even ? ' in even steps' : ''}`,
+        evidence: { requestIds: unique.map((e) => e.requestId), fields: fields.split(','), evenSteps: even },
+      });
+    }
+  }
+  return alerts;
+}
+
+export const DETECTORS = [detectVelocityAbuse, detectValueAggregation, detectTemporalClustering, detectApproverFatigue, detectPatternRepetition] as const;
+
+/**
+ * Runs every detector. `attackDetected` when any alert reaches 0.5; the overall confidence
+ * combines alerts as independent evidence (1 − Π(1 − cᵢ)).
+ */
+export function detectSlicing(events: readonly GuardEvent[], now: number, config: SlicingConfig = DEFAULT_SLICING_CONFIG): SlicingReport {
+  const alerts = DETECTORS.flatMap((detect) => detect(events, now, config)).sort(
+    (a, b) => b.confidence - a.confidence || a.type.localeCompare(b.type) || a.description.localeCompare(b.description),
+  );
+  const confidence = round(clamp(1 - alerts.reduce((acc, a) => acc * (1 - a.confidence), 1), 0, 0.99));
+  return { attackDetected: alerts.some((a) => a.confidence >= 0.5), confidence: alerts.length ? confidence : 0, alerts };
+}
