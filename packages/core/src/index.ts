@@ -26,5 +26,6 @@ export {
   type Vote,
 } from './lifecycle.ts';
 export type { AgentGateway } from './gateway.ts';
+export * from './escalation/index.ts';
 export * from './policy/index.ts';
 export * from './guard/index.ts';

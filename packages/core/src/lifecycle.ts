@@ -78,6 +78,8 @@ export interface LifecycleState {
   votes: readonly Vote[];
   /** The operator who submitted the request, when an operator token acted as the agent. */
   requesterOperatorId: string | null;
+  /** Who may act at a stage; escalation and reassignment widen it (escalation/eligibility.ts). Default `isEligibleForStage`. */
+  eligible?: ((reviewer: Reviewer, stage: ApprovalStage) => boolean) | undefined;
 }
 
 export type LifecycleEvent =
@@ -92,6 +94,8 @@ export type LifecycleEvent =
     }
   | { type: 'cancel'; actor: Actor; reason?: string | undefined; at: string }
   | { type: 'expire'; reason?: string | undefined; at: string }
+  /** The end of the escalation chain under `onFinalTimeout: approve`. */
+  | { type: 'timeout_approve'; reason: string; at: string }
   | { type: 'execution'; status: 'succeeded' | 'failed'; at: string };
 
 export type TransitionKind = 'reviewed' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'executed' | 'execution_failed';
@@ -196,7 +200,7 @@ function review(state: LifecycleState, event: Extract<LifecycleEvent, { type: 'r
   if (event.verdict === 'reject') {
     const stageIndex = currentStage(requirement, state.votes, currentPayload(state).key);
     const stage = requirement.stages[Math.max(stageIndex, 0)];
-    if (stage && !isEligibleForStage(reviewer, stage)) {
+    if (stage && !(state.eligible ?? isEligibleForStage)(reviewer, stage)) {
       throw new CountersignError('NOT_ELIGIBLE', `this request now needs: ${stage.label}`, { stage });
     }
     const vote: Vote = {
@@ -237,7 +241,7 @@ function review(state: LifecycleState, event: Extract<LifecycleEvent, { type: 'r
     // Cannot happen for a pending request: a fully met requirement decides at once.
     throw new CountersignError('ILLEGAL_TRANSITION', 'approval requirement is already met');
   }
-  if (!isEligibleForStage(reviewer, stage)) {
+  if (!(state.eligible ?? isEligibleForStage)(reviewer, stage)) {
     throw new CountersignError('NOT_ELIGIBLE', `this request now needs: ${stage.label}`, { stage });
   }
   const vote: Vote = {
@@ -308,9 +312,39 @@ export function transition(state: LifecycleState, event: LifecycleEvent): Transi
       return review(state, event);
     case 'cancel':
       return closing('cancelled', 'agent', [event.actor], event.reason ?? null, event.at);
+    case 'timeout_approve':
+      return timeoutApprove(state, event);
     case 'expire':
       return closing('expired', 'timeout', [], event.reason ?? 'no decision before the deadline', event.at);
   }
+}
+
+/**
+ * Approval by timeout (policy `onFinalTimeout: approve`, written explicitly). It runs the payload
+ * reviewers last proposed, else the original; if any reviewer voted to reject, nobody's silence
+ * overrides that objection and the request expires instead (fail closed).
+ */
+function timeoutApprove(state: LifecycleState, event: Extract<LifecycleEvent, { type: 'timeout_approve' }>): Transition {
+  if (state.votes.some((v) => v.verdict === 'reject')) {
+    return closing('expired', 'timeout', [], `${event.reason}; not approved because a reviewer voted to reject`, event.at);
+  }
+  const payload = currentPayload(state);
+  return {
+    status: 'approved',
+    kinds: ['approved'],
+    vote: null,
+    decision: {
+      outcome: 'approved',
+      decidedBy: 'timeout',
+      deciders: [],
+      reason: event.reason,
+      at: event.at,
+      action: payload.action,
+      args: payload.args,
+      alternative: payload.alternative,
+      modified: payload.alternative === null && payload.key !== payloadKey(state.action, state.args),
+    },
+  };
 }
 
 /** The decision a policy takes at creation, for requests that are not queued. */

@@ -242,6 +242,8 @@ export const Assessment = z.object({
   slaDueAt: z.string().nullable(),
   mfaRequired: z.boolean(),
   reasons: z.array(z.string()),
+  /** The escalation level a rule (`then.startLevel`) starts this request at; absent means level 1. */
+  escalationStartLevel: z.number().int().min(1).optional(),
 });
 export type Assessment = z.infer<typeof Assessment>;
 
@@ -290,6 +292,22 @@ export const Execution = z.object({
 });
 export type Execution = z.infer<typeof Execution>;
 
+/** Where a pending request stands in its escalation chain (policy `escalation`), and its deadline. */
+export const EscalationInfo = z.object({
+  /** 1-based level in `escalation.levels`; 0 when the policy defines no levels. */
+  level: z.number().int(),
+  levels: z.number().int(),
+  /** The current level's role (it, and more senior roles, may stand in for the named approvers). */
+  role: Role.nullable(),
+  /** When the current level times out (then: the next level, or onFinalTimeout). */
+  dueAt: z.string(),
+  /** A reviewer granted the one extension. */
+  extended: z.boolean(),
+  assignee: z.object({ operator: z.string().optional(), group: z.string().optional() }).nullable(),
+  onFinalTimeout: z.enum(['reject', 'approve']),
+});
+export type EscalationInfo = z.infer<typeof EscalationInfo>;
+
 /** A request as the API returns it. */
 export const ApprovalRequest = z.object({
   id: z.string(),
@@ -313,6 +331,8 @@ export const ApprovalRequest = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
   expiresAt: z.string().nullable(),
+  /** Present while the request waits for reviewers (and kept, frozen, once decided); null when policy decided at once. */
+  escalation: EscalationInfo.nullable().optional(),
 });
 export type ApprovalRequest = z.infer<typeof ApprovalRequest>;
 

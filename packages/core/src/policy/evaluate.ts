@@ -92,5 +92,6 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
     slaDueAt,
     mfaRequired: review && (policy.levels[level].mfa || outcome.mfa),
     reasons,
+    ...(review && outcome.startLevel !== undefined ? { escalationStartLevel: outcome.startLevel } : {}),
   };
 }

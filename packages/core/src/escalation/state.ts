@@ -1,0 +1,203 @@
+/**
+ * Escalation of a pending request, as plain data and pure functions: where a request starts,
+ * what happens when its current level times out, and what a reviewer's extension or
+ * reassignment does. The clock is an input (`now`, epoch milliseconds); nothing here reads one.
+ *
+ * How a chain runs (policy `escalation.levels[]`, `levels.<risk>.sla`):
+ *
+ *   created ──► level s (startLevel, default 1): levels[s-1].notify are told; it may wait
+ *               levels[s-1].after (`sla` = the request's SLA) for a decision
+ *           ──► level s+1: new deadline levels[s].after, its role may now stand in, its channels
+ *               are told … and so on to the last level
+ *           ──► last level times out: onFinalTimeout — `reject` (default) expires the request
+ *               (fail closed); `approve` approves it with decidedBy `timeout`, only when both the
+ *               policy that judged the request and the active policy say so explicitly, and no
+ *               reviewer has voted to reject.
+ *
+ * A policy without escalation levels still has a deadline: the request waits its SLA at
+ * "level 0" and then meets onFinalTimeout.
+ */
+import { CountersignError } from '../errors.ts';
+import type { Policy } from '../policy/types.ts';
+import type { Assessment, Role } from '../schemas.ts';
+
+/** One level of the chain, resolved for one request (`sla` already turned into milliseconds). */
+export interface EscalationStep {
+  readonly role: Role;
+  /** How long the request may wait at this level before it escalates further. */
+  readonly ms: number;
+  readonly notify: readonly string[];
+}
+
+/** What the judging policy said about this request's chain; kept with the request. */
+export interface EscalationPlan {
+  readonly steps: readonly EscalationStep[];
+  /** The request's SLA (its risk level's, or the agent's shorter timeout). */
+  readonly slaMs: number;
+  readonly onFinalTimeout: 'reject' | 'approve';
+}
+
+export interface Extension {
+  readonly ms: number;
+  readonly reason: string;
+  readonly by: string;
+  readonly at: number;
+}
+
+export interface Assignee {
+  readonly operator?: string;
+  readonly group?: string;
+  readonly reason: string;
+  readonly by: string;
+  readonly at: number;
+}
+
+export interface EscalationState {
+  /** 1-based level in `plan.steps`; 0 when the chain is empty. */
+  readonly level: number;
+  readonly startLevel: number;
+  readonly enteredAt: number;
+  /** When the current level times out (epoch ms). */
+  readonly dueAt: number;
+  /** The one extension a reviewer may grant, once granted. */
+  readonly extension: Extension | null;
+  readonly assignee: Assignee | null;
+  readonly plan: EscalationPlan;
+}
+
+/** Longest extension anyone may grant, whatever the level's own period. */
+export const MAX_EXTENSION_MS = 24 * 3_600_000;
+
+export function planOf(policy: Policy, slaMs: number): EscalationPlan {
+  return {
+    steps: policy.escalation.levels.map((l) => ({ role: l.role, ms: l.after === 'sla' ? slaMs : l.after, notify: [...l.notify] })),
+    slaMs,
+    onFinalTimeout: policy.escalation.onFinalTimeout,
+  };
+}
+
+function periodOf(plan: EscalationPlan, level: number): number {
+  return level === 0 ? plan.slaMs : (plan.steps[level - 1]?.ms ?? plan.slaMs);
+}
+
+/**
+ * Where a request that goes to review starts, or null when it does not wait for anyone
+ * (decided by policy at creation).
+ */
+export function startEscalation(policy: Policy, assessment: Assessment, createdAt: number): EscalationState | null {
+  if (assessment.route !== 'review' || assessment.slaSeconds === null) return null;
+  const plan = planOf(policy, assessment.slaSeconds * 1000);
+  const wanted = assessment.escalationStartLevel ?? 1;
+  const level = plan.steps.length === 0 ? 0 : Math.min(Math.max(wanted, 1), plan.steps.length);
+  return { level, startLevel: level, enteredAt: createdAt, dueAt: createdAt + periodOf(plan, level), extension: null, assignee: null, plan };
+}
+
+/** Channels told when a request enters `level` (none for level 0). */
+export function channelsFor(state: Pick<EscalationState, 'plan'>, level: number): readonly string[] {
+  return level === 0 ? [] : (state.plan.steps[level - 1]?.notify ?? []);
+}
+
+/** Every channel told about this request so far, each once: who should hear how it ended. */
+export function channelsSoFar(state: EscalationState): string[] {
+  const names = new Set<string>();
+  for (let level = state.startLevel; level <= state.level; level++) for (const c of channelsFor(state, level)) names.add(c);
+  return [...names];
+}
+
+export function roleAt(state: Pick<EscalationState, 'plan' | 'level'>): Role | null {
+  return state.level === 0 ? null : (state.plan.steps[state.level - 1]?.role ?? null);
+}
+
+export type DueOutcome =
+  | { type: 'escalate'; from: number; to: number; role: Role; state: EscalationState; notify: readonly string[] }
+  | { type: 'final'; outcome: 'approve' | 'reject'; level: number; reason: string };
+
+/**
+ * What happens when the current level's deadline passes. `activePolicy` is the policy running
+ * now: approval by timeout needs it to agree with the judging policy (fail closed on a change
+ * of mind). A late tick (the server was down) still moves one level, and the new deadline runs
+ * from `now`, so a restart never cascades a request through its whole chain at once.
+ */
+export function onDue(state: EscalationState, activePolicy: Policy, now: number): DueOutcome {
+  const next = state.level + 1;
+  const step = state.plan.steps[next - 1];
+  if (state.level > 0 && step) {
+    return {
+      type: 'escalate',
+      from: state.level,
+      to: next,
+      role: step.role,
+      notify: step.notify,
+      state: { ...state, level: next, enteredAt: now, dueAt: now + step.ms },
+    };
+  }
+  const last = roleAt(state);
+  const where = state.level === 0 ? 'within its SLA' : `by the end of escalation level ${state.level}${last ? ` (${last})` : ''}`;
+  const approve = state.plan.onFinalTimeout === 'approve' && activePolicy.escalation.onFinalTimeout === 'approve';
+  const why =
+    state.plan.onFinalTimeout === 'approve' && !approve
+      ? 'onFinalTimeout: approve was withdrawn by the active policy, so it expires'
+      : `onFinalTimeout: ${approve ? 'approve' : 'reject'}`;
+  return { type: 'final', outcome: approve ? 'approve' : 'reject', level: state.level, reason: `no decision ${where}; ${why}` };
+}
+
+/**
+ * When the escalation timer should fire, or null when the agent's own hard deadline comes
+ * first (that deadline expires the request; escalating at the same instant would only add noise).
+ */
+export function escalationTimerAt(state: EscalationState, expiresAt: number | null): number | null {
+  return expiresAt !== null && expiresAt <= state.dueAt ? null : state.dueAt;
+}
+
+/** The longest extension of the current level: its own period, at most a day. */
+export function maxExtensionMs(state: EscalationState): number {
+  return Math.min(periodOf(state.plan, state.level), MAX_EXTENSION_MS);
+}
+
+/** A reviewer grants more time, once per request, by at most `maxExtensionMs`, with a reason. */
+export function extend(state: EscalationState, ms: number, reason: string, by: string, now: number): EscalationState {
+  if (state.extension) {
+    throw new CountersignError('ALREADY_EXTENDED', `the deadline was already extended once, by ${state.extension.by}`, {
+      extension: { ...state.extension, at: new Date(state.extension.at).toISOString() },
+    });
+  }
+  const max = maxExtensionMs(state);
+  if (!Number.isFinite(ms) || ms < 1000 || ms > max) {
+    throw new CountersignError('VALIDATION_FAILED', `an extension is 1s to ${Math.floor(max / 1000)}s at this level`, {
+      field: 'by',
+      maxSeconds: Math.floor(max / 1000),
+    });
+  }
+  if (!reason.trim()) throw new CountersignError('VALIDATION_FAILED', 'an extension needs a reason', { field: 'reason' });
+  return { ...state, dueAt: Math.max(state.dueAt, now) + ms, extension: { ms, reason, by, at: now } };
+}
+
+/** Hands the request to another reviewer or group (they may then approve at the current stage). */
+export function reassign(
+  state: EscalationState,
+  to: { operator?: string | undefined; group?: string | undefined },
+  reason: string,
+  by: string,
+  now: number,
+): EscalationState {
+  if ((to.operator === undefined) === (to.group === undefined)) {
+    throw new CountersignError('VALIDATION_FAILED', 'reassign to one operator or one group', { field: 'to' });
+  }
+  if (!reason.trim()) throw new CountersignError('VALIDATION_FAILED', 'a reassignment needs a reason', { field: 'reason' });
+  const target = to.operator !== undefined ? { operator: to.operator } : { group: to.group as string };
+  return { ...state, assignee: { ...target, reason, by, at: now } };
+}
+
+/** The API's view of the state (`ApprovalRequest.escalation`). */
+export function publicEscalation(state: EscalationState) {
+  const assignee = state.assignee;
+  return {
+    level: state.level,
+    levels: state.plan.steps.length,
+    role: roleAt(state),
+    dueAt: new Date(state.dueAt).toISOString(),
+    extended: state.extension !== null,
+    assignee: assignee ? (assignee.operator !== undefined ? { operator: assignee.operator } : { group: assignee.group as string }) : null,
+    onFinalTimeout: state.plan.onFinalTimeout,
+  };
+}
