@@ -28,4 +28,5 @@ export {
 export type { AgentGateway } from './gateway.ts';
 export * from './escalation/index.ts';
 export * from './policy/index.ts';
+export * from './audit/index.ts';
 export * from './guard/index.ts';

@@ -257,6 +257,26 @@ export type Actor = z.infer<typeof Actor>;
 export const DecisionOutcome = z.enum(['approved', 'rejected', 'expired', 'cancelled']);
 export type DecisionOutcome = z.infer<typeof DecisionOutcome>;
 
+/**
+ * A decision, signed by the server's audit key (Ed25519 over `receiptMessage`): it binds the
+ * request, the SHA-256 of the canonical JSON of what may run, the outcome, who decided and
+ * when. The SDK checks it before it runs anything, so an approval cannot be forged or replayed
+ * onto other args.
+ */
+export const Receipt = z.object({
+  version: z.literal(1),
+  requestId: z.string(),
+  outcome: DecisionOutcome,
+  decidedBy: z.enum(['policy', 'reviewers', 'agent', 'timeout']),
+  deciders: z.array(Actor),
+  decidedAt: z.string(),
+  /** Hex SHA-256 of canonical JSON `{action, args}` of the approved payload; null unless approved. */
+  payloadHash: z.string().nullable(),
+  keyId: z.string(),
+  signature: z.string(),
+});
+export type Receipt = z.infer<typeof Receipt>;
+
 export const Decision = z.object({
   outcome: DecisionOutcome,
   /** `policy` for automatic decisions, `reviewers` for human ones, `agent` for cancellation, `timeout` for expiry. */
@@ -269,6 +289,8 @@ export const Decision = z.object({
   args: JsonObject.nullable(),
   alternative: z.string().nullable(),
   modified: z.boolean(),
+  /** The signed receipt (servers with an audit key sign every decision). */
+  receipt: Receipt.optional(),
 });
 export type Decision = z.infer<typeof Decision>;
 

@@ -1,0 +1,47 @@
+/** The tamper-evident audit trail: Merkle tree and proofs, signed formats, the trail verifier. */
+export { bytesEqual, fromBase64, fromBase64Of, toBase64, toHex, utf8 } from './bytes.ts';
+export {
+  CompactTree,
+  MemoryTree,
+  consistencyProofRanges,
+  frontierNodes,
+  inclusionProofRanges,
+  merkleHasher,
+  nodesFor,
+  perfectSubtrees,
+  rangeHash,
+  verifyConsistency,
+  verifyInclusion,
+  type HashFn,
+  type LeafRange,
+  type MerkleHasher,
+  type NodeId,
+  type ProofCheck,
+} from './merkle.ts';
+export {
+  CHECKPOINT_ORIGIN,
+  RECEIPT_ORIGIN,
+  SignedCheckpoint,
+  auditLeafJson,
+  checkpointMessage,
+  keyIdOf,
+  payloadHash,
+  receiptBody,
+  receiptMessage,
+  type AuditLeaf,
+  type CheckpointBody,
+  type ReceiptBody,
+} from './signed.ts';
+export {
+  TRAIL_FORMAT,
+  TrailVerifier,
+  trailCheckpointLine,
+  trailEntryLine,
+  trailHeaderLine,
+  type TrailFault,
+  type TrailFaultCode,
+  type TrailHeader,
+  type TrailResult,
+  type TrailSummary,
+  type TrailVerifierOptions,
+} from './trail.ts';

@@ -1,0 +1,100 @@
+/**
+ * What Countersign signs, byte for byte: audit leaves, checkpoints and decision receipts. The
+ * signing and the hash function live in the shell (node:crypto, WebCrypto); these functions
+ * only fix the bytes, so every signer and verifier agrees on them.
+ *
+ * Each message starts with its own origin line, so a signature over one kind can never be
+ * passed off as another.
+ */
+import { z } from 'zod';
+import { canonicalJson, payloadKey } from '../canonical.ts';
+import type { Actor, Decision, JsonObject, Receipt } from '../schemas.ts';
+import { toHex, utf8 } from './bytes.ts';
+import type { HashFn } from './merkle.ts';
+
+/** One audit entry as the tree commits to it. */
+export interface AuditLeaf {
+  seq: number;
+  /** ISO 8601, millisecond precision, UTC. */
+  at: string;
+  type: string;
+  requestId: string | null;
+  actor: { type: string; id: string; name: string };
+  data: unknown;
+}
+
+/**
+ * The leaf bytes of an entry: canonical JSON (sorted keys, no whitespace) of exactly these
+ * fields, UTF-8 encoded. An export writes this text verbatim, so a verifier hashes the bytes it
+ * reads.
+ */
+export function auditLeafJson(entry: AuditLeaf): string {
+  return canonicalJson({
+    actor: { id: entry.actor.id, name: entry.actor.name, type: entry.actor.type },
+    at: entry.at,
+    data: entry.data,
+    requestId: entry.requestId,
+    seq: entry.seq,
+    type: entry.type,
+  });
+}
+
+export const CHECKPOINT_ORIGIN = 'countersign.audit.checkpoint/v1';
+
+export interface CheckpointBody {
+  treeSize: number;
+  /** Base64 of the tree's root hash at `treeSize`. */
+  rootHash: string;
+  /** ISO 8601 time of signing. */
+  timestamp: string;
+}
+
+export const SignedCheckpoint = z.object({
+  treeSize: z.number().int().min(0),
+  rootHash: z.string(),
+  timestamp: z.string(),
+  /** Which key signed: the first 16 hex digits of SHA-256 of its SubjectPublicKeyInfo (DER). */
+  keyId: z.string(),
+  /** Base64 Ed25519 signature of `checkpointMessage`. */
+  signature: z.string(),
+});
+export type SignedCheckpoint = z.infer<typeof SignedCheckpoint>;
+
+/** The signed text of a checkpoint: origin, size, root, time, one per line (in the spirit of C2SP tlog-checkpoint). */
+export function checkpointMessage(body: CheckpointBody): Uint8Array {
+  return utf8(`${CHECKPOINT_ORIGIN}\n${body.treeSize}\n${body.rootHash}\n${body.timestamp}\n`);
+}
+
+export const RECEIPT_ORIGIN = 'countersign.receipt/v1';
+
+export type ReceiptBody = Omit<Receipt, 'signature'>;
+
+/** SHA-256 (hex) of the canonical JSON of `{action, args}`: what an approval lets run. */
+export function payloadHash(hash: HashFn, action: string, args: JsonObject): string {
+  return toHex(hash(utf8(payloadKey(action, args))));
+}
+
+/** The receipt body for a decision; `payloadHash` is null unless it approved something to run. */
+export function receiptBody(hash: HashFn, requestId: string, decision: Decision, keyId: string): ReceiptBody {
+  const runnable = decision.outcome === 'approved' && decision.action !== null && decision.args !== null;
+  return {
+    version: 1,
+    requestId,
+    outcome: decision.outcome,
+    decidedBy: decision.decidedBy,
+    deciders: decision.deciders.map((d: Actor) => ({ type: d.type, id: d.id, name: d.name })),
+    decidedAt: decision.at,
+    payloadHash: runnable ? payloadHash(hash, decision.action!, decision.args!) : null,
+    keyId,
+  };
+}
+
+export function receiptMessage(body: ReceiptBody): Uint8Array {
+  const { version, requestId, outcome, decidedBy, deciders, decidedAt, payloadHash: hashOfPayload, keyId } = body;
+  return utf8(`${RECEIPT_ORIGIN}\n${canonicalJson({ version, requestId, outcome, decidedBy, deciders, decidedAt, payloadHash: hashOfPayload, keyId })}`);
+}
+
+/** A key's id: the first 16 hex digits of the hash of its SubjectPublicKeyInfo (DER bytes). */
+export function keyIdOf(hash: HashFn, spki: Uint8Array): string {
+  return toHex(hash(spki)).slice(0, 16);
+}
