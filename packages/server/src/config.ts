@@ -14,6 +14,10 @@ export interface ServerConfig {
   readonly policyPath: string | null;
   readonly adminToken: string | undefined;
   readonly agentKey: string | undefined;
+  /** HMAC key for dashboard session cookies (COUNTERSIGN_SESSION_SECRET); random per process when unset. */
+  readonly sessionSecret: string | undefined;
+  /** Believe X-Forwarded-Proto/-Host from a TLS-terminating proxy (COUNTERSIGN_TRUST_PROXY=1). */
+  readonly trustProxy: boolean;
 }
 
 export interface ServerFlags {
@@ -43,6 +47,8 @@ export function resolveServerConfig(flags: ServerFlags = {}, env: NodeJS.Process
     policyPath,
     adminToken: env.COUNTERSIGN_ADMIN_TOKEN || undefined,
     agentKey: env.COUNTERSIGN_AGENT_KEY || undefined,
+    sessionSecret: env.COUNTERSIGN_SESSION_SECRET || undefined,
+    trustProxy: ['1', 'true', 'yes'].includes((env.COUNTERSIGN_TRUST_PROXY ?? '').toLowerCase()),
   });
 }
 

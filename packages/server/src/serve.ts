@@ -37,7 +37,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
     throw err;
   }
   const bootstrap = await engine.bootstrap({ adminToken: config.adminToken, agentKey: config.agentKey });
-  const app = createApp({ engine });
+  const app = createApp({ engine, session: { secret: config.sessionSecret, trustProxy: config.trustProxy } });
 
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = listen({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));

@@ -48,8 +48,15 @@ export interface ListOptions {
   riskLevel?: string | undefined;
   agentId?: string | undefined;
   action?: string | undefined;
+  automationLevel?: string | undefined;
   limit?: number | undefined;
   cursor?: string | undefined;
+}
+
+/** A committed change to one request, as observers see it: the row as written and the status it left (null when new). */
+export interface RequestChange {
+  previousStatus: RequestStatus | null;
+  row: RequestRow;
 }
 
 export interface AuditEntry {
@@ -89,6 +96,7 @@ export class Engine {
   private readonly principals = new Map<string, { principal: Principal; until: number }>();
   private readonly historyCache = new Map<string, { counts: HistoryCounts; until: number }>();
   private unlisten: (() => Promise<void>) | undefined;
+  private readonly observers = new Set<(change: RequestChange) => void>();
 
   private constructor(
     readonly store: Store,
@@ -149,7 +157,11 @@ export class Engine {
    */
   async authenticate(token: string): Promise<Principal | undefined> {
     if (token.length < 10 || token.length > 200) return undefined;
-    const hash = sha256Hex(token);
+    return this.authenticateHash(sha256Hex(token));
+  }
+
+  /** As `authenticate`, from the credential's SHA-256 (a dashboard session carries the hash, never the token). */
+  async authenticateHash(hash: string): Promise<Principal | undefined> {
     const now = this.now();
     const cached = this.principals.get(hash);
     if (cached && cached.until > now) return cached.principal;
@@ -342,6 +354,7 @@ export class Engine {
       throw err;
     }
     this.afterCommit(id);
+    this.emitChange({ previousStatus: null, row });
     return { request: requestFromRow(row, agent.name, []), replayed: false };
   }
 
@@ -417,6 +430,7 @@ export class Engine {
       riskLevel: options.riskLevel,
       agentId: options.agentId,
       action: options.action,
+      automationLevel: options.automationLevel,
       limit: limit + 1,
       after: options.cursor ? decodeCursor(options.cursor) : undefined,
       order,
@@ -470,6 +484,7 @@ export class Engine {
     ownerOnly = false,
     execution?: ExecutionBody,
   ): Promise<ApprovalRequest> {
+    let previousStatus: RequestStatus = 'pending';
     const row = await this.store.transaction(async (tx) => {
       const current = await tx.getRequest(id, true);
       if (by) this.checkReadable(by, current, id);
@@ -527,9 +542,11 @@ export class Engine {
       }
       await tx.appendAudit(result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result, execution), at)));
       await tx.notify(WAKE_CHANNEL, id);
+      previousStatus = current.status as RequestStatus;
       return { ...current, ...patch } as RequestRow;
     });
     this.afterCommit(id);
+    this.emitChange({ previousStatus, row });
     return this.toPublic(row);
   }
 
@@ -543,6 +560,47 @@ export class Engine {
     return d
       ? { decidedBy: d.decidedBy, deciders: d.deciders.map((x) => x.name), reason: d.reason, alternative: d.alternative, modified: d.modified }
       : {};
+  }
+
+  /**
+   * Post-hoc feedback on a request the policy approved on its own (the dashboard's supervised
+   * feed): "should have asked", or "ok". It changes no request state; it is an audit entry, so
+   * it is part of the trail. A repeat of an operator's latest verdict returns that entry.
+   */
+  async recordFeedback(by: Principal, id: string, body: { verdict: 'should_have_asked' | 'ok'; note?: string | undefined }): Promise<AuditEntry> {
+    this.requireOperator(by);
+    const request = await this.store.getRequest(id);
+    this.checkReadable(by, request, id);
+    if (request.route !== 'auto_approve') {
+      throw new CountersignError('ILLEGAL_TRANSITION', `feedback is for requests the policy approved on its own; ${id} was routed to ${request.route}`);
+    }
+    return this.store.transaction(async (tx) => {
+      const mine = (await tx.auditFor(id)).filter((e) => e.type === 'feedback' && e.actor_id === by.operatorId);
+      const latest = mine[mine.length - 1];
+      if (latest && (JSON.parse(latest.data) as { verdict?: string }).verdict === body.verdict) return auditFromRow(latest);
+      const data = { verdict: body.verdict, note: body.note ?? null, automationLevel: request.automation_level, riskLevel: request.risk_level };
+      const entry = this.audit('feedback', id, actorOf(by), data, this.now());
+      const [seq] = await tx.appendAudit([entry]);
+      return auditFromRow({ ...entry, seq: seq! });
+    });
+  }
+
+  /** Hears every committed request change made by this process (metrics). Observers must be cheap. */
+  observe(observer: (change: RequestChange) => void): () => void {
+    this.observers.add(observer);
+    return () => {
+      this.observers.delete(observer);
+    };
+  }
+
+  private emitChange(change: RequestChange): void {
+    for (const observer of this.observers) {
+      try {
+        observer(change);
+      } catch {
+        // An observer (metrics) must never turn a committed change into an error.
+      }
+    }
   }
 
   // ---- audit (read side; the trail's format grows in the audit issue) ----

@@ -5,6 +5,8 @@
  */
 export class Wakeups {
   private readonly listeners = new Map<string, Set<() => void>>();
+  /** Listeners for every change (the dashboard's live queue), told which request changed. */
+  private readonly anyListeners = new Set<(id: string) => void>();
 
   subscribe(id: string, listener: () => void): () => void {
     let set = this.listeners.get(id);
@@ -19,7 +21,22 @@ export class Wakeups {
     };
   }
 
+  /** Hears every `publish`, whatever the id. Returns the unsubscribe function. */
+  subscribeAll(listener: (id: string) => void): () => void {
+    this.anyListeners.add(listener);
+    return () => {
+      this.anyListeners.delete(listener);
+    };
+  }
+
   publish(id: string): void {
+    for (const listener of [...this.anyListeners]) {
+      try {
+        listener(id);
+      } catch {
+        // As below: one broken listener must not stop the rest.
+      }
+    }
     const set = this.listeners.get(id);
     if (!set) return;
     for (const listener of [...set]) {

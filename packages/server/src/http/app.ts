@@ -9,8 +9,13 @@ import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
+import { registerDashboardApi } from './dashboard-api.ts';
+import { mountDashboard } from './dashboard.ts';
 import { errorResponse, toCountersignError } from './errors.ts';
+import { instrumentEngine, renderMetrics } from './metrics.ts';
+import { registerSummaryRoute } from './metrics-summary.ts';
 import * as routes from './routes.ts';
+import { isSignIn, registerSessionRoutes, Sessions, type SessionOptions } from './session.ts';
 
 type Env = { Variables: { principal: Principal } };
 
@@ -22,6 +27,10 @@ export interface AppOptions {
   /** Seconds between SSE keep-alive comments. */
   heartbeatSeconds?: number;
   log?: (message: string) => void;
+  /** Dashboard sign-in (session cookies); see session.ts. */
+  session?: SessionOptions;
+  /** Where the built dashboard is; default packages/dashboard/dist. */
+  dashboardDir?: string | undefined;
 }
 
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -61,7 +70,18 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     }),
   );
   app.use('/v1/*', parseJsonBody);
-  app.use('/v1/*', authenticate(engine));
+  const sessions = new Sessions(options.session);
+  app.use('/v1/*', authenticate(engine, sessions));
+  instrumentEngine(engine);
+
+  app.get('/metrics', async (c) => {
+    const { contentType, body } = await renderMetrics(engine);
+    return c.body(body, 200, { 'content-type': contentType, 'cache-control': 'no-store' });
+  });
+
+  registerSessionRoutes(app, engine, sessions);
+  registerDashboardApi(app, engine, { heartbeatSeconds: options.heartbeatSeconds, log });
+  registerSummaryRoute(app, engine);
 
   app.openapi(routes.createRequestRoute, async (c) => {
     const { request, replayed } = await engine.createRequest(c.get('principal'), c.req.valid('json'));
@@ -155,6 +175,8 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     return c.json({ version, hash, source, policy }, 200);
   });
 
+  mountDashboard(app, { dir: options.dashboardDir });
+
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',
     scheme: 'bearer',
@@ -201,8 +223,17 @@ const parseJsonBody: MiddlewareHandler = async (c, next) => {
   return next();
 };
 
-function authenticate(engine: Engine): MiddlewareHandler<Env> {
+function authenticate(engine: Engine, sessions: Sessions): MiddlewareHandler<Env> {
   return async (c, next) => {
+    if (isSignIn(c)) return next();
+    if (c.req.header('authorization') === undefined) {
+      // The dashboard: a session cookie (with CSRF checks on state-changing calls).
+      const session = await sessions.principal(c, engine);
+      if (session) {
+        c.set('principal', session.principal);
+        return next();
+      }
+    }
     const header = c.req.header('authorization') ?? '';
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!match?.[1]) {

@@ -5,6 +5,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import {
   ApprovalRequest,
+  AutomationLevel,
   CancelBody,
   CreateRequestBody,
   ErrorBody,
@@ -76,6 +77,7 @@ export const ListQuery = z.object({
   riskLevel: RiskLevel.optional(),
   agentId: z.string().max(100).optional(),
   action: z.string().max(128).optional(),
+  automationLevel: AutomationLevel.optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
   cursor: z.string().max(200).optional(),
 });

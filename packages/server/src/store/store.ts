@@ -32,11 +32,17 @@ export interface RequestFilter {
   riskLevel?: string | undefined;
   agentId?: string | undefined;
   action?: string | undefined;
+  automationLevel?: string | undefined;
   limit: number;
   /** Keyset cursor: rows strictly after this (created_at, id) in the listing order. */
   after?: { createdAt: number; id: string } | undefined;
   order: 'newest' | 'oldest';
 }
+
+export type MetricFactRow = Pick<
+  RequestRow,
+  'id' | 'status' | 'risk_level' | 'automation_level' | 'route' | 'decision' | 'created_at' | 'decided_at'
+> & { assessment: string | null };
 
 export interface HistoryCounts {
   total: number;
@@ -173,6 +179,7 @@ export class Queries {
     if (filter.riskLevel) query = query.where('risk_level', '=', filter.riskLevel);
     if (filter.agentId) query = query.where('agent_id', '=', filter.agentId);
     if (filter.action) query = query.where('action', '=', filter.action);
+    if (filter.automationLevel) query = query.where('automation_level', '=', filter.automationLevel);
     if (filter.after) {
       const { createdAt, id } = filter.after;
       const op = dir === 'desc' ? '<' : '>';
@@ -181,6 +188,58 @@ export class Queries {
       );
     }
     return query.orderBy('created_at', dir).orderBy('id', dir).limit(filter.limit).execute();
+  }
+
+  /** How many requests wait for a human, by risk level (the `/metrics` gauge). */
+  async pendingCountsByRisk(): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('requests')
+      .select(['risk_level', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('status', '=', 'pending')
+      .groupBy('risk_level')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.risk_level, Number(r.n)]));
+  }
+
+  /**
+   * What the dashboard's metrics are computed from: requests created in [from, to), slim
+   * (the assessment only where a human was asked, for its SLA), oldest first.
+   */
+  async metricFacts(from: number, to: number, limit: number): Promise<MetricFactRow[]> {
+    return this.db
+      .selectFrom('requests')
+      .select(['id', 'status', 'risk_level', 'automation_level', 'route', 'decision', 'created_at', 'decided_at'])
+      .select((eb) => eb.case().when('route', '=', 'review').then(eb.ref('assessment')).else(null).end().as('assessment'))
+      .where('created_at', '>=', from)
+      .where('created_at', '<', to)
+      .orderBy('created_at')
+      .limit(limit)
+      .execute();
+  }
+
+  /** Every review of requests created in [from, to): who voted what, and when. */
+  async reviewFacts(from: number, to: number): Promise<Array<Pick<ReviewRow, 'operator_id' | 'operator_name' | 'verdict' | 'created_at'> & { request_created_at: number }>> {
+    return this.db
+      .selectFrom('reviews')
+      .innerJoin('requests', 'requests.id', 'reviews.request_id')
+      .select(['reviews.operator_id', 'reviews.operator_name', 'reviews.verdict', 'reviews.created_at', 'requests.created_at as request_created_at'])
+      .where('requests.created_at', '>=', from)
+      .where('requests.created_at', '<', to)
+      .execute();
+  }
+
+  /** Request ids with an audit entry of `type` among requests created in [from, to) (e.g. escalations). */
+  async requestsWithAudit(type: string, from: number, to: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('audit_log')
+      .innerJoin('requests', 'requests.id', 'audit_log.request_id')
+      .select('requests.id')
+      .distinct()
+      .where('audit_log.type', '=', type)
+      .where('requests.created_at', '>=', from)
+      .where('requests.created_at', '<', to)
+      .execute();
+    return rows.map((r) => r.id);
   }
 
   /** Requests whose deadline has passed while still pending. */

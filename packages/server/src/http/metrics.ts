@@ -1,0 +1,139 @@
+/**
+ * `GET /metrics`: Prometheus text exposition (prom-client). Counters are per process, as
+ * Prometheus expects (it sums instances); the pending gauge is read from the database at
+ * scrape time, so it is right after a restart and across processes sharing one database.
+ *
+ * The engine feeds decisions, executions and SLA breaches through `Engine.observe`. Other parts
+ * report what only they see through the hooks below — call them, never the metric objects:
+ *
+ *   recordEscalation('sla_timeout')                 // scheduler: a request moved up a level
+ *   recordDelivery('slack', 'delivered')            // channels: one notification attempt
+ *
+ * Label values must come from a small fixed set (channel names, reason codes), never from
+ * agent-supplied text; they are clipped and reduced to [a-z0-9_:.-] as a last line of defence.
+ */
+import type { Assessment, Decision } from '@countersign/core';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Engine, RequestChange } from '../engine/engine.ts';
+
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+const RISK_LEVELS = ['low', 'medium', 'high', 'critical'] as const;
+
+const decisions = new Counter({
+  name: 'countersign_decisions_total',
+  help: 'Requests decided, by the automation level the policy assigned, the outcome and who decided (policy, reviewers, timeout, agent)',
+  labelNames: ['automation_level', 'outcome', 'decided_by'] as const,
+  registers: [registry],
+});
+
+const created = new Counter({
+  name: 'countersign_requests_created_total',
+  help: 'Requests proposed, by route (auto_approve, review, block) and risk level',
+  labelNames: ['route', 'risk_level'] as const,
+  registers: [registry],
+});
+
+const pending = new Gauge({
+  name: 'countersign_requests_pending',
+  help: 'Requests waiting for a human, by risk level (read from the database at scrape time)',
+  labelNames: ['risk_level'] as const,
+  registers: [registry],
+});
+
+const timeToDecision = new Histogram({
+  name: 'countersign_time_to_decision_seconds',
+  help: 'From proposal to decision, for requests that went to humans (decided by reviewers or by timeout)',
+  labelNames: ['risk_level', 'outcome'] as const,
+  buckets: [5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14_400, 43_200, 86_400],
+  registers: [registry],
+});
+
+const slaBreaches = new Counter({
+  name: 'countersign_sla_breaches_total',
+  help: 'Requests decided (by reviewers or by timeout) after their SLA was due, by risk level',
+  labelNames: ['risk_level'] as const,
+  registers: [registry],
+});
+
+const escalations = new Counter({
+  name: 'countersign_escalations_total',
+  help: 'Escalations to the next level, by reason',
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});
+
+const deliveries = new Counter({
+  name: 'countersign_notification_deliveries_total',
+  help: 'Notification delivery attempts, by channel and result',
+  labelNames: ['channel', 'result'] as const,
+  registers: [registry],
+});
+
+const executions = new Counter({
+  name: 'countersign_executions_total',
+  help: 'Execution reports from agents, by status',
+  labelNames: ['status'] as const,
+  registers: [registry],
+});
+
+const feedback = new Counter({
+  name: 'countersign_feedback_total',
+  help: 'Post-hoc feedback submissions on automatically approved requests (should_have_asked, ok)',
+  labelNames: ['verdict'] as const,
+  registers: [registry],
+});
+
+/** Keeps label values bounded and printable whatever a caller passes. */
+export function labelValue(value: string): string {
+  const clean = value.toLowerCase().replace(/[^a-z0-9_:.-]+/g, '_').slice(0, 64);
+  return clean === '' ? 'unknown' : clean;
+}
+
+/** The scheduler calls this once per escalation (e.g. reason `sla_timeout`, `manual`, `reassigned`). */
+export function recordEscalation(reason: string): void {
+  escalations.inc({ reason: labelValue(reason) });
+}
+
+/** Channels call this once per delivery attempt (result e.g. `delivered`, `failed`, `retrying`, `gave_up`). */
+export function recordDelivery(channel: string, result: string): void {
+  deliveries.inc({ channel: labelValue(channel), result: labelValue(result) });
+}
+
+export function recordFeedback(verdict: string): void {
+  feedback.inc({ verdict: labelValue(verdict) });
+}
+
+/** What one committed request change adds to the counters. */
+export function observeChange({ previousStatus, row }: RequestChange): void {
+  if (previousStatus === null) created.inc({ route: row.route, risk_level: row.risk_level });
+  if (row.status === 'executed' || row.status === 'execution_failed') {
+    executions.inc({ status: row.status === 'executed' ? 'succeeded' : 'failed' });
+  }
+  const decidedNow = (previousStatus === null || previousStatus === 'pending') && row.status !== 'pending' && row.decision !== null;
+  if (!decidedNow || row.decision === null) return;
+  const decision = JSON.parse(row.decision) as Decision;
+  decisions.inc({ automation_level: row.automation_level, outcome: decision.outcome, decided_by: decision.decidedBy });
+  if (decision.decidedBy !== 'reviewers' && decision.decidedBy !== 'timeout') return;
+  const decidedAt = row.decided_at ?? row.updated_at;
+  timeToDecision.observe({ risk_level: row.risk_level, outcome: decision.outcome }, Math.max(0, decidedAt - row.created_at) / 1000);
+  const due = (JSON.parse(row.assessment) as Assessment).slaDueAt;
+  if (due !== null && decidedAt > Date.parse(due)) slaBreaches.inc({ risk_level: row.risk_level });
+}
+
+const instrumented = new WeakSet<Engine>();
+
+/** Feeds this engine's changes into the counters (once per engine, however many apps use it). */
+export function instrumentEngine(engine: Engine): void {
+  if (instrumented.has(engine)) return;
+  instrumented.add(engine);
+  engine.observe(observeChange);
+}
+
+/** The exposition text, with the pending gauge read fresh from this engine's database. */
+export async function renderMetrics(engine: Engine): Promise<{ contentType: string; body: string }> {
+  const counts = await engine.store.pendingCountsByRisk();
+  for (const level of RISK_LEVELS) pending.set({ risk_level: level }, counts[level] ?? 0);
+  return { contentType: registry.contentType, body: await registry.metrics() };
+}
