@@ -8,7 +8,7 @@ import { serve as listen, type ServerType } from '@hono/node-server';
 import { DEFAULT_POLICY_YAML } from '@countersign/core';
 import type { ServerConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
-import { startExpirySweeper } from './engine/expiry.ts';
+import { Scheduler } from './scheduler/scheduler.ts';
 import { createApp } from './http/app.ts';
 import { connect } from './store/connect.ts';
 
@@ -47,9 +47,11 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
 
-  const stopSweeper = startExpirySweeper(engine, {
-    onError: (err) => log(`countersign: expiry sweep failed: ${(err as Error).message}`),
+  const scheduler = new Scheduler(engine, {
+    intervalMs: config.tickMs,
+    onError: (err) => log(`countersign: scheduler: ${(err as Error).message}`),
   });
+  scheduler.start();
 
   return {
     engine,
@@ -66,7 +68,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
       }
     },
     async close() {
-      stopSweeper();
+      await scheduler.stop();
       if ('closeAllConnections' in server) server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await engine.close();

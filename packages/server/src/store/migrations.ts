@@ -4,6 +4,7 @@
  * edit a released one.
  */
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { m003_scheduler } from './timers.ts';
 
 const m001_initial: Migration = {
   async up(db: Kysely<any>) {
@@ -129,6 +130,7 @@ const m001_initial: Migration = {
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
+  '003_scheduler': m003_scheduler,
 });
 
 export const migrationProvider: MigrationProvider = {

@@ -4,6 +4,7 @@
  * ordering by time never depends on a collation.
  */
 import type { Generated } from 'kysely';
+import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 
 export interface AgentsTable {
   id: string;
@@ -116,6 +117,10 @@ export interface Database {
   reviews: ReviewsTable;
   audit_log: AuditLogTable;
   audit_head: AuditHeadTable;
+  timers: TimersTable;
+  escalations: EscalationsTable;
+  deliveries: DeliveriesTable;
+  nonces: NoncesTable;
 }
 
 export type { Generated };
