@@ -8,7 +8,9 @@ import { serve as listen, type ServerType } from '@hono/node-server';
 import { DEFAULT_POLICY_YAML } from '@countersign/core';
 import type { ServerConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
-import { Scheduler } from './scheduler/scheduler.ts';
+import { startCheckpointer } from './audit/checkpointer.ts';
+import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
+import { startExpirySweeper } from './engine/expiry.ts';
 import { createApp } from './http/app.ts';
 import { connect } from './store/connect.ts';
 
@@ -27,9 +29,11 @@ export function readPolicySource(config: Pick<ServerConfig, 'policyPath'>): { te
 }
 
 export async function startServer(config: ServerConfig, log: (line: string) => void = console.log): Promise<RunningServer> {
+  const auditKey = config.audit.keyPath === null ? ephemeralAuditKey() : loadOrCreateAuditKey(config.audit.keyPath);
   const connection = await connect(config.databaseUrl);
-  const engine = await Engine.open({ connection });
+  const engine = await Engine.open({ connection, auditKey });
   try {
+    await engine.trail.checkKey();
     const { text, source } = readPolicySource(config);
     await engine.activatePolicy(text, source);
   } catch (err) {
@@ -47,11 +51,12 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
 
-  const scheduler = new Scheduler(engine, {
-    intervalMs: config.tickMs,
-    onError: (err) => log(`countersign: scheduler: ${(err as Error).message}`),
+  const stopSweeper = startExpirySweeper(engine, {
+    onError: (err) => log(`countersign: expiry sweep failed: ${(err as Error).message}`),
   });
-  scheduler.start();
+  const checkpointer = startCheckpointer(engine, config.audit, {
+    onError: (err) => log(`countersign: audit checkpoint failed: ${(err as Error).message}`),
+  });
 
   return {
     engine,
@@ -68,7 +73,8 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
       }
     },
     async close() {
-      await scheduler.stop();
+      stopSweeper();
+      await checkpointer.stop();
       if ('closeAllConnections' in server) server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await engine.close();

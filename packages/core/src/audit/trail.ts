@@ -261,9 +261,6 @@ export class TrailVerifier {
     if (previous && treeSize <= previous.cp.treeSize) {
       return this.#fail('CHECKPOINT_PLACEMENT', at, `line ${at}: checkpoint for size ${treeSize} does not grow the tree past the one at line ${previous.line} (size ${previous.cp.treeSize})`);
     }
-    if (previous && timestamp < previous.cp.timestamp) {
-      return this.#fail('CHECKPOINT_PLACEMENT', at, `line ${at}: checkpoint time ${timestamp} is earlier than the previous checkpoint's (line ${previous.line})`);
-    }
     if (keyId !== this.#options.keyId) {
       return this.#fail('KEY_MISMATCH', at, `line ${at}: checkpoint (size ${treeSize}) names key ${keyId}, the trusted key is ${this.#options.keyId}`);
     }

@@ -9,8 +9,9 @@ export function registerServe(program: Command): void {
     .option('--host <host>', 'listen address (env COUNTERSIGN_HOST)')
     .option('--port <port>', 'listen port (env COUNTERSIGN_PORT)')
     .option('--policy <path>', 'policy file (env COUNTERSIGN_POLICY; default ./countersign.yaml if present)')
+    .option('--audit-key <path>', 'Ed25519 key that signs the audit trail, created if missing (env COUNTERSIGN_AUDIT_KEY_PATH; default next to the SQLite file)')
     .option('--json', 'print startup information as one JSON line')
-    .action(async (flags: { database?: string; host?: string; port?: string; policy?: string; json?: boolean }) => {
+    .action(async (flags: { database?: string; host?: string; port?: string; policy?: string; auditKey?: string; json?: boolean }) => {
       const config = resolveServerConfig(flags);
       // Loaded here so client commands do not pay for the server stack at start-up.
       const { startServer } = await import('../serve.ts');
@@ -18,11 +19,12 @@ export function registerServe(program: Command): void {
       const { engine, url, bootstrap } = server;
       const policy = engine.policy;
       if (flags.json) {
-        console.log(JSON.stringify({ url, database: engine.store.capabilities.dialect, policyVersion: policy.version, policySource: policy.source, bootstrap }));
+        console.log(JSON.stringify({ url, database: engine.store.capabilities.dialect, policyVersion: policy.version, policySource: policy.source, auditKeyId: engine.trail.key.keyId, bootstrap }));
       } else {
         console.log(`Countersign listening on ${url}`);
         console.log(`  database: ${redactUrl(config.databaseUrl)}`);
         console.log(`  policy:   v${policy.version} (${policy.source})`);
+        console.log(`  audit key: ${engine.trail.key.keyId} (${engine.trail.key.path ?? 'in memory only'})`);
         if (bootstrap) printBootstrap(url, bootstrap);
       }
       let stopping = false;

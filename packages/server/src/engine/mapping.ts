@@ -1,5 +1,4 @@
 /** Rows to the public shapes of `@countersign/core`. Pure, so listings and single reads agree. */
-import { publicEscalation, type EscalationState } from '@countersign/core';
 import type { Alternative, ApprovalRequest, ApproverSpec, Assessment, Decision, Execution, JsonObject, Review, RiskLevel, Vote } from '@countersign/core';
 import type { RequestRow, ReviewRow } from '../store/store.ts';
 
@@ -31,12 +30,7 @@ export function voteFromRow(row: ReviewRow): Vote {
   };
 }
 
-export function requestFromRow(
-  row: RequestRow,
-  agentName: string,
-  reviews: readonly ReviewRow[],
-  escalation: EscalationState | null = null,
-): ApprovalRequest {
+export function requestFromRow(row: RequestRow, agentName: string, reviews: readonly ReviewRow[]): ApprovalRequest {
   return {
     id: row.id,
     agentId: row.agent_id,
@@ -59,6 +53,5 @@ export function requestFromRow(
     createdAt: iso(row.created_at),
     updatedAt: iso(row.updated_at),
     expiresAt: row.expires_at === null ? null : iso(row.expires_at),
-    escalation: escalation === null ? null : publicEscalation(escalation),
   };
 }

@@ -4,7 +4,7 @@
  * ordering by time never depends on a collation.
  */
 import type { Generated } from 'kysely';
-import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
+import type { AuditCheckpointsTable, AuditNodesTable } from '../audit/store.ts';
 
 export interface AgentsTable {
   id: string;
@@ -105,6 +105,8 @@ export interface AuditLogTable {
 export interface AuditHeadTable {
   id: number;
   seq: number;
+  /** The Merkle tree's compact form (audit/store.ts), JSON array of base64 hashes. */
+  frontier: Generated<string>;
 }
 
 export interface Database {
@@ -117,10 +119,8 @@ export interface Database {
   reviews: ReviewsTable;
   audit_log: AuditLogTable;
   audit_head: AuditHeadTable;
-  timers: TimersTable;
-  escalations: EscalationsTable;
-  deliveries: DeliveriesTable;
-  nonces: NoncesTable;
+  audit_nodes: AuditNodesTable;
+  audit_checkpoints: AuditCheckpointsTable;
 }
 
 export type { Generated };

@@ -6,7 +6,7 @@
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
-import { TimerQueries } from './timers.ts';
+import { TrailQueries } from '../audit/store.ts';
 import type {
   AuditLogTable,
   Database,
@@ -306,8 +306,9 @@ export class Queries {
 
   /**
    * The one place audit entries are appended. The head row is updated first, which on
-   * PostgreSQL holds its lock to commit: sequence numbers come out gapless and in commit order,
-   * as the tamper-evident trail will need.
+   * PostgreSQL holds its lock to commit: sequence numbers come out gapless and in commit order.
+   * Each entry is a leaf of the Merkle tree, whose nodes and frontier are written in the same
+   * transaction (audit/store.ts), so a rolled-back savepoint takes its leaves with it.
    */
   async appendAudit(entries: readonly NewAuditEntry[]): Promise<number[]> {
     if (entries.length === 0) return [];
@@ -315,12 +316,13 @@ export class Queries {
       .updateTable('audit_head')
       .set({ seq: sql`seq + ${entries.length}` })
       .where('id', '=', 1)
-      .returning('seq')
+      .returning(['seq', 'frontier'])
       .executeTakeFirstOrThrow();
     const last = Number(head.seq);
     const first = last - entries.length + 1;
     const rows = entries.map((e, i) => ({ ...e, seq: first + i }));
     await this.db.insertInto('audit_log').values(rows).execute();
+    await this.trail.appendLeaves(first - 1, head.frontier, rows);
     return rows.map((r) => r.seq);
   }
 
@@ -344,9 +346,9 @@ export class Queries {
     await sql`select 1`.execute(this.db);
   }
 
-  /** Timers, escalation state, deliveries and nonces (store/timers.ts), on this handle (or transaction). */
-  get timers(): TimerQueries {
-    return new TimerQueries(this.db, this.capabilities);
+  /** The audit trail's Merkle tree and checkpoints (audit/store.ts), on this handle (or transaction). */
+  get trail(): TrailQueries {
+    return new TrailQueries(this.db);
   }
 }
 

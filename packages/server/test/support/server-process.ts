@@ -3,6 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export const BIN = fileURLToPath(new URL('../../bin/countersign.js', import.meta.url));
 
@@ -18,7 +20,15 @@ export interface ServerProcess {
 
 export async function startServerProcess(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, [BIN, 'serve', '--json'], {
-    env: { ...process.env, COUNTERSIGN_DATABASE_URL: databaseUrl, COUNTERSIGN_PORT: '0', COUNTERSIGN_POLICY: '', ...env },
+    env: {
+      ...process.env,
+      COUNTERSIGN_DATABASE_URL: databaseUrl,
+      COUNTERSIGN_PORT: '0',
+      COUNTERSIGN_POLICY: '',
+      // The audit key defaults to the working directory for PostgreSQL; keep tests out of the repository.
+      ...(databaseUrl.startsWith('postgres') ? { COUNTERSIGN_AUDIT_KEY_PATH: join(tmpdir(), 'countersign-test-audit-key.pem') } : {}),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let errors = '';

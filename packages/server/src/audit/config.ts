@@ -1,0 +1,51 @@
+/**
+ * Audit settings, resolved once with the rest of the server config: where the signing key
+ * lives, and how often checkpoints are signed.
+ */
+import { dirname, join, resolve } from 'node:path';
+import { CountersignError } from '@countersign/core';
+
+export interface AuditConfig {
+  /** The Ed25519 private key file (PEM); null keeps a key in memory only (in-memory databases). */
+  readonly keyPath: string | null;
+  /** Sign a checkpoint once this many entries have come since the last one… */
+  readonly checkpointEvery: number;
+  /** …or once this many seconds have passed since it, if any entry came. */
+  readonly checkpointSeconds: number;
+}
+
+export const KEY_FILE = 'countersign-audit-key.pem';
+
+/**
+ * Next to the SQLite file; `./countersign-audit-key.pem` for PostgreSQL; none (in memory) for
+ * `sqlite::memory:`, whose trail does not outlive the process either.
+ */
+export function defaultAuditKeyPath(databaseUrl: string, cwd = process.cwd()): string | null {
+  // Parsed here by hand: the CLI's client commands load this module and must not load the drivers.
+  if (databaseUrl.startsWith('sqlite:')) {
+    const target = databaseUrl.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    return target === ':memory:' || target === '' ? null : join(dirname(resolve(cwd, target)), KEY_FILE);
+  }
+  return resolve(cwd, KEY_FILE);
+}
+
+function positive(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new CountersignError('VALIDATION_FAILED', `${name} must be a whole number ≥ 1 (got "${value}")`);
+  return n;
+}
+
+export function resolveAuditConfig(
+  databaseUrl: string,
+  flags: { auditKey?: string | undefined } = {},
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): AuditConfig {
+  const explicit = flags.auditKey || env.COUNTERSIGN_AUDIT_KEY_PATH || undefined;
+  return Object.freeze({
+    keyPath: explicit ? resolve(cwd, explicit) : defaultAuditKeyPath(databaseUrl, cwd),
+    checkpointEvery: positive('COUNTERSIGN_AUDIT_CHECKPOINT_ENTRIES', env.COUNTERSIGN_AUDIT_CHECKPOINT_ENTRIES, 1000),
+    checkpointSeconds: positive('COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS', env.COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS, 60),
+  });
+}

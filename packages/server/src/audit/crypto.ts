@@ -1,0 +1,115 @@
+/**
+ * node:crypto for the audit trail: SHA-256 for the Merkle tree, and the Ed25519 key that signs
+ * checkpoints and decision receipts.
+ *
+ * The key lives in a PEM file outside the database (PKCS#8, mode 0600), created on first
+ * start: someone who can write the database still cannot sign a checkpoint that covers an
+ * edited trail. Servers that share one database must share the key file.
+ */
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { CountersignError, keyIdOf, toBase64, type HashFn, type MerkleHasher } from '@countersign/core';
+
+export const sha256: HashFn = (data) => createHash('sha256').update(data).digest();
+
+const LEAF = new Uint8Array([0x00]);
+const NODE = new Uint8Array([0x01]);
+const EMPTY = sha256(new Uint8Array(0));
+
+/** RFC 6962 hashing on node:crypto, without copying prefix and data into one buffer. */
+export const hasher: MerkleHasher = {
+  size: 32,
+  emptyRoot: () => EMPTY.slice(),
+  hashLeaf: (leaf) => createHash('sha256').update(LEAF).update(leaf).digest(),
+  hashChildren: (left, right) => createHash('sha256').update(NODE).update(left).update(right).digest(),
+};
+
+export interface PublicAuditKey {
+  /** First 16 hex digits of SHA-256 of the SubjectPublicKeyInfo. */
+  readonly keyId: string;
+  readonly publicKeyPem: string;
+  verify(message: Uint8Array, signature: Uint8Array): boolean;
+}
+
+export interface AuditKey extends PublicAuditKey {
+  /** Where the private key is kept; null for a key that lives only in this process. */
+  readonly path: string | null;
+  /** Base64 Ed25519 signature. */
+  sign(message: Uint8Array): string;
+}
+
+function publicPart(publicKey: KeyObject): PublicAuditKey {
+  if (publicKey.asymmetricKeyType !== 'ed25519') {
+    throw new CountersignError('VALIDATION_FAILED', `the audit key must be Ed25519 (got ${publicKey.asymmetricKeyType ?? 'unknown'})`);
+  }
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  return {
+    keyId: keyIdOf(sha256, spki),
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    verify: (message, signature) => {
+      try {
+        return verify(null, message, publicKey, signature);
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+function fromPrivate(privateKey: KeyObject, path: string | null): AuditKey {
+  const pub = publicPart(createPublicKey(privateKey));
+  return { ...pub, path, sign: (message) => toBase64(sign(null, message, privateKey)) };
+}
+
+/** A verifier for a public key in PEM (SPKI) form, e.g. the file given to `audit verify --public-key`. */
+export function publicKeyFromPem(pem: string): PublicAuditKey {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch (err) {
+    throw new CountersignError('VALIDATION_FAILED', `not a PEM public key: ${(err as Error).message}`);
+  }
+  return publicPart(key);
+}
+
+/** A fresh key that lives in memory only (in-memory databases, tests). */
+export function ephemeralAuditKey(): AuditKey {
+  return fromPrivate(generateKeyPairSync('ed25519').privateKey, null);
+}
+
+/**
+ * Reads the key at `path`, creating it (and its directory) when there is none. Creation is
+ * exclusive, so two servers starting at once end up with the same key.
+ */
+export function loadOrCreateAuditKey(path: string): AuditKey {
+  const existing = readKey(path);
+  if (existing) return existing;
+  mkdirSync(dirname(path), { recursive: true });
+  const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  try {
+    writeFileSync(path, pem, { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new CountersignError('STORE_UNAVAILABLE', `cannot create the audit key ${path}: ${(err as Error).message}`);
+    }
+  }
+  const created = readKey(path);
+  if (!created) throw new CountersignError('STORE_UNAVAILABLE', `the audit key ${path} vanished after it was created`);
+  return created;
+}
+
+function readKey(path: string): AuditKey | null {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new CountersignError('STORE_UNAVAILABLE', `cannot read the audit key ${path}: ${(err as Error).message}`);
+  }
+  try {
+    return fromPrivate(createPrivateKey(pem), path);
+  } catch (err) {
+    throw new CountersignError('VALIDATION_FAILED', `${path} is not an Ed25519 private key in PEM: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * The audit trail's read side and its signatures: signed checkpoints, inclusion and consistency
+ * proofs (RFC 9162 shapes, camelCase), the JSON Lines export, and decision receipts. Entries
+ * and tree nodes are written only by `Queries.appendAudit`, inside the engine's transactions;
+ * this class signs what has committed.
+ */
+import {
+  CountersignError,
+  checkpointMessage,
+  consistencyProofRanges,
+  inclusionProofRanges,
+  receiptBody,
+  receiptMessage,
+  toBase64,
+  trailCheckpointLine,
+  trailEntryLine,
+  trailHeaderLine,
+  type Decision,
+  type Receipt,
+  type SignedCheckpoint,
+} from '@countersign/core';
+import type { Store } from '../store/store.ts';
+import { sha256, type AuditKey } from './crypto.ts';
+import { leafJsonOf } from './store.ts';
+
+export interface InclusionProof {
+  seq: number;
+  leafIndex: number;
+  treeSize: number;
+  /** The leaf's bytes (UTF-8 of this canonical JSON) hash to `leafHash`. */
+  leaf: string;
+  leafHash: string;
+  rootHash: string;
+  inclusionPath: string[];
+  /** The signed checkpoint at `treeSize`, when there is one. */
+  checkpoint: SignedCheckpoint | null;
+}
+
+export interface ConsistencyProof {
+  treeSize1: number;
+  treeSize2: number;
+  rootHash1: string;
+  rootHash2: string;
+  consistencyPath: string[];
+  checkpoint1: SignedCheckpoint | null;
+  checkpoint2: SignedCheckpoint | null;
+}
+
+/** Entries per page when reading the trail for an export. */
+const EXPORT_PAGE = 2000;
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export class AuditService {
+  constructor(
+    private readonly store: Store,
+    readonly key: AuditKey,
+    private readonly now: () => number,
+  ) {}
+
+  get publicKey(): { keyId: string; publicKeyPem: string } {
+    return { keyId: this.key.keyId, publicKeyPem: this.key.publicKeyPem };
+  }
+
+  /**
+   * Refuses a key that did not sign the trail's checkpoints: a server that lost its key file
+   * must not silently start a trail nobody can verify end to end.
+   */
+  async checkKey(): Promise<void> {
+    const latest = await this.store.trail.latestCheckpoint();
+    if (latest && latest.keyId !== this.key.keyId) {
+      throw new CountersignError(
+        'STORE_UNAVAILABLE',
+        `the audit trail is signed by key ${latest.keyId}, but the audit key${this.key.path ? ` at ${this.key.path}` : ''} is ${this.key.keyId}; restore the original key file (COUNTERSIGN_AUDIT_KEY_PATH)`,
+      );
+    }
+  }
+
+  /** Tree size and root of what has committed. */
+  async head(): Promise<{ treeSize: number; rootHash: string }> {
+    const tree = await this.store.trail.head();
+    return { treeSize: tree.size, rootHash: toBase64(tree.root()) };
+  }
+
+  async latestCheckpoint(): Promise<(SignedCheckpoint & { createdAt: number }) | null> {
+    return (await this.store.trail.latestCheckpoint()) ?? null;
+  }
+
+  /**
+   * Signs the current head, unless the newest checkpoint already covers it. Several servers on
+   * one database may race: one checkpoint per tree size is stored, and everyone returns it.
+   */
+  async checkpoint(): Promise<SignedCheckpoint> {
+    const tree = await this.store.trail.head();
+    const latest = await this.store.trail.latestCheckpoint();
+    if (latest && latest.treeSize >= tree.size) return strip(latest);
+    // Signed times never go backwards, even if this machine's clock does.
+    const at = Math.max(this.now(), latest ? Date.parse(latest.timestamp) : 0);
+    const body = { treeSize: tree.size, rootHash: toBase64(tree.root()), timestamp: iso(at) };
+    const cp: SignedCheckpoint = { ...body, keyId: this.key.keyId, signature: this.key.sign(checkpointMessage(body)) };
+    if (await this.store.trail.insertCheckpoint(cp, this.now())) return cp;
+    return (await this.store.trail.checkpointAt(tree.size)) ?? cp;
+  }
+
+  /** Signs a checkpoint when `every` entries have come since the last one, or `maxAgeMs` has passed with any. */
+  async checkpointIfDue(every: number, maxAgeMs: number): Promise<SignedCheckpoint | null> {
+    const tree = await this.store.trail.head();
+    const latest = await this.store.trail.latestCheckpoint();
+    const pending = tree.size - (latest?.treeSize ?? 0);
+    if (pending <= 0) return null;
+    if (latest && pending < every && this.now() - latest.createdAt < maxAgeMs) return null;
+    return this.checkpoint();
+  }
+
+  private async checkSize(treeSize: number | undefined, what: string): Promise<number> {
+    const head = await this.store.trail.head();
+    if (treeSize === undefined) return (await this.store.trail.latestCheckpoint())?.treeSize ?? head.size;
+    if (treeSize > head.size) {
+      throw new CountersignError('VALIDATION_FAILED', `${what} ${treeSize} is larger than the trail (${head.size} entries)`, { treeSize: head.size });
+    }
+    return treeSize;
+  }
+
+  /** Proof that entry `seq` is leaf `seq - 1` of the tree of `treeSize` (default: the latest checkpoint's). */
+  async inclusionProof(seq: number, treeSizeIn?: number): Promise<InclusionProof> {
+    const treeSize = await this.checkSize(treeSizeIn, 'treeSize');
+    if (seq < 1 || seq > treeSize) {
+      throw new CountersignError('VALIDATION_FAILED', `seq must be 1–${treeSize} for a tree of ${treeSize} entries`, { treeSize });
+    }
+    const index = seq - 1;
+    const [hashes, entries, checkpoint] = await Promise.all([
+      this.store.trail.rangeHashes([[index, index + 1], [0, treeSize], ...inclusionProofRanges(index, treeSize)]),
+      this.store.trail.entries(seq, seq),
+      this.store.trail.checkpointAt(treeSize),
+    ]);
+    const [leafHash, root, ...path] = hashes;
+    const entry = entries[0];
+    if (!entry || !leafHash || !root) throw new CountersignError('INTERNAL', `audit entry ${seq} is missing from the store`);
+    return {
+      seq,
+      leafIndex: index,
+      treeSize,
+      leaf: leafJsonOf(entry),
+      leafHash: toBase64(leafHash),
+      rootHash: toBase64(root),
+      inclusionPath: path.map(toBase64),
+      checkpoint: checkpoint ?? null,
+    };
+  }
+
+  /** Proof that the tree of `from` entries is a prefix of the tree of `to` (default: the latest checkpoint's). */
+  async consistencyProof(from: number, toIn?: number): Promise<ConsistencyProof> {
+    const to = await this.checkSize(toIn, 'to');
+    if (from > to) throw new CountersignError('VALIDATION_FAILED', `from (${from}) must not exceed to (${to})`);
+    const [hashes, checkpoint1, checkpoint2] = await Promise.all([
+      this.store.trail.rangeHashes([[0, from], [0, to], ...consistencyProofRanges(from, to)]),
+      this.store.trail.checkpointAt(from),
+      this.store.trail.checkpointAt(to),
+    ]);
+    const [root1, root2, ...path] = hashes;
+    return {
+      treeSize1: from,
+      treeSize2: to,
+      rootHash1: toBase64(root1!),
+      rootHash2: toBase64(root2!),
+      consistencyPath: path.map(toBase64),
+      checkpoint1: checkpoint1 ?? null,
+      checkpoint2: checkpoint2 ?? null,
+    };
+  }
+
+  /**
+   * The trail up to `treeSize` (default: the latest checkpoint) as JSON Lines, for
+   * `TrailVerifier`: a header, every entry with its stored leaf hash, and each checkpoint
+   * right after the entry it covers. Streams page by page.
+   */
+  async *exportLines(treeSizeIn?: number): AsyncGenerator<string, void, undefined> {
+    const treeSize = await this.checkSize(treeSizeIn, 'treeSize');
+    const checkpoints = await this.store.trail.checkpoints(1, treeSize);
+    yield trailHeaderLine({ treeSize, checkpoints: checkpoints.length, keyId: this.key.keyId });
+    let next = 0;
+    for (let from = 1; from <= treeSize; from += EXPORT_PAGE) {
+      const to = Math.min(treeSize, from + EXPORT_PAGE - 1);
+      const [entries, hints] = await Promise.all([this.store.trail.entries(from, to), this.store.trail.leafHashes(from, to)]);
+      let out = '';
+      for (const entry of entries) {
+        const hint = hints.get(Number(entry.seq));
+        if (hint === undefined) throw new CountersignError('INTERNAL', `audit entry ${entry.seq} has no leaf hash in the store`);
+        out += `${trailEntryLine(leafJsonOf(entry), Buffer.from(hint, 'base64'))}\n`;
+        while (next < checkpoints.length && checkpoints[next]!.treeSize === Number(entry.seq)) out += `${trailCheckpointLine(checkpoints[next++]!)}\n`;
+      }
+      yield out.slice(0, -1);
+    }
+  }
+
+  /** A signed receipt for a decision, to store with it (see `Receipt`). */
+  receipt(requestId: string, decision: Decision): Receipt {
+    const body = receiptBody(sha256, requestId, decision, this.key.keyId);
+    return { ...body, signature: this.key.sign(receiptMessage(body)) };
+  }
+
+  /** The decision with its receipt. */
+  seal(requestId: string, decision: Decision): Decision {
+    const { receipt: _old, ...rest } = decision;
+    return { ...rest, receipt: this.receipt(requestId, rest) };
+  }
+}
+
+function strip(cp: SignedCheckpoint & { createdAt?: number }): SignedCheckpoint {
+  return { treeSize: cp.treeSize, rootHash: cp.rootHash, timestamp: cp.timestamp, keyId: cp.keyId, signature: cp.signature };
+}

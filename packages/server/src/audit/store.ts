@@ -1,0 +1,225 @@
+/**
+ * The audit trail's tables and their SQL. The Merkle tree is kept in the database, written in
+ * the same transaction as the entries it commits to:
+ *
+ * - `audit_nodes`: every perfect subtree's hash (level 0 = leaf hashes), keyed by (level, idx):
+ *   any root, inclusion or consistency proof is a handful of primary-key reads.
+ * - `audit_head.frontier`: the compact tree (one hash per set bit of the size). An append reads
+ *   it with the head row it already locks, so there is no in-memory state that a rolled-back
+ *   savepoint or another process could leave stale.
+ * - `audit_checkpoints`: signed `{treeSize, rootHash, timestamp}`, one per tree size.
+ *
+ * Hashes are stored as base64 text, like the API shows them, in both dialects.
+ */
+import type { Kysely, Migration, Transaction } from 'kysely';
+import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint } from '@countersign/core';
+import type { AuditLogTable, Database } from '../store/schema.ts';
+import { hasher } from './crypto.ts';
+
+export interface AuditNodesTable {
+  level: number;
+  idx: number;
+  hash: string;
+}
+
+export interface AuditCheckpointsTable {
+  tree_size: number;
+  root_hash: string;
+  /** ISO time, as signed. */
+  timestamp: string;
+  key_id: string;
+  signature: string;
+  created_at: number;
+}
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/** The leaf JSON of a stored row: what the tree commits to (see `auditLeafJson`). */
+export function leafJsonOf(row: AuditLogTable): string {
+  return auditLeafJson({
+    seq: Number(row.seq),
+    at: new Date(Number(row.at)).toISOString(),
+    type: row.type,
+    requestId: row.request_id,
+    actor: { type: row.actor_type, id: row.actor_id, name: row.actor_name },
+    data: JSON.parse(row.data) as unknown,
+  });
+}
+
+function decodeFrontier(text: string, size: number): CompactTree {
+  const hashes = (JSON.parse(text) as unknown[]).map((h) => {
+    const bytes = fromBase64Of(h, hasher.size);
+    if (!bytes) throw new Error('audit_head.frontier holds a malformed hash');
+    return bytes;
+  });
+  return new CompactTree(hasher, size, hashes);
+}
+
+const encodeFrontier = (tree: CompactTree): string => JSON.stringify(tree.hashes.map(toBase64));
+
+/** Rows of at most this many values per INSERT (PostgreSQL allows 65535 parameters). */
+const INSERT_CHUNK = 1000;
+
+export class TrailQueries {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * Adds the leaves of freshly inserted entries (seq `size + 1` …) to the tree: their hashes
+   * and every subtree they complete go to `audit_nodes`, the new frontier to `audit_head`.
+   * `frontier` is the head row's value read under the same lock that assigned the seqs.
+   */
+  async appendLeaves(size: number, frontier: string, rows: readonly AuditLogTable[]): Promise<void> {
+    const tree = decodeFrontier(frontier, size);
+    const nodes: AuditNodesTable[] = [];
+    for (const row of rows) {
+      if (Number(row.seq) !== tree.size + 1) throw new Error(`audit seq ${row.seq} does not follow tree size ${tree.size}`);
+      tree.append(hasher.hashLeaf(utf8(leafJsonOf(row))), ({ level, index }, hash) => nodes.push({ level, idx: index, hash: toBase64(hash) }));
+    }
+    for (let i = 0; i < nodes.length; i += INSERT_CHUNK) {
+      await this.db.insertInto('audit_nodes').values(nodes.slice(i, i + INSERT_CHUNK)).execute();
+    }
+    await this.db.updateTable('audit_head').set({ frontier: encodeFrontier(tree) }).where('id', '=', 1).execute();
+  }
+
+  /** The committed tree size and its compact form. */
+  async head(): Promise<CompactTree> {
+    const row = await this.db.selectFrom('audit_head').select(['seq', 'frontier']).where('id', '=', 1).executeTakeFirstOrThrow();
+    return decodeFrontier(row.frontier, Number(row.seq));
+  }
+
+  async nodes(ids: readonly NodeId[]): Promise<Map<string, Uint8Array>> {
+    const found = new Map<string, Uint8Array>();
+    for (let i = 0; i < ids.length; i += 200) {
+      const chunk = ids.slice(i, i + 200);
+      const rows = await this.db
+        .selectFrom('audit_nodes')
+        .select(['level', 'idx', 'hash'])
+        .where((eb) => eb.or(chunk.map((id) => eb.and([eb('level', '=', id.level), eb('idx', '=', id.index)]))))
+        .execute();
+      for (const row of rows) found.set(`${row.level}/${Number(row.idx)}`, fromBase64Of(row.hash, hasher.size)!);
+    }
+    return found;
+  }
+
+  /** Hashes of the given subtrees (each aligned as proofs use them), from the stored nodes. */
+  async rangeHashes(ranges: readonly LeafRange[]): Promise<Uint8Array[]> {
+    const nodes = await this.nodes(nodesFor(ranges));
+    return ranges.map((range) =>
+      rangeHash(hasher, range, (id) => {
+        const hash = nodes.get(`${id.level}/${id.index}`);
+        if (!hash) throw new Error(`audit node ${id.level}/${id.index} is missing`);
+        return hash;
+      }),
+    );
+  }
+
+  /** Stored leaf hashes of seq `from` … `to` (inclusive), by seq. */
+  async leafHashes(from: number, to: number): Promise<Map<number, string>> {
+    const rows = await this.db
+      .selectFrom('audit_nodes')
+      .select(['idx', 'hash'])
+      .where('level', '=', 0)
+      .where('idx', '>=', from - 1)
+      .where('idx', '<=', to - 1)
+      .execute();
+    return new Map(rows.map((r) => [Number(r.idx) + 1, r.hash]));
+  }
+
+  /** Entries with seq in [from, to], in order. */
+  async entries(from: number, to: number): Promise<AuditLogTable[]> {
+    return this.db.selectFrom('audit_log').selectAll().where('seq', '>=', from).where('seq', '<=', to).orderBy('seq').execute();
+  }
+
+  /** Stores a checkpoint; false when one for this size exists already (another process signed it). */
+  async insertCheckpoint(cp: SignedCheckpoint, createdAt: number): Promise<boolean> {
+    const result = await this.db
+      .insertInto('audit_checkpoints')
+      .values({ tree_size: cp.treeSize, root_hash: cp.rootHash, timestamp: cp.timestamp, key_id: cp.keyId, signature: cp.signature, created_at: createdAt })
+      .onConflict((oc) => oc.column('tree_size').doNothing())
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+  }
+
+  async checkpointAt(treeSize: number): Promise<SignedCheckpoint | undefined> {
+    const row = await this.db.selectFrom('audit_checkpoints').selectAll().where('tree_size', '=', treeSize).executeTakeFirst();
+    return row && checkpointOf(row);
+  }
+
+  /** The newest checkpoint, optionally the newest at or below `maxSize`. */
+  async latestCheckpoint(maxSize?: number): Promise<(SignedCheckpoint & { createdAt: number }) | undefined> {
+    let query = this.db.selectFrom('audit_checkpoints').selectAll();
+    if (maxSize !== undefined) query = query.where('tree_size', '<=', maxSize);
+    const row = await query.orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
+    return row && { ...checkpointOf(row), createdAt: Number(row.created_at) };
+  }
+
+  /** Checkpoints with tree size in [from, to], by size. */
+  async checkpoints(from: number, to: number, limit = 100_000): Promise<SignedCheckpoint[]> {
+    const rows = await this.db
+      .selectFrom('audit_checkpoints')
+      .selectAll()
+      .where('tree_size', '>=', from)
+      .where('tree_size', '<=', to)
+      .orderBy('tree_size')
+      .limit(limit)
+      .execute();
+    return rows.map(checkpointOf);
+  }
+
+  async countCheckpoints(to: number): Promise<number> {
+    const row = await this.db
+      .selectFrom('audit_checkpoints')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('tree_size', '<=', to)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+}
+
+function checkpointOf(row: AuditCheckpointsTable): SignedCheckpoint {
+  return { treeSize: Number(row.tree_size), rootHash: row.root_hash, timestamp: row.timestamp, keyId: row.key_id, signature: row.signature };
+}
+
+/**
+ * The audit migration. Databases that already hold entries (written before the tree existed)
+ * get their tree built here, so the tree size always equals the last seq.
+ */
+export const m002_audit: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('audit_nodes')
+      .addColumn('level', 'integer', (c) => c.notNull())
+      .addColumn('idx', 'bigint', (c) => c.notNull())
+      .addColumn('hash', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('audit_nodes_pk', ['level', 'idx'])
+      .execute();
+    await db.schema
+      .createTable('audit_checkpoints')
+      .addColumn('tree_size', 'bigint', (c) => c.primaryKey())
+      .addColumn('root_hash', 'text', (c) => c.notNull())
+      .addColumn('timestamp', 'text', (c) => c.notNull())
+      .addColumn('key_id', 'text', (c) => c.notNull())
+      .addColumn('signature', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.alterTable('audit_head').addColumn('frontier', 'text', (c) => c.notNull().defaultTo('[]')).execute();
+
+    const head = await db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirstOrThrow();
+    const size = Number(head.seq);
+    const trail = new TrailQueries(db as Kysely<Database>);
+    let frontier = '[]';
+    for (let done = 0; done < size; ) {
+      const rows = (await db
+        .selectFrom('audit_log')
+        .selectAll()
+        .where('seq', '>', done)
+        .where('seq', '<=', Math.min(size, done + 5000))
+        .orderBy('seq')
+        .execute()) as AuditLogTable[];
+      if (rows.length === 0) throw new Error(`audit_log has no entry ${done + 1} (head says ${size})`);
+      await trail.appendLeaves(done, frontier, rows);
+      done += rows.length;
+      frontier = (await db.selectFrom('audit_head').select('frontier').where('id', '=', 1).executeTakeFirstOrThrow()).frontier as string;
+    }
+  },
+};
