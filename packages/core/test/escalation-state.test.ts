@@ -193,10 +193,16 @@ describe('escalation: eligibility widens upwards only', () => {
     expect(eligibility(null)(who('alice', ['reviewer']), namedStage)).toBe(true);
   });
 
-  it('the level’s role stands in for named operators and groups of stages no more senior than it', () => {
-    expect(eligibility(atLevel(1))(who('lee', ['lead']), namedStage)).toBe(true);
-    expect(eligibility(atLevel(1))(who('rita', ['reviewer']), namedStage)).toBe(false);
-    expect(eligibility(atLevel(1))(who('lee', ['lead']), groupManagerStage)).toBe(false); // below the stage's role
+  it('at the start level, the requirement alone decides: that level is told, not deputised', () => {
+    expect(eligibility(atLevel(1))(who('lee', ['lead']), namedStage)).toBe(false);
+    expect(eligibility(atLevel(1))(who('dee', ['director']), namedStage)).toBe(false);
+  });
+
+  it('after escalating, the level’s role stands in for named operators and groups of stages no more senior than it', () => {
+    expect(eligibility(atLevel(2))(who('mo', ['manager']), namedStage)).toBe(true);
+    expect(eligibility(atLevel(2))(who('lee', ['lead']), namedStage)).toBe(false); // below the level's role
+    expect(eligibility(atLevel(2))(who('rita', ['reviewer']), namedStage)).toBe(false);
+    expect(eligibility({ ...atLevel(2), startLevel: 2 })(who('mo', ['manager']), namedStage)).toBe(false);
     expect(eligibility(atLevel(2))(who('mo', ['manager']), groupManagerStage)).toBe(true);
     expect(eligibility(atLevel(3))(who('dee', ['director']), groupManagerStage)).toBe(true);
   });

@@ -15,6 +15,10 @@ export interface ServerConfig {
   readonly policyPath: string | null;
   readonly adminToken: string | undefined;
   readonly agentKey: string | undefined;
+  /** Milliseconds between scheduler polls (COUNTERSIGN_TICK_MS); due timers written by this process run at once regardless. */
+  readonly tickMs: number;
+  /** Where people reach the dashboard, for links in notifications (COUNTERSIGN_PUBLIC_URL); default the listen URL. */
+  readonly publicUrl: string | undefined;
   /** HMAC key for dashboard session cookies (COUNTERSIGN_SESSION_SECRET); random per process when unset. */
   readonly sessionSecret: string | undefined;
   /** Believe X-Forwarded-Proto/-Host from a TLS-terminating proxy (COUNTERSIGN_TRUST_PROXY=1). */
@@ -36,6 +40,10 @@ export function resolveServerConfig(flags: ServerFlags = {}, env: NodeJS.Process
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
     throw new CountersignError('VALIDATION_FAILED', `port must be an integer 0–65535 (got "${flags.port ?? env.COUNTERSIGN_PORT}")`);
   }
+  const tickMs = Number(env.COUNTERSIGN_TICK_MS ?? 1000);
+  if (!Number.isInteger(tickMs) || tickMs < 10 || tickMs > 60_000) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_TICK_MS must be an integer 10–60000 (got "${env.COUNTERSIGN_TICK_MS}")`);
+  }
   const explicitPolicy = flags.policy ?? env.COUNTERSIGN_POLICY;
   let policyPath: string | null = null;
   if (explicitPolicy) {
@@ -52,6 +60,8 @@ export function resolveServerConfig(flags: ServerFlags = {}, env: NodeJS.Process
     policyPath,
     adminToken: env.COUNTERSIGN_ADMIN_TOKEN || undefined,
     agentKey: env.COUNTERSIGN_AGENT_KEY || undefined,
+    tickMs,
+    publicUrl: env.COUNTERSIGN_PUBLIC_URL || undefined,
     sessionSecret: env.COUNTERSIGN_SESSION_SECRET || undefined,
     trustProxy: ['1', 'true', 'yes'].includes((env.COUNTERSIGN_TRUST_PROXY ?? '').toLowerCase()),
     audit: resolveAuditConfig(databaseUrl, flags, env, cwd),

@@ -21,7 +21,7 @@ import {
 } from '@countersign/core';
 import type { z } from 'zod';
 import { Engine } from './engine/engine.ts';
-import { startExpirySweeper } from './engine/expiry.ts';
+import { Scheduler } from './scheduler/scheduler.ts';
 import type { Principal } from './engine/principal.ts';
 import { connect } from './store/connect.ts';
 import type { OperatorRow } from './store/store.ts';
@@ -33,7 +33,7 @@ export interface EmbeddedOptions {
   policy?: string | undefined;
   /** The agent every request is filed under (created on first use). Default `embedded-agent`. */
   agent?: string | undefined;
-  /** Milliseconds between sweeps that expire requests past their `timeoutSeconds`. Default 1000. */
+  /** Milliseconds between scheduler polls (deadlines: `timeoutSeconds`, SLA escalation). Default 1000. */
   sweepIntervalMs?: number | undefined;
 }
 
@@ -76,8 +76,9 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
     throw err;
   }
 
-  // Agent-set deadlines (timeoutSeconds) expire here as they do in the server.
-  const stopSweeper = startExpirySweeper(engine, { intervalMs: options.sweepIntervalMs ?? 1000 });
+  // Deadlines (timeoutSeconds, SLA escalation) fire here as they do in the server.
+  const scheduler = new Scheduler(engine, { intervalMs: options.sweepIntervalMs ?? 1000 });
+  scheduler.start();
 
   let closed: Promise<void> | undefined;
 
@@ -140,8 +141,7 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
     },
 
     close() {
-      stopSweeper();
-      closed ??= engine.close();
+      closed ??= scheduler.stop().then(() => engine.close());
       return closed;
     },
   };

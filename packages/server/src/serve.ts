@@ -10,7 +10,7 @@ import type { ServerConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
 import { startCheckpointer } from './audit/checkpointer.ts';
 import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
-import { startExpirySweeper } from './engine/expiry.ts';
+import { Scheduler } from './scheduler/scheduler.ts';
 import { createApp } from './http/app.ts';
 import { connect } from './store/connect.ts';
 
@@ -51,9 +51,11 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
 
-  const stopSweeper = startExpirySweeper(engine, {
-    onError: (err) => log(`countersign: expiry sweep failed: ${(err as Error).message}`),
+  const scheduler = new Scheduler(engine, {
+    intervalMs: config.tickMs,
+    onError: (err) => log(`countersign: scheduler: ${(err as Error).message}`),
   });
+  scheduler.start();
   const checkpointer = startCheckpointer(engine, config.audit, {
     onError: (err) => log(`countersign: audit checkpoint failed: ${(err as Error).message}`),
   });
@@ -73,7 +75,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
       }
     },
     async close() {
-      stopSweeper();
+      await scheduler.stop();
       await checkpointer.stop();
       if ('closeAllConnections' in server) server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -2,6 +2,7 @@
 import { CountersignError, CreateRequestBody } from '@countersign/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine/engine.ts';
+import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { connect } from '../src/store/connect.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
 import { AUTO, QUEUED, openTestEngine, type TestEngine } from './support/engine.ts';
@@ -170,9 +171,10 @@ describe.each(ENGINES)('engine: $name', ({ make }) => {
     const clocked = await Engine.open({ connection: await connect(database.url), now: () => now });
     await clocked.activatePolicy((await import('@countersign/core')).DEFAULT_POLICY_YAML, 'test');
     const { request } = await clocked.createRequest(t.agent, body({ ...QUEUED, timeoutSeconds: 60 }));
-    expect(await clocked.expireDue()).toBe(0);
+    const scheduler = new Scheduler(clocked);
+    expect((await scheduler.tick()).fired).toBe(0);
     now += 61_000;
-    expect(await clocked.expireDue()).toBeGreaterThanOrEqual(1);
+    expect((await scheduler.tick()).fired).toBeGreaterThanOrEqual(1);
     const after = await clocked.getRequest(t.admin, request.id);
     expect(after.status).toBe('expired');
     expect(after.decision).toMatchObject({ outcome: 'expired', decidedBy: 'timeout', action: null });

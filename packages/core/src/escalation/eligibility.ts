@@ -2,8 +2,10 @@
  * Who may act on a pending request once it has escalated or been reassigned. Escalation only
  * ever widens the circle upwards, and never lowers a bar:
  *
- * - the current level's role (and anyone more senior) may stand in for a stage's named
- *   operators or group, but only for stages whose own role is no more senior than that level;
+ * - once the request has escalated past the level it started at, the current level's role (and
+ *   anyone more senior) may stand in for a stage's named operators or group, but only for
+ *   stages whose own role is no more senior than that level (at the start level, the approval
+ *   requirement alone decides: that level's people are told, not deputised);
  * - a reassignee (an operator by id or name, or a group) may act at any stage whose role they
  *   hold or exceed.
  *
@@ -21,7 +23,7 @@ function rankOf(roles: readonly Role[]): number {
 
 export function eligibility(state: EscalationState | null): Eligibility {
   if (!state) return isEligibleForStage;
-  const levelRole = roleAt(state);
+  const levelRole = state.level > state.startLevel ? roleAt(state) : null;
   const assignee = state.assignee;
   return (reviewer, stage) => {
     if (isEligibleForStage(reviewer, stage)) return true;

@@ -33,6 +33,22 @@ import { Store, type AuditRow, type HistoryCounts, type NewAuditEntry, type Quer
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
 import { Wakeups } from './wakeups.ts';
+import {
+  canReviewAtAll,
+  channelsFor,
+  channelsSoFar,
+  currentPayload,
+  currentStage,
+  eligibility,
+  escalationTimerAt,
+  extend as extendEscalation,
+  onDue,
+  reassign as reassignEscalation,
+  startEscalation,
+  type EscalationState,
+  type PolicyError,
+} from '@countersign/core';
+import { TimerSkip, deliveryFromRow, deliveryRows, requestTimer, type DeliveryRow, type TimerRow } from '../store/timers.ts';
 
 export const WAKE_CHANNEL = 'countersign_requests';
 export const CREDENTIAL_CACHE_MS = 5_000;
@@ -144,6 +160,10 @@ export class Engine {
     const result = parsePolicy(text);
     if (!result.ok) {
       throw new CountersignError('POLICY_INVALID', `policy from ${source} is invalid`, { errors: result.errors });
+    }
+    const checkErrors = this.policyChecks.flatMap((check) => check(result.policy));
+    if (checkErrors.length > 0) {
+      throw new CountersignError('POLICY_INVALID', `policy from ${source} is invalid`, { errors: checkErrors });
     }
     const hash = sha256Hex(text);
     const active = await this.store.transaction(async (tx) => {
@@ -334,6 +354,7 @@ export class Engine {
       decided_at: decision === null ? null : at,
       expires_at: decision === null && body.timeoutSeconds !== undefined ? at + body.timeoutSeconds * 1000 : null,
     };
+    const escalation = status === 'pending' ? startEscalation(policy.policy, assessment, at) : null;
     const actor = actorOf(by);
     const entries: NewAuditEntry[] = [
       this.audit('created', id, actor, {
@@ -347,12 +368,17 @@ export class Engine {
         matchedRules: assessment.matchedRules.map((r) => r.name),
       }, at),
       status === 'pending'
-        ? this.audit('queued', id, SYSTEM, { slaDueAt: assessment.slaDueAt, approval: assessment.approval }, at)
+        ? this.audit('queued', id, SYSTEM, {
+            slaDueAt: assessment.slaDueAt,
+            approval: assessment.approval,
+            escalation: escalation && { level: escalation.level, dueAt: new Date(escalation.dueAt).toISOString() },
+          }, at)
         : this.audit(status, id, SYSTEM, { decidedBy: 'policy', reason: decision?.reason ?? null }, at),
     ];
     try {
       await this.store.transaction(async (tx) => {
         await tx.insertRequest(row);
+        await this.scheduleCreated(tx, row, escalation, at);
         await tx.appendAudit(entries);
         await tx.notify(WAKE_CHANNEL, id);
       });
@@ -366,7 +392,7 @@ export class Engine {
     }
     this.afterCommit(id);
     this.emitChange({ previousStatus: null, row });
-    return { request: requestFromRow(row, agent.name, []), replayed: false };
+    return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
   }
 
   /**
@@ -448,8 +474,9 @@ export class Engine {
     });
     const page = rows.slice(0, limit);
     const reviews = await this.store.reviewsFor(page.map((r) => r.id));
+    const escalations = await this.escalationsOf(page.map((r) => r.id));
     const items = await Promise.all(
-      page.map(async (row) => requestFromRow(row, await this.agentName(row.agent_id), reviews.filter((v) => v.request_id === row.id))),
+      page.map(async (row) => requestFromRow(row, await this.agentName(row.agent_id), reviews.filter((v) => v.request_id === row.id), escalations.get(row.id) ?? null)),
     );
     const last = page[page.length - 1];
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
@@ -469,21 +496,6 @@ export class Engine {
     return this.change(by, id, { type: 'execution', status: body.status, at: '' }, true, body);
   }
 
-  /** Expires pending requests whose agent-set deadline has passed. Returns how many. */
-  async expireDue(limit = 100): Promise<number> {
-    const due = await this.store.duePending(this.now(), limit);
-    let expired = 0;
-    for (const { id } of due) {
-      try {
-        await this.change(undefined, id, { type: 'expire', reason: 'the request timed out before a decision', at: '' });
-        expired++;
-      } catch (err) {
-        if (!(err instanceof CountersignError && err.code === 'ALREADY_DECIDED')) throw err;
-      }
-    }
-    return expired;
-  }
-
   /**
    * One state change: lock the row, replay the votes into the pure state machine, write the
    * result and its audit entries in the same transaction, then wake waiters.
@@ -491,7 +503,8 @@ export class Engine {
   private async change(
     by: Principal | undefined,
     id: string,
-    event: LifecycleEvent,
+    /** The event, or a function that decides it inside the transaction (timers); `null` commits what it wrote without a transition. */
+    eventOrFire: LifecycleEvent | ((tx: Queries, current: RequestRow, escalation: EscalationState | null) => Promise<LifecycleEvent | null>),
     ownerOnly = false,
     execution?: ExecutionBody,
   ): Promise<ApprovalRequest> {
@@ -501,6 +514,9 @@ export class Engine {
       if (by) this.checkReadable(by, current, id);
       if (!current) throw new CountersignError('NOT_FOUND', `no request ${id}`);
       if (by && ownerOnly) this.checkOwner(by, current);
+      const escalation = await this.escalationOf(tx, id);
+      const event = typeof eventOrFire === 'function' ? await eventOrFire(tx, current, escalation) : eventOrFire;
+      if (event === null) return (await tx.getRequest(id)) ?? current;
       const at = this.now();
       const atIso = new Date(at).toISOString();
       const assessment = JSON.parse(current.assessment) as Assessment;
@@ -521,6 +537,7 @@ export class Engine {
         approval: assessment.approval,
         votes,
         requesterOperatorId: current.requester_operator_id,
+        eligible: eligibility(escalation),
       };
       const result = transition(state, { ...event, at: atIso });
       const actor = by ? actorOf(by) : SYSTEM;
@@ -551,6 +568,7 @@ export class Engine {
       if (!(await tx.updateRequest(id, patch, current.status))) {
         throw new CountersignError('ALREADY_DECIDED', `request ${id} changed concurrently`);
       }
+      if (current.status === 'pending' && result.status !== 'pending') await this.closeEscalation(tx, current, escalation, result.status, at);
       await tx.appendAudit(result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result, execution), at)));
       await tx.notify(WAKE_CHANNEL, id);
       previousStatus = current.status as RequestStatus;
@@ -614,6 +632,275 @@ export class Engine {
     }
   }
 
+  // ---- escalation, deadlines and deliveries (the scheduler calls these; see scheduler/) ----
+
+  private readonly policyChecks: Array<(policy: Policy) => PolicyError[]> = [];
+  private readonly timerListeners = new Set<() => void>();
+  private timersDue = false;
+
+  /**
+   * Extra validation every policy must pass before it is activated, e.g. the channel settings,
+   * which belong to the server's channel adapters rather than to core. Runs on later loads only.
+   */
+  addPolicyCheck(check: (policy: Policy) => PolicyError[]): void {
+    this.policyChecks.push(check);
+  }
+
+  /** Told (after commit) when this process wrote timers that are due now: deliveries to send. */
+  onTimersDue(listener: () => void): () => void {
+    this.timerListeners.add(listener);
+    return () => {
+      this.timerListeners.delete(listener);
+    };
+  }
+
+  /** The engine's clock, for the scheduler's claims. */
+  clock(): number {
+    return this.now();
+  }
+
+  /** At creation, in the create transaction: escalation state, its deadline, the agent's hard deadline, first notifications. */
+  private async scheduleCreated(tx: Queries, row: RequestRow, escalation: EscalationState | null, at: number): Promise<void> {
+    const timers: TimerRow[] = [];
+    if (row.expires_at !== null) timers.push(requestTimer('expire', row.id, row.expires_at, at));
+    if (escalation) {
+      await tx.timers.insertEscalation({ request_id: row.id, level: escalation.level, due_at: escalation.dueAt, state: JSON.stringify(escalation), updated_at: at });
+      const due = escalationTimerAt(escalation, row.expires_at);
+      if (due !== null) timers.push(requestTimer('escalate', row.id, due, at, { level: escalation.level }));
+    }
+    await tx.timers.insertTimers(timers);
+    if (escalation) await this.enqueueDeliveries(tx, row.id, channelsFor(escalation, escalation.level), 'requested', { level: escalation.level }, at);
+  }
+
+  private async enqueueDeliveries(tx: Queries, requestId: string, channels: readonly string[], event: string, data: unknown, at: number): Promise<void> {
+    if (channels.length === 0) return;
+    const rows = channels.map((channel) => deliveryRows(newId('dlv', at), requestId, channel, event, data, at));
+    await tx.timers.insertDeliveries(rows.map((r) => r.delivery));
+    await tx.timers.insertTimers(rows.map((r) => r.timer));
+    this.timersDue = true;
+  }
+
+  /** When a request leaves `pending`: its deadlines are moot, and every channel told about it hears the outcome. */
+  private async closeEscalation(tx: Queries, current: RequestRow, escalation: EscalationState | null, status: RequestStatus, at: number): Promise<void> {
+    await tx.timers.cancelRequestTimers(current.id, ['escalate', 'expire']);
+    if (escalation) await this.enqueueDeliveries(tx, current.id, channelsSoFar(escalation), 'decided', { status }, at);
+  }
+
+  private async escalationOf(tx: Queries, id: string): Promise<EscalationState | null> {
+    const [row] = await tx.timers.escalationsFor([id]);
+    return row ? (JSON.parse(row.state) as EscalationState) : null;
+  }
+
+  private async escalationsOf(ids: readonly string[]): Promise<Map<string, EscalationState>> {
+    const rows = await this.store.timers.escalationsFor(ids);
+    return new Map(rows.map((r) => [r.request_id, JSON.parse(r.state) as EscalationState]));
+  }
+
+  private async saveEscalation(tx: Queries, current: RequestRow, state: EscalationState, at: number, isNew: boolean): Promise<void> {
+    const row = { request_id: current.id, level: state.level, due_at: state.dueAt, state: JSON.stringify(state), updated_at: at };
+    if (isNew) await tx.timers.insertEscalation(row);
+    else await tx.timers.updateEscalation(row);
+    await tx.timers.cancelRequestTimers(current.id, ['escalate']);
+    const due = escalationTimerAt(state, current.expires_at);
+    if (due !== null) await tx.timers.insertTimers([requestTimer('escalate', current.id, due, at, { level: state.level })]);
+    // The request itself changed for its readers (level, deadline): waiters and SSE see a new updatedAt.
+    if (!(await tx.updateRequest(current.id, { updated_at: at }, 'pending'))) {
+      throw new CountersignError('ALREADY_DECIDED', `request ${current.id} changed concurrently`);
+    }
+    await tx.notify(WAKE_CHANNEL, current.id);
+  }
+
+  /**
+   * Fires one request timer (`escalate` or `expire`) claimed by the scheduler. The timer is
+   * deleted in the transaction that makes its change, so it fires once: `gone` means another
+   * process (or an earlier attempt) fired it, `rescheduled` that a reviewer extended the
+   * deadline after the claim, `stale` that the request was decided meanwhile.
+   */
+  async fireTimer(timer: TimerRow): Promise<'fired' | 'gone' | 'rescheduled' | 'stale'> {
+    const id = timer.request_id;
+    if (id === null || (timer.kind !== 'escalate' && timer.kind !== 'expire')) {
+      throw new CountersignError('INTERNAL', `fireTimer: ${timer.kind} is not a request timer`);
+    }
+    let outcome: 'fired' | 'stale' = 'fired';
+    try {
+      await this.change(undefined, id, async (tx, current, escalation) => {
+        const taken = await tx.timers.takeTimer(timer.id);
+        // Gone, or already replaced by the next level's timer (same id, a later incarnation).
+        if (!taken || taken.created_at !== timer.created_at || taken.payload !== timer.payload) throw new TimerSkip('gone');
+        const at = this.now();
+        if (taken.due_at > at) throw new TimerSkip('rescheduled');
+        if (current.status !== 'pending') {
+          outcome = 'stale';
+          return null;
+        }
+        if (taken.kind === 'expire') {
+          return { type: 'expire', reason: "the agent's own timeout (timeoutSeconds) passed before a decision", at: '' };
+        }
+        const state = escalation ?? startEscalation(this.policy.policy, JSON.parse(current.assessment) as Assessment, current.created_at);
+        if (!state) throw new CountersignError('INTERNAL', `request ${id} is pending without a review route`);
+        const due = onDue(state, this.policy.policy, at);
+        if (due.type === 'final') {
+          return due.outcome === 'approve' ? { type: 'timeout_approve', reason: due.reason, at: '' } : { type: 'expire', reason: due.reason, at: '' };
+        }
+        await this.saveEscalation(tx, current, due.state, at, escalation === null);
+        await this.enqueueDeliveries(tx, id, due.notify, 'escalated', { from: due.from, to: due.to, role: due.role }, at);
+        await tx.appendAudit([
+          this.audit(
+            'escalated',
+            id,
+            SYSTEM,
+            { from: due.from, to: due.to, role: due.role, dueAt: new Date(due.state.dueAt).toISOString(), notify: due.notify, lateMs: at - taken.due_at },
+            at,
+          ),
+        ]);
+        return null;
+      });
+    } catch (err) {
+      if (err instanceof TimerSkip) return err.why;
+      throw err;
+    }
+    return outcome;
+  }
+
+  /** The lifecycle view of a request, for checks outside a transition (extend, reassign). */
+  private async actingStage(tx: Queries, by: Extract<Principal, { kind: 'operator' }>, current: RequestRow, escalation: EscalationState) {
+    if (current.requester_operator_id === by.operatorId) throw new CountersignError('SELF_REVIEW', 'a requester cannot manage their own request');
+    const assessment = JSON.parse(current.assessment) as Assessment;
+    const votes = (await tx.reviewsFor([current.id])).map(voteFromRow);
+    const requirement = assessment.approval ?? { stages: [{ count: 1, label: '1 reviewer' }], deny: 1 };
+    const state: LifecycleState = {
+      status: 'pending',
+      action: current.action,
+      args: JSON.parse(current.args),
+      alternatives: JSON.parse(current.alternatives),
+      approval: requirement,
+      votes,
+      requesterOperatorId: current.requester_operator_id,
+    };
+    const stage = requirement.stages[Math.max(0, currentStage(requirement, votes, currentPayload(state).key))];
+    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
+    if (!stage || !eligibility(escalation)(reviewer, stage)) {
+      throw new CountersignError('NOT_ELIGIBLE', `only someone who may review this request now may do this (${stage?.label ?? 'no stage'})`, { stage });
+    }
+  }
+
+  /** Locks a pending request with escalation state, runs `fn`, writes its audit entry; one transaction. */
+  private async manage(
+    by: Principal,
+    id: string,
+    fn: (tx: Queries, current: RequestRow, escalation: EscalationState, at: number) => Promise<{ state: EscalationState; audit: [string, unknown]; notify?: readonly string[] }>,
+  ): Promise<ApprovalRequest> {
+    this.requireOperator(by);
+    const row = await this.store.transaction(async (tx) => {
+      const current = await tx.getRequest(id, true);
+      this.checkReadable(by, current, id);
+      if (current.status !== 'pending') throw new CountersignError('ALREADY_DECIDED', `request is already ${current.status}`, { status: current.status });
+      const escalation = await this.escalationOf(tx, id);
+      if (!escalation) throw new CountersignError('ILLEGAL_TRANSITION', `request ${id} has no deadline to manage`);
+      await this.actingStage(tx, by, current, escalation);
+      const at = this.now();
+      const out = await fn(tx, current, escalation, at);
+      await this.saveEscalation(tx, current, out.state, at, false);
+      const [type, data] = out.audit;
+      if (out.notify) await this.enqueueDeliveries(tx, id, out.notify, type, data, at);
+      await tx.appendAudit([this.audit(type, id, actorOf(by), data, at)]);
+      return { ...current, updated_at: at };
+    });
+    this.afterCommit(id);
+    return this.toPublic(row);
+  }
+
+  /** A reviewer grants more time at the current level: once per request, bounded, with a reason. The agent's own timeout never moves. */
+  async extendDeadline(by: Principal, id: string, body: { seconds: number; reason: string }): Promise<ApprovalRequest> {
+    return this.manage(by, id, async (_tx, _current, escalation, at) => {
+      const state = extendEscalation(escalation, body.seconds * 1000, body.reason, by.kind === 'operator' ? by.name : '', at);
+      const data = { level: state.level, bySeconds: body.seconds, reason: body.reason, dueAt: new Date(state.dueAt).toISOString() };
+      return { state, audit: ['extended', data] };
+    });
+  }
+
+  /** Hands a pending request to another operator or a group; the current level's channels hear of it. */
+  async reassign(by: Principal, id: string, body: { operator?: string | undefined; group?: string | undefined; reason: string }): Promise<ApprovalRequest> {
+    let operator: string | undefined;
+    if (body.operator !== undefined) {
+      const found = (await this.store.findOperatorByName(body.operator)) ?? (await this.store.listOperators()).find((o) => o.id === body.operator);
+      if (!found) throw new CountersignError('VALIDATION_FAILED', `no operator named "${body.operator}"`, { field: 'operator' });
+      if (!canReviewAtAll({ roles: JSON.parse(found.roles) as Role[] })) {
+        throw new CountersignError('VALIDATION_FAILED', `operator "${found.name}" has no reviewing role`, { field: 'operator' });
+      }
+      operator = found.name;
+    }
+    return this.manage(by, id, async (_tx, _current, escalation, at) => {
+      const state = reassignEscalation(escalation, { operator, group: body.group }, body.reason, by.kind === 'operator' ? by.name : '', at);
+      const data = { level: state.level, to: operator !== undefined ? { operator } : { group: body.group }, reason: body.reason };
+      return { state, audit: ['reassigned', data], notify: channelsFor(state, state.level) };
+    });
+  }
+
+  /**
+   * Records one delivery attempt made by the scheduler. Success and final failure fire the
+   * delivery's timer and leave an audit entry (`notified`, `delivery_failed`); a failure with
+   * retries left moves the timer to the next attempt. Attempts are kept in the delivery row.
+   */
+  async recordDelivery(
+    id: string,
+    result: { ok: true; ms: number; response?: unknown } | { ok: false; ms: number; error: string; retryInMs: number | null },
+  ): Promise<DeliveryRow | undefined> {
+    const done = await this.store.transaction(async (tx) => {
+      const delivery = await tx.timers.getDelivery(id);
+      if (!delivery || delivery.status !== 'pending') {
+        await tx.timers.takeTimer(id);
+        return delivery;
+      }
+      const at = this.now();
+      const attempts = delivery.attempts + 1;
+      const log = [...(JSON.parse(delivery.attempt_log) as unknown[]), { at: new Date(at).toISOString(), ok: result.ok, ms: Math.round(result.ms), ...(result.ok ? {} : { error: result.error }) }];
+      const common = { attempts, attempt_log: JSON.stringify(log), updated_at: at };
+      const what = { deliveryId: id, channel: delivery.channel, event: delivery.event, attempts };
+      if (!result.ok && result.retryInMs !== null) {
+        if (!(await tx.timers.rescheduleTimer(id, at + result.retryInMs))) return delivery; // finished elsewhere
+        await tx.timers.updateDelivery(id, { ...common, last_error: result.error });
+        return { ...delivery, ...common, last_error: result.error };
+      }
+      if (!(await tx.timers.takeTimer(id))) return delivery;
+      if (result.ok) {
+        const patch = { ...common, status: 'delivered', finished_at: at, response: result.response === undefined ? null : JSON.stringify(result.response) };
+        await tx.timers.updateDelivery(id, patch);
+        await tx.appendAudit([this.audit('notified', delivery.request_id, SYSTEM, what, at)]);
+        return { ...delivery, ...patch };
+      }
+      const patch = { ...common, status: 'failed', finished_at: at, last_error: result.error };
+      await tx.timers.updateDelivery(id, patch);
+      await tx.appendAudit([this.audit('delivery_failed', delivery.request_id, SYSTEM, { ...what, error: result.error }, at)]);
+      return { ...delivery, ...patch };
+    });
+    return done;
+  }
+
+  async listDeliveries(by: Principal, options: { status?: string | undefined; requestId?: string | undefined; channel?: string | undefined; limit?: number | undefined; cursor?: string | undefined } = {}) {
+    this.requireOperator(by);
+    const limit = Math.min(Math.max(options.limit ?? 50, 1), 500);
+    const rows = await this.store.timers.listDeliveries({
+      status: options.status,
+      requestId: options.requestId,
+      channel: options.channel,
+      limit: limit + 1,
+      before: options.cursor ? decodeCursor(options.cursor) : undefined,
+    });
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return { items: page.map(deliveryFromRow), nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+  }
+
+  /**
+   * Records a one-time value (a signed callback's signature) until `ttlMs` from now; false when
+   * it was seen before, i.e. a replay. Shared by every process on the database.
+   */
+  async claimNonce(scope: string, value: string, ttlMs: number): Promise<boolean> {
+    const now = this.now();
+    return this.store.transaction((tx) => tx.timers.claimNonce(`${scope}:${sha256Hex(value)}`, now + ttlMs, now));
+  }
+
   // ---- audit (read side; the trail's format grows in the audit issue) ----
 
   async auditForRequest(by: Principal, id: string): Promise<AuditEntry[]> {
@@ -638,11 +925,16 @@ export class Engine {
   private afterCommit(id: string): void {
     // On PostgreSQL the NOTIFY sent in the transaction wakes every process, this one included.
     if (!this.store.capabilities.listenNotify) this.wakeups.publish(id);
+    if (this.timersDue) {
+      this.timersDue = false;
+      for (const listener of this.timerListeners) listener();
+    }
   }
 
   private async toPublic(row: RequestRow): Promise<ApprovalRequest> {
     const reviews = await this.store.reviewsFor([row.id]);
-    return requestFromRow(row, await this.agentName(row.agent_id), reviews);
+    const escalation = (await this.escalationsOf([row.id])).get(row.id) ?? null;
+    return requestFromRow(row, await this.agentName(row.agent_id), reviews, escalation);
   }
 
   private async agentName(agentId: string): Promise<string> {

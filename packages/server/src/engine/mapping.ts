@@ -1,4 +1,5 @@
 /** Rows to the public shapes of `@countersign/core`. Pure, so listings and single reads agree. */
+import { publicEscalation, type EscalationState } from '@countersign/core';
 import type { Alternative, ApprovalRequest, ApproverSpec, Assessment, Decision, Execution, JsonObject, Review, RiskLevel, Vote } from '@countersign/core';
 import type { RequestRow, ReviewRow } from '../store/store.ts';
 
@@ -30,7 +31,12 @@ export function voteFromRow(row: ReviewRow): Vote {
   };
 }
 
-export function requestFromRow(row: RequestRow, agentName: string, reviews: readonly ReviewRow[]): ApprovalRequest {
+export function requestFromRow(
+  row: RequestRow,
+  agentName: string,
+  reviews: readonly ReviewRow[],
+  escalation: EscalationState | null = null,
+): ApprovalRequest {
   return {
     id: row.id,
     agentId: row.agent_id,
@@ -53,5 +59,6 @@ export function requestFromRow(row: RequestRow, agentName: string, reviews: read
     createdAt: iso(row.created_at),
     updatedAt: iso(row.updated_at),
     expiresAt: row.expires_at === null ? null : iso(row.expires_at),
+    escalation: escalation === null ? null : publicEscalation(escalation),
   };
 }

@@ -4,6 +4,7 @@
  * edit a released one.
  */
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { m003_scheduler } from './timers.ts';
 import { m002_audit } from '../audit/store.ts';
 
 const m001_initial: Migration = {
@@ -130,6 +131,7 @@ const m001_initial: Migration = {
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
+  '003_scheduler': m003_scheduler,
   '002_audit': m002_audit,
 });
 

@@ -4,6 +4,7 @@
  * ordering by time never depends on a collation.
  */
 import type { Generated } from 'kysely';
+import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable } from '../audit/store.ts';
 
 export interface AgentsTable {
@@ -121,6 +122,10 @@ export interface Database {
   audit_head: AuditHeadTable;
   audit_nodes: AuditNodesTable;
   audit_checkpoints: AuditCheckpointsTable;
+  timers: TimersTable;
+  escalations: EscalationsTable;
+  deliveries: DeliveriesTable;
+  nonces: NoncesTable;
 }
 
 export type { Generated };

@@ -6,6 +6,7 @@
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
+import { TimerQueries } from './timers.ts';
 import { TrailQueries } from '../audit/store.ts';
 import type {
   AuditLogTable,
@@ -344,6 +345,11 @@ export class Queries {
 
   async ping(): Promise<void> {
     await sql`select 1`.execute(this.db);
+  }
+
+  /** Timers, escalation state, deliveries and nonces (store/timers.ts), on this handle (or transaction). */
+  get timers(): TimerQueries {
+    return new TimerQueries(this.db, this.capabilities);
   }
 
   /** The audit trail's Merkle tree and checkpoints (audit/store.ts), on this handle (or transaction). */

@@ -1,0 +1,178 @@
+/**
+ * The scheduler owns every deadline: SLA escalation, the agent's own timeout, notification
+ * attempts. Timers are rows (store/timers.ts); a tick leases the due ones and fires each
+ * through the engine, which deletes the timer in the same transaction as the change it causes.
+ * So a timer fires once even across processes and crashes: a process killed mid-tick leaves its
+ * timers leased, and once the lease runs out any process (itself, restarted) fires them, late.
+ *
+ * Costs follow due timers, not pending requests: each round walks the due-time index from its
+ * start and stops at `batch` rows.
+ *
+ *   const scheduler = new Scheduler(engine, { deliver: notifier.deliver });
+ *   scheduler.start();   // polls every second, and at once when the engine writes due timers
+ *   await scheduler.stop();
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Engine } from '../engine/engine.ts';
+import type { TimerRow } from '../store/timers.ts';
+
+export interface SchedulerOptions {
+  /** Sends one notification attempt and records it (channels/notifier.ts); without it, delivery timers are left to other processes. */
+  deliver?: ((timer: TimerRow) => Promise<unknown>) | undefined;
+  /** This process's name in leases. Default `host:pid:random`. */
+  owner?: string | undefined;
+  /** Milliseconds between polls. Default 1000. */
+  intervalMs?: number | undefined;
+  /** Timers claimed per round. Default 100. */
+  batch?: number | undefined;
+  /** How long a claim lasts before another process may take the timer over. Default 60 s. */
+  leaseMs?: number | undefined;
+  /** Request timers fired at once. Default 8. */
+  concurrency?: number | undefined;
+  /** Notification attempts in flight at once. Default 16. */
+  maxDeliveries?: number | undefined;
+  onError?: ((err: unknown) => void) | undefined;
+}
+
+export interface TickReport {
+  fired: number;
+  gone: number;
+  stale: number;
+  rescheduled: number;
+  errors: number;
+  /** Delivery attempts started in this tick (they finish in the background). */
+  deliveries: number;
+}
+
+const REQUEST_KINDS = ['escalate', 'expire'] as const;
+/** Rounds per tick before yielding to the next poll, so one tick cannot run unbounded. */
+const MAX_ROUNDS = 50;
+
+export class Scheduler {
+  readonly owner: string;
+  private readonly intervalMs: number;
+  private readonly batch: number;
+  private readonly leaseMs: number;
+  private readonly concurrency: number;
+  private readonly maxDeliveries: number;
+  private readonly deliveries = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<TickReport> | undefined;
+  private again = false;
+  private stopped = true;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly options: SchedulerOptions = {},
+  ) {
+    this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.intervalMs = options.intervalMs ?? 1000;
+    this.batch = options.batch ?? 100;
+    this.leaseMs = options.leaseMs ?? 60_000;
+    this.concurrency = options.concurrency ?? 8;
+    this.maxDeliveries = options.maxDeliveries ?? 16;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.unsubscribe = this.engine.onTimersDue(() => this.kick());
+    this.kick();
+  }
+
+  /** Stops polling and waits for the current tick and the deliveries in flight. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+    await Promise.all([...this.deliveries]);
+  }
+
+  /** Run a tick now (or right after the current one). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.again = false;
+      await this.tick().catch((err: unknown) => this.options.onError?.(err));
+    } while (this.again && !this.stopped);
+    if (!this.stopped) {
+      this.timer = setTimeout(() => this.kick(), this.intervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /**
+   * Claims and fires what is due. Request timers are fired before the tick returns; delivery
+   * attempts are started and finish in the background (a slow channel must not hold back an
+   * escalation). Never throws for one timer's failure: that timer stays leased and is retried
+   * when its lease runs out.
+   */
+  tick(): Promise<TickReport> {
+    if (this.running) return this.running;
+    const run = this.runTick().finally(() => {
+      this.running = undefined;
+    });
+    this.running = run;
+    return run;
+  }
+
+  private async runTick(): Promise<TickReport> {
+    const report: TickReport = { fired: 0, gone: 0, stale: 0, rescheduled: 0, errors: 0, deliveries: 0 };
+    const timers = this.engine.store.timers;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const now = this.engine.clock();
+      const due = await timers.claimDue(now, this.batch, this.owner, this.leaseMs, REQUEST_KINDS);
+      await eachLimited(due, this.concurrency, async (t) => {
+        try {
+          report[await this.engine.fireTimer(t)]++;
+        } catch (err) {
+          report.errors++;
+          this.options.onError?.(err);
+        }
+      });
+      let started = 0;
+      const deliver = this.options.deliver;
+      const room = this.maxDeliveries - this.deliveries.size;
+      if (deliver && room > 0) {
+        const sends = await timers.claimDue(this.engine.clock(), Math.min(room, this.batch), this.owner, this.leaseMs, ['deliver']);
+        for (const t of sends) {
+          const p: Promise<void> = deliver(t)
+            .then(() => undefined)
+            .catch((err: unknown) => this.options.onError?.(err))
+            .finally(() => {
+              this.deliveries.delete(p);
+              if (!this.stopped) this.kick();
+            });
+          this.deliveries.add(p);
+        }
+        started = sends.length;
+        report.deliveries += started;
+      }
+      if (due.length < this.batch && started < Math.min(room, this.batch)) break;
+    }
+    return report;
+  }
+}
+
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  });
+  await Promise.all(workers);
+}
