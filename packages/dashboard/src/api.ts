@@ -1,0 +1,155 @@
+/**
+ * The dashboard talks only to the public HTTP API, with the session cookie (HttpOnly: this code
+ * never sees the operator's token after sign-in). State-changing calls carry the session's CSRF
+ * token in `X-Countersign-CSRF`.
+ */
+import type { ApprovalRequest, ReviewBody, Role } from '@countersign/core';
+
+export type { ApprovalRequest };
+
+export interface Operator {
+  id: string;
+  name: string;
+  roles: Role[];
+}
+
+export interface SessionInfo {
+  operator: Operator;
+  csrfToken: string | null;
+  expiresAt: string | null;
+}
+
+export interface AuditEntry {
+  seq: number;
+  at: string;
+  type: string;
+  requestId: string | null;
+  actor: { type: string; id: string; name: string };
+  data: unknown;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+let csrfToken: string | null = null;
+let onUnauthenticated: (() => void) | null = null;
+
+export function setUnauthenticatedHandler(handler: (() => void) | null): void {
+  onUnauthenticated = handler;
+}
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET' && csrfToken) headers['x-countersign-csrf'] = csrfToken;
+  let res: Response;
+  try {
+    res = await fetch(path, { method, headers, credentials: 'same-origin', cache: 'no-store', ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  } catch (err) {
+    throw new ApiError(0, 'NETWORK_ERROR', `the server did not answer (${(err as Error).message})`);
+  }
+  const text = await res.text();
+  let parsed: unknown = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON: reported below
+  }
+  if (!res.ok) {
+    const error = (parsed as { error?: { code?: string; message?: string; details?: unknown } } | null)?.error;
+    const err = new ApiError(res.status, error?.code ?? 'HTTP_' + res.status, error?.message ?? res.statusText, error?.details);
+    if (res.status === 401 && path !== '/v1/session') onUnauthenticated?.();
+    throw err;
+  }
+  return parsed as T;
+}
+
+export const api = {
+  async signIn(token: string): Promise<SessionInfo> {
+    const info = await call<SessionInfo>('POST', '/v1/session', { token });
+    csrfToken = info.csrfToken;
+    return info;
+  },
+  async session(): Promise<SessionInfo> {
+    const info = await call<SessionInfo>('GET', '/v1/session');
+    csrfToken = info.csrfToken;
+    return info;
+  },
+  async signOut(): Promise<void> {
+    try {
+      await call('DELETE', '/v1/session');
+    } finally {
+      csrfToken = null;
+    }
+  },
+  request: (id: string) => call<ApprovalRequest>('GET', `/v1/requests/${encodeURIComponent(id)}`),
+  list: (query: Record<string, string | number | undefined>) => {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
+    return call<Page<ApprovalRequest>>('GET', `/v1/requests?${params}`);
+  },
+  review: (id: string, body: ReviewBody) => call<ApprovalRequest>('POST', `/v1/requests/${encodeURIComponent(id)}/reviews`, body),
+  audit: (id: string) => call<{ items: AuditEntry[] }>('GET', `/v1/requests/${encodeURIComponent(id)}/audit`),
+  auditByType: (type: string, after?: number) =>
+    call<{ items: AuditEntry[] }>('GET', `/v1/audit?type=${encodeURIComponent(type)}&limit=1000${after === undefined ? '' : `&after=${after}`}`),
+  feedback: (id: string, verdict: 'should_have_asked' | 'ok', note?: string) =>
+    call<AuditEntry>('POST', `/v1/requests/${encodeURIComponent(id)}/feedback`, { verdict, ...(note ? { note } : {}) }),
+  summary: (query: { from?: string; to?: string; bucket?: 'hour' | 'day' }) => {
+    const params = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined) as Array<[string, string]>);
+    return call<MetricsSummary>('GET', `/v1/metrics/summary?${params}`);
+  },
+};
+
+/** Every pending request, following cursors (bounded). */
+export async function loadPending(max = 2000): Promise<ApprovalRequest[]> {
+  const out: ApprovalRequest[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await api.list({ status: 'pending', limit: 500, cursor });
+    out.push(...page.items);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor && out.length < max);
+  return out;
+}
+
+export interface Rates {
+  requests: number;
+  automated: number;
+  humanRouted: number;
+  blocked: number;
+  escalated: number;
+  humanDecided: number;
+  humanApproved: number;
+  automationRate: number | null;
+  humanReviewRate: number | null;
+  escalationRate: number | null;
+  approvalRate: number | null;
+  medianDecisionSeconds: number | null;
+  p90DecisionSeconds: number | null;
+  slaMet: number;
+  slaMissed: number;
+  slaCompliance: number | null;
+}
+
+export interface MetricsSummary {
+  from: string;
+  to: string;
+  bucket: 'hour' | 'day';
+  totals: Rates;
+  series: Array<{ start: string } & Rates>;
+  operators: Array<{ id: string; name: string; reviews: number; approvals: number; rejections: number; medianResponseSeconds: number | null }>;
+  truncated: boolean;
+}

@@ -1,0 +1,188 @@
+/**
+ * Deciding: every keyboard decision takes a second, deliberate key in a dialog, and approving
+ * a high or critical request always takes this confirmation, whatever the input device.
+ */
+import { useEffect, useRef, useState, type ReactNode } from 'react';
+import { api, ApiError, type ApprovalRequest } from '../api.ts';
+import { JsonTree } from './JsonTree.tsx';
+import { RiskBadge } from './Badges.tsx';
+import { SafeText } from './SafeText.tsx';
+
+export type Choice = { kind: 'approve'; alternative?: string; args?: Record<string, unknown> } | { kind: 'reject' };
+
+/** Why a decision was refused, in words a reviewer can act on. */
+export function explain(err: unknown): string {
+  if (!(err instanceof ApiError)) return (err as Error).message;
+  switch (err.code) {
+    case 'MFA_REQUIRED':
+      return 'Policy requires step-up MFA to approve this request, and this server cannot verify a code yet. It can only be rejected or left to expire.';
+    case 'ALREADY_DECIDED':
+      return 'Someone else decided this request first; the page shows their decision.';
+    case 'ALREADY_REVIEWED':
+      return 'You have already voted on this request.';
+    case 'SELF_REVIEW':
+      return 'You proposed this request, so you cannot review it.';
+    case 'NOT_ELIGIBLE':
+      return `You are not eligible for the current approval stage: ${err.message}`;
+    case 'FORBIDDEN':
+      return `Not allowed: ${err.message}`;
+    default:
+      return `${err.code}: ${err.message}`;
+  }
+}
+
+function Modal({ title, onClose, children, onKey }: { title: string; onClose: () => void; children: ReactNode; onKey?: (e: KeyboardEvent) => void }) {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    const dialog = ref.current;
+    if (!dialog) return;
+    if (!dialog.open) dialog.showModal();
+    const onCancel = (e: Event) => {
+      e.preventDefault();
+      onClose();
+    };
+    const keys = (e: KeyboardEvent) => onKey?.(e);
+    dialog.addEventListener('cancel', onCancel);
+    dialog.addEventListener('keydown', keys);
+    return () => {
+      dialog.removeEventListener('cancel', onCancel);
+      dialog.removeEventListener('keydown', keys);
+      if (dialog.open) dialog.close();
+    };
+  }, [onClose, onKey]);
+  return (
+    <dialog ref={ref} className="modal" aria-labelledby="modal-title">
+      <h2 id="modal-title">{title}</h2>
+      {children}
+    </dialog>
+  );
+}
+
+const typing = (e: KeyboardEvent) => {
+  const el = e.target as HTMLElement | null;
+  return !!el && (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA' || el.tagName === 'SELECT' || el.isContentEditable);
+};
+
+export function ApproveDialog({ request, choice, onClose, onDecided }: { request: ApprovalRequest; choice: Extract<Choice, { kind: 'approve' }>; onClose: () => void; onDecided: (r: ApprovalRequest) => void }) {
+  const [note, setNote] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const alternative = choice.alternative ? request.alternatives.find((a) => a.name === choice.alternative) : undefined;
+  const runAction = alternative ? alternative.action : request.action;
+  const runArgs = choice.args ?? alternative?.args ?? request.args;
+
+  const submit = async () => {
+    if (busy) return;
+    setBusy(true);
+    setError(null);
+    try {
+      const decided = await api.review(request.id, {
+        verdict: 'approve',
+        ...(note.trim() ? { reason: note.trim() } : {}),
+        ...(choice.alternative ? { alternative: choice.alternative } : {}),
+        ...(choice.args ? { args: choice.args } : {}),
+      });
+      onDecided(decided);
+    } catch (err) {
+      setError(explain(err));
+      setBusy(false);
+    }
+  };
+  const onKey = (e: KeyboardEvent) => {
+    if (!typing(e) && (e.key === 'y' || e.key === 'Y') && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      e.preventDefault();
+      void submit();
+    }
+  };
+  return (
+    <Modal title={alternative ? 'Approve the alternative?' : choice.args ? 'Approve with modified arguments?' : 'Approve this request?'} onClose={onClose} onKey={onKey}>
+      <p className="dialog-summary">
+        <RiskBadge level={request.assessment.riskLevel} /> <strong className="mono">{runAction}</strong> for agent{' '}
+        <strong>
+          <SafeText text={request.agentName} inline max={100} />
+        </strong>
+        {alternative && (
+          <>
+            {' '}
+            — alternative <SafeText text={alternative.name} inline max={100} /> instead of <span className="mono">{request.action}</span>
+          </>
+        )}
+      </p>
+      <div className="agent-zone compact">
+        <p className="zone-label">Arguments that will run (agent-supplied{choice.args ? ', as you modified them' : ''})</p>
+        <JsonTree value={runArgs} label="arguments that will run" />
+      </div>
+      <label className="field">
+        Note (optional)
+        <input type="text" value={note} maxLength={2000} onChange={(e) => setNote(e.target.value)} />
+      </label>
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      <div className="dialog-actions">
+        <button type="button" className="primary" disabled={busy} onClick={() => void submit()}>
+          Confirm approval <kbd>y</kbd>
+        </button>
+        <button type="button" onClick={onClose}>
+          Cancel <kbd>Esc</kbd>
+        </button>
+      </div>
+    </Modal>
+  );
+}
+
+export function RejectDialog({ request, onClose, onDecided }: { request: ApprovalRequest; onClose: () => void; onDecided: (r: ApprovalRequest) => void }) {
+  const [reason, setReason] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const submit = async () => {
+    if (!reason.trim()) {
+      setError('A rejection needs a reason: the agent and the audit trail get it.');
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      onDecided(await api.review(request.id, { verdict: 'reject', reason: reason.trim() }));
+    } catch (err) {
+      setError(explain(err));
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal title="Reject this request?" onClose={onClose}>
+      <p className="dialog-summary">
+        <RiskBadge level={request.assessment.riskLevel} /> <strong className="mono">{request.action}</strong> for agent{' '}
+        <strong>
+          <SafeText text={request.agentName} inline max={100} />
+        </strong>
+      </p>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          void submit();
+        }}
+      >
+        <label className="field">
+          Reason (required)
+          <textarea value={reason} maxLength={2000} rows={3} required autoFocus onChange={(e) => setReason(e.target.value)} />
+        </label>
+        {error && (
+          <p className="error" role="alert">
+            {error}
+          </p>
+        )}
+        <div className="dialog-actions">
+          <button type="submit" className="danger" disabled={busy}>
+            Reject
+          </button>
+          <button type="button" onClick={onClose}>
+            Cancel <kbd>Esc</kbd>
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}

@@ -1,0 +1,678 @@
+/**
+ * The decision screen. Two zones that never mix: what Countersign computed (risk, factors,
+ * rules, route, SLA) and what the agent claims (description, args, evidence, context). Agent
+ * text is only ever rendered through SafeText / JsonTree.
+ * Keys: a approve (then y), r reject, m modify, Esc back to the queue.
+ */
+import type { ApprovalRequest, Decision } from '@countersign/core';
+import { useCallback, useEffect, useMemo, useState } from 'react';
+import { api, ApiError } from '../api.ts';
+import { techniqueName, techniqueReference } from '../attack.ts';
+import { RiskBadge, StatusBadge } from '../components/Badges.tsx';
+import { ApproveDialog, explain, RejectDialog, type Choice } from '../components/Dialogs.tsx';
+import { JsonTree } from '../components/JsonTree.tsx';
+import { SafeText } from '../components/SafeText.tsx';
+import { checkArgs, diffJson, type Change } from '../diff.ts';
+import { duration, score, slaLeft, when } from '../format.ts';
+import { type LiveQueue, useNow } from '../live.ts';
+import { dueAt, escalationOf, needsConfirmation } from '../queue.ts';
+import { navigate, requestHref } from '../router.ts';
+
+const KNOWN_CONTEXT = new Set(['target', 'evidence', 'blastRadius', 'attack', 'relatedIncidents', 'value', 'reversible', 'timeSensitivity', 'threatScore']);
+
+export function RequestCard({ id, choose, live, me }: { id: string; choose: string | null; live: LiveQueue; me: string }) {
+  const [request, setRequest] = useState<ApprovalRequest | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [dialog, setDialog] = useState<Choice | null>(null);
+  const [modifying, setModifying] = useState(false);
+  const [changedElsewhere, setChangedElsewhere] = useState(false);
+  const [actionError, setActionError] = useState<string | null>(null);
+
+  useEffect(() => {
+    let cancelled = false;
+    setRequest(null);
+    setError(null);
+    api.request(id).then(
+      (r) => !cancelled && setRequest(r),
+      (err: unknown) => !cancelled && setError(err instanceof ApiError && err.code === 'NOT_FOUND' ? 'No such request.' : (err as Error).message),
+    );
+    const unwatch = live.watch(id, (r) => {
+      setRequest((old) => {
+        if (old && old.updatedAt > r.updatedAt) return old;
+        if (old && old.status === 'pending' && r.status !== 'pending') setChangedElsewhere(true);
+        return r;
+      });
+    });
+    return () => {
+      cancelled = true;
+      unwatch();
+    };
+  }, [id, live]);
+
+  // A notification link preselects a choice; deciding still needs the confirmation.
+  useEffect(() => {
+    if (!request || request.status !== 'pending' || !choose) return;
+    if (choose === 'approve') setDialog({ kind: 'approve' });
+    else if (choose === 'reject') setDialog({ kind: 'reject' });
+    else if (choose.startsWith('alternative:') && request.alternatives.some((a) => a.name === choose.slice(12))) setDialog({ kind: 'approve', alternative: choose.slice(12) });
+    // only once per arrival
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [request?.id, choose]);
+
+  const pending = request?.status === 'pending';
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (dialog || e.ctrlKey || e.metaKey || e.altKey) return;
+      const el = e.target as HTMLElement;
+      if (el.tagName === 'INPUT' || el.tagName === 'SELECT' || el.tagName === 'TEXTAREA') return;
+      if (e.key === 'Escape') navigate('#/queue');
+      if (!pending) return;
+      if (e.key === 'a') setDialog({ kind: 'approve' });
+      else if (e.key === 'r') setDialog({ kind: 'reject' });
+      else if (e.key === 'm') setModifying(true);
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [dialog, pending]);
+
+  const onDecided = useCallback((r: ApprovalRequest) => {
+    setDialog(null);
+    setModifying(false);
+    setChangedElsewhere(false);
+    setRequest(r);
+  }, []);
+
+  if (error) return <p className="error" role="alert">{error}</p>;
+  if (!request) return <p>Loading…</p>;
+
+  const approveClicked = async (choice: Extract<Choice, { kind: 'approve' }>) => {
+    // High and critical: always a confirmation. Low and medium: the click is the decision.
+    if (needsConfirmation(request)) return setDialog(choice);
+    setActionError(null);
+    try {
+      onDecided(await api.review(request.id, { verdict: 'approve', ...(choice.alternative ? { alternative: choice.alternative } : {}) }));
+    } catch (err) {
+      setActionError(explain(err));
+    }
+  };
+
+  return (
+    <article className="card" aria-labelledby="card-title">
+      <header className="card-head">
+        <p className="crumbs">
+          <a href="#/queue">← Queue</a> · <span className="mono muted">{request.id}</span>
+        </p>
+        <h1 id="card-title">
+          <span className="mono">{request.action}</span>{' '}
+          <span className="by">
+            requested by <SafeText text={request.agentName} inline max={100} />
+          </span>
+        </h1>
+        <div className="head-facts">
+          <StatusBadge status={request.status} />
+          <RiskBadge level={request.assessment.riskLevel} score={request.assessment.riskScore} />
+          {pending && <SlaCountdown request={request} />}
+          <span className="muted">proposed {when(request.createdAt)}</span>
+        </div>
+      </header>
+
+      {changedElsewhere && (
+        <p className="notice" role="status">
+          This request was decided while you were looking at it; the page shows the decision.
+        </p>
+      )}
+
+      <div className="zones">
+        <Assessment request={request} />
+        <Claims request={request} />
+      </div>
+
+      <section className="decide" aria-labelledby="decide-title">
+        <h2 id="decide-title">{pending ? 'Decide' : 'Decision'}</h2>
+        {pending ? (
+          <>
+            <Progress request={request} />
+            <div className="decide-buttons">
+              <button type="button" className="primary" onClick={() => void approveClicked({ kind: 'approve' })}>
+                Approve <kbd>a</kbd>
+              </button>
+              {request.alternatives.map((alt) => (
+                <button type="button" key={alt.name} className="alt" onClick={() => void approveClicked({ kind: 'approve', alternative: alt.name })}>
+                  Approve alternative: <SafeText text={alt.name} inline max={60} /> <span className="mono">({alt.action})</span>
+                </button>
+              ))}
+              <button type="button" onClick={() => setModifying(!modifying)} aria-expanded={modifying}>
+                Modify arguments… <kbd>m</kbd>
+              </button>
+              <button type="button" className="danger" onClick={() => setDialog({ kind: 'reject' })}>
+                Reject… <kbd>r</kbd>
+              </button>
+            </div>
+            {actionError && (
+              <p className="error" role="alert">
+                {actionError}
+              </p>
+            )}
+            {modifying && <ModifyArgs request={request} onCancel={() => setModifying(false)} onSubmit={(args) => setDialog({ kind: 'approve', args })} />}
+          </>
+        ) : (
+          <DecisionSummary request={request} />
+        )}
+      </section>
+
+      <Similar request={request} me={me} />
+
+      {dialog?.kind === 'approve' && <ApproveDialog request={request} choice={dialog} onClose={() => setDialog(null)} onDecided={onDecided} />}
+      {dialog?.kind === 'reject' && <RejectDialog request={request} onClose={() => setDialog(null)} onDecided={onDecided} />}
+    </article>
+  );
+}
+
+function SlaCountdown({ request }: { request: ApprovalRequest }) {
+  const now = useNow(1000);
+  const sla = slaLeft(dueAt(request), now);
+  const esc = escalationOf(request);
+  return (
+    <span className={`sla ${sla.overdue ? 'overdue' : sla.soon ? 'soon' : ''}`} aria-live="off">
+      SLA: {sla.text}
+      {esc && (
+        <>
+          {' '}
+          · escalation level {esc.level}
+          {esc.levels ? ` of ${esc.levels}` : ''}
+          {esc.role ? ` (${esc.role})` : ''}
+        </>
+      )}
+    </span>
+  );
+}
+
+function Assessment({ request }: { request: ApprovalRequest }) {
+  const a = request.assessment;
+  return (
+    <section className="computed-zone" aria-labelledby="computed-title">
+      <h2 id="computed-title">
+        Countersign's assessment <span className="zone-tag">computed by policy v{request.policyVersion}</span>
+      </h2>
+      <dl className="facts">
+        <div>
+          <dt>Risk</dt>
+          <dd>
+            <RiskBadge level={a.riskLevel} /> score <strong>{score(a.riskScore)}</strong>
+          </dd>
+        </div>
+        <div>
+          <dt>Automation level</dt>
+          <dd>{a.automationLevel}</dd>
+        </div>
+        <div>
+          <dt>Route</dt>
+          <dd>{a.route.replace('_', ' ')}</dd>
+        </div>
+        <div>
+          <dt>SLA</dt>
+          <dd>{a.slaSeconds === null ? 'none' : `${duration(a.slaSeconds)} (due ${when(a.slaDueAt)})`}</dd>
+        </div>
+        <div>
+          <dt>Step-up MFA</dt>
+          <dd>{a.mfaRequired ? 'required to approve' : 'not required'}</dd>
+        </div>
+        {a.approval && (
+          <div>
+            <dt>Needs</dt>
+            <dd>{a.approval.stages.map((s) => s.label).join(', then ')}</dd>
+          </div>
+        )}
+      </dl>
+      <h3>Risk factors</h3>
+      <table className="factors">
+        <thead>
+          <tr>
+            <th scope="col">Factor</th>
+            <th scope="col">Value</th>
+            <th scope="col">Weight</th>
+            <th scope="col">Contribution</th>
+            <th scope="col">Why</th>
+          </tr>
+        </thead>
+        <tbody>
+          {a.factors.map((f) => (
+            <tr key={f.name}>
+              <th scope="row">{f.name}</th>
+              <td>{score(f.value)}</td>
+              <td>{score(f.weight)}</td>
+              <td>
+                <span className="bar" aria-hidden="true">
+                  <span className={`bar-fill w${Math.min(20, Math.round((f.contribution / Math.max(a.riskScore, 0.01)) * 20))}`} />
+                </span>
+                {score(f.contribution)}
+              </td>
+              <td>
+                <SafeText text={f.detail} inline max={160} />
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <h3>Matched rules</h3>
+      {a.matchedRules.length === 0 ? (
+        <p className="muted">No policy rule matched.</p>
+      ) : (
+        <ul className="rules">
+          {a.matchedRules.map((rule) => (
+            <li key={rule.name}>
+              <strong className="mono">{rule.name}</strong>: <SafeText text={rule.reason} inline max={300} />
+              {rule.effects.length > 0 && <span className="effects"> → {rule.effects.join(', ')}</span>}
+            </li>
+          ))}
+        </ul>
+      )}
+      {a.reasons.length > 0 && (
+        <>
+          <h3>Why it needs {a.route === 'review' ? 'a human' : a.route === 'block' ? 'to be blocked' : 'no human'}</h3>
+          <ul>
+            {a.reasons.map((r, i) => (
+              <li key={i}>
+                <SafeText text={r} inline max={300} />
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+    </section>
+  );
+}
+
+function Claims({ request }: { request: ApprovalRequest }) {
+  const ctx = request.context as Record<string, unknown>;
+  const extras = Object.fromEntries(Object.entries(ctx).filter(([k]) => !KNOWN_CONTEXT.has(k)));
+  const attack = Array.isArray(ctx['attack']) ? (ctx['attack'] as unknown[]).filter((x): x is string => typeof x === 'string') : [];
+  const evidence = Array.isArray(ctx['evidence']) ? (ctx['evidence'] as unknown[]) : [];
+  const incidents = Array.isArray(ctx['relatedIncidents']) ? (ctx['relatedIncidents'] as unknown[]) : [];
+  return (
+    <section className="agent-zone" aria-labelledby="claims-title">
+      <h2 id="claims-title">
+        What the agent claims <span className="zone-tag warn">agent-supplied · unverified</span>
+      </h2>
+      <dl className="facts">
+        <div>
+          <dt>Description</dt>
+          <dd className="description">{request.description ? <SafeText text={request.description} max={600} maxLines={10} /> : <span className="muted">none given</span>}</dd>
+        </div>
+        <div>
+          <dt>Confidence (claimed)</dt>
+          <dd>{request.confidence === null ? 'not given (counted as 0.5)' : request.confidence.toFixed(2)}</dd>
+        </div>
+        {request.riskHint && (
+          <div>
+            <dt>Risk hint (claimed)</dt>
+            <dd>{request.riskHint}</dd>
+          </div>
+        )}
+        {'target' in ctx && (
+          <div>
+            <dt>Target</dt>
+            <dd>
+              <JsonTree value={ctx['target']} label="target" />
+            </dd>
+          </div>
+        )}
+        {'blastRadius' in ctx && (
+          <div>
+            <dt>Blast radius</dt>
+            <dd>
+              <JsonTree value={ctx['blastRadius']} label="blast radius" />
+            </dd>
+          </div>
+        )}
+        {'value' in ctx && (
+          <div>
+            <dt>Value</dt>
+            <dd>
+              <JsonTree value={ctx['value']} />
+            </dd>
+          </div>
+        )}
+        {(['reversible', 'threatScore', 'timeSensitivity'] as const)
+          .filter((k) => k in ctx)
+          .map((k) => (
+            <div key={k}>
+              <dt>{k}</dt>
+              <dd>
+                <JsonTree value={ctx[k]} />
+              </dd>
+            </div>
+          ))}
+      </dl>
+      {attack.length > 0 && (
+        <>
+          <h3>ATT&amp;CK techniques</h3>
+          <ul className="attack">
+            {attack.map((id, i) => {
+              const known = techniqueName(id);
+              return (
+                <li key={i}>
+                  <span className="mono">
+                    <SafeText text={id} inline max={20} />
+                  </span>{' '}
+                  {known ? (
+                    <span>
+                      {known.name}
+                      {!known.exact && ' (sub-technique of)'}
+                    </span>
+                  ) : (
+                    <span className="muted">unknown technique</span>
+                  )}
+                  {techniqueReference(id) && <span className="muted small"> · {techniqueReference(id)}</span>}
+                </li>
+              );
+            })}
+          </ul>
+        </>
+      )}
+      {evidence.length > 0 && (
+        <>
+          <h3>Evidence ({evidence.length})</h3>
+          <ol className="evidence">
+            {evidence.map((e, i) => (
+              <li key={i}>{typeof e === 'string' ? <SafeText text={e} max={400} maxLines={6} /> : <JsonTree value={e} label={`evidence ${i + 1}`} />}</li>
+            ))}
+          </ol>
+        </>
+      )}
+      {incidents.length > 0 && (
+        <>
+          <h3>Related incidents</h3>
+          <ul>
+            {incidents.map((x, i) => (
+              <li key={i}>{typeof x === 'string' ? <SafeText text={x} inline max={200} /> : <JsonTree value={x} />}</li>
+            ))}
+          </ul>
+        </>
+      )}
+      <h3>Arguments</h3>
+      <div className="args">
+        <JsonTree value={request.args} label="arguments" />
+      </div>
+      {request.alternatives.length > 0 && (
+        <>
+          <h3>Alternatives offered</h3>
+          <ul className="alternatives">
+            {request.alternatives.map((alt) => (
+              <li key={alt.name}>
+                <strong>
+                  <SafeText text={alt.name} inline max={100} />
+                </strong>{' '}
+                → <span className="mono">{alt.action}</span>
+                {alt.description && (
+                  <div>
+                    <SafeText text={alt.description} max={300} />
+                  </div>
+                )}
+                <JsonTree value={alt.args} label={`arguments of alternative ${alt.name}`} />
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+      {Object.keys(extras).length > 0 && (
+        <>
+          <h3>Other context</h3>
+          <JsonTree value={extras} label="other context" />
+        </>
+      )}
+      {request.approvers.length > 0 && (
+        <>
+          <h3>Approvers the agent asked for</h3>
+          <JsonTree value={request.approvers} />
+        </>
+      )}
+    </section>
+  );
+}
+
+function Progress({ request }: { request: ApprovalRequest }) {
+  if (request.reviews.length === 0) return null;
+  return (
+    <div className="progress">
+      <h3>Votes so far</h3>
+      <Reviews request={request} />
+    </div>
+  );
+}
+
+function Reviews({ request }: { request: ApprovalRequest }) {
+  return (
+    <ul className="reviews">
+      {request.reviews.map((v) => (
+        <li key={v.id}>
+          <strong>
+            <SafeText text={v.reviewer.name} inline max={100} />
+          </strong>{' '}
+          {v.verdict === 'approve' ? 'approved' : 'rejected'}
+          {v.alternative && (
+            <>
+              {' '}
+              the alternative <SafeText text={v.alternative} inline max={100} />
+            </>
+          )}
+          {v.args && ' with modified arguments'} at {when(v.at)}
+          {v.reason && (
+            <>
+              : “<SafeText text={v.reason} inline max={300} />”
+            </>
+          )}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function deciderText(d: Decision): string {
+  if (d.decidedBy === 'reviewers') return d.deciders.map((x) => x.name).join(', ');
+  if (d.decidedBy === 'policy') return 'policy (automatically)';
+  if (d.decidedBy === 'timeout') return 'timeout (no decision in time; fail closed)';
+  return 'the requesting agent';
+}
+
+function DecisionSummary({ request }: { request: ApprovalRequest }) {
+  const d = request.decision;
+  const changes = useMemo(() => (d?.modified && d.args ? diffJson(request.args, d.args) : []), [d, request.args]);
+  if (!d) return <p>Status: {request.status}</p>;
+  return (
+    <div className={`decision outcome-${d.outcome}`}>
+      <p className="decision-line">
+        <StatusBadge status={request.status} /> <strong>{d.outcome}</strong> by <strong data-testid="decider">{deciderText(d)}</strong> at {when(d.at)}
+      </p>
+      {d.reason && (
+        <p>
+          Reason: “<SafeText text={d.reason} max={500} />”
+        </p>
+      )}
+      {d.alternative && (
+        <p>
+          Chosen alternative: <SafeText text={d.alternative} inline max={100} /> (<span className="mono">{d.action}</span>)
+        </p>
+      )}
+      {changes.length > 0 && (
+        <>
+          <h3>Arguments changed by the reviewer</h3>
+          <DiffList changes={changes} />
+        </>
+      )}
+      {request.reviews.length > 0 && (
+        <>
+          <h3>Votes</h3>
+          <Reviews request={request} />
+        </>
+      )}
+      {request.execution && (
+        <p>
+          Execution reported {request.execution.status} at {when(request.execution.at)}
+          {request.execution.error && (
+            <>
+              : <SafeText text={request.execution.error} inline max={300} />
+            </>
+          )}
+        </p>
+      )}
+    </div>
+  );
+}
+
+export function DiffList({ changes }: { changes: Change[] }) {
+  return (
+    <table className="diff">
+      <thead>
+        <tr>
+          <th scope="col">Change</th>
+          <th scope="col">Path</th>
+          <th scope="col">Before</th>
+          <th scope="col">After</th>
+        </tr>
+      </thead>
+      <tbody>
+        {changes.map((c, i) => (
+          <tr key={i} className={`diff-${c.kind}`}>
+            <td>{c.kind}</td>
+            <td className="mono">
+              <SafeText text={c.path} inline max={200} />
+            </td>
+            <td>{c.kind === 'added' ? '—' : <JsonTree value={c.before} />}</td>
+            <td>{c.kind === 'removed' ? '—' : <JsonTree value={c.after} />}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+function ModifyArgs({ request, onCancel, onSubmit }: { request: ApprovalRequest; onCancel: () => void; onSubmit: (args: Record<string, unknown>) => void }) {
+  const [text, setText] = useState(() => JSON.stringify(request.args, null, 2));
+  const [reviewing, setReviewing] = useState(false);
+  const check = useMemo(() => checkArgs(text, request.args), [text, request.args]);
+  const changes = useMemo(() => (check.ok ? diffJson(request.args, check.value) : []), [check, request.args]);
+  return (
+    <div className="modify">
+      <label className="field" htmlFor="args-editor">
+        Arguments (JSON). No schema is registered for <span className="mono">{request.action}</span>; the original arguments serve as the shape.
+      </label>
+      <textarea
+        id="args-editor"
+        className="mono json-editor"
+        spellCheck={false}
+        rows={Math.min(20, Math.max(6, text.split('\n').length + 1))}
+        value={text}
+        aria-invalid={!check.ok}
+        aria-describedby="args-check"
+        onChange={(e) => {
+          setText(e.target.value);
+          setReviewing(false);
+        }}
+      />
+      <div id="args-check" aria-live="polite">
+        {!check.ok && <p className="error">{check.error}</p>}
+        {check.ok && check.warnings.length > 0 && (
+          <ul className="warnings">
+            {check.warnings.map((w, i) => (
+              <li key={i}>
+                Warning: <SafeText text={w} inline max={200} />
+              </li>
+            ))}
+          </ul>
+        )}
+      </div>
+      {!reviewing ? (
+        <div className="dialog-actions">
+          <button type="button" disabled={!check.ok || changes.length === 0} onClick={() => setReviewing(true)}>
+            Review changes
+          </button>
+          <button type="button" onClick={onCancel}>
+            Cancel
+          </button>
+          {check.ok && changes.length === 0 && <span className="muted">No changes yet.</span>}
+        </div>
+      ) : (
+        <div className="modify-review">
+          <h3>Your changes to the agent's arguments</h3>
+          <DiffList changes={changes} />
+          <div className="dialog-actions">
+            <button type="button" className="primary" disabled={!check.ok} onClick={() => check.ok && onSubmit(check.value)}>
+              Approve with these arguments…
+            </button>
+            <button type="button" onClick={() => setReviewing(false)}>
+              Keep editing
+            </button>
+          </div>
+        </div>
+      )}
+    </div>
+  );
+}
+
+function Similar({ request, me }: { request: ApprovalRequest; me: string }) {
+  const [items, setItems] = useState<ApprovalRequest[] | null>(null);
+  useEffect(() => {
+    let cancelled = false;
+    api.list({ agentId: request.agentId, action: request.action, limit: 21 }).then(
+      (page) => !cancelled && setItems(page.items.filter((r) => r.id !== request.id).slice(0, 20)),
+      () => !cancelled && setItems([]),
+    );
+    return () => {
+      cancelled = true;
+    };
+  }, [request.agentId, request.action, request.id]);
+  const tally = useMemo(() => {
+    const t = new Map<string, number>();
+    for (const r of items ?? []) t.set(r.status, (t.get(r.status) ?? 0) + 1);
+    return [...t.entries()].map(([s, n]) => `${n} ${s.replace('_', ' ')}`).join(', ');
+  }, [items]);
+  return (
+    <section className="similar" aria-labelledby="similar-title">
+      <h2 id="similar-title">
+        History: <span className="mono">{request.action}</span> from this agent
+      </h2>
+      {items === null ? (
+        <p>Loading…</p>
+      ) : items.length === 0 ? (
+        <p className="muted">No earlier requests for this action from this agent.</p>
+      ) : (
+        <>
+          <p>
+            Last {items.length}: {tally}.
+          </p>
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Proposed</th>
+                <th scope="col">Outcome</th>
+                <th scope="col">Decided by</th>
+                <th scope="col">Risk</th>
+                <th scope="col">Arguments (agent-supplied)</th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((r) => (
+                <tr key={r.id}>
+                  <td>
+                    <a href={requestHref(r.id)}>{when(r.createdAt)}</a>
+                  </td>
+                  <td>
+                    <StatusBadge status={r.status} />
+                  </td>
+                  <td>{r.decision ? deciderText(r.decision).replace(me, `${me} (you)`) : '—'}</td>
+                  <td>
+                    <RiskBadge level={r.assessment.riskLevel} score={r.assessment.riskScore} />
+                  </td>
+                  <td>
+                    <SafeText text={JSON.stringify(r.args)} inline max={80} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+    </section>
+  );
+}

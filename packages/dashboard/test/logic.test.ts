@@ -1,0 +1,171 @@
+/** The dashboard's pure logic: hostile text, arg edits, queue order, routes, ATT&CK names. */
+import type { ApprovalRequest } from '@countersign/core';
+import { describe, expect, it } from 'vitest';
+import { KNOWN_TECHNIQUES, techniqueName, techniqueReference } from '../src/attack.ts';
+import { checkArgs, diffJson } from '../src/diff.ts';
+import { duration, slaLeft } from '../src/format.ts';
+import { applyChange, byUrgency, countByRisk, matches, needsConfirmation, NO_FILTER } from '../src/queue.ts';
+import { parseRoute } from '../src/router.ts';
+import { hasHidden, segment, truncate, visible } from '../src/text.ts';
+
+describe('hidden and bidi characters', () => {
+  it('marks Trojan Source bidi controls, zero-width and tag characters, and keeps the rest', () => {
+    const text = 'if (isAdmin) {\u202e } \u2066// check\u2069 {';
+    expect(visible(text)).toBe('if (isAdmin) {⟨U+202E RLO⟩ } ⟨U+2066 LRI⟩// check⟨U+2069 PDI⟩ {');
+    expect(visible('pay\u200bpal')).toBe('pay⟨U+200B ZWSP⟩pal');
+    expect(visible('a\u{e0041}\u{e0042}')).toBe('a⟨U+E0041 TAG A⟩⟨U+E0042 TAG B⟩');
+    expect(visible('x\u0000y\u001bz\u007f')).toBe('x⟨U+0000 NUL⟩y⟨U+001B ESC⟩z⟨U+007F DEL⟩');
+    expect(visible('soft\u00adhyphen\ufeff')).toBe('soft⟨U+00AD SHY⟩hyphen⟨U+FEFF BOM⟩');
+    expect(visible('line\nbreak\ttab émoji 👍🏽 العربية')).toBe('line\nbreak\ttab émoji 👍🏽 العربية');
+    expect(hasHidden('plain')).toBe(false);
+    expect(hasHidden('a\u200fb')).toBe(true);
+    expect(hasHidden('a\u200fb')).toBe(true); // a global regex must not keep state between calls
+  });
+
+  it('segments give back the input, in order', () => {
+    const text = '\u202eabc\u200b\u200bdef\u2069';
+    const back = segment(text)
+      .map((s) => (s.kind === 'text' ? s.text : String.fromCodePoint(s.codePoint)))
+      .join('');
+    expect(back).toBe(text);
+    expect(segment(text).filter((s) => s.kind === 'hidden')).toHaveLength(4);
+  });
+
+  it('truncates by code points and lines, never splitting a surrogate pair', () => {
+    expect(truncate('abcdef', 3)).toEqual({ shown: 'abc', hidden: 3 });
+    expect(truncate('😀😀😀', 2)).toEqual({ shown: '😀😀', hidden: 1 });
+    expect(truncate('a\nb\nc\nd', 100, 2)).toEqual({ shown: 'a\nb', hidden: 4 });
+    expect(truncate('short', 10)).toEqual({ shown: 'short', hidden: 0 });
+  });
+});
+
+describe('modifying args', () => {
+  it('diffs nested objects and arrays with readable paths', () => {
+    expect(diffJson({ host: 'ws-042', ports: [1, 2], opts: { a: 1 } }, { host: 'ws-043', ports: [1], opts: { a: 1, 'b c': true } })).toEqual([
+      { kind: 'changed', path: 'host', before: 'ws-042', after: 'ws-043' },
+      { kind: 'removed', path: 'ports[1]', before: 2 },
+      { kind: 'added', path: 'opts["b c"]', after: true },
+    ]);
+    expect(diffJson({ a: [1] }, { a: [1] })).toEqual([]);
+    expect(diffJson({ a: { b: 1 } }, { a: 'x' })).toEqual([{ kind: 'changed', path: 'a', before: { b: 1 }, after: 'x' }]);
+  });
+
+  it('validates edited JSON: an object, not too deep; shape changes are warnings', () => {
+    expect(checkArgs('{"host": "ws-043"}', { host: 'ws-042' })).toEqual({ ok: true, value: { host: 'ws-043' }, warnings: [] });
+    expect(checkArgs('{"host": 7, "extra": 1}', { host: 'ws-042', keep: true })).toMatchObject({
+      ok: true,
+      warnings: ['"host" changes type from string to number', 'removes "keep"', 'adds "extra"'],
+    });
+    expect(checkArgs('{"host": ', {})).toMatchObject({ ok: false, error: expect.stringMatching(/not valid JSON/) });
+    expect(checkArgs('[1,2]', {})).toMatchObject({ ok: false, error: expect.stringMatching(/object/) });
+    expect(checkArgs('null', {})).toMatchObject({ ok: false });
+    const deep = '{"a":'.repeat(40) + '1' + '}'.repeat(40);
+    expect(checkArgs(deep, {})).toMatchObject({ ok: false, error: expect.stringMatching(/deeper than 32/) });
+  });
+});
+
+function req(over: { id: string; risk?: 'low' | 'medium' | 'high' | 'critical'; score?: number; due?: string | null; updatedAt?: string; status?: string; agent?: string; action?: string; createdAt?: string }): ApprovalRequest {
+  return {
+    id: over.id,
+    agentId: 'agt_1',
+    agentName: over.agent ?? 'bot',
+    status: (over.status ?? 'pending') as ApprovalRequest['status'],
+    action: over.action ?? 'isolate_host',
+    args: {},
+    description: null,
+    confidence: 0.8,
+    riskHint: null,
+    context: {},
+    alternatives: [],
+    approvers: [],
+    idempotencyKey: null,
+    assessment: {
+      riskScore: over.score ?? 0.5,
+      riskLevel: over.risk ?? 'medium',
+      factors: [],
+      automationLevel: 'advisory',
+      route: 'review',
+      requiresApproval: true,
+      matchedRules: [],
+      approval: null,
+      slaSeconds: null,
+      slaDueAt: over.due === undefined ? null : over.due,
+      mfaRequired: false,
+      reasons: [],
+    },
+    policyVersion: 1,
+    reviews: [],
+    decision: null,
+    execution: null,
+    createdAt: over.createdAt ?? '2025-01-01T00:00:00.000Z',
+    updatedAt: over.updatedAt ?? '2025-01-01T00:00:00.000Z',
+    expiresAt: null,
+  };
+}
+
+describe('the queue', () => {
+  it('puts the least SLA left first, then higher risk, then higher score, then older', () => {
+    const list = [
+      req({ id: 'no-sla-critical', risk: 'critical', due: null }),
+      req({ id: 'late', risk: 'low', due: '2025-01-01T00:30:00Z' }),
+      req({ id: 'soon-high', risk: 'high', due: '2025-01-01T00:05:00Z' }),
+      req({ id: 'soon-critical', risk: 'critical', due: '2025-01-01T00:05:00Z' }),
+      req({ id: 'overdue', risk: 'low', due: '2024-12-31T23:00:00Z' }),
+      req({ id: 'no-sla-low', risk: 'low', due: null }),
+    ];
+    expect(list.sort(byUrgency).map((r) => r.id)).toEqual(['overdue', 'soon-critical', 'soon-high', 'late', 'no-sla-critical', 'no-sla-low']);
+  });
+
+  it('filters by risk, agent and action, and counts by risk', () => {
+    const list = [req({ id: 'a', risk: 'high', agent: 'x' }), req({ id: 'b', risk: 'low', agent: 'y', action: 'block_ip' }), req({ id: 'c', risk: 'high', agent: 'y' })];
+    expect(list.filter((r) => matches(r, { ...NO_FILTER, risks: new Set(['high']) })).map((r) => r.id)).toEqual(['a', 'c']);
+    expect(list.filter((r) => matches(r, { ...NO_FILTER, agent: 'y', action: 'block_ip' })).map((r) => r.id)).toEqual(['b']);
+    expect(countByRisk(list)).toEqual({ critical: 0, high: 2, medium: 0, low: 1 });
+  });
+
+  it('applies live changes newest-first: a stale state never overwrites a newer one', () => {
+    const seen = new Map<string, string>();
+    let q = applyChange(new Map(), req({ id: 'a', updatedAt: '2025-01-01T00:00:01Z' }), seen);
+    expect([...q.keys()]).toEqual(['a']);
+    q = applyChange(q, req({ id: 'a', status: 'approved', updatedAt: '2025-01-01T00:00:02Z' }), seen);
+    expect(q.size).toBe(0);
+    q = applyChange(q, req({ id: 'a', status: 'pending', updatedAt: '2025-01-01T00:00:01Z' }), seen);
+    expect(q.size).toBe(0);
+  });
+
+  it('asks for confirmation before approving high and critical risk', () => {
+    expect(needsConfirmation(req({ id: 'a', risk: 'critical' }))).toBe(true);
+    expect(needsConfirmation(req({ id: 'a', risk: 'high' }))).toBe(true);
+    expect(needsConfirmation(req({ id: 'a', risk: 'medium' }))).toBe(false);
+  });
+});
+
+describe('routes, formats, ATT&CK', () => {
+  it('parses the review link shape notifications use', () => {
+    const id = 'req_01j9zzzzzzzzzzzzzzzzzzzzzz';
+    expect(parseRoute(`#/requests/${id}?choose=alternative%3Aquarantine`)).toEqual({ name: 'request', id, choose: 'alternative:quarantine' });
+    expect(parseRoute(`#/requests/${id}`)).toEqual({ name: 'request', id, choose: null });
+    expect(parseRoute('#/requests/not-an-id')).toEqual({ name: 'queue' });
+    expect(parseRoute('#/metrics')).toEqual({ name: 'metrics' });
+    expect(parseRoute('')).toEqual({ name: 'queue' });
+  });
+
+  it('formats SLA time left', () => {
+    expect(duration(59)).toBe('59s');
+    expect(duration(250)).toBe('4m 10s');
+    expect(duration(-0.2)).toBe('0s');
+    expect(slaLeft(10_000, 0)).toMatchObject({ text: '10s left', soon: true, overdue: false });
+    expect(slaLeft(0, 125_000)).toMatchObject({ text: 'overdue by 2m 05s', overdue: true });
+    expect(slaLeft(null, 0).text).toBe('no SLA');
+  });
+
+  it('names techniques from the built-in table, never from the agent', () => {
+    expect(techniqueName('T1059.001')).toEqual({ name: 'PowerShell', exact: true });
+    expect(techniqueName('T1059.999')).toEqual({ name: 'Command and Scripting Interpreter', exact: false });
+    expect(techniqueName('T9999')).toBeNull();
+    expect(techniqueName('javascript:alert(1)')).toBeNull();
+    expect(techniqueReference('T1566.002')).toBe('https://attack.mitre.org/techniques/T1566/002/');
+    expect(techniqueReference('"><svg>')).toBeNull();
+    expect(KNOWN_TECHNIQUES).toBeGreaterThan(100);
+  });
+});
