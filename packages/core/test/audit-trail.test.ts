@@ -137,7 +137,8 @@ describe('trail verifier', () => {
   it('refuses a cut-short trail: missing entries, a missing final checkpoint, a missing newline', () => {
     const lines = trail(12, 5);
     expect(fault(check(lines.slice(0, 9)))).toMatchObject({ code: 'TRUNCATED', line: 9, seq: 8 });
-    expect(fault(check(lines.slice(0, -1)))).toMatchObject({ code: 'TRUNCATED', line: 1 });
+    expect(fault(check(lines.slice(0, -1)))).toMatchObject({ code: 'UNCOVERED', line: lines.length - 1, seq: 11 });
+    expect(fault(check([trailHeaderLine({ treeSize: 12, checkpoints: 4, keyId: KEY.keyId }), ...lines.slice(1)]))).toMatchObject({ code: 'TRUNCATED', line: 1 });
     expect(fault(check(lines, { endsWithNewline: false }))).toMatchObject({ code: 'TRUNCATED', line: lines.length });
     expect(fault(check([]))).toMatchObject({ code: 'TRUNCATED', line: 1 });
   });

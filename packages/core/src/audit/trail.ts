@@ -153,13 +153,13 @@ export class TrailVerifier {
       const where = n === 0 ? 'before the first entry' : `after entry seq ${n}`;
       return void this.#fail('TRUNCATED', this.#line, `the trail ends at line ${this.#line}, ${where}; its header (line 1) promises ${header.treeSize} entries: entries ${n + 1}–${header.treeSize} are missing`, n + 1);
     }
-    if (this.#checkpoints !== header.checkpoints) {
-      return void this.#fail('TRUNCATED', 1, `the header (line 1) lists ${header.checkpoints} checkpoints, the file has ${this.#checkpoints}`);
-    }
     if (n > 0 && (this.#last === null || this.#last.cp.treeSize !== n)) {
       const from = (this.#last?.cp.treeSize ?? 0) + 1;
       const after = this.#last ? `the last checkpoint (line ${this.#last.line}, size ${this.#last.cp.treeSize})` : 'the start';
-      return void this.#fail('UNCOVERED', this.#line, `entries ${from}–${n} after ${after} are covered by no signed checkpoint`, from);
+      return void this.#fail('UNCOVERED', this.#line, `the trail ends at line ${this.#line}: entries ${from}–${n} after ${after} are covered by no signed checkpoint`, from);
+    }
+    if (this.#checkpoints !== header.checkpoints) {
+      return void this.#fail('TRUNCATED', 1, `the header (line 1) lists ${header.checkpoints} checkpoints, the file has ${this.#checkpoints}`);
     }
   }
 

@@ -34,15 +34,25 @@ export interface AuditCheckpointsTable {
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-/** The leaf JSON of a stored row: what the tree commits to (see `auditLeafJson`). */
+/**
+ * The leaf JSON of a stored row: what the tree commits to (see `auditLeafJson`). A row whose
+ * data is no longer JSON (edited in the database) still exports, as its raw text, so the
+ * verifier can name it instead of the export failing.
+ */
 export function leafJsonOf(row: AuditLogTable): string {
+  let data: unknown;
+  try {
+    data = JSON.parse(row.data);
+  } catch {
+    data = row.data;
+  }
   return auditLeafJson({
     seq: Number(row.seq),
     at: new Date(Number(row.at)).toISOString(),
     type: row.type,
     requestId: row.request_id,
     actor: { type: row.actor_type, id: row.actor_id, name: row.actor_name },
-    data: JSON.parse(row.data) as unknown,
+    data,
   });
 }
 
