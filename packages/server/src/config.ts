@@ -17,6 +17,8 @@ export interface ServerConfig {
   readonly agentKey: string | undefined;
   /** Milliseconds between scheduler polls (COUNTERSIGN_TICK_MS); due timers written by this process run at once regardless. */
   readonly tickMs: number;
+  /** How long a process's claim on a due timer lasts before another may take it over (COUNTERSIGN_TIMER_LEASE_MS, default 30 s). */
+  readonly timerLeaseMs: number;
   /** Where people reach the dashboard, for links in notifications (COUNTERSIGN_PUBLIC_URL); default the listen URL. */
   readonly publicUrl: string | undefined;
   /** HMAC key for dashboard session cookies (COUNTERSIGN_SESSION_SECRET); random per process when unset. */
@@ -44,6 +46,10 @@ export function resolveServerConfig(flags: ServerFlags = {}, env: NodeJS.Process
   if (!Number.isInteger(tickMs) || tickMs < 10 || tickMs > 60_000) {
     throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_TICK_MS must be an integer 10–60000 (got "${env.COUNTERSIGN_TICK_MS}")`);
   }
+  const timerLeaseMs = Number(env.COUNTERSIGN_TIMER_LEASE_MS ?? 30_000);
+  if (!Number.isInteger(timerLeaseMs) || timerLeaseMs < 100 || timerLeaseMs > 3_600_000) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_TIMER_LEASE_MS must be an integer 100–3600000 (got "${env.COUNTERSIGN_TIMER_LEASE_MS}")`);
+  }
   const explicitPolicy = flags.policy ?? env.COUNTERSIGN_POLICY;
   let policyPath: string | null = null;
   if (explicitPolicy) {
@@ -61,6 +67,7 @@ export function resolveServerConfig(flags: ServerFlags = {}, env: NodeJS.Process
     adminToken: env.COUNTERSIGN_ADMIN_TOKEN || undefined,
     agentKey: env.COUNTERSIGN_AGENT_KEY || undefined,
     tickMs,
+    timerLeaseMs,
     publicUrl: env.COUNTERSIGN_PUBLIC_URL || undefined,
     sessionSecret: env.COUNTERSIGN_SESSION_SECRET || undefined,
     trustProxy: ['1', 'true', 'yes'].includes((env.COUNTERSIGN_TRUST_PROXY ?? '').toLowerCase()),

@@ -53,6 +53,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
 
   const scheduler = new Scheduler(engine, {
     intervalMs: config.tickMs,
+    leaseMs: config.timerLeaseMs,
     onError: (err) => log(`countersign: scheduler: ${(err as Error).message}`),
   });
   scheduler.start();

@@ -26,7 +26,7 @@ export interface SchedulerOptions {
   intervalMs?: number | undefined;
   /** Timers claimed per round. Default 100. */
   batch?: number | undefined;
-  /** How long a claim lasts before another process may take the timer over. Default 60 s. */
+  /** How long a claim lasts before another process may take the timer over. Default 30 s (a delivery attempt times out well within it). */
   leaseMs?: number | undefined;
   /** Request timers fired at once. Default 8. */
   concurrency?: number | undefined;
@@ -70,7 +70,7 @@ export class Scheduler {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.intervalMs = options.intervalMs ?? 1000;
     this.batch = options.batch ?? 100;
-    this.leaseMs = options.leaseMs ?? 60_000;
+    this.leaseMs = options.leaseMs ?? 30_000;
     this.concurrency = options.concurrency ?? 8;
     this.maxDeliveries = options.maxDeliveries ?? 16;
   }

@@ -94,6 +94,11 @@ export class TimerQueries {
    * of pending requests. Expired leases (a process died holding them) are taken over.
    */
   async claimDue(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly string[]): Promise<TimerRow[]> {
+    return this.claimDueQuery(now, limit, owner, leaseMs, kinds).execute();
+  }
+
+  /** The claim as a query (tests read its plan: it must walk the due-time index). */
+  claimDueQuery(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly string[]) {
     let due = this.db
       .selectFrom('timers')
       .select('id')
@@ -103,12 +108,7 @@ export class TimerQueries {
       .limit(limit);
     if (kinds) due = due.where('kind', 'in', [...kinds]);
     if (this.capabilities.skipLocked) due = due.forUpdate().skipLocked();
-    return this.db
-      .updateTable('timers')
-      .set({ claimed_by: owner, claimed_until: now + leaseMs })
-      .where('id', 'in', due)
-      .returningAll()
-      .execute();
+    return this.db.updateTable('timers').set({ claimed_by: owner, claimed_until: now + leaseMs }).where('id', 'in', due).returningAll();
   }
 
   /**
