@@ -67,6 +67,24 @@ export class ApiClient {
     return this.request<T>('POST', path, { body, auth: true });
   }
 
+  /** An authenticated GET whose body the caller reads (streams, text); errors as for `get`. No timeout: exports are long. */
+  async stream(path: string, query: Query = {}): Promise<Response> {
+    if (this.token === undefined) {
+      throw new CountersignError('UNAUTHENTICATED', 'no credential: set COUNTERSIGN_TOKEN or pass --token (an operator token, cso_…)');
+    }
+    let response: Response;
+    try {
+      response = await fetch(this.url(path, query), {
+        headers: { authorization: `Bearer ${this.token}`, 'user-agent': USER_AGENT },
+        redirect: 'error',
+      });
+    } catch (err) {
+      throw this.networkError(err);
+    }
+    if (!response.ok) throw this.errorFrom(response, await response.text().catch(() => ''));
+    return response;
+  }
+
   async request<T>(method: string, path: string, options: { query?: Query; body?: unknown; auth: boolean }): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': USER_AGENT };
     if (options.auth) {

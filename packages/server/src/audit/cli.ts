@@ -1,0 +1,211 @@
+/**
+ * `countersign audit public-key | export | verify`.
+ *
+ *   countersign audit public-key --out key.pem                  the key that signs the trail
+ *   countersign audit export --out trail.jsonl                  entries and checkpoints, signed up to now
+ *   countersign audit verify                                    the live server's trail
+ *   countersign audit verify --file trail.jsonl --public-key key.pem   offline: no server, no database
+ *
+ * Verification recomputes the Merkle tree from the entries' bytes, checks every checkpoint's
+ * signature and root (each is therefore a prefix of the next), and stops at the first fault,
+ * naming its line. Against a live server it also checks that the server's newest checkpoint
+ * extends what was verified (a consistency proof).
+ */
+import { createReadStream, createWriteStream, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { InvalidArgumentError, type Command } from 'commander';
+import { CountersignError, fromBase64, verifyConsistency, type SignedCheckpoint, type TrailResult } from '@countersign/core';
+import { clientFrom, print, printJson, withClientOptions, type CommonFlags } from '../cli/common.ts';
+import type { ApiClient } from '../cli/http-client.ts';
+import { safe } from '../cli/format.ts';
+import { hasher, publicKeyFromPem, type PublicAuditKey } from './crypto.ts';
+import { chunksOf, verifyTrailStream, type VerifyProgress } from './verify.ts';
+
+function size(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a whole number.');
+  return n;
+}
+
+export function registerAuditCommands(audit: Command): void {
+  withClientOptions(
+    audit
+      .command('public-key')
+      .description("print (or save) the server's audit public key (PEM), for offline verification")
+      .option('--out <file>', 'write the PEM to this file'),
+  ).action(async (flags: CommonFlags & { out?: string }) => {
+    const client = clientFrom(flags);
+    const response = await client.stream('/v1/audit/public-key');
+    const pem = await response.text();
+    const key = publicKeyFromPem(pem);
+    if (flags.out) {
+      writeFile(flags.out, pem);
+      if (flags.json) return printJson({ keyId: key.keyId, out: flags.out });
+      return print(`wrote the audit public key ${key.keyId} to ${safe(flags.out)}`);
+    }
+    if (flags.json) return printJson({ keyId: key.keyId, publicKeyPem: pem });
+    print(pem);
+  });
+
+  withClientOptions(
+    audit
+      .command('export')
+      .description('write the signed audit trail (entries and checkpoints, JSON Lines) to a file')
+      .requiredOption('--out <file>', 'where to write it ("-" for standard output)')
+      .option('--tree-size <n>', 'export the first N entries (default: sign a checkpoint now and export everything)', size)
+      .option('--no-checkpoint', 'do not sign a fresh checkpoint first; export up to the latest one'),
+  ).action(async (flags: CommonFlags & { out: string; treeSize?: number; checkpoint: boolean }) => {
+    const client = clientFrom(flags);
+    const treeSize = flags.treeSize ?? (flags.checkpoint ? (await client.post<SignedCheckpoint>('/v1/audit/checkpoints', undefined)).treeSize : undefined);
+    const response = await client.stream('/v1/audit/export', { treeSize });
+    const toStdout = flags.out === '-';
+    const out = toStdout ? process.stdout : createWriteStream(flags.out, { mode: 0o644 });
+    let header: { treeSize: number; checkpoints: number; keyId: string } | undefined;
+    let head = '';
+    try {
+      for await (const chunk of chunksOf(response.body!)) {
+        if (header === undefined) {
+          head += Buffer.from(chunk).toString('utf8');
+          const newline = head.indexOf('\n');
+          if (newline >= 0) header = JSON.parse(head.slice(0, newline)) as typeof header;
+        }
+        if (!out.write(chunk)) await once(out, 'drain');
+      }
+      if (!toStdout) {
+        out.end();
+        await once(out, 'finish');
+      }
+    } catch (err) {
+      if (!toStdout) {
+        out.destroy();
+        rmSync(flags.out, { force: true });
+      }
+      throw new CountersignError('NETWORK_ERROR', `the export was cut short: ${(err as Error).message}; nothing was written`);
+    }
+    if (toStdout) return;
+    const summary = { out: flags.out, treeSize: header?.treeSize ?? 0, checkpoints: header?.checkpoints ?? 0, keyId: header?.keyId ?? null };
+    if (flags.json) return printJson(summary);
+    print(`wrote ${summary.treeSize} entries and ${summary.checkpoints} checkpoints (key ${safe(summary.keyId)}) to ${safe(flags.out)}`);
+  });
+
+  withClientOptions(
+    audit
+      .command('verify')
+      .description('verify the audit trail: the live server, or an export offline (--file, --public-key)')
+      .option('--file <trail.jsonl>', 'verify this export offline (needs --public-key; no server, no database)')
+      .option('--public-key <key.pem>', 'the trusted public key (PEM); live, the default is the key the server serves'),
+  ).action(async (flags: CommonFlags & { file?: string; publicKey?: string }) => {
+    const pinned = flags.publicKey === undefined ? undefined : publicKeyFromPem(readText(flags.publicKey, '--public-key'));
+    const progress = progressBar(!flags.json && process.stderr.isTTY === true);
+    const started = performance.now();
+    let result: TrailResult;
+    let source: string;
+    let key: PublicAuditKey;
+    let client: ApiClient | undefined;
+    if (flags.file !== undefined) {
+      if (!pinned) {
+        throw new CountersignError('VALIDATION_FAILED', "offline verification needs the trusted key: --public-key key.pem (from 'countersign audit public-key')");
+      }
+      key = pinned;
+      source = flags.file;
+      const total = fileSize(flags.file);
+      result = await verifyTrailStream(createReadStream(flags.file, { highWaterMark: 1 << 20 }), key, {
+        onProgress: (p) => progress.update(p, total),
+      });
+    } else {
+      client = clientFrom(flags);
+      key = pinned ?? publicKeyFromPem(await (await client.stream('/v1/audit/public-key')).text());
+      source = client.baseUrl;
+      // Sign what is there now, so the whole trail is covered; auditors without the right fall back to the latest checkpoint.
+      await client.post('/v1/audit/checkpoints', undefined).catch((err: unknown) => {
+        if (!(err instanceof CountersignError && err.code === 'FORBIDDEN')) throw err;
+      });
+      const response = await client.stream('/v1/audit/export');
+      result = await verifyTrailStream(chunksOf(response.body!), key, { onProgress: (p) => progress.update(p, null) });
+    }
+    progress.done();
+    const seconds = (performance.now() - started) / 1000;
+
+    let extension: { treeSize: number; consistent: boolean } | null = null;
+    if (result.ok && client) extension = await checkExtension(client, result.treeSize, result.rootHash);
+
+    const report = { ...result, ok: result.ok && (extension?.consistent ?? true), source, keyId: key.keyId, seconds: Number(seconds.toFixed(3)), latest: extension };
+    if (flags.json) printJson(report);
+    if (!result.ok) {
+      const f = result.fault;
+      if (!flags.json) {
+        print(`FAILED: ${safe(source)} does not verify (${f.code})`);
+        print(`  ${safe(f.message)}`);
+        print(`  ${result.entriesChecked} entries verified before the fault; key ${key.keyId}`);
+      }
+      throw new CountersignError('AUDIT_VERIFICATION_FAILED', f.message, f);
+    }
+    if (extension && !extension.consistent) {
+      throw new CountersignError('AUDIT_VERIFICATION_FAILED', `the server's latest checkpoint (size ${extension.treeSize}) is not consistent with the verified trail (size ${result.treeSize}): the log was rewritten`);
+    }
+    if (flags.json) return;
+    const rate = seconds > 0 ? ` (${Math.round(result.treeSize / seconds).toLocaleString('en-US')} entries/s)` : '';
+    print(`OK: ${safe(source)} verifies: ${result.treeSize.toLocaleString('en-US')} entries, ${result.checkpoints} signed checkpoints, in ${seconds.toFixed(2)} s${rate}`);
+    print(`  root ${result.rootHash} at tree size ${result.treeSize}`);
+    if (result.checkpoint) print(`  last checkpoint signed ${result.checkpoint.timestamp} by key ${key.keyId}`);
+    if (extension && extension.treeSize > result.treeSize) print(`  the server's newest checkpoint (size ${extension.treeSize}) extends it (consistency proof verified)`);
+  });
+}
+
+/** The server's newest checkpoint must extend what was just verified. */
+async function checkExtension(client: ApiClient, treeSize: number, rootHash: string): Promise<{ treeSize: number; consistent: boolean }> {
+  const latest = await client.get<SignedCheckpoint>('/v1/audit/checkpoint');
+  if (latest.treeSize < treeSize) return { treeSize: latest.treeSize, consistent: false };
+  if (latest.treeSize === treeSize) return { treeSize, consistent: latest.rootHash === rootHash };
+  const proof = await client.get<{ consistencyPath: string[]; rootHash2: string }>('/v1/audit/proof/consistency', { from: treeSize, to: latest.treeSize });
+  const b64 = (s: string) => fromBase64(s) ?? new Uint8Array(0);
+  const check = verifyConsistency(hasher, treeSize, latest.treeSize, proof.consistencyPath.map(b64), b64(rootHash), b64(latest.rootHash));
+  return { treeSize: latest.treeSize, consistent: check.ok };
+}
+
+function readText(path: string, flag: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new CountersignError('VALIDATION_FAILED', `${flag}: cannot read ${safe(path)}: ${(err as Error).message}`);
+  }
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (err) {
+    throw new CountersignError('VALIDATION_FAILED', `--file: cannot read ${safe(path)}: ${(err as Error).message}`);
+  }
+}
+
+function writeFile(path: string, text: string): void {
+  try {
+    writeFileSync(path, text);
+  } catch (err) {
+    throw new CountersignError('VALIDATION_FAILED', `--out: cannot write ${safe(path)}: ${(err as Error).message}`);
+  }
+}
+
+/** A one-line progress bar on standard error, drawn only on a terminal. */
+function progressBar(enabled: boolean) {
+  let last = 0;
+  let drawn = false;
+  const width = 30;
+  return {
+    update(p: VerifyProgress, totalBytes: number | null) {
+      if (!enabled) return;
+      const now = performance.now();
+      if (now - last < 100) return;
+      last = now;
+      const fraction = totalBytes ? p.bytes / totalBytes : p.total ? p.entries / p.total : 0;
+      const filled = Math.max(0, Math.min(width, Math.round(fraction * width)));
+      const of = p.total !== null ? `/${p.total.toLocaleString('en-US')}` : '';
+      process.stderr.write(`\r  verifying [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.floor(fraction * 100)}% ${p.entries.toLocaleString('en-US')}${of} entries`);
+      drawn = true;
+    },
+    done() {
+      if (drawn) process.stderr.write('\r\u001b[2K');
+    },
+  };
+}
