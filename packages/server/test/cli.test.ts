@@ -124,7 +124,7 @@ describe.concurrent('countersign client commands', () => {
     const req = await propose();
     const status = await cli(['status']);
     expect(status.code).toBe(0);
-    expect(status.stdout).toMatch(/^ID\s+ACTION\s+AGENT\s+RISK\s+CONF\s+AGE\s+SLA LEFT/);
+    expect(status.stdout).toMatch(/^ID\s+ACTION\s+AGENT\s+RISK\s+CONF\s+AGE\s+LEVEL\s+SLA LEFT/);
     const row = status.stdout.split('\n').find((l) => l.startsWith(req.id));
     expect(row).toMatch(/isolate_host\s+demo-agent\s+(low|medium|high|critical) \d\.\d\d\s+0\.82/);
     expect(status.stdout).toMatch(/\d+ pending approvals?/);

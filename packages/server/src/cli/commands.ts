@@ -10,10 +10,12 @@
 import type { Command } from 'commander';
 import { registerAdminCommands } from './admin-commands.ts';
 import { registerConfigCommand } from './config-command.ts';
+import { registerEscalationCommands } from './escalation-commands.ts';
 import { registerRequestCommands } from './request-commands.ts';
 
 export function registerClientCommands(program: Command): void {
   registerRequestCommands(program);
   registerConfigCommand(program);
   registerAdminCommands(program);
+  registerEscalationCommands(program);
 }

@@ -16,6 +16,7 @@ import {
 import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from './common.ts';
 import { age, fixed, indentBlock, plural, relative, safe, safeJson, safeMultiline, table, timeLeft } from './format.ts';
 import { idSegment, type ApiClient, type Query } from './http-client.ts';
+import { escalationLabel, slaLeft } from './escalation-commands.ts';
 
 interface RequestPage {
   items: ApprovalRequest[];
@@ -66,7 +67,8 @@ function registerStatus(program: Command): void {
         { header: 'RISK', value: (r) => `${r.assessment.riskLevel} ${fixed(r.assessment.riskScore)}` },
         { header: 'CONF', value: (r) => fixed(r.confidence), align: 'right' },
         { header: 'AGE', value: (r) => age(r.createdAt, now), align: 'right' },
-        { header: 'SLA LEFT', value: (r) => timeLeft(r.assessment.slaDueAt, now) },
+        { header: 'LEVEL', value: (r) => escalationLabel(r) },
+        { header: 'SLA LEFT', value: (r) => slaLeft(r, now) },
       ]),
     );
     print(`\n${plural(items.length, 'pending approval')}${more ? ` shown; more are pending (use --limit)` : ''}.`);
@@ -135,6 +137,11 @@ export function renderRequest(r: ApprovalRequest, now: number): string {
   field('action', safe(r.action));
   field('agent', `${safe(r.agentName)} (${safe(r.agentId)})`);
   field('created', `${safe(r.createdAt)} (${relative(r.createdAt, now)})`);
+  if (r.escalation) {
+    const e = r.escalation;
+    const left = r.status === 'pending' ? `${timeLeft(e.dueAt, now)} left at this level` : `deadline was ${safe(e.dueAt)}`;
+    field('escalation', `level ${escalationLabel(r)}; ${left}; then ${e.level < e.levels ? `level ${e.level + 1}` : `onFinalTimeout: ${safe(e.onFinalTimeout)}`}`);
+  }
   if (a.slaDueAt) field('sla due', `${safe(a.slaDueAt)} (${r.status === 'pending' ? timeLeft(a.slaDueAt, now) : relative(a.slaDueAt, now)})`);
   if (r.expiresAt) field('expires', `${safe(r.expiresAt)} (${relative(r.expiresAt, now)})`);
   field('policy', `v${r.policyVersion}`);
@@ -241,6 +248,8 @@ function renderDecision(r: ApprovalRequest, now: number): string[] {
 export function decidedBy(r: ApprovalRequest): string {
   const d = r.decision;
   if (!d) return '-';
+  // Nobody approved this: the policy's onFinalTimeout: approve did. Say so loudly.
+  if (d.decidedBy === 'timeout' && d.outcome === 'approved') return 'TIMEOUT (approved with no human decision)';
   const names = d.deciders.map((x) => safe(x.name));
   return names.length > 0 && d.decidedBy !== 'policy' ? `${safe(d.decidedBy)} (${names.join(', ')})` : safe(d.decidedBy);
 }

@@ -8,6 +8,7 @@ import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import { registerAuditRoutes } from '../audit/http.ts';
+import { registerEscalationRoutes } from '../scheduler/http.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { registerDashboardApi } from './dashboard-api.ts';
@@ -156,6 +157,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   });
 
   registerAuditRoutes(app, engine);
+  registerEscalationRoutes(app, engine);
 
   app.openapi(routes.createOperatorRoute, async (c) => c.json(await engine.createOperator(c.get('principal'), c.req.valid('json')), 201));
   app.openapi(routes.listOperatorsRoute, async (c) => c.json({ items: await engine.listOperators(c.get('principal')) }, 200));
