@@ -7,6 +7,7 @@ import { loadEmbeddedGateway } from './embedded.ts';
 import { createGuard, type Guarded, type GuardOptions } from './guard.ts';
 import { ApprovalHandle } from './handle.ts';
 import { HttpGateway, type FetchLike } from './http.ts';
+import { ReceiptVerifier } from './receipts.ts';
 import type { EmbeddedGateway, EmbeddedOptions } from './types.ts';
 
 interface CommonOptions {
@@ -17,6 +18,14 @@ interface CommonOptions {
    * action's own result or error still reaches the caller. Default: a console warning.
    */
   onReportError?: ((err: unknown, requestId: string) => void) | undefined;
+  /**
+   * Check every decision's signed receipt before returning or running it (default true): a
+   * forged, altered or replayed approval is refused with RECEIPT_MISMATCH. Turn off only for a
+   * gateway whose server does not sign decisions.
+   */
+  verifyReceipts?: boolean | undefined;
+  /** The server's audit public key (PEM). Default: asked of the server once (`GET /v1/audit/public-key`). */
+  auditPublicKey?: string | undefined;
 }
 
 export interface HttpClientOptions extends CommonOptions {
@@ -42,6 +51,7 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
   readonly gateway: G;
   readonly #decisionTimeoutMs: number;
   readonly #onReportError: (err: unknown, requestId: string) => void;
+  readonly #receipts: ReceiptVerifier | undefined;
 
   constructor(options: CountersignOptions<G> = {}) {
     if (options.gateway) {
@@ -62,6 +72,15 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
       options.onReportError ??
       ((err, requestId) =>
         console.warn(`countersign: could not report the execution of ${requestId}: ${err instanceof Error ? err.message : String(err)}`));
+    const pinned = options.auditPublicKey;
+    this.#receipts =
+      options.verifyReceipts === false
+        ? undefined
+        : new ReceiptVerifier(async () => {
+            if (pinned !== undefined) return pinned;
+            if (!this.gateway.auditPublicKey) throw new Error('the gateway does not serve an audit public key; pass auditPublicKey');
+            return this.gateway.auditPublicKey();
+          });
   }
 
   /**
@@ -69,9 +88,9 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
    * @countersign/server package, loaded only now.
    */
   static async embedded(options: EmbeddedOptions & CommonOptions = {}): Promise<Countersign<EmbeddedGateway>> {
-    const { decisionTimeoutMs, onReportError, ...embedded } = options;
+    const { decisionTimeoutMs, onReportError, verifyReceipts, auditPublicKey, ...embedded } = options;
     const gateway = await loadEmbeddedGateway(embedded);
-    return new Countersign({ gateway, decisionTimeoutMs, onReportError });
+    return new Countersign({ gateway, decisionTimeoutMs, onReportError, verifyReceipts, auditPublicKey });
   }
 
   /**
@@ -82,17 +101,18 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
     if (!body || typeof body !== 'object' || typeof body.action !== 'string') {
       throw new CountersignError('VALIDATION_FAILED', 'requestApproval needs a body with an action');
     }
+    this.#receipts?.prefetch();
     const { request, replayed } = await this.gateway.createRequest(body);
     if (request.action !== body.action) {
       throw new CountersignError('RECEIPT_MISMATCH', `proposed ${body.action}, the server filed ${request.action}`, { requestId: request.id });
     }
-    return new ApprovalHandle(this.gateway, request, { replayed, defaultTimeoutMs: this.#decisionTimeoutMs });
+    return new ApprovalHandle(this.gateway, request, { replayed, defaultTimeoutMs: this.#decisionTimeoutMs, receipts: this.#receipts });
   }
 
   /** A handle on an existing request (e.g. after a restart), by id. */
   async handle(id: string): Promise<ApprovalHandle> {
     const request = await this.gateway.getRequest(id);
-    return new ApprovalHandle(this.gateway, request, { defaultTimeoutMs: this.#decisionTimeoutMs });
+    return new ApprovalHandle(this.gateway, request, { defaultTimeoutMs: this.#decisionTimeoutMs, receipts: this.#receipts });
   }
 
   /**

@@ -127,7 +127,10 @@ export function createGuard<A extends object, R>(host: GuardHost, fn: (args: A) 
     // Decide what may run, from what this process offered — never from what the server names.
     let run: () => Promise<R>;
     try {
-      run = plan(decision, options.action, sentArgs, alternatives, fn, handle.id);
+      const planned = plan(decision, options.action, sentArgs, alternatives, fn, handle.id);
+      // The server's signature must cover exactly what is about to run.
+      await handle.checkReceipt(decision, { action: planned.action, args: planned.args });
+      run = planned.run;
     } catch (err) {
       await handle
         .reportExecution({ status: 'failed', error: `refused by the client: ${(err as Error).message}`.slice(0, 2000) })
@@ -155,7 +158,8 @@ export function createGuard<A extends object, R>(host: GuardHost, fn: (args: A) 
 
 async function awaitDecision(handle: ApprovalHandle, timeoutMs: number | undefined): Promise<Decision> {
   try {
-    return await handle.decision(timeoutMs === undefined ? {} : { timeoutMs });
+    // The receipt is checked once, at the gate in call(), against exactly what will run.
+    return outcomeOf(await handle.wait(timeoutMs === undefined ? {} : { timeoutMs }));
   } catch (err) {
     if (!isCountersignError(err) || err.code !== 'WAIT_TIMEOUT') throw err;
     // Nobody will run it once we stop waiting: withdraw it, so it is not approved into the void.
@@ -178,7 +182,7 @@ function plan<A, R>(
   alternatives: ReadonlyArray<Offered<A, R>>,
   fn: (args: A) => Promise<R>,
   requestId: string,
-): () => Promise<R> {
+): { run: () => Promise<R>; action: string; args: JsonObject } {
   const mismatch = (message: string) =>
     new CountersignError('RECEIPT_MISMATCH', `${message}; refusing to run`, { requestId, decision });
   if (decision.outcome !== 'approved') throw mismatch(`decision is ${decision.outcome}`);
@@ -194,14 +198,14 @@ function plan<A, R>(
     const args = decision.args ?? offered.args;
     // Reviewers choose alternatives as offered; they cannot edit their args.
     if (canonicalJson(args) !== canonicalJson(offered.args)) throw mismatch(`alternative "${offered.alt.name}" came back with other args`);
-    return () => offered.alt.run(args);
+    return { run: () => offered.alt.run(args), action: offered.alt.action, args };
   }
   if (decision.action !== action) throw mismatch(`guarded ${action}, the decision says ${decision.action}`);
   const args = decision.args ?? sentArgs;
   if (!decision.modified && canonicalJson(args) !== canonicalJson(sentArgs)) {
     throw mismatch('the decision changed the args without marking them modified');
   }
-  return () => fn(args as A);
+  return { run: () => fn(args as A), action, args };
 }
 
 function valueOf<A, T>(value: T | ((args: A) => T), args: A): T {

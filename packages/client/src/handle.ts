@@ -10,9 +10,11 @@ import {
   type Assessment,
   type Decision,
   type ExecutionBody,
+  type JsonObject,
   type RequestStatus,
 } from '@countersign/core';
 import { sleep } from './http.ts';
+import type { ReceiptVerifier } from './receipts.ts';
 import { isStreamingGateway, type EventsOptions } from './types.ts';
 
 export interface WaitOptions {
@@ -28,14 +30,20 @@ export class ApprovalHandle {
   #request: ApprovalRequest;
   readonly #gateway: AgentGateway;
   readonly #defaultTimeoutMs: number;
+  readonly #receipts: ReceiptVerifier | undefined;
   /** True when an idempotency key matched an earlier request and this is that request. */
   readonly replayed: boolean;
 
-  constructor(gateway: AgentGateway, request: ApprovalRequest, options: { replayed?: boolean; defaultTimeoutMs: number }) {
+  constructor(
+    gateway: AgentGateway,
+    request: ApprovalRequest,
+    options: { replayed?: boolean; defaultTimeoutMs: number; receipts?: ReceiptVerifier | undefined },
+  ) {
     this.#gateway = gateway;
     this.#request = request;
     this.replayed = options.replayed ?? false;
     this.#defaultTimeoutMs = options.defaultTimeoutMs;
+    this.#receipts = options.receipts;
   }
 
   get id(): string {
@@ -118,7 +126,18 @@ export class ApprovalHandle {
    * WAIT_TIMEOUT when still pending at `timeoutMs`.
    */
   async decision(options: WaitOptions = {}): Promise<Decision> {
-    return outcomeOf(await this.wait(options));
+    const decision = outcomeOf(await this.wait(options));
+    await this.checkReceipt(decision);
+    return decision;
+  }
+
+  /**
+   * Checks the decision's signed receipt (receipts.ts), and that it covers running `runs`;
+   * throws RECEIPT_MISMATCH otherwise. `decision()` and `guard()` call it before returning or
+   * running anything; it does nothing when the client was made with `verifyReceipts: false`.
+   */
+  async checkReceipt(decision: Decision, runs?: { action: string; args: JsonObject }): Promise<void> {
+    await this.#receipts?.check(this.id, decision, runs);
   }
 
   /**

@@ -157,6 +157,21 @@ export class HttpGateway implements StreamingGateway {
     }
   }
 
+  /** The audit public key (PEM) that signs decision receipts: `GET /v1/audit/public-key`. */
+  async auditPublicKey(): Promise<string> {
+    const url = `${this.url}/v1/audit/public-key`;
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.fetchImpl(url, { method: 'GET', headers: { authorization: `Bearer ${this.apiKey}` }, signal: AbortSignal.timeout(this.timeoutMs) });
+      text = await response.text();
+    } catch (err) {
+      throw networkError('GET', url, err, new AbortController().signal);
+    }
+    if (!response.ok) throw errorFromResponse(response.status, text);
+    return text;
+  }
+
   async close(): Promise<void> {}
 
   private async call(

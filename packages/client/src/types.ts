@@ -25,6 +25,8 @@ export interface EmbeddedOptions {
   policy?: string;
   /** The agent name requests are filed under (default `embedded-agent`). */
   agent?: string;
+  /** The audit key file that signs decision receipts (default: next to the SQLite file; in memory for `sqlite::memory:`). */
+  auditKey?: string;
 }
 
 /**

@@ -1,6 +1,7 @@
 /** SDK pieces without a server: SSE parsing, error mapping, the wait loop, and guard()'s receipt checks. */
 import { describe, expect, it, vi } from 'vitest';
-import type { AgentGateway, ApprovalRequest, CreateRequestBody, Decision } from '@countersign/core';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { keyIdOf, receiptBody, receiptMessage, type AgentGateway, type ApprovalRequest, type CreateRequestBody, type Decision } from '@countersign/core';
 import { Countersign, CountersignError, HttpGateway } from '../src/index.ts';
 import { jsonSafe } from '../src/guard.ts';
 import { errorFromResponse } from '../src/http.ts';
@@ -143,11 +144,18 @@ function requestOf(body: CreateRequestBody, patch: Partial<ApprovalRequest> = {}
   };
 }
 
+/** The fake server's audit key: its decisions carry receipts signed with it, as a real server's do. */
+const SERVER_KEY = generateKeyPairSync('ed25519');
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
+const SERVER_KEY_ID = keyIdOf(sha256, SERVER_KEY.publicKey.export({ type: 'spki', format: 'der' }));
+
 function approved(decision: Partial<Decision>): Partial<ApprovalRequest> {
+  const full: Decision = { outcome: 'approved', decidedBy: 'reviewers', deciders: [], reason: null, at: NOW, action: null, args: null, alternative: null, modified: false, ...decision };
+  const body = receiptBody(sha256, 'req_0000000000000000000000test', full, SERVER_KEY_ID);
   return {
     status: 'approved',
     updatedAt: '2025-01-01T00:00:01.000Z',
-    decision: { outcome: 'approved', decidedBy: 'reviewers', deciders: [], reason: null, at: NOW, action: null, args: null, alternative: null, modified: false, ...decision },
+    decision: { ...full, receipt: { ...body, signature: sign(null, receiptMessage(body), SERVER_KEY.privateKey).toString('base64') } },
   };
 }
 
@@ -177,6 +185,9 @@ class FakeGateway implements AgentGateway {
   async cancel() {
     this.current = { ...this.current!, status: 'cancelled', updatedAt: '2025-01-01T00:00:02.000Z' };
     return this.current;
+  }
+  async auditPublicKey() {
+    return SERVER_KEY.publicKey.export({ type: 'spki', format: 'pem' }).toString();
   }
 }
 

@@ -12,5 +12,7 @@ export interface AgentGateway {
   getRequest(id: string, options?: { waitSeconds?: number; signal?: AbortSignal }): Promise<ApprovalRequest>;
   reportExecution(id: string, body: ExecutionBody): Promise<ApprovalRequest>;
   cancel(id: string, body?: CancelBody): Promise<ApprovalRequest>;
+  /** The server's audit public key (PEM), which signs decision receipts; the SDK checks receipts with it. */
+  auditPublicKey?(): Promise<string>;
   close?(): Promise<void>;
 }

@@ -21,6 +21,8 @@ import {
 } from '@countersign/core';
 import type { z } from 'zod';
 import { Engine } from './engine/engine.ts';
+import { defaultAuditKeyPath } from './audit/config.ts';
+import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import type { Principal } from './engine/principal.ts';
 import { connect } from './store/connect.ts';
@@ -35,6 +37,11 @@ export interface EmbeddedOptions {
   agent?: string | undefined;
   /** Milliseconds between scheduler polls (deadlines: `timeoutSeconds`, SLA escalation). Default 1000. */
   sweepIntervalMs?: number | undefined;
+  /**
+   * The Ed25519 key file that signs the audit trail and decision receipts, created if missing.
+   * Default: next to the SQLite file; in memory only for `sqlite::memory:`; `./countersign-audit-key.pem` for PostgreSQL.
+   */
+  auditKey?: string | undefined;
 }
 
 type OperatorPrincipal = Extract<Principal, { kind: 'operator' }>;
@@ -64,10 +71,13 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   if (!/^[A-Za-z0-9_.@-]{1,100}$/.test(agentName)) {
     throw new CountersignError('VALIDATION_FAILED', 'agent: 1–100 letters, digits and _ . @ -', { field: 'agent' });
   }
-  const engine = await Engine.open({ connection: await connect(database) });
+  const keyPath = options.auditKey ?? defaultAuditKeyPath(database);
+  const auditKey = keyPath === null ? ephemeralAuditKey() : loadOrCreateAuditKey(keyPath);
+  const engine = await Engine.open({ connection: await connect(database), auditKey });
   let admin: OperatorPrincipal;
   let agent: AgentPrincipal;
   try {
+    await engine.trail.checkKey();
     await engine.activatePolicy(options.policy ?? DEFAULT_POLICY_YAML, options.policy === undefined ? 'built-in default (embedded)' : 'embedded');
     admin = await adminPrincipal(engine);
     agent = await agentPrincipal(engine, admin, agentName);
@@ -102,6 +112,10 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
 
     async cancel(id, body = {}) {
       return engine.cancel(agent, id, parse(CancelBody, body, 'body'));
+    },
+
+    async auditPublicKey() {
+      return engine.trail.key.publicKeyPem;
     },
 
     async *events(id, { signal } = {}) {

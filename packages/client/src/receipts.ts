@@ -1,0 +1,122 @@
+/**
+ * Decision receipts, checked before anything runs. The server signs every decision with its
+ * audit key (Ed25519): the request id, the SHA-256 of the canonical JSON of the approved
+ * `{action, args}`, the outcome, who decided and when. Checking it here means a decision that
+ * was forged (no server key), altered in transit, or replayed from another request or onto
+ * other args is refused, not executed.
+ *
+ * WebCrypto only (`globalThis.crypto.subtle`, Ed25519 and SHA-256): no node: imports, so the SDK
+ * stays portable.
+ */
+import {
+  CountersignError,
+  fromBase64,
+  payloadKey,
+  receiptMessage,
+  toHex,
+  utf8,
+  type Decision,
+  type JsonObject,
+  type ReceiptBody,
+} from '@countersign/core';
+
+/** The part of WebCrypto used here, described structurally so no DOM or Node typings are needed. */
+interface Subtle {
+  digest(algorithm: 'SHA-256', data: Uint8Array): Promise<ArrayBuffer>;
+  importKey(format: 'spki', keyData: Uint8Array, algorithm: { name: 'Ed25519' }, extractable: false, usages: ['verify']): Promise<unknown>;
+  verify(algorithm: { name: 'Ed25519' }, key: unknown, signature: Uint8Array, data: Uint8Array): Promise<boolean>;
+}
+
+interface LoadedKey {
+  key: unknown;
+  keyId: string;
+}
+
+function subtle(): Subtle {
+  const s = (globalThis as { crypto?: { subtle?: Subtle } }).crypto?.subtle;
+  if (!s) throw new CountersignError('RECEIPT_MISMATCH', 'this runtime has no WebCrypto, so decision receipts cannot be checked; refusing to run');
+  return s;
+}
+
+async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await subtle().digest('SHA-256', bytes));
+}
+
+/** The SubjectPublicKeyInfo bytes of a PEM public key. */
+function spkiOf(pem: string): Uint8Array {
+  const match = /-----BEGIN PUBLIC KEY-----([\s\S]*?)-----END PUBLIC KEY-----/.exec(pem);
+  const der = match ? fromBase64(match[1]!.replace(/\s+/g, '')) : null;
+  if (!der) throw new CountersignError('VALIDATION_FAILED', 'the audit public key is not a PEM "PUBLIC KEY"');
+  return der;
+}
+
+async function load(pem: string): Promise<LoadedKey> {
+  const spki = spkiOf(pem);
+  let key: unknown;
+  try {
+    key = await subtle().importKey('spki', spki, { name: 'Ed25519' }, false, ['verify']);
+  } catch (err) {
+    throw new CountersignError('VALIDATION_FAILED', `the audit public key is not an Ed25519 key: ${(err as Error).message}`);
+  }
+  return { key, keyId: toHex(await sha256(spki)).slice(0, 16) };
+}
+
+export class ReceiptVerifier {
+  #loaded: Promise<LoadedKey> | undefined;
+
+  /** `source` gives the server's public key (PEM); it is asked once, and again only after a failure. */
+  constructor(private readonly source: () => Promise<string>) {}
+
+  /** Starts fetching the key now (e.g. alongside creating a request), so a check later costs no round trip. */
+  prefetch(): void {
+    this.#key().catch(() => {});
+  }
+
+  #key(): Promise<LoadedKey> {
+    this.#loaded ??= this.source().then(load);
+    this.#loaded.catch(() => (this.#loaded = undefined));
+    return this.#loaded;
+  }
+
+  /**
+   * Throws RECEIPT_MISMATCH unless `decision` carries a receipt signed by the server's key for
+   * request `requestId` whose facts match the decision, and, when `runs` is given, whose payload
+   * hash is exactly that action and args.
+   */
+  async check(requestId: string, decision: Decision, runs?: { action: string; args: JsonObject }): Promise<void> {
+    const refuse = (why: string): never => {
+      throw new CountersignError('RECEIPT_MISMATCH', `decision receipt for ${requestId}: ${why}; refusing to run`, { requestId, decision });
+    };
+    const receipt = decision.receipt;
+    if (!receipt) return refuse('the decision carries no signed receipt');
+    const { key, keyId } = await this.#key().catch((err: unknown) => {
+      throw new CountersignError('RECEIPT_MISMATCH', `cannot get the server's audit public key to check the receipt of ${requestId}: ${(err as Error).message}; refusing to run`, {
+        requestId,
+      });
+    });
+    if (receipt.keyId !== keyId) refuse(`signed by key ${receipt.keyId}, not the server's key ${keyId}`);
+    const { signature, ...body } = receipt;
+    const sig = fromBase64(signature);
+    const valid = sig !== null && (await subtle().verify({ name: 'Ed25519' }, key, sig, receiptMessage(body as ReceiptBody)));
+    if (!valid) refuse('the signature does not verify');
+    if (receipt.requestId !== requestId) refuse(`it was issued for ${receipt.requestId}`);
+    if (receipt.outcome !== decision.outcome || receipt.decidedBy !== decision.decidedBy || receipt.decidedAt !== decision.at) {
+      refuse('the decision differs from what was signed');
+    }
+    const ids = (xs: ReadonlyArray<{ type: string; id: string }>) => xs.map((x) => `${x.type}:${x.id}`).join(',');
+    if (ids(receipt.deciders) !== ids(decision.deciders)) refuse('the deciders differ from the signed ones');
+    if (decision.outcome === 'approved') {
+      if (decision.action === null || decision.args === null) refuse('an approval without an action and args');
+      const signed = await this.#payloadHash(decision.action!, decision.args!);
+      if (receipt.payloadHash !== signed) refuse('the approved action and args differ from the signed ones');
+    }
+    if (runs) {
+      if (receipt.outcome !== 'approved') refuse(`the signed outcome is ${receipt.outcome}`);
+      if (receipt.payloadHash !== (await this.#payloadHash(runs.action, runs.args))) refuse(`it does not cover running ${runs.action} with these args`);
+    }
+  }
+
+  async #payloadHash(action: string, args: JsonObject): Promise<string> {
+    return toHex(await sha256(utf8(payloadKey(action, args))));
+  }
+}
