@@ -98,6 +98,19 @@ describe('countersign audit', () => {
     expect(pinned.stderr).toMatch(/error AUDIT_VERIFICATION_FAILED: the header \(line 1\) says the trail is signed by key [0-9a-f]{16}, but the trusted public key is [0-9a-f]{16}/);
   }, 60_000);
 
+  it('queries entries by type and actor, and says how to continue', async () => {
+    const run = await cli(['audit', 'query', '--type', 'approved', '--limit', '5']);
+    expect(run.code, run.stderr).toBe(0);
+    const rows = run.stdout.trim().split('\n');
+    expect(rows[0]).toMatch(/^SEQ\s+TIME\s+TYPE\s+ACTOR\s+REQUEST\s+DATA$/);
+    expect(rows.slice(1, 6).every((r) => /^\s*\d+\s+\S+\s+approved\s+system:countersign\s+req_/.test(r))).toBe(true);
+    expect(rows[6]).toMatch(/^more: countersign audit query … --cursor \S+$/);
+    const json = JSON.parse((await cli(['audit', 'query', '--actor', 'demo-agent', '--limit', '3', '--json'])).stdout) as { items: Array<{ actor: { name: string } }>; nextCursor: string | null };
+    expect(json.items).toHaveLength(3);
+    expect(json.items.every((e) => e.actor.name === 'demo-agent')).toBe(true);
+    expect(json.nextCursor).not.toBeNull();
+  }, 30_000);
+
   it('a server refuses to start with a key other than the one that signed its trail', async () => {
     const other = join(dir, 'elsewhere', 'key.pem');
     await expect(startServerProcess(`sqlite:${join(dir, 'cs.db')}`, { COUNTERSIGN_AUDIT_KEY_PATH: other })).rejects.toThrow(/the audit trail is signed by key [0-9a-f]{16}, but the audit key at .*elsewhere\/key\.pem is/);

@@ -5,6 +5,7 @@
  *   countersign audit export --out trail.jsonl                  entries and checkpoints, signed up to now
  *   countersign audit verify                                    the live server's trail
  *   countersign audit verify --file trail.jsonl --public-key key.pem   offline: no server, no database
+ *   countersign audit query --actor alice --from 2026-01-01              filtered, paged entries
  *
  * Verification recomputes the Merkle tree from the entries' bytes, checks every checkpoint's
  * signature and root (each is therefore a prefix of the next), and stops at the first fault,
@@ -17,7 +18,8 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { CountersignError, fromBase64, verifyConsistency, type SignedCheckpoint, type TrailResult } from '@countersign/core';
 import { clientFrom, print, printJson, withClientOptions, type CommonFlags } from '../cli/common.ts';
 import type { ApiClient } from '../cli/http-client.ts';
-import { safe } from '../cli/format.ts';
+import { safe, table } from '../cli/format.ts';
+import type { AuditEntry } from '../engine/engine.ts';
 import { hasher, publicKeyFromPem, type PublicAuditKey } from './crypto.ts';
 import { chunksOf, verifyTrailStream, type VerifyProgress } from './verify.ts';
 
@@ -28,6 +30,52 @@ function size(value: string): number {
 }
 
 export function registerAuditCommands(audit: Command): void {
+  withClientOptions(
+    audit
+      .command('query')
+      .description('audit entries filtered by request, actor, type and time, oldest first')
+      .option('--request <id>', "one request's entries")
+      .option('--actor <name>', 'entries by this actor (operator or agent name, or id)')
+      .option('--type <type>', 'entries of this type (created, queued, reviewed, approved, …)')
+      .option('--from <time>', 'at or after this time (ISO 8601, e.g. 2026-01-31 or 2026-01-31T09:00:00Z)')
+      .option('--to <time>', 'before this time')
+      .option('--limit <n>', 'at most this many entries (default 50)', (v) => Math.max(1, size(v)))
+      .option('--cursor <cursor>', 'continue where a previous query stopped'),
+  ).action(async (flags: CommonFlags & { request?: string; actor?: string; type?: string; from?: string; to?: string; limit?: number; cursor?: string }) => {
+    const client = clientFrom(flags);
+    const want = flags.limit ?? 50;
+    const items: AuditEntry[] = [];
+    let cursor = flags.cursor;
+    let next: string | null = null;
+    do {
+      const page = await client.get<{ items: AuditEntry[]; nextCursor: string | null }>('/v1/audit', {
+        requestId: flags.request,
+        actor: flags.actor,
+        type: flags.type,
+        from: flags.from,
+        to: flags.to,
+        cursor,
+        limit: Math.min(1000, want - items.length),
+      });
+      items.push(...page.items);
+      next = page.nextCursor;
+      cursor = next ?? undefined;
+    } while (next !== null && items.length < want);
+    if (flags.json) return printJson({ items, nextCursor: next });
+    if (items.length === 0) return print('No audit entries match.');
+    print(
+      table(items, [
+        { header: 'SEQ', value: (e) => String(e.seq), align: 'right' },
+        { header: 'TIME', value: (e) => e.at },
+        { header: 'TYPE', value: (e) => e.type, max: 20 },
+        { header: 'ACTOR', value: (e) => `${e.actor.type}:${e.actor.name}`, max: 28 },
+        { header: 'REQUEST', value: (e) => e.requestId ?? '-' },
+        { header: 'DATA', value: (e) => JSON.stringify(e.data) ?? '', max: 60 },
+      ]),
+    );
+    if (next !== null) print(`more: countersign audit query … --cursor ${next}`);
+  });
+
   withClientOptions(
     audit
       .command('public-key')

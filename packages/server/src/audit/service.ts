@@ -19,7 +19,9 @@ import {
   type Receipt,
   type SignedCheckpoint,
 } from '@countersign/core';
-import type { Store } from '../store/store.ts';
+import type { AuditEntry } from '../engine/engine.ts';
+import type { Principal } from '../engine/principal.ts';
+import type { AuditRow, Store } from '../store/store.ts';
 import { sha256, type AuditKey } from './crypto.ts';
 import { leafJsonOf } from './store.ts';
 
@@ -44,6 +46,17 @@ export interface ConsistencyProof {
   consistencyPath: string[];
   checkpoint1: SignedCheckpoint | null;
   checkpoint2: SignedCheckpoint | null;
+}
+
+export interface AuditQuery {
+  after?: number | undefined;
+  cursor?: string | undefined;
+  limit?: number | undefined;
+  type?: string | undefined;
+  requestId?: string | undefined;
+  actor?: string | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
 }
 
 /** Entries per page when reading the trail for an export. */
@@ -193,6 +206,31 @@ export class AuditService {
     }
   }
 
+  /**
+   * The trail, oldest first, filtered by request, actor (id or name), type and time; one page of
+   * at most `limit` (default 100, at most 1000) and the cursor of the next. `after` (a seq) is the
+   * older way to page and still works.
+   */
+  async query(by: Principal, q: AuditQuery): Promise<{ items: AuditEntry[]; nextCursor: string | null }> {
+    if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'the audit trail needs an operator token');
+    if (q.after !== undefined && q.cursor !== undefined) {
+      throw new CountersignError('VALIDATION_FAILED', 'give either after or cursor, not both', { field: 'cursor' });
+    }
+    const limit = Math.min(Math.max(q.limit ?? 100, 1), 1000);
+    const rows = await this.store.listAudit({
+      afterSeq: q.cursor !== undefined ? decodeCursor(q.cursor) : q.after,
+      limit: limit + 1,
+      type: q.type,
+      requestId: q.requestId,
+      actor: q.actor,
+      from: q.from === undefined ? undefined : parseTime(q.from, 'from'),
+      to: q.to === undefined ? undefined : parseTime(q.to, 'to'),
+    });
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return { items: page.map(entryOf), nextCursor: rows.length > limit && last ? encodeCursor(Number(last.seq)) : null };
+  }
+
   /** A signed receipt for a decision, to store with it (see `Receipt`). */
   receipt(requestId: string, decision: Decision): Receipt {
     const body = receiptBody(sha256, requestId, decision, this.key.keyId);
@@ -204,6 +242,40 @@ export class AuditService {
     const { receipt: _old, ...rest } = decision;
     return { ...rest, receipt: this.receipt(requestId, rest) };
   }
+}
+
+function entryOf(row: AuditRow): AuditEntry {
+  let data: unknown;
+  try {
+    data = JSON.parse(row.data);
+  } catch {
+    data = row.data;
+  }
+  return {
+    seq: Number(row.seq),
+    at: iso(Number(row.at)),
+    type: row.type,
+    requestId: row.request_id,
+    actor: { type: row.actor_type, id: row.actor_id, name: row.actor_name },
+    data,
+  };
+}
+
+const encodeCursor = (seq: number) => Buffer.from(`audit:${seq}`).toString('base64url');
+
+function decodeCursor(cursor: string): number {
+  const match = /^audit:(\d{1,16})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  if (!match) throw new CountersignError('VALIDATION_FAILED', 'cursor is not one this server issued', { field: 'cursor' });
+  return Number(match[1]);
+}
+
+/** ISO 8601 (a date, or a date and time) or epoch milliseconds. */
+function parseTime(text: string, field: string): number {
+  const ms = /^\d{1,15}$/.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) ? Date.parse(text) : NaN;
+  if (!Number.isFinite(ms)) {
+    throw new CountersignError('VALIDATION_FAILED', `${field} must be an ISO 8601 time (2026-01-31 or 2026-01-31T09:00:00Z) or epoch milliseconds`, { field });
+  }
+  return ms;
 }
 
 function strip(cp: SignedCheckpoint & { createdAt?: number }): SignedCheckpoint {

@@ -213,6 +213,9 @@ export const m002_audit: Migration = {
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .execute();
     await db.schema.alterTable('audit_head').addColumn('frontier', 'text', (c) => c.notNull().defaultTo('[]')).execute();
+    // For `GET /v1/audit?actor=&from=&to=` (request ids have their index since 001).
+    await db.schema.createIndex('audit_log_actor').on('audit_log').columns(['actor_id', 'seq']).execute();
+    await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
 
     const head = await db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirstOrThrow();
     const size = Number(head.seq);

@@ -146,15 +146,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     c.json({ items: await engine.auditForRequest(c.get('principal'), c.req.valid('param').id) }, 200),
   );
 
-  app.openapi(routes.auditRoute, async (c) => {
-    const q = c.req.valid('query');
-    const items = await engine.listAudit(c.get('principal'), {
-      ...(q.after !== undefined ? { afterSeq: q.after } : {}),
-      ...(q.limit !== undefined ? { limit: q.limit } : {}),
-      ...(q.type !== undefined ? { type: q.type } : {}),
-    });
-    return c.json({ items }, 200);
-  });
+  app.openapi(routes.auditRoute, async (c) => c.json(await engine.trail.query(c.get('principal'), c.req.valid('query')), 200));
 
   registerAuditRoutes(app, engine);
   registerEscalationRoutes(app, engine);

@@ -142,15 +142,23 @@ export const AuditQuery = z.object({
   after: z.coerce.number().int().min(0).optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
   type: z.string().max(64).optional(),
+  requestId: z.string().max(100).optional(),
+  /** An actor's id or name. */
+  actor: z.string().max(200).optional(),
+  /** ISO 8601 time or epoch milliseconds; `to` is exclusive. */
+  from: z.string().max(40).optional(),
+  to: z.string().max(40).optional(),
+  /** `nextCursor` of the previous page. */
+  cursor: z.string().max(200).optional(),
 });
 
 export const auditRoute = createRoute({
   method: 'get',
   path: '/v1/audit',
-  summary: 'The audit trail in sequence order (?after=SEQ to page)',
+  summary: 'The audit trail in sequence order, filtered by requestId, actor, type and time (from/to); page with ?cursor= (or ?after=SEQ)',
   security,
   request: { query: AuditQuery },
-  responses: { 200: json(z.object({ items: z.array(AuditEntrySchema) }), 'Audit entries'), ...errors },
+  responses: { 200: json(z.object({ items: z.array(AuditEntrySchema), nextCursor: z.string().nullable() }), 'A page of audit entries, oldest first'), ...errors },
 });
 
 export const NewOperatorBody = z.strictObject({

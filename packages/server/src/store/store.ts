@@ -331,10 +331,26 @@ export class Queries {
     return this.db.selectFrom('audit_log').selectAll().where('request_id', '=', requestId).orderBy('seq').execute();
   }
 
-  async listAudit(filter: { afterSeq?: number; limit: number; type?: string | undefined }): Promise<AuditRow[]> {
+  /** The trail in seq order; `actor` matches an actor's id or name; `from`/`to` bound `at` (ms, to exclusive). */
+  async listAudit(filter: {
+    afterSeq?: number | undefined;
+    limit: number;
+    type?: string | undefined;
+    requestId?: string | undefined;
+    actor?: string | undefined;
+    from?: number | undefined;
+    to?: number | undefined;
+  }): Promise<AuditRow[]> {
     let query = this.db.selectFrom('audit_log').selectAll();
     if (filter.afterSeq !== undefined) query = query.where('seq', '>', filter.afterSeq);
     if (filter.type) query = query.where('type', '=', filter.type);
+    if (filter.requestId) query = query.where('request_id', '=', filter.requestId);
+    if (filter.actor) {
+      const actor = filter.actor;
+      query = query.where((eb) => eb.or([eb('actor_id', '=', actor), eb('actor_name', '=', actor)]));
+    }
+    if (filter.from !== undefined) query = query.where('at', '>=', filter.from);
+    if (filter.to !== undefined) query = query.where('at', '<', filter.to);
     return query.orderBy('seq').limit(filter.limit).execute();
   }
 
