@@ -24,6 +24,9 @@ import { Engine } from './engine/engine.ts';
 import { defaultAuditKeyPath } from './audit/config.ts';
 import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
+import { channelPolicyCheck } from './channels/config.ts';
+import { Notifier } from './channels/notifier.ts';
+import { ChannelRegistry } from './channels/registry.ts';
 import type { Principal } from './engine/principal.ts';
 import { connect } from './store/connect.ts';
 import type { OperatorRow } from './store/store.ts';
@@ -74,6 +77,7 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   const keyPath = options.auditKey ?? defaultAuditKeyPath(database);
   const auditKey = keyPath === null ? ephemeralAuditKey() : loadOrCreateAuditKey(keyPath);
   const engine = await Engine.open({ connection: await connect(database), auditKey });
+  engine.addPolicyCheck(channelPolicyCheck(process.env));
   let admin: OperatorPrincipal;
   let agent: AgentPrincipal;
   try {
@@ -87,7 +91,9 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   }
 
   // Deadlines (timeoutSeconds, SLA escalation) fire here as they do in the server.
-  const scheduler = new Scheduler(engine, { intervalMs: options.sweepIntervalMs ?? 1000 });
+  const channels = new ChannelRegistry(engine);
+  const reviewBase = process.env.COUNTERSIGN_PUBLIC_URL || 'http://127.0.0.1:8080';
+  const scheduler = new Scheduler(engine, { intervalMs: options.sweepIntervalMs ?? 1000, deliver: new Notifier(engine, channels, { reviewBase }).deliver });
   scheduler.start();
 
   let closed: Promise<void> | undefined;
@@ -155,7 +161,7 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
     },
 
     close() {
-      closed ??= scheduler.stop().then(() => engine.close());
+      closed ??= scheduler.stop().then(() => channels.close()).then(() => engine.close());
       return closed;
     },
   };

@@ -11,6 +11,9 @@ import { Engine } from './engine/engine.ts';
 import { startCheckpointer } from './audit/checkpointer.ts';
 import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
+import { channelPolicyCheck } from './channels/config.ts';
+import { Notifier } from './channels/notifier.ts';
+import { ChannelRegistry } from './channels/registry.ts';
 import { createApp } from './http/app.ts';
 import { connect } from './store/connect.ts';
 
@@ -32,6 +35,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   const auditKey = config.audit.keyPath === null ? ephemeralAuditKey() : loadOrCreateAuditKey(config.audit.keyPath);
   const connection = await connect(config.databaseUrl);
   const engine = await Engine.open({ connection, auditKey });
+  engine.addPolicyCheck(channelPolicyCheck(process.env));
   try {
     await engine.trail.checkKey();
     const { text, source } = readPolicySource(config);
@@ -41,7 +45,8 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
     throw err;
   }
   const bootstrap = await engine.bootstrap({ adminToken: config.adminToken, agentKey: config.agentKey });
-  const app = createApp({ engine, session: { secret: config.sessionSecret, trustProxy: config.trustProxy } });
+  const channels = new ChannelRegistry(engine);
+  const app = createApp({ engine, channels, session: { secret: config.sessionSecret, trustProxy: config.trustProxy } });
 
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = listen({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
@@ -54,6 +59,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   const scheduler = new Scheduler(engine, {
     intervalMs: config.tickMs,
     leaseMs: config.timerLeaseMs,
+    deliver: new Notifier(engine, channels, { reviewBase: config.publicUrl ?? url }).deliver,
     onError: (err) => log(`countersign: scheduler: ${(err as Error).message}`),
   });
   scheduler.start();
@@ -77,6 +83,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
     },
     async close() {
       await scheduler.stop();
+      await channels.close();
       await checkpointer.stop();
       if ('closeAllConnections' in server) server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -659,6 +659,12 @@ export class Engine {
     return this.now();
   }
 
+  /** A request as the API shows it, read for background work (notifications) that acts for no caller. */
+  async requestById(id: string): Promise<ApprovalRequest | undefined> {
+    const row = await this.store.getRequest(id);
+    return row ? this.toPublic(row) : undefined;
+  }
+
   /** At creation, in the create transaction: escalation state, its deadline, the agent's hard deadline, first notifications. */
   private async scheduleCreated(tx: Queries, row: RequestRow, escalation: EscalationState | null, at: number): Promise<void> {
     const timers: TimerRow[] = [];

@@ -9,6 +9,8 @@ import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import { registerAuditRoutes } from '../audit/http.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
+import { ChannelRegistry } from '../channels/registry.ts';
+import { mountSlackActions } from '../channels/slack-actions.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { registerDashboardApi } from './dashboard-api.ts';
@@ -33,6 +35,8 @@ export interface AppOptions {
   session?: SessionOptions;
   /** Where the built dashboard is; default packages/dashboard/dist. */
   dashboardDir?: string | undefined;
+  /** Notification channels of the active policy (Slack button clicks are checked against them). */
+  channels?: ChannelRegistry | undefined;
 }
 
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -63,6 +67,9 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
       return c.json({ status: 'unavailable' }, 503);
     }
   });
+
+  // Signed by Slack, not by a bearer token: mounted before the /v1 body, JSON and auth middleware.
+  mountSlackActions(app, engine, options.channels ?? new ChannelRegistry(engine));
 
   app.use(
     '/v1/*',

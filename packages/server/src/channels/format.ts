@@ -1,0 +1,75 @@
+/**
+ * Escaping agent-supplied text for each channel's format. Every channel shows agent text only
+ * through these, inside a block labelled `AGENT_SUPPLIED_LABEL`.
+ */
+import { formatDuration, type Notification } from '@countersign/core';
+
+/** Control, bidi and invisible characters, which can disguise text in any of the formats below. */
+const INVISIBLE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
+export function stripInvisible(text: string): string {
+  return text.replace(INVISIBLE, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** HTML text and attribute values. */
+export function escapeHtml(text: string): string {
+  return stripInvisible(text).replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch] as string);
+}
+
+/** Slack mrkdwn: `&`, `<`, `>` are the control characters (links, mentions like <!channel>). */
+export function escapeSlack(text: string): string {
+  return stripInvisible(text).replace(/[&<>]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[ch] as string);
+}
+
+/** Markdown as Teams renders it in Adaptive Card TextBlocks: backslash every markup character. */
+export function escapeMarkdown(text: string): string {
+  return stripInvisible(text).replace(/[\\`*_{}[\]()<>#+\-.!|~]/g, (ch) => `\\${ch}`);
+}
+
+/** Plain text on one line (subjects, PagerDuty summaries). */
+export function oneLine(text: string): string {
+  return stripInvisible(text).replace(/[\r\n\t]+/g, ' ');
+}
+
+/** `2/3 manager, 4m12s left` or `overdue 1m`. */
+export function slaText(n: Notification): string {
+  const level = n.sla.levels > 0 ? `level ${n.sla.level}/${n.sla.levels}${n.sla.role ? ` (${n.sla.role})` : ''}` : 'no escalation levels';
+  if (n.sla.secondsLeft === null) return level;
+  const left = n.sla.secondsLeft >= 0 ? `${formatDuration(n.sla.secondsLeft * 1000)} left` : `overdue ${formatDuration(-n.sla.secondsLeft * 1000)}`;
+  return `${level}, ${left}${n.sla.dueAt ? ` (due ${n.sla.dueAt})` : ''}`;
+}
+
+/** The computed facts, as label/value pairs every channel shows (values here are system text or validated ids). */
+export function facts(n: Notification): Array<[string, string]> {
+  return [
+    ['Agent', n.agent],
+    ['Risk', `${n.risk.level} (score ${n.risk.score.toFixed(2)})`],
+    ['Confidence', n.confidence === null ? 'not stated' : n.confidence.toFixed(2)],
+    ['ATT&CK', n.attack.length > 0 ? n.attack.join(', ') : 'none given'],
+    ['SLA', slaText(n)],
+  ];
+}
+
+/** The agent's own words, as label/value pairs (every value must be escaped by the caller's format). */
+export function agentFacts(n: Notification): Array<[string, string]> {
+  const a = n.agentSupplied;
+  const out: Array<[string, string]> = [];
+  if (a.description) out.push(['Description', a.description]);
+  out.push(['Args', a.args]);
+  if (a.target) out.push(['Target', a.target]);
+  out.push(['Blast radius', a.blastRadius ?? 'not stated']);
+  a.evidence.forEach((e, i) => out.push([`Evidence ${i + 1}`, e]));
+  for (const alt of a.alternatives) out.push([`Alternative "${alt.name}"`, `${alt.action}${alt.description ? `: ${alt.description}` : ''}`]);
+  return out;
+}
+
+/** `Approve`, `Approve alternative: quarantine`, `Reject`: the action's label with the agent's alternative name. */
+export function actionLabel(action: Notification['actions'][number]): string {
+  return action.alternative === null ? action.label : `${action.label}: ${action.alternative}`;
+}
+
+export function decisionText(n: Notification): string | null {
+  const d = n.decision;
+  if (!d) return null;
+  return `${d.outcome} by ${d.by} at ${d.at}${d.reason ? ` — ${d.reasonFromAgent ? `(agent-supplied) ` : ''}${d.reason}` : ''}`;
+}

@@ -1,0 +1,82 @@
+/**
+ * Sends one delivery attempt: looks up the delivery and its request, renders the one
+ * notification, hands it to the channel with a timeout, and has the engine record the outcome
+ * (success, a retry after exponential backoff with jitter, or failure after the last attempt).
+ * The scheduler calls `deliver` for each claimed `deliver` timer; nothing here can fail the
+ * request that caused the notification.
+ */
+import { nextRetryDelay, renderNotification, type NotificationEvent } from '@countersign/core';
+import type { Engine } from '../engine/engine.ts';
+import type { TimerRow } from '../store/timers.ts';
+import type { ChannelRegistry } from './registry.ts';
+import { DeliveryError } from './types.ts';
+
+export interface NotifierOptions {
+  /** Where people open the dashboard (links in notifications). */
+  reviewBase: string;
+  /** Randomness for jitter, in [0, 1). */
+  random?: () => number;
+}
+
+function detailOf(event: string, data: Record<string, unknown>): string | null {
+  if (event === 'escalated') return `No decision in time: escalated from level ${String(data['from'])} to level ${String(data['to'])}${data['role'] ? ` (${String(data['role'])})` : ''}.`;
+  if (event === 'reassigned') {
+    const to = data['to'] as { operator?: string; group?: string } | undefined;
+    return `Reassigned to ${to?.operator !== undefined ? `operator ${to.operator}` : `group ${to?.group ?? '?'}`}: ${String(data['reason'] ?? '')}`;
+  }
+  return null;
+}
+
+export class Notifier {
+  private readonly random: () => number;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly channels: ChannelRegistry,
+    private readonly options: NotifierOptions,
+  ) {
+    this.random = options.random ?? Math.random;
+  }
+
+  /** One attempt for the delivery behind `timer`. Never throws for the channel's failure; the engine records it. */
+  readonly deliver = async (timer: TimerRow): Promise<void> => {
+    const store = this.engine.store.timers;
+    const delivery = await store.getDelivery(timer.id);
+    if (!delivery || delivery.status !== 'pending') {
+      await this.engine.recordDelivery(timer.id, { ok: false, ms: 0, error: 'no pending delivery', retryInMs: null });
+      return;
+    }
+    const found = this.channels.get(delivery.channel);
+    const request = await this.engine.requestById(delivery.request_id);
+    if ('error' in found || !request) {
+      const error = 'error' in found ? found.error : `request ${delivery.request_id} is gone`;
+      await this.engine.recordDelivery(timer.id, { ok: false, ms: 0, error, retryInMs: null });
+      return;
+    }
+    const { channel, config } = found;
+    const earlier = await store.listDeliveries({ requestId: delivery.request_id, channel: delivery.channel, status: 'delivered', limit: 50 });
+    const previous = earlier
+      .filter((d) => d.response !== null)
+      .reverse()
+      .map((d) => JSON.parse(d.response as string) as unknown);
+    const notification = renderNotification(request, delivery.event as NotificationEvent, {
+      reviewBase: this.options.reviewBase,
+      now: this.engine.clock(),
+      detail: detailOf(delivery.event, JSON.parse(delivery.data) as Record<string, unknown>),
+    });
+    const started = performance.now();
+    const abort = new AbortController();
+    const timeout = setTimeout(() => abort.abort(), config.timeoutMs);
+    try {
+      const response = await channel.send({ id: delivery.id, attempt: delivery.attempts + 1, notification, previous }, abort.signal);
+      await this.engine.recordDelivery(timer.id, { ok: true, ms: performance.now() - started, response });
+    } catch (err) {
+      const error = err instanceof DeliveryError ? err.message : `${channel.type} ${channel.name}: ${(err as Error)?.message ?? String(err)}`;
+      const retryable = err instanceof DeliveryError ? err.retryable : true;
+      const retryInMs = retryable ? nextRetryDelay(delivery.attempts + 1, config.retry, this.random()) : null;
+      await this.engine.recordDelivery(timer.id, { ok: false, ms: performance.now() - started, error, retryInMs });
+    } finally {
+      clearTimeout(timeout);
+    }
+  };
+}

@@ -1,0 +1,56 @@
+/**
+ * One interface for every notification channel. A channel turns the one rendered
+ * `Notification` (core/escalation/notification.ts) into its own wire format and sends it; it
+ * never decides what to say. Retrying, recording and auditing belong to the notifier and the
+ * engine, so a channel is a small leaf that a conformance suite can drive against a stand-in.
+ */
+import type { Notification } from '@countersign/core';
+
+export interface ChannelDelivery {
+  /** The delivery's id: stable across retries, so receivers can drop duplicates (webhook-id, Message-ID). */
+  readonly id: string;
+  /** 1 for the first attempt. */
+  readonly attempt: number;
+  readonly notification: Notification;
+  /** What this channel answered for earlier deliveries about the same request (e.g. Slack message ts), oldest first. */
+  readonly previous: readonly unknown[];
+}
+
+export interface Channel {
+  readonly name: string;
+  readonly type: ChannelType;
+  /**
+   * Sends one notification. Resolves with what later deliveries need to remember (or
+   * undefined); throws `DeliveryError` (retryable or not) on failure. `signal` aborts at the
+   * delivery timeout.
+   */
+  send(delivery: ChannelDelivery, signal: AbortSignal): Promise<unknown>;
+  close?(): Promise<void>;
+}
+
+export const CHANNEL_TYPES = ['webhook', 'email', 'slack', 'teams', 'pagerduty'] as const;
+export type ChannelType = (typeof CHANNEL_TYPES)[number];
+
+/** A failed attempt. `retryable: false` (a 4xx, a bad configuration) goes straight to failed. */
+export class DeliveryError extends Error {
+  override readonly name = 'DeliveryError';
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** HTTP status → a DeliveryError: 408, 425, 429 and 5xx are worth retrying; other 4xx are not. */
+export function httpFailure(what: string, status: number, body: string): DeliveryError {
+  const retryable = status >= 500 || status === 408 || status === 425 || status === 429;
+  return new DeliveryError(`${what} answered HTTP ${status}${body ? `: ${body.slice(0, 200)}` : ''}`, retryable);
+}
+
+/** A fetch failure (refused, reset, timed out) is worth retrying. */
+export function networkFailure(what: string, err: unknown): DeliveryError {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const why = e?.name === 'AbortError' || e?.name === 'TimeoutError' ? 'timed out' : (e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err));
+  return new DeliveryError(`${what}: ${why}`, true);
+}
