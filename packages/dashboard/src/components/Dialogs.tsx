@@ -36,7 +36,12 @@ function Modal({ title, onClose, children, onKey }: { title: string; onClose: ()
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
-    if (!dialog.open) dialog.showModal();
+    if (!dialog.open) {
+      dialog.showModal();
+      // Start on the element the dialog names (the confirm button, the reason field), not on
+      // the first input, so the confirming key is never typed into a field by accident.
+      dialog.querySelector<HTMLElement>('[data-autofocus]')?.focus();
+    }
     const onCancel = (e: Event) => {
       e.preventDefault();
       onClose();
@@ -122,7 +127,7 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         </p>
       )}
       <div className="dialog-actions">
-        <button type="button" className="primary" disabled={busy} onClick={() => void submit()}>
+        <button type="button" className="primary" data-autofocus disabled={busy} onClick={() => void submit()}>
           Confirm approval <kbd>y</kbd>
         </button>
         <button type="button" onClick={onClose}>
@@ -167,7 +172,7 @@ export function RejectDialog({ request, onClose, onDecided }: { request: Approva
       >
         <label className="field">
           Reason (required)
-          <textarea value={reason} maxLength={2000} rows={3} required autoFocus onChange={(e) => setReason(e.target.value)} />
+          <textarea value={reason} maxLength={2000} rows={3} required data-autofocus onChange={(e) => setReason(e.target.value)} />
         </label>
         {error && (
           <p className="error" role="alert">

@@ -14,6 +14,8 @@ export interface SafeTextProps {
   maxLines?: number;
   /** One line: newlines become visible ⏎ markers (table cells, titles). */
   inline?: boolean;
+  /** Inside a button or link: cut without an expander (no control inside a control). */
+  noExpand?: boolean;
 }
 
 function renderSegments(text: string, inline: boolean): ReactNode[] {
@@ -37,14 +39,15 @@ function renderSegments(text: string, inline: boolean): ReactNode[] {
   return out;
 }
 
-export function SafeText({ text, max = 400, maxLines = 12, inline = false }: SafeTextProps) {
+export function SafeText({ text, max = 400, maxLines = 12, inline = false, noExpand = false }: SafeTextProps) {
   const [expanded, setExpanded] = useState(false);
   const cut = expanded ? { shown: text, hidden: 0 } : truncate(text, max, inline ? Infinity : maxLines);
   const long = cut.hidden > 0 || expanded;
   return (
     <bdi className={inline ? 'agent-text inline' : 'agent-text'} dir="ltr" data-agent-text="">
       {renderSegments(cut.shown, inline)}
-      {cut.hidden > 0 && (
+      {cut.hidden > 0 && noExpand && <span className="ellipsis">…</span>}
+      {cut.hidden > 0 && !noExpand && (
         <>
           <span className="ellipsis" aria-hidden="true">
             …

@@ -138,7 +138,7 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
               </button>
               {request.alternatives.map((alt) => (
                 <button type="button" key={alt.name} className="alt" onClick={() => void approveClicked({ kind: 'approve', alternative: alt.name })}>
-                  Approve alternative: <SafeText text={alt.name} inline max={60} /> <span className="mono">({alt.action})</span>
+                  Approve alternative: <SafeText text={alt.name} inline max={60} noExpand /> <span className="mono">({alt.action})</span>
                 </button>
               ))}
               <button type="button" onClick={() => setModifying(!modifying)} aria-expanded={modifying}>
