@@ -437,3 +437,41 @@ it('documents the new routes in /openapi.json', async () => {
   for (const path of ['/v1/session', '/v1/events', '/v1/requests/{id}/feedback', '/v1/metrics/summary']) expect(doc.paths).toHaveProperty([path]);
   void AUTO;
 });
+
+describe('on PostgreSQL: two servers, one database', () => {
+  it('a change made through one server reaches the live stream of the other (NOTIFY), and the summary query runs', async () => {
+    const { postgresDatabase } = await import('./support/databases.ts');
+    const pg = postgresDatabase();
+    const a = await openTestEngine(pg.url);
+    const { Engine } = await import('../src/engine/engine.ts');
+    const { connect } = await import('../src/store/connect.ts');
+    const b = await Engine.open({ connection: await connect(pg.url) });
+    try {
+      await b.activatePolicy((await import('@countersign/core')).DEFAULT_POLICY_YAML, 'test');
+      const appB = createApp({ engine: b, log: () => {}, heartbeatSeconds: 1, dashboardDir: dist });
+      const token = (await a.engine.createOperator(a.admin, { name: 'pg-viewer', roles: ['reviewer'] })).token;
+      const controller = new AbortController();
+      const res = await appB.request('/v1/events', { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
+      const events = sseReader(res);
+      expect((await events.next()).event).toBe('ready');
+      const { request } = await a.engine.createRequest(a.agent, { ...QUEUED, args: { host: 'pg-1' } });
+      expect(JSON.parse((await events.next(10_000)).data)).toMatchObject({ id: request.id, status: 'pending' });
+      await a.engine.review(a.admin, request.id, { verdict: 'reject', reason: 'no' });
+      expect(JSON.parse((await events.next(10_000)).data)).toMatchObject({ id: request.id, status: 'rejected' });
+      await events.cancel();
+      controller.abort();
+
+      const summary = await appB.request('/v1/metrics/summary?bucket=hour&from=' + new Date(Date.now() - 3_600_000).toISOString(), { headers: { authorization: `Bearer ${token}` } });
+      expect(summary.status).toBe(200);
+      const body = (await summary.json()) as { totals: { requests: number; humanDecided: number; humanApproved: number }; operators: Array<{ name: string; rejections: number }> };
+      expect(body.totals).toMatchObject({ requests: 1, humanDecided: 1, humanApproved: 0 });
+      expect(body.operators).toMatchObject([{ name: 'admin', rejections: 1 }]);
+      const metrics = await appB.request('/metrics');
+      expect(await metrics.text()).toMatch(/countersign_requests_pending\{risk_level="high"\} 0/);
+    } finally {
+      await b.close();
+      await a.engine.close();
+      await pg.drop();
+    }
+  });
+});
