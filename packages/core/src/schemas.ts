@@ -167,6 +167,8 @@ export const ReviewBody = z
     args: JsonObject.optional(),
     alternative: z.string().min(1).max(100).optional(),
     totp: z.string().regex(/^\d{6,8}$/).optional(),
+    /** Number matching: the short code shown on the request card (critical approvals). */
+    matchCode: z.string().regex(/^\d{2}$/).optional(),
   })
   .superRefine((r, ctx) => {
     checkDepth(r, ctx);
@@ -355,6 +357,8 @@ export const ApprovalRequest = z.object({
   expiresAt: z.string().nullable(),
   /** Present while the request waits for reviewers (and kept, frozen, once decided); null when policy decided at once. */
   escalation: EscalationInfo.nullable().optional(),
+  /** Number matching: shown to operators reading a critical request, never in notifications; approvals must repeat it. */
+  matchCode: z.string().optional(),
 });
 export type ApprovalRequest = z.infer<typeof ApprovalRequest>;
 

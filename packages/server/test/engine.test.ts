@@ -98,7 +98,7 @@ describe.each(ENGINES)('engine: $name', ({ make }) => {
     expect((await t.engine.getRequest(t.admin, request.id)).status).toBe('pending');
   });
 
-  it('fails closed on approvals the policy wants step-up MFA for (no TOTP yet), but lets them be rejected', async () => {
+  it('fails closed on approvals the policy wants step-up MFA for when the reviewer has no TOTP, but lets them be rejected', async () => {
     const { request } = await t.engine.createRequest(t.agent, body({ action: 'delete_data', args: { path: '/x' }, confidence: 0.99, riskLevel: 'critical' }));
     expect(request.assessment).toMatchObject({ riskLevel: 'critical', mfaRequired: true, route: 'review' });
     const mona = await t.operator('mona', ['director']);

@@ -29,6 +29,7 @@ import { newId, newSecret, secretPrefix, sha256Hex } from '../ids.ts';
 import type { Connection } from '../store/connect.ts';
 import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
+import { GuardService, type GuardOptions } from '../guard/service.ts';
 import { Store, type AuditRow, type HistoryCounts, type NewAuditEntry, type Queries, type RequestRow } from '../store/store.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
@@ -118,21 +119,26 @@ export class Engine {
 
   /** The tamper-evident trail's signing and read side: checkpoints, proofs, export, receipts. */
   readonly trail: AuditService;
+  /** Step-up MFA, number matching, velocity, cool-downs, agent limits and pauses, slicing (guard/). */
+  readonly guard: GuardService;
 
   private constructor(
     readonly store: Store,
     private readonly now: () => number,
     auditKey: AuditKey,
+    guard: GuardOptions = {},
   ) {
     this.trail = new AuditService(store, auditKey, now);
+    this.guard = new GuardService(store, now, guard);
   }
 
   /**
    * Opens the store (migrating it) and starts listening for cross-process wake-ups. Without
    * `auditKey`, checkpoints and receipts are signed with a key that lives in this process only.
    */
-  static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined }): Promise<Engine> {
-    const engine = new Engine(new Store(options.connection), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey());
+  static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
+    const guard = options.guard ?? { encryptionKey: process.env.COUNTERSIGN_ENCRYPTION_KEY || undefined };
+    const engine = new Engine(new Store(options.connection), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
     if (engine.store.capabilities.listenNotify) {
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id));
     }
@@ -377,12 +383,14 @@ export class Engine {
     ];
     try {
       await this.store.transaction(async (tx) => {
+        await this.guard.checkCreate(tx, agent, policy.policy, at);
         await tx.insertRequest(row);
         await this.scheduleCreated(tx, row, escalation, at);
         await tx.appendAudit(entries);
         await tx.notify(WAKE_CHANNEL, id);
       });
     } catch (err) {
+      await this.guard.auditRefusal(err, by, null, 'create');
       // Two creates raced on one idempotency key: the loser returns the winner's request.
       if (body.idempotencyKey !== undefined) {
         const existing = await this.store.findByIdempotencyKey(agent.id, body.idempotencyKey);
@@ -431,7 +439,10 @@ export class Engine {
   async getRequest(by: Principal, id: string): Promise<ApprovalRequest> {
     const row = await this.store.getRequest(id);
     this.checkReadable(by, row, id);
-    return this.toPublic(row);
+    const request = await this.toPublic(row);
+    // Number matching: only an operator reading the request itself sees the code (never listings or notifications).
+    if (by.kind === 'operator' && this.guard.needsMatchCode(row.risk_level)) request.matchCode = await this.guard.matchCode(row.id);
+    return request;
   }
 
   /**
@@ -485,7 +496,18 @@ export class Engine {
   async review(by: Principal, id: string, body: ReviewBody): Promise<ApprovalRequest> {
     if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot review requests');
     const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
-    return this.change(by, id, { type: 'review', reviewer, verdict: body.verdict, reason: body.reason, args: body.args, alternative: body.alternative, at: '' });
+    const event: LifecycleEvent = { type: 'review', reviewer, verdict: body.verdict, reason: body.reason, args: body.args, alternative: body.alternative, at: '' };
+    try {
+      return await this.change(by, id, async (tx, current) => {
+        // Cool-down, velocity, number matching and the TOTP code, checked and marked used in this transaction.
+        const entries = await this.guard.checkApproval(tx, by, current, body, this.now());
+        if (entries.length > 0) await tx.appendAudit(entries);
+        return event;
+      });
+    } catch (err) {
+      await this.guard.auditRefusal(err, by, id, 'review');
+      throw err;
+    }
   }
 
   async cancel(by: Principal, id: string, body: CancelBody = {}): Promise<ApprovalRequest> {
@@ -517,16 +539,13 @@ export class Engine {
       const escalation = await this.escalationOf(tx, id);
       const event = typeof eventOrFire === 'function' ? await eventOrFire(tx, current, escalation) : eventOrFire;
       if (event === null) return (await tx.getRequest(id)) ?? current;
+      const stepUpChecked = typeof eventOrFire === 'function'; // reviews decided in a function came through review()
       const at = this.now();
       const atIso = new Date(at).toISOString();
       const assessment = JSON.parse(current.assessment) as Assessment;
-      if (event.type === 'review' && event.verdict === 'approve' && assessment.mfaRequired) {
-        // Fail closed: the policy demands step-up MFA and this server cannot verify a code yet.
-        throw new CountersignError(
-          'MFA_REQUIRED',
-          'policy requires step-up MFA to approve this request, and this server has no TOTP enrolment yet; it can only be rejected or left to expire',
-          { riskLevel: assessment.riskLevel },
-        );
+      if (event.type === 'review' && event.verdict === 'approve' && assessment.mfaRequired && !stepUpChecked) {
+        // Fail closed: an approval that needs step-up MFA must come through review(), which checks the code.
+        throw new CountersignError('MFA_REQUIRED', 'policy requires step-up MFA to approve this request', { riskLevel: assessment.riskLevel });
       }
       const votes = (await tx.reviewsFor([id])).map(voteFromRow);
       const state: LifecycleState = {

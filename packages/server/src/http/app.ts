@@ -9,6 +9,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import { registerAuditRoutes } from '../audit/http.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
+import { registerGuardRoutes } from '../guard/http.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
 import { mountSlackActions } from '../channels/slack-actions.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -157,6 +158,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
 
   registerAuditRoutes(app, engine);
   registerEscalationRoutes(app, engine);
+  registerGuardRoutes(app, engine);
 
   app.openapi(routes.createOperatorRoute, async (c) => c.json(await engine.createOperator(c.get('principal'), c.req.valid('json')), 201));
   app.openapi(routes.listOperatorsRoute, async (c) => c.json({ items: await engine.listOperators(c.get('principal')) }, 200));

@@ -6,6 +6,7 @@
 import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable } from '../audit/store.ts';
+import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorTotpTable } from '../guard/store.ts';
 
 export interface AgentsTable {
   id: string;
@@ -126,6 +127,10 @@ export interface Database {
   escalations: EscalationsTable;
   deliveries: DeliveriesTable;
   nonces: NoncesTable;
+  operator_totp: OperatorTotpTable;
+  approver_cooldowns: ApproverCooldownsTable;
+  agent_pauses: AgentPausesTable;
+  guard_settings: GuardSettingsTable;
 }
 
 export type { Generated };

@@ -8,6 +8,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
 import { TrailQueries } from '../audit/store.ts';
+import { GuardQueries } from '../guard/store.ts';
 import type {
   AuditLogTable,
   Database,
@@ -371,6 +372,11 @@ export class Queries {
   /** The audit trail's Merkle tree and checkpoints (audit/store.ts), on this handle (or transaction). */
   get trail(): TrailQueries {
     return new TrailQueries(this.db);
+  }
+
+  /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (guard/store.ts). */
+  get guard(): GuardQueries {
+    return new GuardQueries(this.db);
   }
 }
 

@@ -1,0 +1,129 @@
+/**
+ * The guard over HTTP: TOTP enrolment, approver velocity and cool-downs, agent pauses and
+ * slicing reports. Handlers only translate; the engine's guard decides and audits.
+ */
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { ErrorBody } from '@countersign/core';
+import type { Engine } from '../engine/engine.ts';
+import type { Principal } from '../engine/principal.ts';
+
+type Env = { Variables: { principal: Principal } };
+
+const security = [{ bearer: [] }];
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
+const body = <T extends z.ZodType>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
+const errors = {
+  400: json(ErrorBody, 'Bad input'),
+  401: json(ErrorBody, 'Missing or unknown credential'),
+  403: json(ErrorBody, 'Not allowed (FORBIDDEN, MFA_INVALID)'),
+  404: json(ErrorBody, 'No such operator or agent'),
+  409: json(ErrorBody, 'Conflict (ILLEGAL_TRANSITION)'),
+};
+/** An operator or agent, by id or by name. */
+const RefParams = z.object({ id: z.string().min(1).max(200) });
+const Reason = z.string().min(1).max(2_000).refine((s) => s.trim().length > 0, 'a reason is required');
+const Anything = z.record(z.string(), z.unknown());
+
+export const ConfirmTotpBody = z.strictObject({ code: z.string().regex(/^\d{6}$/, 'a 6-digit code') });
+export const CooldownBody = z.strictObject({ minutes: z.number().int().min(1).max(7 * 24 * 60), reason: Reason });
+export const PauseBody = z.strictObject({ minutes: z.number().int().min(1).max(30 * 24 * 60), reason: Reason });
+export const ResumeBody = z.strictObject({ reason: Reason });
+export const SlicingQuery = z.object({ windowMinutes: z.coerce.number().int().min(1).max(24 * 60).optional() });
+
+const enrolRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/me/totp',
+  summary: 'Start TOTP enrolment: the secret and otpauth:// URI are shown once; confirm with a first code',
+  security,
+  responses: {
+    201: json(z.object({ secret: z.string(), otpauthUri: z.string(), encryptedAtRest: z.boolean(), confirmWith: z.string() }), 'The new secret'),
+    ...errors,
+  },
+});
+const confirmRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/me/totp/confirm',
+  summary: 'Confirm TOTP enrolment with a first valid code',
+  security,
+  request: body(ConfirmTotpBody),
+  responses: { 200: json(z.object({ enrolled: z.literal(true), confirmedAt: z.string() }), 'Enrolled'), ...errors },
+});
+const totpStatusRoute = createRoute({
+  method: 'get',
+  path: '/v1/operators/me/totp',
+  summary: 'Whether the caller has TOTP enrolled',
+  security,
+  responses: { 200: json(z.object({ enrolled: z.boolean(), pending: z.boolean() }), 'Enrolment state'), ...errors },
+});
+const velocityRoute = createRoute({
+  method: 'get',
+  path: '/v1/approvers/{id}/velocity',
+  summary: "An approver's high/critical approvals per hour and day against the limits",
+  security,
+  request: { params: RefParams },
+  responses: { 200: json(Anything, 'Counts, limits, allowed, reason, resetAt'), ...errors },
+});
+const cooldownRoute = createRoute({
+  method: 'get',
+  path: '/v1/approvers/{id}/cooldown',
+  summary: "An approver's cool-down (automatic or manual)",
+  security,
+  request: { params: RefParams },
+  responses: { 200: json(Anything, 'active, until, reason, triggeredBy'), ...errors },
+});
+const setCooldownRoute = createRoute({
+  method: 'post',
+  path: '/v1/approvers/{id}/cooldown',
+  summary: 'Send an approver to cool down (lead or more senior), with a reason',
+  security,
+  request: { params: RefParams, ...body(CooldownBody) },
+  responses: { 200: json(Anything, 'The cool-down now'), ...errors },
+});
+const slicingRoute = createRoute({
+  method: 'get',
+  path: '/v1/agents/{id}/slicing',
+  summary: "Slicing-attack detection over the agent's recent requests",
+  security,
+  request: { params: RefParams, query: SlicingQuery },
+  responses: { 200: json(Anything, '{attackDetected, confidence, alerts:[{type, description, evidence}]}'), ...errors },
+});
+const pauseStatusRoute = createRoute({
+  method: 'get',
+  path: '/v1/agents/{id}/pause',
+  summary: 'Whether the agent is paused',
+  security,
+  request: { params: RefParams },
+  responses: { 200: json(Anything, 'paused, until, reason'), ...errors },
+});
+const pauseRoute = createRoute({
+  method: 'post',
+  path: '/v1/agents/{id}/pause',
+  summary: "Pause an agent (lead or more senior): its new requests are refused with AGENT_PAUSED",
+  security,
+  request: { params: RefParams, ...body(PauseBody) },
+  responses: { 200: json(Anything, 'The pause'), ...errors },
+});
+const resumeRoute = createRoute({
+  method: 'post',
+  path: '/v1/agents/{id}/resume',
+  summary: 'End an agent pause early (lead or more senior)',
+  security,
+  request: { params: RefParams, ...body(ResumeBody) },
+  responses: { 200: json(Anything, 'Not paused any more'), ...errors },
+});
+
+export function registerGuardRoutes(app: OpenAPIHono<Env>, engine: Engine): void {
+  const guard = engine.guard;
+  app.openapi(enrolRoute, async (c) => c.json(await guard.enrolTotp(c.get('principal')), 201));
+  app.openapi(confirmRoute, async (c) => c.json(await guard.confirmTotp(c.get('principal'), c.req.valid('json').code), 200));
+  app.openapi(totpStatusRoute, async (c) => c.json(await guard.totpStatus(c.get('principal')), 200));
+  app.openapi(velocityRoute, async (c) => c.json(await guard.velocity(c.get('principal'), c.req.valid('param').id), 200));
+  app.openapi(cooldownRoute, async (c) => c.json(await guard.cooldown(c.get('principal'), c.req.valid('param').id), 200));
+  app.openapi(setCooldownRoute, async (c) => c.json(await guard.setCooldown(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));
+  app.openapi(slicingRoute, async (c) =>
+    c.json(await guard.slicing(c.get('principal'), c.req.valid('param').id, c.req.valid('query').windowMinutes), 200),
+  );
+  app.openapi(pauseStatusRoute, async (c) => c.json(await guard.pauseStatus(c.get('principal'), c.req.valid('param').id), 200));
+  app.openapi(pauseRoute, async (c) => c.json(await guard.pause(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));
+  app.openapi(resumeRoute, async (c) => c.json(await guard.resume(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));
+}

@@ -1,0 +1,398 @@
+/**
+ * Protecting reviewers, as a collaborator of the engine (which composes it, as it does the
+ * audit trail): step-up TOTP and number matching on approvals, approver velocity limits and
+ * cool-downs, per-agent request limits, agent pauses and slicing reports. The decisions are
+ * core's pure functions (`approverVelocity`, `cooldownState`, `checkRate`, `detectSlicing`);
+ * this file reads the history they judge and writes the few rows they need, always with an
+ * audit entry in the same transaction.
+ */
+import {
+  CountersignError,
+  DEFAULT_APPROVER_LIMITS,
+  DEFAULT_COOLDOWN,
+  DEFAULT_SLICING_CONFIG,
+  ROLE_RANK,
+  approverVelocity,
+  checkRate,
+  cooldownState,
+  detectSlicing,
+  type ApprovalRecord,
+  type ApproverLimits,
+  type Assessment,
+  type CooldownConfig,
+  type GuardEvent,
+  type Policy,
+  type RiskLevel,
+  type Role,
+} from '@countersign/core';
+import { newId } from '../ids.ts';
+import type { Principal } from '../engine/principal.ts';
+import type { NewAuditEntry, Queries, RequestRow, Store } from '../store/store.ts';
+import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';
+
+const MINUTE = 60_000;
+const DAY = 24 * 60 * MINUTE;
+
+type Operator = Extract<Principal, { kind: 'operator' }>;
+type Actor = { type: string; id: string; name: string };
+
+export interface GuardOptions {
+  /** COUNTERSIGN_ENCRYPTION_KEY: seals TOTP secrets at rest; without it they are stored plain. */
+  encryptionKey?: string | undefined;
+  approverLimits?: ApproverLimits;
+  cooldown?: CooldownConfig;
+}
+
+/** What a review carries that the guard checks (the engine passes the review body). */
+export interface StepUp {
+  verdict: 'approve' | 'reject';
+  totp?: string | undefined;
+  matchCode?: string | undefined;
+}
+
+/** Codes of refusals that leave an audit entry even though nothing changed. */
+const AUDITED_REFUSALS = new Set(['MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED']);
+
+export class GuardService {
+  private readonly box: SecretBox;
+  private readonly limits: ApproverLimits;
+  private readonly cooldownConfig: CooldownConfig;
+  private matchSecret: string | undefined;
+  /** Rate-limit refusals are audited once per agent per minute, so a flooding agent cannot flood the trail. */
+  private readonly lastRateAudit = new Map<string, number>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number,
+    options: GuardOptions = {},
+  ) {
+    this.box = new SecretBox(options.encryptionKey);
+    this.limits = options.approverLimits ?? DEFAULT_APPROVER_LIMITS;
+    this.cooldownConfig = options.cooldown ?? DEFAULT_COOLDOWN;
+  }
+
+  // ---- TOTP enrolment ----
+
+  /**
+   * Starts (or restarts, while unconfirmed) an enrolment and returns the secret once. An
+   * operator who already confirmed one must keep it: replacing a second factor is an admin's
+   * job, not something a stolen token may do.
+   */
+  async enrolTotp(by: Principal) {
+    const op = requireOperator(by);
+    const at = this.now();
+    const secret = newTotpSecret();
+    await this.store.transaction(async (tx) => {
+      const existing = await tx.guard.totpFor(op.operatorId);
+      if (existing?.confirmed_at != null) {
+        throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already enrolled and confirmed for this operator');
+      }
+      await tx.guard.putPendingTotp({ operator_id: op.operatorId, secret: this.box.seal(secret), confirmed_at: null, last_step: null, created_at: at });
+      await tx.appendAudit([audit('totp_enrolment_started', null, actorOf(op), { operatorId: op.operatorId, encrypted: this.box.encrypts }, at)]);
+    });
+    return {
+      secret,
+      otpauthUri: totpUri(secret, op.name),
+      encryptedAtRest: this.box.encrypts,
+      confirmWith: 'POST /v1/operators/me/totp/confirm {"code": "123456"}',
+    };
+  }
+
+  async confirmTotp(by: Principal, code: string) {
+    const op = requireOperator(by);
+    return this.store.transaction(async (tx) => {
+      const at = this.now();
+      const row = await tx.guard.totpFor(op.operatorId);
+      if (!row) throw new CountersignError('MFA_REQUIRED', 'no TOTP enrolment to confirm; start one with POST /v1/operators/me/totp');
+      if (row.confirmed_at != null) throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already confirmed');
+      const step = verifyTotp(this.box.open(row.secret), code, at);
+      if (step === null) throw new CountersignError('MFA_INVALID', 'that code is not valid now; check the authenticator clock and try the current code');
+      await tx.guard.confirmTotp(op.operatorId, at, step);
+      await tx.appendAudit([audit('totp_enrolled', null, actorOf(op), { operatorId: op.operatorId }, at)]);
+      return { enrolled: true as const, confirmedAt: new Date(at).toISOString() };
+    });
+  }
+
+  async totpStatus(by: Principal) {
+    const op = requireOperator(by);
+    const row = await this.store.guard.totpFor(op.operatorId);
+    return { enrolled: row?.confirmed_at != null, pending: row != null && row.confirmed_at == null };
+  }
+
+  // ---- number matching ----
+
+  async matchCode(requestId: string): Promise<string> {
+    this.matchSecret ??= await this.store.guard.setting('match_secret');
+    if (!this.matchSecret) throw new CountersignError('STORE_UNAVAILABLE', 'the number-matching secret is missing; run the migrations');
+    return matchCodeFor(this.matchSecret, requestId);
+  }
+
+  /** Number matching applies to approvals of critical requests. */
+  needsMatchCode(riskLevel: string): boolean {
+    return riskLevel === 'critical';
+  }
+
+  // ---- the review path (inside the engine's transaction) ----
+
+  /**
+   * Checks one approval before it is recorded, in the review's transaction: cool-down, velocity,
+   * the TOTP code (whose time step is marked used here, rolled back with everything else if a later check refuses, so a code works
+   * once even when two reviews race), then number matching. Returns audit entries to append with the review (a
+   * cool-down this approval starts). Rejections are never held back: saying no is always safe.
+   */
+  async checkApproval(tx: Queries, by: Operator, current: RequestRow, step: StepUp, at: number): Promise<NewAuditEntry[]> {
+    if (step.verdict !== 'approve' || current.status !== 'pending') return [];
+    const assessment = JSON.parse(current.assessment) as Assessment;
+    const risk = current.risk_level as RiskLevel;
+    const approvals = await this.approvals(tx, by.operatorId, at);
+
+    const cool = cooldownState(approvals, at, this.cooldownConfig, await this.manualCooldown(tx, by.operatorId, at));
+    if (cool.active && this.cooldownConfig.riskLevels.includes(risk)) {
+      throw new CountersignError('COOLDOWN_ACTIVE', `you are in a cool-down until ${cool.until} (${cool.reason}); another reviewer must take ${risk}-risk approvals`, cool);
+    }
+    const velocity = approverVelocity(approvals, at, risk, this.limits);
+    if (!velocity.allowed) {
+      throw new CountersignError('VELOCITY_LIMITED', `approval velocity limit reached: ${velocity.reason}; another reviewer must take it`, {
+        counts: velocity.counts,
+        limits: velocity.limits,
+        resetAt: velocity.resetAt,
+      });
+    }
+    if (assessment.mfaRequired) {
+      if (step.totp === undefined) {
+        throw new CountersignError('MFA_REQUIRED', `policy requires a TOTP code (totp) to approve ${risk}-risk requests`, { riskLevel: risk });
+      }
+      const enrolment = await tx.guard.totpFor(by.operatorId);
+      if (!enrolment || enrolment.confirmed_at == null) {
+        throw new CountersignError('MFA_REQUIRED', 'policy requires step-up MFA and you have no confirmed TOTP enrolment (countersign mfa enrol)', { riskLevel: risk });
+      }
+      let secret: string;
+      try {
+        secret = this.box.open(enrolment.secret);
+      } catch (err) {
+        throw new CountersignError('MFA_REQUIRED', `the TOTP secret cannot be read: ${(err as Error).message}`);
+      }
+      const used = verifyTotp(secret, step.totp, at, enrolment.last_step);
+      if (used === null || !(await tx.guard.useTotpStep(by.operatorId, used))) {
+        const replay = used === null && verifyTotp(secret, step.totp, at) !== null;
+        throw new CountersignError('MFA_INVALID', replay ? 'that TOTP code was already used; wait for the next one' : 'that TOTP code is not valid now');
+      }
+    }
+    if (this.needsMatchCode(current.risk_level)) {
+      if (step.matchCode === undefined) {
+        throw new CountersignError('MATCH_CODE_INVALID', 'critical approvals must repeat the two-digit match code shown on the request card (matchCode)');
+      }
+      if (step.matchCode !== (await this.matchCode(current.id))) {
+        throw new CountersignError('MATCH_CODE_INVALID', 'the match code does not match the one shown on the request card');
+      }
+    }
+    const entries: NewAuditEntry[] = [];
+    if (this.cooldownConfig.riskLevels.includes(risk)) {
+      const after = cooldownState([...approvals, { requestId: current.id, at, riskLevel: risk }], at, this.cooldownConfig);
+      if (after.active && after.triggeredBy.includes(current.id)) {
+        entries.push(audit('cooldown_started', current.id, SYSTEM, { operatorId: by.operatorId, operator: by.name, until: after.until, reason: after.reason, triggeredBy: after.triggeredBy }, at));
+      }
+    }
+    return entries;
+  }
+
+  /** After a refused approval or create rolled back: the refusal itself goes on the trail. */
+  async auditRefusal(err: unknown, by: Principal, requestId: string | null, what: string): Promise<void> {
+    if (!(err instanceof CountersignError) || !AUDITED_REFUSALS.has(err.code)) return;
+    const at = this.now();
+    if (err.code === 'RATE_LIMITED' && by.kind === 'agent') {
+      const last = this.lastRateAudit.get(by.agentId);
+      if (last !== undefined && at - last < MINUTE) return;
+      if (this.lastRateAudit.size > 10_000) this.lastRateAudit.clear();
+      this.lastRateAudit.set(by.agentId, at);
+    }
+    try {
+      await this.store.transaction((tx) => tx.appendAudit([audit(`${what}_refused`, requestId, actorOf(by), { code: err.code, message: err.message }, at)]));
+    } catch {
+      // The caller is already being refused; a failed audit of the refusal must not mask that.
+    }
+  }
+
+  // ---- the create path ----
+
+  /** A paused agent is refused; so is one over its policy's `agents.<name>.limits`. */
+  async checkCreate(tx: Queries, agent: { id: string; name: string }, policy: Policy, at: number): Promise<void> {
+    const pause = await tx.guard.activePause(agent.id, at);
+    if (pause) {
+      throw new CountersignError('AGENT_PAUSED', `agent ${agent.name} is paused until ${new Date(pause.until).toISOString()}: ${pause.reason}`, {
+        until: new Date(pause.until).toISOString(),
+        reason: pause.reason,
+      });
+    }
+    const limits = policy.agents[agent.name]?.limits;
+    if (!limits || (limits.perMinute === undefined && limits.perHour === undefined)) return;
+    const windows = [
+      ...(limits.perMinute !== undefined ? [{ name: 'minute', ms: MINUTE, limit: limits.perMinute }] : []),
+      ...(limits.perHour !== undefined ? [{ name: 'hour', ms: 60 * MINUTE, limit: limits.perHour }] : []),
+    ];
+    const span = Math.max(...windows.map((w) => w.ms));
+    const times = await tx.guard.requestTimes(agent.id, at - span, Math.max(...windows.map((w) => w.limit)) + 1);
+    const check = checkRate(times, at, windows);
+    if (!check.allowed) {
+      throw new CountersignError('RATE_LIMITED', `agent ${agent.name} is over its request limit: ${check.reason}`, {
+        counts: check.counts,
+        limits: check.limits,
+        resetAt: check.resetAt,
+      });
+    }
+  }
+
+  // ---- reads and manual actions over HTTP ----
+
+  async velocity(by: Principal, operatorRef: string) {
+    requireOperator(by);
+    const op = await this.operator(operatorRef);
+    const at = this.now();
+    const approvals = await this.approvals(this.store, op.id, at);
+    const check = approverVelocity(approvals, at, 'critical', this.limits);
+    return {
+      operatorId: op.id,
+      operator: op.name,
+      riskLevels: [...this.limits.riskLevels],
+      counts: check.counts,
+      limits: check.limits,
+      allowed: check.allowed,
+      reason: check.reason,
+      resetAt: check.resetAt,
+    };
+  }
+
+  async cooldown(by: Principal, operatorRef: string) {
+    requireOperator(by);
+    const op = await this.operator(operatorRef);
+    const at = this.now();
+    const state = cooldownState(await this.approvals(this.store, op.id, at), at, this.cooldownConfig, await this.manualCooldown(this.store, op.id, at));
+    return { operatorId: op.id, operator: op.name, ...state, config: { ...this.cooldownConfig, riskLevels: [...this.cooldownConfig.riskLevels] } };
+  }
+
+  /** A lead (or more senior) sends an approver to cool down, with a reason; audited. */
+  async setCooldown(by: Principal, operatorRef: string, body: { minutes: number; reason: string }) {
+    const lead = requireRank(by, 'lead');
+    const op = await this.operator(operatorRef);
+    const at = this.now();
+    const until = at + body.minutes * MINUTE;
+    await this.store.transaction(async (tx) => {
+      await tx.guard.insertCooldown({ id: newId('cool', at), operator_id: op.id, until, reason: body.reason, set_by: lead.operatorId, created_at: at });
+      await tx.appendAudit([audit('cooldown_started', null, actorOf(lead), { operatorId: op.id, operator: op.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}`, manual: true }, at)]);
+    });
+    return this.cooldown(by, op.id);
+  }
+
+  async pause(by: Principal, agentRef: string, body: { minutes: number; reason: string }) {
+    const lead = requireRank(by, 'lead');
+    const agent = await this.agent(agentRef);
+    const at = this.now();
+    const until = at + body.minutes * MINUTE;
+    await this.store.transaction(async (tx) => {
+      await tx.guard.insertPause({ id: newId('pause', at), agent_id: agent.id, until, reason: body.reason, set_by: lead.operatorId, created_at: at, resumed_at: null });
+      await tx.appendAudit([audit('agent_paused', null, actorOf(lead), { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason: body.reason }, at)]);
+    });
+    return this.pauseState(agent);
+  }
+
+  async resume(by: Principal, agentRef: string, body: { reason: string }) {
+    const lead = requireRank(by, 'lead');
+    const agent = await this.agent(agentRef);
+    const at = this.now();
+    await this.store.transaction(async (tx) => {
+      const ended = await tx.guard.resumeAgent(agent.id, at);
+      if (ended === 0) throw new CountersignError('ILLEGAL_TRANSITION', `agent ${agent.name} is not paused`);
+      await tx.appendAudit([audit('agent_resumed', null, actorOf(lead), { agentId: agent.id, agent: agent.name, reason: body.reason }, at)]);
+    });
+    return this.pauseState(agent);
+  }
+
+  async pauseStatus(by: Principal, agentRef: string) {
+    requireOperator(by);
+    return this.pauseState(await this.agent(agentRef));
+  }
+
+  /** `detectSlicing` over the agent's requests in the window (and a day before it, the baseline). */
+  async slicing(by: Principal, agentRef: string, windowMinutes = 60) {
+    requireOperator(by);
+    const agent = await this.agent(agentRef);
+    const at = this.now();
+    const { requests, approvals } = await this.store.guard.agentHistory(agent.id, at - windowMinutes * MINUTE - DAY);
+    const firstApproval = new Map<string, { operator_id: string; created_at: number }>();
+    for (const a of approvals) if (!firstApproval.has(a.request_id)) firstApproval.set(a.request_id, a);
+    const events: GuardEvent[] = requests.map((r) => {
+      const context = JSON.parse(r.context) as { value?: unknown };
+      const approval = firstApproval.get(r.id);
+      return {
+        requestId: r.id,
+        agentId: r.agent_id,
+        action: r.action,
+        args: JSON.parse(r.args),
+        value: typeof context.value === 'number' ? context.value : undefined,
+        riskLevel: r.risk_level as RiskLevel,
+        createdAt: Number(r.created_at),
+        approverId: approval?.operator_id,
+        decidedAt: r.decided_at === null ? undefined : Number(r.decided_at),
+        outcome: r.status === 'rejected' || r.status === 'expired' ? 'rejected' : r.status === 'pending' || r.status === 'cancelled' ? undefined : 'approved',
+      };
+    });
+    const report = detectSlicing(events, at, { ...DEFAULT_SLICING_CONFIG, windowMinutes });
+    return { agentId: agent.id, agent: agent.name, windowMinutes, ...report };
+  }
+
+  // ---- helpers ----
+
+  private async pauseState(agent: { id: string; name: string }) {
+    const pause = await this.store.guard.activePause(agent.id, this.now());
+    return {
+      agentId: agent.id,
+      agent: agent.name,
+      paused: pause !== undefined,
+      until: pause ? new Date(pause.until).toISOString() : null,
+      reason: pause?.reason ?? null,
+    };
+  }
+
+  private async approvals(q: Queries, operatorId: string, at: number): Promise<ApprovalRecord[]> {
+    const rows = await q.guard.approvalsBy(operatorId, at - DAY);
+    return rows.map((r) => ({ requestId: r.request_id, at: Number(r.created_at), riskLevel: r.risk_level as RiskLevel }));
+  }
+
+  private async manualCooldown(q: Queries, operatorId: string, at: number) {
+    const row = await q.guard.activeCooldown(operatorId, at);
+    return row ? { until: Number(row.until), reason: row.reason } : null;
+  }
+
+  private async operator(ref: string): Promise<{ id: string; name: string }> {
+    const found = (await this.store.findOperatorByName(ref)) ?? (await this.store.listOperators()).find((o) => o.id === ref);
+    if (!found) throw new CountersignError('NOT_FOUND', `no operator ${ref}`);
+    return { id: found.id, name: found.name };
+  }
+
+  private async agent(ref: string): Promise<{ id: string; name: string }> {
+    const found = (await this.store.findAgentByName(ref)) ?? (await this.store.findAgentById(ref));
+    if (!found) throw new CountersignError('NOT_FOUND', `no agent ${ref}`);
+    return { id: found.id, name: found.name };
+  }
+}
+
+const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
+
+function actorOf(p: Principal): Actor {
+  return p.kind === 'agent' ? { type: 'agent', id: p.agentId, name: p.agentName } : { type: 'operator', id: p.operatorId, name: p.name };
+}
+
+function audit(type: string, requestId: string | null, actor: Actor, data: unknown, at: number): NewAuditEntry {
+  return { at, type, request_id: requestId, actor_type: actor.type, actor_id: actor.id, actor_name: actor.name, data: JSON.stringify(data) };
+}
+
+function requireOperator(by: Principal): Operator {
+  if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'this needs an operator token');
+  return by;
+}
+
+function requireRank(by: Principal, role: Role): Operator {
+  const op = requireOperator(by);
+  if (!op.roles.some((r) => ROLE_RANK[r] >= ROLE_RANK[role])) throw new CountersignError('FORBIDDEN', `this needs the ${role} role or a more senior one`);
+  return op;
+}

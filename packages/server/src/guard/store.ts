@@ -1,0 +1,237 @@
+/**
+ * The guard's tables and their SQL: TOTP enrolments (with the last used time step, so a code
+ * works once), manual cool-downs, agent pauses, and the server secret behind number matching.
+ * Automatic cool-downs and velocity are not stored: they are computed from the reviews table.
+ */
+import { randomBytes } from 'node:crypto';
+import { type Kysely, type Migration, type Transaction } from 'kysely';
+import type { Database } from '../store/schema.ts';
+
+export interface OperatorTotpTable {
+  operator_id: string;
+  /** `enc:v1:…` (AES-256-GCM under COUNTERSIGN_ENCRYPTION_KEY) or `plain:<base32>`. */
+  secret: string;
+  /** Null until the first valid code confirms the enrolment. */
+  confirmed_at: number | null;
+  /** The newest RFC 6238 time step accepted; codes of this step or older are refused. */
+  last_step: number | null;
+  created_at: number;
+}
+
+export interface ApproverCooldownsTable {
+  id: string;
+  operator_id: string;
+  until: number;
+  reason: string;
+  set_by: string;
+  created_at: number;
+}
+
+export interface AgentPausesTable {
+  id: string;
+  agent_id: string;
+  until: number;
+  reason: string;
+  set_by: string;
+  created_at: number;
+  resumed_at: number | null;
+}
+
+export interface GuardSettingsTable {
+  key: string;
+  value: string;
+}
+
+export const m004_guard: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('operator_totp')
+      .addColumn('operator_id', 'text', (c) => c.primaryKey())
+      .addColumn('secret', 'text', (c) => c.notNull())
+      .addColumn('confirmed_at', 'bigint')
+      .addColumn('last_step', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('approver_cooldowns')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('operator_id', 'text', (c) => c.notNull())
+      .addColumn('until', 'bigint', (c) => c.notNull())
+      .addColumn('reason', 'text', (c) => c.notNull())
+      .addColumn('set_by', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('approver_cooldowns_operator').on('approver_cooldowns').columns(['operator_id', 'until']).execute();
+    await db.schema
+      .createTable('agent_pauses')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('agent_id', 'text', (c) => c.notNull())
+      .addColumn('until', 'bigint', (c) => c.notNull())
+      .addColumn('reason', 'text', (c) => c.notNull())
+      .addColumn('set_by', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('resumed_at', 'bigint')
+      .execute();
+    await db.schema.createIndex('agent_pauses_agent').on('agent_pauses').columns(['agent_id', 'until']).execute();
+    await db.schema
+      .createTable('guard_settings')
+      .addColumn('key', 'text', (c) => c.primaryKey())
+      .addColumn('value', 'text', (c) => c.notNull())
+      .execute();
+    // One secret per database (not per process), so every server shows the same match code.
+    await db.insertInto('guard_settings').values({ key: 'match_secret', value: randomBytes(32).toString('base64') }).execute();
+    // Velocity and cool-downs read an approver's recent votes; rate limits an agent's recent requests.
+    await db.schema.createIndex('reviews_operator_created').on('reviews').columns(['operator_id', 'created_at']).execute();
+    await db.schema.createIndex('requests_agent_created').on('requests').columns(['agent_id', 'created_at']).execute();
+  },
+};
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+export interface ApprovalRow {
+  request_id: string;
+  created_at: number;
+  risk_level: string;
+}
+
+export class GuardQueries {
+  constructor(private readonly db: Db) {}
+
+  /** An approver's approvals since `since`, with the risk level of each request. */
+  async approvalsBy(operatorId: string, since: number): Promise<ApprovalRow[]> {
+    return this.db
+      .selectFrom('reviews')
+      .innerJoin('requests', 'requests.id', 'reviews.request_id')
+      .select(['reviews.request_id', 'reviews.created_at', 'requests.risk_level'])
+      .where('reviews.operator_id', '=', operatorId)
+      .where('reviews.verdict', '=', 'approve')
+      .where('reviews.created_at', '>', since)
+      .orderBy('reviews.created_at')
+      .execute();
+  }
+
+  /** When an agent's requests since `since` were created (at most `limit`, newest kept). */
+  async requestTimes(agentId: string, since: number, limit = 10_000): Promise<number[]> {
+    const rows = await this.db
+      .selectFrom('requests')
+      .select('created_at')
+      .where('agent_id', '=', agentId)
+      .where('created_at', '>', since)
+      .orderBy('created_at', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => Number(r.created_at));
+  }
+
+  /** An agent's requests since `since` with their approving reviews, for slicing detection. */
+  async agentHistory(agentId: string, since: number, limit = 5_000) {
+    const requests = await this.db
+      .selectFrom('requests')
+      .select(['id', 'agent_id', 'action', 'args', 'context', 'risk_level', 'status', 'created_at', 'decided_at'])
+      .where('agent_id', '=', agentId)
+      .where('created_at', '>', since)
+      .orderBy('created_at', 'desc')
+      .limit(limit)
+      .execute();
+    const ids = requests.map((r) => r.id);
+    const approvals =
+      ids.length === 0
+        ? []
+        : await this.db
+            .selectFrom('reviews')
+            .select(['request_id', 'operator_id', 'created_at'])
+            .where('request_id', 'in', ids)
+            .where('verdict', '=', 'approve')
+            .orderBy('created_at')
+            .execute();
+    return { requests, approvals };
+  }
+
+  // ---- TOTP ----
+
+  async totpFor(operatorId: string): Promise<OperatorTotpTable | undefined> {
+    return this.db.selectFrom('operator_totp').selectAll().where('operator_id', '=', operatorId).executeTakeFirst();
+  }
+
+  /** A new (unconfirmed) enrolment replaces an unconfirmed one; a confirmed one is never overwritten here. */
+  async putPendingTotp(row: OperatorTotpTable): Promise<void> {
+    await this.db.deleteFrom('operator_totp').where('operator_id', '=', row.operator_id).where('confirmed_at', 'is', null).execute();
+    await this.db.insertInto('operator_totp').values(row).execute();
+  }
+
+  async confirmTotp(operatorId: string, at: number, step: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('operator_totp')
+      .set({ confirmed_at: at, last_step: step })
+      .where('operator_id', '=', operatorId)
+      .where('confirmed_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Records `step` as used. False when this step (or a later one) was already used: the
+   * conditional update is the replay guard, so two racing reviews with one code cannot both pass.
+   */
+  async useTotpStep(operatorId: string, step: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('operator_totp')
+      .set({ last_step: step })
+      .where('operator_id', '=', operatorId)
+      .where('confirmed_at', 'is not', null)
+      .where((eb) => eb.or([eb('last_step', 'is', null), eb('last_step', '<', step)]))
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  // ---- cool-downs and pauses ----
+
+  async insertCooldown(row: ApproverCooldownsTable): Promise<void> {
+    await this.db.insertInto('approver_cooldowns').values(row).execute();
+  }
+
+  /** The manual cool-down that ends last among those still running at `now`. */
+  async activeCooldown(operatorId: string, now: number): Promise<ApproverCooldownsTable | undefined> {
+    return this.db
+      .selectFrom('approver_cooldowns')
+      .selectAll()
+      .where('operator_id', '=', operatorId)
+      .where('until', '>', now)
+      .orderBy('until', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  async insertPause(row: AgentPausesTable): Promise<void> {
+    await this.db.insertInto('agent_pauses').values(row).execute();
+  }
+
+  async activePause(agentId: string, now: number): Promise<AgentPausesTable | undefined> {
+    return this.db
+      .selectFrom('agent_pauses')
+      .selectAll()
+      .where('agent_id', '=', agentId)
+      .where('until', '>', now)
+      .where('resumed_at', 'is', null)
+      .orderBy('until', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  /** Ends every running pause of the agent; returns how many. */
+  async resumeAgent(agentId: string, at: number): Promise<number> {
+    const result = await this.db
+      .updateTable('agent_pauses')
+      .set({ resumed_at: at })
+      .where('agent_id', '=', agentId)
+      .where('until', '>', at)
+      .where('resumed_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  async setting(key: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom('guard_settings').select('value').where('key', '=', key).executeTakeFirst();
+    return row?.value;
+  }
+}
