@@ -1,0 +1,174 @@
+/**
+ * Protecting reviewers over HTTP (SQLite, with a controlled clock): approver velocity limits and
+ * automatic cool-downs on high/critical approvals, manual cool-downs by a lead, per-agent
+ * request limits from the policy, agent pauses, and the slicing report, each with its audit.
+ */
+import { CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../src/engine/engine.ts';
+import { createApp } from '../src/http/app.ts';
+import { connect } from '../src/store/connect.ts';
+import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
+
+const MINUTE = 60_000;
+const HIGH = { action: 'isolate_host', args: { host: 'ws-042' }, confidence: 0.82, riskLevel: 'high' } as const;
+const MEDIUM = { action: 'block_ip', args: { ip: '192.0.2.7' }, confidence: 0.7, riskLevel: 'medium' } as const;
+const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  fast-bot: { limits: { perMinute: 3, perHour: 5 } }');
+
+describe('guard over HTTP', () => {
+  let database: TestDatabase;
+  let engine: Engine;
+  let app: ReturnType<typeof createApp>;
+  let clock = Date.UTC(2026, 0, 5, 9, 0, 0);
+  let adminToken = '';
+  let agentKey = '';
+
+  const call = async (token: string, method: string, path: string, body?: unknown) => {
+    const res = await app.request(path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, json: (await res.json()) as any };
+  };
+  const create = (key: string, body: unknown) => call(key, 'POST', '/v1/requests', CreateRequestBody.parse(body));
+  const operator = async (name: string, roles: string[]) => (await call(adminToken, 'POST', '/v1/operators', { name, roles })).json.token as string;
+  const auditTypes = async (type: string) => (await engine.listAudit((await engine.authenticate(adminToken))!, { type, limit: 1000 })).map((e) => e.data as any);
+
+  beforeAll(async () => {
+    database = sqliteDatabase();
+    engine = await Engine.open({ connection: await connect(database.url), now: () => clock });
+    await engine.activatePolicy(POLICY, 'test');
+    const boot = (await engine.bootstrap())!;
+    adminToken = boot.adminToken;
+    agentKey = boot.agentKey;
+    app = createApp({ engine, log: () => {} });
+  });
+  afterAll(async () => {
+    await engine.close();
+    await database.drop();
+  });
+
+  it('starts a cool-down after 5 high approvals within 15 minutes; medium approvals still pass', async () => {
+    const rita = await operator('rita', ['reviewer']);
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const created = await create(agentKey, { ...HIGH, args: { host: `ws-${i}` } });
+      expect(created.json.assessment.riskLevel).toBe('high');
+      ids.push(created.json.id);
+    }
+    for (let i = 0; i < 5; i++) {
+      clock += 2 * MINUTE;
+      const r = await call(rita, 'POST', `/v1/requests/${ids[i]}/reviews`, { verdict: 'approve' });
+      expect(r.status).toBe(200);
+    }
+    const cooldown = await call(rita, 'GET', '/v1/approvers/rita/cooldown');
+    expect(cooldown.json).toMatchObject({ active: true, triggeredBy: ids.slice(0, 5) });
+    expect(new Date(cooldown.json.until).getTime()).toBe(clock + 30 * MINUTE);
+    const refused = await call(rita, 'POST', `/v1/requests/${ids[5]}/reviews`, { verdict: 'approve' });
+    expect(refused.status).toBe(403);
+    expect(refused.json.error.code).toBe('COOLDOWN_ACTIVE');
+    // Saying no is never held back, and lower-risk work goes on.
+    const medium = await create(agentKey, MEDIUM);
+    expect(medium.json.assessment.riskLevel).toBe('medium');
+    expect((await call(rita, 'POST', `/v1/requests/${medium.json.id}/reviews`, { verdict: 'approve' })).status).toBe(200);
+    expect((await auditTypes('cooldown_started')).some((d) => d.operator === 'rita' && d.triggeredBy.length === 5)).toBe(true);
+    expect((await auditTypes('review_refused')).some((d) => d.code === 'COOLDOWN_ACTIVE')).toBe(true);
+    clock += 31 * MINUTE;
+    expect((await call(rita, 'GET', '/v1/approvers/rita/cooldown')).json.active).toBe(false);
+    expect((await call(rita, 'POST', `/v1/requests/${ids[5]}/reviews`, { verdict: 'approve' })).status).toBe(200);
+  });
+
+  it('limits an approver to 10 high/critical approvals an hour (spread out, so no cool-down), and reports it', async () => {
+    const sam = await operator('sam', ['reviewer']);
+    for (let i = 0; i < 10; i++) {
+      const created = await create(agentKey, { ...HIGH, args: { host: `v-${i}` } });
+      clock += 4 * MINUTE; // 5 approvals span 16 minutes: never 5 within 15
+      expect((await call(sam, 'POST', `/v1/requests/${created.json.id}/reviews`, { verdict: 'approve' })).status).toBe(200);
+    }
+    const velocity = await call(sam, 'GET', '/v1/approvers/sam/velocity');
+    expect(velocity.json).toMatchObject({ operator: 'sam', counts: { hour: 10, day: 10 }, limits: { hour: 10, day: 50 }, allowed: false });
+    expect(velocity.json.resetAt).not.toBeNull();
+    const eleventh = await create(agentKey, { ...HIGH, args: { host: 'v-10' } });
+    clock += 4 * MINUTE;
+    const refused = await call(sam, 'POST', `/v1/requests/${eleventh.json.id}/reviews`, { verdict: 'approve' });
+    expect(refused.status).toBe(429);
+    expect(refused.json.error.code).toBe('VELOCITY_LIMITED');
+    expect(refused.json.error.details.limits).toEqual({ hour: 10, day: 50 });
+  });
+
+  it('lets a lead (not a reviewer) send an approver to cool down, with a reason', async () => {
+    const tess = await operator('tess', ['reviewer']);
+    const lead = await operator('leah', ['lead']);
+    const byPeer = await call(tess, 'POST', '/v1/approvers/tess/cooldown', { minutes: 20, reason: 'tired' });
+    expect(byPeer.json.error.code).toBe('FORBIDDEN');
+    expect((await call(lead, 'POST', '/v1/approvers/tess/cooldown', { minutes: 20 })).json.error.code).toBe('VALIDATION_FAILED');
+    const set = await call(lead, 'POST', '/v1/approvers/tess/cooldown', { minutes: 20, reason: 'eight hours on call' });
+    expect(set.status).toBe(200);
+    expect(set.json).toMatchObject({ active: true, reason: 'manual: eight hours on call' });
+    const created = await create(agentKey, { ...HIGH, args: { host: 'm-1' } });
+    expect((await call(tess, 'POST', `/v1/requests/${created.json.id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('COOLDOWN_ACTIVE');
+    expect((await auditTypes('cooldown_started')).some((d) => d.operator === 'tess' && d.manual === true)).toBe(true);
+    expect((await call(lead, 'GET', '/v1/approvers/nobody/cooldown')).status).toBe(404);
+  });
+
+  it("enforces the policy's per-agent limits on create (RATE_LIMITED, 429) and frees a slot as the window slides", async () => {
+    const key = (await call(adminToken, 'POST', '/v1/keys', { agent: 'fast-bot' })).json.key as string;
+    for (let i = 0; i < 3; i++) expect((await create(key, { ...MEDIUM, args: { n: i } })).status).toBe(201);
+    const limited = await create(key, { ...MEDIUM, args: { n: 3 } });
+    expect(limited.status).toBe(429);
+    expect(limited.json.error).toMatchObject({ code: 'RATE_LIMITED', details: { counts: { minute: 3 }, limits: { minute: 3, hour: 5 } } });
+    clock += 61 * MINUTE / 60; // 61 s
+    expect((await create(key, { ...MEDIUM, args: { n: 4 } })).status).toBe(201);
+    expect((await create(key, { ...MEDIUM, args: { n: 5 } })).status).toBe(201);
+    clock += 61_000;
+    expect((await create(key, { ...MEDIUM, args: { n: 6 } })).json.error.details.counts.hour).toBe(5);
+    // Other agents are not limited by fast-bot's entry.
+    expect((await create(agentKey, MEDIUM)).status).toBe(201);
+    expect((await auditTypes('create_refused')).filter((d) => d.code === 'RATE_LIMITED').length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('pauses an agent (lead or more senior): its creates are refused with AGENT_PAUSED until resumed', async () => {
+    const key = (await call(adminToken, 'POST', '/v1/keys', { agent: 'paused-bot' })).json.key as string;
+    const rev = await operator('ursula', ['reviewer']);
+    expect((await call(rev, 'POST', '/v1/agents/paused-bot/pause', { minutes: 60, reason: 'x' })).json.error.code).toBe('FORBIDDEN');
+    const paused = await call(adminToken, 'POST', '/v1/agents/paused-bot/pause', { minutes: 60, reason: 'slicing suspected' });
+    expect(paused.json).toMatchObject({ paused: true, reason: 'slicing suspected' });
+    const refused = await create(key, MEDIUM);
+    expect(refused.status).toBe(403);
+    expect(refused.json.error).toMatchObject({ code: 'AGENT_PAUSED', details: { reason: 'slicing suspected' } });
+    expect((await create(agentKey, MEDIUM)).status).toBe(201); // only that agent
+    expect((await call(adminToken, 'POST', '/v1/agents/paused-bot/resume', { reason: 'checked' })).json.paused).toBe(false);
+    expect((await create(key, MEDIUM)).status).toBe(201);
+    expect((await call(adminToken, 'POST', '/v1/agents/paused-bot/resume', { reason: 'again' })).json.error.code).toBe('ILLEGAL_TRANSITION');
+    // A pause also ends by itself.
+    await call(adminToken, 'POST', '/v1/agents/paused-bot/pause', { minutes: 5, reason: 'short' });
+    expect((await create(key, { ...MEDIUM, args: { a: 1 } })).status).toBe(403);
+    clock += 5 * MINUTE + 1;
+    expect((await create(key, { ...MEDIUM, args: { a: 2 } })).status).toBe(201);
+    expect((await auditTypes('agent_paused')).map((d) => d.reason)).toEqual(['slicing suspected', 'short']);
+    expect((await auditTypes('agent_resumed')).map((d) => d.reason)).toEqual(['checked']);
+    expect((await auditTypes('create_refused')).filter((d) => d.code === 'AGENT_PAUSED')).toHaveLength(2);
+  });
+
+  it("reports slicing over an agent's history: 20 transfers just under 10,000 raise value aggregation; steady varied traffic raises nothing", async () => {
+    const slicer = (await call(adminToken, 'POST', '/v1/keys', { agent: 'slicer-bot' })).json.key as string;
+    const steady = (await call(adminToken, 'POST', '/v1/keys', { agent: 'steady-bot' })).json.key as string;
+    for (let i = 0; i < 20; i++) {
+      clock += 90_000;
+      await create(slicer, { action: 'wire_transfer', args: { to: 'acct-77', amount: 9_900 }, confidence: 0.9, context: { value: 9_900 } });
+      if (i % 4 === 0) await create(steady, { action: 'block_ip', args: { ip: `198.51.100.${i}` }, confidence: 0.9 });
+    }
+    const report = await call(adminToken, 'GET', '/v1/agents/slicer-bot/slicing?windowMinutes=60');
+    expect(report.status).toBe(200);
+    expect(report.json.attackDetected).toBe(true);
+    const aggregation = report.json.alerts.find((a: any) => a.type === 'value_aggregation');
+    expect(aggregation.evidence.requestIds.length).toBeGreaterThanOrEqual(3);
+    expect(typeof aggregation.description).toBe('string');
+    const calm = await call(adminToken, 'GET', '/v1/agents/steady-bot/slicing');
+    expect(calm.json).toMatchObject({ attackDetected: false, alerts: [] });
+    expect((await call(agentKey, 'GET', '/v1/agents/slicer-bot/slicing')).json.error.code).toBe('FORBIDDEN');
+    expect((await call(adminToken, 'GET', '/v1/agents/slicer-bot/slicing?windowMinutes=0')).json.error.code).toBe('VALIDATION_FAILED');
+    expect((await call(adminToken, 'GET', '/v1/agents/ghost/slicing')).status).toBe(404);
+  });
+});
