@@ -6,16 +6,19 @@
  *   status · show · approve · reject · history      request-commands.ts
  *   config                                          config-command.ts
  *   operators add|list · keys create · audit tail   admin-commands.ts
+ *   mfa · approvers · agents                        ../guard/cli.ts
  */
 import type { Command } from 'commander';
 import { registerAdminCommands } from './admin-commands.ts';
 import { registerConfigCommand } from './config-command.ts';
 import { registerEscalationCommands } from './escalation-commands.ts';
 import { registerRequestCommands } from './request-commands.ts';
+import { registerGuardCommands } from '../guard/cli.ts';
 
 export function registerClientCommands(program: Command): void {
   registerRequestCommands(program);
   registerConfigCommand(program);
   registerAdminCommands(program);
   registerEscalationCommands(program);
+  registerGuardCommands(program);
 }

@@ -148,6 +148,7 @@ export function renderRequest(r: ApprovalRequest, now: number): string {
   field('risk', `${safe(a.riskLevel)} (score ${fixed(a.riskScore)})${r.riskHint ? `; agent's hint: ${safe(r.riskHint)}` : ''}`);
   field('confidence', `${fixed(r.confidence)} (agent-supplied)`);
   field('automation', `${safe(a.automationLevel)}; route ${safe(a.route)}${a.mfaRequired ? '; MFA required' : ''}`);
+  if (r.matchCode) field('match code', `${safe(r.matchCode)} (approve with --match-code ${safe(r.matchCode)})`);
   if (a.approval) {
     const stages = a.approval.stages.map((s) => safe(s.label)).join(', then ');
     field('approval', `${stages}; ${plural(a.approval.deny, 'rejection')} decide${a.approval.deny === 1 ? 's' : ''}`);
@@ -297,6 +298,7 @@ interface ApproveFlags extends CommonFlags {
   args?: string;
   alternative?: string;
   totp?: string;
+  matchCode?: string;
 }
 
 function registerApprove(program: Command): void {
@@ -308,7 +310,8 @@ function registerApprove(program: Command): void {
       .option('--reason <text>', 'why (recorded in the audit trail)')
       .option('--args <json>', 'approve with these args instead (a JSON object)')
       .option('--alternative <name>', 'approve one of the alternatives the agent offered, by name')
-      .option('--totp <code>', 'one-time code, when the policy asks for MFA'),
+      .option('--totp <code>', 'one-time code, when the policy asks for MFA')
+      .option('--match-code <nn>', 'critical requests: the two-digit match code `show` prints'),
   ).action(async (id: string, flags: ApproveFlags) => {
     const body: Record<string, unknown> = { verdict: 'approve' };
     if (flags.reason !== undefined) body.reason = flags.reason;
@@ -318,6 +321,7 @@ function registerApprove(program: Command): void {
       throw new CountersignError('VALIDATION_FAILED', 'give either --args or --alternative, not both');
     }
     if (flags.totp !== undefined) body.totp = flags.totp;
+    if (flags.matchCode !== undefined) body.matchCode = flags.matchCode;
     await review(id, body, 'approve', flags);
   });
 }

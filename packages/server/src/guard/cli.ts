@@ -1,0 +1,95 @@
+/**
+ * The guard's commands: `mfa enrol|confirm|status` (step-up TOTP for the caller), `approvers
+ * velocity|cooldown` (and a manual cool-down), `agents pause|resume|slicing`.
+ */
+import type { Command } from 'commander';
+import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../cli/common.ts';
+import { safe } from '../cli/format.ts';
+
+const seg = (ref: string) => encodeURIComponent(ref);
+
+export function registerGuardCommands(program: Command): void {
+  const mfa = program.command('mfa').description('step-up MFA: enrol a TOTP authenticator for approvals the policy protects');
+  withClientOptions(mfa.command('enrol').description('start TOTP enrolment: prints the secret and otpauth:// URI once')).action(async (flags: CommonFlags) => {
+    const out = await clientFrom(flags).post<{ secret: string; otpauthUri: string; encryptedAtRest: boolean }>('/v1/operators/me/totp', undefined);
+    if (flags.json) return printJson(out);
+    print(`secret: ${safe(out.secret)}`);
+    print(`uri:    ${safe(out.otpauthUri)}`);
+    print('Add it to an authenticator app (scan the URI as a QR code, or type the secret), then run: countersign mfa confirm CODE');
+    if (!out.encryptedAtRest) print('note: the server has no COUNTERSIGN_ENCRYPTION_KEY, so it stores this secret unencrypted');
+  });
+  withClientOptions(mfa.command('confirm').description('confirm enrolment with the current 6-digit code').argument('<code>', 'the code the authenticator shows')).action(
+    async (code: string, flags: CommonFlags) => {
+      const out = await clientFrom(flags).post<{ confirmedAt: string }>('/v1/operators/me/totp/confirm', { code });
+      if (flags.json) return printJson(out);
+      print(`TOTP enrolled (${safe(out.confirmedAt)}); approve protected requests with --totp CODE`);
+    },
+  );
+  withClientOptions(mfa.command('status').description('whether you have TOTP enrolled')).action(async (flags: CommonFlags) => {
+    const out = await clientFrom(flags).get<{ enrolled: boolean; pending: boolean }>('/v1/operators/me/totp');
+    if (flags.json) return printJson(out);
+    print(out.enrolled ? 'enrolled' : out.pending ? 'enrolment started, not confirmed' : 'not enrolled');
+  });
+
+  const approvers = program.command('approvers').description('approver velocity and cool-downs');
+  withClientOptions(approvers.command('velocity').description("an approver's high/critical approvals against the limits").argument('<operator>', 'name or id')).action(
+    async (ref: string, flags: CommonFlags) => {
+      const out = await clientFrom(flags).get<Record<string, unknown>>(`/v1/approvers/${seg(ref)}/velocity`);
+      if (flags.json) return printJson(out);
+      print(safe(JSON.stringify(out, null, 2)));
+    },
+  );
+  withClientOptions(
+    approvers
+      .command('cooldown')
+      .description("show an approver's cool-down; with --minutes and --reason, start one (lead or more senior)")
+      .argument('<operator>', 'name or id')
+      .option('--minutes <n>', 'length of a manual cool-down', positiveInt(7 * 24 * 60))
+      .option('--reason <text>', 'why (required with --minutes)'),
+  ).action(async (ref: string, flags: CommonFlags & { minutes?: number; reason?: string }) => {
+    const client = clientFrom(flags);
+    const path = `/v1/approvers/${seg(ref)}/cooldown`;
+    const out =
+      flags.minutes !== undefined
+        ? await client.post<Record<string, unknown>>(path, { minutes: flags.minutes, reason: flags.reason ?? '' })
+        : await client.get<Record<string, unknown>>(path);
+    if (flags.json) return printJson(out);
+    print(out.active ? `cool-down until ${safe(String(out.until))}: ${safe(String(out.reason))}` : 'no cool-down');
+  });
+
+  const agents = program.command('agents').description('agent pauses and slicing reports');
+  withClientOptions(
+    agents
+      .command('pause')
+      .description("pause an agent: its new requests are refused (lead or more senior)")
+      .argument('<agent>', 'name or id')
+      .requiredOption('--minutes <n>', 'how long', positiveInt(30 * 24 * 60))
+      .requiredOption('--reason <text>', 'why'),
+  ).action(async (ref: string, flags: CommonFlags & { minutes: number; reason: string }) => {
+    const out = await clientFrom(flags).post<Record<string, unknown>>(`/v1/agents/${seg(ref)}/pause`, { minutes: flags.minutes, reason: flags.reason });
+    if (flags.json) return printJson(out);
+    print(`${safe(String(out.agent))} paused until ${safe(String(out.until))}`);
+  });
+  withClientOptions(agents.command('resume').description('end a pause early').argument('<agent>', 'name or id').requiredOption('--reason <text>', 'why')).action(
+    async (ref: string, flags: CommonFlags & { reason: string }) => {
+      const out = await clientFrom(flags).post<Record<string, unknown>>(`/v1/agents/${seg(ref)}/resume`, { reason: flags.reason });
+      if (flags.json) return printJson(out);
+      print(`${safe(String(out.agent))} resumed`);
+    },
+  );
+  withClientOptions(
+    agents
+      .command('slicing')
+      .description("slicing-attack report over the agent's recent requests")
+      .argument('<agent>', 'name or id')
+      .option('--window <minutes>', 'window to judge', positiveInt(24 * 60)),
+  ).action(async (ref: string, flags: CommonFlags & { window?: number }) => {
+    const out = await clientFrom(flags).get<{ attackDetected: boolean; confidence: number; alerts: Array<{ type: string; confidence: number; description: string }> }>(
+      `/v1/agents/${seg(ref)}/slicing`,
+      { windowMinutes: flags.window },
+    );
+    if (flags.json) return printJson(out);
+    print(out.attackDetected ? `ATTACK SUSPECTED (confidence ${out.confidence})` : `no attack detected (confidence ${out.confidence})`);
+    for (const a of out.alerts) print(`  ${safe(a.type)} ${a.confidence}: ${safe(a.description)}`);
+  });
+}
