@@ -68,7 +68,7 @@ function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: ()
         </button>
       </header>
       <main id="main" tabIndex={-1}>
-        <Screen route={route} live={live} me={me} />
+        <Screen route={route} live={live} me={me} meId={session.operator.id} />
       </main>
     </>
   );
@@ -83,7 +83,7 @@ function NavLink({ route, name, href, children }: { route: Route; name: Route['n
   );
 }
 
-function Screen({ route, live, me }: { route: Route; live: LiveQueue; me: string }) {
+function Screen({ route, live, me, meId }: { route: Route; live: LiveQueue; me: string; meId: string }) {
   switch (route.name) {
     case 'request':
       return <RequestCard key={route.id} id={route.id} choose={route.choose} live={live} me={me} />;
@@ -94,6 +94,6 @@ function Screen({ route, live, me }: { route: Route; live: LiveQueue; me: string
     case 'metrics':
       return <MetricsScreen />;
     default:
-      return <QueueScreen live={live} />;
+      return <QueueScreen live={live} meId={meId} />;
   }
 }

@@ -154,6 +154,18 @@ describe('dashboard end to end', () => {
       (err: unknown) => err,
     );
     await openCard(second.id);
+    // Critical: policy demands step-up MFA. The dialog asks for a code; a made-up one is refused
+    // (fail closed) and the request stays pending.
+    await page.getByRole('button', { name: /^Approve a$/ }).click();
+    const approveDialog = page.getByRole('dialog');
+    await approveDialog.getByRole('button', { name: /Confirm approval/ }).click();
+    await approveDialog.getByText(/enter the 6–8 digit code/).waitFor();
+    await approveDialog.getByLabel(/Authenticator code/).fill('123456');
+    await approveDialog.getByRole('button', { name: /Confirm approval/ }).click();
+    await approveDialog.getByRole('alert').filter({ hasNotText: /enter the 6–8 digit code/ }).waitFor();
+    expect((await api<{ status: string }>(server.url, adminToken, `/v1/requests/${second.id}`)).body.status).toBe('pending');
+    await page.keyboard.press('Escape');
+    await approveDialog.waitFor({ state: 'detached' });
     await page.getByRole('button', { name: /^Reject/ }).click();
     const dialog = page.getByRole('dialog');
     await dialog.getByRole('button', { name: 'Reject' }).click(); // empty reason: refused by the form

@@ -70,14 +70,20 @@ const typing = (e: KeyboardEvent) => {
 
 export function ApproveDialog({ request, choice, onClose, onDecided }: { request: ApprovalRequest; choice: Extract<Choice, { kind: 'approve' }>; onClose: () => void; onDecided: (r: ApprovalRequest) => void }) {
   const [note, setNote] = useState('');
+  const [totp, setTotp] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const mfa = request.assessment.mfaRequired;
   const alternative = choice.alternative ? request.alternatives.find((a) => a.name === choice.alternative) : undefined;
   const runAction = alternative ? alternative.action : request.action;
   const runArgs = choice.args ?? alternative?.args ?? request.args;
 
   const submit = async () => {
     if (busy) return;
+    if (mfa && !/^\d{6,8}$/.test(totp)) {
+      setError('Policy requires step-up MFA: enter the 6–8 digit code from your authenticator.');
+      return;
+    }
     setBusy(true);
     setError(null);
     try {
@@ -86,6 +92,7 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         ...(note.trim() ? { reason: note.trim() } : {}),
         ...(choice.alternative ? { alternative: choice.alternative } : {}),
         ...(choice.args ? { args: choice.args } : {}),
+        ...(mfa ? { totp } : {}),
       });
       onDecided(decided);
     } catch (err) {
@@ -121,6 +128,12 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         Note (optional)
         <input type="text" value={note} maxLength={2000} onChange={(e) => setNote(e.target.value)} />
       </label>
+      {mfa && (
+        <label className="field">
+          Authenticator code (step-up MFA required by policy)
+          <input type="text" inputMode="numeric" autoComplete="one-time-code" pattern="[0-9]{6,8}" maxLength={8} value={totp} onChange={(e) => setTotp(e.target.value.trim())} />
+        </label>
+      )}
       {error && (
         <p className="error" role="alert">
           {error}

@@ -15,7 +15,7 @@ import { navigate, requestHref } from '../router.ts';
 
 type Dialog = { kind: 'approve' | 'reject'; request: ApprovalRequest } | null;
 
-export function QueueScreen({ live }: { live: LiveQueue }) {
+export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
   const { pending, status, arrived, loaded } = useLive(live);
   const now = useNow(1000);
   const [filter, setFilter] = useState<QueueFilter>(NO_FILTER);
@@ -173,7 +173,10 @@ export function QueueScreen({ live }: { live: LiveQueue }) {
                     <SafeText text={r.agentName} inline max={60} />
                   </td>
                   <td className="desc">{r.description ? <SafeText text={r.description} inline max={90} /> : <span className="muted">none</span>}</td>
-                  <td>{r.confidence === null ? '—' : r.confidence.toFixed(2)}</td>
+                  <td>
+                    {r.confidence === null ? '—' : r.confidence.toFixed(2)}
+                    {r.reviews.some((v) => v.reviewer.id === meId) && <span className="voted"> · you voted</span>}
+                  </td>
                   <td className={sla.overdue ? 'overdue' : sla.soon ? 'soon' : ''}>
                     {sla.text}
                     {esc && esc.level > 0 && <span className="esc"> · level {esc.level}</span>}

@@ -64,8 +64,9 @@ export async function watchPage(page: Page): Promise<Watched> {
     void d.dismiss();
   });
   page.on('console', (m) => {
-    // The first session check answers 401 before sign-in; that is expected, nothing else is.
-    if (m.type() === 'error' && !/status of 401/.test(m.text())) errors.push(`console: ${m.text()}`);
+    // API refusals (401 before sign-in, 403/409 for a refused decision) are answers the page
+    // shows; Chrome also logs them. Anything else logged as an error is a problem.
+    if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) errors.push(`console: ${m.text()}`);
   });
   return {
     page,
