@@ -167,6 +167,17 @@ function explicitPayload(state: LifecycleState, args: JsonObject | undefined, al
   return null;
 }
 
+/**
+ * The requirement a payload must meet: as stated, except that with `modifiedNeedsSecondReviewer`
+ * a payload other than the original needs one approval more at its last stage, so whoever
+ * modified the args (or picked an alternative) cannot approve the change alone.
+ */
+export function requirementFor(requirement: ApprovalRequirement, key: string, state: Pick<LifecycleState, 'action' | 'args'>): ApprovalRequirement {
+  if (!requirement.modifiedNeedsSecondReviewer || key === payloadKey(state.action, state.args)) return requirement;
+  const last = requirement.stages.length - 1;
+  return { ...requirement, stages: requirement.stages.map((s, i) => (i === last ? { ...s, count: s.count + 1, label: `${s.label} + 1 more (modified)` } : s)) };
+}
+
 /** Stage progress for one payload: how many distinct approvals each stage has. */
 export function stageProgress(requirement: ApprovalRequirement, votes: readonly Vote[], key: string): number[] {
   const counts = requirement.stages.map(() => 0);
@@ -235,8 +246,9 @@ function review(state: LifecycleState, event: Extract<LifecycleEvent, { type: 'r
   }
 
   const payload = explicitPayload(state, event.args, event.alternative) ?? currentPayload(state);
-  const stageIndex = currentStage(requirement, state.votes, payload.key);
-  const stage = requirement.stages[stageIndex];
+  const needed = requirementFor(requirement, payload.key, state);
+  const stageIndex = currentStage(needed, state.votes, payload.key);
+  const stage = needed.stages[stageIndex];
   if (stageIndex < 0 || !stage) {
     // Cannot happen for a pending request: a fully met requirement decides at once.
     throw new CountersignError('ILLEGAL_TRANSITION', 'approval requirement is already met');
@@ -255,7 +267,7 @@ function review(state: LifecycleState, event: Extract<LifecycleEvent, { type: 'r
     at: event.at,
   };
   const votes = [...state.votes, vote];
-  if (currentStage(requirement, votes, payload.key) >= 0) {
+  if (currentStage(needed, votes, payload.key) >= 0) {
     return { status: 'pending', kinds: ['reviewed'], vote, decision: null };
   }
   const deciders = votes.filter((v) => v.verdict === 'approve' && v.payloadKey === payload.key).map((v) => v.reviewer);

@@ -228,6 +228,8 @@ export const ApprovalRequirement = z.object({
   stages: z.array(ApprovalStage).min(1),
   /** Rejections that decide the request at once. */
   deny: z.number().int().min(1),
+  /** A modified payload (args or an alternative) needs one more approval, from someone other than its proposer. */
+  modifiedNeedsSecondReviewer: z.boolean().optional(),
 });
 export type ApprovalRequirement = z.infer<typeof ApprovalRequirement>;
 

@@ -10,6 +10,8 @@
  * - The agent's own `approvers` can only narrow: each becomes an extra stage after the
  *   policy's stages, never a replacement (a compromised agent must not pick a friendlier
  *   approver than the policy demands).
+ * - `deny` rejections decide at once (the level's `deny`, default 1); with the level's
+ *   `modifiedNeedsSecondReviewer`, a payload a reviewer changed needs one approval more.
  * - A role requirement is met by that role or a more senior one; who is eligible for a stage is
  *   decided in lifecycle.ts (`ROLE_RANK`, `isEligibleForStage`), not here.
  */
@@ -64,5 +66,5 @@ export function approvalRequirement(
     taken.add(k);
     stages.push(stageFor(spec, 1));
   }
-  return { stages, deny: 1 };
+  return { stages, deny: lvl.deny ?? 1, ...(lvl.modifiedNeedsSecondReviewer ? { modifiedNeedsSecondReviewer: true } : {}) };
 }

@@ -403,6 +403,8 @@ function resolve(f: PolicyFile): Policy {
           mfa: l.mfa ?? false,
           approvals: l.approvals ?? 1,
           ...(l.approvers !== undefined ? { approvers: l.approvers } : {}),
+          ...(l.deny !== undefined ? { deny: l.deny } : {}),
+          ...(l.modifiedNeedsSecondReviewer ? { modifiedNeedsSecondReviewer: true } : {}),
         },
       ];
     }),

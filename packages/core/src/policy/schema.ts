@@ -70,6 +70,10 @@ const LevelFile = z.strictObject({
   mfa: z.boolean().optional(),
   approvals: z.int().min(1).max(20).optional(),
   approvers: z.array(ApproverSpec).min(1).max(10).optional(),
+  /** Rejections that decide at once (Teleport's deny threshold); default 1. */
+  deny: z.int().min(1).max(20).optional(),
+  /** A payload a reviewer modified (args or an alternative) needs one more approval from someone else. */
+  modifiedNeedsSecondReviewer: z.boolean().optional(),
 });
 
 const TimeWindowFile = z

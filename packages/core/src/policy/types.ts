@@ -37,6 +37,10 @@ export interface LevelPolicy {
   readonly approvals: number;
   /** Who must approve at this level when no rule names approvers (each is its own stage). */
   readonly approvers?: readonly ApproverSpec[];
+  /** Rejections that decide at once; absent means 1. */
+  readonly deny?: number;
+  /** Modified args (or an alternative) need another approver besides the one who modified them. */
+  readonly modifiedNeedsSecondReviewer?: boolean;
 }
 
 export interface TargetRule {
