@@ -111,6 +111,23 @@ describe('countersign audit', () => {
     expect(json.nextCursor).not.toBeNull();
   }, 30_000);
 
+  it('countersign report prints the compliance report as Markdown, CSV or JSON', async () => {
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString();
+    const md = await cli(['report', '--regulation', 'ISO27001', '--from', yesterday]);
+    expect(md.code, md.stderr).toBe(0);
+    expect(md.stdout).toMatch(/^# ISO27001 compliance report/);
+    expect(md.stdout).toContain('| automated (policy) | 30 |');
+    expect(md.stdout).toContain('A.8.15 logging');
+    const csv = await cli(['report', '--regulation', 'SOC2', '--from', yesterday, '--format', 'csv', '--out', 'r.csv']);
+    expect(csv.code, csv.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'r.csv'), 'utf8')).toContain('"decisions","automated","30"');
+    const json = JSON.parse((await cli(['report', '--regulation', 'HIPAA', '--from', yesterday, '--json'])).stdout) as { regulation: string; decisions: { requests: number } };
+    expect(json).toMatchObject({ regulation: 'HIPAA', decisions: { requests: 30 } });
+    const bad = await cli(['report', '--regulation', 'SOX', '--from', yesterday]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("argument 'SOX' is invalid");
+  }, 30_000);
+
   it('a server refuses to start with a key other than the one that signed its trail', async () => {
     const other = join(dir, 'elsewhere', 'key.pem');
     await expect(startServerProcess(`sqlite:${join(dir, 'cs.db')}`, { COUNTERSIGN_AUDIT_KEY_PATH: other })).rejects.toThrow(/the audit trail is signed by key [0-9a-f]{16}, but the audit key at .*elsewhere\/key\.pem is/);

@@ -45,3 +45,14 @@ export {
   type TrailSummary,
   type TrailVerifierOptions,
 } from './trail.ts';
+export {
+  CONTROLS,
+  ComplianceAccumulator,
+  REGULATIONS,
+  complianceCsv,
+  complianceMarkdown,
+  type ComplianceFact,
+  type ComplianceReport,
+  type Regulation,
+  type Violation,
+} from './compliance.ts';

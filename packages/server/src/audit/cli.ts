@@ -14,11 +14,11 @@
  */
 import { createReadStream, createWriteStream, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
-import { InvalidArgumentError, type Command } from 'commander';
-import { CountersignError, fromBase64, verifyConsistency, type SignedCheckpoint, type TrailResult } from '@countersign/core';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { CountersignError, REGULATIONS, fromBase64, verifyConsistency, type SignedCheckpoint, type TrailResult } from '@countersign/core';
 import { clientFrom, print, printJson, withClientOptions, type CommonFlags } from '../cli/common.ts';
 import type { ApiClient } from '../cli/http-client.ts';
-import { safe, table } from '../cli/format.ts';
+import { safe, safeMultiline, table } from '../cli/format.ts';
 import type { AuditEntry } from '../engine/engine.ts';
 import { hasher, publicKeyFromPem, type PublicAuditKey } from './crypto.ts';
 import { chunksOf, verifyTrailStream, type VerifyProgress } from './verify.ts';
@@ -197,6 +197,35 @@ export function registerAuditCommands(audit: Command): void {
     print(`  root ${result.rootHash} at tree size ${result.treeSize}`);
     if (result.checkpoint) print(`  last checkpoint signed ${result.checkpoint.timestamp} by key ${key.keyId}`);
     if (extension && extension.treeSize > result.treeSize) print(`  the server's newest checkpoint (size ${extension.treeSize}) extends it (consistency proof verified)`);
+  });
+}
+
+/**
+ * `countersign report --regulation SOC2 --from 2026-01-01 [--to …] [--format markdown|csv|json] [--out FILE]`:
+ * the compliance report of a period (auditors and senior roles).
+ */
+export function registerReportCommand(program: Command): void {
+  withClientOptions(
+    program
+      .command('report')
+      .description('compliance report for a period: decisions, review times, SLA, escalations, overrides, violations, controls')
+      .addOption(new Option('--regulation <name>', 'which controls to map to').choices([...REGULATIONS]).makeOptionMandatory())
+      .requiredOption('--from <time>', 'start of the period (ISO 8601, e.g. 2026-01-01)')
+      .option('--to <time>', 'end of the period, exclusive (default: now)')
+      .addOption(new Option('--format <format>', 'markdown (default), csv or json').choices(['markdown', 'csv', 'json']))
+      .option('--out <file>', 'write the report to this file'),
+  ).action(async (flags: CommonFlags & { regulation: string; from: string; to?: string; format?: 'markdown' | 'csv' | 'json'; out?: string }) => {
+    const client = clientFrom(flags);
+    const format = flags.json ? 'json' : (flags.format ?? 'markdown');
+    const response = await client.stream('/v1/reports/compliance', { regulation: flags.regulation, from: flags.from, to: flags.to, format });
+    const text = await response.text();
+    if (flags.out) {
+      writeFile(flags.out, format === 'json' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : text);
+      return print(`wrote the ${safe(flags.regulation)} report (${format}) to ${safe(flags.out)}`);
+    }
+    if (format === 'json') return printJson(JSON.parse(text));
+    // Terminal-safe: agent-supplied action names can hold control or bidi characters.
+    process.stdout.write(safeMultiline(text.replace(/\r\n/g, '\n')));
   });
 }
 

@@ -4,10 +4,11 @@
  * receipts with it); the trail itself is for operators (auditors included).
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { CountersignError, ErrorBody, SignedCheckpoint } from '@countersign/core';
+import { CountersignError, ErrorBody, REGULATIONS, SignedCheckpoint, complianceCsv, complianceMarkdown } from '@countersign/core';
 import { stream } from 'hono/streaming';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
+import { complianceReport, operatorMetrics } from './reports.ts';
 
 type Env = { Variables: { principal: Principal } };
 
@@ -105,6 +106,57 @@ export const exportRoute = createRoute({
   responses: { 200: { content: { 'application/x-ndjson': { schema: z.string() } }, description: 'countersign-audit-trail/v1' }, ...errors },
 });
 
+export const complianceRoute = createRoute({
+  method: 'get',
+  path: '/v1/reports/compliance',
+  summary: 'Compliance report for a period: decisions, review times, SLA, escalations, overrides, violations, integrity, with the controls each section evidences',
+  security,
+  request: {
+    query: z.object({
+      regulation: z.enum(REGULATIONS),
+      /** ISO 8601 time or epoch ms. */
+      from: z.string().max(40),
+      /** Default: now (exclusive). */
+      to: z.string().max(40).optional(),
+      format: z.enum(['json', 'markdown', 'csv']).optional(),
+    }),
+  },
+  responses: {
+    200: {
+      content: { 'application/json': { schema: z.unknown() }, 'text/markdown': { schema: z.string() }, 'text/csv': { schema: z.string() } },
+      description: 'The report (JSON by default; ?format=markdown or csv)',
+    },
+    ...errors,
+  },
+});
+
+export const operatorMetricsRoute = createRoute({
+  method: 'get',
+  path: '/v1/metrics/operators/{id}',
+  summary: "One operator's reviews over a period: decisions reviewed, approval rate, average review time, SLA compliance",
+  security,
+  request: { params: z.object({ id: z.string().min(1).max(100) }), query: z.object({ period: z.string().max(20).optional() }) },
+  responses: {
+    200: json(
+      z.object({
+        operator: z.object({ id: z.string(), name: z.string() }),
+        period: z.string(),
+        from: z.string(),
+        to: z.string(),
+        decisionsReviewed: z.number(),
+        approvals: z.number(),
+        rejections: z.number(),
+        approvalRate: z.number().nullable(),
+        overrides: z.number(),
+        averageReviewSeconds: z.number().nullable(),
+        slaCompliance: z.number().nullable(),
+      }),
+      'Operator metrics (id or name; default period 24h)',
+    ),
+    ...errors,
+  },
+});
+
 function requireOperator(p: Principal): void {
   if (p.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'the audit trail needs an operator token');
 }
@@ -141,6 +193,27 @@ export function registerAuditRoutes(app: OpenAPIHono<Env>, engine: Engine): void
     const { from, to } = c.req.valid('query');
     return c.json(await trail.consistencyProof(from, to), 200);
   });
+
+  app.openapi(complianceRoute, async (c) => {
+    const q = c.req.valid('query');
+    const latest = await trail.latestCheckpoint();
+    const report = await complianceReport(engine.store, c.get('principal'), q, Date.now(), {
+      treeSize: latest?.treeSize ?? 0,
+      rootHash: latest?.rootHash ?? null,
+      checkpointAt: latest?.timestamp ?? null,
+      keyId: latest?.keyId ?? null,
+    });
+    if (q.format === 'markdown') return c.body(complianceMarkdown(report), 200, { 'content-type': 'text/markdown; charset=utf-8' }) as never;
+    if (q.format === 'csv') {
+      const name = `countersign-${report.regulation}-${report.from.slice(0, 10)}-${report.to.slice(0, 10)}.csv`;
+      return c.body(complianceCsv(report), 200, { 'content-type': 'text/csv; charset=utf-8', 'content-disposition': `attachment; filename="${name}"` }) as never;
+    }
+    return c.json(report, 200);
+  });
+
+  app.openapi(operatorMetricsRoute, async (c) =>
+    c.json(await operatorMetrics(engine.store, c.get('principal'), c.req.valid('param').id, c.req.valid('query').period ?? '24h', Date.now()), 200),
+  );
 
   app.openapi(exportRoute, async (c) => {
     requireOperator(c.get('principal'));

@@ -23,6 +23,7 @@ import type { AuditEntry } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { AuditRow, Store } from '../store/store.ts';
 import { sha256, type AuditKey } from './crypto.ts';
+import { parseTime } from './reports.ts';
 import { leafJsonOf } from './store.ts';
 
 export interface InclusionProof {
@@ -267,15 +268,6 @@ function decodeCursor(cursor: string): number {
   const match = /^audit:(\d{1,16})$/.exec(Buffer.from(cursor, 'base64url').toString());
   if (!match) throw new CountersignError('VALIDATION_FAILED', 'cursor is not one this server issued', { field: 'cursor' });
   return Number(match[1]);
-}
-
-/** ISO 8601 (a date, or a date and time) or epoch milliseconds. */
-function parseTime(text: string, field: string): number {
-  const ms = /^\d{1,15}$/.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) ? Date.parse(text) : NaN;
-  if (!Number.isFinite(ms)) {
-    throw new CountersignError('VALIDATION_FAILED', `${field} must be an ISO 8601 time (2026-01-31 or 2026-01-31T09:00:00Z) or epoch milliseconds`, { field });
-  }
-  return ms;
 }
 
 function strip(cp: SignedCheckpoint & { createdAt?: number }): SignedCheckpoint {

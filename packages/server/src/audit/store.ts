@@ -176,6 +176,44 @@ export class TrailQueries {
     return rows.map(checkpointOf);
   }
 
+  /** Requests created in [from, to), by (created_at, id), after the keyset `after`: what compliance reports read. */
+  async reportFacts(from: number, to: number, limit: number, after?: { createdAt: number; id: string }) {
+    let query = this.db
+      .selectFrom('requests')
+      .select(['id', 'action', 'status', 'risk_level', 'created_at', 'decided_at', 'assessment', 'requester_operator_id', 'decision'])
+      .where('created_at', '>=', from)
+      .where('created_at', '<', to);
+    if (after) {
+      const { createdAt, id } = after;
+      query = query.where((eb) => eb.or([eb('created_at', '>', createdAt), eb.and([eb('created_at', '=', createdAt), eb('id', '>', id)])]));
+    }
+    return query.orderBy('created_at').orderBy('id').limit(limit).execute();
+  }
+
+  /** Audit entries of `type` about requests created in [from, to) (escalations for reports). */
+  async countAuditOfRequests(type: string, from: number, to: number): Promise<number> {
+    const row = await this.db
+      .selectFrom('audit_log')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('type', '=', type)
+      .where('request_id', 'in', (eb) => eb.selectFrom('requests').select('id').where('created_at', '>=', from).where('created_at', '<', to))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** One operator's votes cast in [from, to), with what each request needed (its SLA). */
+  async operatorVotes(operatorId: string, from: number, to: number) {
+    return this.db
+      .selectFrom('reviews')
+      .innerJoin('requests', 'requests.id', 'reviews.request_id')
+      .select(['reviews.verdict', 'reviews.created_at', 'reviews.args', 'reviews.alternative', 'requests.created_at as request_created_at', 'requests.assessment'])
+      .where('reviews.operator_id', '=', operatorId)
+      .where('reviews.created_at', '>=', from)
+      .where('reviews.created_at', '<', to)
+      .orderBy('reviews.created_at')
+      .execute();
+  }
+
   async countCheckpoints(to: number): Promise<number> {
     const row = await this.db
       .selectFrom('audit_checkpoints')

@@ -5,7 +5,7 @@ import { ROLES, type Role } from '@countersign/core';
 import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from './common.ts';
 import { relative, safe, table } from './format.ts';
 import { idSegment } from './http-client.ts';
-import { registerAuditCommands } from '../audit/cli.ts';
+import { registerAuditCommands, registerReportCommand } from '../audit/cli.ts';
 
 const SHOWN_ONCE = 'This is shown ONCE and cannot be retrieved later; store it now (e.g. in a secret manager).';
 
@@ -13,6 +13,7 @@ export function registerAdminCommands(program: Command): void {
   registerOperators(program);
   registerKeys(program);
   registerAudit(program);
+  registerReportCommand(program);
 }
 
 // ---- operators ----

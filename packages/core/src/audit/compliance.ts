@@ -1,0 +1,354 @@
+/**
+ * Compliance reports, computed from facts about the requests of a period: what was decided and
+ * how (by policy, by people, by timeout), how fast, within SLA or not, how often reviewers
+ * changed what agents proposed, and what breaks the rules a regulator cares about (a critical
+ * action that ran without a human, an approval that came from a timeout, a person approving
+ * their own request). Each section names the controls it evidences for the chosen regulation.
+ *
+ * Pure: the server feeds `ComplianceFacts` page by page and renders the result as JSON,
+ * Markdown or CSV.
+ */
+import type { RiskLevel } from '../schemas.ts';
+
+export const REGULATIONS = ['SOC2', 'ISO27001', 'GDPR', 'HIPAA', 'PCI-DSS'] as const;
+export type Regulation = (typeof REGULATIONS)[number];
+
+/** One request of the period, as the report needs it. */
+export interface ComplianceFact {
+  id: string;
+  action: string;
+  status: string;
+  riskLevel: RiskLevel | string;
+  createdAt: number;
+  decidedAt: number | null;
+  /** The policy's SLA for a human decision, seconds (null when none applies). */
+  slaSeconds: number | null;
+  requiresApproval: boolean;
+  requesterOperatorId: string | null;
+  decision: {
+    outcome: string;
+    decidedBy: string;
+    deciders: ReadonlyArray<{ type: string; id: string; name: string }>;
+    modified: boolean;
+    alternative: string | null;
+  } | null;
+}
+
+export interface Violation {
+  kind: 'critical_without_human' | 'approved_by_timeout' | 'sla_breach' | 'self_approval';
+  requestId: string;
+  action: string;
+  detail: string;
+}
+
+type Section = 'decisions' | 'review' | 'sla' | 'overrides' | 'violations' | 'integrity';
+
+/** The controls each report section evidences, per regulation. */
+export const CONTROLS: Readonly<Record<Regulation, Readonly<Record<Section, readonly string[]>>>> = {
+  SOC2: {
+    decisions: ['CC6.1 logical access controls', 'CC8.1 change management: authorised changes'],
+    review: ['CC6.3 authorisation of access and changes', 'CC7.2 monitoring of system components'],
+    sla: ['CC7.3 evaluation of security events', 'CC7.4 incident response'],
+    overrides: ['CC8.1 changes are authorised, designed and approved'],
+    violations: ['CC7.2 anomalies are identified', 'CC7.3 security events are evaluated'],
+    integrity: ['CC7.2 monitoring (tamper-evident log)', 'CC4.1 evaluations of controls'],
+  },
+  ISO27001: {
+    decisions: ['A.5.15 access control', 'A.8.2 privileged access rights'],
+    review: ['A.5.18 access rights', 'A.8.32 change management'],
+    sla: ['A.5.26 response to information security incidents'],
+    overrides: ['A.8.32 change management'],
+    violations: ['A.8.16 monitoring activities', 'A.5.25 assessment of security events'],
+    integrity: ['A.8.15 logging (protection of log information)', 'A.8.16 monitoring activities'],
+  },
+  GDPR: {
+    decisions: ['Art. 22 automated individual decision-making: human intervention', 'Art. 30 records of processing activities'],
+    review: ['Art. 22(3) right to obtain human intervention', 'Art. 5(2) accountability'],
+    sla: ['Art. 33 timely handling of breaches'],
+    overrides: ['Art. 5(1)(d) accuracy', 'Art. 25 data protection by design'],
+    violations: ['Art. 22 decisions without human involvement', 'Art. 32 security of processing'],
+    integrity: ['Art. 5(1)(f) integrity and confidentiality', 'Art. 30 records of processing activities'],
+  },
+  HIPAA: {
+    decisions: ['§164.312(a)(1) access control', '§164.308(a)(4) information access management'],
+    review: ['§164.308(a)(1)(ii)(D) information system activity review'],
+    sla: ['§164.308(a)(6) security incident procedures'],
+    overrides: ['§164.312(c)(1) integrity'],
+    violations: ['§164.308(a)(1)(ii)(D) information system activity review', '§164.308(a)(6)(ii) response and reporting'],
+    integrity: ['§164.312(b) audit controls', '§164.312(c)(2) mechanism to authenticate ePHI'],
+  },
+  'PCI-DSS': {
+    decisions: ['7.2 access is assigned and approved', '10.2 audit logs record user activity'],
+    review: ['7.2.4 review of user accounts and access privileges', '6.5.1 changes are approved'],
+    sla: ['12.10 incident response'],
+    overrides: ['6.5.1 change management'],
+    violations: ['10.4 audit logs are reviewed to identify anomalies', '10.7 failures of critical controls are detected'],
+    integrity: ['10.3 audit logs are protected from modification', '10.5 audit log history is retained'],
+  },
+};
+
+export interface ComplianceReport {
+  regulation: Regulation;
+  from: string;
+  to: string;
+  generatedAt: string;
+  decisions: {
+    requests: number;
+    decided: number;
+    pending: number;
+    automated: number;
+    humanReviewed: number;
+    byTimeout: number;
+    cancelled: number;
+    approved: number;
+    rejected: number;
+    expired: number;
+    /** approved / (approved + rejected + expired), null when nothing was decided that way. */
+    approvalRate: number | null;
+    /** Share of requests the policy routed to a person. */
+    humanReviewRate: number | null;
+  };
+  review: {
+    decisions: number;
+    averageSeconds: number | null;
+    p90Seconds: number | null;
+  };
+  sla: {
+    withSla: number;
+    withinSla: number;
+    breached: number;
+    /** withinSla / withSla. */
+    compliance: number | null;
+  };
+  escalations: number;
+  overrides: { modifiedArgs: number; alternatives: number; rate: number | null };
+  violations: { total: number; byKind: Record<Violation['kind'], number>; items: Violation[] };
+  integrity: { treeSize: number; rootHash: string | null; checkpointAt: string | null; keyId: string | null; verify: string };
+  controls: Readonly<Record<Section, readonly string[]>>;
+  recommendations: string[];
+}
+
+/** Violations listed in full up to this many; the counts are always complete. */
+const MAX_ITEMS = 500;
+
+const round = (n: number, digits = 3) => Number(n.toFixed(digits));
+const rate = (part: number, whole: number) => (whole > 0 ? round(part / whole) : null);
+
+export class ComplianceAccumulator {
+  #requests = 0;
+  #pending = 0;
+  #decided = 0;
+  #automated = 0;
+  #human = 0;
+  #timeout = 0;
+  #cancelled = 0;
+  #approved = 0;
+  #rejected = 0;
+  #expired = 0;
+  #routedToHuman = 0;
+  #reviewMs: number[] = [];
+  #withSla = 0;
+  #withinSla = 0;
+  #modified = 0;
+  #alternatives = 0;
+  #violations: Violation[] = [];
+  #byKind: Record<Violation['kind'], number> = { critical_without_human: 0, approved_by_timeout: 0, sla_breach: 0, self_approval: 0 };
+
+  add(fact: ComplianceFact): void {
+    this.#requests++;
+    if (fact.requiresApproval) this.#routedToHuman++;
+    const d = fact.decision;
+    if (!d || fact.decidedAt === null) {
+      this.#pending++;
+      return;
+    }
+    this.#decided++;
+    if (d.decidedBy === 'policy') this.#automated++;
+    else if (d.decidedBy === 'reviewers') this.#human++;
+    else if (d.decidedBy === 'timeout') this.#timeout++;
+    else if (d.decidedBy === 'agent') this.#cancelled++;
+    if (d.outcome === 'approved') this.#approved++;
+    else if (d.outcome === 'rejected') this.#rejected++;
+    else if (d.outcome === 'expired') this.#expired++;
+    if (d.modified) this.#modified++;
+    if (d.alternative !== null) this.#alternatives++;
+
+    const took = fact.decidedAt - fact.createdAt;
+    if (d.decidedBy === 'reviewers') this.#reviewMs.push(took);
+    if (fact.requiresApproval && fact.slaSeconds !== null && d.decidedBy !== 'agent') {
+      this.#withSla++;
+      if (d.decidedBy === 'reviewers' && took <= fact.slaSeconds * 1000) this.#withinSla++;
+      else this.#violation({ kind: 'sla_breach', requestId: fact.id, action: fact.action, detail: d.decidedBy === 'reviewers' ? `decided after ${Math.round(took / 1000)} s (SLA ${fact.slaSeconds} s)` : `no human decision within the SLA (${d.outcome} by ${d.decidedBy})` });
+    }
+    if (d.outcome === 'approved') {
+      if (fact.riskLevel === 'critical' && d.decidedBy !== 'reviewers') {
+        this.#violation({ kind: 'critical_without_human', requestId: fact.id, action: fact.action, detail: `critical-risk action approved by ${d.decidedBy}` });
+      }
+      if (d.decidedBy === 'timeout') this.#violation({ kind: 'approved_by_timeout', requestId: fact.id, action: fact.action, detail: 'approved because nobody decided in time (onFinalTimeout: approve)' });
+      if (fact.requesterOperatorId !== null && d.deciders.some((x) => x.type === 'operator' && x.id === fact.requesterOperatorId)) {
+        this.#violation({ kind: 'self_approval', requestId: fact.id, action: fact.action, detail: 'an approver is the operator who requested it' });
+      }
+    }
+  }
+
+  #violation(v: Violation): void {
+    this.#byKind[v.kind]++;
+    if (this.#violations.length < MAX_ITEMS) this.#violations.push(v);
+  }
+
+  report(input: {
+    regulation: Regulation;
+    from: string;
+    to: string;
+    generatedAt: string;
+    escalations: number;
+    integrity: { treeSize: number; rootHash: string | null; checkpointAt: string | null; keyId: string | null };
+  }): ComplianceReport {
+    const sorted = [...this.#reviewMs].sort((a, b) => a - b);
+    const average = sorted.length > 0 ? round(sorted.reduce((s, x) => s + x, 0) / sorted.length / 1000, 1) : null;
+    const p90 = sorted.length > 0 ? round(sorted[Math.min(sorted.length - 1, Math.ceil(0.9 * sorted.length) - 1)]! / 1000, 1) : null;
+    const breached = this.#byKind.sla_breach;
+    const total = Object.values(this.#byKind).reduce((s, x) => s + x, 0);
+    const report: ComplianceReport = {
+      regulation: input.regulation,
+      from: input.from,
+      to: input.to,
+      generatedAt: input.generatedAt,
+      decisions: {
+        requests: this.#requests,
+        decided: this.#decided,
+        pending: this.#pending,
+        automated: this.#automated,
+        humanReviewed: this.#human,
+        byTimeout: this.#timeout,
+        cancelled: this.#cancelled,
+        approved: this.#approved,
+        rejected: this.#rejected,
+        expired: this.#expired,
+        approvalRate: rate(this.#approved, this.#approved + this.#rejected + this.#expired),
+        humanReviewRate: rate(this.#routedToHuman, this.#requests),
+      },
+      review: { decisions: sorted.length, averageSeconds: average, p90Seconds: p90 },
+      sla: { withSla: this.#withSla, withinSla: this.#withinSla, breached, compliance: rate(this.#withinSla, this.#withSla) },
+      escalations: input.escalations,
+      overrides: { modifiedArgs: this.#modified, alternatives: this.#alternatives, rate: rate(this.#modified + this.#alternatives, this.#human) },
+      violations: { total, byKind: { ...this.#byKind }, items: this.#violations.slice() },
+      integrity: { ...input.integrity, verify: 'countersign audit verify (or: audit export, then audit verify --file … --public-key …)' },
+      controls: CONTROLS[input.regulation],
+      recommendations: [],
+    };
+    report.recommendations = recommend(report);
+    return report;
+  }
+}
+
+function recommend(r: ComplianceReport): string[] {
+  const out: string[] = [];
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
+  if (r.violations.byKind.critical_without_human > 0) {
+    out.push(`${r.violations.byKind.critical_without_human} critical-risk action(s) ran without a human decision: require review for critical risk in the policy (levels.critical).`);
+  }
+  if (r.violations.byKind.approved_by_timeout > 0) {
+    out.push(`${r.violations.byKind.approved_by_timeout} approval(s) came from a timeout: set escalation.onFinalTimeout to reject, or add escalation levels.`);
+  }
+  if (r.violations.byKind.self_approval > 0) out.push('Someone approved their own request: investigate at once; the engine should refuse this (SELF_REVIEW).');
+  if (r.sla.compliance !== null && r.sla.compliance < 0.9) {
+    out.push(`SLA compliance is ${pct(r.sla.compliance)}: add reviewers or escalation levels, or revisit the SLAs in levels.*.sla.`);
+  }
+  if (r.escalations > 0 && r.decisions.humanReviewed > 0 && r.escalations / r.decisions.humanReviewed > 0.25) {
+    out.push(`${r.escalations} escalations for ${r.decisions.humanReviewed} human decisions: first-level reviewers are not keeping up.`);
+  }
+  if (r.overrides.rate !== null && r.overrides.rate > 0.2) {
+    out.push(`Reviewers changed ${pct(r.overrides.rate)} of what agents proposed: review those agents' prompts, or offer the usual correction as an alternative.`);
+  }
+  if (r.decisions.humanReviewed >= 20 && r.decisions.approvalRate !== null && r.decisions.approvalRate > 0.98 && r.overrides.rate === 0) {
+    out.push('Nearly every reviewed action is approved unchanged: check for rubber-stamping, or automate the low-risk ones (automation bands) to keep reviewers for what matters.');
+  }
+  if (r.decisions.pending > 0) out.push(`${r.decisions.pending} request(s) of the period are still pending.`);
+  if (r.integrity.rootHash === null) out.push('No signed checkpoint covers the trail yet: sign one (POST /v1/audit/checkpoints) before relying on this report.');
+  if (out.length === 0) out.push('No findings for this period.');
+  return out;
+}
+
+/** The report as Markdown, for people. Agent-supplied text (action names) is escaped. */
+export function complianceMarkdown(r: ComplianceReport): string {
+  const esc = (s: string) => s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => `\\${c}`);
+  const pct = (x: number | null) => (x === null ? '—' : `${Math.round(x * 1000) / 10}%`);
+  const n = (x: number | null, unit = '') => (x === null ? '—' : `${x}${unit}`);
+  const controls = (s: Section) => `_Evidences: ${r.controls[s].join('; ')}_`;
+  const lines = [
+    `# ${r.regulation} compliance report`,
+    '',
+    `Period: ${r.from} to ${r.to} (generated ${r.generatedAt}).`,
+    '',
+    '## Decisions',
+    controls('decisions'),
+    '',
+    '| measure | value |',
+    '| --- | --- |',
+    `| requests | ${r.decisions.requests} |`,
+    `| decided | ${r.decisions.decided} (pending: ${r.decisions.pending}) |`,
+    `| automated (policy) | ${r.decisions.automated} |`,
+    `| human-reviewed | ${r.decisions.humanReviewed} |`,
+    `| decided by timeout | ${r.decisions.byTimeout} |`,
+    `| cancelled by the agent | ${r.decisions.cancelled} |`,
+    `| approval rate | ${pct(r.decisions.approvalRate)} |`,
+    `| routed to a human | ${pct(r.decisions.humanReviewRate)} |`,
+    '',
+    '## Human review',
+    controls('review'),
+    '',
+    `Decisions: ${r.review.decisions}; average time to decide ${n(r.review.averageSeconds, ' s')}; p90 ${n(r.review.p90Seconds, ' s')}; escalations: ${r.escalations}.`,
+    '',
+    '## SLA',
+    controls('sla'),
+    '',
+    `${r.sla.withinSla} of ${r.sla.withSla} within SLA (${pct(r.sla.compliance)}); breaches: ${r.sla.breached}.`,
+    '',
+    '## Overrides',
+    controls('overrides'),
+    '',
+    `Modified args: ${r.overrides.modifiedArgs}; alternatives chosen: ${r.overrides.alternatives} (${pct(r.overrides.rate)} of human decisions).`,
+    '',
+    '## Violations',
+    controls('violations'),
+    '',
+    `Total: ${r.violations.total} (critical without a human: ${r.violations.byKind.critical_without_human}; approved by timeout: ${r.violations.byKind.approved_by_timeout}; SLA breaches: ${r.violations.byKind.sla_breach}; self-approval: ${r.violations.byKind.self_approval}).`,
+    ...(r.violations.items.length > 0
+      ? ['', '| kind | request | action | detail |', '| --- | --- | --- | --- |', ...r.violations.items.map((v) => `| ${v.kind} | ${v.requestId} | ${esc(v.action)} | ${esc(v.detail)} |`)]
+      : []),
+    '',
+    '## Integrity of the trail',
+    controls('integrity'),
+    '',
+    r.integrity.rootHash === null
+      ? 'No signed checkpoint yet.'
+      : `Signed checkpoint: ${r.integrity.treeSize} entries, root \`${r.integrity.rootHash}\`, signed ${r.integrity.checkpointAt} by key ${r.integrity.keyId}. Verify with: ${r.integrity.verify}.`,
+    '',
+    '## Recommendations',
+    '',
+    ...r.recommendations.map((x) => `- ${x}`),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** The report as CSV: one `section,measure,value` row per figure, then the violations. */
+export function complianceCsv(r: ComplianceReport): string {
+  const cell = (v: unknown) => {
+    const s = v === null || v === undefined ? '' : String(v);
+    // Quote always; neutralise spreadsheet formulas in text that came from agents.
+    return `"${(/^[=+\-@\t\r]/.test(s) ? `'${s}` : s).replace(/"/g, '""')}"`;
+  };
+  const rows: unknown[][] = [['section', 'measure', 'value']];
+  for (const [k, v] of Object.entries(r.decisions)) rows.push(['decisions', k, v]);
+  for (const [k, v] of Object.entries(r.review)) rows.push(['review', k, v]);
+  for (const [k, v] of Object.entries(r.sla)) rows.push(['sla', k, v]);
+  rows.push(['escalations', 'count', r.escalations]);
+  for (const [k, v] of Object.entries(r.overrides)) rows.push(['overrides', k, v]);
+  for (const [k, v] of Object.entries(r.violations.byKind)) rows.push(['violations', k, v]);
+  rows.push(['integrity', 'treeSize', r.integrity.treeSize], ['integrity', 'rootHash', r.integrity.rootHash], ['integrity', 'checkpointAt', r.integrity.checkpointAt]);
+  for (const v of r.violations.items) rows.push([`violation:${v.kind}`, v.requestId, `${v.action}: ${v.detail}`]);
+  for (const x of r.recommendations) rows.push(['recommendation', '', x]);
+  return `${rows.map((row) => row.map(cell).join(',')).join('\r\n')}\r\n`;
+}

@@ -1,0 +1,151 @@
+/**
+ * Compliance reports and operator metrics: read the facts of a period from the store, page by
+ * page, and let core compute (`ComplianceAccumulator`). Who may read them: auditors and senior
+ * roles for reports; an operator's own metrics for themselves, everyone's for those roles.
+ */
+import {
+  ComplianceAccumulator,
+  CountersignError,
+  parseDuration,
+  type Assessment,
+  type ComplianceReport,
+  type Decision,
+  type Regulation,
+  type Role,
+} from '@countersign/core';
+import type { Principal } from '../engine/principal.ts';
+import type { Store } from '../store/store.ts';
+
+/** Roles that may read reports and everyone's metrics. */
+export const REPORT_ROLES: readonly Role[] = ['auditor', 'admin', 'manager', 'director'];
+const PAGE = 2000;
+/** A report covers at most this long a period. */
+const MAX_PERIOD_MS = 3 * 366 * 86_400_000;
+
+function requireReader(by: Principal): void {
+  if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'reports need an operator token');
+  if (!by.roles.some((r) => REPORT_ROLES.includes(r))) {
+    throw new CountersignError('FORBIDDEN', `reports need one of the roles ${REPORT_ROLES.join(', ')}`);
+  }
+}
+
+/** ISO 8601 (a date, or a date and time) or epoch milliseconds. */
+export function parseTime(text: string, field: string): number {
+  const ms = /^\d{1,15}$/.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) ? Date.parse(text) : NaN;
+  if (!Number.isFinite(ms)) {
+    throw new CountersignError('VALIDATION_FAILED', `${field} must be an ISO 8601 time (2026-01-31 or 2026-01-31T09:00:00Z) or epoch milliseconds`, { field });
+  }
+  return ms;
+}
+
+export async function complianceReport(
+  store: Store,
+  by: Principal,
+  input: { regulation: Regulation; from: string; to?: string | undefined },
+  now: number,
+  integrity: { treeSize: number; rootHash: string | null; checkpointAt: string | null; keyId: string | null },
+): Promise<ComplianceReport> {
+  requireReader(by);
+  const from = parseTime(input.from, 'from');
+  const to = input.to === undefined ? now : parseTime(input.to, 'to');
+  if (to <= from) throw new CountersignError('VALIDATION_FAILED', 'to must be after from', { field: 'to' });
+  if (to - from > MAX_PERIOD_MS) throw new CountersignError('VALIDATION_FAILED', 'a report covers at most three years', { field: 'from' });
+  const acc = new ComplianceAccumulator();
+  let after: { createdAt: number; id: string } | undefined;
+  for (;;) {
+    const rows = await store.trail.reportFacts(from, to, PAGE, after);
+    for (const row of rows) {
+      const assessment = JSON.parse(row.assessment) as Pick<Assessment, 'slaSeconds' | 'requiresApproval'>;
+      const decision = row.decision === null ? null : (JSON.parse(row.decision) as Decision);
+      acc.add({
+        id: row.id,
+        action: row.action,
+        status: row.status,
+        riskLevel: row.risk_level,
+        createdAt: Number(row.created_at),
+        decidedAt: row.decided_at === null ? null : Number(row.decided_at),
+        slaSeconds: assessment.slaSeconds ?? null,
+        requiresApproval: assessment.requiresApproval,
+        requesterOperatorId: row.requester_operator_id,
+        decision: decision && { outcome: decision.outcome, decidedBy: decision.decidedBy, deciders: decision.deciders, modified: decision.modified, alternative: decision.alternative },
+      });
+    }
+    const last = rows[rows.length - 1];
+    if (rows.length < PAGE || !last) break;
+    after = { createdAt: Number(last.created_at), id: last.id };
+  }
+  const escalations = await store.trail.countAuditOfRequests('escalated', from, to);
+  return acc.report({
+    regulation: input.regulation,
+    from: new Date(from).toISOString(),
+    to: new Date(to).toISOString(),
+    generatedAt: new Date(now).toISOString(),
+    escalations,
+    integrity,
+  });
+}
+
+export interface OperatorMetrics {
+  operator: { id: string; name: string };
+  period: string;
+  from: string;
+  to: string;
+  /** Votes cast in the period. */
+  decisionsReviewed: number;
+  approvals: number;
+  rejections: number;
+  /** approvals / votes. */
+  approvalRate: number | null;
+  /** Votes that changed the args or chose an alternative. */
+  overrides: number;
+  /** Mean time from the request's creation to this operator's vote. */
+  averageReviewSeconds: number | null;
+  /** Of votes on requests with an SLA, the share cast within it. */
+  slaCompliance: number | null;
+}
+
+export async function operatorMetrics(store: Store, by: Principal, operatorId: string, period: string, now: number): Promise<OperatorMetrics> {
+  if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'operator metrics need an operator token');
+  if (by.operatorId !== operatorId && !by.roles.some((r) => REPORT_ROLES.includes(r))) {
+    throw new CountersignError('FORBIDDEN', `another operator's metrics need one of the roles ${REPORT_ROLES.join(', ')}`);
+  }
+  const operator = (await store.listOperators()).find((o) => o.id === operatorId || o.name === operatorId);
+  if (!operator) throw new CountersignError('NOT_FOUND', `no operator ${operatorId}`);
+  const span = parseDuration(period);
+  if (span === undefined || span > 366 * 86_400_000) {
+    throw new CountersignError('VALIDATION_FAILED', 'period is a duration up to 366d, like 24h, 7d or 30m', { field: 'period' });
+  }
+  const from = now - span;
+  const votes = await store.trail.operatorVotes(operator.id, from, now + 1);
+  let approvals = 0;
+  let overrides = 0;
+  let totalMs = 0;
+  let withSla = 0;
+  let withinSla = 0;
+  for (const v of votes) {
+    if (v.verdict === 'approve') approvals++;
+    if (v.args !== null || v.alternative !== null) overrides++;
+    const took = Number(v.created_at) - Number(v.request_created_at);
+    totalMs += took;
+    const sla = (JSON.parse(v.assessment) as Pick<Assessment, 'slaSeconds'>).slaSeconds;
+    if (sla !== null && sla !== undefined) {
+      withSla++;
+      if (took <= sla * 1000) withinSla++;
+    }
+  }
+  const n = votes.length;
+  const ratio = (a: number, b: number) => (b > 0 ? Number((a / b).toFixed(3)) : null);
+  return {
+    operator: { id: operator.id, name: operator.name },
+    period,
+    from: new Date(from).toISOString(),
+    to: new Date(now).toISOString(),
+    decisionsReviewed: n,
+    approvals,
+    rejections: n - approvals,
+    approvalRate: ratio(approvals, n),
+    overrides,
+    averageReviewSeconds: n > 0 ? Number((totalMs / n / 1000).toFixed(1)) : null,
+    slaCompliance: ratio(withinSla, withSla),
+  };
+}
