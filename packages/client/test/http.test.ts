@@ -43,13 +43,15 @@ const hostIs = (host: string) => (r: ApprovalRequest) => r.args.host === host;
 
 describe('requestApproval over HTTP', () => {
   it('an auto-approved action is decided at once', async () => {
-    const handle = await cs.requestApproval(AUTO);
+    let calls = 0;
+    const counting = new Countersign({ url: server.url, apiKey: server.agentKey, fetch: (input, init) => (calls++, fetch(input, init)) });
+    const handle = await counting.requestApproval(AUTO);
     expect(handle.status).toBe('approved');
     expect(handle.decided).toBe(true);
     expect(handle.assessment.route).toBe('auto_approve');
-    const started = performance.now();
+    const before = calls;
     const decision = await handle.decision();
-    expect(performance.now() - started).toBeLessThan(50); // no network round trip
+    expect(calls).toBe(before); // no network round trip (counted, not timed: a loaded machine made the 50 ms bound flaky)
     expect(decision).toMatchObject({ outcome: 'approved', decidedBy: 'policy', action: 'block_ip', args: AUTO.args });
     await handle.reportExecution({ status: 'succeeded', result: { blocked: true } });
     expect(handle.status).toBe('executed');

@@ -5,10 +5,14 @@
  * failed and visible), notifications following escalation and decision, and Slack button
  * clicks (signature, tolerance, replay, user mapping, the card updated after the decision).
  */
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { Command } from 'commander';
 import { Webhook } from 'standardwebhooks';
 import { CreateRequestBody, type ApprovalRequest } from '@countersign/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { channelPolicyCheck } from '../src/channels/config.ts';
+import { registerClientCommands } from '../src/cli/commands.ts';
 import { Notifier } from '../src/channels/notifier.ts';
 import { ChannelRegistry } from '../src/channels/registry.ts';
 import { slackSignature } from '../src/channels/slack-actions.ts';
@@ -143,6 +147,25 @@ describe('webhook deliveries: signed, durable, retried with backoff', () => {
     const types = (await s.engine.auditForRequest(s.admin, request.id)).map((e) => e.type);
     expect(types).toEqual(['created', 'queued', 'delivery_failed']);
     expect((await s.engine.getRequest(s.admin, request.id)).status).toBe('pending');
+
+    // …and the CLI lists it, over HTTP like any client.
+    const app = createApp({ engine: s.engine, channels: s.channels, log: () => {} });
+    const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
+    await new Promise((r) => server.once('listening', r));
+    cleanup.push(() => new Promise((r) => server.close(() => r())));
+    let out = '';
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((out += chunk.toString()), true));
+    try {
+      const cli = new Command().name('countersign').exitOverride();
+      registerClientCommands(cli);
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      await cli.parseAsync(['node', 'countersign', 'deliveries', '--status', 'failed', '--url', url, '--token', s.adminToken]);
+    } finally {
+      spy.mockRestore();
+    }
+    const [header, row] = out.split('\n');
+    expect(header).toMatch(/^ID\s+REQUEST\s+CHANNEL\s+EVENT\s+STATUS\s+TRIES\s+WHEN\s+LAST ERROR$/);
+    expect(row).toMatch(new RegExp(`^${failed!.id}\\s+${request.id}\\s+down\\s+requested\\s+FAILED\\s+3\\s+.*webhook down`));
   });
 
   it('escalation tells the next level’s channels; the decision reaches every channel told so far', async () => {

@@ -142,8 +142,10 @@ rules:
 # Content patterns of your own, by name: a regex, or { regex, flags } (flags: i m s u v).
 contentPatterns: {}
 
-# Who is asked when a review is late. after: \`sla\` (the level's SLA) or a duration after the
-# previous level. notify: channel names configured under \`channels\`.
+# Who is asked, in order, while nobody decides. A queued request starts at level 1 (or a rule's
+# startLevel), whose notify channels are told; after: how long it waits at that level (\`sla\` =
+# its risk level's SLA) before moving to the next, whose role may then stand in for named
+# approvers and whose channels are told. notify: channel names configured under \`channels\`.
 # At the end of the chain the request expires as rejected, unless onFinalTimeout: approve.
 escalation:
   levels:

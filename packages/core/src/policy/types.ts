@@ -91,7 +91,7 @@ export interface PolicyRule {
 
 export interface EscalationLevel {
   readonly role: Role;
-  /** Delay before this level is reached: milliseconds, or `sla` for the request's SLA. */
+  /** How long a request waits at this level before escalating further: milliseconds, or `sla` for the request's SLA. */
   readonly after: number | 'sla';
   readonly notify: readonly string[];
 }
