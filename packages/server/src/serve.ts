@@ -14,6 +14,7 @@ import { Scheduler } from './scheduler/scheduler.ts';
 import { channelPolicyCheck } from './channels/config.ts';
 import { Notifier } from './channels/notifier.ts';
 import { ChannelRegistry } from './channels/registry.ts';
+import { recordDelivery, recordEscalation } from './http/metrics.ts';
 import { createApp } from './http/app.ts';
 import { connect } from './store/connect.ts';
 
@@ -59,7 +60,8 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   const scheduler = new Scheduler(engine, {
     intervalMs: config.tickMs,
     leaseMs: config.timerLeaseMs,
-    deliver: new Notifier(engine, channels, { reviewBase: config.publicUrl ?? url }).deliver,
+    deliver: new Notifier(engine, channels, { reviewBase: config.publicUrl ?? url, onAttempt: recordDelivery }).deliver,
+    onEscalated: () => recordEscalation('sla_timeout'),
     onError: (err) => log(`countersign: scheduler: ${(err as Error).message}`),
   });
   scheduler.start();

@@ -9,11 +9,13 @@ import { join } from 'node:path';
 import { Countersign } from '@countersign/client';
 import { CountersignError, CreateRequestBody, type ApprovalRequest } from '@countersign/core';
 import pg from 'pg';
+import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine/engine.ts';
 import { connect } from '../src/store/connect.ts';
 import { ENGINES, PG_BASE_URL, postgresDatabase, sqliteDatabase } from './support/databases.ts';
 import { api, startServerProcess, type ServerProcess } from './support/server-process.ts';
+import { webhookReceiver } from './support/channel-standins.ts';
 
 function policyFile(yaml: string): string {
   const path = join(mkdtempSync(join(tmpdir(), 'countersign-policy-')), 'countersign.yaml');
@@ -45,9 +47,12 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_
 }
 
 describe('acceptance: a 2-second SLA escalates to level 2, then 3, then expires as rejected', () => {
-  it('the waiting agent receives expired with the reason; the audit trail shows each step', async () => {
+  it('the waiting agent receives expired with the reason; the audit trail shows each step; each level is told', async () => {
     const database = sqliteDatabase();
-    const server = await startServerProcess(database.url, { ...FAST, COUNTERSIGN_POLICY: policyFile(CHAIN_2S) });
+    const hook = await webhookReceiver();
+    const secret = `whsec_${Buffer.from('acceptance-webhook-signing-key!!').toString('base64')}`;
+    const policy = CHAIN_2S.replace('after: sla }', 'after: sla, notify: [soc] }').replace(/after: 2s }/g, 'after: 2s, notify: [soc] }') + `channels:\n  soc: { type: webhook, url: "${hook.url}" }\n`;
+    const server = await startServerProcess(database.url, { ...FAST, COUNTERSIGN_POLICY: policyFile(policy), COUNTERSIGN_WEBHOOK_SECRET: secret });
     try {
       const { agentKey, adminToken } = server.bootstrap!;
       const cs = new Countersign({ url: server.url, apiKey: agentKey });
@@ -71,7 +76,8 @@ describe('acceptance: a 2-second SLA escalates to level 2, then 3, then expires 
 
       const { body: request } = await api<ApprovalRequest>(server.url, adminToken, `/v1/requests/${handle.id}`);
       expect(request).toMatchObject({ status: 'expired', decision: { outcome: 'expired', decidedBy: 'timeout' } });
-      const { body: audit } = await api<Audit>(server.url, adminToken, `/v1/requests/${handle.id}/audit`);
+      const { body: all } = await api<Audit>(server.url, adminToken, `/v1/requests/${handle.id}/audit`);
+      const audit = { items: all.items.filter((e) => e.type !== 'notified') }; // deliveries interleave; counted below
       expect(audit.items.map((e) => e.type)).toEqual(['created', 'queued', 'escalated', 'escalated', 'expired']);
       expect(audit.items[2]!.data).toMatchObject({ from: 1, to: 2, role: 'manager' });
       expect(audit.items[3]!.data).toMatchObject({ from: 2, to: 3, role: 'director' });
@@ -79,8 +85,25 @@ describe('acceptance: a 2-second SLA escalates to level 2, then 3, then expires 
       expect(at[2]! - at[0]!).toBeGreaterThanOrEqual(2_000);
       expect(at[3]! - at[2]!).toBeGreaterThanOrEqual(2_000);
       expect(at[4]! - at[3]!).toBeGreaterThanOrEqual(2_000);
+
+      // Every level's channel heard of it, signed per Standard Webhooks, and of the outcome.
+      await until('the decided notification', async () => (hook.received.length >= 4 ? true : undefined));
+      const events = hook.received.map((r) => {
+        const headers = { 'webhook-id': String(r.headers['webhook-id']), 'webhook-timestamp': String(r.headers['webhook-timestamp']), 'webhook-signature': String(r.headers['webhook-signature']) };
+        return (new Webhook(secret).verify(r.body, headers) as { type: string; data: { sla: { level: number } } });
+      });
+      expect(events.map((e) => e.type)).toEqual(['countersign.request.requested', 'countersign.request.escalated', 'countersign.request.escalated', 'countersign.request.decided']);
+      expect(events.slice(0, 3).map((e) => e.data.sla.level)).toEqual([1, 2, 3]);
+      await until('four notified entries', async () => {
+        const { body } = await api<Audit>(server.url, adminToken, `/v1/requests/${handle.id}/audit`);
+        return body.items.filter((e) => e.type === 'notified').length === 4 ? true : undefined;
+      });
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).toMatch(/countersign_escalations_total\{reason="sla_timeout"\} 2/);
+      expect(metrics).toMatch(/countersign_notification_deliveries_total\{channel="soc",result="delivered"\} 4/);
     } finally {
       await server.stop();
+      await hook.close();
       await database.drop();
     }
   });

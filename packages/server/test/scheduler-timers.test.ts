@@ -22,6 +22,7 @@ escalation:
 rules:
   - { name: needs-manager, when: { action: wire_transfer }, then: { approvers: [{ role: manager }] } }
   - { name: needs-alice, when: { action: reset_password }, then: { approvers: [{ operator: alice }] } }
+  - { name: starts-high, when: { action: drop_table }, then: { startLevel: 2 } }
 `;
 const body = (extra: Record<string, unknown> = {}) =>
   CreateRequestBody.parse({ action: 'isolate_host', args: { host: 'ws-042' }, confidence: 0.82, ...extra });
@@ -89,7 +90,7 @@ describe.each(ENGINES)('scheduler and escalation: $name', ({ make }) => {
     expect((await t.engine.getRequest(t.admin, request.id)).escalation?.level).toBe(1);
 
     t.clock.now = start + 2_000;
-    expect(await scheduler.tick()).toMatchObject({ fired: 1, errors: 0 });
+    expect(await scheduler.tick()).toMatchObject({ fired: 1, escalated: 1, decided: 0, errors: 0 });
     const second = await t.engine.getRequest(t.admin, request.id);
     expect(second.escalation).toMatchObject({ level: 2, role: 'manager', dueAt: new Date(start + 4_000).toISOString() });
     expect(second.status).toBe('pending');
@@ -110,6 +111,18 @@ describe.each(ENGINES)('scheduler and escalation: $name', ({ make }) => {
     expect(audit[2]!.data).toMatchObject({ from: 1, to: 2, role: 'manager' });
     expect(audit[3]!.data).toMatchObject({ from: 2, to: 3, role: 'director' });
     expect(await t.engine.store.timers.requestTimers(request.id)).toEqual([]);
+  });
+
+  it('a rule may start a request at a higher level; it escalates from there', async () => {
+    const { request } = await t.engine.createRequest(t.agent, body({ action: 'drop_table', args: { table: 'users' } }));
+    expect(request.escalation).toMatchObject({ level: 2, role: 'manager', dueAt: new Date(t.clock.now + 2_000).toISOString() });
+    expect((await t.engine.auditForRequest(t.admin, request.id))[1]!.data).toMatchObject({ escalation: { level: 2 } });
+    t.clock.now += 2_000;
+    await scheduler.tick();
+    expect((await t.engine.getRequest(t.admin, request.id)).escalation).toMatchObject({ level: 3, role: 'director' });
+    t.clock.now += 2_000;
+    await scheduler.tick();
+    expect((await t.engine.getRequest(t.admin, request.id)).status).toBe('expired');
   });
 
   it('a late tick moves one level, with the new deadline counted from when it fired', async () => {
@@ -176,7 +189,7 @@ describe.each(ENGINES)('scheduler and escalation: $name', ({ make }) => {
     const [b] = mine(await t.engine.store.timers.claimDue(t.clock.now, 500, 'other', 60_000, ['escalate']));
     expect(b).toMatchObject({ id: a!.id, claimed_by: 'other' });
     const outcomes = await Promise.all([t.engine.fireTimer(a!), t.engine.fireTimer(b!)]);
-    expect(outcomes.sort()).toEqual(['fired', 'gone']);
+    expect(outcomes.sort()).toEqual(['escalated', 'gone']);
     expect((await types(t, request.id)).filter((x) => x === 'escalated')).toHaveLength(1);
   });
 

@@ -16,6 +16,8 @@ export interface NotifierOptions {
   reviewBase: string;
   /** Randomness for jitter, in [0, 1). */
   random?: () => number;
+  /** Told after each recorded attempt (metrics): delivered, retrying, gave_up (retries spent), failed (not worth retrying). */
+  onAttempt?: (channel: string, result: 'delivered' | 'retrying' | 'gave_up' | 'failed') => void;
 }
 
 function detailOf(event: string, data: Record<string, unknown>): string | null {
@@ -51,6 +53,7 @@ export class Notifier {
     if ('error' in found || !request) {
       const error = 'error' in found ? found.error : `request ${delivery.request_id} is gone`;
       await this.engine.recordDelivery(timer.id, { ok: false, ms: 0, error, retryInMs: null });
+      this.options.onAttempt?.(delivery.channel, 'failed');
       return;
     }
     const { channel, config } = found;
@@ -70,11 +73,13 @@ export class Notifier {
     try {
       const response = await channel.send({ id: delivery.id, attempt: delivery.attempts + 1, notification, previous }, abort.signal);
       await this.engine.recordDelivery(timer.id, { ok: true, ms: performance.now() - started, response });
+      this.options.onAttempt?.(delivery.channel, 'delivered');
     } catch (err) {
       const error = err instanceof DeliveryError ? err.message : `${channel.type} ${channel.name}: ${(err as Error)?.message ?? String(err)}`;
       const retryable = err instanceof DeliveryError ? err.retryable : true;
       const retryInMs = retryable ? nextRetryDelay(delivery.attempts + 1, config.retry, this.random()) : null;
       await this.engine.recordDelivery(timer.id, { ok: false, ms: performance.now() - started, error, retryInMs });
+      this.options.onAttempt?.(delivery.channel, retryInMs !== null ? 'retrying' : retryable ? 'gave_up' : 'failed');
     } finally {
       clearTimeout(timeout);
     }

@@ -737,16 +737,16 @@ export class Engine {
 
   /**
    * Fires one request timer (`escalate` or `expire`) claimed by the scheduler. The timer is
-   * deleted in the transaction that makes its change, so it fires once: `gone` means another
-   * process (or an earlier attempt) fired it, `rescheduled` that a reviewer extended the
-   * deadline after the claim, `stale` that the request was decided meanwhile.
+   * deleted in the transaction that makes its change, so it fires once. `escalated`: up a level;
+   * `decided`: expired, or approved by timeout; `gone`: another process (or an earlier attempt)
+   * fired it; `rescheduled`: its deadline moved after the claim; `stale`: decided meanwhile.
    */
-  async fireTimer(timer: TimerRow): Promise<'fired' | 'gone' | 'rescheduled' | 'stale'> {
+  async fireTimer(timer: TimerRow): Promise<'escalated' | 'decided' | 'gone' | 'rescheduled' | 'stale'> {
     const id = timer.request_id;
     if (id === null || (timer.kind !== 'escalate' && timer.kind !== 'expire')) {
       throw new CountersignError('INTERNAL', `fireTimer: ${timer.kind} is not a request timer`);
     }
-    let outcome: 'fired' | 'stale' = 'fired';
+    let outcome: 'escalated' | 'decided' | 'stale' = 'decided';
     try {
       await this.change(undefined, id, async (tx, current, escalation) => {
         const taken = await tx.timers.takeTimer(timer.id);
@@ -767,6 +767,7 @@ export class Engine {
         if (due.type === 'final') {
           return due.outcome === 'approve' ? { type: 'timeout_approve', reason: due.reason, at: '' } : { type: 'expire', reason: due.reason, at: '' };
         }
+        outcome = 'escalated';
         await this.saveEscalation(tx, current, due.state, at, escalation === null);
         await this.enqueueDeliveries(tx, id, due.notify, 'escalated', { from: due.from, to: due.to, role: due.role }, at);
         await tx.appendAudit([

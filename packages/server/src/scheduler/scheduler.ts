@@ -33,10 +33,17 @@ export interface SchedulerOptions {
   /** Notification attempts in flight at once. Default 16. */
   maxDeliveries?: number | undefined;
   onError?: ((err: unknown) => void) | undefined;
+  /** Told after each committed escalation (metrics). */
+  onEscalated?: (() => void) | undefined;
 }
 
 export interface TickReport {
+  /** escalated + decided. */
   fired: number;
+  /** Moved up a level. */
+  escalated: number;
+  /** Expired (agent's timeout, end of the chain) or approved by timeout. */
+  decided: number;
   gone: number;
   stale: number;
   rescheduled: number;
@@ -129,14 +136,17 @@ export class Scheduler {
   }
 
   private async runTick(): Promise<TickReport> {
-    const report: TickReport = { fired: 0, gone: 0, stale: 0, rescheduled: 0, errors: 0, deliveries: 0 };
+    const report: TickReport = { fired: 0, escalated: 0, decided: 0, gone: 0, stale: 0, rescheduled: 0, errors: 0, deliveries: 0 };
     const timers = this.engine.store.timers;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const now = this.engine.clock();
       const due = await timers.claimDue(now, this.batch, this.owner, this.leaseMs, REQUEST_KINDS);
       await eachLimited(due, this.concurrency, async (t) => {
         try {
-          report[await this.engine.fireTimer(t)]++;
+          const outcome = await this.engine.fireTimer(t);
+          report[outcome]++;
+          if (outcome === 'escalated' || outcome === 'decided') report.fired++;
+          if (outcome === 'escalated') this.options.onEscalated?.();
         } catch (err) {
           report.errors++;
           this.options.onError?.(err);
