@@ -35,6 +35,7 @@ export {
 export {
   TRAIL_FORMAT,
   TrailVerifier,
+  trailBaseLine,
   trailCheckpointLine,
   trailEntryLine,
   trailHeaderLine,

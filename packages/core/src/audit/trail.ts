@@ -3,6 +3,8 @@
  * each in canonical form (sorted keys, no whitespace):
  *
  *   {"checkpoints":2,"format":"countersign-audit-trail/v1","keyId":"…","kind":"header","treeSize":1500}
+ *   {"frontier":["<base64>",…],"kind":"base","treeSize":500}              only when entries 1–500 were pruned,
+ *   {…the checkpoint for size 500…}                                         and then its checkpoint
  *   {"entry":{…the leaf JSON…},"kind":"entry","leafHash":"<base64>"}       one per entry, seq 1, 2, …
  *   {"keyId":"…","kind":"checkpoint","rootHash":"…","signature":"…","timestamp":"…","treeSize":1000}
  *   …                                                                        each right after entry treeSize
@@ -41,6 +43,15 @@ export function trailEntryLine(leafJson: string, leafHash: Uint8Array): string {
   return `${ENTRY_PREFIX}${leafJson}${ENTRY_SUFFIX}${toBase64(leafHash)}"}`;
 }
 
+/**
+ * The base of a trail whose first `treeSize` entries were removed by retention: the compact
+ * tree at that size (its perfect subtree roots, largest first). The checkpoint signed at that
+ * size follows it and authenticates it; entries then go on from `treeSize + 1`.
+ */
+export function trailBaseLine(treeSize: number, frontier: readonly Uint8Array[]): string {
+  return canonicalJson({ frontier: frontier.map(toBase64), kind: 'base', treeSize });
+}
+
 export function trailCheckpointLine(cp: SignedCheckpoint): string {
   return canonicalJson({ keyId: cp.keyId, kind: 'checkpoint', rootHash: cp.rootHash, signature: cp.signature, timestamp: cp.timestamp, treeSize: cp.treeSize });
 }
@@ -68,6 +79,8 @@ export interface TrailFault {
 
 export interface TrailSummary {
   treeSize: number;
+  /** Entries 1 … this were pruned by retention before the export (0: none); the tree still covers them. */
+  prunedTo: number;
   rootHash: string;
   checkpoints: number;
   /** The last (covering) checkpoint. */
@@ -90,8 +103,10 @@ const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 export class TrailVerifier {
   readonly #options: TrailVerifierOptions;
-  readonly #tree: CompactTree;
+  #tree: CompactTree;
   #line = 0;
+  /** The pruned base, until its checkpoint has verified it. */
+  #base: { size: number; line: number; verified: boolean } | null = null;
   #header: TrailHeader | null = null;
   #fault: TrailFault | null = null;
   #checkpoints = 0;
@@ -125,7 +140,11 @@ export class TrailVerifier {
     if (this.#fault) return false;
     this.#line++;
     if (this.#header === null) return this.#readHeader(line);
+    if (this.#base && !this.#base.verified && !line.startsWith('{"keyId"')) {
+      return this.#fail('CHECKPOINT_PLACEMENT', this.#line, `line ${this.#line}: the pruned-trail base (line ${this.#base.line}) must be followed by the checkpoint signed at its size ${this.#base.size}`);
+    }
     if (line.startsWith(ENTRY_PREFIX)) return this.#readEntry(line, bytes);
+    if (this.#line === 2 && line.startsWith('{"frontier"')) return this.#readBase(line);
     return this.#readCheckpoint(line);
   }
 
@@ -136,6 +155,7 @@ export class TrailVerifier {
     return {
       ok: true,
       treeSize: this.#tree.size,
+      prunedTo: this.#base?.size ?? 0,
       rootHash: toBase64(this.#tree.root()),
       checkpoints: this.#checkpoints,
       checkpoint: this.#last?.cp ?? null,
@@ -200,6 +220,24 @@ export class TrailVerifier {
       return this.#fail('KEY_MISMATCH', 1, `the header (line 1) says the trail is signed by key ${h.keyId}, but the trusted public key is ${this.#options.keyId}`);
     }
     this.#header = { treeSize: h.treeSize, checkpoints: h.checkpoints, keyId: h.keyId };
+    return true;
+  }
+
+  #readBase(line: string): boolean {
+    const b = this.#parse(line, 'the pruned-trail base');
+    if (!b) return false;
+    const size = b.treeSize;
+    const hashes = Array.isArray(b.frontier) ? b.frontier.map((h) => fromBase64Of(h, this.#options.hasher.size)) : null;
+    if (b.kind !== 'base' || !isCount(size) || size === 0 || !hashes || hashes.some((h) => h === null) || Object.keys(b).length !== 3) {
+      return this.#fail('MALFORMED', 2, 'line 2: malformed pruned-trail base');
+    }
+    if (this.#header && size > this.#header.treeSize) return this.#fail('HEADER', 2, `line 2: the base size ${size} is beyond the header's tree size`);
+    try {
+      this.#tree = new CompactTree(this.#options.hasher, size, hashes as Uint8Array[]);
+    } catch {
+      return this.#fail('MALFORMED', 2, `line 2: a tree of ${size} entries needs other subtree hashes than the base gives`);
+    }
+    this.#base = { size, line: 2, verified: false };
     return true;
   }
 
@@ -269,6 +307,15 @@ export class TrailVerifier {
     if (!sig || !root) return this.#fail('MALFORMED', at, `line ${at}: checkpoint signature or root hash is not canonical base64 of the right length`);
     if (!this.#options.verifySignature(checkpointMessage(cp), sig)) {
       return this.#fail('BAD_SIGNATURE', at, `line ${at}: the signature of the checkpoint for size ${treeSize} does not verify with the trusted public key`);
+    }
+    if (this.#base && !this.#base.verified) {
+      if (!bytesEqual(root, this.#tree.root())) {
+        return this.#fail('ROOT_MISMATCH', this.#base.line, `line ${this.#base.line}: the pruned-trail base does not produce the root signed by the checkpoint at line ${at} (size ${treeSize}): the base was altered`);
+      }
+      this.#base.verified = true;
+      this.#checkpoints++;
+      this.#last = { cp, line: at };
+      return true;
     }
     if (!bytesEqual(root, this.#tree.root())) {
       const from = (previous?.cp.treeSize ?? 0) + 1;

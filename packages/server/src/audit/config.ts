@@ -12,6 +12,8 @@ export interface AuditConfig {
   readonly checkpointEvery: number;
   /** …or once this many seconds have passed since it, if any entry came. */
   readonly checkpointSeconds: number;
+  /** Entries older than this many days are removed (their hashes stay; what remains still verifies). 0 keeps everything. */
+  readonly retentionDays: number;
 }
 
 export const KEY_FILE = 'countersign-audit-key.pem';
@@ -47,5 +49,6 @@ export function resolveAuditConfig(
     keyPath: explicit ? resolve(cwd, explicit) : defaultAuditKeyPath(databaseUrl, cwd),
     checkpointEvery: positive('COUNTERSIGN_AUDIT_CHECKPOINT_ENTRIES', env.COUNTERSIGN_AUDIT_CHECKPOINT_ENTRIES, 1000),
     checkpointSeconds: positive('COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS', env.COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS, 60),
+    retentionDays: env.COUNTERSIGN_AUDIT_RETENTION_DAYS === '0' ? 0 : positive('COUNTERSIGN_AUDIT_RETENTION_DAYS', env.COUNTERSIGN_AUDIT_RETENTION_DAYS, 365),
   });
 }

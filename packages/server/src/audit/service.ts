@@ -11,7 +11,9 @@ import {
   inclusionProofRanges,
   receiptBody,
   receiptMessage,
+  frontierNodes,
   toBase64,
+  trailBaseLine,
   trailCheckpointLine,
   trailEntryLine,
   trailHeaderLine,
@@ -142,6 +144,10 @@ export class AuditService {
       throw new CountersignError('VALIDATION_FAILED', `seq must be 1–${treeSize} for a tree of ${treeSize} entries`, { treeSize });
     }
     const index = seq - 1;
+    const prunedTo = await this.store.trail.prunedTo();
+    if (seq <= prunedTo) {
+      throw new CountersignError('NOT_FOUND', `entry ${seq} was removed by retention (entries 1–${prunedTo}); the tree still commits to it, and consistency proofs still cover it`, { prunedTo });
+    }
     const [hashes, entries, checkpoint] = await Promise.all([
       this.store.trail.rangeHashes([[index, index + 1], [0, treeSize], ...inclusionProofRanges(index, treeSize)]),
       this.store.trail.entries(seq, seq),
@@ -190,10 +196,20 @@ export class AuditService {
    */
   async *exportLines(treeSizeIn?: number): AsyncGenerator<string, void, undefined> {
     const treeSize = await this.checkSize(treeSizeIn, 'treeSize');
-    const checkpoints = await this.store.trail.checkpoints(1, treeSize);
+    // After retention the export starts from the compact tree at the prune point, signed there.
+    const prunedTo = Math.min(await this.store.trail.prunedTo(), treeSize);
+    const checkpoints = await this.store.trail.checkpoints(Math.max(1, prunedTo), treeSize);
     yield trailHeaderLine({ treeSize, checkpoints: checkpoints.length, keyId: this.key.keyId });
     let next = 0;
-    for (let from = 1; from <= treeSize; from += EXPORT_PAGE) {
+    if (prunedTo > 0) {
+      const ids = frontierNodes(prunedTo);
+      const nodes = await this.store.trail.nodes(ids);
+      const frontier = ids.map((id) => nodes.get(`${id.level}/${id.index}`));
+      if (frontier.some((h) => h === undefined)) throw new CountersignError('INTERNAL', `the tree nodes at the prune point ${prunedTo} are missing`);
+      if (checkpoints[0]?.treeSize !== prunedTo) throw new CountersignError('INTERNAL', `no checkpoint at the prune point ${prunedTo}`);
+      yield `${trailBaseLine(prunedTo, frontier as Uint8Array[])}\n${trailCheckpointLine(checkpoints[next++]!)}`;
+    }
+    for (let from = prunedTo + 1; from <= treeSize; from += EXPORT_PAGE) {
       const to = Math.min(treeSize, from + EXPORT_PAGE - 1);
       const [entries, hints] = await Promise.all([this.store.trail.entries(from, to), this.store.trail.leafHashes(from, to)]);
       let out = '';
@@ -230,6 +246,26 @@ export class AuditService {
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return { items: page.map(entryOf), nextCursor: rows.length > limit && last ? encodeCursor(Number(last.seq)) : null };
+  }
+
+  /**
+   * Retention: removes the entries older than `retentionDays`, up to the newest checkpoint whose
+   * entries are all that old, one checkpoint interval per transaction. The tree's hashes stay,
+   * so what remains still verifies (the export starts from the signed compact tree at the prune
+   * point) and proofs still work. Returns how many entries were removed.
+   */
+  async prune(retentionDays: number): Promise<number> {
+    const cutoff = this.now() - retentionDays * 86_400_000;
+    const firstKept = await this.store.trail.firstSeqAtOrAfter(cutoff);
+    const head = await this.store.trail.head();
+    const limit = (firstKept ?? head.size + 1) - 1;
+    let removed = 0;
+    for (;;) {
+      const from = await this.store.trail.prunedTo();
+      const to = await this.store.trail.nextCheckpointSize(from, limit);
+      if (to === undefined) return removed;
+      removed += await this.store.transaction((tx) => tx.trail.pruneEntries(from, to));
+    }
   }
 
   /** A signed receipt for a decision, to store with it (see `Receipt`). */

@@ -214,6 +214,41 @@ export class TrailQueries {
       .execute();
   }
 
+  /** Entries 1 … this were removed by retention (0: none). */
+  async prunedTo(): Promise<number> {
+    const row = await this.db.selectFrom('audit_head').select('pruned_to').where('id', '=', 1).executeTakeFirstOrThrow();
+    return Number(row.pruned_to);
+  }
+
+  /** The seq of the earliest entry at or after `at` (by time), if any. */
+  async firstSeqAtOrAfter(at: number): Promise<number | undefined> {
+    const row = await this.db.selectFrom('audit_log').select('seq').where('at', '>=', at).orderBy('at').orderBy('seq').limit(1).executeTakeFirst();
+    return row ? Number(row.seq) : undefined;
+  }
+
+  /** The smallest checkpoint size in (after, upTo]. */
+  async nextCheckpointSize(after: number, upTo: number): Promise<number | undefined> {
+    const row = await this.db
+      .selectFrom('audit_checkpoints')
+      .select('tree_size')
+      .where('tree_size', '>', after)
+      .where('tree_size', '<=', upTo)
+      .orderBy('tree_size')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? Number(row.tree_size) : undefined;
+  }
+
+  /**
+   * Removes entries `from + 1` … `to` and records the new prune point, in one transaction with
+   * the caller. `to` must be a checkpoint's size: the export starts from it.
+   */
+  async pruneEntries(from: number, to: number): Promise<number> {
+    const result = await this.db.deleteFrom('audit_log').where('seq', '>', from).where('seq', '<=', to).executeTakeFirst();
+    await this.db.updateTable('audit_head').set({ pruned_to: to }).where('id', '=', 1).where('pruned_to', '=', from).execute();
+    return Number(result.numDeletedRows);
+  }
+
   async countCheckpoints(to: number): Promise<number> {
     const row = await this.db
       .selectFrom('audit_checkpoints')
@@ -272,5 +307,12 @@ export const m002_audit: Migration = {
       done += rows.length;
       frontier = (await db.selectFrom('audit_head').select('frontier').where('id', '=', 1).executeTakeFirstOrThrow()).frontier as string;
     }
+  },
+};
+
+/** Retention: how far the trail's entries have been pruned (the tree's hashes are all kept). */
+export const m002_audit_retention: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('audit_head').addColumn('pruned_to', 'bigint', (c) => c.notNull().defaultTo(0)).execute();
   },
 };

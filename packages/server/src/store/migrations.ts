@@ -5,7 +5,7 @@
  */
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { m003_scheduler } from './timers.ts';
-import { m002_audit } from '../audit/store.ts';
+import { m002_audit, m002_audit_retention } from '../audit/store.ts';
 import { m004_guard } from '../guard/store.ts';
 
 const m001_initial: Migration = {
@@ -134,6 +134,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
   '003_scheduler': m003_scheduler,
   '002_audit': m002_audit,
+  '002_audit_retention': m002_audit_retention,
   '004_guard': m004_guard,
 });
 

@@ -109,6 +109,8 @@ export interface AuditHeadTable {
   seq: number;
   /** The Merkle tree's compact form (audit/store.ts), JSON array of base64 hashes. */
   frontier: Generated<string>;
+  /** Entries 1 … pruned_to were removed by retention; their hashes stay in audit_nodes. */
+  pruned_to: Generated<number>;
 }
 
 export interface Database {
