@@ -1,5 +1,5 @@
 /**
- * Protecting reviewers over HTTP (SQLite, with a controlled clock): approver velocity limits and
+ * Protecting reviewers over HTTP (both databases, with a controlled clock): approver velocity limits and
  * automatic cool-downs on high/critical approvals, manual cool-downs by a lead, per-agent
  * request limits from the policy, agent pauses, and the slicing report, each with its audit.
  */
@@ -7,15 +7,16 @@ import { CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine/engine.ts';
 import { createApp } from '../src/http/app.ts';
+import { guardOptionsFromEnv } from '../src/guard/service.ts';
 import { connect } from '../src/store/connect.ts';
-import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
+import { ENGINES, sqliteDatabase, type TestDatabase } from './support/databases.ts';
 
 const MINUTE = 60_000;
 const HIGH = { action: 'isolate_host', args: { host: 'ws-042' }, confidence: 0.82, riskLevel: 'high' } as const;
 const MEDIUM = { action: 'block_ip', args: { ip: '192.0.2.7' }, confidence: 0.7, riskLevel: 'medium' } as const;
 const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  fast-bot: { limits: { perMinute: 3, perHour: 5 } }');
 
-describe('guard over HTTP', () => {
+describe.each(ENGINES)('guard over HTTP: $name', ({ make }) => {
   let database: TestDatabase;
   let engine: Engine;
   let app: ReturnType<typeof createApp>;
@@ -36,7 +37,7 @@ describe('guard over HTTP', () => {
   const auditTypes = async (type: string) => (await engine.listAudit((await engine.authenticate(adminToken))!, { type, limit: 1000 })).map((e) => e.data as any);
 
   beforeAll(async () => {
-    database = sqliteDatabase();
+    database = make();
     engine = await Engine.open({ connection: await connect(database.url), now: () => clock });
     await engine.activatePolicy(POLICY, 'test');
     const boot = (await engine.bootstrap())!;
@@ -170,5 +171,30 @@ describe('guard over HTTP', () => {
     expect((await call(agentKey, 'GET', '/v1/agents/slicer-bot/slicing')).json.error.code).toBe('FORBIDDEN');
     expect((await call(adminToken, 'GET', '/v1/agents/slicer-bot/slicing?windowMinutes=0')).json.error.code).toBe('VALIDATION_FAILED');
     expect((await call(adminToken, 'GET', '/v1/agents/ghost/slicing')).status).toBe(404);
+  });
+});
+
+describe('COUNTERSIGN_REVIEWER_LIMITS', () => {
+  it('off lifts the automatic limits, keeps manual cool-downs; anything but on/off is refused', async () => {
+    expect(() => guardOptionsFromEnv({ COUNTERSIGN_REVIEWER_LIMITS: 'maybe' })).toThrow(/"on" or "off"/);
+    expect(guardOptionsFromEnv({}).cooldown).toBeUndefined();
+    const database = sqliteDatabase();
+    const engine = await Engine.open({ connection: await connect(database.url), guard: guardOptionsFromEnv({ COUNTERSIGN_REVIEWER_LIMITS: 'off' }) });
+    try {
+      await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+      const boot = (await engine.bootstrap())!;
+      const admin = (await engine.authenticate(boot.adminToken))!;
+      const agent = (await engine.authenticate(boot.agentKey))!;
+      for (let i = 0; i < 12; i++) {
+        const { request } = await engine.createRequest(agent, CreateRequestBody.parse({ ...HIGH, args: { host: `off-${i}` } }));
+        expect((await engine.review(admin, request.id, { verdict: 'approve' })).status).toBe('approved');
+      }
+      await engine.guard.setCooldown(admin, 'admin', { minutes: 10, reason: 'break' });
+      const { request } = await engine.createRequest(agent, CreateRequestBody.parse({ ...HIGH, args: { host: 'off-x' } }));
+      await expect(engine.review(admin, request.id, { verdict: 'approve' })).rejects.toMatchObject({ code: 'COOLDOWN_ACTIVE' });
+    } finally {
+      await engine.close();
+      await database.drop();
+    }
   });
 });

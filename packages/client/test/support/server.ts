@@ -30,6 +30,9 @@ export async function startServer(): Promise<TestServer> {
       COUNTERSIGN_POLICY: '',
       COUNTERSIGN_ADMIN_TOKEN: '',
       COUNTERSIGN_AGENT_KEY: '',
+      // One admin approves dozens of high-risk requests within seconds here; the reviewer
+      // protections (cool-downs, velocity limits) would rightly stop that.
+      COUNTERSIGN_REVIEWER_LIMITS: 'off',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

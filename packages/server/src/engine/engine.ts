@@ -29,7 +29,7 @@ import { newId, newSecret, secretPrefix, sha256Hex } from '../ids.ts';
 import type { Connection } from '../store/connect.ts';
 import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
-import { GuardService, type GuardOptions } from '../guard/service.ts';
+import { GuardService, guardOptionsFromEnv, type GuardOptions } from '../guard/service.ts';
 import { Store, type AuditRow, type HistoryCounts, type NewAuditEntry, type Queries, type RequestRow } from '../store/store.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
@@ -137,7 +137,7 @@ export class Engine {
    * `auditKey`, checkpoints and receipts are signed with a key that lives in this process only.
    */
   static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
-    const guard = options.guard ?? { encryptionKey: process.env.COUNTERSIGN_ENCRYPTION_KEY || undefined };
+    const guard = options.guard ?? guardOptionsFromEnv(process.env);
     const engine = new Engine(new Store(options.connection), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
     if (engine.store.capabilities.listenNotify) {
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id));

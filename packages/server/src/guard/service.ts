@@ -43,6 +43,25 @@ export interface GuardOptions {
   cooldown?: CooldownConfig;
 }
 
+/**
+ * Guard settings from the environment: COUNTERSIGN_ENCRYPTION_KEY, and COUNTERSIGN_REVIEWER_LIMITS
+ * (`on`, the default, or `off`: no automatic velocity limits or cool-downs — for test rigs and
+ * single-operator demos; manual cool-downs, MFA and number matching still apply).
+ */
+export function guardOptionsFromEnv(env: Record<string, string | undefined>): GuardOptions {
+  const limits = (env.COUNTERSIGN_REVIEWER_LIMITS ?? '').trim().toLowerCase();
+  if (limits !== '' && limits !== 'on' && limits !== 'off') {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_REVIEWER_LIMITS must be "on" or "off", not "${limits}"`);
+  }
+  const never = Number.MAX_SAFE_INTEGER;
+  return {
+    encryptionKey: env.COUNTERSIGN_ENCRYPTION_KEY || undefined,
+    ...(limits === 'off'
+      ? { approverLimits: { ...DEFAULT_APPROVER_LIMITS, perHour: never, perDay: never }, cooldown: { ...DEFAULT_COOLDOWN, threshold: never } }
+      : {}),
+  };
+}
+
 /** What a review carries that the guard checks (the engine passes the review body). */
 export interface StepUp {
   verdict: 'approve' | 'reject';
