@@ -14,7 +14,10 @@ import { ENGINES, sqliteDatabase, type TestDatabase } from './support/databases.
 const MINUTE = 60_000;
 const HIGH = { action: 'isolate_host', args: { host: 'ws-042' }, confidence: 0.82, riskLevel: 'high' } as const;
 const MEDIUM = { action: 'block_ip', args: { ip: '192.0.2.7' }, confidence: 0.7, riskLevel: 'medium' } as const;
-const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  fast-bot: { limits: { perMinute: 3, perHour: 5 } }');
+const POLICY = DEFAULT_POLICY_YAML.replace(
+  'agents: {}',
+  'agents:\n  fast-bot: { limits: { perMinute: 3, perHour: 5 } }\n  greedy-bot: { onSlicing: pause }\n  noisy-bot: { onSlicing: alert }',
+);
 
 describe.each(ENGINES)('guard over HTTP: $name', ({ make }) => {
   let database: TestDatabase;
@@ -152,6 +155,33 @@ describe.each(ENGINES)('guard over HTTP: $name', ({ make }) => {
     expect((await auditTypes('create_refused')).filter((d) => d.code === 'AGENT_PAUSED')).toHaveLength(2);
   });
 
+  it('applies the policy response to slicing after creates: pause (greedy-bot) or only an alert (noisy-bot)', async () => {
+    const greedy = (await call(adminToken, 'POST', '/v1/keys', { agent: 'greedy-bot' })).json.key as string;
+    const noisy = (await call(adminToken, 'POST', '/v1/keys', { agent: 'noisy-bot' })).json.key as string;
+    const transfer = { action: 'wire_transfer', args: { to: 'acct-9', amount: 9_900 }, confidence: 0.9, context: { value: 9_900 } };
+    let pausedAfter = 0;
+    for (let i = 1; i <= 20 && pausedAfter === 0; i++) {
+      clock += 90_000;
+      const r = await create(greedy, transfer);
+      if (r.status === 403) {
+        expect(r.json.error.code).toBe('AGENT_PAUSED');
+        expect(r.json.error.details.reason).toContain('value_aggregation');
+        pausedAfter = i - 1;
+      }
+    }
+    expect(pausedAfter).toBeGreaterThanOrEqual(3);
+    for (let i = 0; i < 8; i++) {
+      clock += 90_000;
+      expect((await create(noisy, transfer)).status).toBe(201);
+    }
+    const alerts = await auditTypes('slicing_alert');
+    expect(alerts.filter((a) => a.agent === 'greedy-bot' && a.response === 'pause')).toHaveLength(1);
+    expect(alerts.filter((a) => a.agent === 'noisy-bot' && a.response === 'alert').length).toBeGreaterThanOrEqual(1);
+    expect(alerts.find((a) => a.agent === 'noisy-bot')?.alerts[0].requestIds.length).toBeGreaterThanOrEqual(3);
+    expect((await auditTypes('agent_paused')).filter((d) => d.agent === 'greedy-bot')).toHaveLength(1);
+    expect((await call(adminToken, 'GET', '/v1/agents/noisy-bot/pause')).json.paused).toBe(false);
+  });
+
   it("reports slicing over an agent's history: 20 transfers just under 10,000 raise value aggregation; steady varied traffic raises nothing", async () => {
     const slicer = (await call(adminToken, 'POST', '/v1/keys', { agent: 'slicer-bot' })).json.key as string;
     const steady = (await call(adminToken, 'POST', '/v1/keys', { agent: 'steady-bot' })).json.key as string;
@@ -171,6 +201,9 @@ describe.each(ENGINES)('guard over HTTP: $name', ({ make }) => {
     expect((await call(agentKey, 'GET', '/v1/agents/slicer-bot/slicing')).json.error.code).toBe('FORBIDDEN');
     expect((await call(adminToken, 'GET', '/v1/agents/slicer-bot/slicing?windowMinutes=0')).json.error.code).toBe('VALIDATION_FAILED');
     expect((await call(adminToken, 'GET', '/v1/agents/ghost/slicing')).status).toBe(404);
+    // Agents without onSlicing are only reported on, never acted on.
+    expect((await auditTypes('slicing_alert')).some((a) => a.agent === 'slicer-bot')).toBe(false);
+    expect((await call(adminToken, 'GET', '/v1/agents/slicer-bot/pause')).json.paused).toBe(false);
   });
 });
 

@@ -426,6 +426,7 @@ function resolve(f: PolicyFile): Policy {
           ...(a.limits?.perMinute !== undefined ? { perMinute: a.limits.perMinute } : {}),
           ...(a.limits?.perHour !== undefined ? { perHour: a.limits.perHour } : {}),
         },
+        ...(a.onSlicing !== undefined ? { onSlicing: a.onSlicing } : {}),
       } satisfies AgentPolicy,
     });
   }

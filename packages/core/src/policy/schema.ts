@@ -160,6 +160,8 @@ const AgentFile = z.strictObject({
       perHour: z.int().min(1).optional(),
     })
     .optional(),
+  /** What a slicing alert about this agent does: `alert` (an audit entry) or `pause` (and pause it for an hour). */
+  onSlicing: z.enum(['alert', 'pause'], { error: 'expected alert or pause' }).optional(),
 });
 
 const ContentPatternFile = z

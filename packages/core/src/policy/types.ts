@@ -101,6 +101,8 @@ export interface AgentPolicy {
   readonly block: readonly string[];
   readonly minConfidence?: number;
   readonly limits: { readonly perMinute?: number; readonly perHour?: number };
+  /** Slicing detection after this agent's creates (at most once a minute): record an alert, or also pause the agent. */
+  readonly onSlicing?: 'alert' | 'pause';
 }
 
 /** A user-defined content pattern, kept as source so the policy stays plain data. */

@@ -400,6 +400,7 @@ export class Engine {
     }
     this.afterCommit(id);
     this.emitChange({ previousStatus: null, row });
+    await this.guard.afterCreate(agent, policy.policy);
     return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
   }
 

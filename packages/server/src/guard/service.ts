@@ -79,6 +79,8 @@ export class GuardService {
   private matchSecret: string | undefined;
   /** Rate-limit refusals are audited once per agent per minute, so a flooding agent cannot flood the trail. */
   private readonly lastRateAudit = new Map<string, number>();
+  private readonly lastSlicingCheck = new Map<string, number>();
+  private readonly lastSlicingAlert = new Map<string, string>();
 
   constructor(
     private readonly store: Store,
@@ -334,7 +336,45 @@ export class GuardService {
   /** `detectSlicing` over the agent's requests in the window (and a day before it, the baseline). */
   async slicing(by: Principal, agentRef: string, windowMinutes = 60) {
     requireOperator(by);
-    const agent = await this.agent(agentRef);
+    return this.slicingReport(await this.agent(agentRef), windowMinutes);
+  }
+
+  /**
+   * The policy's response to slicing (`agents.<name>.onSlicing`), run after a create: at most
+   * once a minute per agent, a new set of alerts is recorded (`slicing_alert`), and with `pause`
+   * the agent is paused for an hour. Never fails the create that triggered it.
+   */
+  async afterCreate(agent: { id: string; name: string }, policy: Policy): Promise<void> {
+    const response = policy.agents[agent.name]?.onSlicing;
+    if (!response) return;
+    const at = this.now();
+    const last = this.lastSlicingCheck.get(agent.id);
+    if (last !== undefined && at - last < MINUTE) return;
+    if (this.lastSlicingCheck.size > 10_000) this.lastSlicingCheck.clear();
+    this.lastSlicingCheck.set(agent.id, at);
+    try {
+      const report = await this.slicingReport(agent, DEFAULT_SLICING_CONFIG.windowMinutes);
+      if (!report.attackDetected) return;
+      const signature = report.alerts.map((a) => `${a.type}:${[...a.evidence.requestIds].sort().join(',')}`).sort().join('|');
+      if (this.lastSlicingAlert.get(agent.id) === signature) return;
+      this.lastSlicingAlert.set(agent.id, signature);
+      const alerts = report.alerts.map((a) => ({ type: a.type, confidence: a.confidence, description: a.description, requestIds: a.evidence.requestIds }));
+      await this.store.transaction(async (tx) => {
+        const entries = [audit('slicing_alert', null, SYSTEM, { agentId: agent.id, agent: agent.name, confidence: report.confidence, response, alerts }, at)];
+        if (response === 'pause' && !(await tx.guard.activePause(agent.id, at))) {
+          const until = at + 60 * MINUTE;
+          const reason = `slicing detected: ${[...new Set(report.alerts.map((a) => a.type))].join(', ')}`;
+          await tx.guard.insertPause({ id: newId('pause', at), agent_id: agent.id, until, reason, set_by: 'system', created_at: at, resumed_at: null });
+          entries.push(audit('agent_paused', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason }, at));
+        }
+        await tx.appendAudit(entries);
+      });
+    } catch {
+      // Detection is advisory here; the request it followed is already committed.
+    }
+  }
+
+  private async slicingReport(agent: { id: string; name: string }, windowMinutes: number) {
     const at = this.now();
     const { requests, approvals } = await this.store.guard.agentHistory(agent.id, at - windowMinutes * MINUTE - DAY);
     const firstApproval = new Map<string, { operator_id: string; created_at: number }>();
