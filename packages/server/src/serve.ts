@@ -37,6 +37,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   const connection = await connect(config.databaseUrl);
   const engine = await Engine.open({ connection, auditKey });
   engine.addPolicyCheck(channelPolicyCheck(process.env));
+  engine.trail.setRedactedFields(config.audit.redactFields);
   try {
     await engine.trail.checkKey();
     const { text, source } = readPolicySource(config);

@@ -57,3 +57,4 @@ export {
   type Regulation,
   type Violation,
 } from './compliance.ts';
+export { DEFAULT_EXEMPT_FIELDS, DEFAULT_REDACTED_FIELDS, createRedactor, type Redactor, type RedactorOptions } from './redact.ts';

@@ -14,6 +14,8 @@ export interface AuditConfig {
   readonly checkpointSeconds: number;
   /** Entries older than this many days are removed (their hashes stay; what remains still verifies). 0 keeps everything. */
   readonly retentionDays: number;
+  /** Field names redacted whole in audit data (COUNTERSIGN_AUDIT_REDACT_FIELDS, comma-separated); undefined: the defaults. */
+  readonly redactFields: readonly string[] | undefined;
 }
 
 export const KEY_FILE = 'countersign-audit-key.pem';
@@ -29,6 +31,15 @@ export function defaultAuditKeyPath(databaseUrl: string, cwd = process.cwd()): s
     return target === ':memory:' || target === '' ? null : join(dirname(resolve(cwd, target)), KEY_FILE);
   }
   return resolve(cwd, KEY_FILE);
+}
+
+function fieldList(value: string | undefined): readonly string[] | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const name of names) {
+    if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name)) throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_AUDIT_REDACT_FIELDS: "${name}" is not a field name`);
+  }
+  return Object.freeze(names);
 }
 
 function positive(name: string, value: string | undefined, fallback: number): number {
@@ -50,5 +61,6 @@ export function resolveAuditConfig(
     checkpointEvery: positive('COUNTERSIGN_AUDIT_CHECKPOINT_ENTRIES', env.COUNTERSIGN_AUDIT_CHECKPOINT_ENTRIES, 1000),
     checkpointSeconds: positive('COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS', env.COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS, 60),
     retentionDays: env.COUNTERSIGN_AUDIT_RETENTION_DAYS === '0' ? 0 : positive('COUNTERSIGN_AUDIT_RETENTION_DAYS', env.COUNTERSIGN_AUDIT_RETENTION_DAYS, 365),
+    redactFields: fieldList(env.COUNTERSIGN_AUDIT_REDACT_FIELDS),
   });
 }

@@ -6,7 +6,7 @@
  * start: someone who can write the database still cannot sign a checkpoint that covers an
  * edited trail. Servers that share one database must share the key file.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify, type KeyObject } from 'node:crypto';
+import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify, type KeyObject } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CountersignError, keyIdOf, toBase64, type HashFn, type MerkleHasher } from '@countersign/core';
@@ -47,6 +47,8 @@ export interface AuditKey extends PublicAuditKey {
   readonly path: string | null;
   /** Base64 Ed25519 signature. */
   sign(message: Uint8Array): string;
+  /** A secret derived from the private key for `label` (HMAC-SHA256), e.g. the redaction key: stable as long as the key file is. */
+  derive(label: string): Buffer;
 }
 
 function publicPart(publicKey: KeyObject): PublicAuditKey {
@@ -69,7 +71,13 @@ function publicPart(publicKey: KeyObject): PublicAuditKey {
 
 function fromPrivate(privateKey: KeyObject, path: string | null): AuditKey {
   const pub = publicPart(createPublicKey(privateKey));
-  return { ...pub, path, sign: (message) => toBase64(sign(null, message, privateKey)) };
+  const material = privateKey.export({ type: 'pkcs8', format: 'der' });
+  return {
+    ...pub,
+    path,
+    sign: (message) => toBase64(sign(null, message, privateKey)),
+    derive: (label) => createHmac('sha256', material).update(`countersign/${label}`).digest(),
+  };
 }
 
 /** A verifier for a public key in PEM (SPKI) form, e.g. the file given to `audit verify --public-key`. */

@@ -8,6 +8,8 @@ import {
   CountersignError,
   checkpointMessage,
   consistencyProofRanges,
+  createRedactor,
+  payloadHash,
   inclusionProofRanges,
   receiptBody,
   receiptMessage,
@@ -18,9 +20,12 @@ import {
   trailEntryLine,
   trailHeaderLine,
   type Decision,
+  type JsonObject,
   type Receipt,
+  type Redactor,
   type SignedCheckpoint,
 } from '@countersign/core';
+import { createHmac } from 'node:crypto';
 import type { AuditEntry } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { AuditRow, Store } from '../store/store.ts';
@@ -68,11 +73,43 @@ const EXPORT_PAGE = 2000;
 const iso = (ms: number) => new Date(ms).toISOString();
 
 export class AuditService {
+  #redactor: Redactor;
+
   constructor(
     private readonly store: Store,
     readonly key: AuditKey,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.#redactor = this.#makeRedactor(undefined);
+  }
+
+  #makeRedactor(fields: readonly string[] | undefined): Redactor {
+    const secret = this.key.derive('redaction/v1');
+    return createRedactor({
+      ...(fields ? { fields } : {}),
+      tokenize: (kind, value) => createHmac('sha256', secret).update(`${kind}\u0000${value}`).digest('hex').slice(0, 20),
+    });
+  }
+
+  /** Field names whose values are redacted whole (default: email, ip_address, user_id, phone_number and their camelCase). */
+  setRedactedFields(fields: readonly string[] | undefined): void {
+    this.#redactor = this.#makeRedactor(fields);
+  }
+
+  /** What an audit entry stores of `data`: personal data as keyed tokens (core `createRedactor`). */
+  redact(data: unknown): unknown {
+    return this.#redactor.redact(data);
+  }
+
+  /** The token a value is stored as, to look it up in the trail (`kind`: email, ip_address, user_id, phone_number, …). */
+  redactionToken(kind: string, value: string): string {
+    return this.#redactor.token(kind, value);
+  }
+
+  /** SHA-256 (hex) of the canonical `{action, args}`: what audit entries and receipts bind to. */
+  payloadHash(action: string, args: JsonObject): string {
+    return payloadHash(sha256, action, args);
+  }
 
   get publicKey(): { keyId: string; publicKeyPem: string } {
     return { keyId: this.key.keyId, publicKeyPem: this.key.publicKeyPem };

@@ -372,6 +372,7 @@ export class Engine {
         automationLevel: assessment.automationLevel,
         route: assessment.route,
         matchedRules: assessment.matchedRules.map((r) => r.name),
+        payloadHash: this.trail.payloadHash(body.action, body.args),
       }, at),
       status === 'pending'
         ? this.audit('queued', id, SYSTEM, {
@@ -379,7 +380,7 @@ export class Engine {
             approval: assessment.approval,
             escalation: escalation && { level: escalation.level, dueAt: new Date(escalation.dueAt).toISOString() },
           }, at)
-        : this.audit(status, id, SYSTEM, { decidedBy: 'policy', reason: decision?.reason ?? null }, at),
+        : this.audit(status, id, SYSTEM, { decidedBy: 'policy', reason: decision?.reason ?? null, payloadHash: status === 'approved' ? this.trail.payloadHash(body.action, body.args) : null }, at),
     ];
     try {
       await this.store.transaction(async (tx) => {
@@ -607,7 +608,15 @@ export class Engine {
     if (kind === 'executed' || kind === 'execution_failed') return { status: execution?.status, error: execution?.error ?? null };
     const d = result.decision;
     return d
-      ? { decidedBy: d.decidedBy, deciders: d.deciders.map((x) => x.name), reason: d.reason, alternative: d.alternative, modified: d.modified }
+      ? {
+          decidedBy: d.decidedBy,
+          deciders: d.deciders.map((x) => x.name),
+          reason: d.reason,
+          alternative: d.alternative,
+          modified: d.modified,
+          // The trail binds exactly what may run (as the receipt does) without storing the args.
+          payloadHash: d.outcome === 'approved' && d.action !== null && d.args !== null ? this.trail.payloadHash(d.action, d.args) : null,
+        }
       : {};
   }
 
@@ -946,7 +955,8 @@ export class Engine {
   // ---- helpers ----
 
   private audit(type: string, requestId: string | null, actor: Actor, data: unknown, at: number): NewAuditEntry {
-    return { at, type, request_id: requestId, actor_type: actor.type, actor_id: actor.id, actor_name: actor.name, data: JSON.stringify(data) };
+    // Personal data in the event data is stored as keyed tokens (audit/service.ts, core redact.ts).
+    return { at, type, request_id: requestId, actor_type: actor.type, actor_id: actor.id, actor_name: actor.name, data: JSON.stringify(this.trail.redact(data)) };
   }
 
   private afterCommit(id: string): void {
