@@ -71,9 +71,12 @@ const typing = (e: KeyboardEvent) => {
 export function ApproveDialog({ request, choice, onClose, onDecided }: { request: ApprovalRequest; choice: Extract<Choice, { kind: 'approve' }>; onClose: () => void; onDecided: (r: ApprovalRequest) => void }) {
   const [note, setNote] = useState('');
   const [totp, setTotp] = useState('');
+  const [matchCode, setMatchCode] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const mfa = request.assessment.mfaRequired;
+  // Number matching: critical approvals repeat the code the request card shows (the server checks it).
+  const matching = request.assessment.riskLevel === 'critical';
   const alternative = choice.alternative ? request.alternatives.find((a) => a.name === choice.alternative) : undefined;
   const runAction = alternative ? alternative.action : request.action;
   const runArgs = choice.args ?? alternative?.args ?? request.args;
@@ -93,6 +96,7 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         ...(choice.alternative ? { alternative: choice.alternative } : {}),
         ...(choice.args ? { args: choice.args } : {}),
         ...(mfa ? { totp } : {}),
+        ...(matching && matchCode ? { matchCode } : {}),
       });
       onDecided(decided);
     } catch (err) {
@@ -132,6 +136,12 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         <label className="field">
           Authenticator code (step-up MFA required by policy)
           <input type="text" inputMode="numeric" autoComplete="one-time-code" pattern="[0-9]{6,8}" maxLength={8} value={totp} onChange={(e) => setTotp(e.target.value.trim())} />
+        </label>
+      )}
+      {matching && (
+        <label className="field">
+          Match code (the two digits on the request card)
+          <input type="text" inputMode="numeric" autoComplete="off" pattern="[0-9]{2}" maxLength={2} value={matchCode} onChange={(e) => setMatchCode(e.target.value.trim())} />
         </label>
       )}
       {error && (

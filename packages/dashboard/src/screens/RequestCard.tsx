@@ -217,6 +217,14 @@ function Assessment({ request }: { request: ApprovalRequest }) {
           <dt>Step-up MFA</dt>
           <dd>{a.mfaRequired ? 'required to approve' : 'not required'}</dd>
         </div>
+        {request.matchCode !== undefined && (
+          <div>
+            <dt>Match code</dt>
+            <dd>
+              <strong className="mono" data-testid="match-code">{request.matchCode}</strong> — type it when you approve (shown only here, never in notifications)
+            </dd>
+          </div>
+        )}
         {a.approval && (
           <div>
             <dt>Needs</dt>
