@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { CompactTree, auditLeafJson, checkpointMessage, toBase64, trailCheckpointLine, trailEntryLine, trailHeaderLine, utf8 } from '@countersign/core';
 import { ephemeralAuditKey, hasher, sha256 } from '../packages/server/src/audit/crypto.ts';
 import { verifyTrailStream } from '../packages/server/src/audit/verify.ts';
+import { writeSection } from './sections.ts';
 
 const ENTRIES = Number(process.env.BENCH_AUDIT_ENTRIES ?? 1_000_000);
 const EVERY = 1000;
@@ -134,11 +135,10 @@ async function main() {
       verifyVsTreeHashes: Number((hashSeconds / verifySeconds).toFixed(2)),
       verifyVsBulkSha256: Number((bulkSeconds / verifySeconds).toFixed(3)),
     };
-    console.log(
-      [
+    const section = [
         `## Audit verification (${ENTRIES.toLocaleString('en-US')} entries)`,
         '',
-        `Machine: ${report.machine}. Command: \`node --import tsx bench/audit.ts\`.`,
+        `Machine: ${report.machine}. Command: \`npm run bench\` (\`bench/audit.ts\`).`,
         '',
         '| what | time | rate |',
         '| --- | --- | --- |',
@@ -149,8 +149,9 @@ async function main() {
         `| \`audit verify --file\` (read, check every line, recompute the tree, ${report.checkpoints} signatures) | ${report.verify.seconds} s | ${report.verify.entriesPerSecond.toLocaleString('en-US')} entries/s, ${report.verify.MBps} MB/s |`,
         '',
         `Verification needs about two SHA-256 calls per entry (the leaf, and on average one node). It runs at ${Math.round(report.verifyVsTreeHashes * 100)}% of the speed of those hashes alone, and at ${(report.verifyVsBulkSha256 * 100).toFixed(1)}% of bulk SHA-256 over the same bytes: per-call overhead, not hashing, bounds both.`,
-      ].join('\n'),
-    );
+      ].join('\n');
+    console.log(section);
+    writeSection('audit', section);
     console.log(JSON.stringify(report));
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -6,12 +6,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon, { type Result } from 'autocannon';
+import { writeSection } from './sections.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
@@ -120,9 +121,9 @@ async function main() {
     `| decision-to-wakeup, long-poll, ${wake.length} decisions | p50 ${wakeP50.toFixed(1)} ms · p99 ${wakeP99.toFixed(1)} ms · max ${wake.at(-1)!.toFixed(1)} ms | p99 ≤ 25 ms ${wakeP99 <= 25 ? '✅' : '❌'} |`,
   ].join('\n');
   console.log(`\n${table}\n`);
-  writeFileSync(
-    join(ROOT, 'BENCHMARKS.md'),
-    `# Benchmarks
+  writeSection(
+    'http',
+    `## HTTP: create throughput and decision-to-wakeup
 
 Produced by \`npm run bench\` (\`bench/run.ts\`) on ${new Date().toISOString().slice(0, 10)}.
 Machine: ${machine}. Load: autocannon, ${CONNECTIONS} connections, ${DURATION} s per run after a 2 s warm-up, on loopback.
