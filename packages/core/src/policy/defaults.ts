@@ -60,6 +60,8 @@ automation:
 # may approve on its own (autoApprove; only low and medium can), step-up MFA for approvers,
 # and how many distinct approvals are needed (approvals, default 1).
 # approvers: [{ role | group | operator }] makes each approver its own stage, in order.
+# deny: rejections that decide at once (default 1). modifiedNeedsSecondReviewer: true makes
+# modified args (or an alternative) need one more approval, from someone other than the modifier.
 levels:
   low:      { sla: 60m, autoApprove: true }
   medium:   { sla: 30m, autoApprove: true }
@@ -156,7 +158,8 @@ escalation:
 
 # Per-agent overrides, by agent name:
 #   billing-bot: { requireApproval: [send_external_email], block: [wire_transfer],
-#                  minConfidence: 0.7, limits: { perMinute: 60, perHour: 1000 } }
+#                  minConfidence: 0.7, limits: { perMinute: 60, perHour: 1000 },
+#                  onSlicing: pause }   # slicing alerts about it: alert (audit) or pause (for an hour)
 agents: {}
 
 # Notification channel settings (webhook, slack, email, teams, pagerduty); secrets from env.
