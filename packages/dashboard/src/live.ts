@@ -5,7 +5,7 @@
  * back. EventSource reconnects by itself; when the server refuses the stream (signed out), the
  * app's 401 handler takes over.
  */
-import { useEffect, useState, useSyncExternalStore } from 'react';
+import { useSyncExternalStore } from 'react';
 import { api, loadPending, type ApprovalRequest } from './api.ts';
 import { applyChange } from './queue.ts';
 
@@ -121,12 +121,29 @@ export function useLive(live: LiveQueue): LiveSnapshot {
   return useSyncExternalStore(live.subscribe, live.getSnapshot);
 }
 
-/** Re-renders every `ms` (countdowns). */
-export function useNow(ms = 1000): number {
-  const [now, setNow] = useState(() => Date.now());
-  useEffect(() => {
-    const timer = setInterval(() => setNow(Date.now()), ms);
-    return () => clearInterval(timer);
-  }, [ms]);
-  return now;
+/** One shared one-second clock: countdowns re-render on its tick, nothing else does. */
+const clock = {
+  now: Date.now(),
+  listeners: new Set<() => void>(),
+  timer: undefined as ReturnType<typeof setInterval> | undefined,
+  subscribe(listener: () => void): () => void {
+    clock.listeners.add(listener);
+    clock.timer ??= setInterval(() => {
+      clock.now = Date.now();
+      for (const l of clock.listeners) l();
+    }, 1000);
+    return () => {
+      clock.listeners.delete(listener);
+      if (clock.listeners.size === 0) {
+        clearInterval(clock.timer);
+        clock.timer = undefined;
+      }
+    };
+  },
+  get: () => clock.now,
+};
+
+/** The current time, updated once a second (countdowns). */
+export function useNow(): number {
+  return useSyncExternalStore(clock.subscribe, clock.get);
 }

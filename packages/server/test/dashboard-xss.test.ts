@@ -222,7 +222,8 @@ describe('hostile agent content in the dashboard', () => {
     const refused = await page.evaluate(`(() => { try { document.createElement('b').setAttribute('onclick', 'alert(2)'); return 'set'; } catch (e) { return e.name; } })()`);
     expect(refused).toBe('TypeError');
     await page.evaluate(`new Image().src = 'https://evil.example/pixel.gif'`);
-    await page.waitForFunction(`window.__csp.length >= 2`);
+    // A function predicate: a string one would be eval'd in the page, which this CSP forbids.
+    await page.waitForFunction(() => (globalThis as unknown as { __csp: unknown[] }).__csp.length >= 2);
     const found = await watched.problems();
     expect(found).toContain('alert:probe');
     expect(found.some((p) => p.startsWith('csp: require-trusted-types-for'))).toBe(true);

@@ -3,7 +3,7 @@
  * Keys: j / k move, Enter opens, a approve (then y to confirm), r reject (reason required).
  */
 import type { RiskLevel } from '@countersign/core';
-import { useEffect, useMemo, useState } from 'react';
+import { memo, useEffect, useMemo, useState } from 'react';
 import type { ApprovalRequest } from '../api.ts';
 import { RiskBadge } from '../components/Badges.tsx';
 import { ApproveDialog, RejectDialog } from '../components/Dialogs.tsx';
@@ -17,7 +17,6 @@ type Dialog = { kind: 'approve' | 'reject'; request: ApprovalRequest } | null;
 
 export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
   const { pending, status, arrived, loaded } = useLive(live);
-  const now = useNow(1000);
   const [filter, setFilter] = useState<QueueFilter>(NO_FILTER);
   const [selectedId, setSelectedId] = useState<string | null>(null);
   const [dialog, setDialog] = useState<Dialog>(null);
@@ -150,41 +149,9 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
             </tr>
           </thead>
           <tbody>
-            {shown.map((r) => {
-              const sla = slaLeft(dueAt(r), now);
-              const esc = escalationOf(r);
-              return (
-                <tr
-                  key={r.id}
-                  data-request-id={r.id}
-                  className={[r.id === selected?.id ? 'selected' : '', arrived.has(r.id) ? 'arrived' : ''].join(' ')}
-                  aria-current={r.id === selected?.id ? true : undefined}
-                  onClick={() => setSelectedId(r.id)}
-                >
-                  <td>
-                    <RiskBadge level={r.assessment.riskLevel} score={r.assessment.riskScore} />
-                  </td>
-                  <td>
-                    <a href={requestHref(r.id)} className="mono">
-                      {r.action}
-                    </a>
-                  </td>
-                  <td>
-                    <SafeText text={r.agentName} inline max={60} />
-                  </td>
-                  <td className="desc">{r.description ? <SafeText text={r.description} inline max={90} /> : <span className="muted">none</span>}</td>
-                  <td>
-                    {r.confidence === null ? '—' : r.confidence.toFixed(2)}
-                    {r.reviews.some((v) => v.reviewer.id === meId) && <span className="voted"> · you voted</span>}
-                  </td>
-                  <td className={sla.overdue ? 'overdue' : sla.soon ? 'soon' : ''}>
-                    {sla.text}
-                    {esc && esc.level > 0 && <span className="esc"> · level {esc.level}</span>}
-                  </td>
-                  <td>{duration((now - Date.parse(r.createdAt)) / 1000)}</td>
-                </tr>
-              );
-            })}
+            {shown.map((r) => (
+              <QueueRow key={r.id} request={r} selected={r.id === selected?.id} arrived={arrived.has(r.id)} meId={meId} onSelect={setSelectedId} />
+            ))}
           </tbody>
         </table>
       )}
@@ -192,4 +159,62 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
       {dialog?.kind === 'reject' && <RejectDialog request={dialog.request} onClose={() => setDialog(null)} onDecided={decided} />}
     </section>
   );
+}
+
+/** One row; re-renders only when its request or selection changes (the clock ticks in its cells). */
+const QueueRow = memo(function QueueRow({
+  request: r,
+  selected,
+  arrived,
+  meId,
+  onSelect,
+}: {
+  request: ApprovalRequest;
+  selected: boolean;
+  arrived: boolean;
+  meId: string;
+  onSelect: (id: string) => void;
+}) {
+  return (
+    <tr
+      data-request-id={r.id}
+      className={[selected ? 'selected' : '', arrived ? 'arrived' : ''].join(' ')}
+      aria-current={selected ? true : undefined}
+      onClick={() => onSelect(r.id)}
+    >
+      <td>
+        <RiskBadge level={r.assessment.riskLevel} score={r.assessment.riskScore} />
+      </td>
+      <td>
+        <a href={requestHref(r.id)} className="mono">
+          {r.action}
+        </a>
+      </td>
+      <td>
+        <SafeText text={r.agentName} inline max={60} />
+      </td>
+      <td className="desc">{r.description ? <SafeText text={r.description} inline max={90} /> : <span className="muted">none</span>}</td>
+      <td>
+        {r.confidence === null ? '—' : r.confidence.toFixed(2)}
+        {r.reviews.some((v) => v.reviewer.id === meId) && <span className="voted"> · you voted</span>}
+      </td>
+      <SlaCell request={r} />
+      <AgeCell createdAt={r.createdAt} />
+    </tr>
+  );
+});
+
+function SlaCell({ request }: { request: ApprovalRequest }) {
+  const sla = slaLeft(dueAt(request), useNow());
+  const esc = escalationOf(request);
+  return (
+    <td className={sla.overdue ? 'overdue' : sla.soon ? 'soon' : ''}>
+      {sla.text}
+      {esc && esc.level > 0 && <span className="esc"> · level {esc.level}</span>}
+    </td>
+  );
+}
+
+function AgeCell({ createdAt }: { createdAt: string }) {
+  return <td>{duration((useNow() - Date.parse(createdAt)) / 1000)}</td>;
 }

@@ -169,7 +169,7 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
 }
 
 function SlaCountdown({ request }: { request: ApprovalRequest }) {
-  const now = useNow(1000);
+  const now = useNow();
   const sla = slaLeft(dueAt(request), now);
   const esc = escalationOf(request);
   return (

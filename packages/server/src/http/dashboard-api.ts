@@ -20,19 +20,21 @@ const MAX_BACKLOG = 1_000;
 
 /**
  * One per app: hears "request X changed" from the engine's Wakeups (on PostgreSQL, from every
- * process through NOTIFY), coalesces bursts, reads each changed request once and hands it to
- * every connected stream. Reads are serial, so a stream never sees an older state after a newer.
+ * process through NOTIFY), reads each changed request once and hands it to every connected
+ * stream. Idle, it flushes on the next turn of the event loop; under load, changes arriving while
+ * a flush runs are coalesced (an id changed ten times is read once). Reads are serial, so a
+ * stream never sees an older state after a newer one.
  */
 export class RequestFeed {
   private readonly clients = new Set<(request: ApprovalRequest) => void>();
   private readonly changed = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
+  private scheduled = false;
   private flushing = false;
   private unsubscribe: (() => void) | undefined;
 
   constructor(
     private readonly engine: Engine,
-    private readonly options: { coalesceMs?: number; log?: (message: string) => void } = {},
+    private readonly options: { log?: (message: string) => void } = {},
   ) {}
 
   subscribe(client: (request: ApprovalRequest) => void): () => void {
@@ -54,11 +56,13 @@ export class RequestFeed {
 
   private enqueue(id: string): void {
     this.changed.add(id);
-    if (this.timer === undefined && !this.flushing) this.timer = setTimeout(() => void this.flush(), this.options.coalesceMs ?? 25);
+    if (this.scheduled || this.flushing) return;
+    this.scheduled = true;
+    setImmediate(() => void this.flush());
   }
 
   private async flush(): Promise<void> {
-    this.timer = undefined;
+    this.scheduled = false;
     this.flushing = true;
     try {
       while (this.changed.size > 0) {
