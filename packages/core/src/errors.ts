@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'COOLDOWN_ACTIVE',
   'RATE_LIMITED',
   'AGENT_PAUSED',
+  'IP_NOT_ALLOWED',
   // state
   'NOT_FOUND',
   'ALREADY_DECIDED',

@@ -495,14 +495,15 @@ export class Engine {
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
   }
 
-  async review(by: Principal, id: string, body: ReviewBody): Promise<ApprovalRequest> {
+  /** `from.ip`: the caller's address, checked against the operator's approval allowlist (guard/ip.ts). */
+  async review(by: Principal, id: string, body: ReviewBody, from: { ip?: string | null | undefined } = {}): Promise<ApprovalRequest> {
     if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot review requests');
     const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
     const event: LifecycleEvent = { type: 'review', reviewer, verdict: body.verdict, reason: body.reason, args: body.args, alternative: body.alternative, at: '' };
     try {
       return await this.change(by, id, async (tx, current) => {
         // Cool-down, velocity, number matching and the TOTP code, checked and marked used in this transaction.
-        const entries = await this.guard.checkApproval(tx, by, current, body, this.now());
+        const entries = await this.guard.checkApproval(tx, by, current, { ...body, ip: from.ip }, this.now());
         if (entries.length > 0) await tx.appendAudit(entries);
         return event;
       });

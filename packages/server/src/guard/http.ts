@@ -3,6 +3,8 @@
  * slicing reports. Handlers only translate; the engine's guard decides and audits.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import type { Context } from 'hono';
 import { ErrorBody } from '@countersign/core';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
@@ -28,6 +30,7 @@ export const ConfirmTotpBody = z.strictObject({ code: z.string().regex(/^\d{6}$/
 export const CooldownBody = z.strictObject({ minutes: z.number().int().min(1).max(7 * 24 * 60), reason: Reason });
 export const PauseBody = z.strictObject({ minutes: z.number().int().min(1).max(30 * 24 * 60), reason: Reason });
 export const ResumeBody = z.strictObject({ reason: Reason });
+export const AllowlistBody = z.strictObject({ cidrs: z.array(z.string().min(1).max(64)).max(50) });
 export const SlicingQuery = z.object({ windowMinutes: z.coerce.number().int().min(1).max(24 * 60).optional() });
 
 const enrolRoute = createRoute({
@@ -112,8 +115,44 @@ const resumeRoute = createRoute({
   responses: { 200: json(Anything, 'Not paused any more'), ...errors },
 });
 
+const allowlistRoute = createRoute({
+  method: 'get',
+  path: '/v1/operators/{id}/ip-allowlist',
+  summary: 'Where an operator may approve from (CIDRs; empty: anywhere)',
+  security,
+  request: { params: RefParams },
+  responses: { 200: json(Anything, 'operator, cidrs'), ...errors },
+});
+const setAllowlistRoute = createRoute({
+  method: 'put',
+  path: '/v1/operators/{id}/ip-allowlist',
+  summary: 'Limit where an operator may approve from (admin); an empty list lifts the limit',
+  security,
+  request: { params: RefParams, ...body(AllowlistBody) },
+  responses: { 200: json(Anything, 'operator, cidrs'), ...errors },
+});
+
+/**
+ * The caller's address: the socket's peer, or with `trustProxy` (COUNTERSIGN_TRUST_PROXY) the
+ * last hop your proxy appended to X-Forwarded-For. Null when unknown (in-process requests).
+ */
+export function clientIp(c: Context, trustProxy = false): string | null {
+  if (trustProxy) {
+    const hops = (c.req.header('x-forwarded-for') ?? '').split(',').map((h) => h.trim()).filter(Boolean);
+    const last = hops[hops.length - 1];
+    if (last) return last;
+  }
+  try {
+    return getConnInfo(c).remote.address ?? null;
+  } catch {
+    return null;
+  }
+}
+
 export function registerGuardRoutes(app: OpenAPIHono<Env>, engine: Engine): void {
   const guard = engine.guard;
+  app.openapi(allowlistRoute, async (c) => c.json(await guard.allowlist(c.get('principal'), c.req.valid('param').id), 200));
+  app.openapi(setAllowlistRoute, async (c) => c.json(await guard.setAllowlist(c.get('principal'), c.req.valid('param').id, c.req.valid('json').cidrs), 200));
   app.openapi(enrolRoute, async (c) => c.json(await guard.enrolTotp(c.get('principal')), 201));
   app.openapi(confirmRoute, async (c) => c.json(await guard.confirmTotp(c.get('principal'), c.req.valid('json').code), 200));
   app.openapi(totpStatusRoute, async (c) => c.json(await guard.totpStatus(c.get('principal')), 200));

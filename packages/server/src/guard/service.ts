@@ -28,6 +28,7 @@ import {
 import { newId } from '../ids.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { NewAuditEntry, Queries, RequestRow, Store } from '../store/store.ts';
+import { ipAllowed, parseCidr } from './ip.ts';
 import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';
 
 const MINUTE = 60_000;
@@ -67,10 +68,12 @@ export interface StepUp {
   verdict: 'approve' | 'reject';
   totp?: string | undefined;
   matchCode?: string | undefined;
+  /** Where the review came from (HTTP); null when unknown (Slack, embedded), which an allowlist refuses. */
+  ip?: string | null | undefined;
 }
 
 /** Codes of refusals that leave an audit entry even though nothing changed. */
-const AUDITED_REFUSALS = new Set(['MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED']);
+const AUDITED_REFUSALS = new Set(['IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED']);
 
 export class GuardService {
   private readonly box: SecretBox;
@@ -165,6 +168,12 @@ export class GuardService {
     if (step.verdict !== 'approve' || current.status !== 'pending') return [];
     const assessment = JSON.parse(current.assessment) as Assessment;
     const risk = current.risk_level as RiskLevel;
+    const allowlist = await tx.guard.allowlistFor(by.operatorId);
+    if (allowlist && !(step.ip && ipAllowed(step.ip, allowlist))) {
+      throw new CountersignError('IP_NOT_ALLOWED', `approvals by ${by.name} are allowed only from ${allowlist.join(', ')}; this one came from ${step.ip ?? 'an unknown address'}`, {
+        ip: step.ip ?? null,
+      });
+    }
     const approvals = await this.approvals(tx, by.operatorId, at);
 
     const cool = cooldownState(approvals, at, this.cooldownConfig, await this.manualCooldown(tx, by.operatorId, at));
@@ -302,6 +311,30 @@ export class GuardService {
       await tx.appendAudit([audit('cooldown_started', null, actorOf(lead), { operatorId: op.id, operator: op.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}`, manual: true }, at)]);
     });
     return this.cooldown(by, op.id);
+  }
+
+  /** An admin limits where an operator may approve from (CIDRs); an empty list lifts the limit. Audited. */
+  async setAllowlist(by: Principal, operatorRef: string, cidrs: readonly string[]) {
+    const admin = requireRank(by, 'admin');
+    const normalised: string[] = [];
+    for (const text of cidrs) {
+      const c = parseCidr(text);
+      if (!c) throw new CountersignError('VALIDATION_FAILED', `"${text}" is not an IP address or CIDR`, { field: 'cidrs' });
+      normalised.push(c.cidr);
+    }
+    const op = await this.operator(operatorRef);
+    const at = this.now();
+    await this.store.transaction(async (tx) => {
+      await tx.guard.setAllowlist(op.id, normalised, admin.operatorId, at);
+      await tx.appendAudit([audit('ip_allowlist_set', null, actorOf(admin), { operatorId: op.id, operator: op.name, cidrs: normalised }, at)]);
+    });
+    return { operatorId: op.id, operator: op.name, cidrs: normalised };
+  }
+
+  async allowlist(by: Principal, operatorRef: string) {
+    requireOperator(by);
+    const op = await this.operator(operatorRef);
+    return { operatorId: op.id, operator: op.name, cidrs: (await this.store.guard.allowlistFor(op.id)) ?? [] };
   }
 
   async pause(by: Principal, agentRef: string, body: { minutes: number; reason: string }) {

@@ -37,6 +37,14 @@ export interface AgentPausesTable {
   resumed_at: number | null;
 }
 
+export interface OperatorIpAllowlistTable {
+  operator_id: string;
+  /** JSON array of CIDRs (`10.0.0.0/8`, `2001:db8::/32`); an operator without a row may approve from anywhere. */
+  cidrs: string;
+  set_by: string;
+  updated_at: number;
+}
+
 export interface GuardSettingsTable {
   key: string;
   value: string;
@@ -83,6 +91,19 @@ export const m004_guard: Migration = {
     // Velocity and cool-downs read an approver's recent votes; rate limits an agent's recent requests.
     await db.schema.createIndex('reviews_operator_created').on('reviews').columns(['operator_id', 'created_at']).execute();
     await db.schema.createIndex('requests_agent_created').on('requests').columns(['agent_id', 'created_at']).execute();
+  },
+};
+
+/** Per-operator IP allowlists for approvals (appended after 004_guard shipped). */
+export const m004_guard_allowlist: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('operator_ip_allowlist')
+      .addColumn('operator_id', 'text', (c) => c.primaryKey())
+      .addColumn('cidrs', 'text', (c) => c.notNull())
+      .addColumn('set_by', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
   },
 };
 
@@ -228,6 +249,19 @@ export class GuardQueries {
       .where('resumed_at', 'is', null)
       .executeTakeFirst();
     return Number(result.numUpdatedRows);
+  }
+
+  async allowlistFor(operatorId: string): Promise<string[] | null> {
+    const row = await this.db.selectFrom('operator_ip_allowlist').select('cidrs').where('operator_id', '=', operatorId).executeTakeFirst();
+    return row ? (JSON.parse(row.cidrs) as string[]) : null;
+  }
+
+  /** Replaces the operator's allowlist; an empty list removes it (approvals from anywhere). */
+  async setAllowlist(operatorId: string, cidrs: readonly string[], setBy: string, at: number): Promise<void> {
+    await this.db.deleteFrom('operator_ip_allowlist').where('operator_id', '=', operatorId).execute();
+    if (cidrs.length > 0) {
+      await this.db.insertInto('operator_ip_allowlist').values({ operator_id: operatorId, cidrs: JSON.stringify(cidrs), set_by: setBy, updated_at: at }).execute();
+    }
   }
 
   async setting(key: string): Promise<string | undefined> {

@@ -9,7 +9,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import { registerAuditRoutes } from '../audit/http.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
-import { registerGuardRoutes } from '../guard/http.ts';
+import { clientIp, registerGuardRoutes } from '../guard/http.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
 import { mountSlackActions } from '../channels/slack-actions.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -138,7 +138,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   app.openapi(routes.listRequestsRoute, async (c) => c.json(await engine.listRequests(c.get('principal'), c.req.valid('query')), 200));
 
   app.openapi(routes.reviewRoute, async (c) =>
-    c.json(await engine.review(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200),
+    c.json(await engine.review(c.get('principal'), c.req.valid('param').id, c.req.valid('json'), { ip: clientIp(c, options.session?.trustProxy) }), 200),
   );
 
   app.openapi(routes.executionRoute, async (c) =>

@@ -6,7 +6,7 @@
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { m003_scheduler } from './timers.ts';
 import { m002_audit, m002_audit_retention } from '../audit/store.ts';
-import { m004_guard } from '../guard/store.ts';
+import { m004_guard, m004_guard_allowlist } from '../guard/store.ts';
 
 const m001_initial: Migration = {
   async up(db: Kysely<any>) {
@@ -136,6 +136,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '002_audit': m002_audit,
   '002_audit_retention': m002_audit_retention,
   '004_guard': m004_guard,
+  '004_guard_allowlist': m004_guard_allowlist,
 });
 
 export const migrationProvider: MigrationProvider = {

@@ -6,7 +6,7 @@
 import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable } from '../audit/store.ts';
-import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorTotpTable } from '../guard/store.ts';
+import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable } from '../guard/store.ts';
 
 export interface AgentsTable {
   id: string;
@@ -133,6 +133,7 @@ export interface Database {
   approver_cooldowns: ApproverCooldownsTable;
   agent_pauses: AgentPausesTable;
   guard_settings: GuardSettingsTable;
+  operator_ip_allowlist: OperatorIpAllowlistTable;
 }
 
 export type { Generated };
