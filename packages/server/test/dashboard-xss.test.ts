@@ -103,10 +103,12 @@ const CHUNK = 20;
 const chunks = Array.from({ length: Math.ceil(PAYLOADS.length / CHUNK) }, (_, i) => PAYLOADS.slice(i * CHUNK, (i + 1) * CHUNK));
 
 /** One request carrying `payloads` in every field an agent controls (within the schema's limits). */
-function hostileRequest(payloads: readonly string[], action = 'isolate_host', confidence = 0.82) {
+function hostileRequest(payloads: readonly string[], withApprovers = false) {
   return {
-    action,
-    confidence,
+    action: 'isolate_host',
+    confidence: 0.82,
+    // Approver groups narrow who may decide, so only on requests the test leaves pending.
+    ...(withApprovers ? { approvers: payloads.slice(0, 3).map((p) => ({ group: p.slice(0, 100) })) } : {}),
     description: payloads.join('\n'),
     args: {
       ...Object.fromEntries(payloads.map((p, i) => [`p${i}`, p])),
@@ -148,8 +150,8 @@ beforeAll(async () => {
   server = await startServerProcess(`sqlite:${join(dir, 'countersign.db')}`);
   adminToken = server.bootstrap!.adminToken;
   agentKey = server.bootstrap!.agentKey;
-  for (const chunk of chunks) {
-    const res = await api<{ id: string; status: string }>(server.url, agentKey, '/v1/requests', { body: hostileRequest(chunk) });
+  for (const [i, chunk] of chunks.entries()) {
+    const res = await api<{ id: string; status: string }>(server.url, agentKey, '/v1/requests', { body: hostileRequest(chunk, i >= 2) });
     expect(res.status, JSON.stringify(res.body)).toBe(201);
     expect(res.body.status).toBe('pending');
     ids.push(res.body.id);
