@@ -291,3 +291,45 @@ rules:
     expect(errorsOf(parsePolicy('#'.repeat(1_000_001)))[0]?.path).toBe('(yaml)');
   });
 });
+
+describe('guard: reviewer-protection thresholds and guard notifications', () => {
+  it('defaults to 10/h, 50/day and 5 in 15 min → 30 min, for high and critical, told to nobody', () => {
+    expect(defaultPolicy().guard).toEqual({
+      notify: [],
+      velocity: { perHour: 10, perDay: 50, riskLevels: ['high', 'critical'] },
+      cooldown: { threshold: 5, windowMinutes: 15, durationMinutes: 30, riskLevels: ['high', 'critical'] },
+    });
+  });
+
+  it('merges a partial section key by key', () => {
+    const p = policyOf(parsePolicy('guard: { notify: [hook], velocity: { perHour: 3 }, cooldown: { window: 1h, duration: 2h, riskLevels: [critical] } }'));
+    expect(p.guard).toEqual({
+      notify: ['hook'],
+      velocity: { perHour: 3, perDay: 50, riskLevels: ['high', 'critical'] },
+      cooldown: { threshold: 5, windowMinutes: 60, durationMinutes: 120, riskLevels: ['critical'] },
+    });
+  });
+
+  it('refuses bad values naming each key', () => {
+    const r = parsePolicy(`
+guard:
+  notify: [""]
+  velocity: { perHour: 0, perDay: 1.5, riskLevels: [severe] }
+  cooldown: { threshold: -1, window: "15 minutes", duration: 30, riskLevels: high, extra: 1 }
+`);
+    expect(paths(r)).toEqual(
+      expect.arrayContaining([
+        'guard.notify[0]',
+        'guard.velocity.perHour',
+        'guard.velocity.perDay',
+        'guard.velocity.riskLevels[0]',
+        'guard.cooldown.threshold',
+        'guard.cooldown.window',
+        'guard.cooldown.duration',
+        'guard.cooldown.riskLevels',
+        'guard.cooldown.extra',
+      ]),
+    );
+    expect(errorsOf(r).find((e) => e.path === 'guard.cooldown.window')?.message).toMatch(/duration like 30s, 15m/);
+  });
+});

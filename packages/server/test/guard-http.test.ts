@@ -231,3 +231,59 @@ describe('COUNTERSIGN_REVIEWER_LIMITS', () => {
     }
   });
 });
+
+describe('policy guard: thresholds', () => {
+  it('a changed cool-down and velocity threshold takes effect when the policy is activated', async () => {
+    const database = sqliteDatabase();
+    let clock = Date.UTC(2026, 0, 6, 9, 0, 0);
+    const engine = await Engine.open({ connection: await connect(database.url), now: () => clock });
+    try {
+      await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+      const boot = (await engine.bootstrap())!;
+      const admin = (await engine.authenticate(boot.adminToken))!;
+      const agent = (await engine.authenticate(boot.agentKey))!;
+      const approveHigh = async (host: string) => {
+        const { request } = await engine.createRequest(agent, CreateRequestBody.parse({ ...HIGH, args: { host } }));
+        return engine.review(admin, request.id, { verdict: 'approve' });
+      };
+      // Defaults: two approvals start nothing.
+      for (const h of ['a1', 'a2']) expect((await approveHigh(h)).status).toBe('approved');
+      expect((await engine.guard.cooldown(admin, 'admin')).active).toBe(false);
+
+      await engine.activatePolicy(`${DEFAULT_POLICY_YAML}\n`.replace('cooldown: { threshold: 5, window: 15m, duration: 30m', 'cooldown: { threshold: 3, window: 15m, duration: 45m'), 'test');
+      expect((await engine.guard.cooldown(admin, 'admin')).config).toMatchObject({ threshold: 3, durationMinutes: 45 });
+      clock += MINUTE;
+      expect((await approveHigh('a3')).status).toBe('approved'); // the third within 15 min starts a 45-minute cool-down
+      const cool = await engine.guard.cooldown(admin, 'admin');
+      expect(cool.active).toBe(true);
+      expect(new Date(cool.until!).getTime()).toBe(clock + 45 * MINUTE);
+      await expect(approveHigh('a4')).rejects.toMatchObject({ code: 'COOLDOWN_ACTIVE' });
+
+      clock += 90 * MINUTE; // cool-down over, and the last hour empty
+      await engine.activatePolicy(DEFAULT_POLICY_YAML.replace('velocity: { perHour: 10', 'velocity: { perHour: 1'), 'test');
+      expect((await engine.guard.velocity(admin, 'admin')).limits).toMatchObject({ hour: 1 });
+      expect((await approveHigh('a5')).status).toBe('approved');
+      await expect(approveHigh('a6')).rejects.toMatchObject({ code: 'VELOCITY_LIMITED' });
+    } finally {
+      await engine.close();
+      await database.drop();
+    }
+  });
+
+  it('guard.notify must name configured channels', async () => {
+    const database = sqliteDatabase();
+    const engine = await Engine.open({ connection: await connect(database.url) });
+    try {
+      const { channelPolicyCheck } = await import('../src/channels/config.ts');
+      engine.addPolicyCheck(channelPolicyCheck({}));
+      await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+      await expect(engine.activatePolicy(DEFAULT_POLICY_YAML.replace('  notify: []\n  velocity', '  notify: [nowhere]\n  velocity'), 'test')).rejects.toMatchObject({
+        code: 'POLICY_INVALID',
+        details: { errors: [{ path: 'guard.notify[0]', message: expect.stringContaining('no channel named "nowhere"') }] },
+      });
+    } finally {
+      await engine.close();
+      await database.drop();
+    }
+  });
+});

@@ -460,6 +460,20 @@ function resolve(f: PolicyFile): Policy {
     },
     agents,
     channels: f.channels ?? {},
+    guard: {
+      notify: f.guard?.notify ?? [],
+      velocity: {
+        perHour: required(f.guard?.velocity?.perHour, 'guard.velocity.perHour'),
+        perDay: required(f.guard?.velocity?.perDay, 'guard.velocity.perDay'),
+        riskLevels: required(f.guard?.velocity?.riskLevels, 'guard.velocity.riskLevels'),
+      },
+      cooldown: {
+        threshold: required(f.guard?.cooldown?.threshold, 'guard.cooldown.threshold'),
+        windowMinutes: required(parseDuration(required(f.guard?.cooldown?.window, 'guard.cooldown.window')), 'guard.cooldown.window') / 60_000,
+        durationMinutes: required(parseDuration(required(f.guard?.cooldown?.duration, 'guard.cooldown.duration')), 'guard.cooldown.duration') / 60_000,
+        riskLevels: required(f.guard?.cooldown?.riskLevels, 'guard.cooldown.riskLevels'),
+      },
+    },
     contentPatterns: Object.fromEntries(
       Object.entries(f.contentPatterns ?? {}).map(([name, p]) => [
         name,

@@ -164,6 +164,29 @@ const AgentFile = z.strictObject({
   onSlicing: z.enum(['alert', 'pause'], { error: 'expected alert or pause' }).optional(),
 });
 
+const GuardRiskLevels = z.array(RiskLevel).max(4);
+
+/** Protecting reviewers: who hears guard events, and the approver velocity and cool-down thresholds. */
+const GuardFile = z.strictObject({
+  /** Channels (names under `channels`) told of slicing alerts, agent pauses/resumes and cool-downs. */
+  notify: z.array(z.string().min(1).max(100)).max(20).optional(),
+  velocity: z
+    .strictObject({
+      perHour: z.int().min(1).optional(),
+      perDay: z.int().min(1).optional(),
+      riskLevels: GuardRiskLevels.optional(),
+    })
+    .optional(),
+  cooldown: z
+    .strictObject({
+      threshold: z.int().min(1).optional(),
+      window: Duration.optional(),
+      duration: Duration.optional(),
+      riskLevels: GuardRiskLevels.optional(),
+    })
+    .optional(),
+});
+
 const ContentPatternFile = z
   .union([z.string(), z.strictObject({ regex: z.string(), flags: z.string().optional() })], {
     error: 'expected a regular expression, or { regex, flags }',
@@ -201,6 +224,7 @@ export const PolicyFile = z.strictObject({
   escalation: EscalationFile.optional(),
   agents: z.record(z.string().min(1).max(200), AgentFile).optional(),
   channels: z.record(z.string(), z.unknown(), { error: 'expected a mapping of channel settings' }).optional(),
+  guard: GuardFile.optional(),
   contentPatterns: z.record(PatternName, ContentPatternFile).optional(),
   auditRetentionDays: z.int().min(1).max(36_500).optional(),
 });

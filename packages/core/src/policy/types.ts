@@ -105,6 +105,12 @@ export interface AgentPolicy {
   readonly onSlicing?: 'alert' | 'pause';
 }
 
+export interface GuardPolicy {
+  readonly notify: readonly string[];
+  readonly velocity: { readonly perHour: number; readonly perDay: number; readonly riskLevels: readonly RiskLevel[] };
+  readonly cooldown: { readonly threshold: number; readonly windowMinutes: number; readonly durationMinutes: number; readonly riskLevels: readonly RiskLevel[] };
+}
+
 /** A user-defined content pattern, kept as source so the policy stays plain data. */
 export interface ContentPatternSource {
   readonly regex: string;
@@ -131,6 +137,8 @@ export interface Policy {
   };
   readonly agents: Readonly<Record<string, AgentPolicy>>;
   readonly channels: Readonly<Record<string, unknown>>;
+  /** Protecting reviewers (`guard:`): channels told of guard events, approver velocity limits and cool-downs. */
+  readonly guard: GuardPolicy;
   readonly contentPatterns: Readonly<Record<string, ContentPatternSource>>;
   readonly auditRetentionDays: number;
 }

@@ -193,6 +193,12 @@ export function channelPolicyCheck(env: NodeJS.ProcessEnv): (policy: Policy) => 
         }
       });
     });
+    policy.guard.notify.forEach((name, j) => {
+      if (!Object.hasOwn(policy.channels, name)) {
+        const known = Object.keys(policy.channels);
+        errors.push({ path: `guard.notify[${j}]`, message: `no channel named "${name}" under channels${known.length ? ` (known: ${known.join(', ')})` : ' (none configured)'}` });
+      }
+    });
     return errors;
   };
 }

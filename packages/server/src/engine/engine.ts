@@ -130,6 +130,7 @@ export class Engine {
   ) {
     this.trail = new AuditService(store, auditKey, now);
     this.guard = new GuardService(store, now, guard);
+    this.guard.usePolicy(() => this.active?.policy);
   }
 
   /**

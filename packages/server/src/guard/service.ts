@@ -77,8 +77,11 @@ const AUDITED_REFUSALS = new Set(['IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID
 
 export class GuardService {
   private readonly box: SecretBox;
-  private readonly limits: ApproverLimits;
-  private readonly cooldownConfig: CooldownConfig;
+  /** Set only by COUNTERSIGN_REVIEWER_LIMITS=off (or a test): overrides the policy's `guard:` thresholds. */
+  private readonly fixedLimits: ApproverLimits | undefined;
+  private readonly fixedCooldown: CooldownConfig | undefined;
+  /** The active policy (the engine wires it); its `guard:` section sets the thresholds. */
+  private activePolicy: () => Policy | undefined = () => undefined;
   private matchSecret: string | undefined;
   /** Rate-limit refusals are audited once per agent per minute, so a flooding agent cannot flood the trail. */
   private readonly lastRateAudit = new Map<string, number>();
@@ -91,8 +94,23 @@ export class GuardService {
     options: GuardOptions = {},
   ) {
     this.box = new SecretBox(options.encryptionKey);
-    this.limits = options.approverLimits ?? DEFAULT_APPROVER_LIMITS;
-    this.cooldownConfig = options.cooldown ?? DEFAULT_COOLDOWN;
+    this.fixedLimits = options.approverLimits;
+    this.fixedCooldown = options.cooldown;
+  }
+
+  /** The engine tells the guard where the active policy is. */
+  usePolicy(active: () => Policy | undefined): void {
+    this.activePolicy = active;
+  }
+
+  /** Velocity limits: the environment's override, else the active policy's `guard.velocity`, else core's defaults. */
+  private get limits(): ApproverLimits {
+    return this.fixedLimits ?? this.activePolicy()?.guard.velocity ?? DEFAULT_APPROVER_LIMITS;
+  }
+
+  /** Cool-down thresholds: the environment's override, else the active policy's `guard.cooldown`, else core's defaults. */
+  private get cooldownConfig(): CooldownConfig {
+    return this.fixedCooldown ?? this.activePolicy()?.guard.cooldown ?? DEFAULT_COOLDOWN;
   }
 
   // ---- TOTP enrolment ----
