@@ -47,7 +47,7 @@ describe.each(ENGINES)('step-up MFA: $name', ({ make }) => {
 
   beforeAll(async () => {
     database = make();
-    engine = await Engine.open({ connection: await connect(database.url), now: () => clock, guard: { encryptionKey: 'test-encryption-key' } });
+    engine = await Engine.open({ connection: await connect(database.url), now: () => clock, guard: { encryptionKey: '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef' } });
     await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
     const boot = (await engine.bootstrap())!;
     admin = (await engine.authenticate(boot.adminToken))!;

@@ -15,6 +15,7 @@ import type { Kysely, Migration, Transaction } from 'kysely';
 import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint } from '@countersign/core';
 import type { AuditLogTable, Database } from '../store/schema.ts';
 import { hasher } from './crypto.ts';
+import { Sealer } from '../store/sealing.ts';
 
 export interface AuditNodesTable {
   level: number;
@@ -71,7 +72,10 @@ const encodeFrontier = (tree: CompactTree): string => JSON.stringify(tree.hashes
 const INSERT_CHUNK = 1000;
 
 export class TrailQueries {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly sealer: Sealer = Sealer.none,
+  ) {}
 
   /**
    * Adds the leaves of freshly inserted entries (seq `size + 1` …) to the tree: their hashes
@@ -187,7 +191,8 @@ export class TrailQueries {
       const { createdAt, id } = after;
       query = query.where((eb) => eb.or([eb('created_at', '>', createdAt), eb.and([eb('created_at', '=', createdAt), eb('id', '>', id)])]));
     }
-    return query.orderBy('created_at').orderBy('id').limit(limit).execute();
+    const rows = await query.orderBy('created_at').orderBy('id').limit(limit).execute();
+    return rows.map((r) => this.sealer.openRequest(r));
   }
 
   /** Audit entries of `type` about requests created in [from, to) (escalations for reports). */
@@ -203,7 +208,7 @@ export class TrailQueries {
 
   /** One operator's votes cast in [from, to), with what each request needed (its SLA). */
   async operatorVotes(operatorId: string, from: number, to: number) {
-    return this.db
+    const rows = await this.db
       .selectFrom('reviews')
       .innerJoin('requests', 'requests.id', 'reviews.request_id')
       .select(['reviews.verdict', 'reviews.created_at', 'reviews.args', 'reviews.alternative', 'requests.created_at as request_created_at', 'requests.assessment'])
@@ -212,6 +217,7 @@ export class TrailQueries {
       .where('reviews.created_at', '<', to)
       .orderBy('reviews.created_at')
       .execute();
+    return rows.map((r) => this.sealer.openReview(r));
   }
 
   /** Entries 1 … this were removed by retention (0: none). */

@@ -31,6 +31,7 @@ import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
 import { GuardService, guardOptionsFromEnv, type GuardOptions } from '../guard/service.ts';
 import { Store, type AuditRow, type HistoryCounts, type NewAuditEntry, type Queries, type RequestRow } from '../store/store.ts';
+import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
 import { Wakeups } from './wakeups.ts';
@@ -139,7 +140,8 @@ export class Engine {
    */
   static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
     const guard = options.guard ?? guardOptionsFromEnv(process.env);
-    const engine = new Engine(new Store(options.connection), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
+    // COUNTERSIGN_ENCRYPTION_KEY also seals agent-supplied request columns; a malformed key refuses to start here.
+    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
     if (engine.store.capabilities.listenNotify) {
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id));
     }

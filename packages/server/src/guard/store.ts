@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Kysely, type Migration, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
+import { Sealer } from '../store/sealing.ts';
 
 export interface OperatorTotpTable {
   operator_id: string;
@@ -116,7 +117,10 @@ export interface ApprovalRow {
 }
 
 export class GuardQueries {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly sealer: Sealer = Sealer.none,
+  ) {}
 
   /** An approver's approvals since `since`, with the risk level of each request. */
   async approvalsBy(operatorId: string, since: number): Promise<ApprovalRow[]> {
@@ -146,14 +150,16 @@ export class GuardQueries {
 
   /** An agent's requests since `since` with their approving reviews, for slicing detection. */
   async agentHistory(agentId: string, since: number, limit = 5_000) {
-    const requests = await this.db
-      .selectFrom('requests')
-      .select(['id', 'agent_id', 'action', 'args', 'context', 'risk_level', 'status', 'created_at', 'decided_at'])
-      .where('agent_id', '=', agentId)
-      .where('created_at', '>', since)
-      .orderBy('created_at', 'desc')
-      .limit(limit)
-      .execute();
+    const requests = (
+      await this.db
+        .selectFrom('requests')
+        .select(['id', 'agent_id', 'action', 'args', 'context', 'risk_level', 'status', 'created_at', 'decided_at'])
+        .where('agent_id', '=', agentId)
+        .where('created_at', '>', since)
+        .orderBy('created_at', 'desc')
+        .limit(limit)
+        .execute()
+    ).map((r) => this.sealer.openRequest(r));
     const ids = requests.map((r) => r.id);
     const approvals =
       ids.length === 0

@@ -3,7 +3,8 @@
  * of clock drift either way), secrets sealed with AES-256-GCM when an encryption key is
  * configured, and the number-matching code shown on a critical request's card.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
+import { gcmOpen, gcmSeal } from '../store/sealing.ts';
 import { generateSecret, generateURI, generateSync, verifySync } from 'otplib';
 
 export const TOTP_PERIOD_SECONDS = 30;
@@ -54,10 +55,9 @@ export class SecretBox {
 
   seal(secret: string): string {
     if (!this.key) return `plain:${secret}`;
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', this.key, iv);
-    const body = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final()]);
-    return `enc:v1:${iv.toString('base64')}:${cipher.getAuthTag().toString('base64')}:${body.toString('base64')}`;
+    // The one AES-256-GCM implementation (store/sealing.ts), in this column's own layout.
+    const { iv, tag, body } = gcmSeal(this.key, secret);
+    return `enc:v1:${iv.toString('base64')}:${tag.toString('base64')}:${body.toString('base64')}`;
   }
 
   /** Throws when the stored value is sealed and the key is missing or different (fail closed). */
@@ -68,9 +68,7 @@ export class SecretBox {
       throw new Error('unrecognised TOTP secret format');
     }
     if (!this.key) throw new Error('TOTP secrets are encrypted and COUNTERSIGN_ENCRYPTION_KEY is not set');
-    const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(iv, 'base64'));
-    decipher.setAuthTag(Buffer.from(tag, 'base64'));
-    return Buffer.concat([decipher.update(Buffer.from(body, 'base64')), decipher.final()]).toString('utf8');
+    return gcmOpen(this.key, Buffer.from(iv, 'base64'), Buffer.from(tag, 'base64'), Buffer.from(body, 'base64'));
   }
 }
 

@@ -9,6 +9,7 @@ import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
 import { TrailQueries } from '../audit/store.ts';
 import { GuardQueries } from '../guard/store.ts';
+import { Sealer } from './sealing.ts';
 import type {
   AuditLogTable,
   Database,
@@ -61,6 +62,8 @@ export class Queries {
   constructor(
     protected readonly db: Db,
     readonly capabilities: Capabilities,
+    /** Encryption at rest of agent-supplied columns (store/sealing.ts); plain without a key. */
+    readonly sealer: Sealer = Sealer.none,
   ) {}
 
   // ---- credentials ----
@@ -142,23 +145,25 @@ export class Queries {
   // ---- requests ----
 
   async insertRequest(row: RequestRow): Promise<void> {
-    await this.db.insertInto('requests').values(row).execute();
+    await this.db.insertInto('requests').values(this.sealer.sealRequest(row)).execute();
   }
 
   /** With `lock`, takes the row lock until the transaction ends (PostgreSQL); SQLite is already serial. */
   async getRequest(id: string, lock = false): Promise<RequestRow | undefined> {
     let query = this.db.selectFrom('requests').selectAll().where('id', '=', id);
     if (lock && this.capabilities.rowLocks) query = query.forUpdate();
-    return query.executeTakeFirst();
+    const row = await query.executeTakeFirst();
+    return row && this.sealer.openRequest(row);
   }
 
   async findByIdempotencyKey(agentId: string, key: string): Promise<RequestRow | undefined> {
-    return this.db
+    const row = await this.db
       .selectFrom('requests')
       .selectAll()
       .where('agent_id', '=', agentId)
       .where('idempotency_key', '=', key)
       .executeTakeFirst();
+    return row && this.sealer.openRequest(row);
   }
 
   async updateRequest(
@@ -168,7 +173,7 @@ export class Queries {
   ): Promise<boolean> {
     const result = await this.db
       .updateTable('requests')
-      .set(patch)
+      .set(this.sealer.sealRequest(patch))
       .where('id', '=', id)
       .where('status', '=', expectedStatus)
       .executeTakeFirst();
@@ -190,7 +195,8 @@ export class Queries {
         eb.or([eb('created_at', op, createdAt), eb.and([eb('created_at', '=', createdAt), eb('id', op, id)])]),
       );
     }
-    return query.orderBy('created_at', dir).orderBy('id', dir).limit(filter.limit).execute();
+    const rows = await query.orderBy('created_at', dir).orderBy('id', dir).limit(filter.limit).execute();
+    return rows.map((r) => this.sealer.openRequest(r));
   }
 
   /** How many requests wait for a human, by risk level (the `/metrics` gauge). */
@@ -209,7 +215,7 @@ export class Queries {
    * (the assessment only where a human was asked, for its SLA), oldest first.
    */
   async metricFacts(from: number, to: number, limit: number): Promise<MetricFactRow[]> {
-    return this.db
+    const rows = await this.db
       .selectFrom('requests')
       .select(['id', 'status', 'risk_level', 'automation_level', 'route', 'decision', 'created_at', 'decided_at'])
       .select((eb) => eb.case().when('route', '=', 'review').then(eb.ref('assessment')).else(null).end().as('assessment'))
@@ -218,6 +224,7 @@ export class Queries {
       .orderBy('created_at')
       .limit(limit)
       .execute();
+    return rows.map((r) => this.sealer.openRequest(r));
   }
 
   /** Every review of requests created in [from, to): who voted what, and when. */
@@ -290,18 +297,19 @@ export class Queries {
   // ---- reviews ----
 
   async insertReview(row: ReviewRow): Promise<void> {
-    await this.db.insertInto('reviews').values(row).execute();
+    await this.db.insertInto('reviews').values(this.sealer.sealReview(row)).execute();
   }
 
   async reviewsFor(requestIds: readonly string[]): Promise<ReviewRow[]> {
     if (requestIds.length === 0) return [];
-    return this.db
+    const rows = await this.db
       .selectFrom('reviews')
       .selectAll()
       .where('request_id', 'in', requestIds)
       .orderBy('created_at')
       .orderBy('id')
       .execute();
+    return rows.map((r) => this.sealer.openReview(r));
   }
 
   // ---- audit ----
@@ -371,12 +379,12 @@ export class Queries {
 
   /** The audit trail's Merkle tree and checkpoints (audit/store.ts), on this handle (or transaction). */
   get trail(): TrailQueries {
-    return new TrailQueries(this.db);
+    return new TrailQueries(this.db, this.sealer);
   }
 
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (guard/store.ts). */
   get guard(): GuardQueries {
-    return new GuardQueries(this.db);
+    return new GuardQueries(this.db, this.sealer);
   }
 }
 
@@ -393,8 +401,11 @@ export class Store extends Queries {
   private readonly queue: Job[] = [];
   private draining = false;
 
-  constructor(private readonly connection: Connection) {
-    super(connection.db, connection.capabilities);
+  constructor(
+    private readonly connection: Connection,
+    sealer: Sealer = Sealer.none,
+  ) {
+    super(connection.db, connection.capabilities, sealer);
   }
 
   /**
@@ -406,7 +417,7 @@ export class Store extends Queries {
    */
   async transaction<T>(fn: (tx: Queries) => Promise<T>): Promise<T> {
     if (!this.capabilities.groupCommit) {
-      return this.connection.db.transaction().execute((trx) => fn(new Queries(trx, this.capabilities)));
+      return this.connection.db.transaction().execute((trx) => fn(new Queries(trx, this.capabilities, this.sealer)));
     }
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
@@ -425,7 +436,7 @@ export class Store extends Queries {
         let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
         try {
           outcomes = await this.connection.db.connection().execute(async (conn) => {
-            const tx = new Queries(conn, this.capabilities);
+            const tx = new Queries(conn, this.capabilities, this.sealer);
             const results: typeof outcomes = [];
             await sql`begin immediate`.execute(conn);
             try {
