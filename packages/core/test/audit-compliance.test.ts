@@ -71,7 +71,7 @@ describe('compliance report', () => {
     expect(r.review.p90Seconds).toBe(600); // 11th of 12 sorted durations
     expect(r.sla).toEqual({ withSla: 13, withinSla: 11, breached: 2, compliance: 0.846 });
     expect(r.escalations).toBe(3);
-    expect(r.violations.byKind).toEqual({ critical_without_human: 0, approved_by_timeout: 0, sla_breach: 2, self_approval: 0 });
+    expect(r.violations.byKind).toEqual({ critical_without_human: 0, approved_by_timeout: 0, sla_breach: 2, self_approval: 0, self_approval_attempt: 0 });
     expect(r.controls).toBe(CONTROLS.SOC2);
     expect(r.recommendations.join('\n')).toMatch(/SLA compliance is 85%/);
     expect(r.recommendations.join('\n')).toMatch(/1 request\(s\) of the period are still pending/);
@@ -85,7 +85,7 @@ describe('compliance report', () => {
       fact({ decision: { outcome: 'approved', decidedBy: 'reviewers', deciders: [{ type: 'operator', id: 'op_b', name: 'bob' }], modified: true, alternative: null } }),
       fact({ decision: { outcome: 'approved', decidedBy: 'reviewers', deciders: [{ type: 'operator', id: 'op_b', name: 'bob' }], modified: false, alternative: 'quarantine' } }),
     ]);
-    expect(r.violations.byKind).toEqual({ critical_without_human: 1, approved_by_timeout: 1, sla_breach: 1, self_approval: 1 });
+    expect(r.violations.byKind).toEqual({ critical_without_human: 1, approved_by_timeout: 1, sla_breach: 1, self_approval: 1, self_approval_attempt: 0 });
     expect(r.violations.items.map((v) => v.kind).sort()).toEqual(['approved_by_timeout', 'critical_without_human', 'self_approval', 'sla_breach']);
     expect(r.overrides).toEqual({ modifiedArgs: 1, alternatives: 1, rate: 0.667 });
     const text = r.recommendations.join('\n');
@@ -93,6 +93,17 @@ describe('compliance report', () => {
     expect(text).toMatch(/onFinalTimeout to reject/);
     expect(text).toMatch(/approved their own request/);
     expect(text).toMatch(/Reviewers changed 67%/);
+  });
+
+  it('counts refused self-approval attempts as violations, with a recommendation', () => {
+    const acc = new ComplianceAccumulator();
+    acc.addSelfReviewAttempt({ requestId: 'req_1', action: 'isolate_host', operator: 'olga', at: '2026-01-02T00:00:00.000Z' });
+    acc.addSelfReviewAttempt({ requestId: 'req_2', action: 'isolate_host', operator: 'olga', at: '2026-01-03T00:00:00.000Z' });
+    const r = acc.report({ regulation: 'SOC2', from: '2026-01-01T00:00:00.000Z', to: '2026-02-01T00:00:00.000Z', generatedAt: '2026-02-01T00:00:00.000Z', escalations: 0, integrity: { treeSize: 0, rootHash: null, checkpointAt: null, keyId: null } });
+    expect(r.violations.byKind.self_approval_attempt).toBe(2);
+    expect(r.violations.total).toBe(2);
+    expect(r.violations.items[0]).toMatchObject({ kind: 'self_approval_attempt', requestId: 'req_1', detail: expect.stringContaining('olga') });
+    expect(r.recommendations.join('\n')).toMatch(/2 attempt\(s\) to review one's own request were refused/);
   });
 
   it('an empty period reports zeros and no findings', () => {

@@ -35,7 +35,8 @@ export interface ComplianceFact {
 }
 
 export interface Violation {
-  kind: 'critical_without_human' | 'approved_by_timeout' | 'sla_breach' | 'self_approval';
+  /** `self_approval_attempt`: a review of one's own request, refused (SELF_REVIEW) and audited as `review_refused`. */
+  kind: 'critical_without_human' | 'approved_by_timeout' | 'sla_breach' | 'self_approval' | 'self_approval_attempt';
   requestId: string;
   action: string;
   detail: string;
@@ -152,7 +153,7 @@ export class ComplianceAccumulator {
   #modified = 0;
   #alternatives = 0;
   #violations: Violation[] = [];
-  #byKind: Record<Violation['kind'], number> = { critical_without_human: 0, approved_by_timeout: 0, sla_breach: 0, self_approval: 0 };
+  #byKind: Record<Violation['kind'], number> = { critical_without_human: 0, approved_by_timeout: 0, sla_breach: 0, self_approval: 0, self_approval_attempt: 0 };
 
   add(fact: ComplianceFact): void {
     this.#requests++;
@@ -189,6 +190,11 @@ export class ComplianceAccumulator {
         this.#violation({ kind: 'self_approval', requestId: fact.id, action: fact.action, detail: 'an approver is the operator who requested it' });
       }
     }
+  }
+
+  /** A refused attempt to review one's own request (from the trail's `review_refused` entries with code SELF_REVIEW). */
+  addSelfReviewAttempt(attempt: { requestId: string; action: string; operator: string; at: string }): void {
+    this.#violation({ kind: 'self_approval_attempt', requestId: attempt.requestId, action: attempt.action, detail: `${attempt.operator} tried to review their own request at ${attempt.at} (refused: SELF_REVIEW)` });
   }
 
   #violation(v: Violation): void {
@@ -252,6 +258,9 @@ function recommend(r: ComplianceReport): string[] {
     out.push(`${r.violations.byKind.approved_by_timeout} approval(s) came from a timeout: set escalation.onFinalTimeout to reject, or add escalation levels.`);
   }
   if (r.violations.byKind.self_approval > 0) out.push('Someone approved their own request: investigate at once; the engine should refuse this (SELF_REVIEW).');
+  if (r.violations.byKind.self_approval_attempt > 0) {
+    out.push(`${r.violations.byKind.self_approval_attempt} attempt(s) to review one's own request were refused (SELF_REVIEW): ask the operators why; repeated attempts can be someone probing the controls.`);
+  }
   if (r.sla.compliance !== null && r.sla.compliance < 0.9) {
     out.push(`SLA compliance is ${pct(r.sla.compliance)}: add reviewers or escalation levels, or revisit the SLAs in levels.*.sla.`);
   }
@@ -313,7 +322,7 @@ export function complianceMarkdown(r: ComplianceReport): string {
     '## Violations',
     controls('violations'),
     '',
-    `Total: ${r.violations.total} (critical without a human: ${r.violations.byKind.critical_without_human}; approved by timeout: ${r.violations.byKind.approved_by_timeout}; SLA breaches: ${r.violations.byKind.sla_breach}; self-approval: ${r.violations.byKind.self_approval}).`,
+    `Total: ${r.violations.total} (critical without a human: ${r.violations.byKind.critical_without_human}; approved by timeout: ${r.violations.byKind.approved_by_timeout}; SLA breaches: ${r.violations.byKind.sla_breach}; self-approval: ${r.violations.byKind.self_approval}; self-approval attempts, refused: ${r.violations.byKind.self_approval_attempt}).`,
     ...(r.violations.items.length > 0
       ? ['', '| kind | request | action | detail |', '| --- | --- | --- | --- |', ...r.violations.items.map((v) => `| ${v.kind} | ${v.requestId} | ${esc(v.action)} | ${esc(v.detail)} |`)]
       : []),

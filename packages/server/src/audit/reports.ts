@@ -74,6 +74,24 @@ export async function complianceReport(
     if (rows.length < PAGE || !last) break;
     after = { createdAt: Number(last.created_at), id: last.id };
   }
+  // Self-approval attempts: refused reviews (SELF_REVIEW) the guard audits as `review_refused`, made in [from, to).
+  const actions = new Map<string, string>();
+  for (let afterSeq = 0; ; ) {
+    const refused = await store.listAudit({ type: 'review_refused', from, to, afterSeq, limit: PAGE });
+    for (const entry of refused) {
+      const data = JSON.parse(entry.data) as { code?: string };
+      if (data.code !== 'SELF_REVIEW' || entry.request_id === null) continue;
+      let action = actions.get(entry.request_id);
+      if (action === undefined) {
+        action = (await store.getRequest(entry.request_id))?.action ?? '';
+        actions.set(entry.request_id, action);
+      }
+      acc.addSelfReviewAttempt({ requestId: entry.request_id, action, operator: entry.actor_name, at: new Date(Number(entry.at)).toISOString() });
+    }
+    const last = refused[refused.length - 1];
+    if (refused.length < PAGE || !last) break;
+    afterSeq = Number(last.seq);
+  }
   const escalations = await store.trail.countAuditOfRequests('escalated', from, to);
   return acc.report({
     regulation: input.regulation,

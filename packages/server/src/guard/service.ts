@@ -72,8 +72,8 @@ export interface StepUp {
   ip?: string | null | undefined;
 }
 
-/** Codes of refusals that leave an audit entry even though nothing changed. */
-const AUDITED_REFUSALS = new Set(['IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED']);
+/** Codes of refusals that leave an audit entry even though nothing changed (SELF_REVIEW: compliance reports count the attempts). */
+const AUDITED_REFUSALS = new Set(['SELF_REVIEW', 'IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED']);
 
 export class GuardService {
   private readonly box: SecretBox;
