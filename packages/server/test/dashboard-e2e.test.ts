@@ -66,7 +66,7 @@ async function openCard(id: string): Promise<void> {
 describe('dashboard end to end', () => {
   it('signs in with an operator token; the session cookie is HttpOnly and SameSite=Strict', async () => {
     await page.goto(`${server.url}/`);
-    await expect(page.getByLabel('Operator token').isVisible()).resolves.toBe(true);
+    await page.getByLabel('Operator token').waitFor();
     await page.getByLabel('Operator token').fill('cso_wrong-token-wrong-token');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByText('That token is unknown or revoked.').waitFor();
@@ -108,9 +108,9 @@ describe('dashboard end to end', () => {
   it('moves with j/k; "a" only opens a confirmation (no single-key approval), Escape cancels', async () => {
     await page.locator('body').click({ position: { x: 5, y: 300 } });
     await page.keyboard.press('j');
-    await expect(row(first.id).getAttribute('class')).resolves.toContain('selected');
+    await expect.poll(() => row(first.id).getAttribute('class')).toContain('selected');
     await page.keyboard.press('k');
-    await expect(row(second.id).getAttribute('class')).resolves.toContain('selected');
+    await expect.poll(() => row(second.id).getAttribute('class')).toContain('selected');
     await page.keyboard.press('a');
     await page.getByRole('dialog').getByText('Confirm approval').waitFor();
     await page.keyboard.press('Escape');
@@ -187,7 +187,7 @@ describe('dashboard end to end', () => {
     const editor = page.locator('#args-editor');
     await editor.fill('{"host": "ws-043", "mode": ');
     await page.getByText(/not valid JSON/).waitFor();
-    expect(await page.getByRole('button', { name: 'Review changes' }).isDisabled()).toBe(true);
+    await expect.poll(() => page.getByRole('button', { name: 'Review changes' }).isDisabled()).toBe(true);
     await editor.fill('{"host": "ws-043", "mode": "full", "note": "wrong host in the alert"}');
     await page.getByText('Warning: adds "note"').waitFor();
     await page.getByRole('button', { name: 'Review changes' }).click();
