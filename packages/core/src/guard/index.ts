@@ -22,3 +22,4 @@ export {
   type RateWindow,
 } from './velocity.ts';
 export { argsSimilarity } from './similarity.ts';
+export { GUARD_NOTICE_KINDS, renderGuardNotice, type GuardNotice, type GuardNoticeData, type GuardNoticeKind } from './notice.ts';

@@ -15,7 +15,7 @@
  */
 import { DEFAULT_RETRY, parseDuration, type Policy, type PolicyError, type RetryPolicy } from '@countersign/core';
 import { z } from 'zod';
-import { CHANNEL_TYPES, type ChannelType } from './types.ts';
+import { CHANNEL_TYPES, GUARD_CHANNEL_TYPES, type ChannelType } from './types.ts';
 
 const EnvName = z.string().regex(/^[A-Z_][A-Z0-9_]{0,127}$/, 'an environment variable name, like COUNTERSIGN_SLACK_BOT_TOKEN');
 const Duration = z.string().refine((s) => parseDuration(s) !== undefined, 'a duration like 500ms, 2s or 1m');
@@ -197,6 +197,11 @@ export function channelPolicyCheck(env: NodeJS.ProcessEnv): (policy: Policy) => 
       if (!Object.hasOwn(policy.channels, name)) {
         const known = Object.keys(policy.channels);
         errors.push({ path: `guard.notify[${j}]`, message: `no channel named "${name}" under channels${known.length ? ` (known: ${known.join(', ')})` : ' (none configured)'}` });
+        return;
+      }
+      const type = (policy.channels[name] as { type?: unknown } | null)?.type;
+      if (typeof type === 'string' && !GUARD_CHANNEL_TYPES.includes(type)) {
+        errors.push({ path: `guard.notify[${j}]`, message: `channel "${name}" is a ${type} channel; guard notices go to ${GUARD_CHANNEL_TYPES.join(' or ')} channels` });
       }
     });
     return errors;

@@ -5,9 +5,9 @@
  * The scheduler calls `deliver` for each claimed `deliver` timer; nothing here can fail the
  * request that caused the notification.
  */
-import { nextRetryDelay, renderNotification, type NotificationEvent } from '@countersign/core';
+import { nextRetryDelay, renderGuardNotice, renderNotification, type GuardNoticeData, type NotificationEvent } from '@countersign/core';
 import type { Engine } from '../engine/engine.ts';
-import type { TimerRow } from '../store/timers.ts';
+import type { DeliveryRow, TimerRow } from '../store/timers.ts';
 import type { ChannelRegistry } from './registry.ts';
 import { DeliveryError } from './types.ts';
 
@@ -49,6 +49,10 @@ export class Notifier {
       return;
     }
     const found = this.channels.get(delivery.channel);
+    if (delivery.request_id === null) {
+      await this.deliverGuard(timer, delivery, found);
+      return;
+    }
     const request = await this.engine.requestById(delivery.request_id);
     if ('error' in found || !request) {
       const error = 'error' in found ? found.error : `request ${delivery.request_id} is gone`;
@@ -67,21 +71,44 @@ export class Notifier {
       now: this.engine.clock(),
       detail: detailOf(delivery.event, JSON.parse(delivery.data) as Record<string, unknown>),
     });
+    await this.attempt(timer.id, delivery, channel, config, (signal) => channel.send({ id: delivery.id, attempt: delivery.attempts + 1, notification, previous }, signal));
+  };
+
+  /** A guard notice (no request): rendered from the delivery's data, sent by channels that carry them. */
+  private async deliverGuard(timer: TimerRow, delivery: DeliveryRow, found: ReturnType<ChannelRegistry['get']>): Promise<void> {
+    const sendGuard = 'error' in found ? undefined : found.channel.sendGuard?.bind(found.channel);
+    if ('error' in found || !sendGuard) {
+      const error = 'error' in found ? found.error : `${found.channel.type} channels do not carry guard notices`;
+      await this.engine.recordDelivery(timer.id, { ok: false, ms: 0, error, retryInMs: null });
+      this.options.onAttempt?.(delivery.channel, 'failed');
+      return;
+    }
+    const notice = renderGuardNotice(JSON.parse(delivery.data) as GuardNoticeData, { reviewBase: this.options.reviewBase });
+    await this.attempt(timer.id, delivery, found.channel, found.config, (signal) => sendGuard({ id: delivery.id, attempt: delivery.attempts + 1, notice }, signal));
+  }
+
+  private async attempt(
+    timerId: string,
+    delivery: DeliveryRow,
+    channel: { type: string; name: string },
+    config: { timeoutMs: number; retry: Parameters<typeof nextRetryDelay>[1] },
+    send: (signal: AbortSignal) => Promise<unknown>,
+  ): Promise<void> {
     const started = performance.now();
     const abort = new AbortController();
     const timeout = setTimeout(() => abort.abort(), config.timeoutMs);
     try {
-      const response = await channel.send({ id: delivery.id, attempt: delivery.attempts + 1, notification, previous }, abort.signal);
-      await this.engine.recordDelivery(timer.id, { ok: true, ms: performance.now() - started, response });
+      const response = await send(abort.signal);
+      await this.engine.recordDelivery(timerId, { ok: true, ms: performance.now() - started, response });
       this.options.onAttempt?.(delivery.channel, 'delivered');
     } catch (err) {
       const error = err instanceof DeliveryError ? err.message : `${channel.type} ${channel.name}: ${(err as Error)?.message ?? String(err)}`;
       const retryable = err instanceof DeliveryError ? err.retryable : true;
       const retryInMs = retryable ? nextRetryDelay(delivery.attempts + 1, config.retry, this.random()) : null;
-      await this.engine.recordDelivery(timer.id, { ok: false, ms: performance.now() - started, error, retryInMs });
+      await this.engine.recordDelivery(timerId, { ok: false, ms: performance.now() - started, error, retryInMs });
       this.options.onAttempt?.(delivery.channel, retryInMs !== null ? 'retrying' : retryable ? 'gave_up' : 'failed');
     } finally {
       clearTimeout(timeout);
     }
-  };
+  }
 }

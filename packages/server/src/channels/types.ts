@@ -4,7 +4,7 @@
  * never decides what to say. Retrying, recording and auditing belong to the notifier and the
  * engine, so a channel is a small leaf that a conformance suite can drive against a stand-in.
  */
-import type { Notification } from '@countersign/core';
+import type { GuardNotice, Notification } from '@countersign/core';
 
 export interface ChannelDelivery {
   /** The delivery's id: stable across retries, so receivers can drop duplicates (webhook-id, Message-ID). */
@@ -16,9 +16,21 @@ export interface ChannelDelivery {
   readonly previous: readonly unknown[];
 }
 
+/** One attempt at a guard notice (slicing alert, agent pause/resume, cool-down). */
+export interface GuardDelivery {
+  readonly id: string;
+  readonly attempt: number;
+  readonly notice: GuardNotice;
+}
+
 export interface Channel {
   readonly name: string;
   readonly type: ChannelType;
+  /**
+   * Sends a guard notice, as `send` does a notification. Only channels that have it may be
+   * named in the policy's `guard.notify` (webhook, slack).
+   */
+  sendGuard?(delivery: GuardDelivery, signal: AbortSignal): Promise<unknown>;
   /**
    * Sends one notification. Resolves with what later deliveries need to remember (or
    * undefined); throws `DeliveryError` (retryable or not) on failure. `signal` aborts at the
@@ -29,6 +41,8 @@ export interface Channel {
 }
 
 export const CHANNEL_TYPES = ['webhook', 'email', 'slack', 'teams', 'pagerduty'] as const;
+/** Channel types that carry guard notices (`guard.notify`). */
+export const GUARD_CHANNEL_TYPES: readonly string[] = ['webhook', 'slack'];
 export type ChannelType = (typeof CHANNEL_TYPES)[number];
 
 /** A failed attempt. `retryable: false` (a 4xx, a bad configuration) goes straight to failed. */

@@ -13,7 +13,7 @@ import { createHmac } from 'node:crypto';
 import { AGENT_SUPPLIED_LABEL } from '@countersign/core';
 import type { WebhookConfig } from './config.ts';
 import { facts } from './format.ts';
-import { httpFailure, networkFailure, type Channel, type ChannelDelivery } from './types.ts';
+import { httpFailure, networkFailure, type Channel, type ChannelDelivery, type GuardDelivery } from './types.ts';
 
 export function signStandardWebhook(secret: string, id: string, timestampSeconds: number, body: string): string {
   const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64');
@@ -22,38 +22,46 @@ export function signStandardWebhook(secret: string, id: string, timestampSeconds
 
 export function webhookChannel(config: WebhookConfig, now: () => number = Date.now): Channel {
   const { url, secret } = config.settings;
+  const post = async (id: string, type: string, data: unknown, signal: AbortSignal) => {
+    const timestamp = Math.floor(now() / 1000);
+    const body = JSON.stringify({ type, timestamp: new Date(timestamp * 1000).toISOString(), data });
+    return postSigned(id, timestamp, body, signal);
+  };
   return {
     name: config.name,
     type: 'webhook',
     async send(delivery: ChannelDelivery, signal: AbortSignal) {
       const n = delivery.notification;
-      const timestamp = Math.floor(now() / 1000);
-      const body = JSON.stringify({
-        type: `countersign.request.${n.event}`,
-        timestamp: new Date(timestamp * 1000).toISOString(),
-        data: { ...n, facts: Object.fromEntries(facts(n)), agentSuppliedLabel: AGENT_SUPPLIED_LABEL },
-      });
-      let res: Response;
-      try {
-        res = await fetch(url, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'user-agent': 'countersign-webhook/0.1.0',
-            'webhook-id': delivery.id,
-            'webhook-timestamp': String(timestamp),
-            'webhook-signature': signStandardWebhook(secret, delivery.id, timestamp, body),
-          },
-          body,
-          signal,
-          redirect: 'manual',
-        });
-      } catch (err) {
-        throw networkFailure(`webhook ${config.name}`, err);
-      }
-      const text = await res.text().catch(() => '');
-      if (res.status < 200 || res.status >= 300) throw httpFailure(`webhook ${config.name}`, res.status, text);
-      return { status: res.status };
+      return post(delivery.id, `countersign.request.${n.event}`, { ...n, facts: Object.fromEntries(facts(n)), agentSuppliedLabel: AGENT_SUPPLIED_LABEL }, signal);
+    },
+    /** `countersign.guard.<kind>`, data: the GuardNotice; alert descriptions only under `data.agentSupplied`. */
+    async sendGuard(delivery: GuardDelivery, signal: AbortSignal) {
+      const n = delivery.notice;
+      return post(delivery.id, `countersign.guard.${n.kind}`, { ...n, agentSuppliedLabel: AGENT_SUPPLIED_LABEL }, signal);
     },
   };
+
+  async function postSigned(id: string, timestamp: number, body: string, signal: AbortSignal) {
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'countersign-webhook/0.1.0',
+          'webhook-id': id,
+          'webhook-timestamp': String(timestamp),
+          'webhook-signature': signStandardWebhook(secret, id, timestamp, body),
+        },
+        body,
+        signal,
+        redirect: 'manual',
+      });
+    } catch (err) {
+      throw networkFailure(`webhook ${config.name}`, err);
+    }
+    const text = await res.text().catch(() => '');
+    if (res.status < 200 || res.status >= 300) throw httpFailure(`webhook ${config.name}`, res.status, text);
+    return { status: res.status };
+  }
 }

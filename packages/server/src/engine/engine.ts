@@ -132,6 +132,9 @@ export class Engine {
     this.trail = new AuditService(store, auditKey, now);
     this.guard = new GuardService(store, now, guard);
     this.guard.usePolicy(() => this.active?.policy);
+    this.guard.onNoticesQueued(() => {
+      for (const listener of this.timerListeners) listener();
+    });
   }
 
   /**
@@ -508,6 +511,7 @@ export class Engine {
         // Cool-down, velocity, number matching and the TOTP code, checked and marked used in this transaction.
         const entries = await this.guard.checkApproval(tx, by, current, { ...body, ip: from.ip }, this.now());
         if (entries.length > 0) await tx.appendAudit(entries);
+        if (entries.some((e) => e.type === 'cooldown_started')) this.timersDue = true; // its guard notices, if any
         return event;
       });
     } catch (err) {

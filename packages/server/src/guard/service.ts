@@ -21,6 +21,7 @@ import {
   type Assessment,
   type CooldownConfig,
   type GuardEvent,
+  type GuardNoticeData,
   type Policy,
   type RiskLevel,
   type Role,
@@ -28,6 +29,7 @@ import {
 import { newId } from '../ids.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { NewAuditEntry, Queries, RequestRow, Store } from '../store/store.ts';
+import { deliveryRows } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
 import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';
 
@@ -101,6 +103,27 @@ export class GuardService {
   /** The engine tells the guard where the active policy is. */
   usePolicy(active: () => Policy | undefined): void {
     this.activePolicy = active;
+  }
+
+  /** Told after a commit that queued guard notices (the engine wakes its scheduler). */
+  private noticesQueued: () => void = () => {};
+  onNoticesQueued(listener: () => void): void {
+    this.noticesQueued = listener;
+  }
+
+  /**
+   * Queues a guard notice to each channel in the active policy's `guard.notify`, in the caller's
+   * transaction (a delivery row and its `deliver` timer, as request notifications): the
+   * scheduler sends it with retries. Returns whether anything was queued (call `noticesQueued`
+   * after the commit).
+   */
+  private async queueNotice(tx: Queries, data: GuardNoticeData): Promise<boolean> {
+    const channels = this.activePolicy()?.guard.notify ?? [];
+    if (channels.length === 0) return false;
+    const rows = channels.map((channel) => deliveryRows(newId('dlv', data.at), null, channel, `guard.${data.kind}`, data, data.at));
+    await tx.timers.insertDeliveries(rows.map((r) => r.delivery));
+    await tx.timers.insertTimers(rows.map((r) => r.timer));
+    return true;
   }
 
   /** Velocity limits: the environment's override, else the active policy's `guard.velocity`, else core's defaults. */
@@ -239,6 +262,7 @@ export class GuardService {
       const after = cooldownState([...approvals, { requestId: current.id, at, riskLevel: risk }], at, this.cooldownConfig);
       if (after.active && after.triggeredBy.includes(current.id)) {
         entries.push(audit('cooldown_started', current.id, SYSTEM, { operatorId: by.operatorId, operator: by.name, until: after.until, reason: after.reason, triggeredBy: after.triggeredBy }, at));
+        await this.queueNotice(tx, { kind: 'cooldown_started', at, operator: by.name, by: SYSTEM.name, until: after.until, reason: after.reason });
       }
     }
     return entries;
@@ -324,10 +348,12 @@ export class GuardService {
     const op = await this.operator(operatorRef);
     const at = this.now();
     const until = at + body.minutes * MINUTE;
-    await this.store.transaction(async (tx) => {
+    const queued = await this.store.transaction(async (tx) => {
       await tx.guard.insertCooldown({ id: newId('cool', at), operator_id: op.id, until, reason: body.reason, set_by: lead.operatorId, created_at: at });
       await tx.appendAudit([audit('cooldown_started', null, actorOf(lead), { operatorId: op.id, operator: op.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}`, manual: true }, at)]);
+      return this.queueNotice(tx, { kind: 'cooldown_started', at, operator: op.name, by: lead.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}` });
     });
+    if (queued) this.noticesQueued();
     return this.cooldown(by, op.id);
   }
 
@@ -360,10 +386,12 @@ export class GuardService {
     const agent = await this.agent(agentRef);
     const at = this.now();
     const until = at + body.minutes * MINUTE;
-    await this.store.transaction(async (tx) => {
+    const queued = await this.store.transaction(async (tx) => {
       await tx.guard.insertPause({ id: newId('pause', at), agent_id: agent.id, until, reason: body.reason, set_by: lead.operatorId, created_at: at, resumed_at: null });
       await tx.appendAudit([audit('agent_paused', null, actorOf(lead), { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason: body.reason }, at)]);
+      return this.queueNotice(tx, { kind: 'agent_paused', at, agent: agent.name, by: lead.name, until: new Date(until).toISOString(), reason: body.reason });
     });
+    if (queued) this.noticesQueued();
     return this.pauseState(agent);
   }
 
@@ -371,11 +399,13 @@ export class GuardService {
     const lead = requireRank(by, 'lead');
     const agent = await this.agent(agentRef);
     const at = this.now();
-    await this.store.transaction(async (tx) => {
+    const queued = await this.store.transaction(async (tx) => {
       const ended = await tx.guard.resumeAgent(agent.id, at);
       if (ended === 0) throw new CountersignError('ILLEGAL_TRANSITION', `agent ${agent.name} is not paused`);
       await tx.appendAudit([audit('agent_resumed', null, actorOf(lead), { agentId: agent.id, agent: agent.name, reason: body.reason }, at)]);
+      return this.queueNotice(tx, { kind: 'agent_resumed', at, agent: agent.name, by: lead.name, reason: body.reason });
     });
+    if (queued) this.noticesQueued();
     return this.pauseState(agent);
   }
 
@@ -410,16 +440,20 @@ export class GuardService {
       if (this.lastSlicingAlert.get(agent.id) === signature) return;
       this.lastSlicingAlert.set(agent.id, signature);
       const alerts = report.alerts.map((a) => ({ type: a.type, confidence: a.confidence, description: a.description, requestIds: a.evidence.requestIds }));
-      await this.store.transaction(async (tx) => {
+      const queued = await this.store.transaction(async (tx) => {
         const entries = [audit('slicing_alert', null, SYSTEM, { agentId: agent.id, agent: agent.name, confidence: report.confidence, response, alerts }, at)];
+        let queued = await this.queueNotice(tx, { kind: 'slicing_alert', at, agent: agent.name, by: SYSTEM.name, response, confidence: report.confidence, alerts });
         if (response === 'pause' && !(await tx.guard.activePause(agent.id, at))) {
           const until = at + 60 * MINUTE;
           const reason = `slicing detected: ${[...new Set(report.alerts.map((a) => a.type))].join(', ')}`;
           await tx.guard.insertPause({ id: newId('pause', at), agent_id: agent.id, until, reason, set_by: 'system', created_at: at, resumed_at: null });
           entries.push(audit('agent_paused', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason }, at));
+          queued = (await this.queueNotice(tx, { kind: 'agent_paused', at, agent: agent.name, by: SYSTEM.name, until: new Date(until).toISOString(), reason })) || queued;
         }
         await tx.appendAudit(entries);
+        return queued;
       });
+      if (queued) this.noticesQueued();
     } catch {
       // Detection is advisory here; the request it followed is already committed.
     }

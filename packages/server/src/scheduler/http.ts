@@ -38,7 +38,7 @@ export const ReassignBody = z
 
 export const Delivery = z.object({
   id: z.string(),
-  requestId: z.string(),
+  requestId: z.string().nullable(),
   channel: z.string(),
   event: z.string(),
   status: z.enum(['pending', 'delivered', 'failed']),

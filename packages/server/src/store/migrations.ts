@@ -4,7 +4,7 @@
  * edit a released one.
  */
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
-import { m003_scheduler } from './timers.ts';
+import { m003_scheduler, m005_guard_notices } from './timers.ts';
 import { m002_audit, m002_audit_retention } from '../audit/store.ts';
 import { m004_guard, m004_guard_allowlist } from '../guard/store.ts';
 
@@ -137,6 +137,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '002_audit_retention': m002_audit_retention,
   '004_guard': m004_guard,
   '004_guard_allowlist': m004_guard_allowlist,
+  '005_guard_notices': m005_guard_notices,
 });
 
 export const migrationProvider: MigrationProvider = {

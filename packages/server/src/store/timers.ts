@@ -8,7 +8,7 @@
  * leases (`claimed_by`, `claimed_until`) so that several processes share due timers without
  * taking the same one; on PostgreSQL the claim uses `FOR UPDATE SKIP LOCKED`.
  */
-import { type Kysely, type Migration, type Transaction } from 'kysely';
+import { SqliteAdapter, sql, type Kysely, type Migration, type Transaction } from 'kysely';
 import type { Capabilities } from './connect.ts';
 import type { Database } from './schema.ts';
 
@@ -35,10 +35,11 @@ export interface EscalationsTable {
 
 export interface DeliveriesTable {
   id: string;
-  request_id: string;
+  /** null for a guard notice (slicing alert, agent pause/resume, cool-down): about an agent or an approver, not a request. */
+  request_id: string | null;
   /** The channel's name under the policy's `channels:`. */
   channel: string;
-  /** `requested`, `escalated`, `reassigned`, `decided`. */
+  /** `requested`, `escalated`, `reassigned`, `decided`; for guard notices `guard.<kind>` (data holds the notice). */
   event: string;
   /** `pending`, `delivered`, `failed`. */
   status: string;
@@ -272,6 +273,41 @@ export const m003_scheduler: Migration = {
   },
 };
 
+/**
+ * Migration 005: guard notices travel the same durable path as request notifications, so a
+ * delivery's `request_id` may be null. PostgreSQL drops the NOT NULL; SQLite cannot alter a
+ * column and rebuilds the table (nothing references it; the foreign key to requests stays).
+ */
+export const m005_guard_notices: Migration = {
+  async up(db: Kysely<any>) {
+    if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
+      await db.schema.alterTable('deliveries').alterColumn('request_id', (c) => c.dropNotNull()).execute();
+      return;
+    }
+    await db.schema
+      .createTable('deliveries_005')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('request_id', 'text', (c) => c.references('requests.id'))
+      .addColumn('channel', 'text', (c) => c.notNull())
+      .addColumn('event', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull())
+      .addColumn('last_error', 'text')
+      .addColumn('response', 'text')
+      .addColumn('attempt_log', 'text', (c) => c.notNull())
+      .addColumn('data', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addColumn('finished_at', 'bigint')
+      .execute();
+    const columns = sql.raw('id, request_id, channel, event, status, attempts, last_error, response, attempt_log, data, created_at, updated_at, finished_at');
+    await sql`INSERT INTO deliveries_005 (${columns}) SELECT ${columns} FROM deliveries`.execute(db);
+    await db.schema.dropTable('deliveries').execute();
+    await db.schema.alterTable('deliveries_005').renameTo('deliveries').execute();
+    await db.schema.createIndex('deliveries_status').on('deliveries').columns(['status', 'created_at']).execute();
+    await db.schema.createIndex('deliveries_request').on('deliveries').columns(['request_id', 'channel']).execute();
+  },
+};
 
 // ---- row builders (the engine writes these; kept beside the tables they fill) ----
 
@@ -293,7 +329,7 @@ export function requestTimer(kind: 'escalate' | 'expire', requestId: string, due
 }
 
 /** A delivery and the timer that makes its first attempt, due at once; both share the delivery's id. */
-export function deliveryRows(id: string, requestId: string, channel: string, event: string, data: unknown, at: number): { delivery: DeliveryRow; timer: TimerRow } {
+export function deliveryRows(id: string, requestId: string | null, channel: string, event: string, data: unknown, at: number): { delivery: DeliveryRow; timer: TimerRow } {
   return {
     delivery: {
       id,
