@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ephemeralAuditKey, type AuditKey } from '../src/audit/crypto.ts';
 import { verifyTrailStream } from '../src/audit/verify.ts';
 import { Engine } from '../src/engine/engine.ts';
+import { createApp } from '../src/http/app.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { connect, type Connection } from '../src/store/connect.ts';
 import { Sealer, parseEncryptionKey } from '../src/store/sealing.ts';
@@ -182,6 +183,15 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
     expect((err as Error).message).not.toContain('enc:v1:');
     await expect(engine.listRequests(admin, {})).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
     expect((await engine.getRequest(admin, plainId)).args).toEqual({ host: 'plain-args' });
+
+    // Over HTTP: 503 STORE_UNAVAILABLE, and no ciphertext in the answer.
+    const app = createApp({ engine, log: () => {} });
+    const res = await app.request(`/v1/requests/${sealedId}`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(res.status).toBe(503);
+    const text = await res.text();
+    expect(JSON.parse(text)).toMatchObject({ error: { code: 'STORE_UNAVAILABLE' } });
+    expect(text).not.toContain('enc:v1:');
+    expect(text).not.toContain(SECRET);
   });
 
   it('with a different key, a sealed row is refused the same way', async () => {
