@@ -63,8 +63,18 @@ function checkDepth(value: unknown, ctx: z.RefinementCtx): void {
 export const JsonObject = z.record(z.string(), z.unknown());
 export type JsonObject = z.infer<typeof JsonObject>;
 
-const ShortText = z.string().max(2_000);
-const LongText = z.string().max(20_000);
+/**
+ * Free text that lands in its own column. NUL is refused: PostgreSQL text cannot hold it, and
+ * no legitimate description or reason contains one (inside `args`, JSON escapes it).
+ */
+const text = (max: number, min = 0) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .refine((s) => !s.includes('\u0000'), 'must not contain NUL (\\u0000) characters');
+const ShortText = text(2_000);
+const LongText = text(20_000);
 
 export const Target = z.union([
   z.string().max(2_000),
@@ -112,7 +122,7 @@ export const RequestContext = z.looseObject({
 export type RequestContext = z.infer<typeof RequestContext>;
 
 export const Alternative = z.strictObject({
-  name: z.string().min(1).max(100),
+  name: text(100, 1),
   action: ActionName,
   args: JsonObject.default({}),
   description: ShortText.optional(),
@@ -142,7 +152,7 @@ export const CreateRequestBody = z
     alternatives: z.array(Alternative).max(20).optional(),
     approvers: z.array(ApproverSpec).max(20).optional(),
     timeoutSeconds: z.number().int().min(1).max(30 * 86_400).optional(),
-    idempotencyKey: z.string().min(1).max(200).optional(),
+    idempotencyKey: text(200, 1).optional(),
   })
   .superRefine((body, ctx) => {
     checkDepth(body, ctx);
@@ -165,7 +175,7 @@ export const ReviewBody = z
     verdict: Verdict,
     reason: ShortText.optional(),
     args: JsonObject.optional(),
-    alternative: z.string().min(1).max(100).optional(),
+    alternative: text(100, 1).optional(),
     totp: z.string().regex(/^\d{6,8}$/).optional(),
     /** Number matching: the short code shown on the request card (critical approvals). */
     matchCode: z.string().regex(/^\d{2}$/).optional(),

@@ -155,6 +155,8 @@ describe('HTTP: bad input gets a 4xx with a code and writes nothing', () => {
     { name: 'args nested 10,000 deep', send: () => post('/v1/requests', agentKey, `{"action":"block_ip","args":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`), status: 400, code: 'VALIDATION_FAILED' },
     { name: 'arrays nested 200,000 deep', send: () => post('/v1/requests', agentKey, `{"action":"block_ip","args":{"x":${'['.repeat(200_000)}${']'.repeat(200_000)}}}`), status: 400, code: 'VALIDATION_FAILED' },
     { name: 'an execution result nested 10,000 deep', send: () => post('/v1/requests/req_0000000000aaaaaaaaaaaaaaaa/execution', agentKey, `{"status":"succeeded","result":${'['.repeat(10_000)}${']'.repeat(10_000)}}`), status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'a NUL in the description (PostgreSQL text cannot hold it)', send: () => post('/v1/requests', agentKey, { ...QUEUED, description: 'java\u0000script' }), status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'a NUL in a rejection reason', send: () => post('/v1/requests/req_0000000000aaaaaaaaaaaaaaaa/reviews', adminToken, { verdict: 'reject', reason: 'no\u0000' }), status: 400, code: 'VALIDATION_FAILED' },
     { name: 'an unknown route', send: () => app.request('/v1/nothing', { headers: auth(agentKey) }), status: 404, code: 'NOT_FOUND' },
   ];
 
