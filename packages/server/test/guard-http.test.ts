@@ -287,3 +287,35 @@ describe('policy guard: thresholds', () => {
     }
   });
 });
+
+describe('a cool-down routes work on', () => {
+  it('an approval refused for a cool-down escalates the request one level at once, and only once', async () => {
+    const database = sqliteDatabase();
+    const clock = Date.UTC(2026, 0, 7, 9, 0, 0);
+    const engine = await Engine.open({ connection: await connect(database.url), now: () => clock });
+    try {
+      const chain = '    - { role: lead,     after: sla, notify: [] }\n    - { role: manager,  after: 10m, notify: [] }\n    - { role: director, after: 10m, notify: [] }';
+      expect(DEFAULT_POLICY_YAML).toContain(chain);
+      await engine.activatePolicy(DEFAULT_POLICY_YAML.replace('cooldown: { threshold: 5', 'cooldown: { threshold: 2'), 'test');
+      const boot = (await engine.bootstrap())!;
+      const admin = (await engine.authenticate(boot.adminToken))!;
+      const agent = (await engine.authenticate(boot.agentKey))!;
+      const high = (host: string) => engine.createRequest(agent, CreateRequestBody.parse({ ...HIGH, args: { host } }));
+      for (const h of ['c1', 'c2']) await engine.review(admin, (await high(h)).request.id, { verdict: 'approve' });
+
+      const { request } = await high('c3');
+      expect((await engine.requestById(request.id))!.escalation).toMatchObject({ level: 1, role: 'lead' });
+      await expect(engine.review(admin, request.id, { verdict: 'approve' })).rejects.toMatchObject({ code: 'COOLDOWN_ACTIVE' });
+      expect((await engine.requestById(request.id))!.escalation).toMatchObject({ level: 2, role: 'manager', dueAt: new Date(clock + 10 * MINUTE).toISOString() });
+      // Clicking again does not walk the chain.
+      await expect(engine.review(admin, request.id, { verdict: 'approve' })).rejects.toMatchObject({ code: 'COOLDOWN_ACTIVE' });
+      expect((await engine.requestById(request.id))!.escalation).toMatchObject({ level: 2 });
+      const escalated = (await engine.auditForRequest(admin, request.id)).filter((e) => e.type === 'escalated');
+      expect(escalated.map((e) => e.data)).toEqual([expect.objectContaining({ from: 1, to: 2, role: 'manager', cause: 'cooldown', operator: 'admin' })]);
+      expect((await engine.requestById(request.id))!.status).toBe('pending');
+    } finally {
+      await engine.close();
+      await database.drop();
+    }
+  });
+});

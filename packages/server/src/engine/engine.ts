@@ -516,7 +516,40 @@ export class Engine {
       });
     } catch (err) {
       await this.guard.auditRefusal(err, by, id, 'review');
+      if (err instanceof CountersignError && err.code === 'COOLDOWN_ACTIVE') await this.escalateForCooldown(id, by.name);
       throw err;
+    }
+  }
+
+  /**
+   * An approval refused because its reviewer is cooling down: the request must not silently wait
+   * for them. If it is pending on an escalation chain with a next level, it moves up now, as its
+   * deadline would move it (the next level's role may stand in, its channels are told; audit
+   * `escalated` with `cause: cooldown`), at most once per request, and never to `onFinalTimeout`
+   * (a cool-down neither expires nor approves anything). Without a next level the refusal is only
+   * recorded (`review_refused`). Best effort: the refusal stands whatever happens here.
+   */
+  private async escalateForCooldown(id: string, operator: string): Promise<void> {
+    try {
+      const moved = await this.store.transaction(async (tx) => {
+        const current = await tx.getRequest(id, true);
+        if (!current || current.status !== 'pending') return false;
+        const escalation = await this.escalationOf(tx, id);
+        if (!escalation) return false;
+        const at = this.now();
+        const due = onDue(escalation, this.policy.policy, at);
+        if (due.type !== 'escalate') return false;
+        const earlier = await tx.auditFor(id);
+        if (earlier.some((e) => e.type === 'escalated' && (JSON.parse(e.data) as { cause?: unknown }).cause === 'cooldown')) return false;
+        await this.saveEscalation(tx, current, due.state, at, false);
+        await this.enqueueDeliveries(tx, id, due.notify, 'escalated', { from: due.from, to: due.to, role: due.role }, at);
+        const data = { from: due.from, to: due.to, role: due.role, dueAt: new Date(due.state.dueAt).toISOString(), notify: due.notify, cause: 'cooldown', operator };
+        await tx.appendAudit([this.audit('escalated', id, SYSTEM, data, at)]);
+        return true;
+      });
+      if (moved) this.afterCommit(id);
+    } catch {
+      // The reviewer is refused either way; escalation also still happens at the deadline.
     }
   }
 
