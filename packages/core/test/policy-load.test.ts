@@ -333,3 +333,11 @@ guard:
     expect(errorsOf(r).find((e) => e.path === 'guard.cooldown.window')?.message).toMatch(/duration like 30s, 15m/);
   });
 });
+
+describe('agents.<name>.onSlicing', () => {
+  it('accepts alert, pause and review; anything else is refused naming the key', () => {
+    expect(policyOf(parsePolicy('agents:\n  bot: { onSlicing: review }')).agents['bot']?.onSlicing).toBe('review');
+    const r = parsePolicy('agents:\n  bot: { onSlicing: aggregate }');
+    expect(errorsOf(r)).toEqual([{ path: 'agents.bot.onSlicing', message: expect.stringContaining('alert, pause or review') }]);
+  });
+});

@@ -319,3 +319,46 @@ describe('a cool-down routes work on', () => {
     }
   });
 });
+
+describe('onSlicing: review', () => {
+  it("routes the agent's next requests to review, with a matched rule naming the alert, for an hour", async () => {
+    const database = sqliteDatabase();
+    let clock = Date.UTC(2026, 0, 8, 9, 0, 0);
+    const engine = await Engine.open({ connection: await connect(database.url), now: () => clock });
+    try {
+      await engine.activatePolicy(DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  demo-agent: { onSlicing: review }'), 'test');
+      const boot = (await engine.bootstrap())!;
+      const admin = (await engine.authenticate(boot.adminToken))!;
+      const agent = (await engine.authenticate(boot.agentKey))!;
+      const alert = CreateRequestBody.parse({ action: 'send_alert', args: { to: 'ops', amount: 9_900 }, confidence: 0.97, context: { value: 9_900 } });
+      const first = await engine.createRequest(agent, alert);
+      expect(first.request.status).toBe('approved'); // low risk, full automation: no human normally
+      let forced: Awaited<ReturnType<typeof engine.createRequest>>['request'] | undefined;
+      for (let i = 0; i < 20 && !forced; i++) {
+        clock += 90_000;
+        const { request } = await engine.createRequest(agent, alert);
+        if (request.status === 'pending') forced = request;
+      }
+      expect(forced).toBeDefined();
+      expect(forced!.assessment.route).toBe('review');
+      const rule = forced!.assessment.matchedRules.find((r) => r.name.startsWith('slicing-alert:'));
+      expect(rule).toMatchObject({ name: expect.stringContaining('value_aggregation'), effects: ['review'], reason: expect.stringContaining('onSlicing: review') });
+      clock += 1_000; // the next one, a different action, is held too
+      const next = await engine.createRequest(agent, CreateRequestBody.parse({ action: 'collect_logs', args: { host: 'ws-1' }, confidence: 0.97 }));
+      expect(next.request.assessment.route).toBe('review');
+      const audit = await engine.listAudit(admin, { type: 'review_forced', limit: 10 });
+      expect(audit.length).toBeGreaterThanOrEqual(1); // each new set of alerts renews the hour
+      for (const e of audit) expect(e.data).toMatchObject({ agent: 'demo-agent', alerts: expect.arrayContaining(['value_aggregation']) });
+      const until = Math.max(...audit.map((e) => Date.parse((e.data as { until: string }).until)));
+      expect(until).toBeLessThanOrEqual(clock + 60 * MINUTE);
+
+      // After the hold, with no new alert (a different, unsuspicious action), the policy decides alone again.
+      clock = until + 1;
+      const later = await engine.createRequest(agent, CreateRequestBody.parse({ action: 'collect_logs', args: { host: 'ws-1' }, confidence: 0.97 }));
+      expect(later.request.assessment.matchedRules.some((r) => r.name.startsWith('slicing-alert:'))).toBe(false);
+    } finally {
+      await engine.close();
+      await database.drop();
+    }
+  });
+});

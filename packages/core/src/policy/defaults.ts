@@ -159,7 +159,7 @@ escalation:
 # Per-agent overrides, by agent name:
 #   billing-bot: { requireApproval: [send_external_email], block: [wire_transfer],
 #                  minConfidence: 0.7, limits: { perMinute: 60, perHour: 1000 },
-#                  onSlicing: pause }   # slicing alerts about it: alert (audit) or pause (for an hour)
+#                  onSlicing: pause }   # slicing alerts about it: alert (audit), pause (for an hour) or review (its requests, for an hour)
 agents: {}
 
 # Notification channel settings (webhook, slack, email, teams, pagerduty); secrets from env.

@@ -20,7 +20,11 @@ import { UNSTATED_CONFIDENCE, assessRisk } from './risk.ts';
 import { applyRules, effectiveRules, patternsInUse } from './rules.ts';
 import type { HistoryStats, Policy } from './types.ts';
 
-export type EvaluationRequest = CreateRequest & { agent: string };
+export type EvaluationRequest = CreateRequest & {
+  agent: string;
+  /** Set by the server, never by the agent: a reason this request must be reviewed (e.g. a slicing alert under `onSlicing: review`), reported as a matched rule. */
+  forcedReview?: { readonly rule: string; readonly reason: string } | undefined;
+};
 
 /** The implicit rule reported when a request is too large to scan completely. */
 const SCAN_LIMIT_RULE = 'content-scan-limit';
@@ -46,6 +50,10 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
       effects: ['review'],
     });
     reviewBy.push(SCAN_LIMIT_RULE);
+  }
+  if (request.forcedReview) {
+    matchedRules.push({ name: request.forcedReview.rule, reason: request.forcedReview.reason, effects: ['review'] });
+    reviewBy.push(request.forcedReview.rule);
   }
 
   const level = outcome.level;

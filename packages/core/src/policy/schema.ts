@@ -160,8 +160,8 @@ const AgentFile = z.strictObject({
       perHour: z.int().min(1).optional(),
     })
     .optional(),
-  /** What a slicing alert about this agent does: `alert` (an audit entry) or `pause` (and pause it for an hour). */
-  onSlicing: z.enum(['alert', 'pause'], { error: 'expected alert or pause' }).optional(),
+  /** What a slicing alert about this agent does: `alert` (an audit entry), `pause` (and pause it for an hour) or `review` (its requests need human review for an hour). */
+  onSlicing: z.enum(['alert', 'pause', 'review'], { error: 'expected alert, pause or review' }).optional(),
 });
 
 const GuardRiskLevels = z.array(RiskLevel).max(4);

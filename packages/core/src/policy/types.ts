@@ -101,8 +101,8 @@ export interface AgentPolicy {
   readonly block: readonly string[];
   readonly minConfidence?: number;
   readonly limits: { readonly perMinute?: number; readonly perHour?: number };
-  /** Slicing detection after this agent's creates (at most once a minute): record an alert, or also pause the agent. */
-  readonly onSlicing?: 'alert' | 'pause';
+  /** Slicing detection after this agent's creates (at most once a minute): record an alert, also pause the agent, or force review of its requests for an hour. */
+  readonly onSlicing?: 'alert' | 'pause' | 'review';
 }
 
 export interface GuardPolicy {

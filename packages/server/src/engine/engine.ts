@@ -330,7 +330,8 @@ export class Engine {
       if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
     }
     const history = await this.history(agent.id, body.action, at);
-    const assessment = evaluate({ ...body, agent: agent.name }, policy.policy, history, new Date(at));
+    const forcedReview = await this.guard.reviewHold(agent.id, at); // onSlicing: review
+    const assessment = evaluate({ ...body, agent: agent.name, forcedReview }, policy.policy, history, new Date(at));
     const id = newId('req', at);
     const decision =
       assessment.route === 'review'

@@ -422,8 +422,9 @@ export class GuardService {
 
   /**
    * The policy's response to slicing (`agents.<name>.onSlicing`), run after a create: at most
-   * once a minute per agent, a new set of alerts is recorded (`slicing_alert`), and with `pause`
-   * the agent is paused for an hour. Never fails the create that triggered it.
+   * once a minute per agent, a new set of alerts is recorded (`slicing_alert`); with `pause`
+   * the agent is paused for an hour, with `review` its requests need review for an hour
+   * (`review_forced`, see `reviewHold`). Never fails the create that triggered it.
    */
   async afterCreate(agent: { id: string; name: string }, policy: Policy): Promise<void> {
     const response = policy.agents[agent.name]?.onSlicing;
@@ -443,6 +444,11 @@ export class GuardService {
       const queued = await this.store.transaction(async (tx) => {
         const entries = [audit('slicing_alert', null, SYSTEM, { agentId: agent.id, agent: agent.name, confidence: report.confidence, response, alerts }, at)];
         let queued = await this.queueNotice(tx, { kind: 'slicing_alert', at, agent: agent.name, by: SYSTEM.name, response, confidence: report.confidence, alerts });
+        if (response === 'review') {
+          const until = at + 60 * MINUTE;
+          await tx.guard.putSetting(`review_hold:${agent.id}`, JSON.stringify({ until, alerts: [...new Set(report.alerts.map((a) => a.type))].sort() }));
+          entries.push(audit('review_forced', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), alerts: [...new Set(report.alerts.map((a) => a.type))].sort() }, at));
+        }
         if (response === 'pause' && !(await tx.guard.activePause(agent.id, at))) {
           const until = at + 60 * MINUTE;
           const reason = `slicing detected: ${[...new Set(report.alerts.map((a) => a.type))].join(', ')}`;
@@ -457,6 +463,21 @@ export class GuardService {
     } catch {
       // Detection is advisory here; the request it followed is already committed.
     }
+  }
+
+  /**
+   * `onSlicing: review`: while an agent's hold lasts (an hour from the alert), its requests are
+   * routed to review with a matched rule naming the alert. Read before the create's evaluation.
+   */
+  async reviewHold(agentId: string, at: number): Promise<{ rule: string; reason: string } | undefined> {
+    const raw = await this.store.guard.setting(`review_hold:${agentId}`);
+    if (!raw) return undefined;
+    const hold = JSON.parse(raw) as { until: number; alerts: string[] };
+    if (hold.until <= at) return undefined;
+    return {
+      rule: `slicing-alert:${hold.alerts.join('+')}`,
+      reason: `slicing detected (${hold.alerts.join(', ')}); policy onSlicing: review routes this agent's requests to review until ${new Date(hold.until).toISOString()}`,
+    };
   }
 
   private async slicingReport(agent: { id: string; name: string }, windowMinutes: number) {

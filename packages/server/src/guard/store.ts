@@ -274,4 +274,9 @@ export class GuardQueries {
     const row = await this.db.selectFrom('guard_settings').select('value').where('key', '=', key).executeTakeFirst();
     return row?.value;
   }
+
+  /** Sets a setting (an agent's forced-review hold is `review_hold:<agentId>`). */
+  async putSetting(key: string, value: string): Promise<void> {
+    await this.db.insertInto('guard_settings').values({ key, value }).onConflict((oc) => oc.column('key').doUpdateSet({ value })).execute();
+  }
 }
