@@ -13,6 +13,7 @@ import { channelPolicyCheck } from '../src/channels/config.ts';
 import { Notifier } from '../src/channels/notifier.ts';
 import { ChannelRegistry } from '../src/channels/registry.ts';
 import { Engine } from '../src/engine/engine.ts';
+import { createApp } from '../src/http/app.ts';
 import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { connect } from '../src/store/connect.ts';
 import { slackApi, webhookReceiver, type StandIn } from './support/channel-standins.ts';
@@ -67,6 +68,7 @@ async function setup(policy: string, env: Record<string, string>) {
     agent,
     agentName: agent.kind === 'agent' ? agent.agentName : '',
     admin: (await engine.authenticate(boot.adminToken))!,
+    adminToken: boot.adminToken,
     advance: (ms: number) => {
       offset += ms;
     },
@@ -99,6 +101,9 @@ describe('guard notices through the webhook channel', () => {
     });
     expect(delivery).toMatchObject({ requestId: null, event: 'guard.agent_paused', attempts: 2, lastError: expect.stringContaining('HTTP 503') });
     expect(new Set(hook.received.map((r) => r.headers['webhook-id']))).toEqual(new Set([delivery!.id])); // one id across the retry
+    const listed = await createApp({ engine: s.engine, log: () => {} }).request('/v1/deliveries?channel=hook', { headers: { authorization: `Bearer ${s.adminToken}` } });
+    expect(listed.status).toBe(200);
+    expect(((await listed.json()) as { items: unknown[] }).items).toEqual([expect.objectContaining({ id: delivery!.id, requestId: null, event: 'guard.agent_paused', status: 'delivered' })]);
 
     await s.engine.guard.resume(s.admin, s.agentName, { reason: 'checked' });
     await s.engine.guard.setCooldown(s.admin, 'admin', { minutes: 20, reason: 'eight hours on call' });

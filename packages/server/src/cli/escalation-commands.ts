@@ -13,7 +13,8 @@ import { idSegment } from './http-client.ts';
 
 interface DeliveryItem {
   id: string;
-  requestId: string;
+  /** null for a guard notice (its event is guard.<kind>). */
+  requestId: string | null;
   channel: string;
   event: string;
   status: string;
@@ -97,7 +98,7 @@ export function registerEscalationCommands(program: Command): void {
     print(
       table(page.items, [
         { header: 'ID', value: (d) => d.id },
-        { header: 'REQUEST', value: (d) => d.requestId },
+        { header: 'REQUEST', value: (d) => d.requestId ?? '-' },
         { header: 'CHANNEL', value: (d) => d.channel, max: 24 },
         { header: 'EVENT', value: (d) => d.event },
         { header: 'STATUS', value: (d) => d.status.toUpperCase() },
