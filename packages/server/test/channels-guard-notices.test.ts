@@ -192,3 +192,50 @@ describe('guard notices through Slack, and configuration', () => {
     });
   });
 });
+
+describe('migration 005_guard_notices', () => {
+  it('keeps the deliveries of a database made before it and then accepts guard notices (SQLite table rebuild)', async () => {
+    const { default: Database } = await import('better-sqlite3');
+    const { Kysely, Migrator, SqliteDialect } = await import('kysely');
+    const { MIGRATIONS } = await import('../src/store/migrations.ts');
+    const database = sqliteDatabase();
+    const file = database.url.slice('sqlite:'.length);
+    const raw = new Database(file);
+    const db = new Kysely<any>({ dialect: new SqliteDialect({ database: raw }) });
+    const before = Object.fromEntries(Object.entries(MIGRATIONS).filter(([name]) => name !== '005_guard_notices'));
+    const migrator = new Migrator({
+      db,
+      provider: { getMigrations: async () => before },
+      migrationTableName: 'countersign_migrations',
+      migrationLockTableName: 'countersign_migrations_lock',
+      allowUnorderedMigrations: true,
+    });
+    expect((await migrator.migrateToLatest()).error).toBeUndefined();
+    // One agent, one request (every NOT NULL column filled generically) and one delivery about it.
+    const fill = (table: string, given: Record<string, unknown>) => {
+      const cols = raw.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string; type: string; notnull: number }>;
+      const row = Object.fromEntries(cols.filter((c) => c.notnull === 1).map((c) => [c.name, /int/i.test(c.type) ? 0 : 'x']));
+      return { ...row, ...given };
+    };
+    await db.insertInto('agents').values(fill('agents', { id: 'agt_old', name: 'old-bot' })).execute();
+    await db.insertInto('requests').values(fill('requests', { id: 'req_old', agent_id: 'agt_old' })).execute();
+    await db
+      .insertInto('deliveries')
+      .values({ id: 'dlv_old', request_id: 'req_old', channel: 'hook', event: 'requested', status: 'delivered', attempts: 1, last_error: null, response: null, attempt_log: '[]', data: '{}', created_at: 1, updated_at: 1, finished_at: 1 })
+      .execute();
+    await expect(db.insertInto('deliveries').values({ id: 'dlv_null', request_id: null, channel: 'hook', event: 'guard.agent_paused', status: 'pending', attempts: 0, last_error: null, response: null, attempt_log: '[]', data: '{}', created_at: 1, updated_at: 1, finished_at: null }).execute()).rejects.toThrow(/NOT NULL/);
+    await db.destroy();
+
+    const engine = await Engine.open({ connection: await connect(database.url) });
+    try {
+      const kept = await engine.store.timers.getDelivery('dlv_old');
+      expect(kept).toMatchObject({ request_id: 'req_old', channel: 'hook', status: 'delivered' });
+      await engine.store.timers.insertDeliveries([{ ...kept!, id: 'dlv_guard', request_id: null, event: 'guard.agent_paused' }]);
+      expect((await engine.store.timers.getDelivery('dlv_guard'))?.request_id).toBeNull();
+      expect(await engine.store.timers.listDeliveries({ requestId: 'req_old', limit: 10 })).toHaveLength(1);
+    } finally {
+      await engine.close();
+      await database.drop();
+    }
+  });
+});
