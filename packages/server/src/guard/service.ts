@@ -34,6 +34,7 @@ import { ipAllowed, parseCidr } from './ip.ts';
 import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';
 
 const MINUTE = 60_000;
+const HOLD_CACHE_MS = 1_000;
 const DAY = 24 * 60 * MINUTE;
 
 type Operator = Extract<Principal, { kind: 'operator' }>;
@@ -88,6 +89,12 @@ export class GuardService {
   /** Rate-limit refusals are audited once per agent per minute, so a flooding agent cannot flood the trail. */
   private readonly lastRateAudit = new Map<string, number>();
   private readonly lastSlicingCheck = new Map<string, number>();
+  /**
+   * Review holds read by every create, remembered for a second: a read outside the create's
+   * transaction would wait for the group commit in flight and stall the pipeline. A hold set by
+   * this process clears its entry at once; one set by another process is seen within a second.
+   */
+  private readonly holdCache = new Map<string, { raw: string | undefined; until: number }>();
   private readonly lastSlicingAlert = new Map<string, string>();
 
   constructor(
@@ -459,6 +466,7 @@ export class GuardService {
         await tx.appendAudit(entries);
         return queued;
       });
+      this.holdCache.delete(agent.id);
       if (queued) this.noticesQueued();
     } catch {
       // Detection is advisory here; the request it followed is already committed.
@@ -470,7 +478,13 @@ export class GuardService {
    * routed to review with a matched rule naming the alert. Read before the create's evaluation.
    */
   async reviewHold(agentId: string, at: number): Promise<{ rule: string; reason: string } | undefined> {
-    const raw = await this.store.guard.setting(`review_hold:${agentId}`);
+    let cached = this.holdCache.get(agentId);
+    if (!cached || cached.until <= at) {
+      cached = { raw: await this.store.guard.setting(`review_hold:${agentId}`), until: at + HOLD_CACHE_MS };
+      if (this.holdCache.size >= 10_000) this.holdCache.clear();
+      this.holdCache.set(agentId, cached);
+    }
+    const raw = cached.raw;
     if (!raw) return undefined;
     const hold = JSON.parse(raw) as { until: number; alerts: string[] };
     if (hold.until <= at) return undefined;
