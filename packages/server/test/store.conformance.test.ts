@@ -69,6 +69,12 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
     expect(await store.getRequest('req_missing')).toBeUndefined();
   });
 
+  it('reads back exactly what later inserts of the same shape wrote (SQL compiled once per shape)', async () => {
+    const rows = [1, 2, 3].map((i) => requestRow(`req_shape${i}`, { created_at: 2_000_000 + i, description: `d${i}`, confidence: i / 10, expires_at: i === 2 ? null : 9_000 + i }));
+    for (const row of rows) await store.insertRequest(row);
+    for (const row of rows) expect(await store.getRequest(row.id)).toEqual(row);
+  });
+
   it('enforces one idempotency key per agent, and allows the same key for another agent', async () => {
     await store.insertRequest(requestRow('req_idem1', { idempotency_key: 'k1' }));
     await expect(store.insertRequest(requestRow('req_idem2', { idempotency_key: 'k1' }))).rejects.toThrow();

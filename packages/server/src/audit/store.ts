@@ -16,6 +16,7 @@ import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, rangeHash, toBase64
 import type { AuditLogTable, Database } from '../store/schema.ts';
 import { hasher } from './crypto.ts';
 import { Sealer } from '../store/sealing.ts';
+import { insertRows } from '../store/insert-rows.ts';
 
 export interface AuditNodesTable {
   level: number;
@@ -90,7 +91,7 @@ export class TrailQueries {
       tree.append(hasher.hashLeaf(utf8(leafJsonOf(row))), ({ level, index }, hash) => nodes.push({ level, idx: index, hash: toBase64(hash) }));
     }
     for (let i = 0; i < nodes.length; i += INSERT_CHUNK) {
-      await this.db.insertInto('audit_nodes').values(nodes.slice(i, i + INSERT_CHUNK)).execute();
+      await insertRows(this.db, 'audit_nodes', nodes.slice(i, i + INSERT_CHUNK));
     }
     await this.db.updateTable('audit_head').set({ frontier: encodeFrontier(tree) }).where('id', '=', 1).execute();
   }

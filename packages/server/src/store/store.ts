@@ -4,12 +4,13 @@
  * audit entry with one object in one transaction. Nothing outside the engine calls the write
  * methods (one writer per table).
  */
-import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
 import { TrailQueries } from '../audit/store.ts';
 import { GuardQueries } from '../guard/store.ts';
 import { Sealer } from './sealing.ts';
+import { insertRows } from './insert-rows.ts';
 import type {
   AuditLogTable,
   Database,
@@ -57,9 +58,6 @@ export interface HistoryCounts {
 }
 
 type Db = Kysely<Database> | Transaction<Database>;
-
-/** SQL text of hot inserts, by dialect, table, columns and row count (see `Queries.insertRows`). */
-const INSERT_SQL = new Map<string, string>();
 
 export class Queries {
   constructor(
@@ -151,25 +149,8 @@ export class Queries {
     await this.insertRows('requests', [this.sealer.sealRequest(row)]);
   }
 
-  /**
-   * Inserts rows of one shape, paying the query builder once per shape instead of once per
-   * insert (the create path's hottest statements). The first time, the builder's own compiled
-   * parameters are compared with the ones derived here; only a match is remembered, so a shape
-   * the shortcut does not understand (say, an undefined field) always takes the builder's path.
-   */
-  private async insertRows<T extends 'requests' | 'audit_log'>(table: T, rows: ReadonlyArray<Database[T]>): Promise<void> {
-    const columns = Object.keys(rows[0] ?? {});
-    const params = rows.flatMap((r) => columns.map((c) => (r as unknown as Record<string, unknown>)[c]));
-    const key = `${this.capabilities.dialect}:${table}:${columns.join(',')}:${rows.length}`;
-    const cached = INSERT_SQL.get(key);
-    if (cached !== undefined) {
-      await this.db.executeQuery(CompiledQuery.raw(cached, params));
-      return;
-    }
-    const compiled = this.db.insertInto(table).values(rows as never).compile();
-    const same = compiled.parameters.length === params.length && compiled.parameters.every((p, i) => p === params[i]);
-    if (same && INSERT_SQL.size < 1_000) INSERT_SQL.set(key, compiled.sql);
-    await this.db.executeQuery(compiled);
+  private insertRows<T extends 'requests' | 'audit_log'>(table: T, rows: ReadonlyArray<Database[T]>): Promise<void> {
+    return insertRows(this.db, table, rows);
   }
 
   /** With `lock`, takes the row lock until the transaction ends (PostgreSQL); SQLite is already serial. */
