@@ -149,8 +149,9 @@ How each number is made:
   route's cost, is shared by the group. Without grouping (an earlier version of this code) the
   same measurement gave about 37 % of the ceiling. History of this number: 115 % when the
   foundation landed; 49 % once the audit trail (Merkle tree, signed receipts, redaction) and the
-  reviewer guards joined the create path; 61 % after the hottest inserts stopped paying the query
-  builder on every call (\`Queries.insertRows\`).
+  reviewer guards joined the create path; 52–61 % over several runs after the hottest inserts
+  stopped paying the query builder on every call (\`store/insert-rows.ts\`). Runs on this shared
+  machine vary by several points.
 - **decision-to-wakeup**: ${wake.length} times: create a pending \`isolate_host\` request, start
   \`GET /v1/requests/:id?waitSeconds=30\` as the agent, approve it as an operator over HTTP, and take
   the time from the decision timestamp the server records (taken inside the transaction, before
