@@ -10,6 +10,7 @@ export {
   ROLE_RANK,
   TERMINAL_STATUSES,
   canReviewAtAll,
+  canReviewNow,
   currentPayload,
   currentStage,
   isDecided,

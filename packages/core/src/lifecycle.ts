@@ -304,6 +304,22 @@ function closing(
   };
 }
 
+/**
+ * Whether `reviewer` may cast a vote on this request now: pending, not their own, no earlier
+ * vote, and eligible for the stage it waits on. For queues ("what can I act on?");
+ * `transition` stays the authority when the vote is cast.
+ */
+export function canReviewNow(state: LifecycleState, reviewer: Reviewer): boolean {
+  if (state.status !== 'pending') return false;
+  if (state.requesterOperatorId !== null && state.requesterOperatorId === reviewer.id) return false;
+  if (!canReviewAtAll(reviewer)) return false;
+  if (state.votes.some((v) => v.reviewer.id === reviewer.id)) return false;
+  const requirement = state.approval ?? DEFAULT_REQUIREMENT;
+  const index = currentStage(requirement, state.votes, currentPayload(state).key);
+  const stage = requirement.stages[Math.max(index, 0)];
+  return stage !== undefined && (state.eligible ?? isEligibleForStage)(reviewer, stage);
+}
+
 export function transition(state: LifecycleState, event: LifecycleEvent): Transition {
   if (event.type === 'execution') {
     if (state.status !== 'approved') {

@@ -371,6 +371,8 @@ export const ApprovalRequest = z.object({
   escalation: EscalationInfo.nullable().optional(),
   /** Number matching: shown to operators reading a critical request, never in notifications; approvals must repeat it. */
   matchCode: z.string().optional(),
+  /** For an operator reading a pending request: whether they may vote on it now (role, stage, own request, earlier vote). */
+  actionable: z.boolean().optional(),
 });
 export type ApprovalRequest = z.infer<typeof ApprovalRequest>;
 

@@ -108,6 +108,29 @@ describe.each(ENGINES)('engine: $name', ({ make }) => {
     expect(rejected.status).toBe('rejected');
   });
 
+  it('tells each operator whether they may act on a pending request now (actionable)', async () => {
+    const { request } = await t.engine.createRequest(t.agent, body({ ...QUEUED, approvers: [{ role: 'manager' }] }));
+    const stages = request.assessment.approval!.stages;
+    expect(stages.at(-1)).toMatchObject({ role: 'manager' });
+    const rita = await t.operator('rita-actionable', ['reviewer']);
+    const ray = await t.operator('ray-actionable', ['reviewer']);
+    const max = await t.operator('max-actionable', ['manager']);
+    const seen = async (who: typeof rita) => (await t.engine.getRequest(who, request.id)).actionable;
+    // Walk the stages with the least senior eligible reviewer each time.
+    for (let i = 0; i < stages.length - 1; i++) {
+      expect(await seen(rita)).toBe(true);
+      await t.engine.review(rita, request.id, { verdict: 'approve' });
+      expect(await seen(rita)).toBe(false); // voted already
+    }
+    expect(await seen(ray)).toBe(false); // the manager stage is not his
+    expect(await seen(max)).toBe(true);
+    const listed = await t.engine.listRequests(max, { status: 'pending', limit: 500 });
+    expect(listed.items.find((r) => r.id === request.id)?.actionable).toBe(true);
+    expect((await t.engine.getRequest(t.agent, request.id)).actionable).toBeUndefined(); // agents are not told
+    const own = await t.engine.createRequest(rita, body(QUEUED));
+    expect(await seen(rita).then(() => t.engine.getRequest(rita, own.request.id)).then((r) => r.actionable)).toBe(false); // own request
+  });
+
   it('hides other agents\' requests from an agent', async () => {
     const { request } = await t.engine.createRequest(t.agent, body(QUEUED));
     const other = await t.agentNamed('nosy-bot');

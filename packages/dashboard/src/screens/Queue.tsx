@@ -23,7 +23,11 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
   const [notice, setNotice] = useState<string | null>(null);
 
   const all = useMemo(() => [...pending.values()].sort(byUrgency), [pending]);
-  const shown = useMemo(() => all.filter((r) => matches(r, filter)), [all, filter]);
+  // By default the queue holds what this reviewer can act on now; `actionable` comes from the
+  // server (role, stage, own request, earlier vote). Live arrivals carry none until reloaded.
+  const [showAll, setShowAll] = useState(false);
+  const notMine = useMemo(() => all.filter((r) => r.actionable === false).length, [all]);
+  const shown = useMemo(() => all.filter((r) => (showAll || r.actionable !== false) && matches(r, filter)), [all, filter, showAll]);
   const counts = useMemo(() => countByRisk(all), [all]);
   const agents = useMemo(() => [...new Set(all.map((r) => r.agentName))].sort(), [all]);
   const actions = useMemo(() => [...new Set(all.map((r) => r.action))].sort(), [all]);
@@ -123,6 +127,9 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
               </option>
             ))}
           </select>
+        </label>
+        <label>
+          <input type="checkbox" checked={showAll} onChange={(e) => setShowAll(e.target.checked)} /> show requests I cannot act on ({notMine})
         </label>
       </div>
       {notice && (

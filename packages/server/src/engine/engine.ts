@@ -30,13 +30,14 @@ import type { Connection } from '../store/connect.ts';
 import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
 import { GuardService, guardOptionsFromEnv, type GuardOptions } from '../guard/service.ts';
-import { Store, type AuditRow, type HistoryCounts, type NewAuditEntry, type Queries, type RequestRow } from '../store/store.ts';
+import { Store, type AuditRow, type HistoryCounts, type NewAuditEntry, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
 import { Wakeups } from './wakeups.ts';
 import {
   canReviewAtAll,
+  canReviewNow,
   channelsFor,
   channelsSoFar,
   currentPayload,
@@ -448,7 +449,7 @@ export class Engine {
   async getRequest(by: Principal, id: string): Promise<ApprovalRequest> {
     const row = await this.store.getRequest(id);
     this.checkReadable(by, row, id);
-    const request = await this.toPublic(row);
+    const request = await this.toPublic(row, by);
     // Number matching: only an operator reading the request itself sees the code (never listings or notifications).
     if (by.kind === 'operator' && this.guard.needsMatchCode(row.risk_level)) request.matchCode = await this.guard.matchCode(row.id);
     return request;
@@ -496,7 +497,11 @@ export class Engine {
     const reviews = await this.store.reviewsFor(page.map((r) => r.id));
     const escalations = await this.escalationsOf(page.map((r) => r.id));
     const items = await Promise.all(
-      page.map(async (row) => requestFromRow(row, await this.agentName(row.agent_id), reviews.filter((v) => v.request_id === row.id), escalations.get(row.id) ?? null)),
+      page.map(async (row) => {
+        const own = reviews.filter((v) => v.request_id === row.id);
+        const escalation = escalations.get(row.id) ?? null;
+        return this.withActionable(by, requestFromRow(row, await this.agentName(row.agent_id), own, escalation), row, own, escalation);
+      }),
     );
     const last = page[page.length - 1];
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
@@ -1010,10 +1015,34 @@ export class Engine {
     }
   }
 
-  private async toPublic(row: RequestRow): Promise<ApprovalRequest> {
+  private async toPublic(row: RequestRow, viewer?: Principal): Promise<ApprovalRequest> {
     const reviews = await this.store.reviewsFor([row.id]);
     const escalation = (await this.escalationsOf([row.id])).get(row.id) ?? null;
-    return requestFromRow(row, await this.agentName(row.agent_id), reviews, escalation);
+    const request = requestFromRow(row, await this.agentName(row.agent_id), reviews, escalation);
+    return viewer ? this.withActionable(viewer, request, row, reviews, escalation) : request;
+  }
+
+  /** Marks, for an operator, whether they may vote on this pending request now (queues show "yours"). */
+  private withActionable(
+    by: Principal,
+    request: ApprovalRequest,
+    row: RequestRow,
+    reviews: readonly ReviewRow[],
+    escalation: EscalationState | null,
+  ): ApprovalRequest {
+    if (by.kind !== 'operator' || row.status !== 'pending') return request;
+    const state: LifecycleState = {
+      status: 'pending',
+      action: request.action,
+      args: request.args,
+      alternatives: request.alternatives,
+      approval: request.assessment.approval,
+      votes: reviews.map(voteFromRow),
+      requesterOperatorId: row.requester_operator_id,
+      eligible: eligibility(escalation),
+    };
+    request.actionable = canReviewNow(state, { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups });
+    return request;
   }
 
   private async agentName(agentId: string): Promise<string> {

@@ -72,6 +72,8 @@ export class RequestFeed {
           if (this.clients.size === 0) return;
           try {
             const request = await this.engine.getRequest(FEED_READER, id);
+            // Computed for the feed's own principal, so meaningless to the readers: leave it out.
+            delete request.actionable;
             for (const client of [...this.clients]) client(request);
           } catch (err) {
             if (!(err instanceof CountersignError && err.code === 'NOT_FOUND')) {
