@@ -91,6 +91,13 @@ export class LiveQueue {
     }
     const arrived = request.status === 'pending' && !this.snapshot.pending.has(request.id) ? new Set([...this.snapshot.arrived, request.id]) : this.snapshot.arrived;
     this.set({ pending: applyChange(this.snapshot.pending, request, this.seen), arrived });
+    // The shared feed cannot say whether *this* reviewer may act on it; ask for our own view.
+    if (request.status === 'pending' && request.actionable === undefined) {
+      void api
+        .request(request.id)
+        .then((mine) => this.set({ pending: applyChange(this.snapshot.pending, mine, this.seen) }))
+        .catch(() => undefined);
+    }
   }
 
   private set(patch: Partial<LiveSnapshot>): void {
