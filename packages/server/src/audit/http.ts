@@ -9,11 +9,9 @@ import { stream } from 'hono/streaming';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { complianceReport, operatorMetrics } from './reports.ts';
+import { json, security, type ApiEnv as Env } from '../http/routes.ts';
 
-type Env = { Variables: { principal: Principal } };
 
-const security = [{ bearer: [] }];
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
 const errors = {
   400: json(ErrorBody, 'Bad input'),
   401: json(ErrorBody, 'Missing or unknown credential'),

@@ -16,6 +16,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { ChannelRegistry } from './registry.ts';
+import { type ApiEnv as Env } from '../http/routes.ts';
 
 export const SLACK_ACTIONS_PATH = '/v1/integrations/slack/actions';
 export const SLACK_TOLERANCE_SECONDS = 5 * 60;
@@ -37,7 +38,6 @@ interface BlockActions {
   actions?: Array<{ action_id?: string; value?: string }>;
 }
 
-type Env = { Variables: { principal: Principal } };
 
 export function mountSlackActions(app: OpenAPIHono<Env>, engine: Engine, channels: ChannelRegistry): void {
   app.post(SLACK_ACTIONS_PATH, async (c) => {

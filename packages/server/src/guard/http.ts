@@ -7,12 +7,9 @@ import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
 import { ErrorBody } from '@countersign/core';
 import type { Engine } from '../engine/engine.ts';
-import type { Principal } from '../engine/principal.ts';
+import { json, security, type ApiEnv as Env } from '../http/routes.ts';
 
-type Env = { Variables: { principal: Principal } };
 
-const security = [{ bearer: [] }];
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
 const body = <T extends z.ZodType>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 const errors = {
   400: json(ErrorBody, 'Bad input'),

@@ -13,7 +13,6 @@ import { clientIp, registerGuardRoutes } from '../guard/http.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
 import { mountSlackActions } from '../channels/slack-actions.ts';
 import type { Engine } from '../engine/engine.ts';
-import type { Principal } from '../engine/principal.ts';
 import { registerDashboardApi } from './dashboard-api.ts';
 import { mountDashboard } from './dashboard.ts';
 import { errorResponse, toCountersignError } from './errors.ts';
@@ -21,8 +20,8 @@ import { instrumentEngine, renderMetrics } from './metrics.ts';
 import { registerSummaryRoute } from './metrics-summary.ts';
 import * as routes from './routes.ts';
 import { isSignIn, registerSessionRoutes, Sessions, type SessionOptions } from './session.ts';
+import { type ApiEnv as Env } from './routes.ts';
 
-type Env = { Variables: { principal: Principal } };
 
 export interface AppOptions {
   engine: Engine;

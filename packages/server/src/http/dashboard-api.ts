@@ -10,8 +10,8 @@ import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { recordFeedback } from './metrics.ts';
 import { AuditEntrySchema, RequestId } from './routes.ts';
+import { type ApiEnv as Env } from './routes.ts';
 
-type Env = { Variables: { principal: Principal } };
 
 /** Reads a changed request without an operator's identity; operators may read every request. */
 const FEED_READER: Principal = { kind: 'operator', operatorId: 'system:feed', name: 'request feed', roles: ['auditor'], groups: [] };

@@ -15,10 +15,9 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { CountersignError, ErrorBody, type Assessment, type Decision } from '@countersign/core';
 import type { Engine } from '../engine/engine.ts';
-import type { Principal } from '../engine/principal.ts';
 import type { MetricFactRow } from '../store/store.ts';
+import { type ApiEnv as Env } from './routes.ts';
 
-type Env = { Variables: { principal: Principal } };
 
 export const ESCALATED_AUDIT_TYPE = 'escalated';
 /** Most requests one summary reads; beyond it the answer says `truncated`. */

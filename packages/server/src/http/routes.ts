@@ -15,8 +15,13 @@ import {
   RiskLevel,
   Role,
 } from '@countersign/core';
+import type { Principal } from '../engine/principal.ts';
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
+/** What every authenticated handler finds in its context. */
+export type ApiEnv = { Variables: { principal: Principal } };
+
+/** A JSON response (or body) entry for a route declaration. */
+export const json = <T extends z.ZodType>(schema: T, description: string) => ({
   content: { 'application/json': { schema } },
   description,
 });
@@ -31,7 +36,7 @@ const errors = {
 
 export const RequestId = z.string().regex(/^req_[0-9a-z]{26}$/, 'a request id looks like req_…');
 const IdParams = z.object({ id: RequestId });
-const security = [{ bearer: [] }];
+export const security = [{ bearer: [] }];
 
 const body = <T extends z.ZodType>(schema: T) => ({
   body: { content: { 'application/json': { schema } }, required: true },

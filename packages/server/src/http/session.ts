@@ -21,8 +21,8 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { sha256Hex } from '../ids.ts';
+import { type ApiEnv as Env } from './routes.ts';
 
-type Env = { Variables: { principal: Principal } };
 
 export const SESSION_COOKIE = 'countersign_session';
 /** With `Secure`, the `__Host-` prefix also pins the cookie to this host and path `/`. */

@@ -6,12 +6,9 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { ApprovalRequest, ErrorBody, MAX_EXTENSION_MS } from '@countersign/core';
 import type { Engine } from '../engine/engine.ts';
-import type { Principal } from '../engine/principal.ts';
+import { json, security, type ApiEnv as Env } from '../http/routes.ts';
 
-type Env = { Variables: { principal: Principal } };
 
-const security = [{ bearer: [] }];
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
 const errors = {
   400: json(ErrorBody, 'Bad input'),
   401: json(ErrorBody, 'Missing or unknown credential'),
