@@ -3,7 +3,7 @@
  * never sees the operator's token after sign-in). State-changing calls carry the session's CSRF
  * token in `X-Countersign-CSRF`.
  */
-import type { ApprovalRequest, ReviewBody, Role } from '@countersign/core';
+import type { ApprovalRequest, MetricsSummary, ReviewBody, Role } from '@countersign/core';
 
 export type { ApprovalRequest };
 
@@ -125,31 +125,4 @@ export async function loadPending(max = 2000): Promise<ApprovalRequest[]> {
   return out;
 }
 
-export interface Rates {
-  requests: number;
-  automated: number;
-  humanRouted: number;
-  blocked: number;
-  escalated: number;
-  humanDecided: number;
-  humanApproved: number;
-  automationRate: number | null;
-  humanReviewRate: number | null;
-  escalationRate: number | null;
-  approvalRate: number | null;
-  medianDecisionSeconds: number | null;
-  p90DecisionSeconds: number | null;
-  slaMet: number;
-  slaMissed: number;
-  slaCompliance: number | null;
-}
-
-export interface MetricsSummary {
-  from: string;
-  to: string;
-  bucket: 'hour' | 'day';
-  totals: Rates;
-  series: Array<{ start: string } & Rates>;
-  operators: Array<{ id: string; name: string; reviews: number; approvals: number; rejections: number; medianResponseSeconds: number | null }>;
-  truncated: boolean;
-}
+export type { MetricsSummary, Rates } from '@countersign/core';

@@ -17,6 +17,8 @@ import { CountersignError, ErrorBody, type Assessment, type Decision } from '@co
 import type { Engine } from '../engine/engine.ts';
 import type { MetricFactRow } from '../store/store.ts';
 import { type ApiEnv as Env } from './routes.ts';
+/** The response shape lives in core, shared with the dashboard. */
+import type { MetricsSummary, Rates } from '@countersign/core';
 
 
 export const ESCALATED_AUDIT_TYPE = 'escalated';
@@ -31,44 +33,6 @@ export interface ReviewFact {
   verdict: string;
   created_at: number;
   request_created_at: number;
-}
-
-export interface Rates {
-  requests: number;
-  automated: number;
-  humanRouted: number;
-  blocked: number;
-  escalated: number;
-  humanDecided: number;
-  humanApproved: number;
-  automationRate: number | null;
-  humanReviewRate: number | null;
-  escalationRate: number | null;
-  approvalRate: number | null;
-  medianDecisionSeconds: number | null;
-  p90DecisionSeconds: number | null;
-  slaMet: number;
-  slaMissed: number;
-  slaCompliance: number | null;
-}
-
-export interface OperatorNumbers {
-  id: string;
-  name: string;
-  reviews: number;
-  approvals: number;
-  rejections: number;
-  medianResponseSeconds: number | null;
-}
-
-export interface Summary {
-  from: string;
-  to: string;
-  bucket: 'hour' | 'day';
-  totals: Rates;
-  series: Array<{ start: string } & Rates>;
-  operators: OperatorNumbers[];
-  truncated: boolean;
 }
 
 /** Linear-interpolated quantile of sorted values (numpy's default), null for none. */
@@ -129,7 +93,7 @@ export function summarize(input: {
   bucket: 'hour' | 'day';
   now: number;
   truncated?: boolean;
-}): Summary {
+}): MetricsSummary {
   const size = BUCKET_MS[input.bucket];
   const first = Math.floor(input.from / size) * size;
   const count = Math.max(1, Math.ceil((input.to - first) / size));
