@@ -293,20 +293,26 @@ rules:
 });
 
 describe('guard: reviewer-protection thresholds and guard notifications', () => {
-  it('defaults to 10/h, 50/day and 5 in 15 min → 30 min, for high and critical, told to nobody', () => {
+  it('defaults to 10/h, 50/day and 5 in 15 min → 30 min, for high and critical, told to nobody; slicing holds an hour, collects a minute; paused agents refused', () => {
     expect(defaultPolicy().guard).toEqual({
       notify: [],
       velocity: { perHour: 10, perDay: 50, riskLevels: ['high', 'critical'] },
       cooldown: { threshold: 5, windowMinutes: 15, durationMinutes: 30, riskLevels: ['high', 'critical'] },
+      slicing: { holdMinutes: 60, collectSeconds: 60 },
+      whilePaused: 'refuse',
     });
   });
 
   it('merges a partial section key by key', () => {
-    const p = policyOf(parsePolicy('guard: { notify: [hook], velocity: { perHour: 3 }, cooldown: { window: 1h, duration: 2h, riskLevels: [critical] } }'));
+    const p = policyOf(
+      parsePolicy('guard: { notify: [hook], velocity: { perHour: 3 }, cooldown: { window: 1h, duration: 2h, riskLevels: [critical] }, slicing: { hold: 15m }, whilePaused: hold }'),
+    );
     expect(p.guard).toEqual({
       notify: ['hook'],
       velocity: { perHour: 3, perDay: 50, riskLevels: ['high', 'critical'] },
       cooldown: { threshold: 5, windowMinutes: 60, durationMinutes: 120, riskLevels: ['critical'] },
+      slicing: { holdMinutes: 15, collectSeconds: 60 },
+      whilePaused: 'hold',
     });
   });
 
@@ -316,6 +322,8 @@ guard:
   notify: [""]
   velocity: { perHour: 0, perDay: 1.5, riskLevels: [severe] }
   cooldown: { threshold: -1, window: "15 minutes", duration: 30, riskLevels: high, extra: 1 }
+  slicing: { hold: forever, collect: 0s, after: 1m }
+  whilePaused: wait
 `);
     expect(paths(r)).toEqual(
       expect.arrayContaining([
@@ -328,6 +336,10 @@ guard:
         'guard.cooldown.duration',
         'guard.cooldown.riskLevels',
         'guard.cooldown.extra',
+        'guard.slicing.hold',
+        'guard.slicing.collect',
+        'guard.slicing.after',
+        'guard.whilePaused',
       ]),
     );
     expect(errorsOf(r).find((e) => e.path === 'guard.cooldown.window')?.message).toMatch(/duration like 30s, 15m/);
@@ -335,9 +347,18 @@ guard:
 });
 
 describe('agents.<name>.onSlicing', () => {
-  it('accepts alert, pause and review; anything else is refused naming the key', () => {
+  it('accepts alert, pause, review and aggregate; anything else is refused naming the key', () => {
     expect(policyOf(parsePolicy('agents:\n  bot: { onSlicing: review }')).agents['bot']?.onSlicing).toBe('review');
-    const r = parsePolicy('agents:\n  bot: { onSlicing: aggregate }');
-    expect(errorsOf(r)).toEqual([{ path: 'agents.bot.onSlicing', message: expect.stringContaining('alert, pause or review') }]);
+    expect(policyOf(parsePolicy('agents:\n  bot: { onSlicing: aggregate }')).agents['bot']?.onSlicing).toBe('aggregate');
+    const r = parsePolicy('agents:\n  bot: { onSlicing: quarantine }');
+    expect(errorsOf(r)).toEqual([{ path: 'agents.bot.onSlicing', message: expect.stringContaining('alert, pause, review or aggregate') }]);
+  });
+
+  it('whilePaused per agent overrides the policy default, and only refuse or hold are accepted', () => {
+    const p = policyOf(parsePolicy('guard: { whilePaused: refuse }\nagents:\n  bot: { whilePaused: hold }'));
+    expect([p.guard.whilePaused, p.agents['bot']?.whilePaused]).toEqual(['refuse', 'hold']);
+    expect(errorsOf(parsePolicy('agents:\n  bot: { whilePaused: queue }'))).toEqual([
+      { path: 'agents.bot.whilePaused', message: expect.stringContaining('refuse or hold') },
+    ]);
   });
 });

@@ -159,7 +159,10 @@ escalation:
 # Per-agent overrides, by agent name:
 #   billing-bot: { requireApproval: [send_external_email], block: [wire_transfer],
 #                  minConfidence: 0.7, limits: { perMinute: 60, perHour: 1000 },
-#                  onSlicing: pause }   # slicing alerts about it: alert (audit), pause (for an hour) or review (its requests, for an hour)
+#                  onSlicing: pause,    # slicing alerts about it: alert (audit and notice), pause it, review
+#                                       # (its requests need a human) or aggregate (its requests are reviewed
+#                                       # together, as one), each for guard.slicing.hold
+#                  whilePaused: hold }  # overrides guard.whilePaused for this agent
 agents: {}
 
 # Notification channel settings (webhook, slack, email, teams, pagerduty); secrets from env.
@@ -169,10 +172,15 @@ channels: {}
 # every slicing alert, agent pause/resume and approver cool-down. velocity: an approver's
 # approvals of these risk levels per hour and per day. cooldown: threshold approvals within
 # window start a cool-down of duration, during which that approver may not approve these levels.
+# slicing: how long a slicing response (pause, review, aggregate) lasts, and how long an
+# aggregate review collects an agent's requests before it is put together. whilePaused: a paused
+# agent's new requests are refused (AGENT_PAUSED) or held for review (approvable after the pause).
 guard:
   notify: []
   velocity: { perHour: 10, perDay: 50, riskLevels: [high, critical] }
   cooldown: { threshold: 5, window: 15m, duration: 30m, riskLevels: [high, critical] }
+  slicing: { hold: 1h, collect: 1m }
+  whilePaused: refuse
 
 auditRetentionDays: 365
 `;

@@ -18,6 +18,8 @@ export {
   type PolicyError,
   type PolicyResult,
   type PolicyRule,
+  type SlicingResponse,
+  type WhilePaused,
   type RiskFactorName,
   type RuleConditions,
   type RuleEffects,

@@ -427,6 +427,7 @@ function resolve(f: PolicyFile): Policy {
           ...(a.limits?.perHour !== undefined ? { perHour: a.limits.perHour } : {}),
         },
         ...(a.onSlicing !== undefined ? { onSlicing: a.onSlicing } : {}),
+        ...(a.whilePaused !== undefined ? { whilePaused: a.whilePaused } : {}),
       } satisfies AgentPolicy,
     });
   }
@@ -473,6 +474,11 @@ function resolve(f: PolicyFile): Policy {
         durationMinutes: required(parseDuration(required(f.guard?.cooldown?.duration, 'guard.cooldown.duration')), 'guard.cooldown.duration') / 60_000,
         riskLevels: required(f.guard?.cooldown?.riskLevels, 'guard.cooldown.riskLevels'),
       },
+      slicing: {
+        holdMinutes: required(parseDuration(required(f.guard?.slicing?.hold, 'guard.slicing.hold')), 'guard.slicing.hold') / 60_000,
+        collectSeconds: required(parseDuration(required(f.guard?.slicing?.collect, 'guard.slicing.collect')), 'guard.slicing.collect') / 1000,
+      },
+      whilePaused: required(f.guard?.whilePaused, 'guard.whilePaused'),
     },
     contentPatterns: Object.fromEntries(
       Object.entries(f.contentPatterns ?? {}).map(([name, p]) => [

@@ -150,6 +150,8 @@ const EscalationFile = z.strictObject({
   onFinalTimeout: z.enum(['reject', 'approve'], { error: 'expected reject or approve' }).optional(),
 });
 
+const WhilePaused = z.enum(['refuse', 'hold'], { error: 'expected refuse or hold' });
+
 const AgentFile = z.strictObject({
   requireApproval: z.array(ActionName).optional(),
   block: z.array(ActionName).optional(),
@@ -160,8 +162,14 @@ const AgentFile = z.strictObject({
       perHour: z.int().min(1).optional(),
     })
     .optional(),
-  /** What a slicing alert about this agent does: `alert` (an audit entry), `pause` (and pause it for an hour) or `review` (its requests need human review for an hour). */
-  onSlicing: z.enum(['alert', 'pause', 'review'], { error: 'expected alert, pause or review' }).optional(),
+  /**
+   * What a slicing alert about this agent does: `alert` (an audit entry and notice), `pause` (and
+   * pause it), `review` (its requests need human review) or `aggregate` (its pending and coming
+   * requests are reviewed together, as one), each for `guard.slicing.hold`.
+   */
+  onSlicing: z.enum(['alert', 'pause', 'review', 'aggregate'], { error: 'expected alert, pause, review or aggregate' }).optional(),
+  /** This agent's requests while it is paused: overrides `guard.whilePaused`. */
+  whilePaused: WhilePaused.optional(),
 });
 
 const GuardRiskLevels = z.array(RiskLevel).max(4);
@@ -185,6 +193,10 @@ const GuardFile = z.strictObject({
       riskLevels: GuardRiskLevels.optional(),
     })
     .optional(),
+  /** How long a slicing response (pause, review, aggregate) lasts, and how long an aggregate review collects requests before it is put together. */
+  slicing: z.strictObject({ hold: Duration.optional(), collect: Duration.optional() }).optional(),
+  /** A paused agent's requests: `refuse` them (AGENT_PAUSED), or `hold` them for review, approvable once the pause ends. */
+  whilePaused: WhilePaused.optional(),
 });
 
 const ContentPatternFile = z

@@ -101,14 +101,27 @@ export interface AgentPolicy {
   readonly block: readonly string[];
   readonly minConfidence?: number;
   readonly limits: { readonly perMinute?: number; readonly perHour?: number };
-  /** Slicing detection after this agent's creates (at most once a minute): record an alert, also pause the agent, or force review of its requests for an hour. */
-  readonly onSlicing?: 'alert' | 'pause' | 'review';
+  /**
+   * Slicing detection after this agent's creates (at most once a minute): record an alert, also
+   * pause the agent, force review of its requests, or aggregate them into one review, for
+   * `guard.slicing.holdMinutes`.
+   */
+  readonly onSlicing?: SlicingResponse;
+  /** Overrides `guard.whilePaused` for this agent. */
+  readonly whilePaused?: WhilePaused;
 }
+
+export type SlicingResponse = 'alert' | 'pause' | 'review' | 'aggregate';
+/** A paused agent's new requests: refused (AGENT_PAUSED), or held for review and approvable only once the pause ends. */
+export type WhilePaused = 'refuse' | 'hold';
 
 export interface GuardPolicy {
   readonly notify: readonly string[];
   readonly velocity: { readonly perHour: number; readonly perDay: number; readonly riskLevels: readonly RiskLevel[] };
   readonly cooldown: { readonly threshold: number; readonly windowMinutes: number; readonly durationMinutes: number; readonly riskLevels: readonly RiskLevel[] };
+  /** How long a slicing response lasts, and how long an aggregate review collects requests. */
+  readonly slicing: { readonly holdMinutes: number; readonly collectSeconds: number };
+  readonly whilePaused: WhilePaused;
 }
 
 /** A user-defined content pattern, kept as source so the policy stays plain data. */

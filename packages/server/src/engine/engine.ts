@@ -331,7 +331,7 @@ export class Engine {
       if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
     }
     const history = await this.history(agent.id, body.action, at);
-    const forcedReview = await this.guard.reviewHold(agent.id, at); // onSlicing: review
+    const forcedReview = await this.guard.createGate(agent, policy.policy, at); // whilePaused: hold; onSlicing: review, aggregate
     const assessment = evaluate({ ...body, agent: agent.name, forcedReview }, policy.policy, history, new Date(at));
     const id = newId('req', at);
     const decision =
@@ -392,10 +392,10 @@ export class Engine {
     ];
     try {
       await this.store.transaction(async (tx) => {
-        await this.guard.checkCreate(tx, agent, policy.policy, at);
+        const held = await this.guard.checkCreate(tx, agent, policy.policy, at, status === 'pending');
         await tx.insertRequest(row);
         await this.scheduleCreated(tx, row, escalation, at);
-        await tx.appendAudit(entries);
+        await tx.appendAudit(held.length === 0 ? entries : [...entries, ...held.map((e) => ({ ...e, request_id: id }))]);
         await tx.notify(WAKE_CHANNEL, id);
       });
     } catch (err) {
@@ -822,6 +822,10 @@ export class Engine {
         if (!state) throw new CountersignError('INTERNAL', `request ${id} is pending without a review route`);
         const due = onDue(state, this.policy.policy, at);
         if (due.type === 'final') {
+          if (due.outcome === 'approve' && (await tx.guard.activePause(current.agent_id, at))) {
+            // Fail closed: a paused agent's request is never approved by a clock.
+            return { type: 'expire', reason: `${due.reason}; the agent is paused, so onFinalTimeout: approve does not apply`, at: '' };
+          }
           return due.outcome === 'approve' ? { type: 'timeout_approve', reason: due.reason, at: '' } : { type: 'expire', reason: due.reason, at: '' };
         }
         outcome = 'escalated';

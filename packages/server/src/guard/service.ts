@@ -94,7 +94,7 @@ export class GuardService {
    * transaction would wait for the group commit in flight and stall the pipeline. A hold set by
    * this process clears its entry at once; one set by another process is seen within a second.
    */
-  private readonly holdCache = new Map<string, { raw: string | undefined; until: number }>();
+  private readonly holdCache = new Map<string, { raw: string | undefined; pause: { until: number; reason: string } | null; until: number }>();
   private readonly lastSlicingAlert = new Map<string, string>();
 
   constructor(
@@ -222,6 +222,14 @@ export class GuardService {
         ip: step.ip ?? null,
       });
     }
+    const pause = await tx.guard.activePause(current.agent_id, at);
+    if (pause) {
+      const until = new Date(Number(pause.until)).toISOString();
+      throw new CountersignError('AGENT_PAUSED', `this request's agent is paused until ${until} (${pause.reason}); its requests can be rejected now and approved once the pause ends`, {
+        until,
+        reason: pause.reason,
+      });
+    }
     const approvals = await this.approvals(tx, by.operatorId, at);
 
     const cool = cooldownState(approvals, at, this.cooldownConfig, await this.manualCooldown(tx, by.operatorId, at));
@@ -294,17 +302,24 @@ export class GuardService {
 
   // ---- the create path ----
 
-  /** A paused agent is refused; so is one over its policy's `agents.<name>.limits`. */
-  async checkCreate(tx: Queries, agent: { id: string; name: string }, policy: Policy, at: number): Promise<void> {
+  /**
+   * In the create's transaction: a paused agent's request is refused, or, when policy says
+   * `whilePaused: hold` and the request is going to review, kept (a `held` audit entry, returned
+   * for the caller to append). A request over the agent's `agents.<name>.limits` is refused.
+   */
+  async checkCreate(tx: Queries, agent: { id: string; name: string }, policy: Policy, at: number, toReview: boolean): Promise<NewAuditEntry[]> {
+    const entries: NewAuditEntry[] = [];
     const pause = await tx.guard.activePause(agent.id, at);
     if (pause) {
-      throw new CountersignError('AGENT_PAUSED', `agent ${agent.name} is paused until ${new Date(pause.until).toISOString()}: ${pause.reason}`, {
-        until: new Date(pause.until).toISOString(),
-        reason: pause.reason,
-      });
+      const until = new Date(Number(pause.until)).toISOString();
+      if (whilePaused(policy, agent.name) !== 'hold' || !toReview) {
+        const raced = whilePaused(policy, agent.name) === 'hold' ? ' (it was paused while this request was evaluated; send it again to have it held)' : '';
+        throw new CountersignError('AGENT_PAUSED', `agent ${agent.name} is paused until ${until}: ${pause.reason}${raced}`, { until, reason: pause.reason });
+      }
+      entries.push(audit('held', null, SYSTEM, { agentId: agent.id, agent: agent.name, pausedUntil: until, reason: pause.reason }, at));
     }
     const limits = policy.agents[agent.name]?.limits;
-    if (!limits || (limits.perMinute === undefined && limits.perHour === undefined)) return;
+    if (!limits || (limits.perMinute === undefined && limits.perHour === undefined)) return entries;
     const windows = [
       ...(limits.perMinute !== undefined ? [{ name: 'minute', ms: MINUTE, limit: limits.perMinute }] : []),
       ...(limits.perHour !== undefined ? [{ name: 'hour', ms: 60 * MINUTE, limit: limits.perHour }] : []),
@@ -319,6 +334,7 @@ export class GuardService {
         resetAt: check.resetAt,
       });
     }
+    return entries;
   }
 
   // ---- reads and manual actions over HTTP ----
@@ -398,6 +414,7 @@ export class GuardService {
       await tx.appendAudit([audit('agent_paused', null, actorOf(lead), { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason: body.reason }, at)]);
       return this.queueNotice(tx, { kind: 'agent_paused', at, agent: agent.name, by: lead.name, until: new Date(until).toISOString(), reason: body.reason });
     });
+    this.holdCache.delete(agent.id);
     if (queued) this.noticesQueued();
     return this.pauseState(agent);
   }
@@ -412,6 +429,7 @@ export class GuardService {
       await tx.appendAudit([audit('agent_resumed', null, actorOf(lead), { agentId: agent.id, agent: agent.name, reason: body.reason }, at)]);
       return this.queueNotice(tx, { kind: 'agent_resumed', at, agent: agent.name, by: lead.name, reason: body.reason });
     });
+    this.holdCache.delete(agent.id);
     if (queued) this.noticesQueued();
     return this.pauseState(agent);
   }
@@ -451,13 +469,14 @@ export class GuardService {
       const queued = await this.store.transaction(async (tx) => {
         const entries = [audit('slicing_alert', null, SYSTEM, { agentId: agent.id, agent: agent.name, confidence: report.confidence, response, alerts }, at)];
         let queued = await this.queueNotice(tx, { kind: 'slicing_alert', at, agent: agent.name, by: SYSTEM.name, response, confidence: report.confidence, alerts });
+        const holdUntil = at + policy.guard.slicing.holdMinutes * MINUTE;
         if (response === 'review') {
-          const until = at + 60 * MINUTE;
-          await tx.guard.putSetting(`review_hold:${agent.id}`, JSON.stringify({ until, alerts: [...new Set(report.alerts.map((a) => a.type))].sort() }));
-          entries.push(audit('review_forced', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), alerts: [...new Set(report.alerts.map((a) => a.type))].sort() }, at));
+          const types = [...new Set(report.alerts.map((a) => a.type))].sort();
+          await tx.guard.putSetting(`review_hold:${agent.id}`, JSON.stringify({ until: holdUntil, alerts: types, mode: 'review' } satisfies ReviewHold));
+          entries.push(audit('review_forced', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(holdUntil).toISOString(), alerts: types }, at));
         }
         if (response === 'pause' && !(await tx.guard.activePause(agent.id, at))) {
-          const until = at + 60 * MINUTE;
+          const until = holdUntil;
           const reason = `slicing detected: ${[...new Set(report.alerts.map((a) => a.type))].join(', ')}`;
           await tx.guard.insertPause({ id: newId('pause', at), agent_id: agent.id, until, reason, set_by: 'system', created_at: at, resumed_at: null });
           entries.push(audit('agent_paused', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason }, at));
@@ -474,24 +493,39 @@ export class GuardService {
   }
 
   /**
-   * `onSlicing: review`: while an agent's hold lasts (an hour from the alert), its requests are
-   * routed to review with a matched rule naming the alert. Read before the create's evaluation.
+   * What the agent's guard state does to a create, read before its evaluation: while the agent is
+   * paused and policy says `whilePaused: hold`, or while a slicing hold (`onSlicing: review` or
+   * `aggregate`) lasts, its requests are routed to review with a matched rule naming why. The
+   * create's transaction checks the pause again (`checkCreate`), so this cached read only decides
+   * the route, never whether a paused agent gets through.
    */
-  async reviewHold(agentId: string, at: number): Promise<{ rule: string; reason: string } | undefined> {
-    let cached = this.holdCache.get(agentId);
+  async createGate(agent: { id: string; name: string }, policy: Policy, at: number): Promise<{ rule: string; reason: string } | undefined> {
+    let cached = this.holdCache.get(agent.id);
     if (!cached || cached.until <= at) {
-      cached = { raw: await this.store.guard.setting(`review_hold:${agentId}`), until: at + HOLD_CACHE_MS };
+      const [raw, pause] = await Promise.all([this.store.guard.setting(`review_hold:${agent.id}`), this.store.guard.activePause(agent.id, at)]);
+      cached = { raw, pause: pause ? { until: Number(pause.until), reason: pause.reason } : null, until: at + HOLD_CACHE_MS };
       if (this.holdCache.size >= 10_000) this.holdCache.clear();
-      this.holdCache.set(agentId, cached);
+      this.holdCache.set(agent.id, cached);
     }
-    const raw = cached.raw;
-    if (!raw) return undefined;
-    const hold = JSON.parse(raw) as { until: number; alerts: string[] };
-    if (hold.until <= at) return undefined;
-    return {
-      rule: `slicing-alert:${hold.alerts.join('+')}`,
-      reason: `slicing detected (${hold.alerts.join(', ')}); policy onSlicing: review routes this agent's requests to review until ${new Date(hold.until).toISOString()}`,
-    };
+    if (cached.pause && cached.pause.until > at && whilePaused(policy, agent.name) === 'hold') {
+      const until = new Date(cached.pause.until).toISOString();
+      return {
+        rule: 'agent-paused',
+        reason: `agent ${agent.name} is paused until ${until} (${cached.pause.reason}); policy whilePaused: hold keeps its requests for review, approvable once the pause ends`,
+      };
+    }
+    const hold = cached.raw ? (JSON.parse(cached.raw) as ReviewHold) : undefined;
+    if (!hold || hold.until <= at) return undefined;
+    const until = new Date(hold.until).toISOString();
+    return hold.mode === 'aggregate'
+      ? {
+          rule: `slicing-aggregate:${hold.alerts.join('+')}`,
+          reason: `slicing detected (${hold.alerts.join(', ')}); policy onSlicing: aggregate reviews this agent's requests together, as one, until ${until}`,
+        }
+      : {
+          rule: `slicing-alert:${hold.alerts.join('+')}`,
+          reason: `slicing detected (${hold.alerts.join(', ')}); policy onSlicing: review routes this agent's requests to review until ${until}`,
+        };
   }
 
   private async slicingReport(agent: { id: string; name: string }, windowMinutes: number) {
@@ -556,6 +590,18 @@ export class GuardService {
 }
 
 const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
+
+/** A slicing hold (`review_hold:<agentId>` setting): its end, the alert types, and the response that set it. */
+interface ReviewHold {
+  until: number;
+  alerts: string[];
+  mode?: 'review' | 'aggregate';
+}
+
+/** The agent's own `whilePaused`, else the policy's. */
+function whilePaused(policy: Policy, agentName: string) {
+  return policy.agents[agentName]?.whilePaused ?? policy.guard.whilePaused;
+}
 
 function actorOf(p: Principal): Actor {
   return p.kind === 'agent' ? { type: 'agent', id: p.agentId, name: p.agentName } : { type: 'operator', id: p.operatorId, name: p.name };
