@@ -141,6 +141,9 @@ export const ApproverSpec = z
   });
 export type ApproverSpec = z.infer<typeof ApproverSpec>;
 
+/** Actions Countersign itself proposes (aggregate reviews); an agent may not name one. */
+export const RESERVED_ACTION_PREFIX = 'countersign.';
+
 export const CreateRequestBody = z
   .strictObject({
     action: ActionName,
@@ -156,6 +159,9 @@ export const CreateRequestBody = z
   })
   .superRefine((body, ctx) => {
     checkDepth(body, ctx);
+    if (body.action.toLowerCase().startsWith(RESERVED_ACTION_PREFIX)) {
+      ctx.addIssue({ code: 'custom', path: ['action'], message: 'actions named countersign.* are reserved for Countersign itself' });
+    }
     const names = new Set<string>();
     for (const [i, alt] of (body.alternatives ?? []).entries()) {
       if (names.has(alt.name)) {

@@ -23,3 +23,11 @@ export {
 } from './velocity.ts';
 export { argsSimilarity } from './similarity.ts';
 export { GUARD_NOTICE_KINDS, renderGuardNotice, type GuardNotice, type GuardNoticeData, type GuardNoticeKind } from './notice.ts';
+export {
+  AGGREGATE_ACTION,
+  MAX_AGGREGATE_MEMBERS,
+  aggregateRequest,
+  assessAggregate,
+  memberDecision,
+  type AggregateMember,
+} from './aggregate.ts';
