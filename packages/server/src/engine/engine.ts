@@ -5,8 +5,14 @@
  * in one transaction, and waiters are woken only after the commit.
  */
 import {
+  AGGREGATE_ACTION,
   CountersignError,
+  EMPTY_HISTORY,
+  MAX_AGGREGATE_MEMBERS,
   ROLES,
+  aggregateRequest,
+  assessAggregate,
+  memberDecision,
   canonicalJson,
   evaluate,
   parsePolicy,
@@ -16,6 +22,7 @@ import {
   type Assessment,
   type CancelBody,
   type CreateRequest,
+  type Decision,
   type ExecutionBody,
   type LifecycleEvent,
   type LifecycleState,
@@ -331,43 +338,11 @@ export class Engine {
       if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
     }
     const history = await this.history(agent.id, body.action, at);
-    const forcedReview = await this.guard.createGate(agent, policy.policy, at); // whilePaused: hold; onSlicing: review, aggregate
+    const gate = await this.guard.createGate(agent, policy.policy, at); // whilePaused: hold; onSlicing: review, aggregate
+    const forcedReview = gate && { rule: gate.rule, reason: gate.reason };
     const assessment = evaluate({ ...body, agent: agent.name, forcedReview }, policy.policy, history, new Date(at));
     const id = newId('req', at);
-    const decision =
-      assessment.route === 'review'
-        ? null
-        : policyDecision(assessment.route, body.action, body.args, assessment.reasons.join('; ') || assessment.route, new Date(at).toISOString());
-    const status: RequestStatus = decision === null ? 'pending' : decision.outcome === 'approved' ? 'approved' : 'rejected';
-    const row: RequestRow = {
-      id,
-      agent_id: agent.id,
-      requester_operator_id: by.kind === 'operator' ? by.operatorId : null,
-      idempotency_key: body.idempotencyKey ?? null,
-      body_hash: bodyHash,
-      action: body.action,
-      args: JSON.stringify(body.args),
-      description: body.description ?? null,
-      confidence: body.confidence ?? null,
-      risk_hint: body.riskLevel ?? null,
-      context: JSON.stringify(body.context ?? {}),
-      alternatives: JSON.stringify(body.alternatives ?? []),
-      approvers: JSON.stringify(body.approvers ?? []),
-      timeout_seconds: body.timeoutSeconds ?? null,
-      status,
-      risk_score: assessment.riskScore,
-      risk_level: assessment.riskLevel,
-      automation_level: assessment.automationLevel,
-      route: assessment.route,
-      assessment: JSON.stringify(assessment),
-      policy_version: policy.version,
-      decision: decision === null ? null : JSON.stringify(this.trail.seal(id, decision)),
-      execution: null,
-      created_at: at,
-      updated_at: at,
-      decided_at: decision === null ? null : at,
-      expires_at: decision === null && body.timeoutSeconds !== undefined ? at + body.timeoutSeconds * 1000 : null,
-    };
+    const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at);
     const escalation = status === 'pending' ? startEscalation(policy.policy, assessment, at) : null;
     const actor = actorOf(by);
     const entries: NewAuditEntry[] = [
@@ -394,7 +369,13 @@ export class Engine {
       await this.store.transaction(async (tx) => {
         const held = await this.guard.checkCreate(tx, agent, policy.policy, at, status === 'pending');
         await tx.insertRequest(row);
-        await this.scheduleCreated(tx, row, escalation, at);
+        // Under `onSlicing: aggregate` the request waits in the agent's collection: its own channels hear of the aggregate instead.
+        const collect = gate?.aggregate && status === 'pending' ? gate.aggregate : undefined;
+        await this.scheduleCreated(tx, row, escalation, at, collect === undefined);
+        if (collect) {
+          const collection = await this.guard.park(tx, agent.id, [id], collect.alerts, policy.policy, at);
+          held.push(this.audit('collected', id, SYSTEM, { collectionId: collection.id, closesAt: new Date(collection.closesAt).toISOString() }, at));
+        }
         await tx.appendAudit(held.length === 0 ? entries : [...entries, ...held.map((e) => ({ ...e, request_id: id }))]);
         await tx.notify(WAKE_CHANNEL, id);
       });
@@ -411,6 +392,54 @@ export class Engine {
     this.emitChange({ previousStatus: null, row });
     await this.guard.afterCreate(agent, policy.policy);
     return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
+  }
+
+  /** A new request's row from its body and assessment: decided at once unless routed to review. */
+  private newRequestRow(
+    id: string,
+    agentId: string,
+    requesterOperatorId: string | null,
+    body: CreateRequest,
+    bodyHash: string,
+    assessment: Assessment,
+    policyVersion: number,
+    at: number,
+  ) {
+    const decision =
+      assessment.route === 'review'
+        ? null
+        : policyDecision(assessment.route, body.action, body.args, assessment.reasons.join('; ') || assessment.route, new Date(at).toISOString());
+    const status: RequestStatus = decision === null ? 'pending' : decision.outcome === 'approved' ? 'approved' : 'rejected';
+    const row: RequestRow = {
+      id,
+      agent_id: agentId,
+      requester_operator_id: requesterOperatorId,
+      idempotency_key: body.idempotencyKey ?? null,
+      body_hash: bodyHash,
+      action: body.action,
+      args: JSON.stringify(body.args),
+      description: body.description ?? null,
+      confidence: body.confidence ?? null,
+      risk_hint: body.riskLevel ?? null,
+      context: JSON.stringify(body.context ?? {}),
+      alternatives: JSON.stringify(body.alternatives ?? []),
+      approvers: JSON.stringify(body.approvers ?? []),
+      timeout_seconds: body.timeoutSeconds ?? null,
+      status,
+      risk_score: assessment.riskScore,
+      risk_level: assessment.riskLevel,
+      automation_level: assessment.automationLevel,
+      route: assessment.route,
+      assessment: JSON.stringify(assessment),
+      policy_version: policyVersion,
+      decision: decision === null ? null : JSON.stringify(this.trail.seal(id, decision)),
+      execution: null,
+      created_at: at,
+      updated_at: at,
+      decided_at: decision === null ? null : at,
+      expires_at: decision === null && body.timeoutSeconds !== undefined ? at + body.timeoutSeconds * 1000 : null,
+    };
+    return { row, decision, status };
   }
 
   /**
@@ -514,6 +543,10 @@ export class Engine {
     const event: LifecycleEvent = { type: 'review', reviewer, verdict: body.verdict, reason: body.reason, args: body.args, alternative: body.alternative, at: '' };
     try {
       return await this.change(by, id, async (tx, current) => {
+        if (body.verdict === 'approve') await this.guard.checkNotAggregated(tx, current.id);
+        if (current.action === AGGREGATE_ACTION && (body.args !== undefined || body.alternative !== undefined)) {
+          throw new CountersignError('VALIDATION_FAILED', 'an aggregate review is approved or rejected as a whole; it cannot be modified or answered with an alternative');
+        }
         // Cool-down, velocity, number matching and the TOTP code, checked and marked used in this transaction.
         const entries = await this.guard.checkApproval(tx, by, current, { ...body, ip: from.ip }, this.now());
         if (entries.length > 0) await tx.appendAudit(entries);
@@ -580,6 +613,7 @@ export class Engine {
     execution?: ExecutionBody,
   ): Promise<ApprovalRequest> {
     let previousStatus: RequestStatus = 'pending';
+    let settled: RequestRow[] = [];
     const row = await this.store.transaction(async (tx) => {
       const current = await tx.getRequest(id, true);
       if (by) this.checkReadable(by, current, id);
@@ -640,10 +674,19 @@ export class Engine {
       await tx.appendAudit(result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result, execution), at)));
       await tx.notify(WAKE_CHANNEL, id);
       previousStatus = current.status as RequestStatus;
+      if (current.action === AGGREGATE_ACTION && current.status === 'pending' && result.decision) {
+        const outcome = await this.settleAggregate(tx, current, result.decision, at);
+        settled = outcome.members;
+        Object.assign(patch, outcome.patch);
+      }
       return { ...current, ...patch } as RequestRow;
     });
     this.afterCommit(id);
     this.emitChange({ previousStatus, row });
+    for (const member of settled) {
+      this.afterCommit(member.id);
+      this.emitChange({ previousStatus: 'pending', row: member });
+    }
     return this.toPublic(row);
   }
 
@@ -742,7 +785,7 @@ export class Engine {
   }
 
   /** At creation, in the create transaction: escalation state, its deadline, the agent's hard deadline, first notifications. */
-  private async scheduleCreated(tx: Queries, row: RequestRow, escalation: EscalationState | null, at: number): Promise<void> {
+  private async scheduleCreated(tx: Queries, row: RequestRow, escalation: EscalationState | null, at: number, notify = true): Promise<void> {
     const timers: TimerRow[] = [];
     if (row.expires_at !== null) timers.push(requestTimer('expire', row.id, row.expires_at, at));
     if (escalation) {
@@ -751,7 +794,7 @@ export class Engine {
       if (due !== null) timers.push(requestTimer('escalate', row.id, due, at, { level: escalation.level }));
     }
     await tx.timers.insertTimers(timers);
-    if (escalation) await this.enqueueDeliveries(tx, row.id, channelsFor(escalation, escalation.level), 'requested', { level: escalation.level }, at);
+    if (escalation && notify) await this.enqueueDeliveries(tx, row.id, channelsFor(escalation, escalation.level), 'requested', { level: escalation.level }, at);
   }
 
   private async enqueueDeliveries(tx: Queries, requestId: string, channels: readonly string[], event: string, data: unknown, at: number): Promise<void> {
@@ -799,6 +842,7 @@ export class Engine {
    * fired it; `rescheduled`: its deadline moved after the claim; `stale`: decided meanwhile.
    */
   async fireTimer(timer: TimerRow): Promise<'escalated' | 'decided' | 'gone' | 'rescheduled' | 'stale'> {
+    if (timer.kind === 'collect') return this.collectAggregate(timer);
     const id = timer.request_id;
     if (id === null || (timer.kind !== 'escalate' && timer.kind !== 'expire')) {
       throw new CountersignError('INTERNAL', `fireTimer: ${timer.kind} is not a request timer`);
@@ -847,6 +891,139 @@ export class Engine {
       throw err;
     }
     return outcome;
+  }
+
+  // ---- aggregate reviews (onSlicing: aggregate; the pure parts are core's guard/aggregate.ts) ----
+
+  /**
+   * Closes an aggregate collection (its `collect` timer): the agent's still-pending requests in it
+   * become one aggregate review request (several when there are more than MAX_AGGREGATE_MEMBERS),
+   * evaluated by the policy as a whole and routed to review with its own escalation. A single
+   * request left alone goes back to review on its own. `decided`: something was put together.
+   */
+  private async collectAggregate(timer: TimerRow): Promise<'decided' | 'gone' | 'rescheduled' | 'stale'> {
+    const { collectionId } = JSON.parse(timer.payload) as { collectionId: string };
+    const made: RequestRow[] = [];
+    const settled: RequestRow[] = [];
+    try {
+      await this.store.transaction(async (tx) => {
+        const taken = await tx.timers.takeTimer(timer.id);
+        if (!taken || taken.created_at !== timer.created_at) throw new TimerSkip('gone');
+        const at = this.now();
+        if (taken.due_at > at) throw new TimerSkip('rescheduled');
+        const collection = await tx.aggregates.collection(collectionId);
+        if (!collection || collection.closed_at !== null) return;
+        await tx.aggregates.closeCollection(collection.id, at);
+        const members: RequestRow[] = [];
+        for (const id of await tx.aggregates.collecting(collection.id)) {
+          const row = await tx.getRequest(id, true);
+          if (row?.status === 'pending') members.push(row);
+        }
+        const alerts = JSON.parse(collection.alerts) as string[];
+        const agentName = await this.agentName(collection.agent_id);
+        const groups = Math.ceil(members.length / MAX_AGGREGATE_MEMBERS);
+        for (let g = 0; g < groups; g++) {
+          const group = members.filter((_, i) => i % groups === g);
+          if (group.length === 1) await this.releaseFromCollection(tx, group[0]!, at);
+          else made.push(await this.insertAggregate(tx, group, agentName, alerts, at, settled));
+        }
+      });
+    } catch (err) {
+      if (err instanceof TimerSkip) return err.why as 'gone' | 'rescheduled';
+      throw err;
+    }
+    for (const row of [...made, ...settled]) {
+      this.afterCommit(row.id);
+      this.emitChange({ previousStatus: made.includes(row) ? null : 'pending', row });
+    }
+    return made.length > 0 ? 'decided' : 'stale';
+  }
+
+  /** A collection closed around one request: it is reviewed on its own after all, with its escalation running again. */
+  private async releaseFromCollection(tx: Queries, member: RequestRow, at: number): Promise<void> {
+    await tx.aggregates.unpark(member.id);
+    const escalation = await this.escalationOf(tx, member.id);
+    const due = escalation && escalationTimerAt(escalation, member.expires_at);
+    if (escalation && due !== null) await tx.timers.insertTimers([requestTimer('escalate', member.id, due, at, { level: escalation.level })]);
+    await tx.appendAudit([this.audit('released', member.id, SYSTEM, { reason: 'the aggregate collection held only this request' }, at)]);
+  }
+
+  private async insertAggregate(tx: Queries, members: readonly RequestRow[], agentName: string, alerts: readonly string[], at: number, settled: RequestRow[]): Promise<RequestRow> {
+    const body = aggregateRequest(
+      members.map((m) => {
+        const value = (JSON.parse(m.context) as { value?: unknown }).value;
+        return {
+          id: m.id,
+          action: m.action,
+          args: JSON.parse(m.args),
+          value: typeof value === 'number' ? value : undefined,
+          riskLevel: m.risk_level as Assessment['riskLevel'],
+          confidence: m.confidence ?? undefined,
+        };
+      }),
+      agentName,
+      alerts,
+    );
+    const forced = { rule: `slicing-aggregate:${alerts.join('+')}`, reason: `slicing detected (${alerts.join(', ')}); policy onSlicing: aggregate puts ${members.length} requests before a reviewer as one` };
+    const assessment = assessAggregate(body, agentName, this.policy.policy, EMPTY_HISTORY, new Date(at), forced);
+    const id = newId('req', at);
+    const first = members[0]!;
+    const { row, decision, status } = this.newRequestRow(id, first.agent_id, first.requester_operator_id, body, sha256Hex(canonicalJson(body)), assessment, this.policy.version, at);
+    await tx.insertRequest(row);
+    const escalation = status === 'pending' ? startEscalation(this.policy.policy, assessment, at) : null;
+    await this.scheduleCreated(tx, row, escalation, at);
+    await tx.aggregates.bundle(
+      members.map((m) => m.id),
+      id,
+    );
+    await tx.appendAudit([
+      this.audit('created', id, SYSTEM, {
+        action: body.action,
+        agentId: row.agent_id,
+        policyVersion: row.policy_version,
+        riskScore: assessment.riskScore,
+        riskLevel: assessment.riskLevel,
+        route: assessment.route,
+        matchedRules: assessment.matchedRules.map((r) => r.name),
+        members: members.map((m) => m.id),
+        payloadHash: this.trail.payloadHash(body.action, body.args),
+      }, at),
+      ...members.map((m) => this.audit('aggregated', m.id, SYSTEM, { aggregateId: id }, at)),
+      status === 'pending' ? this.audit('queued', id, SYSTEM, { slaDueAt: assessment.slaDueAt, approval: assessment.approval }, at) : this.audit(status, id, SYSTEM, { decidedBy: 'policy', reason: decision?.reason ?? null }, at),
+    ]);
+    await tx.notify(WAKE_CHANNEL, id);
+    // A policy that blocks the whole decides every member at once.
+    if (decision) settled.push(...(await this.settleAggregate(tx, row, decision, at)).members);
+    return row;
+  }
+
+  /**
+   * An aggregate review was decided: each still-pending member gets the same outcome, bound to
+   * its own action and args (its own signed receipt), in the same transaction. An approved
+   * aggregate has nothing left to run, so it is recorded as executed (the members run, each
+   * reported by its agent).
+   */
+  private async settleAggregate(tx: Queries, aggregate: RequestRow, decision: Decision, at: number): Promise<{ members: RequestRow[]; patch: Partial<RequestRow> }> {
+    const members: RequestRow[] = [];
+    const deciders = decision.deciders.map((d) => d.name);
+    for (const memberId of await tx.aggregates.members(aggregate.id)) {
+      const member = await tx.getRequest(memberId, true);
+      if (member?.status !== 'pending') continue;
+      const d = memberDecision(aggregate.id, decision, { action: member.action, args: JSON.parse(member.args) });
+      const patch = { status: d.outcome as RequestStatus, updated_at: at, decision: JSON.stringify(this.trail.seal(member.id, d)), decided_at: at };
+      if (!(await tx.updateRequest(member.id, patch, 'pending'))) throw new CountersignError('ALREADY_DECIDED', `request ${member.id} changed concurrently`);
+      await tx.timers.cancelRequestTimers(member.id, ['escalate', 'expire']);
+      const payloadHash = d.action !== null && d.args !== null ? this.trail.payloadHash(d.action, d.args) : null;
+      await tx.appendAudit([this.audit(d.outcome, member.id, SYSTEM, { decidedBy: d.decidedBy, deciders, reason: d.reason, aggregateId: aggregate.id, payloadHash }, at)]);
+      await tx.notify(WAKE_CHANNEL, member.id);
+      members.push({ ...member, ...patch });
+    }
+    if (decision.outcome !== 'approved') return { members, patch: {} };
+    const execution = { status: 'succeeded', result: { decided: members.map((m) => m.id) }, error: null, at: new Date(at).toISOString() };
+    const patch = { status: 'executed' as RequestStatus, execution: JSON.stringify(execution), updated_at: at };
+    if (!(await tx.updateRequest(aggregate.id, patch, 'approved'))) throw new CountersignError('ALREADY_DECIDED', `request ${aggregate.id} changed concurrently`);
+    await tx.appendAudit([this.audit('executed', aggregate.id, SYSTEM, { status: 'succeeded', members: members.length }, at)]);
+    return { members, patch };
   }
 
   /** The lifecycle view of a request, for checks outside a transition (extend, reassign). */

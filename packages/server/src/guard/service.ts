@@ -29,7 +29,7 @@ import {
 import { newId } from '../ids.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { NewAuditEntry, Queries, RequestRow, Store } from '../store/store.ts';
-import { deliveryRows } from '../store/timers.ts';
+import { deliveryRows, type TimerRow } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
 import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';
 
@@ -76,7 +76,7 @@ export interface StepUp {
 }
 
 /** Codes of refusals that leave an audit entry even though nothing changed (SELF_REVIEW: compliance reports count the attempts). */
-const AUDITED_REFUSALS = new Set(['SELF_REVIEW', 'IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED']);
+const AUDITED_REFUSALS = new Set(['AGGREGATED', 'SELF_REVIEW', 'IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED']);
 
 export class GuardService {
   private readonly box: SecretBox;
@@ -337,6 +337,40 @@ export class GuardService {
     return entries;
   }
 
+  // ---- aggregate review (onSlicing: aggregate) ----
+
+  /**
+   * Parks pending requests of the agent in its open collection (opening one, with its `collect`
+   * timer, if there is none), in the caller's transaction. A parked request's own escalation is
+   * stopped: the aggregate review it joins has its own. Its approval waits for that review.
+   */
+  async park(tx: Queries, agentId: string, requestIds: readonly string[], alerts: readonly string[], policy: Policy, at: number): Promise<{ id: string; closesAt: number }> {
+    let open = await tx.aggregates.openCollection(agentId);
+    if (!open) {
+      open = { id: newId('agc', at), agent_id: agentId, closes_at: at + policy.guard.slicing.collectSeconds * 1000, alerts: JSON.stringify(alerts), closed_at: null, created_at: at };
+      await tx.aggregates.insertCollection(open);
+      await tx.timers.insertTimers([collectTimer(open.id, open.closes_at, at)]);
+    }
+    await tx.aggregates.park(requestIds.map((id) => ({ request_id: id, collection_id: open.id, bundle_id: null, created_at: at })));
+    for (const id of requestIds) await tx.timers.cancelRequestTimers(id, ['escalate']);
+    return { id: open.id, closesAt: Number(open.closes_at) };
+  }
+
+  /** An approval of a request waiting in, or decided by, an aggregate review is refused (rejecting it alone stays possible). */
+  async checkNotAggregated(tx: Queries, requestId: string): Promise<void> {
+    const member = await tx.aggregates.membership(requestId);
+    if (!member) return;
+    if (member.bundle_id !== null) {
+      throw new CountersignError('AGGREGATED', `this request is decided by aggregate review ${member.bundle_id}; review that instead`, { aggregateId: member.bundle_id });
+    }
+    const collection = await tx.aggregates.collection(member.collection_id);
+    const closes = collection ? new Date(Number(collection.closes_at)).toISOString() : null;
+    throw new CountersignError('AGGREGATED', `this request is being collected into an aggregate review${closes ? ` (put together at ${closes})` : ''}; review that instead`, {
+      aggregateId: null,
+      collectingUntil: closes,
+    });
+  }
+
   // ---- reads and manual actions over HTTP ----
 
   async velocity(by: Principal, operatorRef: string) {
@@ -475,6 +509,15 @@ export class GuardService {
           await tx.guard.putSetting(`review_hold:${agent.id}`, JSON.stringify({ until: holdUntil, alerts: types, mode: 'review' } satisfies ReviewHold));
           entries.push(audit('review_forced', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(holdUntil).toISOString(), alerts: types }, at));
         }
+        if (response === 'aggregate') {
+          const types = [...new Set(report.alerts.map((a) => a.type))].sort();
+          await tx.guard.putSetting(`review_hold:${agent.id}`, JSON.stringify({ until: holdUntil, alerts: types, mode: 'aggregate' } satisfies ReviewHold));
+          const loose = await tx.aggregates.pendingLoose(agent.id, at - DEFAULT_SLICING_CONFIG.windowMinutes * MINUTE);
+          const collection = loose.length > 0 ? await this.park(tx, agent.id, loose, types, policy, at) : undefined;
+          entries.push(
+            audit('aggregation_started', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(holdUntil).toISOString(), alerts: types, collectionId: collection?.id ?? null, requestIds: loose }, at),
+          );
+        }
         if (response === 'pause' && !(await tx.guard.activePause(agent.id, at))) {
           const until = holdUntil;
           const reason = `slicing detected: ${[...new Set(report.alerts.map((a) => a.type))].join(', ')}`;
@@ -499,7 +542,7 @@ export class GuardService {
    * create's transaction checks the pause again (`checkCreate`), so this cached read only decides
    * the route, never whether a paused agent gets through.
    */
-  async createGate(agent: { id: string; name: string }, policy: Policy, at: number): Promise<{ rule: string; reason: string } | undefined> {
+  async createGate(agent: { id: string; name: string }, policy: Policy, at: number): Promise<CreateGate | undefined> {
     let cached = this.holdCache.get(agent.id);
     if (!cached || cached.until <= at) {
       const [raw, pause] = await Promise.all([this.store.guard.setting(`review_hold:${agent.id}`), this.store.guard.activePause(agent.id, at)]);
@@ -521,6 +564,7 @@ export class GuardService {
       ? {
           rule: `slicing-aggregate:${hold.alerts.join('+')}`,
           reason: `slicing detected (${hold.alerts.join(', ')}); policy onSlicing: aggregate reviews this agent's requests together, as one, until ${until}`,
+          aggregate: { alerts: hold.alerts },
         }
       : {
           rule: `slicing-alert:${hold.alerts.join('+')}`,
@@ -590,6 +634,18 @@ export class GuardService {
 }
 
 const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
+
+/** What the agent's guard state does to a create: a forced review, and whether the request joins an aggregate review. */
+export interface CreateGate {
+  rule: string;
+  reason: string;
+  aggregate?: { alerts: readonly string[] };
+}
+
+/** The timer that closes an aggregate collection (fired by the scheduler through the engine). */
+function collectTimer(collectionId: string, dueAt: number, at: number): TimerRow {
+  return { id: `collect:${collectionId}`, kind: 'collect', request_id: null, due_at: dueAt, payload: JSON.stringify({ collectionId }), claimed_by: null, claimed_until: null, created_at: at };
+}
 
 /** A slicing hold (`review_hold:<agentId>` setting): its end, the alert types, and the response that set it. */
 interface ReviewHold {

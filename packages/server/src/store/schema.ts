@@ -6,6 +6,7 @@
 import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable } from '../audit/store.ts';
+import type { AggregateCollectionsTable, AggregateMembersTable } from '../guard/aggregate-store.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable } from '../guard/store.ts';
 
 export interface AgentsTable {
@@ -134,6 +135,8 @@ export interface Database {
   agent_pauses: AgentPausesTable;
   guard_settings: GuardSettingsTable;
   operator_ip_allowlist: OperatorIpAllowlistTable;
+  aggregate_collections: AggregateCollectionsTable;
+  aggregate_members: AggregateMembersTable;
 }
 
 export type { Generated };

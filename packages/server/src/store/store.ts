@@ -9,6 +9,7 @@ import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
 import { TrailQueries } from '../audit/store.ts';
 import { GuardQueries } from '../guard/store.ts';
+import { AggregateQueries } from '../guard/aggregate-store.ts';
 import { Sealer } from './sealing.ts';
 import { insertRows } from './insert-rows.ts';
 import type {
@@ -385,6 +386,11 @@ export class Queries {
   /** The audit trail's Merkle tree and checkpoints (audit/store.ts), on this handle (or transaction). */
   get trail(): TrailQueries {
     return new TrailQueries(this.db, this.sealer);
+  }
+
+  /** Aggregate reviews' collections and members (guard/aggregate-store.ts). */
+  get aggregates(): AggregateQueries {
+    return new AggregateQueries(this.db);
   }
 
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (guard/store.ts). */

@@ -1,0 +1,125 @@
+/**
+ * Aggregate reviews' tables (`onSlicing: aggregate`): a collection gathers an agent's requests
+ * for `guard.slicing.collect` (one open collection per agent at a time); when it closes, its
+ * still-pending members are put together into one aggregate review request (`bundle_id`).
+ * While a request is a member, it is not approved on its own.
+ */
+import { AGGREGATE_ACTION } from '@countersign/core';
+import { type Kysely, type Migration, type Transaction } from 'kysely';
+import type { Database } from '../store/schema.ts';
+
+export interface AggregateCollectionsTable {
+  id: string;
+  agent_id: string;
+  closes_at: number;
+  /** JSON array of the slicing alert types that started the hold. */
+  alerts: string;
+  closed_at: number | null;
+  created_at: number;
+}
+
+export interface AggregateMembersTable {
+  request_id: string;
+  collection_id: string;
+  /** The aggregate review request, once the collection closed; null while it collects. */
+  bundle_id: string | null;
+  created_at: number;
+}
+
+export const m007_aggregates: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('aggregate_collections')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('agent_id', 'text', (c) => c.notNull())
+      .addColumn('closes_at', 'bigint', (c) => c.notNull())
+      .addColumn('alerts', 'text', (c) => c.notNull())
+      .addColumn('closed_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('aggregate_collections_agent').on('aggregate_collections').columns(['agent_id', 'closed_at']).execute();
+    await db.schema
+      .createTable('aggregate_members')
+      .addColumn('request_id', 'text', (c) => c.primaryKey())
+      .addColumn('collection_id', 'text', (c) => c.notNull())
+      .addColumn('bundle_id', 'text')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('aggregate_members_collection').on('aggregate_members').columns(['collection_id']).execute();
+    await db.schema.createIndex('aggregate_members_bundle').on('aggregate_members').columns(['bundle_id']).execute();
+  },
+};
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+export class AggregateQueries {
+  constructor(private readonly db: Db) {}
+
+  async openCollection(agentId: string): Promise<AggregateCollectionsTable | undefined> {
+    return this.db.selectFrom('aggregate_collections').selectAll().where('agent_id', '=', agentId).where('closed_at', 'is', null).executeTakeFirst();
+  }
+
+  async collection(id: string): Promise<AggregateCollectionsTable | undefined> {
+    return this.db.selectFrom('aggregate_collections').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async insertCollection(row: AggregateCollectionsTable): Promise<void> {
+    await this.db.insertInto('aggregate_collections').values(row).execute();
+  }
+
+  async closeCollection(id: string, at: number): Promise<void> {
+    await this.db.updateTable('aggregate_collections').set({ closed_at: at }).where('id', '=', id).execute();
+  }
+
+  async park(rows: readonly AggregateMembersTable[]): Promise<void> {
+    if (rows.length > 0) await this.db.insertInto('aggregate_members').values([...rows]).execute();
+  }
+
+  async unpark(requestId: string): Promise<void> {
+    await this.db.deleteFrom('aggregate_members').where('request_id', '=', requestId).execute();
+  }
+
+  /** The collection (and aggregate, once put together) a request belongs to. */
+  async membership(requestId: string): Promise<AggregateMembersTable | undefined> {
+    return this.db.selectFrom('aggregate_members').selectAll().where('request_id', '=', requestId).executeTakeFirst();
+  }
+
+  /** Members of a collection not yet put into an aggregate, oldest first. */
+  async collecting(collectionId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('aggregate_members')
+      .select('request_id')
+      .where('collection_id', '=', collectionId)
+      .where('bundle_id', 'is', null)
+      .orderBy('created_at')
+      .orderBy('request_id')
+      .execute();
+    return rows.map((r) => r.request_id);
+  }
+
+  async members(bundleId: string): Promise<string[]> {
+    const rows = await this.db.selectFrom('aggregate_members').select('request_id').where('bundle_id', '=', bundleId).orderBy('created_at').orderBy('request_id').execute();
+    return rows.map((r) => r.request_id);
+  }
+
+  async bundle(requestIds: readonly string[], bundleId: string): Promise<void> {
+    if (requestIds.length > 0) await this.db.updateTable('aggregate_members').set({ bundle_id: bundleId }).where('request_id', 'in', [...requestIds]).execute();
+  }
+
+  /** An agent's pending requests since `since` that belong to no collection (aggregate reviews themselves excluded). */
+  async pendingLoose(agentId: string, since: number, limit = 1_000): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('requests')
+      .leftJoin('aggregate_members', 'aggregate_members.request_id', 'requests.id')
+      .select('requests.id')
+      .where('requests.agent_id', '=', agentId)
+      .where('requests.status', '=', 'pending')
+      .where('requests.created_at', '>=', since)
+      .where('requests.action', '!=', AGGREGATE_ACTION)
+      .where('aggregate_members.request_id', 'is', null)
+      .orderBy('requests.created_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * `onSlicing: aggregate` end to end (both databases, a controlled clock, the real scheduler):
+ * once slicing is detected, the agent's pending requests and those it sends during the hold
+ * are collected for `guard.slicing.collect`, then put before a reviewer as one aggregate review
+ * (value summed, evaluated as a whole). One decision decides every member, each bound to its own
+ * args with its own receipt; members cannot be approved on their own meanwhile.
+ */
+import { AGGREGATE_ACTION, CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../src/engine/engine.ts';
+import { createApp } from '../src/http/app.ts';
+import { Scheduler } from '../src/scheduler/scheduler.ts';
+import { connect } from '../src/store/connect.ts';
+import { ENGINES, type TestDatabase } from './support/databases.ts';
+
+const MINUTE = 60_000;
+const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  slicer-bot: { onSlicing: aggregate }\n  lone-bot: { onSlicing: aggregate }')
+  .replace('  slicing: { hold: 1h, collect: 1m }', '  slicing: { hold: 30m, collect: 2m }');
+/** Just under a 10,000 limit, high risk so each needs a human anyway. */
+const transfer = (i: number) => ({ action: 'wire_transfer', args: { to: `acct-${i}`, amount: 9_900 }, confidence: 0.9, riskLevel: 'high', context: { value: 9_900 } });
+
+describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
+  let database: TestDatabase;
+  let engine: Engine;
+  let scheduler: Scheduler;
+  let app: ReturnType<typeof createApp>;
+  let clock = Date.UTC(2026, 0, 20, 9, 0, 0);
+  let adminToken = '';
+
+  const call = async (token: string, method: string, path: string, body?: unknown) => {
+    const res = await app.request(path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, json: (await res.json()) as any };
+  };
+  const create = (key: string, body: unknown) => call(key, 'POST', '/v1/requests', CreateRequestBody.parse(body));
+  const keyFor = async (agent: string) => (await call(adminToken, 'POST', '/v1/keys', { agent })).json.key as string;
+  const reviewer = async (name: string, role = 'lead') => (await call(adminToken, 'POST', '/v1/operators', { name, roles: [role] })).json.token as string;
+  const audit = async (type: string) => (await engine.listAudit((await engine.authenticate(adminToken))!, { type, limit: 1000 })).map((e) => ({ requestId: e.requestId, data: e.data as any }));
+  const aggregates = async () => (await call(adminToken, 'GET', `/v1/requests?limit=500`)).json.items.filter((r: any) => r.action === AGGREGATE_ACTION);
+  /** Sends transfers 90 s apart until the detector fires for this agent (a new `aggregation_started`); returns what was sent and that entry. */
+  const sliceUntilDetected = async (agent: string, key: string, from: number) => {
+    const startedFor = async () => (await audit('aggregation_started')).filter((e) => e.data.agent === agent);
+    const before = (await startedFor()).length;
+    const sent: any[] = [];
+    for (let i = from; i < from + 10 && (await startedFor()).length === before; i++) {
+      clock += 90_000;
+      sent.push((await create(key, transfer(i))).json);
+    }
+    const started = (await startedFor()).at(-1);
+    if ((await startedFor()).length === before || !started) throw new Error(`no slicing detected for ${agent}`);
+    return { sent, started };
+  };
+
+  beforeAll(async () => {
+    database = make();
+    engine = await Engine.open({ connection: await connect(database.url), now: () => clock});
+    await engine.activatePolicy(POLICY, 'test');
+    adminToken = (await engine.bootstrap())!.adminToken;
+    app = createApp({ engine, log: () => {} });
+    scheduler = new Scheduler(engine, { intervalMs: 60_000 });
+  });
+  afterAll(async () => {
+    await scheduler.stop();
+    await engine.close();
+    await database.drop();
+  });
+
+  it('collects the sliced transfers and those sent during the hold, then puts them before a reviewer as one; one approval decides each, bound to its own args', async () => {
+    const key = await keyFor('slicer-bot');
+    const rita = await reviewer('rita');
+    const { sent, started } = await sliceUntilDetected('slicer-bot', key, 0);
+    expect(started.data).toMatchObject({ agent: 'slicer-bot', alerts: expect.arrayContaining(['value_aggregation']) });
+    const parked: string[] = started.data.requestIds;
+    expect(parked.length).toBeGreaterThanOrEqual(3);
+    expect(parked).toEqual(expect.arrayContaining(sent.map((r) => r.id)));
+
+    // Collecting: a member cannot be approved on its own.
+    const early = await call(rita, 'POST', `/v1/requests/${parked[0]}/reviews`, { verdict: 'approve' });
+    expect(early.status).toBe(409);
+    expect(early.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: null, collectingUntil: expect.any(String) } });
+    expect((await audit('review_refused')).some((e) => e.requestId === parked[0] && e.data.code === 'AGGREGATED')).toBe(true);
+
+    // During the hold a new request joins the same collection.
+    clock += 10_000;
+    const late = (await create(key, transfer(50))).json;
+    expect(late.status).toBe('pending');
+    expect(late.assessment.matchedRules).toContainEqual(expect.objectContaining({ name: expect.stringMatching(/^slicing-aggregate:/), reason: expect.stringContaining('onSlicing: aggregate') }));
+    expect((await audit('collected')).map((e) => e.requestId)).toContain(late.id);
+    expect(await aggregates()).toEqual([]);
+
+    // The collection closes: one aggregate review, its value the sum.
+    clock += 2 * MINUTE + 1;
+    expect(await scheduler.tick()).toMatchObject({ errors: 0 });
+    const [aggregate] = await aggregates();
+    const members = [...parked, late.id];
+    expect(aggregate).toMatchObject({ status: 'pending', args: { count: members.length, totalValue: 9_900 * members.length } });
+    expect(aggregate.args.requests.map((r: any) => r.id).sort()).toEqual([...members].sort());
+    expect(aggregate.assessment.route).toBe('review');
+    expect(aggregate.context.value).toBe(9_900 * members.length);
+    expect((await audit('aggregated')).filter((e) => e.data.aggregateId === aggregate.id).map((e) => e.requestId).sort()).toEqual([...members].sort());
+
+    const member = await call(rita, 'POST', `/v1/requests/${late.id}/reviews`, { verdict: 'approve' });
+    expect(member.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: aggregate.id } });
+    const modified = await call(rita, 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'approve', args: { count: 1 } });
+    expect(modified.json.error.code).toBe('VALIDATION_FAILED');
+
+    // Approve the aggregate stage by stage, with the reviewers its evaluation asks for: the summed
+    // value meets the default policy's large-value rule (a manager) that no single transfer met.
+    // The agent is waiting on one of its own requests, not on the aggregate: it wakes all the same.
+    const waiting = engine.waitForDecision((await engine.authenticate(key))!, late.id, 10_000);
+    const stages: Array<{ count: number; role?: string }> = aggregate.assessment.approval.stages;
+    expect(aggregate.assessment.matchedRules.map((r: any) => r.name)).toContain('large-value');
+    expect(stages.some((s) => s.role === 'manager')).toBe(true);
+    let last: any;
+    let n = 0;
+    for (const stage of stages) {
+      for (let i = 0; i < stage.count; i++) {
+        const token = (await call(adminToken, 'POST', '/v1/operators', { name: `approver-${n++}`, roles: [stage.role ?? 'reviewer'] })).json.token as string;
+        last = await call(token, 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'approve' });
+        expect(last.json.error ?? last.status).toBe(200);
+      }
+    }
+    expect(last.json.status).toBe('executed'); // nothing of its own to run: its members run
+    expect((await waiting).status).toBe('approved');
+    for (const id of members) {
+      const r = (await call(key, 'GET', `/v1/requests/${id}`)).json;
+      const original = [...sent, late].find((s) => s.id === id) ?? (await call(adminToken, 'GET', `/v1/requests/${id}`)).json;
+      expect(r.status).toBe('approved');
+      expect(r.decision).toMatchObject({ decidedBy: 'reviewers', action: 'wire_transfer', args: original.args, reason: expect.stringContaining(aggregate.id) });
+      expect(r.decision.deciders.map((d: any) => d.name)).toContain('approver-0');
+      expect(r.decision.receipt.requestId).toBe(id);
+      expect(r.decision.receipt.payloadHash).toBe(engine.trail.payloadHash('wire_transfer', original.args));
+    }
+    // The agent reports each member's execution as usual.
+    expect((await call(key, 'POST', `/v1/requests/${late.id}/execution`, { status: 'succeeded' })).json.status).toBe('executed');
+  });
+
+  it('a rejected aggregate rejects every member; rejecting one member alone is allowed while it collects', async () => {
+    const key = await keyFor('slicer-bot');
+    const ivo = await reviewer('ivo', 'manager'); // the summed value needs a manager, also to reject
+    clock += 3 * 60 * MINUTE; // the first hold is over, and its transfers are out of the detector's window
+    await scheduler.tick();
+    const { started } = await sliceUntilDetected('slicer-bot', key, 100);
+    const parked: string[] = started.data.requestIds;
+    expect(parked.length).toBeGreaterThanOrEqual(3);
+    const alone = await call(ivo, 'POST', `/v1/requests/${parked[0]}/reviews`, { verdict: 'reject', reason: 'this one is clearly wrong' });
+    expect(alone.json.error ?? alone.json.status).toBe('rejected');
+
+    clock += 2 * MINUTE + 1;
+    await scheduler.tick();
+    const aggregate = (await aggregates()).find((a: any) => a.status === 'pending');
+    expect(aggregate.args.count).toBe(parked.length - 1); // the one already rejected stays out
+    const no = await call(ivo, 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'reject', reason: 'slicing' });
+    expect(no.json.error ?? no.json.status).toBe('rejected');
+    for (const id of parked.slice(1)) {
+      const r = (await call(key, 'GET', `/v1/requests/${id}`)).json;
+      expect(r.status).toBe('rejected');
+      expect(r.decision).toMatchObject({ action: null, args: null, reason: expect.stringContaining('slicing') });
+    }
+  });
+
+  it('a collection that closes around a single request lets it be reviewed on its own', async () => {
+    const key = await keyFor('lone-bot');
+    const ana = await reviewer('ana');
+    const { started } = await sliceUntilDetected('lone-bot', key, 200);
+    // A reviewer rejects all but the newest while they collect.
+    const ids: string[] = started.data.requestIds;
+    for (const id of ids.slice(0, -1)) {
+      const r = await call(ana, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'reject', reason: 'duplicate' });
+      expect(r.json.error ?? r.json.status).toBe('rejected');
+    }
+    clock += 2 * MINUTE + 1;
+    await scheduler.tick();
+    const lone = ids.at(-1)!;
+    expect((await audit('released')).map((e) => e.requestId)).toContain(lone);
+    expect((await aggregates()).some((a: any) => a.args.requests.some((r: any) => r.id === lone))).toBe(false);
+    expect((await call(ana, 'POST', `/v1/requests/${lone}/reviews`, { verdict: 'approve' })).json.status).toBe('approved');
+  });
+
+  it('agents cannot send a request in the countersign.* namespace', async () => {
+    const key = await keyFor('slicer-bot');
+    const res = await app.request('/v1/requests', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ action: AGGREGATE_ACTION, args: { count: 1, requests: [] } }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).error.code).toBe('VALIDATION_FAILED');
+  });
+});
