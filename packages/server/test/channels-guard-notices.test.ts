@@ -4,24 +4,29 @@
  * automatic) reaches the channels in the policy's `guard.notify`, through the durable delivery
  * path (retried with backoff, recorded, audited). Webhook bodies are verified with the
  * `standardwebhooks` library; text from operators and agent-influenced alert text stays
- * escaped (JSON, Slack plain_text).
+ * escaped (JSON, Slack plain_text, HTML in email, markdown in Teams cards, PagerDuty
+ * `custom_details`). Email goes through a real SMTP server (smtp-server) and is read back with
+ * mailparser; Teams and PagerDuty through stand-ins that check the documented payloads.
  */
 import { Webhook } from 'standardwebhooks';
-import { CreateRequestBody } from '@countersign/core';
+import { CreateRequestBody, type GuardNoticeKind } from '@countersign/core';
+import type { ParsedMail } from 'mailparser';
 import { afterEach, describe, expect, it } from 'vitest';
-import { channelPolicyCheck } from '../src/channels/config.ts';
+import { channelPolicyCheck, resolveChannels } from '../src/channels/config.ts';
 import { Notifier } from '../src/channels/notifier.ts';
-import { ChannelRegistry } from '../src/channels/registry.ts';
+import { ChannelRegistry, createChannel } from '../src/channels/registry.ts';
+import { GUARD_CHANNEL_TYPES } from '../src/channels/types.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { createApp } from '../src/http/app.ts';
 import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { connect } from '../src/store/connect.ts';
-import { slackApi, webhookReceiver, type StandIn } from './support/channel-standins.ts';
+import { pagerDutyEvents, slackApi, smtpInbox, teamsWebhook, webhookReceiver, type StandIn } from './support/channel-standins.ts';
 import { sqliteDatabase } from './support/databases.ts';
 
 const SECRET = `whsec_${Buffer.from('guard-notices-32-byte-signing-k!').toString('base64')}`;
 const SLACK_TOKEN = 'xoxb-guard-notices';
 const HOSTILE = 'tired <!channel> <https://evil.example|click> *bold* "quoted" & more';
+const PD_KEY = 'R0123456789abcdef0123456789abcde';
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -178,18 +183,224 @@ describe('guard notices through Slack, and configuration', () => {
     expect(buttons).toEqual(['open']);
   });
 
-  it('guard.notify may name only webhook or slack channels', async () => {
+  it('guard.notify accepts every channel type that carries guard notices (email, Teams, PagerDuty too), and refuses a name with no channel', async () => {
     const database = sqliteDatabase();
     const engine = await Engine.open({ connection: await connect(database.url) });
     cleanup.push(async () => {
       await engine.close();
       await database.drop();
     });
-    engine.addPolicyCheck(channelPolicyCheck({ COUNTERSIGN_PAGERDUTY_ROUTING_KEY: 'R0UTINGKEY00000000000000000000000' }));
-    await expect(engine.activatePolicy('channels:\n  pd: { type: pagerduty }\nguard:\n  notify: [pd]\n', 'test')).rejects.toMatchObject({
+    const env = {
+      COUNTERSIGN_WEBHOOK_SECRET: SECRET,
+      COUNTERSIGN_SLACK_BOT_TOKEN: SLACK_TOKEN,
+      COUNTERSIGN_SMTP_URL: 'smtp://127.0.0.1:2525',
+      COUNTERSIGN_TEAMS_WEBHOOK_URL: 'https://example.webhook.office.com/webhookb2/x',
+      COUNTERSIGN_PAGERDUTY_ROUTING_KEY: PD_KEY,
+    };
+    engine.addPolicyCheck(channelPolicyCheck(env));
+    const channels = `channels:
+  hook: { type: webhook, url: "https://hooks.example.com/x" }
+  chat: { type: slack, channel: C0123456789 }
+  mail: { type: email, from: countersign@example.com, to: [soc@example.com] }
+  room: { type: teams }
+  pd: { type: pagerduty }
+`;
+    await engine.activatePolicy(`${channels}guard:\n  notify: [hook, chat, mail, room, pd]\n`, 'test');
+    expect(engine.policy.policy.guard.notify).toEqual(['hook', 'chat', 'mail', 'room', 'pd']);
+    await expect(engine.activatePolicy(`${channels}guard:\n  notify: [mail, nowhere]\n`, 'test')).rejects.toMatchObject({
       code: 'POLICY_INVALID',
-      details: { errors: [{ path: 'guard.notify[0]', message: expect.stringContaining('guard notices go to webhook or slack') }] },
+      details: { errors: [{ path: 'guard.notify[1]', message: expect.stringContaining('no channel named "nowhere"') }] },
     });
+    // The list the policy check allows is the list of channels that can send a guard notice.
+    const { configs, errors } = resolveChannels({ hook: { type: 'webhook', url: 'https://hooks.example.com/x' }, chat: { type: 'slack', channel: 'C0123456789' }, mail: { type: 'email', from: 'countersign@example.com', to: ['soc@example.com'] }, room: { type: 'teams' }, pd: { type: 'pagerduty' } }, env);
+    expect(errors).toEqual([]);
+    const carriers = [...configs.values()].map(createChannel).filter((c) => typeof c.sendGuard === 'function').map((c) => c.type);
+    expect([...carriers].sort()).toEqual([...GUARD_CHANNEL_TYPES].sort());
+  });
+});
+
+/** Teams TextBlocks render markdown: undo the escaping to see what a reader sees. */
+const teamsUnescape = (t: string) => t.replace(/\\([\\`*_{}[\]()<>#+\-.!|~])/g, '$1');
+/** A markdown character with no backslash before it: something Teams would interpret. */
+const UNESCAPED_MARKDOWN = /(^|[^\\])[*_`<>[\]()|]/;
+const escapedHtml = (t: string) => t.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
+
+/**
+ * Drives every kind of guard notice with hostile text wherever text comes from outside: a
+ * manual pause, its resume and a manual cool-down, each with HOSTILE in the reason; then
+ * requests whose only moving argument is named HOSTILE, until the pattern-repetition detector
+ * raises a slicing alert (its description names that argument) and `onSlicing: pause` pauses the
+ * agent. `count(kind)` is how many of a kind the receiver holds; waiting for each keeps the
+ * order (the resume after its pause).
+ */
+async function driveEveryKind(s: Awaited<ReturnType<typeof setup>>, count: (kind: GuardNoticeKind) => number) {
+  await s.engine.guard.pause(s.admin, s.agentName, { minutes: 30, reason: HOSTILE });
+  await until('agent_paused', () => count('agent_paused') >= 1);
+  await s.engine.guard.resume(s.admin, s.agentName, { reason: HOSTILE });
+  await until('agent_resumed', () => count('agent_resumed') >= 1);
+  await s.engine.guard.setCooldown(s.admin, 'admin', { minutes: 20, reason: HOSTILE });
+  await until('cooldown_started', () => count('cooldown_started') >= 1);
+  let paused = false;
+  for (let i = 1; i <= 20 && !paused; i++) {
+    s.advance(90_000);
+    try {
+      await s.engine.createRequest(s.agent, CreateRequestBody.parse({ action: 'purge_rows', args: { table: 'audit', [HOSTILE]: 100 * i }, confidence: 0.9 }));
+    } catch (err) {
+      expect(err).toMatchObject({ code: 'AGENT_PAUSED' });
+      paused = true;
+    }
+  }
+  expect(paused).toBe(true);
+  await until('slicing_alert and its pause', () => count('slicing_alert') >= 1 && count('agent_paused') >= 2);
+  // Every notice recorded as delivered: nothing failed or is still waiting.
+  await until('five delivered', async () => {
+    const page = await s.engine.listDeliveries(s.admin, { channel: 'out' });
+    return page.items.length === 5 && page.items.every((d) => d.status === 'delivered') ? true : undefined;
+  });
+}
+
+const guardPolicy = (channel: string) => `channels:\n  out: ${channel}\nagents:\n  demo-agent: { onSlicing: pause }\nguard:\n  notify: [out]\n`;
+
+describe('guard notices through email, Teams and PagerDuty', () => {
+  it('email: each kind arrives over SMTP, reasons HTML-escaped, alert text in the labelled agent-supplied box', async () => {
+    const inbox = await standIn(smtpInbox());
+    const s = await setup(guardPolicy('{ type: email, from: countersign@example.com, to: [soc@example.com] }'), { COUNTERSIGN_SMTP_URL: inbox.smtpUrl });
+    const kindOf = (m: ParsedMail) => String(m.headers.get('x-countersign-event')).replace(/^guard\./, '');
+    await driveEveryKind(s, (kind) => inbox.received.filter((m) => kindOf(m) === kind).length);
+    const [manualPause, systemPause] = inbox.received.filter((m) => kindOf(m) === 'agent_paused');
+    const resumed = inbox.received.find((m) => kindOf(m) === 'agent_resumed')!;
+    const cooldown = inbox.received.find((m) => kindOf(m) === 'cooldown_started')!;
+    const alert = inbox.received.find((m) => kindOf(m) === 'slicing_alert')!;
+
+    for (const m of inbox.received) {
+      const html = String(m.html);
+      expect(m.messageId).toMatch(/^<dlv_[0-9a-z]+@countersign>$/);
+      expect(m.headers.get('auto-submitted')).toBe('auto-generated');
+      // Nothing hostile became markup: no tag, no link but the dashboard's.
+      expect(html).not.toContain('<!channel>');
+      expect(html).not.toContain('<https://evil');
+      expect([...html.matchAll(/href="([^"]+)"/g)].map((x) => x[1])).toEqual(['https://cs.example.com/#/queue']);
+    }
+    expect(manualPause!.subject).toBe(`[Countersign] Agent paused: ${s.agentName}`);
+    expect(manualPause!.text).toContain(`Agent: ${s.agentName}\nBy: admin\nUntil: `);
+    expect(manualPause!.text).toContain(`Reason: ${HOSTILE}`);
+    expect(String(manualPause!.html)).toContain(`<td>${escapedHtml(HOSTILE)}</td>`);
+    expect(resumed.subject).toBe(`[Countersign] Agent resumed: ${s.agentName}`);
+    expect(String(resumed.html)).toContain(`<td>${escapedHtml(HOSTILE)}</td>`);
+    // Pause and resume of one agent share a thread.
+    expect(resumed.references).toEqual(manualPause!.references);
+    expect(cooldown.subject).toBe('[Countersign] Approver cool-down: admin');
+    expect(cooldown.text).toContain('Approver: admin');
+    expect(String(cooldown.html)).toContain(`<td>manual: ${escapedHtml(HOSTILE)}</td>`);
+    expect(systemPause!.text).toContain('By: countersign');
+    expect(systemPause!.text).toContain('Reason: slicing detected: pattern_repetition');
+
+    // The slicing alert: its description (naming the hostile argument) only inside the labelled block.
+    expect(alert.subject).toBe(`[Countersign] Slicing alert: agent ${s.agentName} (paused)`);
+    expect(alert.text).toContain('Response: pause');
+    const fenced = /--- Agent-supplied \(unverified\) ---\n([\s\S]*?)\n--- end of agent-supplied text ---/.exec(alert.text ?? '');
+    expect(fenced?.[1]).toMatch(/^pattern_repetition \(confidence 0\.\d\d\): .*purge_rows requests .* differing only in /);
+    expect(fenced?.[1]).toContain(HOSTILE);
+    expect(alert.text!.replace(fenced![0], '')).not.toContain('tired');
+    const html = String(alert.html);
+    const box = /<div style="[^"]*dashed[^"]*">([\s\S]*?)<\/div>/.exec(html)?.[1] ?? '';
+    expect(box).toContain('⚠ Agent-supplied (unverified)');
+    expect(box).toContain(escapedHtml(HOSTILE));
+    expect(html.replace(box, '')).not.toContain('tired');
+  });
+
+  it('Teams: each kind arrives as a card without decision buttons; reasons and alert text markdown-escaped, alerts under the label', async () => {
+    const hook = await standIn(teamsWebhook());
+    const s = await setup(guardPolicy('{ type: teams }'), { COUNTERSIGN_TEAMS_WEBHOOK_URL: hook.url });
+    const TITLES: Record<GuardNoticeKind, string> = { agent_paused: 'Agent paused:', agent_resumed: 'Agent resumed:', cooldown_started: 'Approver cool-down:', slicing_alert: 'Slicing alert:' };
+    const title = (card: Record<string, any>) => teamsUnescape(card.body[0].text as string);
+    const kindOf = (card: Record<string, any>) => (Object.keys(TITLES) as GuardNoticeKind[]).find((k) => title(card).startsWith(TITLES[k]));
+    await driveEveryKind(s, (kind) => hook.received.filter((r) => kindOf(r.card) === kind).length);
+    const cards = hook.received.map((r) => r.card);
+    expect(cards.map(kindOf).sort()).toEqual(['agent_paused', 'agent_paused', 'agent_resumed', 'cooldown_started', 'slicing_alert']);
+    const facts = (card: Record<string, any>) => Object.fromEntries((card.body.find((b: any) => b.type === 'FactSet').facts as Array<{ title: string; value: string }>).map((f) => [f.title, teamsUnescape(f.value)]));
+    const reason = (card: Record<string, any>) => card.body.find((b: any) => b.type === 'TextBlock' && teamsUnescape(b.text).startsWith('Reason: '))?.text as string | undefined;
+
+    for (const card of cards) {
+      expect(card.actions).toEqual([{ type: 'Action.OpenUrl', title: 'Open in Countersign', url: 'https://cs.example.com/#/queue' }]);
+    }
+    const [manualPause, systemPause] = cards.filter((c) => kindOf(c) === 'agent_paused');
+    const cooldown = cards.find((c) => kindOf(c) === 'cooldown_started')!;
+    const resumed = cards.find((c) => kindOf(c) === 'agent_resumed')!;
+    expect(title(manualPause!)).toBe(`Agent paused: ${s.agentName}`);
+    expect(facts(manualPause!)).toMatchObject({ Agent: s.agentName, By: 'admin' });
+    expect(facts(cooldown)).toMatchObject({ Approver: 'admin', By: 'admin' });
+    expect(facts(systemPause!)).toMatchObject({ By: 'countersign' });
+    for (const [card, expected] of [[manualPause!, HOSTILE], [resumed, HOSTILE], [cooldown, `manual: ${HOSTILE}`]] as const) {
+      const text = reason(card)!;
+      expect(teamsUnescape(text)).toBe(`Reason: ${expected}`); // shown as written…
+      expect(text).not.toMatch(UNESCAPED_MARKDOWN); // …with nothing left for markdown to interpret
+      expect(text).toContain('\\<https://evil\\.example\\|click\\>');
+    }
+
+    // The slicing alert: the description, naming the hostile argument, only in the warning container under the label.
+    const alert = cards.find((c) => kindOf(c) === 'slicing_alert')!;
+    expect(facts(alert)).toMatchObject({ Agent: s.agentName, Response: 'pause', By: 'countersign' });
+    const containers = alert.body.filter((b: any) => b.type === 'Container');
+    expect(containers).toHaveLength(1);
+    expect(containers[0].style).toBe('warning');
+    expect(teamsUnescape(containers[0].items[0].text)).toBe('⚠ Agent-supplied (unverified)');
+    const alertFacts = containers[0].items[1].facts as Array<{ title: string; value: string }>;
+    expect(teamsUnescape(alertFacts[0]!.title)).toMatch(/^pattern_repetition \(confidence 0\.\d\d\)$/);
+    expect(alertFacts[0]!.title).not.toMatch(UNESCAPED_MARKDOWN);
+    expect(teamsUnescape(alertFacts[0]!.value)).toContain(`differing only in ${HOSTILE}`);
+    for (const f of alertFacts) expect(f.value).not.toMatch(UNESCAPED_MARKDOWN);
+    expect(JSON.stringify(alert.body.filter((b: any) => b.type !== 'Container'))).not.toContain('tired');
+  });
+
+  it('PagerDuty: alert and pause trigger (error, warning), the resume resolves the pause, a cool-down is info; outside text only in custom_details', async () => {
+    const pd = await standIn(pagerDutyEvents());
+    const s = await setup(guardPolicy(`{ type: pagerduty, url: "${pd.url}" }`), { COUNTERSIGN_PAGERDUTY_ROUTING_KEY: PD_KEY });
+    const kindOf = (e: Record<string, any>) => (e.event_action === 'resolve' ? 'agent_resumed' : e.payload?.component);
+    await driveEveryKind(s, (kind) => pd.received.filter((e) => kindOf(e) === kind).length);
+    const pauseKey = `countersign:guard:agent_paused:agent:${s.agentName}`;
+    const seen = pd.received.map((e) => [e.event_action, e.dedup_key, e.payload?.severity]);
+    expect(seen.slice(0, 3)).toEqual([
+      ['trigger', pauseKey, 'warning'],
+      ['resolve', pauseKey, undefined],
+      ['trigger', 'countersign:guard:cooldown_started:operator:admin', 'info'],
+    ]);
+    // The slicing alert and the pause it causes are queued together: either may arrive first.
+    expect(seen.slice(3)).toEqual(
+      expect.arrayContaining([
+        ['trigger', `countersign:guard:slicing_alert:agent:${s.agentName}`, 'error'],
+        ['trigger', pauseKey, 'warning'],
+      ]),
+    );
+    expect(seen).toHaveLength(5);
+    const [manualPause, resolve, cooldown] = pd.received as Array<Record<string, any>>;
+    const alert = pd.received.find((e) => kindOf(e) === 'slicing_alert');
+    const systemPause = pd.received.slice(3).find((e) => kindOf(e) === 'agent_paused');
+    expect(resolve).toEqual({ routing_key: PD_KEY, event_action: 'resolve', dedup_key: pauseKey });
+    expect(manualPause).toMatchObject({
+      routing_key: PD_KEY,
+      client_url: 'https://cs.example.com/#/queue',
+      links: [{ href: 'https://cs.example.com/#/queue', text: 'Open in Countersign' }],
+      payload: { summary: `Agent paused: ${s.agentName}`, source: s.agentName, class: 'guard', custom_details: { kind: 'agent_paused', agent: s.agentName, by: 'admin', reason: HOSTILE } },
+    });
+    expect(cooldown!.payload).toMatchObject({ summary: 'Approver cool-down: admin', source: 'admin', custom_details: { approver: 'admin', reason: `manual: ${HOSTILE}` } });
+    expect(systemPause!.payload.custom_details).toMatchObject({ by: 'countersign', reason: 'slicing detected: pattern_repetition' });
+    expect(alert!.payload).toMatchObject({
+      summary: `Slicing alert: agent ${s.agentName} (paused)`,
+      custom_details: { kind: 'slicing_alert', response: 'pause', agent_supplied_label: 'Agent-supplied (unverified)' },
+    });
+    const [described] = alert!.payload.custom_details.agent_supplied.alerts as Array<{ type: string; description: string; requestIds: string[] }>;
+    expect(described).toMatchObject({ type: 'pattern_repetition', description: expect.stringContaining(`differing only in ${HOSTILE}`) });
+    expect(described!.requestIds.length).toBeGreaterThanOrEqual(5);
+    for (const e of pd.received) {
+      if (e.event_action !== 'trigger') continue;
+      // Outside text never reaches the summary (what a pager shows), nor anywhere but custom_details.
+      expect(e.payload.summary).not.toContain('tired');
+      const { custom_details: _details, ...rest } = e.payload;
+      expect(JSON.stringify({ ...e, payload: rest })).not.toContain('tired');
+    }
+    // A slicing alert without hostile text would not prove anything: the HOSTILE name must be in custom_details.
+    expect(JSON.stringify(alert!.payload.custom_details)).toContain(JSON.stringify(HOSTILE).slice(1, -1));
   });
 });
 

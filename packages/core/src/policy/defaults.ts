@@ -168,7 +168,7 @@ agents: {}
 # Notification channel settings (webhook, slack, email, teams, pagerduty); secrets from env.
 channels: {}
 
-# Protecting reviewers. notify: channels (names under \`channels\`; webhook or slack) told of
+# Protecting reviewers. notify: channels (names under \`channels\`, any type) told of
 # every slicing alert, agent pause/resume and approver cool-down. velocity: an approver's
 # approvals of these risk levels per hour and per day. cooldown: threshold approvals within
 # window start a cool-down of duration, during which that approver may not approve these levels.

@@ -201,7 +201,7 @@ export function channelPolicyCheck(env: NodeJS.ProcessEnv): (policy: Policy) => 
       }
       const type = (policy.channels[name] as { type?: unknown } | null)?.type;
       if (typeof type === 'string' && !GUARD_CHANNEL_TYPES.includes(type)) {
-        errors.push({ path: `guard.notify[${j}]`, message: `channel "${name}" is a ${type} channel; guard notices go to ${GUARD_CHANNEL_TYPES.join(' or ')} channels` });
+        errors.push({ path: `guard.notify[${j}]`, message: `channel "${name}" is a ${type} channel; guard notices go to ${GUARD_CHANNEL_TYPES.join(', ')} channels` });
       }
     });
     return errors;

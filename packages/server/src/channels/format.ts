@@ -2,7 +2,7 @@
  * Escaping agent-supplied text for each channel's format. Every channel shows agent text only
  * through these, inside a block labelled `AGENT_SUPPLIED_LABEL`.
  */
-import { formatDuration, type Notification } from '@countersign/core';
+import { formatDuration, type GuardNotice, type Notification } from '@countersign/core';
 
 /** Control, bidi and invisible characters, which can disguise text in any of the formats below. */
 const INVISIBLE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
@@ -72,4 +72,30 @@ export function decisionText(n: Notification): string | null {
   const d = n.decision;
   if (!d) return null;
   return `${d.outcome} by ${d.by} at ${d.at}${d.reason ? ` — ${d.reasonFromAgent ? `(agent-supplied) ` : ''}${d.reason}` : ''}`;
+}
+
+/**
+ * A guard notice's facts, as label/value pairs every channel shows: names (validated), times and
+ * the policy's response. The reason (operator free text) and alert descriptions (agent-influenced)
+ * are not among them: channels show `reason` as an escaped value and alerts via `guardAgentFacts`.
+ */
+export function guardFacts(n: GuardNotice): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  if (n.agent !== null) out.push(['Agent', n.agent]);
+  if (n.operator !== null) out.push(['Approver', n.operator]);
+  out.push(['By', n.by]);
+  if (n.until !== null) out.push(['Until', n.until]);
+  if (n.response !== null) out.push(['Response', n.response]);
+  if (n.confidence !== null) out.push(['Confidence', n.confidence.toFixed(2)]);
+  out.push(['At', n.at]);
+  return out;
+}
+
+/**
+ * Slicing alerts, for the agent-supplied block: the label is the alert type and its confidence
+ * (system text), the value the description, which can carry the agent's action and argument
+ * names (every value must be escaped by the caller's format).
+ */
+export function guardAgentFacts(n: GuardNotice): Array<[string, string]> {
+  return n.agentSupplied.alerts.map((a) => [`${a.type} (confidence ${a.confidence.toFixed(2)})`, a.description]);
 }

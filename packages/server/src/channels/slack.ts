@@ -11,7 +11,7 @@
 import { ErrorCode, WebClient, type Block, type KnownBlock } from '@slack/web-api';
 import { AGENT_SUPPLIED_LABEL, clip, type GuardNotice, type Notification } from '@countersign/core';
 import type { SlackConfig } from './config.ts';
-import { actionLabel, agentFacts, decisionText, escapeSlack, facts, oneLine, stripInvisible } from './format.ts';
+import { actionLabel, agentFacts, decisionText, escapeSlack, facts, guardAgentFacts, guardFacts, oneLine, stripInvisible } from './format.ts';
 import { DeliveryError, type Channel, type ChannelDelivery, type GuardDelivery } from './types.ts';
 
 /** What a posted card is remembered by, to update it later. */
@@ -53,24 +53,15 @@ export function slackBlocks(n: Notification): Array<KnownBlock | Block> {
 
 /** A guard notice: facts in escaped mrkdwn, alert descriptions (agent-influenced) as plain_text under the label; no buttons. */
 export function slackGuardBlocks(n: GuardNotice): Array<KnownBlock | Block> {
-  const facts: Array<[string, string]> = [
-    ...(n.agent !== null ? [['Agent', n.agent] as [string, string]] : []),
-    ...(n.operator !== null ? [['Approver', n.operator] as [string, string]] : []),
-    ['By', n.by],
-    ...(n.until !== null ? [['Until', n.until] as [string, string]] : []),
-    ...(n.response !== null ? [['Response', n.response] as [string, string]] : []),
-    ...(n.confidence !== null ? [['Confidence', String(n.confidence)] as [string, string]] : []),
-    ['At', n.at],
-  ];
   const blocks: Array<KnownBlock | Block> = [
     { type: 'header', text: { type: 'plain_text', text: clip(oneLine(n.title), 150), emoji: false } },
-    { type: 'section', fields: facts.map(([k, v]) => ({ type: 'mrkdwn', text: `*${k}*\n${escapeSlack(clip(v, 1900))}` })) },
+    { type: 'section', fields: guardFacts(n).map(([k, v]) => ({ type: 'mrkdwn', text: `*${k}*\n${escapeSlack(clip(v, 1900))}` })) },
   ];
   if (n.reason !== null) blocks.push({ type: 'section', text: { type: 'plain_text', text: clip(`Reason: ${stripInvisible(n.reason)}`, 2900), emoji: false } });
-  if (n.agentSupplied.alerts.length > 0) {
+  const alerts = guardAgentFacts(n);
+  if (alerts.length > 0) {
     blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `:warning: *${AGENT_SUPPLIED_LABEL}* (shown as plain text)` }] });
-    const text = n.agentSupplied.alerts.map((a) => `[${a.type}, ${a.confidence}] ${stripInvisible(a.description)}`).join('\n');
-    blocks.push({ type: 'section', text: { type: 'plain_text', text: clip(text, 2900), emoji: false } });
+    blocks.push({ type: 'section', text: { type: 'plain_text', text: clip(alerts.map(([k, v]) => `${k}: ${stripInvisible(v)}`).join('\n'), 2900), emoji: false } });
   }
   blocks.push({ type: 'actions', elements: [{ type: 'button', action_id: 'open', text: { type: 'plain_text', text: 'Open in Countersign', emoji: false }, url: n.url }] });
   return blocks;

@@ -27,8 +27,8 @@ export interface Channel {
   readonly name: string;
   readonly type: ChannelType;
   /**
-   * Sends a guard notice, as `send` does a notification. Only channels that have it may be
-   * named in the policy's `guard.notify` (webhook, slack).
+   * Sends a guard notice, as `send` does a notification. Only channel types listed in
+   * `GUARD_CHANNEL_TYPES` may be named in the policy's `guard.notify`.
    */
   sendGuard?(delivery: GuardDelivery, signal: AbortSignal): Promise<unknown>;
   /**
@@ -41,8 +41,8 @@ export interface Channel {
 }
 
 export const CHANNEL_TYPES = ['webhook', 'email', 'slack', 'teams', 'pagerduty'] as const;
-/** Channel types that carry guard notices (`guard.notify`). */
-export const GUARD_CHANNEL_TYPES: readonly string[] = ['webhook', 'slack'];
+/** Channel types that carry guard notices (`guard.notify`): each one's channel has `sendGuard`. */
+export const GUARD_CHANNEL_TYPES: readonly string[] = ['webhook', 'slack', 'email', 'teams', 'pagerduty'];
 export type ChannelType = (typeof CHANNEL_TYPES)[number];
 
 /** A failed attempt. `retryable: false` (a 4xx, a bad configuration) goes straight to failed. */
