@@ -6,7 +6,7 @@
 import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable } from '../audit/store.ts';
-import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable } from '../guard/store.ts';
+import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from '../guard/store.ts';
 
 export interface AgentsTable {
   id: string;
@@ -134,6 +134,7 @@ export interface Database {
   agent_pauses: AgentPausesTable;
   guard_settings: GuardSettingsTable;
   operator_ip_allowlist: OperatorIpAllowlistTable;
+  role_ip_allowlist: RoleIpAllowlistTable;
 }
 
 export type { Generated };
