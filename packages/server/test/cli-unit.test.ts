@@ -99,6 +99,8 @@ describe('command tree', () => {
     ['operators', 'list'],
     ['keys', 'create'],
     ['audit', 'tail'],
+    ['approvers', 'allowlist'],
+    ['roles', 'allowlist'],
   ];
 
   it.each(leaves.map((l) => [l.join(' '), l] as const))('%s --help', async (_name, path) => {

@@ -1,10 +1,11 @@
 /**
  * The guard's CLI against a real HTTP server in this process: `mfa enrol` / `mfa confirm`,
  * `show` printing the match code, `approve --totp --match-code` (and a replayed code refused),
- * `agents pause|resume|slicing`, `approvers cooldown|velocity`.
+ * `agents pause|resume|slicing`, `approvers cooldown|velocity`, `approvers allowlist` and
+ * `roles allowlist`.
  */
 import { serve, type ServerType } from '@hono/node-server';
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { CountersignError, CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -98,5 +99,30 @@ describe('guard CLI', () => {
     expect((await cli(adminToken, 'approvers', 'cooldown', 'dana', '--minutes', '15', '--reason', 'long shift')).out).toMatch(/cool-down until .*: manual: long shift/);
     const velocity = JSON.parse((await cli(adminToken, 'approvers', 'velocity', 'dana', '--json')).out);
     expect(velocity).toMatchObject({ operator: 'dana', counts: { hour: 1, day: 1 }, allowed: true });
+  });
+
+  it("shows, sets and lifts a role's and an operator's IP allowlist; a director may read but not set", async () => {
+    expect((await cli(directorToken, 'roles', 'allowlist', 'reviewer')).out.trim()).toBe('role reviewer: no IP allowlist');
+    const set = await cli(adminToken, 'roles', 'allowlist', 'reviewer', '--cidr', '10.0.0.0/8', '--cidr', '192.0.2.7', '--json');
+    expect(set.error).toBeUndefined();
+    expect(JSON.parse(set.out)).toEqual({ role: 'reviewer', cidrs: ['10.0.0.0/8', '192.0.2.7/32'] });
+    expect((await cli(directorToken, 'roles', 'allowlist', 'reviewer')).out.trim()).toBe('role reviewer: approvals only from 10.0.0.0/8, 192.0.2.7/32');
+    expect((await engine.guard.roleAllowlist((await engine.authenticate(adminToken))!, 'reviewer')).cidrs).toEqual(['10.0.0.0/8', '192.0.2.7/32']);
+
+    const byDirector = await cli(directorToken, 'roles', 'allowlist', 'reviewer', '--clear');
+    expect((byDirector.error as CountersignError).code).toBe('FORBIDDEN');
+    const unknown = await cli(adminToken, 'roles', 'allowlist', 'reviewers', '--cidr', '10.0.0.0/8');
+    expect((unknown.error as CountersignError).code).toBe('VALIDATION_FAILED');
+    const junk = await cli(adminToken, 'roles', 'allowlist', 'reviewer', '--cidr', '10.0.0.0/99');
+    expect((junk.error as CountersignError).code).toBe('VALIDATION_FAILED');
+    expect(((await cli(adminToken, 'roles', 'allowlist', 'reviewer', '--cidr', '10.0.0.0/8', '--clear')).error as CommanderError).code).toBe('commander.conflictingOption');
+    expect(JSON.parse((await cli(directorToken, 'roles', 'allowlist', 'reviewer', '--json')).out).cidrs).toEqual(['10.0.0.0/8', '192.0.2.7/32']);
+
+    expect((await cli(adminToken, 'roles', 'allowlist', 'reviewer', '--clear')).out.trim()).toBe('role reviewer: no IP allowlist');
+    expect((await engine.guard.roleAllowlist((await engine.authenticate(adminToken))!, 'reviewer')).cidrs).toEqual([]);
+
+    expect((await cli(adminToken, 'approvers', 'allowlist', 'dana', '--cidr', '2001:db8::/32')).out.trim()).toBe('operator dana: approvals only from 2001:db8::/32');
+    expect(JSON.parse((await cli(directorToken, 'approvers', 'allowlist', 'dana', '--json')).out)).toMatchObject({ operator: 'dana', cidrs: ['2001:db8::/32'] });
+    expect((await cli(adminToken, 'approvers', 'allowlist', 'dana', '--clear')).out.trim()).toBe('operator dana: no IP allowlist');
   });
 });

@@ -205,6 +205,48 @@ describe.each(ENGINES)('guard over HTTP: $name', ({ make }) => {
     expect((await auditTypes('slicing_alert')).some((a) => a.agent === 'slicer-bot')).toBe(false);
     expect((await call(adminToken, 'GET', '/v1/agents/slicer-bot/pause')).json.paused).toBe(false);
   });
+
+  it("sets a role's approval IP allowlist (admin only, validated, audited); it binds everyone holding the role", async () => {
+    const mona = await operator('mona', ['manager']);
+    const lead = await operator('lars', ['lead']);
+    const roleEntries = async () => (await auditTypes('ip_allowlist_set')).filter((d) => d.role !== undefined);
+    const listOf = async (role: string) => (await call(mona, 'GET', `/v1/roles/${role}/ip-allowlist`)).json;
+    expect(await listOf('manager')).toEqual({ role: 'manager', cidrs: [] });
+
+    const byLead = await call(lead, 'PUT', '/v1/roles/manager/ip-allowlist', { cidrs: ['10.0.0.0/8'] });
+    expect(byLead.status).toBe(403);
+    expect(byLead.json.error.code).toBe('FORBIDDEN');
+    for (const [role, cidrs] of [['manager', ['10.0.0.0/8', '10.0.0.0/33']], ['managers', ['10.0.0.0/8']], ['admin ', ['10.0.0.0/8']]] as const) {
+      const bad = await call(adminToken, 'PUT', `/v1/roles/${encodeURIComponent(role)}/ip-allowlist`, { cidrs });
+      expect(bad.status).toBe(400);
+      expect(bad.json.error.code).toBe('VALIDATION_FAILED');
+    }
+    expect((await call(mona, 'GET', '/v1/roles/managers/ip-allowlist')).json.error).toMatchObject({ code: 'VALIDATION_FAILED', message: 'unknown role "managers"' });
+    expect(await listOf('manager')).toEqual({ role: 'manager', cidrs: [] });
+    expect(await roleEntries()).toEqual([]);
+
+    expect((await call(adminToken, 'PUT', '/v1/roles/manager/ip-allowlist', { cidrs: ['10.0.0.0/8'] })).json).toEqual({ role: 'manager', cidrs: ['10.0.0.0/8'] });
+    expect(await roleEntries()).toEqual([{ role: 'manager', cidrs: ['10.0.0.0/8'] }]);
+    const entry = (await engine.listAudit((await engine.authenticate(adminToken))!, { type: 'ip_allowlist_set', limit: 1000 })).at(-1)!;
+    expect(entry.actor).toMatchObject({ type: 'operator', name: 'admin' });
+    // A refused change leaves the list as it was.
+    expect((await call(adminToken, 'PUT', '/v1/roles/manager/ip-allowlist', { cidrs: ['192.0.2.0/24', 'nope'] })).status).toBe(400);
+    expect((await listOf('manager')).cidrs).toEqual(['10.0.0.0/8']);
+    expect(await roleEntries()).toHaveLength(1);
+
+    // In-process requests carry no address: an applying role list refuses them (fail closed).
+    const created = await create(agentKey, { ...HIGH, args: { host: 'role-1' } });
+    const refused = await call(mona, 'POST', `/v1/requests/${created.json.id}/reviews`, { verdict: 'approve' });
+    expect(refused.status).toBe(403);
+    expect(refused.json.error).toMatchObject({ code: 'IP_NOT_ALLOWED', details: { ip: null, refusedBy: [{ role: 'manager' }] } });
+    expect((await auditTypes('review_refused')).some((d) => d.code === 'IP_NOT_ALLOWED' && d.message.includes('role manager'))).toBe(true);
+    // Another role's list does not bind a manager.
+    await call(adminToken, 'PUT', '/v1/roles/manager/ip-allowlist', { cidrs: [] });
+    await call(adminToken, 'PUT', '/v1/roles/director/ip-allowlist', { cidrs: ['10.0.0.0/8'] });
+    expect((await call(mona, 'POST', `/v1/requests/${created.json.id}/reviews`, { verdict: 'approve' })).status).toBe(200);
+    expect((await call(adminToken, 'PUT', '/v1/roles/director/ip-allowlist', { cidrs: [] })).json.cidrs).toEqual([]);
+    expect((await roleEntries()).map((d) => [d.role, d.cidrs.length])).toEqual([['manager', 1], ['manager', 0], ['director', 1], ['director', 0]]);
+  });
 });
 
 describe('COUNTERSIGN_REVIEWER_LIMITS', () => {

@@ -3,7 +3,7 @@
  * against real SQLite files and the real PostgreSQL server.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '../src/store/connect.ts';
+import { connect, sql } from '../src/store/connect.ts';
 import { Store, type RequestRow } from '../src/store/store.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
 
@@ -205,6 +205,48 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
     await store.insertPolicy({ version: 2, hash: 'b', source: 'x: 2', loaded_at: 2 });
     expect((await store.latestPolicy())?.version).toBe(2);
     await expect(store.insertPolicy({ version: 2, hash: 'c', source: '', loaded_at: 3 })).rejects.toThrow();
+  });
+
+  it("reads an approver's own and role IP allowlists together; an empty list removes one", async () => {
+    expect(await store.guard.allowlistsFor('op_ip', ['reviewer', 'lead'])).toEqual([]);
+    await store.transaction(async (tx) => {
+      await tx.guard.setAllowlist('op_ip', ['127.0.0.1/32'], 'op_admin', 10);
+      await tx.guard.setRoleAllowlist('reviewer', ['10.0.0.0/8', '2001:db8::/32'], 'op_admin', 10);
+      await tx.guard.setRoleAllowlist('lead', ['192.0.2.0/24'], 'op_admin', 10);
+      await tx.guard.setRoleAllowlist('director', ['198.51.100.0/24'], 'op_admin', 10);
+    });
+    expect(await store.transaction((tx) => tx.guard.allowlistsFor('op_ip', ['reviewer', 'lead']))).toEqual([
+      { kind: 'operator', cidrs: ['127.0.0.1/32'] },
+      { kind: 'role', role: 'lead', cidrs: ['192.0.2.0/24'] },
+      { kind: 'role', role: 'reviewer', cidrs: ['10.0.0.0/8', '2001:db8::/32'] },
+    ]);
+    expect(await store.guard.allowlistsFor('op_other', ['director'])).toEqual([{ kind: 'role', role: 'director', cidrs: ['198.51.100.0/24'] }]);
+    expect(await store.guard.allowlistsFor('op_ip', [])).toEqual([{ kind: 'operator', cidrs: ['127.0.0.1/32'] }]);
+    await store.guard.setRoleAllowlist('lead', ['203.0.113.0/24'], 'op_admin', 20);
+    await store.guard.setRoleAllowlist('reviewer', [], 'op_admin', 20);
+    expect(await store.guard.roleAllowlistFor('lead')).toEqual(['203.0.113.0/24']);
+    expect(await store.guard.roleAllowlistFor('reviewer')).toBeNull();
+    expect(await store.guard.allowlistsFor('op_x', ['reviewer', 'lead'])).toEqual([{ kind: 'role', role: 'lead', cidrs: ['203.0.113.0/24'] }]);
+  });
+
+  it('applies 006_role_allowlist alone to a database made before it, keeping the operator allowlists', async () => {
+    const old = await connect(database.url);
+    try {
+      await old.db.schema.dropTable('role_ip_allowlist').execute();
+      await sql`delete from countersign_migrations where name = '006_role_allowlist'`.execute(old.db);
+    } finally {
+      await old.destroy();
+    }
+    const upgraded = await connect(database.url);
+    try {
+      expect(upgraded.migrations.applied).toEqual(['006_role_allowlist']);
+      const guard = new Store(upgraded).guard;
+      expect(await guard.allowlistsFor('op_ip', ['lead'])).toEqual([{ kind: 'operator', cidrs: ['127.0.0.1/32'] }]);
+      await guard.setRoleAllowlist('lead', ['10.0.0.0/8'], 'op_admin', 30);
+      expect(await guard.roleAllowlistFor('lead')).toEqual(['10.0.0.0/8']);
+    } finally {
+      await upgraded.destroy();
+    }
   });
 });
 

@@ -536,7 +536,7 @@ export class Engine {
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
   }
 
-  /** `from.ip`: the caller's address, checked against the operator's approval allowlist (guard/ip.ts). */
+  /** `from.ip`: the caller's address, checked against the approval allowlists of the operator and of their roles (guard/ip.ts). */
   async review(by: Principal, id: string, body: ReviewBody, from: { ip?: string | null | undefined } = {}): Promise<ApprovalRequest> {
     if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot review requests');
     const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };

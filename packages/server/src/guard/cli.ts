@@ -1,12 +1,37 @@
 /**
  * The guard's commands: `mfa enrol|confirm|status` (step-up TOTP for the caller), `approvers
- * velocity|cooldown` (and a manual cool-down), `agents pause|resume|slicing`.
+ * velocity|cooldown|allowlist` (a manual cool-down, an operator's approval IP allowlist),
+ * `roles allowlist` (a role's), `agents pause|resume|slicing`.
  */
-import type { Command } from 'commander';
-import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../cli/common.ts';
+import { Option, type Command } from 'commander';
+import { ROLES } from '@countersign/core';
+import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../cli/common.ts';
 import { safe } from '../cli/format.ts';
 
 const seg = (ref: string) => encodeURIComponent(ref);
+
+/**
+ * `<parent> allowlist <ref>`: shows the approval IP allowlist at `path(ref)`; with `--cidr`
+ * (repeatable) replaces it, with `--clear` lifts it (admin). Operators' and roles' lists read the same.
+ */
+function allowlistCommand(parent: Command, what: 'operator' | 'role', argument: string, path: (ref: string) => string): void {
+  withClientOptions(
+    parent
+      .command('allowlist')
+      .description(`show the IP allowlist a ${what}'s approvals must come from; --cidr sets it, --clear lifts it (admin)`)
+      .argument(`<${what}>`, argument)
+      .option('--cidr <cidr>', 'an allowed network (10.0.0.0/8, 2001:db8::/32) or address; repeat for several; replaces the list', collect())
+      .addOption(new Option('--clear', 'remove the list (other lists that apply to the approver still do)').conflicts('cidr')),
+  ).action(async (ref: string, flags: CommonFlags & { cidr?: string[]; clear?: boolean }) => {
+    const client = clientFrom(flags);
+    const out =
+      flags.cidr !== undefined || flags.clear
+        ? await client.request<{ cidrs: string[] }>('PUT', path(ref), { body: { cidrs: flags.cidr ?? [] }, auth: true })
+        : await client.get<{ cidrs: string[] }>(path(ref));
+    if (flags.json) return printJson(out);
+    print(out.cidrs.length > 0 ? `${what} ${safe(ref)}: approvals only from ${out.cidrs.map(safe).join(', ')}` : `${what} ${safe(ref)}: no IP allowlist`);
+  });
+}
 
 export function registerGuardCommands(program: Command): void {
   const mfa = program.command('mfa').description('step-up MFA: enrol a TOTP authenticator for approvals the policy protects');
@@ -31,7 +56,7 @@ export function registerGuardCommands(program: Command): void {
     print(out.enrolled ? 'enrolled' : out.pending ? 'enrolment started, not confirmed' : 'not enrolled');
   });
 
-  const approvers = program.command('approvers').description('approver velocity and cool-downs');
+  const approvers = program.command('approvers').description('approver velocity, cool-downs and IP allowlists');
   withClientOptions(approvers.command('velocity').description("an approver's high/critical approvals against the limits").argument('<operator>', 'name or id')).action(
     async (ref: string, flags: CommonFlags) => {
       const out = await clientFrom(flags).get<Record<string, unknown>>(`/v1/approvers/${seg(ref)}/velocity`);
@@ -56,6 +81,10 @@ export function registerGuardCommands(program: Command): void {
     if (flags.json) return printJson(out);
     print(out.active ? `cool-down until ${safe(String(out.until))}: ${safe(String(out.reason))}` : 'no cool-down');
   });
+  allowlistCommand(approvers, 'operator', 'name or id', (ref) => `/v1/operators/${seg(ref)}/ip-allowlist`);
+
+  const roles = program.command('roles').description("a role's approval IP allowlist (applies to everyone holding the role, on top of their own)");
+  allowlistCommand(roles, 'role', ROLES.join(' | '), (role) => `/v1/roles/${seg(role)}/ip-allowlist`);
 
   const agents = program.command('agents').description('agent pauses and slicing reports');
   withClientOptions(

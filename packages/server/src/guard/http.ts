@@ -129,6 +129,25 @@ const setAllowlistRoute = createRoute({
   responses: { 200: json(Anything, 'operator, cidrs'), ...errors },
 });
 
+/** A role by name; an unknown one is a VALIDATION_FAILED from the guard (not BAD_ID), so both routes say which roles exist. */
+const RoleParams = z.object({ role: z.string().min(1).max(40) });
+const roleAllowlistRoute = createRoute({
+  method: 'get',
+  path: '/v1/roles/{role}/ip-allowlist',
+  summary: 'Where everyone holding a role may approve from (CIDRs; empty: anywhere)',
+  security,
+  request: { params: RoleParams },
+  responses: { 200: json(Anything, 'role, cidrs'), ...errors },
+});
+const setRoleAllowlistRoute = createRoute({
+  method: 'put',
+  path: '/v1/roles/{role}/ip-allowlist',
+  summary: "Limit where everyone holding a role may approve from (admin), on top of each operator's own list; an empty list lifts the limit",
+  security,
+  request: { params: RoleParams, ...body(AllowlistBody) },
+  responses: { 200: json(Anything, 'role, cidrs'), ...errors },
+});
+
 /**
  * The caller's address: the socket's peer, or with `trustProxy` (COUNTERSIGN_TRUST_PROXY) the
  * last hop your proxy appended to X-Forwarded-For. Null when unknown (in-process requests).
@@ -150,6 +169,8 @@ export function registerGuardRoutes(app: OpenAPIHono<Env>, engine: Engine): void
   const guard = engine.guard;
   app.openapi(allowlistRoute, async (c) => c.json(await guard.allowlist(c.get('principal'), c.req.valid('param').id), 200));
   app.openapi(setAllowlistRoute, async (c) => c.json(await guard.setAllowlist(c.get('principal'), c.req.valid('param').id, c.req.valid('json').cidrs), 200));
+  app.openapi(roleAllowlistRoute, async (c) => c.json(await guard.roleAllowlist(c.get('principal'), c.req.valid('param').role), 200));
+  app.openapi(setRoleAllowlistRoute, async (c) => c.json(await guard.setRoleAllowlist(c.get('principal'), c.req.valid('param').role, c.req.valid('json').cidrs), 200));
   app.openapi(enrolRoute, async (c) => c.json(await guard.enrolTotp(c.get('principal')), 201));
   app.openapi(confirmRoute, async (c) => c.json(await guard.confirmTotp(c.get('principal'), c.req.valid('json').code), 200));
   app.openapi(totpStatusRoute, async (c) => c.json(await guard.totpStatus(c.get('principal')), 200));

@@ -12,6 +12,7 @@ import {
   DEFAULT_COOLDOWN,
   DEFAULT_SLICING_CONFIG,
   ROLE_RANK,
+  ROLES,
   approverVelocity,
   checkRate,
   cooldownState,
@@ -207,7 +208,8 @@ export class GuardService {
   // ---- the review path (inside the engine's transaction) ----
 
   /**
-   * Checks one approval before it is recorded, in the review's transaction: cool-down, velocity,
+   * Checks one approval before it is recorded, in the review's transaction: the IP allowlists
+   * (the operator's own and each of their roles', read in two queries at most), cool-down, velocity,
    * the TOTP code (whose time step is marked used here, rolled back with everything else if a later check refuses, so a code works
    * once even when two reviews race), then number matching. Returns audit entries to append with the review (a
    * cool-down this approval starts). Rejections are never held back: saying no is always safe.
@@ -216,10 +218,13 @@ export class GuardService {
     if (step.verdict !== 'approve' || current.status !== 'pending') return [];
     const assessment = JSON.parse(current.assessment) as Assessment;
     const risk = current.risk_level as RiskLevel;
-    const allowlist = await tx.guard.allowlistFor(by.operatorId);
-    if (allowlist && !(step.ip && ipAllowed(step.ip, allowlist))) {
-      throw new CountersignError('IP_NOT_ALLOWED', `approvals by ${by.name} are allowed only from ${allowlist.join(', ')}; this one came from ${step.ip ?? 'an unknown address'}`, {
+    // Every list that applies must pass (the operator's own and one per role held); an unknown address passes none.
+    const refusedBy = (await tx.guard.allowlistsFor(by.operatorId, by.roles)).filter((list) => !(step.ip && ipAllowed(step.ip, list.cidrs)));
+    if (refusedBy.length > 0) {
+      const names = refusedBy.map((list) => `${list.kind === 'operator' ? `operator ${by.name}` : `role ${list.role}`} (${list.cidrs.join(', ')})`);
+      throw new CountersignError('IP_NOT_ALLOWED', `approvals by ${by.name} from ${step.ip ?? 'an unknown address'} are refused by the IP allowlist of ${names.join(' and of ')}`, {
         ip: step.ip ?? null,
+        refusedBy: refusedBy.map((list) => (list.kind === 'operator' ? { operator: by.name } : { role: list.role })),
       });
     }
     const pause = await tx.guard.activePause(current.agent_id, at);
@@ -417,12 +422,7 @@ export class GuardService {
   /** An admin limits where an operator may approve from (CIDRs); an empty list lifts the limit. Audited. */
   async setAllowlist(by: Principal, operatorRef: string, cidrs: readonly string[]) {
     const admin = requireRank(by, 'admin');
-    const normalised: string[] = [];
-    for (const text of cidrs) {
-      const c = parseCidr(text);
-      if (!c) throw new CountersignError('VALIDATION_FAILED', `"${text}" is not an IP address or CIDR`, { field: 'cidrs' });
-      normalised.push(c.cidr);
-    }
+    const normalised = normaliseCidrs(cidrs);
     const op = await this.operator(operatorRef);
     const at = this.now();
     await this.store.transaction(async (tx) => {
@@ -436,6 +436,28 @@ export class GuardService {
     requireOperator(by);
     const op = await this.operator(operatorRef);
     return { operatorId: op.id, operator: op.name, cidrs: (await this.store.guard.allowlistFor(op.id)) ?? [] };
+  }
+
+  /**
+   * An admin limits where everyone holding `role` may approve from; an empty list lifts it. It
+   * applies on top of each operator's own list (both must allow the address). Audited.
+   */
+  async setRoleAllowlist(by: Principal, roleName: string, cidrs: readonly string[]) {
+    const admin = requireRank(by, 'admin');
+    const role = knownRole(roleName);
+    const normalised = normaliseCidrs(cidrs);
+    const at = this.now();
+    await this.store.transaction(async (tx) => {
+      await tx.guard.setRoleAllowlist(role, normalised, admin.operatorId, at);
+      await tx.appendAudit([audit('ip_allowlist_set', null, actorOf(admin), { role, cidrs: normalised }, at)]);
+    });
+    return { role, cidrs: normalised };
+  }
+
+  async roleAllowlist(by: Principal, roleName: string) {
+    requireOperator(by);
+    const role = knownRole(roleName);
+    return { role, cidrs: (await this.store.guard.roleAllowlistFor(role)) ?? [] };
   }
 
   async pause(by: Principal, agentRef: string, body: { minutes: number; reason: string }) {
@@ -665,6 +687,21 @@ function actorOf(p: Principal): Actor {
 
 function audit(type: string, requestId: string | null, actor: Actor, data: unknown, at: number): NewAuditEntry {
   return { at, type, request_id: requestId, actor_type: actor.type, actor_id: actor.id, actor_name: actor.name, data: JSON.stringify(data) };
+}
+
+/** CIDRs as stored (`10.1.2.3` → `10.1.2.3/32`); the first that is not one refuses the whole list. */
+function normaliseCidrs(cidrs: readonly string[]): string[] {
+  return cidrs.map((text) => {
+    const c = parseCidr(text);
+    if (!c) throw new CountersignError('VALIDATION_FAILED', `"${text}" is not an IP address or CIDR`, { field: 'cidrs' });
+    return c.cidr;
+  });
+}
+
+function knownRole(name: string): Role {
+  const role = ROLES.find((r) => r === name);
+  if (!role) throw new CountersignError('VALIDATION_FAILED', `unknown role "${name}"`, { field: 'role', roles: ROLES });
+  return role;
 }
 
 function requireOperator(by: Principal): Operator {

@@ -46,6 +46,15 @@ export interface OperatorIpAllowlistTable {
   updated_at: number;
 }
 
+export interface RoleIpAllowlistTable {
+  /** A core `Role` (`reviewer`, `lead`, …); the service refuses any other name. */
+  role: string;
+  /** JSON array of CIDRs; every operator holding the role must approve from inside it. No row: no limit. */
+  cidrs: string;
+  set_by: string;
+  updated_at: number;
+}
+
 export interface GuardSettingsTable {
   key: string;
   value: string;
@@ -107,6 +116,22 @@ export const m004_guard_allowlist: Migration = {
       .execute();
   },
 };
+
+/** Per-role IP allowlists for approvals (006_role_allowlist): the issue asked for "per operator or role". */
+export const m006_role_allowlist: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('role_ip_allowlist')
+      .addColumn('role', 'text', (c) => c.primaryKey())
+      .addColumn('cidrs', 'text', (c) => c.notNull())
+      .addColumn('set_by', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+};
+
+/** An allowlist that binds an approver: their own, or one of a role they hold. */
+export type AppliedAllowlist = { kind: 'operator'; cidrs: string[] } | { kind: 'role'; role: string; cidrs: string[] };
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -267,6 +292,33 @@ export class GuardQueries {
     await this.db.deleteFrom('operator_ip_allowlist').where('operator_id', '=', operatorId).execute();
     if (cidrs.length > 0) {
       await this.db.insertInto('operator_ip_allowlist').values({ operator_id: operatorId, cidrs: JSON.stringify(cidrs), set_by: setBy, updated_at: at }).execute();
+    }
+  }
+
+  /**
+   * Every allowlist that binds an approver, for the review path: their own first, then those of
+   * their roles (by name). Two primary-key reads at most, in the caller's transaction.
+   */
+  async allowlistsFor(operatorId: string, roles: readonly string[]): Promise<AppliedAllowlist[]> {
+    const lists: AppliedAllowlist[] = [];
+    const own = await this.allowlistFor(operatorId);
+    if (own) lists.push({ kind: 'operator', cidrs: own });
+    if (roles.length === 0) return lists;
+    const rows = await this.db.selectFrom('role_ip_allowlist').select(['role', 'cidrs']).where('role', 'in', [...roles]).orderBy('role').execute();
+    for (const row of rows) lists.push({ kind: 'role', role: row.role, cidrs: JSON.parse(row.cidrs) as string[] });
+    return lists;
+  }
+
+  async roleAllowlistFor(role: string): Promise<string[] | null> {
+    const row = await this.db.selectFrom('role_ip_allowlist').select('cidrs').where('role', '=', role).executeTakeFirst();
+    return row ? (JSON.parse(row.cidrs) as string[]) : null;
+  }
+
+  /** Replaces a role's allowlist; an empty list removes it. */
+  async setRoleAllowlist(role: string, cidrs: readonly string[], setBy: string, at: number): Promise<void> {
+    await this.db.deleteFrom('role_ip_allowlist').where('role', '=', role).execute();
+    if (cidrs.length > 0) {
+      await this.db.insertInto('role_ip_allowlist').values({ role, cidrs: JSON.stringify(cidrs), set_by: setBy, updated_at: at }).execute();
     }
   }
 

@@ -7,7 +7,7 @@ import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable } from '../audit/store.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from '../guard/aggregate-store.ts';
-import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable } from '../guard/store.ts';
+import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from '../guard/store.ts';
 
 export interface AgentsTable {
   id: string;
@@ -135,6 +135,7 @@ export interface Database {
   agent_pauses: AgentPausesTable;
   guard_settings: GuardSettingsTable;
   operator_ip_allowlist: OperatorIpAllowlistTable;
+  role_ip_allowlist: RoleIpAllowlistTable;
   aggregate_collections: AggregateCollectionsTable;
   aggregate_members: AggregateMembersTable;
 }
