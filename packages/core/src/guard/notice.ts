@@ -27,7 +27,7 @@ export interface GuardNotice {
   readonly by: string;
   readonly until: string | null;
   readonly reason: string | null;
-  /** Slicing: the response the policy chose (`alert`, `pause`, `review`). */
+  /** Slicing: the response the policy chose (`alert`, `pause`, `review`, `aggregate`). */
   readonly response: string | null;
   readonly confidence: number | null;
   readonly agentSupplied: {
@@ -52,7 +52,7 @@ export interface GuardNoticeData {
 }
 
 const TITLES: Record<GuardNoticeKind, (d: GuardNoticeData) => string> = {
-  slicing_alert: (d) => `Slicing alert: agent ${d.agent ?? '?'}${d.response === 'pause' ? ' (paused)' : d.response === 'review' ? ' (next requests need review)' : ''}`,
+  slicing_alert: (d) => `Slicing alert: agent ${d.agent ?? '?'}${d.response === 'pause' ? ' (paused)' : d.response === 'review' ? ' (next requests need review)' : d.response === 'aggregate' ? ' (requests reviewed together)' : ''}`,
   agent_paused: (d) => `Agent paused: ${d.agent ?? '?'}`,
   agent_resumed: (d) => `Agent resumed: ${d.agent ?? '?'}`,
   cooldown_started: (d) => `Approver cool-down: ${d.operator ?? '?'}`,
