@@ -153,6 +153,14 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     await scheduler.tick();
     const aggregate = (await aggregates()).find((a: any) => a.status === 'pending');
     expect(aggregate.args.count).toBe(parked.length - 1); // the one already rejected stays out
+    // A member's own escalation chain is stopped: an extension re-arms its timer, but when it
+    // comes due the member neither escalates nor times out on its own.
+    const extended = await call(ivo, 'POST', `/v1/requests/${parked[1]}/extend`, { seconds: 60, reason: 'checking' });
+    expect(extended.status).toBe(200);
+    clock += 20 * MINUTE;
+    expect(await scheduler.tick()).toMatchObject({ errors: 0 });
+    expect((await audit('escalated')).some((e) => e.requestId === parked[1])).toBe(false);
+    expect((await call(key, 'GET', `/v1/requests/${parked[1]}`)).json.status).toBe('pending');
     const no = await call(ivo, 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'reject', reason: 'slicing' });
     expect(no.json.error ?? no.json.status).toBe('rejected');
     for (const id of parked.slice(1)) {

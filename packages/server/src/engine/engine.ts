@@ -543,7 +543,7 @@ export class Engine {
     const event: LifecycleEvent = { type: 'review', reviewer, verdict: body.verdict, reason: body.reason, args: body.args, alternative: body.alternative, at: '' };
     try {
       return await this.change(by, id, async (tx, current) => {
-        if (body.verdict === 'approve') await this.guard.checkNotAggregated(tx, current.id);
+        if (body.verdict === 'approve' && current.status === 'pending') await this.guard.checkNotAggregated(tx, current.id);
         if (current.action === AGGREGATE_ACTION && (body.args !== undefined || body.alternative !== undefined)) {
           throw new CountersignError('VALIDATION_FAILED', 'an aggregate review is approved or rejected as a whole; it cannot be modified or answered with an alternative');
         }
@@ -861,6 +861,11 @@ export class Engine {
         }
         if (taken.kind === 'expire') {
           return { type: 'expire', reason: "the agent's own timeout (timeoutSeconds) passed before a decision", at: '' };
+        }
+        // A request in an aggregate review follows the aggregate's deadlines, never its own chain.
+        if (await tx.aggregates.membership(id)) {
+          outcome = 'stale';
+          return null;
         }
         const state = escalation ?? startEscalation(this.policy.policy, JSON.parse(current.assessment) as Assessment, current.created_at);
         if (!state) throw new CountersignError('INTERNAL', `request ${id} is pending without a review route`);
