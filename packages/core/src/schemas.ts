@@ -379,6 +379,12 @@ export const ApprovalRequest = z.object({
   matchCode: z.string().optional(),
   /** For an operator reading a pending request: whether they may vote on it now (role, stage, own request, earlier vote). */
   actionable: z.boolean().optional(),
+  /**
+   * Read one at a time: the request belongs to an aggregate review (`onSlicing: aggregate`) and
+   * is approved only through it. `id` is that review, null while requests are still being
+   * collected (until `collectingUntil`).
+   */
+  aggregate: z.object({ id: z.string().nullable(), collectingUntil: z.string().nullable() }).optional(),
 });
 export type ApprovalRequest = z.infer<typeof ApprovalRequest>;
 

@@ -82,6 +82,7 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     expect(early.status).toBe(409);
     expect(early.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: null, collectingUntil: expect.any(String) } });
     expect((await audit('review_refused')).some((e) => e.requestId === parked[0] && e.data.code === 'AGGREGATED')).toBe(true);
+    expect((await call(rita, 'GET', `/v1/requests/${parked[0]}`)).json.aggregate).toEqual({ id: null, collectingUntil: early.json.error.details.collectingUntil });
 
     // During the hold a new request joins the same collection.
     clock += 10_000;
@@ -102,6 +103,7 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     expect(aggregate.context.value).toBe(9_900 * members.length);
     expect((await audit('aggregated')).filter((e) => e.data.aggregateId === aggregate.id).map((e) => e.requestId).sort()).toEqual([...members].sort());
 
+    expect((await call(key, 'GET', `/v1/requests/${late.id}`)).json.aggregate).toEqual({ id: aggregate.id, collectingUntil: null });
     const member = await call(rita, 'POST', `/v1/requests/${late.id}/reviews`, { verdict: 'approve' });
     expect(member.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: aggregate.id } });
     const modified = await call(rita, 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'approve', args: { count: 1 } });

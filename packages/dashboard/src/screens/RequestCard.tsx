@@ -18,6 +18,9 @@ import { type LiveQueue, useNow } from '../live.ts';
 import { dueAt, escalationOf, needsConfirmation } from '../queue.ts';
 import { navigate, requestHref } from '../router.ts';
 
+/** The action of an aggregate review (core's AGGREGATE_ACTION; only the server makes them). */
+const AGGREGATE_ACTION = 'countersign.aggregate';
+
 const KNOWN_CONTEXT = new Set(['target', 'evidence', 'blastRadius', 'attack', 'relatedIncidents', 'value', 'reversible', 'timeSensitivity', 'threatScore']);
 
 export function RequestCard({ id, choose, live, me }: { id: string; choose: string | null; live: LiveQueue; me: string }) {
@@ -60,6 +63,9 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
   }, [request?.id, choose]);
 
   const pending = request?.status === 'pending';
+  // A request in an aggregate review is approved only through it; an aggregate is approved or rejected as a whole.
+  const canApprove = pending && !request?.aggregate;
+  const canModify = canApprove && request?.action !== AGGREGATE_ACTION;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (dialog || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -67,13 +73,13 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
       if (el.tagName === 'INPUT' || el.tagName === 'SELECT' || el.tagName === 'TEXTAREA') return;
       if (e.key === 'Escape') navigate('#/queue');
       if (!pending) return;
-      if (e.key === 'a') setDialog({ kind: 'approve' });
+      if (e.key === 'a' && canApprove) setDialog({ kind: 'approve' });
       else if (e.key === 'r') setDialog({ kind: 'reject' });
-      else if (e.key === 'm') setModifying(true);
+      else if (e.key === 'm' && canModify) setModifying(true);
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, [dialog, pending]);
+  }, [dialog, pending, canApprove, canModify]);
 
   const onDecided = useCallback((r: ApprovalRequest) => {
     setDialog(null);
@@ -132,18 +138,24 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
         {pending ? (
           <>
             <Progress request={request} />
+            {request.aggregate && <AggregateNotice aggregate={request.aggregate} />}
             <div className="decide-buttons">
-              <button type="button" className="primary" onClick={() => void approveClicked({ kind: 'approve' })}>
-                Approve <kbd>a</kbd>
-              </button>
-              {request.alternatives.map((alt) => (
-                <button type="button" key={alt.name} className="alt" onClick={() => void approveClicked({ kind: 'approve', alternative: alt.name })}>
-                  Approve alternative: <SafeText text={alt.name} inline max={60} noExpand /> <span className="mono">({alt.action})</span>
+              {canApprove && (
+                <button type="button" className="primary" onClick={() => void approveClicked({ kind: 'approve' })}>
+                  Approve <kbd>a</kbd>
                 </button>
-              ))}
-              <button type="button" onClick={() => setModifying(!modifying)} aria-expanded={modifying}>
-                Modify arguments… <kbd>m</kbd>
-              </button>
+              )}
+              {canModify &&
+                request.alternatives.map((alt) => (
+                  <button type="button" key={alt.name} className="alt" onClick={() => void approveClicked({ kind: 'approve', alternative: alt.name })}>
+                    Approve alternative: <SafeText text={alt.name} inline max={60} noExpand /> <span className="mono">({alt.action})</span>
+                  </button>
+                ))}
+              {canModify && (
+                <button type="button" onClick={() => setModifying(!modifying)} aria-expanded={modifying}>
+                  Modify arguments… <kbd>m</kbd>
+                </button>
+              )}
               <button type="button" className="danger" onClick={() => setDialog({ kind: 'reject' })}>
                 Reject… <kbd>r</kbd>
               </button>
@@ -153,7 +165,7 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
                 {actionError}
               </p>
             )}
-            {modifying && <ModifyArgs request={request} onCancel={() => setModifying(false)} onSubmit={(args) => setDialog({ kind: 'approve', args })} />}
+            {modifying && canModify && <ModifyArgs request={request} onCancel={() => setModifying(false)} onSubmit={(args) => setDialog({ kind: 'approve', args })} />}
           </>
         ) : (
           <DecisionSummary request={request} />
@@ -232,6 +244,7 @@ function Assessment({ request }: { request: ApprovalRequest }) {
           </div>
         )}
       </dl>
+      {request.action === AGGREGATE_ACTION && <AggregateSummary request={request} />}
       <h3>Risk factors</h3>
       <table className="factors">
         <thead>
@@ -288,6 +301,78 @@ function Assessment({ request }: { request: ApprovalRequest }) {
         </>
       )}
     </section>
+  );
+}
+
+type AggregateMember = { id: string; action: string; value: number | null };
+const isAggregateMember = (m: unknown): m is AggregateMember =>
+  typeof m === 'object' && m !== null && typeof (m as AggregateMember).id === 'string' && typeof (m as AggregateMember).action === 'string';
+const amount = (v: unknown) => (typeof v === 'number' ? v.toLocaleString('en-US') : 'not stated');
+
+/** An aggregate review (`onSlicing: aggregate`): what it stands for, built by the server from the members it lists. */
+function AggregateSummary({ request }: { request: ApprovalRequest }) {
+  const members = Array.isArray(request.args['requests']) ? (request.args['requests'] as unknown[]).filter(isAggregateMember) : [];
+  return (
+    <section className="aggregate" aria-labelledby="aggregate-title" data-testid="aggregate-summary">
+      <h3 id="aggregate-title">Aggregate review of {members.length} requests</h3>
+      <p>
+        Slicing was detected, so these requests from <SafeText text={request.agentName} inline max={100} /> are reviewed together, as one. Approving or
+        rejecting here decides every one of them; each runs with its own arguments (listed under Arguments).
+      </p>
+      <dl className="facts">
+        <div>
+          <dt>Total value</dt>
+          <dd data-testid="aggregate-total">{amount(request.args['totalValue'])}</dd>
+        </div>
+      </dl>
+      <table className="factors">
+        <thead>
+          <tr>
+            <th scope="col">Request</th>
+            <th scope="col">Action</th>
+            <th scope="col">Value (claimed)</th>
+          </tr>
+        </thead>
+        <tbody>
+          {members.map((m) => (
+            <tr key={m.id}>
+              <td>
+                <a className="mono" href={requestHref(m.id)}>
+                  <SafeText text={m.id} inline max={40} noExpand />
+                </a>
+              </td>
+              <td className="mono">
+                <SafeText text={m.action} inline max={80} noExpand />
+              </td>
+              <td>{m.value === null ? '—' : amount(m.value)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+/** On a request that an aggregate review decides: where to decide it instead. */
+function AggregateNotice({ aggregate }: { aggregate: NonNullable<ApprovalRequest['aggregate']> }) {
+  return (
+    <p className="notice" role="note" data-testid="aggregate-notice">
+      {aggregate.id ? (
+        <>
+          Slicing was detected: this request is decided together with the agent's other requests in aggregate review{' '}
+          <a className="mono" href={requestHref(aggregate.id)}>
+            {aggregate.id}
+          </a>
+          . Approve it there; you may still reject this one alone.
+        </>
+      ) : (
+        <>
+          Slicing was detected: this request is being collected into one aggregate review with the agent's other requests
+          {aggregate.collectingUntil ? ` (put together ${when(aggregate.collectingUntil)})` : ''}. It can be approved only as part of it; you may still reject
+          this one alone.
+        </>
+      )}
+    </p>
   );
 }
 

@@ -481,6 +481,8 @@ export class Engine {
     const request = await this.toPublic(row, by);
     // Number matching: only an operator reading the request itself sees the code (never listings or notifications).
     if (by.kind === 'operator' && this.guard.needsMatchCode(row.risk_level)) request.matchCode = await this.guard.matchCode(row.id);
+    const aggregate = await this.guard.aggregateOf(row.id);
+    if (aggregate) request.aggregate = aggregate;
     return request;
   }
 

@@ -361,19 +361,23 @@ export class GuardService {
     return { id: open.id, closesAt: Number(open.closes_at) };
   }
 
+  /** The aggregate review a request belongs to (a null id while it is being collected). */
+  async aggregateOf(requestId: string, q: Queries = this.store): Promise<{ id: string | null; collectingUntil: string | null } | undefined> {
+    const member = await q.aggregates.membership(requestId);
+    if (!member) return undefined;
+    if (member.bundle_id !== null) return { id: member.bundle_id, collectingUntil: null };
+    const collection = await q.aggregates.collection(member.collection_id);
+    return { id: null, collectingUntil: collection ? new Date(Number(collection.closes_at)).toISOString() : null };
+  }
+
   /** An approval of a request waiting in, or decided by, an aggregate review is refused (rejecting it alone stays possible). */
   async checkNotAggregated(tx: Queries, requestId: string): Promise<void> {
-    const member = await tx.aggregates.membership(requestId);
-    if (!member) return;
-    if (member.bundle_id !== null) {
-      throw new CountersignError('AGGREGATED', `this request is decided by aggregate review ${member.bundle_id}; review that instead`, { aggregateId: member.bundle_id });
-    }
-    const collection = await tx.aggregates.collection(member.collection_id);
-    const closes = collection ? new Date(Number(collection.closes_at)).toISOString() : null;
-    throw new CountersignError('AGGREGATED', `this request is being collected into an aggregate review${closes ? ` (put together at ${closes})` : ''}; review that instead`, {
-      aggregateId: null,
-      collectingUntil: closes,
-    });
+    const aggregate = await this.aggregateOf(requestId, tx);
+    if (!aggregate) return;
+    const message = aggregate.id
+      ? `this request is decided by aggregate review ${aggregate.id}; review that instead`
+      : `this request is being collected into an aggregate review${aggregate.collectingUntil ? ` (put together at ${aggregate.collectingUntil})` : ''}; review that once it is`;
+    throw new CountersignError('AGGREGATED', message, { aggregateId: aggregate.id, collectingUntil: aggregate.collectingUntil });
   }
 
   // ---- reads and manual actions over HTTP ----

@@ -1,0 +1,126 @@
+/**
+ * Aggregate reviews in the dashboard, in Chromium: a request being collected into an aggregate
+ * review (`onSlicing: aggregate`) shows where it will be decided and offers no Approve (reject
+ * stays); the aggregate's card shows what it stands for (its members, the summed value) and is
+ * approved or rejected as a whole (no Modify); approving it approves every member. The server
+ * runs in this process so the test can move its clock past the slicing detector's pacing.
+ */
+import { serve as listen, type ServerType } from '@hono/node-server';
+import { DEFAULT_POLICY_YAML } from '@countersign/core';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../src/engine/engine.ts';
+import { createApp } from '../src/http/app.ts';
+import { Scheduler } from '../src/scheduler/scheduler.ts';
+import { connect } from '../src/store/connect.ts';
+import { axeSerious, ensureDashboardBuilt, launchChromium, signIn, watchPage, type Watched } from './support/dashboard-browser.ts';
+import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
+import { api } from './support/server-process.ts';
+
+const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  slicer-bot: { onSlicing: aggregate }').replace(
+  '  slicing: { hold: 1h, collect: 1m }',
+  '  slicing: { hold: 1h, collect: 2m }',
+);
+/** Agent-supplied text that must stay text. */
+const HOSTILE = '<img src=x onerror=alert(1)><script>alert(2)</script>';
+
+let database: TestDatabase;
+let engine: Engine;
+let scheduler: Scheduler;
+let server: ServerType;
+let url = '';
+let offset = 0;
+let browser: Browser;
+let page: Page;
+let watched: Watched;
+let manager = '';
+let adminToken = '';
+
+beforeAll(async () => {
+  ensureDashboardBuilt();
+  database = sqliteDatabase();
+  engine = await Engine.open({ connection: await connect(database.url), now: () => Date.now() + offset });
+  await engine.activatePolicy(POLICY, 'test');
+  adminToken = (await engine.bootstrap())!.adminToken;
+  scheduler = new Scheduler(engine, { intervalMs: 60_000 });
+  const app = createApp({ engine, log: () => {} });
+  server = await new Promise<ServerType>((resolve) => {
+    const s = listen({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
+  });
+  const address = server.address();
+  url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  manager = (await api<{ token: string }>(url, adminToken, '/v1/operators', { body: { name: 'maria', roles: ['manager'] } })).body.token;
+  browser = await launchChromium();
+  page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+  watched = await watchPage(page);
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  await scheduler?.stop();
+  await engine?.close();
+  await database?.drop();
+});
+
+describe('dashboard: aggregate review', () => {
+  let members: string[] = [];
+
+  it('a request being collected says so, and offers Reject but not Approve', async () => {
+    const key = (await api<{ key: string }>(url, adminToken, '/v1/keys', { body: { agent: 'slicer-bot' } })).body.key;
+    for (let i = 0; i < 10 && members.length === 0; i++) {
+      offset += 90_000; // the detector runs at most once a minute per agent
+      const body = { action: 'wire_transfer', args: { to: `acct-${i}`, amount: 9_900, memo: HOSTILE }, confidence: 0.9, riskLevel: 'high', context: { value: 9_900 } };
+      expect((await api(url, key, '/v1/requests', { body })).status).toBe(201);
+      const started = await engine.listAudit((await engine.authenticate(adminToken))!, { type: 'aggregation_started', limit: 10 });
+      members = (started[0]?.data as { requestIds?: string[] } | undefined)?.requestIds ?? [];
+    }
+    expect(members.length).toBeGreaterThanOrEqual(3);
+
+    await signIn(page, url, manager);
+    await page.goto(`${url}/#/requests/${members[0]}`);
+    const notice = page.getByTestId('aggregate-notice');
+    await notice.waitFor();
+    expect(await notice.innerText()).toMatch(/being collected into one aggregate review/);
+    expect(await page.getByRole('button', { name: /^Approve/ }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Modify/ }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Reject/ }).count()).toBe(1);
+    // The keyboard shortcut does not open an approval either.
+    await page.locator('body').click({ position: { x: 5, y: 300 } });
+    await page.keyboard.press('a');
+    expect(await page.getByRole('dialog').count()).toBe(0);
+  });
+
+  it('once put together, the member links to the aggregate, whose card lists the members and the total and is approved as a whole', async () => {
+    offset += 2 * 60_000 + 1;
+    expect(await scheduler.tick()).toMatchObject({ errors: 0 });
+    await page.goto(`${url}/#/queue`);
+    await page.goto(`${url}/#/requests/${members[0]}`);
+    const link = page.getByTestId('aggregate-notice').getByRole('link');
+    await link.waitFor();
+    const aggregateId = (await link.innerText()).trim();
+    expect(aggregateId).toMatch(/^req_/);
+    await link.click();
+
+    const summary = page.getByTestId('aggregate-summary');
+    await summary.waitFor();
+    expect(await summary.getByRole('heading').innerText()).toBe(`Aggregate review of ${members.length} requests`);
+    expect(await page.getByTestId('aggregate-total').innerText()).toBe((9_900 * members.length).toLocaleString('en-US'));
+    expect(await summary.locator('tbody tr').count()).toBe(members.length);
+    for (const id of members) expect(await summary.getByRole('link', { name: id }).count()).toBe(1);
+    expect(await page.locator('.computed-zone').innerText()).toContain('large-value'); // the summed value meets the manager rule
+    expect(await page.getByRole('button', { name: /^Modify/ }).count()).toBe(0);
+    expect(await axeSerious(page)).toEqual([]);
+
+    await page.getByRole('button', { name: /^Approve a$/ }).click();
+    await page.getByRole('dialog').getByRole('button', { name: /Confirm approval/ }).click();
+    await page.getByRole('dialog').waitFor({ state: 'detached' });
+    await expect.poll(async () => (await api<{ status: string }>(url, adminToken, `/v1/requests/${aggregateId}`)).body.status).toBe('executed');
+    for (const id of members) {
+      const member = (await api<{ status: string; decision: { args: { memo: string } } }>(url, adminToken, `/v1/requests/${id}`)).body;
+      expect(member.status).toBe('approved');
+      expect(member.decision.args.memo).toBe(HOSTILE);
+    }
+    expect(await watched.problems()).toEqual([]);
+  });
+});
