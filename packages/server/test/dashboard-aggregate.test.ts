@@ -5,6 +5,7 @@
  * approved or rejected as a whole (no Modify); approving it approves every member. The server
  * runs in this process so the test can move its clock past the slicing detector's pacing.
  */
+import { join } from 'node:path';
 import { serve as listen, type ServerType } from '@hono/node-server';
 import { DEFAULT_POLICY_YAML } from '@countersign/core';
 import type { Browser, Page } from 'playwright-core';
@@ -13,7 +14,7 @@ import { Engine } from '../src/engine/engine.ts';
 import { createApp } from '../src/http/app.ts';
 import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { connect } from '../src/store/connect.ts';
-import { axeSerious, ensureDashboardBuilt, launchChromium, signIn, watchPage, type Watched } from './support/dashboard-browser.ts';
+import { axeSerious, ensureDashboardBuilt, launchChromium, screenshotDir, signIn, watchPage, type Watched } from './support/dashboard-browser.ts';
 import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
 import { api } from './support/server-process.ts';
 
@@ -111,6 +112,7 @@ describe('dashboard: aggregate review', () => {
     expect(await page.locator('.computed-zone').innerText()).toContain('large-value'); // the summed value meets the manager rule
     expect(await page.getByRole('button', { name: /^Modify/ }).count()).toBe(0);
     expect(await axeSerious(page)).toEqual([]);
+    await page.screenshot({ path: join(screenshotDir(), 'aggregate.png'), fullPage: true });
 
     await page.getByRole('button', { name: /^Approve a$/ }).click();
     await page.getByRole('dialog').getByRole('button', { name: /Confirm approval/ }).click();
