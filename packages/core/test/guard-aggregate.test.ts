@@ -7,6 +7,7 @@ import {
   aggregateRequest,
   assessAggregate,
   evaluate,
+  strictestOf,
   memberDecision,
   parsePolicy,
   type Decision,
@@ -65,15 +66,63 @@ describe('aggregateRequest', () => {
     expect(whole.matchedRules.map((r) => r.name)).toContain('deletes');
   });
 
+  it('is never easier to approve than any member was alone: MFA, a required group and quorum all carry over', () => {
+    const policy = policyOf(
+      parsePolicy(
+        'rules:\n  - { name: code, when: { action: execute_code }, then: { mfa: true, approvers: [{ group: security }] } }\n  - { name: wires, when: { action: wire_transfer }, then: { approvals: 2 } }',
+      ),
+    );
+    const alone = (action: string) => evaluate({ action, args: {}, agent: 'bot' }, policy, EMPTY_HISTORY, new Date(0));
+    const members = [alone('execute_code'), alone('wire_transfer'), alone('wire_transfer')];
+    expect(members[0]!.mfaRequired).toBe(true);
+    const body = aggregateRequest(
+      [
+        { id: 'a', action: 'execute_code', args: {}, riskLevel: members[0]!.riskLevel },
+        { id: 'b', action: 'wire_transfer', args: {}, riskLevel: members[1]!.riskLevel },
+        { id: 'c', action: 'wire_transfer', args: {}, riskLevel: members[2]!.riskLevel },
+      ],
+      'bot',
+      ['pattern_repetition'],
+    );
+    const whole = assessAggregate(body, 'bot', policy, EMPTY_HISTORY, new Date(0), { rule: 'slicing-aggregate:x', reason: 'x' }, members);
+    expect(whole.mfaRequired).toBe(true);
+    expect(whole.approval?.stages).toContainEqual(expect.objectContaining({ group: 'security', count: 2 }));
+    expect(whole.matchedRules.map((r) => r.name)).toEqual(expect.arrayContaining(['code', 'wires']));
+  });
+
+  it('strictestOf keeps the highest risk, a block, the shortest SLA, the latest start level and the smallest deny', () => {
+    const policy = policyOf(parsePolicy(''));
+    const low = evaluate({ action: 'send_alert', args: {}, confidence: 0.99, agent: 'bot' }, policy, EMPTY_HISTORY, new Date(0));
+    const high = evaluate({ action: 'isolate_host', args: {}, riskLevel: 'high', agent: 'bot' }, policy, EMPTY_HISTORY, new Date(0));
+    const s = strictestOf([{ ...low, escalationStartLevel: 2, approval: { stages: [{ count: 1, role: 'manager', label: 'manager' }], deny: 1 } }, { ...high, approval: { stages: [{ count: 3, label: '3 reviewers' }], deny: 2 } }]);
+    expect(s.riskLevel).toBe('high');
+    expect(s.route).toBe('review');
+    expect(s.escalationStartLevel).toBe(2);
+    expect(s.slaSeconds).toBe(Math.min(low.slaSeconds ?? Infinity, high.slaSeconds ?? Infinity));
+    expect(s.approval).toEqual({ stages: [{ count: 3, role: 'manager', label: 'manager (3 needed)' }], deny: 1 });
+    expect(strictestOf([high, { ...low, route: 'block' }]).route).toBe('block');
+  });
+
   it('without values there is no context value and no total', () => {
     const body = aggregateRequest([{ id: 'a', action: 'delete_rows', args: { from: 0 }, riskLevel: 'low' }, { id: 'b', action: 'delete_rows', args: { from: 100 }, riskLevel: 'low' }], 'bot', ['pattern_repetition']);
     expect(body.context).toBeUndefined();
     expect(body.args['totalValue']).toBeNull();
   });
 
-  it('needs 2 to MAX_AGGREGATE_MEMBERS members', () => {
-    expect(() => aggregateRequest([transfer(1)], 'bot', [])).toThrow(RangeError);
+  it('needs 1 to MAX_AGGREGATE_MEMBERS members', () => {
+    expect(() => aggregateRequest([], 'bot', [])).toThrow(RangeError);
     expect(() => aggregateRequest(Array.from({ length: MAX_AGGREGATE_MEMBERS + 1 }, (_, i) => transfer(i)), 'bot', [])).toThrow(RangeError);
+    expect(aggregateRequest([transfer(1)], 'bot', []).args['count']).toBe(1);
+  });
+
+  it('counts what the agent asked for earlier in the hold, so pacing requests one at a time does not hide the total', () => {
+    const body = aggregateRequest([transfer(9)], 'bot', ['value_aggregation'], { count: 4, value: 39_600 });
+    expect(body.context).toEqual({ value: 49_500 });
+    expect(body.args).toMatchObject({ count: 1, value: 9_900, totalValue: 49_500, earlierInHold: { count: 4, value: 39_600 } });
+    expect(body.description).toContain('4 more earlier in this hold');
+    const policy = policyOf(parsePolicy(''));
+    const whole = assessAggregate(body, 'bot', policy, EMPTY_HISTORY, new Date(0), { rule: 'slicing-aggregate:x', reason: 'x' });
+    expect(whole.matchedRules.map((r) => r.name)).toContain('large-value');
   });
 
   it('agents may not name an action in the countersign.* namespace', () => {

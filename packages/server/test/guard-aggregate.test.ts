@@ -14,7 +14,10 @@ import { connect } from '../src/store/connect.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
 
 const MINUTE = 60_000;
-const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  slicer-bot: { onSlicing: aggregate }\n  lone-bot: { onSlicing: aggregate }')
+const POLICY = DEFAULT_POLICY_YAML.replace(
+  'agents: {}',
+  'agents:\n  slicer-bot: { onSlicing: aggregate }\n  lone-bot: { onSlicing: aggregate }\n  objector-bot: { onSlicing: aggregate }\n  paused-slicer: { onSlicing: aggregate, whilePaused: hold }',
+)
   .replace('  slicing: { hold: 1h, collect: 1m }', '  slicing: { hold: 30m, collect: 2m }');
 /** Just under a 10,000 limit, high risk so each needs a human anyway. */
 const transfer = (i: number) => ({ action: 'wire_transfer', args: { to: `acct-${i}`, amount: 9_900 }, confidence: 0.9, riskLevel: 'high', context: { value: 9_900 } });
@@ -52,6 +55,20 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     const started = (await startedFor()).at(-1);
     if ((await startedFor()).length === before || !started) throw new Error(`no slicing detected for ${agent}`);
     return { sent, started };
+  };
+
+  let approvers = 0;
+  /** Approves a request stage by stage, each vote from a new operator of the role that stage asks for; returns the last answer. */
+  const approveByStages = async (request: any) => {
+    let last: any;
+    for (const stage of request.assessment.approval.stages as Array<{ count: number; role?: string }>) {
+      for (let i = 0; i < stage.count; i++) {
+        const token = (await call(adminToken, 'POST', '/v1/operators', { name: `approver-${approvers++}`, roles: [stage.role ?? 'reviewer'] })).json.token as string;
+        last = await call(token, 'POST', `/v1/requests/${request.id}/reviews`, { verdict: 'approve' });
+        expect(last.json.error ?? last.status).toBe(200);
+      }
+    }
+    return last;
   };
 
   beforeAll(async () => {
@@ -113,18 +130,9 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     // value meets the default policy's large-value rule (a manager) that no single transfer met.
     // The agent is waiting on one of its own requests, not on the aggregate: it wakes all the same.
     const waiting = engine.waitForDecision((await engine.authenticate(key))!, late.id, 10_000);
-    const stages: Array<{ count: number; role?: string }> = aggregate.assessment.approval.stages;
     expect(aggregate.assessment.matchedRules.map((r: any) => r.name)).toContain('large-value');
-    expect(stages.some((s) => s.role === 'manager')).toBe(true);
-    let last: any;
-    let n = 0;
-    for (const stage of stages) {
-      for (let i = 0; i < stage.count; i++) {
-        const token = (await call(adminToken, 'POST', '/v1/operators', { name: `approver-${n++}`, roles: [stage.role ?? 'reviewer'] })).json.token as string;
-        last = await call(token, 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'approve' });
-        expect(last.json.error ?? last.status).toBe(200);
-      }
-    }
+    expect(aggregate.assessment.approval.stages.some((s: any) => s.role === 'manager')).toBe(true);
+    const last = await approveByStages(aggregate);
     expect(last.json.status).toBe('executed'); // nothing of its own to run: its members run
     expect((await waiting).status).toBe('approved');
     for (const id of members) {
@@ -172,22 +180,70 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     }
   });
 
-  it('a collection that closes around a single request lets it be reviewed on its own', async () => {
+  it('pacing requests one per collection does not escape: each becomes an aggregate of one whose total counts the hold so far', async () => {
     const key = await keyFor('lone-bot');
-    const ana = await reviewer('ana');
+    const manager = await reviewer('ana', 'manager');
     const { started } = await sliceUntilDetected('lone-bot', key, 200);
-    // A reviewer rejects all but the newest while they collect.
-    const ids: string[] = started.data.requestIds;
-    for (const id of ids.slice(0, -1)) {
-      const r = await call(ana, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'reject', reason: 'duplicate' });
-      expect(r.json.error ?? r.json.status).toBe('rejected');
-    }
+    const first: string[] = started.data.requestIds;
     clock += 2 * MINUTE + 1;
     await scheduler.tick();
-    const lone = ids.at(-1)!;
-    expect((await audit('released')).map((e) => e.requestId)).toContain(lone);
-    expect((await aggregates()).some((a: any) => a.args.requests.some((r: any) => r.id === lone))).toBe(false);
-    expect((await call(ana, 'POST', `/v1/requests/${lone}/reviews`, { verdict: 'approve' })).json.status).toBe('approved');
+    const paced: string[] = [];
+    for (let i = 300; i < 303; i++) {
+      clock += 10_000;
+      paced.push((await create(key, transfer(i))).json.id);
+      clock += 2 * MINUTE + 1; // each collection closes around this one request alone
+      expect(await scheduler.tick()).toMatchObject({ errors: 0 });
+    }
+    const mine = (await aggregates()).filter((a: any) => a.agentName === 'lone-bot');
+    expect(mine).toHaveLength(1 + paced.length);
+    const last = mine.find((a: any) => a.args.requests[0].id === paced.at(-1));
+    expect(last.args).toMatchObject({ count: 1, value: 9_900, earlierInHold: { count: first.length + 2 } });
+    expect(last.args.totalValue).toBe(9_900 * (first.length + 3));
+    expect(last.assessment.matchedRules.map((r: any) => r.name)).toContain('large-value');
+    // Each is decided as an aggregate, never alone.
+    expect((await call(manager, 'POST', `/v1/requests/${paced.at(-1)}/reviews`, { verdict: 'approve' })).json.error.code).toBe('AGGREGATED');
+    expect(last.assessment.matchedRules.map((r: any) => r.name)).toContain('very-large-value'); // over 50,000 in all: a director too
+    expect((await approveByStages(last)).json.status).toBe('executed');
+    expect((await call(key, 'GET', `/v1/requests/${paced.at(-1)}`)).json.status).toBe('approved');
+  });
+
+  it('an objection raised on a member before it was collected stands when the aggregate is approved', async () => {
+    const key = await keyFor('objector-bot');
+    const manager = await reviewer('otto', 'manager');
+    const lead = await reviewer('lars');
+    // deny: 2 on the high level from here on: one rejection does not decide a request.
+    await engine.activatePolicy(POLICY.replace('  high:     { sla: 15m, autoApprove: false }', '  high:     { sla: 15m, autoApprove: false, deny: 2 }'), 'test');
+    clock += 3 * 60 * MINUTE;
+    const { started } = await sliceUntilDetected('objector-bot', key, 400);
+    const ids: string[] = started.data.requestIds;
+    const objection = await call(lead, 'POST', `/v1/requests/${ids[0]}/reviews`, { verdict: 'reject', reason: 'wrong account' });
+    expect(objection.json.error ?? objection.json.status).toBe('pending');
+    clock += 2 * MINUTE + 1;
+    await scheduler.tick();
+    const aggregate = (await aggregates()).find((a: any) => a.agentName === 'objector-bot' && a.status === 'pending');
+    expect((await call(manager, 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'approve' })).json.status).toBe('executed');
+    const objected = (await call(key, 'GET', `/v1/requests/${ids[0]}`)).json;
+    expect(objected.status).toBe('expired');
+    expect(objected.decision).toMatchObject({ action: null, args: null, reason: expect.stringContaining('objected') });
+    expect((await call(key, 'GET', `/v1/requests/${ids[1]}`)).json.status).toBe('approved');
+    await engine.activatePolicy(POLICY, 'test');
+  });
+
+  it('pausing an agent under an aggregate hold (whilePaused: hold) keeps collecting its requests', async () => {
+    const key = await keyFor('paused-slicer');
+    clock += 3 * 60 * MINUTE;
+    await sliceUntilDetected('paused-slicer', key, 500);
+    expect((await call(adminToken, 'POST', '/v1/agents/paused-slicer/pause', { minutes: 5, reason: 'looking into slicing' })).status).toBe(200);
+    clock += 1_000;
+    const held = (await create(key, transfer(550))).json;
+    expect(held.status).toBe('pending');
+    expect(held.assessment.matchedRules.map((r: any) => r.name)).toContain('agent-paused');
+    expect((await audit('collected')).map((e) => e.requestId)).toContain(held.id);
+    clock += 6 * MINUTE; // the pause is over
+    await scheduler.tick();
+    const lars = await reviewer('lara', 'manager');
+    expect((await call(lars, 'POST', `/v1/requests/${held.id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('AGGREGATED');
+    expect((await aggregates()).some((a: any) => a.args.requests.some((r: any) => r.id === held.id))).toBe(true);
   });
 
   it('agents cannot send a request in the countersign.* namespace', async () => {

@@ -9,7 +9,16 @@
 import { evaluate } from '../policy/evaluate.ts';
 import type { HistoryStats, Policy } from '../policy/types.ts';
 import { levelRank, maxLevel } from '../policy/util.ts';
-import { RESERVED_ACTION_PREFIX, type Assessment, type CreateRequest, type Decision, type JsonObject, type RiskLevel } from '../schemas.ts';
+import {
+  RESERVED_ACTION_PREFIX,
+  type ApprovalRequirement,
+  type ApprovalStage,
+  type Assessment,
+  type CreateRequest,
+  type Decision,
+  type JsonObject,
+  type RiskLevel,
+} from '../schemas.ts';
 
 /** The action of an aggregate review. Agents may not use the `countersign.` namespace. */
 export const AGGREGATE_ACTION = `${RESERVED_ACTION_PREFIX}aggregate`;
@@ -26,42 +35,62 @@ export interface AggregateMember {
   readonly confidence?: number | undefined;
 }
 
+/** What the agent already asked for in this hold's earlier aggregate reviews (whatever became of them). */
+export interface EarlierInHold {
+  readonly count: number;
+  /** Their summed value; null when none stated one. */
+  readonly value: number | null;
+}
+
 /**
- * The body of the aggregate review of `members` (two or more, at most MAX_AGGREGATE_MEMBERS):
- * the members' actions and args listed under `args.requests`, `context.value` their summed
- * value (so value rules see the whole), and a risk floor of the highest member risk.
+ * The body of the aggregate review of `members` (1 to MAX_AGGREGATE_MEMBERS): the members'
+ * actions and args listed under `args.requests`, `context.value` their summed value plus the
+ * value of this hold's earlier aggregates (so value rules see the whole, however the agent paces
+ * its requests), and a risk floor of the highest member risk.
  */
-export function aggregateRequest(members: readonly AggregateMember[], agentName: string, alerts: readonly string[]): CreateRequest {
-  if (members.length < 2 || members.length > MAX_AGGREGATE_MEMBERS) {
-    throw new RangeError(`an aggregate review has 2 to ${MAX_AGGREGATE_MEMBERS} members, not ${members.length}`);
+export function aggregateRequest(
+  members: readonly AggregateMember[],
+  agentName: string,
+  alerts: readonly string[],
+  earlier: EarlierInHold = { count: 0, value: null },
+): CreateRequest {
+  if (members.length < 1 || members.length > MAX_AGGREGATE_MEMBERS) {
+    throw new RangeError(`an aggregate review has 1 to ${MAX_AGGREGATE_MEMBERS} members, not ${members.length}`);
   }
   const values = members.map((m) => m.value).filter((v): v is number => v !== undefined);
-  const totalValue = values.reduce((sum, v) => sum + v, 0);
+  const ownValue = values.length > 0 ? values.reduce((sum, v) => sum + v, 0) : null;
+  const totalValue = ownValue === null && earlier.value === null ? null : (ownValue ?? 0) + (earlier.value ?? 0);
   const riskLevel = members.map((m) => m.riskLevel).reduce(maxLevel);
   const actions = [...new Set(members.map((m) => m.action))].sort();
   const confidences = members.map((m) => m.confidence).filter((c): c is number => c !== undefined);
+  const before =
+    earlier.count > 0
+      ? ` The agent asked for ${earlier.count} more earlier in this hold${earlier.value === null ? '' : ` (value ${earlier.value})`}, counted in the total value.`
+      : '';
   return {
     action: AGGREGATE_ACTION,
     args: {
       count: members.length,
-      totalValue: values.length > 0 ? totalValue : null,
+      value: ownValue,
+      totalValue,
+      earlierInHold: { count: earlier.count, value: earlier.value },
       actions,
       requests: members.map((m) => ({ id: m.id, action: m.action, args: m.args, value: m.value ?? null })),
     },
     description:
-      `${members.length} requests from agent ${agentName} (${actions.join(', ')}), reviewed together because slicing was detected ` +
-      `(${alerts.join(', ')}). Approving or rejecting this decides every one of them.`,
+      `${members.length === 1 ? '1 request' : `${members.length} requests`} from agent ${agentName} (${actions.join(', ')}), reviewed as one because slicing was detected ` +
+      `(${alerts.join(', ')}). Approving or rejecting this decides every one of them.${before}`,
     riskLevel,
     ...(confidences.length > 0 ? { confidence: Math.min(...confidences) } : {}),
-    ...(values.length > 0 ? { context: { value: totalValue } } : {}),
+    ...(totalValue !== null ? { context: { value: totalValue } } : {}),
   };
 }
 
 /**
- * The policy's view of an aggregate: evaluated once as each member action with the summed value
+ * The policy's view of an aggregate: evaluated once as each member action with the total value
  * and every member's args (so action weights, action-scoped rules, value thresholds and content
- * patterns apply to the whole), always routed to review; the strictest result stands (highest
- * risk level, then most approvals, then highest score).
+ * patterns apply to the whole), always routed to review, and never easier to approve than any
+ * member was on its own (`members`: their own assessments). See `strictestOf`.
  */
 export function assessAggregate(
   body: CreateRequest,
@@ -70,18 +99,65 @@ export function assessAggregate(
   history: HistoryStats,
   now: Date,
   forcedReview: { readonly rule: string; readonly reason: string },
+  members: readonly Assessment[] = [],
 ): Assessment {
   const actions = (body.args['actions'] as string[] | undefined) ?? [];
-  const candidates = actions.map((action) => evaluate({ ...body, action, agent, forcedReview }, policy, history, now));
-  const strictness = (a: Assessment) => [levelRank(a.riskLevel), a.approval?.stages.reduce((n, s) => n + s.count, 0) ?? 0, a.riskScore];
-  const stricter = (a: Assessment, b: Assessment) => {
-    const [x, y] = [strictness(a), strictness(b)];
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i]! > y[i]! ? a : b;
-    return a;
-  };
-  if (candidates.length === 0) return evaluate({ ...body, agent, forcedReview }, policy, history, now);
-  return candidates.reduce(stricter);
+  const evaluations = (actions.length > 0 ? actions : [body.action]).map((action) => evaluate({ ...body, action, agent, forcedReview }, policy, history, now));
+  return strictestOf([...evaluations, ...members]);
 }
+
+/**
+ * One assessment at least as strict as each of `all` in every respect: the highest risk, a
+ * block if any blocks (else review), step-up MFA if any needs it, the latest escalation start,
+ * the shortest SLA, every matched rule, and every approval stage (the same approver once, at
+ * the largest count; a generic "N reviewers" stage folds into the specific stages as their
+ * quorum, as in a single request's requirement), with the smallest `deny`.
+ */
+export function strictestOf(all: readonly Assessment[]): Assessment {
+  if (all.length === 0) throw new RangeError('strictestOf needs at least one assessment');
+  const base = all.reduce((a, b) => (levelRank(b.riskLevel) > levelRank(a.riskLevel) || (b.riskLevel === a.riskLevel && b.riskScore > a.riskScore) ? b : a));
+  const rules = new Map<string, Assessment['matchedRules'][number]>();
+  for (const a of [base, ...all]) for (const r of a.matchedRules) if (!rules.has(r.name)) rules.set(r.name, r);
+  const slas = all.filter((a) => a.slaSeconds !== null);
+  const sla = slas.length > 0 ? slas.reduce((a, b) => (b.slaSeconds! < a.slaSeconds! ? b : a)) : null;
+  const starts = all.map((a) => a.escalationStartLevel).filter((l): l is number => l !== undefined);
+  const route = all.some((a) => a.route === 'block') ? 'block' : 'review';
+  return {
+    ...base,
+    route,
+    requiresApproval: true,
+    matchedRules: [...rules.values()],
+    approval: route === 'block' ? null : mergeRequirements([base, ...all].map((a) => a.approval)),
+    slaSeconds: sla?.slaSeconds ?? null,
+    slaDueAt: sla?.slaDueAt ?? null,
+    mfaRequired: all.some((a) => a.mfaRequired),
+    reasons: [...base.reasons, `The strictest of ${all.length} evaluations (the aggregate as each member action, and each member on its own) applies.`],
+    ...(starts.length > 0 ? { escalationStartLevel: Math.max(...starts) } : {}),
+  };
+}
+
+function mergeRequirements(requirements: readonly (ApprovalRequirement | null)[]): ApprovalRequirement {
+  const present = requirements.filter((r): r is ApprovalRequirement => r !== null);
+  if (present.length === 0) return { stages: [{ count: 1, label: '1 reviewer' }], deny: 1 };
+  const generic = Math.max(0, ...present.flatMap((r) => r.stages.filter(isGeneric).map((s) => s.count)));
+  const specific = new Map<string, ApprovalStage>();
+  for (const stage of present.flatMap((r) => r.stages).filter((s) => !isGeneric(s))) {
+    const key = JSON.stringify([stage.role ?? null, stage.group ?? null, stage.operators ?? null]);
+    const seen = specific.get(key);
+    if (!seen || stage.count > seen.count) specific.set(key, stage);
+  }
+  const stages =
+    specific.size === 0
+      ? [{ count: generic, label: generic === 1 ? '1 reviewer' : `${generic} reviewers` }]
+      : [...specific.values()].map((s) => (s.operators || s.count >= generic ? s : { ...s, count: generic, label: `${s.label} (${generic} needed)` }));
+  return {
+    stages,
+    deny: Math.min(...present.map((r) => r.deny)),
+    ...(present.some((r) => r.modifiedNeedsSecondReviewer) ? { modifiedNeedsSecondReviewer: true } : {}),
+  };
+}
+
+const isGeneric = (s: ApprovalStage) => s.role === undefined && s.group === undefined && s.operators === undefined;
 
 /**
  * A member's decision, carried over from the aggregate's: same outcome, deciders and time; if

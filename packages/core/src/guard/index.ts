@@ -28,6 +28,8 @@ export {
   MAX_AGGREGATE_MEMBERS,
   aggregateRequest,
   assessAggregate,
+  strictestOf,
   memberDecision,
   type AggregateMember,
+  type EarlierInHold,
 } from './aggregate.ts';

@@ -23,6 +23,7 @@ import {
   type CancelBody,
   type CreateRequest,
   type Decision,
+  type EarlierInHold,
   type ExecutionBody,
   type LifecycleEvent,
   type LifecycleState,
@@ -98,6 +99,18 @@ export interface AuditEntry {
 
 type Actor = { type: 'agent' | 'operator' | 'system'; id: string; name: string };
 const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
+
+/** A request's `context.value`, when it stated a number. */
+function statedValue(row: RequestRow): number | null {
+  const value = (JSON.parse(row.context) as { value?: unknown }).value;
+  return typeof value === 'number' ? value : null;
+}
+
+/** Sums the stated values; null when none is stated. */
+function sumValues(...values: Array<number | null>): number | null {
+  const stated = values.filter((v): v is number => v !== null);
+  return stated.length > 0 ? stated.reduce((a, v) => a + v, 0) : null;
+}
 
 function actorOf(p: Principal): Actor {
   return p.kind === 'agent'
@@ -373,7 +386,7 @@ export class Engine {
         const collect = gate?.aggregate && status === 'pending' ? gate.aggregate : undefined;
         await this.scheduleCreated(tx, row, escalation, at, collect === undefined);
         if (collect) {
-          const collection = await this.guard.park(tx, agent.id, [id], collect.alerts, policy.policy, at);
+          const collection = await this.guard.park(tx, agent.id, [id], collect, policy.policy, at);
           held.push(this.audit('collected', id, SYSTEM, { collectionId: collection.id, closesAt: new Date(collection.closesAt).toISOString() }, at));
         }
         await tx.appendAudit(held.length === 0 ? entries : [...entries, ...held.map((e) => ({ ...e, request_id: id }))]);
@@ -904,9 +917,10 @@ export class Engine {
 
   /**
    * Closes an aggregate collection (its `collect` timer): the agent's still-pending requests in it
-   * become one aggregate review request (several when there are more than MAX_AGGREGATE_MEMBERS),
-   * evaluated by the policy as a whole and routed to review with its own escalation. A single
-   * request left alone goes back to review on its own. `decided`: something was put together.
+   * become one aggregate review request (several when there are more than MAX_AGGREGATE_MEMBERS;
+   * one request alone is an aggregate of one), whose total value also counts what the agent
+   * asked for in this hold's earlier aggregates, evaluated by the policy as a whole and routed to
+   * review with its own escalation. `decided`: something was put together.
    */
   private async collectAggregate(timer: TimerRow): Promise<'decided' | 'gone' | 'rescheduled' | 'stale'> {
     const { collectionId } = JSON.parse(timer.payload) as { collectionId: string };
@@ -918,22 +932,25 @@ export class Engine {
         if (!taken || taken.created_at !== timer.created_at) throw new TimerSkip('gone');
         const at = this.now();
         if (taken.due_at > at) throw new TimerSkip('rescheduled');
-        const collection = await tx.aggregates.collection(collectionId);
+        // Locked: a create joining the collection and this close take turns (PostgreSQL).
+        const collection = await tx.aggregates.collection(collectionId, true);
         if (!collection || collection.closed_at !== null) return;
-        await tx.aggregates.closeCollection(collection.id, at);
         const members: RequestRow[] = [];
         for (const id of await tx.aggregates.collecting(collection.id)) {
           const row = await tx.getRequest(id, true);
           if (row?.status === 'pending') members.push(row);
         }
         const alerts = JSON.parse(collection.alerts) as string[];
-        const agentName = await this.agentName(collection.agent_id);
+        const agentName = await this.agentName(collection.agent_id, tx);
+        let earlier = await tx.aggregates.earlierInHold(collection.agent_id, Number(collection.hold_since));
         const groups = Math.ceil(members.length / MAX_AGGREGATE_MEMBERS);
         for (let g = 0; g < groups; g++) {
           const group = members.filter((_, i) => i % groups === g);
-          if (group.length === 1) await this.releaseFromCollection(tx, group[0]!, at);
-          else made.push(await this.insertAggregate(tx, group, agentName, alerts, at, settled));
+          const aggregate = await this.insertAggregate(tx, group, agentName, alerts, earlier, at, settled);
+          made.push(aggregate.row);
+          earlier = { count: earlier.count + group.length, value: sumValues(earlier.value, aggregate.value) };
         }
+        await tx.aggregates.closeCollection(collection.id, at, members.length, sumValues(...members.map(statedValue)));
       });
     } catch (err) {
       if (err instanceof TimerSkip) return err.why as 'gone' | 'rescheduled';
@@ -946,33 +963,35 @@ export class Engine {
     return made.length > 0 ? 'decided' : 'stale';
   }
 
-  /** A collection closed around one request: it is reviewed on its own after all, with its escalation running again. */
-  private async releaseFromCollection(tx: Queries, member: RequestRow, at: number): Promise<void> {
-    await tx.aggregates.unpark(member.id);
-    const escalation = await this.escalationOf(tx, member.id);
-    const due = escalation && escalationTimerAt(escalation, member.expires_at);
-    if (escalation && due !== null) await tx.timers.insertTimers([requestTimer('escalate', member.id, due, at, { level: escalation.level })]);
-    await tx.appendAudit([this.audit('released', member.id, SYSTEM, { reason: 'the aggregate collection held only this request' }, at)]);
-  }
-
-  private async insertAggregate(tx: Queries, members: readonly RequestRow[], agentName: string, alerts: readonly string[], at: number, settled: RequestRow[]): Promise<RequestRow> {
+  private async insertAggregate(
+    tx: Queries,
+    members: readonly RequestRow[],
+    agentName: string,
+    alerts: readonly string[],
+    earlier: EarlierInHold,
+    at: number,
+    settled: RequestRow[],
+  ): Promise<{ row: RequestRow; value: number | null }> {
     const body = aggregateRequest(
-      members.map((m) => {
-        const value = (JSON.parse(m.context) as { value?: unknown }).value;
-        return {
-          id: m.id,
-          action: m.action,
-          args: JSON.parse(m.args),
-          value: typeof value === 'number' ? value : undefined,
-          riskLevel: m.risk_level as Assessment['riskLevel'],
-          confidence: m.confidence ?? undefined,
-        };
-      }),
+      members.map((m) => ({
+        id: m.id,
+        action: m.action,
+        args: JSON.parse(m.args),
+        value: statedValue(m) ?? undefined,
+        riskLevel: m.risk_level as Assessment['riskLevel'],
+        confidence: m.confidence ?? undefined,
+      })),
       agentName,
       alerts,
+      earlier,
     );
-    const forced = { rule: `slicing-aggregate:${alerts.join('+')}`, reason: `slicing detected (${alerts.join(', ')}); policy onSlicing: aggregate puts ${members.length} requests before a reviewer as one` };
-    const assessment = assessAggregate(body, agentName, this.policy.policy, EMPTY_HISTORY, new Date(at), forced);
+    const forced = {
+      rule: `slicing-aggregate:${alerts.join('+')}`,
+      reason: `slicing detected (${alerts.join(', ')}); policy onSlicing: aggregate puts ${members.length === 1 ? 'this request' : `${members.length} requests`} before a reviewer as one`,
+    };
+    // Never easier to approve than any member was on its own (its MFA, approvers, quorum).
+    const own = members.map((m) => JSON.parse(m.assessment) as Assessment);
+    const assessment = assessAggregate(body, agentName, this.policy.policy, EMPTY_HISTORY, new Date(at), forced, own);
     const id = newId('req', at);
     const first = members[0]!;
     const { row, decision, status } = this.newRequestRow(id, first.agent_id, first.requester_operator_id, body, sha256Hex(canonicalJson(body)), assessment, this.policy.version, at);
@@ -1001,7 +1020,7 @@ export class Engine {
     await tx.notify(WAKE_CHANNEL, id);
     // A policy that blocks the whole decides every member at once.
     if (decision) settled.push(...(await this.settleAggregate(tx, row, decision, at)).members);
-    return row;
+    return { row, value: (body.args['value'] as number | null | undefined) ?? null };
   }
 
   /**
@@ -1016,7 +1035,14 @@ export class Engine {
     for (const memberId of await tx.aggregates.members(aggregate.id)) {
       const member = await tx.getRequest(memberId, true);
       if (member?.status !== 'pending') continue;
-      const d = memberDecision(aggregate.id, decision, { action: member.action, args: JSON.parse(member.args) });
+      // An objection already raised on the member stands: the aggregate's approval does not override it.
+      const objected = decision.outcome === 'approved' && (await tx.reviewsFor([member.id])).some((v) => v.verdict === 'reject');
+      const d = objected
+        ? {
+            ...memberDecision(aggregate.id, { ...decision, outcome: 'expired' }, { action: member.action, args: {} }),
+            reason: `aggregate review ${aggregate.id} was approved, but a reviewer had objected to this request, so it is not`,
+          }
+        : memberDecision(aggregate.id, decision, { action: member.action, args: JSON.parse(member.args) });
       const patch = { status: d.outcome as RequestStatus, updated_at: at, decision: JSON.stringify(this.trail.seal(member.id, d)), decided_at: at };
       if (!(await tx.updateRequest(member.id, patch, 'pending'))) throw new CountersignError('ALREADY_DECIDED', `request ${member.id} changed concurrently`);
       await tx.timers.cancelRequestTimers(member.id, ['escalate', 'expire']);
@@ -1233,10 +1259,11 @@ export class Engine {
     return request;
   }
 
-  private async agentName(agentId: string): Promise<string> {
+  /** `q`: inside a transaction, its handle (on SQLite a read outside it would wait for it to commit). */
+  private async agentName(agentId: string, q: Queries = this.store): Promise<string> {
     const cached = this.agentNames.get(agentId);
     if (cached !== undefined) return cached;
-    const agent = await this.store.findAgentById(agentId);
+    const agent = await q.findAgentById(agentId);
     const name = agent?.name ?? agentId;
     this.agentNames.set(agentId, name);
     return name;

@@ -5,16 +5,22 @@
  * While a request is a member, it is not approved on its own.
  */
 import { AGGREGATE_ACTION } from '@countersign/core';
-import { type Kysely, type Migration, type Transaction } from 'kysely';
+import { sql, type Kysely, type Migration, type Transaction } from 'kysely';
+import type { Capabilities } from '../store/connect.ts';
 import type { Database } from '../store/schema.ts';
 
 export interface AggregateCollectionsTable {
   id: string;
   agent_id: string;
+  /** When the slicing hold it belongs to began: the collections of one hold share it. */
+  hold_since: number;
   closes_at: number;
   /** JSON array of the slicing alert types that started the hold. */
   alerts: string;
   closed_at: number | null;
+  /** Once closed: how many requests it put together, and their summed value (null if none stated one). */
+  members: number | null;
+  value: number | null;
   created_at: number;
 }
 
@@ -32,12 +38,17 @@ export const m007_aggregates: Migration = {
       .createTable('aggregate_collections')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('agent_id', 'text', (c) => c.notNull())
+      .addColumn('hold_since', 'bigint', (c) => c.notNull())
       .addColumn('closes_at', 'bigint', (c) => c.notNull())
       .addColumn('alerts', 'text', (c) => c.notNull())
       .addColumn('closed_at', 'bigint')
+      .addColumn('members', 'integer')
+      .addColumn('value', 'double precision')
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .execute();
-    await db.schema.createIndex('aggregate_collections_agent').on('aggregate_collections').columns(['agent_id', 'closed_at']).execute();
+    await db.schema.createIndex('aggregate_collections_hold').on('aggregate_collections').columns(['agent_id', 'hold_since']).execute();
+    // One open collection per agent, also when two processes open one at once.
+    await sql`create unique index aggregate_collections_open on aggregate_collections (agent_id) where closed_at is null`.execute(db);
     await db.schema
       .createTable('aggregate_members')
       .addColumn('request_id', 'text', (c) => c.primaryKey())
@@ -53,22 +64,51 @@ export const m007_aggregates: Migration = {
 type Db = Kysely<Database> | Transaction<Database>;
 
 export class AggregateQueries {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly capabilities: Capabilities,
+  ) {}
 
-  async openCollection(agentId: string): Promise<AggregateCollectionsTable | undefined> {
-    return this.db.selectFrom('aggregate_collections').selectAll().where('agent_id', '=', agentId).where('closed_at', 'is', null).executeTakeFirst();
+  /**
+   * The agent's open collection. With `lock` (PostgreSQL), its row stays locked until the
+   * transaction ends, so a request joining it and the timer closing it take turns.
+   */
+  async openCollection(agentId: string, lock = false): Promise<AggregateCollectionsTable | undefined> {
+    let query = this.db.selectFrom('aggregate_collections').selectAll().where('agent_id', '=', agentId).where('closed_at', 'is', null);
+    if (lock && this.capabilities.rowLocks) query = query.forUpdate();
+    return query.executeTakeFirst();
   }
 
-  async collection(id: string): Promise<AggregateCollectionsTable | undefined> {
-    return this.db.selectFrom('aggregate_collections').selectAll().where('id', '=', id).executeTakeFirst();
+  async collection(id: string, lock = false): Promise<AggregateCollectionsTable | undefined> {
+    let query = this.db.selectFrom('aggregate_collections').selectAll().where('id', '=', id);
+    if (lock && this.capabilities.rowLocks) query = query.forUpdate();
+    return query.executeTakeFirst();
   }
 
-  async insertCollection(row: AggregateCollectionsTable): Promise<void> {
-    await this.db.insertInto('aggregate_collections').values(row).execute();
+  /** Opens a collection unless the agent already has an open one (then nothing happens: read that one). */
+  async openCollectionIfNone(row: AggregateCollectionsTable): Promise<void> {
+    await this.db
+      .insertInto('aggregate_collections')
+      .values(row)
+      .onConflict((oc) => oc.doNothing())
+      .execute();
   }
 
-  async closeCollection(id: string, at: number): Promise<void> {
-    await this.db.updateTable('aggregate_collections').set({ closed_at: at }).where('id', '=', id).execute();
+  async closeCollection(id: string, at: number, members: number, value: number | null): Promise<void> {
+    await this.db.updateTable('aggregate_collections').set({ closed_at: at, members, value }).where('id', '=', id).execute();
+  }
+
+  /** What the agent's closed collections of this hold put together: requests, and their summed value. */
+  async earlierInHold(agentId: string, holdSince: number): Promise<{ count: number; value: number | null }> {
+    const rows = await this.db
+      .selectFrom('aggregate_collections')
+      .select(['members', 'value'])
+      .where('agent_id', '=', agentId)
+      .where('hold_since', '=', holdSince)
+      .where('closed_at', 'is not', null)
+      .execute();
+    const values = rows.map((r) => r.value).filter((v): v is number => v !== null);
+    return { count: rows.reduce((n, r) => n + Number(r.members ?? 0), 0), value: values.length > 0 ? values.reduce((a, v) => a + Number(v), 0) : null };
   }
 
   async park(rows: readonly AggregateMembersTable[]): Promise<void> {

@@ -349,14 +349,34 @@ export class GuardService {
    * timer, if there is none), in the caller's transaction. A parked request's own escalation is
    * stopped: the aggregate review it joins has its own. Its approval waits for that review.
    */
-  async park(tx: Queries, agentId: string, requestIds: readonly string[], alerts: readonly string[], policy: Policy, at: number): Promise<{ id: string; closesAt: number }> {
-    let open = await tx.aggregates.openCollection(agentId);
+  async park(
+    tx: Queries,
+    agentId: string,
+    requestIds: readonly string[],
+    hold: { alerts: readonly string[]; since: number },
+    policy: Policy,
+    at: number,
+  ): Promise<{ id: string; closesAt: number }> {
+    let open = await tx.aggregates.openCollection(agentId, true);
     if (!open) {
-      open = { id: newId('agc', at), agent_id: agentId, closes_at: at + policy.guard.slicing.collectSeconds * 1000, alerts: JSON.stringify(alerts), closed_at: null, created_at: at };
-      await tx.aggregates.insertCollection(open);
-      await tx.timers.insertTimers([collectTimer(open.id, open.closes_at, at)]);
+      const fresh = {
+        id: newId('agc', at),
+        agent_id: agentId,
+        hold_since: hold.since,
+        closes_at: at + policy.guard.slicing.collectSeconds * 1000,
+        alerts: JSON.stringify(hold.alerts),
+        closed_at: null,
+        members: null,
+        value: null,
+        created_at: at,
+      };
+      await tx.aggregates.openCollectionIfNone(fresh); // another create may have opened one meanwhile: then join it
+      open = await tx.aggregates.openCollection(agentId, true);
+      if (!open) throw new CountersignError('STORE_UNAVAILABLE', `could not open an aggregate collection for agent ${agentId}`);
+      if (open.id === fresh.id) await tx.timers.insertTimers([collectTimer(open.id, fresh.closes_at, at)]);
     }
-    await tx.aggregates.park(requestIds.map((id) => ({ request_id: id, collection_id: open.id, bundle_id: null, created_at: at })));
+    const collectionId = open.id;
+    await tx.aggregates.park(requestIds.map((id) => ({ request_id: id, collection_id: collectionId, bundle_id: null, created_at: at })));
     for (const id of requestIds) await tx.timers.cancelRequestTimers(id, ['escalate']);
     return { id: open.id, closesAt: Number(open.closes_at) };
   }
@@ -367,6 +387,7 @@ export class GuardService {
     if (!member) return undefined;
     if (member.bundle_id !== null) return { id: member.bundle_id, collectingUntil: null };
     const collection = await q.aggregates.collection(member.collection_id);
+    if (collection && collection.closed_at !== null) return undefined; // closed without it (it was decided first): nothing waits
     return { id: null, collectingUntil: collection ? new Date(Number(collection.closes_at)).toISOString() : null };
   }
 
@@ -537,9 +558,12 @@ export class GuardService {
         }
         if (response === 'aggregate') {
           const types = [...new Set(report.alerts.map((a) => a.type))].sort();
-          await tx.guard.putSetting(`review_hold:${agent.id}`, JSON.stringify({ until: holdUntil, alerts: types, mode: 'aggregate' } satisfies ReviewHold));
+          // A hold renewed by new alerts keeps its start, so its earlier aggregates still count towards the total.
+          const running = activeHold(await tx.guard.setting(`review_hold:${agent.id}`), at);
+          const since = running?.mode === 'aggregate' ? (running.since ?? at) : at;
+          await tx.guard.putSetting(`review_hold:${agent.id}`, JSON.stringify({ until: holdUntil, alerts: types, mode: 'aggregate', since } satisfies ReviewHold));
           const loose = await tx.aggregates.pendingLoose(agent.id, at - DEFAULT_SLICING_CONFIG.windowMinutes * MINUTE);
-          const collection = loose.length > 0 ? await this.park(tx, agent.id, loose, types, policy, at) : undefined;
+          const collection = loose.length > 0 ? await this.park(tx, agent.id, loose, { alerts: types, since }, policy, at) : undefined;
           entries.push(
             audit('aggregation_started', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(holdUntil).toISOString(), alerts: types, collectionId: collection?.id ?? null, requestIds: loose }, at),
           );
@@ -576,21 +600,25 @@ export class GuardService {
       if (this.holdCache.size >= 10_000) this.holdCache.clear();
       this.holdCache.set(agent.id, cached);
     }
+    const held = activeHold(cached.raw, at);
+    // A request held for a pause still joins an aggregate hold's collection: pausing must not turn aggregation off.
+    const aggregate = held?.mode === 'aggregate' ? { alerts: held.alerts, since: held.since ?? 0 } : undefined;
     if (cached.pause && cached.pause.until > at && whilePaused(policy, agent.name) === 'hold') {
       const until = new Date(cached.pause.until).toISOString();
       return {
         rule: 'agent-paused',
         reason: `agent ${agent.name} is paused until ${until} (${cached.pause.reason}); policy whilePaused: hold keeps its requests for review, approvable once the pause ends`,
+        ...(aggregate ? { aggregate } : {}),
       };
     }
-    const hold = cached.raw ? (JSON.parse(cached.raw) as ReviewHold) : undefined;
-    if (!hold || hold.until <= at) return undefined;
+    const hold = held;
+    if (!hold) return undefined;
     const until = new Date(hold.until).toISOString();
-    return hold.mode === 'aggregate'
+    return aggregate
       ? {
           rule: `slicing-aggregate:${hold.alerts.join('+')}`,
           reason: `slicing detected (${hold.alerts.join(', ')}); policy onSlicing: aggregate reviews this agent's requests together, as one, until ${until}`,
-          aggregate: { alerts: hold.alerts },
+          aggregate,
         }
       : {
           rule: `slicing-alert:${hold.alerts.join('+')}`,
@@ -665,7 +693,7 @@ const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
 export interface CreateGate {
   rule: string;
   reason: string;
-  aggregate?: { alerts: readonly string[] };
+  aggregate?: { alerts: readonly string[]; since: number };
 }
 
 /** The timer that closes an aggregate collection (fired by the scheduler through the engine). */
@@ -678,6 +706,14 @@ interface ReviewHold {
   until: number;
   alerts: string[];
   mode?: 'review' | 'aggregate';
+  /** When an aggregate hold began (kept when new alerts renew it). */
+  since?: number;
+}
+
+/** The slicing hold in a `review_hold:<agentId>` setting, if it is still running. */
+function activeHold(raw: string | undefined, at: number): ReviewHold | undefined {
+  const hold = raw ? (JSON.parse(raw) as ReviewHold) : undefined;
+  return hold && hold.until > at ? hold : undefined;
 }
 
 /** The agent's own `whilePaused`, else the policy's. */

@@ -390,7 +390,7 @@ export class Queries {
 
   /** Aggregate reviews' collections and members (guard/aggregate-store.ts). */
   get aggregates(): AggregateQueries {
-    return new AggregateQueries(this.db);
+    return new AggregateQueries(this.db, this.capabilities);
   }
 
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (guard/store.ts). */
