@@ -194,8 +194,9 @@ export class GuardService {
 
   // ---- number matching ----
 
-  async matchCode(requestId: string): Promise<string> {
-    this.matchSecret ??= await this.store.guard.setting('match_secret');
+  /** `q`: inside a transaction, its handle (on SQLite a read outside it would wait for it to commit, for ever). */
+  async matchCode(requestId: string, q: Queries = this.store): Promise<string> {
+    this.matchSecret ??= await q.guard.setting('match_secret');
     if (!this.matchSecret) throw new CountersignError('STORE_UNAVAILABLE', 'the number-matching secret is missing; run the migrations');
     return matchCodeFor(this.matchSecret, requestId);
   }
@@ -273,7 +274,7 @@ export class GuardService {
       if (step.matchCode === undefined) {
         throw new CountersignError('MATCH_CODE_INVALID', 'critical approvals must repeat the two-digit match code shown on the request card (matchCode)');
       }
-      if (step.matchCode !== (await this.matchCode(current.id))) {
+      if (step.matchCode !== (await this.matchCode(current.id, tx))) {
         throw new CountersignError('MATCH_CODE_INVALID', 'the match code does not match the one shown on the request card');
       }
     }

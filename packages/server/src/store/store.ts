@@ -4,6 +4,8 @@
  * audit entry with one object in one transaction. Nothing outside the engine calls the write
  * methods (one writer per table).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { CountersignError } from '@countersign/core';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
@@ -408,6 +410,28 @@ interface Job {
 /** Most transactions that share one group commit; bounds the latency one batch can add. */
 const MAX_GROUP = 64;
 
+/**
+ * SQLite has one connection: a query on the store (not on the `tx` handle) from inside a
+ * transaction's function waits for that transaction, which waits for the function — for ever.
+ * Under the test runner the store refuses such a query at once, naming it, so the mistake fails a
+ * test instead of hanging a server. (Off in production: there it could only turn a hang into an error.)
+ */
+const insideTransaction = new AsyncLocalStorage<true>();
+const CHECK_REENTRY = process.env['VITEST'] !== undefined || process.env['COUNTERSIGN_CHECK_REENTRY'] === '1';
+const QUERY_ENTRY_POINTS = new Set(['selectFrom', 'insertInto', 'updateTable', 'deleteFrom', 'replaceInto', 'mergeInto', 'with', 'selectNoFrom', 'getExecutor', 'executeQuery', 'connection', 'transaction']);
+
+function refuseReentry<T extends object>(db: T): T {
+  return new Proxy(db, {
+    get(target, prop) {
+      if (typeof prop === 'string' && QUERY_ENTRY_POINTS.has(prop) && insideTransaction.getStore()) {
+        throw new CountersignError('INTERNAL', `store.${prop} called inside a transaction on SQLite: use the transaction's handle (it would wait for itself)`);
+      }
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value; // Kysely's private fields need the real `this`
+    },
+  });
+}
+
 export class Store extends Queries {
   private readonly queue: Job[] = [];
   private draining = false;
@@ -416,7 +440,7 @@ export class Store extends Queries {
     private readonly connection: Connection,
     sealer: Sealer = Sealer.none,
   ) {
-    super(connection.db, connection.capabilities, sealer);
+    super(CHECK_REENTRY && connection.capabilities.groupCommit ? refuseReentry(connection.db) : connection.db, connection.capabilities, sealer);
   }
 
   /**
@@ -427,11 +451,14 @@ export class Store extends Queries {
    * transactions and uses them.
    */
   async transaction<T>(fn: (tx: Queries) => Promise<T>): Promise<T> {
+    if (CHECK_REENTRY && insideTransaction.getStore()) {
+      throw new CountersignError('INTERNAL', 'store.transaction called inside a transaction on SQLite: it would wait for itself');
+    }
     if (!this.capabilities.groupCommit) {
       return this.connection.db.transaction().execute((trx) => fn(new Queries(trx, this.capabilities, this.sealer)));
     }
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ fn: CHECK_REENTRY ? (tx) => insideTransaction.run(true, () => fn(tx)) : fn, resolve: resolve as (value: unknown) => void, reject });
       if (this.draining) return;
       this.draining = true;
       // Start on the next turn of the event loop, after the I/O callbacks of this one, so
