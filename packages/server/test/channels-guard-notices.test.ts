@@ -127,6 +127,28 @@ describe('guard notices through the webhook channel', () => {
     expect(notified.map((e) => (e.data as any).event).sort()).toEqual(['guard.agent_paused', 'guard.agent_resumed', 'guard.cooldown_started']);
   });
 
+  it('a pause that runs out by itself is told (agent_resumed, audited pause_expired); one resumed by hand is not told twice', async () => {
+    const hook = await standIn(webhookReceiver());
+    const s = await setup(policyWith(hook.url), { COUNTERSIGN_WEBHOOK_SECRET: SECRET });
+    await s.engine.guard.pause(s.admin, s.agentName, { minutes: 5, reason: 'short look' });
+    await until('paused told', () => hook.received.find((r) => verified(r).type === 'countersign.guard.agent_paused'));
+    s.advance(5 * 60_000 + 1_000); // the scheduler ticks every 20 ms: the pause_end timer is due
+    const resumed = await until('ran out told', () => hook.received.map(verified).find((b) => b.type === 'countersign.guard.agent_resumed'));
+    expect(resumed.data).toMatchObject({ kind: 'agent_resumed', agent: s.agentName, by: 'countersign', reason: 'the pause ran out (it was: short look)' });
+    expect((await s.engine.listAudit(s.admin, { type: 'pause_expired', limit: 10 })).map((e) => e.data)).toEqual([
+      expect.objectContaining({ agent: s.agentName, reason: 'short look' }),
+    ]);
+
+    // Resumed by hand before it runs out: one agent_resumed (the resume's), none when the time comes.
+    await s.engine.guard.pause(s.admin, s.agentName, { minutes: 5, reason: 'second look' });
+    await s.engine.guard.resume(s.admin, s.agentName, { reason: 'all clear' });
+    await until('resume told', () => hook.received.map(verified).find((b) => b.type === 'countersign.guard.agent_resumed' && b.data.reason === 'all clear'));
+    s.advance(5 * 60_000 + 1_000);
+    await new Promise((r) => setTimeout(r, 300)); // several ticks
+    expect(hook.received.map(verified).filter((b) => b.type === 'countersign.guard.agent_resumed')).toHaveLength(2);
+    expect(await s.engine.listAudit(s.admin, { type: 'pause_expired', limit: 10 })).toHaveLength(1);
+  });
+
   it('an automatic cool-down is told once, when the approval that starts it commits', async () => {
     const hook = await standIn(webhookReceiver());
     const s = await setup(policyWith(hook.url).replace('  notify: [hook]\n', '  notify: [hook]\n  cooldown: { threshold: 2 }\n'), { COUNTERSIGN_WEBHOOK_SECRET: SECRET });

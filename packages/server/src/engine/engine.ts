@@ -858,6 +858,7 @@ export class Engine {
    */
   async fireTimer(timer: TimerRow): Promise<'escalated' | 'decided' | 'gone' | 'rescheduled' | 'stale'> {
     if (timer.kind === 'collect') return this.collectAggregate(timer);
+    if (timer.kind === 'pause_end') return this.guard.pauseRanOut(timer);
     const id = timer.request_id;
     if (id === null || (timer.kind !== 'escalate' && timer.kind !== 'expire')) {
       throw new CountersignError('INTERNAL', `fireTimer: ${timer.kind} is not a request timer`);

@@ -30,7 +30,8 @@ import {
 import { newId } from '../ids.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { NewAuditEntry, Queries, RequestRow, Store } from '../store/store.ts';
-import { deliveryRows, type TimerRow } from '../store/timers.ts';
+import type { AgentPausesTable } from './store.ts';
+import { TimerSkip, deliveryRows, type TimerRow } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
 import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';
 
@@ -492,7 +493,7 @@ export class GuardService {
     const at = this.now();
     const until = at + body.minutes * MINUTE;
     const queued = await this.store.transaction(async (tx) => {
-      await tx.guard.insertPause({ id: newId('pause', at), agent_id: agent.id, until, reason: body.reason, set_by: lead.operatorId, created_at: at, resumed_at: null });
+      await this.insertPause(tx, { id: newId('pause', at), agent_id: agent.id, until, reason: body.reason, set_by: lead.operatorId, created_at: at, resumed_at: null });
       await tx.appendAudit([audit('agent_paused', null, actorOf(lead), { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason: body.reason }, at)]);
       return this.queueNotice(tx, { kind: 'agent_paused', at, agent: agent.name, by: lead.name, until: new Date(until).toISOString(), reason: body.reason });
     });
@@ -514,6 +515,41 @@ export class GuardService {
     this.holdCache.delete(agent.id);
     if (queued) this.noticesQueued();
     return this.pauseState(agent);
+  }
+
+  /** A pause, and the timer that tells the guard channels when it runs out (`pauseRanOut`). */
+  private async insertPause(tx: Queries, row: AgentPausesTable): Promise<void> {
+    await tx.guard.insertPause(row);
+    await tx.timers.insertTimers([
+      { id: `pause_end:${row.id}`, kind: 'pause_end', request_id: null, due_at: row.until, payload: JSON.stringify({ pauseId: row.id }), claimed_by: null, claimed_until: null, created_at: row.created_at },
+    ]);
+  }
+
+  /**
+   * A pause's `pause_end` timer (fired by the scheduler through the engine): unless it was
+   * resumed by hand, the pause ran out, so the trail says so (`pause_expired`) and the guard
+   * channels hear the agent is active again (an `agent_resumed` notice: PagerDuty resolves the
+   * pause's alert). `decided` when it told anyone; `stale` when a resume came first.
+   */
+  async pauseRanOut(timer: TimerRow): Promise<'decided' | 'gone' | 'rescheduled' | 'stale'> {
+    const { pauseId } = JSON.parse(timer.payload) as { pauseId: string };
+    const outcome = await this.store.transaction(async (tx) => {
+      const taken = await tx.timers.takeTimer(timer.id);
+      if (!taken || taken.created_at !== timer.created_at) return 'gone' as const;
+      const at = this.now();
+      if (taken.due_at > at) throw new TimerSkip('rescheduled'); // rolls the take back
+      const pause = await tx.guard.pauseById(pauseId);
+      if (!pause || pause.resumed_at !== null) return 'stale' as const;
+      const agent = (await tx.findAgentById(pause.agent_id))?.name ?? pause.agent_id;
+      const reason = `the pause ran out (it was: ${pause.reason})`;
+      await tx.appendAudit([audit('pause_expired', null, SYSTEM, { agentId: pause.agent_id, agent, pausedUntil: new Date(Number(pause.until)).toISOString(), reason: pause.reason }, at)]);
+      return (await this.queueNotice(tx, { kind: 'agent_resumed', at, agent, by: SYSTEM.name, reason })) ? ('decided' as const) : ('stale' as const);
+    }).catch((err: unknown) => {
+      if (err instanceof TimerSkip) return err.why as 'rescheduled';
+      throw err;
+    });
+    if (outcome === 'decided') this.noticesQueued();
+    return outcome;
   }
 
   async pauseStatus(by: Principal, agentRef: string) {
@@ -572,7 +608,7 @@ export class GuardService {
         if (response === 'pause' && !(await tx.guard.activePause(agent.id, at))) {
           const until = holdUntil;
           const reason = `slicing detected: ${[...new Set(report.alerts.map((a) => a.type))].join(', ')}`;
-          await tx.guard.insertPause({ id: newId('pause', at), agent_id: agent.id, until, reason, set_by: 'system', created_at: at, resumed_at: null });
+          await this.insertPause(tx, { id: newId('pause', at), agent_id: agent.id, until, reason, set_by: 'system', created_at: at, resumed_at: null });
           entries.push(audit('agent_paused', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason }, at));
           queued = (await this.queueNotice(tx, { kind: 'agent_paused', at, agent: agent.name, by: SYSTEM.name, until: new Date(until).toISOString(), reason })) || queued;
         }

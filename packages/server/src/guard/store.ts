@@ -258,6 +258,10 @@ export class GuardQueries {
     await this.db.insertInto('agent_pauses').values(row).execute();
   }
 
+  async pauseById(id: string): Promise<AgentPausesTable | undefined> {
+    return this.db.selectFrom('agent_pauses').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
   async activePause(agentId: string, now: number): Promise<AgentPausesTable | undefined> {
     return this.db
       .selectFrom('agent_pauses')

@@ -52,7 +52,7 @@ export interface TickReport {
   deliveries: number;
 }
 
-const REQUEST_KINDS = ['escalate', 'expire', 'collect'] as const;
+const REQUEST_KINDS = ['escalate', 'expire', 'collect', 'pause_end'] as const;
 /** Rounds per tick before yielding to the next poll, so one tick cannot run unbounded. */
 const MAX_ROUNDS = 50;
 

@@ -14,7 +14,10 @@ import type { Database } from './schema.ts';
 
 export interface TimersTable {
   id: string;
-  /** `escalate` (the current level's deadline), `expire` (the agent's timeoutSeconds), `deliver` (a notification attempt). */
+  /**
+   * `escalate` (the current level's deadline), `expire` (the agent's timeoutSeconds), `deliver` (a
+   * notification attempt), `collect` (an aggregate collection closes), `pause_end` (an agent's pause runs out).
+   */
   kind: string;
   request_id: string | null;
   due_at: number;
