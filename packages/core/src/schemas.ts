@@ -377,7 +377,10 @@ export const ApprovalRequest = z.object({
   escalation: EscalationInfo.nullable().optional(),
   /** Number matching: shown to operators reading a critical request, never in notifications; approvals must repeat it. */
   matchCode: z.string().optional(),
-  /** For an operator reading a pending request: whether they may vote on it now (role, stage, own request, earlier vote). */
+  /**
+   * For an operator reading a pending request: whether they may act on it now — vote (role, stage,
+   * own request, earlier vote) and approve (not held back by their cool-down or velocity limit).
+   */
   actionable: z.boolean().optional(),
   /**
    * Read one at a time: the request belongs to an aggregate review (`onSlicing: aggregate`) and

@@ -114,6 +114,15 @@ describe.each(ENGINES)('guard over HTTP: $name', ({ make }) => {
     expect((await call(tess, 'POST', `/v1/requests/${created.json.id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('COOLDOWN_ACTIVE');
     expect((await auditTypes('cooldown_started')).some((d) => d.operator === 'tess' && d.manual === true)).toBe(true);
     expect((await call(lead, 'GET', '/v1/approvers/nobody/cooldown')).status).toBe(404);
+
+    // The queue routes high-risk work to others while she cools down: not hers to act on now.
+    const mine = async (id: string) => ((await call(tess, 'GET', '/v1/requests?status=pending&limit=500')).json.items as any[]).find((r) => r.id === id)?.actionable;
+    expect(await mine(created.json.id)).toBe(false);
+    expect((await call(tess, 'GET', `/v1/requests/${created.json.id}`)).json.actionable).toBe(false);
+    const leads = (await call(lead, 'GET', '/v1/requests?status=pending&limit=500')).json.items as any[];
+    expect(leads.find((r) => r.id === created.json.id)?.actionable).toBe(true); // another reviewer's queue has it
+    clock += 21 * MINUTE;
+    expect(await mine(created.json.id)).toBe(true);
   });
 
   it("enforces the policy's per-agent limits on create (RATE_LIMITED, 429) and frees a slot as the window slides", async () => {

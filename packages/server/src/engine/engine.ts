@@ -540,11 +540,12 @@ export class Engine {
     const page = rows.slice(0, limit);
     const reviews = await this.store.reviewsFor(page.map((r) => r.id));
     const escalations = await this.escalationsOf(page.map((r) => r.id));
+    const heldBack = await this.heldBackFor(by);
     const items = await Promise.all(
       page.map(async (row) => {
         const own = reviews.filter((v) => v.request_id === row.id);
         const escalation = escalations.get(row.id) ?? null;
-        return this.withActionable(by, requestFromRow(row, await this.agentName(row.agent_id), own, escalation), row, own, escalation);
+        return this.withActionable(by, requestFromRow(row, await this.agentName(row.agent_id), own, escalation), row, own, escalation, heldBack);
       }),
     );
     const last = page[page.length - 1];
@@ -1234,16 +1235,27 @@ export class Engine {
     const reviews = await this.store.reviewsFor([row.id]);
     const escalation = (await this.escalationsOf([row.id])).get(row.id) ?? null;
     const request = requestFromRow(row, await this.agentName(row.agent_id), reviews, escalation);
-    return viewer ? this.withActionable(viewer, request, row, reviews, escalation) : request;
+    return viewer ? this.withActionable(viewer, request, row, reviews, escalation, await this.heldBackFor(viewer, row)) : request;
   }
 
-  /** Marks, for an operator, whether they may vote on this pending request now (queues show "yours"). */
+  /** Risk levels whose approvals the operator's cool-down or velocity limit refuses now (only read when a pending request needs it). */
+  private async heldBackFor(by: Principal, row?: RequestRow): Promise<ReadonlySet<string>> {
+    if (by.kind !== 'operator' || (row && row.status !== 'pending')) return new Set();
+    return this.guard.approvalsHeldBack(by.operatorId);
+  }
+
+  /**
+   * Marks, for an operator, whether they may act on this pending request now (queues show
+   * "yours"): vote on it (role, stage, own request, earlier vote), and approve it (a cool-down or
+   * velocity limit on its risk level routes it to others).
+   */
   private withActionable(
     by: Principal,
     request: ApprovalRequest,
     row: RequestRow,
     reviews: readonly ReviewRow[],
     escalation: EscalationState | null,
+    heldBack: ReadonlySet<string>,
   ): ApprovalRequest {
     if (by.kind !== 'operator' || row.status !== 'pending') return request;
     const state: LifecycleState = {
@@ -1256,7 +1268,7 @@ export class Engine {
       requesterOperatorId: row.requester_operator_id,
       eligible: eligibility(escalation),
     };
-    request.actionable = canReviewNow(state, { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups });
+    request.actionable = canReviewNow(state, { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups }) && !heldBack.has(row.risk_level);
     return request;
   }
 

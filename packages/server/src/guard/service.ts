@@ -423,6 +423,20 @@ export class GuardService {
     };
   }
 
+  /** The risk levels an operator may not approve right now: those of an active cool-down, and those of a reached velocity limit. */
+  async approvalsHeldBack(operatorId: string): Promise<ReadonlySet<string>> {
+    const at = this.now();
+    const approvals = await this.approvals(this.store, operatorId, at);
+    const levels = new Set<string>();
+    if (cooldownState(approvals, at, this.cooldownConfig, await this.manualCooldown(this.store, operatorId, at)).active) {
+      for (const level of this.cooldownConfig.riskLevels) levels.add(level);
+    }
+    const limits = this.limits;
+    const first = limits.riskLevels[0];
+    if (first && !approverVelocity(approvals, at, first, limits).allowed) for (const level of limits.riskLevels) levels.add(level);
+    return levels;
+  }
+
   async cooldown(by: Principal, operatorRef: string) {
     requireOperator(by);
     const op = await this.operator(operatorRef);
