@@ -99,7 +99,11 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     expect(early.status).toBe(409);
     expect(early.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: null, collectingUntil: expect.any(String) } });
     expect((await audit('review_refused')).some((e) => e.requestId === parked[0] && e.data.code === 'AGGREGATED')).toBe(true);
-    expect((await call(rita, 'GET', `/v1/requests/${parked[0]}`)).json.aggregate).toEqual({ id: null, collectingUntil: early.json.error.details.collectingUntil });
+    const card = (await call(rita, 'GET', `/v1/requests/${parked[0]}`)).json;
+    expect(card.aggregate).toEqual({ id: null, collectingUntil: early.json.error.details.collectingUntil });
+    expect(card.actionable).toBe(false); // the queue offers the aggregate, not its members
+    const queue = (await call(rita, 'GET', '/v1/requests?status=pending&limit=500')).json.items as any[];
+    expect(queue.filter((r) => parked.includes(r.id)).map((r) => r.actionable)).toEqual(parked.map(() => false));
 
     // During the hold a new request joins the same collection.
     clock += 10_000;

@@ -495,7 +495,10 @@ export class Engine {
     // Number matching: only an operator reading the request itself sees the code (never listings or notifications).
     if (by.kind === 'operator' && this.guard.needsMatchCode(row.risk_level)) request.matchCode = await this.guard.matchCode(row.id);
     const aggregate = await this.guard.aggregateOf(row.id);
-    if (aggregate) request.aggregate = aggregate;
+    if (aggregate) {
+      request.aggregate = aggregate;
+      if (request.actionable) request.actionable = false; // decided through its aggregate review
+    }
     return request;
   }
 
@@ -541,11 +544,15 @@ export class Engine {
     const reviews = await this.store.reviewsFor(page.map((r) => r.id));
     const escalations = await this.escalationsOf(page.map((r) => r.id));
     const heldBack = await this.heldBackFor(by);
+    // Requests in an aggregate review are decided there: the queue offers the aggregate instead.
+    const aggregated = await this.store.aggregates.membersAmong(page.filter((r) => r.status === 'pending').map((r) => r.id));
     const items = await Promise.all(
       page.map(async (row) => {
         const own = reviews.filter((v) => v.request_id === row.id);
         const escalation = escalations.get(row.id) ?? null;
-        return this.withActionable(by, requestFromRow(row, await this.agentName(row.agent_id), own, escalation), row, own, escalation, heldBack);
+        const request = this.withActionable(by, requestFromRow(row, await this.agentName(row.agent_id), own, escalation), row, own, escalation, heldBack);
+        if (aggregated.has(row.id) && request.actionable) request.actionable = false;
+        return request;
       }),
     );
     const last = page[page.length - 1];

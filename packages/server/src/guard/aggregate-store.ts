@@ -124,6 +124,13 @@ export class AggregateQueries {
     return this.db.selectFrom('aggregate_members').selectAll().where('request_id', '=', requestId).executeTakeFirst();
   }
 
+  /** Which of these requests belong to an aggregate review (collecting or put together). */
+  async membersAmong(requestIds: readonly string[]): Promise<Set<string>> {
+    if (requestIds.length === 0) return new Set();
+    const rows = await this.db.selectFrom('aggregate_members').select('request_id').where('request_id', 'in', [...requestIds]).execute();
+    return new Set(rows.map((r) => r.request_id));
+  }
+
   /** Members of a collection not yet put into an aggregate, oldest first. */
   async collecting(collectionId: string): Promise<string[]> {
     const rows = await this.db
