@@ -90,6 +90,15 @@ describe('aggregateRequest', () => {
     expect(whole.matchedRules.map((r) => r.name)).toEqual(expect.arrayContaining(['code', 'wires']));
   });
 
+  it('an agent naming one approver cannot shrink the quorum: the generic stage stays beside a named operator', () => {
+    const policy = policyOf(parsePolicy('rules:\n  - { name: wires, when: { action: wire_transfer }, then: { approvals: 2 } }'));
+    const alone = evaluate({ action: 'wire_transfer', args: {}, approvers: [{ operator: 'bob' }], agent: 'bot' }, policy, EMPTY_HISTORY, new Date(0));
+    expect(alone.approval?.stages).toEqual([expect.objectContaining({ count: 2 }), expect.objectContaining({ operators: ['bob'] })]);
+    const body = aggregateRequest([{ id: 'a', action: 'wire_transfer', args: {}, riskLevel: alone.riskLevel }], 'bot', ['value_aggregation']);
+    const whole = assessAggregate(body, 'bot', policy, EMPTY_HISTORY, new Date(0), { rule: 'slicing-aggregate:x', reason: 'x' }, [alone]);
+    expect(whole.approval?.stages).toEqual([{ count: 2, label: '2 reviewers' }, expect.objectContaining({ count: 1, operators: ['bob'] })]);
+  });
+
   it('strictestOf keeps the highest risk, a block, the shortest SLA, the latest start level and the smallest deny', () => {
     const policy = policyOf(parsePolicy(''));
     const low = evaluate({ action: 'send_alert', args: {}, confidence: 0.99, agent: 'bot' }, policy, EMPTY_HISTORY, new Date(0));

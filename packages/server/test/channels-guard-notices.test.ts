@@ -147,6 +147,20 @@ describe('guard notices through the webhook channel', () => {
     await new Promise((r) => setTimeout(r, 300)); // several ticks
     expect(hook.received.map(verified).filter((b) => b.type === 'countersign.guard.agent_resumed')).toHaveLength(2);
     expect(await s.engine.listAudit(s.admin, { type: 'pause_expired', limit: 10 })).toHaveLength(1);
+
+    // Overlapping pauses: the shorter one running out is not "resumed" while the longer one holds.
+    await s.engine.guard.pause(s.admin, s.agentName, { minutes: 5, reason: 'short' });
+    await s.engine.guard.pause(s.admin, s.agentName, { minutes: 60, reason: 'incident' });
+    s.advance(5 * 60_000 + 1_000);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(hook.received.map(verified).filter((b) => b.type === 'countersign.guard.agent_resumed')).toHaveLength(2);
+    expect((await s.engine.guard.pauseStatus(s.admin, s.agentName)).paused).toBe(true);
+    s.advance(55 * 60_000);
+    const last = await until('the longer pause ran out', () => {
+      const resumed = hook.received.map(verified).filter((b) => b.type === 'countersign.guard.agent_resumed');
+      return resumed.length === 3 ? resumed[2] : undefined;
+    });
+    expect(last.data.reason).toBe('the pause ran out (it was: incident)');
   });
 
   it('an automatic cool-down is told once, when the approval that starts it commits', async () => {

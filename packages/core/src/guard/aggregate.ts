@@ -146,10 +146,15 @@ function mergeRequirements(requirements: readonly (ApprovalRequirement | null)[]
     const seen = specific.get(key);
     if (!seen || stage.count > seen.count) specific.set(key, stage);
   }
-  const stages =
-    specific.size === 0
-      ? [{ count: generic, label: generic === 1 ? '1 reviewer' : `${generic} reviewers` }]
-      : [...specific.values()].map((s) => (s.operators || s.count >= generic ? s : { ...s, count: generic, label: `${s.label} (${generic} needed)` }));
+  // A role or group stage takes the generic quorum as its own count; a named operator is one
+  // person and cannot, so without a role or group stage the generic stage stays (an agent's own
+  // `approvers` only ever add to what the policy asks).
+  const absorbs = [...specific.values()].some((s) => !s.operators);
+  const genericStage = generic > 0 && !absorbs ? [{ count: generic, label: generic === 1 ? '1 reviewer' : `${generic} reviewers` }] : [];
+  const stages = [
+    ...genericStage,
+    ...[...specific.values()].map((s) => (s.operators || s.count >= generic ? s : { ...s, count: generic, label: `${s.label} (${generic} needed)` })),
+  ];
   return {
     stages,
     deny: Math.min(...present.map((r) => r.deny)),

@@ -554,6 +554,8 @@ export class GuardService {
       if (taken.due_at > at) throw new TimerSkip('rescheduled'); // rolls the take back
       const pause = await tx.guard.pauseById(pauseId);
       if (!pause || pause.resumed_at !== null) return 'stale' as const;
+      // Another pause still holds the agent: its own end will be told.
+      if (await tx.guard.activePause(pause.agent_id, at)) return 'stale' as const;
       const agent = (await tx.findAgentById(pause.agent_id))?.name ?? pause.agent_id;
       const reason = `the pause ran out (it was: ${pause.reason})`;
       await tx.appendAudit([audit('pause_expired', null, SYSTEM, { agentId: pause.agent_id, agent, pausedUntil: new Date(Number(pause.until)).toISOString(), reason: pause.reason }, at)]);
@@ -596,7 +598,6 @@ export class GuardService {
       if (!report.attackDetected) return;
       const signature = report.alerts.map((a) => `${a.type}:${[...a.evidence.requestIds].sort().join(',')}`).sort().join('|');
       if (this.lastSlicingAlert.get(agent.id) === signature) return;
-      this.lastSlicingAlert.set(agent.id, signature);
       const alerts = report.alerts.map((a) => ({ type: a.type, confidence: a.confidence, description: a.description, requestIds: a.evidence.requestIds }));
       const queued = await this.store.transaction(async (tx) => {
         const entries = [audit('slicing_alert', null, SYSTEM, { agentId: agent.id, agent: agent.name, confidence: report.confidence, response, alerts }, at)];
@@ -613,7 +614,11 @@ export class GuardService {
           const running = activeHold(await tx.guard.setting(`review_hold:${agent.id}`), at);
           const since = running?.mode === 'aggregate' ? (running.since ?? at) : at;
           await tx.guard.putSetting(`review_hold:${agent.id}`, JSON.stringify({ until: holdUntil, alerts: types, mode: 'aggregate', since } satisfies ReviewHold));
-          const loose = await tx.aggregates.pendingLoose(agent.id, at - DEFAULT_SLICING_CONFIG.windowMinutes * MINUTE);
+          // Each locked and checked again, so an approval racing with this cannot slip between (PostgreSQL).
+          const loose: string[] = [];
+          for (const id of await tx.aggregates.pendingLoose(agent.id, at - DEFAULT_SLICING_CONFIG.windowMinutes * MINUTE)) {
+            if ((await tx.getRequest(id, true))?.status === 'pending') loose.push(id);
+          }
           const collection = loose.length > 0 ? await this.park(tx, agent.id, loose, { alerts: types, since }, policy, at) : undefined;
           entries.push(
             audit('aggregation_started', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(holdUntil).toISOString(), alerts: types, collectionId: collection?.id ?? null, requestIds: loose }, at),
@@ -629,6 +634,7 @@ export class GuardService {
         await tx.appendAudit(entries);
         return queued;
       });
+      this.lastSlicingAlert.set(agent.id, signature); // only once recorded: a failed write is tried again
       this.holdCache.delete(agent.id);
       if (queued) this.noticesQueued();
     } catch {
