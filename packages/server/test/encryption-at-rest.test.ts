@@ -6,7 +6,7 @@
  * is caught by the GCM tag; and the audit trail verifies with no encryption key at all.
  */
 import { randomBytes } from 'node:crypto';
-import { CountersignError, CreateRequestBody, DEFAULT_POLICY_YAML, type TrailResult } from '@countersign/core';
+import { CountersignError, DEFAULT_POLICY_YAML, type TrailResult } from '@countersign/core';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ephemeralAuditKey, type AuditKey } from '../src/audit/crypto.ts';
@@ -17,6 +17,7 @@ import type { Principal } from '../src/engine/principal.ts';
 import { connect, type Connection } from '../src/store/connect.ts';
 import { Sealer, encryptionKeyId, parseEncryptionKey } from '../src/store/sealing.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
+import { markedRequest } from './support/sealed-request.ts';
 
 const KEY_HEX = randomBytes(32).toString('hex');
 const KEY_B64 = randomBytes(32).toString('base64');
@@ -97,15 +98,7 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
     return { result: await verifyTrailStream(chunks(), auditKey), text };
   }
 
-  const body = (marker: string) =>
-    CreateRequestBody.parse({
-      action: 'isolate_host',
-      args: { host: `${marker}-args` },
-      confidence: 0.8,
-      description: `${marker}-description`,
-      context: { evidence: [{ type: 'log', summary: `${marker}-evidence` }] },
-      alternatives: [{ name: 'watch', action: 'monitor_host', args: { host: `${marker}-alt` } }],
-    });
+  const body = markedRequest;
 
   beforeAll(async () => {
     database = make();

@@ -6,11 +6,8 @@
  * codes still verify; `--include-plain` seals never-encrypted rows; a value under a key that is
  * not configured fails closed naming its key id; and the CLI does the same through the real binary.
  */
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { CreateRequestBody, DEFAULT_POLICY_YAML, type ApprovalRequest } from '@countersign/core';
+import { DEFAULT_POLICY_YAML, type ApprovalRequest } from '@countersign/core';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine/engine.ts';
@@ -21,8 +18,9 @@ import { connect, type Connection } from '../src/store/connect.ts';
 import { rotateEncryption } from '../src/store/rotation.ts';
 import { Keyring, encryptionKeyId, gcmSeal, parseEncryptionKey } from '../src/store/sealing.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
+import { markedRequest } from './support/sealed-request.ts';
+import { runCli } from './support/server-process.ts';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../bin/countersign.js');
 const KEY_A = randomBytes(32).toString('hex');
 const KEY_B = randomBytes(32).toString('base64');
 const KEY_C = randomBytes(32).toString('hex');
@@ -56,16 +54,7 @@ async function rawValues(raw: Connection): Promise<Array<{ where: string; value:
   return out;
 }
 
-const body = (marker: string, extra: Record<string, unknown> = {}) =>
-  CreateRequestBody.parse({
-    action: 'isolate_host',
-    args: { host: `${marker}-args` },
-    confidence: 0.8,
-    description: `${marker}-description`,
-    context: { evidence: [{ type: 'log', summary: `${marker}-evidence` }] },
-    alternatives: [{ name: 'watch', action: 'monitor_host', args: { host: `${marker}-alt` } }],
-    ...extra,
-  });
+const body = markedRequest;
 
 describe('previous keys', () => {
   it('are parsed like the key, and a bad one refuses startup naming the setting, never the key', async () => {
@@ -288,26 +277,6 @@ describe.each(ENGINES)('key rotation on $name', ({ make }) => {
   });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string>): Promise<Run> {
-  const clean: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('COUNTERSIGN_')) clean[k] = v;
-  return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => ok({ code, stdout, stderr }));
-  });
-}
-
 describe.each(ENGINES)('countersign keys rotate-encryption on $name', ({ make }) => {
   let database: TestDatabase;
   let raw: Connection;
@@ -335,7 +304,7 @@ describe.each(ENGINES)('countersign keys rotate-encryption on $name', ({ make })
   });
 
   it('has --help', async () => {
-    const run = await cli(['keys', 'rotate-encryption', '--help'], {});
+    const run = await runCli(['keys', 'rotate-encryption', '--help'], {});
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/--batch <n>/);
     expect(run.stdout).toMatch(/--include-plain/);
@@ -343,17 +312,17 @@ describe.each(ENGINES)('countersign keys rotate-encryption on $name', ({ make })
   });
 
   it('refuses a malformed previous key, and runs without a current key only to say so', async () => {
-    const bad = await cli(['keys', 'rotate-encryption', '--database', database.url], { COUNTERSIGN_ENCRYPTION_KEY: KEY_B, COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS: 'nope' });
+    const bad = await runCli(['keys', 'rotate-encryption', '--database', database.url], { COUNTERSIGN_ENCRYPTION_KEY: KEY_B, COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS: 'nope' });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/VALIDATION_FAILED: COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS must be 32 bytes/);
-    const none = await cli(['keys', 'rotate-encryption', '--database', database.url], {});
+    const none = await runCli(['keys', 'rotate-encryption', '--database', database.url], {});
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/COUNTERSIGN_ENCRYPTION_KEY is not set/);
   });
 
   it('re-seals under the new key with progress on stderr, then finds nothing left to do', async () => {
     const env = { COUNTERSIGN_DATABASE_URL: database.url, COUNTERSIGN_ENCRYPTION_KEY: KEY_B, COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS: KEY_A };
-    const run = await cli(['keys', 'rotate-encryption', '--json', '--batch', '1'], env);
+    const run = await runCli(['keys', 'rotate-encryption', '--json', '--batch', '1'], env);
     expect(run.code, run.stderr).toBe(0);
     const report = JSON.parse(run.stdout) as { resealed: number; alreadyCurrent: number; staleLeft: number; keyId: string; previousKeyIds: string[] };
     expect(report).toMatchObject({ resealed: 12, alreadyCurrent: 0, staleLeft: 0, keyId: ID_B, previousKeyIds: [ID_A] }); // 3 requests × 4 columns
@@ -363,7 +332,7 @@ describe.each(ENGINES)('countersign keys rotate-encryption on $name', ({ make })
     expect(rows).toHaveLength(3);
     for (const row of rows) for (const value of Object.values(row)) expect(value.startsWith(`enc:v2:${ID_B}:`)).toBe(true);
 
-    const again = await cli(['keys', 'rotate-encryption'], env);
+    const again = await runCli(['keys', 'rotate-encryption'], env);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/re-sealed 0, already current 12, plain left 0/);
     expect(again.stdout).toMatch(/COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS can be removed/);
