@@ -3,35 +3,20 @@
  * export and verify offline with no server at all, tamper and be told where, verify live, and
  * the server's refusal to start with a key that did not sign its trail.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, api, startServerProcess, type ServerProcess } from './support/server-process.ts';
+import { api, runCli, startServerProcess, type CliRun, type ServerProcess } from './support/server-process.ts';
 
 let dir: string;
 let server: ServerProcess;
 let adminToken: string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((ok, fail) => {
-    const clean: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('COUNTERSIGN_')) clean[k] = v;
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...clean, COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: adminToken, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => ok({ code, stdout, stderr }));
-  });
+  return runCli(args, { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: adminToken, ...env }, dir);
 }
 
 beforeAll(async () => {

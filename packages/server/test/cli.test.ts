@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApprovalRequest } from '@countersign/core';
+import { runCli, type CliRun } from './support/server-process.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const BIN = join(ROOT, 'packages/server/bin/countersign.js');
@@ -64,26 +65,11 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 /** Runs the CLI as its own process, with COUNTERSIGN_URL/TOKEN set (admin unless overridden). */
 function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: dir,
-      env: cleanEnv({ COUNTERSIGN_URL: url, COUNTERSIGN_TOKEN: adminToken, ...env }),
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => ok({ code, stdout, stderr }));
-  });
+  return runCli(args, { COUNTERSIGN_URL: url, COUNTERSIGN_TOKEN: adminToken, ...env }, dir);
 }
 
 async function api<T>(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: T }> {

@@ -6,7 +6,7 @@
  * is caught by the GCM tag; and the audit trail verifies with no encryption key at all.
  */
 import { randomBytes } from 'node:crypto';
-import { CountersignError, CreateRequestBody, DEFAULT_POLICY_YAML, type TrailResult } from '@countersign/core';
+import { CountersignError, DEFAULT_POLICY_YAML, type TrailResult } from '@countersign/core';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ephemeralAuditKey, type AuditKey } from '../src/audit/crypto.ts';
@@ -15,8 +15,9 @@ import { Engine } from '../src/engine/engine.ts';
 import { createApp } from '../src/http/app.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { connect, type Connection } from '../src/store/connect.ts';
-import { Sealer, parseEncryptionKey } from '../src/store/sealing.ts';
+import { Sealer, encryptionKeyId, parseEncryptionKey } from '../src/store/sealing.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
+import { markedRequest } from './support/sealed-request.ts';
 
 const KEY_HEX = randomBytes(32).toString('hex');
 const KEY_B64 = randomBytes(32).toString('base64');
@@ -36,10 +37,12 @@ describe('encryption key format', () => {
     const sealer = Sealer.fromKey(KEY_HEX);
     const a = sealer.seal('{"x":1}');
     const b = sealer.seal('{"x":1}');
-    expect(a).toMatch(/^enc:v1:[A-Za-z0-9+/=]+$/);
+    const id = encryptionKeyId(parseEncryptionKey(KEY_HEX));
+    expect(id).toMatch(/^[0-9a-f]{16}$/);
+    expect(a).toMatch(new RegExp(`^enc:v2:${id}:[A-Za-z0-9+/=]+$`));
     expect(a).not.toBe(b);
     expect(sealer.open(a, 'test')).toBe('{"x":1}');
-    expect(() => Sealer.fromKey(KEY_B64).open(a, 'test')).toThrow(/not the key it was written with/);
+    expect(() => Sealer.fromKey(KEY_B64).open(a, 'test')).toThrow(new RegExp(`sealed under encryption key ${id}, which is neither`));
     expect(() => Sealer.none.open(a, 'test')).toThrow(/COUNTERSIGN_ENCRYPTION_KEY is not set/);
   });
 
@@ -95,15 +98,7 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
     return { result: await verifyTrailStream(chunks(), auditKey), text };
   }
 
-  const body = (marker: string) =>
-    CreateRequestBody.parse({
-      action: 'isolate_host',
-      args: { host: `${marker}-args` },
-      confidence: 0.8,
-      description: `${marker}-description`,
-      context: { evidence: [{ type: 'log', summary: `${marker}-evidence` }] },
-      alternatives: [{ name: 'watch', action: 'monitor_host', args: { host: `${marker}-alt` } }],
-    });
+  const body = markedRequest;
 
   beforeAll(async () => {
     database = make();
@@ -143,13 +138,13 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
 
     const row = await rawRequest(sealedId);
     for (const value of [row.args, row.context, row.alternatives, row.description, row.decision]) {
-      expect(value).toMatch(/^enc:v1:/);
+      expect(value).toMatch(/^enc:v2:[0-9a-f]{16}:/);
       expect(value).not.toContain(SECRET);
     }
     const { rows: reviews } = await sql<{ args: string | null }>`select args from reviews where request_id = ${sealedId}`.execute(raw.db);
     const modified = reviews.filter((r) => r.args !== null);
     expect(modified.length).toBeGreaterThan(0);
-    for (const r of modified) expect(r.args).toMatch(/^enc:v1:/);
+    for (const r of modified) expect(r.args).toMatch(/^enc:v2:[0-9a-f]{16}:/);
 
     const got = await engine.getRequest(agent, sealedId);
     expect(got.args).toEqual({ host: `${SECRET}-args` });
@@ -180,7 +175,7 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
     expect(err).toBeInstanceOf(CountersignError);
     expect((err as CountersignError).code).toBe('STORE_UNAVAILABLE');
     expect((err as Error).message).toMatch(/encrypted at rest and COUNTERSIGN_ENCRYPTION_KEY is not set/);
-    expect((err as Error).message).not.toContain('enc:v1:');
+    expect((err as Error).message).not.toContain('enc:v2:');
     await expect(engine.listRequests(admin, {})).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
     expect((await engine.getRequest(admin, plainId)).args).toEqual({ host: 'plain-args' });
 
@@ -190,7 +185,7 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
     expect(res.status).toBe(503);
     const text = await res.text();
     expect(JSON.parse(text)).toMatchObject({ error: { code: 'STORE_UNAVAILABLE' } });
-    expect(text).not.toContain('enc:v1:');
+    expect(text).not.toContain('enc:v2:');
     expect(text).not.toContain(SECRET);
   });
 
@@ -198,7 +193,7 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
     const { engine, admin } = await engineWith(KEY_B64);
     await expect(engine.getRequest(admin, sealedId)).rejects.toMatchObject({
       code: 'STORE_UNAVAILABLE',
-      message: expect.stringMatching(/not the key it was written with/),
+      message: expect.stringMatching(/is sealed under encryption key [0-9a-f]{16}, which is neither COUNTERSIGN_ENCRYPTION_KEY/),
     });
   });
 
@@ -211,9 +206,10 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
 
   it('a tampered ciphertext is detected by the GCM tag', async () => {
     const sealed = (await rawRequest(sealedId)).args;
-    const bytes = Buffer.from(sealed.slice('enc:v1:'.length), 'base64');
+    const prefix = /^enc:v2:[0-9a-f]{16}:/.exec(sealed)![0];
+    const bytes = Buffer.from(sealed.slice(prefix.length), 'base64');
     bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 0x01, bytes.length - 1); // the last byte of the ciphertext
-    const tampered = `enc:v1:${bytes.toString('base64')}`;
+    const tampered = `${prefix}${bytes.toString('base64')}`;
     await sql`update requests set args = ${tampered} where id = ${sealedId}`.execute(raw.db);
     try {
       const { engine, admin } = await engineWith(KEY_HEX);

@@ -71,7 +71,7 @@ describe.each(ENGINES)('step-up MFA: $name', ({ make }) => {
     // A confirmed factor cannot be replaced with the operator's token alone.
     expect(await codeOf(engine.guard.enrolTotp(erin))).toBe('ILLEGAL_TRANSITION');
     const stored = await engine.store.guard.totpFor(erin.kind === 'operator' ? erin.operatorId : '');
-    expect(stored?.secret.startsWith('enc:v1:')).toBe(true);
+    expect(stored?.secret.startsWith('enc:v2:')).toBe(true);
     expect(stored?.secret).not.toContain(started.secret);
     expect(await codeOf(engine.guard.enrolTotp(agent))).toBe('FORBIDDEN');
   });

@@ -1,4 +1,4 @@
-/** Admin and auditor commands: operators add/list, keys create, audit tail. */
+/** Admin and auditor commands: operators add/list, keys create|rotate-encryption, audit tail. */
 import type { AuditEntry } from '../engine/engine.ts';
 import { Option, type Command } from 'commander';
 import { ROLES, type Role } from '@countersign/core';
@@ -6,6 +6,7 @@ import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, 
 import { relative, safe, table } from './format.ts';
 import { idSegment } from './http-client.ts';
 import { registerAuditCommands, registerReportCommand } from '../audit/cli.ts';
+import { registerRotateEncryption } from './rotate-command.ts';
 
 const SHOWN_ONCE = 'This is shown ONCE and cannot be retrieved later; store it now (e.g. in a secret manager).';
 
@@ -83,7 +84,7 @@ interface NewKey {
 }
 
 function registerKeys(program: Command): void {
-  const keys = program.command('keys').description('manage agent API keys (admin)');
+  const keys = program.command('keys').description('manage agent API keys (admin), and re-seal data after an encryption key change');
   withClientOptions(
     keys
       .command('create')
@@ -97,6 +98,7 @@ function registerKeys(program: Command): void {
     print(`key: ${safe(created.key)}`);
     print(`warning: ${SHOWN_ONCE}`);
   });
+  registerRotateEncryption(keys);
 }
 
 // ---- audit ----

@@ -6,6 +6,7 @@
  *   status · show · approve · reject · history      request-commands.ts
  *   config                                          config-command.ts
  *   operators add|list · keys create · audit tail   admin-commands.ts
+ *   keys rotate-encryption (opens the database)    rotate-command.ts
  *   mfa · approvers · agents                        ../guard/cli.ts
  */
 import type { Command } from 'commander';

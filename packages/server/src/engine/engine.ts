@@ -164,8 +164,8 @@ export class Engine {
    */
   static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
     const guard = options.guard ?? guardOptionsFromEnv(process.env);
-    // COUNTERSIGN_ENCRYPTION_KEY also seals agent-supplied request columns; a malformed key refuses to start here.
-    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
+    // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
+    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
     if (engine.store.capabilities.listenNotify) {
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id));
     }

@@ -43,14 +43,16 @@ type Operator = Extract<Principal, { kind: 'operator' }>;
 type Actor = { type: string; id: string; name: string };
 
 export interface GuardOptions {
-  /** COUNTERSIGN_ENCRYPTION_KEY: seals TOTP secrets at rest; without it they are stored plain. */
+  /** COUNTERSIGN_ENCRYPTION_KEY: seals TOTP secrets (and request columns) at rest; without it they are stored plain. */
   encryptionKey?: string | undefined;
+  /** COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS: comma-separated old keys, only read with (store/sealing.ts). */
+  previousEncryptionKeys?: string | undefined;
   approverLimits?: ApproverLimits;
   cooldown?: CooldownConfig;
 }
 
 /**
- * Guard settings from the environment: COUNTERSIGN_ENCRYPTION_KEY, and COUNTERSIGN_REVIEWER_LIMITS
+ * Guard settings from the environment: COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS), and COUNTERSIGN_REVIEWER_LIMITS
  * (`on`, the default, or `off`: no automatic velocity limits or cool-downs — for test rigs and
  * single-operator demos; manual cool-downs, MFA and number matching still apply).
  */
@@ -62,6 +64,7 @@ export function guardOptionsFromEnv(env: Record<string, string | undefined>): Gu
   const never = Number.MAX_SAFE_INTEGER;
   return {
     encryptionKey: env.COUNTERSIGN_ENCRYPTION_KEY || undefined,
+    previousEncryptionKeys: env.COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS || undefined,
     ...(limits === 'off'
       ? { approverLimits: { ...DEFAULT_APPROVER_LIMITS, perHour: never, perDay: never }, cooldown: { ...DEFAULT_COOLDOWN, threshold: never } }
       : {}),
@@ -104,7 +107,7 @@ export class GuardService {
     private readonly now: () => number,
     options: GuardOptions = {},
   ) {
-    this.box = new SecretBox(options.encryptionKey);
+    this.box = new SecretBox(store.sealer);
     this.fixedLimits = options.approverLimits;
     this.fixedCooldown = options.cooldown;
   }

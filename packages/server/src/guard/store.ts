@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { type Kysely, type Migration, type Transaction } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import { Sealer } from '../store/sealing.ts';
+import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from '../store/sealed-sql.ts';
 
 export interface OperatorTotpTable {
   operator_id: string;
-  /** `enc:v1:…` (AES-256-GCM under COUNTERSIGN_ENCRYPTION_KEY) or `plain:<base32>`. */
+  /** `enc:v2:<keyId>:…` (AES-256-GCM under COUNTERSIGN_ENCRYPTION_KEY; `enc:v1:…` before key ids) or `plain:<base32>`. */
   secret: string;
   /** Null until the first valid code confirms the enrolment. */
   confirmed_at: number | null;
@@ -135,6 +136,8 @@ export type AppliedAllowlist = { kind: 'operator'; cidrs: string[] } | { kind: '
 
 type Db = Kysely<Database> | Transaction<Database>;
 
+const TOTP_SECRETS: SealedTable = { table: 'operator_totp', key: 'operator_id', columns: ['secret'] };
+
 export interface ApprovalRow {
   request_id: string;
   created_at: number;
@@ -234,6 +237,20 @@ export class GuardQueries {
       .where((eb) => eb.or([eb('last_step', 'is', null), eb('last_step', '<', step)]))
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
+  }
+
+  /** Enrolments after operator `after` whose secret the target wants re-sealed (keys rotate-encryption), raw. */
+  async totpResealBatch(after: string, limit: number, target: ResealTarget): Promise<SealedRow[]> {
+    return selectResealBatch(this.db, TOTP_SECRETS, after, limit, target);
+  }
+
+  /** Swaps a raw secret for its re-sealed form, unless it changed meanwhile (a new enrolment: false). */
+  async replaceTotpSecret(operatorId: string, before: string, after: string): Promise<boolean> {
+    return replaceSealedValue(this.db, TOTP_SECRETS, operatorId, 'secret', before, after);
+  }
+
+  async totpCensus(currentPrefix: string): Promise<SealCensus> {
+    return sealCensus(this.db, TOTP_SECRETS, currentPrefix);
   }
 
   // ---- cool-downs and pauses ----

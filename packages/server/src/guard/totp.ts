@@ -4,7 +4,7 @@
  * configured, and the number-matching code shown on a critical request's card.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { gcmOpen, gcmSeal } from '../store/sealing.ts';
+import { gcmOpen, type Sealer } from '../store/sealing.ts';
 import { generateSecret, generateURI, generateSync, verifySync } from 'otplib';
 
 export const TOTP_PERIOD_SECONDS = 30;
@@ -38,37 +38,44 @@ export function verifyTotp(secret: string, code: string, atMs: number, afterStep
 }
 
 /**
- * Seals TOTP secrets at rest. With no key they are stored as `plain:` (the database is then as
- * sensitive as the authenticators themselves; set COUNTERSIGN_ENCRYPTION_KEY to avoid that).
+ * Seals TOTP secrets at rest, under the store's keys (store/sealing.ts: `enc:v2:<keyId>:…`, so
+ * `countersign keys rotate-encryption` re-seals them with everything else). With no key they are
+ * stored as `plain:` (the database is then as sensitive as the authenticators themselves; set
+ * COUNTERSIGN_ENCRYPTION_KEY to avoid that). Secrets sealed before key ids,
+ * `enc:v1:<iv>:<tag>:<body>`, were sealed under SHA-256 of the key's text; they still open under
+ * the current or a previous key.
  */
 export class SecretBox {
-  private readonly key: Buffer | null;
-
-  constructor(passphrase: string | undefined) {
-    // Any string works as the key material; SHA-256 turns it into the 32 bytes AES-256 needs.
-    this.key = passphrase ? createHash('sha256').update(`countersign-totp:${passphrase}`).digest() : null;
-  }
+  constructor(private readonly sealer: Sealer) {}
 
   get encrypts(): boolean {
-    return this.key !== null;
+    return this.sealer.encrypts;
   }
 
   seal(secret: string): string {
-    if (!this.key) return `plain:${secret}`;
-    // The one AES-256-GCM implementation (store/sealing.ts), in this column's own layout.
-    const { iv, tag, body } = gcmSeal(this.key, secret);
-    return `enc:v1:${iv.toString('base64')}:${tag.toString('base64')}:${body.toString('base64')}`;
+    return this.sealer.encrypts ? this.sealer.seal(secret) : `plain:${secret}`;
   }
 
-  /** Throws when the stored value is sealed and the key is missing or different (fail closed). */
+  /** Throws when the stored value is sealed and its key is not configured, or it was altered (fail closed). */
   open(stored: string): string {
     if (stored.startsWith('plain:')) return stored.slice('plain:'.length);
+    if (stored.startsWith('enc:v2:')) return this.sealer.open(stored, 'operator_totp.secret');
     const [tag0, version, iv, tag, body] = stored.split(':');
     if (tag0 !== 'enc' || version !== 'v1' || iv === undefined || tag === undefined || body === undefined) {
       throw new Error('unrecognised TOTP secret format');
     }
-    if (!this.key) throw new Error('TOTP secrets are encrypted and COUNTERSIGN_ENCRYPTION_KEY is not set');
-    return gcmOpen(this.key, Buffer.from(iv, 'base64'), Buffer.from(tag, 'base64'), Buffer.from(body, 'base64'));
+    const keys = this.sealer.keys.all;
+    if (keys.length === 0) throw new Error('TOTP secrets are encrypted and COUNTERSIGN_ENCRYPTION_KEY is not set');
+    for (const key of keys) {
+      // Any string was the key material then; SHA-256 turned it into the 32 bytes AES-256 needs.
+      const derived = createHash('sha256').update(`countersign-totp:${key.text}`).digest();
+      try {
+        return gcmOpen(derived, Buffer.from(iv, 'base64'), Buffer.from(tag, 'base64'), Buffer.from(body, 'base64'));
+      } catch {
+        // the next key
+      }
+    }
+    throw new Error('the TOTP secret was sealed under a key that is neither COUNTERSIGN_ENCRYPTION_KEY nor in COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS, or it was altered');
   }
 }
 

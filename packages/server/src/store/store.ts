@@ -12,7 +12,8 @@ import { TimerQueries } from './timers.ts';
 import { TrailQueries } from '../audit/store.ts';
 import { GuardQueries } from '../guard/store.ts';
 import { AggregateQueries } from '../guard/aggregate-store.ts';
-import { Sealer } from './sealing.ts';
+import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
+import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows } from './insert-rows.ts';
 import type {
   AuditLogTable,
@@ -61,6 +62,11 @@ export interface HistoryCounts {
 }
 
 type Db = Kysely<Database> | Transaction<Database>;
+
+const SEALED_IN: Record<'requests' | 'reviews', SealedTable> = {
+  requests: { table: 'requests', key: 'id', columns: SEALED_REQUEST_COLUMNS },
+  reviews: { table: 'reviews', key: 'id', columns: SEALED_REVIEW_COLUMNS },
+};
 
 export class Queries {
   constructor(
@@ -318,6 +324,22 @@ export class Queries {
       .orderBy('id')
       .execute();
     return rows.map((r) => this.sealer.openReview(r));
+  }
+
+  // ---- re-encryption (store/rotation.ts drives these) ----
+
+  /** Requests or reviews after `after` (id order) holding values the target wants re-sealed, raw. */
+  async resealBatch(table: 'requests' | 'reviews', after: string, limit: number, target: ResealTarget): Promise<SealedRow[]> {
+    return selectResealBatch(this.db, SEALED_IN[table], after, limit, target);
+  }
+
+  /** Swaps one raw sealed value for its re-sealed form, unless it changed meanwhile (false). */
+  async replaceSealed(table: 'requests' | 'reviews', id: string, column: string, before: string, after: string): Promise<boolean> {
+    return replaceSealedValue(this.db, SEALED_IN[table], id, column, before, after);
+  }
+
+  async sealCensus(table: 'requests' | 'reviews', currentPrefix: string): Promise<SealCensus> {
+    return sealCensus(this.db, SEALED_IN[table], currentPrefix);
   }
 
   // ---- audit ----

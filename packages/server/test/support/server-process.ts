@@ -71,3 +71,24 @@ export async function api<T = unknown>(
   });
   return { status: res.status, body: (await res.json()) as T };
 }
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `countersign …` once with none of the caller's COUNTERSIGN_* variables, only `env`'s. */
+export function runCli(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<CliRun> {
+  const clean: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('COUNTERSIGN_')) clean[k] = v;
+  return new Promise((ok, fail) => {
+    const child = spawn(process.execPath, [BIN, ...args], { ...(cwd ? { cwd } : {}), env: { ...clean, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', fail);
+    child.on('close', (code) => ok({ code, stdout, stderr }));
+  });
+}
