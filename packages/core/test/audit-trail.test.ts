@@ -64,8 +64,12 @@ function check(lines: readonly string[], options: { publicKey?: KeyObject; keyId
   const publicKey = options.publicKey ?? KEY.publicKey;
   const verifier = new TrailVerifier({
     hasher,
-    keyId: options.keyId ?? keyIdOf(sha256, new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }))),
-    verifySignature: (message, signature) => verify(null, message, publicKey, signature),
+    keys: new Map([
+      [
+        options.keyId ?? keyIdOf(sha256, new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }))),
+        (message: Uint8Array, signature: Uint8Array) => verify(null, message, publicKey, signature),
+      ],
+    ]),
   });
   for (const line of lines) if (!verifier.push(line)) break;
   return verifier.finish({ endsWithNewline: options.endsWithNewline ?? true });
@@ -96,7 +100,7 @@ describe('trail verifier', () => {
 
   it('hashes the bytes it was given, when given', () => {
     const lines = trail(5, 5);
-    const verifier = new TrailVerifier({ hasher, keyId: KEY.keyId, verifySignature: (m, s) => verify(null, m, KEY.publicKey, s) });
+    const verifier = new TrailVerifier({ hasher, keys: new Map([[KEY.keyId, (m: Uint8Array, s: Uint8Array) => verify(null, m, KEY.publicKey, s)]]) });
     for (const line of lines) verifier.push(line, utf8(line));
     expect(verifier.finish().ok).toBe(true);
   });
