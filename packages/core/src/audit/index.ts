@@ -33,6 +33,7 @@ export {
   type ReceiptBody,
 } from './signed.ts';
 export {
+  KEY_ROTATED,
   TRAIL_FORMAT,
   TrailVerifier,
   trailBaseLine,
