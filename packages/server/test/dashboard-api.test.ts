@@ -12,7 +12,9 @@ import { CONTENT_SECURITY_POLICY, resolveAsset } from '../src/http/dashboard.ts'
 import { quantile, summarize } from '../src/http/metrics-summary.ts';
 import { CSRF_HEADER, Sessions } from '../src/http/session.ts';
 import type { MetricFactRow } from '../src/store/store.ts';
-import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
+import { Engine } from '../src/engine/engine.ts';
+import { connect } from '../src/store/connect.ts';
+import { postgresDatabase, sqliteDatabase, type TestDatabase } from './support/databases.ts';
 import { AUTO, QUEUED, openTestEngine, type TestEngine } from './support/engine.ts';
 
 let database: TestDatabase;
@@ -150,6 +152,34 @@ describe('sign-in and the session cookie', () => {
     expect(out.status).toBe(200);
     expect(out.headers.get('set-cookie')).toMatch(/countersign_session=;.*Max-Age=0/);
     expect((await app.request('/v1/me', { headers: { cookie } })).status).toBe(401);
+  });
+});
+
+describe('signing out with several servers on one database', () => {
+  it('a session signed out on one server is refused by another sharing the database and the session secret', async () => {
+    const shared = postgresDatabase();
+    const first = await openTestEngine(shared.url);
+    const second = await Engine.open({ connection: await connect(shared.url) });
+    try {
+      const session = { secret: 'a-session-secret-shared-by-both-servers-0123456789' };
+      const a = createApp({ engine: first.engine, log: () => {}, session, dashboardDir: dist });
+      const b = createApp({ engine: second, log: () => {}, session, dashboardDir: dist });
+      const token = (await first.engine.createOperator(first.admin, { name: 'roaming', roles: ['reviewer'] })).token;
+      const { cookie, body } = await signIn(token, a);
+      expect((await b.request('/v1/me', { headers: { cookie } })).status).toBe(200); // one sign-in serves both
+      const out = await a.request('/v1/session', { method: 'DELETE', headers: { cookie, [CSRF_HEADER]: body.csrfToken, origin: ORIGIN } });
+      expect(out.status).toBe(200);
+      const refused = await b.request('/v1/me', { headers: { cookie } });
+      expect(refused.status).toBe(401);
+      expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('signed out');
+      // Another session of the same operator is untouched.
+      const again = await signIn(token, b);
+      expect((await a.request('/v1/me', { headers: { cookie: again.cookie } })).status).toBe(200);
+    } finally {
+      await second.close();
+      await first.engine.close();
+      await shared.drop();
+    }
   });
 });
 

@@ -771,6 +771,17 @@ export class Engine {
     });
   }
 
+  // ---- dashboard sessions (stateless signed cookies; only their end is stored) ----
+
+  /** Records that a dashboard session was signed out, for every server sharing the database, until it would have expired. */
+  async endSession(nonce: string, expiresAt: number): Promise<void> {
+    await this.store.transaction((tx) => tx.timers.claimNonce(`session:${nonce}`, expiresAt, this.now()));
+  }
+
+  async sessionEnded(nonce: string): Promise<boolean> {
+    return this.store.timers.nonceHeld(`session:${nonce}`, this.now());
+  }
+
   /** Hears every committed request change made by this process (metrics). Observers must be cheap. */
   observe(observer: (change: RequestChange) => void): () => void {
     this.observers.add(observer);

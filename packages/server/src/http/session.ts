@@ -4,7 +4,8 @@
  *
  * The cookie is stateless and signed: `v1.<token hash>.<nonce>.<expiry>.<HMAC>`. Each request
  * re-resolves the token hash through the engine, so revoking the operator's token ends every
- * session made from it. The HMAC key is `COUNTERSIGN_SESSION_SECRET`; without it each process
+ * session made from it. Signing out stores the session's nonce (the `nonces` table, until the
+ * cookie would have expired), so a copy of the cookie dies on every server sharing the database. The HMAC key is `COUNTERSIGN_SESSION_SECRET`; without it each process
  * draws a random key (a restart signs everyone out, and servers behind one load balancer need
  * the shared secret).
  *
@@ -54,7 +55,7 @@ export class Sessions {
   private readonly ttlMs: number;
   private readonly now: () => number;
   readonly trustProxy: boolean;
-  /** Signed-out sessions (nonce → expiry), so a copied cookie dies with sign-out in this process. */
+  /** Signed-out sessions this process knows of (nonce → expiry), refused without asking the database. */
   private readonly ended = new Map<string, number>();
 
   constructor(options: SessionOptions = {}) {
@@ -106,10 +107,12 @@ export class Sessions {
     return a.length === b.length && timingSafeEqual(a, b);
   }
 
-  end(session: Session): void {
+  /** Signs a session out here at once, and (through the database) on every server sharing it. */
+  async end(session: Session, engine: Engine): Promise<void> {
     const now = this.now();
     for (const [nonce, until] of this.ended) if (until <= now) this.ended.delete(nonce);
     this.ended.set(session.nonce, session.expiresAt);
+    await engine.endSession(session.nonce, session.expiresAt);
   }
 
   /** True when the client reached us over TLS (directly, or through a trusted proxy). */
@@ -152,6 +155,10 @@ export class Sessions {
     if (value === undefined) return undefined;
     const session = this.verify(value);
     if (!session) throw new CountersignError('UNAUTHENTICATED', 'the session has expired or is invalid; sign in again');
+    if (await engine.sessionEnded(session.nonce)) {
+      this.ended.set(session.nonce, session.expiresAt);
+      throw new CountersignError('UNAUTHENTICATED', 'this session was signed out; sign in again');
+    }
     const principal = await engine.authenticateHash(session.tokenHash);
     if (!principal || principal.kind !== 'operator') {
       throw new CountersignError('UNAUTHENTICATED', 'the token behind this session was revoked; sign in again');
@@ -265,7 +272,7 @@ export function registerSessionRoutes(app: OpenAPIHono<Env>, engine: Engine, ses
 
   app.openapi(signOutRoute, async (c) => {
     const session = sessions.verify(sessions.readCookie(c));
-    if (session) sessions.end(session);
+    if (session) await sessions.end(session, engine);
     sessions.clearCookie(c);
     return c.json({ signedOut: true }, 200);
   });

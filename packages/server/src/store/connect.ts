@@ -177,7 +177,14 @@ export async function connect(url: string): Promise<Connection & { migrations: M
     // schema's copy; name ours so each schema migrates on its own.
     ...(parsed.dialect === 'postgres' ? { migrationTableSchema: parsed.schema ?? 'public' } : {}),
   });
-  const { error, results } = await migrator.migrateToLatest();
+  let { error, results } = await migrator.migrateToLatest();
+  // Before it migrates, Kysely reads the catalog of every schema in the database; a schema or
+  // table that someone else drops at that moment (another tenant, a test tearing down) fails that
+  // read. Nothing has run yet then (no results): try again, a few times.
+  for (let attempt = 1; error && results === undefined && parsed.dialect === 'postgres' && isCatalogRace(error) && attempt <= 5; attempt++) {
+    await new Promise((r) => setTimeout(r, 50 * attempt));
+    ({ error, results } = await migrator.migrateToLatest());
+  }
   if (error) {
     await connection.destroy();
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;
@@ -188,6 +195,12 @@ export async function connect(url: string): Promise<Connection & { migrations: M
   }
   const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
   return Object.assign(connection, { migrations: { applied } });
+}
+
+/** PostgreSQL errors of a catalog read that raced with someone else's DROP: undefined schema, table or column. */
+function isCatalogRace(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '3F000' || code === '42P01' || code === '42703';
 }
 
 export { sql };

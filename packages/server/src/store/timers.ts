@@ -200,6 +200,12 @@ export class TimerQueries {
   // ---- nonces ----
 
   /** Records a one-time value; false when it was seen before (a replay). Forgets expired ones as it goes. */
+  /** Whether `key` was claimed and has not expired. */
+  async nonceHeld(key: string, now: number): Promise<boolean> {
+    const row = await this.db.selectFrom('nonces').select('expires_at').where('key', '=', key).executeTakeFirst();
+    return row !== undefined && Number(row.expires_at) > now;
+  }
+
   async claimNonce(key: string, expiresAt: number, now: number): Promise<boolean> {
     await this.db.deleteFrom('nonces').where('expires_at', '<', now).execute();
     const r = await this.db.insertInto('nonces').values({ key, expires_at: expiresAt }).onConflict((oc) => oc.column('key').doNothing()).executeTakeFirst();
