@@ -113,6 +113,8 @@ describe('dashboard: aggregate review', () => {
     expect(await summary.locator('tbody tr').count()).toBe(members.length);
     for (const id of members) expect(await summary.getByRole('link', { name: id }).count()).toBe(1);
     expect(await page.locator('.computed-zone').innerText()).toContain('large-value'); // the summed value meets the manager rule
+    // Countersign wrote the aggregate's description: it is not shown as something the agent claims.
+    expect(await page.locator('.agent-zone').first().innerText()).not.toContain('reviewed as one because slicing was detected');
     expect(await page.getByRole('button', { name: /^Modify/ }).count()).toBe(0);
     aggregateId = id;
   });

@@ -388,10 +388,12 @@ function Claims({ request }: { request: ApprovalRequest }) {
         What the agent claims <span className="zone-tag warn">agent-supplied · unverified</span>
       </h2>
       <dl className="facts">
-        <div>
-          <dt>Description</dt>
-          <dd className="description">{request.description ? <SafeText text={request.description} max={600} maxLines={10} /> : <span className="muted">none given</span>}</dd>
-        </div>
+        {request.action !== AGGREGATE_ACTION && ( // an aggregate's description is Countersign's, summed up in the assessment
+          <div>
+            <dt>Description</dt>
+            <dd className="description">{request.description ? <SafeText text={request.description} max={600} maxLines={10} /> : <span className="muted">none given</span>}</dd>
+          </div>
+        )}
         <div>
           <dt>Confidence (claimed)</dt>
           <dd>{request.confidence === null ? 'not given (counted as 0.5)' : request.confidence.toFixed(2)}</dd>
