@@ -24,12 +24,8 @@ interface CommonOptions {
    * gateway whose server does not sign decisions.
    */
   verifyReceipts?: boolean | undefined;
-  /**
-   * The server's audit public key (PEM), or every key it has used (after key rotations: each
-   * receipt is checked with the key its keyId names). Default: asked of the server
-   * (`GET /v1/audit/keys`), again when a receipt names a key not seen yet.
-   */
-  auditPublicKey?: string | readonly string[] | undefined;
+  /** The server's audit public key (PEM). Default: asked of the server once (`GET /v1/audit/public-key`). */
+  auditPublicKey?: string | undefined;
 }
 
 export interface HttpClientOptions extends CommonOptions {
@@ -81,10 +77,9 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
       options.verifyReceipts === false
         ? undefined
         : new ReceiptVerifier(async () => {
-            if (pinned !== undefined) return typeof pinned === 'string' ? [pinned] : [...pinned];
-            if (this.gateway.auditKeys) return this.gateway.auditKeys();
+            if (pinned !== undefined) return pinned;
             if (!this.gateway.auditPublicKey) throw new Error('the gateway does not serve an audit public key; pass auditPublicKey');
-            return [await this.gateway.auditPublicKey()];
+            return this.gateway.auditPublicKey();
           });
   }
 

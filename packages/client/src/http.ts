@@ -172,18 +172,6 @@ export class HttpGateway implements StreamingGateway {
     return text;
   }
 
-  /** Every audit public key (PEM) the server has used, oldest first: `GET /v1/audit/keys`. */
-  async auditKeys(): Promise<string[]> {
-    try {
-      const { json } = await this.call('GET', '/v1/audit/keys');
-      return (json as { keys: Array<{ publicKeyPem: string }> }).keys.map((k) => k.publicKeyPem);
-    } catch (err) {
-      // A server from before key rotation has one key and no keyring route.
-      if (err instanceof CountersignError && err.code === 'NOT_FOUND') return [await this.auditPublicKey()];
-      throw err;
-    }
-  }
-
   async close(): Promise<void> {}
 
   private async call(

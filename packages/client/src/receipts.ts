@@ -5,10 +5,6 @@
  * was forged (no server key), altered in transit, or replayed from another request or onto
  * other args is refused, not executed.
  *
- * After the server's key is rotated, receipts signed before name the old key: the verifier holds
- * every key the server has used (its keyring) by id, checks each receipt with the key its keyId
- * names, and asks for the keyring again when a receipt names a key it has not seen.
- *
  * WebCrypto only (`globalThis.crypto.subtle`, Ed25519 and SHA-256): no node: imports, so the SDK
  * stays portable.
  */
@@ -66,34 +62,20 @@ async function load(pem: string): Promise<LoadedKey> {
 }
 
 export class ReceiptVerifier {
-  #loaded: Promise<Map<string, LoadedKey>> | undefined;
+  #loaded: Promise<LoadedKey> | undefined;
 
-  /**
-   * `source` gives the server's public keys (PEM), every key it has signed with; it is asked
-   * once, again after a failure, and again when a receipt names a key not among them.
-   */
-  constructor(private readonly source: () => Promise<string[]>) {}
+  /** `source` gives the server's public key (PEM); it is asked once, and again only after a failure. */
+  constructor(private readonly source: () => Promise<string>) {}
 
-  /** Starts fetching the keys now (e.g. alongside creating a request), so a check later costs no round trip. */
+  /** Starts fetching the key now (e.g. alongside creating a request), so a check later costs no round trip. */
   prefetch(): void {
-    this.#keys().catch(() => {});
+    this.#key().catch(() => {});
   }
 
-  #keys(): Promise<Map<string, LoadedKey>> {
-    this.#loaded ??= this.source().then(async (pems) => new Map((await Promise.all(pems.map(load))).map((k) => [k.keyId, k])));
+  #key(): Promise<LoadedKey> {
+    this.#loaded ??= this.source().then(load);
     this.#loaded.catch(() => (this.#loaded = undefined));
     return this.#loaded;
-  }
-
-  /** The key `keyId` names; the keyring is fetched again once if it is not there (the server rotated since). */
-  async #key(keyId: string): Promise<{ found: LoadedKey | undefined; known: string[] }> {
-    const current = this.#loaded;
-    let keys = await this.#keys();
-    if (!keys.has(keyId) && current !== undefined) {
-      if (this.#loaded === current) this.#loaded = undefined;
-      keys = await this.#keys();
-    }
-    return { found: keys.get(keyId), known: [...keys.keys()] };
   }
 
   /**
@@ -107,13 +89,12 @@ export class ReceiptVerifier {
     };
     const receipt = decision.receipt;
     if (!receipt) return refuse('the decision carries no signed receipt');
-    const { found, known } = await this.#key(receipt.keyId).catch((err: unknown) => {
+    const { key, keyId } = await this.#key().catch((err: unknown) => {
       throw new CountersignError('RECEIPT_MISMATCH', `cannot get the server's audit public key to check the receipt of ${requestId}: ${(err as Error).message}; refusing to run`, {
         requestId,
       });
     });
-    if (!found) return refuse(`signed by key ${receipt.keyId}, which is not among the server's keys (${known.join(', ')})`);
-    const key = found.key;
+    if (receipt.keyId !== keyId) refuse(`signed by key ${receipt.keyId}, not the server's key ${keyId}`);
     const { signature, ...body } = receipt;
     const sig = fromBase64(signature);
     const valid = sig !== null && (await subtle().verify({ name: 'Ed25519' }, key, sig, receiptMessage(body as ReceiptBody)));

@@ -156,7 +156,7 @@ describe('guard() runs only what the server signed', () => {
   });
 
   it('refuses a receipt forged with another key, even one claiming the server key id', async () => {
-    refused(await run({ ...APPROVED, receipt: receiptFor(ID, APPROVED, MALLORY) }), /signed by key [0-9a-f]{16}, which is not among the server's keys/);
+    refused(await run({ ...APPROVED, receipt: receiptFor(ID, APPROVED, MALLORY) }), /signed by key [0-9a-f]{16}, not the server's key/);
     const forged = receiptFor(ID, APPROVED, { ...MALLORY, keyId: SERVER.keyId });
     refused(await run({ ...APPROVED, receipt: forged }), /signature does not verify/);
   });
@@ -183,7 +183,7 @@ describe('guard() runs only what the server signed', () => {
     const pinned = await run({ ...APPROVED, receipt: receiptFor(ID, APPROVED) }, { pem: null, auditPublicKey: SERVER.pem });
     expect(pinned.outcome).toBe('done');
     // A pinned key wins over what the server serves.
-    refused(await run({ ...APPROVED, receipt: receiptFor(ID, APPROVED) }, { auditPublicKey: MALLORY.pem }), /which is not among the server's keys/);
+    refused(await run({ ...APPROVED, receipt: receiptFor(ID, APPROVED) }, { auditPublicKey: MALLORY.pem }), /not the server's key/);
   });
 
   it('verifyReceipts: false runs without a receipt (for servers that do not sign)', async () => {
@@ -255,28 +255,5 @@ describe('receipts from a real server', () => {
         expect(after.body.status).toBe('execution_failed');
       }
     }
-  }, 60_000);
-
-  it('after the server rotates its key, a receipt signed before still verifies, and so does one signed after', async () => {
-    const cs = new Countersign({ url: server.url, apiKey: server.agentKey, onReportError: () => {} });
-    // Auto-approved at once: the decision and its receipt come back with the request.
-    const body = { action: 'block_ip', args: { ip: '198.51.100.7' }, confidence: 0.97, context: { threatScore: 0.95 } };
-    const before = await cs.requestApproval(body);
-    const oldReceipt = (await before.decision()).receipt!;
-
-    const rotated = await api<{ oldKeyId: string; newKeyId: string }>(server, '/v1/audit/keys/rotate', { body: {} });
-    expect(rotated.status).toBe(200);
-    expect(oldReceipt.keyId).toBe(rotated.body.oldKeyId);
-
-    // This client loaded the keyring before the rotation: a receipt by the new key makes it ask again.
-    const after = await cs.requestApproval({ ...body, args: { ip: '198.51.100.8' } });
-    await expect(after.decision()).resolves.toMatchObject({ outcome: 'approved', receipt: { keyId: rotated.body.newKeyId } });
-    // A fresh client (only the keyring as it is now) checks the old receipt with the old key.
-    const fresh = new Countersign({ url: server.url, apiKey: server.agentKey, onReportError: () => {} });
-    await expect((await fresh.handle(before.id)).decision()).resolves.toMatchObject({ outcome: 'approved', receipt: { keyId: rotated.body.oldKeyId } });
-    // Pinned to the new key alone, the old receipt is refused, naming its key.
-    const newPem = await (await fetch(`${server.url}/v1/audit/public-key`, { headers: { authorization: `Bearer ${server.agentKey}` } })).text();
-    const pinned = new Countersign({ url: server.url, apiKey: server.agentKey, auditPublicKey: [newPem], onReportError: () => {} });
-    await expect((await pinned.handle(before.id)).decision()).rejects.toThrow(new RegExp(`signed by key ${rotated.body.oldKeyId}, which is not among the server's keys`));
   }, 60_000);
 });

@@ -14,10 +14,5 @@ export interface AgentGateway {
   cancel(id: string, body?: CancelBody): Promise<ApprovalRequest>;
   /** The server's audit public key (PEM), which signs decision receipts; the SDK checks receipts with it. */
   auditPublicKey?(): Promise<string>;
-  /**
-   * Every audit public key (PEM) the server has signed with, oldest first: after a key rotation,
-   * receipts signed before it name an older key. The SDK picks the one a receipt's keyId names.
-   */
-  auditKeys?(): Promise<string[]>;
   close?(): Promise<void>;
 }

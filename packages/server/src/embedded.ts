@@ -124,10 +124,6 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
       return engine.trail.key.publicKeyPem;
     },
 
-    async auditKeys() {
-      return engine.trail.keyring().map((k) => k.publicKeyPem);
-    },
-
     async *events(id, { signal } = {}) {
       const stop = new AbortController();
       const onAbort = () => stop.abort(signal?.reason);

@@ -45,7 +45,7 @@ async function expectConsistentTree(store: Store): Promise<number> {
 }
 
 async function exportAndVerify(engine: Engine) {
-  const verifier = new TrailVerifier({ hasher, keys: new Map([[engine.trail.key.keyId, (m: Uint8Array, s: Uint8Array) => engine.trail.key.verify(m, s)]]) });
+  const verifier = new TrailVerifier({ hasher, keyId: engine.trail.key.keyId, verifySignature: (m, s) => engine.trail.key.verify(m, s) });
   for await (const chunk of engine.trail.exportLines()) for (const line of chunk.split('\n')) verifier.push(line);
   return verifier.finish();
 }

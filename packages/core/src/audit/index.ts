@@ -33,7 +33,6 @@ export {
   type ReceiptBody,
 } from './signed.ts';
 export {
-  KEY_ROTATED,
   TRAIL_FORMAT,
   TrailVerifier,
   trailBaseLine,

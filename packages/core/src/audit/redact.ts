@@ -42,7 +42,7 @@ const PATTERNS: ReadonlyArray<{ kind: string; re: RegExp; accept?: (match: strin
  * Field names left as they are: who acted and what the system computed (identities are what an
  * audit trail is for; hashes and ids carry no personal data).
  */
-export const DEFAULT_EXEMPT_FIELDS: readonly string[] = Object.freeze(['deciders', 'name', 'agentName', 'agentId', 'operatorId', 'keyId', 'oldKeyId', 'newKeyId', 'prefix', 'hash', 'payloadHash', 'requestId']);
+export const DEFAULT_EXEMPT_FIELDS: readonly string[] = Object.freeze(['deciders', 'name', 'agentName', 'agentId', 'operatorId', 'keyId', 'prefix', 'hash', 'payloadHash', 'requestId']);
 
 export interface RedactorOptions {
   /** The keyed hash: returns the token body (e.g. 20 hex digits) for `value` of `kind`. */

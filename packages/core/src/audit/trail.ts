@@ -15,11 +15,6 @@
  * `leafHash` is the server's record of each leaf: unauthenticated on its own, but it names the
  * exact entry that was altered, where the signed roots alone only bound it between checkpoints.
  *
- * Keys: every checkpoint is checked with the trusted key its `keyId` names. The signing key may
- * change only by a hand-over: a `signing_key_rotated` entry `{oldKeyId, newKeyId}`, covered by a
- * checkpoint of the old key, after which the new key signs (see `KEY_ROTATED`). A checkpoint by
- * any other key than the one signing so far, or by an untrusted key, is a KEY_MISMATCH.
- *
  * Pure and streaming: feed lines with `push`, then call `finish`. Hashing and signature checks
  * are passed in.
  */
@@ -29,14 +24,6 @@ import { CompactTree, type MerkleHasher } from './merkle.ts';
 import { checkpointMessage, type SignedCheckpoint } from './signed.ts';
 
 export const TRAIL_FORMAT = 'countersign-audit-trail/v1';
-
-/**
- * The entry type that hands signing over to a new key: data `{oldKeyId, newKeyId}`. The server
- * signs a checkpoint covering it with the old key before the new key signs anything, so the
- * old key vouches for its successor.
- */
-export const KEY_ROTATED = 'signing_key_rotated';
-const ROTATED_SUFFIX = `,"type":"${KEY_ROTATED}"}`;
 
 export interface TrailHeader {
   treeSize: number;
@@ -98,19 +85,16 @@ export interface TrailSummary {
   checkpoints: number;
   /** The last (covering) checkpoint. */
   checkpoint: SignedCheckpoint | null;
-  /** The keys that signed the checkpoints, oldest first (more than one after a rotation). */
-  keyIds: string[];
 }
 
 export type TrailResult = ({ ok: true } & TrailSummary) | { ok: false; fault: TrailFault; entriesChecked: number };
 
 export interface TrailVerifierOptions {
   hasher: MerkleHasher;
-  /**
-   * The trusted keys by id (see `SignedCheckpoint.keyId`), each an Ed25519 (or other) check with
-   * that public key: one key, or every key the trail has used after rotations.
-   */
-  keys: ReadonlyMap<string, (message: Uint8Array, signature: Uint8Array) => boolean>;
+  /** The trusted key's id (see `SignedCheckpoint.keyId`). */
+  keyId: string;
+  /** Ed25519 (or other) verification with the trusted public key. */
+  verifySignature(message: Uint8Array, signature: Uint8Array): boolean;
   /** Largest signature accepted, bytes (Ed25519: 64). */
   signatureLength?: number;
 }
@@ -127,9 +111,6 @@ export class TrailVerifier {
   #fault: TrailFault | null = null;
   #checkpoints = 0;
   #last: { cp: SignedCheckpoint; line: number } | null = null;
-  /** The newest `signing_key_rotated` entry read. */
-  #handover: { from: string; to: string; seq: number } | null = null;
-  #keyIds: string[] = [];
 
   constructor(options: TrailVerifierOptions) {
     this.#options = options;
@@ -178,7 +159,6 @@ export class TrailVerifier {
       rootHash: toBase64(this.#tree.root()),
       checkpoints: this.#checkpoints,
       checkpoint: this.#last?.cp ?? null,
-      keyIds: [...this.#keyIds],
     };
   }
 
@@ -236,8 +216,8 @@ export class TrailVerifier {
     if (!isCount(h.treeSize) || !isCount(h.checkpoints) || typeof h.keyId !== 'string' || Object.keys(h).length !== 5) {
       return this.#fail('HEADER', 1, 'the header (line 1) is malformed');
     }
-    if (!this.#options.keys.has(h.keyId)) {
-      return this.#fail('KEY_MISMATCH', 1, `the header (line 1) says the trail is signed by key ${h.keyId}, which is not among the trusted keys (${this.#trusted()})`);
+    if (h.keyId !== this.#options.keyId) {
+      return this.#fail('KEY_MISMATCH', 1, `the header (line 1) says the trail is signed by key ${h.keyId}, but the trusted public key is ${this.#options.keyId}`);
     }
     this.#header = { treeSize: h.treeSize, checkpoints: h.checkpoints, keyId: h.keyId };
     return true;
@@ -298,23 +278,7 @@ export class TrailVerifier {
       return this.#fail('LEAF_MISMATCH', at, `line ${at}: entry seq ${seq} does not hash to its recorded leafHash: the entry (or its leafHash) was altered`, seq);
     }
     this.#tree.append(leafHash);
-    if (leafJson.endsWith(ROTATED_SUFFIX)) return this.#readHandover(leafJson, seq, at);
     return true;
-  }
-
-  /** Only rotation entries are parsed: the rest are hashed as bytes. */
-  #readHandover(leafJson: string, seq: number, at: number): boolean {
-    const entry = parseOrNull(leafJson) as { type?: unknown; data?: { oldKeyId?: unknown; newKeyId?: unknown } } | null;
-    const data = entry?.data;
-    if (entry?.type !== KEY_ROTATED || typeof data?.oldKeyId !== 'string' || typeof data.newKeyId !== 'string') {
-      return this.#fail('MALFORMED', at, `line ${at}: entry seq ${seq} is a ${KEY_ROTATED} entry without oldKeyId and newKeyId`, seq);
-    }
-    this.#handover = { from: data.oldKeyId, to: data.newKeyId, seq };
-    return true;
-  }
-
-  #trusted(): string {
-    return [...this.#options.keys.keys()].join(', ');
   }
 
   #readCheckpoint(line: string): boolean {
@@ -335,33 +299,23 @@ export class TrailVerifier {
     if (previous && treeSize <= previous.cp.treeSize) {
       return this.#fail('CHECKPOINT_PLACEMENT', at, `line ${at}: checkpoint for size ${treeSize} does not grow the tree past the one at line ${previous.line} (size ${previous.cp.treeSize})`);
     }
-    const check = this.#options.keys.get(keyId);
-    if (!check) {
-      return this.#fail('KEY_MISMATCH', at, `line ${at}: checkpoint (size ${treeSize}) is signed by key ${keyId}, which is not among the trusted keys (${this.#trusted()})`);
-    }
-    const signer = previous?.cp.keyId;
-    if (previous && signer !== keyId) {
-      const h = this.#handover;
-      if (!h || h.from !== signer || h.to !== keyId || h.seq > previous.cp.treeSize) {
-        return this.#fail(
-          'KEY_MISMATCH',
-          at,
-          `line ${at}: checkpoint (size ${treeSize}) is signed by key ${keyId}, but the trail was signed by key ${signer} and no ${KEY_ROTATED} entry from ${signer} to ${keyId} is covered by a checkpoint of ${signer}`,
-        );
-      }
+    if (keyId !== this.#options.keyId) {
+      return this.#fail('KEY_MISMATCH', at, `line ${at}: checkpoint (size ${treeSize}) names key ${keyId}, the trusted key is ${this.#options.keyId}`);
     }
     const sig = fromBase64Of(signature, this.#options.signatureLength ?? 64);
     const root = fromBase64Of(rootHash, this.#options.hasher.size);
     if (!sig || !root) return this.#fail('MALFORMED', at, `line ${at}: checkpoint signature or root hash is not canonical base64 of the right length`);
-    if (!check(checkpointMessage(cp), sig)) {
-      return this.#fail('BAD_SIGNATURE', at, `line ${at}: the signature of the checkpoint for size ${treeSize} does not verify with key ${keyId}`);
+    if (!this.#options.verifySignature(checkpointMessage(cp), sig)) {
+      return this.#fail('BAD_SIGNATURE', at, `line ${at}: the signature of the checkpoint for size ${treeSize} does not verify with the trusted public key`);
     }
     if (this.#base && !this.#base.verified) {
       if (!bytesEqual(root, this.#tree.root())) {
         return this.#fail('ROOT_MISMATCH', this.#base.line, `line ${this.#base.line}: the pruned-trail base does not produce the root signed by the checkpoint at line ${at} (size ${treeSize}): the base was altered`);
       }
       this.#base.verified = true;
-      return this.#accept(cp, at);
+      this.#checkpoints++;
+      this.#last = { cp, line: at };
+      return true;
     }
     if (!bytesEqual(root, this.#tree.root())) {
       const from = (previous?.cp.treeSize ?? 0) + 1;
@@ -372,22 +326,9 @@ export class TrailVerifier {
         from,
       );
     }
-    return this.#accept(cp, at);
-  }
-
-  #accept(cp: SignedCheckpoint, line: number): true {
     this.#checkpoints++;
-    this.#last = { cp, line };
-    if (this.#keyIds[this.#keyIds.length - 1] !== cp.keyId) this.#keyIds.push(cp.keyId);
+    this.#last = { cp, line: at };
     return true;
-  }
-}
-
-function parseOrNull(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
   }
 }
 

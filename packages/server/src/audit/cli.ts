@@ -5,9 +5,6 @@
  *   countersign audit export --out trail.jsonl                  entries and checkpoints, signed up to now
  *   countersign audit verify                                    the live server's trail
  *   countersign audit verify --file trail.jsonl --public-key key.pem   offline: no server, no database
- *   countersign audit verify --file trail.jsonl --keyring keys.pem     …of a trail signed by several keys
- *   countersign audit keys --export keys.pem                    every key the trail has used (the keyring)
- *   countersign audit rotate-key                                replace the signing key (admin)
  *   countersign audit query --actor alice --from 2026-01-01              filtered, paged entries
  *
  * Verification recomputes the Merkle tree from the entries' bytes, checks every checkpoint's
@@ -23,7 +20,7 @@ import { clientFrom, print, printJson, withClientOptions, type CommonFlags } fro
 import type { ApiClient } from '../cli/http-client.ts';
 import { safe, safeMultiline, table } from '../cli/format.ts';
 import type { AuditEntry } from '../engine/engine.ts';
-import { hasher, keyringPem, publicKeyFromPem, publicKeysFromPem, type PublicAuditKey } from './crypto.ts';
+import { hasher, publicKeyFromPem, type PublicAuditKey } from './crypto.ts';
 import { chunksOf, verifyTrailStream, type VerifyProgress } from './verify.ts';
 
 function size(value: string): number {
@@ -100,39 +97,6 @@ export function registerAuditCommands(audit: Command): void {
 
   withClientOptions(
     audit
-      .command('keys')
-      .description('every public key the trail has used (the keyring), oldest first; --export writes them for offline verification')
-      .option('--export <file>', 'write the keyring (PEM blocks) to this file, for audit verify --keyring'),
-  ).action(async (flags: CommonFlags & { export?: string }) => {
-    const client = clientFrom(flags);
-    const { currentKeyId, keys } = await fetchKeyring(client);
-    if (flags.export) {
-      writeFile(flags.export, keyringPem(keys, currentKeyId));
-      if (flags.json) return printJson({ out: flags.export, currentKeyId, keyIds: keys.map((k) => k.keyId) });
-      return print(`wrote ${keys.length} audit public key${keys.length === 1 ? '' : 's'} (${keys.map((k) => k.keyId).join(', ')}) to ${safe(flags.export)}`);
-    }
-    if (flags.json) return printJson({ currentKeyId, keys: keys.map((k) => ({ keyId: k.keyId, publicKeyPem: k.publicKeyPem, current: k.keyId === currentKeyId })) });
-    print(table(keys, [
-      { header: 'KEY ID', value: (k) => k.keyId },
-      { header: 'STATUS', value: (k) => (k.keyId === currentKeyId ? 'current: signs now' : 'retired: verifies what it signed') },
-    ]));
-  });
-
-  withClientOptions(
-    audit
-      .command('rotate-key')
-      .description('replace the audit signing key (admin): the old key signs a checkpoint covering the hand-over, the new key signs from then on'),
-  ).action(async (flags: CommonFlags) => {
-    const client = clientFrom(flags);
-    const rotation = await client.post<{ oldKeyId: string; newKeyId: string; seq: number; checkpoint: SignedCheckpoint }>('/v1/audit/keys/rotate', undefined);
-    if (flags.json) return printJson(rotation);
-    print(`rotated the audit signing key: ${rotation.oldKeyId} -> ${rotation.newKeyId}`);
-    print(`  entry ${rotation.seq} (signing_key_rotated) is covered by checkpoint ${rotation.checkpoint.treeSize}, signed by the old key`);
-    print("  the old public key stays in the keyring: 'countersign audit keys --export keys.pem' for offline verification");
-  });
-
-  withClientOptions(
-    audit
       .command('export')
       .description('write the signed audit trail (entries and checkpoints, JSON Lines) to a file')
       .requiredOption('--out <file>', 'where to write it ("-" for standard output)')
@@ -176,41 +140,36 @@ export function registerAuditCommands(audit: Command): void {
     audit
       .command('verify')
       .description('verify the audit trail: the live server, or an export offline (--file, --public-key)')
-      .option('--file <trail.jsonl>', 'verify this export offline (needs --public-key or --keyring; no server, no database)')
-      .option('--public-key <key.pem>', 'a trusted public key (PEM); repeat it for every key of a rotated trail. Live, the default is the keyring the server serves', collect, [])
-      .option('--keyring <keys.pem>', "trusted public keys, from 'countersign audit keys --export'; repeatable", collect, []),
-  ).action(async (flags: CommonFlags & { file?: string; publicKey: string[]; keyring: string[] }) => {
-    const given = [...flags.publicKey.map((f) => [f, '--public-key'] as const), ...flags.keyring.map((f) => [f, '--keyring'] as const)];
-    const pinned = given.length === 0 ? undefined : given.flatMap(([file, flag]) => keysIn(file, flag));
+      .option('--file <trail.jsonl>', 'verify this export offline (needs --public-key; no server, no database)')
+      .option('--public-key <key.pem>', 'the trusted public key (PEM); live, the default is the key the server serves'),
+  ).action(async (flags: CommonFlags & { file?: string; publicKey?: string }) => {
+    const pinned = flags.publicKey === undefined ? undefined : publicKeyFromPem(readText(flags.publicKey, '--public-key'));
     const progress = progressBar(!flags.json && process.stderr.isTTY === true);
     const started = performance.now();
     let result: TrailResult;
     let source: string;
-    let keys: PublicAuditKey[];
+    let key: PublicAuditKey;
     let client: ApiClient | undefined;
     if (flags.file !== undefined) {
       if (!pinned) {
-        throw new CountersignError(
-          'VALIDATION_FAILED',
-          "offline verification needs the trusted keys: --public-key key.pem (from 'countersign audit public-key') or --keyring keys.pem (from 'countersign audit keys --export')",
-        );
+        throw new CountersignError('VALIDATION_FAILED', "offline verification needs the trusted key: --public-key key.pem (from 'countersign audit public-key')");
       }
-      keys = pinned;
+      key = pinned;
       source = flags.file;
       const total = fileSize(flags.file);
-      result = await verifyTrailStream(createReadStream(flags.file, { highWaterMark: 1 << 20 }), keys, {
+      result = await verifyTrailStream(createReadStream(flags.file, { highWaterMark: 1 << 20 }), key, {
         onProgress: (p) => progress.update(p, total),
       });
     } else {
       client = clientFrom(flags);
-      keys = pinned ?? (await fetchKeyring(client)).keys;
+      key = pinned ?? publicKeyFromPem(await (await client.stream('/v1/audit/public-key')).text());
       source = client.baseUrl;
       // Sign what is there now, so the whole trail is covered; auditors without the right fall back to the latest checkpoint.
       await client.post('/v1/audit/checkpoints', undefined).catch((err: unknown) => {
         if (!(err instanceof CountersignError && err.code === 'FORBIDDEN')) throw err;
       });
       const response = await client.stream('/v1/audit/export');
-      result = await verifyTrailStream(chunksOf(response.body!), keys, { onProgress: (p) => progress.update(p, null) });
+      result = await verifyTrailStream(chunksOf(response.body!), key, { onProgress: (p) => progress.update(p, null) });
     }
     progress.done();
     const seconds = (performance.now() - started) / 1000;
@@ -218,15 +177,14 @@ export function registerAuditCommands(audit: Command): void {
     let extension: { treeSize: number; consistent: boolean } | null = null;
     if (result.ok && client) extension = await checkExtension(client, result.treeSize, result.rootHash);
 
-    const keyIds = keys.map((k) => k.keyId);
-    const report = { ...result, ok: result.ok && (extension?.consistent ?? true), source, trustedKeyIds: keyIds, seconds: Number(seconds.toFixed(3)), latest: extension };
+    const report = { ...result, ok: result.ok && (extension?.consistent ?? true), source, keyId: key.keyId, seconds: Number(seconds.toFixed(3)), latest: extension };
     if (flags.json) printJson(report);
     if (!result.ok) {
       const f = result.fault;
       if (!flags.json) {
         print(`FAILED: ${safe(source)} does not verify (${f.code})`);
         print(`  ${safe(f.message)}`);
-        print(`  ${result.entriesChecked} entries verified before the fault; trusted key${keyIds.length === 1 ? '' : 's'} ${keyIds.join(', ')}`);
+        print(`  ${result.entriesChecked} entries verified before the fault; key ${key.keyId}`);
       }
       throw new CountersignError('AUDIT_VERIFICATION_FAILED', f.message, f);
     }
@@ -237,8 +195,7 @@ export function registerAuditCommands(audit: Command): void {
     const rate = seconds > 0 ? ` (${Math.round(result.treeSize / seconds).toLocaleString('en-US')} entries/s)` : '';
     print(`OK: ${safe(source)} verifies: ${result.treeSize.toLocaleString('en-US')} entries, ${result.checkpoints} signed checkpoints, in ${seconds.toFixed(2)} s${rate}`);
     print(`  root ${result.rootHash} at tree size ${result.treeSize}`);
-    if (result.checkpoint) print(`  last checkpoint signed ${result.checkpoint.timestamp} by key ${result.checkpoint.keyId}`);
-    if (result.keyIds.length > 1) print(`  signed by keys ${result.keyIds.join(' -> ')}, each hand-over covered by a checkpoint of the key before`);
+    if (result.checkpoint) print(`  last checkpoint signed ${result.checkpoint.timestamp} by key ${key.keyId}`);
     if (extension && extension.treeSize > result.treeSize) print(`  the server's newest checkpoint (size ${extension.treeSize}) extends it (consistency proof verified)`);
   });
 }
@@ -281,28 +238,6 @@ async function checkExtension(client: ApiClient, treeSize: number, rootHash: str
   const b64 = (s: string) => fromBase64(s) ?? new Uint8Array(0);
   const check = verifyConsistency(hasher, treeSize, latest.treeSize, proof.consistencyPath.map(b64), b64(rootHash), b64(latest.rootHash));
   return { treeSize: latest.treeSize, consistent: check.ok };
-}
-
-const collect = (value: string, previous: string[]) => [...previous, value];
-
-function keysIn(path: string, flag: string): PublicAuditKey[] {
-  try {
-    return publicKeysFromPem(readText(path, flag));
-  } catch (err) {
-    if (err instanceof CountersignError && err.message.startsWith(flag)) throw err;
-    throw new CountersignError('VALIDATION_FAILED', `${flag} ${safe(path)}: ${(err as Error).message}`);
-  }
-}
-
-/** The server's keyring (`GET /v1/audit/keys`), each key checked against its id. */
-async function fetchKeyring(client: ApiClient): Promise<{ currentKeyId: string; keys: PublicAuditKey[] }> {
-  const body = await client.get<{ currentKeyId: string; keys: Array<{ keyId: string; publicKeyPem: string }> }>('/v1/audit/keys');
-  const keys = body.keys.map((k) => {
-    const key = publicKeyFromPem(k.publicKeyPem);
-    if (key.keyId !== k.keyId) throw new CountersignError('AUDIT_VERIFICATION_FAILED', `the server lists key ${k.keyId}, but its public key has id ${key.keyId}`);
-    return key;
-  });
-  return { currentKeyId: body.currentKeyId, keys };
 }
 
 function readText(path: string, flag: string): string {

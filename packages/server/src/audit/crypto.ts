@@ -5,14 +5,10 @@
  * The key lives in a PEM file outside the database (PKCS#8, mode 0600), created on first
  * start: someone who can write the database still cannot sign a checkpoint that covers an
  * edited trail. Servers that share one database must share the key file.
- *
- * After a rotation the public keys of every key the trail has used are kept beside it, in the
- * keyring file (`keyringPathOf`: PEM blocks, one per key, oldest first), outside the database
- * for the same reason: a database writer must not be able to add a key that verifiers trust.
  */
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify, type KeyObject } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { CountersignError, keyIdOf, toBase64, type HashFn, type MerkleHasher } from '@countersign/core';
 
 /** One-shot SHA-256 (`crypto.hash`: no Hash object per call, which is most of the cost for small inputs). */
@@ -95,65 +91,9 @@ export function publicKeyFromPem(pem: string): PublicAuditKey {
   return publicPart(key);
 }
 
-const PUBLIC_PEM = /-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g;
-
-/**
- * Every public key in a PEM text: one key (`audit public-key`) or a keyring (`audit keys
- * --export`, the keyring file). Text outside the PEM blocks is ignored, as RFC 7468 allows.
- */
-export function publicKeysFromPem(text: string): PublicAuditKey[] {
-  const blocks = text.match(PUBLIC_PEM) ?? [];
-  if (blocks.length === 0) throw new CountersignError('VALIDATION_FAILED', 'no PEM "PUBLIC KEY" block found');
-  return blocks.map((block) => publicKeyFromPem(`${block}\n`));
-}
-
-/** The keyring as a file: a comment line naming each key, then its PEM, oldest first. */
-export function keyringPem(keys: readonly PublicAuditKey[], currentKeyId: string): string {
-  return keys.map((k) => `# countersign audit key ${k.keyId}${k.keyId === currentKeyId ? ' (current)' : ''}\n${k.publicKeyPem.trim()}\n`).join('');
-}
-
-/** Where the keyring of the key at `keyPath` is kept: beside it, `<name>.keyring.pem`. */
-export function keyringPathOf(keyPath: string): string {
-  return join(dirname(keyPath), `${basename(keyPath).replace(/\.pem$/, '')}.keyring.pem`);
-}
-
-/** The keyring file's keys; none when there is no file yet (a trail that was never rotated). */
-export function readKeyring(path: string): PublicAuditKey[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new CountersignError('STORE_UNAVAILABLE', `cannot read the audit keyring ${path}: ${(err as Error).message}`);
-  }
-  try {
-    return publicKeysFromPem(text);
-  } catch (err) {
-    throw new CountersignError('VALIDATION_FAILED', `the audit keyring ${path}: ${(err as Error).message}`);
-  }
-}
-
-/** Replaces `path` with `text` atomically (a sibling file, then rename), so a crash leaves the old or the new file, never half of one. */
-export function replaceFile(path: string, text: string, mode: number): void {
-  const next = `${path}.new`;
-  try {
-    rmSync(next, { force: true });
-    writeFileSync(next, text, { flag: 'wx', mode });
-    renameSync(next, path);
-  } catch (err) {
-    throw new CountersignError('STORE_UNAVAILABLE', `cannot write ${path}: ${(err as Error).message}`);
-  }
-}
-
 /** A fresh key that lives in memory only (in-memory databases, tests). */
 export function ephemeralAuditKey(): AuditKey {
   return fromPrivate(generateKeyPairSync('ed25519').privateKey, null);
-}
-
-/** A fresh key to be kept at `path` (not written yet): the key and its PKCS#8 PEM. */
-export function newAuditKey(path: string | null): { key: AuditKey; pem: string } {
-  const privateKey = generateKeyPairSync('ed25519').privateKey;
-  return { key: fromPrivate(privateKey, path), pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
 }
 
 /**
@@ -161,7 +101,7 @@ export function newAuditKey(path: string | null): { key: AuditKey; pem: string }
  * exclusive, so two servers starting at once end up with the same key.
  */
 export function loadOrCreateAuditKey(path: string): AuditKey {
-  const existing = readAuditKey(path);
+  const existing = readKey(path);
   if (existing) return existing;
   mkdirSync(dirname(path), { recursive: true });
   const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
@@ -172,13 +112,12 @@ export function loadOrCreateAuditKey(path: string): AuditKey {
       throw new CountersignError('STORE_UNAVAILABLE', `cannot create the audit key ${path}: ${(err as Error).message}`);
     }
   }
-  const created = readAuditKey(path);
+  const created = readKey(path);
   if (!created) throw new CountersignError('STORE_UNAVAILABLE', `the audit key ${path} vanished after it was created`);
   return created;
 }
 
-/** The key in the file at `path` (e.g. again, after another server rotated it), or null when there is none. */
-export function readAuditKey(path: string): AuditKey | null {
+function readKey(path: string): AuditKey | null {
   let pem: string;
   try {
     pem = readFileSync(path, 'utf8');

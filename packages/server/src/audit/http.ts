@@ -1,5 +1,5 @@
 /**
- * The audit trail over HTTP: the public key (and the keyring of every key it has used), signed checkpoints, RFC 9162-shaped proofs and
+ * The audit trail over HTTP: the public key, signed checkpoints, RFC 9162-shaped proofs and
  * the JSON Lines export. Anyone authenticated may fetch the public key (agents check decision
  * receipts with it); the trail itself is for operators (auditors included).
  */
@@ -28,35 +28,6 @@ export const publicKeyRoute = createRoute({
   summary: 'The Ed25519 public key (PEM, SubjectPublicKeyInfo) that signs checkpoints and decision receipts',
   security,
   responses: { 200: { content: { 'application/x-pem-file': { schema: z.string() } }, description: 'PEM; header x-countersign-key-id names the key' }, ...errors },
-});
-
-export const AuditKeyInfo = z.object({
-  keyId: z.string(),
-  publicKeyPem: z.string(),
-  /** The key that signs now; the others signed before a rotation and still verify what they signed. */
-  current: z.boolean(),
-});
-
-export const keysRoute = createRoute({
-  method: 'get',
-  path: '/v1/audit/keys',
-  summary: 'Every public key the trail has used (the keyring), oldest first: checkpoints and receipts name theirs by keyId',
-  security,
-  responses: { 200: json(z.object({ currentKeyId: z.string(), keys: z.array(AuditKeyInfo) }), 'The keyring'), ...errors },
-});
-
-export const rotateKeyRoute = createRoute({
-  method: 'post',
-  path: '/v1/audit/keys/rotate',
-  summary: 'Replace the signing key (admin): the old key signs a checkpoint covering the signing_key_rotated entry, then the new key signs',
-  security,
-  responses: {
-    200: json(
-      z.object({ oldKeyId: z.string(), newKeyId: z.string(), seq: z.number(), checkpoint: SignedCheckpoint }),
-      'The rotation: its audit entry and the old key’s checkpoint that covers it',
-    ),
-    ...errors,
-  },
 });
 
 export const checkpointRoute = createRoute({
@@ -196,14 +167,6 @@ export function registerAuditRoutes(app: OpenAPIHono<Env>, engine: Engine): void
     c.header('content-type', 'application/x-pem-file');
     return c.body(trail.key.publicKeyPem, 200) as never;
   });
-
-  app.openapi(keysRoute, async (c) => {
-    const current = trail.key.keyId;
-    const keys = trail.keyring().map((k) => ({ keyId: k.keyId, publicKeyPem: k.publicKeyPem, current: k.keyId === current }));
-    return c.json({ currentKeyId: current, keys }, 200);
-  });
-
-  app.openapi(rotateKeyRoute, async (c) => c.json(await engine.rotateAuditKey(c.get('principal')), 200));
 
   app.openapi(checkpointRoute, async (c) => {
     const latest = await trail.latestCheckpoint();

@@ -26,11 +26,10 @@ import {
   type SignedCheckpoint,
 } from '@countersign/core';
 import { createHmac } from 'node:crypto';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { AuditEntry } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { AuditRow, Store } from '../store/store.ts';
-import { keyringPathOf, keyringPem, newAuditKey, readAuditKey, readKeyring, replaceFile, sha256, type AuditKey, type PublicAuditKey } from './crypto.ts';
+import { sha256, type AuditKey } from './crypto.ts';
 import { parseTime } from './reports.ts';
 import { leafJsonOf } from './store.ts';
 
@@ -73,60 +72,19 @@ const EXPORT_PAGE = 2000;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export interface KeyRotation {
-  oldKeyId: string;
-  newKeyId: string;
-  /** The `signing_key_rotated` entry. */
-  seq: number;
-  /** The old key's checkpoint that covers it: the old key's last word, vouching for the new one. */
-  checkpoint: SignedCheckpoint;
-}
-
 export class AuditService {
-  #key: AuditKey;
-  /** Every key the trail has used, oldest first, by id: the keyring file's, and the current key. */
-  #keyring = new Map<string, PublicAuditKey>();
-  #fields: readonly string[] | undefined;
   #redactor: Redactor;
-  /** Signing and rotating, one at a time in this process. */
-  #signing: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly store: Store,
-    key: AuditKey,
+    readonly key: AuditKey,
     private readonly now: () => number,
   ) {
-    this.#key = key;
-    this.#loadKeyring();
-    this.#redactor = this.#makeRedactor();
+    this.#redactor = this.#makeRedactor(undefined);
   }
 
-  /** The key that signs now. */
-  get key(): AuditKey {
-    return this.#key;
-  }
-
-  #loadKeyring(): void {
-    this.#keyring = new Map(this.#key.path ? readKeyring(keyringPathOf(this.#key.path)).map((k) => [k.keyId, k]) : [...this.#keyring]);
-    this.#keyring.set(this.#key.keyId, this.#key);
-  }
-
-  #use(key: AuditKey): void {
-    this.#key = key;
-    this.#loadKeyring();
-    this.#redactor = this.#makeRedactor();
-  }
-
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#signing.then(fn, fn);
-    this.#signing = run.catch(() => {});
-    return run;
-  }
-
-  #makeRedactor(): Redactor {
-    const fields = this.#fields;
-    // Derived from the private key: a rotated key gives new tokens (the old key may be compromised).
-    const secret = this.#key.derive('redaction/v1');
+  #makeRedactor(fields: readonly string[] | undefined): Redactor {
+    const secret = this.key.derive('redaction/v1');
     return createRedactor({
       ...(fields ? { fields } : {}),
       tokenize: (kind, value) => createHmac('sha256', secret).update(`${kind}\u0000${value}`).digest('hex').slice(0, 20),
@@ -135,8 +93,7 @@ export class AuditService {
 
   /** Field names whose values are redacted whole (default: email, ip_address, user_id, phone_number and their camelCase). */
   setRedactedFields(fields: readonly string[] | undefined): void {
-    this.#fields = fields;
-    this.#redactor = this.#makeRedactor();
+    this.#redactor = this.#makeRedactor(fields);
   }
 
   /** What an audit entry stores of `data`: personal data as keyed tokens (core `createRedactor`). */
@@ -158,22 +115,16 @@ export class AuditService {
     return { keyId: this.key.keyId, publicKeyPem: this.key.publicKeyPem };
   }
 
-  /** Every public key the trail has used, oldest first; the last is the current one. */
-  keyring(): PublicAuditKey[] {
-    return [...this.#keyring.values()];
-  }
-
   /**
    * Refuses a key that did not sign the trail's checkpoints: a server that lost its key file
-   * must not silently start a trail nobody can verify end to end. Right after a rotation the
-   * newest checkpoint is the old key's (it covers the hand-over); that key is in the keyring.
+   * must not silently start a trail nobody can verify end to end.
    */
   async checkKey(): Promise<void> {
     const latest = await this.store.trail.latestCheckpoint();
-    if (latest && latest.keyId !== this.key.keyId && !this.#keyring.has(latest.keyId)) {
+    if (latest && latest.keyId !== this.key.keyId) {
       throw new CountersignError(
         'STORE_UNAVAILABLE',
-        `the audit trail is signed by key ${latest.keyId}, but the audit key${this.key.path ? ` at ${this.key.path}` : ''} is ${this.key.keyId} and its keyring does not list ${latest.keyId}; restore the original key file (COUNTERSIGN_AUDIT_KEY_PATH) and the keyring beside it`,
+        `the audit trail is signed by key ${latest.keyId}, but the audit key${this.key.path ? ` at ${this.key.path}` : ''} is ${this.key.keyId}; restore the original key file (COUNTERSIGN_AUDIT_KEY_PATH)`,
       );
     }
   }
@@ -193,63 +144,15 @@ export class AuditService {
    * one database may race: one checkpoint per tree size is stored, and everyone returns it.
    */
   async checkpoint(): Promise<SignedCheckpoint> {
-    return this.#exclusive(async () => {
-      await this.#followRotation();
-      return this.#sign(this.#key);
-    });
-  }
-
-  async #sign(key: AuditKey): Promise<SignedCheckpoint> {
     const tree = await this.store.trail.head();
     const latest = await this.store.trail.latestCheckpoint();
     if (latest && latest.treeSize >= tree.size) return strip(latest);
     // Signed times never go backwards, even if this machine's clock does.
     const at = Math.max(this.now(), latest ? Date.parse(latest.timestamp) : 0);
     const body = { treeSize: tree.size, rootHash: toBase64(tree.root()), timestamp: iso(at) };
-    const cp: SignedCheckpoint = { ...body, keyId: key.keyId, signature: key.sign(checkpointMessage(body)) };
+    const cp: SignedCheckpoint = { ...body, keyId: this.key.keyId, signature: this.key.sign(checkpointMessage(body)) };
     if (await this.store.trail.insertCheckpoint(cp, this.now())) return cp;
     return (await this.store.trail.checkpointAt(tree.size)) ?? cp;
-  }
-
-  /**
-   * Another server sharing this database and key file may have rotated the key. Once the newest
-   * checkpoint is not this key's, the key file is read again: a new key there is taken up, so
-   * this server never signs with a key its successor has replaced.
-   */
-  async #followRotation(): Promise<void> {
-    const path = this.#key.path;
-    const latest = await this.store.trail.latestCheckpoint();
-    if (!path || !latest || latest.keyId === this.#key.keyId) return;
-    const onDisk = readAuditKey(path);
-    if (onDisk && onDisk.keyId !== this.#key.keyId) this.#use(onDisk);
-  }
-
-  /**
-   * Replaces the signing key. In order, so that a crash at any step leaves a trail that verifies:
-   * the new public key joins the keyring file; the new private key is written beside the old
-   * one; `appendEntry` records `signing_key_rotated {oldKeyId, newKeyId}`; the OLD key signs a
-   * checkpoint covering that entry (it vouches for its successor); then the new key file
-   * replaces the old one (rename: the old private key is gone) and the new key signs from here
-   * on. Keys without a file (in-memory databases) rotate in memory.
-   */
-  async rotateKey(appendEntry: (oldKeyId: string, newKeyId: string) => Promise<number>): Promise<KeyRotation> {
-    return this.#exclusive(async () => {
-      await this.#followRotation();
-      const old = this.#key;
-      const { key: next, pem } = newAuditKey(old.path);
-      if (old.path) {
-        const keyring = [...readKeyring(keyringPathOf(old.path)).filter((k) => k.keyId !== old.keyId && k.keyId !== next.keyId), old, next];
-        replaceFile(keyringPathOf(old.path), keyringPem(keyring, next.keyId), 0o644);
-        rmSync(`${old.path}.next`, { force: true });
-        writeFileSync(`${old.path}.next`, pem, { flag: 'wx', mode: 0o600 });
-      }
-      this.#keyring.set(next.keyId, next);
-      const seq = await appendEntry(old.keyId, next.keyId);
-      const checkpoint = await this.#sign(old);
-      if (old.path) renameSync(`${old.path}.next`, old.path);
-      this.#use(next);
-      return { oldKeyId: old.keyId, newKeyId: next.keyId, seq, checkpoint };
-    });
   }
 
   /** Signs a checkpoint when `every` entries have come since the last one, or `maxAgeMs` has passed with any. */
@@ -333,9 +236,7 @@ export class AuditService {
     // After retention the export starts from the compact tree at the prune point, signed there.
     const prunedTo = Math.min(await this.store.trail.prunedTo(), treeSize);
     const checkpoints = await this.store.trail.checkpoints(Math.max(1, prunedTo), treeSize);
-    // The header names the key of the last checkpoint: the one that covers the whole export.
-    const keyId = checkpoints[checkpoints.length - 1]?.keyId ?? this.key.keyId;
-    yield trailHeaderLine({ treeSize, checkpoints: checkpoints.length, keyId });
+    yield trailHeaderLine({ treeSize, checkpoints: checkpoints.length, keyId: this.key.keyId });
     let next = 0;
     if (prunedTo > 0) {
       const ids = frontierNodes(prunedTo);

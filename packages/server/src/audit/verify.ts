@@ -19,17 +19,13 @@ export interface VerifyOptions {
   progressEvery?: number;
 }
 
-/**
- * Verifies a trail read as chunks of bytes, with the trusted public key, or every key of a
- * rotated trail (its keyring). Never throws on bad input: it reports.
- */
+/** Verifies a trail read as chunks of bytes, with the trusted public key. Never throws on bad input: it reports. */
 export async function verifyTrailStream(
   source: AsyncIterable<Uint8Array>,
-  trusted: PublicAuditKey | readonly PublicAuditKey[],
+  key: PublicAuditKey,
   options: VerifyOptions = {},
 ): Promise<TrailResult> {
-  const keys = new Map((Array.isArray(trusted) ? trusted : [trusted]).map((k: PublicAuditKey) => [k.keyId, (m: Uint8Array, s: Uint8Array) => k.verify(m, s)] as const));
-  const verifier = new TrailVerifier({ hasher, keys });
+  const verifier = new TrailVerifier({ hasher, keyId: key.keyId, verifySignature: (message, signature) => key.verify(message, signature) });
   const every = options.progressEvery ?? 20_000;
   let bytes = 0;
   let lines = 0;

@@ -8,7 +8,6 @@ import {
   AGGREGATE_ACTION,
   CountersignError,
   EMPTY_HISTORY,
-  KEY_ROTATED,
   MAX_AGGREGATE_MEMBERS,
   ROLES,
   aggregateRequest,
@@ -277,20 +276,6 @@ export class Engine {
       }
       return this.insertOperator(tx, actorOf(by), { name: input.name, roles: input.roles, groups: input.groups ?? [] });
     });
-  }
-
-  /**
-   * Replaces the audit signing key (admins): the trail records the hand-over, signed by the old
-   * key, and the new key signs from then on (AuditService.rotateKey).
-   */
-  async rotateAuditKey(by: Principal) {
-    this.requireRole(by, 'admin');
-    return this.trail.rotateKey((oldKeyId, newKeyId) =>
-      this.store.transaction(async (tx) => {
-        const [seq] = await tx.appendAudit([this.audit(KEY_ROTATED, null, actorOf(by), { oldKeyId, newKeyId }, this.now())]);
-        return seq!;
-      }),
-    );
   }
 
   async createAgentKey(by: Principal, agentName: string) {
