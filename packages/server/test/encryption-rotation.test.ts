@@ -7,17 +7,20 @@
  * not configured fails closed naming its key id; and the CLI does the same through the real binary.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DEFAULT_POLICY_YAML, type ApprovalRequest } from '@countersign/core';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine/engine.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { guardOptionsFromEnv } from '../src/guard/service.ts';
-import { totpCode } from '../src/guard/totp.ts';
+import { SecretBox, totpCode } from '../src/guard/totp.ts';
 import { connect, type Connection } from '../src/store/connect.ts';
 import { rotateEncryption } from '../src/store/rotation.ts';
-import { Keyring, encryptionKeyId, gcmSeal, parseEncryptionKey } from '../src/store/sealing.ts';
-import { ENGINES, type TestDatabase } from './support/databases.ts';
+import { Keyring, Sealer, encryptionKeyId, gcmSeal, parseEncryptionKey } from '../src/store/sealing.ts';
+import { ENGINES, postgresDatabase, type TestDatabase } from './support/databases.ts';
 import { markedRequest } from './support/sealed-request.ts';
 import { runCli } from './support/server-process.ts';
 
@@ -75,6 +78,18 @@ describe('previous keys', () => {
     expect(message).toMatch(/COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS/);
     expect(message).not.toContain(KEY_A);
     expect(guardOptionsFromEnv({ COUNTERSIGN_ENCRYPTION_KEY: KEY_B, COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS: KEY_A })).toMatchObject({ encryptionKey: KEY_B, previousEncryptionKeys: KEY_A });
+  });
+
+  it('an enc:v1 TOTP secret opens whichever way its old key is written in PREVIOUS (a trailing newline, hex or base64 of the same bytes)', () => {
+    const secret = 'JBSWY3DPEHPK3PXP';
+    const bytes = Buffer.from(KEY_A, 'hex');
+    // Sealed when the key was configured as base64 text with a trailing newline (a secrets file).
+    const sealed = legacyTotp(`${bytes.toString('base64')}\n`, secret);
+    for (const previous of [KEY_A, bytes.toString('base64'), bytes.toString('base64url')]) {
+      const box = new SecretBox(Sealer.fromKey(KEY_B, previous));
+      expect(box.open(sealed)).toBe(secret);
+    }
+    expect(() => new SecretBox(Sealer.fromKey(KEY_B, KEY_C)).open(sealed)).toThrow(/neither COUNTERSIGN_ENCRYPTION_KEY nor in COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS/);
   });
 
   it('a malformed previous key refuses to open the engine', async () => {
@@ -309,6 +324,30 @@ describe.each(ENGINES)('countersign keys rotate-encryption on $name', ({ make })
     expect(run.stdout).toMatch(/--batch <n>/);
     expect(run.stdout).toMatch(/--include-plain/);
     expect(run.stdout).toMatch(/COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS/);
+  });
+
+  it('never guesses the database: none given, a missing file, or one no server has used is refused and nothing is created', async () => {
+    const env = { COUNTERSIGN_ENCRYPTION_KEY: KEY_B, COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS: KEY_A };
+    const cwd = mkdtempSync(join(tmpdir(), 'countersign-rotate-'));
+    try {
+      const none = await runCli(['keys', 'rotate-encryption'], env, cwd);
+      expect(none.code).toBe(1);
+      expect(none.stderr).toMatch(/say which database to rotate/);
+      const missing = await runCli(['keys', 'rotate-encryption', '--database', `sqlite:${join(cwd, 'nowhere.db')}`], env, cwd);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/no database at/);
+      expect(readdirSync(cwd)).toEqual([]); // nothing created
+      const fresh = postgresDatabase();
+      try {
+        const unused = await runCli(['keys', 'rotate-encryption', '--database', fresh.url], env, cwd);
+        expect(unused.code).toBe(1);
+        expect(unused.stderr).toMatch(/never been used by a Countersign server/);
+      } finally {
+        await fresh.drop();
+      }
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 
   it('refuses a malformed previous key, and runs without a current key only to say so', async () => {

@@ -4,6 +4,7 @@
  * database itself (--database / COUNTERSIGN_DATABASE_URL), as `serve` does, with the same key
  * settings as the servers; it is safe while they run and safe to interrupt and run again.
  */
+import { CountersignError } from '@countersign/core';
 import type { Command } from 'commander';
 import { positiveInt, print, printJson } from './common.ts';
 import type { RotationReport } from '../store/rotation.ts';
@@ -12,7 +13,7 @@ export function registerRotateEncryption(keys: Command): void {
   keys
     .command('rotate-encryption')
     .description('re-seal everything encrypted at rest under COUNTERSIGN_ENCRYPTION_KEY (old keys in COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS); opens the database directly')
-    .option('--database <url>', 'sqlite:PATH or postgres://… (env COUNTERSIGN_DATABASE_URL)')
+    .option('--database <url>', 'sqlite:PATH or postgres://… (env COUNTERSIGN_DATABASE_URL); required: it is never guessed')
     .option('--batch <n>', 'rows per transaction (default 200)', positiveInt(10_000))
     .option('--include-plain', 'also seal values stored before any key was set')
     .option('--json', 'print the report as JSON')
@@ -30,10 +31,22 @@ Progress goes to stderr. Exits 1 when values remain that no configured key opens
       const { Sealer } = await import('../store/sealing.ts');
       const { Store } = await import('../store/store.ts');
       const { rotateEncryption } = await import('../store/rotation.ts');
+      const { existsSync } = await import('node:fs');
+      const { parseDatabaseUrl } = await import('../store/connect.ts');
       const sealer = Sealer.fromKey(process.env.COUNTERSIGN_ENCRYPTION_KEY || undefined, process.env.COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS || undefined);
-      const store = new Store(await connect(flags.database ?? process.env.COUNTERSIGN_DATABASE_URL ?? 'sqlite:./countersign.db'), sealer);
+      // Never a default database: rotating an empty one would report "nothing left under an old key".
+      const url = flags.database ?? process.env.COUNTERSIGN_DATABASE_URL;
+      if (!url) throw new CountersignError('VALIDATION_FAILED', 'say which database to rotate: --database URL or COUNTERSIGN_DATABASE_URL (the one your servers use)');
+      const parsed = parseDatabaseUrl(url);
+      if (parsed.dialect === 'sqlite' && (parsed.target === ':memory:' || !existsSync(parsed.target))) {
+        throw new CountersignError('VALIDATION_FAILED', `no database at ${parsed.target}: point --database at the one your servers use`);
+      }
+      const store = new Store(await connect(url), sealer);
       let report: RotationReport;
       try {
+        if ((await store.countCredentials()) === 0) {
+          throw new CountersignError('VALIDATION_FAILED', 'this database has never been used by a Countersign server (no credentials): point --database at the one your servers use');
+        }
         report = await rotateEncryption(store, {
           batchSize: flags.batch,
           includePlain: flags.includePlain,
@@ -52,8 +65,10 @@ function printReport(r: RotationReport): void {
   print(`current key ${r.keyId}${r.previousKeyIds.length > 0 ? `; previous ${r.previousKeyIds.join(', ')}` : ''}`);
   print(`re-sealed ${r.resealed}, already current ${r.alreadyCurrent}${r.includePlain ? `, sealed plain ${r.sealedPlain}` : ''}, plain left ${r.plainLeft}`);
   if (r.staleLeft > 0) {
-    const keys = r.unreadableKeyIds.length > 0 ? ` (keys ${r.unreadableKeyIds.join(', ')} are not configured)` : '';
+    const keys = r.unreadableKeyIds.length > 0 ? ` (keys ${r.unreadableKeyIds.join(', ')}: not configured, or the values were altered)` : '';
     print(`${r.staleLeft} values are still sealed under another key${keys}: keep the old key until they are re-sealed`);
+  } else if (r.resealed + r.alreadyCurrent === 0) {
+    print('no encrypted values were found: keep COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS until you have checked this is the right database');
   } else {
     print('nothing is left under an old key: COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS can be removed');
   }

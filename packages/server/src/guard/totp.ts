@@ -4,7 +4,7 @@
  * configured, and the number-matching code shown on a critical request's card.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { gcmOpen, type Sealer } from '../store/sealing.ts';
+import { gcmOpen, keyTextVariants, type Sealer } from '../store/sealing.ts';
 import { generateSecret, generateURI, generateSync, verifySync } from 'otplib';
 
 export const TOTP_PERIOD_SECONDS = 30;
@@ -67,12 +67,15 @@ export class SecretBox {
     const keys = this.sealer.keys.all;
     if (keys.length === 0) throw new Error('TOTP secrets are encrypted and COUNTERSIGN_ENCRYPTION_KEY is not set');
     for (const key of keys) {
-      // Any string was the key material then; SHA-256 turned it into the 32 bytes AES-256 needs.
-      const derived = createHash('sha256').update(`countersign-totp:${key.text}`).digest();
-      try {
-        return gcmOpen(derived, Buffer.from(iv, 'base64'), Buffer.from(tag, 'base64'), Buffer.from(body, 'base64'));
-      } catch {
-        // the next key
+      // The configured text was the key material then; SHA-256 turned it into the 32 bytes AES-256
+      // needs. The same key written another way derives another key, so each way is tried.
+      for (const text of keyTextVariants(key)) {
+        const derived = createHash('sha256').update(`countersign-totp:${text}`).digest();
+        try {
+          return gcmOpen(derived, Buffer.from(iv, 'base64'), Buffer.from(tag, 'base64'), Buffer.from(body, 'base64'));
+        } catch {
+          // the next way of writing it, or the next key
+        }
       }
     }
     throw new Error('the TOTP secret was sealed under a key that is neither COUNTERSIGN_ENCRYPTION_KEY nor in COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS, or it was altered');

@@ -57,6 +57,20 @@ export interface EncryptionKey {
   readonly bytes: Buffer;
   /** The configured text: `enc:v1:` TOTP secrets were sealed under a key derived from it. */
   readonly text: string;
+  /** The text exactly as configured (untrimmed), also tried for `enc:v1:` TOTP secrets. */
+  readonly raw: string;
+}
+
+/**
+ * The texts an `enc:v1:` TOTP secret's key may have been derived from: that derivation used the
+ * configured text itself, so the same 32 bytes written another way (hex, base64 with or without
+ * padding, URL-safe), or with the trailing newline a secrets file adds, derive another key.
+ */
+export function keyTextVariants(key: EncryptionKey): string[] {
+  const b64 = key.bytes.toString('base64');
+  const url = key.bytes.toString('base64url');
+  const forms = [key.raw, key.text, key.bytes.toString('hex'), key.bytes.toString('hex').toUpperCase(), b64, b64.replace(/=+$/, ''), url, `${url}=`];
+  return [...new Set(forms.flatMap((t) => [t, `${t}\n`, `${t}\r\n`]))];
 }
 
 /**
@@ -68,19 +82,19 @@ export class Keyring {
 
   /** `previous`: COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS, comma-separated keys in the same formats. */
   static fromConfig(current: string | undefined, previous?: string | undefined): Keyring {
-    const texts = (previous ?? '').split(',').map((t) => t.trim()).filter((t) => t !== '');
+    const raws = (previous ?? '').split(',').filter((t) => t.trim() !== '');
     if (!current) {
-      if (texts.length > 0) {
+      if (raws.length > 0) {
         throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS is set but COUNTERSIGN_ENCRYPTION_KEY is not: set the new key too (new values are sealed under it)');
       }
       return Keyring.empty;
     }
-    const make = (text: string, name: string): EncryptionKey => {
-      const bytes = parseEncryptionKey(text, name);
-      return { id: encryptionKeyId(bytes), bytes, text };
+    const make = (raw: string, name: string): EncryptionKey => {
+      const bytes = parseEncryptionKey(raw.trim(), name);
+      return { id: encryptionKeyId(bytes), bytes, text: raw.trim(), raw };
     };
     const head = make(current, 'COUNTERSIGN_ENCRYPTION_KEY');
-    const rest = texts.map((t, i) => make(t, texts.length > 1 ? `COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS (key ${i + 1} of ${texts.length})` : 'COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS'));
+    const rest = raws.map((t, i) => make(t, raws.length > 1 ? `COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS (key ${i + 1} of ${raws.length})` : 'COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS'));
     return new Keyring(head, rest.filter((k, i) => k.id !== head.id && rest.findIndex((o) => o.id === k.id) === i));
   }
 
