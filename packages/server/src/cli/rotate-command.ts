@@ -20,9 +20,10 @@ export function registerRotateEncryption(keys: Command): void {
     .addHelpText(
       'after',
       `
-Rotating the key: set COUNTERSIGN_ENCRYPTION_KEY to the new key and COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS
-to the old one on every server and restart them; run this command with the same two variables; when
-it reports nothing left under an old key, remove COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS and restart.
+Rotating the key: first add the new key to COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS on every server and
+restart them; then make it COUNTERSIGN_ENCRYPTION_KEY with the old one in COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS
+and restart them again; run this command with those two variables and --database; when it reports
+nothing left under an old key, remove COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS and restart.
 Progress goes to stderr. Exits 1 when values remain that no configured key opens.`,
     )
     .action(async (flags: { database?: string; batch?: number; includePlain?: boolean; json?: boolean }) => {
