@@ -1,6 +1,6 @@
 /** Compliance reports from request facts: the figures, the violations, the controls, the renderings. */
 import { describe, expect, it } from 'vitest';
-import { ComplianceAccumulator, CONTROLS, REGULATIONS, complianceCsv, complianceMarkdown, type ComplianceFact } from '../src/index.ts';
+import { ComplianceAccumulator, CONTROLS, GUARD_EVENT_TYPES, GUARD_REFUSAL_CODES, REGULATIONS, complianceCsv, complianceMarkdown, type ComplianceFact } from '../src/index.ts';
 
 const T0 = Date.UTC(2026, 0, 5, 9);
 let n = 0;
@@ -106,6 +106,31 @@ describe('compliance report', () => {
     expect(r.recommendations.join('\n')).toMatch(/2 attempt\(s\) to review one's own request were refused/);
   });
 
+  it("counts the guard's refusals by code and its actions by type, with findings, in JSON, Markdown and CSV", () => {
+    const acc = new ComplianceAccumulator();
+    for (let i = 0; i < 6; i++) acc.addGuardRefusal('MFA_INVALID');
+    acc.addGuardRefusal('IP_NOT_ALLOWED');
+    acc.addGuardRefusal('SELF_REVIEW'); // a violation, not a guard refusal
+    acc.addGuardRefusal('NOT_A_CODE');
+    acc.addGuardEvents({ slicing_alert: 2, aggregated: 5, cooldown_started: 1, unrelated: 9 });
+    const r = acc.report({ regulation: 'PCI-DSS', from: '2026-01-01T00:00:00.000Z', to: '2026-02-01T00:00:00.000Z', generatedAt: '2026-02-01T00:00:00.000Z', escalations: 0, integrity: { treeSize: 0, rootHash: null, checkpointAt: null, keyId: null } });
+    expect(r.protection.refusals).toMatchObject({ MFA_INVALID: 6, IP_NOT_ALLOWED: 1, VELOCITY_LIMITED: 0 });
+    expect(Object.keys(r.protection.refusals)).toEqual([...GUARD_REFUSAL_CODES]);
+    expect(r.protection.events).toMatchObject({ slicing_alert: 2, aggregated: 5, cooldown_started: 1, agent_paused: 0 });
+    expect(Object.keys(r.protection.events)).toEqual([...GUARD_EVENT_TYPES]);
+    const findings = r.recommendations.join('\n');
+    expect(findings).toMatch(/6 approvals were refused for a wrong or reused TOTP code/);
+    expect(findings).toMatch(/1 approval\(s\) came from outside an IP allowlist/);
+    expect(findings).toMatch(/2 slicing alert\(s\)/);
+    expect(findings).toMatch(/1 cool-down/);
+    expect(r.controls.protection.join()).toContain('8.4 multi-factor authentication');
+    const md = complianceMarkdown(r);
+    expect(md).toContain('## Reviewer protection');
+    expect(md).toContain('| MFA_INVALID | 6 |');
+    expect(md).toContain('| aggregated | 5 |');
+    expect(complianceCsv(r)).toContain('"protection.refused","MFA_INVALID","6"');
+  });
+
   it('an empty period reports zeros and no findings', () => {
     const r = build([]);
     expect(r.decisions.requests).toBe(0);
@@ -116,7 +141,7 @@ describe('compliance report', () => {
 
   it('names controls for every regulation and section', () => {
     for (const regulation of REGULATIONS) {
-      for (const section of ['decisions', 'review', 'sla', 'overrides', 'violations', 'integrity'] as const) {
+      for (const section of ['decisions', 'review', 'sla', 'overrides', 'violations', 'protection', 'integrity'] as const) {
         expect(CONTROLS[regulation][section].length, `${regulation} ${section}`).toBeGreaterThan(0);
       }
     }

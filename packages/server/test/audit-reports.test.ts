@@ -99,4 +99,20 @@ describe.each(ENGINES)('reports: $name', ({ make }) => {
     expect((await get(`/v1/metrics/operators/op_nobody`)).status).toBe(404);
     expect((await get(`/v1/metrics/operators/${id}?period=forever`)).status).toBe(400);
   });
+
+  it("counts the guard's refusals and actions of the period from the trail", async () => {
+    const from = Date.now() - 1;
+    const paused = await t.engine.createAgentKey(t.admin, 'paused-for-report');
+    const agent = (await t.engine.authenticate(paused.key))!;
+    await t.engine.guard.pause(t.admin, 'paused-for-report', { minutes: 10, reason: 'report test' });
+    await expect(t.engine.createRequest(agent, CreateRequestBody.parse(AUTO))).rejects.toThrow(/paused/);
+    await t.engine.guard.setCooldown(t.admin, 'rita', { minutes: 5, reason: 'report test' });
+    const high = (await t.engine.createRequest(t.agent, CreateRequestBody.parse({ ...QUEUED, args: { host: 'ws-report' }, riskLevel: 'high' }))).request;
+    await expect(t.engine.review(reviewer, high.id, { verdict: 'approve' })).rejects.toThrow(/cool-down/);
+    const r = (await (await get(`/v1/reports/compliance?regulation=SOC2&from=${encodeURIComponent(new Date(from).toISOString())}`)).json()) as ComplianceReport;
+    expect(r.protection.refusals).toMatchObject({ AGENT_PAUSED: 1, COOLDOWN_ACTIVE: 1, MFA_INVALID: 0 });
+    expect(r.protection.events).toMatchObject({ agent_paused: 1, cooldown_started: 1, slicing_alert: 0 });
+    const before = (await (await get(`/v1/reports/compliance?regulation=SOC2&from=2000-01-01&to=2000-02-01`)).json()) as ComplianceReport;
+    expect(before.protection.events.agent_paused).toBe(0); // only the period counts
+  });
 });

@@ -42,7 +42,22 @@ export interface Violation {
   detail: string;
 }
 
-type Section = 'decisions' | 'review' | 'sla' | 'overrides' | 'violations' | 'integrity';
+type Section = 'decisions' | 'review' | 'sla' | 'overrides' | 'violations' | 'protection' | 'integrity';
+
+/** The guard's refusals a report counts (their audit `code`), from `review_refused` and `create_refused`. */
+export const GUARD_REFUSAL_CODES = [
+  'MFA_REQUIRED',
+  'MFA_INVALID',
+  'MATCH_CODE_INVALID',
+  'IP_NOT_ALLOWED',
+  'VELOCITY_LIMITED',
+  'COOLDOWN_ACTIVE',
+  'AGENT_PAUSED',
+  'AGGREGATED',
+  'RATE_LIMITED',
+] as const;
+/** The guard's actions a report counts (audit entry types). */
+export const GUARD_EVENT_TYPES = ['slicing_alert', 'review_forced', 'aggregation_started', 'aggregated', 'agent_paused', 'pause_expired', 'agent_resumed', 'held', 'cooldown_started'] as const;
 
 /** The controls each report section evidences, per regulation. */
 export const CONTROLS: Readonly<Record<Regulation, Readonly<Record<Section, readonly string[]>>>> = {
@@ -52,6 +67,7 @@ export const CONTROLS: Readonly<Record<Regulation, Readonly<Record<Section, read
     sla: ['CC7.3 evaluation of security events', 'CC7.4 incident response'],
     overrides: ['CC8.1 changes are authorised, designed and approved'],
     violations: ['CC7.2 anomalies are identified', 'CC7.3 security events are evaluated'],
+    protection: ['CC6.1 logical access: step-up authentication and network limits for approvers', 'CC6.8 prevention of unauthorised or malicious actions (slicing, rate limits)', 'CC7.2 anomalies are identified'],
     integrity: ['CC7.2 monitoring (tamper-evident log)', 'CC4.1 evaluations of controls'],
   },
   ISO27001: {
@@ -60,6 +76,7 @@ export const CONTROLS: Readonly<Record<Regulation, Readonly<Record<Section, read
     sla: ['A.5.26 response to information security incidents'],
     overrides: ['A.8.32 change management'],
     violations: ['A.8.16 monitoring activities', 'A.5.25 assessment of security events'],
+    protection: ['A.8.5 secure authentication', 'A.5.17 authentication information', 'A.8.16 monitoring activities'],
     integrity: ['A.8.15 logging (protection of log information)', 'A.8.16 monitoring activities'],
   },
   GDPR: {
@@ -68,6 +85,7 @@ export const CONTROLS: Readonly<Record<Regulation, Readonly<Record<Section, read
     sla: ['Art. 33 timely handling of breaches'],
     overrides: ['Art. 5(1)(d) accuracy', 'Art. 25 data protection by design'],
     violations: ['Art. 22 decisions without human involvement', 'Art. 32 security of processing'],
+    protection: ['Art. 32 security of processing', 'Art. 22(3) meaningful human intervention'],
     integrity: ['Art. 5(1)(f) integrity and confidentiality', 'Art. 30 records of processing activities'],
   },
   HIPAA: {
@@ -76,6 +94,7 @@ export const CONTROLS: Readonly<Record<Regulation, Readonly<Record<Section, read
     sla: ['§164.308(a)(6) security incident procedures'],
     overrides: ['§164.312(c)(1) integrity'],
     violations: ['§164.308(a)(1)(ii)(D) information system activity review', '§164.308(a)(6)(ii) response and reporting'],
+    protection: ['§164.312(d) person or entity authentication', '§164.308(a)(5)(ii)(C) log-in monitoring', '§164.308(a)(1)(ii)(D) information system activity review'],
     integrity: ['§164.312(b) audit controls', '§164.312(c)(2) mechanism to authenticate ePHI'],
   },
   'PCI-DSS': {
@@ -84,6 +103,7 @@ export const CONTROLS: Readonly<Record<Regulation, Readonly<Record<Section, read
     sla: ['12.10 incident response'],
     overrides: ['6.5.1 change management'],
     violations: ['10.4 audit logs are reviewed to identify anomalies', '10.7 failures of critical controls are detected'],
+    protection: ['8.4 multi-factor authentication', '10.7 failures of critical security control systems are detected', '11.5 unauthorised changes are detected'],
     integrity: ['10.3 audit logs are protected from modification', '10.5 audit log history is retained'],
   },
 };
@@ -124,6 +144,8 @@ export interface ComplianceReport {
   escalations: number;
   overrides: { modifiedArgs: number; alternatives: number; rate: number | null };
   violations: { total: number; byKind: Record<Violation['kind'], number>; items: Violation[] };
+  /** Protecting reviewers: what the guard refused (by code) and did (by audit type) in the period. */
+  protection: { refusals: Record<(typeof GUARD_REFUSAL_CODES)[number], number>; events: Record<(typeof GUARD_EVENT_TYPES)[number], number> };
   integrity: { treeSize: number; rootHash: string | null; checkpointAt: string | null; keyId: string | null; verify: string };
   controls: Readonly<Record<Section, readonly string[]>>;
   recommendations: string[];
@@ -154,6 +176,18 @@ export class ComplianceAccumulator {
   #alternatives = 0;
   #violations: Violation[] = [];
   #byKind: Record<Violation['kind'], number> = { critical_without_human: 0, approved_by_timeout: 0, sla_breach: 0, self_approval: 0, self_approval_attempt: 0 };
+  #refusals = Object.fromEntries(GUARD_REFUSAL_CODES.map((c) => [c, 0])) as ComplianceReport['protection']['refusals'];
+  #events = Object.fromEntries(GUARD_EVENT_TYPES.map((t) => [t, 0])) as ComplianceReport['protection']['events'];
+
+  /** A refusal the guard audited (`review_refused` / `create_refused`): counted when its code is one of GUARD_REFUSAL_CODES. */
+  addGuardRefusal(code: string): void {
+    if ((GUARD_REFUSAL_CODES as readonly string[]).includes(code)) this.#refusals[code as (typeof GUARD_REFUSAL_CODES)[number]]++;
+  }
+
+  /** How many audit entries of each of GUARD_EVENT_TYPES the period holds. */
+  addGuardEvents(counts: Readonly<Record<string, number>>): void {
+    for (const type of GUARD_EVENT_TYPES) this.#events[type] += counts[type] ?? 0;
+  }
 
   add(fact: ComplianceFact): void {
     this.#requests++;
@@ -239,6 +273,7 @@ export class ComplianceAccumulator {
       escalations: input.escalations,
       overrides: { modifiedArgs: this.#modified, alternatives: this.#alternatives, rate: rate(this.#modified + this.#alternatives, this.#human) },
       violations: { total, byKind: { ...this.#byKind }, items: this.#violations.slice() },
+      protection: { refusals: { ...this.#refusals }, events: { ...this.#events } },
       integrity: { ...input.integrity, verify: 'countersign audit verify (or: audit export, then audit verify --file … --public-key …)' },
       controls: CONTROLS[input.regulation],
       recommendations: [],
@@ -272,6 +307,17 @@ function recommend(r: ComplianceReport): string[] {
   }
   if (r.decisions.humanReviewed >= 20 && r.decisions.approvalRate !== null && r.decisions.approvalRate > 0.98 && r.overrides.rate === 0) {
     out.push('Nearly every reviewed action is approved unchanged: check for rubber-stamping, or automate the low-risk ones (automation bands) to keep reviewers for what matters.');
+  }
+  const p = r.protection;
+  if (p.refusals.MFA_INVALID >= 5) {
+    out.push(`${p.refusals.MFA_INVALID} approvals were refused for a wrong or reused TOTP code: check with those reviewers; repeated failures can be someone guessing codes.`);
+  }
+  if (p.refusals.IP_NOT_ALLOWED > 0) out.push(`${p.refusals.IP_NOT_ALLOWED} approval(s) came from outside an IP allowlist and were refused: confirm who tried.`);
+  if (p.events.slicing_alert > 0) {
+    out.push(`${p.events.slicing_alert} slicing alert(s) were raised: review those agents' requests together (countersign agents slicing NAME) and their onSlicing response.`);
+  }
+  if (p.events.cooldown_started > 0 || p.refusals.VELOCITY_LIMITED > 0) {
+    out.push(`Approvers hit their limits (${p.events.cooldown_started} cool-down(s), ${p.refusals.VELOCITY_LIMITED} velocity refusal(s)): spread the review load, or revisit guard.velocity / guard.cooldown.`);
   }
   if (r.decisions.pending > 0) out.push(`${r.decisions.pending} request(s) of the period are still pending.`);
   if (r.integrity.rootHash === null) out.push('No signed checkpoint covers the trail yet: sign one (POST /v1/audit/checkpoints) before relying on this report.');
@@ -327,6 +373,17 @@ export function complianceMarkdown(r: ComplianceReport): string {
       ? ['', '| kind | request | action | detail |', '| --- | --- | --- | --- |', ...r.violations.items.map((v) => `| ${v.kind} | ${v.requestId} | ${esc(v.action)} | ${esc(v.detail)} |`)]
       : []),
     '',
+    '## Reviewer protection',
+    controls('protection'),
+    '',
+    '| refused | count |',
+    '| --- | --- |',
+    ...GUARD_REFUSAL_CODES.map((c) => `| ${c} | ${r.protection.refusals[c]} |`),
+    '',
+    '| guard action | count |',
+    '| --- | --- |',
+    ...GUARD_EVENT_TYPES.map((t) => `| ${t} | ${r.protection.events[t]} |`),
+    '',
     '## Integrity of the trail',
     controls('integrity'),
     '',
@@ -356,6 +413,8 @@ export function complianceCsv(r: ComplianceReport): string {
   rows.push(['escalations', 'count', r.escalations]);
   for (const [k, v] of Object.entries(r.overrides)) rows.push(['overrides', k, v]);
   for (const [k, v] of Object.entries(r.violations.byKind)) rows.push(['violations', k, v]);
+  for (const [k, v] of Object.entries(r.protection.refusals)) rows.push(['protection.refused', k, v]);
+  for (const [k, v] of Object.entries(r.protection.events)) rows.push(['protection.events', k, v]);
   rows.push(['integrity', 'treeSize', r.integrity.treeSize], ['integrity', 'rootHash', r.integrity.rootHash], ['integrity', 'checkpointAt', r.integrity.checkpointAt]);
   for (const v of r.violations.items) rows.push([`violation:${v.kind}`, v.requestId, `${v.action}: ${v.detail}`]);
   for (const x of r.recommendations) rows.push(['recommendation', '', x]);

@@ -49,6 +49,8 @@ export {
 export {
   CONTROLS,
   ComplianceAccumulator,
+  GUARD_EVENT_TYPES,
+  GUARD_REFUSAL_CODES,
   REGULATIONS,
   complianceCsv,
   complianceMarkdown,

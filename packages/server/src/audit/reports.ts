@@ -4,6 +4,7 @@
  * roles for reports; an operator's own metrics for themselves, everyone's for those roles.
  */
 import {
+  GUARD_EVENT_TYPES,
   ComplianceAccumulator,
   CountersignError,
   parseDuration,
@@ -74,12 +75,20 @@ export async function complianceReport(
     if (rows.length < PAGE || !last) break;
     after = { createdAt: Number(last.created_at), id: last.id };
   }
-  // Self-approval attempts: refused reviews (SELF_REVIEW) the guard audits as `review_refused`, made in [from, to).
+  // The guard's refusals of the period, by code; self-approval attempts (SELF_REVIEW) are also violations.
   const actions = new Map<string, string>();
+  for (let afterSeq = 0; ; ) {
+    const refused = await store.listAudit({ type: 'create_refused', from, to, afterSeq, limit: PAGE });
+    for (const entry of refused) acc.addGuardRefusal(String((JSON.parse(entry.data) as { code?: unknown }).code));
+    const last = refused[refused.length - 1];
+    if (refused.length < PAGE || !last) break;
+    afterSeq = Number(last.seq);
+  }
   for (let afterSeq = 0; ; ) {
     const refused = await store.listAudit({ type: 'review_refused', from, to, afterSeq, limit: PAGE });
     for (const entry of refused) {
       const data = JSON.parse(entry.data) as { code?: string };
+      acc.addGuardRefusal(String(data.code));
       if (data.code !== 'SELF_REVIEW' || entry.request_id === null) continue;
       let action = actions.get(entry.request_id);
       if (action === undefined) {
@@ -92,6 +101,7 @@ export async function complianceReport(
     if (refused.length < PAGE || !last) break;
     afterSeq = Number(last.seq);
   }
+  acc.addGuardEvents(await store.trail.countAuditByType(GUARD_EVENT_TYPES, from, to));
   const escalations = await store.trail.countAuditOfRequests('escalated', from, to);
   return acc.report({
     regulation: input.regulation,

@@ -197,6 +197,20 @@ export class TrailQueries {
   }
 
   /** Audit entries of `type` about requests created in [from, to) (escalations for reports). */
+  /** How many entries of each of `types` were written in [from, to). */
+  async countAuditByType(types: readonly string[], from: number, to: number): Promise<Record<string, number>> {
+    if (types.length === 0) return {};
+    const rows = await this.db
+      .selectFrom('audit_log')
+      .select((eb) => ['type', eb.fn.countAll<number>().as('n')])
+      .where('type', 'in', [...types])
+      .where('at', '>=', from)
+      .where('at', '<', to)
+      .groupBy('type')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.type, Number(r.n)]));
+  }
+
   async countAuditOfRequests(type: string, from: number, to: number): Promise<number> {
     const row = await this.db
       .selectFrom('audit_log')
