@@ -388,6 +388,8 @@ export const ApprovalRequest = z.object({
    * collected (until `collectingUntil`).
    */
   aggregate: z.object({ id: z.string().nullable(), collectingUntil: z.string().nullable() }).optional(),
+  /** Read one at a time, while pending: the request's agent is paused, so approvals wait until `until` (rejecting is allowed). */
+  agentPaused: z.object({ until: z.string(), reason: z.string() }).optional(),
 });
 export type ApprovalRequest = z.infer<typeof ApprovalRequest>;
 

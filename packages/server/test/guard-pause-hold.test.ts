@@ -81,6 +81,13 @@ describe.each(ENGINES)('whilePaused: $name', ({ make }) => {
     const second = (await create(holding, { ...LOW, args: { to: 'b' } })).json;
     expect([first.status, second.status]).toEqual(['pending', 'pending']);
 
+    // Its card says why approvals wait; no queue offers it as something to act on now.
+    const card = (await call(rev, 'GET', `/v1/requests/${first.id}`)).json;
+    expect(card.agentPaused).toEqual({ until: expect.any(String), reason: 'odd traffic' });
+    expect(card.actionable).toBe(false);
+    const queued = (await call(rev, 'GET', '/v1/requests?status=pending&limit=500')).json.items as any[];
+    expect(queued.find((r) => r.id === first.id)?.actionable).toBe(false);
+
     const early = await call(rev, 'POST', `/v1/requests/${first.id}/reviews`, { verdict: 'approve' });
     expect(early.status).toBe(403);
     expect(early.json.error).toMatchObject({ code: 'AGENT_PAUSED', message: expect.stringContaining('approved once the pause ends') });
@@ -91,6 +98,9 @@ describe.each(ENGINES)('whilePaused: $name', ({ make }) => {
     expect(no.json.status).toBe('rejected');
 
     clock += 31 * MINUTE; // the pause runs out
+    const after = (await call(rev, 'GET', `/v1/requests/${first.id}`)).json;
+    expect(after.agentPaused).toBeUndefined();
+    expect(after.actionable).toBe(true);
     const yes = await call(rev, 'POST', `/v1/requests/${first.id}/reviews`, { verdict: 'approve' });
     expect(yes.status).toBe(200);
     expect(yes.json.status).toBe('approved');

@@ -64,7 +64,7 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
 
   const pending = request?.status === 'pending';
   // A request in an aggregate review is approved only through it; an aggregate is approved or rejected as a whole.
-  const canApprove = pending && !request?.aggregate;
+  const canApprove = pending && !request?.aggregate && !request?.agentPaused;
   const canModify = canApprove && request?.action !== AGGREGATE_ACTION;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
@@ -139,6 +139,12 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
           <>
             <Progress request={request} />
             {request.aggregate && <AggregateNotice aggregate={request.aggregate} />}
+            {request.agentPaused && (
+              <p className="notice" role="note" data-testid="paused-notice">
+                The agent is paused until {when(request.agentPaused.until)} (<SafeText text={request.agentPaused.reason} inline max={200} />): approvals wait
+                for the pause to end; you may reject now.
+              </p>
+            )}
             <div className="decide-buttons">
               {canApprove && (
                 <button type="button" className="primary" onClick={() => void approveClicked({ kind: 'approve' })}>

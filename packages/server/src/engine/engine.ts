@@ -499,6 +499,11 @@ export class Engine {
       request.aggregate = aggregate;
       if (request.actionable) request.actionable = false; // decided through its aggregate review
     }
+    const paused = row.status === 'pending' ? await this.guard.pauseOf(row.agent_id) : undefined;
+    if (paused) {
+      request.agentPaused = paused;
+      if (request.actionable) request.actionable = false; // approvals wait for the pause to end
+    }
     return request;
   }
 
@@ -544,14 +549,17 @@ export class Engine {
     const reviews = await this.store.reviewsFor(page.map((r) => r.id));
     const escalations = await this.escalationsOf(page.map((r) => r.id));
     const heldBack = await this.heldBackFor(by);
-    // Requests in an aggregate review are decided there: the queue offers the aggregate instead.
-    const aggregated = await this.store.aggregates.membersAmong(page.filter((r) => r.status === 'pending').map((r) => r.id));
+    // Requests in an aggregate review are decided there (the queue offers the aggregate instead);
+    // a paused agent's requests wait for the pause to end.
+    const pending = page.filter((r) => r.status === 'pending');
+    const aggregated = await this.store.aggregates.membersAmong(pending.map((r) => r.id));
+    const paused = await this.guard.pausedAmong(pending.map((r) => r.agent_id));
     const items = await Promise.all(
       page.map(async (row) => {
         const own = reviews.filter((v) => v.request_id === row.id);
         const escalation = escalations.get(row.id) ?? null;
         const request = this.withActionable(by, requestFromRow(row, await this.agentName(row.agent_id), own, escalation), row, own, escalation, heldBack);
-        if (aggregated.has(row.id) && request.actionable) request.actionable = false;
+        if ((aggregated.has(row.id) || paused.has(row.agent_id)) && request.actionable) request.actionable = false;
         return request;
       }),
     );

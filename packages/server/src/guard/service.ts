@@ -713,6 +713,17 @@ export class GuardService {
 
   // ---- helpers ----
 
+  /** The agent's pause now, for readers of its requests (approvals wait for it to end). */
+  async pauseOf(agentId: string): Promise<{ until: string; reason: string } | undefined> {
+    const pause = await this.store.guard.activePause(agentId, this.now());
+    return pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : undefined;
+  }
+
+  /** Which of these agents are paused now (one query, for listings). */
+  pausedAmong(agentIds: readonly string[]): Promise<Set<string>> {
+    return this.store.guard.pausedAmong(agentIds, this.now());
+  }
+
   private async pauseState(agent: { id: string; name: string }) {
     const pause = await this.store.guard.activePause(agent.id, this.now());
     return {

@@ -275,6 +275,19 @@ export class GuardQueries {
     await this.db.insertInto('agent_pauses').values(row).execute();
   }
 
+  /** Which of these agents are paused now. */
+  async pausedAmong(agentIds: readonly string[], now: number): Promise<Set<string>> {
+    if (agentIds.length === 0) return new Set();
+    const rows = await this.db
+      .selectFrom('agent_pauses')
+      .select('agent_id')
+      .where('agent_id', 'in', [...new Set(agentIds)])
+      .where('until', '>', now)
+      .where('resumed_at', 'is', null)
+      .execute();
+    return new Set(rows.map((r) => r.agent_id));
+  }
+
   async pauseById(id: string): Promise<AgentPausesTable | undefined> {
     return this.db.selectFrom('agent_pauses').selectAll().where('id', '=', id).executeTakeFirst();
   }

@@ -1,5 +1,6 @@
 /**
- * Aggregate reviews in the dashboard, in Chromium: a request being collected into an aggregate
+ * Reviewer protection in the dashboard, in Chromium. A paused agent's held request says why
+ * approvals wait and offers only Reject. Aggregate reviews: a request being collected into an aggregate
  * review (`onSlicing: aggregate`) shows where it will be decided and offers no Approve (reject
  * stays); the aggregate's card shows what it stands for (its members, the summed value) and is
  * approved or rejected as a whole (no Modify); approving it approves every member. The server
@@ -18,7 +19,7 @@ import { axeSerious, ensureDashboardBuilt, launchChromium, screenshotDir, signIn
 import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
 import { api } from './support/server-process.ts';
 
-const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  slicer-bot: { onSlicing: aggregate }').replace(
+const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  slicer-bot: { onSlicing: aggregate }\n  holding-bot: { whilePaused: hold }').replace(
   '  slicing: { hold: 1h, collect: 1m }',
   '  slicing: { hold: 1h, collect: 2m }',
 );
@@ -54,6 +55,7 @@ beforeAll(async () => {
   browser = await launchChromium();
   page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
   watched = await watchPage(page);
+  await signIn(page, url, manager);
 }, 60_000);
 
 afterAll(async () => {
@@ -62,6 +64,23 @@ afterAll(async () => {
   await scheduler?.stop();
   await engine?.close();
   await database?.drop();
+});
+
+describe('dashboard: a paused agent', () => {
+  it("a held request's card says the agent is paused (reason shown as text) and offers Reject but not Approve", async () => {
+    const key = (await api<{ key: string }>(url, adminToken, '/v1/keys', { body: { agent: 'holding-bot' } })).body.key;
+    expect((await api(url, adminToken, '/v1/agents/holding-bot/pause', { body: { minutes: 30, reason: `checking ${HOSTILE}` } })).status).toBe(200);
+    const held = (await api<{ id: string; status: string }>(url, key, '/v1/requests', { body: { action: 'send_alert', args: { to: 'ops' }, confidence: 0.97 } })).body;
+    expect(held.status).toBe('pending');
+    await page.goto(`${url}/#/requests/${held.id}`);
+    const notice = page.getByTestId('paused-notice');
+    await notice.waitFor({ timeout: 10_000 });
+    expect(await notice.innerText()).toContain(`The agent is paused until`);
+    expect(await notice.innerText()).toContain(HOSTILE); // the reason is text, never markup
+    expect(await page.getByRole('button', { name: /^Approve/ }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Reject/ }).count()).toBe(1);
+    expect(await watched.problems()).toEqual([]);
+  });
 });
 
 describe('dashboard: aggregate review', () => {
@@ -79,7 +98,6 @@ describe('dashboard: aggregate review', () => {
     }
     expect(members.length).toBeGreaterThanOrEqual(3);
 
-    await signIn(page, url, manager);
     await page.goto(`${url}/#/requests/${members[0]}`);
     const notice = page.getByTestId('aggregate-notice');
     await notice.waitFor();
