@@ -29,6 +29,10 @@ export const DEFAULT_POLICY_YAML = `# Countersign policy (countersign.yaml)
 # category: containment, notification and investigation are "protective": when the situation is
 # urgent (context.threatScore / timeSensitivity), urgency lowers the risk of a reversible
 # protective action, because acting late costs more than acting and undoing.
+# args (optional): rules for the action's arguments, checked when an agent proposes it and when a
+# reviewer modifies it, e.g. args: { host: { type: string, required: true, pattern: "^[a-z0-9-]+$" },
+# minutes: { type: integer, minimum: 1, maximum: 1440 } } (types: string, number, integer, boolean,
+# object, array; also enum, maxLength); strictArgs: true refuses arguments not listed.
 actions:
   defaultWeight: 0.5
   send_alert:          { weight: 0.1,  category: notification }

@@ -5,11 +5,13 @@
 export { DEFAULT_POLICY_YAML } from './defaults.ts';
 export { defaultPolicy, parsePolicy, validatePolicy } from './load.ts';
 export { evaluate, type EvaluationRequest } from './evaluate.ts';
+export { checkArgs } from './args.ts';
 export { assessRisk, type RiskAssessment } from './risk.ts';
 export { scanContent, BUILTIN_PATTERN_NAMES, SCAN_LIMIT_CHARS, type ContentMatch } from './patterns.ts';
 export {
   EMPTY_HISTORY,
   type ActionTraits,
+  type ArgRule,
   type AgentPolicy,
   type EscalationLevel,
   type HistoryStats,

@@ -388,6 +388,8 @@ function resolve(f: PolicyFile): Policy {
         weight: required(traits.weight, `actions.${name}.weight`),
         ...(traits.reversible !== undefined ? { reversible: traits.reversible } : {}),
         ...(traits.category !== undefined ? { category: traits.category } : {}),
+        ...(traits.args !== undefined ? { args: traits.args } : {}),
+        ...(traits.strictArgs !== undefined ? { strictArgs: traits.strictArgs } : {}),
       },
     });
   }

@@ -56,10 +56,42 @@ export const ActionKeyword = z
   .string()
   .regex(/^[A-Za-z0-9]+(?:[_.:-][A-Za-z0-9]+)*$/, 'a keyword is a word (or words joined by _ . : -) from action names');
 
+/** One argument's rule (`actions.<name>.args.<key>`): its type, and optionally what values it may take. */
+const ArgRuleFile = z
+  .strictObject({
+    type: z.enum(['string', 'number', 'integer', 'boolean', 'object', 'array'], { error: 'expected string, number, integer, boolean, object or array' }),
+    required: z.boolean().optional(),
+    enum: z.array(z.union([z.string(), z.number(), z.boolean()])).min(1).max(500).optional(),
+    pattern: z.string().min(1).max(500).optional(),
+    minimum: z.number().optional(),
+    maximum: z.number().optional(),
+    maxLength: z.int().min(0).max(1_000_000).optional(),
+  })
+  .superRefine((rule, ctx) => {
+    if (rule.pattern !== undefined) {
+      try {
+        new RegExp(rule.pattern, 'u');
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['pattern'], message: `not a valid regular expression: ${(err as Error).message}` });
+      }
+      if (rule.type !== 'string') ctx.addIssue({ code: 'custom', path: ['pattern'], message: 'pattern applies to string arguments only' });
+    }
+    if ((rule.minimum !== undefined || rule.maximum !== undefined) && rule.type !== 'number' && rule.type !== 'integer') {
+      ctx.addIssue({ code: 'custom', path: ['minimum'], message: 'minimum and maximum apply to number or integer arguments only' });
+    }
+    if (rule.maxLength !== undefined && rule.type !== 'string' && rule.type !== 'array') {
+      ctx.addIssue({ code: 'custom', path: ['maxLength'], message: 'maxLength applies to string or array arguments only' });
+    }
+  });
+
 const ActionTraitsFile = z.strictObject({
   weight: Unit.optional(),
   reversible: z.boolean().optional(),
   category: z.string().min(1).max(100).optional(),
+  /** What the action's args must look like; checked on create and on a reviewer's modified args. */
+  args: z.record(z.string().min(1).max(200), ArgRuleFile).optional(),
+  /** With `true`, args not named under `args` are refused. */
+  strictArgs: z.boolean().optional(),
 });
 
 const ActionsFile = z.object({ defaultWeight: Unit.optional() }).catchall(ActionTraitsFile);

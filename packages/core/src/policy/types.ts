@@ -27,6 +27,20 @@ export interface ActionTraits {
   readonly reversible?: boolean;
   /** Free-form grouping; `containment`, `notification` and `investigation` count as protective. */
   readonly category?: string;
+  /** What the action's args must look like (`checkArgs`); absent: anything. */
+  readonly args?: Readonly<Record<string, ArgRule>>;
+  /** Args not named under `args` are refused. */
+  readonly strictArgs?: boolean;
+}
+
+export interface ArgRule {
+  readonly type: 'string' | 'number' | 'integer' | 'boolean' | 'object' | 'array';
+  readonly required?: boolean;
+  readonly enum?: readonly (string | number | boolean)[];
+  readonly pattern?: string;
+  readonly minimum?: number;
+  readonly maximum?: number;
+  readonly maxLength?: number;
 }
 
 export interface LevelPolicy {

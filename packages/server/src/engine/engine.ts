@@ -12,6 +12,7 @@ import {
   ROLES,
   aggregateRequest,
   assessAggregate,
+  checkArgs,
   memberDecision,
   canonicalJson,
   evaluate,
@@ -99,6 +100,14 @@ export interface AuditEntry {
 
 type Actor = { type: 'agent' | 'operator' | 'system'; id: string; name: string };
 const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
+
+/** Args that break the policy's rules for the action (`actions.<name>.args`) are refused, each problem named. */
+function refuseBadArgs(policy: Policy, action: string, args: Readonly<Record<string, unknown>>, field: string): void {
+  const errors = checkArgs(policy, action, args);
+  if (errors.length > 0) {
+    throw new CountersignError('VALIDATION_FAILED', `${field} do not fit the policy for ${action}: ${errors.join('; ')}`, { field, errors });
+  }
+}
 
 /** A request's `context.value`, when it stated a number. */
 function statedValue(row: RequestRow): number | null {
@@ -350,6 +359,8 @@ export class Engine {
       const existing = await this.store.findByIdempotencyKey(agent.id, body.idempotencyKey);
       if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
     }
+    refuseBadArgs(policy.policy, body.action, body.args, 'args');
+    for (const [i, alt] of (body.alternatives ?? []).entries()) refuseBadArgs(policy.policy, alt.action, alt.args, `alternatives[${i}].args`);
     const history = await this.history(agent.id, body.action, at);
     const gate = await this.guard.createGate(agent, policy.policy, at); // whilePaused: hold; onSlicing: review, aggregate
     const forcedReview = gate && { rule: gate.rule, reason: gate.reason };
@@ -578,6 +589,7 @@ export class Engine {
         if (current.action === AGGREGATE_ACTION && (body.args !== undefined || body.alternative !== undefined)) {
           throw new CountersignError('VALIDATION_FAILED', 'an aggregate review is approved or rejected as a whole; it cannot be modified or answered with an alternative');
         }
+        if (body.verdict === 'approve' && body.args !== undefined) refuseBadArgs(this.policy.policy, current.action, body.args, 'args');
         // Cool-down, velocity, number matching and the TOTP code, checked and marked used in this transaction.
         const entries = await this.guard.checkApproval(tx, by, current, { ...body, ip: from.ip }, this.now());
         if (entries.length > 0) await tx.appendAudit(entries);
