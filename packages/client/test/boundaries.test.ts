@@ -51,8 +51,17 @@ describe('the client installed alone', () => {
       mkdirSync(join(app, 'node_modules', '@countersign'), { recursive: true });
       symlinkSync(join(REPO, 'packages/client'), join(app, 'node_modules/@countersign/client'));
       symlinkSync(join(REPO, 'packages/core'), join(app, 'node_modules/@countersign/core'));
-      const core = JSON.parse(readFileSync(join(REPO, 'packages/core/package.json'), 'utf8')) as { dependencies: Record<string, string> };
-      for (const dep of Object.keys(core.dependencies)) symlinkSync(join(REPO, 'node_modules', dep), join(app, 'node_modules', dep));
+      // Core's dependencies and theirs, all the way down (each hoisted at the repository's root).
+      const dependenciesOf = (dir: string) => Object.keys((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {});
+      const linked = new Set<string>();
+      const link = (dep: string) => {
+        if (linked.has(dep)) return;
+        linked.add(dep);
+        mkdirSync(join(app, 'node_modules', dep, '..'), { recursive: true });
+        symlinkSync(join(REPO, 'node_modules', dep), join(app, 'node_modules', dep));
+        for (const next of dependenciesOf(join(REPO, 'node_modules', dep))) link(next);
+      };
+      for (const dep of dependenciesOf(join(REPO, 'packages/core'))) link(dep);
       writeFileSync(
         join(app, 'agent.mjs'),
         [

@@ -47,9 +47,11 @@ describe('checkArgs', () => {
     expect(checkArgs(POLICY, 'wire_transfer', { amount: null })).toEqual(['amount: expected number, got null']);
   });
 
-  it('does not run the pattern on very long input', () => {
-    expect(checkArgs(policyOf(parsePolicy('actions:\n  a: { weight: 0.3, args: { s: { type: string, pattern: "^x+$" } } }')), 'a', { s: 'x'.repeat(20_000) })).toEqual([
-      's: too long (over 10000 characters) to check against its pattern',
+  it('refuses a pattern that can backtrack exponentially, and does not run a pattern on very long input', () => {
+    const r = parsePolicy('actions:\n  a: { weight: 0.3, args: { s: { type: string, pattern: "^(a+)+$" } } }');
+    expect(r.ok ? [] : r.errors).toEqual([{ path: 'actions.a.args.s.pattern', message: expect.stringContaining('exponential time') }]);
+    expect(checkArgs(policyOf(parsePolicy('actions:\n  a: { weight: 0.3, args: { s: { type: string, pattern: "^x+$" } } }')), 'a', { s: 'x'.repeat(1_001) })).toEqual([
+      's: too long (over 1000 characters) to check against its pattern',
     ]);
   });
 
@@ -61,6 +63,7 @@ actions:
       host: { type: text }
       port: { type: integer, pattern: "^[0-9]+$" }
       name: { type: string, pattern: "([a-z" }
+      label: { type: string, pattern: "^([a-z0-9]+-?)+$" }
       size: { type: string, minimum: 1 }
       flag: { type: boolean, maxLength: 2 }
       other: { type: string, color: red }
@@ -72,6 +75,7 @@ actions:
         'actions.isolate_host.args.host.type',
         'actions.isolate_host.args.port.pattern',
         'actions.isolate_host.args.name.pattern',
+        'actions.isolate_host.args.label.pattern',
         'actions.isolate_host.args.size.minimum',
         'actions.isolate_host.args.flag.maxLength',
         'actions.isolate_host.args.other.color',

@@ -6,8 +6,13 @@
 import type { ArgRule, Policy } from './types.ts';
 import { own } from './util.ts';
 
-/** Longer strings are not tested against a pattern (the policy's regex must not meet unbounded input). */
-const PATTERN_LIMIT_CHARS = 10_000;
+/**
+ * Longer strings are not tested against a pattern: the policy refuses patterns that nest
+ * quantifiers (exponential backtracking), and this bounds what polynomial backtracking is left.
+ */
+const PATTERN_LIMIT_CHARS = 1_000;
+/** Each rule's pattern compiled once (policies are immutable values; patterns are few). */
+const compiled = new Map<string, RegExp>();
 
 /** Problems with `args` for `action` under the policy, one per key (empty when fine or when the action has no rules). */
 export function checkArgs(policy: Policy, action: string, args: Readonly<Record<string, unknown>>): string[] {
@@ -42,7 +47,13 @@ function checkValue(value: unknown, rule: ArgRule): string | null {
   }
   if (typeof value === 'string' && rule.pattern !== undefined) {
     if (value.length > PATTERN_LIMIT_CHARS) return `too long (over ${PATTERN_LIMIT_CHARS} characters) to check against its pattern`;
-    if (!new RegExp(rule.pattern, 'u').test(value)) return `does not match ${rule.pattern}`;
+    let re = compiled.get(rule.pattern);
+    if (!re) {
+      re = new RegExp(rule.pattern, 'u');
+      if (compiled.size >= 1_000) compiled.clear();
+      compiled.set(rule.pattern, re);
+    }
+    if (!re.test(value)) return `does not match ${rule.pattern}`;
   }
   return null;
 }

@@ -13,6 +13,7 @@
 import { z } from 'zod';
 import { parseDuration } from '../duration.ts';
 import { ActionName, ApproverSpec, RiskLevel, Role } from '../schemas.ts';
+import safeRegex from 'safe-regex2';
 import { compileUserPattern } from './patterns.ts';
 import { isValidTimeZone, parseDays, parseHours } from './timewindow.ts';
 
@@ -71,6 +72,14 @@ const ArgRuleFile = z
     if (rule.pattern !== undefined) {
       try {
         new RegExp(rule.pattern, 'u');
+        // Agents choose the text this runs on: a pattern that can backtrack exponentially would let one request stall the server.
+        if (!safeRegex(rule.pattern, { limit: 1_000_000 })) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pattern'],
+            message: 'the pattern repeats a group that itself repeats (e.g. (a+)+ or (x-?)*), which can take exponential time on hostile input; write it without nesting, e.g. ^[a-z0-9-]+$',
+          });
+        }
       } catch (err) {
         ctx.addIssue({ code: 'custom', path: ['pattern'], message: `not a valid regular expression: ${(err as Error).message}` });
       }
