@@ -289,6 +289,22 @@ function sseReader(res: Response) {
 }
 
 describe('GET /v1/events: the live queue', () => {
+  it('a stream opened with a session cookie ends soon after that session signs out', async () => {
+    const { cookie, body } = await signIn(reviewerToken);
+    const res = await app.request('/v1/events', { headers: { cookie } });
+    expect(res.status).toBe(200);
+    const events = sseReader(res);
+    expect((await events.next()).event).toBe('ready');
+    const out = await app.request('/v1/session', { method: 'DELETE', headers: { cookie, [CSRF_HEADER]: body.csrfToken, origin: ORIGIN } });
+    expect(out.status).toBe(200);
+    await createQueued(); // must not reach the signed-out stream: it ends instead
+    const outcome = await events.next(5_000).then(
+      (e) => `event ${e.event}`,
+      (err: Error) => err.message,
+    );
+    expect(outcome).toBe('stream ended');
+  });
+
   it('says ready, then streams each created and changed request', async () => {
     const controller = new AbortController();
     const res = await app.request('/v1/events', { headers: { authorization: `Bearer ${reviewerToken}` }, signal: controller.signal });

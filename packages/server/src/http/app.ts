@@ -122,13 +122,17 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
         const changed = engine.wakeups.next(id, heartbeatMs, aborted.signal);
         const current = await engine.getRequest(principal, id);
         if (last === null || current.updatedAt !== last.updatedAt || current.status !== last.status) {
+          if (!(await c.get('stillAuthorized')())) break;
           await stream.writeSSE({ event: 'state', id: String(++eventId), data: JSON.stringify(current) });
         }
         last = current;
         if (isClosed(last)) break;
         const why = await changed;
         if (why === 'aborted') break;
-        if (why === 'timeout') await stream.write(': keep-alive\n\n');
+        if (why === 'timeout') {
+          if (!(await c.get('stillAuthorized')())) break; // signed out, expired or revoked: the stream ends too
+          await stream.write(': keep-alive\n\n');
+        }
       }
       if (last) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
     }) as never;
@@ -236,6 +240,7 @@ function authenticate(engine: Engine, sessions: Sessions): MiddlewareHandler<Env
       const session = await sessions.principal(c, engine);
       if (session) {
         c.set('principal', session.principal);
+        c.set('stillAuthorized', sessions.watch(session.session, engine));
         return next();
       }
     }
@@ -244,9 +249,11 @@ function authenticate(engine: Engine, sessions: Sessions): MiddlewareHandler<Env
     if (!match?.[1]) {
       throw new CountersignError('UNAUTHENTICATED', 'send a credential as "Authorization: Bearer <token>"');
     }
-    const principal = await engine.authenticate(match[1]);
+    const token = match[1];
+    const principal = await engine.authenticate(token);
     if (!principal) throw new CountersignError('UNAUTHENTICATED', 'unknown or revoked credential');
     c.set('principal', principal);
+    c.set('stillAuthorized', async () => (await engine.authenticate(token)) !== undefined);
     return next();
   };
 }

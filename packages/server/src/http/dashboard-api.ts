@@ -158,6 +158,7 @@ export function registerDashboardApi(
         while (!closed) {
           const next = backlog.shift();
           if (next) {
+            if (!(await c.get('stillAuthorized')())) break; // signed out, expired or revoked: nothing more is sent
             await stream.writeSSE({ event: 'request', id: String(++eventId), data: JSON.stringify(next) });
             continue;
           }
@@ -169,7 +170,10 @@ export function registerDashboardApi(
             };
           });
           wake = undefined;
-          if (timedOut && !closed) await stream.write(': keep-alive\n\n');
+          if (timedOut && !closed) {
+            if (!(await c.get('stillAuthorized')())) break; // signed out, expired or revoked: the stream ends too
+            await stream.write(': keep-alive\n\n');
+          }
         }
       } finally {
         unsubscribe();

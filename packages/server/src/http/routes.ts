@@ -18,7 +18,13 @@ import {
 import type { Principal } from '../engine/principal.ts';
 
 /** What every authenticated handler finds in its context. */
-export type ApiEnv = { Variables: { principal: Principal } };
+export type ApiEnv = {
+  Variables: {
+    principal: Principal;
+    /** Whether the caller's credential (session or token) still holds: long-lived streams ask at each heartbeat. */
+    stillAuthorized: () => Promise<boolean>;
+  };
+};
 
 /** A JSON response (or body) entry for a route declaration. */
 export const json = <T extends z.ZodType>(schema: T, description: string) => ({

@@ -100,6 +100,23 @@ export class Sessions {
     return b64(this.mac(`csrf.${nonce}`));
   }
 
+  /**
+   * For a long-lived stream: a check of whether its session still holds — not expired and not
+   * signed out here (both asked every time, in memory), and not signed out on another server nor
+   * its token revoked (asked of the database at most every `recheckMs`).
+   */
+  watch(session: Session, engine: Engine, recheckMs = 5_000): () => Promise<boolean> {
+    let checkedAt = this.now();
+    let valid = true;
+    return async () => {
+      if (!valid || session.expiresAt <= this.now() || this.ended.has(session.nonce)) return (valid = false);
+      if (this.now() - checkedAt < recheckMs) return true;
+      checkedAt = this.now();
+      valid = !(await engine.sessionEnded(session.nonce)) && (await engine.authenticateHash(session.tokenHash))?.kind === 'operator';
+      return valid;
+    };
+  }
+
   checkCsrf(session: Session, given: string | undefined): boolean {
     if (!given) return false;
     const a = Buffer.from(given);
