@@ -158,3 +158,19 @@ describe('dashboard: aggregate review', () => {
     expect(await watched.problems()).toEqual([]);
   });
 });
+
+describe('dashboard: an approver cooling down', () => {
+  it('is not offered Approve on a high-risk card, and is told why', async () => {
+    const key = (await api<{ key: string }>(url, adminToken, '/v1/keys', { body: { agent: 'plain-bot' } })).body.key;
+    const high = (await api<{ id: string; status: string }>(url, key, '/v1/requests', { body: { action: 'isolate_host', args: { host: 'ws-77' }, confidence: 0.8, riskLevel: 'high' } })).body;
+    expect(high.status).toBe('pending');
+    expect((await api(url, adminToken, '/v1/approvers/maria/cooldown', { body: { minutes: 30, reason: 'long shift' } })).status).toBe(200);
+    await page.goto(`${url}/#/queue`);
+    await page.goto(`${url}/#/requests/${high.id}`);
+    const notice = page.getByTestId('not-actionable-notice');
+    await notice.waitFor({ timeout: 10_000 });
+    expect(await notice.innerText()).toContain('cool-down');
+    expect(await page.getByRole('button', { name: /^Approve/ }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Reject/ }).count()).toBe(1);
+  });
+});

@@ -55,16 +55,20 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
   // A notification link preselects a choice; deciding still needs the confirmation.
   useEffect(() => {
     if (!request || request.status !== 'pending' || !choose) return;
-    if (choose === 'approve') setDialog({ kind: 'approve' });
-    else if (choose === 'reject') setDialog({ kind: 'reject' });
-    else if (choose.startsWith('alternative:') && request.alternatives.some((a) => a.name === choose.slice(12))) setDialog({ kind: 'approve', alternative: choose.slice(12) });
+    const approvable = request.actionable !== false && !request.aggregate && !request.agentPaused;
+    if (choose === 'approve') {
+      if (approvable) setDialog({ kind: 'approve' });
+    } else if (choose === 'reject') setDialog({ kind: 'reject' });
+    else if (approvable && choose.startsWith('alternative:') && request.alternatives.some((a) => a.name === choose.slice(12))) setDialog({ kind: 'approve', alternative: choose.slice(12) });
     // only once per arrival
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [request?.id, choose]);
 
   const pending = request?.status === 'pending';
-  // A request in an aggregate review is approved only through it; an aggregate is approved or rejected as a whole.
-  const canApprove = pending && !request?.aggregate && !request?.agentPaused;
+  // Approve only where it can succeed: the server says whether this reviewer may act now (stage,
+  // own request, earlier vote, cool-down); a request in an aggregate review is approved only
+  // through it, and a paused agent's requests wait. Reject stays available.
+  const canApprove = pending && request?.actionable !== false && !request?.aggregate && !request?.agentPaused;
   const canModify = canApprove && request?.action !== AGGREGATE_ACTION;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
@@ -139,6 +143,11 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
           <>
             <Progress request={request} />
             {request.aggregate && <AggregateNotice aggregate={request.aggregate} />}
+            {request.actionable === false && !request.aggregate && !request.agentPaused && (
+              <p className="notice" role="note" data-testid="not-actionable-notice">
+                You cannot approve this now: it needs another reviewer (its stage, your own request or your earlier vote), or your cool-down or approval limit has to pass first.
+              </p>
+            )}
             {request.agentPaused && (
               <p className="notice" role="note" data-testid="paused-notice">
                 The agent is paused until {when(request.agentPaused.until)} (<SafeText text={request.agentPaused.reason} inline max={200} />): approvals wait
