@@ -62,6 +62,24 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
     await again.destroy();
   });
 
+  it('sweeps expired nonces by an index on expires_at (migration 008), and a claim still works', async () => {
+    const conn = await connect(database.url);
+    try {
+      const indexes =
+        database.name === 'sqlite'
+          ? (await sql<{ name: string }>`select name from sqlite_master where type = 'index' and tbl_name = 'nonces'`.execute(conn.db)).rows
+          : (await sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'nonces' and schemaname = current_schema()`.execute(conn.db)).rows;
+      expect(indexes.map((r) => r.name)).toContain('nonces_expires_at');
+    } finally {
+      await conn.destroy();
+    }
+    expect(await store.timers.claimNonce('n:1', 2_000, 1_000)).toBe(true);
+    expect(await store.timers.claimNonce('n:1', 2_000, 1_500)).toBe(false);
+    expect(await store.timers.nonceHeld('n:1', 1_999)).toBe(true);
+    expect(await store.timers.nonceHeld('n:1', 2_000)).toBe(false);
+    expect(await store.timers.claimNonce('n:1', 9_000, 2_500)).toBe(true); // expired: swept and claimable again
+  });
+
   it('round-trips a request row exactly, numbers as numbers', async () => {
     const row = requestRow('req_roundtrip', { created_at: 1_700_000_000_123, expires_at: 1_700_000_900_000 });
     await store.insertRequest(row);

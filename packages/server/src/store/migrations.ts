@@ -4,7 +4,7 @@
  * edit a released one.
  */
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
-import { m003_scheduler, m005_guard_notices } from './timers.ts';
+import { m003_scheduler, m005_guard_notices, m008_nonces_expiry } from './timers.ts';
 import { m002_audit, m002_audit_retention } from '../audit/store.ts';
 import { m004_guard, m004_guard_allowlist, m006_role_allowlist } from '../guard/store.ts';
 import { m007_aggregates } from '../guard/aggregate-store.ts';
@@ -141,6 +141,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '005_guard_notices': m005_guard_notices,
   '006_role_allowlist': m006_role_allowlist,
   '007_aggregates': m007_aggregates,
+  '008_nonces_expiry': m008_nonces_expiry,
 });
 
 export const migrationProvider: MigrationProvider = {

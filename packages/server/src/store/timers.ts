@@ -287,6 +287,13 @@ export const m003_scheduler: Migration = {
  * delivery's `request_id` may be null. PostgreSQL drops the NOT NULL; SQLite cannot alter a
  * column and rebuilds the table (nothing references it; the foreign key to requests stays).
  */
+/** Migration 008: expired nonces (Slack replays, signed-out sessions) are swept by `expires_at` without a table scan. */
+export const m008_nonces_expiry: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.createIndex('nonces_expires_at').on('nonces').column('expires_at').execute();
+  },
+};
+
 export const m005_guard_notices: Migration = {
   async up(db: Kysely<any>) {
     if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
