@@ -3,7 +3,7 @@
  * never sees the operator's token after sign-in). State-changing calls carry the session's CSRF
  * token in `X-Countersign-CSRF`.
  */
-import type { ApprovalRequest, MetricsSummary, ReviewBody, Role } from '@countersign/core';
+import type { ApprovalRequest, AuditLeaf, MetricsSummary, ReviewBody, Role } from '@countersign/core';
 
 export type { ApprovalRequest };
 
@@ -19,14 +19,8 @@ export interface SessionInfo {
   expiresAt: string | null;
 }
 
-export interface AuditEntry {
-  seq: number;
-  at: string;
-  type: string;
-  requestId: string | null;
-  actor: { type: string; id: string; name: string };
-  data: unknown;
-}
+/** An audit entry as the API shows it (core's AuditLeaf). */
+export type AuditEntry = AuditLeaf;
 
 export interface Page<T> {
   items: T[];

@@ -21,6 +21,7 @@ import {
   transition,
   type ApprovalRequest,
   type Assessment,
+  type AuditLeaf,
   type CancelBody,
   type CreateRequest,
   type Decision,
@@ -89,14 +90,8 @@ export interface RequestChange {
   row: RequestRow;
 }
 
-export interface AuditEntry {
-  seq: number;
-  at: string;
-  type: string;
-  requestId: string | null;
-  actor: { type: string; id: string; name: string };
-  data: unknown;
-}
+/** An audit entry as the API shows it: the leaf the Merkle tree commits to. */
+export type AuditEntry = AuditLeaf;
 
 type Actor = { type: 'agent' | 'operator' | 'system'; id: string; name: string };
 const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
@@ -1279,7 +1274,7 @@ export class Engine {
   /** Risk levels whose approvals the operator's cool-down or velocity limit refuses now (only read when a pending request needs it). */
   private async heldBackFor(by: Principal, row?: RequestRow): Promise<ReadonlySet<string>> {
     if (by.kind !== 'operator' || (row && row.status !== 'pending')) return new Set();
-    return this.guard.approvalsHeldBack(by.operatorId);
+    return this.guard.approvalsHeldBack(by.operatorId, row?.risk_level);
   }
 
   /**

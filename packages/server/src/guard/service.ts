@@ -426,8 +426,13 @@ export class GuardService {
     };
   }
 
-  /** The risk levels an operator may not approve right now: those of an active cool-down, and those of a reached velocity limit. */
-  async approvalsHeldBack(operatorId: string): Promise<ReadonlySet<string>> {
+  /**
+   * The risk levels an operator may not approve right now: those of an active cool-down, and
+   * those of a reached velocity limit. With `only`, levels outside both limits need no reading.
+   */
+  async approvalsHeldBack(operatorId: string, only?: string): Promise<ReadonlySet<string>> {
+    const limited = (levels: readonly string[]) => only === undefined || levels.includes(only);
+    if (!limited(this.cooldownConfig.riskLevels) && !limited(this.limits.riskLevels)) return new Set();
     const at = this.now();
     const approvals = await this.approvals(this.store, operatorId, at);
     const levels = new Set<string>();
@@ -671,18 +676,17 @@ export class GuardService {
         ...(aggregate ? { aggregate } : {}),
       };
     }
-    const hold = held;
-    if (!hold) return undefined;
-    const until = new Date(hold.until).toISOString();
+    if (!held) return undefined;
+    const until = new Date(held.until).toISOString();
     return aggregate
       ? {
-          rule: `slicing-aggregate:${hold.alerts.join('+')}`,
-          reason: `slicing detected (${hold.alerts.join(', ')}); policy onSlicing: aggregate reviews this agent's requests together, as one, until ${until}`,
+          rule: `slicing-aggregate:${held.alerts.join('+')}`,
+          reason: `slicing detected (${held.alerts.join(', ')}); policy onSlicing: aggregate reviews this agent's requests together, as one, until ${until}`,
           aggregate,
         }
       : {
-          rule: `slicing-alert:${hold.alerts.join('+')}`,
-          reason: `slicing detected (${hold.alerts.join(', ')}); policy onSlicing: review routes this agent's requests to review until ${until}`,
+          rule: `slicing-alert:${held.alerts.join('+')}`,
+          reason: `slicing detected (${held.alerts.join(', ')}); policy onSlicing: review routes this agent's requests to review until ${until}`,
         };
   }
 
