@@ -66,6 +66,10 @@ export function cooldownSentence(c: CooldownInfo | null, now: number): string | 
   return `You are cooling down until ${clock(c.until, now)} (${cause.manual ? `set by a lead: ${cause.text}` : cause.text})`;
 }
 
+/** Core's role ranks (reviewer < lead < manager < director < admin); an auditor never reviews. */
+const RANK: Readonly<Record<string, number>> = { auditor: 0, reviewer: 1, lead: 2, manager: 3, director: 4, admin: 5 };
+const rank = (roles: readonly string[]) => Math.max(0, ...roles.map((r) => RANK[r] ?? 0));
+
 export type NotActionableCode = 'agent_paused' | 'aggregated' | 'own_request' | 'voted' | 'auditor' | 'cooldown' | 'velocity' | 'stage' | 'unknown';
 
 /**
@@ -83,19 +87,21 @@ export function whyNotActionable(r: ApprovalRequest, viewer: Viewer, limits: Vie
   const vote = r.reviews.find((v) => v.reviewer.id === viewer.id);
   if (vote) return { code: 'voted', text: `You already voted (${vote.verdict === 'approve' ? 'approved' : 'rejected'}); it needs another reviewer.` };
   if (viewer.roles.length > 0 && viewer.roles.every((role) => role === 'auditor')) return { code: 'auditor', text: 'Auditors can read requests but not review them.' };
+  // A refused approval moves the request up its escalation chain; say so when it left the viewer's reach.
+  const role = r.escalation?.role;
+  const above = role && rank(viewer.roles) < (RANK[role] ?? 0) ? ` It has since moved to escalation level ${r.escalation?.level ?? '?'} (${role} or more senior).` : '';
   const cooling = cooldownSentence(limits.cooldown, now);
   if (cooling && (limits.cooldown?.config?.riskLevels ?? ['high', 'critical']).includes(risk)) {
-    return { code: 'cooldown', text: `${cooling}. Another reviewer must approve ${risk}-risk requests until then; you can still reject. Nobody can lift their own cool-down.` };
+    return { code: 'cooldown', text: `${cooling}. Another reviewer must approve ${risk}-risk requests until then; you can still reject. Nobody can lift their own cool-down.${above}` };
   }
   const velocity = limits.velocity;
   if (velocity && !velocity.allowed && velocity.riskLevels.includes(risk)) {
     return {
       code: 'velocity',
-      text: `You reached your approval limit for ${velocity.riskLevels.join('/')} risk (${velocity.reason ?? 'limit reached'}) until ${clock(velocity.resetAt, now)}. Another reviewer must approve it; you can still reject.`,
+      text: `You reached your approval limit for ${velocity.riskLevels.join('/')} risk (${velocity.reason ?? 'limit reached'}) until ${clock(velocity.resetAt, now)}. Another reviewer must approve it; you can still reject.${above}`,
     };
   }
   const stages = r.assessment.approval?.stages.map((s) => s.label) ?? [];
-  const role = r.escalation?.role;
   if (stages.length > 0 || role) {
     const needs = stages.length > 0 ? `It needs ${stages.join(', then ')}` : 'It needs another approver';
     return { code: 'stage', text: `${needs}${role ? ` (now at escalation level ${r.escalation?.level ?? '?'}: ${role} or more senior)` : ''}, and you are not eligible for the current stage.` };

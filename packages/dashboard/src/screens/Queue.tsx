@@ -6,7 +6,7 @@
  * shortcut's key is never typed into the field its dialog focuses (preventDefault).
  */
 import type { RiskLevel } from '@countersign/core';
-import { memo, useEffect, useMemo, useState } from 'react';
+import { memo, useEffect, useMemo, useRef, useState } from 'react';
 import { api, type ApprovalRequest, type Operator } from '../api.ts';
 import { RiskBadge } from '../components/Badges.tsx';
 import { ApproveDialog, RejectDialog, typing } from '../components/Dialogs.tsx';
@@ -25,21 +25,22 @@ type Dialog = { kind: 'approve' | 'reject'; request: ApprovalRequest } | null;
  */
 export function useViewerLimits(operatorId: string, trigger: unknown): ViewerLimits {
   const [limits, setLimits] = useState<ViewerLimits>({ cooldown: null, velocity: null });
-  const [last, setLast] = useState(0);
+  const last = useRef(0);
+  const mounted = useRef(true);
   useEffect(() => {
-    const wait = Math.max(0, last + 5000 - Date.now());
-    let cancelled = false;
-    const timer = setTimeout(() => {
-      setLast(Date.now());
-      void Promise.all([api.cooldown(operatorId).catch(() => null), api.velocity(operatorId).catch(() => null)]).then(
-        ([cooldown, velocity]) => !cancelled && setLimits({ cooldown, velocity }),
-      );
-    }, wait);
+    mounted.current = true;
     return () => {
-      cancelled = true;
-      clearTimeout(timer);
+      mounted.current = false;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  useEffect(() => {
+    const timer = setTimeout(() => {
+      last.current = Date.now();
+      void Promise.all([api.cooldown(operatorId).catch(() => null), api.velocity(operatorId).catch(() => null)]).then(
+        ([cooldown, velocity]) => mounted.current && setLimits({ cooldown, velocity }),
+      );
+    }, Math.max(0, last.current + 5000 - Date.now()));
+    return () => clearTimeout(timer);
   }, [operatorId, trigger]);
   return limits;
 }
