@@ -79,7 +79,15 @@ export type NotActionableCode = 'agent_paused' | 'aggregated' | 'own_request' | 
  * dashboard names the one that applies. `stage` is what is left: the approval requirement or the
  * escalation level needs someone else.
  */
-export function whyNotActionable(r: ApprovalRequest, viewer: Viewer, limits: ViewerLimits, now: number): { code: NotActionableCode; text: string } {
+export interface NotActionable {
+  code: NotActionableCode;
+  /** The whole reason (the card). */
+  text: string;
+  /** For a queue row, when the banner above already explains the cause; else the same as `text`. */
+  short?: string;
+}
+
+export function whyNotActionable(r: ApprovalRequest, viewer: Viewer, limits: ViewerLimits, now: number): NotActionable {
   const risk: RiskLevel = r.assessment.riskLevel;
   if (r.agentPaused) return { code: 'agent_paused', text: `Its agent is paused until ${clock(r.agentPaused.until, now)}: approvals wait for the pause to end. You can still reject it.` };
   if (r.aggregate) return { code: 'aggregated', text: 'It is decided together with other requests in an aggregate review. You can still reject it alone.' };
@@ -89,22 +97,29 @@ export function whyNotActionable(r: ApprovalRequest, viewer: Viewer, limits: Vie
   if (viewer.roles.length > 0 && viewer.roles.every((role) => role === 'auditor')) return { code: 'auditor', text: 'Auditors can read requests but not review them.' };
   // A refused approval moves the request up its escalation chain; say so when it left the viewer's reach.
   const role = r.escalation?.role;
-  const above = role && rank(viewer.roles) < (RANK[role] ?? 0) ? ` It has since moved to escalation level ${r.escalation?.level ?? '?'} (${role} or more senior).` : '';
+  // (Level 1 does not narrow who may act; a later level hands the request to its role.)
+  const level = r.escalation?.level ?? 0;
+  const above = role && level > 1 && rank(viewer.roles) < (RANK[role] ?? 0) ? ` It has since moved to escalation level ${level} (${role} or more senior).` : '';
   const cooling = cooldownSentence(limits.cooldown, now);
   if (cooling && (limits.cooldown?.config?.riskLevels ?? ['high', 'critical']).includes(risk)) {
-    return { code: 'cooldown', text: `${cooling}. Another reviewer must approve ${risk}-risk requests until then; you can still reject. Nobody can lift their own cool-down.${above}` };
+    return {
+      code: 'cooldown',
+      text: `${cooling}. Another reviewer must approve ${risk}-risk requests until then; you can still reject. Nobody can lift their own cool-down.${above}`,
+      short: `Your cool-down, until ${clock(limits.cooldown?.until, now)}: another reviewer must approve it; you can still reject.${above}`,
+    };
   }
   const velocity = limits.velocity;
   if (velocity && !velocity.allowed && velocity.riskLevels.includes(risk)) {
     return {
       code: 'velocity',
       text: `You reached your approval limit for ${velocity.riskLevels.join('/')} risk (${velocity.reason ?? 'limit reached'}) until ${clock(velocity.resetAt, now)}. Another reviewer must approve it; you can still reject.${above}`,
+      short: `Your approval limit (${velocity.reason ?? 'limit reached'}), until ${clock(velocity.resetAt, now)}.${above}`,
     };
   }
   const stages = r.assessment.approval?.stages.map((s) => s.label) ?? [];
   if (stages.length > 0 || role) {
     const needs = stages.length > 0 ? `It needs ${stages.join(', then ')}` : 'It needs another approver';
-    return { code: 'stage', text: `${needs}${role ? ` (now at escalation level ${r.escalation?.level ?? '?'}: ${role} or more senior)` : ''}, and you are not eligible for the current stage.` };
+    return { code: 'stage', text: `${needs}${role && level > 1 ? ` (now at escalation level ${level}: ${role} or more senior)` : ''}, and you are not eligible for the current stage.` };
   }
   return { code: 'unknown', text: 'The server says you cannot act on it now.' };
 }

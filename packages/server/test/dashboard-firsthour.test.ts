@@ -271,7 +271,7 @@ describe('a reviewer cooling down', () => {
     const held = page.getByTestId('not-actionable');
     await held.locator(`tr[data-request-id="${ids[5]}"]`).waitFor();
     expect(await held.getByRole('heading').innerText()).toMatch(/Requests I cannot act on/);
-    expect(await held.locator(`tr[data-request-id="${ids[5]}"] td.why`).innerText()).toContain(`You are cooling down until ${hhmm}`);
+    expect(await held.locator(`tr[data-request-id="${ids[5]}"] td.why`).innerText()).toContain(`Your cool-down, until ${hhmm}`);
     // The header, the risk chips and the rows agree.
     const pending = (await api<{ items: Array<{ assessment: { riskLevel: string } }> }>(url, rita, '/v1/requests?status=pending&limit=500')).body.items;
     const rows = await page.locator('tbody tr[data-request-id]').count();

@@ -210,7 +210,10 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
                 arrived={arrived}
                 meId={meId}
                 onSelect={() => undefined}
-                why={(r) => whyNotActionable(r, viewer, limits, now).text}
+                why={(r) => {
+                  const why = whyNotActionable(r, viewer, limits, now);
+                  return why.short ?? why.text;
+                }}
               />
             </section>
           )}
