@@ -50,6 +50,7 @@ export function nextRoute(previous: Route | null, hash: string): Route {
 }
 
 export const ORIGIN_LABEL: Record<Origin, string> = { queue: 'Queue', history: 'History', supervised: 'Supervised' };
+export const ORIGIN_HREF: Record<Origin, string> = { queue: '#/queue', history: '#/history', supervised: '#/supervised' };
 
 export function navigate(hash: string): void {
   window.location.hash = hash;

@@ -60,7 +60,8 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
   const shown = useMemo(() => all.filter((r) => r.actionable !== false && matches(r, filter)), [all, filter]);
   const others = useMemo(() => all.filter((r) => r.actionable === false && matches(r, filter)), [all, filter]);
   const limits = useViewerLimits(meId, pending);
-  const now = useNow();
+  // Not useNow(): reasons name a minute, and the queue must not re-render every second (its cells tick on their own).
+  const now = Date.now();
   const cooling = cooldownSentence(limits.cooldown, now);
   const counts = useMemo(() => countByRisk(all), [all]);
   const agents = useMemo(() => [...new Set(all.map((r) => r.agentName))].sort(), [all]);
@@ -209,7 +210,7 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
                 selectedId={undefined}
                 arrived={arrived}
                 meId={meId}
-                onSelect={() => undefined}
+                onSelect={ignoreSelect}
                 why={(r) => {
                   const why = whyNotActionable(r, viewer, limits, now);
                   return why.short ?? why.text;
@@ -224,6 +225,8 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
     </section>
   );
 }
+
+const ignoreSelect = () => undefined;
 
 function QueueTable({
   caption,

@@ -18,7 +18,7 @@ import { duration, score, slaLeft, when } from '../format.ts';
 import { type LiveQueue, useNow } from '../live.ts';
 import { dueAt, escalationOf, needsConfirmation } from '../queue.ts';
 import type { Operator } from '../api.ts';
-import { navigate, ORIGIN_LABEL, requestHref, type Origin } from '../router.ts';
+import { navigate, ORIGIN_HREF, ORIGIN_LABEL, requestHref, type Origin } from '../router.ts';
 import { useViewerLimits } from './Queue.tsx';
 import { outcomesText, pastOutcomes, whyNotActionable } from '../why.ts';
 
@@ -29,7 +29,7 @@ const KNOWN_CONTEXT = new Set(['target', 'evidence', 'blastRadius', 'attack', 'r
 
 export function RequestCard({ id, choose, from, live, viewer }: { id: string; choose: string | null; from: Origin; live: LiveQueue; viewer: Operator }) {
   const me = viewer.name;
-  const back = from === 'queue' ? '#/queue' : `#/${from}`;
+  const back = ORIGIN_HREF[from];
   const [request, setRequest] = useState<ApprovalRequest | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [dialog, setDialog] = useState<Choice | null>(null);
@@ -91,7 +91,8 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
     return () => window.removeEventListener('keydown', onKey);
   }, [dialog, pending, canApprove, canModify, back]);
   const limits = useViewerLimits(viewer.id, request?.actionable === false ? request.updatedAt : null);
-  const now = useNow();
+  // Not useNow(): the reason names a minute, and the whole card must not re-render every second.
+  const now = Date.now();
 
   const onDecided = useCallback((r: ApprovalRequest) => {
     setDialog(null);
@@ -118,7 +119,7 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
     <article className="card" aria-labelledby="card-title">
       <header className="card-head">
         <p className="crumbs">
-          <a href={back}>← {ORIGIN_LABEL[from]}</a> · <span className="mono muted">{request.id}</span>
+          <BackLink from={from} /> · <span className="mono muted">{request.id}</span>
         </p>
         <h1 id="card-title">
           <span className="mono">{request.action}</span>{' '}
@@ -201,6 +202,12 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
       {dialog?.kind === 'reject' && <RejectDialog request={request} onClose={() => setDialog(null)} onDecided={onDecided} />}
     </article>
   );
+}
+
+/** Back to the screen the card was opened from: one of the app's fixed routes, never data. */
+function BackLink({ from }: { from: Origin }) {
+  const href = ORIGIN_HREF[from];
+  return <a href={href}>← {ORIGIN_LABEL[from]}</a>;
 }
 
 function SlaCountdown({ request }: { request: ApprovalRequest }) {
