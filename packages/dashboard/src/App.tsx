@@ -1,7 +1,9 @@
 import { useEffect, useMemo, useState } from 'react';
 import { api, setUnauthenticatedHandler, type SessionInfo } from './api.ts';
+import { ShortcutHelp, typing } from './components/Dialogs.tsx';
 import { LiveQueue, useLive } from './live.ts';
-import { useRoute, type Route } from './router.ts';
+import { navigate, useRoute, type Route } from './router.ts';
+import { AccountScreen } from './screens/Account.tsx';
 import { HistoryScreen } from './screens/History.tsx';
 import { MetricsScreen } from './screens/Metrics.tsx';
 import { QueueScreen } from './screens/Queue.tsx';
@@ -33,6 +35,18 @@ function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: ()
   useEffect(() => {
     document.title = pending.size > 0 ? `(${pending.size}) Countersign` : 'Countersign';
   }, [pending.size]);
+  // `?` opens the shortcut help from any screen; like every shortcut it never acts while a field
+  // has focus, or while another dialog is open (the key then belongs to that dialog).
+  const [help, setHelp] = useState(false);
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== '?' || e.ctrlKey || e.metaKey || e.altKey || typing(e) || document.querySelector('dialog[open]')) return;
+      e.preventDefault();
+      setHelp(true);
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, []);
   return (
     <>
       <a className="skip" href="#main">
@@ -54,9 +68,12 @@ function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: ()
             Metrics
           </NavLink>
         </nav>
-        <span className="who">
+        <button type="button" className="who" aria-pressed={route.name === 'account'} title="Your account: authenticator app (step-up MFA)" onClick={() => navigate('#/account')}>
           {me} <span className="muted">({session.operator.roles.join(', ')})</span>
-        </span>
+        </button>
+        <button type="button" className="help-button" aria-label="Keyboard shortcuts" title="Keyboard shortcuts (?)" onClick={() => setHelp(true)}>
+          ?
+        </button>
         <button
           type="button"
           onClick={async () => {
@@ -68,14 +85,16 @@ function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: ()
         </button>
       </header>
       <main id="main" tabIndex={-1}>
-        <Screen route={route} live={live} me={me} meId={session.operator.id} />
+        <Screen route={route} live={live} session={session} />
       </main>
+      {help && <ShortcutHelp onClose={() => setHelp(false)} />}
     </>
   );
 }
 
 function NavLink({ route, name, href, children }: { route: Route; name: Route['name']; href: string; children: React.ReactNode }) {
-  const current = route.name === name || (name === 'queue' && route.name === 'request');
+  // A request card belongs to the screen it was opened from.
+  const current = route.name === name || (route.name === 'request' && (route.from ?? 'queue') === name);
   return (
     <a href={href} aria-current={current ? 'page' : undefined} className={current ? 'current' : ''}>
       {children}
@@ -83,10 +102,13 @@ function NavLink({ route, name, href, children }: { route: Route; name: Route['n
   );
 }
 
-function Screen({ route, live, me, meId }: { route: Route; live: LiveQueue; me: string; meId: string }) {
+function Screen({ route, live, session }: { route: Route; live: LiveQueue; session: SessionInfo }) {
+  const me = session.operator.name;
   switch (route.name) {
     case 'request':
-      return <RequestCard key={route.id} id={route.id} choose={route.choose} live={live} me={me} />;
+      return <RequestCard key={route.id} id={route.id} choose={route.choose} from={route.from ?? 'queue'} live={live} viewer={session.operator} />;
+    case 'account':
+      return <AccountScreen operator={session.operator} />;
     case 'history':
       return <HistoryScreen />;
     case 'supervised':
@@ -94,6 +116,6 @@ function Screen({ route, live, me, meId }: { route: Route; live: LiveQueue; me: 
     case 'metrics':
       return <MetricsScreen />;
     default:
-      return <QueueScreen live={live} meId={meId} />;
+      return <QueueScreen live={live} viewer={session.operator} />;
   }
 }

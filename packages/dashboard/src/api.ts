@@ -4,6 +4,7 @@
  * token in `X-Countersign-CSRF`.
  */
 import type { ApprovalRequest, AuditLeaf, MetricsSummary, ReviewBody, Role } from '@countersign/core';
+import type { CooldownInfo, VelocityInfo } from './why.ts';
 
 export type { ApprovalRequest };
 
@@ -101,6 +102,13 @@ export const api = {
     call<{ items: AuditEntry[] }>('GET', `/v1/audit?type=${encodeURIComponent(type)}&limit=1000${after === undefined ? '' : `&after=${after}`}`),
   feedback: (id: string, verdict: 'should_have_asked' | 'ok', note?: string) =>
     call<AuditEntry>('POST', `/v1/requests/${encodeURIComponent(id)}/feedback`, { verdict, ...(note ? { note } : {}) }),
+  /** Whether the signed-in operator has a confirmed authenticator (step-up MFA). */
+  totpStatus: () => call<{ enrolled: boolean; pending: boolean }>('GET', '/v1/operators/me/totp'),
+  /** Starts enrolment: the secret and otpauth:// URI are shown this once. (The server wants a JSON body, even an empty one.) */
+  totpEnrol: () => call<{ secret: string; otpauthUri: string; encryptedAtRest: boolean; confirmWith: string }>('POST', '/v1/operators/me/totp', {}),
+  totpConfirm: (code: string) => call<{ enrolled: true; confirmedAt: string }>('POST', '/v1/operators/me/totp/confirm', { code }),
+  cooldown: (operatorId: string) => call<CooldownInfo>('GET', `/v1/approvers/${encodeURIComponent(operatorId)}/cooldown`),
+  velocity: (operatorId: string) => call<VelocityInfo>('GET', `/v1/approvers/${encodeURIComponent(operatorId)}/velocity`),
   summary: (query: { from?: string; to?: string; bucket?: 'hour' | 'day' }) => {
     const params = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined) as Array<[string, string]>);
     return call<MetricsSummary>('GET', `/v1/metrics/summary?${params}`);

@@ -12,6 +12,7 @@ import { Countersign, CountersignError } from '@countersign/client';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { axeSerious, ensureDashboardBuilt, launchChromium, screenshotDir, signIn, watchPage, type Watched } from './support/dashboard-browser.ts';
+import { totpCode } from '../src/guard/totp.ts';
 import { api, startServerProcess, type ServerProcess } from './support/server-process.ts';
 
 let dir: string;
@@ -153,6 +154,10 @@ describe('dashboard end to end', () => {
       () => null,
       (err: unknown) => err,
     );
+    // The approval dialog asks for a code only from a reviewer with an authenticator (issue 11):
+    // enrol admin first, so a made-up code can be tried.
+    const enrol = await api<{ secret: string }>(server.url, adminToken, '/v1/operators/me/totp', { body: {} });
+    expect((await api(server.url, adminToken, '/v1/operators/me/totp/confirm', { body: { code: totpCode(enrol.body.secret, Date.now()) } })).status).toBe(200);
     await openCard(second.id);
     // Critical: policy demands step-up MFA. The dialog asks for a code; a made-up one is refused
     // (fail closed) and the request stays pending.

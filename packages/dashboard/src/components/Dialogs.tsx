@@ -15,7 +15,11 @@ export function explain(err: unknown): string {
   if (!(err instanceof ApiError)) return (err as Error).message;
   switch (err.code) {
     case 'MFA_REQUIRED':
-      return 'Policy requires step-up MFA to approve this request, and this server cannot verify a code yet. It can only be rejected or left to expire.';
+      return `Policy requires step-up MFA to approve this request: ${err.message}. Enrol an authenticator on your Account page (click your name at the top) if you have not.`;
+    case 'MFA_INVALID':
+      return `That authenticator code was not accepted: ${err.message}`;
+    case 'COOLDOWN_ACTIVE':
+      return `You are cooling down: ${err.message}. Another reviewer must approve it; you can still reject. A cool-down is never lifted by the person it applies to.`;
     case 'ALREADY_DECIDED':
       return 'Someone else decided this request first; the page shows their decision.';
     case 'ALREADY_REVIEWED':
@@ -31,7 +35,7 @@ export function explain(err: unknown): string {
   }
 }
 
-function Modal({ title, onClose, children, onKey }: { title: string; onClose: () => void; children: ReactNode; onKey?: (e: KeyboardEvent) => void }) {
+export function Modal({ title, onClose, children, onKey }: { title: string; onClose: () => void; children: ReactNode; onKey?: (e: KeyboardEvent) => void }) {
   const ref = useRef<HTMLDialogElement>(null);
   useEffect(() => {
     const dialog = ref.current;
@@ -63,7 +67,8 @@ function Modal({ title, onClose, children, onKey }: { title: string; onClose: ()
   );
 }
 
-const typing = (e: KeyboardEvent) => {
+/** The key goes to a field (or a select): no shortcut may act on it, let alone type it. */
+export const typing = (e: KeyboardEvent) => {
   const el = e.target as HTMLElement | null;
   return !!el && (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA' || el.tagName === 'SELECT' || el.isContentEditable);
 };
@@ -75,6 +80,21 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const mfa = request.assessment.mfaRequired;
+  // Ask for a code only from someone who can give one: the server says whether this reviewer has
+  // a confirmed authenticator. Unknown (the read failed) asks anyway and lets the server decide.
+  const [enrolled, setEnrolled] = useState<boolean | null>(mfa ? null : true);
+  useEffect(() => {
+    if (!mfa) return;
+    let cancelled = false;
+    api.totpStatus().then(
+      (s) => !cancelled && setEnrolled(s.enrolled),
+      () => !cancelled && setEnrolled(true),
+    );
+    return () => {
+      cancelled = true;
+    };
+  }, [mfa]);
+  const cannotApprove = mfa && enrolled === false;
   // Number matching: critical approvals repeat the code the request card shows (the server checks it).
   const matching = request.assessment.riskLevel === 'critical';
   const alternative = choice.alternative ? request.alternatives.find((a) => a.name === choice.alternative) : undefined;
@@ -82,7 +102,7 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
   const runArgs = choice.args ?? alternative?.args ?? request.args;
 
   const submit = async () => {
-    if (busy) return;
+    if (busy || cannotApprove || enrolled === null) return;
     if (mfa && !/^\d{6,8}$/.test(totp)) {
       setError('Policy requires step-up MFA: enter the 6–8 digit code from your authenticator.');
       return;
@@ -132,7 +152,24 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         Note (optional)
         <input type="text" value={note} maxLength={2000} onChange={(e) => setNote(e.target.value)} />
       </label>
-      {mfa && (
+      {mfa && enrolled === null && <p>Checking your authenticator enrolment…</p>}
+      {cannotApprove && (
+        <p className="notice warn" role="note" data-testid="mfa-not-enrolled">
+          Policy requires step-up MFA to approve this request, and you have not enrolled an authenticator app yet, so you cannot approve it. Enrol on your
+          account page (your name at the top: scan a QR code, type one code), then come back. You can still reject it.{' '}
+          <button
+            type="button"
+            className="link-button"
+            onClick={() => {
+              onClose();
+              window.location.hash = '#/account';
+            }}
+          >
+            Enrol now
+          </button>
+        </p>
+      )}
+      {mfa && enrolled === true && (
         <label className="field">
           Authenticator code (step-up MFA required by policy)
           <input type="text" inputMode="numeric" autoComplete="one-time-code" pattern="[0-9]{6,8}" maxLength={8} value={totp} onChange={(e) => setTotp(e.target.value.trim())} />
@@ -150,7 +187,7 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         </p>
       )}
       <div className="dialog-actions">
-        <button type="button" className="primary" data-autofocus disabled={busy} onClick={() => void submit()}>
+        <button type="button" className="primary" data-autofocus disabled={busy || cannotApprove || enrolled === null} onClick={() => void submit()}>
           Confirm approval <kbd>y</kbd>
         </button>
         <button type="button" onClick={onClose}>
@@ -211,6 +248,42 @@ export function RejectDialog({ request, onClose, onDecided }: { request: Approva
           </button>
         </div>
       </form>
+    </Modal>
+  );
+}
+
+/** Every keyboard shortcut, by screen. None of them types into a field: each is ignored while a field has focus. */
+export const SHORTCUTS: ReadonlyArray<{ screen: string; keys: ReadonlyArray<[string, string]> }> = [
+  { screen: 'Everywhere', keys: [['?', 'this help'], ['Esc', 'close a dialog']] },
+  { screen: 'Queue', keys: [['j / ↓', 'next request'], ['k / ↑', 'previous request'], ['Enter', 'open the selected request'], ['a', 'approve the selected request (then y to confirm)'], ['r', 'reject the selected request (a reason is required)']] },
+  { screen: 'Request', keys: [['a', 'approve (then y to confirm)'], ['m', 'modify the arguments'], ['r', 'reject (a reason is required)'], ['Esc', 'back to where you came from']] },
+  { screen: 'Approval dialog', keys: [['y', 'confirm the approval']] },
+];
+
+export function ShortcutHelp({ onClose }: { onClose: () => void }) {
+  return (
+    <Modal title="Keyboard shortcuts" onClose={onClose}>
+      {SHORTCUTS.map((group) => (
+        <section key={group.screen} aria-label={group.screen}>
+          <h3>{group.screen}</h3>
+          <dl className="shortcuts">
+            {group.keys.map(([key, what]) => (
+              <div key={key}>
+                <dt>
+                  <kbd>{key}</kbd>
+                </dt>
+                <dd>{what}</dd>
+              </div>
+            ))}
+          </dl>
+        </section>
+      ))}
+      <p className="muted">Shortcuts never type into a field: while a field has focus, keys go to the field.</p>
+      <div className="dialog-actions">
+        <button type="button" data-autofocus onClick={onClose}>
+          Close <kbd>Esc</kbd>
+        </button>
+      </div>
     </Modal>
   );
 }

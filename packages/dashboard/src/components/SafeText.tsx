@@ -65,3 +65,15 @@ export function SafeText({ text, max = 400, maxLines = 12, inline = false, noExp
     </bdi>
   );
 }
+
+/**
+ * Where the agent gave no description: Countersign's own words, styled as a system note (italic,
+ * bracketed, outside any agent-text element), so an absent value never reads as text the agent sent.
+ */
+export function NoDescription() {
+  return (
+    <span className="absent" data-testid="no-description">
+      [no description given]
+    </span>
+  );
+}

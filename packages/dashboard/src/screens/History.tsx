@@ -8,6 +8,7 @@ import { JsonTree } from '../components/JsonTree.tsx';
 import { SafeText } from '../components/SafeText.tsx';
 import { duration, when } from '../format.ts';
 import { requestHref } from '../router.ts';
+import { describeEntry } from '../why.ts';
 
 const DECIDED: RequestStatus[] = ['approved', 'rejected', 'expired', 'cancelled', 'executed', 'execution_failed'];
 
@@ -154,6 +155,11 @@ function HistoryRow({ request: r, open, onToggle }: { request: ApprovalRequest; 
   );
 }
 
+/**
+ * One request's audit entries, in words: what happened, who did it, and what people or the
+ * agent wrote (as SafeText). Ids and hashes stay out of the way; anything not put into words is
+ * kept, folded, under "details".
+ */
 export function Timeline({ id }: { id: string }) {
   const [entries, setEntries] = useState<AuditEntry[] | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -165,19 +171,43 @@ export function Timeline({ id }: { id: string }) {
   }, [id]);
   if (error) return <p className="error">{error}</p>;
   if (!entries) return <p>Loading the audit trail…</p>;
+  const now = Date.now();
   return (
     <ol className="timeline" aria-label={`audit trail of ${id}`}>
-      {entries.map((e) => (
-        <li key={e.seq}>
-          <span className="t-time">{when(e.at)}</span> <strong className="t-type">{e.type}</strong> by {e.actor.type}{' '}
-          <SafeText text={e.actor.name} inline max={80} /> <span className="muted">#{e.seq}</span>
-          {e.data !== null && typeof e.data === 'object' && Object.keys(e.data).length > 0 && (
-            <div className="t-data">
-              <JsonTree value={e.data} label={`entry ${e.seq} data`} />
-            </div>
-          )}
-        </li>
-      ))}
+      {entries.map((e) => {
+        const words = describeEntry(e, now);
+        return (
+          <li key={e.seq} data-type={e.type}>
+            <span className="t-time">{when(e.at)}</span> <strong className="t-type">{words.summary}</strong>
+            {words.showActor && (
+              <>
+                {' '}
+                by {ACTOR_KIND[e.actor.type] ?? e.actor.type} <SafeText text={e.actor.name} inline max={80} />
+              </>
+            )}{' '}
+            <span className="muted small">
+              #{e.seq} · {e.type}
+            </span>
+            {words.notes.length > 0 && (
+              <ul className="t-notes">
+                {words.notes.map((n, i) => (
+                  <li key={i}>
+                    {n.label}: <SafeText text={n.text} inline max={300} />
+                  </li>
+                ))}
+              </ul>
+            )}
+            {words.rest && (
+              <details className="t-data">
+                <summary>details</summary>
+                <JsonTree value={words.rest} label={`entry ${e.seq} details`} />
+              </details>
+            )}
+          </li>
+        );
+      })}
     </ol>
   );
 }
+
+const ACTOR_KIND: Record<string, string> = { operator: 'operator', agent: 'agent', system: 'Countersign' };

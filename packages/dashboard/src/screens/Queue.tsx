@@ -1,21 +1,52 @@
 /**
- * The queue: pending requests, most urgent first, live over server-sent events.
- * Keys: j / k move, Enter opens, a approve (then y to confirm), r reject (reason required).
+ * The queue: pending requests, most urgent first, live over server-sent events. What the
+ * reviewer can act on now comes first; the rest is listed below it, each with the reason, so the
+ * counts in the header and the rows on the page always agree.
+ * Keys: j / k move, Enter opens, a approve (then y to confirm), r reject (reason required). A
+ * shortcut's key is never typed into the field its dialog focuses (preventDefault).
  */
 import type { RiskLevel } from '@countersign/core';
-import { memo, useEffect, useMemo, useState } from 'react';
-import type { ApprovalRequest } from '../api.ts';
+import { memo, useEffect, useMemo, useRef, useState } from 'react';
+import { api, type ApprovalRequest, type Operator } from '../api.ts';
 import { RiskBadge } from '../components/Badges.tsx';
-import { ApproveDialog, RejectDialog } from '../components/Dialogs.tsx';
-import { SafeText } from '../components/SafeText.tsx';
+import { ApproveDialog, RejectDialog, typing } from '../components/Dialogs.tsx';
+import { NoDescription, SafeText } from '../components/SafeText.tsx';
 import { duration, slaLeft } from '../format.ts';
 import { type LiveQueue, useLive, useNow } from '../live.ts';
 import { byUrgency, countByRisk, dueAt, escalationOf, matches, NO_FILTER, RISK_ORDER, type QueueFilter } from '../queue.ts';
 import { navigate, requestHref } from '../router.ts';
+import { cooldownSentence, whyNotActionable, type ViewerLimits } from '../why.ts';
 
 type Dialog = { kind: 'approve' | 'reject'; request: ApprovalRequest } | null;
 
-export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
+/**
+ * The viewer's cool-down and velocity, re-read whenever the queue changes (at most every 5 s):
+ * they are what most often makes a request not actionable, and the reason must be exact.
+ */
+export function useViewerLimits(operatorId: string, trigger: unknown): ViewerLimits {
+  const [limits, setLimits] = useState<ViewerLimits>({ cooldown: null, velocity: null });
+  const last = useRef(0);
+  const mounted = useRef(true);
+  useEffect(() => {
+    mounted.current = true;
+    return () => {
+      mounted.current = false;
+    };
+  }, []);
+  useEffect(() => {
+    const timer = setTimeout(() => {
+      last.current = Date.now();
+      void Promise.all([api.cooldown(operatorId).catch(() => null), api.velocity(operatorId).catch(() => null)]).then(
+        ([cooldown, velocity]) => mounted.current && setLimits({ cooldown, velocity }),
+      );
+    }, Math.max(0, last.current + 5000 - Date.now()));
+    return () => clearTimeout(timer);
+  }, [operatorId, trigger]);
+  return limits;
+}
+
+export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operator }) {
+  const meId = viewer.id;
   const { pending, status, arrived, loaded } = useLive(live);
   const [filter, setFilter] = useState<QueueFilter>(NO_FILTER);
   const [selectedId, setSelectedId] = useState<string | null>(null);
@@ -23,11 +54,15 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
   const [notice, setNotice] = useState<string | null>(null);
 
   const all = useMemo(() => [...pending.values()].sort(byUrgency), [pending]);
-  // By default the queue holds what this reviewer can act on now; `actionable` comes from the
-  // server (role, stage, own request, earlier vote). Live arrivals carry none until reloaded.
-  const [showAll, setShowAll] = useState(false);
-  const notMine = useMemo(() => all.filter((r) => r.actionable === false).length, [all]);
-  const shown = useMemo(() => all.filter((r) => (showAll || r.actionable !== false) && matches(r, filter)), [all, filter, showAll]);
+  // First what this reviewer can act on now; `actionable` comes from the server (role, stage, own
+  // request, earlier vote, cool-down, velocity, paused agent). Live arrivals carry none until
+  // re-read and count as actionable meanwhile. The rest is listed below, with the reason.
+  const shown = useMemo(() => all.filter((r) => r.actionable !== false && matches(r, filter)), [all, filter]);
+  const others = useMemo(() => all.filter((r) => r.actionable === false && matches(r, filter)), [all, filter]);
+  const limits = useViewerLimits(meId, pending);
+  // Not useNow(): reasons name a minute, and the queue must not re-render every second (its cells tick on their own).
+  const now = Date.now();
+  const cooling = cooldownSentence(limits.cooldown, now);
   const counts = useMemo(() => countByRisk(all), [all]);
   const agents = useMemo(() => [...new Set(all.map((r) => r.agentName))].sort(), [all]);
   const actions = useMemo(() => [...new Set(all.map((r) => r.action))].sort(), [all]);
@@ -37,9 +72,8 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (dialog || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (dialog || e.ctrlKey || e.metaKey || e.altKey || typing(e) || document.querySelector('dialog[open]')) return;
       const el = e.target as HTMLElement;
-      if (el.tagName === 'INPUT' || el.tagName === 'SELECT' || el.tagName === 'TEXTAREA') return;
       if (e.key === 'j' || e.key === 'ArrowDown') {
         const next = shown[Math.min(shown.length - 1, selectedIndex + 1)];
         if (next) setSelectedId(next.id);
@@ -51,8 +85,11 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
       } else if (e.key === 'Enter' && selected && el.tagName !== 'BUTTON' && el.tagName !== 'A') {
         navigate(requestHref(selected.id));
       } else if (e.key === 'a' && selected) {
+        e.preventDefault();
         setDialog({ kind: 'approve', request: selected });
       } else if (e.key === 'r' && selected) {
+        // Without preventDefault the "r" would land in the reason field the dialog focuses.
+        e.preventDefault();
         setDialog({ kind: 'reject', request: selected });
       }
     };
@@ -85,8 +122,21 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
       </div>
       <p className="hint">
         Most urgent first (SLA left, then risk). Keys: <kbd>j</kbd>/<kbd>k</kbd> move, <kbd>Enter</kbd> open, <kbd>a</kbd> approve (then <kbd>y</kbd>),{' '}
-        <kbd>r</kbd> reject.
+        <kbd>r</kbd> reject, <kbd>?</kbd> all shortcuts.
       </p>
+      {cooling && (
+        <div className="notice warn" role="status" data-testid="cooldown-banner">
+          <p>
+            <strong>{cooling}.</strong>
+          </p>
+          <p>
+            A cool-down starts when one reviewer approves many high-risk requests in a short time: it protects you and the organisation from approval fatigue
+            and from an agent that floods you. Until it ends you can still reject, but another reviewer must approve{' '}
+            {(limits.cooldown?.config?.riskLevels ?? ['high', 'critical']).join(' and ')}-risk requests; a request that was waiting for you moves up its
+            escalation chain. You cannot lift your own cool-down: wait for it to end, or ask another reviewer to take these requests.
+          </p>
+        </div>
+      )}
       <div className="filters" role="group" aria-label="Filters">
         <div className="risk-counts" role="group" aria-label="Risk levels">
           {RISK_ORDER.map((level) => (
@@ -128,9 +178,6 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
             ))}
           </select>
         </label>
-        <label>
-          <input type="checkbox" checked={showAll} onChange={(e) => setShowAll(e.target.checked)} /> show requests I cannot act on ({notMine})
-        </label>
       </div>
       {notice && (
         <p className="notice" role="status">
@@ -139,33 +186,133 @@ export function QueueScreen({ live, meId }: { live: LiveQueue; meId: string }) {
       )}
       {!loaded ? (
         <p>Loading the queue…</p>
-      ) : shown.length === 0 ? (
-        <p className="empty">{all.length === 0 ? 'Nothing is waiting for a decision.' : 'No pending request matches these filters.'}</p>
+      ) : all.length === 0 ? (
+        <EmptyQueue />
       ) : (
-        <table className="queue-table">
-          <caption className="sr-only">Pending requests, most urgent first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Risk</th>
-              <th scope="col">Action</th>
-              <th scope="col">Agent</th>
-              <th scope="col">Description (agent-supplied)</th>
-              <th scope="col">Confidence</th>
-              <th scope="col">SLA</th>
-              <th scope="col">Age</th>
-            </tr>
-          </thead>
-          <tbody>
-            {shown.map((r) => (
-              <QueueRow key={r.id} request={r} selected={r.id === selected?.id} arrived={arrived.has(r.id)} meId={meId} onSelect={setSelectedId} />
-            ))}
-          </tbody>
-        </table>
+        <>
+          {shown.length === 0 ? (
+            <p className="empty">
+              {others.length > 0
+                ? `Nothing here you can act on now: ${others.length === 1 ? 'the request below needs' : `the ${others.length} requests below need`} someone else, or must wait.`
+                : 'No pending request matches these filters.'}
+            </p>
+          ) : (
+            <QueueTable caption="Pending requests you can act on, most urgent first" requests={shown} selectedId={selected?.id} arrived={arrived} meId={meId} onSelect={setSelectedId} />
+          )}
+          {others.length > 0 && (
+            <section className="not-actionable" aria-labelledby="others-title" data-testid="not-actionable">
+              <h2 id="others-title">
+                Requests I cannot act on <span className="count-plain">({others.length})</span>
+              </h2>
+              <QueueTable
+                caption="Pending requests you cannot act on now, with the reason"
+                requests={others}
+                selectedId={undefined}
+                arrived={arrived}
+                meId={meId}
+                onSelect={ignoreSelect}
+                why={(r) => {
+                  const why = whyNotActionable(r, viewer, limits, now);
+                  return why.short ?? why.text;
+                }}
+              />
+            </section>
+          )}
+        </>
       )}
       {dialog?.kind === 'approve' && <ApproveDialog request={dialog.request} choice={{ kind: 'approve' }} onClose={() => setDialog(null)} onDecided={decided} />}
       {dialog?.kind === 'reject' && <RejectDialog request={dialog.request} onClose={() => setDialog(null)} onDecided={decided} />}
     </section>
   );
+}
+
+const ignoreSelect = () => undefined;
+
+function QueueTable({
+  caption,
+  requests,
+  selectedId,
+  arrived,
+  meId,
+  onSelect,
+  why,
+}: {
+  caption: string;
+  requests: readonly ApprovalRequest[];
+  selectedId: string | undefined;
+  arrived: ReadonlySet<string>;
+  meId: string;
+  onSelect: (id: string) => void;
+  why?: (r: ApprovalRequest) => string;
+}) {
+  return (
+    <table className="queue-table">
+      <caption className="sr-only">{caption}</caption>
+      <thead>
+        <tr>
+          <th scope="col">Risk</th>
+          <th scope="col">Action</th>
+          <th scope="col">Agent</th>
+          <th scope="col">Description (agent-supplied)</th>
+          <th scope="col">Confidence</th>
+          <th scope="col">SLA</th>
+          <th scope="col">Age</th>
+          {why && <th scope="col">Why you cannot act on it</th>}
+        </tr>
+      </thead>
+      <tbody>
+        {requests.map((r) => (
+          <QueueRow key={r.id} request={r} selected={r.id === selectedId} arrived={arrived.has(r.id)} meId={meId} onSelect={onSelect} why={why?.(r)} />
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/**
+ * The empty queue tells a newcomer how to fill it: a request any agent key can send, to this
+ * very server (the page's own origin), copyable.
+ */
+function EmptyQueue() {
+  const command = firstRequestCommand(window.location.origin);
+  const [copied, setCopied] = useState<'yes' | 'select' | null>(null);
+  return (
+    <div className="empty" data-testid="empty-queue">
+      <p>Nothing is waiting for a decision.</p>
+      <p>To see a request arrive, send one as an agent (with the agent key printed on the server's first start, or one from <span className="mono">countersign keys create</span>):</p>
+      <pre className="command mono" data-testid="first-request" tabIndex={0} aria-label="A first request, as a curl command">
+        {command}
+      </pre>
+      <button
+        type="button"
+        onClick={async () => {
+          try {
+            await navigator.clipboard.writeText(command);
+            setCopied('yes');
+          } catch {
+            // No clipboard (a plain-http origin other than localhost): select the text instead.
+            const pre = document.querySelector('[data-testid="first-request"]');
+            if (pre) window.getSelection()?.selectAllChildren(pre);
+            setCopied('select');
+          }
+        }}
+      >
+        Copy the command
+      </button>
+      <span role="status" className="muted">
+        {copied === 'yes' ? ' Copied.' : copied === 'select' ? ' Selected: press Ctrl+C (⌘C) to copy.' : ''}
+      </span>
+    </div>
+  );
+}
+
+/** A first request that goes to human review (isolating a host is high risk), for `origin`. */
+export function firstRequestCommand(origin: string): string {
+  const body = JSON.stringify({ action: 'isolate_host', args: { host: 'ws-042' }, confidence: 0.82, description: 'EDR saw beaconing to 198.51.100.9' });
+  return `curl -s ${origin}/v1/requests \
+  -H "Authorization: Bearer $COUNTERSIGN_AGENT_KEY" \
+  -H 'content-type: application/json' \
+  -d '${body}'`;
 }
 
 /** One row; re-renders only when its request or selection changes (the clock ticks in its cells). */
@@ -175,12 +322,14 @@ const QueueRow = memo(function QueueRow({
   arrived,
   meId,
   onSelect,
+  why,
 }: {
   request: ApprovalRequest;
   selected: boolean;
   arrived: boolean;
   meId: string;
   onSelect: (id: string) => void;
+  why?: string | undefined;
 }) {
   return (
     <tr
@@ -200,13 +349,19 @@ const QueueRow = memo(function QueueRow({
       <td>
         <SafeText text={r.agentName} inline max={60} />
       </td>
-      <td className="desc">{r.description ? <SafeText text={r.description} inline max={90} /> : <span className="muted">none</span>}</td>
+      <td className="desc">{r.description ? <SafeText text={r.description} inline max={90} /> : <NoDescription />}</td>
       <td>
         {r.confidence === null ? '—' : r.confidence.toFixed(2)}
         {r.reviews.some((v) => v.reviewer.id === meId) && <span className="voted"> · you voted</span>}
       </td>
       <SlaCell request={r} />
       <AgeCell createdAt={r.createdAt} />
+      {why !== undefined && (
+        <td className="why">
+          {/* the reason can quote an approver group the agent asked for */}
+          <SafeText text={why} inline max={400} />
+        </td>
+      )}
     </tr>
   );
 });

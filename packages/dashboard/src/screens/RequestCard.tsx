@@ -2,28 +2,34 @@
  * The decision screen. Two zones that never mix: what Countersign computed (risk, factors,
  * rules, route, SLA) and what the agent claims (description, args, evidence, context). Agent
  * text is only ever rendered through SafeText / JsonTree.
- * Keys: a approve (then y), r reject, m modify, Esc back to the queue.
+ * Keys: a approve (then y), r reject, m modify, Esc back to where the card was opened from. Each
+ * shortcut calls preventDefault, so its key is never typed into the field it opens.
  */
 import type { ApprovalRequest, Decision } from '@countersign/core';
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { api, ApiError } from '../api.ts';
 import { techniqueName, techniqueReference } from '../attack.ts';
 import { RiskBadge, StatusBadge } from '../components/Badges.tsx';
-import { ApproveDialog, explain, RejectDialog, type Choice } from '../components/Dialogs.tsx';
+import { ApproveDialog, explain, RejectDialog, typing, type Choice } from '../components/Dialogs.tsx';
 import { JsonTree } from '../components/JsonTree.tsx';
-import { SafeText } from '../components/SafeText.tsx';
+import { NoDescription, SafeText } from '../components/SafeText.tsx';
 import { checkArgs, diffJson, type Change } from '../diff.ts';
 import { duration, score, slaLeft, when } from '../format.ts';
 import { type LiveQueue, useNow } from '../live.ts';
 import { dueAt, escalationOf, needsConfirmation } from '../queue.ts';
-import { navigate, requestHref } from '../router.ts';
+import type { Operator } from '../api.ts';
+import { navigate, ORIGIN_HREF, ORIGIN_LABEL, requestHref, type Origin } from '../router.ts';
+import { useViewerLimits } from './Queue.tsx';
+import { outcomesText, pastOutcomes, whyNotActionable } from '../why.ts';
 
 /** The action of an aggregate review (core's AGGREGATE_ACTION; only the server makes them). */
 const AGGREGATE_ACTION = 'countersign.aggregate';
 
 const KNOWN_CONTEXT = new Set(['target', 'evidence', 'blastRadius', 'attack', 'relatedIncidents', 'value', 'reversible', 'timeSensitivity', 'threatScore']);
 
-export function RequestCard({ id, choose, live, me }: { id: string; choose: string | null; live: LiveQueue; me: string }) {
+export function RequestCard({ id, choose, from, live, viewer }: { id: string; choose: string | null; from: Origin; live: LiveQueue; viewer: Operator }) {
+  const me = viewer.name;
+  const back = ORIGIN_HREF[from];
   const [request, setRequest] = useState<ApprovalRequest | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [dialog, setDialog] = useState<Choice | null>(null);
@@ -72,18 +78,21 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
   const canModify = canApprove && request?.action !== AGGREGATE_ACTION;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (dialog || e.ctrlKey || e.metaKey || e.altKey) return;
-      const el = e.target as HTMLElement;
-      if (el.tagName === 'INPUT' || el.tagName === 'SELECT' || el.tagName === 'TEXTAREA') return;
-      if (e.key === 'Escape') navigate('#/queue');
+      if (dialog || e.ctrlKey || e.metaKey || e.altKey || typing(e) || document.querySelector('dialog[open]')) return;
+      if (e.key === 'Escape') navigate(back);
       if (!pending) return;
-      if (e.key === 'a' && canApprove) setDialog({ kind: 'approve' });
-      else if (e.key === 'r') setDialog({ kind: 'reject' });
-      else if (e.key === 'm' && canModify) setModifying(true);
+      const open = e.key === 'a' && canApprove ? () => setDialog({ kind: 'approve' }) : e.key === 'r' ? () => setDialog({ kind: 'reject' }) : e.key === 'm' && canModify ? () => setModifying(true) : null;
+      if (!open) return;
+      // The key opens a dialog or an editor that takes focus; it must not also be typed into it.
+      e.preventDefault();
+      open();
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, [dialog, pending, canApprove, canModify]);
+  }, [dialog, pending, canApprove, canModify, back]);
+  const limits = useViewerLimits(viewer.id, request?.actionable === false ? request.updatedAt : null);
+  // Not useNow(): the reason names a minute, and the whole card must not re-render every second.
+  const now = Date.now();
 
   const onDecided = useCallback((r: ApprovalRequest) => {
     setDialog(null);
@@ -110,7 +119,7 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
     <article className="card" aria-labelledby="card-title">
       <header className="card-head">
         <p className="crumbs">
-          <a href="#/queue">← Queue</a> · <span className="mono muted">{request.id}</span>
+          <BackLink from={from} /> · <span className="mono muted">{request.id}</span>
         </p>
         <h1 id="card-title">
           <span className="mono">{request.action}</span>{' '}
@@ -144,8 +153,8 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
             <Progress request={request} />
             {request.aggregate && <AggregateNotice aggregate={request.aggregate} />}
             {request.actionable === false && !request.aggregate && !request.agentPaused && (
-              <p className="notice" role="note" data-testid="not-actionable-notice">
-                You cannot approve this now: it needs another reviewer (its stage, your own request or your earlier vote), or your cool-down or approval limit has to pass first.
+              <p className="notice warn" role="note" data-testid="not-actionable-notice">
+                You cannot approve this now. <SafeText text={whyNotActionable(request, viewer, limits, now).text} inline max={600} />
               </p>
             )}
             {request.agentPaused && (
@@ -193,6 +202,12 @@ export function RequestCard({ id, choose, live, me }: { id: string; choose: stri
       {dialog?.kind === 'reject' && <RejectDialog request={request} onClose={() => setDialog(null)} onDecided={onDecided} />}
     </article>
   );
+}
+
+/** Back to the screen the card was opened from: one of the app's fixed routes, never data. */
+function BackLink({ from }: { from: Origin }) {
+  const href = ORIGIN_HREF[from];
+  return <a href={href}>← {ORIGIN_LABEL[from]}</a>;
 }
 
 function SlaCountdown({ request }: { request: ApprovalRequest }) {
@@ -255,7 +270,10 @@ function Assessment({ request }: { request: ApprovalRequest }) {
         {a.approval && (
           <div>
             <dt>Needs</dt>
-            <dd>{a.approval.stages.map((s) => s.label).join(', then ')}</dd>
+            <dd>
+              {/* a label can name an approver group or operator the agent asked for */}
+              <SafeText text={a.approval.stages.map((s) => s.label).join(', then ')} inline max={400} />
+            </dd>
           </div>
         )}
       </dl>
@@ -406,7 +424,7 @@ function Claims({ request }: { request: ApprovalRequest }) {
         {request.action !== AGGREGATE_ACTION && ( // an aggregate's description is Countersign's, summed up in the assessment
           <div>
             <dt>Description</dt>
-            <dd className="description">{request.description ? <SafeText text={request.description} max={600} maxLines={10} /> : <span className="muted">none given</span>}</dd>
+            <dd className="description">{request.description ? <SafeText text={request.description} max={600} maxLines={10} /> : <NoDescription />}</dd>
           </div>
         )}
         <div>
@@ -720,36 +738,54 @@ function ModifyArgs({ request, onCancel, onSubmit }: { request: ApprovalRequest;
   );
 }
 
+/** Rows listed in the card's history; the counts cover the whole window the risk factor reads (200). */
+const SIMILAR_ROWS = 20;
+
 function Similar({ request, me }: { request: ApprovalRequest; me: string }) {
   const [items, setItems] = useState<ApprovalRequest[] | null>(null);
   useEffect(() => {
     let cancelled = false;
-    api.list({ agentId: request.agentId, action: request.action, limit: 21 }).then(
-      (page) => !cancelled && setItems(page.items.filter((r) => r.id !== request.id).slice(0, 20)),
+    // The requests before this one, newest first: the same set the `history` risk factor
+    // counted when this request was proposed (the agent's last 200 for the action).
+    const load = async () => {
+      const out: ApprovalRequest[] = [];
+      let cursor: string | undefined;
+      for (let page = 0; page < 5; page++) {
+        const got = await api.list({ agentId: request.agentId, action: request.action, limit: 200, cursor });
+        out.push(...got.items.filter((r) => r.createdAt < request.createdAt));
+        cursor = got.nextCursor ?? undefined;
+        if (!cursor || out.length >= 200) break;
+      }
+      return out;
+    };
+    load().then(
+      (list) => !cancelled && setItems(list),
       () => !cancelled && setItems([]),
     );
     return () => {
       cancelled = true;
     };
-  }, [request.agentId, request.action, request.id]);
-  const tally = useMemo(() => {
-    const t = new Map<string, number>();
-    for (const r of items ?? []) t.set(r.status, (t.get(r.status) ?? 0) + 1);
-    return [...t.entries()].map(([s, n]) => `${n} ${s.replace('_', ' ')}`).join(', ');
-  }, [items]);
+  }, [request.agentId, request.action, request.createdAt]);
+  const outcomes = useMemo(() => (items ? pastOutcomes(items, request) : null), [items, request]);
+  const factor = request.assessment.factors.find((f) => f.name === 'history');
   return (
     <section className="similar" aria-labelledby="similar-title">
       <h2 id="similar-title">
-        History: <span className="mono">{request.action}</span> from this agent
+        Earlier requests: <span className="mono">{request.action}</span> from this agent
       </h2>
       {items === null ? (
         <p>Loading…</p>
-      ) : items.length === 0 ? (
+      ) : items.length === 0 || !outcomes ? (
         <p className="muted">No earlier requests for this action from this agent.</p>
       ) : (
         <>
-          <p>
-            Last {items.length}: {tally}.
+          <p data-testid="similar-summary">
+            Before this request: {outcomes.requests} request{outcomes.requests === 1 ? '' : 's'}, {outcomesText(outcomes)}
+            {outcomes.pending > 0 ? `; ${outcomes.pending} still pending` : ''}. Each approval, rejection, success and failure counts as one outcome, as in
+            the <em>history</em> risk factor{factor && !factor.detail.startsWith(`${outcomes.outcomes} past outcomes`) && !(outcomes.outcomes === 0 && factor.detail.startsWith('no history'))
+              ? ' (which was computed when the request was proposed; some have been decided since)'
+              : ''}
+            .{items.length > SIMILAR_ROWS ? ` The ${SIMILAR_ROWS} most recent:` : ''}
           </p>
           <table>
             <thead>
@@ -762,7 +798,7 @@ function Similar({ request, me }: { request: ApprovalRequest; me: string }) {
               </tr>
             </thead>
             <tbody>
-              {items.map((r) => (
+              {items.slice(0, SIMILAR_ROWS).map((r) => (
                 <tr key={r.id}>
                   <td>
                     <a href={requestHref(r.id)}>{when(r.createdAt)}</a>
