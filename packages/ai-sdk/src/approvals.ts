@@ -26,7 +26,7 @@ export type ApprovalMode = 'inline' | 'deferred';
 
 export interface ToolApprovalsOptions {
   /** Which tools need approval, and how each is put to reviewers (`true`: the defaults). Other tools are left alone. */
-  tools: Record<string, ToolApprovalSpec<never> | ToolApprovalSpec<any> | true>;
+  tools: Record<string, ToolApprovalSpec<any> | true>;
   /** Default `inline`. */
   mode?: ApprovalMode;
   /**
