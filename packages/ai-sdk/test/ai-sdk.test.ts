@@ -280,6 +280,46 @@ describe('deferred: the step stops at a tool-approval-request and settles from C
   });
 });
 
+describe('deferred, streamed and auto-approved', () => {
+  it('streamText stops at the approval request and the streamed resume runs the approved call', async () => {
+    const ran: string[] = [];
+    const approvals = new ToolApprovals(client(), { tools: specs, mode: 'deferred', scope: 'chat-stream' });
+    const first = scriptedModel([{ toolCalls: [{ id: 'call-s1', name: 'delete_file', input: { path: '/srv/streamed' } }] }]);
+    const prompt: ModelMessage[] = [{ role: 'user', content: 'clean up' }];
+    const stopped = streamText({ model: first.model, tools: approvals.guardTools(makeTools(ran)), messages: prompt, stopWhen: stepCountIs(3) });
+    const parts: string[] = [];
+    for await (const part of stopped.fullStream) parts.push(part.type);
+    expect(parts).toContain('tool-approval-request');
+    expect(ran).toEqual([]);
+    const history = JSON.stringify([...prompt, ...(await stopped.response).messages]);
+    const [filed] = await requestsFor('/srv/streamed');
+    await approve(filed!.id);
+
+    const again = new ToolApprovals(client(), { tools: specs, mode: 'deferred', scope: 'chat-stream' });
+    const second = scriptedModel([{ text: 'streamed and deleted' }]);
+    const resumed = streamText({
+      model: second.model,
+      tools: again.guardTools(makeTools(ran)),
+      messages: await again.settle(JSON.parse(history) as ModelMessage[]),
+      stopWhen: stepCountIs(3),
+    });
+    expect(await resumed.text).toBe('streamed and deleted');
+    expect(ran).toEqual(['delete /srv/streamed']);
+  });
+
+  it('a call the policy approves at once runs without stopping, even in deferred mode', async () => {
+    const ran: string[] = [];
+    const benign = { archive_file: { riskLevel: 'low' as const, confidence: 0.99, context: { reversible: true } } };
+    const approvals = new ToolApprovals(client(), { tools: benign, mode: 'deferred', scope: 'chat-auto' });
+    const { model } = scriptedModel([{ toolCalls: [{ id: 'call-auto', name: 'archive_file', input: { path: '/srv/auto' } }] }, { text: 'done at once' }]);
+    const result = await generateText({ model, tools: approvals.guardTools(makeTools(ran)), prompt: 'tidy', stopWhen: stepCountIs(3) });
+    expect(result.text).toBe('done at once');
+    expect(ran).toEqual(['archive /srv/auto']);
+    const { body } = await api<{ items: ApprovalRequest[] }>(server, '/v1/requests?action=archive_file&limit=500');
+    expect(body.items.filter(pathIs('/srv/auto')).map((r) => [r.status, r.decision?.decidedBy])).toEqual([['executed', 'policy']]);
+  });
+});
+
 describe('needsApproval, inline, on a tool whose execute is not wrapped', () => {
   it('an as-asked approval lets the SDK run the call at once; a rejection stops it unrun until settle answers', async () => {
     const ran: string[] = [];
