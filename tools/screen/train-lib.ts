@@ -25,9 +25,15 @@ export interface TrainOptions {
   readonly seed: number;
   /** Grouped cross-fit folds for Platt scaling. */
   readonly calibrationFolds: number;
+  /**
+   * The share of inputs assumed to carry an injection where the model is deployed. Platt is fitted
+   * with both classes weighted equally, then shifted to this prior, so the score is a probability
+   * under a stated base rate rather than under the arbitrary mix of the training sets.
+   */
+  readonly prior: Readonly<Record<Channel, number>>;
 }
 
-export const DEFAULT_TRAIN: TrainOptions = { epochs: 6, l2: 1e-6, lr: 0.3, seed: 20261201, calibrationFolds: 3 };
+export const DEFAULT_TRAIN: TrainOptions = { epochs: 6, l2: 1e-6, lr: 0.3, seed: 20261201, calibrationFolds: 3, prior: { user: 0.05, content: 0.05 } };
 
 /** Does this segment carry the planted attack, clearly not, or partly (then it is not used)? */
 function attackLabel(seg: Segment, attack: string): 0 | 1 | null {
@@ -131,9 +137,12 @@ export function fitLogistic(samples: readonly Sample[], opt: TrainOptions): { bi
 }
 
 /** Platt scaling by Newton's method, with Platt's smoothed targets. */
-export function fitPlatt(scores: readonly number[], labels: readonly (0 | 1)[]): { a: number; b: number } {
+export function fitPlatt(scores: readonly number[], labels: readonly (0 | 1)[], prior = 0.5): { a: number; b: number } {
   const pos = labels.filter((y) => y === 1).length;
   const neg = labels.length - pos;
+  // Equal total weight per class: the fit is at a prior of one half, shifted to `prior` at the end.
+  const wPos = pos > 0 ? labels.length / (2 * pos) : 1;
+  const wNeg = neg > 0 ? labels.length / (2 * neg) : 1;
   const tPos = (pos + 1) / (pos + 2);
   const tNeg = 1 / (neg + 2);
   let a = 1;
@@ -147,12 +156,13 @@ export function fitPlatt(scores: readonly number[], labels: readonly (0 | 1)[]):
     for (let i = 0; i < scores.length; i++) {
       const x = scores[i] as number;
       const t = labels[i] === 1 ? tPos : tNeg;
+      const wi = labels[i] === 1 ? wPos : wNeg;
       const z = a * x + b;
       const p = z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
-      const d = p - t;
+      const d = (p - t) * wi;
       ga += d * x;
       gb += d;
-      const h = p * (1 - p);
+      const h = p * (1 - p) * wi;
       haa += h * x * x;
       hab += h * x;
       hbb += h;
@@ -165,7 +175,7 @@ export function fitPlatt(scores: readonly number[], labels: readonly (0 | 1)[]):
     b -= db;
     if (Math.abs(da) < 1e-10 && Math.abs(db) < 1e-10) break;
   }
-  return { a, b };
+  return { a, b: b + Math.log(prior / (1 - prior)) };
 }
 
 /** The group a document is cross-fitted by: whole attack families and tools stay together. */
@@ -200,7 +210,7 @@ export function trainChannel(docs: readonly Doc[], channel: Channel, opt: TrainO
       oofLabels.push(d.label);
     }
   }
-  const { a, b } = fitPlatt(oofScores, oofLabels);
+  const { a, b } = fitPlatt(oofScores, oofLabels, opt.prior[channel]);
   const final = fitLogistic(samplesFor(cd, channel), opt);
   return { bias: final.bias, weights: final.weights, plattA: a, plattB: b };
 }

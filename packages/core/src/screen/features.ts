@@ -9,7 +9,7 @@
  * ≥ 10 MB/s target.
  */
 import { fnv1a } from './bytes.ts';
-import { findTemplateTokens } from './tokens.ts';
+import { countTemplateTokens } from './tokens.ts';
 
 /** log2 of the hashed feature space. 2^18 int8 weights per channel keeps the model file small. */
 export const HASH_BITS = 18;
@@ -240,7 +240,7 @@ export function visitFeatures(text: string, flags: SegmentFlags, hashed: (index:
   const startsWithPlease = (firstClass & C_PLEASE) !== 0;
   if ((firstClass & C_IMPV) !== 0 || (startsWithPlease && (secondClass & C_IMPV) !== 0)) cues[CUE['imperative-start']] = 1;
   if (startsWithPlease) cues[CUE['please-start']] = 1;
-  cues[CUE['template-tokens']] = findTemplateTokens(text).length;
+  cues[CUE['template-tokens']] = countTemplateTokens(text);
   cues[CUE['second-person']] = words > 0 ? you / words : 0;
   cues[CUE['first-person']] = words > 0 ? my / words : 0;
   cues[CUE['obfuscation']] = flags.obfuscation;

@@ -42,8 +42,8 @@ export interface DecodedSpan {
 export interface Normalized {
   /** The normalised text, case kept (sanitize and the reviewer see it). */
   readonly text: string;
-  /** For each UTF-16 unit of `text`, the input offset it came from. */
-  readonly map: Int32Array;
+  /** For each UTF-16 unit of `text`, the input offset it came from; null when `text` is the input unchanged. */
+  readonly map: Int32Array | null;
   readonly findings: readonly NormFinding[];
   readonly decoded: readonly DecodedSpan[];
 }
@@ -109,6 +109,9 @@ function isAsciiAlnum(c: number): boolean {
   return isAsciiLetter(c) || (c >= 0x30 && c <= 0x39);
 }
 
+/** Native UTF-16 decoding, far faster than String.fromCharCode over chunks (a lone surrogate becomes U+FFFD: harmless for screening). */
+const UTF16 = new TextDecoder('utf-16le');
+
 /** A growable UTF-16 buffer with a source offset per unit. */
 class Builder {
   units: Uint16Array;
@@ -136,21 +139,19 @@ class Builder {
     this.src = src;
   }
   text(): string {
-    let out = '';
-    const CHUNK = 8192;
-    for (let i = 0; i < this.length; i += CHUNK) {
-      out += String.fromCharCode.apply(null, this.units.subarray(i, Math.min(this.length, i + CHUNK)) as unknown as number[]);
-    }
-    return out;
+    return UTF16.decode(new Uint8Array(this.units.buffer, 0, this.length * 2));
   }
 }
 
-/** Findings of one kind that touch are merged into one span, so a run of 40 ZWSPs is one finding. */
+/** Findings of one kind closer than this are merged, so ZWSPs sprinkled through a sentence are one finding. */
+const MERGE_GAP = 16;
+
+/** Findings of one kind that touch (within MERGE_GAP) are merged into one span. */
 class FindingSink {
   readonly list: NormFinding[] = [];
   add(kind: NormKind, start: number, end: number, why: string): void {
     const last = this.list[this.list.length - 1];
-    if (last && last.kind === kind && start <= last.end + 1) {
+    if (last && last.kind === kind && start <= last.end + MERGE_GAP) {
       this.list[this.list.length - 1] = { kind, start: last.start, end: Math.max(end, last.end), why: last.why };
       return;
     }
@@ -169,14 +170,35 @@ export function normalize(input: string, options: NormalizeOptions = {}): Normal
 
 function normalizeAt(input: string, maxDepth: number, depth: number): Normalized {
   const findings = new FindingSink();
-  const first = characterPass(input, findings);
-  const second = collapseSpacedLetters(first, findings);
-  const text = second.text();
-  const map = second.src.slice(0, second.length);
+  // Fast path: plain ASCII has no invisible characters, homoglyphs or compatibility forms.
+  const first = isPlainAscii(input) ? null : characterPass(input, findings);
+  const firstText = first ? first.text() : input;
+  let text = firstText;
+  let map: Int32Array | null = first ? first.src.slice(0, first.length) : null;
+  {
+    const second = collapseSpacedLetters(firstText, map, findings);
+    if (second) {
+      text = second.text();
+      map = second.src.slice(0, second.length);
+    }
+  }
   const decoded: DecodedSpan[] = [];
   if (depth < maxDepth) decodeSpans(text, map, depth, maxDepth, findings, decoded);
   findings.list.sort((a, b) => a.start - b.start || a.end - b.end);
   return { text, map, findings: findings.list, decoded };
+}
+
+/** The input offset of output unit `k` of a normalisation (`k` may be the length: the end). */
+export function sourceOffset(norm: { readonly text: string; readonly map: Int32Array | null }, k: number): number {
+  const m = norm.map;
+  if (m === null) return Math.min(k, norm.text.length);
+  if (k < m.length) return m[k] as number;
+  return m.length > 0 ? (m[m.length - 1] as number) + 1 : 0;
+}
+
+function isPlainAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
 }
 
 /** Pass 1: invisible characters, tag and variation-selector smuggling, NFKC, homoglyphs. */
@@ -280,38 +302,38 @@ function isSpace(c: number): boolean {
 
 /**
  * Pass 2: "i g n o r e  a l l" → "ignore all". A run needs at least four single letters, each
- * separated by one spacer; two or three spaces inside a run mark a word gap.
+ * separated by one spacer; two or three spaces inside a run mark a word gap. Text outside runs
+ * is copied in bulk only once a run is found; null when there is none.
  */
-function collapseSpacedLetters(b: Builder, findings: FindingSink): Builder {
-  const u = b.units;
-  const n = b.length;
-  const letterAt = (k: number): boolean => k >= 0 && k < n && isAsciiLetter(u[k] as number);
+function collapseSpacedLetters(text: string, srcMap: Int32Array | null, findings: FindingSink): Builder | null {
+  const n = text.length;
+  const src = (k: number): number => (srcMap === null ? k : (srcMap[k] as number));
+  const code = (k: number): number => (k >= 0 && k < n ? text.charCodeAt(k) : 0);
   // A single letter at k: a letter whose neighbours are not letters or digits.
-  const single = (k: number): boolean =>
-    letterAt(k) && !(k > 0 && isAsciiAlnum(u[k - 1] as number)) && !(k + 1 < n && isAsciiAlnum(u[k + 1] as number));
-  const out = new Builder(n + 16);
+  const single = (k: number): boolean => isAsciiLetter(code(k)) && !isAsciiAlnum(code(k - 1)) && !isAsciiAlnum(code(k + 1));
+  let out: Builder | null = null;
+  let copied = 0;
   let i = 0;
   while (i < n) {
-    if (!single(i)) {
-      out.push(u[i] as number, b.src[i] as number);
+    // Cheap test first: letter, spacer, letter.
+    if (!(isAsciiLetter(code(i)) && isSpacer(code(i + 1)) && isAsciiLetter(code(i + 2)) && single(i) && single(i + 2))) {
       i++;
       continue;
     }
-    // Find the run: positions of letters, and whether a word gap precedes each.
     const letters: number[] = [i];
     const gaps: boolean[] = [false];
     let j = i;
     for (;;) {
       const s = j + 1;
-      if (s < n && isSpacer(u[s] as number) && single(s + 1)) {
+      if (s < n && isSpacer(code(s)) && single(s + 1)) {
         letters.push(s + 1);
         gaps.push(false);
         j = s + 1;
         continue;
       }
       let k = s;
-      while (k < n && k - s < 3 && isSpace(u[k] as number)) k++;
-      if (k - s >= 2 && single(k) && k + 1 < n && isSpacer(u[k + 1] as number) && single(k + 2)) {
+      while (k < n && k - s < 3 && isSpace(code(k))) k++;
+      if (k - s >= 2 && single(k) && isSpacer(code(k + 1)) && single(k + 2)) {
         letters.push(k);
         gaps.push(true);
         j = k;
@@ -320,19 +342,23 @@ function collapseSpacedLetters(b: Builder, findings: FindingSink): Builder {
       break;
     }
     if (letters.length < 4) {
-      out.push(u[i] as number, b.src[i] as number);
-      i++;
+      i = j + 1;
       continue;
     }
+    out ??= new Builder(n + 16);
+    for (let k = copied; k < i; k++) out.push(text.charCodeAt(k), src(k));
     for (let k = 0; k < letters.length; k++) {
       const at = letters[k] as number;
-      if (gaps[k]) out.push(0x20, b.src[at] as number);
-      out.push(u[at] as number, b.src[at] as number);
+      if (gaps[k]) out.push(0x20, src(at));
+      out.push(text.charCodeAt(at), src(at));
     }
     const last = letters[letters.length - 1] as number;
-    findings.add('spaced-letters', b.src[i] as number, (b.src[last] as number) + 1, 'letters spaced apart to break up words');
+    findings.add('spaced-letters', src(i), src(last) + 1, 'letters spaced apart to break up words');
     i = last + 1;
+    copied = i;
   }
+  if (out === null) return null;
+  for (let k = copied; k < n; k++) out.push(text.charCodeAt(k), src(k));
   return out;
 }
 
@@ -358,20 +384,30 @@ function looksLikeText(s: string): boolean {
   return printable / s.length >= 0.95 && letters / s.length >= 0.5 && spaces >= 1;
 }
 
+/** Before decoding: are nine bytes in ten printable ASCII or UTF-8 continuation/lead bytes? (Random bytes are not.) */
+function mostlyText(bytes: Uint8Array): boolean {
+  let ok = 0;
+  for (let k = 0; k < bytes.length; k++) {
+    const c = bytes[k] as number;
+    if ((c >= 0x20 && c < 0x7f) || c === 0x0a || c === 0x09 || c >= 0xc2) ok++;
+  }
+  return ok >= bytes.length * 0.9;
+}
+
 const MIN_BASE64 = 16;
 const MIN_HEX = 16;
 
 /** Pass 3: base64, hex and rot13 spans, each decoded and normalised again up to the depth bound. */
 function decodeSpans(
   text: string,
-  map: Int32Array,
+  map: Int32Array | null,
   depth: number,
   maxDepth: number,
   findings: FindingSink,
   decoded: DecodedSpan[],
 ): void {
   const n = text.length;
-  const orig = (k: number): number => (k < map.length ? (map[k] as number) : map.length > 0 ? (map[map.length - 1] as number) + 1 : 0);
+  const orig = (k: number): number => sourceOffset({ text, map }, k);
   const emit = (kind: DecodedSpan['kind'], s: number, e: number, plain: string): void => {
     const inner = normalizeAt(plain, maxDepth, depth + 1);
     const start = orig(s);
@@ -404,11 +440,13 @@ function decodeSpans(
     if (hexOnly && len >= MIN_HEX && len % 2 === 0) {
       const bytes = new Uint8Array(len / 2);
       for (let k = 0; k < bytes.length; k++) bytes[k] = parseInt(text.slice(i + 2 * k, i + 2 * k + 2), 16);
-      const plain = decodeUtf8(bytes);
+      const plain = mostlyText(bytes) ? decodeUtf8(bytes) : null;
       if (plain !== null && looksLikeText(plain)) emit('hex', i, j, plain);
     } else if (len >= MIN_BASE64 && upper && lower) {
-      const bytes = decodeBase64Bytes(text.slice(i, end));
-      const plain = bytes ? decodeUtf8(bytes) : null;
+      // Decode a short head first: identifiers and keys fail it without a full decode.
+      const head = decodeBase64Bytes(text.slice(i, i + 16));
+      const bytes = head && mostlyText(head) ? decodeBase64Bytes(text.slice(i, end)) : null;
+      const plain = bytes && mostlyText(bytes) ? decodeUtf8(bytes) : null;
       if (plain !== null && looksLikeText(plain)) emit('base64', i, end, plain);
     }
     i = end;

@@ -27,15 +27,30 @@ const RULES: readonly { kind: RuleFinding['kind']; why: string; fires: (cues: Fl
   },
 ];
 
-/** Rule findings over scored segments: the narrowest span per rule, no duplicates. */
-export function ruleFindings(scored: readonly { segment: Segment; score: number; cues: Float64Array }[], channel: Channel): RuleFinding[] {
+const MAX_PER_RULE = 20;
+
+/** Which rules fire on a segment's cues, as a bit mask (bit k = RULES[k]). */
+export function ruleMask(cues: Float64Array, channel: Channel): number {
+  let mask = 0;
+  for (let k = 0; k < RULES.length; k++) if ((RULES[k] as (typeof RULES)[number]).fires(cues, channel)) mask |= 1 << k;
+  return mask;
+}
+
+/** Rule findings over scored segments: the narrowest span per rule, no duplicates, a few per rule. */
+export function ruleFindings(scored: readonly { segment: Segment; score: number; rules: number }[]): RuleFinding[] {
   const hits: RuleFinding[] = [];
-  const bySize = [...scored].sort((a, b) => a.segment.span.end - a.segment.span.start - (b.segment.span.end - b.segment.span.start));
+  const firing = scored.filter((s) => s.rules !== 0);
+  const bySize = firing.sort((a, b) => a.segment.span.end - a.segment.span.start - (b.segment.span.end - b.segment.span.start));
+  const perKind = new Map<string, number>();
   for (const s of bySize) {
-    for (const rule of RULES) {
-      if (!rule.fires(s.cues, channel)) continue;
+    for (let k = 0; k < RULES.length; k++) {
+      if ((s.rules & (1 << k)) === 0) continue;
+      const rule = RULES[k] as (typeof RULES)[number];
+      // A hostile input can fire a rule in every sentence; the reviewer needs the first few.
+      if ((perKind.get(rule.kind) ?? 0) >= MAX_PER_RULE) continue;
       const sp = s.segment.span;
       if (hits.some((h) => h.kind === rule.kind && h.span.start >= sp.start && h.span.end <= sp.end)) continue;
+      perKind.set(rule.kind, (perKind.get(rule.kind) ?? 0) + 1);
       hits.push({ kind: rule.kind, span: sp, score: s.score, why: rule.why, ...(s.segment.path !== undefined ? { path: s.segment.path } : {}) });
     }
   }

@@ -6,8 +6,8 @@
 import { CountersignError } from '../errors.ts';
 import { CUE_COUNT, type SegmentFlags } from './features.ts';
 import { calibrate, segmentLogit, type ScreenModel } from './model.ts';
-import { normalize, type Normalized } from './normalize.ts';
-import { ruleFindings } from './rules.ts';
+import { normalize, sourceOffset, type Normalized } from './normalize.ts';
+import { ruleFindings, ruleMask } from './rules.ts';
 import { sanitize } from './sanitize.ts';
 import { ACTION_RANK, SEVERITY_RANK, ScreenRequest, type ScreeningConfig, type ScreenBand } from './schema.ts';
 import { literalLeaves, proseWindows, sentences, type Leaf } from './segment.ts';
@@ -114,19 +114,42 @@ function collectLeaves(text: string): Leaf[] | null {
 
 function toInput(norm: Normalized, base: number, s: number, e: number, whole?: Span): Span {
   if (base < 0 && whole) return whole;
-  const m = norm.map;
-  const start = s < m.length ? (m[s] as number) : m.length > 0 ? (m[m.length - 1] as number) + 1 : 0;
-  const end = e - 1 < m.length && e > s ? (m[e - 1] as number) + 1 : start;
+  const start = sourceOffset(norm, s);
+  const end = e > s ? sourceOffset(norm, e - 1) + 1 : start;
   return { start: base + start, end: base + Math.max(start, end) };
 }
 
 function seg(norm: Normalized, s: number, e: number, base: number, source: Segment['source'], path?: string, whole?: Span): Segment {
   const span = toInput(norm, Math.max(0, base), s, e, base < 0 ? whole : undefined);
-  let obfuscation = 0;
-  const ss = norm.map[s] ?? 0;
-  const ee = e > s ? (norm.map[e - 1] ?? ss) + 1 : ss;
-  for (const f of norm.findings) if (f.start < ee && f.end > ss) obfuscation++;
-  return { text: norm.text.slice(s, e), flags: { obfuscation, decoded: false }, span, source, ...(path !== undefined ? { path } : {}) };
+  const ss = sourceOffset(norm, s);
+  const ee = e > s ? sourceOffset(norm, e - 1) + 1 : ss;
+  return { text: norm.text.slice(s, e), flags: { obfuscation: overlapping(norm, ss, ee), decoded: false }, span, source, ...(path !== undefined ? { path } : {}) };
+}
+
+/** Sorted finding starts and ends per normalisation, so counting overlaps is two binary searches. */
+const bounds = new WeakMap<Normalized, { starts: Int32Array; ends: Int32Array }>();
+
+/** How many normalisation findings overlap [ss, ee): those starting before ee minus those ending by ss. */
+function overlapping(norm: Normalized, ss: number, ee: number): number {
+  if (norm.findings.length === 0) return 0;
+  let b = bounds.get(norm);
+  if (!b) {
+    b = { starts: Int32Array.from(norm.findings, (f) => f.start).sort(), ends: Int32Array.from(norm.findings, (f) => f.end).sort() };
+    bounds.set(norm, b);
+  }
+  return lowerBound(b.starts, ee) - lowerBound(b.ends, ss + 1);
+}
+
+/** Index of the first element ≥ x. */
+function lowerBound(a: Int32Array, x: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((a[mid] as number) < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function pushDecoded(norm: Normalized, base: number, out: Segment[], path: string | undefined, split: 'sentence' | 'window', whole?: Span): void {
@@ -197,12 +220,12 @@ export function screen(
   const m = model.channels[channel];
   const prepared = prepare(request, channel, config.maxBytes);
   const cues = new Float64Array(CUE_COUNT);
-  const scored: { segment: Segment; score: number; cues: Float64Array }[] = [];
+  const scored: { segment: Segment; score: number; rules: number }[] = [];
   let best = -Infinity;
   for (const segment of prepared.segments) {
     const logit = segmentLogit(m, segment.text, segment.flags, cues);
     if (logit > best) best = logit;
-    scored.push({ segment, score: calibrate(m, logit), cues: cues.slice() });
+    scored.push({ segment, score: calibrate(m, logit), rules: ruleMask(cues, channel) });
   }
   const score = scored.length > 0 ? calibrate(m, best) : 0;
   let { action, severity } = route(score, config.bands[channel]);
@@ -227,7 +250,7 @@ export function screen(
     });
   }
 
-  const rules = ruleFindings(scored, channel);
+  const rules = ruleFindings(scored);
   const counts = new Map<string, number>();
   for (const f of [...prepared.normFindings, ...rules]) {
     const c = counts.get(f.kind) ?? 0;

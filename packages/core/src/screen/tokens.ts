@@ -56,6 +56,23 @@ function matchAt(text: string, i: number, lit: string): boolean {
 /** Every chat-template or delimiter token in `text`, as spans, in order, not overlapping. */
 export function findTemplateTokens(text: string): Piece[] {
   const out: Piece[] = [];
+  scanTemplateTokens(text, (start, end) => out.push({ start, end }));
+  return out;
+}
+
+/** How many template tokens `text` has, without allocating (the feature extractor's hot path). */
+export function countTemplateTokens(text: string): number {
+  return scanTemplateTokens(text, null);
+}
+
+function scanTemplateTokens(text: string, onToken: ((start: number, end: number) => void) | null): number {
+  let count = 0;
+  const out = {
+    push(p: Piece): void {
+      count++;
+      if (onToken) onToken(p.start, p.end);
+    },
+  };
   const n = text.length;
   let lineStart = true;
   for (let i = 0; i < n; i++) {
@@ -66,17 +83,21 @@ export function findTemplateTokens(text: string): Piece[] {
     }
     if (lineStart && c !== 0x20 && c !== 0x09) {
       lineStart = false;
-      let hit = false;
-      for (const label of ROLE_LABELS) {
-        if (label === '### ') continue;
-        if (matchAt(text, i, label)) {
-          out.push({ start: i, end: i + label.length });
-          i += label.length - 1;
-          hit = true;
-          break;
+      const l = c | 0x20;
+      // Only s(ystem) a(ssistant/i) u(ser) h(uman) can start a role label.
+      if (l === 0x73 || l === 0x61 || l === 0x75 || l === 0x68) {
+        let hit = false;
+        for (const label of ROLE_LABELS) {
+          if (label === '### ') continue;
+          if (matchAt(text, i, label)) {
+            out.push({ start: i, end: i + label.length });
+            i += label.length - 1;
+            hit = true;
+            break;
+          }
         }
+        if (hit) continue;
       }
-      if (hit) continue;
     }
     if (c === 0x3c && i + 1 < n && text.charCodeAt(i + 1) === 0x7c) {
       // <|name|>
@@ -98,5 +119,5 @@ export function findTemplateTokens(text: string): Piece[] {
       }
     }
   }
-  return out;
+  return count;
 }
