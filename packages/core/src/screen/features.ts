@@ -262,21 +262,15 @@ export function cueIndex(name: CueName): number {
   return CUE[name];
 }
 
-/** Sparse features of one segment, normalised as the model sees them (training uses this). */
+/**
+ * Sparse features of one segment as the model sees them (training uses this): each distinct
+ * hashed n-gram once, L2-normalised, then the cues.
+ */
 export function sparseFeatures(text: string, flags: SegmentFlags): { index: Int32Array; value: Float32Array } {
   const counts = new Map<number, number>();
-  let total = 0;
   const cues = new Float64Array(CUE_COUNT);
-  visitFeatures(
-    text,
-    flags,
-    (k) => {
-      counts.set(k, (counts.get(k) ?? 0) + 1);
-      total++;
-    },
-    cues,
-  );
-  const norm = total > 0 ? 1 / Math.sqrt(total) : 0;
+  visitFeatures(text, flags, (k) => counts.set(k, 1), cues);
+  const norm = counts.size > 0 ? 1 / Math.sqrt(counts.size) : 0;
   const keys = [...counts.keys()].sort((a, b) => a - b);
   const nCue = cues.reduce((a, v) => a + (v !== 0 ? 1 : 0), 0);
   const index = new Int32Array(keys.length + nCue);

@@ -84,15 +84,34 @@ function round(x: number): number {
   return Number(x.toPrecision(9));
 }
 
-/** The raw (uncalibrated) logit of one segment. */
+/**
+ * Scratch for de-duplicating a segment's hashed features without allocating: `stamp[k] === gen`
+ * means feature k was already counted for the current segment. Module state, but not shared
+ * across calls in any observable way (JavaScript runs one call at a time; `gen` only grows).
+ */
+const stamp = new Uint32Array(HASH_DIM);
+let gen = 0;
+
+/**
+ * The raw (uncalibrated) logit of one segment. Features are binary and L2-normalised over the
+ * distinct ones: repeating a sentence a thousand times must not make it a thousand times surer.
+ */
 export function segmentLogit(model: ChannelModel, text: string, flags: SegmentFlags, cues: Float64Array): number {
   let sum = 0;
   let count = 0;
   const w = model.hashed;
+  gen = (gen + 1) >>> 0;
+  if (gen === 0) {
+    stamp.fill(0);
+    gen = 1;
+  }
+  const g = gen;
   visitFeatures(
     text,
     flags,
     (k) => {
+      if (stamp[k] === g) return;
+      stamp[k] = g;
       sum += w[k] as number;
       count++;
     },

@@ -266,7 +266,8 @@ function characterPass(input: string, findings: FindingSink): Builder {
     const ch = input.slice(i, i + width);
     const folded = HOMOGLYPHS.get(cp);
     if (folded !== undefined) {
-      const prev = out.length > 0 ? (out.units[out.length - 1] as number) : 0;
+      // Neighbours in the input, not the output: folding a whole Cyrillic word is not mixing scripts.
+      const prev = i > 0 ? input.charCodeAt(i - 1) : 0;
       const next = i + width < n ? input.charCodeAt(i + width) : 0;
       if (isAsciiLetter(prev) || isAsciiLetter(next)) {
         findings.add('homoglyphs', i, i + width, 'look-alike letters from another script mixed into a Latin word');
@@ -394,6 +395,15 @@ function mostlyText(bytes: Uint8Array): boolean {
   return ok >= bytes.length * 0.9;
 }
 
+/** A whole string that is one base64 or hex run (what a nested encoding decodes to). */
+function isEncodedRun(s: string): boolean {
+  if (s.length < MIN_BASE64) return false;
+  let end = s.length;
+  while (end > 0 && s.charCodeAt(end - 1) === 0x3d) end--;
+  for (let k = 0; k < end; k++) if (!isB64(s.charCodeAt(k))) return false;
+  return true;
+}
+
 const MIN_BASE64 = 16;
 const MIN_HEX = 16;
 
@@ -447,7 +457,8 @@ function decodeSpans(
       const head = decodeBase64Bytes(text.slice(i, i + 16));
       const bytes = head && mostlyText(head) ? decodeBase64Bytes(text.slice(i, end)) : null;
       const plain = bytes && mostlyText(bytes) ? decodeUtf8(bytes) : null;
-      if (plain !== null && looksLikeText(plain)) emit('base64', i, end, plain);
+      // Base64 of base64 decodes to another run, not to words: open it while depth remains.
+      if (plain !== null && (looksLikeText(plain) || (depth + 1 < maxDepth && isEncodedRun(plain)))) emit('base64', i, end, plain);
     }
     i = end;
   }

@@ -277,7 +277,8 @@ export function screen(
   if (action !== 'sanitize') return { score: round4(score), severity, action, findings };
   const nonce = request.context?.nonce;
   const mode = config.sanitize.mode === 'spotlight' && nonce === undefined ? 'datamark' : config.sanitize.mode;
-  const redact = scored.filter((s) => s.score >= config.sanitize.redactFrom && s.segment.source !== 'whole').map((s) => s.segment.span);
+  // Redact the narrowest flagged spans (the ones reported as findings), not the windows around them.
+  const redact = findings.filter((f) => f.kind === 'injection' && f.score >= config.sanitize.redactFrom).map((f) => f.span);
   const defended = sanitize(prepared.text, { mode, redact, ...(nonce !== undefined ? { nonce } : {}) });
   for (const r of defended.removed) {
     if (r.kind === 'redacted') findings.push({ kind: 'redacted', span: { start: r.start, end: r.end }, score: round4(score), why: 'removed from defendedInput' });
