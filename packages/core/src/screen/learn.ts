@@ -178,18 +178,18 @@ export function calibrateThreshold(
   const nEff = bw2 > 0 ? (bw * bw) / bw2 : 0;
   const aw = attacks.reduce((s, v) => s + v.weight, 0);
   const cur = operatingPoint(current, benign, attacks, nEff, confidence);
-  // Candidates: just above each benign score (flagging strictly fewer), and the top.
-  const candidates = [...new Set(benign.map((v) => nextUp(v.score)))].sort((a, b) => a - b);
-  candidates.unshift(0);
+  // Candidates: 0, then just above each benign score (flagging strictly fewer). FPR only falls as
+  // the threshold rises, so one ascending sweep over the sorted scores finds the lowest that holds.
+  const sorted = [...benign].sort((a, b) => a.score - b.score);
   let proposed: number | null = null;
-  // FPR only falls as the threshold rises: walk upward and stop at the first that holds.
-  for (const t of candidates) {
-    if (t > 1) break;
-    const op = operatingPoint(t, benign, attacks, nEff, confidence);
-    if (op.fprUpper <= targetFpr) {
-      proposed = t;
-      break;
-    }
+  let fp = bw;
+  const holds = (fpWeight: number): boolean => wilsonBounds(bw > 0 ? (fpWeight / bw) * nEff : 0, nEff, confidence).upper <= targetFpr;
+  if (holds(fp)) proposed = 0;
+  for (let i = 0; proposed === null && i < sorted.length; ) {
+    const score = (sorted[i] as WeightedVerdict).score;
+    while (i < sorted.length && (sorted[i] as WeightedVerdict).score === score) fp -= (sorted[i++] as WeightedVerdict).weight;
+    const t = nextUp(score);
+    if (t <= 1 && holds(Math.max(0, fp))) proposed = t;
   }
   const at = proposed === null ? null : operatingPoint(proposed, benign, attacks, nEff, confidence);
   let newlyFlagged = 0;
