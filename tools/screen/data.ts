@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Channel } from '../../packages/core/src/screen/types.ts';
 import { fnv1a } from '../../packages/core/src/screen/bytes.ts';
-import { benignToolOutputs, contentAttacks, userAttacks } from './synth.ts';
+import { benignToolOutputs, contentActs, contentAttacks, userAttacks } from './synth.ts';
 
 export const DATA_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../data/prompt-injection');
 
@@ -134,6 +134,7 @@ export function loadDocs(): Doc[] {
     docs.push({ id: `hard-content:${i}`, set: 'hard-content', channel: 'content', label: 0, text: String(r['text']), groups: { family: String(r['kind']) } });
   });
   contentAttacks(151).forEach((r, i) => docs.push({ id: `synth-content:${i}`, set: 'synth-content', channel: 'content', label: 1, text: r.text, ...(r.attack ? { attack: r.attack } : {}), groups: { family: r.group } }));
+  contentActs(153).forEach((r, i) => docs.push({ id: `synth-act:${i}`, set: 'synth-content', channel: 'content', label: 1, text: r.text, ...(r.attack ? { attack: r.attack } : {}), groups: { family: r.group } }));
   benignToolOutputs(152).forEach((r, i) => docs.push({ id: `synth-tool:${i}`, set: 'synth-tool', channel: 'content', label: 0, text: r.text, groups: { family: r.group } }));
   return docs;
 }

@@ -33,7 +33,7 @@ export interface TrainOptions {
   readonly prior: Readonly<Record<Channel, number>>;
 }
 
-export const DEFAULT_TRAIN: TrainOptions = { epochs: 6, l2: 1e-6, lr: 0.3, seed: 20261201, calibrationFolds: 3, prior: { user: 0.05, content: 0.05 } };
+export const DEFAULT_TRAIN: TrainOptions = { epochs: 6, l2: 3e-3, lr: 0.3, seed: 20261201, calibrationFolds: 3, prior: { user: 0.05, content: 0.05 } };
 
 /** Does this segment carry the planted attack, clearly not, or partly (then it is not used)? */
 function attackLabel(seg: Segment, attack: string): 0 | 1 | null {
@@ -125,7 +125,8 @@ export function fitLogistic(samples: readonly Sample[], opt: TrainOptions): { bi
       const err = (p - s.y) * (s.y === 1 ? wPos : wNeg);
       for (let k = 0; k < s.index.length; k++) {
         const j = s.index[k] as number;
-        const g = err * (s.value[k] as number) + opt.l2 * (w[j] as number);
+        // L2 on the hashed n-grams only: the few cue weights should carry what generalises.
+        const g = err * (s.value[k] as number) + (j < HASH_DIM ? opt.l2 * (w[j] as number) : 0);
         g2[j] = (g2[j] as number) + g * g;
         w[j] = (w[j] as number) - (opt.lr * g) / Math.sqrt(g2[j] as number);
       }

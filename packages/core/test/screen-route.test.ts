@@ -132,6 +132,9 @@ describe('screen() with the committed model', () => {
       }
     }
     expect(() => screen({ text: 'x', channel: 'bogus' as 'user' }, DEFAULT_SCREEN_MODEL, DEFAULT_SCREENING)).toThrow(CountersignError);
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    expect(() => screen({ content: cyclic, channel: 'content' }, DEFAULT_SCREEN_MODEL, DEFAULT_SCREENING)).toThrow(CountersignError);
   });
 
   it('returns exactly the POST /v1/screen response shape', () => {

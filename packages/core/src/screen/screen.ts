@@ -46,7 +46,14 @@ export function prepare(input: { text?: string; content?: unknown }, channel: Ch
   let text: string;
   if (input.text !== undefined) text = input.text;
   else if (typeof input.content === 'string') text = input.content;
-  else text = JSON.stringify(input.content ?? null) ?? 'null';
+  else {
+    try {
+      text = JSON.stringify(input.content ?? null) ?? 'null';
+    } catch {
+      // Cycles or nesting too deep for the stack: refuse rather than fail open.
+      throw new CountersignError('VALIDATION_FAILED', 'content must be JSON-serialisable and not nested too deeply');
+    }
+  }
   const truncated = text.length > maxChars;
   if (truncated) text = text.slice(0, maxChars);
   const segments: Segment[] = [];
