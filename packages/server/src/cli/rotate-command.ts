@@ -34,9 +34,12 @@ Progress goes to stderr. Exits 1 when values remain that no configured key opens
       const { rotateEncryption } = await import('../store/rotation.ts');
       const { existsSync } = await import('node:fs');
       const { parseDatabaseUrl } = await import('../store/connect.ts');
-      const sealer = Sealer.fromKey(process.env.COUNTERSIGN_ENCRYPTION_KEY || undefined, process.env.COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS || undefined);
+      const { processEnvironment, guardOptionsFromEnv } = await import('../config.ts');
+      const env = processEnvironment();
+      const keys = guardOptionsFromEnv(env);
+      const sealer = Sealer.fromKey(keys.encryptionKey, keys.previousEncryptionKeys);
       // Never a default database: rotating an empty one would report "nothing left under an old key".
-      const url = flags.database ?? process.env.COUNTERSIGN_DATABASE_URL;
+      const url = flags.database ?? env.COUNTERSIGN_DATABASE_URL;
       if (!url) throw new CountersignError('VALIDATION_FAILED', 'say which database to rotate: --database URL or COUNTERSIGN_DATABASE_URL (the one your servers use)');
       const parsed = parseDatabaseUrl(url);
       if (parsed.dialect === 'sqlite' && (parsed.target === ':memory:' || !existsSync(parsed.target))) {

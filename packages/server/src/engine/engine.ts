@@ -39,7 +39,7 @@ import { newId, newSecret, secretPrefix, sha256Hex } from '../ids.ts';
 import type { Connection } from '../store/connect.ts';
 import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
-import { GuardService, guardOptionsFromEnv, type GuardOptions } from '../guard/service.ts';
+import { GuardService, type GuardOptions } from '../guard/service.ts';
 import { Store, type AuditRow, type HistoryCounts, type NewAuditEntry, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
@@ -167,7 +167,8 @@ export class Engine {
    * `auditKey`, checkpoints and receipts are signed with a key that lives in this process only.
    */
   static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
-    const guard = options.guard ?? guardOptionsFromEnv(process.env);
+    // Resolved by the runtime from the config (COUNTERSIGN_ENCRYPTION_KEY…); never read from the environment here.
+    const guard = options.guard ?? {};
     // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
     const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
     if (engine.store.capabilities.listenNotify) {

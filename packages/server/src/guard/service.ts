@@ -42,34 +42,8 @@ const DAY = 24 * 60 * MINUTE;
 type Operator = Extract<Principal, { kind: 'operator' }>;
 type Actor = { type: string; id: string; name: string };
 
-export interface GuardOptions {
-  /** COUNTERSIGN_ENCRYPTION_KEY: seals TOTP secrets (and request columns) at rest; without it they are stored plain. */
-  encryptionKey?: string | undefined;
-  /** COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS: comma-separated old keys, only read with (store/sealing.ts). */
-  previousEncryptionKeys?: string | undefined;
-  approverLimits?: ApproverLimits;
-  cooldown?: CooldownConfig;
-}
-
-/**
- * Guard settings from the environment: COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS), and COUNTERSIGN_REVIEWER_LIMITS
- * (`on`, the default, or `off`: no automatic velocity limits or cool-downs — for test rigs and
- * single-operator demos; manual cool-downs, MFA and number matching still apply).
- */
-export function guardOptionsFromEnv(env: Record<string, string | undefined>): GuardOptions {
-  const limits = (env.COUNTERSIGN_REVIEWER_LIMITS ?? '').trim().toLowerCase();
-  if (limits !== '' && limits !== 'on' && limits !== 'off') {
-    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_REVIEWER_LIMITS must be "on" or "off", not "${limits}"`);
-  }
-  const never = Number.MAX_SAFE_INTEGER;
-  return {
-    encryptionKey: env.COUNTERSIGN_ENCRYPTION_KEY || undefined,
-    previousEncryptionKeys: env.COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS || undefined,
-    ...(limits === 'off'
-      ? { approverLimits: { ...DEFAULT_APPROVER_LIMITS, perHour: never, perDay: never }, cooldown: { ...DEFAULT_COOLDOWN, threshold: never } }
-      : {}),
-  };
-}
+export { guardOptionsFromEnv, type GuardOptions } from '../config.ts';
+import type { GuardOptions } from '../config.ts';
 
 /** What a review carries that the guard checks (the engine passes the review body). */
 export interface StepUp {

@@ -4,6 +4,7 @@
  * audit entry with one object in one transaction. Nothing outside the engine calls the write
  * methods (one writer per table).
  */
+import { processEnvironment, reentryCheckFrom } from '../config.ts';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { CountersignError } from '@countersign/core';
 import { sql, type Kysely, type Transaction } from 'kysely';
@@ -439,7 +440,7 @@ const MAX_GROUP = 64;
  * test instead of hanging a server. (Off in production: there it could only turn a hang into an error.)
  */
 const insideTransaction = new AsyncLocalStorage<true>();
-const CHECK_REENTRY = process.env['VITEST'] !== undefined || process.env['COUNTERSIGN_CHECK_REENTRY'] === '1';
+const CHECK_REENTRY = reentryCheckFrom(processEnvironment());
 const QUERY_ENTRY_POINTS = new Set(['selectFrom', 'insertInto', 'updateTable', 'deleteFrom', 'replaceInto', 'mergeInto', 'with', 'selectNoFrom', 'getExecutor', 'executeQuery', 'connection', 'transaction']);
 
 function refuseReentry<T extends object>(db: T): T {
