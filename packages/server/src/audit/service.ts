@@ -4,6 +4,7 @@
  * and tree nodes are written only by `Queries.appendAudit`, inside the engine's transactions;
  * this class signs what has committed.
  */
+import { AUDIT_EXEMPT_FIELDS } from './writer.ts';
 import {
   CountersignError,
   checkpointMessage,
@@ -87,6 +88,7 @@ export class AuditService {
     const secret = this.key.derive('redaction/v1');
     return createRedactor({
       ...(fields ? { fields } : {}),
+      exempt: AUDIT_EXEMPT_FIELDS,
       tokenize: (kind, value) => createHmac('sha256', secret).update(`${kind}\u0000${value}`).digest('hex').slice(0, 20),
     });
   }

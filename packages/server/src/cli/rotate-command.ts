@@ -1,13 +1,13 @@
 /**
  * `countersign keys rotate-encryption`: re-seals every value at rest under the current
- * COUNTERSIGN_ENCRYPTION_KEY (store/rotation.ts). Unlike the client commands it opens the
+ * COUNTERSIGN_ENCRYPTION_KEY (keys/rotation.ts). Unlike the client commands it opens the
  * database itself (--database / COUNTERSIGN_DATABASE_URL), as `serve` does, with the same key
  * settings as the servers; it is safe while they run and safe to interrupt and run again.
  */
 import { CountersignError } from '@countersign/core';
 import type { Command } from 'commander';
 import { positiveInt, print, printJson } from './common.ts';
-import type { RotationReport } from '../store/rotation.ts';
+import type { RotationReport } from '../keys/rotation.ts';
 
 export function registerRotateEncryption(keys: Command): void {
   keys
@@ -31,7 +31,7 @@ Progress goes to stderr. Exits 1 when values remain that no configured key opens
       const { connect } = await import('../store/connect.ts');
       const { Sealer } = await import('../store/sealing.ts');
       const { Store } = await import('../store/store.ts');
-      const { rotateEncryption } = await import('../store/rotation.ts');
+      const { rotateEncryption } = await import('../keys/rotation.ts');
       const { existsSync } = await import('node:fs');
       const { parseDatabaseUrl } = await import('../store/connect.ts');
       const { processEnvironment, guardOptionsFromEnv } = await import('../config.ts');

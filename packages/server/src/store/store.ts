@@ -327,7 +327,7 @@ export class Queries {
     return rows.map((r) => this.sealer.openReview(r));
   }
 
-  // ---- re-encryption (store/rotation.ts drives these) ----
+  // ---- re-encryption (keys/rotation.ts drives these) ----
 
   /** Requests or reviews after `after` (id order) holding values the target wants re-sealed, raw. */
   async resealBatch(table: 'requests' | 'reviews', after: string, limit: number, target: ResealTarget): Promise<SealedRow[]> {
