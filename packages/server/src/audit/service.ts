@@ -32,7 +32,7 @@ import type { Principal } from '../engine/principal.ts';
 import type { AuditRow, Store } from '../store/store.ts';
 import { sha256, type AuditKey } from './crypto.ts';
 import { parseTime } from './reports.ts';
-import { leafJsonOf } from './store.ts';
+import { leafJsonOf } from '../store/trail.ts';
 
 export interface InclusionProof {
   seq: number;

@@ -31,7 +31,7 @@ import { newId } from '../ids.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { Queries, RequestRow, Store } from '../store/store.ts';
 import { AuditWriter, SYSTEM_ACTOR, actorOf, draft as audit, type AuditActor, type AuditDraft } from '../audit/writer.ts';
-import type { AgentPausesTable } from './store.ts';
+import type { AgentPausesTable } from '../store/guard.ts';
 import { TimerSkip, deliveryRows, type TimerRow } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
 import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';

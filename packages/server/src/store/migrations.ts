@@ -5,9 +5,9 @@
  */
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { m003_scheduler, m005_guard_notices, m008_nonces_expiry } from './timers.ts';
-import { m002_audit, m002_audit_retention } from '../audit/store.ts';
-import { m004_guard, m004_guard_allowlist, m006_role_allowlist } from '../guard/store.ts';
-import { m007_aggregates } from '../guard/aggregate-store.ts';
+import { m002_audit, m002_audit_retention } from './trail.ts';
+import { m004_guard, m004_guard_allowlist, m006_role_allowlist } from './guard.ts';
+import { m007_aggregates } from './aggregates.ts';
 
 const m001_initial: Migration = {
   async up(db: Kysely<any>) {

@@ -10,9 +10,9 @@ import { CountersignError } from '@countersign/core';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
-import { TrailQueries } from '../audit/store.ts';
-import { GuardQueries } from '../guard/store.ts';
-import { AggregateQueries } from '../guard/aggregate-store.ts';
+import { TrailQueries } from './trail.ts';
+import { GuardQueries } from './guard.ts';
+import { AggregateQueries } from './aggregates.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows } from './insert-rows.ts';
@@ -349,7 +349,7 @@ export class Queries {
    * The one place audit entries are appended. The head row is updated first, which on
    * PostgreSQL holds its lock to commit: sequence numbers come out gapless and in commit order.
    * Each entry is a leaf of the Merkle tree, whose nodes and frontier are written in the same
-   * transaction (audit/store.ts), so a rolled-back savepoint takes its leaves with it.
+   * transaction (store/trail.ts), so a rolled-back savepoint takes its leaves with it.
    */
   async appendAudit(entries: readonly NewAuditEntry[]): Promise<number[]> {
     if (entries.length === 0) return [];
@@ -408,17 +408,17 @@ export class Queries {
     return new TimerQueries(this.db, this.capabilities);
   }
 
-  /** The audit trail's Merkle tree and checkpoints (audit/store.ts), on this handle (or transaction). */
+  /** The audit trail's Merkle tree and checkpoints (store/trail.ts), on this handle (or transaction). */
   get trail(): TrailQueries {
     return new TrailQueries(this.db, this.sealer);
   }
 
-  /** Aggregate reviews' collections and members (guard/aggregate-store.ts). */
+  /** Aggregate reviews' collections and members (store/aggregates.ts). */
   get aggregates(): AggregateQueries {
     return new AggregateQueries(this.db, this.capabilities);
   }
 
-  /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (guard/store.ts). */
+  /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */
   get guard(): GuardQueries {
     return new GuardQueries(this.db, this.sealer);
   }

@@ -6,8 +6,8 @@
  */
 import { AGGREGATE_ACTION } from '@countersign/core';
 import { sql, type Kysely, type Migration, type Transaction } from 'kysely';
-import type { Capabilities } from '../store/connect.ts';
-import type { Database } from '../store/schema.ts';
+import type { Capabilities } from './connect.ts';
+import type { Database } from './schema.ts';
 
 export interface AggregateCollectionsTable {
   id: string;

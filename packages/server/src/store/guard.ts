@@ -5,9 +5,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type Kysely, type Migration, type Transaction } from 'kysely';
-import type { Database } from '../store/schema.ts';
-import { Sealer } from '../store/sealing.ts';
-import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from '../store/sealed-sql.ts';
+import type { Database } from './schema.ts';
+import { Sealer } from './sealing.ts';
+import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 
 export interface OperatorTotpTable {
   operator_id: string;

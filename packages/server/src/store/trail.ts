@@ -13,10 +13,10 @@
  */
 import type { Kysely, Migration, Transaction } from 'kysely';
 import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint } from '@countersign/core';
-import type { AuditLogTable, Database } from '../store/schema.ts';
-import { hasher } from './crypto.ts';
-import { Sealer } from '../store/sealing.ts';
-import { insertRows } from '../store/insert-rows.ts';
+import type { AuditLogTable, Database } from './schema.ts';
+import { hasher } from './hashing.ts';
+import { Sealer } from './sealing.ts';
+import { insertRows } from './insert-rows.ts';
 
 export interface AuditNodesTable {
   level: number;
