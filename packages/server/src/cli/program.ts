@@ -3,8 +3,8 @@
  * and the snapshot test reads `--help` of every command from it in process.
  */
 import { Command } from 'commander';
-import { registerServe } from './serve-command.ts';
-import { registerClientCommands } from './commands.ts';
+import { registerServe } from './commands/serve.ts';
+import { registerClientCommands } from './commands/index.ts';
 
 export function buildProgram(): Command {
   const program = new Command()

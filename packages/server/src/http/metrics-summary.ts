@@ -16,7 +16,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { CountersignError, ErrorBody, type Assessment, type Decision } from '@countersign/core';
 import type { Engine } from '../engine/engine.ts';
 import type { MetricFactRow } from '../store/store.ts';
-import { type ApiEnv as Env } from './routes.ts';
+import { type ApiEnv as Env } from './routes/contract.ts';
 /** The response shape lives in core, shared with the dashboard. */
 import type { MetricsSummary, Rates } from '@countersign/core';
 

@@ -6,8 +6,8 @@
  */
 import { CountersignError } from '@countersign/core';
 import type { Command } from 'commander';
-import { positiveInt, print, printJson } from './common.ts';
-import type { RotationReport } from '../keys/rotation.ts';
+import { positiveInt, print, printJson } from '../common.ts';
+import type { RotationReport } from '../../keys/rotation.ts';
 
 export function registerRotateEncryption(keys: Command): void {
   keys
@@ -28,13 +28,13 @@ Progress goes to stderr. Exits 1 when values remain that no configured key opens
     )
     .action(async (flags: { database?: string; batch?: number; includePlain?: boolean; json?: boolean }) => {
       // Loaded here so other commands do not pay for the store at start-up.
-      const { connect } = await import('../store/connect.ts');
-      const { Sealer } = await import('../store/sealing.ts');
-      const { Store } = await import('../store/store.ts');
-      const { rotateEncryption } = await import('../keys/rotation.ts');
+      const { connect } = await import('../../store/connect.ts');
+      const { Sealer } = await import('../../store/sealing.ts');
+      const { Store } = await import('../../store/store.ts');
+      const { rotateEncryption } = await import('../../keys/rotation.ts');
       const { existsSync } = await import('node:fs');
-      const { parseDatabaseUrl } = await import('../store/connect.ts');
-      const { processEnvironment, guardOptionsFromEnv } = await import('../config.ts');
+      const { parseDatabaseUrl } = await import('../../store/connect.ts');
+      const { processEnvironment, guardOptionsFromEnv } = await import('../../config.ts');
       const env = processEnvironment();
       const keys = guardOptionsFromEnv(env);
       const sealer = Sealer.fromKey(keys.encryptionKey, keys.previousEncryptionKeys);
