@@ -31,4 +31,4 @@ export * from './escalation/index.ts';
 export * from './policy/index.ts';
 export * from './audit/index.ts';
 export * from './guard/index.ts';
-export type { MetricsSummary, OperatorNumbers, Rates } from './metrics.ts';
+export { quantile, rate, slaCompliance, withinSla, type MetricsSummary, type OperatorNumbers, type Rates } from './metrics.ts';

@@ -39,3 +39,31 @@ export interface MetricsSummary {
   operators: OperatorNumbers[];
   truncated: boolean;
 }
+
+// ---- the math, defined once (the dashboard summary and Prometheus use it) ----
+
+/** Linear-interpolated quantile of sorted values (numpy's default), null for none. */
+export function quantile(sorted: readonly number[], q: number): number | null {
+  if (sorted.length === 0) return null;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  const a = sorted[lo]!;
+  const b = sorted[hi]!;
+  return a + (b - a) * (pos - lo);
+}
+
+/** n / d, null when there is nothing to divide by (a rate of nothing is unknown, not 0). */
+export function rate(n: number, d: number): number | null {
+  return d === 0 ? null : n / d;
+}
+
+/** Share of SLA-bound requests decided in time: met / (met + missed), null for none. */
+export function slaCompliance(met: number, missed: number): number | null {
+  return rate(met, met + missed);
+}
+
+/** Whether a decision at `decidedAt` (epoch ms) met an SLA due at `dueAt` (ISO time; null: no SLA). Due at the instant counts as met. */
+export function withinSla(decidedAt: number, dueAt: string | null): boolean | null {
+  return dueAt === null ? null : decidedAt <= Date.parse(dueAt);
+}

@@ -20,15 +20,12 @@ import {
   type Role,
 } from '@countersign/core';
 import type { z } from 'zod';
-import { Engine } from './engine/engine.ts';
+import { resolve } from 'node:path';
 import { defaultAuditKeyPath } from './audit/config.ts';
-import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
-import { Scheduler } from './scheduler/scheduler.ts';
-import { channelPolicyCheck } from './channels/config.ts';
-import { Notifier } from './channels/notifier.ts';
-import { ChannelRegistry } from './channels/registry.ts';
+import { processEnvironment, resolveRuntimeConfig } from './config.ts';
+import type { Engine } from './engine/engine.ts';
 import type { Principal } from './engine/principal.ts';
-import { connect } from './store/connect.ts';
+import { openRuntime } from './runtime.ts';
 import type { OperatorRow } from './store/store.ts';
 
 export interface EmbeddedOptions {
@@ -74,29 +71,29 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   if (!/^[A-Za-z0-9_.@-]{1,100}$/.test(agentName)) {
     throw new CountersignError('VALIDATION_FAILED', 'agent: 1–100 letters, digits and _ . @ -', { field: 'agent' });
   }
-  const keyPath = options.auditKey ?? defaultAuditKeyPath(database);
-  const auditKey = keyPath === null ? ephemeralAuditKey() : loadOrCreateAuditKey(keyPath);
-  const engine = await Engine.open({ connection: await connect(database), auditKey });
-  engine.addPolicyCheck(channelPolicyCheck(process.env));
+  // The options are the flags; everything else (encryption keys, reviewer limits, redacted audit
+  // fields, checkpoint cadence, channel secrets, COUNTERSIGN_PUBLIC_URL) comes from the same
+  // config the server resolves. The database, poll interval and policy are never taken from the
+  // environment here: an agent's process must not open the server's database by accident.
+  const resolved = resolveRuntimeConfig({ database, tickMs: options.sweepIntervalMs ?? 1000 }, processEnvironment());
+  // The key follows the database (as the option says), never COUNTERSIGN_AUDIT_KEY_PATH: that names the server's key.
+  const keyPath = options.auditKey ? resolve(options.auditKey) : defaultAuditKeyPath(database);
+  const config = Object.freeze({ ...resolved, audit: Object.freeze({ ...resolved.audit, keyPath }) });
+  const policy = { text: options.policy ?? DEFAULT_POLICY_YAML, source: options.policy === undefined ? 'built-in default (embedded)' : 'embedded' };
+  const runtime = await openRuntime(config, { policy });
+  const { engine } = runtime;
   let admin: OperatorPrincipal;
   let agent: AgentPrincipal;
   try {
-    await engine.trail.checkKey();
-    await engine.activatePolicy(options.policy ?? DEFAULT_POLICY_YAML, options.policy === undefined ? 'built-in default (embedded)' : 'embedded');
     admin = await adminPrincipal(engine);
     agent = await agentPrincipal(engine, admin, agentName);
   } catch (err) {
-    await engine.close();
+    await runtime.close();
     throw err;
   }
 
-  // Deadlines (timeoutSeconds, SLA escalation) fire here as they do in the server.
-  const channels = new ChannelRegistry(engine);
-  const reviewBase = process.env.COUNTERSIGN_PUBLIC_URL || 'http://127.0.0.1:8080';
-  const scheduler = new Scheduler(engine, { intervalMs: options.sweepIntervalMs ?? 1000, deliver: new Notifier(engine, channels, { reviewBase }).deliver });
-  scheduler.start();
-
-  let closed: Promise<void> | undefined;
+  // Deadlines (timeoutSeconds, SLA escalation) fire here as they do in the server, and the trail is checkpointed.
+  runtime.start({ reviewBase: config.publicUrl || 'http://127.0.0.1:8080' });
 
   return {
     engine,
@@ -161,8 +158,7 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
     },
 
     close() {
-      closed ??= scheduler.stop().then(() => channels.close()).then(() => engine.close());
-      return closed;
+      return runtime.close();
     },
   };
 }

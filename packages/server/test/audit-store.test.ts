@@ -18,10 +18,10 @@ import {
 } from '@countersign/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ephemeralAuditKey, hasher } from '../src/audit/crypto.ts';
-import { leafJsonOf } from '../src/audit/store.ts';
+import { leafJsonOf } from '../src/store/trail.ts';
 import type { Engine } from '../src/engine/engine.ts';
 import { connect } from '../src/store/connect.ts';
-import { MIGRATIONS } from '../src/store/migrations.ts';
+import { MIGRATIONS } from '../src/store/migrations/index.ts';
 import type { Store } from '../src/store/store.ts';
 import { ENGINES, sqliteDatabase, type TestDatabase } from './support/databases.ts';
 import { AUTO, QUEUED, openTestEngine, type TestEngine } from './support/engine.ts';

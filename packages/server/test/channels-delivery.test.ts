@@ -12,7 +12,7 @@ import { Webhook } from 'standardwebhooks';
 import { CreateRequestBody, type ApprovalRequest } from '@countersign/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { channelPolicyCheck } from '../src/channels/config.ts';
-import { registerClientCommands } from '../src/cli/commands.ts';
+import { registerClientCommands } from '../src/cli/commands/index.ts';
 import { Notifier } from '../src/channels/notifier.ts';
 import { ChannelRegistry } from '../src/channels/registry.ts';
 import { slackSignature } from '../src/channels/slack-actions.ts';

@@ -5,10 +5,10 @@
 import { Command, CommanderError } from 'commander';
 import { CountersignError, type ApprovalRequest } from '@countersign/core';
 import { describe, expect, it } from 'vitest';
-import { registerClientCommands } from '../src/cli/commands.ts';
+import { registerClientCommands } from '../src/cli/commands/index.ts';
 import { age, relative, safe, safeJson, safeMultiline, shortDuration, table, timeLeft } from '../src/cli/format.ts';
 import { ApiClient, idSegment } from '../src/cli/http-client.ts';
-import { renderRequest, stillNeeds } from '../src/cli/request-commands.ts';
+import { renderRequest, stillNeeds } from '../src/cli/commands/requests.ts';
 
 const DANGEROUS = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/;
 

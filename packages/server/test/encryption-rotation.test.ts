@@ -18,7 +18,7 @@ import type { Principal } from '../src/engine/principal.ts';
 import { guardOptionsFromEnv } from '../src/guard/service.ts';
 import { SecretBox, totpCode } from '../src/guard/totp.ts';
 import { connect, type Connection } from '../src/store/connect.ts';
-import { rotateEncryption } from '../src/store/rotation.ts';
+import { rotateEncryption } from '../src/keys/rotation.ts';
 import { Keyring, Sealer, encryptionKeyId, gcmSeal, parseEncryptionKey } from '../src/store/sealing.ts';
 import { ENGINES, postgresDatabase, type TestDatabase } from './support/databases.ts';
 import { markedRequest } from './support/sealed-request.ts';

@@ -9,7 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { CountersignError, CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { registerClientCommands } from '../src/cli/commands.ts';
+import { registerClientCommands } from '../src/cli/commands/index.ts';
 import { Engine } from '../src/engine/engine.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { totpCode } from '../src/guard/totp.ts';

@@ -1,4 +1,5 @@
 /** The tamper-evident audit trail: Merkle tree and proofs, signed formats, the trail verifier. */
+export { AUDIT_EVENTS, AUDIT_EVENT_TYPES, isAuditEventType, type AuditEventSpec, type AuditEventType } from './events.ts';
 export { bytesEqual, fromBase64, fromBase64Of, toBase64, toHex, utf8 } from './bytes.ts';
 export {
   CompactTree,

@@ -52,7 +52,7 @@ function positive(name: string, value: string | undefined, fallback: number): nu
 export function resolveAuditConfig(
   databaseUrl: string,
   flags: { auditKey?: string | undefined } = {},
-  env: NodeJS.ProcessEnv = process.env,
+  env: Readonly<Record<string, string | undefined>>,
   cwd = process.cwd(),
 ): AuditConfig {
   const explicit = flags.auditKey || env.COUNTERSIGN_AUDIT_KEY_PATH || undefined;

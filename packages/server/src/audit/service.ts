@@ -4,6 +4,7 @@
  * and tree nodes are written only by `Queries.appendAudit`, inside the engine's transactions;
  * this class signs what has committed.
  */
+import { AUDIT_EXEMPT_FIELDS } from './writer.ts';
 import {
   CountersignError,
   checkpointMessage,
@@ -31,7 +32,7 @@ import type { Principal } from '../engine/principal.ts';
 import type { AuditRow, Store } from '../store/store.ts';
 import { sha256, type AuditKey } from './crypto.ts';
 import { parseTime } from './reports.ts';
-import { leafJsonOf } from './store.ts';
+import { leafJsonOf } from '../store/trail.ts';
 
 export interface InclusionProof {
   seq: number;
@@ -87,6 +88,7 @@ export class AuditService {
     const secret = this.key.derive('redaction/v1');
     return createRedactor({
       ...(fields ? { fields } : {}),
+      exempt: AUDIT_EXEMPT_FIELDS,
       tokenize: (kind, value) => createHmac('sha256', secret).update(`${kind}\u0000${value}`).digest('hex').slice(0, 20),
     });
   }

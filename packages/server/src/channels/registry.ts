@@ -1,6 +1,6 @@
 /**
  * The channels of the active policy, built once per policy version. Secrets come from the
- * environment given here (process.env in the server).
+ * environment given here (the runtime passes the config's snapshot; none: no secrets, so channels needing one fail closed).
  */
 import type { Engine } from '../engine/engine.ts';
 import { resolveChannels, type ChannelConfig } from './config.ts';
@@ -34,7 +34,7 @@ export class ChannelRegistry {
 
   constructor(
     private readonly engine: Engine,
-    private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly env: Readonly<Record<string, string | undefined>> = {},
   ) {}
 
   private refresh(): void {

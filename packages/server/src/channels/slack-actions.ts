@@ -16,7 +16,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { ChannelRegistry } from './registry.ts';
-import { type ApiEnv as Env } from '../http/routes.ts';
+import { type ApiEnv as Env } from '../http/routes/contract.ts';
 
 export const SLACK_ACTIONS_PATH = '/v1/integrations/slack/actions';
 export const SLACK_TOLERANCE_SECONDS = 5 * 60;

@@ -4,7 +4,7 @@
  * details) and connection trouble into NETWORK_ERROR naming the URL.
  */
 import { CountersignError, type ErrorCode } from '@countersign/core';
-import { resolveClientConfig } from '../config.ts';
+import { processEnvironment, resolveClientConfig, type Environment } from '../config.ts';
 import { safe } from './format.ts';
 
 export interface ClientFlags {
@@ -30,7 +30,7 @@ export class ApiClient {
 
   constructor(
     flags: ClientFlags = {},
-    env: NodeJS.ProcessEnv = process.env,
+    env: Environment = processEnvironment(),
     private readonly timeoutMs = DEFAULT_TIMEOUT_MS,
   ) {
     // An empty flag or variable counts as unset.

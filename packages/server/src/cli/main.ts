@@ -3,20 +3,11 @@
  * exit non-zero. Commands other than `serve` talk to a server over HTTP
  * (COUNTERSIGN_URL / COUNTERSIGN_TOKEN), exactly as any other client would.
  */
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { CountersignError } from '@countersign/core';
-import { registerServe } from './serve-command.ts';
-import { registerClientCommands } from './commands.ts';
+import { buildProgram } from './program.ts';
 
-const program = new Command()
-  .name('countersign')
-  .description('Countersign: a human-in-the-loop approval gateway for AI agents')
-  .version('0.1.0')
-  .showHelpAfterError()
-  .exitOverride();
-
-registerServe(program);
-registerClientCommands(program);
+const program = buildProgram();
 
 try {
   await program.parseAsync(process.argv);

@@ -21,6 +21,7 @@ import {
   transition,
   type ApprovalRequest,
   type Assessment,
+  type AuditEventType,
   type AuditLeaf,
   type CancelBody,
   type CreateRequest,
@@ -39,8 +40,9 @@ import { newId, newSecret, secretPrefix, sha256Hex } from '../ids.ts';
 import type { Connection } from '../store/connect.ts';
 import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
-import { GuardService, guardOptionsFromEnv, type GuardOptions } from '../guard/service.ts';
-import { Store, type AuditRow, type HistoryCounts, type NewAuditEntry, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
+import { AuditWriter, SYSTEM_ACTOR, actorOf, draft, type AuditActor, type AuditDraft } from '../audit/writer.ts';
+import { GuardService, type GuardOptions } from '../guard/service.ts';
+import { Store, type AuditRow, type HistoryCounts, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
@@ -93,8 +95,8 @@ export interface RequestChange {
 /** An audit entry as the API shows it: the leaf the Merkle tree commits to. */
 export type AuditEntry = AuditLeaf;
 
-type Actor = { type: 'agent' | 'operator' | 'system'; id: string; name: string };
-const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
+type Actor = AuditActor;
+const SYSTEM = SYSTEM_ACTOR;
 
 /** Args that break the policy's rules for the action (`actions.<name>.args`) are refused, each problem named. */
 function refuseBadArgs(policy: Policy, action: string, args: Readonly<Record<string, unknown>>, field: string): void {
@@ -114,12 +116,6 @@ function statedValue(row: RequestRow): number | null {
 function sumValues(...values: Array<number | null>): number | null {
   const stated = values.filter((v): v is number => v !== null);
   return stated.length > 0 ? stated.reduce((a, v) => a + v, 0) : null;
-}
-
-function actorOf(p: Principal): Actor {
-  return p.kind === 'agent'
-    ? { type: 'agent', id: p.agentId, name: p.agentName }
-    : { type: 'operator', id: p.operatorId, name: p.name };
 }
 
 function encodeCursor(row: Pick<RequestRow, 'created_at' | 'id'>): string {
@@ -145,6 +141,8 @@ export class Engine {
 
   /** The tamper-evident trail's signing and read side: checkpoints, proofs, export, receipts. */
   readonly trail: AuditService;
+  /** The one appender of audit entries: redacts and sets the actor of every entry (audit/writer.ts). */
+  readonly writer: AuditWriter;
   /** Step-up MFA, number matching, velocity, cool-downs, agent limits and pauses, slicing (guard/). */
   readonly guard: GuardService;
 
@@ -155,7 +153,8 @@ export class Engine {
     guard: GuardOptions = {},
   ) {
     this.trail = new AuditService(store, auditKey, now);
-    this.guard = new GuardService(store, now, guard);
+    this.writer = new AuditWriter((data) => this.trail.redact(data));
+    this.guard = new GuardService(store, now, guard, this.writer);
     this.guard.usePolicy(() => this.active?.policy);
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
@@ -167,7 +166,8 @@ export class Engine {
    * `auditKey`, checkpoints and receipts are signed with a key that lives in this process only.
    */
   static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
-    const guard = options.guard ?? guardOptionsFromEnv(process.env);
+    // Resolved by the runtime from the config (COUNTERSIGN_ENCRYPTION_KEY…); never read from the environment here.
+    const guard = options.guard ?? {};
     // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
     const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
     if (engine.store.capabilities.listenNotify) {
@@ -209,7 +209,7 @@ export class Engine {
       const version = (latest?.version ?? 0) + 1;
       const at = this.now();
       await tx.insertPolicy({ version, hash, source: text, loaded_at: at });
-      await tx.appendAudit([this.audit('policy_loaded', null, SYSTEM, { version, hash, source }, at)]);
+      await this.writer.append(tx, [this.audit('policy_loaded', null, SYSTEM, { version, hash, source }, at)]);
       return { version, hash, source, policy: result.policy };
     });
     this.active = active;
@@ -309,7 +309,7 @@ export class Engine {
     const id = newId('op', at);
     await tx.insertOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at });
     await tx.insertOperatorToken({ id: newId('tok', at), operator_id: id, token_hash: sha256Hex(token), prefix: secretPrefix(token), created_at: at, revoked_at: null });
-    await tx.appendAudit([this.audit('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
+    await this.writer.append(tx, [this.audit('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
     return { id, name: input.name, roles: input.roles, token };
   }
 
@@ -326,7 +326,7 @@ export class Engine {
       created_by: by.type === 'operator' ? by.id : null,
       revoked_at: null,
     });
-    await tx.appendAudit([this.audit('key_created', null, by, { agentId, agentName, keyId, prefix: secretPrefix(key) }, at)]);
+    await this.writer.append(tx, [this.audit('key_created', null, by, { agentId, agentName, keyId, prefix: secretPrefix(key) }, at)]);
     return { agentId, agentName, keyId, key };
   }
 
@@ -335,7 +335,7 @@ export class Engine {
     if (existing) return existing.id;
     const id = newId('agt', at);
     await tx.insertAgent({ id, name, created_at: at });
-    await tx.appendAudit([this.audit('agent_created', null, by, { agentId: id, name }, at)]);
+    await this.writer.append(tx, [this.audit('agent_created', null, by, { agentId: id, name }, at)]);
     return id;
   }
 
@@ -364,7 +364,7 @@ export class Engine {
     const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at);
     const escalation = status === 'pending' ? startEscalation(policy.policy, assessment, at) : null;
     const actor = actorOf(by);
-    const entries: NewAuditEntry[] = [
+    const entries: AuditDraft[] = [
       this.audit('created', id, actor, {
         action: body.action,
         agentId: agent.id,
@@ -395,7 +395,7 @@ export class Engine {
           const collection = await this.guard.park(tx, agent.id, [id], collect, policy.policy, at);
           held.push(this.audit('collected', id, SYSTEM, { collectionId: collection.id, closesAt: new Date(collection.closesAt).toISOString() }, at));
         }
-        await tx.appendAudit(held.length === 0 ? entries : [...entries, ...held.map((e) => ({ ...e, request_id: id }))]);
+        await this.writer.append(tx, held.length === 0 ? entries : [...entries, ...held.map((e) => ({ ...e, requestId: id }))]);
         await tx.notify(WAKE_CHANNEL, id);
       });
     } catch (err) {
@@ -587,7 +587,7 @@ export class Engine {
         if (body.verdict === 'approve' && body.args !== undefined) refuseBadArgs(this.policy.policy, current.action, body.args, 'args');
         // Cool-down, velocity, number matching and the TOTP code, checked and marked used in this transaction.
         const entries = await this.guard.checkApproval(tx, by, current, { ...body, ip: from.ip }, this.now());
-        if (entries.length > 0) await tx.appendAudit(entries);
+        if (entries.length > 0) await this.writer.append(tx, entries);
         if (entries.some((e) => e.type === 'cooldown_started')) this.timersDue = true; // its guard notices, if any
         return event;
       });
@@ -621,7 +621,7 @@ export class Engine {
         await this.saveEscalation(tx, current, due.state, at, false);
         await this.enqueueDeliveries(tx, id, due.notify, 'escalated', { from: due.from, to: due.to, role: due.role }, at);
         const data = { from: due.from, to: due.to, role: due.role, dueAt: new Date(due.state.dueAt).toISOString(), notify: due.notify, cause: 'cooldown', operator };
-        await tx.appendAudit([this.audit('escalated', id, SYSTEM, data, at)]);
+        await this.writer.append(tx, [this.audit('escalated', id, SYSTEM, data, at)]);
         return true;
       });
       if (moved) this.afterCommit(id);
@@ -709,7 +709,7 @@ export class Engine {
         throw new CountersignError('ALREADY_DECIDED', `request ${id} changed concurrently`);
       }
       if (current.status === 'pending' && result.status !== 'pending') await this.closeEscalation(tx, current, escalation, result.status, at);
-      await tx.appendAudit(result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result, execution), at)));
+      await this.writer.append(tx, result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result, execution), at)));
       await tx.notify(WAKE_CHANNEL, id);
       previousStatus = current.status as RequestStatus;
       if (current.action === AGGREGATE_ACTION && current.status === 'pending' && result.decision) {
@@ -766,8 +766,8 @@ export class Engine {
       if (latest && (JSON.parse(latest.data) as { verdict?: string }).verdict === body.verdict) return auditFromRow(latest);
       const data = { verdict: body.verdict, note: body.note ?? null, automationLevel: request.automation_level, riskLevel: request.risk_level };
       const entry = this.audit('feedback', id, actorOf(by), data, this.now());
-      const [seq] = await tx.appendAudit([entry]);
-      return auditFromRow({ ...entry, seq: seq! });
+      const [row] = await this.writer.append(tx, [entry]);
+      return auditFromRow(row!);
     });
   }
 
@@ -930,7 +930,7 @@ export class Engine {
         outcome = 'escalated';
         await this.saveEscalation(tx, current, due.state, at, escalation === null);
         await this.enqueueDeliveries(tx, id, due.notify, 'escalated', { from: due.from, to: due.to, role: due.role }, at);
-        await tx.appendAudit([
+        await this.writer.append(tx, [
           this.audit(
             'escalated',
             id,
@@ -1037,7 +1037,7 @@ export class Engine {
       members.map((m) => m.id),
       id,
     );
-    await tx.appendAudit([
+    await this.writer.append(tx, [
       this.audit('created', id, SYSTEM, {
         action: body.action,
         agentId: row.agent_id,
@@ -1082,7 +1082,7 @@ export class Engine {
       if (!(await tx.updateRequest(member.id, patch, 'pending'))) throw new CountersignError('ALREADY_DECIDED', `request ${member.id} changed concurrently`);
       await tx.timers.cancelRequestTimers(member.id, ['escalate', 'expire']);
       const payloadHash = d.action !== null && d.args !== null ? this.trail.payloadHash(d.action, d.args) : null;
-      await tx.appendAudit([this.audit(d.outcome, member.id, SYSTEM, { decidedBy: d.decidedBy, deciders, reason: d.reason, aggregateId: aggregate.id, payloadHash }, at)]);
+      await this.writer.append(tx, [this.audit(d.outcome, member.id, SYSTEM, { decidedBy: d.decidedBy, deciders, reason: d.reason, aggregateId: aggregate.id, payloadHash }, at)]);
       await tx.notify(WAKE_CHANNEL, member.id);
       members.push({ ...member, ...patch });
     }
@@ -1090,7 +1090,7 @@ export class Engine {
     const execution = { status: 'succeeded', result: { decided: members.map((m) => m.id) }, error: null, at: new Date(at).toISOString() };
     const patch = { status: 'executed' as RequestStatus, execution: JSON.stringify(execution), updated_at: at };
     if (!(await tx.updateRequest(aggregate.id, patch, 'approved'))) throw new CountersignError('ALREADY_DECIDED', `request ${aggregate.id} changed concurrently`);
-    await tx.appendAudit([this.audit('executed', aggregate.id, SYSTEM, { status: 'succeeded', members: members.length }, at)]);
+    await this.writer.append(tx, [this.audit('executed', aggregate.id, SYSTEM, { status: 'succeeded', members: members.length }, at)]);
     return { members, patch };
   }
 
@@ -1120,7 +1120,7 @@ export class Engine {
   private async manage(
     by: Principal,
     id: string,
-    fn: (tx: Queries, current: RequestRow, escalation: EscalationState, at: number) => Promise<{ state: EscalationState; audit: [string, unknown]; notify?: readonly string[] }>,
+    fn: (tx: Queries, current: RequestRow, escalation: EscalationState, at: number) => Promise<{ state: EscalationState; audit: [AuditEventType, unknown]; notify?: readonly string[] }>,
   ): Promise<ApprovalRequest> {
     this.requireOperator(by);
     const row = await this.store.transaction(async (tx) => {
@@ -1135,7 +1135,7 @@ export class Engine {
       await this.saveEscalation(tx, current, out.state, at, false);
       const [type, data] = out.audit;
       if (out.notify) await this.enqueueDeliveries(tx, id, out.notify, type, data, at);
-      await tx.appendAudit([this.audit(type, id, actorOf(by), data, at)]);
+      await this.writer.append(tx, [this.audit(type, id, actorOf(by), data, at)]);
       return { ...current, updated_at: at };
     });
     this.afterCommit(id);
@@ -1198,12 +1198,12 @@ export class Engine {
       if (result.ok) {
         const patch = { ...common, status: 'delivered', finished_at: at, response: result.response === undefined ? null : JSON.stringify(result.response) };
         await tx.timers.updateDelivery(id, patch);
-        await tx.appendAudit([this.audit('notified', delivery.request_id, SYSTEM, what, at)]);
+        await this.writer.append(tx, [this.audit('notified', delivery.request_id, SYSTEM, what, at)]);
         return { ...delivery, ...patch };
       }
       const patch = { ...common, status: 'failed', finished_at: at, last_error: result.error };
       await tx.timers.updateDelivery(id, patch);
-      await tx.appendAudit([this.audit('delivery_failed', delivery.request_id, SYSTEM, { ...what, error: result.error }, at)]);
+      await this.writer.append(tx, [this.audit('delivery_failed', delivery.request_id, SYSTEM, { ...what, error: result.error }, at)]);
       return { ...delivery, ...patch };
     });
     return done;
@@ -1250,9 +1250,8 @@ export class Engine {
 
   // ---- helpers ----
 
-  private audit(type: string, requestId: string | null, actor: Actor, data: unknown, at: number): NewAuditEntry {
-    // Personal data in the event data is stored as keyed tokens (audit/service.ts, core redact.ts).
-    return { at, type, request_id: requestId, actor_type: actor.type, actor_id: actor.id, actor_name: actor.name, data: JSON.stringify(this.trail.redact(data)) };
+  private audit(type: AuditEventType, requestId: string | null, actor: AuditActor, data: unknown, at: number): AuditDraft {
+    return draft(type, requestId, actor, data, at);
   }
 
   private afterCommit(id: string): void {

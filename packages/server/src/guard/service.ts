@@ -29,8 +29,9 @@ import {
 } from '@countersign/core';
 import { newId } from '../ids.ts';
 import type { Principal } from '../engine/principal.ts';
-import type { NewAuditEntry, Queries, RequestRow, Store } from '../store/store.ts';
-import type { AgentPausesTable } from './store.ts';
+import type { Queries, RequestRow, Store } from '../store/store.ts';
+import { AuditWriter, SYSTEM_ACTOR, actorOf, draft as audit, type AuditActor, type AuditDraft } from '../audit/writer.ts';
+import type { AgentPausesTable } from '../store/guard.ts';
 import { TimerSkip, deliveryRows, type TimerRow } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
 import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';
@@ -40,36 +41,10 @@ const HOLD_CACHE_MS = 1_000;
 const DAY = 24 * 60 * MINUTE;
 
 type Operator = Extract<Principal, { kind: 'operator' }>;
-type Actor = { type: string; id: string; name: string };
+type Actor = AuditActor;
 
-export interface GuardOptions {
-  /** COUNTERSIGN_ENCRYPTION_KEY: seals TOTP secrets (and request columns) at rest; without it they are stored plain. */
-  encryptionKey?: string | undefined;
-  /** COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS: comma-separated old keys, only read with (store/sealing.ts). */
-  previousEncryptionKeys?: string | undefined;
-  approverLimits?: ApproverLimits;
-  cooldown?: CooldownConfig;
-}
-
-/**
- * Guard settings from the environment: COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS), and COUNTERSIGN_REVIEWER_LIMITS
- * (`on`, the default, or `off`: no automatic velocity limits or cool-downs — for test rigs and
- * single-operator demos; manual cool-downs, MFA and number matching still apply).
- */
-export function guardOptionsFromEnv(env: Record<string, string | undefined>): GuardOptions {
-  const limits = (env.COUNTERSIGN_REVIEWER_LIMITS ?? '').trim().toLowerCase();
-  if (limits !== '' && limits !== 'on' && limits !== 'off') {
-    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_REVIEWER_LIMITS must be "on" or "off", not "${limits}"`);
-  }
-  const never = Number.MAX_SAFE_INTEGER;
-  return {
-    encryptionKey: env.COUNTERSIGN_ENCRYPTION_KEY || undefined,
-    previousEncryptionKeys: env.COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS || undefined,
-    ...(limits === 'off'
-      ? { approverLimits: { ...DEFAULT_APPROVER_LIMITS, perHour: never, perDay: never }, cooldown: { ...DEFAULT_COOLDOWN, threshold: never } }
-      : {}),
-  };
-}
+export { guardOptionsFromEnv, type GuardOptions } from '../config.ts';
+import type { GuardOptions } from '../config.ts';
 
 /** What a review carries that the guard checks (the engine passes the review body). */
 export interface StepUp {
@@ -106,6 +81,8 @@ export class GuardService {
     private readonly store: Store,
     private readonly now: () => number,
     options: GuardOptions = {},
+    /** The engine's audit writer: every guard entry, refusals included, is redacted and attributed there. */
+    private readonly writer: AuditWriter = new AuditWriter((data) => data),
   ) {
     this.box = new SecretBox(store.sealer);
     this.fixedLimits = options.approverLimits;
@@ -165,7 +142,7 @@ export class GuardService {
         throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already enrolled and confirmed for this operator');
       }
       await tx.guard.putPendingTotp({ operator_id: op.operatorId, secret: this.box.seal(secret), confirmed_at: null, last_step: null, created_at: at });
-      await tx.appendAudit([audit('totp_enrolment_started', null, actorOf(op), { operatorId: op.operatorId, encrypted: this.box.encrypts }, at)]);
+      await this.writer.append(tx, [audit('totp_enrolment_started', null, actorOf(op), { operatorId: op.operatorId, encrypted: this.box.encrypts }, at)]);
     });
     return {
       secret,
@@ -185,7 +162,7 @@ export class GuardService {
       const step = verifyTotp(this.box.open(row.secret), code, at);
       if (step === null) throw new CountersignError('MFA_INVALID', 'that code is not valid now; check the authenticator clock and try the current code');
       await tx.guard.confirmTotp(op.operatorId, at, step);
-      await tx.appendAudit([audit('totp_enrolled', null, actorOf(op), { operatorId: op.operatorId }, at)]);
+      await this.writer.append(tx, [audit('totp_enrolled', null, actorOf(op), { operatorId: op.operatorId }, at)]);
       return { enrolled: true as const, confirmedAt: new Date(at).toISOString() };
     });
   }
@@ -219,7 +196,7 @@ export class GuardService {
    * once even when two reviews race), then number matching. Returns audit entries to append with the review (a
    * cool-down this approval starts). Rejections are never held back: saying no is always safe.
    */
-  async checkApproval(tx: Queries, by: Operator, current: RequestRow, step: StepUp, at: number): Promise<NewAuditEntry[]> {
+  async checkApproval(tx: Queries, by: Operator, current: RequestRow, step: StepUp, at: number): Promise<AuditDraft[]> {
     if (step.verdict !== 'approve' || current.status !== 'pending') return [];
     const assessment = JSON.parse(current.assessment) as Assessment;
     const risk = current.risk_level as RiskLevel;
@@ -282,7 +259,7 @@ export class GuardService {
         throw new CountersignError('MATCH_CODE_INVALID', 'the match code does not match the one shown on the request card');
       }
     }
-    const entries: NewAuditEntry[] = [];
+    const entries: AuditDraft[] = [];
     if (this.cooldownConfig.riskLevels.includes(risk)) {
       const after = cooldownState([...approvals, { requestId: current.id, at, riskLevel: risk }], at, this.cooldownConfig);
       if (after.active && after.triggeredBy.includes(current.id)) {
@@ -294,7 +271,7 @@ export class GuardService {
   }
 
   /** After a refused approval or create rolled back: the refusal itself goes on the trail. */
-  async auditRefusal(err: unknown, by: Principal, requestId: string | null, what: string): Promise<void> {
+  async auditRefusal(err: unknown, by: Principal, requestId: string | null, what: 'review' | 'create'): Promise<void> {
     if (!(err instanceof CountersignError) || !AUDITED_REFUSALS.has(err.code)) return;
     const at = this.now();
     if (err.code === 'RATE_LIMITED' && by.kind === 'agent') {
@@ -304,7 +281,7 @@ export class GuardService {
       this.lastRateAudit.set(by.agentId, at);
     }
     try {
-      await this.store.transaction((tx) => tx.appendAudit([audit(`${what}_refused`, requestId, actorOf(by), { code: err.code, message: err.message }, at)]));
+      await this.store.transaction((tx) => this.writer.append(tx, [audit(what === 'review' ? 'review_refused' : 'create_refused', requestId, actorOf(by), { code: err.code, message: err.message }, at)]));
     } catch {
       // The caller is already being refused; a failed audit of the refusal must not mask that.
     }
@@ -317,8 +294,8 @@ export class GuardService {
    * `whilePaused: hold` and the request is going to review, kept (a `held` audit entry, returned
    * for the caller to append). A request over the agent's `agents.<name>.limits` is refused.
    */
-  async checkCreate(tx: Queries, agent: { id: string; name: string }, policy: Policy, at: number, toReview: boolean): Promise<NewAuditEntry[]> {
-    const entries: NewAuditEntry[] = [];
+  async checkCreate(tx: Queries, agent: { id: string; name: string }, policy: Policy, at: number, toReview: boolean): Promise<AuditDraft[]> {
+    const entries: AuditDraft[] = [];
     const pause = await tx.guard.activePause(agent.id, at);
     if (pause) {
       const until = new Date(Number(pause.until)).toISOString();
@@ -461,7 +438,7 @@ export class GuardService {
     const until = at + body.minutes * MINUTE;
     const queued = await this.store.transaction(async (tx) => {
       await tx.guard.insertCooldown({ id: newId('cool', at), operator_id: op.id, until, reason: body.reason, set_by: lead.operatorId, created_at: at });
-      await tx.appendAudit([audit('cooldown_started', null, actorOf(lead), { operatorId: op.id, operator: op.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}`, manual: true }, at)]);
+      await this.writer.append(tx, [audit('cooldown_started', null, actorOf(lead), { operatorId: op.id, operator: op.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}`, manual: true }, at)]);
       return this.queueNotice(tx, { kind: 'cooldown_started', at, operator: op.name, by: lead.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}` });
     });
     if (queued) this.noticesQueued();
@@ -476,7 +453,7 @@ export class GuardService {
     const at = this.now();
     await this.store.transaction(async (tx) => {
       await tx.guard.setAllowlist(op.id, normalised, admin.operatorId, at);
-      await tx.appendAudit([audit('ip_allowlist_set', null, actorOf(admin), { operatorId: op.id, operator: op.name, cidrs: normalised }, at)]);
+      await this.writer.append(tx, [audit('ip_allowlist_set', null, actorOf(admin), { operatorId: op.id, operator: op.name, cidrs: normalised }, at)]);
     });
     return { operatorId: op.id, operator: op.name, cidrs: normalised };
   }
@@ -498,7 +475,7 @@ export class GuardService {
     const at = this.now();
     await this.store.transaction(async (tx) => {
       await tx.guard.setRoleAllowlist(role, normalised, admin.operatorId, at);
-      await tx.appendAudit([audit('ip_allowlist_set', null, actorOf(admin), { role, cidrs: normalised }, at)]);
+      await this.writer.append(tx, [audit('ip_allowlist_set', null, actorOf(admin), { role, cidrs: normalised }, at)]);
     });
     return { role, cidrs: normalised };
   }
@@ -516,7 +493,7 @@ export class GuardService {
     const until = at + body.minutes * MINUTE;
     const queued = await this.store.transaction(async (tx) => {
       await this.insertPause(tx, { id: newId('pause', at), agent_id: agent.id, until, reason: body.reason, set_by: lead.operatorId, created_at: at, resumed_at: null });
-      await tx.appendAudit([audit('agent_paused', null, actorOf(lead), { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason: body.reason }, at)]);
+      await this.writer.append(tx, [audit('agent_paused', null, actorOf(lead), { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason: body.reason }, at)]);
       return this.queueNotice(tx, { kind: 'agent_paused', at, agent: agent.name, by: lead.name, until: new Date(until).toISOString(), reason: body.reason });
     });
     this.holdCache.delete(agent.id);
@@ -531,7 +508,7 @@ export class GuardService {
     const queued = await this.store.transaction(async (tx) => {
       const ended = await tx.guard.resumeAgent(agent.id, at);
       if (ended === 0) throw new CountersignError('ILLEGAL_TRANSITION', `agent ${agent.name} is not paused`);
-      await tx.appendAudit([audit('agent_resumed', null, actorOf(lead), { agentId: agent.id, agent: agent.name, reason: body.reason }, at)]);
+      await this.writer.append(tx, [audit('agent_resumed', null, actorOf(lead), { agentId: agent.id, agent: agent.name, reason: body.reason }, at)]);
       return this.queueNotice(tx, { kind: 'agent_resumed', at, agent: agent.name, by: lead.name, reason: body.reason });
     });
     this.holdCache.delete(agent.id);
@@ -566,7 +543,7 @@ export class GuardService {
       if (await tx.guard.activePause(pause.agent_id, at)) return 'stale' as const;
       const agent = (await tx.findAgentById(pause.agent_id))?.name ?? pause.agent_id;
       const reason = `the pause ran out (it was: ${pause.reason})`;
-      await tx.appendAudit([audit('pause_expired', null, SYSTEM, { agentId: pause.agent_id, agent, pausedUntil: new Date(Number(pause.until)).toISOString(), reason: pause.reason }, at)]);
+      await this.writer.append(tx, [audit('pause_expired', null, SYSTEM, { agentId: pause.agent_id, agent, pausedUntil: new Date(Number(pause.until)).toISOString(), reason: pause.reason }, at)]);
       return (await this.queueNotice(tx, { kind: 'agent_resumed', at, agent, by: SYSTEM.name, reason })) ? ('decided' as const) : ('stale' as const);
     }).catch((err: unknown) => {
       if (err instanceof TimerSkip) return err.why as 'rescheduled';
@@ -639,7 +616,7 @@ export class GuardService {
           entries.push(audit('agent_paused', null, SYSTEM, { agentId: agent.id, agent: agent.name, until: new Date(until).toISOString(), reason }, at));
           queued = (await this.queueNotice(tx, { kind: 'agent_paused', at, agent: agent.name, by: SYSTEM.name, until: new Date(until).toISOString(), reason })) || queued;
         }
-        await tx.appendAudit(entries);
+        await this.writer.append(tx, entries);
         return queued;
       });
       this.lastSlicingAlert.set(agent.id, signature); // only once recorded: a failed write is tried again
@@ -762,7 +739,7 @@ export class GuardService {
   }
 }
 
-const SYSTEM: Actor = { type: 'system', id: 'system', name: 'countersign' };
+const SYSTEM = SYSTEM_ACTOR;
 
 /** What the agent's guard state does to a create: a forced review, and whether the request joins an aggregate review. */
 export interface CreateGate {
@@ -794,14 +771,6 @@ function activeHold(raw: string | undefined, at: number): ReviewHold | undefined
 /** The agent's own `whilePaused`, else the policy's. */
 function whilePaused(policy: Policy, agentName: string) {
   return policy.agents[agentName]?.whilePaused ?? policy.guard.whilePaused;
-}
-
-function actorOf(p: Principal): Actor {
-  return p.kind === 'agent' ? { type: 'agent', id: p.agentId, name: p.agentName } : { type: 'operator', id: p.operatorId, name: p.name };
-}
-
-function audit(type: string, requestId: string | null, actor: Actor, data: unknown, at: number): NewAuditEntry {
-  return { at, type, request_id: requestId, actor_type: actor.type, actor_id: actor.id, actor_name: actor.name, data: JSON.stringify(data) };
 }
 
 /** CIDRs as stored (`10.1.2.3` → `10.1.2.3/32`); the first that is not one refuses the whole list. */

@@ -7,9 +7,9 @@ import { CountersignError, type ApprovalRequest } from '@countersign/core';
 import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
-import { registerAuditRoutes } from '../audit/http.ts';
+import { registerAuditRoutes } from './routes/audit.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
-import { clientIp, registerGuardRoutes } from '../guard/http.ts';
+import { clientIp, registerGuardRoutes } from './routes/guard.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
 import { mountSlackActions } from '../channels/slack-actions.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -18,9 +18,9 @@ import { mountDashboard } from './dashboard.ts';
 import { errorResponse, toCountersignError } from './errors.ts';
 import { instrumentEngine, renderMetrics } from './metrics.ts';
 import { registerSummaryRoute } from './metrics-summary.ts';
-import * as routes from './routes.ts';
+import * as routes from './routes/contract.ts';
 import { isSignIn, registerSessionRoutes, Sessions, type SessionOptions } from './session.ts';
-import { type ApiEnv as Env } from './routes.ts';
+import { type ApiEnv as Env } from './routes/contract.ts';
 
 
 export interface AppOptions {

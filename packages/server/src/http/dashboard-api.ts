@@ -9,8 +9,8 @@ import { streamSSE } from 'hono/streaming';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { recordFeedback } from './metrics.ts';
-import { AuditEntrySchema, RequestId } from './routes.ts';
-import { type ApiEnv as Env } from './routes.ts';
+import { AuditEntrySchema, RequestId } from './routes/contract.ts';
+import { type ApiEnv as Env } from './routes/contract.ts';
 
 
 /** Reads a changed request without an operator's identity; operators may read every request. */

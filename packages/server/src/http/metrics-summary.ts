@@ -16,9 +16,9 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { CountersignError, ErrorBody, type Assessment, type Decision } from '@countersign/core';
 import type { Engine } from '../engine/engine.ts';
 import type { MetricFactRow } from '../store/store.ts';
-import { type ApiEnv as Env } from './routes.ts';
+import { type ApiEnv as Env } from './routes/contract.ts';
 /** The response shape lives in core, shared with the dashboard. */
-import type { MetricsSummary, Rates } from '@countersign/core';
+import { quantile, rate, slaCompliance, withinSla, type MetricsSummary, type Rates } from '@countersign/core';
 
 
 export const ESCALATED_AUDIT_TYPE = 'escalated';
@@ -35,18 +35,9 @@ export interface ReviewFact {
   request_created_at: number;
 }
 
-/** Linear-interpolated quantile of sorted values (numpy's default), null for none. */
-export function quantile(sorted: readonly number[], q: number): number | null {
-  if (sorted.length === 0) return null;
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  const a = sorted[lo]!;
-  const b = sorted[hi]!;
-  return a + (b - a) * (pos - lo);
-}
-
-const ratio = (n: number, d: number) => (d === 0 ? null : n / d);
+/** The math is core's (metrics.ts), shared with Prometheus; `quantile` is re-exported for its tests. */
+export { quantile };
+const ratio = rate;
 
 class Accumulator {
   requests = 0;
@@ -79,7 +70,7 @@ class Accumulator {
       p90DecisionSeconds: round(quantile(sorted, 0.9)),
       slaMet: this.slaMet,
       slaMissed: this.slaMissed,
-      slaCompliance: ratio(this.slaMet, this.slaMet + this.slaMissed),
+      slaCompliance: slaCompliance(this.slaMet, this.slaMissed),
     };
   }
 }
@@ -154,7 +145,7 @@ function add(acc: Accumulator, f: MetricFactRow, escalated: ReadonlySet<string>,
   if (dueIso === null) return;
   const due = Date.parse(dueIso);
   if (byReviewers && f.decided_at !== null) {
-    if (f.decided_at <= due) acc.slaMet++;
+    if (withinSla(f.decided_at, dueIso)) acc.slaMet++;
     else acc.slaMissed++;
   } else if (decision !== null) {
     acc.slaMissed++; // expired (fail closed) before anyone decided

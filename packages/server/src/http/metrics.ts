@@ -12,7 +12,7 @@
  * Label values must come from a small fixed set (channel names, reason codes), never from
  * agent-supplied text; they are clipped and reduced to [a-z0-9_:.-] as a last line of defence.
  */
-import type { Assessment, Decision } from '@countersign/core';
+import { withinSla, type Assessment, type Decision } from '@countersign/core';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine, RequestChange } from '../engine/engine.ts';
 
@@ -119,7 +119,7 @@ export function observeChange({ previousStatus, row }: RequestChange): void {
   const decidedAt = row.decided_at ?? row.updated_at;
   timeToDecision.observe({ risk_level: row.risk_level, outcome: decision.outcome }, Math.max(0, decidedAt - row.created_at) / 1000);
   const due = (JSON.parse(row.assessment) as Assessment).slaDueAt;
-  if (due !== null && decidedAt > Date.parse(due)) slaBreaches.inc({ risk_level: row.risk_level });
+  if (withinSla(decidedAt, due) === false) slaBreaches.inc({ risk_level: row.risk_level });
 }
 
 const instrumented = new WeakSet<Engine>();

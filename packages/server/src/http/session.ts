@@ -22,7 +22,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { sha256Hex } from '../ids.ts';
-import { type ApiEnv as Env } from './routes.ts';
+import { type ApiEnv as Env } from './routes/contract.ts';
 
 
 export const SESSION_COOKIE = 'countersign_session';

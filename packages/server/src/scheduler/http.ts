@@ -6,7 +6,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { ApprovalRequest, ErrorBody, MAX_EXTENSION_MS } from '@countersign/core';
 import type { Engine } from '../engine/engine.ts';
-import { json, security, type ApiEnv as Env } from '../http/routes.ts';
+import { json, security, type ApiEnv as Env } from '../http/routes/contract.ts';
 
 
 const errors = {

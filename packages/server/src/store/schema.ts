@@ -5,9 +5,9 @@
  */
 import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
-import type { AuditCheckpointsTable, AuditNodesTable } from '../audit/store.ts';
-import type { AggregateCollectionsTable, AggregateMembersTable } from '../guard/aggregate-store.ts';
-import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from '../guard/store.ts';
+import type { AuditCheckpointsTable, AuditNodesTable } from './trail.ts';
+import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
+import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
   id: string;
@@ -108,7 +108,7 @@ export interface AuditLogTable {
 export interface AuditHeadTable {
   id: number;
   seq: number;
-  /** The Merkle tree's compact form (audit/store.ts), JSON array of base64 hashes. */
+  /** The Merkle tree's compact form (store/trail.ts), JSON array of base64 hashes. */
   frontier: Generated<string>;
   /** Entries 1 … pruned_to were removed by retention; their hashes stay in audit_nodes. */
   pruned_to: Generated<number>;

@@ -1,6 +1,6 @@
 /**
- * The SQL of re-encryption (`countersign keys rotate-encryption`, store/rotation.ts), shared by
- * the tables' own query classes (store.ts for requests and reviews, guard/store.ts for TOTP
+ * The SQL of re-encryption (`countersign keys rotate-encryption`, keys/rotation.ts), shared by
+ * the tables' own query classes (store.ts for requests and reviews, store/guard.ts for TOTP
  * secrets), which stay their tables' one writer. Prefixes are compared with `substr`, not
  * `LIKE`: SQLite's LIKE ignores case, and a plain description may well begin with `ENC:`.
  */

@@ -3,11 +3,11 @@
  * server. The request columns holding agent-supplied content (args, context — the evidence —,
  * alternatives, description, the decision that embeds the approved args) and the reviews'
  * modified args are sealed on write and opened on read, at the row boundary of the store
- * (store.ts, guard/store.ts, audit/store.ts). A sealed value is self-describing,
+ * (store.ts, store/guard.ts, store/trail.ts). A sealed value is self-describing,
  * `enc:v2:<keyId>:<base64(iv | tag | ciphertext)>` with a random 12-byte IV per value and the
  * non-secret fingerprint of the key that sealed it, so plain rows written before a key was set
  * stay readable, and old keys (COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS) keep opening what they sealed
- * until `countersign keys rotate-encryption` has re-sealed it (store/rotation.ts). Values from
+ * until `countersign keys rotate-encryption` has re-sealed it (keys/rotation.ts). Values from
  * before key ids, `enc:v1:<base64>`, are opened by trying the current key, then the previous ones
  * (the GCM tag makes a wrong key fail, never decrypt to garbage). A sealed value read without its
  * key (or altered: the GCM tag) fails closed with STORE_UNAVAILABLE — the ciphertext is never

@@ -4,14 +4,15 @@
  * audit entry with one object in one transaction. Nothing outside the engine calls the write
  * methods (one writer per table).
  */
+import { processEnvironment, reentryCheckFrom } from '../config.ts';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { CountersignError } from '@countersign/core';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
-import { TrailQueries } from '../audit/store.ts';
-import { GuardQueries } from '../guard/store.ts';
-import { AggregateQueries } from '../guard/aggregate-store.ts';
+import { TrailQueries } from './trail.ts';
+import { GuardQueries } from './guard.ts';
+import { AggregateQueries } from './aggregates.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows } from './insert-rows.ts';
@@ -326,7 +327,7 @@ export class Queries {
     return rows.map((r) => this.sealer.openReview(r));
   }
 
-  // ---- re-encryption (store/rotation.ts drives these) ----
+  // ---- re-encryption (keys/rotation.ts drives these) ----
 
   /** Requests or reviews after `after` (id order) holding values the target wants re-sealed, raw. */
   async resealBatch(table: 'requests' | 'reviews', after: string, limit: number, target: ResealTarget): Promise<SealedRow[]> {
@@ -348,7 +349,7 @@ export class Queries {
    * The one place audit entries are appended. The head row is updated first, which on
    * PostgreSQL holds its lock to commit: sequence numbers come out gapless and in commit order.
    * Each entry is a leaf of the Merkle tree, whose nodes and frontier are written in the same
-   * transaction (audit/store.ts), so a rolled-back savepoint takes its leaves with it.
+   * transaction (store/trail.ts), so a rolled-back savepoint takes its leaves with it.
    */
   async appendAudit(entries: readonly NewAuditEntry[]): Promise<number[]> {
     if (entries.length === 0) return [];
@@ -407,17 +408,17 @@ export class Queries {
     return new TimerQueries(this.db, this.capabilities);
   }
 
-  /** The audit trail's Merkle tree and checkpoints (audit/store.ts), on this handle (or transaction). */
+  /** The audit trail's Merkle tree and checkpoints (store/trail.ts), on this handle (or transaction). */
   get trail(): TrailQueries {
     return new TrailQueries(this.db, this.sealer);
   }
 
-  /** Aggregate reviews' collections and members (guard/aggregate-store.ts). */
+  /** Aggregate reviews' collections and members (store/aggregates.ts). */
   get aggregates(): AggregateQueries {
     return new AggregateQueries(this.db, this.capabilities);
   }
 
-  /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (guard/store.ts). */
+  /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */
   get guard(): GuardQueries {
     return new GuardQueries(this.db, this.sealer);
   }
@@ -439,7 +440,7 @@ const MAX_GROUP = 64;
  * test instead of hanging a server. (Off in production: there it could only turn a hang into an error.)
  */
 const insideTransaction = new AsyncLocalStorage<true>();
-const CHECK_REENTRY = process.env['VITEST'] !== undefined || process.env['COUNTERSIGN_CHECK_REENTRY'] === '1';
+const CHECK_REENTRY = reentryCheckFrom(processEnvironment());
 const QUERY_ENTRY_POINTS = new Set(['selectFrom', 'insertInto', 'updateTable', 'deleteFrom', 'replaceInto', 'mergeInto', 'with', 'selectNoFrom', 'getExecutor', 'executeQuery', 'connection', 'transaction']);
 
 function refuseReentry<T extends object>(db: T): T {

@@ -8,7 +8,7 @@
  * leases (`claimed_by`, `claimed_until`) so that several processes share due timers without
  * taking the same one; on PostgreSQL the claim uses `FOR UPDATE SKIP LOCKED`.
  */
-import { SqliteAdapter, sql, type Kysely, type Migration, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Capabilities } from './connect.ts';
 import type { Database } from './schema.ts';
 
@@ -213,117 +213,8 @@ export class TimerQueries {
   }
 }
 
-/**
- * Migration 003: the scheduler's tables. Requests that were already pending keep their
- * deadlines: an `expire` timer for an agent-set timeout, and an `escalate` timer at their SLA
- * (their escalation state is planned from the active policy when it fires).
- */
-export const m003_scheduler: Migration = {
-  async up(db: Kysely<any>) {
-    await db.schema
-      .createTable('timers')
-      .addColumn('id', 'text', (c) => c.primaryKey())
-      .addColumn('kind', 'text', (c) => c.notNull())
-      .addColumn('request_id', 'text')
-      .addColumn('due_at', 'bigint', (c) => c.notNull())
-      .addColumn('payload', 'text', (c) => c.notNull())
-      .addColumn('claimed_by', 'text')
-      .addColumn('claimed_until', 'bigint')
-      .addColumn('created_at', 'bigint', (c) => c.notNull())
-      .execute();
-    await db.schema.createIndex('timers_due').on('timers').column('due_at').execute();
-    await db.schema.createIndex('timers_request').on('timers').columns(['request_id', 'kind']).execute();
-    await db.schema
-      .createTable('escalations')
-      .addColumn('request_id', 'text', (c) => c.primaryKey().references('requests.id'))
-      .addColumn('level', 'integer', (c) => c.notNull())
-      .addColumn('due_at', 'bigint', (c) => c.notNull())
-      .addColumn('state', 'text', (c) => c.notNull())
-      .addColumn('updated_at', 'bigint', (c) => c.notNull())
-      .execute();
-    await db.schema
-      .createTable('deliveries')
-      .addColumn('id', 'text', (c) => c.primaryKey())
-      .addColumn('request_id', 'text', (c) => c.notNull().references('requests.id'))
-      .addColumn('channel', 'text', (c) => c.notNull())
-      .addColumn('event', 'text', (c) => c.notNull())
-      .addColumn('status', 'text', (c) => c.notNull())
-      .addColumn('attempts', 'integer', (c) => c.notNull())
-      .addColumn('last_error', 'text')
-      .addColumn('response', 'text')
-      .addColumn('attempt_log', 'text', (c) => c.notNull())
-      .addColumn('data', 'text', (c) => c.notNull())
-      .addColumn('created_at', 'bigint', (c) => c.notNull())
-      .addColumn('updated_at', 'bigint', (c) => c.notNull())
-      .addColumn('finished_at', 'bigint')
-      .execute();
-    await db.schema.createIndex('deliveries_status').on('deliveries').columns(['status', 'created_at']).execute();
-    await db.schema.createIndex('deliveries_request').on('deliveries').columns(['request_id', 'channel']).execute();
-    await db.schema
-      .createTable('nonces')
-      .addColumn('key', 'text', (c) => c.primaryKey())
-      .addColumn('expires_at', 'bigint', (c) => c.notNull())
-      .execute();
 
-    const pending = await db.selectFrom('requests').select(['id', 'assessment', 'expires_at', 'created_at']).where('status', '=', 'pending').execute();
-    const rows: TimerRow[] = [];
-    for (const r of pending as Array<{ id: string; assessment: string; expires_at: number | string | null; created_at: number | string }>) {
-      const created = Number(r.created_at);
-      if (r.expires_at !== null) {
-        rows.push({ id: `tmr_x_${r.id}`, kind: 'expire', request_id: r.id, due_at: Number(r.expires_at), payload: '{}', claimed_by: null, claimed_until: null, created_at: created });
-      }
-      const slaDueAt = (JSON.parse(r.assessment) as { slaDueAt?: string | null }).slaDueAt;
-      const due = slaDueAt ? Date.parse(slaDueAt) : Number.NaN;
-      if (Number.isFinite(due)) {
-        rows.push({ id: `tmr_e_${r.id}`, kind: 'escalate', request_id: r.id, due_at: due, payload: '{"level":null}', claimed_by: null, claimed_until: null, created_at: created });
-      }
-    }
-    for (let i = 0; i < rows.length; i += 200) await db.insertInto('timers').values(rows.slice(i, i + 200)).execute();
-  },
-};
 
-/**
- * Migration 005: guard notices travel the same durable path as request notifications, so a
- * delivery's `request_id` may be null. PostgreSQL drops the NOT NULL; SQLite cannot alter a
- * column and rebuilds the table (nothing references it; the foreign key to requests stays).
- */
-/** Migration 008: expired nonces (Slack replays, signed-out sessions) are swept by `expires_at` without a table scan. */
-export const m008_nonces_expiry: Migration = {
-  async up(db: Kysely<any>) {
-    await db.schema.createIndex('nonces_expires_at').on('nonces').column('expires_at').execute();
-  },
-};
-
-export const m005_guard_notices: Migration = {
-  async up(db: Kysely<any>) {
-    if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
-      await db.schema.alterTable('deliveries').alterColumn('request_id', (c) => c.dropNotNull()).execute();
-      return;
-    }
-    await db.schema
-      .createTable('deliveries_005')
-      .addColumn('id', 'text', (c) => c.primaryKey())
-      .addColumn('request_id', 'text', (c) => c.references('requests.id'))
-      .addColumn('channel', 'text', (c) => c.notNull())
-      .addColumn('event', 'text', (c) => c.notNull())
-      .addColumn('status', 'text', (c) => c.notNull())
-      .addColumn('attempts', 'integer', (c) => c.notNull())
-      .addColumn('last_error', 'text')
-      .addColumn('response', 'text')
-      .addColumn('attempt_log', 'text', (c) => c.notNull())
-      .addColumn('data', 'text', (c) => c.notNull())
-      .addColumn('created_at', 'bigint', (c) => c.notNull())
-      .addColumn('updated_at', 'bigint', (c) => c.notNull())
-      .addColumn('finished_at', 'bigint')
-      .execute();
-    const columns = sql.raw('id, request_id, channel, event, status, attempts, last_error, response, attempt_log, data, created_at, updated_at, finished_at');
-    await sql`INSERT INTO deliveries_005 (${columns}) SELECT ${columns} FROM deliveries`.execute(db);
-    await db.schema.dropTable('deliveries').execute();
-    await db.schema.alterTable('deliveries_005').renameTo('deliveries').execute();
-    await db.schema.createIndex('deliveries_status').on('deliveries').columns(['status', 'created_at']).execute();
-    await db.schema.createIndex('deliveries_request').on('deliveries').columns(['request_id', 'channel']).execute();
-  },
-};
 
 // ---- row builders (the engine writes these; kept beside the tables they fill) ----
 

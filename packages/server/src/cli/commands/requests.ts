@@ -13,10 +13,10 @@ import {
   type Review,
   type Verdict,
 } from '@countersign/core';
-import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from './common.ts';
-import { age, fixed, indentBlock, plural, relative, safe, safeJson, safeMultiline, table, timeLeft } from './format.ts';
-import { idSegment, type ApiClient, type Query } from './http-client.ts';
-import { escalationLabel, slaLeft } from './escalation-commands.ts';
+import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
+import { age, fixed, indentBlock, plural, relative, safe, safeJson, safeMultiline, table, timeLeft } from '../format.ts';
+import { idSegment, type ApiClient, type Query } from '../http-client.ts';
+import { escalationLabel, slaLeft } from './escalation.ts';
 
 interface RequestPage {
   items: ApprovalRequest[];

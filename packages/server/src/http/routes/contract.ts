@@ -15,7 +15,7 @@ import {
   RiskLevel,
   Role,
 } from '@countersign/core';
-import type { Principal } from '../engine/principal.ts';
+import type { Principal } from '../../engine/principal.ts';
 
 /** What every authenticated handler finds in its context. */
 export type ApiEnv = {

@@ -7,9 +7,9 @@
  */
 import { Option, InvalidArgumentError, type Command } from 'commander';
 import { CountersignError, parseDuration, type ApprovalRequest } from '@countersign/core';
-import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from './common.ts';
-import { plural, relative, safe, table, timeLeft } from './format.ts';
-import { idSegment } from './http-client.ts';
+import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
+import { plural, relative, safe, table, timeLeft } from '../format.ts';
+import { idSegment } from '../http-client.ts';
 
 interface DeliveryItem {
   id: string;

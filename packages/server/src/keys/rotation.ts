@@ -14,9 +14,10 @@
  */
 import { CountersignError } from '@countersign/core';
 import { SecretBox } from '../guard/totp.ts';
-import { isSealed } from './sealing.ts';
-import type { SealedRow, ResealTarget } from './sealed-sql.ts';
-import type { Queries, Store } from './store.ts';
+import { isSealed } from '../store/sealing.ts';
+import type { SealedRow, ResealTarget } from '../store/sealed-sql.ts';
+import type { Queries, Store } from '../store/store.ts';
+import { SYSTEM_ACTOR, draft, standaloneAuditWriter, type AuditWriter } from '../audit/writer.ts';
 
 export const SEALED_TABLES = ['requests', 'reviews', 'operator_totp'] as const;
 export type SealedTableName = (typeof SEALED_TABLES)[number];
@@ -30,6 +31,8 @@ export interface RotationOptions {
   maxBatches?: number | undefined;
   onProgress?: ((progress: { table: SealedTableName; batch: number; resealed: number }) => void) | undefined;
   now?: (() => number) | undefined;
+  /** Writes the `encryption_rotated` entry; default a standalone writer (the command has no audit key; audit/writer.ts). */
+  writer?: AuditWriter | undefined;
 }
 
 export interface TableRotation {
@@ -56,7 +59,6 @@ export interface RotationReport extends TableRotation {
   tables: Record<SealedTableName, TableRotation>;
 }
 
-const SYSTEM = { type: 'system', id: 'system', name: 'countersign' };
 
 interface Codec {
   open(value: string, where: string): string;
@@ -144,9 +146,8 @@ export async function rotateEncryption(store: Store, options: RotationOptions = 
   };
   if (complete) {
     const at = (options.now ?? Date.now)();
-    await store.transaction((tx) =>
-      tx.appendAudit([{ at, type: 'encryption_rotated', request_id: null, actor_type: SYSTEM.type, actor_id: SYSTEM.id, actor_name: SYSTEM.name, data: JSON.stringify(report) }]),
-    );
+    const writer = options.writer ?? standaloneAuditWriter();
+    await store.transaction((tx) => writer.append(tx, [draft('encryption_rotated', null, SYSTEM_ACTOR, report, at)]));
   }
   return report;
 }

@@ -1,15 +1,6 @@
-/**
- * Versioned migrations, applied at start by Kysely's Migrator (which takes a lock, so several
- * servers starting against one PostgreSQL database migrate once). Append new migrations; never
- * edit a released one.
- */
-import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
-import { m003_scheduler, m005_guard_notices, m008_nonces_expiry } from './timers.ts';
-import { m002_audit, m002_audit_retention } from '../audit/store.ts';
-import { m004_guard, m004_guard_allowlist, m006_role_allowlist } from '../guard/store.ts';
-import { m007_aggregates } from '../guard/aggregate-store.ts';
+import { sql, type Kysely, type Migration } from 'kysely';
 
-const m001_initial: Migration = {
+export const m001_initial: Migration = {
   async up(db: Kysely<any>) {
     await db.schema
       .createTable('agents')
@@ -128,24 +119,5 @@ const m001_initial: Migration = {
       .addColumn('seq', 'bigint', (c) => c.notNull())
       .execute();
     await db.insertInto('audit_head').values({ id: 1, seq: 0 }).execute();
-  },
-};
-
-export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
-  '001_initial': m001_initial,
-  '003_scheduler': m003_scheduler,
-  '002_audit': m002_audit,
-  '002_audit_retention': m002_audit_retention,
-  '004_guard': m004_guard,
-  '004_guard_allowlist': m004_guard_allowlist,
-  '005_guard_notices': m005_guard_notices,
-  '006_role_allowlist': m006_role_allowlist,
-  '007_aggregates': m007_aggregates,
-  '008_nonces_expiry': m008_nonces_expiry,
-});
-
-export const migrationProvider: MigrationProvider = {
-  async getMigrations() {
-    return { ...MIGRATIONS };
   },
 };

@@ -6,10 +6,10 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { CountersignError, ErrorBody, REGULATIONS, SignedCheckpoint, complianceCsv, complianceMarkdown } from '@countersign/core';
 import { stream } from 'hono/streaming';
-import type { Engine } from '../engine/engine.ts';
-import type { Principal } from '../engine/principal.ts';
-import { complianceReport, operatorMetrics } from './reports.ts';
-import { json, security, type ApiEnv as Env } from '../http/routes.ts';
+import type { Engine } from '../../engine/engine.ts';
+import type { Principal } from '../../engine/principal.ts';
+import { complianceReport, operatorMetrics } from '../../audit/reports.ts';
+import { json, security, type ApiEnv as Env } from './contract.ts';
 
 
 const errors = {

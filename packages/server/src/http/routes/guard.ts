@@ -6,8 +6,8 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
 import { ErrorBody } from '@countersign/core';
-import type { Engine } from '../engine/engine.ts';
-import { json, security, type ApiEnv as Env } from '../http/routes.ts';
+import type { Engine } from '../../engine/engine.ts';
+import { json, security, type ApiEnv as Env } from './contract.ts';
 
 
 const body = <T extends z.ZodType>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });

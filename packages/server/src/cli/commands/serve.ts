@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { resolveServerConfig } from '../config.ts';
+import { resolveServerConfig } from '../../config.ts';
 
 export function registerServe(program: Command): void {
   program
@@ -14,7 +14,7 @@ export function registerServe(program: Command): void {
     .action(async (flags: { database?: string; host?: string; port?: string; policy?: string; auditKey?: string; json?: boolean }) => {
       const config = resolveServerConfig(flags);
       // Loaded here so client commands do not pay for the server stack at start-up.
-      const { startServer } = await import('../serve.ts');
+      const { startServer } = await import('../../serve.ts');
       const server = await startServer(config);
       const { engine, url, bootstrap } = server;
       const policy = engine.policy;

@@ -1,13 +1,13 @@
 /**
  * `countersign keys rotate-encryption`: re-seals every value at rest under the current
- * COUNTERSIGN_ENCRYPTION_KEY (store/rotation.ts). Unlike the client commands it opens the
+ * COUNTERSIGN_ENCRYPTION_KEY (keys/rotation.ts). Unlike the client commands it opens the
  * database itself (--database / COUNTERSIGN_DATABASE_URL), as `serve` does, with the same key
  * settings as the servers; it is safe while they run and safe to interrupt and run again.
  */
 import { CountersignError } from '@countersign/core';
 import type { Command } from 'commander';
-import { positiveInt, print, printJson } from './common.ts';
-import type { RotationReport } from '../store/rotation.ts';
+import { positiveInt, print, printJson } from '../common.ts';
+import type { RotationReport } from '../../keys/rotation.ts';
 
 export function registerRotateEncryption(keys: Command): void {
   keys
@@ -28,15 +28,18 @@ Progress goes to stderr. Exits 1 when values remain that no configured key opens
     )
     .action(async (flags: { database?: string; batch?: number; includePlain?: boolean; json?: boolean }) => {
       // Loaded here so other commands do not pay for the store at start-up.
-      const { connect } = await import('../store/connect.ts');
-      const { Sealer } = await import('../store/sealing.ts');
-      const { Store } = await import('../store/store.ts');
-      const { rotateEncryption } = await import('../store/rotation.ts');
+      const { connect } = await import('../../store/connect.ts');
+      const { Sealer } = await import('../../store/sealing.ts');
+      const { Store } = await import('../../store/store.ts');
+      const { rotateEncryption } = await import('../../keys/rotation.ts');
       const { existsSync } = await import('node:fs');
-      const { parseDatabaseUrl } = await import('../store/connect.ts');
-      const sealer = Sealer.fromKey(process.env.COUNTERSIGN_ENCRYPTION_KEY || undefined, process.env.COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS || undefined);
+      const { parseDatabaseUrl } = await import('../../store/connect.ts');
+      const { processEnvironment, guardOptionsFromEnv } = await import('../../config.ts');
+      const env = processEnvironment();
+      const keys = guardOptionsFromEnv(env);
+      const sealer = Sealer.fromKey(keys.encryptionKey, keys.previousEncryptionKeys);
       // Never a default database: rotating an empty one would report "nothing left under an old key".
-      const url = flags.database ?? process.env.COUNTERSIGN_DATABASE_URL;
+      const url = flags.database ?? env.COUNTERSIGN_DATABASE_URL;
       if (!url) throw new CountersignError('VALIDATION_FAILED', 'say which database to rotate: --database URL or COUNTERSIGN_DATABASE_URL (the one your servers use)');
       const parsed = parseDatabaseUrl(url);
       if (parsed.dialect === 'sqlite' && (parsed.target === ':memory:' || !existsSync(parsed.target))) {

@@ -4,8 +4,8 @@
  */
 import type { Command } from 'commander';
 import { CountersignError } from '@countersign/core';
-import { clientFrom, print, printJson, withClientOptions, type CommonFlags } from './common.ts';
-import { safe } from './format.ts';
+import { clientFrom, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
+import { safe } from '../format.ts';
 
 interface Health {
   status: string;

@@ -5,8 +5,8 @@
  */
 import { Option, type Command } from 'commander';
 import { ROLES } from '@countersign/core';
-import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../cli/common.ts';
-import { safe } from '../cli/format.ts';
+import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
+import { safe } from '../format.ts';
 
 const seg = (ref: string) => encodeURIComponent(ref);
 

@@ -16,12 +16,12 @@ import { createReadStream, createWriteStream, readFileSync, rmSync, statSync, wr
 import { once } from 'node:events';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CountersignError, REGULATIONS, fromBase64, verifyConsistency, type SignedCheckpoint, type TrailResult } from '@countersign/core';
-import { clientFrom, print, printJson, withClientOptions, type CommonFlags } from '../cli/common.ts';
-import type { ApiClient } from '../cli/http-client.ts';
-import { safe, safeMultiline, table } from '../cli/format.ts';
-import type { AuditEntry } from '../engine/engine.ts';
-import { hasher, publicKeyFromPem, type PublicAuditKey } from './crypto.ts';
-import { chunksOf, verifyTrailStream, type VerifyProgress } from './verify.ts';
+import { clientFrom, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
+import type { ApiClient } from '../http-client.ts';
+import { safe, safeMultiline, table } from '../format.ts';
+import type { AuditEntry } from '../../engine/engine.ts';
+import { hasher, publicKeyFromPem, type PublicAuditKey } from '../../audit/crypto.ts';
+import { chunksOf, verifyTrailStream, type VerifyProgress } from '../../audit/verify.ts';
 
 function size(value: string): number {
   const n = Number(value);

@@ -11,12 +11,12 @@
  *
  * Hashes are stored as base64 text, like the API shows them, in both dialects.
  */
-import type { Kysely, Migration, Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint } from '@countersign/core';
-import type { AuditLogTable, Database } from '../store/schema.ts';
-import { hasher } from './crypto.ts';
-import { Sealer } from '../store/sealing.ts';
-import { insertRows } from '../store/insert-rows.ts';
+import type { AuditLogTable, Database } from './schema.ts';
+import { hasher } from './hashing.ts';
+import { Sealer } from './sealing.ts';
+import { insertRows } from './insert-rows.ts';
 
 export interface AuditNodesTable {
   level: number;
@@ -284,56 +284,4 @@ function checkpointOf(row: AuditCheckpointsTable): SignedCheckpoint {
   return { treeSize: Number(row.tree_size), rootHash: row.root_hash, timestamp: row.timestamp, keyId: row.key_id, signature: row.signature };
 }
 
-/**
- * The audit migration. Databases that already hold entries (written before the tree existed)
- * get their tree built here, so the tree size always equals the last seq.
- */
-export const m002_audit: Migration = {
-  async up(db: Kysely<any>) {
-    await db.schema
-      .createTable('audit_nodes')
-      .addColumn('level', 'integer', (c) => c.notNull())
-      .addColumn('idx', 'bigint', (c) => c.notNull())
-      .addColumn('hash', 'text', (c) => c.notNull())
-      .addPrimaryKeyConstraint('audit_nodes_pk', ['level', 'idx'])
-      .execute();
-    await db.schema
-      .createTable('audit_checkpoints')
-      .addColumn('tree_size', 'bigint', (c) => c.primaryKey())
-      .addColumn('root_hash', 'text', (c) => c.notNull())
-      .addColumn('timestamp', 'text', (c) => c.notNull())
-      .addColumn('key_id', 'text', (c) => c.notNull())
-      .addColumn('signature', 'text', (c) => c.notNull())
-      .addColumn('created_at', 'bigint', (c) => c.notNull())
-      .execute();
-    await db.schema.alterTable('audit_head').addColumn('frontier', 'text', (c) => c.notNull().defaultTo('[]')).execute();
-    // For `GET /v1/audit?actor=&from=&to=` (request ids have their index since 001).
-    await db.schema.createIndex('audit_log_actor').on('audit_log').columns(['actor_id', 'seq']).execute();
-    await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
 
-    const head = await db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirstOrThrow();
-    const size = Number(head.seq);
-    const trail = new TrailQueries(db as Kysely<Database>);
-    let frontier = '[]';
-    for (let done = 0; done < size; ) {
-      const rows = (await db
-        .selectFrom('audit_log')
-        .selectAll()
-        .where('seq', '>', done)
-        .where('seq', '<=', Math.min(size, done + 5000))
-        .orderBy('seq')
-        .execute()) as AuditLogTable[];
-      if (rows.length === 0) throw new Error(`audit_log has no entry ${done + 1} (head says ${size})`);
-      await trail.appendLeaves(done, frontier, rows);
-      done += rows.length;
-      frontier = (await db.selectFrom('audit_head').select('frontier').where('id', '=', 1).executeTakeFirstOrThrow()).frontier as string;
-    }
-  },
-};
-
-/** Retention: how far the trail's entries have been pruned (the tree's hashes are all kept). */
-export const m002_audit_retention: Migration = {
-  async up(db: Kysely<any>) {
-    await db.schema.alterTable('audit_head').addColumn('pruned_to', 'bigint', (c) => c.notNull().defaultTo(0)).execute();
-  },
-};

@@ -1,12 +1,12 @@
 /** Admin and auditor commands: operators add/list, keys create|rotate-encryption, audit tail. */
-import type { AuditEntry } from '../engine/engine.ts';
+import type { AuditEntry } from '../../engine/engine.ts';
 import { Option, type Command } from 'commander';
 import { ROLES, type Role } from '@countersign/core';
-import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from './common.ts';
-import { relative, safe, table } from './format.ts';
-import { idSegment } from './http-client.ts';
-import { registerAuditCommands, registerReportCommand } from '../audit/cli.ts';
-import { registerRotateEncryption } from './rotate-command.ts';
+import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
+import { relative, safe, table } from '../format.ts';
+import { idSegment } from '../http-client.ts';
+import { registerAuditCommands, registerReportCommand } from './audit.ts';
+import { registerRotateEncryption } from './keys.ts';
 
 const SHOWN_ONCE = 'This is shown ONCE and cannot be retrieved later; store it now (e.g. in a secret manager).';
 

@@ -1,0 +1,67 @@
+/**
+ * The catalogue of audit events: every `type` the trail can hold, what it records, and the
+ * fields its `data` carries. The server's audit writer accepts only these types (so a new event
+ * is added here first, where reports and the dashboard can see it), the compliance report's
+ * lists (`GUARD_EVENT_TYPES`, the `*_refused` entries) are checked against it, and readers of
+ * the trail can name the fields they rely on.
+ *
+ * Data is stored redacted (personal data as keyed tokens, identities kept); `payloadHash` is the
+ * SHA-256 of the canonical `{action, args}`, never the args themselves.
+ */
+
+/** One event: who writes it and the fields of its data (optional ones end in `?`). */
+export interface AuditEventSpec {
+  readonly about: string;
+  readonly data: readonly string[];
+}
+
+export const AUDIT_EVENTS = {
+  // ---- configuration and credentials
+  policy_loaded: { about: 'a new policy version was stored and activated', data: ['version', 'hash', 'source'] },
+  operator_created: { about: 'an admin created an operator', data: ['operatorId', 'name', 'roles', 'groups'] },
+  key_created: { about: 'an admin created an agent API key', data: ['agentId', 'agentName', 'keyId', 'prefix'] },
+  agent_created: { about: 'an agent was registered', data: ['agentId', 'name'] },
+  encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
+  // ---- a request's lifecycle
+  created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?'] },
+  queued: { about: 'the request waits for reviewers', data: ['slaDueAt', 'approval', 'escalation?'] },
+  reviewed: { about: 'one reviewer voted', data: ['verdict', 'reason', 'modifiedArgs', 'alternative', 'stage'] },
+  approved: { about: 'the approval requirement was met (or the policy or a timeout approved)', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash', 'aggregateId?'] },
+  rejected: { about: 'a reviewer, the policy or an aggregate rejected it', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?', 'aggregateId?'] },
+  cancelled: { about: 'the agent withdrew it', data: ['decidedBy?', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?'] },
+  expired: { about: 'no decision in time (the agent timeout or the end of the escalation chain)', data: ['decidedBy?', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?'] },
+  executed: { about: 'the agent reported it ran (an approved aggregate: its members run)', data: ['status', 'error?', 'members?'] },
+  execution_failed: { about: 'the agent reported it failed', data: ['status', 'error'] },
+  feedback: { about: 'an operator judged a request the policy approved on its own', data: ['verdict', 'note', 'automationLevel', 'riskLevel'] },
+  // ---- deadlines and notifications
+  escalated: { about: 'undecided at its deadline: the next escalation level', data: ['from', 'to', 'role', 'dueAt', 'notify', 'lateMs'] },
+  extended: { about: 'a reviewer gave it more time at its level', data: ['level', 'bySeconds', 'reason', 'dueAt'] },
+  reassigned: { about: 'a reviewer handed it to an operator or a group', data: ['level', 'to', 'reason'] },
+  notified: { about: 'a channel delivered a notification', data: ['deliveryId', 'channel', 'event', 'attempts'] },
+  delivery_failed: { about: 'a notification gave up after its last attempt or a permanent error', data: ['deliveryId', 'channel', 'event', 'attempts', 'error'] },
+  // ---- reviewer protection (the guard)
+  totp_enrolment_started: { about: 'an operator began TOTP enrolment', data: ['operatorId', 'encrypted'] },
+  totp_enrolled: { about: 'an operator confirmed TOTP enrolment', data: ['operatorId'] },
+  cooldown_started: { about: 'an approver was put on a cool-down (automatic or by a lead)', data: ['operatorId', 'operator', 'until', 'reason', 'triggeredBy?', 'manual?'] },
+  ip_allowlist_set: { about: 'an admin set an operator’s or a role’s approval allowlist', data: ['operatorId?', 'operator?', 'role?', 'cidrs'] },
+  agent_paused: { about: 'an agent was paused (by a lead or by `onSlicing: pause`)', data: ['agentId', 'agent', 'until', 'reason'] },
+  agent_resumed: { about: 'a lead resumed a paused agent', data: ['agentId', 'agent', 'reason'] },
+  pause_expired: { about: 'an agent’s pause ran out', data: ['agentId', 'agent', 'pausedUntil', 'reason'] },
+  held: { about: 'a paused agent’s request was kept for review', data: ['agentId', 'agent', 'pausedUntil', 'reason'] },
+  slicing_alert: { about: 'slicing detection found a new set of alerts for an agent', data: ['agentId', 'agent', 'confidence', 'response', 'alerts'] },
+  review_forced: { about: 'an agent’s requests go to review for a while (`onSlicing: review`)', data: ['agentId', 'agent', 'until', 'alerts'] },
+  aggregation_started: { about: 'an agent’s requests are collected into aggregate reviews (`onSlicing: aggregate`)', data: ['agentId', 'agent', 'until', 'alerts', 'collectionId', 'requestIds'] },
+  collected: { about: 'a request was parked in its agent’s collection', data: ['collectionId', 'closesAt'] },
+  aggregated: { about: 'a member request was put into an aggregate request', data: ['aggregateId'] },
+  review_refused: { about: 'a review was refused (guard checks, SELF_REVIEW); written after the rollback', data: ['code', 'message'] },
+  create_refused: { about: 'a create was refused (rate limit, pause); written after the rollback', data: ['code', 'message'] },
+} as const satisfies Record<string, AuditEventSpec>;
+
+export type AuditEventType = keyof typeof AUDIT_EVENTS;
+
+export const AUDIT_EVENT_TYPES = Object.freeze(Object.keys(AUDIT_EVENTS) as AuditEventType[]);
+
+/** Whether a string is a catalogued event type (a trail read back, a query filter). */
+export function isAuditEventType(type: string): type is AuditEventType {
+  return Object.hasOwn(AUDIT_EVENTS, type);
+}

@@ -1,0 +1,28 @@
+/**
+ * The client commands of `countersign` (everything but `serve`). They talk to a server over the
+ * HTTP API (COUNTERSIGN_URL / COUNTERSIGN_TOKEN, or --url / --token), exactly as any other
+ * client would, and throw CountersignError for main.ts to print.
+ *
+ *   status · show · approve · reject · history      requests.ts
+ *   config                                          config.ts
+ *   operators add|list · keys create                admin.ts
+ *   audit … · report                                audit.ts
+ *   keys rotate-encryption (opens the database)     keys.ts
+ *   extend · reassign · deliveries                  escalation.ts
+ *   mfa · approvers · agents · roles                guard.ts
+ *   serve                                           serve.ts (registered by ../program.ts)
+ */
+import type { Command } from 'commander';
+import { registerAdminCommands } from './admin.ts';
+import { registerConfigCommand } from './config.ts';
+import { registerEscalationCommands } from './escalation.ts';
+import { registerRequestCommands } from './requests.ts';
+import { registerGuardCommands } from './guard.ts';
+
+export function registerClientCommands(program: Command): void {
+  registerRequestCommands(program);
+  registerConfigCommand(program);
+  registerAdminCommands(program);
+  registerEscalationCommands(program);
+  registerGuardCommands(program);
+}

@@ -1,0 +1,107 @@
+/**
+ * The one composition root. `serve` (serve.ts) and the embedded gateway (embedded.ts) both build
+ * the server here, from one frozen config (config.ts), so they cannot drift apart: the same
+ * audit key handling, encryption keys, reviewer limits, redacted audit fields, channel secrets,
+ * scheduler and checkpointer. What differs is only what each puts in front: an HTTP listener,
+ * or an `AgentGateway` in the agent's process.
+ *
+ *   const runtime = await openRuntime(resolveServerConfig(flags), { policy: readPolicySource(config) });
+ *   runtime.start({ reviewBase: 'https://countersign.example' });   // scheduler + checkpointer
+ *   await runtime.close();
+ *
+ * Order matters and is kept here once: the key is loaded before the store is opened (a server
+ * whose key did not sign the trail's newest checkpoint refuses to start), the policy is activated
+ * before anything can read it, and on close the loops stop before the store does.
+ */
+import { startCheckpointer, type Checkpointer } from './audit/checkpointer.ts';
+import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
+import { channelPolicyCheck } from './channels/config.ts';
+import { Notifier } from './channels/notifier.ts';
+import { ChannelRegistry } from './channels/registry.ts';
+import type { RuntimeConfig } from './config.ts';
+import { Engine } from './engine/engine.ts';
+import { Scheduler } from './scheduler/scheduler.ts';
+import { connect } from './store/connect.ts';
+
+export interface PolicySource {
+  text: string;
+  source: string;
+}
+
+export interface RuntimeOptions {
+  /** The policy to activate at start. */
+  policy: PolicySource;
+  /** Background errors (scheduler, checkpoints); never thrown. */
+  log?: ((line: string) => void) | undefined;
+  /** Metric hooks (`serve` counts deliveries and escalations for Prometheus; embedded mode has no /metrics). */
+  metrics?: {
+    onDelivery?: (channel: string, result: 'delivered' | 'retrying' | 'gave_up' | 'failed') => void;
+    onEscalated?: () => void;
+  } | undefined;
+}
+
+export interface Runtime {
+  readonly config: RuntimeConfig;
+  readonly engine: Engine;
+  readonly channels: ChannelRegistry;
+  /** Starts the scheduler and the checkpointer; `reviewBase` is where notification links point. */
+  start(options: { reviewBase: string }): void;
+  /** Stops the background loops (the checkpointer signs a last checkpoint); the store stays open. */
+  stop(): Promise<void>;
+  /** `stop`, then closes the channels and the store. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions): Promise<Runtime> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const auditKey = config.audit.keyPath === null ? ephemeralAuditKey() : loadOrCreateAuditKey(config.audit.keyPath);
+  const connection = await connect(config.databaseUrl);
+  const engine = await Engine.open({ connection, auditKey, guard: config.guard });
+  engine.addPolicyCheck(channelPolicyCheck(config.env));
+  engine.trail.setRedactedFields(config.audit.redactFields);
+  try {
+    await engine.trail.checkKey();
+    await engine.activatePolicy(options.policy.text, options.policy.source);
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  const channels = new ChannelRegistry(engine, config.env);
+  let scheduler: Scheduler | undefined;
+  let checkpointer: Checkpointer | undefined;
+  let stopped: Promise<void> | undefined;
+  let closed: Promise<void> | undefined;
+
+  const stop = () =>
+    (stopped ??= (async () => {
+      await scheduler?.stop();
+      await checkpointer?.stop();
+    })());
+
+  return {
+    config,
+    engine,
+    channels,
+    start({ reviewBase }) {
+      if (scheduler) return;
+      scheduler = new Scheduler(engine, {
+        intervalMs: config.tickMs,
+        leaseMs: config.timerLeaseMs,
+        deliver: new Notifier(engine, channels, { reviewBase, ...(options.metrics?.onDelivery ? { onAttempt: options.metrics.onDelivery } : {}) }).deliver,
+        onEscalated: options.metrics?.onEscalated,
+        onError: (err) => log(`countersign: scheduler: ${(err as Error).message}`),
+      });
+      scheduler.start();
+      checkpointer = startCheckpointer(engine, config.audit, {
+        onError: (err) => log(`countersign: audit checkpoint failed: ${(err as Error).message}`),
+      });
+    },
+    stop,
+    close() {
+      closed ??= stop()
+        .then(() => channels.close())
+        .then(() => engine.close());
+      return closed;
+    },
+  };
+}

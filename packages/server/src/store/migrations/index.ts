@@ -1,0 +1,36 @@
+/**
+ * Versioned migrations, one file per migration in this folder, named by its key (the keys are
+ * what databases have recorded: never rename one). Applied at start by Kysely's Migrator, in key
+ * order, under its lock, so several servers starting against one PostgreSQL database migrate
+ * once. Append new migrations (numbers are allocated at merge); never edit a released one.
+ */
+import type { Migration, MigrationProvider } from 'kysely';
+import { m001_initial } from './001_initial.ts';
+import { m002_audit } from './002_audit.ts';
+import { m002_audit_retention } from './002_audit_retention.ts';
+import { m003_scheduler } from './003_scheduler.ts';
+import { m004_guard } from './004_guard.ts';
+import { m004_guard_allowlist } from './004_guard_allowlist.ts';
+import { m005_guard_notices } from './005_guard_notices.ts';
+import { m006_role_allowlist } from './006_role_allowlist.ts';
+import { m007_aggregates } from './007_aggregates.ts';
+import { m008_nonces_expiry } from './008_nonces_expiry.ts';
+
+export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
+  '001_initial': m001_initial,
+  '002_audit': m002_audit,
+  '002_audit_retention': m002_audit_retention,
+  '003_scheduler': m003_scheduler,
+  '004_guard': m004_guard,
+  '004_guard_allowlist': m004_guard_allowlist,
+  '005_guard_notices': m005_guard_notices,
+  '006_role_allowlist': m006_role_allowlist,
+  '007_aggregates': m007_aggregates,
+  '008_nonces_expiry': m008_nonces_expiry,
+});
+
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() {
+    return { ...MIGRATIONS };
+  },
+};
