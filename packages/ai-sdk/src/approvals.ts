@@ -16,7 +16,7 @@
 import type { ModelMessage, Tool, ToolApprovalResponse, ToolExecutionOptions, ToolSet } from 'ai';
 import type { ApprovalHandle, Countersign } from '@countersign/client';
 import { CountersignError, isCountersignError, type JsonObject } from '@countersign/core';
-import { bodyFor, callKey, guardOptionsFor, type ToolAlternative, type ToolApprovalSpec } from './request.ts';
+import { bodyFor, callKey, guardOptionsFor, type ToolAlternative, type ToolApprovalSpec } from '@countersign/adapter-kit';
 
 /**
  * `inline`: the tool call waits for the decision where it is. `deferred`: the step stops with an

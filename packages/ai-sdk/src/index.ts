@@ -7,4 +7,4 @@
  *   await generateText({ model, tools, prompt, stopWhen: stepCountIs(5) });
  */
 export { ToolApprovals, type ApprovalMode, type SettleOptions, type ToolApprovalsOptions } from './approvals.ts';
-export { callKey, type ToolAlternative, type ToolApprovalSpec } from './request.ts';
+export { callKey, type ToolAlternative, type ToolApprovalSpec } from '@countersign/adapter-kit';

@@ -81,32 +81,9 @@ export function createGuard<A extends object, R>(host: GuardHost, fn: (args: A) 
   return guarded;
 
   async function call(args: A, idempotencyKey: string | undefined): Promise<R> {
-    const sentArgs = jsonClone(args ?? {}) as JsonObject;
-    const alternatives = (options.alternatives ?? []).map((alt) => ({
-      alt,
-      args: jsonClone(typeof alt.args === 'function' ? alt.args(args) : (alt.args ?? {})) as JsonObject,
-    }));
-    const body: CreateRequestBody = {
-      action: options.action,
-      args: sentArgs,
-      ...(options.describe ? { description: options.describe(args) } : {}),
-      ...(options.confidence !== undefined ? { confidence: valueOf(options.confidence, args) } : {}),
-      ...(options.riskLevel !== undefined ? { riskLevel: valueOf(options.riskLevel, args) } : {}),
-      ...(options.context !== undefined ? { context: valueOf(options.context, args) } : {}),
-      ...(alternatives.length > 0
-        ? {
-            alternatives: alternatives.map(({ alt, args: altArgs }) => ({
-              name: alt.name,
-              action: alt.action,
-              args: altArgs,
-              ...(alt.description !== undefined ? { description: alt.description } : {}),
-            })),
-          }
-        : {}),
-      ...(options.approvers ? { approvers: options.approvers } : {}),
-      ...(options.timeoutSeconds !== undefined ? { timeoutSeconds: options.timeoutSeconds } : {}),
-      ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
-    };
+    const body = guardRequestBody(options, args, idempotencyKey);
+    const sentArgs = body.args as JsonObject;
+    const alternatives: Offered<A, R>[] = (options.alternatives ?? []).map((alt, i) => ({ alt, args: body.alternatives![i]!.args as JsonObject }));
 
     const handle = await host.requestApproval(body);
     if (handle.request.action !== options.action) {
@@ -154,6 +131,33 @@ export function createGuard<A extends object, R>(host: GuardHost, fn: (args: A) 
       .catch((reportErr: unknown) => host.reportError(reportErr, handle.id));
     return result;
   }
+}
+
+/**
+ * The create body `guard()` files for one call: the args and each alternative's args as JSON
+ * objects, the options' values for these args. Framework adapters build the same body through
+ * `@countersign/client/framework`, so a check made before a tool runs and the guarded run itself
+ * hit one request (same key, same body) instead of an IDEMPOTENCY_CONFLICT.
+ */
+export function guardRequestBody<A, R>(options: GuardOptions<A, R>, args: A, idempotencyKey: string | undefined): CreateRequestBody {
+  const alternatives = (options.alternatives ?? []).map((alt) => ({
+    name: alt.name,
+    action: alt.action,
+    args: jsonClone(typeof alt.args === 'function' ? alt.args(args) : (alt.args ?? {})) as JsonObject,
+    ...(alt.description !== undefined ? { description: alt.description } : {}),
+  }));
+  return {
+    action: options.action,
+    args: jsonClone(args ?? {}) as JsonObject,
+    ...(options.describe ? { description: options.describe(args) } : {}),
+    ...(options.confidence !== undefined ? { confidence: valueOf(options.confidence, args) } : {}),
+    ...(options.riskLevel !== undefined ? { riskLevel: valueOf(options.riskLevel, args) } : {}),
+    ...(options.context !== undefined ? { context: valueOf(options.context, args) } : {}),
+    ...(alternatives.length > 0 ? { alternatives } : {}),
+    ...(options.approvers ? { approvers: options.approvers } : {}),
+    ...(options.timeoutSeconds !== undefined ? { timeoutSeconds: options.timeoutSeconds } : {}),
+    ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+  };
 }
 
 async function awaitDecision(handle: ApprovalHandle, timeoutMs: number | undefined): Promise<Decision> {

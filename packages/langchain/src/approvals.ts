@@ -17,7 +17,7 @@ import { interrupt, Command } from '@langchain/langgraph';
 import { createMiddleware, ToolMessage } from 'langchain';
 import type { ApprovalHandle, Countersign } from '@countersign/client';
 import { CountersignError, isCountersignError, type CreateRequestBody, type JsonObject } from '@countersign/core';
-import { bodyFor, callKey, guardOptionsFor, toJsonObject, type ToolApprovalSpec } from './request.ts';
+import { bodyFor, callKey, guardOptionsFor, toJsonObject, type ToolApprovalSpec } from '@countersign/adapter-kit';
 
 /** `inline`: the tool call waits for the decision where it is. `durable`: it interrupts the graph until decided. */
 export type ApprovalMode = 'inline' | 'durable';

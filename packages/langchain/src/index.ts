@@ -15,4 +15,4 @@ export {
   type LangChainApprovalsOptions,
   type LangChainToolSpec,
 } from './approvals.ts';
-export { callKey } from './request.ts';
+export { callKey } from '@countersign/adapter-kit';

@@ -14,7 +14,7 @@
 import type { FunctionTool, RunContext, RunState, RunToolApprovalItem } from '@openai/agents';
 import type { ApprovalHandle, Countersign } from '@countersign/client';
 import { CountersignError, isCountersignError, type JsonObject } from '@countersign/core';
-import { bodyFor, callKey, guardOptionsFor, toJsonObject, type ToolAlternative, type ToolApprovalSpec } from './request.ts';
+import { bodyFor, callKey, guardOptionsFor, toJsonObject, type ToolAlternative, type ToolApprovalSpec } from '@countersign/adapter-kit';
 
 /**
  * `interrupt` (default): the run stops at an interruption until Countersign decides; settle it

@@ -11,4 +11,4 @@
  *   }
  */
 export { AgentApprovals, type AgentApprovalsOptions, type ApprovalMode, type SettleOptions, type Settlement } from './approvals.ts';
-export { callKey, type ToolAlternative, type ToolApprovalSpec } from './request.ts';
+export { callKey, type ToolAlternative, type ToolApprovalSpec } from '@countersign/adapter-kit';

@@ -1,11 +1,14 @@
 /**
- * What one tool call files with Countersign, built the same way wherever the adapter needs it
- * (the approval check, the guarded `execute`, the settlement on resume), so every place derives
- * the same idempotency key and body and re-attaches to the one request instead of filing another.
+ * `@countersign/adapter-kit`: what the framework adapters (`@countersign/ai-sdk`,
+ * `@countersign/openai-agents`, `@countersign/langchain`) share. One tool call files one request,
+ * built the same way wherever an adapter needs it (the approval check, the guarded `execute`, the
+ * settlement on resume), so every place derives the same idempotency key and body and re-attaches
+ * to the one request instead of filing another. Node only (it hashes with node:crypto, synchronously),
+ * which is why it is not part of `@countersign/client`, which runs outside Node too.
  */
 import { createHash } from 'node:crypto';
-import type { GuardAlternative, GuardOptions } from '@countersign/client';
 import { CountersignError, canonicalJson, type ApproverSpec, type CreateRequestBody, type JsonObject, type RequestContext, type RiskLevel } from '@countersign/core';
+import { guardRequestBody, type GuardAlternative, type GuardOptions } from '@countersign/client';
 
 /** How one tool's calls are put to reviewers. Every field is optional; the action defaults to the tool's name. */
 export interface ToolApprovalSpec<I = JsonObject> {
@@ -62,11 +65,7 @@ export function toJsonObject(input: unknown): JsonObject {
   return parsed as JsonObject;
 }
 
-/**
- * The `guard()` options for one call. `guard()` builds its create body from these; `bodyFor`
- * builds the very same body, so a check made before `execute` and the guarded `execute` itself
- * hit one request (same key, same body) rather than an IDEMPOTENCY_CONFLICT.
- */
+/** The `guard()` options for one call, whose idempotency key is that call's `key`. */
 export function guardOptionsFor<I>(
   spec: ToolApprovalSpec<I>,
   action: string,
@@ -95,26 +94,7 @@ export function guardOptionsFor<I>(
   };
 }
 
-/** The create body `guard()` would send for `input` under `options` (kept in step with client/src/guard.ts). */
+/** The create body `guard()` sends for `input` under `options`: guard's own builder, so the two cannot drift. */
 export function bodyFor<I>(options: GuardOptions<I & object, unknown>, input: I & object): CreateRequestBody {
-  const args = toJsonObject(input);
-  const value = <T>(v: T | ((a: I & object) => T)): T => (typeof v === 'function' ? (v as (a: I & object) => T)(input) : v);
-  const alternatives = (options.alternatives ?? []).map((alt) => ({
-    name: alt.name,
-    action: alt.action,
-    args: toJsonObject(typeof alt.args === 'function' ? alt.args(input) : (alt.args ?? {})),
-    ...(alt.description !== undefined ? { description: alt.description } : {}),
-  }));
-  return {
-    action: options.action,
-    args,
-    ...(options.describe ? { description: options.describe(input) } : {}),
-    ...(options.confidence !== undefined ? { confidence: value(options.confidence) } : {}),
-    ...(options.riskLevel !== undefined ? { riskLevel: value(options.riskLevel) } : {}),
-    ...(options.context !== undefined ? { context: value(options.context) } : {}),
-    ...(alternatives.length > 0 ? { alternatives } : {}),
-    ...(options.approvers ? { approvers: options.approvers } : {}),
-    ...(options.timeoutSeconds !== undefined ? { timeoutSeconds: options.timeoutSeconds } : {}),
-    ...(options.idempotencyKey ? { idempotencyKey: options.idempotencyKey(input) } : {}),
-  };
+  return guardRequestBody(options, input, options.idempotencyKey?.(input));
 }
