@@ -284,7 +284,8 @@ export type DecisionOutcome = z.infer<typeof DecisionOutcome>;
  * onto other args.
  */
 export const Receipt = z.object({
-  version: z.literal(1),
+  /** 1: no claim fields (receipts from before single-use claims; still verify). 2: carries `nonce` and `expiresAt`, both signed. */
+  version: z.union([z.literal(1), z.literal(2)]),
   requestId: z.string(),
   outcome: DecisionOutcome,
   decidedBy: z.enum(['policy', 'reviewers', 'agent', 'timeout']),
@@ -293,6 +294,10 @@ export const Receipt = z.object({
   /** Hex SHA-256 of canonical JSON `{action, args}` of the approved payload; null unless approved. */
   payloadHash: z.string().nullable(),
   keyId: z.string(),
+  /** Version 2: a random id the approval is claimed with, once (`POST /v1/requests/:id/execution {status: started, receipt}`). */
+  nonce: z.string().optional(),
+  /** Version 2: ISO time after which the approval can no longer be claimed (`RECEIPT_EXPIRED`); policy `levels.<risk>.approvalValidFor`. */
+  expiresAt: z.string().optional(),
   signature: z.string(),
 });
 export type Receipt = z.infer<typeof Receipt>;

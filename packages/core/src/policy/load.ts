@@ -39,6 +39,9 @@ import { deepFreeze, isPlainObject } from './util.ts';
 /** Larger files are refused before parsing; a real policy is a few kilobytes. */
 export const MAX_POLICY_CHARS = 1_000_000;
 
+/** An approval not claimed for execution within this long is void (`RECEIPT_EXPIRED`): the agent files anew. */
+export const DEFAULT_APPROVAL_VALID_MS = 60 * 60 * 1000;
+
 export function parsePolicy(text: string): PolicyResult {
   if (text.length > MAX_POLICY_CHARS) {
     return { ok: false, errors: [{ path: '(yaml)', message: `the policy is larger than ${MAX_POLICY_CHARS} characters` }] };
@@ -407,6 +410,7 @@ function resolve(f: PolicyFile): Policy {
           ...(l.approvers !== undefined ? { approvers: l.approvers } : {}),
           ...(l.deny !== undefined ? { deny: l.deny } : {}),
           ...(l.modifiedNeedsSecondReviewer ? { modifiedNeedsSecondReviewer: true } : {}),
+          approvalValidMs: l.approvalValidFor === undefined ? DEFAULT_APPROVAL_VALID_MS : required(parseDuration(l.approvalValidFor), `levels.${lvl}.approvalValidFor`),
         },
       ];
     }),

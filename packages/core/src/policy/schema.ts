@@ -115,6 +115,11 @@ const LevelFile = z.strictObject({
   deny: z.int().min(1).max(20).optional(),
   /** A payload a reviewer modified (args or an alternative) needs one more approval from someone else. */
   modifiedNeedsSecondReviewer: z.boolean().optional(),
+  /** How long an approval at this level may still be claimed for execution (its receipt's `expiresAt`); default 1h. */
+  approvalValidFor: Duration.refine((d) => {
+    const ms = parseDuration(d);
+    return ms === undefined || (ms >= 1000 && ms <= 30 * 86_400_000);
+  }, { error: 'approvalValidFor must be from 1s to 30d' }).optional(),
 });
 
 const TimeWindowFile = z

@@ -55,6 +55,8 @@ export interface LevelPolicy {
   readonly deny?: number;
   /** Modified args (or an alternative) need another approver besides the one who modified them. */
   readonly modifiedNeedsSecondReviewer?: boolean;
+  /** How long an approval may be claimed for execution after it is decided (`approvalValidFor`, default 1 hour). */
+  readonly approvalValidMs: number;
 }
 
 export interface TargetRule {
