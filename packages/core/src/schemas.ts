@@ -264,6 +264,19 @@ export const Assessment = z.object({
   reasons: z.array(z.string()),
   /** The escalation level a rule (`then.startLevel`) starts this request at; absent means level 1. */
   escalationStartLevel: z.number().int().min(1).optional(),
+  /**
+   * The value `valueAtLeast` compared (policy/value.ts): the larger of the args' amount (the
+   * policy's `actions.<name>.value` path, else `args.amount` / `args.value`) and the agent's
+   * `context.value`, with both sources, so a card can show them when they differ. Absent when
+   * the request gave none.
+   */
+  value: z
+    .object({
+      amount: z.number(),
+      args: z.object({ path: z.string(), amount: z.number() }).optional(),
+      context: z.number().optional(),
+    })
+    .optional(),
 });
 export type Assessment = z.infer<typeof Assessment>;
 

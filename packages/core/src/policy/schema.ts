@@ -101,6 +101,12 @@ const ActionTraitsFile = z.strictObject({
   args: z.record(z.string().min(1).max(200), ArgRuleFile).optional(),
   /** With `true`, args not named under `args` are refused. */
   strictArgs: z.boolean().optional(),
+  /** Where the request's value is in its args: keys joined by `.`, e.g. `amount` or `payment.total` (value.ts). */
+  value: z
+    .string()
+    .max(200)
+    .regex(/^[A-Za-z0-9_$-]+(?:\.[A-Za-z0-9_$-]+)*$/, 'a path into args: keys joined by ".", e.g. amount or payment.total')
+    .optional(),
 });
 
 const ActionsFile = z.object({ defaultWeight: Unit.optional() }).catchall(ActionTraitsFile);

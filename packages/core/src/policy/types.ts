@@ -31,6 +31,8 @@ export interface ActionTraits {
   readonly args?: Readonly<Record<string, ArgRule>>;
   /** Args not named under `args` are refused. */
   readonly strictArgs?: boolean;
+  /** Where in the args the request's value (amount) is: keys joined by `.` (`amount`, `payment.total`); see value.ts. */
+  readonly value?: string;
 }
 
 export interface ArgRule {
