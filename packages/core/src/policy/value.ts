@@ -16,7 +16,7 @@
  * - When the args and `context.value` both give one and they differ, the larger counts and both
  *   are reported (`Assessment.value`), so the reviewer's card can show the two.
  */
-import type { CreateRequest, JsonValue } from '../schemas.ts';
+import type { CreateRequest } from '../schemas.ts';
 import { normalizeActionName } from './names.ts';
 import type { Policy } from './types.ts';
 import { isPlainObject, own } from './util.ts';
@@ -57,7 +57,7 @@ export function valueAt(args: Readonly<Record<string, unknown>>, path: string): 
       if (!/^\d{1,6}$/.test(seg)) return { found: false };
       const i = Number(seg);
       if (i >= cur.length) return { found: false };
-      cur = cur[i] as JsonValue;
+      cur = cur[i] as unknown;
     } else if (isPlainObject(cur) && Object.hasOwn(cur, seg)) {
       cur = cur[seg];
     } else return { found: false };

@@ -1,0 +1,91 @@
+/**
+ * What approving a payload needs: the union of what the request as asked needs and what the
+ * payload that will run needs on its own (issue 12, findings 1 and 2: an alternative or a
+ * modification was judged by the original's assessment, so a blocked action offered as an
+ * alternative of `send_alert` was approved by one reviewer).
+ *
+ * - every stage of both, in order (the original's first), a stage both name (same role, group
+ *   and operators) once, at the larger count — so the larger quorum wins;
+ * - step-up MFA if either needs it; the number-matching code if either is at a level that
+ *   needs one (critical);
+ * - the smaller `deny` (fewer rejections decide);
+ * - the higher risk level (the one velocity limits and cool-downs are counted at);
+ * - any block wins: a blocked payload can never be approved;
+ * - with `modifiedNeedsSecondReviewer` (either side), a payload other than the original needs
+ *   one approval more at its last stage.
+ */
+import type { ApprovalRequirement, ApprovalStage, Assessment, RiskLevel } from '../schemas.ts';
+import { levelRank } from '../policy/util.ts';
+
+export interface PayloadRequirement {
+  readonly stages: readonly ApprovalStage[];
+  readonly deny: number;
+  readonly mfa: boolean;
+  readonly matchCode: boolean;
+  readonly riskLevel: RiskLevel;
+  /** Names of the rules that block this payload (its own, or the request's); empty when none. */
+  readonly blockedBy: readonly string[];
+}
+
+/** The default when a reviewed request's assessment carries no requirement: one reviewer. */
+const ONE_REVIEWER: ApprovalRequirement = { stages: [{ count: 1, label: '1 reviewer' }], deny: 1 };
+
+/** Risk levels whose approvals must repeat the request card's match code. */
+export const MATCH_CODE_LEVELS: readonly RiskLevel[] = Object.freeze(['critical']);
+
+function stageKey(s: ApprovalStage): string {
+  return JSON.stringify([s.role ?? null, s.group ?? null, s.operators ? [...s.operators].sort() : null]);
+}
+
+function blockedBy(a: Assessment): string[] {
+  if (a.route !== 'block') return [];
+  const named = a.matchedRules.filter((m) => m.effects.includes('block')).map((m) => m.name);
+  // A block route with no named rule is still a block (fail closed).
+  return named.length > 0 ? named : ['policy'];
+}
+
+/**
+ * The requirement of approving `payload` (its own assessment; null when it is the request as
+ * asked) on a request assessed as `original`. `modified` says the payload differs from the
+ * original (an alternative or changed args).
+ */
+export function payloadRequirement(original: Assessment, payload: Assessment | null, modified: boolean): PayloadRequirement {
+  const sides = payload === null ? [original] : [original, payload];
+  const stages: ApprovalStage[] = [];
+  const at = new Map<string, number>();
+  let deny = Number.POSITIVE_INFINITY;
+  let second = false;
+  for (const a of sides) {
+    // A side that would not be reviewed (auto-approved on its own) still needs what the other demands; a
+    // reviewed side with no requirement needs one reviewer.
+    const req = a.approval ?? (a.route === 'review' ? ONE_REVIEWER : null);
+    if (req === null) continue;
+    for (const s of req.stages) {
+      const k = stageKey(s);
+      const i = at.get(k);
+      if (i === undefined) {
+        at.set(k, stages.length);
+        stages.push({ ...s });
+      } else if (s.count > (stages[i]?.count ?? 0)) {
+        stages[i] = { ...s };
+      }
+    }
+    deny = Math.min(deny, req.deny);
+    second ||= req.modifiedNeedsSecondReviewer === true;
+  }
+  if (stages.length === 0) stages.push({ ...ONE_REVIEWER.stages[0]! });
+  if (second && modified) {
+    const last = stages.length - 1;
+    const s = stages[last]!;
+    stages[last] = { ...s, count: s.count + 1, label: `${s.label} + 1 more (modified)` };
+  }
+  const riskLevel = sides.reduce<RiskLevel>((m, a) => (levelRank(a.riskLevel) > levelRank(m) ? a.riskLevel : m), original.riskLevel);
+  return {
+    stages,
+    deny: Number.isFinite(deny) ? deny : 1,
+    mfa: sides.some((a) => a.mfaRequired),
+    matchCode: sides.some((a) => MATCH_CODE_LEVELS.includes(a.riskLevel)),
+    riskLevel,
+    blockedBy: [...new Set(sides.flatMap(blockedBy))],
+  };
+}
