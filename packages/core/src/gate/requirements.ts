@@ -52,27 +52,30 @@ function blockedBy(a: Assessment): string[] {
 export function payloadRequirement(original: Assessment, payload: Assessment | null, modified: boolean): PayloadRequirement {
   const sides = payload === null ? [original] : [original, payload];
   const stages: ApprovalStage[] = [];
-  const at = new Map<string, number>();
   let deny = Number.POSITIVE_INFINITY;
   let second = false;
-  for (const a of sides) {
+  sides.forEach((a, side) => {
     // A side that would not be reviewed (auto-approved on its own) still needs what the other demands; a
     // reviewed side with no requirement needs one reviewer.
     const req = a.approval ?? (a.route === 'review' ? ONE_REVIEWER : null);
-    if (req === null) continue;
+    if (req === null) return;
+    // Each stage of this side is matched one-to-one to an unclaimed stage of the same terms from the
+    // other side (raised to the larger count), else appended: two identical stages of one side stay two.
+    const claimed = new Set<number>();
     for (const s of req.stages) {
       const k = stageKey(s);
-      const i = at.get(k);
-      if (i === undefined) {
-        at.set(k, stages.length);
+      const i = side === 0 ? -1 : stages.findIndex((t, j) => !claimed.has(j) && stageKey(t) === k);
+      if (i < 0) {
         stages.push({ ...s });
-      } else if (s.count > (stages[i]?.count ?? 0)) {
-        stages[i] = { ...s };
+        claimed.add(stages.length - 1);
+      } else {
+        claimed.add(i);
+        if (s.count > stages[i]!.count) stages[i] = { ...s };
       }
     }
     deny = Math.min(deny, req.deny);
     second ||= req.modifiedNeedsSecondReviewer === true;
-  }
+  });
   if (stages.length === 0) stages.push({ ...ONE_REVIEWER.stages[0]! });
   if (second && modified) {
     const last = stages.length - 1;
