@@ -7,6 +7,12 @@ export {
   detectTemporalClustering,
   detectValueAggregation,
   detectVelocityAbuse,
+  mergeBucket,
+  runningTotal,
+  valueThresholds,
+  type RunningTotalInput,
+  type RunningTotalResult,
+  type ValueBucket,
 } from './slicing.ts';
 export {
   DEFAULT_APPROVER_LIMITS,
