@@ -13,6 +13,7 @@ import {
   gate,
   parsePolicy,
   payloadKey,
+  payloadRequirement,
   resolvePayload,
   type ApprovalRecord,
   type ApprovalStage,
@@ -207,6 +208,26 @@ describe('ordering conflicts: the first failing check names the refusal', () => 
 
   it('checks run in the documented order', () => {
     expect(GATE_CHECKS.map((c) => c.name)).toEqual(['state', 'identity', 'separation', 'aggregate', 'ip', 'limits', 'stepUp', 'requirements']);
+  });
+});
+
+describe('payloadRequirement (the union)', () => {
+  const stages = (r: ReturnType<typeof payloadRequirement>) => r.stages.map((s) => `${s.role ?? s.group ?? s.operators?.join() ?? 'any'}×${s.count}`);
+  it('every stage of both, the larger quorum, step-up if either, the smaller deny, any block', () => {
+    const a = assessment({ stages: [{ count: 1, role: 'manager', label: 'm' }], deny: 2 });
+    const b = assessment({ risk: 'critical', stages: [{ count: 2, role: 'manager', label: 'mm' }, { count: 1, operators: ['cfo'], label: 'cfo' }], mfa: true, deny: 1 });
+    const r = payloadRequirement(a, b, true);
+    expect(stages(r)).toEqual(['manager×2', 'cfo×1']);
+    expect(r).toMatchObject({ mfa: true, matchCode: true, deny: 1, riskLevel: 'critical', blockedBy: [] });
+    expect(payloadRequirement(a, assessment({ route: 'block', blockedBy: ['x'] }), true).blockedBy).toEqual(['x']);
+  });
+  it('two identical stages of one side stay two (found by the property test)', () => {
+    const twice = assessment({ stages: [{ count: 1, label: 'a' }, { count: 1, label: 'b' }] });
+    expect(stages(payloadRequirement(assessment(), twice, true))).toEqual(['any×1', 'any×1']);
+    expect(stages(payloadRequirement(twice, assessment(), true))).toEqual(['any×1', 'any×1']);
+  });
+  it('a payload that would be auto-approved on its own adds nothing; the original still counts', () => {
+    expect(stages(payloadRequirement(assessment({ stages: [{ count: 2, label: '2' }] }), assessment({ route: 'auto_approve' }), true))).toEqual(['any×2']);
   });
 });
 
