@@ -78,7 +78,9 @@ describe('evaluate: valueAtLeast reads the args (default policy: 10,000 manager,
 
   it('args.value is the second fallback; numeric strings count', () => {
     expect(roles(run({ action: 'pay_invoice', args: { value: '60,000' } }))).toEqual(['manager', 'director']);
-    expect(run({ action: 'pay_invoice', args: { amount: 'lots', value: 20_000 } }).value).toEqual({ amount: 20_000, args: { path: 'value', amount: 20_000 } });
+    const mixed = run({ action: 'pay_invoice', args: { amount: 'lots', value: 20_000 } });
+    expect(mixed.value).toEqual({ amount: 20_000, args: { path: 'value', amount: 20_000 } });
+    expect(names(mixed)).toContain('value-unreadable');
   });
 
   it('an agent claiming a small context.value next to a large args.amount gets the larger, and both are reported', () => {
@@ -90,6 +92,21 @@ describe('evaluate: valueAtLeast reads the args (default policy: 10,000 manager,
     const b = run({ action: 'wire_transfer', args: { amount: 10 }, context: { value: 20_000 } });
     expect(roles(b)).toEqual(['manager']);
     expect(b.value).toMatchObject({ amount: 20_000, context: 20_000 });
+  });
+
+  it('D1: a decoy fallback cannot lower the value: the largest readable of amount, value and context.value counts', () => {
+    const a = run({ action: 'wire_transfer', args: { amount: 1, value: 500_000 }, context: { value: 1 }, confidence: 0.99 });
+    expect(a.route).toBe('review');
+    expect(roles(a)).toEqual(['manager', 'director']);
+    expect(a.value).toEqual({ amount: 500_000, args: { path: 'value', amount: 500_000 }, context: 1 });
+    expect(run({ action: 'wire_transfer', args: { amount: 500_000, value: 1 } }).value?.amount).toBe(500_000);
+  });
+
+  it('D1: any unreadable fallback forces review even when another fallback is readable', () => {
+    const a = run({ action: 'wire_transfer', args: { amount: 1, value: '500.000,00' }, confidence: 0.99 });
+    expect(a.route).toBe('review');
+    expect(names(a)).toContain('value-unreadable');
+    expect(a.matchedRules.find((m) => m.name === 'value-unreadable')?.reason).toMatch(/args\.value is not a number/);
   });
 
   it('context.value alone still works as before', () => {

@@ -7,10 +7,11 @@
  *   `payment.total`, `lines.0.amount`: keys joined by `.`, a number indexes an array). A path
  *   that is missing or does not hold a number sends the request to review (`value-unreadable`):
  *   the admin said the amount is there, so its absence is suspicious, not a zero.
- * - With no configured path, `args.amount`, then `args.value` are read. They are read even when
- *   the agent also states `context.value`: an agent that claims `context.value: 1` next to
- *   `args.amount: 500000` must not get the cheaper requirement. A fallback that is present but
- *   unreadable sends the request to review only where a `valueAtLeast` rule could use it.
+ * - With no configured path, `args.amount` and `args.value` are both read and the largest
+ *   readable one counts. They are read even when the agent also states `context.value`: an agent
+ *   that claims `context.value: 1` (or `amount: 1`) next to `args.value: 500000` must not get the
+ *   cheaper requirement. A fallback that is present but unreadable makes the value unreadable
+ *   (even when the other fallback reads) where a `valueAtLeast` rule could use it.
  * - Numbers and numeric strings count (`"500000"`, `"500,000.00"`, `" 7900 "`); a negative
  *   amount counts by its size (moving -500,000 still moves 500,000).
  * - When the args and `context.value` both give one and they differ, the larger counts and both
@@ -94,16 +95,19 @@ export function requestValue(
       };
     }
   } else {
+    // Every fallback is read and the largest counts: an agent that sends `amount: 1` next to
+    // `value: 500000` must not get the cheaper requirement by putting the decoy first. Any
+    // fallback that is present but unreadable stays unreadable even when another one reads:
+    // which of the two the tool acts on is not ours to guess.
     for (const path of FALLBACK_VALUE_PATHS) {
       if (!Object.hasOwn(args, path)) continue;
       const amount = parseAmount(args[path]);
       if (amount !== undefined) {
-        fromArgs = { path, amount };
-        break;
+        if (fromArgs === undefined || amount > fromArgs.amount) fromArgs = { path, amount };
+      } else if (fallbackMatters && unreadable === undefined) {
+        unreadable = { path, configured: false, reason: `args.${path} is not a number` };
       }
-      if (fallbackMatters && unreadable === undefined) unreadable = { path, configured: false, reason: `args.${path} is not a number` };
     }
-    if (fromArgs !== undefined) unreadable = undefined;
   }
 
   const amount = fromArgs === undefined ? ctx : ctx === undefined ? fromArgs.amount : Math.max(ctx, fromArgs.amount);
