@@ -109,6 +109,43 @@ describe('evaluate: valueAtLeast reads the args (default policy: 10,000 manager,
     expect(a.matchedRules.find((m) => m.name === 'value-unreadable')?.reason).toMatch(/args\.value is not a number/);
   });
 
+  it.each<[string, unknown]>([
+    ['1e6', '1e6'],
+    ['500.000,00', '500.000,00'],
+    ['0x7A120', '0x7A120'],
+    ['500_000', '500_000'],
+    ['[500000]', [500_000]],
+  ])('D2: an unreadable value (%s) fails closed: every valueAtLeast rule that could apply fires, and says why', (_label, amount) => {
+    const a = run({ action: 'wire_transfer', args: { amount }, context: { value: 1 }, confidence: 0.99 });
+    expect(a.route).toBe('review');
+    expect(names(a)).toEqual(expect.arrayContaining(['value-unreadable', 'large-value', 'very-large-value']));
+    expect(roles(a)).toEqual(['manager', 'director']);
+    expect(a.matchedRules.find((m) => m.name === 'very-large-value')?.reason).toMatch(/value unreadable.*treated as ≥ 50000/);
+    // The same request with a readable small amount needs nothing of the kind.
+    expect(names(run({ action: 'wire_transfer', args: { amount: 1 }, confidence: 0.99 }))).not.toContain('very-large-value');
+  });
+
+  it('D2: a valueAtLeast rule whose other conditions do not match still does not fire on an unreadable value', () => {
+    const p = policy(`
+rules:
+  - name: large-value
+    enabled: false
+  - name: very-large-value
+    enabled: false
+  - name: big-wire
+    when: { action: [wire_transfer], valueAtLeast: 100000 }
+    then: { approvals: 3, mfa: true }
+  - name: big-invoice
+    when: { action: [pay_invoice], valueAtLeast: 100000 }
+    then: { approvals: 2 }
+`);
+    const a = run({ action: 'wire_transfer', args: { amount: '1e6' }, confidence: 0.99 }, p);
+    expect(names(a)).toContain('big-wire');
+    expect(names(a)).not.toContain('big-invoice');
+    expect(a.approval?.stages.reduce((n, s) => n + s.count, 0)).toBe(3);
+    expect(a.mfaRequired).toBe(true);
+  });
+
   it('context.value alone still works as before', () => {
     expect(roles(run({ action: 'wire_transfer', args: { to: 'x' }, context: { value: 20_000 } }))).toEqual(['manager']);
     expect(run({ action: 'send_alert', args: {} }).value).toBeUndefined();

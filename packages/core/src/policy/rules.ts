@@ -128,7 +128,11 @@ function conditionsHold(when: RuleConditions, input: RuleInput, level: RiskLevel
       why.push(`${p} found in ${shown}`);
     }
   }
-  if (when.valueAtLeast !== undefined) {
+  if (when.valueAtLeast !== undefined && input.value?.unreadable !== undefined) {
+    // Fail closed (D2): an unreadable value may be any size, so every value rule whose other
+    // conditions hold applies, with its quorum, stages and MFA, not only a forced review.
+    why.push(`value unreadable (${input.value.unreadable.reason}): treated as ≥ ${when.valueAtLeast}`);
+  } else if (when.valueAtLeast !== undefined) {
     const v = input.value !== undefined ? input.value.amount : request.context?.value;
     if (v === undefined || v < when.valueAtLeast) return null;
     why.push(`value ${input.value !== undefined ? valueText(input.value) : v} ≥ ${when.valueAtLeast}`);
