@@ -49,6 +49,15 @@ describe('receipts', () => {
     expect(() => receiptMessage({ ...rest, version: 2 })).toThrow(/nonce and expiresAt/);
   });
 
+  it('D5: a version 1 body carrying nonce or expiresAt is refused, never verified with those fields unsigned', () => {
+    const body = receiptBody(sha256, 'req_1', decision, 'k1');
+    const sig = signed(body);
+    expect(() => receiptMessage({ ...body, nonce: 'n1' })).toThrow(/version 1 receipt carries nonce or expiresAt/);
+    expect(() => receiptMessage({ ...body, expiresAt: '2099-01-01T00:00:00.000Z' })).toThrow(/version 1 receipt carries/);
+    expect(() => receiptMessage({ ...body, nonce: 'n1', expiresAt: '2099-01-01T00:00:00.000Z' })).toThrow(/version 1 receipt carries/);
+    expect(valid(body, sig)).toBe(true);
+  });
+
   it('a rejection never carries a claim', () => {
     const body = receiptBody(sha256, 'req_1', { ...decision, outcome: 'rejected', action: null, args: null }, 'k1', { nonce: 'n', expiresAt: 'x' });
     expect(body.version).toBe(1);

@@ -108,13 +108,20 @@ export function receiptBody(hash: HashFn, requestId: string, decision: Decision,
 /**
  * The signed bytes. Version 1 signs exactly its eight fields, as it always did; version 2 adds
  * `nonce` and `expiresAt`. The version is itself signed, so a version 2 receipt cannot be passed
- * off as version 1 with its expiry stripped. A version 2 body without both fields is refused
- * (thrown), never signed or verified as if they were absent.
+ * off as version 1 with its expiry stripped. A version 2 body without both fields, and a version 1
+ * body with either, is refused (thrown), never signed or verified with those fields unsigned.
  */
 export function receiptMessage(body: ReceiptBody): Uint8Array {
   const { version, requestId, outcome, decidedBy, deciders, decidedAt, payloadHash: hashOfPayload, keyId } = body;
   const common = { version, requestId, outcome, decidedBy, deciders, decidedAt, payloadHash: hashOfPayload, keyId };
-  if (version === 1) return utf8(`${RECEIPT_ORIGIN}\n${canonicalJson(common)}`);
+  if (version === 1) {
+    // Version 1 does not sign these: a body carrying them would verify with an expiry (or a
+    // nonce) anyone could have written, so it is refused, as a version 2 body without them is.
+    if (Object.hasOwn(body, 'nonce') || Object.hasOwn(body, 'expiresAt')) {
+      throw new TypeError('receiptMessage: a version 1 receipt carries nonce or expiresAt, which version 1 does not sign');
+    }
+    return utf8(`${RECEIPT_ORIGIN}\n${canonicalJson(common)}`);
+  }
   if (typeof body.nonce !== 'string' || body.nonce === '' || typeof body.expiresAt !== 'string' || body.expiresAt === '') {
     throw new TypeError('receiptMessage: a version 2 receipt needs its nonce and expiresAt');
   }
