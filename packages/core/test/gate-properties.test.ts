@@ -126,7 +126,7 @@ const specArb = (canBlock: boolean): fc.Arbitrary<PayloadSpec> =>
   });
 
 type Event =
-  | { type: 'review'; who: number; reject: boolean; choice: number; totp: GateVote['totp']; matchCode: GateVote['matchCode']; sawOriginal: boolean }
+  | { type: 'review'; who: number; reject: boolean; choice: number; totp: GateVote['totp']; matchCode: GateVote['matchCode']; saw: 'shown' | 'original' | 'none' }
   | { type: 'reassign'; to: number; stage: number }
   | { type: 'extend' };
 
@@ -140,7 +140,7 @@ const eventArb: fc.Arbitrary<Event> = fc.oneof(
       choice: fc.constantFrom(0, 0, 0, 0, 0, 1, 2, 3, 4),
       totp: fc.constantFrom<GateVote['totp']>('valid', 'valid', 'valid', 'valid', 'valid', 'absent', 'invalid', 'replayed', 'not_enrolled'),
       matchCode: fc.constantFrom<GateVote['matchCode']>('valid', 'valid', 'valid', 'valid', 'absent', 'invalid'),
-      sawOriginal: fc.constantFrom(false, false, false, false, false, true),
+      saw: fc.constantFrom<'shown' | 'original' | 'none'>('shown', 'shown', 'shown', 'shown', 'original', 'none'),
     }),
   },
   { weight: 1, arbitrary: fc.record({ type: fc.constant('reassign' as const), to: fc.integer({ min: 0, max: PEOPLE.length - 1 }), stage: fc.integer({ min: 0, max: 3 }) }) },
@@ -176,7 +176,7 @@ const proposingArb: fc.Arbitrary<Scenario> = fc
     ...sc,
     paused: false,
     aggregated: false,
-    events: [{ type: 'review' as const, who, reject: false, choice, totp: 'valid' as const, matchCode: 'valid' as const, sawOriginal: false }, ...sc.events],
+    events: [{ type: 'review' as const, who, reject: false, choice, totp: 'valid' as const, matchCode: 'valid' as const, saw: 'shown' as const }, ...sc.events],
   }));
 
 const specOfKey = (sc: Scenario, key: string): PayloadSpec => {
@@ -257,7 +257,9 @@ function refViolation(sc: Scenario, key: string, deciderIds: string[], log: Cast
     if (mfa && cast.vote.totp !== 'valid') return 'weaker step-up: no valid TOTP';
     if (matchCode && cast.vote.matchCode !== 'valid') return 'weaker step-up: no match code';
     const proposed = cast.vote.args !== undefined || cast.vote.alternative !== undefined;
-    if (!proposed && cast.vote.seenPayloadKey !== key) return `decider ${d.name} approved a payload they were not shown`;
+    // Not saying what was shown is admissible only while the payload is the original one.
+    const seen = cast.vote.seenPayloadKey ?? ORIGINAL_KEY;
+    if (!proposed && seen !== key) return `decider ${d.name} approved a payload they were not shown`;
   }
   return null;
 }
@@ -299,7 +301,8 @@ function run(sc: Scenario, checks: readonly GateCheck[]): { violation: string | 
     const vote: GateVote = {
       verdict: ev.reject ? 'reject' : 'approve',
       ...choice,
-      ...(ev.reject || choice.args || choice.alternative ? {} : { seenPayloadKey: ev.sawOriginal ? ORIGINAL_KEY : shown }),
+      // A plain approval says what it was shown: the latest proposal, the original, or nothing (an old surface).
+      ...(ev.reject || choice.args || choice.alternative || ev.saw === 'none' ? {} : { seenPayloadKey: ev.saw === 'original' ? ORIGINAL_KEY : shown }),
       totp: ev.totp,
       matchCode: ev.matchCode,
       at: AT,

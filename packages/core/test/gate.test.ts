@@ -342,14 +342,32 @@ agents:
     expect(outcome(c.last)).toBe('pending');
     expect(c.last.ok && c.last.progress).toEqual([1]);
     // ... and alice, whose approval was for other args, may approve the new payload.
-    expect(outcome(gate(input(c.req, alice, approve())))).toBe('approved');
+    expect(outcome(gate(input(c.req, alice, approve({ seenPayloadKey: payloadKey('wire_transfer', modified) }))))).toBe('approved');
+  });
+
+  it('G1: a plain approval without seenPayloadKey cannot complete a quorum on a modified payload', () => {
+    const base = request({ assessment: assessment({ stages: [{ count: 2, label: '2 reviewers' }] }) });
+    const modified = { to: 'acct-2', amount: 100 };
+    const a = castVotes(base, [[alice, approve({ args: modified })]]);
+    const b = gate(input(a.req, bob, approve()));
+    expect(outcome(b)).toBe('PAYLOAD_CHANGED');
+    expect(!b.ok && b.error.message).toMatch(/seenPayloadKey/);
+    // An alternative in the round is not the original either.
+    const alt = request({ assessment: assessment({ stages: [{ count: 2, label: '2 reviewers' }] }), alternatives: [{ name: 'hold', action: 'hold_payment', args: { to: 'acct-1' } }] });
+    const h = castVotes(alt, [[alice, approve({ alternative: 'hold' })]]);
+    expect(outcome(gate(input(h.req, bob, approve())))).toBe('PAYLOAD_CHANGED');
+    // While the round is the original, seenPayloadKey stays optional.
+    expect(outcome(gate(input(request(), alice, approve())))).toBe('approved');
+    // dryRun offers the plain approval of what the queue shows (the current payload).
+    const d = dryRun({ request: a.req, payload: { ...resolvePayload(a.req, {}), assessment: assessment() }, reviewer: bob, guard: guard(), at: AT });
+    expect(d.actionable).toBe(true);
   });
 
   it("modifiedNeedsSecondReviewer (either side's level) still holds", () => {
     const base = request({ assessment: assessment({ second: true }) });
     const r = castVotes(base, [[alice, approve({ args: { to: 'acct-9' } })]]);
     expect(outcome(r.last)).toBe('pending');
-    expect(outcome(gate(input(r.req, bob, approve())))).toBe('approved');
+    expect(outcome(gate(input(r.req, bob, approve({ seenPayloadKey: payloadKey('wire_transfer', { to: 'acct-9' }) }))))).toBe('approved');
   });
 });
 

@@ -73,7 +73,11 @@ export interface GateVote {
   /** The vote proposes these args (a modification) or this alternative; otherwise it approves the current payload. */
   readonly args?: JsonObject | undefined;
   readonly alternative?: string | undefined;
-  /** The payload key the approve surface showed; when it is not the one the vote would approve, the vote is refused. */
+  /**
+   * The payload key the approve surface showed; when it is not the one the vote would approve, the
+   * vote is refused. Every approve surface must send it: a plain approval without it is refused
+   * (PAYLOAD_CHANGED) as soon as the round's payload is not the original.
+   */
   readonly seenPayloadKey?: string | undefined;
   readonly totp: StepUpFact;
   readonly matchCode: 'absent' | 'valid' | 'invalid';
@@ -208,6 +212,16 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
     check: (ctx) => {
       const { request, vote, payload } = ctx;
       if (request.status !== 'pending') return err('ALREADY_DECIDED', `request is already ${request.status}`, { status: request.status });
+      // A plain approval of a round whose payload is not the original must say what it was
+      // shown: otherwise B's approve from an old card completes the quorum on A's modified args.
+      // Every approve surface (HTTP, CLI, dashboard, notification links) must send seenPayloadKey.
+      const plain = vote.args === undefined && vote.alternative === undefined;
+      if (approving(ctx) && plain && vote.seenPayloadKey === undefined && payload.key !== payloadKey(request.action, request.args)) {
+        return err('PAYLOAD_CHANGED', 'the arguments that would run were changed since the request was made; read the request again and approve with the seenPayloadKey you were shown', {
+          shown: null,
+          current: payload.key,
+        });
+      }
       if (approving(ctx) && vote.seenPayloadKey !== undefined && vote.seenPayloadKey !== payload.key) {
         return err('PAYLOAD_CHANGED', 'the arguments that would run are not the ones you were shown; read the request again', {
           shown: vote.seenPayloadKey,
@@ -437,7 +451,8 @@ export interface Actionable {
  * rejection), with the step-up codes assumed supplied (the card then asks for them).
  */
 export function dryRun(input: Omit<GateInput, 'vote'> & { at: string }, checks: readonly GateCheck[] = GATE_CHECKS): Actionable {
-  const approve: GateVote = { verdict: 'approve', totp: 'valid', matchCode: 'valid', at: input.at };
+  // The queue shows the current payload, so the dry run approves it as seen.
+  const approve: GateVote = { verdict: 'approve', totp: 'valid', matchCode: 'valid', seenPayloadKey: input.payload.key, at: input.at };
   const ctx = contextOf({ ...input, vote: approve }, true);
   let reason: Actionable['reason'] = null;
   for (const c of checks) {
