@@ -127,7 +127,8 @@ const specArb = (canBlock: boolean): fc.Arbitrary<PayloadSpec> =>
 
 type Event =
   | { type: 'review'; who: number; reject: boolean; choice: number; totp: GateVote['totp']; matchCode: GateVote['matchCode']; saw: 'shown' | 'original' | 'none' }
-  | { type: 'reassign'; to: number; stage: number }
+  | { type: 'reassign'; to: number; stage: number; toGroup: boolean }
+  | { type: 'escalate'; level: number; role: Role }
   | { type: 'extend' };
 
 const eventArb: fc.Arbitrary<Event> = fc.oneof(
@@ -143,7 +144,12 @@ const eventArb: fc.Arbitrary<Event> = fc.oneof(
       saw: fc.constantFrom<'shown' | 'original' | 'none'>('shown', 'shown', 'shown', 'shown', 'original', 'none'),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ type: fc.constant('reassign' as const), to: fc.integer({ min: 0, max: PEOPLE.length - 1 }), stage: fc.integer({ min: 0, max: 3 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ type: fc.constant('reassign' as const), to: fc.integer({ min: 0, max: PEOPLE.length - 1 }), stage: fc.integer({ min: 0, max: 3 }), toGroup: fc.boolean() }),
+  },
+  // Escalation by time past the start level, to a level whose role may be any of the chain's.
+  { weight: 1, arbitrary: fc.record({ type: fc.constant('escalate' as const), level: fc.integer({ min: 2, max: 3 }), role: fc.constantFrom<Role>('lead', 'manager', 'director') }) },
   { weight: 1, arbitrary: fc.record({ type: fc.constant('extend' as const) }) },
 );
 
@@ -288,12 +294,18 @@ function run(sc: Scenario, checks: readonly GateCheck[]): { violation: string | 
   let approvedOther = 0;
   const fail = (violation: string) => ({ violation, approved, approvedOther });
   for (const ev of sc.events) {
+    const esc = req.escalation ?? { level: 1, startLevel: 1, levelRole: 'lead' as Role, assignee: null, extended: false };
     if (ev.type === 'reassign') {
-      req = { ...req, escalation: { level: 1, startLevel: 1, levelRole: 'lead', assignee: { operator: PEOPLE[ev.to]!.name, stage: ev.stage }, extended: req.escalation?.extended ?? false } };
+      const assignee = ev.toGroup ? { group: PEOPLE[ev.to]!.groups[0] ?? 'ops', stage: ev.stage } : { operator: PEOPLE[ev.to]!.name, stage: ev.stage };
+      req = { ...req, escalation: { ...esc, assignee } };
+      continue;
+    }
+    if (ev.type === 'escalate') {
+      req = { ...req, escalation: { ...esc, level: ev.level, levelRole: ev.role } };
       continue;
     }
     if (ev.type === 'extend') {
-      req = { ...req, escalation: { level: 1, startLevel: 1, levelRole: 'lead', assignee: req.escalation?.assignee ?? null, extended: true } };
+      req = { ...req, escalation: { ...esc, extended: true } };
       continue;
     }
     const who = PEOPLE[ev.who]!;

@@ -394,10 +394,18 @@ describe('stage eligibility: reassignment and extension never change who may sig
     expect(outcome(gate(input(request({ assessment: groupStage, escalation: esc }), person('tess', ['reviewer'], ['treasury']), approve())))).toBe('approved');
   });
 
-  it('escalation by time lets the level role stand in for a named stage no more senior than the level', () => {
+  it('G2: escalation by time never lets a stand-in sign a stage that names an operator or a group', () => {
     const esc = { level: 3, startLevel: 1, levelRole: 'director' as const, assignee: null, extended: false };
-    expect(outcome(gate(input(afterLead(esc), person('dee', ['director']), approve())))).toBe('approved');
+    expect(outcome(gate(input(afterLead(esc), person('dee', ['director']), approve())))).toBe('NOT_ELIGIBLE');
+    expect(outcome(gate(input(afterLead({ ...esc, level: 2, levelRole: 'lead' }), person('lou', ['lead']), approve())))).toBe('NOT_ELIGIBLE');
     expect(outcome(gate(input(afterLead(esc), mia, approve())))).toBe('NOT_ELIGIBLE');
+    expect(outcome(gate(input(afterLead(esc), cfo, approve())))).toBe('approved');
+    const groupStage = assessment({ stages: [{ count: 1, group: 'treasury', label: 'treasury' }] });
+    expect(outcome(gate(input(request({ assessment: groupStage, escalation: esc }), person('dee', ['director']), approve())))).toBe('NOT_ELIGIBLE');
+    // Role stages keep their rule: the role or anyone more senior.
+    const roleStage = assessment({ stages: [{ count: 1, role: 'manager', label: 'manager' }] });
+    expect(outcome(gate(input(request({ assessment: roleStage, escalation: esc }), person('dee', ['director']), approve())))).toBe('approved');
+    expect(outcome(gate(input(request({ assessment: roleStage, escalation: esc }), lena, approve())))).toBe('NOT_ELIGIBLE');
   });
 });
 

@@ -11,9 +11,10 @@
  *   reassignment adds is whom the request is routed and shown to, never signing power.
  *   An assignee recorded without a stage (from before stages were recorded) is given none.
  * - **An extension changes nobody's eligibility** (it only moves the deadline).
- * - **Escalation by time** (past the start level) lets the level's role, or anyone more senior,
- *   stand in for a stage's named operators or group, for stages whose role is no more senior
- *   than the level: the chain the policy wrote, run by the clock, not chosen by a reviewer.
+ * - **Escalation by time** (past the start level) never lets a stand-in sign a stage that names
+ *   operators or a group (issue 12 review, G2: a lead at the escalated level signed the CFO's
+ *   stage); only the people it names do. Role stages keep their rule (the role or more senior),
+ *   which escalation cannot lower.
  */
 import { ROLE_RANK, isEligibleForStage, canReviewAtAll, type Reviewer } from '../lifecycle.ts';
 import type { ApprovalStage, Role } from '../schemas.ts';
@@ -45,6 +46,9 @@ export function stageEligible(reviewer: Reviewer, stage: ApprovalStage, stageInd
   const rank = rankOf(reviewer.roles);
   const stageRank = stage.role ? ROLE_RANK[stage.role] : ROLE_RANK.reviewer;
   if (rank < stageRank) return false;
+  // A stage that names operators or a group is signed by them alone: neither the clock nor a
+  // reassignment picks a stand-in for a named person (a lead at level 2 never signs for the CFO).
+  if (namesPeople(stage)) return false;
   if (escalation.level > escalation.startLevel && escalation.levelRole !== null) {
     const levelRank = ROLE_RANK[escalation.levelRole];
     if (levelRank >= stageRank && rank >= levelRank) return true;
