@@ -1,4 +1,5 @@
 /** The one gate: every check, every ordering conflict, and issue 12's findings as tests. */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_APPROVER_LIMITS,
@@ -27,6 +28,7 @@ import {
   type Policy,
   type Reviewer,
   type RiskLevel,
+  type Role,
   type Vote,
 } from '../src/index.ts';
 import type { EvaluationRequest } from '../src/policy/evaluate.ts';
@@ -226,6 +228,46 @@ describe('payloadRequirement (the union)', () => {
     expect(stages(payloadRequirement(assessment(), twice, true))).toEqual(['any×1', 'any×1']);
     expect(stages(payloadRequirement(twice, assessment(), true))).toEqual(['any×1', 'any×1']);
   });
+  it('G4: the payload\'s order is kept and the original\'s stages are merged into it, none lost', () => {
+    const st = (...roles: ('lead' | 'manager' | 'director')[]) => assessment({ stages: roles.map((role) => ({ count: 1, role, label: role })) });
+    expect(stages(payloadRequirement(st('director'), st('manager', 'director'), true))).toEqual(['manager×1', 'director×1']);
+    // Unmatched original stages keep their place relative to the original's matched ones.
+    expect(stages(payloadRequirement(st('lead', 'director'), st('manager', 'director'), true))).toEqual(['lead×1', 'manager×1', 'director×1']);
+    expect(stages(payloadRequirement(st('manager', 'lead'), st('manager', 'director'), true))).toEqual(['manager×1', 'lead×1', 'director×1']);
+    // The original alone keeps its own order.
+    expect(stages(payloadRequirement(st('director', 'manager'), null, false))).toEqual(['director×1', 'manager×1']);
+  });
+
+  it('G4 (property): the union keeps the payload\'s stages in order and covers every stage of both sides', () => {
+    const stageArb = fc.record({ count: fc.integer({ min: 1, max: 3 }), role: fc.constantFrom<Role | undefined>(undefined, 'lead', 'manager', 'director') });
+    const side = fc.array(stageArb, { minLength: 1, maxLength: 4 });
+    const mk = (xs: { count: number; role: Role | undefined }[]) =>
+      assessment({ stages: xs.map((x) => ({ count: x.count, ...(x.role ? { role: x.role } : {}), label: x.role ?? 'any' })) });
+    const key = (s: ApprovalStage) => s.role ?? 'any';
+    fc.assert(
+      fc.property(side, side, (o, p) => {
+        const r = payloadRequirement(mk(o), mk(p), true).stages;
+        // The payload's stages appear in the union in order, each at least its count (greedy earliest is exact for subsequences).
+        let at = -1;
+        for (const x of p) {
+          const i = r.findIndex((s, j) => j > at && key(s) === (x.role ?? 'any') && s.count >= x.count);
+          if (i < 0) return false;
+          at = i;
+        }
+        // Every stage of each side has its own union stage of the same terms and at least its count (per terms, largest first).
+        for (const xs of [o, p]) {
+          for (const k of new Set(xs.map((x) => x.role ?? 'any'))) {
+            const need = xs.filter((x) => (x.role ?? 'any') === k).map((x) => x.count).sort((a, b) => b - a);
+            const have = r.filter((s) => key(s) === k).map((s) => s.count).sort((a, b) => b - a);
+            if (need.some((n, i) => (have[i] ?? 0) < n)) return false;
+          }
+        }
+        return r.length <= o.length + p.length;
+      }),
+      { numRuns: 2000, seed: 4 },
+    );
+  });
+
   it('a payload that would be auto-approved on its own adds nothing; the original still counts', () => {
     expect(stages(payloadRequirement(assessment({ stages: [{ count: 2, label: '2' }] }), assessment({ route: 'auto_approve' }), true))).toEqual(['any×2']);
   });

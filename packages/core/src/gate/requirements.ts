@@ -4,8 +4,9 @@
  * modification was judged by the original's assessment, so a blocked action offered as an
  * alternative of `send_alert` was approved by one reviewer).
  *
- * - every stage of both, in order (the original's first), a stage both name (same role, group
- *   and operators) once, at the larger count — so the larger quorum wins;
+ * - every stage of both, in the payload's order with the original's merged in (mergeStages), a
+ *   stage both name (same role, group and operators) once, at the larger count — so the larger
+ *   quorum wins;
  * - step-up MFA if either needs it; the number-matching code if either is at a level that
  *   needs one (critical);
  * - the smaller `deny` (fewer rejections decide);
@@ -45,37 +46,54 @@ function blockedBy(a: Assessment): string[] {
 }
 
 /**
+ * `extra`'s stages merged into `base`, keeping `base`'s order. Each stage of `extra` is matched
+ * one-to-one to an unclaimed stage of the same terms (raised to the larger count), looked for
+ * after the place of `extra`'s previous stage first, so both orders are kept where they agree;
+ * where they conflict `base`'s wins. An unmatched stage is inserted right after that place, so
+ * it keeps its position relative to its neighbours. Nothing is lost: two identical stages of
+ * one side stay two.
+ */
+function mergeStages(base: readonly ApprovalStage[], extra: readonly ApprovalStage[]): ApprovalStage[] {
+  const out = base.map((stage) => ({ stage: { ...stage }, claimed: false }));
+  let anchor = -1;
+  for (const s of extra) {
+    const k = stageKey(s);
+    const free = (j: number) => !out[j]!.claimed && stageKey(out[j]!.stage) === k;
+    let i = out.findIndex((_, j) => j > anchor && free(j));
+    if (i < 0) i = out.findIndex((_, j) => free(j));
+    if (i < 0) {
+      i = anchor + 1;
+      out.splice(i, 0, { stage: { ...s }, claimed: true });
+    } else {
+      out[i]!.claimed = true;
+      if (s.count > out[i]!.stage.count) out[i]!.stage = { ...s };
+    }
+    anchor = Math.max(anchor, i);
+  }
+  return out.map((x) => x.stage);
+}
+
+/**
  * The requirement of approving `payload` (its own assessment; null when it is the request as
  * asked) on a request assessed as `original`. `modified` says the payload differs from the
  * original (an alternative or changed args).
  */
 export function payloadRequirement(original: Assessment, payload: Assessment | null, modified: boolean): PayloadRequirement {
   const sides = payload === null ? [original] : [original, payload];
-  const stages: ApprovalStage[] = [];
   let deny = Number.POSITIVE_INFINITY;
   let second = false;
-  sides.forEach((a, side) => {
-    // A side that would not be reviewed (auto-approved on its own) still needs what the other demands; a
-    // reviewed side with no requirement needs one reviewer.
-    const req = a.approval ?? (a.route === 'review' ? ONE_REVIEWER : null);
-    if (req === null) return;
-    // Each stage of this side is matched one-to-one to an unclaimed stage of the same terms from the
-    // other side (raised to the larger count), else appended: two identical stages of one side stay two.
-    const claimed = new Set<number>();
-    for (const s of req.stages) {
-      const k = stageKey(s);
-      const i = side === 0 ? -1 : stages.findIndex((t, j) => !claimed.has(j) && stageKey(t) === k);
-      if (i < 0) {
-        stages.push({ ...s });
-        claimed.add(stages.length - 1);
-      } else {
-        claimed.add(i);
-        if (s.count > stages[i]!.count) stages[i] = { ...s };
-      }
-    }
+  // A side that would not be reviewed (auto-approved on its own) still needs what the other
+  // demands; a reviewed side with no requirement needs one reviewer.
+  const reqs = sides.map((a) => a.approval ?? (a.route === 'review' ? ONE_REVIEWER : null));
+  for (const req of reqs) {
+    if (req === null) continue;
     deny = Math.min(deny, req.deny);
     second ||= req.modifiedNeedsSecondReviewer === true;
-  });
+  }
+  // The payload's stages in its own order (G4: `[director]` ∪ `[manager, director]` ran the
+  // director first); the original's are merged in (mergeStages).
+  const [base, extra] = payload === null ? [reqs[0], null] : [reqs[1] ?? reqs[0], reqs[1] ? reqs[0] : null];
+  const stages: ApprovalStage[] = mergeStages(base?.stages ?? [], extra?.stages ?? []);
   if (stages.length === 0) stages.push({ ...ONE_REVIEWER.stages[0]! });
   if (second && modified) {
     const last = stages.length - 1;
