@@ -1,12 +1,11 @@
 /**
  * Slicing on running totals (issue 12, finding 7): the value detector runs on every create, from
- * counters, groups by normalised action and compares the window's total with the policy's own
+ * counters, keeps totals per agent and rule scope (the actions a rule covers, in normal form) and compares them with the policy's own
  * value thresholds. Scenario runs just under every threshold with varied recipients and memos
  * are caught on the create that crosses it; benign streams are measured for false alarms.
  */
 import { describe, expect, it } from 'vitest';
 import { EMPTY_HISTORY, evaluate, mergeBucket, parsePolicy, runningTotal, valueThresholds, type Policy, type SlicingAlert, type ValueBucket } from '../src/index.ts';
-import { normalizeActionName } from '../src/policy/names.ts';
 import { CreateRequestBody } from '../src/schemas.ts';
 
 const MINUTE = 60_000;
@@ -56,7 +55,8 @@ function feed(creates: Create[]): { alerts: (SlicingAlert | null)[]; values: (nu
   creates.forEach((c, i) => {
     const a = evaluate({ ...CreateRequestBody.parse({ action: c.action, args: c.args }), agent: c.agent }, policy, EMPTY_HISTORY, new Date(c.at));
     const value = a.value?.amount;
-    const key = `${c.agent}\u0000${normalizeActionName(c.action)}`;
+    // Buckets are per agent; inside, totals are keyed per rule scope (valueThresholds), so actions a rule covers together add up.
+    const key = c.agent;
     const buckets = store.get(key) ?? [];
     const r = runningTotal({ buckets, value, now: c.at, windowMs: WINDOW, bucketMs: BUCKET, thresholds: valueThresholds(policy, c.agent, c.action), requestId: `req_${i}`, agentId: c.agent, action: c.action });
     if (r.bucket) store.set(key, mergeBucket(buckets, r.bucket, c.at - WINDOW - BUCKET));
@@ -69,9 +69,18 @@ function feed(creates: Create[]): { alerts: (SlicingAlert | null)[]; values: (nu
 describe('valueThresholds', () => {
   it("are the policy's own, for this action, in any spelling", () => {
     // The default policy's large-value (10,000) and very-large-value (50,000) apply to every action.
-    expect(valueThresholds(policy, 'bot', 'wire_transfer')).toEqual([1000, 10000, 50000, 250000]);
-    expect(valueThresholds(policy, 'bot', 'WireTransfer')).toEqual([1000, 10000, 50000, 250000]);
-    expect(valueThresholds(policy, 'bot', 'refund')).toEqual([500, 10000, 50000]);
+    const t = (action: string) => valueThresholds(policy, 'bot', action).map((x) => x.threshold);
+    expect(t('wire_transfer')).toEqual([1000, 10000, 50000, 250000]);
+    expect(t('WireTransfer')).toEqual([1000, 10000, 50000, 250000]);
+    expect(t('refund')).toEqual([500, 10000, 50000]);
+  });
+
+  it('G3: are keyed per rule scope: a rule without an action condition shares its key across actions', () => {
+    const keys = (action: string) => valueThresholds(policy, 'bot', action).map((x) => x.key);
+    const wire = keys('wire_transfer');
+    const refund = keys('refund');
+    expect(wire.filter((k) => refund.includes(k))).toHaveLength(2); // 10,000 and 50,000 (every action)
+    expect(new Set([...wire, ...refund]).size).toBe(5);
   });
 });
 
@@ -129,11 +138,12 @@ describe('false alarms on benign streams (measured)', () => {
   };
   const alarms = (creates: Create[]) => feed(creates).alerts.filter((a) => a !== null).length;
 
-  it('small refunds, 100 an hour, 5–80 each, against a 500 refund rule: 1 alarm (measured)', () => {
-    // Each refund is under the 500 refund threshold, so their running total crosses 500 within the
-    // hour: once, thanks to the once-per-window rule. This is the measured cost of a low threshold.
+  it('small refunds, 100 an hour, 5–80 each, against a 500 refund rule: 8 alarms (measured)', () => {
+    // Each refund is under the 500 refund threshold, so their running total (about 4,200 in the
+    // hour) crosses 500 and each multiple of it: one alarm per multiple (G3: a total of 8 × the
+    // threshold is what an attacker slicing 8 refunds would reach). The measured cost of a low threshold.
     const n = alarms(stream(1, 100, 36_000, (r) => 5 + Math.floor(r() * 75)));
-    expect(n).toBe(1);
+    expect(n).toBe(8);
   });
 
   it('one refund every 10 minutes, 20–60 each: none', () => {
@@ -154,19 +164,66 @@ describe('false alarms on benign streams (measured)', () => {
     expect(alarms(creates)).toBe(0);
   });
 
-  it('a payroll run (40 × 2,000–4,000 in 10 min) alarms once per threshold crossed: by design, the whole is what a reviewer should see', () => {
+  it('a payroll run (40 × 2,000–4,000 in 10 min) alarms at each multiple crossed: by design, the whole is what a reviewer should see', () => {
     const n = alarms(stream(5, 40, 15_000, (r) => 2000 + Math.floor(r() * 2000), 'wire_transfer', 'payroll-bot'));
-    // 10,000 and 50,000 are crossed; 1,000 is not counted (every payment is over it).
-    expect(n).toBe(2);
+    // About 120,000 in all: each multiple of 10,000 (and of 50,000, on the same creates) alarms once,
+    // 12 alarms in 40 creates (measured); 1,000 is not counted (every payment is over it).
+    expect(n).toBe(12);
   });
 
-  it('two agents, or two actions, are never summed together', () => {
+  it('two agents are never summed together', () => {
     const a = stream(6, 6, MINUTE, () => 9_000, 'wire_transfer', 'bot-a');
     const b = stream(6, 6, MINUTE, () => 9_000, 'wire_transfer', 'bot-b').map((c) => ({ ...c, at: c.at + 1 }));
     const mixed = [...a, ...b].sort((x, y) => x.at - y.at);
     const res = feed(mixed).alerts;
-    // Each agent crosses 10,000 on its second create and 50,000 on its sixth: 2 alerts each, none from the mix.
-    expect(res.filter((x) => x !== null).length).toBe(4);
+    // Each agent's 54,000 crosses 10,000 on its second create, 20,000–50,000 on the next four: 5 alerts each, none from the mix.
+    expect(res.filter((x) => x !== null).length).toBe(10);
+    expect(res.filter((x) => x !== null && x.evidence['sum'] === 18_000).length).toBe(2);
+  });
+
+  it('G3: alerts at each multiple of a threshold: 60 slices of 7,900 against 50,000 raise 9 alerts, not one', () => {
+    const creates = stream(8, 60, 30_000, () => 7_900, 'pay_invoice', 'payments-bot');
+    const alerts = feed(creates).alerts.filter((a): a is SlicingAlert => a !== null && a.evidence['threshold'] === 50_000);
+    expect(alerts.map((a) => a.evidence['multiple'])).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  it('G3: a rule without an action condition cannot be sliced by alternating actions', () => {
+    const actions = ['pay_invoice', 'refund_customer', 'send_payout'];
+    const creates = stream(9, 7, MINUTE, () => 7_900, 'x', 'alt-bot').map((c, i) => ({ ...c, action: actions[i % 3]! }));
+    const alerts = feed(creates).alerts;
+    // 7 × 7,900 = 55,300: the 50,000 rule (every action) is crossed on the seventh create.
+    expect(alerts[6]?.evidence['threshold']).toBe(50_000);
+  });
+
+  it('G3: a rule covering several actions sums them; separate per-action rules do not', () => {
+    const p = parsePolicy(`
+rules:
+  - name: large-value
+    enabled: false
+  - name: very-large-value
+    enabled: false
+  - name: payments
+    when: { action: [wire_transfer, pay_invoice], valueAtLeast: 20000 }
+    then: { review: true }
+  - name: refunds
+    when: { action: refund, valueAtLeast: 20000 }
+    then: { review: true }
+`);
+    if (!p.ok) throw new Error(JSON.stringify(p.errors));
+    const th = (action: string) => valueThresholds(p.policy, 'bot', action);
+    expect(th('wire_transfer')[0]!.key).toBe(th('payInvoice')[0]!.key);
+    expect(th('refund')[0]!.key).not.toBe(th('wire_transfer')[0]!.key);
+    let buckets: ValueBucket[] = [];
+    const step = (action: string, i: number) => {
+      const now = T0 + i * MINUTE;
+      const r = runningTotal({ buckets, value: 7_900, now, windowMs: WINDOW, bucketMs: BUCKET, thresholds: th(action), requestId: `r${i}`, agentId: 'bot', action });
+      if (r.bucket) buckets = mergeBucket(buckets, r.bucket, now - WINDOW - BUCKET);
+      return r.alert;
+    };
+    expect(step('wire_transfer', 0)).toBeNull();
+    expect(step('pay_invoice', 1)).toBeNull();
+    expect(step('refund', 2)).toBeNull(); // refunds are their own total
+    expect(step('payInvoice', 3)?.evidence['threshold']).toBe(20_000); // 3 × 7,900 = 23,700 across two actions
   });
 
   it('the window forgets: slices an hour and more apart never add up', () => {

@@ -13,6 +13,7 @@ export {
   type RunningTotalInput,
   type RunningTotalResult,
   type ValueBucket,
+  type ValueThreshold,
 } from './slicing.ts';
 export {
   DEFAULT_APPROVER_LIMITS,
