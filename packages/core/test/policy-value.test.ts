@@ -146,6 +146,14 @@ rules:
     expect(a.mfaRequired).toBe(true);
   });
 
+  it('a null fallback is no amount (as if absent), not an unreadable one; a null configured path stays unreadable', () => {
+    const a = run({ action: 'wire_transfer', args: { value: null }, context: { value: 20_000 }, confidence: 0.99 });
+    expect(names(a)).not.toContain('value-unreadable');
+    expect(roles(a)).toEqual(['manager']);
+    expect(run({ action: 'wire_transfer', args: { amount: null, value: 500_000 } }).value?.amount).toBe(500_000);
+    expect(names(run({ action: 'wire_transfer', args: { payment: { total: null } }, confidence: 0.99 }, paying))).toContain('value-unreadable');
+  });
+
   it('context.value alone still works as before', () => {
     expect(roles(run({ action: 'wire_transfer', args: { to: 'x' }, context: { value: 20_000 } }))).toEqual(['manager']);
     expect(run({ action: 'send_alert', args: {} }).value).toBeUndefined();

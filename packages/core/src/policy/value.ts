@@ -100,7 +100,9 @@ export function requestValue(
     // fallback that is present but unreadable stays unreadable even when another one reads:
     // which of the two the tool acts on is not ours to guess.
     for (const path of FALLBACK_VALUE_PATHS) {
-      if (!Object.hasOwn(args, path)) continue;
+      // `null` is "no amount" (an aggregate with no member values says `value: null`), as if absent;
+      // anything else that does not read as a number is unreadable.
+      if (!Object.hasOwn(args, path) || args[path] === null) continue;
       const amount = parseAmount(args[path]);
       if (amount !== undefined) {
         if (fromArgs === undefined || amount > fromArgs.amount) fromArgs = { path, amount };
