@@ -31,4 +31,5 @@ export * from './escalation/index.ts';
 export * from './policy/index.ts';
 export * from './audit/index.ts';
 export * from './guard/index.ts';
+export * from './gate/index.ts';
 export { quantile, rate, slaCompliance, withinSla, type MetricsSummary, type OperatorNumbers, type Rates } from './metrics.ts';

@@ -6,7 +6,10 @@
  *   approved ──execution──► executed | execution_failed
  *
  * The engine loads the current state, calls `transition`, and writes what comes back together
- * with its audit entry in one transaction. Illegal moves throw a `CountersignError` with a
+ * with its audit entry in one transaction. Who may approve what, now, is the gate's question
+ * (`gate/gate.ts`: the payload that will run, rounds, step-up, guard facts); once the server is
+ * wired to it, reviews go through `gate` and this machine keeps cancel, expiry, timeout approval
+ * and the execution report. Illegal moves throw a `CountersignError` with a
  * stable code, so racing reviewers get exactly one decision and a clear conflict for the rest.
  */
 import { payloadKey } from './canonical.ts';

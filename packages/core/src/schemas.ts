@@ -264,6 +264,19 @@ export const Assessment = z.object({
   reasons: z.array(z.string()),
   /** The escalation level a rule (`then.startLevel`) starts this request at; absent means level 1. */
   escalationStartLevel: z.number().int().min(1).optional(),
+  /**
+   * The value `valueAtLeast` compared (policy/value.ts): the larger of the args' amount (the
+   * policy's `actions.<name>.value` path, else `args.amount` / `args.value`) and the agent's
+   * `context.value`, with both sources, so a card can show them when they differ. Absent when
+   * the request gave none.
+   */
+  value: z
+    .object({
+      amount: z.number(),
+      args: z.object({ path: z.string(), amount: z.number() }).optional(),
+      context: z.number().optional(),
+    })
+    .optional(),
 });
 export type Assessment = z.infer<typeof Assessment>;
 
@@ -284,7 +297,8 @@ export type DecisionOutcome = z.infer<typeof DecisionOutcome>;
  * onto other args.
  */
 export const Receipt = z.object({
-  version: z.literal(1),
+  /** 1: no claim fields (receipts from before single-use claims; still verify). 2: carries `nonce` and `expiresAt`, both signed. */
+  version: z.union([z.literal(1), z.literal(2)]),
   requestId: z.string(),
   outcome: DecisionOutcome,
   decidedBy: z.enum(['policy', 'reviewers', 'agent', 'timeout']),
@@ -293,6 +307,10 @@ export const Receipt = z.object({
   /** Hex SHA-256 of canonical JSON `{action, args}` of the approved payload; null unless approved. */
   payloadHash: z.string().nullable(),
   keyId: z.string(),
+  /** Version 2: a random id the approval is claimed with, once (`POST /v1/requests/:id/execution {status: started, receipt}`). */
+  nonce: z.string().optional(),
+  /** Version 2: ISO time after which the approval can no longer be claimed (`RECEIPT_EXPIRED`); policy `levels.<risk>.approvalValidFor`. */
+  expiresAt: z.string().optional(),
   signature: z.string(),
 });
 export type Receipt = z.infer<typeof Receipt>;

@@ -24,8 +24,8 @@ describe('default policy', () => {
       expect(p.actions.byName[name]?.weight).toBe(w);
     }
     expect(p.automation).toEqual({ full: 0.95, supervised: 0.8, advisory: 0.6 });
-    expect(p.levels.low).toEqual({ slaMs: 3_600_000, autoApprove: true, mfa: false, approvals: 1 });
-    expect(p.levels.critical).toEqual({ slaMs: 300_000, autoApprove: false, mfa: true, approvals: 2 });
+    expect(p.levels.low).toEqual({ slaMs: 3_600_000, autoApprove: true, mfa: false, approvals: 1, approvalValidMs: 3_600_000 });
+    expect(p.levels.critical).toEqual({ slaMs: 300_000, autoApprove: false, mfa: true, approvals: 2, approvalValidMs: 3_600_000 });
     expect(p.escalation.onFinalTimeout).toBe('reject');
     expect(p.escalation.levels[0]).toEqual({ role: 'lead', after: 'sla', notify: [] });
     expect(p.escalation.levels[1]?.after).toBe(600_000);
@@ -79,7 +79,7 @@ rules:
 
   it('mappings merge key by key', () => {
     const p = policyOf(parsePolicy('levels: { medium: { sla: 10m } }\nactions: { block_ip: { weight: 0.6 }, my_action: { weight: 0.3 } }'));
-    expect(p.levels.medium).toEqual({ slaMs: 600_000, autoApprove: true, mfa: false, approvals: 1 });
+    expect(p.levels.medium).toEqual({ slaMs: 600_000, autoApprove: true, mfa: false, approvals: 1, approvalValidMs: 3_600_000 });
     expect(p.actions.byName['block_ip']).toEqual({ weight: 0.6, reversible: true, category: 'containment' });
     expect(p.actions.byName['my_action']).toEqual({ weight: 0.3 });
     expect(p.actions.byName['delete_data']?.weight).toBe(0.9);

@@ -204,7 +204,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'multi-level by value (policy): 5,000 needs one reviewer of any role',
-    requirement: fromPolicy(policy, { action: ACTION, args: ARGS, context: { value: 5_000 } }),
+    requirement: fromPolicy(policy, { action: ACTION, args: { to: 'acct-42', amount: 5_000 }, context: { value: 5_000 } }),
     steps: [{ who: alice, verdict: 'approve', status: 'approved', deciders: ['alice'] }],
   },
   {
@@ -281,7 +281,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'policy levels.high { deny: 2, modifiedNeedsSecondReviewer } reaches the requirement',
-    requirement: fromPolicy(strictPolicy.policy, { action: ACTION, args: ARGS, riskLevel: 'high' }),
+    requirement: fromPolicy(strictPolicy.policy, { action: ACTION, args: { to: 'acct-42', amount: 2_000 }, riskLevel: 'high' }),
     steps: [
       { who: alice, verdict: 'reject', status: 'pending' },
       { who: bob, verdict: 'approve', args: { to: 'acct-42', amount: 1 }, status: 'pending', progress: [1] },

@@ -32,6 +32,7 @@ export {
   type AuditLeaf,
   type CheckpointBody,
   type ReceiptBody,
+  type ReceiptClaim,
 } from './signed.ts';
 export {
   TRAIL_FORMAT,

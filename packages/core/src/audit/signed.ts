@@ -69,15 +69,29 @@ export const RECEIPT_ORIGIN = 'countersign.receipt/v1';
 
 export type ReceiptBody = Omit<Receipt, 'signature'>;
 
+/** What makes an approval single-use and short-lived: chosen by the shell (randomness, clock), signed into the receipt. */
+export interface ReceiptClaim {
+  /** Unguessable, unique per approval (the server draws it, e.g. 16 random bytes in hex). */
+  nonce: string;
+  /** ISO 8601; `receiptExpiry` computes it from the decision time and the policy. */
+  expiresAt: string;
+}
+
 /** SHA-256 (hex) of the canonical JSON of `{action, args}`: what an approval lets run. */
 export function payloadHash(hash: HashFn, action: string, args: JsonObject): string {
   return toHex(hash(utf8(payloadKey(action, args))));
 }
 
-/** The receipt body for a decision; `payloadHash` is null unless it approved something to run. */
-export function receiptBody(hash: HashFn, requestId: string, decision: Decision, keyId: string): ReceiptBody {
+/**
+ * The receipt body for a decision; `payloadHash` is null unless it approved something to run.
+ *
+ * With `claim`, a runnable approval gets a version 2 receipt carrying the nonce and expiry it is
+ * claimed with; without (or for anything that is not runnable) the body is exactly version 1,
+ * so every receipt signed before claims existed verifies unchanged.
+ */
+export function receiptBody(hash: HashFn, requestId: string, decision: Decision, keyId: string, claim?: ReceiptClaim): ReceiptBody {
   const runnable = decision.outcome === 'approved' && decision.action !== null && decision.args !== null;
-  return {
+  const body: ReceiptBody = {
     version: 1,
     requestId,
     outcome: decision.outcome,
@@ -87,11 +101,31 @@ export function receiptBody(hash: HashFn, requestId: string, decision: Decision,
     payloadHash: runnable ? payloadHash(hash, decision.action!, decision.args!) : null,
     keyId,
   };
+  if (!runnable || claim === undefined) return body;
+  return { ...body, version: 2, nonce: claim.nonce, expiresAt: claim.expiresAt };
 }
 
+/**
+ * The signed bytes. Version 1 signs exactly its eight fields, as it always did; version 2 adds
+ * `nonce` and `expiresAt`. The version is itself signed, so a version 2 receipt cannot be passed
+ * off as version 1 with its expiry stripped. A version 2 body without both fields, and a version 1
+ * body with either, is refused (thrown), never signed or verified with those fields unsigned.
+ */
 export function receiptMessage(body: ReceiptBody): Uint8Array {
   const { version, requestId, outcome, decidedBy, deciders, decidedAt, payloadHash: hashOfPayload, keyId } = body;
-  return utf8(`${RECEIPT_ORIGIN}\n${canonicalJson({ version, requestId, outcome, decidedBy, deciders, decidedAt, payloadHash: hashOfPayload, keyId })}`);
+  const common = { version, requestId, outcome, decidedBy, deciders, decidedAt, payloadHash: hashOfPayload, keyId };
+  if (version === 1) {
+    // Version 1 does not sign these: a body carrying them would verify with an expiry (or a
+    // nonce) anyone could have written, so it is refused, as a version 2 body without them is.
+    if (Object.hasOwn(body, 'nonce') || Object.hasOwn(body, 'expiresAt')) {
+      throw new TypeError('receiptMessage: a version 1 receipt carries nonce or expiresAt, which version 1 does not sign');
+    }
+    return utf8(`${RECEIPT_ORIGIN}\n${canonicalJson(common)}`);
+  }
+  if (typeof body.nonce !== 'string' || body.nonce === '' || typeof body.expiresAt !== 'string' || body.expiresAt === '') {
+    throw new TypeError('receiptMessage: a version 2 receipt needs its nonce and expiresAt');
+  }
+  return utf8(`${RECEIPT_ORIGIN}\n${canonicalJson({ ...common, nonce: body.nonce, expiresAt: body.expiresAt })}`);
 }
 
 /** A key's id: the first 16 hex digits of the hash of its SubjectPublicKeyInfo (DER bytes). */

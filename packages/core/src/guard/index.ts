@@ -7,6 +7,13 @@ export {
   detectTemporalClustering,
   detectValueAggregation,
   detectVelocityAbuse,
+  mergeBucket,
+  runningTotal,
+  valueThresholds,
+  type RunningTotalInput,
+  type RunningTotalResult,
+  type ValueBucket,
+  type ValueThreshold,
 } from './slicing.ts';
 export {
   DEFAULT_APPROVER_LIMITS,

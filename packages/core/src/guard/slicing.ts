@@ -8,6 +8,9 @@
  * work (an incident response touching many things at once): it looks for sustained rates, just-
  * under-the-limit values, near-identical repeats and inhumanly fast approvals.
  */
+import { normalizeActionName } from '../policy/names.ts';
+import { effectiveRules } from '../policy/rules.ts';
+import type { Policy } from '../policy/types.ts';
 import { argsSimilarity, differingFields, flatten } from './similarity.ts';
 import { DEFAULT_SLICING_CONFIG, type GuardEvent, type SlicingAlert, type SlicingConfig, type SlicingReport } from './types.ts';
 
@@ -73,7 +76,7 @@ export function detectValueAggregation(events: readonly GuardEvent[], now: numbe
   const { threshold, nearFraction, minCount } = config.aggregation;
   const windowStart = now - config.windowMinutes * MINUTE;
   const alerts: SlicingAlert[] = [];
-  const groups = groupBy(events, (e) => (e.value === undefined || e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${e.action}`));
+  const groups = groupBy(events, (e) => (e.value === undefined || e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${normalizeActionName(e.action)}`));
   for (const list of groups.values()) {
     const near = list.filter((e) => e.value! < threshold && e.value! >= nearFraction * threshold);
     if (near.length < minCount) continue;
@@ -95,7 +98,7 @@ export function detectTemporalClustering(events: readonly GuardEvent[], now: num
   const { burstSeconds, minBurst, similarity } = config.clustering;
   const windowStart = now - config.windowMinutes * MINUTE;
   const alerts: SlicingAlert[] = [];
-  const groups = groupBy(events, (e) => (e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${e.action}`));
+  const groups = groupBy(events, (e) => (e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${normalizeActionName(e.action)}`));
   for (const list of groups.values()) {
     let best: GuardEvent[] = [];
     let j = 0;
@@ -159,7 +162,7 @@ export function detectPatternRepetition(events: readonly GuardEvent[], now: numb
   const { minRepeats } = config.repetition;
   const windowStart = now - config.windowMinutes * MINUTE;
   const alerts: SlicingAlert[] = [];
-  const groups = groupBy(events, (e) => (e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${e.action}`));
+  const groups = groupBy(events, (e) => (e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${normalizeActionName(e.action)}`));
   for (const list of groups.values()) {
     if (list.length < minRepeats) continue;
     // Chains keyed by "which numeric fields move": each event joins the chain of the first
@@ -196,6 +199,164 @@ export function detectPatternRepetition(events: readonly GuardEvent[], now: numb
     }
   }
   return alerts;
+}
+
+// ---- running totals against the policy's own value thresholds, on every create ----
+
+/**
+ * One value threshold the policy applies, with the key its running total is kept under. The key
+ * is the rule's scope (the threshold and the actions it covers, in normal form, or `*` for a rule
+ * without an action condition): a rule that covers several actions, or every action, is judged on
+ * the total of all of them, so alternating `wire_transfer` and `pay_invoice` (or any two actions
+ * under a rule with no action condition) cannot slice it (issue 12 review, G3).
+ */
+export interface ValueThreshold {
+  readonly key: string;
+  readonly threshold: number;
+}
+
+/**
+ * The value thresholds the policy applies to this agent's action: every `valueAtLeast` of a rule
+ * that could match it (its `action` and `agent` conditions, names in normal form), ascending.
+ * These are the limits slicing tries to stay under, so they are what the running total is
+ * compared with (issue 12, finding 7: a fixed 10,000 band missed 20 × 7,900 under a 50,000 rule).
+ */
+export function valueThresholds(policy: Policy, agent: string, action: string): ValueThreshold[] {
+  const normal = normalizeActionName(action);
+  const out = new Map<string, ValueThreshold>();
+  for (const r of effectiveRules(policy, agent)) {
+    const w = r.when;
+    if (w.valueAtLeast === undefined) continue;
+    if (w.action !== undefined && !w.action.some((a) => normalizeActionName(a) === normal)) continue;
+    if (w.agent !== undefined && !w.agent.includes(agent)) continue;
+    const scope = w.action === undefined ? '*' : [...new Set(w.action.map(normalizeActionName))].sort().join(',');
+    const key = `${w.valueAtLeast}@${scope}`;
+    out.set(key, { key, threshold: w.valueAtLeast });
+  }
+  return [...out.values()].sort((a, b) => a.threshold - b.threshold || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/** One time bucket of an agent's values (all actions): insert-only counters in the store. */
+export interface ValueBucket {
+  /** Bucket start, epoch ms (a multiple of the bucket width). */
+  readonly start: number;
+  /** Sum and count of the values under each threshold, keyed by `ValueThreshold.key` (a request at or over a threshold is the policy's own business). */
+  readonly under: Readonly<Record<string, { readonly sum: number; readonly count: number }>>;
+  /**
+   * The highest multiple of each threshold (by key) an alert was raised for from this bucket:
+   * within the window, each multiple (1×, 2×, 3×…) alerts once. `true` (older buckets) means 1×.
+   */
+  readonly alerted?: Readonly<Record<string, number | true>>;
+}
+
+export interface RunningTotalInput {
+  /** This agent's earlier buckets, all actions (any age; older than the window are ignored). */
+  readonly buckets: readonly ValueBucket[];
+  /** This request's value as the policy reads it (`Assessment.value.amount`); undefined: nothing to add. */
+  readonly value: number | undefined;
+  readonly now: number;
+  readonly windowMs: number;
+  readonly bucketMs: number;
+  /** `valueThresholds(policy, agent, action)`; a bare number is its own key. */
+  readonly thresholds: readonly (ValueThreshold | number)[];
+  readonly requestId: string;
+  readonly agentId: string;
+  readonly action: string;
+}
+
+export interface RunningTotalResult {
+  /** The bucket to write (insert or add to) for this request; null when it has no value under any threshold. */
+  readonly bucket: ValueBucket | null;
+  /** An alert when this create takes the window's total of under-threshold values across a multiple of a threshold. */
+  readonly alert: SlicingAlert | null;
+}
+
+const multipleOf = (m: number | true | undefined): number => (m === true ? 1 : (m ?? 0));
+
+/**
+ * The incremental value detector, cheap enough for every create: O(buckets in the window ×
+ * thresholds), no request history. For each threshold T the request is under, it adds the value
+ * to the window's running total of requests under T (kept per rule scope, see `ValueThreshold`);
+ * the create that takes that total across a multiple of T (T, 2T, 3T…) not yet alerted in the
+ * window raises a `value_aggregation` alert naming the highest such T — so 60 slices of 7,900
+ * against 50,000 raise nine alerts, not one. Recipients, memos and other args do not matter: only
+ * the agent, the rule's scope and the sum. A request at or over T is not counted towards T: the
+ * policy already judges it on its own.
+ */
+export function runningTotal(input: RunningTotalInput): RunningTotalResult {
+  const { value, now, windowMs, bucketMs } = input;
+  if (value === undefined || !Number.isFinite(value) || value <= 0) return { bucket: null, alert: null };
+  const thresholds = input.thresholds.map((t) => (typeof t === 'number' ? { key: String(t), threshold: t } : t));
+  const applicable = thresholds.filter((t) => value < t.threshold);
+  if (applicable.length === 0) return { bucket: null, alert: null };
+  const start = Math.floor(now / bucketMs) * bucketMs;
+  const from = now - windowMs;
+  let crossed: { threshold: number; multiple: number; before: number; count: number } | null = null;
+  const alerted: Record<string, number> = {};
+  for (const { key, threshold: t } of applicable) {
+    let before = 0;
+    let count = 0;
+    let highest = 0;
+    for (const b of input.buckets) {
+      // A bucket counts when any of it lies in the window (bucket-width resolution, on the safe side).
+      if (b.start + bucketMs <= from || b.start > now) continue;
+      const u = b.under[key];
+      if (u) {
+        before += u.sum;
+        count += u.count;
+      }
+      highest = Math.max(highest, multipleOf(b.alerted?.[key]));
+    }
+    // Each multiple once per window: a total hovering at k×T as old slices leave the window
+    // would otherwise alert again on every re-crossing of the same multiple.
+    const multiple = Math.floor((before + value) / t);
+    if (multiple >= 1 && multiple > Math.floor(before / t) && multiple > highest) {
+      alerted[key] = multiple;
+      crossed = { threshold: t, multiple, before, count: count + 1 };
+    }
+  }
+  const under: Record<string, { sum: number; count: number }> = {};
+  for (const { key } of applicable) under[key] = { sum: value, count: 1 };
+  if (crossed === null) return { bucket: { start, under }, alert: null };
+  const bucket: ValueBucket = { start, under, alerted };
+  const total = crossed.before + value;
+  const times = crossed.multiple > 1 ? `${crossed.multiple} × ` : '';
+  return {
+    bucket,
+    alert: {
+      type: 'value_aggregation',
+      confidence: round(clamp(0.6 + 0.05 * Math.min(6, crossed.count - 2))),
+      description: `${crossed.count} requests from agent ${input.agentId} (now ${normalizeActionName(input.action)}) within ${Math.round(windowMs / MINUTE)} min, each under ${crossed.threshold}, now total ${round(total)}: at or over ${times}the policy's ${crossed.threshold} threshold`,
+      evidence: { requestIds: [input.requestId], threshold: crossed.threshold, multiple: crossed.multiple, sum: round(total), previousSum: round(crossed.before), count: crossed.count },
+    },
+  };
+}
+
+/** Adds a bucket written by `runningTotal` into a list (what the store's insert-or-add does), dropping buckets older than `keepFrom`. */
+export function mergeBucket(buckets: readonly ValueBucket[], add: ValueBucket, keepFrom: number): ValueBucket[] {
+  const out: ValueBucket[] = [];
+  let merged = false;
+  for (const b of buckets) {
+    if (b.start < keepFrom) continue;
+    if (b.start !== add.start) {
+      out.push(b);
+      continue;
+    }
+    const under: Record<string, { sum: number; count: number }> = { ...b.under };
+    for (const [t, u] of Object.entries(add.under)) {
+      const prev = under[t];
+      under[t] = prev ? { sum: prev.sum + u.sum, count: prev.count + u.count } : { ...u };
+    }
+    let alerted: Record<string, number> | undefined;
+    if (b.alerted || add.alerted) {
+      alerted = {};
+      for (const src of [b.alerted, add.alerted]) for (const [k, m] of Object.entries(src ?? {})) alerted[k] = Math.max(alerted[k] ?? 0, multipleOf(m));
+    }
+    out.push({ start: b.start, under, ...(alerted ? { alerted } : {}) });
+    merged = true;
+  }
+  if (!merged) out.push(add);
+  return out;
 }
 
 export const DETECTORS = [detectVelocityAbuse, detectValueAggregation, detectTemporalClustering, detectApproverFatigue, detectPatternRepetition] as const;

@@ -5,6 +5,7 @@
  */
 import type { ArgRule, Policy } from './types.ts';
 import { own } from './util.ts';
+import { normalizeActionName } from './names.ts';
 
 /**
  * Longer strings are not tested against a pattern: the policy refuses patterns that nest
@@ -16,7 +17,7 @@ const compiled = new Map<string, RegExp>();
 
 /** Problems with `args` for `action` under the policy, one per key (empty when fine or when the action has no rules). */
 export function checkArgs(policy: Policy, action: string, args: Readonly<Record<string, unknown>>): string[] {
-  const traits = own(policy.actions.byName, action);
+  const traits = own(policy.actions.byName, normalizeActionName(action));
   if (!traits?.args) return [];
   const errors: string[] = [];
   for (const [key, rule] of Object.entries(traits.args)) {

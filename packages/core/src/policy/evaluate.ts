@@ -17,7 +17,9 @@ import { approvalRequirement } from './approval.ts';
 import { decideRoute } from './automation.ts';
 import { SCAN_LIMIT_CHARS, scanContentBounded } from './patterns.ts';
 import { UNSTATED_CONFIDENCE, assessRisk } from './risk.ts';
+import { normalizeActionName } from './names.ts';
 import { applyRules, effectiveRules, patternsInUse } from './rules.ts';
+import { requestValue } from './value.ts';
 import type { HistoryStats, Policy } from './types.ts';
 
 export type EvaluationRequest = CreateRequest & {
@@ -28,17 +30,25 @@ export type EvaluationRequest = CreateRequest & {
 
 /** The implicit rule reported when a request is too large to scan completely. */
 const SCAN_LIMIT_RULE = 'content-scan-limit';
+/** The implicit rule reported when the policy's value path (or an `args.amount` a value rule needs) cannot be read. */
+const VALUE_UNREADABLE_RULE = 'value-unreadable';
 
 export function evaluate(request: EvaluationRequest, policy: Policy, history: HistoryStats, now: Date): Assessment {
   if (Number.isNaN(now.getTime())) throw new TypeError('evaluate: `now` is an invalid Date');
 
-  const risk = assessRisk(request, policy, history);
+  // Judged by the normal form of its name (names.ts), so a respelling cannot escape a rule.
+  const judged = { ...request, action: normalizeActionName(request.action) };
+  const risk = assessRisk(judged, policy, history);
   const confidence = request.confidence ?? UNSTATED_CONFIDENCE;
 
   const rules = effectiveRules(policy, request.agent);
+  const valueRules = rules.some(
+    (r) => r.when.valueAtLeast !== undefined && (r.when.action === undefined || r.when.action.some((a) => normalizeActionName(a) === judged.action)),
+  );
+  const value = requestValue(judged, policy, valueRules);
   const patterns = patternsInUse(rules);
   const scan = patterns.length > 0 ? scanContentBounded(request, patterns, policy) : { matches: [], truncated: false };
-  const outcome = applyRules({ request, agent: request.agent, confidence, level: risk.level, content: scan.matches, now }, policy, rules);
+  const outcome = applyRules({ request: judged, agent: request.agent, confidence, level: risk.level, content: scan.matches, now, value }, policy, rules);
 
   const matchedRules = [...outcome.matched];
   const reviewBy = [...outcome.reviewBy];
@@ -50,6 +60,15 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
       effects: ['review'],
     });
     reviewBy.push(SCAN_LIMIT_RULE);
+  }
+  if (value.unreadable) {
+    // Fail closed: the amount the rules need is there but unreadable (or, configured, absent).
+    matchedRules.push({
+      name: VALUE_UNREADABLE_RULE,
+      reason: `the request's value could not be read: ${value.unreadable.reason}${value.unreadable.configured ? ` (the policy reads it from args.${value.unreadable.path})` : ''}`,
+      effects: ['review'],
+    });
+    reviewBy.push(VALUE_UNREADABLE_RULE);
   }
   if (request.forcedReview) {
     matchedRules.push({ name: request.forcedReview.rule, reason: request.forcedReview.reason, effects: ['review'] });
@@ -101,5 +120,8 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
     mfaRequired: review && (policy.levels[level].mfa || outcome.mfa),
     reasons,
     ...(review && outcome.startLevel !== undefined ? { escalationStartLevel: outcome.startLevel } : {}),
+    ...(value.amount !== undefined
+      ? { value: { amount: value.amount, ...(value.args ? { args: { ...value.args } } : {}), ...(value.context !== undefined ? { context: value.context } : {}) } }
+      : {}),
   };
 }

@@ -3,7 +3,7 @@
  * Everything here is pure (no I/O, no clock, no randomness).
  */
 export { DEFAULT_POLICY_YAML } from './defaults.ts';
-export { defaultPolicy, parsePolicy, validatePolicy } from './load.ts';
+export { DEFAULT_APPROVAL_VALID_MS, defaultPolicy, parsePolicy, validatePolicy } from './load.ts';
 export { evaluate, type EvaluationRequest } from './evaluate.ts';
 export { checkArgs } from './args.ts';
 export { assessRisk, type RiskAssessment } from './risk.ts';

@@ -19,6 +19,7 @@ import { parseDuration } from '../duration.ts';
 import { ActionName, RISK_LEVELS, type RiskLevel } from '../schemas.ts';
 import { DEFAULT_POLICY_YAML } from './defaults.ts';
 import { BUILTIN_PATTERN_NAMES } from './patterns.ts';
+import { normalizeActionName } from './names.ts';
 import { IMPLICIT_RULE_NAMES } from './rules.ts';
 import { PolicyFile, type RuleFile } from './schema.ts';
 import { parseDays, parseHours } from './timewindow.ts';
@@ -38,6 +39,9 @@ import { deepFreeze, isPlainObject } from './util.ts';
 
 /** Larger files are refused before parsing; a real policy is a few kilobytes. */
 export const MAX_POLICY_CHARS = 1_000_000;
+
+/** An approval not claimed for execution within this long is void (`RECEIPT_EXPIRED`): the agent files anew. */
+export const DEFAULT_APPROVAL_VALID_MS = 60 * 60 * 1000;
 
 export function parsePolicy(text: string): PolicyResult {
   if (text.length > MAX_POLICY_CHARS) {
@@ -196,6 +200,25 @@ function crossCheck(user: Record<string, unknown>, merged: Record<string, unknow
         push(formatPath(['actions', name]), 'not a valid action name (a letter, then letters, digits, _ . : -)');
       } else if (isPlainObject(traits) && get(merged, 'actions', name, 'weight') === undefined) {
         push(formatPath(['actions', name, 'weight']), 'required for an action that is not in the defaults');
+      }
+    }
+  }
+
+  // Names are compared in normal form (names.ts), so two keys with one normal form would be one
+  // action described twice, and which one applied would depend on key order: refuse, naming both.
+  const mergedActions = get(merged, 'actions');
+  if (isPlainObject(mergedActions)) {
+    const firstOf = new Map<string, string>();
+    for (const name of Object.keys(mergedActions)) {
+      if (name === 'defaultWeight') continue;
+      const normal = normalizeActionName(name);
+      const first = firstOf.get(normal);
+      if (first === undefined) firstOf.set(normal, name);
+      else {
+        push(
+          formatPath(['actions', name]),
+          `"${name}" and "${first}" are the same action (both are compared as "${normal}"); describe it once`,
+        );
       }
     }
   }
@@ -359,11 +382,16 @@ function resolveWindow(w: NonNullable<NonNullable<RuleFile['when']>['outside']>)
   };
 }
 
+/** A list of action names in normal form (names.ts), each once. */
+function normalList(v: string | readonly string[]): readonly string[] {
+  return [...new Set((typeof v === 'string' ? [v] : v).map(normalizeActionName))];
+}
+
 function resolveRule(r: RuleFile): PolicyRule {
   const w = r.when ?? {};
   const t = r.then ?? {};
   const when = {
-    ...(w.action !== undefined ? { action: list(w.action) } : {}),
+    ...(w.action !== undefined ? { action: normalList(w.action) } : {}),
     ...(w.actionMatches !== undefined ? { actionMatches: list(w.actionMatches) } : {}),
     ...(w.agent !== undefined ? { agent: list(w.agent) } : {}),
     ...(w.contentPattern !== undefined ? { contentPattern: list(w.contentPattern) } : {}),
@@ -382,7 +410,7 @@ function resolve(f: PolicyFile): Policy {
   const byName: Record<string, ActionTraits> = {};
   for (const [name, traits] of Object.entries(actions)) {
     if (name === 'defaultWeight' || typeof traits !== 'object' || traits === null) continue;
-    Object.defineProperty(byName, name, {
+    Object.defineProperty(byName, normalizeActionName(name), {
       enumerable: true,
       value: {
         weight: required(traits.weight, `actions.${name}.weight`),
@@ -390,6 +418,7 @@ function resolve(f: PolicyFile): Policy {
         ...(traits.category !== undefined ? { category: traits.category } : {}),
         ...(traits.args !== undefined ? { args: traits.args } : {}),
         ...(traits.strictArgs !== undefined ? { strictArgs: traits.strictArgs } : {}),
+        ...(traits.value !== undefined ? { value: traits.value } : {}),
       },
     });
   }
@@ -407,6 +436,7 @@ function resolve(f: PolicyFile): Policy {
           ...(l.approvers !== undefined ? { approvers: l.approvers } : {}),
           ...(l.deny !== undefined ? { deny: l.deny } : {}),
           ...(l.modifiedNeedsSecondReviewer ? { modifiedNeedsSecondReviewer: true } : {}),
+          approvalValidMs: l.approvalValidFor === undefined ? DEFAULT_APPROVAL_VALID_MS : required(parseDuration(l.approvalValidFor), `levels.${lvl}.approvalValidFor`),
         },
       ];
     }),
@@ -421,8 +451,8 @@ function resolve(f: PolicyFile): Policy {
     Object.defineProperty(agents, name, {
       enumerable: true,
       value: {
-        requireApproval: a.requireApproval ?? [],
-        block: a.block ?? [],
+        requireApproval: normalList(a.requireApproval ?? []),
+        block: normalList(a.block ?? []),
         ...(a.minConfidence !== undefined ? { minConfidence: a.minConfidence } : {}),
         limits: {
           ...(a.limits?.perMinute !== undefined ? { perMinute: a.limits.perMinute } : {}),
@@ -451,7 +481,7 @@ function resolve(f: PolicyFile): Policy {
     riskFactors,
     targets: f.targets ?? [],
     rules: (f.rules ?? []).filter((r) => r.enabled !== false).map(resolveRule),
-    requireApproval: f.requireApproval ?? [],
+    requireApproval: normalList(f.requireApproval ?? []),
     dangerousActions: f.dangerousActions ?? [],
     escalation: {
       levels: (escalation.levels ?? []).map((l) => ({

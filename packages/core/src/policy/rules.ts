@@ -12,6 +12,8 @@
  * policy's rules) and `agent-block`, `agent-require-approval`, `agent-min-confidence` (from
  * `agents.<name>`, after them).
  *
+ * Action names are compared in their normal form (names.ts: case-folded, `-` and camelCase
+ * humps as `_`), so `when.action: wire_transfer` matches `wireTransfer` and `WIRE-TRANSFER`.
  * `actionMatches` keywords match whole segments of the action name, which is split on
  * `_ . : -` and camelCase humps, case-insensitively: `delete` matches `delete_data`,
  * `bulk_delete` and `bulkDelete`, but not `undelete` (undoing a deletion is not destructive)
@@ -20,7 +22,9 @@
  */
 import type { ApproverSpec, CreateRequest, MatchedRule, RiskLevel } from '../schemas.ts';
 import type { ContentMatch } from './patterns.ts';
+import { normalizeActionName } from './names.ts';
 import { inWindow } from './timewindow.ts';
+import { valueText, type RequestValue } from './value.ts';
 import type { Policy, PolicyRule, RuleConditions, TimeWindow } from './types.ts';
 import { levelRank, listText, own, round } from './util.ts';
 
@@ -32,15 +36,12 @@ export const IMPLICIT_RULE_NAMES: readonly string[] = Object.freeze([
   'agent-require-approval',
   'agent-min-confidence',
   'content-scan-limit',
+  'value-unreadable',
 ]);
 
+/** The segments of an action name: its normal form (names.ts) split on `_ . :`. Linear time. */
 export function actionSegments(name: string): string[] {
-  return name
-    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
-    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1_$2')
-    .toLowerCase()
-    .split(/[_.:-]+/)
-    .filter(Boolean);
+  return normalizeActionName(name).split(/[_.:]+/).filter(Boolean);
 }
 
 export function actionMatchesKeyword(action: string, keyword: string): boolean {
@@ -61,6 +62,8 @@ export interface RuleInput {
   readonly level: RiskLevel;
   readonly content: readonly ContentMatch[];
   readonly now: Date;
+  /** The request's value as the policy reads it (value.ts); absent: the agent's `context.value`. */
+  readonly value?: RequestValue | undefined;
 }
 
 export interface RulesOutcome {
@@ -100,7 +103,9 @@ function conditionsHold(when: RuleConditions, input: RuleInput, level: RiskLevel
   const why: string[] = [];
   const { request } = input;
   if (when.action) {
-    if (!when.action.includes(request.action)) return null;
+    // Both sides in normal form: `wireTransfer` is `wire_transfer` (names.ts).
+    const action = normalizeActionName(request.action);
+    if (!when.action.some((a) => normalizeActionName(a) === action)) return null;
     why.push(`action is ${request.action}`);
   }
   if (when.actionMatches) {
@@ -123,10 +128,14 @@ function conditionsHold(when: RuleConditions, input: RuleInput, level: RiskLevel
       why.push(`${p} found in ${shown}`);
     }
   }
-  if (when.valueAtLeast !== undefined) {
-    const v = request.context?.value;
+  if (when.valueAtLeast !== undefined && input.value?.unreadable !== undefined) {
+    // Fail closed (D2): an unreadable value may be any size, so every value rule whose other
+    // conditions hold applies, with its quorum, stages and MFA, not only a forced review.
+    why.push(`value unreadable (${input.value.unreadable.reason}): treated as ≥ ${when.valueAtLeast}`);
+  } else if (when.valueAtLeast !== undefined) {
+    const v = input.value !== undefined ? input.value.amount : request.context?.value;
     if (v === undefined || v < when.valueAtLeast) return null;
-    why.push(`value ${v} ≥ ${when.valueAtLeast}`);
+    why.push(`value ${input.value !== undefined ? valueText(input.value) : v} ≥ ${when.valueAtLeast}`);
   }
   if (when.riskAtLeast !== undefined) {
     if (levelRank(level) < levelRank(when.riskAtLeast)) return null;

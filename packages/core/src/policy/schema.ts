@@ -101,6 +101,12 @@ const ActionTraitsFile = z.strictObject({
   args: z.record(z.string().min(1).max(200), ArgRuleFile).optional(),
   /** With `true`, args not named under `args` are refused. */
   strictArgs: z.boolean().optional(),
+  /** Where the request's value is in its args: keys joined by `.`, e.g. `amount` or `payment.total` (value.ts). */
+  value: z
+    .string()
+    .max(200)
+    .regex(/^[A-Za-z0-9_$-]+(?:\.[A-Za-z0-9_$-]+)*$/, 'a path into args: keys joined by ".", e.g. amount or payment.total')
+    .optional(),
 });
 
 const ActionsFile = z.object({ defaultWeight: Unit.optional() }).catchall(ActionTraitsFile);
@@ -115,6 +121,11 @@ const LevelFile = z.strictObject({
   deny: z.int().min(1).max(20).optional(),
   /** A payload a reviewer modified (args or an alternative) needs one more approval from someone else. */
   modifiedNeedsSecondReviewer: z.boolean().optional(),
+  /** How long an approval at this level may still be claimed for execution (its receipt's `expiresAt`); default 1h. */
+  approvalValidFor: Duration.refine((d) => {
+    const ms = parseDuration(d);
+    return ms === undefined || (ms >= 1000 && ms <= 30 * 86_400_000);
+  }, { error: 'approvalValidFor must be from 1s to 30d' }).optional(),
 });
 
 const TimeWindowFile = z

@@ -31,6 +31,8 @@ export interface ActionTraits {
   readonly args?: Readonly<Record<string, ArgRule>>;
   /** Args not named under `args` are refused. */
   readonly strictArgs?: boolean;
+  /** Where in the args the request's value (amount) is: keys joined by `.` (`amount`, `payment.total`); see value.ts. */
+  readonly value?: string;
 }
 
 export interface ArgRule {
@@ -55,6 +57,8 @@ export interface LevelPolicy {
   readonly deny?: number;
   /** Modified args (or an alternative) need another approver besides the one who modified them. */
   readonly modifiedNeedsSecondReviewer?: boolean;
+  /** How long an approval may be claimed for execution after it is decided (`approvalValidFor`, default 1 hour). */
+  readonly approvalValidMs: number;
 }
 
 export interface TargetRule {

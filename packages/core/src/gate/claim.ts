@@ -1,0 +1,111 @@
+/**
+ * An approval is claimed once, within its validity (issue 12, finding 9: receipts never expired
+ * and could be replayed). The receipt the server signs with an approval carries a `nonce` and an
+ * `expiresAt` (audit/signed.ts, version 2); `POST /v1/requests/:id/execution {status: started,
+ * receipt}` claims it, which moves the request to `executing`, and only then may the action run.
+ *
+ * These functions decide, the shell does the rest: it verifies the receipt's signature (the key
+ * is I/O), loads the request's claim state under its row lock, calls `decideClaim`, and writes
+ * the `executing` status with a compare-and-set on `approved`, so two racing claims get one
+ * success and one `ALREADY_EXECUTED`.
+ */
+import { CountersignError } from '../errors.ts';
+import type { ReceiptBody } from '../audit/signed.ts';
+import type { RequestStatus, RiskLevel } from '../schemas.ts';
+import type { Policy } from '../policy/types.ts';
+
+/** Statuses a request can have once the claim contract is in place; `executing` sits between `approved` and the report. */
+export type ClaimableStatus = RequestStatus | 'executing';
+
+/** What the server stored when it approved the request, read under the row lock. */
+export interface ClaimState {
+  requestId: string;
+  status: ClaimableStatus;
+  /** The nonce signed into the approval's receipt; null for approvals stored before receipts carried one. */
+  nonce: string | null;
+  /** When the approval stops being claimable (ISO); for approvals stored before expiries, the shell passes `receiptExpiry(decidedAt, …)`. */
+  expiresAt: string;
+  /** Hex SHA-256 of the approved `{action, args}` (the receipt's own `payloadHash`). */
+  payloadHash: string | null;
+}
+
+export type ClaimResult = { ok: true; status: 'executing'; nonce: string | null } | { ok: false; error: CountersignError };
+
+/** When an approval decided at `decidedAt` at risk `level` stops being claimable: `levels.<level>.approvalValidFor` later. */
+export function receiptExpiry(decidedAt: string, level: RiskLevel, policy: Policy): string {
+  const at = Date.parse(decidedAt);
+  if (Number.isNaN(at)) throw new TypeError(`receiptExpiry: decidedAt "${decidedAt}" is not a time`);
+  return new Date(at + policy.levels[level].approvalValidMs).toISOString();
+}
+
+const refuse = (error: CountersignError): ClaimResult => ({ ok: false, error });
+
+/**
+ * May this (signature-verified) receipt claim the approval now?
+ *
+ * In this order, so the agent learns the most useful thing first:
+ * 1. a receipt for another request, another payload or another outcome is `RECEIPT_MISMATCH`;
+ * 2. an approval already claimed (or reported) is `ALREADY_EXECUTED` — also after its expiry, so a
+ *    replay is always named as one;
+ * 3. a request still pending is `ILLEGAL_TRANSITION`; rejected, expired or cancelled is `ALREADY_DECIDED`;
+ * 4. a nonce other than the stored one is `RECEIPT_MISMATCH` (a receipt of an earlier approval
+ *    cannot be replayed onto a later one), as is a version 1 receipt where a nonce is stored;
+ * 5. at or after `expiresAt` (the stored one: the receipt's copy is signed, but the store is the
+ *    authority) it is `RECEIPT_EXPIRED`: the agent files the request anew.
+ */
+export function decideClaim(state: ClaimState, receipt: ReceiptBody, now: Date): ClaimResult {
+  const nowMs = now.getTime();
+  if (Number.isNaN(nowMs)) throw new TypeError('decideClaim: `now` is an invalid Date');
+  const id = state.requestId;
+  if (receipt.requestId !== id) {
+    return refuse(new CountersignError('RECEIPT_MISMATCH', `the receipt was issued for ${receipt.requestId}, not ${id}`, { requestId: id }));
+  }
+  if (receipt.outcome !== 'approved' || receipt.payloadHash === null) {
+    return refuse(new CountersignError('RECEIPT_MISMATCH', `the receipt records an outcome of ${receipt.outcome}, which cannot be executed`, { requestId: id }));
+  }
+  if (state.status === 'executing' || state.status === 'executed' || state.status === 'execution_failed') {
+    return refuse(new CountersignError('ALREADY_EXECUTED', `the approval of ${id} was already claimed (the request is ${state.status})`, { requestId: id, status: state.status }));
+  }
+  if (state.status === 'pending') {
+    return refuse(new CountersignError('ILLEGAL_TRANSITION', `request ${id} is still pending; nothing may run yet`, { requestId: id, status: state.status }));
+  }
+  if (state.status !== 'approved') {
+    return refuse(new CountersignError('ALREADY_DECIDED', `request ${id} is ${state.status}`, { requestId: id, status: state.status }));
+  }
+  if (state.payloadHash !== receipt.payloadHash) {
+    return refuse(new CountersignError('RECEIPT_MISMATCH', 'the receipt covers another payload than the one approved', { requestId: id }));
+  }
+  if (state.nonce !== null && (receipt.version !== 2 || receipt.nonce !== state.nonce)) {
+    return refuse(new CountersignError('RECEIPT_MISMATCH', 'the receipt is not the one issued with this approval', { requestId: id }));
+  }
+  const expires = Date.parse(state.expiresAt);
+  if (Number.isNaN(expires) || nowMs >= expires) {
+    // Fail closed: an unreadable expiry is treated as passed.
+    return refuse(new CountersignError('RECEIPT_EXPIRED', `the approval of ${id} could be claimed until ${state.expiresAt}; file the request again`, { requestId: id, expiresAt: state.expiresAt }));
+  }
+  return { ok: true, status: 'executing', nonce: state.nonce };
+}
+
+/**
+ * The closing report (`{status: succeeded | failed}`). Once claims are required, only an
+ * `executing` request takes it; `requireClaim: false` keeps today's behaviour (an `approved`
+ * request may be reported directly) for the transition while SDKs update.
+ */
+export function decideExecutionReport(
+  status: ClaimableStatus,
+  report: 'succeeded' | 'failed',
+  requireClaim: boolean,
+): { ok: true; status: 'executed' | 'execution_failed' } | { ok: false; error: CountersignError } {
+  const next = report === 'succeeded' ? 'executed' : 'execution_failed';
+  if (status === 'executing' || (!requireClaim && status === 'approved')) return { ok: true, status: next };
+  if (status === 'approved') {
+    return { ok: false, error: new CountersignError('ILLEGAL_TRANSITION', 'claim the approval first ({status: started, receipt}), then report its result') };
+  }
+  if (status === 'executed' || status === 'execution_failed') {
+    return { ok: false, error: new CountersignError('ALREADY_EXECUTED', `the execution was already reported (${status})`, { status }) };
+  }
+  return {
+    ok: false,
+    error: new CountersignError(status === 'pending' ? 'ILLEGAL_TRANSITION' : 'ALREADY_DECIDED', `cannot report execution of a request that is ${status}`, { status }),
+  };
+}

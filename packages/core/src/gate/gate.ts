@@ -1,0 +1,468 @@
+/**
+ * The one gate: may this reviewer cast this vote on this request now, for the payload that will
+ * actually run, and what does the vote do? One ordered list of pure checks over facts the
+ * engine gathers (the request, the payload and its own assessment, the reviewer, the vote's
+ * step-up facts, the guard's facts), answering with the exact `CountersignError` or with what
+ * to record. Every path that decides (HTTP, CLI, dashboard, Slack, scheduler, aggregates) goes
+ * through `gate`; `dryRun` is the same list for `actionable`, so the queue never offers what the
+ * server will refuse.
+ *
+ * First the payload's requirements are computed (requirements.ts: the union of the request's
+ * and the payload's own), then the checks run in this order, the first refusal wins:
+ *
+ *   state        pending, and the payload the reviewer saw is still the one they approve
+ *   identity     a reviewing role, and eligible for the stage the payload waits on (eligibility.ts)
+ *   separation   not their own request (SELF_REVIEW, before any step-up), one vote per round
+ *   aggregate    not a member of an aggregate review, its agent not paused (approvals only)
+ *   ip           inside every allowlist that applies (approvals only)
+ *   limits       cool-down, then velocity, at the payload's risk level (approvals only)
+ *   stepUp       TOTP when either side needs MFA, the match code when either is critical
+ *   requirements the payload is not blocked (any block wins)
+ *
+ * Rounds: a vote that proposes another payload (modified args, an alternative) starts a new
+ * round, and only approvals of the round's payload cast in the round count — earlier approvals
+ * were for other args (issue 12, finding 3). Rejections count across rounds.
+ *
+ * Counters are recorded only when a vote is accepted (`record`): a refused vote, a wrong code
+ * or a blocked payload never uses a velocity slot or a TOTP step.
+ */
+import { payloadKey } from '../canonical.ts';
+import { CountersignError } from '../errors.ts';
+import { approverVelocity, cooldownState, type ApprovalRecord, type ApproverLimits, type CooldownConfig, type CooldownState } from '../guard/velocity.ts';
+import { canReviewAtAll, type Reviewer, type Vote } from '../lifecycle.ts';
+import type { Alternative, ApprovalStage, Assessment, Decision, JsonObject, Role, Verdict } from '../schemas.ts';
+import type { ClaimableStatus } from './claim.ts';
+import { stageEligible, type GateEscalation } from './eligibility.ts';
+import { payloadRequirement, type PayloadRequirement } from './requirements.ts';
+
+export interface GateRequest {
+  readonly id: string;
+  readonly status: ClaimableStatus;
+  readonly action: string;
+  readonly args: JsonObject;
+  readonly alternatives: readonly Alternative[];
+  /** The request's stored assessment (as asked). */
+  readonly assessment: Assessment;
+  readonly votes: readonly Vote[];
+  readonly requesterOperatorId: string | null;
+  /** This request is an aggregate review (`countersign.aggregate`): approved or rejected as a whole. */
+  readonly isAggregate: boolean;
+  /** This request belongs to an aggregate review: it is decided there. */
+  readonly aggregated: { readonly aggregateId: string | null; readonly collectingUntil: string | null } | null;
+  readonly agentPaused: { readonly until: string; readonly reason: string } | null;
+  readonly escalation: GateEscalation | null;
+}
+
+/** The payload a vote approves: as asked, an alternative, or a reviewer's modification, with its own assessment. */
+export interface GatePayload {
+  readonly action: string;
+  readonly args: JsonObject;
+  readonly alternative: string | null;
+  /** `payloadKey(action, args)`. */
+  readonly key: string;
+  /** Its own full policy evaluation (`assessPayload`); null only for the request as asked. */
+  readonly assessment: Assessment | null;
+}
+
+/** What the shell found when it checked a code: it verifies (the secret is I/O), the gate decides. */
+export type StepUpFact = 'absent' | 'valid' | 'invalid' | 'replayed' | 'not_enrolled';
+
+export interface GateVote {
+  readonly verdict: Verdict;
+  readonly reason?: string | undefined;
+  /** The vote proposes these args (a modification) or this alternative; otherwise it approves the current payload. */
+  readonly args?: JsonObject | undefined;
+  readonly alternative?: string | undefined;
+  /**
+   * The payload key the approve surface showed; when it is not the one the vote would approve, the
+   * vote is refused. Every approve surface must send it: a plain approval without it is refused
+   * (PAYLOAD_CHANGED) as soon as the round's payload is not the original.
+   */
+  readonly seenPayloadKey?: string | undefined;
+  readonly totp: StepUpFact;
+  readonly matchCode: 'absent' | 'valid' | 'invalid';
+  /** ISO time of the vote. */
+  readonly at: string;
+}
+
+export type IpFact = { readonly allowed: true } | { readonly allowed: false; readonly ip: string | null; readonly refusedBy: readonly ({ readonly operator: string } | { readonly role: Role })[] };
+
+export interface GuardFacts {
+  /** Epoch ms, the same instant as the vote. */
+  readonly now: number;
+  readonly ip: IpFact;
+  /** The reviewer's approvals in the last day (or the counters' equivalent). */
+  readonly approvals: readonly ApprovalRecord[];
+  readonly manualCooldown: { readonly until: number; readonly reason: string } | null;
+  readonly velocity: ApproverLimits;
+  readonly cooldown: CooldownConfig;
+  /** `COUNTERSIGN_REVIEWER_LIMITS=off`. */
+  readonly limitsOff?: boolean;
+}
+
+export interface GateInput {
+  readonly request: GateRequest;
+  readonly payload: GatePayload;
+  readonly reviewer: Reviewer;
+  readonly vote: GateVote;
+  readonly guard: GuardFacts;
+}
+
+/** Facts the checks share, computed once. */
+export interface GateContext extends GateInput {
+  readonly requirement: PayloadRequirement;
+  readonly modified: boolean;
+  /** The vote would start a new round (its payload is not the round's). */
+  readonly restart: boolean;
+  /** Approvals that count for the payload (this round's, unless the vote restarts). */
+  readonly counted: readonly Vote[];
+  /** Stage the vote would fill, or the stage a rejection is judged at. */
+  readonly stageIndex: number;
+  readonly stage: ApprovalStage;
+  /** When `dryRun` asks: step-up facts are not known yet, so stepUp passes. */
+  readonly dry: boolean;
+}
+
+export interface GateCheck {
+  readonly name: 'state' | 'identity' | 'separation' | 'aggregate' | 'ip' | 'limits' | 'stepUp' | 'requirements';
+  readonly check: (ctx: GateContext) => CountersignError | null;
+}
+
+export interface GateRecord {
+  /** The approval to count towards velocity and cool-down (approvals only). */
+  readonly approval: ApprovalRecord | null;
+  /** Mark the TOTP step used (conditionally, in the same transaction; a lost race is MFA_INVALID). */
+  readonly totpStep: boolean;
+  /** This approval starts an automatic cool-down (audit `cooldown_started`, a guard notice). */
+  readonly cooldownStarted: CooldownState | null;
+}
+
+export type GateResult =
+  | {
+      readonly ok: true;
+      readonly vote: Vote;
+      readonly status: 'pending' | 'approved' | 'rejected';
+      readonly kinds: readonly ('reviewed' | 'approved' | 'rejected')[];
+      readonly decision: Decision | null;
+      readonly requirement: PayloadRequirement;
+      /** Approvals per stage for the payload after this vote. */
+      readonly progress: readonly number[];
+      readonly record: GateRecord;
+    }
+  | { readonly ok: false; readonly error: CountersignError; readonly check: GateCheck['name'] };
+
+const err = (code: ConstructorParameters<typeof CountersignError>[0], message: string, details?: unknown) => new CountersignError(code, message, details);
+const approving = (ctx: GateContext) => ctx.vote.verdict === 'approve';
+
+/** The round the request is in: the payload key of its latest proposal and the approvals cast for it since. */
+export function currentRound(request: Pick<GateRequest, 'action' | 'args' | 'votes'>): { key: string; votes: Vote[] } {
+  let key = payloadKey(request.action, request.args);
+  let votes: Vote[] = [];
+  for (const v of request.votes) {
+    if (v.verdict !== 'approve' || v.payloadKey === null) continue;
+    if (v.payloadKey !== key) {
+      key = v.payloadKey;
+      votes = [];
+    }
+    votes.push(v);
+  }
+  return { key, votes };
+}
+
+/**
+ * The payload a vote approves, before its assessment: an alternative by name, modified args,
+ * else the round's payload (a plain approval approves what is current, and must have been shown it).
+ * Throws UNKNOWN_ALTERNATIVE; the shell evaluates the payload (`assessPayload`) when it is not the original.
+ */
+export function resolvePayload(
+  request: Pick<GateRequest, 'action' | 'args' | 'alternatives' | 'votes'>,
+  vote: Pick<GateVote, 'args' | 'alternative'>,
+): Omit<GatePayload, 'assessment'> {
+  if (vote.alternative !== undefined) {
+    const alt = request.alternatives.find((a) => a.name === vote.alternative);
+    if (!alt) throw err('UNKNOWN_ALTERNATIVE', `no alternative named "${vote.alternative}"`, { alternatives: request.alternatives.map((a) => a.name) });
+    return { action: alt.action, args: alt.args, alternative: alt.name, key: payloadKey(alt.action, alt.args) };
+  }
+  if (vote.args !== undefined) return { action: request.action, args: vote.args, alternative: null, key: payloadKey(request.action, vote.args) };
+  const round = currentRound(request);
+  for (let i = request.votes.length - 1; i >= 0; i--) {
+    const v = request.votes[i]!;
+    if (v.verdict === 'approve' && v.payloadKey === round.key && (v.args !== null || v.alternative !== null)) {
+      const p = resolvePayload(request, { args: v.args ?? undefined, alternative: v.alternative ?? undefined });
+      if (p.key === round.key) return p;
+    }
+  }
+  return { action: request.action, args: request.args, alternative: null, key: payloadKey(request.action, request.args) };
+}
+
+function stageProgressOf(stages: readonly ApprovalStage[], votes: readonly Vote[]): number[] {
+  const counts = stages.map(() => 0);
+  for (const v of votes) if (v.stage !== null && v.stage < counts.length) counts[v.stage] = (counts[v.stage] ?? 0) + 1;
+  return counts;
+}
+
+function firstUnmet(stages: readonly ApprovalStage[], counts: readonly number[]): number {
+  return stages.findIndex((s, i) => (counts[i] ?? 0) < s.count);
+}
+
+/** The ordered checks. Exported so tests can run the gate with any one removed. */
+export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
+  {
+    name: 'state',
+    check: (ctx) => {
+      const { request, vote, payload } = ctx;
+      if (request.status !== 'pending') return err('ALREADY_DECIDED', `request is already ${request.status}`, { status: request.status });
+      // A plain approval of a round whose payload is not the original must say what it was
+      // shown: otherwise B's approve from an old card completes the quorum on A's modified args.
+      // Every approve surface (HTTP, CLI, dashboard, notification links) must send seenPayloadKey.
+      const plain = vote.args === undefined && vote.alternative === undefined;
+      if (approving(ctx) && plain && vote.seenPayloadKey === undefined && payload.key !== payloadKey(request.action, request.args)) {
+        return err('PAYLOAD_CHANGED', 'the arguments that would run were changed since the request was made; read the request again and approve with the seenPayloadKey you were shown', {
+          shown: null,
+          current: payload.key,
+        });
+      }
+      if (approving(ctx) && vote.seenPayloadKey !== undefined && vote.seenPayloadKey !== payload.key) {
+        return err('PAYLOAD_CHANGED', 'the arguments that would run are not the ones you were shown; read the request again', {
+          shown: vote.seenPayloadKey,
+          current: payload.key,
+        });
+      }
+      return null;
+    },
+  },
+  {
+    name: 'identity',
+    check: (ctx) => {
+      const { reviewer, stage, stageIndex, request } = ctx;
+      if (!canReviewAtAll(reviewer)) return err('NOT_ELIGIBLE', `operator "${reviewer.name}" has no reviewing role`);
+      if (!stageEligible(reviewer, stage, stageIndex, request.escalation)) {
+        return err('NOT_ELIGIBLE', `this request now needs: ${stage.label}`, { stage, stageIndex });
+      }
+      return null;
+    },
+  },
+  {
+    name: 'separation',
+    check: (ctx) => {
+      const { request, reviewer, restart } = ctx;
+      if (request.requesterOperatorId !== null && reviewer.id === request.requesterOperatorId) {
+        return err('SELF_REVIEW', 'a requester cannot review their own request');
+      }
+      const rejected = request.votes.some((v) => v.verdict === 'reject' && v.reviewer.id === reviewer.id);
+      // One vote per round: approvals of an earlier payload no longer count, so their authors may vote on the new one.
+      const inRound = !restart && ctx.counted.some((v) => v.reviewer.id === reviewer.id);
+      if (rejected || inRound) return err('ALREADY_REVIEWED', `operator "${reviewer.name}" has already reviewed this request`);
+      return null;
+    },
+  },
+  {
+    name: 'aggregate',
+    check: (ctx) => {
+      const { request, vote } = ctx;
+      if (!approving(ctx)) return null;
+      if (request.isAggregate && (vote.args !== undefined || vote.alternative !== undefined)) {
+        return err('VALIDATION_FAILED', 'an aggregate review is approved or rejected as a whole; it cannot be modified or answered with an alternative');
+      }
+      if (request.aggregated !== null) {
+        return err('AGGREGATED', 'this request is decided in its aggregate review; it can be rejected alone, not approved', { ...request.aggregated });
+      }
+      if (request.agentPaused !== null) {
+        const p = request.agentPaused;
+        return err('AGENT_PAUSED', `this request's agent is paused until ${p.until} (${p.reason}); its requests can be rejected now and approved once the pause ends`, { ...p });
+      }
+      return null;
+    },
+  },
+  {
+    name: 'ip',
+    check: (ctx) => {
+      if (!approving(ctx)) return null;
+      const ip = ctx.guard.ip;
+      if (ip.allowed) return null;
+      return err('IP_NOT_ALLOWED', `approvals by ${ctx.reviewer.name} from ${ip.ip ?? 'an unknown address'} are refused by an IP allowlist`, { ip: ip.ip, refusedBy: ip.refusedBy });
+    },
+  },
+  {
+    name: 'limits',
+    check: (ctx) => {
+      if (!approving(ctx) || ctx.guard.limitsOff) return null;
+      const { guard, requirement } = ctx;
+      const risk = requirement.riskLevel;
+      const cool = cooldownState(guard.approvals, guard.now, guard.cooldown, guard.manualCooldown);
+      if (cool.active && guard.cooldown.riskLevels.includes(risk)) {
+        return err('COOLDOWN_ACTIVE', `you are in a cool-down until ${cool.until} (${cool.reason}); another reviewer must take ${risk}-risk approvals`, cool);
+      }
+      const v = approverVelocity(guard.approvals, guard.now, risk, guard.velocity);
+      if (!v.allowed) {
+        return err('VELOCITY_LIMITED', `approval velocity limit reached: ${v.reason}; another reviewer must take it`, { counts: v.counts, limits: v.limits, resetAt: v.resetAt });
+      }
+      return null;
+    },
+  },
+  {
+    name: 'stepUp',
+    check: (ctx) => {
+      if (!approving(ctx) || ctx.dry) return null;
+      const { requirement, vote } = ctx;
+      if (requirement.mfa) {
+        if (vote.totp === 'absent') return err('MFA_REQUIRED', `policy requires a TOTP code (totp) to approve this ${requirement.riskLevel}-risk payload`, { riskLevel: requirement.riskLevel });
+        if (vote.totp === 'not_enrolled') return err('MFA_REQUIRED', 'policy requires step-up MFA and you have no confirmed TOTP enrolment (countersign mfa enrol)', { riskLevel: requirement.riskLevel });
+        if (vote.totp === 'replayed') return err('MFA_INVALID', 'that TOTP code was already used; wait for the next one');
+        if (vote.totp !== 'valid') return err('MFA_INVALID', 'that TOTP code is not valid now');
+      }
+      if (requirement.matchCode) {
+        if (vote.matchCode === 'absent') return err('MATCH_CODE_INVALID', 'critical approvals must repeat the two-digit match code shown on the request card (matchCode)');
+        if (vote.matchCode !== 'valid') return err('MATCH_CODE_INVALID', 'the match code does not match the one shown on the request card');
+      }
+      return null;
+    },
+  },
+  {
+    name: 'requirements',
+    check: (ctx) => {
+      if (!approving(ctx)) return null;
+      const { requirement, payload } = ctx;
+      if (requirement.blockedBy.length > 0) {
+        return err('BLOCKED_BY_POLICY', `${payload.action}${payload.alternative ? ` (alternative "${payload.alternative}")` : ''} is blocked by policy (${requirement.blockedBy.join(', ')}) and can never be approved`, {
+          blockedBy: requirement.blockedBy,
+          alternative: payload.alternative,
+        });
+      }
+      return null;
+    },
+  },
+]);
+
+function contextOf(input: GateInput, dry: boolean): GateContext {
+  const { request, payload } = input;
+  const originalKey = payloadKey(request.action, request.args);
+  const modified = payload.key !== originalKey;
+  if (modified && payload.assessment === null) {
+    // Fail closed: a payload other than the original is never judged by the original's assessment alone.
+    throw err('INTERNAL', 'the gate needs the assessment of the payload that will run');
+  }
+  const requirement = payloadRequirement(request.assessment, modified ? payload.assessment : null, modified);
+  const round = currentRound(request);
+  const restart = input.vote.verdict === 'approve' && payload.key !== round.key;
+  const counted = restart ? [] : round.votes;
+  const counts = stageProgressOf(requirement.stages, counted);
+  const unmet = firstUnmet(requirement.stages, counts);
+  const stageIndex = Math.max(unmet, 0);
+  const stage = requirement.stages[stageIndex]!;
+  return { ...input, requirement, modified, restart, counted, stageIndex, stage, dry };
+}
+
+/** Run the checks; on success, what the vote does and what to record. */
+export function gate(input: GateInput, checks: readonly GateCheck[] = GATE_CHECKS): GateResult {
+  const ctx = contextOf(input, false);
+  for (const c of checks) {
+    const e = c.check(ctx);
+    if (e) return { ok: false, error: e, check: c.name };
+  }
+  return accept(ctx);
+}
+
+function accept(ctx: GateContext): GateResult {
+  const { vote, reviewer, requirement, payload, request, guard } = ctx;
+  const actor = { type: 'operator' as const, id: reviewer.id, name: reviewer.name };
+  const record: GateRecord = { approval: null, totpStep: false, cooldownStarted: null };
+  if (vote.verdict === 'reject') {
+    const v: Vote = { reviewer: actor, verdict: 'reject', reason: vote.reason ?? null, args: null, alternative: null, payloadKey: null, stage: null, at: vote.at };
+    const rejections = request.votes.filter((x) => x.verdict === 'reject');
+    const progress = stageProgressOf(requirement.stages, ctx.counted);
+    if (rejections.length + 1 < requirement.deny) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record };
+    return {
+      ok: true,
+      vote: v,
+      status: 'rejected',
+      kinds: ['reviewed', 'rejected'],
+      decision: {
+        outcome: 'rejected',
+        decidedBy: 'reviewers',
+        deciders: [...rejections.map((x) => x.reviewer), actor],
+        reason: vote.reason ?? null,
+        at: vote.at,
+        action: null,
+        args: null,
+        alternative: null,
+        modified: false,
+      },
+      requirement,
+      progress,
+      record,
+    };
+  }
+  const v: Vote = {
+    reviewer: actor,
+    verdict: 'approve',
+    reason: vote.reason ?? null,
+    args: vote.args ?? null,
+    alternative: vote.alternative ?? null,
+    payloadKey: payload.key,
+    stage: ctx.stageIndex,
+    at: vote.at,
+  };
+  const approval: ApprovalRecord = { requestId: request.id, at: guard.now, riskLevel: requirement.riskLevel };
+  const after = guard.cooldown.riskLevels.includes(requirement.riskLevel) && !guard.limitsOff ? cooldownState([...guard.approvals, approval], guard.now, guard.cooldown) : null;
+  const rec: GateRecord = {
+    approval,
+    totpStep: requirement.mfa && vote.totp === 'valid',
+    cooldownStarted: after !== null && after.active && after.triggeredBy.includes(request.id) ? after : null,
+  };
+  const votes = [...ctx.counted, v];
+  const progress = stageProgressOf(requirement.stages, votes);
+  if (firstUnmet(requirement.stages, progress) >= 0) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record: rec };
+  return {
+    ok: true,
+    vote: v,
+    status: 'approved',
+    kinds: ['reviewed', 'approved'],
+    decision: {
+      outcome: 'approved',
+      decidedBy: 'reviewers',
+      deciders: votes.map((x) => x.reviewer),
+      reason: vote.reason ?? null,
+      at: vote.at,
+      action: payload.action,
+      args: payload.args,
+      alternative: payload.alternative,
+      modified: payload.alternative === null && ctx.modified,
+    },
+    requirement,
+    progress,
+    record: rec,
+  };
+}
+
+export interface Actionable {
+  /** A plain approval of the current payload would pass every check but the step-up codes, which it still needs (`stepUp`). */
+  readonly actionable: boolean;
+  /** Why not: the code and message the server would answer with. */
+  readonly reason: { readonly code: string; readonly message: string; readonly check: GateCheck['name'] } | null;
+  /** Whether a rejection would be accepted. */
+  readonly canReject: boolean;
+  readonly stepUp: { readonly mfa: boolean; readonly matchCode: boolean };
+  readonly requirement: PayloadRequirement;
+}
+
+/**
+ * The gate as a dry run, for `actionable`: a plain approval of the current payload (and a
+ * rejection), with the step-up codes assumed supplied (the card then asks for them).
+ */
+export function dryRun(input: Omit<GateInput, 'vote'> & { at: string }, checks: readonly GateCheck[] = GATE_CHECKS): Actionable {
+  // The queue shows the current payload, so the dry run approves it as seen.
+  const approve: GateVote = { verdict: 'approve', totp: 'valid', matchCode: 'valid', seenPayloadKey: input.payload.key, at: input.at };
+  const ctx = contextOf({ ...input, vote: approve }, true);
+  let reason: Actionable['reason'] = null;
+  for (const c of checks) {
+    const e = c.check(ctx);
+    if (e) {
+      reason = { code: e.code, message: e.message, check: c.name };
+      break;
+    }
+  }
+  const rejectCtx = contextOf({ ...input, vote: { ...approve, verdict: 'reject' } }, true);
+  const canReject = checks.every((c) => c.check(rejectCtx) === null);
+  return { actionable: reason === null, reason, canReject, stepUp: { mfa: ctx.requirement.mfa, matchCode: ctx.requirement.matchCode }, requirement: ctx.requirement };
+}

@@ -1,0 +1,24 @@
+/** The one gate: who may decide what, now, over the payload that will run; and the single-use claim of an approval. */
+export { decideClaim, decideExecutionReport, receiptExpiry, type ClaimResult, type ClaimState, type ClaimableStatus } from './claim.ts';
+export {
+  GATE_CHECKS,
+  currentRound,
+  dryRun,
+  gate,
+  resolvePayload,
+  type Actionable,
+  type GateCheck,
+  type GateContext,
+  type GateInput,
+  type GatePayload,
+  type GateRecord,
+  type GateRequest,
+  type GateResult,
+  type GateVote,
+  type GuardFacts,
+  type IpFact,
+  type StepUpFact,
+} from './gate.ts';
+export { namesPeople, stageEligible, type GateEscalation } from './eligibility.ts';
+export { MATCH_CODE_LEVELS, payloadRequirement, type PayloadRequirement } from './requirements.ts';
+export { assessAlternatives, assessPayload } from './payload.ts';
