@@ -314,22 +314,14 @@ describe('guard() over HTTP', () => {
 });
 
 describe('HttpGateway configuration', () => {
-  it('reads COUNTERSIGN_URL / COUNTERSIGN_TOKEN and refuses to start without a key', async () => {
-    const saved = { url: process.env.COUNTERSIGN_URL, token: process.env.COUNTERSIGN_TOKEN };
-    try {
-      process.env.COUNTERSIGN_URL = `${server.url}/`;
-      process.env.COUNTERSIGN_TOKEN = server.agentKey;
-      const fromEnv = new Countersign();
-      expect((fromEnv.gateway as HttpGateway).url).toBe(server.url);
-      const handle = await fromEnv.requestApproval(AUTO);
-      expect(handle.status).toBe('approved');
-      delete process.env.COUNTERSIGN_TOKEN;
-      expect(() => new Countersign()).toThrow(CountersignError);
-    } finally {
-      if (saved.url === undefined) delete process.env.COUNTERSIGN_URL;
-      else process.env.COUNTERSIGN_URL = saved.url;
-      if (saved.token === undefined) delete process.env.COUNTERSIGN_TOKEN;
-      else process.env.COUNTERSIGN_TOKEN = saved.token;
-    }
+  it('reads COUNTERSIGN_URL / COUNTERSIGN_AGENT_KEY (or a csk_ key in COUNTERSIGN_TOKEN) and refuses to start without a key', async () => {
+    // The environment is passed in, so the developer's own COUNTERSIGN_* variables play no part.
+    const fromEnv = new Countersign({ env: { COUNTERSIGN_URL: `${server.url}/`, COUNTERSIGN_AGENT_KEY: server.agentKey }, onWarning: () => {} });
+    expect((fromEnv.gateway as HttpGateway).url).toBe(server.url);
+    expect((await fromEnv.requestApproval(AUTO)).status).toBe('approved');
+    const legacy = new Countersign({ env: { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: server.agentKey }, onWarning: () => {} });
+    expect((await legacy.requestApproval(AUTO)).status).toBe('approved');
+    expect(() => new Countersign({ env: { COUNTERSIGN_URL: server.url } })).toThrow(CountersignError);
+    expect(() => new Countersign({ env: { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: server.adminToken } })).toThrow(/operator token/);
   });
 });
