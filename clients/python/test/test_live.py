@@ -5,6 +5,7 @@ Decisions are made by an operator through the HTTP API, as a reviewer's dashboar
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
 import secrets
@@ -90,6 +91,53 @@ class Background:
         self.thread.join(30)
         assert not self.thread.is_alive(), "the guarded call never returned"
         return self
+
+
+class DroppingProxy:
+    """A loopback proxy that relays to the server, but drops the connection instead of answering
+    the first `drops` creates, after the server has committed them (the lost-answer case)."""
+
+    def __init__(self, drops: int) -> None:
+        self.drops = drops
+        self.creates = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else None
+                req = urllib.request.Request(f"{URL}{self.path}", data=body, method=self.command,
+                                             headers={k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")})
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as res:
+                        status, payload, ctype = res.status, res.read(), res.headers.get("content-type", "")
+                except urllib.error.HTTPError as err:
+                    status, payload, ctype = err.code, err.read(), err.headers.get("content-type", "")
+                if self.command == "POST" and self.path == "/v1/requests":
+                    proxy.creates += 1
+                    if proxy.drops > 0:
+                        proxy.drops -= 1
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Live(unittest.TestCase):
@@ -273,6 +321,26 @@ class Live(unittest.TestCase):
         with self.assertRaises(CountersignError) as insecure:
             remote.check_receipt(request["id"], request["decision"])
         self.assertRegex(insecure.exception.message, "refusing to fetch the audit public key over plain http")
+
+    def test_a_lost_answer_is_retried_into_the_same_request(self) -> None:
+        proxy = DroppingProxy(drops=1)
+        try:
+            cs = Countersign(proxy.url, AGENT_KEY, env={}, audit_public_key=self.pem)
+            request = cs.request_approval("isolate_host", {"host": "ws-py-retry"}, confidence=0.82)
+            self.assertEqual(proxy.creates, 2)
+            self.assertFalse(request["replayed"])
+            _, listing = admin("/v1/requests?action=isolate_host&limit=500")
+            filed = [r["id"] for r in listing["items"] if r["args"].get("host") == "ws-py-retry"]
+            self.assertEqual(filed, [request["id"]])
+
+            # Without retries, the same loss leaves the caller with an error, though the server committed.
+            proxy.drops = 1
+            once = Countersign(proxy.url, AGENT_KEY, env={}, audit_public_key=self.pem, retry_attempts=1)
+            with self.assertRaises(CountersignError) as caught:
+                once.request_approval("isolate_host", {"host": "ws-py-once"}, confidence=0.82)
+            self.assertEqual(caught.exception.code, "NETWORK_ERROR")
+        finally:
+            proxy.close()
 
     def test_operator_token_is_refused_before_anything_is_sent(self) -> None:
         for kwargs in ({"agent_key": ADMIN, "env": {}}, {"env": {"COUNTERSIGN_TOKEN": ADMIN}}, {"env": {"COUNTERSIGN_AGENT_KEY": ADMIN}}):
