@@ -52,7 +52,7 @@ def admin(path: str, body: Any = None) -> tuple[int, Any]:
 def server_pem() -> str:
     req = urllib.request.Request(f"{URL}/v1/audit/public-key", headers={"authorization": f"Bearer {ADMIN}"})
     with urllib.request.urlopen(req, timeout=10) as res:
-        return res.read().decode()
+        return str(res.read().decode())
 
 
 def pem_of(raw: bytes) -> str:
@@ -67,7 +67,8 @@ def pending(host: str, timeout: float = 10.0) -> dict[str, Any]:
         _, body = admin("/v1/requests?status=pending&limit=500")
         for item in body["items"]:
             if item["args"].get("host") == host:
-                return item
+                found: dict[str, Any] = item
+                return found
         time.sleep(0.05)
     raise AssertionError(f"no pending request for {host}")
 
@@ -198,8 +199,11 @@ class Live(unittest.TestCase):
     def test_a_chosen_alternative_runs_instead(self) -> None:
         cs = self.client()
         ran: list[str] = []
-        quarantine = Alternative("quarantine", "quarantine_file", run=lambda host, path: ran.append(f"quarantine {host}:{path}") or "q",
-                                 args=lambda a: {"host": a["host"], "path": "/tmp/payload"})
+        def run_quarantine(host: str, path: str) -> str:
+            ran.append(f"quarantine {host}:{path}")
+            return "q"
+
+        quarantine = Alternative("quarantine", "quarantine_file", run=run_quarantine, args=lambda a: {"host": a["host"], "path": "/tmp/payload"})
 
         @cs.guard("isolate_host", confidence=0.82, alternatives=[quarantine])
         def isolate(host: str) -> str:
@@ -343,10 +347,11 @@ class Live(unittest.TestCase):
             proxy.close()
 
     def test_operator_token_is_refused_before_anything_is_sent(self) -> None:
-        for kwargs in ({"agent_key": ADMIN, "env": {}}, {"env": {"COUNTERSIGN_TOKEN": ADMIN}}, {"env": {"COUNTERSIGN_AGENT_KEY": ADMIN}}):
-            with self.subTest(list(kwargs["env"]) or "explicit"):
+        cases: list[tuple[str | None, dict[str, str]]] = [(ADMIN, {}), (None, {"COUNTERSIGN_TOKEN": ADMIN}), (None, {"COUNTERSIGN_AGENT_KEY": ADMIN})]
+        for explicit, environment in cases:
+            with self.subTest(list(environment) or "explicit"):
                 with self.assertRaises(CountersignError) as caught:
-                    Countersign(URL, **kwargs)
+                    Countersign(URL, explicit, env=environment)
                 self.assertEqual(caught.exception.code, "UNAUTHENTICATED")
                 self.assertIn("agent key", caught.exception.message)
                 self.assertNotIn(ADMIN, caught.exception.message)
