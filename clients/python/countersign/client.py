@@ -254,7 +254,9 @@ class Countersign:
         when the policy auto-approved or blocked it, else ``pending`` (then :meth:`wait`).
 
         A 503 or a lost answer is retried with back-off under one idempotency key (the
-        caller's, or one made here), so a retry never files a second request.
+        caller's, or one made here), so a retry never files a second request. The returned dict
+        also carries ``replayed`` (client-side): True when the caller's own idempotency key
+        matched an earlier request.
         """
         if not isinstance(action, str) or not action:
             raise CountersignError("VALIDATION_FAILED", "request_approval needs an action")
