@@ -13,7 +13,7 @@ let cs: Countersign;
 
 beforeAll(async () => {
   server = await startServer();
-  cs = new Countersign({ url: server.url, apiKey: server.agentKey, decisionTimeoutMs: 20_000 });
+  cs = new Countersign({ env: {}, url: server.url, apiKey: server.agentKey, decisionTimeoutMs: 20_000 });
 }, 60_000);
 
 afterAll(async () => {
@@ -44,7 +44,7 @@ const hostIs = (host: string) => (r: ApprovalRequest) => r.args.host === host;
 describe('requestApproval over HTTP', () => {
   it('an auto-approved action is decided at once', async () => {
     let calls = 0;
-    const counting = new Countersign({ url: server.url, apiKey: server.agentKey, fetch: (input, init) => (calls++, fetch(input, init)) });
+    const counting = new Countersign({ env: {}, url: server.url, apiKey: server.agentKey, fetch: (input, init) => (calls++, fetch(input, init)) });
     const handle = await counting.requestApproval(AUTO);
     expect(handle.status).toBe('approved');
     expect(handle.decided).toBe(true);
@@ -143,11 +143,11 @@ describe('requestApproval over HTTP', () => {
   it('maps server errors and network failures to CountersignError codes', async () => {
     expect((await caught(cs.handle('req_00000000000000000000000000'))).code).toBe('NOT_FOUND');
     expect((await caught(cs.handle('not-an-id'))).code).toBe('BAD_ID');
-    const stranger = new Countersign({ url: server.url, apiKey: 'csk_not-a-real-key-at-all' });
+    const stranger = new Countersign({ env: {}, url: server.url, apiKey: 'csk_not-a-real-key-at-all' });
     expect((await caught(stranger.requestApproval(QUEUED))).code).toBe('UNAUTHENTICATED');
     const invalid = await caught(cs.requestApproval({ action: 'isolate host!' }));
     expect(invalid.code).toBe('VALIDATION_FAILED');
-    const nowhere = new Countersign({ url: `http://127.0.0.1:${await closedPort()}`, apiKey: 'csk_whatever-key-123' });
+    const nowhere = new Countersign({ env: {}, url: `http://127.0.0.1:${await closedPort()}`, apiKey: 'csk_whatever-key-123' });
     const network = await caught(nowhere.requestApproval(QUEUED));
     expect(network.code).toBe('NETWORK_ERROR');
     expect(network.message).toContain('ECONNREFUSED');

@@ -108,7 +108,7 @@ describe('a scripted double behind the real client', () => {
     expect(double.executions).toMatchObject([{ status: 'failed', error: expect.stringMatching(/refused by the client/) }]);
 
     const other = await CountersignDouble.create();
-    const mispinned = new Countersign({ gateway: double, auditPublicKey: other.auditPublicKeyPem, onReportError: () => {} });
+    const mispinned = new Countersign({ env: {}, gateway: double, auditPublicKey: other.auditPublicKeyPem, onReportError: () => {} });
     double.decide('isolate_host', approve());
     const run = mispinned.guard(async () => ran.push({ fn: 'never', args: null }), { action: 'isolate_host' });
     expect((await failure(run({ host: 'ws-6' }))).message).toMatch(/signed by key [0-9a-f]{16}, not the server's key/);
