@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['packages/*/test/**/*.test.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'clients/*/test/**/*.test.ts'],
     // The developer's environment and working directory never reach a test (test/setup.ts).
     setupFiles: ['./test/setup.ts'],
     testTimeout: 30_000,

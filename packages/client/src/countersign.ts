@@ -6,7 +6,9 @@ import { CountersignError, type AgentGateway, type CreateRequestBody } from '@co
 import { loadEmbeddedGateway } from './embedded.ts';
 import { createGuard, type Guarded, type GuardOptions } from './guard.ts';
 import { ApprovalHandle } from './handle.ts';
-import { HttpGateway, type FetchLike } from './http.ts';
+import { processEnv, resolveAgentKey, type Env } from './credentials.ts';
+import { HttpGateway, type FetchLike, type RetryOptions } from './http.ts';
+import { parseKeyPin, readPemFile, type KeyPin } from './pinning.ts';
 import { ReceiptVerifier } from './receipts.ts';
 import type { EmbeddedGateway, EmbeddedOptions } from './types.ts';
 
@@ -24,18 +26,33 @@ interface CommonOptions {
    * gateway whose server does not sign decisions.
    */
   verifyReceipts?: boolean | undefined;
-  /** The server's audit public key (PEM). Default: asked of the server once (`GET /v1/audit/public-key`). */
+  /**
+   * The key receipts are checked with, pinned: PEM text, a path to a PEM file, or the key's id
+   * (16 hex digits; the key is then fetched and must have that id). Default:
+   * COUNTERSIGN_AUDIT_PUBLIC_KEY. With neither, the key the server serves is trusted on first
+   * use (over TLS or loopback only), said once through `onWarning`, and kept for this client's
+   * life: a different key later is refused.
+   */
   auditPublicKey?: string | undefined;
+  /** Where the SDK says something worth knowing that is not an error (trust on first use). Default: console.warn. */
+  onWarning?: ((message: string) => void) | undefined;
+  /** Environment to read COUNTERSIGN_* from. Default: process.env. */
+  env?: Env | undefined;
 }
 
 export interface HttpClientOptions extends CommonOptions {
   /** Server URL. Default: COUNTERSIGN_URL, else http://127.0.0.1:8080. */
   url?: string | undefined;
-  /** Agent API key. Default: COUNTERSIGN_TOKEN. */
+  /**
+   * Agent key (csk_…). Default: COUNTERSIGN_AGENT_KEY, else a csk_ key in COUNTERSIGN_TOKEN. An
+   * operator token (cso_…) is refused wherever it comes from (UNAUTHENTICATED).
+   */
   apiKey?: string | undefined;
   fetch?: FetchLike | undefined;
   /** Longest wait for one ordinary HTTP call, in ms. Default 30 s. */
   timeoutMs?: number | undefined;
+  /** Retries of a create after a 503 or a dropped connection (always under one idempotency key). */
+  retry?: RetryOptions | false | undefined;
   gateway?: undefined;
 }
 
@@ -54,16 +71,17 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
   readonly #receipts: ReceiptVerifier | undefined;
 
   constructor(options: CountersignOptions<G> = {}) {
+    const env = options.env ?? processEnv();
     if (options.gateway) {
       this.gateway = options.gateway;
     } else {
-      const env = nodeEnv();
       const http = options as HttpClientOptions;
       this.gateway = new HttpGateway({
         url: http.url ?? env.COUNTERSIGN_URL ?? 'http://127.0.0.1:8080',
-        apiKey: http.apiKey ?? env.COUNTERSIGN_TOKEN ?? '',
+        apiKey: resolveAgentKey(http.apiKey, env),
         fetch: http.fetch,
         timeoutMs: http.timeoutMs,
+        retry: http.retry,
       }) as unknown as G;
     }
     const timeout = options.decisionTimeoutMs;
@@ -72,15 +90,31 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
       options.onReportError ??
       ((err, requestId) =>
         console.warn(`countersign: could not report the execution of ${requestId}: ${err instanceof Error ? err.message : String(err)}`));
-    const pinned = options.auditPublicKey;
+    const pin = parseKeyPin(options.auditPublicKey ?? env.COUNTERSIGN_AUDIT_PUBLIC_KEY);
+    const warn = options.onWarning ?? ((message: string) => console.warn(message));
     this.#receipts =
       options.verifyReceipts === false
         ? undefined
-        : new ReceiptVerifier(async () => {
-            if (pinned !== undefined) return pinned;
-            if (!this.gateway.auditPublicKey) throw new Error('the gateway does not serve an audit public key; pass auditPublicKey');
-            return this.gateway.auditPublicKey();
-          });
+        : new ReceiptVerifier(() => this.#auditKey(pin, warn), pin?.kind === 'keyId' ? { expectKeyId: pin.keyId } : {});
+  }
+
+  #warnedTofu = false;
+
+  /** The PEM that checks receipts: the pinned one, or the server's (checked against a pinned id, or trusted on first use). */
+  async #auditKey(pin: KeyPin | undefined, warn: (message: string) => void): Promise<string> {
+    if (pin?.kind === 'pem') return pin.pem;
+    if (pin?.kind === 'path') return readPemFile(pin.path);
+    if (!this.gateway.auditPublicKey) throw new Error('the gateway does not serve an audit public key; pass auditPublicKey');
+    const pem = await this.gateway.auditPublicKey();
+    if (pin === undefined && !this.#warnedTofu && !isInProcess(this.gateway)) {
+      this.#warnedTofu = true;
+      const where = this.gateway instanceof HttpGateway ? this.gateway.url : 'the gateway';
+      warn(
+        `countersign: no audit public key is pinned, so decision receipts are checked with the key ${where} served on first use; ` +
+          'this client keeps that key and refuses any other. Pin it with auditPublicKey or COUNTERSIGN_AUDIT_PUBLIC_KEY (PEM, a file, or its key id).',
+      );
+    }
+    return pem;
   }
 
   /**
@@ -88,9 +122,10 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
    * @countersign/server package, loaded only now.
    */
   static async embedded(options: EmbeddedOptions & CommonOptions = {}): Promise<Countersign<EmbeddedGateway>> {
-    const { decisionTimeoutMs, onReportError, verifyReceipts, auditPublicKey, ...embedded } = options;
+    const { decisionTimeoutMs, onReportError, verifyReceipts, auditPublicKey, onWarning, env, ...embedded } = options;
     const gateway = await loadEmbeddedGateway(embedded);
-    return new Countersign({ gateway, decisionTimeoutMs, onReportError, verifyReceipts, auditPublicKey });
+    IN_PROCESS.add(gateway);
+    return new Countersign({ gateway, decisionTimeoutMs, onReportError, verifyReceipts, auditPublicKey, onWarning, env });
   }
 
   /**
@@ -136,7 +171,9 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
   }
 }
 
-function nodeEnv(): Record<string, string | undefined> {
-  const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
-  return proc?.env ?? {};
+/** Gateways whose key comes from this very process (the embedded engine): nothing on a path to trust. */
+const IN_PROCESS = new WeakSet<object>();
+
+function isInProcess(gateway: AgentGateway): boolean {
+  return IN_PROCESS.has(gateway);
 }

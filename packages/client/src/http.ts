@@ -13,6 +13,7 @@ import {
   type ErrorCode,
   type ExecutionBody,
 } from '@countersign/core';
+import { isTrustedKeyTransport } from './pinning.ts';
 import { parseEventStream } from './sse.ts';
 import type { EventsOptions, StreamingGateway } from './types.ts';
 
@@ -21,7 +22,7 @@ export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 export interface HttpGatewayOptions {
   /** Base URL of the server, e.g. `http://127.0.0.1:8080`. */
   url: string;
-  /** An agent API key (csk_…) or an operator token. */
+  /** An agent API key (csk_…). (`Countersign` refuses operator tokens; this transport does not judge.) */
   apiKey: string;
   /** A fetch implementation (default: the global one). */
   fetch?: FetchLike | undefined;
@@ -29,7 +30,28 @@ export interface HttpGatewayOptions {
   timeoutMs?: number | undefined;
   /** An SSE connection silent for this long (not even a keep-alive) is reopened. Default 60 s. */
   sseIdleTimeoutMs?: number | undefined;
+  /** How creating a request is retried after a 503 or a dropped connection; `false` never retries. */
+  retry?: RetryOptions | false | undefined;
 }
+
+/**
+ * Retries of `POST /v1/requests`. Every attempt carries the same idempotency key (the caller's,
+ * or one made here when the caller gave none), so an attempt whose answer was lost after the
+ * server committed is answered with that same request on the retry: never a duplicate.
+ */
+export interface RetryOptions {
+  /** Attempts in all, the first included. Default 4. */
+  attempts?: number | undefined;
+  /** Back-off before retry n is a random time in [0, min(maxDelayMs, baseDelayMs · 2^(n-1))] ("full jitter"). Default 200 ms. */
+  baseDelayMs?: number | undefined;
+  /** Default 5 s. */
+  maxDelayMs?: number | undefined;
+  /** The jitter's source, in [0, 1). Default Math.random (jitter spreads retries; it protects nothing). */
+  random?: (() => number) | undefined;
+}
+
+/** Prefix of the idempotency keys the SDK makes itself, so they are told apart from a caller's in the record. */
+export const AUTO_IDEMPOTENCY_PREFIX = 'sdk-auto-';
 
 /** The server's own limit for `?waitSeconds=`. */
 export const MAX_WAIT_SECONDS = 300;
@@ -42,6 +64,7 @@ export class HttpGateway implements StreamingGateway {
   private readonly apiKey: string;
   private readonly fetchImpl: FetchLike;
   private readonly sseIdleTimeoutMs: number;
+  private readonly retry: Required<Omit<RetryOptions, 'random'>> & { random: () => number };
 
   constructor(options: HttpGatewayOptions) {
     if (!options.url) throw new CountersignError('VALIDATION_FAILED', 'no server url: pass url or set COUNTERSIGN_URL');
@@ -55,7 +78,7 @@ export class HttpGateway implements StreamingGateway {
       throw new CountersignError('VALIDATION_FAILED', `server url must be http: or https: (got ${parsed.protocol})`);
     }
     if (!options.apiKey) {
-      throw new CountersignError('UNAUTHENTICATED', 'no API key: pass apiKey or set COUNTERSIGN_TOKEN');
+      throw new CountersignError('UNAUTHENTICATED', 'no API key: pass apiKey or set COUNTERSIGN_AGENT_KEY');
     }
     this.url = options.url.replace(/\/+$/, '');
     this.apiKey = options.apiKey;
@@ -64,11 +87,56 @@ export class HttpGateway implements StreamingGateway {
     this.fetchImpl = options.fetch ? options.fetch : (input, init) => globalThis.fetch(input, init);
     this.timeoutMs = positive(options.timeoutMs, 30_000);
     this.sseIdleTimeoutMs = positive(options.sseIdleTimeoutMs, 60_000);
+    const retry = options.retry === false ? { attempts: 1 } : (options.retry ?? {});
+    this.retry = {
+      attempts: Math.max(1, Math.min(10, Math.floor(positive(retry.attempts, 4)))),
+      baseDelayMs: positive(retry.baseDelayMs, 200),
+      maxDelayMs: positive(retry.maxDelayMs, 5_000),
+      random: retry.random ?? Math.random,
+    };
   }
 
+  /**
+   * Files a request. A 503 or a failure to get an answer (refused, dropped or timed-out
+   * connection) is retried with back-off under one idempotency key, made here when the body has
+   * none. `replayed` is true only when the caller's own key matched an earlier request: a
+   * retry answered with what this call's first attempt committed is not a replay to the caller.
+   */
   async createRequest(body: CreateRequestBody): Promise<{ request: ApprovalRequest; replayed: boolean }> {
-    const { status, json } = await this.call('POST', '/v1/requests', { body });
-    return { request: parseRequest(json), replayed: status === 200 };
+    const auto = body.idempotencyKey === undefined;
+    const sent: CreateRequestBody = auto ? { ...body, idempotencyKey: newIdempotencyKey() } : body;
+    for (let attempt = 1; ; attempt++) {
+      const last = attempt >= this.retry.attempts;
+      let answer: { status: number; text: string };
+      try {
+        answer = await this.send('POST', '/v1/requests', { body: sent });
+      } catch (err) {
+        if (last || !(err instanceof CountersignError) || err.code !== 'NETWORK_ERROR') throw err;
+        await sleep(this.backoff(attempt, undefined));
+        continue;
+      }
+      if (answer.status === 503 && !last) {
+        await sleep(this.backoff(attempt, errorFromResponse(answer.status, answer.text)));
+        continue;
+      }
+      if (answer.status < 200 || answer.status > 299) throw errorFromResponse(answer.status, answer.text);
+      const request = parseRequest(parseJson(answer.text));
+      if (request.idempotencyKey !== null && request.idempotencyKey !== sent.idempotencyKey) {
+        throw new CountersignError('RECEIPT_MISMATCH', `filed with idempotency key ${String(sent.idempotencyKey)}, the server answered with another request`, {
+          requestId: request.id,
+        });
+      }
+      return { request, replayed: answer.status === 200 && !auto };
+    }
+  }
+
+  /** Full-jitter back-off before retry `attempt`; a server's `retryAfter` (seconds) is a floor, within the cap. */
+  private backoff(attempt: number, err: CountersignError | undefined): number {
+    const ceiling = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+    const jitter = Math.floor(this.retry.random() * ceiling);
+    const after = (err?.details as { retryAfter?: unknown } | undefined)?.retryAfter;
+    const floor = typeof after === 'number' && Number.isFinite(after) && after > 0 ? Math.min(this.retry.maxDelayMs, after * 1000) : 0;
+    return Math.max(floor, jitter);
   }
 
   async getRequest(id: string, options: { waitSeconds?: number; signal?: AbortSignal } = {}): Promise<ApprovalRequest> {
@@ -157,9 +225,22 @@ export class HttpGateway implements StreamingGateway {
     }
   }
 
-  /** The audit public key (PEM) that signs decision receipts: `GET /v1/audit/public-key`. */
+  /**
+   * The audit public key (PEM) that signs decision receipts: `GET /v1/audit/public-key`. Only
+   * over TLS or to this machine: over plain http to another host, whoever is on the path could
+   * answer with their own key and then sign approvals with it. Pin the key instead
+   * (`auditPublicKey` / COUNTERSIGN_AUDIT_PUBLIC_KEY).
+   */
   async auditPublicKey(): Promise<string> {
     const url = `${this.url}/v1/audit/public-key`;
+    if (!isTrustedKeyTransport(url)) {
+      throw new CountersignError(
+        'RECEIPT_MISMATCH',
+        `refusing to fetch the audit public key over plain http from ${new URL(url).host}: anyone on the path could substitute their own; ` +
+          'use https, or pin the key (auditPublicKey option or COUNTERSIGN_AUDIT_PUBLIC_KEY: PEM text, a file, or its key id)',
+        { url },
+      );
+    }
     let response: Response;
     let text: string;
     try {
@@ -179,6 +260,17 @@ export class HttpGateway implements StreamingGateway {
     path: string,
     options: { body?: unknown; signal?: AbortSignal | undefined; timeoutMs?: number } = {},
   ): Promise<{ status: number; json: unknown }> {
+    const { status, text } = await this.send(method, path, options);
+    if (status < 200 || status > 299) throw errorFromResponse(status, text);
+    return { status, json: parseJson(text) };
+  }
+
+  /** One HTTP exchange: the status and body text, or NETWORK_ERROR when no answer arrived. */
+  private async send(
+    method: 'GET' | 'POST',
+    path: string,
+    options: { body?: unknown; signal?: AbortSignal | undefined; timeoutMs?: number } = {},
+  ): Promise<{ status: number; text: string }> {
     const url = `${this.url}${path}`;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const controller = new AbortController();
@@ -206,8 +298,7 @@ export class HttpGateway implements StreamingGateway {
         if (options.signal?.aborted) throw options.signal.reason;
         throw networkError(method, url, err, controller.signal);
       }
-      if (!response.ok) throw errorFromResponse(response.status, text);
-      return { status: response.status, json: parseJson(text) };
+      return { status: response.status, text };
     } finally {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
@@ -267,6 +358,12 @@ function networkError(method: string, url: string, err: unknown, signal: AbortSi
   return new CountersignError('NETWORK_ERROR', `${method} ${url} failed: ${detail}`, {
     ...(typeof cause?.code === 'string' ? { cause: cause.code } : {}),
   });
+}
+
+function newIdempotencyKey(): string {
+  const uuid = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto?.randomUUID?.();
+  if (!uuid) throw new CountersignError('INTERNAL', 'this runtime has no crypto.randomUUID to make an idempotency key; pass idempotencyKey');
+  return `${AUTO_IDEMPOTENCY_PREFIX}${uuid}`;
 }
 
 function parseJson(text: string): unknown {

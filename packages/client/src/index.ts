@@ -8,7 +8,7 @@
  */
 export { Countersign, type CountersignOptions, type GatewayClientOptions, type HttpClientOptions } from './countersign.ts';
 export { ApprovalHandle, type WaitOptions } from './handle.ts';
-export { HttpGateway, type FetchLike, type HttpGatewayOptions } from './http.ts';
+export { HttpGateway, type FetchLike, type HttpGatewayOptions, type RetryOptions } from './http.ts';
 export { guardRequestBody, type Guarded, type GuardAlternative, type GuardOptions } from './guard.ts';
 export type { EmbeddedGateway, EmbeddedOptions, EventsOptions, StreamingGateway } from './types.ts';
 export { CountersignError, isCountersignError, type ErrorCode } from '@countersign/core';

@@ -64,8 +64,15 @@ async function load(pem: string): Promise<LoadedKey> {
 export class ReceiptVerifier {
   #loaded: Promise<LoadedKey> | undefined;
 
-  /** `source` gives the server's public key (PEM); it is asked once, and again only after a failure. */
-  constructor(private readonly source: () => Promise<string>) {}
+  /**
+   * `source` gives the server's public key (PEM); it is asked once, and again only after a
+   * failure. Once a key loaded, it is kept for the verifier's life: that is the pin (a key
+   * served later is never adopted). With `expectKeyId`, a key with another id is refused.
+   */
+  constructor(
+    private readonly source: () => Promise<string>,
+    private readonly options: { expectKeyId?: string | undefined } = {},
+  ) {}
 
   /** Starts fetching the key now (e.g. alongside creating a request), so a check later costs no round trip. */
   prefetch(): void {
@@ -73,7 +80,15 @@ export class ReceiptVerifier {
   }
 
   #key(): Promise<LoadedKey> {
-    this.#loaded ??= this.source().then(load);
+    this.#loaded ??= this.source()
+      .then(load)
+      .then((loaded) => {
+        const expected = this.options.expectKeyId;
+        if (expected !== undefined && loaded.keyId !== expected) {
+          throw new Error(`the server served key ${loaded.keyId}, not the pinned key ${expected}`);
+        }
+        return loaded;
+      });
     this.#loaded.catch(() => (this.#loaded = undefined));
     return this.#loaded;
   }

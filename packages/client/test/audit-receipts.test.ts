@@ -116,6 +116,7 @@ class ScriptedGateway implements AgentGateway {
 async function run(decision: Decision, options: { pem?: string | null; verifyReceipts?: boolean; auditPublicKey?: string } = {}) {
   const gateway = new ScriptedGateway(decision, options.pem === undefined ? SERVER.pem : options.pem);
   const cs = new Countersign({
+    env: {},
     gateway,
     onReportError: () => {},
     ...(options.verifyReceipts !== undefined ? { verifyReceipts: options.verifyReceipts } : {}),
@@ -191,10 +192,10 @@ describe('guard() runs only what the server signed', () => {
   });
 
   it('handle.decision() checks the receipt as well', async () => {
-    const cs = new Countersign({ gateway: new ScriptedGateway({ ...APPROVED, receipt: receiptFor(ID, { ...APPROVED, args: { host: 'x' } }) }) });
+    const cs = new Countersign({ env: {}, gateway: new ScriptedGateway({ ...APPROVED, receipt: receiptFor(ID, { ...APPROVED, args: { host: 'x' } }) }) });
     const handle = await cs.requestApproval({ action: 'isolate_host', args: { host: 'ws-1' } });
     await expect(handle.decision()).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH' });
-    const good = new Countersign({ gateway: new ScriptedGateway({ ...APPROVED, receipt: receiptFor(ID, APPROVED) }) });
+    const good = new Countersign({ env: {}, gateway: new ScriptedGateway({ ...APPROVED, receipt: receiptFor(ID, APPROVED) }) });
     await expect((await good.requestApproval({ action: 'isolate_host', args: { host: 'ws-1' } })).decision()).resolves.toMatchObject({ outcome: 'approved' });
   });
 });
@@ -210,14 +211,14 @@ describe('receipts from a real server', () => {
 
   it('a reviewer-modified approval runs with the modified args; a proxy that rewrites them is refused', async () => {
     const QUEUED = { action: 'isolate_host', args: { host: 'ws-042' }, confidence: 0.82 };
-    const honest = new Countersign({ url: server.url, apiKey: server.agentKey, onReportError: () => {} });
+    const honest = new Countersign({ env: {}, url: server.url, apiKey: server.agentKey, onReportError: () => {} });
     // A man in the middle that changes the approved host in every response it relays.
     const mitm: FetchLike = async (input, init) => {
       const res = await fetch(input, init);
       const text = await res.text();
       return new Response(text.replaceAll('"host":"ws-043"', '"host":"ws-666"'), { status: res.status, headers: res.headers });
     };
-    const tampered = new Countersign({ gateway: new HttpGateway({ url: server.url, apiKey: server.agentKey, fetch: mitm }), onReportError: () => {} });
+    const tampered = new Countersign({ env: {}, gateway: new HttpGateway({ url: server.url, apiKey: server.agentKey, fetch: mitm }), onReportError: () => {} });
 
     for (const [cs, expected] of [
       [honest, { host: 'ws-043' }],

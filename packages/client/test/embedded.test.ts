@@ -10,7 +10,7 @@ let cs: Countersign;
 let gateway: ServerEmbeddedGateway;
 
 beforeAll(async () => {
-  const client = await Countersign.embedded({ database: 'sqlite::memory:', decisionTimeoutMs: 10_000 });
+  const client = await Countersign.embedded({ env: {}, database: 'sqlite::memory:', decisionTimeoutMs: 10_000 });
   cs = client;
   gateway = client.gateway as unknown as ServerEmbeddedGateway;
 }, 30_000);
@@ -150,7 +150,7 @@ describe('embedded mode options', () => {
   }, 10_000);
 
   it('uses the given policy text, and refuses an invalid one', async () => {
-    const strict = await Countersign.embedded({ policy: 'requireApproval: [block_ip]\n', agent: 'strict-agent' });
+    const strict = await Countersign.embedded({ env: {}, policy: 'requireApproval: [block_ip]\n', agent: 'strict-agent' });
     try {
       const handle = await strict.requestApproval({ action: 'block_ip', args: { ip: '203.0.113.7' }, confidence: 0.97, context: { threatScore: 0.95 } });
       expect(handle.status).toBe('pending');
@@ -158,7 +158,7 @@ describe('embedded mode options', () => {
     } finally {
       await strict.close();
     }
-    const err = await caught(Countersign.embedded({ policy: 'automation: { ful: 0.9 }\n' }));
+    const err = await caught(Countersign.embedded({ env: {}, policy: 'automation: { ful: 0.9 }\n' }));
     expect(err.code).toBe('POLICY_INVALID');
   });
 });
@@ -168,12 +168,12 @@ describe('embedded mode on a file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cs-embedded-'));
     const database = `sqlite:${join(dir, 'agent.db')}`;
     try {
-      const first = await Countersign.embedded({ database, agent: 'file-agent' });
+      const first = await Countersign.embedded({ env: {}, database, agent: 'file-agent' });
       const handle = await first.requestApproval({ action: 'isolate_host', args: { host: 'emb-file' }, confidence: 0.82 });
       expect(handle.status).toBe('pending');
       await first.close();
 
-      const second = await Countersign.embedded({ database, agent: 'file-agent' });
+      const second = await Countersign.embedded({ env: {}, database, agent: 'file-agent' });
       try {
         const again = await second.handle(handle.id);
         expect(again.status).toBe('pending');

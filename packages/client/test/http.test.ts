@@ -13,7 +13,7 @@ let cs: Countersign;
 
 beforeAll(async () => {
   server = await startServer();
-  cs = new Countersign({ url: server.url, apiKey: server.agentKey, decisionTimeoutMs: 20_000 });
+  cs = new Countersign({ env: {}, url: server.url, apiKey: server.agentKey, decisionTimeoutMs: 20_000 });
 }, 60_000);
 
 afterAll(async () => {
@@ -44,7 +44,7 @@ const hostIs = (host: string) => (r: ApprovalRequest) => r.args.host === host;
 describe('requestApproval over HTTP', () => {
   it('an auto-approved action is decided at once', async () => {
     let calls = 0;
-    const counting = new Countersign({ url: server.url, apiKey: server.agentKey, fetch: (input, init) => (calls++, fetch(input, init)) });
+    const counting = new Countersign({ env: {}, url: server.url, apiKey: server.agentKey, fetch: (input, init) => (calls++, fetch(input, init)) });
     const handle = await counting.requestApproval(AUTO);
     expect(handle.status).toBe('approved');
     expect(handle.decided).toBe(true);
@@ -143,11 +143,11 @@ describe('requestApproval over HTTP', () => {
   it('maps server errors and network failures to CountersignError codes', async () => {
     expect((await caught(cs.handle('req_00000000000000000000000000'))).code).toBe('NOT_FOUND');
     expect((await caught(cs.handle('not-an-id'))).code).toBe('BAD_ID');
-    const stranger = new Countersign({ url: server.url, apiKey: 'csk_not-a-real-key-at-all' });
+    const stranger = new Countersign({ env: {}, url: server.url, apiKey: 'csk_not-a-real-key-at-all' });
     expect((await caught(stranger.requestApproval(QUEUED))).code).toBe('UNAUTHENTICATED');
     const invalid = await caught(cs.requestApproval({ action: 'isolate host!' }));
     expect(invalid.code).toBe('VALIDATION_FAILED');
-    const nowhere = new Countersign({ url: `http://127.0.0.1:${await closedPort()}`, apiKey: 'csk_whatever-key-123' });
+    const nowhere = new Countersign({ env: {}, url: `http://127.0.0.1:${await closedPort()}`, apiKey: 'csk_whatever-key-123' });
     const network = await caught(nowhere.requestApproval(QUEUED));
     expect(network.code).toBe('NETWORK_ERROR');
     expect(network.message).toContain('ECONNREFUSED');
@@ -314,22 +314,14 @@ describe('guard() over HTTP', () => {
 });
 
 describe('HttpGateway configuration', () => {
-  it('reads COUNTERSIGN_URL / COUNTERSIGN_TOKEN and refuses to start without a key', async () => {
-    const saved = { url: process.env.COUNTERSIGN_URL, token: process.env.COUNTERSIGN_TOKEN };
-    try {
-      process.env.COUNTERSIGN_URL = `${server.url}/`;
-      process.env.COUNTERSIGN_TOKEN = server.agentKey;
-      const fromEnv = new Countersign();
-      expect((fromEnv.gateway as HttpGateway).url).toBe(server.url);
-      const handle = await fromEnv.requestApproval(AUTO);
-      expect(handle.status).toBe('approved');
-      delete process.env.COUNTERSIGN_TOKEN;
-      expect(() => new Countersign()).toThrow(CountersignError);
-    } finally {
-      if (saved.url === undefined) delete process.env.COUNTERSIGN_URL;
-      else process.env.COUNTERSIGN_URL = saved.url;
-      if (saved.token === undefined) delete process.env.COUNTERSIGN_TOKEN;
-      else process.env.COUNTERSIGN_TOKEN = saved.token;
-    }
+  it('reads COUNTERSIGN_URL / COUNTERSIGN_AGENT_KEY (or a csk_ key in COUNTERSIGN_TOKEN) and refuses to start without a key', async () => {
+    // The environment is passed in, so the developer's own COUNTERSIGN_* variables play no part.
+    const fromEnv = new Countersign({ env: { COUNTERSIGN_URL: `${server.url}/`, COUNTERSIGN_AGENT_KEY: server.agentKey }, onWarning: () => {} });
+    expect((fromEnv.gateway as HttpGateway).url).toBe(server.url);
+    expect((await fromEnv.requestApproval(AUTO)).status).toBe('approved');
+    const legacy = new Countersign({ env: { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: server.agentKey }, onWarning: () => {} });
+    expect((await legacy.requestApproval(AUTO)).status).toBe('approved');
+    expect(() => new Countersign({ env: { COUNTERSIGN_URL: server.url } })).toThrow(CountersignError);
+    expect(() => new Countersign({ env: { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: server.adminToken } })).toThrow(/operator token/);
   });
 });

@@ -196,7 +196,7 @@ describe('ApprovalHandle.decision() waiting', () => {
     const gateway = new FakeGateway((_b, call) =>
       call === 2 ? new CountersignError('NETWORK_ERROR', 'connection reset') : call < 4 ? 'pending' : approved({ action: 'isolate_host', args: { host: 'a' } }),
     );
-    const cs = new Countersign({ gateway });
+    const cs = new Countersign({ env: {}, gateway });
     const handle = await cs.requestApproval({ action: 'isolate_host', args: { host: 'a' } });
     const decision = await handle.decision({ timeoutMs: 10 * 60_000 });
     expect(decision.outcome).toBe('approved');
@@ -205,7 +205,7 @@ describe('ApprovalHandle.decision() waiting', () => {
 
   it('asks for whole seconds that end before the deadline', async () => {
     const gateway = new FakeGateway(() => 'pending');
-    const cs = new Countersign({ gateway });
+    const cs = new Countersign({ env: {}, gateway });
     const handle = await cs.requestApproval({ action: 'isolate_host' });
     const err = await caught(handle.decision({ timeoutMs: 2_500 }));
     expect(err.code).toBe('WAIT_TIMEOUT');
@@ -221,7 +221,7 @@ describe('guard() receipt checks: a server cannot redirect execution', () => {
 
   async function attempt(decision: Partial<Decision>) {
     const gateway = new FakeGateway(() => approved(decision));
-    const cs = new Countersign({ gateway, onReportError: () => {} });
+    const cs = new Countersign({ env: {}, gateway, onReportError: () => {} });
     let ran = false;
     const guarded = cs.guard(async (_args: { host: string }) => {
       ran = true;
