@@ -6,14 +6,20 @@
  * stdout belongs to the MCP protocol in stdio mode (and to the hook's answer), so everything
  * else goes to stderr.
  */
-import { Countersign, CountersignError } from '@countersign/client';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import type { Countersign } from '@countersign/client';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { listenerToken, loadGatewayConfig } from './config.ts';
-import { filePins, Gateway, memoryPins } from './gateway.ts';
-import { runClaudeCodeHook } from './hook.ts';
-import { isLoopback, startListener } from './listener.ts';
-import { createCountersignServer } from './serve.ts';
+
+// Every command loads what it needs when it runs: the hook starts once per tool call, so it
+// must not pay for the MCP SDK, and `countersign serve` must not pay for any of this.
+const load = {
+  client: () => import('@countersign/client'),
+  stdio: () => import('@modelcontextprotocol/sdk/server/stdio.js'),
+  config: () => import('./config.ts'),
+  gateway: () => import('./gateway.ts'),
+  hook: () => import('./hook.ts'),
+  listener: () => import('./listener.ts'),
+  serve: () => import('./serve.ts'),
+};
 
 const env = () => process.env as Record<string, string | undefined>;
 
@@ -30,19 +36,21 @@ function seconds(value: string): number {
 }
 
 function fail(err: unknown): never {
-  const code = err instanceof CountersignError ? err.code : 'INTERNAL';
+  const code = (err as { code?: unknown }).code ?? 'INTERNAL';
   process.stderr.write(`countersign-mcp: ${code}: ${(err as Error).message}\n`);
   process.exit(1);
 }
 
-function agentClient(): { cs: Countersign; url: string; agentKey: string } {
+async function agentClient(): Promise<{ cs: Countersign; url: string; agentKey: string }> {
+  const { Countersign, CountersignError } = await load.client();
   const url = env().COUNTERSIGN_URL ?? 'http://127.0.0.1:8080';
   const agentKey = env().COUNTERSIGN_AGENT_KEY ?? '';
   if (!agentKey) throw new CountersignError('UNAUTHENTICATED', 'set COUNTERSIGN_AGENT_KEY to the agent key to file requests with');
   return { cs: new Countersign({ url, apiKey: agentKey }), url, agentKey };
 }
 
-function warnExposed(host: string): void {
+async function warnExposed(host: string): Promise<void> {
+  const { isLoopback } = await load.listener();
   if (!isLoopback(host)) process.stderr.write(`countersign-mcp: listening on ${host}, not loopback: anyone who can reach it and holds the token can use it\n`);
 }
 
@@ -68,7 +76,13 @@ export function addServeCommand(parent: Command): Command {
     .addHelpText('after', '\nEnv: COUNTERSIGN_URL, COUNTERSIGN_AGENT_KEY (the agent key), COUNTERSIGN_TOKEN (optional operator token, role auditor, for velocity/slicing/cool-down), COUNTERSIGN_MCP_TOKEN (the --http bearer token).')
     .action(async (opts: { http?: number; host: string; allowOrigin?: string[]; json?: boolean }) => {
       try {
-        const { cs, url, agentKey } = agentClient();
+        const [{ cs, url, agentKey }, { createCountersignServer }, { startListener }, { listenerToken }, { StdioServerTransport }] = await Promise.all([
+          agentClient(),
+          load.serve(),
+          load.listener(),
+          load.config(),
+          load.stdio(),
+        ]);
         const make = () => createCountersignServer({ countersign: cs, url, agentKey, operatorToken: env().COUNTERSIGN_TOKEN || undefined });
         if (opts.http === undefined) {
           const server = make();
@@ -78,7 +92,7 @@ export function addServeCommand(parent: Command): Command {
           return;
         }
         const listener = await startListener({ port: opts.http, host: opts.host, token: listenerToken(env()), allowedOrigins: opts.allowOrigin, session: make });
-        warnExposed(opts.host);
+        await warnExposed(opts.host);
         if (opts.json) process.stdout.write(`${JSON.stringify({ url: listener.url })}\n`);
         else process.stderr.write(`countersign-mcp serve: ${listener.url}\n`);
         onShutdown(() => listener.close());
@@ -99,6 +113,13 @@ export function addProxyCommand(parent: Command): Command {
     .addHelpText('after', '\nEnv: COUNTERSIGN_AGENT_KEY (required), COUNTERSIGN_URL (over the file), COUNTERSIGN_MCP_TOKEN (the --http bearer token).')
     .action(async (opts: { config: string; http?: number; host?: string; json?: boolean }) => {
       try {
+        const [{ Countersign }, { loadGatewayConfig, listenerToken }, { Gateway, filePins, memoryPins }, { startListener }, { StdioServerTransport }] = await Promise.all([
+          load.client(),
+          load.config(),
+          load.gateway(),
+          load.listener(),
+          load.stdio(),
+        ]);
         const config = loadGatewayConfig(opts.config, env());
         const cs = new Countersign({ url: config.countersignUrl, apiKey: config.agentKey });
         const gateway = await Gateway.start({
@@ -123,7 +144,7 @@ export function addProxyCommand(parent: Command): Command {
           allowedOrigins: config.listen.allowedOrigins,
           session: (id) => gateway.createSession(id),
         });
-        warnExposed(host);
+        await warnExposed(host);
         if (opts.json) process.stdout.write(`${JSON.stringify({ url: listener.url, tools: gateway.tools() })}\n`);
         else process.stderr.write(`countersign-mcp proxy: ${listener.url}\n`);
         onShutdown(async () => {
@@ -147,7 +168,7 @@ export function addHookCommand(parent: Command): Command {
     .action(async (opts: { timeout: number; onTimeout: 'deny' | 'defer' }) => {
       let cs: Countersign;
       try {
-        cs = agentClient().cs;
+        cs = (await agentClient()).cs;
       } catch (err) {
         // Fail closed with an answer Claude Code understands, not a crash it would treat as "no decision".
         process.stdout.write(
@@ -155,7 +176,9 @@ export function addHookCommand(parent: Command): Command {
         );
         process.exit(0);
       }
-      await runClaudeCodeHook({ countersign: cs, timeoutSeconds: opts.timeout, onTimeout: opts.onTimeout });
+      const { runClaudeCodeHook } = await load.hook();
+      // Claude Code's clock started when it spawned us: count our start-up against --timeout.
+      await runClaudeCodeHook({ countersign: cs, timeoutSeconds: opts.timeout, onTimeout: opts.onTimeout, elapsedMs: process.uptime() * 1000 });
       process.exit(0);
     });
   return hook;

@@ -147,6 +147,8 @@ export async function runClaudeCodeHook(options: {
   countersign: Countersign;
   timeoutSeconds: number;
   onTimeout: 'deny' | 'defer';
+  /** Time already spent since Claude Code started this process (start-up), counted against the timeout. */
+  elapsedMs?: number;
   stdin?: NodeJS.ReadableStream;
   write?: (text: string) => void;
 }): Promise<PermissionDecision> {
@@ -169,7 +171,7 @@ export async function runClaudeCodeHook(options: {
     // Withdraw the request so nobody approves a call that will never run; bounded, the answer is out.
     const cancel = handle?.cancel(`the Claude Code hook answered ${options.onTimeout} after ${options.timeoutSeconds}s`);
     cancelling = Promise.race([cancel, new Promise((r) => setTimeout(r, 2_000).unref())]).catch(() => {});
-  }, Math.max(0, options.timeoutSeconds * 1000));
+  }, Math.max(0, options.timeoutSeconds * 1000 - (options.elapsedMs ?? 0)));
 
   const work = (async () => {
     let input = '';
