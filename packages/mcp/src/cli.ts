@@ -121,6 +121,8 @@ export function addProxyCommand(parent: Command): Command {
           load.stdio(),
         ]);
         const config = loadGatewayConfig(opts.config, env());
+        // Fail before starting any downstream: a listener never runs without its token.
+        const token = opts.http === undefined ? undefined : listenerToken(env(), config.listen.tokenFile);
         const cs = new Countersign({ url: config.countersignUrl, apiKey: config.agentKey });
         const gateway = await Gateway.start({
           countersign: cs,
@@ -140,7 +142,7 @@ export function addProxyCommand(parent: Command): Command {
         const listener = await startListener({
           port: opts.http,
           host,
-          token: listenerToken(env(), config.listen.tokenFile),
+          token: token!,
           allowedOrigins: config.listen.allowedOrigins,
           session: (id) => gateway.createSession(id),
         });
