@@ -120,6 +120,7 @@ export class Gateway {
   readonly #log: (line: string) => void;
   readonly #closing = new AbortController();
   readonly #watching = new Set<string>();
+  readonly #reports = new Set<Promise<void>>();
 
   private constructor(options: GatewayOptions) {
     this.#cs = options.countersign;
@@ -464,13 +465,21 @@ export class Gateway {
       return errorResult(`${name} failed downstream: ${(err as Error).message}`);
     }
     const failed = result.isError === true;
-    await handle
+    // The record is closed in the background: the agent need not wait for a second commit to
+    // see its result (close() waits for reports still in flight).
+    const report = handle
       .reportExecution(failed ? { status: 'failed', error: firstText(result).slice(0, 2_000) || 'the tool reported an error' } : { status: 'succeeded' })
-      .catch((err: unknown) => this.#log(`countersign-mcp: could not report the execution of ${handle.id}: ${(err as Error).message}`));
+      .then(
+        () => {},
+        (err: unknown) => this.#log(`countersign-mcp: could not report the execution of ${handle.id}: ${(err as Error).message}`),
+      )
+      .finally(() => this.#reports.delete(report));
+    this.#reports.add(report);
     return result;
   }
 
   async close(): Promise<void> {
+    await Promise.allSettled([...this.#reports]);
     this.#closing.abort();
     for (const session of this.#sessions) await session.close().catch(() => {});
     for (const ds of this.#downstreams.values()) await ds.client.close().catch(() => {});

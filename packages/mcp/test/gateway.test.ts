@@ -137,6 +137,16 @@ const call = (rig: Rig, name: string, args: Record<string, unknown>, options: Pa
 
 const textOf = (r: CallToolResult) => (r.content ?? []).map((c) => (c.type === 'text' ? c.text : '')).join('');
 const byId = (id: string) => (r: ApprovalRequest) => r.args.id === id;
+/** The request's status once it has left `approved` (the gateway reports the execution in the background). */
+async function settled(id: string): Promise<string> {
+  const deadline = Date.now() + 10_000;
+  let state = await getRequest(cs, id);
+  while (state.status === 'approved' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 25));
+    state = await getRequest(cs, id);
+  }
+  return state.status;
+}
 let unique = 0;
 const fresh = (prefix: string) => `${prefix}-${++unique}-${Date.now()}`;
 
@@ -169,7 +179,7 @@ describe.each([
     const { body } = await api<{ items: ApprovalRequest[] }>(cs, '/v1/requests?action=docs__read_doc&limit=500');
     const request = body.items.find(byId(id))!;
     expect(request.decision).toMatchObject({ outcome: 'approved', decidedBy: 'policy' });
-    expect(request.status).toBe('executed');
+    expect(await settled(request.id)).toBe('executed');
   });
 
   it('holds a destructive call until a reviewer approves it, then runs it once with the modified args', async () => {
@@ -183,7 +193,7 @@ describe.each([
     expect(result.isError).toBeFalsy();
     expect(textOf(result)).toBe(`deleted ${id}`);
     expect(rig.calls().filter((c) => c.args.id === id)).toEqual([{ tool: 'delete_doc', args: { id, force: false } }]);
-    expect((await getRequest(cs, request!.id)).status).toBe('executed');
+    expect(await settled(request!.id)).toBe('executed');
   });
 });
 
@@ -381,7 +391,7 @@ describe('attacks on the gateway', () => {
     expect(result.isError).toBe(true);
     expect(textOf(result)).toContain('not run');
     expect(rig.calls()).toEqual([]);
-    expect((await getRequest(cs, request!.id)).status).toBe('execution_failed');
+    expect(await settled(request!.id)).toBe('execution_failed');
   });
 
   it('args changed between the approval and the call (a tampered decision) are refused: the receipt does not cover them', async () => {
