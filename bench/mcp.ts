@@ -40,20 +40,20 @@ async function linked(server: { connect(t: InMemoryTransport): Promise<void> }):
   return client;
 }
 
-async function measure(direct: Client, gated: Client, countersign: Countersign): Promise<{ direct: number[]; gated: number[]; create: number[] }> {
+async function measure(label: string, direct: Client, gated: Client, countersign: Countersign): Promise<{ direct: number[]; gated: number[]; create: number[] }> {
   const out = { direct: [] as number[], gated: [] as number[], create: [] as number[] };
   for (let i = 0; i < WARMUP + CALLS; i++) {
     const started = performance.now();
-    const handle = await countersign.requestApproval({ action: 'docs__read_doc', args: { id: `alone-${i}-${Math.random()}` }, confidence: 0.95 });
+    const handle = await countersign.requestApproval({ action: 'docs__read_doc', args: { id: `alone-${label}-${i}` }, confidence: 0.95 });
     if (i >= WARMUP) out.create.push(performance.now() - started);
-    if (handle.status !== 'approved') throw new Error('the bench policy must auto-approve docs__read_doc');
+    if (handle.status !== 'approved') throw new Error(`the bench policy must auto-approve docs__read_doc (call ${i}: ${handle.status}, ${JSON.stringify(handle.assessment)})`);
     await handle.reportExecution({ status: 'succeeded' });
     for (const [which, client, name] of [
       ['direct', direct, 'read_doc'],
       ['gated', gated, 'docs__read_doc'],
     ] as const) {
       const started = performance.now();
-      const result = await client.callTool({ name, arguments: { id: `doc-${i}` } });
+      const result = await client.callTool({ name, arguments: { id: `doc-${label}-${i}` } });
       const ms = performance.now() - started;
       if (result.isError) throw new Error(`${which} call failed: ${JSON.stringify(result.content)}`);
       if (i >= WARMUP) out[which].push(ms);
@@ -101,7 +101,7 @@ try {
   for (const [label, make] of Object.entries(transports)) {
     const rig = await make();
     try {
-      const r = await measure(rig.direct, rig.gated, countersign);
+      const r = await measure(label.replace(/\W/g, '-'), rig.direct, rig.gated, countersign);
       const d50 = quantile(r.direct, 0.5);
       const g50 = quantile(r.gated, 0.5);
       const c50 = quantile(r.create, 0.5);
