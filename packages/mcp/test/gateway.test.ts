@@ -335,7 +335,7 @@ describe('waiting is capped', () => {
     expect(rig.calls().filter((c) => c.args.id === id)).toHaveLength(1);
   });
 
-  it('a pending call re-attached by a second session is a different call (sessions never share requests)', async () => {
+  it('the same call from another MCP session is another request (sessions never share requests)', async () => {
     const rig = await inMemoryRig({ waitSeconds: 1 });
     const other = await connectAgent(rig.gateway);
     const id = fresh('sess');
