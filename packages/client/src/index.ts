@@ -10,6 +10,7 @@ export { Countersign, type CountersignOptions, type GatewayClientOptions, type H
 export { ApprovalHandle, type WaitOptions } from './handle.ts';
 export { HttpGateway, type FetchLike, type HttpGatewayOptions, type RetryOptions } from './http.ts';
 export { guardRequestBody, type Guarded, type GuardAlternative, type GuardOptions } from './guard.ts';
+export { countersignCanUseTool, type CanUseTool, type CanUseToolHelperOptions, type CanUseToolOptions, type CanUseToolResult } from './claude-agent-sdk.ts';
 export type { EmbeddedGateway, EmbeddedOptions, EventsOptions, StreamingGateway } from './types.ts';
 export { CountersignError, isCountersignError, type ErrorCode } from '@countersign/core';
 export type {

@@ -5,6 +5,7 @@
 import { Command } from 'commander';
 import { registerServe } from './commands/serve.ts';
 import { registerClientCommands } from './commands/index.ts';
+import { registerMcpCommands } from '@countersign/mcp/cli';
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -15,5 +16,8 @@ export function buildProgram(): Command {
     .exitOverride();
   registerServe(program);
   registerClientCommands(program);
+  // `countersign mcp serve|proxy` and `countersign hook claude-code` (@countersign/mcp; each loads
+  // what it needs only when it runs).
+  registerMcpCommands(program);
   return program;
 }

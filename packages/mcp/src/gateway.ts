@@ -1,0 +1,493 @@
+/**
+ * The MCP gating gateway. It sits between an MCP client (the agent) and downstream MCP servers:
+ * it lists their tools as `server__tool`, and forwards a `tools/call` only after Countersign
+ * approved it, with the approved (possibly modified) args, exactly once.
+ *
+ * Roles: `Gateway` owns the downstream connections, the tool registry and the pins (shared by
+ * all client sessions); `createSession()` makes one MCP `Server` per client session, whose call
+ * slots decide which Countersign request a call waits on. The rules themselves are plan.ts.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { ApprovalHandle, Countersign } from '@countersign/client';
+import { CountersignError, canonicalJson, type JsonObject } from '@countersign/core';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import {
+  CallToolRequestSchema,
+  ListToolsRequestSchema,
+  ToolListChangedNotificationSchema,
+  type CallToolResult,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+import { connectDownstream, GATEWAY_INFO, type DownstreamSource } from './downstream.ts';
+import {
+  TOOL_CHANGE_ACTION,
+  approvesToolChange,
+  callIdentity,
+  definitionHash,
+  idempotencyKey,
+  namespacedName,
+  pinVerdict,
+  refusalText,
+  requestBody,
+  runPlan,
+  toolChangeArgs,
+  type ToolAnnotations,
+} from './plan.ts';
+
+/** Where pins are kept. The file store writes atomically (temp file + rename). */
+export interface PinStore {
+  load(): Record<string, string>;
+  save(pins: Record<string, string>): void;
+}
+
+export function memoryPins(initial: Record<string, string> = {}): PinStore {
+  let pins = { ...initial };
+  return { load: () => ({ ...pins }), save: (next) => void (pins = { ...next }) };
+}
+
+export function filePins(path: string): PinStore {
+  return {
+    load() {
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+        throw err;
+      }
+      const parsed = JSON.parse(text) as { pins?: Record<string, string> };
+      return { ...(parsed.pins ?? {}) };
+    },
+    save(pins) {
+      const tmp = `${path}.${process.pid}.tmp`;
+      writeFileSync(tmp, `${JSON.stringify({ version: 1, pins }, null, 2)}\n`, { mode: 0o600 });
+      renameSync(tmp, path);
+    },
+  };
+}
+
+export interface GatewayOptions {
+  countersign: Countersign;
+  servers: Readonly<Record<string, DownstreamSource>>;
+  /** Longest wait inside one call before answering "pending" (s). Default 50, below the usual 60 s client timeout. */
+  waitSeconds?: number | undefined;
+  /** Progress notification interval while waiting (s). Default 5. */
+  progressIntervalSeconds?: number | undefined;
+  pins?: PinStore | undefined;
+  log?: ((line: string) => void) | undefined;
+}
+
+interface Entry {
+  name: string;
+  server: string;
+  tool: Tool;
+  hash: string;
+  state: 'listed' | 'held';
+  pinned?: string;
+  changeRequestId?: string;
+}
+
+interface Slot {
+  index: number;
+  state: 'waiting' | 'parked' | 'closed';
+  handle?: ApprovalHandle;
+}
+
+interface Downstream {
+  name: string;
+  source: DownstreamSource;
+  client: Client;
+}
+
+const text = (t: string) => [{ type: 'text' as const, text: t }];
+const errorResult = (message: string, structured?: JsonObject): CallToolResult => ({
+  content: text(message),
+  isError: true,
+  ...(structured ? { structuredContent: structured } : {}),
+});
+
+export class Gateway {
+  readonly #cs: Countersign;
+  readonly #downstreams = new Map<string, Downstream>();
+  readonly #entries = new Map<string, Entry>();
+  readonly #pins: PinStore;
+  #pinned: Record<string, string>;
+  readonly #sessions = new Set<Server>();
+  readonly #waitMs: number;
+  readonly #progressMs: number;
+  readonly #log: (line: string) => void;
+  readonly #closing = new AbortController();
+  readonly #watching = new Set<string>();
+  readonly #reports = new Set<Promise<void>>();
+
+  private constructor(options: GatewayOptions) {
+    this.#cs = options.countersign;
+    this.#pins = options.pins ?? memoryPins();
+    this.#pinned = this.#pins.load();
+    this.#waitMs = Math.max(1, options.waitSeconds ?? 50) * 1000;
+    this.#progressMs = Math.max(0.2, options.progressIntervalSeconds ?? 5) * 1000;
+    this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+  }
+
+  /** Connects every downstream and reads its tools. A downstream that fails to connect stops the start (fail closed, clear error). */
+  static async start(options: GatewayOptions): Promise<Gateway> {
+    const gateway = new Gateway(options);
+    try {
+      for (const [name, source] of Object.entries(options.servers)) {
+        let client: Client;
+        try {
+          client = await connectDownstream(name, source, gateway.#log);
+        } catch (err) {
+          throw new CountersignError('VALIDATION_FAILED', `cannot connect to downstream MCP server "${name}": ${(err as Error).message}`);
+        }
+        gateway.#downstreams.set(name, { name, source, client });
+        client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+          gateway.refresh(name).catch((err: unknown) => gateway.#log(`countersign-mcp: re-listing ${name} failed: ${(err as Error).message}`));
+        });
+        await gateway.refresh(name);
+      }
+    } catch (err) {
+      await gateway.close();
+      throw err;
+    }
+    return gateway;
+  }
+
+  /** The registry's view, for tests and `--json` start-up output. */
+  tools(): Array<{ name: string; state: 'listed' | 'held'; hash: string; changeRequestId?: string }> {
+    return [...this.#entries.values()].map((e) => ({
+      name: e.name,
+      state: e.state,
+      hash: e.hash,
+      ...(e.changeRequestId ? { changeRequestId: e.changeRequestId } : {}),
+    }));
+  }
+
+  /**
+   * Re-reads one downstream's tools and re-judges each against its pin. A changed definition
+   * is held (dropped from the listing) and an `mcp.tool_change` request is filed for an admin.
+   */
+  async refresh(serverName: string): Promise<void> {
+    const ds = this.#downstreams.get(serverName);
+    if (!ds) return;
+    const tools: Tool[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await ds.client.listTools(cursor ? { cursor } : {});
+      tools.push(...page.tools);
+      cursor = page.nextCursor;
+    } while (cursor && tools.length < 10_000);
+    const before = this.#signature();
+    for (const [name, e] of this.#entries) if (e.server === serverName) this.#entries.delete(name);
+    let pinsChanged = false;
+    for (const tool of tools) {
+      const name = namespacedName(serverName, tool.name);
+      if (name === null) {
+        this.#log(`countersign-mcp: not listing ${serverName} tool ${JSON.stringify(tool.name).slice(0, 80)}: its name cannot be a Countersign action`);
+        continue;
+      }
+      if (this.#entries.has(name)) {
+        this.#log(`countersign-mcp: ${serverName} lists ${tool.name} twice; keeping the first`);
+        continue;
+      }
+      const hash = definitionHash(tool);
+      const verdict = pinVerdict(this.#pinned[name], hash);
+      if (verdict.state === 'listed') {
+        if (verdict.newPin) {
+          this.#pinned[name] = hash;
+          pinsChanged = true;
+        }
+        this.#entries.set(name, { name, server: serverName, tool, hash, state: 'listed' });
+      } else {
+        const entry: Entry = { name, server: serverName, tool, hash, state: 'held', pinned: verdict.pinned };
+        this.#entries.set(name, entry);
+        this.#log(`countersign-mcp: ${name} changed its definition (pinned ${verdict.pinned.slice(0, 12)}, now ${hash.slice(0, 12)}); held for review`);
+        void this.#askToolChange(entry);
+      }
+    }
+    if (pinsChanged) this.#pins.save(this.#pinned);
+    if (this.#signature() !== before) this.#notifyListChanged();
+  }
+
+  /** Files (or re-attaches to) the admin review of a changed definition and re-lists the tool once it is approved. */
+  async #askToolChange(entry: Entry): Promise<void> {
+    const watchKey = `${entry.name}:${entry.hash}`;
+    if (this.#watching.has(watchKey)) return;
+    this.#watching.add(watchKey);
+    const args = toolChangeArgs(entry.name, entry.pinned!, entry.hash, entry.tool as unknown as Parameters<typeof toolChangeArgs>[3]);
+    try {
+      const handle = await this.#cs.requestApproval({
+        action: TOOL_CHANGE_ACTION,
+        args,
+        description: `The downstream MCP server "${entry.server}" changed the definition of its tool "${entry.tool.name}" after it was pinned. Approve only if the new definition (args.definition) is acceptable; until then the gateway does not list or run it.`,
+        riskLevel: 'high',
+        idempotencyKey: `mcp-tool-change:${entry.name}:${entry.hash.slice(0, 40)}`,
+      });
+      const current = this.#entries.get(entry.name);
+      if (current && current.hash === entry.hash) current.changeRequestId = handle.id;
+      if (canonicalJson(handle.request.args) !== canonicalJson(args)) {
+        this.#log(`countersign-mcp: tool-change request ${handle.id} does not carry the gateway's args; ignoring it`);
+        return;
+      }
+      while (!handle.decided && !this.#closing.signal.aborted) {
+        try {
+          await handle.wait({ timeoutMs: 60 * 60_000, signal: this.#closing.signal });
+        } catch (err) {
+          if (this.#closing.signal.aborted) return;
+          if (!(err instanceof CountersignError && err.code === 'WAIT_TIMEOUT')) throw err;
+        }
+      }
+      const decision = handle.request.decision;
+      if (!decision || !approvesToolChange(decision, args)) {
+        this.#log(`countersign-mcp: ${entry.name}'s new definition was not approved (request ${handle.id}); it stays held`);
+        return;
+      }
+      await handle.checkReceipt(decision, { action: TOOL_CHANGE_ACTION, args });
+      this.#pinned[entry.name] = entry.hash;
+      this.#pins.save(this.#pinned);
+      await handle.reportExecution({ status: 'succeeded', result: { pinned: entry.hash } }).catch(() => {});
+      const now = this.#entries.get(entry.name);
+      if (now && now.hash === entry.hash && now.state === 'held') {
+        now.state = 'listed';
+        delete now.pinned;
+        this.#notifyListChanged();
+      }
+    } catch (err) {
+      if (!this.#closing.signal.aborted) this.#log(`countersign-mcp: tool-change review for ${entry.name} failed: ${(err as Error).message}`);
+    } finally {
+      this.#watching.delete(watchKey);
+    }
+  }
+
+  #signature(): string {
+    return [...this.#entries.values()]
+      .filter((e) => e.state === 'listed')
+      .map((e) => `${e.name}:${e.hash}`)
+      .sort()
+      .join(',');
+  }
+
+  #notifyListChanged(): void {
+    for (const session of this.#sessions) session.sendToolListChanged().catch(() => {});
+  }
+
+  /** The listing a client sees: listed tools only, namespaced, annotations passed through as hints. */
+  listing(): Tool[] {
+    const out: Tool[] = [];
+    for (const e of this.#entries.values()) {
+      if (e.state !== 'listed') continue;
+      // outputSchema is not advertised: a "pending" answer cannot conform to the downstream's
+      // schema, and clients reject non-error results that do not. structuredContent still passes.
+      const { outputSchema: _dropped, name: _name, ...rest } = e.tool;
+      out.push({
+        ...rest,
+        name: e.name,
+        description: `[${e.server}] ${e.tool.description ?? ''}`.trimEnd(),
+      });
+    }
+    return out;
+  }
+
+  /**
+   * One MCP server for one client session. `sessionId` keys the session's call slots; stdio
+   * has no session id, so a random one is made (a restarted gateway never re-attaches to an
+   * earlier process's requests, whose claims it cannot know).
+   */
+  createSession(sessionId: string = randomUUID()): Server {
+    const server = new Server(GATEWAY_INFO, {
+      capabilities: { tools: { listChanged: true } },
+      instructions:
+        'Every tool call here is checked by Countersign first. A call may answer "pending, request …": nothing ran; call the same tool with the same arguments again to keep waiting.',
+    });
+    const slots = new Map<string, Slot[]>();
+    server.setRequestHandler(ListToolsRequestSchema, async () => {
+      for (const name of this.#downstreams.keys()) await this.refresh(name).catch((err: unknown) => this.#log(`countersign-mcp: re-listing ${name} failed: ${(err as Error).message}`));
+      return { tools: this.listing() };
+    });
+    server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+      const name = request.params.name;
+      const args = (request.params.arguments ?? {}) as JsonObject;
+      const progressToken = request.params._meta?.progressToken;
+      return this.#call(name, args, {
+        slotsFor: (identity) => {
+          let list = slots.get(identity);
+          if (!list) slots.set(identity, (list = []));
+          return list;
+        },
+        sessionId,
+        signal: extra.signal,
+        progress:
+          progressToken === undefined
+            ? undefined
+            : (progress, message) =>
+                extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress, message } }).catch(() => {}),
+      });
+    });
+    server.onclose = () => this.#sessions.delete(server);
+    this.#sessions.add(server);
+    return server;
+  }
+
+  async #call(
+    name: string,
+    args: JsonObject,
+    ctx: {
+      sessionId: string;
+      slotsFor: (identity: string) => Slot[];
+      signal: AbortSignal;
+      progress: ((progress: number, message: string) => Promise<void>) | undefined;
+    },
+  ): Promise<CallToolResult> {
+    const entry = this.#entries.get(name);
+    if (!entry) return errorResult(`unknown tool ${name}`);
+    if (entry.state === 'held') {
+      return errorResult(
+        `${name} is held: its definition changed after it was pinned, and an admin must approve the new one${entry.changeRequestId ? ` (request ${entry.changeRequestId})` : ''}. Nothing ran.`,
+      );
+    }
+    if (args === null || typeof args !== 'object' || Array.isArray(args)) return errorResult('tool arguments must be an object');
+    const ds = this.#downstreams.get(entry.server)!;
+    const hashAtRequest = entry.hash;
+    const identity = callIdentity(ctx.sessionId, entry.server, entry.tool.name, args);
+    const list = ctx.slotsFor(identity);
+
+    // Re-attach to a parked request (an earlier call that answered "pending"); otherwise take a
+    // new slot. Only parked slots are offered: never one another call is waiting on, and never
+    // one whose approval was claimed, so no two calls ever share one approval.
+    let slot = list.find((s) => s.state === 'parked');
+    if (slot) slot.state = 'waiting';
+    else list.push((slot = { index: list.length, state: 'waiting' }));
+    const claimed = slot;
+
+    let handle: ApprovalHandle;
+    try {
+      if (claimed.handle) {
+        handle = claimed.handle;
+      } else {
+        const trust = ds.source;
+        const body = requestBody({
+          action: name,
+          server: entry.server,
+          tool: entry.tool.name,
+          args,
+          annotations: entry.tool.annotations as ToolAnnotations | undefined,
+          definitionHash: entry.hash,
+          trust: { trusted: trust.trusted === true, readOnlyConfidence: trust.readOnlyConfidence ?? 0.95 },
+          hints: trust.tools?.[entry.tool.name],
+          idempotencyKey: idempotencyKey(identity, claimed.index),
+        });
+        handle = await this.#cs.requestApproval(body);
+        if (handle.replayed && handle.status !== 'pending') {
+          // Another life of this session key (cannot happen with random session ids, but a
+          // decided request found by key may have been run already): never run it again.
+          claimed.state = 'closed';
+          return errorResult(`request ${handle.id} for this call was already decided (${handle.status}); call again to ask anew. Nothing ran.`);
+        }
+        claimed.handle = handle;
+      }
+    } catch (err) {
+      claimed.state = 'closed';
+      return errorResult(`Countersign refused or could not file the request for ${name}: ${(err as Error).message}. Nothing ran.`);
+    }
+
+    // Wait, in progress-sized chunks, up to the cap.
+    const deadline = Date.now() + this.#waitMs;
+    let ticks = 0;
+    try {
+      if (handle.status === 'pending') await ctx.progress?.(ticks, `waiting for approval of request ${handle.id}`);
+      while (handle.status === 'pending') {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) break;
+        try {
+          await handle.wait({ timeoutMs: Math.min(this.#progressMs, remaining), signal: ctx.signal });
+        } catch (err) {
+          if (ctx.signal.aborted) throw err;
+          if (!(err instanceof CountersignError && err.code === 'WAIT_TIMEOUT')) throw err;
+        }
+        if (handle.status === 'pending') await ctx.progress?.(++ticks, `still waiting for approval of request ${handle.id}`);
+      }
+    } catch (err) {
+      if (ctx.signal.aborted) {
+        claimed.state = 'closed';
+        await handle.cancel('the MCP client cancelled the tool call').catch((e: unknown) => this.#log(`countersign-mcp: could not cancel ${handle.id}: ${(e as Error).message}`));
+        return errorResult(`cancelled; request ${handle.id} was withdrawn`);
+      }
+      claimed.state = 'parked';
+      return errorResult(`could not wait for request ${handle.id}: ${(err as Error).message}. Nothing ran; call again to keep waiting.`);
+    }
+
+    if (handle.status === 'pending') {
+      claimed.state = 'parked';
+      return {
+        content: text(
+          `Pending: request ${handle.id} (${name}) is waiting for a human decision. Nothing has run yet. Call ${name} again with the same arguments to keep waiting for this request.`,
+        ),
+        structuredContent: { status: 'pending', requestId: handle.id, action: name },
+      };
+    }
+
+    // Decided. From here the slot is never offered again: the decision is this call's alone.
+    claimed.state = 'closed';
+    const decision = handle.request.decision;
+    if (!decision) return errorResult(`request ${handle.id} is ${handle.status} but carries no decision. Nothing ran.`);
+    if (decision.outcome !== 'approved') {
+      return errorResult(refusalText(name, handle.id, decision), { status: decision.outcome, requestId: handle.id, reason: decision.reason ?? null });
+    }
+    const plan = runPlan(name, decision);
+    const notRun = async (why: string): Promise<CallToolResult> => {
+      await handle.reportExecution({ status: 'failed', error: `not run by the MCP gateway: ${why}`.slice(0, 2_000) }).catch(() => {});
+      return errorResult(`${name} was approved (request ${handle.id}) but not run: ${why}`);
+    };
+    if (!plan.run) return notRun(plan.reason);
+    try {
+      await handle.checkReceipt(decision, { action: name, args: plan.args });
+    } catch (err) {
+      return notRun((err as Error).message);
+    }
+    // The definition it was approved under must still be the one that runs: re-read the listing.
+    try {
+      await this.refresh(entry.server);
+    } catch (err) {
+      return notRun(`could not re-read ${entry.server}'s tools: ${(err as Error).message}`);
+    }
+    const now = this.#entries.get(name);
+    if (!now || now.state !== 'listed' || now.hash !== hashAtRequest) {
+      return notRun('the tool was removed or its definition changed after the request was filed');
+    }
+
+    let result: CallToolResult;
+    try {
+      result = (await ds.client.callTool({ name: entry.tool.name, arguments: plan.args })) as CallToolResult;
+    } catch (err) {
+      await handle.reportExecution({ status: 'failed', error: String((err as Error).message).slice(0, 2_000) }).catch(() => {});
+      return errorResult(`${name} failed downstream: ${(err as Error).message}`);
+    }
+    const failed = result.isError === true;
+    // The record is closed in the background: the agent need not wait for a second commit to
+    // see its result (close() waits for reports still in flight).
+    const report = handle
+      .reportExecution(failed ? { status: 'failed', error: firstText(result).slice(0, 2_000) || 'the tool reported an error' } : { status: 'succeeded' })
+      .then(
+        () => {},
+        (err: unknown) => this.#log(`countersign-mcp: could not report the execution of ${handle.id}: ${(err as Error).message}`),
+      )
+      .finally(() => this.#reports.delete(report));
+    this.#reports.add(report);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#reports]);
+    this.#closing.abort();
+    for (const session of this.#sessions) await session.close().catch(() => {});
+    for (const ds of this.#downstreams.values()) await ds.client.close().catch(() => {});
+    this.#downstreams.clear();
+  }
+}
+
+function firstText(result: CallToolResult): string {
+  for (const c of result.content ?? []) if (c.type === 'text') return c.text;
+  return '';
+}
