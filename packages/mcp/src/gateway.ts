@@ -411,8 +411,19 @@ export class Gateway {
     } catch (err) {
       if (ctx.signal.aborted) {
         claimed.state = 'closed';
-        await handle.cancel('the MCP client cancelled the tool call').catch((e: unknown) => this.#log(`countersign-mcp: could not cancel ${handle.id}: ${(e as Error).message}`));
-        return errorResult(`cancelled; request ${handle.id} was withdrawn`);
+        try {
+          await handle.cancel('the MCP client cancelled the tool call');
+          return errorResult(`cancelled; request ${handle.id} was withdrawn`);
+        } catch (e) {
+          // Most often: decided meanwhile. Say what happened; an approval that will not run is reported not run.
+          this.#log(`countersign-mcp: could not cancel ${handle.id}: ${(e as Error).message}`);
+          const decided = handle.request.decision ?? (await handle.refresh().then(() => handle.request.decision).catch(() => undefined));
+          if (decided?.outcome === 'approved') {
+            await handle.reportExecution({ status: 'failed', error: 'not run by the MCP gateway: cancelled by the client' }).catch(() => {});
+            return errorResult(`cancelled by the client; request ${handle.id} had been approved meanwhile and was reported not run. Nothing ran.`);
+          }
+          return errorResult(`cancelled by the client; request ${handle.id} could not be withdrawn (${decided ? decided.outcome : (e as Error).message}). Nothing ran.`);
+        }
       }
       claimed.state = 'parked';
       return errorResult(`could not wait for request ${handle.id}: ${(err as Error).message}. Nothing ran; call again to keep waiting.`);
@@ -437,6 +448,8 @@ export class Gateway {
     }
     const plan = runPlan(name, decision);
     const notRun = async (why: string): Promise<CallToolResult> => {
+      // A cancelled caller gets nothing back; still close the record honestly.
+      if (ctx.signal.aborted) why = 'cancelled by the client';
       await handle.reportExecution({ status: 'failed', error: `not run by the MCP gateway: ${why}`.slice(0, 2_000) }).catch(() => {});
       return errorResult(`${name} was approved (request ${handle.id}) but not run: ${why}`);
     };
@@ -457,9 +470,11 @@ export class Gateway {
       return notRun('the tool was removed or its definition changed after the request was filed');
     }
 
+    // The receipt check and the re-list take time: a caller who cancelled meanwhile gets nothing run.
+    if (ctx.signal.aborted) return notRun('cancelled by the client');
     let result: CallToolResult;
     try {
-      result = (await ds.client.callTool({ name: entry.tool.name, arguments: plan.args })) as CallToolResult;
+      result = (await ds.client.callTool({ name: entry.tool.name, arguments: plan.args }, undefined, { signal: ctx.signal })) as CallToolResult;
     } catch (err) {
       await handle.reportExecution({ status: 'failed', error: String((err as Error).message).slice(0, 2_000) }).catch(() => {});
       return errorResult(`${name} failed downstream: ${(err as Error).message}`);
