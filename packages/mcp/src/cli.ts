@@ -8,6 +8,7 @@
  */
 import type { Countersign } from '@countersign/client';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { exitAfterAnswer } from './hook-guard.ts';
 
 // Every command loads what it needs when it runs: the hook starts once per tool call, so it
 // must not pay for the MCP SDK, and `countersign serve` must not pay for any of this.
@@ -176,12 +177,13 @@ export function addHookCommand(parent: Command): Command {
         process.stdout.write(
           `${JSON.stringify({ hookSpecificOutput: { hookEventName: 'PreToolUse', permissionDecision: 'deny', permissionDecisionReason: `Countersign hook misconfigured: ${(err as Error).message}` } })}\n`,
         );
-        process.exit(0);
+        return exitAfterAnswer();
       }
       const { runClaudeCodeHook } = await load.hook();
       // Claude Code's clock started when it spawned us: count our start-up against --timeout.
       await runClaudeCodeHook({ countersign: cs, timeoutSeconds: opts.timeout, onTimeout: opts.onTimeout, elapsedMs: process.uptime() * 1000 });
-      process.exit(0);
+      // Exit only once the answer (possibly a large updatedInput) has reached the pipe.
+      return exitAfterAnswer();
     });
   return hook;
 }
@@ -190,6 +192,8 @@ export function addHookCommand(parent: Command): Command {
  * Adds `mcp serve`, `mcp proxy` and `hook claude-code` to the main `countersign` program. The
  * main CLI should import this lazily, so `countersign serve` does not load the MCP SDK.
  */
+export { isHookInvocation, runHookCli } from './hook-guard.ts';
+
 export function registerMcpCommands(program: Command): void {
   const mcp = program.command('mcp').description('Countersign over the Model Context Protocol');
   addServeCommand(mcp);
@@ -199,7 +203,7 @@ export function registerMcpCommands(program: Command): void {
 
 /** The standalone `countersign-mcp` program. */
 export function mcpProgram(): Command {
-  const program = new Command('countersign-mcp').description('Countersign where agents run: MCP server, MCP gating gateway, Claude Code hook');
+  const program = new Command('countersign-mcp').description('Countersign where agents run: MCP server, MCP gating gateway, Claude Code hook').exitOverride();
   addServeCommand(program);
   addProxyCommand(program);
   addHookCommand(program);

@@ -36,7 +36,8 @@ export interface Listener {
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 export function isLoopback(host: string): boolean {
-  return LOOPBACK_HOSTS.has(host) || host.startsWith('127.');
+  // An exact IPv4 loopback literal: `127.0.0.1.evil.example` is a name anyone can point anywhere.
+  return LOOPBACK_HOSTS.has(host) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 /** The hostname part of a Host header (`name:port`, `[v6]:port`). */

@@ -5,11 +5,14 @@
  */
 import { CommanderError } from 'commander';
 import { CountersignError } from '@countersign/core';
+import { isHookInvocation, runHookCli } from '@countersign/mcp/cli';
 import { buildProgram } from './program.ts';
 
 const program = buildProgram();
 
-try {
+// The Claude Code hook never fails open: any failure blocks the tool call (exit 2), see hook-guard.ts.
+if (isHookInvocation(process.argv)) await runHookCli(() => program.parseAsync(process.argv));
+else try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
