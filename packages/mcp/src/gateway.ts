@@ -36,6 +36,10 @@ import {
   type ToolAnnotations,
 } from './plan.ts';
 
+/** Bounds on one downstream's tools/list paging (see refresh). */
+const MAX_LIST_PAGES = 100;
+const LIST_TIMEOUT_MS = 10_000;
+
 /** Where pins are kept. The file store writes atomically (temp file + rename). */
 export interface PinStore {
   load(): Record<string, string>;
@@ -172,13 +176,20 @@ export class Gateway {
   async refresh(serverName: string): Promise<void> {
     const ds = this.#downstreams.get(serverName);
     if (!ds) return;
+    // A downstream server is untrusted: its paging is bounded in pages, tools, repeats and time,
+    // so one that answers empty pages with a fresh cursor forever cannot spin the gateway.
     const tools: Tool[] = [];
+    const seen = new Set<string>();
     let cursor: string | undefined;
-    do {
-      const page = await ds.client.listTools(cursor ? { cursor } : {});
+    for (let pages = 0; ; pages++) {
+      if (pages >= MAX_LIST_PAGES) throw new Error(`${serverName}: tools/list did not end within ${MAX_LIST_PAGES} pages`);
+      const page = await ds.client.listTools(cursor ? { cursor } : {}, { timeout: LIST_TIMEOUT_MS });
       tools.push(...page.tools);
       cursor = page.nextCursor;
-    } while (cursor && tools.length < 10_000);
+      if (!cursor || tools.length >= 10_000) break;
+      if (seen.has(cursor)) throw new Error(`${serverName}: tools/list repeated a cursor`);
+      seen.add(cursor);
+    }
     const before = this.#signature();
     for (const [name, e] of this.#entries) if (e.server === serverName) this.#entries.delete(name);
     let pinsChanged = false;
