@@ -335,7 +335,7 @@ describe('guard notices through email, Teams and PagerDuty', () => {
     expect(alert.subject).toBe(`[Countersign] Slicing alert: agent ${s.agentName} (paused)`);
     expect(alert.text).toContain('Response: pause');
     const fenced = /--- Agent-supplied \(unverified\) ---\n([\s\S]*?)\n--- end of agent-supplied text ---/.exec(alert.text ?? '');
-    expect(fenced?.[1]).toMatch(/^pattern_repetition \(confidence 0\.\d\d\): .*purge_rows requests .* differing only in /);
+    expect(fenced?.[1]).toMatch(/^\| pattern_repetition \(confidence 0\.\d\d\): .*purge_rows requests .* differing only in /);
     expect(fenced?.[1]).toContain(HOSTILE);
     expect(alert.text!.replace(fenced![0], '')).not.toContain('tired');
     const html = String(alert.html);

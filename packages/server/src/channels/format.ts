@@ -26,9 +26,32 @@ export function escapeMarkdown(text: string): string {
   return stripInvisible(text).replace(/[\\`*_{}[\]()<>#+\-.!|~]/g, (ch) => `\\${ch}`);
 }
 
-/** Plain text on one line (subjects, PagerDuty summaries). */
+/**
+ * Plain text on one line (subjects, names, labels, button titles, PagerDuty summaries). Every
+ * other line separator (U+000B, U+000C, U+0085, U+2028, U+2029, the C0 separators) is already
+ * made visible by {@link stripInvisible}; what is left to join is CR, LF and tab.
+ */
 export function oneLine(text: string): string {
   return stripInvisible(text).replace(/[\r\n\t]+/g, ' ');
+}
+
+/**
+ * What starts every line of agent text in plain text. Agent text can contain line breaks, so
+ * without it a description could print the box's own closing line and, after it, a fake
+ * "Decide in Countersign … Approve: https://…" block; with it, every line the agent wrote is
+ * visibly inside the box, and the box ends only where Countersign ends it.
+ */
+export const AGENT_LINE_PREFIX = '| ';
+
+/**
+ * Label/value pairs of agent text as plain-text lines: each label on one line, each line of a
+ * value prefixed with {@link AGENT_LINE_PREFIX} (continuation lines indented under it).
+ */
+export function boxedLines(pairs: Array<[string, string]>): string[] {
+  return pairs.flatMap(([label, value]) => {
+    const [first = '', ...rest] = stripInvisible(value).split(/\r\n|\r|\n/);
+    return [`${AGENT_LINE_PREFIX}${oneLine(label)}: ${first}`, ...rest.map((line) => `${AGENT_LINE_PREFIX}  ${line}`)];
+  });
 }
 
 /** `2/3 manager, 4m12s left` or `overdue 1m`. */
