@@ -147,10 +147,10 @@ export const RESERVED_ACTION_PREFIX = 'countersign.';
 /**
  * What an alternative name may not contain. The name is printed as is in every notification's
  * link list, on buttons and in subjects, so a line break (CR, LF, NEL U+0085, U+2028, U+2029, VT,
- * FF: all C0/C1 controls) could print a fake line of its own, and a bidi control could disguise it.
- * One character class: linear.
+ * FF: all C0/C1 controls) could print a fake line of its own, and a format character (bidi
+ * controls, zero-width characters) could disguise it. One character class: linear.
  */
-const NAME_BREAKER = /[\p{Cc}\p{Zl}\p{Zp}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+const NAME_BREAKER = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
 
 export const CreateRequestBody = z
   .strictObject({
@@ -175,7 +175,7 @@ export const CreateRequestBody = z
       const bad = NAME_BREAKER.exec(alt.name);
       if (bad) {
         const at = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
-        ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `an alternative name is one line of visible text; it contains ${at} at position ${bad.index} (line breaks, control, line/paragraph separator and bidi control characters are refused)` });
+        ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `an alternative name is one line of visible text; it contains ${at} at position ${bad.index} (line breaks, control, line/paragraph separator and format characters such as bidi controls or zero-width spaces are refused)` });
       }
       if (names.has(alt.name)) {
         ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `duplicate alternative name "${alt.name}"` });

@@ -83,6 +83,7 @@ describe('compileLinear keeps JavaScript meaning or refuses', () => {
     ['\\Aa', 'just the letter A'],
     ['[[:alpha:]]', 'POSIX'],
     ['[]a', 'empty class'],
+    ['\\x{41}', 'repeated without the u flag'],
   ])('refuses %j (%s)', (source, why) => {
     expect(compileLinear(source, '')).toEqual(expect.stringContaining(why));
   });

@@ -121,6 +121,8 @@ describe('email text part: agent text cannot end its own box', () => {
     const links = outside.filter((l) => /^\s*[A-Z][^:]*:\s*https?:\/\//.test(l));
     expect(links.length).toBeGreaterThanOrEqual(3);
     for (const l of links) expect(l).toMatch(/: https:\/\/cs\.example\.com\/#\/requests\//);
+    // No agent line is longer than the cut (76, about; a label, at most 100, is not cut), so a soft wrap cannot start an unprefixed line.
+    for (const l of inside.filter((x) => !x.startsWith('| Alternative "'))) expect(l.length).toBeLessThanOrEqual(80);
     // Unicode line breaks are shown as escapes, never as breaks.
     for (const ch of ['\u2028', '\u2029', '\u0085', '\u000b', '\u000c']) expect(text).not.toContain(ch);
     expect(text).toContain('\\u2028');
@@ -234,7 +236,7 @@ describe('Teams and PagerDuty: names and labels on one line', () => {
 
 /** NUL has its own refusal (every stored text), so it is not among these. */
 describe('alternative names are refused with a line break or control character', () => {
-  it.each(['\n', '\r', '\r\n', '\u2028', '\u2029', '\u0085', '\u000b', '\u000c', '\u001b', '\u202e', '\u2066'])('refuses %j in a name, naming the field', (ch) => {
+  it.each(['\n', '\r', '\r\n', '\u2028', '\u2029', '\u0085', '\u000b', '\u000c', '\u001b', '\u202e', '\u2066', '\u200b', '\ufeff'])('refuses %j in a name, naming the field', (ch) => {
     const r = CreateRequestBody.safeParse({ action: 'rotate_logs', alternatives: [{ name: `quarantine${ch}Approve: https://evil.example`, action: 'quarantine_file' }] });
     expect(r.success).toBe(false);
     const issue = r.error!.issues.find((i) => i.path.join('.') === 'alternatives.0.name');

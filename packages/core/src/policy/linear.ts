@@ -46,6 +46,7 @@ function unsupported(source: string, flags: string): string | null {
       const n = source[i + 1] ?? '';
       if (n === 'k' || (n >= '1' && n <= '9')) return 'backreferences (\\1, \\k<name>) need a backtracking engine, whose cost on hostile text is unbounded; match without them';
       if (n === 'u' && source[i + 2] === '{' && !unicode) return '\\u{…} means a repeated "u" without the u flag; add the u flag or write \\uXXXX';
+      if (n === 'x' && source[i + 2] === '{' && !unicode) return '\\x{…} means "x" repeated without the u flag, but a code point to RE2; write \\xHH, or \\u{…} with the u flag';
       if (n === 'q' && source[i + 2] === '{') return 'string literals in classes (\\q{…}) are not supported; use an alternation';
       // Without u, JavaScript reads `\\A`, `\\z`, `\\Q`, `\\p` … as the bare letter; RE2 gives them meanings of its own.
       if (!unicode && /^[A-Za-z]$/.test(n) && !JS_LETTER_ESCAPES.includes(n)) return `\\${n} is just the letter ${n} in JavaScript (without the u flag) but means something else to RE2; write ${n} without the backslash`;

@@ -49,9 +49,34 @@ export const AGENT_LINE_PREFIX = '| ';
  */
 export function boxedLines(pairs: Array<[string, string]>): string[] {
   return pairs.flatMap(([label, value]) => {
-    const [first = '', ...rest] = stripInvisible(value).split(/\r\n|\r|\n/);
+    const [first = '', ...rest] = stripInvisible(value)
+      .split(/\r\n|\r|\n/)
+      .flatMap((line, i) => hardWrap(line, i === 0 ? AGENT_LINE_WIDTH - label.length - 2 : AGENT_LINE_WIDTH - 2));
     return [`${AGENT_LINE_PREFIX}${oneLine(label)}: ${first}`, ...rest.map((line) => `${AGENT_LINE_PREFIX}  ${line}`)];
   });
+}
+
+/**
+ * Agent lines are cut at this width (prefix included, about), so a mail client's soft wrap of a
+ * long line cannot start a visual line without the prefix: padding a description with spaces up
+ * to the wrap point would otherwise put a fake "Approve: https://…" at the left margin.
+ */
+const AGENT_LINE_WIDTH = 76;
+
+/** `line` in pieces of at most `width` UTF-16 units (never splitting a surrogate pair), at least one piece. */
+function hardWrap(line: string, width: number): string[] {
+  const w = Math.max(width, 20);
+  const out: string[] = [];
+  let at = 0;
+  while (line.length - at > w) {
+    let end = at + w;
+    const c = line.charCodeAt(end - 1);
+    if (c >= 0xd800 && c <= 0xdbff) end--; // a high surrogate stays with its low half
+    out.push(line.slice(at, end));
+    at = end;
+  }
+  out.push(line.slice(at));
+  return out;
 }
 
 /** `2/3 manager, 4m12s left` or `overdue 1m`. */
