@@ -138,3 +138,20 @@ describe('worst inputs stay fast (bound generous for a loaded machine)', () => {
     expect(performance.now() - start).toBeLessThan(3_000);
   });
 });
+
+describe('audit redaction stays bounded on agent text', () => {
+  it('a string longer than MAX_SCRUB_CHARS becomes one token, at once; shorter ones are still scanned', async () => {
+    const { createRedactor, MAX_SCRUB_CHARS } = await import('../src/audit/redact.ts');
+    const redactor = createRedactor({ tokenize: (kind, v) => `${kind}${v.length}` });
+    const long = 'a'.repeat(1 << 20); // the email pattern was quadratic on this: hours
+    const start = performance.now();
+    expect(redactor.redact({ alerts: [{ fields: [long] }] })).toEqual({ alerts: [{ fields: [`[long_text:long_text${long.length}]`] }] });
+    expect(performance.now() - start).toBeLessThan(1_000);
+    const short = `${'a'.repeat(MAX_SCRUB_CHARS - 20)} ann@example.com`;
+    expect(redactor.redact({ reason: short })).toEqual({ reason: `${'a'.repeat(MAX_SCRUB_CHARS - 20)} [email:email15]` });
+    const worst = 'a'.repeat(MAX_SCRUB_CHARS);
+    const t0 = performance.now();
+    redactor.redact({ reason: worst });
+    expect(performance.now() - t0).toBeLessThan(1_000);
+  });
+});
