@@ -11,7 +11,7 @@
  *
  *   node --import tsx bench/matching.ts         # prints a Markdown section, writes BENCHMARKS.md
  */
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { BUILTIN_PATTERNS, SCAN_LIMIT_CHARS } from '../packages/core/src/policy/patterns.ts';
 import { globMatch } from '../packages/core/src/policy/glob.ts';
 import { defaultPolicy } from '../packages/core/src/policy/index.ts';
@@ -120,7 +120,8 @@ const fmt = (ms: number) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(0));
 const patterns = patternRows();
 const globs = globRows();
 const old = before();
-const machine = `${cpus()[0]?.model ?? 'unknown'} × ${cpus().length} (shared with other work), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+const load = loadavg()[0] ?? 0;
+const machine = `${cpus()[0]?.model ?? 'unknown'} × ${cpus().length} (shared with other work: load average ${load.toFixed(1)} at the end of the run${load > cpus().length ? ', so the times include waiting for a core' : ''}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 const worstPattern = patterns.reduce((a, b) => (b.worstMsPerMiB > a.worstMsPerMiB ? b : a));
 const worstGlob = globs.reduce((a, b) => (b.worstMsPerMiB > a.worstMsPerMiB ? b : a));
 const sumPatterns = patterns.reduce((s, r) => s + r.worstMsPerMiB, 0) * (SCAN_LIMIT_CHARS / MiB);
