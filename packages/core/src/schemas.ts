@@ -144,6 +144,14 @@ export type ApproverSpec = z.infer<typeof ApproverSpec>;
 /** Actions Countersign itself proposes (aggregate reviews); an agent may not name one. */
 export const RESERVED_ACTION_PREFIX = 'countersign.';
 
+/**
+ * What an alternative name may not contain. The name is printed as is in every notification's
+ * link list, on buttons and in subjects, so a line break (CR, LF, NEL U+0085, U+2028, U+2029, VT,
+ * FF: all C0/C1 controls) could print a fake line of its own, and a format character (bidi
+ * controls, zero-width characters) could disguise it. One character class: linear.
+ */
+const NAME_BREAKER = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+
 export const CreateRequestBody = z
   .strictObject({
     action: ActionName,
@@ -164,6 +172,11 @@ export const CreateRequestBody = z
     }
     const names = new Set<string>();
     for (const [i, alt] of (body.alternatives ?? []).entries()) {
+      const bad = NAME_BREAKER.exec(alt.name);
+      if (bad) {
+        const at = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+        ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `an alternative name is one line of visible text; it contains ${at} at position ${bad.index} (line breaks, control, line/paragraph separator and format characters such as bidi controls or zero-width spaces are refused)` });
+      }
       if (names.has(alt.name)) {
         ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `duplicate alternative name "${alt.name}"` });
       }

@@ -335,8 +335,10 @@ describe('guard notices through email, Teams and PagerDuty', () => {
     expect(alert.subject).toBe(`[Countersign] Slicing alert: agent ${s.agentName} (paused)`);
     expect(alert.text).toContain('Response: pause');
     const fenced = /--- Agent-supplied \(unverified\) ---\n([\s\S]*?)\n--- end of agent-supplied text ---/.exec(alert.text ?? '');
-    expect(fenced?.[1]).toMatch(/^pattern_repetition \(confidence 0\.\d\d\): .*purge_rows requests .* differing only in /);
-    expect(fenced?.[1]).toContain(HOSTILE);
+    // Agent lines are prefixed and cut at 76 characters: join the continuation pieces back.
+    const boxed = (fenced?.[1] ?? '').replaceAll('\n|   ', '');
+    expect(boxed).toMatch(/^\| pattern_repetition \(confidence 0\.\d\d\): .*purge_rows requests .* differing only in /);
+    expect(boxed).toContain(HOSTILE);
     expect(alert.text!.replace(fenced![0], '')).not.toContain('tired');
     const html = String(alert.html);
     const box = /<div style="[^"]*dashed[^"]*">([\s\S]*?)<\/div>/.exec(html)?.[1] ?? '';

@@ -62,6 +62,16 @@ export interface Redactor {
   token(kind: string, value: string): string;
 }
 
+/**
+ * Strings longer than this are not scanned but become one token (`[long_text:…]`). The patterns
+ * below run on V8's backtracking engine, and some are quadratic on hostile text (the email
+ * pattern on a long run of letters without `@`); agent text reaches the trail (a slicing alert
+ * names the agent's argument keys, which have no length cap of their own), so the length bounds
+ * the work: at most about 2,048² steps per string, a few milliseconds. Every free text the
+ * schemas accept for the trail (reasons, execution errors: 2,000 characters) is still scanned.
+ */
+export const MAX_SCRUB_CHARS = 2_048;
+
 /** Deeper structures are not walked; anything below becomes one token. */
 const MAX_DEPTH = 32;
 
@@ -73,6 +83,8 @@ export function createRedactor(options: RedactorOptions): Redactor {
 
   const scrub = (text: string): string => {
     if (!patterns) return text;
+    // Too long to scan with these (backtracking) regexes in bounded time: fail closed, one token.
+    if (text.length > MAX_SCRUB_CHARS) return token('long_text', text);
     let out = text;
     for (const { kind, re, accept } of PATTERNS) {
       out = out.replace(re, (match) => (accept && !accept(match) ? match : token(kind, match)));

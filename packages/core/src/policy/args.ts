@@ -3,17 +3,19 @@
  * modified args, must look like before anything is queued or approved. Pure: the policy says,
  * this checks and names every problem by key.
  */
+import { compileLinear, type LinearRegex } from './linear.ts';
 import type { ArgRule, Policy } from './types.ts';
 import { own } from './util.ts';
 import { normalizeActionName } from './names.ts';
 
 /**
- * Longer strings are not tested against a pattern: the policy refuses patterns that nest
- * quantifiers (exponential backtracking), and this bounds what polynomial backtracking is left.
+ * Longer strings are not tested against a pattern. Patterns run on RE2 (linear time), so this is
+ * no longer what keeps a pattern cheap; it stays because an argument checked against a pattern is
+ * an identifier-like value, and a megabyte of it is more likely an attack than a value.
  */
 const PATTERN_LIMIT_CHARS = 1_000;
 /** Each rule's pattern compiled once (policies are immutable values; patterns are few). */
-const compiled = new Map<string, RegExp>();
+const compiled = new Map<string, LinearRegex>();
 
 /** Problems with `args` for `action` under the policy, one per key (empty when fine or when the action has no rules). */
 export function checkArgs(policy: Policy, action: string, args: Readonly<Record<string, unknown>>): string[] {
@@ -50,7 +52,10 @@ function checkValue(value: unknown, rule: ArgRule): string | null {
     if (value.length > PATTERN_LIMIT_CHARS) return `too long (over ${PATTERN_LIMIT_CHARS} characters) to check against its pattern`;
     let re = compiled.get(rule.pattern);
     if (!re) {
-      re = new RegExp(rule.pattern, 'u');
+      const made = compileLinear(rule.pattern, 'u');
+      // The policy schema refuses what RE2 cannot take, so this is a policy built around it: fail closed.
+      if (typeof made === 'string') return `its pattern cannot be checked (${made})`;
+      re = made;
       if (compiled.size >= 1_000) compiled.clear();
       compiled.set(rule.pattern, re);
     }

@@ -16,11 +16,13 @@
  * `alternatives[0].args.to`), never the matched text: results end up in assessments, logs and
  * notifications, and echoing a secret there would leak it further.
  *
- * User-defined patterns are admin-authored regexes; they are trusted not to be catastrophic
- * (JavaScript offers no regex time limit), and the scan limit bounds their input.
+ * Linear time: every pattern here, built-in or the policy's, runs on RE2 (`linear.ts`) or is a
+ * hand-written scanner whose bound is argued where it is defined, so an agent cannot choose text
+ * that makes the scan slow (BENCHMARKS.md, "Matching agent text", measures the worst inputs).
  */
 import type { CreateRequest } from '../schemas.ts';
 import type { ContentPatternSource, Policy } from './types.ts';
+import { compileLinear, linear, type LinearRegex } from './linear.ts';
 import { isPlainObject, own } from './util.ts';
 
 export const SCAN_LIMIT_CHARS = 256 * 1024;
@@ -50,81 +52,127 @@ export function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
-/** Digit runs of 13–19 digits, optionally grouped by single spaces or dashes. */
-const CARD_CANDIDATE = /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])/g;
+const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+const DASH = 45;
+const SPACE = 32;
 /** Issuer prefixes in use (2-series Mastercard, Amex/Diners/JCB, Visa, Mastercard, Discover/UnionPay). */
 const CARD_PREFIX = /^(?:2[2-7]|3[0-9]|4|5[1-5]|6)/;
 
+/**
+ * Card numbers: runs of 13–19 digits, optionally grouped by single spaces or dashes, not touching
+ * another digit or dash, that carry an issuer prefix and pass Luhn.
+ *
+ * A hand-written scanner rather than a regex, because each candidate's digits must go to the Luhn
+ * check. It finds exactly what `(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])` found with `matchAll`
+ * (leftmost, longest first, not overlapping), in linear time: from each start it reads at most 19
+ * digits (each optionally preceded by one separator, a step that is forced by the text), then tries
+ * the lengths 19 down to 13 for one whose end touches no digit or dash. That is at most 38
+ * characters read and 7 end checks per start, and a start is a digit whose predecessor is neither a
+ * digit nor a dash, so all work is O(n).
+ */
 function hasCardNumber(text: string): boolean {
-  for (const m of text.matchAll(CARD_CANDIDATE)) {
-    const digits = m[0].replace(/[ -]/g, '');
-    if (digits.length >= 13 && digits.length <= 19 && CARD_PREFIX.test(digits) && !/^(\d)\1+$/.test(digits) && luhnValid(digits)) {
-      return true;
+  const ends: number[] = [];
+  let i = 0;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    const prev = i === 0 ? -1 : text.charCodeAt(i - 1);
+    if (!isDigit(c) || isDigit(prev) || prev === DASH) {
+      i++;
+      continue;
     }
+    // ends[k] is where the candidate of k + 1 digits ends (exclusive).
+    ends.length = 0;
+    let p = i + 1;
+    ends.push(p);
+    while (ends.length < 19) {
+      const a = text.charCodeAt(p);
+      if (isDigit(a)) p += 1;
+      else if ((a === SPACE || a === DASH) && isDigit(text.charCodeAt(p + 1))) p += 2;
+      else break;
+      ends.push(p);
+    }
+    let matchedEnd = -1;
+    for (let k = ends.length; k >= 13; k--) {
+      const end = ends[k - 1] as number;
+      const next = end < text.length ? text.charCodeAt(end) : -1;
+      if (!isDigit(next) && next !== DASH) {
+        matchedEnd = end;
+        break;
+      }
+    }
+    if (matchedEnd === -1) {
+      i++;
+      continue;
+    }
+    let digits = '';
+    for (let q = i; q < matchedEnd; q++) if (isDigit(text.charCodeAt(q))) digits += text[q];
+    if (CARD_PREFIX.test(digits) && !/^(\d)\1+$/.test(digits) && luhnValid(digits)) return true;
+    i = matchedEnd;
   }
   return false;
 }
-
-const SSN = /(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])/;
-
-const SECRET_PATTERNS: readonly RegExp[] = [
-  /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/, // AWS access key id
-  /\bgh[pousr]_[A-Za-z0-9]{36,255}\b/, // GitHub tokens
-  /\bgithub_pat_[A-Za-z0-9_]{40,255}\b/,
-  /\bxox[abposr]-[A-Za-z0-9-]{10,}/, // Slack tokens
-  /\bsk-[A-Za-z0-9_-]{20,}/, // OpenAI-style secret keys
-  /\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}/, // Stripe
-  /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----/, // PEM private keys
-  /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/, // JWT
-  /(?<![A-Za-z0-9])(?:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret)["']?\s*[=:]\s*["']?[^\s"',;&]{4,}/i,
-];
 
 /**
- * Emails are found from each `@` within a bounded window (local part ≤ 64, domain ≤ 255, as in
- * RFC 5321): an unanchored `[…]+@` regex is quadratic on a long run of letters without an `@`.
+ * US social security numbers `AAA-GG-SSSS` (or with spaces), areas 000, 666 and 9xx, group 00 and
+ * serial 0000 excluded. The exclusions, written as lookaheads and a backreference before, are
+ * spelled out as alternatives so the pattern is regular and runs on RE2.
  */
-const EMAIL_AT = /[A-Za-z0-9._%+-]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9-])/y;
+const SSN_AREA = '(?:00[1-9]|0[1-9]\\d|[1-578]\\d\\d|6[0-57-9]\\d|66[0-57-9])';
+const SSN_GROUP = '(?:0[1-9]|[1-9]\\d)';
+const SSN_SERIAL = '(?:000[1-9]|00[1-9]\\d|0[1-9]\\d\\d|[1-9]\\d{3})';
+const SSN = linear(`(?:^|[^\\d-])(?:${SSN_AREA}-${SSN_GROUP}-${SSN_SERIAL}|${SSN_AREA} ${SSN_GROUP} ${SSN_SERIAL})(?:$|[^\\d-])`);
 
-function hasEmail(text: string): boolean {
-  for (let at = text.indexOf('@'); at !== -1; at = text.indexOf('@', at + 1)) {
-    if (at === 0) continue;
-    const window = text.slice(at - 1, at + 256);
-    EMAIL_AT.lastIndex = 0;
-    if (EMAIL_AT.test(window)) return true;
-  }
-  return false;
-}
+/**
+ * Secret formats, as one RE2 pattern (one pass over the text). A one-character lookbehind or
+ * lookahead is written as "start of text or a character not in the class", which for a yes/no
+ * question means the same.
+ */
+const SECRETS = linear(
+  [
+    '\\b(?:AKIA|ASIA)[0-9A-Z]{16}\\b', // AWS access key id
+    '\\bgh[pousr]_[A-Za-z0-9]{36,255}\\b', // GitHub tokens
+    '\\bgithub_pat_[A-Za-z0-9_]{40,255}\\b',
+    '\\bxox[abposr]-[A-Za-z0-9-]{10,}', // Slack tokens
+    '\\bsk-[A-Za-z0-9_-]{20,}', // OpenAI-style secret keys
+    '\\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}', // Stripe
+    '-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----', // PEM private keys
+    '\\beyJ[A-Za-z0-9_-]{8,}\\.eyJ[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]{8,}', // JWT
+  ].join('|'),
+);
+/** `password=…` and its kin, case-insensitive (hence its own pattern). */
+const SECRET_ASSIGNMENT = linear(
+  '(?:^|[^A-Za-z0-9])(?:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret)["\']?\\s*[=:]\\s*["\']?[^\\s"\',;&]{4,}',
+  'i',
+);
+
+const EMAIL = linear('[A-Za-z0-9._%+-]@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}(?:$|[^A-Za-z0-9-])');
+
 const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
-const IPV4 = new RegExp(`(?<![\\d.])${OCTET}(?:\\.${OCTET}){3}(?![\\d.]*\\d)`);
+/** Not part of a longer dotted number: what follows may be dots, but no further digit (was `(?![\d.]*\d)`). */
+const IPV4 = linear(`(?:^|[^\\d.])${OCTET}(?:\\.${OCTET}){3}\\.*(?:$|[^\\d.])`);
 const H = '[0-9A-Fa-f]{1,4}';
 /** Full eight-group form, or a compressed form with `::` (times like 10:30:00 do not match). */
-const IPV6 = new RegExp(`(?<![0-9A-Za-z:])(?:(?:${H}:){7}${H}|(?:${H}:){0,6}${H}?::(?:${H}(?::${H}){0,6})?)(?![0-9A-Za-z:])`);
+const IPV6 = linear(`(?:^|[^0-9A-Za-z:])(?:(?:${H}:){7}${H}|(?:${H}:){0,6}${H}?::(?:${H}(?::${H}){0,6})?)(?:$|[^0-9A-Za-z:])`);
 
 /** The built-in patterns; their names are reserved in `contentPatterns`. */
 export const BUILTIN_PATTERNS: Readonly<Record<string, Detector>> = Object.freeze({
   us_ssn: (t) => SSN.test(t),
   credit_card: hasCardNumber,
-  secret: (t) => SECRET_PATTERNS.some((re) => re.test(t)),
-  email: hasEmail,
+  secret: (t) => SECRETS.test(t) || SECRET_ASSIGNMENT.test(t),
+  email: (t) => t.includes('@') && EMAIL.test(t),
   ip_address: (t) => IPV4.test(t) || (t.includes(':') && IPV6.test(t)),
 });
 
 export const BUILTIN_PATTERN_NAMES: readonly string[] = Object.freeze(Object.keys(BUILTIN_PATTERNS));
 
-const USER_FLAGS = /^[imsuv]*$/;
-
-/** Compiles a user pattern, or returns why it cannot be used (for policy validation). */
-export function compileUserPattern(source: ContentPatternSource): RegExp | string {
+/**
+ * Compiles a user pattern to the linear-time matcher, or returns why it cannot be used (policy
+ * validation reports it under the pattern's key, so a pattern RE2 cannot take refuses the policy).
+ */
+export function compileUserPattern(source: ContentPatternSource): LinearRegex | string {
   if (source.regex.length === 0) return 'an empty pattern would match every request';
-  if (!USER_FLAGS.test(source.flags) || new Set(source.flags).size !== source.flags.length) {
-    return `flags may only use i, m, s, u, v (each once); got "${source.flags}"`;
-  }
-  let re: RegExp;
-  try {
-    re = new RegExp(source.regex, source.flags);
-  } catch (err) {
-    return `not a valid regular expression: ${(err as Error).message}`;
-  }
+  const re = compileLinear(source.regex, source.flags);
+  if (typeof re === 'string') return re;
   if (re.test('')) return 'the pattern matches empty text, so it would match every request';
   return re;
 }

@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { parseDuration } from '../duration.ts';
 import { ActionName, ApproverSpec, RiskLevel, Role } from '../schemas.ts';
 import safeRegex from 'safe-regex2';
+import { compileLinear } from './linear.ts';
 import { compileUserPattern } from './patterns.ts';
 import { isValidTimeZone, parseDays, parseHours } from './timewindow.ts';
 
@@ -70,6 +71,9 @@ const ArgRuleFile = z
   })
   .superRefine((rule, ctx) => {
     if (rule.pattern !== undefined) {
+      const linear = compileLinear(rule.pattern, 'u');
+      // It runs on RE2 (linear time): a pattern that needs backtracking (backreferences, lookahead) is refused here.
+      if (typeof linear === 'string' && !linear.startsWith('not a valid regular expression')) ctx.addIssue({ code: 'custom', path: ['pattern'], message: linear });
       try {
         new RegExp(rule.pattern, 'u');
         // Agents choose the text this runs on: a pattern that can backtrack exponentially would let one request stall the server.

@@ -1,7 +1,7 @@
 /**
  * Email over SMTP (nodemailer; the server URL with its credentials is a secret from the
- * environment). A text and an HTML part carry the same content; agent text is HTML-escaped and
- * boxed under the agent-supplied label. Links open the dashboard's review page with the choice
+ * environment). A text and an HTML part carry the same content; agent text is boxed under the
+ * agent-supplied label: HTML-escaped in the HTML part, every line prefixed in the text part. Links open the dashboard's review page with the choice
  * preselected: a link never decides, because mail scanners fetch every link they see.
  * `Message-ID` is the delivery id (stable across retries); `References` names the request, so
  * mail clients thread every message about one request. Guard notices (`sendGuard`) use the same
@@ -10,13 +10,19 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import { AGENT_SUPPLIED_LABEL, type GuardNotice, type Notification } from '@countersign/core';
 import type { EmailConfig } from './config.ts';
-import { actionLabel, agentFacts, decisionText, escapeHtml, facts, guardAgentFacts, guardFacts, oneLine, stripInvisible } from './format.ts';
+import { actionLabel, agentFacts, boxedLines, decisionText, escapeHtml, facts, guardAgentFacts, guardFacts, oneLine } from './format.ts';
 import { DeliveryError, type Channel, type ChannelDelivery, type GuardDelivery } from './types.ts';
 
 const row = ([k, v]: [string, string]) => `<tr><th align="left" style="padding:2px 12px 2px 0">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`;
 
-/** Agent text in the text part: fenced and labelled. */
-const agentText = (pairs: Array<[string, string]>) => [`--- ${AGENT_SUPPLIED_LABEL} ---`, ...pairs.map(([k, v]) => `${k}: ${stripInvisible(v)}`), '--- end of agent-supplied text ---'];
+/**
+ * Agent text in the text part: fenced, labelled, and every line inside prefixed, so agent text
+ * cannot end its own box (the HTML part escapes instead).
+ */
+const agentText = (pairs: Array<[string, string]>) => [`--- ${AGENT_SUPPLIED_LABEL} ---`, ...boxedLines(pairs), '--- end of agent-supplied text ---'];
+
+/** System label/value pairs in the text part: one line each (values may still hold names or reasons). */
+const factLines = (pairs: Array<[string, string]>) => pairs.map(([k, v]) => `${oneLine(k)}: ${oneLine(v)}`);
 
 /** Agent text in the HTML part: escaped, in a dashed box under the label. */
 const agentBox = (pairs: Array<[string, string]>) => `<div style="margin:12px 0;padding:8px 12px;border:2px dashed #bf8700;background:#fff8c5">
@@ -26,16 +32,18 @@ const agentBox = (pairs: Array<[string, string]>) => `<div style="margin:12px 0;
 
 export function emailContent(n: Notification, subjectPrefix: string) {
   const decided = decisionText(n);
+  // Outside the box, everything is one line per item: a decision reason (an agent's, when it
+  // cancelled) or an alternative name with line breaks cannot add lines of its own.
   const text = [
-    n.title,
-    ...(n.detail ? [n.detail] : []),
-    ...(decided ? [`Decision: ${decided}`] : []),
+    oneLine(n.title),
+    ...(n.detail ? [oneLine(n.detail)] : []),
+    ...(decided ? [`Decision: ${oneLine(decided)}`] : []),
     '',
-    ...facts(n).map(([k, v]) => `${k}: ${v}`),
+    ...factLines(facts(n)),
     '',
     ...agentText(agentFacts(n)),
     '',
-    ...(n.actions.length > 0 ? ['Decide in Countersign (each link opens the review page; nothing is decided until you confirm there):', ...n.actions.map((a) => `  ${actionLabel(a)}: ${a.url}`)] : []),
+    ...(n.actions.length > 0 ? ['Decide in Countersign (each link opens the review page; nothing is decided until you confirm there):', ...n.actions.map((a) => `  ${oneLine(actionLabel(a))}: ${a.url}`)] : []),
     `Review: ${n.reviewUrl}`,
   ].join('\n');
   const button = (a: Notification['actions'][number]) =>
@@ -59,10 +67,10 @@ ${n.actions.length > 0 ? `<p>${n.actions.map(button).join('')}</p><p style="colo
 export function emailGuardContent(n: GuardNotice, subjectPrefix: string) {
   const alerts = guardAgentFacts(n);
   const text = [
-    n.title,
+    oneLine(n.title),
     '',
-    ...guardFacts(n).map(([k, v]) => `${k}: ${v}`),
-    ...(n.reason !== null ? [`Reason: ${stripInvisible(n.reason)}`] : []),
+    ...factLines(guardFacts(n)),
+    ...(n.reason !== null ? [`Reason: ${oneLine(n.reason)}`] : []),
     ...(alerts.length > 0 ? ['', ...agentText(alerts)] : []),
     '',
     `Countersign: ${n.url}`,

@@ -26,9 +26,57 @@ export function escapeMarkdown(text: string): string {
   return stripInvisible(text).replace(/[\\`*_{}[\]()<>#+\-.!|~]/g, (ch) => `\\${ch}`);
 }
 
-/** Plain text on one line (subjects, PagerDuty summaries). */
+/**
+ * Plain text on one line (subjects, names, labels, button titles, PagerDuty summaries). Every
+ * other line separator (U+000B, U+000C, U+0085, U+2028, U+2029, the C0 separators) is already
+ * made visible by {@link stripInvisible}; what is left to join is CR, LF and tab.
+ */
 export function oneLine(text: string): string {
   return stripInvisible(text).replace(/[\r\n\t]+/g, ' ');
+}
+
+/**
+ * What starts every line of agent text in plain text. Agent text can contain line breaks, so
+ * without it a description could print the box's own closing line and, after it, a fake
+ * "Decide in Countersign … Approve: https://…" block; with it, every line the agent wrote is
+ * visibly inside the box, and the box ends only where Countersign ends it.
+ */
+export const AGENT_LINE_PREFIX = '| ';
+
+/**
+ * Label/value pairs of agent text as plain-text lines: each label on one line, each line of a
+ * value prefixed with {@link AGENT_LINE_PREFIX} (continuation lines indented under it).
+ */
+export function boxedLines(pairs: Array<[string, string]>): string[] {
+  return pairs.flatMap(([label, value]) => {
+    const [first = '', ...rest] = stripInvisible(value)
+      .split(/\r\n|\r|\n/)
+      .flatMap((line, i) => hardWrap(line, i === 0 ? AGENT_LINE_WIDTH - label.length - 2 : AGENT_LINE_WIDTH - 2));
+    return [`${AGENT_LINE_PREFIX}${oneLine(label)}: ${first}`, ...rest.map((line) => `${AGENT_LINE_PREFIX}  ${line}`)];
+  });
+}
+
+/**
+ * Agent lines are cut at this width (prefix included, about), so a mail client's soft wrap of a
+ * long line cannot start a visual line without the prefix: padding a description with spaces up
+ * to the wrap point would otherwise put a fake "Approve: https://…" at the left margin.
+ */
+const AGENT_LINE_WIDTH = 76;
+
+/** `line` in pieces of at most `width` UTF-16 units (never splitting a surrogate pair), at least one piece. */
+function hardWrap(line: string, width: number): string[] {
+  const w = Math.max(width, 20);
+  const out: string[] = [];
+  let at = 0;
+  while (line.length - at > w) {
+    let end = at + w;
+    const c = line.charCodeAt(end - 1);
+    if (c >= 0xd800 && c <= 0xdbff) end--; // a high surrogate stays with its low half
+    out.push(line.slice(at, end));
+    at = end;
+  }
+  out.push(line.slice(at));
+  return out;
 }
 
 /** `2/3 manager, 4m12s left` or `overdue 1m`. */

@@ -40,12 +40,12 @@ export function pagerDutyEvent(n: Notification, routingKey: string, timestamp: s
         ...(decisionText(n) ? { decision: decisionText(n) } : {}),
         agent_supplied_label: AGENT_SUPPLIED_LABEL,
         agent_supplied: Object.fromEntries(agentFacts(n)),
-        actions: Object.fromEntries(n.actions.map((a) => [actionLabel(a), a.url])),
+        actions: Object.fromEntries(n.actions.map((a) => [oneLine(actionLabel(a)), a.url])),
       },
     },
     client: 'Countersign',
     client_url: n.reviewUrl,
-    links: [{ href: n.reviewUrl, text: 'Review in Countersign' }, ...n.actions.map((a) => ({ href: a.url, text: actionLabel(a).slice(0, 100) }))],
+    links: [{ href: n.reviewUrl, text: 'Review in Countersign' }, ...n.actions.map((a) => ({ href: a.url, text: oneLine(actionLabel(a)).slice(0, 100) }))],
   };
 }
 

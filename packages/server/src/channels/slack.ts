@@ -6,7 +6,10 @@
  *
  * Agent text is shown in a `plain_text` section under the agent-supplied label: Slack renders
  * plain_text literally (no links, mentions or formatting), so nothing the agent writes can become
- * a link or an @channel. System text in mrkdwn is escaped (&, <, >).
+ * a link or an @channel. Slack mrkdwn has no escape for `*`, `_`, `~`, `` ` ``, `:emoji:` or bare
+ * URLs, so anything that may carry text from outside Countersign (a cancelling agent's reason, a
+ * reassignment reason, fact values, alternative names on buttons) is plain_text too; mrkdwn is
+ * left only for fixed labels.
  */
 import { ErrorCode, WebClient, type Block, type KnownBlock } from '@slack/web-api';
 import { AGENT_SUPPLIED_LABEL, clip, type GuardNotice, type Notification } from '@countersign/core';
@@ -20,14 +23,20 @@ export interface SlackMessageRef {
   ts: string;
 }
 
+/** A `plain_text` object: shown as written, never parsed for formatting, links, mentions or emoji. */
+const plain = (text: string) => ({ type: 'plain_text' as const, text, emoji: false });
+
+/** Label/value facts as `plain_text` fields (`Agent: soc-bot`), the label on one line. */
+const factFields = (pairs: Array<[string, string]>) => pairs.map(([k, v]) => plain(clip(`${oneLine(k)}: ${stripInvisible(v)}`, 1900)));
+
 export function slackBlocks(n: Notification): Array<KnownBlock | Block> {
   const decided = decisionText(n);
   const blocks: Array<KnownBlock | Block> = [
     { type: 'header', text: { type: 'plain_text', text: clip(oneLine(n.title), 150), emoji: false } },
   ];
-  if (n.detail) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: escapeSlack(clip(n.detail, 2000)) }] });
-  if (decided) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*Decided:* ${escapeSlack(clip(decided, 2900))}` } });
-  blocks.push({ type: 'section', fields: facts(n).map(([k, v]) => ({ type: 'mrkdwn', text: `*${k}*\n${escapeSlack(clip(v, 1900))}` })) });
+  if (n.detail) blocks.push({ type: 'context', elements: [plain(clip(oneLine(n.detail), 2000))] });
+  if (decided) blocks.push({ type: 'section', text: plain(clip(`Decided: ${oneLine(decided)}`, 2900)) });
+  blocks.push({ type: 'section', fields: factFields(facts(n)) });
   blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `:warning: *${AGENT_SUPPLIED_LABEL}* (shown as plain text)` }] });
   blocks.push({
     type: 'section',
@@ -36,7 +45,7 @@ export function slackBlocks(n: Notification): Array<KnownBlock | Block> {
   const buttons = n.actions.slice(0, 23).map((a) => ({
     type: 'button' as const,
     action_id: clip(a.id, 255),
-    text: { type: 'plain_text' as const, text: clip(actionLabel(a), 75), emoji: false },
+    text: plain(clip(oneLine(actionLabel(a)), 75)),
     value: n.requestId,
     ...(a.style === 'default' ? {} : { style: a.style }),
     ...(a.id === 'reject'
@@ -55,9 +64,9 @@ export function slackBlocks(n: Notification): Array<KnownBlock | Block> {
 export function slackGuardBlocks(n: GuardNotice): Array<KnownBlock | Block> {
   const blocks: Array<KnownBlock | Block> = [
     { type: 'header', text: { type: 'plain_text', text: clip(oneLine(n.title), 150), emoji: false } },
-    { type: 'section', fields: guardFacts(n).map(([k, v]) => ({ type: 'mrkdwn', text: `*${k}*\n${escapeSlack(clip(v, 1900))}` })) },
+    { type: 'section', fields: factFields(guardFacts(n)) },
   ];
-  if (n.reason !== null) blocks.push({ type: 'section', text: { type: 'plain_text', text: clip(`Reason: ${stripInvisible(n.reason)}`, 2900), emoji: false } });
+  if (n.reason !== null) blocks.push({ type: 'section', text: plain(clip(`Reason: ${stripInvisible(n.reason)}`, 2900)) });
   const alerts = guardAgentFacts(n);
   if (alerts.length > 0) {
     blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `:warning: *${AGENT_SUPPLIED_LABEL}* (shown as plain text)` }] });
@@ -101,7 +110,8 @@ export function slackChannel(config: SlackConfig): Channel {
     async send(delivery: ChannelDelivery) {
       const n = delivery.notification;
       const blocks = slackBlocks(n);
-      const text = clip(oneLine(`${n.title} (${n.agent})`), 300); // the notification text and the fallback for clients without blocks
+      // The notification text and the fallback for clients without blocks, which Slack reads as mrkdwn: names only, escaped.
+      const text = clip(escapeSlack(oneLine(`${n.title} (${n.agent})`)), 300);
       try {
         const earlier = delivery.previous.filter((p): p is SlackMessageRef => typeof (p as SlackMessageRef)?.ts === 'string');
         if (n.event === 'decided' && earlier.length > 0) {
@@ -117,7 +127,7 @@ export function slackChannel(config: SlackConfig): Channel {
     async sendGuard(delivery: GuardDelivery) {
       const n = delivery.notice;
       try {
-        const posted = await client.chat.postMessage({ channel, text: clip(oneLine(n.title), 300), blocks: slackGuardBlocks(n), unfurl_links: false, unfurl_media: false });
+        const posted = await client.chat.postMessage({ channel, text: clip(escapeSlack(oneLine(n.title)), 300), blocks: slackGuardBlocks(n), unfurl_links: false, unfurl_media: false });
         return { channel: posted.channel ?? channel, ts: posted.ts };
       } catch (err) {
         throw failure(config.name, err);

@@ -18,7 +18,7 @@ const titleBlock = (title: string) => ({ type: 'TextBlock', text: escapeMarkdown
 /** Escaped facts; `escapeTitles` for labels that are not fixed system text. */
 const factSet = (pairs: Array<[string, string]>, escapeTitles = false) => ({
   type: 'FactSet',
-  facts: pairs.map(([title, value]) => ({ title: escapeTitles ? escapeMarkdown(title) : title, value: escapeMarkdown(value) })),
+  facts: pairs.map(([title, value]) => ({ title: escapeTitles ? escapeMarkdown(oneLine(title)) : oneLine(title), value: escapeMarkdown(value) })),
 });
 
 /** Agent text: a warning container under the label, every title and value markdown-escaped. */
@@ -36,13 +36,13 @@ export function adaptiveCard(n: Notification) {
     version: '1.4',
     body: [
       titleBlock(n.title),
-      ...(n.detail ? [{ type: 'TextBlock', text: escapeMarkdown(n.detail), wrap: true, isSubtle: true }] : []),
-      ...(decided ? [{ type: 'TextBlock', text: escapeMarkdown(decided), wrap: true, weight: 'Bolder' }] : []),
+      ...(n.detail ? [{ type: 'TextBlock', text: escapeMarkdown(oneLine(n.detail)), wrap: true, isSubtle: true }] : []),
+      ...(decided ? [{ type: 'TextBlock', text: escapeMarkdown(oneLine(decided)), wrap: true, weight: 'Bolder' }] : []),
       factSet(facts(n)),
       agentContainer(agentFacts(n)),
     ],
     actions: [
-      ...n.actions.map((a) => ({ type: 'Action.OpenUrl', title: actionLabel(a).slice(0, 80), url: a.url })),
+      ...n.actions.map((a) => ({ type: 'Action.OpenUrl', title: oneLine(actionLabel(a)).slice(0, 80), url: a.url })),
       { type: 'Action.OpenUrl', title: 'Open in Countersign', url: n.reviewUrl },
     ],
   };
