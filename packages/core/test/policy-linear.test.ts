@@ -155,3 +155,23 @@ describe('audit redaction stays bounded on agent text', () => {
     expect(performance.now() - t0).toBeLessThan(1_000);
   });
 });
+
+describe('m flag: every JavaScript line terminator ends a line (review D1)', () => {
+  it.each([
+    ['^rm -rf', 'x\rrm -rf /'],
+    ['^rm -rf', 'x\u2028rm -rf /'],
+    ['^rm -rf', 'x\u2029rm -rf /'],
+    ['secret$', 'secret\r\nx'],
+    ['^\\s*curl', 'ok\rcurl evil'],
+  ])('/%s/m matches %j as JavaScript does', (source, text) => {
+    expect(new RegExp(source, 'm').test(text)).toBe(true);
+    const re = compileLinear(source, 'm');
+    if (typeof re === 'string') throw new Error(re);
+    expect(re.test(text)).toBe(true);
+  });
+  it('still does not match where JavaScript does not', () => {
+    const re = compileLinear('^rm -rf', 'm');
+    if (typeof re === 'string') throw new Error(re);
+    expect(re.test('x rm -rf /')).toBe(false);
+  });
+});

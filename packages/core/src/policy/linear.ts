@@ -13,8 +13,10 @@
  * RE2's and keeps JavaScript's meaning where the two differ in ways that matter for scanning:
  * `\s` is JavaScript's Unicode whitespace, not RE2's ASCII one, and `.` (without `s`) excludes
  * every JavaScript line terminator, not only `\n`. Remaining differences only widen a match
- * (RE2 folds case over all of Unicode; in `m` mode only `\n` ends a line), which for a risk
- * signal is the cheaper mistake.
+ * (RE2 folds case over all of Unicode), which for a risk signal is the cheaper mistake. In `m`
+ * mode RE2 ends lines only at `\n`, where JavaScript also ends them at `\r`, U+2028 and U+2029:
+ * there the text is also tested with those mapped to `\n`, so `^`/`$` anchor wherever JavaScript's
+ * would (a match on either copy counts: again only wider).
  */
 import { RE2JS } from 're2js';
 
@@ -25,6 +27,9 @@ export interface LinearRegex {
 
 /** JavaScript's `\s` (ECMA-262 WhiteSpace and LineTerminator), as RE2 class members. */
 export const JS_SPACE = '\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}';
+/** JavaScript line terminators RE2's `m` mode does not know (a single character class: linear). */
+const OTHER_LINE_ENDS = /[\r\u2028\u2029]/;
+const OTHER_LINE_ENDS_ALL = /[\r\u2028\u2029]/g;
 /** What `.` excludes in JavaScript without the `s` flag. */
 const JS_LINE_END = '\\n\\r\\x{2028}\\x{2029}';
 
@@ -125,7 +130,8 @@ export function compileLinear(source: string, flags: string): LinearRegex | stri
   if (/\(\?<[=!]/.test(source)) mode |= RE2JS.LOOKBEHINDS;
   try {
     const re = RE2JS.compile(translated, mode);
-    return { test: (text) => re.test(text) };
+    if (!flags.includes('m')) return { test: (text) => re.test(text) };
+    return { test: (text) => re.test(text) || (OTHER_LINE_ENDS.test(text) && re.test(text.replace(OTHER_LINE_ENDS_ALL, '\n'))) };
   } catch (err) {
     return `the linear-time matcher (RE2) cannot take this pattern: ${(err as Error).message}`;
   }
