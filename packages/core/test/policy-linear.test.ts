@@ -175,3 +175,12 @@ describe('m flag: every JavaScript line terminator ends a line (review D1)', () 
     expect(re.test('x rm -rf /')).toBe(false);
   });
 });
+
+describe('built-in secret keyword boundary (review D4)', () => {
+  it.each(['\u212Apassword=hunter22', '\u017Fsecret=hunter22', 'x password: hunter22', 'API_KEY = "abcd1234"'])('finds %j as the old pattern did', (text) => {
+    expect(BUILTIN_PATTERNS.secret!(text)).toBe(true);
+  });
+  it.each(['mypassword=hunter22', 'password', 'password = ab'])('does not find %j', (text) => {
+    expect(BUILTIN_PATTERNS.secret!(text)).toBe(false);
+  });
+});

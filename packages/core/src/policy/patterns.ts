@@ -22,7 +22,7 @@
  */
 import type { CreateRequest } from '../schemas.ts';
 import type { ContentPatternSource, Policy } from './types.ts';
-import { compileLinear, linear, type LinearRegex } from './linear.ts';
+import { compileLinear, JS_SPACE, linear, re2, type LinearRegex } from './linear.ts';
 import { isPlainObject, own } from './util.ts';
 
 export const SCAN_LIMIT_CHARS = 256 * 1024;
@@ -139,10 +139,14 @@ const SECRETS = linear(
     '\\beyJ[A-Za-z0-9_-]{8,}\\.eyJ[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]{8,}', // JWT
   ].join('|'),
 );
-/** `password=…` and its kin, case-insensitive (hence its own pattern). */
-const SECRET_ASSIGNMENT = linear(
-  '(?:^|[^A-Za-z0-9])(?:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret)["\']?\\s*[=:]\\s*["\']?[^\\s"\',;&]{4,}',
-  'i',
+/**
+ * `password=…` and its kin, the keyword case-insensitive. Written in RE2 syntax: only the keyword
+ * folds case (`(?i:…)`), because RE2's Unicode folding of a case-insensitive `[^A-Za-z0-9]` would
+ * also exclude K (U+212A) and ſ (U+017F), so `\u212Apassword=…` would no longer count as a keyword
+ * at a word start (review D4). `\s` is JavaScript's.
+ */
+const SECRET_ASSIGNMENT = re2(
+  `(?:^|[^A-Za-z0-9])(?i:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret)["']?[${JS_SPACE}]*[=:][${JS_SPACE}]*["']?[^${JS_SPACE}"',;&]{4,}`,
 );
 
 const EMAIL = linear('[A-Za-z0-9._%+-]@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}(?:$|[^A-Za-z0-9-])');
