@@ -116,10 +116,13 @@ describe('dashboard: aggregate review', () => {
     expect(await scheduler.tick()).toMatchObject({ errors: 0 });
     await page.goto(`${url}/#/queue`);
     await page.goto(`${url}/#/requests/${members[0]}`);
+    // A fresh load, so the card is read after the collection closed, not from what the page held
+    // while it was collecting (under load the live refetch can lag the 10 s wait below).
+    await page.reload();
     const notice = page.getByTestId('aggregate-notice');
     await notice.waitFor({ timeout: 10_000 });
     const link = notice.getByRole('link');
-    await link.waitFor({ timeout: 10_000 }).catch(async () => expect.fail(`no link to the aggregate; the card says: ${await notice.innerText()}`));
+    await link.waitFor({ timeout: 20_000 }).catch(async () => expect.fail(`no link to the aggregate; the card says: ${await notice.innerText()}`));
     const id = (await link.innerText()).trim();
     expect(id).toMatch(/^req_/);
     await link.click();
