@@ -151,6 +151,12 @@ export const RESERVED_ACTION_PREFIX = 'countersign.';
  * controls, zero-width characters) could disguise it. One character class: linear.
  */
 const NAME_BREAKER = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+/**
+ * What else a name may not hold, because it is printed beside real links (review D7): `://` (a
+ * link of its own), a double quote (it is quoted in link lists), and leading, trailing or
+ * repeated whitespace (padding that pushes text to where a mail client wraps). Linear.
+ */
+const NAME_LINKLIKE = /:\/\/|"|^\s|\s$|\s\s/u;
 
 export const CreateRequestBody = z
   .strictObject({
@@ -176,6 +182,10 @@ export const CreateRequestBody = z
       if (bad) {
         const at = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
         ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `an alternative name is one line of visible text; it contains ${at} at position ${bad.index} (line breaks, control, line/paragraph separator and format characters such as bidi controls or zero-width spaces are refused)` });
+      }
+      const linkLike = bad ? null : NAME_LINKLIKE.exec(alt.name);
+      if (linkLike) {
+        ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `an alternative name is a short label shown beside real links: it may not contain "://", double quotes, or leading, trailing or repeated spaces (found ${JSON.stringify(linkLike[0])} at position ${linkLike.index})` });
       }
       if (names.has(alt.name)) {
         ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `duplicate alternative name "${alt.name}"` });
