@@ -183,6 +183,23 @@ describe('audit redaction stays bounded on agent text', () => {
   });
 });
 
+describe('audit redaction has a budget per entry, not only per string', () => {
+  it('many strings each under the per-string cap: the scan stops at the entry budget and the rest become tokens', async () => {
+    const { createRedactor, MAX_SCRUB_CHARS, MAX_SCRUB_TOTAL } = await import('../src/audit/redact.ts');
+    const redactor = createRedactor({ tokenize: (kind, v) => `${kind}${v.length}` });
+    const piece = 'a'.repeat(MAX_SCRUB_CHARS); // the email pattern's worst case, each one a full scan
+    const fields = Array.from({ length: 2_000 }, () => piece);
+    const start = performance.now();
+    const out = redactor.redact({ alerts: [{ fields }] }) as { alerts: Array<{ fields: string[] }> };
+    expect(performance.now() - start).toBeLessThan(10_000);
+    const scanned = out.alerts[0]!.fields.filter((f) => f === piece).length;
+    expect(scanned).toBe(MAX_SCRUB_TOTAL / MAX_SCRUB_CHARS);
+    expect(out.alerts[0]!.fields.slice(scanned).every((f) => f === `[long_text:long_text${MAX_SCRUB_CHARS}]`)).toBe(true);
+    // The budget is per entry: the next entry is scanned again from the start.
+    expect(redactor.redact({ reason: 'mail ann@example.com' })).toEqual({ reason: 'mail [email:email15]' });
+  });
+});
+
 describe('m flag: every JavaScript line terminator ends a line (review D1)', () => {
   it.each([
     ['^rm -rf', 'x\rrm -rf /'],
