@@ -80,7 +80,9 @@ def resolve_agent_key(explicit: str | None, env: Mapping[str, str]) -> str:
 
 def _is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    # Only localhost itself (the hosts file): *.localhost is loopback by RFC 6761, but the system
+    # resolver may ask DNS for it, so evil.localhost can be any address.
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -293,8 +295,10 @@ class Countersign:
         request = self._request_of(_parse_json(text))
         if request.get("action") != action:
             raise CountersignError("RECEIPT_MISMATCH", f"proposed {action}, the server filed {request.get('action')}", {"requestId": request["id"]})
-        if request.get("idempotencyKey") not in (None, body["idempotencyKey"]):
-            raise CountersignError("RECEIPT_MISMATCH", "the server answered with a request filed under another idempotency key")
+        # The server echoes the key it was filed with: an answer without it, or with another, is
+        # some other request (replayed or forged), never this one.
+        if request.get("idempotencyKey") != body["idempotencyKey"]:
+            raise CountersignError("RECEIPT_MISMATCH", "the server answered with a request filed under another idempotency key (or none)")
         request["replayed"] = status == 200 and not auto
         return request
 

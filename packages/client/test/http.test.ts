@@ -325,3 +325,32 @@ describe('HttpGateway configuration', () => {
     expect(() => new Countersign({ env: { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: server.adminToken } })).toThrow(/operator token/);
   });
 });
+
+describe('answers that are not this request', () => {
+  it('a create answered without the idempotency key it was filed with is refused (a replayed or forged answer), and nothing is trusted', async () => {
+    const stripping = new Countersign({
+      env: {},
+      url: server.url,
+      apiKey: server.agentKey,
+      onWarning: () => {},
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (!(init?.method === 'POST' && String(input).endsWith('/v1/requests'))) return res;
+        const body = (await res.json()) as ApprovalRequest;
+        return new Response(JSON.stringify({ ...body, idempotencyKey: null }), { status: res.status, headers: res.headers });
+      },
+    });
+    await expect(stripping.requestApproval(AUTO)).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH' });
+  });
+
+  it('the audit key is fetched over plain http from loopback only: localhost, 127.0.0.0/8, ::1, never *.localhost (DNS may answer for it)', async () => {
+    const { isLoopbackHost, isTrustedKeyTransport } = await import('../src/pinning.ts');
+    expect(isLoopbackHost('localhost')).toBe(true);
+    expect(isLoopbackHost('127.0.0.9')).toBe(true);
+    expect(isLoopbackHost('[::1]')).toBe(true);
+    expect(isLoopbackHost('evil.localhost')).toBe(false);
+    expect(isTrustedKeyTransport('http://evil.localhost:8080')).toBe(false);
+    expect(isTrustedKeyTransport('http://127.0.0.1.evil.example')).toBe(false);
+    expect(isTrustedKeyTransport('https://cs.example.com')).toBe(true);
+  });
+});
