@@ -117,7 +117,7 @@ export class ListQueries {
    * urgent order only the position's own risk level is counted here (the less urgent levels
    * come from `countsByRisk`).
    */
-  async countAfter(filter: ListFilter, after: ListPosition): Promise<number> {
+  countAfterQuery(filter: ListFilter, after: ListPosition) {
     let q = this.where(this.db.selectFrom('requests').select((eb) => eb.fn.countAll<number>().as('n')), filter);
     if (after.order === 'urgent') {
       q = q.where('risk_level', '=', after.riskLevel).where(sql<boolean>`(queue_due_at, created_at, id) > (${after.dueAt}, ${after.createdAt}, ${after.id})`);
@@ -125,7 +125,11 @@ export class ListQueries {
       if (filter.riskLevels !== undefined) q = q.where('risk_level', 'in', [...filter.riskLevels]);
       q = q.where(after.order === 'newest' ? sql<boolean>`(created_at, id) < (${after.createdAt}, ${after.id})` : sql<boolean>`(created_at, id) > (${after.createdAt}, ${after.id})`);
     }
-    const row = await q.executeTakeFirstOrThrow();
+    return q;
+  }
+
+  async countAfter(filter: ListFilter, after: ListPosition): Promise<number> {
+    const row = await this.countAfterQuery(filter, after).executeTakeFirstOrThrow();
     return Number(row.n);
   }
 }
