@@ -16,33 +16,9 @@ import { createApp } from '../src/http/app.ts';
 import { connect } from '../src/store/connect.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
 import { api } from './support/server-process.ts';
+import { FLOOD_POLICY, pool } from './support/flood.ts';
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
-
-/** Junk is low risk but still asks a human; delete_data is critical; everything else keeps the defaults. */
-export const FLOOD_POLICY = `
-actions:
-  defaultWeight: 0.5
-  junk_ping: { weight: 0.0, reversible: true }
-  delete_data: { weight: 0.9, reversible: false }
-levels:
-  low: { sla: 60m }
-  medium: { sla: 30m }
-  high: { sla: 15m }
-  critical: { sla: 5m }
-rules:
-  - name: junk-is-reviewed
-    when: { action: junk_ping }
-    then: { review: true }
-  - name: deletes-are-critical
-    when: { action: delete_data }
-    then: { review: true, riskAtLeast: critical }
-escalation:
-  levels:
-    - { role: lead, after: sla }
-    - { role: manager, after: 10m }
-  onFinalTimeout: reject
-`;
 
 const JUNK = 2_000;
 const AGENTS = 10;
@@ -64,21 +40,6 @@ const key = (r: ApprovalRequest) => ({
 function minTime(...isos: Array<string | null | undefined>): number | null {
   const ms = isos.filter((v): v is string => typeof v === 'string').map((v) => Date.parse(v));
   return ms.length === 0 ? null : Math.min(...ms);
-}
-
-/** Runs `fn` over `items` with at most `width` at once. */
-async function pool<T, R>(items: readonly T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!);
-      }
-    }),
-  );
-  return out;
 }
 
 describe.each(ENGINES)('the queue under a flood ($name)', ({ name, make }) => {
