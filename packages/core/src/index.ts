@@ -33,3 +33,4 @@ export * from './audit/index.ts';
 export * from './guard/index.ts';
 export * from './gate/index.ts';
 export { quantile, rate, slaCompliance, withinSla, type MetricsSummary, type OperatorNumbers, type Rates } from './metrics.ts';
+export { compareUrgency, defaultListOrder, LIST_ORDERS, parseListFilter, queueDeadline, RISK_URGENCY, type ListOrder, type UrgencyKey } from './queue.ts';

@@ -204,7 +204,7 @@ describe.each(ENGINES)('engine: $name', ({ make }) => {
     await clocked.close();
   });
 
-  it('lists the queue oldest first and pages with a cursor', async () => {
+  it('lists the queue (most urgent first; one risk level here, so oldest first) and pages with a cursor', async () => {
     const page1 = await t.engine.listRequests(t.admin, { status: 'pending', limit: 2 });
     expect(page1.items.every((r) => r.status === 'pending')).toBe(true);
     expect(page1.nextCursor).not.toBeNull();

@@ -36,6 +36,8 @@ function requestRow(id: string, overrides: Partial<RequestRow> = {}): RequestRow
     updated_at: 1_000,
     decided_at: null,
     expires_at: null,
+    queue_due_at: 8_640_000_000_000_000,
+    action_key: overrides.action ?? 'block_ip',
     ...overrides,
   };
 }

@@ -14,6 +14,7 @@ import {
   assessAggregate,
   checkArgs,
   memberDecision,
+  normalizeActionName,
   canonicalJson,
   evaluate,
   parsePolicy,
@@ -63,6 +64,8 @@ import {
   type EscalationState,
   type PolicyError,
 } from '@countersign/core';
+import { queueDueAt, readListing, type ListOptions } from './queue.ts';
+import { NO_DEADLINE } from '../store/queue.ts';
 import { TimerSkip, deliveryFromRow, deliveryRows, requestTimer, type DeliveryRow, type TimerRow } from '../store/timers.ts';
 
 export const WAKE_CHANNEL = 'countersign_requests';
@@ -76,15 +79,7 @@ export interface ActivePolicy {
   policy: Policy;
 }
 
-export interface ListOptions {
-  status?: RequestStatus | undefined;
-  riskLevel?: string | undefined;
-  agentId?: string | undefined;
-  action?: string | undefined;
-  automationLevel?: string | undefined;
-  limit?: number | undefined;
-  cursor?: string | undefined;
-}
+export type { ListOptions } from './queue.ts';
 
 /** A committed change to one request, as observers see it: the row as written and the status it left (null when new). */
 export interface RequestChange {
@@ -363,6 +358,7 @@ export class Engine {
     const id = newId('req', at);
     const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at);
     const escalation = status === 'pending' ? startEscalation(policy.policy, assessment, at) : null;
+    row.queue_due_at = queueDueAt(row, escalation);
     const actor = actorOf(by);
     const entries: AuditDraft[] = [
       this.audit('created', id, actor, {
@@ -457,6 +453,8 @@ export class Engine {
       updated_at: at,
       decided_at: decision === null ? null : at,
       expires_at: decision === null && body.timeoutSeconds !== undefined ? at + body.timeoutSeconds * 1000 : null,
+      queue_due_at: NO_DEADLINE, // set from the escalation state once it is planned (queueDueAt)
+      action_key: normalizeActionName(body.action),
     };
     return { row, decision, status };
   }
@@ -537,21 +535,16 @@ export class Engine {
     }
   }
 
+  /** The queue and the history: filtered, ordered and paged in SQL, with counts (engine/queue.ts). */
   async listRequests(by: Principal, options: ListOptions = {}) {
     this.requireOperator(by);
-    const limit = Math.min(Math.max(options.limit ?? 50, 1), 500);
-    const order = options.status === 'pending' ? 'oldest' : 'newest';
-    const rows = await this.store.listRequests({
-      status: options.status,
-      riskLevel: options.riskLevel,
-      agentId: options.agentId,
-      action: options.action,
-      automationLevel: options.automationLevel,
-      limit: limit + 1,
-      after: options.cursor ? decodeCursor(options.cursor) : undefined,
-      order,
-    });
-    const page = rows.slice(0, limit);
+    const listing = await readListing(this.store, options);
+    const items = await this.viewOfRows(by, listing.rows);
+    return { items, nextCursor: listing.nextCursor, order: listing.order, counts: listing.counts, remaining: listing.remaining };
+  }
+
+  /** Rows as `by` sees them in a listing: reviews, escalation and whether they may act on each now (one query per kind). */
+  private async viewOfRows(by: Principal, page: readonly RequestRow[]): Promise<ApprovalRequest[]> {
     const reviews = await this.store.reviewsFor(page.map((r) => r.id));
     const escalations = await this.escalationsOf(page.map((r) => r.id));
     const heldBack = await this.heldBackFor(by);
@@ -560,7 +553,7 @@ export class Engine {
     const pending = page.filter((r) => r.status === 'pending');
     const aggregated = await this.store.aggregates.membersAmong(pending.map((r) => r.id));
     const paused = await this.guard.pausedAmong(pending.map((r) => r.agent_id));
-    const items = await Promise.all(
+    return Promise.all(
       page.map(async (row) => {
         const own = reviews.filter((v) => v.request_id === row.id);
         const escalation = escalations.get(row.id) ?? null;
@@ -569,8 +562,6 @@ export class Engine {
         return request;
       }),
     );
-    const last = page[page.length - 1];
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
   }
 
   /** `from.ip`: the caller's address, checked against the approval allowlists of the operator and of their roles (guard/ip.ts). */
@@ -878,7 +869,7 @@ export class Engine {
     const due = escalationTimerAt(state, current.expires_at);
     if (due !== null) await tx.timers.insertTimers([requestTimer('escalate', current.id, due, at, { level: state.level })]);
     // The request itself changed for its readers (level, deadline): waiters and SSE see a new updatedAt.
-    if (!(await tx.updateRequest(current.id, { updated_at: at }, 'pending'))) {
+    if (!(await tx.updateRequest(current.id, { updated_at: at, queue_due_at: queueDueAt(current, state) }, 'pending'))) {
       throw new CountersignError('ALREADY_DECIDED', `request ${current.id} changed concurrently`);
     }
     await tx.notify(WAKE_CHANNEL, current.id);
@@ -1030,8 +1021,9 @@ export class Engine {
     const id = newId('req', at);
     const first = members[0]!;
     const { row, decision, status } = this.newRequestRow(id, first.agent_id, first.requester_operator_id, body, sha256Hex(canonicalJson(body)), assessment, this.policy.version, at);
-    await tx.insertRequest(row);
     const escalation = status === 'pending' ? startEscalation(this.policy.policy, assessment, at) : null;
+    row.queue_due_at = queueDueAt(row, escalation);
+    await tx.insertRequest(row);
     await this.scheduleCreated(tx, row, escalation, at);
     await tx.aggregates.bundle(
       members.map((m) => m.id),

@@ -77,6 +77,10 @@ export interface RequestsTable {
   updated_at: number;
   decided_at: number | null;
   expires_at: number | null;
+  /** The deadline the queue sorts a pending request by (core `queueDeadline`), `NO_DEADLINE` (store/queue.ts) when none; migration 012. */
+  queue_due_at: number;
+  /** The action's normal form (core `normalizeActionName`), what the `action=` filter compares; migration 012. */
+  action_key: string;
 }
 
 export interface ReviewsTable {

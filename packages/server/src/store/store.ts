@@ -13,6 +13,7 @@ import { TimerQueries } from './timers.ts';
 import { TrailQueries } from './trail.ts';
 import { GuardQueries } from './guard.ts';
 import { AggregateQueries } from './aggregates.ts';
+import { ListQueries } from './queue.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows } from './insert-rows.ts';
@@ -183,7 +184,7 @@ export class Queries {
 
   async updateRequest(
     id: string,
-    patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at'>>,
+    patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at' | 'queue_due_at'>>,
     expectedStatus: string,
   ): Promise<boolean> {
     const result = await this.db
@@ -411,6 +412,11 @@ export class Queries {
   /** The audit trail's Merkle tree and checkpoints (store/trail.ts), on this handle (or transaction). */
   get trail(): TrailQueries {
     return new TrailQueries(this.db, this.sealer);
+  }
+
+  /** Listings of requests: the queue's urgent order, the history, their counts and "N more" (store/queue.ts). */
+  get list(): ListQueries {
+    return new ListQueries(this.db, this.sealer);
   }
 
   /** Aggregate reviews' collections and members (store/aggregates.ts). */

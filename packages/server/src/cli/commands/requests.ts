@@ -6,7 +6,6 @@ import { Option, type Command } from 'commander';
 import {
   CountersignError,
   REQUEST_STATUSES,
-  RISK_LEVELS,
   canonicalJson,
   type ApprovalRequest,
   type ApprovalStage,
@@ -18,9 +17,19 @@ import { age, fixed, indentBlock, plural, relative, safe, safeJson, safeMultilin
 import { idSegment, type ApiClient, type Query } from '../http-client.ts';
 import { escalationLabel, slaLeft } from './escalation.ts';
 
+interface RequestCounts {
+  total: number;
+  critical: number;
+  high: number;
+  medium: number;
+  low: number;
+}
+
 interface RequestPage {
   items: ApprovalRequest[];
   nextCursor: string | null;
+  counts: RequestCounts;
+  remaining: number;
 }
 
 /** Server page size upper bound (ListQuery.limit). */
@@ -41,23 +50,34 @@ export function registerRequestCommands(program: Command): void {
 interface StatusFlags extends CommonFlags {
   risk?: string;
   agent?: string;
+  action?: string;
   limit?: number;
+}
+
+/** The queue's summary line: the total matching the filters and the count per risk level, most urgent first. */
+export function queueSummary(counts: RequestCounts, shown: number, remaining: number): string {
+  const levels = (['critical', 'high', 'medium', 'low'] as const).map((l) => `${l} ${counts[l]}`).join(', ');
+  const more = remaining > 0 ? `; ${remaining} more not shown (use --limit)` : '';
+  return `${plural(counts.total, 'pending approval')} (${levels}); ${shown} shown${more}.`;
 }
 
 function registerStatus(program: Command): void {
   withClientOptions(
     program
       .command('status')
-      .description('list pending approvals (the review queue, oldest first)')
-      .addOption(new Option('--risk <level>', 'only this risk level').choices(RISK_LEVELS))
-      .option('--agent <agent>', 'only this agent (an agent id agt_… or an agent name)')
+      .alias('queue')
+      .description('list pending approvals (the review queue), most urgent first: critical before high, medium and low, then the SLA deadline soonest, then oldest')
+      .option('--risk <levels>', 'only these risk levels, comma-separated (low, medium, high, critical)')
+      .option('--agent <agent>', 'only this agent (its id agt_… or its name)')
+      .option('--action <name>', 'only this action (any spelling: wireTransfer = wire_transfer)')
       .option('--limit <n>', 'show at most N requests (default 100)', positiveInt(10_000)),
   ).action(async (flags: StatusFlags) => {
     const client = clientFrom(flags);
     const limit = flags.limit ?? 100;
-    const { items, more } = await collectRequests(client, { status: 'pending', riskLevel: flags.risk }, limit, flags.agent);
+    const { items, first } = await readPages(client, { status: 'pending', riskLevel: flags.risk, agentId: flags.agent, action: flags.action }, limit);
     if (flags.json) return printJson(items);
-    if (items.length === 0) return print('No pending approvals.');
+    const remaining = Math.max(0, first.counts.total - items.length);
+    if (items.length === 0) return print(first.counts.total === 0 ? 'No pending approvals.' : queueSummary(first.counts, 0, remaining));
     const now = Date.now();
     print(
       table(items, [
@@ -71,39 +91,37 @@ function registerStatus(program: Command): void {
         { header: 'SLA LEFT', value: (r) => slaLeft(r, now) },
       ]),
     );
-    print(`\n${plural(items.length, 'pending approval')}${more ? ` shown; more are pending (use --limit)` : ''}.`);
+    print(`\n${queueSummary(first.counts, items.length, remaining)}`);
   });
 }
 
 /**
- * Reads /v1/requests page by page until `want` requests pass the filter. `agent` may be an id
- * (filtered by the server) or a name (filtered here, as the API filters by id only).
+ * Reads /v1/requests page by page (filtered, ordered and counted by the server) until `want`
+ * requests are read; `keep` drops some here (history leaves out pending ones).
  */
-async function collectRequests(
+async function readPages(
   client: ApiClient,
   query: Query,
   want: number,
-  agent: string | undefined,
   keep?: (r: ApprovalRequest) => boolean,
-): Promise<{ items: ApprovalRequest[]; more: boolean }> {
-  const byName = agent !== undefined && !/^agt_/.test(agent) ? agent : undefined;
-  const q: Query = { ...query, agentId: byName === undefined ? agent : undefined };
-  const filtering = byName !== undefined || keep !== undefined;
-  const pageSize = Math.min(MAX_PAGE, filtering ? Math.max(want * 2, 100) : want);
+): Promise<{ items: ApprovalRequest[]; more: boolean; first: RequestPage }> {
+  const pageSize = Math.min(MAX_PAGE, keep ? Math.max(want * 2, 100) : want);
   const items: ApprovalRequest[] = [];
   let cursor: string | undefined;
+  let first: RequestPage | undefined;
   for (let pages = 0; pages < MAX_PAGES; pages++) {
-    const page = await client.get<RequestPage>('/v1/requests', { ...q, limit: pageSize, cursor });
+    const page = await client.get<RequestPage>('/v1/requests', { ...query, limit: pageSize, cursor });
+    first ??= page;
     for (const r of page.items) {
-      if ((byName !== undefined && r.agentName !== byName) || (keep && !keep(r))) continue;
-      if (items.length === want) return { items, more: true };
+      if (keep && !keep(r)) continue;
+      if (items.length === want) return { items, more: true, first };
       items.push(r);
     }
-    if (!page.nextCursor) return { items, more: false };
-    if (items.length === want) return { items, more: true };
+    if (!page.nextCursor) return { items, more: false, first };
+    if (items.length === want) return { items, more: true, first };
     cursor = page.nextCursor;
   }
-  return { items, more: true };
+  return { items, more: true, first: first! };
 }
 
 // ---- show ----
@@ -389,7 +407,7 @@ function registerHistory(program: Command): void {
     const client = clientFrom(flags);
     const want = flags.last ?? 20;
     const decided = (r: ApprovalRequest) => r.status !== 'pending';
-    const { items } = await collectRequests(client, { status: flags.status }, want, flags.agent, decided);
+    const { items } = await readPages(client, { status: flags.status, agentId: flags.agent }, want, decided);
     if (flags.json) return printJson(items);
     if (items.length === 0) return print('No decided requests yet.');
     const now = Date.now();
