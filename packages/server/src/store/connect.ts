@@ -10,6 +10,7 @@ import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import { CountersignError } from '@countersign/core';
+import { listenResilient } from './listener.ts';
 import { migrationProvider } from './migrations/index.ts';
 import type { Database } from './schema.ts';
 
@@ -28,8 +29,12 @@ export interface Capabilities {
 export interface Connection {
   db: Kysely<Database>;
   capabilities: Capabilities;
-  /** Subscribe to cross-process notifications (PostgreSQL only). */
-  listen?: (channel: string, onMessage: (payload: string) => void) => Promise<() => Promise<void>>;
+  /**
+   * Subscribe to cross-process notifications (PostgreSQL only). The subscription survives a lost
+   * connection (store/listener.ts); `onReconnect` is called each time it is back, since
+   * notifications sent meanwhile were missed.
+   */
+  listen?: (channel: string, onMessage: (payload: string) => void, onReconnect?: () => void) => Promise<() => Promise<void>>;
   destroy(): Promise<void>;
 }
 
@@ -106,31 +111,35 @@ const pgTypes = {
 
 function openPostgres(parsed: ParsedUrl): Connection {
   const options = parsed.schema ? `-c search_path=${parsed.schema}` : undefined;
-  const base = { connectionString: parsed.target, types: pgTypes, ...(options ? { options } : {}) };
-  const pool = new pg.Pool({ ...base, max: 10 });
-  // An idle client that loses its connection must not crash the process; the pool replaces it.
+  // keepAlive: a connection cut without a FIN or RST (a failover behind a load balancer) is
+  // noticed by TCP keep-alive instead of never; connectionTimeoutMillis: while the database is
+  // away a request waits at most this long for a connection, then gets 503 STORE_UNAVAILABLE.
+  const base = { connectionString: parsed.target, types: pgTypes, keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...(options ? { options } : {}) };
+  const pool = new pg.Pool({ ...base, max: 10, connectionTimeoutMillis: 10_000 });
+  // A client that loses its connection must not crash the process. pg-pool listens for `error`
+  // only on idle clients; one checked out (inside a transaction, between two queries) that is
+  // terminated (57P01 on a restart or failover) emits `error` with no listener, which kills the
+  // process (issue 13 point 11). So every client gets one for life; its query fails instead
+  // (→ 503 STORE_UNAVAILABLE), and pg-pool drops it on release (a broken client is never handed
+  // out again) and connects anew on the next checkout.
+  pool.on('connect', (client) => client.on('error', () => {}));
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  const listeners: pg.Client[] = [];
+  const listeners = new Set<() => Promise<void>>();
   return {
     db,
     capabilities: { dialect: 'postgres', rowLocks: true, skipLocked: true, listenNotify: true, groupCommit: false },
-    async listen(channel, onMessage) {
-      const client = new pg.Client(base);
-      client.on('error', () => {});
-      await client.connect();
-      client.on('notification', (msg) => {
-        if (msg.channel === channel && msg.payload !== undefined) onMessage(msg.payload);
-      });
-      await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
-      listeners.push(client);
+    async listen(channel, onMessage, onReconnect) {
+      const stop = await listenResilient(base, channel, onMessage, onReconnect ?? (() => {}));
+      listeners.add(stop);
       return async () => {
-        listeners.splice(listeners.indexOf(client), 1);
-        await client.end().catch(() => {});
+        listeners.delete(stop);
+        await stop();
       };
     },
     async destroy() {
-      await Promise.all(listeners.splice(0).map((c) => c.end().catch(() => {})));
+      await Promise.all([...listeners].map((stop) => stop()));
+      listeners.clear();
       await db.destroy();
     },
   };
