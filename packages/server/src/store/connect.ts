@@ -4,7 +4,7 @@
  * which the tests use to isolate runs). Dialect differences are capability flags here, never
  * `if`s scattered through the engine.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
@@ -67,9 +67,11 @@ export function parseDatabaseUrl(url: string): ParsedUrl {
 }
 
 function openSqlite(target: string): Connection {
-  if (target !== ':memory:') mkdirSync(dirname(resolve(target)), { recursive: true });
+  const file = target === ':memory:' ? null : resolve(target);
+  if (file) createPrivately(file);
   const database = new SqliteDatabase(target);
   database.pragma('journal_mode = WAL');
+  if (file) for (const side of [`${file}-wal`, `${file}-shm`]) tighten(side);
   // FULL: a 2xx means the commit is on disk, even across power loss, not only a process crash.
   database.pragma('synchronous = FULL');
   database.pragma('foreign_keys = ON');
@@ -81,6 +83,31 @@ function openSqlite(target: string): Connection {
     capabilities: { dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false, groupCommit: true },
     destroy: () => db.destroy(),
   };
+}
+
+/**
+ * The database holds requests, reviews and (sealed or not) TOTP seeds: only the server's user may
+ * read it. SQLite creates its -wal and -shm files with the mode of the database file, so creating
+ * that file 0600 (exclusively, before SQLite opens it; umask can only narrow it) covers all three;
+ * a file made by an older version with wider bits is narrowed to 0600 at open. A new directory is 0700.
+ */
+function createPrivately(file: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  try {
+    closeSync(openSync(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  tighten(file);
+}
+
+function tighten(file: string): void {
+  try {
+    const mode = statSync(file).mode;
+    if ((mode & 0o077) !== 0) chmodSync(file, mode & 0o700);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 /**
