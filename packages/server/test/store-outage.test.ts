@@ -73,6 +73,15 @@ function watchEvents(url: string, token: string, id: string): { statuses: string
   return { statuses, stop: () => controller.abort(), ended };
 }
 
+/** Opens the operators' live feed (`/v1/events`) and resolves 'ended' when the server ends it. */
+async function feedEnded(url: string, token: string): Promise<'ended'> {
+  const res = await fetch(`${url}/v1/events`, { headers: { authorization: `Bearer ${token}` } });
+  for await (const _chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    // read until the server closes it
+  }
+  return 'ended';
+}
+
 describe('PostgreSQL: connections killed with pg_terminate_backend (point 11)', () => {
   let database: TestDatabase;
   const s1Name = `cs_s1_${randomBytes(4).toString('hex')}`;
@@ -144,7 +153,8 @@ describe('PostgreSQL: connections killed with pg_terminate_backend (point 11)', 
       const { body: created } = await api<{ id: string }>(s1.url, agent, '/v1/requests', { body: QUEUED });
       const events = watchEvents(s1.url, agent, created.id);
       const waiting = api<{ status: string }>(s1.url, agent, `/v1/requests/${created.id}?waitSeconds=60`);
-      await sleep(500); // both are subscribed
+      const feed = feedEnded(s1.url, admin);
+      await sleep(500); // all are subscribed
       const started = Date.now();
       expect(await terminate(s1Name)).toBeGreaterThan(0);
       // Decided elsewhere at once: its NOTIFY goes out while s1 has no LISTEN connection.
@@ -159,6 +169,8 @@ describe('PostgreSQL: connections killed with pg_terminate_backend (point 11)', 
       while (Date.now() < until && !events.statuses.includes('approved')) await sleep(100);
       events.stop();
       expect(events.statuses).toContain('approved');
+      // The dashboard's live feed may have missed changes: it is ended, so the browser reloads.
+      expect(await Promise.race([feed, sleep(20_000).then(() => 'still open')])).toBe('ended');
     }
     expect(alive(s1)).toBe(true);
   }, 120_000);

@@ -176,6 +176,16 @@ describe('bounded bodies on every route (points 4 and 9)', () => {
     expect(headerOf(watch.received(), 'connection')).toBe('close');
   });
 
+  it('a body with both Transfer-Encoding and Content-Length (request smuggling) is refused and the server goes on', async () => {
+    const socket = await openSocket(port);
+    const watch = closed(socket);
+    socket.write(['POST /v1/requests HTTP/1.1', 'Host: x', 'Content-Type: application/json', 'Content-Length: 4', 'Transfer-Encoding: chunked', '', '0', '', ''].join('\r\n'));
+    await Promise.race([watch.done, new Promise((r) => setTimeout(r, 10_000))]);
+    socket.destroy();
+    expect(statusOf(watch.received())).toBe(400);
+    expect((await fetch(`${child.url}/healthz`)).status).toBe(200);
+  });
+
   it('a keep-alive client whose body was too large sends its next request without a socket error', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     const send = (method: string, path: string, body?: Buffer) =>
@@ -203,11 +213,11 @@ describe('bounded bodies on every route (points 4 and 9)', () => {
 describe('slow clients and the connection cap (point 15)', () => {
   let s: Started | undefined;
   beforeAll(async () => {
-    s = await start({ COUNTERSIGN_HEADERS_TIMEOUT_MS: '1000', COUNTERSIGN_REQUEST_TIMEOUT_MS: '2000', COUNTERSIGN_MAX_CONNECTIONS: '200' });
+    s = await start({ COUNTERSIGN_HEADERS_TIMEOUT_MS: '1000', COUNTERSIGN_REQUEST_TIMEOUT_MS: '2000', COUNTERSIGN_KEEPALIVE_TIMEOUT_MS: '1000', COUNTERSIGN_MAX_CONNECTIONS: '200' });
   });
   afterAll(() => stop(s));
 
-  it('sockets sending headers or a body a byte at a time are dropped within seconds, and others are still served', async () => {
+  it('sockets sending headers or a body a byte at a time, or nothing, or idling after a request, are dropped within seconds, and others are still served', async () => {
     const port = s!.port;
     const drip = async (lines: string) => {
       const socket = await openSocket(port);
@@ -230,6 +240,15 @@ describe('slow clients and the connection cap (point 15)', () => {
         return d;
       }))),
     ];
+    // Sockets that send nothing at all, and one that goes idle after a keep-alive request.
+    const silent = await Promise.all(Array.from({ length: 20 }, async () => {
+      const socket = await openSocket(port);
+      return { watch: closed(socket), stop: () => {}, socket };
+    }));
+    const idle = await openSocket(port);
+    const idleWatch = closed(idle);
+    idle.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+    slow.push(...silent, { watch: idleWatch, stop: () => {}, socket: idle });
     // While they drip, the server answers others.
     expect((await fetch(`${s!.server.url}/healthz`)).status).toBe(200);
     const all = Promise.all(slow.map((d) => d.watch.done));
@@ -240,6 +259,7 @@ describe('slow clients and the connection cap (point 15)', () => {
       d.socket.destroy();
     }
     expect(outcome).toBe('closed');
+    expect(statusOf(idleWatch.received())).toBe(200); // answered, then closed when idle
     // Node's defaults (60 s headers, 300 s request, checked every 30 s) kept them past 75 s.
     expect(Date.now() - started).toBeLessThan(15_000);
     expect((await fetch(`${s!.server.url}/healthz`)).status).toBe(200);
