@@ -312,4 +312,43 @@ describe('SQLite: a locked file is STORE_UNAVAILABLE (point 9)', () => {
     expect((await api(server.url, server.bootstrap!.agentKey, '/v1/requests', { body: QUEUED })).status).toBe(201);
     expect(alive(server)).toBe(true);
   }, 60_000);
+
+  it('a database on a read-only mount: writes get 503 STORE_UNAVAILABLE (or the start is refused with it), never a crash or INTERNAL', async () => {
+    const source = mkdtempSync(join(tmpdir(), 'countersign-ro-src-'));
+    const target = mkdtempSync(join(tmpdir(), 'countersign-ro-'));
+    const first = await startServerProcess(`sqlite:${join(source, 'countersign.db')}`);
+    const agentKey = first.bootstrap!.agentKey;
+    await first.stop();
+    const bind = spawnSync('mount', ['--bind', source, target]);
+    const ro = bind.status === 0 ? spawnSync('mount', ['-o', 'remount,bind,ro', target]) : bind;
+    try {
+      if (ro.status !== 0) {
+        console.warn(`skipped: cannot make a read-only bind mount here (${String(ro.stderr).trim()})`);
+        return;
+      }
+      // SQLite opens a read-only file read-only; a start that writes nothing may succeed. Either
+      // it refuses to start with STORE_UNAVAILABLE, or every write is a 503 STORE_UNAVAILABLE.
+      const outcome = await startServerProcess(`sqlite:${join(target, 'countersign.db')}`).then(
+        (p) => p,
+        (e: Error) => e.message,
+      );
+      if (typeof outcome === 'string') {
+        expect(outcome).toContain('"code":"STORE_UNAVAILABLE"'); // serve --json prints the error as JSON
+        expect(outcome).not.toMatch(/INTERNAL|at .*\.ts:\d+/);
+      } else {
+        try {
+          const res = await api<{ error: { code: string } }>(outcome.url, agentKey, '/v1/requests', { body: QUEUED });
+          expect(res.status).toBe(503);
+          expect(res.body.error.code).toBe('STORE_UNAVAILABLE');
+          expect(alive(outcome)).toBe(true);
+        } finally {
+          await outcome.stop();
+        }
+      }
+    } finally {
+      if (bind.status === 0) spawnSync('umount', [target]);
+      rmSync(target, { recursive: true, force: true });
+      rmSync(source, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
