@@ -50,6 +50,7 @@ export const ERROR_CODES = [
   // server
   'NOT_IMPLEMENTED',
   'STORE_UNAVAILABLE',
+  'ADDRESS_IN_USE',
   'INTERNAL',
 ] as const;
 

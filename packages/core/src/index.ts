@@ -34,3 +34,12 @@ export * from './guard/index.ts';
 export * from './gate/index.ts';
 export { quantile, rate, slaCompliance, withinSla, type MetricsSummary, type OperatorNumbers, type Rates } from './metrics.ts';
 export { compareUrgency, defaultListOrder, LIST_ORDERS, parseListFilter, queueDeadline, RISK_URGENCY, type ListOrder, type UrgencyKey } from './queue.ts';
+export {
+  DEFAULT_RECONNECT_BACKOFF,
+  WAIT_RETRY_AFTER_SECONDS,
+  admitWait,
+  reconnectDelay,
+  type ReconnectBackoff,
+  type WaitAdmission,
+  type WaitLimits,
+} from './transport.ts';

@@ -91,6 +91,62 @@ export interface ServerConfig extends RuntimeConfig {
   readonly sessionSecret: string | undefined;
   /** Believe X-Forwarded-Proto/-Host from a TLS-terminating proxy (COUNTERSIGN_TRUST_PROXY=1). */
   readonly trustProxy: boolean;
+  /** Bodies, connections, slow clients and waits (http/listener.ts, http/body-limit.ts, http/wait-slots.ts). */
+  readonly transport: TransportConfig;
+}
+
+/**
+ * What one client can hold of the server. Every limit has a flag (`ServerFlags`), a
+ * `COUNTERSIGN_*` variable and a default; the defaults keep a single key from exhausting file
+ * descriptors (one agent held 1,500 event streams before these existed) and drop slowloris
+ * clients within seconds.
+ */
+export interface TransportConfig {
+  /** COUNTERSIGN_MAX_BODY_BYTES (1 MiB): the largest request body, counted while it streams. */
+  readonly maxBodyBytes: number;
+  /** COUNTERSIGN_MAX_CONNECTIONS (1000): open sockets; further ones are closed at once (Node `server.maxConnections`). */
+  readonly maxConnections: number;
+  /** COUNTERSIGN_HEADERS_TIMEOUT_MS (10 s): a client has this long to send its request headers. */
+  readonly headersTimeoutMs: number;
+  /** COUNTERSIGN_REQUEST_TIMEOUT_MS (30 s): … and this long to send the whole request, body included (answers may take longer: long-polls, streams). */
+  readonly requestTimeoutMs: number;
+  /** COUNTERSIGN_KEEPALIVE_TIMEOUT_MS (5 s): an idle keep-alive connection is closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  /** COUNTERSIGN_MAX_WAITS_PER_PRINCIPAL (64): concurrent long-polls and event streams per agent key or operator. */
+  readonly waitsPerPrincipal: number;
+  /** COUNTERSIGN_MAX_WAITS (800): concurrent long-polls and event streams in this process, for everyone. */
+  readonly waitsTotal: number;
+}
+
+const TRANSPORT_SETTINGS: ReadonlyArray<{ key: keyof TransportConfig; env: string; min: number; max: number; fallback: number }> = [
+  { key: 'maxBodyBytes', env: 'COUNTERSIGN_MAX_BODY_BYTES', min: 1024, max: 64 * 1024 * 1024, fallback: 1024 * 1024 },
+  { key: 'maxConnections', env: 'COUNTERSIGN_MAX_CONNECTIONS', min: 1, max: 1_000_000, fallback: 1000 },
+  { key: 'headersTimeoutMs', env: 'COUNTERSIGN_HEADERS_TIMEOUT_MS', min: 100, max: 600_000, fallback: 10_000 },
+  { key: 'requestTimeoutMs', env: 'COUNTERSIGN_REQUEST_TIMEOUT_MS', min: 100, max: 3_600_000, fallback: 30_000 },
+  { key: 'keepAliveTimeoutMs', env: 'COUNTERSIGN_KEEPALIVE_TIMEOUT_MS', min: 100, max: 600_000, fallback: 5_000 },
+  { key: 'waitsPerPrincipal', env: 'COUNTERSIGN_MAX_WAITS_PER_PRINCIPAL', min: 1, max: 100_000, fallback: 64 },
+  { key: 'waitsTotal', env: 'COUNTERSIGN_MAX_WAITS', min: 1, max: 1_000_000, fallback: 800 },
+];
+
+export function resolveTransportConfig(flags: ServerFlags = {}, env: Environment = processEnvironment(), file: ServerFileSettings = {}): TransportConfig {
+  const layers = { flags, env, file };
+  const resolved = {} as Record<keyof TransportConfig, number>;
+  for (const { key, env: name, min, max, fallback } of TRANSPORT_SETTINGS) {
+    const value = pick(layers, key, name);
+    const number = value === undefined || value === '' ? fallback : Number(value);
+    if (!Number.isInteger(number) || number < min || number > max) {
+      throw new CountersignError('VALIDATION_FAILED', `${name} must be an integer ${min}–${max} (got "${value}")`, { field: name });
+    }
+    resolved[key] = number;
+  }
+  // Node refuses a headers timeout longer than the request timeout (the headers are part of the request).
+  if (resolved.headersTimeoutMs > resolved.requestTimeoutMs) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_HEADERS_TIMEOUT_MS (${resolved.headersTimeoutMs}) must not exceed COUNTERSIGN_REQUEST_TIMEOUT_MS (${resolved.requestTimeoutMs})`, { field: 'COUNTERSIGN_HEADERS_TIMEOUT_MS' });
+  }
+  if (resolved.waitsPerPrincipal > resolved.waitsTotal) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_MAX_WAITS_PER_PRINCIPAL (${resolved.waitsPerPrincipal}) must not exceed COUNTERSIGN_MAX_WAITS (${resolved.waitsTotal})`, { field: 'COUNTERSIGN_MAX_WAITS_PER_PRINCIPAL' });
+  }
+  return Object.freeze(resolved);
 }
 
 export interface ServerFlags {
@@ -101,6 +157,14 @@ export interface ServerFlags {
   auditKey?: string | undefined;
   /** Scheduler poll interval, ms (embedded mode's `sweepIntervalMs`; `serve` has no flag for it). */
   tickMs?: string | number | undefined;
+  /** Transport limits (TransportConfig); `serve` has no flags for them yet, only COUNTERSIGN_* variables. */
+  maxBodyBytes?: string | number | undefined;
+  maxConnections?: string | number | undefined;
+  headersTimeoutMs?: string | number | undefined;
+  requestTimeoutMs?: string | number | undefined;
+  keepAliveTimeoutMs?: string | number | undefined;
+  waitsPerPrincipal?: string | number | undefined;
+  waitsTotal?: string | number | undefined;
 }
 
 /** Settings from a file, below the environment and above the defaults. */
@@ -172,6 +236,7 @@ export function resolveServerConfig(
     agentKey: env.COUNTERSIGN_AGENT_KEY || undefined,
     sessionSecret: env.COUNTERSIGN_SESSION_SECRET || undefined,
     trustProxy: ['1', 'true', 'yes'].includes((env.COUNTERSIGN_TRUST_PROXY ?? '').toLowerCase()),
+    transport: resolveTransportConfig(flags, env, file),
   });
 }
 

@@ -4,12 +4,13 @@
  * SIGINT/SIGTERM; SIGHUP reloads the policy (a bad file is refused and the last good policy stays).
  */
 import { readFileSync } from 'node:fs';
-import { serve as listen, type ServerType } from '@hono/node-server';
+import type { ServerType } from '@hono/node-server';
 import { DEFAULT_POLICY_YAML } from '@countersign/core';
 import type { ServerConfig } from './config.ts';
 import type { Engine } from './engine/engine.ts';
 import { recordDelivery, recordEscalation } from './http/metrics.ts';
 import { createApp } from './http/app.ts';
+import { startListener } from './http/listener.ts';
 import { openRuntime, type PolicySource } from './runtime.ts';
 
 export interface RunningServer {
@@ -34,14 +35,18 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   });
   const { engine, channels } = runtime;
   const bootstrap = await engine.bootstrap({ adminToken: config.adminToken, agentKey: config.agentKey });
-  const app = createApp({ engine, channels, session: { secret: config.sessionSecret, trustProxy: config.trustProxy } });
+  const { transport } = config;
+  const app = createApp({
+    engine,
+    channels,
+    session: { secret: config.sessionSecret, trustProxy: config.trustProxy },
+    maxBodyBytes: transport.maxBodyBytes,
+    waits: { perPrincipal: transport.waitsPerPrincipal, total: transport.waitsTotal },
+  });
 
   let server: ServerType;
   try {
-    server = await new Promise((resolve, reject) => {
-      const s = listen({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
-      s.once('error', reject);
-    });
+    server = await startListener({ fetch: app.fetch, host: config.host, port: config.port, transport });
   } catch (err) {
     await runtime.close(); // the port is taken: nothing started, so close the store too
     throw err;

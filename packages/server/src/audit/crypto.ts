@@ -83,7 +83,7 @@ export function ephemeralAuditKey(): AuditKey {
 export function loadOrCreateAuditKey(path: string): AuditKey {
   const existing = readKey(path);
   if (existing) return existing;
-  mkdirSync(dirname(path), { recursive: true });
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 }); // a new directory is private, like the key
   const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   try {
     writeFileSync(path, pem, { flag: 'wx', mode: 0o600 });

@@ -20,7 +20,9 @@ import { type ApiEnv as Env } from '../http/routes/contract.ts';
 
 export const SLACK_ACTIONS_PATH = '/v1/integrations/slack/actions';
 export const SLACK_TOLERANCE_SECONDS = 5 * 60;
-const MAX_BODY = 64 * 1024;
+/** Slack's callbacks are small; the app's body limit (http/body-limit.ts) holds this path to it while the body streams. */
+export const SLACK_MAX_BODY = 64 * 1024;
+const MAX_BODY = SLACK_MAX_BODY;
 
 export function slackSignature(secret: string, timestamp: string, body: string): string {
   return `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;

@@ -29,6 +29,8 @@ else try {
 }
 
 function formatDetails(details: unknown): string {
+  const hint = (details as { hint?: unknown } | undefined)?.hint;
+  if (typeof hint === 'string') return `\n  hint: ${hint}`;
   if (details && typeof details === 'object' && 'errors' in details && Array.isArray((details as { errors: unknown[] }).errors)) {
     return '\n' + (details as { errors: Array<{ path: string; message: string }> }).errors.map((e) => `  ${e.path}: ${e.message}`).join('\n');
   }

@@ -3,15 +3,16 @@
  * is the engine's, every error leaves through the one handler in errors.ts.
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { CountersignError, type ApprovalRequest } from '@countersign/core';
+import { CountersignError, type ApprovalRequest, type WaitLimits } from '@countersign/core';
 import type { MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { streamSSE } from 'hono/streaming';
+import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
-import { mountSlackActions } from '../channels/slack-actions.ts';
+import { mountSlackActions, SLACK_ACTIONS_PATH, SLACK_MAX_BODY } from '../channels/slack-actions.ts';
+import { boundedBody } from './body-limit.ts';
+import { WaitSlots } from './wait-slots.ts';
 import type { Engine } from '../engine/engine.ts';
 import { registerDashboardApi } from './dashboard-api.ts';
 import { mountDashboard } from './dashboard.ts';
@@ -37,6 +38,8 @@ export interface AppOptions {
   dashboardDir?: string | undefined;
   /** Notification channels of the active policy (Slack button clicks are checked against them). */
   channels?: ChannelRegistry | undefined;
+  /** Concurrent long-polls and event streams per principal and in all (config.ts `TransportConfig`); default 64 and 800. */
+  waits?: WaitLimits | undefined;
 }
 
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -59,6 +62,10 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   app.onError((err, c) => errorResponse(c, toCountersignError(err, log)));
   app.notFound((c) => errorResponse(c, new CountersignError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}`)));
 
+  // First of all: every body on every route is bounded while it streams (http/body-limit.ts).
+  const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
+  app.use('*', boundedBody({ limit: maxBodyBytes, limitFor: (path) => (path === SLACK_ACTIONS_PATH ? Math.min(SLACK_MAX_BODY, maxBodyBytes) : undefined) }));
+
   app.get('/healthz', async (c) => {
     try {
       await engine.store.ping();
@@ -71,13 +78,6 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   // Signed by Slack, not by a bearer token: mounted before the /v1 body, JSON and auth middleware.
   mountSlackActions(app, engine, options.channels ?? new ChannelRegistry(engine));
 
-  app.use(
-    '/v1/*',
-    bodyLimit({
-      maxSize: options.maxBodyBytes ?? 1024 * 1024,
-      onError: (c) => errorResponse(c, new CountersignError('BODY_TOO_LARGE', `request body is larger than ${options.maxBodyBytes ?? 1024 * 1024} bytes`)),
-    }),
-  );
   app.use('/v1/*', parseJsonBody);
   const sessions = new Sessions(options.session);
   app.use('/v1/*', authenticate(engine, sessions));
@@ -89,7 +89,8 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   });
 
   registerSessionRoutes(app, engine, sessions);
-  registerDashboardApi(app, engine, { heartbeatSeconds: options.heartbeatSeconds, log });
+  const waits = new WaitSlots(options.waits ?? { perPrincipal: 64, total: 800 });
+  registerDashboardApi(app, engine, { heartbeatSeconds: options.heartbeatSeconds, log, waits });
   registerSummaryRoute(app, engine);
 
   app.openapi(routes.createRequestRoute, async (c) => {
@@ -101,10 +102,13 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const { id } = c.req.valid('param');
     const { waitSeconds } = c.req.valid('query');
     const principal = c.get('principal');
-    const request = waitSeconds
-      ? await engine.waitForDecision(principal, id, waitSeconds * 1000, c.req.raw.signal)
-      : await engine.getRequest(principal, id);
-    return c.json(request, 200);
+    if (!waitSeconds) return c.json(await engine.getRequest(principal, id), 200);
+    const release = waits.acquire(principal); // 429 when this credential (or the server) holds too many waits
+    try {
+      return c.json(await engine.waitForDecision(principal, id, waitSeconds * 1000, c.req.raw.signal), 200);
+    } finally {
+      release();
+    }
   });
 
   app.openapi(routes.requestEventsRoute, async (c) => {
@@ -112,7 +116,16 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const principal = c.get('principal');
     await engine.getRequest(principal, id); // 404s before the stream starts
     const heartbeatMs = (options.heartbeatSeconds ?? 15) * 1000;
+    const release = waits.acquire(principal);
     return streamSSE(c, async (stream) => {
+      try {
+        await requestEvents(stream);
+      } finally {
+        release();
+      }
+    }) as never;
+
+    async function requestEvents(stream: SSEStreamingApi): Promise<void> {
       const aborted = new AbortController();
       stream.onAbort(() => aborted.abort());
       let last: ApprovalRequest | null = null;
@@ -135,7 +148,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
         }
       }
       if (last) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
-    }) as never;
+    }
   });
 
   app.openapi(routes.listRequestsRoute, async (c) => c.json(await engine.listRequests(c.get('principal'), c.req.valid('query')), 200));

@@ -541,9 +541,10 @@ export class Store extends Queries {
     }
   }
 
-  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>> {
+  /** Cross-process notifications (PostgreSQL); `onReconnect` after a lost LISTEN connection is back (store/listener.ts). */
+  listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>> {
     if (!this.connection.listen) return Promise.resolve(async () => {});
-    return this.connection.listen(channel, onMessage);
+    return this.connection.listen(channel, onMessage, onReconnect);
   }
 
   close(): Promise<void> {

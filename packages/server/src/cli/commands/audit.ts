@@ -12,7 +12,7 @@
  * naming its line. Against a live server it also checks that the server's newest checkpoint
  * extends what was verified (a consistency proof).
  */
-import { createReadStream, createWriteStream, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CountersignError, REGULATIONS, fromBase64, verifyConsistency, type SignedCheckpoint, type TrailResult } from '@countersign/core';
@@ -22,6 +22,7 @@ import { safe, safeMultiline, table } from '../format.ts';
 import type { AuditEntry } from '../../engine/engine.ts';
 import { hasher, publicKeyFromPem, type PublicAuditKey } from '../../audit/crypto.ts';
 import { chunksOf, verifyTrailStream, type VerifyProgress } from '../../audit/verify.ts';
+import { AtomicFile, writeFileAtomically } from '../atomic-file.ts';
 
 function size(value: string): number {
   const n = Number(value);
@@ -87,7 +88,7 @@ export function registerAuditCommands(audit: Command): void {
     const pem = await response.text();
     const key = publicKeyFromPem(pem);
     if (flags.out) {
-      writeFile(flags.out, pem);
+      await writeFile(flags.out, pem);
       if (flags.json) return printJson({ keyId: key.keyId, out: flags.out });
       return print(`wrote the audit public key ${key.keyId} to ${safe(flags.out)}`);
     }
@@ -107,28 +108,30 @@ export function registerAuditCommands(audit: Command): void {
     const treeSize = flags.treeSize ?? (flags.checkpoint ? (await client.post<SignedCheckpoint>('/v1/audit/checkpoints', undefined)).treeSize : undefined);
     const response = await client.stream('/v1/audit/export', { treeSize });
     const toStdout = flags.out === '-';
-    const out = toStdout ? process.stdout : createWriteStream(flags.out, { mode: 0o644 });
+    // A file is written beside the target and renamed into place (cli/atomic-file.ts): an export
+    // cut short never truncates, replaces or deletes a previous one.
+    const file = toStdout ? undefined : await AtomicFile.create(flags.out);
     let header: { treeSize: number; checkpoints: number; keyId: string } | undefined;
-    let head = '';
+    const head: Buffer[] = [];
+    let headBytes = 0;
     try {
       for await (const chunk of chunksOf(response.body!)) {
         if (header === undefined) {
-          head += Buffer.from(chunk).toString('utf8');
-          const newline = head.indexOf('\n');
-          if (newline >= 0) header = JSON.parse(head.slice(0, newline)) as typeof header;
+          const newline = chunk.indexOf(10);
+          const take = newline >= 0 ? chunk.subarray(0, newline) : chunk;
+          headBytes += take.length;
+          if (headBytes > MAX_HEADER_BYTES) throw new Error(`the export's header line is longer than ${MAX_HEADER_BYTES} bytes`);
+          head.push(Buffer.from(take));
+          if (newline >= 0) header = JSON.parse(Buffer.concat(head).toString('utf8')) as typeof header;
         }
-        if (!out.write(chunk)) await once(out, 'drain');
+        if (file) await file.write(chunk);
+        else if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
       }
-      if (!toStdout) {
-        out.end();
-        await once(out, 'finish');
-      }
+      await file?.commit();
     } catch (err) {
-      if (!toStdout) {
-        out.destroy();
-        rmSync(flags.out, { force: true });
-      }
-      throw new CountersignError('NETWORK_ERROR', `the export was cut short: ${(err as Error).message}; nothing was written`);
+      await file?.abort();
+      if (err instanceof CountersignError) throw err;
+      throw new CountersignError('NETWORK_ERROR', `the export was cut short: ${(err as Error).message}; ${file ? `${safe(flags.out)} was left as it was` : 'the output is incomplete'}`);
     }
     if (toStdout) return;
     const summary = { out: flags.out, treeSize: header?.treeSize ?? 0, checkpoints: header?.checkpoints ?? 0, keyId: header?.keyId ?? null };
@@ -220,7 +223,7 @@ export function registerReportCommand(program: Command): void {
     const response = await client.stream('/v1/reports/compliance', { regulation: flags.regulation, from: flags.from, to: flags.to, format });
     const text = await response.text();
     if (flags.out) {
-      writeFile(flags.out, format === 'json' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : text);
+      await writeFile(flags.out, format === 'json' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : text);
       return print(`wrote the ${safe(flags.regulation)} report (${format}) to ${safe(flags.out)}`);
     }
     if (format === 'json') return printJson(JSON.parse(text));
@@ -256,12 +259,11 @@ function fileSize(path: string): number {
   }
 }
 
-function writeFile(path: string, text: string): void {
-  try {
-    writeFileSync(path, text);
-  } catch (err) {
-    throw new CountersignError('VALIDATION_FAILED', `--out: cannot write ${safe(path)}: ${(err as Error).message}`);
-  }
+/** The export's first line is a small JSON header; more than this before its newline is not an export. */
+const MAX_HEADER_BYTES = 64 * 1024;
+
+function writeFile(path: string, text: string): Promise<void> {
+  return writeFileAtomically(path, text);
 }
 
 /** A one-line progress bar on standard error, drawn only on a terminal. */
