@@ -52,6 +52,9 @@ export const STATUS_OF: Readonly<Record<ErrorCode, ContentfulStatusCode>> = Obje
 });
 
 export function errorResponse(c: Context, err: CountersignError): Response {
+  // A refusal that passes by itself says when (RATE_LIMITED's retryAfter, in seconds), also as the standard header.
+  const after = (err.details as { retryAfter?: unknown } | undefined)?.retryAfter;
+  if (typeof after === 'number' && Number.isFinite(after) && after > 0) c.header('Retry-After', String(Math.ceil(after)));
   return c.json(err.toJSON(), STATUS_OF[err.code]);
 }
 

@@ -7,6 +7,7 @@ import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable } from './trail.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
+import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -52,6 +53,8 @@ export interface PoliciesTable {
 export interface RequestsTable {
   id: string;
   agent_id: string;
+  /** The action in core's normal form (`normalizeActionName`), set by `insertRequest`: history is looked up by it (migration 009_gate). */
+  action_key?: string | null;
   requester_operator_id: string | null;
   idempotency_key: string | null;
   body_hash: string;
@@ -138,6 +141,8 @@ export interface Database {
   role_ip_allowlist: RoleIpAllowlistTable;
   aggregate_collections: AggregateCollectionsTable;
   aggregate_members: AggregateMembersTable;
+  approval_events: ApprovalEventsTable;
+  agent_rate_events: AgentRateEventsTable;
 }
 
 export type { Generated };
