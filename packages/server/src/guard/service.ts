@@ -346,7 +346,7 @@ export class GuardService {
     if (full) {
       // Only when refusing: the times that say when a slot frees (at most the largest limit of them).
       const times = await tx.counters.agentTimes(agent.id, at - Math.max(...windows.map((w) => w.ms)), Math.max(...windows.map((w) => w.limit)));
-      const check = checkRate(times, at, windows);
+      const check = checkRate(times.map((t) => Math.min(t, at)), at, windows);
       const resetAt = check.resetAt ?? new Date(at + MINUTE).toISOString();
       throw new CountersignError('RATE_LIMITED', `agent ${agent.name} is over its request limit: ${check.reason ?? 'limit reached'}`, {
         counts: check.counts,
@@ -744,7 +744,9 @@ export class GuardService {
 
   private async approvals(q: Queries, operatorId: string, at: number): Promise<ApprovalRecord[]> {
     const rows = await q.counters.approvalsBy(operatorId, at - DAY);
-    return rows.map((r) => ({ requestId: r.request_id, at: r.at, riskLevel: r.risk_level as RiskLevel }));
+    // An approval committed while this one waited for the approver's lock can carry a later time
+    // than this vote's clock reading: it happened, so it counts as now (never as the future).
+    return rows.map((r) => ({ requestId: r.request_id, at: Math.min(r.at, at), riskLevel: r.risk_level as RiskLevel }));
   }
 
   private async manualCooldown(q: Queries, operatorId: string, at: number) {
