@@ -129,6 +129,10 @@ export const Alternative = z.strictObject({
 });
 export type Alternative = z.infer<typeof Alternative>;
 
+/** An alternative as a request shows it: `blocked` names the policy rules that block it (it can never be chosen). */
+export const AlternativeView = Alternative.extend({ blocked: z.object({ rules: z.array(z.string()) }).optional() });
+export type AlternativeView = z.infer<typeof AlternativeView>;
+
 /** One required approver: by role (or higher), by group, or a named operator. */
 export const ApproverSpec = z
   .strictObject({
@@ -208,6 +212,12 @@ export const ReviewBody = z
     totp: z.string().regex(/^\d{6,8}$/).optional(),
     /** Number matching: the short code shown on the request card (critical approvals). */
     matchCode: z.string().regex(/^\d{2}$/).optional(),
+    /**
+     * The `payload.payloadHash` of the request as the approve surface showed it. A plain approval
+     * whose payload is no longer that one is refused (PAYLOAD_CHANGED); once a reviewer modified
+     * the args, a plain approval without it is refused too. Every approve surface sends it.
+     */
+    seenPayloadHash: z.string().regex(/^[0-9a-f]{64}$/).optional(),
   })
   .superRefine((r, ctx) => {
     checkDepth(r, ctx);
@@ -403,7 +413,7 @@ export const ApprovalRequest = z.object({
   confidence: z.number().nullable(),
   riskHint: RiskLevel.nullable(),
   context: JsonObject,
-  alternatives: z.array(Alternative),
+  alternatives: z.array(AlternativeView),
   approvers: z.array(ApproverSpec),
   idempotencyKey: z.string().nullable(),
   assessment: Assessment,
@@ -423,6 +433,27 @@ export const ApprovalRequest = z.object({
    * own request, earlier vote) and approve (not held back by their cool-down or velocity limit).
    */
   actionable: z.boolean().optional(),
+  /**
+   * With `actionable: false`: why, as the server would refuse an approval now (the gate's dry run):
+   * the error code, a sentence for the card, and when it passes by itself (a cool-down's end).
+   */
+  notActionable: z.object({ code: z.string(), message: z.string(), retryAt: z.string().optional() }).optional(),
+  /**
+   * While pending: the payload an approval approves now (the request as asked, or the latest
+   * modification or alternative proposed in this round), and its hash, which an approve surface
+   * sends back as `seenPayloadHash`.
+   */
+  payload: z
+    .object({
+      action: z.string(),
+      args: JsonObject,
+      alternative: z.string().nullable(),
+      payloadHash: z.string(),
+      /** What approving it needs beyond the vote, over the union of the request's and the payload's own requirements. */
+      mfaRequired: z.boolean(),
+      matchCodeRequired: z.boolean(),
+    })
+    .optional(),
   /**
    * Read one at a time: the request belongs to an aggregate review (`onSlicing: aggregate`) and
    * is approved only through it. `id` is that review, null while requests are still being

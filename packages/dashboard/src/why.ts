@@ -87,7 +87,26 @@ export interface NotActionable {
   short?: string;
 }
 
+/** The gate's refusal codes, as the card's causes. */
+const CODE_OF: Readonly<Record<string, NotActionableCode>> = {
+  AGENT_PAUSED: 'agent_paused',
+  AGGREGATED: 'aggregated',
+  SELF_REVIEW: 'own_request',
+  ALREADY_REVIEWED: 'voted',
+  COOLDOWN_ACTIVE: 'cooldown',
+  VELOCITY_LIMITED: 'velocity',
+  NOT_ELIGIBLE: 'stage',
+};
+
 export function whyNotActionable(r: ApprovalRequest, viewer: Viewer, limits: ViewerLimits, now: number): NotActionable {
+  // The server's own reason (the gate's dry run: the refusal an approval would get now) is exact; say it.
+  if (r.notActionable) {
+    const until = r.notActionable.retryAt ? ` This passes at ${clock(r.notActionable.retryAt, now)}.` : '';
+    const code = CODE_OF[r.notActionable.code] ?? 'unknown';
+    const reject = ['cooldown', 'velocity', 'agent_paused', 'aggregated'].includes(code) ? ' You can still reject it.' : '';
+    const text = `${r.notActionable.message.replace(/\.$/, '')}.${until}${reject}`;
+    return { code, text, short: text };
+  }
   const risk: RiskLevel = r.assessment.riskLevel;
   if (r.agentPaused) return { code: 'agent_paused', text: `Its agent is paused until ${clock(r.agentPaused.until, now)}: approvals wait for the pause to end. You can still reject it.` };
   if (r.aggregate) return { code: 'aggregated', text: 'It is decided together with other requests in an aggregate review. You can still reject it alone.' };

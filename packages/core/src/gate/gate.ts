@@ -85,7 +85,15 @@ export interface GateVote {
   readonly at: string;
 }
 
-export type IpFact = { readonly allowed: true } | { readonly allowed: false; readonly ip: string | null; readonly refusedBy: readonly ({ readonly operator: string } | { readonly role: Role })[] };
+export type IpFact =
+  | { readonly allowed: true }
+  | {
+      readonly allowed: false;
+      readonly ip: string | null;
+      readonly refusedBy: readonly ({ readonly operator: string } | { readonly role: Role })[];
+      /** Each refusing list as a person reads it (`operator nora (10.0.0.0/8)`), for the message. */
+      readonly lists?: readonly string[];
+    };
 
 export interface GuardFacts {
   /** Epoch ms, the same instant as the vote. */
@@ -280,7 +288,8 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
       if (!approving(ctx)) return null;
       const ip = ctx.guard.ip;
       if (ip.allowed) return null;
-      return err('IP_NOT_ALLOWED', `approvals by ${ctx.reviewer.name} from ${ip.ip ?? 'an unknown address'} are refused by an IP allowlist`, { ip: ip.ip, refusedBy: ip.refusedBy });
+      const which = ip.lists && ip.lists.length > 0 ? `the IP allowlist of ${ip.lists.join(' and of ')}` : 'an IP allowlist';
+      return err('IP_NOT_ALLOWED', `approvals by ${ctx.reviewer.name} from ${ip.ip ?? 'an unknown address'} are refused by ${which}`, { ip: ip.ip, refusedBy: ip.refusedBy });
     },
   },
   {

@@ -85,13 +85,18 @@ export function mountSlackActions(app: OpenAPIHono<Env>, engine: Engine, channel
     const principal: Principal = { kind: 'operator', operatorId: row.id, name: row.name, roles: JSON.parse(row.roles), groups: JSON.parse(row.groups) };
 
     const via = `via Slack (user ${slackUser})`;
+    // The card shows the request as the agent asked (its args): an approval click approves what
+    // it showed, so a payload changed since (another reviewer's modification) is refused by the
+    // gate with PAYLOAD_CHANGED instead of being approved unseen.
+    const shown = await engine.requestById(id);
+    const seen = shown ? { seenPayloadHash: engine.trail.payloadHash(shown.action, shown.args) } : {};
     const review =
       actionId === 'approve'
-        ? { verdict: 'approve', reason: via }
+        ? { verdict: 'approve', reason: via, ...seen }
         : actionId === 'reject'
           ? { verdict: 'reject', reason: `rejected in Slack; ${via}` }
           : actionId.startsWith('alternative:')
-            ? { verdict: 'approve', alternative: actionId.slice('alternative:'.length), reason: via }
+            ? { verdict: 'approve', alternative: actionId.slice('alternative:'.length), reason: via, ...seen }
             : undefined;
     if (!review) throw new CountersignError('VALIDATION_FAILED', `unknown Slack action "${actionId.slice(0, 100)}"`);
     const parsed = ReviewBody.safeParse(review);

@@ -7,6 +7,7 @@ import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable } from './trail.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
+import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -79,7 +80,11 @@ export interface RequestsTable {
   expires_at: number | null;
   /** The deadline the queue sorts a pending request by (core `queueDeadline`), `NO_DEADLINE` (store/queue.ts) when none; migration 012. */
   queue_due_at: number;
-  /** The action's normal form (core `normalizeActionName`), what the `action=` filter compares; migration 012. */
+  /**
+   * The action's normal form (core `normalizeActionName`), set by `insertRequest` (migration
+   * 009_gate, which fills in older rows): history is looked up by it and the `action=` filter
+   * compares it; the request keeps the agent's own spelling for display.
+   */
   action_key: string;
 }
 
@@ -142,6 +147,8 @@ export interface Database {
   role_ip_allowlist: RoleIpAllowlistTable;
   aggregate_collections: AggregateCollectionsTable;
   aggregate_members: AggregateMembersTable;
+  approval_events: ApprovalEventsTable;
+  agent_rate_events: AgentRateEventsTable;
 }
 
 export type { Generated };

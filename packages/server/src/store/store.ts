@@ -6,7 +6,7 @@
  */
 import { processEnvironment, reentryCheckFrom } from '../config.ts';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { CountersignError } from '@countersign/core';
+import { CountersignError, normalizeActionName } from '@countersign/core';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
@@ -14,6 +14,7 @@ import { TrailQueries } from './trail.ts';
 import { GuardQueries } from './guard.ts';
 import { AggregateQueries } from './aggregates.ts';
 import { ListQueries } from './queue.ts';
+import { CounterQueries } from './counters.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows } from './insert-rows.ts';
@@ -157,7 +158,7 @@ export class Queries {
   // ---- requests ----
 
   async insertRequest(row: RequestRow): Promise<void> {
-    await this.insertRows('requests', [this.sealer.sealRequest(row)]);
+    await this.insertRows('requests', [{ ...this.sealer.sealRequest(row), action_key: normalizeActionName(row.action) }]);
   }
 
   private insertRows<T extends 'requests' | 'audit_log'>(table: T, rows: ReadonlyArray<Database[T]>): Promise<void> {
@@ -281,15 +282,16 @@ export class Queries {
   }
 
   /**
-   * Outcomes of this agent's most recent `window` requests for this action. Bounded, so the
-   * cost of a create does not grow with the agent's lifetime history.
+   * Outcomes of this agent's most recent `window` requests for this action, in any spelling
+   * (`wireTransfer` and `wire_transfer` are one action's history). Bounded, so the cost of a
+   * create does not grow with the agent's lifetime history.
    */
   async historyCounts(agentId: string, action: string, window = 200): Promise<HistoryCounts> {
     const recent = this.db
       .selectFrom('requests')
       .select('status')
       .where('agent_id', '=', agentId)
-      .where('action', '=', action)
+      .where('action_key', '=', normalizeActionName(action))
       .orderBy('created_at', 'desc')
       .limit(window)
       .as('recent');
@@ -422,6 +424,11 @@ export class Queries {
   /** Aggregate reviews' collections and members (store/aggregates.ts). */
   get aggregates(): AggregateQueries {
     return new AggregateQueries(this.db, this.capabilities);
+  }
+
+  /** The gate's insert-only counters and the per-principal lock they are checked under (store/counters.ts). */
+  get counters(): CounterQueries {
+    return new CounterQueries(this.db, this.capabilities);
   }
 
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */

@@ -166,6 +166,8 @@ export function renderRequest(r: ApprovalRequest, now: number): string {
   field('risk', `${safe(a.riskLevel)} (score ${fixed(a.riskScore)})${r.riskHint ? `; agent's hint: ${safe(r.riskHint)}` : ''}`);
   field('confidence', `${fixed(r.confidence)} (agent-supplied)`);
   field('automation', `${safe(a.automationLevel)}; route ${safe(a.route)}${a.mfaRequired ? '; MFA required' : ''}`);
+  if (r.payload) field('will run', `${safe(r.payload.action)}${r.payload.alternative ? ` (alternative ${safe(r.payload.alternative)})` : ''} ${safe(JSON.stringify(r.payload.args))} — payload hash ${safe(r.payload.payloadHash)}`);
+  if (r.notActionable) field('you cannot approve', `${safe(r.notActionable.message)}${r.notActionable.retryAt ? ` (until ${safe(r.notActionable.retryAt)})` : ''}`);
   if (r.matchCode) field('match code', `${safe(r.matchCode)} (approve with --match-code ${safe(r.matchCode)})`);
   if (a.approval) {
     const stages = a.approval.stages.map((s) => safe(s.label)).join(', then ');
@@ -317,6 +319,7 @@ interface ApproveFlags extends CommonFlags {
   alternative?: string;
   totp?: string;
   matchCode?: string;
+  payloadHash?: string;
 }
 
 function registerApprove(program: Command): void {
@@ -329,7 +332,8 @@ function registerApprove(program: Command): void {
       .option('--args <json>', 'approve with these args instead (a JSON object)')
       .option('--alternative <name>', 'approve one of the alternatives the agent offered, by name')
       .option('--totp <code>', 'one-time code, when the policy asks for MFA')
-      .option('--match-code <nn>', 'critical requests: the two-digit match code `show` prints'),
+      .option('--match-code <nn>', 'critical requests: the two-digit match code `show` prints')
+      .option('--payload-hash <hex>', 'approve only if what would run is still the payload `show` printed (its payload hash)'),
   ).action(async (id: string, flags: ApproveFlags) => {
     const body: Record<string, unknown> = { verdict: 'approve' };
     if (flags.reason !== undefined) body.reason = flags.reason;
@@ -340,6 +344,19 @@ function registerApprove(program: Command): void {
     }
     if (flags.totp !== undefined) body.totp = flags.totp;
     if (flags.matchCode !== undefined) body.matchCode = flags.matchCode;
+    // Confirm what will run: the payload the server says is current (another reviewer's
+    // modification, when there is one), printed before the vote, and sent back as seen, so a
+    // payload that changes in between is refused (PAYLOAD_CHANGED) rather than approved unseen.
+    if (flags.payloadHash !== undefined) body.seenPayloadHash = flags.payloadHash;
+    else {
+      const current = (await clientFrom(flags).get<ApprovalRequest>(`/v1/requests/${idSegment(id)}`)).payload;
+      if (current) {
+        body.seenPayloadHash = current.payloadHash;
+        if (!flags.json && body.args === undefined && body.alternative === undefined) {
+          process.stderr.write(`approving: ${safe(current.action)}${current.alternative ? ` (alternative ${safe(current.alternative)})` : ''} ${safe(JSON.stringify(current.args))}\n`);
+        }
+      }
+    }
     await review(id, body, 'approve', flags);
   });
 }

@@ -1,4 +1,3 @@
-import { normalizeActionName } from '@countersign/core';
 import { sql, type Kysely, type Migration } from 'kysely';
 import { NO_DEADLINE } from '../queue.ts';
 
@@ -8,23 +7,17 @@ import { NO_DEADLINE } from '../queue.ts';
  * - `requests.queue_due_at`: the deadline a pending request sorts by (core's `queueDeadline`: the
  *   earlier of the current SLA deadline and the agent's expiry), `NO_DEADLINE` when it has none,
  *   so the column is never NULL and both dialects order it the same way.
- * - `requests.action_key`: the action's normal form (core's `normalizeActionName`), what the
- *   `action=` filter compares, since the request keeps the agent's spelling for display.
+ * (`requests.action_key`, the action's normal form the `action=` filter compares, comes from
+ * migration 009_gate, with its backfill.)
  * - `requests_queue` (status, risk_level, queue_due_at, created_at, id): the queue's order is a
  *   walk of this index, one risk level after the other, and its counts per level read it alone.
  *
- * Existing rows are filled in: every row's action key (one UPDATE per distinct action), and each
- * pending row's deadline from its escalation state and expiry, else its assessment's SLA.
+ * Existing rows are filled in: each pending row's deadline from its escalation state and expiry,
+ * else its assessment's SLA.
  */
 export const m012_queue: Migration = {
   async up(db: Kysely<any>) {
     await db.schema.alterTable('requests').addColumn('queue_due_at', 'bigint', (c) => c.notNull().defaultTo(NO_DEADLINE)).execute();
-    await db.schema.alterTable('requests').addColumn('action_key', 'text', (c) => c.notNull().defaultTo('')).execute();
-
-    const actions = (await db.selectFrom('requests').select('action').distinct().execute()) as Array<{ action: string }>;
-    for (const { action } of actions) {
-      await db.updateTable('requests').set({ action_key: normalizeActionName(action) }).where('action', '=', action).execute();
-    }
 
     // Pending rows with an escalation state: the earlier of its deadline and the expiry, in SQL.
     await sql`
