@@ -26,6 +26,7 @@ import { processEnvironment, resolveRuntimeConfig } from './config.ts';
 import type { Engine } from './engine/engine.ts';
 import type { Principal } from './engine/principal.ts';
 import { openRuntime } from './runtime.ts';
+import { parseDatabaseUrl } from './store/connect.ts';
 import type { OperatorRow } from './store/store.ts';
 
 export interface EmbeddedOptions {
@@ -42,7 +43,19 @@ export interface EmbeddedOptions {
    * Default: next to the SQLite file; in memory only for `sqlite::memory:`; `./countersign-audit-key.pem` for PostgreSQL.
    */
   auditKey?: string | undefined;
+  /**
+   * One-time hints for the developer (default: `console.warn`). Today one: the first request that
+   * waits for a human on `sqlite::memory:`, where only `review()` in this process can decide it.
+   */
+  onWarning?: ((message: string) => void) | undefined;
 }
+
+/** Said once per gateway when a request first waits for a human on an in-memory database. */
+export const MEMORY_HINT =
+  'countersign: request {id} waits for a human, but this embedded gateway uses sqlite::memory:, which no other process can open: ' +
+  'the CLI and the dashboard cannot see it. Decide it in this process with gateway.review(id, { verdict: "approve" }), ' +
+  "or use database: 'sqlite:./countersign.db' and run `countersign serve --database sqlite:./countersign.db` beside it " +
+  '(it prints an admin token on its first start on that file).';
 
 type OperatorPrincipal = Extract<Principal, { kind: 'operator' }>;
 type AgentPrincipal = Extract<Principal, { kind: 'agent' }>;
@@ -95,13 +108,22 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   // Deadlines (timeoutSeconds, SLA escalation) fire here as they do in the server, and the trail is checkpointed.
   runtime.start({ reviewBase: config.publicUrl || 'http://127.0.0.1:8080' });
 
+  const inMemory = parseDatabaseUrl(database).target === ':memory:';
+  const warn = options.onWarning ?? ((message: string) => console.warn(message));
+  let hinted = false;
+
   return {
     engine,
     agent,
     admin,
 
     async createRequest(body) {
-      return engine.createRequest(agent, parse(CreateRequestBody, body, 'body'));
+      const created = await engine.createRequest(agent, parse(CreateRequestBody, body, 'body'));
+      if (inMemory && !hinted && created.request.status === 'pending') {
+        hinted = true;
+        warn(MEMORY_HINT.replace('{id}', created.request.id));
+      }
+      return created;
     },
 
     async getRequest(id, { waitSeconds, signal } = {}) {
@@ -163,18 +185,13 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   };
 }
 
-/** On a new database, bootstrap its admin; on an existing one, the first operator with the admin role. */
+/**
+ * The database's admin operator: the first with the admin role, or on a new database an `admin`
+ * created without a token. The gateway acts as it in-process and needs none; a later
+ * `countersign serve` on the same file gives it a token and prints it (Engine.bootstrap).
+ */
 async function adminPrincipal(engine: Engine): Promise<OperatorPrincipal> {
-  const boot = await engine.bootstrap();
-  if (boot) {
-    const principal = await engine.authenticate(boot.adminToken);
-    if (principal?.kind === 'operator') return principal;
-  }
-  const row = (await engine.store.listOperators()).find((op) => (JSON.parse(op.roles) as Role[]).includes('admin'));
-  if (!row) {
-    throw new CountersignError('FORBIDDEN', 'this database has no admin operator, so the embedded gateway cannot register its agent');
-  }
-  return principalOf(row);
+  return principalOf(await engine.embeddedAdmin());
 }
 
 async function agentPrincipal(engine: Engine, admin: OperatorPrincipal, name: string): Promise<AgentPrincipal> {
