@@ -472,7 +472,7 @@ export class Engine {
     const decision =
       assessment.route === 'review'
         ? null
-        : policyDecision(assessment.route, body.action, body.args, assessment.reasons.join('; ') || assessment.route, new Date(at).toISOString());
+        : policyDecision(assessment.route, body.action, body.args, assessment.reasons.join(' ') || assessment.route, new Date(at).toISOString());
     const status: RequestStatus = decision === null ? 'pending' : decision.outcome === 'approved' ? 'approved' : 'rejected';
     const row: RequestRow = {
       id,
