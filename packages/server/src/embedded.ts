@@ -21,7 +21,7 @@ import {
 } from '@countersign/core';
 import type { z } from 'zod';
 import { resolve } from 'node:path';
-import { defaultAuditKeyPath } from './audit/config.ts';
+import { KEY_FILE, defaultAuditKeyPath } from './audit/config.ts';
 import { processEnvironment, resolveRuntimeConfig } from './config.ts';
 import type { Engine } from './engine/engine.ts';
 import type { Principal } from './engine/principal.ts';
@@ -40,7 +40,7 @@ export interface EmbeddedOptions {
   sweepIntervalMs?: number | undefined;
   /**
    * The Ed25519 key file that signs the audit trail and decision receipts, created if missing.
-   * Default: next to the SQLite file; in memory only for `sqlite::memory:`; `./countersign-audit-key.pem` for PostgreSQL.
+   * Default: next to the SQLite file; in memory only for `sqlite::memory:`; for PostgreSQL, `./countersign-audit-key.pg-<host>-<port>-<db>.pem`.
    */
   auditKey?: string | undefined;
   /**
@@ -91,7 +91,8 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   const resolved = resolveRuntimeConfig({ database, tickMs: options.sweepIntervalMs ?? 1000 }, processEnvironment());
   // The key follows the database (as the option says), never COUNTERSIGN_AUDIT_KEY_PATH: that names the server's key.
   const keyPath = options.auditKey ? resolve(options.auditKey) : defaultAuditKeyPath(database);
-  const config = Object.freeze({ ...resolved, audit: Object.freeze({ ...resolved.audit, keyPath }) });
+  const legacyKeyPath = options.auditKey || database.startsWith('sqlite:') ? null : resolve(KEY_FILE);
+  const config = Object.freeze({ ...resolved, audit: Object.freeze({ ...resolved.audit, keyPath, legacyKeyPath }) });
   const policy = { text: options.policy ?? DEFAULT_POLICY_YAML, source: options.policy === undefined ? 'built-in default (embedded)' : 'embedded' };
   const runtime = await openRuntime(config, { policy });
   const { engine } = runtime;
