@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatScore, type ApprovalRequest } from '@countersign/core';
+import { renderVelocity } from '../src/cli/commands/guard.ts';
 import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
 import { BIN, runCli, startServerProcess, type ServerProcess } from './support/server-process.ts';
 
@@ -126,10 +127,28 @@ describe('approvers velocity (point 8)', () => {
     expect(out.stdout).toMatch(/^alice \(op_[0-9a-z]+\): approvals of high and critical-risk requests\n/);
     expect(out.stdout).toMatch(/\n  last hour: +1 of 10\n/);
     expect(out.stdout).toMatch(/\n  last day: +1 of 50\n/);
-    expect(out.stdout).toMatch(/\n  may approve: yes\n$/);
+    expect(out.stdout).toMatch(/\n  velocity limit: not reached \(a cool-down, if any, is shown by `countersign approvers cooldown`\)\n$/);
     expect(help.stdout).toContain("an operator's approvals");
     expect(help.stdout).not.toContain("a operator's");
   }, 60_000);
+});
+
+describe('approvers velocity, rendered', () => {
+  it('names the reached window and when a slot frees; agent-free but still escaped', () => {
+    const now = Date.parse('2026-12-01T10:00:00Z');
+    const text = renderVelocity(
+      { operatorId: 'op_1', operator: 'r\u202eita', riskLevels: ['high'], counts: { hour: 10, day: 12 }, limits: { hour: 10, day: 50 }, allowed: false, reason: '10 in the last hour (limit 10)', resetAt: '2026-12-01T10:20:00.000Z' },
+      now,
+    );
+    expect(text).toBe(
+      [
+        'r\\u202eita (op_1): approvals of high-risk requests',
+        '  last hour: 10 of 10',
+        '  last day:  12 of 50',
+        '  velocity limit: REACHED — 10 in the last hour (limit 10); a slot frees in 20m (2026-12-01T10:20:00.000Z)',
+      ].join('\n'),
+    );
+  });
 });
 
 describe('the wire (points 14 and 15)', () => {

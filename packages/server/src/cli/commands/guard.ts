@@ -30,10 +30,11 @@ export function renderVelocity(v: Velocity, now = Date.now()): string {
   for (const w of windows) {
     lines.push(`  ${`last ${safe(w)}:`.padEnd(width + 2)}${v.counts[w] ?? 0} of ${v.limits[w]}`);
   }
+  // Only the velocity limits: a cool-down is its own state (`approvers cooldown`), so this never says "may approve".
   lines.push(
     v.allowed
-      ? '  may approve: yes'
-      : `  may approve: no — ${safe(v.reason ?? 'limit reached')}; ${v.resetAt ? `a slot frees ${relative(v.resetAt, now)} (${safe(v.resetAt)})` : 'another reviewer must take it'}`,
+      ? '  velocity limit: not reached (a cool-down, if any, is shown by `countersign approvers cooldown`)'
+      : `  velocity limit: REACHED — ${safe(v.reason ?? 'limit reached')}; ${v.resetAt ? `a slot frees ${relative(v.resetAt, now)} (${safe(v.resetAt)})` : 'another reviewer must take it'}`,
   );
   return lines.join('\n');
 }
