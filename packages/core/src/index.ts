@@ -5,6 +5,7 @@
 export * from './schemas.ts';
 export { CountersignError, ERROR_CODES, isCountersignError, type ErrorCode } from './errors.ts';
 export { parseDuration, formatDuration } from './duration.ts';
+export { formatScore } from './format.ts';
 export { canonicalJson, payloadKey } from './canonical.ts';
 export {
   ROLE_RANK,

@@ -156,11 +156,18 @@ function original(state: LifecycleState): Payload {
   return { action: state.action, args: state.args, alternative: null, key: payloadKey(state.action, state.args) };
 }
 
+/** For UNKNOWN_ALTERNATIVE: which names there are (the first 20, quoted), or that there are none. */
+export function alternativeNames(alternatives: readonly { name: string }[]): string {
+  if (alternatives.length === 0) return 'this request offers no alternatives';
+  const shown = alternatives.slice(0, 20).map((a) => `"${a.name}"`).join(', ');
+  return `its alternatives are ${shown}${alternatives.length > 20 ? ` and ${alternatives.length - 20} more` : ''}`;
+}
+
 function explicitPayload(state: LifecycleState, args: JsonObject | undefined, alternative: string | undefined): Payload | null {
   if (alternative !== undefined) {
     const alt = state.alternatives.find((a) => a.name === alternative);
     if (!alt) {
-      throw new CountersignError('UNKNOWN_ALTERNATIVE', `no alternative named "${alternative}"`, {
+      throw new CountersignError('UNKNOWN_ALTERNATIVE', `no alternative named "${alternative}"; ${alternativeNames(state.alternatives)}`, {
         alternatives: state.alternatives.map((a) => a.name),
       });
     }

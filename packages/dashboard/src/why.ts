@@ -5,6 +5,7 @@
  * without a browser.
  */
 import type { ApprovalRequest, AuditLeaf, RiskLevel } from '@countersign/core';
+import { formatScore } from '@countersign/core/format';
 
 /** `GET /v1/approvers/:id/cooldown`. */
 export interface CooldownInfo {
@@ -220,7 +221,7 @@ export function describeEntry(e: AuditLeaf, now: number): EntryWords {
       const automation = str(take('automationLevel'));
       const version = num(take('policyVersion'));
       take('action');
-      summary = `Proposed${level ? `: ${level} risk${score !== null ? ` (${score.toFixed(2)})` : ''}` : ''}${automation ? `, automation level ${automation}` : ''}${route ? `, routed to ${route.replace('_', ' ')}` : ''}${version !== null ? ` by policy v${version}` : ''}`;
+      summary = `Proposed${level ? `: ${level} risk${score !== null ? ` (${formatScore(score)})` : ''}` : ''}${automation ? `, automation level ${automation}` : ''}${route ? `, routed to ${route.replace('_', ' ')}` : ''}${version !== null ? ` by policy v${version}` : ''}`;
       const rules = take('matchedRules');
       if (Array.isArray(rules) && rules.length > 0) notes.push({ label: 'Matched rules', text: rules.map(String).join(', ') });
       break;

@@ -85,6 +85,13 @@ export interface ServerConfig extends RuntimeConfig {
   readonly port: number;
   /** Absolute path of the policy file, or null for the built-in default. */
   readonly policyPath: string | null;
+  /**
+   * With no policy named (flag or COUNTERSIGN_POLICY), `./countersign.yaml` of the start directory,
+   * whether or not it exists yet: a reload (SIGHUP) picks it up once it is created. Else null.
+   */
+  readonly policyFallback: string | null;
+  /** Started by `npm start` (npm_lifecycle_event): the server stops when that npm process is gone, rather than live on as an orphan. */
+  readonly underNpm: boolean;
   readonly adminToken: string | undefined;
   readonly agentKey: string | undefined;
   /** HMAC key for dashboard session cookies (COUNTERSIGN_SESSION_SECRET); random per process when unset. */
@@ -220,11 +227,13 @@ export function resolveServerConfig(
   }
   const explicitPolicy = pick(layers, 'policy', 'COUNTERSIGN_POLICY');
   let policyPath: string | null = null;
+  let policyFallback: string | null = null;
   if (explicitPolicy) {
     policyPath = resolve(cwd, String(explicitPolicy));
     if (!existsSync(policyPath)) throw new CountersignError('POLICY_INVALID', `policy file ${policyPath} does not exist`);
-  } else if (existsSync(resolve(cwd, 'countersign.yaml'))) {
-    policyPath = resolve(cwd, 'countersign.yaml');
+  } else {
+    policyFallback = resolve(cwd, 'countersign.yaml');
+    if (existsSync(policyFallback)) policyPath = policyFallback;
   }
   const runtime = resolveRuntimeConfig(flags, env, cwd, file);
   return Object.freeze({
@@ -232,6 +241,8 @@ export function resolveServerConfig(
     host: String(pick(layers, 'host', 'COUNTERSIGN_HOST') ?? '127.0.0.1'),
     port,
     policyPath,
+    policyFallback,
+    underNpm: env.npm_lifecycle_event === 'start',
     adminToken: env.COUNTERSIGN_ADMIN_TOKEN || undefined,
     agentKey: env.COUNTERSIGN_AGENT_KEY || undefined,
     sessionSecret: env.COUNTERSIGN_SESSION_SECRET || undefined,

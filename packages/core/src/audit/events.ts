@@ -19,6 +19,7 @@ export const AUDIT_EVENTS = {
   // ---- configuration and credentials
   policy_loaded: { about: 'a new policy version was stored and activated', data: ['version', 'hash', 'source'] },
   operator_created: { about: 'an admin created an operator', data: ['operatorId', 'name', 'roles', 'groups'] },
+  operator_token_issued: { about: 'first `serve` on a database no person had a token for (an embedded gateway made it): its admin operator was given one', data: ['operatorId', 'name', 'prefix'] },
   key_created: { about: 'an admin created an agent API key', data: ['agentId', 'agentName', 'keyId', 'prefix'] },
   agent_created: { about: 'an agent was registered', data: ['agentId', 'name'] },
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },

@@ -29,7 +29,7 @@
 import { payloadKey } from '../canonical.ts';
 import { CountersignError } from '../errors.ts';
 import { approverVelocity, cooldownState, type ApprovalRecord, type ApproverLimits, type CooldownConfig, type CooldownState } from '../guard/velocity.ts';
-import { canReviewAtAll, type Reviewer, type Vote } from '../lifecycle.ts';
+import { alternativeNames, canReviewAtAll, type Reviewer, type Vote } from '../lifecycle.ts';
 import type { Alternative, ApprovalStage, Assessment, Decision, JsonObject, Role, Verdict } from '../schemas.ts';
 import type { ClaimableStatus } from './claim.ts';
 import { stageEligible, type GateEscalation } from './eligibility.ts';
@@ -188,7 +188,7 @@ export function resolvePayload(
 ): Omit<GatePayload, 'assessment'> {
   if (vote.alternative !== undefined) {
     const alt = request.alternatives.find((a) => a.name === vote.alternative);
-    if (!alt) throw err('UNKNOWN_ALTERNATIVE', `no alternative named "${vote.alternative}"`, { alternatives: request.alternatives.map((a) => a.name) });
+    if (!alt) throw err('UNKNOWN_ALTERNATIVE', `no alternative named "${vote.alternative}"; ${alternativeNames(request.alternatives)}`, { alternatives: request.alternatives.map((a) => a.name) });
     return { action: alt.action, args: alt.args, alternative: alt.name, key: payloadKey(alt.action, alt.args) };
   }
   if (vote.args !== undefined) return { action: request.action, args: vote.args, alternative: null, key: payloadKey(request.action, vote.args) };

@@ -2,7 +2,7 @@
  * Escaping agent-supplied text for each channel's format. Every channel shows agent text only
  * through these, inside a block labelled `AGENT_SUPPLIED_LABEL`.
  */
-import { formatDuration, type GuardNotice, type Notification } from '@countersign/core';
+import { formatDuration, formatScore, type GuardNotice, type Notification } from '@countersign/core';
 
 /** Control, bidi and invisible characters, which can disguise text in any of the formats below. */
 const INVISIBLE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
@@ -100,7 +100,7 @@ export function slaText(n: Notification): string {
 export function facts(n: Notification): Array<[string, string]> {
   return [
     ['Agent', n.agent],
-    ['Risk', `${n.risk.level} (score ${n.risk.score.toFixed(2)})`],
+    ['Risk', `${n.risk.level} (score ${formatScore(n.risk.score)})`],
     ['Confidence', n.confidence === null ? 'not stated' : n.confidence.toFixed(2)],
     ['ATT&CK', n.attack.length > 0 ? n.attack.join(', ') : 'none given'],
     ['SLA', slaText(n)],

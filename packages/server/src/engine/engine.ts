@@ -51,11 +51,12 @@ import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
 import { AuditWriter, SYSTEM_ACTOR, actorOf, draft, type AuditActor, type AuditDraft } from '../audit/writer.ts';
 import { GuardService, type GuardOptions } from '../guard/service.ts';
-import { Store, type AuditRow, type HistoryCounts, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
+import { Store, type AuditRow, type HistoryCounts, type OperatorRow, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import { Decisions, payloadHashOf, type RequestFacts } from './decisions.ts';
 import type { Principal } from './principal.ts';
+import { ExternalChanges } from './external-changes.ts';
 import { Wakeups } from './wakeups.ts';
 import {
   canReviewAtAll,
@@ -154,6 +155,7 @@ export class Engine {
   private readonly principals = new Map<string, { principal: Principal; until: number }>();
   private readonly historyCache = new Map<string, { counts: HistoryCounts; until: number }>();
   private unlisten: (() => Promise<void>) | undefined;
+  private external: ExternalChanges | undefined;
   private readonly observers = new Set<(change: RequestChange) => void>();
 
   /** The tamper-evident trail's signing and read side: checkpoints, proofs, export, receipts. */
@@ -193,12 +195,16 @@ export class Engine {
     if (engine.store.capabilities.listenNotify) {
       // After a lost LISTEN connection is back, every waiter re-reads: a decision made meanwhile is never missed.
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id), () => engine.wakeups.resync());
+    } else {
+      // A SQLite file may be shared with another process (an embedded gateway beside `serve`).
+      engine.external = await ExternalChanges.start(engine.store, (id) => engine.wakeups.publish(id));
     }
     return engine;
   }
 
   async close(): Promise<void> {
     await this.unlisten?.();
+    await this.external?.stop();
     await this.store.close();
   }
 
@@ -272,9 +278,12 @@ export class Engine {
   }
 
   /**
-   * First start: when the database holds no credential at all, create an `admin` operator and
-   * a `demo-agent` key. Given values (from `COUNTERSIGN_ADMIN_TOKEN` / `COUNTERSIGN_AGENT_KEY`)
-   * are used instead of random ones. Returns the secrets once, or null when already set up.
+   * First start: when no person has ever been given a token on this database (no operator token,
+   * revoked or not), create an `admin` operator and a `demo-agent` key. A database an embedded
+   * gateway created first already has its admin operator, without a token (it acts in-process
+   * only): that operator is given the token, so `serve` on the file is never left with no way in.
+   * Given values (from `COUNTERSIGN_ADMIN_TOKEN` / `COUNTERSIGN_AGENT_KEY`) are used instead of
+   * random ones. Returns the secrets once, or null when someone already holds a token.
    */
   async bootstrap(given: { adminToken?: string | undefined; agentKey?: string | undefined } = {}) {
     for (const [name, value] of Object.entries(given)) {
@@ -283,11 +292,42 @@ export class Engine {
       }
     }
     return this.store.transaction(async (tx) => {
-      if ((await tx.countCredentials()) > 0) return null;
-      const admin = await this.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
+      if ((await tx.countOperatorTokens()) > 0) return null;
+      const existing = (await tx.listOperators()).find((op) => (JSON.parse(op.roles) as Role[]).includes('admin'));
+      const admin = existing
+        ? await this.issueOperatorToken(tx, existing.id, existing.name, given.adminToken)
+        : await this.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
       const agent = await this.insertAgentKey(tx, SYSTEM, 'demo-agent', given.agentKey);
       return { adminToken: admin.token, operatorId: admin.id, agentKey: agent.key, agentId: agent.agentId };
     });
+  }
+
+  /**
+   * The embedded gateway's admin: the first operator with the admin role, or, on a new database,
+   * an `admin` operator created without a token (nobody outside this process could use one; a
+   * later `serve` on the file gives it its token through `bootstrap`).
+   */
+  async embeddedAdmin(): Promise<OperatorRow> {
+    const find = async (q: Queries) => (await q.listOperators()).find((op) => (JSON.parse(op.roles) as Role[]).includes('admin'));
+    const found = await find(this.store);
+    if (found) return found;
+    return this.store.transaction(async (tx) => {
+      const again = await find(tx);
+      if (again) return again;
+      if (await tx.findOperatorByName('admin')) {
+        throw new CountersignError('FORBIDDEN', 'this database has an operator named "admin" without the admin role, so the embedded gateway cannot make its admin');
+      }
+      await this.insertTokenlessOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] });
+      return (await tx.findOperatorByName('admin'))!;
+    });
+  }
+
+  private async issueOperatorToken(tx: Queries, id: string, name: string, token = newSecret('cso')) {
+    const at = this.now();
+    const prefix = secretPrefix(token);
+    await tx.insertOperatorToken({ id: newId('tok', at), operator_id: id, token_hash: sha256Hex(token), prefix, created_at: at, revoked_at: null });
+    await this.writer.append(tx, [this.audit('operator_token_issued', null, SYSTEM, { operatorId: id, name, prefix }, at)]);
+    return { id, name, token };
   }
 
   async createOperator(by: Principal, input: { name: string; roles: Role[]; groups?: string[] | undefined }) {
@@ -326,12 +366,17 @@ export class Engine {
     input: { name: string; roles: Role[]; groups: string[] },
     token = newSecret('cso'),
   ) {
+    const { id, at } = await this.insertTokenlessOperator(tx, by, input);
+    await tx.insertOperatorToken({ id: newId('tok', at), operator_id: id, token_hash: sha256Hex(token), prefix: secretPrefix(token), created_at: at, revoked_at: null });
+    return { id, name: input.name, roles: input.roles, token };
+  }
+
+  private async insertTokenlessOperator(tx: Queries, by: Actor, input: { name: string; roles: Role[]; groups: string[] }) {
     const at = this.now();
     const id = newId('op', at);
     await tx.insertOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at });
-    await tx.insertOperatorToken({ id: newId('tok', at), operator_id: id, token_hash: sha256Hex(token), prefix: secretPrefix(token), created_at: at, revoked_at: null });
     await this.writer.append(tx, [this.audit('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
-    return { id, name: input.name, roles: input.roles, token };
+    return { id, at };
   }
 
   private async insertAgentKey(tx: Queries, by: Actor, agentName: string, key = newSecret('csk')) {
@@ -456,7 +501,7 @@ export class Engine {
     const decision =
       assessment.route === 'review'
         ? null
-        : policyDecision(assessment.route, body.action, body.args, assessment.reasons.join('; ') || assessment.route, new Date(at).toISOString());
+        : policyDecision(assessment.route, body.action, body.args, assessment.reasons.join(' ') || assessment.route, new Date(at).toISOString());
     const status: RequestStatus = decision === null ? 'pending' : decision.outcome === 'approved' ? 'approved' : 'rejected';
     const row: RequestRow = {
       id,

@@ -17,6 +17,7 @@ import type { Engine } from '../engine/engine.ts';
 import { registerDashboardApi } from './dashboard-api.ts';
 import { mountDashboard } from './dashboard.ts';
 import { errorResponse, toCountersignError } from './errors.ts';
+import { jsonNewline } from './json-newline.ts';
 import { instrumentEngine, renderMetrics } from './metrics.ts';
 import { registerSummaryRoute } from './metrics-summary.ts';
 import * as routes from './routes/contract.ts';
@@ -59,6 +60,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     },
   });
 
+  app.use('*', jsonNewline);
   app.onError((err, c) => errorResponse(c, toCountersignError(err, log)));
   app.notFound((c) => errorResponse(c, new CountersignError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}`)));
 
@@ -237,6 +239,10 @@ const parseJsonBody: MiddlewareHandler = async (c, next) => {
   if (!JSON_TYPE.test(mediaType)) {
     throw new CountersignError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
   }
+  // An empty body reads as `{}`: `POST /v1/operators/me/totp` needs none, and a route that does
+  // need one then names the missing fields (VALIDATION_FAILED) rather than saying BAD_JSON.
+  // (Hono keeps each body read as a promise in `bodyCache`, typed as the value; json() parses `text`.)
+  if ((await c.req.text()).trim() === '') (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve('{}');
   try {
     await c.req.json();
   } catch {

@@ -35,6 +35,12 @@ export interface Connection {
    * notifications sent meanwhile were missed.
    */
   listen?: (channel: string, onMessage: (payload: string) => void, onReconnect?: () => void) => Promise<() => Promise<void>>;
+  /**
+   * SQLite files only: `PRAGMA data_version`, which changes when another connection (another
+   * process on the same file) commits, and never for this connection's own commits. A cheap,
+   * synchronous read; the engine polls it for cross-process wake-ups (engine/external-changes.ts).
+   */
+  dataVersion?: () => number;
   destroy(): Promise<void>;
 }
 
@@ -81,6 +87,8 @@ function openSqlite(target: string): Connection {
   return {
     db,
     capabilities: { dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false, groupCommit: true },
+    // An in-memory database has no other connection to hear from.
+    ...(target === ':memory:' ? {} : { dataVersion: () => Number(database.pragma('data_version', { simple: true })) }),
     destroy: () => db.destroy(),
   };
 }

@@ -109,6 +109,12 @@ export class Queries {
     return Number(a.n) + Number(o.n);
   }
 
+  /** Operator tokens ever issued, revoked ones included. */
+  async countOperatorTokens(): Promise<number> {
+    const o = await this.db.selectFrom('operator_tokens').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    return Number(o.n);
+  }
+
   async findAgentByName(name: string) {
     return this.db.selectFrom('agents').selectAll().where('name', '=', name).executeTakeFirst();
   }
@@ -370,6 +376,17 @@ export class Queries {
     return rows.map((r) => r.seq);
   }
 
+  /** The newest audit sequence number (0 on an empty trail). */
+  async auditHeadSeq(): Promise<number> {
+    const row = await this.db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirst();
+    return Number(row?.seq ?? 0);
+  }
+
+  /** Which requests the entries after `afterSeq` are about, in seq order (the primary key). */
+  async auditRequestsAfter(afterSeq: number, limit: number): Promise<Array<{ seq: number; request_id: string | null }>> {
+    return this.db.selectFrom('audit_log').select(['seq', 'request_id']).where('seq', '>', afterSeq).orderBy('seq').limit(limit).execute();
+  }
+
   async auditFor(requestId: string): Promise<AuditRow[]> {
     return this.db.selectFrom('audit_log').selectAll().where('request_id', '=', requestId).orderBy('seq').execute();
   }
@@ -546,6 +563,11 @@ export class Store extends Queries {
     } finally {
       this.draining = false;
     }
+  }
+
+  /** `PRAGMA data_version` of a SQLite file (see Connection.dataVersion); undefined elsewhere. */
+  get dataVersion(): (() => number) | undefined {
+    return this.connection.dataVersion;
   }
 
   /** Cross-process notifications (PostgreSQL); `onReconnect` after a lost LISTEN connection is back (store/listener.ts). */

@@ -7,6 +7,7 @@ import {
   CountersignError,
   REQUEST_STATUSES,
   canonicalJson,
+  formatScore,
   type ApprovalRequest,
   type ApprovalStage,
   type Review,
@@ -84,7 +85,7 @@ function registerStatus(program: Command): void {
         { header: 'ID', value: (r) => r.id },
         { header: 'ACTION', value: (r) => r.action, max: 32 },
         { header: 'AGENT', value: (r) => r.agentName, max: 24 },
-        { header: 'RISK', value: (r) => `${r.assessment.riskLevel} ${fixed(r.assessment.riskScore)}` },
+        { header: 'RISK', value: (r) => `${r.assessment.riskLevel} ${formatScore(r.assessment.riskScore)}` },
         { header: 'CONF', value: (r) => fixed(r.confidence), align: 'right' },
         { header: 'AGE', value: (r) => age(r.createdAt, now), align: 'right' },
         { header: 'LEVEL', value: (r) => escalationLabel(r) },
@@ -163,7 +164,7 @@ export function renderRequest(r: ApprovalRequest, now: number): string {
   if (a.slaDueAt) field('sla due', `${safe(a.slaDueAt)} (${r.status === 'pending' ? timeLeft(a.slaDueAt, now) : relative(a.slaDueAt, now)})`);
   if (r.expiresAt) field('expires', `${safe(r.expiresAt)} (${relative(r.expiresAt, now)})`);
   field('policy', `v${r.policyVersion}`);
-  field('risk', `${safe(a.riskLevel)} (score ${fixed(a.riskScore)})${r.riskHint ? `; agent's hint: ${safe(r.riskHint)}` : ''}`);
+  field('risk', `${safe(a.riskLevel)} (score ${formatScore(a.riskScore)})${r.riskHint ? `; agent's hint: ${safe(r.riskHint)}` : ''}`);
   field('confidence', `${fixed(r.confidence)} (agent-supplied)`);
   field('automation', `${safe(a.automationLevel)}; route ${safe(a.route)}${a.mfaRequired ? '; MFA required' : ''}`);
   if (r.payload) field('will run', `${safe(r.payload.action)}${r.payload.alternative ? ` (alternative ${safe(r.payload.alternative)})` : ''} ${safe(JSON.stringify(r.payload.args))} — payload hash ${safe(r.payload.payloadHash)}`);
@@ -264,6 +265,14 @@ function renderDecision(r: ApprovalRequest, now: number): string[] {
     lines.push(`    may run: ${safe(d.action)} ${safeJson(d.args ?? {}, 0)}${how}`);
   }
   return lines;
+}
+
+/** What was approved: as asked, with modified args, or an alternative; `-` when nothing may run. */
+export function approvedAs(r: ApprovalRequest): string {
+  const d = r.decision;
+  if (!d || d.action === null) return '-';
+  if (d.alternative !== null) return `alternative ${d.alternative}`;
+  return d.modified ? 'modified args' : 'as asked';
 }
 
 export function decidedBy(r: ApprovalRequest): string {
@@ -434,6 +443,7 @@ function registerHistory(program: Command): void {
         { header: 'ACTION', value: (r) => r.action, max: 32 },
         { header: 'AGENT', value: (r) => r.agentName, max: 24 },
         { header: 'OUTCOME', value: (r) => r.status },
+        { header: 'AS', value: (r) => approvedAs(r), max: 32 },
         { header: 'DECIDED BY', value: (r) => decidedBy(r), max: 40 },
         { header: 'WHEN', value: (r) => relative(r.decision?.at ?? r.updatedAt, now) },
       ]),

@@ -1,5 +1,12 @@
+import { relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { resolveServerConfig } from '../../config.ts';
+import { errorDetailLines } from '../format.ts';
+
+/** The command's own script, and the clone it belongs to (where `npx countersign` finds it). */
+const BIN = fileURLToPath(new URL('../../../bin/countersign.js', import.meta.url));
+const CLONE = resolve(BIN, '../../../..');
 
 export function registerServe(program: Command): void {
   program
@@ -25,7 +32,8 @@ export function registerServe(program: Command): void {
         console.log(`  database: ${redactUrl(config.databaseUrl)}`);
         console.log(`  policy:   v${policy.version} (${policy.source})`);
         console.log(`  audit key: ${engine.trail.key.keyId} (${engine.trail.key.path ?? 'in memory only'})`);
-        if (bootstrap) printBootstrap(url, bootstrap);
+        console.log(`  pid:      ${process.pid} (reload the policy: kill -HUP ${process.pid})`);
+        if (bootstrap) console.log(firstStartHint(url, bootstrap, cliCommand(process.cwd()), cliCommand('/')));
       }
       let stopping = false;
       const stop = (signal: string) => {
@@ -40,28 +48,49 @@ export function registerServe(program: Command): void {
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => {
-        void server.reloadPolicy().then((r) => console.error(`countersign: ${r.message}`));
+        void server.reloadPolicy().then((r) => console.error(`countersign: ${r.message}${errorDetailLines(r.details)}`));
       });
+      // npm cannot pass SIGHUP on (it forwards only INT and TERM) and dies of it, which would
+      // leave this server running with nobody's terminal. Under `npm start`, stop when npm is gone.
+      if (config.underNpm) {
+        const parent = process.ppid;
+        setInterval(() => {
+          if (process.ppid !== parent) stop('the npm process that started this server exited');
+        }, 1000).unref();
+      }
     });
+}
+
+/**
+ * How to run the CLI from where the server was started: `npx countersign` inside the clone (npm
+ * finds the workspace's command), else the script's own path, which works from anywhere.
+ */
+export function cliCommand(cwd: string, clone = CLONE, bin = BIN): string {
+  const rel = relative(clone, cwd);
+  const inside = rel === '' || (!rel.startsWith('..') && !rel.startsWith(sep) && !/^[A-Za-z]:/.test(rel));
+  return inside ? 'npx countersign' : `node ${/^[\w./@:+-]+$/.test(bin) ? bin : `'${bin.replace(/'/g, `'\\''`)}'`}`;
 }
 
 function redactUrl(url: string): string {
   return url.replace(/\/\/([^:@/]+):([^@/]+)@/, '//$1:***@');
 }
 
-function printBootstrap(url: string, b: { adminToken: string; agentKey: string }): void {
-  const lines = [
+/** What the first start prints: the two secrets, once, and lines that work as printed on this port. */
+export function firstStartHint(url: string, b: { adminToken: string; agentKey: string }, cli: string, anywhere = cli): string {
+  return [
     '',
     'First start: created an admin operator and a demo-agent key. They are shown ONCE; keep them.',
     `  admin token (operator):  ${b.adminToken}`,
     `  demo-agent API key:      ${b.agentKey}`,
     '',
-    'Try it:',
-    `  curl -s ${url}/v1/requests -H 'Authorization: Bearer ${b.agentKey}' \\`,
+    'Try it (in another terminal):',
+    `  export COUNTERSIGN_URL=${url}`,
+    `  export COUNTERSIGN_TOKEN=${b.adminToken}`,
+    `  export COUNTERSIGN_AGENT_KEY=${b.agentKey}`,
+    `  curl -s $COUNTERSIGN_URL/v1/requests -H "Authorization: Bearer $COUNTERSIGN_AGENT_KEY" \\`,
     `    -H 'content-type: application/json' \\`,
     `    -d '{"action":"isolate_host","args":{"host":"ws-042"},"confidence":0.82}'`,
-    `  COUNTERSIGN_TOKEN=${b.adminToken} npx countersign status`,
+    `  ${cli} status${cli === anywhere ? '' : `        # inside the clone; from anywhere: ${anywhere} status`}`,
     '',
-  ];
-  console.log(lines.join('\n'));
+  ].join('\n');
 }
