@@ -15,6 +15,7 @@
  */
 import { startCheckpointer, type Checkpointer } from './audit/checkpointer.ts';
 import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
+import { trailPublisher } from './audit/publish.ts';
 import { channelPolicyCheck } from './channels/config.ts';
 import { Notifier } from './channels/notifier.ts';
 import { ChannelRegistry } from './channels/registry.ts';
@@ -59,6 +60,23 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   const engine = await Engine.open({ connection, auditKey, guard: config.guard });
   engine.addPolicyCheck(channelPolicyCheck(config.env));
   engine.trail.setRedactedFields(config.audit.redactFields);
+  // What the signer signs goes to the witnesses; what it refuses to sign, to every channel.
+  engine.trail.signer.setHooks(
+    trailPublisher({
+      store: engine.store,
+      key: auditKey,
+      policy: () => {
+        try {
+          return engine.policy.policy;
+        } catch {
+          return undefined; // no policy yet: nothing to notify
+        }
+      },
+      witnessDir: config.audit.witnessDir,
+      now: () => engine.clock(),
+      log,
+    }),
+  );
   try {
     await engine.trail.checkKey();
     await engine.activatePolicy(options.policy.text, options.policy.source);
