@@ -182,3 +182,20 @@ describe('review: upgrade from main', () => {
     await expect(engine.trail.checkpoint()).resolves.toMatchObject({ treeSize: expect.any(Number) });
   });
 });
+
+describe('review: a signer that cannot keep its state is not healthy', () => {
+  it('a lock or state write that fails (read-only key mount: EROFS/EACCES) shows in /healthz as degraded, not ok', async () => {
+    const keyDir = mkdtempSync(join(tmpdir(), 'cs-review-key-'));
+    const other = await Engine.open({ connection: await connect(`sqlite:${join(dir, 'other.db')}`), auditKey: loadOrCreateAuditKey(join(keyDir, 'k.pem')) });
+    try {
+      await other.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+      const a = (await other.authenticate((await other.bootstrap())!.agentKey))!;
+      await other.createRequest(a, CreateRequestBody.parse(AUTO));
+      rmSync(keyDir, { recursive: true, force: true }); // the key stays loaded; its directory can no longer be written
+      await expect(other.trail.checkpoint()).rejects.toBeDefined(); // nothing is signed: good
+      expect(other.trail.signer.refusal).not.toBeNull(); // …but /healthz still says ok
+    } finally {
+      await other.close();
+    }
+  });
+});
