@@ -13,6 +13,7 @@
  * whose key did not sign the trail's newest checkpoint refuses to start), the policy is activated
  * before anything can read it, and on close the loops stop before the store does.
  */
+import { adoptOnUpgrade } from './audit/adopt.ts';
 import { startCheckpointer, type Checkpointer } from './audit/checkpointer.ts';
 import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
 import { trailPublisher } from './audit/publish.ts';
@@ -79,6 +80,8 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   );
   try {
     await engine.trail.checkKey();
+    // Once, on the first start after the upgrade that introduced the signer's state file.
+    await adoptOnUpgrade(engine, { witnessDir: config.audit.witnessDir, log });
     await engine.activatePolicy(options.policy.text, options.policy.source);
   } catch (err) {
     await engine.close();

@@ -21,7 +21,7 @@ export const AUDIT_EVENTS = {
   operator_created: { about: 'an admin created an operator', data: ['operatorId', 'name', 'roles', 'groups'] },
   key_created: { about: 'an admin created an agent API key', data: ['agentId', 'agentName', 'keyId', 'prefix'] },
   agent_created: { about: 'an agent was registered', data: ['agentId', 'name'] },
-  audit_state_adopted: { about: '`audit trust-current` adopted a verified checkpoint as the audit signer’s state (its state file was lost)', data: ['treeSize', 'rootHash', 'keyId', 'pinned', 'reason', 'user', 'host'] },
+  audit_state_adopted: { about: 'a verified checkpoint became the audit signer’s state: `audit trust-current` (its state file was lost or damaged) or, once, the first start after the upgrade that introduced the state file', data: ['mode', 'treeSize', 'rootHash', 'keyId', 'pinned', 'pins', 'witness', 'replaced', 'previousTreeSize', 'reason', 'user', 'host'] },
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
   // ---- a request's lifecycle
   created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?'] },

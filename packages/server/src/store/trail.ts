@@ -46,6 +46,14 @@ export interface AuditRetentionTable {
   created_at: number;
 }
 
+/** The upgrade mark (migration 011): the newest checkpoint of a deployment from before the signer's state file. */
+export interface AuditSignerUpgradeTable {
+  id: number;
+  tree_size: number;
+  root_hash: string;
+  created_at: number;
+}
+
 /** A tree node a proof needs is not in the store: rows were deleted (or never written). */
 export class MissingNodeError extends Error {
   override readonly name = 'MissingNodeError';
@@ -293,6 +301,18 @@ export class TrailQueries {
       .execute();
     const result = await this.db.deleteFrom('audit_log').where('seq', '>', from).where('seq', '<=', to).executeTakeFirst();
     return Number(result.numDeletedRows);
+  }
+
+  /** The checkpoint a deployment from before the signer's state file had signed last, until it is adopted (migration 011). */
+  async upgradeMark(): Promise<{ treeSize: number; rootHash: string } | undefined> {
+    const row = await this.db.selectFrom('audit_signer_upgrade').selectAll().where('id', '=', 1).executeTakeFirst();
+    return row && { treeSize: Number(row.tree_size), rootHash: row.root_hash };
+  }
+
+  /** Removes the upgrade mark (once adopted, in the transaction of the adoption entry); false if another server did first. */
+  async consumeUpgradeMark(): Promise<boolean> {
+    const result = await this.db.deleteFrom('audit_signer_upgrade').where('id', '=', 1).executeTakeFirst();
+    return Number(result.numDeletedRows) === 1;
   }
 
   /** The signed retention statement for the prune point `prunedTo`, if one was stored. */

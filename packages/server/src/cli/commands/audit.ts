@@ -212,7 +212,8 @@ export function registerAuditCommands(audit: Command): void {
       keyId: key.keyId,
       seconds: Number(seconds.toFixed(3)),
       latest: extension,
-      ...(since ? { since: since.treeSize, added } : {}),
+      // What was added is shown only once it verified.
+      ...(since ? { since: since.treeSize, ...(result.ok && (extension?.consistent ?? true) ? { added } : {}) } : {}),
     };
     if (flags.json) printJson(report);
     if (!result.ok) {
@@ -261,7 +262,8 @@ export function registerAuditCommands(audit: Command): void {
     .description("verify the trail in the database and adopt its newest checkpoint as the audit signer's state (after the state file was lost); opens the database directly")
     .option('--database <url>', 'sqlite:PATH or postgres://… (env COUNTERSIGN_DATABASE_URL); required: it is never guessed')
     .option('--audit-key <path>', 'the audit key file (env COUNTERSIGN_AUDIT_KEY_PATH; default as for serve)')
-    .option('--checkpoint <note...>', "pin: adopt only if the trail extends each of these checkpoint notes (e.g. the witness directory) — without one, you vouch for what the database holds")
+    .option('--checkpoint <note...>', 'pin: adopt only if the trail extends each of these checkpoint notes (default: the witness directory, COUNTERSIGN_AUDIT_WITNESS_DIR)')
+    .option('--no-witness', 'adopt with no pin at all: you vouch for what the database holds (recorded in the audit trail); refused without it when there is no witness')
     .requiredOption('--reason <text>', 'why (recorded in the audit trail)')
     .option('--json', 'print the result as JSON')
     .addHelpText(
@@ -270,14 +272,16 @@ export function registerAuditCommands(audit: Command): void {
 The audit signer refuses to sign (AUDIT_FORK, /healthz degraded) when its state file next to the key is
 missing but the database holds checkpoints: it cannot tell that trail from a rewritten one. Restore the
 state file from a backup if you can. Otherwise run this: it verifies the whole trail in the database
-(and that it extends every --checkpoint note), then records its newest checkpoint as the signer's state
-and writes an audit_state_adopted entry. Running servers pick the state up at their next tick.`,
+(and that it extends every --checkpoint note, by default every note in COUNTERSIGN_AUDIT_WITNESS_DIR),
+then records its newest checkpoint as the signer's state and writes an audit_state_adopted entry.
+Running servers pick the state up at their next tick. It never rolls an intact state back: with a
+readable state of the key, the adopted checkpoint must extend it (else AUDIT_FORK).`,
     )
-    .action(async (flags: { database?: string; auditKey?: string; checkpoint?: string[]; reason: string; json?: boolean }) => {
+    .action(async (flags: { database?: string; auditKey?: string; checkpoint?: string[]; witness?: boolean; reason: string; json?: boolean }) => {
       const { trustCurrent } = await import('../../audit/adopt.ts');
       const result = await trustCurrent(flags);
       if (flags.json) return printJson(result);
-      print(`adopted: the signer's state (${safe(result.statePath)}) is now the checkpoint of size ${result.treeSize} (root ${result.rootHash}), after verifying ${result.entriesVerified} entries${result.pinned > 0 ? ` and ${result.pinned} pinned checkpoints` : ' (no checkpoint pinned: you vouch for what the database held)'}`);
+      print(`adopted: the signer's state (${safe(result.statePath)}) is now the checkpoint of size ${result.treeSize} (root ${result.rootHash}), after verifying ${result.entriesVerified} entries${result.pinned > 0 ? ` and ${result.pinned} pinned checkpoints` : ' (no checkpoint pinned: you vouch for what the database held)'}; replaced: ${result.replaced}`);
     });
 }
 
