@@ -12,6 +12,7 @@ import {
   CountersignError,
   bytesEqual,
   checkpointMessage,
+  decisionLeafProblem,
   fromBase64,
   fromBase64Of,
   inclusionSides,
@@ -158,9 +159,10 @@ export class ReceiptVerifier {
 
   /**
    * Optional, stronger than the receipt alone: throws RECEIPT_MISMATCH unless the decision's
-   * audit entry (`approved` / `rejected` for this request, binding the receipt's payload hash)
-   * is included in `evidence.checkpoint`, a checkpoint signed by the same pinned key — typically
-   * a later one than the decision, e.g. one a witness holds. `evidence.proof` is the server's
+   * audit entry is included in `evidence.checkpoint` — the entry at `proof.seq` recording this
+   * very decision: its outcome, time, deciders, reason, alternative, modification and the
+   * receipt's payload hash (core `decisionLeafProblem`). The checkpoint must be signed by the
+   * same pinned key; typically it is a later one than the decision, e.g. one a witness holds. `evidence.proof` is the server's
    * inclusion proof (`GET /v1/audit/proof/inclusion?seq=…&treeSize=<checkpoint size>`). A decision
    * that is in the checkpoint cannot be removed from the trail without the rewrite showing.
    */
@@ -175,16 +177,9 @@ export class ReceiptVerifier {
     const sig = fromBase64Of(checkpoint.signature, 64);
     if (!sig || !(await subtle().verify({ name: 'Ed25519' }, key, sig, checkpointMessage(checkpoint)))) refuse('the checkpoint signature does not verify');
     if (proof.treeSize !== checkpoint.treeSize || proof.leafIndex !== proof.seq - 1) refuse('the proof is for another tree size or leaf');
-    // The leaf is the decision's own entry.
-    let leaf: { requestId?: unknown; type?: unknown; at?: unknown; data?: { payloadHash?: unknown; decidedBy?: unknown } };
-    try {
-      leaf = JSON.parse(proof.leaf) as typeof leaf;
-    } catch {
-      return refuse('the leaf is not JSON');
-    }
-    if (leaf.requestId !== requestId || leaf.type !== decision.outcome) refuse(`the leaf is a ${String(leaf.type)} entry of ${String(leaf.requestId)}`);
-    if (leaf.at !== decision.at || leaf.data?.decidedBy !== decision.decidedBy) refuse('the leaf records another decision');
-    if ((leaf.data?.payloadHash ?? null) !== (decision.receipt?.payloadHash ?? null)) refuse("the leaf binds another payload than the receipt");
+    // The leaf is the decision's own entry: the same position, request, outcome, time, deciders, reason and payload (core decides).
+    const problem = decisionLeafProblem(proof.leaf, { seq: proof.seq, requestId, decision, payloadHash: decision.receipt?.payloadHash ?? null });
+    if (problem !== null) refuse(problem);
     // Fold the path (WebCrypto hashes asynchronously, so core gives the sides, not the fold).
     const sides = inclusionSides(proof.leafIndex, proof.treeSize, proof.inclusionPath.length);
     const root = fromBase64Of(checkpoint.rootHash, 32);
