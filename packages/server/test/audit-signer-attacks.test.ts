@@ -417,3 +417,48 @@ describe('review: a signer that cannot keep its state is not healthy', () => {
     }
   });
 });
+
+describe('the fork alarm does not depend on the database', () => {
+  it('goes to the log and, as a file, to the witness directory even when the database cannot queue it', async () => {
+    const { trailPublisher } = await import('../src/audit/publish.ts');
+    const { FORK_ALARM } = await import('../src/audit/witness.ts');
+    const { readdirSync } = await import('node:fs');
+    const witnessDir = join(dir, 'witness-alarm');
+    const lines: string[] = [];
+    const broken = new Proxy(engine.store, {
+      get: (target, prop, receiver) => (prop === 'transaction' ? () => Promise.reject(new Error('database is gone')) : Reflect.get(target, prop, receiver)),
+    });
+    const hooks = trailPublisher({ store: broken, key: engine.trail.key, policy: () => engine.policy.policy, witnessDir, now: () => Date.now(), log: (l) => void lines.push(l) });
+    await hooks.onRefused!({ kind: 'fork', reason: 'the tree of 5 entries does not extend the signed tree of 3', signed: { treeSize: 3, rootHash: 'x' }, database: { treeSize: 5, rootHash: 'y' }, since: Date.now() });
+    const alarms = readdirSync(witnessDir).filter((n) => FORK_ALARM.test(n));
+    expect(alarms).toHaveLength(1);
+    expect(JSON.parse(readFileSync(join(witnessDir, alarms[0]!), 'utf8'))).toMatchObject({ code: 'AUDIT_FORK', kind: 'fork', signed: { treeSize: 3 } });
+    expect(lines.join('\n')).toMatch(/AUDIT_FORK: the tree of 5/);
+    // The alarm file does not get in the way of pinning to the directory's notes.
+    const { readCheckpointNotes } = await import('../src/audit/verify.ts');
+    expect(() => readCheckpointNotes([witnessDir], engine.trail.key)).toThrow(/no \.note files/);
+  });
+
+  it('a refusal that lasts is reported again, at a bounded rate', async () => {
+    const { REFUSAL_RESEND_MS } = await import('../src/audit/signer.ts');
+    await create(2);
+    await engine.trail.checkpoint();
+    rmSync(signerStatePath(keyPath));
+    let clock = Date.now();
+    const reports: string[] = [];
+    const signer = new AuditSigner(engine.store, engine.trail.key, fileSignerState(signerStatePath(keyPath)), () => clock, { onRefused: (r) => void reports.push(r.kind) });
+    const attempt = async () => {
+      await signer.checkpoint().catch(() => {});
+      await new Promise((r) => setTimeout(r, 10));
+    };
+    await attempt();
+    clock += 1000;
+    await attempt();
+    clock += 1000;
+    await attempt();
+    expect(reports).toEqual(['state_missing']);
+    clock += REFUSAL_RESEND_MS;
+    await attempt();
+    expect(reports).toEqual(['state_missing', 'state_missing']);
+  });
+});

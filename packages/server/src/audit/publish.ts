@@ -4,9 +4,12 @@
  * - every checkpoint it signs goes, as a signed note (core `checkpointNote`), to the append-only
  *   witness directory (`COUNTERSIGN_AUDIT_WITNESS_DIR`) and as a `countersign.audit.checkpoint`
  *   event to every webhook channel with `checkpoints: true`;
- * - every refusal (`AUDIT_FORK`: the database's tree does not extend the signed one, or the
- *   signer's state is missing) goes as an `audit_fork` notice to every channel of the policy,
- *   and to the log.
+ * - every refusal (`AUDIT_FORK`: the database's tree does not extend the signed one, a checkpoint
+ *   row the key did not sign, or the signer's state is missing, damaged or cannot be written)
+ *   goes first where the database cannot stop it — the log, and an `audit-fork-<time>.json` file
+ *   in the witness directory (best effort, never rewritten) — and then as an `audit_fork` notice
+ *   to every channel of the policy. The signer re-reports a refusal that lasts (bounded rate,
+ *   `REFUSAL_RESEND_MS`), so an alarm lost with the database is sent again.
  *
  * Channel messages travel the durable delivery path (a delivery row and its timer, retried by
  * the scheduler). The witness directory is written directly: it must not depend on the database.
@@ -18,7 +21,7 @@ import type { Store } from '../store/store.ts';
 import { deliveryRows } from '../store/timers.ts';
 import { sha256, type AuditKey } from './crypto.ts';
 import type { SignerHooks, SignerRefusal } from './signer.ts';
-import { writeWitnessNote } from './witness.ts';
+import { writeForkAlarm, writeWitnessNote } from './witness.ts';
 
 export const CHECKPOINT_EVENT = 'audit.checkpoint';
 
@@ -54,6 +57,13 @@ export function trailPublisher(options: PublisherOptions): Required<SignerHooks>
 
   const onRefused = async (refusal: SignerRefusal): Promise<void> => {
     log(`countersign: AUDIT_FORK: ${refusal.reason}`);
+    if (witnessDir !== null) {
+      try {
+        writeForkAlarm(witnessDir, refusal, now());
+      } catch (err) {
+        log(`countersign: AUDIT_FORK could not be written to the witness directory: ${(err as Error).message}`);
+      }
+    }
     const data: GuardNoticeData = { kind: 'audit_fork', at: now(), by: 'countersign', reason: refusal.reason };
     try {
       await queue(Object.keys(policy()?.channels ?? {}), 'guard.audit_fork', data);

@@ -9,9 +9,11 @@
  * signature of the same tree; another root is a fork, reported to the caller.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { CountersignError, parseCheckpointNote, type NoteKey, type SignedCheckpoint } from '@countersign/core';
 import { sha256 } from './crypto.ts';
+import type { SignerRefusal } from './signer.ts';
 import { syncDirectory } from './signer-state.ts';
 
 export const WITNESS_NOTE = /^checkpoint-(\d{16})\.note$/;
@@ -61,4 +63,26 @@ export function witnessNoteFiles(dir: string): string[] {
     .filter((name) => WITNESS_NOTE.test(name))
     .sort()
     .map((name) => join(dir, name));
+}
+
+/** The name of a fork alarm file: `audit-fork-<ISO time, colons as dashes>-<random>.json`. */
+export const FORK_ALARM = /^audit-fork-[0-9TZ.-]+-[0-9a-f]{8}\.json$/;
+
+/**
+ * Writes a refusal of the signer (AUDIT_FORK) into the witness directory, as JSON, beside the
+ * notes: an alarm that reaches whoever watches the directory even when the database (and with it
+ * the channels' delivery queue) is what was attacked. A new file each time, created exclusively.
+ */
+export function writeForkAlarm(dir: string, refusal: SignerRefusal, at: number): string {
+  const file = join(dir, `audit-fork-${new Date(at).toISOString().replaceAll(':', '-')}-${randomBytes(4).toString('hex')}.json`);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const fd = openSync(file, 'wx', 0o644);
+  try {
+    writeSync(fd, `${JSON.stringify({ code: 'AUDIT_FORK', at: new Date(at).toISOString(), kind: refusal.kind, reason: refusal.reason, signed: refusal.signed, database: refusal.database, since: new Date(refusal.since).toISOString() })}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  syncDirectory(dir);
+  return file;
 }
