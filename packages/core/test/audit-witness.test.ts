@@ -220,8 +220,8 @@ function build(n: number, every: number, options: { edit?: number; prunedTo?: nu
   return { lines: [trailHeaderLine({ treeSize: n, checkpoints: inFile, keyId: key.keyId }), ...lines], checkpoints };
 }
 
-function run(lines: string[], pinned: SignedCheckpoint[] = []): TrailResult {
-  const v = new TrailVerifier({ hasher, keyId: KEY.keyId, verifySignature: (m, s) => verify(null, m, KEY.publicKey, s), pinned });
+function run(lines: string[], pinned: SignedCheckpoint[] = [], skipPrunedPins = false): TrailResult {
+  const v = new TrailVerifier({ hasher, keyId: KEY.keyId, verifySignature: (m, s) => verify(null, m, KEY.publicKey, s), pinned, skipPrunedPins });
   for (const l of lines) if (!v.push(l)) break;
   return v.finish();
 }
@@ -255,7 +255,17 @@ describe('pinned verification', () => {
     expect(run(honest.lines, [honest.checkpoints[0]!, forkPin])).toMatchObject({ ok: false, fault: { code: 'FORK' } });
     const pruned = build(40, 10, { prunedTo: 20 });
     expect(run(pruned.lines, [pruned.checkpoints[0]!])).toMatchObject({ ok: false, fault: { code: 'PIN_PRUNED' } });
-    expect(run(pruned.lines, [pruned.checkpoints[1]!, pruned.checkpoints[3]!])).toMatchObject({ ok: true, pinned: 2 });
+    expect(run(pruned.lines, [pruned.checkpoints[1]!, pruned.checkpoints[3]!])).toMatchObject({ ok: true, pinned: 2, pinsSkipped: [] });
+  });
+
+  it('with skipPrunedPins, a pin in the pruned prefix is skipped and reported, never counted; pins after it still bind', () => {
+    const pruned = build(40, 10, { prunedTo: 20 });
+    expect(run(pruned.lines, [pruned.checkpoints[0]!, pruned.checkpoints[3]!], true)).toMatchObject({ ok: true, pinned: 1, pinsSkipped: [10] });
+    // A skipped pin is still checked for its signature: a forged one is refused, not skipped.
+    expect(run(pruned.lines, [{ ...pruned.checkpoints[0]!, rootHash: pruned.checkpoints[1]!.rootHash }], true)).toMatchObject({ ok: false, fault: { code: 'BAD_SIGNATURE' } });
+    // And a later pin that the trail does not extend still fails.
+    const forked = build(40, 10, { edit: 33 });
+    expect(run(pruned.lines, [pruned.checkpoints[0]!, forked.checkpoints[3]!], true)).toMatchObject({ ok: false, fault: { code: 'FORK' } });
   });
 });
 

@@ -104,6 +104,8 @@ export interface TrailSummary {
   entriesVerified: number;
   /** Pinned checkpoints the trail was shown to extend. */
   pinned: number;
+  /** Sizes of pinned checkpoints in the pruned prefix that were NOT checked (only with `skipPrunedPins`). */
+  pinsSkipped: number[];
   rootHash: string;
   checkpoints: number;
   /** The last (covering) checkpoint. */
@@ -125,6 +127,12 @@ export interface TrailVerifierOptions {
    * Each must be signed by the trusted key.
    */
   pinned?: readonly SignedCheckpoint[];
+  /**
+   * A pin in the pruned prefix cannot be shown by an export (the entries that would show it are
+   * gone), so it fails (PIN_PRUNED) — unless this is set: then it is skipped and reported in
+   * `pinsSkipped`, never counted as checked. Live verification proves such pins instead.
+   */
+  skipPrunedPins?: boolean;
   /** Told each entry once its bytes verified, with its leaf JSON (for `--since`). */
   onEntry?: (seq: number, leafJson: string) => void;
 }
@@ -140,6 +148,7 @@ export class TrailVerifier {
   /** Pinned checkpoints still to reach, smallest size first. */
   #pins: SignedCheckpoint[] = [];
   #pinsChecked = 0;
+  readonly #pinsSkipped: number[] = [];
   #pinFault: TrailFault | null = null;
   #header: TrailHeader | null = null;
   #fault: TrailFault | null = null;
@@ -184,6 +193,10 @@ export class TrailVerifier {
       this.#pins.pop();
       if (pin.treeSize < this.#tree.size) {
         // Only possible below a pruned base: the entries that would show it are gone.
+        if (this.#options.skipPrunedPins) {
+          this.#pinsSkipped.push(pin.treeSize);
+          continue;
+        }
         return this.#fail('PIN_PRUNED', line, `the pinned checkpoint for size ${pin.treeSize} (signed ${pin.timestamp}) lies in the pruned prefix (entries 1–${this.#tree.size}): this export cannot show it; verify against the live server, which proves it, or pin a checkpoint after the prune point`);
       }
       if (toBase64(this.#tree.root()) !== pin.rootHash) {
@@ -239,6 +252,7 @@ export class TrailVerifier {
       prunedAt: this.#base?.timestamp ?? null,
       entriesVerified: this.#tree.size - prunedTo,
       pinned: this.#pinsChecked,
+      pinsSkipped: [...new Set(this.#pinsSkipped)].sort((a, b) => a - b),
       rootHash: toBase64(this.#tree.root()),
       checkpoints: this.#checkpoints,
       checkpoint: this.#last?.cp ?? null,

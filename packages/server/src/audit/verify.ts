@@ -22,6 +22,8 @@ export interface VerifyOptions {
   progressEvery?: number;
   /** Checkpoints the trail must extend (see `TrailVerifier`). */
   pinned?: readonly SignedCheckpoint[];
+  /** Skip (and report) pins in the pruned prefix instead of failing (see `TrailVerifier`). */
+  skipPrunedPins?: boolean;
   /** Told each verified entry (seq, leaf JSON). */
   onEntry?: (seq: number, leafJson: string) => void;
 }
@@ -37,6 +39,7 @@ export async function verifyTrailStream(
     keyId: key.keyId,
     verifySignature: (message, signature) => key.verify(message, signature),
     ...(options.pinned ? { pinned: options.pinned } : {}),
+    ...(options.skipPrunedPins ? { skipPrunedPins: true } : {}),
     ...(options.onEntry ? { onEntry: options.onEntry } : {}),
   });
   const every = options.progressEvery ?? 20_000;

@@ -146,8 +146,9 @@ export function registerAuditCommands(audit: Command): void {
       .option('--file <trail.jsonl>', 'verify this export offline (needs --public-key; no server, no database)')
       .option('--public-key <key.pem>', 'the trusted public key (PEM); live, the default is the key the server serves')
       .option('--checkpoint <note...>', 'pin: fail unless the trail extends each of these checkpoint notes (files, or a directory of them such as COUNTERSIGN_AUDIT_WITNESS_DIR)')
-      .option('--since <note>', 'a checkpoint note: pin it, and print the entries added after it'),
-  ).action(async (flags: CommonFlags & { file?: string; publicKey?: string; checkpoint?: string[]; since?: string }) => {
+      .option('--since <note>', 'a checkpoint note: pin it, and print the entries added after it')
+      .option('--skip-pruned-pins', 'offline: skip pinned checkpoints in the pruned prefix (an export cannot show them) instead of failing; the output lists each one skipped'),
+  ).action(async (flags: CommonFlags & { file?: string; publicKey?: string; checkpoint?: string[]; since?: string; skipPrunedPins?: boolean }) => {
     const pinned = flags.publicKey === undefined ? undefined : publicKeyFromPem(readText(flags.publicKey, '--public-key'));
     // Pinned checkpoints (a witness's notes) and --since: each must be signed by the trusted key.
     let pins: SignedCheckpoint[] = [];
@@ -179,6 +180,7 @@ export function registerAuditCommands(audit: Command): void {
         onProgress: (p) => progress.update(p, total),
         pinned: pins,
         onEntry,
+        ...(flags.skipPrunedPins ? { skipPrunedPins: true } : {}),
       });
     } else {
       client = clientFrom(flags);
@@ -237,7 +239,9 @@ export function registerAuditCommands(audit: Command): void {
     print(`OK: ${safe(source)} verifies: ${n(result.entriesVerified)} entries verified${range}, ${result.checkpoints} signed checkpoints, in ${seconds.toFixed(2)} s${rate}`);
     if (result.prunedTo > 0) print(`  ${n(result.prunedTo)} earlier entries (seq 1–${n(result.prunedTo)}) were pruned by retention on ${result.prunedAt} (signed retention statement; the tree still commits to them)`);
     else print('  nothing was pruned');
-    if (pins.length > 0) print(`  extends all ${result.pinned} pinned checkpoints (up to tree size ${n(Math.max(...pins.map((p) => p.treeSize)))})`);
+    if (result.pinsSkipped.length > 0) {
+      print(`  extends ${result.pinned} pinned checkpoints; NOT checked: ${result.pinsSkipped.length} pinned checkpoints in the pruned prefix (sizes ${result.pinsSkipped.map(n).join(', ')}), skipped by --skip-pruned-pins (verify live to prove them)`);
+    } else if (pins.length > 0) print(`  extends all ${result.pinned} pinned checkpoints (up to tree size ${n(Math.max(...pins.map((p) => p.treeSize)))})`);
     print(`  root ${result.rootHash} at tree size ${result.treeSize}`);
     if (result.checkpoint) print(`  last checkpoint signed ${result.checkpoint.timestamp} by key ${key.keyId}`);
     if (extension && extension.treeSize > result.treeSize) print(`  the server's newest checkpoint (size ${extension.treeSize}) extends it (consistency proof verified)`);
