@@ -47,6 +47,8 @@ export const ERROR_CODES = [
   'RECEIPT_MISMATCH',
   'AUDIT_VERIFICATION_FAILED',
   'NETWORK_ERROR',
+  // the audit signer
+  'AUDIT_FORK',
   // server
   'NOT_IMPLEMENTED',
   'STORE_UNAVAILABLE',

@@ -13,10 +13,12 @@
  * whose key did not sign the trail's newest checkpoint refuses to start), the policy is activated
  * before anything can read it, and on close the loops stop before the store does.
  */
+import { adoptOnUpgrade } from './audit/adopt.ts';
 import { startCheckpointer, type Checkpointer } from './audit/checkpointer.ts';
 import { existsSync } from 'node:fs';
 import type { AuditConfig } from './audit/config.ts';
 import { ephemeralAuditKey, loadOrCreateAuditKey, type AuditKey } from './audit/crypto.ts';
+import { trailPublisher } from './audit/publish.ts';
 import { channelPolicyCheck } from './channels/config.ts';
 import { Notifier } from './channels/notifier.ts';
 import { ChannelRegistry } from './channels/registry.ts';
@@ -73,8 +75,27 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   const engine = await Engine.open({ connection, auditKey, guard: config.guard });
   engine.addPolicyCheck(channelPolicyCheck(config.env));
   engine.trail.setRedactedFields(config.audit.redactFields);
+  // What the signer signs goes to the witnesses; what it refuses to sign, to every channel.
+  engine.trail.signer.setHooks(
+    trailPublisher({
+      store: engine.store,
+      key: auditKey,
+      policy: () => {
+        try {
+          return engine.policy.policy;
+        } catch {
+          return undefined; // no policy yet: nothing to notify
+        }
+      },
+      witnessDir: config.audit.witnessDir,
+      now: () => engine.clock(),
+      log,
+    }),
+  );
   try {
     await engine.trail.checkKey();
+    // Once, on the first start after the upgrade that introduced the signer's state file.
+    await adoptOnUpgrade(engine, { witnessDir: config.audit.witnessDir, log });
     await engine.activatePolicy(options.policy.text, options.policy.source);
   } catch (err) {
     await engine.close();

@@ -23,6 +23,8 @@ export interface AuditConfig {
   readonly retentionDays: number;
   /** Field names redacted whole in audit data (COUNTERSIGN_AUDIT_REDACT_FIELDS, comma-separated); undefined: the defaults. */
   readonly redactFields: readonly string[] | undefined;
+  /** The append-only witness directory every signed checkpoint is written to as a note (COUNTERSIGN_AUDIT_WITNESS_DIR); null: none. */
+  readonly witnessDir: string | null;
 }
 
 export const KEY_FILE = 'countersign-audit-key.pem';
@@ -86,5 +88,6 @@ export function resolveAuditConfig(
     checkpointSeconds: positive('COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS', env.COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS, 60),
     retentionDays: env.COUNTERSIGN_AUDIT_RETENTION_DAYS === '0' ? 0 : positive('COUNTERSIGN_AUDIT_RETENTION_DAYS', env.COUNTERSIGN_AUDIT_RETENTION_DAYS, 365),
     redactFields: fieldList(env.COUNTERSIGN_AUDIT_REDACT_FIELDS),
+    witnessDir: env.COUNTERSIGN_AUDIT_WITNESS_DIR ? resolve(cwd, env.COUNTERSIGN_AUDIT_WITNESS_DIR) : null,
   });
 }

@@ -3,8 +3,11 @@
  * split it into lines without decoding twice, and feed `TrailVerifier` the exact bytes, so
  * what is hashed is what was on disk or on the wire.
  */
-import { TrailVerifier, type TrailResult } from '@countersign/core';
-import { hasher, type PublicAuditKey } from './crypto.ts';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { CountersignError, TrailVerifier, checkExtension, checkpointMessage, fromBase64Of, parseCheckpointNote, type SignedCheckpoint, type TrailResult } from '@countersign/core';
+import { hasher, sha256, type PublicAuditKey } from './crypto.ts';
 
 export interface VerifyProgress {
   bytes: number;
@@ -19,6 +22,12 @@ export interface VerifyOptions {
   progressEvery?: number;
   /** Longest line accepted, bytes (default `MAX_TRAIL_LINE_BYTES`); a longer one is a `MALFORMED` fault, read no further. */
   maxLineBytes?: number;
+  /** Checkpoints the trail must extend (see `TrailVerifier`). */
+  pinned?: readonly SignedCheckpoint[];
+  /** Skip (and report) pins in the pruned prefix instead of failing (see `TrailVerifier`). */
+  skipPrunedPins?: boolean;
+  /** Told each verified entry (seq, leaf JSON). */
+  onEntry?: (seq: number, leafJson: string) => void;
 }
 
 /**
@@ -39,7 +48,14 @@ export async function verifyTrailStream(
   key: PublicAuditKey,
   options: VerifyOptions = {},
 ): Promise<TrailResult> {
-  const verifier = new TrailVerifier({ hasher, keyId: key.keyId, verifySignature: (message, signature) => key.verify(message, signature) });
+  const verifier = new TrailVerifier({
+    hasher,
+    keyId: key.keyId,
+    verifySignature: (message, signature) => key.verify(message, signature),
+    ...(options.pinned ? { pinned: options.pinned } : {}),
+    ...(options.skipPrunedPins ? { skipPrunedPins: true } : {}),
+    ...(options.onEntry ? { onEntry: options.onEntry } : {}),
+  });
   const every = options.progressEvery ?? 20_000;
   const maxLine = options.maxLineBytes ?? MAX_TRAIL_LINE_BYTES;
   let bytes = 0;
@@ -102,4 +118,69 @@ export async function* chunksOf(stream: ReadableStream<Uint8Array>): AsyncGenera
   } finally {
     reader.releaseLock();
   }
+}
+
+/** Notes larger than this are not checkpoints (a checkpoint note is a few hundred bytes). */
+const MAX_NOTE_BYTES = 16_384;
+
+/**
+ * Checkpoint notes to pin a verification to: each path is a note file, or a directory whose
+ * `*.note` files are read (a witness directory). Every note must parse, be signed by `key`, and
+ * verify; anything else is refused, naming the file, so a pin can never be silently dropped.
+ */
+export function readCheckpointNotes(paths: readonly string[], key: PublicAuditKey): Array<SignedCheckpoint & { file: string }> {
+  const files: string[] = [];
+  for (const path of paths) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(path).isDirectory();
+    } catch (err) {
+      throw new CountersignError('VALIDATION_FAILED', `--checkpoint: cannot read ${path}: ${(err as Error).message}`);
+    }
+    if (!isDir) files.push(path);
+    else {
+      const notes = readdirSync(path).filter((n) => n.endsWith('.note')).sort();
+      if (notes.length === 0) throw new CountersignError('VALIDATION_FAILED', `--checkpoint: the directory ${path} holds no .note files`);
+      files.push(...notes.map((n) => join(path, n)));
+    }
+  }
+  return files.map((file) => {
+    let text: string;
+    try {
+      if (statSync(file).size > MAX_NOTE_BYTES) throw new Error(`larger than ${MAX_NOTE_BYTES} bytes`);
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new CountersignError('VALIDATION_FAILED', `--checkpoint: cannot read ${file}: ${(err as Error).message}`);
+    }
+    const parsed = parseCheckpointNote(sha256, text, key.noteKey);
+    if (!parsed.ok) throw new CountersignError('VALIDATION_FAILED', `--checkpoint: ${file} is not a checkpoint note signed by key ${key.keyId}: ${parsed.reason}`);
+    const sig = fromBase64Of(parsed.checkpoint.signature, 64);
+    if (!sig || !key.verify(checkpointMessage(parsed.checkpoint), sig)) {
+      throw new CountersignError('AUDIT_VERIFICATION_FAILED', `--checkpoint: the signature of ${file} does not verify with key ${key.keyId}: the note was forged or altered`);
+    }
+    return { ...parsed.checkpoint, file };
+  });
+}
+
+export type PinCheck = { ok: true } | { ok: false; pin: SignedCheckpoint; reason: string };
+
+/**
+ * Live pinning: with the trail verified up to `verified` (its root covered by a signed
+ * checkpoint), each pin must be a prefix of it — shown by a consistency proof the server gives
+ * (`proof(from, to)`), which it cannot forge. A pin beyond the verified size means the trail was
+ * cut back.
+ */
+export async function checkPinsLive(
+  pins: readonly SignedCheckpoint[],
+  verified: { treeSize: number; rootHash: string },
+  proof: (from: number, to: number) => Promise<string[]>,
+): Promise<PinCheck> {
+  for (const pin of pins) {
+    if (pin.treeSize > verified.treeSize) {
+      return { ok: false, pin, reason: `the trail has ${verified.treeSize} entries, but the pinned checkpoint signed ${pin.timestamp} covers ${pin.treeSize}: entries ${verified.treeSize + 1}–${pin.treeSize} were cut off` };
+    }
+    const check = checkExtension(hasher, pin, verified, pin.treeSize === verified.treeSize || pin.treeSize === 0 ? [] : await proof(pin.treeSize, verified.treeSize));
+    if (!check.ok) return { ok: false, pin, reason: `the trail does not extend the pinned checkpoint signed ${pin.timestamp} (size ${pin.treeSize}): ${check.reason}` };
+  }
+  return { ok: true };
 }

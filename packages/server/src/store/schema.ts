@@ -5,7 +5,7 @@
  */
 import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
-import type { AuditCheckpointsTable, AuditNodesTable } from './trail.ts';
+import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, AuditSignerUpgradeTable } from './trail.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
@@ -135,6 +135,8 @@ export interface Database {
   audit_head: AuditHeadTable;
   audit_nodes: AuditNodesTable;
   audit_checkpoints: AuditCheckpointsTable;
+  audit_retention: AuditRetentionTable;
+  audit_signer_upgrade: AuditSignerUpgradeTable;
   timers: TimersTable;
   escalations: EscalationsTable;
   deliveries: DeliveriesTable;
