@@ -30,6 +30,8 @@ export const AUDIT_EVENTS = {
   rejected: { about: 'a reviewer, the policy or an aggregate rejected it', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?', 'aggregateId?'] },
   cancelled: { about: 'the agent withdrew it', data: ['decidedBy?', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?'] },
   expired: { about: 'no decision in time (the agent timeout or the end of the escalation chain)', data: ['decidedBy?', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?'] },
+  execution_started: { about: 'the approval was claimed, once, with its receipt (→ executing); only now may it run', data: ['payloadHash', 'expiresAt', 'receiptVersion'] },
+  claim_refused: { about: 'a claim of an approval was refused (replay, other receipt, expired); written after the rollback', data: ['code', 'message'] },
   executed: { about: 'the agent reported it ran (an approved aggregate: its members run)', data: ['status', 'error?', 'members?'] },
   execution_failed: { about: 'the agent reported it failed', data: ['status', 'error'] },
   feedback: { about: 'an operator judged a request the policy approved on its own', data: ['verdict', 'note', 'automationLevel', 'riskLevel'] },

@@ -14,8 +14,8 @@ import type { ReceiptBody } from '../audit/signed.ts';
 import type { RequestStatus, RiskLevel } from '../schemas.ts';
 import type { Policy } from '../policy/types.ts';
 
-/** Statuses a request can have once the claim contract is in place; `executing` sits between `approved` and the report. */
-export type ClaimableStatus = RequestStatus | 'executing';
+/** A request's status; `executing` sits between `approved` and the report (kept as a name for the gate's callers). */
+export type ClaimableStatus = RequestStatus;
 
 /** What the server stored when it approved the request, read under the row lock. */
 export interface ClaimState {

@@ -28,6 +28,7 @@ import {
   type Decision,
   type EarlierInHold,
   type ExecutionBody,
+  type RiskLevel,
   type LifecycleEvent,
   type LifecycleState,
   type Policy,
@@ -47,6 +48,7 @@ import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
 import { Wakeups } from './wakeups.ts';
+import { ExecutionDesk, approvalClaim } from './execution.ts';
 import {
   canReviewAtAll,
   canReviewNow,
@@ -145,6 +147,8 @@ export class Engine {
   readonly writer: AuditWriter;
   /** Step-up MFA, number matching, velocity, cool-downs, agent limits and pauses, slicing (guard/). */
   readonly guard: GuardService;
+  /** Claims of approvals (once, within their validity) and execution reports (engine/execution.ts). */
+  private readonly executions: ExecutionDesk;
 
   private constructor(
     readonly store: Store,
@@ -158,6 +162,19 @@ export class Engine {
     this.guard.usePolicy(() => this.active?.policy);
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
+    });
+    this.executions = new ExecutionDesk({
+      store,
+      trail: this.trail,
+      writer: this.writer,
+      now,
+      policy: () => this.policy.policy,
+      wakeChannel: WAKE_CHANNEL,
+      committed: async (row, previousStatus) => {
+        this.afterCommit(row.id);
+        this.emitChange({ previousStatus, row });
+        return this.toPublic(row);
+      },
     });
   }
 
@@ -451,7 +468,8 @@ export class Engine {
       route: assessment.route,
       assessment: JSON.stringify(assessment),
       policy_version: policyVersion,
-      decision: decision === null ? null : JSON.stringify(this.trail.seal(id, decision)),
+      ...(decision === null ? { decision: null, claim_nonce: null, claim_expires_at: null } : this.sealed(id, decision, assessment.riskLevel)),
+      claimed_at: null,
       execution: null,
       created_at: at,
       updated_at: at,
@@ -634,8 +652,19 @@ export class Engine {
     return this.change(by, id, { type: 'cancel', actor: actorOf(by), reason: body.reason, at: '' }, true);
   }
 
+  /** `{status: started, receipt}` claims the approval once; `{status: succeeded | failed}` closes it (engine/execution.ts). */
   async reportExecution(by: Principal, id: string, body: ExecutionBody): Promise<ApprovalRequest> {
-    return this.change(by, id, { type: 'execution', status: body.status, at: '' }, true, body);
+    return body.status === 'started' ? this.executions.claim(by, id, body.receipt) : this.executions.report(by, id, body);
+  }
+
+  /** A decision as stored: sealed with its receipt and, when it approves something to run, the claim it runs with once. */
+  private sealed(id: string, decision: Decision, riskLevel: string): Pick<RequestRow, 'decision' | 'claim_nonce' | 'claim_expires_at'> {
+    const issued = approvalClaim(decision, riskLevel as RiskLevel, this.policy.policy);
+    return {
+      decision: JSON.stringify(this.trail.seal(id, decision, issued?.claim)),
+      claim_nonce: issued?.columns.claim_nonce ?? null,
+      claim_expires_at: issued?.columns.claim_expires_at ?? null,
+    };
   }
 
   /**
@@ -648,7 +677,6 @@ export class Engine {
     /** The event, or a function that decides it inside the transaction (timers); `null` commits what it wrote without a transition. */
     eventOrFire: LifecycleEvent | ((tx: Queries, current: RequestRow, escalation: EscalationState | null) => Promise<LifecycleEvent | null>),
     ownerOnly = false,
-    execution?: ExecutionBody,
   ): Promise<ApprovalRequest> {
     let previousStatus: RequestStatus = 'pending';
     let settled: RequestRow[] = [];
@@ -699,17 +727,14 @@ export class Engine {
       }
       const patch: Partial<RequestRow> = { status: result.status, updated_at: at };
       if (result.decision) {
-        patch.decision = JSON.stringify(this.trail.seal(id, result.decision));
+        Object.assign(patch, this.sealed(id, result.decision, current.risk_level));
         patch.decided_at = at;
-      }
-      if (execution) {
-        patch.execution = JSON.stringify({ status: execution.status, result: execution.result, error: execution.error ?? null, at: atIso });
       }
       if (!(await tx.updateRequest(id, patch, current.status))) {
         throw new CountersignError('ALREADY_DECIDED', `request ${id} changed concurrently`);
       }
       if (current.status === 'pending' && result.status !== 'pending') await this.closeEscalation(tx, current, escalation, result.status, at);
-      await this.writer.append(tx, result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result, execution), at)));
+      await this.writer.append(tx, result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result), at)));
       await tx.notify(WAKE_CHANNEL, id);
       previousStatus = current.status as RequestStatus;
       if (current.action === AGGREGATE_ACTION && current.status === 'pending' && result.decision) {
@@ -728,12 +753,11 @@ export class Engine {
     return this.toPublic(row);
   }
 
-  private auditData(kind: TransitionKind, result: ReturnType<typeof transition>, execution?: ExecutionBody) {
+  private auditData(kind: TransitionKind, result: ReturnType<typeof transition>) {
     if (kind === 'reviewed' && result.vote) {
       const v = result.vote;
       return { verdict: v.verdict, reason: v.reason, modifiedArgs: v.args !== null, alternative: v.alternative, stage: v.stage };
     }
-    if (kind === 'executed' || kind === 'execution_failed') return { status: execution?.status, error: execution?.error ?? null };
     const d = result.decision;
     return d
       ? {
@@ -1078,7 +1102,7 @@ export class Engine {
             reason: `aggregate review ${aggregate.id} was approved, but a reviewer had objected to this request, so it is not`,
           }
         : memberDecision(aggregate.id, decision, { action: member.action, args: JSON.parse(member.args) });
-      const patch = { status: d.outcome as RequestStatus, updated_at: at, decision: JSON.stringify(this.trail.seal(member.id, d)), decided_at: at };
+      const patch = { status: d.outcome as RequestStatus, updated_at: at, ...this.sealed(member.id, d, member.risk_level), decided_at: at };
       if (!(await tx.updateRequest(member.id, patch, 'pending'))) throw new CountersignError('ALREADY_DECIDED', `request ${member.id} changed concurrently`);
       await tx.timers.cancelRequestTimers(member.id, ['escalate', 'expire']);
       const payloadHash = d.action !== null && d.args !== null ? this.trail.payloadHash(d.action, d.args) : null;

@@ -183,7 +183,7 @@ export class Queries {
 
   async updateRequest(
     id: string,
-    patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at'>>,
+    patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at' | 'claim_nonce' | 'claim_expires_at'>>,
     expectedStatus: string,
   ): Promise<boolean> {
     const result = await this.db
@@ -192,6 +192,27 @@ export class Queries {
       .where('id', '=', id)
       .where('status', '=', expectedStatus)
       .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Claims an approval for execution (issue 12): one conditional UPDATE from `approved` to
+   * `executing`, matching the nonce the approval was issued with and only before its expiry, so
+   * of any number of racing claims, on any number of servers, exactly one changes the row. The
+   * caller has already decided the claim (core `decideClaim`) under the row lock; this is the
+   * compare-and-set that makes it hold without one. `nonce` null: an approval stored before
+   * nonces (its column is null too).
+   */
+  async claimApproval(id: string, nonce: string | null, at: number): Promise<boolean> {
+    let query = this.db
+      .updateTable('requests')
+      .set({ status: 'executing', claimed_at: at, updated_at: at })
+      .where('id', '=', id)
+      .where('status', '=', 'approved')
+      .where('claimed_at', 'is', null)
+      .where((eb) => eb.or([eb('claim_expires_at', 'is', null), eb('claim_expires_at', '>', at)]));
+    query = nonce === null ? query.where('claim_nonce', 'is', null) : query.where('claim_nonce', '=', nonce);
+    const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
   }
 
@@ -301,7 +322,7 @@ export class Queries {
     for (const { status, n } of rows) {
       const count = Number(n);
       counts.total += count;
-      if (status === 'approved') counts.approved += count;
+      if (status === 'approved' || status === 'executing') counts.approved += count;
       if (status === 'executed') (counts.approved += count), (counts.succeeded += count);
       if (status === 'execution_failed') (counts.approved += count), (counts.failed += count);
       if (status === 'rejected' || status === 'expired') counts.rejected += count;
