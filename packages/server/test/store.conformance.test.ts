@@ -109,20 +109,21 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
 
   it('claims an approval with one conditional UPDATE: the nonce, before the expiry, once — 40 racing claims, one winner (009_claim)', async () => {
     await store.insertRequest(requestRow('req_claim', { status: 'approved', claim_nonce: 'n-1', claim_expires_at: 10_000, decided_at: 1_000 }));
-    expect(await store.claimApproval('req_claim', 'n-other', 5_000)).toBe(false); // another approval's nonce
-    expect(await store.claimApproval('req_claim', null, 5_000)).toBe(false); // no nonce where one is stored
-    expect(await store.claimApproval('req_claim', 'n-1', 10_000)).toBe(false); // at the expiry
-    const wins = await Promise.all(Array.from({ length: 40 }, () => store.transaction((tx) => tx.claimApproval('req_claim', 'n-1', 5_000))));
+    expect(await store.claimApproval('req_claim', 'n-other', 5_000, Number.MAX_SAFE_INTEGER)).toBe(false); // another approval's nonce
+    expect(await store.claimApproval('req_claim', null, 5_000, Number.MAX_SAFE_INTEGER)).toBe(false); // no nonce where one is stored
+    expect(await store.claimApproval('req_claim', 'n-1', 10_000, Number.MAX_SAFE_INTEGER)).toBe(false); // at the expiry
+    expect(await store.claimApproval('req_claim', 'n-1', 5_000, 5_000)).toBe(false); // at the signed deadline (review finding 4)
+    const wins = await Promise.all(Array.from({ length: 40 }, () => store.transaction((tx) => tx.claimApproval('req_claim', 'n-1', 5_000, Number.MAX_SAFE_INTEGER))));
     expect(wins.filter(Boolean)).toHaveLength(1);
     expect(await store.getRequest('req_claim')).toMatchObject({ status: 'executing', claimed_at: 5_000, updated_at: 5_000 });
-    expect(await store.claimApproval('req_claim', 'n-1', 6_000)).toBe(false);
+    expect(await store.claimApproval('req_claim', 'n-1', 6_000, Number.MAX_SAFE_INTEGER)).toBe(false);
     // An approval stored before 009_claim has no nonce and no stored expiry; the engine decides its expiry.
     await store.insertRequest(requestRow('req_claim_legacy', { status: 'approved', decided_at: 1_000 }));
-    expect(await store.claimApproval('req_claim_legacy', 'n-1', 5_000)).toBe(false);
-    expect(await store.claimApproval('req_claim_legacy', null, 5_000)).toBe(true);
+    expect(await store.claimApproval('req_claim_legacy', 'n-1', 5_000, Number.MAX_SAFE_INTEGER)).toBe(false);
+    expect(await store.claimApproval('req_claim_legacy', null, 5_000, Number.MAX_SAFE_INTEGER)).toBe(true);
     // Only from approved.
     await store.insertRequest(requestRow('req_claim_pending', { claim_nonce: 'n-2', claim_expires_at: 10_000 }));
-    expect(await store.claimApproval('req_claim_pending', 'n-2', 5_000)).toBe(false);
+    expect(await store.claimApproval('req_claim_pending', 'n-2', 5_000, Number.MAX_SAFE_INTEGER)).toBe(false);
   });
 
   it('updates only from the expected status (compare-and-set)', async () => {

@@ -18,6 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   CountersignError,
+  claimDeadline,
   decideClaim,
   decideExecutionReport,
   receiptExpiry,
@@ -94,8 +95,13 @@ export class ExecutionDesk {
         const state = this.claimState(current);
         const decided = decideClaim(state, receipt, new Date(at));
         if (!decided.ok) throw decided.error;
+        // Claim-once must not rest on mutable columns alone: a database writer who resets
+        // status/claimed_at cannot make the trail (hash-chained, append-only) forget the claim.
+        if (await tx.auditHas(id, 'execution_started')) {
+          throw new CountersignError('ALREADY_EXECUTED', `the approval of ${id} was already claimed (the audit trail records it)`, { requestId: id });
+        }
         // The compare-and-set that holds even without the row lock: exactly one racing claim changes the row.
-        if (!(await tx.claimApproval(id, current.claim_nonce, at))) {
+        if (!(await tx.claimApproval(id, current.claim_nonce, at, claimDeadline(state, receipt)))) {
           throw new CountersignError('ALREADY_EXECUTED', `the approval of ${id} was already claimed`, { requestId: id });
         }
         await writer.append(tx, [

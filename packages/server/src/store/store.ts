@@ -201,16 +201,18 @@ export class Queries {
    * of any number of racing claims, on any number of servers, exactly one changes the row. The
    * caller has already decided the claim (core `decideClaim`) under the row lock; this is the
    * compare-and-set that makes it hold without one. `nonce` null: an approval stored before
-   * nonces (its column is null too).
+   * nonces (its column is null too). `deadline` (core `claimDeadline`: the earlier of the column
+   * and the receipt's signed expiry) bounds it too, so a moved column does not extend it.
    */
-  async claimApproval(id: string, nonce: string | null, at: number): Promise<boolean> {
+  async claimApproval(id: string, nonce: string | null, at: number, deadline: number): Promise<boolean> {
     let query = this.db
       .updateTable('requests')
       .set({ status: 'executing', claimed_at: at, updated_at: at })
       .where('id', '=', id)
       .where('status', '=', 'approved')
       .where('claimed_at', 'is', null)
-      .where((eb) => eb.or([eb('claim_expires_at', 'is', null), eb('claim_expires_at', '>', at)]));
+      .where((eb) => eb.or([eb('claim_expires_at', 'is', null), eb('claim_expires_at', '>', at)]))
+      .where(sql<boolean>`cast(${deadline} as bigint) > cast(${at} as bigint)`);
     query = nonce === null ? query.where('claim_nonce', 'is', null) : query.where('claim_nonce', '=', nonce);
     const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
@@ -386,6 +388,12 @@ export class Queries {
     await this.insertRows('audit_log', rows);
     await this.trail.appendLeaves(first - 1, head.frontier, rows);
     return rows.map((r) => r.seq);
+  }
+
+  /** Whether the trail holds an entry of `type` for the request (by the `audit_log_request` index). */
+  async auditHas(requestId: string, type: string): Promise<boolean> {
+    const row = await this.db.selectFrom('audit_log').select('seq').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
+    return row !== undefined;
   }
 
   async auditFor(requestId: string): Promise<AuditRow[]> {
