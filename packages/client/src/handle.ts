@@ -164,7 +164,17 @@ export class ApprovalHandle {
     if (!receipt) {
       throw new CountersignError('RECEIPT_MISMATCH', `the decision on ${this.id} carries no signed receipt to claim it with; refusing to run`, { requestId: this.id });
     }
-    return this.#update(await this.#gateway.reportExecution(this.id, { status: 'started', receipt }));
+    const answer = await this.#gateway.reportExecution(this.id, { status: 'started', receipt });
+    // Only an answer that says this request is now `executing` is a claim: any other 2xx (an old
+    // proxy, a replayed GET, a gateway that ignores claims) must not let the action run.
+    if (answer.id !== this.id || answer.status !== 'executing') {
+      throw new CountersignError('RECEIPT_MISMATCH', `the claim of ${this.id} was answered with ${String(answer.id)} in status ${String(answer.status)}, not executing; refusing to run`, {
+        requestId: this.id,
+        received: String(answer.id),
+        status: String(answer.status),
+      });
+    }
+    return this.#update(answer);
   }
 
   /**

@@ -75,3 +75,32 @@ describe('review: an expired approval under an idempotency key can never be file
     expect(ran).toBe(1);
   });
 });
+
+describe('red team: a claim answered with another request or a closed status is not a claim', () => {
+  const laxWith = (double: CountersignDouble, answer: (real: ApprovalRequest) => ApprovalRequest) =>
+    new Proxy(double as unknown as AgentGateway, {
+      get(target, prop, receiver) {
+        if (prop === 'reportExecution') {
+          return async (id: string, body: ExecutionBody): Promise<ApprovalRequest> => {
+            const real = await target.reportExecution(id, body);
+            return body.status === 'started' ? answer(real) : real;
+          };
+        }
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+  it.each([
+    ['another request id', (r: ApprovalRequest) => ({ ...r, id: 'req_other' })],
+    ['status executed', (r: ApprovalRequest) => ({ ...r, status: 'executed' as const })],
+  ])('%s: handle.run() does not call the function', async (_name, answer) => {
+    const double = await CountersignDouble.create();
+    double.decide('block_ip', approve({ byPolicy: true }));
+    const cs = new Countersign({ gateway: laxWith(double, answer), auditPublicKey: double.auditPublicKeyPem, onReportError: () => {} } as never);
+    const handle = await cs.requestApproval({ action: 'block_ip', args: { ip: '203.0.113.7' } });
+    let ran = 0;
+    const err = await handle.run(async () => void ran++).catch((e: unknown) => e);
+    expect(ran).toBe(0);
+    expect((err as CountersignError).code).toBe('RECEIPT_MISMATCH');
+  });
+});
