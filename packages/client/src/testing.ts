@@ -23,6 +23,7 @@
  */
 import {
   CountersignError,
+  approvalLapsed,
   canonicalJson,
   decideClaim,
   payloadKey,
@@ -190,7 +191,13 @@ export class CountersignDouble implements AgentGateway {
     if (!body || typeof body.action !== 'string' || body.action === '') throw new CountersignError('VALIDATION_FAILED', 'action is required');
     if (body.idempotencyKey !== undefined) {
       const existing = this.#byKey.get(body.idempotencyKey);
-      if (existing) return { request: this.#get(existing), replayed: true };
+      if (existing) {
+        const known = this.#get(existing);
+        const expiresAt = known.decision?.receipt?.expiresAt;
+        // As the server (core approvalLapsed): an approval never claimed past its expiry can never run, so the key files anew.
+        const lapsed = approvalLapsed({ status: known.status, claimedAt: null, claimExpiresAt: expiresAt === undefined ? null : Date.parse(expiresAt) }, Date.parse(this.#now()));
+        if (!lapsed) return { request: known, replayed: true };
+      }
     }
     const queued = this.#once.get(body.action);
     const script = queued?.shift() ?? this.#standing.get(body.action) ?? this.#fallback;

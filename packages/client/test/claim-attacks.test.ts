@@ -27,10 +27,15 @@ describe('review: countersignCanUseTool (Claude Agent SDK) must claim before it 
     double.decide('Bash', approve({ byPolicy: true }));
     const cs = double.client();
     // Approved now (idempotency key from the tool use id), asked again after the validity.
-    await cs.requestApproval({ action: 'Bash', args: { command: 'deploy' }, idempotencyKey: 'claude-agent-sdk:toolu_2' });
+    const old = await cs.requestApproval({ action: 'Bash', args: { command: 'deploy' }, idempotencyKey: 'claude-agent-sdk:toolu_2' });
     double.advance(2 * 60 * 60 * 1000);
+    // The lapsed approval itself cannot be claimed …
+    expect(((await old.claim(old.request.decision!).catch((e: unknown) => e)) as CountersignError).code).toBe('RECEIPT_EXPIRED');
+    // … so the tool use is allowed only on a fresh approval filed under its key (finding 8), claimed once.
     const late = await countersignCanUseTool(cs)('Bash', { command: 'deploy' }, opts('toolu_2'));
-    expect(late.behavior).toBe('deny');
+    expect(late.behavior).toBe('allow');
+    expect(double.claims).toHaveLength(1);
+    expect(double.claims[0]).not.toBe(old.id);
   });
 });
 
@@ -59,19 +64,22 @@ describe('review: handle.claim() must not treat any 2xx answer as a claim', () =
   });
 });
 
-describe('review: an expired approval under an idempotency key can never be filed anew', () => {
-  it('guard() with a deterministic key (every adapter uses one per tool call) gets RECEIPT_EXPIRED forever', async () => {
+describe('review: an expired approval under an idempotency key can be filed anew (finding 8)', () => {
+  it('guard() with a deterministic key (every adapter uses one per tool call) reaches a fresh approval once the old one lapsed', async () => {
     const double = await CountersignDouble.create({ approvalValidForMs: 1_000 });
     double.decide('block_ip', approve({ byPolicy: true }));
     const cs = double.client({ onReportError: () => {} });
-    await cs.requestApproval({ action: 'block_ip', args: { ip: '203.0.113.5' }, idempotencyKey: 'call-1' });
+    const old = await cs.requestApproval({ action: 'block_ip', args: { ip: '203.0.113.5' }, idempotencyKey: 'call-1' });
     double.advance(10_000);
     let ran = 0;
     const block = cs.guard(async () => void ran++, { action: 'block_ip', idempotencyKey: () => 'call-1' });
-    expect(((await block({ ip: '203.0.113.5' }).catch((e: unknown) => e)) as CountersignError).code).toBe('RECEIPT_EXPIRED');
-    // "The agent files anew": the retry must reach a fresh approval, not the same expired one.
-    const retry = await block({ ip: '203.0.113.5' }).catch((e: unknown) => e);
-    expect(retry).not.toBeInstanceOf(CountersignError);
+    // The lapsed approval is never run; the key files a new request, which is claimed and run once.
+    expect(await block({ ip: '203.0.113.5' }).catch((e: unknown) => e)).not.toBeInstanceOf(CountersignError);
+    expect(ran).toBe(1);
+    expect(double.claims).toHaveLength(1);
+    expect(double.claims[0]).not.toBe(old.id);
+    // The claimed one is not lapsed: the same key now replays it, and the claim is ALREADY_EXECUTED.
+    expect(((await block({ ip: '203.0.113.5' }).catch((e: unknown) => e)) as CountersignError).code).toMatch(/^ALREADY_(EXECUTED|DECIDED)$/);
     expect(ran).toBe(1);
   });
 });

@@ -59,3 +59,41 @@ describe.each(ENGINES)('review: the claim trusts only mutable columns ($name)', 
     expect(await codeOf(engine.reportExecution(o.agent, r.id, { status: 'started', receipt }))).toBe('ALREADY_EXECUTED');
   });
 });
+
+describe.each(ENGINES)('red team: an approval that lapsed unclaimed frees its idempotency key (finding 8, $name)', ({ make }) => {
+  let database: TestDatabase;
+  let engine: Engine | undefined;
+  afterEach(async () => {
+    await engine?.close();
+    await database?.drop();
+  });
+
+  it('a create under the key after the expiry files one new request (linked in the trail), however many race; a claimed one keeps replaying', async () => {
+    database = make();
+    const clock = { t: Date.parse('2026-03-01T10:00:00Z') };
+    const o = await open(database.url, clock);
+    engine = o.engine;
+    const body = { ...(AUTO as object), idempotencyKey: 'tool-call-1' } as never;
+    const { request: old } = await engine.createRequest(o.agent, body);
+    expect(old.status).toBe('approved');
+    // Before the expiry: the same request.
+    expect((await engine.createRequest(o.agent, body)).request.id).toBe(old.id);
+    clock.t = Date.parse(old.decision!.receipt!.expiresAt!) + 1;
+    const racing = await Promise.all(Array.from({ length: 8 }, () => engine!.createRequest(o.agent, body)));
+    const ids = new Set(racing.map((r) => r.request.id));
+    expect(ids.size).toBe(1);
+    const [fresh] = [...ids];
+    expect(fresh).not.toBe(old.id);
+    expect(racing.filter((r) => !r.replayed)).toHaveLength(1);
+    // The old approval can still never run.
+    expect(await codeOf(engine.reportExecution(o.agent, old.id, { status: 'started', receipt: old.decision!.receipt! }))).toBe('RECEIPT_EXPIRED');
+    const trail = await engine.store.auditFor(old.id);
+    expect(trail.map((e) => e.type)).toContain('claim_lapsed');
+    // The new one is claimed; from then on the key replays it (ALREADY_EXECUTED for a second claim), even after its expiry.
+    const freshReq = racing[0]!.request;
+    expect((await engine.reportExecution(o.agent, fresh!, { status: 'started', receipt: freshReq.decision!.receipt! })).status).toBe('executing');
+    clock.t = Date.parse(freshReq.decision!.receipt!.expiresAt!) + 1;
+    const again = await engine.createRequest(o.agent, body);
+    expect(again).toMatchObject({ replayed: true, request: { id: fresh, status: 'executing' } });
+  });
+});

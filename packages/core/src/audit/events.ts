@@ -23,7 +23,7 @@ export const AUDIT_EVENTS = {
   agent_created: { about: 'an agent was registered', data: ['agentId', 'name'] },
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
   // ---- a request's lifecycle
-  created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?'] },
+  created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?'] },
   queued: { about: 'the request waits for reviewers', data: ['slaDueAt', 'approval', 'escalation?'] },
   reviewed: { about: 'one reviewer voted', data: ['verdict', 'reason', 'modifiedArgs', 'alternative', 'stage'] },
   approved: { about: 'the approval requirement was met (or the policy or a timeout approved)', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash', 'aggregateId?'] },
@@ -32,6 +32,7 @@ export const AUDIT_EVENTS = {
   expired: { about: 'no decision in time (the agent timeout or the end of the escalation chain)', data: ['decidedBy?', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?'] },
   execution_started: { about: 'the approval was claimed, once, with its receipt (→ executing); only now may it run', data: ['payloadHash', 'expiresAt', 'receiptVersion'] },
   claim_refused: { about: 'a claim of an approval was refused (replay, other receipt, expired); written after the rollback', data: ['code', 'message'] },
+  claim_lapsed: { about: 'an approval never claimed before its expiry; a create under its idempotency key filed a new request', data: ['refiledAs', 'expiresAt'] },
   executed: { about: 'the agent reported it ran (an approved aggregate: its members run)', data: ['status', 'error?', 'members?'] },
   execution_failed: { about: 'the agent reported it failed', data: ['status', 'error'] },
   feedback: { about: 'an operator judged a request the policy approved on its own', data: ['verdict', 'note', 'automationLevel', 'riskLevel'] },

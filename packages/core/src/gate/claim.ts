@@ -103,6 +103,16 @@ export function claimDeadline(state: Pick<ClaimState, 'expiresAt'>, receipt: Pic
 }
 
 /**
+ * An approval that can no longer run: approved, never claimed, and past its stored claim expiry
+ * (ms). A create under its idempotency key then files a new request instead of replaying it
+ * (review finding 8: adapters use one fixed key per tool call). An approval without a stored
+ * expiry (before 009_claim) is not lapsed here: it keeps replaying, as before.
+ */
+export function approvalLapsed(row: { status: string; claimedAt: number | null; claimExpiresAt: number | null }, nowMs: number): boolean {
+  return row.status === 'approved' && row.claimedAt === null && row.claimExpiresAt !== null && nowMs >= row.claimExpiresAt;
+}
+
+/**
  * The closing report (`{status: succeeded | failed}`). Once claims are required, only an
  * `executing` request takes it; `requireClaim: false` keeps today's behaviour (an `approved`
  * request may be reported directly) for the transition while SDKs update.

@@ -11,6 +11,7 @@ import {
   MAX_AGGREGATE_MEMBERS,
   ROLES,
   aggregateRequest,
+  approvalLapsed,
   assessAggregate,
   checkArgs,
   memberDecision,
@@ -367,9 +368,14 @@ export class Engine {
     const at = this.now();
     const agent = await this.requesterAgent(by, at);
     const bodyHash = sha256Hex(canonicalJson(body));
+    let refiles: RequestRow | undefined;
     if (body.idempotencyKey !== undefined) {
       const existing = await this.store.findByIdempotencyKey(agent.id, body.idempotencyKey);
-      if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
+      if (existing) {
+        const lapsed = approvalLapsed({ status: existing.status, claimedAt: existing.claimed_at === null ? null : Number(existing.claimed_at), claimExpiresAt: existing.claim_expires_at === null ? null : Number(existing.claim_expires_at) }, at);
+        if (!lapsed || existing.body_hash !== bodyHash) return { request: await this.replay(existing, bodyHash), replayed: true };
+        refiles = existing; // it can never run: file a new request under the key (below, in one transaction)
+      }
     }
     refuseBadArgs(policy.policy, body.action, body.args, 'args');
     for (const [i, alt] of (body.alternatives ?? []).entries()) refuseBadArgs(policy.policy, alt.action, alt.args, `alternatives[${i}].args`);
@@ -392,7 +398,9 @@ export class Engine {
         route: assessment.route,
         matchedRules: assessment.matchedRules.map((r) => r.name),
         payloadHash: this.trail.payloadHash(body.action, body.args),
+        ...(refiles ? { refiles: refiles.id } : {}),
       }, at),
+      ...(refiles ? [this.audit('claim_lapsed', refiles.id, SYSTEM, { refiledAs: id, expiresAt: new Date(Number(refiles.claim_expires_at)).toISOString() }, at)] : []),
       status === 'pending'
         ? this.audit('queued', id, SYSTEM, {
             slaDueAt: assessment.slaDueAt,
@@ -404,6 +412,10 @@ export class Engine {
     try {
       await this.store.transaction(async (tx) => {
         const held = await this.guard.checkCreate(tx, agent, policy.policy, at, status === 'pending');
+        // A racing create (or claim) got there first: the catch below replays what now holds the key.
+        if (refiles && !(await tx.releaseLapsedKey(refiles.id, body.idempotencyKey!, at))) {
+          throw new CountersignError('IDEMPOTENCY_CONFLICT', 'the lapsed approval under this idempotency key changed meanwhile', { requestId: refiles.id });
+        }
         await tx.insertRequest(row);
         // Under `onSlicing: aggregate` the request waits in the agent's collection: its own channels hear of the aggregate instead.
         const collect = gate?.aggregate && status === 'pending' ? gate.aggregate : undefined;

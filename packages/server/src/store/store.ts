@@ -390,6 +390,24 @@ export class Queries {
     return rows.map((r) => r.seq);
   }
 
+  /**
+   * Frees the idempotency key of an approval that lapsed unclaimed (core `approvalLapsed`), so a
+   * new request may take it: a conditional UPDATE, so of racing creates one frees it.
+   */
+  async releaseLapsedKey(id: string, key: string, at: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('requests')
+      .set({ idempotency_key: null })
+      .where('id', '=', id)
+      .where('idempotency_key', '=', key)
+      .where('status', '=', 'approved')
+      .where('claimed_at', 'is', null)
+      .where('claim_expires_at', 'is not', null)
+      .where('claim_expires_at', '<=', at)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
   /** Whether the trail holds an entry of `type` for the request (by the `audit_log_request` index). */
   async auditHas(requestId: string, type: string): Promise<boolean> {
     const row = await this.db.selectFrom('audit_log').select('seq').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
