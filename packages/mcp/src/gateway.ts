@@ -260,7 +260,10 @@ export class Gateway {
       await handle.claim(decision);
       this.#pinned[entry.name] = entry.hash;
       this.#pins.save(this.#pinned);
-      await handle.reportExecution({ status: 'succeeded', result: { pinned: entry.hash } }).catch(() => {});
+      // Never swallowed silently: a refused report leaves the request `executing`, and the operator should know.
+      await handle
+        .reportExecution({ status: 'succeeded', result: { pinned: entry.hash } })
+        .catch((err: unknown) => this.#log(`countersign-mcp: reporting the pin of ${entry.name} (request ${handle.id}) failed: ${(err as Error).message}`));
       const now = this.#entries.get(entry.name);
       if (now && now.hash === entry.hash && now.state === 'held') {
         now.state = 'listed';
@@ -495,7 +498,9 @@ export class Gateway {
     try {
       result = (await ds.client.callTool({ name: entry.tool.name, arguments: plan.args }, undefined, { signal: ctx.signal })) as CallToolResult;
     } catch (err) {
-      await handle.reportExecution({ status: 'failed', error: String((err as Error).message).slice(0, 2_000) }).catch(() => {});
+      await handle
+        .reportExecution({ status: 'failed', error: String((err as Error).message).slice(0, 2_000) })
+        .catch((e: unknown) => this.#log(`countersign-mcp: reporting the failure of ${name} (request ${handle.id}) failed: ${(e as Error).message}`));
       return errorResult(`${name} failed downstream: ${(err as Error).message}`);
     }
     const failed = result.isError === true;
