@@ -348,6 +348,14 @@ class Countersign:
         self.check_receipt(request_id, decision)
         return decision
 
+    def claim(self, request_id: str, decision: Decision) -> Request:
+        """Claims the approval once, before anything runs ({status: started, receipt} -> executing)."""
+        receipt = decision.get("receipt")
+        if not receipt:
+            raise CountersignError("RECEIPT_MISMATCH", f"the decision on {request_id} carries no signed receipt to claim it with; refusing to run")
+        _, value = self._call("POST", f"/v1/requests/{urllib.parse.quote(request_id, safe='')}/execution", {"status": "started", "receipt": receipt})
+        return cast(Request, value)
+
     def report_execution(self, request_id: str, status: str, *, result: Any = None, error: str | None = None) -> Request:
         """Closes the record: ``succeeded`` (with an optional JSON ``result``) or ``failed``."""
         body: dict[str, Any] = {"status": status}
@@ -506,9 +514,11 @@ class Countersign:
             try:
                 run_action, run_args, run = _plan(decision, action, sent, offers, fn, rid)
                 self.check_receipt(rid, decision, (run_action, run_args))
-            except CountersignError as err:
-                self._report(rid, "failed", error=f"refused by the client: {err.message}")
+            except CountersignError:
+                # Refused here, nothing is claimed: the approval stays unclaimed and runs out.
                 raise
+            # Claimed once before anything runs: a refused claim (ALREADY_EXECUTED, RECEIPT_EXPIRED, …) raises, nothing runs.
+            self.claim(rid, decision)
             try:
                 # An alternative's result stands in for the function's: the caller asked for either.
                 result = cast(R, run())

@@ -53,6 +53,10 @@ describe('requestApproval over HTTP', () => {
     const decision = await handle.decision();
     expect(calls).toBe(before); // no network round trip (counted, not timed: a loaded machine made the 50 ms bound flaky)
     expect(decision).toMatchObject({ outcome: 'approved', decidedBy: 'policy', action: 'block_ip', args: AUTO.args });
+    // Claim once before running, then report; a second claim is refused.
+    await handle.claim(decision);
+    expect(handle.status).toBe('executing');
+    await expect(handle.claim(decision)).rejects.toMatchObject({ code: 'ALREADY_EXECUTED' });
     await handle.reportExecution({ status: 'succeeded', result: { blocked: true } });
     expect(handle.status).toBe('executed');
   });
@@ -81,6 +85,7 @@ describe('requestApproval over HTTP', () => {
     expect(decision).toMatchObject({ outcome: 'approved', decidedBy: 'reviewers', action: 'isolate_host', args: QUEUED.args, modified: false });
     expect(decision.deciders.map((d) => d.name)).toEqual(['admin']);
     expect(handle.status).toBe('approved');
+    await handle.claim(decision);
     await handle.reportExecution({ status: 'succeeded' });
   });
 
@@ -98,7 +103,8 @@ describe('requestApproval over HTTP', () => {
     }
     expect(statuses).toEqual(['pending', 'approved']);
     expect(handle.status).toBe('approved');
-    // After the execution report the stream closes by itself (event "end").
+    // After the claim and the execution report the stream closes by itself (event "end").
+    await handle.claim(handle.request.decision!);
     await handle.reportExecution({ status: 'succeeded' });
     const tail: string[] = [];
     for await (const state of handle.events()) tail.push(state.status);

@@ -3,7 +3,7 @@
  *
  *   pending ──review──► pending (vote counted) | approved | rejected
  *   pending ──cancel──► cancelled          pending ──expire──► expired
- *   approved ──execution──► executed | execution_failed
+ *   approved ──claim──► executing ──execution──► executed | execution_failed
  *
  * The engine loads the current state, calls `transition`, and writes what comes back together
  * with its audit entry in one transaction. Who may approve what, now, is the gate's question
@@ -14,6 +14,7 @@
  */
 import { payloadKey } from './canonical.ts';
 import { CountersignError } from './errors.ts';
+import { decideExecutionReport } from './gate/claim.ts';
 import type {
   Actor,
   Alternative,
@@ -48,7 +49,7 @@ export function isTerminal(status: RequestStatus): boolean {
   return TERMINAL_STATUSES.has(status);
 }
 
-/** Decided means a human or the policy has ruled; `approved` still awaits its execution report. */
+/** Decided means a human or the policy has ruled; `approved` still awaits its claim, `executing` its execution report. */
 export function isDecided(status: RequestStatus): boolean {
   return status !== 'pending';
 }
@@ -332,15 +333,10 @@ export function canReviewNow(state: LifecycleState, reviewer: Reviewer): boolean
 
 export function transition(state: LifecycleState, event: LifecycleEvent): Transition {
   if (event.type === 'execution') {
-    if (state.status !== 'approved') {
-      throw new CountersignError(
-        isTerminal(state.status) ? 'ALREADY_DECIDED' : 'ILLEGAL_TRANSITION',
-        `cannot report execution of a request that is ${state.status}`,
-        { status: state.status },
-      );
-    }
-    const status = event.status === 'succeeded' ? 'executed' : 'execution_failed';
-    return { status, kinds: [status], vote: null, decision: null };
+    // Only a claimed approval (`executing`) takes its result (gate/claim.ts).
+    const report = decideExecutionReport(state.status, event.status, true);
+    if (!report.ok) throw report.error;
+    return { status: report.status, kinds: [report.status], vote: null, decision: null };
   }
   if (state.status !== 'pending') {
     throw new CountersignError('ALREADY_DECIDED', `request is already ${state.status}`, { status: state.status });

@@ -19,6 +19,8 @@ export type Route = z.infer<typeof Route>;
 export const REQUEST_STATUSES = [
   'pending',
   'approved',
+  /** An approval claimed for execution (`POST …/execution {status: started, receipt}`); the result report closes it. */
+  'executing',
   'rejected',
   'expired',
   'cancelled',
@@ -233,14 +235,16 @@ export const ReviewBody = z
   });
 export type ReviewBody = z.infer<typeof ReviewBody>;
 
-export const ExecutionBody = z
+/** `{status: succeeded | failed}`: how the claimed action ran; closes the record (→ `executed` / `execution_failed`). */
+export const ExecutionReportBody = z
   .strictObject({
     status: z.enum(['succeeded', 'failed']),
     result: z.unknown().optional(),
     error: ShortText.optional(),
   })
   .superRefine(checkDepth);
-export type ExecutionBody = z.infer<typeof ExecutionBody>;
+export type ExecutionReportBody = z.infer<typeof ExecutionReportBody>;
+
 
 export const CancelBody = z.strictObject({ reason: ShortText.optional() });
 export type CancelBody = z.infer<typeof CancelBody>;
@@ -347,6 +351,18 @@ export const Receipt = z.object({
   signature: z.string(),
 });
 export type Receipt = z.infer<typeof Receipt>;
+
+/** `{status: started, receipt}`: claim the approval once, before anything runs (→ `executing`). */
+export const ExecutionClaimBody = z.strictObject({
+  status: z.literal('started'),
+  /** The receipt exactly as the decision carried it; the server checks its signature, nonce, payload and expiry. */
+  receipt: Receipt,
+});
+export type ExecutionClaimBody = z.infer<typeof ExecutionClaimBody>;
+
+/** The execution route's body: a claim, or the closing report. */
+export const ExecutionBody = z.discriminatedUnion('status', [ExecutionClaimBody, ExecutionReportBody]);
+export type ExecutionBody = z.infer<typeof ExecutionBody>;
 
 export const Decision = z.object({
   outcome: DecisionOutcome,

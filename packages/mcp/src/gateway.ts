@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { ApprovalHandle, Countersign } from '@countersign/client';
-import { CountersignError, canonicalJson, type JsonObject } from '@countersign/core';
+import { CountersignError, canonicalJson, type Decision, type JsonObject } from '@countersign/core';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
@@ -320,9 +320,14 @@ export class Gateway {
         return;
       }
       await handle.checkReceipt(decision, { action: TOOL_CHANGE_ACTION, args });
+      // Claimed once before the pin is written: a replayed or expired approval pins nothing.
+      await handle.claim(decision);
       this.#pinned[entry.name] = entry.hash;
       this.#pins.save(this.#pinned);
-      await handle.reportExecution({ status: 'succeeded', result: { pinned: entry.hash } }).catch(() => {});
+      // Never swallowed silently: a refused report leaves the request `executing`, and the operator should know.
+      await handle
+        .reportExecution({ status: 'succeeded', result: { pinned: entry.hash } })
+        .catch((err: unknown) => this.#log(`countersign-mcp: reporting the pin of ${entry.name} (request ${handle.id}) failed: ${(err as Error).message}`));
       const now = this.#entries.get(entry.name);
       if (now && now.hash === entry.hash && now.state === 'held') {
         now.state = 'listed';
@@ -525,7 +530,7 @@ export class Gateway {
           this.#log(`countersign-mcp: could not cancel ${handle.id}: ${(e as Error).message}`);
           const decided = handle.request.decision ?? (await handle.refresh().then(() => handle.request.decision).catch(() => undefined));
           if (decided?.outcome === 'approved') {
-            await handle.reportExecution({ status: 'failed', error: 'not run by the MCP gateway: cancelled by the client' }).catch(() => {});
+            await closeNotRun(handle, decided, 'not run by the MCP gateway: cancelled by the client');
             return errorResult(`cancelled by the client; request ${handle.id} had been approved meanwhile and was reported not run. Nothing ran.`);
           }
           return errorResult(`cancelled by the client; request ${handle.id} could not be withdrawn (${decided ? decided.outcome : (e as Error).message}). Nothing ran.`);
@@ -556,7 +561,7 @@ export class Gateway {
     const notRun = async (why: string): Promise<CallToolResult> => {
       // A cancelled caller gets nothing back; still close the record honestly.
       if (ctx.signal.aborted) why = 'cancelled by the client';
-      await handle.reportExecution({ status: 'failed', error: `not run by the MCP gateway: ${why}`.slice(0, 2_000) }).catch(() => {});
+      await closeNotRun(handle, decision, `not run by the MCP gateway: ${why}`);
       return errorResult(`${name} was approved (request ${handle.id}) but not run: ${why}`);
     };
     if (!plan.run) return notRun(plan.reason);
@@ -578,11 +583,19 @@ export class Gateway {
 
     // The receipt check and the re-list take time: a caller who cancelled meanwhile gets nothing run.
     if (ctx.signal.aborted) return notRun('cancelled by the client');
+    // Claimed once, right before the call: a replayed, expired or foreign approval runs nothing downstream.
+    try {
+      await handle.claim(decision);
+    } catch (err) {
+      return errorResult(`${name} was approved (request ${handle.id}) but not run: the claim was refused (${(err as Error).message})`);
+    }
     let result: CallToolResult;
     try {
       result = (await ds.client.callTool({ name: entry.tool.name, arguments: plan.args }, undefined, { signal: ctx.signal })) as CallToolResult;
     } catch (err) {
-      await handle.reportExecution({ status: 'failed', error: String((err as Error).message).slice(0, 2_000) }).catch(() => {});
+      await handle
+        .reportExecution({ status: 'failed', error: String((err as Error).message).slice(0, 2_000) })
+        .catch((e: unknown) => this.#log(`countersign-mcp: reporting the failure of ${name} (request ${handle.id}) failed: ${(e as Error).message}`));
       return errorResult(`${name} failed downstream: ${(err as Error).message}`);
     }
     const failed = result.isError === true;
@@ -611,4 +624,18 @@ export class Gateway {
 function firstText(result: CallToolResult): string {
   for (const c of result.content ?? []) if (c.type === 'text') return c.text;
   return '';
+}
+
+/**
+ * An approval the gateway decided not to run: it is claimed (so nobody can run it later with the
+ * same receipt) and closed as failed, with why. Best effort: a claim the server refuses (already
+ * claimed, expired, or a receipt that is not the server's) leaves the record as the server has it.
+ */
+async function closeNotRun(handle: ApprovalHandle, decision: Decision, why: string): Promise<void> {
+  try {
+    await handle.claim(decision);
+    await handle.reportExecution({ status: 'failed', error: why.slice(0, 2_000) });
+  } catch {
+    // Nothing ran either way.
+  }
 }

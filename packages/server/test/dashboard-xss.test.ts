@@ -163,7 +163,8 @@ beforeAll(async () => {
   await api(server.url, adminToken, `/v1/requests/${rejectedId}/reviews`, { body: { verdict: 'reject', reason: `no: ${PAYLOADS[0]} ${PAYLOADS[69]}` } });
   const failing = await api<{ id: string }>(server.url, agentKey, '/v1/requests', { body: hostileRequest(chunks[1]!) });
   failedId = failing.body.id;
-  await api(server.url, adminToken, `/v1/requests/${failedId}/reviews`, { body: { verdict: 'approve' } });
+  const approvedFailing = await api<{ decision: { receipt: unknown } }>(server.url, adminToken, `/v1/requests/${failedId}/reviews`, { body: { verdict: 'approve' } });
+  await api(server.url, agentKey, `/v1/requests/${failedId}/execution`, { body: { status: 'started', receipt: approvedFailing.body.decision.receipt } });
   await api(server.url, agentKey, `/v1/requests/${failedId}/execution`, { body: { status: 'failed', error: PAYLOADS.slice(0, 10).join(' ') } });
   // One that ran automatically at the supervised level, for the feed.
   const supervised = await api<{ id: string; status: string; assessment: { automationLevel: string } }>(server.url, agentKey, '/v1/requests', {

@@ -151,7 +151,9 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
       expect(r.decision.receipt.requestId).toBe(id);
       expect(r.decision.receipt.payloadHash).toBe(engine.trail.payloadHash('wire_transfer', original.args));
     }
-    // The agent reports each member's execution as usual.
+    // The agent claims each member's approval with its own receipt and reports its execution as usual.
+    const lateNow = (await call(key, 'GET', `/v1/requests/${late.id}`)).json;
+    expect((await call(key, 'POST', `/v1/requests/${late.id}/execution`, { status: 'started', receipt: lateNow.decision.receipt })).json.status).toBe('executing');
     expect((await call(key, 'POST', `/v1/requests/${late.id}/execution`, { status: 'succeeded' })).json.status).toBe('executed');
   });
 

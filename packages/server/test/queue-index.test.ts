@@ -49,6 +49,9 @@ function row(i: number): RequestRow {
     expires_at: null,
     queue_due_at: pending ? at + 900_000 : NO_DEADLINE,
     action_key: i % 3 === 0 ? 'wire_transfer' : 'block_ip',
+    claim_nonce: null,
+    claim_expires_at: null,
+    claimed_at: null,
   };
 }
 

@@ -38,6 +38,9 @@ function requestRow(id: string, overrides: Partial<RequestRow> = {}): RequestRow
     expires_at: null,
     queue_due_at: 8_640_000_000_000_000,
     action_key: overrides.action ?? 'block_ip',
+    claim_nonce: null,
+    claim_expires_at: null,
+    claimed_at: null,
     ...overrides,
   };
 }
@@ -104,6 +107,25 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
     // NULL keys never collide.
     await store.insertRequest(requestRow('req_nokey1'));
     await store.insertRequest(requestRow('req_nokey2'));
+  });
+
+  it('claims an approval with one conditional UPDATE: the nonce, before the expiry, once — 40 racing claims, one winner (009_claim)', async () => {
+    await store.insertRequest(requestRow('req_claim', { status: 'approved', claim_nonce: 'n-1', claim_expires_at: 10_000, decided_at: 1_000 }));
+    expect(await store.claimApproval('req_claim', 'n-other', 5_000, Number.MAX_SAFE_INTEGER)).toBe(false); // another approval's nonce
+    expect(await store.claimApproval('req_claim', null, 5_000, Number.MAX_SAFE_INTEGER)).toBe(false); // no nonce where one is stored
+    expect(await store.claimApproval('req_claim', 'n-1', 10_000, Number.MAX_SAFE_INTEGER)).toBe(false); // at the expiry
+    expect(await store.claimApproval('req_claim', 'n-1', 5_000, 5_000)).toBe(false); // at the signed deadline (review finding 4)
+    const wins = await Promise.all(Array.from({ length: 40 }, () => store.transaction((tx) => tx.claimApproval('req_claim', 'n-1', 5_000, Number.MAX_SAFE_INTEGER))));
+    expect(wins.filter(Boolean)).toHaveLength(1);
+    expect(await store.getRequest('req_claim')).toMatchObject({ status: 'executing', claimed_at: 5_000, updated_at: 5_000 });
+    expect(await store.claimApproval('req_claim', 'n-1', 6_000, Number.MAX_SAFE_INTEGER)).toBe(false);
+    // An approval stored before 009_claim has no nonce and no stored expiry; the engine decides its expiry.
+    await store.insertRequest(requestRow('req_claim_legacy', { status: 'approved', decided_at: 1_000 }));
+    expect(await store.claimApproval('req_claim_legacy', 'n-1', 5_000, Number.MAX_SAFE_INTEGER)).toBe(false);
+    expect(await store.claimApproval('req_claim_legacy', null, 5_000, Number.MAX_SAFE_INTEGER)).toBe(true);
+    // Only from approved.
+    await store.insertRequest(requestRow('req_claim_pending', { claim_nonce: 'n-2', claim_expires_at: 10_000 }));
+    expect(await store.claimApproval('req_claim_pending', 'n-2', 5_000, Number.MAX_SAFE_INTEGER)).toBe(false);
   });
 
   it('updates only from the expected status (compare-and-set)', async () => {

@@ -14,6 +14,7 @@ import {
   receiptBody,
   receiptMessage,
   frontierNodes,
+  fromBase64,
   toBase64,
   trailBaseLine,
   trailCheckpointLine,
@@ -22,6 +23,7 @@ import {
   type Decision,
   type JsonObject,
   type Receipt,
+  type ReceiptClaim,
   type Redactor,
   type SignedCheckpoint,
   type SignedRetention,
@@ -328,16 +330,38 @@ export class AuditService {
     return statement ? { ...statement, entriesPruned: prunedTo } : null;
   }
 
-  /** A signed receipt for a decision, to store with it (see `Receipt`). */
-  receipt(requestId: string, decision: Decision): Receipt {
-    const body = receiptBody(sha256, requestId, decision, this.key.keyId);
+  /**
+   * A signed receipt for a decision, to store with it (see `Receipt`). With `claim`, a runnable
+   * approval gets a version 2 receipt carrying the nonce and expiry it is claimed with once.
+   */
+  receipt(requestId: string, decision: Decision, claim?: ReceiptClaim): Receipt {
+    const body = receiptBody(sha256, requestId, decision, this.key.keyId, claim);
     return { ...body, signature: this.key.sign(receiptMessage(body)) };
   }
 
   /** The decision with its receipt. */
-  seal(requestId: string, decision: Decision): Decision {
+  seal(requestId: string, decision: Decision, claim?: ReceiptClaim): Decision {
     const { receipt: _old, ...rest } = decision;
-    return { ...rest, receipt: this.receipt(requestId, rest) };
+    return { ...rest, receipt: this.receipt(requestId, rest, claim) };
+  }
+
+  /**
+   * Whether this server's audit key signed `receipt` as it stands (every signed field, the
+   * version included). A body whose fields do not fit its version (a version 1 receipt carrying a
+   * nonce, a version 2 one without) is not a receipt this server signs: false, never thrown.
+   */
+  verifiesReceipt(receipt: Receipt): boolean {
+    if (receipt.keyId !== this.key.keyId) return false;
+    const { signature, ...body } = receipt;
+    const sig = fromBase64(signature);
+    if (sig === null) return false;
+    let message: Uint8Array;
+    try {
+      message = receiptMessage(body);
+    } catch {
+      return false;
+    }
+    return this.key.verify(message, sig);
   }
 }
 

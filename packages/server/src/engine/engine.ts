@@ -11,6 +11,7 @@ import {
   MAX_AGGREGATE_MEMBERS,
   ROLES,
   aggregateRequest,
+  approvalLapsed,
   assessAggregate,
   checkArgs,
   memberDecision,
@@ -29,6 +30,7 @@ import {
   type Decision,
   type EarlierInHold,
   type ExecutionBody,
+  type RiskLevel,
   type LifecycleEvent,
   type LifecycleState,
   type Policy,
@@ -58,6 +60,7 @@ import { Decisions, payloadHashOf, type RequestFacts } from './decisions.ts';
 import type { Principal } from './principal.ts';
 import { ExternalChanges } from './external-changes.ts';
 import { Wakeups } from './wakeups.ts';
+import { ExecutionDesk, approvalClaim } from './execution.ts';
 import {
   canReviewAtAll,
   canReviewNow,
@@ -166,6 +169,8 @@ export class Engine {
   readonly guard: GuardService;
   /** The gate's shell: every vote, and `actionable` as its dry run (engine/decisions.ts). */
   readonly decisions: Decisions;
+  /** Claims of approvals (once, within their validity) and execution reports (engine/execution.ts). */
+  private readonly executions: ExecutionDesk;
 
   private constructor(
     readonly store: Store,
@@ -180,6 +185,19 @@ export class Engine {
     this.guard.usePolicy(() => this.active?.policy);
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
+    });
+    this.executions = new ExecutionDesk({
+      store,
+      trail: this.trail,
+      writer: this.writer,
+      now,
+      policy: () => this.policy.policy,
+      wakeChannel: WAKE_CHANNEL,
+      committed: async (row, previousStatus) => {
+        this.afterCommit(row.id);
+        this.emitChange({ previousStatus, row });
+        return this.toPublic(row);
+      },
     });
   }
 
@@ -416,9 +434,14 @@ export class Engine {
     const at = this.now();
     const agent = await this.requesterAgent(by, at);
     const bodyHash = sha256Hex(canonicalJson(body));
+    let refiles: RequestRow | undefined;
     if (body.idempotencyKey !== undefined) {
       const existing = await this.store.findByIdempotencyKey(agent.id, body.idempotencyKey);
-      if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
+      if (existing) {
+        const lapsed = approvalLapsed({ status: existing.status, claimedAt: existing.claimed_at === null ? null : Number(existing.claimed_at), claimExpiresAt: existing.claim_expires_at === null ? null : Number(existing.claim_expires_at) }, at);
+        if (!lapsed || existing.body_hash !== bodyHash) return { request: await this.replay(existing, bodyHash), replayed: true };
+        refiles = existing; // it can never run: file a new request under the key (below, in one transaction)
+      }
     }
     refuseBadArgs(policy.policy, body.action, body.args, 'args');
     for (const [i, alt] of (body.alternatives ?? []).entries()) refuseBadArgs(policy.policy, alt.action, alt.args, `alternatives[${i}].args`);
@@ -445,7 +468,9 @@ export class Engine {
         matchedRules: assessment.matchedRules.map((r) => r.name),
         payloadHash: this.trail.payloadHash(body.action, body.args),
         ...(alternatives?.some((a) => a.blocked) ? { blockedAlternatives: alternatives.filter((a) => a.blocked).map((a) => ({ name: a.name, rules: a.blocked!.rules })) } : {}),
+        ...(refiles ? { refiles: refiles.id } : {}),
       }, at),
+      ...(refiles ? [this.audit('claim_lapsed', refiles.id, SYSTEM, { refiledAs: id, expiresAt: new Date(Number(refiles.claim_expires_at)).toISOString() }, at)] : []),
       status === 'pending'
         ? this.audit('queued', id, SYSTEM, {
             slaDueAt: assessment.slaDueAt,
@@ -460,6 +485,10 @@ export class Engine {
         const checked = await this.guard.checkCreate(tx, agent, policy.policy, at, status === 'pending', { id, action: body.action, value: assessment.value?.amount });
         const held = checked.entries;
         valueAlert = checked.alert;
+        // A racing create (or claim) got there first: the catch below replays what now holds the key.
+        if (refiles && !(await tx.releaseLapsedKey(refiles.id, body.idempotencyKey!, at))) {
+          throw new CountersignError('IDEMPOTENCY_CONFLICT', 'the lapsed approval under this idempotency key changed meanwhile', { requestId: refiles.id });
+        }
         await tx.insertRequest(row);
         // Under `onSlicing: aggregate` the request waits in the agent's collection: its own channels hear of the aggregate instead.
         const collect = gate?.aggregate && status === 'pending' ? gate.aggregate : undefined;
@@ -525,7 +554,8 @@ export class Engine {
       route: assessment.route,
       assessment: JSON.stringify(assessment),
       policy_version: policyVersion,
-      decision: decision === null ? null : JSON.stringify(this.trail.seal(id, decision)),
+      ...(decision === null ? { decision: null, claim_nonce: null, claim_expires_at: null } : this.sealed(id, decision, assessment.riskLevel)),
+      claimed_at: null,
       execution: null,
       created_at: at,
       updated_at: at,
@@ -678,8 +708,19 @@ export class Engine {
     return this.change(by, id, { type: 'cancel', actor: actorOf(by), reason: body.reason, at: '' }, true);
   }
 
+  /** `{status: started, receipt}` claims the approval once; `{status: succeeded | failed}` closes it (engine/execution.ts). */
   async reportExecution(by: Principal, id: string, body: ExecutionBody): Promise<ApprovalRequest> {
-    return this.change(by, id, { type: 'execution', status: body.status, at: '' }, true, body);
+    return body.status === 'started' ? this.executions.claim(by, id, body.receipt) : this.executions.report(by, id, body);
+  }
+
+  /** A decision as stored: sealed with its receipt and, when it approves something to run, the claim it runs with once. */
+  private sealed(id: string, decision: Decision, riskLevel: string): Pick<RequestRow, 'decision' | 'claim_nonce' | 'claim_expires_at'> {
+    const issued = approvalClaim(decision, riskLevel as RiskLevel, this.policy.policy);
+    return {
+      decision: JSON.stringify(this.trail.seal(id, decision, issued?.claim)),
+      claim_nonce: issued?.columns.claim_nonce ?? null,
+      claim_expires_at: issued?.columns.claim_expires_at ?? null,
+    };
   }
 
   /**
@@ -692,7 +733,6 @@ export class Engine {
     /** The event, or a function that decides it inside the transaction (timers); `null` commits what it wrote without a transition. */
     eventOrFire: LifecycleEvent | ((tx: Queries, current: RequestRow, escalation: EscalationState | null) => Promise<LifecycleEvent | Gated | null>),
     ownerOnly = false,
-    execution?: ExecutionBody,
   ): Promise<ApprovalRequest> {
     let previousStatus: RequestStatus = 'pending';
     let settled: RequestRow[] = [];
@@ -743,17 +783,14 @@ export class Engine {
       }
       const patch: Partial<RequestRow> = { status: result.status, updated_at: at };
       if (result.decision) {
-        patch.decision = JSON.stringify(this.trail.seal(id, result.decision));
+        Object.assign(patch, this.sealed(id, result.decision, current.risk_level));
         patch.decided_at = at;
-      }
-      if (execution) {
-        patch.execution = JSON.stringify({ status: execution.status, result: execution.result, error: execution.error ?? null, at: atIso });
       }
       if (!(await tx.updateRequest(id, patch, current.status))) {
         throw new CountersignError('ALREADY_DECIDED', `request ${id} changed concurrently`);
       }
       if (current.status === 'pending' && result.status !== 'pending') await this.closeEscalation(tx, current, escalation, result.status, at);
-      await this.writer.append(tx, result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result, execution), at)));
+      await this.writer.append(tx, result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result), at)));
       if (event.type === 'gated' && event.entries.length > 0) await this.writer.append(tx, event.entries);
       await tx.notify(WAKE_CHANNEL, id);
       previousStatus = current.status as RequestStatus;
@@ -773,12 +810,11 @@ export class Engine {
     return this.toPublic(row);
   }
 
-  private auditData(kind: TransitionKind, result: Transition, execution?: ExecutionBody) {
+  private auditData(kind: TransitionKind, result: Transition) {
     if (kind === 'reviewed' && result.vote) {
       const v = result.vote;
       return { verdict: v.verdict, reason: v.reason, modifiedArgs: v.args !== null, alternative: v.alternative, stage: v.stage };
     }
-    if (kind === 'executed' || kind === 'execution_failed') return { status: execution?.status, error: execution?.error ?? null };
     const d = result.decision;
     return d
       ? {
@@ -1124,7 +1160,7 @@ export class Engine {
             reason: `aggregate review ${aggregate.id} was approved, but a reviewer had objected to this request, so it is not`,
           }
         : memberDecision(aggregate.id, decision, { action: member.action, args: JSON.parse(member.args) });
-      const patch = { status: d.outcome as RequestStatus, updated_at: at, decision: JSON.stringify(this.trail.seal(member.id, d)), decided_at: at };
+      const patch = { status: d.outcome as RequestStatus, updated_at: at, ...this.sealed(member.id, d, member.risk_level), decided_at: at };
       if (!(await tx.updateRequest(member.id, patch, 'pending'))) throw new CountersignError('ALREADY_DECIDED', `request ${member.id} changed concurrently`);
       await tx.timers.cancelRequestTimers(member.id, ['escalate', 'expire']);
       const payloadHash = d.action !== null && d.args !== null ? this.trail.payloadHash(d.action, d.args) : null;

@@ -7,6 +7,7 @@ import { CountersignError, type ApprovalRequest, type WaitLimits } from '@counte
 import type { MiddlewareHandler } from 'hono';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { registerAuditRoutes } from './routes/audit.ts';
+import { registerExecutionRoutes } from './routes/execution.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
@@ -163,10 +164,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     c.json(await engine.review(c.get('principal'), c.req.valid('param').id, c.req.valid('json'), { ip: clientIp(c, options.session?.trustProxy) }), 200),
   );
 
-  app.openapi(routes.executionRoute, async (c) =>
-    c.json(await engine.reportExecution(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200),
-  );
-
+  registerExecutionRoutes(app, engine);
   app.openapi(routes.cancelRoute, async (c) => {
     const bodyIn = (await hasBody(c.req.raw)) ? c.req.valid('json') : {};
     return c.json(await engine.cancel(c.get('principal'), c.req.valid('param').id, bodyIn ?? {}), 200);

@@ -86,6 +86,12 @@ export interface RequestsTable {
    * compares it; the request keeps the agent's own spelling for display.
    */
   action_key: string;
+  /** The nonce signed into the approval's version 2 receipt (migration 009_claim); null unless approved since. */
+  claim_nonce: string | null;
+  /** Until when the approval may be claimed (policy `levels.<risk>.approvalValidFor`); null unless approved since 009_claim. */
+  claim_expires_at: number | null;
+  /** When the approval was claimed (`executing`); null until then. */
+  claimed_at: number | null;
 }
 
 export interface ReviewsTable {

@@ -191,7 +191,7 @@ export class Queries {
 
   async updateRequest(
     id: string,
-    patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at' | 'queue_due_at'>>,
+    patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at' | 'queue_due_at' | 'claim_nonce' | 'claim_expires_at'>>,
     expectedStatus: string,
   ): Promise<boolean> {
     const result = await this.db
@@ -200,6 +200,29 @@ export class Queries {
       .where('id', '=', id)
       .where('status', '=', expectedStatus)
       .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Claims an approval for execution (issue 12): one conditional UPDATE from `approved` to
+   * `executing`, matching the nonce the approval was issued with and only before its expiry, so
+   * of any number of racing claims, on any number of servers, exactly one changes the row. The
+   * caller has already decided the claim (core `decideClaim`) under the row lock; this is the
+   * compare-and-set that makes it hold without one. `nonce` null: an approval stored before
+   * nonces (its column is null too). `deadline` (core `claimDeadline`: the earlier of the column
+   * and the receipt's signed expiry) bounds it too, so a moved column does not extend it.
+   */
+  async claimApproval(id: string, nonce: string | null, at: number, deadline: number): Promise<boolean> {
+    let query = this.db
+      .updateTable('requests')
+      .set({ status: 'executing', claimed_at: at, updated_at: at })
+      .where('id', '=', id)
+      .where('status', '=', 'approved')
+      .where('claimed_at', 'is', null)
+      .where((eb) => eb.or([eb('claim_expires_at', 'is', null), eb('claim_expires_at', '>', at)]))
+      .where(sql<boolean>`cast(${deadline} as bigint) > cast(${at} as bigint)`);
+    query = nonce === null ? query.where('claim_nonce', 'is', null) : query.where('claim_nonce', '=', nonce);
+    const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
   }
 
@@ -310,7 +333,7 @@ export class Queries {
     for (const { status, n } of rows) {
       const count = Number(n);
       counts.total += count;
-      if (status === 'approved') counts.approved += count;
+      if (status === 'approved' || status === 'executing') counts.approved += count;
       if (status === 'executed') (counts.approved += count), (counts.succeeded += count);
       if (status === 'execution_failed') (counts.approved += count), (counts.failed += count);
       if (status === 'rejected' || status === 'expired') counts.rejected += count;
@@ -385,6 +408,30 @@ export class Queries {
   /** Which requests the entries after `afterSeq` are about, in seq order (the primary key). */
   async auditRequestsAfter(afterSeq: number, limit: number): Promise<Array<{ seq: number; request_id: string | null }>> {
     return this.db.selectFrom('audit_log').select(['seq', 'request_id']).where('seq', '>', afterSeq).orderBy('seq').limit(limit).execute();
+  }
+
+  /**
+   * Frees the idempotency key of an approval that lapsed unclaimed (core `approvalLapsed`), so a
+   * new request may take it: a conditional UPDATE, so of racing creates one frees it.
+   */
+  async releaseLapsedKey(id: string, key: string, at: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('requests')
+      .set({ idempotency_key: null })
+      .where('id', '=', id)
+      .where('idempotency_key', '=', key)
+      .where('status', '=', 'approved')
+      .where('claimed_at', 'is', null)
+      .where('claim_expires_at', 'is not', null)
+      .where('claim_expires_at', '<=', at)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /** Whether the trail holds an entry of `type` for the request (by the `audit_log_request` index). */
+  async auditHas(requestId: string, type: string): Promise<boolean> {
+    const row = await this.db.selectFrom('audit_log').select('seq').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
+    return row !== undefined;
   }
 
   async auditFor(requestId: string): Promise<AuditRow[]> {

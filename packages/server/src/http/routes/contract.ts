@@ -138,15 +138,6 @@ export const reviewRoute = createRoute({
   responses: { 200: json(ApprovalRequest, 'The request after the vote'), ...errors },
 });
 
-export const executionRoute = createRoute({
-  method: 'post',
-  path: '/v1/requests/{id}/execution',
-  summary: 'The requesting agent reports how the approved action ran',
-  security,
-  request: { params: IdParams, ...body(ExecutionBody) },
-  responses: { 200: json(ApprovalRequest, 'The closed request'), ...errors },
-});
-
 export const cancelRoute = createRoute({
   method: 'post',
   path: '/v1/requests/{id}/cancel',
