@@ -22,3 +22,4 @@ export {
 export { namesPeople, stageEligible, type GateEscalation } from './eligibility.ts';
 export { MATCH_CODE_LEVELS, payloadRequirement, type PayloadRequirement } from './requirements.ts';
 export { assessAlternatives, assessPayload } from './payload.ts';
+export { timeoutOutcome, type TimeoutOutcome } from './timeout.ts';

@@ -20,6 +20,7 @@ import {
   payloadRequirement,
   stageEligible,
   assessPayload,
+  timeoutOutcome,
   cooldownState,
   dryRun,
   gate,
@@ -199,6 +200,25 @@ export class Decisions {
     if (!result.ok) throw result.error;
     const entries = approving ? await this.guard.recordApproval(tx, by, row.id, result.record, codes.step, at) : [];
     return { transition: { status: result.status, kinds: [...result.kinds], vote: result.vote, decision: result.decision }, entries };
+  }
+
+  /**
+   * What the final timeout does when the policy says `onFinalTimeout: approve` (review finding 1):
+   * core `timeoutOutcome` over the round's payload and the original re-assessed under the active
+   * policy. A clock approves only the request as asked and only if the policy would not block it
+   * now; otherwise the request expires. An assessment that throws expires it too (fail closed).
+   */
+  async timeoutEvent(tx: Queries, row: RequestRow, agentName: string, votes: readonly Vote[], reason: string, at: number): Promise<{ type: 'timeout_approve' | 'expire'; reason: string; at: '' }> {
+    const request = gateRequest(row, { votes, escalation: null, aggregated: null, agentPaused: null });
+    let outcome;
+    try {
+      const history = await tx.historyCounts(row.agent_id, row.action);
+      const now = assessPayload(evaluationRequest(row, agentName), { action: request.action, args: request.args }, this.policy(), history, new Date(at));
+      outcome = timeoutOutcome(request, now, reason);
+    } catch (err) {
+      outcome = { type: 'expire' as const, reason: `${reason}; not approved by timeout because it could not be re-assessed (${(err as Error).message})` };
+    }
+    return { ...outcome, at: '' };
   }
 
   /**
