@@ -69,6 +69,12 @@ export interface Vote {
   alternative: string | null;
   payloadKey: string | null;
   stage: number | null;
+  /**
+   * The identity of that stage (`stageKeyOf`: who it asks for, not how many), so a vote counts only
+   * towards the same stage after a policy reload moved the stages (review finding 3). `null` (a vote
+   * stored without one) never counts; absent (an in-memory vote) counts by index.
+   */
+  stageKey?: string | null;
   at: string;
 }
 

@@ -6,6 +6,8 @@ export {
   dryRun,
   gate,
   resolvePayload,
+  stageKeyOf,
+  stageProgressOf,
   type Actionable,
   type GateCheck,
   type GateContext,

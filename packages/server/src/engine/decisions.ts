@@ -21,6 +21,7 @@ import {
   stageEligible,
   assessPayload,
   timeoutOutcome,
+  stageProgressOf,
   cooldownState,
   dryRun,
   gate,
@@ -233,7 +234,7 @@ export class Decisions {
     const payload = gatePayload(request, row, agentName, {}, this.policy(), history, at);
     const requirement = payloadRequirement(request.assessment, payload.assessment, payload.assessment !== null);
     const round = currentRound(request).votes;
-    const counts = requirement.stages.map((_, i) => round.filter((v) => v.stage === i).length);
+    const counts = stageProgressOf(requirement.stages, round);
     const stageIndex = Math.max(0, requirement.stages.findIndex((s, i) => (counts[i] ?? 0) < s.count));
     const stage = requirement.stages[stageIndex]!;
     const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };

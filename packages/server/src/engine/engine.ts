@@ -702,6 +702,7 @@ export class Engine {
           alternative: v.alternative,
           payload_key: v.payloadKey,
           stage: v.stage,
+          stage_key: v.stageKey ?? null,
           created_at: at,
         });
       }
