@@ -376,6 +376,25 @@ function contextOf(input: GateInput, dry: boolean): GateContext {
   return { ...input, requirement, modified, restart, counted, stageIndex, stage, dry };
 }
 
+/** The checks that need no guard facts: a shell runs them before it takes the approver's lock. */
+export const CHEAP_CHECKS: readonly string[] = Object.freeze(['state', 'identity', 'separation', 'aggregate']);
+
+/**
+ * The first refusal of the cheap checks (`CHEAP_CHECKS`), or null: what the full gate would also
+ * refuse first, since they come first in `GATE_CHECKS`. The guard facts of `input` are not read.
+ * Lets the shell refuse before it locks anything (review finding 4: no lock held for a vote that
+ * cannot pass), and the full `gate()` still runs every check after.
+ */
+export function precheck(input: GateInput): CountersignError | null {
+  const ctx = contextOf(input, false);
+  for (const c of GATE_CHECKS) {
+    if (!CHEAP_CHECKS.includes(c.name)) break;
+    const e = c.check(ctx);
+    if (e) return e;
+  }
+  return null;
+}
+
 /** Run the checks; on success, what the vote does and what to record. */
 export function gate(input: GateInput, checks: readonly GateCheck[] = GATE_CHECKS): GateResult {
   const ctx = contextOf(input, false);

@@ -25,6 +25,7 @@ import {
   cooldownState,
   dryRun,
   gate,
+  precheck,
   payloadKey,
   resolvePayload,
   roleAt,
@@ -35,6 +36,7 @@ import {
   type GateEscalation,
   type GatePayload,
   type GateRequest,
+  type GateVote,
   type GuardFacts,
   type HistoryStats,
   type JsonObject,
@@ -179,25 +181,26 @@ export class Decisions {
     const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
     const history = asked.key === payloadKey(request.action, request.args) ? null : await tx.historyCounts(row.agent_id, asked.action);
     const payload = gatePayload(request, row, agentName, body, policy, history ?? { total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 }, at);
+    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
+    const gateVote = (codes: { totp: GateVote['totp']; matchCode: GateVote['matchCode'] }) => ({
+      verdict: body.verdict,
+      reason: body.reason,
+      args: body.args,
+      alternative: body.alternative,
+      seenPayloadKey: seenKey(body.seenPayloadHash, payload.key, request),
+      totp: codes.totp,
+      matchCode: codes.matchCode,
+      at: new Date(at).toISOString(),
+    });
+    const unlimited: GuardFacts = { now: at, ip: { allowed: true }, approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits, limitsOff: this.limitsOff };
+    // Cheap checks (state, identity, separation, aggregate/pause) before the approver's advisory
+    // lock is taken (review finding 4): a vote that cannot pass never waits on, or holds, that lock.
+    const early = precheck({ request, payload, reviewer, vote: gateVote({ totp: 'absent', matchCode: 'absent' }), guard: unlimited });
+    if (early) throw early;
     const limits = approving ? await this.guard.limitFacts(tx, by.operatorId, at, true) : { approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits };
     const guard: GuardFacts = { now: at, ip: approving ? await this.guard.ipFact(tx, by, ip) : { allowed: true }, ...limits, limitsOff: this.limitsOff };
     const codes = approving ? await this.guard.stepUpFacts(tx, by, row.id, body, at) : { totp: 'absent' as const, step: null, matchCode: 'absent' as const };
-    const result = gate({
-      request,
-      payload,
-      reviewer: { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups },
-      vote: {
-        verdict: body.verdict,
-        reason: body.reason,
-        args: body.args,
-        alternative: body.alternative,
-        seenPayloadKey: seenKey(body.seenPayloadHash, payload.key, request),
-        totp: codes.totp,
-        matchCode: codes.matchCode,
-        at: new Date(at).toISOString(),
-      },
-      guard,
-    });
+    const result = gate({ request, payload, reviewer, vote: gateVote(codes), guard });
     if (!result.ok) throw result.error;
     const entries = approving ? await this.guard.recordApproval(tx, by, row.id, result.record, codes.step, at) : [];
     return { transition: { status: result.status, kinds: [...result.kinds], vote: result.vote, decision: result.decision }, entries };
