@@ -70,6 +70,12 @@ export interface Vote {
   alternative: string | null;
   payloadKey: string | null;
   stage: number | null;
+  /**
+   * The identity of that stage (`stageKeyOf`: who it asks for, not how many), so a vote counts only
+   * towards the same stage after a policy reload moved the stages (review finding 3). `null` (a vote
+   * stored without one) never counts; absent (an in-memory vote) counts by index.
+   */
+  stageKey?: string | null;
   at: string;
 }
 
@@ -354,15 +360,20 @@ export function transition(state: LifecycleState, event: LifecycleEvent): Transi
 }
 
 /**
- * Approval by timeout (policy `onFinalTimeout: approve`, written explicitly). It runs the payload
- * reviewers last proposed, else the original; if any reviewer voted to reject, nobody's silence
- * overrides that objection and the request expires instead (fail closed).
+ * Approval by timeout (policy `onFinalTimeout: approve`, written explicitly). It runs only the
+ * original payload, as the agent asked it: if reviewers proposed a modification or an
+ * alternative, silence never approves it, and the request expires (fail closed; the server also
+ * re-assesses the original under the active policy first: core `timeoutOutcome`). If any reviewer
+ * voted to reject, nobody's silence overrides that objection and the request expires too.
  */
 function timeoutApprove(state: LifecycleState, event: Extract<LifecycleEvent, { type: 'timeout_approve' }>): Transition {
   if (state.votes.some((v) => v.verdict === 'reject')) {
     return closing('expired', 'timeout', [], `${event.reason}; not approved because a reviewer voted to reject`, event.at);
   }
-  const payload = currentPayload(state);
+  const payload = original(state);
+  if (currentPayload(state).key !== payload.key) {
+    return closing('expired', 'timeout', [], `${event.reason}; not approved because reviewers proposed a payload other than the request as asked`, event.at);
+  }
   return {
     status: 'approved',
     kinds: ['approved'],
@@ -375,8 +386,8 @@ function timeoutApprove(state: LifecycleState, event: Extract<LifecycleEvent, { 
       at: event.at,
       action: payload.action,
       args: payload.args,
-      alternative: payload.alternative,
-      modified: payload.alternative === null && payload.key !== payloadKey(state.action, state.args),
+      alternative: null,
+      modified: false,
     },
   };
 }

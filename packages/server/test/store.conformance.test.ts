@@ -164,7 +164,7 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
 
   it('allows one review per operator per request', async () => {
     await store.insertRequest(requestRow('req_rev'));
-    const review = { id: 'rev_1', request_id: 'req_rev', operator_id: 'op_1', operator_name: 'alice', verdict: 'approve', reason: null, args: null, alternative: null, payload_key: 'k', stage: 0, created_at: 5 };
+    const review = { id: 'rev_1', request_id: 'req_rev', operator_id: 'op_1', operator_name: 'alice', verdict: 'approve', reason: null, args: null, alternative: null, payload_key: 'k', stage: 0, stage_key: null, created_at: 5 };
     await store.insertReview(review);
     await expect(store.insertReview({ ...review, id: 'rev_2' })).rejects.toThrow();
     expect((await store.reviewsFor(['req_rev'])).map((r) => r.id)).toEqual(['rev_1']);

@@ -20,9 +20,12 @@ import {
   payloadRequirement,
   stageEligible,
   assessPayload,
+  timeoutOutcome,
+  stageProgressOf,
   cooldownState,
   dryRun,
   gate,
+  precheck,
   payloadKey,
   resolvePayload,
   roleAt,
@@ -33,6 +36,7 @@ import {
   type GateEscalation,
   type GatePayload,
   type GateRequest,
+  type GateVote,
   type GuardFacts,
   type HistoryStats,
   type JsonObject,
@@ -177,28 +181,48 @@ export class Decisions {
     const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
     const history = asked.key === payloadKey(request.action, request.args) ? null : await tx.historyCounts(row.agent_id, asked.action);
     const payload = gatePayload(request, row, agentName, body, policy, history ?? { total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 }, at);
+    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
+    const gateVote = (codes: { totp: GateVote['totp']; matchCode: GateVote['matchCode'] }) => ({
+      verdict: body.verdict,
+      reason: body.reason,
+      args: body.args,
+      alternative: body.alternative,
+      seenPayloadKey: seenKey(body.seenPayloadHash, payload.key, request),
+      totp: codes.totp,
+      matchCode: codes.matchCode,
+      at: new Date(at).toISOString(),
+    });
+    const unlimited: GuardFacts = { now: at, ip: { allowed: true }, approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits, limitsOff: this.limitsOff };
+    // Cheap checks (state, identity, separation, aggregate/pause) before the approver's advisory
+    // lock is taken (review finding 4): a vote that cannot pass never waits on, or holds, that lock.
+    const early = precheck({ request, payload, reviewer, vote: gateVote({ totp: 'absent', matchCode: 'absent' }), guard: unlimited });
+    if (early) throw early;
     const limits = approving ? await this.guard.limitFacts(tx, by.operatorId, at, true) : { approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits };
     const guard: GuardFacts = { now: at, ip: approving ? await this.guard.ipFact(tx, by, ip) : { allowed: true }, ...limits, limitsOff: this.limitsOff };
     const codes = approving ? await this.guard.stepUpFacts(tx, by, row.id, body, at) : { totp: 'absent' as const, step: null, matchCode: 'absent' as const };
-    const result = gate({
-      request,
-      payload,
-      reviewer: { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups },
-      vote: {
-        verdict: body.verdict,
-        reason: body.reason,
-        args: body.args,
-        alternative: body.alternative,
-        seenPayloadKey: seenKey(body.seenPayloadHash, payload.key, request),
-        totp: codes.totp,
-        matchCode: codes.matchCode,
-        at: new Date(at).toISOString(),
-      },
-      guard,
-    });
+    const result = gate({ request, payload, reviewer, vote: gateVote(codes), guard });
     if (!result.ok) throw result.error;
     const entries = approving ? await this.guard.recordApproval(tx, by, row.id, result.record, codes.step, at) : [];
     return { transition: { status: result.status, kinds: [...result.kinds], vote: result.vote, decision: result.decision }, entries };
+  }
+
+  /**
+   * What the final timeout does when the policy says `onFinalTimeout: approve` (review finding 1):
+   * core `timeoutOutcome` over the round's payload and the original re-assessed under the active
+   * policy. A clock approves only the request as asked and only if the policy would not block it
+   * now; otherwise the request expires. An assessment that throws expires it too (fail closed).
+   */
+  async timeoutEvent(tx: Queries, row: RequestRow, agentName: string, votes: readonly Vote[], reason: string, at: number): Promise<{ type: 'timeout_approve' | 'expire'; reason: string; at: '' }> {
+    const request = gateRequest(row, { votes, escalation: null, aggregated: null, agentPaused: null });
+    let outcome;
+    try {
+      const history = await tx.historyCounts(row.agent_id, row.action);
+      const now = assessPayload(evaluationRequest(row, agentName), { action: request.action, args: request.args }, this.policy(), history, new Date(at));
+      outcome = timeoutOutcome(request, now, reason);
+    } catch (err) {
+      outcome = { type: 'expire' as const, reason: `${reason}; not approved by timeout because it could not be re-assessed (${(err as Error).message})` };
+    }
+    return { ...outcome, at: '' };
   }
 
   /**
@@ -213,7 +237,7 @@ export class Decisions {
     const payload = gatePayload(request, row, agentName, {}, this.policy(), history, at);
     const requirement = payloadRequirement(request.assessment, payload.assessment, payload.assessment !== null);
     const round = currentRound(request).votes;
-    const counts = requirement.stages.map((_, i) => round.filter((v) => v.stage === i).length);
+    const counts = stageProgressOf(requirement.stages, round);
     const stageIndex = Math.max(0, requirement.stages.findIndex((s, i) => (counts[i] ?? 0) < s.count));
     const stage = requirement.stages[stageIndex]!;
     const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };

@@ -778,6 +778,7 @@ export class Engine {
           alternative: v.alternative,
           payload_key: v.payloadKey,
           stage: v.stage,
+          stage_key: v.stageKey ?? null,
           created_at: at,
         });
       }
@@ -1006,7 +1007,10 @@ export class Engine {
             // Fail closed: a paused agent's request is never approved by a clock.
             return { type: 'expire', reason: `${due.reason}; the agent is paused, so onFinalTimeout: approve does not apply`, at: '' };
           }
-          return due.outcome === 'approve' ? { type: 'timeout_approve', reason: due.reason, at: '' } : { type: 'expire', reason: due.reason, at: '' };
+          if (due.outcome !== 'approve') return { type: 'expire', reason: due.reason, at: '' };
+          // Silence approves only the request as asked, and only if the active policy would not block it.
+          const votes = (await tx.reviewsFor([id])).map(voteFromRow);
+          return this.decisions.timeoutEvent(tx, current, await this.agentName(current.agent_id, tx), votes, due.reason, at);
         }
         outcome = 'escalated';
         await this.saveEscalation(tx, current, due.state, at, escalation === null);

@@ -105,6 +105,7 @@ export interface ReviewsTable {
   alternative: string | null;
   payload_key: string | null;
   stage: number | null;
+  stage_key: string | null;
   created_at: number;
 }
 

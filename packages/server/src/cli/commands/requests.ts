@@ -2,6 +2,7 @@
  * The reviewer's commands: status (the queue), show, approve, reject, history.
  * All of them go through the HTTP API with an operator token.
  */
+import { createHash } from 'node:crypto';
 import { Option, type Command } from 'commander';
 import {
   CountersignError,
@@ -353,21 +354,37 @@ function registerApprove(program: Command): void {
     }
     if (flags.totp !== undefined) body.totp = flags.totp;
     if (flags.matchCode !== undefined) body.matchCode = flags.matchCode;
-    // Confirm what will run: the payload the server says is current (another reviewer's
-    // modification, when there is one), printed before the vote, and sent back as seen, so a
-    // payload that changes in between is refused (PAYLOAD_CHANGED) rather than approved unseen.
+    // Confirm what will run. Without --payload-hash the CLI fetches the request, and sends back
+    // the hash of the payload it fetched only when that is the request as asked (what `approve ID`
+    // names). When another reviewer's modification or an alternative is under review, it refuses
+    // and names that payload: the hash must come from what a human read (`show`), never be
+    // fetched and sent silently (that would defeat PAYLOAD_CHANGED).
     if (flags.payloadHash !== undefined) body.seenPayloadHash = flags.payloadHash;
     else {
-      const current = (await clientFrom(flags).get<ApprovalRequest>(`/v1/requests/${idSegment(id)}`)).payload;
-      if (current) {
-        body.seenPayloadHash = current.payloadHash;
-        if (!flags.json && body.args === undefined && body.alternative === undefined) {
-          process.stderr.write(`approving: ${safe(current.action)}${current.alternative ? ` (alternative ${safe(current.alternative)})` : ''} ${safe(JSON.stringify(current.args))}\n`);
-        }
-      }
+      const seen = approvalSeenHash(await clientFrom(flags).get<ApprovalRequest>(`/v1/requests/${idSegment(id)}`));
+      if (seen !== undefined) body.seenPayloadHash = seen;
     }
     await review(id, body, 'approve', flags);
   });
+}
+
+/**
+ * The payload hash `approve ID` may send without --payload-hash: the current payload's, only when
+ * it is the request as the agent asked it. Otherwise PAYLOAD_CHANGED naming the payload under
+ * review and how to approve it (`show`, then --payload-hash). `undefined`: nothing to pin (the
+ * request is no longer pending; the server answers why).
+ */
+export function approvalSeenHash(request: Pick<ApprovalRequest, 'id' | 'action' | 'args' | 'payload'>): string | undefined {
+  const current = request.payload;
+  if (!current) return undefined;
+  const original = createHash('sha256').update(canonicalJson({ action: request.action, args: request.args })).digest('hex');
+  if (current.alternative === null && current.payloadHash === original) return current.payloadHash;
+  const what = current.alternative ? `the alternative ${safe(current.alternative)}: ${safe(current.action)} ${safe(JSON.stringify(current.args))}` : `modified arguments: ${safe(current.action)} ${safe(JSON.stringify(current.args))}`;
+  throw new CountersignError(
+    'PAYLOAD_CHANGED',
+    `what would run is no longer the request as asked but ${what} (payload hash ${safe(current.payloadHash)}). Read it with \`countersign show ${safe(request.id)}\`, then approve exactly that with --payload-hash ${safe(current.payloadHash)}`,
+    { current: current.payloadHash },
+  );
 }
 
 function registerReject(program: Command): void {

@@ -34,6 +34,8 @@ export const m009_gate: Migration = {
       .addColumn('value_bucket', 'text')
       .execute();
     await db.schema.createIndex('agent_rate_events_agent_at').on('agent_rate_events').columns(['agent_id', 'at']).execute();
+    // The identity of the stage a vote counted towards (review finding 3); null on older rows, which then count towards no stage.
+    await db.schema.alterTable('reviews').addColumn('stage_key', 'text').execute();
     // History by the action's normal form (finding 6): `wireTransfer` is `wire_transfer`'s history.
     await db.schema.alterTable('requests').addColumn('action_key', 'text').execute();
     const actions = await db.selectFrom('requests').select('action').distinct().execute();
