@@ -100,8 +100,10 @@ const CODE_OF: Readonly<Record<string, NotActionableCode>> = {
 };
 
 export function whyNotActionable(r: ApprovalRequest, viewer: Viewer, limits: ViewerLimits, now: number): NotActionable {
-  // The server's own reason (the gate's dry run: the refusal an approval would get now) is exact; say it.
-  if (r.notActionable) {
+  // The server's own reason (the gate's dry run: the refusal an approval would get now) is exact;
+  // say it, except a cool-down, which the viewer's own limits say in local time and plain words.
+  const localCooldown = r.notActionable?.code === 'COOLDOWN_ACTIVE' && cooldownSentence(limits.cooldown, now) !== null;
+  if (r.notActionable && !localCooldown) {
     const until = r.notActionable.retryAt ? ` This passes at ${clock(r.notActionable.retryAt, now)}.` : '';
     const code = CODE_OF[r.notActionable.code] ?? 'unknown';
     const reject = ['cooldown', 'velocity', 'agent_paused', 'aggregated'].includes(code) ? ' You can still reject it.' : '';

@@ -229,8 +229,7 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
                 meId={meId}
                 onSelect={ignoreSelect}
                 why={(r) => {
-                  const given = serverReason(r);
-                  if (given) return given;
+                  // The server's own reason when it gives one (whyNotActionable says it, in local time for a cool-down).
                   const why = whyNotActionable(r, viewer, limits, now);
                   return why.short ?? why.text;
                 }}
@@ -254,18 +253,6 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
 }
 
 const ignoreSelect = () => undefined;
-
-/** The server's own reason a request is not actionable for this reviewer, when it gives one (`notActionable`). */
-function serverReason(r: ApprovalRequest): string | null {
-  const given = (r as { notActionable?: unknown }).notActionable;
-  if (typeof given === 'string') return given;
-  if (typeof given === 'object' && given !== null) {
-    const { reason, message } = given as { reason?: unknown; message?: unknown };
-    if (typeof message === 'string') return message;
-    if (typeof reason === 'string') return reason;
-  }
-  return null;
-}
 
 function QueueTable({
   caption,

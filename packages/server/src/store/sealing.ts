@@ -255,9 +255,7 @@ export class Sealer {
   }
 
   openRequest<T extends object>(row: T): T {
-    // `action_key` is the store's own index column (derived from `action` at insert), not part of the row callers see.
-    const { action_key: _key, ...rest } = row as T & { action_key?: unknown };
-    return this.openRow(rest as T, SEALED_REQUEST_COLUMNS, 'requests');
+    return this.openRow(row, SEALED_REQUEST_COLUMNS, 'requests');
   }
 
   sealReview<T extends object>(row: T): T {
