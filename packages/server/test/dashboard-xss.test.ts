@@ -125,8 +125,9 @@ function hostileRequest(payloads: readonly string[], withApprovers = false) {
       extra: Object.fromEntries(payloads.map((p, i) => [`k${i}`, p])),
     },
     alternatives: payloads.slice(0, 20).map((p, i) => ({
-      // The schema refuses control, format and line-separator characters in names (channels-boxing.test.ts); the rest of each payload stays.
-      name: `${p.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, '').slice(0, 90)} #${i}`,
+      // The schema refuses control, format and line-separator characters in names, and double quotes,
+      // `://` and runs of spaces (channels-boxing.test.ts); the rest of each payload stays (quotes as ').
+      name: `${p.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, '').replaceAll('"', "'").replaceAll('://', ':/').replace(/\s+/g, ' ').trim().slice(0, 90)} #${i}`,
       action: 'quarantine_file',
       args: { path: p },
       description: p,
