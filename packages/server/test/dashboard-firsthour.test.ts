@@ -246,9 +246,18 @@ describe('History', () => {
     await focusPage();
     await page.keyboard.press('Escape');
     await page.getByRole('heading', { name: 'History', exact: true }).waitFor();
-    // Opened any other way (a notification link), it goes back to the queue.
+    // Opened any other way (a notification link), it goes back to the queue; so does a card
+    // reached through the queue when both hash changes land before one render (as on a loaded
+    // machine: each is judged by the URL it went to, not the hash when React gets to it).
     await page.goto(`${url}/#/queue`);
     await page.goto(`${url}/#/requests/${rejectedId}`);
+    await page.getByRole('link', { name: '← Queue' }).waitFor();
+    await page.goto(`${url}/#/history`);
+    await page.getByRole('heading', { name: 'History', exact: true }).waitFor();
+    await page.evaluate((id) => {
+      window.location.hash = '#/queue';
+      window.location.hash = `#/requests/${id}`;
+    }, rejectedId);
     await page.getByRole('link', { name: '← Queue' }).waitFor();
   });
 });

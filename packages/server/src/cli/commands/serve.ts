@@ -24,17 +24,8 @@ export function registerServe(program: Command): void {
       const { startServer } = await import('../../serve.ts');
       const server = await startServer(config);
       const { engine, url, bootstrap } = server;
-      const policy = engine.policy;
-      if (flags.json) {
-        console.log(JSON.stringify({ url, database: engine.store.capabilities.dialect, policyVersion: policy.version, policySource: policy.source, auditKeyId: engine.trail.key.keyId, bootstrap }));
-      } else {
-        console.log(`Countersign listening on ${url}`);
-        console.log(`  database: ${redactUrl(config.databaseUrl)}`);
-        console.log(`  policy:   v${policy.version} (${policy.source})`);
-        console.log(`  audit key: ${engine.trail.key.keyId} (${engine.trail.key.path ?? 'in memory only'})`);
-        console.log(`  pid:      ${process.pid} (reload the policy: kill -HUP ${process.pid})`);
-        if (bootstrap) console.log(firstStartHint(url, bootstrap, cliCommand(process.cwd()), cliCommand('/')));
-      }
+      // Handlers first, then the pid: a HUP sent the moment the pid is printed must reload, not
+      // meet the default disposition (which ends the process).
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
@@ -50,6 +41,17 @@ export function registerServe(program: Command): void {
       process.on('SIGHUP', () => {
         void server.reloadPolicy().then((r) => console.error(`countersign: ${r.message}${errorDetailLines(r.details)}`));
       });
+      const policy = engine.policy;
+      if (flags.json) {
+        console.log(JSON.stringify({ url, database: engine.store.capabilities.dialect, policyVersion: policy.version, policySource: policy.source, auditKeyId: engine.trail.key.keyId, bootstrap }));
+      } else {
+        console.log(`Countersign listening on ${url}`);
+        console.log(`  database: ${redactUrl(config.databaseUrl)}`);
+        console.log(`  policy:   v${policy.version} (${policy.source})`);
+        console.log(`  audit key: ${engine.trail.key.keyId} (${engine.trail.key.path ?? 'in memory only'})`);
+        console.log(`  pid:      ${process.pid} (reload the policy: kill -HUP ${process.pid})`);
+        if (bootstrap) console.log(firstStartHint(url, bootstrap, cliCommand(process.cwd()), cliCommand('/')));
+      }
       // npm cannot pass SIGHUP on (it forwards only INT and TERM) and dies of it, which would
       // leave this server running with nobody's terminal. Under `npm start`, stop when npm is gone.
       if (config.underNpm) {
