@@ -56,6 +56,7 @@ type Actor = AuditActor;
 
 export { guardOptionsFromEnv, type GuardOptions } from '../config.ts';
 import type { GuardOptions } from '../config.ts';
+import { agentRef, operatorRef } from '../engine/refs.ts';
 
 /** What a review carries that the guard checks (the engine passes the review body). */
 export interface StepUp {
@@ -422,9 +423,9 @@ export class GuardService {
 
   // ---- reads and manual actions over HTTP ----
 
-  async velocity(by: Principal, operatorRef: string) {
+  async velocity(by: Principal, ref: string) {
     requireOperator(by);
-    const op = await this.operator(operatorRef);
+    const op = await operatorRef(this.store, by, ref);
     const at = this.now();
     const approvals = await this.approvals(this.store, op.id, at);
     const check = approverVelocity(approvals, at, 'critical', this.limits);
@@ -446,18 +447,18 @@ export class GuardService {
     return { approvals: await this.approvals(this.store, operatorId, at), manualCooldown: await this.manualCooldown(this.store, operatorId, at), velocity: this.limits, cooldown: this.cooldownConfig };
   }
 
-  async cooldown(by: Principal, operatorRef: string) {
+  async cooldown(by: Principal, ref: string) {
     requireOperator(by);
-    const op = await this.operator(operatorRef);
+    const op = await operatorRef(this.store, by, ref);
     const at = this.now();
     const state = cooldownState(await this.approvals(this.store, op.id, at), at, this.cooldownConfig, await this.manualCooldown(this.store, op.id, at));
     return { operatorId: op.id, operator: op.name, ...state, config: { ...this.cooldownConfig, riskLevels: [...this.cooldownConfig.riskLevels] } };
   }
 
   /** A lead (or more senior) sends an approver to cool down, with a reason; audited. */
-  async setCooldown(by: Principal, operatorRef: string, body: { minutes: number; reason: string }) {
+  async setCooldown(by: Principal, ref: string, body: { minutes: number; reason: string }) {
     const lead = requireRank(by, 'lead');
-    const op = await this.operator(operatorRef);
+    const op = await operatorRef(this.store, by, ref);
     const at = this.now();
     const until = at + body.minutes * MINUTE;
     const queued = await this.store.transaction(async (tx) => {
@@ -470,10 +471,10 @@ export class GuardService {
   }
 
   /** An admin limits where an operator may approve from (CIDRs); an empty list lifts the limit. Audited. */
-  async setAllowlist(by: Principal, operatorRef: string, cidrs: readonly string[]) {
+  async setAllowlist(by: Principal, ref: string, cidrs: readonly string[]) {
     const admin = requireRank(by, 'admin');
     const normalised = normaliseCidrs(cidrs);
-    const op = await this.operator(operatorRef);
+    const op = await operatorRef(this.store, by, ref);
     const at = this.now();
     await this.store.transaction(async (tx) => {
       await tx.guard.setAllowlist(op.id, normalised, admin.operatorId, at);
@@ -482,9 +483,9 @@ export class GuardService {
     return { operatorId: op.id, operator: op.name, cidrs: normalised };
   }
 
-  async allowlist(by: Principal, operatorRef: string) {
+  async allowlist(by: Principal, ref: string) {
     requireOperator(by);
-    const op = await this.operator(operatorRef);
+    const op = await operatorRef(this.store, by, ref);
     return { operatorId: op.id, operator: op.name, cidrs: (await this.store.guard.allowlistFor(op.id)) ?? [] };
   }
 
@@ -510,9 +511,9 @@ export class GuardService {
     return { role, cidrs: (await this.store.guard.roleAllowlistFor(role)) ?? [] };
   }
 
-  async pause(by: Principal, agentRef: string, body: { minutes: number; reason: string }) {
+  async pause(by: Principal, ref: string, body: { minutes: number; reason: string }) {
     const lead = requireRank(by, 'lead');
-    const agent = await this.agent(agentRef);
+    const agent = await agentRef(this.store, by, ref);
     const at = this.now();
     const until = at + body.minutes * MINUTE;
     const queued = await this.store.transaction(async (tx) => {
@@ -525,9 +526,9 @@ export class GuardService {
     return this.pauseState(agent);
   }
 
-  async resume(by: Principal, agentRef: string, body: { reason: string }) {
+  async resume(by: Principal, ref: string, body: { reason: string }) {
     const lead = requireRank(by, 'lead');
-    const agent = await this.agent(agentRef);
+    const agent = await agentRef(this.store, by, ref);
     const at = this.now();
     const queued = await this.store.transaction(async (tx) => {
       const ended = await tx.guard.resumeAgent(agent.id, at);
@@ -577,15 +578,15 @@ export class GuardService {
     return outcome;
   }
 
-  async pauseStatus(by: Principal, agentRef: string) {
+  async pauseStatus(by: Principal, ref: string) {
     requireOperator(by);
-    return this.pauseState(await this.agent(agentRef));
+    return this.pauseState(await agentRef(this.store, by, ref));
   }
 
   /** `detectSlicing` over the agent's requests in the window (and a day before it, the baseline). */
-  async slicing(by: Principal, agentRef: string, windowMinutes = 60) {
+  async slicing(by: Principal, ref: string, windowMinutes = 60) {
     requireOperator(by);
-    return this.slicingReport(await this.agent(agentRef), windowMinutes);
+    return this.slicingReport(await agentRef(this.store, by, ref), windowMinutes);
   }
 
   /**
@@ -752,18 +753,6 @@ export class GuardService {
   private async manualCooldown(q: Queries, operatorId: string, at: number) {
     const row = await q.guard.activeCooldown(operatorId, at);
     return row ? { until: Number(row.until), reason: row.reason } : null;
-  }
-
-  private async operator(ref: string): Promise<{ id: string; name: string }> {
-    const found = (await this.store.findOperatorByName(ref)) ?? (await this.store.listOperators()).find((o) => o.id === ref);
-    if (!found) throw new CountersignError('NOT_FOUND', `no operator ${ref}`);
-    return { id: found.id, name: found.name };
-  }
-
-  private async agent(ref: string): Promise<{ id: string; name: string }> {
-    const found = (await this.store.findAgentByName(ref)) ?? (await this.store.findAgentById(ref));
-    if (!found) throw new CountersignError('NOT_FOUND', `no agent ${ref}`);
-    return { id: found.id, name: found.name };
   }
 }
 
