@@ -440,10 +440,22 @@ export class GuardService {
     };
   }
 
-  /** The reviewer's limit facts for a dry run (`actionable`), outside any transaction: nothing is locked or recorded. */
-  async readerFacts(operatorId: string): Promise<Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown'>> {
+  /**
+   * The reviewer's guard facts for a dry run (`actionable`), outside any transaction: nothing is
+   * locked or recorded. `ip` is the reader's address, judged against the approval allowlists the
+   * same way a vote from that address is (`ipFact`; unknown is refused wherever a list applies),
+   * so the queue never offers an approval the server will refuse (issue 12).
+   */
+  async readerFacts(by: Operator, ip: string | null | undefined): Promise<Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown' | 'ip'>> {
     const at = this.now();
-    return { approvals: await this.approvals(this.store, operatorId, at), manualCooldown: await this.manualCooldown(this.store, operatorId, at), velocity: this.limits, cooldown: this.cooldownConfig };
+    const operatorId = by.operatorId;
+    return {
+      approvals: await this.approvals(this.store, operatorId, at),
+      manualCooldown: await this.manualCooldown(this.store, operatorId, at),
+      velocity: this.limits,
+      cooldown: this.cooldownConfig,
+      ip: await this.ipFact(this.store, by, ip),
+    };
   }
 
   async cooldown(by: Principal, operatorRef: string) {
