@@ -17,6 +17,9 @@ import {
   checkRate,
   cooldownState,
   detectSlicing,
+  HISTORY_DETECTORS,
+  valueAlertsFromSlices,
+  type ValueSlice,
   type ApprovalRecord,
   type ApproverLimits,
   type Assessment,
@@ -726,7 +729,18 @@ export class GuardService {
         outcome: r.status === 'rejected' || r.status === 'expired' ? 'rejected' : r.status === 'pending' || r.status === 'cancelled' ? undefined : 'approved',
       };
     });
-    const report = detectSlicing(events, at, { ...DEFAULT_SLICING_CONFIG, windowMinutes });
+    // The value detector is the create path's own rule (runningTotal against the policy's value
+    // thresholds), read from the slices each create stored, not the fixed band of detectValueAggregation.
+    const slices: ValueSlice[] = [];
+    for (const r of await this.store.counters.valueSlices(agent.id, at - windowMinutes * MINUTE)) {
+      try {
+        slices.push({ requestId: r.request_id, at: r.at, bucket: JSON.parse(r.value_bucket) as ValueBucket });
+      } catch {
+        // An unreadable slice adds nothing to the report (the create path skips it the same way: it never parses).
+      }
+    }
+    const extra = valueAlertsFromSlices(slices, at, windowMinutes * MINUTE, agent.name);
+    const report = detectSlicing(events, at, { ...DEFAULT_SLICING_CONFIG, windowMinutes }, { detectors: HISTORY_DETECTORS, extra });
     return { agentId: agent.id, agent: agent.name, windowMinutes, ...report };
   }
 
