@@ -364,7 +364,14 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
   },
 ]);
 
-function contextOf(input: GateInput, dry: boolean): GateContext {
+/**
+ * How the requirement of a payload is computed: `payloadRequirement` (requirements.ts), the union
+ * of the original's and the payload's. A parameter only so the property tests can run the gate
+ * with one part of the union removed and show each part matters (gate-properties.test.ts).
+ */
+export type RequirementOf = typeof payloadRequirement;
+
+function contextOf(input: GateInput, dry: boolean, requirementOf: RequirementOf = payloadRequirement): GateContext {
   const { request, payload } = input;
   const originalKey = payloadKey(request.action, request.args);
   const modified = payload.key !== originalKey;
@@ -372,7 +379,7 @@ function contextOf(input: GateInput, dry: boolean): GateContext {
     // Fail closed: a payload other than the original is never judged by the original's assessment alone.
     throw err('INTERNAL', 'the gate needs the assessment of the payload that will run');
   }
-  const requirement = payloadRequirement(request.assessment, modified ? payload.assessment : null, modified);
+  const requirement = requirementOf(request.assessment, modified ? payload.assessment : null, modified);
   const round = currentRound(request);
   const restart = input.vote.verdict === 'approve' && payload.key !== round.key;
   const counted = restart ? [] : round.votes;
@@ -403,8 +410,8 @@ export function precheck(input: GateInput): CountersignError | null {
 }
 
 /** Run the checks; on success, what the vote does and what to record. */
-export function gate(input: GateInput, checks: readonly GateCheck[] = GATE_CHECKS): GateResult {
-  const ctx = contextOf(input, false);
+export function gate(input: GateInput, checks: readonly GateCheck[] = GATE_CHECKS, requirementOf: RequirementOf = payloadRequirement): GateResult {
+  const ctx = contextOf(input, false, requirementOf);
   for (const c of checks) {
     const e = c.check(ctx);
     if (e) return { ok: false, error: e, check: c.name };
