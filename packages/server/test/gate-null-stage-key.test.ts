@@ -27,6 +27,7 @@ describe.each(ENGINES)('pre-009 votes with no stage key count towards no stage (
   let n = 0;
   let db: never;
   const create = (body: Record<string, unknown>) => t.engine.createRequest(t.agent, CreateRequestBody.parse({ confidence: 0.9, ...body, idempotencyKey: `k${n++}` }));
+  const idOf = (p: Awaited<ReturnType<TestEngine['operator']>>) => (p.kind === 'operator' ? p.operatorId : p.agentId);
   const approve = async (by: Awaited<ReturnType<TestEngine['operator']>>, id: string) => {
     const read = await t.engine.getRequest(by, id);
     return t.engine.review(by, id, { verdict: 'approve', seenPayloadHash: read.payload!.payloadHash });
@@ -55,7 +56,7 @@ describe.each(ENGINES)('pre-009 votes with no stage key count towards no stage (
     await expect(approve(a, request.id)).rejects.toMatchObject({ code: 'ALREADY_REVIEWED' });
     expect((await approve(c, request.id)).status).toBe('approved');
     const decided = await t.engine.getRequest(t.admin, request.id);
-    expect(decided.decision?.deciders.map((d) => d.id).sort()).toEqual([b.operatorId, c.operatorId].sort());
+    expect(decided.decision?.deciders.map((d) => d.id).sort()).toEqual([idOf(b), idOf(c)].sort());
   });
 
   it('the twin without the upgrade: the same two votes approve (so the test above can fail)', async () => {
@@ -78,6 +79,6 @@ describe.each(ENGINES)('pre-009 votes with no stage key count towards no stage (
     expect((await approve(lead2, request.id)).status).toBe('pending');
     expect((await approve(director, request.id)).status).toBe('approved');
     const decided = await t.engine.getRequest(t.admin, request.id);
-    expect(decided.decision?.deciders.map((d) => d.id)).toEqual([lead2.operatorId, director.operatorId]);
+    expect(decided.decision?.deciders.map((d) => d.id)).toEqual([idOf(lead2), idOf(director)]);
   });
 });
