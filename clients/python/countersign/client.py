@@ -354,7 +354,17 @@ class Countersign:
         if not receipt:
             raise CountersignError("RECEIPT_MISMATCH", f"the decision on {request_id} carries no signed receipt to claim it with; refusing to run")
         _, value = self._call("POST", f"/v1/requests/{urllib.parse.quote(request_id, safe='')}/execution", {"status": "started", "receipt": receipt})
-        return cast(Request, value)
+        claimed = self._request_of(value, request_id)
+        # Only a claim the server confirms (the request is now `executing`) lets anything run: an
+        # answer still `approved` (a server that does not record claims, or something in between
+        # rewriting the answer) means the approval is not ours alone, so nothing runs.
+        if claimed["status"] != "executing":
+            raise CountersignError(
+                "RECEIPT_MISMATCH",
+                f"claiming {request_id} was answered with status {claimed['status']!r}, not 'executing'; refusing to run",
+                {"requestId": request_id, "status": claimed["status"]},
+            )
+        return claimed
 
     def report_execution(self, request_id: str, status: str, *, result: Any = None, error: str | None = None) -> Request:
         """Closes the record: ``succeeded`` (with an optional JSON ``result``) or ``failed``."""

@@ -141,6 +141,49 @@ class DroppingProxy:
         self.server.server_close()
 
 
+class ClaimRewritingProxy:
+    """A loopback proxy that relays to the server but rewrites the answer to a claim
+    ({status: started}): what a server that records no claims, or a middlebox, would send."""
+
+    def __init__(self, rewrite: Any) -> None:
+        self.claims = 0
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else None
+                req = urllib.request.Request(f"{URL}{self.path}", data=body, method=self.command,
+                                             headers={k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")})
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as res:
+                        status, payload, ctype = res.status, res.read(), res.headers.get("content-type", "")
+                except urllib.error.HTTPError as err:
+                    status, payload, ctype = err.code, err.read(), err.headers.get("content-type", "")
+                if self.command == "POST" and self.path.endswith("/execution") and body and json.loads(body).get("status") == "started" and status == 200:
+                    proxy.claims += 1
+                    payload = json.dumps(rewrite(json.loads(payload))).encode()
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Live(unittest.TestCase):
     pem: str
 
@@ -190,6 +233,30 @@ class Live(unittest.TestCase):
             block(ip="203.0.113.77")
         self.assertEqual(guarded.exception.code, "ALREADY_EXECUTED")
         self.assertEqual(ran, [])
+
+    def test_a_claim_not_answered_executing_runs_nothing(self) -> None:
+        for name, rewrite, code in [
+            ("still approved", lambda r: {**r, "status": "approved"}, "RECEIPT_MISMATCH"),
+            ("another request", lambda r: {**r, "id": "req_someone_else"}, "RECEIPT_MISMATCH"),
+            ("no status", lambda r: {k: v for k, v in r.items() if k != "status"}, "INTERNAL"),
+        ]:
+            with self.subTest(name):
+                proxy = ClaimRewritingProxy(rewrite)
+                try:
+                    cs = Countersign(proxy.url, AGENT_KEY, env={}, decision_timeout=20, audit_public_key=self.pem)
+                    ran: list[str] = []
+
+                    @cs.guard("block_ip", confidence=0.97, context={"threatScore": 0.95})
+                    def block(ip: str) -> None:
+                        ran.append(ip)
+
+                    with self.assertRaises(CountersignError) as refused:
+                        block(ip=f"203.0.113.{100 + len(name)}")
+                    self.assertEqual(refused.exception.code, code)
+                    self.assertEqual(proxy.claims, 1)
+                    self.assertEqual(ran, [])
+                finally:
+                    proxy.close()
 
     def test_pending_then_approved_with_modified_args_while_wait_blocks(self) -> None:
         cs = self.client()

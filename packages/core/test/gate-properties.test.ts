@@ -20,6 +20,8 @@ import {
   GATE_CHECKS,
   gate,
   payloadKey,
+  payloadRequirement,
+  type RequirementOf,
   resolvePayload,
   type ApprovalRecord,
   type ApprovalStage,
@@ -272,7 +274,7 @@ function refViolation(sc: Scenario, key: string, deciderIds: string[], log: Cast
 
 // ---- the harness: drive the gate through the events ----
 
-function run(sc: Scenario, checks: readonly GateCheck[]): { violation: string | null; approved: number; approvedOther: number } {
+function run(sc: Scenario, checks: readonly GateCheck[], requirementOf: RequirementOf = payloadRequirement): { violation: string | null; approved: number; approvedOther: number } {
   let req: GateRequest = {
     id: 'req_p',
     status: 'pending',
@@ -337,6 +339,7 @@ function run(sc: Scenario, checks: readonly GateCheck[]): { violation: string | 
         },
       },
       checks,
+      requirementOf,
     );
     if (!result.ok) continue;
     if (req.status !== 'pending') return fail('a vote was accepted on a decided request');
@@ -379,6 +382,26 @@ describe('gate properties against the reference model', () => {
     expect(sample.filter((r) => r.approvedOther > 0).length).toBeGreaterThan(10);
     const proposing = fc.sample(proposingArb, { numRuns: 3000, seed: 13 }).map((sc) => run(sc, GATE_CHECKS));
     expect(proposing.filter((r) => r.approvedOther > 0).length).toBeGreaterThan(50);
+  });
+
+  /**
+   * The union of requirements (requirements.ts) is no check of the list but is as load-bearing:
+   * each mutant below is the real `payloadRequirement` with one part of the union taken away,
+   * and the property must find a counterexample for each.
+   */
+  const UNION_MUTANTS: Record<string, RequirementOf> = {
+    "the payload's own requirement ignored (the original's alone, finding 2)": (o, _p, m) => payloadRequirement(o, null, m),
+    "the original's stages dropped (the payload's alone)": (o, p, m) => (p === null ? payloadRequirement(o, null, m) : { ...payloadRequirement(o, p, m), stages: payloadRequirement(p, null, m).stages }),
+    "step-up MFA only from the original": (o, p, m) => ({ ...payloadRequirement(o, p, m), mfa: o.mfaRequired }),
+    "the match code only from the original": (o, p, m) => ({ ...payloadRequirement(o, p, m), matchCode: o.riskLevel === 'critical' }),
+    "blocks only from the original (finding 1)": (o, p, m) => ({ ...payloadRequirement(o, p, m), blockedBy: payloadRequirement(o, null, m).blockedBy }),
+  };
+  it.each(Object.keys(UNION_MUTANTS))('with %s, the property finds a counterexample', (name) => {
+    const out = fc.check(
+      fc.property(proposingArb, (sc) => run(sc, GATE_CHECKS, UNION_MUTANTS[name]).violation === null),
+      { numRuns: 20_000, seed: 13 },
+    );
+    expect(out.failed, `no counterexample with ${name}`).toBe(true);
   });
 
   it.each(GATE_CHECKS.map((c) => c.name))('removing the %s check lets the property find a counterexample', (name) => {

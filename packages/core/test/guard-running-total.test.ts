@@ -5,7 +5,7 @@
  * are caught on the create that crosses it; benign streams are measured for false alarms.
  */
 import { describe, expect, it } from 'vitest';
-import { EMPTY_HISTORY, evaluate, mergeBucket, parsePolicy, runningTotal, valueThresholds, type Policy, type SlicingAlert, type ValueBucket } from '../src/index.ts';
+import { EMPTY_HISTORY, evaluate, mergeBucket, parsePolicy, runningTotal, valueAlertsFromSlices, valueThresholds, type Policy, type SlicingAlert, type ValueBucket, type ValueSlice } from '../src/index.ts';
 import { CreateRequestBody } from '../src/schemas.ts';
 
 const MINUTE = 60_000;
@@ -48,8 +48,9 @@ interface Create {
 }
 
 /** Feed creates through evaluate (the value as the policy reads it) and the running total, as the engine would. */
-function feed(creates: Create[]): { alerts: (SlicingAlert | null)[]; values: (number | undefined)[] } {
+function feed(creates: Create[]): { alerts: (SlicingAlert | null)[]; values: (number | undefined)[]; slices: ValueSlice[] } {
   const store = new Map<string, ValueBucket[]>();
+  const slices: ValueSlice[] = [];
   const alerts: (SlicingAlert | null)[] = [];
   const values: (number | undefined)[] = [];
   creates.forEach((c, i) => {
@@ -59,11 +60,14 @@ function feed(creates: Create[]): { alerts: (SlicingAlert | null)[]; values: (nu
     const key = c.agent;
     const buckets = store.get(key) ?? [];
     const r = runningTotal({ buckets, value, now: c.at, windowMs: WINDOW, bucketMs: BUCKET, thresholds: valueThresholds(policy, c.agent, c.action), requestId: `req_${i}`, agentId: c.agent, action: c.action });
-    if (r.bucket) store.set(key, mergeBucket(buckets, r.bucket, c.at - WINDOW - BUCKET));
+    if (r.bucket) {
+      store.set(key, mergeBucket(buckets, r.bucket, c.at - WINDOW - BUCKET));
+      slices.push({ requestId: `req_${i}`, at: c.at, bucket: r.bucket });
+    }
     alerts.push(r.alert);
     values.push(value);
   });
-  return { alerts, values };
+  return { alerts, values, slices };
 }
 
 describe('valueThresholds', () => {
@@ -128,6 +132,23 @@ describe('scenario set: just under every threshold, varied recipients and memos'
       // Nothing earlier crossed T (an earlier alert, if any, was for a lower threshold).
       for (const a of alerts.slice(0, crossing)) if (a) expect(a.evidence['threshold'] as number).toBeLessThan(T);
     }
+  });
+  it('the /slicing report (valueAlertsFromSlices over the stored slices) names exactly the creates the create path alerted, with the same thresholds', () => {
+    let compared = 0;
+    for (const { creates } of scenarios) {
+      const { alerts, slices } = feed(creates);
+      const end = creates[creates.length - 1]!.at;
+      const onCreate = alerts
+        .map((a, i) => ({ a, i, at: creates[i]!.at }))
+        .filter((x) => x.a !== null && x.at > end - WINDOW)
+        .map((x) => `req_${x.i}@${x.a!.evidence['threshold']}`);
+      const report = valueAlertsFromSlices(slices, end, WINDOW, 'payments-bot').map((a) => `${a.evidence.requestIds.at(-1)}@${a.evidence['threshold']}`);
+      // The create path names the highest threshold crossed; the report lists each crossing, so it holds at least that one.
+      for (const x of onCreate) expect(report).toContain(x);
+      for (const r of report) expect(onCreate.map((x) => x.split('@')[0])).toContain(r.split('@')[0]);
+      compared += onCreate.length;
+    }
+    expect(compared).toBeGreaterThan(50);
   });
 });
 

@@ -215,12 +215,19 @@ export function stageKeyOf(stage: ApprovalStage): string {
  */
 export function stageProgressOf(stages: readonly ApprovalStage[], votes: readonly Vote[]): number[] {
   const counts = stages.map(() => 0);
-  for (const v of votes) {
-    if (v.stage === null || v.stage >= counts.length) continue;
-    if (v.stageKey !== undefined && v.stageKey !== stageKeyOf(stages[v.stage]!)) continue;
-    counts[v.stage] = (counts[v.stage] ?? 0) + 1;
-  }
+  for (const v of votes) if (countsFor(stages, v)) counts[v.stage!] = (counts[v.stage!] ?? 0) + 1;
   return counts;
+}
+
+/**
+ * Whether a vote counts towards its stage: cast for an index that still holds the same stage. A
+ * stored vote with no stage key (cast before migration 009_gate, `stage_key` NULL) counts
+ * towards none: which stage it signed cannot be known once the policy may have changed, so that
+ * stage is signed again (fail closed). Only an in-memory vote (key undefined) counts by index.
+ */
+function countsFor(stages: readonly ApprovalStage[], v: Vote): boolean {
+  if (v.stage === null || v.stage >= stages.length) return false;
+  return v.stageKey === undefined || v.stageKey === stageKeyOf(stages[v.stage]!);
 }
 
 function firstUnmet(stages: readonly ApprovalStage[], counts: readonly number[]): number {
@@ -357,7 +364,14 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
   },
 ]);
 
-function contextOf(input: GateInput, dry: boolean): GateContext {
+/**
+ * How the requirement of a payload is computed: `payloadRequirement` (requirements.ts), the union
+ * of the original's and the payload's. A parameter only so the property tests can run the gate
+ * with one part of the union removed and show each part matters (gate-properties.test.ts).
+ */
+export type RequirementOf = typeof payloadRequirement;
+
+function contextOf(input: GateInput, dry: boolean, requirementOf: RequirementOf = payloadRequirement): GateContext {
   const { request, payload } = input;
   const originalKey = payloadKey(request.action, request.args);
   const modified = payload.key !== originalKey;
@@ -365,7 +379,7 @@ function contextOf(input: GateInput, dry: boolean): GateContext {
     // Fail closed: a payload other than the original is never judged by the original's assessment alone.
     throw err('INTERNAL', 'the gate needs the assessment of the payload that will run');
   }
-  const requirement = payloadRequirement(request.assessment, modified ? payload.assessment : null, modified);
+  const requirement = requirementOf(request.assessment, modified ? payload.assessment : null, modified);
   const round = currentRound(request);
   const restart = input.vote.verdict === 'approve' && payload.key !== round.key;
   const counted = restart ? [] : round.votes;
@@ -396,8 +410,8 @@ export function precheck(input: GateInput): CountersignError | null {
 }
 
 /** Run the checks; on success, what the vote does and what to record. */
-export function gate(input: GateInput, checks: readonly GateCheck[] = GATE_CHECKS): GateResult {
-  const ctx = contextOf(input, false);
+export function gate(input: GateInput, checks: readonly GateCheck[] = GATE_CHECKS, requirementOf: RequirementOf = payloadRequirement): GateResult {
+  const ctx = contextOf(input, false, requirementOf);
   for (const c of checks) {
     const e = c.check(ctx);
     if (e) return { ok: false, error: e, check: c.name };
@@ -455,6 +469,9 @@ function accept(ctx: GateContext): GateResult {
   };
   const votes = [...ctx.counted, v];
   const progress = stageProgressOf(requirement.stages, votes);
+  // The deciders are the approvals that count: a vote that signs no stage of this requirement
+  // (a pre-009 vote, a stage replaced by a policy reload) is not named on the decision or receipt.
+  const deciders = votes.filter((x) => countsFor(requirement.stages, x)).map((x) => x.reviewer);
   if (firstUnmet(requirement.stages, progress) >= 0) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record: rec };
   return {
     ok: true,
@@ -464,7 +481,7 @@ function accept(ctx: GateContext): GateResult {
     decision: {
       outcome: 'approved',
       decidedBy: 'reviewers',
-      deciders: votes.map((x) => x.reviewer),
+      deciders,
       reason: vote.reason ?? null,
       at: vote.at,
       action: payload.action,

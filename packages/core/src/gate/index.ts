@@ -21,6 +21,7 @@ export {
   type GateVote,
   type GuardFacts,
   type IpFact,
+  type RequirementOf,
   type StepUpFact,
 } from './gate.ts';
 export { namesPeople, stageEligible, type GateEscalation } from './eligibility.ts';

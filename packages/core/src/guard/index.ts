@@ -1,6 +1,7 @@
 export { DEFAULT_SLICING_CONFIG, type AlertType, type GuardEvent, type SlicingAlert, type SlicingConfig, type SlicingReport } from './types.ts';
 export {
   DETECTORS,
+  HISTORY_DETECTORS,
   detectApproverFatigue,
   detectPatternRepetition,
   detectSlicing,
@@ -9,10 +10,12 @@ export {
   detectVelocityAbuse,
   mergeBucket,
   runningTotal,
+  valueAlertsFromSlices,
   valueThresholds,
   type RunningTotalInput,
   type RunningTotalResult,
   type ValueBucket,
+  type ValueSlice,
   type ValueThreshold,
 } from './slicing.ts';
 export {

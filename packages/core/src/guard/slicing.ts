@@ -359,14 +359,64 @@ export function mergeBucket(buckets: readonly ValueBucket[], add: ValueBucket, k
   return out;
 }
 
+/** One create's stored slice (`agent_rate_events`): the bucket `runningTotal` wrote for it. */
+export interface ValueSlice {
+  readonly requestId: string;
+  /** Epoch ms of the create. */
+  readonly at: number;
+  readonly bucket: ValueBucket;
+}
+
+/**
+ * The value alerts of a window, for the `/slicing` report, by the create path's own rule: read
+ * from the slices `runningTotal` stored on each create, so the report and the create agree (no
+ * fixed band, the policy's own thresholds as they were when each create was judged, grouped by
+ * rule scope). A slice that crossed a multiple of a threshold (its `alerted`) is an alert, with
+ * the window's slices under that threshold up to it as evidence.
+ */
+export function valueAlertsFromSlices(slices: readonly ValueSlice[], now: number, windowMs: number, agentId: string): SlicingAlert[] {
+  const from = now - windowMs;
+  const inWindow = slices.filter((x) => x.at > from && x.at <= now).sort((a, b) => a.at - b.at || (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
+  const alerts: SlicingAlert[] = [];
+  const seen = new Map<string, { ids: string[]; sum: number }>();
+  for (const x of inWindow) {
+    for (const [key, u] of Object.entries(x.bucket.under)) {
+      const run = seen.get(key) ?? { ids: [], sum: 0 };
+      run.ids.push(x.requestId);
+      run.sum += u.sum;
+      seen.set(key, run);
+      const multiple = multipleOf(x.bucket.alerted?.[key]);
+      if (multiple < 1) continue;
+      const threshold = Number(key.split('@')[0]);
+      if (!Number.isFinite(threshold) || threshold <= 0) continue;
+      const times = multiple > 1 ? `${multiple} × ` : '';
+      alerts.push({
+        type: 'value_aggregation',
+        confidence: round(clamp(0.6 + 0.05 * Math.min(6, run.ids.length - 2))),
+        description: `${run.ids.length} requests from agent ${agentId} within ${Math.round(windowMs / MINUTE)} min, each under ${threshold}, total ${round(run.sum)}: at or over ${times}the policy's ${threshold} threshold`,
+        evidence: { requestIds: [...run.ids], threshold, multiple, sum: round(run.sum), count: run.ids.length },
+      });
+    }
+  }
+  return alerts;
+}
+
 export const DETECTORS = [detectVelocityAbuse, detectValueAggregation, detectTemporalClustering, detectApproverFatigue, detectPatternRepetition] as const;
+
+/** The detectors the `/slicing` report runs over request history: every one but the value detector, which is `valueAlertsFromSlices` (the create path's rule). */
+export const HISTORY_DETECTORS = [detectVelocityAbuse, detectTemporalClustering, detectApproverFatigue, detectPatternRepetition] as const;
 
 /**
  * Runs every detector. `attackDetected` when any alert reaches 0.5; the overall confidence
  * combines alerts as independent evidence (1 − Π(1 − cᵢ)).
  */
-export function detectSlicing(events: readonly GuardEvent[], now: number, config: SlicingConfig = DEFAULT_SLICING_CONFIG): SlicingReport {
-  const alerts = DETECTORS.flatMap((detect) => detect(events, now, config)).sort(
+export function detectSlicing(
+  events: readonly GuardEvent[],
+  now: number,
+  config: SlicingConfig = DEFAULT_SLICING_CONFIG,
+  options: { readonly detectors?: readonly ((events: readonly GuardEvent[], now: number, config: SlicingConfig) => SlicingAlert[])[]; readonly extra?: readonly SlicingAlert[] } = {},
+): SlicingReport {
+  const alerts = [...(options.detectors ?? DETECTORS).flatMap((detect) => detect(events, now, config)), ...(options.extra ?? [])].sort(
     (a, b) => b.confidence - a.confidence || a.type.localeCompare(b.type) || a.description.localeCompare(b.description),
   );
   const confidence = round(clamp(1 - alerts.reduce((acc, a) => acc * (1 - a.confidence), 1), 0, 0.99));

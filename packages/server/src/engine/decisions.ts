@@ -247,15 +247,15 @@ export class Decisions {
   /**
    * The dry run for one operator reading a pending request: whether a plain approval of the
    * current payload would pass (step-up codes assumed given), why not, and that payload. The IP
-   * allowlist is judged at the vote (a reader's address is not the approver's); everything else
-   * is the same list.
+   * allowlist is judged for the reader's own address (`limits.ip`, from the request that reads),
+   * which is the address their approval will come from; everything is the same list.
    */
   readerView(
     by: Operator,
     row: RequestRow,
     agentName: string,
     facts: RequestFacts,
-    limits: Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown'>,
+    limits: Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown' | 'ip'>,
     history: HistoryStats,
     at: number,
   ): ReaderView {
@@ -272,7 +272,7 @@ export class Decisions {
       request,
       payload,
       reviewer: { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups },
-      guard: { now: at, ip: { allowed: true }, ...limits, limitsOff: this.limitsOff },
+      guard: { now: at, ...limits, limitsOff: this.limitsOff },
       at: new Date(at).toISOString(),
     });
     const view = { action: payload.action, args: payload.args, alternative: payload.alternative, payloadHash: payloadHashOf(payload.key), mfaRequired: out.stepUp.mfa, matchCodeRequired: out.stepUp.matchCode };

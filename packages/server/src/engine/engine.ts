@@ -113,6 +113,11 @@ export type AuditEntry = AuditLeaf;
 
 type Actor = AuditActor;
 
+/** Where a reader is: their address, for the approval allowlists in `actionable` (undefined in-process, as `review` gets it). */
+export interface ReaderFrom {
+  readonly ip?: string | null | undefined;
+}
+
 /** The guard's facts about one pending request, for the dry run: its aggregate review and its agent's pause. */
 interface ReaderGuardFacts {
   aggregate: { id: string | null; collectingUntil: string | null } | undefined;
@@ -615,12 +620,13 @@ export class Engine {
     return { id, name };
   }
 
-  async getRequest(by: Principal, id: string): Promise<ApprovalRequest> {
+  /** `from.ip`: the reader's address, judged against the approval allowlists in `actionable` exactly as `review` would judge it. */
+  async getRequest(by: Principal, id: string, from: ReaderFrom = {}): Promise<ApprovalRequest> {
     const row = await this.store.getRequest(id);
     this.checkReadable(by, row, id);
     const aggregate = await this.guard.aggregateOf(row.id);
     const paused = row.status === 'pending' ? await this.guard.pauseOf(row.agent_id) : undefined;
-    const request = await this.toPublic(row, by, { aggregate, paused });
+    const request = await this.toPublic(row, by, { aggregate, paused }, from);
     // Number matching: only an operator reading the request itself sees the code (never listings or notifications).
     if (by.kind === 'operator' && this.guard.needsMatchCode(row.risk_level)) request.matchCode = await this.guard.matchCode(row.id);
     if (aggregate) request.aggregate = aggregate;
@@ -653,21 +659,21 @@ export class Engine {
   }
 
   /** The queue and the history: filtered, ordered and paged in SQL, with counts (engine/queue.ts). */
-  async listRequests(by: Principal, options: ListOptions = {}) {
+  async listRequests(by: Principal, options: ListOptions = {}, from: ReaderFrom = {}) {
     this.requireOperator(by);
     const listing = await readListing(this.store, options);
-    const items = await this.viewOfRows(by, listing.rows);
+    const items = await this.viewOfRows(by, listing.rows, from);
     return { items, nextCursor: listing.nextCursor, order: listing.order, counts: listing.counts, remaining: listing.remaining };
   }
 
   /** Rows as `by` sees them in a listing: reviews, escalation and whether they may act on each now (one query per kind). */
-  private async viewOfRows(by: Extract<Principal, { kind: 'operator' }>, page: readonly RequestRow[]): Promise<ApprovalRequest[]> {
+  private async viewOfRows(by: Extract<Principal, { kind: 'operator' }>, page: readonly RequestRow[], from: ReaderFrom = {}): Promise<ApprovalRequest[]> {
     const reviews = await this.store.reviewsFor(page.map((r) => r.id));
     const escalations = await this.escalationsOf(page.map((r) => r.id));
     // Requests in an aggregate review are decided there (the queue offers the aggregate instead);
     // a paused agent's requests wait for the pause to end. Both are facts of the gate's dry run.
     const pending = page.filter((r) => r.status === 'pending');
-    const limits = pending.length > 0 ? await this.guard.readerFacts(by.operatorId) : undefined;
+    const limits = pending.length > 0 ? await this.guard.readerFacts(by, from.ip) : undefined;
     const aggregated = await this.store.aggregates.membersAmong(pending.map((r) => r.id));
     const pausedIds = await this.guard.pausedAmong(pending.map((r) => r.agent_id));
     const pauses = new Map<string, { until: string; reason: string } | undefined>();
@@ -1345,13 +1351,13 @@ export class Engine {
     }
   }
 
-  private async toPublic(row: RequestRow, viewer?: Principal, guardFacts?: ReaderGuardFacts): Promise<ApprovalRequest> {
+  private async toPublic(row: RequestRow, viewer?: Principal, guardFacts?: ReaderGuardFacts, from: ReaderFrom = {}): Promise<ApprovalRequest> {
     const reviews = await this.store.reviewsFor([row.id]);
     const escalation = (await this.escalationsOf([row.id])).get(row.id) ?? null;
     const request = requestFromRow(row, await this.agentName(row.agent_id), reviews, escalation);
     if (!viewer || viewer.kind !== 'operator' || row.status !== 'pending') return request;
     const facts = guardFacts ?? { aggregate: await this.guard.aggregateOf(row.id), paused: await this.guard.pauseOf(row.agent_id) };
-    return this.withActionable(viewer, request, row, reviews, escalation, facts, await this.guard.readerFacts(viewer.operatorId));
+    return this.withActionable(viewer, request, row, reviews, escalation, facts, await this.guard.readerFacts(viewer, from.ip));
   }
 
   /**

@@ -17,6 +17,9 @@ import {
   checkRate,
   cooldownState,
   detectSlicing,
+  HISTORY_DETECTORS,
+  valueAlertsFromSlices,
+  type ValueSlice,
   type ApprovalRecord,
   type ApproverLimits,
   type Assessment,
@@ -441,10 +444,22 @@ export class GuardService {
     };
   }
 
-  /** The reviewer's limit facts for a dry run (`actionable`), outside any transaction: nothing is locked or recorded. */
-  async readerFacts(operatorId: string): Promise<Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown'>> {
+  /**
+   * The reviewer's guard facts for a dry run (`actionable`), outside any transaction: nothing is
+   * locked or recorded. `ip` is the reader's address, judged against the approval allowlists the
+   * same way a vote from that address is (`ipFact`; unknown is refused wherever a list applies),
+   * so the queue never offers an approval the server will refuse (issue 12).
+   */
+  async readerFacts(by: Operator, ip: string | null | undefined): Promise<Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown' | 'ip'>> {
     const at = this.now();
-    return { approvals: await this.approvals(this.store, operatorId, at), manualCooldown: await this.manualCooldown(this.store, operatorId, at), velocity: this.limits, cooldown: this.cooldownConfig };
+    const operatorId = by.operatorId;
+    return {
+      approvals: await this.approvals(this.store, operatorId, at),
+      manualCooldown: await this.manualCooldown(this.store, operatorId, at),
+      velocity: this.limits,
+      cooldown: this.cooldownConfig,
+      ip: await this.ipFact(this.store, by, ip),
+    };
   }
 
   async cooldown(by: Principal, ref: string) {
@@ -715,7 +730,18 @@ export class GuardService {
         outcome: r.status === 'rejected' || r.status === 'expired' ? 'rejected' : r.status === 'pending' || r.status === 'cancelled' ? undefined : 'approved',
       };
     });
-    const report = detectSlicing(events, at, { ...DEFAULT_SLICING_CONFIG, windowMinutes });
+    // The value detector is the create path's own rule (runningTotal against the policy's value
+    // thresholds), read from the slices each create stored, not the fixed band of detectValueAggregation.
+    const slices: ValueSlice[] = [];
+    for (const r of await this.store.counters.valueSlices(agent.id, at - windowMinutes * MINUTE)) {
+      try {
+        slices.push({ requestId: r.request_id, at: r.at, bucket: JSON.parse(r.value_bucket) as ValueBucket });
+      } catch {
+        // An unreadable slice adds nothing to the report (the create path skips it the same way: it never parses).
+      }
+    }
+    const extra = valueAlertsFromSlices(slices, at, windowMinutes * MINUTE, agent.name);
+    const report = detectSlicing(events, at, { ...DEFAULT_SLICING_CONFIG, windowMinutes }, { detectors: HISTORY_DETECTORS, extra });
     return { agentId: agent.id, agent: agent.name, windowMinutes, ...report };
   }
 

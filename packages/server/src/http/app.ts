@@ -109,7 +109,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const { id } = c.req.valid('param');
     const { waitSeconds } = c.req.valid('query');
     const principal = c.get('principal');
-    if (!waitSeconds) return c.json(await engine.getRequest(principal, id), 200);
+    if (!waitSeconds) return c.json(await engine.getRequest(principal, id, { ip: clientIp(c, options.session?.trustProxy) }), 200);
     const release = waits.acquire(principal); // 429 when this credential (or the server) holds too many waits
     try {
       return c.json(await engine.waitForDecision(principal, id, waitSeconds * 1000, c.req.raw.signal), 200);
@@ -140,7 +140,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
       while (!aborted.signal.aborted) {
         // Subscribe before reading, so a change between the read and the wait is never missed.
         const changed = engine.wakeups.next(id, heartbeatMs, aborted.signal);
-        const current = await engine.getRequest(principal, id);
+        const current = await engine.getRequest(principal, id, { ip: clientIp(c, options.session?.trustProxy) });
         if (last === null || current.updatedAt !== last.updatedAt || current.status !== last.status) {
           if (!(await c.get('stillAuthorized')())) break;
           await stream.writeSSE({ event: 'state', id: String(++eventId), data: JSON.stringify(current) });
@@ -158,7 +158,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     }
   });
 
-  app.openapi(routes.listRequestsRoute, async (c) => c.json(await engine.listRequests(c.get('principal'), c.req.valid('query')), 200));
+  app.openapi(routes.listRequestsRoute, async (c) => c.json(await engine.listRequests(c.get('principal'), c.req.valid('query'), { ip: clientIp(c, options.session?.trustProxy) }), 200));
 
   app.openapi(routes.reviewRoute, async (c) =>
     c.json(await engine.review(c.get('principal'), c.req.valid('param').id, c.req.valid('json'), { ip: clientIp(c, options.session?.trustProxy) }), 200),

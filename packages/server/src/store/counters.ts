@@ -97,6 +97,18 @@ export class CounterQueries {
     return rows.map((r) => r.value_bucket as string);
   }
 
+  /** The agent's stored value slices since `since` (one per create with a value), for the `/slicing` report. */
+  async valueSlices(agentId: string, since: number): Promise<{ request_id: string; at: number; value_bucket: string }[]> {
+    const rows = await this.db
+      .selectFrom('agent_rate_events')
+      .select(['request_id', 'at', 'value_bucket'])
+      .where('agent_id', '=', agentId)
+      .where('at', '>', since)
+      .where('value_bucket', 'is not', null)
+      .execute();
+    return rows.map((r) => ({ request_id: r.request_id, at: Number(r.at), value_bucket: r.value_bucket as string }));
+  }
+
   async insertAgentEvent(row: AgentRateEventsTable): Promise<void> {
     await this.db.insertInto('agent_rate_events').values(row).execute();
   }
