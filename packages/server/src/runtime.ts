@@ -9,7 +9,7 @@
  *   runtime.start({ reviewBase: 'https://countersign.example' });   // scheduler + checkpointer
  *   await runtime.close();
  *
- * Order matters and is kept here once: the key is loaded before the store is opened (a server
+ * Order matters and is kept here once: the audit key and the server secret are loaded before the store is opened (a server
  * whose key did not sign the trail's newest checkpoint refuses to start), the policy is activated
  * before anything can read it, and on close the loops stop before the store does.
  */
@@ -22,6 +22,7 @@ import type { RuntimeConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { connect } from './store/connect.ts';
+import { ephemeralServerSecret, loadOrCreateServerSecret } from './keys/server-secret.ts';
 
 export interface PolicySource {
   text: string;
@@ -55,8 +56,10 @@ export interface Runtime {
 export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions): Promise<Runtime> {
   const log = options.log ?? ((line: string) => console.error(line));
   const auditKey = config.audit.keyPath === null ? ephemeralAuditKey() : loadOrCreateAuditKey(config.audit.keyPath);
+  // Beside the audit key, 0600, made on first start: credential MACs and the TOTP seed key (keys/server-secret.ts).
+  const serverSecret = config.serverSecretPath === null ? ephemeralServerSecret() : loadOrCreateServerSecret(config.serverSecretPath);
   const connection = await connect(config.databaseUrl);
-  const engine = await Engine.open({ connection, auditKey, guard: config.guard });
+  const engine = await Engine.open({ connection, auditKey, guard: config.guard, serverSecret });
   engine.addPolicyCheck(channelPolicyCheck(config.env));
   engine.trail.setRedactedFields(config.audit.redactFields);
   try {

@@ -19,7 +19,14 @@ export const AUDIT_EVENTS = {
   // ---- configuration and credentials
   policy_loaded: { about: 'a new policy version was stored and activated', data: ['version', 'hash', 'source'] },
   operator_created: { about: 'an admin created an operator', data: ['operatorId', 'name', 'roles', 'groups'] },
-  key_created: { about: 'an admin created an agent API key', data: ['agentId', 'agentName', 'keyId', 'prefix'] },
+  key_created: { about: 'an admin created an agent API key (no part of the key is kept; entries before issue 13 held a prefix)', data: ['agentId', 'agentName', 'keyId', 'prefix?'] },
+  key_revoked: { about: 'an admin revoked an agent API key', data: ['keyId', 'agentId', 'agentName'] },
+  key_rotated: { about: 'an admin gave an agent a new key; the old one works until `previousValidUntil`', data: ['keyId', 'agentId', 'agentName', 'previousKeyId', 'previousValidUntil'] },
+  operator_updated: { about: 'an admin changed an operator’s roles, groups or disabled state', data: ['operatorId', 'name', 'roles?', 'groups?', 'disabled?', 'sessionsEnded'] },
+  operator_removed: { about: 'an admin removed an operator: every token revoked, every session ended', data: ['operatorId', 'name', 'revokedTokenIds', 'sessionsEnded'] },
+  token_rotated: { about: 'an admin gave an operator a new token; the old ones are revoked', data: ['operatorId', 'name', 'tokenId', 'revokedTokenIds', 'sessionsEnded'] },
+  admin_recovered: { about: '`countersign admin recover` (server host: secret file and database) minted an admin token', data: ['operatorId', 'name', 'tokenId', 'created'] },
+  credentials_adopted: { about: 'the start that created the server secret file MACed the credential rows written before it', data: ['operators', 'tokens', 'keys'] },
   agent_created: { about: 'an agent was registered', data: ['agentId', 'name'] },
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
   // ---- a request's lifecycle
@@ -42,6 +49,9 @@ export const AUDIT_EVENTS = {
   // ---- reviewer protection (the guard)
   totp_enrolment_started: { about: 'an operator began TOTP enrolment', data: ['operatorId', 'encrypted'] },
   totp_enrolled: { about: 'an operator confirmed TOTP enrolment', data: ['operatorId'] },
+  totp_sealed: { about: 'TOTP seeds stored `plain:` were sealed at start (under the server secret’s key when no encryption key is set)', data: ['count', 'keyId'] },
+  mfa_locked: { about: 'too many wrong step-up codes: the operator’s step-up is locked for a growing back-off', data: ['operatorId', 'operator', 'failures', 'strikes', 'until', 'retryAfterSeconds'] },
+  cooldown_lifted: { about: 'an operator of the same or higher rank ended another’s cool-down', data: ['operatorId', 'operator', 'reason', 'wasUntil'] },
   cooldown_started: { about: 'an approver was put on a cool-down (automatic or by a lead)', data: ['operatorId', 'operator', 'until', 'reason', 'triggeredBy?', 'manual?'] },
   ip_allowlist_set: { about: 'an admin set an operator’s or a role’s approval allowlist', data: ['operatorId?', 'operator?', 'role?', 'cidrs'] },
   agent_paused: { about: 'an agent was paused (by a lead or by `onSlicing: pause`)', data: ['agentId', 'agent', 'until', 'reason'] },

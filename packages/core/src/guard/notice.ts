@@ -11,7 +11,7 @@
  */
 import { clip } from '../escalation/notification.ts';
 
-export const GUARD_NOTICE_KINDS = ['slicing_alert', 'agent_paused', 'agent_resumed', 'cooldown_started'] as const;
+export const GUARD_NOTICE_KINDS = ['slicing_alert', 'agent_paused', 'agent_resumed', 'cooldown_started', 'mfa_locked'] as const;
 export type GuardNoticeKind = (typeof GUARD_NOTICE_KINDS)[number];
 
 export interface GuardNotice {
@@ -56,6 +56,7 @@ const TITLES: Record<GuardNoticeKind, (d: GuardNoticeData) => string> = {
   agent_paused: (d) => `Agent paused: ${d.agent ?? '?'}`,
   agent_resumed: (d) => `Agent resumed: ${d.agent ?? '?'}`,
   cooldown_started: (d) => `Approver cool-down: ${d.operator ?? '?'}`,
+  mfa_locked: (d) => `Step-up locked after wrong codes: ${d.operator ?? '?'}`,
 };
 
 export function renderGuardNotice(data: GuardNoticeData, options: { reviewBase: string }): GuardNotice {

@@ -36,12 +36,15 @@ import {
   type Role,
   type TransitionKind,
 } from '@countersign/core';
-import { newId, newSecret, secretPrefix, sha256Hex } from '../ids.ts';
+import { newId, sha256Hex } from '../ids.ts';
+import { ephemeralServerSecret, type ServerSecret } from '../keys/server-secret.ts';
+import { Credentials } from './credentials.ts';
 import type { Connection } from '../store/connect.ts';
 import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
 import { AuditWriter, SYSTEM_ACTOR, actorOf, draft, type AuditActor, type AuditDraft } from '../audit/writer.ts';
 import { GuardService, type GuardOptions } from '../guard/service.ts';
+import { outcomeOf as lockoutOutcome } from '../guard/lockout.ts';
 import { Store, type AuditRow, type HistoryCounts, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
@@ -66,7 +69,7 @@ import {
 import { TimerSkip, deliveryFromRow, deliveryRows, requestTimer, type DeliveryRow, type TimerRow } from '../store/timers.ts';
 
 export const WAKE_CHANNEL = 'countersign_requests';
-export const CREDENTIAL_CACHE_MS = 5_000;
+export { CREDENTIAL_CACHE_MS } from './credentials.ts';
 export const HISTORY_CACHE_MS = 1_000;
 
 export interface ActivePolicy {
@@ -133,8 +136,6 @@ export class Engine {
   readonly wakeups = new Wakeups();
   private active: ActivePolicy | undefined;
   private readonly agentNames = new Map<string, string>();
-  /** Recently verified credentials (by hash), so each request skips a lookup. Short-lived on purpose. */
-  private readonly principals = new Map<string, { principal: Principal; until: number }>();
   private readonly historyCache = new Map<string, { counts: HistoryCounts; until: number }>();
   private unlisten: (() => Promise<void>) | undefined;
   private readonly observers = new Set<(change: RequestChange) => void>();
@@ -145,16 +146,20 @@ export class Engine {
   readonly writer: AuditWriter;
   /** Step-up MFA, number matching, velocity, cool-downs, agent limits and pauses, slicing (guard/). */
   readonly guard: GuardService;
+  /** Identity and the credential lifecycle: keys, tokens, operators, dashboard sessions (engine/credentials.ts). */
+  readonly credentials: Credentials;
 
   private constructor(
     readonly store: Store,
     private readonly now: () => number,
     auditKey: AuditKey,
     guard: GuardOptions = {},
+    serverSecret: ServerSecret = ephemeralServerSecret(),
   ) {
     this.trail = new AuditService(store, auditKey, now);
     this.writer = new AuditWriter((data) => this.trail.redact(data));
-    this.guard = new GuardService(store, now, guard, this.writer);
+    this.credentials = new Credentials(store, now, this.writer, serverSecret);
+    this.guard = new GuardService(store, now, guard, this.writer, serverSecret);
     this.guard.usePolicy(() => this.active?.policy);
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
@@ -165,11 +170,20 @@ export class Engine {
    * Opens the store (migrating it) and starts listening for cross-process wake-ups. Without
    * `auditKey`, checkpoints and receipts are signed with a key that lives in this process only.
    */
-  static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
+  static async open(options: {
+    connection: Connection;
+    now?: () => number;
+    auditKey?: AuditKey | undefined;
+    guard?: GuardOptions | undefined;
+    /** The server secret file (keys/server-secret.ts); without it, one that lives in this process only. */
+    serverSecret?: ServerSecret | undefined;
+  }): Promise<Engine> {
     // Resolved by the runtime from the config (COUNTERSIGN_ENCRYPTION_KEY…); never read from the environment here.
     const guard = options.guard ?? {};
     // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
-    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
+    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard, options.serverSecret);
+    await engine.credentials.adoptUnsealed();
+    await engine.guard.sealPlainSeeds();
     if (engine.store.capabilities.listenNotify) {
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id));
     }
@@ -216,44 +230,24 @@ export class Engine {
     return active;
   }
 
-  // ---- credentials ----
+  // ---- credentials (engine/credentials.ts) ----
 
-  /**
-   * Resolves a bearer credential. Verified credentials are remembered for a few seconds (keyed
-   * by hash); when revocation arrives it must clear this cache, and other processes see a
-   * revocation within `CREDENTIAL_CACHE_MS`.
-   */
+  /** Resolves a bearer credential (cached for `CREDENTIAL_CACHE_MS`; a change made here clears the cache). */
   async authenticate(token: string): Promise<Principal | undefined> {
     if (token.length < 10 || token.length > 200) return undefined;
-    return this.authenticateHash(sha256Hex(token));
+    return this.credentials.authenticateHash(sha256Hex(token));
   }
 
-  /** As `authenticate`, from the credential's SHA-256 (a dashboard session carries the hash, never the token). */
+  /** As `authenticate`, from the credential's SHA-256. */
   async authenticateHash(hash: string): Promise<Principal | undefined> {
-    const now = this.now();
-    const cached = this.principals.get(hash);
-    if (cached && cached.until > now) return cached.principal;
-    const found = await this.store.findCredential(hash);
-    if (!found) return undefined;
-    const principal: Principal =
-      found.kind === 'agent'
-        ? { kind: 'agent', agentId: found.agentId, agentName: found.agentName }
-        : {
-            kind: 'operator',
-            operatorId: found.operatorId,
-            name: found.name,
-            roles: JSON.parse(found.roles) as Role[],
-            groups: JSON.parse(found.groups) as string[],
-          };
-    if (this.principals.size >= 10_000) this.principals.clear();
-    this.principals.set(hash, { principal, until: now + CREDENTIAL_CACHE_MS });
-    return principal;
+    return this.credentials.authenticateHash(hash);
   }
 
   /**
    * First start: when the database holds no credential at all, create an `admin` operator and
    * a `demo-agent` key. Given values (from `COUNTERSIGN_ADMIN_TOKEN` / `COUNTERSIGN_AGENT_KEY`)
-   * are used instead of random ones. Returns the secrets once, or null when already set up.
+   * are used instead of random ones; `given` says which, so `serve` never prints them (they
+   * would end up in logs). Returns the secrets once, or null when already set up.
    */
   async bootstrap(given: { adminToken?: string | undefined; agentKey?: string | undefined } = {}) {
     for (const [name, value] of Object.entries(given)) {
@@ -263,9 +257,15 @@ export class Engine {
     }
     return this.store.transaction(async (tx) => {
       if ((await tx.countCredentials()) > 0) return null;
-      const admin = await this.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
+      const admin = await this.credentials.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
       const agent = await this.insertAgentKey(tx, SYSTEM, 'demo-agent', given.agentKey);
-      return { adminToken: admin.token, operatorId: admin.id, agentKey: agent.key, agentId: agent.agentId };
+      return {
+        adminToken: admin.token,
+        operatorId: admin.id,
+        agentKey: agent.key,
+        agentId: agent.agentId,
+        given: { adminToken: given.adminToken !== undefined, agentKey: given.agentKey !== undefined },
+      };
     });
   }
 
@@ -274,12 +274,13 @@ export class Engine {
     for (const role of input.roles) {
       if (!ROLES.includes(role)) throw new CountersignError('VALIDATION_FAILED', `unknown role "${role}"`, { roles: ROLES });
     }
-    return this.store.transaction(async (tx) => {
+    const made = await this.store.transaction(async (tx) => {
       if (await tx.findOperatorByName(input.name)) {
         throw new CountersignError('VALIDATION_FAILED', `an operator named "${input.name}" already exists`);
       }
-      return this.insertOperator(tx, actorOf(by), { name: input.name, roles: input.roles, groups: input.groups ?? [] });
+      return this.credentials.insertOperator(tx, actorOf(by), { name: input.name, roles: input.roles, groups: input.groups ?? [] });
     });
+    return { id: made.id, name: made.name, roles: made.roles, token: made.token };
   }
 
   async createAgentKey(by: Principal, agentName: string) {
@@ -288,46 +289,12 @@ export class Engine {
   }
 
   async listOperators(by: Principal) {
-    this.requireOperator(by);
-    const rows = await this.store.listOperators();
-    return rows.map((r) => ({
-      id: r.id,
-      name: r.name,
-      roles: JSON.parse(r.roles) as Role[],
-      groups: JSON.parse(r.groups) as string[],
-      createdAt: new Date(r.created_at).toISOString(),
-    }));
+    return this.credentials.listOperators(by);
   }
 
-  private async insertOperator(
-    tx: Queries,
-    by: Actor,
-    input: { name: string; roles: Role[]; groups: string[] },
-    token = newSecret('cso'),
-  ) {
-    const at = this.now();
-    const id = newId('op', at);
-    await tx.insertOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at });
-    await tx.insertOperatorToken({ id: newId('tok', at), operator_id: id, token_hash: sha256Hex(token), prefix: secretPrefix(token), created_at: at, revoked_at: null });
-    await this.writer.append(tx, [this.audit('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
-    return { id, name: input.name, roles: input.roles, token };
-  }
-
-  private async insertAgentKey(tx: Queries, by: Actor, agentName: string, key = newSecret('csk')) {
-    const at = this.now();
-    const agentId = await this.ensureAgent(tx, agentName, at, by);
-    const keyId = newId('key', at);
-    await tx.insertApiKey({
-      id: keyId,
-      agent_id: agentId,
-      key_hash: sha256Hex(key),
-      prefix: secretPrefix(key),
-      created_at: at,
-      created_by: by.type === 'operator' ? by.id : null,
-      revoked_at: null,
-    });
-    await this.writer.append(tx, [this.audit('key_created', null, by, { agentId, agentName, keyId, prefix: secretPrefix(key) }, at)]);
-    return { agentId, agentName, keyId, key };
+  private async insertAgentKey(tx: Queries, by: Actor, agentName: string, key?: string) {
+    const agentId = await this.ensureAgent(tx, agentName, this.now(), by);
+    return this.credentials.insertAgentKey(tx, by, agentId, agentName, key);
   }
 
   private async ensureAgent(tx: Queries, name: string, at: number, by: Actor): Promise<string> {
@@ -578,20 +545,26 @@ export class Engine {
     if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot review requests');
     const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
     const event: LifecycleEvent = { type: 'review', reviewer, verdict: body.verdict, reason: body.reason, args: body.args, alternative: body.alternative, at: '' };
+    // Step-up attempt limits (guard/lockout.ts): an approval carrying a code reserves an attempt first (or is MFA_LOCKED).
+    const codes = { accepted: false };
+    const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined) ? await this.guard.lockout.begin(by) : null;
     try {
-      return await this.change(by, id, async (tx, current) => {
+      const decided = await this.change(by, id, async (tx, current) => {
         if (body.verdict === 'approve' && current.status === 'pending') await this.guard.checkNotAggregated(tx, current.id);
         if (current.action === AGGREGATE_ACTION && (body.args !== undefined || body.alternative !== undefined)) {
           throw new CountersignError('VALIDATION_FAILED', 'an aggregate review is approved or rejected as a whole; it cannot be modified or answered with an alternative');
         }
         if (body.verdict === 'approve' && body.args !== undefined) refuseBadArgs(this.policy.policy, current.action, body.args, 'args');
         // Cool-down, velocity, number matching and the TOTP code, checked and marked used in this transaction.
-        const entries = await this.guard.checkApproval(tx, by, current, { ...body, ip: from.ip }, this.now());
+        const entries = await this.guard.checkApproval(tx, by, current, { ...body, ip: from.ip, codes }, this.now());
         if (entries.length > 0) await this.writer.append(tx, entries);
         if (entries.some((e) => e.type === 'cooldown_started')) this.timersDue = true; // its guard notices, if any
         return event;
       });
+      await attempt?.settle(codes.accepted ? 'good' : 'unused');
+      return decided;
     } catch (err) {
+      await attempt?.settle(lockoutOutcome(err));
       await this.guard.auditRefusal(err, by, id, 'review');
       if (err instanceof CountersignError && err.code === 'COOLDOWN_ACTIVE') await this.escalateForCooldown(id, by.name);
       throw err;
@@ -769,17 +742,6 @@ export class Engine {
       const [row] = await this.writer.append(tx, [entry]);
       return auditFromRow(row!);
     });
-  }
-
-  // ---- dashboard sessions (stateless signed cookies; only their end is stored) ----
-
-  /** Records that a dashboard session was signed out, for every server sharing the database, until it would have expired. */
-  async endSession(nonce: string, expiresAt: number): Promise<void> {
-    await this.store.transaction((tx) => tx.timers.claimNonce(`session:${nonce}`, expiresAt, this.now()));
-  }
-
-  async sessionEnded(nonce: string): Promise<boolean> {
-    return this.store.timers.nonceHeld(`session:${nonce}`, this.now());
   }
 
   /** Hears every committed request change made by this process (metrics). Observers must be cheap. */

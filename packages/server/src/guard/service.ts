@@ -17,6 +17,7 @@ import {
   checkRate,
   cooldownState,
   detectSlicing,
+  highestRank,
   type ApprovalRecord,
   type ApproverLimits,
   type Assessment,
@@ -34,7 +35,9 @@ import { AuditWriter, SYSTEM_ACTOR, actorOf, draft as audit, type AuditActor, ty
 import type { AgentPausesTable } from '../store/guard.ts';
 import { TimerSkip, deliveryRows, type TimerRow } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
-import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';
+import { SecretBox, matchCodeFor, newTotpSecret, seedSealer, totpUri, verifyTotp } from './totp.ts';
+import { StepUpLockout } from './lockout.ts';
+import type { ServerSecret } from '../keys/server-secret.ts';
 
 const MINUTE = 60_000;
 const HOLD_CACHE_MS = 1_000;
@@ -53,6 +56,8 @@ export interface StepUp {
   matchCode?: string | undefined;
   /** Where the review came from (HTTP); null when unknown (Slack, embedded), which an allowlist refuses. */
   ip?: string | null | undefined;
+  /** Set to true when a TOTP or match code was judged and accepted (the lockout then clears failures). */
+  codes?: { accepted: boolean } | undefined;
 }
 
 /** Codes of refusals that leave an audit entry even though nothing changed (SELF_REVIEW: compliance reports count the attempts). */
@@ -60,6 +65,8 @@ const AUDITED_REFUSALS = new Set(['AGGREGATED', 'SELF_REVIEW', 'IP_NOT_ALLOWED',
 
 export class GuardService {
   private readonly box: SecretBox;
+  /** Step-up attempt limits (guard/lockout.ts): reserved before a code is evaluated, settled after. */
+  readonly lockout: StepUpLockout;
   /** Set only by COUNTERSIGN_REVIEWER_LIMITS=off (or a test): overrides the policy's `guard:` thresholds. */
   private readonly fixedLimits: ApproverLimits | undefined;
   private readonly fixedCooldown: CooldownConfig | undefined;
@@ -83,8 +90,11 @@ export class GuardService {
     options: GuardOptions = {},
     /** The engine's audit writer: every guard entry, refusals included, is redacted and attributed there. */
     private readonly writer: AuditWriter = new AuditWriter((data) => data),
+    /** The server secret file: its seed key seals TOTP seeds when no encryption key is set. */
+    serverSecret?: ServerSecret,
   ) {
-    this.box = new SecretBox(store.sealer);
+    this.box = new SecretBox(store.sealer, serverSecret ? seedSealer(serverSecret) : null);
+    this.lockout = new StepUpLockout(store, now, this.writer, (tx, data) => this.queueNotice(tx, data), () => this.noticesQueued());
     this.fixedLimits = options.approverLimits;
     this.fixedCooldown = options.cooldown;
   }
@@ -126,6 +136,20 @@ export class GuardService {
   }
 
   // ---- TOTP enrolment ----
+
+  /** At start: seeds stored `plain:` by earlier versions are sealed (each swapped only if unchanged), audited once. */
+  async sealPlainSeeds(): Promise<number> {
+    const rows = await this.store.guard.plainTotpSecrets();
+    if (rows.length === 0 || !this.box.encrypts) return 0;
+    return this.store.transaction(async (tx) => {
+      let count = 0;
+      for (const row of rows) {
+        if (await tx.guard.replaceTotpSecret(row.operator_id, row.secret, this.box.seal(this.box.open(row.secret)))) count++;
+      }
+      if (count > 0) await this.writer.append(tx, [audit('totp_sealed', null, SYSTEM, { count, keyId: this.box.keyId }, this.now())]);
+      return count;
+    });
+  }
 
   /**
    * Starts (or restarts, while unconfirmed) an enrolment and returns the secret once. An
@@ -250,6 +274,7 @@ export class GuardService {
         const replay = used === null && verifyTotp(secret, step.totp, at) !== null;
         throw new CountersignError('MFA_INVALID', replay ? 'that TOTP code was already used; wait for the next one' : 'that TOTP code is not valid now');
       }
+      if (step.codes) step.codes.accepted = true;
     }
     if (this.needsMatchCode(current.risk_level)) {
       if (step.matchCode === undefined) {
@@ -258,6 +283,7 @@ export class GuardService {
       if (step.matchCode !== (await this.matchCode(current.id, tx))) {
         throw new CountersignError('MATCH_CODE_INVALID', 'the match code does not match the one shown on the request card');
       }
+      if (step.codes) step.codes.accepted = true;
     }
     const entries: AuditDraft[] = [];
     if (this.cooldownConfig.riskLevels.includes(risk)) {
@@ -430,10 +456,18 @@ export class GuardService {
     return { operatorId: op.id, operator: op.name, ...state, config: { ...this.cooldownConfig, riskLevels: [...this.cooldownConfig.riskLevels] } };
   }
 
-  /** A lead (or more senior) sends an approver to cool down, with a reason; audited. */
+  /**
+   * A lead (or more senior) sends an approver of lower rank to cool down, with a reason; audited.
+   * (Issue 13, finding 6: a lead could cool down admins and directors.)
+   */
   async setCooldown(by: Principal, operatorRef: string, body: { minutes: number; reason: string }) {
     const lead = requireRank(by, 'lead');
-    const op = await this.operator(operatorRef);
+    const op = await this.operator(operatorRef === 'me' ? lead.operatorId : operatorRef);
+    const target = await this.store.findOperatorByName(op.name);
+    const targetRank = highestRank(target ? (JSON.parse(target.roles) as Role[]) : []);
+    if (targetRank >= highestRank(lead.roles)) {
+      throw new CountersignError('FORBIDDEN', `${op.name} is not of lower rank than you: a cool-down can only be set on someone you outrank`, { reason: 'rank' });
+    }
     const at = this.now();
     const until = at + body.minutes * MINUTE;
     const queued = await this.store.transaction(async (tx) => {
@@ -443,6 +477,34 @@ export class GuardService {
     });
     if (queued) this.noticesQueued();
     return this.cooldown(by, op.id);
+  }
+
+  /**
+   * Ends an approver's manual cool-downs early, with a reason; audited (`cooldown_lifted`). Only
+   * by a lead or more senior of at least the rank of whoever set each one, never by the approver
+   * it applies to. Automatic cool-downs (computed from recent approvals) are not lifted: they end
+   * by themselves.
+   */
+  async liftCooldown(by: Principal, operatorRef: string, body: { reason: string }) {
+    const lifter = requireRank(by, 'lead');
+    const op = await this.operator(operatorRef === 'me' ? lifter.operatorId : operatorRef);
+    if (op.id === lifter.operatorId) throw new CountersignError('FORBIDDEN', 'nobody lifts their own cool-down; ask someone of the same or higher rank', { reason: 'self' });
+    const rank = highestRank(lifter.roles);
+    const at = this.now();
+    const lifted = await this.store.transaction(async (tx) => {
+      const rows = await tx.guard.activeCooldowns(op.id, at);
+      if (rows.length === 0) throw new CountersignError('NOT_FOUND', `${op.name} has no manual cool-down running`);
+      for (const row of rows) {
+        const setter = await tx.credentials.operator(row.set_by);
+        const setterRank = highestRank(setter ? (JSON.parse(setter.roles) as Role[]) : ['admin']);
+        if (setterRank > rank) throw new CountersignError('FORBIDDEN', `a cool-down set by ${setter?.name ?? 'someone more senior'} can only be lifted by someone of the same or higher rank`, { reason: 'rank' });
+      }
+      const wasUntil = new Date(Math.max(...rows.map((r) => Number(r.until)))).toISOString();
+      await tx.guard.endCooldowns(op.id, at);
+      await this.writer.append(tx, [audit('cooldown_lifted', null, actorOf(lifter), { operatorId: op.id, operator: op.name, reason: body.reason, wasUntil }, at)]);
+      return wasUntil;
+    });
+    return { ...(await this.cooldown(by, op.id)), lifted: { wasUntil: lifted, by: lifter.name } };
   }
 
   /** An admin limits where an operator may approve from (CIDRs); an empty list lifts the limit. Audited. */

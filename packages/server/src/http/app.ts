@@ -8,6 +8,7 @@ import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import { registerAuditRoutes } from './routes/audit.ts';
+import { registerCredentialRoutes } from './routes/credentials.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
@@ -20,6 +21,7 @@ import { instrumentEngine, renderMetrics } from './metrics.ts';
 import { registerSummaryRoute } from './metrics-summary.ts';
 import * as routes from './routes/contract.ts';
 import { isSignIn, registerSessionRoutes, Sessions, type SessionOptions } from './session.ts';
+import { watchCredential } from './stream-auth.ts';
 import { type ApiEnv as Env } from './routes/contract.ts';
 
 
@@ -101,10 +103,21 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const { id } = c.req.valid('param');
     const { waitSeconds } = c.req.valid('query');
     const principal = c.get('principal');
-    const request = waitSeconds
-      ? await engine.waitForDecision(principal, id, waitSeconds * 1000, c.req.raw.signal)
-      : await engine.getRequest(principal, id);
-    return c.json(request, 200);
+    if (!waitSeconds) return c.json(await engine.getRequest(principal, id), 200);
+    // A long-poll ends with its credential, like a stream (http/stream-auth.ts).
+    const waiting = new AbortController();
+    const onAbort = () => waiting.abort();
+    c.req.raw.signal.addEventListener('abort', onAbort);
+    let lost = false;
+    const stop = watchCredential(c.get('stillAuthorized'), () => ((lost = true), waiting.abort()));
+    try {
+      const request = await engine.waitForDecision(principal, id, waitSeconds * 1000, waiting.signal);
+      if (lost) throw new CountersignError('UNAUTHENTICATED', 'the credential was revoked or its session ended while waiting');
+      return c.json(request, 200);
+    } finally {
+      stop();
+      c.req.raw.signal.removeEventListener('abort', onAbort);
+    }
   });
 
   app.openapi(routes.requestEventsRoute, async (c) => {
@@ -115,8 +128,10 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     return streamSSE(c, async (stream) => {
       const aborted = new AbortController();
       stream.onAbort(() => aborted.abort());
+      const stopWatch = watchCredential(c.get('stillAuthorized'), () => aborted.abort());
       let last: ApprovalRequest | null = null;
       let eventId = 0;
+      try {
       while (!aborted.signal.aborted) {
         // Subscribe before reading, so a change between the read and the wait is never missed.
         const changed = engine.wakeups.next(id, heartbeatMs, aborted.signal);
@@ -134,7 +149,10 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
           await stream.write(': keep-alive\n\n');
         }
       }
-      if (last) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
+      } finally {
+        stopWatch();
+      }
+      if (last && (await c.get('stillAuthorized')().catch(() => false))) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
     }) as never;
   });
 
@@ -162,6 +180,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   registerAuditRoutes(app, engine);
   registerEscalationRoutes(app, engine);
   registerGuardRoutes(app, engine);
+  registerCredentialRoutes(app, engine);
 
   app.openapi(routes.createOperatorRoute, async (c) => c.json(await engine.createOperator(c.get('principal'), c.req.valid('json')), 201));
   app.openapi(routes.listOperatorsRoute, async (c) => c.json({ items: await engine.listOperators(c.get('principal')) }, 200));
@@ -240,6 +259,7 @@ function authenticate(engine: Engine, sessions: Sessions): MiddlewareHandler<Env
       const session = await sessions.principal(c, engine);
       if (session) {
         c.set('principal', session.principal);
+        c.set('session', session.session);
         c.set('stillAuthorized', sessions.watch(session.session, engine));
         return next();
       }

@@ -12,6 +12,7 @@ import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
 import { TrailQueries } from './trail.ts';
 import { GuardQueries } from './guard.ts';
+import { CredentialQueries } from './credentials.ts';
 import { AggregateQueries } from './aggregates.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
@@ -32,10 +33,6 @@ export type PolicyRow = PoliciesTable;
 export type OperatorRow = OperatorsTable;
 
 export type NewAuditEntry = Omit<AuditLogTable, 'seq'>;
-
-export type CredentialRow =
-  | { kind: 'agent'; agentId: string; agentName: string }
-  | { kind: 'operator'; operatorId: string; name: string; roles: string; groups: string };
 
 export interface RequestFilter {
   status?: string | undefined;
@@ -78,25 +75,6 @@ export class Queries {
   ) {}
 
   // ---- credentials ----
-
-  async findCredential(hash: string): Promise<CredentialRow | undefined> {
-    const key = await this.db
-      .selectFrom('api_keys')
-      .innerJoin('agents', 'agents.id', 'api_keys.agent_id')
-      .select(['agents.id as agentId', 'agents.name as agentName'])
-      .where('api_keys.key_hash', '=', hash)
-      .where('api_keys.revoked_at', 'is', null)
-      .executeTakeFirst();
-    if (key) return { kind: 'agent', ...key };
-    const op = await this.db
-      .selectFrom('operator_tokens')
-      .innerJoin('operators', 'operators.id', 'operator_tokens.operator_id')
-      .select(['operators.id as operatorId', 'operators.name', 'operators.roles', 'operators.groups'])
-      .where('operator_tokens.token_hash', '=', hash)
-      .where('operator_tokens.revoked_at', 'is', null)
-      .executeTakeFirst();
-    return op ? { kind: 'operator', ...op } : undefined;
-  }
 
   async countCredentials(): Promise<number> {
     const a = await this.db.selectFrom('api_keys').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
@@ -416,6 +394,11 @@ export class Queries {
   /** Aggregate reviews' collections and members (store/aggregates.ts). */
   get aggregates(): AggregateQueries {
     return new AggregateQueries(this.db, this.capabilities);
+  }
+
+  /** Operators, tokens, agent keys, dashboard sessions and step-up attempts (store/credentials.ts). */
+  get credentials(): CredentialQueries {
+    return new CredentialQueries(this.db, this.capabilities);
   }
 
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */

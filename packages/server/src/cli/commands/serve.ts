@@ -16,7 +16,8 @@ export function registerServe(program: Command): void {
       // Loaded here so client commands do not pay for the server stack at start-up.
       const { startServer } = await import('../../serve.ts');
       const server = await startServer(config);
-      const { engine, url, bootstrap } = server;
+      const { engine, url } = server;
+      const bootstrap = printable(server.bootstrap);
       const policy = engine.policy;
       if (flags.json) {
         console.log(JSON.stringify({ url, database: engine.store.capabilities.dialect, policyVersion: policy.version, policySource: policy.source, auditKeyId: engine.trail.key.keyId, bootstrap }));
@@ -49,18 +50,35 @@ function redactUrl(url: string): string {
   return url.replace(/\/\/([^:@/]+):([^@/]+)@/, '//$1:***@');
 }
 
-function printBootstrap(url: string, b: { adminToken: string; agentKey: string }): void {
+/**
+ * What bootstrap may print: the secrets it generated, never those the environment supplied
+ * (COUNTERSIGN_ADMIN_TOKEN / COUNTERSIGN_AGENT_KEY): the operator already has them, and printing
+ * them puts them in every log that captures stdout (issue 13, point 7).
+ */
+function printable(b: { adminToken: string; agentKey: string; operatorId: string; agentId: string; given: { adminToken: boolean; agentKey: boolean } } | null) {
+  if (!b) return null;
+  return {
+    adminToken: b.given.adminToken ? null : b.adminToken,
+    operatorId: b.operatorId,
+    agentKey: b.given.agentKey ? null : b.agentKey,
+    agentId: b.agentId,
+  };
+}
+
+function printBootstrap(url: string, b: { adminToken: string | null; agentKey: string | null }): void {
+  const admin = b.adminToken ?? '(from COUNTERSIGN_ADMIN_TOKEN, not shown)';
+  const agent = b.agentKey ?? '(from COUNTERSIGN_AGENT_KEY, not shown)';
   const lines = [
     '',
-    'First start: created an admin operator and a demo-agent key. They are shown ONCE; keep them.',
-    `  admin token (operator):  ${b.adminToken}`,
-    `  demo-agent API key:      ${b.agentKey}`,
+    'First start: created an admin operator and a demo-agent key. Generated secrets are shown ONCE; keep them.',
+    `  admin token (operator):  ${admin}`,
+    `  demo-agent API key:      ${agent}`,
     '',
     'Try it:',
-    `  curl -s ${url}/v1/requests -H 'Authorization: Bearer ${b.agentKey}' \\`,
+    `  curl -s ${url}/v1/requests -H 'Authorization: Bearer ${b.agentKey ?? '$COUNTERSIGN_AGENT_KEY'}' \\`,
     `    -H 'content-type: application/json' \\`,
     `    -d '{"action":"isolate_host","args":{"host":"ws-042"},"confidence":0.82}'`,
-    `  COUNTERSIGN_TOKEN=${b.adminToken} npx countersign status`,
+    `  COUNTERSIGN_TOKEN=${b.adminToken ?? '$COUNTERSIGN_ADMIN_TOKEN'} npx countersign status`,
     '',
   ];
   console.log(lines.join('\n'));

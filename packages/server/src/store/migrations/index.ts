@@ -15,6 +15,7 @@ import { m005_guard_notices } from './005_guard_notices.ts';
 import { m006_role_allowlist } from './006_role_allowlist.ts';
 import { m007_aggregates } from './007_aggregates.ts';
 import { m008_nonces_expiry } from './008_nonces_expiry.ts';
+import { m010_credentials } from './010_credentials.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -27,6 +28,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '006_role_allowlist': m006_role_allowlist,
   '007_aggregates': m007_aggregates,
   '008_nonces_expiry': m008_nonces_expiry,
+  '010_credentials': m010_credentials,
 });
 
 export const migrationProvider: MigrationProvider = {
