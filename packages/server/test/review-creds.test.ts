@@ -1,0 +1,274 @@
+/**
+ * Red-team review of the `creds` branch (issue 13). Each test is a confirmed attack and FAILS on
+ * the branch as reviewed: it asserts what the issue promises, and the branch does something else.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CountersignError, CreateRequestBody, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, DEFAULT_POLICY_YAML } from '@countersign/core';
+import type { Kysely } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { channelPolicyCheck } from '../src/channels/config.ts';
+import { ChannelRegistry } from '../src/channels/registry.ts';
+import { slackSignature } from '../src/channels/slack-actions.ts';
+import { Engine } from '../src/engine/engine.ts';
+import { sessionIdHash } from '../src/engine/credentials.ts';
+import type { Principal } from '../src/engine/principal.ts';
+import { totpCode } from '../src/guard/totp.ts';
+import { createApp } from '../src/http/app.ts';
+import { sha256Hex } from '../src/ids.ts';
+import { ephemeralServerSecret, loadOrCreateServerSecret, readServerSecret } from '../src/keys/server-secret.ts';
+import { connect } from '../src/store/connect.ts';
+import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
+
+const T0 = Date.UTC(2026, 11, 1, 10, 0, 0);
+const CRITICAL = { action: 'delete_data', args: { path: '/srv/customers' }, confidence: 0.99, riskLevel: 'critical' } as const;
+const QUEUED = CreateRequestBody.parse({ action: 'isolate_host', args: { host: 'ws-042' }, confidence: 0.82 });
+const SIGNING = 'slack-signing-secret-for-tests';
+const NO_LIMITS = { approverLimits: { ...DEFAULT_APPROVER_LIMITS, perHour: Number.MAX_SAFE_INTEGER, perDay: Number.MAX_SAFE_INTEGER }, cooldown: { ...DEFAULT_COOLDOWN, threshold: Number.MAX_SAFE_INTEGER } };
+
+/** The database as someone who can write it (and nothing else) sees it. */
+const raw = (engine: Engine) => (engine.store as unknown as { db: Kysely<any> }).db;
+
+const cleanup: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => {});
+});
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (err) {
+    if (err instanceof CountersignError) return err.code;
+    throw err;
+  }
+}
+
+interface Rig {
+  database: TestDatabase;
+  engine: Engine;
+  admin: Principal;
+  adminToken: string;
+  agent: Principal;
+  clock: { now: number };
+}
+
+async function rig(options: { policy?: string; env?: Record<string, string>; secret?: ReturnType<typeof ephemeralServerSecret>; database?: TestDatabase } = {}): Promise<Rig> {
+  const database = options.database ?? sqliteDatabase();
+  const clock = { now: T0 };
+  const engine = await Engine.open({ connection: await connect(database.url), now: () => clock.now, serverSecret: options.secret ?? ephemeralServerSecret(), guard: NO_LIMITS });
+  if (options.env) engine.addPolicyCheck(channelPolicyCheck(options.env));
+  await engine.activatePolicy(options.policy ?? DEFAULT_POLICY_YAML, 'test');
+  const boot = (await engine.bootstrap())!;
+  cleanup.push(async () => {
+    await engine.close();
+    await database.drop();
+  });
+  return { database, engine, clock, admin: (await engine.authenticate(boot.adminToken))!, adminToken: boot.adminToken, agent: (await engine.authenticate(boot.agentKey))! };
+}
+
+describe('review-creds: revoked or disabled credentials still work', () => {
+  async function slackRig() {
+    const env = { COUNTERSIGN_SLACK_BOT_TOKEN: 'xoxb-review', COUNTERSIGN_SLACK_SIGNING_SECRET: SIGNING };
+    const r = await rig({
+      env,
+      policy: `escalation:\n  levels: [{ role: lead, after: sla, notify: [slack] }]\nchannels:\n  slack: { channel: C0123456789, apiUrl: "http://127.0.0.1:9/api", users: { U0ALICE1: alice } }\n`,
+    });
+    r.clock.now = Date.now(); // Slack signatures are checked against the engine clock
+    const channels = new ChannelRegistry(r.engine, env);
+    cleanup.push(() => channels.close());
+    const app = createApp({ engine: r.engine, channels, log: () => {} });
+    const click = (user: string, actionId: string, requestId: string) => {
+      const body = new URLSearchParams({
+        payload: JSON.stringify({ type: 'block_actions', user: { id: user }, actions: [{ type: 'button', action_id: actionId, value: requestId, action_ts: String(Date.now() / 1000) }] }),
+      }).toString();
+      const ts = String(Math.floor(r.clock.now / 1000));
+      return app.request('/v1/integrations/slack/actions', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-slack-request-timestamp': ts, 'x-slack-signature': slackSignature(SIGNING, ts, body) },
+        body,
+      });
+    };
+    return { ...r, click };
+  }
+
+  it('a DISABLED operator mapped to a Slack user still approves through Slack', async () => {
+    const r = await slackRig();
+    await r.engine.createOperator(r.admin, { name: 'alice', roles: ['lead'] });
+    await r.engine.credentials.updateOperator(r.admin, 'alice', { disabled: true });
+    const { request } = await r.engine.createRequest(r.agent, QUEUED);
+    const res = await r.click('U0ALICE1', 'approve', request.id);
+    expect((await r.engine.getRequest(r.admin, request.id)).status).toBe('pending');
+    expect(res.status).toBe(403);
+  });
+
+  it('a REMOVED operator mapped to a Slack user still approves through Slack', async () => {
+    const r = await slackRig();
+    await r.engine.createOperator(r.admin, { name: 'alice', roles: ['lead'] });
+    await r.engine.credentials.removeOperator(r.admin, 'alice');
+    const { request } = await r.engine.createRequest(r.agent, QUEUED);
+    const res = await r.click('U0ALICE1', 'approve', request.id);
+    expect((await r.engine.getRequest(r.admin, request.id)).status).toBe('pending');
+    expect(res.status).toBe(403);
+  });
+
+  it('a Slack-linked operator whose row was edited in the database (MAC broken: roles raised) still reviews with the raised roles', async () => {
+    const r = await slackRig();
+    const made = await r.engine.createOperator(r.admin, { name: 'alice', roles: ['auditor'] }); // cannot review at all
+    await r.engine.store.credentials.updateOperator(made.id, { roles: '["lead"]' }); // a database writer raises her
+    const { request } = await r.engine.createRequest(r.agent, QUEUED);
+    const res = await r.click('U0ALICE1', 'approve', request.id);
+    expect((await r.engine.getRequest(r.admin, request.id)).status).toBe('pending');
+    expect(res.status).toBe(403);
+  });
+});
+
+describe('review-creds: a database writer alone becomes an admin', () => {
+  it('a session row inserted into `sessions` (no MAC) gives a dashboard session as the admin', async () => {
+    const r = await rig();
+    const app = createApp({ engine: r.engine, log: () => {} });
+    const adminId = r.admin.kind === 'operator' ? r.admin.operatorId : '';
+    // Everything below is read from or written to the database only; no secret file, no token.
+    const token = (await r.engine.store.credentials.tokensOf(adminId))[0]!;
+    const forgedId = 'A'.repeat(43);
+    await r.engine.store.credentials.insertSession({ id_hash: sessionIdHash(forgedId), operator_id: adminId, token_id: token.id, created_at: r.clock.now, expires_at: r.clock.now + 86_400_000 });
+    const res = await app.request('/v1/keys', { headers: { cookie: `countersign_session=v2.${forgedId}` } });
+    expect(res.status).toBe(401);
+  });
+
+  it('a TOTP seed overwritten as `plain:<known>` in the database is accepted for step-up (seeds are not bound to the server secret)', async () => {
+    const r = await rig();
+    const { token } = await r.engine.createOperator(r.admin, { name: 'dora', roles: ['director'] });
+    const dora = (await r.engine.authenticate(token))!;
+    const { secret: real } = await r.engine.guard.enrolTotp(dora);
+    await r.engine.guard.confirmTotp(dora, totpCode(real, r.clock.now));
+    r.clock.now += 60_000;
+    const known = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
+    const doraId = dora.kind === 'operator' ? dora.operatorId : '';
+    await raw(r.engine).updateTable('operator_totp').set({ secret: `plain:${known}` }).where('operator_id', '=', doraId).execute();
+    const { request } = await r.engine.createRequest(r.agent, CreateRequestBody.parse(CRITICAL));
+    const matchCode = (await r.engine.getRequest(dora, request.id)).matchCode;
+    const code = await codeOf(r.engine.review(dora, request.id, { verdict: 'approve', totp: totpCode(known, r.clock.now), matchCode }));
+    expect(code).not.toBeUndefined(); // the attacker's seed must not pass step-up
+  });
+
+  it("another operator's sealed seed copied onto the victim's row is accepted (the seal is not bound to the operator)", async () => {
+    const r = await rig();
+    const mk = async (name: string) => {
+      const { token } = await r.engine.createOperator(r.admin, { name, roles: ['director'] });
+      const p = (await r.engine.authenticate(token))!;
+      const { secret } = await r.engine.guard.enrolTotp(p);
+      await r.engine.guard.confirmTotp(p, totpCode(secret, r.clock.now));
+      return { p, secret, id: p.kind === 'operator' ? p.operatorId : '' };
+    };
+    const victim = await mk('victim');
+    const mallory = await mk('mallory');
+    r.clock.now += 60_000;
+    const row = await raw(r.engine).selectFrom('operator_totp').selectAll().where('operator_id', '=', mallory.id).executeTakeFirstOrThrow();
+    await raw(r.engine).updateTable('operator_totp').set({ secret: row.secret, last_step: null }).where('operator_id', '=', victim.id).execute();
+    const { request } = await r.engine.createRequest(r.agent, CreateRequestBody.parse(CRITICAL));
+    const matchCode = (await r.engine.getRequest(victim.p, request.id)).matchCode;
+    const code = await codeOf(r.engine.review(victim.p, request.id, { verdict: 'approve', totp: totpCode(mallory.secret, r.clock.now), matchCode }));
+    expect(code).not.toBeUndefined();
+  });
+
+  it('deleting the credential rows makes the next start bootstrap (and serve print) a fresh admin token', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cs-review-secret-'));
+    const path = join(dir, 'countersign-server-secret');
+    loadOrCreateServerSecret(path);
+    const database = sqliteDatabase();
+    const first = await rig({ database, secret: readServerSecret(path)! });
+    // A database writer wipes the tokens and keys and renames the admin out of the way.
+    await raw(first.engine).deleteFrom('operator_tokens').execute();
+    await raw(first.engine).deleteFrom('api_keys').execute();
+    await raw(first.engine).updateTable('operators').set({ name: 'old-admin' }).where('name', '=', 'admin').execute();
+    // The next `serve` (same secret file, not a first start) calls bootstrap again.
+    const again = await Engine.open({ connection: await connect(database.url), serverSecret: readServerSecret(path)! });
+    cleanup.push(() => again.close());
+    const boot = await again.bootstrap();
+    expect(boot).toBeNull();
+  });
+
+  it('rows a database writer leaves without a MAC are adopted by the next start that makes a new secret file', async () => {
+    const database = sqliteDatabase();
+    const first = await rig({ database });
+    const adminId = first.admin.kind === 'operator' ? first.admin.operatorId : '';
+    const forged = 'cso_inserted-by-a-database-writer-0001';
+    await first.engine.store.credentials.insertToken({ id: 'tok_forged', operator_id: adminId, token_hash: sha256Hex(forged), prefix: 'cso_', created_at: T0, revoked_at: null, last_used_at: null, expires_at: null, mac: null });
+    await first.engine.store.credentials.updateOperator(adminId, { mac: null });
+    expect(await first.engine.authenticate(forged)).toBeUndefined();
+    // The secret file is lost (new volume, new host, a server started without it): a new one is created.
+    const dir = mkdtempSync(join(tmpdir(), 'cs-review-secret-'));
+    const fresh = loadOrCreateServerSecret(join(dir, 'countersign-server-secret'));
+    expect(fresh.created).toBe(true);
+    const again = await Engine.open({ connection: await connect(database.url), serverSecret: fresh });
+    cleanup.push(() => again.close());
+    expect(await again.authenticate(forged)).toBeUndefined();
+  });
+});
+
+describe('review-creds: step-up lockout', () => {
+  async function directorWithTotp(r: Rig, name: string) {
+    const { token } = await r.engine.createOperator(r.admin, { name, roles: ['director'] });
+    const p = (await r.engine.authenticate(token))!;
+    const { secret } = await r.engine.guard.enrolTotp(p);
+    await r.engine.guard.confirmTotp(p, totpCode(secret, r.clock.now));
+    return { p, secret, token };
+  }
+  const wrongOf = (secret: string, at: number, n: number) => String((Number(totpCode(secret, at)) + n) % 1_000_000).padStart(6, '0');
+
+  it('a correct code wipes the count: 8 wrong codes in under 15 minutes and no lockout (4 guesses per legitimate approval)', async () => {
+    const r = await rig();
+    const { p, secret } = await directorWithTotp(r, 'gus');
+    r.clock.now += 60_000;
+    const target = (await r.engine.createRequest(r.agent, CreateRequestBody.parse(CRITICAL))).request;
+    const targetMatch = (await r.engine.getRequest(p, target.id)).matchCode;
+    const guess = async (n: number) => codeOf(r.engine.review(p, target.id, { verdict: 'approve', totp: wrongOf(secret, r.clock.now, n), matchCode: targetMatch }));
+    for (let i = 1; i <= 4; i++) expect(await guess(i)).toBe('MFA_INVALID');
+    // The real operator (or whoever shares their token) approves something legitimately.
+    const other = (await r.engine.createRequest(r.agent, CreateRequestBody.parse({ ...CRITICAL, args: { path: '/srv/other' } }))).request;
+    const otherMatch = (await r.engine.getRequest(p, other.id)).matchCode;
+    expect(await codeOf(r.engine.review(p, other.id, { verdict: 'approve', totp: totpCode(secret, r.clock.now), matchCode: otherMatch }))).toBeUndefined();
+    r.clock.now += 30_000;
+    for (let i = 5; i <= 8; i++) expect(await guess(i)).toBe('MFA_INVALID');
+    // 8 wrong codes for one operator within 2 minutes: the issue says further attempts are refused.
+    expect(await guess(9)).toBe('MFA_LOCKED');
+  });
+
+  it('a correct code after a lockout also wipes the strikes: the back-off never grows', async () => {
+    const r = await rig();
+    const { p, secret } = await directorWithTotp(r, 'gwen');
+    r.clock.now += 60_000;
+    const target = (await r.engine.createRequest(r.agent, CreateRequestBody.parse(CRITICAL))).request;
+    const m = (await r.engine.getRequest(p, target.id)).matchCode;
+    const guess = (n: number) => codeOf(r.engine.review(p, target.id, { verdict: 'approve', totp: wrongOf(secret, r.clock.now, n), matchCode: m }));
+    for (let i = 1; i <= 5; i++) await guess(i);
+    expect(await r.engine.guard.lockout.state(p.kind === 'operator' ? p.operatorId : '')).toMatchObject({ locked: true, strikes: 1 });
+    r.clock.now += 61_000;
+    const other = (await r.engine.createRequest(r.agent, CreateRequestBody.parse({ ...CRITICAL, args: { path: '/srv/x' } }))).request;
+    const om = (await r.engine.getRequest(p, other.id)).matchCode;
+    expect(await codeOf(r.engine.review(p, other.id, { verdict: 'approve', totp: totpCode(secret, r.clock.now), matchCode: om }))).toBeUndefined();
+    r.clock.now += 30_000;
+    for (let i = 6; i <= 10; i++) await guess(i);
+    const state = await r.engine.guard.lockout.state(p.kind === 'operator' ? p.operatorId : '');
+    expect(state.strikes).toBeGreaterThanOrEqual(2); // the second lockout within the look-back should be longer
+  });
+
+  it('two servers whose clocks differ by 10 s each evaluate 5 wrong codes (attempts "in the future" are ignored)', async () => {
+    const database = sqliteDatabase();
+    const a = await rig({ database });
+    const { p, secret } = await directorWithTotp(a, 'skew');
+    a.clock.now += 60_000;
+    const behind = await Engine.open({ connection: await connect(database.url), now: () => a.clock.now - 10_000, serverSecret: a.engine.credentials.secret, guard: NO_LIMITS });
+    cleanup.push(() => behind.close());
+    const target = (await a.engine.createRequest(a.agent, CreateRequestBody.parse(CRITICAL))).request;
+    const m = (await a.engine.getRequest(p, target.id)).matchCode;
+    let evaluated = 0;
+    for (const [engine, n] of [[a.engine, 1], [a.engine, 2], [a.engine, 3], [a.engine, 4], [a.engine, 5], [behind, 6], [behind, 7], [behind, 8], [behind, 9], [behind, 10]] as const) {
+      const code = await codeOf(engine.review(p, target.id, { verdict: 'approve', totp: wrongOf(secret, a.clock.now, n), matchCode: m }));
+      if (code === 'MFA_INVALID') evaluated++;
+    }
+    expect(evaluated).toBeLessThanOrEqual(5);
+  });
+});
