@@ -272,3 +272,16 @@ describe('review-creds: step-up lockout', () => {
     expect(evaluated).toBeLessThanOrEqual(5);
   });
 });
+
+describe('review-creds: removed operators are still named as reviewers', () => {
+  it('a request can be reassigned to a removed (or disabled) operator', async () => {
+    const r = await rig();
+    const { token } = await r.engine.createOperator(r.admin, { name: 'lead-one', roles: ['lead'] });
+    const lead = (await r.engine.authenticate(token))!;
+    await r.engine.createOperator(r.admin, { name: 'gone', roles: ['lead'] });
+    await r.engine.credentials.removeOperator(r.admin, 'gone');
+    const { request } = await r.engine.createRequest(r.agent, QUEUED);
+    expect(await codeOf(r.engine.reassign(lead, request.id, { operator: 'gone', reason: 'hand it to someone who left' }))).toBe('VALIDATION_FAILED');
+  });
+});
+
