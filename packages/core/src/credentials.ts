@@ -33,6 +33,18 @@ export function credentialStatus(credential: StoredCredential, operator: StoredO
   return { ok: true };
 }
 
+/**
+ * Whether an operator may act without a bearer credential of their own in hand — a Slack or
+ * Teams click mapped to them, a reassignment or a cool-down naming them: the same operator
+ * checks as a login (MAC, removed, disabled), without the token's.
+ */
+export function operatorStatus(operator: StoredOperator): { ok: true } | { ok: false; reason: CredentialRefusal } {
+  if (!operator.macValid) return { ok: false, reason: 'integrity' };
+  if (operator.removedAt != null) return { ok: false, reason: 'removed' };
+  if (operator.disabledAt != null) return { ok: false, reason: 'disabled' };
+  return { ok: true };
+}
+
 export function highestRank(roles: readonly Role[]): number {
   return roles.reduce((max, r) => Math.max(max, ROLE_RANK[r]), -1);
 }

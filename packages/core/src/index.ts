@@ -32,6 +32,7 @@ export {
   credentialStatus,
   graceEnd,
   highestRank,
+  operatorStatus,
   type CredentialRefusal,
   type ManagedOperator,
   type OperatorChange,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_LOCKOUT, checkOperatorChange, credentialStatus, graceEnd, stepUpLockout } from '../src/index.ts';
+import { DEFAULT_LOCKOUT, checkOperatorChange, credentialStatus, graceEnd, operatorStatus, stepUpLockout } from '../src/index.ts';
 
 const at = (id: string, t: number) => ({ id, at: t });
 const MIN = 60_000;
@@ -41,6 +41,14 @@ describe('credential decisions (issue 13, finding 2)', () => {
     expect(credentialStatus({ ...ok, expiresAt: 11 }, op, 10)).toEqual({ ok: true });
     expect(credentialStatus(ok, { ...op, disabledAt: 1 }, 10)).toEqual({ ok: false, reason: 'disabled' });
     expect(credentialStatus(ok, { ...op, removedAt: 1 }, 10)).toEqual({ ok: false, reason: 'removed' });
+  });
+
+  it('an operator acting without a token in hand (Slack, reassignment, cool-down) gets the same operator checks', () => {
+    const op = { disabledAt: null, removedAt: null, macValid: true };
+    expect(operatorStatus(op)).toEqual({ ok: true });
+    expect(operatorStatus({ ...op, macValid: false })).toEqual({ ok: false, reason: 'integrity' });
+    expect(operatorStatus({ ...op, removedAt: 1, disabledAt: 1 })).toEqual({ ok: false, reason: 'removed' });
+    expect(operatorStatus({ ...op, disabledAt: 1 })).toEqual({ ok: false, reason: 'disabled' });
   });
 
   it('the last active admin is never disabled, removed or demoted; non-admins manage nothing', () => {

@@ -149,8 +149,11 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
     },
 
     async operator(name, roles = ['reviewer'], groups = []) {
-      const existing = await engine.store.findOperatorByName(name);
-      if (existing) return principalOf(existing);
+      if (await engine.store.findOperatorByName(name)) {
+        const active = await engine.credentials.operatorPrincipal(name);
+        if (!active) throw new CountersignError('FORBIDDEN', `operator ${name} exists but is disabled, removed or its record does not verify`);
+        return active;
+      }
       const created = await engine.createOperator(admin, { name, roles, groups });
       const principal = await engine.authenticate(created.token);
       if (principal?.kind !== 'operator') throw new CountersignError('INTERNAL', `operator ${name} was created but cannot sign in`);
@@ -170,11 +173,12 @@ async function adminPrincipal(engine: Engine): Promise<OperatorPrincipal> {
     const principal = await engine.authenticate(boot.adminToken);
     if (principal?.kind === 'operator') return principal;
   }
-  const row = (await engine.store.listOperators()).find((op) => (JSON.parse(op.roles) as Role[]).includes('admin'));
-  if (!row) {
-    throw new CountersignError('FORBIDDEN', 'this database has no admin operator, so the embedded gateway cannot register its agent');
+  // Only an admin who could sign in: not disabled or removed, record MAC-valid.
+  const admin = (await engine.credentials.activeOperators()).find((op) => op.roles.includes('admin'));
+  if (!admin) {
+    throw new CountersignError('FORBIDDEN', 'this database has no active admin operator, so the embedded gateway cannot register its agent');
   }
-  return principalOf(row);
+  return admin;
 }
 
 async function agentPrincipal(engine: Engine, admin: OperatorPrincipal, name: string): Promise<AgentPrincipal> {
@@ -182,16 +186,6 @@ async function agentPrincipal(engine: Engine, admin: OperatorPrincipal, name: st
   if (existing) return { kind: 'agent', agentId: existing.id, agentName: existing.name };
   const created = await engine.createAgentKey(admin, name);
   return { kind: 'agent', agentId: created.agentId, agentName: created.agentName };
-}
-
-function principalOf(row: OperatorRow): OperatorPrincipal {
-  return {
-    kind: 'operator',
-    operatorId: row.id,
-    name: row.name,
-    roles: JSON.parse(row.roles) as Role[],
-    groups: JSON.parse(row.groups) as string[],
-  };
 }
 
 /** Validation as the HTTP layer does it: VALIDATION_FAILED naming the first issue, all issues in details. */

@@ -283,5 +283,18 @@ describe('review-creds: removed operators are still named as reviewers', () => {
     const { request } = await r.engine.createRequest(r.agent, QUEUED);
     expect(await codeOf(r.engine.reassign(lead, request.id, { operator: 'gone', reason: 'hand it to someone who left' }))).toBe('VALIDATION_FAILED');
   });
-});
 
+  it('a cool-down or an allowlist cannot be set on a disabled operator, nor on one whose row a database writer lowered', async () => {
+    const r = await rig();
+    await r.engine.createOperator(r.admin, { name: 'sleepy', roles: ['reviewer'] });
+    await r.engine.credentials.updateOperator(r.admin, 'sleepy', { disabled: true });
+    expect(await codeOf(r.engine.guard.setCooldown(r.admin, 'sleepy', { minutes: 10, reason: 'x' }))).toBe('NOT_FOUND');
+    expect(await codeOf(r.engine.guard.setAllowlist(r.admin, 'sleepy', ['10.0.0.0/8']))).toBe('NOT_FOUND');
+    // A director's row edited to read 'reviewer' (MAC broken) so that a lead could cool them down.
+    const { token } = await r.engine.createOperator(r.admin, { name: 'lead-two', roles: ['lead'] });
+    const lead = (await r.engine.authenticate(token))!;
+    const dir = await r.engine.createOperator(r.admin, { name: 'dir', roles: ['director'] });
+    await r.engine.store.credentials.updateOperator(dir.id, { roles: '["reviewer"]' });
+    expect(await codeOf(r.engine.guard.setCooldown(lead, 'dir', { minutes: 10, reason: 'x' }))).toBe('NOT_FOUND');
+  });
+});

@@ -20,6 +20,7 @@ import {
   checkOperatorChange,
   credentialStatus,
   graceEnd,
+  operatorStatus,
   type ManagedOperator,
   type Role,
 } from '@countersign/core';
@@ -160,6 +161,27 @@ export class Credentials {
     if (this.principals.size >= 10_000) this.principals.clear();
     this.principals.set(hash, { principal, until: now + CREDENTIAL_CACHE_MS });
     return principal;
+  }
+
+  /**
+   * An operator by name or id as someone acting for them without their token (a Slack click
+   * mapped to them, a reassignment or cool-down naming them): the same operator checks as a
+   * login — MAC under the server secret, not removed, not disabled — or undefined.
+   */
+  async operatorPrincipal(ref: string, q: Queries | Store = this.store): Promise<Operator | undefined> {
+    const row = (await q.credentials.operatorByName(ref)) ?? (await q.credentials.operator(ref));
+    if (!row) return undefined;
+    const status = operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row) });
+    if (!status.ok) return undefined;
+    return { kind: 'operator', operatorId: row.id, name: row.name, roles: JSON.parse(row.roles) as Role[], groups: JSON.parse(row.groups) as string[] };
+  }
+
+  /** Every operator who passes `operatorPrincipal`'s checks. */
+  async activeOperators(q: Queries | Store = this.store): Promise<Operator[]> {
+    const rows = await q.listOperators();
+    return rows
+      .filter((row) => operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row) }).ok)
+      .map((row) => ({ kind: 'operator', operatorId: row.id, name: row.name, roles: JSON.parse(row.roles) as Role[], groups: JSON.parse(row.groups) as string[] }));
   }
 
   /** Best effort, never failing the request it rides on. */

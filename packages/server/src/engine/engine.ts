@@ -161,6 +161,7 @@ export class Engine {
     this.credentials = new Credentials(store, now, this.writer, serverSecret);
     this.guard = new GuardService(store, now, guard, this.writer, serverSecret);
     this.guard.usePolicy(() => this.active?.policy);
+    this.guard.useOperators((ref) => this.credentials.operatorPrincipal(ref));
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
     });
@@ -1117,9 +1118,10 @@ export class Engine {
   async reassign(by: Principal, id: string, body: { operator?: string | undefined; group?: string | undefined; reason: string }): Promise<ApprovalRequest> {
     let operator: string | undefined;
     if (body.operator !== undefined) {
-      const found = (await this.store.findOperatorByName(body.operator)) ?? (await this.store.listOperators()).find((o) => o.id === body.operator);
-      if (!found) throw new CountersignError('VALIDATION_FAILED', `no operator named "${body.operator}"`, { field: 'operator' });
-      if (!canReviewAtAll({ roles: JSON.parse(found.roles) as Role[] })) {
+      // Only an operator who could sign in (MAC valid, not disabled or removed) is handed a request.
+      const found = await this.credentials.operatorPrincipal(body.operator);
+      if (!found) throw new CountersignError('VALIDATION_FAILED', `no active operator named "${body.operator}"`, { field: 'operator' });
+      if (!canReviewAtAll({ roles: found.roles })) {
         throw new CountersignError('VALIDATION_FAILED', `operator "${found.name}" has no reviewing role`, { field: 'operator' });
       }
       operator = found.name;

@@ -99,6 +99,14 @@ export class GuardService {
     this.fixedCooldown = options.cooldown;
   }
 
+  /** Resolves an operator named in a manual action; fails closed until the engine says how (engine/credentials.ts). */
+  private activeOperator: (ref: string) => Promise<Operator | undefined> = async () => undefined;
+
+  /** The engine tells the guard how to resolve an operator with the same checks as a login (MAC, disabled, removed). */
+  useOperators(resolve: (ref: string) => Promise<Operator | undefined>): void {
+    this.activeOperator = resolve;
+  }
+
   /** The engine tells the guard where the active policy is. */
   usePolicy(active: () => Policy | undefined): void {
     this.activePolicy = active;
@@ -462,9 +470,9 @@ export class GuardService {
    */
   async setCooldown(by: Principal, operatorRef: string, body: { minutes: number; reason: string }) {
     const lead = requireRank(by, 'lead');
-    const op = await this.operator(operatorRef === 'me' ? lead.operatorId : operatorRef);
-    const target = await this.store.findOperatorByName(op.name);
-    const targetRank = highestRank(target ? (JSON.parse(target.roles) as Role[]) : []);
+    const target = await this.active(operatorRef === 'me' ? lead.operatorId : operatorRef);
+    const op = { id: target.operatorId, name: target.name };
+    const targetRank = highestRank(target.roles);
     if (targetRank >= highestRank(lead.roles)) {
       throw new CountersignError('FORBIDDEN', `${op.name} is not of lower rank than you: a cool-down can only be set on someone you outrank`, { reason: 'rank' });
     }
@@ -487,7 +495,8 @@ export class GuardService {
    */
   async liftCooldown(by: Principal, operatorRef: string, body: { reason: string }) {
     const lifter = requireRank(by, 'lead');
-    const op = await this.operator(operatorRef === 'me' ? lifter.operatorId : operatorRef);
+    const found = await this.active(operatorRef === 'me' ? lifter.operatorId : operatorRef);
+    const op = { id: found.operatorId, name: found.name };
     if (op.id === lifter.operatorId) throw new CountersignError('FORBIDDEN', 'nobody lifts their own cool-down; ask someone of the same or higher rank', { reason: 'self' });
     const rank = highestRank(lifter.roles);
     const at = this.now();
@@ -511,7 +520,8 @@ export class GuardService {
   async setAllowlist(by: Principal, operatorRef: string, cidrs: readonly string[]) {
     const admin = requireRank(by, 'admin');
     const normalised = normaliseCidrs(cidrs);
-    const op = await this.operator(operatorRef);
+    const found = await this.active(operatorRef);
+    const op = { id: found.operatorId, name: found.name };
     const at = this.now();
     await this.store.transaction(async (tx) => {
       await tx.guard.setAllowlist(op.id, normalised, admin.operatorId, at);
@@ -788,6 +798,14 @@ export class GuardService {
     return row ? { until: Number(row.until), reason: row.reason } : null;
   }
 
+  /** For actions that change something about an operator: only one who could sign in (MAC valid, not disabled or removed). */
+  private async active(ref: string): Promise<Operator> {
+    const found = await this.activeOperator(ref);
+    if (!found) throw new CountersignError('NOT_FOUND', `no active operator ${ref}`);
+    return found;
+  }
+
+  /** For reads (velocity, cool-down state, allowlist): any operator row, so a removed one's history stays visible. */
   private async operator(ref: string): Promise<{ id: string; name: string }> {
     const found = (await this.store.findOperatorByName(ref)) ?? (await this.store.listOperators()).find((o) => o.id === ref);
     if (!found) throw new CountersignError('NOT_FOUND', `no operator ${ref}`);
