@@ -132,9 +132,23 @@ describe('review-creds: a database writer alone becomes an admin', () => {
     // Everything below is read from or written to the database only; no secret file, no token.
     const token = (await r.engine.store.credentials.tokensOf(adminId))[0]!;
     const forgedId = 'A'.repeat(43);
-    await r.engine.store.credentials.insertSession({ id_hash: sessionIdHash(forgedId), operator_id: adminId, token_id: token.id, created_at: r.clock.now, expires_at: r.clock.now + 86_400_000 });
+    await r.engine.store.credentials.insertSession({ id_hash: sessionIdHash(forgedId), operator_id: adminId, token_id: token.id, created_at: r.clock.now, expires_at: r.clock.now + 86_400_000, mac: 'f'.repeat(64) });
     const res = await app.request('/v1/keys', { headers: { cookie: `countersign_session=v2.${forgedId}` } });
     expect(res.status).toBe(401);
+  });
+
+  it("a real session's MAC moved onto a forged id, or its expiry pushed out, does not sign in", async () => {
+    const r = await rig();
+    const app = createApp({ engine: r.engine, log: () => {} });
+    const real = await r.engine.credentials.openSession(r.adminToken, 60_000);
+    const cookie = (id: string) => ({ headers: { cookie: `countersign_session=v2.${id}` } });
+    expect((await app.request('/v1/keys', cookie(real.id))).status).toBe(200);
+    const row = (await r.engine.store.credentials.session(sessionIdHash(real.id)))!;
+    const forgedId = 'B'.repeat(43);
+    await r.engine.store.credentials.insertSession({ ...row, id_hash: sessionIdHash(forgedId) });
+    expect((await app.request('/v1/keys', cookie(forgedId))).status).toBe(401);
+    await raw(r.engine).updateTable('sessions').set({ expires_at: r.clock.now + 365 * 86_400_000 }).where('id_hash', '=', sessionIdHash(real.id)).execute();
+    expect((await app.request('/v1/keys', cookie(real.id))).status).toBe(401);
   });
 
   it('a TOTP seed overwritten as `plain:<known>` in the database is accepted for step-up (seeds are not bound to the server secret)', async () => {

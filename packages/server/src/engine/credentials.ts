@@ -92,6 +92,10 @@ export class Credentials {
     return [r.id, r.agent_id, r.key_hash, num(r.revoked_at), num(r.expires_at)];
   }
 
+  private sessionFields(r: { id_hash: string; operator_id: string; token_id: string; expires_at: number }): unknown[] {
+    return [r.id_hash, r.operator_id, r.token_id, Number(r.expires_at)];
+  }
+
   private sealOperator(r: OperatorRecord): OperatorRecord {
     return { ...r, mac: this.secret.mac('operator', this.operatorFields(r)) };
   }
@@ -207,7 +211,8 @@ export class Credentials {
     const expiresAt = at + ttlMs;
     await this.store.transaction(async (tx) => {
       await tx.credentials.sweepSessions(at);
-      await tx.credentials.insertSession({ id_hash: sessionIdHash(id), operator_id: principal.operatorId, token_id: found.token.id, created_at: at, expires_at: expiresAt });
+      const row = { id_hash: sessionIdHash(id), operator_id: principal.operatorId, token_id: found.token.id, created_at: at, expires_at: expiresAt };
+      await tx.credentials.insertSession({ ...row, mac: this.secret.mac('session', this.sessionFields(row)) });
     });
     return { id, principal, expiresAt };
   }
@@ -219,6 +224,8 @@ export class Credentials {
     // Read every time (one primary-key query), so a sign-out anywhere holds at once everywhere.
     const row = await this.store.credentials.session(idHash);
     if (!row || Number(row.expires_at) <= now) return undefined;
+    // A row a database writer inserted or edited (another operator, a later expiry) has no valid MAC.
+    if (!this.secret.verify('session', this.sessionFields(row), row.mac)) return undefined;
     const token = (await this.store.credentials.tokensOf(row.operator_id)).find((t) => t.id === row.token_id);
     if (!token) return undefined;
     const principal = await this.authenticateHash(token.token_hash);

@@ -14,6 +14,8 @@ export interface SessionsTable {
   token_id: string;
   created_at: number;
   expires_at: number;
+  /** HMAC under the server secret of (id_hash, operator_id, token_id, expires_at). */
+  mac: string;
 }
 
 export interface MfaAttemptsTable {

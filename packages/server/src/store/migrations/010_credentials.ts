@@ -6,7 +6,8 @@ import type { Kysely, Migration } from 'kysely';
  *   `expires_at` (a rotated key's grace period);
  * - `mac` on operators, tokens and keys: HMAC under the server secret file (keys/server-secret.ts),
  *   so a row written by someone who can only reach the database does not authenticate;
- * - `sessions`: dashboard sessions by the SHA-256 of a random id only the cookie holds;
+ * - `sessions`: dashboard sessions by the SHA-256 of a random id only the cookie holds, MACed
+ *   under the server secret (a row a database writer inserts does not sign anyone in);
  * - `mfa_attempts`: step-up code attempts (pending while evaluated, then failed or gone), counted
  *   under the operator's row lock for the lockout.
  */
@@ -29,6 +30,7 @@ export const m010_credentials: Migration = {
       .addColumn('token_id', 'text', (c) => c.notNull())
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('mac', 'text', (c) => c.notNull())
       .execute();
     await db.schema.createIndex('sessions_token').on('sessions').column('token_id').execute();
     await db.schema.createIndex('sessions_expires_at').on('sessions').column('expires_at').execute();
