@@ -172,17 +172,15 @@ describe.each(ENGINES)('step-up MFA: $name', ({ make }) => {
       const stored = (await plain.store.guard.totpFor(id))!.secret;
       expect(stored).toMatch(/^enc:v2:[0-9a-f]{16}:/);
       expect(stored).not.toContain(started.secret);
-      // A seed an earlier version stored plain (written here as that version did) …
+      // A `plain:` seed written after the secret-file era began (as a database writer would) …
       await plain.store.transaction((tx) => tx.guard.replaceTotpSecret(id, stored, `plain:${started.secret}`));
       await plain.close();
-      // … is sealed by the next start, audited, and still confirms with the authenticator's code.
+      // … is not sealed by the next start (only the era's first start does that) and is refused.
       plain = await Engine.open({ connection: await connect(other.url), now: () => clock, guard: {}, serverSecret: secret });
       await plain.activatePolicy(DEFAULT_POLICY_YAML, 'test');
-      const resealed = (await plain.store.guard.totpFor(id))!.secret;
-      expect(resealed).toMatch(/^enc:v2:/);
-      expect((await plain.listAudit(op, { type: 'totp_sealed' })).length).toBe(1);
-      await plain.guard.confirmTotp(op, totpCode(started.secret, clock));
-      expect((await plain.guard.totpStatus(op)).enrolled).toBe(true);
+      expect((await plain.store.guard.totpFor(id))!.secret).toBe(`plain:${started.secret}`);
+      expect((await plain.listAudit(op, { type: 'totp_sealed' })).length).toBe(0);
+      await expect(plain.guard.confirmTotp(op, totpCode(started.secret, clock))).rejects.toThrow(/plain TOTP seed is refused/);
     } finally {
       await plain.close();
       await other.drop();

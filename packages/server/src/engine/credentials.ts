@@ -267,22 +267,52 @@ export class Credentials {
   }
 
   /**
-   * On the start that created the server secret file (a first start, or the first after the
-   * upgrade that brought MACs): MAC the credential rows written before, once. On any later start
-   * a row without a MAC never authenticates.
+   * The start of this database's secret-file era, once: on the start that created the server
+   * secret file, when the database has no `sealed` mark and its trail no `credentials_adopted`
+   * entry, the credential rows written before MACs existed are MACed and the mark is written
+   * (MACed under this secret). Any later start — even one that makes a new secret file, after a
+   * database writer stripped MACs — adopts nothing. Returns whether this start began the era
+   * (the guard seals `plain:` TOTP seeds only then).
    */
-  async adoptUnsealed(): Promise<{ operators: number; tokens: number; keys: number } | null> {
-    if (!this.secret.created) return null;
+  async beginSecretEra(): Promise<{ began: boolean; adopted: { operators: number; tokens: number; keys: number } | null }> {
+    if (!this.secret.created) return { began: false, adopted: null };
     return this.store.transaction(async (tx) => {
+      if (await tx.credentials.mark('sealed')) return { began: false, adopted: null };
+      const at = this.now();
+      const seen = await tx.trail.countAuditByType(['credentials_adopted'], 0, Number.MAX_SAFE_INTEGER);
+      if ((seen.credentials_adopted ?? 0) > 0) return { began: false, adopted: null };
+      if (!(await tx.credentials.insertMark(this.markRow('sealed', at)))) return { began: false, adopted: null };
       const rows = await tx.credentials.unsealed();
       for (const o of rows.operators) await tx.credentials.updateOperator(o.id, { mac: this.sealOperator(o).mac });
       for (const t of rows.tokens) await tx.credentials.updateToken(t.id, { mac: this.sealToken(t).mac });
       for (const k of rows.keys) await tx.credentials.updateKey(k.id, { mac: this.sealKey(k).mac });
       const counts = { operators: rows.operators.length, tokens: rows.tokens.length, keys: rows.keys.length };
-      if (counts.operators + counts.tokens + counts.keys === 0) return null;
-      await this.writer.append(tx, [draft('credentials_adopted', null, SYSTEM_ACTOR, counts, this.now())]);
-      return counts;
+      if (counts.operators + counts.tokens + counts.keys === 0) return { began: true, adopted: null };
+      await this.writer.append(tx, [draft('credentials_adopted', null, SYSTEM_ACTOR, counts, at)]);
+      return { began: true, adopted: counts };
     });
+  }
+
+  private markRow(name: string, at: number) {
+    return { name, at, mac: this.secret.mac('mark', [name, at]) };
+  }
+
+  /**
+   * Whether this database may be given its first admin token (`bootstrap`): never once it has a
+   * `bootstrapped` mark (valid or not), nor when its trail shows a credential was ever issued —
+   * so deleting the credential rows does not make the next start mint an admin. An operator an
+   * embedded gateway created without a token (audited `operator_created`, no token) does not
+   * count: such a database is still given its token once.
+   */
+  async mayBootstrap(tx: Queries): Promise<boolean> {
+    if (await tx.credentials.mark('bootstrapped')) return false;
+    const issued = await tx.trail.countAuditByType(['key_created', 'key_rotated', 'token_rotated', 'admin_recovered', 'operator_token_issued'], 0, Number.MAX_SAFE_INTEGER);
+    return Object.values(issued).every((n) => n === 0);
+  }
+
+  /** Written in bootstrap's transaction; false when another process bootstrapped first. */
+  async markBootstrapped(tx: Queries): Promise<boolean> {
+    return tx.credentials.insertMark(this.markRow('bootstrapped', this.now()));
   }
 
   // ---- listings ----

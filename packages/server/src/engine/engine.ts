@@ -183,8 +183,9 @@ export class Engine {
     const guard = options.guard ?? {};
     // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
     const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard, options.serverSecret);
-    await engine.credentials.adoptUnsealed();
-    await engine.guard.sealPlainSeeds();
+    // Once per database (a `sealed` mark): MAC the rows and seal the `plain:` seeds from before the secret file.
+    const era = await engine.credentials.beginSecretEra();
+    if (era.began) await engine.guard.sealPlainSeeds();
     if (engine.store.capabilities.listenNotify) {
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id));
     }
@@ -258,6 +259,8 @@ export class Engine {
     }
     return this.store.transaction(async (tx) => {
       if ((await tx.countCredentials()) > 0) return null;
+      if (!(await this.credentials.mayBootstrap(tx))) return null;
+      if (!(await this.credentials.markBootstrapped(tx))) return null;
       const admin = await this.credentials.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
       const agent = await this.insertAgentKey(tx, SYSTEM, 'demo-agent', given.agentKey);
       return {

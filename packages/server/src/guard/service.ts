@@ -145,14 +145,26 @@ export class GuardService {
 
   // ---- TOTP enrolment ----
 
-  /** At start: seeds stored `plain:` by earlier versions are sealed (each swapped only if unchanged), audited once. */
+  /**
+   * Once, at the start of the secret-file era (engine/credentials.ts `beginSecretEra`): seeds
+   * stored `plain:` or sealed unbound by earlier versions are sealed bound to their operator
+   * (each swapped only if unchanged), audited. Afterwards such seeds are refused (`openFor`), so
+   * a database writer who plants one later gains nothing.
+   */
   async sealPlainSeeds(): Promise<number> {
-    const rows = await this.store.guard.plainTotpSecrets();
-    if (rows.length === 0 || !this.box.encrypts) return 0;
+    if (!this.box.encrypts) return 0;
+    const rows = await this.store.guard.allTotpSecrets();
     return this.store.transaction(async (tx) => {
       let count = 0;
       for (const row of rows) {
-        if (await tx.guard.replaceTotpSecret(row.operator_id, row.secret, this.box.seal(this.box.open(row.secret)))) count++;
+        let seed: string | null;
+        try {
+          seed = this.box.openLegacy(row.secret);
+        } catch {
+          continue; // unreadable: stays refused, the operator re-enrols
+        }
+        if (seed === null) continue;
+        if (await tx.guard.replaceTotpSecret(row.operator_id, row.secret, this.box.sealFor(seed, row.operator_id))) count++;
       }
       if (count > 0) await this.writer.append(tx, [audit('totp_sealed', null, SYSTEM, { count, keyId: this.box.keyId }, this.now())]);
       return count;
@@ -173,7 +185,7 @@ export class GuardService {
       if (existing?.confirmed_at != null) {
         throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already enrolled and confirmed for this operator');
       }
-      await tx.guard.putPendingTotp({ operator_id: op.operatorId, secret: this.box.seal(secret), confirmed_at: null, last_step: null, created_at: at });
+      await tx.guard.putPendingTotp({ operator_id: op.operatorId, secret: this.box.sealFor(secret, op.operatorId), confirmed_at: null, last_step: null, created_at: at });
       await this.writer.append(tx, [audit('totp_enrolment_started', null, actorOf(op), { operatorId: op.operatorId, encrypted: this.box.encrypts }, at)]);
     });
     return {
@@ -191,7 +203,7 @@ export class GuardService {
       const row = await tx.guard.totpFor(op.operatorId);
       if (!row) throw new CountersignError('MFA_REQUIRED', 'no TOTP enrolment to confirm; start one with POST /v1/operators/me/totp');
       if (row.confirmed_at != null) throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already confirmed');
-      const step = verifyTotp(this.box.open(row.secret), code, at);
+      const step = verifyTotp(this.box.openFor(row.secret, op.operatorId), code, at);
       if (step === null) throw new CountersignError('MFA_INVALID', 'that code is not valid now; check the authenticator clock and try the current code');
       await tx.guard.confirmTotp(op.operatorId, at, step);
       await this.writer.append(tx, [audit('totp_enrolled', null, actorOf(op), { operatorId: op.operatorId }, at)]);
@@ -273,7 +285,7 @@ export class GuardService {
       }
       let secret: string;
       try {
-        secret = this.box.open(enrolment.secret);
+        secret = this.box.openFor(enrolment.secret, by.operatorId);
       } catch (err) {
         throw new CountersignError('MFA_REQUIRED', `the TOTP secret cannot be read: ${(err as Error).message}`);
       }

@@ -77,7 +77,34 @@ export class SecretBox {
     throw new Error('no key to seal a TOTP seed under: set COUNTERSIGN_ENCRYPTION_KEY or give the server secret file');
   }
 
-  /** Throws when the stored value is sealed and its key is not configured, or it was altered (fail closed). */
+  /**
+   * Seals an operator's seed bound to them: the sealed text is `bound:<operatorId>:<seed>`, so a
+   * sealed seed copied onto another operator's row does not open for them (AES-GCM authenticates it).
+   */
+  sealFor(seed: string, operatorId: string): string {
+    return this.seal(`bound:${operatorId}:${seed}`);
+  }
+
+  /**
+   * The seed of `operatorId`'s stored value, for step-up and confirmation. Fails closed on a
+   * `plain:` seed (a database writer could plant one; they are sealed once, at the start of the
+   * secret-file era) and on a seal bound to someone else or not bound at all.
+   */
+  openFor(stored: string, operatorId: string): string {
+    if (stored.startsWith('plain:')) throw new Error('a plain TOTP seed is refused; re-enrol');
+    const text = this.open(stored);
+    const prefix = `bound:${operatorId}:`;
+    if (!text.startsWith(prefix)) throw new Error('the TOTP seed is not sealed for this operator; re-enrol');
+    return text.slice(prefix.length);
+  }
+
+  /** The seed of a value stored before seals were bound (plain or unbound), or null when it is already bound. */
+  openLegacy(stored: string): string | null {
+    const text = this.open(stored);
+    return text.startsWith('bound:') ? null : text;
+  }
+
+  /** The sealed text as stored (`bound:…` for current seals); for re-sealing under another key. Throws when the stored value is sealed and its key is not configured, or it was altered (fail closed). */
   open(stored: string): string {
     if (stored.startsWith('plain:')) return stored.slice('plain:'.length);
     if (stored.startsWith('enc:v2:') && this.seedKey) {

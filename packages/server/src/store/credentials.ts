@@ -18,6 +18,13 @@ export interface SessionsTable {
   mac: string;
 }
 
+export interface ServerMarksTable {
+  /** `sealed` | `bootstrapped`. */
+  name: string;
+  at: number;
+  mac: string;
+}
+
 export interface MfaAttemptsTable {
   id: string;
   operator_id: string;
@@ -156,6 +163,18 @@ export class CredentialQueries {
       tokens: await this.db.selectFrom('operator_tokens').selectAll().where('mac', 'is', null).execute(),
       keys: await this.db.selectFrom('api_keys').selectAll().where('mac', 'is', null).execute(),
     };
+  }
+
+  // ---- one-off marks ----
+
+  async mark(name: string): Promise<ServerMarksTable | undefined> {
+    return this.db.selectFrom('server_marks').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+
+  /** Inserts a mark once: false when it is already there (another process won the race). */
+  async insertMark(row: ServerMarksTable): Promise<boolean> {
+    const result = await this.db.insertInto('server_marks').values(row).onConflict((oc) => oc.column('name').doNothing()).executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
   }
 
   // ---- sessions ----

@@ -172,8 +172,8 @@ export class GuardQueries {
   }
 
   /** Enrolments whose seed an earlier version stored `plain:` (sealed at start). */
-  async plainTotpSecrets(): Promise<Array<{ operator_id: string; secret: string }>> {
-    return this.db.selectFrom('operator_totp').select(['operator_id', 'secret']).where('secret', 'like', 'plain:%').execute();
+  async allTotpSecrets(): Promise<Array<{ operator_id: string; secret: string }>> {
+    return this.db.selectFrom('operator_totp').select(['operator_id', 'secret']).execute();
   }
 
   /** Enrolments after operator `after` whose secret the target wants re-sealed (keys rotate-encryption), raw. */

@@ -7,7 +7,7 @@ import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable } from './trail.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
-import type { MfaAttemptsTable, SessionsTable } from './credentials.ts';
+import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './credentials.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -153,6 +153,7 @@ export interface Database {
   aggregate_collections: AggregateCollectionsTable;
   aggregate_members: AggregateMembersTable;
   sessions: SessionsTable;
+  server_marks: ServerMarksTable;
   mfa_attempts: MfaAttemptsTable;
 }
 

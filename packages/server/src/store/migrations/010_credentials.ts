@@ -8,6 +8,9 @@ import type { Kysely, Migration } from 'kysely';
  *   so a row written by someone who can only reach the database does not authenticate;
  * - `sessions`: dashboard sessions by the SHA-256 of a random id only the cookie holds, MACed
  *   under the server secret (a row a database writer inserts does not sign anyone in);
+ * - `server_marks`: one-off events of this database, MACed under the secret that made them:
+ *   `sealed` (the start that MACed the rows from before the secret file) and `bootstrapped`
+ *   (the first admin token); each happens once, whatever a database writer deletes later;
  * - `mfa_attempts`: step-up code attempts (pending while evaluated, then failed or gone), counted
  *   under the operator's row lock for the lockout.
  */
@@ -34,6 +37,12 @@ export const m010_credentials: Migration = {
       .execute();
     await db.schema.createIndex('sessions_token').on('sessions').column('token_id').execute();
     await db.schema.createIndex('sessions_expires_at').on('sessions').column('expires_at').execute();
+    await db.schema
+      .createTable('server_marks')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('mac', 'text', (c) => c.notNull())
+      .execute();
     await db.schema
       .createTable('mfa_attempts')
       .addColumn('id', 'text', (c) => c.primaryKey())
