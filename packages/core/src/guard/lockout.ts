@@ -55,7 +55,8 @@ export type LockoutState =
  * per-operator lock and records the new attempt in the same transaction.
  */
 export function stepUpLockout(attempts: readonly StepUpAttempt[], now: number, config: LockoutConfig = DEFAULT_LOCKOUT): LockoutState {
-  const sorted = attempts.filter((a) => a.at > now - config.lookbackMs && a.at <= now).sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  // Attempts stamped ahead of `now` (another server's clock runs fast) still count: skew must not widen the allowance.
+  const sorted = attempts.filter((a) => a.at > now - config.lookbackMs).sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   let strikes = 0;
   let until = 0;
   let triggeredBy = '';

@@ -88,7 +88,8 @@ export class StepUpLockout {
       return;
     }
     if (outcome === 'good') {
-      await this.store.transaction((tx) => tx.credentials.clearAttempts(by.operatorId, id));
+      // A good code drops only its own row: earlier failures and strikes age out, so a correct code cannot reset the count.
+      await this.store.transaction((tx) => tx.credentials.deleteAttempt(id));
       return;
     }
     const queued = await this.store.transaction(async (tx) => {

@@ -220,15 +220,6 @@ export class CredentialQueries {
     await this.db.updateTable('mfa_attempts').set({ state }).where('id', '=', id).execute();
   }
 
-  /** A good code clears the operator's failures and drops its own attempt (others still in flight stay counted). */
-  async clearAttempts(operatorId: string, own: string): Promise<void> {
-    await this.db
-      .deleteFrom('mfa_attempts')
-      .where('operator_id', '=', operatorId)
-      .where((eb) => eb.or([eb('state', '!=', 'pending'), eb('id', '=', own)]))
-      .execute();
-  }
-
   async deleteAttempt(id: string): Promise<void> {
     await this.db.deleteFrom('mfa_attempts').where('id', '=', id).execute();
   }
