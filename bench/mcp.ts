@@ -47,6 +47,7 @@ async function measure(label: string, direct: Client, gated: Client, countersign
     const handle = await countersign.requestApproval({ action: 'docs__read_doc', args: { id: `alone-${label}-${i}` }, confidence: 0.95 });
     if (i >= WARMUP) out.create.push(performance.now() - started);
     if (handle.status !== 'approved') throw new Error(`the bench policy must auto-approve docs__read_doc (call ${i}: ${handle.status}, ${JSON.stringify(handle.assessment)})`);
+    await handle.claim(handle.request.decision!);
     await handle.reportExecution({ status: 'succeeded' });
     for (const [which, client, name] of [
       ['direct', direct, 'read_doc'],

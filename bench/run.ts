@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -63,7 +63,13 @@ async function main() {
     const cs = await startChild(['packages/server/bin/countersign.js', 'serve', '--json'], {
       COUNTERSIGN_DATABASE_URL: `sqlite:${join(dir, 'countersign.db')}`,
       COUNTERSIGN_PORT: '0',
-      COUNTERSIGN_POLICY: '',
+      // The default policy limits every agent to 600 creates a minute (guard.agentLimits); the
+      // throughput run is one agent far above that, so the bench lifts it.
+      COUNTERSIGN_POLICY: (() => {
+        const file = join(dir, 'countersign.yaml');
+        writeFileSync(file, 'guard:\n  agentLimits: { perMinute: 100000000 }\n');
+        return file;
+      })(),
       // One operator approves every request of the wake-up run: lift the automatic reviewer
       // limits (velocity and cool-down), which would otherwise stop it after five.
       COUNTERSIGN_REVIEWER_LIMITS: 'off',

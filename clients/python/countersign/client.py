@@ -80,7 +80,9 @@ def resolve_agent_key(explicit: str | None, env: Mapping[str, str]) -> str:
 
 def _is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    # Only localhost itself (the hosts file): *.localhost is loopback by RFC 6761, but the system
+    # resolver may ask DNS for it, so evil.localhost can be any address.
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -293,8 +295,10 @@ class Countersign:
         request = self._request_of(_parse_json(text))
         if request.get("action") != action:
             raise CountersignError("RECEIPT_MISMATCH", f"proposed {action}, the server filed {request.get('action')}", {"requestId": request["id"]})
-        if request.get("idempotencyKey") not in (None, body["idempotencyKey"]):
-            raise CountersignError("RECEIPT_MISMATCH", "the server answered with a request filed under another idempotency key")
+        # The server echoes the key it was filed with: an answer without it, or with another, is
+        # some other request (replayed or forged), never this one.
+        if request.get("idempotencyKey") != body["idempotencyKey"]:
+            raise CountersignError("RECEIPT_MISMATCH", "the server answered with a request filed under another idempotency key (or none)")
         request["replayed"] = status == 200 and not auto
         return request
 
@@ -343,6 +347,14 @@ class Countersign:
         decision = _outcome_of(self.wait(request_id, timeout))
         self.check_receipt(request_id, decision)
         return decision
+
+    def claim(self, request_id: str, decision: Decision) -> Request:
+        """Claims the approval once, before anything runs ({status: started, receipt} -> executing)."""
+        receipt = decision.get("receipt")
+        if not receipt:
+            raise CountersignError("RECEIPT_MISMATCH", f"the decision on {request_id} carries no signed receipt to claim it with; refusing to run")
+        _, value = self._call("POST", f"/v1/requests/{urllib.parse.quote(request_id, safe='')}/execution", {"status": "started", "receipt": receipt})
+        return cast(Request, value)
 
     def report_execution(self, request_id: str, status: str, *, result: Any = None, error: str | None = None) -> Request:
         """Closes the record: ``succeeded`` (with an optional JSON ``result``) or ``failed``."""
@@ -502,9 +514,11 @@ class Countersign:
             try:
                 run_action, run_args, run = _plan(decision, action, sent, offers, fn, rid)
                 self.check_receipt(rid, decision, (run_action, run_args))
-            except CountersignError as err:
-                self._report(rid, "failed", error=f"refused by the client: {err.message}")
+            except CountersignError:
+                # Refused here, nothing is claimed: the approval stays unclaimed and runs out.
                 raise
+            # Claimed once before anything runs: a refused claim (ALREADY_EXECUTED, RECEIPT_EXPIRED, …) raises, nothing runs.
+            self.claim(rid, decision)
             try:
                 # An alternative's result stands in for the function's: the caller asked for either.
                 result = cast(R, run())

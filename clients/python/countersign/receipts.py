@@ -84,6 +84,17 @@ def receipt_message(receipt: Mapping[str, Any]) -> bytes:
         "payloadHash": receipt.get("payloadHash"),
         "keyId": receipt.get("keyId"),
     }
+    # Version 2 (a runnable approval) also signs the nonce and expiry it is claimed with, once.
+    # A body whose fields do not fit its version is refused, never verified with fields unsigned.
+    has_claim = "nonce" in receipt or "expiresAt" in receipt
+    if receipt.get("version") == 2:
+        nonce, expires = receipt.get("nonce"), receipt.get("expiresAt")
+        if not isinstance(nonce, str) or not nonce or not isinstance(expires, str) or not expires:
+            raise ValueError("a version 2 receipt needs its nonce and expiresAt")
+        body["nonce"] = nonce
+        body["expiresAt"] = expires
+    elif has_claim:
+        raise ValueError("a version 1 receipt carries nonce or expiresAt, which version 1 does not sign")
     return f"{RECEIPT_ORIGIN}\n{canonical_json(body)}".encode("utf-8")
 
 
@@ -111,7 +122,11 @@ def check_receipt(
         refuse(f"signed by key {receipt.get('keyId')}, not the server's key {key.key_id}")
     signature = receipt.get("signature")
     sig = _strict_b64(signature) if isinstance(signature, str) else None
-    if sig is None or not ed25519.verify(key.raw, receipt_message(receipt), sig):
+    try:
+        message = receipt_message(receipt)
+    except ValueError as err:
+        refuse(str(err))
+    if sig is None or not ed25519.verify(key.raw, message, sig):
         refuse("the signature does not verify")
     if receipt.get("requestId") != request_id:
         refuse(f"it was issued for {receipt.get('requestId')}")

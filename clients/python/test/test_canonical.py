@@ -40,3 +40,13 @@ class CanonicalJson(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class KeyTransport(unittest.TestCase):
+    def test_plain_http_only_to_loopback_never_to_a_dot_localhost_name(self) -> None:
+        from countersign.client import _is_loopback
+
+        for host in ("localhost", "127.0.0.1", "127.9.9.9", "[::1]", "::1"):
+            self.assertTrue(_is_loopback(host), host)
+        for host in ("evil.localhost", "localhost.evil.example", "10.0.0.1", "127.0.0.1.evil.example"):
+            self.assertFalse(_is_loopback(host), host)

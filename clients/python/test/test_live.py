@@ -172,6 +172,25 @@ class Live(unittest.TestCase):
         self.assertEqual(block(ip="203.0.113.8"), "blocked")
         self.assertEqual(ran, [{"ip": "203.0.113.8"}])
 
+    def test_an_approval_is_claimed_once_and_a_replay_never_runs(self) -> None:
+        cs = self.client()
+        request = cs.request_approval("block_ip", {"ip": "203.0.113.77"}, confidence=0.97, context={"threatScore": 0.95}, idempotency_key="py-claim-once")
+        decision = cs.decision(request["id"], timeout=5)
+        self.assertEqual(cs.claim(request["id"], decision)["status"], "executing")
+        with self.assertRaises(CountersignError) as replay:
+            cs.claim(request["id"], decision)
+        self.assertEqual(replay.exception.code, "ALREADY_EXECUTED")
+        ran: list[str] = []
+
+        @cs.guard("block_ip", confidence=0.97, context={"threatScore": 0.95}, idempotency_key=lambda *a, **kw: "py-claim-once")
+        def block(ip: str) -> None:
+            ran.append(ip)
+
+        with self.assertRaises(CountersignError) as guarded:
+            block(ip="203.0.113.77")
+        self.assertEqual(guarded.exception.code, "ALREADY_EXECUTED")
+        self.assertEqual(ran, [])
+
     def test_pending_then_approved_with_modified_args_while_wait_blocks(self) -> None:
         cs = self.client()
         ran: list[dict[str, Any]] = []

@@ -15,7 +15,7 @@
  */
 import type { ModelMessage, Tool, ToolApprovalResponse, ToolExecutionOptions, ToolSet } from 'ai';
 import type { ApprovalHandle, Countersign } from '@countersign/client';
-import { CountersignError, isCountersignError, type JsonObject } from '@countersign/core';
+import { CountersignError, isCountersignError, type Decision, type JsonObject } from '@countersign/core';
 import { bodyFor, callKey, guardOptionsFor, type ToolAlternative, type ToolApprovalSpec } from '@countersign/adapter-kit';
 
 /**
@@ -137,13 +137,16 @@ export class ToolApprovals {
         }
         const decision = await handle.decision({ timeoutMs: 0 });
         if ((decision.modified || decision.alternative !== null) && !this.#guarded.has(name)) throw changedButUnguarded(name, handle.id);
+        await this.#claimUnguarded(name, handle, decision, input);
         return true;
       }
       if (this.#mode === 'deferred' && handle.status === 'pending') return true;
       if (this.#mode === 'deferred' && handle.request.decision?.decidedBy !== 'policy') return true;
       try {
         const decision = await handle.decision(this.#timeoutMs === undefined ? {} : { timeoutMs: this.#timeoutMs });
-        return decision.modified || decision.alternative !== null;
+        if (decision.modified || decision.alternative !== null) return true;
+        await this.#claimUnguarded(name, handle, decision, input);
+        return false;
       } catch (err) {
         if (isCountersignError(err) && DECIDED_OTHERWISE.has(err.code)) return true;
         throw err;
@@ -216,6 +219,20 @@ export class ToolApprovals {
     if (last?.role === 'tool') out[out.length - 1] = { ...last, content: [...last.content, ...responses] };
     else out.push({ role: 'tool', content: responses });
     return out;
+  }
+
+  /**
+   * `needsApproval` used alone (the tool is not wrapped by `guardTools()`): the SDK then runs the
+   * tool's own execute, which does not claim. So the hook claims the approval, once, before it
+   * answers "run": a replay (ALREADY_EXECUTED), an expired approval (RECEIPT_EXPIRED) or a
+   * receipt that does not cover this call throws, and the SDK runs nothing. A wrapped tool
+   * claims in its execute (guard()), so the hook leaves it unclaimed. The result of an unwrapped
+   * execute is not reported: the request stays `executing`.
+   */
+  async #claimUnguarded(name: string, handle: ApprovalHandle, decision: Decision, input: unknown): Promise<void> {
+    if (this.#guarded.has(name)) return;
+    await handle.checkReceipt(decision, { action: this.#spec(name).action ?? name, args: input as JsonObject });
+    await handle.claim(decision);
   }
 
   async #execute(name: string, spec: ToolApprovalSpec<JsonObject>, original: AnyExecute, input: unknown, options: ToolExecutionOptions): Promise<unknown> {

@@ -346,3 +346,27 @@ describe('needsApproval, inline, on a tool whose execute is not wrapped', () => 
     expect(told(no.prompts[1])).toContain('inline no');
   });
 });
+
+describe('red team: needsApproval alone claims before it answers "run" (review finding 6)', () => {
+  it('the as-asked approval is claimed once (executing); the same call asked again is refused and runs nothing', async () => {
+    const ran: string[] = [];
+    const approvals = new ToolApprovals(client(), { tools: { delete_file: { riskLevel: 'high' } }, scope: 'chat-na-claim' });
+    const base = makeTools(ran);
+    const tools = { delete_file: { ...base.delete_file, needsApproval: approvals.needsApproval('delete_file') } };
+    const script = () => scriptedModel([{ toolCalls: [{ id: 'na-c1', name: 'delete_file', input: { path: '/srv/na-claim' } }] }, { text: 'ok' }]);
+
+    const running = generateText({ model: script().model, tools, prompt: 'go', stopWhen: stepCountIs(3) });
+    const pending = await nextPending(server, 'delete_file', pathIs('/srv/na-claim'));
+    await approve(pending.id);
+    await running;
+    expect(ran).toEqual(['delete /srv/na-claim']);
+    const { body: after } = await api<ApprovalRequest>(server, `/v1/requests/${pending.id}`);
+    expect(after.status).toBe('executing');
+
+    // The same tool call again (a replayed conversation): the idempotency key finds the claimed
+    // approval, the claim is ALREADY_EXECUTED, and the SDK's own execute never runs.
+    const again = await generateText({ model: script().model, tools, prompt: 'go', stopWhen: stepCountIs(3) }).catch((e: unknown) => e);
+    expect(ran).toEqual(['delete /srv/na-claim']);
+    expect(String(again instanceof Error ? again.message : JSON.stringify((again as { content?: unknown }).content))).toMatch(/claimed|ALREADY_EXECUTED/);
+  });
+});

@@ -43,9 +43,9 @@ export interface CanUseToolHelperOptions {
 }
 
 /**
- * Makes the callback. Approval → `allow` with `updatedInput` set to the approved args (the
+ * Makes the callback. Approval, claimed once (`{status: started, receipt}`) → `allow` with `updatedInput` set to the approved args (the
  * reviewer's modification when there was one); rejection, expiry, cancellation, a timeout, a
- * forged receipt or any failure → `deny` with the reason (fail closed). An approved alternative
+ * forged receipt, a refused claim (a replay, an expired approval) or any failure → `deny` with the reason (fail closed). An approved alternative
  * that names another action is denied: the SDK can only run the tool it asked about. When the
  * SDK's signal fires, the Countersign request is cancelled.
  */
@@ -84,6 +84,11 @@ export function countersignCanUseTool(cs: Countersign, options: CanUseToolHelper
       }
       const args = decision.args ?? {};
       await handle.checkReceipt(decision, { action, args });
+      // Claimed once before the SDK may run the tool: a second ask for the same tool use (a
+      // resumed session, the SDK re-asking) meets ALREADY_EXECUTED, an approval past its validity
+      // RECEIPT_EXPIRED, and any claim error denies (caught below). The SDK runs the tool after
+      // we answer, so the result is not reported here: the request stays `executing`.
+      await handle.claim(decision);
       return { behavior: 'allow', updatedInput: args };
     } catch (err) {
       if (signal.aborted) {

@@ -2,14 +2,14 @@
  * The SDK's entry point. One class over any `AgentGateway`: HTTP by default, or the embedded
  * engine, so `requestApproval` and `guard` behave the same either way.
  */
-import { CountersignError, type AgentGateway, type CreateRequestBody } from '@countersign/core';
+import { CountersignError, type AgentGateway, type CreateRequestBody, type Decision, type SignedCheckpoint } from '@countersign/core';
 import { loadEmbeddedGateway } from './embedded.ts';
 import { createGuard, type Guarded, type GuardOptions } from './guard.ts';
 import { ApprovalHandle } from './handle.ts';
 import { processEnv, resolveAgentKey, type Env } from './credentials.ts';
 import { HttpGateway, type FetchLike, type RetryOptions } from './http.ts';
 import { parseKeyPin, readPemFile, type KeyPin } from './pinning.ts';
-import { ReceiptVerifier } from './receipts.ts';
+import { ReceiptVerifier, type InclusionEvidence } from './receipts.ts';
 import type { EmbeddedGateway, EmbeddedOptions } from './types.ts';
 
 interface CommonOptions {
@@ -142,6 +142,17 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
       throw new CountersignError('RECEIPT_MISMATCH', `proposed ${body.action}, the server filed ${request.action}`, { requestId: request.id });
     }
     return new ApprovalHandle(this.gateway, request, { replayed, defaultTimeoutMs: this.#decisionTimeoutMs, receipts: this.#receipts });
+  }
+
+  /**
+   * Checks that a decision is included in a signed checkpoint (e.g. a later one a witness
+   * holds), with the server's inclusion proof of its `approved` / `rejected` entry; throws
+   * RECEIPT_MISMATCH otherwise. Uses the same pinned key as receipts. Optional: the receipt
+   * check alone already guards what runs.
+   */
+  async verifyInclusion(requestId: string, decision: Decision, evidence: { checkpoint: SignedCheckpoint; proof: InclusionEvidence }): Promise<void> {
+    if (!this.#receipts) throw new CountersignError('VALIDATION_FAILED', 'receipt verification is off (verifyReceipts: false)');
+    await this.#receipts.checkIncluded(requestId, decision, evidence);
   }
 
   /** A handle on an existing request (e.g. after a restart), by id. */

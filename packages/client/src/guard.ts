@@ -2,6 +2,10 @@
  * `guard()`: wrap a risky async function so every call asks first. The function runs only with
  * what was approved: the reviewer's modified args, or the alternative they chose, and nothing a
  * server could substitute (the decision is checked against what this process offered).
+ *
+ * Before it runs anything it claims the approval, once (`{status: started, receipt}`): a claim
+ * the server refuses (ALREADY_EXECUTED, RECEIPT_EXPIRED, RECEIPT_MISMATCH, …) is thrown and the
+ * function never runs. Then the result is reported (succeeded / failed).
  */
 import {
   CountersignError,
@@ -91,7 +95,7 @@ export function createGuard<A extends object, R>(host: GuardHost, fn: (args: A) 
         requestId: handle.id,
       });
     }
-    if (handle.replayed && (handle.status === 'executed' || handle.status === 'execution_failed')) {
+    if (handle.replayed && (handle.status === 'executing' || handle.status === 'executed' || handle.status === 'execution_failed')) {
       throw new CountersignError('ALREADY_DECIDED', `request ${handle.id} (idempotency key reused) already ran: ${handle.status}`, {
         requestId: handle.id,
         status: handle.status,
@@ -102,18 +106,13 @@ export function createGuard<A extends object, R>(host: GuardHost, fn: (args: A) 
     const decision = await awaitDecision(handle, options.timeoutMs);
 
     // Decide what may run, from what this process offered — never from what the server names.
-    let run: () => Promise<R>;
-    try {
-      const planned = plan(decision, options.action, sentArgs, alternatives, fn, handle.id);
-      // The server's signature must cover exactly what is about to run.
-      await handle.checkReceipt(decision, { action: planned.action, args: planned.args });
-      run = planned.run;
-    } catch (err) {
-      await handle
-        .reportExecution({ status: 'failed', error: `refused by the client: ${(err as Error).message}`.slice(0, 2000) })
-        .catch((reportErr: unknown) => host.reportError(reportErr, handle.id));
-      throw err;
-    }
+    // Refused here, nothing is claimed: the approval stays unclaimed and runs out at its expiry.
+    const planned = plan(decision, options.action, sentArgs, alternatives, fn, handle.id);
+    // The server's signature must cover exactly what is about to run.
+    await handle.checkReceipt(decision, { action: planned.action, args: planned.args });
+    const run = planned.run;
+    // Claimed once, before anything runs: a refused claim (a replay, an expired or foreign receipt) throws, and nothing runs.
+    await handle.claim(decision);
 
     let result: R;
     try {

@@ -153,7 +153,52 @@ export class ApprovalHandle {
     }
   }
 
-  /** Closes the record: how the approved action ran. */
+  /**
+   * Claims the approval, once, before anything runs (`{status: started, receipt}` → `executing`).
+   * The server refuses a second claim (ALREADY_EXECUTED), a claim after the approval's
+   * `expiresAt` (RECEIPT_EXPIRED: file the request again) and a receipt that is not this
+   * approval's (RECEIPT_MISMATCH); whoever is refused must not run the action.
+   */
+  async claim(decision: Decision): Promise<ApprovalRequest> {
+    const receipt = decision.receipt;
+    if (!receipt) {
+      throw new CountersignError('RECEIPT_MISMATCH', `the decision on ${this.id} carries no signed receipt to claim it with; refusing to run`, { requestId: this.id });
+    }
+    const answer = await this.#gateway.reportExecution(this.id, { status: 'started', receipt });
+    // Only an answer that says this request is now `executing` is a claim: any other 2xx (an old
+    // proxy, a replayed GET, a gateway that ignores claims) must not let the action run.
+    if (answer.id !== this.id || answer.status !== 'executing') {
+      throw new CountersignError('RECEIPT_MISMATCH', `the claim of ${this.id} was answered with ${String(answer.id)} in status ${String(answer.status)}, not executing; refusing to run`, {
+        requestId: this.id,
+        received: String(answer.id),
+        status: String(answer.status),
+      });
+    }
+    return this.#update(answer);
+  }
+
+  /**
+   * Runs `fn` with the approved decision, the whole contract in one call: wait for the decision
+   * (rejections throw), check its receipt against what `fn` will run (`runs`, default the
+   * decision's own action and args), claim it once, run, and report succeeded or failed. A
+   * refused check or claim throws before `fn` is called.
+   */
+  async run<R>(fn: (decision: Decision) => Promise<R>, options: WaitOptions & { runs?: { action: string; args: JsonObject } } = {}): Promise<R> {
+    const decision = outcomeOf(await this.wait(options));
+    await this.checkReceipt(decision, options.runs ?? (decision.action !== null && decision.args !== null ? { action: decision.action, args: decision.args } : undefined));
+    await this.claim(decision);
+    let result: R;
+    try {
+      result = await fn(decision);
+    } catch (err) {
+      await this.reportExecution({ status: 'failed', error: (err instanceof Error ? err.message : String(err)).slice(0, 2000) || 'failed' }).catch(() => {});
+      throw err;
+    }
+    await this.reportExecution({ status: 'succeeded' }).catch(() => {});
+    return result;
+  }
+
+  /** Closes the record: how the claimed action ran (`{status: succeeded | failed}`); claim it first. */
   async reportExecution(body: ExecutionBody): Promise<ApprovalRequest> {
     return this.#update(await this.#gateway.reportExecution(this.id, body));
   }

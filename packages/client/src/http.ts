@@ -121,8 +121,10 @@ export class HttpGateway implements StreamingGateway {
       }
       if (answer.status < 200 || answer.status > 299) throw errorFromResponse(answer.status, answer.text);
       const request = parseRequest(parseJson(answer.text));
-      if (request.idempotencyKey !== null && request.idempotencyKey !== sent.idempotencyKey) {
-        throw new CountersignError('RECEIPT_MISMATCH', `filed with idempotency key ${String(sent.idempotencyKey)}, the server answered with another request`, {
+      // The request filed always carries a key, and the server echoes it: an answer without it, or
+      // with another, is some other request (a replayed or forged answer), never this one.
+      if (request.idempotencyKey !== sent.idempotencyKey) {
+        throw new CountersignError('RECEIPT_MISMATCH', `filed with idempotency key ${String(sent.idempotencyKey)}, the server answered with another request (key ${String(request.idempotencyKey)})`, {
           requestId: request.id,
         });
       }

@@ -64,7 +64,9 @@ export function isTrustedKeyTransport(url: string): boolean {
 
 export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.toLowerCase().replace(/^\[|\]$/g, '');
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  // Only `localhost` itself (the hosts file): `*.localhost` is loopback by RFC 6761, but glibc's
+  // resolver asks DNS for it, so `evil.localhost` can be any address.
+  if (host === 'localhost') return true;
   if (host === '::1' || host === '0:0:0:0:0:0:0:1') return true;
   const v4 = host.startsWith('::ffff:') ? host.slice(7) : host;
   const parts = v4.split('.');

@@ -10,7 +10,13 @@
  */
 import {
   CountersignError,
+  bytesEqual,
+  checkpointMessage,
+  decisionLeafProblem,
   fromBase64,
+  fromBase64Of,
+  inclusionSides,
+  type SignedCheckpoint,
   payloadKey,
   receiptMessage,
   toHex,
@@ -59,6 +65,26 @@ async function load(pem: string): Promise<LoadedKey> {
     throw new CountersignError('VALIDATION_FAILED', `the audit public key is not an Ed25519 key: ${(err as Error).message}`);
   }
   return { key, keyId: toHex(await sha256(spki)).slice(0, 16) };
+}
+
+/** The server's inclusion proof of one entry (`GET /v1/audit/proof/inclusion`). */
+export interface InclusionEvidence {
+  seq: number;
+  leafIndex: number;
+  treeSize: number;
+  /** The entry's leaf JSON (its UTF-8 bytes are the leaf). */
+  leaf: string;
+  inclusionPath: string[];
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 export class ReceiptVerifier {
@@ -129,6 +155,42 @@ export class ReceiptVerifier {
       if (receipt.outcome !== 'approved') refuse(`the signed outcome is ${receipt.outcome}`);
       if (receipt.payloadHash !== (await this.#payloadHash(runs.action, runs.args))) refuse(`it does not cover running ${runs.action} with these args`);
     }
+  }
+
+  /**
+   * Optional, stronger than the receipt alone: throws RECEIPT_MISMATCH unless the decision's
+   * audit entry is included in `evidence.checkpoint` — the entry at `proof.seq` recording this
+   * very decision: its outcome, time, deciders, reason, alternative, modification and the
+   * receipt's payload hash (core `decisionLeafProblem`). The checkpoint must be signed by the
+   * same pinned key; typically it is a later one than the decision, e.g. one a witness holds. `evidence.proof` is the server's
+   * inclusion proof (`GET /v1/audit/proof/inclusion?seq=…&treeSize=<checkpoint size>`). A decision
+   * that is in the checkpoint cannot be removed from the trail without the rewrite showing.
+   */
+  async checkIncluded(requestId: string, decision: Decision, evidence: { checkpoint: SignedCheckpoint; proof: InclusionEvidence }): Promise<void> {
+    const refuse = (why: string): never => {
+      throw new CountersignError('RECEIPT_MISMATCH', `decision ${requestId} is not shown in the signed checkpoint: ${why}`, { requestId });
+    };
+    await this.check(requestId, decision);
+    const { checkpoint, proof } = evidence;
+    const { key, keyId } = await this.#key();
+    if (checkpoint.keyId !== keyId) refuse(`the checkpoint is signed by key ${checkpoint.keyId}, not ${keyId}`);
+    const sig = fromBase64Of(checkpoint.signature, 64);
+    if (!sig || !(await subtle().verify({ name: 'Ed25519' }, key, sig, checkpointMessage(checkpoint)))) refuse('the checkpoint signature does not verify');
+    if (proof.treeSize !== checkpoint.treeSize || proof.leafIndex !== proof.seq - 1) refuse('the proof is for another tree size or leaf');
+    // The leaf is the decision's own entry: the same position, request, outcome, time, deciders, reason and payload (core decides).
+    const problem = decisionLeafProblem(proof.leaf, { seq: proof.seq, requestId, decision, payloadHash: decision.receipt?.payloadHash ?? null });
+    if (problem !== null) refuse(problem);
+    // Fold the path (WebCrypto hashes asynchronously, so core gives the sides, not the fold).
+    const sides = inclusionSides(proof.leafIndex, proof.treeSize, proof.inclusionPath.length);
+    const root = fromBase64Of(checkpoint.rootHash, 32);
+    const path = proof.inclusionPath.map((p) => fromBase64Of(p, 32));
+    if (!sides || !root || path.some((p) => p === null)) refuse('the proof has the wrong shape');
+    const leafBytes = utf8(proof.leaf);
+    let r = await sha256(concat(new Uint8Array([0]), leafBytes));
+    for (let i = 0; i < sides!.length; i++) {
+      r = await sha256(sides![i] === 'left' ? concat(new Uint8Array([1]), path[i]!, r) : concat(new Uint8Array([1]), r, path[i]!));
+    }
+    if (!bytesEqual(r, root!)) refuse('the inclusion proof does not lead to the signed root');
   }
 
   async #payloadHash(action: string, args: JsonObject): Promise<string> {

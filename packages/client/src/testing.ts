@@ -15,9 +15,17 @@
  * receipt checks run, and a scripted `forgedApproval()` is refused exactly as a forged
  * approval from a real server would be. An action with no script fails loudly
  * (NOT_IMPLEMENTED) rather than guessing a decision.
+ *
+ * Claims work as on a server (core's `decideClaim`): an approval's version 2 receipt is claimed
+ * once (`{status: started, receipt}` → `executing`), a replay is ALREADY_EXECUTED, another
+ * receipt RECEIPT_MISMATCH, and after `approvalValidForMs` (1 hour; `advance(ms)` moves the
+ * double's clock) RECEIPT_EXPIRED; only a claimed approval takes its report.
  */
 import {
   CountersignError,
+  approvalLapsed,
+  canonicalJson,
+  decideClaim,
   payloadKey,
   receiptMessage,
   toBase64,
@@ -31,6 +39,7 @@ import {
   type Decision,
   type ExecutionBody,
   type JsonObject,
+  type Receipt,
   type ReceiptBody,
 } from '@countersign/core';
 import { Countersign, type GatewayClientOptions } from './countersign.ts';
@@ -104,6 +113,8 @@ export class CountersignDouble implements AgentGateway {
   }
   /** What the code under test reported after running (or refusing) an approved action. */
   readonly executions: Execution[] = [];
+  /** The requests whose approval was claimed, in order (each at most once). */
+  readonly claims: string[] = [];
 
   readonly #privateKey: unknown;
   readonly #requests = new Map<string, ApprovalRequest>();
@@ -115,20 +126,32 @@ export class CountersignDouble implements AgentGateway {
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #seq = 0;
   #clock = Date.parse('2026-01-01T00:00:00.000Z');
+  /** Moved forward by `advance()`: what the double's clock adds to the wall clock. */
+  #offset = 0;
+  readonly #validForMs: number;
 
-  private constructor(privateKey: unknown, pem: string, keyId: string) {
+  private constructor(privateKey: unknown, pem: string, keyId: string, validForMs: number) {
     this.#privateKey = privateKey;
     this.auditPublicKeyPem = pem;
     this.keyId = keyId;
+    this.#validForMs = validForMs;
   }
 
-  /** Makes a double with a fresh ephemeral signing key. */
-  static async create(): Promise<CountersignDouble> {
+  /** Makes a double with a fresh ephemeral signing key; approvals may be claimed for `approvalValidForMs` (1 hour). */
+  static async create(options: { approvalValidForMs?: number } = {}): Promise<CountersignDouble> {
+    const validForMs = options.approvalValidForMs ?? 60 * 60 * 1000;
+    if (!Number.isFinite(validForMs) || validForMs < 1) throw new CountersignError('VALIDATION_FAILED', 'approvalValidForMs must be a positive number of milliseconds');
     const pair = await subtle().generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
     const spki = new Uint8Array(await subtle().exportKey('spki', pair.publicKey));
     const body = toBase64(spki).replace(/(.{64})/g, '$1\n');
     const pem = `-----BEGIN PUBLIC KEY-----\n${body}${body.endsWith('\n') ? '' : '\n'}-----END PUBLIC KEY-----\n`;
-    return new CountersignDouble(pair.privateKey, pem, (await sha256Hex(spki)).slice(0, 16));
+    return new CountersignDouble(pair.privateKey, pem, (await sha256Hex(spki)).slice(0, 16), validForMs);
+  }
+
+  /** Moves the double's clock forward, e.g. past an approval's validity, so its claim is RECEIPT_EXPIRED. */
+  advance(ms: number): this {
+    this.#offset += Math.max(0, ms);
+    return this;
   }
 
   /** A real `Countersign` over this double, with the double's key pinned. */
@@ -168,7 +191,13 @@ export class CountersignDouble implements AgentGateway {
     if (!body || typeof body.action !== 'string' || body.action === '') throw new CountersignError('VALIDATION_FAILED', 'action is required');
     if (body.idempotencyKey !== undefined) {
       const existing = this.#byKey.get(body.idempotencyKey);
-      if (existing) return { request: this.#get(existing), replayed: true };
+      if (existing) {
+        const known = this.#get(existing);
+        const expiresAt = known.decision?.receipt?.expiresAt;
+        // As the server (core approvalLapsed): an approval never claimed past its expiry can never run, so the key files anew.
+        const lapsed = approvalLapsed({ status: known.status, claimedAt: null, claimExpiresAt: expiresAt === undefined ? null : Date.parse(expiresAt) }, Date.parse(this.#now()));
+        if (!lapsed) return { request: known, replayed: true };
+      }
     }
     const queued = this.#once.get(body.action);
     const script = queued?.shift() ?? this.#standing.get(body.action) ?? this.#fallback;
@@ -260,10 +289,12 @@ export class CountersignDouble implements AgentGateway {
 
   async reportExecution(id: string, body: ExecutionBody): Promise<ApprovalRequest> {
     const request = this.#get(id);
-    if (request.status !== 'approved') {
-      throw new CountersignError('ILLEGAL_TRANSITION', `request ${id} is ${request.status}; only an approved request can report its execution`, { status: request.status });
-    }
     const at = this.#now();
+    if (body.status === 'started') return this.#claim(request, body.receipt, at);
+    if (request.status !== 'executing') {
+      const code = request.status === 'executed' || request.status === 'execution_failed' ? 'ALREADY_EXECUTED' : request.status === 'approved' || request.status === 'pending' ? 'ILLEGAL_TRANSITION' : 'ALREADY_DECIDED';
+      throw new CountersignError(code, `request ${id} is ${request.status}; only a claimed approval (executing) takes its report`, { status: request.status });
+    }
     this.executions.push({
       requestId: id,
       action: request.action,
@@ -277,6 +308,25 @@ export class CountersignDouble implements AgentGateway {
       execution: { status: body.status, ...(body.result !== undefined ? { result: body.result } : {}), error: body.error ?? null, at },
       updatedAt: at,
     });
+  }
+
+  /** As the server claims: the double signed the stored receipt, so a presented one must be it exactly; then core's `decideClaim`. */
+  #claim(request: ApprovalRequest, receipt: Receipt, at: string): ApprovalRequest {
+    const issued = request.decision?.receipt;
+    if (issued && canonicalJson(receipt as unknown as JsonObject) !== canonicalJson(issued as unknown as JsonObject) && receipt.requestId === request.id) {
+      throw new CountersignError('RECEIPT_MISMATCH', `the receipt presented for ${request.id} is not the one the double signed`, { requestId: request.id });
+    }
+    const state = {
+      requestId: request.id,
+      status: request.status,
+      nonce: issued?.nonce ?? null,
+      expiresAt: issued?.expiresAt ?? new Date(0).toISOString(),
+      payloadHash: issued?.payloadHash ?? null,
+    };
+    const decided = decideClaim(state, receipt, new Date(at));
+    if (!decided.ok) throw decided.error;
+    this.claims.push(request.id);
+    return this.#put({ ...request, status: 'executing', updatedAt: at });
   }
 
   async cancel(id: string, body: CancelBody = {}): Promise<ApprovalRequest> {
@@ -316,7 +366,7 @@ export class CountersignDouble implements AgentGateway {
 
   /** A strictly increasing clock, so every state is newer than the last (the handle keeps the newest). */
   #now(): string {
-    this.#clock = Math.max(this.#clock + 1, Date.now());
+    this.#clock = Math.max(this.#clock + 1, Date.now() + this.#offset);
     return new Date(this.#clock).toISOString();
   }
 
@@ -368,8 +418,7 @@ export class CountersignDouble implements AgentGateway {
   async #signed(id: string, decision: Omit<Decision, 'at' | 'receipt'>): Promise<Decision> {
     const at = this.#now();
     const runnable = decision.outcome === 'approved' && decision.action !== null && decision.args !== null;
-    const body: ReceiptBody = {
-      version: 1,
+    const common = {
       requestId: id,
       outcome: decision.outcome,
       decidedBy: decision.decidedBy,
@@ -378,6 +427,10 @@ export class CountersignDouble implements AgentGateway {
       payloadHash: runnable ? await sha256Hex(utf8(payloadKey(decision.action!, decision.args!))) : null,
       keyId: this.keyId,
     };
+    // As a server signs: a runnable approval is version 2, with the nonce and expiry it is claimed with once.
+    const body: ReceiptBody = runnable
+      ? { version: 2, ...common, nonce: toHex(globalThis.crypto.getRandomValues(new Uint8Array(16))), expiresAt: new Date(Date.parse(at) + this.#validForMs).toISOString() }
+      : { version: 1, ...common };
     const signature = new Uint8Array(await subtle().sign({ name: 'Ed25519' }, this.#privateKey, receiptMessage(body)));
     return { ...decision, at, receipt: { ...body, signature: toBase64(signature) } };
   }

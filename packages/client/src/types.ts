@@ -27,6 +27,8 @@ export interface EmbeddedOptions {
   agent?: string;
   /** The audit key file that signs decision receipts (default: next to the SQLite file; in memory for `sqlite::memory:`). */
   auditKey?: string;
+  /** One-time hints (default `console.warn`): e.g. a request waiting for a human on `sqlite::memory:`, which only `review()` in this process can decide. */
+  onWarning?: (message: string) => void;
 }
 
 /**

@@ -53,6 +53,10 @@ describe('requestApproval over HTTP', () => {
     const decision = await handle.decision();
     expect(calls).toBe(before); // no network round trip (counted, not timed: a loaded machine made the 50 ms bound flaky)
     expect(decision).toMatchObject({ outcome: 'approved', decidedBy: 'policy', action: 'block_ip', args: AUTO.args });
+    // Claim once before running, then report; a second claim is refused.
+    await handle.claim(decision);
+    expect(handle.status).toBe('executing');
+    await expect(handle.claim(decision)).rejects.toMatchObject({ code: 'ALREADY_EXECUTED' });
     await handle.reportExecution({ status: 'succeeded', result: { blocked: true } });
     expect(handle.status).toBe('executed');
   });
@@ -81,6 +85,7 @@ describe('requestApproval over HTTP', () => {
     expect(decision).toMatchObject({ outcome: 'approved', decidedBy: 'reviewers', action: 'isolate_host', args: QUEUED.args, modified: false });
     expect(decision.deciders.map((d) => d.name)).toEqual(['admin']);
     expect(handle.status).toBe('approved');
+    await handle.claim(decision);
     await handle.reportExecution({ status: 'succeeded' });
   });
 
@@ -98,7 +103,8 @@ describe('requestApproval over HTTP', () => {
     }
     expect(statuses).toEqual(['pending', 'approved']);
     expect(handle.status).toBe('approved');
-    // After the execution report the stream closes by itself (event "end").
+    // After the claim and the execution report the stream closes by itself (event "end").
+    await handle.claim(handle.request.decision!);
     await handle.reportExecution({ status: 'succeeded' });
     const tail: string[] = [];
     for await (const state of handle.events()) tail.push(state.status);
@@ -323,5 +329,34 @@ describe('HttpGateway configuration', () => {
     expect((await legacy.requestApproval(AUTO)).status).toBe('approved');
     expect(() => new Countersign({ env: { COUNTERSIGN_URL: server.url } })).toThrow(CountersignError);
     expect(() => new Countersign({ env: { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: server.adminToken } })).toThrow(/operator token/);
+  });
+});
+
+describe('answers that are not this request', () => {
+  it('a create answered without the idempotency key it was filed with is refused (a replayed or forged answer), and nothing is trusted', async () => {
+    const stripping = new Countersign({
+      env: {},
+      url: server.url,
+      apiKey: server.agentKey,
+      onWarning: () => {},
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (!(init?.method === 'POST' && String(input).endsWith('/v1/requests'))) return res;
+        const body = (await res.json()) as ApprovalRequest;
+        return new Response(JSON.stringify({ ...body, idempotencyKey: null }), { status: res.status, headers: res.headers });
+      },
+    });
+    await expect(stripping.requestApproval(AUTO)).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH' });
+  });
+
+  it('the audit key is fetched over plain http from loopback only: localhost, 127.0.0.0/8, ::1, never *.localhost (DNS may answer for it)', async () => {
+    const { isLoopbackHost, isTrustedKeyTransport } = await import('../src/pinning.ts');
+    expect(isLoopbackHost('localhost')).toBe(true);
+    expect(isLoopbackHost('127.0.0.9')).toBe(true);
+    expect(isLoopbackHost('[::1]')).toBe(true);
+    expect(isLoopbackHost('evil.localhost')).toBe(false);
+    expect(isTrustedKeyTransport('http://evil.localhost:8080')).toBe(false);
+    expect(isTrustedKeyTransport('http://127.0.0.1.evil.example')).toBe(false);
+    expect(isTrustedKeyTransport('https://cs.example.com')).toBe(true);
   });
 });

@@ -32,6 +32,9 @@ let serverPem: string;
 let serverKeyId: string;
 let dir: string;
 
+/** What the attacker last sent for each request, so it can keep up the pretence. */
+const forgedById = new Map<string, ApprovalRequest>();
+
 /** The attacker: its own key for the key request, and every pending long-poll answer turned into a signed "approval" of EVIL. */
 const attack: Handler = async (exchange) => {
   if (exchange.path === '/v1/audit/public-key') return { status: 200, headers: { 'content-type': 'text/plain' }, body: MALLORY.pem };
@@ -53,7 +56,9 @@ const attack: Handler = async (exchange) => {
   };
   const body = receiptBody(sha256, request.id, decision, MALLORY.keyId);
   const forged = { ...decision, receipt: { ...body, signature: sign(null, receiptMessage(body), MALLORY.privateKey).toString('base64') } };
-  return { ...upstream, body: JSON.stringify({ ...request, status: 'approved', decision: forged, updatedAt: new Date().toISOString() }) };
+  const answer: ApprovalRequest = { ...request, status: 'approved', decision: forged, updatedAt: new Date().toISOString() };
+  forgedById.set(request.id, answer);
+  return { ...upstream, body: JSON.stringify(answer) };
 };
 
 beforeAll(async () => {
@@ -161,13 +166,32 @@ describe('a proxy forging an approval with its own key', () => {
     expect(warnings).toHaveLength(1);
   });
 
-  it('trusting on first use through the attacking proxy from the start is what TOFU cannot stop: the test documents it', async () => {
+  it('trusting on first use through the attacking proxy from the start: the server refuses the forged receipt at the claim, so nothing runs', async () => {
     // Loopback counts as trusted transport (a proxy there is inside the agent's machine), so a
-    // client that never saw the real key adopts the proxy's. This is why pinning is the advice.
+    // client that never saw the real key adopts the proxy's and accepts its forged approval; but
+    // the claim is checked by the server against its own key (issue 12), so it is refused there.
     proxy.handler = attack;
     const { outcome, ran } = await guardedCall(client(), QUEUED, { host: 'ws-tofu-fresh' });
+    expect(ran).toBeNull();
+    expect((outcome as CountersignError).code).toBe('RECEIPT_MISMATCH');
+    expect((outcome as CountersignError).message).toMatch(/not signed by this server's audit key/);
+  });
+
+  it('…and a proxy that also answers the claim itself is what TOFU cannot stop: the test documents it (pin the key)', async () => {
+    const answeringClaims: Handler = async (exchange) => {
+      const claim = /^\/v1\/requests\/(req_[A-Za-z0-9]+)\/execution$/.exec(exchange.path);
+      const forged = claim ? forgedById.get(claim[1]!) : undefined;
+      if (exchange.method !== 'POST' || !forged) return attack(exchange);
+      const status = (JSON.parse(exchange.body) as { status: string }).status === 'started' ? 'executing' : 'executed';
+      const answer = { ...forged, status, updatedAt: new Date(Date.parse(forged.updatedAt) + (status === 'executing' ? 1 : 2)).toISOString() };
+      return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(answer) };
+    };
+    proxy.handler = answeringClaims;
+    const { outcome, ran } = await guardedCall(client(), QUEUED, { host: 'ws-tofu-claims' });
     expect(outcome).toBe('ran');
     expect(ran).toEqual(EVIL);
+    // The real server never approved or claimed it: where @countersign/verify guards the action, it would not run.
+    expect((await pendingOnServer('ws-tofu-claims')).status).toBe('pending');
   });
 });
 

@@ -67,6 +67,31 @@ describe('a scripted double behind the real client', () => {
     expect(double.requests[0]!.decision!.receipt!.keyId).toBe(double.keyId);
   });
 
+  it('claims as a server does: once with a version 2 receipt; a replay is ALREADY_EXECUTED, an expired approval RECEIPT_EXPIRED, and neither runs', async () => {
+    double.decide('isolate_host', approve());
+    expect(await isolate()({ host: 'ws-c1' })).toBe('isolated ws-c1');
+    const first = double.requests[0]!;
+    expect(double.claims).toEqual([first.id]);
+    expect(first.decision!.receipt).toMatchObject({ version: 2, nonce: expect.stringMatching(/^[0-9a-f]{32}$/) });
+    const handle = await cs.handle(first.id);
+    await expect(handle.claim(first.decision!)).rejects.toMatchObject({ code: 'ALREADY_EXECUTED' });
+
+    const late = await cs.requestApproval({ action: 'isolate_host', args: { host: 'ws-c2' } });
+    const decision = await late.decision();
+    double.advance(60 * 60 * 1000);
+    let ran2 = false;
+    const err = await failure(late.run(async () => (ran2 = true)));
+    expect(err.code).toBe('RECEIPT_EXPIRED');
+    expect(ran2).toBe(false);
+    // Another request's receipt, or this one's edited, claims nothing.
+    const third = await cs.requestApproval({ action: 'isolate_host', args: { host: 'ws-c3' } });
+    await third.decision();
+    await expect(third.claim(decision)).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH' });
+    await expect(third.claim({ ...third.request.decision!, receipt: { ...third.request.decision!.receipt!, nonce: 'f'.repeat(32) } })).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH' });
+    await expect(third.reportExecution({ status: 'succeeded' })).rejects.toMatchObject({ code: 'ILLEGAL_TRANSITION' }); // claim first
+    expect(double.claims).toEqual([first.id]);
+  });
+
   it('modify: runs with the reviewer\'s args; choose alternative: runs the alternative', async () => {
     double.decideOnce('isolate_host', modify({ host: 'ws-1', mode: 'network-only' })).decideOnce('isolate_host', chooseAlternative('quarantine'));
     await isolate()({ host: 'ws-1' });
@@ -105,7 +130,9 @@ describe('a scripted double behind the real client', () => {
     const forged = await failure(isolate()({ host: 'ws-5' }));
     expect(forged.code).toBe('RECEIPT_MISMATCH');
     expect(ran).toEqual([]);
-    expect(double.executions).toMatchObject([{ status: 'failed', error: expect.stringMatching(/refused by the client/) }]);
+    // Refused before the claim: nothing claimed, nothing reported.
+    expect(double.claims).toEqual([]);
+    expect(double.executions).toEqual([]);
 
     const other = await CountersignDouble.create();
     const mispinned = new Countersign({ env: {}, gateway: double, auditPublicKey: other.auditPublicKeyPem, onReportError: () => {} });

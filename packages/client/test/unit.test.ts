@@ -177,9 +177,16 @@ class FakeGateway implements AgentGateway {
     if (next !== 'pending') this.current = { ...this.current!, ...next };
     return this.current!;
   }
-  async reportExecution(_id: string, body: unknown) {
+  /** Set to refuse claims, as a server does for a replay (ALREADY_EXECUTED) or an expired receipt. */
+  refuseClaim: CountersignError | undefined;
+  async reportExecution(_id: string, body: { status: string }) {
     this.reports.push(body);
-    this.current = { ...this.current!, status: 'executed', updatedAt: '2025-01-01T00:00:02.000Z' };
+    if (body.status === 'started') {
+      if (this.refuseClaim) throw this.refuseClaim;
+      this.current = { ...this.current!, status: 'executing', updatedAt: '2025-01-01T00:00:02.000Z' };
+      return this.current;
+    }
+    this.current = { ...this.current!, status: 'executed', updatedAt: '2025-01-01T00:00:03.000Z' };
     return this.current;
   }
   async cancel() {
@@ -219,8 +226,9 @@ describe('guard() receipt checks: a server cannot redirect execution', () => {
     alternatives: [{ name: 'quarantine', action: 'quarantine_file', args: { path: '/tmp/x' }, run: async () => 'alt' }],
   };
 
-  async function attempt(decision: Partial<Decision>) {
+  async function attempt(decision: Partial<Decision>, refuseClaim?: CountersignError) {
     const gateway = new FakeGateway(() => approved(decision));
+    gateway.refuseClaim = refuseClaim;
     const cs = new Countersign({ env: {}, gateway, onReportError: () => {} });
     let ran = false;
     const guarded = cs.guard(async (_args: { host: string }) => {
@@ -238,7 +246,16 @@ describe('guard() receipt checks: a server cannot redirect execution', () => {
     const { outcome, ran, gateway } = await attempt({ action: 'isolate_host', args: { host: 'ws-1' } });
     expect(outcome).toBe('ran');
     expect(ran).toBe(true);
-    expect(gateway.reports).toEqual([{ status: 'succeeded', result: 'ran' }]);
+    // Claimed with the decision's own receipt before running, then reported.
+    const receipt = (approved({ action: 'isolate_host', args: { host: 'ws-1' } }).decision as Decision).receipt!;
+    expect(gateway.reports).toEqual([{ status: 'started', receipt: { ...receipt, signature: expect.any(String) } }, { status: 'succeeded', result: 'ran' }]);
+  });
+
+  it.each(['ALREADY_EXECUTED', 'RECEIPT_EXPIRED', 'RECEIPT_MISMATCH'] as const)('a claim refused with %s never runs the function', async (code) => {
+    const { outcome, ran, gateway } = await attempt({ action: 'isolate_host', args: { host: 'ws-1' } }, new CountersignError(code, 'refused by the server'));
+    expect((outcome as CountersignError).code).toBe(code);
+    expect(ran).toBe(false);
+    expect(gateway.reports.map((r) => (r as { status: string }).status)).toEqual(['started']); // nothing reported: nothing ran
   });
 
   it.each([
@@ -252,7 +269,8 @@ describe('guard() receipt checks: a server cannot redirect execution', () => {
     expect(outcome).toBeInstanceOf(CountersignError);
     expect((outcome as CountersignError).code).toBe('RECEIPT_MISMATCH');
     expect(ran).toBe(false);
-    expect(gateway.reports).toMatchObject([{ status: 'failed' }]);
+    // Refused before the claim: nothing is claimed (the approval runs out at its expiry), nothing reported.
+    expect(gateway.reports).toEqual([]);
   });
 });
 

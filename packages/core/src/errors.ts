@@ -48,9 +48,12 @@ export const ERROR_CODES = [
   'RECEIPT_MISMATCH',
   'AUDIT_VERIFICATION_FAILED',
   'NETWORK_ERROR',
+  // the audit signer
+  'AUDIT_FORK',
   // server
   'NOT_IMPLEMENTED',
   'STORE_UNAVAILABLE',
+  'ADDRESS_IN_USE',
   'INTERNAL',
 ] as const;
 

@@ -5,6 +5,7 @@
 export * from './schemas.ts';
 export { CountersignError, ERROR_CODES, isCountersignError, type ErrorCode } from './errors.ts';
 export { parseDuration, formatDuration } from './duration.ts';
+export { formatScore } from './format.ts';
 export { canonicalJson, payloadKey } from './canonical.ts';
 export {
   ROLE_RANK,
@@ -45,3 +46,13 @@ export * from './audit/index.ts';
 export * from './guard/index.ts';
 export * from './gate/index.ts';
 export { quantile, rate, slaCompliance, withinSla, type MetricsSummary, type OperatorNumbers, type Rates } from './metrics.ts';
+export { compareUrgency, defaultListOrder, LIST_ORDERS, parseListFilter, queueDeadline, RISK_URGENCY, type ListOrder, type UrgencyKey } from './queue.ts';
+export {
+  DEFAULT_RECONNECT_BACKOFF,
+  WAIT_RETRY_AFTER_SECONDS,
+  admitWait,
+  reconnectDelay,
+  type ReconnectBackoff,
+  type WaitAdmission,
+  type WaitLimits,
+} from './transport.ts';

@@ -3,7 +3,7 @@
  *
  *   pending ──review──► pending (vote counted) | approved | rejected
  *   pending ──cancel──► cancelled          pending ──expire──► expired
- *   approved ──execution──► executed | execution_failed
+ *   approved ──claim──► executing ──execution──► executed | execution_failed
  *
  * The engine loads the current state, calls `transition`, and writes what comes back together
  * with its audit entry in one transaction. Who may approve what, now, is the gate's question
@@ -14,6 +14,7 @@
  */
 import { payloadKey } from './canonical.ts';
 import { CountersignError } from './errors.ts';
+import { decideExecutionReport } from './gate/claim.ts';
 import type {
   Actor,
   Alternative,
@@ -48,7 +49,7 @@ export function isTerminal(status: RequestStatus): boolean {
   return TERMINAL_STATUSES.has(status);
 }
 
-/** Decided means a human or the policy has ruled; `approved` still awaits its execution report. */
+/** Decided means a human or the policy has ruled; `approved` still awaits its claim, `executing` its execution report. */
 export function isDecided(status: RequestStatus): boolean {
   return status !== 'pending';
 }
@@ -69,6 +70,12 @@ export interface Vote {
   alternative: string | null;
   payloadKey: string | null;
   stage: number | null;
+  /**
+   * The identity of that stage (`stageKeyOf`: who it asks for, not how many), so a vote counts only
+   * towards the same stage after a policy reload moved the stages (review finding 3). `null` (a vote
+   * stored without one) never counts; absent (an in-memory vote) counts by index.
+   */
+  stageKey?: string | null;
   at: string;
 }
 
@@ -156,11 +163,18 @@ function original(state: LifecycleState): Payload {
   return { action: state.action, args: state.args, alternative: null, key: payloadKey(state.action, state.args) };
 }
 
+/** For UNKNOWN_ALTERNATIVE: which names there are (the first 20, quoted), or that there are none. */
+export function alternativeNames(alternatives: readonly { name: string }[]): string {
+  if (alternatives.length === 0) return 'this request offers no alternatives';
+  const shown = alternatives.slice(0, 20).map((a) => `"${a.name}"`).join(', ');
+  return `its alternatives are ${shown}${alternatives.length > 20 ? ` and ${alternatives.length - 20} more` : ''}`;
+}
+
 function explicitPayload(state: LifecycleState, args: JsonObject | undefined, alternative: string | undefined): Payload | null {
   if (alternative !== undefined) {
     const alt = state.alternatives.find((a) => a.name === alternative);
     if (!alt) {
-      throw new CountersignError('UNKNOWN_ALTERNATIVE', `no alternative named "${alternative}"`, {
+      throw new CountersignError('UNKNOWN_ALTERNATIVE', `no alternative named "${alternative}"; ${alternativeNames(state.alternatives)}`, {
         alternatives: state.alternatives.map((a) => a.name),
       });
     }
@@ -325,15 +339,10 @@ export function canReviewNow(state: LifecycleState, reviewer: Reviewer): boolean
 
 export function transition(state: LifecycleState, event: LifecycleEvent): Transition {
   if (event.type === 'execution') {
-    if (state.status !== 'approved') {
-      throw new CountersignError(
-        isTerminal(state.status) ? 'ALREADY_DECIDED' : 'ILLEGAL_TRANSITION',
-        `cannot report execution of a request that is ${state.status}`,
-        { status: state.status },
-      );
-    }
-    const status = event.status === 'succeeded' ? 'executed' : 'execution_failed';
-    return { status, kinds: [status], vote: null, decision: null };
+    // Only a claimed approval (`executing`) takes its result (gate/claim.ts).
+    const report = decideExecutionReport(state.status, event.status, true);
+    if (!report.ok) throw report.error;
+    return { status: report.status, kinds: [report.status], vote: null, decision: null };
   }
   if (state.status !== 'pending') {
     throw new CountersignError('ALREADY_DECIDED', `request is already ${state.status}`, { status: state.status });
@@ -351,15 +360,20 @@ export function transition(state: LifecycleState, event: LifecycleEvent): Transi
 }
 
 /**
- * Approval by timeout (policy `onFinalTimeout: approve`, written explicitly). It runs the payload
- * reviewers last proposed, else the original; if any reviewer voted to reject, nobody's silence
- * overrides that objection and the request expires instead (fail closed).
+ * Approval by timeout (policy `onFinalTimeout: approve`, written explicitly). It runs only the
+ * original payload, as the agent asked it: if reviewers proposed a modification or an
+ * alternative, silence never approves it, and the request expires (fail closed; the server also
+ * re-assesses the original under the active policy first: core `timeoutOutcome`). If any reviewer
+ * voted to reject, nobody's silence overrides that objection and the request expires too.
  */
 function timeoutApprove(state: LifecycleState, event: Extract<LifecycleEvent, { type: 'timeout_approve' }>): Transition {
   if (state.votes.some((v) => v.verdict === 'reject')) {
     return closing('expired', 'timeout', [], `${event.reason}; not approved because a reviewer voted to reject`, event.at);
   }
-  const payload = currentPayload(state);
+  const payload = original(state);
+  if (currentPayload(state).key !== payload.key) {
+    return closing('expired', 'timeout', [], `${event.reason}; not approved because reviewers proposed a payload other than the request as asked`, event.at);
+  }
   return {
     status: 'approved',
     kinds: ['approved'],
@@ -372,8 +386,8 @@ function timeoutApprove(state: LifecycleState, event: Extract<LifecycleEvent, { 
       at: event.at,
       action: payload.action,
       args: payload.args,
-      alternative: payload.alternative,
-      modified: payload.alternative === null && payload.key !== payloadKey(state.action, state.args),
+      alternative: null,
+      modified: false,
     },
   };
 }

@@ -19,6 +19,8 @@ export type Route = z.infer<typeof Route>;
 export const REQUEST_STATUSES = [
   'pending',
   'approved',
+  /** An approval claimed for execution (`POST …/execution {status: started, receipt}`); the result report closes it. */
+  'executing',
   'rejected',
   'expired',
   'cancelled',
@@ -129,6 +131,10 @@ export const Alternative = z.strictObject({
 });
 export type Alternative = z.infer<typeof Alternative>;
 
+/** An alternative as a request shows it: `blocked` names the policy rules that block it (it can never be chosen). */
+export const AlternativeView = Alternative.extend({ blocked: z.object({ rules: z.array(z.string()) }).optional() });
+export type AlternativeView = z.infer<typeof AlternativeView>;
+
 /** One required approver: by role (or higher), by group, or a named operator. */
 export const ApproverSpec = z
   .strictObject({
@@ -151,6 +157,12 @@ export const RESERVED_ACTION_PREFIX = 'countersign.';
  * controls, zero-width characters) could disguise it. One character class: linear.
  */
 const NAME_BREAKER = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+/**
+ * What else a name may not hold, because it is printed beside real links (review D7): `://` (a
+ * link of its own), a double quote (it is quoted in link lists), and leading, trailing or
+ * repeated whitespace (padding that pushes text to where a mail client wraps). Linear.
+ */
+const NAME_LINKLIKE = /:\/\/|"|^\s|\s$|\s\s/u;
 
 export const CreateRequestBody = z
   .strictObject({
@@ -177,6 +189,10 @@ export const CreateRequestBody = z
         const at = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
         ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `an alternative name is one line of visible text; it contains ${at} at position ${bad.index} (line breaks, control, line/paragraph separator and format characters such as bidi controls or zero-width spaces are refused)` });
       }
+      const linkLike = bad ? null : NAME_LINKLIKE.exec(alt.name);
+      if (linkLike) {
+        ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `an alternative name is a short label shown beside real links: it may not contain "://", double quotes, or leading, trailing or repeated spaces (found ${JSON.stringify(linkLike[0])} at position ${linkLike.index})` });
+      }
       if (names.has(alt.name)) {
         ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'name'], message: `duplicate alternative name "${alt.name}"` });
       }
@@ -198,6 +214,12 @@ export const ReviewBody = z
     totp: z.string().regex(/^\d{6,8}$/).optional(),
     /** Number matching: the short code shown on the request card (critical approvals). */
     matchCode: z.string().regex(/^\d{2}$/).optional(),
+    /**
+     * The `payload.payloadHash` of the request as the approve surface showed it. A plain approval
+     * whose payload is no longer that one is refused (PAYLOAD_CHANGED); once a reviewer modified
+     * the args, a plain approval without it is refused too. Every approve surface sends it.
+     */
+    seenPayloadHash: z.string().regex(/^[0-9a-f]{64}$/).optional(),
   })
   .superRefine((r, ctx) => {
     checkDepth(r, ctx);
@@ -213,14 +235,16 @@ export const ReviewBody = z
   });
 export type ReviewBody = z.infer<typeof ReviewBody>;
 
-export const ExecutionBody = z
+/** `{status: succeeded | failed}`: how the claimed action ran; closes the record (→ `executed` / `execution_failed`). */
+export const ExecutionReportBody = z
   .strictObject({
     status: z.enum(['succeeded', 'failed']),
     result: z.unknown().optional(),
     error: ShortText.optional(),
   })
   .superRefine(checkDepth);
-export type ExecutionBody = z.infer<typeof ExecutionBody>;
+export type ExecutionReportBody = z.infer<typeof ExecutionReportBody>;
+
 
 export const CancelBody = z.strictObject({ reason: ShortText.optional() });
 export type CancelBody = z.infer<typeof CancelBody>;
@@ -328,6 +352,18 @@ export const Receipt = z.object({
 });
 export type Receipt = z.infer<typeof Receipt>;
 
+/** `{status: started, receipt}`: claim the approval once, before anything runs (→ `executing`). */
+export const ExecutionClaimBody = z.strictObject({
+  status: z.literal('started'),
+  /** The receipt exactly as the decision carried it; the server checks its signature, nonce, payload and expiry. */
+  receipt: Receipt,
+});
+export type ExecutionClaimBody = z.infer<typeof ExecutionClaimBody>;
+
+/** The execution route's body: a claim, or the closing report. */
+export const ExecutionBody = z.discriminatedUnion('status', [ExecutionClaimBody, ExecutionReportBody]);
+export type ExecutionBody = z.infer<typeof ExecutionBody>;
+
 export const Decision = z.object({
   outcome: DecisionOutcome,
   /** `policy` for automatic decisions, `reviewers` for human ones, `agent` for cancellation, `timeout` for expiry. */
@@ -393,7 +429,7 @@ export const ApprovalRequest = z.object({
   confidence: z.number().nullable(),
   riskHint: RiskLevel.nullable(),
   context: JsonObject,
-  alternatives: z.array(Alternative),
+  alternatives: z.array(AlternativeView),
   approvers: z.array(ApproverSpec),
   idempotencyKey: z.string().nullable(),
   assessment: Assessment,
@@ -413,6 +449,27 @@ export const ApprovalRequest = z.object({
    * own request, earlier vote) and approve (not held back by their cool-down or velocity limit).
    */
   actionable: z.boolean().optional(),
+  /**
+   * With `actionable: false`: why, as the server would refuse an approval now (the gate's dry run):
+   * the error code, a sentence for the card, and when it passes by itself (a cool-down's end).
+   */
+  notActionable: z.object({ code: z.string(), message: z.string(), retryAt: z.string().optional() }).optional(),
+  /**
+   * While pending: the payload an approval approves now (the request as asked, or the latest
+   * modification or alternative proposed in this round), and its hash, which an approve surface
+   * sends back as `seenPayloadHash`.
+   */
+  payload: z
+    .object({
+      action: z.string(),
+      args: JsonObject,
+      alternative: z.string().nullable(),
+      payloadHash: z.string(),
+      /** What approving it needs beyond the vote, over the union of the request's and the payload's own requirements. */
+      mfaRequired: z.boolean(),
+      matchCodeRequired: z.boolean(),
+    })
+    .optional(),
   /**
    * Read one at a time: the request belongs to an aggregate review (`onSlicing: aggregate`) and
    * is approved only through it. `id` is that review, null while requests are still being

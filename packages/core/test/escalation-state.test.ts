@@ -242,10 +242,12 @@ describe('lifecycle: approval by timeout', () => {
     expect(t.decision).toMatchObject({ outcome: 'approved', decidedBy: 'timeout', deciders: [], action: 'isolate_host', args: { host: 'ws-1' }, modified: false });
   });
 
-  it('runs the payload a reviewer last proposed', () => {
+  it('never approves a payload a reviewer proposed: silence expires it instead (review finding 1)', () => {
     const first = transition(state(), { type: 'review', reviewer: { id: 'a', name: 'a', roles: ['reviewer'], groups: [] }, verdict: 'approve', alternative: 'quarantine', at: AT });
     const t = transition(state([first.vote!]), { type: 'timeout_approve', reason: 'no decision', at: AT });
-    expect(t.decision).toMatchObject({ action: 'quarantine_file', alternative: 'quarantine' });
+    expect(t.status).toBe('expired');
+    expect(t.decision).toMatchObject({ outcome: 'expired', decidedBy: 'timeout' });
+    expect(t.decision?.reason).toContain('other than the request as asked');
   });
 
   it('expires instead when any reviewer objected', () => {

@@ -2,7 +2,7 @@
 import { createHash, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parsePolicy, receiptBody, receiptMessage, type Decision, type ReceiptBody } from '../src/index.ts';
-import { decideClaim, decideExecutionReport, receiptExpiry, type ClaimState } from '../src/gate/claim.ts';
+import { claimDeadline, decideClaim, decideExecutionReport, receiptExpiry, type ClaimState } from '../src/gate/claim.ts';
 
 const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -122,5 +122,28 @@ describe('decideClaim', () => {
     expect(r('executed', true)).toBe('ALREADY_EXECUTED');
     expect(r('pending', false)).toBe('ILLEGAL_TRANSITION');
     expect(r('rejected', false)).toBe('ALREADY_DECIDED');
+  });
+});
+
+describe('claimDeadline: the earlier of the stored and the signed expiry (review finding 4)', () => {
+  const v2 = (expiresAt: string) => ({ version: 2 as const, expiresAt });
+  it('a stored expiry moved later (a database writer) does not extend a signed one', () => {
+    expect(claimDeadline({ expiresAt: '2027-01-01T00:00:00.000Z' }, v2('2026-01-01T11:00:00.000Z'))).toBe(Date.parse('2026-01-01T11:00:00.000Z'));
+  });
+  it('a receipt cannot extend the stored expiry either', () => {
+    expect(claimDeadline({ expiresAt: '2026-01-01T11:00:00.000Z' }, v2('2027-01-01T00:00:00.000Z'))).toBe(Date.parse('2026-01-01T11:00:00.000Z'));
+  });
+  it('version 1 has only the stored one; unreadable expiries fail closed (the epoch)', () => {
+    expect(claimDeadline({ expiresAt: '2026-01-01T11:00:00.000Z' }, { version: 1 })).toBe(Date.parse('2026-01-01T11:00:00.000Z'));
+    expect(claimDeadline({ expiresAt: 'soon' }, v2('2027-01-01T00:00:00.000Z'))).toBe(0);
+    expect(claimDeadline({ expiresAt: '2027-01-01T00:00:00.000Z' }, v2('later'))).toBe(0);
+    expect(claimDeadline({ expiresAt: '2027-01-01T00:00:00.000Z' }, { version: 2 })).toBe(0);
+  });
+  it('decideClaim refuses past the signed expiry even when the stored one is later', () => {
+    const state: ClaimState = { requestId: 'req_1', status: 'approved', nonce: 'n1', expiresAt: '2027-01-01T00:00:00.000Z', payloadHash: 'h' };
+    const receipt = { version: 2, requestId: 'req_1', outcome: 'approved', decidedBy: 'policy', deciders: [], decidedAt: '2026-01-01T10:00:00.000Z', payloadHash: 'h', keyId: 'k', nonce: 'n1', expiresAt: '2026-01-01T11:00:00.000Z' } as ReceiptBody;
+    const late = decideClaim(state, receipt, new Date('2026-01-01T11:00:01.000Z'));
+    expect(late.ok || late.error.code).toBe('RECEIPT_EXPIRED');
+    expect(decideClaim(state, receipt, new Date('2026-01-01T10:59:00.000Z')).ok).toBe(true);
   });
 });

@@ -15,6 +15,7 @@ import {
   parsePolicy,
   payloadKey,
   payloadRequirement,
+  precheck,
   resolvePayload,
   type ApprovalRecord,
   type ApprovalStage,
@@ -472,5 +473,30 @@ describe('dryRun: actionable is the same gate', () => {
     expect(d.canReject).toBe(canReject);
     // The server would refuse the same vote with the same code.
     expect(outcome(gate(input(req, who, approve({ totp: 'valid', matchCode: 'valid' }), guard(g))))).toBe(code);
+  });
+});
+
+describe('precheck: the cheap checks before the approver lock (review finding 4)', () => {
+  it('refuses what the gate refuses first, with the same code', () => {
+    for (const i of [
+      input(request({ status: 'approved' }), alice, approve()),
+      input(request(), auditor, approve()),
+      input(request({ requesterOperatorId: alice.id }), alice, approve()),
+      input(request({ assessment: critical, requesterOperatorId: alice.id }), alice, approve()),
+    ]) {
+      const early = precheck(i);
+      const full = gate(i);
+      expect(early).not.toBeNull();
+      expect(full.ok).toBe(false);
+      expect(early?.code).toBe(full.ok ? null : full.error.code);
+    }
+  });
+  it('does not judge guard facts (ip, limits): those wait for the lock, and the full gate still refuses them', () => {
+    const ip = input(request(), alice, approve(), guard({ ip: { allowed: false, ip: '10.0.0.1', refusedBy: [{ role: 'reviewer' }] } }));
+    const velocity = input(request({ assessment: high }), alice, approve(), guard({ approvals: approvalsAt(10, 5 * 60_000) }));
+    expect(precheck(ip)).toBeNull();
+    expect(precheck(velocity)).toBeNull();
+    expect(gate(ip)).toMatchObject({ ok: false, error: { code: 'IP_NOT_ALLOWED' } });
+    expect(gate(velocity)).toMatchObject({ ok: false, error: { code: 'VELOCITY_LIMITED' } });
   });
 });

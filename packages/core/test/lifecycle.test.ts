@@ -102,14 +102,17 @@ describe('lifecycle: single approver (the default requirement)', () => {
     expect(codeOf(() => transition({ ...pending(), status: 'approved' }, { type: 'cancel', actor: agent, at: AT }))).toBe('ALREADY_DECIDED');
   });
 
-  it('records execution only after approval', () => {
-    const approved = { ...pending(), status: 'approved' as const };
-    expect(transition(approved, { type: 'execution', status: 'succeeded', at: AT }).status).toBe('executed');
-    expect(transition(approved, { type: 'execution', status: 'failed', at: AT }).status).toBe('execution_failed');
+  it('records execution only after the approval was claimed (executing), once', () => {
+    const executing = { ...pending(), status: 'executing' as const };
+    expect(transition(executing, { type: 'execution', status: 'succeeded', at: AT }).status).toBe('executed');
+    expect(transition(executing, { type: 'execution', status: 'failed', at: AT }).status).toBe('execution_failed');
+    // An approval not yet claimed takes no report: claim it first (gate/claim.ts).
+    expect(codeOf(() => transition({ ...pending(), status: 'approved' }, { type: 'execution', status: 'succeeded', at: AT }))).toBe('ILLEGAL_TRANSITION');
     expect(codeOf(() => transition(pending(), { type: 'execution', status: 'succeeded', at: AT }))).toBe('ILLEGAL_TRANSITION');
-    expect(codeOf(() => transition({ ...pending(), status: 'executed' }, { type: 'execution', status: 'succeeded', at: AT }))).toBe(
-      'ALREADY_DECIDED',
-    );
+    expect(codeOf(() => transition({ ...pending(), status: 'executed' }, { type: 'execution', status: 'succeeded', at: AT }))).toBe('ALREADY_EXECUTED');
+    expect(codeOf(() => transition({ ...pending(), status: 'rejected' }, { type: 'execution', status: 'succeeded', at: AT }))).toBe('ALREADY_DECIDED');
+    // Nothing but a report moves an executing request: it was decided long ago.
+    expect(codeOf(() => transition(executing, { type: 'cancel', actor: { type: 'agent', id: 'a', name: 'a' }, at: AT }))).toBe('ALREADY_DECIDED');
   });
 });
 

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parsePolicy, SCAN_LIMIT_CHARS } from '../src/policy/index.ts';
 import { globMatch, globSource } from '../src/policy/glob.ts';
-import { compileLinear } from '../src/policy/linear.ts';
+import { compileLinear, MAX_PATTERN_PROGRAM } from '../src/policy/linear.ts';
 import { BUILTIN_PATTERNS, luhnValid } from '../src/policy/patterns.ts';
 
 /**
@@ -109,6 +109,33 @@ describe('compileLinear keeps JavaScript meaning or refuses', () => {
   });
 });
 
+describe('a pattern\'s cost is bounded at load (review D5: counted repetitions expand)', () => {
+  it('a content or argument pattern over the instruction budget is refused, naming the key; one under it loads', () => {
+    const r = parsePolicy('contentPatterns:\n  wide: "(?:a|b){1,1000}c"\nactions:\n  a: { weight: 0.3, args: { s: { type: string, pattern: "^[a-z]{1,600}[0-9]{1,600}$" } } }\n');
+    expect(r.ok).toBe(false);
+    expect(r.ok ? [] : r.errors).toEqual(
+      expect.arrayContaining([
+        { path: 'contentPatterns.wide', message: expect.stringContaining(`at most ${MAX_PATTERN_PROGRAM}`) },
+        { path: 'actions.a.args.s.pattern', message: expect.stringContaining('counted repetitions') },
+      ]),
+    );
+    expect(parsePolicy('contentPatterns:\n  ok: "(?:a|b){1,400}c"\n').ok).toBe(true);
+  });
+
+  it('the worst input against a pattern at the budget scans 1 MiB without stalling (bound generous for a loaded machine)', () => {
+    const re = compileLinear('(?:a|b){1,490}c', '');
+    if (typeof re === 'string') throw new Error(re);
+    const text = ('a'.repeat(491) + '1c').repeat(Math.ceil((1 << 20) / 493));
+    const started = performance.now();
+    expect(re.test(text)).toBe(false);
+    expect(performance.now() - started).toBeLessThan(10_000);
+  });
+
+  it('built-in patterns are not held to the author budget (they are measured in bench/matching.ts)', () => {
+    expect(BUILTIN_PATTERNS.secret?.('ghp_' + 'a'.repeat(40))).toBe(true);
+  });
+});
+
 describe('globs', () => {
   it('compile as before', () => {
     expect(globSource('*.prod.*')).toBe('^[^/]*\\.prod\\.[^/]*$');
@@ -153,6 +180,23 @@ describe('audit redaction stays bounded on agent text', () => {
     const t0 = performance.now();
     redactor.redact({ reason: worst });
     expect(performance.now() - t0).toBeLessThan(1_000);
+  });
+});
+
+describe('audit redaction has a budget per entry, not only per string', () => {
+  it('many strings each under the per-string cap: the scan stops at the entry budget and the rest become tokens', async () => {
+    const { createRedactor, MAX_SCRUB_CHARS, MAX_SCRUB_TOTAL } = await import('../src/audit/redact.ts');
+    const redactor = createRedactor({ tokenize: (kind, v) => `${kind}${v.length}` });
+    const piece = 'a'.repeat(MAX_SCRUB_CHARS); // the email pattern's worst case, each one a full scan
+    const fields = Array.from({ length: 2_000 }, () => piece);
+    const start = performance.now();
+    const out = redactor.redact({ alerts: [{ fields }] }) as { alerts: Array<{ fields: string[] }> };
+    expect(performance.now() - start).toBeLessThan(10_000);
+    const scanned = out.alerts[0]!.fields.filter((f) => f === piece).length;
+    expect(scanned).toBe(MAX_SCRUB_TOTAL / MAX_SCRUB_CHARS);
+    expect(out.alerts[0]!.fields.slice(scanned).every((f) => f === `[long_text:long_text${MAX_SCRUB_CHARS}]`)).toBe(true);
+    // The budget is per entry: the next entry is scanned again from the start.
+    expect(redactor.redact({ reason: 'mail ann@example.com' })).toEqual({ reason: 'mail [email:email15]' });
   });
 });
 

@@ -300,6 +300,7 @@ describe('guard: reviewer-protection thresholds and guard notifications', () => 
       cooldown: { threshold: 5, windowMinutes: 15, durationMinutes: 30, riskLevels: ['high', 'critical'] },
       slicing: { holdMinutes: 60, collectSeconds: 60 },
       whilePaused: 'refuse',
+      agentLimits: { perMinute: 600 },
     });
   });
 
@@ -313,6 +314,7 @@ describe('guard: reviewer-protection thresholds and guard notifications', () => 
       cooldown: { threshold: 5, windowMinutes: 60, durationMinutes: 120, riskLevels: ['critical'] },
       slicing: { holdMinutes: 15, collectSeconds: 60 },
       whilePaused: 'hold',
+      agentLimits: { perMinute: 600 },
     });
   });
 

@@ -30,11 +30,11 @@ function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: ()
     return () => live.stop();
   }, [live]);
   const route = useRoute();
-  const { pending } = useLive(live);
+  const { allPending } = useLive(live);
   const me = session.operator.name;
   useEffect(() => {
-    document.title = pending.size > 0 ? `(${pending.size}) Countersign` : 'Countersign';
-  }, [pending.size]);
+    document.title = allPending > 0 ? `(${allPending}) Countersign` : 'Countersign';
+  }, [allPending]);
   // `?` opens the shortcut help from any screen; like every shortcut it never acts while a field
   // has focus, or while another dialog is open (the key then belongs to that dialog).
   const [help, setHelp] = useState(false);
@@ -56,7 +56,7 @@ function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: ()
         <span className="brand">Countersign</span>
         <nav aria-label="Main">
           <NavLink route={route} name="queue" href="#/queue">
-            Queue <span className="count">{pending.size}</span>
+            Queue <span className="count">{allPending}</span>
           </NavLink>
           <NavLink route={route} name="history" href="#/history">
             History

@@ -28,6 +28,12 @@ export interface Page<T> {
   nextCursor: string | null;
 }
 
+/** A page of `GET /v1/requests`: the rows, the counts of the same query, and how many more follow. */
+export interface QueuePage extends Page<ApprovalRequest> {
+  counts: { total: number; critical: number; high: number; medium: number; low: number };
+  remaining: number;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -96,6 +102,12 @@ export const api = {
     for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
     return call<Page<ApprovalRequest>>('GET', `/v1/requests?${params}`);
   },
+  /** The queue (or any listing) with its counts: filtered, ordered and paged by the server. */
+  queue: (query: Record<string, string | number | undefined>) => {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
+    return call<QueuePage>('GET', `/v1/requests?${params}`);
+  },
   review: (id: string, body: ReviewBody) => call<ApprovalRequest>('POST', `/v1/requests/${encodeURIComponent(id)}/reviews`, body),
   audit: (id: string) => call<{ items: AuditEntry[] }>('GET', `/v1/requests/${encodeURIComponent(id)}/audit`),
   auditByType: (type: string, after?: number) =>
@@ -114,17 +126,5 @@ export const api = {
     return call<MetricsSummary>('GET', `/v1/metrics/summary?${params}`);
   },
 };
-
-/** Every pending request, following cursors (bounded). */
-export async function loadPending(max = 2000): Promise<ApprovalRequest[]> {
-  const out: ApprovalRequest[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await api.list({ status: 'pending', limit: 500, cursor });
-    out.push(...page.items);
-    cursor = page.nextCursor ?? undefined;
-  } while (cursor && out.length < max);
-  return out;
-}
 
 export type { MetricsSummary, Rates } from '@countersign/core';

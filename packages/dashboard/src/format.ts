@@ -1,3 +1,4 @@
+import { formatScore } from '@countersign/core/format';
 /** Small formatting helpers for system-computed values (never for agent text). */
 
 export function duration(seconds: number): string {
@@ -27,6 +28,7 @@ export function percent(value: number | null | undefined, digits = 0): string {
   return value === null || value === undefined ? '—' : `${(value * 100).toFixed(digits)}%`;
 }
 
+/** A risk score, as the CLI prints it (one function for both: core's formatScore). */
 export function score(value: number): string {
-  return value.toFixed(2);
+  return formatScore(value);
 }

@@ -26,54 +26,75 @@ export function dueAt(r: ApprovalRequest): number | null {
   return Number.isFinite(ms) ? ms : null;
 }
 
-/**
- * Most urgent first: the least SLA time left (overdue first, no SLA last), then higher risk,
- * then higher score, then older.
- */
+/** The server's queue order (core `compareUrgency`): risk level, then the deadline (SLA or expiry, none last), then oldest, then id. */
 export function byUrgency(a: ApprovalRequest, b: ApprovalRequest): number {
-  const da = dueAt(a) ?? Infinity;
-  const db = dueAt(b) ?? Infinity;
-  if (da !== db) return da < db ? -1 : 1;
   const risk = RANK[b.assessment.riskLevel] - RANK[a.assessment.riskLevel];
   if (risk !== 0) return risk;
-  if (a.assessment.riskScore !== b.assessment.riskScore) return b.assessment.riskScore - a.assessment.riskScore;
-  return a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0;
+  const da = deadlineOf(a) ?? Infinity;
+  const db = deadlineOf(b) ?? Infinity;
+  if (da !== db) return da < db ? -1 : 1;
+  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
-export interface QueueFilter {
+/** The deadline the server sorts by: the earlier of the SLA deadline (`dueAt`) and the agent's expiry. */
+export function deadlineOf(r: ApprovalRequest): number | null {
+  const times = [dueAt(r), r.expiresAt ? Date.parse(r.expiresAt) : Number.NaN].filter((v): v is number => v !== null && Number.isFinite(v));
+  return times.length === 0 ? null : Math.min(...times);
+}
+
+/** What the queue asks the server for: every filter is applied there, so the counts and the rows agree. */
+export interface QueueQuery {
   risks: ReadonlySet<RiskLevel>;
+  /** An agent's id or name ('' for any). */
   agent: string;
+  /** Any spelling of an action ('' for any). */
   action: string;
-  /** '' for any; otherwise the escalation level as a string. */
-  escalation: string;
 }
 
-export const NO_FILTER: QueueFilter = { risks: new Set(), agent: '', action: '', escalation: '' };
+export const NO_FILTER: QueueQuery = { risks: new Set(), agent: '', action: '' };
 
-export function matches(r: ApprovalRequest, f: QueueFilter): boolean {
-  if (f.risks.size > 0 && !f.risks.has(r.assessment.riskLevel)) return false;
-  if (f.agent && r.agentName !== f.agent) return false;
-  if (f.action && r.action !== f.action) return false;
-  if (f.escalation && String(escalationOf(r)?.level ?? 0) !== f.escalation) return false;
-  return true;
+export function isFiltered(q: QueueQuery): boolean {
+  return q.risks.size > 0 || q.agent.trim() !== '' || q.action.trim() !== '';
 }
 
-export function countByRisk(requests: Iterable<ApprovalRequest>): Record<RiskLevel, number> {
-  const counts: Record<RiskLevel, number> = { critical: 0, high: 0, medium: 0, low: 0 };
-  for (const r of requests) counts[r.assessment.riskLevel]++;
-  return counts;
+/** The query string parameters of `GET /v1/requests` for the queue. */
+export function queueParams(q: QueueQuery, limit: number, cursor?: string): Record<string, string | number | undefined> {
+  return {
+    status: 'pending',
+    riskLevel: q.risks.size > 0 ? RISK_ORDER.filter((l) => q.risks.has(l)).join(',') : undefined,
+    agentId: q.agent.trim() || undefined,
+    action: q.action.trim() || undefined,
+    limit,
+    cursor,
+  };
 }
+
+export interface QueueCounts {
+  /** Pending requests matching every filter. */
+  total: number;
+  critical: number;
+  high: number;
+  medium: number;
+  low: number;
+}
+
+export const NO_COUNTS: QueueCounts = { total: 0, critical: 0, high: 0, medium: 0, low: 0 };
 
 /**
- * Applies one change from the live stream: keep the newest state of each request (by
- * `updatedAt`, so a late page load never overwrites a newer event), and only pending ones.
+ * Applies one change from the live stream to the loaded rows: keep the newest state of each
+ * request (by `updatedAt`, so a late page load never overwrites a newer event), and only pending
+ * ones. A request not loaded is left to the next read of the page (the server decides whether
+ * and where it belongs); the feed carries no `actionable`, so a row keeps the one it had.
  */
 export function applyChange(queue: ReadonlyMap<string, ApprovalRequest>, incoming: ApprovalRequest, seen: Map<string, string>): Map<string, ApprovalRequest> {
   const last = seen.get(incoming.id);
   if (last !== undefined && last > incoming.updatedAt) return queue as Map<string, ApprovalRequest>;
   seen.set(incoming.id, incoming.updatedAt);
+  const current = queue.get(incoming.id);
+  if (current === undefined) return queue as Map<string, ApprovalRequest>;
   const next = new Map(queue);
-  if (incoming.status === 'pending') next.set(incoming.id, incoming);
+  if (incoming.status === 'pending') next.set(incoming.id, incoming.actionable === undefined && current.actionable !== undefined ? { ...incoming, actionable: current.actionable } : incoming);
   else next.delete(incoming.id);
   return next;
 }

@@ -59,7 +59,13 @@ export function navigate(hash: string): void {
 export function useRoute(): Route {
   const [route, setRoute] = useState(() => parseRoute(window.location.hash));
   useEffect(() => {
-    const onChange = () => setRoute((previous) => nextRoute(previous, window.location.hash));
+    // Each change is judged by the URL it went to (the event's newURL), not by the hash when
+    // React runs the updater: two changes before one render (a loaded machine) would otherwise
+    // both see the second, and a card opened from the queue would go "back" to History.
+    const onChange = (e: HashChangeEvent) => {
+      const hash = new URL(e.newURL).hash;
+      setRoute((previous) => nextRoute(previous, hash));
+    };
     window.addEventListener('hashchange', onChange);
     return () => window.removeEventListener('hashchange', onChange);
   }, []);

@@ -5,6 +5,7 @@
  * without a browser.
  */
 import type { ApprovalRequest, AuditLeaf, RiskLevel } from '@countersign/core';
+import { formatScore } from '@countersign/core/format';
 
 /** `GET /v1/approvers/:id/cooldown`. */
 export interface CooldownInfo {
@@ -87,7 +88,28 @@ export interface NotActionable {
   short?: string;
 }
 
+/** The gate's refusal codes, as the card's causes. */
+const CODE_OF: Readonly<Record<string, NotActionableCode>> = {
+  AGENT_PAUSED: 'agent_paused',
+  AGGREGATED: 'aggregated',
+  SELF_REVIEW: 'own_request',
+  ALREADY_REVIEWED: 'voted',
+  COOLDOWN_ACTIVE: 'cooldown',
+  VELOCITY_LIMITED: 'velocity',
+  NOT_ELIGIBLE: 'stage',
+};
+
 export function whyNotActionable(r: ApprovalRequest, viewer: Viewer, limits: ViewerLimits, now: number): NotActionable {
+  // The server's own reason (the gate's dry run: the refusal an approval would get now) is exact;
+  // say it, except a cool-down, which the viewer's own limits say in local time and plain words.
+  const localCooldown = r.notActionable?.code === 'COOLDOWN_ACTIVE' && cooldownSentence(limits.cooldown, now) !== null;
+  if (r.notActionable && !localCooldown) {
+    const until = r.notActionable.retryAt ? ` This passes at ${clock(r.notActionable.retryAt, now)}.` : '';
+    const code = CODE_OF[r.notActionable.code] ?? 'unknown';
+    const reject = ['cooldown', 'velocity', 'agent_paused', 'aggregated'].includes(code) ? ' You can still reject it.' : '';
+    const text = `${r.notActionable.message.replace(/\.$/, '')}.${until}${reject}`;
+    return { code, text, short: text };
+  }
   const risk: RiskLevel = r.assessment.riskLevel;
   if (r.agentPaused) return { code: 'agent_paused', text: `Its agent is paused until ${clock(r.agentPaused.until, now)}: approvals wait for the pause to end. You can still reject it.` };
   if (r.aggregate) return { code: 'aggregated', text: 'It is decided together with other requests in an aggregate review. You can still reject it alone.' };
@@ -148,7 +170,7 @@ export function pastOutcomes(items: readonly ApprovalRequest[], request: Approva
     .slice(0, window);
   const t: PastOutcomes = { requests: earlier.length, outcomes: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0, pending: 0 };
   for (const r of earlier) {
-    if (r.status === 'approved') t.approved++;
+    if (r.status === 'approved' || r.status === 'executing') t.approved++;
     else if (r.status === 'executed') (t.approved++, t.succeeded++);
     else if (r.status === 'execution_failed') (t.approved++, t.failed++);
     else if (r.status === 'rejected' || r.status === 'expired') t.rejected++;
@@ -201,7 +223,7 @@ export function describeEntry(e: AuditLeaf, now: number): EntryWords {
       const automation = str(take('automationLevel'));
       const version = num(take('policyVersion'));
       take('action');
-      summary = `Proposed${level ? `: ${level} risk${score !== null ? ` (${score.toFixed(2)})` : ''}` : ''}${automation ? `, automation level ${automation}` : ''}${route ? `, routed to ${route.replace('_', ' ')}` : ''}${version !== null ? ` by policy v${version}` : ''}`;
+      summary = `Proposed${level ? `: ${level} risk${score !== null ? ` (${formatScore(score)})` : ''}` : ''}${automation ? `, automation level ${automation}` : ''}${route ? `, routed to ${route.replace('_', ' ')}` : ''}${version !== null ? ` by policy v${version}` : ''}`;
       const rules = take('matchedRules');
       if (Array.isArray(rules) && rules.length > 0) notes.push({ label: 'Matched rules', text: rules.map(String).join(', ') });
       break;
@@ -249,6 +271,16 @@ export function describeEntry(e: AuditLeaf, now: number): EntryWords {
       take('deciders');
       note('Reason', 'reason');
       break;
+    case 'execution_started':
+      summary = 'Claimed: the approval was claimed once with its receipt, and may run';
+      take('receiptVersion');
+      break;
+    case 'claim_refused': {
+      const code = str(take('code'));
+      summary = `Claim refused${code ? ` (${code})` : ''}: nothing ran`;
+      note('Why', 'message');
+      break;
+    }
     case 'executed':
     case 'execution_failed':
       take('status');

@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { KNOWN_TECHNIQUES, techniqueName, techniqueReference } from '../src/attack.ts';
 import { checkArgs, diffJson } from '../src/diff.ts';
 import { duration, slaLeft } from '../src/format.ts';
-import { applyChange, byUrgency, countByRisk, matches, needsConfirmation, NO_FILTER } from '../src/queue.ts';
+import { applyChange, byUrgency, isFiltered, needsConfirmation, NO_FILTER, queueParams } from '../src/queue.ts';
+import { compareUrgency } from '../../core/src/queue.ts';
 import { parseRoute } from '../src/router.ts';
 import { hasHidden, segment, truncate, visible } from '../src/text.ts';
 
@@ -104,7 +105,7 @@ function req(over: { id: string; risk?: 'low' | 'medium' | 'high' | 'critical'; 
 }
 
 describe('the queue', () => {
-  it('puts the least SLA left first, then higher risk, then higher score, then older', () => {
+  it('orders as the server does: risk level first (no flood of low risk hides a critical one), then the deadline, then older', () => {
     const list = [
       req({ id: 'no-sla-critical', risk: 'critical', due: null }),
       req({ id: 'late', risk: 'low', due: '2025-01-01T00:30:00Z' }),
@@ -112,25 +113,41 @@ describe('the queue', () => {
       req({ id: 'soon-critical', risk: 'critical', due: '2025-01-01T00:05:00Z' }),
       req({ id: 'overdue', risk: 'low', due: '2024-12-31T23:00:00Z' }),
       req({ id: 'no-sla-low', risk: 'low', due: null }),
+      req({ id: 'older-low', risk: 'low', due: null, createdAt: '2024-01-01T00:00:00.000Z' }),
     ];
-    expect(list.sort(byUrgency).map((r) => r.id)).toEqual(['overdue', 'soon-critical', 'soon-high', 'late', 'no-sla-critical', 'no-sla-low']);
+    const sorted = [...list].sort(byUrgency).map((r) => r.id);
+    expect(sorted).toEqual(['soon-critical', 'no-sla-critical', 'soon-high', 'overdue', 'late', 'older-low', 'no-sla-low']);
+    // The same order as core's compareUrgency, which the server's SQL follows.
+    const core = [...list]
+      .sort((a, b) =>
+        compareUrgency(
+          { riskLevel: a.assessment.riskLevel, dueAt: a.assessment.slaDueAt ? Date.parse(a.assessment.slaDueAt) : null, createdAt: Date.parse(a.createdAt), id: a.id },
+          { riskLevel: b.assessment.riskLevel, dueAt: b.assessment.slaDueAt ? Date.parse(b.assessment.slaDueAt) : null, createdAt: Date.parse(b.createdAt), id: b.id },
+        ),
+      )
+      .map((r) => r.id);
+    expect(sorted).toEqual(core);
   });
 
-  it('filters by risk, agent and action, and counts by risk', () => {
-    const list = [req({ id: 'a', risk: 'high', agent: 'x' }), req({ id: 'b', risk: 'low', agent: 'y', action: 'block_ip' }), req({ id: 'c', risk: 'high', agent: 'y' })];
-    expect(list.filter((r) => matches(r, { ...NO_FILTER, risks: new Set(['high']) })).map((r) => r.id)).toEqual(['a', 'c']);
-    expect(list.filter((r) => matches(r, { ...NO_FILTER, agent: 'y', action: 'block_ip' })).map((r) => r.id)).toEqual(['b']);
-    expect(countByRisk(list)).toEqual({ critical: 0, high: 2, medium: 0, low: 1 });
+  it('sends every filter to the server (risk levels most urgent first, agent and action trimmed)', () => {
+    expect(queueParams(NO_FILTER, 100)).toEqual({ status: 'pending', riskLevel: undefined, agentId: undefined, action: undefined, limit: 100, cursor: undefined });
+    expect(isFiltered(NO_FILTER)).toBe(false);
+    const q = { risks: new Set(['low', 'critical'] as const), agent: ' billing-bot ', action: 'WireTransfer' };
+    expect(queueParams(q, 50, 'c')).toEqual({ status: 'pending', riskLevel: 'critical,low', agentId: 'billing-bot', action: 'WireTransfer', limit: 50, cursor: 'c' });
+    expect(isFiltered({ ...NO_FILTER, agent: '  ' })).toBe(false);
   });
 
-  it('applies live changes newest-first: a stale state never overwrites a newer one', () => {
+  it('applies live changes to loaded rows newest-first: a stale state never overwrites a newer one; unknown ones wait for the server', () => {
     const seen = new Map<string, string>();
-    let q = applyChange(new Map(), req({ id: 'a', updatedAt: '2025-01-01T00:00:01Z' }), seen);
-    expect([...q.keys()]).toEqual(['a']);
-    q = applyChange(q, req({ id: 'a', status: 'approved', updatedAt: '2025-01-01T00:00:02Z' }), seen);
+    const loaded = new Map([['a', { ...req({ id: 'a', updatedAt: '2025-01-01T00:00:01Z' }), actionable: false }]]);
+    let q = applyChange(loaded, req({ id: 'b', updatedAt: '2025-01-01T00:00:01Z' }), seen);
+    expect([...q.keys()]).toEqual(['a']); // not loaded: the next read of the page places it
+    q = applyChange(q, req({ id: 'a', score: 0.6, updatedAt: '2025-01-01T00:00:02Z' }), seen);
+    expect(q.get('a')?.actionable).toBe(false); // the feed carries no actionable: the row keeps its own
+    q = applyChange(q, req({ id: 'a', status: 'approved', updatedAt: '2025-01-01T00:00:03Z' }), seen);
     expect(q.size).toBe(0);
-    q = applyChange(q, req({ id: 'a', status: 'pending', updatedAt: '2025-01-01T00:00:01Z' }), seen);
-    expect(q.size).toBe(0);
+    q = applyChange(new Map([['a', req({ id: 'a' })]]), req({ id: 'a', status: 'pending', updatedAt: '2025-01-01T00:00:01Z' }), seen);
+    expect(q.get('a')?.updatedAt).toBe('2025-01-01T00:00:00.000Z'); // older than what was seen: ignored
   });
 
   it('asks for confirmation before approving high and critical risk', () => {

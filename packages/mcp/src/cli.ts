@@ -124,13 +124,13 @@ export function addProxyCommand(parent: Command): Command {
         const config = loadGatewayConfig(opts.config, env());
         // Fail before starting any downstream: a listener never runs without its token.
         const token = opts.http === undefined ? undefined : listenerToken(env(), config.listen.tokenFile);
-        const cs = new Countersign({ url: config.countersignUrl, apiKey: config.agentKey });
+        const cs = new Countersign({ url: config.countersignUrl, apiKey: config.agentKey, auditPublicKey: config.auditPublicKey });
         const gateway = await Gateway.start({
           countersign: cs,
           servers: config.servers,
           waitSeconds: config.waitSeconds,
           progressIntervalSeconds: config.progressIntervalSeconds,
-          pins: config.pinsPath ? filePins(config.pinsPath) : memoryPins(),
+          pins: config.pinsPath === null ? memoryPins() : filePins(config.pinsPath),
         });
         if (opts.http === undefined) {
           const server = gateway.createSession();

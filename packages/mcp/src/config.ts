@@ -5,7 +5,7 @@
  * named by `listen.tokenFile`), so a config can be committed.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { CountersignError } from '@countersign/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -48,15 +48,29 @@ const Listen = z.strictObject({
 });
 
 export const GatewayConfigFile = z.strictObject({
-  countersign: z.strictObject({ url: z.url({ protocol: /^https?$/ }).optional() }).default({}),
+  countersign: z
+    .strictObject({
+      url: z.url({ protocol: /^https?$/ }).optional(),
+      /**
+       * The audit public key receipts are checked against: PEM text, a file, or its key id
+       * (COUNTERSIGN_AUDIT_PUBLIC_KEY wins). Without it the gateway trusts the key the server
+       * serves on first use, and says so.
+       */
+      auditPublicKey: z.string().min(1).optional(),
+    })
+    .default({}),
   gateway: z
     .strictObject({
       /** Longest wait inside one tools/call before answering "pending"; keep it below the client's timeout (60 s by default). */
       waitSeconds: z.number().int().min(1).max(3_600).default(50),
       /** How often a waiting call sends a progress notification (when the caller gave a progress token). */
       progressIntervalSeconds: z.number().min(0.2).max(60).default(5),
-      /** Where pinned tool-definition hashes are kept (JSON). Without it pins live in memory only. */
-      pins: z.string().optional(),
+      /**
+       * Where pinned tool-definition hashes are kept (JSON), relative to this file. By default
+       * `<this file's name>.pins.json` beside it, so a restart never re-pins whatever a downstream
+       * lists then; `false` keeps pins in memory only (every start trusts on first use again).
+       */
+      pins: z.union([z.string().min(1), z.literal(false)]).optional(),
     })
     .default({ waitSeconds: 50, progressIntervalSeconds: 5 }),
   listen: Listen.default({ host: '127.0.0.1', allowedOrigins: [] }),
@@ -75,13 +89,18 @@ export interface GatewayConfig {
   agentKey: string;
   waitSeconds: number;
   progressIntervalSeconds: number;
-  pinsPath: string | undefined;
+  /** Null: pins in memory only (`gateway.pins: false`). */
+  pinsPath: string | null;
+  auditPublicKey: string | undefined;
   listen: ListenConfig;
   servers: Readonly<Record<string, ServerConfig>>;
 }
 
-/** Parses and validates gateway YAML text; `baseDir` resolves relative paths (pins, cwd). Throws VALIDATION_FAILED naming the key. */
-export function parseGatewayConfig(text: string, env: Record<string, string | undefined>, baseDir: string): GatewayConfig {
+/**
+ * Parses and validates gateway YAML text; `baseDir` resolves relative paths (pins, cwd), and
+ * `configName` (the file's own name) names the default pins file. Throws VALIDATION_FAILED naming the key.
+ */
+export function parseGatewayConfig(text: string, env: Record<string, string | undefined>, baseDir: string, configName = 'gateway.yaml'): GatewayConfig {
   let raw: unknown;
   try {
     raw = parseYaml(text);
@@ -106,7 +125,8 @@ export function parseGatewayConfig(text: string, env: Record<string, string | un
     agentKey,
     waitSeconds: file.gateway.waitSeconds,
     progressIntervalSeconds: file.gateway.progressIntervalSeconds,
-    pinsPath: file.gateway.pins === undefined ? undefined : resolve(baseDir, file.gateway.pins),
+    pinsPath: file.gateway.pins === false ? null : resolve(baseDir, file.gateway.pins ?? `${configName.replace(/\.ya?ml$/i, '')}.pins.json`),
+    auditPublicKey: env.COUNTERSIGN_AUDIT_PUBLIC_KEY ?? file.countersign.auditPublicKey,
     listen: Object.freeze({ ...file.listen, ...(file.listen.tokenFile ? { tokenFile: resolve(baseDir, file.listen.tokenFile) } : {}) }),
     servers: Object.freeze(servers),
   });
@@ -119,7 +139,7 @@ export function loadGatewayConfig(path: string, env: Record<string, string | und
   } catch (err) {
     throw new CountersignError('VALIDATION_FAILED', `cannot read gateway config ${path}: ${(err as Error).message}`);
   }
-  return parseGatewayConfig(text, env, dirname(resolve(path)));
+  return parseGatewayConfig(text, env, dirname(resolve(path)), basename(path));
 }
 
 function expandHeaders(headers: Record<string, string>, env: Record<string, string | undefined>, server: string): Record<string, string> {

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { ApprovalHandle, Countersign } from '@countersign/client';
-import { CountersignError, canonicalJson, type JsonObject } from '@countersign/core';
+import { CountersignError, canonicalJson, type Decision, type JsonObject } from '@countersign/core';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
@@ -81,6 +81,10 @@ export interface GatewayOptions {
   progressIntervalSeconds?: number | undefined;
   pins?: PinStore | undefined;
   log?: ((line: string) => void) | undefined;
+  /** Tool-change reviews open at once (default {@link MAX_TOOL_CHANGE_REVIEWS}). */
+  maxToolChangeReviews?: number | undefined;
+  /** Calls waiting for a decision per client session (default {@link MAX_OPEN_CALLS_PER_SESSION}). */
+  maxOpenCallsPerSession?: number | undefined;
 }
 
 interface Entry {
@@ -92,6 +96,22 @@ interface Entry {
   pinned?: string;
   changeRequestId?: string;
 }
+
+/**
+ * Admin reviews of changed definitions open at once, over all tools. A downstream that changes
+ * its definitions on every listing would otherwise file one high-risk request per change and
+ * bury the reviewers' queue; past the bound a changed tool is still held (never listed or run),
+ * just not asked about until a review closes.
+ */
+export const MAX_TOOL_CHANGE_REVIEWS = 16;
+/** Calls one client session may have waiting for a decision (parked or waiting) at once. */
+export const MAX_OPEN_CALLS_PER_SESSION = 256;
+/**
+ * How long a client's tools/list waits for the downstreams to be re-read. Past it the listing
+ * answers with what each slow downstream last listed: safe, because a call re-reads its
+ * downstream's definition before it runs and refuses a changed one.
+ */
+const LIST_WAIT_MS = 3_000;
 
 interface Slot {
   index: number;
@@ -123,7 +143,12 @@ export class Gateway {
   readonly #progressMs: number;
   readonly #log: (line: string) => void;
   readonly #closing = new AbortController();
-  readonly #watching = new Set<string>();
+  /** Open tool-change reviews: tool name → the hash under review and how to stop watching it. */
+  readonly #maxReviews: number;
+  readonly #maxOpenCalls: number;
+  readonly #watching = new Map<string, { hash: string; stop: AbortController }>();
+  /** One listing in flight per downstream; a refresh asked for meanwhile runs once after it. */
+  readonly #refreshing = new Map<string, { running: Promise<void>; again?: Promise<void> }>();
   readonly #reports = new Set<Promise<void>>();
 
   private constructor(options: GatewayOptions) {
@@ -133,6 +158,8 @@ export class Gateway {
     this.#waitMs = Math.max(1, options.waitSeconds ?? 50) * 1000;
     this.#progressMs = Math.max(0.2, options.progressIntervalSeconds ?? 5) * 1000;
     this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.#maxReviews = options.maxToolChangeReviews ?? MAX_TOOL_CHANGE_REVIEWS;
+    this.#maxOpenCalls = options.maxOpenCallsPerSession ?? MAX_OPEN_CALLS_PER_SESSION;
   }
 
   /** Connects every downstream and reads its tools. A downstream that fails to connect stops the start (fail closed, clear error). */
@@ -173,7 +200,29 @@ export class Gateway {
    * Re-reads one downstream's tools and re-judges each against its pin. A changed definition
    * is held (dropped from the listing) and an `mcp.tool_change` request is filed for an admin.
    */
-  async refresh(serverName: string): Promise<void> {
+  refresh(serverName: string): Promise<void> {
+    const current = this.#refreshing.get(serverName);
+    if (!current) {
+      const running = this.#list(serverName).finally(() => {
+        const state = this.#refreshing.get(serverName);
+        if (state?.running === running) {
+          if (state.again) this.#refreshing.set(serverName, { running: state.again });
+          else this.#refreshing.delete(serverName);
+        }
+      });
+      this.#refreshing.set(serverName, { running });
+      return running;
+    }
+    // A listing is in flight and may have started before the change the caller wants seen:
+    // run one more after it (shared by every caller meanwhile), never two at once.
+    current.again ??= current.running.catch(() => {}).then(() => this.#list(serverName)).finally(() => {
+      if (this.#refreshing.get(serverName)?.running === current.again) this.#refreshing.delete(serverName);
+    });
+    return current.again;
+  }
+
+  /** Lists one downstream's tools now (see {@link refresh}). */
+  async #list(serverName: string): Promise<void> {
     const ds = this.#downstreams.get(serverName);
     if (!ds) return;
     // A downstream server is untrusted: its paging is bounded in pages, tools, repeats and time,
@@ -224,9 +273,16 @@ export class Gateway {
 
   /** Files (or re-attaches to) the admin review of a changed definition and re-lists the tool once it is approved. */
   async #askToolChange(entry: Entry): Promise<void> {
-    const watchKey = `${entry.name}:${entry.hash}`;
-    if (this.#watching.has(watchKey)) return;
-    this.#watching.add(watchKey);
+    const open = this.#watching.get(entry.name);
+    if (open?.hash === entry.hash) return;
+    if (open) open.stop.abort(); // a newer definition replaces the one under review: that one can never be listed now
+    else if (this.#watching.size >= this.#maxReviews) {
+      this.#log(`countersign-mcp: ${entry.name} stays held without a review: ${this.#maxReviews} tool-change reviews are already open`);
+      return;
+    }
+    const stop = new AbortController();
+    this.#watching.set(entry.name, { hash: entry.hash, stop });
+    const signal = AbortSignal.any([this.#closing.signal, stop.signal]);
     const args = toolChangeArgs(entry.name, entry.pinned!, entry.hash, entry.tool as unknown as Parameters<typeof toolChangeArgs>[3]);
     try {
       const handle = await this.#cs.requestApproval({
@@ -242,13 +298,21 @@ export class Gateway {
         this.#log(`countersign-mcp: tool-change request ${handle.id} does not carry the gateway's args; ignoring it`);
         return;
       }
-      while (!handle.decided && !this.#closing.signal.aborted) {
+      while (!handle.decided && !signal.aborted) {
         try {
-          await handle.wait({ timeoutMs: 60 * 60_000, signal: this.#closing.signal });
+          await handle.wait({ timeoutMs: 60 * 60_000, signal });
         } catch (err) {
-          if (this.#closing.signal.aborted) return;
+          if (stop.signal.aborted && !this.#closing.signal.aborted) {
+            await handle.cancel('the downstream changed this tool again; a newer definition is under review').catch(() => {});
+            return;
+          }
+          if (signal.aborted) return;
           if (!(err instanceof CountersignError && err.code === 'WAIT_TIMEOUT')) throw err;
         }
+      }
+      if (stop.signal.aborted && !this.#closing.signal.aborted && !handle.decided) {
+        await handle.cancel('the downstream changed this tool again; a newer definition is under review').catch(() => {});
+        return;
       }
       const decision = handle.request.decision;
       if (!decision || !approvesToolChange(decision, args)) {
@@ -256,9 +320,14 @@ export class Gateway {
         return;
       }
       await handle.checkReceipt(decision, { action: TOOL_CHANGE_ACTION, args });
+      // Claimed once before the pin is written: a replayed or expired approval pins nothing.
+      await handle.claim(decision);
       this.#pinned[entry.name] = entry.hash;
       this.#pins.save(this.#pinned);
-      await handle.reportExecution({ status: 'succeeded', result: { pinned: entry.hash } }).catch(() => {});
+      // Never swallowed silently: a refused report leaves the request `executing`, and the operator should know.
+      await handle
+        .reportExecution({ status: 'succeeded', result: { pinned: entry.hash } })
+        .catch((err: unknown) => this.#log(`countersign-mcp: reporting the pin of ${entry.name} (request ${handle.id}) failed: ${(err as Error).message}`));
       const now = this.#entries.get(entry.name);
       if (now && now.hash === entry.hash && now.state === 'held') {
         now.state = 'listed';
@@ -268,7 +337,7 @@ export class Gateway {
     } catch (err) {
       if (!this.#closing.signal.aborted) this.#log(`countersign-mcp: tool-change review for ${entry.name} failed: ${(err as Error).message}`);
     } finally {
-      this.#watching.delete(watchKey);
+      if (this.#watching.get(entry.name)?.stop === stop) this.#watching.delete(entry.name);
     }
   }
 
@@ -312,21 +381,42 @@ export class Gateway {
       instructions:
         'Every tool call here is checked by Countersign first. A call may answer "pending, request …": nothing ran; call the same tool with the same arguments again to keep waiting.',
     });
+    // Call slots by call identity. Decided slots are dropped once their call returns, so a long
+    // session keeps only what is still waiting; indexes come from one counter, so a dropped
+    // slot's idempotency key is never used again.
     const slots = new Map<string, Slot[]>();
+    let nextIndex = 0;
+    const openCalls = () => {
+      let n = 0;
+      for (const list of slots.values()) n += list.length;
+      return n;
+    };
     server.setRequestHandler(ListToolsRequestSchema, async () => {
-      for (const name of this.#downstreams.keys()) await this.refresh(name).catch((err: unknown) => this.#log(`countersign-mcp: re-listing ${name} failed: ${(err as Error).message}`));
+      // Each downstream is re-read on its own, at once: a slow or failing one delays or drops
+      // only its own tools (their entries stay as last listed), never the others'.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(
+          [...this.#downstreams.keys()].map((name) => this.refresh(name).catch((err: unknown) => this.#log(`countersign-mcp: re-listing ${name} failed: ${(err as Error).message}`))),
+        ),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, LIST_WAIT_MS))),
+      ]).finally(() => clearTimeout(timer));
       return { tools: this.listing() };
     });
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
       const name = request.params.name;
       const args = (request.params.arguments ?? {}) as JsonObject;
       const progressToken = request.params._meta?.progressToken;
-      return this.#call(name, args, {
+      let identityUsed: string | undefined;
+      const result = await this.#call(name, args, {
         slotsFor: (identity) => {
+          identityUsed = identity;
           let list = slots.get(identity);
           if (!list) slots.set(identity, (list = []));
           return list;
         },
+        nextIndex: () => nextIndex++,
+        atCapacity: () => openCalls() >= this.#maxOpenCalls,
         sessionId,
         signal: extra.signal,
         progress:
@@ -335,6 +425,12 @@ export class Gateway {
             : (progress, message) =>
                 extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress, message } }).catch(() => {}),
       });
+      if (identityUsed !== undefined) {
+        const list = slots.get(identityUsed) ?? [];
+        for (let i = list.length - 1; i >= 0; i--) if (list[i]!.state === 'closed') list.splice(i, 1);
+        if (list.length === 0) slots.delete(identityUsed);
+      }
+      return result;
     });
     server.onclose = () => this.#sessions.delete(server);
     this.#sessions.add(server);
@@ -347,6 +443,8 @@ export class Gateway {
     ctx: {
       sessionId: string;
       slotsFor: (identity: string) => Slot[];
+      nextIndex: () => number;
+      atCapacity: () => boolean;
       signal: AbortSignal;
       progress: ((progress: number, message: string) => Promise<void>) | undefined;
     },
@@ -369,7 +467,9 @@ export class Gateway {
     // one whose approval was claimed, so no two calls ever share one approval.
     let slot = list.find((s) => s.state === 'parked');
     if (slot) slot.state = 'waiting';
-    else list.push((slot = { index: list.length, state: 'waiting' }));
+    else if (ctx.atCapacity()) {
+      return errorResult(`this session already has ${this.#maxOpenCalls} calls waiting for decisions; wait for some to be decided before asking for more. Nothing ran.`);
+    } else list.push((slot = { index: ctx.nextIndex(), state: 'waiting' }));
     const claimed = slot;
 
     let handle: ApprovalHandle;
@@ -430,7 +530,7 @@ export class Gateway {
           this.#log(`countersign-mcp: could not cancel ${handle.id}: ${(e as Error).message}`);
           const decided = handle.request.decision ?? (await handle.refresh().then(() => handle.request.decision).catch(() => undefined));
           if (decided?.outcome === 'approved') {
-            await handle.reportExecution({ status: 'failed', error: 'not run by the MCP gateway: cancelled by the client' }).catch(() => {});
+            await closeNotRun(handle, decided, 'not run by the MCP gateway: cancelled by the client');
             return errorResult(`cancelled by the client; request ${handle.id} had been approved meanwhile and was reported not run. Nothing ran.`);
           }
           return errorResult(`cancelled by the client; request ${handle.id} could not be withdrawn (${decided ? decided.outcome : (e as Error).message}). Nothing ran.`);
@@ -461,7 +561,7 @@ export class Gateway {
     const notRun = async (why: string): Promise<CallToolResult> => {
       // A cancelled caller gets nothing back; still close the record honestly.
       if (ctx.signal.aborted) why = 'cancelled by the client';
-      await handle.reportExecution({ status: 'failed', error: `not run by the MCP gateway: ${why}`.slice(0, 2_000) }).catch(() => {});
+      await closeNotRun(handle, decision, `not run by the MCP gateway: ${why}`);
       return errorResult(`${name} was approved (request ${handle.id}) but not run: ${why}`);
     };
     if (!plan.run) return notRun(plan.reason);
@@ -483,11 +583,19 @@ export class Gateway {
 
     // The receipt check and the re-list take time: a caller who cancelled meanwhile gets nothing run.
     if (ctx.signal.aborted) return notRun('cancelled by the client');
+    // Claimed once, right before the call: a replayed, expired or foreign approval runs nothing downstream.
+    try {
+      await handle.claim(decision);
+    } catch (err) {
+      return errorResult(`${name} was approved (request ${handle.id}) but not run: the claim was refused (${(err as Error).message})`);
+    }
     let result: CallToolResult;
     try {
       result = (await ds.client.callTool({ name: entry.tool.name, arguments: plan.args }, undefined, { signal: ctx.signal })) as CallToolResult;
     } catch (err) {
-      await handle.reportExecution({ status: 'failed', error: String((err as Error).message).slice(0, 2_000) }).catch(() => {});
+      await handle
+        .reportExecution({ status: 'failed', error: String((err as Error).message).slice(0, 2_000) })
+        .catch((e: unknown) => this.#log(`countersign-mcp: reporting the failure of ${name} (request ${handle.id}) failed: ${(e as Error).message}`));
       return errorResult(`${name} failed downstream: ${(err as Error).message}`);
     }
     const failed = result.isError === true;
@@ -516,4 +624,18 @@ export class Gateway {
 function firstText(result: CallToolResult): string {
   for (const c of result.content ?? []) if (c.type === 'text') return c.text;
   return '';
+}
+
+/**
+ * An approval the gateway decided not to run: it is claimed (so nobody can run it later with the
+ * same receipt) and closed as failed, with why. Best effort: a claim the server refuses (already
+ * claimed, expired, or a receipt that is not the server's) leaves the record as the server has it.
+ */
+async function closeNotRun(handle: ApprovalHandle, decision: Decision, why: string): Promise<void> {
+  try {
+    await handle.claim(decision);
+    await handle.reportExecution({ status: 'failed', error: why.slice(0, 2_000) });
+  } catch {
+    // Nothing ran either way.
+  }
 }

@@ -119,6 +119,9 @@ export async function decideHook(options: HookOptions, onRequest?: (handle: Appr
     }
     const args = decision.args ?? {};
     await handle.checkReceipt(decision, { action: tool, args });
+    // Claude Code runs the tool once the hook allows it: claim the approval first, once, so a
+    // replayed or expired approval is denied (the request stays `executing`; the hook sees no result).
+    await handle.claim(decision);
     const by = decision.decidedBy === 'policy' ? 'policy' : decision.deciders.map((d) => d.name).join(', ') || 'a reviewer';
     if (decision.modified) return answer('allow', `approved by ${by} with modified input (request ${handle.id})`, args);
     return answer('allow', `approved by ${by} (request ${handle.id})`);

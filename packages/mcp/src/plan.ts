@@ -34,7 +34,11 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
-/** The parts of a tool definition that say what it does; a change to any of them is a new tool. */
+/**
+ * A downstream tool definition as listed. Every field counts: besides name, description and the
+ * schemas, `annotations`, `execution` (how a call runs), `icons` and `_meta` (which hosts render,
+ * some as UI) can all change what a person sees or what a call does.
+ */
 export interface ToolDefinition {
   name: string;
   title?: string | undefined;
@@ -42,24 +46,16 @@ export interface ToolDefinition {
   inputSchema: unknown;
   outputSchema?: unknown;
   annotations?: unknown;
+  [field: string]: unknown;
 }
 
 /**
- * Hex SHA-256 of the canonical JSON of the definition (name, title, description, input and
- * output schemas, annotations). `_meta` and `icons` are left out: they do not change what a
- * call does. Canonical JSON makes key order irrelevant, so only a real change moves the hash.
+ * Hex SHA-256 of the canonical JSON of the whole definition as listed. Nothing is left out (an
+ * earlier version skipped `_meta`, `icons` and `execution`, so a downstream could change those
+ * under a pin); canonical JSON makes key order irrelevant, so only a real change moves the hash.
  */
 export function definitionHash(tool: ToolDefinition): string {
-  return sha256Hex(
-    canonicalJson({
-      name: tool.name,
-      title: tool.title ?? null,
-      description: tool.description ?? null,
-      inputSchema: tool.inputSchema ?? null,
-      outputSchema: tool.outputSchema ?? null,
-      annotations: tool.annotations ?? null,
-    }),
-  );
+  return sha256Hex(canonicalJson(tool));
 }
 
 export type PinVerdict =

@@ -141,7 +141,7 @@ const byId = (id: string) => (r: ApprovalRequest) => r.args.id === id;
 async function settled(id: string): Promise<string> {
   const deadline = Date.now() + 10_000;
   let state = await getRequest(cs, id);
-  while (state.status === 'approved' && Date.now() < deadline) {
+  while ((state.status === 'approved' || state.status === 'executing') && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 25));
     state = await getRequest(cs, id);
   }

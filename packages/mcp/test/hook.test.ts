@@ -127,7 +127,15 @@ describe('countersign-mcp hook claude-code', () => {
     const second = hook(text);
     await new Promise((r) => setTimeout(r, 1_500));
     await review(cs, request!.id, { verdict: 'approve' });
-    for (const run of [first, second]) expect(parsed((await run.output).stdout).hookSpecificOutput.permissionDecisionReason).toContain(request!.id);
+    const outs = [];
+    for (const run of [first, second]) {
+      const out = parsed((await run.output).stdout).hookSpecificOutput;
+      expect(out.permissionDecisionReason).toContain(request!.id);
+      outs.push(out);
+    }
+    // One approval, claimed once: exactly one of the two hooks allows the tool to run.
+    expect(outs.map((o) => o.permissionDecision).sort()).toEqual(['allow', 'deny']);
+    expect(outs.find((o) => o.permissionDecision === 'deny')!.permissionDecisionReason).toMatch(/ALREADY_EXECUTED/);
     const { body } = await api<{ items: ApprovalRequest[] }>(cs, '/v1/requests?action=Bash&limit=500');
     expect(body.items.filter((r) => r.args.command === 'rm -rf build-twice')).toHaveLength(1);
   });

@@ -51,6 +51,14 @@ describe('pinned definitions', () => {
     expect(definitionHash({ ...tool, outputSchema: { type: 'object' } })).not.toBe(base);
   });
 
+  it('the hash covers the whole definition: execution, icons and _meta too (hosts render them; they can change how a call runs)', () => {
+    const base = definitionHash(tool);
+    expect(definitionHash({ ...tool, execution: { taskSupport: 'required' } })).not.toBe(base);
+    expect(definitionHash({ ...tool, icons: [{ src: 'https://evil.example/trusted-bank.png' }] })).not.toBe(base);
+    expect(definitionHash({ ...tool, _meta: { 'openai/outputTemplate': 'ui://widget/evil.html' } })).not.toBe(base);
+    expect(definitionHash({ ...tool, title: 'Delete a draft' })).not.toBe(base);
+  });
+
   it('trust on first use, held on change', () => {
     expect(pinVerdict(undefined, 'h1')).toEqual({ state: 'listed', hash: 'h1', newPin: true });
     expect(pinVerdict('h1', 'h1')).toEqual({ state: 'listed', hash: 'h1', newPin: false });
@@ -153,6 +161,19 @@ servers:
     expect(config.servers.docs).toMatchObject({ command: 'node', trusted: true, tools: { delete_doc: { riskLevel: 'high' } } });
     expect(config.servers.remote).toMatchObject({ headers: { authorization: 'Bearer secret' }, trusted: false });
     expect(Object.isFrozen(config)).toBe(true);
+    // Pins are kept on disk by default, beside the config, so a restart does not trust a changed tool anew.
+    expect(config.pinsPath).toBe('/etc/countersign/gateway.pins.json');
+    expect(config.auditPublicKey).toBeUndefined();
+  });
+
+  it('pins: a path of its own, or false for memory only; the audit key from the file or (first) the environment', () => {
+    const servers = 'servers: { docs: { command: node } }\n';
+    expect(parseGatewayConfig(`gateway: { pins: state/pins.json }\n${servers}`, env, '/srv', 'gw.yml').pinsPath).toBe('/srv/state/pins.json');
+    expect(parseGatewayConfig(servers, env, '/srv', 'prod-gateway.yaml').pinsPath).toBe('/srv/prod-gateway.pins.json');
+    expect(parseGatewayConfig(`gateway: { pins: false }\n${servers}`, env, '/srv').pinsPath).toBeNull();
+    expect(() => parseGatewayConfig(`gateway: { pins: true }\n${servers}`, env, '/srv')).toThrow(/gateway\.pins/);
+    expect(parseGatewayConfig(`countersign: { auditPublicKey: kid_abc }\n${servers}`, env, '/srv').auditPublicKey).toBe('kid_abc');
+    expect(parseGatewayConfig(`countersign: { auditPublicKey: kid_abc }\n${servers}`, { ...env, COUNTERSIGN_AUDIT_PUBLIC_KEY: 'kid_env' }, '/srv').auditPublicKey).toBe('kid_env');
   });
 
   it('names the wrong key, refuses unknown keys, and needs the agent key from the environment', () => {

@@ -10,7 +10,7 @@
  * through `policyPath`), so callers pass none; embedded mode passes its options as flags.
  */
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CountersignError, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, type ApproverLimits, type CooldownConfig } from '@countersign/core';
 import { resolveAuditConfig, type AuditConfig } from './audit/config.ts';
 
@@ -90,12 +90,75 @@ export interface ServerConfig extends RuntimeConfig {
   readonly port: number;
   /** Absolute path of the policy file, or null for the built-in default. */
   readonly policyPath: string | null;
+  /**
+   * With no policy named (flag or COUNTERSIGN_POLICY), `./countersign.yaml` of the start directory,
+   * whether or not it exists yet: a reload (SIGHUP) picks it up once it is created. Else null.
+   */
+  readonly policyFallback: string | null;
+  /** Started by `npm start` (npm_lifecycle_event): the server stops when that npm process is gone, rather than live on as an orphan. */
+  readonly underNpm: boolean;
   readonly adminToken: string | undefined;
   readonly agentKey: string | undefined;
   /** HMAC key for dashboard session cookies (COUNTERSIGN_SESSION_SECRET); random per process when unset. */
   readonly sessionSecret: string | undefined;
   /** Believe X-Forwarded-Proto/-Host from a TLS-terminating proxy (COUNTERSIGN_TRUST_PROXY=1). */
   readonly trustProxy: boolean;
+  /** Bodies, connections, slow clients and waits (http/listener.ts, http/body-limit.ts, http/wait-slots.ts). */
+  readonly transport: TransportConfig;
+}
+
+/**
+ * What one client can hold of the server. Every limit has a flag (`ServerFlags`), a
+ * `COUNTERSIGN_*` variable and a default; the defaults keep a single key from exhausting file
+ * descriptors (one agent held 1,500 event streams before these existed) and drop slowloris
+ * clients within seconds.
+ */
+export interface TransportConfig {
+  /** COUNTERSIGN_MAX_BODY_BYTES (1 MiB): the largest request body, counted while it streams. */
+  readonly maxBodyBytes: number;
+  /** COUNTERSIGN_MAX_CONNECTIONS (1000): open sockets; further ones are closed at once (Node `server.maxConnections`). */
+  readonly maxConnections: number;
+  /** COUNTERSIGN_HEADERS_TIMEOUT_MS (10 s): a client has this long to send its request headers. */
+  readonly headersTimeoutMs: number;
+  /** COUNTERSIGN_REQUEST_TIMEOUT_MS (30 s): … and this long to send the whole request, body included (answers may take longer: long-polls, streams). */
+  readonly requestTimeoutMs: number;
+  /** COUNTERSIGN_KEEPALIVE_TIMEOUT_MS (5 s): an idle keep-alive connection is closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  /** COUNTERSIGN_MAX_WAITS_PER_PRINCIPAL (64): concurrent long-polls and event streams per agent key or operator. */
+  readonly waitsPerPrincipal: number;
+  /** COUNTERSIGN_MAX_WAITS (800): concurrent long-polls and event streams in this process, for everyone. */
+  readonly waitsTotal: number;
+}
+
+const TRANSPORT_SETTINGS: ReadonlyArray<{ key: keyof TransportConfig; env: string; min: number; max: number; fallback: number }> = [
+  { key: 'maxBodyBytes', env: 'COUNTERSIGN_MAX_BODY_BYTES', min: 1024, max: 64 * 1024 * 1024, fallback: 1024 * 1024 },
+  { key: 'maxConnections', env: 'COUNTERSIGN_MAX_CONNECTIONS', min: 1, max: 1_000_000, fallback: 1000 },
+  { key: 'headersTimeoutMs', env: 'COUNTERSIGN_HEADERS_TIMEOUT_MS', min: 100, max: 600_000, fallback: 10_000 },
+  { key: 'requestTimeoutMs', env: 'COUNTERSIGN_REQUEST_TIMEOUT_MS', min: 100, max: 3_600_000, fallback: 30_000 },
+  { key: 'keepAliveTimeoutMs', env: 'COUNTERSIGN_KEEPALIVE_TIMEOUT_MS', min: 100, max: 600_000, fallback: 5_000 },
+  { key: 'waitsPerPrincipal', env: 'COUNTERSIGN_MAX_WAITS_PER_PRINCIPAL', min: 1, max: 100_000, fallback: 64 },
+  { key: 'waitsTotal', env: 'COUNTERSIGN_MAX_WAITS', min: 1, max: 1_000_000, fallback: 800 },
+];
+
+export function resolveTransportConfig(flags: ServerFlags = {}, env: Environment = processEnvironment(), file: ServerFileSettings = {}): TransportConfig {
+  const layers = { flags, env, file };
+  const resolved = {} as Record<keyof TransportConfig, number>;
+  for (const { key, env: name, min, max, fallback } of TRANSPORT_SETTINGS) {
+    const value = pick(layers, key, name);
+    const number = value === undefined || value === '' ? fallback : Number(value);
+    if (!Number.isInteger(number) || number < min || number > max) {
+      throw new CountersignError('VALIDATION_FAILED', `${name} must be an integer ${min}–${max} (got "${value}")`, { field: name });
+    }
+    resolved[key] = number;
+  }
+  // Node refuses a headers timeout longer than the request timeout (the headers are part of the request).
+  if (resolved.headersTimeoutMs > resolved.requestTimeoutMs) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_HEADERS_TIMEOUT_MS (${resolved.headersTimeoutMs}) must not exceed COUNTERSIGN_REQUEST_TIMEOUT_MS (${resolved.requestTimeoutMs})`, { field: 'COUNTERSIGN_HEADERS_TIMEOUT_MS' });
+  }
+  if (resolved.waitsPerPrincipal > resolved.waitsTotal) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_MAX_WAITS_PER_PRINCIPAL (${resolved.waitsPerPrincipal}) must not exceed COUNTERSIGN_MAX_WAITS (${resolved.waitsTotal})`, { field: 'COUNTERSIGN_MAX_WAITS_PER_PRINCIPAL' });
+  }
+  return Object.freeze(resolved);
 }
 
 export interface ServerFlags {
@@ -106,6 +169,14 @@ export interface ServerFlags {
   auditKey?: string | undefined;
   /** Scheduler poll interval, ms (embedded mode's `sweepIntervalMs`; `serve` has no flag for it). */
   tickMs?: string | number | undefined;
+  /** Transport limits (TransportConfig); `serve` has no flags for them yet, only COUNTERSIGN_* variables. */
+  maxBodyBytes?: string | number | undefined;
+  maxConnections?: string | number | undefined;
+  headersTimeoutMs?: string | number | undefined;
+  requestTimeoutMs?: string | number | undefined;
+  keepAliveTimeoutMs?: string | number | undefined;
+  waitsPerPrincipal?: string | number | undefined;
+  waitsTotal?: string | number | undefined;
 }
 
 /** Settings from a file, below the environment and above the defaults. */
@@ -149,10 +220,20 @@ export function resolveRuntimeConfig(
   });
 }
 
-/** COUNTERSIGN_SERVER_SECRET_PATH, else the file beside the audit key; null when the audit key lives in memory. */
+/**
+ * COUNTERSIGN_SERVER_SECRET_PATH, else the file beside the audit key, named after it: one secret
+ * per database as there is one audit key per database (`countersign-audit-key.pg-h-5432-db.pem`
+ * → `countersign-server-secret.pg-h-5432-db`; the SQLite default and any other key name →
+ * `countersign-server-secret`). Null when the audit key lives in memory.
+ */
 export function serverSecretPathFrom(audit: Pick<AuditConfig, 'keyPath'>, env: Environment, cwd = process.cwd()): string | null {
   if (env.COUNTERSIGN_SERVER_SECRET_PATH) return resolve(cwd, env.COUNTERSIGN_SERVER_SECRET_PATH);
-  return audit.keyPath === null ? null : join(dirname(audit.keyPath), 'countersign-server-secret');
+  return audit.keyPath === null ? null : serverSecretBeside(audit.keyPath);
+}
+
+export function serverSecretBeside(keyPath: string): string {
+  const own = /^countersign-audit-key\.(pg-[A-Za-z0-9._-]+)\.pem$/.exec(basename(keyPath));
+  return join(dirname(keyPath), own ? `countersign-server-secret.${own[1]}` : 'countersign-server-secret');
 }
 
 export function resolveServerConfig(
@@ -169,11 +250,13 @@ export function resolveServerConfig(
   }
   const explicitPolicy = pick(layers, 'policy', 'COUNTERSIGN_POLICY');
   let policyPath: string | null = null;
+  let policyFallback: string | null = null;
   if (explicitPolicy) {
     policyPath = resolve(cwd, String(explicitPolicy));
     if (!existsSync(policyPath)) throw new CountersignError('POLICY_INVALID', `policy file ${policyPath} does not exist`);
-  } else if (existsSync(resolve(cwd, 'countersign.yaml'))) {
-    policyPath = resolve(cwd, 'countersign.yaml');
+  } else {
+    policyFallback = resolve(cwd, 'countersign.yaml');
+    if (existsSync(policyFallback)) policyPath = policyFallback;
   }
   const runtime = resolveRuntimeConfig(flags, env, cwd, file);
   return Object.freeze({
@@ -181,10 +264,13 @@ export function resolveServerConfig(
     host: String(pick(layers, 'host', 'COUNTERSIGN_HOST') ?? '127.0.0.1'),
     port,
     policyPath,
+    policyFallback,
+    underNpm: env.npm_lifecycle_event === 'start',
     adminToken: env.COUNTERSIGN_ADMIN_TOKEN || undefined,
     agentKey: env.COUNTERSIGN_AGENT_KEY || undefined,
     sessionSecret: env.COUNTERSIGN_SESSION_SECRET || undefined,
     trustProxy: ['1', 'true', 'yes'].includes((env.COUNTERSIGN_TRUST_PROXY ?? '').toLowerCase()),
+    transport: resolveTransportConfig(flags, env, file),
   });
 }
 

@@ -21,12 +21,12 @@ import {
 } from '@countersign/core';
 import type { z } from 'zod';
 import { resolve } from 'node:path';
-import { defaultAuditKeyPath } from './audit/config.ts';
-import { processEnvironment, resolveRuntimeConfig } from './config.ts';
+import { KEY_FILE, defaultAuditKeyPath } from './audit/config.ts';
+import { processEnvironment, resolveRuntimeConfig, serverSecretBeside } from './config.ts';
 import type { Engine } from './engine/engine.ts';
 import type { Principal } from './engine/principal.ts';
 import { openRuntime } from './runtime.ts';
-import type { OperatorRow } from './store/store.ts';
+import { parseDatabaseUrl } from './store/connect.ts';
 
 export interface EmbeddedOptions {
   /** `sqlite::memory:` (default), `sqlite:PATH` or `postgres://…`. */
@@ -39,10 +39,22 @@ export interface EmbeddedOptions {
   sweepIntervalMs?: number | undefined;
   /**
    * The Ed25519 key file that signs the audit trail and decision receipts, created if missing.
-   * Default: next to the SQLite file; in memory only for `sqlite::memory:`; `./countersign-audit-key.pem` for PostgreSQL.
+   * Default: next to the SQLite file; in memory only for `sqlite::memory:`; for PostgreSQL, `./countersign-audit-key.pg-<host>-<port>-<db>.pem`.
    */
   auditKey?: string | undefined;
+  /**
+   * One-time hints for the developer (default: `console.warn`). Today one: the first request that
+   * waits for a human on `sqlite::memory:`, where only `review()` in this process can decide it.
+   */
+  onWarning?: ((message: string) => void) | undefined;
 }
+
+/** Said once per gateway when a request first waits for a human on an in-memory database. */
+export const MEMORY_HINT =
+  'countersign: request {id} waits for a human, but this embedded gateway uses sqlite::memory:, which no other process can open: ' +
+  'the CLI and the dashboard cannot see it. Decide it in this process with gateway.review(id, { verdict: "approve" }), ' +
+  "or use database: 'sqlite:./countersign.db' and run `countersign serve --database sqlite:./countersign.db` beside it " +
+  '(it prints an admin token on its first start on that file).';
 
 type OperatorPrincipal = Extract<Principal, { kind: 'operator' }>;
 type AgentPrincipal = Extract<Principal, { kind: 'agent' }>;
@@ -78,7 +90,10 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   const resolved = resolveRuntimeConfig({ database, tickMs: options.sweepIntervalMs ?? 1000 }, processEnvironment());
   // The key follows the database (as the option says), never COUNTERSIGN_AUDIT_KEY_PATH: that names the server's key.
   const keyPath = options.auditKey ? resolve(options.auditKey) : defaultAuditKeyPath(database);
-  const config = Object.freeze({ ...resolved, audit: Object.freeze({ ...resolved.audit, keyPath }) });
+  const legacyKeyPath = options.auditKey || database.startsWith('sqlite:') ? null : resolve(KEY_FILE);
+  // The server secret follows the key too (beside it, named after it), so a later `serve` on the same file finds it.
+  const serverSecretPath = keyPath === null ? null : serverSecretBeside(keyPath);
+  const config = Object.freeze({ ...resolved, serverSecretPath, audit: Object.freeze({ ...resolved.audit, keyPath, legacyKeyPath }) });
   const policy = { text: options.policy ?? DEFAULT_POLICY_YAML, source: options.policy === undefined ? 'built-in default (embedded)' : 'embedded' };
   const runtime = await openRuntime(config, { policy });
   const { engine } = runtime;
@@ -95,13 +110,22 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   // Deadlines (timeoutSeconds, SLA escalation) fire here as they do in the server, and the trail is checkpointed.
   runtime.start({ reviewBase: config.publicUrl || 'http://127.0.0.1:8080' });
 
+  const inMemory = parseDatabaseUrl(database).target === ':memory:';
+  const warn = options.onWarning ?? ((message: string) => console.warn(message));
+  let hinted = false;
+
   return {
     engine,
     agent,
     admin,
 
     async createRequest(body) {
-      return engine.createRequest(agent, parse(CreateRequestBody, body, 'body'));
+      const created = await engine.createRequest(agent, parse(CreateRequestBody, body, 'body'));
+      if (inMemory && !hinted && created.request.status === 'pending') {
+        hinted = true;
+        warn(MEMORY_HINT.replace('{id}', created.request.id));
+      }
+      return created;
     },
 
     async getRequest(id, { waitSeconds, signal } = {}) {
@@ -166,19 +190,13 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   };
 }
 
-/** On a new database, bootstrap its admin; on an existing one, the first operator with the admin role. */
+/**
+ * The database's admin operator: the first with the admin role, or on a new database an `admin`
+ * created without a token. The gateway acts as it in-process and needs none; a later
+ * `countersign serve` on the same file gives it a token and prints it (Engine.bootstrap).
+ */
 async function adminPrincipal(engine: Engine): Promise<OperatorPrincipal> {
-  const boot = await engine.bootstrap();
-  if (boot) {
-    const principal = await engine.authenticate(boot.adminToken);
-    if (principal?.kind === 'operator') return principal;
-  }
-  // Only an admin who could sign in: not disabled or removed, record MAC-valid.
-  const admin = (await engine.credentials.activeOperators()).find((op) => op.roles.includes('admin'));
-  if (!admin) {
-    throw new CountersignError('FORBIDDEN', 'this database has no active admin operator, so the embedded gateway cannot register its agent');
-  }
-  return admin;
+  return engine.embeddedAdmin();
 }
 
 async function agentPrincipal(engine: Engine, admin: OperatorPrincipal, name: string): Promise<AgentPrincipal> {

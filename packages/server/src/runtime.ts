@@ -9,19 +9,24 @@
  *   runtime.start({ reviewBase: 'https://countersign.example' });   // scheduler + checkpointer
  *   await runtime.close();
  *
- * Order matters and is kept here once: the audit key and the server secret are loaded before the store is opened (a server
+ * Order matters and is kept here once: the audit key and the server secret are loaded before the engine opens (a server
  * whose key did not sign the trail's newest checkpoint refuses to start), the policy is activated
  * before anything can read it, and on close the loops stop before the store does.
  */
+import { adoptOnUpgrade } from './audit/adopt.ts';
 import { startCheckpointer, type Checkpointer } from './audit/checkpointer.ts';
-import { ephemeralAuditKey, loadOrCreateAuditKey } from './audit/crypto.ts';
+import { existsSync } from 'node:fs';
+import type { AuditConfig } from './audit/config.ts';
+import { ephemeralAuditKey, loadOrCreateAuditKey, type AuditKey } from './audit/crypto.ts';
+import { trailPublisher } from './audit/publish.ts';
 import { channelPolicyCheck } from './channels/config.ts';
 import { Notifier } from './channels/notifier.ts';
 import { ChannelRegistry } from './channels/registry.ts';
 import type { RuntimeConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
-import { connect } from './store/connect.ts';
+import { connect, type Connection } from './store/connect.ts';
+import { Store } from './store/store.ts';
 import { ephemeralServerSecret, loadOrCreateServerSecret } from './keys/server-secret.ts';
 
 export interface PolicySource {
@@ -55,15 +60,45 @@ export interface Runtime {
 
 export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions): Promise<Runtime> {
   const log = options.log ?? ((line: string) => console.error(line));
-  const auditKey = config.audit.keyPath === null ? ephemeralAuditKey() : loadOrCreateAuditKey(config.audit.keyPath);
+  const legacy = config.audit.keyPath !== null && config.audit.legacyKeyPath !== null && !existsSync(config.audit.keyPath) && existsSync(config.audit.legacyKeyPath);
+  let auditKey = config.audit.keyPath === null ? ephemeralAuditKey() : legacy ? undefined : loadOrCreateAuditKey(config.audit.keyPath);
   // Beside the audit key, 0600, made on first start: credential MACs and the TOTP seed key (keys/server-secret.ts).
   const serverSecret = config.serverSecretPath === null ? ephemeralServerSecret() : loadOrCreateServerSecret(config.serverSecretPath);
   const connection = await connect(config.databaseUrl);
+  if (auditKey === undefined) {
+    // An installation from before per-database key files: keep using the shared file only if it
+    // signed this database's trail; otherwise this database gets its own file.
+    try {
+      auditKey = await legacyOrOwnKey(config.audit, connection, log);
+    } catch (err) {
+      await connection.destroy();
+      throw err;
+    }
+  }
   const engine = await Engine.open({ connection, auditKey, guard: config.guard, serverSecret });
   engine.addPolicyCheck(channelPolicyCheck(config.env));
   engine.trail.setRedactedFields(config.audit.redactFields);
+  // What the signer signs goes to the witnesses; what it refuses to sign, to every channel.
+  engine.trail.signer.setHooks(
+    trailPublisher({
+      store: engine.store,
+      key: auditKey,
+      policy: () => {
+        try {
+          return engine.policy.policy;
+        } catch {
+          return undefined; // no policy yet: nothing to notify
+        }
+      },
+      witnessDir: config.audit.witnessDir,
+      now: () => engine.clock(),
+      log,
+    }),
+  );
   try {
     await engine.trail.checkKey();
+    // Once, on the first start after the upgrade that introduced the signer's state file.
+    await adoptOnUpgrade(engine, { witnessDir: config.audit.witnessDir, log });
     await engine.activatePolicy(options.policy.text, options.policy.source);
   } catch (err) {
     await engine.close();
@@ -107,4 +142,14 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
       return closed;
     },
   };
+}
+
+async function legacyOrOwnKey(audit: AuditConfig, connection: Connection, log: (line: string) => void): Promise<AuditKey> {
+  const legacy = loadOrCreateAuditKey(audit.legacyKeyPath!);
+  const latest = await new Store(connection).trail.latestCheckpoint();
+  if (latest?.keyId === legacy.keyId) {
+    log(`countersign: this database's trail is signed by ${audit.legacyKeyPath}, the key file PostgreSQL installations used to share; move it to ${audit.keyPath} (or set COUNTERSIGN_AUDIT_KEY_PATH) so no other installation picks it up`);
+    return legacy;
+  }
+  return loadOrCreateAuditKey(audit.keyPath!);
 }

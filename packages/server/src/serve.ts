@@ -3,13 +3,14 @@
  * on first start, listens, then starts the background loops. Shuts down cleanly on
  * SIGINT/SIGTERM; SIGHUP reloads the policy (a bad file is refused and the last good policy stays).
  */
-import { readFileSync } from 'node:fs';
-import { serve as listen, type ServerType } from '@hono/node-server';
+import { existsSync, readFileSync } from 'node:fs';
+import type { ServerType } from '@hono/node-server';
 import { DEFAULT_POLICY_YAML } from '@countersign/core';
 import type { ServerConfig } from './config.ts';
 import type { Engine } from './engine/engine.ts';
 import { recordDelivery, recordEscalation } from './http/metrics.ts';
 import { createApp } from './http/app.ts';
+import { startListener } from './http/listener.ts';
 import { openRuntime, type PolicySource } from './runtime.ts';
 
 export interface RunningServer {
@@ -17,13 +18,19 @@ export interface RunningServer {
   url: string;
   port: number;
   bootstrap: Awaited<ReturnType<Engine['bootstrap']>>;
-  reloadPolicy(): Promise<{ ok: boolean; message: string }>;
+  /** Re-reads the policy file (SIGHUP). A refusal carries every wrong key, as at startup. */
+  reloadPolicy(): Promise<{ ok: boolean; message: string; details?: unknown }>;
   close(): Promise<void>;
 }
 
-export function readPolicySource(config: Pick<ServerConfig, 'policyPath'>): PolicySource {
-  if (config.policyPath === null) return { text: DEFAULT_POLICY_YAML, source: 'built-in default' };
-  return { text: readFileSync(config.policyPath, 'utf8'), source: config.policyPath };
+/**
+ * The policy to activate: the file named at start, else `./countersign.yaml` of the start
+ * directory once it exists (so a reload picks up a file created after start), else the default.
+ */
+export function readPolicySource(config: Pick<ServerConfig, 'policyPath'> & Partial<Pick<ServerConfig, 'policyFallback'>>): PolicySource {
+  const path = config.policyPath ?? (config.policyFallback && existsSync(config.policyFallback) ? config.policyFallback : null);
+  if (path === null) return { text: DEFAULT_POLICY_YAML, source: 'built-in default' };
+  return { text: readFileSync(path, 'utf8'), source: path };
 }
 
 export async function startServer(config: ServerConfig, log: (line: string) => void = console.log): Promise<RunningServer> {
@@ -34,14 +41,18 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
   });
   const { engine, channels } = runtime;
   const bootstrap = await engine.bootstrap({ adminToken: config.adminToken, agentKey: config.agentKey });
-  const app = createApp({ engine, channels, session: { secret: config.sessionSecret, trustProxy: config.trustProxy } });
+  const { transport } = config;
+  const app = createApp({
+    engine,
+    channels,
+    session: { secret: config.sessionSecret, trustProxy: config.trustProxy },
+    maxBodyBytes: transport.maxBodyBytes,
+    waits: { perPrincipal: transport.waitsPerPrincipal, total: transport.waitsTotal },
+  });
 
   let server: ServerType;
   try {
-    server = await new Promise((resolve, reject) => {
-      const s = listen({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
-      s.once('error', reject);
-    });
+    server = await startListener({ fetch: app.fetch, host: config.host, port: config.port, transport });
   } catch (err) {
     await runtime.close(); // the port is taken: nothing started, so close the store too
     throw err;
@@ -62,7 +73,8 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
         const active = await engine.activatePolicy(text, source);
         return { ok: true, message: `policy v${active.version} active (${active.source})` };
       } catch (err) {
-        return { ok: false, message: `policy reload refused, keeping v${engine.policy.version}: ${(err as Error).message}` };
+        const details = (err as { details?: unknown }).details;
+        return { ok: false, message: `policy reload refused, keeping v${engine.policy.version}: ${(err as Error).message}`, ...(details === undefined ? {} : { details }) };
       }
     },
     async close() {

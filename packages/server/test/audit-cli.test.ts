@@ -53,7 +53,7 @@ describe('countersign audit', () => {
     const offline = { COUNTERSIGN_URL: 'http://127.0.0.1:9', COUNTERSIGN_TOKEN: '' };
     const ok = await cli(['audit', 'verify', '--file', 'trail.jsonl', '--public-key', 'key.pem'], offline);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(ok.stdout).toMatch(new RegExp(`^OK: trail.jsonl verifies: ${summary.treeSize} entries, ${summary.checkpoints} signed checkpoints`));
+    expect(ok.stdout).toMatch(new RegExp(`^OK: trail.jsonl verifies: ${summary.treeSize} entries verified \\(seq 1–${summary.treeSize}\\), ${summary.checkpoints} signed checkpoints`));
     expect(ok.stderr).toBe(''); // no progress bar without a terminal
 
     const lines = readFileSync(join(dir, 'trail.jsonl'), 'utf8').split('\n');

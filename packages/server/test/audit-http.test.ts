@@ -130,7 +130,7 @@ describe('audit over HTTP', () => {
     });
     const request = (await reviewed.json()) as ApprovalRequest;
     const receipt = request.decision?.receipt;
-    expect(receipt).toMatchObject({ version: 1, requestId: id, outcome: 'approved', decidedBy: 'reviewers', keyId, decidedAt: request.decision?.at });
+    expect(receipt).toMatchObject({ version: 2, requestId: id, outcome: 'approved', decidedBy: 'reviewers', keyId, decidedAt: request.decision?.at });
     expect(receipt?.deciders.map((d) => d.name)).toEqual(['audit-admin']);
     const { signature, ...body } = receipt!;
     expect(verify(null, receiptMessage(body), key, b64(signature))).toBe(true);

@@ -26,7 +26,8 @@ describe('audit data: redaction and payload hashes', () => {
   it('stores personal data in reasons and errors as tokens that can still be looked up', async () => {
     const { request } = await t.engine.createRequest(t.agent, CreateRequestBody.parse({ ...QUEUED, args: { host: 'ws-7', ip_address: '198.51.100.4' } }));
     const reviewer = await t.operator('redaction-reviewer');
-    await t.engine.review(reviewer, request.id, { verdict: 'approve', reason: 'confirmed with ann@corp.example, host 198.51.100.4' });
+    const approved = await t.engine.review(reviewer, request.id, { verdict: 'approve', reason: 'confirmed with ann@corp.example, host 198.51.100.4' });
+    await t.engine.reportExecution(t.agent, request.id, { status: 'started', receipt: approved.decision!.receipt! });
     await t.engine.reportExecution(t.agent, request.id, { status: 'failed', error: 'EDR refused for user bob@corp.example' });
     const trail = await entries(request.id);
     const reviewed = trail.find((e) => e.type === 'reviewed')!;

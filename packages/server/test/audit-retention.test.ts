@@ -103,10 +103,10 @@ describe.each(ENGINES)('audit retention: $name', ({ make }) => {
     const edited = (i: number, edit: (line: string) => string) => Buffer.from(`${lines.map((l, j) => (j === i ? edit(l) : l)).join('\n')}\n`);
     const faultOf = (r: TrailResult) => (r.ok ? null : { code: r.fault.code, line: r.fault.line });
 
-    // Another (validly encoded) subtree hash in the base.
+    // Another (validly encoded) subtree hash in the base: the signed retention statement no longer verifies.
     const base = JSON.parse(lines[1]!) as { frontier: string[] };
     const forged = toBase64(hasher.hashLeaf(new Uint8Array([1])));
-    expect(faultOf(await verify(edited(1, (l) => l.replace(base.frontier[0]!, forged))))).toEqual({ code: 'ROOT_MISMATCH', line: 2 });
+    expect(faultOf(await verify(edited(1, (l) => l.replace(base.frontier[0]!, forged))))).toEqual({ code: 'UNSIGNED_BASE', line: 2 });
     // The base removed: entries then start in the middle.
     expect(faultOf(await verify(Buffer.from(`${lines.filter((_, j) => j !== 1).join('\n')}\n`)))).toEqual({ code: 'CHECKPOINT_PLACEMENT', line: 2 });
     // The base's checkpoint removed.

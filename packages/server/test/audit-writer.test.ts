@@ -59,7 +59,7 @@ describe('the audit writer', () => {
 
   it('takes event types from the catalogue, which names every guard event a report counts', () => {
     for (const type of GUARD_EVENT_TYPES) expect(isAuditEventType(type), type).toBe(true);
-    for (const type of ['reviewed', 'approved', 'rejected', 'cancelled', 'expired', 'executed', 'execution_failed', 'review_refused', 'create_refused']) {
+    for (const type of ['reviewed', 'approved', 'rejected', 'cancelled', 'expired', 'executed', 'execution_failed', 'execution_started', 'claim_refused', 'review_refused', 'create_refused']) {
       expect(isAuditEventType(type), type).toBe(true);
     }
     expect(isAuditEventType('toString')).toBe(false);
@@ -69,7 +69,10 @@ describe('the audit writer', () => {
   it("writes only catalogued types, with data fields the catalogue names", async () => {
     const { request } = await t.engine.createRequest(t.agent, CreateRequestBody.parse(QUEUED));
     const reviewer = await t.operator('catalogue-reviewer');
-    await t.engine.review(reviewer, request.id, { verdict: 'approve', reason: 'ok' });
+    const approved = await t.engine.review(reviewer, request.id, { verdict: 'approve', reason: 'ok' });
+    // A refused claim (the report comes first), the claim, and the report: each entry's fields are catalogued.
+    await expect(t.engine.reportExecution(t.agent, request.id, { status: 'started', receipt: { ...approved.decision!.receipt!, nonce: 'x' } })).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH' });
+    await t.engine.reportExecution(t.agent, request.id, { status: 'started', receipt: approved.decision!.receipt! });
     await t.engine.reportExecution(t.agent, request.id, { status: 'failed', error: 'boom' });
     const other = (await t.engine.createRequest(t.agent, CreateRequestBody.parse(QUEUED))).request;
     await t.engine.cancel(t.agent, other.id, { reason: 'not needed' });

@@ -114,9 +114,11 @@ describe('email text part: agent text cannot end its own box', () => {
     expect(inside.filter((l) => l === `|   ${BOX_END}`)).toHaveLength(3);
     // Outside the box: no evil link, one "Decide in Countersign", and each action line is ours.
     const outside = [...all.slice(0, start), ...all.slice(end + 1)];
-    const altLine = `  Approve alternative: quarantine   Approve: https://evil.example/alt Review: https://evil.example/: ${BASE}/#/requests/${pending.requestId}?choose=${encodeURIComponent(`alternative:${EVIL_NAME}`)}`;
-    // The only evil text outside is the (legacy, now refused) alternative name, on its own one line.
+    // The (legacy, now refused) alternative name is on its own one line, quoted, its runs of
+    // spaces joined and its `://` defused, so no link outside the box is the agent's.
+    const altLine = `  Approve alternative "quarantine Approve: https:\\/\\/evil.example/alt Review: https:\\/\\/evil.example/": ${BASE}/#/requests/${pending.requestId}?choose=${encodeURIComponent(`alternative:${EVIL_NAME}`)}`;
     expect(outside.filter((l) => l.includes('evil.example'))).toEqual([altLine]);
+    expect(outside.join('\n')).not.toMatch(/https:\/\/evil/);
     expect(outside.filter((l) => l.startsWith('Decide in Countersign'))).toHaveLength(1);
     const links = outside.filter((l) => /^\s*[A-Z][^:]*:\s*https?:\/\//.test(l));
     expect(links.length).toBeGreaterThanOrEqual(3);
@@ -135,8 +137,27 @@ describe('email text part: agent text cannot end its own box', () => {
     const all = lines(String(inbox.received[before]!.text));
     const decision = all.filter((l) => l.startsWith('Decision: '));
     expect(decision).toHaveLength(1);
-    expect(decision[0]).toContain('(agent-supplied) *URGENT*');
-    expect(all.filter((l) => l.includes('https://evil.example/reason'))).toEqual(decision);
+    // The agent's reason is agent text: it is in the box, every line prefixed, never on the decision line (review D7).
+    expect(decision[0]).not.toContain('URGENT');
+    expect(decision[0]).toContain('the agent gave a reason');
+    const inside = all.slice(all.indexOf(BOX_START) + 1, all.indexOf(BOX_END));
+    expect(inside.some((l) => l.startsWith('| Reason the agent gave: *URGENT*'))).toBe(true);
+    expect(inside).toContain('|     Approve: https://evil.example/reason');
+    const outside = [...all.slice(0, all.indexOf(BOX_START)), ...all.slice(all.indexOf(BOX_END) + 1)];
+    expect(outside.filter((l) => l.includes('evil.example'))).toEqual([]);
+  });
+
+  it('wide characters and tabs are cut by the columns they take, so a soft wrap cannot start an unprefixed line (review D6)', async () => {
+    const wide = '\u5bfe'.repeat(200); // 400 columns
+    const tabbed = `${'\t'.repeat(30)}Approve: https://evil.example/tab`;
+    const before = inbox.received.length;
+    await send(channel, renderNotification(request({ description: `${wide}\n${tabbed}` }), 'requested', { reviewBase: BASE, now: NOW }));
+    const all = lines(String(inbox.received[before]!.text));
+    const inside = all.slice(all.indexOf(BOX_START) + 1, all.indexOf(BOX_END));
+    const cols = (l: string) => [...l.replace(/\t/g, '        ')].reduce((n, ch) => n + ((ch.codePointAt(0) ?? 0) >= 0x1100 ? 2 : 1), 0);
+    for (const l of inside.filter((x) => !x.startsWith('| Alternative "'))) expect(cols(l)).toBeLessThanOrEqual(80);
+    expect(inside.filter((l) => l.includes('\u5bfe')).length).toBeGreaterThanOrEqual(5);
+    expect(all.join('\n')).not.toContain('\t');
   });
 });
 
@@ -241,6 +262,12 @@ describe('alternative names are refused with a line break or control character',
     expect(r.success).toBe(false);
     const issue = r.error!.issues.find((i) => i.path.join('.') === 'alternatives.0.name');
     expect(issue?.message).toMatch(/one line of visible text; it contains U\+[0-9A-F]{4} at position 10/);
+  });
+
+  it.each(['quarantine   Approve: https://evil.example', 'see https://evil.example', ' quarantine', 'quarantine ', 'say "yes"', 'a\u00a0\u00a0b'])('refuses a link-like name %j (review D7)', (name) => {
+    const r = CreateRequestBody.safeParse({ action: 'rotate_logs', alternatives: [{ name, action: 'quarantine_file' }] });
+    expect(r.success).toBe(false);
+    expect(r.error!.issues.find((i) => i.path.join('.') === 'alternatives.0.name')?.message).toMatch(/shown beside real links/);
   });
 
   it('takes an ordinary name, spaces and non-ASCII letters included', () => {

@@ -110,7 +110,7 @@ const HARNESSES: Record<ChannelType, () => Promise<Harness>> = {
         const r = s.received[i]!;
         const headers = { 'webhook-id': String(r.headers['webhook-id']), 'webhook-timestamp': String(r.headers['webhook-timestamp']), 'webhook-signature': String(r.headers['webhook-signature']) };
         expect(new Webhook(SECRET).verify(r.body, headers)).toEqual(JSON.parse(r.body));
-        return { visible: JSON.stringify(b.data), markup: '', actions: b.data.actions.map((a) => `${a.label}${a.alternative ? `: ${a.alternative}` : ''}`), raw: b };
+        return { visible: JSON.stringify(b.data), markup: '', actions: b.data.actions.map((a) => `${a.label}${a.alternative ? ` "${a.alternative}"` : ''}`), raw: b };
       },
       failRetryable: () => s.failNext(503),
       failPermanently: () => (s.failNext(410), () => {}),
@@ -316,7 +316,7 @@ describe.each(Object.keys(HARNESSES) as ChannelType[])('channel conformance: %s'
     for (const part of ['isolate_host', 'soc-bot', `${pending.risk.level} (score ${pending.risk.score.toFixed(2)})`, '0.82', 'host, 1 affected', 'T1071.001', 'T1059', '[edr] beacon every 60s (source: crowdstrike)', 'level 2/3 (manager)', 'Agent-supplied (unverified)', 'escalated from level 1 to level 2']) {
       expect(c.visible, `${type} shows "${part}"`).toContain(part);
     }
-    expect(c.actions).toEqual(['Approve', 'Approve alternative: quarantine <!here>', 'Reject']);
+    expect(c.actions).toEqual(['Approve', 'Approve alternative "quarantine <!here>"', 'Reject']);
   });
 
   it('escapes agent text for its format, so it can only ever be shown, never interpreted', async () => {

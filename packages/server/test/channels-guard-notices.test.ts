@@ -356,7 +356,7 @@ describe('guard notices through email, Teams and PagerDuty', () => {
   it('Teams: each kind arrives as a card without decision buttons; reasons and alert text markdown-escaped, alerts under the label', async () => {
     const hook = await standIn(teamsWebhook());
     const s = await setup(guardPolicy('{ type: teams }'), { COUNTERSIGN_TEAMS_WEBHOOK_URL: hook.url });
-    const TITLES: Record<GuardNoticeKind, string> = { agent_paused: 'Agent paused:', agent_resumed: 'Agent resumed:', cooldown_started: 'Approver cool-down:', slicing_alert: 'Slicing alert:', mfa_locked: 'Step-up locked' };
+    const TITLES: Record<GuardNoticeKind, string> = { agent_paused: 'Agent paused:', agent_resumed: 'Agent resumed:', cooldown_started: 'Approver cool-down:', slicing_alert: 'Slicing alert:', mfa_locked: 'Step-up locked', audit_fork: 'AUDIT_FORK:' };
     const title = (card: Record<string, any>) => teamsUnescape(card.body[0].text as string);
     const kindOf = (card: Record<string, any>) => (Object.keys(TITLES) as GuardNoticeKind[]).find((k) => title(card).startsWith(TITLES[k]));
     await driveEveryKind(s, (kind) => hook.received.filter((r) => kindOf(r.card) === kind).length);

@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { registerClientCommands } from '../src/cli/commands/index.ts';
 import { age, relative, safe, safeJson, safeMultiline, shortDuration, table, timeLeft } from '../src/cli/format.ts';
 import { ApiClient, idSegment } from '../src/cli/http-client.ts';
-import { renderRequest, stillNeeds } from '../src/cli/commands/requests.ts';
+import { approvalSeenHash, renderRequest, stillNeeds } from '../src/cli/commands/requests.ts';
+import { payloadHashOf } from '../src/engine/decisions.ts';
+import { payloadKey } from '@countersign/core';
 
 const DANGEROUS = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/;
 
@@ -239,5 +241,42 @@ describe('request rendering', () => {
     expect(stillNeeds(request({ reviews: [vote('a'), vote('b', { args: { amount: 1 } })] }), 'approve')).toBe(
       '1 more approval (role manager or higher), then 1 (role director or higher)',
     );
+  });
+});
+
+describe('approve without --payload-hash (review finding 2)', () => {
+  const original = { action: 'rotate_keys', args: { scope: 'staging' } };
+  const view = (action: string, args: Record<string, unknown>, alternative: string | null) =>
+    ({ id: 'req_x', ...original, payload: { action, args, alternative, payloadHash: payloadHashOf(payloadKey(action, args)), mfaRequired: false, matchCodeRequired: false } }) as unknown as ApprovalRequest;
+
+  it('sends the hash only when what would run is the request as asked (the same hash the server computes)', () => {
+    expect(approvalSeenHash(view('rotate_keys', { scope: 'staging' }, null))).toBe(payloadHashOf(payloadKey('rotate_keys', { scope: 'staging' })));
+    expect(approvalSeenHash({ id: 'req_x', ...original, payload: undefined } as unknown as ApprovalRequest)).toBeUndefined();
+  });
+
+  it("refuses a reviewer's modification, naming it and how to approve it; never sends the fetched hash", () => {
+    const hash = payloadHashOf(payloadKey('rotate_keys', { scope: 'production' }));
+    let thrown: unknown;
+    try {
+      approvalSeenHash(view('rotate_keys', { scope: 'production' }, null));
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(CountersignError);
+    expect((thrown as CountersignError).code).toBe('PAYLOAD_CHANGED');
+    expect((thrown as CountersignError).message).toContain('modified arguments: rotate_keys {"scope":"production"}');
+    expect((thrown as CountersignError).message).toContain(`countersign show req_x`);
+    expect((thrown as CountersignError).message).toContain(`--payload-hash ${hash}`);
+  });
+
+  it('refuses an alternative under review, and a payload claiming to be the original with another hash', () => {
+    expect(() => approvalSeenHash(view('pay_vendor', { v: 1 }, 'vendor'))).toThrow(/alternative vendor: pay_vendor/);
+    const lying = view('rotate_keys', { scope: 'staging' }, null);
+    (lying.payload as { payloadHash: string }).payloadHash = 'f'.repeat(64);
+    expect(() => approvalSeenHash(lying)).toThrow(CountersignError);
+  });
+
+  it('escapes agent text in the refusal', () => {
+    expect(() => approvalSeenHash(view('rotate_keys', { scope: 'x\u202ey' }, null))).toThrow(/x\\u202ey/);
   });
 });

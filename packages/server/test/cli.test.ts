@@ -214,9 +214,9 @@ describe.concurrent('countersign client commands', () => {
     const pending = await propose({ args: { host: 'hist-3' } }, key.key);
     const [run, json] = await Promise.all([cli(['history', '--last', '100']), cli(['history', '--agent', 'history-bot', '--json'])]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^ID\s+ACTION\s+AGENT\s+OUTCOME\s+DECIDED BY\s+WHEN/);
+    expect(run.stdout).toMatch(/^ID\s+ACTION\s+AGENT\s+OUTCOME\s+AS\s+DECIDED BY\s+WHEN/);
     const row = run.stdout.split('\n').find((l) => l.startsWith(second.id));
-    expect(row).toMatch(/isolate_host\s+history-bot\s+approved\s+reviewers \(admin\)\s+\d+\S* ago/);
+    expect(row).toMatch(/isolate_host\s+history-bot\s+approved\s+as asked\s+reviewers \(admin\)\s+\d+\S* ago/);
     expect(run.stdout).not.toContain(pending.id);
     expect(json.code).toBe(0);
     const items = JSON.parse(json.stdout) as ApprovalRequest[];

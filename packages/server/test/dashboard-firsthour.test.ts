@@ -71,7 +71,7 @@ afterAll(async () => {
   await database?.drop();
 });
 
-type Req = { id: string; status: string; reviews: Array<{ reason: string | null }>; assessment: { riskLevel: string; factors: Array<{ name: string; detail: string }> } };
+type Req = { id: string; status: string; decision?: { receipt?: unknown } | null; reviews: Array<{ reason: string | null }>; assessment: { riskLevel: string; factors: Array<{ name: string; detail: string }> } };
 const create = async (body: unknown, key = agentKey) => {
   const res = await api<Req>(url, key, '/v1/requests', { body });
   expect(res.status, JSON.stringify(res.body)).toBe(201);
@@ -195,12 +195,17 @@ describe('a card', () => {
   it("counts the agent's earlier outcomes as its history risk factor does", async () => {
     const key = (await api<{ key: string }>(url, adminToken, '/v1/keys', { body: { agent: 'hist-bot' } })).body.key;
     const ran: string[] = [];
+    const receipts = new Map<string, unknown>();
     for (let i = 0; i < 3; i++) {
       const r = await create({ action: 'block_ip', args: { ip: `203.0.113.${i + 1}` }, confidence: 0.97 }, key);
       expect(r.status).toBe('approved');
       ran.push(r.id);
+      receipts.set(r.id, r.decision?.receipt);
     }
-    for (const id of ran.slice(0, 2)) expect((await api(url, key, `/v1/requests/${id}/execution`, { body: { status: 'succeeded' } })).status).toBe(200);
+    for (const id of ran.slice(0, 2)) {
+      expect((await api(url, key, `/v1/requests/${id}/execution`, { body: { status: 'started', receipt: receipts.get(id) } })).status).toBe(200);
+      expect((await api(url, key, `/v1/requests/${id}/execution`, { body: { status: 'succeeded' } })).status).toBe(200);
+    }
     await new Promise((resolve) => setTimeout(resolve, 1_100)); // the engine caches an agent's history for a second
     const next = await create({ action: 'block_ip', args: { ip: '203.0.113.9' }, confidence: 0.5 }, key);
     expect(next.status).toBe('pending');
@@ -241,9 +246,18 @@ describe('History', () => {
     await focusPage();
     await page.keyboard.press('Escape');
     await page.getByRole('heading', { name: 'History', exact: true }).waitFor();
-    // Opened any other way (a notification link), it goes back to the queue.
+    // Opened any other way (a notification link), it goes back to the queue; so does a card
+    // reached through the queue when both hash changes land before one render (as on a loaded
+    // machine: each is judged by the URL it went to, not the hash when React gets to it).
     await page.goto(`${url}/#/queue`);
     await page.goto(`${url}/#/requests/${rejectedId}`);
+    await page.getByRole('link', { name: '← Queue' }).waitFor();
+    await page.goto(`${url}/#/history`);
+    await page.getByRole('heading', { name: 'History', exact: true }).waitFor();
+    await page.evaluate((id) => {
+      window.location.hash = '#/queue';
+      window.location.hash = `#/requests/${id}`;
+    }, rejectedId);
     await page.getByRole('link', { name: '← Queue' }).waitFor();
   });
 });

@@ -96,7 +96,7 @@ describe('dashboard: aggregate review', () => {
       const started = await engine.listAudit((await engine.authenticate(adminToken))!, { type: 'aggregation_started', limit: 10 });
       members = (started[0]?.data as { requestIds?: string[] } | undefined)?.requestIds ?? [];
     }
-    expect(members.length).toBeGreaterThanOrEqual(3);
+    expect(members.length).toBeGreaterThanOrEqual(2); // slicing runs on every create now: the one that crosses the threshold starts it
 
     await page.goto(`${url}/#/requests/${members[0]}`);
     const notice = page.getByTestId('aggregate-notice');

@@ -125,8 +125,9 @@ function hostileRequest(payloads: readonly string[], withApprovers = false) {
       extra: Object.fromEntries(payloads.map((p, i) => [`k${i}`, p])),
     },
     alternatives: payloads.slice(0, 20).map((p, i) => ({
-      // The schema refuses control, format and line-separator characters in names (channels-boxing.test.ts); the rest of each payload stays.
-      name: `${p.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, '').slice(0, 90)} #${i}`,
+      // The schema refuses control, format and line-separator characters in names, and double quotes,
+      // `://` and runs of spaces (channels-boxing.test.ts); the rest of each payload stays (quotes as ').
+      name: `${p.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, '').replaceAll('"', "'").replaceAll('://', ':/').replace(/\s+/g, ' ').trim().slice(0, 90)} #${i}`,
       action: 'quarantine_file',
       args: { path: p },
       description: p,
@@ -163,7 +164,8 @@ beforeAll(async () => {
   await api(server.url, adminToken, `/v1/requests/${rejectedId}/reviews`, { body: { verdict: 'reject', reason: `no: ${PAYLOADS[0]} ${PAYLOADS[69]}` } });
   const failing = await api<{ id: string }>(server.url, agentKey, '/v1/requests', { body: hostileRequest(chunks[1]!) });
   failedId = failing.body.id;
-  await api(server.url, adminToken, `/v1/requests/${failedId}/reviews`, { body: { verdict: 'approve' } });
+  const approvedFailing = await api<{ decision: { receipt: unknown } }>(server.url, adminToken, `/v1/requests/${failedId}/reviews`, { body: { verdict: 'approve' } });
+  await api(server.url, agentKey, `/v1/requests/${failedId}/execution`, { body: { status: 'started', receipt: approvedFailing.body.decision.receipt } });
   await api(server.url, agentKey, `/v1/requests/${failedId}/execution`, { body: { status: 'failed', error: PAYLOADS.slice(0, 10).join(' ') } });
   // One that ran automatically at the supervised level, for the feed.
   const supervised = await api<{ id: string; status: string; assessment: { automationLevel: string } }>(server.url, agentKey, '/v1/requests', {

@@ -59,10 +59,13 @@ describe.each(ENGINES)('engine: $name', ({ make }) => {
 
   it('records execution and closes the record', async () => {
     const { request } = await t.engine.createRequest(t.agent, body(AUTO));
+    expect(await codeOf(t.engine.reportExecution(t.agent, request.id, { status: 'succeeded' }))).toBe('ILLEGAL_TRANSITION'); // claim first
+    const claimed = await t.engine.reportExecution(t.agent, request.id, { status: 'started', receipt: request.decision!.receipt! });
+    expect(claimed.status).toBe('executing');
     const done = await t.engine.reportExecution(t.agent, request.id, { status: 'succeeded', result: { blocked: true } });
     expect(done.status).toBe('executed');
     expect(done.execution).toMatchObject({ status: 'succeeded', result: { blocked: true } });
-    expect(await codeOf(t.engine.reportExecution(t.agent, request.id, { status: 'failed' }))).toBe('ALREADY_DECIDED');
+    expect(await codeOf(t.engine.reportExecution(t.agent, request.id, { status: 'failed' }))).toBe('ALREADY_EXECUTED');
   });
 
   it('is idempotent per agent on idempotencyKey, and refuses a reused key with another body', async () => {
@@ -204,7 +207,7 @@ describe.each(ENGINES)('engine: $name', ({ make }) => {
     await clocked.close();
   });
 
-  it('lists the queue oldest first and pages with a cursor', async () => {
+  it('lists the queue (most urgent first; one risk level here, so oldest first) and pages with a cursor', async () => {
     const page1 = await t.engine.listRequests(t.admin, { status: 'pending', limit: 2 });
     expect(page1.items.every((r) => r.status === 'pending')).toBe(true);
     expect(page1.nextCursor).not.toBeNull();

@@ -178,7 +178,8 @@ describe.each(ENGINES)('guard over HTTP: $name', ({ make }) => {
         pausedAfter = i - 1;
       }
     }
-    expect(pausedAfter).toBeGreaterThanOrEqual(3);
+    // The running total crosses the policy's 10,000 threshold on the second transfer, and that create is the one caught (finding 7).
+    expect(pausedAfter).toBe(2);
     for (let i = 0; i < 8; i++) {
       clock += 90_000;
       expect((await create(noisy, transfer)).status).toBe(201);
@@ -186,7 +187,7 @@ describe.each(ENGINES)('guard over HTTP: $name', ({ make }) => {
     const alerts = await auditTypes('slicing_alert');
     expect(alerts.filter((a) => a.agent === 'greedy-bot' && a.response === 'pause')).toHaveLength(1);
     expect(alerts.filter((a) => a.agent === 'noisy-bot' && a.response === 'alert').length).toBeGreaterThanOrEqual(1);
-    expect(alerts.find((a) => a.agent === 'noisy-bot')?.alerts[0].requestIds.length).toBeGreaterThanOrEqual(3);
+    expect(alerts.find((a) => a.agent === 'noisy-bot')?.alerts[0]).toMatchObject({ type: 'value_aggregation' });
     expect((await auditTypes('agent_paused')).filter((d) => d.agent === 'greedy-bot')).toHaveLength(1);
     expect((await call(adminToken, 'GET', '/v1/agents/noisy-bot/pause')).json.paused).toBe(false);
   });
@@ -342,7 +343,7 @@ describe('policy guard: thresholds', () => {
 });
 
 describe('a cool-down routes work on', () => {
-  it('an approval refused for a cool-down escalates the request one level at once, and only once', async () => {
+  it('an approval refused for a cool-down changes nothing: the request is not escalated (issue 12: a refusal never moves a request)', async () => {
     const database = sqliteDatabase();
     const clock = Date.UTC(2026, 0, 7, 9, 0, 0);
     const engine = await Engine.open({ connection: await connect(database.url), now: () => clock });
@@ -359,12 +360,16 @@ describe('a cool-down routes work on', () => {
       const { request } = await high('c3');
       expect((await engine.requestById(request.id))!.escalation).toMatchObject({ level: 1, role: 'lead' });
       await expect(engine.review(admin, request.id, { verdict: 'approve' })).rejects.toMatchObject({ code: 'COOLDOWN_ACTIVE' });
-      expect((await engine.requestById(request.id))!.escalation).toMatchObject({ level: 2, role: 'manager', dueAt: new Date(clock + 10 * MINUTE).toISOString() });
-      // Clicking again does not walk the chain.
       await expect(engine.review(admin, request.id, { verdict: 'approve' })).rejects.toMatchObject({ code: 'COOLDOWN_ACTIVE' });
-      expect((await engine.requestById(request.id))!.escalation).toMatchObject({ level: 2 });
-      const escalated = (await engine.auditForRequest(admin, request.id)).filter((e) => e.type === 'escalated');
-      expect(escalated.map((e) => e.data)).toEqual([expect.objectContaining({ from: 1, to: 2, role: 'manager', cause: 'cooldown', operator: 'admin' })]);
+      expect((await engine.requestById(request.id))!.escalation).toMatchObject({ level: 1, role: 'lead' });
+      const audit = await engine.auditForRequest(admin, request.id);
+      expect(audit.filter((e) => e.type === 'escalated')).toEqual([]);
+      expect(audit.filter((e) => e.type === 'review_refused').map((e) => (e.data as { code: string }).code)).toEqual(['COOLDOWN_ACTIVE', 'COOLDOWN_ACTIVE']);
+      // The reader is told why, and until when.
+      const view = await engine.getRequest(admin, request.id);
+      expect(view.actionable).toBe(false);
+      expect(view.notActionable).toMatchObject({ code: 'COOLDOWN_ACTIVE', retryAt: new Date(clock + 30 * MINUTE).toISOString() });
+      expect(view.notActionable!.message).toContain('cool-down until');
       expect((await engine.requestById(request.id))!.status).toBe('pending');
     } finally {
       await engine.close();

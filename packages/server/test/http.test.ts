@@ -79,8 +79,10 @@ describe('HTTP: the happy path', () => {
   });
 
   it('lets the agent report execution and cancel', async () => {
-    const auto = (await (await post('/v1/requests', agentKey, AUTO)).json()) as { id: string; status: string };
+    const auto = (await (await post('/v1/requests', agentKey, AUTO)).json()) as { id: string; status: string; decision: { receipt: unknown } };
     expect(auto.status).toBe('approved');
+    const claimed = await post(`/v1/requests/${auto.id}/execution`, agentKey, { status: 'started', receipt: auto.decision.receipt });
+    expect(((await claimed.json()) as { status: string }).status).toBe('executing');
     const exec = await post(`/v1/requests/${auto.id}/execution`, agentKey, { status: 'succeeded', result: { ok: 1 } });
     expect(exec.status).toBe(200);
     expect(((await exec.json()) as { status: string }).status).toBe('executed');

@@ -225,7 +225,7 @@ describe.each(ENGINES)('scheduler and escalation: $name', ({ make }) => {
     expect((await types(t, request.id)).slice(-1)).toEqual(['reassigned']);
   });
 
-  it('a reassignee may approve a stage they could not before; the level’s role may after escalating', async () => {
+  it('a reassignment never hands over a stage that names an operator (issue 12 finding 4), nor does escalating', async () => {
     const alice = await t.operator('alice', ['reviewer']);
     const bob = await t.operator('bob', ['reviewer']);
     const mo = await t.operator('mo', ['manager']);
@@ -235,13 +235,17 @@ describe.each(ENGINES)('scheduler and escalation: $name', ({ make }) => {
     expect(one.assessment.approval?.stages).toEqual([{ count: 1, operators: ['alice'], label: 'operator alice' }]);
     expect(await codeOf(t.engine.review(bob, one.id, { verdict: 'approve' }))).toBe('NOT_ELIGIBLE');
     await t.engine.reassign(alice, one.id, { operator: 'bob', reason: 'I am off today' });
-    expect((await t.engine.review(bob, one.id, { verdict: 'approve' })).status).toBe('approved');
+    // The stage names alice: reassigning the request moves who is asked, never who may sign it.
+    expect(await codeOf(t.engine.review(bob, one.id, { verdict: 'approve' }))).toBe('NOT_ELIGIBLE');
+    expect((await t.engine.review(alice, one.id, { verdict: 'approve' })).status).toBe('approved');
 
     const two = (await t.engine.createRequest(t.agent, { ...needsAlice, args: { user: 'u2' } })).request;
     expect(await codeOf(t.engine.review(mo, two.id, { verdict: 'approve' }))).toBe('NOT_ELIGIBLE');
     t.clock.now += 2_000;
     await scheduler.tick(); // level 2: manager
-    expect((await t.engine.review(mo, two.id, { verdict: 'approve' })).status).toBe('approved');
+    // Escalating asks the next level, but a stage that names an operator is still theirs to sign.
+    expect(await codeOf(t.engine.review(mo, two.id, { verdict: 'approve' }))).toBe('NOT_ELIGIBLE');
+    expect((await t.engine.review(alice, two.id, { verdict: 'approve' })).status).toBe('approved');
   });
 });
 

@@ -60,6 +60,7 @@ describe('snapshots', () => {
       '@countersign/client': 'packages/client/src/index.ts',
       '@countersign/client/embedded': 'packages/client/src/embedded.ts',
       '@countersign/server': 'packages/server/src/index.ts',
+      '@countersign/verify': 'packages/verify/src/index.ts',
     };
     const files = Object.values(entries).map((f) => resolve(ROOT, f));
     const config = ts.getParsedCommandLineOfConfigFile(resolve(ROOT, 'tsconfig.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });

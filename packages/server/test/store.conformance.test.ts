@@ -36,6 +36,11 @@ function requestRow(id: string, overrides: Partial<RequestRow> = {}): RequestRow
     updated_at: 1_000,
     decided_at: null,
     expires_at: null,
+    queue_due_at: 8_640_000_000_000_000,
+    action_key: overrides.action ?? 'block_ip',
+    claim_nonce: null,
+    claim_expires_at: null,
+    claimed_at: null,
     ...overrides,
   };
 }
@@ -104,6 +109,25 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
     await store.insertRequest(requestRow('req_nokey2'));
   });
 
+  it('claims an approval with one conditional UPDATE: the nonce, before the expiry, once — 40 racing claims, one winner (009_claim)', async () => {
+    await store.insertRequest(requestRow('req_claim', { status: 'approved', claim_nonce: 'n-1', claim_expires_at: 10_000, decided_at: 1_000 }));
+    expect(await store.claimApproval('req_claim', 'n-other', 5_000, Number.MAX_SAFE_INTEGER)).toBe(false); // another approval's nonce
+    expect(await store.claimApproval('req_claim', null, 5_000, Number.MAX_SAFE_INTEGER)).toBe(false); // no nonce where one is stored
+    expect(await store.claimApproval('req_claim', 'n-1', 10_000, Number.MAX_SAFE_INTEGER)).toBe(false); // at the expiry
+    expect(await store.claimApproval('req_claim', 'n-1', 5_000, 5_000)).toBe(false); // at the signed deadline (review finding 4)
+    const wins = await Promise.all(Array.from({ length: 40 }, () => store.transaction((tx) => tx.claimApproval('req_claim', 'n-1', 5_000, Number.MAX_SAFE_INTEGER))));
+    expect(wins.filter(Boolean)).toHaveLength(1);
+    expect(await store.getRequest('req_claim')).toMatchObject({ status: 'executing', claimed_at: 5_000, updated_at: 5_000 });
+    expect(await store.claimApproval('req_claim', 'n-1', 6_000, Number.MAX_SAFE_INTEGER)).toBe(false);
+    // An approval stored before 009_claim has no nonce and no stored expiry; the engine decides its expiry.
+    await store.insertRequest(requestRow('req_claim_legacy', { status: 'approved', decided_at: 1_000 }));
+    expect(await store.claimApproval('req_claim_legacy', 'n-1', 5_000, Number.MAX_SAFE_INTEGER)).toBe(false);
+    expect(await store.claimApproval('req_claim_legacy', null, 5_000, Number.MAX_SAFE_INTEGER)).toBe(true);
+    // Only from approved.
+    await store.insertRequest(requestRow('req_claim_pending', { claim_nonce: 'n-2', claim_expires_at: 10_000 }));
+    expect(await store.claimApproval('req_claim_pending', 'n-2', 5_000, Number.MAX_SAFE_INTEGER)).toBe(false);
+  });
+
   it('updates only from the expected status (compare-and-set)', async () => {
     await store.insertRequest(requestRow('req_cas'));
     expect(await store.updateRequest('req_cas', { status: 'approved', updated_at: 2_000 }, 'pending')).toBe(true);
@@ -140,7 +164,7 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
 
   it('allows one review per operator per request', async () => {
     await store.insertRequest(requestRow('req_rev'));
-    const review = { id: 'rev_1', request_id: 'req_rev', operator_id: 'op_1', operator_name: 'alice', verdict: 'approve', reason: null, args: null, alternative: null, payload_key: 'k', stage: 0, created_at: 5 };
+    const review = { id: 'rev_1', request_id: 'req_rev', operator_id: 'op_1', operator_name: 'alice', verdict: 'approve', reason: null, args: null, alternative: null, payload_key: 'k', stage: 0, stage_key: null, created_at: 5 };
     await store.insertReview(review);
     await expect(store.insertReview({ ...review, id: 'rev_2' })).rejects.toThrow();
     expect((await store.reviewsFor(['req_rev'])).map((r) => r.id)).toEqual(['rev_1']);

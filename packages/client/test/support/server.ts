@@ -1,7 +1,7 @@
 /** A real `countersign serve` child process on a temporary SQLite file, and a few admin helpers. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,8 +18,10 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(): Promise<TestServer> {
+/** `policy`: YAML merged over the defaults (written to a file the server loads). */
+export async function startServer(options: { policy?: string } = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'cs-sdk-'));
+  if (options.policy !== undefined) writeFileSync(join(dir, 'policy.yaml'), options.policy);
   const child = spawn(process.execPath, [BIN, 'serve', '--json'], {
     cwd: dir, // no stray ./countersign.yaml is picked up
     env: {
@@ -27,7 +29,7 @@ export async function startServer(): Promise<TestServer> {
       COUNTERSIGN_DATABASE_URL: `sqlite:${join(dir, 'countersign.db')}`,
       COUNTERSIGN_PORT: '0',
       COUNTERSIGN_HOST: '127.0.0.1',
-      COUNTERSIGN_POLICY: '',
+      COUNTERSIGN_POLICY: options.policy === undefined ? '' : join(dir, 'policy.yaml'),
       COUNTERSIGN_ADMIN_TOKEN: '',
       COUNTERSIGN_AGENT_KEY: '',
       // One admin approves dozens of high-risk requests within seconds here; the reviewer

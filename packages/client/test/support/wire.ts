@@ -87,10 +87,11 @@ const AUTO = { action: 'block_ip', args: { ip: '203.0.113.7' }, confidence: 0.97
  * replays exactly. Waits are started before the operator acts, as in production.
  */
 export async function scenario(cs: Countersign, operator: Operator): Promise<Outcomes> {
-  // Created and decided by policy, with a signed receipt; then reported.
+  // Created and decided by policy, with a signed receipt; claimed once with it; then reported.
   const auto = await cs.requestApproval({ ...AUTO, idempotencyKey: 'wire-auto-1' });
   const autoStatus = auto.status;
   const autoDecision = await auto.decision();
+  await auto.claim(autoDecision);
   await auto.reportExecution({ status: 'succeeded', result: { blocked: true } });
 
   // The same idempotency key again: the same request, replayed.

@@ -7,6 +7,7 @@ export {
   consistencyProofRanges,
   frontierNodes,
   inclusionProofRanges,
+  inclusionSides,
   merkleHasher,
   nodesFor,
   perfectSubtrees,
@@ -22,7 +23,11 @@ export {
 export {
   CHECKPOINT_ORIGIN,
   RECEIPT_ORIGIN,
+  RETENTION_ORIGIN,
   SignedCheckpoint,
+  SignedRetention,
+  retentionMessage,
+  type RetentionBody,
   auditLeafJson,
   checkpointMessage,
   keyIdOf,
@@ -34,6 +39,33 @@ export {
   type ReceiptBody,
   type ReceiptClaim,
 } from './signed.ts';
+export {
+  NOTE_MAX_LENGTH,
+  NOTE_SIGNATURE_PREFIX,
+  checkpointNote,
+  ed25519RawKey,
+  formatNote,
+  noteKeyHash,
+  noteKeyName,
+  parseCheckpointNote,
+  parseNote,
+  type CheckpointNoteParse,
+  type Note,
+  type NoteKey,
+  type NoteParse,
+  type NoteSignature,
+} from './note.ts';
+export {
+  SIGNER_STATE_FORMAT,
+  checkExtension,
+  emptySignerState,
+  parseSignerState,
+  signerStateJson,
+  type ExtensionCheck,
+  type SignerState,
+  type SignerStateParse,
+  type TreeHead,
+} from './signer.ts';
 export {
   TRAIL_FORMAT,
   TrailVerifier,
@@ -61,4 +93,5 @@ export {
   type Regulation,
   type Violation,
 } from './compliance.ts';
+export { decisionLeafProblem, type DecisionLeafExpectation } from './decision-leaf.ts';
 export { DEFAULT_EXEMPT_FIELDS, DEFAULT_REDACTED_FIELDS, createRedactor, type Redactor, type RedactorOptions } from './redact.ts';

@@ -379,3 +379,29 @@ export class MemoryTree {
     return consistencyProofRanges(size1, size2).map((r) => rangeHash(this.hasher, r, (id) => this.node(id)));
   }
 }
+
+/**
+ * For an inclusion proof of leaf `index` in a tree of `size` with `proofLength` hashes: on which
+ * side each proof hash goes as the path is folded up (`left`: hash(p, r); `right`: hash(r, p)),
+ * or null when a proof of that length cannot be right. The same walk as `verifyInclusion`, for
+ * callers whose hash is asynchronous (WebCrypto in the SDK).
+ */
+export function inclusionSides(index: number, size: number, proofLength: number): Array<'left' | 'right'> | null {
+  if (!isSize(index) || !isSize(size) || index >= size || !isSize(proofLength)) return null;
+  let fn = index;
+  let sn = size - 1;
+  const sides: Array<'left' | 'right'> = [];
+  for (let i = 0; i < proofLength; i++) {
+    if (sn === 0) return null;
+    if (fn % 2 === 1 || fn === sn) {
+      sides.push('left');
+      while (fn % 2 === 0 && fn !== 0) {
+        fn /= 2;
+        sn = Math.floor(sn / 2);
+      }
+    } else sides.push('right');
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 ? sides : null;
+}

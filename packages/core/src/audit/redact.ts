@@ -72,6 +72,13 @@ export interface Redactor {
  */
 export const MAX_SCRUB_CHARS = 2_048;
 
+/**
+ * What one entry may have scanned in all (a `redact` call): many strings each under
+ * {@link MAX_SCRUB_CHARS} would otherwise add up (an alert listing thousands of argument names).
+ * Past it, every further string is one token as well: fail closed, at once.
+ */
+export const MAX_SCRUB_TOTAL = 32 * MAX_SCRUB_CHARS;
+
 /** Deeper structures are not walked; anything below becomes one token. */
 const MAX_DEPTH = 32;
 
@@ -81,10 +88,11 @@ export function createRedactor(options: RedactorOptions): Redactor {
   const patterns = options.patterns ?? true;
   const token = (kind: string, value: string) => `[${kind}:${options.tokenize(kind, value)}]`;
 
-  const scrub = (text: string): string => {
+  const scrub = (text: string, budget: { left: number }): string => {
     if (!patterns) return text;
     // Too long to scan with these (backtracking) regexes in bounded time: fail closed, one token.
-    if (text.length > MAX_SCRUB_CHARS) return token('long_text', text);
+    if (text.length > MAX_SCRUB_CHARS || text.length > budget.left) return token('long_text', text);
+    budget.left -= text.length;
     let out = text;
     for (const { kind, re, accept } of PATTERNS) {
       out = out.replace(re, (match) => (accept && !accept(match) ? match : token(kind, match)));
@@ -92,11 +100,11 @@ export function createRedactor(options: RedactorOptions): Redactor {
     return out;
   };
 
-  const walk = (value: unknown, depth: number): unknown => {
-    if (typeof value === 'string') return scrub(value);
+  const walk = (value: unknown, depth: number, budget: { left: number }): unknown => {
+    if (typeof value === 'string') return scrub(value, budget);
     if (value === null || typeof value !== 'object') return value;
     if (depth >= MAX_DEPTH) return token('data', canonicalJson(value));
-    if (Array.isArray(value)) return value.map((v) => walk(v, depth + 1));
+    if (Array.isArray(value)) return value.map((v) => walk(v, depth + 1, budget));
     const out: Record<string, unknown> = {};
     for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
       const name = normalize(key);
@@ -105,11 +113,11 @@ export function createRedactor(options: RedactorOptions): Redactor {
       } else if (fields.has(name) && v !== null && v !== undefined) {
         out[key] = token(KIND_OF_FIELD[name] ?? name, typeof v === 'string' ? v : canonicalJson(v));
       } else {
-        out[key] = walk(v, depth + 1);
+        out[key] = walk(v, depth + 1, budget);
       }
     }
     return out;
   };
 
-  return { redact: (value) => walk(value, 0), token };
+  return { redact: (value) => walk(value, 0, { left: MAX_SCRUB_TOTAL }), token };
 }

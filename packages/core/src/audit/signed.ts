@@ -132,3 +132,35 @@ export function receiptMessage(body: ReceiptBody): Uint8Array {
 export function keyIdOf(hash: HashFn, spki: Uint8Array): string {
   return toHex(hash(spki)).slice(0, 16);
 }
+
+export const RETENTION_ORIGIN = 'countersign.audit.retention/v1';
+
+/**
+ * What retention signs when it removes entries 1 … `prunedTo`: the compact tree it keeps at that
+ * size (its perfect subtree roots, largest first, base64) and when. An export of a pruned trail
+ * starts from this statement, so a verifier can tell a base the signer pruned to from one made
+ * by deleting rows and moving a mark in the database.
+ */
+export interface RetentionBody {
+  prunedTo: number;
+  frontier: readonly string[];
+  /** ISO 8601 time of pruning. */
+  timestamp: string;
+}
+
+export const SignedRetention = z.object({
+  prunedTo: z.number().int().min(1),
+  frontier: z.array(z.string()),
+  timestamp: z.string(),
+  keyId: z.string(),
+  signature: z.string(),
+});
+export type SignedRetention = z.infer<typeof SignedRetention>;
+
+/** The signed text: origin, size, the frontier (space-separated), time, one per line. */
+export function retentionMessage(body: RetentionBody): Uint8Array {
+  if (!Number.isSafeInteger(body.prunedTo) || body.prunedTo < 1 || body.frontier.length === 0 || body.frontier.some((h) => !/^[A-Za-z0-9+/=]+$/.test(h))) {
+    throw new TypeError('retentionMessage: a retention statement needs a size ≥ 1 and base64 frontier hashes');
+  }
+  return utf8(`${RETENTION_ORIGIN}\n${body.prunedTo}\n${body.frontier.join(' ')}\n${body.timestamp}\n`);
+}

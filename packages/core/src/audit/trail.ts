@@ -3,7 +3,9 @@
  * each in canonical form (sorted keys, no whitespace):
  *
  *   {"checkpoints":2,"format":"countersign-audit-trail/v1","keyId":"…","kind":"header","treeSize":1500}
- *   {"frontier":["<base64>",…],"kind":"base","treeSize":500}              only when entries 1–500 were pruned,
+ *   {"frontier":[…],"keyId":"…","kind":"base","signature":"…","timestamp":"…","treeSize":500}
+ *                                                                           only when entries 1–500 were pruned: the
+ *                                                                           signed retention statement,
  *   {…the checkpoint for size 500…}                                         and then its checkpoint
  *   {"entry":{…the leaf JSON…},"kind":"entry","leafHash":"<base64>"}       one per entry, seq 1, 2, …
  *   {"keyId":"…","kind":"checkpoint","rootHash":"…","signature":"…","timestamp":"…","treeSize":1000}
@@ -15,13 +17,19 @@
  * `leafHash` is the server's record of each leaf: unauthenticated on its own, but it names the
  * exact entry that was altered, where the signed roots alone only bound it between checkpoints.
  *
+ * A pruned base must be a retention statement signed by the trusted key (`retentionMessage`):
+ * deleting old rows and moving the prune mark in the database gives a base nobody signed.
+ * Checkpoints the verifier already holds (from a witness, an earlier export) can be pinned: the
+ * trail must then reach each one's size with exactly its root, so a rewritten history or an
+ * export cut back to an earlier checkpoint fails.
+ *
  * Pure and streaming: feed lines with `push`, then call `finish`. Hashing and signature checks
  * are passed in.
  */
 import { canonicalJson } from '../canonical.ts';
 import { bytesEqual, fromBase64Of, toBase64, utf8 } from './bytes.ts';
 import { CompactTree, type MerkleHasher } from './merkle.ts';
-import { checkpointMessage, type SignedCheckpoint } from './signed.ts';
+import { checkpointMessage, retentionMessage, type SignedCheckpoint, type SignedRetention } from './signed.ts';
 
 export const TRAIL_FORMAT = 'countersign-audit-trail/v1';
 
@@ -48,8 +56,9 @@ export function trailEntryLine(leafJson: string, leafHash: Uint8Array): string {
  * tree at that size (its perfect subtree roots, largest first). The checkpoint signed at that
  * size follows it and authenticates it; entries then go on from `treeSize + 1`.
  */
-export function trailBaseLine(treeSize: number, frontier: readonly Uint8Array[]): string {
-  return canonicalJson({ frontier: frontier.map(toBase64), kind: 'base', treeSize });
+export function trailBaseLine(statement: SignedRetention): string {
+  const { prunedTo, frontier, timestamp, keyId, signature } = statement;
+  return canonicalJson({ frontier: [...frontier], keyId, kind: 'base', signature, timestamp, treeSize: prunedTo });
 }
 
 export function trailCheckpointLine(cp: SignedCheckpoint): string {
@@ -66,7 +75,15 @@ export type TrailFaultCode =
   | 'BAD_SIGNATURE'
   | 'ROOT_MISMATCH'
   | 'UNCOVERED'
-  | 'TRUNCATED';
+  | 'TRUNCATED'
+  /** The pruned base carries no retention statement signed by the trusted key. */
+  | 'UNSIGNED_BASE'
+  /** The trail's root at a pinned checkpoint's size is not the pinned root: history was rewritten. */
+  | 'FORK'
+  /** The trail ends before a pinned checkpoint's size: it was cut back. */
+  | 'PIN_NOT_REACHED'
+  /** A pinned checkpoint lies in the pruned prefix: this export cannot show it (verify live, which proves it). */
+  | 'PIN_PRUNED';
 
 export interface TrailFault {
   code: TrailFaultCode;
@@ -81,6 +98,14 @@ export interface TrailSummary {
   treeSize: number;
   /** Entries 1 … this were pruned by retention before the export (0: none); the tree still covers them. */
   prunedTo: number;
+  /** When they were pruned (the signed retention statement), or null. */
+  prunedAt: string | null;
+  /** Entries whose bytes were read and hashed: `treeSize - prunedTo` (pruned entries no longer exist, so they are not counted). */
+  entriesVerified: number;
+  /** Pinned checkpoints the trail was shown to extend. */
+  pinned: number;
+  /** Sizes of pinned checkpoints in the pruned prefix that were NOT checked (only with `skipPrunedPins`). */
+  pinsSkipped: number[];
   rootHash: string;
   checkpoints: number;
   /** The last (covering) checkpoint. */
@@ -97,6 +122,19 @@ export interface TrailVerifierOptions {
   verifySignature(message: Uint8Array, signature: Uint8Array): boolean;
   /** Largest signature accepted, bytes (Ed25519: 64). */
   signatureLength?: number;
+  /**
+   * Checkpoints already held (a witness's, an earlier export's): the trail must extend each one.
+   * Each must be signed by the trusted key.
+   */
+  pinned?: readonly SignedCheckpoint[];
+  /**
+   * A pin in the pruned prefix cannot be shown by an export (the entries that would show it are
+   * gone), so it fails (PIN_PRUNED) — unless this is set: then it is skipped and reported in
+   * `pinsSkipped`, never counted as checked. Live verification proves such pins instead.
+   */
+  skipPrunedPins?: boolean;
+  /** Told each entry once its bytes verified, with its leaf JSON (for `--since`). */
+  onEntry?: (seq: number, leafJson: string) => void;
 }
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -106,7 +144,12 @@ export class TrailVerifier {
   #tree: CompactTree;
   #line = 0;
   /** The pruned base, until its checkpoint has verified it. */
-  #base: { size: number; line: number; verified: boolean } | null = null;
+  #base: { size: number; line: number; verified: boolean; timestamp: string } | null = null;
+  /** Pinned checkpoints still to reach, smallest size first. */
+  #pins: SignedCheckpoint[] = [];
+  #pinsChecked = 0;
+  readonly #pinsSkipped: number[] = [];
+  #pinFault: TrailFault | null = null;
   #header: TrailHeader | null = null;
   #fault: TrailFault | null = null;
   #checkpoints = 0;
@@ -115,6 +158,53 @@ export class TrailVerifier {
   constructor(options: TrailVerifierOptions) {
     this.#options = options;
     this.#tree = new CompactTree(options.hasher);
+    this.#pinFault = this.#loadPins(options.pinned ?? []);
+  }
+
+  /** Sorts the pins and checks their signatures; a bad pin is a fault before any line is read. */
+  #loadPins(pins: readonly SignedCheckpoint[]): TrailFault | null {
+    const bySize = new Map<number, SignedCheckpoint>();
+    for (const pin of pins) {
+      const fault = (message: string): TrailFault => ({ code: 'BAD_SIGNATURE', line: 0, message });
+      if (pin.keyId !== this.#options.keyId) return { code: 'KEY_MISMATCH', line: 0, message: `the pinned checkpoint for size ${pin.treeSize} is signed by key ${pin.keyId}, the trusted key is ${this.#options.keyId}` };
+      const sig = fromBase64Of(pin.signature, this.#options.signatureLength ?? 64);
+      if (!sig || !fromBase64Of(pin.rootHash, this.#options.hasher.size) || !isCount(pin.treeSize) || !ISO.test(pin.timestamp)) return fault(`the pinned checkpoint for size ${pin.treeSize} is malformed`);
+      if (!this.#options.verifySignature(checkpointMessage(pin), sig)) return fault(`the pinned checkpoint for size ${pin.treeSize} does not verify with the trusted key`);
+      if (pin.treeSize === 0) {
+        if (pin.rootHash !== toBase64(this.#options.hasher.emptyRoot())) return { code: 'FORK', line: 0, message: 'the pinned checkpoint for the empty tree has another root than the empty tree' };
+        this.#pinsChecked++;
+        continue;
+      }
+      const same = bySize.get(pin.treeSize);
+      if (same && same.rootHash !== pin.rootHash) {
+        return { code: 'FORK', line: 0, message: `two pinned checkpoints, both signed by the trusted key, give tree size ${pin.treeSize} different roots: the signer was made to sign a fork` };
+      }
+      bySize.set(pin.treeSize, pin);
+    }
+    this.#pins = [...bySize.values()].sort((a, b) => b.treeSize - a.treeSize); // popped from the end
+    return null;
+  }
+
+  /** Checks every pin at the current tree size (called whenever the size changes). */
+  #checkPins(line: number): boolean {
+    for (;;) {
+      const pin = this.#pins[this.#pins.length - 1];
+      if (!pin || pin.treeSize > this.#tree.size) return true;
+      this.#pins.pop();
+      if (pin.treeSize < this.#tree.size) {
+        // Only possible below a pruned base: the entries that would show it are gone.
+        if (this.#options.skipPrunedPins) {
+          this.#pinsSkipped.push(pin.treeSize);
+          continue;
+        }
+        return this.#fail('PIN_PRUNED', line, `the pinned checkpoint for size ${pin.treeSize} (signed ${pin.timestamp}) lies in the pruned prefix (entries 1–${this.#tree.size}): this export cannot show it; verify against the live server, which proves it, or pin a checkpoint after the prune point`);
+      }
+      if (toBase64(this.#tree.root()) !== pin.rootHash) {
+        const seq = this.#tree.size;
+        return this.#fail('FORK', line, `line ${line}: at tree size ${seq} the trail's root is not the root of the pinned checkpoint signed ${pin.timestamp}: history up to entry seq ${seq} was rewritten`, seq);
+      }
+      this.#pinsChecked++;
+    }
   }
 
   /** Entries verified so far. */
@@ -137,6 +227,7 @@ export class TrailVerifier {
    * found; later lines are ignored.
    */
   push(line: string, bytes?: Uint8Array): boolean {
+    if (this.#pinFault && !this.#fault) this.#fault = this.#pinFault;
     if (this.#fault) return false;
     this.#line++;
     if (this.#header === null) return this.#readHeader(line);
@@ -150,12 +241,18 @@ export class TrailVerifier {
 
   /** Ends the trail. `endsWithNewline` false means the last line was cut short. */
   finish(options: { endsWithNewline?: boolean } = {}): TrailResult {
+    if (this.#pinFault && !this.#fault) this.#fault = this.#pinFault;
     if (!this.#fault) this.#finalChecks(options.endsWithNewline ?? true);
-    if (this.#fault) return { ok: false, fault: this.#fault, entriesChecked: this.#tree.size };
+    const prunedTo = this.#base?.size ?? 0;
+    if (this.#fault) return { ok: false, fault: this.#fault, entriesChecked: Math.max(0, this.#tree.size - prunedTo) };
     return {
       ok: true,
       treeSize: this.#tree.size,
-      prunedTo: this.#base?.size ?? 0,
+      prunedTo,
+      prunedAt: this.#base?.timestamp ?? null,
+      entriesVerified: this.#tree.size - prunedTo,
+      pinned: this.#pinsChecked,
+      pinsSkipped: [...new Set(this.#pinsSkipped)].sort((a, b) => a - b),
       rootHash: toBase64(this.#tree.root()),
       checkpoints: this.#checkpoints,
       checkpoint: this.#last?.cp ?? null,
@@ -180,6 +277,15 @@ export class TrailVerifier {
     }
     if (this.#checkpoints !== header.checkpoints) {
       return void this.#fail('TRUNCATED', 1, `the header (line 1) lists ${header.checkpoints} checkpoints, the file has ${this.#checkpoints}`);
+    }
+    const beyond = this.#pins[0];
+    if (beyond !== undefined) {
+      return void this.#fail(
+        'PIN_NOT_REACHED',
+        this.#line,
+        `the trail ends at tree size ${n}, but the pinned checkpoint signed ${beyond.timestamp} covers ${beyond.treeSize} entries: entries ${n + 1}–${beyond.treeSize} were cut off`,
+        n + 1,
+      );
     }
   }
 
@@ -228,8 +334,21 @@ export class TrailVerifier {
     if (!b) return false;
     const size = b.treeSize;
     const hashes = Array.isArray(b.frontier) ? b.frontier.map((h) => fromBase64Of(h, this.#options.hasher.size)) : null;
-    if (b.kind !== 'base' || !isCount(size) || size === 0 || !hashes || hashes.some((h) => h === null) || Object.keys(b).length !== 3) {
+    if (b.kind !== 'base' || !isCount(size) || size === 0 || !hashes || hashes.some((h) => h === null)) {
       return this.#fail('MALFORMED', 2, 'line 2: malformed pruned-trail base');
+    }
+    if (Object.keys(b).length === 3 || b.signature === undefined) {
+      return this.#fail('UNSIGNED_BASE', 2, `line 2: the trail starts at entry ${size + 1} from a base that no signed retention statement covers: entries 1–${size} were removed outside retention (or by a server before signed retention)`);
+    }
+    const { keyId, signature, timestamp } = b;
+    if (Object.keys(b).length !== 6 || typeof keyId !== 'string' || typeof signature !== 'string' || typeof timestamp !== 'string' || !ISO.test(timestamp)) {
+      return this.#fail('MALFORMED', 2, 'line 2: malformed retention statement in the pruned-trail base');
+    }
+    if (keyId !== this.#options.keyId) return this.#fail('KEY_MISMATCH', 2, `line 2: the retention statement names key ${keyId}, the trusted key is ${this.#options.keyId}`);
+    const sig = fromBase64Of(signature, this.#options.signatureLength ?? 64);
+    const frontier = b.frontier as string[];
+    if (!sig || !this.#options.verifySignature(retentionMessage({ prunedTo: size, frontier, timestamp }), sig)) {
+      return this.#fail('UNSIGNED_BASE', 2, `line 2: the retention statement for entries 1–${size} does not verify with the trusted public key: the base was forged or altered`);
     }
     if (this.#header && size > this.#header.treeSize) return this.#fail('HEADER', 2, `line 2: the base size ${size} is beyond the header's tree size`);
     try {
@@ -237,8 +356,8 @@ export class TrailVerifier {
     } catch {
       return this.#fail('MALFORMED', 2, `line 2: a tree of ${size} entries needs other subtree hashes than the base gives`);
     }
-    this.#base = { size, line: 2, verified: false };
-    return true;
+    this.#base = { size, line: 2, verified: false, timestamp };
+    return this.#checkPins(2);
   }
 
   #readEntry(line: string, bytes: Uint8Array | undefined): boolean {
@@ -278,7 +397,8 @@ export class TrailVerifier {
       return this.#fail('LEAF_MISMATCH', at, `line ${at}: entry seq ${seq} does not hash to its recorded leafHash: the entry (or its leafHash) was altered`, seq);
     }
     this.#tree.append(leafHash);
-    return true;
+    this.#options.onEntry?.(seq, leafJson);
+    return this.#checkPins(at);
   }
 
   #readCheckpoint(line: string): boolean {

@@ -47,6 +47,8 @@ export interface Extension {
 export interface Assignee {
   readonly operator?: string;
   readonly group?: string;
+  /** The approval stage that was current when the reassignment was made: the only one it moves (issue 12, finding 4). */
+  readonly stage?: number;
   readonly reason: string;
   readonly by: string;
   readonly at: number;
@@ -172,20 +174,24 @@ export function extend(state: EscalationState, ms: number, reason: string, by: s
   return { ...state, dueAt: Math.max(state.dueAt, now) + ms, extension: { ms, reason, by, at: now } };
 }
 
-/** Hands the request to another reviewer or group (they may then approve at the current stage). */
+/**
+ * Hands the request to another reviewer or group at the current stage (`stage`, its index): the
+ * gate lets them sign that stage only, and never one that names operators or a group.
+ */
 export function reassign(
   state: EscalationState,
   to: { operator?: string | undefined; group?: string | undefined },
   reason: string,
   by: string,
   now: number,
+  stage?: number,
 ): EscalationState {
   if ((to.operator === undefined) === (to.group === undefined)) {
     throw new CountersignError('VALIDATION_FAILED', 'reassign to one operator or one group', { field: 'to' });
   }
   if (!reason.trim()) throw new CountersignError('VALIDATION_FAILED', 'a reassignment needs a reason', { field: 'reason' });
   const target = to.operator !== undefined ? { operator: to.operator } : { group: to.group as string };
-  return { ...state, assignee: { ...target, reason, by, at: now } };
+  return { ...state, assignee: { ...target, reason, by, at: now, ...(stage !== undefined ? { stage } : {}) } };
 }
 
 /** The API's view of the state (`ApprovalRequest.escalation`). */

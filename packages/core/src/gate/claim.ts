@@ -14,8 +14,8 @@ import type { ReceiptBody } from '../audit/signed.ts';
 import type { RequestStatus, RiskLevel } from '../schemas.ts';
 import type { Policy } from '../policy/types.ts';
 
-/** Statuses a request can have once the claim contract is in place; `executing` sits between `approved` and the report. */
-export type ClaimableStatus = RequestStatus | 'executing';
+/** A request's status; `executing` sits between `approved` and the report (kept as a name for the gate's callers). */
+export type ClaimableStatus = RequestStatus;
 
 /** What the server stored when it approved the request, read under the row lock. */
 export interface ClaimState {
@@ -50,8 +50,9 @@ const refuse = (error: CountersignError): ClaimResult => ({ ok: false, error });
  * 3. a request still pending is `ILLEGAL_TRANSITION`; rejected, expired or cancelled is `ALREADY_DECIDED`;
  * 4. a nonce other than the stored one is `RECEIPT_MISMATCH` (a receipt of an earlier approval
  *    cannot be replayed onto a later one), as is a version 1 receipt where a nonce is stored;
- * 5. at or after `expiresAt` (the stored one: the receipt's copy is signed, but the store is the
- *    authority) it is `RECEIPT_EXPIRED`: the agent files the request anew.
+ * 5. at or after the deadline (`claimDeadline`: the earlier of the stored `expiresAt` and the
+ *    receipt's signed one, so neither a database writer moving the column nor an edited receipt
+ *    extends it) it is `RECEIPT_EXPIRED`: the agent files the request anew.
  */
 export function decideClaim(state: ClaimState, receipt: ReceiptBody, now: Date): ClaimResult {
   const nowMs = now.getTime();
@@ -78,12 +79,37 @@ export function decideClaim(state: ClaimState, receipt: ReceiptBody, now: Date):
   if (state.nonce !== null && (receipt.version !== 2 || receipt.nonce !== state.nonce)) {
     return refuse(new CountersignError('RECEIPT_MISMATCH', 'the receipt is not the one issued with this approval', { requestId: id }));
   }
-  const expires = Date.parse(state.expiresAt);
-  if (Number.isNaN(expires) || nowMs >= expires) {
-    // Fail closed: an unreadable expiry is treated as passed.
-    return refuse(new CountersignError('RECEIPT_EXPIRED', `the approval of ${id} could be claimed until ${state.expiresAt}; file the request again`, { requestId: id, expiresAt: state.expiresAt }));
+  const deadline = claimDeadline(state, receipt);
+  if (nowMs >= deadline) {
+    const until = new Date(Math.max(0, deadline)).toISOString();
+    return refuse(new CountersignError('RECEIPT_EXPIRED', `the approval of ${id} could be claimed until ${until}; file the request again`, { requestId: id, expiresAt: until }));
   }
   return { ok: true, status: 'executing', nonce: state.nonce };
+}
+
+/**
+ * When the claim window closes (ms since the epoch): the earlier of the stored expiry and, for a
+ * version 2 receipt, its signed `expiresAt`. The signed copy bounds what a database writer can
+ * do to the column; the stored one bounds a receipt. Fail closed: an unreadable expiry (either)
+ * is the epoch, i.e. already passed. The shell uses the same number in its conditional UPDATE.
+ */
+export function claimDeadline(state: Pick<ClaimState, 'expiresAt'>, receipt: Pick<ReceiptBody, 'version' | 'expiresAt'>): number {
+  const stored = Date.parse(state.expiresAt);
+  if (Number.isNaN(stored)) return 0;
+  if (receipt.version !== 2) return stored;
+  const signed = typeof receipt.expiresAt === 'string' ? Date.parse(receipt.expiresAt) : Number.NaN;
+  if (Number.isNaN(signed)) return 0;
+  return Math.min(stored, signed);
+}
+
+/**
+ * An approval that can no longer run: approved, never claimed, and past its stored claim expiry
+ * (ms). A create under its idempotency key then files a new request instead of replaying it
+ * (review finding 8: adapters use one fixed key per tool call). An approval without a stored
+ * expiry (before 009_claim) is not lapsed here: it keeps replaying, as before.
+ */
+export function approvalLapsed(row: { status: string; claimedAt: number | null; claimExpiresAt: number | null }, nowMs: number): boolean {
+  return row.status === 'approved' && row.claimedAt === null && row.claimExpiresAt !== null && nowMs >= row.claimExpiresAt;
 }
 
 /**

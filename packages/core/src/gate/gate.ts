@@ -26,10 +26,10 @@
  * Counters are recorded only when a vote is accepted (`record`): a refused vote, a wrong code
  * or a blocked payload never uses a velocity slot or a TOTP step.
  */
-import { payloadKey } from '../canonical.ts';
+import { canonicalJson, payloadKey } from '../canonical.ts';
 import { CountersignError } from '../errors.ts';
 import { approverVelocity, cooldownState, type ApprovalRecord, type ApproverLimits, type CooldownConfig, type CooldownState } from '../guard/velocity.ts';
-import { canReviewAtAll, type Reviewer, type Vote } from '../lifecycle.ts';
+import { alternativeNames, canReviewAtAll, type Reviewer, type Vote } from '../lifecycle.ts';
 import type { Alternative, ApprovalStage, Assessment, Decision, JsonObject, Role, Verdict } from '../schemas.ts';
 import type { ClaimableStatus } from './claim.ts';
 import { stageEligible, type GateEscalation } from './eligibility.ts';
@@ -85,7 +85,15 @@ export interface GateVote {
   readonly at: string;
 }
 
-export type IpFact = { readonly allowed: true } | { readonly allowed: false; readonly ip: string | null; readonly refusedBy: readonly ({ readonly operator: string } | { readonly role: Role })[] };
+export type IpFact =
+  | { readonly allowed: true }
+  | {
+      readonly allowed: false;
+      readonly ip: string | null;
+      readonly refusedBy: readonly ({ readonly operator: string } | { readonly role: Role })[];
+      /** Each refusing list as a person reads it (`operator nora (10.0.0.0/8)`), for the message. */
+      readonly lists?: readonly string[];
+    };
 
 export interface GuardFacts {
   /** Epoch ms, the same instant as the vote. */
@@ -180,7 +188,7 @@ export function resolvePayload(
 ): Omit<GatePayload, 'assessment'> {
   if (vote.alternative !== undefined) {
     const alt = request.alternatives.find((a) => a.name === vote.alternative);
-    if (!alt) throw err('UNKNOWN_ALTERNATIVE', `no alternative named "${vote.alternative}"`, { alternatives: request.alternatives.map((a) => a.name) });
+    if (!alt) throw err('UNKNOWN_ALTERNATIVE', `no alternative named "${vote.alternative}"; ${alternativeNames(request.alternatives)}`, { alternatives: request.alternatives.map((a) => a.name) });
     return { action: alt.action, args: alt.args, alternative: alt.name, key: payloadKey(alt.action, alt.args) };
   }
   if (vote.args !== undefined) return { action: request.action, args: vote.args, alternative: null, key: payloadKey(request.action, vote.args) };
@@ -195,9 +203,23 @@ export function resolvePayload(
   return { action: request.action, args: request.args, alternative: null, key: payloadKey(request.action, request.args) };
 }
 
-function stageProgressOf(stages: readonly ApprovalStage[], votes: readonly Vote[]): number[] {
+/** A stage's identity: who it asks for (role, group or named operators), not its count or label. */
+export function stageKeyOf(stage: ApprovalStage): string {
+  return canonicalJson({ role: stage.role ?? null, group: stage.group ?? null, operators: stage.operators ?? null });
+}
+
+/**
+ * Approvals counted per stage. A vote counts towards the stage it was cast for only while that
+ * index still holds the same stage (`stageKey`); after a policy reload reorders or replaces the
+ * stages, it counts towards none (fail closed: the stage is signed again).
+ */
+export function stageProgressOf(stages: readonly ApprovalStage[], votes: readonly Vote[]): number[] {
   const counts = stages.map(() => 0);
-  for (const v of votes) if (v.stage !== null && v.stage < counts.length) counts[v.stage] = (counts[v.stage] ?? 0) + 1;
+  for (const v of votes) {
+    if (v.stage === null || v.stage >= counts.length) continue;
+    if (v.stageKey !== undefined && v.stageKey !== stageKeyOf(stages[v.stage]!)) continue;
+    counts[v.stage] = (counts[v.stage] ?? 0) + 1;
+  }
   return counts;
 }
 
@@ -280,7 +302,8 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
       if (!approving(ctx)) return null;
       const ip = ctx.guard.ip;
       if (ip.allowed) return null;
-      return err('IP_NOT_ALLOWED', `approvals by ${ctx.reviewer.name} from ${ip.ip ?? 'an unknown address'} are refused by an IP allowlist`, { ip: ip.ip, refusedBy: ip.refusedBy });
+      const which = ip.lists && ip.lists.length > 0 ? `the IP allowlist of ${ip.lists.join(' and of ')}` : 'an IP allowlist';
+      return err('IP_NOT_ALLOWED', `approvals by ${ctx.reviewer.name} from ${ip.ip ?? 'an unknown address'} are refused by ${which}`, { ip: ip.ip, refusedBy: ip.refusedBy });
     },
   },
   {
@@ -353,6 +376,25 @@ function contextOf(input: GateInput, dry: boolean): GateContext {
   return { ...input, requirement, modified, restart, counted, stageIndex, stage, dry };
 }
 
+/** The checks that need no guard facts: a shell runs them before it takes the approver's lock. */
+export const CHEAP_CHECKS: readonly string[] = Object.freeze(['state', 'identity', 'separation', 'aggregate']);
+
+/**
+ * The first refusal of the cheap checks (`CHEAP_CHECKS`), or null: what the full gate would also
+ * refuse first, since they come first in `GATE_CHECKS`. The guard facts of `input` are not read.
+ * Lets the shell refuse before it locks anything (review finding 4: no lock held for a vote that
+ * cannot pass), and the full `gate()` still runs every check after.
+ */
+export function precheck(input: GateInput): CountersignError | null {
+  const ctx = contextOf(input, false);
+  for (const c of GATE_CHECKS) {
+    if (!CHEAP_CHECKS.includes(c.name)) break;
+    const e = c.check(ctx);
+    if (e) return e;
+  }
+  return null;
+}
+
 /** Run the checks; on success, what the vote does and what to record. */
 export function gate(input: GateInput, checks: readonly GateCheck[] = GATE_CHECKS): GateResult {
   const ctx = contextOf(input, false);
@@ -401,6 +443,7 @@ function accept(ctx: GateContext): GateResult {
     alternative: vote.alternative ?? null,
     payloadKey: payload.key,
     stage: ctx.stageIndex,
+    stageKey: stageKeyOf(ctx.stage),
     at: vote.at,
   };
   const approval: ApprovalRecord = { requestId: request.id, at: guard.now, riskLevel: requirement.riskLevel };

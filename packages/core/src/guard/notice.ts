@@ -1,6 +1,7 @@
 /**
  * Guard notices: what channels are told when the guard acts — a slicing alert, an agent paused
- * or resumed, an approver's cool-down started. They are about an agent or an approver, not a
+ * or resumed, an approver's cool-down started — or when the audit signer refuses to sign a
+ * trail that does not extend what it signed (`audit_fork`, sent to every channel). They are about an agent or an approver, not a
  * request, so they are a kind of their own beside `Notification` (escalation/notification.ts),
  * rendered once here and only formatted by the channels.
  *
@@ -11,7 +12,7 @@
  */
 import { clip } from '../escalation/notification.ts';
 
-export const GUARD_NOTICE_KINDS = ['slicing_alert', 'agent_paused', 'agent_resumed', 'cooldown_started', 'mfa_locked'] as const;
+export const GUARD_NOTICE_KINDS = ['slicing_alert', 'agent_paused', 'agent_resumed', 'cooldown_started', 'mfa_locked', 'audit_fork'] as const;
 export type GuardNoticeKind = (typeof GUARD_NOTICE_KINDS)[number];
 
 export interface GuardNotice {
@@ -57,6 +58,7 @@ const TITLES: Record<GuardNoticeKind, (d: GuardNoticeData) => string> = {
   agent_resumed: (d) => `Agent resumed: ${d.agent ?? '?'}`,
   cooldown_started: (d) => `Approver cool-down: ${d.operator ?? '?'}`,
   mfa_locked: (d) => `Step-up locked after wrong codes: ${d.operator ?? '?'}`,
+  audit_fork: () => 'AUDIT_FORK: the audit signer refused to sign a rewritten trail',
 };
 
 export function renderGuardNotice(data: GuardNoticeData, options: { reviewBase: string }): GuardNotice {

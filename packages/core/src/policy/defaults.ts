@@ -179,12 +179,14 @@ channels: {}
 # slicing: how long a slicing response (pause, review, aggregate) lasts, and how long an
 # aggregate review collects an agent's requests before it is put together. whilePaused: a paused
 # agent's new requests are refused (AGENT_PAUSED) or held for review (approvable after the pause).
+# agentLimits: every agent's create limit unless agents.<name>.limits sets its own (RATE_LIMITED).
 guard:
   notify: []
   velocity: { perHour: 10, perDay: 50, riskLevels: [high, critical] }
   cooldown: { threshold: 5, window: 15m, duration: 30m, riskLevels: [high, critical] }
   slicing: { hold: 1h, collect: 1m }
   whilePaused: refuse
+  agentLimits: { perMinute: 600 }
 
 auditRetentionDays: 365
 `;

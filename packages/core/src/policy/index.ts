@@ -6,6 +6,7 @@ export { DEFAULT_POLICY_YAML } from './defaults.ts';
 export { DEFAULT_APPROVAL_VALID_MS, defaultPolicy, parsePolicy, validatePolicy } from './load.ts';
 export { evaluate, type EvaluationRequest } from './evaluate.ts';
 export { checkArgs } from './args.ts';
+export { normalizeActionName } from './names.ts';
 export { assessRisk, type RiskAssessment } from './risk.ts';
 export { scanContent, BUILTIN_PATTERN_NAMES, SCAN_LIMIT_CHARS, type ContentMatch } from './patterns.ts';
 export {

@@ -104,10 +104,20 @@ function jsSemantics(re2: string, dotAll: boolean): string {
 }
 
 /**
+ * The most RE2 instructions a policy author's pattern may compile to. Linear time still has a
+ * constant: each byte of text can step every instruction once, and counted repetitions expand
+ * (`(?:a|b){1,1000}c` is 2,002 instructions, about 1.2 s per MiB of hostile text, where a typical
+ * pattern is under 100). At this bound the worst case measured about 0.1 s per MiB
+ * (`bench/matching.ts`); built-in patterns are measured there instead of capped.
+ */
+export const MAX_PATTERN_PROGRAM = 1_000;
+
+/**
  * Compiles a JavaScript-syntax pattern with JavaScript flags (`i m s u v`) to a linear-time
  * matcher, or returns why it cannot (a message for the policy author: the caller names the key).
+ * `maxProgram` bounds its cost (see {@link MAX_PATTERN_PROGRAM}).
  */
-export function compileLinear(source: string, flags: string): LinearRegex | string {
+export function compileLinear(source: string, flags: string, maxProgram: number = MAX_PATTERN_PROGRAM): LinearRegex | string {
   if (!FLAGS.test(flags) || new Set(flags).size !== flags.length) return `flags may only use i, m, s, u, v (each once); got "${flags}"`;
   try {
     new RegExp(source, flags);
@@ -130,6 +140,10 @@ export function compileLinear(source: string, flags: string): LinearRegex | stri
   if (/\(\?<[=!]/.test(source)) mode |= RE2JS.LOOKBEHINDS;
   try {
     const re = RE2JS.compile(translated, mode);
+    const size = re.programSize();
+    if (size > maxProgram) {
+      return `the pattern compiles to ${size} matcher instructions (at most ${maxProgram}), so each byte of agent text would cost that many steps; narrow its counted repetitions ({m,n}) or split it into simpler patterns`;
+    }
     if (!flags.includes('m')) return { test: (text) => re.test(text) };
     return { test: (text) => re.test(text) || (OTHER_LINE_ENDS.test(text) && re.test(text.replace(OTHER_LINE_ENDS_ALL, '\n'))) };
   } catch (err) {
@@ -139,7 +153,7 @@ export function compileLinear(source: string, flags: string): LinearRegex | stri
 
 /** {@link compileLinear} for patterns written in this codebase: a refusal is a programming error. */
 export function linear(source: string, flags = ''): LinearRegex {
-  const re = compileLinear(source, flags);
+  const re = compileLinear(source, flags, Number.POSITIVE_INFINITY);
   if (typeof re === 'string') throw new Error(`built-in pattern ${source}: ${re}`);
   return re;
 }

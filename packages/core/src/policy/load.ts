@@ -511,6 +511,10 @@ function resolve(f: PolicyFile): Policy {
         collectSeconds: required(parseDuration(required(f.guard?.slicing?.collect, 'guard.slicing.collect')), 'guard.slicing.collect') / 1000,
       },
       whilePaused: required(f.guard?.whilePaused, 'guard.whilePaused'),
+      agentLimits: {
+        ...(f.guard?.agentLimits?.perMinute !== undefined ? { perMinute: f.guard.agentLimits.perMinute } : {}),
+        ...(f.guard?.agentLimits?.perHour !== undefined ? { perHour: f.guard.agentLimits.perHour } : {}),
+      },
     },
     contentPatterns: Object.fromEntries(
       Object.entries(f.contentPatterns ?? {}).map(([name, p]) => [

@@ -253,6 +253,8 @@ const GuardFile = z.strictObject({
   slicing: z.strictObject({ hold: Duration.optional(), collect: Duration.optional() }).optional(),
   /** A paused agent's requests: `refuse` them (AGENT_PAUSED), or `hold` them for review, approvable once the pause ends. */
   whilePaused: WhilePaused.optional(),
+  /** Every agent's create limit unless `agents.<name>.limits` sets its own (default 600 a minute): over it, RATE_LIMITED. */
+  agentLimits: z.strictObject({ perMinute: z.int().min(1).optional(), perHour: z.int().min(1).optional() }).optional(),
 });
 
 const ContentPatternFile = z

@@ -140,6 +140,8 @@ export interface GuardPolicy {
   /** How long a slicing response lasts, and how long an aggregate review collects requests. */
   readonly slicing: { readonly holdMinutes: number; readonly collectSeconds: number };
   readonly whilePaused: WhilePaused;
+  /** The create limit of every agent without `agents.<name>.limits` of its own. */
+  readonly agentLimits: { readonly perMinute?: number; readonly perHour?: number };
 }
 
 /** A user-defined content pattern, kept as source so the policy stays plain data. */

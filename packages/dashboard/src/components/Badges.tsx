@@ -1,10 +1,11 @@
 import type { RequestStatus, RiskLevel } from '@countersign/core';
+import { formatScore } from '@countersign/core/format';
 
 export function RiskBadge({ level, score }: { level: RiskLevel; score?: number }) {
   return (
     <span className={`badge risk-${level}`}>
       {level}
-      {score !== undefined && <span className="badge-score"> {score.toFixed(2)}</span>}
+      {score !== undefined && <span className="badge-score"> {formatScore(score)}</span>}
     </span>
   );
 }

@@ -79,7 +79,13 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
   const [matchCode, setMatchCode] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const mfa = request.assessment.mfaRequired;
+  // What approving needs, as the server's gate computed it for the payload that will run (the
+  // union of the request's and that payload's own requirements). A modification or an
+  // alternative not yet proposed is assessed by the server when it arrives, so its codes are
+  // offered (optional) and the server says if they are needed.
+  const proposing = choice.args !== undefined || choice.alternative !== undefined;
+  const mfa = (proposing ? request.assessment.mfaRequired : (request.payload?.mfaRequired ?? request.assessment.mfaRequired)) || false;
+  const offerTotp = mfa || proposing;
   // Ask for a code only from someone who can give one: the server says whether this reviewer has
   // a confirmed authenticator. Unknown (the read failed) asks anyway and lets the server decide.
   const [enrolled, setEnrolled] = useState<boolean | null>(mfa ? null : true);
@@ -96,10 +102,15 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
   }, [mfa]);
   const cannotApprove = mfa && enrolled === false;
   // Number matching: critical approvals repeat the code the request card shows (the server checks it).
-  const matching = request.assessment.riskLevel === 'critical';
-  const alternative = choice.alternative ? request.alternatives.find((a) => a.name === choice.alternative) : undefined;
-  const runAction = alternative ? alternative.action : request.action;
-  const runArgs = choice.args ?? alternative?.args ?? request.args;
+  const matching = (request.payload?.matchCodeRequired ?? false) || request.assessment.riskLevel === 'critical' || proposing;
+  // The exact payload that will run: a modification as typed, a chosen alternative, else the
+  // payload the server says is current (another reviewer's modification, when there is one).
+  const current = request.payload;
+  const alternativeName = choice.alternative ?? (choice.args === undefined ? (current?.alternative ?? undefined) : undefined);
+  const alternative = alternativeName ? request.alternatives.find((a) => a.name === alternativeName) : undefined;
+  const runAction = choice.args ? request.action : alternative ? alternative.action : (current?.action ?? request.action);
+  const runArgs = choice.args ?? (choice.alternative ? alternative?.args : current?.args) ?? alternative?.args ?? request.args;
+  const modifiedByOther = !proposing && current !== undefined && current.alternative === null && JSON.stringify(current.args) !== JSON.stringify(request.args);
 
   const submit = async () => {
     if (busy || cannotApprove || enrolled === null) return;
@@ -115,8 +126,10 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         ...(note.trim() ? { reason: note.trim() } : {}),
         ...(choice.alternative ? { alternative: choice.alternative } : {}),
         ...(choice.args ? { args: choice.args } : {}),
-        ...(mfa ? { totp } : {}),
+        ...(offerTotp && totp ? { totp } : {}),
         ...(matching && matchCode ? { matchCode } : {}),
+        // What this dialog showed: a payload changed since is refused (PAYLOAD_CHANGED), never approved unseen.
+        ...(current ? { seenPayloadHash: current.payloadHash } : {}),
       });
       onDecided(decided);
     } catch (err) {
@@ -145,7 +158,9 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         )}
       </p>
       <div className="agent-zone compact">
-        <p className="zone-label">Arguments that will run (agent-supplied{choice.args ? ', as you modified them' : ''})</p>
+        <p className="zone-label">
+          Arguments that will run (agent-supplied{choice.args ? ', as you modified them' : modifiedByOther ? ', as another reviewer modified them' : ''})
+        </p>
         <JsonTree value={runArgs} label="arguments that will run" />
       </div>
       <label className="field">
@@ -172,6 +187,12 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
       {mfa && enrolled === true && (
         <label className="field">
           Authenticator code (step-up MFA required by policy)
+          <input type="text" inputMode="numeric" autoComplete="one-time-code" pattern="[0-9]{6,8}" maxLength={8} value={totp} onChange={(e) => setTotp(e.target.value.trim())} />
+        </label>
+      )}
+      {!mfa && offerTotp && (
+        <label className="field">
+          Authenticator code (if policy asks for one for this payload)
           <input type="text" inputMode="numeric" autoComplete="one-time-code" pattern="[0-9]{6,8}" maxLength={8} value={totp} onChange={(e) => setTotp(e.target.value.trim())} />
         </label>
       )}

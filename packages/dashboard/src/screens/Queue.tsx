@@ -1,7 +1,9 @@
 /**
- * The queue: pending requests, most urgent first, live over server-sent events. What the
- * reviewer can act on now comes first; the rest is listed below it, each with the reason, so the
- * counts in the header and the rows on the page always agree.
+ * The queue: pending requests, most urgent first (risk level, then the SLA deadline, then oldest),
+ * filtered, ordered, paged and counted by the server (`GET /v1/requests`), live over server-sent
+ * events. The counts in the header come from the same query as the rows, and "N more" says what
+ * is not loaded yet. Of the loaded rows, what the reviewer can act on now comes first; the rest is
+ * listed below it, each with the reason.
  * Keys: j / k move, Enter opens, a approve (then y to confirm), r reject (reason required). A
  * shortcut's key is never typed into the field its dialog focuses (preventDefault).
  */
@@ -12,8 +14,8 @@ import { RiskBadge } from '../components/Badges.tsx';
 import { ApproveDialog, RejectDialog, typing } from '../components/Dialogs.tsx';
 import { NoDescription, SafeText } from '../components/SafeText.tsx';
 import { duration, slaLeft } from '../format.ts';
-import { type LiveQueue, useLive, useNow } from '../live.ts';
-import { byUrgency, countByRisk, dueAt, escalationOf, matches, NO_FILTER, RISK_ORDER, type QueueFilter } from '../queue.ts';
+import { type LiveQueue, PAGE, useLive, useNow } from '../live.ts';
+import { dueAt, escalationOf, isFiltered, RISK_ORDER, type QueueQuery } from '../queue.ts';
 import { navigate, requestHref } from '../router.ts';
 import { cooldownSentence, whyNotActionable, type ViewerLimits } from '../why.ts';
 
@@ -47,26 +49,32 @@ export function useViewerLimits(operatorId: string, trigger: unknown): ViewerLim
 
 export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operator }) {
   const meId = viewer.id;
-  const { pending, status, arrived, loaded } = useLive(live);
-  const [filter, setFilter] = useState<QueueFilter>(NO_FILTER);
+  const { pending, status, arrived, loaded, query, counts, remaining, loadingMore, error } = useLive(live);
   const [selectedId, setSelectedId] = useState<string | null>(null);
   const [dialog, setDialog] = useState<Dialog>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  // The agent and action boxes are sent to the server once typing pauses (or on Enter).
+  const [agentText, setAgentText] = useState(query.agent);
+  const [actionText, setActionText] = useState(query.action);
+  const setQuery = (next: QueueQuery) => live.setQuery(next);
+  useEffect(() => {
+    if (agentText === query.agent && actionText === query.action) return;
+    const timer = setTimeout(() => setQuery({ ...query, agent: agentText, action: actionText }), 400);
+    return () => clearTimeout(timer);
+  }, [agentText, actionText]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  const all = useMemo(() => [...pending.values()].sort(byUrgency), [pending]);
-  // First what this reviewer can act on now; `actionable` comes from the server (role, stage, own
-  // request, earlier vote, cool-down, velocity, paused agent). Live arrivals carry none until
-  // re-read and count as actionable meanwhile. The rest is listed below, with the reason.
-  const shown = useMemo(() => all.filter((r) => r.actionable !== false && matches(r, filter)), [all, filter]);
-  const others = useMemo(() => all.filter((r) => r.actionable === false && matches(r, filter)), [all, filter]);
+  // In the server's order. First what this reviewer can act on now; `actionable` comes from the
+  // server (role, stage, own request, earlier vote, cool-down, velocity, paused agent). The rest is
+  // listed below, with the reason.
+  const all = useMemo(() => [...pending.values()], [pending]);
+  const shown = useMemo(() => all.filter((r) => r.actionable !== false), [all]);
+  const others = useMemo(() => all.filter((r) => r.actionable === false), [all]);
   const limits = useViewerLimits(meId, pending);
   // Not useNow(): reasons name a minute, and the queue must not re-render every second (its cells tick on their own).
   const now = Date.now();
   const cooling = cooldownSentence(limits.cooldown, now);
-  const counts = useMemo(() => countByRisk(all), [all]);
-  const agents = useMemo(() => [...new Set(all.map((r) => r.agentName))].sort(), [all]);
-  const actions = useMemo(() => [...new Set(all.map((r) => r.action))].sort(), [all]);
-  const levels = useMemo(() => [...new Set(all.map((r) => escalationOf(r)?.level ?? 0))].sort((a, b) => a - b), [all]);
+  const agents = useMemo(() => [...new Set(all.map((r) => r.agentName))].sort().slice(0, 200), [all]);
+  const actions = useMemo(() => [...new Set(all.map((r) => r.action))].sort().slice(0, 200), [all]);
   const selectedIndex = Math.max(0, shown.findIndex((r) => r.id === selectedId));
   const selected = shown[selectedIndex];
 
@@ -102,10 +110,10 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
   }, [selected?.id]);
 
   const toggleRisk = (level: RiskLevel) => {
-    const risks = new Set(filter.risks);
+    const risks = new Set(query.risks);
     if (risks.has(level)) risks.delete(level);
     else risks.add(level);
-    setFilter({ ...filter, risks });
+    setQuery({ ...query, risks, agent: agentText, action: actionText });
   };
   const decided = (r: ApprovalRequest) => {
     setDialog(null);
@@ -121,7 +129,7 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
         </span>
       </div>
       <p className="hint">
-        Most urgent first (SLA left, then risk). Keys: <kbd>j</kbd>/<kbd>k</kbd> move, <kbd>Enter</kbd> open, <kbd>a</kbd> approve (then <kbd>y</kbd>),{' '}
+        Most urgent first (risk level, then SLA left, then oldest). Keys: <kbd>j</kbd>/<kbd>k</kbd> move, <kbd>Enter</kbd> open, <kbd>a</kbd> approve (then <kbd>y</kbd>),{' '}
         <kbd>r</kbd> reject, <kbd>?</kbd> all shortcuts.
       </p>
       {cooling && (
@@ -140,45 +148,54 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
       <div className="filters" role="group" aria-label="Filters">
         <div className="risk-counts" role="group" aria-label="Risk levels">
           {RISK_ORDER.map((level) => (
-            <button key={level} type="button" className={`chip risk-${level}`} aria-pressed={filter.risks.has(level)} onClick={() => toggleRisk(level)}>
+            <button key={level} type="button" className={`chip risk-${level}`} aria-pressed={query.risks.has(level)} onClick={() => toggleRisk(level)}>
               {level} <span className="count">{counts[level]}</span>
             </button>
           ))}
         </div>
         <label>
           Agent{' '}
-          <select value={filter.agent} onChange={(e) => setFilter({ ...filter, agent: e.target.value })}>
-            <option value="">any</option>
+          <input
+            type="search"
+            list="queue-agents"
+            placeholder="any (id or name)"
+            value={agentText}
+            maxLength={200}
+            onChange={(e) => setAgentText(e.target.value)}
+            onKeyDown={(e) => e.key === 'Enter' && setQuery({ ...query, agent: agentText, action: actionText })}
+          />
+          <datalist id="queue-agents">
             {agents.map((a) => (
-              <option key={a} value={a}>
-                {a}
-              </option>
+              <option key={a} value={a} />
             ))}
-          </select>
+          </datalist>
         </label>
         <label>
           Action{' '}
-          <select value={filter.action} onChange={(e) => setFilter({ ...filter, action: e.target.value })}>
-            <option value="">any</option>
+          <input
+            type="search"
+            list="queue-actions"
+            placeholder="any"
+            value={actionText}
+            maxLength={128}
+            onChange={(e) => setActionText(e.target.value)}
+            onKeyDown={(e) => e.key === 'Enter' && setQuery({ ...query, agent: agentText, action: actionText })}
+          />
+          <datalist id="queue-actions">
             {actions.map((a) => (
-              <option key={a} value={a}>
-                {a}
-              </option>
+              <option key={a} value={a} />
             ))}
-          </select>
+          </datalist>
         </label>
-        <label>
-          Escalation{' '}
-          <select value={filter.escalation} onChange={(e) => setFilter({ ...filter, escalation: e.target.value })}>
-            <option value="">any</option>
-            {levels.map((l) => (
-              <option key={l} value={String(l)}>
-                level {l}
-              </option>
-            ))}
-          </select>
-        </label>
+        <span className="muted" data-testid="queue-total">
+          {counts.total} pending{isFiltered(query) ? ' match these filters' : ''}
+        </span>
       </div>
+      {error && (
+        <p className="notice warn" role="alert" data-testid="queue-error">
+          The server refused this filter: <SafeText text={error} inline max={300} />
+        </p>
+      )}
       {notice && (
         <p className="notice" role="status">
           {notice}
@@ -186,7 +203,7 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
       )}
       {!loaded ? (
         <p>Loading the queue…</p>
-      ) : all.length === 0 ? (
+      ) : all.length === 0 && !isFiltered(query) && !error ? (
         <EmptyQueue />
       ) : (
         <>
@@ -212,11 +229,20 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
                 meId={meId}
                 onSelect={ignoreSelect}
                 why={(r) => {
+                  // The server's own reason when it gives one (whyNotActionable says it, in local time for a cool-down).
                   const why = whyNotActionable(r, viewer, limits, now);
                   return why.short ?? why.text;
                 }}
               />
             </section>
+          )}
+          {remaining > 0 && (
+            <p className="more" data-testid="queue-more">
+              {remaining} more not shown (showing {all.length} of {all.length + remaining}).{' '}
+              <button type="button" disabled={loadingMore} onClick={() => void live.loadMore()}>
+                {loadingMore ? 'Loading…' : `Load ${Math.min(remaining, PAGE)} more`}
+              </button>
+            </p>
           )}
         </>
       )}

@@ -65,7 +65,7 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
     if (choose === 'approve') {
       if (approvable) setDialog({ kind: 'approve' });
     } else if (choose === 'reject') setDialog({ kind: 'reject' });
-    else if (approvable && choose.startsWith('alternative:') && request.alternatives.some((a) => a.name === choose.slice(12))) setDialog({ kind: 'approve', alternative: choose.slice(12) });
+    else if (approvable && choose.startsWith('alternative:') && request.alternatives.some((a) => a.name === choose.slice(12) && !a.blocked)) setDialog({ kind: 'approve', alternative: choose.slice(12) });
     // only once per arrival
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [request?.id, choose]);
@@ -109,7 +109,13 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
     if (needsConfirmation(request)) return setDialog(choice);
     setActionError(null);
     try {
-      onDecided(await api.review(request.id, { verdict: 'approve', ...(choice.alternative ? { alternative: choice.alternative } : {}) }));
+      onDecided(
+        await api.review(request.id, {
+          verdict: 'approve',
+          ...(choice.alternative ? { alternative: choice.alternative } : {}),
+          ...(request.payload ? { seenPayloadHash: request.payload.payloadHash } : {}),
+        }),
+      );
     } catch (err) {
       setActionError(explain(err));
     }
@@ -170,11 +176,19 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
                 </button>
               )}
               {canModify &&
-                request.alternatives.map((alt) => (
-                  <button type="button" key={alt.name} className="alt" onClick={() => void approveClicked({ kind: 'approve', alternative: alt.name })}>
-                    Approve alternative: <SafeText text={alt.name} inline max={60} noExpand /> <span className="mono">({alt.action})</span>
-                  </button>
-                ))}
+                request.alternatives.map((alt) =>
+                  alt.blocked ? (
+                    // Blocked by policy when the request was made: shown, never choosable (the server refuses it too).
+                    <button type="button" key={alt.name} className="alt" disabled data-testid="blocked-alternative" title={`blocked by policy: ${alt.blocked.rules.join(', ')}`}>
+                      Alternative blocked by policy: <SafeText text={alt.name} inline max={60} noExpand /> <span className="mono">({alt.action})</span> —{' '}
+                      <SafeText text={alt.blocked.rules.join(', ')} inline max={200} noExpand />
+                    </button>
+                  ) : (
+                    <button type="button" key={alt.name} className="alt" onClick={() => void approveClicked({ kind: 'approve', alternative: alt.name })}>
+                      Approve alternative: <SafeText text={alt.name} inline max={60} noExpand /> <span className="mono">({alt.action})</span>
+                    </button>
+                  ),
+                )}
               {canModify && (
                 <button type="button" onClick={() => setModifying(!modifying)} aria-expanded={modifying}>
                   Modify arguments… <kbd>m</kbd>

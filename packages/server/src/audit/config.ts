@@ -8,6 +8,13 @@ import { CountersignError } from '@countersign/core';
 export interface AuditConfig {
   /** The Ed25519 private key file (PEM); null keeps a key in memory only (in-memory databases). */
   readonly keyPath: string | null;
+  /**
+   * PostgreSQL with the default key path only: `./countersign-audit-key.pem`, where earlier
+   * versions kept every PostgreSQL installation's key (and where a SQLite database in the same
+   * directory keeps its own). Used only while `keyPath` does not exist, and only if it signed this
+   * database's newest checkpoint (runtime.ts); otherwise `keyPath` is created.
+   */
+  readonly legacyKeyPath: string | null;
   /** Sign a checkpoint once this many entries have come since the last one… */
   readonly checkpointEvery: number;
   /** …or once this many seconds have passed since it, if any entry came. */
@@ -16,13 +23,17 @@ export interface AuditConfig {
   readonly retentionDays: number;
   /** Field names redacted whole in audit data (COUNTERSIGN_AUDIT_REDACT_FIELDS, comma-separated); undefined: the defaults. */
   readonly redactFields: readonly string[] | undefined;
+  /** The append-only witness directory every signed checkpoint is written to as a note (COUNTERSIGN_AUDIT_WITNESS_DIR); null: none. */
+  readonly witnessDir: string | null;
 }
 
 export const KEY_FILE = 'countersign-audit-key.pem';
 
 /**
- * Next to the SQLite file; `./countersign-audit-key.pem` for PostgreSQL; none (in memory) for
- * `sqlite::memory:`, whose trail does not outlive the process either.
+ * Next to the SQLite file; for PostgreSQL, `./countersign-audit-key.<server>-<port>-<database>[-<schema>].pem`
+ * in the start directory, so each database gets its own key and never shares one with a SQLite
+ * installation (or another PostgreSQL database) started from the same directory; none (in memory)
+ * for `sqlite::memory:`, whose trail does not outlive the process either.
  */
 export function defaultAuditKeyPath(databaseUrl: string, cwd = process.cwd()): string | null {
   // Parsed here by hand: the CLI's client commands load this module and must not load the drivers.
@@ -30,7 +41,21 @@ export function defaultAuditKeyPath(databaseUrl: string, cwd = process.cwd()): s
     const target = databaseUrl.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
     return target === ':memory:' || target === '' ? null : join(dirname(resolve(cwd, target)), KEY_FILE);
   }
-  return resolve(cwd, KEY_FILE);
+  return resolve(cwd, `countersign-audit-key.${postgresKeyName(databaseUrl)}.pem`);
+}
+
+/** `pg-127.0.0.1-5432-countersign` (plus `-<schema>`): which database a key file belongs to, as a file name. */
+export function postgresKeyName(databaseUrl: string): string {
+  let parts: string[];
+  try {
+    const url = new URL(databaseUrl);
+    const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || decodeURIComponent(url.username) || 'postgres';
+    const schema = url.searchParams.get('schema');
+    parts = ['pg', url.hostname || 'localhost', url.port || '5432', database, ...(schema ? [schema] : [])];
+  } catch {
+    parts = ['pg', 'unparsed'];
+  }
+  return parts.join('-').replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 120);
 }
 
 function fieldList(value: string | undefined): readonly string[] | undefined {
@@ -58,9 +83,11 @@ export function resolveAuditConfig(
   const explicit = flags.auditKey || env.COUNTERSIGN_AUDIT_KEY_PATH || undefined;
   return Object.freeze({
     keyPath: explicit ? resolve(cwd, explicit) : defaultAuditKeyPath(databaseUrl, cwd),
+    legacyKeyPath: explicit || databaseUrl.startsWith('sqlite:') ? null : resolve(cwd, KEY_FILE),
     checkpointEvery: positive('COUNTERSIGN_AUDIT_CHECKPOINT_ENTRIES', env.COUNTERSIGN_AUDIT_CHECKPOINT_ENTRIES, 1000),
     checkpointSeconds: positive('COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS', env.COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS, 60),
     retentionDays: env.COUNTERSIGN_AUDIT_RETENTION_DAYS === '0' ? 0 : positive('COUNTERSIGN_AUDIT_RETENTION_DAYS', env.COUNTERSIGN_AUDIT_RETENTION_DAYS, 365),
     redactFields: fieldList(env.COUNTERSIGN_AUDIT_REDACT_FIELDS),
+    witnessDir: env.COUNTERSIGN_AUDIT_WITNESS_DIR ? resolve(cwd, env.COUNTERSIGN_AUDIT_WITNESS_DIR) : null,
   });
 }

@@ -9,7 +9,7 @@
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, hash, sign, verify, type KeyObject } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { CountersignError, keyIdOf, toBase64, type HashFn, type MerkleHasher } from '@countersign/core';
+import { CountersignError, ed25519RawKey, keyIdOf, toBase64, type HashFn, type MerkleHasher, type NoteKey } from '@countersign/core';
 
 // The hashing the tree is stored with lives with its tables (store/hashing.ts); signing stays here.
 import { hasher, sha256 } from '../store/hashing.ts';
@@ -19,6 +19,8 @@ export interface PublicAuditKey {
   /** First 16 hex digits of SHA-256 of the SubjectPublicKeyInfo. */
   readonly keyId: string;
   readonly publicKeyPem: string;
+  /** The key as a signed-note verifier names it (checkpoint notes for witnesses). */
+  readonly noteKey: NoteKey;
   verify(message: Uint8Array, signature: Uint8Array): boolean;
 }
 
@@ -36,8 +38,10 @@ function publicPart(publicKey: KeyObject): PublicAuditKey {
     throw new CountersignError('VALIDATION_FAILED', `the audit key must be Ed25519 (got ${publicKey.asymmetricKeyType ?? 'unknown'})`);
   }
   const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const keyId = keyIdOf(sha256, spki);
   return {
-    keyId: keyIdOf(sha256, spki),
+    keyId,
+    noteKey: { keyId, rawPublicKey: ed25519RawKey(new Uint8Array(spki))! },
     publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
     verify: (message, signature) => {
       try {
@@ -83,7 +87,7 @@ export function ephemeralAuditKey(): AuditKey {
 export function loadOrCreateAuditKey(path: string): AuditKey {
   const existing = readKey(path);
   if (existing) return existing;
-  mkdirSync(dirname(path), { recursive: true });
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 }); // a new directory is private, like the key
   const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   try {
     writeFileSync(path, pem, { flag: 'wx', mode: 0o600 });

@@ -132,13 +132,17 @@ export interface OperatorMetrics {
   slaCompliance: number | null;
 }
 
-export async function operatorMetrics(store: Store, by: Principal, operatorId: string, period: string, now: number): Promise<OperatorMetrics> {
+/** `ref`: an operator's id, name, or `me` (the caller). Anyone may read their own; others need a report role. */
+export async function operatorMetrics(store: Store, by: Principal, ref: string, period: string, now: number): Promise<OperatorMetrics> {
   if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'operator metrics need an operator token');
-  if (by.operatorId !== operatorId && !by.roles.some((r) => REPORT_ROLES.includes(r))) {
+  const wanted = ref === 'me' ? by.operatorId : ref;
+  const reportRole = by.roles.some((r) => REPORT_ROLES.includes(r));
+  const operator = (await store.listOperators()).find((o) => o.id === wanted || o.name === wanted);
+  // Without a report role, every other name is refused alike, so the answer says nothing about who exists.
+  if (operator?.id !== by.operatorId && !reportRole) {
     throw new CountersignError('FORBIDDEN', `another operator's metrics need one of the roles ${REPORT_ROLES.join(', ')}`);
   }
-  const operator = (await store.listOperators()).find((o) => o.id === operatorId || o.name === operatorId);
-  if (!operator) throw new CountersignError('NOT_FOUND', `no operator ${operatorId}`);
+  if (!operator) throw new CountersignError('NOT_FOUND', `no operator ${wanted}`);
   const span = parseDuration(period);
   if (span === undefined || span > 366 * 86_400_000) {
     throw new CountersignError('VALIDATION_FAILED', 'period is a duration up to 366d, like 24h, 7d or 30m', { field: 'period' });

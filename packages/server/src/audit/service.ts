@@ -7,7 +7,6 @@
 import { AUDIT_EXEMPT_FIELDS } from './writer.ts';
 import {
   CountersignError,
-  checkpointMessage,
   consistencyProofRanges,
   createRedactor,
   payloadHash,
@@ -15,6 +14,7 @@ import {
   receiptBody,
   receiptMessage,
   frontierNodes,
+  fromBase64,
   toBase64,
   trailBaseLine,
   trailCheckpointLine,
@@ -23,10 +23,15 @@ import {
   type Decision,
   type JsonObject,
   type Receipt,
+  type ReceiptClaim,
   type Redactor,
   type SignedCheckpoint,
+  type SignedRetention,
+  canonicalJson,
 } from '@countersign/core';
 import { createHmac } from 'node:crypto';
+import { AuditSigner } from './signer.ts';
+import { signerStateFor, type SignerStateStore } from './signer-state.ts';
 import type { AuditEntry } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { AuditRow, Store } from '../store/store.ts';
@@ -76,12 +81,17 @@ const iso = (ms: number) => new Date(ms).toISOString();
 export class AuditService {
   #redactor: Redactor;
 
+  /** Signs checkpoints and retention statements, only over trees that extend what it signed (audit/signer.ts). */
+  readonly signer: AuditSigner;
+
   constructor(
     private readonly store: Store,
     readonly key: AuditKey,
     private readonly now: () => number,
+    signerState: SignerStateStore = signerStateFor(key),
   ) {
     this.#redactor = this.#makeRedactor(undefined);
+    this.signer = new AuditSigner(store, key, signerState, now);
   }
 
   #makeRedactor(fields: readonly string[] | undefined): Redactor {
@@ -142,29 +152,22 @@ export class AuditService {
   }
 
   /**
-   * Signs the current head, unless the newest checkpoint already covers it. Several servers on
-   * one database may race: one checkpoint per tree size is stored, and everyone returns it.
+   * Signs the current head, unless a checkpoint already covers it — and only if the head extends
+   * what the signer signed before (else `AUDIT_FORK`, see audit/signer.ts). Several servers on one
+   * database may race: one checkpoint per tree size is stored, and everyone returns it.
    */
   async checkpoint(): Promise<SignedCheckpoint> {
-    const tree = await this.store.trail.head();
-    const latest = await this.store.trail.latestCheckpoint();
-    if (latest && latest.treeSize >= tree.size) return strip(latest);
-    // Signed times never go backwards, even if this machine's clock does.
-    const at = Math.max(this.now(), latest ? Date.parse(latest.timestamp) : 0);
-    const body = { treeSize: tree.size, rootHash: toBase64(tree.root()), timestamp: iso(at) };
-    const cp: SignedCheckpoint = { ...body, keyId: this.key.keyId, signature: this.key.sign(checkpointMessage(body)) };
-    if (await this.store.trail.insertCheckpoint(cp, this.now())) return cp;
-    return (await this.store.trail.checkpointAt(tree.size)) ?? cp;
+    return (await this.signer.checkpoint())!;
   }
 
-  /** Signs a checkpoint when `every` entries have come since the last one, or `maxAgeMs` has passed with any. */
+  /**
+   * Signs a checkpoint when `every` entries have come since the last one, or `maxAgeMs` has
+   * passed with any; otherwise still checks that the database's tree extends the signed one, so
+   * a rewrite of an idle trail is noticed too.
+   */
   async checkpointIfDue(every: number, maxAgeMs: number): Promise<SignedCheckpoint | null> {
-    const tree = await this.store.trail.head();
-    const latest = await this.store.trail.latestCheckpoint();
-    const pending = tree.size - (latest?.treeSize ?? 0);
-    if (pending <= 0) return null;
-    if (latest && pending < every && this.now() - latest.createdAt < maxAgeMs) return null;
-    return this.checkpoint();
+    // "Due" counts from the signer's own state, not from the newest row a database writer may have planted.
+    return this.signer.checkpoint({ due: { every, maxAgeMs } });
   }
 
   private async checkSize(treeSize: number | undefined, what: string): Promise<number> {
@@ -241,12 +244,18 @@ export class AuditService {
     yield trailHeaderLine({ treeSize, checkpoints: checkpoints.length, keyId: this.key.keyId });
     let next = 0;
     if (prunedTo > 0) {
-      const ids = frontierNodes(prunedTo);
-      const nodes = await this.store.trail.nodes(ids);
-      const frontier = ids.map((id) => nodes.get(`${id.level}/${id.index}`));
-      if (frontier.some((h) => h === undefined)) throw new CountersignError('INTERNAL', `the tree nodes at the prune point ${prunedTo} are missing`);
+      // The signed retention statement is the base; without one (rows deleted and the mark moved
+      // in the database) the base goes out unsigned, and every verifier refuses it.
+      const statement = await this.store.trail.retentionAt(prunedTo);
+      let base: string;
+      if (statement) base = trailBaseLine(statement);
+      else {
+        const ids = frontierNodes(prunedTo);
+        const nodes = await this.store.trail.nodes(ids);
+        base = canonicalJson({ frontier: ids.map((id) => toBase64(nodes.get(`${id.level}/${id.index}`) ?? new Uint8Array(32))), kind: 'base', treeSize: prunedTo });
+      }
       if (checkpoints[0]?.treeSize !== prunedTo) throw new CountersignError('INTERNAL', `no checkpoint at the prune point ${prunedTo}`);
-      yield `${trailBaseLine(prunedTo, frontier as Uint8Array[])}\n${trailCheckpointLine(checkpoints[next++]!)}`;
+      yield `${base}\n${trailCheckpointLine(checkpoints[next++]!)}`;
     }
     for (let from = prunedTo + 1; from <= treeSize; from += EXPORT_PAGE) {
       const to = Math.min(treeSize, from + EXPORT_PAGE - 1);
@@ -297,26 +306,62 @@ export class AuditService {
     const cutoff = this.now() - retentionDays * 86_400_000;
     const firstKept = await this.store.trail.firstSeqAtOrAfter(cutoff);
     const head = await this.store.trail.head();
-    const limit = (firstKept ?? head.size + 1) - 1;
+    // Only what the signer has signed can be pruned (a checkpoint covers it).
+    const signed = (await this.checkpoint()).treeSize;
+    const limit = Math.min((firstKept ?? head.size + 1) - 1, signed);
     let removed = 0;
     for (;;) {
       const from = await this.store.trail.prunedTo();
       const to = await this.store.trail.nextCheckpointSize(from, limit);
       if (to === undefined) return removed;
-      removed += await this.store.transaction((tx) => tx.trail.pruneEntries(from, to));
+      // Signed before the deletion, stored with it: a prune point nobody signed is refused by every verifier.
+      const statement = await this.signer.retentionStatement(from, to, cutoff);
+      const n = await this.store.transaction((tx) => tx.trail.pruneEntries(from, to, statement, this.now()));
+      if (n === 0 && (await this.store.trail.prunedTo()) === from) return removed;
+      removed += n;
     }
   }
 
-  /** A signed receipt for a decision, to store with it (see `Receipt`). */
-  receipt(requestId: string, decision: Decision): Receipt {
-    const body = receiptBody(sha256, requestId, decision, this.key.keyId);
+  /** The signed retention statement at the current prune point, if any. */
+  async retention(): Promise<(SignedRetention & { entriesPruned: number }) | null> {
+    const prunedTo = await this.store.trail.prunedTo();
+    if (prunedTo === 0) return null;
+    const statement = await this.store.trail.retentionAt(prunedTo);
+    return statement ? { ...statement, entriesPruned: prunedTo } : null;
+  }
+
+  /**
+   * A signed receipt for a decision, to store with it (see `Receipt`). With `claim`, a runnable
+   * approval gets a version 2 receipt carrying the nonce and expiry it is claimed with once.
+   */
+  receipt(requestId: string, decision: Decision, claim?: ReceiptClaim): Receipt {
+    const body = receiptBody(sha256, requestId, decision, this.key.keyId, claim);
     return { ...body, signature: this.key.sign(receiptMessage(body)) };
   }
 
   /** The decision with its receipt. */
-  seal(requestId: string, decision: Decision): Decision {
+  seal(requestId: string, decision: Decision, claim?: ReceiptClaim): Decision {
     const { receipt: _old, ...rest } = decision;
-    return { ...rest, receipt: this.receipt(requestId, rest) };
+    return { ...rest, receipt: this.receipt(requestId, rest, claim) };
+  }
+
+  /**
+   * Whether this server's audit key signed `receipt` as it stands (every signed field, the
+   * version included). A body whose fields do not fit its version (a version 1 receipt carrying a
+   * nonce, a version 2 one without) is not a receipt this server signs: false, never thrown.
+   */
+  verifiesReceipt(receipt: Receipt): boolean {
+    if (receipt.keyId !== this.key.keyId) return false;
+    const { signature, ...body } = receipt;
+    const sig = fromBase64(signature);
+    if (sig === null) return false;
+    let message: Uint8Array;
+    try {
+      message = receiptMessage(body);
+    } catch {
+      return false;
+    }
+    return this.key.verify(message, sig);
   }
 }
 
@@ -343,8 +388,4 @@ function decodeCursor(cursor: string): number {
   const match = /^audit:(\d{1,16})$/.exec(Buffer.from(cursor, 'base64url').toString());
   if (!match) throw new CountersignError('VALIDATION_FAILED', 'cursor is not one this server issued', { field: 'cursor' });
   return Number(match[1]);
-}
-
-function strip(cp: SignedCheckpoint & { createdAt?: number }): SignedCheckpoint {
-  return { treeSize: cp.treeSize, rootHash: cp.rootHash, timestamp: cp.timestamp, keyId: cp.keyId, signature: cp.signature };
 }

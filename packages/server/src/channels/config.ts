@@ -31,7 +31,8 @@ const Common = {
 const SECRET_KEYS = /^(secret|token|password|pass|key|routingKey|routing_key|signingSecret|webhookUrl|smtpUrl|auth)$/i;
 
 const Schemas = {
-  webhook: z.strictObject({ ...Common, url: HttpUrl, secretEnv: EnvName.optional() }),
+  /** `checkpoints: true`: this webhook is also a witness, sent every signed audit checkpoint (`countersign.audit.checkpoint`). */
+  webhook: z.strictObject({ ...Common, url: HttpUrl, secretEnv: EnvName.optional(), checkpoints: z.boolean().optional() }),
   email: z.strictObject({
     ...Common,
     from: Email,
@@ -179,6 +180,17 @@ export function resolveChannels(channels: Readonly<Record<string, unknown>>, env
     }
   }
   return { configs, errors };
+}
+
+/** The webhook channels that witness checkpoints (`checkpoints: true`), from the policy's raw `channels`. */
+export function checkpointChannelNames(channels: Readonly<Record<string, unknown>>): string[] {
+  return Object.entries(channels)
+    .filter(([name, raw]) => {
+      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return false;
+      const record = raw as Record<string, unknown>;
+      return (record['type'] ?? name) === 'webhook' && record['checkpoints'] === true;
+    })
+    .map(([name]) => name);
 }
 
 /** The policy check the engine runs before activating a policy: channel settings, and `notify` names that exist. */

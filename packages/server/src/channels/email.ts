@@ -10,7 +10,7 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import { AGENT_SUPPLIED_LABEL, type GuardNotice, type Notification } from '@countersign/core';
 import type { EmailConfig } from './config.ts';
-import { actionLabel, agentFacts, boxedLines, decisionText, escapeHtml, facts, guardAgentFacts, guardFacts, oneLine } from './format.ts';
+import { actionLabel, agentFacts, agentReason, boxedLines, decisionText, escapeHtml, facts, guardAgentFacts, guardFacts, oneLine } from './format.ts';
 import { DeliveryError, type Channel, type ChannelDelivery, type GuardDelivery } from './types.ts';
 
 const row = ([k, v]: [string, string]) => `<tr><th align="left" style="padding:2px 12px 2px 0">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`;
@@ -31,9 +31,10 @@ const agentBox = (pairs: Array<[string, string]>) => `<div style="margin:12px 0;
 </div>`;
 
 export function emailContent(n: Notification, subjectPrefix: string) {
-  const decided = decisionText(n);
-  // Outside the box, everything is one line per item: a decision reason (an agent's, when it
-  // cancelled) or an alternative name with line breaks cannot add lines of its own.
+  // Outside the box, everything is one line per item, and an agent's own reason (it cancelled)
+  // goes in the box: outside, it could still read as Countersign's own text (review D7).
+  const decided = decisionText(n, { agentReason: false });
+  const boxed = [...agentFacts(n), ...agentReason(n)];
   const text = [
     oneLine(n.title),
     ...(n.detail ? [oneLine(n.detail)] : []),
@@ -41,7 +42,7 @@ export function emailContent(n: Notification, subjectPrefix: string) {
     '',
     ...factLines(facts(n)),
     '',
-    ...agentText(agentFacts(n)),
+    ...agentText(boxed),
     '',
     ...(n.actions.length > 0 ? ['Decide in Countersign (each link opens the review page; nothing is decided until you confirm there):', ...n.actions.map((a) => `  ${oneLine(actionLabel(a))}: ${a.url}`)] : []),
     `Review: ${n.reviewUrl}`,
@@ -53,7 +54,7 @@ export function emailContent(n: Notification, subjectPrefix: string) {
 ${n.detail ? `<p>${escapeHtml(n.detail)}</p>` : ''}
 ${decided ? `<p><strong>Decision:</strong> ${escapeHtml(decided)}</p>` : ''}
 <table>${facts(n).map(row).join('')}</table>
-${agentBox(agentFacts(n))}
+${agentBox(boxed)}
 ${n.actions.length > 0 ? `<p>${n.actions.map(button).join('')}</p><p style="color:#57606a;font-size:12px">Each button opens the review page in Countersign; nothing is decided until you confirm there.</p>` : ''}
 <p><a href="${escapeHtml(n.reviewUrl)}">Open in Countersign</a></p>
 </body></html>`;

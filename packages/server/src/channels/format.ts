@@ -2,7 +2,7 @@
  * Escaping agent-supplied text for each channel's format. Every channel shows agent text only
  * through these, inside a block labelled `AGENT_SUPPLIED_LABEL`.
  */
-import { formatDuration, type GuardNotice, type Notification } from '@countersign/core';
+import { formatDuration, formatScore, type GuardNotice, type Notification } from '@countersign/core';
 
 /** Control, bidi and invisible characters, which can disguise text in any of the formats below. */
 const INVISIBLE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
@@ -59,23 +59,32 @@ export function boxedLines(pairs: Array<[string, string]>): string[] {
 /**
  * Agent lines are cut at this width (prefix included, about), so a mail client's soft wrap of a
  * long line cannot start a visual line without the prefix: padding a description with spaces up
- * to the wrap point would otherwise put a fake "Approve: https://…" at the left margin.
+ * to the wrap point would otherwise put a fake "Approve: https://…" at the left margin. The width
+ * is counted in terminal columns, not UTF-16 units (review D6): a tab is expanded, and wide
+ * characters (CJK, full-width forms, emoji) count two, so a line of them is cut at half the length.
  */
 const AGENT_LINE_WIDTH = 76;
 
-/** `line` in pieces of at most `width` UTF-16 units (never splitting a surrogate pair), at least one piece. */
+/** Columns a code point takes, conservatively: anything from U+1100 up may be wide, so it counts two. */
+const columns = (code: number) => (code >= 0x1100 ? 2 : 1);
+
+/** `line` in pieces of at most `width` columns (a code point is never split), at least one piece. */
 function hardWrap(line: string, width: number): string[] {
   const w = Math.max(width, 20);
   const out: string[] = [];
-  let at = 0;
-  while (line.length - at > w) {
-    let end = at + w;
-    const c = line.charCodeAt(end - 1);
-    if (c >= 0xd800 && c <= 0xdbff) end--; // a high surrogate stays with its low half
-    out.push(line.slice(at, end));
-    at = end;
+  let piece = '';
+  let used = 0;
+  for (const ch of line.replace(/\t/g, '    ')) {
+    const c = columns(ch.codePointAt(0) ?? 0);
+    if (used + c > w) {
+      out.push(piece);
+      piece = '';
+      used = 0;
+    }
+    piece += ch;
+    used += c;
   }
-  out.push(line.slice(at));
+  out.push(piece);
   return out;
 }
 
@@ -91,7 +100,7 @@ export function slaText(n: Notification): string {
 export function facts(n: Notification): Array<[string, string]> {
   return [
     ['Agent', n.agent],
-    ['Risk', `${n.risk.level} (score ${n.risk.score.toFixed(2)})`],
+    ['Risk', `${n.risk.level} (score ${formatScore(n.risk.score)})`],
     ['Confidence', n.confidence === null ? 'not stated' : n.confidence.toFixed(2)],
     ['ATT&CK', n.attack.length > 0 ? n.attack.join(', ') : 'none given'],
     ['SLA', slaText(n)],
@@ -111,15 +120,35 @@ export function agentFacts(n: Notification): Array<[string, string]> {
   return out;
 }
 
-/** `Approve`, `Approve alternative: quarantine`, `Reject`: the action's label with the agent's alternative name. */
+/**
+ * `Approve`, `Approve alternative "quarantine"`, `Reject`: the action's label with the agent's
+ * alternative name, quoted. It sits in link lists next to real links, so a name that still holds
+ * what the schema now refuses (an older row: `://`, quotes, runs of spaces; review D7) is shown
+ * defused: quotes as `'`, whitespace runs as one space, `://` as `:\/\/` (never auto-linked).
+ */
 export function actionLabel(action: Notification['actions'][number]): string {
-  return action.alternative === null ? action.label : `${action.label}: ${action.alternative}`;
+  if (action.alternative === null) return action.label;
+  const name = oneLine(action.alternative).replace(/\s+/g, ' ').replaceAll('"', "'").replaceAll('://', ':\\/\\/');
+  return `${action.label} "${name}"`;
 }
 
-export function decisionText(n: Notification): string | null {
+/**
+ * `approved by alice at …` and the reason. An agent's reason (it cancelled) is agent text: with
+ * `agentReason: false` it is left out, for channels that show it inside their agent-supplied box
+ * instead ({@link agentReason}).
+ */
+export function decisionText(n: Notification, options: { agentReason?: boolean } = {}): string | null {
   const d = n.decision;
   if (!d) return null;
-  return `${d.outcome} by ${d.by} at ${d.at}${d.reason ? ` — ${d.reasonFromAgent ? `(agent-supplied) ` : ''}${d.reason}` : ''}`;
+  const showReason = d.reason && (!d.reasonFromAgent || options.agentReason !== false);
+  const note = d.reason && !showReason ? ' — the agent gave a reason (shown with the agent-supplied text)' : '';
+  return `${d.outcome} by ${d.by} at ${d.at}${showReason ? ` — ${d.reasonFromAgent ? `(agent-supplied) ` : ''}${d.reason}` : note}`;
+}
+
+/** The reason an agent gave for its own decision (a cancellation), as an agent-supplied pair, or none. */
+export function agentReason(n: Notification): Array<[string, string]> {
+  const d = n.decision;
+  return d?.reason && d.reasonFromAgent ? [['Reason the agent gave', d.reason]] : [];
 }
 
 /**

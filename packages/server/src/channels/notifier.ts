@@ -50,7 +50,8 @@ export class Notifier {
     }
     const found = this.channels.get(delivery.channel);
     if (delivery.request_id === null) {
-      await this.deliverGuard(timer, delivery, found);
+      if (delivery.event === 'audit.checkpoint') await this.deliverCheckpoint(timer, delivery, found);
+      else await this.deliverGuard(timer, delivery, found);
       return;
     }
     const request = await this.engine.requestById(delivery.request_id);
@@ -85,6 +86,19 @@ export class Notifier {
     }
     const notice = renderGuardNotice(JSON.parse(delivery.data) as GuardNoticeData, { reviewBase: this.options.reviewBase });
     await this.attempt(timer.id, delivery, found.channel, found.config, (signal) => sendGuard({ id: delivery.id, attempt: delivery.attempts + 1, notice }, signal));
+  }
+
+  /** A signed checkpoint for a witness webhook (audit/publish.ts). */
+  private async deliverCheckpoint(timer: TimerRow, delivery: DeliveryRow, found: ReturnType<ChannelRegistry['get']>): Promise<void> {
+    const sendCheckpoint = 'error' in found ? undefined : found.channel.sendCheckpoint?.bind(found.channel);
+    if ('error' in found || !sendCheckpoint) {
+      const error = 'error' in found ? found.error : `${found.channel.type} channels do not carry audit checkpoints`;
+      await this.engine.recordDelivery(timer.id, { ok: false, ms: 0, error, retryInMs: null });
+      this.options.onAttempt?.(delivery.channel, 'failed');
+      return;
+    }
+    const data = JSON.parse(delivery.data) as { checkpoint: unknown; note: string };
+    await this.attempt(timer.id, delivery, found.channel, found.config, (signal) => sendCheckpoint({ id: delivery.id, attempt: delivery.attempts + 1, data }, signal));
   }
 
   private async attempt(

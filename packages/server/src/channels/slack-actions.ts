@@ -20,7 +20,9 @@ import { type ApiEnv as Env } from '../http/routes/contract.ts';
 
 export const SLACK_ACTIONS_PATH = '/v1/integrations/slack/actions';
 export const SLACK_TOLERANCE_SECONDS = 5 * 60;
-const MAX_BODY = 64 * 1024;
+/** Slack's callbacks are small; the app's body limit (http/body-limit.ts) holds this path to it while the body streams. */
+export const SLACK_MAX_BODY = 64 * 1024;
+const MAX_BODY = SLACK_MAX_BODY;
 
 export function slackSignature(secret: string, timestamp: string, body: string): string {
   return `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
@@ -83,13 +85,18 @@ export function mountSlackActions(app: OpenAPIHono<Env>, engine: Engine, channel
     if (!principal) throw new CountersignError('FORBIDDEN', `Slack user ${slackUser} maps to operator "${operatorName}", who does not exist, is disabled or removed, or whose record does not verify`);
 
     const via = `via Slack (user ${slackUser})`;
+    // The card shows the request as the agent asked (its args): an approval click approves what
+    // it showed, so a payload changed since (another reviewer's modification) is refused by the
+    // gate with PAYLOAD_CHANGED instead of being approved unseen.
+    const shown = await engine.requestById(id);
+    const seen = shown ? { seenPayloadHash: engine.trail.payloadHash(shown.action, shown.args) } : {};
     const review =
       actionId === 'approve'
-        ? { verdict: 'approve', reason: via }
+        ? { verdict: 'approve', reason: via, ...seen }
         : actionId === 'reject'
           ? { verdict: 'reject', reason: `rejected in Slack; ${via}` }
           : actionId.startsWith('alternative:')
-            ? { verdict: 'approve', alternative: actionId.slice('alternative:'.length), reason: via }
+            ? { verdict: 'approve', alternative: actionId.slice('alternative:'.length), reason: via, ...seen }
             : undefined;
     if (!review) throw new CountersignError('VALIDATION_FAILED', `unknown Slack action "${actionId.slice(0, 100)}"`);
     const parsed = ReviewBody.safeParse(review);

@@ -23,6 +23,13 @@ export interface GuardDelivery {
   readonly notice: GuardNotice;
 }
 
+/** One attempt at publishing a signed checkpoint (audit/publish.ts). */
+export interface CheckpointDelivery {
+  readonly id: string;
+  readonly attempt: number;
+  readonly data: { readonly checkpoint: unknown; readonly note: string };
+}
+
 export interface Channel {
   readonly name: string;
   readonly type: ChannelType;
@@ -31,6 +38,8 @@ export interface Channel {
    * `GUARD_CHANNEL_TYPES` may be named in the policy's `guard.notify`.
    */
   sendGuard?(delivery: GuardDelivery, signal: AbortSignal): Promise<unknown>;
+  /** Sends a signed audit checkpoint to a witness (webhooks with `checkpoints: true`). */
+  sendCheckpoint?(delivery: CheckpointDelivery, signal: AbortSignal): Promise<unknown>;
   /**
    * Sends one notification. Resolves with what later deliveries need to remember (or
    * undefined); throws `DeliveryError` (retryable or not) on failure. `signal` aborts at the

@@ -13,7 +13,7 @@ import { createHmac } from 'node:crypto';
 import { AGENT_SUPPLIED_LABEL } from '@countersign/core';
 import type { WebhookConfig } from './config.ts';
 import { facts } from './format.ts';
-import { httpFailure, networkFailure, type Channel, type ChannelDelivery, type GuardDelivery } from './types.ts';
+import { httpFailure, networkFailure, type Channel, type ChannelDelivery, type CheckpointDelivery, type GuardDelivery } from './types.ts';
 
 export function signStandardWebhook(secret: string, id: string, timestampSeconds: number, body: string): string {
   const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64');
@@ -38,6 +38,10 @@ export function webhookChannel(config: WebhookConfig, now: () => number = Date.n
     async sendGuard(delivery: GuardDelivery, signal: AbortSignal) {
       const n = delivery.notice;
       return post(delivery.id, `countersign.guard.${n.kind}`, { ...n, agentSuppliedLabel: AGENT_SUPPLIED_LABEL }, signal);
+    },
+    /** `countersign.audit.checkpoint`, data: `{checkpoint, note}` (the C2SP signed note); no agent text. */
+    async sendCheckpoint(delivery: CheckpointDelivery, signal: AbortSignal) {
+      return post(delivery.id, 'countersign.audit.checkpoint', delivery.data, signal);
     },
   };
 

@@ -112,3 +112,17 @@ export function plural(n: number, one: string, many = `${one}s`): string {
 export function fixed(n: number | null | undefined, digits = 2): string {
   return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : '-';
 }
+
+/**
+ * The lines under an error that names several problems: a refused policy's `details.errors`
+ * (`path: message`, with "did you mean" hints), the same at startup and on a refused reload.
+ */
+export function errorDetailLines(details: unknown): string {
+  // A refusal with one thing to do says it (ADDRESS_IN_USE: stop the other server or pick a port).
+  const hint = (details as { hint?: unknown } | undefined)?.hint;
+  if (typeof hint === 'string') return `\n  hint: ${safe(hint)}`;
+  if (details && typeof details === 'object' && 'errors' in details && Array.isArray((details as { errors: unknown[] }).errors)) {
+    return '\n' + (details as { errors: Array<{ path: string; message: string }> }).errors.map((e) => `  ${safe(e.path)}: ${safe(e.message)}`).join('\n');
+  }
+  return '';
+}

@@ -27,6 +27,8 @@ export class ApiClient {
   readonly baseUrl: string;
   readonly token: string | undefined;
   readonly sources: ClientSources;
+  /** COUNTERSIGN_DATABASE_URL says sqlite::memory:, which no CLI can reach: said when the server cannot be reached. */
+  private readonly memoryDatabase: boolean;
 
   constructor(
     flags: ClientFlags = {},
@@ -39,6 +41,7 @@ export class ApiClient {
     const config = resolveClientConfig({ url, token }, {});
     this.baseUrl = config.url;
     this.token = config.token;
+    this.memoryDatabase = (env.COUNTERSIGN_DATABASE_URL ?? '').trim() === 'sqlite::memory:';
     this.sources = {
       url: flags.url ? 'flag' : env.COUNTERSIGN_URL ? 'env' : 'default',
       token: flags.token ? 'flag' : env.COUNTERSIGN_TOKEN ? 'env' : 'none',
@@ -145,9 +148,13 @@ export class ApiClient {
       return new CountersignError('NETWORK_ERROR', `no answer from ${this.baseUrl} within ${Math.round(this.timeoutMs / 1000)}s`);
     }
     const why = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+    const memory = this.memoryDatabase
+      ? '. Note: COUNTERSIGN_DATABASE_URL is sqlite::memory:, a database only the process that opened it can see; the CLI reaches a server over HTTP, ' +
+        'so an embedded gateway on sqlite::memory: is decided only by its own gateway.review(). Use a file (sqlite:./countersign.db) and run `countersign serve` on it'
+      : '';
     return new CountersignError(
       'NETWORK_ERROR',
-      `cannot reach Countersign at ${this.baseUrl} (${why}); is the server running? Set COUNTERSIGN_URL or pass --url`,
+      `cannot reach Countersign at ${this.baseUrl} (${why}); is the server running? Set COUNTERSIGN_URL or pass --url${memory}`,
     );
   }
 

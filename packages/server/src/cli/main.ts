@@ -6,7 +6,16 @@
 import { CommanderError } from 'commander';
 import { CountersignError } from '@countersign/core';
 import { isHookInvocation, runHookCli } from '@countersign/mcp/cli';
+import { errorDetailLines } from './format.ts';
 import { buildProgram } from './program.ts';
+
+// `countersign history | head -3`: once the reader has gone, stop quietly, as other Unix tools do.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
 
 const program = buildProgram();
 
@@ -21,16 +30,9 @@ else try {
   const json = process.argv.includes('--json');
   if (err instanceof CountersignError) {
     if (json) console.error(JSON.stringify(err.toJSON()));
-    else console.error(`error ${err.code}: ${err.message}${formatDetails(err.details)}`);
+    else console.error(`error ${err.code}: ${err.message}${errorDetailLines(err.details)}`);
   } else {
     console.error(`error INTERNAL: ${(err as Error).message ?? String(err)}`);
   }
   process.exit(1);
-}
-
-function formatDetails(details: unknown): string {
-  if (details && typeof details === 'object' && 'errors' in details && Array.isArray((details as { errors: unknown[] }).errors)) {
-    return '\n' + (details as { errors: Array<{ path: string; message: string }> }).errors.map((e) => `  ${e.path}: ${e.message}`).join('\n');
-  }
-  return '';
 }

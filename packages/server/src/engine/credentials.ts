@@ -251,6 +251,52 @@ export class Credentials {
     return { id, name: input.name, roles: input.roles, token, tokenId };
   }
 
+  /** An operator row without any token (the embedded gateway's admin acts in-process only). */
+  async insertTokenlessOperator(tx: Queries, by: AuditActor, input: { name: string; roles: Role[]; groups: string[] }): Promise<Operator> {
+    const at = this.now();
+    const id = newId('op', at);
+    await tx.insertOperator(this.sealOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at, disabled_at: null, removed_at: null, mac: null }));
+    await this.writer.append(tx, [draft('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
+    return { kind: 'operator', operatorId: id, name: input.name, roles: input.roles, groups: input.groups };
+  }
+
+  /**
+   * The first token of an operator who has none (bootstrap's rule: a database an embedded gateway
+   * made has its admin already). MACed like every token; the entry names the token's id, never
+   * any part of the token.
+   */
+  async issueOperatorToken(tx: Queries, op: Operator, token = newSecret('cso')) {
+    const at = this.now();
+    const tokenId = newId('tok', at);
+    await tx.credentials.insertToken(this.newToken(tokenId, op.operatorId, token, at));
+    await this.writer.append(tx, [draft('operator_token_issued', null, SYSTEM_ACTOR, { operatorId: op.operatorId, name: op.name, tokenId }, at)]);
+    return { id: op.operatorId, name: op.name, roles: op.roles, token, tokenId };
+  }
+
+  /**
+   * The embedded gateway's admin: an active admin (MAC-valid, not disabled or removed), or on a
+   * database with no admin-role operator at all a tokenless `admin`. A database whose admins are
+   * all disabled, removed or fail their MAC is refused: the gateway never makes a new admin
+   * beside them (that would undo a disable).
+   */
+  async embeddedAdmin(): Promise<Operator> {
+    const active = async (q: Queries | Store) => (await this.activeOperators(q)).find((op) => op.roles.includes('admin'));
+    const found = await active(this.store);
+    if (found) return found;
+    return this.store.transaction(async (tx) => {
+      const again = await active(tx);
+      if (again) return again;
+      const rows = await tx.listOperators();
+      if (rows.some((op) => (JSON.parse(op.roles) as Role[]).includes('admin'))) {
+        throw new CountersignError('FORBIDDEN', 'this database has no active admin operator (each is disabled, removed or its record does not verify), so the embedded gateway cannot act as one');
+      }
+      if (rows.some((op) => op.name === 'admin')) {
+        throw new CountersignError('FORBIDDEN', 'this database has an operator named "admin" without the admin role, so the embedded gateway cannot make its admin');
+      }
+      return this.insertTokenlessOperator(tx, SYSTEM_ACTOR, { name: 'admin', roles: ['admin'], groups: [] });
+    });
+  }
+
   private newToken(id: string, operatorId: string, token: string, at: number): TokenRecord {
     // `prefix` keeps only the kind: no part of a secret is stored (issue 13, point 7).
     return this.sealToken({ id, operator_id: operatorId, token_hash: sha256Hex(token), prefix: 'cso_', created_at: at, revoked_at: null, last_used_at: null, expires_at: null, mac: null });

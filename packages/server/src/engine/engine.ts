@@ -11,9 +11,11 @@ import {
   MAX_AGGREGATE_MEMBERS,
   ROLES,
   aggregateRequest,
+  approvalLapsed,
   assessAggregate,
   checkArgs,
   memberDecision,
+  normalizeActionName,
   canonicalJson,
   evaluate,
   parsePolicy,
@@ -28,13 +30,22 @@ import {
   type Decision,
   type EarlierInHold,
   type ExecutionBody,
+  type RiskLevel,
   type LifecycleEvent,
   type LifecycleState,
   type Policy,
   type RequestStatus,
   type ReviewBody,
+  type SlicingAlert,
   type Role,
+  type Transition,
   type TransitionKind,
+  type AlternativeView,
+  assessAlternatives,
+  type Vote,
+  currentRound,
+  payloadKey,
+  resolvePayload,
 } from '@countersign/core';
 import { newId, sha256Hex } from '../ids.ts';
 import { ephemeralServerSecret, type ServerSecret } from '../keys/server-secret.ts';
@@ -48,8 +59,11 @@ import { outcomeOf as lockoutOutcome } from '../guard/lockout.ts';
 import { Store, type AuditRow, type HistoryCounts, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
+import { Decisions, payloadHashOf, type RequestFacts } from './decisions.ts';
 import type { Principal } from './principal.ts';
+import { ExternalChanges } from './external-changes.ts';
 import { Wakeups } from './wakeups.ts';
+import { ExecutionDesk, approvalClaim } from './execution.ts';
 import {
   canReviewAtAll,
   canReviewNow,
@@ -66,10 +80,19 @@ import {
   type EscalationState,
   type PolicyError,
 } from '@countersign/core';
+import { queueDueAt, readListing, type ListOptions } from './queue.ts';
+import { NO_DEADLINE } from '../store/queue.ts';
 import { TimerSkip, deliveryFromRow, deliveryRows, requestTimer, type DeliveryRow, type TimerRow } from '../store/timers.ts';
 
 export const WAKE_CHANNEL = 'countersign_requests';
 export { CREDENTIAL_CACHE_MS } from './credentials.ts';
+
+/** A vote the gate accepted (engine/decisions.ts): the transition it makes and the guard's entries to append. */
+interface Gated {
+  type: 'gated';
+  transition: Transition;
+  entries: AuditDraft[];
+}
 export const HISTORY_CACHE_MS = 1_000;
 
 export interface ActivePolicy {
@@ -79,15 +102,7 @@ export interface ActivePolicy {
   policy: Policy;
 }
 
-export interface ListOptions {
-  status?: RequestStatus | undefined;
-  riskLevel?: string | undefined;
-  agentId?: string | undefined;
-  action?: string | undefined;
-  automationLevel?: string | undefined;
-  limit?: number | undefined;
-  cursor?: string | undefined;
-}
+export type { ListOptions } from './queue.ts';
 
 /** A committed change to one request, as observers see it: the row as written and the status it left (null when new). */
 export interface RequestChange {
@@ -99,6 +114,12 @@ export interface RequestChange {
 export type AuditEntry = AuditLeaf;
 
 type Actor = AuditActor;
+
+/** The guard's facts about one pending request, for the dry run: its aggregate review and its agent's pause. */
+interface ReaderGuardFacts {
+  aggregate: { id: string | null; collectingUntil: string | null } | undefined;
+  paused: { until: string; reason: string } | undefined;
+}
 const SYSTEM = SYSTEM_ACTOR;
 
 /** Args that break the policy's rules for the action (`actions.<name>.args`) are refused, each problem named. */
@@ -138,6 +159,7 @@ export class Engine {
   private readonly agentNames = new Map<string, string>();
   private readonly historyCache = new Map<string, { counts: HistoryCounts; until: number }>();
   private unlisten: (() => Promise<void>) | undefined;
+  private external: ExternalChanges | undefined;
   private readonly observers = new Set<(change: RequestChange) => void>();
 
   /** The tamper-evident trail's signing and read side: checkpoints, proofs, export, receipts. */
@@ -148,6 +170,10 @@ export class Engine {
   readonly guard: GuardService;
   /** Identity and the credential lifecycle: keys, tokens, operators, dashboard sessions (engine/credentials.ts). */
   readonly credentials: Credentials;
+  /** The gate's shell: every vote, and `actionable` as its dry run (engine/decisions.ts). */
+  readonly decisions: Decisions;
+  /** Claims of approvals (once, within their validity) and execution reports (engine/execution.ts). */
+  private readonly executions: ExecutionDesk;
 
   private constructor(
     readonly store: Store,
@@ -160,10 +186,24 @@ export class Engine {
     this.writer = new AuditWriter((data) => this.trail.redact(data));
     this.credentials = new Credentials(store, now, this.writer, serverSecret);
     this.guard = new GuardService(store, now, guard, this.writer, serverSecret);
+    this.decisions = new Decisions(this.guard, () => this.policy.policy, false);
     this.guard.usePolicy(() => this.active?.policy);
     this.guard.useOperators((ref) => this.credentials.operatorPrincipal(ref));
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
+    });
+    this.executions = new ExecutionDesk({
+      store,
+      trail: this.trail,
+      writer: this.writer,
+      now,
+      policy: () => this.policy.policy,
+      wakeChannel: WAKE_CHANNEL,
+      committed: async (row, previousStatus) => {
+        this.afterCommit(row.id);
+        this.emitChange({ previousStatus, row });
+        return this.toPublic(row);
+      },
     });
   }
 
@@ -187,13 +227,18 @@ export class Engine {
     const era = await engine.credentials.beginSecretEra();
     if (era.began) await engine.guard.sealPlainSeeds();
     if (engine.store.capabilities.listenNotify) {
-      engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id));
+      // After a lost LISTEN connection is back, every waiter re-reads: a decision made meanwhile is never missed.
+      engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id), () => engine.wakeups.resync());
+    } else {
+      // A SQLite file may be shared with another process (an embedded gateway beside `serve`).
+      engine.external = await ExternalChanges.start(engine.store, (id) => engine.wakeups.publish(id));
     }
     return engine;
   }
 
   async close(): Promise<void> {
     await this.unlisten?.();
+    await this.external?.stop();
     await this.store.close();
   }
 
@@ -246,10 +291,12 @@ export class Engine {
   }
 
   /**
-   * First start: when the database holds no credential at all, create an `admin` operator and
-   * a `demo-agent` key. Given values (from `COUNTERSIGN_ADMIN_TOKEN` / `COUNTERSIGN_AGENT_KEY`)
-   * are used instead of random ones; `given` says which, so `serve` never prints them (they
-   * would end up in logs). Returns the secrets once, or null when already set up.
+   * First start: when no person has ever been given a token on this database (no operator token,
+   * revoked or not), create an `admin` operator and a `demo-agent` key. A database an embedded
+   * gateway created first already has its admin operator, without a token (it acts in-process
+   * only): that operator is given the token, so `serve` on the file is never left with no way in.
+   * Given values (from `COUNTERSIGN_ADMIN_TOKEN` / `COUNTERSIGN_AGENT_KEY`) are used instead of
+   * random ones. Returns the secrets once, or null when someone already holds a token.
    */
   async bootstrap(given: { adminToken?: string | undefined; agentKey?: string | undefined } = {}) {
     for (const [name, value] of Object.entries(given)) {
@@ -258,10 +305,15 @@ export class Engine {
       }
     }
     return this.store.transaction(async (tx) => {
-      if ((await tx.countCredentials()) > 0) return null;
+      if ((await tx.countOperatorTokens()) > 0) return null;
+      // Never twice per database (a `bootstrapped` mark, or any credential ever issued in the trail).
       if (!(await this.credentials.mayBootstrap(tx))) return null;
       if (!(await this.credentials.markBootstrapped(tx))) return null;
-      const admin = await this.credentials.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
+      // An embedded gateway's tokenless admin (MAC-valid, active) is given the token; otherwise one is made.
+      const existing = (await this.credentials.activeOperators(tx)).find((op) => op.roles.includes('admin'));
+      const admin = existing
+        ? await this.credentials.issueOperatorToken(tx, existing, given.adminToken)
+        : await this.credentials.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
       const agent = await this.insertAgentKey(tx, SYSTEM, 'demo-agent', given.agentKey);
       return {
         adminToken: admin.token,
@@ -271,6 +323,16 @@ export class Engine {
         given: { adminToken: given.adminToken !== undefined, agentKey: given.agentKey !== undefined },
       };
     });
+  }
+
+  /**
+   * The embedded gateway's admin: the first active operator with the admin role, or, on a
+   * database with no admin at all, an `admin` created without a token (nobody outside this
+   * process could use one; a later `serve` on the file gives it its token through `bootstrap`).
+   * Checked as a login is (engine/credentials.ts `embeddedAdmin`).
+   */
+  async embeddedAdmin(): Promise<Extract<Principal, { kind: 'operator' }>> {
+    return this.credentials.embeddedAdmin();
   }
 
   async createOperator(by: Principal, input: { name: string; roles: Role[]; groups?: string[] | undefined }) {
@@ -321,9 +383,14 @@ export class Engine {
     const at = this.now();
     const agent = await this.requesterAgent(by, at);
     const bodyHash = sha256Hex(canonicalJson(body));
+    let refiles: RequestRow | undefined;
     if (body.idempotencyKey !== undefined) {
       const existing = await this.store.findByIdempotencyKey(agent.id, body.idempotencyKey);
-      if (existing) return { request: await this.replay(existing, bodyHash), replayed: true };
+      if (existing) {
+        const lapsed = approvalLapsed({ status: existing.status, claimedAt: existing.claimed_at === null ? null : Number(existing.claimed_at), claimExpiresAt: existing.claim_expires_at === null ? null : Number(existing.claim_expires_at) }, at);
+        if (!lapsed || existing.body_hash !== bodyHash) return { request: await this.replay(existing, bodyHash), replayed: true };
+        refiles = existing; // it can never run: file a new request under the key (below, in one transaction)
+      }
     }
     refuseBadArgs(policy.policy, body.action, body.args, 'args');
     for (const [i, alt] of (body.alternatives ?? []).entries()) refuseBadArgs(policy.policy, alt.action, alt.args, `alternatives[${i}].args`);
@@ -331,9 +398,12 @@ export class Engine {
     const gate = await this.guard.createGate(agent, policy.policy, at); // whilePaused: hold; onSlicing: review, aggregate
     const forcedReview = gate && { rule: gate.rule, reason: gate.reason };
     const assessment = evaluate({ ...body, agent: agent.name, forcedReview }, policy.policy, history, new Date(at));
+    // Each alternative gets the full evaluation too: a blocked one is kept, marked with its rules, and can never be chosen (finding 1).
+    const alternatives = await this.assessedAlternatives(body, agent, at);
     const id = newId('req', at);
-    const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at);
+    const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at, alternatives);
     const escalation = status === 'pending' ? startEscalation(policy.policy, assessment, at) : null;
+    row.queue_due_at = queueDueAt(row, escalation);
     const actor = actorOf(by);
     const entries: AuditDraft[] = [
       this.audit('created', id, actor, {
@@ -346,7 +416,10 @@ export class Engine {
         route: assessment.route,
         matchedRules: assessment.matchedRules.map((r) => r.name),
         payloadHash: this.trail.payloadHash(body.action, body.args),
+        ...(alternatives?.some((a) => a.blocked) ? { blockedAlternatives: alternatives.filter((a) => a.blocked).map((a) => ({ name: a.name, rules: a.blocked!.rules })) } : {}),
+        ...(refiles ? { refiles: refiles.id } : {}),
       }, at),
+      ...(refiles ? [this.audit('claim_lapsed', refiles.id, SYSTEM, { refiledAs: id, expiresAt: new Date(Number(refiles.claim_expires_at)).toISOString() }, at)] : []),
       status === 'pending'
         ? this.audit('queued', id, SYSTEM, {
             slaDueAt: assessment.slaDueAt,
@@ -355,9 +428,16 @@ export class Engine {
           }, at)
         : this.audit(status, id, SYSTEM, { decidedBy: 'policy', reason: decision?.reason ?? null, payloadHash: status === 'approved' ? this.trail.payloadHash(body.action, body.args) : null }, at),
     ];
+    let valueAlert: SlicingAlert | null = null;
     try {
       await this.store.transaction(async (tx) => {
-        const held = await this.guard.checkCreate(tx, agent, policy.policy, at, status === 'pending');
+        const checked = await this.guard.checkCreate(tx, agent, policy.policy, at, status === 'pending', { id, action: body.action, value: assessment.value?.amount });
+        const held = checked.entries;
+        valueAlert = checked.alert;
+        // A racing create (or claim) got there first: the catch below replays what now holds the key.
+        if (refiles && !(await tx.releaseLapsedKey(refiles.id, body.idempotencyKey!, at))) {
+          throw new CountersignError('IDEMPOTENCY_CONFLICT', 'the lapsed approval under this idempotency key changed meanwhile', { requestId: refiles.id });
+        }
         await tx.insertRequest(row);
         // Under `onSlicing: aggregate` the request waits in the agent's collection: its own channels hear of the aggregate instead.
         const collect = gate?.aggregate && status === 'pending' ? gate.aggregate : undefined;
@@ -380,7 +460,7 @@ export class Engine {
     }
     this.afterCommit(id);
     this.emitChange({ previousStatus: null, row });
-    await this.guard.afterCreate(agent, policy.policy);
+    await this.guard.afterCreate(agent, policy.policy, valueAlert);
     return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
   }
 
@@ -394,11 +474,12 @@ export class Engine {
     assessment: Assessment,
     policyVersion: number,
     at: number,
+    alternatives: readonly AlternativeView[] | null = null,
   ) {
     const decision =
       assessment.route === 'review'
         ? null
-        : policyDecision(assessment.route, body.action, body.args, assessment.reasons.join('; ') || assessment.route, new Date(at).toISOString());
+        : policyDecision(assessment.route, body.action, body.args, assessment.reasons.join(' ') || assessment.route, new Date(at).toISOString());
     const status: RequestStatus = decision === null ? 'pending' : decision.outcome === 'approved' ? 'approved' : 'rejected';
     const row: RequestRow = {
       id,
@@ -412,7 +493,7 @@ export class Engine {
       confidence: body.confidence ?? null,
       risk_hint: body.riskLevel ?? null,
       context: JSON.stringify(body.context ?? {}),
-      alternatives: JSON.stringify(body.alternatives ?? []),
+      alternatives: JSON.stringify(alternatives ?? body.alternatives ?? []),
       approvers: JSON.stringify(body.approvers ?? []),
       timeout_seconds: body.timeoutSeconds ?? null,
       status,
@@ -422,14 +503,29 @@ export class Engine {
       route: assessment.route,
       assessment: JSON.stringify(assessment),
       policy_version: policyVersion,
-      decision: decision === null ? null : JSON.stringify(this.trail.seal(id, decision)),
+      ...(decision === null ? { decision: null, claim_nonce: null, claim_expires_at: null } : this.sealed(id, decision, assessment.riskLevel)),
+      claimed_at: null,
       execution: null,
       created_at: at,
       updated_at: at,
       decided_at: decision === null ? null : at,
       expires_at: decision === null && body.timeoutSeconds !== undefined ? at + body.timeoutSeconds * 1000 : null,
+      queue_due_at: NO_DEADLINE, // set from the escalation state once it is planned (queueDueAt)
+      action_key: normalizeActionName(body.action),
     };
     return { row, decision, status };
+  }
+
+  /** A create's alternatives, each assessed as a request of its own; a blocked one carries `blocked: {rules}`. Null without alternatives. */
+  private async assessedAlternatives(body: CreateRequest, agent: { id: string; name: string }, at: number): Promise<AlternativeView[] | null> {
+    if (!body.alternatives || body.alternatives.length === 0) return null;
+    const histories = new Map<string, HistoryCounts>();
+    for (const alt of body.alternatives) if (!histories.has(alt.action)) histories.set(alt.action, await this.history(agent.id, alt.action, at));
+    const assessed = assessAlternatives({ ...body, agent: agent.name }, this.policy.policy, (action) => histories.get(action) ?? EMPTY_HISTORY, new Date(at));
+    return body.alternatives.map((alt, i) => {
+      const blocked = assessed[i]?.blocked;
+      return blocked ? { ...alt, blocked } : alt;
+    });
   }
 
   /**
@@ -437,7 +533,7 @@ export class Engine {
    * seven), so a second-old answer is good enough and keeps bursts of creates from re-reading it.
    */
   private async history(agentId: string, action: string, now: number): Promise<HistoryCounts> {
-    const key = `${agentId}\u0000${action}`;
+    const key = `${agentId}\u0000${normalizeActionName(action)}`;
     const cached = this.historyCache.get(key);
     if (cached && cached.until > now) return cached.counts;
     const counts = await this.store.historyCounts(agentId, action);
@@ -468,19 +564,13 @@ export class Engine {
   async getRequest(by: Principal, id: string): Promise<ApprovalRequest> {
     const row = await this.store.getRequest(id);
     this.checkReadable(by, row, id);
-    const request = await this.toPublic(row, by);
+    const aggregate = await this.guard.aggregateOf(row.id);
+    const paused = row.status === 'pending' ? await this.guard.pauseOf(row.agent_id) : undefined;
+    const request = await this.toPublic(row, by, { aggregate, paused });
     // Number matching: only an operator reading the request itself sees the code (never listings or notifications).
     if (by.kind === 'operator' && this.guard.needsMatchCode(row.risk_level)) request.matchCode = await this.guard.matchCode(row.id);
-    const aggregate = await this.guard.aggregateOf(row.id);
-    if (aggregate) {
-      request.aggregate = aggregate;
-      if (request.actionable) request.actionable = false; // decided through its aggregate review
-    }
-    const paused = row.status === 'pending' ? await this.guard.pauseOf(row.agent_id) : undefined;
-    if (paused) {
-      request.agentPaused = paused;
-      if (request.actionable) request.actionable = false; // approvals wait for the pause to end
-    }
+    if (aggregate) request.aggregate = aggregate;
+    if (paused) request.agentPaused = paused;
     return request;
   }
 
@@ -508,102 +598,64 @@ export class Engine {
     }
   }
 
+  /** The queue and the history: filtered, ordered and paged in SQL, with counts (engine/queue.ts). */
   async listRequests(by: Principal, options: ListOptions = {}) {
     this.requireOperator(by);
-    const limit = Math.min(Math.max(options.limit ?? 50, 1), 500);
-    const order = options.status === 'pending' ? 'oldest' : 'newest';
-    const rows = await this.store.listRequests({
-      status: options.status,
-      riskLevel: options.riskLevel,
-      agentId: options.agentId,
-      action: options.action,
-      automationLevel: options.automationLevel,
-      limit: limit + 1,
-      after: options.cursor ? decodeCursor(options.cursor) : undefined,
-      order,
-    });
-    const page = rows.slice(0, limit);
+    const listing = await readListing(this.store, options);
+    const items = await this.viewOfRows(by, listing.rows);
+    return { items, nextCursor: listing.nextCursor, order: listing.order, counts: listing.counts, remaining: listing.remaining };
+  }
+
+  /** Rows as `by` sees them in a listing: reviews, escalation and whether they may act on each now (one query per kind). */
+  private async viewOfRows(by: Extract<Principal, { kind: 'operator' }>, page: readonly RequestRow[]): Promise<ApprovalRequest[]> {
     const reviews = await this.store.reviewsFor(page.map((r) => r.id));
     const escalations = await this.escalationsOf(page.map((r) => r.id));
-    const heldBack = await this.heldBackFor(by);
     // Requests in an aggregate review are decided there (the queue offers the aggregate instead);
-    // a paused agent's requests wait for the pause to end.
+    // a paused agent's requests wait for the pause to end. Both are facts of the gate's dry run.
     const pending = page.filter((r) => r.status === 'pending');
+    const limits = pending.length > 0 ? await this.guard.readerFacts(by.operatorId) : undefined;
     const aggregated = await this.store.aggregates.membersAmong(pending.map((r) => r.id));
-    const paused = await this.guard.pausedAmong(pending.map((r) => r.agent_id));
-    const items = await Promise.all(
+    const pausedIds = await this.guard.pausedAmong(pending.map((r) => r.agent_id));
+    const pauses = new Map<string, { until: string; reason: string } | undefined>();
+    for (const agentId of pausedIds) pauses.set(agentId, await this.guard.pauseOf(agentId));
+    return Promise.all(
       page.map(async (row) => {
         const own = reviews.filter((v) => v.request_id === row.id);
         const escalation = escalations.get(row.id) ?? null;
-        const request = this.withActionable(by, requestFromRow(row, await this.agentName(row.agent_id), own, escalation), row, own, escalation, heldBack);
-        if ((aggregated.has(row.id) || paused.has(row.agent_id)) && request.actionable) request.actionable = false;
-        return request;
+        const request = requestFromRow(row, await this.agentName(row.agent_id), own, escalation);
+        if (!limits || row.status !== 'pending') return request;
+        const aggregate = aggregated.has(row.id) ? { id: null, collectingUntil: null } : undefined;
+        return this.withActionable(by, request, row, own, escalation, { aggregate, paused: pauses.get(row.agent_id) }, limits);
       }),
     );
-    const last = page[page.length - 1];
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
   }
 
-  /** `from.ip`: the caller's address, checked against the approval allowlists of the operator and of their roles (guard/ip.ts). */
+  /**
+   * A reviewer's vote, judged by the gate (engine/decisions.ts → core `gate()`): every check in
+   * one ordered list over the payload that will run, in the change's transaction. A refusal
+   * changes nothing (no counter, no TOTP step, no escalation) and is audited after the rollback.
+   * `from.ip`: the caller's address, for the approval allowlists.
+   */
   async review(by: Principal, id: string, body: ReviewBody, from: { ip?: string | null | undefined } = {}): Promise<ApprovalRequest> {
     if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot review requests');
-    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
-    const event: LifecycleEvent = { type: 'review', reviewer, verdict: body.verdict, reason: body.reason, args: body.args, alternative: body.alternative, at: '' };
-    // Step-up attempt limits (guard/lockout.ts): an approval carrying a code reserves an attempt first (or is MFA_LOCKED).
-    const codes = { accepted: false };
+    // Step-up attempt limits (guard/lockout.ts): an approval carrying a code reserves an attempt, committed
+    // before any code is judged (or is MFA_LOCKED); a refusal for a wrong code keeps it as a failure.
     const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined) ? await this.guard.lockout.begin(by) : null;
     try {
-      const decided = await this.change(by, id, async (tx, current) => {
-        if (body.verdict === 'approve' && current.status === 'pending') await this.guard.checkNotAggregated(tx, current.id);
-        if (current.action === AGGREGATE_ACTION && (body.args !== undefined || body.alternative !== undefined)) {
-          throw new CountersignError('VALIDATION_FAILED', 'an aggregate review is approved or rejected as a whole; it cannot be modified or answered with an alternative');
-        }
+      const decided = await this.change(by, id, async (tx, current, escalation) => {
         if (body.verdict === 'approve' && body.args !== undefined) refuseBadArgs(this.policy.policy, current.action, body.args, 'args');
-        // Cool-down, velocity, number matching and the TOTP code, checked and marked used in this transaction.
-        const entries = await this.guard.checkApproval(tx, by, current, { ...body, ip: from.ip, codes }, this.now());
-        if (entries.length > 0) await this.writer.append(tx, entries);
+        const votes = (await tx.reviewsFor([id])).map(voteFromRow);
+        const agentName = await this.agentName(current.agent_id, tx);
+        const { transition, entries } = await this.decisions.vote(tx, by, current, agentName, escalation, votes, body, from.ip, this.now());
         if (entries.some((e) => e.type === 'cooldown_started')) this.timersDue = true; // its guard notices, if any
-        return event;
+        return { type: 'gated', transition, entries };
       });
-      await attempt?.settle(codes.accepted ? 'good' : 'unused');
+      await attempt?.settle('good');
       return decided;
     } catch (err) {
       await attempt?.settle(lockoutOutcome(err));
       await this.guard.auditRefusal(err, by, id, 'review');
-      if (err instanceof CountersignError && err.code === 'COOLDOWN_ACTIVE') await this.escalateForCooldown(id, by.name);
       throw err;
-    }
-  }
-
-  /**
-   * An approval refused because its reviewer is cooling down: the request must not silently wait
-   * for them. If it is pending on an escalation chain with a next level, it moves up now, as its
-   * deadline would move it (the next level's role may stand in, its channels are told; audit
-   * `escalated` with `cause: cooldown`), at most once per request, and never to `onFinalTimeout`
-   * (a cool-down neither expires nor approves anything). Without a next level the refusal is only
-   * recorded (`review_refused`). Best effort: the refusal stands whatever happens here.
-   */
-  private async escalateForCooldown(id: string, operator: string): Promise<void> {
-    try {
-      const moved = await this.store.transaction(async (tx) => {
-        const current = await tx.getRequest(id, true);
-        if (!current || current.status !== 'pending') return false;
-        const escalation = await this.escalationOf(tx, id);
-        if (!escalation) return false;
-        const at = this.now();
-        const due = onDue(escalation, this.policy.policy, at);
-        if (due.type !== 'escalate') return false;
-        const earlier = await tx.auditFor(id);
-        if (earlier.some((e) => e.type === 'escalated' && (JSON.parse(e.data) as { cause?: unknown }).cause === 'cooldown')) return false;
-        await this.saveEscalation(tx, current, due.state, at, false);
-        await this.enqueueDeliveries(tx, id, due.notify, 'escalated', { from: due.from, to: due.to, role: due.role }, at);
-        const data = { from: due.from, to: due.to, role: due.role, dueAt: new Date(due.state.dueAt).toISOString(), notify: due.notify, cause: 'cooldown', operator };
-        await this.writer.append(tx, [this.audit('escalated', id, SYSTEM, data, at)]);
-        return true;
-      });
-      if (moved) this.afterCommit(id);
-    } catch {
-      // The reviewer is refused either way; escalation also still happens at the deadline.
     }
   }
 
@@ -611,8 +663,19 @@ export class Engine {
     return this.change(by, id, { type: 'cancel', actor: actorOf(by), reason: body.reason, at: '' }, true);
   }
 
+  /** `{status: started, receipt}` claims the approval once; `{status: succeeded | failed}` closes it (engine/execution.ts). */
   async reportExecution(by: Principal, id: string, body: ExecutionBody): Promise<ApprovalRequest> {
-    return this.change(by, id, { type: 'execution', status: body.status, at: '' }, true, body);
+    return body.status === 'started' ? this.executions.claim(by, id, body.receipt) : this.executions.report(by, id, body);
+  }
+
+  /** A decision as stored: sealed with its receipt and, when it approves something to run, the claim it runs with once. */
+  private sealed(id: string, decision: Decision, riskLevel: string): Pick<RequestRow, 'decision' | 'claim_nonce' | 'claim_expires_at'> {
+    const issued = approvalClaim(decision, riskLevel as RiskLevel, this.policy.policy);
+    return {
+      decision: JSON.stringify(this.trail.seal(id, decision, issued?.claim)),
+      claim_nonce: issued?.columns.claim_nonce ?? null,
+      claim_expires_at: issued?.columns.claim_expires_at ?? null,
+    };
   }
 
   /**
@@ -623,9 +686,8 @@ export class Engine {
     by: Principal | undefined,
     id: string,
     /** The event, or a function that decides it inside the transaction (timers); `null` commits what it wrote without a transition. */
-    eventOrFire: LifecycleEvent | ((tx: Queries, current: RequestRow, escalation: EscalationState | null) => Promise<LifecycleEvent | null>),
+    eventOrFire: LifecycleEvent | ((tx: Queries, current: RequestRow, escalation: EscalationState | null) => Promise<LifecycleEvent | Gated | null>),
     ownerOnly = false,
-    execution?: ExecutionBody,
   ): Promise<ApprovalRequest> {
     let previousStatus: RequestStatus = 'pending';
     let settled: RequestRow[] = [];
@@ -637,26 +699,26 @@ export class Engine {
       const escalation = await this.escalationOf(tx, id);
       const event = typeof eventOrFire === 'function' ? await eventOrFire(tx, current, escalation) : eventOrFire;
       if (event === null) return (await tx.getRequest(id)) ?? current;
-      const stepUpChecked = typeof eventOrFire === 'function'; // reviews decided in a function came through review()
+      // Fail closed: a vote is decided by the gate (review()), never by a raw lifecycle event.
+      if (event.type === 'review') throw new CountersignError('INTERNAL', 'reviews are decided through the gate (Engine.review)');
       const at = this.now();
       const atIso = new Date(at).toISOString();
-      const assessment = JSON.parse(current.assessment) as Assessment;
-      if (event.type === 'review' && event.verdict === 'approve' && assessment.mfaRequired && !stepUpChecked) {
-        // Fail closed: an approval that needs step-up MFA must come through review(), which checks the code.
-        throw new CountersignError('MFA_REQUIRED', 'policy requires step-up MFA to approve this request', { riskLevel: assessment.riskLevel });
+      let result: Transition;
+      if (event.type === 'gated') result = event.transition;
+      else {
+        const assessment = JSON.parse(current.assessment) as Assessment;
+        const votes = (await tx.reviewsFor([id])).map(voteFromRow);
+        const state: LifecycleState = {
+          status: current.status as RequestStatus,
+          action: current.action,
+          args: JSON.parse(current.args),
+          alternatives: JSON.parse(current.alternatives),
+          approval: assessment.approval,
+          votes,
+          requesterOperatorId: current.requester_operator_id,
+        };
+        result = transition(state, { ...event, at: atIso });
       }
-      const votes = (await tx.reviewsFor([id])).map(voteFromRow);
-      const state: LifecycleState = {
-        status: current.status as RequestStatus,
-        action: current.action,
-        args: JSON.parse(current.args),
-        alternatives: JSON.parse(current.alternatives),
-        approval: assessment.approval,
-        votes,
-        requesterOperatorId: current.requester_operator_id,
-        eligible: eligibility(escalation),
-      };
-      const result = transition(state, { ...event, at: atIso });
       const actor = by ? actorOf(by) : SYSTEM;
       if (result.vote) {
         const v = result.vote;
@@ -671,22 +733,21 @@ export class Engine {
           alternative: v.alternative,
           payload_key: v.payloadKey,
           stage: v.stage,
+          stage_key: v.stageKey ?? null,
           created_at: at,
         });
       }
       const patch: Partial<RequestRow> = { status: result.status, updated_at: at };
       if (result.decision) {
-        patch.decision = JSON.stringify(this.trail.seal(id, result.decision));
+        Object.assign(patch, this.sealed(id, result.decision, current.risk_level));
         patch.decided_at = at;
-      }
-      if (execution) {
-        patch.execution = JSON.stringify({ status: execution.status, result: execution.result, error: execution.error ?? null, at: atIso });
       }
       if (!(await tx.updateRequest(id, patch, current.status))) {
         throw new CountersignError('ALREADY_DECIDED', `request ${id} changed concurrently`);
       }
       if (current.status === 'pending' && result.status !== 'pending') await this.closeEscalation(tx, current, escalation, result.status, at);
-      await this.writer.append(tx, result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result, execution), at)));
+      await this.writer.append(tx, result.kinds.map((kind) => this.audit(kind, id, kind === 'expired' ? SYSTEM : actor, this.auditData(kind, result), at)));
+      if (event.type === 'gated' && event.entries.length > 0) await this.writer.append(tx, event.entries);
       await tx.notify(WAKE_CHANNEL, id);
       previousStatus = current.status as RequestStatus;
       if (current.action === AGGREGATE_ACTION && current.status === 'pending' && result.decision) {
@@ -705,12 +766,11 @@ export class Engine {
     return this.toPublic(row);
   }
 
-  private auditData(kind: TransitionKind, result: ReturnType<typeof transition>, execution?: ExecutionBody) {
+  private auditData(kind: TransitionKind, result: Transition) {
     if (kind === 'reviewed' && result.vote) {
       const v = result.vote;
       return { verdict: v.verdict, reason: v.reason, modifiedArgs: v.args !== null, alternative: v.alternative, stage: v.stage };
     }
-    if (kind === 'executed' || kind === 'execution_failed') return { status: execution?.status, error: execution?.error ?? null };
     const d = result.decision;
     return d
       ? {
@@ -844,7 +904,7 @@ export class Engine {
     const due = escalationTimerAt(state, current.expires_at);
     if (due !== null) await tx.timers.insertTimers([requestTimer('escalate', current.id, due, at, { level: state.level })]);
     // The request itself changed for its readers (level, deadline): waiters and SSE see a new updatedAt.
-    if (!(await tx.updateRequest(current.id, { updated_at: at }, 'pending'))) {
+    if (!(await tx.updateRequest(current.id, { updated_at: at, queue_due_at: queueDueAt(current, state) }, 'pending'))) {
       throw new CountersignError('ALREADY_DECIDED', `request ${current.id} changed concurrently`);
     }
     await tx.notify(WAKE_CHANNEL, current.id);
@@ -891,7 +951,10 @@ export class Engine {
             // Fail closed: a paused agent's request is never approved by a clock.
             return { type: 'expire', reason: `${due.reason}; the agent is paused, so onFinalTimeout: approve does not apply`, at: '' };
           }
-          return due.outcome === 'approve' ? { type: 'timeout_approve', reason: due.reason, at: '' } : { type: 'expire', reason: due.reason, at: '' };
+          if (due.outcome !== 'approve') return { type: 'expire', reason: due.reason, at: '' };
+          // Silence approves only the request as asked, and only if the active policy would not block it.
+          const votes = (await tx.reviewsFor([id])).map(voteFromRow);
+          return this.decisions.timeoutEvent(tx, current, await this.agentName(current.agent_id, tx), votes, due.reason, at);
         }
         outcome = 'escalated';
         await this.saveEscalation(tx, current, due.state, at, escalation === null);
@@ -996,8 +1059,9 @@ export class Engine {
     const id = newId('req', at);
     const first = members[0]!;
     const { row, decision, status } = this.newRequestRow(id, first.agent_id, first.requester_operator_id, body, sha256Hex(canonicalJson(body)), assessment, this.policy.version, at);
-    await tx.insertRequest(row);
     const escalation = status === 'pending' ? startEscalation(this.policy.policy, assessment, at) : null;
+    row.queue_due_at = queueDueAt(row, escalation);
+    await tx.insertRequest(row);
     await this.scheduleCreated(tx, row, escalation, at);
     await tx.aggregates.bundle(
       members.map((m) => m.id),
@@ -1044,7 +1108,7 @@ export class Engine {
             reason: `aggregate review ${aggregate.id} was approved, but a reviewer had objected to this request, so it is not`,
           }
         : memberDecision(aggregate.id, decision, { action: member.action, args: JSON.parse(member.args) });
-      const patch = { status: d.outcome as RequestStatus, updated_at: at, decision: JSON.stringify(this.trail.seal(member.id, d)), decided_at: at };
+      const patch = { status: d.outcome as RequestStatus, updated_at: at, ...this.sealed(member.id, d, member.risk_level), decided_at: at };
       if (!(await tx.updateRequest(member.id, patch, 'pending'))) throw new CountersignError('ALREADY_DECIDED', `request ${member.id} changed concurrently`);
       await tx.timers.cancelRequestTimers(member.id, ['escalate', 'expire']);
       const payloadHash = d.action !== null && d.args !== null ? this.trail.payloadHash(d.action, d.args) : null;
@@ -1060,33 +1124,25 @@ export class Engine {
     return { members, patch };
   }
 
-  /** The lifecycle view of a request, for checks outside a transition (extend, reassign). */
-  private async actingStage(tx: Queries, by: Extract<Principal, { kind: 'operator' }>, current: RequestRow, escalation: EscalationState) {
+  /**
+   * Who may extend or reassign: someone the gate would let vote on the request now (its identity
+   * and separation checks, over the payload that would run). Returns the index of the stage the
+   * request waits on, which a reassignment moves (and only that one).
+   */
+  private async actingStage(tx: Queries, by: Extract<Principal, { kind: 'operator' }>, current: RequestRow, escalation: EscalationState): Promise<number> {
     if (current.requester_operator_id === by.operatorId) throw new CountersignError('SELF_REVIEW', 'a requester cannot manage their own request');
-    const assessment = JSON.parse(current.assessment) as Assessment;
     const votes = (await tx.reviewsFor([current.id])).map(voteFromRow);
-    const requirement = assessment.approval ?? { stages: [{ count: 1, label: '1 reviewer' }], deny: 1 };
-    const state: LifecycleState = {
-      status: 'pending',
-      action: current.action,
-      args: JSON.parse(current.args),
-      alternatives: JSON.parse(current.alternatives),
-      approval: requirement,
-      votes,
-      requesterOperatorId: current.requester_operator_id,
-    };
-    const stage = requirement.stages[Math.max(0, currentStage(requirement, votes, currentPayload(state).key))];
-    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
-    if (!stage || !eligibility(escalation)(reviewer, stage)) {
-      throw new CountersignError('NOT_ELIGIBLE', `only someone who may review this request now may do this (${stage?.label ?? 'no stage'})`, { stage });
-    }
+    const agentName = await this.agentName(current.agent_id, tx);
+    const { eligible, stage, stageIndex } = await this.decisions.stageFor(tx, by, current, agentName, escalation, votes, this.now());
+    if (!eligible) throw new CountersignError('NOT_ELIGIBLE', `only someone who may review this request now may do this (${stage.label})`, { stage });
+    return stageIndex;
   }
 
   /** Locks a pending request with escalation state, runs `fn`, writes its audit entry; one transaction. */
   private async manage(
     by: Principal,
     id: string,
-    fn: (tx: Queries, current: RequestRow, escalation: EscalationState, at: number) => Promise<{ state: EscalationState; audit: [AuditEventType, unknown]; notify?: readonly string[] }>,
+    fn: (tx: Queries, current: RequestRow, escalation: EscalationState, at: number, stage: number) => Promise<{ state: EscalationState; audit: [AuditEventType, unknown]; notify?: readonly string[] }>,
   ): Promise<ApprovalRequest> {
     this.requireOperator(by);
     const row = await this.store.transaction(async (tx) => {
@@ -1095,9 +1151,9 @@ export class Engine {
       if (current.status !== 'pending') throw new CountersignError('ALREADY_DECIDED', `request is already ${current.status}`, { status: current.status });
       const escalation = await this.escalationOf(tx, id);
       if (!escalation) throw new CountersignError('ILLEGAL_TRANSITION', `request ${id} has no deadline to manage`);
-      await this.actingStage(tx, by, current, escalation);
+      const stage = await this.actingStage(tx, by, current, escalation);
       const at = this.now();
-      const out = await fn(tx, current, escalation, at);
+      const out = await fn(tx, current, escalation, at, stage);
       await this.saveEscalation(tx, current, out.state, at, false);
       const [type, data] = out.audit;
       if (out.notify) await this.enqueueDeliveries(tx, id, out.notify, type, data, at);
@@ -1129,9 +1185,10 @@ export class Engine {
       }
       operator = found.name;
     }
-    return this.manage(by, id, async (_tx, _current, escalation, at) => {
-      const state = reassignEscalation(escalation, { operator, group: body.group }, body.reason, by.kind === 'operator' ? by.name : '', at);
-      const data = { level: state.level, to: operator !== undefined ? { operator } : { group: body.group }, reason: body.reason };
+    return this.manage(by, id, async (_tx, _current, escalation, at, stage) => {
+      // Only the current stage moves, and never one that names people (the gate's eligibility, finding 4).
+      const state = reassignEscalation(escalation, { operator, group: body.group }, body.reason, by.kind === 'operator' ? by.name : '', at, stage);
+      const data = { level: state.level, to: operator !== undefined ? { operator } : { group: body.group }, reason: body.reason, stage };
       return { state, audit: ['reassigned', data], notify: channelsFor(state, state.level) };
     });
   }
@@ -1230,45 +1287,53 @@ export class Engine {
     }
   }
 
-  private async toPublic(row: RequestRow, viewer?: Principal): Promise<ApprovalRequest> {
+  private async toPublic(row: RequestRow, viewer?: Principal, guardFacts?: ReaderGuardFacts): Promise<ApprovalRequest> {
     const reviews = await this.store.reviewsFor([row.id]);
     const escalation = (await this.escalationsOf([row.id])).get(row.id) ?? null;
     const request = requestFromRow(row, await this.agentName(row.agent_id), reviews, escalation);
-    return viewer ? this.withActionable(viewer, request, row, reviews, escalation, await this.heldBackFor(viewer, row)) : request;
-  }
-
-  /** Risk levels whose approvals the operator's cool-down or velocity limit refuses now (only read when a pending request needs it). */
-  private async heldBackFor(by: Principal, row?: RequestRow): Promise<ReadonlySet<string>> {
-    if (by.kind !== 'operator' || (row && row.status !== 'pending')) return new Set();
-    return this.guard.approvalsHeldBack(by.operatorId, row?.risk_level);
+    if (!viewer || viewer.kind !== 'operator' || row.status !== 'pending') return request;
+    const facts = guardFacts ?? { aggregate: await this.guard.aggregateOf(row.id), paused: await this.guard.pauseOf(row.agent_id) };
+    return this.withActionable(viewer, request, row, reviews, escalation, facts, await this.guard.readerFacts(viewer.operatorId));
   }
 
   /**
-   * Marks, for an operator, whether they may act on this pending request now (queues show
-   * "yours"): vote on it (role, stage, own request, earlier vote), and approve it (a cool-down or
-   * velocity limit on its risk level routes it to others).
+   * Marks, for an operator, whether they may approve this pending request now, and why not: the
+   * gate's dry run (engine/decisions.ts), the same ordered checks a vote goes through, so the
+   * queue never offers what the server refuses. Also the payload an approval approves now.
    */
-  private withActionable(
-    by: Principal,
+  private async withActionable(
+    by: Extract<Principal, { kind: 'operator' }>,
     request: ApprovalRequest,
     row: RequestRow,
     reviews: readonly ReviewRow[],
     escalation: EscalationState | null,
-    heldBack: ReadonlySet<string>,
-  ): ApprovalRequest {
-    if (by.kind !== 'operator' || row.status !== 'pending') return request;
-    const state: LifecycleState = {
-      status: 'pending',
-      action: request.action,
-      args: request.args,
-      alternatives: request.alternatives,
-      approval: request.assessment.approval,
-      votes: reviews.map(voteFromRow),
-      requesterOperatorId: row.requester_operator_id,
-      eligible: eligibility(escalation),
+    guardFacts: ReaderGuardFacts,
+    limits: Awaited<ReturnType<GuardService['readerFacts']>>,
+  ): Promise<ApprovalRequest> {
+    const votes = reviews.map(voteFromRow);
+    const facts: RequestFacts = {
+      votes,
+      escalation,
+      aggregated: guardFacts.aggregate ? { aggregateId: guardFacts.aggregate.id, collectingUntil: guardFacts.aggregate.collectingUntil } : null,
+      agentPaused: guardFacts.paused ?? null,
     };
-    request.actionable = canReviewNow(state, { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups }) && !heldBack.has(row.risk_level);
+    const round = currentRound({ action: row.action, args: request.args, votes });
+    // Another payload's own evaluation reads its history (a soft signal, cached a second).
+    const history = round.key === payloadKey(row.action, request.args) ? EMPTY_HISTORY : await this.history(row.agent_id, this.roundAction(request, votes), this.now());
+    const view = this.decisions.readerView(by, row, request.agentName, facts, limits, history, this.now());
+    request.actionable = view.actionable;
+    if (view.notActionable) request.notActionable = view.notActionable;
+    request.payload = view.payload;
     return request;
+  }
+
+  /** The action of the round's payload (an alternative's, or the request's own). */
+  private roundAction(request: ApprovalRequest, votes: readonly Vote[]): string {
+    try {
+      return resolvePayload({ action: request.action, args: request.args, alternatives: request.alternatives, votes }, {}).action;
+    } catch {
+      return request.action;
+    }
   }
 
   /** `q`: inside a transaction, its handle (on SQLite a read outside it would wait for it to commit). */

@@ -27,6 +27,7 @@ export function voteFromRow(row: ReviewRow): Vote {
     alternative: row.alternative,
     payloadKey: row.payload_key,
     stage: row.stage,
+    stageKey: row.stage_key,
     at: iso(row.created_at),
   };
 }

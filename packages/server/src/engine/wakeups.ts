@@ -7,6 +7,8 @@ export class Wakeups {
   private readonly listeners = new Map<string, Set<() => void>>();
   /** Listeners for every change (the dashboard's live queue), told which request changed. */
   private readonly anyListeners = new Set<(id: string) => void>();
+  /** Told when changes may have been missed (see `resync`). */
+  private readonly resyncListeners = new Set<() => void>();
 
   subscribe(id: string, listener: () => void): () => void {
     let set = this.listeners.get(id);
@@ -21,12 +23,42 @@ export class Wakeups {
     };
   }
 
-  /** Hears every `publish`, whatever the id. Returns the unsubscribe function. */
-  subscribeAll(listener: (id: string) => void): () => void {
+  /**
+   * Hears every `publish`, whatever the id, and (`onResync`) every `resync`. Returns the
+   * unsubscribe function.
+   */
+  subscribeAll(listener: (id: string) => void, onResync?: () => void): () => void {
     this.anyListeners.add(listener);
+    if (onResync) this.resyncListeners.add(onResync);
     return () => {
       this.anyListeners.delete(listener);
+      if (onResync) this.resyncListeners.delete(onResync);
     };
+  }
+
+  /**
+   * Changes may have been missed: this process's database notifications were cut (a PostgreSQL
+   * restart, failover or dropped connection) and are back. Every waiter wakes as if its request
+   * had changed and reads it again, and every all-changes listener is told to start over, so a
+   * decision made during the outage is never missed.
+   */
+  resync(): void {
+    for (const listener of [...this.resyncListeners]) {
+      try {
+        listener();
+      } catch {
+        // As in publish.
+      }
+    }
+    for (const set of [...this.listeners.values()]) {
+      for (const listener of [...set]) {
+        try {
+          listener();
+        } catch {
+          // As in publish.
+        }
+      }
+    }
   }
 
   publish(id: string): void {

@@ -22,7 +22,15 @@ import {
   type ApproverLimits,
   type Assessment,
   type CooldownConfig,
+  type GateRecord,
   type GuardEvent,
+  type GuardFacts,
+  type IpFact,
+  type SlicingAlert,
+  type StepUpFact,
+  type ValueBucket,
+  runningTotal,
+  valueThresholds,
   type GuardNoticeData,
   type Policy,
   type RiskLevel,
@@ -40,6 +48,9 @@ import { StepUpLockout } from './lockout.ts';
 import type { ServerSecret } from '../keys/server-secret.ts';
 
 const MINUTE = 60_000;
+/** The running-total slicing window and its bucket width (core `runningTotal`). */
+const SLICING_WINDOW_MS = 60 * MINUTE;
+const SLICING_BUCKET_MS = MINUTE;
 const HOLD_CACHE_MS = 1_000;
 const DAY = 24 * 60 * MINUTE;
 
@@ -56,8 +67,6 @@ export interface StepUp {
   matchCode?: string | undefined;
   /** Where the review came from (HTTP); null when unknown (Slack, embedded), which an allowlist refuses. */
   ip?: string | null | undefined;
-  /** Set to true when a TOTP or match code was judged and accepted (the lockout then clears failures). */
-  codes?: { accepted: boolean } | undefined;
 }
 
 /** Codes of refusals that leave an audit entry even though nothing changed (SELF_REVIEW: compliance reports count the attempts). */
@@ -131,6 +140,14 @@ export class GuardService {
     await tx.timers.insertDeliveries(rows.map((r) => r.delivery));
     await tx.timers.insertTimers(rows.map((r) => r.timer));
     return true;
+  }
+
+  /** The thresholds in force now (for facts of votes that are not approvals). */
+  get velocityLimits(): ApproverLimits {
+    return this.limits;
+  }
+  get cooldownLimits(): CooldownConfig {
+    return this.cooldownConfig;
   }
 
   /** Velocity limits: the environment's override, else the active policy's `guard.velocity`, else core's defaults. */
@@ -231,87 +248,82 @@ export class GuardService {
     return riskLevel === 'critical';
   }
 
-  // ---- the review path (inside the engine's transaction) ----
+  // ---- the review path: facts for the gate (core gate/), gathered in the engine's transaction ----
 
   /**
-   * Checks one approval before it is recorded, in the review's transaction: the IP allowlists
-   * (the operator's own and each of their roles', read in two queries at most), cool-down, velocity,
-   * the TOTP code (whose time step is marked used here, rolled back with everything else if a later check refuses, so a code works
-   * once even when two reviews race), then number matching. Returns audit entries to append with the review (a
-   * cool-down this approval starts). Rejections are never held back: saying no is always safe.
+   * The reviewer's limit facts for the gate, read under their lock: on PostgreSQL a
+   * transaction-scoped advisory lock per approver, so two approvals by one reviewer take turns
+   * from this read to their commit and the velocity and cool-down counts cannot race (finding 5);
+   * other reviewers never wait. The counts are the approver's `approval_events` of the last day.
    */
-  async checkApproval(tx: Queries, by: Operator, current: RequestRow, step: StepUp, at: number): Promise<AuditDraft[]> {
-    if (step.verdict !== 'approve' || current.status !== 'pending') return [];
-    const assessment = JSON.parse(current.assessment) as Assessment;
-    const risk = current.risk_level as RiskLevel;
-    // Every list that applies must pass (the operator's own and one per role held); an unknown address passes none.
-    const refusedBy = (await tx.guard.allowlistsFor(by.operatorId, by.roles)).filter((list) => !(step.ip && ipAllowed(step.ip, list.cidrs)));
-    if (refusedBy.length > 0) {
-      const names = refusedBy.map((list) => `${list.kind === 'operator' ? `operator ${by.name}` : `role ${list.role}`} (${list.cidrs.join(', ')})`);
-      throw new CountersignError('IP_NOT_ALLOWED', `approvals by ${by.name} from ${step.ip ?? 'an unknown address'} are refused by the IP allowlist of ${names.join(' and of ')}`, {
-        ip: step.ip ?? null,
-        refusedBy: refusedBy.map((list) => (list.kind === 'operator' ? { operator: by.name } : { role: list.role })),
-      });
-    }
-    const pause = await tx.guard.activePause(current.agent_id, at);
-    if (pause) {
-      const until = new Date(Number(pause.until)).toISOString();
-      throw new CountersignError('AGENT_PAUSED', `this request's agent is paused until ${until} (${pause.reason}); its requests can be rejected now and approved once the pause ends`, {
-        until,
-        reason: pause.reason,
-      });
-    }
-    const approvals = await this.approvals(tx, by.operatorId, at);
+  async limitFacts(tx: Queries, operatorId: string, at: number, lock: boolean): Promise<Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown'>> {
+    if (lock) await tx.counters.lock(`approver:${operatorId}`);
+    return {
+      approvals: await this.approvals(tx, operatorId, at),
+      manualCooldown: await this.manualCooldown(tx, operatorId, at),
+      velocity: this.limits,
+      cooldown: this.cooldownConfig,
+    };
+  }
 
-    const cool = cooldownState(approvals, at, this.cooldownConfig, await this.manualCooldown(tx, by.operatorId, at));
-    if (cool.active && this.cooldownConfig.riskLevels.includes(risk)) {
-      throw new CountersignError('COOLDOWN_ACTIVE', `you are in a cool-down until ${cool.until} (${cool.reason}); another reviewer must take ${risk}-risk approvals`, cool);
-    }
-    const velocity = approverVelocity(approvals, at, risk, this.limits);
-    if (!velocity.allowed) {
-      throw new CountersignError('VELOCITY_LIMITED', `approval velocity limit reached: ${velocity.reason}; another reviewer must take it`, {
-        counts: velocity.counts,
-        limits: velocity.limits,
-        resetAt: velocity.resetAt,
-      });
-    }
-    if (assessment.mfaRequired) {
-      if (step.totp === undefined) {
-        throw new CountersignError('MFA_REQUIRED', `policy requires a TOTP code (totp) to approve ${risk}-risk requests`, { riskLevel: risk });
-      }
+  /** Every allowlist that applies must pass (the operator's own and one per role held); an unknown address passes none. */
+  async ipFact(tx: Queries, by: Operator, ip: string | null | undefined): Promise<IpFact> {
+    const refusedBy = (await tx.guard.allowlistsFor(by.operatorId, by.roles)).filter((list) => !(ip && ipAllowed(ip, list.cidrs)));
+    if (refusedBy.length === 0) return { allowed: true };
+    return {
+      allowed: false,
+      ip: ip ?? null,
+      refusedBy: refusedBy.map((list) => (list.kind === 'operator' ? { operator: by.name } : { role: list.role as Role })),
+      lists: refusedBy.map((list) => `${list.kind === 'operator' ? `operator ${by.name}` : `role ${list.role}`} (${list.cidrs.join(', ')})`),
+    };
+  }
+
+  /**
+   * What the vote's codes are worth, without using anything up: the TOTP code checked against the
+   * operator's secret (newer than their last used step), the match code against the request's.
+   * The gate decides whether they are needed; `recordApproval` marks the step used.
+   */
+  async stepUpFacts(tx: Queries, by: Operator, requestId: string, codes: { totp?: string | undefined; matchCode?: string | undefined }, at: number): Promise<{ totp: StepUpFact; step: number | null; matchCode: 'absent' | 'valid' | 'invalid' }> {
+    let totp: StepUpFact = 'absent';
+    let step: number | null = null;
+    if (codes.totp !== undefined) {
       const enrolment = await tx.guard.totpFor(by.operatorId);
-      if (!enrolment || enrolment.confirmed_at == null) {
-        throw new CountersignError('MFA_REQUIRED', 'policy requires step-up MFA and you have no confirmed TOTP enrolment (countersign mfa enrol)', { riskLevel: risk });
+      if (!enrolment || enrolment.confirmed_at == null) totp = 'not_enrolled';
+      else {
+        let secret: string | null = null;
+        try {
+          secret = this.box.openFor(enrolment.secret, by.operatorId);
+        } catch {
+          totp = 'not_enrolled'; // an unreadable (or another operator's) seed never verifies (fail closed)
+        }
+        if (secret !== null) {
+          step = verifyTotp(secret, codes.totp, at, enrolment.last_step);
+          totp = step !== null ? 'valid' : verifyTotp(secret, codes.totp, at) !== null ? 'replayed' : 'invalid';
+        }
       }
-      let secret: string;
-      try {
-        secret = this.box.openFor(enrolment.secret, by.operatorId);
-      } catch (err) {
-        throw new CountersignError('MFA_REQUIRED', `the TOTP secret cannot be read: ${(err as Error).message}`);
-      }
-      const used = verifyTotp(secret, step.totp, at, enrolment.last_step);
-      if (used === null || !(await tx.guard.useTotpStep(by.operatorId, used))) {
-        const replay = used === null && verifyTotp(secret, step.totp, at) !== null;
-        throw new CountersignError('MFA_INVALID', replay ? 'that TOTP code was already used; wait for the next one' : 'that TOTP code is not valid now');
-      }
-      if (step.codes) step.codes.accepted = true;
     }
-    if (this.needsMatchCode(current.risk_level)) {
-      if (step.matchCode === undefined) {
-        throw new CountersignError('MATCH_CODE_INVALID', 'critical approvals must repeat the two-digit match code shown on the request card (matchCode)');
-      }
-      if (step.matchCode !== (await this.matchCode(current.id, tx))) {
-        throw new CountersignError('MATCH_CODE_INVALID', 'the match code does not match the one shown on the request card');
-      }
-      if (step.codes) step.codes.accepted = true;
+    const matchCode = codes.matchCode === undefined ? 'absent' : codes.matchCode === (await this.matchCode(requestId, tx)) ? 'valid' : 'invalid';
+    return { totp, step, matchCode };
+  }
+
+  /**
+   * An accepted vote's counters, in its transaction (the approver's lock is still held): the TOTP
+   * step is marked used (conditionally: a code that lost a race to another review is MFA_INVALID
+   * and the whole vote rolls back), the approval is counted at the payload's risk level, and a
+   * cool-down it starts is audited and told. Nothing is recorded for a refused vote.
+   */
+  async recordApproval(tx: Queries, by: Operator, requestId: string, record: GateRecord, step: number | null, at: number): Promise<AuditDraft[]> {
+    if (record.totpStep && (step === null || !(await tx.guard.useTotpStep(by.operatorId, step)))) {
+      throw new CountersignError('MFA_INVALID', 'that TOTP code was already used; wait for the next one');
+    }
+    if (record.approval) {
+      await tx.counters.insertApproval({ id: newId('apv', at), operator_id: by.operatorId, request_id: requestId, risk_level: record.approval.riskLevel, at });
     }
     const entries: AuditDraft[] = [];
-    if (this.cooldownConfig.riskLevels.includes(risk)) {
-      const after = cooldownState([...approvals, { requestId: current.id, at, riskLevel: risk }], at, this.cooldownConfig);
-      if (after.active && after.triggeredBy.includes(current.id)) {
-        entries.push(audit('cooldown_started', current.id, SYSTEM, { operatorId: by.operatorId, operator: by.name, until: after.until, reason: after.reason, triggeredBy: after.triggeredBy }, at));
-        await this.queueNotice(tx, { kind: 'cooldown_started', at, operator: by.name, by: SYSTEM.name, until: after.until, reason: after.reason });
-      }
+    const after = record.cooldownStarted;
+    if (after) {
+      entries.push(audit('cooldown_started', requestId, SYSTEM, { operatorId: by.operatorId, operator: by.name, until: after.until, reason: after.reason, triggeredBy: after.triggeredBy }, at));
+      await this.queueNotice(tx, { kind: 'cooldown_started', at, operator: by.name, by: SYSTEM.name, until: after.until ?? '', reason: after.reason ?? '' });
     }
     return entries;
   }
@@ -338,9 +350,22 @@ export class GuardService {
   /**
    * In the create's transaction: a paused agent's request is refused, or, when policy says
    * `whilePaused: hold` and the request is going to review, kept (a `held` audit entry, returned
-   * for the caller to append). A request over the agent's `agents.<name>.limits` is refused.
+   * for the caller to append). Then, under the agent's lock (PostgreSQL: an advisory lock per
+   * agent, so 30 concurrent creates cannot all read "4 so far"; finding 5), a request over the
+   * agent's limits (`agents.<name>.limits`, else `guard.agentLimits`, 600 a minute by default) is
+   * refused with RATE_LIMITED and `retryAfter`; otherwise the create is counted, with its value
+   * slice for the running-total slicing detector (`runningTotal` against the policy's own value
+   * thresholds, grouped by the action's normal form; finding 7), whose alert, if this create
+   * crosses a threshold, is returned for `afterCreate`.
    */
-  async checkCreate(tx: Queries, agent: { id: string; name: string }, policy: Policy, at: number, toReview: boolean): Promise<AuditDraft[]> {
+  async checkCreate(
+    tx: Queries,
+    agent: { id: string; name: string },
+    policy: Policy,
+    at: number,
+    toReview: boolean,
+    request: { id: string; action: string; value: number | undefined },
+  ): Promise<{ entries: AuditDraft[]; alert: SlicingAlert | null }> {
     const entries: AuditDraft[] = [];
     const pause = await tx.guard.activePause(agent.id, at);
     if (pause) {
@@ -351,23 +376,41 @@ export class GuardService {
       }
       entries.push(audit('held', null, SYSTEM, { agentId: agent.id, agent: agent.name, pausedUntil: until, reason: pause.reason }, at));
     }
-    const limits = policy.agents[agent.name]?.limits;
-    if (!limits || (limits.perMinute === undefined && limits.perHour === undefined)) return entries;
+    await tx.counters.lock(`agent:${agent.id}`);
+    const own = policy.agents[agent.name]?.limits;
+    const limits = own && (own.perMinute !== undefined || own.perHour !== undefined) ? own : policy.guard.agentLimits;
     const windows = [
       ...(limits.perMinute !== undefined ? [{ name: 'minute', ms: MINUTE, limit: limits.perMinute }] : []),
       ...(limits.perHour !== undefined ? [{ name: 'hour', ms: 60 * MINUTE, limit: limits.perHour }] : []),
     ];
-    const span = Math.max(...windows.map((w) => w.ms));
-    const times = await tx.guard.requestTimes(agent.id, at - span, Math.max(...windows.map((w) => w.limit)) + 1);
-    const check = checkRate(times, at, windows);
-    if (!check.allowed) {
-      throw new CountersignError('RATE_LIMITED', `agent ${agent.name} is over its request limit: ${check.reason}`, {
+    let full = false;
+    for (const w of windows) if ((await tx.counters.agentCount(agent.id, at - w.ms)) >= w.limit) full = true;
+    if (full) {
+      // Only when refusing: the times that say when a slot frees (at most the largest limit of them).
+      const times = await tx.counters.agentTimes(agent.id, at - Math.max(...windows.map((w) => w.ms)), Math.max(...windows.map((w) => w.limit)));
+      const check = checkRate(times.map((t) => Math.min(t, at)), at, windows);
+      const resetAt = check.resetAt ?? new Date(at + MINUTE).toISOString();
+      throw new CountersignError('RATE_LIMITED', `agent ${agent.name} is over its request limit: ${check.reason ?? 'limit reached'}`, {
         counts: check.counts,
         limits: check.limits,
-        resetAt: check.resetAt,
+        resetAt,
+        retryAfter: Math.max(1, Math.ceil((Date.parse(resetAt) - at) / 1000)),
       });
     }
-    return entries;
+    const buckets = (await tx.counters.valueBuckets(agent.id, at - SLICING_WINDOW_MS - SLICING_BUCKET_MS)).map((b) => JSON.parse(b) as ValueBucket);
+    const total = runningTotal({
+      buckets,
+      value: request.value,
+      now: at,
+      windowMs: SLICING_WINDOW_MS,
+      bucketMs: SLICING_BUCKET_MS,
+      thresholds: valueThresholds(policy, agent.name, request.action),
+      requestId: request.id,
+      agentId: agent.name,
+      action: request.action,
+    });
+    await tx.counters.insertAgentEvent({ id: newId('are', at), agent_id: agent.id, request_id: request.id, at, value_bucket: total.bucket ? JSON.stringify(total.bucket) : null });
+    return { entries, alert: total.alert };
   }
 
   // ---- aggregate review (onSlicing: aggregate) ----
@@ -419,16 +462,6 @@ export class GuardService {
     return { id: null, collectingUntil: collection ? new Date(Number(collection.closes_at)).toISOString() : null };
   }
 
-  /** An approval of a request waiting in, or decided by, an aggregate review is refused (rejecting it alone stays possible). */
-  async checkNotAggregated(tx: Queries, requestId: string): Promise<void> {
-    const aggregate = await this.aggregateOf(requestId, tx);
-    if (!aggregate) return;
-    const message = aggregate.id
-      ? `this request is decided by aggregate review ${aggregate.id}; review that instead`
-      : `this request is being collected into an aggregate review${aggregate.collectingUntil ? ` (put together at ${aggregate.collectingUntil})` : ''}; review that once it is`;
-    throw new CountersignError('AGGREGATED', message, { aggregateId: aggregate.id, collectingUntil: aggregate.collectingUntil });
-  }
-
   // ---- reads and manual actions over HTTP ----
 
   async velocity(by: Principal, operatorRef: string) {
@@ -449,23 +482,10 @@ export class GuardService {
     };
   }
 
-  /**
-   * The risk levels an operator may not approve right now: those of an active cool-down, and
-   * those of a reached velocity limit. With `only`, levels outside both limits need no reading.
-   */
-  async approvalsHeldBack(operatorId: string, only?: string): Promise<ReadonlySet<string>> {
-    const limited = (levels: readonly string[]) => only === undefined || levels.includes(only);
-    if (!limited(this.cooldownConfig.riskLevels) && !limited(this.limits.riskLevels)) return new Set();
+  /** The reviewer's limit facts for a dry run (`actionable`), outside any transaction: nothing is locked or recorded. */
+  async readerFacts(operatorId: string): Promise<Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown'>> {
     const at = this.now();
-    const approvals = await this.approvals(this.store, operatorId, at);
-    const levels = new Set<string>();
-    if (cooldownState(approvals, at, this.cooldownConfig, await this.manualCooldown(this.store, operatorId, at)).active) {
-      for (const level of this.cooldownConfig.riskLevels) levels.add(level);
-    }
-    const limits = this.limits;
-    const first = limits.riskLevels[0];
-    if (first && !approverVelocity(approvals, at, first, limits).allowed) for (const level of limits.riskLevels) levels.add(level);
-    return levels;
+    return { approvals: await this.approvals(this.store, operatorId, at), manualCooldown: await this.manualCooldown(this.store, operatorId, at), velocity: this.limits, cooldown: this.cooldownConfig };
   }
 
   async cooldown(by: Principal, operatorRef: string) {
@@ -649,21 +669,23 @@ export class GuardService {
   }
 
   /**
-   * The policy's response to slicing (`agents.<name>.onSlicing`), run after a create: at most
-   * once a minute per agent, a new set of alerts is recorded (`slicing_alert`); with `pause`
-   * the agent is paused for an hour, with `review` its requests need review for an hour
-   * (`review_forced`, see `reviewHold`). Never fails the create that triggered it.
+   * The policy's response to slicing (`agents.<name>.onSlicing`), run after a create: the
+   * running-total alert of this very create (`valueAlert`, from `checkCreate`) at once, and the
+   * other detectors' report at most once a minute per agent; a new set of alerts is recorded
+   * (`slicing_alert`); with `pause` the agent is paused for an hour, with `review` its requests
+   * need review for an hour (`review_forced`, see `reviewHold`). Never fails the create that
+   * triggered it.
    */
-  async afterCreate(agent: { id: string; name: string }, policy: Policy): Promise<void> {
+  async afterCreate(agent: { id: string; name: string }, policy: Policy, valueAlert: SlicingAlert | null = null): Promise<void> {
     const response = policy.agents[agent.name]?.onSlicing;
     if (!response) return;
     const at = this.now();
     const last = this.lastSlicingCheck.get(agent.id);
-    if (last !== undefined && at - last < MINUTE) return;
+    if (valueAlert === null && last !== undefined && at - last < MINUTE) return;
     if (this.lastSlicingCheck.size > 10_000) this.lastSlicingCheck.clear();
-    this.lastSlicingCheck.set(agent.id, at);
+    if (valueAlert === null) this.lastSlicingCheck.set(agent.id, at);
     try {
-      const report = await this.slicingReport(agent, DEFAULT_SLICING_CONFIG.windowMinutes);
+      const report = valueAlert ? { attackDetected: true, confidence: valueAlert.confidence, alerts: [valueAlert] } : await this.slicingReport(agent, DEFAULT_SLICING_CONFIG.windowMinutes);
       if (!report.attackDetected) return;
       const signature = report.alerts.map((a) => `${a.type}:${[...a.evidence.requestIds].sort().join(',')}`).sort().join('|');
       if (this.lastSlicingAlert.get(agent.id) === signature) return;
@@ -801,8 +823,10 @@ export class GuardService {
   }
 
   private async approvals(q: Queries, operatorId: string, at: number): Promise<ApprovalRecord[]> {
-    const rows = await q.guard.approvalsBy(operatorId, at - DAY);
-    return rows.map((r) => ({ requestId: r.request_id, at: Number(r.created_at), riskLevel: r.risk_level as RiskLevel }));
+    const rows = await q.counters.approvalsBy(operatorId, at - DAY);
+    // An approval committed while this one waited for the approver's lock can carry a later time
+    // than this vote's clock reading: it happened, so it counts as now (never as the future).
+    return rows.map((r) => ({ requestId: r.request_id, at: Math.min(r.at, at), riskLevel: r.risk_level as RiskLevel }));
   }
 
   private async manualCooldown(q: Queries, operatorId: string, at: number) {

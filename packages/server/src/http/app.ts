@@ -3,20 +3,23 @@
  * is the engine's, every error leaves through the one handler in errors.ts.
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { CountersignError, type ApprovalRequest } from '@countersign/core';
+import { CountersignError, type ApprovalRequest, type WaitLimits } from '@countersign/core';
 import type { MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { streamSSE } from 'hono/streaming';
+import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerCredentialRoutes } from './routes/credentials.ts';
+import { registerExecutionRoutes } from './routes/execution.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
-import { mountSlackActions } from '../channels/slack-actions.ts';
+import { mountSlackActions, SLACK_ACTIONS_PATH, SLACK_MAX_BODY } from '../channels/slack-actions.ts';
+import { boundedBody } from './body-limit.ts';
+import { WaitSlots } from './wait-slots.ts';
 import type { Engine } from '../engine/engine.ts';
 import { registerDashboardApi } from './dashboard-api.ts';
 import { mountDashboard } from './dashboard.ts';
 import { errorResponse, toCountersignError } from './errors.ts';
+import { jsonNewline } from './json-newline.ts';
 import { instrumentEngine, renderMetrics } from './metrics.ts';
 import { registerSummaryRoute } from './metrics-summary.ts';
 import * as routes from './routes/contract.ts';
@@ -39,6 +42,8 @@ export interface AppOptions {
   dashboardDir?: string | undefined;
   /** Notification channels of the active policy (Slack button clicks are checked against them). */
   channels?: ChannelRegistry | undefined;
+  /** Concurrent long-polls and event streams per principal and in all (config.ts `TransportConfig`); default 64 and 800. */
+  waits?: WaitLimits | undefined;
 }
 
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -58,13 +63,22 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     },
   });
 
+  app.use('*', jsonNewline);
   app.onError((err, c) => errorResponse(c, toCountersignError(err, log)));
   app.notFound((c) => errorResponse(c, new CountersignError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}`)));
+
+  // First of all: every body on every route is bounded while it streams (http/body-limit.ts).
+  const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
+  app.use('*', boundedBody({ limit: maxBodyBytes, limitFor: (path) => (path === SLACK_ACTIONS_PATH ? Math.min(SLACK_MAX_BODY, maxBodyBytes) : undefined) }));
 
   app.get('/healthz', async (c) => {
     try {
       await engine.store.ping();
-      return c.json({ status: 'ok', version: options.version ?? '0.1.0', policyVersion: engine.policy.version, database: engine.store.capabilities.dialect });
+      const health = { status: 'ok', version: options.version ?? '0.1.0', policyVersion: engine.policy.version, database: engine.store.capabilities.dialect };
+      // The audit signer refuses to sign (AUDIT_FORK): the server runs, but its trail is not being witnessed.
+      const refusal = engine.trail.signer.refusal;
+      if (refusal) return c.json({ ...health, status: 'degraded', audit: { code: 'AUDIT_FORK', kind: refusal.kind, reason: refusal.reason, since: new Date(refusal.since).toISOString() } });
+      return c.json(health);
     } catch {
       return c.json({ status: 'unavailable' }, 503);
     }
@@ -73,13 +87,6 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   // Signed by Slack, not by a bearer token: mounted before the /v1 body, JSON and auth middleware.
   mountSlackActions(app, engine, options.channels ?? new ChannelRegistry(engine));
 
-  app.use(
-    '/v1/*',
-    bodyLimit({
-      maxSize: options.maxBodyBytes ?? 1024 * 1024,
-      onError: (c) => errorResponse(c, new CountersignError('BODY_TOO_LARGE', `request body is larger than ${options.maxBodyBytes ?? 1024 * 1024} bytes`)),
-    }),
-  );
   app.use('/v1/*', parseJsonBody);
   const sessions = new Sessions(options.session);
   app.use('/v1/*', authenticate(engine, sessions));
@@ -91,7 +98,8 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   });
 
   registerSessionRoutes(app, engine, sessions);
-  registerDashboardApi(app, engine, { heartbeatSeconds: options.heartbeatSeconds, log });
+  const waits = new WaitSlots(options.waits ?? { perPrincipal: 64, total: 800 });
+  registerDashboardApi(app, engine, { heartbeatSeconds: options.heartbeatSeconds, log, waits });
   registerSummaryRoute(app, engine);
 
   app.openapi(routes.createRequestRoute, async (c) => {
@@ -105,6 +113,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const principal = c.get('principal');
     if (!waitSeconds) return c.json(await engine.getRequest(principal, id), 200);
     // A long-poll ends with its credential, like a stream (http/stream-auth.ts).
+    const release = waits.acquire(principal); // 429 when this credential (or the server) holds too many waits
     const waiting = new AbortController();
     const onAbort = () => waiting.abort();
     c.req.raw.signal.addEventListener('abort', onAbort);
@@ -117,6 +126,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     } finally {
       stop();
       c.req.raw.signal.removeEventListener('abort', onAbort);
+      release();
     }
   });
 
@@ -125,7 +135,16 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const principal = c.get('principal');
     await engine.getRequest(principal, id); // 404s before the stream starts
     const heartbeatMs = (options.heartbeatSeconds ?? 15) * 1000;
+    const release = waits.acquire(principal);
     return streamSSE(c, async (stream) => {
+      try {
+        await requestEvents(stream);
+      } finally {
+        release();
+      }
+    }) as never;
+
+    async function requestEvents(stream: SSEStreamingApi): Promise<void> {
       const aborted = new AbortController();
       stream.onAbort(() => aborted.abort());
       const stopWatch = watchCredential(c.get('stillAuthorized'), () => aborted.abort());
@@ -153,7 +172,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
         stopWatch();
       }
       if (last && (await c.get('stillAuthorized')().catch(() => false))) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
-    }) as never;
+    }
   });
 
   app.openapi(routes.listRequestsRoute, async (c) => c.json(await engine.listRequests(c.get('principal'), c.req.valid('query')), 200));
@@ -162,10 +181,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     c.json(await engine.review(c.get('principal'), c.req.valid('param').id, c.req.valid('json'), { ip: clientIp(c, options.session?.trustProxy) }), 200),
   );
 
-  app.openapi(routes.executionRoute, async (c) =>
-    c.json(await engine.reportExecution(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200),
-  );
-
+  registerExecutionRoutes(app, engine);
   app.openapi(routes.cancelRoute, async (c) => {
     const bodyIn = (await hasBody(c.req.raw)) ? c.req.valid('json') : {};
     return c.json(await engine.cancel(c.get('principal'), c.req.valid('param').id, bodyIn ?? {}), 200);
@@ -243,6 +259,10 @@ const parseJsonBody: MiddlewareHandler = async (c, next) => {
   if (!JSON_TYPE.test(mediaType)) {
     throw new CountersignError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
   }
+  // An empty body reads as `{}`: `POST /v1/operators/me/totp` needs none, and a route that does
+  // need one then names the missing fields (VALIDATION_FAILED) rather than saying BAD_JSON.
+  // (Hono keeps each body read as a promise in `bodyCache`, typed as the value; json() parses `text`.)
+  if ((await c.req.text()).trim() === '') (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve('{}');
   try {
     await c.req.json();
   } catch {

@@ -10,6 +10,7 @@ import { watchCredential } from './stream-auth.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { recordFeedback } from './metrics.ts';
+import { WaitSlots } from './wait-slots.ts';
 import { AuditEntrySchema, RequestId } from './routes/contract.ts';
 import { type ApiEnv as Env } from './routes/contract.ts';
 
@@ -28,6 +29,7 @@ const MAX_BACKLOG = 1_000;
  */
 export class RequestFeed {
   private readonly clients = new Set<(request: ApprovalRequest) => void>();
+  private readonly resyncs = new Set<() => void>();
   private readonly changed = new Set<string>();
   private scheduled = false;
   private flushing = false;
@@ -38,11 +40,23 @@ export class RequestFeed {
     private readonly options: { log?: (message: string) => void } = {},
   ) {}
 
-  subscribe(client: (request: ApprovalRequest) => void): () => void {
+  /**
+   * `onResync` is called when changes may have been missed (this process lost and regained its
+   * database notifications, engine/wakeups.ts `resync`): the stream should end, so the browser
+   * reconnects and reloads the queue.
+   */
+  subscribe(client: (request: ApprovalRequest) => void, onResync?: () => void): () => void {
     this.clients.add(client);
-    this.unsubscribe ??= this.engine.wakeups.subscribeAll((id) => this.enqueue(id));
+    if (onResync) this.resyncs.add(onResync);
+    this.unsubscribe ??= this.engine.wakeups.subscribeAll(
+      (id) => this.enqueue(id),
+      () => {
+        for (const resync of [...this.resyncs]) resync();
+      },
+    );
     return () => {
       this.clients.delete(client);
+      if (onResync) this.resyncs.delete(onResync);
       if (this.clients.size === 0) {
         this.unsubscribe?.();
         this.unsubscribe = undefined;
@@ -128,26 +142,34 @@ export const feedbackRoute = createRoute({
 export function registerDashboardApi(
   app: OpenAPIHono<Env>,
   engine: Engine,
-  options: { heartbeatSeconds?: number | undefined; log?: ((message: string) => void) | undefined } = {},
+  options: { heartbeatSeconds?: number | undefined; log?: ((message: string) => void) | undefined; waits?: WaitSlots | undefined } = {},
 ): RequestFeed {
   const feed = new RequestFeed(engine, { log: options.log });
+  const waits = options.waits ?? new WaitSlots({ perPrincipal: 64, total: 800 });
 
   app.openapi(eventsRoute, async (c) => {
     if (c.get('principal').kind !== 'operator') throw new CountersignError('FORBIDDEN', 'this needs an operator token');
     const heartbeatMs = (options.heartbeatSeconds ?? 15) * 1000;
+    const release = waits.acquire(c.get('principal')); // 429 when this operator (or the server) holds too many
     c.header('cache-control', 'no-store');
     return streamSSE(c, async (stream) => {
       const backlog: ApprovalRequest[] = [];
       let wake: (() => void) | undefined;
       let closed = false;
-      const unsubscribe = feed.subscribe((request) => {
-        if (backlog.length >= MAX_BACKLOG) {
-          closed = true; // too slow: drop it; the browser reconnects and reloads
-        } else {
-          backlog.push(request);
-        }
-        wake?.();
-      });
+      const unsubscribe = feed.subscribe(
+        (request) => {
+          if (backlog.length >= MAX_BACKLOG) {
+            closed = true; // too slow: drop it; the browser reconnects and reloads
+          } else {
+            backlog.push(request);
+          }
+          wake?.();
+        },
+        () => {
+          closed = true; // changes may have been missed while the database was away: reconnect and reload
+          wake?.();
+        },
+      );
       stream.onAbort(() => {
         closed = true;
         wake?.();
@@ -184,6 +206,7 @@ export function registerDashboardApi(
       } finally {
         stopWatch();
         unsubscribe();
+        release();
       }
     }) as never;
   });

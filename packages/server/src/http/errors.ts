@@ -6,6 +6,7 @@ import { CountersignError, type ErrorCode } from '@countersign/core';
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { describeUnavailable, isStoreUnavailable } from '../store/unavailable.ts';
 
 export const STATUS_OF: Readonly<Record<ErrorCode, ContentfulStatusCode>> = Object.freeze({
   BAD_JSON: 400,
@@ -46,14 +47,22 @@ export const STATUS_OF: Readonly<Record<ErrorCode, ContentfulStatusCode>> = Obje
   WAIT_TIMEOUT: 408,
   RECEIPT_MISMATCH: 409,
   AUDIT_VERIFICATION_FAILED: 409,
+  AUDIT_FORK: 409,
   NETWORK_ERROR: 502,
   NOT_IMPLEMENTED: 501,
   STORE_UNAVAILABLE: 503,
+  ADDRESS_IN_USE: 500,
   INTERNAL: 500,
 });
 
 export function errorResponse(c: Context, err: CountersignError): Response {
-  return c.json(err.toJSON(), STATUS_OF[err.code]);
+  const headers: Record<string, string> = {};
+  // The rest of an oversize body is never read: say so, so a keep-alive client opens a new
+  // connection for its next request instead of failing on this one (Node closes it after the 413).
+  if (err.code === 'BODY_TOO_LARGE') headers['connection'] = 'close';
+  const retryAfter = (err.details as { retryAfter?: unknown } | undefined)?.retryAfter;
+  if (typeof retryAfter === 'number' && Number.isFinite(retryAfter)) headers['retry-after'] = String(Math.max(1, Math.ceil(retryAfter)));
+  return c.json(err.toJSON(), STATUS_OF[err.code], headers);
 }
 
 /** Turns anything thrown into the documented shape; unknown errors become a logged 500 with no internals. */
@@ -64,6 +73,10 @@ export function toCountersignError(err: unknown, log: (message: string) => void 
     if (err.status === 400) return new CountersignError('BAD_JSON', err.message || 'malformed request body');
     if (err.status === 401) return new CountersignError('UNAUTHENTICATED', err.message || 'unauthenticated');
     if (err.status < 500) return new CountersignError('VALIDATION_FAILED', err.message);
+  }
+  if (isStoreUnavailable(err)) {
+    log(`countersign: database unavailable: ${describeUnavailable(err)}`);
+    return new CountersignError('STORE_UNAVAILABLE', 'the database cannot be reached right now; nothing was approved. Retry shortly (a create with the same idempotencyKey is safe to repeat)');
   }
   log(`countersign: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   return new CountersignError('INTERNAL', 'internal error; nothing was approved');

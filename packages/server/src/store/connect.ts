@@ -4,12 +4,13 @@
  * which the tests use to isolate runs). Dialect differences are capability flags here, never
  * `if`s scattered through the engine.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import { CountersignError } from '@countersign/core';
+import { listenResilient } from './listener.ts';
 import { migrationProvider } from './migrations/index.ts';
 import type { Database } from './schema.ts';
 
@@ -28,8 +29,18 @@ export interface Capabilities {
 export interface Connection {
   db: Kysely<Database>;
   capabilities: Capabilities;
-  /** Subscribe to cross-process notifications (PostgreSQL only). */
-  listen?: (channel: string, onMessage: (payload: string) => void) => Promise<() => Promise<void>>;
+  /**
+   * Subscribe to cross-process notifications (PostgreSQL only). The subscription survives a lost
+   * connection (store/listener.ts); `onReconnect` is called each time it is back, since
+   * notifications sent meanwhile were missed.
+   */
+  listen?: (channel: string, onMessage: (payload: string) => void, onReconnect?: () => void) => Promise<() => Promise<void>>;
+  /**
+   * SQLite files only: `PRAGMA data_version`, which changes when another connection (another
+   * process on the same file) commits, and never for this connection's own commits. A cheap,
+   * synchronous read; the engine polls it for cross-process wake-ups (engine/external-changes.ts).
+   */
+  dataVersion?: () => number;
   destroy(): Promise<void>;
 }
 
@@ -62,9 +73,11 @@ export function parseDatabaseUrl(url: string): ParsedUrl {
 }
 
 function openSqlite(target: string): Connection {
-  if (target !== ':memory:') mkdirSync(dirname(resolve(target)), { recursive: true });
+  const file = target === ':memory:' ? null : resolve(target);
+  if (file) createPrivately(file);
   const database = new SqliteDatabase(target);
   database.pragma('journal_mode = WAL');
+  if (file) for (const side of [`${file}-wal`, `${file}-shm`]) tighten(side);
   // FULL: a 2xx means the commit is on disk, even across power loss, not only a process crash.
   database.pragma('synchronous = FULL');
   database.pragma('foreign_keys = ON');
@@ -74,8 +87,35 @@ function openSqlite(target: string): Connection {
   return {
     db,
     capabilities: { dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false, groupCommit: true },
+    // An in-memory database has no other connection to hear from.
+    ...(target === ':memory:' ? {} : { dataVersion: () => Number(database.pragma('data_version', { simple: true })) }),
     destroy: () => db.destroy(),
   };
+}
+
+/**
+ * The database holds requests, reviews and (sealed or not) TOTP seeds: only the server's user may
+ * read it. SQLite creates its -wal and -shm files with the mode of the database file, so creating
+ * that file 0600 (exclusively, before SQLite opens it; umask can only narrow it) covers all three;
+ * a file made by an older version with wider bits is narrowed to 0600 at open. A new directory is 0700.
+ */
+function createPrivately(file: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  try {
+    closeSync(openSync(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  tighten(file);
+}
+
+function tighten(file: string): void {
+  try {
+    const mode = statSync(file).mode;
+    if ((mode & 0o077) !== 0) chmodSync(file, mode & 0o700);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 /**
@@ -106,31 +146,35 @@ const pgTypes = {
 
 function openPostgres(parsed: ParsedUrl): Connection {
   const options = parsed.schema ? `-c search_path=${parsed.schema}` : undefined;
-  const base = { connectionString: parsed.target, types: pgTypes, ...(options ? { options } : {}) };
-  const pool = new pg.Pool({ ...base, max: 10 });
-  // An idle client that loses its connection must not crash the process; the pool replaces it.
+  // keepAlive: a connection cut without a FIN or RST (a failover behind a load balancer) is
+  // noticed by TCP keep-alive instead of never; connectionTimeoutMillis: while the database is
+  // away a request waits at most this long for a connection, then gets 503 STORE_UNAVAILABLE.
+  const base = { connectionString: parsed.target, types: pgTypes, keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...(options ? { options } : {}) };
+  const pool = new pg.Pool({ ...base, max: 10, connectionTimeoutMillis: 10_000 });
+  // A client that loses its connection must not crash the process. pg-pool listens for `error`
+  // only on idle clients; one checked out (inside a transaction, between two queries) that is
+  // terminated (57P01 on a restart or failover) emits `error` with no listener, which kills the
+  // process (issue 13 point 11). So every client gets one for life; its query fails instead
+  // (→ 503 STORE_UNAVAILABLE), and pg-pool drops it on release (a broken client is never handed
+  // out again) and connects anew on the next checkout.
+  pool.on('connect', (client) => client.on('error', () => {}));
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  const listeners: pg.Client[] = [];
+  const listeners = new Set<() => Promise<void>>();
   return {
     db,
     capabilities: { dialect: 'postgres', rowLocks: true, skipLocked: true, listenNotify: true, groupCommit: false },
-    async listen(channel, onMessage) {
-      const client = new pg.Client(base);
-      client.on('error', () => {});
-      await client.connect();
-      client.on('notification', (msg) => {
-        if (msg.channel === channel && msg.payload !== undefined) onMessage(msg.payload);
-      });
-      await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
-      listeners.push(client);
+    async listen(channel, onMessage, onReconnect) {
+      const stop = await listenResilient(base, channel, onMessage, onReconnect ?? (() => {}));
+      listeners.add(stop);
       return async () => {
-        listeners.splice(listeners.indexOf(client), 1);
-        await client.end().catch(() => {});
+        listeners.delete(stop);
+        await stop();
       };
     },
     async destroy() {
-      await Promise.all(listeners.splice(0).map((c) => c.end().catch(() => {})));
+      await Promise.all([...listeners].map((stop) => stop()));
+      listeners.clear();
       await db.destroy();
     },
   };

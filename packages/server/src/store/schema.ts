@@ -5,9 +5,10 @@
  */
 import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
-import type { AuditCheckpointsTable, AuditNodesTable } from './trail.ts';
+import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, AuditSignerUpgradeTable } from './trail.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './credentials.ts';
+import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -91,6 +92,20 @@ export interface RequestsTable {
   updated_at: number;
   decided_at: number | null;
   expires_at: number | null;
+  /** The deadline the queue sorts a pending request by (core `queueDeadline`), `NO_DEADLINE` (store/queue.ts) when none; migration 012. */
+  queue_due_at: number;
+  /**
+   * The action's normal form (core `normalizeActionName`), set by `insertRequest` (migration
+   * 009_gate, which fills in older rows): history is looked up by it and the `action=` filter
+   * compares it; the request keeps the agent's own spelling for display.
+   */
+  action_key: string;
+  /** The nonce signed into the approval's version 2 receipt (migration 009_claim); null unless approved since. */
+  claim_nonce: string | null;
+  /** Until when the approval may be claimed (policy `levels.<risk>.approvalValidFor`); null unless approved since 009_claim. */
+  claim_expires_at: number | null;
+  /** When the approval was claimed (`executing`); null until then. */
+  claimed_at: number | null;
 }
 
 export interface ReviewsTable {
@@ -104,6 +119,7 @@ export interface ReviewsTable {
   alternative: string | null;
   payload_key: string | null;
   stage: number | null;
+  stage_key: string | null;
   created_at: number;
 }
 
@@ -140,6 +156,8 @@ export interface Database {
   audit_head: AuditHeadTable;
   audit_nodes: AuditNodesTable;
   audit_checkpoints: AuditCheckpointsTable;
+  audit_retention: AuditRetentionTable;
+  audit_signer_upgrade: AuditSignerUpgradeTable;
   timers: TimersTable;
   escalations: EscalationsTable;
   deliveries: DeliveriesTable;
@@ -155,6 +173,8 @@ export interface Database {
   sessions: SessionsTable;
   server_marks: ServerMarksTable;
   mfa_attempts: MfaAttemptsTable;
+  approval_events: ApprovalEventsTable;
+  agent_rate_events: AgentRateEventsTable;
 }
 
 export type { Generated };

@@ -6,7 +6,7 @@
  */
 import { processEnvironment, reentryCheckFrom } from '../config.ts';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { CountersignError } from '@countersign/core';
+import { CountersignError, normalizeActionName } from '@countersign/core';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
@@ -14,6 +14,8 @@ import { TrailQueries } from './trail.ts';
 import { GuardQueries } from './guard.ts';
 import { CredentialQueries } from './credentials.ts';
 import { AggregateQueries } from './aggregates.ts';
+import { ListQueries } from './queue.ts';
+import { CounterQueries } from './counters.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows } from './insert-rows.ts';
@@ -85,6 +87,12 @@ export class Queries {
     return Number(a.n) + Number(o.n);
   }
 
+  /** Operator tokens ever issued, revoked ones included. */
+  async countOperatorTokens(): Promise<number> {
+    const o = await this.db.selectFrom('operator_tokens').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    return Number(o.n);
+  }
+
   async findAgentByName(name: string) {
     return this.db.selectFrom('agents').selectAll().where('name', '=', name).executeTakeFirst();
   }
@@ -134,7 +142,7 @@ export class Queries {
   // ---- requests ----
 
   async insertRequest(row: RequestRow): Promise<void> {
-    await this.insertRows('requests', [this.sealer.sealRequest(row)]);
+    await this.insertRows('requests', [{ ...this.sealer.sealRequest(row), action_key: normalizeActionName(row.action) }]);
   }
 
   private insertRows<T extends 'requests' | 'audit_log'>(table: T, rows: ReadonlyArray<Database[T]>): Promise<void> {
@@ -161,7 +169,7 @@ export class Queries {
 
   async updateRequest(
     id: string,
-    patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at'>>,
+    patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at' | 'queue_due_at' | 'claim_nonce' | 'claim_expires_at'>>,
     expectedStatus: string,
   ): Promise<boolean> {
     const result = await this.db
@@ -170,6 +178,29 @@ export class Queries {
       .where('id', '=', id)
       .where('status', '=', expectedStatus)
       .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Claims an approval for execution (issue 12): one conditional UPDATE from `approved` to
+   * `executing`, matching the nonce the approval was issued with and only before its expiry, so
+   * of any number of racing claims, on any number of servers, exactly one changes the row. The
+   * caller has already decided the claim (core `decideClaim`) under the row lock; this is the
+   * compare-and-set that makes it hold without one. `nonce` null: an approval stored before
+   * nonces (its column is null too). `deadline` (core `claimDeadline`: the earlier of the column
+   * and the receipt's signed expiry) bounds it too, so a moved column does not extend it.
+   */
+  async claimApproval(id: string, nonce: string | null, at: number, deadline: number): Promise<boolean> {
+    let query = this.db
+      .updateTable('requests')
+      .set({ status: 'executing', claimed_at: at, updated_at: at })
+      .where('id', '=', id)
+      .where('status', '=', 'approved')
+      .where('claimed_at', 'is', null)
+      .where((eb) => eb.or([eb('claim_expires_at', 'is', null), eb('claim_expires_at', '>', at)]))
+      .where(sql<boolean>`cast(${deadline} as bigint) > cast(${at} as bigint)`);
+    query = nonce === null ? query.where('claim_nonce', 'is', null) : query.where('claim_nonce', '=', nonce);
+    const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
   }
 
@@ -258,15 +289,16 @@ export class Queries {
   }
 
   /**
-   * Outcomes of this agent's most recent `window` requests for this action. Bounded, so the
-   * cost of a create does not grow with the agent's lifetime history.
+   * Outcomes of this agent's most recent `window` requests for this action, in any spelling
+   * (`wireTransfer` and `wire_transfer` are one action's history). Bounded, so the cost of a
+   * create does not grow with the agent's lifetime history.
    */
   async historyCounts(agentId: string, action: string, window = 200): Promise<HistoryCounts> {
     const recent = this.db
       .selectFrom('requests')
       .select('status')
       .where('agent_id', '=', agentId)
-      .where('action', '=', action)
+      .where('action_key', '=', normalizeActionName(action))
       .orderBy('created_at', 'desc')
       .limit(window)
       .as('recent');
@@ -279,7 +311,7 @@ export class Queries {
     for (const { status, n } of rows) {
       const count = Number(n);
       counts.total += count;
-      if (status === 'approved') counts.approved += count;
+      if (status === 'approved' || status === 'executing') counts.approved += count;
       if (status === 'executed') (counts.approved += count), (counts.succeeded += count);
       if (status === 'execution_failed') (counts.approved += count), (counts.failed += count);
       if (status === 'rejected' || status === 'expired') counts.rejected += count;
@@ -345,6 +377,41 @@ export class Queries {
     return rows.map((r) => r.seq);
   }
 
+  /** The newest audit sequence number (0 on an empty trail). */
+  async auditHeadSeq(): Promise<number> {
+    const row = await this.db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirst();
+    return Number(row?.seq ?? 0);
+  }
+
+  /** Which requests the entries after `afterSeq` are about, in seq order (the primary key). */
+  async auditRequestsAfter(afterSeq: number, limit: number): Promise<Array<{ seq: number; request_id: string | null }>> {
+    return this.db.selectFrom('audit_log').select(['seq', 'request_id']).where('seq', '>', afterSeq).orderBy('seq').limit(limit).execute();
+  }
+
+  /**
+   * Frees the idempotency key of an approval that lapsed unclaimed (core `approvalLapsed`), so a
+   * new request may take it: a conditional UPDATE, so of racing creates one frees it.
+   */
+  async releaseLapsedKey(id: string, key: string, at: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('requests')
+      .set({ idempotency_key: null })
+      .where('id', '=', id)
+      .where('idempotency_key', '=', key)
+      .where('status', '=', 'approved')
+      .where('claimed_at', 'is', null)
+      .where('claim_expires_at', 'is not', null)
+      .where('claim_expires_at', '<=', at)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /** Whether the trail holds an entry of `type` for the request (by the `audit_log_request` index). */
+  async auditHas(requestId: string, type: string): Promise<boolean> {
+    const row = await this.db.selectFrom('audit_log').select('seq').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
+    return row !== undefined;
+  }
+
   async auditFor(requestId: string): Promise<AuditRow[]> {
     return this.db.selectFrom('audit_log').selectAll().where('request_id', '=', requestId).orderBy('seq').execute();
   }
@@ -391,6 +458,11 @@ export class Queries {
     return new TrailQueries(this.db, this.sealer);
   }
 
+  /** Listings of requests: the queue's urgent order, the history, their counts and "N more" (store/queue.ts). */
+  get list(): ListQueries {
+    return new ListQueries(this.db, this.sealer);
+  }
+
   /** Aggregate reviews' collections and members (store/aggregates.ts). */
   get aggregates(): AggregateQueries {
     return new AggregateQueries(this.db, this.capabilities);
@@ -399,6 +471,11 @@ export class Queries {
   /** Operators, tokens, agent keys, dashboard sessions and step-up attempts (store/credentials.ts). */
   get credentials(): CredentialQueries {
     return new CredentialQueries(this.db, this.capabilities);
+  }
+
+  /** The gate's insert-only counters and the per-principal lock they are checked under (store/counters.ts). */
+  get counters(): CounterQueries {
+    return new CounterQueries(this.db, this.capabilities);
   }
 
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */
@@ -518,9 +595,15 @@ export class Store extends Queries {
     }
   }
 
-  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>> {
+  /** `PRAGMA data_version` of a SQLite file (see Connection.dataVersion); undefined elsewhere. */
+  get dataVersion(): (() => number) | undefined {
+    return this.connection.dataVersion;
+  }
+
+  /** Cross-process notifications (PostgreSQL); `onReconnect` after a lost LISTEN connection is back (store/listener.ts). */
+  listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>> {
     if (!this.connection.listen) return Promise.resolve(async () => {});
-    return this.connection.listen(channel, onMessage);
+    return this.connection.listen(channel, onMessage, onReconnect);
   }
 
   close(): Promise<void> {

@@ -12,7 +12,7 @@
  * Hashes are stored as base64 text, like the API shows them, in both dialects.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint } from '@countersign/core';
+import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint, type SignedRetention } from '@countersign/core';
 import type { AuditLogTable, Database } from './schema.ts';
 import { hasher } from './hashing.ts';
 import { Sealer } from './sealing.ts';
@@ -32,6 +32,31 @@ export interface AuditCheckpointsTable {
   key_id: string;
   signature: string;
   created_at: number;
+}
+
+/** A signed retention statement (migration 011): entries 1 … pruned_to removed, keeping `frontier`. */
+export interface AuditRetentionTable {
+  pruned_to: number;
+  /** JSON array of base64 hashes: the compact tree at `pruned_to`. */
+  frontier: string;
+  /** ISO time, as signed. */
+  timestamp: string;
+  key_id: string;
+  signature: string;
+  created_at: number;
+}
+
+/** The upgrade mark (migration 011): the newest checkpoint of a deployment from before the signer's state file. */
+export interface AuditSignerUpgradeTable {
+  id: number;
+  tree_size: number;
+  root_hash: string;
+  created_at: number;
+}
+
+/** A tree node a proof needs is not in the store: rows were deleted (or never written). */
+export class MissingNodeError extends Error {
+  override readonly name = 'MissingNodeError';
 }
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -122,7 +147,7 @@ export class TrailQueries {
     return ranges.map((range) =>
       rangeHash(hasher, range, (id) => {
         const hash = nodes.get(`${id.level}/${id.index}`);
-        if (!hash) throw new Error(`audit node ${id.level}/${id.index} is missing`);
+        if (!hash) throw new MissingNodeError(`audit node ${id.level}/${id.index} is missing`);
         return hash;
       }),
     );
@@ -261,13 +286,46 @@ export class TrailQueries {
   }
 
   /**
-   * Removes entries `from + 1` … `to` and records the new prune point, in one transaction with
-   * the caller. `to` must be a checkpoint's size: the export starts from it.
+   * Removes entries `from + 1` … `to`, records the new prune point and stores the signer's
+   * retention statement for it, in one transaction with the caller. `to` must be a checkpoint's
+   * size: the export starts from it. Nothing is removed unless the prune point was still `from`
+   * (another server pruned first).
    */
-  async pruneEntries(from: number, to: number): Promise<number> {
+  async pruneEntries(from: number, to: number, statement: SignedRetention, createdAt: number): Promise<number> {
+    if (statement.prunedTo !== to) throw new Error(`the retention statement covers ${statement.prunedTo}, not ${to}`);
+    const moved = await this.db.updateTable('audit_head').set({ pruned_to: to }).where('id', '=', 1).where('pruned_to', '=', from).executeTakeFirst();
+    if (Number(moved.numUpdatedRows) !== 1) return 0;
+    await this.db
+      .insertInto('audit_retention')
+      .values({ pruned_to: to, frontier: JSON.stringify(statement.frontier), timestamp: statement.timestamp, key_id: statement.keyId, signature: statement.signature, created_at: createdAt })
+      .execute();
     const result = await this.db.deleteFrom('audit_log').where('seq', '>', from).where('seq', '<=', to).executeTakeFirst();
-    await this.db.updateTable('audit_head').set({ pruned_to: to }).where('id', '=', 1).where('pruned_to', '=', from).execute();
     return Number(result.numDeletedRows);
+  }
+
+  /** The checkpoint a deployment from before the signer's state file had signed last, until it is adopted (migration 011). */
+  async upgradeMark(): Promise<{ treeSize: number; rootHash: string } | undefined> {
+    const row = await this.db.selectFrom('audit_signer_upgrade').selectAll().where('id', '=', 1).executeTakeFirst();
+    return row && { treeSize: Number(row.tree_size), rootHash: row.root_hash };
+  }
+
+  /** Removes the upgrade mark (once adopted, in the transaction of the adoption entry); false if another server did first. */
+  async consumeUpgradeMark(): Promise<boolean> {
+    const result = await this.db.deleteFrom('audit_signer_upgrade').where('id', '=', 1).executeTakeFirst();
+    return Number(result.numDeletedRows) === 1;
+  }
+
+  /** The signed retention statement for the prune point `prunedTo`, if one was stored. */
+  async retentionAt(prunedTo: number): Promise<SignedRetention | undefined> {
+    const row = await this.db.selectFrom('audit_retention').selectAll().where('pruned_to', '=', prunedTo).executeTakeFirst();
+    if (!row) return undefined;
+    let frontier: unknown;
+    try {
+      frontier = JSON.parse(row.frontier);
+    } catch {
+      frontier = [];
+    }
+    return { prunedTo: Number(row.pruned_to), frontier: Array.isArray(frontier) ? frontier.map(String) : [], timestamp: row.timestamp, keyId: row.key_id, signature: row.signature };
   }
 
   async countCheckpoints(to: number): Promise<number> {

@@ -1,4 +1,5 @@
 /** Runs the real `countersign` binary as a child process, the way a user would. */
+import { createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -26,7 +27,10 @@ export async function startServerProcess(databaseUrl: string, env: Record<string
       COUNTERSIGN_PORT: '0',
       COUNTERSIGN_POLICY: '',
       // The audit key defaults to the working directory for PostgreSQL; keep tests out of the repository.
-      ...(databaseUrl.startsWith('postgres') ? { COUNTERSIGN_AUDIT_KEY_PATH: join(tmpdir(), 'countersign-test-audit-key.pem') } : {}),
+      // One key per database (its signer state lives next to it, and a key signs one trail), the same on a restart.
+      ...(databaseUrl.startsWith('postgres')
+        ? { COUNTERSIGN_AUDIT_KEY_PATH: join(tmpdir(), `countersign-test-audit-key-${createHash('sha256').update(databaseUrl).digest('hex').slice(0, 16)}.pem`) }
+        : {}),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -152,7 +152,22 @@ function registerAudit(program: Command): void {
         { header: 'TYPE', value: (e) => e.type, max: 24 },
         { header: 'ACTOR', value: (e) => `${e.actor.type}:${e.actor.name}`, max: 32 },
         { header: 'REQUEST', value: (e) => e.requestId ?? '-' },
+        { header: 'DETAIL', value: auditDetail, max: 80 },
       ]),
     );
   });
+}
+
+/** What a person wants from an entry at a glance: the vote, what was approved instead, the reason, a refusal's code. */
+export function auditDetail(e: Pick<AuditEntry, 'data'>): string {
+  const d = (e.data && typeof e.data === 'object' ? e.data : {}) as Record<string, unknown>;
+  const text = (v: unknown) => (typeof v === 'string' && v.trim() !== '' ? v : undefined);
+  const parts: string[] = [];
+  if (text(d.verdict)) parts.push(String(d.verdict));
+  if (text(d.alternative)) parts.push(`alternative ${String(d.alternative)}`);
+  else if (d.modifiedArgs === true || d.modified === true || (d.modifiedArgs && typeof d.modifiedArgs === 'object')) parts.push('modified args');
+  if (text(d.code)) parts.push(String(d.code));
+  const why = text(d.reason) ?? text(d.message);
+  if (why) parts.push(`reason: ${why}`);
+  return parts.length > 0 ? parts.join('; ') : '-';
 }

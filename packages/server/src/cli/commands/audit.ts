@@ -5,6 +5,9 @@
  *   countersign audit export --out trail.jsonl                  entries and checkpoints, signed up to now
  *   countersign audit verify                                    the live server's trail
  *   countersign audit verify --file trail.jsonl --public-key key.pem   offline: no server, no database
+ *   countersign audit verify --checkpoint /witness/dir               pinned: must extend every checkpoint there
+ *   countersign audit verify --since checkpoint-…1500.note           what was added after that checkpoint
+ *   countersign audit trust-current --database URL [--checkpoint DIR]  adopt the verified trail as the signer's state
  *   countersign audit query --actor alice --from 2026-01-01              filtered, paged entries
  *
  * Verification recomputes the Merkle tree from the entries' bytes, checks every checkpoint's
@@ -12,7 +15,7 @@
  * naming its line. Against a live server it also checks that the server's newest checkpoint
  * extends what was verified (a consistency proof).
  */
-import { createReadStream, createWriteStream, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CountersignError, REGULATIONS, fromBase64, verifyConsistency, type SignedCheckpoint, type TrailResult } from '@countersign/core';
@@ -21,7 +24,8 @@ import type { ApiClient } from '../http-client.ts';
 import { safe, safeMultiline, table } from '../format.ts';
 import type { AuditEntry } from '../../engine/engine.ts';
 import { hasher, publicKeyFromPem, type PublicAuditKey } from '../../audit/crypto.ts';
-import { chunksOf, verifyTrailStream, type VerifyProgress } from '../../audit/verify.ts';
+import { checkPinsLive, chunksOf, readCheckpointNotes, verifyTrailStream, type VerifyProgress } from '../../audit/verify.ts';
+import { AtomicFile, writeFileAtomically } from '../atomic-file.ts';
 
 function size(value: string): number {
   const n = Number(value);
@@ -87,7 +91,7 @@ export function registerAuditCommands(audit: Command): void {
     const pem = await response.text();
     const key = publicKeyFromPem(pem);
     if (flags.out) {
-      writeFile(flags.out, pem);
+      await writeFile(flags.out, pem);
       if (flags.json) return printJson({ keyId: key.keyId, out: flags.out });
       return print(`wrote the audit public key ${key.keyId} to ${safe(flags.out)}`);
     }
@@ -107,28 +111,30 @@ export function registerAuditCommands(audit: Command): void {
     const treeSize = flags.treeSize ?? (flags.checkpoint ? (await client.post<SignedCheckpoint>('/v1/audit/checkpoints', undefined)).treeSize : undefined);
     const response = await client.stream('/v1/audit/export', { treeSize });
     const toStdout = flags.out === '-';
-    const out = toStdout ? process.stdout : createWriteStream(flags.out, { mode: 0o644 });
+    // A file is written beside the target and renamed into place (cli/atomic-file.ts): an export
+    // cut short never truncates, replaces or deletes a previous one.
+    const file = toStdout ? undefined : await AtomicFile.create(flags.out);
     let header: { treeSize: number; checkpoints: number; keyId: string } | undefined;
-    let head = '';
+    const head: Buffer[] = [];
+    let headBytes = 0;
     try {
       for await (const chunk of chunksOf(response.body!)) {
         if (header === undefined) {
-          head += Buffer.from(chunk).toString('utf8');
-          const newline = head.indexOf('\n');
-          if (newline >= 0) header = JSON.parse(head.slice(0, newline)) as typeof header;
+          const newline = chunk.indexOf(10);
+          const take = newline >= 0 ? chunk.subarray(0, newline) : chunk;
+          headBytes += take.length;
+          if (headBytes > MAX_HEADER_BYTES) throw new Error(`the export's header line is longer than ${MAX_HEADER_BYTES} bytes`);
+          head.push(Buffer.from(take));
+          if (newline >= 0) header = JSON.parse(Buffer.concat(head).toString('utf8')) as typeof header;
         }
-        if (!out.write(chunk)) await once(out, 'drain');
+        if (file) await file.write(chunk);
+        else if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
       }
-      if (!toStdout) {
-        out.end();
-        await once(out, 'finish');
-      }
+      await file?.commit();
     } catch (err) {
-      if (!toStdout) {
-        out.destroy();
-        rmSync(flags.out, { force: true });
-      }
-      throw new CountersignError('NETWORK_ERROR', `the export was cut short: ${(err as Error).message}; nothing was written`);
+      await file?.abort();
+      if (err instanceof CountersignError) throw err;
+      throw new CountersignError('NETWORK_ERROR', `the export was cut short: ${(err as Error).message}; ${file ? `${safe(flags.out)} was left as it was` : 'the output is incomplete'}`);
     }
     if (toStdout) return;
     const summary = { out: flags.out, treeSize: header?.treeSize ?? 0, checkpoints: header?.checkpoints ?? 0, keyId: header?.keyId ?? null };
@@ -141,9 +147,24 @@ export function registerAuditCommands(audit: Command): void {
       .command('verify')
       .description('verify the audit trail: the live server, or an export offline (--file, --public-key)')
       .option('--file <trail.jsonl>', 'verify this export offline (needs --public-key; no server, no database)')
-      .option('--public-key <key.pem>', 'the trusted public key (PEM); live, the default is the key the server serves'),
-  ).action(async (flags: CommonFlags & { file?: string; publicKey?: string }) => {
+      .option('--public-key <key.pem>', 'the trusted public key (PEM); live, the default is the key the server serves')
+      .option('--checkpoint <note...>', 'pin: fail unless the trail extends each of these checkpoint notes (files, or a directory of them such as COUNTERSIGN_AUDIT_WITNESS_DIR)')
+      .option('--since <note>', 'a checkpoint note: pin it, and print the entries added after it')
+      .option('--skip-pruned-pins', 'offline: skip pinned checkpoints in the pruned prefix (an export cannot show them) instead of failing; the output lists each one skipped'),
+  ).action(async (flags: CommonFlags & { file?: string; publicKey?: string; checkpoint?: string[]; since?: string; skipPrunedPins?: boolean }) => {
     const pinned = flags.publicKey === undefined ? undefined : publicKeyFromPem(readText(flags.publicKey, '--public-key'));
+    // Pinned checkpoints (a witness's notes) and --since: each must be signed by the trusted key.
+    let pins: SignedCheckpoint[] = [];
+    let since: SignedCheckpoint | undefined;
+    const pinsFrom = (k: PublicAuditKey): SignedCheckpoint[] => {
+      const notes = readCheckpointNotes(flags.checkpoint ?? [], k);
+      if (flags.since !== undefined) since = readCheckpointNotes([flags.since], k)[0];
+      return since ? [...notes, since] : notes;
+    };
+    const added: AuditEntry[] = [];
+    const onEntry = flags.since === undefined ? undefined : (seq: number, leafJson: string) => {
+      if (since && seq > since.treeSize) added.push(JSON.parse(leafJson) as AuditEntry);
+    };
     const progress = progressBar(!flags.json && process.stderr.isTTY === true);
     const started = performance.now();
     let result: TrailResult;
@@ -156,20 +177,32 @@ export function registerAuditCommands(audit: Command): void {
       }
       key = pinned;
       source = flags.file;
+      pins = pinsFrom(key);
       const total = fileSize(flags.file);
       result = await verifyTrailStream(createReadStream(flags.file, { highWaterMark: 1 << 20 }), key, {
         onProgress: (p) => progress.update(p, total),
+        pinned: pins,
+        onEntry,
+        ...(flags.skipPrunedPins ? { skipPrunedPins: true } : {}),
       });
     } else {
       client = clientFrom(flags);
       key = pinned ?? publicKeyFromPem(await (await client.stream('/v1/audit/public-key')).text());
+      pins = pinsFrom(key);
       source = client.baseUrl;
       // Sign what is there now, so the whole trail is covered; auditors without the right fall back to the latest checkpoint.
       await client.post('/v1/audit/checkpoints', undefined).catch((err: unknown) => {
         if (!(err instanceof CountersignError && err.code === 'FORBIDDEN')) throw err;
       });
       const response = await client.stream('/v1/audit/export');
-      result = await verifyTrailStream(chunksOf(response.body!), key, { onProgress: (p) => progress.update(p, null) });
+      // Live, pins are checked after, by consistency proofs (which also reach into a pruned prefix).
+      result = await verifyTrailStream(chunksOf(response.body!), key, { onProgress: (p) => progress.update(p, null), onEntry });
+      if (result.ok && pins.length > 0) {
+        const live = client;
+        const pinCheck = await checkPinsLive(pins, result, async (from, to) => (await live.get<{ consistencyPath: string[] }>('/v1/audit/proof/consistency', { from, to })).consistencyPath);
+        if (!pinCheck.ok) result = { ok: false, entriesChecked: result.entriesVerified, fault: { code: pinCheck.pin.treeSize > result.treeSize ? 'PIN_NOT_REACHED' : 'FORK', line: 0, message: pinCheck.reason } };
+        else result = { ...result, pinned: new Set(pins.map((p) => p.treeSize)).size };
+      }
     }
     progress.done();
     const seconds = (performance.now() - started) / 1000;
@@ -177,7 +210,16 @@ export function registerAuditCommands(audit: Command): void {
     let extension: { treeSize: number; consistent: boolean } | null = null;
     if (result.ok && client) extension = await checkExtension(client, result.treeSize, result.rootHash);
 
-    const report = { ...result, ok: result.ok && (extension?.consistent ?? true), source, keyId: key.keyId, seconds: Number(seconds.toFixed(3)), latest: extension };
+    const report = {
+      ...result,
+      ok: result.ok && (extension?.consistent ?? true),
+      source,
+      keyId: key.keyId,
+      seconds: Number(seconds.toFixed(3)),
+      latest: extension,
+      // What was added is shown only once it verified.
+      ...(since ? { since: since.treeSize, ...(result.ok && (extension?.consistent ?? true) ? { added } : {}) } : {}),
+    };
     if (flags.json) printJson(report);
     if (!result.ok) {
       const f = result.fault;
@@ -185,6 +227,7 @@ export function registerAuditCommands(audit: Command): void {
         print(`FAILED: ${safe(source)} does not verify (${f.code})`);
         print(`  ${safe(f.message)}`);
         print(`  ${result.entriesChecked} entries verified before the fault; key ${key.keyId}`);
+        if (f.code === 'UNSIGNED_BASE') print('  a trail whose first entries were deleted in the database, without a retention statement signed by the audit key, is refused');
       }
       throw new CountersignError('AUDIT_VERIFICATION_FAILED', f.message, f);
     }
@@ -192,12 +235,61 @@ export function registerAuditCommands(audit: Command): void {
       throw new CountersignError('AUDIT_VERIFICATION_FAILED', `the server's latest checkpoint (size ${extension.treeSize}) is not consistent with the verified trail (size ${result.treeSize}): the log was rewritten`);
     }
     if (flags.json) return;
-    const rate = seconds > 0 ? ` (${Math.round(result.treeSize / seconds).toLocaleString('en-US')} entries/s)` : '';
-    print(`OK: ${safe(source)} verifies: ${result.treeSize.toLocaleString('en-US')} entries, ${result.checkpoints} signed checkpoints, in ${seconds.toFixed(2)} s${rate}`);
+    // Only entries whose bytes were read are counted as verified: pruned entries no longer exist.
+    const n = (x: number) => x.toLocaleString('en-US');
+    const rate = seconds > 0 ? ` (${n(Math.round(result.entriesVerified / seconds))} entries/s)` : '';
+    const range = result.entriesVerified > 0 ? ` (seq ${n(result.prunedTo + 1)}–${n(result.treeSize)})` : '';
+    print(`OK: ${safe(source)} verifies: ${n(result.entriesVerified)} entries verified${range}, ${result.checkpoints} signed checkpoints, in ${seconds.toFixed(2)} s${rate}`);
+    if (result.prunedTo > 0) print(`  ${n(result.prunedTo)} earlier entries (seq 1–${n(result.prunedTo)}) were pruned by retention on ${result.prunedAt} (signed retention statement; the tree still commits to them)`);
+    else print('  nothing was pruned');
+    if (result.pinsSkipped.length > 0) {
+      print(`  extends ${result.pinned} pinned checkpoints; NOT checked: ${result.pinsSkipped.length} pinned checkpoints in the pruned prefix (sizes ${result.pinsSkipped.map(n).join(', ')}), skipped by --skip-pruned-pins (verify live to prove them)`);
+    } else if (pins.length > 0) print(`  extends all ${result.pinned} pinned checkpoints (up to tree size ${n(Math.max(...pins.map((p) => p.treeSize)))})`);
     print(`  root ${result.rootHash} at tree size ${result.treeSize}`);
     if (result.checkpoint) print(`  last checkpoint signed ${result.checkpoint.timestamp} by key ${key.keyId}`);
     if (extension && extension.treeSize > result.treeSize) print(`  the server's newest checkpoint (size ${extension.treeSize}) extends it (consistency proof verified)`);
+    if (since) {
+      print(`${n(added.length)} entries added after the checkpoint of size ${n(since.treeSize)} (signed ${since.timestamp}):`);
+      if (added.length > 0) {
+        print(
+          table(added, [
+            { header: 'SEQ', value: (e) => String(e.seq), align: 'right' },
+            { header: 'TIME', value: (e) => e.at },
+            { header: 'TYPE', value: (e) => e.type, max: 20 },
+            { header: 'ACTOR', value: (e) => `${e.actor.type}:${e.actor.name}`, max: 28 },
+            { header: 'REQUEST', value: (e) => e.requestId ?? '-' },
+          ]),
+        );
+      }
+    }
   });
+
+  audit
+    .command('trust-current')
+    .description("verify the trail in the database and adopt its newest checkpoint as the audit signer's state (after the state file was lost); opens the database directly")
+    .option('--database <url>', 'sqlite:PATH or postgres://… (env COUNTERSIGN_DATABASE_URL); required: it is never guessed')
+    .option('--audit-key <path>', 'the audit key file (env COUNTERSIGN_AUDIT_KEY_PATH; default as for serve)')
+    .option('--checkpoint <note...>', 'pin: adopt only if the trail extends each of these checkpoint notes (default: the witness directory, COUNTERSIGN_AUDIT_WITNESS_DIR)')
+    .option('--no-witness', 'adopt with no pin at all: you vouch for what the database holds (recorded in the audit trail); refused without it when there is no witness')
+    .requiredOption('--reason <text>', 'why (recorded in the audit trail)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      `
+The audit signer refuses to sign (AUDIT_FORK, /healthz degraded) when its state file next to the key is
+missing but the database holds checkpoints: it cannot tell that trail from a rewritten one. Restore the
+state file from a backup if you can. Otherwise run this: it verifies the whole trail in the database
+(and that it extends every --checkpoint note, by default every note in COUNTERSIGN_AUDIT_WITNESS_DIR),
+then records its newest checkpoint as the signer's state and writes an audit_state_adopted entry.
+Running servers pick the state up at their next tick. It never rolls an intact state back: with a
+readable state of the key, the adopted checkpoint must extend it (else AUDIT_FORK).`,
+    )
+    .action(async (flags: { database?: string; auditKey?: string; checkpoint?: string[]; witness?: boolean; reason: string; json?: boolean }) => {
+      const { trustCurrent } = await import('../../audit/adopt.ts');
+      const result = await trustCurrent(flags);
+      if (flags.json) return printJson(result);
+      print(`adopted: the signer's state (${safe(result.statePath)}) is now the checkpoint of size ${result.treeSize} (root ${result.rootHash}), after verifying ${result.entriesVerified} entries${result.pinned > 0 ? ` and ${result.pinned} pinned checkpoints` : ' (no checkpoint pinned: you vouch for what the database held)'}; replaced: ${result.replaced}`);
+    });
 }
 
 /**
@@ -220,7 +312,7 @@ export function registerReportCommand(program: Command): void {
     const response = await client.stream('/v1/reports/compliance', { regulation: flags.regulation, from: flags.from, to: flags.to, format });
     const text = await response.text();
     if (flags.out) {
-      writeFile(flags.out, format === 'json' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : text);
+      await writeFile(flags.out, format === 'json' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : text);
       return print(`wrote the ${safe(flags.regulation)} report (${format}) to ${safe(flags.out)}`);
     }
     if (format === 'json') return printJson(JSON.parse(text));
@@ -256,12 +348,11 @@ function fileSize(path: string): number {
   }
 }
 
-function writeFile(path: string, text: string): void {
-  try {
-    writeFileSync(path, text);
-  } catch (err) {
-    throw new CountersignError('VALIDATION_FAILED', `--out: cannot write ${safe(path)}: ${(err as Error).message}`);
-  }
+/** The export's first line is a small JSON header; more than this before its newline is not an export. */
+const MAX_HEADER_BYTES = 64 * 1024;
+
+function writeFile(path: string, text: string): Promise<void> {
+  return writeFileAtomically(path, text);
 }
 
 /** A one-line progress bar on standard error, drawn only on a terminal. */

@@ -6,9 +6,38 @@
 import { Option, type Command } from 'commander';
 import { CountersignError, ROLES } from '@countersign/core';
 import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
-import { safe } from '../format.ts';
+import { relative, safe } from '../format.ts';
 
 const seg = (ref: string) => encodeURIComponent(ref);
+
+interface Velocity {
+  operatorId: string;
+  operator: string;
+  riskLevels: string[];
+  counts: Record<string, number>;
+  limits: Record<string, number>;
+  allowed: boolean;
+  reason: string | null;
+  resetAt: string | null;
+}
+
+/** `approvers velocity`: one line per window, then whether another approval would pass. */
+export function renderVelocity(v: Velocity, now = Date.now()): string {
+  const levels = v.riskLevels.length > 0 ? v.riskLevels.map(safe).join(' and ') : 'no';
+  const lines = [`${safe(v.operator)} (${safe(v.operatorId)}): approvals of ${levels}-risk requests`];
+  const windows = Object.keys(v.limits);
+  const width = Math.max(...windows.map((w) => `last ${w}`.length));
+  for (const w of windows) {
+    lines.push(`  ${`last ${safe(w)}:`.padEnd(width + 2)}${v.counts[w] ?? 0} of ${v.limits[w]}`);
+  }
+  // Only the velocity limits: a cool-down is its own state (`approvers cooldown`), so this never says "may approve".
+  lines.push(
+    v.allowed
+      ? '  velocity limit: not reached (a cool-down, if any, is shown by `countersign approvers cooldown`)'
+      : `  velocity limit: REACHED — ${safe(v.reason ?? 'limit reached')}; ${v.resetAt ? `a slot frees ${relative(v.resetAt, now)} (${safe(v.resetAt)})` : 'another reviewer must take it'}`,
+  );
+  return lines.join('\n');
+}
 
 /**
  * `<parent> allowlist <ref>`: shows the approval IP allowlist at `path(ref)`; with `--cidr`
@@ -18,7 +47,7 @@ function allowlistCommand(parent: Command, what: 'operator' | 'role', argument: 
   withClientOptions(
     parent
       .command('allowlist')
-      .description(`show the IP allowlist a ${what}'s approvals must come from; --cidr sets it, --clear lifts it (admin)`)
+      .description(`show the IP allowlist ${what === 'operator' ? 'an' : 'a'} ${what}'s approvals must come from; --cidr sets it, --clear lifts it (admin)`)
       .argument(`<${what}>`, argument)
       .option('--cidr <cidr>', 'an allowed network (10.0.0.0/8, 2001:db8::/32) or address; repeat for several; replaces the list', collect())
       .addOption(new Option('--clear', 'remove the list (other lists that apply to the approver still do)').conflicts('cidr')),
@@ -59,9 +88,9 @@ export function registerGuardCommands(program: Command): void {
   const approvers = program.command('approvers').description('approver velocity, cool-downs and IP allowlists');
   withClientOptions(approvers.command('velocity').description("an approver's high/critical approvals against the limits").argument('<operator>', 'name or id')).action(
     async (ref: string, flags: CommonFlags) => {
-      const out = await clientFrom(flags).get<Record<string, unknown>>(`/v1/approvers/${seg(ref)}/velocity`);
+      const out = await clientFrom(flags).get<Velocity>(`/v1/approvers/${seg(ref)}/velocity`);
       if (flags.json) return printJson(out);
-      print(safe(JSON.stringify(out, null, 2)));
+      print(renderVelocity(out));
     },
   );
   withClientOptions(

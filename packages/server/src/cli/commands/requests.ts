@@ -2,12 +2,13 @@
  * The reviewer's commands: status (the queue), show, approve, reject, history.
  * All of them go through the HTTP API with an operator token.
  */
+import { createHash } from 'node:crypto';
 import { Option, type Command } from 'commander';
 import {
   CountersignError,
   REQUEST_STATUSES,
-  RISK_LEVELS,
   canonicalJson,
+  formatScore,
   type ApprovalRequest,
   type ApprovalStage,
   type Review,
@@ -18,9 +19,19 @@ import { age, fixed, indentBlock, plural, relative, safe, safeJson, safeMultilin
 import { idSegment, type ApiClient, type Query } from '../http-client.ts';
 import { escalationLabel, slaLeft } from './escalation.ts';
 
+interface RequestCounts {
+  total: number;
+  critical: number;
+  high: number;
+  medium: number;
+  low: number;
+}
+
 interface RequestPage {
   items: ApprovalRequest[];
   nextCursor: string | null;
+  counts: RequestCounts;
+  remaining: number;
 }
 
 /** Server page size upper bound (ListQuery.limit). */
@@ -41,69 +52,78 @@ export function registerRequestCommands(program: Command): void {
 interface StatusFlags extends CommonFlags {
   risk?: string;
   agent?: string;
+  action?: string;
   limit?: number;
+}
+
+/** The queue's summary line: the total matching the filters and the count per risk level, most urgent first. */
+export function queueSummary(counts: RequestCounts, shown: number, remaining: number): string {
+  const levels = (['critical', 'high', 'medium', 'low'] as const).map((l) => `${l} ${counts[l]}`).join(', ');
+  const more = remaining > 0 ? `; ${remaining} more not shown (use --limit)` : '';
+  return `${plural(counts.total, 'pending approval')} (${levels}); ${shown} shown${more}.`;
 }
 
 function registerStatus(program: Command): void {
   withClientOptions(
     program
       .command('status')
-      .description('list pending approvals (the review queue, oldest first)')
-      .addOption(new Option('--risk <level>', 'only this risk level').choices(RISK_LEVELS))
-      .option('--agent <agent>', 'only this agent (an agent id agt_… or an agent name)')
+      .alias('queue')
+      .description('list pending approvals (the review queue), most urgent first: critical before high, medium and low, then the SLA deadline soonest, then oldest')
+      .option('--risk <levels>', 'only these risk levels, comma-separated (low, medium, high, critical)')
+      .option('--agent <agent>', 'only this agent (its id agt_… or its name)')
+      .option('--action <name>', 'only this action (any spelling: wireTransfer = wire_transfer)')
       .option('--limit <n>', 'show at most N requests (default 100)', positiveInt(10_000)),
   ).action(async (flags: StatusFlags) => {
     const client = clientFrom(flags);
     const limit = flags.limit ?? 100;
-    const { items, more } = await collectRequests(client, { status: 'pending', riskLevel: flags.risk }, limit, flags.agent);
+    const { items, first } = await readPages(client, { status: 'pending', riskLevel: flags.risk, agentId: flags.agent, action: flags.action }, limit);
     if (flags.json) return printJson(items);
-    if (items.length === 0) return print('No pending approvals.');
+    const remaining = Math.max(0, first.counts.total - items.length);
+    if (items.length === 0) return print(first.counts.total === 0 ? 'No pending approvals.' : queueSummary(first.counts, 0, remaining));
     const now = Date.now();
     print(
       table(items, [
         { header: 'ID', value: (r) => r.id },
         { header: 'ACTION', value: (r) => r.action, max: 32 },
         { header: 'AGENT', value: (r) => r.agentName, max: 24 },
-        { header: 'RISK', value: (r) => `${r.assessment.riskLevel} ${fixed(r.assessment.riskScore)}` },
+        { header: 'RISK', value: (r) => `${r.assessment.riskLevel} ${formatScore(r.assessment.riskScore)}` },
         { header: 'CONF', value: (r) => fixed(r.confidence), align: 'right' },
         { header: 'AGE', value: (r) => age(r.createdAt, now), align: 'right' },
         { header: 'LEVEL', value: (r) => escalationLabel(r) },
         { header: 'SLA LEFT', value: (r) => slaLeft(r, now) },
       ]),
     );
-    print(`\n${plural(items.length, 'pending approval')}${more ? ` shown; more are pending (use --limit)` : ''}.`);
+    print(`\n${queueSummary(first.counts, items.length, remaining)}`);
   });
 }
 
 /**
- * Reads /v1/requests page by page until `want` requests pass the filter. `agent` may be an id
- * (filtered by the server) or a name (filtered here, as the API filters by id only).
+ * Reads /v1/requests page by page (filtered, ordered and counted by the server) until `want`
+ * requests are read; `keep` drops some here (history leaves out pending ones).
  */
-async function collectRequests(
+async function readPages(
   client: ApiClient,
   query: Query,
   want: number,
-  agent: string | undefined,
   keep?: (r: ApprovalRequest) => boolean,
-): Promise<{ items: ApprovalRequest[]; more: boolean }> {
-  const byName = agent !== undefined && !/^agt_/.test(agent) ? agent : undefined;
-  const q: Query = { ...query, agentId: byName === undefined ? agent : undefined };
-  const filtering = byName !== undefined || keep !== undefined;
-  const pageSize = Math.min(MAX_PAGE, filtering ? Math.max(want * 2, 100) : want);
+): Promise<{ items: ApprovalRequest[]; more: boolean; first: RequestPage }> {
+  const pageSize = Math.min(MAX_PAGE, keep ? Math.max(want * 2, 100) : want);
   const items: ApprovalRequest[] = [];
   let cursor: string | undefined;
+  let first: RequestPage | undefined;
   for (let pages = 0; pages < MAX_PAGES; pages++) {
-    const page = await client.get<RequestPage>('/v1/requests', { ...q, limit: pageSize, cursor });
+    const page = await client.get<RequestPage>('/v1/requests', { ...query, limit: pageSize, cursor });
+    first ??= page;
     for (const r of page.items) {
-      if ((byName !== undefined && r.agentName !== byName) || (keep && !keep(r))) continue;
-      if (items.length === want) return { items, more: true };
+      if (keep && !keep(r)) continue;
+      if (items.length === want) return { items, more: true, first };
       items.push(r);
     }
-    if (!page.nextCursor) return { items, more: false };
-    if (items.length === want) return { items, more: true };
+    if (!page.nextCursor) return { items, more: false, first };
+    if (items.length === want) return { items, more: true, first };
     cursor = page.nextCursor;
   }
-  return { items, more: true };
+  return { items, more: true, first: first! };
 }
 
 // ---- show ----
@@ -145,9 +165,11 @@ export function renderRequest(r: ApprovalRequest, now: number): string {
   if (a.slaDueAt) field('sla due', `${safe(a.slaDueAt)} (${r.status === 'pending' ? timeLeft(a.slaDueAt, now) : relative(a.slaDueAt, now)})`);
   if (r.expiresAt) field('expires', `${safe(r.expiresAt)} (${relative(r.expiresAt, now)})`);
   field('policy', `v${r.policyVersion}`);
-  field('risk', `${safe(a.riskLevel)} (score ${fixed(a.riskScore)})${r.riskHint ? `; agent's hint: ${safe(r.riskHint)}` : ''}`);
+  field('risk', `${safe(a.riskLevel)} (score ${formatScore(a.riskScore)})${r.riskHint ? `; agent's hint: ${safe(r.riskHint)}` : ''}`);
   field('confidence', `${fixed(r.confidence)} (agent-supplied)`);
   field('automation', `${safe(a.automationLevel)}; route ${safe(a.route)}${a.mfaRequired ? '; MFA required' : ''}`);
+  if (r.payload) field('will run', `${safe(r.payload.action)}${r.payload.alternative ? ` (alternative ${safe(r.payload.alternative)})` : ''} ${safe(JSON.stringify(r.payload.args))} — payload hash ${safe(r.payload.payloadHash)}`);
+  if (r.notActionable) field('you cannot approve', `${safe(r.notActionable.message)}${r.notActionable.retryAt ? ` (until ${safe(r.notActionable.retryAt)})` : ''}`);
   if (r.matchCode) field('match code', `${safe(r.matchCode)} (approve with --match-code ${safe(r.matchCode)})`);
   if (a.approval) {
     const stages = a.approval.stages.map((s) => safe(s.label)).join(', then ');
@@ -246,6 +268,14 @@ function renderDecision(r: ApprovalRequest, now: number): string[] {
   return lines;
 }
 
+/** What was approved: as asked, with modified args, or an alternative; `-` when nothing may run. */
+export function approvedAs(r: ApprovalRequest): string {
+  const d = r.decision;
+  if (!d || d.action === null) return '-';
+  if (d.alternative !== null) return `alternative ${d.alternative}`;
+  return d.modified ? 'modified args' : 'as asked';
+}
+
 export function decidedBy(r: ApprovalRequest): string {
   const d = r.decision;
   if (!d) return '-';
@@ -299,6 +329,7 @@ interface ApproveFlags extends CommonFlags {
   alternative?: string;
   totp?: string;
   matchCode?: string;
+  payloadHash?: string;
 }
 
 function registerApprove(program: Command): void {
@@ -311,7 +342,8 @@ function registerApprove(program: Command): void {
       .option('--args <json>', 'approve with these args instead (a JSON object)')
       .option('--alternative <name>', 'approve one of the alternatives the agent offered, by name')
       .option('--totp <code>', 'one-time code, when the policy asks for MFA')
-      .option('--match-code <nn>', 'critical requests: the two-digit match code `show` prints'),
+      .option('--match-code <nn>', 'critical requests: the two-digit match code `show` prints')
+      .option('--payload-hash <hex>', 'approve only if what would run is still the payload `show` printed (its payload hash)'),
   ).action(async (id: string, flags: ApproveFlags) => {
     const body: Record<string, unknown> = { verdict: 'approve' };
     if (flags.reason !== undefined) body.reason = flags.reason;
@@ -322,8 +354,37 @@ function registerApprove(program: Command): void {
     }
     if (flags.totp !== undefined) body.totp = flags.totp;
     if (flags.matchCode !== undefined) body.matchCode = flags.matchCode;
+    // Confirm what will run. Without --payload-hash the CLI fetches the request, and sends back
+    // the hash of the payload it fetched only when that is the request as asked (what `approve ID`
+    // names). When another reviewer's modification or an alternative is under review, it refuses
+    // and names that payload: the hash must come from what a human read (`show`), never be
+    // fetched and sent silently (that would defeat PAYLOAD_CHANGED).
+    if (flags.payloadHash !== undefined) body.seenPayloadHash = flags.payloadHash;
+    else {
+      const seen = approvalSeenHash(await clientFrom(flags).get<ApprovalRequest>(`/v1/requests/${idSegment(id)}`));
+      if (seen !== undefined) body.seenPayloadHash = seen;
+    }
     await review(id, body, 'approve', flags);
   });
+}
+
+/**
+ * The payload hash `approve ID` may send without --payload-hash: the current payload's, only when
+ * it is the request as the agent asked it. Otherwise PAYLOAD_CHANGED naming the payload under
+ * review and how to approve it (`show`, then --payload-hash). `undefined`: nothing to pin (the
+ * request is no longer pending; the server answers why).
+ */
+export function approvalSeenHash(request: Pick<ApprovalRequest, 'id' | 'action' | 'args' | 'payload'>): string | undefined {
+  const current = request.payload;
+  if (!current) return undefined;
+  const original = createHash('sha256').update(canonicalJson({ action: request.action, args: request.args })).digest('hex');
+  if (current.alternative === null && current.payloadHash === original) return current.payloadHash;
+  const what = current.alternative ? `the alternative ${safe(current.alternative)}: ${safe(current.action)} ${safe(JSON.stringify(current.args))}` : `modified arguments: ${safe(current.action)} ${safe(JSON.stringify(current.args))}`;
+  throw new CountersignError(
+    'PAYLOAD_CHANGED',
+    `what would run is no longer the request as asked but ${what} (payload hash ${safe(current.payloadHash)}). Read it with \`countersign show ${safe(request.id)}\`, then approve exactly that with --payload-hash ${safe(current.payloadHash)}`,
+    { current: current.payloadHash },
+  );
 }
 
 function registerReject(program: Command): void {
@@ -389,7 +450,7 @@ function registerHistory(program: Command): void {
     const client = clientFrom(flags);
     const want = flags.last ?? 20;
     const decided = (r: ApprovalRequest) => r.status !== 'pending';
-    const { items } = await collectRequests(client, { status: flags.status }, want, flags.agent, decided);
+    const { items } = await readPages(client, { status: flags.status, agentId: flags.agent }, want, decided);
     if (flags.json) return printJson(items);
     if (items.length === 0) return print('No decided requests yet.');
     const now = Date.now();
@@ -399,6 +460,7 @@ function registerHistory(program: Command): void {
         { header: 'ACTION', value: (r) => r.action, max: 32 },
         { header: 'AGENT', value: (r) => r.agentName, max: 24 },
         { header: 'OUTCOME', value: (r) => r.status },
+        { header: 'AS', value: (r) => approvedAs(r), max: 32 },
         { header: 'DECIDED BY', value: (r) => decidedBy(r), max: 40 },
         { header: 'WHEN', value: (r) => relative(r.decision?.at ?? r.updatedAt, now) },
       ]),

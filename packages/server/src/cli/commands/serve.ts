@@ -1,5 +1,12 @@
+import { relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { resolveServerConfig } from '../../config.ts';
+import { errorDetailLines } from '../format.ts';
+
+/** The command's own script, and the clone it belongs to (where `npx countersign` finds it). */
+const BIN = fileURLToPath(new URL('../../../bin/countersign.js', import.meta.url));
+const CLONE = resolve(BIN, '../../../..');
 
 export function registerServe(program: Command): void {
   program
@@ -18,16 +25,8 @@ export function registerServe(program: Command): void {
       const server = await startServer(config);
       const { engine, url } = server;
       const bootstrap = printable(server.bootstrap);
-      const policy = engine.policy;
-      if (flags.json) {
-        console.log(JSON.stringify({ url, database: engine.store.capabilities.dialect, policyVersion: policy.version, policySource: policy.source, auditKeyId: engine.trail.key.keyId, bootstrap }));
-      } else {
-        console.log(`Countersign listening on ${url}`);
-        console.log(`  database: ${redactUrl(config.databaseUrl)}`);
-        console.log(`  policy:   v${policy.version} (${policy.source})`);
-        console.log(`  audit key: ${engine.trail.key.keyId} (${engine.trail.key.path ?? 'in memory only'})`);
-        if (bootstrap) printBootstrap(url, bootstrap);
-      }
+      // Handlers first, then the pid: a HUP sent the moment the pid is printed must reload, not
+      // meet the default disposition (which ends the process).
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
@@ -41,9 +40,38 @@ export function registerServe(program: Command): void {
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => {
-        void server.reloadPolicy().then((r) => console.error(`countersign: ${r.message}`));
+        void server.reloadPolicy().then((r) => console.error(`countersign: ${r.message}${errorDetailLines(r.details)}`));
       });
+      const policy = engine.policy;
+      if (flags.json) {
+        console.log(JSON.stringify({ url, database: engine.store.capabilities.dialect, policyVersion: policy.version, policySource: policy.source, auditKeyId: engine.trail.key.keyId, bootstrap }));
+      } else {
+        console.log(`Countersign listening on ${url}`);
+        console.log(`  database: ${redactUrl(config.databaseUrl)}`);
+        console.log(`  policy:   v${policy.version} (${policy.source})`);
+        console.log(`  audit key: ${engine.trail.key.keyId} (${engine.trail.key.path ?? 'in memory only'})`);
+        console.log(`  pid:      ${process.pid} (reload the policy: kill -HUP ${process.pid})`);
+        if (bootstrap) console.log(firstStartHint(url, bootstrap, cliCommand(process.cwd()), cliCommand('/')));
+      }
+      // npm cannot pass SIGHUP on (it forwards only INT and TERM) and dies of it, which would
+      // leave this server running with nobody's terminal. Under `npm start`, stop when npm is gone.
+      if (config.underNpm) {
+        const parent = process.ppid;
+        setInterval(() => {
+          if (process.ppid !== parent) stop('the npm process that started this server exited');
+        }, 1000).unref();
+      }
     });
+}
+
+/**
+ * How to run the CLI from where the server was started: `npx countersign` inside the clone (npm
+ * finds the workspace's command), else the script's own path, which works from anywhere.
+ */
+export function cliCommand(cwd: string, clone = CLONE, bin = BIN): string {
+  const rel = relative(clone, cwd);
+  const inside = rel === '' || (!rel.startsWith('..') && !rel.startsWith(sep) && !/^[A-Za-z]:/.test(rel));
+  return inside ? 'npx countersign' : `node ${/^[\w./@:+-]+$/.test(bin) ? bin : `'${bin.replace(/'/g, `'\\''`)}'`}`;
 }
 
 function redactUrl(url: string): string {
@@ -55,7 +83,7 @@ function redactUrl(url: string): string {
  * (COUNTERSIGN_ADMIN_TOKEN / COUNTERSIGN_AGENT_KEY): the operator already has them, and printing
  * them puts them in every log that captures stdout (issue 13, point 7).
  */
-function printable(b: { adminToken: string; agentKey: string; operatorId: string; agentId: string; given: { adminToken: boolean; agentKey: boolean } } | null) {
+export function printable(b: { adminToken: string; agentKey: string; operatorId: string; agentId: string; given: { adminToken: boolean; agentKey: boolean } } | null) {
   if (!b) return null;
   return {
     adminToken: b.given.adminToken ? null : b.adminToken,
@@ -65,21 +93,25 @@ function printable(b: { adminToken: string; agentKey: string; operatorId: string
   };
 }
 
-function printBootstrap(url: string, b: { adminToken: string | null; agentKey: string | null }): void {
-  const admin = b.adminToken ?? '(from COUNTERSIGN_ADMIN_TOKEN, not shown)';
-  const agent = b.agentKey ?? '(from COUNTERSIGN_AGENT_KEY, not shown)';
-  const lines = [
+/**
+ * What the first start prints: the generated secrets, once, and lines that work as printed on
+ * this port. A secret the environment supplied is `null` here and is named by its variable only.
+ */
+export function firstStartHint(url: string, b: { adminToken: string | null; agentKey: string | null }, cli: string, anywhere = cli): string {
+  return [
     '',
     'First start: created an admin operator and a demo-agent key. Generated secrets are shown ONCE; keep them.',
-    `  admin token (operator):  ${admin}`,
-    `  demo-agent API key:      ${agent}`,
+    `  admin token (operator):  ${b.adminToken ?? '(from COUNTERSIGN_ADMIN_TOKEN, not shown)'}`,
+    `  demo-agent API key:      ${b.agentKey ?? '(from COUNTERSIGN_AGENT_KEY, not shown)'}`,
     '',
-    'Try it:',
-    `  curl -s ${url}/v1/requests -H 'Authorization: Bearer ${b.agentKey ?? '$COUNTERSIGN_AGENT_KEY'}' \\`,
+    'Try it (in another terminal):',
+    `  export COUNTERSIGN_URL=${url}`,
+    `  export COUNTERSIGN_TOKEN=${b.adminToken ?? '"$COUNTERSIGN_ADMIN_TOKEN"'}`,
+    `  export COUNTERSIGN_AGENT_KEY=${b.agentKey ?? '"$COUNTERSIGN_AGENT_KEY"'}`,
+    `  curl -s $COUNTERSIGN_URL/v1/requests -H "Authorization: Bearer $COUNTERSIGN_AGENT_KEY" \\`,
     `    -H 'content-type: application/json' \\`,
     `    -d '{"action":"isolate_host","args":{"host":"ws-042"},"confidence":0.82}'`,
-    `  COUNTERSIGN_TOKEN=${b.adminToken ?? '$COUNTERSIGN_ADMIN_TOKEN'} npx countersign status`,
+    `  ${cli} status${cli === anywhere ? '' : `        # inside the clone; from anywhere: ${anywhere} status`}`,
     '',
-  ];
-  console.log(lines.join('\n'));
+  ].join('\n');
 }

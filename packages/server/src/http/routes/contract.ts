@@ -10,6 +10,7 @@ import {
   CreateRequestBody,
   ErrorBody,
   ExecutionBody,
+  LIST_ORDERS,
   RequestStatus,
   ReviewBody,
   RiskLevel,
@@ -87,20 +88,44 @@ export const requestEventsRoute = createRoute({
 
 export const ListQuery = z.object({
   status: RequestStatus.optional(),
-  riskLevel: RiskLevel.optional(),
-  agentId: z.string().max(100).optional(),
-  action: z.string().max(128).optional(),
+  riskLevel: z
+    .string()
+    .max(64)
+    .optional()
+    .openapi({ description: 'One risk level or several, comma-separated (low, medium, high, critical)', example: 'critical,high' }),
+  agentId: z.string().max(200).optional().openapi({ description: "The agent's id or its name" }),
+  action: z.string().max(128).optional().openapi({ description: 'Any spelling of the action name: compared in its normal form (wireTransfer = wire_transfer)' }),
   automationLevel: AutomationLevel.optional(),
+  order: z
+    .enum(LIST_ORDERS)
+    .optional()
+    .openapi({ description: 'urgent: risk level (critical first), then the SLA deadline or expiry soonest, then oldest (the default for status=pending); newest (the default otherwise); oldest' }),
   limit: z.coerce.number().int().min(1).max(500).optional(),
-  cursor: z.string().max(200).optional(),
+  cursor: z.string().max(200).optional().openapi({ description: "The previous page's nextCursor, with the same filters and order" }),
 });
 
-export const RequestPage = z.object({ items: z.array(ApprovalRequest), nextCursor: z.string().nullable() });
+export const ListCounts = z
+  .object({
+    total: z.number().int().openapi({ description: 'Requests matching every filter' }),
+    critical: z.number().int(),
+    high: z.number().int(),
+    medium: z.number().int(),
+    low: z.number().int(),
+  })
+  .openapi('RequestCounts', { description: 'Per risk level: requests matching every filter but riskLevel' });
+
+export const RequestPage = z.object({
+  items: z.array(ApprovalRequest),
+  nextCursor: z.string().nullable(),
+  order: z.enum(LIST_ORDERS),
+  counts: ListCounts,
+  remaining: z.number().int().openapi({ description: 'How many matching requests follow this page' }),
+});
 
 export const listRequestsRoute = createRoute({
   method: 'get',
   path: '/v1/requests',
-  summary: 'The queue (status=pending, oldest first) and history (newest first)',
+  summary: 'The queue (status=pending: most urgent first) and the history (newest first), filtered, paged, with counts per risk level',
   security,
   request: { query: ListQuery },
   responses: { 200: json(RequestPage, 'A page of requests'), ...errors },
@@ -113,15 +138,6 @@ export const reviewRoute = createRoute({
   security,
   request: { params: IdParams, ...body(ReviewBody) },
   responses: { 200: json(ApprovalRequest, 'The request after the vote'), ...errors },
-});
-
-export const executionRoute = createRoute({
-  method: 'post',
-  path: '/v1/requests/{id}/execution',
-  summary: 'The requesting agent reports how the approved action ran',
-  security,
-  request: { params: IdParams, ...body(ExecutionBody) },
-  responses: { 200: json(ApprovalRequest, 'The closed request'), ...errors },
 });
 
 export const cancelRoute = createRoute({

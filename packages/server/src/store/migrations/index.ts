@@ -15,6 +15,10 @@ import { m005_guard_notices } from './005_guard_notices.ts';
 import { m006_role_allowlist } from './006_role_allowlist.ts';
 import { m007_aggregates } from './007_aggregates.ts';
 import { m008_nonces_expiry } from './008_nonces_expiry.ts';
+import { m009_claim } from './009_claim.ts';
+import { m009_gate } from './009_gate.ts';
+import { m011_witness } from './011_witness.ts';
+import { m012_queue } from './012_queue.ts';
 import { m010_credentials } from './010_credentials.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
@@ -28,6 +32,10 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '006_role_allowlist': m006_role_allowlist,
   '007_aggregates': m007_aggregates,
   '008_nonces_expiry': m008_nonces_expiry,
+  '009_claim': m009_claim,
+  '009_gate': m009_gate,
+  '011_witness': m011_witness,
+  '012_queue': m012_queue,
   '010_credentials': m010_credentials,
 });
 

@@ -1,0 +1,303 @@
+/**
+ * Decisions: the engine's thin shell around core's gate (`gate/`), the one place that answers
+ * "may this reviewer cast this vote on this request now, for the payload that will run". It
+ * gathers the facts the pure gate judges — the request and its votes, the payload the vote
+ * approves with its own full policy evaluation, the reviewer's limits read under their lock, the
+ * allowlists, what the vote's codes are worth — runs `gate()`, and records the counters of an
+ * accepted vote. `actionable` is the same gate as a dry run (`readerView`), so the queue never
+ * offers what the review refuses.
+ *
+ * Every path that decides by a reviewer's vote comes here: HTTP, the CLI (over HTTP), the
+ * dashboard, Slack clicks and aggregate reviews (themselves requests). The engine's `change()`
+ * refuses a raw review event, so nothing can go around it.
+ */
+import {
+  AGGREGATE_ACTION,
+  CountersignError,
+  EMPTY_HISTORY,
+  approverVelocity,
+  currentRound,
+  payloadRequirement,
+  stageEligible,
+  assessPayload,
+  timeoutOutcome,
+  stageProgressOf,
+  cooldownState,
+  dryRun,
+  gate,
+  precheck,
+  payloadKey,
+  resolvePayload,
+  roleAt,
+  type AlternativeView,
+  type Assessment,
+  type EscalationState,
+  type EvaluationRequest,
+  type GateEscalation,
+  type GatePayload,
+  type GateRequest,
+  type GateVote,
+  type GuardFacts,
+  type HistoryStats,
+  type JsonObject,
+  type Policy,
+  type ReviewBody,
+  type RiskLevel,
+  type Transition,
+  type Vote,
+} from '@countersign/core';
+import { sha256Hex } from '../ids.ts';
+import type { AuditDraft } from '../audit/writer.ts';
+import type { GuardService } from '../guard/service.ts';
+import type { Queries, RequestRow } from '../store/store.ts';
+import type { Principal } from './principal.ts';
+
+type Operator = Extract<Principal, { kind: 'operator' }>;
+
+/** What the gate says to a reader of a pending request, for the view (`actionable`, `notActionable`, `payload`). */
+export interface ReaderView {
+  actionable: boolean;
+  notActionable?: { code: string; message: string; retryAt?: string };
+  payload: { action: string; args: JsonObject; alternative: string | null; payloadHash: string; mfaRequired: boolean; matchCodeRequired: boolean };
+}
+
+/** The hash an approve surface shows and sends back (`seenPayloadHash`): SHA-256 of the payload key, the trail's payloadHash. */
+export function payloadHashOf(key: string): string {
+  return sha256Hex(key);
+}
+
+/** The request as the agent asked, for evaluating another payload in its situation (context, confidence, approvers). */
+function evaluationRequest(row: RequestRow, agentName: string): EvaluationRequest {
+  const hint = row.risk_hint as EvaluationRequest['riskLevel'] | null;
+  return {
+    action: row.action,
+    args: JSON.parse(row.args) as JsonObject,
+    context: JSON.parse(row.context) as EvaluationRequest['context'],
+    approvers: JSON.parse(row.approvers) as EvaluationRequest['approvers'],
+    agent: agentName,
+    ...(row.description !== null ? { description: row.description } : {}),
+    ...(row.confidence !== null ? { confidence: row.confidence } : {}),
+    ...(hint !== null ? { riskLevel: hint } : {}),
+    ...(row.timeout_seconds !== null ? { timeoutSeconds: row.timeout_seconds } : {}),
+  } as EvaluationRequest;
+}
+
+function gateEscalation(state: EscalationState | null): GateEscalation | null {
+  if (state === null) return null;
+  const a = state.assignee;
+  return {
+    level: state.level,
+    startLevel: state.startLevel,
+    levelRole: roleAt(state),
+    assignee: a === null ? null : { ...(a.operator !== undefined ? { operator: a.operator } : {}), ...(a.group !== undefined ? { group: a.group } : {}), ...(a.stage !== undefined ? { stage: a.stage } : {}) },
+    extended: state.extension !== null,
+  };
+}
+
+export interface RequestFacts {
+  votes: readonly Vote[];
+  escalation: EscalationState | null;
+  aggregated: GateRequest['aggregated'];
+  agentPaused: GateRequest['agentPaused'];
+}
+
+export function gateRequest(row: RequestRow, facts: RequestFacts): GateRequest {
+  return {
+    id: row.id,
+    status: row.status as GateRequest['status'],
+    action: row.action,
+    args: JSON.parse(row.args) as JsonObject,
+    alternatives: JSON.parse(row.alternatives) as AlternativeView[],
+    assessment: JSON.parse(row.assessment) as Assessment,
+    votes: facts.votes,
+    requesterOperatorId: row.requester_operator_id,
+    isAggregate: row.action === AGGREGATE_ACTION,
+    aggregated: facts.aggregated,
+    agentPaused: facts.agentPaused,
+    escalation: gateEscalation(facts.escalation),
+  };
+}
+
+/**
+ * The payload a vote approves, with its own full policy evaluation when it is not the request as
+ * asked (an alternative or a modification: finding 1 and 2). An alternative marked blocked at
+ * create stays blocked whatever the policy says now (fail closed).
+ */
+export function gatePayload(
+  request: GateRequest,
+  row: RequestRow,
+  agentName: string,
+  vote: { args?: JsonObject | undefined; alternative?: string | undefined },
+  policy: Policy,
+  history: HistoryStats,
+  at: number,
+): GatePayload {
+  const p = resolvePayload(request, vote);
+  if (p.key === payloadKey(request.action, request.args)) return { ...p, assessment: null };
+  let assessment = assessPayload(evaluationRequest(row, agentName), { action: p.action, args: p.args }, policy, history, new Date(at));
+  const marked = p.alternative === null ? undefined : (request.alternatives as AlternativeView[]).find((a) => a.name === p.alternative)?.blocked;
+  if (marked && assessment.route !== 'block') {
+    assessment = {
+      ...assessment,
+      route: 'block',
+      matchedRules: [...assessment.matchedRules, ...marked.rules.map((name) => ({ name, reason: 'blocked by policy when the request was made', effects: ['block'] }))],
+    };
+  }
+  return { ...p, assessment };
+}
+
+export class Decisions {
+  constructor(
+    private readonly guard: GuardService,
+    private readonly policy: () => Policy,
+    private readonly limitsOff: boolean,
+  ) {}
+
+  /**
+   * One vote, in the review's transaction (the request row is locked): facts, the gate, and the
+   * counters of an accepted vote. Throws the gate's refusal; a refusal records nothing.
+   */
+  async vote(
+    tx: Queries,
+    by: Operator,
+    row: RequestRow,
+    agentName: string,
+    escalation: EscalationState | null,
+    votes: readonly Vote[],
+    body: ReviewBody,
+    ip: string | null | undefined,
+    at: number,
+  ): Promise<{ transition: Transition; entries: AuditDraft[] }> {
+    const approving = body.verdict === 'approve';
+    const pause = approving && row.status === 'pending' ? await tx.guard.activePause(row.agent_id, at) : undefined;
+    const aggregate = approving && row.status === 'pending' ? await this.guard.aggregateOf(row.id, tx) : undefined;
+    const request = gateRequest(row, {
+      votes,
+      escalation,
+      aggregated: aggregate ? { aggregateId: aggregate.id, collectingUntil: aggregate.collectingUntil } : null,
+      agentPaused: pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : null,
+    });
+    const policy = this.policy();
+    const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
+    const history = asked.key === payloadKey(request.action, request.args) ? null : await tx.historyCounts(row.agent_id, asked.action);
+    const payload = gatePayload(request, row, agentName, body, policy, history ?? { total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 }, at);
+    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
+    const gateVote = (codes: { totp: GateVote['totp']; matchCode: GateVote['matchCode'] }) => ({
+      verdict: body.verdict,
+      reason: body.reason,
+      args: body.args,
+      alternative: body.alternative,
+      seenPayloadKey: seenKey(body.seenPayloadHash, payload.key, request),
+      totp: codes.totp,
+      matchCode: codes.matchCode,
+      at: new Date(at).toISOString(),
+    });
+    const unlimited: GuardFacts = { now: at, ip: { allowed: true }, approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits, limitsOff: this.limitsOff };
+    // Cheap checks (state, identity, separation, aggregate/pause) before the approver's advisory
+    // lock is taken (review finding 4): a vote that cannot pass never waits on, or holds, that lock.
+    const early = precheck({ request, payload, reviewer, vote: gateVote({ totp: 'absent', matchCode: 'absent' }), guard: unlimited });
+    if (early) throw early;
+    const limits = approving ? await this.guard.limitFacts(tx, by.operatorId, at, true) : { approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits };
+    const guard: GuardFacts = { now: at, ip: approving ? await this.guard.ipFact(tx, by, ip) : { allowed: true }, ...limits, limitsOff: this.limitsOff };
+    const codes = approving ? await this.guard.stepUpFacts(tx, by, row.id, body, at) : { totp: 'absent' as const, step: null, matchCode: 'absent' as const };
+    const result = gate({ request, payload, reviewer, vote: gateVote(codes), guard });
+    if (!result.ok) throw result.error;
+    const entries = approving ? await this.guard.recordApproval(tx, by, row.id, result.record, codes.step, at) : [];
+    return { transition: { status: result.status, kinds: [...result.kinds], vote: result.vote, decision: result.decision }, entries };
+  }
+
+  /**
+   * What the final timeout does when the policy says `onFinalTimeout: approve` (review finding 1):
+   * core `timeoutOutcome` over the round's payload and the original re-assessed under the active
+   * policy. A clock approves only the request as asked and only if the policy would not block it
+   * now; otherwise the request expires. An assessment that throws expires it too (fail closed).
+   */
+  async timeoutEvent(tx: Queries, row: RequestRow, agentName: string, votes: readonly Vote[], reason: string, at: number): Promise<{ type: 'timeout_approve' | 'expire'; reason: string; at: '' }> {
+    const request = gateRequest(row, { votes, escalation: null, aggregated: null, agentPaused: null });
+    let outcome;
+    try {
+      const history = await tx.historyCounts(row.agent_id, row.action);
+      const now = assessPayload(evaluationRequest(row, agentName), { action: request.action, args: request.args }, this.policy(), history, new Date(at));
+      outcome = timeoutOutcome(request, now, reason);
+    } catch (err) {
+      outcome = { type: 'expire' as const, reason: `${reason}; not approved by timeout because it could not be re-assessed (${(err as Error).message})` };
+    }
+    return { ...outcome, at: '' };
+  }
+
+  /**
+   * The stage a request waits on for the payload that would run now, and whether this operator
+   * may sign it (the gate's own eligibility rule: a reassignment moves only the stage it was made
+   * at, and never one that names operators or a group). For extend and reassign.
+   */
+  async stageFor(tx: Queries, by: Operator, row: RequestRow, agentName: string, escalation: EscalationState | null, votes: readonly Vote[], at: number) {
+    const request = gateRequest(row, { votes, escalation, aggregated: null, agentPaused: null });
+    const current = resolvePayload(request, {});
+    const history = current.key === payloadKey(request.action, request.args) ? EMPTY_HISTORY : await tx.historyCounts(row.agent_id, current.action);
+    const payload = gatePayload(request, row, agentName, {}, this.policy(), history, at);
+    const requirement = payloadRequirement(request.assessment, payload.assessment, payload.assessment !== null);
+    const round = currentRound(request).votes;
+    const counts = stageProgressOf(requirement.stages, round);
+    const stageIndex = Math.max(0, requirement.stages.findIndex((s, i) => (counts[i] ?? 0) < s.count));
+    const stage = requirement.stages[stageIndex]!;
+    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
+    return { eligible: stageEligible(reviewer, stage, stageIndex, request.escalation), stage, stageIndex };
+  }
+
+  /**
+   * The dry run for one operator reading a pending request: whether a plain approval of the
+   * current payload would pass (step-up codes assumed given), why not, and that payload. The IP
+   * allowlist is judged at the vote (a reader's address is not the approver's); everything else
+   * is the same list.
+   */
+  readerView(
+    by: Operator,
+    row: RequestRow,
+    agentName: string,
+    facts: RequestFacts,
+    limits: Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown'>,
+    history: HistoryStats,
+    at: number,
+  ): ReaderView {
+    const request = gateRequest(row, facts);
+    let payload: GatePayload;
+    try {
+      payload = gatePayload(request, row, agentName, {}, this.policy(), history, at);
+    } catch (err) {
+      const a = JSON.parse(row.assessment) as Assessment;
+      const p = { action: row.action, args: JSON.parse(row.args) as JsonObject, alternative: null, payloadHash: payloadHashOf(payloadKey(row.action, JSON.parse(row.args) as JsonObject)), mfaRequired: a.mfaRequired, matchCodeRequired: a.riskLevel === 'critical' };
+      return { actionable: false, notActionable: { code: err instanceof CountersignError ? err.code : 'INTERNAL', message: (err as Error).message }, payload: p };
+    }
+    const out = dryRun({
+      request,
+      payload,
+      reviewer: { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups },
+      guard: { now: at, ip: { allowed: true }, ...limits, limitsOff: this.limitsOff },
+      at: new Date(at).toISOString(),
+    });
+    const view = { action: payload.action, args: payload.args, alternative: payload.alternative, payloadHash: payloadHashOf(payload.key), mfaRequired: out.stepUp.mfa, matchCodeRequired: out.stepUp.matchCode };
+    if (out.actionable || out.reason === null) return { actionable: true, payload: view };
+    const retryAt = retryAtOf(out.reason.code, limits, out.requirement.riskLevel, at);
+    return { actionable: false, notActionable: { code: out.reason.code, message: out.reason.message, ...(retryAt ? { retryAt } : {}) }, payload: view };
+  }
+}
+
+/**
+ * What the surface says it showed, as the gate compares it: the hash of the payload the vote
+ * approves (a plain approval), or, for a modification or an alternative, the hash of the payload
+ * it was proposed over (the round's current one), which stands for the one the vote names.
+ */
+function seenKey(seenHash: string | undefined, key: string, request: GateRequest): string | undefined {
+  if (seenHash === undefined) return undefined;
+  if (seenHash === payloadHashOf(key)) return key;
+  const current = resolvePayload(request, {});
+  if (current.key !== key && seenHash === payloadHashOf(current.key)) return key;
+  return `seen:${seenHash}`;
+}
+
+/** When a limit refusal passes by itself: the cool-down's end, or when the velocity window frees a slot. */
+function retryAtOf(code: string, limits: Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown'>, risk: RiskLevel, at: number): string | undefined {
+  if (code === 'COOLDOWN_ACTIVE') return cooldownState(limits.approvals, at, limits.cooldown, limits.manualCooldown).until ?? undefined;
+  if (code === 'VELOCITY_LIMITED') return approverVelocity(limits.approvals, at, risk, limits.velocity).resetAt ?? undefined;
+  return undefined;
+}

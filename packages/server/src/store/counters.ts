@@ -1,0 +1,103 @@
+/**
+ * The gate's counters (migration 009_gate): insert-only rows, one per accepted approval and one
+ * per create, read over a time window. A limit is checked and recorded atomically by taking the
+ * principal's lock first (`lock`): on PostgreSQL a transaction-scoped advisory lock keyed by the
+ * principal, so two approvals by one reviewer (or two creates by one agent) take turns while
+ * other reviewers and agents never wait on them; on SQLite the one writer already serialises
+ * every transaction, so there is nothing to take.
+ */
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Capabilities } from './connect.ts';
+import type { Database } from './schema.ts';
+
+export interface ApprovalEventsTable {
+  id: string;
+  operator_id: string;
+  request_id: string;
+  /** The risk level of the payload the approval approved (the gate's requirement), which limits count at. */
+  risk_level: string;
+  at: number;
+}
+
+export interface AgentRateEventsTable {
+  id: string;
+  agent_id: string;
+  request_id: string;
+  at: number;
+  /** JSON of core's `ValueBucket` written by `runningTotal` for this create; null when it had no value under any threshold. */
+  value_bucket: string | null;
+}
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+export class CounterQueries {
+  constructor(
+    private readonly db: Db,
+    private readonly capabilities: Capabilities,
+  ) {}
+
+  /**
+   * Serialises this transaction with every other one holding the same key until it ends (commit
+   * or rollback). Keys are `approver:<operatorId>` or `agent:<agentId>`. Must be called inside a
+   * transaction; a no-op on SQLite, whose writer is already one at a time.
+   */
+  async lock(key: string): Promise<void> {
+    if (this.capabilities.dialect !== 'postgres') return;
+    await sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(this.db);
+  }
+
+  async approvalsBy(operatorId: string, since: number): Promise<{ request_id: string; risk_level: string; at: number }[]> {
+    const rows = await this.db
+      .selectFrom('approval_events')
+      .select(['request_id', 'risk_level', 'at'])
+      .where('operator_id', '=', operatorId)
+      .where('at', '>', since)
+      .orderBy('at')
+      .execute();
+    return rows.map((r) => ({ request_id: r.request_id, risk_level: r.risk_level, at: Number(r.at) }));
+  }
+
+  async insertApproval(row: ApprovalEventsTable): Promise<void> {
+    await this.db.insertInto('approval_events').values(row).execute();
+  }
+
+  /** How many creates the agent made after `since`. */
+  async agentCount(agentId: string, since: number): Promise<number> {
+    const row = await this.db
+      .selectFrom('agent_rate_events')
+      .select((eb) => eb.fn.countAll<string | number>().as('n'))
+      .where('agent_id', '=', agentId)
+      .where('at', '>', since)
+      .executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
+  /** The oldest create times after `since` (for the reset time of a full window). */
+  async agentTimes(agentId: string, since: number, limit: number): Promise<number[]> {
+    const rows = await this.db
+      .selectFrom('agent_rate_events')
+      .select('at')
+      .where('agent_id', '=', agentId)
+      .where('at', '>', since)
+      .orderBy('at', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => Number(r.at));
+  }
+
+  /** The value slices the agent's creates after `since` recorded (JSON `ValueBucket`s). */
+  async valueBuckets(agentId: string, since: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('agent_rate_events')
+      .select('value_bucket')
+      .where('agent_id', '=', agentId)
+      .where('at', '>', since)
+      .where('value_bucket', 'is not', null)
+      .execute();
+    return rows.map((r) => r.value_bucket as string);
+  }
+
+  async insertAgentEvent(row: AgentRateEventsTable): Promise<void> {
+    await this.db.insertInto('agent_rate_events').values(row).execute();
+  }
+}
