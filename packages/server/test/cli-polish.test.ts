@@ -209,6 +209,42 @@ describe('the wire (points 14 and 15)', () => {
     expect(ghost.body.error.message).toBe(other.body.error.message);
     expect(adminGhost.status).toBe(404);
   });
+
+  it('every operator path takes an id, a name or me; an id wins over a name that spells it; nobody may be named "me"', async () => {
+    const me = (await call('GET', '/v1/me', alice)).body;
+    for (const path of ['/v1/approvers/{}/velocity', '/v1/approvers/{}/cooldown', '/v1/operators/{}/ip-allowlist']) {
+      const answers = await Promise.all(['me', 'alice', me.id].map((ref) => call('GET', path.replace('{}', ref), alice)));
+      for (const a of answers) {
+        expect(a.status, `${path}: ${a.text}`).toBe(200);
+        expect({ id: a.body.operatorId, name: a.body.operator }).toEqual({ id: me.id, name: 'alice' });
+      }
+    }
+    // `me` from an agent key is no operator: refused, never another operator's data.
+    const agentMe = await call('GET', '/v1/approvers/me/velocity', agent);
+    expect(agentMe.status).toBe(403);
+    // An operator named after alice's id: the id still names alice.
+    const squatter = await post('/v1/operators', admin, { name: me.id, roles: ['reviewer'] });
+    expect(squatter.status).toBe(201);
+    const byId = await call('GET', `/v1/approvers/${me.id}/velocity`, admin);
+    expect(byId.body.operator).toBe('alice');
+    const namedMe = await post('/v1/operators', admin, { name: 'me', roles: ['reviewer'] });
+    expect(namedMe.status).toBe(400);
+    expect(namedMe.body.error.message).toMatch(/cannot be an operator's name/);
+    const keyMe = await post('/v1/keys', admin, { agent: 'me' });
+    expect(keyMe.status).toBe(400);
+    expect(keyMe.body.error.message).toMatch(/cannot be an agent's name/);
+    // Agent paths: a name or an id; `me` from an operator token names no agent.
+    const agentId = (await call('GET', '/v1/me', agent)).body.id;
+    const agentName = (await call('GET', '/v1/me', agent)).body.name;
+    const [byAgentName, byAgentId, operatorMe] = await Promise.all([
+      call('GET', `/v1/agents/${agentName}/slicing`, admin),
+      call('GET', `/v1/agents/${agentId}/slicing`, admin),
+      call('GET', '/v1/agents/me/slicing', admin),
+    ]);
+    expect(byAgentName.status, byAgentName.text).toBe(200);
+    expect(byAgentId.body).toEqual(byAgentName.body);
+    expect(operatorMe.status).toBe(404);
+  });
 });
 
 describe('piping the CLI (point 14)', () => {

@@ -254,10 +254,7 @@ describe('History', () => {
     await page.getByRole('link', { name: '← Queue' }).waitFor();
     await page.goto(`${url}/#/history`);
     await page.getByRole('heading', { name: 'History', exact: true }).waitFor();
-    await page.evaluate((id) => {
-      window.location.hash = '#/queue';
-      window.location.hash = `#/requests/${id}`;
-    }, rejectedId);
+    await page.evaluate(`window.location.hash = '#/queue'; window.location.hash = '#/requests/${rejectedId}'`);
     await page.getByRole('link', { name: '← Queue' }).waitFor();
   });
 });

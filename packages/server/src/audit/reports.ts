@@ -16,6 +16,7 @@ import {
 } from '@countersign/core';
 import type { Principal } from '../engine/principal.ts';
 import type { Store } from '../store/store.ts';
+import { findOperatorRef } from '../engine/refs.ts';
 
 /** Roles that may read reports and everyone's metrics. */
 export const REPORT_ROLES: readonly Role[] = ['auditor', 'admin', 'manager', 'director'];
@@ -135,14 +136,13 @@ export interface OperatorMetrics {
 /** `ref`: an operator's id, name, or `me` (the caller). Anyone may read their own; others need a report role. */
 export async function operatorMetrics(store: Store, by: Principal, ref: string, period: string, now: number): Promise<OperatorMetrics> {
   if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'operator metrics need an operator token');
-  const wanted = ref === 'me' ? by.operatorId : ref;
   const reportRole = by.roles.some((r) => REPORT_ROLES.includes(r));
-  const operator = (await store.listOperators()).find((o) => o.id === wanted || o.name === wanted);
+  const operator = await findOperatorRef(store, by, ref);
   // Without a report role, every other name is refused alike, so the answer says nothing about who exists.
   if (operator?.id !== by.operatorId && !reportRole) {
     throw new CountersignError('FORBIDDEN', `another operator's metrics need one of the roles ${REPORT_ROLES.join(', ')}`);
   }
-  if (!operator) throw new CountersignError('NOT_FOUND', `no operator ${wanted}`);
+  if (!operator) throw new CountersignError('NOT_FOUND', `no operator ${ref}`);
   const span = parseDuration(period);
   if (span === undefined || span > 366 * 86_400_000) {
     throw new CountersignError('VALIDATION_FAILED', 'period is a duration up to 366d, like 24h, 7d or 30m', { field: 'period' });

@@ -30,6 +30,7 @@ import type { ServerSecret } from '../keys/server-secret.ts';
 import type { KeyRecord, OperatorRecord, TokenRecord } from '../store/credentials.ts';
 import type { Queries, Store } from '../store/store.ts';
 import type { Principal } from './principal.ts';
+import { refuseReservedName } from './refs.ts';
 
 export const CREDENTIAL_CACHE_MS = 2_000;
 /** `last_used_at` is stamped at most this often per credential (one conditional UPDATE). */
@@ -173,7 +174,8 @@ export class Credentials {
    * login — MAC under the server secret, not removed, not disabled — or undefined.
    */
   async operatorPrincipal(ref: string, q: Queries | Store = this.store): Promise<Operator | undefined> {
-    const row = (await q.credentials.operatorByName(ref)) ?? (await q.credentials.operator(ref));
+    // An id before a name (engine/refs.ts): a name that spells another operator's id never shadows it.
+    const row = (await q.credentials.operator(ref)) ?? (await q.credentials.operatorByName(ref));
     if (!row) return undefined;
     const status = operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row) });
     if (!status.ok) return undefined;
@@ -565,6 +567,7 @@ export class Credentials {
    */
   async recoverAdmin(name: string, actor: AuditActor): Promise<{ operatorId: string; name: string; token: string; tokenId: string; created: boolean }> {
     if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(name)) throw new CountersignError('VALIDATION_FAILED', 'the operator name must be 1–64 letters, digits or _ . @ -');
+    refuseReservedName('operator', name);
     const result = await this.store.transaction(async (tx) => {
       const at = this.now();
       const existing = await tx.credentials.operatorByName(name);

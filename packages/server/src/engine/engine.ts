@@ -61,6 +61,7 @@ import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import { Decisions, payloadHashOf, type RequestFacts } from './decisions.ts';
 import type { Principal } from './principal.ts';
+import { refuseReservedName } from './refs.ts';
 import { ExternalChanges } from './external-changes.ts';
 import { Wakeups } from './wakeups.ts';
 import { ExecutionDesk, approvalClaim } from './execution.ts';
@@ -340,6 +341,7 @@ export class Engine {
     for (const role of input.roles) {
       if (!ROLES.includes(role)) throw new CountersignError('VALIDATION_FAILED', `unknown role "${role}"`, { roles: ROLES });
     }
+    refuseReservedName('operator', input.name);
     const made = await this.store.transaction(async (tx) => {
       if (await tx.findOperatorByName(input.name)) {
         throw new CountersignError('VALIDATION_FAILED', `an operator named "${input.name}" already exists`);
@@ -351,6 +353,7 @@ export class Engine {
 
   async createAgentKey(by: Principal, agentName: string) {
     this.requireRole(by, 'admin');
+    refuseReservedName('agent', agentName);
     return this.store.transaction((tx) => this.insertAgentKey(tx, actorOf(by), agentName));
   }
 

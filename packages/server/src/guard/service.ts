@@ -59,6 +59,7 @@ type Actor = AuditActor;
 
 export { guardOptionsFromEnv, type GuardOptions } from '../config.ts';
 import type { GuardOptions } from '../config.ts';
+import { agentRef, operatorRef } from '../engine/refs.ts';
 
 /** What a review carries that the guard checks (the engine passes the review body). */
 export interface StepUp {
@@ -464,9 +465,9 @@ export class GuardService {
 
   // ---- reads and manual actions over HTTP ----
 
-  async velocity(by: Principal, operatorRef: string) {
+  async velocity(by: Principal, ref: string) {
     requireOperator(by);
-    const op = await this.operator(operatorRef);
+    const op = await operatorRef(this.store, by, ref);
     const at = this.now();
     const approvals = await this.approvals(this.store, op.id, at);
     const check = approverVelocity(approvals, at, 'critical', this.limits);
@@ -488,9 +489,9 @@ export class GuardService {
     return { approvals: await this.approvals(this.store, operatorId, at), manualCooldown: await this.manualCooldown(this.store, operatorId, at), velocity: this.limits, cooldown: this.cooldownConfig };
   }
 
-  async cooldown(by: Principal, operatorRef: string) {
+  async cooldown(by: Principal, ref: string) {
     requireOperator(by);
-    const op = await this.operator(operatorRef);
+    const op = await operatorRef(this.store, by, ref);
     const at = this.now();
     const state = cooldownState(await this.approvals(this.store, op.id, at), at, this.cooldownConfig, await this.manualCooldown(this.store, op.id, at));
     return { operatorId: op.id, operator: op.name, ...state, config: { ...this.cooldownConfig, riskLevels: [...this.cooldownConfig.riskLevels] } };
@@ -500,9 +501,9 @@ export class GuardService {
    * A lead (or more senior) sends an approver of lower rank to cool down, with a reason; audited.
    * (Issue 13, finding 6: a lead could cool down admins and directors.)
    */
-  async setCooldown(by: Principal, operatorRef: string, body: { minutes: number; reason: string }) {
+  async setCooldown(by: Principal, ref: string, body: { minutes: number; reason: string }) {
     const lead = requireRank(by, 'lead');
-    const target = await this.active(operatorRef === 'me' ? lead.operatorId : operatorRef);
+    const target = await this.active(by, ref);
     const op = { id: target.operatorId, name: target.name };
     const targetRank = highestRank(target.roles);
     if (targetRank >= highestRank(lead.roles)) {
@@ -525,9 +526,9 @@ export class GuardService {
    * it applies to. Automatic cool-downs (computed from recent approvals) are not lifted: they end
    * by themselves.
    */
-  async liftCooldown(by: Principal, operatorRef: string, body: { reason: string }) {
+  async liftCooldown(by: Principal, ref: string, body: { reason: string }) {
     const lifter = requireRank(by, 'lead');
-    const found = await this.active(operatorRef === 'me' ? lifter.operatorId : operatorRef);
+    const found = await this.active(by, ref);
     const op = { id: found.operatorId, name: found.name };
     if (op.id === lifter.operatorId) throw new CountersignError('FORBIDDEN', 'nobody lifts their own cool-down; ask someone of the same or higher rank', { reason: 'self' });
     const rank = highestRank(lifter.roles);
@@ -549,10 +550,10 @@ export class GuardService {
   }
 
   /** An admin limits where an operator may approve from (CIDRs); an empty list lifts the limit. Audited. */
-  async setAllowlist(by: Principal, operatorRef: string, cidrs: readonly string[]) {
+  async setAllowlist(by: Principal, ref: string, cidrs: readonly string[]) {
     const admin = requireRank(by, 'admin');
     const normalised = normaliseCidrs(cidrs);
-    const found = await this.active(operatorRef);
+    const found = await this.active(by, ref);
     const op = { id: found.operatorId, name: found.name };
     const at = this.now();
     await this.store.transaction(async (tx) => {
@@ -562,9 +563,9 @@ export class GuardService {
     return { operatorId: op.id, operator: op.name, cidrs: normalised };
   }
 
-  async allowlist(by: Principal, operatorRef: string) {
+  async allowlist(by: Principal, ref: string) {
     requireOperator(by);
-    const op = await this.operator(operatorRef);
+    const op = await operatorRef(this.store, by, ref);
     return { operatorId: op.id, operator: op.name, cidrs: (await this.store.guard.allowlistFor(op.id)) ?? [] };
   }
 
@@ -590,9 +591,9 @@ export class GuardService {
     return { role, cidrs: (await this.store.guard.roleAllowlistFor(role)) ?? [] };
   }
 
-  async pause(by: Principal, agentRef: string, body: { minutes: number; reason: string }) {
+  async pause(by: Principal, ref: string, body: { minutes: number; reason: string }) {
     const lead = requireRank(by, 'lead');
-    const agent = await this.agent(agentRef);
+    const agent = await agentRef(this.store, by, ref);
     const at = this.now();
     const until = at + body.minutes * MINUTE;
     const queued = await this.store.transaction(async (tx) => {
@@ -605,9 +606,9 @@ export class GuardService {
     return this.pauseState(agent);
   }
 
-  async resume(by: Principal, agentRef: string, body: { reason: string }) {
+  async resume(by: Principal, ref: string, body: { reason: string }) {
     const lead = requireRank(by, 'lead');
-    const agent = await this.agent(agentRef);
+    const agent = await agentRef(this.store, by, ref);
     const at = this.now();
     const queued = await this.store.transaction(async (tx) => {
       const ended = await tx.guard.resumeAgent(agent.id, at);
@@ -657,15 +658,15 @@ export class GuardService {
     return outcome;
   }
 
-  async pauseStatus(by: Principal, agentRef: string) {
+  async pauseStatus(by: Principal, ref: string) {
     requireOperator(by);
-    return this.pauseState(await this.agent(agentRef));
+    return this.pauseState(await agentRef(this.store, by, ref));
   }
 
   /** `detectSlicing` over the agent's requests in the window (and a day before it, the baseline). */
-  async slicing(by: Principal, agentRef: string, windowMinutes = 60) {
+  async slicing(by: Principal, ref: string, windowMinutes = 60) {
     requireOperator(by);
-    return this.slicingReport(await this.agent(agentRef), windowMinutes);
+    return this.slicingReport(await agentRef(this.store, by, ref), windowMinutes);
   }
 
   /**
@@ -834,24 +835,15 @@ export class GuardService {
     return row ? { until: Number(row.until), reason: row.reason } : null;
   }
 
-  /** For actions that change something about an operator: only one who could sign in (MAC valid, not disabled or removed). */
-  private async active(ref: string): Promise<Operator> {
-    const found = await this.activeOperator(ref);
-    if (!found) throw new CountersignError('NOT_FOUND', `no active operator ${ref}`);
+  /**
+   * For actions that change something about an operator: the operator the path names (engine/refs.ts:
+   * `me`, an id, then a name), and only one who could sign in (MAC valid, not disabled or removed).
+   */
+  private async active(by: Principal, ref: string): Promise<Operator> {
+    const named = await operatorRef(this.store, by, ref);
+    const found = await this.activeOperator(named.id);
+    if (!found || found.operatorId !== named.id) throw new CountersignError('NOT_FOUND', `no active operator ${ref}`);
     return found;
-  }
-
-  /** For reads (velocity, cool-down state, allowlist): any operator row, so a removed one's history stays visible. */
-  private async operator(ref: string): Promise<{ id: string; name: string }> {
-    const found = (await this.store.findOperatorByName(ref)) ?? (await this.store.listOperators()).find((o) => o.id === ref);
-    if (!found) throw new CountersignError('NOT_FOUND', `no operator ${ref}`);
-    return { id: found.id, name: found.name };
-  }
-
-  private async agent(ref: string): Promise<{ id: string; name: string }> {
-    const found = (await this.store.findAgentByName(ref)) ?? (await this.store.findAgentById(ref));
-    if (!found) throw new CountersignError('NOT_FOUND', `no agent ${ref}`);
-    return { id: found.id, name: found.name };
   }
 }
 
