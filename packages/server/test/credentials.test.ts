@@ -241,7 +241,7 @@ describe.each(ENGINES)('credentials: $name', ({ make }) => {
       expect(again.body.error.code).toBe('MFA_LOCKED');
       expect(again.body.error.details.retryAfter).toBeGreaterThan(60);
       expect((await engine.listAudit(admin, { type: 'mfa_locked' })).length).toBe(2);
-      // A wrong match code counts too; once the lock ends the right codes approve, and clear the record.
+      // Once the lock ends the right codes approve; they do not clear the record.
       clock += 121_000;
       const ok = await call(dir.token, `/v1/requests/${request.id}/reviews`, { body: { verdict: 'approve', totp: totpCode(seed, clock), matchCode } });
       expect(ok.status).toBe(200);
@@ -250,9 +250,13 @@ describe.each(ENGINES)('credentials: $name', ({ make }) => {
       const { request: next } = await engine.createRequest((await engine.authenticate(agentKey))!, CreateRequestBody.parse({ ...CRITICAL, args: { path: '/srv/other' } }));
       const nextCode = (await engine.getRequest(dora, next.id)).matchCode;
       expect((await call(dir.token, `/v1/requests/${next.id}/reviews`, { body: { verdict: 'approve', totp: totpCode(seed, clock), matchCode: nextCode } })).body.error.code).toBe('MFA_INVALID');
-      const badMatch = await call(dir.token, `/v1/requests/${next.id}/reviews`, { body: { verdict: 'approve', totp: totpCode(seed, clock + 30_000), matchCode: nextCode === '00' ? '01' : '00' } });
+      // The good code reset nothing: that replay is the 7th wrong code in the window, so the lock is back.
+      expect(await engine.guard.lockout.state(dir.id)).toMatchObject({ locked: true, failures: 7 });
+      // Once the window has passed, the old failures age out; a wrong match code is counted on its own.
+      clock += 16 * 60_000;
+      const badMatch = await call(dir.token, `/v1/requests/${next.id}/reviews`, { body: { verdict: 'approve', totp: totpCode(seed, clock), matchCode: nextCode === '00' ? '01' : '00' } });
       expect(badMatch.body.error.code).toBe('MATCH_CODE_INVALID');
-      expect((await engine.guard.lockout.state(dir.id)).failures).toBe(2);
+      expect(await engine.guard.lockout.state(dir.id)).toMatchObject({ locked: false, failures: 1 });
       expect((await call(dir.token, `/v1/requests/${next.id}/reviews`, { body: { verdict: 'reject', reason: 'no' } })).status).toBe(200);
     });
 
