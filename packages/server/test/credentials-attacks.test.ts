@@ -312,3 +312,110 @@ describe('review-creds: removed operators are still named as reviewers', () => {
     expect(await codeOf(r.engine.guard.setCooldown(lead, 'dir', { minutes: 10, reason: 'x' }))).toBe('NOT_FOUND');
   });
 });
+
+/**
+ * Red team after the merge with main (gate, first-hour embedded admin, transport limits): each
+ * attack is kept as a test that fails if the defence it names is taken out.
+ */
+describe('red team after the merge', () => {
+  it('a database writer plants an unMACed admin-role operator: the embedded gateway refuses to act, and bootstrap gives the token to a real admin, never to the planted row', async () => {
+    const database = sqliteDatabase();
+    const engine = await Engine.open({ connection: await connect(database.url), now: () => T0, serverSecret: ephemeralServerSecret(), guard: NO_LIMITS });
+    cleanup.push(async () => {
+      await engine.close();
+      await database.drop();
+    });
+    await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+    await raw(engine).insertInto('operators').values({ id: 'op_planted', name: 'mallory', roles: '["admin"]', groups: '[]', created_at: T0, disabled_at: null, removed_at: null, mac: null }).execute();
+    // Without the MAC check the planted row would be the embedded gateway's admin.
+    expect(await codeOf(engine.embeddedAdmin())).toBe('FORBIDDEN');
+    const boot = (await engine.bootstrap())!;
+    const who = await engine.authenticate(boot.adminToken);
+    expect(who).toMatchObject({ kind: 'operator', name: 'admin' });
+    const tokens = await raw(engine).selectFrom('operator_tokens').select(['operator_id']).execute();
+    expect(tokens.map((t) => t.operator_id)).not.toContain('op_planted');
+    // And a second bootstrap (the writer then deletes every token) mints nothing: the mark and the trail remember.
+    await raw(engine).deleteFrom('operator_tokens').execute();
+    expect(await engine.bootstrap()).toBeNull();
+  });
+
+  it("an embedded database's tokenless admin is given its first token MACed and audited without any part of it; an edited token row no longer signs in", async () => {
+    const database = sqliteDatabase();
+    const secret = ephemeralServerSecret();
+    const open = async () => Engine.open({ connection: await connect(database.url), now: () => T0, serverSecret: secret, guard: NO_LIMITS });
+    const engine = await open();
+    cleanup.push(async () => {
+      await engine.close();
+      await database.drop();
+    });
+    await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+    const tokenless = await engine.embeddedAdmin();
+    const boot = (await engine.bootstrap())!;
+    expect(boot.operatorId).toBe(tokenless.operatorId);
+    expect(await engine.authenticate(boot.adminToken)).toMatchObject({ operatorId: tokenless.operatorId });
+    const [issued] = await engine.store.listAudit({ limit: 10, type: 'operator_token_issued' });
+    expect(JSON.parse(issued!.data)).not.toHaveProperty('prefix');
+    expect(issued!.data).not.toContain(boot.adminToken.slice(0, 8));
+    // A writer who edits the token row (another operator) breaks its MAC: it no longer signs in.
+    const tokenRow = await raw(engine).selectFrom('operator_tokens').selectAll().where('operator_id', '=', tokenless.operatorId).executeTakeFirstOrThrow();
+    await raw(engine).updateTable('operator_tokens').set({ expires_at: T0 + 1 }).where('id', '=', tokenRow.id).execute();
+    engine.credentials.forget();
+    expect(await engine.authenticate(boot.adminToken)).toBeUndefined();
+  });
+
+  it('a rotated key replayed after its grace is refused on a second server that had it cached', async () => {
+    const r = await rig();
+    const other = await Engine.open({ connection: await connect(r.database.url), now: () => r.clock.now, serverSecret: (r.engine.credentials as unknown as { secret: ReturnType<typeof ephemeralServerSecret> }).secret, guard: NO_LIMITS });
+    cleanup.push(() => other.close());
+    await other.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+    const made = await r.engine.createAgentKey(r.admin, 'rotor');
+    expect(await other.authenticate(made.key)).toMatchObject({ kind: 'agent' }); // cached on the other server
+    await r.engine.credentials.rotateKey(r.admin, made.keyId, { graceSeconds: 60 });
+    r.clock.now += 30_000;
+    expect(await other.authenticate(made.key)).toMatchObject({ kind: 'agent' }); // in grace
+    r.clock.now += 31_000 + 2_000; // past the grace and the other server's cache
+    expect(await other.authenticate(made.key)).toBeUndefined();
+    expect(await r.engine.authenticate(made.key)).toBeUndefined();
+    // A writer who pushes the old key's expiry out breaks its MAC.
+    await raw(r.engine).updateTable('api_keys').set({ expires_at: r.clock.now + 86_400_000 }).where('id', '=', made.keyId).execute();
+    r.clock.now += 2_001;
+    expect(await other.authenticate(made.key)).toBeUndefined();
+  });
+
+  it("a disabled operator's open event stream is closed within 5 s", async () => {
+    const r = await rig();
+    const app = createApp({ engine: r.engine, log: () => {}, heartbeatSeconds: 1 });
+    const { token } = await r.engine.createOperator(r.admin, { name: 'watcher', roles: ['reviewer'] });
+    const { request } = await r.engine.createRequest(r.agent, QUEUED);
+    const res = await app.request(`/v1/requests/${request.id}/events`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    await reader.read();
+    const ended = (async () => {
+      for (;;) if ((await reader.read()).done) return Date.now();
+    })();
+    const disabledAt = Date.now();
+    r.clock.now += 1; // the engine clock is fixed; the credential re-check runs on wall time
+    await r.engine.credentials.updateOperator(r.admin, 'watcher', { disabled: true });
+    const endedAt = await Promise.race([ended, new Promise<number>((done) => setTimeout(() => done(-1), 8_000))]);
+    expect(endedAt).toBeGreaterThan(0);
+    expect(endedAt - disabledAt).toBeLessThan(5_000);
+  }, 20_000);
+
+  it('lockout through match codes: 5 wrong match codes (each with a valid TOTP code) lock step-up; the right pair is then MFA_LOCKED', async () => {
+    const r = await rig();
+    const { token } = await r.engine.createOperator(r.admin, { name: 'mina', roles: ['director'] });
+    const mina = (await r.engine.authenticate(token))!;
+    const { secret } = await r.engine.guard.enrolTotp(mina);
+    await r.engine.guard.confirmTotp(mina, totpCode(secret, r.clock.now));
+    r.clock.now += 60_000;
+    const { request } = await r.engine.createRequest(r.agent, CreateRequestBody.parse(CRITICAL));
+    const right = (await r.engine.getRequest(mina, request.id)).matchCode!;
+    const wrongs = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0')).filter((c) => c !== right);
+    for (const matchCode of wrongs.slice(0, 5)) {
+      expect(await codeOf(r.engine.review(mina, request.id, { verdict: 'approve', totp: totpCode(secret, r.clock.now), matchCode }))).toBe('MATCH_CODE_INVALID');
+    }
+    expect(await codeOf(r.engine.review(mina, request.id, { verdict: 'approve', totp: totpCode(secret, r.clock.now), matchCode: right }))).toBe('MFA_LOCKED');
+    expect((await r.engine.getRequest(r.admin, request.id)).status).toBe('pending');
+  });
+});

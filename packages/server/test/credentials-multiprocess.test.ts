@@ -3,12 +3,14 @@
  * through one stops working on the other within 5 s, its open event stream included; 50 parallel
  * wrong step-up codes through both get at most 5 evaluated; break-glass needs the secret file.
  */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { totpCode } from '../src/guard/totp.ts';
 import { postgresDatabase, type TestDatabase } from './support/databases.ts';
-import { api, runCli, startServerProcess, type ServerProcess } from './support/server-process.ts';
+import { api, runCli, startServerProcess, testKeyPaths, type ServerProcess } from './support/server-process.ts';
 
 describe('credentials across two servers on one PostgreSQL database', () => {
   let database: TestDatabase;
@@ -79,12 +81,21 @@ describe('credentials across two servers on one PostgreSQL database', () => {
   }, 90_000);
 
   it('admin recover: refused without the server secret file, works with it (and the new admin works on both servers)', async () => {
-    const env = { COUNTERSIGN_AUDIT_KEY_PATH: join(tmpdir(), 'countersign-test-audit-key.pem') };
-    const without = await runCli(['admin', 'recover', '--database', database.url, '--secret-file', join(tmpdir(), 'no-such-countersign-secret')], env);
+    // The servers' own files (one pair per database: review finding 9), as on the server host.
+    const paths = testKeyPaths(database.url);
+    const env = { COUNTERSIGN_AUDIT_KEY_PATH: paths.auditKey };
+    const without = await runCli(['admin', 'recover', '--database', database.url, '--secret-file', join(tmpdir(), `no-such-countersign-secret-${process.pid}`)], env);
     expect(without.code).toBe(1);
     expect(without.stderr).toMatch(/server secret/);
-    const withIt = await runCli(['admin', 'recover', '--database', database.url, '--secret-file', join(tmpdir(), 'countersign-server-secret'), '--json'], env);
-    expect(withIt.code).toBe(0);
+    // Another secret file (a database writer's own): refused before anything is written.
+    const forged = join(mkdtempSync(join(tmpdir(), 'cs-forged-')), 'secret');
+    writeFileSync(forged, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+    const wrong = await runCli(['admin', 'recover', '--database', database.url, '--secret-file', forged, '--json'], env);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/not the one this database/);
+    expect((await api<{ items: unknown[] }>(a.url, adminToken, '/v1/audit?type=admin_recovered')).body.items).toHaveLength(0);
+    const withIt = await runCli(['admin', 'recover', '--database', database.url, '--secret-file', paths.serverSecret, '--json'], env);
+    expect(withIt.code, withIt.stderr).toBe(0);
     const out = JSON.parse(withIt.stdout) as { token: string; name: string };
     expect((await api<{ roles: string[] }>(b.url, out.token, '/v1/me')).body.roles).toContain('admin');
     const audit = (await api<{ items: Array<{ data: { name: string } }> }>(a.url, out.token, '/v1/audit?type=admin_recovered')).body.items;

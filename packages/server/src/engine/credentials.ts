@@ -341,6 +341,12 @@ export class Credentials {
     });
   }
 
+  /** Whether this secret began the database's secret-file era (its `sealed` mark verifies). */
+  async ownsDatabase(q: Queries | Store = this.store): Promise<boolean> {
+    const mark = await q.credentials.mark('sealed');
+    return mark !== undefined && this.secret.verify('mark', [mark.name, Number(mark.at)], mark.mac);
+  }
+
   private markRow(name: string, at: number) {
     return { name, at, mac: this.secret.mac('mark', [name, at]) };
   }
@@ -569,6 +575,11 @@ export class Credentials {
     if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(name)) throw new CountersignError('VALIDATION_FAILED', 'the operator name must be 1–64 letters, digits or _ . @ -');
     refuseReservedName('operator', name);
     const result = await this.store.transaction(async (tx) => {
+      // The secret must be this database's: its `sealed` mark verifies under it. Another file
+      // (a database writer's own, a wrong host) is refused before anything is written.
+      if (!(await this.ownsDatabase(tx))) {
+        throw new CountersignError('VALIDATION_FAILED', 'this server secret file is not the one this database’s servers use (its `sealed` mark does not verify): pass the servers’ --secret-file');
+      }
       const at = this.now();
       const existing = await tx.credentials.operatorByName(name);
       if (!existing) {
