@@ -18,7 +18,7 @@ export interface AuditEventSpec {
 export const AUDIT_EVENTS = {
   // ---- configuration and credentials
   policy_loaded: { about: 'a new policy version was stored and activated', data: ['version', 'hash', 'source'] },
-  operator_created: { about: 'an admin created an operator', data: ['operatorId', 'name', 'roles', 'groups'] },
+  operator_created: { about: 'an admin created an operator (`tokenless`: the embedded gateway’s admin, made without a token)', data: ['operatorId', 'name', 'roles', 'groups', 'tokenless?'] },
   operator_token_issued: { about: 'first `serve` on a database no person had a token for (an embedded gateway made it): its admin operator was given one (no part of the token is kept; entries before issue 13 held a prefix)', data: ['operatorId', 'name', 'tokenId?', 'prefix?'] },
   key_created: { about: 'an admin created an agent API key (no part of the key is kept; entries before issue 13 held a prefix)', data: ['agentId', 'agentName', 'keyId', 'prefix?'] },
   key_revoked: { about: 'an admin revoked an agent API key', data: ['keyId', 'agentId', 'agentName'] },

@@ -33,6 +33,8 @@ import type { Principal } from './principal.ts';
 import { refuseReservedName } from './refs.ts';
 
 export const CREDENTIAL_CACHE_MS = 2_000;
+/** How many `operator_created` entries bootstrap reads to see that every one was tokenless. */
+const TOKENLESS_SCAN = 16;
 /** `last_used_at` is stamped at most this often per credential (one conditional UPDATE). */
 export const LAST_USED_EVERY_MS = 60_000;
 
@@ -258,7 +260,7 @@ export class Credentials {
     const at = this.now();
     const id = newId('op', at);
     await tx.insertOperator(this.sealOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at, disabled_at: null, removed_at: null, mac: null }));
-    await this.writer.append(tx, [draft('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
+    await this.writer.append(tx, [draft('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups, tokenless: true }, at)]);
     return { kind: 'operator', operatorId: id, name: input.name, roles: input.roles, groups: input.groups };
   }
 
@@ -353,15 +355,23 @@ export class Credentials {
 
   /**
    * Whether this database may be given its first admin token (`bootstrap`): never once it has a
-   * `bootstrapped` mark (valid or not), nor when its trail shows a credential was ever issued —
+   * `bootstrapped` mark (valid or not), nor when its trail shows an operator token was ever issued —
    * so deleting the credential rows does not make the next start mint an admin. An operator an
    * embedded gateway created without a token (audited `operator_created`, no token) does not
    * count: such a database is still given its token once.
    */
   async mayBootstrap(tx: Queries): Promise<boolean> {
     if (await tx.credentials.mark('bootstrapped')) return false;
-    const issued = await tx.trail.countAuditByType(['key_created', 'key_rotated', 'token_rotated', 'admin_recovered', 'operator_token_issued'], 0, Number.MAX_SAFE_INTEGER);
-    return Object.values(issued).every((n) => n === 0);
+    // Only operator tokens count (main's first-hour rule): an embedded gateway's agent key does not.
+    const issued = await tx.trail.countAuditByType(['token_rotated', 'admin_recovered', 'operator_token_issued', 'operator_created'], 0, Number.MAX_SAFE_INTEGER);
+    if ((issued.token_rotated ?? 0) + (issued.admin_recovered ?? 0) + (issued.operator_token_issued ?? 0) > 0) return false;
+    // Every operator created so far must have been created without a token (the embedded admin);
+    // past a handful, someone surely held one (fail closed: no bootstrap).
+    const created = issued.operator_created ?? 0;
+    if (created === 0) return true;
+    if (created > TOKENLESS_SCAN) return false;
+    const entries = await tx.listAudit({ limit: TOKENLESS_SCAN, type: 'operator_created' });
+    return entries.length === created && entries.every((e) => (JSON.parse(e.data) as { tokenless?: unknown }).tokenless === true);
   }
 
   /** Written in bootstrap's transaction; false when another process bootstrapped first. */
