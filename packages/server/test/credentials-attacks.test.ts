@@ -1,6 +1,7 @@
 /**
- * Red-team review of the `creds` branch (issue 13). Each test is a confirmed attack and FAILS on
- * the branch as reviewed: it asserts what the issue promises, and the branch does something else.
+ * Red-team review of the `creds` branch (issue 13). Each test is a confirmed attack: it failed on
+ * the branch as reviewed (it asserts what the issue promises) and passes with the fixes
+ * (ac284f4..2a9a65d); the last block holds the attacks tried after the merge with main.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
