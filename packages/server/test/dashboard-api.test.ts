@@ -503,6 +503,11 @@ describe('metrics summary', () => {
     expect(body.totals.requests).toBeGreaterThan(3);
     expect(body.totals.humanDecided).toBeGreaterThanOrEqual(2);
     expect(body.operators.map((o) => o.name)).toContain('dash-reviewer');
+    // A reviewer sees only their own row (issue 13, point 7: the summary leaked what /v1/metrics/operators/:id refuses).
+    expect(body.operators.map((o) => o.name)).toEqual(['dash-reviewer']);
+    const asAdmin = (await (await app.request('/v1/metrics/summary?bucket=hour&from=' + new Date(Date.now() - 6 * 3_600_000).toISOString(), { headers: { authorization: `Bearer ${adminToken}` } })).json()) as { operators: Array<{ name: string }> };
+    expect(asAdmin.operators.length).toBeGreaterThan(1);
+    expect(asAdmin.operators.map((o) => o.name)).toContain('dash-reviewer');
     expect((await app.request('/v1/metrics/summary', { headers: { authorization: `Bearer ${agentKey}` } })).status).toBe(403);
     const backwards = await app.request('/v1/metrics/summary?from=2025-02-01T00:00:00Z&to=2025-01-01T00:00:00Z', { headers: { authorization: `Bearer ${reviewerToken}` } });
     expect(backwards.status).toBe(400);
@@ -544,7 +549,11 @@ describe('on PostgreSQL: two servers, one database', () => {
       expect(summary.status).toBe(200);
       const body = (await summary.json()) as { totals: { requests: number; humanDecided: number; humanApproved: number }; operators: Array<{ name: string; rejections: number }> };
       expect(body.totals).toMatchObject({ requests: 1, humanDecided: 1, humanApproved: 0 });
-      expect(body.operators).toMatchObject([{ name: 'admin', rejections: 1 }]);
+      // pg-viewer is a reviewer: the admin's row is not theirs to see (issue 13, point 7); an auditor sees it.
+      expect(body.operators).toEqual([]);
+      const auditor = (await a.engine.createOperator(a.admin, { name: 'pg-auditor', roles: ['auditor'] })).token;
+      const audited = (await (await appB.request('/v1/metrics/summary?bucket=hour&from=' + new Date(Date.now() - 3_600_000).toISOString(), { headers: { authorization: `Bearer ${auditor}` } })).json()) as typeof body;
+      expect(audited.operators).toMatchObject([{ name: 'admin', rejections: 1 }]);
       const metrics = await appB.request('/metrics');
       expect(await metrics.text()).toMatch(/countersign_requests_pending\{risk_level="high"\} 0/);
     } finally {
