@@ -13,7 +13,7 @@ import {
   type JsonObject,
   type RequestStatus,
 } from '@countersign/core';
-import { sleep } from './http.ts';
+import { retryAfterMs, sleep } from './http.ts';
 import type { ReceiptVerifier } from './receipts.ts';
 import { isStreamingGateway, type EventsOptions } from './types.ts';
 
@@ -103,7 +103,9 @@ export class ApprovalHandle {
         if (stop.signal.aborted) break; // our own deadline
         if (!isTransient(err) || Date.now() >= deadline) throw err;
         failures++;
-        await sleep(Math.max(0, Math.min(5_000, 250 * 2 ** (failures - 1), deadline - Date.now())), signal);
+        // A server at its cap on waits says when to come back (RATE_LIMITED, retryAfter): not sooner.
+        const floor = retryAfterMs(err);
+        await sleep(Math.max(0, Math.min(Math.max(floor, Math.min(5_000, 250 * 2 ** (failures - 1))), deadline - Date.now())), signal);
       } finally {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
@@ -265,8 +267,9 @@ function names(decision: Decision): string {
   return decision.deciders.map((d) => d.name).join(', ');
 }
 
+/** Worth asking again within the wait: the network, the store, or the server's cap on waits (429). */
 function isTransient(err: unknown): boolean {
-  return err instanceof CountersignError && (err.code === 'NETWORK_ERROR' || err.code === 'STORE_UNAVAILABLE');
+  return err instanceof CountersignError && (err.code === 'NETWORK_ERROR' || err.code === 'STORE_UNAVAILABLE' || err.code === 'RATE_LIMITED');
 }
 
 /** For gateways without a push stream: the current state, then one long-poll until decided. */

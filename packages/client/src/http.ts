@@ -115,7 +115,8 @@ export class HttpGateway implements StreamingGateway {
         await sleep(this.backoff(attempt, undefined));
         continue;
       }
-      if (answer.status === 503 && !last) {
+      // 503 (store unavailable) and 429 (the agent's rate limit): the same key, after the server's retryAfter.
+      if ((answer.status === 503 || answer.status === 429) && !last) {
         await sleep(this.backoff(attempt, errorFromResponse(answer.status, answer.text)));
         continue;
       }
@@ -136,9 +137,7 @@ export class HttpGateway implements StreamingGateway {
   private backoff(attempt: number, err: CountersignError | undefined): number {
     const ceiling = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
     const jitter = Math.floor(this.retry.random() * ceiling);
-    const after = (err?.details as { retryAfter?: unknown } | undefined)?.retryAfter;
-    const floor = typeof after === 'number' && Number.isFinite(after) && after > 0 ? Math.min(this.retry.maxDelayMs, after * 1000) : 0;
-    return Math.max(floor, jitter);
+    return Math.max(Math.min(this.retry.maxDelayMs, retryAfterMs(err)), jitter);
   }
 
   async getRequest(id: string, options: { waitSeconds?: number; signal?: AbortSignal } = {}): Promise<ApprovalRequest> {
@@ -217,8 +216,9 @@ export class HttpGateway implements StreamingGateway {
         throw new CountersignError('NETWORK_ERROR', `GET ${url}: the event stream closed early`);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        if (!(err instanceof CountersignError) || err.code !== 'NETWORK_ERROR' || ++failures > 5) throw err;
-        await sleep(Math.min(5_000, 250 * 2 ** (failures - 1)), signal);
+        const again = err instanceof CountersignError && (err.code === 'NETWORK_ERROR' || err.code === 'RATE_LIMITED' || err.code === 'STORE_UNAVAILABLE');
+        if (!again || ++failures > 5) throw err;
+        await sleep(Math.max(retryAfterMs(err), Math.min(5_000, 250 * 2 ** (failures - 1))), signal);
       } finally {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
@@ -418,4 +418,10 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** The server's `details.retryAfter` (seconds) in ms, at most five minutes; 0 when it gave none. */
+export function retryAfterMs(err: unknown): number {
+  const after = err instanceof CountersignError ? (err.details as { retryAfter?: unknown } | undefined)?.retryAfter : undefined;
+  return typeof after === 'number' && Number.isFinite(after) && after > 0 ? Math.min(300_000, after * 1000) : 0;
 }

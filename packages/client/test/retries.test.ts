@@ -106,6 +106,40 @@ describe('create retries', () => {
     expect(await onServer('ws-503-down')).toHaveLength(0);
   });
 
+  it("retries a 429 (the agent's rate limit) under the same key, no sooner than the server's retryAfter", async () => {
+    let limited = 1;
+    const at: number[] = [];
+    proxy.handler = async (exchange) => {
+      if (exchange.method === 'POST' && exchange.path === '/v1/requests') at.push(Date.now());
+      if (exchange.method === 'POST' && limited-- > 0) {
+        return { status: 429, headers: { 'content-type': 'application/json', 'retry-after': '1' }, body: JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'slow down', details: { retryAfter: 1 } } }) };
+      }
+      return exchange.forward();
+    };
+    const slow = new Countersign({ url: proxy.url, apiKey: server.agentKey, env: {}, onWarning: () => {}, retry: { baseDelayMs: 5, maxDelayMs: 2_000 } });
+    const handle = await slow.requestApproval({ action: 'isolate_host', args: { host: 'ws-429' }, confidence: 0.82 });
+    expect(at).toHaveLength(2);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(950);
+    expect((await onServer('ws-429')).map((r) => r.id)).toEqual([handle.id]);
+  });
+
+  it('a long-poll refused at the cap on waits (429) is asked again, and the decision still arrives', async () => {
+    proxy.handler = relay;
+    const handle = await client().requestApproval({ action: 'isolate_host', args: { host: 'ws-wait-cap' }, confidence: 0.82 });
+    let refused = 2;
+    proxy.handler = async (exchange) => {
+      if (exchange.method === 'GET' && exchange.path.startsWith(`/v1/requests/${handle.id}?waitSeconds=`) && refused-- > 0) {
+        return { status: 429, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'too many waits', details: { retryAfter: 0.2 } } }) };
+      }
+      return exchange.forward();
+    };
+    const decided = handle.decision({ timeoutMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    await api(server, `/v1/requests/${handle.id}/reviews`, { body: { verdict: 'approve' } });
+    expect((await decided).decidedBy).toBe('reviewers');
+    expect(refused).toBeLessThan(0);
+  });
+
   it('does not retry what a retry cannot fix (a 4xx)', async () => {
     proxy.handler = relay;
     const before = posts();
