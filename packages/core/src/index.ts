@@ -28,6 +28,18 @@ export {
   type Vote,
 } from './lifecycle.ts';
 export type { AgentGateway } from './gateway.ts';
+export {
+  checkOperatorChange,
+  credentialStatus,
+  graceEnd,
+  highestRank,
+  operatorStatus,
+  type CredentialRefusal,
+  type ManagedOperator,
+  type OperatorChange,
+  type StoredCredential,
+  type StoredOperator,
+} from './credentials.ts';
 export * from './escalation/index.ts';
 export * from './policy/index.ts';
 export * from './audit/index.ts';

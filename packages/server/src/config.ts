@@ -10,7 +10,7 @@
  * through `policyPath`), so callers pass none; embedded mode passes its options as flags.
  */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CountersignError, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, type ApproverLimits, type CooldownConfig } from '@countersign/core';
 import { resolveAuditConfig, type AuditConfig } from './audit/config.ts';
 
@@ -69,6 +69,11 @@ export interface RuntimeConfig {
   readonly publicUrl: string | undefined;
   /** Audit key file, checkpoint cadence, retention, redacted fields (COUNTERSIGN_AUDIT_*). */
   readonly audit: AuditConfig;
+  /**
+   * The server secret file (keys/server-secret.ts: credential MACs, the TOTP seed key), 0600:
+   * COUNTERSIGN_SERVER_SECRET_PATH, else beside the audit key; null (in memory) with the audit key.
+   */
+  readonly serverSecretPath: string | null;
   /** Encryption keys (COUNTERSIGN_ENCRYPTION_KEY, _PREVIOUS) and reviewer limits (COUNTERSIGN_REVIEWER_LIMITS). */
   readonly guard: Readonly<GuardOptions>;
   /**
@@ -202,15 +207,33 @@ export function resolveRuntimeConfig(
   }
   const databaseUrl = String(pick(layers, 'database', 'COUNTERSIGN_DATABASE_URL') ?? 'sqlite:./countersign.db');
   const auditKey = flags.auditKey ?? (env.COUNTERSIGN_AUDIT_KEY_PATH ? undefined : file.auditKey);
+  const audit = resolveAuditConfig(databaseUrl, { auditKey }, env, cwd);
   return Object.freeze({
     databaseUrl,
     tickMs,
     timerLeaseMs,
     publicUrl: env.COUNTERSIGN_PUBLIC_URL || undefined,
-    audit: resolveAuditConfig(databaseUrl, { auditKey }, env, cwd),
+    audit,
+    serverSecretPath: serverSecretPathFrom(audit, env, cwd),
     guard: Object.freeze(guardOptionsFromEnv(env)),
     env: Object.isFrozen(env) ? env : Object.freeze({ ...env }),
   });
+}
+
+/**
+ * COUNTERSIGN_SERVER_SECRET_PATH, else the file beside the audit key, named after it: one secret
+ * per database as there is one audit key per database (`countersign-audit-key.pg-h-5432-db.pem`
+ * → `countersign-server-secret.pg-h-5432-db`; the SQLite default and any other key name →
+ * `countersign-server-secret`). Null when the audit key lives in memory.
+ */
+export function serverSecretPathFrom(audit: Pick<AuditConfig, 'keyPath'>, env: Environment, cwd = process.cwd()): string | null {
+  if (env.COUNTERSIGN_SERVER_SECRET_PATH) return resolve(cwd, env.COUNTERSIGN_SERVER_SECRET_PATH);
+  return audit.keyPath === null ? null : serverSecretBeside(audit.keyPath);
+}
+
+export function serverSecretBeside(keyPath: string): string {
+  const own = /^countersign-audit-key\.(pg-[A-Za-z0-9._-]+)\.pem$/.exec(basename(keyPath));
+  return join(dirname(keyPath), own ? `countersign-server-secret.${own[1]}` : 'countersign-server-secret');
 }
 
 export function resolveServerConfig(

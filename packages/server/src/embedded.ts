@@ -22,12 +22,11 @@ import {
 import type { z } from 'zod';
 import { resolve } from 'node:path';
 import { KEY_FILE, defaultAuditKeyPath } from './audit/config.ts';
-import { processEnvironment, resolveRuntimeConfig } from './config.ts';
+import { processEnvironment, resolveRuntimeConfig, serverSecretBeside } from './config.ts';
 import type { Engine } from './engine/engine.ts';
 import type { Principal } from './engine/principal.ts';
 import { openRuntime } from './runtime.ts';
 import { parseDatabaseUrl } from './store/connect.ts';
-import type { OperatorRow } from './store/store.ts';
 
 export interface EmbeddedOptions {
   /** `sqlite::memory:` (default), `sqlite:PATH` or `postgres://…`. */
@@ -92,7 +91,9 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
   // The key follows the database (as the option says), never COUNTERSIGN_AUDIT_KEY_PATH: that names the server's key.
   const keyPath = options.auditKey ? resolve(options.auditKey) : defaultAuditKeyPath(database);
   const legacyKeyPath = options.auditKey || database.startsWith('sqlite:') ? null : resolve(KEY_FILE);
-  const config = Object.freeze({ ...resolved, audit: Object.freeze({ ...resolved.audit, keyPath, legacyKeyPath }) });
+  // The server secret follows the key too (beside it, named after it), so a later `serve` on the same file finds it.
+  const serverSecretPath = keyPath === null ? null : serverSecretBeside(keyPath);
+  const config = Object.freeze({ ...resolved, serverSecretPath, audit: Object.freeze({ ...resolved.audit, keyPath, legacyKeyPath }) });
   const policy = { text: options.policy ?? DEFAULT_POLICY_YAML, source: options.policy === undefined ? 'built-in default (embedded)' : 'embedded' };
   const runtime = await openRuntime(config, { policy });
   const { engine } = runtime;
@@ -172,8 +173,11 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
     },
 
     async operator(name, roles = ['reviewer'], groups = []) {
-      const existing = await engine.store.findOperatorByName(name);
-      if (existing) return principalOf(existing);
+      if (await engine.store.findOperatorByName(name)) {
+        const active = await engine.credentials.operatorPrincipal(name);
+        if (!active) throw new CountersignError('FORBIDDEN', `operator ${name} exists but is disabled, removed or its record does not verify`);
+        return active;
+      }
       const created = await engine.createOperator(admin, { name, roles, groups });
       const principal = await engine.authenticate(created.token);
       if (principal?.kind !== 'operator') throw new CountersignError('INTERNAL', `operator ${name} was created but cannot sign in`);
@@ -192,7 +196,7 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
  * `countersign serve` on the same file gives it a token and prints it (Engine.bootstrap).
  */
 async function adminPrincipal(engine: Engine): Promise<OperatorPrincipal> {
-  return principalOf(await engine.embeddedAdmin());
+  return engine.embeddedAdmin();
 }
 
 async function agentPrincipal(engine: Engine, admin: OperatorPrincipal, name: string): Promise<AgentPrincipal> {
@@ -200,16 +204,6 @@ async function agentPrincipal(engine: Engine, admin: OperatorPrincipal, name: st
   if (existing) return { kind: 'agent', agentId: existing.id, agentName: existing.name };
   const created = await engine.createAgentKey(admin, name);
   return { kind: 'agent', agentId: created.agentId, agentName: created.agentName };
-}
-
-function principalOf(row: OperatorRow): OperatorPrincipal {
-  return {
-    kind: 'operator',
-    operatorId: row.id,
-    name: row.name,
-    roles: JSON.parse(row.roles) as Role[],
-    groups: JSON.parse(row.groups) as string[],
-  };
 }
 
 /** Validation as the HTTP layer does it: VALIDATION_FAILED naming the first issue, all issues in details. */

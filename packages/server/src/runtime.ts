@@ -9,7 +9,7 @@
  *   runtime.start({ reviewBase: 'https://countersign.example' });   // scheduler + checkpointer
  *   await runtime.close();
  *
- * Order matters and is kept here once: the key is loaded before the engine opens (a server
+ * Order matters and is kept here once: the audit key and the server secret are loaded before the engine opens (a server
  * whose key did not sign the trail's newest checkpoint refuses to start), the policy is activated
  * before anything can read it, and on close the loops stop before the store does.
  */
@@ -27,6 +27,7 @@ import { Engine } from './engine/engine.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { connect, type Connection } from './store/connect.ts';
 import { Store } from './store/store.ts';
+import { ephemeralServerSecret, loadOrCreateServerSecret } from './keys/server-secret.ts';
 
 export interface PolicySource {
   text: string;
@@ -61,6 +62,8 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   const log = options.log ?? ((line: string) => console.error(line));
   const legacy = config.audit.keyPath !== null && config.audit.legacyKeyPath !== null && !existsSync(config.audit.keyPath) && existsSync(config.audit.legacyKeyPath);
   let auditKey = config.audit.keyPath === null ? ephemeralAuditKey() : legacy ? undefined : loadOrCreateAuditKey(config.audit.keyPath);
+  // Beside the audit key, 0600, made on first start: credential MACs and the TOTP seed key (keys/server-secret.ts).
+  const serverSecret = config.serverSecretPath === null ? ephemeralServerSecret() : loadOrCreateServerSecret(config.serverSecretPath);
   const connection = await connect(config.databaseUrl);
   if (auditKey === undefined) {
     // An installation from before per-database key files: keep using the shared file only if it
@@ -72,7 +75,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
       throw err;
     }
   }
-  const engine = await Engine.open({ connection, auditKey, guard: config.guard });
+  const engine = await Engine.open({ connection, auditKey, guard: config.guard, serverSecret });
   engine.addPolicyCheck(channelPolicyCheck(config.env));
   engine.trail.setRedactedFields(config.audit.redactFields);
   // What the signer signs goes to the witnesses; what it refuses to sign, to every channel.

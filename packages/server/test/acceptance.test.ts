@@ -150,7 +150,10 @@ describe('acceptance: first start and races over real HTTP', () => {
   });
 
   it('uses COUNTERSIGN_ADMIN_TOKEN / COUNTERSIGN_AGENT_KEY on the first start, and ignores them later', async () => {
-    expect(server.bootstrap).toMatchObject({ adminToken, agentKey });
+    // Given secrets are used but never printed (issue 13, point 7): not in the JSON line, not on stderr.
+    expect(server.bootstrap).toMatchObject({ adminToken: null, agentKey: null });
+    expect(server.stderr()).not.toContain(adminToken);
+    expect(server.stderr()).not.toContain(agentKey);
     expect((await api<{ name: string }>(server.url, adminToken, '/v1/me')).body.name).toBe('admin');
     expect((await api<{ name: string }>(server.url, agentKey, '/v1/me')).body.name).toBe('demo-agent');
     await server.stop();

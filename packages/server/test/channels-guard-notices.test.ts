@@ -111,14 +111,14 @@ describe('guard notices through the webhook channel', () => {
     expect(((await listed.json()) as { items: unknown[] }).items).toEqual([expect.objectContaining({ id: delivery!.id, requestId: null, event: 'guard.agent_paused', status: 'delivered' })]);
 
     await s.engine.guard.resume(s.admin, s.agentName, { reason: 'checked' });
-    await s.engine.guard.setCooldown(s.admin, 'admin', { minutes: 20, reason: 'eight hours on call' });
+    await s.engine.guard.setCooldown(s.admin, await lowerRanked(s), { minutes: 20, reason: 'eight hours on call' });
     const types = await until('resume and cool-down', () => {
       const t = hook.received.map((r) => verified(r).type);
       return t.includes('countersign.guard.agent_resumed') && t.includes('countersign.guard.cooldown_started') ? t : undefined;
     });
     expect(types.filter((t) => t === 'countersign.guard.agent_paused')).toHaveLength(2); // the failed attempt and its retry
     const cool = hook.received.map(verified).find((b) => b.type === 'countersign.guard.cooldown_started')!;
-    expect(cool.data).toMatchObject({ operator: 'admin', by: 'admin', reason: 'manual: eight hours on call', agent: null });
+    expect(cool.data).toMatchObject({ operator: 'ann', by: 'admin', reason: 'manual: eight hours on call', agent: null });
 
     const notified = await until('audited', async () => {
       const entries = (await s.engine.listAudit(s.admin, { type: 'notified', limit: 100 })).filter((e) => (e.data as any).event?.startsWith('guard.'));
@@ -269,12 +269,18 @@ const escapedHtml = (t: string) => t.replaceAll('&', '&amp;').replaceAll('<', '&
  * agent. `count(kind)` is how many of a kind the receiver holds; waiting for each keeps the
  * order (the resume after its pause).
  */
+/** A cool-down is set only on someone the setter outranks (issue 13, finding 6): a director named ann. */
+async function lowerRanked(s: Awaited<ReturnType<typeof setup>>): Promise<string> {
+  if (!(await s.engine.store.findOperatorByName('ann'))) await s.engine.createOperator(s.admin, { name: 'ann', roles: ['director'] });
+  return 'ann';
+}
+
 async function driveEveryKind(s: Awaited<ReturnType<typeof setup>>, count: (kind: GuardNoticeKind) => number) {
   await s.engine.guard.pause(s.admin, s.agentName, { minutes: 30, reason: HOSTILE });
   await until('agent_paused', () => count('agent_paused') >= 1);
   await s.engine.guard.resume(s.admin, s.agentName, { reason: HOSTILE });
   await until('agent_resumed', () => count('agent_resumed') >= 1);
-  await s.engine.guard.setCooldown(s.admin, 'admin', { minutes: 20, reason: HOSTILE });
+  await s.engine.guard.setCooldown(s.admin, await lowerRanked(s), { minutes: 20, reason: HOSTILE });
   await until('cooldown_started', () => count('cooldown_started') >= 1);
   let paused = false;
   for (let i = 1; i <= 20 && !paused; i++) {
@@ -325,8 +331,8 @@ describe('guard notices through email, Teams and PagerDuty', () => {
     expect(String(resumed.html)).toContain(`<td>${escapedHtml(HOSTILE)}</td>`);
     // Pause and resume of one agent share a thread.
     expect(resumed.references).toEqual(manualPause!.references);
-    expect(cooldown.subject).toBe('[Countersign] Approver cool-down: admin');
-    expect(cooldown.text).toContain('Approver: admin');
+    expect(cooldown.subject).toBe('[Countersign] Approver cool-down: ann');
+    expect(cooldown.text).toContain('Approver: ann');
     expect(String(cooldown.html)).toContain(`<td>manual: ${escapedHtml(HOSTILE)}</td>`);
     expect(systemPause!.text).toContain('By: countersign');
     expect(systemPause!.text).toContain('Reason: slicing detected: pattern_repetition');
@@ -350,7 +356,7 @@ describe('guard notices through email, Teams and PagerDuty', () => {
   it('Teams: each kind arrives as a card without decision buttons; reasons and alert text markdown-escaped, alerts under the label', async () => {
     const hook = await standIn(teamsWebhook());
     const s = await setup(guardPolicy('{ type: teams }'), { COUNTERSIGN_TEAMS_WEBHOOK_URL: hook.url });
-    const TITLES: Record<GuardNoticeKind, string> = { agent_paused: 'Agent paused:', agent_resumed: 'Agent resumed:', cooldown_started: 'Approver cool-down:', slicing_alert: 'Slicing alert:', audit_fork: 'AUDIT_FORK:' };
+    const TITLES: Record<GuardNoticeKind, string> = { agent_paused: 'Agent paused:', agent_resumed: 'Agent resumed:', cooldown_started: 'Approver cool-down:', slicing_alert: 'Slicing alert:', mfa_locked: 'Step-up locked', audit_fork: 'AUDIT_FORK:' };
     const title = (card: Record<string, any>) => teamsUnescape(card.body[0].text as string);
     const kindOf = (card: Record<string, any>) => (Object.keys(TITLES) as GuardNoticeKind[]).find((k) => title(card).startsWith(TITLES[k]));
     await driveEveryKind(s, (kind) => hook.received.filter((r) => kindOf(r.card) === kind).length);
@@ -367,7 +373,7 @@ describe('guard notices through email, Teams and PagerDuty', () => {
     const resumed = cards.find((c) => kindOf(c) === 'agent_resumed')!;
     expect(title(manualPause!)).toBe(`Agent paused: ${s.agentName}`);
     expect(facts(manualPause!)).toMatchObject({ Agent: s.agentName, By: 'admin' });
-    expect(facts(cooldown)).toMatchObject({ Approver: 'admin', By: 'admin' });
+    expect(facts(cooldown)).toMatchObject({ Approver: 'ann', By: 'admin' });
     expect(facts(systemPause!)).toMatchObject({ By: 'countersign' });
     for (const [card, expected] of [[manualPause!, HOSTILE], [resumed, HOSTILE], [cooldown, `manual: ${HOSTILE}`]] as const) {
       const text = reason(card)!;
@@ -401,7 +407,7 @@ describe('guard notices through email, Teams and PagerDuty', () => {
     expect(seen.slice(0, 3)).toEqual([
       ['trigger', pauseKey, 'warning'],
       ['resolve', pauseKey, undefined],
-      ['trigger', 'countersign:guard:cooldown_started:operator:admin', 'info'],
+      ['trigger', 'countersign:guard:cooldown_started:operator:ann', 'info'],
     ]);
     // The slicing alert and the pause it causes are queued together: either may arrive first.
     expect(seen.slice(3)).toEqual(
@@ -421,7 +427,7 @@ describe('guard notices through email, Teams and PagerDuty', () => {
       links: [{ href: 'https://cs.example.com/#/queue', text: 'Open in Countersign' }],
       payload: { summary: `Agent paused: ${s.agentName}`, source: s.agentName, class: 'guard', custom_details: { kind: 'agent_paused', agent: s.agentName, by: 'admin', reason: HOSTILE } },
     });
-    expect(cooldown!.payload).toMatchObject({ summary: 'Approver cool-down: admin', source: 'admin', custom_details: { approver: 'admin', reason: `manual: ${HOSTILE}` } });
+    expect(cooldown!.payload).toMatchObject({ summary: 'Approver cool-down: ann', source: 'ann', custom_details: { approver: 'ann', reason: `manual: ${HOSTILE}` } });
     expect(systemPause!.payload.custom_details).toMatchObject({ by: 'countersign', reason: 'slicing detected: pattern_repetition' });
     expect(alert!.payload).toMatchObject({
       summary: `Slicing alert: agent ${s.agentName} (paused)`,

@@ -14,8 +14,9 @@ import { CSRF_HEADER, Sessions } from '../src/http/session.ts';
 import type { MetricFactRow } from '../src/store/store.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { connect } from '../src/store/connect.ts';
+import { createHash } from 'node:crypto';
 import { postgresDatabase, sqliteDatabase, type TestDatabase } from './support/databases.ts';
-import { AUTO, QUEUED, openTestEngine, type TestEngine } from './support/engine.ts';
+import { AUTO, QUEUED, TEST_SERVER_SECRET, openTestEngine, type TestEngine } from './support/engine.ts';
 
 let database: TestDatabase;
 let t: TestEngine;
@@ -84,7 +85,7 @@ describe('sign-in and the session cookie', () => {
     expect(res.status).toBe(200);
     expect(body.operator.name).toBe('dash-reviewer');
     expect(body.csrfToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(setCookie).toMatch(/^countersign_session=v1\./);
+    expect(setCookie).toMatch(/^countersign_session=v2\.[A-Za-z0-9_-]{43};/);
     expect(setCookie).toContain('HttpOnly');
     expect(setCookie).toContain('SameSite=Strict');
     expect(setCookie).toContain('Path=/');
@@ -131,19 +132,51 @@ describe('sign-in and the session cookie', () => {
   it('refuses forged, tampered and expired cookies', async () => {
     const { cookie } = await signIn(reviewerToken);
     const [name, value] = cookie.split('=') as [string, string];
-    const parts = value.split('.');
-    parts[3] = (Date.now() + 365 * 86_400_000).toString(36); // extend the expiry without the key
-    const tampered = await app.request('/v1/me', { headers: { cookie: `${name}=${parts.join('.')}` } });
-    expect(tampered.status).toBe(401);
+    const flipped = value.slice(0, -1) + (value.endsWith('A') ? 'B' : 'A');
+    expect((await app.request('/v1/me', { headers: { cookie: `${name}=${flipped}` } })).status).toBe(401);
     expect((await app.request('/v1/me', { headers: { cookie: `${name}=v1.x.y.z.w` } })).status).toBe(401);
+    expect((await app.request('/v1/me', { headers: { cookie: `${name}=v2.${'A'.repeat(43)}` } })).status).toBe(401);
 
-    let now = Date.now();
-    const sessions = new Sessions({ ttlMs: 1000, now: () => now });
-    const issued = sessions.issue('a'.repeat(64));
-    expect(sessions.verify(issued.cookie)?.tokenHash).toBe('a'.repeat(64));
-    now += 1001;
-    expect(sessions.verify(issued.cookie)).toBeNull();
+    const short = createApp({ engine: t.engine, log: () => {}, session: { ttlMs: 300 }, dashboardDir: dist });
+    const issued = await signIn(reviewerToken, short);
+    expect((await short.request('/v1/me', { headers: { cookie: issued.cookie } })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await short.request('/v1/me', { headers: { cookie: issued.cookie } })).status).toBe(401); // the row's expiry, cache or not
     expect(() => new Sessions({ secret: 'short' })).toThrow(/32 characters/);
+  });
+
+  it('a cookie cannot be derived from the database or a credential hash (issue 13, point 8)', async () => {
+    const { cookie } = await signIn(reviewerToken);
+    const value = cookie.split('=')[1]!;
+    const rows = await t.engine.store.credentials.session(createHash('sha256').update(value.slice(3)).digest('hex'));
+    expect(rows).toBeDefined(); // the database holds the SHA-256 of the id …
+    const dump = JSON.stringify(rows);
+    expect(dump).not.toContain(value.slice(3)); // … never the id itself
+    // The old stateless format, rebuilt from the token hash (what a database reader has), is refused.
+    const hash = Buffer.from(createHash('sha256').update(reviewerToken).digest('hex'), 'hex').toString('base64url');
+    const forged = `v1.${hash}.bm9uY2U.${(Date.now() + 3600_000).toString(36)}.c2ln`;
+    expect((await app.request('/v1/me', { headers: { cookie: `countersign_session=${forged}` } })).status).toBe(401);
+    expect((await app.request('/v1/me', { headers: { cookie: `countersign_session=v2.${hash}` } })).status).toBe(401);
+  });
+
+  it('over TLS only the __Host- cookie is read: a tossed plain cookie is ignored (issue 13, point 18)', async () => {
+    const trusting = createApp({ engine: t.engine, log: () => {}, session: { trustProxy: true }, dashboardDir: dist });
+    const plain = await signIn(reviewerToken); // a valid session, as a plain cookie (what a sibling subdomain could set)
+    const tossed = await trusting.request('/v1/me', { headers: { cookie: plain.cookie, 'x-forwarded-proto': 'https' } });
+    expect(tossed.status).toBe(401); // no __Host- cookie: unauthenticated, the plain one is not read
+    const tls = await signIn(adminToken, trusting, { 'x-forwarded-proto': 'https', origin: 'https://localhost' });
+    // Both present: the __Host- one decides, whatever the plain one says.
+    // The plain cookie is the reviewer's, the __Host- one the admin's; in either order the answer is the admin (review finding 9).
+    expect(tls.cookie).toMatch(/^__Host-countersign_session=/);
+    for (const cookie of [`${plain.cookie}; ${tls.cookie}`, `${tls.cookie}; ${plain.cookie}`]) {
+      const both = await trusting.request('/v1/me', { headers: { cookie, 'x-forwarded-proto': 'https' } });
+      expect(both.status).toBe(200);
+      const me = (await both.json()) as { name: string; roles: string[] };
+      expect(me.name).not.toBe('dash-reviewer');
+      expect(me.roles).toContain('admin');
+    }
+    // And the plain cookie alone still works over plain HTTP, so the 401 above is the TLS rule, not a dead session.
+    expect((await trusting.request('/v1/me', { headers: { cookie: plain.cookie } })).status).toBe(200);
   });
 
   it('signing out ends the session even for a copy of the cookie', async () => {
@@ -159,7 +192,7 @@ describe('signing out with several servers on one database', () => {
   it('a session signed out on one server is refused by another sharing the database and the session secret', async () => {
     const shared = postgresDatabase();
     const first = await openTestEngine(shared.url);
-    const second = await Engine.open({ connection: await connect(shared.url) });
+    const second = await Engine.open({ connection: await connect(shared.url), serverSecret: TEST_SERVER_SECRET });
     try {
       const session = { secret: 'a-session-secret-shared-by-both-servers-0123456789' };
       const a = createApp({ engine: first.engine, log: () => {}, session, dashboardDir: dist });
@@ -171,7 +204,7 @@ describe('signing out with several servers on one database', () => {
       expect(out.status).toBe(200);
       const refused = await b.request('/v1/me', { headers: { cookie } });
       expect(refused.status).toBe(401);
-      expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('signed out');
+      expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('sign in again');
       // Another session of the same operator is untouched.
       const again = await signIn(token, b);
       expect((await a.request('/v1/me', { headers: { cookie: again.cookie } })).status).toBe(200);
@@ -470,6 +503,11 @@ describe('metrics summary', () => {
     expect(body.totals.requests).toBeGreaterThan(3);
     expect(body.totals.humanDecided).toBeGreaterThanOrEqual(2);
     expect(body.operators.map((o) => o.name)).toContain('dash-reviewer');
+    // A reviewer sees only their own row (issue 13, point 7: the summary leaked what /v1/metrics/operators/:id refuses).
+    expect(body.operators.map((o) => o.name)).toEqual(['dash-reviewer']);
+    const asAdmin = (await (await app.request('/v1/metrics/summary?bucket=hour&from=' + new Date(Date.now() - 6 * 3_600_000).toISOString(), { headers: { authorization: `Bearer ${adminToken}` } })).json()) as { operators: Array<{ name: string }> };
+    expect(asAdmin.operators.length).toBeGreaterThan(1);
+    expect(asAdmin.operators.map((o) => o.name)).toContain('dash-reviewer');
     expect((await app.request('/v1/metrics/summary', { headers: { authorization: `Bearer ${agentKey}` } })).status).toBe(403);
     const backwards = await app.request('/v1/metrics/summary?from=2025-02-01T00:00:00Z&to=2025-01-01T00:00:00Z', { headers: { authorization: `Bearer ${reviewerToken}` } });
     expect(backwards.status).toBe(400);
@@ -491,7 +529,7 @@ describe('on PostgreSQL: two servers, one database', () => {
     const a = await openTestEngine(pg.url);
     const { Engine } = await import('../src/engine/engine.ts');
     const { connect } = await import('../src/store/connect.ts');
-    const b = await Engine.open({ connection: await connect(pg.url) });
+    const b = await Engine.open({ connection: await connect(pg.url), serverSecret: TEST_SERVER_SECRET });
     try {
       await b.activatePolicy((await import('@countersign/core')).DEFAULT_POLICY_YAML, 'test');
       const appB = createApp({ engine: b, log: () => {}, heartbeatSeconds: 1, dashboardDir: dist });
@@ -511,7 +549,11 @@ describe('on PostgreSQL: two servers, one database', () => {
       expect(summary.status).toBe(200);
       const body = (await summary.json()) as { totals: { requests: number; humanDecided: number; humanApproved: number }; operators: Array<{ name: string; rejections: number }> };
       expect(body.totals).toMatchObject({ requests: 1, humanDecided: 1, humanApproved: 0 });
-      expect(body.operators).toMatchObject([{ name: 'admin', rejections: 1 }]);
+      // pg-viewer is a reviewer: the admin's row is not theirs to see (issue 13, point 7); an auditor sees it.
+      expect(body.operators).toEqual([]);
+      const auditor = (await a.engine.createOperator(a.admin, { name: 'pg-auditor', roles: ['auditor'] })).token;
+      const audited = (await (await appB.request('/v1/metrics/summary?bucket=hour&from=' + new Date(Date.now() - 3_600_000).toISOString(), { headers: { authorization: `Bearer ${auditor}` } })).json()) as typeof body;
+      expect(audited.operators).toMatchObject([{ name: 'admin', rejections: 1 }]);
       const metrics = await appB.request('/metrics');
       expect(await metrics.text()).toMatch(/countersign_requests_pending\{risk_level="high"\} 0/);
     } finally {

@@ -6,18 +6,32 @@
  * is caught by the GCM tag; and the audit trail verifies with no encryption key at all.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CountersignError, DEFAULT_POLICY_YAML, type TrailResult } from '@countersign/core';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ephemeralAuditKey, type AuditKey } from '../src/audit/crypto.ts';
 import { verifyTrailStream } from '../src/audit/verify.ts';
 import { Engine } from '../src/engine/engine.ts';
+import { loadOrCreateServerSecret, type ServerSecret } from '../src/keys/server-secret.ts';
 import { createApp } from '../src/http/app.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { connect, type Connection } from '../src/store/connect.ts';
 import { Sealer, encryptionKeyId, parseEncryptionKey } from '../src/store/sealing.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
 import { markedRequest } from './support/sealed-request.ts';
+
+/** One server secret file per database, as a server keeps it: every reopen reads the same file. */
+const SECRET_DIR = mkdtempSync(join(tmpdir(), 'countersign-secret-'));
+const secretPaths = new Map<string, string>();
+function secretFor(url: string): ServerSecret {
+  let path = secretPaths.get(url);
+  if (!path) secretPaths.set(url, (path = join(SECRET_DIR, `secret-${secretPaths.size}`)));
+  return loadOrCreateServerSecret(path);
+}
+afterAll(() => rmSync(SECRET_DIR, { recursive: true, force: true }));
 
 const KEY_HEX = randomBytes(32).toString('hex');
 const KEY_B64 = randomBytes(32).toString('base64');
@@ -56,7 +70,7 @@ describe('encryption key format', () => {
   it('a malformed key refuses to open the engine', async () => {
     const db = ENGINES[0]!.make();
     try {
-      await expect(Engine.open({ connection: await connect(db.url), guard: { encryptionKey: 'hunter2' } })).rejects.toThrow(/COUNTERSIGN_ENCRYPTION_KEY must be 32 bytes/);
+      await expect(Engine.open({ connection: await connect(db.url), guard: { encryptionKey: 'hunter2' }, serverSecret: secretFor(db.url) })).rejects.toThrow(/COUNTERSIGN_ENCRYPTION_KEY must be 32 bytes/);
     } finally {
       await db.drop();
     }
@@ -75,7 +89,7 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
   const open: Engine[] = [];
 
   async function engineWith(key: string | undefined): Promise<{ engine: Engine; admin: Principal; agent: Principal }> {
-    const engine = await Engine.open({ connection: await connect(database.url), auditKey, guard: { encryptionKey: key } });
+    const engine = await Engine.open({ connection: await connect(database.url), auditKey, guard: { encryptionKey: key }, serverSecret: secretFor(database.url) });
     open.push(engine);
     await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
     return { engine, admin: (await engine.authenticate(adminToken))!, agent: (await engine.authenticate(agentKey))! };
@@ -103,7 +117,7 @@ describe.each(ENGINES)('encryption at rest on $name', ({ make }) => {
   beforeAll(async () => {
     database = make();
     // Before any key: a plain request, as every server wrote them until now.
-    const engine = await Engine.open({ connection: await connect(database.url), auditKey, guard: {} });
+    const engine = await Engine.open({ connection: await connect(database.url), auditKey, guard: {}, serverSecret: secretFor(database.url) });
     open.push(engine);
     await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
     const boot = (await engine.bootstrap())!;

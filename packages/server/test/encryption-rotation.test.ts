@@ -14,15 +14,26 @@ import { DEFAULT_POLICY_YAML, type ApprovalRequest } from '@countersign/core';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine/engine.ts';
+import { loadOrCreateServerSecret, type ServerSecret } from '../src/keys/server-secret.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { guardOptionsFromEnv } from '../src/guard/service.ts';
-import { SecretBox, totpCode } from '../src/guard/totp.ts';
+import { SecretBox, seedSealer, totpCode } from '../src/guard/totp.ts';
 import { connect, type Connection } from '../src/store/connect.ts';
 import { rotateEncryption } from '../src/keys/rotation.ts';
 import { Keyring, Sealer, encryptionKeyId, gcmSeal, parseEncryptionKey } from '../src/store/sealing.ts';
 import { ENGINES, postgresDatabase, type TestDatabase } from './support/databases.ts';
 import { markedRequest } from './support/sealed-request.ts';
 import { runCli } from './support/server-process.ts';
+
+/** One server secret file per database, as a server keeps it: every reopen reads the same file. */
+const SECRET_DIR = mkdtempSync(join(tmpdir(), 'countersign-secret-'));
+const secretPaths = new Map<string, string>();
+function secretFor(url: string): ServerSecret {
+  let path = secretPaths.get(url);
+  if (!path) secretPaths.set(url, (path = join(SECRET_DIR, `secret-${secretPaths.size}`)));
+  return loadOrCreateServerSecret(path);
+}
+afterAll(() => rmSync(SECRET_DIR, { recursive: true, force: true }));
 
 const KEY_A = randomBytes(32).toString('hex');
 const KEY_B = randomBytes(32).toString('base64');
@@ -95,7 +106,7 @@ describe('previous keys', () => {
   it('a malformed previous key refuses to open the engine', async () => {
     const db = ENGINES[0]!.make();
     try {
-      await expect(Engine.open({ connection: await connect(db.url), guard: { encryptionKey: KEY_B, previousEncryptionKeys: 'hunter2' } })).rejects.toThrow(
+      await expect(Engine.open({ connection: await connect(db.url), guard: { encryptionKey: KEY_B, previousEncryptionKeys: 'hunter2' }, serverSecret: secretFor(db.url) })).rejects.toThrow(
         /COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS must be 32 bytes/,
       );
     } finally {
@@ -121,7 +132,7 @@ describe.each(ENGINES)('key rotation on $name', ({ make }) => {
   const open: Engine[] = [];
 
   async function engineWith(key: string | undefined, previous?: string): Promise<{ engine: Engine; admin: Principal; agent: Principal; director: Principal }> {
-    const engine = await Engine.open({ connection: await connect(database.url), now: () => clock, guard: { encryptionKey: key, previousEncryptionKeys: previous } });
+    const engine = await Engine.open({ connection: await connect(database.url), now: () => clock, guard: { encryptionKey: key, previousEncryptionKeys: previous }, serverSecret: secretFor(database.url) });
     open.push(engine);
     await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
     return {
@@ -146,7 +157,7 @@ describe.each(ENGINES)('key rotation on $name', ({ make }) => {
 
   beforeAll(async () => {
     database = make();
-    const engine = await Engine.open({ connection: await connect(database.url), now: () => clock, guard: {} });
+    const engine = await Engine.open({ connection: await connect(database.url), now: () => clock, guard: {}, serverSecret: secretFor(database.url) });
     open.push(engine);
     await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
     const boot = (await engine.bootstrap())!;
@@ -186,11 +197,16 @@ describe.each(ENGINES)('key rotation on $name', ({ make }) => {
     legacyOperatorId = lee.id;
     leeToken = lee.token;
     legacyTotpSecret = (await engine.guard.enrolTotp((await engine.authenticate(lee.token))!)).secret;
-    await sql`update operator_totp set secret = ${legacyTotp(KEY_A, legacyTotpSecret)} where operator_id = ${legacyOperatorId}`.execute(raw.db);
+    // Its content is bound to lee, as the start that created the server secret file binds every older seed
+    // (GuardService.sealPlainSeeds, mfa-totp.test.ts); an unbound seal planted later is refused (credentials-attacks).
+    await sql`update operator_totp set secret = ${legacyTotp(KEY_A, `bound:${legacyOperatorId}:${legacyTotpSecret}`)} where operator_id = ${legacyOperatorId}`.execute(raw.db);
 
     const sealed = (await rawValues(raw)).filter((v) => v.value.startsWith('enc:'));
     expect(sealed.length).toBeGreaterThan(25);
-    for (const { where, value } of sealed) expect(value.startsWith(`enc:v2:${ID_A}:`) || value.startsWith('enc:v1:'), where).toBe(true);
+    // pat enrolled before any key: never plain, sealed under the server secret's seed key.
+    const seedId = seedSealer(secretFor(database.url)).keys.current!.id;
+    for (const { where, value } of sealed) expect(value.startsWith(`enc:v2:${ID_A}:`) || value.startsWith('enc:v1:') || value.startsWith(`enc:v2:${seedId}:`), where).toBe(true);
+    expect(sealed.filter((v) => v.value.startsWith(`enc:v2:${seedId}:`))).toHaveLength(1);
     expect(sealed.filter((v) => v.value.startsWith('enc:v1:'))).toHaveLength(2);
 
     const b = await engineWith(KEY_B, KEY_A);
@@ -218,7 +234,7 @@ describe.each(ENGINES)('key rotation on $name', ({ make }) => {
 
   it('an interrupted rotation leaves a mix that still reads; run again, it re-seals every value under B', async () => {
     const { engine, admin } = await engineWith(KEY_B, KEY_A);
-    const first = await rotateEncryption(engine.store, { batchSize: 2, maxBatches: 2, now: () => clock });
+    const first = await rotateEncryption(engine.store, { seedKey: seedSealer(secretFor(database.url)), batchSize: 2, maxBatches: 2, now: () => clock });
     expect(first.complete).toBe(false);
     expect(first.resealed).toBeGreaterThan(0);
     const mixed = (await rawValues(raw)).filter((v) => v.value.startsWith('enc:'));
@@ -228,17 +244,17 @@ describe.each(ENGINES)('key rotation on $name', ({ make }) => {
     expect((await engine.store.listAudit({ limit: 1000, type: 'encryption_rotated' })).length).toBe(0);
 
     const progress: string[] = [];
-    const second = await rotateEncryption(engine.store, { batchSize: 2, now: () => clock, onProgress: (p) => progress.push(p.table) });
+    const second = await rotateEncryption(engine.store, { seedKey: seedSealer(secretFor(database.url)), batchSize: 2, now: () => clock, onProgress: (p) => progress.push(p.table) });
     expect(second).toMatchObject({ complete: true, keyId: ID_B, previousKeyIds: [ID_A], staleLeft: 0, sealedPlain: 0, unreadableKeyIds: [] });
     expect(second.alreadyCurrent).toBeGreaterThanOrEqual(first.resealed);
-    expect(second.tables.operator_totp.resealed + first.tables.operator_totp.resealed).toBe(2); // dora's and lee's (enc:v1)
+    expect(second.tables.operator_totp.resealed + first.tables.operator_totp.resealed).toBe(3); // dora's, lee's (enc:v1) and pat's (seed key)
     expect(second.tables.reviews.resealed + first.tables.reviews.resealed).toBeGreaterThan(0);
     expect(progress).toEqual(expect.arrayContaining(['requests', 'reviews', 'operator_totp']));
     const values = await rawValues(raw);
     for (const { where, value } of values.filter((v) => v.value.startsWith('enc:'))) expect(value.startsWith(`enc:v2:${ID_B}:`), where).toBe(true);
-    // Plain rows are left alone without --include-plain: the plain request's columns and pat's secret.
+    // Plain rows are left alone without --include-plain: the plain request's columns. No seed is ever plain.
     expect(second.plainLeft).toBeGreaterThanOrEqual(4);
-    expect(values.filter((v) => v.value.startsWith('plain:'))).toHaveLength(1);
+    expect(values.filter((v) => v.value.startsWith('plain:'))).toHaveLength(0);
 
     const [entry] = await engine.store.listAudit({ limit: 1000, type: 'encryption_rotated' });
     const data = JSON.parse(entry!.data) as Record<string, unknown>;
@@ -246,7 +262,7 @@ describe.each(ENGINES)('key rotation on $name', ({ make }) => {
     for (const key of [KEY_A, KEY_B, parseEncryptionKey(KEY_A).toString('base64'), parseEncryptionKey(KEY_B).toString('hex')]) expect(entry!.data).not.toContain(key);
 
     // Idempotent: a third run finds nothing to do.
-    const third = await rotateEncryption(engine.store, { batchSize: 2, now: () => clock });
+    const third = await rotateEncryption(engine.store, { seedKey: seedSealer(secretFor(database.url)), batchSize: 2, now: () => clock });
     expect(third).toMatchObject({ resealed: 0, staleLeft: 0, alreadyCurrent: second.alreadyCurrent + second.resealed });
   });
 
@@ -268,8 +284,8 @@ describe.each(ENGINES)('key rotation on $name', ({ make }) => {
 
   it('--include-plain seals the rows and TOTP secrets stored before any key', async () => {
     const { engine, admin } = await engineWith(KEY_B);
-    const report = await rotateEncryption(engine.store, { includePlain: true, now: () => clock });
-    expect(report.sealedPlain).toBeGreaterThanOrEqual(5);
+    const report = await rotateEncryption(engine.store, { seedKey: seedSealer(secretFor(database.url)), includePlain: true, now: () => clock });
+    expect(report.sealedPlain).toBeGreaterThanOrEqual(4); // the plain request's columns (seeds are never plain)
     expect(report).toMatchObject({ resealed: 0, plainLeft: 0, staleLeft: 0, includePlain: true });
     const { rows } = await sql<{ args: string; description: string }>`select args, description from requests where id = ${plainId}`.execute(raw.db);
     expect(rows[0]!.args.startsWith(`enc:v2:${ID_B}:`)).toBe(true);
@@ -282,7 +298,7 @@ describe.each(ENGINES)('key rotation on $name', ({ make }) => {
     const c = await engineWith(KEY_C);
     const orphan = (await c.engine.createRequest(c.agent, body('orphan'))).request.id;
     const { engine, admin } = await engineWith(KEY_A, KEY_B);
-    const report = await rotateEncryption(engine.store, { batchSize: 3, now: () => clock });
+    const report = await rotateEncryption(engine.store, { seedKey: seedSealer(secretFor(database.url)), batchSize: 3, now: () => clock });
     expect(report).toMatchObject({ complete: true, keyId: ID_A, unreadableKeyIds: [ID_C] });
     expect(report.staleLeft).toBe(4); // the orphan's args, context, alternatives, description
     expect(report.resealed).toBeGreaterThan(20);
@@ -300,7 +316,7 @@ describe.each(ENGINES)('countersign keys rotate-encryption on $name', ({ make })
 
   beforeAll(async () => {
     database = make();
-    const engine = await Engine.open({ connection: await connect(database.url), guard: { encryptionKey: KEY_A } });
+    const engine = await Engine.open({ connection: await connect(database.url), guard: { encryptionKey: KEY_A }, serverSecret: secretFor(database.url) });
     try {
       await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
       const boot = (await engine.bootstrap())!;
@@ -376,7 +392,7 @@ describe.each(ENGINES)('countersign keys rotate-encryption on $name', ({ make })
     expect(again.stdout).toMatch(/re-sealed 0, already current 12, plain left 0/);
     expect(again.stdout).toMatch(/COUNTERSIGN_ENCRYPTION_KEY_PREVIOUS can be removed/);
 
-    const engine = await Engine.open({ connection: await connect(database.url), guard: { encryptionKey: KEY_B } });
+    const engine = await Engine.open({ connection: await connect(database.url), guard: { encryptionKey: KEY_B }, serverSecret: secretFor(database.url) });
     try {
       await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
       const admin = (await engine.authenticate(adminToken))!;

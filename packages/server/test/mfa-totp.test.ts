@@ -9,6 +9,7 @@ import { Engine } from '../src/engine/engine.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { totpCode } from '../src/guard/totp.ts';
 import { connect } from '../src/store/connect.ts';
+import { ephemeralServerSecret } from '../src/keys/server-secret.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
 
 const body = (input: unknown) => CreateRequestBody.parse(input);
@@ -157,17 +158,29 @@ describe.each(ENGINES)('step-up MFA: $name', ({ make }) => {
     expect(rejected.status).toBe('rejected');
   });
 
-  it('stores secrets plain (marked) when no encryption key is configured', async () => {
+  it('never stores a seed plain: without an encryption key it is sealed under the server secret; old plain: seeds are sealed at start (issue 13, point 8)', async () => {
     const other = make();
-    const plain = await Engine.open({ connection: await connect(other.url), now: () => clock, guard: {} });
+    const secret = ephemeralServerSecret();
+    let plain = await Engine.open({ connection: await connect(other.url), now: () => clock, guard: {}, serverSecret: secret });
     try {
       await plain.activatePolicy(DEFAULT_POLICY_YAML, 'test');
       const boot = (await plain.bootstrap())!;
       const op = (await plain.authenticate(boot.adminToken))!;
+      const id = op.kind === 'operator' ? op.operatorId : '';
       const started = await plain.guard.enrolTotp(op);
-      expect(started.encryptedAtRest).toBe(false);
-      const stored = await plain.store.guard.totpFor(op.kind === 'operator' ? op.operatorId : '');
-      expect(stored?.secret).toBe(`plain:${started.secret}`);
+      expect(started.encryptedAtRest).toBe(true);
+      const stored = (await plain.store.guard.totpFor(id))!.secret;
+      expect(stored).toMatch(/^enc:v2:[0-9a-f]{16}:/);
+      expect(stored).not.toContain(started.secret);
+      // A `plain:` seed written after the secret-file era began (as a database writer would) …
+      await plain.store.transaction((tx) => tx.guard.replaceTotpSecret(id, stored, `plain:${started.secret}`));
+      await plain.close();
+      // … is not sealed by the next start (only the era's first start does that) and is refused.
+      plain = await Engine.open({ connection: await connect(other.url), now: () => clock, guard: {}, serverSecret: secret });
+      await plain.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+      expect((await plain.store.guard.totpFor(id))!.secret).toBe(`plain:${started.secret}`);
+      expect((await plain.listAudit(op, { type: 'totp_sealed' })).length).toBe(0);
+      await expect(plain.guard.confirmTotp(op, totpCode(started.secret, clock))).rejects.toThrow(/plain TOTP seed is refused/);
     } finally {
       await plain.close();
       await other.drop();

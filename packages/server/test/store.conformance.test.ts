@@ -231,14 +231,16 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
     expect(due.map((r) => r.id)).toEqual(['req_due1']);
   });
 
-  it('looks credentials up by hash, and ignores revoked ones', async () => {
-    await store.insertOperator({ id: 'op_x', name: 'xavier', roles: '["reviewer"]', groups: '[]', created_at: 1 });
-    await store.insertOperatorToken({ id: 'tok_x', operator_id: 'op_x', token_hash: 'hash-op', prefix: 'cso_', created_at: 1, revoked_at: null });
-    await store.insertApiKey({ id: 'key_x', agent_id: 'agt_1', key_hash: 'hash-agent', prefix: 'csk_', created_at: 1, created_by: null, revoked_at: null });
-    await store.insertApiKey({ id: 'key_r', agent_id: 'agt_1', key_hash: 'hash-revoked', prefix: 'csk_', created_at: 1, created_by: null, revoked_at: 2 });
-    expect(await store.findCredential('hash-op')).toMatchObject({ kind: 'operator', operatorId: 'op_x', name: 'xavier' });
-    expect(await store.findCredential('hash-agent')).toEqual({ kind: 'agent', agentId: 'agt_1', agentName: 'agent-one' });
-    expect(await store.findCredential('hash-revoked')).toBeUndefined();
+  it('looks credentials up by hash with their operator or agent (revocation, MACs: the engine judges)', async () => {
+    const cred = { last_used_at: null, expires_at: null, mac: null };
+    await store.insertOperator({ id: 'op_x', name: 'xavier', roles: '["reviewer"]', groups: '[]', created_at: 1, disabled_at: null, removed_at: null, mac: null });
+    await store.insertOperatorToken({ id: 'tok_x', operator_id: 'op_x', token_hash: 'hash-op', prefix: 'cso_', created_at: 1, revoked_at: null, ...cred });
+    await store.insertApiKey({ id: 'key_x', agent_id: 'agt_1', key_hash: 'hash-agent', prefix: 'csk_', created_at: 1, created_by: null, revoked_at: null, ...cred });
+    await store.insertApiKey({ id: 'key_r', agent_id: 'agt_1', key_hash: 'hash-revoked', prefix: 'csk_', created_at: 1, created_by: null, revoked_at: 2, ...cred });
+    expect(await store.credentials.find('hash-op')).toMatchObject({ kind: 'operator', token: { id: 'tok_x' }, operator: { id: 'op_x', name: 'xavier' } });
+    expect(await store.credentials.find('hash-agent')).toMatchObject({ kind: 'agent', key: { id: 'key_x', agent_id: 'agt_1' }, agentName: 'agent-one' });
+    expect(await store.credentials.find('hash-revoked')).toMatchObject({ kind: 'agent', key: { revoked_at: 2 } });
+    expect(await store.credentials.find('hash-nobody')).toBeUndefined();
     expect(await store.countCredentials()).toBe(3);
   });
 

@@ -43,3 +43,4 @@ export {
   type AggregateMember,
   type EarlierInHold,
 } from './aggregate.ts';
+export { DEFAULT_LOCKOUT, stepUpLockout, type LockoutConfig, type LockoutState, type StepUpAttempt } from './lockout.ts';

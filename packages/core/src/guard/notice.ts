@@ -12,7 +12,7 @@
  */
 import { clip } from '../escalation/notification.ts';
 
-export const GUARD_NOTICE_KINDS = ['slicing_alert', 'agent_paused', 'agent_resumed', 'cooldown_started', 'audit_fork'] as const;
+export const GUARD_NOTICE_KINDS = ['slicing_alert', 'agent_paused', 'agent_resumed', 'cooldown_started', 'mfa_locked', 'audit_fork'] as const;
 export type GuardNoticeKind = (typeof GUARD_NOTICE_KINDS)[number];
 
 export interface GuardNotice {
@@ -57,6 +57,7 @@ const TITLES: Record<GuardNoticeKind, (d: GuardNoticeData) => string> = {
   agent_paused: (d) => `Agent paused: ${d.agent ?? '?'}`,
   agent_resumed: (d) => `Agent resumed: ${d.agent ?? '?'}`,
   cooldown_started: (d) => `Approver cool-down: ${d.operator ?? '?'}`,
+  mfa_locked: (d) => `Step-up locked after wrong codes: ${d.operator ?? '?'}`,
   audit_fork: () => 'AUDIT_FORK: the audit signer refused to sign a rewritten trail',
 };
 

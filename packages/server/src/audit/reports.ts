@@ -20,6 +20,17 @@ import { findOperatorRef } from '../engine/refs.ts';
 
 /** Roles that may read reports and everyone's metrics. */
 export const REPORT_ROLES: readonly Role[] = ['auditor', 'admin', 'manager', 'director'];
+
+/**
+ * Whether `by` may see another operator's numbers (votes, approvals, response times): only the
+ * report roles; everyone else sees their own only. The one rule for `GET /v1/metrics/operators/:id`
+ * and the per-operator rows of `GET /v1/metrics/summary` (issue 13, point 7: the summary gave any
+ * operator what the per-operator route refused them).
+ */
+export function seesOperatorMetrics(by: Principal, operatorId: string | undefined): boolean {
+  if (by.kind !== 'operator') return false;
+  return operatorId === by.operatorId || by.roles.some((r) => REPORT_ROLES.includes(r));
+}
 const PAGE = 2000;
 /** A report covers at most this long a period. */
 const MAX_PERIOD_MS = 3 * 366 * 86_400_000;
@@ -136,10 +147,9 @@ export interface OperatorMetrics {
 /** `ref`: an operator's id, name, or `me` (the caller). Anyone may read their own; others need a report role. */
 export async function operatorMetrics(store: Store, by: Principal, ref: string, period: string, now: number): Promise<OperatorMetrics> {
   if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'operator metrics need an operator token');
-  const reportRole = by.roles.some((r) => REPORT_ROLES.includes(r));
   const operator = await findOperatorRef(store, by, ref);
   // Without a report role, every other name is refused alike, so the answer says nothing about who exists.
-  if (operator?.id !== by.operatorId && !reportRole) {
+  if (!seesOperatorMetrics(by, operator?.id)) {
     throw new CountersignError('FORBIDDEN', `another operator's metrics need one of the roles ${REPORT_ROLES.join(', ')}`);
   }
   if (!operator) throw new CountersignError('NOT_FOUND', `no operator ${ref}`);

@@ -49,7 +49,7 @@ export function pagerDutyEvent(n: Notification, routingKey: string, timestamp: s
   };
 }
 
-const GUARD_SEVERITY = { slicing_alert: 'error', agent_paused: 'warning', cooldown_started: 'info', audit_fork: 'critical' } as const satisfies Partial<Record<GuardNoticeKind, string>>;
+const GUARD_SEVERITY = { slicing_alert: 'error', agent_paused: 'warning', cooldown_started: 'info', mfa_locked: 'warning', audit_fork: 'critical' } as const satisfies Partial<Record<GuardNoticeKind, string>>;
 
 /**
  * The alert a guard notice belongs to: one per agent (or approver) and kind. A resume shares its

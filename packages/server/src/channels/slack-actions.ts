@@ -80,9 +80,9 @@ export function mountSlackActions(app: OpenAPIHono<Env>, engine: Engine, channel
     if (operatorName === undefined) {
       throw new CountersignError('FORBIDDEN', `Slack user ${slackUser || '(unknown)'} is not mapped to a Countersign operator (channels.${config.name}.users)`);
     }
-    const row = await engine.store.findOperatorByName(operatorName);
-    if (!row) throw new CountersignError('FORBIDDEN', `Slack user ${slackUser} maps to operator "${operatorName}", who does not exist`);
-    const principal: Principal = { kind: 'operator', operatorId: row.id, name: row.name, roles: JSON.parse(row.roles), groups: JSON.parse(row.groups) };
+    // The same operator checks as a login: a removed, disabled or database-edited operator does not act through Slack either.
+    const principal: Principal | undefined = await engine.credentials.operatorPrincipal(operatorName);
+    if (!principal) throw new CountersignError('FORBIDDEN', `Slack user ${slackUser} maps to operator "${operatorName}", who does not exist, is disabled or removed, or whose record does not verify`);
 
     const via = `via Slack (user ${slackUser})`;
     // The card shows the request as the agent asked (its args): an approval click approves what

@@ -70,6 +70,14 @@ export class ApiClient {
     return this.request<T>('POST', path, { body, auth: true });
   }
 
+  patch<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>('PATCH', path, { body, auth: true });
+  }
+
+  delete<T>(path: string, body?: unknown): Promise<T> {
+    return this.request<T>('DELETE', path, body === undefined ? { auth: true } : { body, auth: true });
+  }
+
   /** An authenticated GET whose body the caller reads (streams, text); errors as for `get`. No timeout: exports are long. */
   async stream(path: string, query: Query = {}): Promise<Response> {
     if (this.token === undefined) {

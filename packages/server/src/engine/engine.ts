@@ -47,13 +47,16 @@ import {
   payloadKey,
   resolvePayload,
 } from '@countersign/core';
-import { newId, newSecret, secretPrefix, sha256Hex } from '../ids.ts';
+import { newId, sha256Hex } from '../ids.ts';
+import { ephemeralServerSecret, type ServerSecret } from '../keys/server-secret.ts';
+import { Credentials } from './credentials.ts';
 import type { Connection } from '../store/connect.ts';
 import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
 import { AuditWriter, SYSTEM_ACTOR, actorOf, draft, type AuditActor, type AuditDraft } from '../audit/writer.ts';
 import { GuardService, type GuardOptions } from '../guard/service.ts';
-import { Store, type AuditRow, type HistoryCounts, type OperatorRow, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
+import { outcomeOf as lockoutOutcome } from '../guard/lockout.ts';
+import { Store, type AuditRow, type HistoryCounts, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import { Decisions, payloadHashOf, type RequestFacts } from './decisions.ts';
@@ -83,6 +86,7 @@ import { NO_DEADLINE } from '../store/queue.ts';
 import { TimerSkip, deliveryFromRow, deliveryRows, requestTimer, type DeliveryRow, type TimerRow } from '../store/timers.ts';
 
 export const WAKE_CHANNEL = 'countersign_requests';
+export { CREDENTIAL_CACHE_MS } from './credentials.ts';
 
 /** A vote the gate accepted (engine/decisions.ts): the transition it makes and the guard's entries to append. */
 interface Gated {
@@ -90,7 +94,6 @@ interface Gated {
   transition: Transition;
   entries: AuditDraft[];
 }
-export const CREDENTIAL_CACHE_MS = 5_000;
 export const HISTORY_CACHE_MS = 1_000;
 
 export interface ActivePolicy {
@@ -160,8 +163,6 @@ export class Engine {
   readonly wakeups = new Wakeups();
   private active: ActivePolicy | undefined;
   private readonly agentNames = new Map<string, string>();
-  /** Recently verified credentials (by hash), so each request skips a lookup. Short-lived on purpose. */
-  private readonly principals = new Map<string, { principal: Principal; until: number }>();
   private readonly historyCache = new Map<string, { counts: HistoryCounts; until: number }>();
   private unlisten: (() => Promise<void>) | undefined;
   private external: ExternalChanges | undefined;
@@ -173,6 +174,8 @@ export class Engine {
   readonly writer: AuditWriter;
   /** Step-up MFA, number matching, velocity, cool-downs, agent limits and pauses, slicing (guard/). */
   readonly guard: GuardService;
+  /** Identity and the credential lifecycle: keys, tokens, operators, dashboard sessions (engine/credentials.ts). */
+  readonly credentials: Credentials;
   /** The gate's shell: every vote, and `actionable` as its dry run (engine/decisions.ts). */
   readonly decisions: Decisions;
   /** Claims of approvals (once, within their validity) and execution reports (engine/execution.ts). */
@@ -183,12 +186,15 @@ export class Engine {
     private readonly now: () => number,
     auditKey: AuditKey,
     guard: GuardOptions = {},
+    serverSecret: ServerSecret = ephemeralServerSecret(),
   ) {
     this.trail = new AuditService(store, auditKey, now);
     this.writer = new AuditWriter((data) => this.trail.redact(data));
-    this.guard = new GuardService(store, now, guard, this.writer);
+    this.credentials = new Credentials(store, now, this.writer, serverSecret);
+    this.guard = new GuardService(store, now, guard, this.writer, serverSecret);
     this.decisions = new Decisions(this.guard, () => this.policy.policy, false);
     this.guard.usePolicy(() => this.active?.policy);
+    this.guard.useOperators((ref) => this.credentials.operatorPrincipal(ref));
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
     });
@@ -211,11 +217,21 @@ export class Engine {
    * Opens the store (migrating it) and starts listening for cross-process wake-ups. Without
    * `auditKey`, checkpoints and receipts are signed with a key that lives in this process only.
    */
-  static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
+  static async open(options: {
+    connection: Connection;
+    now?: () => number;
+    auditKey?: AuditKey | undefined;
+    guard?: GuardOptions | undefined;
+    /** The server secret file (keys/server-secret.ts); without it, one that lives in this process only. */
+    serverSecret?: ServerSecret | undefined;
+  }): Promise<Engine> {
     // Resolved by the runtime from the config (COUNTERSIGN_ENCRYPTION_KEY…); never read from the environment here.
     const guard = options.guard ?? {};
     // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
-    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
+    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard, options.serverSecret);
+    // Once per database (a `sealed` mark): MAC the rows and seal the `plain:` seeds from before the secret file.
+    const era = await engine.credentials.beginSecretEra();
+    if (era.began) await engine.guard.sealPlainSeeds();
     if (engine.store.capabilities.listenNotify) {
       // After a lost LISTEN connection is back, every waiter re-reads: a decision made meanwhile is never missed.
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id), () => engine.wakeups.resync());
@@ -267,38 +283,17 @@ export class Engine {
     return active;
   }
 
-  // ---- credentials ----
+  // ---- credentials (engine/credentials.ts) ----
 
-  /**
-   * Resolves a bearer credential. Verified credentials are remembered for a few seconds (keyed
-   * by hash); when revocation arrives it must clear this cache, and other processes see a
-   * revocation within `CREDENTIAL_CACHE_MS`.
-   */
+  /** Resolves a bearer credential (cached for `CREDENTIAL_CACHE_MS`; a change made here clears the cache). */
   async authenticate(token: string): Promise<Principal | undefined> {
     if (token.length < 10 || token.length > 200) return undefined;
-    return this.authenticateHash(sha256Hex(token));
+    return this.credentials.authenticateHash(sha256Hex(token));
   }
 
-  /** As `authenticate`, from the credential's SHA-256 (a dashboard session carries the hash, never the token). */
+  /** As `authenticate`, from the credential's SHA-256. */
   async authenticateHash(hash: string): Promise<Principal | undefined> {
-    const now = this.now();
-    const cached = this.principals.get(hash);
-    if (cached && cached.until > now) return cached.principal;
-    const found = await this.store.findCredential(hash);
-    if (!found) return undefined;
-    const principal: Principal =
-      found.kind === 'agent'
-        ? { kind: 'agent', agentId: found.agentId, agentName: found.agentName }
-        : {
-            kind: 'operator',
-            operatorId: found.operatorId,
-            name: found.name,
-            roles: JSON.parse(found.roles) as Role[],
-            groups: JSON.parse(found.groups) as string[],
-          };
-    if (this.principals.size >= 10_000) this.principals.clear();
-    this.principals.set(hash, { principal, until: now + CREDENTIAL_CACHE_MS });
-    return principal;
+    return this.credentials.authenticateHash(hash);
   }
 
   /**
@@ -317,41 +312,33 @@ export class Engine {
     }
     return this.store.transaction(async (tx) => {
       if ((await tx.countOperatorTokens()) > 0) return null;
-      const existing = (await tx.listOperators()).find((op) => (JSON.parse(op.roles) as Role[]).includes('admin'));
+      // Never twice per database (a `bootstrapped` mark, or any credential ever issued in the trail).
+      if (!(await this.credentials.mayBootstrap(tx))) return null;
+      if (!(await this.credentials.markBootstrapped(tx))) return null;
+      // An embedded gateway's tokenless admin (MAC-valid, active) is given the token; otherwise one is made.
+      const existing = (await this.credentials.activeOperators(tx)).find((op) => op.roles.includes('admin'));
       const admin = existing
-        ? await this.issueOperatorToken(tx, existing.id, existing.name, given.adminToken)
-        : await this.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
+        ? await this.credentials.issueOperatorToken(tx, existing, given.adminToken)
+        : await this.credentials.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);
       const agent = await this.insertAgentKey(tx, SYSTEM, 'demo-agent', given.agentKey);
-      return { adminToken: admin.token, operatorId: admin.id, agentKey: agent.key, agentId: agent.agentId };
+      return {
+        adminToken: admin.token,
+        operatorId: admin.id,
+        agentKey: agent.key,
+        agentId: agent.agentId,
+        given: { adminToken: given.adminToken !== undefined, agentKey: given.agentKey !== undefined },
+      };
     });
   }
 
   /**
-   * The embedded gateway's admin: the first operator with the admin role, or, on a new database,
-   * an `admin` operator created without a token (nobody outside this process could use one; a
-   * later `serve` on the file gives it its token through `bootstrap`).
+   * The embedded gateway's admin: the first active operator with the admin role, or, on a
+   * database with no admin at all, an `admin` created without a token (nobody outside this
+   * process could use one; a later `serve` on the file gives it its token through `bootstrap`).
+   * Checked as a login is (engine/credentials.ts `embeddedAdmin`).
    */
-  async embeddedAdmin(): Promise<OperatorRow> {
-    const find = async (q: Queries) => (await q.listOperators()).find((op) => (JSON.parse(op.roles) as Role[]).includes('admin'));
-    const found = await find(this.store);
-    if (found) return found;
-    return this.store.transaction(async (tx) => {
-      const again = await find(tx);
-      if (again) return again;
-      if (await tx.findOperatorByName('admin')) {
-        throw new CountersignError('FORBIDDEN', 'this database has an operator named "admin" without the admin role, so the embedded gateway cannot make its admin');
-      }
-      await this.insertTokenlessOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] });
-      return (await tx.findOperatorByName('admin'))!;
-    });
-  }
-
-  private async issueOperatorToken(tx: Queries, id: string, name: string, token = newSecret('cso')) {
-    const at = this.now();
-    const prefix = secretPrefix(token);
-    await tx.insertOperatorToken({ id: newId('tok', at), operator_id: id, token_hash: sha256Hex(token), prefix, created_at: at, revoked_at: null });
-    await this.writer.append(tx, [this.audit('operator_token_issued', null, SYSTEM, { operatorId: id, name, prefix }, at)]);
-    return { id, name, token };
+  async embeddedAdmin(): Promise<Extract<Principal, { kind: 'operator' }>> {
+    return this.credentials.embeddedAdmin();
   }
 
   async createOperator(by: Principal, input: { name: string; roles: Role[]; groups?: string[] | undefined }) {
@@ -360,12 +347,13 @@ export class Engine {
       if (!ROLES.includes(role)) throw new CountersignError('VALIDATION_FAILED', `unknown role "${role}"`, { roles: ROLES });
     }
     refuseReservedName('operator', input.name);
-    return this.store.transaction(async (tx) => {
+    const made = await this.store.transaction(async (tx) => {
       if (await tx.findOperatorByName(input.name)) {
         throw new CountersignError('VALIDATION_FAILED', `an operator named "${input.name}" already exists`);
       }
-      return this.insertOperator(tx, actorOf(by), { name: input.name, roles: input.roles, groups: input.groups ?? [] });
+      return this.credentials.insertOperator(tx, actorOf(by), { name: input.name, roles: input.roles, groups: input.groups ?? [] });
     });
+    return { id: made.id, name: made.name, roles: made.roles, token: made.token };
   }
 
   async createAgentKey(by: Principal, agentName: string) {
@@ -375,51 +363,12 @@ export class Engine {
   }
 
   async listOperators(by: Principal) {
-    this.requireOperator(by);
-    const rows = await this.store.listOperators();
-    return rows.map((r) => ({
-      id: r.id,
-      name: r.name,
-      roles: JSON.parse(r.roles) as Role[],
-      groups: JSON.parse(r.groups) as string[],
-      createdAt: new Date(r.created_at).toISOString(),
-    }));
+    return this.credentials.listOperators(by);
   }
 
-  private async insertOperator(
-    tx: Queries,
-    by: Actor,
-    input: { name: string; roles: Role[]; groups: string[] },
-    token = newSecret('cso'),
-  ) {
-    const { id, at } = await this.insertTokenlessOperator(tx, by, input);
-    await tx.insertOperatorToken({ id: newId('tok', at), operator_id: id, token_hash: sha256Hex(token), prefix: secretPrefix(token), created_at: at, revoked_at: null });
-    return { id, name: input.name, roles: input.roles, token };
-  }
-
-  private async insertTokenlessOperator(tx: Queries, by: Actor, input: { name: string; roles: Role[]; groups: string[] }) {
-    const at = this.now();
-    const id = newId('op', at);
-    await tx.insertOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at });
-    await this.writer.append(tx, [this.audit('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
-    return { id, at };
-  }
-
-  private async insertAgentKey(tx: Queries, by: Actor, agentName: string, key = newSecret('csk')) {
-    const at = this.now();
-    const agentId = await this.ensureAgent(tx, agentName, at, by);
-    const keyId = newId('key', at);
-    await tx.insertApiKey({
-      id: keyId,
-      agent_id: agentId,
-      key_hash: sha256Hex(key),
-      prefix: secretPrefix(key),
-      created_at: at,
-      created_by: by.type === 'operator' ? by.id : null,
-      revoked_at: null,
-    });
-    await this.writer.append(tx, [this.audit('key_created', null, by, { agentId, agentName, keyId, prefix: secretPrefix(key) }, at)]);
-    return { agentId, agentName, keyId, key };
+  private async insertAgentKey(tx: Queries, by: Actor, agentName: string, key?: string) {
+    const agentId = await this.ensureAgent(tx, agentName, this.now(), by);
+    return this.credentials.insertAgentKey(tx, by, agentId, agentName, key);
   }
 
   private async ensureAgent(tx: Queries, name: string, at: number, by: Actor): Promise<string> {
@@ -698,8 +647,11 @@ export class Engine {
    */
   async review(by: Principal, id: string, body: ReviewBody, from: { ip?: string | null | undefined } = {}): Promise<ApprovalRequest> {
     if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot review requests');
+    // Step-up attempt limits (guard/lockout.ts): an approval carrying a code reserves an attempt, committed
+    // before any code is judged (or is MFA_LOCKED); a refusal for a wrong code keeps it as a failure.
+    const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined) ? await this.guard.lockout.begin(by) : null;
     try {
-      return await this.change(by, id, async (tx, current, escalation) => {
+      const decided = await this.change(by, id, async (tx, current, escalation) => {
         if (body.verdict === 'approve' && body.args !== undefined) refuseBadArgs(this.policy.policy, current.action, body.args, 'args');
         const votes = (await tx.reviewsFor([id])).map(voteFromRow);
         const agentName = await this.agentName(current.agent_id, tx);
@@ -707,7 +659,10 @@ export class Engine {
         if (entries.some((e) => e.type === 'cooldown_started')) this.timersDue = true; // its guard notices, if any
         return { type: 'gated', transition, entries };
       });
+      await attempt?.settle('good');
+      return decided;
     } catch (err) {
+      await attempt?.settle(lockoutOutcome(err));
       await this.guard.auditRefusal(err, by, id, 'review');
       throw err;
     }
@@ -860,17 +815,6 @@ export class Engine {
       const [row] = await this.writer.append(tx, [entry]);
       return auditFromRow(row!);
     });
-  }
-
-  // ---- dashboard sessions (stateless signed cookies; only their end is stored) ----
-
-  /** Records that a dashboard session was signed out, for every server sharing the database, until it would have expired. */
-  async endSession(nonce: string, expiresAt: number): Promise<void> {
-    await this.store.transaction((tx) => tx.timers.claimNonce(`session:${nonce}`, expiresAt, this.now()));
-  }
-
-  async sessionEnded(nonce: string): Promise<boolean> {
-    return this.store.timers.nonceHeld(`session:${nonce}`, this.now());
   }
 
   /** Hears every committed request change made by this process (metrics). Observers must be cheap. */
@@ -1242,9 +1186,10 @@ export class Engine {
   async reassign(by: Principal, id: string, body: { operator?: string | undefined; group?: string | undefined; reason: string }): Promise<ApprovalRequest> {
     let operator: string | undefined;
     if (body.operator !== undefined) {
-      const found = (await this.store.findOperatorByName(body.operator)) ?? (await this.store.listOperators()).find((o) => o.id === body.operator);
-      if (!found) throw new CountersignError('VALIDATION_FAILED', `no operator named "${body.operator}"`, { field: 'operator' });
-      if (!canReviewAtAll({ roles: JSON.parse(found.roles) as Role[] })) {
+      // Only an operator who could sign in (MAC valid, not disabled or removed) is handed a request.
+      const found = await this.credentials.operatorPrincipal(body.operator);
+      if (!found) throw new CountersignError('VALIDATION_FAILED', `no active operator named "${body.operator}"`, { field: 'operator' });
+      if (!canReviewAtAll({ roles: found.roles })) {
         throw new CountersignError('VALIDATION_FAILED', `operator "${found.name}" has no reviewing role`, { field: 'operator' });
       }
       operator = found.name;

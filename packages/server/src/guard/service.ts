@@ -18,6 +18,7 @@ import {
   cooldownState,
   detectSlicing,
   HISTORY_DETECTORS,
+  highestRank,
   valueAlertsFromSlices,
   type ValueSlice,
   type ApprovalRecord,
@@ -45,7 +46,9 @@ import { AuditWriter, SYSTEM_ACTOR, actorOf, draft as audit, type AuditActor, ty
 import type { AgentPausesTable } from '../store/guard.ts';
 import { TimerSkip, deliveryRows, type TimerRow } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
-import { SecretBox, matchCodeFor, newTotpSecret, totpUri, verifyTotp } from './totp.ts';
+import { SecretBox, matchCodeFor, newTotpSecret, seedSealer, totpUri, verifyTotp } from './totp.ts';
+import { StepUpLockout } from './lockout.ts';
+import type { ServerSecret } from '../keys/server-secret.ts';
 
 const MINUTE = 60_000;
 /** The running-total slicing window and its bucket width (core `runningTotal`). */
@@ -75,6 +78,8 @@ const AUDITED_REFUSALS = new Set(['AGGREGATED', 'SELF_REVIEW', 'IP_NOT_ALLOWED',
 
 export class GuardService {
   private readonly box: SecretBox;
+  /** Step-up attempt limits (guard/lockout.ts): reserved before a code is evaluated, settled after. */
+  readonly lockout: StepUpLockout;
   /** Set only by COUNTERSIGN_REVIEWER_LIMITS=off (or a test): overrides the policy's `guard:` thresholds. */
   private readonly fixedLimits: ApproverLimits | undefined;
   private readonly fixedCooldown: CooldownConfig | undefined;
@@ -98,10 +103,21 @@ export class GuardService {
     options: GuardOptions = {},
     /** The engine's audit writer: every guard entry, refusals included, is redacted and attributed there. */
     private readonly writer: AuditWriter = new AuditWriter((data) => data),
+    /** The server secret file: its seed key seals TOTP seeds when no encryption key is set. */
+    serverSecret?: ServerSecret,
   ) {
-    this.box = new SecretBox(store.sealer);
+    this.box = new SecretBox(store.sealer, serverSecret ? seedSealer(serverSecret) : null);
+    this.lockout = new StepUpLockout(store, now, this.writer, (tx, data) => this.queueNotice(tx, data), () => this.noticesQueued());
     this.fixedLimits = options.approverLimits;
     this.fixedCooldown = options.cooldown;
+  }
+
+  /** Resolves an operator named in a manual action; fails closed until the engine says how (engine/credentials.ts). */
+  private activeOperator: (ref: string) => Promise<Operator | undefined> = async () => undefined;
+
+  /** The engine tells the guard how to resolve an operator with the same checks as a login (MAC, disabled, removed). */
+  useOperators(resolve: (ref: string) => Promise<Operator | undefined>): void {
+    this.activeOperator = resolve;
   }
 
   /** The engine tells the guard where the active policy is. */
@@ -151,6 +167,32 @@ export class GuardService {
   // ---- TOTP enrolment ----
 
   /**
+   * Once, at the start of the secret-file era (engine/credentials.ts `beginSecretEra`): seeds
+   * stored `plain:` or sealed unbound by earlier versions are sealed bound to their operator
+   * (each swapped only if unchanged), audited. Afterwards such seeds are refused (`openFor`), so
+   * a database writer who plants one later gains nothing.
+   */
+  async sealPlainSeeds(): Promise<number> {
+    if (!this.box.encrypts) return 0;
+    const rows = await this.store.guard.allTotpSecrets();
+    return this.store.transaction(async (tx) => {
+      let count = 0;
+      for (const row of rows) {
+        let seed: string | null;
+        try {
+          seed = this.box.openLegacy(row.secret);
+        } catch {
+          continue; // unreadable: stays refused, the operator re-enrols
+        }
+        if (seed === null) continue;
+        if (await tx.guard.replaceTotpSecret(row.operator_id, row.secret, this.box.sealFor(seed, row.operator_id))) count++;
+      }
+      if (count > 0) await this.writer.append(tx, [audit('totp_sealed', null, SYSTEM, { count, keyId: this.box.keyId }, this.now())]);
+      return count;
+    });
+  }
+
+  /**
    * Starts (or restarts, while unconfirmed) an enrolment and returns the secret once. An
    * operator who already confirmed one must keep it: replacing a second factor is an admin's
    * job, not something a stolen token may do.
@@ -164,7 +206,7 @@ export class GuardService {
       if (existing?.confirmed_at != null) {
         throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already enrolled and confirmed for this operator');
       }
-      await tx.guard.putPendingTotp({ operator_id: op.operatorId, secret: this.box.seal(secret), confirmed_at: null, last_step: null, created_at: at });
+      await tx.guard.putPendingTotp({ operator_id: op.operatorId, secret: this.box.sealFor(secret, op.operatorId), confirmed_at: null, last_step: null, created_at: at });
       await this.writer.append(tx, [audit('totp_enrolment_started', null, actorOf(op), { operatorId: op.operatorId, encrypted: this.box.encrypts }, at)]);
     });
     return {
@@ -182,7 +224,7 @@ export class GuardService {
       const row = await tx.guard.totpFor(op.operatorId);
       if (!row) throw new CountersignError('MFA_REQUIRED', 'no TOTP enrolment to confirm; start one with POST /v1/operators/me/totp');
       if (row.confirmed_at != null) throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already confirmed');
-      const step = verifyTotp(this.box.open(row.secret), code, at);
+      const step = verifyTotp(this.box.openFor(row.secret, op.operatorId), code, at);
       if (step === null) throw new CountersignError('MFA_INVALID', 'that code is not valid now; check the authenticator clock and try the current code');
       await tx.guard.confirmTotp(op.operatorId, at, step);
       await this.writer.append(tx, [audit('totp_enrolled', null, actorOf(op), { operatorId: op.operatorId }, at)]);
@@ -254,9 +296,9 @@ export class GuardService {
       else {
         let secret: string | null = null;
         try {
-          secret = this.box.open(enrolment.secret);
+          secret = this.box.openFor(enrolment.secret, by.operatorId);
         } catch {
-          totp = 'not_enrolled'; // an unreadable secret never verifies (fail closed)
+          totp = 'not_enrolled'; // an unreadable (or another operator's) seed never verifies (fail closed)
         }
         if (secret !== null) {
           step = verifyTotp(secret, codes.totp, at, enrolment.last_step);
@@ -470,10 +512,18 @@ export class GuardService {
     return { operatorId: op.id, operator: op.name, ...state, config: { ...this.cooldownConfig, riskLevels: [...this.cooldownConfig.riskLevels] } };
   }
 
-  /** A lead (or more senior) sends an approver to cool down, with a reason; audited. */
+  /**
+   * A lead (or more senior) sends an approver of lower rank to cool down, with a reason; audited.
+   * (Issue 13, finding 6: a lead could cool down admins and directors.)
+   */
   async setCooldown(by: Principal, ref: string, body: { minutes: number; reason: string }) {
     const lead = requireRank(by, 'lead');
-    const op = await operatorRef(this.store, by, ref);
+    const target = await this.active(by, ref);
+    const op = { id: target.operatorId, name: target.name };
+    const targetRank = highestRank(target.roles);
+    if (targetRank >= highestRank(lead.roles)) {
+      throw new CountersignError('FORBIDDEN', `${op.name} is not of lower rank than you: a cool-down can only be set on someone you outrank`, { reason: 'rank' });
+    }
     const at = this.now();
     const until = at + body.minutes * MINUTE;
     const queued = await this.store.transaction(async (tx) => {
@@ -485,11 +535,41 @@ export class GuardService {
     return this.cooldown(by, op.id);
   }
 
+  /**
+   * Ends an approver's manual cool-downs early, with a reason; audited (`cooldown_lifted`). Only
+   * by a lead or more senior of at least the rank of whoever set each one, never by the approver
+   * it applies to. Automatic cool-downs (computed from recent approvals) are not lifted: they end
+   * by themselves.
+   */
+  async liftCooldown(by: Principal, ref: string, body: { reason: string }) {
+    const lifter = requireRank(by, 'lead');
+    const found = await this.active(by, ref);
+    const op = { id: found.operatorId, name: found.name };
+    if (op.id === lifter.operatorId) throw new CountersignError('FORBIDDEN', 'nobody lifts their own cool-down; ask someone of the same or higher rank', { reason: 'self' });
+    const rank = highestRank(lifter.roles);
+    const at = this.now();
+    const lifted = await this.store.transaction(async (tx) => {
+      const rows = await tx.guard.activeCooldowns(op.id, at);
+      if (rows.length === 0) throw new CountersignError('NOT_FOUND', `${op.name} has no manual cool-down running`);
+      for (const row of rows) {
+        const setter = await tx.credentials.operator(row.set_by);
+        const setterRank = highestRank(setter ? (JSON.parse(setter.roles) as Role[]) : ['admin']);
+        if (setterRank > rank) throw new CountersignError('FORBIDDEN', `a cool-down set by ${setter?.name ?? 'someone more senior'} can only be lifted by someone of the same or higher rank`, { reason: 'rank' });
+      }
+      const wasUntil = new Date(Math.max(...rows.map((r) => Number(r.until)))).toISOString();
+      await tx.guard.endCooldowns(op.id, at);
+      await this.writer.append(tx, [audit('cooldown_lifted', null, actorOf(lifter), { operatorId: op.id, operator: op.name, reason: body.reason, wasUntil }, at)]);
+      return wasUntil;
+    });
+    return { ...(await this.cooldown(by, op.id)), lifted: { wasUntil: lifted, by: lifter.name } };
+  }
+
   /** An admin limits where an operator may approve from (CIDRs); an empty list lifts the limit. Audited. */
   async setAllowlist(by: Principal, ref: string, cidrs: readonly string[]) {
     const admin = requireRank(by, 'admin');
     const normalised = normaliseCidrs(cidrs);
-    const op = await operatorRef(this.store, by, ref);
+    const found = await this.active(by, ref);
+    const op = { id: found.operatorId, name: found.name };
     const at = this.now();
     await this.store.transaction(async (tx) => {
       await tx.guard.setAllowlist(op.id, normalised, admin.operatorId, at);
@@ -779,6 +859,17 @@ export class GuardService {
   private async manualCooldown(q: Queries, operatorId: string, at: number) {
     const row = await q.guard.activeCooldown(operatorId, at);
     return row ? { until: Number(row.until), reason: row.reason } : null;
+  }
+
+  /**
+   * For actions that change something about an operator: the operator the path names (engine/refs.ts:
+   * `me`, an id, then a name), and only one who could sign in (MAC valid, not disabled or removed).
+   */
+  private async active(by: Principal, ref: string): Promise<Operator> {
+    const named = await operatorRef(this.store, by, ref);
+    const found = await this.activeOperator(named.id);
+    if (!found || found.operatorId !== named.id) throw new CountersignError('NOT_FOUND', `no active operator ${ref}`);
+    return found;
   }
 }
 

@@ -7,6 +7,7 @@ import { CountersignError, type ApprovalRequest, type WaitLimits } from '@counte
 import type { MiddlewareHandler } from 'hono';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { registerAuditRoutes } from './routes/audit.ts';
+import { registerCredentialRoutes } from './routes/credentials.ts';
 import { registerExecutionRoutes } from './routes/execution.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
@@ -23,6 +24,7 @@ import { instrumentEngine, renderMetrics } from './metrics.ts';
 import { registerSummaryRoute } from './metrics-summary.ts';
 import * as routes from './routes/contract.ts';
 import { isSignIn, registerSessionRoutes, Sessions, type SessionOptions } from './session.ts';
+import { watchCredential } from './stream-auth.ts';
 import { type ApiEnv as Env } from './routes/contract.ts';
 
 
@@ -110,10 +112,20 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const { waitSeconds } = c.req.valid('query');
     const principal = c.get('principal');
     if (!waitSeconds) return c.json(await engine.getRequest(principal, id, { ip: clientIp(c, options.session?.trustProxy) }), 200);
+    // A long-poll ends with its credential, like a stream (http/stream-auth.ts).
     const release = waits.acquire(principal); // 429 when this credential (or the server) holds too many waits
+    const waiting = new AbortController();
+    const onAbort = () => waiting.abort();
+    c.req.raw.signal.addEventListener('abort', onAbort);
+    let lost = false;
+    const stop = watchCredential(c.get('stillAuthorized'), () => ((lost = true), waiting.abort()));
     try {
-      return c.json(await engine.waitForDecision(principal, id, waitSeconds * 1000, c.req.raw.signal), 200);
+      const request = await engine.waitForDecision(principal, id, waitSeconds * 1000, waiting.signal);
+      if (lost) throw new CountersignError('UNAUTHENTICATED', 'the credential was revoked or its session ended while waiting');
+      return c.json(request, 200);
     } finally {
+      stop();
+      c.req.raw.signal.removeEventListener('abort', onAbort);
       release();
     }
   });
@@ -135,8 +147,10 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     async function requestEvents(stream: SSEStreamingApi): Promise<void> {
       const aborted = new AbortController();
       stream.onAbort(() => aborted.abort());
+      const stopWatch = watchCredential(c.get('stillAuthorized'), () => aborted.abort());
       let last: ApprovalRequest | null = null;
       let eventId = 0;
+      try {
       while (!aborted.signal.aborted) {
         // Subscribe before reading, so a change between the read and the wait is never missed.
         const changed = engine.wakeups.next(id, heartbeatMs, aborted.signal);
@@ -154,7 +168,10 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
           await stream.write(': keep-alive\n\n');
         }
       }
-      if (last) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
+      } finally {
+        stopWatch();
+      }
+      if (last && (await c.get('stillAuthorized')().catch(() => false))) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
     }
   });
 
@@ -179,6 +196,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   registerAuditRoutes(app, engine);
   registerEscalationRoutes(app, engine);
   registerGuardRoutes(app, engine);
+  registerCredentialRoutes(app, engine);
 
   app.openapi(routes.createOperatorRoute, async (c) => c.json(await engine.createOperator(c.get('principal'), c.req.valid('json')), 201));
   app.openapi(routes.listOperatorsRoute, async (c) => c.json({ items: await engine.listOperators(c.get('principal')) }, 200));
@@ -261,6 +279,7 @@ function authenticate(engine: Engine, sessions: Sessions): MiddlewareHandler<Env
       const session = await sessions.principal(c, engine);
       if (session) {
         c.set('principal', session.principal);
+        c.set('session', session.session);
         c.set('stillAuthorized', sessions.watch(session.session, engine));
         return next();
       }

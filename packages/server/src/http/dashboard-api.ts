@@ -6,6 +6,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { ApprovalRequest, CountersignError, ErrorBody } from '@countersign/core';
 import { streamSSE } from 'hono/streaming';
+import { watchCredential } from './stream-auth.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { recordFeedback } from './metrics.ts';
@@ -173,6 +174,11 @@ export function registerDashboardApi(
         closed = true;
         wake?.();
       });
+      // Revoked, disabled, signed out: the stream is closed within a second or so (http/stream-auth.ts).
+      const stopWatch = watchCredential(c.get('stillAuthorized'), () => {
+        closed = true;
+        wake?.();
+      });
       let eventId = 0;
       try {
         // Subscribed before saying so: whatever the client loads after "ready" is not missed.
@@ -198,6 +204,7 @@ export function registerDashboardApi(
           }
         }
       } finally {
+        stopWatch();
         unsubscribe();
         release();
       }

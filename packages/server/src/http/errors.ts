@@ -21,6 +21,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, ContentfulStatusCode>> = Obje
   ALREADY_REVIEWED: 409,
   MFA_REQUIRED: 403,
   MFA_INVALID: 403,
+  MFA_LOCKED: 429,
   MATCH_CODE_INVALID: 403,
   VELOCITY_LIMITED: 429,
   COOLDOWN_ACTIVE: 403,

@@ -19,6 +19,7 @@ import type { MetricFactRow } from '../store/store.ts';
 import { type ApiEnv as Env } from './routes/contract.ts';
 /** The response shape lives in core, shared with the dashboard. */
 import { quantile, rate, slaCompliance, withinSla, type MetricsSummary, type Rates } from '@countersign/core';
+import { seesOperatorMetrics } from '../audit/reports.ts';
 
 
 export const ESCALATED_AUDIT_TYPE = 'escalated';
@@ -234,6 +235,8 @@ export function registerSummaryRoute(app: OpenAPIHono<Env>, engine: Engine, now:
       now: now(),
       truncated,
     });
-    return c.json(summary, 200);
+    // Other operators' rows only for the report roles (audit/reports.ts), as /v1/metrics/operators/:id.
+    const by = c.get('principal');
+    return c.json({ ...summary, operators: summary.operators.filter((o) => seesOperatorMetrics(by, o.id)) }, 200);
   });
 }

@@ -2,26 +2,28 @@
  * Dashboard sessions: an operator exchanges their token once (`POST /v1/session`) for an
  * `HttpOnly`, `SameSite=Strict` cookie, so the token never lives in the page's JavaScript.
  *
- * The cookie is stateless and signed: `v1.<token hash>.<nonce>.<expiry>.<HMAC>`. Each request
- * re-resolves the token hash through the engine, so revoking the operator's token ends every
- * session made from it. Signing out stores the session's nonce (the `nonces` table, until the
- * cookie would have expired), so a copy of the cookie dies on every server sharing the database. The HMAC key is `COUNTERSIGN_SESSION_SECRET`; without it each process
- * draws a random key (a restart signs everyone out, and servers behind one load balancer need
- * the shared secret).
+ * The cookie is `v2.<id>`: 32 random bytes, of which the database keeps only the SHA-256
+ * (`sessions`, engine/credentials.ts) with the token it was made from. Nothing in the database
+ * or in a credential hash yields a cookie (issue 13, point 8). Signing out deletes the row, and
+ * so does revoking or rotating the token, disabling or removing the operator: every server
+ * sharing the database refuses the cookie within the credential cache (2 s). Servers need no
+ * shared session secret.
  *
- * CSRF: a state-changing call made with the cookie must carry `X-Countersign-CSRF`, a value
- * derived from the session (returned at sign-in and by `GET /v1/session`), and must not come
- * from another site (`Origin` / `Sec-Fetch-Site`). Bearer calls (agents, CLI) are untouched:
- * a browser never attaches an `Authorization` header on its own.
+ * Over TLS only the `__Host-` cookie is read (point 18): a plain `countersign_session` cookie
+ * tossed in from a sibling subdomain is ignored, so it cannot sign the browser in as someone else.
+ *
+ * CSRF: a state-changing call made with the cookie must carry `X-Countersign-CSRF`, an HMAC keyed
+ * by the session id (returned at sign-in and by `GET /v1/session`), and must not come from
+ * another site (`Origin` / `Sec-Fetch-Site`). Bearer calls (agents, CLI) are untouched: a
+ * browser never attaches an `Authorization` header on its own.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { CountersignError, ErrorBody, Role } from '@countersign/core';
 import type { Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
-import { sha256Hex } from '../ids.ts';
 import { type ApiEnv as Env } from './routes/contract.ts';
 
 
@@ -30,9 +32,11 @@ export const SESSION_COOKIE = 'countersign_session';
 export const SECURE_SESSION_COOKIE = `__Host-${SESSION_COOKIE}`;
 export const CSRF_HEADER = 'x-countersign-csrf';
 export const DEFAULT_SESSION_TTL_MS = 12 * 3600_000;
+/** Open streams ask whether their session still holds this often (through the 2 s credential cache). */
+export const STREAM_RECHECK_MS = 1_000;
 
 export interface SessionOptions {
-  /** HMAC key (at least 32 characters). Default: random per process. */
+  /** Accepted for compatibility (COUNTERSIGN_SESSION_SECRET); sessions are server-side now and need no shared key. */
   secret?: string | undefined;
   /** Session lifetime in ms. Default 12 hours. */
   ttlMs?: number | undefined;
@@ -41,78 +45,57 @@ export interface SessionOptions {
   now?: () => number;
 }
 
-interface Session {
-  tokenHash: string;
-  nonce: string;
+/** A session as the cookie names it: the random id (never stored) and, once resolved, when it ends. */
+export interface Session {
+  id: string;
   expiresAt: number;
 }
 
-const b64 = (buf: Buffer) => buf.toString('base64url');
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const COOKIE_VALUE = /^v2\.([A-Za-z0-9_-]{43})$/;
 
 export class Sessions {
-  private readonly key: Buffer;
   private readonly ttlMs: number;
   private readonly now: () => number;
   readonly trustProxy: boolean;
-  /** Signed-out sessions this process knows of (nonce → expiry), refused without asking the database. */
-  private readonly ended = new Map<string, number>();
 
   constructor(options: SessionOptions = {}) {
     if (options.secret !== undefined && options.secret.length < 32) {
       throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_SESSION_SECRET must be at least 32 characters');
     }
-    this.key = options.secret === undefined ? randomBytes(32) : Buffer.from(options.secret, 'utf8');
     this.ttlMs = options.ttlMs ?? DEFAULT_SESSION_TTL_MS;
     this.trustProxy = options.trustProxy ?? false;
     this.now = options.now ?? Date.now;
   }
 
-  private mac(text: string): Buffer {
-    return createHmac('sha256', this.key).update(text).digest();
+  /** The session id in a cookie value, or null when it is malformed. */
+  parse(value: string | undefined): string | null {
+    const match = value === undefined ? null : COOKIE_VALUE.exec(value);
+    return match ? match[1]! : null;
   }
 
-  issue(tokenHash: string): { cookie: string; csrfToken: string; expiresAt: number } {
-    if (!/^[0-9a-f]{64}$/.test(tokenHash)) throw new Error('a token hash is 64 hex digits');
-    const nonce = b64(randomBytes(16));
-    const expiresAt = this.now() + this.ttlMs;
-    const body = `v1.${b64(Buffer.from(tokenHash, 'hex'))}.${nonce}.${expiresAt.toString(36)}`;
-    return { cookie: `${body}.${b64(this.mac(body))}`, csrfToken: this.csrfToken(nonce), expiresAt };
+  cookieValue(id: string): string {
+    return `v2.${id}`;
   }
 
-  /** The session in a cookie value, or null when it is malformed, forged, expired or signed out. */
-  verify(value: string | undefined): Session | null {
-    if (!value || value.length > 300) return null;
-    const parts = value.split('.');
-    if (parts.length !== 5 || parts[0] !== 'v1') return null;
-    const [, hash, nonce, exp, sig] = parts as [string, string, string, string, string];
-    const expected = this.mac(`v1.${hash}.${nonce}.${exp}`);
-    const given = Buffer.from(sig, 'base64url');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
-    const expiresAt = parseInt(exp, 36);
-    const tokenHash = Buffer.from(hash, 'base64url').toString('hex');
-    if (!Number.isFinite(expiresAt) || expiresAt <= this.now() || tokenHash.length !== 64) return null;
-    if (this.ended.has(nonce)) return null;
-    return { tokenHash, nonce, expiresAt };
+  csrfToken(id: string): string {
+    return createHmac('sha256', id).update('countersign csrf').digest('base64url');
   }
 
-  csrfToken(nonce: string): string {
-    return b64(this.mac(`csrf.${nonce}`));
+  /** Signs an operator in: a new server-side session for their token. */
+  async open(engine: Engine, token: string) {
+    return engine.credentials.openSession(token, this.ttlMs);
   }
 
   /**
-   * For a long-lived stream: a check of whether its session still holds — not expired and not
-   * signed out here (both asked every time, in memory), and not signed out on another server nor
-   * its token revoked (asked of the database at most every `recheckMs`).
+   * For a long-lived stream: whether its session still holds (not expired, not signed out, its
+   * token and operator still valid), asked through the credential cache.
    */
-  watch(session: Session, engine: Engine, recheckMs = 5_000): () => Promise<boolean> {
-    let checkedAt = this.now();
+  watch(session: Session, engine: Engine): () => Promise<boolean> {
     let valid = true;
     return async () => {
-      if (!valid || session.expiresAt <= this.now() || this.ended.has(session.nonce)) return (valid = false);
-      if (this.now() - checkedAt < recheckMs) return true;
-      checkedAt = this.now();
-      valid = !(await engine.sessionEnded(session.nonce)) && (await engine.authenticateHash(session.tokenHash))?.kind === 'operator';
+      if (!valid || session.expiresAt <= this.now()) return (valid = false);
+      valid = (await engine.credentials.sessionPrincipal(session.id)) !== undefined;
       return valid;
     };
   }
@@ -120,16 +103,13 @@ export class Sessions {
   checkCsrf(session: Session, given: string | undefined): boolean {
     if (!given) return false;
     const a = Buffer.from(given);
-    const b = Buffer.from(this.csrfToken(session.nonce));
+    const b = Buffer.from(this.csrfToken(session.id));
     return a.length === b.length && timingSafeEqual(a, b);
   }
 
-  /** Signs a session out here at once, and (through the database) on every server sharing it. */
-  async end(session: Session, engine: Engine): Promise<void> {
-    const now = this.now();
-    for (const [nonce, until] of this.ended) if (until <= now) this.ended.delete(nonce);
-    this.ended.set(session.nonce, session.expiresAt);
-    await engine.endSession(session.nonce, session.expiresAt);
+  /** Signs a session out on every server sharing the database (its row is deleted). */
+  async end(id: string, engine: Engine): Promise<void> {
+    await engine.credentials.endSession(id);
   }
 
   /** True when the client reached us over TLS (directly, or through a trusted proxy). */
@@ -159,34 +139,31 @@ export class Sessions {
     }
   }
 
+  /** Over TLS only the `__Host-` cookie counts; over plain HTTP (no `Secure` cookies exist there) the plain one. */
   readCookie(c: Context): string | undefined {
-    return getCookie(c, SECURE_SESSION_COOKIE) ?? getCookie(c, SESSION_COOKIE);
+    return this.isSecure(c) ? getCookie(c, SECURE_SESSION_COOKIE) : getCookie(c, SESSION_COOKIE);
   }
 
   /**
-   * The operator behind the session cookie, or undefined when there is no cookie. A bad or
-   * expired cookie, a revoked token, or a state-changing call without the CSRF token is refused.
+   * The operator behind the session cookie, or undefined when there is no cookie. A malformed,
+   * unknown, expired or signed-out session, a revoked token or a disabled operator, or a
+   * state-changing call without the CSRF token, is refused.
    */
   async principal(c: Context, engine: Engine): Promise<{ principal: Principal; session: Session } | undefined> {
     const value = this.readCookie(c);
     if (value === undefined) return undefined;
-    const session = this.verify(value);
-    if (!session) throw new CountersignError('UNAUTHENTICATED', 'the session has expired or is invalid; sign in again');
-    if (await engine.sessionEnded(session.nonce)) {
-      this.ended.set(session.nonce, session.expiresAt);
-      throw new CountersignError('UNAUTHENTICATED', 'this session was signed out; sign in again');
-    }
-    const principal = await engine.authenticateHash(session.tokenHash);
-    if (!principal || principal.kind !== 'operator') {
-      throw new CountersignError('UNAUTHENTICATED', 'the token behind this session was revoked; sign in again');
-    }
+    const id = this.parse(value);
+    if (id === null) throw new CountersignError('UNAUTHENTICATED', 'the session cookie is invalid; sign in again');
+    const found = await engine.credentials.sessionPrincipal(id);
+    if (!found) throw new CountersignError('UNAUTHENTICATED', 'this session has ended (signed out, expired, or its token was revoked); sign in again');
+    const session = { id, expiresAt: found.expiresAt };
     if (!SAFE_METHODS.has(c.req.method)) {
       this.checkSameSite(c);
       if (!this.checkCsrf(session, c.req.header(CSRF_HEADER))) {
         throw new CountersignError('FORBIDDEN', `send the session's CSRF token in the ${CSRF_HEADER} header`, { reason: 'csrf' });
       }
     }
-    return { principal, session };
+    return { principal: found.principal, session };
   }
 
   setCookie(c: Context, value: string, expiresAt: number): void {
@@ -256,16 +233,14 @@ export function registerSessionRoutes(app: OpenAPIHono<Env>, engine: Engine, ses
   app.openapi(signInRoute, async (c) => {
     sessions.checkSameSite(c);
     const { token } = c.req.valid('json');
-    const principal = await engine.authenticate(token);
-    if (!principal) throw new CountersignError('UNAUTHENTICATED', 'unknown or revoked token');
-    if (principal.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot sign in to the dashboard; use an operator token');
-    const issued = sessions.issue(sha256Hex(token));
-    sessions.setCookie(c, issued.cookie, issued.expiresAt);
+    const issued = await sessions.open(engine, token);
+    const principal = issued.principal;
+    sessions.setCookie(c, sessions.cookieValue(issued.id), issued.expiresAt);
     c.header('cache-control', 'no-store');
     return c.json(
       {
         operator: { id: principal.operatorId, name: principal.name, roles: principal.roles },
-        csrfToken: issued.csrfToken,
+        csrfToken: sessions.csrfToken(issued.id),
         expiresAt: new Date(issued.expiresAt).toISOString(),
       },
       200,
@@ -275,12 +250,12 @@ export function registerSessionRoutes(app: OpenAPIHono<Env>, engine: Engine, ses
   app.openapi(sessionRoute, async (c) => {
     const p = c.get('principal');
     if (p.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'this needs an operator');
-    const session = sessions.verify(sessions.readCookie(c));
+    const session = c.req.header('authorization') ? null : c.get('session');
     c.header('cache-control', 'no-store');
     return c.json(
       {
         operator: { id: p.operatorId, name: p.name, roles: p.roles },
-        csrfToken: session && !c.req.header('authorization') ? sessions.csrfToken(session.nonce) : null,
+        csrfToken: session ? sessions.csrfToken(session.id) : null,
         expiresAt: session ? new Date(session.expiresAt).toISOString() : null,
       },
       200,
@@ -288,8 +263,8 @@ export function registerSessionRoutes(app: OpenAPIHono<Env>, engine: Engine, ses
   });
 
   app.openapi(signOutRoute, async (c) => {
-    const session = sessions.verify(sessions.readCookie(c));
-    if (session) await sessions.end(session, engine);
+    const id = sessions.parse(sessions.readCookie(c));
+    if (id !== null) await sessions.end(id, engine);
     sessions.clearCookie(c);
     return c.json({ signedOut: true }, 200);
   });

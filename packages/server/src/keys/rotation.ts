@@ -14,6 +14,7 @@
  */
 import { CountersignError } from '@countersign/core';
 import { SecretBox } from '../guard/totp.ts';
+import type { Sealer } from '../store/sealing.ts';
 import { isSealed } from '../store/sealing.ts';
 import type { SealedRow, ResealTarget } from '../store/sealed-sql.ts';
 import type { Queries, Store } from '../store/store.ts';
@@ -31,6 +32,8 @@ export interface RotationOptions {
   maxBatches?: number | undefined;
   onProgress?: ((progress: { table: SealedTableName; batch: number; resealed: number }) => void) | undefined;
   now?: (() => number) | undefined;
+  /** The server secret file's seed key (guard/totp.ts `seedSealer`): TOTP seeds sealed under it when no key was set are re-sealed too. */
+  seedKey?: Sealer | undefined;
   /** Writes the `encryption_rotated` entry; default a standalone writer (the command has no audit key; audit/writer.ts). */
   writer?: AuditWriter | undefined;
 }
@@ -75,7 +78,7 @@ export async function rotateEncryption(store: Store, options: RotationOptions = 
   const batchSize = options.batchSize ?? 200;
   const includePlain = options.includePlain ?? false;
   const target: ResealTarget = { currentPrefix, includePlain };
-  const box = new SecretBox(sealer);
+  const box = new SecretBox(sealer, options.seedKey ?? null);
   const codecs: Record<SealedTableName, Codec> = {
     requests: sealer,
     reviews: sealer,

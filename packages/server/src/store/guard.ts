@@ -171,6 +171,11 @@ export class GuardQueries {
     return Number(result.numUpdatedRows) === 1;
   }
 
+  /** Enrolments whose seed an earlier version stored `plain:` (sealed at start). */
+  async allTotpSecrets(): Promise<Array<{ operator_id: string; secret: string }>> {
+    return this.db.selectFrom('operator_totp').select(['operator_id', 'secret']).execute();
+  }
+
   /** Enrolments after operator `after` whose secret the target wants re-sealed (keys rotate-encryption), raw. */
   async totpResealBatch(after: string, limit: number, target: ResealTarget): Promise<SealedRow[]> {
     return selectResealBatch(this.db, TOTP_SECRETS, after, limit, target);
@@ -201,6 +206,17 @@ export class GuardQueries {
       .orderBy('until', 'desc')
       .limit(1)
       .executeTakeFirst();
+  }
+
+  /** Every manual cool-down of the operator still running at `now`. */
+  async activeCooldowns(operatorId: string, now: number): Promise<ApproverCooldownsTable[]> {
+    return this.db.selectFrom('approver_cooldowns').selectAll().where('operator_id', '=', operatorId).where('until', '>', now).execute();
+  }
+
+  /** Ends the operator's running manual cool-downs at `now` (a lift); how many there were. */
+  async endCooldowns(operatorId: string, now: number): Promise<number> {
+    const result = await this.db.updateTable('approver_cooldowns').set({ until: now }).where('operator_id', '=', operatorId).where('until', '>', now).executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 
   async insertPause(row: AgentPausesTable): Promise<void> {

@@ -7,6 +7,7 @@ import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, AuditSignerUpgradeTable } from './trail.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
+import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './credentials.ts';
 import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
@@ -24,6 +25,12 @@ export interface ApiKeysTable {
   created_at: number;
   created_by: string | null;
   revoked_at: number | null;
+  /** Stamped at most once a minute by authentication. */
+  last_used_at: number | null;
+  /** A rotated key's grace period ends here; null: no end. */
+  expires_at: number | null;
+  /** HMAC under the server secret (keys/server-secret.ts); a row without a valid one does not authenticate. */
+  mac: string | null;
 }
 
 export interface OperatorsTable {
@@ -32,6 +39,10 @@ export interface OperatorsTable {
   roles: string;
   groups: string;
   created_at: number;
+  disabled_at: number | null;
+  /** Removed operators keep their row (reviews and the trail name them) but never authenticate again. */
+  removed_at: number | null;
+  mac: string | null;
 }
 
 export interface OperatorTokensTable {
@@ -41,6 +52,9 @@ export interface OperatorTokensTable {
   prefix: string;
   created_at: number;
   revoked_at: number | null;
+  last_used_at: number | null;
+  expires_at: number | null;
+  mac: string | null;
 }
 
 export interface PoliciesTable {
@@ -156,6 +170,9 @@ export interface Database {
   role_ip_allowlist: RoleIpAllowlistTable;
   aggregate_collections: AggregateCollectionsTable;
   aggregate_members: AggregateMembersTable;
+  sessions: SessionsTable;
+  server_marks: ServerMarksTable;
+  mfa_attempts: MfaAttemptsTable;
   approval_events: ApprovalEventsTable;
   agent_rate_events: AgentRateEventsTable;
 }

@@ -12,6 +12,7 @@ import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
 import { TrailQueries } from './trail.ts';
 import { GuardQueries } from './guard.ts';
+import { CredentialQueries } from './credentials.ts';
 import { AggregateQueries } from './aggregates.ts';
 import { ListQueries } from './queue.ts';
 import { CounterQueries } from './counters.ts';
@@ -34,10 +35,6 @@ export type PolicyRow = PoliciesTable;
 export type OperatorRow = OperatorsTable;
 
 export type NewAuditEntry = Omit<AuditLogTable, 'seq'>;
-
-export type CredentialRow =
-  | { kind: 'agent'; agentId: string; agentName: string }
-  | { kind: 'operator'; operatorId: string; name: string; roles: string; groups: string };
 
 export interface RequestFilter {
   status?: string | undefined;
@@ -80,25 +77,6 @@ export class Queries {
   ) {}
 
   // ---- credentials ----
-
-  async findCredential(hash: string): Promise<CredentialRow | undefined> {
-    const key = await this.db
-      .selectFrom('api_keys')
-      .innerJoin('agents', 'agents.id', 'api_keys.agent_id')
-      .select(['agents.id as agentId', 'agents.name as agentName'])
-      .where('api_keys.key_hash', '=', hash)
-      .where('api_keys.revoked_at', 'is', null)
-      .executeTakeFirst();
-    if (key) return { kind: 'agent', ...key };
-    const op = await this.db
-      .selectFrom('operator_tokens')
-      .innerJoin('operators', 'operators.id', 'operator_tokens.operator_id')
-      .select(['operators.id as operatorId', 'operators.name', 'operators.roles', 'operators.groups'])
-      .where('operator_tokens.token_hash', '=', hash)
-      .where('operator_tokens.revoked_at', 'is', null)
-      .executeTakeFirst();
-    return op ? { kind: 'operator', ...op } : undefined;
-  }
 
   async countCredentials(): Promise<number> {
     const a = await this.db.selectFrom('api_keys').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
@@ -488,6 +466,11 @@ export class Queries {
   /** Aggregate reviews' collections and members (store/aggregates.ts). */
   get aggregates(): AggregateQueries {
     return new AggregateQueries(this.db, this.capabilities);
+  }
+
+  /** Operators, tokens, agent keys, dashboard sessions and step-up attempts (store/credentials.ts). */
+  get credentials(): CredentialQueries {
+    return new CredentialQueries(this.db, this.capabilities);
   }
 
   /** The gate's insert-only counters and the per-principal lock they are checked under (store/counters.ts). */

@@ -2,6 +2,13 @@ import { DEFAULT_POLICY_YAML, type Role } from '@countersign/core';
 import { Engine } from '../../src/engine/engine.ts';
 import type { Principal } from '../../src/engine/principal.ts';
 import { connect } from '../../src/store/connect.ts';
+import { ephemeralServerSecret } from '../../src/keys/server-secret.ts';
+
+/**
+ * One server secret for every engine a test file opens, as servers sharing a database share the
+ * secret file: an engine opened on the same database with another secret refuses its credentials.
+ */
+export const TEST_SERVER_SECRET = ephemeralServerSecret();
 
 export interface TestEngine {
   engine: Engine;
@@ -12,7 +19,7 @@ export interface TestEngine {
 }
 
 export async function openTestEngine(url: string, policy = DEFAULT_POLICY_YAML): Promise<TestEngine> {
-  const engine = await Engine.open({ connection: await connect(url) });
+  const engine = await Engine.open({ connection: await connect(url), serverSecret: TEST_SERVER_SECRET });
   await engine.activatePolicy(policy, 'test');
   const boot = await engine.bootstrap();
   if (!boot) throw new Error('expected an empty database');

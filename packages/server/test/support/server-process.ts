@@ -19,6 +19,16 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * Where a test's PostgreSQL server processes keep their audit key and server secret: one pair per
+ * database, the same on a restart and for every process on that database, never shared with
+ * another database (a shared secret path under tmpdir() would let one test's file sign another's rows).
+ */
+export function testKeyPaths(databaseUrl: string): { auditKey: string; serverSecret: string } {
+  const tag = createHash('sha256').update(databaseUrl).digest('hex').slice(0, 16);
+  return { auditKey: join(tmpdir(), `countersign-test-audit-key-${tag}.pem`), serverSecret: join(tmpdir(), `countersign-test-server-secret-${tag}`) };
+}
+
 export async function startServerProcess(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, [BIN, 'serve', '--json'], {
     env: {
@@ -28,9 +38,7 @@ export async function startServerProcess(databaseUrl: string, env: Record<string
       COUNTERSIGN_POLICY: '',
       // The audit key defaults to the working directory for PostgreSQL; keep tests out of the repository.
       // One key per database (its signer state lives next to it, and a key signs one trail), the same on a restart.
-      ...(databaseUrl.startsWith('postgres')
-        ? { COUNTERSIGN_AUDIT_KEY_PATH: join(tmpdir(), `countersign-test-audit-key-${createHash('sha256').update(databaseUrl).digest('hex').slice(0, 16)}.pem`) }
-        : {}),
+      ...(databaseUrl.startsWith('postgres') ? { COUNTERSIGN_AUDIT_KEY_PATH: testKeyPaths(databaseUrl).auditKey, COUNTERSIGN_SERVER_SECRET_PATH: testKeyPaths(databaseUrl).serverSecret } : {}),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

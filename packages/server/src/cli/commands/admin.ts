@@ -7,12 +7,14 @@ import { relative, safe, table } from '../format.ts';
 import { idSegment } from '../http-client.ts';
 import { registerAuditCommands, registerReportCommand } from './audit.ts';
 import { registerRotateEncryption } from './keys.ts';
+import { registerAdminRecover, registerKeyLifecycle, registerOperatorLifecycle } from './credentials.ts';
 
 const SHOWN_ONCE = 'This is shown ONCE and cannot be retrieved later; store it now (e.g. in a secret manager).';
 
 export function registerAdminCommands(program: Command): void {
   registerOperators(program);
   registerKeys(program);
+  registerAdminRecover(program);
   registerAudit(program);
   registerReportCommand(program);
 }
@@ -31,7 +33,9 @@ interface OperatorItem {
   name: string;
   roles: Role[];
   groups: string[];
+  disabled: boolean;
   createdAt: string;
+  lastUsedAt: string | null;
 }
 
 function registerOperators(program: Command): void {
@@ -69,9 +73,12 @@ function registerOperators(program: Command): void {
         { header: 'ROLES', value: (o) => o.roles.join(',') },
         { header: 'GROUPS', value: (o) => (o.groups.length > 0 ? o.groups.join(',') : '-'), max: 40 },
         { header: 'CREATED', value: (o) => relative(o.createdAt, now) },
+        { header: 'LAST USED', value: (o) => relative(o.lastUsedAt, now) },
+        { header: 'STATE', value: (o) => (o.disabled ? 'disabled' : 'active') },
       ]),
     );
   });
+  registerOperatorLifecycle(operators);
 }
 
 // ---- keys ----
@@ -98,6 +105,7 @@ function registerKeys(program: Command): void {
     print(`key: ${safe(created.key)}`);
     print(`warning: ${SHOWN_ONCE}`);
   });
+  registerKeyLifecycle(keys);
   registerRotateEncryption(keys);
 }
 

@@ -4,7 +4,7 @@
  * `roles allowlist` (a role's), `agents pause|resume|slicing`.
  */
 import { Option, type Command } from 'commander';
-import { ROLES } from '@countersign/core';
+import { CountersignError, ROLES } from '@countersign/core';
 import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { relative, safe } from '../format.ts';
 
@@ -96,18 +96,24 @@ export function registerGuardCommands(program: Command): void {
   withClientOptions(
     approvers
       .command('cooldown')
-      .description("show an approver's cool-down; with --minutes and --reason, start one (lead or more senior)")
-      .argument('<operator>', 'name or id')
+      .description("show an approver's cool-down; with --minutes and --reason, start one on someone you outrank (lead or more senior); `cooldown lift <operator> --reason` ends a manual one")
+      .argument('<operator>', 'name or id (or `lift`, then the operator)')
+      .argument('[operator]', 'with `lift`: whose cool-down to end')
       .option('--minutes <n>', 'length of a manual cool-down', positiveInt(7 * 24 * 60))
-      .option('--reason <text>', 'why (required with --minutes)'),
-  ).action(async (ref: string, flags: CommonFlags & { minutes?: number; reason?: string }) => {
+      .option('--reason <text>', 'why (required with --minutes and with lift)'),
+  ).action(async (first: string, second: string | undefined, flags: CommonFlags & { minutes?: number; reason?: string }) => {
     const client = clientFrom(flags);
+    const lifting = first === 'lift' && second !== undefined;
+    const ref = lifting ? second : first;
     const path = `/v1/approvers/${seg(ref)}/cooldown`;
-    const out =
-      flags.minutes !== undefined
+    if (lifting && !flags.reason) throw new CountersignError('VALIDATION_FAILED', 'say why: cooldown lift <operator> --reason TEXT');
+    const out = lifting
+      ? await client.delete<Record<string, unknown>>(path, { reason: flags.reason })
+      : flags.minutes !== undefined
         ? await client.post<Record<string, unknown>>(path, { minutes: flags.minutes, reason: flags.reason ?? '' })
         : await client.get<Record<string, unknown>>(path);
     if (flags.json) return printJson(out);
+    if (lifting) print(`lifted the manual cool-down of ${safe(String(out.operator))}`);
     print(out.active ? `cool-down until ${safe(String(out.until))}: ${safe(String(out.reason))}` : 'no cool-down');
   });
   allowlistCommand(approvers, 'operator', 'name or id', (ref) => `/v1/operators/${seg(ref)}/ip-allowlist`);

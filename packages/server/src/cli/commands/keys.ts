@@ -51,7 +51,14 @@ Progress goes to stderr. Exits 1 when values remain that no configured key opens
         if ((await store.countCredentials()) === 0) {
           throw new CountersignError('VALIDATION_FAILED', 'this database has never been used by a Countersign server (no credentials): point --database at the one your servers use');
         }
+        // TOTP seeds sealed under the server secret's seed key (no encryption key was set) move under the new key too.
+        const { resolveRuntimeConfig } = await import('../../config.ts');
+        const { readServerSecret } = await import('../../keys/server-secret.ts');
+        const { seedSealer } = await import('../../guard/totp.ts');
+        const secretPath = resolveRuntimeConfig({ database: url }, env).serverSecretPath;
+        const secret = secretPath === null ? null : readServerSecret(secretPath);
         report = await rotateEncryption(store, {
+          seedKey: secret ? seedSealer(secret) : undefined,
           batchSize: flags.batch,
           includePlain: flags.includePlain,
           onProgress: (p) => process.stderr.write(`${p.table}: ${p.resealed} re-sealed (batch ${p.batch})\n`),

@@ -23,7 +23,8 @@ export function registerServe(program: Command): void {
       // Loaded here so client commands do not pay for the server stack at start-up.
       const { startServer } = await import('../../serve.ts');
       const server = await startServer(config);
-      const { engine, url, bootstrap } = server;
+      const { engine, url } = server;
+      const bootstrap = printable(server.bootstrap);
       // Handlers first, then the pid: a HUP sent the moment the pid is printed must reload, not
       // meet the default disposition (which ends the process).
       let stopping = false;
@@ -77,18 +78,36 @@ function redactUrl(url: string): string {
   return url.replace(/\/\/([^:@/]+):([^@/]+)@/, '//$1:***@');
 }
 
-/** What the first start prints: the two secrets, once, and lines that work as printed on this port. */
-export function firstStartHint(url: string, b: { adminToken: string; agentKey: string }, cli: string, anywhere = cli): string {
+/**
+ * What bootstrap may print: the secrets it generated, never those the environment supplied
+ * (COUNTERSIGN_ADMIN_TOKEN / COUNTERSIGN_AGENT_KEY): the operator already has them, and printing
+ * them puts them in every log that captures stdout (issue 13, point 7).
+ */
+export function printable(b: { adminToken: string; agentKey: string; operatorId: string; agentId: string; given: { adminToken: boolean; agentKey: boolean } } | null) {
+  if (!b) return null;
+  return {
+    adminToken: b.given.adminToken ? null : b.adminToken,
+    operatorId: b.operatorId,
+    agentKey: b.given.agentKey ? null : b.agentKey,
+    agentId: b.agentId,
+  };
+}
+
+/**
+ * What the first start prints: the generated secrets, once, and lines that work as printed on
+ * this port. A secret the environment supplied is `null` here and is named by its variable only.
+ */
+export function firstStartHint(url: string, b: { adminToken: string | null; agentKey: string | null }, cli: string, anywhere = cli): string {
   return [
     '',
-    'First start: created an admin operator and a demo-agent key. They are shown ONCE; keep them.',
-    `  admin token (operator):  ${b.adminToken}`,
-    `  demo-agent API key:      ${b.agentKey}`,
+    'First start: created an admin operator and a demo-agent key. Generated secrets are shown ONCE; keep them.',
+    `  admin token (operator):  ${b.adminToken ?? '(from COUNTERSIGN_ADMIN_TOKEN, not shown)'}`,
+    `  demo-agent API key:      ${b.agentKey ?? '(from COUNTERSIGN_AGENT_KEY, not shown)'}`,
     '',
     'Try it (in another terminal):',
     `  export COUNTERSIGN_URL=${url}`,
-    `  export COUNTERSIGN_TOKEN=${b.adminToken}`,
-    `  export COUNTERSIGN_AGENT_KEY=${b.agentKey}`,
+    `  export COUNTERSIGN_TOKEN=${b.adminToken ?? '"$COUNTERSIGN_ADMIN_TOKEN"'}`,
+    `  export COUNTERSIGN_AGENT_KEY=${b.agentKey ?? '"$COUNTERSIGN_AGENT_KEY"'}`,
     `  curl -s $COUNTERSIGN_URL/v1/requests -H "Authorization: Bearer $COUNTERSIGN_AGENT_KEY" \\`,
     `    -H 'content-type: application/json' \\`,
     `    -d '{"action":"isolate_host","args":{"host":"ws-042"},"confidence":0.82}'`,

@@ -24,6 +24,8 @@ export type ApiEnv = {
     principal: Principal;
     /** Whether the caller's credential (session or token) still holds: long-lived streams ask at each heartbeat. */
     stillAuthorized: () => Promise<boolean>;
+    /** The dashboard session the call came with (cookie calls only). */
+    session?: { id: string; expiresAt: number } | undefined;
   };
 };
 
@@ -213,8 +215,12 @@ export const listOperatorsRoute = createRoute({
   security,
   responses: {
     200: json(
-      z.object({ items: z.array(z.object({ id: z.string(), name: z.string(), roles: z.array(Role), groups: z.array(z.string()), createdAt: z.string() })) }),
-      'Operators',
+      z.object({
+        items: z.array(
+          z.object({ id: z.string(), name: z.string(), roles: z.array(Role), groups: z.array(z.string()), disabled: z.boolean(), createdAt: z.string(), lastUsedAt: z.string().nullable(), activeTokens: z.number().int() }),
+        ),
+      }),
+      'Operators (removed ones are not listed); never a token',
     ),
     ...errors,
   },

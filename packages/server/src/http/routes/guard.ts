@@ -79,6 +79,15 @@ const setCooldownRoute = createRoute({
   request: { params: RefParams, ...body(CooldownBody) },
   responses: { 200: json(Anything, 'The cool-down now'), ...errors },
 });
+export const LiftCooldownBody = z.strictObject({ reason: Reason });
+const liftCooldownRoute = createRoute({
+  method: 'delete',
+  path: '/v1/approvers/{id}/cooldown',
+  summary: "End an approver's manual cool-down early (lead or more senior, of at least the setter's rank; never the approver themselves), with a reason",
+  security,
+  request: { params: RefParams, ...body(LiftCooldownBody) },
+  responses: { 200: json(Anything, 'The cool-down now, and what was lifted'), ...errors },
+});
 const slicingRoute = createRoute({
   method: 'get',
   path: '/v1/agents/{id}/slicing',
@@ -177,6 +186,7 @@ export function registerGuardRoutes(app: OpenAPIHono<Env>, engine: Engine): void
   app.openapi(velocityRoute, async (c) => c.json(await guard.velocity(c.get('principal'), c.req.valid('param').id), 200));
   app.openapi(cooldownRoute, async (c) => c.json(await guard.cooldown(c.get('principal'), c.req.valid('param').id), 200));
   app.openapi(setCooldownRoute, async (c) => c.json(await guard.setCooldown(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));
+  app.openapi(liftCooldownRoute, async (c) => c.json(await guard.liftCooldown(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));
   app.openapi(slicingRoute, async (c) =>
     c.json(await guard.slicing(c.get('principal'), c.req.valid('param').id, c.req.valid('query').windowMinutes), 200),
   );

@@ -1,0 +1,44 @@
+/**
+ * Long-lived responses end with their credential (issue 13): an event stream or a long-poll asks
+ * every `STREAM_RECHECK_MS` whether the session or token that opened it still holds (through the
+ * engine's 2 s credential cache, so a revocation on another server ends it within about 3 s) and
+ * is aborted the moment it does not. Between checks nothing is sent that the last check did not
+ * allow.
+ *
+ *   const stop = watchCredential(c.get('stillAuthorized'), () => aborted.abort());
+ *   try { …stream… } finally { stop(); }
+ */
+import { STREAM_RECHECK_MS } from './session.ts';
+
+export function watchCredential(stillAuthorized: () => Promise<boolean>, onLost: () => void, everyMs = STREAM_RECHECK_MS): () => void {
+  let stopped = false;
+  let checking = false;
+  const timer = setInterval(() => {
+    if (stopped || checking) return;
+    checking = true;
+    stillAuthorized()
+      .then((ok) => {
+        if (!ok && !stopped) {
+          stopped = true;
+          clearInterval(timer);
+          onLost();
+        }
+      })
+      .catch(() => {
+        // The database did not answer: fail closed, the stream ends (the client reconnects and re-authenticates).
+        if (!stopped) {
+          stopped = true;
+          clearInterval(timer);
+          onLost();
+        }
+      })
+      .finally(() => {
+        checking = false;
+      });
+  }, everyMs);
+  timer.unref?.();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}
