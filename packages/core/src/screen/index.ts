@@ -42,3 +42,17 @@ export {
 
 /** The committed model, decoded once at import. */
 export const DEFAULT_SCREEN_MODEL: ScreenModel = loadModel(DEFAULT_MODEL_DATA);
+export {
+  requestTexts,
+  screenRequestText,
+  screeningEffect,
+  unscreenedResult,
+  MAX_SCREENED_FIELDS,
+  MAX_RECORDED_FINDINGS,
+  SCREENING_RULE,
+  SCREENING_BUDGET_RULE,
+  type RequestText,
+  type RequestFinding,
+  type RequestScreening,
+  type ScreeningOutcome,
+} from './request.ts';
