@@ -78,6 +78,9 @@ import {
   type PolicyError,
 } from '@countersign/core';
 import { queueDueAt, readListing, type ListOptions } from './queue.ts';
+import { parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen';
+import type { EvaluationRequest } from '@countersign/core';
+import { sharedScreener, type Screener } from './screener.ts';
 import { NO_DEADLINE } from '../store/queue.ts';
 import { TimerSkip, deliveryFromRow, deliveryRows, requestTimer, type DeliveryRow, type TimerRow } from '../store/timers.ts';
 
@@ -177,6 +180,7 @@ export class Engine {
     private readonly now: () => number,
     auditKey: AuditKey,
     guard: GuardOptions = {},
+    private readonly screener: Screener = sharedScreener(),
   ) {
     this.trail = new AuditService(store, auditKey, now);
     this.writer = new AuditWriter((data) => this.trail.redact(data));
@@ -205,11 +209,11 @@ export class Engine {
    * Opens the store (migrating it) and starts listening for cross-process wake-ups. Without
    * `auditKey`, checkpoints and receipts are signed with a key that lives in this process only.
    */
-  static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
+  static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined; screener?: Screener | undefined }): Promise<Engine> {
     // Resolved by the runtime from the config (COUNTERSIGN_ENCRYPTION_KEY…); never read from the environment here.
     const guard = options.guard ?? {};
     // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
-    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
+    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard, options.screener);
     if (engine.store.capabilities.listenNotify) {
       // After a lost LISTEN connection is back, every waiter re-reads: a decision made meanwhile is never missed.
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id), () => engine.wakeups.resync());
@@ -448,7 +452,9 @@ export class Engine {
     const history = await this.history(agent.id, body.action, at);
     const gate = await this.guard.createGate(agent, policy.policy, at); // whilePaused: hold; onSlicing: review, aggregate
     const forcedReview = gate && { rule: gate.rule, reason: gate.reason };
-    const assessment = evaluate({ ...body, agent: agent.name, forcedReview }, policy.policy, history, new Date(at));
+    // Prompt-injection screening of every agent-written string (core screen/request.ts), off the event loop when large (screener.ts).
+    const screening = await this.screenBody(body, policy.policy);
+    const assessment = evaluate({ ...body, agent: agent.name, forcedReview, screening }, policy.policy, history, new Date(at));
     // Each alternative gets the full evaluation too: a blocked one is kept, marked with its rules, and can never be chosen (finding 1).
     const alternatives = await this.assessedAlternatives(body, agent, at);
     const id = newId('req', at);
@@ -469,6 +475,16 @@ export class Engine {
         payloadHash: this.trail.payloadHash(body.action, body.args),
         ...(alternatives?.some((a) => a.blocked) ? { blockedAlternatives: alternatives.filter((a) => a.blocked).map((a) => ({ name: a.name, rules: a.blocked!.rules })) } : {}),
         ...(refiles ? { refiles: refiles.id } : {}),
+        ...(assessment.screening
+          ? {
+              screening: {
+                score: assessment.screening.score,
+                action: assessment.screening.action,
+                overBudget: assessment.screening.overBudget,
+                findings: assessment.screening.findings.map((f) => ({ field: f.field, kind: f.kind, span: f.span, score: f.score })),
+              },
+            }
+          : {}),
       }, at),
       ...(refiles ? [this.audit('claim_lapsed', refiles.id, SYSTEM, { refiledAs: id, expiresAt: new Date(Number(refiles.claim_expires_at)).toISOString() }, at)] : []),
       status === 'pending'
@@ -513,6 +529,23 @@ export class Engine {
     this.emitChange({ previousStatus: null, row });
     await this.guard.afterCreate(agent, policy.policy, valueAlert);
     return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
+  }
+
+  /**
+   * `POST /v1/screen`: any authenticated caller (agent or operator) screens one text under the
+   * active policy's `screening:` section. Stateless: nothing is stored or audited.
+   */
+  async screenText(by: Principal, request: ScreenRequest): Promise<ScreenResult> {
+    void by; // authenticated by the HTTP layer; every principal may screen
+    return this.screener.screenText(parseScreenRequest(request), this.policy.policy.screening);
+  }
+
+  /** Screen a create body's text under the policy's `screening:` section; nothing when screening is disabled. */
+  private async screenBody(body: CreateRequest, policy: Policy): Promise<EvaluationRequest['screening']> {
+    const config = policy.screening;
+    if (!config.enabled) return undefined;
+    const result = await this.screener.screen(body, config);
+    return { result, outcomes: screeningEffect(result, config) };
   }
 
   /** A new request's row from its body and assessment: decided at once unless routed to review. */
