@@ -81,6 +81,7 @@ import { queueDueAt, readListing, type ListOptions } from './queue.ts';
 import { parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen';
 import type { EvaluationRequest } from '@countersign/core';
 import { sharedScreener, type Screener } from './screener.ts';
+import { ScreeningDesk } from './screening.ts';
 import { NO_DEADLINE } from '../store/queue.ts';
 import { TimerSkip, deliveryFromRow, deliveryRows, requestTimer, type DeliveryRow, type TimerRow } from '../store/timers.ts';
 
@@ -174,6 +175,8 @@ export class Engine {
   readonly decisions: Decisions;
   /** Claims of approvals (once, within their validity) and execution reports (engine/execution.ts). */
   private readonly executions: ExecutionDesk;
+  /** Screening verdicts, the audit sample, rates, calibration proposals, pattern suggestions (engine/screening.ts). */
+  readonly screening: ScreeningDesk;
 
   private constructor(
     readonly store: Store,
@@ -190,6 +193,7 @@ export class Engine {
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
     });
+    this.screening = new ScreeningDesk({ store, writer: this.writer, now, policy: () => this.policy.policy, getRequest: (by, id) => this.getRequest(by, id) });
     this.executions = new ExecutionDesk({
       store,
       trail: this.trail,
@@ -458,6 +462,7 @@ export class Engine {
     // Each alternative gets the full evaluation too: a blocked one is kept, marked with its rules, and can never be chosen (finding 1).
     const alternatives = await this.assessedAlternatives(body, agent, at);
     const id = newId('req', at);
+    const sampled = this.screening.drawSample(id, screening?.result);
     const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at, alternatives);
     const escalation = status === 'pending' ? startEscalation(policy.policy, assessment, at) : null;
     row.queue_due_at = queueDueAt(row, escalation);
@@ -475,9 +480,11 @@ export class Engine {
         payloadHash: this.trail.payloadHash(body.action, body.args),
         ...(alternatives?.some((a) => a.blocked) ? { blockedAlternatives: alternatives.filter((a) => a.blocked).map((a) => ({ name: a.name, rules: a.blocked!.rules })) } : {}),
         ...(refiles ? { refiles: refiles.id } : {}),
+        ...(sampled && !assessment.screening ? { screening: { score: screening!.result.score, action: screening!.result.action, sampled: true, findings: [] } } : {}),
         ...(assessment.screening
           ? {
               screening: {
+                ...(sampled ? { sampled: true } : {}),
                 score: assessment.screening.score,
                 action: assessment.screening.action,
                 overBudget: assessment.screening.overBudget,
@@ -506,6 +513,7 @@ export class Engine {
           throw new CountersignError('IDEMPOTENCY_CONFLICT', 'the lapsed approval under this idempotency key changed meanwhile', { requestId: refiles.id });
         }
         await tx.insertRequest(row);
+        if (sampled) await this.screening.recordSample(tx, id, screening!.result, at);
         // Under `onSlicing: aggregate` the request waits in the agent's collection: its own channels hear of the aggregate instead.
         const collect = gate?.aggregate && status === 'pending' ? gate.aggregate : undefined;
         await this.scheduleCreated(tx, row, escalation, at, collect === undefined);

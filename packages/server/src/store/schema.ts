@@ -8,6 +8,7 @@ import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from
 import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, AuditSignerUpgradeTable } from './trail.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
+import type { ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -158,6 +159,8 @@ export interface Database {
   aggregate_members: AggregateMembersTable;
   approval_events: ApprovalEventsTable;
   agent_rate_events: AgentRateEventsTable;
+  screen_verdicts: ScreenVerdictsTable;
+  screen_samples: ScreenSamplesTable;
 }
 
 export type { Generated };
