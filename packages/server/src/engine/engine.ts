@@ -78,7 +78,7 @@ import {
   type PolicyError,
 } from '@countersign/core';
 import { queueDueAt, readListing, type ListOptions } from './queue.ts';
-import { parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen';
+import { parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
 import type { EvaluationRequest } from '@countersign/core';
 import { sharedScreener, type Screener } from './screener.ts';
 import { ScreeningDesk } from './screening.ts';

@@ -14,7 +14,6 @@
  */
 import { Worker } from 'node:worker_threads';
 import {
-  DEFAULT_SCREEN_MODEL,
   requestTexts,
   screen,
   screenRequestText,
@@ -22,8 +21,13 @@ import {
   type RequestScreening,
   type ScreeningConfig,
   type ScreenRequest,
+  type ScreenModel,
   type ScreenResult,
-} from '@countersign/core/screen';
+} from '@countersign/core/screen/api';
+
+/** The committed model, loaded on first inline use (decoding it costs most of a second at start: the CLI never needs it). */
+let model: Promise<ScreenModel> | undefined;
+const loadModel = (): Promise<ScreenModel> => (model ??= import('@countersign/core/screen').then((m) => m.DEFAULT_SCREEN_MODEL));
 
 type Body = Parameters<typeof screenRequestText>[0];
 
@@ -63,7 +67,7 @@ export class Screener {
     const chars = texts.reduce((s, t) => s + t.text.length, 0);
     if (complete && texts.length <= INLINE_MAX_FIELDS && chars <= INLINE_MAX_CHARS) {
       this.stats.inline++;
-      return screenRequestText(body, DEFAULT_SCREEN_MODEL, config);
+      return screenRequestText(body, await loadModel(), config);
     }
     if (this.queue.length >= this.maxQueue) {
       this.stats.failed++;
@@ -83,7 +87,7 @@ export class Screener {
     const size = request.text !== undefined ? request.text.length : typeof request.content === 'string' ? request.content.length : INLINE_MAX_CHARS + 1;
     if (size <= INLINE_MAX_CHARS) {
       this.stats.inline++;
-      return screen(request, DEFAULT_SCREEN_MODEL, config);
+      return screen(request, await loadModel(), config);
     }
     const unscreened = (why: string): ScreenResult => ({
       score: 0,

@@ -28,7 +28,7 @@ import {
   type ThresholdProposal,
   type VerdictLabel,
   type VerdictRates,
-} from '@countersign/core/screen';
+} from '@countersign/core/screen/api';
 import { actorOf, draft, type AuditWriter } from '../audit/writer.ts';
 import { newId } from '../ids.ts';
 import type { Queries, Store } from '../store/store.ts';

@@ -5,7 +5,7 @@
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { ErrorBody } from '@countersign/core';
-import { ScreenRequest } from '@countersign/core/screen';
+import { ScreenRequest } from '@countersign/core/screen/api';
 import type { Engine } from '../../engine/engine.ts';
 import { json, security, type ApiEnv as Env } from './contract.ts';
 
