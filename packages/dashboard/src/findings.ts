@@ -9,16 +9,58 @@ import type { ApprovalRequest } from '@countersign/core';
 export type ScreeningRecord = NonNullable<ApprovalRequest['assessment']['screening']>;
 export type Finding = ScreeningRecord['findings'][number];
 
-/** The string at a finding's field path (`args.items[2].body`, `context.evidence[0]`, `alternatives[1].description`), if it is one. */
+/**
+ * The steps of a field path (`args.items[2]["a.b"]`): the dashboard's copy of core's
+ * screen/fields.ts parseFieldPath (the dashboard bundles no core code; a test checks they agree).
+ */
+export function parseFieldPath(path: string): (string | number)[] | null {
+  const out: (string | number)[] = [];
+  let i = 0;
+  const name = (): string | null => {
+    const m = /^[A-Za-z_$][A-Za-z0-9_$-]*/.exec(path.slice(i, i + 201));
+    if (!m) return null;
+    i += m[0].length;
+    return m[0];
+  };
+  const root = name();
+  if (root === null) return null;
+  out.push(root);
+  while (i < path.length) {
+    const c = path[i];
+    if (c === '.') {
+      i++;
+      const n = name();
+      if (n === null) return null;
+      out.push(n);
+    } else if (c === '[' && path[i + 1] === '"') {
+      let j = i + 2;
+      while (j < path.length && path[j] !== '"') j += path[j] === '\\' ? 2 : 1;
+      if (path[j + 1] !== ']') return null;
+      try {
+        out.push(JSON.parse(path.slice(i + 1, j + 1)) as string);
+      } catch {
+        return null;
+      }
+      i = j + 2;
+    } else if (c === '[') {
+      const m = /^\[(\d{1,9})\]/.exec(path.slice(i, i + 12));
+      if (!m) return null;
+      out.push(Number(m[1]));
+      i += m[0].length;
+    } else return null;
+  }
+  return out;
+}
+
+/** The string at a finding's field path in the request (`description`, `args…`, `context.evidence[0]`, `alternatives[1]…`), if it is one. */
 export function textAtField(r: Pick<ApprovalRequest, 'description' | 'args' | 'context' | 'alternatives'>, field: string): string | undefined {
-  const parts = field.match(/[^.[\]]+|\[\d+\]/g) ?? [];
-  const root = parts.shift();
-  let cur: unknown =
-    root === 'description' ? r.description : root === 'args' ? r.args : root === 'context' ? r.context : root === 'alternatives' ? r.alternatives : undefined;
-  for (const p of parts) {
+  const steps = parseFieldPath(field);
+  if (!steps) return undefined;
+  let cur: unknown = { description: r.description, args: r.args, context: r.context, alternatives: r.alternatives };
+  for (const s of steps) {
     if (cur === null || typeof cur !== 'object') return undefined;
-    const key = p.startsWith('[') ? Number(p.slice(1, -1)) : p;
-    cur = Object.hasOwn(cur, key) ? (cur as Record<string | number, unknown>)[key] : undefined;
+    if (typeof s === 'number' ? !Array.isArray(cur) : Array.isArray(cur)) return undefined;
+    cur = Object.hasOwn(cur, s) ? (cur as Record<string | number, unknown>)[s] : undefined;
   }
   return typeof cur === 'string' ? cur : undefined;
 }

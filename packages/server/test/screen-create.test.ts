@@ -47,6 +47,21 @@ describe.each(ENGINES)('create-path screening: $name', ({ make }) => {
     expect(request.status).toBe('pending');
     expect(request.assessment.screening?.findings.some((f) => f.field === 'args.tail')).toBe(true);
   });
+  it('red team: a body of thousands of tiny strings cannot be screened leaf by leaf for free: past the walk bound it is reviewed', async () => {
+    const args = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, `v${i}`]));
+    const started = performance.now();
+    const { request } = await t.engine.createRequest(t.agent, body({ ...AUTO, args: { ip: '203.0.113.7', ...args } }));
+    expect(request.status).toBe('pending');
+    expect(request.assessment.matchedRules.map((r) => r.name)).toContain('screening-budget');
+    expect(performance.now() - started).toBeLessThan(20_000);
+  });
+
+  it('red team: an injection hidden past the byte budget (1 MB of filler first) still sends the request to review', async () => {
+    const { request } = await t.engine.createRequest(t.agent, body({ ...AUTO, args: { ip: '203.0.113.7', a: 'ok '.repeat(300_000), z: INJECTION } }));
+    expect(request.status).toBe('pending');
+    expect(request.assessment.screening?.overBudget).toBe(true);
+    expect(request.assessment.matchedRules.find((r) => r.name === 'screening-budget')?.reason).toMatch(/screening budget/);
+  });
 });
 
 describe('the screener', () => {

@@ -47,3 +47,4 @@ export {
   type RequestScreening,
   type ScreeningOutcome,
 } from './request.ts';
+export { pathStep, parseFieldPath, textAtPath } from './fields.ts';

@@ -13,6 +13,7 @@
  * const s = screenRequestText(body, DEFAULT_SCREEN_MODEL, policy.screening);
  * const effect = screeningEffect(s, policy.screening); // → evaluate({ ...body, screening: effect }, …)
  */
+import { pathStep } from './fields.ts';
 import type { ScreenModel } from './model.ts';
 import { ACTION_RANK, SEVERITY_RANK, type ScreeningConfig, type ScreenEffect } from './schema.ts';
 import { screen } from './screen.ts';
@@ -20,7 +21,7 @@ import type { ScreenAction, Severity, Span } from './types.ts';
 
 /** One piece of agent text and where it sits in the request body. */
 export interface RequestText {
-  /** `description`, `args.to`, `args.items[2].body`, `context.evidence[0]`, `alternatives[1].args.cmd`. */
+  /** `description`, `args.to`, `args.items[2].body`, `args["a.b"]`, `context.evidence[0]`, `alternatives[1].args.cmd` (fields.ts). */
   readonly field: string;
   readonly text: string;
 }
@@ -76,11 +77,11 @@ export function requestTexts(body: {
     if (typeof value === 'string') {
       if (value.trim().length > 0) texts.push({ field, text: value });
     } else if (Array.isArray(value)) {
-      for (let i = 0; i < value.length && complete; i++) walk(value[i], `${field}[${i}]`, depth + 1);
+      for (let i = 0; i < value.length && complete; i++) walk(value[i], `${field}${pathStep(i)}`, depth + 1);
     } else if (value !== null && typeof value === 'object') {
       for (const [k, v] of Object.entries(value)) {
         if (!complete) break;
-        walk(v, `${field}.${k}`, depth + 1);
+        walk(v, `${field}${pathStep(k)}`, depth + 1);
       }
     }
   };

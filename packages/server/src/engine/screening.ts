@@ -18,6 +18,7 @@ import {
   acceptVerdicts,
   calibrateThreshold,
   selectAuditSample,
+  textAtPath,
   suggestPatterns,
   verdictRates,
   type Channel,
@@ -264,20 +265,7 @@ function snippet(channel: Channel, bands: Policy['screening']['bands'][Channel],
   return ['screening:', '  channels:', `    ${channel}:`, '      bands:', ...lines].join('\n');
 }
 
-/** The string at a finding's field path (`args.items[2].body`) in a request, if it is one. */
+/** The string at a finding's field path (core fields.ts) in a request. */
 export function fieldText(r: ApprovalRequest, field: string): string | undefined {
-  const parts = field.match(/[^.[\]]+|\[\d+\]/g) ?? [];
-  const root = parts.shift();
-  let cur: unknown;
-  if (root === 'description') cur = r.description;
-  else if (root === 'args') cur = r.args;
-  else if (root === 'context') cur = r.context;
-  else if (root?.startsWith('alternatives')) cur = r.alternatives;
-  else return undefined;
-  for (const p of parts) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    const key = p.startsWith('[') ? Number(p.slice(1, -1)) : p;
-    cur = Object.hasOwn(cur, key) ? (cur as Record<string | number, unknown>)[key] : undefined;
-  }
-  return typeof cur === 'string' ? cur : undefined;
+  return textAtPath({ description: r.description, args: r.args, context: r.context, alternatives: r.alternatives }, field);
 }
