@@ -31,8 +31,8 @@ const loadModel = (): Promise<ScreenModel> => (model ??= import('@countersign/co
 
 type Body = Parameters<typeof screenRequestText>[0];
 
-export const INLINE_MAX_CHARS = 8 * 1024;
-export const INLINE_MAX_FIELDS = 32;
+export const INLINE_MAX_CHARS = 4 * 1024;
+export const INLINE_MAX_FIELDS = 8;
 
 export interface ScreenerOptions {
   /** How long the worker may take over one body (default 5 s). */
