@@ -37,7 +37,7 @@ describe('countersign screen / screening (processes)', () => {
     expect(r.stdout).toMatch(/^BLOCK score [01]\.\d+ severity/);
     const j = await runCli(['screen', 'What is the weather in Paris?', '--json'], env);
     expect(JSON.parse(j.stdout)).toMatchObject({ action: 'allow' });
-  });
+  }, 120_000);
 
   it('a JSON-lines file: one result per line, in order, errors per line, exit 1 when anything was flagged', async () => {
     const file = join(dir, 'in.jsonl');
@@ -55,7 +55,7 @@ describe('countersign screen / screening (processes)', () => {
     expect(lines[3]?.error).toBe('no field text');
     expect(lines[4]?.action).not.toBe('allow');
     expect(lines[5]?.error).toMatch(/longer than 200 bytes/);
-  });
+  }, 120_000);
 
   it('verdicts and the report from the CLI; an agent key is refused', async () => {
     const created = await api<{ id: string; assessment: { screening?: { findings: unknown[] } } }>(server.url, server.bootstrap!.agentKey, '/v1/requests', {
@@ -75,5 +75,5 @@ describe('countersign screen / screening (processes)', () => {
     const agent = await runCli(['screening', 'verdict', created.body.id, '--finding', '0', '--verdict', 'not_injection'], { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: server.bootstrap!.agentKey });
     expect(agent.code).not.toBe(0);
     expect(agent.stderr).toMatch(/FORBIDDEN|agent/i);
-  });
+  }, 180_000);
 });
