@@ -314,6 +314,28 @@ export const Assessment = z.object({
       context: z.number().optional(),
     })
     .optional(),
+  /**
+   * What prompt-injection screening found in the request's text (screen/request.ts), when it
+   * found anything or could not read everything: where (field path, UTF-16 span), what and why.
+   */
+  screening: z
+    .object({
+      score: z.number(),
+      action: z.enum(['allow', 'review', 'escalate', 'block', 'sanitize']),
+      severity: z.enum(['none', 'low', 'medium', 'high', 'critical']),
+      overBudget: z.boolean(),
+      screenedChars: z.number(),
+      findings: z.array(
+        z.object({
+          field: z.string(),
+          kind: z.string(),
+          span: z.object({ start: z.number().int(), end: z.number().int() }),
+          score: z.number(),
+          why: z.string(),
+        }),
+      ),
+    })
+    .optional(),
 });
 export type Assessment = z.infer<typeof Assessment>;
 

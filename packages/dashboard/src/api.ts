@@ -121,6 +121,10 @@ export const api = {
   totpConfirm: (code: string) => call<{ enrolled: true; confirmedAt: string }>('POST', '/v1/operators/me/totp/confirm', { code }),
   cooldown: (operatorId: string) => call<CooldownInfo>('GET', `/v1/approvers/${encodeURIComponent(operatorId)}/cooldown`),
   velocity: (operatorId: string) => call<VelocityInfo>('GET', `/v1/approvers/${encodeURIComponent(operatorId)}/velocity`),
+  /** A screening verdict on a finding: separate from approve/reject. */
+  screenVerdict: (id: string, finding: number, verdict: 'injection' | 'not_injection' | 'unsure') =>
+    call<unknown>('POST', `/v1/requests/${encodeURIComponent(id)}/screening/verdicts`, { finding, verdict }),
+  screeningReport: () => call<ScreeningReport>('GET', '/v1/screening/report'),
   summary: (query: { from?: string; to?: string; bucket?: 'hour' | 'day' }) => {
     const params = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== undefined) as Array<[string, string]>);
     return call<MetricsSummary>('GET', `/v1/metrics/summary?${params}`);
@@ -128,3 +132,21 @@ export const api = {
 };
 
 export type { MetricsSummary, Rates } from '@countersign/core';
+
+/** GET /v1/screening/report (server engine/screening.ts). */
+export interface ScreeningReport {
+  window: { since: string; verdicts: number };
+  guard: { verdictRoles: string[]; maxWeightPerSource: number; refused: { unauthorised: number; unsure: number; superseded: number } };
+  rates: { detectionRate: number | null; falsePositiveRate: number | null; falseNegativeRate: { rate: number; lower: number; upper: number; audited: number } | null };
+  calibration: Record<
+    string,
+    {
+      channel: string;
+      proposed: number | null;
+      reason: string;
+      current: { threshold: number; fpr: number; fprUpper: number; recall: number };
+      atProposed: { threshold: number; fpr: number; fprUpper: number; recall: number } | null;
+      effect: { newlyFlagged: number; newlyAllowed: number };
+    }
+  >;
+}

@@ -7,7 +7,8 @@
  * page errors, dialogs), nothing may be parsed into elements, and each payload must appear as
  * literal text, with hidden characters shown as visible markers.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { DEFAULT_POLICY_YAML } from '@countersign/core';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -150,7 +151,11 @@ let supervisedId: string;
 beforeAll(async () => {
   ensureDashboardBuilt();
   dir = mkdtempSync(join(tmpdir(), 'countersign-xss-'));
-  server = await startServerProcess(`sqlite:${join(dir, 'countersign.db')}`);
+  // Prompt-injection screening blocks much of this corpus by default; held for review instead, the
+  // cards show it, and the screening section marks its spans: more places for a payload to escape.
+  const policy = join(dir, 'countersign.yaml');
+  writeFileSync(policy, `${DEFAULT_POLICY_YAML}\nscreening:\n  effects:\n    block: { route: review, raiseRisk: critical }\n`);
+  server = await startServerProcess(`sqlite:${join(dir, 'countersign.db')}`, { COUNTERSIGN_POLICY: policy });
   adminToken = server.bootstrap!.adminToken;
   agentKey = server.bootstrap!.agentKey;
   for (const [i, chunk] of chunks.entries()) {

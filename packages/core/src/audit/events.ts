@@ -32,7 +32,7 @@ export const AUDIT_EVENTS = {
   audit_state_adopted: { about: 'a verified checkpoint became the audit signer’s state: `audit trust-current` (its state file was lost or damaged) or, once, the first start after the upgrade that introduced the state file', data: ['mode', 'treeSize', 'rootHash', 'keyId', 'pinned', 'pins', 'witness', 'replaced', 'previousTreeSize', 'reason', 'user', 'host'] },
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
   // ---- a request's lifecycle
-  created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?'] },
+  created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?', 'screening?'] },
   queued: { about: 'the request waits for reviewers', data: ['slaDueAt', 'approval', 'escalation?'] },
   reviewed: { about: 'one reviewer voted', data: ['verdict', 'reason', 'modifiedArgs', 'alternative', 'stage'] },
   approved: { about: 'the approval requirement was met (or the policy or a timeout approved)', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash', 'aggregateId?'] },
@@ -44,6 +44,7 @@ export const AUDIT_EVENTS = {
   claim_lapsed: { about: 'an approval never claimed before its expiry; a create under its idempotency key filed a new request', data: ['refiledAs', 'expiresAt'] },
   executed: { about: 'the agent reported it ran (an approved aggregate: its members run)', data: ['status', 'error?', 'members?'] },
   execution_failed: { about: 'the agent reported it failed', data: ['status', 'error'] },
+  screen_verdict: { about: 'a reviewer judged a screening finding (or an audit-sampled request): injection, not injection or unsure; separate from approve/reject', data: ['verdictId', 'finding', 'field', 'kind', 'verdict', 'score', 'counted'] },
   feedback: { about: 'an operator judged a request the policy approved on its own', data: ['verdict', 'note', 'automationLevel', 'riskLevel'] },
   // ---- deadlines and notifications
   escalated: { about: 'undecided at its deadline: the next escalation level', data: ['from', 'to', 'role', 'dueAt', 'notify', 'lateMs'] },

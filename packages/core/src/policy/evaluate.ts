@@ -12,7 +12,8 @@
  * 4. route: block if anything blocks; auto-approve only at full/supervised automation with
  *    nothing asking for a human; otherwise review, with the approval stages and SLA.
  */
-import type { Assessment, CreateRequest } from '../schemas.ts';
+import { RISK_LEVELS, type Assessment, type CreateRequest, type RiskLevel } from '../schemas.ts';
+import type { RequestScreening, ScreeningOutcome } from '../screen/request.ts';
 import { approvalRequirement } from './approval.ts';
 import { decideRoute } from './automation.ts';
 import { SCAN_LIMIT_CHARS, scanContentBounded } from './patterns.ts';
@@ -26,6 +27,8 @@ export type EvaluationRequest = CreateRequest & {
   agent: string;
   /** Set by the server, never by the agent: a reason this request must be reviewed (e.g. a slicing alert under `onSlicing: review`), reported as a matched rule. */
   forcedReview?: { readonly rule: string; readonly reason: string } | undefined;
+  /** Set by the server: what screening the request's text found (screen/request.ts) and what that does to it. */
+  screening?: { readonly result: RequestScreening; readonly outcomes: readonly ScreeningOutcome[] } | undefined;
 };
 
 /** The implicit rule reported when a request is too large to scan completely. */
@@ -75,20 +78,32 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
     reviewBy.push(request.forcedReview.rule);
   }
 
-  const level = outcome.level;
+  let level: RiskLevel = outcome.level;
+  const blockedBy = [...outcome.blockedBy];
+  const screenReasons: string[] = [];
+  for (const o of request.screening?.outcomes ?? []) {
+    const effects = [o.route === 'none' ? 'none' : o.route, ...(o.raiseRisk !== undefined ? [`riskAtLeast: ${o.raiseRisk}`] : [])];
+    matchedRules.push({ name: o.rule, reason: o.reason, effects });
+    if (o.route === 'block') blockedBy.push(o.rule);
+    if (o.route === 'review') reviewBy.push(o.rule);
+    if (o.raiseRisk !== undefined && RISK_LEVELS.indexOf(o.raiseRisk) > RISK_LEVELS.indexOf(level)) {
+      level = o.raiseRisk;
+      screenReasons.push(`Screening (${o.rule}) raises the risk to ${level}.`);
+    }
+  }
   const decision = decideRoute(
     {
       confidence,
       confidenceStated: request.confidence !== undefined,
       level,
-      blockedBy: outcome.blockedBy,
+      blockedBy,
       reviewBy,
       agentNamedApprovers: (request.approvers?.length ?? 0) > 0,
     },
     policy,
   );
 
-  const reasons = [`Risk ${level} (score ${risk.score}).`, ...risk.reasons, ...outcome.reasons, ...decision.reasons];
+  const reasons = [`Risk ${level} (score ${risk.score}).`, ...risk.reasons, ...outcome.reasons, ...screenReasons, ...decision.reasons];
   const review = decision.route === 'review';
   let slaSeconds: number | null = null;
   let slaDueAt: string | null = null;
@@ -120,8 +135,23 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
     mfaRequired: review && (policy.levels[level].mfa || outcome.mfa),
     reasons,
     ...(review && outcome.startLevel !== undefined ? { escalationStartLevel: outcome.startLevel } : {}),
+    ...(request.screening && (request.screening.result.findings.length > 0 || request.screening.outcomes.length > 0)
+      ? { screening: screeningRecord(request.screening.result) }
+      : {}),
     ...(value.amount !== undefined
       ? { value: { amount: value.amount, ...(value.args ? { args: { ...value.args } } : {}), ...(value.context !== undefined ? { context: value.context } : {}) } }
       : {}),
+  };
+}
+
+/** What the assessment keeps of a screening: scores, action and findings (field, kind, span, score, why), never the text. */
+function screeningRecord(r: RequestScreening): NonNullable<Assessment['screening']> {
+  return {
+    score: r.score,
+    action: r.action,
+    severity: r.severity,
+    overBudget: r.overBudget,
+    screenedChars: r.screenedChars,
+    findings: r.findings.map((f) => ({ field: f.field, kind: f.kind, span: { start: f.span.start, end: f.span.end }, score: f.score, why: f.why })),
   };
 }

@@ -21,6 +21,7 @@ import { DEFAULT_POLICY_YAML } from './defaults.ts';
 import { BUILTIN_PATTERN_NAMES } from './patterns.ts';
 import { normalizeActionName } from './names.ts';
 import { IMPLICIT_RULE_NAMES } from './rules.ts';
+import { resolveScreening } from '../screen/schema.ts';
 import { PolicyFile, type RuleFile } from './schema.ts';
 import { parseDays, parseHours } from './timewindow.ts';
 import {
@@ -516,6 +517,7 @@ function resolve(f: PolicyFile): Policy {
         ...(f.guard?.agentLimits?.perHour !== undefined ? { perHour: f.guard.agentLimits.perHour } : {}),
       },
     },
+    screening: resolveScreening(f.screening ?? {}),
     contentPatterns: Object.fromEntries(
       Object.entries(f.contentPatterns ?? {}).map(([name, p]) => [
         name,

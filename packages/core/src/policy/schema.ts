@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { parseDuration } from '../duration.ts';
 import { ActionName, ApproverSpec, RiskLevel, Role } from '../schemas.ts';
 import safeRegex from 'safe-regex2';
+import { ScreeningPolicy } from '../screen/schema.ts';
 import { compileLinear } from './linear.ts';
 import { compileUserPattern } from './patterns.ts';
 import { isValidTimeZone, parseDays, parseHours } from './timewindow.ts';
@@ -295,6 +296,8 @@ export const PolicyFile = z.strictObject({
   agents: z.record(z.string().min(1).max(200), AgentFile).optional(),
   channels: z.record(z.string(), z.unknown(), { error: 'expected a mapping of channel settings' }).optional(),
   guard: GuardFile.optional(),
+  /** Prompt-injection screening (screen/schema.ts): bands per channel, what each action does to a request, the byte budget, the learning loop. */
+  screening: ScreeningPolicy.optional(),
   contentPatterns: z.record(PatternName, ContentPatternFile).optional(),
   auditRetentionDays: z.int().min(1).max(36_500).optional(),
 });

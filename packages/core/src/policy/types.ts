@@ -8,6 +8,7 @@
  * between concurrent evaluations, hashed and serialised as JSON without surprises.
  */
 import type { ApproverSpec, RiskLevel, Role } from '../schemas.ts';
+import type { ScreeningConfig } from '../screen/schema.ts';
 
 export const RISK_FACTOR_NAMES = [
   'severity',
@@ -172,6 +173,8 @@ export interface Policy {
   readonly channels: Readonly<Record<string, unknown>>;
   /** Protecting reviewers (`guard:`): channels told of guard events, approver velocity limits and cool-downs. */
   readonly guard: GuardPolicy;
+  /** Prompt-injection screening (`screening:`), resolved with SecPrompt's bands as the default. */
+  readonly screening: ScreeningConfig;
   readonly contentPatterns: Readonly<Record<string, ContentPatternSource>>;
   readonly auditRetentionDays: number;
 }

@@ -10,35 +10,7 @@
 import { loadModel, type ScreenModel } from './model.ts';
 import { DEFAULT_MODEL_DATA } from './model.generated.ts';
 
-export { screen, prepare, route, parseScreenRequest, type Segment, type Prepared } from './screen.ts';
-export { normalize, type Normalized, type NormFinding, type NormKind, type DecodedSpan } from './normalize.ts';
-export { sanitize, type SanitizeOptions, type Sanitized } from './sanitize.ts';
-export { findTemplateTokens } from './tokens.ts';
-export { literalLeaves, sentences, proseWindows, type Leaf } from './segment.ts';
-export { loadModel, serializeModel, type ScreenModel, type ChannelModel, type SerializedModel } from './model.ts';
-export { CUE_NAMES, HASH_BITS, type CueName } from './features.ts';
-export {
-  ScreeningPolicy,
-  ScreenRequest,
-  DEFAULT_BANDS,
-  DEFAULT_SCREENING,
-  resolveScreening,
-  type ScreeningConfig,
-  type ScreenBand,
-  type ScreenEffect,
-} from './schema.ts';
-export * from './learn.ts';
-export {
-  CHANNELS,
-  SCREEN_ACTIONS,
-  SEVERITIES,
-  type Channel,
-  type ScreenAction,
-  type ScreenFinding,
-  type ScreenResult,
-  type Severity,
-  type Span,
-} from './types.ts';
+export * from './api.ts';
 
 /** The committed model, decoded once at import. */
 export const DEFAULT_SCREEN_MODEL: ScreenModel = loadModel(DEFAULT_MODEL_DATA);

@@ -89,6 +89,20 @@ export const ScreeningPolicy = z.strictObject({
       redactFrom: z.number().min(0).max(1).optional(),
     })
     .optional(),
+  /** The learning loop: who may teach the screen, how much one source weighs, what calibration aims at. */
+  learning: z
+    .strictObject({
+      /** Roles whose screening verdicts count (default: admin, lead, manager, director). Others are recorded, never counted. */
+      verdictRoles: z.array(z.enum(['admin', 'reviewer', 'lead', 'manager', 'director', 'auditor'])).max(6).optional(),
+      /** The most total weight one reviewer's verdicts carry (default 25). */
+      maxWeightPerSource: z.number().min(1).max(100_000).optional(),
+      /** Calibration's target false-positive rate (default 0.02) and the confidence of its bound (default 0.95). */
+      targetFpr: z.number().gt(0).lt(1).optional(),
+      confidence: z.number().gt(0.5).lt(1).optional(),
+      /** Share of auto-allowed screened items put in the random audit sample (default 0.02). */
+      auditRate: z.number().min(0).max(1).optional(),
+    })
+    .optional(),
 });
 export type ScreeningPolicy = z.infer<typeof ScreeningPolicy>;
 
@@ -101,6 +115,13 @@ export interface ScreeningConfig {
   readonly overBudget: ScreenAction;
   readonly findingsFrom: Readonly<Record<Channel, number>>;
   readonly sanitize: { readonly mode: 'spotlight' | 'datamark'; readonly redactFrom: number };
+  readonly learning: {
+    readonly verdictRoles: readonly string[];
+    readonly maxWeightPerSource: number;
+    readonly targetFpr: number;
+    readonly confidence: number;
+    readonly auditRate: number;
+  };
 }
 
 /** Defaults filled in, validated, frozen. Throws zod's error on a bad section (the loader reports the path). */
@@ -124,6 +145,13 @@ export function resolveScreening(section: unknown = {}): ScreeningConfig {
     overBudget: p.overBudget ?? 'review',
     findingsFrom: { user: p.findingsFrom ?? firstFlag(bands.user), content: p.findingsFrom ?? firstFlag(bands.content) },
     sanitize: { mode: p.sanitize?.mode ?? 'spotlight', redactFrom: p.sanitize?.redactFrom ?? 0.7 },
+    learning: {
+      verdictRoles: p.learning?.verdictRoles ?? ['admin', 'lead', 'manager', 'director'],
+      maxWeightPerSource: p.learning?.maxWeightPerSource ?? 25,
+      targetFpr: p.learning?.targetFpr ?? 0.02,
+      confidence: p.learning?.confidence ?? 0.95,
+      auditRate: p.learning?.auditRate ?? 0.02,
+    },
   });
 }
 

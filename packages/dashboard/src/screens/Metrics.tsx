@@ -2,6 +2,7 @@
  * Review metrics, computed server-side (`GET /v1/metrics/summary`), drawn with Chart.js.
  * Each chart has a text alternative (its numbers in a table) for screen readers.
  */
+import { ScreeningMetrics } from './Screening.tsx';
 import {
   BarController,
   BarElement,
@@ -101,6 +102,7 @@ export function MetricsScreen() {
         </p>
       )}
       {!summary ? <p>Loading…</p> : <MetricsBody summary={summary} />}
+      <ScreeningMetrics />
     </section>
   );
 }

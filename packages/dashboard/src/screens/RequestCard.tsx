@@ -20,6 +20,7 @@ import { dueAt, escalationOf, needsConfirmation } from '../queue.ts';
 import type { Operator } from '../api.ts';
 import { navigate, ORIGIN_HREF, ORIGIN_LABEL, requestHref, type Origin } from '../router.ts';
 import { useViewerLimits } from './Queue.tsx';
+import { ScreeningSection } from './Screening.tsx';
 import { outcomesText, pastOutcomes, whyNotActionable } from '../why.ts';
 
 /** The action of an aggregate review (core's AGGREGATE_ACTION; only the server makes them). */
@@ -151,6 +152,7 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
         <Assessment request={request} />
         <Claims request={request} />
       </div>
+      <ScreeningSection request={request} />
 
       <section className="decide" aria-labelledby="decide-title">
         <h2 id="decide-title">{pending ? 'Decide' : 'Decision'}</h2>

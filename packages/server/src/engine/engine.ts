@@ -82,6 +82,10 @@ import {
   type PolicyError,
 } from '@countersign/core';
 import { queueDueAt, readListing, type ListOptions } from './queue.ts';
+import { parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
+import type { EvaluationRequest } from '@countersign/core';
+import { sharedScreener, type Screener } from './screener.ts';
+import { ScreeningDesk } from './screening.ts';
 import { NO_DEADLINE } from '../store/queue.ts';
 import { TimerSkip, deliveryFromRow, deliveryRows, requestTimer, type DeliveryRow, type TimerRow } from '../store/timers.ts';
 
@@ -180,6 +184,8 @@ export class Engine {
   readonly decisions: Decisions;
   /** Claims of approvals (once, within their validity) and execution reports (engine/execution.ts). */
   private readonly executions: ExecutionDesk;
+  /** Screening verdicts, the audit sample, rates, calibration proposals, pattern suggestions (engine/screening.ts). */
+  readonly screening: ScreeningDesk;
 
   private constructor(
     readonly store: Store,
@@ -187,6 +193,7 @@ export class Engine {
     auditKey: AuditKey,
     guard: GuardOptions = {},
     serverSecret: ServerSecret = ephemeralServerSecret(),
+    private readonly screener: Screener = sharedScreener(),
   ) {
     this.trail = new AuditService(store, auditKey, now);
     this.writer = new AuditWriter((data) => this.trail.redact(data));
@@ -198,6 +205,7 @@ export class Engine {
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
     });
+    this.screening = new ScreeningDesk({ store, writer: this.writer, now, policy: () => this.policy.policy, getRequest: (by, id) => this.getRequest(by, id) });
     this.executions = new ExecutionDesk({
       store,
       trail: this.trail,
@@ -224,11 +232,19 @@ export class Engine {
     guard?: GuardOptions | undefined;
     /** The server secret file (keys/server-secret.ts); without it, one that lives in this process only. */
     serverSecret?: ServerSecret | undefined;
+    screener?: Screener | undefined;
   }): Promise<Engine> {
     // Resolved by the runtime from the config (COUNTERSIGN_ENCRYPTION_KEY…); never read from the environment here.
     const guard = options.guard ?? {};
     // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
-    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard, options.serverSecret);
+    const engine = new Engine(
+      new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)),
+      options.now ?? Date.now,
+      options.auditKey ?? ephemeralAuditKey(),
+      guard,
+      options.serverSecret,
+      options.screener,
+    );
     // Once per database (a `sealed` mark): MAC the rows and seal the `plain:` seeds from before the secret file.
     const era = await engine.credentials.beginSecretEra();
     if (era.began) await engine.guard.sealPlainSeeds();
@@ -405,10 +421,13 @@ export class Engine {
     const history = await this.history(agent.id, body.action, at);
     const gate = await this.guard.createGate(agent, policy.policy, at); // whilePaused: hold; onSlicing: review, aggregate
     const forcedReview = gate && { rule: gate.rule, reason: gate.reason };
-    const assessment = evaluate({ ...body, agent: agent.name, forcedReview }, policy.policy, history, new Date(at));
+    // Prompt-injection screening of every agent-written string (core screen/request.ts), off the event loop when large (screener.ts).
+    const screening = await this.screenBody(body, policy.policy);
+    const assessment = evaluate({ ...body, agent: agent.name, forcedReview, screening }, policy.policy, history, new Date(at));
     // Each alternative gets the full evaluation too: a blocked one is kept, marked with its rules, and can never be chosen (finding 1).
     const alternatives = await this.assessedAlternatives(body, agent, at);
     const id = newId('req', at);
+    const sampled = this.screening.drawSample(id, screening?.result);
     const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at, alternatives);
     const escalation = status === 'pending' ? startEscalation(policy.policy, assessment, at) : null;
     row.queue_due_at = queueDueAt(row, escalation);
@@ -426,6 +445,18 @@ export class Engine {
         payloadHash: this.trail.payloadHash(body.action, body.args),
         ...(alternatives?.some((a) => a.blocked) ? { blockedAlternatives: alternatives.filter((a) => a.blocked).map((a) => ({ name: a.name, rules: a.blocked!.rules })) } : {}),
         ...(refiles ? { refiles: refiles.id } : {}),
+        ...(sampled && !assessment.screening ? { screening: { score: screening!.result.score, action: screening!.result.action, sampled: true, findings: [] } } : {}),
+        ...(assessment.screening
+          ? {
+              screening: {
+                ...(sampled ? { sampled: true } : {}),
+                score: assessment.screening.score,
+                action: assessment.screening.action,
+                overBudget: assessment.screening.overBudget,
+                findings: assessment.screening.findings.map((f) => ({ field: f.field, kind: f.kind, span: f.span, score: f.score })),
+              },
+            }
+          : {}),
       }, at),
       ...(refiles ? [this.audit('claim_lapsed', refiles.id, SYSTEM, { refiledAs: id, expiresAt: new Date(Number(refiles.claim_expires_at)).toISOString() }, at)] : []),
       status === 'pending'
@@ -447,6 +478,7 @@ export class Engine {
           throw new CountersignError('IDEMPOTENCY_CONFLICT', 'the lapsed approval under this idempotency key changed meanwhile', { requestId: refiles.id });
         }
         await tx.insertRequest(row);
+        if (sampled) await this.screening.recordSample(tx, id, screening!.result, at);
         // Under `onSlicing: aggregate` the request waits in the agent's collection: its own channels hear of the aggregate instead.
         const collect = gate?.aggregate && status === 'pending' ? gate.aggregate : undefined;
         await this.scheduleCreated(tx, row, escalation, at, collect === undefined);
@@ -470,6 +502,23 @@ export class Engine {
     this.emitChange({ previousStatus: null, row });
     await this.guard.afterCreate(agent, policy.policy, valueAlert);
     return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
+  }
+
+  /**
+   * `POST /v1/screen`: any authenticated caller (agent or operator) screens one text under the
+   * active policy's `screening:` section. Stateless: nothing is stored or audited.
+   */
+  async screenText(by: Principal, request: ScreenRequest): Promise<ScreenResult> {
+    void by; // authenticated by the HTTP layer; every principal may screen
+    return this.screener.screenText(parseScreenRequest(request), this.policy.policy.screening);
+  }
+
+  /** Screen a create body's text under the policy's `screening:` section; nothing when screening is disabled. */
+  private async screenBody(body: CreateRequest, policy: Policy): Promise<EvaluationRequest['screening']> {
+    const config = policy.screening;
+    if (!config.enabled) return undefined;
+    const result = await this.screener.screen(body, config);
+    return { result, outcomes: screeningEffect(result, config) };
   }
 
   /** A new request's row from its body and assessment: decided at once unless routed to review. */

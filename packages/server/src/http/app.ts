@@ -11,6 +11,7 @@ import { registerCredentialRoutes } from './routes/credentials.ts';
 import { registerExecutionRoutes } from './routes/execution.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
+import { registerScreenRoutes } from './routes/screen.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
 import { mountSlackActions, SLACK_ACTIONS_PATH, SLACK_MAX_BODY } from '../channels/slack-actions.ts';
 import { boundedBody } from './body-limit.ts';
@@ -197,6 +198,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   registerEscalationRoutes(app, engine);
   registerGuardRoutes(app, engine);
   registerCredentialRoutes(app, engine);
+  registerScreenRoutes(app, engine);
 
   app.openapi(routes.createOperatorRoute, async (c) => c.json(await engine.createOperator(c.get('principal'), c.req.valid('json')), 201));
   app.openapi(routes.listOperatorsRoute, async (c) => c.json({ items: await engine.listOperators(c.get('principal')) }, 200));

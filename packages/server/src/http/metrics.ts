@@ -42,6 +42,20 @@ const pending = new Gauge({
   registers: [registry],
 });
 
+const screenRates = new Gauge({
+  name: 'countersign_screen_rate',
+  help: 'Prompt-injection screening rates from accepted reviewer verdicts (detection, false_positive; false_negative from the audit sample); -1 while unknown',
+  labelNames: ['rate'] as const,
+  registers: [registry],
+});
+
+const screenVerdicts = new Gauge({
+  name: 'countersign_screen_verdicts',
+  help: 'Accepted screening verdicts in the report window, by outcome against what the screen did',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
 const timeToDecision = new Histogram({
   name: 'countersign_time_to_decision_seconds',
   help: 'From proposal to decision, for requests that went to humans (decided by reviewers or by timeout)',
@@ -135,5 +149,14 @@ export function instrumentEngine(engine: Engine): void {
 export async function renderMetrics(engine: Engine): Promise<{ contentType: string; body: string }> {
   const counts = await engine.store.pendingCountsByRisk();
   for (const level of RISK_LEVELS) pending.set({ risk_level: level }, counts[level] ?? 0);
+  // Screening rates from accepted verdicts (engine/screening.ts), read at scrape time like the pending gauge; -1 while there are none.
+  const rates = await engine.screening.rates();
+  screenRates.set({ rate: 'detection' }, rates.detectionRate ?? -1);
+  screenRates.set({ rate: 'false_positive' }, rates.falsePositiveRate ?? -1);
+  screenRates.set({ rate: 'false_negative' }, rates.falseNegativeRate?.rate ?? -1);
+  screenVerdicts.set({ outcome: 'true_positive' }, rates.truePositives);
+  screenVerdicts.set({ outcome: 'false_positive' }, rates.falsePositives);
+  screenVerdicts.set({ outcome: 'false_negative' }, rates.falseNegatives);
+  screenVerdicts.set({ outcome: 'true_negative' }, rates.trueNegatives);
   return { contentType: registry.contentType, body: await registry.metrics() };
 }

@@ -9,6 +9,7 @@ import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, Audit
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './credentials.ts';
 import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
+import type { ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -175,6 +176,8 @@ export interface Database {
   mfa_attempts: MfaAttemptsTable;
   approval_events: ApprovalEventsTable;
   agent_rate_events: AgentRateEventsTable;
+  screen_verdicts: ScreenVerdictsTable;
+  screen_samples: ScreenSamplesTable;
 }
 
 export type { Generated };

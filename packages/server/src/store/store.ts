@@ -13,6 +13,7 @@ import { TimerQueries } from './timers.ts';
 import { TrailQueries } from './trail.ts';
 import { GuardQueries } from './guard.ts';
 import { CredentialQueries } from './credentials.ts';
+import { ScreeningQueries } from './screening.ts';
 import { AggregateQueries } from './aggregates.ts';
 import { ListQueries } from './queue.ts';
 import { CounterQueries } from './counters.ts';
@@ -481,6 +482,11 @@ export class Queries {
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */
   get guard(): GuardQueries {
     return new GuardQueries(this.db, this.sealer);
+  }
+
+  /** Screening verdicts and the audit sample of auto-allowed requests (store/screening.ts). */
+  get screening(): ScreeningQueries {
+    return new ScreeningQueries(this.db);
   }
 }
 

@@ -20,6 +20,7 @@ import { m009_gate } from './009_gate.ts';
 import { m011_witness } from './011_witness.ts';
 import { m012_queue } from './012_queue.ts';
 import { m010_credentials } from './010_credentials.ts';
+import { m014_screen } from './014_screen.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -37,6 +38,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '011_witness': m011_witness,
   '012_queue': m012_queue,
   '010_credentials': m010_credentials,
+  '014_screen': m014_screen,
 });
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,70 @@
+/** The card's span marking, pure: hostile spans and keys, and agreement with core's field paths. */
+import { describe, expect, it } from 'vitest';
+import { parseFieldPath as coreParse, pathStep, requestTexts } from '../../core/src/screen/api.ts';
+import { markSpans, parseFieldPath, textAtField } from '../src/findings.ts';
+
+describe('markSpans', () => {
+  it('marks the spans, merges overlaps, keeps the rest plain', () => {
+    const { pieces } = markSpans('hello ignore all rules now', [
+      { span: { start: 6, end: 16 }, index: 0 },
+      { span: { start: 10, end: 22 }, index: 1 },
+    ]);
+    expect(pieces).toEqual([
+      { text: 'hello ', marked: false, findings: [] },
+      { text: 'ignore all rules', marked: true, findings: [0, 1] },
+      { text: ' now', marked: false, findings: [] },
+    ]);
+  });
+
+  it('clamps spans outside the text and drops empty or inverted ones (a bad record cannot throw or mark nothing as something)', () => {
+    const { pieces } = markSpans('abc', [
+      { span: { start: -5, end: 1 }, index: 0 },
+      { span: { start: 2, end: 99 }, index: 1 },
+      { span: { start: 2, end: 1 }, index: 2 },
+      { span: { start: Number.NaN, end: Number.NaN }, index: 3 },
+    ]);
+    expect(pieces.map((p) => [p.text, p.marked])).toEqual([
+      ['a', true],
+      ['b', false],
+      ['c', true],
+    ]);
+  });
+
+  it('elides long plain stretches and bounds what one field shows (a 1 MB evidence string)', () => {
+    const text = 'x'.repeat(500_000) + 'IGNORE PREVIOUS' + 'y'.repeat(500_000);
+    const { pieces, elided } = markSpans(text, [{ span: { start: 500_000, end: 500_015 }, index: 0 }]);
+    expect(elided).toBe(true);
+    expect(pieces.find((p) => p.marked)?.text).toBe('IGNORE PREVIOUS');
+    expect(pieces.reduce((n, p) => n + p.text.length, 0)).toBeLessThan(1_000);
+  });
+});
+
+describe('field paths', () => {
+  it('red team: a key with dots or brackets cannot make the card mark another string', () => {
+    const args = { 'a.b': 'INJECTED TEXT', a: { b: 'benign text' }, 'x]["y': 'other' };
+    const { texts } = requestTexts({ args });
+    const injected = texts.find((t) => t.text === 'INJECTED TEXT')!;
+    expect(injected.field).toBe('args["a.b"]');
+    const request = { description: null, args, context: {}, alternatives: [] };
+    expect(textAtField(request, injected.field)).toBe('INJECTED TEXT');
+    expect(textAtField(request, 'args.a.b')).toBe('benign text');
+    const odd = texts.find((t) => t.text === 'other')!;
+    expect(textAtField(request, odd.field)).toBe('other');
+  });
+
+  it('the dashboard parses paths exactly as core does', () => {
+    const keys = ['plain', 'with.dot', 'with"quote', 'back\\slash', '[0]', '', 'ünï', 'a'.repeat(250), '__proto__'];
+    for (const k of keys) {
+      const path = `args${pathStep(k)}${pathStep(3)}`;
+      expect(parseFieldPath(path), k).toEqual(coreParse(path));
+      expect(coreParse(path)).toEqual(['args', k, 3]);
+    }
+    for (const bad of ['', '.x', 'args[', 'args["x', 'args[x]', 'args..b', 'args["a"]x']) expect(parseFieldPath(bad), bad).toEqual(coreParse(bad));
+  });
+
+  it('never walks into the prototype', () => {
+    const request = { description: null, args: {}, context: {}, alternatives: [] };
+    expect(textAtField(request, 'args.__proto__.toString')).toBeUndefined();
+    expect(textAtField(request, 'args.constructor')).toBeUndefined();
+  });
+});
