@@ -67,12 +67,28 @@ export {
   type TreeHead,
 } from './signer.ts';
 export {
+  HANDOVER_ORIGIN,
+  SignedHandover,
+  checkHandover,
+  checkpointKeyProblem,
+  followKeyChain,
+  handoverBody,
+  handoverMessage,
+  keyForSize,
+  retentionKeyProblem,
+  type ChainCrypto,
+  type ChainKey,
+  type ChainResult,
+  type HandoverBody,
+} from './rotation.ts';
+export {
   TRAIL_FORMAT,
   TrailVerifier,
   trailBaseLine,
   trailCheckpointLine,
   trailEntryLine,
   trailHeaderLine,
+  trailHandoverLine,
   type TrailFault,
   type TrailFaultCode,
   type TrailHeader,

@@ -3,6 +3,7 @@
  * split it into lines without decoding twice, and feed `TrailVerifier` the exact bytes, so
  * what is hashed is what was on disk or on the wire.
  */
+import { chainCrypto } from './keys.ts';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readdirSync } from 'node:fs';
@@ -52,6 +53,10 @@ export async function verifyTrailStream(
     hasher,
     keyId: key.keyId,
     verifySignature: (message, signature) => key.verify(message, signature),
+    // Key rotation: the verifier follows hand-overs from this key (audit/keys.ts).
+    rawPublicKey: key.noteKey.rawPublicKey,
+    keyIdOfRaw: chainCrypto.keyIdOfRaw,
+    verifyWithKey: chainCrypto.verify,
     ...(options.pinned ? { pinned: options.pinned } : {}),
     ...(options.skipPrunedPins ? { skipPrunedPins: true } : {}),
     ...(options.onEntry ? { onEntry: options.onEntry } : {}),

@@ -292,6 +292,36 @@ readable state of the key, the adopted checkpoint must extend it (else AUDIT_FOR
     });
 }
 
+export function registerRotateKeyCommand(audit: Command): void {
+  audit
+    .command('rotate-key')
+    .description('hand the audit trail over to a new signing key (a statement signed by both keys); opens the database directly')
+    .option('--database <url>', 'sqlite:PATH or postgres://… (env COUNTERSIGN_DATABASE_URL); required: it is never guessed')
+    .option('--audit-key <path>', 'the current audit key file (env COUNTERSIGN_AUDIT_KEY_PATH; default as for serve)')
+    .requiredOption('--reason <text>', 'why (recorded in the audit trail)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      `
+The current key signs the trail's head, then one transaction (under a lock: an advisory lock on
+PostgreSQL, the write transaction on SQLite) records a hand-over statement signed by both the old
+and the new key — old key, new key, the size and root the old key's authority ends at — retires the
+old key by a compare-and-set (a concurrent rotation gets AUDIT_KEY_CONFLICT) and writes an
+audit_key_rotated entry; the new key then signs its first checkpoint. The new key takes the key
+file's path; the old one is kept as <name>.retired-<keyId>.pem, for nothing but reading: a retired
+key never signs this trail again (a server started with it refuses: AUDIT_KEY_RETIRED). Restart
+every server with the new key file; one still running on the old key stops signing and says why.
+Verifiers and SDKs pinned to the old key follow the hand-over to the new one.`,
+    )
+    .action(async (flags: { database?: string; auditKey?: string; reason: string; json?: boolean }) => {
+      const { rotateKeyCommand } = await import('../../audit/rotate.ts');
+      const result = await rotateKeyCommand(flags);
+      if (flags.json) return printJson(result);
+      print(`rotated: the audit key ${result.fromKeyId} handed over to ${result.toKeyId} at tree size ${result.treeSize} (root ${result.rootHash}); the new key signed the checkpoint of size ${result.firstCheckpoint}`);
+      print(`the new key is ${safe(result.keyPath)}; the retired one was moved to ${safe(result.retiredKeyPath)}. Restart every server with the new key file.`);
+    });
+}
+
 /**
  * `countersign report --regulation SOC2 --from 2026-01-01 [--to …] [--format markdown|csv|json] [--out FILE]`:
  * the compliance report of a period (auditors and senior roles).
