@@ -9,12 +9,15 @@
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateRequestBody, DEFAULT_POLICY_YAML, canonicalJson, checkpointMessage, trailCheckpointLine, type SignedCheckpoint } from '@countersign/core';
+import { CreateRequestBody, DEFAULT_POLICY_YAML, canonicalJson, checkpointMessage, checkpointNote, trailCheckpointLine, type SignedCheckpoint } from '@countersign/core';
+import { sha256 } from '../src/audit/crypto.ts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadOrCreateAuditKey, publicKeyFromPem, type AuditKey, type PublicAuditKey } from '../src/audit/crypto.ts';
 import { rotateSigningKey } from '../src/audit/rotate.ts';
 import { fileSignerState, signerStatePath } from '../src/audit/signer-state.ts';
-import { verifyTrailStream } from '../src/audit/verify.ts';
+import { readCheckpointNotes, verifyTrailStream } from '../src/audit/verify.ts';
+import { trailPublisher } from '../src/audit/publish.ts';
+import { writeWitnessNote } from '../src/audit/witness.ts';
 import { Engine } from '../src/engine/engine.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { connect, type Connection } from '../src/store/connect.ts';
@@ -23,12 +26,13 @@ import { AUTO } from './support/engine.ts';
 
 const DAY = 86_400_000;
 
-async function verifyLines(lines: string[], key: PublicAuditKey) {
+async function verifyLines(lines: string[], key: PublicAuditKey, pinned: SignedCheckpoint[] = []) {
   return verifyTrailStream(
     (async function* () {
       yield Buffer.from(`${lines.join('\n')}\n`);
     })(),
     key,
+    { pinned },
   );
 }
 
@@ -249,5 +253,31 @@ describe.each(ENGINES)('audit key rotation on $name', ({ make }) => {
     const forged: SignedCheckpoint = { ...body, keyId: keyA.keyId, signature: keyA.sign(checkpointMessage(body)) };
     const lines = (await exportOf(b)).map((l) => (l === trailCheckpointLine(cp) ? trailCheckpointLine(forged) : l));
     expect(await verifyLines(lines, publicKeyFromPem(keyA.publicKeyPem))).toMatchObject({ ok: false, fault: { code: 'KEY_RETIRED' } });
+  });
+
+  it('a witness directory across the rotation: notes of both keys pin the trail from the old key; a note of a key off the chain is refused', async () => {
+    const witness = join(root, 'witness');
+    const { a, keyA } = await startA();
+    a.trail.signer.setHooks(trailPublisher({ store: a.store, key: keyA, policy: () => undefined, witnessDir: witness, now: () => clock, log: () => {} }));
+    await create(a, 2);
+    await a.trail.checkpoint();
+    const keyB = loadOrCreateAuditKey(host('b'));
+    await rotateSigningKey(a, keyB, fileSignerState(signerStatePath(keyB.path!)), { reason: 'rotation', witnessDir: witness });
+    const b = await serve(keyB);
+    const lines = await exportOf(b);
+    const pins = readCheckpointNotes([witness], publicKeyFromPem(keyA.publicKeyPem));
+    expect(new Set(pins.map((p) => p.keyId))).toEqual(new Set([keyA.keyId, keyB.keyId]));
+    expect(await verifyLines(lines, publicKeyFromPem(keyA.publicKeyPem), pins)).toMatchObject({ ok: true, pinned: pins.length });
+    // Mallory drops a statement naming her key and a note she signed into the directory.
+    const mallory = loadOrCreateAuditKey(host('mallory'));
+    const cp = (await b.trail.latestCheckpoint())!;
+    const body = { treeSize: cp.treeSize + 5, rootHash: cp.rootHash, timestamp: cp.timestamp };
+    const forged: SignedCheckpoint = { ...body, keyId: mallory.keyId, signature: mallory.sign(checkpointMessage(body)) };
+    writeWitnessNote(witness, forged, checkpointNote(sha256, forged, mallory.noteKey), mallory.noteKey);
+    const { writeFileSync } = await import('node:fs');
+    const fake = { fromKeyId: keyB.keyId, fromPublicKey: 'AAAA', toKeyId: mallory.keyId, toPublicKey: Buffer.from(mallory.noteKey.rawPublicKey).toString('base64'), treeSize: 1, rootHash: cp.rootHash, timestamp: cp.timestamp, fromSignature: 'x', toSignature: 'y', kind: 'handover' };
+    writeFileSync(join(witness, `handover-${'9'.padStart(16, '0')}-${keyB.keyId}-${mallory.keyId}.json`), JSON.stringify(fake));
+    const withMallory = readCheckpointNotes([witness], publicKeyFromPem(keyA.publicKeyPem));
+    expect(await verifyLines(lines, publicKeyFromPem(keyA.publicKeyPem), withMallory)).toMatchObject({ ok: false, fault: { code: 'KEY_MISMATCH' } });
   });
 });
