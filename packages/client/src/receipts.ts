@@ -42,6 +42,8 @@ interface LoadedKey {
   key: unknown | null;
   keyId: string;
   raw: Uint8Array | null;
+  /** With a key-id pin the server's key did not match: the id it served. */
+  served?: string;
 }
 
 /** The server's key chain (`GET /v1/audit/keys`). */
@@ -125,7 +127,7 @@ export class ReceiptVerifier {
         const expected = this.options.expectKeyId;
         if (expected !== undefined && loaded.keyId !== expected) {
           // Rotated since the pin? Only the signed chain from the pinned id can say (see #keyFor).
-          if (this.options.chain) return { key: null, keyId: expected, raw: null };
+          if (this.options.chain) return { key: null, keyId: expected, raw: null, served: loaded.keyId };
           throw new Error(`the server served key ${loaded.keyId}, not the pinned key ${expected}`);
         }
         return loaded;
@@ -219,7 +221,7 @@ export class ReceiptVerifier {
       const newest = keys[keys.length - 1]!;
       if (newest.keyId === keyId) return null;
       const mine = keys.find((k) => k.keyId === keyId);
-      return mine ? `signed by key ${keyId}, which was handed over to a newer key at tree size ${mine.upTo}: a retired key signs no receipt` : `signed by key ${keyId}, not the pinned key ${pinned.keyId} nor a key its signed chain hands over to`;
+      return mine ? `signed by key ${keyId}, which was handed over to a newer key at tree size ${mine.upTo}: a retired key signs no receipt` : `signed by key ${keyId}, not the server's key ${pinned.keyId} (pinned), nor a key its signed chain hands over to`;
     };
     if (keyId === pinned.keyId && pinned.key !== null) {
       const problem = this.#chain && chainProblem(this.#chain);
@@ -234,7 +236,12 @@ export class ReceiptVerifier {
       } catch (err) {
         return refuse(`signed by key ${keyId}, not the pinned key ${pinned.keyId}, and the key chain could not be fetched: ${(err as Error).message}`);
       }
-      this.#chain = await followChain(subtle(), { keyId: pinned.keyId, raw: pinned.raw }, served.handovers ?? []);
+      try {
+        this.#chain = await followChain(subtle(), { keyId: pinned.keyId, raw: pinned.raw }, served.handovers ?? []);
+      } catch (err) {
+        if (pinned.served === undefined) throw err;
+        return refuse(`the server served key ${pinned.served}, not the pinned key ${pinned.keyId}, and no hand-over signed by the pinned key leads to it (${(err as Error).message})`);
+      }
     }
     const problem = chainProblem(this.#chain);
     if (problem) refuse(problem);

@@ -5,7 +5,7 @@
  */
 import { createHash, generateKeyPairSync, sign, verify, createPublicKey, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { checkpointKeyProblem, followKeyChain, handoverMessage, keyIdOf, retentionKeyProblem, toBase64, type ChainCrypto, type SignedHandover } from '../src/index.ts';
+import { checkpointKeyProblem, followKeyChain, handoverMessage, keyIdOf, retentionKeyProblem, toBase64, type ChainCrypto, type ChainKey, type SignedHandover } from '../src/index.ts';
 
 const PREFIX = Buffer.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
 const sha = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
@@ -43,7 +43,7 @@ describe('followKeyChain', () => {
         [c.id, 20, null],
       ]);
     }
-    const keys = (followKeyChain({ keyId: a.id, rawPublicKey: a.raw }, line, crypto) as { keys: never }).keys;
+    const keys = (followKeyChain({ keyId: a.id, rawPublicKey: a.raw }, line, crypto) as unknown as { keys: ChainKey[] }).keys;
     expect(checkpointKeyProblem(keys, a.id, 10)).toBeNull();
     expect(checkpointKeyProblem(keys, a.id, 11)).toMatch(/retired/);
     expect(checkpointKeyProblem(keys, b.id, 10)).toMatch(/before it/);

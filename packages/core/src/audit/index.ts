@@ -22,6 +22,7 @@ export {
 } from './merkle.ts';
 export {
   CHECKPOINT_ORIGIN,
+  originProblem,
   RECEIPT_ORIGIN,
   RETENTION_ORIGIN,
   SignedCheckpoint,

@@ -77,6 +77,7 @@ export function trailHandoverLine(h: SignedHandover): string {
 }
 
 export function trailCheckpointLine(cp: SignedCheckpoint): string {
+  if (cp.origin !== undefined) return canonicalJson({ keyId: cp.keyId, kind: 'checkpoint', origin: cp.origin, rootHash: cp.rootHash, signature: cp.signature, timestamp: cp.timestamp, treeSize: cp.treeSize });
   return canonicalJson({ keyId: cp.keyId, kind: 'checkpoint', rootHash: cp.rootHash, signature: cp.signature, timestamp: cp.timestamp, treeSize: cp.treeSize });
 }
 
@@ -102,7 +103,9 @@ export type TrailFaultCode =
   /** A key signed a checkpoint (or a retention statement) for a size after it was handed over. */
   | 'KEY_RETIRED'
   /** A hand-over statement is malformed, not signed by both keys, or the line of keys forks or returns to a key. */
-  | 'BAD_HANDOVER';
+  | 'BAD_HANDOVER'
+  /** A checkpoint (or pin) names another deployment's origin than the trail's: a note of one deployment passed off as another's. */
+  | 'ORIGIN_MISMATCH';
 
 export interface TrailFault {
   code: TrailFaultCode;
@@ -134,6 +137,8 @@ export interface TrailSummary {
   /** Hand-over statements followed, and how many of those lie in the pruned prefix (checked by their signatures only). */
   handovers: number;
   handoversPruned: number;
+  /** The deployment's checkpoint origin the trail's checkpoints carry, or null (only checkpoints from before per-deployment origins). */
+  origin: string | null;
 }
 
 export type TrailResult = ({ ok: true } & TrailSummary) | { ok: false; fault: TrailFault; entriesChecked: number };
@@ -157,6 +162,12 @@ export interface TrailVerifierOptions {
    * `pinsSkipped`, never counted as checked. Live verification proves such pins instead.
    */
   skipPrunedPins?: boolean;
+  /**
+   * The deployment's checkpoint origin, when known (the live server's, or given): every
+   * checkpoint and pin that carries an origin must carry this one. Without it, the first origin
+   * seen is the trail's, and all later ones (and every pin's) must be the same.
+   */
+  origin?: string;
   /** The trusted key's raw Ed25519 public key: needed to follow hand-overs (key rotation). */
   rawPublicKey?: Uint8Array;
   /** The key id of a raw public key (to follow hand-overs). */
@@ -194,11 +205,33 @@ export class TrailVerifier {
   /** Pins by another key than the trusted one: checked once the chain is known. */
   #deferredPins: SignedCheckpoint[] = [];
   #bodyStarted = false;
+  /** The trail's origin: given, or the first one a checkpoint carried. */
+  #origin: string | undefined;
 
   constructor(options: TrailVerifierOptions) {
     this.#options = options;
     this.#tree = new CompactTree(options.hasher);
+    this.#origin = options.origin;
     this.#pinFault = this.#loadPins(options.pinned ?? []);
+  }
+
+  /** Origins the pins carry (each must be the trail's, once the trail's is known). */
+  #pinOrigins = new Set<string>();
+
+  #pinOriginProblem(): string | null {
+    for (const o of this.#pinOrigins) {
+      if (this.#origin === undefined || o !== this.#origin) {
+        return `a pinned checkpoint names the origin ${o}, but this trail's origin is ${this.#origin ?? `${'countersign.audit.checkpoint/v1'} (none of its own)`}: it belongs to another deployment`;
+      }
+    }
+    return null;
+  }
+
+  /** A fault message when `origin` is not the trail's (fixing the trail's origin on first sight), else null. */
+  #originProblem(origin: string | undefined, what: string): string | null {
+    if (origin === undefined) return null;
+    this.#origin ??= origin;
+    return origin === this.#origin ? null : `${what} names the origin ${origin}, but this trail's origin is ${this.#origin}: it belongs to another deployment`;
   }
 
   /** Verification with key `keyId` of the chain (the trusted key's own function for it). */
@@ -222,6 +255,9 @@ export class TrailVerifier {
         const problem = checkpointKeyProblem(this.#chain, pin.keyId, pin.treeSize);
         if (problem) return { code: this.#chain.some((k) => k.keyId === pin.keyId) ? 'KEY_RETIRED' : 'KEY_MISMATCH', line: 0, message: `the pinned checkpoint for size ${pin.treeSize}: ${problem}` };
       }
+      if (pin.origin !== undefined) this.#pinOrigins.add(pin.origin);
+      const originProblem = this.#options.origin !== undefined && pin.origin !== undefined && pin.origin !== this.#options.origin ? `the pinned checkpoint for size ${pin.treeSize} names the origin ${pin.origin}, not this trail's ${this.#options.origin}: it belongs to another deployment` : null;
+      if (originProblem) return { code: 'ORIGIN_MISMATCH', line: 0, message: originProblem };
       const sig = fromBase64Of(pin.signature, this.#options.signatureLength ?? 64);
       if (!sig || !fromBase64Of(pin.rootHash, this.#options.hasher.size) || !isCount(pin.treeSize) || !ISO.test(pin.timestamp)) return fault(`the pinned checkpoint for size ${pin.treeSize} is malformed`);
       if (!this.#verifyBy(pin.keyId, checkpointMessage(pin), sig)) return fault(`the pinned checkpoint for size ${pin.treeSize} does not verify with the trusted key`);
@@ -316,6 +352,10 @@ export class TrailVerifier {
   finish(options: { endsWithNewline?: boolean } = {}): TrailResult {
     if (this.#pinFault && !this.#fault) this.#fault = this.#pinFault;
     if (!this.#fault && this.#header !== null && this.#chain === null) this.#settleChain(this.#line);
+    if (!this.#fault && this.#header !== null) {
+      const pinOrigin = this.#pinOriginProblem();
+      if (pinOrigin) this.#fail('ORIGIN_MISMATCH', 0, pinOrigin);
+    }
     if (!this.#fault) this.#finalChecks(options.endsWithNewline ?? true);
     const prunedTo = this.#base?.size ?? 0;
     if (this.#fault) return { ok: false, fault: this.#fault, entriesChecked: Math.max(0, this.#tree.size - prunedTo) };
@@ -333,6 +373,7 @@ export class TrailVerifier {
       keys: (this.#chain ?? []).map((k) => k.keyId),
       handovers: this.#handovers.length,
       handoversPruned: this.#handoversPruned,
+      origin: this.#origin ?? null,
     };
   }
 
@@ -528,11 +569,15 @@ export class TrailVerifier {
     const c = this.#parse(line, 'an entry or a checkpoint');
     if (!c) return false;
     if (c.kind !== 'checkpoint') return this.#fail('MALFORMED', at, `line ${at} is neither an entry nor a checkpoint`);
-    const { treeSize, rootHash, timestamp, keyId, signature } = c;
-    if (!isCount(treeSize) || typeof rootHash !== 'string' || typeof timestamp !== 'string' || !ISO.test(timestamp) || typeof keyId !== 'string' || typeof signature !== 'string' || Object.keys(c).length !== 6) {
+    const { treeSize, rootHash, timestamp, keyId, signature, origin } = c;
+    if (!isCount(treeSize) || typeof rootHash !== 'string' || typeof timestamp !== 'string' || !ISO.test(timestamp) || typeof keyId !== 'string' || typeof signature !== 'string' || (origin !== undefined && typeof origin !== 'string') || Object.keys(c).length !== (origin === undefined ? 6 : 7)) {
       return this.#fail('MALFORMED', at, `line ${at}: malformed checkpoint`);
     }
-    const cp: SignedCheckpoint = { treeSize, rootHash, timestamp, keyId, signature };
+    const cp: SignedCheckpoint = { ...(origin === undefined ? {} : { origin }), treeSize, rootHash, timestamp, keyId, signature };
+    const wrongOrigin = this.#originProblem(origin, `line ${at}: the checkpoint for size ${treeSize}`);
+    if (wrongOrigin) return this.#fail('ORIGIN_MISMATCH', at, wrongOrigin);
+    const pinOrigin = this.#pinOriginProblem();
+    if (pinOrigin) return this.#fail('ORIGIN_MISMATCH', at, pinOrigin);
     const n = this.#tree.size;
     if (treeSize !== n) {
       return this.#fail('CHECKPOINT_PLACEMENT', at, `line ${at}: a checkpoint for tree size ${treeSize} must follow entry seq ${treeSize}, but it follows entry seq ${n}`);

@@ -11,8 +11,8 @@
  * - The signer asks `signingProblem` before each signature and in the transaction of each
  *   checkpoint insert, so a second server still on the old key stops signing and says why.
  */
-import { createPublicKey, verify } from 'node:crypto';
-import { CountersignError, checkHandover, fromBase64Of, keyIdOf, toBase64, type ChainCrypto, type SignedHandover } from '@countersign/core';
+import { createPublicKey, randomBytes, verify } from 'node:crypto';
+import { CountersignError, originProblem, checkHandover, fromBase64Of, keyIdOf, toBase64, type ChainCrypto, type SignedHandover } from '@countersign/core';
 import type { AuditKeyQueries, RecordedKey } from '../store/audit-keys.ts';
 import type { Queries } from '../store/store.ts';
 import { sha256, type PublicAuditKey } from './crypto.ts';
@@ -128,4 +128,19 @@ export async function requireNewestKey(store: { transaction<T>(fn: (tx: Queries)
     return null;
   });
   if (problem) throw problem;
+}
+
+/**
+ * The deployment's checkpoint origin (review finding 12), kept from the first start: the
+ * configured one (COUNTERSIGN_AUDIT_ORIGIN), or `countersign/<16 random hex digits>` drawn then.
+ * Once kept it is the trail's: a different configured origin later refuses the start, so the
+ * witnesses' notes of one trail never change their name.
+ */
+export async function keepOrigin(keys: AuditKeyQueries, configured: string | null, now: number): Promise<string> {
+  if (configured !== null && originProblem(configured) !== null) throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_AUDIT_ORIGIN: ${originProblem(configured)}`);
+  const kept = (await keys.origin()) ?? (await keys.keepOrigin(configured ?? `countersign/${randomBytes(8).toString('hex')}`, now));
+  if (configured !== null && configured !== kept) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_AUDIT_ORIGIN is ${configured}, but this trail's checkpoints are signed under ${kept} (kept since its first start); the origin of a trail never changes: unset it, or set it to ${kept}`);
+  }
+  return kept;
 }

@@ -73,7 +73,7 @@ export const REFUSAL_RESEND_MS = 15 * 60_000;
 const iso = (ms: number) => new Date(ms).toISOString();
 
 function strip(cp: SignedCheckpoint): SignedCheckpoint {
-  return { treeSize: cp.treeSize, rootHash: cp.rootHash, timestamp: cp.timestamp, keyId: cp.keyId, signature: cp.signature };
+  return { ...(cp.origin !== undefined ? { origin: cp.origin } : {}), treeSize: cp.treeSize, rootHash: cp.rootHash, timestamp: cp.timestamp, keyId: cp.keyId, signature: cp.signature };
 }
 
 /** What the signer read under its lock: the state it signs from, and what is on disk (for the compare-and-swap). */
@@ -161,7 +161,13 @@ export class AuditSigner {
         }
         // Signed times never go backwards, even if this machine's clock does.
         const at = Math.max(this.now(), ...[base.checkpoint, newest].map((c) => (c ? Date.parse(c.timestamp) : 0)));
-        const body = { treeSize: head.treeSize, rootHash: head.rootHash, timestamp: iso(at) };
+        // The deployment's origin (kept since its first start); it never changes under a signer.
+        const origin = await this.store.auditKeys.origin();
+        const signedOrigin = base.checkpoint?.origin;
+        if (signedOrigin !== undefined && origin !== signedOrigin) {
+          return this.#refuse('fork', `this trail's checkpoints are signed under the origin ${signedOrigin}, but the database now names ${origin ?? 'none'}: the origin was changed in the database`, base, head);
+        }
+        const body = { ...(origin !== undefined ? { origin } : {}), treeSize: head.treeSize, rootHash: head.rootHash, timestamp: iso(at) };
         const cp: SignedCheckpoint = { ...body, keyId: this.key.keyId, signature: this.key.sign(checkpointMessage(body)) };
         // Remembered before anyone can see it: a crash after this leaves the state ahead, never behind.
         this.state.write({ keyId: this.key.keyId, treeSize: cp.treeSize, rootHash: cp.rootHash, checkpoint: cp }, onDisk);

@@ -1,5 +1,6 @@
 /**
- * The keys the audit trail has been signed with (migration 015): the one writer of `audit_keys`.
+ * The keys the audit trail has been signed with, and its checkpoint origin (migration 015): the
+ * one writer of `audit_keys` and `audit_origin`.
  *
  * Rotation and checkpoint inserts meet here. A rotation takes the rotation lock exclusively
  * (PostgreSQL: a transaction-scoped advisory lock; SQLite: the write transaction itself, which
@@ -30,6 +31,13 @@ export interface RecordedKey {
   publicKey: string;
   handedOverAt: number | null;
   handover: SignedHandover | null;
+}
+
+/** The deployment's checkpoint origin (migration 015), kept from the first start. */
+export interface AuditOriginTable {
+  id: number;
+  origin: string;
+  created_at: number;
 }
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -102,5 +110,17 @@ export class AuditKeyQueries {
       .where('handover', 'is', null)
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
+  }
+
+  /** The trail's checkpoint origin, or undefined before the first start that records one. */
+  async origin(): Promise<string | undefined> {
+    const row = await this.db.selectFrom('audit_origin').select('origin').where('id', '=', 1).executeTakeFirst();
+    return row?.origin;
+  }
+
+  /** Records the origin unless one is recorded; returns the one that is. */
+  async keepOrigin(origin: string, createdAt: number): Promise<string> {
+    await this.db.insertInto('audit_origin').values({ id: 1, origin, created_at: createdAt }).onConflict((oc) => oc.column('id').doNothing()).execute();
+    return (await this.origin())!;
   }
 }

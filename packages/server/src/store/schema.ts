@@ -6,7 +6,7 @@
 import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, AuditSignerUpgradeTable } from './trail.ts';
-import type { AuditKeysTable } from './audit-keys.ts';
+import type { AuditKeysTable, AuditOriginTable } from './audit-keys.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
@@ -146,6 +146,7 @@ export interface Database {
   audit_retention: AuditRetentionTable;
   audit_signer_upgrade: AuditSignerUpgradeTable;
   audit_keys: AuditKeysTable;
+  audit_origin: AuditOriginTable;
   timers: TimersTable;
   escalations: EscalationsTable;
   deliveries: DeliveriesTable;

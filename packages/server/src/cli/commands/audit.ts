@@ -240,6 +240,8 @@ export function registerAuditCommands(audit: Command): void {
     const rate = seconds > 0 ? ` (${n(Math.round(result.entriesVerified / seconds))} entries/s)` : '';
     const range = result.entriesVerified > 0 ? ` (seq ${n(result.prunedTo + 1)}–${n(result.treeSize)})` : '';
     print(`OK: ${safe(source)} verifies: ${n(result.entriesVerified)} entries verified${range}, ${result.checkpoints} signed checkpoints, in ${seconds.toFixed(2)} s${rate}`);
+    if (result.origin !== null) print(`  origin: ${safe(result.origin)} (this deployment's checkpoints and witness notes carry it)`);
+    if (result.keys.length > 1) print(`  signed by ${result.keys.length} keys, followed from the trusted key through ${result.handovers} hand-over(s): ${result.keys.join(' → ')}`);
     if (result.prunedTo > 0) print(`  ${n(result.prunedTo)} earlier entries (seq 1–${n(result.prunedTo)}) were pruned by retention on ${result.prunedAt} (signed retention statement; the tree still commits to them)`);
     else print('  nothing was pruned');
     if (result.pinsSkipped.length > 0) {

@@ -10,6 +10,11 @@ import type { Kysely, Migration } from 'kysely';
  *
  * A deployment from before rotation gets its row on the first start (the key that signed its
  * newest checkpoint, which the server already requires to be its own).
+ *
+ * And the deployment's checkpoint origin (review finding 12): `audit_origin` keeps, from the first
+ * start, the origin every checkpoint and witness note of this trail starts with
+ * (COUNTERSIGN_AUDIT_ORIGIN, or a default drawn then); `audit_checkpoints.origin` records it per
+ * checkpoint (null for checkpoints signed before, under the fixed origin).
  */
 export const m015_rotation: Migration = {
   async up(db: Kysely<any>) {
@@ -21,5 +26,12 @@ export const m015_rotation: Migration = {
       .addColumn('handover', 'text')
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .execute();
+    await db.schema
+      .createTable('audit_origin')
+      .addColumn('id', 'integer', (c) => c.primaryKey())
+      .addColumn('origin', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.alterTable('audit_checkpoints').addColumn('origin', 'text').execute();
   },
 };
