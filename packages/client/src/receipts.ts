@@ -147,12 +147,12 @@ export class ReceiptVerifier {
     };
     const receipt = decision.receipt;
     if (!receipt) return refuse('the decision carries no signed receipt');
-    const { key: pinnedKey, keyId, raw } = await this.#key().catch((err: unknown) => {
+    const pinned = await this.#key().catch((err: unknown) => {
       throw new CountersignError('RECEIPT_MISMATCH', `cannot get the server's audit public key to check the receipt of ${requestId}: ${(err as Error).message}; refusing to run`, {
         requestId,
       });
     });
-    const key = await this.#keyFor(receipt.keyId, null, { key: pinnedKey, keyId, raw }, (why) => refuse(why));
+    const key = await this.#keyFor(receipt.keyId, null, pinned, (why) => refuse(why));
     const { signature, ...body } = receipt;
     const sig = fromBase64(signature);
     const valid = sig !== null && (await subtle().verify({ name: 'Ed25519' }, key, sig, receiptMessage(body as ReceiptBody)));
