@@ -125,6 +125,6 @@ describe('per-deployment checkpoint origin (finding 12)', () => {
     const retention = retentionMessage({ prunedTo: 1, frontier, timestamp: '2026-01-01T00:00:00.000Z' });
     const asCheckpoint = checkpointMessage({ origin: 'countersign.audit.retention/v1', treeSize: 1, rootHash: frontier[0]!, timestamp: '2026-01-01T00:00:00.000Z' });
     expect(Buffer.from(asCheckpoint).equals(Buffer.from(retention))).toBe(false);
-    expect(Buffer.from(asCheckpoint).includes(utf8('countersign.audit.retention/v1'))).toBe(false);
+    expect(Buffer.from(asCheckpoint).includes(Buffer.from(utf8('countersign.audit.retention/v1')))).toBe(false);
   });
 });
