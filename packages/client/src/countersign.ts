@@ -95,7 +95,11 @@ export class Countersign<G extends AgentGateway = AgentGateway> {
     this.#receipts =
       options.verifyReceipts === false
         ? undefined
-        : new ReceiptVerifier(() => this.#auditKey(pin, warn), pin?.kind === 'keyId' ? { expectKeyId: pin.keyId } : {});
+        : new ReceiptVerifier(() => this.#auditKey(pin, warn), {
+            ...(pin?.kind === 'keyId' ? { expectKeyId: pin.keyId } : {}),
+            // Key rotation: the hand-overs, followed only from the pinned (or first-used) key.
+            ...(this.gateway.auditKeyChain ? { chain: () => this.gateway.auditKeyChain!() } : {}),
+          });
   }
 
   #warnedTofu = false;

@@ -13,6 +13,7 @@ import {
   type ErrorCode,
   type ExecutionBody,
 } from '@countersign/core';
+import type { SignedHandover } from '@countersign/core';
 import { isTrustedKeyTransport } from './pinning.ts';
 import { parseEventStream } from './sse.ts';
 import type { EventsOptions, StreamingGateway } from './types.ts';
@@ -255,7 +256,16 @@ export class HttpGateway implements StreamingGateway {
     return text;
   }
 
-  async close(): Promise<void> {}
+  /**
+   * The audit key's hand-overs: `GET /v1/audit/keys`. Any transport: the statements are signed,
+   * and the SDK follows them only from the key it pinned (client/src/key-chain.ts).
+   */
+  async auditKeyChain(): Promise<{ current: string; handovers: SignedHandover[] }> {
+    const { json } = await this.call('GET', '/v1/audit/keys');
+    return json as { current: string; handovers: SignedHandover[] };
+  }
+
+    async close(): Promise<void> {}
 
   private async call(
     method: 'GET' | 'POST',

@@ -8,6 +8,7 @@
  * WebCrypto only (`globalThis.crypto.subtle`, Ed25519 and SHA-256): no node: imports, so the SDK
  * stays portable.
  */
+import { followChain, rawOfSpki, spkiOfRaw } from './key-chain.ts';
 import {
   CountersignError,
   bytesEqual,
@@ -16,6 +17,9 @@ import {
   fromBase64,
   fromBase64Of,
   inclusionSides,
+  checkpointKeyProblem,
+  type ChainKey,
+  type SignedHandover,
   type SignedCheckpoint,
   payloadKey,
   receiptMessage,
@@ -34,8 +38,17 @@ interface Subtle {
 }
 
 interface LoadedKey {
-  key: unknown;
+  /** null: only the key id was pinned and the server serves another key (rotated): the chain supplies it. */
+  key: unknown | null;
   keyId: string;
+  raw: Uint8Array | null;
+  /** With a key-id pin the server's key did not match: the id it served. */
+  served?: string;
+}
+
+/** The server's key chain (`GET /v1/audit/keys`). */
+export interface KeyChainSource {
+  (): Promise<{ current: string; handovers: SignedHandover[] }>;
 }
 
 function subtle(): Subtle {
@@ -64,7 +77,7 @@ async function load(pem: string): Promise<LoadedKey> {
   } catch (err) {
     throw new CountersignError('VALIDATION_FAILED', `the audit public key is not an Ed25519 key: ${(err as Error).message}`);
   }
-  return { key, keyId: toHex(await sha256(spki)).slice(0, 16) };
+  return { key, keyId: toHex(await sha256(spki)).slice(0, 16), raw: rawOfSpki(spki) };
 }
 
 /** The server's inclusion proof of one entry (`GET /v1/audit/proof/inclusion`). */
@@ -89,6 +102,8 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 
 export class ReceiptVerifier {
   #loaded: Promise<LoadedKey> | undefined;
+  /** The chain followed from the pinned key, once a receipt or checkpoint named another key. */
+  #chain: ChainKey[] | null = null;
 
   /**
    * `source` gives the server's public key (PEM); it is asked once, and again only after a
@@ -97,7 +112,7 @@ export class ReceiptVerifier {
    */
   constructor(
     private readonly source: () => Promise<string>,
-    private readonly options: { expectKeyId?: string | undefined } = {},
+    private readonly options: { expectKeyId?: string | undefined; chain?: KeyChainSource | undefined } = {},
   ) {}
 
   /** Starts fetching the key now (e.g. alongside creating a request), so a check later costs no round trip. */
@@ -111,6 +126,8 @@ export class ReceiptVerifier {
       .then((loaded) => {
         const expected = this.options.expectKeyId;
         if (expected !== undefined && loaded.keyId !== expected) {
+          // Rotated since the pin? Only the signed chain from the pinned id can say (see #keyFor).
+          if (this.options.chain) return { key: null, keyId: expected, raw: null, served: loaded.keyId };
           throw new Error(`the server served key ${loaded.keyId}, not the pinned key ${expected}`);
         }
         return loaded;
@@ -130,12 +147,12 @@ export class ReceiptVerifier {
     };
     const receipt = decision.receipt;
     if (!receipt) return refuse('the decision carries no signed receipt');
-    const { key, keyId } = await this.#key().catch((err: unknown) => {
+    const pinned = await this.#key().catch((err: unknown) => {
       throw new CountersignError('RECEIPT_MISMATCH', `cannot get the server's audit public key to check the receipt of ${requestId}: ${(err as Error).message}; refusing to run`, {
         requestId,
       });
     });
-    if (receipt.keyId !== keyId) refuse(`signed by key ${receipt.keyId}, not the server's key ${keyId}`);
+    const key = await this.#keyFor(receipt.keyId, null, pinned, (why) => refuse(why));
     const { signature, ...body } = receipt;
     const sig = fromBase64(signature);
     const valid = sig !== null && (await subtle().verify({ name: 'Ed25519' }, key, sig, receiptMessage(body as ReceiptBody)));
@@ -172,8 +189,7 @@ export class ReceiptVerifier {
     };
     await this.check(requestId, decision);
     const { checkpoint, proof } = evidence;
-    const { key, keyId } = await this.#key();
-    if (checkpoint.keyId !== keyId) refuse(`the checkpoint is signed by key ${checkpoint.keyId}, not ${keyId}`);
+    const key = await this.#keyFor(checkpoint.keyId, checkpoint.treeSize, await this.#key(), (why) => refuse(`the checkpoint: ${why}`));
     const sig = fromBase64Of(checkpoint.signature, 64);
     if (!sig || !(await subtle().verify({ name: 'Ed25519' }, key, sig, checkpointMessage(checkpoint)))) refuse('the checkpoint signature does not verify');
     if (proof.treeSize !== checkpoint.treeSize || proof.leafIndex !== proof.seq - 1) refuse('the proof is for another tree size or leaf');
@@ -191,6 +207,50 @@ export class ReceiptVerifier {
       r = await sha256(sides![i] === 'left' ? concat(new Uint8Array([1]), path[i]!, r) : concat(new Uint8Array([1]), r, path[i]!));
     }
     if (!bytesEqual(r, root!)) refuse('the inclusion proof does not lead to the signed root');
+  }
+
+  /**
+   * The key that may have signed a receipt (`treeSize` null: it must be the newest key) or a
+   * checkpoint of `treeSize`: the pinned key itself, or — after a rotation — a key the signed
+   * chain from the pinned key reaches (client/src/key-chain.ts). A retired key is refused for
+   * receipts and for checkpoints after its hand-over, once the chain is known.
+   */
+  async #keyFor(keyId: string, treeSize: number | null, pinned: LoadedKey, refuse: (why: string) => never): Promise<unknown> {
+    const chainProblem = (keys: ChainKey[]): string | null => {
+      if (treeSize !== null) return checkpointKeyProblem(keys, keyId, treeSize);
+      const newest = keys[keys.length - 1]!;
+      if (newest.keyId === keyId) return null;
+      const mine = keys.find((k) => k.keyId === keyId);
+      return mine ? `signed by key ${keyId}, which was handed over to a newer key at tree size ${mine.upTo}: a retired key signs no receipt` : `signed by key ${keyId}, not the server's key ${pinned.keyId} (pinned), nor a key its signed chain hands over to`;
+    };
+    if (keyId === pinned.keyId && pinned.key !== null) {
+      const problem = this.#chain && chainProblem(this.#chain);
+      if (problem) refuse(problem);
+      return pinned.key;
+    }
+    if (!this.options.chain) return refuse(`signed by key ${keyId}, not the server's key ${pinned.keyId}`);
+    if (!this.#chain?.some((k) => k.keyId === keyId) || chainProblem(this.#chain) !== null) {
+      let served: { current: string; handovers: SignedHandover[] };
+      try {
+        served = await this.options.chain();
+      } catch (err) {
+        return refuse(`signed by key ${keyId}, not the pinned key ${pinned.keyId}, and the key chain could not be fetched: ${(err as Error).message}`);
+      }
+      try {
+        this.#chain = await followChain(subtle(), { keyId: pinned.keyId, raw: pinned.raw }, served.handovers ?? []);
+      } catch (err) {
+        if (pinned.served === undefined) throw err;
+        return refuse(`the server served key ${pinned.served}, not the pinned key ${pinned.keyId}, and no hand-over signed by the pinned key leads to it (${(err as Error).message})`);
+      }
+    }
+    const problem = chainProblem(this.#chain);
+    if (problem) refuse(problem);
+    const found = this.#chain.find((k) => k.keyId === keyId)!;
+    try {
+      return await subtle().importKey('spki', spkiOfRaw(found.rawPublicKey), { name: 'Ed25519' }, false, ['verify']);
+    } catch (err) {
+      return refuse(`key ${keyId} from the chain is not an Ed25519 key: ${(err as Error).message}`);
+    }
   }
 
   async #payloadHash(action: string, args: JsonObject): Promise<string> {

@@ -50,6 +50,10 @@ export const ERROR_CODES = [
   'NETWORK_ERROR',
   // the audit signer
   'AUDIT_FORK',
+  /** This server's audit key was handed over to a newer one (key rotation): it signs nothing. */
+  'AUDIT_KEY_RETIRED',
+  /** A key rotation lost a race with another, or would hand back to a key the trail already used. */
+  'AUDIT_KEY_CONFLICT',
   // server
   'NOT_IMPLEMENTED',
   'STORE_UNAVAILABLE',

@@ -1,4 +1,5 @@
 import type { ApprovalRequest, CancelBody, CreateRequestBody, ExecutionBody } from './schemas.ts';
+import type { SignedHandover } from './audit/rotation.ts';
 
 /**
  * What an agent can do, whether the engine runs behind HTTP or in the agent's own process.
@@ -14,5 +15,7 @@ export interface AgentGateway {
   cancel(id: string, body?: CancelBody): Promise<ApprovalRequest>;
   /** The server's audit public key (PEM), which signs decision receipts; the SDK checks receipts with it. */
   auditPublicKey?(): Promise<string>;
+  /** The audit key's hand-overs (key rotation), each signed by both its keys; the SDK follows them only from the key it pinned. */
+  auditKeyChain?(): Promise<{ current: string; handovers: SignedHandover[] }>;
   close?(): Promise<void>;
 }

@@ -145,6 +145,10 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
       return engine.trail.key.publicKeyPem;
     },
 
+    async auditKeyChain() {
+      return engine.trail.keyChain();
+    },
+
     async *events(id, { signal } = {}) {
       const stop = new AbortController();
       const onAbort = () => stop.abort(signal?.reason);

@@ -14,6 +14,7 @@
  * before anything can read it, and on close the loops stop before the store does.
  */
 import { adoptOnUpgrade } from './audit/adopt.ts';
+import { keepOrigin } from './audit/keys.ts';
 import { startCheckpointer, type Checkpointer } from './audit/checkpointer.ts';
 import { existsSync } from 'node:fs';
 import type { AuditConfig } from './audit/config.ts';
@@ -97,6 +98,8 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   );
   try {
     await engine.trail.checkKey();
+    // The deployment's own checkpoint origin, kept from the first start (finding 12).
+    await keepOrigin(engine.store.auditKeys, config.audit.origin, engine.clock());
     // Once, on the first start after the upgrade that introduced the signer's state file.
     await adoptOnUpgrade(engine, { witnessDir: config.audit.witnessDir, log });
     await engine.activatePolicy(options.policy.text, options.policy.source);

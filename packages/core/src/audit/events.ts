@@ -30,6 +30,7 @@ export const AUDIT_EVENTS = {
   credentials_adopted: { about: 'the start that created the server secret file MACed the credential rows written before it', data: ['operators', 'tokens', 'keys'] },
   agent_created: { about: 'an agent was registered', data: ['agentId', 'name'] },
   audit_state_adopted: { about: 'a verified checkpoint became the audit signer’s state: `audit trust-current` (its state file was lost or damaged) or, once, the first start after the upgrade that introduced the state file', data: ['mode', 'treeSize', 'rootHash', 'keyId', 'pinned', 'pins', 'witness', 'replaced', 'previousTreeSize', 'reason', 'user', 'host'] },
+  audit_key_rotated: { about: '`audit rotate-key` handed the signing key over: the statement signed by both the old and the new key (old key id and public key, new key id and public key, the size and root the old key’s authority ends at, the time)', data: ['handover', 'reason', 'user', 'host'] },
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
   // ---- a request's lifecycle
   created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?', 'screening?'] },

@@ -22,6 +22,7 @@ export {
 } from './merkle.ts';
 export {
   CHECKPOINT_ORIGIN,
+  originProblem,
   RECEIPT_ORIGIN,
   RETENTION_ORIGIN,
   SignedCheckpoint,
@@ -67,12 +68,28 @@ export {
   type TreeHead,
 } from './signer.ts';
 export {
+  HANDOVER_ORIGIN,
+  SignedHandover,
+  checkHandover,
+  checkpointKeyProblem,
+  followKeyChain,
+  handoverBody,
+  handoverMessage,
+  keyForSize,
+  retentionKeyProblem,
+  type ChainCrypto,
+  type ChainKey,
+  type ChainResult,
+  type HandoverBody,
+} from './rotation.ts';
+export {
   TRAIL_FORMAT,
   TrailVerifier,
   trailBaseLine,
   trailCheckpointLine,
   trailEntryLine,
   trailHeaderLine,
+  trailHandoverLine,
   type TrailFault,
   type TrailFaultCode,
   type TrailHeader,

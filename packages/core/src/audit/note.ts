@@ -19,7 +19,7 @@
  */
 import { bytesEqual, fromBase64, fromBase64Of, toBase64, utf8 } from './bytes.ts';
 import type { HashFn } from './merkle.ts';
-import { CHECKPOINT_ORIGIN, checkpointMessage, type SignedCheckpoint } from './signed.ts';
+import { CHECKPOINT_ORIGIN, checkpointMessage, originProblem, type SignedCheckpoint } from './signed.ts';
 
 /** The em dash and space that open a signature line. */
 export const NOTE_SIGNATURE_PREFIX = '\u2014 ';
@@ -164,7 +164,8 @@ export function parseCheckpointNote(hash: HashFn, input: string, key: NoteKey, s
   const parsed = parseNote(input);
   if (!parsed.ok) return parsed;
   const lines = parsed.note.text.slice(0, -1).split('\n');
-  if (lines[0] !== CHECKPOINT_ORIGIN) return { ok: false, reason: `the note's origin is not ${CHECKPOINT_ORIGIN}` };
+  const origin = lines[0]!;
+  if (origin !== CHECKPOINT_ORIGIN && originProblem(origin) !== null) return { ok: false, reason: `the note's origin is neither a deployment's origin nor ${CHECKPOINT_ORIGIN}` };
   if (lines.length !== 4) return { ok: false, reason: 'a checkpoint note has four lines: origin, size, root, time' };
   const [, sizeText, rootHash, timestamp] = lines as [string, string, string, string];
   if (!/^(0|[1-9]\d{0,15})$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) return { ok: false, reason: 'the tree size is not a whole number' };
@@ -176,6 +177,6 @@ export function parseCheckpointNote(hash: HashFn, input: string, key: NoteKey, s
   if (mine.length === 0) return { ok: false, reason: `the note carries no signature by the trusted key ${key.keyId}` };
   if (mine.length > 1) return { ok: false, reason: `the note carries more than one signature line for key ${key.keyId}` };
   if (mine[0]!.signature.length !== signatureLength) return { ok: false, reason: `the signature is not ${signatureLength} bytes` };
-  const checkpoint: SignedCheckpoint = { treeSize: Number(sizeText), rootHash, timestamp, keyId: key.keyId, signature: toBase64(mine[0]!.signature) };
+  const checkpoint: SignedCheckpoint = { ...(origin === CHECKPOINT_ORIGIN ? {} : { origin }), treeSize: Number(sizeText), rootHash, timestamp, keyId: key.keyId, signature: toBase64(mine[0]!.signature) };
   return { ok: true, checkpoint };
 }

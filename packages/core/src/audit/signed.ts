@@ -41,7 +41,26 @@ export function auditLeafJson(entry: AuditLeaf): string {
 
 export const CHECKPOINT_ORIGIN = 'countersign.audit.checkpoint/v1';
 
+/**
+ * A deployment's own checkpoint origin (review finding 12): checkpoints (and the signed notes
+ * witnesses keep) start with it instead of the one fixed `CHECKPOINT_ORIGIN`, so a note of one
+ * deployment cannot be passed off as another's. A C2SP-style log name: lower-case host-like
+ * first part, then `/`-separated path parts. Origins starting `countersign.` are reserved for
+ * Countersign's own message kinds (receipts, retention, hand-overs), so no checkpoint can ever be
+ * the bytes of another kind of statement.
+ */
+const DEPLOYMENT_ORIGIN = /^[a-z0-9][a-z0-9.-]{0,62}(?:\/[A-Za-z0-9._-]{1,64}){1,4}$/;
+
+/** Why `origin` cannot be a deployment's checkpoint origin, or null. */
+export function originProblem(origin: string): string | null {
+  if (!DEPLOYMENT_ORIGIN.test(origin)) return `"${origin.slice(0, 80)}" is not a log origin like example.com/countersign (a lower-case name, then one to four /-separated parts)`;
+  if (origin.startsWith('countersign.')) return `"${origin}" starts with "countersign.", which is reserved for Countersign's own message kinds`;
+  return null;
+}
+
 export interface CheckpointBody {
+  /** The deployment's origin (the first line); absent: `CHECKPOINT_ORIGIN` (checkpoints signed before origins were per deployment). */
+  origin?: string | undefined;
   treeSize: number;
   /** Base64 of the tree's root hash at `treeSize`. */
   rootHash: string;
@@ -50,6 +69,8 @@ export interface CheckpointBody {
 }
 
 export const SignedCheckpoint = z.object({
+  /** The deployment's checkpoint origin (absent on checkpoints signed before origins were per deployment). */
+  origin: z.string().optional(),
   treeSize: z.number().int().min(0),
   rootHash: z.string(),
   timestamp: z.string(),
@@ -62,7 +83,10 @@ export type SignedCheckpoint = z.infer<typeof SignedCheckpoint>;
 
 /** The signed text of a checkpoint: origin, size, root, time, one per line (in the spirit of C2SP tlog-checkpoint). */
 export function checkpointMessage(body: CheckpointBody): Uint8Array {
-  return utf8(`${CHECKPOINT_ORIGIN}\n${body.treeSize}\n${body.rootHash}\n${body.timestamp}\n`);
+  // An origin that is not a valid deployment origin gives bytes nobody signs (the signer refuses
+  // such an origin), so a checkpoint carrying one never verifies.
+  const origin = body.origin === undefined ? CHECKPOINT_ORIGIN : originProblem(body.origin) === null ? body.origin : '\u0000invalid origin';
+  return utf8(`${origin}\n${body.treeSize}\n${body.rootHash}\n${body.timestamp}\n`);
 }
 
 export const RECEIPT_ORIGIN = 'countersign.receipt/v1';

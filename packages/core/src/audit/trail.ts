@@ -23,12 +23,22 @@
  * trail must then reach each one's size with exactly its root, so a rewritten history or an
  * export cut back to an earlier checkpoint fails.
  *
+ * After a key rotation the export carries every hand-over statement right after the header
+ * (`{"fromKeyId":…,"kind":"handover",…}`, see audit/rotation.ts), and the header names the newest
+ * key. A verifier pinned to any key of the chain follows it (with `rawPublicKey`, `keyIdOfRaw`
+ * and `verifyWithKey`), then accepts each checkpoint only from the key that covered its size: a
+ * retired key's checkpoint after its hand-over is `KEY_RETIRED`; a chain that does not lead
+ * from the pinned key is `KEY_MISMATCH`. The root at each hand-over's size must be the one both
+ * keys signed (`FORK`), unless that size was pruned (then it is counted in `handoversPruned`:
+ * the statement is still checked by both signatures).
+ *
  * Pure and streaming: feed lines with `push`, then call `finish`. Hashing and signature checks
  * are passed in.
  */
 import { canonicalJson } from '../canonical.ts';
 import { bytesEqual, fromBase64Of, toBase64, utf8 } from './bytes.ts';
 import { CompactTree, type MerkleHasher } from './merkle.ts';
+import { checkpointKeyProblem, followKeyChain, retentionKeyProblem, SignedHandover, type ChainKey } from './rotation.ts';
 import { checkpointMessage, retentionMessage, type SignedCheckpoint, type SignedRetention } from './signed.ts';
 
 export const TRAIL_FORMAT = 'countersign-audit-trail/v1';
@@ -61,7 +71,13 @@ export function trailBaseLine(statement: SignedRetention): string {
   return canonicalJson({ frontier: [...frontier], keyId, kind: 'base', signature, timestamp, treeSize: prunedTo });
 }
 
+/** A hand-over statement as an export line (after the header, before everything else). */
+export function trailHandoverLine(h: SignedHandover): string {
+  return canonicalJson({ ...h, kind: 'handover' });
+}
+
 export function trailCheckpointLine(cp: SignedCheckpoint): string {
+  if (cp.origin !== undefined) return canonicalJson({ keyId: cp.keyId, kind: 'checkpoint', origin: cp.origin, rootHash: cp.rootHash, signature: cp.signature, timestamp: cp.timestamp, treeSize: cp.treeSize });
   return canonicalJson({ keyId: cp.keyId, kind: 'checkpoint', rootHash: cp.rootHash, signature: cp.signature, timestamp: cp.timestamp, treeSize: cp.treeSize });
 }
 
@@ -83,7 +99,13 @@ export type TrailFaultCode =
   /** The trail ends before a pinned checkpoint's size: it was cut back. */
   | 'PIN_NOT_REACHED'
   /** A pinned checkpoint lies in the pruned prefix: this export cannot show it (verify live, which proves it). */
-  | 'PIN_PRUNED';
+  | 'PIN_PRUNED'
+  /** A key signed a checkpoint (or a retention statement) for a size after it was handed over. */
+  | 'KEY_RETIRED'
+  /** A hand-over statement is malformed, not signed by both keys, or the line of keys forks or returns to a key. */
+  | 'BAD_HANDOVER'
+  /** A checkpoint (or pin) names another deployment's origin than the trail's: a note of one deployment passed off as another's. */
+  | 'ORIGIN_MISMATCH';
 
 export interface TrailFault {
   code: TrailFaultCode;
@@ -110,6 +132,13 @@ export interface TrailSummary {
   checkpoints: number;
   /** The last (covering) checkpoint. */
   checkpoint: SignedCheckpoint | null;
+  /** The key ids the trail was signed with, oldest first (one unless the key was rotated). */
+  keys: string[];
+  /** Hand-over statements followed, and how many of those lie in the pruned prefix (checked by their signatures only). */
+  handovers: number;
+  handoversPruned: number;
+  /** The deployment's checkpoint origin the trail's checkpoints carry, or null (only checkpoints from before per-deployment origins). */
+  origin: string | null;
 }
 
 export type TrailResult = ({ ok: true } & TrailSummary) | { ok: false; fault: TrailFault; entriesChecked: number };
@@ -133,6 +162,18 @@ export interface TrailVerifierOptions {
    * `pinsSkipped`, never counted as checked. Live verification proves such pins instead.
    */
   skipPrunedPins?: boolean;
+  /**
+   * The deployment's checkpoint origin, when known (the live server's, or given): every
+   * checkpoint and pin that carries an origin must carry this one. Without it, the first origin
+   * seen is the trail's, and all later ones (and every pin's) must be the same.
+   */
+  origin?: string;
+  /** The trusted key's raw Ed25519 public key: needed to follow hand-overs (key rotation). */
+  rawPublicKey?: Uint8Array;
+  /** The key id of a raw public key (to follow hand-overs). */
+  keyIdOfRaw?: (rawPublicKey: Uint8Array) => string;
+  /** Verification with a key the chain hands over to (to follow hand-overs). */
+  verifyWithKey?: (rawPublicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean;
   /** Told each entry once its bytes verified, with its leaf JSON (for `--since`). */
   onEntry?: (seq: number, leafJson: string) => void;
 }
@@ -154,22 +195,72 @@ export class TrailVerifier {
   #fault: TrailFault | null = null;
   #checkpoints = 0;
   #last: { cp: SignedCheckpoint; line: number } | null = null;
+  /** Hand-over statements read after the header, until the first other line settles the chain. */
+  #handovers: SignedHandover[] = [];
+  /** The followed key chain (just the trusted key without hand-overs); null until settled. */
+  #chain: ChainKey[] | null = null;
+  /** Hand-over sizes (and roots both keys signed) still to reach, largest first. */
+  #handoverPins: { treeSize: number; rootHash: string; from: string }[] = [];
+  #handoversPruned = 0;
+  /** Pins by another key than the trusted one: checked once the chain is known. */
+  #deferredPins: SignedCheckpoint[] = [];
+  #bodyStarted = false;
+  /** The trail's origin: given, or the first one a checkpoint carried. */
+  #origin: string | undefined;
 
   constructor(options: TrailVerifierOptions) {
     this.#options = options;
     this.#tree = new CompactTree(options.hasher);
+    this.#origin = options.origin;
     this.#pinFault = this.#loadPins(options.pinned ?? []);
+  }
+
+  /** Origins the pins carry (each must be the trail's, once the trail's is known). */
+  #pinOrigins = new Set<string>();
+
+  #pinOriginProblem(): string | null {
+    for (const o of this.#pinOrigins) {
+      if (this.#origin === undefined || o !== this.#origin) {
+        return `a pinned checkpoint names the origin ${o}, but this trail's origin is ${this.#origin ?? `${'countersign.audit.checkpoint/v1'} (none of its own)`}: it belongs to another deployment`;
+      }
+    }
+    return null;
+  }
+
+  /** A fault message when `origin` is not the trail's (fixing the trail's origin on first sight), else null. */
+  #originProblem(origin: string | undefined, what: string): string | null {
+    if (origin === undefined) return null;
+    this.#origin ??= origin;
+    return origin === this.#origin ? null : `${what} names the origin ${origin}, but this trail's origin is ${this.#origin}: it belongs to another deployment`;
+  }
+
+  /** Verification with key `keyId` of the chain (the trusted key's own function for it). */
+  #verifyBy(keyId: string, message: Uint8Array, signature: Uint8Array): boolean {
+    if (keyId === this.#options.keyId) return this.#options.verifySignature(message, signature);
+    const key = this.#chain?.find((k) => k.keyId === keyId);
+    return key !== undefined && this.#options.verifyWithKey !== undefined && this.#options.verifyWithKey(key.rawPublicKey, message, signature);
   }
 
   /** Sorts the pins and checks their signatures; a bad pin is a fault before any line is read. */
   #loadPins(pins: readonly SignedCheckpoint[]): TrailFault | null {
-    const bySize = new Map<number, SignedCheckpoint>();
+    const bySize = new Map<number, SignedCheckpoint>(this.#pins.map((p) => [p.treeSize, p]));
     for (const pin of pins) {
       const fault = (message: string): TrailFault => ({ code: 'BAD_SIGNATURE', line: 0, message });
-      if (pin.keyId !== this.#options.keyId) return { code: 'KEY_MISMATCH', line: 0, message: `the pinned checkpoint for size ${pin.treeSize} is signed by key ${pin.keyId}, the trusted key is ${this.#options.keyId}` };
+      if (this.#chain === null && pin.keyId !== this.#options.keyId) {
+        if (this.#options.verifyWithKey === undefined) return { code: 'KEY_MISMATCH', line: 0, message: `the pinned checkpoint for size ${pin.treeSize} is signed by key ${pin.keyId}, the trusted key is ${this.#options.keyId}` };
+        this.#deferredPins.push(pin); // another key of the chain, perhaps: checked once the chain is read
+        continue;
+      }
+      if (this.#chain !== null) {
+        const problem = checkpointKeyProblem(this.#chain, pin.keyId, pin.treeSize);
+        if (problem) return { code: this.#chain.some((k) => k.keyId === pin.keyId) ? 'KEY_RETIRED' : 'KEY_MISMATCH', line: 0, message: `the pinned checkpoint for size ${pin.treeSize}: ${problem}` };
+      }
+      if (pin.origin !== undefined) this.#pinOrigins.add(pin.origin);
+      const originProblem = this.#options.origin !== undefined && pin.origin !== undefined && pin.origin !== this.#options.origin ? `the pinned checkpoint for size ${pin.treeSize} names the origin ${pin.origin}, not this trail's ${this.#options.origin}: it belongs to another deployment` : null;
+      if (originProblem) return { code: 'ORIGIN_MISMATCH', line: 0, message: originProblem };
       const sig = fromBase64Of(pin.signature, this.#options.signatureLength ?? 64);
       if (!sig || !fromBase64Of(pin.rootHash, this.#options.hasher.size) || !isCount(pin.treeSize) || !ISO.test(pin.timestamp)) return fault(`the pinned checkpoint for size ${pin.treeSize} is malformed`);
-      if (!this.#options.verifySignature(checkpointMessage(pin), sig)) return fault(`the pinned checkpoint for size ${pin.treeSize} does not verify with the trusted key`);
+      if (!this.#verifyBy(pin.keyId, checkpointMessage(pin), sig)) return fault(`the pinned checkpoint for size ${pin.treeSize} does not verify with the trusted key`);
       if (pin.treeSize === 0) {
         if (pin.rootHash !== toBase64(this.#options.hasher.emptyRoot())) return { code: 'FORK', line: 0, message: 'the pinned checkpoint for the empty tree has another root than the empty tree' };
         this.#pinsChecked++;
@@ -187,6 +278,18 @@ export class TrailVerifier {
 
   /** Checks every pin at the current tree size (called whenever the size changes). */
   #checkPins(line: number): boolean {
+    for (;;) {
+      const h = this.#handoverPins[this.#handoverPins.length - 1];
+      if (!h || h.treeSize > this.#tree.size) break;
+      this.#handoverPins.pop();
+      if (h.treeSize < this.#tree.size) {
+        this.#handoversPruned++; // in the pruned prefix: its two signatures are what shows it
+        continue;
+      }
+      if (toBase64(this.#tree.root()) !== h.rootHash) {
+        return this.#fail('FORK', line, `line ${line}: at tree size ${h.treeSize} the trail's root is not the root both keys signed when key ${h.from} handed over: history up to entry seq ${h.treeSize} was rewritten`, h.treeSize);
+      }
+    }
     for (;;) {
       const pin = this.#pins[this.#pins.length - 1];
       if (!pin || pin.treeSize > this.#tree.size) return true;
@@ -231,17 +334,28 @@ export class TrailVerifier {
     if (this.#fault) return false;
     this.#line++;
     if (this.#header === null) return this.#readHeader(line);
+    if (this.#chain === null) {
+      if (line.startsWith('{"fromKeyId"')) return this.#readHandover(line);
+      if (!this.#settleChain(this.#line)) return false;
+    }
+    const first = !this.#bodyStarted;
+    this.#bodyStarted = true;
     if (this.#base && !this.#base.verified && !line.startsWith('{"keyId"')) {
       return this.#fail('CHECKPOINT_PLACEMENT', this.#line, `line ${this.#line}: the pruned-trail base (line ${this.#base.line}) must be followed by the checkpoint signed at its size ${this.#base.size}`);
     }
     if (line.startsWith(ENTRY_PREFIX)) return this.#readEntry(line, bytes);
-    if (this.#line === 2 && line.startsWith('{"frontier"')) return this.#readBase(line);
+    if (first && line.startsWith('{"frontier"')) return this.#readBase(line);
     return this.#readCheckpoint(line);
   }
 
   /** Ends the trail. `endsWithNewline` false means the last line was cut short. */
   finish(options: { endsWithNewline?: boolean } = {}): TrailResult {
     if (this.#pinFault && !this.#fault) this.#fault = this.#pinFault;
+    if (!this.#fault && this.#header !== null && this.#chain === null) this.#settleChain(this.#line);
+    if (!this.#fault && this.#header !== null) {
+      const pinOrigin = this.#pinOriginProblem();
+      if (pinOrigin) this.#fail('ORIGIN_MISMATCH', 0, pinOrigin);
+    }
     if (!this.#fault) this.#finalChecks(options.endsWithNewline ?? true);
     const prunedTo = this.#base?.size ?? 0;
     if (this.#fault) return { ok: false, fault: this.#fault, entriesChecked: Math.max(0, this.#tree.size - prunedTo) };
@@ -256,7 +370,54 @@ export class TrailVerifier {
       rootHash: toBase64(this.#tree.root()),
       checkpoints: this.#checkpoints,
       checkpoint: this.#last?.cp ?? null,
+      keys: (this.#chain ?? []).map((k) => k.keyId),
+      handovers: this.#handovers.length,
+      handoversPruned: this.#handoversPruned,
+      origin: this.#origin ?? null,
     };
+  }
+
+  #readHandover(line: string): boolean {
+    const at = this.#line;
+    if (this.#options.verifyWithKey === undefined || this.#options.keyIdOfRaw === undefined || this.#options.rawPublicKey === undefined) {
+      return this.#fail('BAD_HANDOVER', at, `line ${at}: the trail hands its signing key over (key rotation), and this verifier was not given the means to follow a hand-over`);
+    }
+    const h = this.#parse(line, 'a hand-over statement');
+    if (!h) return false;
+    const { kind, ...rest } = h;
+    const parsed = SignedHandover.safeParse(rest);
+    if (kind !== 'handover' || !parsed.success) return this.#fail('BAD_HANDOVER', at, `line ${at}: malformed hand-over statement`);
+    if (this.#header && parsed.data.treeSize > this.#header.treeSize) return this.#fail('HEADER', at, `line ${at}: a hand-over at tree size ${parsed.data.treeSize} is beyond the header's tree size`);
+    this.#handovers.push(parsed.data);
+    return true;
+  }
+
+  /** Follows the hand-overs read (if any) from the trusted key; the header must name the newest key. */
+  #settleChain(line: number): boolean {
+    const o = this.#options;
+    if (this.#handovers.length === 0) {
+      this.#chain = [{ keyId: o.keyId, rawPublicKey: o.rawPublicKey ?? new Uint8Array(), after: -1, upTo: null }];
+    } else {
+      const followed = followKeyChain({ keyId: o.keyId, rawPublicKey: o.rawPublicKey! }, this.#handovers, { keyIdOfRaw: o.keyIdOfRaw!, verify: o.verifyWithKey!, hashSize: o.hasher.size });
+      if (!followed.ok) {
+        const code = /do not lead from the pinned key|not on the line/.test(followed.reason) ? 'KEY_MISMATCH' : 'BAD_HANDOVER';
+        return this.#fail(code, line, `the key hand-overs after the header: ${followed.reason}`);
+      }
+      this.#chain = followed.keys;
+      this.#handoverPins = this.#handovers
+        .filter((h) => h.treeSize > 0)
+        .map((h) => ({ treeSize: h.treeSize, rootHash: h.rootHash, from: h.fromKeyId }))
+        .sort((a, b) => b.treeSize - a.treeSize);
+    }
+    const newest = this.#chain[this.#chain.length - 1]!;
+    if (this.#header!.keyId !== newest.keyId) {
+      return this.#fail('KEY_MISMATCH', 1, `the header (line 1) says the trail is signed by key ${this.#header!.keyId}, but the trusted public key is ${o.keyId}${this.#chain.length > 1 ? `, whose hand-overs lead to ${newest.keyId}` : ''}`);
+    }
+    const deferred = this.#deferredPins;
+    this.#deferredPins = [];
+    const fault = this.#loadPins(deferred);
+    if (fault) return this.#fail(fault.code, line, fault.message);
+    return true;
   }
 
   #finalChecks(endsWithNewline: boolean): void {
@@ -322,7 +483,7 @@ export class TrailVerifier {
     if (!isCount(h.treeSize) || !isCount(h.checkpoints) || typeof h.keyId !== 'string' || Object.keys(h).length !== 5) {
       return this.#fail('HEADER', 1, 'the header (line 1) is malformed');
     }
-    if (h.keyId !== this.#options.keyId) {
+    if (h.keyId !== this.#options.keyId && this.#options.verifyWithKey === undefined) {
       return this.#fail('KEY_MISMATCH', 1, `the header (line 1) says the trail is signed by key ${h.keyId}, but the trusted public key is ${this.#options.keyId}`);
     }
     this.#header = { treeSize: h.treeSize, checkpoints: h.checkpoints, keyId: h.keyId };
@@ -335,29 +496,31 @@ export class TrailVerifier {
     const size = b.treeSize;
     const hashes = Array.isArray(b.frontier) ? b.frontier.map((h) => fromBase64Of(h, this.#options.hasher.size)) : null;
     if (b.kind !== 'base' || !isCount(size) || size === 0 || !hashes || hashes.some((h) => h === null)) {
-      return this.#fail('MALFORMED', 2, 'line 2: malformed pruned-trail base');
+      return this.#fail('MALFORMED', this.#line, `line ${this.#line}: malformed pruned-trail base`);
     }
     if (Object.keys(b).length === 3 || b.signature === undefined) {
-      return this.#fail('UNSIGNED_BASE', 2, `line 2: the trail starts at entry ${size + 1} from a base that no signed retention statement covers: entries 1–${size} were removed outside retention (or by a server before signed retention)`);
+      return this.#fail('UNSIGNED_BASE', this.#line, `line ${this.#line}: the trail starts at entry ${size + 1} from a base that no signed retention statement covers: entries 1–${size} were removed outside retention (or by a server before signed retention)`);
     }
     const { keyId, signature, timestamp } = b;
     if (Object.keys(b).length !== 6 || typeof keyId !== 'string' || typeof signature !== 'string' || typeof timestamp !== 'string' || !ISO.test(timestamp)) {
-      return this.#fail('MALFORMED', 2, 'line 2: malformed retention statement in the pruned-trail base');
+      return this.#fail('MALFORMED', this.#line, `line ${this.#line}: malformed retention statement in the pruned-trail base`);
     }
-    if (keyId !== this.#options.keyId) return this.#fail('KEY_MISMATCH', 2, `line 2: the retention statement names key ${keyId}, the trusted key is ${this.#options.keyId}`);
+    const at = this.#line;
+    const problem = retentionKeyProblem(this.#chain!, keyId, size);
+    if (problem) return this.#fail(this.#chain!.some((k) => k.keyId === keyId) ? 'KEY_RETIRED' : 'KEY_MISMATCH', at, `line ${at}: ${problem}, the trusted key is ${this.#options.keyId}`);
     const sig = fromBase64Of(signature, this.#options.signatureLength ?? 64);
     const frontier = b.frontier as string[];
-    if (!sig || !this.#options.verifySignature(retentionMessage({ prunedTo: size, frontier, timestamp }), sig)) {
-      return this.#fail('UNSIGNED_BASE', 2, `line 2: the retention statement for entries 1–${size} does not verify with the trusted public key: the base was forged or altered`);
+    if (!sig || !this.#verifyBy(keyId, retentionMessage({ prunedTo: size, frontier, timestamp }), sig)) {
+      return this.#fail('UNSIGNED_BASE', at, `line ${at}: the retention statement for entries 1–${size} does not verify with the trusted public key: the base was forged or altered`);
     }
-    if (this.#header && size > this.#header.treeSize) return this.#fail('HEADER', 2, `line 2: the base size ${size} is beyond the header's tree size`);
+    if (this.#header && size > this.#header.treeSize) return this.#fail('HEADER', this.#line, `line ${this.#line}: the base size ${size} is beyond the header's tree size`);
     try {
       this.#tree = new CompactTree(this.#options.hasher, size, hashes as Uint8Array[]);
     } catch {
-      return this.#fail('MALFORMED', 2, `line 2: a tree of ${size} entries needs other subtree hashes than the base gives`);
+      return this.#fail('MALFORMED', this.#line, `line ${this.#line}: a tree of ${size} entries needs other subtree hashes than the base gives`);
     }
-    this.#base = { size, line: 2, verified: false, timestamp };
-    return this.#checkPins(2);
+    this.#base = { size, line: this.#line, verified: false, timestamp };
+    return this.#checkPins(this.#line);
   }
 
   #readEntry(line: string, bytes: Uint8Array | undefined): boolean {
@@ -406,11 +569,15 @@ export class TrailVerifier {
     const c = this.#parse(line, 'an entry or a checkpoint');
     if (!c) return false;
     if (c.kind !== 'checkpoint') return this.#fail('MALFORMED', at, `line ${at} is neither an entry nor a checkpoint`);
-    const { treeSize, rootHash, timestamp, keyId, signature } = c;
-    if (!isCount(treeSize) || typeof rootHash !== 'string' || typeof timestamp !== 'string' || !ISO.test(timestamp) || typeof keyId !== 'string' || typeof signature !== 'string' || Object.keys(c).length !== 6) {
+    const { treeSize, rootHash, timestamp, keyId, signature, origin } = c;
+    if (!isCount(treeSize) || typeof rootHash !== 'string' || typeof timestamp !== 'string' || !ISO.test(timestamp) || typeof keyId !== 'string' || typeof signature !== 'string' || (origin !== undefined && typeof origin !== 'string') || Object.keys(c).length !== (origin === undefined ? 6 : 7)) {
       return this.#fail('MALFORMED', at, `line ${at}: malformed checkpoint`);
     }
-    const cp: SignedCheckpoint = { treeSize, rootHash, timestamp, keyId, signature };
+    const cp: SignedCheckpoint = { ...(origin === undefined ? {} : { origin }), treeSize, rootHash, timestamp, keyId, signature };
+    const wrongOrigin = this.#originProblem(origin, `line ${at}: the checkpoint for size ${treeSize}`);
+    if (wrongOrigin) return this.#fail('ORIGIN_MISMATCH', at, wrongOrigin);
+    const pinOrigin = this.#pinOriginProblem();
+    if (pinOrigin) return this.#fail('ORIGIN_MISMATCH', at, pinOrigin);
     const n = this.#tree.size;
     if (treeSize !== n) {
       return this.#fail('CHECKPOINT_PLACEMENT', at, `line ${at}: a checkpoint for tree size ${treeSize} must follow entry seq ${treeSize}, but it follows entry seq ${n}`);
@@ -419,13 +586,15 @@ export class TrailVerifier {
     if (previous && treeSize <= previous.cp.treeSize) {
       return this.#fail('CHECKPOINT_PLACEMENT', at, `line ${at}: checkpoint for size ${treeSize} does not grow the tree past the one at line ${previous.line} (size ${previous.cp.treeSize})`);
     }
-    if (keyId !== this.#options.keyId) {
-      return this.#fail('KEY_MISMATCH', at, `line ${at}: checkpoint (size ${treeSize}) names key ${keyId}, the trusted key is ${this.#options.keyId}`);
+    const keyProblem = checkpointKeyProblem(this.#chain!, keyId, treeSize);
+    if (keyProblem) {
+      if (this.#chain!.length === 1) return this.#fail('KEY_MISMATCH', at, `line ${at}: checkpoint (size ${treeSize}) names key ${keyId}, the trusted key is ${this.#options.keyId}`);
+      return this.#fail(this.#chain!.some((k) => k.keyId === keyId) ? 'KEY_RETIRED' : 'KEY_MISMATCH', at, `line ${at}: checkpoint (size ${treeSize}): ${keyProblem}`);
     }
     const sig = fromBase64Of(signature, this.#options.signatureLength ?? 64);
     const root = fromBase64Of(rootHash, this.#options.hasher.size);
     if (!sig || !root) return this.#fail('MALFORMED', at, `line ${at}: checkpoint signature or root hash is not canonical base64 of the right length`);
-    if (!this.#options.verifySignature(checkpointMessage(cp), sig)) {
+    if (!this.#verifyBy(keyId, checkpointMessage(cp), sig)) {
       return this.#fail('BAD_SIGNATURE', at, `line ${at}: the signature of the checkpoint for size ${treeSize} does not verify with the trusted public key`);
     }
     if (this.#base && !this.#base.verified) {

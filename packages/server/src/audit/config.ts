@@ -3,7 +3,7 @@
  * lives, and how often checkpoints are signed.
  */
 import { dirname, join, resolve } from 'node:path';
-import { CountersignError } from '@countersign/core';
+import { CountersignError, originProblem } from '@countersign/core';
 
 export interface AuditConfig {
   /** The Ed25519 private key file (PEM); null keeps a key in memory only (in-memory databases). */
@@ -25,6 +25,8 @@ export interface AuditConfig {
   readonly redactFields: readonly string[] | undefined;
   /** The append-only witness directory every signed checkpoint is written to as a note (COUNTERSIGN_AUDIT_WITNESS_DIR); null: none. */
   readonly witnessDir: string | null;
+  /** The deployment's checkpoint origin to keep at the first start (COUNTERSIGN_AUDIT_ORIGIN); null: a default drawn then. */
+  readonly origin: string | null;
 }
 
 export const KEY_FILE = 'countersign-audit-key.pem';
@@ -67,6 +69,13 @@ function fieldList(value: string | undefined): readonly string[] | undefined {
   return Object.freeze(names);
 }
 
+function auditOrigin(value: string | undefined): string | null {
+  if (value === undefined || value.trim() === '') return null;
+  const problem = originProblem(value.trim());
+  if (problem) throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_AUDIT_ORIGIN: ${problem}`);
+  return value.trim();
+}
+
 function positive(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
@@ -89,5 +98,6 @@ export function resolveAuditConfig(
     retentionDays: env.COUNTERSIGN_AUDIT_RETENTION_DAYS === '0' ? 0 : positive('COUNTERSIGN_AUDIT_RETENTION_DAYS', env.COUNTERSIGN_AUDIT_RETENTION_DAYS, 365),
     redactFields: fieldList(env.COUNTERSIGN_AUDIT_REDACT_FIELDS),
     witnessDir: env.COUNTERSIGN_AUDIT_WITNESS_DIR ? resolve(cwd, env.COUNTERSIGN_AUDIT_WITNESS_DIR) : null,
+    origin: auditOrigin(env.COUNTERSIGN_AUDIT_ORIGIN),
   });
 }

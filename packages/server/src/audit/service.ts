@@ -20,6 +20,8 @@ import {
   trailCheckpointLine,
   trailEntryLine,
   trailHeaderLine,
+  trailHandoverLine,
+  type SignedHandover,
   type Decision,
   type JsonObject,
   type Receipt,
@@ -31,6 +33,7 @@ import {
 } from '@countersign/core';
 import { createHmac } from 'node:crypto';
 import { AuditSigner } from './signer.ts';
+import { recordedHandovers, requireNewestKey } from './keys.ts';
 import { signerStateFor, type SignerStateStore } from './signer-state.ts';
 import type { AuditEntry } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
@@ -123,6 +126,13 @@ export class AuditService {
     return payloadHash(sha256, action, args);
   }
 
+  /** The keys' chain: the current key and every hand-over (each signed by both its keys), oldest first. */
+  async keyChain(): Promise<{ current: string; handovers: SignedHandover[] }> {
+    const handovers = await recordedHandovers(this.store.auditKeys);
+    const current = await this.store.auditKeys.current();
+    return { current: current[0]?.keyId ?? this.key.keyId, handovers };
+  }
+
   get publicKey(): { keyId: string; publicKeyPem: string } {
     return { keyId: this.key.keyId, publicKeyPem: this.key.publicKeyPem };
   }
@@ -133,12 +143,16 @@ export class AuditService {
    */
   async checkKey(): Promise<void> {
     const latest = await this.store.trail.latestCheckpoint();
-    if (latest && latest.keyId !== this.key.keyId) {
+    // A key the record names is judged by the record (rotation: its newest key may not have signed yet).
+    const recorded = await this.store.auditKeys.get(this.key.keyId);
+    if (latest && latest.keyId !== this.key.keyId && recorded === undefined) {
       throw new CountersignError(
         'STORE_UNAVAILABLE',
         `the audit trail is signed by key ${latest.keyId}, but the audit key${this.key.path ? ` at ${this.key.path}` : ''} is ${this.key.keyId}; restore the original key file (COUNTERSIGN_AUDIT_KEY_PATH)`,
       );
     }
+    // Only the newest key the trail names may run; a retired one (copied back, restored from a backup) never does.
+    await requireNewestKey(this.store, this.key, this.now());
   }
 
   /** Tree size and root of what has committed. */
@@ -241,7 +255,12 @@ export class AuditService {
     // After retention the export starts from the compact tree at the prune point, signed there.
     const prunedTo = Math.min(await this.store.trail.prunedTo(), treeSize);
     const checkpoints = await this.store.trail.checkpoints(Math.max(1, prunedTo), treeSize);
-    yield trailHeaderLine({ treeSize, checkpoints: checkpoints.length, keyId: this.key.keyId });
+    // Key rotation: every hand-over before this size follows the header, which names the key of this size.
+    const all = await recordedHandovers(this.store.auditKeys);
+    const handovers = all.filter((h) => h.treeSize < treeSize);
+    const keyId = handovers.length > 0 ? handovers[handovers.length - 1]!.toKeyId : (all[0]?.fromKeyId ?? this.key.keyId);
+    yield trailHeaderLine({ treeSize, checkpoints: checkpoints.length, keyId });
+    if (handovers.length > 0) yield handovers.map(trailHandoverLine).join('\n');
     let next = 0;
     if (prunedTo > 0) {
       // The signed retention statement is the base; without one (rows deleted and the mark moved
@@ -335,6 +354,9 @@ export class AuditService {
    * approval gets a version 2 receipt carrying the nonce and expiry it is claimed with once.
    */
   receipt(requestId: string, decision: Decision, claim?: ReceiptClaim): Receipt {
+    // A key the signer has seen handed over signs no receipt either: the decision fails closed.
+    const retired = this.signer.retired;
+    if (retired) throw retired;
     const body = receiptBody(sha256, requestId, decision, this.key.keyId, claim);
     return { ...body, signature: this.key.sign(receiptMessage(body)) };
   }

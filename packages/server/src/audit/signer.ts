@@ -20,6 +20,7 @@ import {
   CompactTree,
   CountersignError,
   checkExtension,
+  checkHandover,
   checkpointMessage,
   consistencyProofRanges,
   emptySignerState,
@@ -37,8 +38,9 @@ import type { Store } from '../store/store.ts';
 import { MissingNodeError, leafJsonOf } from '../store/trail.ts';
 import { hasher, type AuditKey } from './crypto.ts';
 import { isSignerStateError, type SignerStateStore } from './signer-state.ts';
+import { chainCrypto, signingProblem } from './keys.ts';
 
-export type RefusalKind = 'fork' | 'state_missing' | 'state_damaged' | 'state_other_key' | 'state_io';
+export type RefusalKind = 'fork' | 'state_missing' | 'state_damaged' | 'state_other_key' | 'state_io' | 'key_retired';
 
 export interface SignerRefusal {
   kind: RefusalKind;
@@ -71,7 +73,7 @@ export const REFUSAL_RESEND_MS = 15 * 60_000;
 const iso = (ms: number) => new Date(ms).toISOString();
 
 function strip(cp: SignedCheckpoint): SignedCheckpoint {
-  return { treeSize: cp.treeSize, rootHash: cp.rootHash, timestamp: cp.timestamp, keyId: cp.keyId, signature: cp.signature };
+  return { ...(cp.origin !== undefined ? { origin: cp.origin } : {}), treeSize: cp.treeSize, rootHash: cp.rootHash, timestamp: cp.timestamp, keyId: cp.keyId, signature: cp.signature };
 }
 
 /** What the signer read under its lock: the state it signs from, and what is on disk (for the compare-and-swap). */
@@ -82,6 +84,8 @@ interface ReadState {
 
 export class AuditSigner {
   #refusal: SignerRefusal | null = null;
+  /** Set once this key is seen handed over (key rotation): it signs nothing more, receipts included. */
+  #retired: CountersignError | null = null;
   /** Cause → when it was last reported. */
   #reported = new Map<string, number>();
 
@@ -95,6 +99,11 @@ export class AuditSigner {
 
   setHooks(hooks: SignerHooks): void {
     this.hooks = hooks;
+  }
+
+  /** Why this key may no longer sign (it was handed over to a newer key), or null. */
+  get retired(): CountersignError | null {
+    return this.#retired;
   }
 
   /** Why the signer currently refuses to sign (or has seen a fork in the database), or null (then /healthz is ok). */
@@ -119,6 +128,7 @@ export class AuditSigner {
       this.state.locked(async () => {
         const tree = await this.store.trail.head();
         const head: TreeHead = { treeSize: tree.size, rootHash: toBase64(tree.root()) };
+        await this.#requireCurrentKey(head);
         const { state, onDisk } = await this.#readState(head);
         const rows = await this.store.trail.checkpoints(state.treeSize, Number.MAX_SAFE_INTEGER);
         const alarms: string[] = [];
@@ -146,16 +156,22 @@ export class AuditSigner {
         if (!due) {
           if (base !== state) this.state.write(base, onDisk);
           // A checkpoint deleted from the database is put back from the state.
-          if (base.checkpoint !== null && !rows.some((r) => r.treeSize === base.treeSize)) await this.store.trail.insertCheckpoint(base.checkpoint, this.now());
+          if (base.checkpoint !== null && !rows.some((r) => r.treeSize === base.treeSize)) await this.#insert(base.checkpoint, head);
           return { cp: options.due === undefined ? base.checkpoint : null, signed: false, alarms };
         }
         // Signed times never go backwards, even if this machine's clock does.
         const at = Math.max(this.now(), ...[base.checkpoint, newest].map((c) => (c ? Date.parse(c.timestamp) : 0)));
-        const body = { treeSize: head.treeSize, rootHash: head.rootHash, timestamp: iso(at) };
+        // The deployment's origin (kept since its first start); it never changes under a signer.
+        const origin = await this.store.auditKeys.origin();
+        const signedOrigin = base.checkpoint?.origin;
+        if (signedOrigin !== undefined && origin !== signedOrigin) {
+          return this.#refuse('fork', `this trail's checkpoints are signed under the origin ${signedOrigin}, but the database now names ${origin ?? 'none'}: the origin was changed in the database`, base, head);
+        }
+        const body = { ...(origin !== undefined ? { origin } : {}), treeSize: head.treeSize, rootHash: head.rootHash, timestamp: iso(at) };
         const cp: SignedCheckpoint = { ...body, keyId: this.key.keyId, signature: this.key.sign(checkpointMessage(body)) };
         // Remembered before anyone can see it: a crash after this leaves the state ahead, never behind.
         this.state.write({ keyId: this.key.keyId, treeSize: cp.treeSize, rootHash: cp.rootHash, checkpoint: cp }, onDisk);
-        const inserted = await this.store.trail.insertCheckpoint(cp, this.now());
+        const inserted = await this.#insert(cp, head);
         if (!inserted) {
           const stored = await this.store.trail.checkpointAt(cp.treeSize);
           if (!stored || stored.rootHash !== cp.rootHash || !this.#signedByMe(stored)) {
@@ -188,6 +204,7 @@ export class AuditSigner {
       this.state.locked(async () => {
         const tree = await this.store.trail.head();
         const head: TreeHead = { treeSize: tree.size, rootHash: toBase64(tree.root()) };
+        await this.#requireCurrentKey(head);
         const { state } = await this.#readState(head);
         if (to > state.treeSize) throw new CountersignError('VALIDATION_FAILED', `retention may prune only signed entries: ${to} > ${state.treeSize}`);
         const [frontierTo, frontierFrom, rows] = await Promise.all([this.#frontier(to, head), this.#frontier(from, head), this.store.trail.entries(from + 1, to)]);
@@ -290,6 +307,8 @@ export class AuditSigner {
     }
     if (state === null) {
       if ((await this.store.trail.latestCheckpoint()) === undefined) return { state: emptySignerState(hasher, this.key.keyId), onDisk: null };
+      const handedOver = await this.#handoverToMe();
+      if (handedOver) return { state: handedOver, onDisk: null };
       return this.#refuse(
         'state_missing',
         `the audit signer's state (${this.state.where}) is missing, but the database holds signed checkpoints: the signer cannot tell this trail from a rewritten one. Restore the state file from a backup (or copy it from another server using this key), or verify the trail and adopt it: countersign audit trust-current [--checkpoint WITNESS_DIR]`,
@@ -304,6 +323,51 @@ export class AuditSigner {
       return this.#refuse('state_damaged', `the audit signer's state (${this.state.where}) names a checkpoint of ${state.treeSize} entries that this key did not sign: it was forged or damaged; restore it from a backup or re-adopt the trail (countersign audit trust-current)`, null, head);
     }
     return { state, onDisk: state };
+  }
+
+  /**
+   * A new key's starting point (key rotation): the size and root its predecessor handed over at,
+   * from the hand-over statement this very key signed — used only while this key has no state and
+   * has signed no checkpoint the database holds (else a lost state stays a refusal).
+   */
+  async #handoverToMe(): Promise<SignerState | null> {
+    const keys = await this.store.auditKeys.all();
+    const h = keys.find((k) => k.handover?.toKeyId === this.key.keyId)?.handover;
+    if (!h || !checkHandover(h, chainCrypto).ok) return null;
+    const latest = await this.store.trail.latestCheckpoint();
+    if (latest?.keyId === this.key.keyId) return null;
+    const mine = await this.store.trail.checkpoints(h.treeSize + 1, Number.MAX_SAFE_INTEGER);
+    if (mine.some((cp) => cp.keyId === this.key.keyId)) return null;
+    return { keyId: this.key.keyId, treeSize: h.treeSize, rootHash: h.rootHash, checkpoint: null };
+  }
+
+  /** Refuses (AUDIT_KEY_RETIRED, kept and reported as `key_retired`) once this key is no longer the trail's newest. */
+  async #requireCurrentKey(head: TreeHead): Promise<void> {
+    const problem = await signingProblem(this.store, this.key);
+    if (!problem) return;
+    if (problem.code === 'AUDIT_KEY_RETIRED') this.#retired = problem;
+    this.#alarm(problem.code === 'AUDIT_KEY_RETIRED' ? 'key_retired' : 'fork', `${problem.message}; this server signs no checkpoint, retention statement or receipt with it`, head);
+    throw problem;
+  }
+
+  /**
+   * Stores a checkpoint only while this key is still the current one, read in the insert's own
+   * transaction under the rotation lock (shared): a rotation that committed first wins, and a
+   * server still on the retired key stores nothing after it.
+   */
+  async #insert(cp: SignedCheckpoint, head: TreeHead): Promise<boolean> {
+    const outcome = await this.store.transaction(async (tx) => {
+      await tx.auditKeys.lockShared();
+      const problem = await signingProblem(tx, this.key);
+      if (problem) return { problem };
+      return { inserted: await tx.trail.insertCheckpoint(cp, this.now()) };
+    });
+    if ('problem' in outcome && outcome.problem) {
+      if (outcome.problem.code === 'AUDIT_KEY_RETIRED') this.#retired = outcome.problem;
+      this.#alarm('key_retired', `${outcome.problem.message}; the checkpoint of ${cp.treeSize} entries it had just signed was not stored`, head);
+      throw outcome.problem;
+    }
+    return (outcome as { inserted: boolean }).inserted;
   }
 
   /** The compact tree at `size` from the stored nodes (a missing node is a refusal: rows were deleted). */

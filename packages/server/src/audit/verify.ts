@@ -3,10 +3,11 @@
  * split it into lines without decoding twice, and feed `TrailVerifier` the exact bytes, so
  * what is hashed is what was on disk or on the wire.
  */
+import { chainCrypto, publicKeyOfRaw } from './keys.ts';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readdirSync } from 'node:fs';
-import { CountersignError, TrailVerifier, checkExtension, checkpointMessage, fromBase64Of, parseCheckpointNote, type SignedCheckpoint, type TrailResult } from '@countersign/core';
+import { CountersignError, SignedHandover, TrailVerifier, checkExtension, checkpointMessage, fromBase64Of, parseCheckpointNote, type SignedCheckpoint, type TrailResult } from '@countersign/core';
 import { hasher, sha256, type PublicAuditKey } from './crypto.ts';
 
 export interface VerifyProgress {
@@ -52,6 +53,10 @@ export async function verifyTrailStream(
     hasher,
     keyId: key.keyId,
     verifySignature: (message, signature) => key.verify(message, signature),
+    // Key rotation: the verifier follows hand-overs from this key (audit/keys.ts).
+    rawPublicKey: key.noteKey.rawPublicKey,
+    keyIdOfRaw: chainCrypto.keyIdOfRaw,
+    verifyWithKey: chainCrypto.verify,
     ...(options.pinned ? { pinned: options.pinned } : {}),
     ...(options.skipPrunedPins ? { skipPrunedPins: true } : {}),
     ...(options.onEntry ? { onEntry: options.onEntry } : {}),
@@ -144,6 +149,31 @@ export function readCheckpointNotes(paths: readonly string[], key: PublicAuditKe
       files.push(...notes.map((n) => join(path, n)));
     }
   }
+  // After a key rotation a witness directory holds notes of several keys, and the hand-over
+  // statements (`handover-*.json`) that name them: candidates only — the verifier accepts a note
+  // of another key only if the chain followed from the trusted key reaches it, for that size.
+  const candidates: PublicAuditKey[] = [key];
+  for (const path of paths) {
+    let names: string[] = [];
+    try {
+      names = statSync(path).isDirectory() ? readdirSync(path).filter((n) => /^handover-\d{16}-[0-9a-f]{16}-[0-9a-f]{16}\.json$/.test(n)) : [];
+    } catch {
+      names = [];
+    }
+    for (const name of names) {
+      try {
+        const { kind: _kind, ...rest } = JSON.parse(readFileSync(join(path, name), 'utf8')) as Record<string, unknown>;
+        const h = SignedHandover.safeParse(rest);
+        if (!h.success) continue;
+        for (const raw of [h.data.fromPublicKey, h.data.toPublicKey]) {
+          const k = publicKeyOfRaw(raw);
+          if (k && !candidates.some((c) => c.keyId === k.keyId)) candidates.push(k);
+        }
+      } catch {
+        // not a statement: ignored, it names no key
+      }
+    }
+  }
   return files.map((file) => {
     let text: string;
     try {
@@ -152,10 +182,16 @@ export function readCheckpointNotes(paths: readonly string[], key: PublicAuditKe
     } catch (err) {
       throw new CountersignError('VALIDATION_FAILED', `--checkpoint: cannot read ${file}: ${(err as Error).message}`);
     }
-    const parsed = parseCheckpointNote(sha256, text, key.noteKey);
+    let parsed = parseCheckpointNote(sha256, text, key.noteKey);
+    let signer = key;
+    for (const other of candidates.slice(1)) {
+      if (parsed.ok) break;
+      const attempt = parseCheckpointNote(sha256, text, other.noteKey);
+      if (attempt.ok) [parsed, signer] = [attempt, other];
+    }
     if (!parsed.ok) throw new CountersignError('VALIDATION_FAILED', `--checkpoint: ${file} is not a checkpoint note signed by key ${key.keyId}: ${parsed.reason}`);
     const sig = fromBase64Of(parsed.checkpoint.signature, 64);
-    if (!sig || !key.verify(checkpointMessage(parsed.checkpoint), sig)) {
+    if (!sig || !signer.verify(checkpointMessage(parsed.checkpoint), sig)) {
       throw new CountersignError('AUDIT_VERIFICATION_FAILED', `--checkpoint: the signature of ${file} does not verify with key ${key.keyId}: the note was forged or altered`);
     }
     return { ...parsed.checkpoint, file };

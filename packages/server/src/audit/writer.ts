@@ -21,7 +21,7 @@ import type { AuditRow, NewAuditEntry, Queries } from '../store/store.ts';
  * allowlist as an admin set it (`ip_allowlist_set`): the control's configuration, which an
  * auditor must be able to read, not a data subject's address.
  */
-export const AUDIT_EXEMPT_FIELDS: readonly string[] = Object.freeze([...DEFAULT_EXEMPT_FIELDS, 'cidrs']);
+export const AUDIT_EXEMPT_FIELDS: readonly string[] = Object.freeze([...DEFAULT_EXEMPT_FIELDS, 'cidrs', 'handover']);
 
 export interface AuditActor {
   readonly type: 'agent' | 'operator' | 'system';

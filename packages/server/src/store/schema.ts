@@ -6,6 +6,7 @@
 import type { Generated } from 'kysely';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, AuditSignerUpgradeTable } from './trail.ts';
+import type { AuditKeysTable, AuditOriginTable } from './audit-keys.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './credentials.ts';
 import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
@@ -159,6 +160,8 @@ export interface Database {
   audit_checkpoints: AuditCheckpointsTable;
   audit_retention: AuditRetentionTable;
   audit_signer_upgrade: AuditSignerUpgradeTable;
+  audit_keys: AuditKeysTable;
+  audit_origin: AuditOriginTable;
   timers: TimersTable;
   escalations: EscalationsTable;
   deliveries: DeliveriesTable;

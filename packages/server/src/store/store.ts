@@ -11,6 +11,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
 import { TrailQueries } from './trail.ts';
+import { AuditKeyQueries } from './audit-keys.ts';
 import { GuardQueries } from './guard.ts';
 import { CredentialQueries } from './credentials.ts';
 import { ScreeningQueries } from './screening.ts';
@@ -457,6 +458,11 @@ export class Queries {
   /** The audit trail's Merkle tree and checkpoints (store/trail.ts), on this handle (or transaction). */
   get trail(): TrailQueries {
     return new TrailQueries(this.db, this.sealer);
+  }
+
+  /** The keys the trail was signed with, and the rotation lock (store/audit-keys.ts). */
+  get auditKeys(): AuditKeyQueries {
+    return new AuditKeyQueries(this.db, this.capabilities);
   }
 
   /** Listings of requests: the queue's urgent order, the history, their counts and "N more" (store/queue.ts). */

@@ -32,6 +32,8 @@ export interface AuditCheckpointsTable {
   key_id: string;
   signature: string;
   created_at: number;
+  /** The deployment's origin it was signed under (migration 015); null: the fixed origin of before. */
+  origin: string | null;
 }
 
 /** A signed retention statement (migration 011): entries 1 … pruned_to removed, keeping `frontier`. */
@@ -174,7 +176,7 @@ export class TrailQueries {
   async insertCheckpoint(cp: SignedCheckpoint, createdAt: number): Promise<boolean> {
     const result = await this.db
       .insertInto('audit_checkpoints')
-      .values({ tree_size: cp.treeSize, root_hash: cp.rootHash, timestamp: cp.timestamp, key_id: cp.keyId, signature: cp.signature, created_at: createdAt })
+      .values({ tree_size: cp.treeSize, root_hash: cp.rootHash, timestamp: cp.timestamp, key_id: cp.keyId, signature: cp.signature, created_at: createdAt, origin: cp.origin ?? null })
       .onConflict((oc) => oc.column('tree_size').doNothing())
       .executeTakeFirst();
     return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
@@ -339,7 +341,7 @@ export class TrailQueries {
 }
 
 function checkpointOf(row: AuditCheckpointsTable): SignedCheckpoint {
-  return { treeSize: Number(row.tree_size), rootHash: row.root_hash, timestamp: row.timestamp, keyId: row.key_id, signature: row.signature };
+  return { ...(row.origin ? { origin: row.origin } : {}), treeSize: Number(row.tree_size), rootHash: row.root_hash, timestamp: row.timestamp, keyId: row.key_id, signature: row.signature };
 }
 
 

@@ -5,7 +5,7 @@ import { ROLES, type Role } from '@countersign/core';
 import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { relative, safe, table } from '../format.ts';
 import { idSegment } from '../http-client.ts';
-import { registerAuditCommands, registerReportCommand } from './audit.ts';
+import { registerAuditCommands, registerReportCommand, registerRotateKeyCommand } from './audit.ts';
 import { registerRotateEncryption } from './keys.ts';
 import { registerAdminRecover, registerKeyLifecycle, registerOperatorLifecycle } from './credentials.ts';
 
@@ -118,6 +118,7 @@ const AUDIT_PAGE = 1000;
 function registerAudit(program: Command): void {
   const audit = program.command('audit').description('the audit trail');
   registerAuditCommands(audit);
+  registerRotateKeyCommand(audit);
   withClientOptions(
     audit
       .command('tail')

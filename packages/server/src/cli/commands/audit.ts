@@ -240,6 +240,8 @@ export function registerAuditCommands(audit: Command): void {
     const rate = seconds > 0 ? ` (${n(Math.round(result.entriesVerified / seconds))} entries/s)` : '';
     const range = result.entriesVerified > 0 ? ` (seq ${n(result.prunedTo + 1)}–${n(result.treeSize)})` : '';
     print(`OK: ${safe(source)} verifies: ${n(result.entriesVerified)} entries verified${range}, ${result.checkpoints} signed checkpoints, in ${seconds.toFixed(2)} s${rate}`);
+    if (result.origin !== null) print(`  origin: ${safe(result.origin)} (this deployment's checkpoints and witness notes carry it)`);
+    if (result.keys.length > 1) print(`  signed by ${result.keys.length} keys, followed from the trusted key through ${result.handovers} hand-over(s): ${result.keys.join(' → ')}`);
     if (result.prunedTo > 0) print(`  ${n(result.prunedTo)} earlier entries (seq 1–${n(result.prunedTo)}) were pruned by retention on ${result.prunedAt} (signed retention statement; the tree still commits to them)`);
     else print('  nothing was pruned');
     if (result.pinsSkipped.length > 0) {
@@ -289,6 +291,36 @@ readable state of the key, the adopted checkpoint must extend it (else AUDIT_FOR
       const result = await trustCurrent(flags);
       if (flags.json) return printJson(result);
       print(`adopted: the signer's state (${safe(result.statePath)}) is now the checkpoint of size ${result.treeSize} (root ${result.rootHash}), after verifying ${result.entriesVerified} entries${result.pinned > 0 ? ` and ${result.pinned} pinned checkpoints` : ' (no checkpoint pinned: you vouch for what the database held)'}; replaced: ${result.replaced}`);
+    });
+}
+
+export function registerRotateKeyCommand(audit: Command): void {
+  audit
+    .command('rotate-key')
+    .description('hand the audit trail over to a new signing key (a statement signed by both keys); opens the database directly')
+    .option('--database <url>', 'sqlite:PATH or postgres://… (env COUNTERSIGN_DATABASE_URL); required: it is never guessed')
+    .option('--audit-key <path>', 'the current audit key file (env COUNTERSIGN_AUDIT_KEY_PATH; default as for serve)')
+    .requiredOption('--reason <text>', 'why (recorded in the audit trail)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      `
+The current key signs the trail's head, then one transaction (under a lock: an advisory lock on
+PostgreSQL, the write transaction on SQLite) records a hand-over statement signed by both the old
+and the new key — old key, new key, the size and root the old key's authority ends at — retires the
+old key by a compare-and-set (a concurrent rotation gets AUDIT_KEY_CONFLICT) and writes an
+audit_key_rotated entry; the new key then signs its first checkpoint. The new key takes the key
+file's path; the old one is kept as <name>.retired-<keyId>.pem, for nothing but reading: a retired
+key never signs this trail again (a server started with it refuses: AUDIT_KEY_RETIRED). Restart
+every server with the new key file; one still running on the old key stops signing and says why.
+Verifiers and SDKs pinned to the old key follow the hand-over to the new one.`,
+    )
+    .action(async (flags: { database?: string; auditKey?: string; reason: string; json?: boolean }) => {
+      const { rotateKeyCommand } = await import('../../audit/rotate.ts');
+      const result = await rotateKeyCommand(flags);
+      if (flags.json) return printJson(result);
+      print(`rotated: the audit key ${result.fromKeyId} handed over to ${result.toKeyId} at tree size ${result.treeSize} (root ${result.rootHash}); the new key signed the checkpoint of size ${result.firstCheckpoint}`);
+      print(`the new key is ${safe(result.keyPath)}; the retired one was moved to ${safe(result.retiredKeyPath)}. Restart every server with the new key file.`);
     });
 }
 

@@ -4,7 +4,7 @@
  * receipts with it); the trail itself is for operators (auditors included).
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { CountersignError, ErrorBody, REGULATIONS, SignedCheckpoint, complianceCsv, complianceMarkdown } from '@countersign/core';
+import { CountersignError, ErrorBody, REGULATIONS, SignedCheckpoint, SignedHandover, complianceCsv, complianceMarkdown } from '@countersign/core';
 import { stream } from 'hono/streaming';
 import type { Engine } from '../../engine/engine.ts';
 import type { Principal } from '../../engine/principal.ts';
@@ -28,6 +28,14 @@ export const publicKeyRoute = createRoute({
   summary: 'The Ed25519 public key (PEM, SubjectPublicKeyInfo) that signs checkpoints and decision receipts',
   security,
   responses: { 200: { content: { 'application/x-pem-file': { schema: z.string() } }, description: 'PEM; header x-countersign-key-id names the key' }, ...errors },
+});
+
+export const keysRoute = createRoute({
+  method: 'get',
+  path: '/v1/audit/keys',
+  summary: 'The signing keys\' chain: the current key id and every hand-over (key rotation), each signed by both its old and its new key',
+  security,
+  responses: { 200: json(z.object({ current: z.string(), handovers: z.array(SignedHandover) }), 'Follow it from a key you pinned; never trust it unless it starts at that key'), ...errors },
 });
 
 export const checkpointRoute = createRoute({
@@ -167,6 +175,8 @@ export function registerAuditRoutes(app: OpenAPIHono<Env>, engine: Engine): void
     c.header('content-type', 'application/x-pem-file');
     return c.body(trail.key.publicKeyPem, 200) as never;
   });
+
+  app.openapi(keysRoute, async (c) => c.json(await trail.keyChain(), 200));
 
   app.openapi(checkpointRoute, async (c) => {
     const latest = await trail.latestCheckpoint();

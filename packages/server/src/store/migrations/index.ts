@@ -21,6 +21,7 @@ import { m011_witness } from './011_witness.ts';
 import { m012_queue } from './012_queue.ts';
 import { m010_credentials } from './010_credentials.ts';
 import { m014_screen } from './014_screen.ts';
+import { m015_rotation } from './015_rotation.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -39,6 +40,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '012_queue': m012_queue,
   '010_credentials': m010_credentials,
   '014_screen': m014_screen,
+  '015_rotation': m015_rotation,
 });
 
 export const migrationProvider: MigrationProvider = {
