@@ -22,6 +22,7 @@ export const AUDIT_EVENTS = {
   operator_token_issued: { about: 'first `serve` on a database no person had a token for (an embedded gateway made it): its admin operator was given one', data: ['operatorId', 'name', 'prefix'] },
   key_created: { about: 'an admin created an agent API key', data: ['agentId', 'agentName', 'keyId', 'prefix'] },
   agent_created: { about: 'an agent was registered', data: ['agentId', 'name'] },
+  audit_entry_malformed: { about: 'an entry in the queue of entries waiting for a tree position could not be made a leaf (a field out of range: written into the database by something other than the audit writer); it is integrated as this entry, its fields kept as text, so the trail neither stalls nor loses it', data: ['entryId', 'problem', 'fields'] },
   audit_state_adopted: { about: 'a verified checkpoint became the audit signer’s state: `audit trust-current` (its state file was lost or damaged) or, once, the first start after the upgrade that introduced the state file', data: ['mode', 'treeSize', 'rootHash', 'keyId', 'pinned', 'pins', 'witness', 'replaced', 'previousTreeSize', 'reason', 'user', 'host'] },
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
   // ---- a request's lifecycle

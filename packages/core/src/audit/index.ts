@@ -93,6 +93,6 @@ export {
   type Regulation,
   type Violation,
 } from './compliance.ts';
-export { planIntegration, type Integration, type PendingRef } from './integration.ts';
+export { pendingEntryProblem, planIntegration, type Integration, type PendingFields, type PendingRef } from './integration.ts';
 export { decisionLeafProblem, type DecisionLeafExpectation } from './decision-leaf.ts';
 export { DEFAULT_EXEMPT_FIELDS, DEFAULT_REDACTED_FIELDS, createRedactor, type Redactor, type RedactorOptions } from './redact.ts';

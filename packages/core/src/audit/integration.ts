@@ -29,3 +29,32 @@ export function planIntegration<T extends PendingRef>(treeSize: number, batch: r
   }
   return sorted.map((entry, i) => ({ seq: treeSize + 1 + i, entry }));
 }
+
+/** The fields of a pending entry as the database returned them. */
+export interface PendingFields {
+  readonly id: number;
+  readonly at: unknown;
+  readonly type: unknown;
+  readonly request_id: unknown;
+  readonly actor_type: unknown;
+  readonly actor_id: unknown;
+  readonly actor_name: unknown;
+  readonly data: unknown;
+}
+
+/** The largest time a JavaScript Date (and so an ISO leaf time) can hold, in ms either side of 1970. */
+const MAX_TIME = 8.64e15;
+
+/**
+ * Null when a pending entry can become a leaf; else why not. The audit writer never writes such
+ * an entry; a database writer can, and one unserialisable row must not stall every entry after
+ * it (the integrator then records `audit_entry_malformed` in its place).
+ */
+export function pendingEntryProblem(e: PendingFields): string | null {
+  if (typeof e.at !== 'number' || !Number.isSafeInteger(e.at) || Math.abs(e.at) > MAX_TIME) return `its time ${String(e.at)} is not a time`;
+  for (const field of ['type', 'actor_type', 'actor_id', 'actor_name', 'data'] as const) {
+    if (typeof e[field] !== 'string') return `its ${field} is not text`;
+  }
+  if (e.request_id !== null && typeof e.request_id !== 'string') return 'its request_id is not text';
+  return null;
+}

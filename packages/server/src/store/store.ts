@@ -597,12 +597,6 @@ export class Store extends Queries {
     return this.integrator.settle(timeoutMs);
   }
 
-  override async appendAudit(entries: readonly NewAuditEntry[]): Promise<number[]> {
-    const ids = await super.appendAudit(entries);
-    this.integrator.wake();
-    return ids;
-  }
-
   // Reads of the trail outside a transaction see what committed before them, integrated.
   override async listAudit(filter: Parameters<Queries['listAudit']>[0]): Promise<AuditRow[]> {
     await this.settleAudit();

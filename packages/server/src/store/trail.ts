@@ -12,7 +12,7 @@
  * Hashes are stored as base64 text, like the API shows them, in both dialects.
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
-import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, planIntegration, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint, type SignedRetention } from '@countersign/core';
+import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, pendingEntryProblem, planIntegration, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint, type SignedRetention } from '@countersign/core';
 import type { AuditLogTable, Database } from './schema.ts';
 import { hasher } from './hashing.ts';
 import { Sealer } from './sealing.ts';
@@ -134,7 +134,7 @@ export class TrailQueries {
    * that got past the lock could not take one row twice (the second waits on the head, then its
    * statement snapshot no longer holds the rows the first removed).
    */
-  async integrateBatch(limit: number, postgres: boolean): Promise<{ taken: number; size: number } | null> {
+  async integrateBatch(limit: number, postgres: boolean, now: number = Date.now()): Promise<{ taken: number; size: number } | null> {
     if (postgres) {
       const lock = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext(current_schema() || ':countersign:audit-integrator')) as ok`.execute(this.db);
       if (!lock.rows[0]?.ok) return null;
@@ -149,18 +149,27 @@ export class TrailQueries {
       .returningAll()
       .execute();
     if (taken.length === 0) return { taken: 0, size };
-    const plan = planIntegration(size, taken.map((r) => ({ ...r, id: Number(r.id) })));
-    const rows: AuditLogTable[] = plan.map(({ seq, entry }) => ({
-      seq,
-      entry_id: entry.id,
-      at: Number(entry.at),
-      type: entry.type,
-      request_id: entry.request_id,
-      actor_type: entry.actor_type,
-      actor_id: entry.actor_id,
-      actor_name: entry.actor_name,
-      data: entry.data,
-    }));
+    const plan = planIntegration(size, taken.map((r) => ({ ...r, id: Number(r.id), at: Number(r.at) })));
+    const rows: AuditLogTable[] = plan.map(({ seq, entry }) => {
+      const problem = pendingEntryProblem(entry);
+      if (problem === null) {
+        const { id, ...fields } = entry;
+        return { seq, entry_id: id, ...fields };
+      }
+      // Planted in the database: kept, as text, in an entry of its own, so the batch goes on.
+      const fields = Object.fromEntries(Object.entries(entry).map(([k, v]) => [k, v === null ? null : String(v)]));
+      return {
+        seq,
+        entry_id: entry.id,
+        at: now,
+        type: 'audit_entry_malformed',
+        request_id: null,
+        actor_type: 'system',
+        actor_id: 'system',
+        actor_name: 'countersign',
+        data: JSON.stringify({ entryId: entry.id, problem, fields }),
+      };
+    });
     for (let i = 0; i < rows.length; i += INSERT_CHUNK / 10) {
       await insertRows(this.db, 'audit_log', rows.slice(i, i + INSERT_CHUNK / 10));
     }
