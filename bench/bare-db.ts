@@ -20,6 +20,7 @@ async function writer(): Promise<(body: string) => Promise<void>> {
     const schema = url.searchParams.get('schema');
     url.searchParams.delete('schema');
     const pool = new pg.Pool({ connectionString: url.toString(), max: 10, ...(schema ? { options: `-c search_path=${schema}` } : {}) });
+    if (schema) await pool.query(`create schema if not exists ${schema.replace(/[^a-z0-9_]/g, '')}`);
     await pool.query('create table if not exists bare (id text primary key, body text not null, created_at bigint not null)');
     return async (body) => {
       await pool.query('insert into bare (id, body, created_at) values ($1, $2, $3)', [`req_${randomBytes(13).toString('hex')}`, body, Date.now()]);
