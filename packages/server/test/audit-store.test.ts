@@ -37,6 +37,8 @@ async function recomputed(store: Store): Promise<MemoryTree> {
 }
 
 async function expectConsistentTree(store: Store): Promise<number> {
+  // Entries are integrated into the tree after their commit (store/integrator.ts): settle first.
+  expect(await store.settleAudit()).toBe(true);
   const head = await store.trail.head();
   const tree = await recomputed(store);
   expect(tree.size, 'tree size is the last seq, entries gapless').toBe(head.size);
@@ -74,6 +76,7 @@ describe.each(ENGINES)('audit tree in the store: $name', ({ make }) => {
 
   it('stays right when transactions that appended roll back, and under concurrent appends', async () => {
     const store = t.engine.store;
+    await store.settleAudit();
     const before = (await store.trail.head()).size;
     const entry = (i: number) => ({ at: 1_700_000_000_000 + i, type: 'test', request_id: null, actor_type: 'system', actor_id: 'system', actor_name: 'test', data: JSON.stringify({ i }) });
     const outcomes = await Promise.allSettled(

@@ -192,9 +192,11 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
     ).rejects.toThrow('boom');
     expect(await store.getRequest('req_rollback')).toBeUndefined();
     expect((await store.listAudit({ limit: 1000 })).length).toBe(before);
-    // The head row rolled back too: the next append continues the sequence without a gap.
-    const [seq] = await store.transaction((tx) => tx.appendAudit([{ at: 2, type: 'y', request_id: null, actor_type: 'system', actor_id: 's', actor_name: 's', data: '{}' }]));
-    expect(seq).toBe(before + 1);
+    // The next entry continues the tree without a gap: the rolled-back one drew an id (ids may
+    // gap), never a seq, which the integrator gives only to committed entries.
+    const [id] = await store.transaction((tx) => tx.appendAudit([{ at: 2, type: 'y', request_id: null, actor_type: 'system', actor_id: 's', actor_name: 's', data: '{}' }]));
+    const last = (await store.listAudit({ limit: 1000 })).at(-1)!;
+    expect(last).toMatchObject({ seq: before + 1, entry_id: id, type: 'y' });
   });
 
   it('isolates concurrent transactions: a failing one undoes only its own writes', async () => {

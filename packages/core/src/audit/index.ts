@@ -110,5 +110,6 @@ export {
   type Regulation,
   type Violation,
 } from './compliance.ts';
+export { pendingEntryProblem, planIntegration, type Integration, type PendingFields, type PendingRef } from './integration.ts';
 export { decisionLeafProblem, type DecisionLeafExpectation } from './decision-leaf.ts';
 export { DEFAULT_EXEMPT_FIELDS, DEFAULT_REDACTED_FIELDS, createRedactor, type Redactor, type RedactorOptions } from './redact.ts';

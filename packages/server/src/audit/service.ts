@@ -1,8 +1,9 @@
 /**
  * The audit trail's read side and its signatures: signed checkpoints, inclusion and consistency
  * proofs (RFC 9162 shapes, camelCase), the JSON Lines export, and decision receipts. Entries
- * and tree nodes are written only by `Queries.appendAudit`, inside the engine's transactions;
- * this class signs what has committed.
+ * are written only by `Queries.appendAudit`, inside the engine's transactions, and folded into
+ * the tree by the store's integrator (store/integrator.ts); this class settles (integrates what
+ * committed before the call, bounded) and then signs and proves integrated entries only.
  */
 import { AUDIT_EXEMPT_FIELDS } from './writer.ts';
 import {
@@ -157,6 +158,7 @@ export class AuditService {
 
   /** Tree size and root of what has committed. */
   async head(): Promise<{ treeSize: number; rootHash: string }> {
+    await this.store.settleAudit();
     const tree = await this.store.trail.head();
     return { treeSize: tree.size, rootHash: toBase64(tree.root()) };
   }
@@ -171,6 +173,7 @@ export class AuditService {
    * database may race: one checkpoint per tree size is stored, and everyone returns it.
    */
   async checkpoint(): Promise<SignedCheckpoint> {
+    await this.store.settleAudit();
     return (await this.signer.checkpoint())!;
   }
 
@@ -180,11 +183,14 @@ export class AuditService {
    * a rewrite of an idle trail is noticed too.
    */
   async checkpointIfDue(every: number, maxAgeMs: number): Promise<SignedCheckpoint | null> {
+    await this.store.settleAudit();
     // "Due" counts from the signer's own state, not from the newest row a database writer may have planted.
     return this.signer.checkpoint({ due: { every, maxAgeMs } });
   }
 
   private async checkSize(treeSize: number | undefined, what: string): Promise<number> {
+    // Proofs and exports cover what committed before the call: integrated first (bounded wait).
+    await this.store.settleAudit();
     const head = await this.store.trail.head();
     if (treeSize === undefined) return (await this.store.trail.latestCheckpoint())?.treeSize ?? head.size;
     if (treeSize > head.size) {

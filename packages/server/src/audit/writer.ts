@@ -6,7 +6,8 @@
  *   - sets the actor from a principal or the system actor, in one shape,
  *   - redacts the data (core `createRedactor` under the audit key: personal data becomes keyed
  *     tokens, identities are kept), and
- *   - serialises it as the row the leaf is built from, so the leaf bytes are unchanged.
+ *   - serialises it as the row the leaf is built from (the integrator adds the seq), so the
+ *     leaf bytes are unchanged.
  *
  *   const writer = new AuditWriter((data) => trail.redact(data));
  *   await writer.append(tx, [draft('cancelled', id, principal, { reason }, at)]);
@@ -14,7 +15,10 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { DEFAULT_EXEMPT_FIELDS, createRedactor, type AuditEventType } from '@countersign/core';
 import type { Principal } from '../engine/principal.ts';
-import type { AuditRow, NewAuditEntry, Queries } from '../store/store.ts';
+import type { NewAuditEntry, Queries } from '../store/store.ts';
+
+/** An entry as the writer wrote it: its pending id, no tree position yet. */
+export type PendingAuditEntry = NewAuditEntry & { readonly id: number };
 
 /**
  * Fields the redactor leaves alone: core's identities and computed ids, plus `cidrs`, an
@@ -53,8 +57,12 @@ export function draft(type: AuditEventType, requestId: string | null, actor: Pri
 export class AuditWriter {
   constructor(private readonly redact: (data: unknown) => unknown) {}
 
-  /** Redacts, sets the actor and appends in `tx` (the caller's transaction); the rows as written, with their seq. */
-  async append(tx: Queries, drafts: readonly AuditDraft[]): Promise<AuditRow[]> {
+  /**
+   * Redacts, sets the actor and appends in `tx` (the caller's transaction); the entries as
+   * written, each with its pending id. It has no seq yet: the integrator gives it one after the
+   * commit (store/integrator.ts; `Store.settleAudit` waits for it).
+   */
+  async append(tx: Queries, drafts: readonly AuditDraft[]): Promise<PendingAuditEntry[]> {
     if (drafts.length === 0) return [];
     const entries: NewAuditEntry[] = drafts.map((d) => ({
       at: d.at,
@@ -65,8 +73,8 @@ export class AuditWriter {
       actor_name: d.actor.name,
       data: JSON.stringify(this.redact(d.data)),
     }));
-    const seqs = await tx.appendAudit(entries);
-    return entries.map((e, i) => ({ ...e, seq: seqs[i]! }));
+    const ids = await tx.appendAudit(entries);
+    return entries.map((e, i) => ({ ...e, id: ids[i]! }));
   }
 }
 

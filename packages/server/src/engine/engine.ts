@@ -855,15 +855,20 @@ export class Engine {
     if (request.route !== 'auto_approve') {
       throw new CountersignError('ILLEGAL_TRANSITION', `feedback is for requests the policy approved on its own; ${id} was routed to ${request.route}`);
     }
-    return this.store.transaction(async (tx) => {
+    const entryId = await this.store.transaction(async (tx) => {
       const mine = (await tx.auditFor(id)).filter((e) => e.type === 'feedback' && e.actor_id === by.operatorId);
       const latest = mine[mine.length - 1];
-      if (latest && (JSON.parse(latest.data) as { verdict?: string }).verdict === body.verdict) return auditFromRow(latest);
+      if (latest && (JSON.parse(latest.data) as { verdict?: string }).verdict === body.verdict) return latest.entry_id ?? latest.seq;
       const data = { verdict: body.verdict, note: body.note ?? null, automationLevel: request.automation_level, riskLevel: request.risk_level };
       const entry = this.audit('feedback', id, actorOf(by), data, this.now());
       const [row] = await this.writer.append(tx, [entry]);
-      return auditFromRow(row!);
+      return row!.id;
     });
+    // The answer names the entry's seq: wait (bounded) for the integrator to give it one.
+    await this.store.settleAudit();
+    const row = await this.store.auditByEntryId(entryId);
+    if (!row) throw new CountersignError('STORE_UNAVAILABLE', `the feedback is recorded (entry ${entryId}) but not yet in the audit tree; it will be within seconds: read GET /v1/requests/${id}/audit`);
+    return auditFromRow(row);
   }
 
   /** Hears every committed request change made by this process (metrics). Observers must be cheap. */

@@ -6,10 +6,10 @@
  *
  * SQLite's `PRAGMA data_version` changes exactly when another connection has committed. It is
  * read every `intervalMs` (one in-memory read, no I/O); when it moves, the audit entries after the
- * last one seen say which requests changed, because every state change writes its audit entry in
+ * last one seen (by entry id, integrated into the tree or not yet: store/integrator.ts) say which requests changed, because every state change writes its audit entry in
  * the same transaction (the one audit writer, audit/writer.ts). Each is published to the process's
  * own `Wakeups`, so waiters, streams and the dashboard's live feed wake as they do for a local
- * change. Reading `audit_log` by its primary key costs what the other process wrote, not the size
+ * change. Reading the entries by their id index costs what the other process wrote, not the size
  * of the trail.
  *
  *   const watcher = await ExternalChanges.start(store, (id) => wakeups.publish(id));
@@ -30,14 +30,14 @@ export class ExternalChanges {
     private readonly version: () => number,
     private readonly publish: (requestId: string) => void,
     private lastVersion: number,
-    private lastSeq: number,
+    private lastId: number,
   ) {}
 
   /** Starts watching, or returns undefined when the store cannot be written by another process (PostgreSQL, memory). */
   static async start(store: Store, publish: (requestId: string) => void, intervalMs = EXTERNAL_POLL_MS): Promise<ExternalChanges | undefined> {
     const version = store.dataVersion;
     if (!version) return undefined;
-    const watcher = new ExternalChanges(store, version, publish, version(), await store.auditHeadSeq());
+    const watcher = new ExternalChanges(store, version, publish, version(), await store.auditLastEntryId());
     watcher.timer = setInterval(() => void watcher.check(), intervalMs);
     // A watcher alone must not keep an agent's process alive.
     watcher.timer.unref();
@@ -59,9 +59,9 @@ export class ExternalChanges {
     if (version === this.lastVersion) return;
     const changed = new Set<string>();
     for (;;) {
-      const rows = await this.store.auditRequestsAfter(this.lastSeq, PAGE);
+      const rows = await this.store.auditRequestsAfterEntry(this.lastId, PAGE);
       for (const row of rows) {
-        this.lastSeq = Math.max(this.lastSeq, Number(row.seq));
+        this.lastId = Math.max(this.lastId, row.id);
         if (row.request_id) changed.add(row.request_id);
       }
       if (rows.length < PAGE) break;

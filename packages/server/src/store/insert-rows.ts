@@ -15,18 +15,28 @@ export async function insertRows<T extends keyof Database>(
   table: T,
   rows: ReadonlyArray<Database[T]>,
 ): Promise<void> {
+  await insertRowsReturning(db, table, rows, undefined);
+}
+
+/** The same, returning one column of the inserted rows (`id` of `audit_pending`). */
+export async function insertRowsReturning<T extends keyof Database>(
+  db: Kysely<Database> | Transaction<Database>,
+  table: T,
+  rows: ReadonlyArray<Database[T]>,
+  returning: string | undefined,
+): Promise<Array<Record<string, unknown>>> {
   const columns = Object.keys(rows[0] ?? {});
   const params = rows.flatMap((r) => columns.map((c) => (r as unknown as Record<string, unknown>)[c]));
   // Placeholders differ by dialect ($1 vs ?): the adapter's class names the dialect.
   const dialect = db.getExecutor().adapter.constructor.name;
-  const key = `${dialect}:${String(table)}:${columns.join(',')}:${rows.length}`;
+  const key = `${dialect}:${String(table)}:${columns.join(',')}:${rows.length}:${returning ?? ''}`;
   const cached = INSERT_SQL.get(key);
   if (cached !== undefined) {
-    await db.executeQuery(CompiledQuery.raw(cached, params));
-    return;
+    return (await db.executeQuery<Record<string, unknown>>(CompiledQuery.raw(cached, params))).rows;
   }
-  const compiled = db.insertInto(table).values(rows as never).compile();
+  const builder = db.insertInto(table).values(rows as never);
+  const compiled = (returning === undefined ? builder : builder.returning(returning as never)).compile();
   const same = compiled.parameters.length === params.length && compiled.parameters.every((p, i) => p === params[i]);
   if (same && INSERT_SQL.size < 1_000) INSERT_SQL.set(key, compiled.sql);
-  await db.executeQuery(compiled);
+  return (await db.executeQuery<Record<string, unknown>>(compiled)).rows;
 }

@@ -125,8 +125,11 @@ export interface ReviewsTable {
   created_at: number;
 }
 
+/** An integrated entry: its tree position `seq` (gapless, 1 …) and the leaf it was given (store/trail.ts `leafJsonOf`). */
 export interface AuditLogTable {
   seq: number;
+  /** The id it had in `audit_pending` (migration 016; `seq` for older entries); not part of the leaf. */
+  entry_id: number | null;
   at: number;
   type: string;
   request_id: string | null;
@@ -136,7 +139,23 @@ export interface AuditLogTable {
   data: string;
 }
 
-/** One row that serialises audit appends, so sequence numbers are gapless and in commit order. */
+/**
+ * An entry written by the transaction whose change it records, not yet in the tree (migration
+ * 016): `id` comes from a sequence (SQLite: AUTOINCREMENT), may commit out of order and leaves
+ * gaps. The integrator (store/integrator.ts) moves it to `audit_log` with a seq.
+ */
+export interface AuditPendingTable {
+  id: Generated<number>;
+  at: number;
+  type: string;
+  request_id: string | null;
+  actor_type: string;
+  actor_id: string;
+  actor_name: string;
+  data: string;
+}
+
+/** The integrated tree: its size `seq` and frontier, written only by the integrator (one batch at a time, under this row's lock). */
 export interface AuditHeadTable {
   id: number;
   seq: number;
@@ -155,6 +174,7 @@ export interface Database {
   requests: RequestsTable;
   reviews: ReviewsTable;
   audit_log: AuditLogTable;
+  audit_pending: AuditPendingTable;
   audit_head: AuditHeadTable;
   audit_nodes: AuditNodesTable;
   audit_checkpoints: AuditCheckpointsTable;

@@ -20,7 +20,8 @@ import { ListQueries } from './queue.ts';
 import { CounterQueries } from './counters.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
-import { insertRows } from './insert-rows.ts';
+import { insertRows, insertRowsReturning } from './insert-rows.ts';
+import { AuditIntegrator, type IntegratorOptions } from './integrator.ts';
 import type {
   AuditLogTable,
   Database,
@@ -36,7 +37,7 @@ export type AuditRow = AuditLogTable;
 export type PolicyRow = PoliciesTable;
 export type OperatorRow = OperatorsTable;
 
-export type NewAuditEntry = Omit<AuditLogTable, 'seq'>;
+export type NewAuditEntry = Omit<AuditLogTable, 'seq' | 'entry_id'>;
 
 export interface RequestFilter {
   status?: string | undefined;
@@ -357,37 +358,57 @@ export class Queries {
 
   // ---- audit ----
 
+  /** True once this handle appended an entry: the store wakes the integrator after its commit. */
+  auditWritten = false;
+
   /**
-   * The one place audit entries are appended. The head row is updated first, which on
-   * PostgreSQL holds its lock to commit: sequence numbers come out gapless and in commit order.
-   * Each entry is a leaf of the Merkle tree, whose nodes and frontier are written in the same
-   * transaction (store/trail.ts), so a rolled-back savepoint takes its leaves with it.
+   * The one place audit entries are written: into `audit_pending`, in the caller's transaction,
+   * with a database id and no tree position, so concurrent transactions never wait on each
+   * other here. The integrator (store/integrator.ts) gives each its seq and leaf after commit;
+   * a rolled-back transaction (or savepoint) takes its entries with it. Returns the ids.
    */
   async appendAudit(entries: readonly NewAuditEntry[]): Promise<number[]> {
     if (entries.length === 0) return [];
-    const head = await this.db
-      .updateTable('audit_head')
-      .set({ seq: sql`seq + ${entries.length}` })
-      .where('id', '=', 1)
-      .returning(['seq', 'frontier'])
-      .executeTakeFirstOrThrow();
-    const last = Number(head.seq);
-    const first = last - entries.length + 1;
-    const rows = entries.map((e, i) => ({ ...e, seq: first + i }));
-    await this.insertRows('audit_log', rows);
-    await this.trail.appendLeaves(first - 1, head.frontier, rows);
-    return rows.map((r) => r.seq);
+    this.auditWritten = true;
+    const rows = await insertRowsReturning(this.db, 'audit_pending', entries as ReadonlyArray<Database['audit_pending']>, 'id');
+    return rows.map((r) => Number(r['id'])).sort((a, b) => a - b);
   }
 
-  /** The newest audit sequence number (0 on an empty trail). */
+  /** The integrated tree size (0 on an empty trail). */
   async auditHeadSeq(): Promise<number> {
     const row = await this.db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirst();
     return Number(row?.seq ?? 0);
   }
 
-  /** Which requests the entries after `afterSeq` are about, in seq order (the primary key). */
-  async auditRequestsAfter(afterSeq: number, limit: number): Promise<Array<{ seq: number; request_id: string | null }>> {
-    return this.db.selectFrom('audit_log').select(['seq', 'request_id']).where('seq', '>', afterSeq).orderBy('seq').limit(limit).execute();
+  /** The newest entry id written, integrated or not (0 when none): where a change watcher starts. */
+  async auditLastEntryId(): Promise<number> {
+    const pending = await this.db.selectFrom('audit_pending').select((eb) => eb.fn.max('id').as('n')).executeTakeFirst();
+    const log = await this.db.selectFrom('audit_log').select((eb) => eb.fn.max('entry_id').as('n')).executeTakeFirst();
+    return Math.max(Number(pending?.n ?? 0), Number(log?.n ?? 0));
+  }
+
+  /**
+   * Which requests the entries with an id after `afterId` are about, integrated or not, by id
+   * (both tables' id indexes). On SQLite ids are drawn by one writer at a time, so they are in
+   * commit order and a watcher that remembers the last id misses nothing (engine/external-changes.ts).
+   */
+  async auditRequestsAfterEntry(afterId: number, limit: number): Promise<Array<{ id: number; request_id: string | null }>> {
+    const pending = await this.db.selectFrom('audit_pending').select(['id', 'request_id']).where('id', '>', afterId).orderBy('id').limit(limit).execute();
+    const log = await this.db
+      .selectFrom('audit_log')
+      .select(['entry_id', 'request_id'])
+      .where('entry_id', '>', afterId)
+      .orderBy('entry_id')
+      .limit(limit)
+      .execute();
+    return [...pending.map((r) => ({ id: Number(r.id), request_id: r.request_id })), ...log.map((r) => ({ id: Number(r.entry_id), request_id: r.request_id }))]
+      .sort((a, b) => a.id - b.id)
+      .slice(0, limit);
+  }
+
+  /** The integrated entry that had pending id `id`, if it is integrated yet. */
+  async auditByEntryId(id: number): Promise<AuditRow | undefined> {
+    return this.db.selectFrom('audit_log').selectAll().where('entry_id', '=', id).orderBy('seq').limit(1).executeTakeFirst();
   }
 
   /**
@@ -411,11 +432,19 @@ export class Queries {
   /** Whether the trail holds an entry of `type` for the request (by the `audit_log_request` index). */
   async auditHas(requestId: string, type: string): Promise<boolean> {
     const row = await this.db.selectFrom('audit_log').select('seq').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
-    return row !== undefined;
+    if (row !== undefined) return true;
+    const pending = await this.db.selectFrom('audit_pending').select('id').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
+    return pending !== undefined;
   }
 
+  /**
+   * A request's entries: the integrated ones by seq, then any not yet integrated, by id, with
+   * seq 0 (inside a transaction, what it wrote itself is pending until the integrator runs).
+   */
   async auditFor(requestId: string): Promise<AuditRow[]> {
-    return this.db.selectFrom('audit_log').selectAll().where('request_id', '=', requestId).orderBy('seq').execute();
+    const integrated = await this.db.selectFrom('audit_log').selectAll().where('request_id', '=', requestId).orderBy('seq').execute();
+    const pending = await this.db.selectFrom('audit_pending').selectAll().where('request_id', '=', requestId).orderBy('id').execute();
+    return [...integrated, ...pending.map(({ id, ...e }) => ({ ...e, seq: 0, entry_id: Number(id), at: Number(e.at) }))];
   }
 
   /** The trail in seq order; `actor` matches an actor's id or name; `from`/`to` bound `at` (ms, to exclusive). */
@@ -530,12 +559,53 @@ function refuseReentry<T extends object>(db: T): T {
 export class Store extends Queries {
   private readonly queue: Job[] = [];
   private draining = false;
+  /** Folds committed entries into the tree (store/integrator.ts); woken after every commit that wrote one. */
+  readonly integrator: AuditIntegrator;
 
   constructor(
     private readonly connection: Connection,
     sealer: Sealer = Sealer.none,
+    integration: IntegratorOptions = {},
   ) {
     super(CHECK_REENTRY && connection.capabilities.groupCommit ? refuseReentry(connection.db) : connection.db, connection.capabilities, sealer);
+    const postgres = connection.capabilities.dialect === 'postgres';
+    const db = connection.db;
+    this.integrator = new AuditIntegrator(
+      {
+        integrateBatch: (limit) =>
+          postgres
+            ? db.transaction().execute((trx) => new TrailQueries(trx, sealer).integrateBatch(limit, true))
+            : this.transaction((tx) => tx.trail.integrateBatch(limit, false)),
+        newestPending: async () => Number((await db.selectFrom('audit_pending').select((eb) => eb.fn.max('id').as('n')).executeTakeFirst())?.n ?? 0),
+        pendingAtOrBelow: async (id) => (await db.selectFrom('audit_pending').select('id').where('id', '<=', id).limit(1).executeTakeFirst()) !== undefined,
+      },
+      integration,
+    );
+  }
+
+  /**
+   * The read side's barrier: integrates (or waits, up to `timeoutMs`, for the server holding the
+   * lock to integrate) every entry committed before the call; false if some still is not. Never
+   * call it inside a transaction.
+   */
+  settleAudit(timeoutMs?: number): Promise<boolean> {
+    return this.integrator.settle(timeoutMs);
+  }
+
+  // Reads of the trail outside a transaction see what committed before them, integrated.
+  override async listAudit(filter: Parameters<Queries['listAudit']>[0]): Promise<AuditRow[]> {
+    await this.settleAudit();
+    return super.listAudit(filter);
+  }
+
+  override async auditFor(requestId: string): Promise<AuditRow[]> {
+    await this.settleAudit();
+    return super.auditFor(requestId);
+  }
+
+  override async requestsWithAudit(type: string, from: number, to: number): Promise<string[]> {
+    await this.settleAudit();
+    return super.requestsWithAudit(type, from, to);
   }
 
   /**
@@ -550,7 +620,10 @@ export class Store extends Queries {
       throw new CountersignError('INTERNAL', 'store.transaction called inside a transaction on SQLite: it would wait for itself');
     }
     if (!this.capabilities.groupCommit) {
-      return this.connection.db.transaction().execute((trx) => fn(new Queries(trx, this.capabilities, this.sealer)));
+      let tx: Queries | undefined;
+      const value = await this.connection.db.transaction().execute((trx) => fn((tx = new Queries(trx, this.capabilities, this.sealer))));
+      if (tx?.auditWritten) this.integrator.wake();
+      return value;
     }
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ fn: CHECK_REENTRY ? (tx) => insideTransaction.run(true, () => fn(tx)) : fn, resolve: resolve as (value: unknown) => void, reject });
@@ -567,6 +640,7 @@ export class Store extends Queries {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_GROUP);
         let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
+        let wrote = false;
         try {
           outcomes = await this.connection.db.connection().execute(async (conn) => {
             const tx = new Queries(conn, this.capabilities, this.sealer);
@@ -586,6 +660,7 @@ export class Store extends Queries {
                 }
               }
               await sql`commit`.execute(conn);
+              wrote = tx.auditWritten;
             } catch (error) {
               await sql`rollback`.execute(conn).catch(() => {});
               throw error;
@@ -596,6 +671,7 @@ export class Store extends Queries {
           for (const job of batch) job.reject(error);
           continue;
         }
+        if (wrote) this.integrator.wake();
         outcomes.forEach((outcome, i) => {
           const job = batch[i]!;
           if (outcome.ok) job.resolve(outcome.value);
@@ -618,7 +694,8 @@ export class Store extends Queries {
     return this.connection.listen(channel, onMessage, onReconnect);
   }
 
-  close(): Promise<void> {
-    return this.connection.destroy();
+  async close(): Promise<void> {
+    await this.integrator.stop();
+    await this.connection.destroy();
   }
 }

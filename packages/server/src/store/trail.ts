@@ -11,8 +11,8 @@
  *
  * Hashes are stored as base64 text, like the API shows them, in both dialects.
  */
-import type { Kysely, Transaction } from 'kysely';
-import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint, type SignedRetention } from '@countersign/core';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { CompactTree, auditLeafJson, fromBase64Of, nodesFor, pendingEntryProblem, planIntegration, rangeHash, toBase64, utf8, type LeafRange, type NodeId, type SignedCheckpoint, type SignedRetention } from '@countersign/core';
 import type { AuditLogTable, Database } from './schema.ts';
 import { hasher } from './hashing.ts';
 import { Sealer } from './sealing.ts';
@@ -121,6 +121,64 @@ export class TrailQueries {
       await insertRows(this.db, 'audit_nodes', nodes.slice(i, i + INSERT_CHUNK));
     }
     await this.db.updateTable('audit_head').set({ frontier: encodeFrontier(tree) }).where('id', '=', 1).execute();
+  }
+
+  /**
+   * One integration batch (store/integrator.ts runs it in its own transaction): takes up to
+   * `limit` committed pending entries, gives them the seqs after the tree's size (core
+   * `planIntegration`), writes them to `audit_log` with their leaves and nodes, moves the head,
+   * and removes them from `audit_pending` — all in the caller's transaction, so a crash leaves
+   * either the whole batch integrated or none of it.
+   *
+   * On PostgreSQL only the holder of this schema's integrator lock (a transaction-level advisory
+   * lock) runs a batch: `null` when another server holds it. The head row is locked before the
+   * pending rows are read, and the rows are taken by a DELETE … RETURNING, so even two batches
+   * that got past the lock could not take one row twice (the second waits on the head, then its
+   * statement snapshot no longer holds the rows the first removed).
+   */
+  async integrateBatch(limit: number, postgres: boolean, now: number = Date.now()): Promise<{ taken: number; size: number } | null> {
+    if (postgres) {
+      const lock = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext(current_schema() || ':countersign:audit-integrator')) as ok`.execute(this.db);
+      if (!lock.rows[0]?.ok) return null;
+    }
+    let headQuery = this.db.selectFrom('audit_head').select(['seq', 'frontier']).where('id', '=', 1);
+    if (postgres) headQuery = headQuery.forUpdate();
+    const head = await headQuery.executeTakeFirstOrThrow();
+    const size = Number(head.seq);
+    const taken = await this.db
+      .deleteFrom('audit_pending')
+      .where('id', 'in', (eb) => eb.selectFrom('audit_pending').select('id').orderBy('id').limit(limit))
+      .returningAll()
+      .execute();
+    if (taken.length === 0) return { taken: 0, size };
+    const plan = planIntegration(size, taken.map((r) => ({ ...r, id: Number(r.id), at: Number(r.at) })));
+    const rows: AuditLogTable[] = plan.map(({ seq, entry }) => {
+      const problem = pendingEntryProblem(entry);
+      if (problem === null) {
+        const { id, ...fields } = entry;
+        return { seq, entry_id: id, ...fields };
+      }
+      // Planted in the database: kept, as text, in an entry of its own, so the batch goes on.
+      const fields = Object.fromEntries(Object.entries(entry).map(([k, v]) => [k, v === null ? null : String(v)]));
+      return {
+        seq,
+        entry_id: entry.id,
+        at: now,
+        type: 'audit_entry_malformed',
+        request_id: null,
+        actor_type: 'system',
+        actor_id: 'system',
+        actor_name: 'countersign',
+        data: JSON.stringify({ entryId: entry.id, problem, fields }),
+      };
+    });
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK / 10) {
+      await insertRows(this.db, 'audit_log', rows.slice(i, i + INSERT_CHUNK / 10));
+    }
+    await this.appendLeaves(size, head.frontier, rows);
+    const moved = await this.db.updateTable('audit_head').set({ seq: size + rows.length }).where('id', '=', 1).where('seq', '=', size).executeTakeFirst();
+    if (Number(moved.numUpdatedRows) !== 1) throw new Error(`the audit head moved from ${size} during integration`);
+    return { taken: rows.length, size: size + rows.length };
   }
 
   /** The committed tree size and its compact form. */

@@ -22,6 +22,7 @@ import { m012_queue } from './012_queue.ts';
 import { m010_credentials } from './010_credentials.ts';
 import { m014_screen } from './014_screen.ts';
 import { m015_rotation } from './015_rotation.ts';
+import { m016_integrator } from './016_integrator.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -41,6 +42,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '010_credentials': m010_credentials,
   '014_screen': m014_screen,
   '015_rotation': m015_rotation,
+  '016_integrator': m016_integrator,
 });
 
 export const migrationProvider: MigrationProvider = {

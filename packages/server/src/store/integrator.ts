@@ -1,0 +1,145 @@
+/**
+ * The audit integrator (issue 14): the single writer of tree positions. Transactions write their
+ * entries to `audit_pending` (Queries.appendAudit) and never wait on each other for the trail;
+ * this loop, off the request path, folds committed entries into the Merkle tree in batches
+ * (TrailQueries.integrateBatch), each batch one transaction.
+ *
+ * Which entries a batch may take. Every committed pending entry the batch's snapshot sees, in id
+ * order. There is no cursor over ids (an id committed late would be skipped by one): an entry
+ * leaves `audit_pending` only in the transaction that integrates it, so nothing committed is
+ * ever passed over, however ids interleave or gap. An open transaction's entries are invisible
+ * and are integrated by a later batch; since such a transaction has not committed, nothing that
+ * was integrated can depend on it — an entry whose transaction committed before another's began
+ * always gets the lower seq (the later transaction's snapshot, and so every batch that sees it,
+ * sees the earlier one too; in one batch, the earlier drew its ids first). We do not use the
+ * snapshot's xmin as the horizon: xmin is held back by any open transaction in the whole
+ * PostgreSQL cluster (an idle psql session, another application), which would stall the trail
+ * with no benefit once there is no cursor.
+ *
+ * Who integrates. PostgreSQL: whichever server holds this schema's advisory lock for the batch
+ * (pg_try_advisory_xact_lock); the others skip and try again shortly. SQLite: the writer — the
+ * batch is one job of the store's group commit, serialised with every other write.
+ *
+ * When. Woken by the store after each local commit that wrote an entry (next turn of the event
+ * loop), and by a poll every `pollMs` (entries other servers or processes committed), so an
+ * entry is integrated within about `pollMs` plus one batch. `settle()` is the read side's
+ * barrier: it integrates (or waits for the leader to) everything committed before it was called.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface IntegratorOptions {
+  /** Entries per batch (one transaction). */
+  readonly batch?: number;
+  /** How often the loop looks for entries it was not woken for (other servers' commits). */
+  readonly pollMs?: number;
+  /** Errors of background rounds; they are retried on the next wake or poll. */
+  readonly onError?: (err: unknown) => void;
+}
+
+export interface IntegratorPorts {
+  /** Runs one batch in its own transaction; null when another server holds the lock. */
+  integrateBatch(limit: number): Promise<{ taken: number; size: number } | null>;
+  /** The newest pending id (0 when none is pending). */
+  newestPending(): Promise<number>;
+  /** Whether an entry with id ≤ `id` is still pending. */
+  pendingAtOrBelow(id: number): Promise<boolean>;
+}
+
+export const INTEGRATION_BATCH = 2000;
+export const INTEGRATION_POLL_MS = 200;
+
+export class AuditIntegrator {
+  readonly #ports: IntegratorPorts;
+  readonly #batch: number;
+  readonly #onError: (err: unknown) => void;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #scheduled = false;
+  #stopped = false;
+  readonly #timer: NodeJS.Timeout;
+  /** Batches this process ran, and how many entries they took (tests and the benchmark read them). */
+  readonly stats = { batches: 0, entries: 0, skipped: 0 };
+
+  constructor(ports: IntegratorPorts, options: IntegratorOptions = {}) {
+    this.#ports = ports;
+    this.#batch = options.batch ?? INTEGRATION_BATCH;
+    this.#onError = options.onError ?? (() => {});
+    this.#timer = setInterval(() => void this.#poll(), options.pollMs ?? INTEGRATION_POLL_MS);
+    this.#timer.unref();
+  }
+
+  /** An entry committed: integrate soon (coalesced with every other wake of this turn). */
+  wake(): void {
+    if (this.#stopped || this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#run().catch(this.#onError);
+    });
+  }
+
+  /**
+   * Integrates everything committed before this call, or waits (up to `timeoutMs`) for the
+   * server holding the lock to. True when nothing that was pending at the call still is.
+   */
+  async settle(timeoutMs = 2000): Promise<boolean> {
+    const target = await this.#ports.newestPending();
+    if (target === 0) return true;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await this.#run();
+      if (!(await this.#ports.pendingAtOrBelow(target))) return true;
+      if (Date.now() >= deadline || this.#stopped) return false;
+      await sleep(10);
+    }
+  }
+
+  /** Runs batches until one comes back short; one run at a time in this process. */
+  #run(): Promise<void> {
+    if (this.#running) {
+      this.#again = true;
+      return this.#running;
+    }
+    const run = (async () => {
+      try {
+        do {
+          this.#again = false;
+          for (;;) {
+            const result = await this.#ports.integrateBatch(this.#batch);
+            if (result === null) {
+              // Another server is integrating; it may have read before our commit: look again soon.
+              this.stats.skipped++;
+              if (!this.#stopped) setTimeout(() => this.wake(), 20).unref();
+              break;
+            }
+            if (result.taken > 0) {
+              this.stats.batches++;
+              this.stats.entries += result.taken;
+            }
+            if (result.taken < this.#batch) break;
+          }
+        } while (this.#again && !this.#stopped);
+      } finally {
+        this.#running = undefined;
+      }
+    })();
+    this.#running = run;
+    return run;
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#stopped || this.#running) return;
+    try {
+      if ((await this.#ports.newestPending()) > 0) await this.#run();
+    } catch (err) {
+      this.#onError(err);
+    }
+  }
+
+  /** Stops the loop after the batch in flight (entries left pending are integrated by the next start, or another server). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    await this.#running?.catch(() => {});
+  }
+}
