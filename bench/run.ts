@@ -102,7 +102,7 @@ async function main() {
     await stop(cs.child);
 
     // 2. The ceiling: a bare Hono route doing one insert into the same kind of database.
-    const bare = await startChild(['--import', 'tsx', 'bench/bare-server.ts', join(dir, 'bare.db')]);
+    const bare = await startChild(['--import', './tools/dev/register.mjs', 'bench/bare-server.ts', join(dir, 'bare.db')]);
     const bareUrl = `${bare.info.url as string}/insert`;
     await autocannon({ url: bareUrl, method: 'POST', headers: { 'content-type': 'application/json' }, body: CREATE_BODY, connections: CONNECTIONS, duration: 2 });
     results.bare = summarize(

@@ -185,13 +185,13 @@ async function main() {
     await stop(a);
 
     // ---- PostgreSQL: baselines
-    const bare = await startChild(['--import', 'tsx', 'bench/bare-db.ts', 'pg-insert', pgUrl(schemas[1]!)]);
+    const bare = await startChild(['--import', './tools/dev/register.mjs', 'bench/bare-db.ts', 'pg-insert', pgUrl(schemas[1]!)]);
     await load(bare.info.url as string, [], 32, 2);
     r.pgBare = summarize(await load(bare.info.url as string, [], 32));
     r.pgBareAlone = summarize(await load(bare.info.url as string, [], 1));
     await stop(bare);
     try {
-      const boss = await startChild(['--import', 'tsx', 'bench/bare-db.ts', 'pg-boss', pgUrl(schemas[2]!)]);
+      const boss = await startChild(['--import', './tools/dev/register.mjs', 'bench/bare-db.ts', 'pg-boss', pgUrl(schemas[2]!)]);
       await load(boss.info.url as string, [], 32, 2);
       r.pgBoss = summarize(await load(boss.info.url as string, [], 32));
       await stop(boss);
@@ -205,7 +205,7 @@ async function main() {
     await load(`${s.info.url as string}/v1/requests`, [sKey], 32, 2);
     r.sqlite = summarize(await load(`${s.info.url as string}/v1/requests`, [sKey], 32));
     await stop(s);
-    const sb = await startChild(['--import', 'tsx', 'bench/bare-db.ts', 'sqlite-insert', join(dir, 'bare.db')]);
+    const sb = await startChild(['--import', './tools/dev/register.mjs', 'bench/bare-db.ts', 'sqlite-insert', join(dir, 'bare.db')]);
     await load(sb.info.url as string, [], 32, 2);
     r.sqliteBare = summarize(await load(sb.info.url as string, [], 32));
     await stop(sb);

@@ -16,3 +16,9 @@ for (const name of Object.keys(process.env)) {
   if (name.startsWith('COUNTERSIGN_') && !TEST_KNOBS.has(name)) delete process.env[name];
 }
 process.chdir(mkdtempSync(join(tmpdir(), 'countersign-test-cwd-')));
+
+// Processes a test starts (`node --import tsx script.ts`) resolve the @countersign packages to
+// their sources too, like the tests themselves (vitest.config.ts); the dist/ build is for
+// consumers and may be absent or stale in a clone. The packed-install test clears this.
+const SOURCE_CONDITION = '--conditions=countersign-source';
+if (!(process.env.NODE_OPTIONS ?? '').includes(SOURCE_CONDITION)) process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} ${SOURCE_CONDITION}`.trim();

@@ -1,11 +1,13 @@
 import react from '@vitejs/plugin-react';
-import { defineConfig } from 'vite';
+import { defaultClientConditions, defineConfig } from 'vite';
 
 // Built into static files that `countersign serve` serves at `/` under a strict CSP: no inline
 // script (so no module-preload polyfill), and no source maps shipped.
 export default defineConfig({
   plugins: [react()],
   base: '/',
+  // @countersign/core from its sources (the export condition each package lists first), not a build.
+  resolve: { conditions: ['countersign-source', ...defaultClientConditions] },
   build: {
     outDir: 'dist',
     emptyOutDir: true,

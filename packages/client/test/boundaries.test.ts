@@ -75,7 +75,7 @@ describe('the client installed alone', () => {
       // --preserve-symlinks: resolve from the app directory, not from the monorepo the links point into.
       const stdout = execFileSync(
         process.execPath,
-        ['--preserve-symlinks', '--import', join(REPO, 'node_modules/tsx/dist/loader.mjs'), 'agent.mjs'],
+        ['--preserve-symlinks', '--conditions=countersign-source', '--import', join(REPO, 'node_modules/tsx/dist/loader.mjs'), 'agent.mjs'],
         { cwd: app, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } },
       );
       const out = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { embedded: { isCs: boolean; code: string; message: string }; http: string };

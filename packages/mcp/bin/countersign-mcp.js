@@ -1,12 +1,20 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly through tsx, like the `countersign` binary. A hook
-// invocation blocks the tool call (exit 2) on any failure, including loading the sources.
-import { register } from 'tsx/esm/api';
+// `countersign-mcp`, like the `countersign` binary: dist/ with plain node when installed, the
+// TypeScript sources through tsx in a clone (tools/dev/register.mjs). A hook invocation blocks
+// the tool call (exit 2) on any failure, including loading the code.
+import { existsSync } from 'node:fs';
 
 const hook = process.argv[2] === 'hook';
+const sources = new URL('../src/cli.ts', import.meta.url);
 try {
-  register();
-  const { mcpProgram, runHookCli } = await import('../src/cli.ts');
+  let cli;
+  if (existsSync(sources)) {
+    await import(new URL('../../../tools/dev/register.mjs', import.meta.url).href);
+    cli = await import(sources.href);
+  } else {
+    cli = await import('../dist/cli.js');
+  }
+  const { mcpProgram, runHookCli } = cli;
   if (hook) await runHookCli(() => mcpProgram().parseAsync(process.argv));
   else await mcpProgram().parseAsync(process.argv);
 } catch (err) {

@@ -46,9 +46,9 @@ export function HistoryScreen() {
       setLoading(false);
     }
   };
+  // biome-ignore lint/correctness/useExhaustiveDependencies: reloads from the start when the status filter changes; load is new on every render
   useEffect(() => {
     void load(null, true);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [status]);
 
   const shown = useMemo(() => {

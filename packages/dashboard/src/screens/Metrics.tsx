@@ -120,6 +120,7 @@ function Tile({ label, value, sub }: { label: string; value: string; sub?: strin
 function MetricsBody({ summary }: { summary: MetricsSummary }) {
   const t = summary.totals;
   const labels = summary.series.map((s) => bucketLabel(s.start, summary.bucket));
+  // biome-ignore lint/correctness/useExhaustiveDependencies: labels and everything else here derive from summary
   const configs = useMemo(() => ({
     rates: lineConfig(
       labels,
@@ -175,7 +176,7 @@ function MetricsBody({ summary }: { summary: MetricsSummary }) {
         plugins: { legend: { position: 'bottom' } },
       },
     } satisfies ChartConfiguration,
-  }), [summary]); // eslint-disable-line react-hooks/exhaustive-deps
+  }), [summary]);
   const secs = (v: number | null) => (v === null ? '—' : duration(v));
   return (
     <>

@@ -35,6 +35,7 @@ export function useViewerLimits(operatorId: string, trigger: unknown): ViewerLim
       mounted.current = false;
     };
   }, []);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: trigger is a value that changes when the limits may have (the caller passes it); each change re-reads them (at most every 5 s)
   useEffect(() => {
     const timer = setTimeout(() => {
       last.current = Date.now();
@@ -57,11 +58,12 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
   const [agentText, setAgentText] = useState(query.agent);
   const [actionText, setActionText] = useState(query.action);
   const setQuery = (next: QueueQuery) => live.setQuery(next);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: debounces the typed filters only; query and setQuery are new on every render
   useEffect(() => {
     if (agentText === query.agent && actionText === query.action) return;
     const timer = setTimeout(() => setQuery({ ...query, agent: agentText, action: actionText }), 400);
     return () => clearTimeout(timer);
-  }, [agentText, actionText]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [agentText, actionText]);
 
   // In the server's order. First what this reviewer can act on now; `actionable` comes from the
   // server (role, stage, own request, earlier vote, cool-down, velocity, paused agent). The rest is

@@ -60,6 +60,7 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
   }, [id, live]);
 
   // A notification link preselects a choice; deciding still needs the confirmation.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: only once per arrival of a request (its id), not on every refresh of it
   useEffect(() => {
     if (!request || request.status !== 'pending' || !choose) return;
     const approvable = request.actionable !== false && !request.aggregate && !request.agentPaused;
@@ -67,8 +68,6 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
       if (approvable) setDialog({ kind: 'approve' });
     } else if (choose === 'reject') setDialog({ kind: 'reject' });
     else if (approvable && choose.startsWith('alternative:') && request.alternatives.some((a) => a.name === choose.slice(12) && !a.blocked)) setDialog({ kind: 'approve', alternative: choose.slice(12) });
-    // only once per arrival
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [request?.id, choose]);
 
   const pending = request?.status === 'pending';

@@ -116,7 +116,9 @@ export class Screener {
   }
 
   private start(): void {
-    const w = new Worker(new URL('./screen-worker.mjs', import.meta.url));
+    // From the clone's sources the worker needs the dev loader (screen-worker.mjs); the build runs its compiled entry.
+    const entry = import.meta.url.endsWith('.ts') ? './screen-worker.mjs' : './screen-worker.js';
+    const w = new Worker(new URL(entry, import.meta.url));
     w.unref(); // an idle screener never keeps the process alive
     this.worker = w;
     this.ready = false;

@@ -7,12 +7,15 @@
  * Only files inside the dist directory are served (no dotfiles, no traversal). Hashed files
  * under `/assets/` are cached for a year; `index.html` is revalidated every time.
  */
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Context, Hono } from 'hono';
 
-export const DEFAULT_DASHBOARD_DIR = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
+/** The dashboard shipped inside the built server package (dist/dashboard/), else the clone's build. */
+const SHIPPED_DASHBOARD_DIR = fileURLToPath(new URL('../dashboard/', import.meta.url));
+export const DEFAULT_DASHBOARD_DIR = existsSync(SHIPPED_DASHBOARD_DIR) ? SHIPPED_DASHBOARD_DIR : fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
