@@ -8,6 +8,7 @@ import type { MiddlewareHandler } from 'hono';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerExecutionRoutes } from './routes/execution.ts';
+import { registerPolicyRoutes } from './routes/policy.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
@@ -200,6 +201,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const { version, hash, source, policy } = engine.policy;
     return c.json({ version, hash, source, policy }, 200);
   });
+  registerPolicyRoutes(app, engine);
 
   mountDashboard(app, { dir: options.dashboardDir });
 

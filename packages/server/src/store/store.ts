@@ -15,6 +15,7 @@ import { GuardQueries } from './guard.ts';
 import { AggregateQueries } from './aggregates.ts';
 import { ListQueries } from './queue.ts';
 import { CounterQueries } from './counters.ts';
+import { ReplayQueries } from './replay.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows } from './insert-rows.ts';
@@ -498,6 +499,11 @@ export class Queries {
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */
   get guard(): GuardQueries {
     return new GuardQueries(this.db, this.sealer);
+  }
+
+  /** Paged, read-only reads of stored requests and policy versions for a what-if replay (store/replay.ts). */
+  get replay(): ReplayQueries {
+    return new ReplayQueries(this.db, this.sealer);
   }
 }
 

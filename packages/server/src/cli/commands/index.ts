@@ -10,6 +10,7 @@
  *   keys rotate-encryption (opens the database)     keys.ts
  *   extend · reassign · deliveries                  escalation.ts
  *   mfa · approvers · agents · roles                guard.ts
+ *   policy check|diff|replay                        policy.ts
  *   serve                                           serve.ts (registered by ../program.ts)
  */
 import type { Command } from 'commander';
@@ -18,6 +19,7 @@ import { registerConfigCommand } from './config.ts';
 import { registerEscalationCommands } from './escalation.ts';
 import { registerRequestCommands } from './requests.ts';
 import { registerGuardCommands } from './guard.ts';
+import { registerPolicyCommands } from './policy.ts';
 
 export function registerClientCommands(program: Command): void {
   registerRequestCommands(program);
@@ -25,4 +27,5 @@ export function registerClientCommands(program: Command): void {
   registerAdminCommands(program);
   registerEscalationCommands(program);
   registerGuardCommands(program);
+  registerPolicyCommands(program);
 }
