@@ -9,7 +9,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ApprovalRequest, ReplayReport } from '@countersign/core';
+import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Database } from '../src/store/schema.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { createApp } from '../src/http/app.ts';
 import { connect } from '../src/store/connect.ts';
@@ -177,6 +179,15 @@ describe.each(ENGINES)('POST /v1/policy/replay ($name)', ({ make }) => {
     expect(res.body.error!.details).toEqual(startup);
     expect(res.body.error!.details!.errors.map((e) => e.message)).toContain('unknown key (did you mean "approvals"?)');
     expect(engine.policy.source).toBe('base.yaml'); // nothing was activated
+  });
+
+  it('a row that does not read back (a database edited by hand) is skipped and counted, never guessed', async () => {
+    const db = (engine.store as unknown as { connection: { db: Kysely<Database> } }).connection.db;
+    await db.updateTable('requests').set({ assessment: 'not json' }).where('id', '=', ids('wire_transfer')[0]!).execute();
+    const res = await replay(admin, { policy: STRICTER, since: '1d' });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body).toMatchObject({ scanned: HISTORY.length, replayed: HISTORY.length - 1, skipped: 1 });
+    expect(res.body.routes.changes.flatMap((c) => c.examples.map((e) => e.id))).not.toContain(ids('wire_transfer')[0]);
   });
 
   it('refuses other roles, agents, and bad since / limit', async () => {

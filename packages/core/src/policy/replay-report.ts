@@ -208,7 +208,8 @@ export class ReplayAccumulator {
     this.riskAfter[after.risk] = (this.riskAfter[after.risk] ?? 0) + 1;
     let changed = false;
     if (before.route !== after.route) (changed = true), this.routeChanges.add(before.route, after.route, ex);
-    if (before.risk !== after.risk) (changed = true), this.riskChanges.add(before.risk, after.risk, ex);
+    // A refused create has no risk level: it shows under routes, not as a risk change.
+    if (after.route !== 'refused' && before.risk !== after.risk) (changed = true), this.riskChanges.add(before.risk, after.risk, ex);
     if (before.route === 'review' && after.route === 'review') {
       if (before.approvers !== after.approvers) (changed = true), this.approverChanges.add(before.approvers, after.approvers, ex);
       if (before.stepUp !== after.stepUp) (changed = true), this.stepUpChanges.add(before.stepUp ? 'step-up' : 'no step-up', after.stepUp ? 'step-up' : 'no step-up', ex);
