@@ -20,11 +20,11 @@ import { existsSync } from 'node:fs';
 import type { AuditConfig } from './audit/config.ts';
 import { ephemeralAuditKey, loadOrCreateAuditKey, type AuditKey } from './audit/crypto.ts';
 import { trailPublisher } from './audit/publish.ts';
-import { channelPolicyCheck } from './channels/config.ts';
 import { Notifier } from './channels/notifier.ts';
 import { ChannelRegistry } from './channels/registry.ts';
 import type { RuntimeConfig } from './config.ts';
 import { Engine } from './engine/engine.ts';
+import { serverPolicyChecks } from './policy-checks.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { connect, type Connection } from './store/connect.ts';
 import { Store } from './store/store.ts';
@@ -77,7 +77,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     }
   }
   const engine = await Engine.open({ connection, auditKey, guard: config.guard, serverSecret });
-  engine.addPolicyCheck(channelPolicyCheck(config.env));
+  for (const check of serverPolicyChecks(config.env)) engine.addPolicyCheck(check);
   engine.trail.setRedactedFields(config.audit.redactFields);
   // What the signer signs goes to the witnesses; what it refuses to sign, to every channel.
   engine.trail.signer.setHooks(

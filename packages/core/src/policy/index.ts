@@ -28,3 +28,15 @@ export {
   type RuleEffects,
   type TimeWindow,
 } from './types.ts';
+export { diffPolicies, type PolicyChange } from './diff.ts';
+export { historyFromAssessment, isServerHold, replayRequest, type ReplayOutcome, type StoredRequestInput } from './replay.ts';
+export {
+  REPLAY_ROUTES,
+  ReplayAccumulator,
+  approvalText,
+  type ReplayChange,
+  type ReplayExample,
+  type ReplayReport,
+  type ReplayRoute,
+  type ReviewLoad,
+} from './replay-report.ts';

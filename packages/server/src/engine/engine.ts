@@ -18,7 +18,6 @@ import {
   normalizeActionName,
   canonicalJson,
   evaluate,
-  parsePolicy,
   policyDecision,
   transition,
   type ApprovalRequest,
@@ -63,6 +62,7 @@ import { Decisions, payloadHashOf, type RequestFacts } from './decisions.ts';
 import type { Principal } from './principal.ts';
 import { refuseReservedName } from './refs.ts';
 import { ExternalChanges } from './external-changes.ts';
+import { validatePolicyText } from '../policy-checks.ts';
 import { Wakeups } from './wakeups.ts';
 import { ExecutionDesk, approvalClaim } from './execution.ts';
 import {
@@ -277,26 +277,24 @@ export class Engine {
    * anything new is stored, versioned and recorded in the audit trail.
    */
   async activatePolicy(text: string, source: string): Promise<ActivePolicy> {
-    const result = parsePolicy(text);
-    if (!result.ok) {
-      throw new CountersignError('POLICY_INVALID', `policy from ${source} is invalid`, { errors: result.errors });
-    }
-    const checkErrors = this.policyChecks.flatMap((check) => check(result.policy));
-    if (checkErrors.length > 0) {
-      throw new CountersignError('POLICY_INVALID', `policy from ${source} is invalid`, { errors: checkErrors });
-    }
+    const policy = this.checkPolicy(text, source);
     const hash = sha256Hex(text);
     const active = await this.store.transaction(async (tx) => {
       const latest = await tx.latestPolicy();
-      if (latest && latest.hash === hash) return { version: latest.version, hash, source, policy: result.policy };
+      if (latest && latest.hash === hash) return { version: latest.version, hash, source, policy };
       const version = (latest?.version ?? 0) + 1;
       const at = this.now();
       await tx.insertPolicy({ version, hash, source: text, loaded_at: at });
       await this.writer.append(tx, [this.audit('policy_loaded', null, SYSTEM, { version, hash, source }, at)]);
-      return { version, hash, source, policy: result.policy };
+      return { version, hash, source, policy };
     });
     this.active = active;
     return active;
+  }
+
+  /** Validates a policy text as activating it would (policy-checks.ts), without activating it: the resolved policy, or POLICY_INVALID. */
+  checkPolicy(text: string, source: string): Policy {
+    return validatePolicyText(text, source, this.policyChecks);
   }
 
   // ---- credentials (engine/credentials.ts) ----

@@ -9,6 +9,7 @@ import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerCredentialRoutes } from './routes/credentials.ts';
 import { registerExecutionRoutes } from './routes/execution.ts';
+import { registerPolicyRoutes } from './routes/policy.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
 import { registerScreenRoutes } from './routes/screen.ts';
@@ -220,6 +221,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const { version, hash, source, policy } = engine.policy;
     return c.json({ version, hash, source, policy }, 200);
   });
+  registerPolicyRoutes(app, engine);
 
   mountDashboard(app, { dir: options.dashboardDir });
 

@@ -18,6 +18,7 @@ import { ScreeningQueries } from './screening.ts';
 import { AggregateQueries } from './aggregates.ts';
 import { ListQueries } from './queue.ts';
 import { CounterQueries } from './counters.ts';
+import { ReplayQueries } from './replay.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows, insertRowsReturning } from './insert-rows.ts';
@@ -522,6 +523,11 @@ export class Queries {
   /** Screening verdicts and the audit sample of auto-allowed requests (store/screening.ts). */
   get screening(): ScreeningQueries {
     return new ScreeningQueries(this.db);
+  }
+
+  /** Paged, read-only reads of stored requests and policy versions for a what-if replay (store/replay.ts). */
+  get replay(): ReplayQueries {
+    return new ReplayQueries(this.db, this.sealer);
   }
 }
 

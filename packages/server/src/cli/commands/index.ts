@@ -11,6 +11,7 @@
  *   extend · reassign · deliveries                  escalation.ts
  *   mfa · approvers · agents · roles                guard.ts
  *   screen (and its verdicts, metrics, calibration)  screen.ts
+ *   policy check|diff|replay                        policy.ts
  *   serve                                           serve.ts (registered by ../program.ts)
  */
 import type { Command } from 'commander';
@@ -20,6 +21,7 @@ import { registerEscalationCommands } from './escalation.ts';
 import { registerRequestCommands } from './requests.ts';
 import { registerGuardCommands } from './guard.ts';
 import { registerScreenCommands } from './screen.ts';
+import { registerPolicyCommands } from './policy.ts';
 
 export function registerClientCommands(program: Command): void {
   registerRequestCommands(program);
@@ -28,4 +30,5 @@ export function registerClientCommands(program: Command): void {
   registerEscalationCommands(program);
   registerGuardCommands(program);
   registerScreenCommands(program);
+  registerPolicyCommands(program);
 }
