@@ -99,6 +99,8 @@ export async function rotateSigningKey(
   const now = () => engine.clock();
   const signer = new AuditSigner(engine.store, next, newState, now);
   signer.setHooks(trailPublisher({ store: engine.store, key: next, policy: () => undefined, witnessDir: options.witnessDir ?? null, now, log: options.log ?? (() => {}) }));
+  // The rotation entry is integrated off the commit (store/integrator.ts): settle, so B's first checkpoint covers it.
+  await engine.store.settleAudit();
   const checkpoint = (await signer.checkpoint())!;
   return { handover, checkpoint };
 }
