@@ -5,7 +5,9 @@
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
+import { CreateRequestBody, DEFAULT_POLICY_YAML, retentionMessage, trailBaseLine } from '@countersign/core';
+import { publicKeyFromPem } from '../src/audit/crypto.ts';
+import { verifyTrailStream } from '../src/audit/verify.ts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadOrCreateAuditKey, type AuditKey } from '../src/audit/crypto.ts';
 import { rotateSigningKey } from '../src/audit/rotate.ts';
@@ -96,4 +98,41 @@ describe.each(ENGINES)('review: key rotation attacks on $name', ({ make }) => {
     }
     expect({ started, signedBy }).toEqual({ started: expect.stringMatching(/^AUDIT_(KEY_RETIRED|FORK)$/), signedBy: undefined });
   });
+  it('a stolen RETIRED key cannot sign a retention statement after its hand-over (a fake prune an offline verifier pinned to the old key accepts)', async () => {
+    const keyA = loadOrCreateAuditKey(host('a'));
+    const a = await open(keyA);
+    await a.trail.checkKey();
+    await a.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+    agent = (await a.authenticate((await a.bootstrap())!.agentKey))!;
+    await create(a, 3);
+    await a.trail.checkpoint();
+    const n = (await a.trail.head()).treeSize;
+    clock += 400 * DAY;
+    const keyB = loadOrCreateAuditKey(host('b'));
+    const { handover } = await rotateSigningKey(a, keyB, fileSignerState(signerStatePath(keyB.path!)), { reason: 'yearly rotation' });
+    const b = await open(keyB);
+    await b.trail.checkKey();
+    await b.activatePolicy(DEFAULT_POLICY_YAML, 'test');
+    await create(b, 2);
+    await b.trail.checkpoint();
+    await b.trail.prune(365);
+    expect(await b.store.trail.prunedTo()).toBe(n);
+    const lines: string[] = [];
+    for await (const chunk of b.trail.exportLines()) lines.push(...chunk.split('\n'));
+    // Mallory, holding the retired key A, re-signs the base as "A pruned to n", dated a day after A was retired.
+    const baseIndex = lines.findIndex((l) => l.includes('"kind":"base"'));
+    const base = JSON.parse(lines[baseIndex]!) as { frontier: string[]; treeSize: number };
+    const timestamp = new Date(Date.parse(handover.timestamp) + DAY).toISOString();
+    const body = { prunedTo: base.treeSize, frontier: base.frontier, timestamp };
+    lines[baseIndex] = trailBaseLine({ ...body, keyId: keyA.keyId, signature: keyA.sign(retentionMessage(body)) });
+    const result = await verifyTrailStream(
+      (async function* () {
+        yield Buffer.from(`${lines.join('\n')}\n`);
+      })(),
+      publicKeyFromPem(keyA.publicKeyPem),
+      {},
+    );
+    expect(result).toMatchObject({ ok: false, fault: { code: 'KEY_RETIRED' } });
+  });
 });
+
