@@ -66,6 +66,8 @@ export interface ChainKey {
   after: number;
   /** …and at most this (its own hand-over size); null for the newest key. */
   upTo: number | null;
+  /** When it was handed over (the hand-over statement's time); null for the newest key. */
+  retiredAt: string | null;
 }
 
 export interface ChainCrypto {
@@ -134,12 +136,12 @@ export function followKeyChain(pinned: { keyId: string; rawPublicKey: Uint8Array
     used.add(current);
     const next = byFrom.get(current);
     if (!next) {
-      keys.push({ keyId: current, rawPublicKey: raw, after, upTo: null });
+      keys.push({ keyId: current, rawPublicKey: raw, after, upTo: null, retiredAt: null });
       break;
     }
     if (next.treeSize < after) return { ok: false, reason: `the hand-over from ${current} at size ${next.treeSize} comes before the hand-over to it (size ${after})` };
     if (keys.length > 0 && next.treeSize === after) return { ok: false, reason: `key ${current} hands over at the size it took over at (${after}): it covered nothing` };
-    keys.push({ keyId: current, rawPublicKey: raw, after, upTo: next.treeSize });
+    keys.push({ keyId: current, rawPublicKey: raw, after, upTo: next.treeSize, retiredAt: next.timestamp });
     after = next.treeSize;
     current = next.toKeyId;
     raw = fromBase64Of(next.toPublicKey, 32)!;
@@ -165,11 +167,16 @@ export function checkpointKeyProblem(keys: readonly ChainKey[], keyId: string, t
 
 /**
  * Whether `keyId` may have signed a retention statement pruning to `prunedTo`: the newest key may
- * prune anything it covers; a retired key only what it had itself covered (up to its hand-over).
+ * prune anything it covers; a retired key only what it had itself covered (up to its hand-over),
+ * and only in a statement dated no later than its hand-over.
  */
-export function retentionKeyProblem(keys: readonly ChainKey[], keyId: string, prunedTo: number): string | null {
+export function retentionKeyProblem(keys: readonly ChainKey[], keyId: string, prunedTo: number, timestamp?: string): string | null {
   const key = keys.find((k) => k.keyId === keyId);
   if (!key) return `key ${keyId} is not on the followed key chain`;
   if (key.upTo !== null && prunedTo > key.upTo) return `the retention statement to ${prunedTo} is signed by key ${keyId}, retired at ${key.upTo}`;
+  // A retired key signs nothing after its hand-over: a statement dated later is a stolen key's.
+  if (key.retiredAt !== null && (timestamp === undefined || !(Date.parse(timestamp) <= Date.parse(key.retiredAt)))) {
+    return `the retention statement to ${prunedTo} is signed by key ${keyId} at ${timestamp ?? 'no stated time'}, after its hand-over at ${key.retiredAt}: a retired key signs nothing after it`;
+  }
   return null;
 }
