@@ -49,6 +49,16 @@ export const SignedHandover = z
   .strict();
 export type SignedHandover = z.infer<typeof SignedHandover>;
 
+/** The most hand-overs a served chain may list (one a year would take a millennium). */
+export const MAX_HANDOVERS = 1000;
+
+/** The body of `GET /v1/audit/keys` as a client reads it: checked before any field is read. */
+export const ServedKeyChain = z.object({
+  current: z.string().regex(/^[0-9a-f]{16}$/),
+  handovers: z.array(SignedHandover).max(MAX_HANDOVERS),
+});
+export type ServedKeyChain = z.infer<typeof ServedKeyChain>;
+
 /** The signed bytes: origin, both keys, the size and root the old key's authority ends at, the time. */
 export function handoverMessage(body: HandoverBody): Uint8Array {
   return utf8(`${HANDOVER_ORIGIN}\n${body.fromKeyId} ${body.fromPublicKey}\n${body.toKeyId} ${body.toPublicKey}\n${body.treeSize}\n${body.rootHash}\n${body.timestamp}\n`);
