@@ -18,6 +18,7 @@ import {
   fromBase64Of,
   inclusionSides,
   checkpointKeyProblem,
+  ServedKeyChain,
   type ChainKey,
   type SignedHandover,
   type SignedCheckpoint,
@@ -46,9 +47,17 @@ interface LoadedKey {
   served?: string;
 }
 
-/** The server's key chain (`GET /v1/audit/keys`). */
+/** How long a learned key chain is used before it is fetched again (it is also re-read when an unknown key signs). */
+export const CHAIN_TTL_MS = 60_000;
+
+/** One hand-over statement, every signed field and both signatures, as a comparable string. */
+function statementKey(h: SignedHandover): string {
+  return JSON.stringify([h.fromKeyId, h.fromPublicKey, h.toKeyId, h.toPublicKey, h.treeSize, h.rootHash, h.timestamp, h.fromSignature, h.toSignature]);
+}
+
+/** The server's key chain (`GET /v1/audit/keys`); its body is checked (core `ServedKeyChain`) before use. */
 export interface KeyChainSource {
-  (): Promise<{ current: string; handovers: SignedHandover[] }>;
+  (): Promise<unknown>;
 }
 
 function subtle(): Subtle {
@@ -104,6 +113,9 @@ export class ReceiptVerifier {
   #loaded: Promise<LoadedKey> | undefined;
   /** The chain followed from the pinned key, once a receipt or checkpoint named another key. */
   #chain: ChainKey[] | null = null;
+  /** The hand-over statements of `#chain`, in chain order, as learned: a later chain must extend them. */
+  #statements: string[] | null = null;
+  #chainAt = 0;
 
   /**
    * `source` gives the server's public key (PEM); it is asked once, and again only after a
@@ -112,7 +124,7 @@ export class ReceiptVerifier {
    */
   constructor(
     private readonly source: () => Promise<string>,
-    private readonly options: { expectKeyId?: string | undefined; chain?: KeyChainSource | undefined } = {},
+    private readonly options: { expectKeyId?: string | undefined; chain?: KeyChainSource | undefined; chainTtlMs?: number | undefined; now?: (() => number) | undefined } = {},
   ) {}
 
   /** Starts fetching the key now (e.g. alongside creating a request), so a check later costs no round trip. */
@@ -223,34 +235,66 @@ export class ReceiptVerifier {
       const mine = keys.find((k) => k.keyId === keyId);
       return mine ? `signed by key ${keyId}, which was handed over to a newer key at tree size ${mine.upTo}: a retired key signs no receipt` : `signed by key ${keyId}, not the server's key ${pinned.keyId} (pinned), nor a key its signed chain hands over to`;
     };
-    if (keyId === pinned.keyId && pinned.key !== null) {
-      const problem = this.#chain && chainProblem(this.#chain);
-      if (problem) refuse(problem);
-      return pinned.key;
+    if (!this.options.chain) {
+      if (keyId === pinned.keyId && pinned.key !== null) return pinned.key;
+      return refuse(`signed by key ${keyId}, not the server's key ${pinned.keyId}`);
     }
-    if (!this.options.chain) return refuse(`signed by key ${keyId}, not the server's key ${pinned.keyId}`);
-    if (!this.#chain?.some((k) => k.keyId === keyId) || chainProblem(this.#chain) !== null) {
-      let served: { current: string; handovers: SignedHandover[] };
-      try {
-        served = await this.options.chain();
-      } catch (err) {
-        return refuse(`signed by key ${keyId}, not the pinned key ${pinned.keyId}, and the key chain could not be fetched: ${(err as Error).message}`);
-      }
-      try {
-        this.#chain = await followChain(subtle(), { keyId: pinned.keyId, raw: pinned.raw }, served.handovers ?? []);
-      } catch (err) {
-        if (pinned.served === undefined) throw err;
-        return refuse(`the server served key ${pinned.served}, not the pinned key ${pinned.keyId}, and no hand-over signed by the pinned key leads to it (${(err as Error).message})`);
-      }
-    }
-    const problem = chainProblem(this.#chain);
+    // With a chain source the chain is known from the first check on, and re-read when it is
+    // older than the TTL or a key it does not name signed: a receipt must come from its newest key.
+    const stale = this.#chain === null || this.#now() - this.#chainAt >= (this.options.chainTtlMs ?? CHAIN_TTL_MS) || !this.#chain.some((k) => k.keyId === keyId);
+    if (stale) await this.#learnChain(pinned, keyId, refuse);
+    const problem = chainProblem(this.#chain!);
     if (problem) refuse(problem);
-    const found = this.#chain.find((k) => k.keyId === keyId)!;
+    if (keyId === pinned.keyId && pinned.key !== null) return pinned.key;
+    const found = this.#chain!.find((k) => k.keyId === keyId)!;
     try {
       return await subtle().importKey('spki', spkiOfRaw(found.rawPublicKey), { name: 'Ed25519' }, false, ['verify']);
     } catch (err) {
       return refuse(`key ${keyId} from the chain is not an Ed25519 key: ${(err as Error).message}`);
     }
+  }
+
+  #now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  /**
+   * Fetches the served chain, checks its shape (zod, bounded), follows it from the pinned key and
+   * requires it to extend the chain learned before: the same hand-over statements in the same
+   * order, then perhaps more. The first chain learned is trusted on first use, from the pinned key
+   * alone (each step signed by both keys); a later chain that drops or replaces a statement is a
+   * fork — e.g. a stolen retired key signing a hand-over to a key of its own — and is refused.
+   */
+  async #learnChain(pinned: LoadedKey, keyId: string, refuse: (why: string) => never): Promise<void> {
+    let body: unknown;
+    try {
+      body = await this.options.chain!();
+    } catch (err) {
+      return refuse(`the audit key chain could not be fetched to check key ${keyId} (pinned ${pinned.keyId}): ${(err as Error).message}`);
+    }
+    const served = ServedKeyChain.safeParse(body);
+    if (!served.success) return refuse(`the audit key chain the server served is malformed (${served.error.issues[0]?.message ?? 'invalid'})`);
+    let keys: ChainKey[];
+    try {
+      keys = await followChain(subtle(), { keyId: pinned.keyId, raw: pinned.raw }, served.data.handovers);
+    } catch (err) {
+      if (pinned.served === undefined) throw err;
+      return refuse(`the server served key ${pinned.served}, not the pinned key ${pinned.keyId}, and no hand-over signed by the pinned key leads to it (${(err as Error).message})`);
+    }
+    const byFrom = new Map(served.data.handovers.map((h) => [h.fromKeyId, h]));
+    const statements = keys.slice(0, -1).map((k) => statementKey(byFrom.get(k.keyId)!));
+    const known = this.#statements;
+    if (known !== null) {
+      const at = known.findIndex((st, i) => statements[i] !== st);
+      if (at !== -1) {
+        return refuse(
+          `the audit key chain the server served now does not contain the chain this client learned before (hand-over ${at + 1} of ${known.length} differs or is missing): the chain forked — a retired key signed another hand-over, or another server answers`,
+        );
+      }
+    }
+    this.#statements = statements;
+    this.#chain = keys;
+    this.#chainAt = this.#now();
   }
 
   async #payloadHash(action: string, args: JsonObject): Promise<string> {

@@ -91,15 +91,43 @@ describe('an SDK pinned to the old audit key', () => {
     }
   });
 
-  it('once it knows the chain, refuses a receipt the retired key signed (a server still on the old key, or a stolen retired key)', async () => {
+  it('with a chain source, refuses a receipt the retired key signed (a server still on the old key, or a stolen retired key)', async () => {
     const v = verifier(async () => chain);
     await v.check(requestId, decision); // learns the chain
     const { signature: _sig, ...body } = decision.receipt!;
     const oldBody = { ...body, keyId: oldKeyId };
     const oldSigned = { ...decision, receipt: { ...oldBody, signature: sign(null, receiptMessage(oldBody), createPrivateKey(readFileSync(retiredKeyPath, 'utf8'))).toString('base64') } };
-    // Before knowing the chain, the pin alone accepts it (the SDK cannot know of a rotation it was never shown)…
-    await expect(verifier(async () => chain).check(requestId, oldSigned)).resolves.toBeUndefined();
-    // …after, it is refused.
+    // With no chain source, the pin alone accepts it (the SDK cannot know of a rotation it is never shown)…
+    await expect(new ReceiptVerifier(async () => oldPem).check(requestId, oldSigned)).resolves.toBeUndefined();
+    // …with one, it is refused: after learning the chain, and on a fresh verifier too (it fetches the chain on its first check).
     await expect(v.check(requestId, oldSigned)).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH', message: expect.stringContaining('retired key') });
+    await expect(verifier(async () => chain).check(requestId, oldSigned)).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH', message: expect.stringContaining('retired key') });
+  });
+});
+
+describe('the SDK re-reads the key chain', () => {
+  it('after its TTL, so a rotation it was not shown is learned even while the old key still signs', async () => {
+    let now = 0;
+    let served: { current: string; handovers: SignedHandover[] } = { current: oldKeyId, handovers: [] };
+    let fetches = 0;
+    const v = new ReceiptVerifier(async () => oldPem, {
+      chain: async () => {
+        fetches++;
+        return served;
+      },
+      chainTtlMs: 60_000,
+      now: () => now,
+    });
+    const { signature: _sig, ...body } = decision.receipt!;
+    const oldBody = { ...body, keyId: oldKeyId };
+    const oldSigned = { ...decision, receipt: { ...oldBody, signature: sign(null, receiptMessage(oldBody), createPrivateKey(readFileSync(retiredKeyPath, 'utf8'))).toString('base64') } };
+    await v.check(requestId, oldSigned); // the chain served so far has no hand-over: the old key is current
+    served = chain;
+    now = 59_999;
+    await v.check(requestId, oldSigned); // within the TTL: not re-read
+    expect(fetches).toBe(1);
+    now = 60_000;
+    await expect(v.check(requestId, oldSigned)).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH', message: expect.stringContaining('retired key') });
+    expect(fetches).toBe(2);
   });
 });

@@ -70,6 +70,8 @@ export {
 export {
   HANDOVER_ORIGIN,
   SignedHandover,
+  ServedKeyChain,
+  MAX_HANDOVERS,
   checkHandover,
   checkpointKeyProblem,
   followKeyChain,

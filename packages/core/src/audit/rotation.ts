@@ -49,6 +49,16 @@ export const SignedHandover = z
   .strict();
 export type SignedHandover = z.infer<typeof SignedHandover>;
 
+/** The most hand-overs a served chain may list (one a year would take a millennium). */
+export const MAX_HANDOVERS = 1000;
+
+/** The body of `GET /v1/audit/keys` as a client reads it: checked before any field is read. */
+export const ServedKeyChain = z.object({
+  current: z.string().regex(/^[0-9a-f]{16}$/),
+  handovers: z.array(SignedHandover).max(MAX_HANDOVERS),
+});
+export type ServedKeyChain = z.infer<typeof ServedKeyChain>;
+
 /** The signed bytes: origin, both keys, the size and root the old key's authority ends at, the time. */
 export function handoverMessage(body: HandoverBody): Uint8Array {
   return utf8(`${HANDOVER_ORIGIN}\n${body.fromKeyId} ${body.fromPublicKey}\n${body.toKeyId} ${body.toPublicKey}\n${body.treeSize}\n${body.rootHash}\n${body.timestamp}\n`);
@@ -66,6 +76,8 @@ export interface ChainKey {
   after: number;
   /** …and at most this (its own hand-over size); null for the newest key. */
   upTo: number | null;
+  /** When it was handed over (the hand-over statement's time); null for the newest key. */
+  retiredAt: string | null;
 }
 
 export interface ChainCrypto {
@@ -134,12 +146,12 @@ export function followKeyChain(pinned: { keyId: string; rawPublicKey: Uint8Array
     used.add(current);
     const next = byFrom.get(current);
     if (!next) {
-      keys.push({ keyId: current, rawPublicKey: raw, after, upTo: null });
+      keys.push({ keyId: current, rawPublicKey: raw, after, upTo: null, retiredAt: null });
       break;
     }
     if (next.treeSize < after) return { ok: false, reason: `the hand-over from ${current} at size ${next.treeSize} comes before the hand-over to it (size ${after})` };
     if (keys.length > 0 && next.treeSize === after) return { ok: false, reason: `key ${current} hands over at the size it took over at (${after}): it covered nothing` };
-    keys.push({ keyId: current, rawPublicKey: raw, after, upTo: next.treeSize });
+    keys.push({ keyId: current, rawPublicKey: raw, after, upTo: next.treeSize, retiredAt: next.timestamp });
     after = next.treeSize;
     current = next.toKeyId;
     raw = fromBase64Of(next.toPublicKey, 32)!;
@@ -165,11 +177,16 @@ export function checkpointKeyProblem(keys: readonly ChainKey[], keyId: string, t
 
 /**
  * Whether `keyId` may have signed a retention statement pruning to `prunedTo`: the newest key may
- * prune anything it covers; a retired key only what it had itself covered (up to its hand-over).
+ * prune anything it covers; a retired key only what it had itself covered (up to its hand-over),
+ * and only in a statement dated no later than its hand-over.
  */
-export function retentionKeyProblem(keys: readonly ChainKey[], keyId: string, prunedTo: number): string | null {
+export function retentionKeyProblem(keys: readonly ChainKey[], keyId: string, prunedTo: number, timestamp?: string): string | null {
   const key = keys.find((k) => k.keyId === keyId);
   if (!key) return `key ${keyId} is not on the followed key chain`;
   if (key.upTo !== null && prunedTo > key.upTo) return `the retention statement to ${prunedTo} is signed by key ${keyId}, retired at ${key.upTo}`;
+  // A retired key signs nothing after its hand-over: a statement dated later is a stolen key's.
+  if (key.retiredAt !== null && (timestamp === undefined || !(Date.parse(timestamp) <= Date.parse(key.retiredAt)))) {
+    return `the retention statement to ${prunedTo} is signed by key ${keyId} at ${timestamp ?? 'no stated time'}, after its hand-over at ${key.retiredAt}: a retired key signs nothing after it`;
+  }
   return null;
 }

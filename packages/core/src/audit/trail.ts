@@ -396,7 +396,7 @@ export class TrailVerifier {
   #settleChain(line: number): boolean {
     const o = this.#options;
     if (this.#handovers.length === 0) {
-      this.#chain = [{ keyId: o.keyId, rawPublicKey: o.rawPublicKey ?? new Uint8Array(), after: -1, upTo: null }];
+      this.#chain = [{ keyId: o.keyId, rawPublicKey: o.rawPublicKey ?? new Uint8Array(), after: -1, upTo: null, retiredAt: null }];
     } else {
       const followed = followKeyChain({ keyId: o.keyId, rawPublicKey: o.rawPublicKey! }, this.#handovers, { keyIdOfRaw: o.keyIdOfRaw!, verify: o.verifyWithKey!, hashSize: o.hasher.size });
       if (!followed.ok) {
@@ -506,7 +506,7 @@ export class TrailVerifier {
       return this.#fail('MALFORMED', this.#line, `line ${this.#line}: malformed retention statement in the pruned-trail base`);
     }
     const at = this.#line;
-    const problem = retentionKeyProblem(this.#chain!, keyId, size);
+    const problem = retentionKeyProblem(this.#chain!, keyId, size, timestamp);
     if (problem) return this.#fail(this.#chain!.some((k) => k.keyId === keyId) ? 'KEY_RETIRED' : 'KEY_MISMATCH', at, `line ${at}: ${problem}, the trusted key is ${this.#options.keyId}`);
     const sig = fromBase64Of(signature, this.#options.signatureLength ?? 64);
     const frontier = b.frontier as string[];

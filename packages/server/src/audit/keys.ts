@@ -102,6 +102,43 @@ export async function signingProblem(q: Queries, key: PublicAuditKey, options: {
   return null;
 }
 
+/**
+ * At start (review finding: a database writer un-retiring a key after retention pruned its
+ * rotation entry): the newest checkpoint and the newest retention statement the database holds
+ * were signed by some key; if it is not this one, this key may run only if a chain of hand-overs,
+ * each verified by both its signatures (`recordedHandovers`), leads from that key to this one.
+ * A row saying a key is current proves nothing; a signature by the newer key proves it existed
+ * and signed this trail, so an older key without a signed hand-over back to it stays refused.
+ */
+export async function newestSignerProblem(q: Queries, key: PublicAuditKey): Promise<CountersignError | null> {
+  const latest = await q.trail.latestCheckpoint();
+  const prunedTo = await q.trail.prunedTo();
+  const retention = prunedTo > 0 ? await q.trail.retentionAt(prunedTo) : undefined;
+  const signers = [latest && { what: `checkpoint of size ${latest.treeSize}`, keyId: latest.keyId }, retention && { what: `retention statement to ${prunedTo}`, keyId: retention.keyId }];
+  let handovers: SignedHandover[] | null = null;
+  for (const s of signers) {
+    if (!s || s.keyId === key.keyId) continue;
+    handovers ??= await recordedHandovers(q.auditKeys);
+    let at = s.keyId;
+    const seen = new Set<string>([at]);
+    for (;;) {
+      const next = handovers.find((h) => h.fromKeyId === at);
+      if (!next) {
+        return new CountersignError(
+          'AUDIT_KEY_RETIRED',
+          `the newest ${s.what} in the database is signed by key ${s.keyId}, and no hand-over signed by both keys leads from it to this server's key ${key.keyId}: a key that signed before ${s.keyId} took over never signs this trail again (the key record was edited, or this is an old key restored from a backup); nothing is signed`,
+          { keyId: key.keyId, newest: s.keyId },
+        );
+      }
+      at = next.toKeyId;
+      if (at === key.keyId) break;
+      if (seen.has(at)) return new CountersignError('AUDIT_FORK', `the recorded hand-overs return to key ${at}: the key record was edited; nothing is signed`);
+      seen.add(at);
+    }
+  }
+  return null;
+}
+
 function retiredError(key: PublicAuditKey, mine: RecordedKey): CountersignError {
   const h = mine.handover;
   // Believed only when the retiring key itself signed it: an edited row cannot retire a key.
@@ -122,7 +159,7 @@ function retiredError(key: PublicAuditKey, mine: RecordedKey): CountersignError 
 export async function requireNewestKey(store: { transaction<T>(fn: (tx: Queries) => Promise<T>): Promise<T> } & Queries, key: PublicAuditKey, now: number): Promise<void> {
   const problem = await store.transaction(async (tx) => {
     await tx.auditKeys.lockExclusive();
-    const p = await signingProblem(tx, key, { scanTrail: true });
+    const p = (await signingProblem(tx, key, { scanTrail: true })) ?? (await newestSignerProblem(tx, key));
     if (p) return p;
     if ((await tx.auditKeys.current()).length === 0) await tx.auditKeys.insert(key.keyId, rawKeyOf(key), now);
     return null;

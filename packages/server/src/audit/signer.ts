@@ -118,7 +118,9 @@ export class AuditSigner {
    * checking that the database's tree extends the signed one, so a rewrite of an idle trail is
    * noticed too.
    *
-   * Checkpoint rows the database holds are evidence, not trust: a row this key did not sign, or
+   * Checkpoint rows the database holds are evidence, not trust: a row of another key for a size
+   * beyond this key's state is a refusal (that key took over; this one never signs again); a
+   * row this key did not sign, or
    * one for a tree larger than the database's, is a fork alarm (refusal kind `fork`, reported),
    * while the signer goes on signing what extends its own state. A row signed by this key for a
    * larger tree that extends the state (another host's signer) is adopted.
@@ -134,6 +136,10 @@ export class AuditSigner {
         const alarms: string[] = [];
         const good: SignedCheckpoint[] = [];
         for (const row of rows) {
+          if (!this.#signedByMe(row) && row.keyId !== this.key.keyId && row.treeSize > state.treeSize) {
+            // Another key signed further than this one: this key was handed over (or the row was planted); either way it signs nothing more.
+            return this.#refuse('fork', `the database holds a checkpoint for size ${row.treeSize} signed by key ${row.keyId}, beyond this key's (${this.key.keyId}) signed size ${state.treeSize}: another key signs this trail now`, state, head);
+          }
           if (!this.#signedByMe(row)) alarms.push(`the database holds a checkpoint for size ${row.treeSize} that this key (${this.key.keyId}) did not sign`);
           else if (row.treeSize > head.treeSize) alarms.push(`the database holds a checkpoint signed for size ${row.treeSize}, larger than its tree: entries were removed`);
           else if (row.treeSize === state.treeSize && row.rootHash !== state.rootHash) {
