@@ -449,22 +449,46 @@ export class Queries {
     return Number(result.numUpdatedRows) === 1;
   }
 
-  /** Whether the trail holds an entry of `type` for the request (by the `audit_log_request` index). */
+  /**
+   * Whether the trail holds an entry of `type` for the request (by both tables' request indexes).
+   * One statement over both tables (UNION ALL), so one snapshot: an entry the integrator moves
+   * from audit_pending to audit_log is in exactly one of them for it, never in neither (two
+   * statements under READ COMMITTED could each miss it).
+   */
   async auditHas(requestId: string, type: string): Promise<boolean> {
-    const row = await this.db.selectFrom('audit_log').select('seq').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
-    if (row !== undefined) return true;
-    const pending = await this.db.selectFrom('audit_pending').select('id').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
-    return pending !== undefined;
+    const row = await this.db
+      .selectFrom('audit_log')
+      .select(sql<number>`1`.as('found'))
+      .where('request_id', '=', requestId)
+      .where('type', '=', type)
+      .unionAll(this.db.selectFrom('audit_pending').select(sql<number>`1`.as('found')).where('request_id', '=', requestId).where('type', '=', type))
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /**
    * A request's entries: the integrated ones by seq, then any not yet integrated, by id, with
    * seq 0 (inside a transaction, what it wrote itself is pending until the integrator runs).
+   * One statement over both tables (UNION ALL, one snapshot), so an entry integrated during
+   * the read is in the answer once, never lost between two reads.
    */
   async auditFor(requestId: string): Promise<AuditRow[]> {
-    const integrated = await this.db.selectFrom('audit_log').selectAll().where('request_id', '=', requestId).orderBy('seq').execute();
-    const pending = await this.db.selectFrom('audit_pending').selectAll().where('request_id', '=', requestId).orderBy('id').execute();
-    return [...integrated, ...pending.map(({ id, ...e }) => ({ ...e, seq: 0, entry_id: Number(id), at: Number(e.at) }))];
+    const rows = await this.db
+      .selectFrom('audit_log')
+      .select(['seq', 'entry_id', 'at', 'type', 'request_id', 'actor_type', 'actor_id', 'actor_name', 'data'])
+      .where('request_id', '=', requestId)
+      .unionAll(
+        this.db
+          .selectFrom('audit_pending')
+          .select([sql<number>`0`.as('seq'), 'id as entry_id', 'at', 'type', 'request_id', 'actor_type', 'actor_id', 'actor_name', 'data'])
+          .where('request_id', '=', requestId),
+      )
+      .execute();
+    const all = rows.map((r) => ({ ...r, seq: Number(r.seq), at: Number(r.at), entry_id: r.entry_id === null ? null : Number(r.entry_id) }));
+    const integrated = all.filter((r) => r.seq > 0).sort((x, y) => x.seq - y.seq);
+    const pending = all.filter((r) => r.seq === 0).sort((x, y) => (x.entry_id ?? 0) - (y.entry_id ?? 0));
+    return [...integrated, ...pending];
   }
 
   /** The trail in seq order; `actor` matches an actor's id or name; `from`/`to` bound `at` (ms, to exclusive). */
