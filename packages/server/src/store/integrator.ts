@@ -39,10 +39,10 @@ export interface IntegratorOptions {
 export interface IntegratorPorts {
   /** Runs one batch in its own transaction; null when another server holds the lock. */
   integrateBatch(limit: number): Promise<{ taken: number; size: number } | null>;
-  /** The newest pending id (0 when none is pending). */
-  newestPending(): Promise<number>;
+  /** The newest pending id, exactly (0n when none is pending). */
+  newestPending(): Promise<bigint>;
   /** Whether an entry with id ≤ `id` is still pending. */
-  pendingAtOrBelow(id: number): Promise<boolean>;
+  pendingAtOrBelow(id: bigint): Promise<boolean>;
 }
 
 export const INTEGRATION_BATCH = 2000;
@@ -84,7 +84,7 @@ export class AuditIntegrator {
    */
   async settle(timeoutMs = 2000): Promise<boolean> {
     const target = await this.#ports.newestPending();
-    if (target === 0) return true;
+    if (target === 0n) return true;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       await this.#run();
@@ -130,7 +130,7 @@ export class AuditIntegrator {
   async #poll(): Promise<void> {
     if (this.#stopped || this.#running) return;
     try {
-      if ((await this.#ports.newestPending()) > 0) await this.#run();
+      if ((await this.#ports.newestPending()) > 0n) await this.#run();
     } catch (err) {
       this.#onError(err);
     }

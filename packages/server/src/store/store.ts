@@ -605,8 +605,10 @@ export class Store extends Queries {
           postgres
             ? db.transaction().execute((trx) => new TrailQueries(trx, sealer).integrateBatch(limit, true))
             : this.transaction((tx) => tx.trail.integrateBatch(limit, false)),
-        newestPending: async () => Number((await db.selectFrom('audit_pending').select((eb) => eb.fn.max('id').as('n')).executeTakeFirst())?.n ?? 0),
-        pendingAtOrBelow: async (id) => (await db.selectFrom('audit_pending').select('id').where('id', '<=', id).limit(1).executeTakeFirst()) !== undefined,
+        // Ids as exact text (a planted id may be at or above 2^53; see TrailQueries.integrateBatch).
+        newestPending: async () => BigInt((await db.selectFrom('audit_pending').select(sql<string | null>`cast(max(id) as text)`.as('n')).executeTakeFirst())?.n ?? 0),
+        pendingAtOrBelow: async (id) =>
+          (await db.selectFrom('audit_pending').select('id').where(sql<boolean>`id <= cast(${String(id)} as bigint)`).limit(1).executeTakeFirst()) !== undefined,
       },
       integration,
     );

@@ -143,31 +143,36 @@ export class TrailQueries {
     if (postgres) headQuery = headQuery.forUpdate();
     const head = await headQuery.executeTakeFirstOrThrow();
     const size = Number(head.seq);
+    // Ids are read as text and compared as bigints: a row planted with an id at or above 2^53
+    // (and, on SQLite, every id drawn after it) stays exact, so it neither throws nor collides.
     const taken = await this.db
       .deleteFrom('audit_pending')
       .where('id', 'in', (eb) => eb.selectFrom('audit_pending').select('id').orderBy('id').limit(limit))
-      .returningAll()
+      .returning([sql<string>`cast(id as text)`.as('id_text'), 'at', 'type', 'request_id', 'actor_type', 'actor_id', 'actor_name', 'data'])
       .execute();
     if (taken.length === 0) return { taken: 0, size };
-    const plan = planIntegration(size, taken.map((r) => ({ ...r, id: Number(r.id), at: Number(r.at) })));
+    const plan = planIntegration(
+      size,
+      taken.map(({ id_text, ...r }) => ({ ...r, id: BigInt(id_text), at: typeof r.at === 'bigint' || typeof r.at === 'string' ? Number(r.at) : r.at })),
+    );
     const rows: AuditLogTable[] = plan.map(({ seq, entry }) => {
+      const { id, ...fields } = entry;
+      // Stored as exact text; both dialects' bigint/INTEGER columns take it as the integer.
+      const entryId = String(id) as unknown as number;
       const problem = pendingEntryProblem(entry);
-      if (problem === null) {
-        const { id, ...fields } = entry;
-        return { seq, entry_id: id, ...fields };
-      }
+      if (problem === null) return { seq, entry_id: entryId, ...fields };
       // Planted in the database: kept, as text, in an entry of its own, so the batch goes on.
-      const fields = Object.fromEntries(Object.entries(entry).map(([k, v]) => [k, v === null ? null : String(v)]));
+      const texts = Object.fromEntries(Object.entries(entry).map(([k, v]) => [k, v === null ? null : String(v)]));
       return {
         seq,
-        entry_id: entry.id,
+        entry_id: entryId,
         at: now,
         type: 'audit_entry_malformed',
         request_id: null,
         actor_type: 'system',
         actor_id: 'system',
         actor_name: 'countersign',
-        data: JSON.stringify({ entryId: entry.id, problem, fields }),
+        data: JSON.stringify({ entryId: Number.isSafeInteger(Number(id)) ? Number(id) : String(id), problem, fields: texts }),
       };
     });
     for (let i = 0; i < rows.length; i += INSERT_CHUNK / 10) {
