@@ -17,6 +17,7 @@ import type { AuditLogTable, Database } from './schema.ts';
 import { hasher } from './hashing.ts';
 import { Sealer } from './sealing.ts';
 import { insertRows } from './insert-rows.ts';
+import { INTEGRATION_LOCK_TIMEOUT_MS, INTEGRATION_STATEMENT_TIMEOUT_MS } from './integrator.ts';
 
 export interface AuditNodesTable {
   level: number;
@@ -136,6 +137,10 @@ export class TrailQueries {
    */
   async integrateBatch(limit: number, postgres: boolean, now: number = Date.now()): Promise<{ taken: number; size: number } | null> {
     if (postgres) {
+      // Bounded: a session holding a row lock on a pending entry or the head fails this batch
+      // (retried later) instead of holding the integrator, and so every settle, indefinitely.
+      await sql.raw(`set local lock_timeout = ${INTEGRATION_LOCK_TIMEOUT_MS}`).execute(this.db);
+      await sql.raw(`set local statement_timeout = ${INTEGRATION_STATEMENT_TIMEOUT_MS}`).execute(this.db);
       const lock = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext(current_schema() || ':countersign:audit-integrator')) as ok`.execute(this.db);
       if (!lock.rows[0]?.ok) return null;
     }
