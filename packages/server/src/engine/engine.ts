@@ -205,11 +205,20 @@ export class Engine {
    * Opens the store (migrating it) and starts listening for cross-process wake-ups. Without
    * `auditKey`, checkpoints and receipts are signed with a key that lives in this process only.
    */
-  static async open(options: { connection: Connection; now?: () => number; auditKey?: AuditKey | undefined; guard?: GuardOptions | undefined }): Promise<Engine> {
+  static async open(options: {
+    connection: Connection;
+    now?: () => number;
+    auditKey?: AuditKey | undefined;
+    guard?: GuardOptions | undefined;
+    /** Errors of the store's background work (audit integration rounds, retried): the runtime logs them. */
+    onStoreError?: ((err: unknown) => void) | undefined;
+  }): Promise<Engine> {
     // Resolved by the runtime from the config (COUNTERSIGN_ENCRYPTION_KEY…); never read from the environment here.
     const guard = options.guard ?? {};
     // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
-    const engine = new Engine(new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)), options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
+    const sealer = Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys);
+    const store = new Store(options.connection, sealer, options.onStoreError ? { onError: options.onStoreError } : {});
+    const engine = new Engine(store, options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard);
     if (engine.store.capabilities.listenNotify) {
       // After a lost LISTEN connection is back, every waiter re-reads: a decision made meanwhile is never missed.
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id), () => engine.wakeups.resync());
@@ -218,6 +227,15 @@ export class Engine {
       engine.external = await ExternalChanges.start(engine.store, (id) => engine.wakeups.publish(id));
     }
     return engine;
+  }
+
+  /**
+   * How long the oldest entry still waiting for integration has waited (by this engine's clock,
+   * which stamped it), or null when none is pending: /healthz is degraded past a bound.
+   */
+  async auditIntegrationLag(): Promise<{ ms: number; since: number } | null> {
+    const oldest = await this.store.auditOldestPendingAt();
+    return oldest === undefined ? null : { ms: this.now() - oldest, since: oldest };
   }
 
   async close(): Promise<void> {

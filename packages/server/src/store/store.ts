@@ -394,6 +394,12 @@ export class Queries {
     return rows.map((r) => Number(r['id'])).sort((a, b) => a - b);
   }
 
+  /** The time (`at`) of the oldest entry still waiting for integration, if any: /healthz reads it. */
+  async auditOldestPendingAt(): Promise<number | undefined> {
+    const row = await this.db.selectFrom('audit_pending').select('at').orderBy('id').limit(1).executeTakeFirst();
+    return row === undefined ? undefined : Number(row.at);
+  }
+
   /** The integrated tree size (0 on an empty trail). */
   async auditHeadSeq(): Promise<number> {
     const row = await this.db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirst();
