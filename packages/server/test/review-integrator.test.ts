@@ -192,3 +192,37 @@ describe('PostgreSQL: a session holding the integrator lock', () => {
     await holder.query(`select pg_advisory_unlock(hashtext($1 || ':countersign:audit-integrator'))`, [schema]);
   }, 20_000);
 });
+
+describe.each([
+  { name: 'postgres', make: postgresDatabase },
+  { name: 'sqlite', make: sqliteDatabase },
+])('lows of the review ($name)', ({ make }) => {
+  it('retention keeps from the smallest seq at or after the cutoff, not from the earliest entry by time', async () => {
+    const db = make();
+    cleanup.push(() => db.drop());
+    const store = await open(db);
+    // Integrated in id order, but times need not follow seqs (each keeps its transaction's time).
+    await store.transaction((tx) => tx.appendAudit([{ ...entry(1), at: 5_000 }]));
+    await store.transaction((tx) => tx.appendAudit([{ ...entry(2), at: 1_000 }]));
+    await store.transaction((tx) => tx.appendAudit([{ ...entry(3), at: 10_000 }]));
+    expect(await store.settleAudit(3000)).toBe(true);
+    // Seq 1 (at 5000) is within retention for a cutoff of 1000: nothing before it may go.
+    expect(await store.trail.firstSeqAtOrAfter(1_000)).toBe(1);
+    expect(await store.trail.firstSeqAtOrAfter(6_000)).toBe(3);
+    expect(await store.trail.firstSeqAtOrAfter(20_000)).toBeUndefined();
+  });
+
+  it("auditByEntryId does not return another entry's row for a planted duplicate entry_id", async () => {
+    const db = make();
+    cleanup.push(() => db.drop());
+    const store = await open(db);
+    const [id] = await store.transaction((tx) => tx.appendAudit([entry(1, 'feedback')]));
+    expect(await store.settleAudit(3000)).toBe(true);
+    expect((await store.auditByEntryId(id!))?.type).toBe('feedback');
+    const raw = await connect(db.url);
+    cleanup.push(() => raw.destroy());
+    // A database writer plants a row with the same entry_id (and an earlier seq would sort first).
+    await raw.db.insertInto('audit_log').values({ seq: 0, entry_id: id!, ...entry(9, 'planted') }).execute();
+    expect(await store.auditByEntryId(id!)).toBeUndefined();
+  });
+});

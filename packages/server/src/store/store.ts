@@ -434,7 +434,11 @@ export class Queries {
 
   /** The integrated entry that had pending id `id`, if it is integrated yet. */
   async auditByEntryId(id: number): Promise<AuditRow | undefined> {
-    return this.db.selectFrom('audit_log').selectAll().where('entry_id', '=', id).orderBy('seq').limit(1).executeTakeFirst();
+    // An id that is not exact (at or above 2^53: planted) names no entry reliably: none.
+    if (!Number.isSafeInteger(id)) return undefined;
+    // Two rows with one entry_id can only be planted: neither is trusted to be the caller's.
+    const rows = await this.db.selectFrom('audit_log').selectAll().where('entry_id', '=', id).orderBy('seq').limit(2).execute();
+    return rows.length === 1 ? rows[0] : undefined;
   }
 
   /**

@@ -334,10 +334,12 @@ export class TrailQueries {
     return Number(row.pruned_to);
   }
 
-  /** The seq of the earliest entry at or after `at` (by time), if any. */
+  /** The first seq from which every entry is kept: the smallest seq of an entry at or after `at`, if any. */
   async firstSeqAtOrAfter(at: number): Promise<number | undefined> {
-    const row = await this.db.selectFrom('audit_log').select('seq').where('at', '>=', at).orderBy('at').orderBy('seq').limit(1).executeTakeFirst();
-    return row ? Number(row.seq) : undefined;
+    // The smallest seq among entries at or after `at`: entries are not in time order by seq (an
+    // integrated entry keeps its transaction's time), so the earliest by time is not the one to keep from.
+    const row = await this.db.selectFrom('audit_log').select((eb) => eb.fn.min('seq').as('seq')).where('at', '>=', at).executeTakeFirst();
+    return row?.seq === null || row?.seq === undefined ? undefined : Number(row.seq);
   }
 
   /** The smallest checkpoint size in (after, upTo]. */
