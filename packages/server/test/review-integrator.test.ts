@@ -226,3 +226,28 @@ describe.each([
     expect(await store.auditByEntryId(id!)).toBeUndefined();
   });
 });
+
+describe('SQLite: a change watcher after a planted id at or above 2^53', () => {
+  it('walks every genuine entry after it, one by one, without skipping one whose id rounds onto the next', async () => {
+    const db = sqliteDatabase();
+    cleanup.push(() => db.drop());
+    const store = await open(db, { pollMs: 3_600_000 });
+    await store.integrator.stop();
+    const raw = await connect(db.url);
+    cleanup.push(() => raw.destroy());
+    await raw.db.insertInto('audit_pending').values({ id: 2 ** 53, ...entry(0, 'poison', 'req_poison') } as never).execute();
+    const start = await store.auditLastEntryId();
+    // Every id after the planted one is drawn above 2^53 (AUTOINCREMENT), where numbers round.
+    for (const r of ['req_a', 'req_b', 'req_c', 'req_d', 'req_e']) await store.transaction((tx) => tx.appendAudit([entry(1, 'test', r)]));
+    const seen: string[] = [];
+    let last = start;
+    // Bounded: a watcher whose ids round can go round in circles (it did, before ids were exact).
+    for (let step = 0; step < 20; step++) {
+      const [row] = await store.auditRequestsAfterEntry(last, 1);
+      if (!row) break;
+      last = row.id;
+      seen.push(row.request_id!);
+    }
+    expect(seen).toEqual(['req_a', 'req_b', 'req_c', 'req_d', 'req_e']);
+  });
+});

@@ -406,29 +406,41 @@ export class Queries {
     return Number(row?.seq ?? 0);
   }
 
-  /** The newest entry id written, integrated or not (0 when none): where a change watcher starts. */
-  async auditLastEntryId(): Promise<number> {
-    const pending = await this.db.selectFrom('audit_pending').select((eb) => eb.fn.max('id').as('n')).executeTakeFirst();
-    const log = await this.db.selectFrom('audit_log').select((eb) => eb.fn.max('entry_id').as('n')).executeTakeFirst();
-    return Math.max(Number(pending?.n ?? 0), Number(log?.n ?? 0));
+  /** The newest entry id written, integrated or not (0n when none), exactly: where a change watcher starts. */
+  async auditLastEntryId(): Promise<bigint> {
+    const pending = await this.db.selectFrom('audit_pending').select(sql<string | null>`cast(max(id) as text)`.as('n')).executeTakeFirst();
+    const log = await this.db.selectFrom('audit_log').select(sql<string | null>`cast(max(entry_id) as text)`.as('n')).executeTakeFirst();
+    const a = BigInt(pending?.n ?? 0);
+    const b = BigInt(log?.n ?? 0);
+    return a > b ? a : b;
   }
 
   /**
    * Which requests the entries with an id after `afterId` are about, integrated or not, by id
    * (both tables' id indexes). On SQLite ids are drawn by one writer at a time, so they are in
    * commit order and a watcher that remembers the last id misses nothing (engine/external-changes.ts).
+   * Ids are exact (text, compared as bigint): a planted id at or above 2^53 must not make the
+   * watcher skip the genuine ids after it.
    */
-  async auditRequestsAfterEntry(afterId: number, limit: number): Promise<Array<{ id: number; request_id: string | null }>> {
-    const pending = await this.db.selectFrom('audit_pending').select(['id', 'request_id']).where('id', '>', afterId).orderBy('id').limit(limit).execute();
-    const log = await this.db
-      .selectFrom('audit_log')
-      .select(['entry_id', 'request_id'])
-      .where('entry_id', '>', afterId)
-      .orderBy('entry_id')
+  async auditRequestsAfterEntry(afterId: bigint, limit: number): Promise<Array<{ id: bigint; request_id: string | null }>> {
+    const after = String(afterId);
+    const pending = await this.db
+      .selectFrom('audit_pending')
+      .select([sql<string>`cast(id as text)`.as('id'), 'request_id'])
+      .where(sql<boolean>`id > cast(${after} as bigint)`)
+      .orderBy('audit_pending.id')
       .limit(limit)
       .execute();
-    return [...pending.map((r) => ({ id: Number(r.id), request_id: r.request_id })), ...log.map((r) => ({ id: Number(r.entry_id), request_id: r.request_id }))]
-      .sort((a, b) => a.id - b.id)
+    const log = await this.db
+      .selectFrom('audit_log')
+      .select([sql<string>`cast(entry_id as text)`.as('id'), 'request_id'])
+      .where(sql<boolean>`entry_id > cast(${after} as bigint)`)
+      .orderBy('audit_log.entry_id')
+      .limit(limit)
+      .execute();
+    return [...pending, ...log]
+      .map((r) => ({ id: BigInt(r.id), request_id: r.request_id }))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       .slice(0, limit);
   }
 
