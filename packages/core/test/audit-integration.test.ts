@@ -20,4 +20,13 @@ describe('planIntegration', () => {
     expect(() => planIntegration(0, [{ id: 1.5 }])).toThrow(/not an integer/);
     expect(() => planIntegration(-1, [{ id: 1 }])).toThrow(/not a size/);
   });
+
+  it('orders and tells apart ids at or above 2^53 exactly (read as bigint), next to small ones', () => {
+    const big = 2n ** 53n;
+    const plan = planIntegration(0, [{ id: big + 3n }, { id: 5 }, { id: big + 1n }, { id: big + 2n }]);
+    expect(plan.map((p) => p.entry.id)).toEqual([5, big + 1n, big + 2n, big + 3n]);
+    expect(() => planIntegration(0, [{ id: big + 1n }, { id: big + 1n }])).toThrow(/twice/);
+    // As a number, 2^53 + 1 is not representable: refused rather than confused with 2^53.
+    expect(() => planIntegration(0, [{ id: 2 ** 53 + 2 }])).toThrow(/not an integer/);
+  });
 });

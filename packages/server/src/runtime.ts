@@ -76,7 +76,17 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
       throw err;
     }
   }
-  const engine = await Engine.open({ connection, auditKey, guard: config.guard, serverSecret });
+  // Integration failures (retried on the next wake or poll) reach the log: once per cause, and
+  // again each minute while it lasts, so a stalled trail is visible without flooding the log.
+  let lastIntegrationError = { message: '', at: 0 };
+  const onStoreError = (err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    const now = Date.now();
+    if (message === lastIntegrationError.message && now - lastIntegrationError.at < 60_000) return;
+    lastIntegrationError = { message, at: now };
+    log(`countersign: audit integration failed (retrying): ${message}`);
+  };
+  const engine = await Engine.open({ connection, auditKey, guard: config.guard, serverSecret, onStoreError });
   for (const check of serverPolicyChecks(config.env)) engine.addPolicyCheck(check);
   engine.trail.setRedactedFields(config.audit.redactFields);
   // What the signer signs goes to the witnesses; what it refuses to sign, to every channel.
@@ -149,7 +159,10 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
 
 async function legacyOrOwnKey(audit: AuditConfig, connection: Connection, log: (line: string) => void): Promise<AuditKey> {
   const legacy = loadOrCreateAuditKey(audit.legacyKeyPath!);
-  const latest = await new Store(connection).trail.latestCheckpoint();
+  // A throwaway store on the runtime's connection: its integrator is stopped at once (the
+  // connection is the engine's, so it is not closed here).
+  const store = new Store(connection, undefined, { pollMs: 3_600_000 });
+  const latest = await store.trail.latestCheckpoint().finally(() => store.integrator.stop());
   if (latest?.keyId === legacy.keyId) {
     log(`countersign: this database's trail is signed by ${audit.legacyKeyPath}, the key file PostgreSQL installations used to share; move it to ${audit.keyPath} (or set COUNTERSIGN_AUDIT_KEY_PATH) so no other installation picks it up`);
     return legacy;

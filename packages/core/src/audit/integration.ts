@@ -7,11 +7,14 @@
  *   its ids first) and given the seqs after the tree's size, gaplessly.
  * - Each id is integrated at most once: a batch with a repeated id is refused (the database's
  *   primary key makes it impossible; a planted duplicate must not become two leaves).
+ * - Ids are compared exactly: the store reads them as text and passes a bigint, so an id at or
+ *   above 2^53 (planted by a database writer; on SQLite every later id follows it) is still
+ *   ordered and told apart exactly. A number must be a safe integer.
  *
  *   planIntegration(10, [{ id: 42 }, { id: 40 }]) // → [{ seq: 11, entry: {id: 40} }, { seq: 12, entry: {id: 42} }]
  */
 export interface PendingRef {
-  readonly id: number;
+  readonly id: number | bigint;
 }
 
 export interface Integration<T extends PendingRef> {
@@ -21,18 +24,21 @@ export interface Integration<T extends PendingRef> {
 
 export function planIntegration<T extends PendingRef>(treeSize: number, batch: readonly T[]): Array<Integration<T>> {
   if (!Number.isSafeInteger(treeSize) || treeSize < 0) throw new RangeError(`tree size ${treeSize} is not a size`);
-  const sorted = [...batch].sort((a, b) => a.id - b.id);
-  for (let i = 0; i < sorted.length; i++) {
-    const id = sorted[i]!.id;
-    if (!Number.isSafeInteger(id)) throw new RangeError(`pending audit id ${id} is not an integer`);
-    if (i > 0 && sorted[i - 1]!.id === id) throw new RangeError(`pending audit id ${id} appears twice in one batch`);
+  const keyed = batch.map((entry) => {
+    const { id } = entry;
+    if (typeof id === 'number' && !Number.isSafeInteger(id)) throw new RangeError(`pending audit id ${id} is not an integer`);
+    return { key: BigInt(id), entry };
+  });
+  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (let i = 1; i < keyed.length; i++) {
+    if (keyed[i - 1]!.key === keyed[i]!.key) throw new RangeError(`pending audit id ${keyed[i]!.key} appears twice in one batch`);
   }
-  return sorted.map((entry, i) => ({ seq: treeSize + 1 + i, entry }));
+  return keyed.map(({ entry }, i) => ({ seq: treeSize + 1 + i, entry }));
 }
 
 /** The fields of a pending entry as the database returned them. */
 export interface PendingFields {
-  readonly id: number;
+  readonly id: number | bigint;
   readonly at: unknown;
   readonly type: unknown;
   readonly request_id: unknown;

@@ -173,7 +173,7 @@ export class AuditService {
    * database may race: one checkpoint per tree size is stored, and everyone returns it.
    */
   async checkpoint(): Promise<SignedCheckpoint> {
-    await this.store.settleAudit();
+    await this.settledForSigning();
     return (await this.signer.checkpoint())!;
   }
 
@@ -183,9 +183,22 @@ export class AuditService {
    * a rewrite of an idle trail is noticed too.
    */
   async checkpointIfDue(every: number, maxAgeMs: number): Promise<SignedCheckpoint | null> {
-    await this.store.settleAudit();
+    await this.settledForSigning();
     // "Due" counts from the signer's own state, not from the newest row a database writer may have planted.
     return this.signer.checkpoint({ due: { every, maxAgeMs } });
+  }
+
+  /**
+   * A checkpoint must cover every entry committed before it was asked for: while one is still
+   * pending (the integrator is stalled, or a session holds its lock), entries sit mutable in
+   * audit_pending, and a signature over the smaller tree would hide that. Refuse, and say why.
+   */
+  private async settledForSigning(): Promise<void> {
+    if (await this.store.settleAudit()) return;
+    throw new CountersignError(
+      'STORE_UNAVAILABLE',
+      'audit entries committed before this checkpoint are not integrated yet (the integrator is stalled, or another session holds its lock): refusing to sign a checkpoint that would leave them out',
+    );
   }
 
   private async checkSize(treeSize: number | undefined, what: string): Promise<number> {

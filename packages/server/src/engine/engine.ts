@@ -233,18 +233,15 @@ export class Engine {
     /** The server secret file (keys/server-secret.ts); without it, one that lives in this process only. */
     serverSecret?: ServerSecret | undefined;
     screener?: Screener | undefined;
+    /** Errors of the store's background work (audit integration rounds, retried): the runtime logs them. */
+    onStoreError?: ((err: unknown) => void) | undefined;
   }): Promise<Engine> {
     // Resolved by the runtime from the config (COUNTERSIGN_ENCRYPTION_KEY…); never read from the environment here.
     const guard = options.guard ?? {};
     // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
-    const engine = new Engine(
-      new Store(options.connection, Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys)),
-      options.now ?? Date.now,
-      options.auditKey ?? ephemeralAuditKey(),
-      guard,
-      options.serverSecret,
-      options.screener,
-    );
+    const sealer = Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys);
+    const store = new Store(options.connection, sealer, options.onStoreError ? { onError: options.onStoreError } : {});
+    const engine = new Engine(store, options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard, options.serverSecret, options.screener);
     // Once per database (a `sealed` mark): MAC the rows and seal the `plain:` seeds from before the secret file.
     const era = await engine.credentials.beginSecretEra();
     if (era.began) await engine.guard.sealPlainSeeds();
@@ -256,6 +253,15 @@ export class Engine {
       engine.external = await ExternalChanges.start(engine.store, (id) => engine.wakeups.publish(id));
     }
     return engine;
+  }
+
+  /**
+   * How long the oldest entry still waiting for integration has waited (by this engine's clock,
+   * which stamped it), or null when none is pending: /healthz is degraded past a bound.
+   */
+  async auditIntegrationLag(): Promise<{ ms: number; since: number } | null> {
+    const oldest = await this.store.auditOldestPendingAt();
+    return oldest === undefined ? null : { ms: this.now() - oldest, since: oldest };
   }
 
   async close(): Promise<void> {

@@ -30,7 +30,7 @@ export class ExternalChanges {
     private readonly version: () => number,
     private readonly publish: (requestId: string) => void,
     private lastVersion: number,
-    private lastId: number,
+    private lastId: bigint,
   ) {}
 
   /** Starts watching, or returns undefined when the store cannot be written by another process (PostgreSQL, memory). */
@@ -61,7 +61,7 @@ export class ExternalChanges {
     for (;;) {
       const rows = await this.store.auditRequestsAfterEntry(this.lastId, PAGE);
       for (const row of rows) {
-        this.lastId = Math.max(this.lastId, row.id);
+        if (row.id > this.lastId) this.lastId = row.id;
         if (row.request_id) changed.add(row.request_id);
       }
       if (rows.length < PAGE) break;

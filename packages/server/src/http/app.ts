@@ -73,6 +73,8 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   app.use('*', boundedBody({ limit: maxBodyBytes, limitFor: (path) => (path === SLACK_ACTIONS_PATH ? Math.min(SLACK_MAX_BODY, maxBodyBytes) : undefined) }));
 
+  /** Pending entries older than this make /healthz degraded (the integrator runs every INTEGRATION_POLL_MS). */
+  const INTEGRATION_STALL_MS = 5_000;
   app.get('/healthz', async (c) => {
     try {
       await engine.store.ping();
@@ -80,6 +82,12 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
       // The audit signer refuses to sign (AUDIT_FORK): the server runs, but its trail is not being witnessed.
       const refusal = engine.trail.signer.refusal;
       if (refusal) return c.json({ ...health, status: 'degraded', audit: { code: refusal.kind === 'key_retired' ? 'AUDIT_KEY_RETIRED' : 'AUDIT_FORK', kind: refusal.kind, reason: refusal.reason, since: new Date(refusal.since).toISOString() } });
+      // Entries left pending longer than a few polls: the integrator is stalled (or another
+      // session holds its lock), so committed entries are not in the tree nor in any checkpoint.
+      const lag = await engine.auditIntegrationLag();
+      if (lag && lag.ms > INTEGRATION_STALL_MS) {
+        return c.json({ ...health, status: 'degraded', audit: { code: 'AUDIT_INTEGRATION_STALLED', reason: `the oldest audit entry not yet integrated is ${Math.round(lag.ms / 1000)} s old`, since: Number.isNaN(new Date(lag.since).getTime()) ? null : new Date(lag.since).toISOString() } });
+      }
       return c.json(health);
     } catch {
       return c.json({ status: 'unavailable' }, 503);

@@ -39,14 +39,38 @@ export interface IntegratorOptions {
 export interface IntegratorPorts {
   /** Runs one batch in its own transaction; null when another server holds the lock. */
   integrateBatch(limit: number): Promise<{ taken: number; size: number } | null>;
-  /** The newest pending id (0 when none is pending). */
-  newestPending(): Promise<number>;
+  /** The newest pending id, exactly (0n when none is pending). */
+  newestPending(): Promise<bigint>;
   /** Whether an entry with id ≤ `id` is still pending. */
-  pendingAtOrBelow(id: number): Promise<boolean>;
+  pendingAtOrBelow(id: bigint): Promise<boolean>;
 }
 
 export const INTEGRATION_BATCH = 2000;
 export const INTEGRATION_POLL_MS = 200;
+/**
+ * How long one batch may wait for a lock (PostgreSQL `lock_timeout`, set in the batch's
+ * transaction): a session holding a row lock on a pending entry (or on the head) makes the batch
+ * fail and be retried, rather than hold the integrator (and `stop()`) for as long as it likes.
+ */
+export const INTEGRATION_LOCK_TIMEOUT_MS = 1000;
+/** And how long any one statement of a batch may run (PostgreSQL `statement_timeout`). */
+export const INTEGRATION_STATEMENT_TIMEOUT_MS = 10_000;
+/** How long `stop()` waits for the batch in flight (a batch is bounded by the timeouts above). */
+const STOP_WAIT_MS = INTEGRATION_LOCK_TIMEOUT_MS + INTEGRATION_STATEMENT_TIMEOUT_MS;
+
+/** `promise`, or `fallback` once `ms` have passed, whichever is first (the promise runs on). */
+async function within<T, F>(promise: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<F>((resolve) => {
+    timer = setTimeout(() => resolve(fallback), Math.max(0, ms));
+    timer.unref();
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export class AuditIntegrator {
   readonly #ports: IntegratorPorts;
@@ -83,12 +107,29 @@ export class AuditIntegrator {
    * server holding the lock to. True when nothing that was pending at the call still is.
    */
   async settle(timeoutMs = 2000): Promise<boolean> {
-    const target = await this.#ports.newestPending();
-    if (target === 0) return true;
     const deadline = Date.now() + timeoutMs;
+    const TIMED_OUT = Symbol('timed out');
+    const target = await within(this.#ports.newestPending(), timeoutMs, TIMED_OUT);
+    if (target === TIMED_OUT) return false;
+    if (target === 0n) return true;
     for (;;) {
-      await this.#run();
-      if (!(await this.#ports.pendingAtOrBelow(target))) return true;
+      // The batch in flight may wait on a lock another session holds: answer at the deadline
+      // (false) and let it run on; it is bounded by INTEGRATION_LOCK_TIMEOUT_MS.
+      const ran = await within(
+        this.#run().then(
+          () => true,
+          (err: unknown) => {
+            this.#onError(err);
+            return true;
+          },
+        ),
+        deadline - Date.now(),
+        TIMED_OUT,
+      );
+      if (ran === TIMED_OUT) return false;
+      const still = await within(this.#ports.pendingAtOrBelow(target), deadline - Date.now(), TIMED_OUT);
+      if (still === TIMED_OUT) return false;
+      if (!still) return true;
       if (Date.now() >= deadline || this.#stopped) return false;
       await sleep(10);
     }
@@ -130,7 +171,7 @@ export class AuditIntegrator {
   async #poll(): Promise<void> {
     if (this.#stopped || this.#running) return;
     try {
-      if ((await this.#ports.newestPending()) > 0) await this.#run();
+      if ((await this.#ports.newestPending()) > 0n) await this.#run();
     } catch (err) {
       this.#onError(err);
     }
@@ -140,6 +181,6 @@ export class AuditIntegrator {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
-    await this.#running?.catch(() => {});
+    if (this.#running) await within(this.#running.catch(() => {}), STOP_WAIT_MS, undefined);
   }
 }

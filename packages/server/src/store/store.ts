@@ -375,41 +375,63 @@ export class Queries {
     return rows.map((r) => Number(r['id'])).sort((a, b) => a - b);
   }
 
+  /** The time (`at`) of the oldest entry still waiting for integration, if any: /healthz reads it. */
+  async auditOldestPendingAt(): Promise<number | undefined> {
+    const row = await this.db.selectFrom('audit_pending').select('at').orderBy('id').limit(1).executeTakeFirst();
+    return row === undefined ? undefined : Number(row.at);
+  }
+
   /** The integrated tree size (0 on an empty trail). */
   async auditHeadSeq(): Promise<number> {
     const row = await this.db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirst();
     return Number(row?.seq ?? 0);
   }
 
-  /** The newest entry id written, integrated or not (0 when none): where a change watcher starts. */
-  async auditLastEntryId(): Promise<number> {
-    const pending = await this.db.selectFrom('audit_pending').select((eb) => eb.fn.max('id').as('n')).executeTakeFirst();
-    const log = await this.db.selectFrom('audit_log').select((eb) => eb.fn.max('entry_id').as('n')).executeTakeFirst();
-    return Math.max(Number(pending?.n ?? 0), Number(log?.n ?? 0));
+  /** The newest entry id written, integrated or not (0n when none), exactly: where a change watcher starts. */
+  async auditLastEntryId(): Promise<bigint> {
+    const pending = await this.db.selectFrom('audit_pending').select(sql<string | null>`cast(max(id) as text)`.as('n')).executeTakeFirst();
+    const log = await this.db.selectFrom('audit_log').select(sql<string | null>`cast(max(entry_id) as text)`.as('n')).executeTakeFirst();
+    const a = BigInt(pending?.n ?? 0);
+    const b = BigInt(log?.n ?? 0);
+    return a > b ? a : b;
   }
 
   /**
    * Which requests the entries with an id after `afterId` are about, integrated or not, by id
    * (both tables' id indexes). On SQLite ids are drawn by one writer at a time, so they are in
    * commit order and a watcher that remembers the last id misses nothing (engine/external-changes.ts).
+   * Ids are exact (text, compared as bigint): a planted id at or above 2^53 must not make the
+   * watcher skip the genuine ids after it.
    */
-  async auditRequestsAfterEntry(afterId: number, limit: number): Promise<Array<{ id: number; request_id: string | null }>> {
-    const pending = await this.db.selectFrom('audit_pending').select(['id', 'request_id']).where('id', '>', afterId).orderBy('id').limit(limit).execute();
-    const log = await this.db
-      .selectFrom('audit_log')
-      .select(['entry_id', 'request_id'])
-      .where('entry_id', '>', afterId)
-      .orderBy('entry_id')
+  async auditRequestsAfterEntry(afterId: bigint, limit: number): Promise<Array<{ id: bigint; request_id: string | null }>> {
+    const after = String(afterId);
+    const pending = await this.db
+      .selectFrom('audit_pending')
+      .select([sql<string>`cast(id as text)`.as('id'), 'request_id'])
+      .where(sql<boolean>`id > cast(${after} as bigint)`)
+      .orderBy('audit_pending.id')
       .limit(limit)
       .execute();
-    return [...pending.map((r) => ({ id: Number(r.id), request_id: r.request_id })), ...log.map((r) => ({ id: Number(r.entry_id), request_id: r.request_id }))]
-      .sort((a, b) => a.id - b.id)
+    const log = await this.db
+      .selectFrom('audit_log')
+      .select([sql<string>`cast(entry_id as text)`.as('id'), 'request_id'])
+      .where(sql<boolean>`entry_id > cast(${after} as bigint)`)
+      .orderBy('audit_log.entry_id')
+      .limit(limit)
+      .execute();
+    return [...pending, ...log]
+      .map((r) => ({ id: BigInt(r.id), request_id: r.request_id }))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       .slice(0, limit);
   }
 
   /** The integrated entry that had pending id `id`, if it is integrated yet. */
   async auditByEntryId(id: number): Promise<AuditRow | undefined> {
-    return this.db.selectFrom('audit_log').selectAll().where('entry_id', '=', id).orderBy('seq').limit(1).executeTakeFirst();
+    // An id that is not exact (at or above 2^53: planted) names no entry reliably: none.
+    if (!Number.isSafeInteger(id)) return undefined;
+    // Two rows with one entry_id can only be planted: neither is trusted to be the caller's.
+    const rows = await this.db.selectFrom('audit_log').selectAll().where('entry_id', '=', id).orderBy('seq').limit(2).execute();
+    return rows.length === 1 ? rows[0] : undefined;
   }
 
   /**
@@ -430,22 +452,46 @@ export class Queries {
     return Number(result.numUpdatedRows) === 1;
   }
 
-  /** Whether the trail holds an entry of `type` for the request (by the `audit_log_request` index). */
+  /**
+   * Whether the trail holds an entry of `type` for the request (by both tables' request indexes).
+   * One statement over both tables (UNION ALL), so one snapshot: an entry the integrator moves
+   * from audit_pending to audit_log is in exactly one of them for it, never in neither (two
+   * statements under READ COMMITTED could each miss it).
+   */
   async auditHas(requestId: string, type: string): Promise<boolean> {
-    const row = await this.db.selectFrom('audit_log').select('seq').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
-    if (row !== undefined) return true;
-    const pending = await this.db.selectFrom('audit_pending').select('id').where('request_id', '=', requestId).where('type', '=', type).limit(1).executeTakeFirst();
-    return pending !== undefined;
+    const row = await this.db
+      .selectFrom('audit_log')
+      .select(sql<number>`1`.as('found'))
+      .where('request_id', '=', requestId)
+      .where('type', '=', type)
+      .unionAll(this.db.selectFrom('audit_pending').select(sql<number>`1`.as('found')).where('request_id', '=', requestId).where('type', '=', type))
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /**
    * A request's entries: the integrated ones by seq, then any not yet integrated, by id, with
    * seq 0 (inside a transaction, what it wrote itself is pending until the integrator runs).
+   * One statement over both tables (UNION ALL, one snapshot), so an entry integrated during
+   * the read is in the answer once, never lost between two reads.
    */
   async auditFor(requestId: string): Promise<AuditRow[]> {
-    const integrated = await this.db.selectFrom('audit_log').selectAll().where('request_id', '=', requestId).orderBy('seq').execute();
-    const pending = await this.db.selectFrom('audit_pending').selectAll().where('request_id', '=', requestId).orderBy('id').execute();
-    return [...integrated, ...pending.map(({ id, ...e }) => ({ ...e, seq: 0, entry_id: Number(id), at: Number(e.at) }))];
+    const rows = await this.db
+      .selectFrom('audit_log')
+      .select(['seq', 'entry_id', 'at', 'type', 'request_id', 'actor_type', 'actor_id', 'actor_name', 'data'])
+      .where('request_id', '=', requestId)
+      .unionAll(
+        this.db
+          .selectFrom('audit_pending')
+          .select([sql<number>`0`.as('seq'), 'id as entry_id', 'at', 'type', 'request_id', 'actor_type', 'actor_id', 'actor_name', 'data'])
+          .where('request_id', '=', requestId),
+      )
+      .execute();
+    const all = rows.map((r) => ({ ...r, seq: Number(r.seq), at: Number(r.at), entry_id: r.entry_id === null ? null : Number(r.entry_id) }));
+    const integrated = all.filter((r) => r.seq > 0).sort((x, y) => x.seq - y.seq);
+    const pending = all.filter((r) => r.seq === 0).sort((x, y) => (x.entry_id ?? 0) - (y.entry_id ?? 0));
+    return [...integrated, ...pending];
   }
 
   /** The trail in seq order; `actor` matches an actor's id or name; `from`/`to` bound `at` (ms, to exclusive). */
@@ -582,8 +628,10 @@ export class Store extends Queries {
           postgres
             ? db.transaction().execute((trx) => new TrailQueries(trx, sealer).integrateBatch(limit, true))
             : this.transaction((tx) => tx.trail.integrateBatch(limit, false)),
-        newestPending: async () => Number((await db.selectFrom('audit_pending').select((eb) => eb.fn.max('id').as('n')).executeTakeFirst())?.n ?? 0),
-        pendingAtOrBelow: async (id) => (await db.selectFrom('audit_pending').select('id').where('id', '<=', id).limit(1).executeTakeFirst()) !== undefined,
+        // Ids as exact text (a planted id may be at or above 2^53; see TrailQueries.integrateBatch).
+        newestPending: async () => BigInt((await db.selectFrom('audit_pending').select(sql<string | null>`cast(max(id) as text)`.as('n')).executeTakeFirst())?.n ?? 0),
+        pendingAtOrBelow: async (id) =>
+          (await db.selectFrom('audit_pending').select('id').where(sql<boolean>`id <= cast(${String(id)} as bigint)`).limit(1).executeTakeFirst()) !== undefined,
       },
       integration,
     );

@@ -17,6 +17,7 @@ import type { AuditLogTable, Database } from './schema.ts';
 import { hasher } from './hashing.ts';
 import { Sealer } from './sealing.ts';
 import { insertRows } from './insert-rows.ts';
+import { INTEGRATION_LOCK_TIMEOUT_MS, INTEGRATION_STATEMENT_TIMEOUT_MS } from './integrator.ts';
 
 export interface AuditNodesTable {
   level: number;
@@ -138,6 +139,10 @@ export class TrailQueries {
    */
   async integrateBatch(limit: number, postgres: boolean, now: number = Date.now()): Promise<{ taken: number; size: number } | null> {
     if (postgres) {
+      // Bounded: a session holding a row lock on a pending entry or the head fails this batch
+      // (retried later) instead of holding the integrator, and so every settle, indefinitely.
+      await sql.raw(`set local lock_timeout = ${INTEGRATION_LOCK_TIMEOUT_MS}`).execute(this.db);
+      await sql.raw(`set local statement_timeout = ${INTEGRATION_STATEMENT_TIMEOUT_MS}`).execute(this.db);
       const lock = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext(current_schema() || ':countersign:audit-integrator')) as ok`.execute(this.db);
       if (!lock.rows[0]?.ok) return null;
     }
@@ -145,31 +150,36 @@ export class TrailQueries {
     if (postgres) headQuery = headQuery.forUpdate();
     const head = await headQuery.executeTakeFirstOrThrow();
     const size = Number(head.seq);
+    // Ids are read as text and compared as bigints: a row planted with an id at or above 2^53
+    // (and, on SQLite, every id drawn after it) stays exact, so it neither throws nor collides.
     const taken = await this.db
       .deleteFrom('audit_pending')
       .where('id', 'in', (eb) => eb.selectFrom('audit_pending').select('id').orderBy('id').limit(limit))
-      .returningAll()
+      .returning([sql<string>`cast(id as text)`.as('id_text'), 'at', 'type', 'request_id', 'actor_type', 'actor_id', 'actor_name', 'data'])
       .execute();
     if (taken.length === 0) return { taken: 0, size };
-    const plan = planIntegration(size, taken.map((r) => ({ ...r, id: Number(r.id), at: Number(r.at) })));
+    const plan = planIntegration(
+      size,
+      taken.map(({ id_text, ...r }) => ({ ...r, id: BigInt(id_text), at: typeof r.at === 'bigint' || typeof r.at === 'string' ? Number(r.at) : r.at })),
+    );
     const rows: AuditLogTable[] = plan.map(({ seq, entry }) => {
+      const { id, ...fields } = entry;
+      // Stored as exact text; both dialects' bigint/INTEGER columns take it as the integer.
+      const entryId = String(id) as unknown as number;
       const problem = pendingEntryProblem(entry);
-      if (problem === null) {
-        const { id, ...fields } = entry;
-        return { seq, entry_id: id, ...fields };
-      }
+      if (problem === null) return { seq, entry_id: entryId, ...fields };
       // Planted in the database: kept, as text, in an entry of its own, so the batch goes on.
-      const fields = Object.fromEntries(Object.entries(entry).map(([k, v]) => [k, v === null ? null : String(v)]));
+      const texts = Object.fromEntries(Object.entries(entry).map(([k, v]) => [k, v === null ? null : String(v)]));
       return {
         seq,
-        entry_id: entry.id,
+        entry_id: entryId,
         at: now,
         type: 'audit_entry_malformed',
         request_id: null,
         actor_type: 'system',
         actor_id: 'system',
         actor_name: 'countersign',
-        data: JSON.stringify({ entryId: entry.id, problem, fields }),
+        data: JSON.stringify({ entryId: Number.isSafeInteger(Number(id)) ? Number(id) : String(id), problem, fields: texts }),
       };
     });
     for (let i = 0; i < rows.length; i += INSERT_CHUNK / 10) {
@@ -326,10 +336,12 @@ export class TrailQueries {
     return Number(row.pruned_to);
   }
 
-  /** The seq of the earliest entry at or after `at` (by time), if any. */
+  /** The first seq from which every entry is kept: the smallest seq of an entry at or after `at`, if any. */
   async firstSeqAtOrAfter(at: number): Promise<number | undefined> {
-    const row = await this.db.selectFrom('audit_log').select('seq').where('at', '>=', at).orderBy('at').orderBy('seq').limit(1).executeTakeFirst();
-    return row ? Number(row.seq) : undefined;
+    // The smallest seq among entries at or after `at`: entries are not in time order by seq (an
+    // integrated entry keeps its transaction's time), so the earliest by time is not the one to keep from.
+    const row = await this.db.selectFrom('audit_log').select((eb) => eb.fn.min('seq').as('seq')).where('at', '>=', at).executeTakeFirst();
+    return row?.seq === null || row?.seq === undefined ? undefined : Number(row.seq);
   }
 
   /** The smallest checkpoint size in (after, upTo]. */
