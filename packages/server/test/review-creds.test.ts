@@ -173,3 +173,26 @@ describe('review-creds: cool-down authority', () => {
     expect(await codeOf(r.engine.guard.liftCooldown(liamP, 'leo', { reason: 'mate' }))).toBe('FORBIDDEN');
   });
 });
+
+describe('review-creds: the identity a key grants is read from an unMACed row', () => {
+  it("renaming a blocked agent's `agents` row lifts its per-agent `block` (the key MAC binds agent_id, the policy reads the name)", async () => {
+    const r = await rig();
+    await r.engine.activatePolicy(`agents:\n  intern-bot: { block: [drop_database] }\n`, 'test');
+    const made = await r.engine.createAgentKey(r.admin, 'intern-bot');
+    const bot = (await r.engine.authenticate(made.key))!;
+    const outcome = async (p: Principal) => {
+      try {
+        return (await r.engine.createRequest(p, CreateRequestBody.parse({ action: 'drop_database', args: { db: 'customers' }, confidence: 0.9 }))).request.status;
+      } catch (err) {
+        return (err as CountersignError).code;
+      }
+    };
+    const before = await outcome(bot);
+    expect(before).not.toBe('pending');
+    // The database writer holds intern-bot's key (a compromised agent) and renames its row.
+    await raw(r.engine).updateTable('agents').set({ name: 'renamed-bot' }).where('id', '=', made.agentId).execute();
+    r.engine.credentials.forget(); // or wait out the 2 s cache
+    const renamed = (await r.engine.authenticate(made.key))!;
+    expect(await outcome(renamed)).toBe(before);
+  });
+});
