@@ -7,6 +7,7 @@
 import { CountersignError, CreateRequestBody, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, DEFAULT_POLICY_YAML } from '@countersign/core';
 import type { Kysely } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createEmbeddedGateway } from '../src/embedded.ts';
 import { Engine } from '../src/engine/engine.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { totpCode } from '../src/guard/totp.ts';
@@ -194,5 +195,22 @@ describe('review-creds: the identity a key grants is read from an unMACed row', 
     r.engine.credentials.forget(); // or wait out the 2 s cache
     const renamed = (await r.engine.authenticate(made.key))!;
     expect(await outcome(renamed)).toBe(before);
+  });
+});
+
+describe('review-creds: the embedded gateway keeps principals it resolved once', () => {
+  it('an operator disabled after `gateway.operator()` still approves through `gateway.review(…, as)`; a disabled embedded admin still approves by default', async () => {
+    const g = await createEmbeddedGateway({ database: 'sqlite::memory:', onWarning: () => {} });
+    cleanup.push(() => g.close());
+    const bob = await g.operator('bob', ['lead']);
+    const ada = await g.engine.createOperator(g.admin, { name: 'ada', roles: ['admin'] });
+    const adaP = (await g.engine.authenticate(ada.token))!;
+    await g.engine.credentials.updateOperator(adaP, 'bob', { disabled: true });
+    await g.engine.credentials.updateOperator(adaP, 'admin', { disabled: true });
+    const { request: first } = await g.createRequest({ action: 'isolate_host', args: { host: 'ws-1' }, confidence: 0.82 });
+    expect(first.status).toBe('pending');
+    expect(await codeOf(g.review(first.id, { verdict: 'approve' }, bob))).toMatch(/^(UNAUTHENTICATED|FORBIDDEN)$/);
+    const { request: second } = await g.createRequest({ action: 'isolate_host', args: { host: 'ws-2' }, confidence: 0.82 });
+    expect(await codeOf(g.review(second.id, { verdict: 'approve' }))).toMatch(/^(UNAUTHENTICATED|FORBIDDEN)$/);
   });
 });
