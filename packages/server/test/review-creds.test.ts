@@ -214,3 +214,15 @@ describe('review-creds: the embedded gateway keeps principals it resolved once',
     expect((await codeOf(g.review(second.id, { verdict: 'approve' }))) ?? 'approved').toMatch(/^(UNAUTHENTICATED|FORBIDDEN)$/);
   });
 });
+
+describe('review-creds: break-glass can be disabled by a database writer', () => {
+  it('deleting the `sealed` mark makes `admin recover` refuse the right secret file for good', async () => {
+    const r = await rig();
+    // The right secret (the one every row verifies under) and a database the servers use.
+    expect(await r.engine.credentials.ownsDatabase()).toBe(true);
+    await raw(r.engine).deleteFrom('server_marks').where('name', '=', 'sealed').execute();
+    // Every admin token is lost; the operator runs break-glass with the servers' secret file.
+    const recovered = await r.engine.credentials.recoverAdmin('rescuer', { type: 'system', id: 'admin-recover', name: 'countersign admin recover' }).catch((err: unknown) => err);
+    expect(recovered).not.toBeInstanceOf(CountersignError);
+  });
+});
