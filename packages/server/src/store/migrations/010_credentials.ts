@@ -4,6 +4,8 @@ import type { Kysely, Migration } from 'kysely';
  * Migration 010: the credential lifecycle (issue 13).
  * - `operators.disabled_at` / `removed_at`, and on tokens and keys `last_used_at` and
  *   `expires_at` (a rotated key's grace period);
+ * - `operators.tokenless`: 1 for an operator made without a token (the embedded gateway's admin),
+ *   the only kind bootstrap may give a first token to; covered by the operator's MAC;
  * - `mac` on operators, tokens and keys: HMAC under the server secret file (keys/server-secret.ts),
  *   so a row written by someone who can only reach the database does not authenticate;
  * - `sessions`: dashboard sessions by the SHA-256 of a random id only the cookie holds, MACed
@@ -18,6 +20,7 @@ export const m010_credentials: Migration = {
   async up(db: Kysely<any>) {
     await db.schema.alterTable('operators').addColumn('disabled_at', 'bigint').execute();
     await db.schema.alterTable('operators').addColumn('removed_at', 'bigint').execute();
+    await db.schema.alterTable('operators').addColumn('tokenless', 'integer', (c) => c.notNull().defaultTo(0)).execute();
     await db.schema.alterTable('operators').addColumn('mac', 'text').execute();
     for (const table of ['operator_tokens', 'api_keys']) {
       await db.schema.alterTable(table).addColumn('last_used_at', 'bigint').execute();
