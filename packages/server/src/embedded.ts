@@ -173,7 +173,11 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
     },
 
     async review(id, body, as = admin) {
-      return engine.review(as, id, parse(ReviewBody, body, 'body'));
+      // Re-resolved on every call (2 s cache): an operator disabled, removed or re-roled since
+      // `operator()` (or the embedded admin) acts as they are now, or not at all.
+      const current = as.kind === 'operator' ? await engine.credentials.currentOperator(as.operatorId) : as;
+      if (!current) throw new CountersignError('UNAUTHENTICATED', `operator ${as.kind === 'operator' ? as.name : ''} is disabled, removed or its record does not verify`);
+      return engine.review(current, id, parse(ReviewBody, body, 'body'));
     },
 
     async operator(name, roles = ['reviewer'], groups = []) {

@@ -235,7 +235,7 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
 
   it('looks credentials up by hash with their operator or agent (revocation, MACs: the engine judges)', async () => {
     const cred = { last_used_at: null, expires_at: null, mac: null };
-    await store.insertOperator({ id: 'op_x', name: 'xavier', roles: '["reviewer"]', groups: '[]', created_at: 1, disabled_at: null, removed_at: null, mac: null });
+    await store.insertOperator({ id: 'op_x', name: 'xavier', roles: '["reviewer"]', groups: '[]', created_at: 1, disabled_at: null, removed_at: null, tokenless: 0, mac: null });
     await store.insertOperatorToken({ id: 'tok_x', operator_id: 'op_x', token_hash: 'hash-op', prefix: 'cso_', created_at: 1, revoked_at: null, ...cred });
     await store.insertApiKey({ id: 'key_x', agent_id: 'agt_1', key_hash: 'hash-agent', prefix: 'csk_', created_at: 1, created_by: null, revoked_at: null, ...cred });
     await store.insertApiKey({ id: 'key_r', agent_id: 'agt_1', key_hash: 'hash-revoked', prefix: 'csk_', created_at: 1, created_by: null, revoked_at: 2, ...cred });

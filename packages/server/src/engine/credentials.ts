@@ -84,15 +84,16 @@ export class Credentials {
   // ---- MACs ----
 
   private operatorFields(r: OperatorRecord): unknown[] {
-    return [r.id, r.name, r.roles, r.groups, num(r.disabled_at), num(r.removed_at)];
+    return [r.id, r.name, r.roles, r.groups, num(r.disabled_at), num(r.removed_at), Number(r.tokenless) === 1];
   }
 
   private tokenFields(r: TokenRecord): unknown[] {
     return [r.id, r.operator_id, r.token_hash, num(r.revoked_at), num(r.expires_at)];
   }
 
-  private keyFields(r: KeyRecord): unknown[] {
-    return [r.id, r.agent_id, r.key_hash, num(r.revoked_at), num(r.expires_at)];
+  /** The agent's name is bound too: policy reads it (per-agent rules), and the `agents` row has no MAC of its own. */
+  private keyFields(r: KeyRecord, agentName: string): unknown[] {
+    return [r.id, r.agent_id, agentName, r.key_hash, num(r.revoked_at), num(r.expires_at)];
   }
 
   private sessionFields(r: { id_hash: string; operator_id: string; token_id: string; expires_at: number }): unknown[] {
@@ -107,16 +108,35 @@ export class Credentials {
     return { ...r, mac: this.secret.mac('token', this.tokenFields(r)) };
   }
 
-  private sealKey(r: KeyRecord): KeyRecord {
-    return { ...r, mac: this.secret.mac('key', this.keyFields(r)) };
+  private sealKey(r: KeyRecord, agentName: string): KeyRecord {
+    return { ...r, mac: this.secret.mac('key', this.keyFields(r, agentName)) };
+  }
+
+  private keyOk(r: KeyRecord, agentName: string): boolean {
+    return this.secret.verify('key', this.keyFields(r, agentName), r.mac);
   }
 
   private operatorOk(r: OperatorRecord): boolean {
     return this.secret.verify('operator', this.operatorFields(r), r.mac);
   }
 
-  /** Writes an operator change with its new MAC. */
-  private async patchOperator(tx: Queries, row: OperatorRecord, patch: Partial<Pick<OperatorRecord, 'roles' | 'groups' | 'disabled_at' | 'removed_at'>>): Promise<OperatorRecord> {
+  /** Refuses to act on an operator row whose MAC does not verify (edited or planted in the database). */
+  private refuseTampered(r: OperatorRecord): void {
+    if (this.operatorOk(r)) return;
+    throw new CountersignError(
+      'VALIDATION_FAILED',
+      `operator ${r.name} (${r.id}): its record does not verify under the server secret (edited in the database?); it is not changed — run \`countersign admin recover\` where the secret file is to reset it`,
+      { operatorId: r.id, tampered: true },
+    );
+  }
+
+  /**
+   * Writes an operator change with its new MAC. The old row must verify first: re-sealing a row a
+   * database writer edited (raised roles, say) would launder the edit into a MAC-valid row. Only
+   * break-glass (`admin recover`, `knowingly`) re-seals a row whatever it holds.
+   */
+  private async patchOperator(tx: Queries, row: OperatorRecord, patch: Partial<Pick<OperatorRecord, 'roles' | 'groups' | 'disabled_at' | 'removed_at' | 'tokenless'>>, knowingly = false): Promise<OperatorRecord> {
+    if (!knowingly) this.refuseTampered(row);
     const next = this.sealOperator({ ...row, ...patch });
     await tx.credentials.updateOperator(row.id, { ...patch, mac: next.mac });
     return next;
@@ -149,7 +169,7 @@ export class Credentials {
     let principal: Principal;
     if (found.kind === 'agent') {
       const k = found.key;
-      const status = credentialStatus({ revokedAt: num(k.revoked_at), expiresAt: num(k.expires_at), macValid: this.secret.verify('key', this.keyFields(k), k.mac) }, null, now);
+      const status = credentialStatus({ revokedAt: num(k.revoked_at), expiresAt: num(k.expires_at), macValid: this.keyOk(k, found.agentName) }, null, now);
       if (!status.ok) return undefined;
       principal = { kind: 'agent', agentId: k.agent_id, agentName: found.agentName };
       this.touch('agent', k.id, k.last_used_at, now);
@@ -182,6 +202,23 @@ export class Credentials {
     const status = operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row) });
     if (!status.ok) return undefined;
     return { kind: 'operator', operatorId: row.id, name: row.name, roles: JSON.parse(row.roles) as Role[], groups: JSON.parse(row.groups) as string[] };
+  }
+
+  /**
+   * `operatorPrincipal` by operator id on the credential cache (2 s, cleared by every change made
+   * here): for in-process callers that hold a principal object (the embedded gateway), so a disable,
+   * removal or role change holds for them as it does for a token.
+   */
+  async currentOperator(operatorId: string): Promise<Operator | undefined> {
+    const now = this.now();
+    const key = `operator:${operatorId}`;
+    const cached = this.principals.get(key);
+    if (cached && cached.until > now) return cached.principal as Operator;
+    const principal = await this.operatorPrincipal(operatorId);
+    if (!principal || principal.operatorId !== operatorId) return undefined;
+    if (this.principals.size >= 10_000) this.principals.clear();
+    this.principals.set(key, { principal, until: now + CREDENTIAL_CACHE_MS });
+    return principal;
   }
 
   /** Every operator who passes `operatorPrincipal`'s checks. */
@@ -247,7 +284,7 @@ export class Credentials {
   async insertOperator(tx: Queries, by: AuditActor, input: { name: string; roles: Role[]; groups: string[] }, token = newSecret('cso')) {
     const at = this.now();
     const id = newId('op', at);
-    const row = this.sealOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at, disabled_at: null, removed_at: null, mac: null });
+    const row = this.sealOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at, disabled_at: null, removed_at: null, tokenless: 0, mac: null });
     await tx.insertOperator(row);
     const tokenId = newId('tok', at);
     await tx.credentials.insertToken(this.newToken(tokenId, id, token, at));
@@ -259,7 +296,7 @@ export class Credentials {
   async insertTokenlessOperator(tx: Queries, by: AuditActor, input: { name: string; roles: Role[]; groups: string[] }): Promise<Operator> {
     const at = this.now();
     const id = newId('op', at);
-    await tx.insertOperator(this.sealOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at, disabled_at: null, removed_at: null, mac: null }));
+    await tx.insertOperator(this.sealOperator({ id, name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at, disabled_at: null, removed_at: null, tokenless: 1, mac: null }));
     await this.writer.append(tx, [draft('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups, tokenless: true }, at)]);
     return { kind: 'operator', operatorId: id, name: input.name, roles: input.roles, groups: input.groups };
   }
@@ -270,6 +307,13 @@ export class Credentials {
    * any part of the token.
    */
   async issueOperatorToken(tx: Queries, op: Operator, token = newSecret('cso')) {
+    const row = await tx.credentials.operator(op.operatorId, true);
+    // Only a row whose MAC-covered fields say it was made without a token: a database writer who
+    // wiped the tokens of a real admin does not get that admin a fresh one.
+    if (!row || !this.operatorOk(row) || Number(row.tokenless) !== 1) {
+      throw new CountersignError('FORBIDDEN', `operator ${op.name} was not made tokenless (or its record does not verify): bootstrap gives it no token; use \`countersign admin recover\``);
+    }
+    await this.patchOperator(tx, row, { tokenless: 0 });
     const at = this.now();
     const tokenId = newId('tok', at);
     await tx.credentials.insertToken(this.newToken(tokenId, op.operatorId, token, at));
@@ -310,7 +354,7 @@ export class Credentials {
     const at = this.now();
     const keyId = newId('key', at);
     await tx.insertApiKey(
-      this.sealKey({ id: keyId, agent_id: agentId, key_hash: sha256Hex(key), prefix: 'csk_', created_at: at, created_by: by.type === 'operator' ? by.id : null, revoked_at: null, last_used_at: null, expires_at: null, mac: null }),
+      this.sealKey({ id: keyId, agent_id: agentId, key_hash: sha256Hex(key), prefix: 'csk_', created_at: at, created_by: by.type === 'operator' ? by.id : null, revoked_at: null, last_used_at: null, expires_at: null, mac: null }, agentName),
     );
     await this.writer.append(tx, [draft('key_created', null, by, { agentId, agentName, keyId }, at)]);
     return { agentId, agentName, keyId, key };
@@ -335,7 +379,7 @@ export class Credentials {
       const rows = await tx.credentials.unsealed();
       for (const o of rows.operators) await tx.credentials.updateOperator(o.id, { mac: this.sealOperator(o).mac });
       for (const t of rows.tokens) await tx.credentials.updateToken(t.id, { mac: this.sealToken(t).mac });
-      for (const k of rows.keys) await tx.credentials.updateKey(k.id, { mac: this.sealKey(k).mac });
+      for (const { agent_name, ...k } of rows.keys) await tx.credentials.updateKey(k.id, { mac: this.sealKey(k, agent_name).mac });
       const counts = { operators: rows.operators.length, tokens: rows.tokens.length, keys: rows.keys.length };
       if (counts.operators + counts.tokens + counts.keys === 0) return { began: true, adopted: null };
       await this.writer.append(tx, [draft('credentials_adopted', null, SYSTEM_ACTOR, counts, at)]);
@@ -347,6 +391,20 @@ export class Credentials {
   async ownsDatabase(q: Queries | Store = this.store): Promise<boolean> {
     const mark = await q.credentials.mark('sealed');
     return mark !== undefined && this.secret.verify('mark', [mark.name, Number(mark.at)], mark.mac);
+  }
+
+  /**
+   * With no `sealed` mark at all (a database writer deleted it), the secret is still this
+   * database's when a credential row's MAC verifies under it: only the secret makes one. The mark
+   * is then written again, so break-glass cannot be disabled by deleting it.
+   */
+  private async vouchedByRows(tx: Queries): Promise<boolean> {
+    if (await tx.credentials.mark('sealed')) return false;
+    const operators = await tx.listOperators();
+    const tokens = await tx.credentials.allTokens();
+    const vouched = operators.some((o) => o.mac !== null && this.operatorOk(o)) || tokens.some((t) => t.mac !== null && this.secret.verify('token', this.tokenFields(t), t.mac));
+    if (!vouched) return false;
+    return tx.credentials.insertMark(this.markRow('sealed', this.now()));
   }
 
   private markRow(name: string, at: number) {
@@ -362,6 +420,10 @@ export class Credentials {
    */
   async mayBootstrap(tx: Queries): Promise<boolean> {
     if (await tx.credentials.mark('bootstrapped')) return false;
+    // A `sealed` mark, operator rows and an empty trail: the trail was wiped (every path that makes
+    // an operator writes an entry). Fail closed.
+    const trailEmpty = (await tx.listAudit({ limit: 1 })).length === 0;
+    if (trailEmpty && (await tx.credentials.mark('sealed')) && (await tx.listOperators()).length > 0) return false;
     // Only operator tokens count (main's first-hour rule): an embedded gateway's agent key does not.
     const issued = await tx.trail.countAuditByType(['token_rotated', 'admin_recovered', 'operator_token_issued', 'operator_created'], 0, Number.MAX_SAFE_INTEGER);
     if ((issued.token_rotated ?? 0) + (issued.admin_recovered ?? 0) + (issued.operator_token_issued ?? 0) > 0) return false;
@@ -372,6 +434,12 @@ export class Credentials {
     if (created > TOKENLESS_SCAN) return false;
     const entries = await tx.listAudit({ limit: TOKENLESS_SCAN, type: 'operator_created' });
     return entries.length === created && entries.every((e) => (JSON.parse(e.data) as { tokenless?: unknown }).tokenless === true);
+  }
+
+  /** Whether an operator's MAC-valid row says it was made without a token. */
+  async isTokenless(tx: Queries, operatorId: string): Promise<boolean> {
+    const row = await tx.credentials.operator(operatorId, true);
+    return row !== undefined && this.operatorOk(row) && Number(row.tokenless) === 1;
   }
 
   /** Written in bootstrap's transaction; false when another process bootstrapped first. */
@@ -390,7 +458,7 @@ export class Credentials {
   private keyView(k: KeyRecord & { agent_name: string }, now: number): KeyView {
     const revoked = num(k.revoked_at);
     const expires = num(k.expires_at);
-    const status: KeyView['status'] = !this.secret.verify('key', this.keyFields(k), k.mac)
+    const status: KeyView['status'] = !this.keyOk(k, k.agent_name)
       ? 'invalid'
       : revoked !== null && revoked <= now
         ? 'revoked'
@@ -443,7 +511,7 @@ export class Credentials {
     const byId = await tx.credentials.key(ref, true);
     if (byId) return byId;
     const now = this.now();
-    const usable = (await tx.credentials.keysOfAgentNamed(ref)).filter((k) => (k.revoked_at === null || Number(k.revoked_at) > now) && (k.expires_at === null || Number(k.expires_at) > now));
+    const usable = (await tx.credentials.keysOfAgentNamed(ref)).filter((k) => this.keyOk(k, k.agent_name) && (k.revoked_at === null || Number(k.revoked_at) > now) && (k.expires_at === null || Number(k.expires_at) > now));
     if (usable.length === 1) return (await tx.credentials.key(usable[0]!.id, true))!;
     if (usable.length > 1) {
       throw new CountersignError('VALIDATION_FAILED', `agent ${ref} has ${usable.length} usable keys: name one by id`, { keyIds: usable.map((k) => k.id) });
@@ -457,7 +525,8 @@ export class Credentials {
       const key = await this.resolveKey(tx, ref);
       const at = this.now();
       if (key.revoked_at !== null && Number(key.revoked_at) <= at) return this.keyView(key, at);
-      const next = this.sealKey({ ...key, revoked_at: at });
+      // Sealing a row that does not verify as revoked grants nothing (it can only stop working).
+      const next = this.sealKey({ ...stripName(key), revoked_at: at }, key.agent_name);
       await tx.credentials.updateKey(key.id, { revoked_at: at, mac: next.mac });
       await this.writer.append(tx, [draft('key_revoked', null, admin, { keyId: key.id, agentId: key.agent_id, agentName: key.agent_name }, at)]);
       return this.keyView({ ...next, agent_name: key.agent_name }, at);
@@ -471,16 +540,20 @@ export class Credentials {
     const result = await this.store.transaction(async (tx) => {
       const old = await this.resolveKey(tx, ref);
       const at = this.now();
+      // A row that does not verify (planted or edited in the database) is never re-sealed with a grace period: revoke it instead.
+      if (!this.keyOk(old, old.agent_name)) {
+        throw new CountersignError('VALIDATION_FAILED', `key ${old.id}: its record does not verify under the server secret (planted or edited in the database?); it is not rotated — revoke it and create a new one with POST /v1/keys`, { keyId: old.id, tampered: true });
+      }
       if ((old.revoked_at !== null && Number(old.revoked_at) <= at) || (old.expires_at !== null && Number(old.expires_at) <= at)) {
         throw new CountersignError('ILLEGAL_TRANSITION', `key ${old.id} is no longer valid; create a new one with POST /v1/keys`);
       }
       const until = graceEnd(at, body.graceSeconds);
       const ended = until <= at ? { revoked_at: at, expires_at: old.expires_at } : { revoked_at: old.revoked_at, expires_at: old.expires_at === null ? until : Math.min(Number(old.expires_at), until) };
-      const next = this.sealKey({ ...old, ...ended });
+      const next = this.sealKey({ ...stripName(old), ...ended }, old.agent_name);
       await tx.credentials.updateKey(old.id, { ...ended, mac: next.mac });
       const key = newSecret('csk');
       const keyId = newId('key', at);
-      await tx.insertApiKey(this.sealKey({ id: keyId, agent_id: old.agent_id, key_hash: sha256Hex(key), prefix: 'csk_', created_at: at, created_by: admin.operatorId, revoked_at: null, last_used_at: null, expires_at: null, mac: null }));
+      await tx.insertApiKey(this.sealKey({ id: keyId, agent_id: old.agent_id, key_hash: sha256Hex(key), prefix: 'csk_', created_at: at, created_by: admin.operatorId, revoked_at: null, last_used_at: null, expires_at: null, mac: null }, old.agent_name));
       const previousValidUntil = new Date(Math.max(at, Number(ended.expires_at ?? at))).toISOString();
       await this.writer.append(tx, [draft('key_rotated', null, admin, { keyId, agentId: old.agent_id, agentName: old.agent_name, previousKeyId: old.id, previousValidUntil }, at)]);
       return { keyId, agentId: old.agent_id, agentName: old.agent_name, key, previousKeyId: old.id, previousValidUntil };
@@ -521,6 +594,7 @@ export class Credentials {
     }
     const id = await this.store.transaction(async (tx) => {
       const row = await this.resolveOperator(tx, admin, ref);
+      this.refuseTampered(row);
       await this.guardChange(tx, admin, row, patch);
       const at = this.now();
       const change: Partial<Pick<OperatorRecord, 'roles' | 'groups' | 'disabled_at'>> = {};
@@ -587,7 +661,7 @@ export class Credentials {
     const result = await this.store.transaction(async (tx) => {
       // The secret must be this database's: its `sealed` mark verifies under it. Another file
       // (a database writer's own, a wrong host) is refused before anything is written.
-      if (!(await this.ownsDatabase(tx))) {
+      if (!(await this.ownsDatabase(tx)) && !(await this.vouchedByRows(tx))) {
         throw new CountersignError('VALIDATION_FAILED', 'this server secret file is not the one this database’s servers use (its `sealed` mark does not verify): pass the servers’ --secret-file');
       }
       const at = this.now();
@@ -598,7 +672,7 @@ export class Credentials {
         return { operatorId: made.id, name, token: made.token, tokenId: made.tokenId, created: true };
       }
       const roles = [...new Set([...(JSON.parse(existing.roles) as Role[]), 'admin' as Role])];
-      await this.patchOperator(tx, existing, { roles: JSON.stringify(roles), disabled_at: null, removed_at: null });
+      await this.patchOperator(tx, existing, { roles: JSON.stringify(roles), disabled_at: null, removed_at: null, tokenless: 0 }, true);
       await this.revokeTokens(tx, await tx.credentials.tokensOf(existing.id), at);
       await tx.credentials.deleteSessions({ operatorId: existing.id });
       const token = newSecret('cso');
@@ -610,6 +684,11 @@ export class Credentials {
     this.forget();
     return result;
   }
+}
+
+function stripName<T extends { agent_name: string }>(row: T): Omit<T, 'agent_name'> {
+  const { agent_name: _name, ...rest } = row;
+  return rest;
 }
 
 export function requireAdmin(by: Principal): Operator {

@@ -337,6 +337,8 @@ export class Engine {
       if (!(await this.credentials.markBootstrapped(tx))) return null;
       // An embedded gateway's tokenless admin (MAC-valid, active) is given the token; otherwise one is made.
       const existing = (await this.credentials.activeOperators(tx)).find((op) => op.roles.includes('admin'));
+      // Only an admin whose MAC-covered `tokenless` mark says it never had a token (a real admin whose tokens were wiped gets none).
+      if (existing && !(await this.credentials.isTokenless(tx, existing.operatorId))) return null;
       const admin = existing
         ? await this.credentials.issueOperatorToken(tx, existing, given.adminToken)
         : await this.credentials.insertOperator(tx, SYSTEM, { name: 'admin', roles: ['admin'], groups: [] }, given.adminToken);

@@ -51,12 +51,34 @@ export class StepUpLockout {
     return stepUpLockout(rows.map((r) => ({ id: r.id, at: Number(r.at) })), at, this.config);
   }
 
+  /** The latest `until` of this operator's `mfa_locked` entries within the lookback (0: none). */
+  private async lockedUntilByTrail(tx: Queries, operatorId: string, at: number): Promise<number> {
+    const entries = await tx.listAudit({ type: 'mfa_locked', from: at - this.config.lookbackMs, limit: 10_000 });
+    let until = 0;
+    for (const e of entries) {
+      try {
+        const data = JSON.parse(e.data) as { operatorId?: unknown; until?: unknown };
+        if (data.operatorId === operatorId && typeof data.until === 'string') until = Math.max(until, Date.parse(data.until) || 0);
+      } catch {
+        // Not JSON (never written so by the lockout): not this operator's strike.
+      }
+    }
+    return until;
+  }
+
   async begin(by: Operator): Promise<ReservedAttempt> {
     const id = await this.store.transaction(async (tx) => {
       await tx.credentials.operator(by.operatorId, true); // the per-operator lock
       const at = this.now();
       const rows = await tx.credentials.attemptsSince(by.operatorId, at - this.config.lookbackMs);
       const state = stepUpLockout(rows.map((r) => ({ id: r.id, at: Number(r.at) })), at, this.config);
+      // The signed trail too: a database writer who deletes `mfa_attempts` does not lift a lockout
+      // its `mfa_locked` entry still records (deleting the entry breaks the audit chain).
+      const signedUntil = await this.lockedUntilByTrail(tx, by.operatorId, at);
+      if (!state.locked && signedUntil > at) {
+        const retryAfter = Math.max(1, Math.ceil((signedUntil - at) / 1000));
+        throw new CountersignError('MFA_LOCKED', `too many wrong step-up codes: try again in ${retryAfter} s`, { retryAfter, until: new Date(signedUntil).toISOString(), failures: state.failures });
+      }
       if (state.locked) {
         throw new CountersignError('MFA_LOCKED', `too many wrong step-up codes: try again in ${state.retryAfterSeconds} s`, {
           retryAfter: state.retryAfterSeconds,

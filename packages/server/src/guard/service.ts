@@ -527,7 +527,7 @@ export class GuardService {
     const at = this.now();
     const until = at + body.minutes * MINUTE;
     const queued = await this.store.transaction(async (tx) => {
-      await tx.guard.insertCooldown({ id: newId('cool', at), operator_id: op.id, until, reason: body.reason, set_by: lead.operatorId, created_at: at });
+      await tx.guard.insertCooldown({ id: newId('cool', at), operator_id: op.id, until, reason: body.reason, set_by: lead.operatorId, set_by_rank: highestRank(lead.roles), created_at: at });
       await this.writer.append(tx, [audit('cooldown_started', null, actorOf(lead), { operatorId: op.id, operator: op.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}`, manual: true }, at)]);
       return this.queueNotice(tx, { kind: 'cooldown_started', at, operator: op.name, by: lead.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}` });
     });
@@ -549,15 +549,17 @@ export class GuardService {
     const rank = highestRank(lifter.roles);
     const at = this.now();
     const lifted = await this.store.transaction(async (tx) => {
+      await tx.credentials.operator(op.id, true); // the per-operator lock (PostgreSQL FOR UPDATE): a parallel set waits
       const rows = await tx.guard.activeCooldowns(op.id, at);
       if (rows.length === 0) throw new CountersignError('NOT_FOUND', `${op.name} has no manual cool-down running`);
       for (const row of rows) {
         const setter = await tx.credentials.operator(row.set_by);
-        const setterRank = highestRank(setter ? (JSON.parse(setter.roles) as Role[]) : ['admin']);
+        // The rank the setter had when they set it (a later demotion does not weaken it), and never less than their rank now.
+        const setterRank = Math.max(row.set_by_rank === null ? -Infinity : Number(row.set_by_rank), highestRank(setter ? (JSON.parse(setter.roles) as Role[]) : ['admin']));
         if (setterRank > rank) throw new CountersignError('FORBIDDEN', `a cool-down set by ${setter?.name ?? 'someone more senior'} can only be lifted by someone of the same or higher rank`, { reason: 'rank' });
       }
       const wasUntil = new Date(Math.max(...rows.map((r) => Number(r.until)))).toISOString();
-      await tx.guard.endCooldowns(op.id, at);
+      await tx.guard.endCooldowns(op.id, rows.map((r) => r.id), at);
       await this.writer.append(tx, [audit('cooldown_lifted', null, actorOf(lifter), { operatorId: op.id, operator: op.name, reason: body.reason, wasUntil }, at)]);
       return wasUntil;
     });

@@ -88,7 +88,7 @@ export class CredentialQueries {
     return q.execute();
   }
 
-  async updateOperator(id: string, patch: Partial<Pick<OperatorRecord, 'roles' | 'groups' | 'disabled_at' | 'removed_at' | 'mac'>>): Promise<void> {
+  async updateOperator(id: string, patch: Partial<Pick<OperatorRecord, 'roles' | 'groups' | 'disabled_at' | 'removed_at' | 'tokenless' | 'mac'>>): Promise<void> {
     await this.db.updateTable('operators').set(patch).where('id', '=', id).execute();
   }
 
@@ -157,11 +157,11 @@ export class CredentialQueries {
   }
 
   /** Rows written before MACs existed (adopted once, on the start that creates the server secret). */
-  async unsealed(): Promise<{ operators: OperatorRecord[]; tokens: TokenRecord[]; keys: KeyRecord[] }> {
+  async unsealed(): Promise<{ operators: OperatorRecord[]; tokens: TokenRecord[]; keys: Array<KeyRecord & { agent_name: string }> }> {
     return {
       operators: await this.db.selectFrom('operators').selectAll().where('mac', 'is', null).execute(),
       tokens: await this.db.selectFrom('operator_tokens').selectAll().where('mac', 'is', null).execute(),
-      keys: await this.db.selectFrom('api_keys').selectAll().where('mac', 'is', null).execute(),
+      keys: await this.db.selectFrom('api_keys').innerJoin('agents', 'agents.id', 'api_keys.agent_id').selectAll('api_keys').select('agents.name as agent_name').where('api_keys.mac', 'is', null).execute(),
     };
   }
 

@@ -25,6 +25,8 @@ export interface ApproverCooldownsTable {
   until: number;
   reason: string;
   set_by: string;
+  /** The setter's rank when it was set (core's `highestRank`): lifting needs at least this. Null on rows from before 010. */
+  set_by_rank: number | null;
   created_at: number;
 }
 
@@ -213,9 +215,10 @@ export class GuardQueries {
     return this.db.selectFrom('approver_cooldowns').selectAll().where('operator_id', '=', operatorId).where('until', '>', now).execute();
   }
 
-  /** Ends the operator's running manual cool-downs at `now` (a lift); how many there were. */
-  async endCooldowns(operatorId: string, now: number): Promise<number> {
-    const result = await this.db.updateTable('approver_cooldowns').set({ until: now }).where('operator_id', '=', operatorId).where('until', '>', now).executeTakeFirst();
+  /** Ends the named running manual cool-downs at `now` (a lift: only the rows the lifter was checked against); how many there were. */
+  async endCooldowns(operatorId: string, ids: readonly string[], now: number): Promise<number> {
+    if (ids.length === 0) return 0;
+    const result = await this.db.updateTable('approver_cooldowns').set({ until: now }).where('operator_id', '=', operatorId).where('id', 'in', [...ids]).where('until', '>', now).executeTakeFirst();
     return Number(result.numUpdatedRows);
   }
 

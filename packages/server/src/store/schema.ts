@@ -44,6 +44,8 @@ export interface OperatorsTable {
   disabled_at: number | null;
   /** Removed operators keep their row (reviews and the trail name them) but never authenticate again. */
   removed_at: number | null;
+  /** 1: made without a token (the embedded gateway's admin), so bootstrap may give it its first; MACed. */
+  tokenless: number;
   mac: string | null;
 }
 

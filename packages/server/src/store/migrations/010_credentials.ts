@@ -4,6 +4,10 @@ import type { Kysely, Migration } from 'kysely';
  * Migration 010: the credential lifecycle (issue 13).
  * - `operators.disabled_at` / `removed_at`, and on tokens and keys `last_used_at` and
  *   `expires_at` (a rotated key's grace period);
+ * - `operators.tokenless`: 1 for an operator made without a token (the embedded gateway's admin),
+ *   the only kind bootstrap may give a first token to; covered by the operator's MAC;
+ * - `approver_cooldowns.set_by_rank`: the setter's rank when a manual cool-down was set (lifting
+ *   needs at least that rank, whatever the setter's roles are later);
  * - `mac` on operators, tokens and keys: HMAC under the server secret file (keys/server-secret.ts),
  *   so a row written by someone who can only reach the database does not authenticate;
  * - `sessions`: dashboard sessions by the SHA-256 of a random id only the cookie holds, MACed
@@ -18,6 +22,8 @@ export const m010_credentials: Migration = {
   async up(db: Kysely<any>) {
     await db.schema.alterTable('operators').addColumn('disabled_at', 'bigint').execute();
     await db.schema.alterTable('operators').addColumn('removed_at', 'bigint').execute();
+    await db.schema.alterTable('approver_cooldowns').addColumn('set_by_rank', 'integer').execute();
+    await db.schema.alterTable('operators').addColumn('tokenless', 'integer', (c) => c.notNull().defaultTo(0)).execute();
     await db.schema.alterTable('operators').addColumn('mac', 'text').execute();
     for (const table of ['operator_tokens', 'api_keys']) {
       await db.schema.alterTable(table).addColumn('last_used_at', 'bigint').execute();
