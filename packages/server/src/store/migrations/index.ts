@@ -19,6 +19,7 @@ import { m009_claim } from './009_claim.ts';
 import { m009_gate } from './009_gate.ts';
 import { m011_witness } from './011_witness.ts';
 import { m012_queue } from './012_queue.ts';
+import { m018_gatefin2 } from './018_gatefin2.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -35,6 +36,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '009_gate': m009_gate,
   '011_witness': m011_witness,
   '012_queue': m012_queue,
+  '018_gatefin2': m018_gatefin2,
 });
 
 export const migrationProvider: MigrationProvider = {
