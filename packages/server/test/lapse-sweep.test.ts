@@ -133,6 +133,24 @@ describe.each(ENGINES)('lapse sweep ($name)', ({ make }) => {
     for (const id of ids) expect((await a.store.auditFor(id)).filter((e) => e.type === 'approval_lapsed')).toHaveLength(1);
   });
 
+  it('red team: a sweep acting on a stale read (the row already lapsed, or claimed) changes nothing and writes no second entry', async () => {
+    database = make();
+    const clock = { t: Date.parse('2026-03-01T10:00:00Z') };
+    const engine = await open(database.url, clock);
+    engines.push(engine);
+    const agent = (await engine.authenticate((await engine.bootstrap())!.agentKey))!;
+    const { request: r } = await engine.createRequest(agent, AUTO as never);
+    const { request: c } = await engine.createRequest(agent, { ...(AUTO as object), args: { ip: '192.0.2.9' } } as never);
+    await engine.reportExecution(agent, c.id, { status: 'started', receipt: c.decision!.receipt! });
+    clock.t = Date.parse(r.decision!.receipt!.expiresAt!) + 10;
+    expect(await engine.sweepLapsedApprovals(10)).toBe(1);
+    // What a second server whose SELECT ran before the first committed would try next: the compare-and-set itself.
+    expect(await engine.store.transaction((tx) => tx.lapseApproval(r.id, clock.t + 1))).toBe(false);
+    expect(await engine.store.transaction((tx) => tx.lapseApproval(c.id, clock.t + 1))).toBe(false);
+    expect((await engine.getRequest(agent, c.id)).status).toBe('executing');
+    expect((await engine.store.auditFor(r.id)).filter((e) => e.type === 'approval_lapsed')).toHaveLength(1);
+  });
+
   it('red team: a claim inside the window wins over a sweep that comes later; the sweep never touches a claimed or decided request', async () => {
     database = make();
     const clock = { t: Date.parse('2026-03-01T10:00:00Z') };
