@@ -4,6 +4,7 @@
  *   pending ──review──► pending (vote counted) | approved | rejected
  *   pending ──cancel──► cancelled          pending ──expire──► expired
  *   approved ──claim──► executing ──execution──► executed | execution_failed
+ *   approved ──claim deadline passed, unclaimed (scheduler sweep)──► lapsed
  *
  * The engine loads the current state, calls `transition`, and writes what comes back together
  * with its audit entry in one transaction. Who may approve what, now, is the gate's question
@@ -43,6 +44,7 @@ export const TERMINAL_STATUSES: ReadonlySet<RequestStatus> = new Set([
   'cancelled',
   'executed',
   'execution_failed',
+  'lapsed',
 ]);
 
 export function isTerminal(status: RequestStatus): boolean {

@@ -26,6 +26,8 @@ export const REQUEST_STATUSES = [
   'cancelled',
   'executed',
   'execution_failed',
+  /** An approval never claimed before its claim deadline, swept by the scheduler (final: it can never run; its idempotency key files anew). */
+  'lapsed',
 ] as const;
 export const RequestStatus = z.enum(REQUEST_STATUSES);
 export type RequestStatus = z.infer<typeof RequestStatus>;

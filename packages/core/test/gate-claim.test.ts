@@ -2,7 +2,7 @@
 import { createHash, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parsePolicy, receiptBody, receiptMessage, type Decision, type ReceiptBody } from '../src/index.ts';
-import { claimDeadline, decideClaim, decideExecutionReport, receiptExpiry, type ClaimState } from '../src/gate/claim.ts';
+import { approvalDueToLapse, approvalLapsed, claimDeadline, decideClaim, decideExecutionReport, receiptExpiry, type ClaimState } from '../src/gate/claim.ts';
 
 const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -145,5 +145,32 @@ describe('claimDeadline: the earlier of the stored and the signed expiry (review
     const late = decideClaim(state, receipt, new Date('2026-01-01T11:00:01.000Z'));
     expect(late.ok || late.error.code).toBe('RECEIPT_EXPIRED');
     expect(decideClaim(state, receipt, new Date('2026-01-01T10:59:00.000Z')).ok).toBe(true);
+  });
+});
+
+describe('lapsed approvals (the scheduler sweep)', () => {
+  const row = (status: string, claimedAt: number | null, claimExpiresAt: number | null) => ({ status, claimedAt, claimExpiresAt });
+
+  it('approvalDueToLapse: only approved, unclaimed, with a stored expiry at or before now', () => {
+    expect(approvalDueToLapse(row('approved', null, 1000), 1000)).toBe(true);
+    expect(approvalDueToLapse(row('approved', null, 1000), 999)).toBe(false);
+    expect(approvalDueToLapse(row('approved', 5, 1000), 2000)).toBe(false);
+    expect(approvalDueToLapse(row('approved', null, null), 2000)).toBe(false);
+    for (const s of ['pending', 'executing', 'executed', 'execution_failed', 'rejected', 'expired', 'cancelled', 'lapsed']) expect(approvalDueToLapse(row(s, null, 1000), 2000)).toBe(false);
+  });
+
+  it('approvalLapsed: a swept approval stays lapsed (its key re-files), before and after the sweep', () => {
+    expect(approvalLapsed(row('lapsed', null, 1000), 0)).toBe(true);
+    expect(approvalLapsed(row('approved', null, 1000), 1000)).toBe(true);
+    expect(approvalLapsed(row('approved', null, 1000), 999)).toBe(false);
+  });
+
+  it('a claim of a lapsed request is RECEIPT_EXPIRED, even with a receipt whose dates still look valid', () => {
+    const body = receiptBody(sha256, 'req_1', decision, 'k1', { nonce: 'n1', expiresAt: '2099-01-01T00:00:00.000Z' });
+    const state: ClaimState = { requestId: 'req_1', status: 'lapsed', nonce: 'n1', expiresAt: '2099-01-01T00:00:00.000Z', payloadHash: body.payloadHash };
+    const r = decideClaim(state, body, new Date('2026-01-01T10:30:00.000Z'));
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.error.code).toBe('RECEIPT_EXPIRED');
+    expect(decideExecutionReport('lapsed', 'succeeded', true)).toMatchObject({ ok: false, error: { code: 'ALREADY_DECIDED' } });
   });
 });

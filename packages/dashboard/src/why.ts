@@ -170,7 +170,7 @@ export function pastOutcomes(items: readonly ApprovalRequest[], request: Approva
     .slice(0, window);
   const t: PastOutcomes = { requests: earlier.length, outcomes: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0, pending: 0 };
   for (const r of earlier) {
-    if (r.status === 'approved' || r.status === 'executing') t.approved++;
+    if (r.status === 'approved' || r.status === 'executing' || r.status === 'lapsed') t.approved++;
     else if (r.status === 'executed') (t.approved++, t.succeeded++);
     else if (r.status === 'execution_failed') (t.approved++, t.failed++);
     else if (r.status === 'rejected' || r.status === 'expired') t.rejected++;
@@ -274,6 +274,12 @@ export function describeEntry(e: AuditLeaf, now: number): EntryWords {
     case 'execution_started':
       summary = 'Claimed: the approval was claimed once with its receipt, and may run';
       take('receiptVersion');
+      break;
+    case 'approval_lapsed':
+      summary = 'Lapsed: the approval was never claimed before its claim deadline; it can never run';
+      take('lateMs');
+      note('Claimable until', 'expiresAt');
+      showActor = false;
       break;
     case 'claim_refused': {
       const code = str(take('code'));

@@ -44,6 +44,7 @@ export const AUDIT_EVENTS = {
   execution_started: { about: 'the approval was claimed, once, with its receipt (→ executing); only now may it run', data: ['payloadHash', 'expiresAt', 'receiptVersion'] },
   claim_refused: { about: 'a claim of an approval was refused (replay, other receipt, expired); written after the rollback', data: ['code', 'message'] },
   claim_lapsed: { about: 'an approval never claimed before its expiry; a create under its idempotency key filed a new request', data: ['refiledAs', 'expiresAt'] },
+  approval_lapsed: { about: 'the scheduler swept an approval never claimed before its claim deadline (→ lapsed, final); written once, by whichever server won the row', data: ['expiresAt', 'lateMs'] },
   executed: { about: 'the agent reported it ran (an approved aggregate: its members run)', data: ['status', 'error?', 'members?'] },
   execution_failed: { about: 'the agent reported it failed', data: ['status', 'error'] },
   screen_verdict: { about: 'a reviewer judged a screening finding (or an audit-sampled request): injection, not injection or unsure; separate from approve/reject', data: ['verdictId', 'finding', 'field', 'kind', 'verdict', 'score', 'counted'] },

@@ -67,6 +67,10 @@ export function decideClaim(state: ClaimState, receipt: ReceiptBody, now: Date):
   if (state.status === 'executing' || state.status === 'executed' || state.status === 'execution_failed') {
     return refuse(new CountersignError('ALREADY_EXECUTED', `the approval of ${id} was already claimed (the request is ${state.status})`, { requestId: id, status: state.status }));
   }
+  if (state.status === 'lapsed') {
+    const until = new Date(Math.max(0, claimDeadline(state, receipt))).toISOString();
+    return refuse(new CountersignError('RECEIPT_EXPIRED', `the approval of ${id} lapsed unclaimed (claimable until ${until}); file the request again`, { requestId: id, expiresAt: until }));
+  }
   if (state.status === 'pending') {
     return refuse(new CountersignError('ILLEGAL_TRANSITION', `request ${id} is still pending; nothing may run yet`, { requestId: id, status: state.status }));
   }
@@ -103,12 +107,25 @@ export function claimDeadline(state: Pick<ClaimState, 'expiresAt'>, receipt: Pic
 }
 
 /**
- * An approval that can no longer run: approved, never claimed, and past its stored claim expiry
- * (ms). A create under its idempotency key then files a new request instead of replaying it
- * (review finding 8: adapters use one fixed key per tool call). An approval without a stored
- * expiry (before 009_claim) is not lapsed here: it keeps replaying, as before.
+ * An approval that can no longer run: swept to `lapsed` already, or approved, never claimed, and
+ * past its stored claim expiry (ms). A create under its idempotency key then files a new request
+ * instead of replaying it (review finding 8: adapters use one fixed key per tool call). An
+ * approval without a stored expiry (before 009_claim) is not lapsed here: it keeps replaying, as
+ * before (and the sweep never touches it).
  */
 export function approvalLapsed(row: { status: string; claimedAt: number | null; claimExpiresAt: number | null }, nowMs: number): boolean {
+  if (row.status === 'lapsed') return row.claimedAt === null;
+  return approvalDueToLapse(row, nowMs);
+}
+
+/**
+ * The scheduler's sweep (`approved` → `lapsed`): approved, never claimed, with a stored claim
+ * expiry at or before now. The shell's conditional UPDATE states the same predicate, so a
+ * claim racing the sweep on another server leaves exactly one of them changing the row; the
+ * claim's own deadline (`claimDeadline`) is never later than the stored expiry, so nothing the
+ * sweep takes was still claimable.
+ */
+export function approvalDueToLapse(row: { status: string; claimedAt: number | null; claimExpiresAt: number | null }, nowMs: number): boolean {
   return row.status === 'approved' && row.claimedAt === null && row.claimExpiresAt !== null && nowMs >= row.claimExpiresAt;
 }
 

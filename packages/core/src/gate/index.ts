@@ -1,5 +1,5 @@
 /** The one gate: who may decide what, now, over the payload that will run; and the single-use claim of an approval. */
-export { approvalLapsed, claimDeadline, decideClaim, decideExecutionReport, receiptExpiry, type ClaimResult, type ClaimState, type ClaimableStatus } from './claim.ts';
+export { approvalDueToLapse, approvalLapsed, claimDeadline, decideClaim, decideExecutionReport, receiptExpiry, type ClaimResult, type ClaimState, type ClaimableStatus } from './claim.ts';
 export {
   CHEAP_CHECKS,
   GATE_CHECKS,

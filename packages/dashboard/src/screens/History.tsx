@@ -10,7 +10,7 @@ import { duration, when } from '../format.ts';
 import { requestHref } from '../router.ts';
 import { describeEntry } from '../why.ts';
 
-const DECIDED: RequestStatus[] = ['approved', 'executing', 'rejected', 'expired', 'cancelled', 'executed', 'execution_failed'];
+const DECIDED: RequestStatus[] = ['approved', 'executing', 'rejected', 'expired', 'cancelled', 'executed', 'execution_failed', 'lapsed'];
 
 function decider(r: ApprovalRequest): string {
   const d = r.decision;

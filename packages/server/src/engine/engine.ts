@@ -917,6 +917,11 @@ export class Engine {
     };
   }
 
+  /** One round of the scheduler's lapse sweep (engine/execution.ts `sweepLapsed`): how many approvals became `lapsed`. */
+  sweepLapsedApprovals(limit: number): Promise<number> {
+    return this.executions.sweepLapsed(limit);
+  }
+
   /** The engine's clock, for the scheduler's claims. */
   clock(): number {
     return this.now();

@@ -11,6 +11,11 @@
  *       (`claim_refused`).
  *   POST … {status: succeeded | failed} → only from `executing`, once → executed | execution_failed.
  *
+ *   scheduler tick → `sweepLapsed`: approvals never claimed before their stored claim expiry
+ *     (core `approvalDueToLapse`, rows locked with SKIP LOCKED on PostgreSQL) → the conditional
+ *     UPDATE approved → lapsed (`Queries.lapseApproval`, the claim's own predicate inverted, so a
+ *     racing claim or a second server's sweep leaves one winner) → audit `approval_lapsed`.
+ *
  * It also issues what a claim is checked against: `approvalClaim` draws the nonce and computes
  * the expiry that every approval's receipt signs and its row keeps (`claim_nonce`,
  * `claim_expires_at`).
@@ -18,6 +23,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   CountersignError,
+  approvalDueToLapse,
   claimDeadline,
   decideClaim,
   decideExecutionReport,
@@ -33,7 +39,7 @@ import {
   type RiskLevel,
 } from '@countersign/core';
 import type { AuditService } from '../audit/service.ts';
-import { draft, type AuditWriter } from '../audit/writer.ts';
+import { SYSTEM_ACTOR, draft, type AuditWriter } from '../audit/writer.ts';
 import type { Queries, RequestRow, Store } from '../store/store.ts';
 import type { Principal } from './principal.ts';
 
@@ -47,7 +53,7 @@ export interface ExecutionDeps {
   /** The wake channel NOTIFY'd in each changing transaction. */
   wakeChannel: string;
   /** After the commit: wake waiters, tell observers, and return the request as the caller may see it. */
-  committed: (row: RequestRow, previousStatus: RequestStatus, by: Principal) => Promise<ApprovalRequest>;
+  committed: (row: RequestRow, previousStatus: RequestStatus, by?: Principal) => Promise<ApprovalRequest>;
 }
 
 /** What an approval's receipt signs and its row keeps so it can be claimed once: a fresh nonce and the expiry. */
@@ -137,6 +143,32 @@ export class ExecutionDesk {
       return { ...current, ...patch } satisfies RequestRow;
     });
     return this.deps.committed(row, previous, by);
+  }
+
+  /**
+   * One round of the lapse sweep: up to `limit` approvals whose claim window closed unclaimed
+   * become `lapsed` (final), each with one `approval_lapsed` entry, in one transaction. Returns
+   * how many this call changed; a row a racing claim or another server took first is skipped.
+   */
+  async sweepLapsed(limit: number): Promise<number> {
+    const { store, writer } = this.deps;
+    const at = this.deps.now();
+    const swept = await store.transaction(async (tx) => {
+      const due = await tx.approvalsDueToLapse(at, limit);
+      const changed: RequestRow[] = [];
+      for (const row of due) {
+        const state = { status: row.status, claimedAt: row.claimed_at === null ? null : Number(row.claimed_at), claimExpiresAt: row.claim_expires_at === null ? null : Number(row.claim_expires_at) };
+        if (!approvalDueToLapse(state, at)) continue;
+        if (!(await tx.lapseApproval(row.id, at))) continue;
+        const expiresAt = Number(row.claim_expires_at);
+        await writer.append(tx, [draft('approval_lapsed', row.id, SYSTEM_ACTOR, { expiresAt: new Date(expiresAt).toISOString(), lateMs: at - expiresAt }, at)]);
+        await tx.notify(this.deps.wakeChannel, row.id);
+        changed.push({ ...row, status: 'lapsed', updated_at: at });
+      }
+      return changed;
+    });
+    for (const row of swept) await this.deps.committed(row, 'approved');
+    return swept.length;
   }
 
   /**

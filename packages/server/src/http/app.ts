@@ -250,7 +250,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
 }
 
 function isClosed(request: ApprovalRequest): boolean {
-  return ['rejected', 'expired', 'cancelled', 'executed', 'execution_failed'].includes(request.status);
+  return ['rejected', 'expired', 'cancelled', 'executed', 'execution_failed', 'lapsed'].includes(request.status);
 }
 
 async function hasBody(req: Request): Promise<boolean> {

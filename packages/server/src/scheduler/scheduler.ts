@@ -1,6 +1,8 @@
 /**
  * The scheduler owns every deadline: SLA escalation, the agent's own timeout, notification
- * attempts. Timers are rows (store/timers.ts); a tick leases the due ones and fires each
+ * attempts, and the claim window of an approval (an unclaimed one is swept to `lapsed`, by a
+ * walk of `requests_claim_lapse` rather than a timer row: the compare-and-set on the request
+ * row is what makes it happen once). Timers are rows (store/timers.ts); a tick leases the due ones and fires each
  * through the engine, which deletes the timer in the same transaction as the change it causes.
  * So a timer fires once even across processes and crashes: a process killed mid-tick leaves its
  * timers leased, and once the lease runs out any process (itself, restarted) fires them, late.
@@ -50,6 +52,8 @@ export interface TickReport {
   errors: number;
   /** Delivery attempts started in this tick (they finish in the background). */
   deliveries: number;
+  /** Approvals swept to `lapsed` (never claimed before their claim deadline). */
+  lapsed: number;
 }
 
 const REQUEST_KINDS = ['escalate', 'expire', 'collect', 'pause_end'] as const;
@@ -135,8 +139,24 @@ export class Scheduler {
     return run;
   }
 
+  /** Approvals whose claim window closed unclaimed become `lapsed`, a batch at a time (bounded per tick). */
+  private async sweepLapsed(report: TickReport): Promise<void> {
+    for (let round = 0; round < MAX_LAPSE_ROUNDS; round++) {
+      try {
+        const n = await this.engine.sweepLapsedApprovals(this.batch);
+        report.lapsed += n;
+        if (n < this.batch) return;
+      } catch (err) {
+        report.errors++;
+        this.options.onError?.(err);
+        return;
+      }
+    }
+  }
+
   private async runTick(): Promise<TickReport> {
-    const report: TickReport = { fired: 0, escalated: 0, decided: 0, gone: 0, stale: 0, rescheduled: 0, errors: 0, deliveries: 0 };
+    const report: TickReport = { fired: 0, escalated: 0, decided: 0, gone: 0, stale: 0, rescheduled: 0, errors: 0, deliveries: 0, lapsed: 0 };
+    await this.sweepLapsed(report);
     const timers = this.engine.store.timers;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const now = this.engine.clock();
@@ -175,6 +195,9 @@ export class Scheduler {
     return report;
   }
 }
+
+/** Rounds of the lapse sweep per tick; what is left waits for the next tick. */
+const MAX_LAPSE_ROUNDS = 10;
 
 async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;

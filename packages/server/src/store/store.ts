@@ -315,7 +315,8 @@ export class Queries {
     for (const { status, n } of rows) {
       const count = Number(n);
       counts.total += count;
-      if (status === 'approved' || status === 'executing') counts.approved += count;
+      // An approval that lapsed unclaimed was still approved by someone: the history counts it so.
+      if (status === 'approved' || status === 'executing' || status === 'lapsed') counts.approved += count;
       if (status === 'executed') (counts.approved += count), (counts.succeeded += count);
       if (status === 'execution_failed') (counts.approved += count), (counts.failed += count);
       if (status === 'rejected' || status === 'expired') counts.rejected += count;
@@ -444,6 +445,40 @@ export class Queries {
       .set({ idempotency_key: null })
       .where('id', '=', id)
       .where('idempotency_key', '=', key)
+      .where('status', 'in', ['approved', 'lapsed'])
+      .where('claimed_at', 'is', null)
+      .where('claim_expires_at', 'is not', null)
+      .where('claim_expires_at', '<=', at)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Approvals due to lapse (core `approvalDueToLapse`): approved, unclaimed, stored claim expiry
+   * at or before `now`, earliest first, at most `limit` (index `requests_claim_lapse`). On
+   * PostgreSQL the rows are locked and ones another server holds are skipped, so two sweeping
+   * servers split the work; `lapseApproval` is what makes each change happen once.
+   */
+  async approvalsDueToLapse(now: number, limit: number): Promise<RequestRow[]> {
+    let q = this.db
+      .selectFrom('requests')
+      .selectAll()
+      .where('status', '=', 'approved')
+      .where('claim_expires_at', 'is not', null)
+      .where('claim_expires_at', '<=', now)
+      .where('claimed_at', 'is', null)
+      .orderBy('claim_expires_at')
+      .limit(limit);
+    if (this.capabilities.skipLocked) q = q.forUpdate().skipLocked();
+    return (await q.execute()).map((r) => this.sealer.openRequest(r));
+  }
+
+  /** approved → lapsed, by the same predicate (a compare-and-set: a racing claim or sweep leaves one winner). */
+  async lapseApproval(id: string, at: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('requests')
+      .set({ status: 'lapsed', updated_at: at })
+      .where('id', '=', id)
       .where('status', '=', 'approved')
       .where('claimed_at', 'is', null)
       .where('claim_expires_at', 'is not', null)
