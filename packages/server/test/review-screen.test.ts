@@ -52,6 +52,18 @@ describe.each(ENGINES.filter((e) => e.name === 'sqlite'))('review-screen: agent 
     expect(request.status).not.toBe('approved');
   });
 
+  it('R4: a long agent key is not copied into every finding (assessment and audit grow ~20x the body)', async () => {
+    const key = 'k'.repeat(300_000);
+    const val = Array.from({ length: 40 }, (_, i) => `Paragraph ${i}. The weather is fine today and the logs are clean. ${INJECTION}`).join('\n\n');
+    const input = { ...AUTO, args: { ip: '203.0.113.7', [key]: val } };
+    const bodyBytes = JSON.stringify(input).length;
+    const { request } = await t.engine.createRequest(t.agent, body(input));
+    expect(request.status).not.toBe('approved');
+    expect(JSON.stringify(request.assessment).length).toBeLessThan(bodyBytes);
+    const created = (await t.engine.auditForRequest(t.admin, request.id)).find((e) => e.type === 'created')!;
+    expect(JSON.stringify(created.data).length).toBeLessThan(bodyBytes);
+  }, 120_000);
+
   it('R2: an injection written as a key of an evidence object is screened', async () => {
     const { request } = await t.engine.createRequest(t.agent, body({ ...AUTO, context: { ...AUTO.context, evidence: [{ type: 'log', [INJECTION]: 1 }] } }));
     expect(request.status).not.toBe('approved');
