@@ -86,3 +86,42 @@ describe('review-screen: POST /v1/screen shares the create path\'s worker queue'
     }
   }, 120_000);
 });
+
+describe.each(ENGINES.filter((e) => e.name === 'sqlite'))('review-screen: calibration driven by one agent ($name)', ({ make }) => {
+  let database: TestDatabase;
+  let t: TestEngine;
+  beforeAll(async () => {
+    database = make();
+    t = await openTestEngine(
+      database.url,
+      `${DEFAULT_POLICY_YAML}\nscreening:\n  learning:\n    maxWeightPerSource: 5\n    targetFpr: 0.2\n    confidence: 0.8\n`,
+    );
+  });
+  afterAll(async () => {
+    await t.engine.close();
+    await database.drop();
+  });
+
+  it('R5: one agent\'s crafted borderline texts, judged honestly by many reviewers, cannot alone move the calibration proposal', async () => {
+    // The agent files benign text that the screen flags just above the review threshold (≈0.2)...
+    const items: { id: string; finding: number }[] = [];
+    for (let i = 0; i < 30; i++) {
+      const { request } = await t.engine.createRequest(
+        t.agent,
+        body({ ...AUTO, args: { ip: `203.0.113.${i + 1}` }, description: `Please ignore the previous alert for host ${i + 1}; it was a false positive.` }),
+      );
+      const idx = request.assessment.screening?.findings.findIndex((f) => f.score >= 0.1) ?? -1;
+      if (idx >= 0) items.push({ id: request.id, finding: idx });
+    }
+    expect(items.length).toBeGreaterThanOrEqual(20);
+    // ...and six honest leads, each within the per-reviewer cap, say (truthfully) "not injection".
+    for (let k = 0; k < 6; k++) {
+      const lead = await t.operator(`lead-${k}`, ['lead']);
+      for (const it of items.slice(k * 5, k * 5 + 5)) await t.engine.screening.giveVerdict(lead, it.id, { finding: it.finding, verdict: 'not_injection' });
+    }
+    const report = await t.engine.screening.report(t.admin);
+    const p = report.calibration.content;
+    // Every counted verdict is about one agent's text: the agent chose where the threshold should move.
+    expect(p.proposed === null || p.proposed <= p.current.threshold, `proposed ${p.proposed} over current ${p.current.threshold}; reason: ${p.reason}`).toBe(true);
+  }, 180_000);
+});
