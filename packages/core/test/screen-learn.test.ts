@@ -199,3 +199,34 @@ describe('audit sample and rates', () => {
     expect(verdictRates([]).detectionRate).toBeNull();
   });
 });
+
+describe('one agent cannot choose the threshold (review R5)', () => {
+  const verdicts = (agents: string[]) =>
+    Array.from({ length: 60 }, (_, i) => ({
+      itemId: `r${i}#0`,
+      channel: 'content' as const,
+      score: 0.15 + (i % 10) / 1000,
+      verdict: 'not_injection' as const,
+      reviewer: `lead-${i % 6}`,
+      agent: agents[i % agents.length] as string,
+    }));
+
+  it('caps the weight of the verdicts on one agent\'s requests and reports each agent\'s share', () => {
+    const a = acceptVerdicts(verdicts(['bot', 'other']), { authorised: () => true, maxWeightPerSource: 100, maxWeightPerAgent: 10 });
+    expect(a.agents).toEqual([
+      { agent: 'bot', verdicts: 30, weight: 10, share: 0.5 },
+      { agent: 'other', verdicts: 30, weight: 10, share: 0.5 },
+    ]);
+    expect(a.accepted.reduce((s, v) => s + v.weight, 0)).toBeCloseTo(20);
+  });
+
+  it('proposes nothing when one agent holds more than half the weight; several agents may move it', () => {
+    const guard = { authorised: () => true, maxWeightPerSource: 100 };
+    const opts = { channel: 'content' as const, targetFpr: 0.2, confidence: 0.8, current: 0.1 };
+    const one = calibrateThreshold(acceptVerdicts(verdicts(['bot']), guard).accepted, opts);
+    expect(one.proposed).toBeNull();
+    expect(one.reason).toMatch(/one agent/);
+    const many = calibrateThreshold(acceptVerdicts(verdicts(['a', 'b', 'c']), guard).accepted, opts);
+    expect(many.proposed).not.toBeNull();
+  });
+});

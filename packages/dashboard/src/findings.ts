@@ -53,14 +53,18 @@ export function parseFieldPath(path: string): (string | number)[] | null {
 }
 
 /** The string at a finding's field path in the request (`description`, `args…`, `context.evidence[0]`, `alternatives[1]…`), if it is one. */
-export function textAtField(r: Pick<ApprovalRequest, 'description' | 'args' | 'context' | 'alternatives'>, field: string): string | undefined {
-  const steps = parseFieldPath(field);
+export function textAtField(r: Pick<ApprovalRequest, 'description' | 'args' | 'context' | 'alternatives'> & Partial<Pick<ApprovalRequest, 'approvers'>>, field: string): string | undefined {
+  // `….$key` names the key of the value at `…` (core screen/fields.ts KEY_STEP): the key itself is the text.
+  const isKey = field.endsWith('.$key');
+  const steps = parseFieldPath(isKey ? field.slice(0, -'.$key'.length) : field);
   if (!steps) return undefined;
-  let cur: unknown = { description: r.description, args: r.args, context: r.context, alternatives: r.alternatives };
-  for (const s of steps) {
+  let cur: unknown = { description: r.description, args: r.args, context: r.context, alternatives: r.alternatives, approvers: r.approvers };
+  for (const [i, s] of steps.entries()) {
     if (cur === null || typeof cur !== 'object') return undefined;
     if (typeof s === 'number' ? !Array.isArray(cur) : Array.isArray(cur)) return undefined;
-    cur = Object.hasOwn(cur, s) ? (cur as Record<string | number, unknown>)[s] : undefined;
+    if (!Object.hasOwn(cur, s)) return undefined;
+    if (isKey && i === steps.length - 1) return typeof s === 'string' && steps.length > 1 ? s : undefined;
+    cur = (cur as Record<string | number, unknown>)[s];
   }
   return typeof cur === 'string' ? cur : undefined;
 }

@@ -41,10 +41,11 @@ export {
   MAX_SCREENED_FIELDS,
   MAX_RECORDED_FINDINGS,
   SCREENING_RULE,
+  SCREENING_BIDI_RULE,
   SCREENING_BUDGET_RULE,
   type RequestText,
   type RequestFinding,
   type RequestScreening,
   type ScreeningOutcome,
 } from './request.ts';
-export { pathStep, parseFieldPath, textAtPath } from './fields.ts';
+export { boundPath, keyPath, pathStep, parseFieldPath, textAtPath, KEY_STEP, MAX_PATH, MAX_STEP } from './fields.ts';

@@ -21,6 +21,8 @@ export interface ScreenVerdict {
   readonly verdict: VerdictLabel;
   /** Who gave it: the source whose weight is capped. */
   readonly reviewer: string;
+  /** The agent whose request the item is from: its items' weight is capped too (one agent cannot choose the threshold). */
+  readonly agent?: string;
 }
 
 export interface WeightedVerdict {
@@ -30,13 +32,20 @@ export interface WeightedVerdict {
   readonly injection: boolean;
   readonly reviewer: string;
   readonly weight: number;
+  /** The agent whose request was judged, when known (calibrateThreshold's one-agent guard). */
+  readonly agent?: string;
 }
+
+/** The largest share of a channel's counted weight that verdicts on one agent's requests may hold for a threshold to be proposed. */
+export const MAX_AGENT_SHARE = 0.5;
 
 export interface VerdictGuard {
   /** Is this reviewer allowed to teach the screen? (Role and account checks live with the caller.) */
   readonly authorised: (reviewer: string) => boolean;
   /** The most total weight one reviewer's verdicts may carry. */
   readonly maxWeightPerSource: number;
+  /** The most total weight the verdicts on one agent's requests may carry (default: `maxWeightPerSource`). */
+  readonly maxWeightPerAgent?: number;
 }
 
 export interface AcceptedVerdicts {
@@ -44,11 +53,15 @@ export interface AcceptedVerdicts {
   readonly refused: { readonly unauthorised: number; readonly unsure: number; readonly superseded: number };
   /** Per reviewer: verdicts counted and the weight each carries. */
   readonly sources: readonly { readonly reviewer: string; readonly verdicts: number; readonly weightEach: number }[];
+  /** Per agent whose requests were judged: verdicts counted, the weight they carry after both caps, and that weight's share of the total. */
+  readonly agents: readonly { readonly agent: string; readonly verdicts: number; readonly weight: number; readonly share: number }[];
 }
 
 /**
  * Apply the poisoning guards. A reviewer's later verdict on the same item replaces the earlier
- * one; `unsure` teaches nothing; each source's verdicts share at most `maxWeightPerSource`.
+ * one; `unsure` teaches nothing; each source's verdicts share at most `maxWeightPerSource`; and
+ * the verdicts on one agent's requests share at most `maxWeightPerAgent` (an agent that files
+ * crafted borderline text for many honest reviewers to judge cannot alone move the threshold).
  */
 export function acceptVerdicts(verdicts: readonly ScreenVerdict[], guard: VerdictGuard): AcceptedVerdicts {
   if (!(guard.maxWeightPerSource > 0)) throw new RangeError('maxWeightPerSource must be positive');
@@ -86,7 +99,32 @@ export function acceptVerdicts(verdicts: readonly ScreenVerdict[], guard: Verdic
       accepted.push({ itemId: v.itemId, channel: v.channel, score: v.score, injection: v.verdict === 'injection', reviewer, weight: weightEach });
     }
   }
-  return { accepted, refused: { unauthorised, unsure, superseded }, sources };
+  const agentCap = guard.maxWeightPerAgent ?? guard.maxWeightPerSource;
+  if (!(agentCap > 0)) throw new RangeError('maxWeightPerAgent must be positive');
+  const agentOf = new Map<WeightedVerdict, string>();
+  const byAgent = new Map<string, { verdicts: number; weight: number }>();
+  const latestList = [...latest.values()].filter((v) => v.verdict !== 'unsure');
+  // accepted[] is in per-reviewer order; find each one's agent by item and reviewer.
+  const agentByKey = new Map(latestList.map((v) => [`${v.reviewer}\u0000${v.itemId}`, v.agent ?? '(unknown)']));
+  for (const w of accepted) {
+    const agent = agentByKey.get(`${w.reviewer}\u0000${w.itemId}`) ?? '(unknown)';
+    agentOf.set(w, agent);
+    const a = byAgent.get(agent) ?? { verdicts: 0, weight: 0 };
+    a.verdicts++;
+    a.weight += w.weight;
+    byAgent.set(agent, a);
+  }
+  const scaled: WeightedVerdict[] = accepted.map((w) => {
+    const a = byAgent.get(agentOf.get(w) as string) as { weight: number };
+    const agent = agentOf.get(w) as string;
+    const withAgent = agent === '(unknown)' ? w : { ...w, agent };
+    // Verdicts whose request's agent is not known (none from the server) are capped per reviewer only.
+    return agent !== '(unknown)' && a.weight > agentCap ? { ...withAgent, weight: (w.weight * agentCap) / a.weight } : withAgent;
+  });
+  const capped = [...byAgent.entries()].map(([agent, a]) => ({ agent, verdicts: a.verdicts, weight: agent === '(unknown)' ? a.weight : Math.min(a.weight, agentCap) }));
+  const total = capped.reduce((t, a) => t + a.weight, 0);
+  const agents = capped.sort((x, y) => (x.agent < y.agent ? -1 : x.agent > y.agent ? 1 : 0)).map((a) => ({ ...a, share: total > 0 ? a.weight / total : 0 }));
+  return { accepted: scaled, refused: { unauthorised, unsure, superseded }, sources, agents };
 }
 
 /** The standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9). */
@@ -203,6 +241,30 @@ export function calibrateThreshold(
     }
   }
   const minN = Math.ceil((normalQuantile(confidence) ** 2 * (1 - targetFpr)) / targetFpr);
+  // One agent's text may not choose the threshold (review R5): with more than MAX_AGENT_SHARE of
+  // the weight about one agent's requests, however many honest reviewers judged them, no proposal.
+  const perAgent = new Map<string, number>();
+  let known = 0;
+  for (const v of mine) {
+    if (v.agent === undefined) continue;
+    perAgent.set(v.agent, (perAgent.get(v.agent) ?? 0) + v.weight);
+    known += v.weight;
+  }
+  const top = Math.max(0, ...perAgent.values());
+  const dominated = known > 0 && top / (bw + aw) > MAX_AGENT_SHARE;
+  if (dominated) {
+    return {
+      channel,
+      targetFpr,
+      confidence,
+      bound: 'wilson',
+      proposed: null,
+      current: cur,
+      atProposed: null,
+      effect: { newlyFlagged: 0, newlyAllowed: 0, benignWeight: bw, effectiveBenign: nEff, attackWeight: aw },
+      reason: `${Math.round((top / (bw + aw)) * 100)} % of the counted weight is about one agent's requests (at most ${MAX_AGENT_SHARE * 100} %): a threshold is proposed only from verdicts on several agents' text`,
+    };
+  }
   return {
     channel,
     targetFpr,

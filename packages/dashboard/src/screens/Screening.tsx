@@ -46,7 +46,10 @@ function FieldFindings({ request, field, findings }: { request: ApprovalRequest;
   const marked = text === undefined ? null : markSpans(text, findings.map((f) => ({ span: f.finding.span, index: f.index })));
   return (
     <div className="screen-field" data-field={field}>
-      <h3 className="mono">{field}</h3>
+      {/* The path holds the agent's keys (bounded by core): it is agent text, shown in the agent zone, never as a computed heading. */}
+      <h3 className="screen-path agent-zone compact">
+        <span className="zone-tag">field (agent-written keys)</span> <span className="mono"><SafeText text={field} inline noExpand max={400} /></span>
+      </h3>
       {marked ? (
         <p className="screen-text agent-zone compact" data-testid="screen-text">
           {marked.pieces.map((p, i) =>

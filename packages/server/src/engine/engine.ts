@@ -515,8 +515,9 @@ export class Engine {
    * active policy's `screening:` section. Stateless: nothing is stored or audited.
    */
   async screenText(by: Principal, request: ScreenRequest): Promise<ScreenResult> {
-    void by; // authenticated by the HTTP layer; every principal may screen
-    return this.screener.screenText(parseScreenRequest(request), this.policy.policy.screening);
+    // Every principal may screen; each has its own small share of the worker (screener.ts: RATE_LIMITED when full).
+    const caller = by.kind === 'agent' ? `agent:${by.agentId}` : `operator:${by.operatorId}`;
+    return this.screener.screenText(parseScreenRequest(request), this.policy.policy.screening, caller);
   }
 
   /** Screen a create body's text under the policy's `screening:` section; nothing when screening is disabled. */

@@ -13,6 +13,7 @@
  *   const s = await screener.screen(body, policy.screening); // RequestScreening
  */
 import { Worker } from 'node:worker_threads';
+import { CountersignError } from '@countersign/core';
 import {
   requestTexts,
   screen,
@@ -33,15 +34,23 @@ type Body = Parameters<typeof screenRequestText>[0];
 
 export const INLINE_MAX_CHARS = 4 * 1024;
 export const INLINE_MAX_FIELDS = 8;
+/** `POST /v1/screen` texts one caller may have waiting or running in the worker at once. */
+export const TEXT_PER_CALLER = 2;
+/** After the worker dies before it is ready, how long new work is refused (fail closed) before starting another. */
+const START_BACKOFF_MS = 2_000;
 
 export interface ScreenerOptions {
   /** How long the worker may take over one body (default 5 s). */
   timeoutMs?: number;
-  /** Bodies waiting for the worker beyond which a new one is not screened (default 64). */
+  /** Create bodies waiting for the worker beyond which a new one is not screened (default 64). */
   maxQueue?: number;
+  /** `POST /v1/screen` texts waiting for the worker beyond which a new one is refused (default 16): their own queue. */
+  maxTextQueue?: number;
+  /** How long a job may wait for the worker before it fails closed (default 15 s). */
+  queueTimeoutMs?: number;
 }
 
-type Job = { id: number; config: ScreeningConfig; fail: (why: string) => void } & (
+type Job = { id: number; config: ScreeningConfig; fail: (why: string) => void; waitTimer?: NodeJS.Timeout; caller?: string } & (
   | { body: Body; resolve: (r: RequestScreening) => void }
   | { text: ScreenRequest; resolve: (r: ScreenResult) => void }
 );
@@ -49,17 +58,26 @@ type Job = { id: number; config: ScreeningConfig; fail: (why: string) => void } 
 export class Screener {
   private worker: Worker | undefined;
   private ready = false;
+  /** Create bodies: served first. */
   private readonly queue: Job[] = [];
+  /** `POST /v1/screen` texts: served when no create body waits, bounded on their own and per caller. */
+  private readonly textQueue: Job[] = [];
+  private readonly perCaller = new Map<string, number>();
   private current: { job: Job; timer: NodeJS.Timeout } | undefined;
   private nextId = 1;
+  private blockedUntil = 0;
   private readonly timeoutMs: number;
   private readonly maxQueue: number;
+  private readonly maxTextQueue: number;
+  private readonly queueTimeoutMs: number;
   /** Bodies screened in the worker, and those it failed to screen (timeouts, crashes): for tests and metrics. */
   readonly stats = { inline: 0, worker: 0, failed: 0 };
 
   constructor(options: ScreenerOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 5_000;
     this.maxQueue = options.maxQueue ?? 64;
+    this.maxTextQueue = options.maxTextQueue ?? 16;
+    this.queueTimeoutMs = options.queueTimeoutMs ?? 15_000;
   }
 
   async screen(body: Body, config: ScreeningConfig): Promise<RequestScreening> {
@@ -73,17 +91,22 @@ export class Screener {
       this.stats.failed++;
       return unscreenedResult(`screening is busy (${this.maxQueue} requests waiting): the request's text was not screened`, config);
     }
+    if (Date.now() < this.blockedUntil) {
+      this.stats.failed++;
+      return unscreenedResult("the screening worker failed to start: the request's text was not screened", config);
+    }
     return new Promise((resolve) => {
-      this.queue.push({ id: this.nextId++, body, config, resolve, fail: (why) => resolve(unscreenedResult(why, config)) });
-      this.pump();
+      this.enqueue(this.queue, { id: this.nextId++, body, config, resolve, fail: (why) => resolve(unscreenedResult(why, config)) });
     });
   }
 
   /**
    * One `POST /v1/screen` request. Failing closed here means an answer that says it could not
-   * screen: the policy's over-budget action with an `unscreened` finding.
+   * screen: the policy's over-budget action with an `unscreened` finding. A caller (`agent:<id>`,
+   * `operator:<id>`) with `TEXT_PER_CALLER` texts already waiting or running, or a full text
+   * queue, is refused with RATE_LIMITED and `retryAfter` (429).
    */
-  async screenText(request: ScreenRequest, config: ScreeningConfig): Promise<ScreenResult> {
+  async screenText(request: ScreenRequest, config: ScreeningConfig, caller?: string): Promise<ScreenResult> {
     const size = request.text !== undefined ? request.text.length : typeof request.content === 'string' ? request.content.length : INLINE_MAX_CHARS + 1;
     if (size <= INLINE_MAX_CHARS) {
       this.stats.inline++;
@@ -95,13 +118,20 @@ export class Screener {
       action: config.overBudget,
       findings: [{ kind: 'unscreened', span: { start: 0, end: 0 }, score: 0, why }],
     });
-    if (this.queue.length >= this.maxQueue) {
-      this.stats.failed++;
-      return unscreened(`screening is busy (${this.maxQueue} requests waiting)`);
+    if (caller !== undefined && (this.perCaller.get(caller) ?? 0) >= TEXT_PER_CALLER) {
+      throw new CountersignError('RATE_LIMITED', `at most ${TEXT_PER_CALLER} large texts per caller are screened at once; retry in 1 s`, { retryAfter: 1 });
     }
+    if (this.textQueue.length >= this.maxTextQueue) {
+      throw new CountersignError('RATE_LIMITED', `screening is busy (${this.maxTextQueue} texts waiting); retry in 2 s`, { retryAfter: 2 });
+    }
+    if (Date.now() < this.blockedUntil) return unscreened('the screening worker failed to start');
     return new Promise((resolve) => {
-      this.queue.push({ id: this.nextId++, text: request, config, resolve, fail: (why) => resolve(unscreened(why)) });
-      this.pump();
+      const job: Job = { id: this.nextId++, text: request, config, resolve, fail: (why) => resolve(unscreened(why)) };
+      if (caller !== undefined) {
+        job.caller = caller;
+        this.perCaller.set(caller, (this.perCaller.get(caller) ?? 0) + 1);
+      }
+      this.enqueue(this.textQueue, job);
     });
   }
 
@@ -111,14 +141,42 @@ export class Screener {
     this.worker = undefined;
     this.ready = false;
     if (this.current) this.finish(undefined, 'the screener was closed');
-    for (const job of this.queue.splice(0)) job.fail('the screener was closed');
+    this.failQueued('the screener was closed');
     await w?.terminate();
   }
 
+  private enqueue(queue: Job[], job: Job): void {
+    // A deadline on the wait too: a job nobody takes fails closed instead of hanging its request.
+    job.waitTimer = setTimeout(() => {
+      const i = queue.indexOf(job);
+      if (i < 0) return;
+      queue.splice(i, 1);
+      this.settle(job, undefined, `screening waited longer than ${this.queueTimeoutMs} ms for the worker: the text was not screened`);
+    }, this.queueTimeoutMs);
+    job.waitTimer.unref();
+    queue.push(job);
+    this.pump();
+  }
+
+  private settle(job: Job, result: (RequestScreening & ScreenResult) | undefined, why: string): void {
+    if (job.waitTimer) clearTimeout(job.waitTimer);
+    if (job.caller !== undefined) {
+      const n = (this.perCaller.get(job.caller) ?? 1) - 1;
+      if (n <= 0) this.perCaller.delete(job.caller);
+      else this.perCaller.set(job.caller, n);
+    }
+    if (result === undefined) {
+      this.stats.failed++;
+      job.fail(why);
+    } else job.resolve(result);
+  }
+
+  private failQueued(why: string): void {
+    for (const job of [...this.queue.splice(0), ...this.textQueue.splice(0)]) this.settle(job, undefined, why);
+  }
+
   private start(): void {
-    // From the clone's sources the worker needs the dev loader (screen-worker.mjs); the build runs its compiled entry.
-    const entry = import.meta.url.endsWith('.ts') ? './screen-worker.mjs' : './screen-worker.js';
-    const w = new Worker(new URL(entry, import.meta.url));
+    const w = new Worker(this.workerUrl());
     w.unref(); // an idle screener never keeps the process alive
     this.worker = w;
     this.ready = false;
@@ -136,8 +194,17 @@ export class Screener {
     });
     const lost = (why: string): void => {
       if (w !== this.worker) return;
+      const wasReady = this.ready;
       this.worker = undefined;
       this.ready = false;
+      if (!wasReady) {
+        // It died before it could take work (a startup failure): restarting at once would spin.
+        // Everything waiting fails closed (review), and new work is refused for a while.
+        this.blockedUntil = Date.now() + START_BACKOFF_MS;
+        if (this.current) this.finish(undefined, `the screening worker failed to start: ${why}`);
+        this.failQueued(`the screening worker failed to start: ${why}`);
+        return;
+      }
       if (this.current) this.finish(undefined, `screening failed: ${why}`);
       else this.pump();
     };
@@ -150,18 +217,21 @@ export class Screener {
     if (!cur) return;
     clearTimeout(cur.timer);
     this.current = undefined;
-    if (result === undefined) {
-      this.stats.failed++;
-      cur.job.fail(why);
-    } else cur.job.resolve(result);
+    this.settle(cur.job, result, why);
     this.pump();
   }
 
   private pump(): void {
-    if (this.current || this.queue.length === 0) return;
+    if (this.current || (this.queue.length === 0 && this.textQueue.length === 0)) return;
+    if (Date.now() < this.blockedUntil) {
+      this.failQueued('the screening worker failed to start');
+      return;
+    }
     if (!this.worker) this.start();
     if (!this.ready) return;
-    const job = this.queue.shift() as Job;
+    // Create bodies first: a flood of /v1/screen texts never makes a create wait behind it (review R3).
+    const job = (this.queue.shift() ?? this.textQueue.shift()) as Job;
+    if (job.waitTimer) clearTimeout(job.waitTimer);
     const timer = setTimeout(() => {
       // A body that takes this long is treated as hostile: kill the worker (it may be stuck on it) and start afresh.
       const w = this.worker;
@@ -173,6 +243,12 @@ export class Screener {
     timer.unref();
     this.current = { job, timer };
     this.worker?.postMessage('text' in job ? { id: job.id, text: job.text, config: job.config } : { id: job.id, body: job.body, config: job.config });
+  }
+
+  /** For tests: start a worker from another module (one that fails at startup, say). */
+  /** From the clone's sources the worker needs the dev loader (screen-worker.mjs); the build runs its compiled entry. */
+  protected workerUrl(): URL {
+    return new URL(import.meta.url.endsWith('.ts') ? './screen-worker.mjs' : './screen-worker.js', import.meta.url);
   }
 }
 

@@ -58,7 +58,7 @@ export interface VerdictView {
 
 export interface LearningReport {
   window: { since: string; verdicts: number };
-  guard: { verdictRoles: readonly string[]; maxWeightPerSource: number; refused: { unauthorised: number; unsure: number; superseded: number }; sources: { reviewer: string; verdicts: number; weightEach: number }[] };
+  guard: { verdictRoles: readonly string[]; maxWeightPerSource: number; refused: { unauthorised: number; unsure: number; superseded: number }; sources: { reviewer: string; verdicts: number; weightEach: number }[]; agents: { agent: string; verdicts: number; weight: number; share: number }[] };
   rates: VerdictRates;
   calibration: Record<Channel, ThresholdProposal & { policySnippet: string | null }>;
   auditSample: { rate: number; sampled: number };
@@ -142,6 +142,7 @@ export class ScreeningDesk {
       audited: sample ? 1 : 0,
       verdict: body.verdict,
       operator_id: by.operatorId,
+      agent_id: request.agentId,
       created_at: at,
     };
     await this.deps.store.transaction(async (tx) => {
@@ -166,7 +167,7 @@ export class ScreeningDesk {
     const rows = await this.deps.store.screening.verdictsSince(since);
     const operators = await this.deps.store.listOperators();
     const ok = new Set(operators.filter((o) => this.authorisedRoles(JSON.parse(o.roles) as string[])).map((o) => o.id));
-    const verdicts: ScreenVerdict[] = rows.map((r) => ({ itemId: `${r.request_id}#${r.finding}`, channel: r.channel as Channel, score: r.score, verdict: r.verdict as VerdictLabel, reviewer: r.operator_id }));
+    const verdicts: ScreenVerdict[] = rows.map((r) => ({ itemId: `${r.request_id}#${r.finding}`, channel: r.channel as Channel, score: r.score, verdict: r.verdict as VerdictLabel, reviewer: r.operator_id, agent: r.agent_id }));
     const accepted = acceptVerdicts(verdicts, { authorised: (id) => ok.has(id), maxWeightPerSource: this.deps.policy().screening.learning.maxWeightPerSource });
     return { rows, accepted, since };
   }
@@ -191,7 +192,7 @@ export class ScreeningDesk {
     }
     return {
       window: { since: new Date(since).toISOString(), verdicts: rows.length },
-      guard: { verdictRoles: policy.learning.verdictRoles, maxWeightPerSource: policy.learning.maxWeightPerSource, refused: accepted.refused, sources: [...accepted.sources] },
+      guard: { verdictRoles: policy.learning.verdictRoles, maxWeightPerSource: policy.learning.maxWeightPerSource, refused: accepted.refused, sources: [...accepted.sources], agents: [...accepted.agents] },
       rates: ratesOf(rows, accepted),
       calibration,
       auditSample: { rate: policy.learning.auditRate, sampled: await this.deps.store.screening.sampleCount() },

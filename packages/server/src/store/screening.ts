@@ -18,6 +18,8 @@ export interface ScreenVerdictsTable {
   audited: number;
   verdict: string;
   operator_id: string;
+  /** The agent that filed the request (the per-agent weight cap). */
+  agent_id: string;
   created_at: number;
 }
 

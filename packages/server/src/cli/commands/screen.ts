@@ -107,7 +107,7 @@ interface Proposal {
 
 interface Report {
   window: { since: string; verdicts: number };
-  guard: { verdictRoles: string[]; maxWeightPerSource: number; refused: { unauthorised: number; unsure: number; superseded: number }; sources: { reviewer: string; verdicts: number; weightEach: number }[] };
+  guard: { verdictRoles: string[]; maxWeightPerSource: number; refused: { unauthorised: number; unsure: number; superseded: number }; sources: { reviewer: string; verdicts: number; weightEach: number }[]; agents?: { agent: string; verdicts: number; weight: number; share: number }[] };
   rates: { detectionRate: number | null; falsePositiveRate: number | null; falseNegativeRate: { rate: number; lower: number; upper: number; audited: number } | null; truePositives: number; falsePositives: number; falseNegatives: number; trueNegatives: number };
   calibration: Record<string, Proposal>;
   auditSample: { rate: number; sampled: number };
@@ -120,7 +120,8 @@ export function renderReport(r: Report): string {
   const lines = [
     `Screening verdicts since ${safe(r.window.since)}: ${r.window.verdicts} (refused: ${r.guard.refused.unauthorised} unauthorised, ${r.guard.refused.unsure} unsure, ${r.guard.refused.superseded} superseded)`,
     `  detection rate ${pct(r.rates.detectionRate)}, false-positive rate ${pct(r.rates.falsePositiveRate)}, false-negative rate ${r.rates.falseNegativeRate ? `${pct(r.rates.falseNegativeRate.rate)} (${pct(r.rates.falseNegativeRate.lower)}–${pct(r.rates.falseNegativeRate.upper)}, ${r.rates.falseNegativeRate.audited} audited)` : 'n/a (no audited items judged)'}`,
-    `  each reviewer weighs at most ${r.guard.maxWeightPerSource} verdicts; counted roles: ${r.guard.verdictRoles.map(safe).join(', ')}`,
+    `  each reviewer weighs at most ${r.guard.maxWeightPerSource} verdicts, and so do the verdicts on one agent's requests; counted roles: ${r.guard.verdictRoles.map(safe).join(', ')}`,
+    ...(r.guard.agents ?? []).map((a) => `  agent ${safe(a.agent)}: ${a.verdicts} verdicts, weight ${a.weight.toFixed(2)} (${(a.share * 100).toFixed(0)}% of the total)`),
   ];
   for (const p of Object.values(r.calibration)) {
     lines.push(`Channel ${safe(p.channel)}: flag threshold ${p.current.threshold} (FPR ${pct(p.current.fpr)}, bound ${pct(p.current.fprUpper)}, recall ${pct(p.current.recall)})`);

@@ -6,7 +6,8 @@ import type { Kysely, Migration } from 'kysely';
  * approving an action does not say its text was benign. Each row keeps the score and action
  * the server recorded at create time, never a score a client sent. `screen_samples` is the
  * random audit sample of auto-allowed requests, drawn in the create transaction, so the
- * false-negative rate can be estimated from verdicts on them. One writer: engine/screening.ts.
+ * false-negative rate can be estimated from verdicts on them. Each verdict keeps the request's
+ * agent, so calibration caps the weight of one agent's text as well as one reviewer's. One writer: engine/screening.ts.
  */
 export const m014_screen: Migration = {
   async up(db: Kysely<any>) {
@@ -24,6 +25,8 @@ export const m014_screen: Migration = {
       .addColumn('audited', 'integer', (c) => c.notNull())
       .addColumn('verdict', 'text', (c) => c.notNull())
       .addColumn('operator_id', 'text', (c) => c.notNull())
+      /** The agent that filed the request: verdicts on one agent's text carry capped weight together. */
+      .addColumn('agent_id', 'text', (c) => c.notNull())
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .execute();
     await db.schema.createIndex('screen_verdicts_by_request').on('screen_verdicts').columns(['request_id', 'finding']).execute();
