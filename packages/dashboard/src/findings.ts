@@ -86,9 +86,20 @@ const MAX_SHOWN = 4000;
  * plain elsewhere, with long plain stretches elided to `CONTEXT` characters either side. Spans
  * are clamped to the text; an empty or inverted span marks nothing.
  */
+/** True when index `i` of `t` falls between the two halves of a surrogate pair (a cut there would split one character). */
+function insidePair(t: string, i: number): boolean {
+  if (i <= 0 || i >= t.length) return false;
+  const hi = t.charCodeAt(i - 1);
+  const lo = t.charCodeAt(i);
+  return hi >= 0xd800 && hi <= 0xdbff && lo >= 0xdc00 && lo <= 0xdfff;
+}
+/** `i` moved back (`down`) or on (`up`) to a character boundary. */
+const down = (t: string, i: number) => (insidePair(t, i) ? i - 1 : i);
+const up = (t: string, i: number) => (insidePair(t, i) ? i + 1 : i);
+
 export function markSpans(text: string, findings: readonly { span: { start: number; end: number }; index: number }[]): { pieces: Piece[]; elided: boolean } {
   const spans = findings
-    .map((f) => ({ start: Math.max(0, Math.min(text.length, Math.floor(f.span.start))), end: Math.max(0, Math.min(text.length, Math.floor(f.span.end))), index: f.index }))
+    .map((f) => ({ start: down(text, Math.max(0, Math.min(text.length, Math.floor(f.span.start)))), end: up(text, Math.max(0, Math.min(text.length, Math.floor(f.span.end)))), index: f.index }))
     .filter((s) => s.end > s.start)
     .sort((a, b) => a.start - b.start || a.end - b.end);
   const merged: { start: number; end: number; findings: number[] }[] = [];
@@ -106,13 +117,13 @@ export function markSpans(text: string, findings: readonly { span: { start: numb
     if (to <= from) return;
     let t = text.slice(from, to);
     if (!first && !lastOne && t.length > 2 * CONTEXT) {
-      t = `${t.slice(0, CONTEXT)} … ${t.slice(-CONTEXT)}`;
+      t = `${t.slice(0, down(t, CONTEXT))} … ${t.slice(up(t, t.length - CONTEXT))}`;
       elided = true;
     } else if (first && t.length > CONTEXT) {
-      t = `… ${t.slice(-CONTEXT)}`;
+      t = `… ${t.slice(up(t, t.length - CONTEXT))}`;
       elided = true;
     } else if (lastOne && t.length > CONTEXT) {
-      t = `${t.slice(0, CONTEXT)} …`;
+      t = `${t.slice(0, down(t, CONTEXT))} …`;
       elided = true;
     }
     pieces.push({ text: t, marked: false, findings: [] });
@@ -123,7 +134,7 @@ export function markSpans(text: string, findings: readonly { span: { start: numb
     plain(at, m.start, i === 0, false);
     if (shown < MAX_SHOWN) {
       const t = text.slice(m.start, m.end);
-      const cut = t.length > MAX_SHOWN - shown ? `${t.slice(0, Math.max(0, MAX_SHOWN - shown))} …` : t;
+      const cut = t.length > MAX_SHOWN - shown ? `${t.slice(0, down(t, Math.max(0, MAX_SHOWN - shown)))} …` : t;
       if (cut !== t) elided = true;
       pieces.push({ text: cut, marked: true, findings: m.findings });
       shown += cut.length;

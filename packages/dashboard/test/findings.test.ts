@@ -81,3 +81,19 @@ describe('field paths', () => {
     expect(textAtField(request, 'args.constructor')).toBeUndefined();
   });
 });
+
+describe('marking never splits a character', () => {
+  it('a span, or the context around it, that ends between the halves of a surrogate pair is moved to the character boundary', () => {
+    const tag = String.fromCodePoint(0xe0045); // a Unicode tag character: two UTF-16 units
+    const text = `ok${tag}${tag} then ${'x'.repeat(500)}${tag}end`;
+    const { pieces } = markSpans(text, [{ span: { start: 3, end: 5 }, index: 0 }]);
+    for (const p of pieces) {
+      for (let i = 0; i < p.text.length; i++) {
+        const c = p.text.charCodeAt(i);
+        if (c >= 0xd800 && c <= 0xdbff) expect(p.text.charCodeAt(i + 1)).toBeGreaterThanOrEqual(0xdc00);
+        if (c >= 0xdc00 && c <= 0xdfff) expect(p.text.charCodeAt(i - 1)).toBeLessThanOrEqual(0xdbff);
+      }
+    }
+    expect(pieces.find((p) => p.marked)?.text).toBe(`${tag}${tag}`.slice(0, 4));
+  });
+});

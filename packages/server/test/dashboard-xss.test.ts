@@ -154,7 +154,9 @@ beforeAll(async () => {
   // Prompt-injection screening blocks much of this corpus by default; held for review instead, the
   // cards show it, and the screening section marks its spans: more places for a payload to escape.
   const policy = join(dir, 'countersign.yaml');
-  writeFileSync(policy, `${DEFAULT_POLICY_YAML}\nscreening:\n  effects:\n    block: { route: review, raiseRisk: critical }\n`);
+  // Not raised to critical either: the rejection and the approval below are a reviewer's plain
+  // votes (no step-up), and what this file checks is rendering, not screening's routing.
+  writeFileSync(policy, `${DEFAULT_POLICY_YAML}\nscreening:\n  effects:\n    block: { route: review }\n    escalate: { route: review }\n`);
   server = await startServerProcess(`sqlite:${join(dir, 'countersign.db')}`, { COUNTERSIGN_POLICY: policy });
   adminToken = server.bootstrap!.adminToken;
   agentKey = server.bootstrap!.agentKey;
@@ -166,10 +168,12 @@ beforeAll(async () => {
   }
   // One rejected with an operator's hostile reason, one approved whose execution failed with a hostile error.
   rejectedId = ids[0]!;
-  await api(server.url, adminToken, `/v1/requests/${rejectedId}/reviews`, { body: { verdict: 'reject', reason: `no: ${PAYLOADS[0]} ${PAYLOADS[69]}` } });
+  const rejected = await api(server.url, adminToken, `/v1/requests/${rejectedId}/reviews`, { body: { verdict: 'reject', reason: `no: ${PAYLOADS[0]} ${PAYLOADS[69]}` } });
+  expect(rejected.status, JSON.stringify(rejected.body)).toBe(200);
   const failing = await api<{ id: string }>(server.url, agentKey, '/v1/requests', { body: hostileRequest(chunks[1]!) });
   failedId = failing.body.id;
   const approvedFailing = await api<{ decision: { receipt: unknown } }>(server.url, adminToken, `/v1/requests/${failedId}/reviews`, { body: { verdict: 'approve' } });
+  expect(approvedFailing.status, JSON.stringify(approvedFailing.body)).toBe(200);
   await api(server.url, agentKey, `/v1/requests/${failedId}/execution`, { body: { status: 'started', receipt: approvedFailing.body.decision.receipt } });
   await api(server.url, agentKey, `/v1/requests/${failedId}/execution`, { body: { status: 'failed', error: PAYLOADS.slice(0, 10).join(' ') } });
   // One that ran automatically at the supervised level, for the feed.
