@@ -131,7 +131,10 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     const stop = watchCredential(c.get('stillAuthorized'), () => ((lost = true), waiting.abort()));
     try {
       const request = await engine.waitForDecision(principal, id, waitSeconds * 1000, waiting.signal);
-      if (lost) throw new CountersignError('UNAUTHENTICATED', 'the credential was revoked or its session ended while waiting');
+      // Checked once more before anything is sent: a check the database could not answer while
+      // waiting did not end the wait (an outage is not a revocation), so this one decides; if the
+      // database is still away it throws, and the agent gets 503 STORE_UNAVAILABLE, not the answer.
+      if (lost || !(await c.get('stillAuthorized')())) throw new CountersignError('UNAUTHENTICATED', 'the credential was revoked or its session ended while waiting');
       return c.json(request, 200);
     } finally {
       stop();

@@ -2,8 +2,8 @@
  * Long-lived responses end with their credential (issue 13): an event stream or a long-poll asks
  * every `STREAM_RECHECK_MS` whether the session or token that opened it still holds (through the
  * engine's 2 s credential cache, so a revocation on another server ends it within about 3 s) and
- * is aborted the moment it does not. Between checks nothing is sent that the last check did not
- * allow.
+ * is aborted the moment it does not. A check the database cannot answer ends nothing by itself;
+ * what is sent is re-checked at the moment of sending (a refusal or an error there: nothing sent).
  *
  *   const stop = watchCredential(c.get('stillAuthorized'), () => aborted.abort());
  *   try { …stream… } finally { stop(); }
@@ -25,12 +25,10 @@ export function watchCredential(stillAuthorized: () => Promise<boolean>, onLost:
         }
       })
       .catch(() => {
-        // The database did not answer: fail closed, the stream ends (the client reconnects and re-authenticates).
-        if (!stopped) {
-          stopped = true;
-          clearInterval(timer);
-          onLost();
-        }
+        // The database did not answer: that is an outage, not a revocation, so the wait goes on
+        // (a waiting agent still hears a decision made as the database comes back). Nothing is
+        // sent on it meanwhile: every write and the long-poll's answer re-check first, and that
+        // check fails closed.
       })
       .finally(() => {
         checking = false;
