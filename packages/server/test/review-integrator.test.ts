@@ -130,7 +130,7 @@ describe.each([
     cleanup.push(() => raw.destroy());
     // A bigint id the integrator reads back as an unsafe JavaScript number (SQLite's AUTOINCREMENT
     // also moves past it, so every genuine id after it is unsafe too).
-    await raw.db.insertInto('audit_pending').values({ id: 9_007_199_254_740_993 as unknown as number, ...entry(0, 'poison') } as never).execute();
+    await raw.db.insertInto('audit_pending').values({ id: 2 ** 53 /* 9,007,199,254,740,992: the first id a JavaScript number cannot count past */, ...entry(0, 'poison') } as never).execute();
     await store.transaction((tx) => tx.appendAudit([entry(1), entry(2)]));
     expect(await store.settleAudit(3000), 'the trail must not stall on one planted row').toBe(true);
     const rows = await store.trail.entries(1, (await store.trail.head()).size);
