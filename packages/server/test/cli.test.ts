@@ -4,12 +4,12 @@
  * requests, agents and operators), since starting CLI processes is what takes the time.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApprovalRequest } from '@countersign/core';
+import { DEFAULT_POLICY_YAML, type ApprovalRequest } from '@countersign/core';
 import { runCli, type CliRun } from './support/server-process.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
@@ -36,9 +36,13 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cs-cli-'));
+  // Screening's default blocks text it scores as an injection; this file checks how the CLI shows
+  // hostile text, so such requests are held for review instead, where `show` has them to print.
+  const policy = join(dir, 'countersign.yaml');
+  writeFileSync(policy, `${DEFAULT_POLICY_YAML}\nscreening:\n  effects:\n    block: { route: review }\n`);
   server = spawn(process.execPath, [BIN, 'serve', '--json'], {
     cwd: dir,
-    env: cleanEnv({ COUNTERSIGN_DATABASE_URL: `sqlite:${join(dir, 'x.db')}`, COUNTERSIGN_PORT: '0' }),
+    env: cleanEnv({ COUNTERSIGN_DATABASE_URL: `sqlite:${join(dir, 'x.db')}`, COUNTERSIGN_PORT: '0', COUNTERSIGN_POLICY: policy }),
   });
   server.stderr.on('data', (d: Buffer) => (serverLog += d.toString()));
   const stderr = () => serverLog;
@@ -263,10 +267,10 @@ describe.concurrent('countersign client commands', () => {
     expect(up.stdout).toContain(adminToken.slice(0, 6));
     expect(up.stdout).not.toContain(adminToken);
     expect(up.stdout).toMatch(/server:\s+ok/);
-    expect(up.stdout).toMatch(/policy:\s+v\d+, sha256 [0-9a-f]+…, from built-in default/);
+    expect(up.stdout).toMatch(/policy:\s+v\d+, sha256 [0-9a-f]+…, from .*countersign\.yaml/);
     const cfg = JSON.parse(upJson.stdout) as Record<string, unknown>;
     expect(cfg).toMatchObject({ url, tokenSet: true, tokenPrefix: adminToken.slice(0, 6), server: { reachable: true, status: 'ok' } });
-    expect(cfg.policy).toMatchObject({ version: expect.any(Number), hash: expect.stringMatching(/^[0-9a-f]{64}$/), source: 'built-in default' });
+    expect(cfg.policy).toMatchObject({ version: expect.any(Number), hash: expect.stringMatching(/^[0-9a-f]{64}$/), source: expect.stringMatching(/countersign\.yaml$/) });
     expect(upJson.stdout).not.toContain(adminToken);
     expect(down.code).toBe(0);
     expect(down.stdout).toMatch(/server:\s+unreachable/);
