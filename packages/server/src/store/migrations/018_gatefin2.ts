@@ -1,4 +1,4 @@
-import type { Kysely, Migration } from 'kysely';
+import { sql, type Kysely, type Migration } from 'kysely';
 
 /**
  * Migration 018: the scheduler sweeps approvals that lapsed unclaimed (issue 12).
@@ -10,7 +10,9 @@ import type { Kysely, Migration } from 'kysely';
  */
 export const m018_gatefin2: Migration = {
   async up(db: Kysely<any>) {
-    await db.schema.createIndex('requests_claim_lapse').on('requests').columns(['status', 'claim_expires_at']).execute();
+    // Partial (approved rows only), so the planner never takes it for the queue's pending reads,
+    // which walk requests_queue (queue-index.test.ts).
+    await db.schema.createIndex('requests_claim_lapse').on('requests').column('claim_expires_at').where(sql.ref('status'), '=', 'approved').execute();
   },
   async down(db: Kysely<any>) {
     await db.schema.dropIndex('requests_claim_lapse').execute();
