@@ -6,6 +6,7 @@
  */
 import type { Engine } from '../engine/engine.ts';
 import type { AuditConfig } from './config.ts';
+import { inBackground } from '../store/sqlite-busy.ts';
 
 export interface Checkpointer {
   /** Stops the loop and signs a last checkpoint. */
@@ -23,13 +24,13 @@ export function startCheckpointer(
   let running: Promise<unknown> = Promise.resolve();
   const tick = () => {
     running = running
-      .then(async () => {
+      .then(() => inBackground(async () => {
         await engine.trail.checkpointIfDue(config.checkpointEvery, config.checkpointSeconds * 1000);
         if (config.retentionDays && Date.now() - pruned >= pruneEvery) {
           pruned = Date.now();
           await engine.trail.prune(config.retentionDays);
         }
-      })
+      }))
       .catch(onError);
   };
   tick();

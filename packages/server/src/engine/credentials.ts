@@ -29,6 +29,7 @@ import { SYSTEM_ACTOR, draft, type AuditActor, type AuditWriter } from '../audit
 import type { ServerSecret } from '../keys/server-secret.ts';
 import type { KeyRecord, OperatorRecord, TokenRecord } from '../store/credentials.ts';
 import type { Queries, Store } from '../store/store.ts';
+import { inBackground } from '../store/sqlite-busy.ts';
 import type { Principal } from './principal.ts';
 import { refuseReservedName } from './refs.ts';
 
@@ -232,7 +233,7 @@ export class Credentials {
   /** Best effort, never failing the request it rides on. */
   private touch(kind: 'agent' | 'operator', id: string, last: number | null, now: number): void {
     if (last !== null && Number(last) > now - LAST_USED_EVERY_MS) return;
-    this.store.credentials.touch(kind, id, now, LAST_USED_EVERY_MS).catch(() => {});
+    inBackground(() => this.store.credentials.touch(kind, id, now, LAST_USED_EVERY_MS)).catch(() => {});
   }
 
   // ---- dashboard sessions ----

@@ -18,6 +18,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Engine } from '../engine/engine.ts';
 import type { TimerRow } from '../store/timers.ts';
+import { inBackground } from '../store/sqlite-busy.ts';
 
 export interface SchedulerOptions {
   /** Sends one notification attempt and records it (channels/notifier.ts); without it, delivery timers are left to other processes. */
@@ -116,7 +117,8 @@ export class Scheduler {
   private async loop(): Promise<void> {
     do {
       this.again = false;
-      await this.tick().catch((err: unknown) => this.options.onError?.(err));
+      // Background work: on SQLite it gives the write lock up quickly and is tried again next tick (store/sqlite-busy.ts).
+      await inBackground(() => this.tick()).catch((err: unknown) => this.options.onError?.(err));
     } while (this.again && !this.stopped);
     if (!this.stopped) {
       this.timer = setTimeout(() => this.kick(), this.intervalMs);

@@ -7,11 +7,12 @@
 import { chmodSync, closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { CountersignError } from '@countersign/core';
 import { listenResilient } from './listener.ts';
 import { migrationProvider } from './migrations/index.ts';
+import { BusyRetryingSqliteDialect } from './sqlite-busy.ts';
 import type { Database } from './schema.ts';
 
 export interface Capabilities {
@@ -81,9 +82,9 @@ function openSqlite(target: string): Connection {
   // FULL: a 2xx means the commit is on disk, even across power loss, not only a process crash.
   database.pragma('synchronous = FULL');
   database.pragma('foreign_keys = ON');
-  database.pragma('busy_timeout = 5000');
+  // No busy wait inside SQLite (it would block the event loop): store/sqlite-busy.ts waits asynchronously.
   cachePreparedStatements(database);
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  const db = new Kysely<Database>({ dialect: new BusyRetryingSqliteDialect(database) });
   return {
     db,
     capabilities: { dialect: 'sqlite', rowLocks: false, skipLocked: false, listenNotify: false, groupCommit: true },

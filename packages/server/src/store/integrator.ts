@@ -26,6 +26,7 @@
  * barrier: it integrates (or waits for the leader to) everything committed before it was called.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { inBackground } from './sqlite-busy.ts';
 
 export interface IntegratorOptions {
   /** Entries per batch (one transaction). */
@@ -146,7 +147,7 @@ export class AuditIntegrator {
         do {
           this.#again = false;
           for (;;) {
-            const result = await this.#ports.integrateBatch(this.#batch);
+            const result = await inBackground(() => this.#ports.integrateBatch(this.#batch));
             if (result === null) {
               // Another server is integrating; it may have read before our commit: look again soon.
               this.stats.skipped++;

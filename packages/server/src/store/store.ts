@@ -23,6 +23,7 @@ import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows, insertRowsReturning } from './insert-rows.ts';
 import { AuditIntegrator, type IntegratorOptions } from './integrator.ts';
+import { currentBusyBudget, withBusyBudget } from './sqlite-busy.ts';
 import type {
   AuditLogTable,
   Database,
@@ -616,6 +617,8 @@ interface Job {
   fn: (tx: Queries) => Promise<unknown>;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
+  /** How long the caller would wait for SQLite's write lock (store/sqlite-busy.ts). */
+  busyBudget: number;
 }
 
 /** Most transactions that share one group commit; bounds the latency one batch can add. */
@@ -715,7 +718,7 @@ export class Store extends Queries {
       return value;
     }
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn: CHECK_REENTRY ? (tx) => insideTransaction.run(true, () => fn(tx)) : fn, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ fn: CHECK_REENTRY ? (tx) => insideTransaction.run(true, () => fn(tx)) : fn, resolve: resolve as (value: unknown) => void, reject, busyBudget: currentBusyBudget() });
       if (this.draining) return;
       this.draining = true;
       // Start on the next turn of the event loop, after the I/O callbacks of this one, so
@@ -731,7 +734,10 @@ export class Store extends Queries {
         let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
         let wrote = false;
         try {
-          outcomes = await this.connection.db.connection().execute(async (conn) => {
+          // The group waits for the write lock as long as its most patient member would (a request's
+          // job grouped with a background one keeps the request's budget: store/sqlite-busy.ts).
+          const patience = Math.max(...batch.map((job) => job.busyBudget));
+          outcomes = await withBusyBudget(patience, () => this.connection.db.connection().execute(async (conn) => {
             const tx = new Queries(conn, this.capabilities, this.sealer);
             const results: typeof outcomes = [];
             await sql`begin immediate`.execute(conn);
@@ -755,7 +761,7 @@ export class Store extends Queries {
               throw error;
             }
             return results;
-          });
+          }));
         } catch (error) {
           for (const job of batch) job.reject(error);
           continue;
