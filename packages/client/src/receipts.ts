@@ -270,7 +270,11 @@ export class ReceiptVerifier {
     try {
       body = await this.options.chain!();
     } catch (err) {
-      return refuse(`the audit key chain could not be fetched to check key ${keyId} (pinned ${pinned.keyId}): ${(err as Error).message}`);
+      // A server from before key rotation has no chain route: it has never handed over, which is
+      // what an empty chain says. Trusted on first use like any chain; once a chain with hand-overs
+      // was learned, the empty one does not extend it and is refused as a fork below.
+      if (err instanceof CountersignError && err.code === 'NOT_FOUND') body = { current: pinned.keyId, handovers: [] };
+      else return refuse(`the audit key chain could not be fetched to check key ${keyId} (pinned ${pinned.keyId}): ${(err as Error).message}`);
     }
     const served = ServedKeyChain.safeParse(body);
     if (!served.success) return refuse(`the audit key chain the server served is malformed (${served.error.issues[0]?.message ?? 'invalid'})`);
