@@ -14,9 +14,10 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { CreateRequestBody } from '@countersign/core';
 import { Engine } from '../src/engine/engine.ts';
+import { loadOrCreateServerSecret } from '../src/keys/server-secret.ts';
 import { connect } from '../src/store/connect.ts';
 import { PG_BASE_URL, postgresDatabase } from './support/databases.ts';
-import { api, startServerProcess, type ServerProcess } from './support/server-process.ts';
+import { api, startServerProcess, testKeyPaths, type ServerProcess } from './support/server-process.ts';
 
 const POLICY = `
 rules:
@@ -41,7 +42,8 @@ describe('the gate\'s limits hold across two server processes on one PostgreSQL 
   it('20 concurrent high-risk approvals by one reviewer with perHour: 3 let exactly 3 through; 30 concurrent creates with perMinute: 5 let exactly 5', async () => {
     const database = postgresDatabase();
     const schema = new URL(database.url).searchParams.get('schema')!;
-    const engine = await Engine.open({ connection: await connect(database.url) });
+    // The same server secret file as the server processes: rows this engine writes are MACed under it.
+    const engine = await Engine.open({ connection: await connect(database.url), serverSecret: loadOrCreateServerSecret(testKeyPaths(database.url).serverSecret) });
     const servers: ServerProcess[] = [];
     try {
       await engine.activatePolicy(POLICY, 'test');
