@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { receiptMessage, type Decision, type SignedHandover } from '@countersign/core';
+import { CountersignError, receiptMessage, type Decision, type SignedHandover } from '@countersign/core';
 import { Countersign } from '../src/index.ts';
 import { ReceiptVerifier } from '../src/receipts.ts';
 
@@ -129,5 +129,38 @@ describe('the SDK re-reads the key chain', () => {
     now = 60_000;
     await expect(v.check(requestId, oldSigned)).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH', message: expect.stringContaining('retired key') });
     expect(fetches).toBe(2);
+  });
+});
+
+describe('a server from before key rotation (no GET /v1/audit/keys: 404 NOT_FOUND)', () => {
+  const noRoute = async (): Promise<never> => {
+    throw new CountersignError('NOT_FOUND', 'no route GET /v1/audit/keys');
+  };
+  const oldSignedDecision = () => {
+    const { signature: _sig, ...body } = decision.receipt!;
+    const oldBody = { ...body, keyId: oldKeyId };
+    return { ...decision, receipt: { ...oldBody, signature: sign(null, receiptMessage(oldBody), createPrivateKey(readFileSync(retiredKeyPath, 'utf8'))).toString('base64') } };
+  };
+
+  it('has never handed over: a receipt of the pinned key verifies, one of any other key is refused', async () => {
+    await expect(verifier(noRoute).check(requestId, oldSignedDecision())).resolves.toBeUndefined();
+    await expect(verifier(noRoute).check(requestId, decision)).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH' });
+  });
+
+  it('once a chain with a hand-over was learned, the route going missing is a fork, not an empty chain', async () => {
+    let now = 0;
+    let source: () => Promise<unknown> = async () => chain;
+    const v = new ReceiptVerifier(async () => oldPem, { chain: () => source(), chainTtlMs: 1000, now: () => now });
+    await v.check(requestId, decision);
+    source = noRoute;
+    now = 5000;
+    await expect(v.check(requestId, oldSignedDecision())).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH', message: expect.stringContaining('forked') });
+  });
+
+  it('any other failure to fetch the chain still refuses', async () => {
+    const down = async (): Promise<never> => {
+      throw new CountersignError('NETWORK_ERROR', 'connection refused');
+    };
+    await expect(verifier(down).check(requestId, oldSignedDecision())).rejects.toMatchObject({ code: 'RECEIPT_MISMATCH', message: expect.stringContaining('could not be fetched') });
   });
 });
