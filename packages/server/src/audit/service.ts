@@ -70,7 +70,9 @@ export interface AuditQuery {
   after?: number | undefined;
   cursor?: string | undefined;
   limit?: number | undefined;
+  /** One event type or several, comma-separated. */
   type?: string | undefined;
+  order?: 'oldest' | 'newest' | undefined;
   requestId?: string | undefined;
   actor?: string | undefined;
   from?: string | undefined;
@@ -320,10 +322,16 @@ export class AuditService {
       throw new CountersignError('VALIDATION_FAILED', 'give either after or cursor, not both', { field: 'cursor' });
     }
     const limit = Math.min(Math.max(q.limit ?? 100, 1), 1000);
+    const newest = q.order === 'newest';
+    if (newest && q.after !== undefined) throw new CountersignError('VALIDATION_FAILED', 'after pages oldest first; with order=newest page with cursor', { field: 'after' });
+    const types = auditTypes(q.type);
+    const at = q.cursor !== undefined ? decodeCursor(q.cursor, newest ? 'newest' : 'oldest') : undefined;
     const rows = await this.store.listAudit({
-      afterSeq: q.cursor !== undefined ? decodeCursor(q.cursor) : q.after,
+      afterSeq: newest ? undefined : (at ?? q.after),
+      beforeSeq: newest ? at : undefined,
+      newest,
       limit: limit + 1,
-      type: q.type,
+      types,
       requestId: q.requestId,
       actor: q.actor,
       from: q.from === undefined ? undefined : parseTime(q.from, 'from'),
@@ -331,7 +339,7 @@ export class AuditService {
     });
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
-    return { items: page.map(entryOf), nextCursor: rows.length > limit && last ? encodeCursor(Number(last.seq)) : null };
+    return { items: page.map(entryOf), nextCursor: rows.length > limit && last ? encodeCursor(Number(last.seq), newest ? 'newest' : 'oldest') : null };
   }
 
   /**
@@ -423,10 +431,27 @@ function entryOf(row: AuditRow): AuditEntry {
   };
 }
 
-const encodeCursor = (seq: number) => Buffer.from(`audit:${seq}`).toString('base64url');
+/** A cursor names its direction: one issued for oldest-first is refused with order=newest, and back. */
+const encodeCursor = (seq: number, order: 'oldest' | 'newest') => Buffer.from(order === 'oldest' ? `audit:${seq}` : `audit:${seq}:newest`).toString('base64url');
 
-function decodeCursor(cursor: string): number {
-  const match = /^audit:(\d{1,16})$/.exec(Buffer.from(cursor, 'base64url').toString());
+function decodeCursor(cursor: string, order: 'oldest' | 'newest'): number {
+  const match = /^audit:(\d{1,16})(:newest)?$/.exec(Buffer.from(cursor, 'base64url').toString());
   if (!match) throw new CountersignError('VALIDATION_FAILED', 'cursor is not one this server issued', { field: 'cursor' });
+  if ((match[2] !== undefined) !== (order === 'newest')) {
+    throw new CountersignError('VALIDATION_FAILED', `this cursor pages ${match[2] ? 'newest' : 'oldest'} first: give the same order as the page it came from`, { field: 'cursor' });
+  }
   return Number(match[1]);
+}
+
+/** At most this many event types in one audit query. */
+const MAX_AUDIT_TYPES = 20;
+
+/** `type=a,b`: the event types asked for (each a known type's shape), or undefined for all. */
+export function auditTypes(type: string | undefined): string[] | undefined {
+  if (type === undefined || type.trim() === '') return undefined;
+  const types = [...new Set(type.split(',').map((t) => t.trim()).filter((t) => t !== ''))];
+  if (types.length > MAX_AUDIT_TYPES) throw new CountersignError('VALIDATION_FAILED', `at most ${MAX_AUDIT_TYPES} event types in one query (got ${types.length})`, { field: 'type' });
+  const bad = types.find((t) => !/^[a-z][a-z0-9_.]{0,63}$/.test(t));
+  if (bad !== undefined) throw new CountersignError('VALIDATION_FAILED', `type: "${bad.slice(0, 64)}" is not an event type name (lower-case letters, digits and _)`, { field: 'type' });
+  return types;
 }

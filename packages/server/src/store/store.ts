@@ -533,8 +533,12 @@ export class Queries {
   /** The trail in seq order; `actor` matches an actor's id or name; `from`/`to` bound `at` (ms, to exclusive). */
   async listAudit(filter: {
     afterSeq?: number | undefined;
+    /** Newest first: only entries before this seq (with `newest`). */
+    beforeSeq?: number | undefined;
+    newest?: boolean | undefined;
     limit: number;
     type?: string | undefined;
+    types?: readonly string[] | undefined;
     requestId?: string | undefined;
     actor?: string | undefined;
     from?: number | undefined;
@@ -542,7 +546,9 @@ export class Queries {
   }): Promise<AuditRow[]> {
     let query = this.db.selectFrom('audit_log').selectAll();
     if (filter.afterSeq !== undefined) query = query.where('seq', '>', filter.afterSeq);
+    if (filter.beforeSeq !== undefined) query = query.where('seq', '<', filter.beforeSeq);
     if (filter.type) query = query.where('type', '=', filter.type);
+    if (filter.types && filter.types.length > 0) query = query.where('type', 'in', [...filter.types]);
     if (filter.requestId) query = query.where('request_id', '=', filter.requestId);
     if (filter.actor) {
       const actor = filter.actor;
@@ -550,7 +556,7 @@ export class Queries {
     }
     if (filter.from !== undefined) query = query.where('at', '>=', filter.from);
     if (filter.to !== undefined) query = query.where('at', '<', filter.to);
-    return query.orderBy('seq').limit(filter.limit).execute();
+    return query.orderBy('seq', filter.newest ? 'desc' : 'asc').limit(filter.limit).execute();
   }
 
   async notify(channel: string, payload: string): Promise<void> {

@@ -37,15 +37,16 @@ export function registerAuditCommands(audit: Command): void {
   withClientOptions(
     audit
       .command('query')
-      .description('audit entries filtered by request, actor, type and time, oldest first')
+      .description('audit entries filtered by request, actor, type and time, oldest first (or --newest)')
       .option('--request <id>', "one request's entries")
       .option('--actor <name>', 'entries by this actor (operator or agent name, or id)')
-      .option('--type <type>', 'entries of this type (created, queued, reviewed, approved, …)')
+      .option('--type <types>', 'entries of this type, or of several comma-separated (created, queued, reviewed, approved, …)')
+      .option('--newest', 'newest first')
       .option('--from <time>', 'at or after this time (ISO 8601, e.g. 2026-01-31 or 2026-01-31T09:00:00Z)')
       .option('--to <time>', 'before this time')
       .option('--limit <n>', 'at most this many entries (default 50)', (v) => Math.max(1, size(v)))
       .option('--cursor <cursor>', 'continue where a previous query stopped'),
-  ).action(async (flags: CommonFlags & { request?: string; actor?: string; type?: string; from?: string; to?: string; limit?: number; cursor?: string }) => {
+  ).action(async (flags: CommonFlags & { request?: string; actor?: string; type?: string; newest?: boolean; from?: string; to?: string; limit?: number; cursor?: string }) => {
     const client = clientFrom(flags);
     const want = flags.limit ?? 50;
     const items: AuditEntry[] = [];
@@ -56,6 +57,7 @@ export function registerAuditCommands(audit: Command): void {
         requestId: flags.request,
         actor: flags.actor,
         type: flags.type,
+        order: flags.newest ? 'newest' : undefined,
         from: flags.from,
         to: flags.to,
         cursor,
@@ -77,7 +79,7 @@ export function registerAuditCommands(audit: Command): void {
         { header: 'DATA', value: (e) => JSON.stringify(e.data) ?? '', max: 60 },
       ]),
     );
-    if (next !== null) print(`more: countersign audit query … --cursor ${next}`);
+    if (next !== null) print(`more: countersign audit query …${flags.newest ? ' --newest' : ''} --cursor ${next}`);
   });
 
   withClientOptions(

@@ -170,7 +170,12 @@ export const requestAuditRoute = createRoute({
 export const AuditQuery = z.object({
   after: z.coerce.number().int().min(0).optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
-  type: z.string().max(64).optional(),
+  type: z
+    .string()
+    .max(1300)
+    .optional()
+    .openapi({ description: 'One event type or several, comma-separated (at most 20)', example: 'review_refused,mfa_locked' }),
+  order: z.enum(['oldest', 'newest']).optional().openapi({ description: 'oldest first (the default) or newest first' }),
   requestId: z.string().max(100).optional(),
   /** An actor's id or name. */
   actor: z.string().max(200).optional(),
@@ -184,10 +189,10 @@ export const AuditQuery = z.object({
 export const auditRoute = createRoute({
   method: 'get',
   path: '/v1/audit',
-  summary: 'The audit trail in sequence order, filtered by requestId, actor, type and time (from/to); page with ?cursor= (or ?after=SEQ)',
+  summary: 'The audit trail in sequence order (oldest first, or ?order=newest), filtered by requestId, actor, type (one or several) and time (from/to); page with ?cursor= (or ?after=SEQ)',
   security,
   request: { query: AuditQuery },
-  responses: { 200: json(z.object({ items: z.array(AuditEntrySchema), nextCursor: z.string().nullable() }), 'A page of audit entries, oldest first'), ...errors },
+  responses: { 200: json(z.object({ items: z.array(AuditEntrySchema), nextCursor: z.string().nullable() }), 'A page of audit entries, in the order asked'), ...errors },
 });
 
 export const NewOperatorBody = z.strictObject({
