@@ -166,7 +166,8 @@ describe.each(ENGINES)('acceptance: SIGKILL while 50 deadlines fall ($name)', ({
       await server?.kill();
       await database.drop();
     }
-  });
+    // Three server starts and 50 audit reads a round: 11–15 s on a quiet machine, over 30 s under load.
+  }, 120_000);
 });
 
 describe('acceptance: two server processes on one PostgreSQL database', () => {
