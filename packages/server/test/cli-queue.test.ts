@@ -66,4 +66,21 @@ describe('countersign status under a flood', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('VALIDATION_FAILED: riskLevel takes one or more of critical, high, medium, low, comma-separated; not "severe"');
   });
+
+  it('status --mine lists only what the caller may approve now, with its own summary line', async () => {
+    const { token } = (await api<{ token: string }>(env.COUNTERSIGN_URL!, env.COUNTERSIGN_TOKEN!, '/v1/operators', { body: { name: 'carol', roles: ['reviewer'] } })).body;
+    // carol files two requests herself: never hers to approve (SELF_REVIEW)
+    for (const n of [1, 2]) expect((await api(env.COUNTERSIGN_URL!, token, '/v1/requests', { body: { action: 'junk_ping', args: { own: n }, confidence: 0.9 } })).status).toBe(201);
+    const oracle = (await api<{ items: Array<{ id: string; actionable?: boolean }> }>(env.COUNTERSIGN_URL!, token, '/v1/requests?status=pending&limit=500', { method: 'GET' })).body.items;
+    const mine = oracle.filter((r) => r.actionable === true).map((r) => r.id);
+    expect(mine.length).toBeGreaterThan(0);
+    expect(mine.length).toBeLessThan(oracle.length);
+    const run = await runCli(['status', '--mine', '--limit', '500'], { ...env, COUNTERSIGN_TOKEN: token });
+    expect(run.code, run.stderr).toBe(0);
+    const lines = run.stdout.trim().split('\n');
+    expect(lines.filter((l) => l.startsWith('req_')).map((l) => l.split(/\s+/)[0])).toEqual(mine);
+    expect(lines.at(-1)).toBe(`${oracle.length} pending approvals; ${mine.length} you may approve now.`);
+    const few = await runCli(['status', '--mine', '--limit', '2'], { ...env, COUNTERSIGN_TOKEN: token });
+    expect(few.stdout.trim().split('\n').at(-1)).toBe(`${oracle.length} pending approvals; 2+ you may approve now (more with --limit).`);
+  });
 });

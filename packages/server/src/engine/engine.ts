@@ -60,7 +60,7 @@ import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
 import { Decisions, payloadHashOf, type RequestFacts } from './decisions.ts';
 import type { Principal } from './principal.ts';
-import { refuseReservedName } from './refs.ts';
+import { SELF_REF, isSelfRef, refuseReservedName } from './refs.ts';
 import { ExternalChanges } from './external-changes.ts';
 import { validatePolicyText } from '../policy-checks.ts';
 import { Wakeups } from './wakeups.ts';
@@ -81,7 +81,8 @@ import {
   type EscalationState,
   type PolicyError,
 } from '@countersign/core';
-import { queueDueAt, readListing, type ListOptions } from './queue.ts';
+import { queueDueAt, readActionableListing, readCounts, readListing, type ListOptions } from './queue.ts';
+import { myDashboard, type MyDashboardOptions } from './my-dashboard.ts';
 import { parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
 import type { EvaluationRequest } from '@countersign/core';
 import { sharedScreener, type Screener } from './screener.ts';
@@ -666,9 +667,35 @@ export class Engine {
   /** The queue and the history: filtered, ordered and paged in SQL, with counts (engine/queue.ts). */
   async listRequests(by: Principal, options: ListOptions = {}, from: ReaderFrom = {}) {
     this.requireOperator(by);
+    if (options.actionableBy !== undefined) {
+      const reader = by;
+      if (!isSelfRef(reader, options.actionableBy)) {
+        throw new CountersignError('VALIDATION_FAILED', 'actionableBy takes me (or your own operator id or name): whether someone else may act is theirs to see', { field: 'actionableBy' });
+      }
+      const views = new Map<string, ApprovalRequest>();
+      const listing = await readActionableListing(this.store, options, async (rows) => {
+        const seen = await this.viewOfRows(reader, rows, from);
+        return seen.map((view) => (view.actionable === true ? (views.set(view.id, view), true) : false));
+      });
+      const items = listing.rows.map((row) => views.get(row.id)!);
+      return { items, nextCursor: listing.nextCursor, order: listing.order, counts: listing.counts, remaining: listing.remaining };
+    }
     const listing = await readListing(this.store, options);
     const items = await this.viewOfRows(by, listing.rows, from);
     return { items, nextCursor: listing.nextCursor, order: listing.order, counts: listing.counts, remaining: listing.remaining };
+  }
+
+  /** `GET /v1/requests/count`: the requests matching the listing's filters, by status and risk level (engine/queue.ts). */
+  async countRequests(by: Principal, options: ListOptions = {}) {
+    this.requireOperator(by);
+    return readCounts(this.store, options);
+  }
+
+  /** `GET /v1/me/dashboard` (engine/my-dashboard.ts): what I may approve now, my metrics, my recent actions. */
+  async myDashboard(by: Principal, options: MyDashboardOptions = {}, from: ReaderFrom = {}) {
+    this.requireOperator(by);
+    const actionable = (reader: Principal, limit: number) => this.listRequests(reader, { actionableBy: SELF_REF, limit }, from);
+    return myDashboard({ store: this.store, now: this.now, actionable }, by, options);
   }
 
   /** Rows as `by` sees them in a listing: reviews, escalation and whether they may act on each now (one query per kind). */

@@ -29,6 +29,8 @@ export interface ListOptions {
   order?: string | undefined;
   limit?: number | undefined;
   cursor?: string | undefined;
+  /** `me`: only the pending requests the reader may approve now (the gate's dry run, per row). */
+  actionableBy?: string | undefined;
 }
 
 export interface ListCounts {
@@ -96,7 +98,9 @@ export async function listFilter(q: Queries, options: ListOptions): Promise<List
 
 /** What a cursor is bound to: the order and the filters, as a short digest. */
 function digest(order: ListOrder, filter: ListFilter): string {
-  const canonical = JSON.stringify([order, filter.status ?? null, filter.riskLevels ? [...filter.riskLevels].sort() : null, filter.agentId ?? null, filter.actionKey ?? null, filter.automationLevel ?? null]);
+  const fields = [order, filter.status ?? null, filter.riskLevels ? [...filter.riskLevels].sort() : null, filter.agentId ?? null, filter.actionKey ?? null, filter.automationLevel ?? null];
+  // Only when set, so every cursor issued before actionableBy existed keeps its digest.
+  const canonical = JSON.stringify(filter.actionableOnly ? [...fields, 'actionable'] : fields);
   return createHash('sha256').update(canonical).digest('base64url').slice(0, 12);
 }
 
@@ -135,31 +139,122 @@ export function decodeListCursor(cursor: string, order: ListOrder, filter: ListF
   return { order, createdAt: Number(createdAt), id: id! };
 }
 
-/** One page of requests with its counts: the whole of `GET /v1/requests` but the per-viewer view of each row. */
-export async function readListing(q: Queries, options: ListOptions): Promise<Listing> {
-  const filter = await listFilter(q, options);
-  const order = oneOf('order', options.order, LIST_ORDERS) ?? defaultListOrder(filter.status);
-  const limit = Math.min(Math.max(Math.trunc(options.limit ?? DEFAULT_PAGE), 1), MAX_PAGE);
-  const after = options.cursor !== undefined ? decodeListCursor(options.cursor, order, filter) : undefined;
-  const list = q.list;
-  const [rows, byRisk] = await Promise.all([list.page(filter, order, after, limit + 1), list.countsByRisk(filter)]);
-  const page = rows.slice(0, limit);
-  const levels = list.levels(filter);
-  const counts: ListCounts = {
-    total: levels.reduce((sum, l) => sum + (byRisk[l] ?? 0), 0),
+/** The counts per risk level of the rows matching every filter but the risk level, and their total over the levels asked for. */
+async function countsOf(q: Queries, filter: ListFilter): Promise<ListCounts> {
+  const byRisk = await q.list.countsByRisk(filter);
+  return {
+    total: q.list.levels(filter).reduce((sum, l) => sum + (byRisk[l] ?? 0), 0),
     critical: byRisk.critical ?? 0,
     high: byRisk.high ?? 0,
     medium: byRisk.medium ?? 0,
     low: byRisk.low ?? 0,
   };
-  const last = page[page.length - 1];
-  let remaining = 0;
-  if (rows.length > limit && last) {
-    const position = positionOf(order, last);
-    remaining = await list.countAfter(filter, position);
-    if (position.order === 'urgent') {
-      for (const l of levels.slice(levels.indexOf(position.riskLevel) + 1)) remaining += byRisk[l] ?? 0;
-    }
+}
+
+/** How many matching rows follow `last` in `order` ("N more"). */
+async function remainingAfter(q: Queries, filter: ListFilter, order: ListOrder, counts: ListCounts, last: RequestRow): Promise<number> {
+  const position = positionOf(order, last);
+  let remaining = await q.list.countAfter(filter, position);
+  if (position.order === 'urgent') {
+    const levels = q.list.levels(filter);
+    for (const l of levels.slice(levels.indexOf(position.riskLevel) + 1)) remaining += counts[l as keyof ListCounts] ?? 0;
   }
-  return { rows: page, order, nextCursor: rows.length > limit && last ? encodeListCursor(order, filter, last) : null, counts, remaining };
+  return remaining;
+}
+
+function pageSize(limit: number | undefined): number {
+  return Math.min(Math.max(Math.trunc(limit ?? DEFAULT_PAGE), 1), MAX_PAGE);
+}
+
+/** One page of requests with its counts: the whole of `GET /v1/requests` but the per-viewer view of each row. */
+export async function readListing(q: Queries, options: ListOptions): Promise<Listing> {
+  const filter = await listFilter(q, options);
+  const order = oneOf('order', options.order, LIST_ORDERS) ?? defaultListOrder(filter.status);
+  const limit = pageSize(options.limit);
+  const after = options.cursor !== undefined ? decodeListCursor(options.cursor, order, filter) : undefined;
+  const [rows, counts] = await Promise.all([q.list.page(filter, order, after, limit + 1), countsOf(q, filter)]);
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  const more = rows.length > limit && last !== undefined;
+  return { rows: page, order, nextCursor: more ? encodeListCursor(order, filter, last) : null, counts, remaining: more ? await remainingAfter(q, filter, order, counts, last) : 0 };
+}
+
+/** How many pending rows one `actionableBy=me` page examines at most before it answers (with a cursor to go on). */
+export const ACTIONABLE_SCAN = 2000;
+const SCAN_CHUNK = 100;
+
+/**
+ * `GET /v1/requests?actionableBy=me` (issue 18, operator views): the pending requests the reader
+ * may approve now, in the asked order. Whether a reader may act is the gate's dry run, judged
+ * per row (`keep`), so it cannot be a SQL condition: the listing is walked in chunks until the
+ * page is full or `ACTIONABLE_SCAN` rows were examined; then `nextCursor` goes on from the last
+ * row examined, and a page may hold fewer than `limit` items (even none) while `nextCursor` is
+ * not null. `counts` and `remaining` count every pending request matching the other filters,
+ * those the reader cannot act on included.
+ */
+export async function readActionableListing(q: Queries, options: ListOptions, keep: (rows: readonly RequestRow[]) => Promise<boolean[]>, budget = ACTIONABLE_SCAN): Promise<Listing> {
+  if (options.status !== undefined && options.status !== 'pending') refuse('status', 'actionableBy lists pending requests: leave status out, or set it to pending');
+  const filter: ListFilter = { ...(await listFilter(q, { ...options, status: 'pending' })), actionableOnly: true };
+  const order = oneOf('order', options.order, LIST_ORDERS) ?? defaultListOrder(filter.status);
+  const limit = pageSize(options.limit);
+  let after = options.cursor !== undefined ? decodeListCursor(options.cursor, order, filter) : undefined;
+  const counts = await countsOf(q, filter);
+  const kept: RequestRow[] = [];
+  let lastExamined: RequestRow | undefined;
+  let exhausted = false;
+  for (let examined = 0; kept.length < limit && examined < budget; ) {
+    const chunk = await q.list.page(filter, order, after, Math.min(SCAN_CHUNK, budget - examined));
+    if (chunk.length === 0) {
+      exhausted = true;
+      break;
+    }
+    const verdicts = await keep(chunk);
+    for (let i = 0; i < chunk.length; i++) {
+      lastExamined = chunk[i];
+      if (verdicts[i]) kept.push(chunk[i]!);
+      if (kept.length === limit) break;
+    }
+    examined += chunk.length;
+    after = positionOf(order, lastExamined!);
+  }
+  // Go on from the last row examined (the page's last item when it filled up), unless nothing follows it.
+  const more = !exhausted && lastExamined !== undefined && (await q.list.page(filter, order, positionOf(order, lastExamined), 1)).length > 0;
+  return {
+    rows: kept,
+    order,
+    nextCursor: more ? encodeListCursor(order, filter, lastExamined!) : null,
+    counts,
+    remaining: more ? await remainingAfter(q, filter, order, counts, lastExamined!) : 0,
+  };
+}
+
+export interface RequestCountsByStatus {
+  total: number;
+  byStatus: Record<(typeof REQUEST_STATUSES)[number], number>;
+  byRisk: Record<(typeof RISK_URGENCY)[number], number>;
+  /** status → risk level → count; only the pairs that occur. */
+  byStatusAndRisk: Record<string, Record<string, number>>;
+}
+
+/**
+ * `GET /v1/requests/count` (issue 18, operator views): the requests matching the listing's
+ * filters, counted by status and by risk level in one grouped read. Every status and level is
+ * present in `byStatus` and `byRisk` (0 when none).
+ */
+export async function readCounts(q: Queries, options: Pick<ListOptions, 'status' | 'riskLevel' | 'agentId' | 'action' | 'automationLevel'>): Promise<RequestCountsByStatus> {
+  const filter = await listFilter(q, options);
+  const rows = await q.list.countsByStatusAndRisk(filter);
+  const byStatus = Object.fromEntries(REQUEST_STATUSES.map((s) => [s, 0])) as RequestCountsByStatus['byStatus'];
+  const byRisk = Object.fromEntries(RISK_URGENCY.map((l) => [l, 0])) as RequestCountsByStatus['byRisk'];
+  const byStatusAndRisk: Record<string, Record<string, number>> = {};
+  let total = 0;
+  for (const r of rows) {
+    total += r.n;
+    const status = r.status as keyof RequestCountsByStatus['byStatus'];
+    const level = r.riskLevel as keyof RequestCountsByStatus['byRisk'];
+    byStatus[status] = (byStatus[status] ?? 0) + r.n;
+    byRisk[level] = (byRisk[level] ?? 0) + r.n;
+    (byStatusAndRisk[r.status] ??= {})[r.riskLevel] = r.n;
+  }
+  return { total, byStatus, byRisk, byStatusAndRisk };
 }

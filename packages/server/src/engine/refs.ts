@@ -46,3 +46,8 @@ export async function agentRef(store: Pick<Store, 'findAgentById' | 'findAgentBy
 export function refuseReservedName(kind: 'operator' | 'agent', name: string): void {
   if (name === SELF_REF) throw new CountersignError('VALIDATION_FAILED', `"${SELF_REF}" cannot be an ${kind}'s name: paths use it for the caller`, { field: 'name' });
 }
+
+/** Whether `ref` names the calling operator: `me`, their id or their name. */
+export function isSelfRef(by: Extract<Principal, { kind: 'operator' }>, ref: string): boolean {
+  return ref === SELF_REF || ref === by.operatorId || ref === by.name;
+}

@@ -12,6 +12,7 @@ import { registerExecutionRoutes } from './routes/execution.ts';
 import { registerPolicyRoutes } from './routes/policy.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
+import { registerOperatorViews } from './routes/operator-views.ts';
 import { registerScreenRoutes } from './routes/screen.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
 import { mountSlackActions, SLACK_ACTIONS_PATH, SLACK_MAX_BODY } from '../channels/slack-actions.ts';
@@ -111,6 +112,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   const waits = new WaitSlots(options.waits ?? { perPrincipal: 64, total: 800 });
   registerDashboardApi(app, engine, { heartbeatSeconds: options.heartbeatSeconds, log, waits });
   registerSummaryRoute(app, engine);
+  registerOperatorViews(app, engine, options.session?.trustProxy); // before GET /v1/requests/{id}
 
   app.openapi(routes.createRequestRoute, async (c) => {
     const { request, replayed } = await engine.createRequest(c.get('principal'), c.req.valid('json'));

@@ -32,6 +32,8 @@ export interface ListFilter {
   /** The action's normal form (`requests.action_key`). */
   actionKey?: string | undefined;
   automationLevel?: string | undefined;
+  /** Not a SQL condition: binds a cursor to an `actionableBy` listing (engine/queue.ts). */
+  actionableOnly?: boolean | undefined;
 }
 
 /** Where a page starts: strictly after this row, in the listing's order. */
@@ -105,6 +107,14 @@ export class ListQueries {
   /** Rows matching every filter but the risk levels, counted per risk level. */
   countsQuery(filter: ListFilter) {
     return this.where(this.db.selectFrom('requests').select(['risk_level', (eb) => eb.fn.countAll<number>().as('n')]), filter).groupBy('risk_level');
+  }
+
+  /** Rows matching every filter (the risk levels included), counted per status and risk level. */
+  async countsByStatusAndRisk(filter: ListFilter): Promise<Array<{ status: string; riskLevel: string; n: number }>> {
+    let q = this.where(this.db.selectFrom('requests').select(['status', 'risk_level', (eb) => eb.fn.countAll<number>().as('n')]), filter);
+    if (filter.riskLevels !== undefined) q = q.where('risk_level', 'in', [...filter.riskLevels]);
+    const rows = await q.groupBy(['status', 'risk_level']).execute();
+    return rows.map((r) => ({ status: r.status, riskLevel: r.risk_level, n: Number(r.n) }));
   }
 
   async countsByRisk(filter: ListFilter): Promise<Record<string, number>> {

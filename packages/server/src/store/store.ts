@@ -541,6 +541,8 @@ export class Queries {
     types?: readonly string[] | undefined;
     requestId?: string | undefined;
     actor?: string | undefined;
+    /** Exactly this actor id (`actor` also matches a name). */
+    actorId?: string | undefined;
     from?: number | undefined;
     to?: number | undefined;
   }): Promise<AuditRow[]> {
@@ -554,6 +556,7 @@ export class Queries {
       const actor = filter.actor;
       query = query.where((eb) => eb.or([eb('actor_id', '=', actor), eb('actor_name', '=', actor)]));
     }
+    if (filter.actorId) query = query.where('actor_id', '=', filter.actorId);
     if (filter.from !== undefined) query = query.where('at', '>=', filter.from);
     if (filter.to !== undefined) query = query.where('at', '<', filter.to);
     return query.orderBy('seq', filter.newest ? 'desc' : 'asc').limit(filter.limit).execute();

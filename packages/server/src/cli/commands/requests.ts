@@ -54,6 +54,7 @@ interface StatusFlags extends CommonFlags {
   agent?: string;
   action?: string;
   limit?: number;
+  mine?: boolean;
 }
 
 /** The queue's summary line: the total matching the filters and the count per risk level, most urgent first. */
@@ -72,14 +73,17 @@ function registerStatus(program: Command): void {
       .option('--risk <levels>', 'only these risk levels, comma-separated (low, medium, high, critical)')
       .option('--agent <agent>', 'only this agent (its id agt_… or its name)')
       .option('--action <name>', 'only this action (any spelling: wireTransfer = wire_transfer)')
-      .option('--limit <n>', 'show at most N requests (default 100)', positiveInt(10_000)),
+      .option('--limit <n>', 'show at most N requests (default 100)', positiveInt(10_000))
+      .option('--mine', 'only the requests I may approve now (the server judges each as it would judge my vote)'),
   ).action(async (flags: StatusFlags) => {
     const client = clientFrom(flags);
     const limit = flags.limit ?? 100;
-    const { items, first } = await readPages(client, { status: 'pending', riskLevel: flags.risk, agentId: flags.agent, action: flags.action }, limit);
+    const filters = { riskLevel: flags.risk, agentId: flags.agent, action: flags.action };
+    const { items, first, more } = await readPages(client, flags.mine ? { ...filters, actionableBy: 'me' } : { ...filters, status: 'pending' }, limit);
     if (flags.json) return printJson(items);
     const remaining = Math.max(0, first.counts.total - items.length);
-    if (items.length === 0) return print(first.counts.total === 0 ? 'No pending approvals.' : queueSummary(first.counts, 0, remaining));
+    const summary = flags.mine ? mineSummary(first.counts.total, items.length, more) : queueSummary(first.counts, items.length, remaining);
+    if (items.length === 0) return print(first.counts.total === 0 ? 'No pending approvals.' : summary);
     const now = Date.now();
     print(
       table(items, [
@@ -93,8 +97,14 @@ function registerStatus(program: Command): void {
         { header: 'SLA LEFT', value: (r) => slaLeft(r, now) },
       ]),
     );
-    print(`\n${queueSummary(first.counts, items.length, remaining)}`);
+    print(`\n${summary}`);
   });
+}
+
+/** `status --mine`'s summary line: how many I may approve now, of how many pending. */
+export function mineSummary(pendingTotal: number, shown: number, more: boolean): string {
+  const mine = shown === 0 ? 'None of them is yours to approve now' : `${shown}${more ? '+' : ''} you may approve now${more ? ' (more with --limit)' : ''}`;
+  return `${plural(pendingTotal, 'pending approval')}; ${mine}.`;
 }
 
 /**

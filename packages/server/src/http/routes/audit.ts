@@ -136,6 +136,21 @@ export const complianceRoute = createRoute({
   },
 });
 
+/** One operator's reviews over a period (`/v1/metrics/operators/:id`, and `metrics` of `/v1/me/dashboard`). */
+export const OperatorMetricsBody = z.object({
+  operator: z.object({ id: z.string(), name: z.string() }),
+  period: z.string(),
+  from: z.string(),
+  to: z.string(),
+  decisionsReviewed: z.number(),
+  approvals: z.number(),
+  rejections: z.number(),
+  approvalRate: z.number().nullable(),
+  overrides: z.number(),
+  averageReviewSeconds: z.number().nullable(),
+  slaCompliance: z.number().nullable(),
+});
+
 export const operatorMetricsRoute = createRoute({
   method: 'get',
   path: '/v1/metrics/operators/{id}',
@@ -144,19 +159,7 @@ export const operatorMetricsRoute = createRoute({
   request: { params: z.object({ id: z.string().min(1).max(100) }), query: z.object({ period: z.string().max(20).optional() }) },
   responses: {
     200: json(
-      z.object({
-        operator: z.object({ id: z.string(), name: z.string() }),
-        period: z.string(),
-        from: z.string(),
-        to: z.string(),
-        decisionsReviewed: z.number(),
-        approvals: z.number(),
-        rejections: z.number(),
-        approvalRate: z.number().nullable(),
-        overrides: z.number(),
-        averageReviewSeconds: z.number().nullable(),
-        slaCompliance: z.number().nullable(),
-      }),
+      OperatorMetricsBody,
       'Operator metrics (id or name; default period 24h)',
     ),
     ...errors,

@@ -102,6 +102,14 @@ export const ListQuery = z.object({
     .openapi({ description: 'urgent: risk level (critical first), then the SLA deadline or expiry soonest, then oldest (the default for status=pending); newest (the default otherwise); oldest' }),
   limit: z.coerce.number().int().min(1).max(500).optional(),
   cursor: z.string().max(200).optional().openapi({ description: "The previous page's nextCursor, with the same filters and order" }),
+  actionableBy: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({
+      description:
+        'me: only the pending requests you may approve now (the server judges each as it would judge your vote). A page examines at most 2,000 pending requests, so it may hold fewer than limit while nextCursor is not null; counts and remaining count every pending request matching the other filters',
+    }),
 });
 
 export const ListCounts = z
