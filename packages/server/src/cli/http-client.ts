@@ -3,8 +3,8 @@
  * client would; this turns error responses back into `CountersignError` (same code, message and
  * details) and connection trouble into NETWORK_ERROR naming the URL.
  */
-import { CountersignError, type ErrorCode } from '@countersign/core';
-import { processEnvironment, resolveClientConfig, type Environment } from '../config.ts';
+import { CountersignError, type ErrorCode } from '@countersign/core/errors';
+import { processEnvironment, resolveClientConfig, type Environment } from '../environment.ts';
 import { safe } from './format.ts';
 
 export interface ClientFlags {
