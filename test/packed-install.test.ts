@@ -2,9 +2,10 @@
  * The packed packages, installed into an empty project outside the repository and run with plain
  * node (no tsx, no source condition): the SDK imports, `countersign --version` answers, a
  * `countersign serve` on embedded SQLite takes a request through the SDK and serves the
- * dashboard from inside its own package, the hook still fails closed when the build is broken,
- * and each entry point's public surface, read from the shipped .d.ts files and from the modules
- * themselves, is the one in packages/server/test/snapshots/exports.json.
+ * dashboard from inside its own package, `--help` and `status` start without loading the domain,
+ * the hook still fails closed when the build is broken, and each entry point's public surface,
+ * read from the shipped .d.ts files and from the modules themselves, is the one in
+ * packages/server/test/snapshots/exports.json.
  *
  * Slow by nature (build, pack, install: about a minute on an idle two-core machine; see the
  * timings it logs), so it runs once per suite and does everything in one install.
@@ -18,10 +19,13 @@ import { promisify } from 'node:util';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPackInstall, consumerEnv, ROOT, type Installed } from './support/packed.ts';
+import { offStartPath, recordLoads } from '../packages/server/test/support/module-loads.ts';
 
 const run = promisify(execFile);
 let installed: Installed;
 let server: ChildProcess | undefined;
+/** The running `countersign serve` of the serve test, for the CLI start-up check after it. */
+let served: { url: string; adminToken: string } | undefined;
 
 beforeAll(() => {
   installed = buildPackInstall();
@@ -82,6 +86,7 @@ describe('the packed packages, installed outside the repository', () => {
     ]);
     const info = JSON.parse(first) as { url: string; database: string; bootstrap: { adminToken: string; agentKey: string } };
     expect(info.database).toBe('sqlite');
+    served = { url: info.url, adminToken: info.bootstrap.adminToken };
 
     const agent = [
       "import { Countersign } from '@countersign/client';",
@@ -101,6 +106,18 @@ describe('the packed packages, installed outside the repository', () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<div id="root">');
   }, 120_000);
+
+  it("the installed CLI's start-up path (--help, status) loads nothing heavy", async () => {
+    // The same check as packages/server/test/cli-start.test.ts, on the build users get (dist/, plain node).
+    expect(served, 'the serve test ran first').toBeDefined();
+    const help = await recordLoads(bin(), ['--help'], { cwd: installed.app, env: consumerEnv() });
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.loaded.some((u) => u.endsWith('/node_modules/@countersign/server/dist/cli/main.js'))).toBe(true);
+    expect(offStartPath(help.loaded)).toEqual([]);
+    const status = await recordLoads(bin(), ['status'], { cwd: installed.app, env: consumerEnv({ COUNTERSIGN_URL: served!.url, COUNTERSIGN_TOKEN: served!.adminToken }) });
+    expect(status.code, status.stderr).toBe(0);
+    expect(offStartPath(status.loaded)).toEqual([]);
+  }, 60_000);
 
   it('the hook fails closed (exit 2) when the installed build cannot load', async () => {
     const main = join(installed.app, 'node_modules/@countersign/server/dist/cli/main.js');

@@ -4,35 +4,22 @@
  * client SDK is typed by them, so none of the three can drift.
  */
 import { z } from 'zod';
+import { AUTOMATION_LEVELS, BLAST_SCOPES, REQUEST_STATUSES, RISK_LEVELS, ROLES } from './constants.ts';
 
-export const RISK_LEVELS = ['low', 'medium', 'high', 'critical'] as const;
+export { AUTOMATION_LEVELS, BLAST_SCOPES, REQUEST_STATUSES, RISK_LEVELS, ROLES };
+
 export const RiskLevel = z.enum(RISK_LEVELS);
 export type RiskLevel = z.infer<typeof RiskLevel>;
 
-export const AUTOMATION_LEVELS = ['full', 'supervised', 'advisory', 'manual'] as const;
 export const AutomationLevel = z.enum(AUTOMATION_LEVELS);
 export type AutomationLevel = z.infer<typeof AutomationLevel>;
 
 export const Route = z.enum(['auto_approve', 'review', 'block']);
 export type Route = z.infer<typeof Route>;
 
-export const REQUEST_STATUSES = [
-  'pending',
-  'approved',
-  /** An approval claimed for execution (`POST …/execution {status: started, receipt}`); the result report closes it. */
-  'executing',
-  'rejected',
-  'expired',
-  'cancelled',
-  'executed',
-  'execution_failed',
-  /** An approval never claimed before its claim deadline, swept by the scheduler (final: it can never run; its idempotency key files anew). */
-  'lapsed',
-] as const;
 export const RequestStatus = z.enum(REQUEST_STATUSES);
 export type RequestStatus = z.infer<typeof RequestStatus>;
 
-export const ROLES = ['reviewer', 'lead', 'manager', 'director', 'auditor', 'admin'] as const;
 export const Role = z.enum(ROLES);
 export type Role = z.infer<typeof Role>;
 
@@ -97,7 +84,6 @@ export const Evidence = z.union([
 ]);
 export type Evidence = z.infer<typeof Evidence>;
 
-export const BLAST_SCOPES = ['single', 'host', 'team', 'department', 'organization', 'global'] as const;
 export const BlastRadius = z.union([
   z.number().int().nonnegative(),
   z.enum(BLAST_SCOPES),

@@ -2,8 +2,9 @@
  * One config pipeline. Each setting is resolved once, with the precedence flag > `COUNTERSIGN_*`
  * environment > file > default, into a frozen object that the runtime (runtime.ts) hands to
  * every part it builds. This module is the only reader of `process.env`
- * (`processEnvironment()`); everything else is given a resolved config or an explicit
- * environment, so a test can pass its own without touching the process.
+ * (`processEnvironment()`, kept in environment.ts and re-exported here); everything else is
+ * given a resolved config or an explicit environment, so a test can pass its own without
+ * touching the process.
  *
  * The "file" layer is an object of the same keys as the flags (`ServerFileSettings`): the server
  * has no settings file of its own today (the policy file is data the engine validates, found
@@ -13,11 +14,11 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CountersignError, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, type ApproverLimits, type CooldownConfig } from '@countersign/core';
 import { resolveAuditConfig, type AuditConfig } from './audit/config.ts';
+import { processEnvironment, type Environment } from './environment.ts';
 
-/** The process environment, as a frozen copy: the one place the server reads `process.env`. */
-export function processEnvironment(): Readonly<Record<string, string | undefined>> {
-  return Object.freeze({ ...process.env });
-}
+// The process environment and the client settings live in environment.ts (no domain imports, for
+// the CLI's start-up); they are part of this pipeline and exported from here as well.
+export { processEnvironment, resolveClientConfig, type ClientConfig, type Environment } from './environment.ts';
 
 /**
  * Under the test runner (`VITEST`) or with `COUNTERSIGN_CHECK_REENTRY=1`, the store refuses a
@@ -27,7 +28,6 @@ export function reentryCheckFrom(env: Readonly<Record<string, string | undefined
   return env['VITEST'] !== undefined || env['COUNTERSIGN_CHECK_REENTRY'] === '1';
 }
 
-export type Environment = Readonly<Record<string, string | undefined>>;
 
 export interface GuardOptions {
   /** COUNTERSIGN_ENCRYPTION_KEY: seals TOTP secrets (and request columns) at rest; without it they are stored plain. */
@@ -274,14 +274,3 @@ export function resolveServerConfig(
   });
 }
 
-export interface ClientConfig {
-  readonly url: string;
-  readonly token: string | undefined;
-}
-
-export function resolveClientConfig(flags: { url?: string | undefined; token?: string | undefined } = {}, env: Environment = processEnvironment()): ClientConfig {
-  return Object.freeze({
-    url: (flags.url ?? env.COUNTERSIGN_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, ''),
-    token: flags.token ?? env.COUNTERSIGN_TOKEN ?? undefined,
-  });
-}

@@ -2,6 +2,9 @@
  * The CLI's pure parts and its command tree, in-process: safe printing, tables, durations,
  * --help of every command, and client-side errors that need no server.
  */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Command, CommanderError } from 'commander';
 import { CountersignError, type ApprovalRequest } from '@countersign/core';
 import { describe, expect, it } from 'vitest';
@@ -160,6 +163,46 @@ describe('http client', () => {
     const flags = new ApiClient({ url: 'http://f:2', token: 'cso_flag' }, { COUNTERSIGN_URL: 'http://h:1', COUNTERSIGN_TOKEN: 'cso_env' });
     expect([flags.baseUrl, flags.token, flags.sources.url, flags.sources.token]).toEqual(['http://f:2', 'cso_flag', 'flag', 'flag']);
     expect(new ApiClient({}, {}).baseUrl).toBe('http://127.0.0.1:8080');
+  });
+
+  it('over node:http: sends the JSON body and token, reads UTF-8 split across chunks, refuses redirects, times out, maps error bodies', async () => {
+    const seen: { method?: string; url?: string; auth?: string; type?: string; length?: string; body: string }[] = [];
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        seen.push({ method: req.method, url: req.url, auth: req.headers.authorization, type: req.headers['content-type'], length: req.headers['content-length'], body });
+        if (req.url === '/redirect') return res.writeHead(302, { location: 'http://elsewhere.invalid/steal' }).end();
+        if (req.url === '/slow') return; // never answers
+        if (req.url === '/refused') return res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'FORBIDDEN', message: 'not yours', details: { need: 'admin' } } }));
+        if (req.url === '/html') return res.writeHead(502, 'Bad Gateway').end('<html>');
+        // "é€" is 2 + 3 bytes: written a byte at a time, every character is split across chunks.
+        const bytes = Buffer.from(JSON.stringify({ text: 'é€ ok', echo: body }), 'utf8');
+        res.writeHead(200, { 'content-type': 'application/json' });
+        for (const byte of bytes) res.write(Buffer.from([byte]));
+        res.end();
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const client = new ApiClient({ url, token: 'cso_test' }, {}, 500);
+      expect(await client.post('/echo', { amount: '€5' })).toEqual({ text: 'é€ ok', echo: '{"amount":"€5"}' });
+      expect(seen.at(-1)).toMatchObject({ method: 'POST', url: '/echo', auth: 'Bearer cso_test', type: 'application/json', length: String(Buffer.byteLength('{"amount":"€5"}')) });
+      expect(await client.get('/echo', { q: 'a b' })).toMatchObject({ text: 'é€ ok' });
+      expect(seen.at(-1)).toMatchObject({ method: 'GET', url: '/echo?q=a+b', body: '' });
+      await expect(client.get('/redirect')).rejects.toMatchObject({ code: 'NETWORK_ERROR', message: expect.stringContaining('unexpected redirect') });
+      await expect(client.get('/refused')).rejects.toMatchObject({ code: 'FORBIDDEN', message: 'not yours', details: { need: 'admin' } });
+      await expect(client.get('/html')).rejects.toMatchObject({ code: 'NETWORK_ERROR', message: `${url} answered HTTP 502 Bad Gateway` });
+      const started = performance.now();
+      await expect(client.get('/slow')).rejects.toMatchObject({ code: 'NETWORK_ERROR', message: `no answer from ${url} within 1s` });
+      expect(performance.now() - started).toBeLessThan(5_000);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });
 

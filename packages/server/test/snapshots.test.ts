@@ -57,6 +57,12 @@ describe('snapshots', () => {
   it("every package's exported names", () => {
     const entries = {
       '@countersign/core': 'packages/core/src/index.ts',
+      // The cheap subpaths the CLI's start-up path imports instead of the index (CLI cold start).
+      '@countersign/core/canonical': 'packages/core/src/canonical.ts',
+      '@countersign/core/constants': 'packages/core/src/constants.ts',
+      '@countersign/core/duration': 'packages/core/src/duration.ts',
+      '@countersign/core/errors': 'packages/core/src/errors.ts',
+      '@countersign/core/format': 'packages/core/src/format.ts',
       '@countersign/client': 'packages/client/src/index.ts',
       '@countersign/client/embedded': 'packages/client/src/embedded.ts',
       '@countersign/server': 'packages/server/src/index.ts',

@@ -8,9 +8,10 @@
  * Pure: the server feeds `ComplianceFacts` page by page and renders the result as JSON,
  * Markdown or CSV.
  */
+import { REGULATIONS } from '../constants.ts';
 import type { RiskLevel } from '../schemas.ts';
 
-export const REGULATIONS = ['SOC2', 'ISO27001', 'GDPR', 'HIPAA', 'PCI-DSS'] as const;
+export { REGULATIONS };
 export type Regulation = (typeof REGULATIONS)[number];
 
 /** One request of the period, as the report needs it. */

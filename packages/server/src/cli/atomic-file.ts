@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, lstatSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { CountersignError } from '@countersign/core';
+import { CountersignError } from '@countersign/core/errors';
 import { safe } from './format.ts';
 
 export class AtomicFile {

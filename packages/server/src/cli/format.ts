@@ -6,7 +6,7 @@
  * bidi / invisible code points that let a string rewrite or disguise terminal output are shown
  * as visible `\uXXXX` escapes, never written raw.
  */
-import { formatDuration } from '@countersign/core';
+import { formatDuration } from '@countersign/core/duration';
 
 /**
  * C0 controls and DEL, C1 controls, soft hyphen, Arabic letter mark, Mongolian vowel separator,

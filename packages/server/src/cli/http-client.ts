@@ -2,9 +2,15 @@
  * The CLI's small HTTP client. Every non-serve command talks to a server exactly as any other
  * client would; this turns error responses back into `CountersignError` (same code, message and
  * details) and connection trouble into NETWORK_ERROR naming the URL.
+ *
+ * JSON calls go through node:http (node:https, loaded only for an https URL), not `fetch`: the
+ * first `fetch` of a process loads and starts undici, about 100 ms on this machine, which was
+ * most of `countersign status`'s cold start beyond loading the CLI (docs/ARCHITECTURE.md, CLI
+ * cold start). Streams (exports, reports) keep `fetch`, where that cost is noise.
  */
-import { CountersignError, type ErrorCode } from '@countersign/core';
-import { processEnvironment, resolveClientConfig, type Environment } from '../config.ts';
+import type { IncomingMessage, RequestOptions } from 'node:http';
+import { CountersignError, type ErrorCode } from '@countersign/core/errors';
+import { processEnvironment, resolveClientConfig, type Environment } from '../environment.ts';
 import { safe } from './format.ts';
 
 export interface ClientFlags {
@@ -100,10 +106,7 @@ export class ApiClient {
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': USER_AGENT };
     if (options.auth) {
       if (this.token === undefined) {
-        throw new CountersignError(
-          'UNAUTHENTICATED',
-          'no credential: set COUNTERSIGN_TOKEN or pass --token (an operator token, cso_…; prefer the variable, flags show up in the process list)',
-        );
+        throw new CountersignError('UNAUTHENTICATED', 'no credential: set COUNTERSIGN_TOKEN or pass --token (an operator token, cso_…; prefer the variable, flags show up in the process list)');
       }
       headers.authorization = `Bearer ${this.token}`;
     }
@@ -114,11 +117,10 @@ export class ApiClient {
     }
     const target = this.url(path, options.query);
 
-    let response: Response;
+    let response: PlainResponse;
     let text: string;
     try {
-      response = await fetch(target, { method, headers, body, signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' });
-      text = await response.text();
+      ({ response, text } = await send(target, { method, headers }, body, this.timeoutMs));
     } catch (err) {
       throw this.networkError(err);
     }
@@ -127,10 +129,7 @@ export class ApiClient {
     try {
       return JSON.parse(text) as T;
     } catch {
-      throw new CountersignError(
-        'NETWORK_ERROR',
-        `${this.baseUrl} answered ${method} ${path} with something that is not JSON; is COUNTERSIGN_URL pointing at a Countersign server?`,
-      );
+      throw new CountersignError('NETWORK_ERROR', `${this.baseUrl} answered ${method} ${path} with something that is not JSON; is COUNTERSIGN_URL pointing at a Countersign server?`);
     }
   }
 
@@ -147,18 +146,15 @@ export class ApiClient {
     if (e?.name === 'TimeoutError' || e?.name === 'AbortError') {
       return new CountersignError('NETWORK_ERROR', `no answer from ${this.baseUrl} within ${Math.round(this.timeoutMs / 1000)}s`);
     }
-    const why = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+    const why = e?.cause?.code ?? e?.cause?.message ?? (e as NodeJS.ErrnoException)?.code ?? e?.message ?? String(err);
     const memory = this.memoryDatabase
       ? '. Note: COUNTERSIGN_DATABASE_URL is sqlite::memory:, a database only the process that opened it can see; the CLI reaches a server over HTTP, ' +
         'so an embedded gateway on sqlite::memory: is decided only by its own gateway.review(). Use a file (sqlite:./countersign.db) and run `countersign serve` on it'
       : '';
-    return new CountersignError(
-      'NETWORK_ERROR',
-      `cannot reach Countersign at ${this.baseUrl} (${why}); is the server running? Set COUNTERSIGN_URL or pass --url${memory}`,
-    );
+    return new CountersignError('NETWORK_ERROR', `cannot reach Countersign at ${this.baseUrl} (${why}); is the server running? Set COUNTERSIGN_URL or pass --url${memory}`);
   }
 
-  private errorFrom(response: Response, text: string): CountersignError {
+  private errorFrom(response: PlainResponse, text: string): CountersignError {
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -176,6 +172,55 @@ export class ApiClient {
     }
     return new CountersignError(codeForStatus(response.status), `${this.baseUrl} answered HTTP ${response.status} ${response.statusText}`.trim());
   }
+}
+
+/** What `errorFrom` reads of a response: `fetch`'s Response, or send()'s. */
+interface PlainResponse {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly statusText: string;
+}
+
+/**
+ * One HTTP exchange with node:http(s), read whole as UTF-8 text. Like `fetch` with
+ * `redirect: 'error'` and `AbortSignal.timeout(timeoutMs)`: a redirect fails (the CLI never
+ * sends its token on to another place), and so does an exchange not over within timeoutMs
+ * (a TimeoutError). Idle keep-alive sockets do not hold the process open (the agent unrefs them).
+ */
+async function send(target: string, options: RequestOptions, body: string | undefined, timeoutMs: number): Promise<{ response: PlainResponse; text: string }> {
+  const { request } = target.startsWith('https:') ? await import('node:https') : await import('node:http');
+  const headers = { ...(options.headers as Record<string, string>), ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }) };
+  return new Promise((ok, fail) => {
+    let done = false;
+    const req = request(target, { ...options, headers }, (res: IncomingMessage) => {
+      const status = res.statusCode ?? 0;
+      if (status >= 300 && status < 400) {
+        res.resume();
+        return finish(new Error('unexpected redirect'));
+      }
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => finish(undefined, { response: { ok: status >= 200 && status < 300, status, statusText: res.statusMessage ?? '' }, text }));
+      res.on('error', (err) => finish(err));
+    });
+    const timer = setTimeout(() => {
+      const timeout = new Error(`no answer within ${timeoutMs} ms`);
+      timeout.name = 'TimeoutError';
+      finish(timeout);
+    }, timeoutMs);
+    function finish(err: Error | undefined, result?: { response: PlainResponse; text: string }) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        req.destroy();
+        fail(err);
+      } else ok(result!);
+    }
+    req.on('error', (err) => finish(err));
+    req.end(body);
+  });
 }
 
 function codeForStatus(status: number): ErrorCode {

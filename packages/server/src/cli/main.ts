@@ -4,7 +4,7 @@
  * (COUNTERSIGN_URL / COUNTERSIGN_TOKEN), exactly as any other client would.
  */
 import { CommanderError } from 'commander';
-import { CountersignError } from '@countersign/core';
+import { CountersignError } from '@countersign/core/errors';
 import { isHookInvocation, runHookCli } from '@countersign/mcp/cli';
 import { errorDetailLines } from './format.ts';
 import { buildProgram } from './program.ts';

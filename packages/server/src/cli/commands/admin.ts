@@ -1,7 +1,8 @@
 /** Admin and auditor commands: operators add/list, keys create|rotate-encryption, audit tail. */
 import type { AuditEntry } from '../../engine/engine.ts';
 import { Option, type Command } from 'commander';
-import { ROLES, type Role } from '@countersign/core';
+import type { Role } from '@countersign/core';
+import { ROLES } from '@countersign/core/constants';
 import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { relative, safe, table } from '../format.ts';
 import { idSegment } from '../http-client.ts';

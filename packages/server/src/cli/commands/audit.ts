@@ -18,14 +18,21 @@
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { CountersignError, REGULATIONS, fromBase64, verifyConsistency, type SignedCheckpoint, type TrailResult } from '@countersign/core';
+import type { SignedCheckpoint, TrailResult } from '@countersign/core';
+import { REGULATIONS } from '@countersign/core/constants';
+import { CountersignError } from '@countersign/core/errors';
 import { clientFrom, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import type { ApiClient } from '../http-client.ts';
 import { safe, safeMultiline, table } from '../format.ts';
 import type { AuditEntry } from '../../engine/engine.ts';
-import { hasher, publicKeyFromPem, type PublicAuditKey } from '../../audit/crypto.ts';
-import { checkPinsLive, chunksOf, readCheckpointNotes, verifyTrailStream, type VerifyProgress } from '../../audit/verify.ts';
+import type { PublicAuditKey } from '../../audit/crypto.ts';
+import type { VerifyProgress } from '../../audit/verify.ts';
 import { AtomicFile, writeFileAtomically } from '../atomic-file.ts';
+
+// The trail's crypto and verifier (and through them the domain's schemas) load inside the
+// commands that use them, not at the CLI's start-up (docs/ARCHITECTURE.md, CLI cold start).
+const trailCrypto = () => import('../../audit/crypto.ts');
+const trailVerifier = () => import('../../audit/verify.ts');
 
 function size(value: string): number {
   const n = Number(value);
@@ -91,6 +98,7 @@ export function registerAuditCommands(audit: Command): void {
     const client = clientFrom(flags);
     const response = await client.stream('/v1/audit/public-key');
     const pem = await response.text();
+    const { publicKeyFromPem } = await trailCrypto();
     const key = publicKeyFromPem(pem);
     if (flags.out) {
       await writeFile(flags.out, pem);
@@ -115,6 +123,7 @@ export function registerAuditCommands(audit: Command): void {
     const toStdout = flags.out === '-';
     // A file is written beside the target and renamed into place (cli/atomic-file.ts): an export
     // cut short never truncates, replaces or deletes a previous one.
+    const { chunksOf } = await trailVerifier();
     const file = toStdout ? undefined : await AtomicFile.create(flags.out);
     let header: { treeSize: number; checkpoints: number; keyId: string } | undefined;
     const head: Buffer[] = [];
@@ -154,6 +163,7 @@ export function registerAuditCommands(audit: Command): void {
       .option('--since <note>', 'a checkpoint note: pin it, and print the entries added after it')
       .option('--skip-pruned-pins', 'offline: skip pinned checkpoints in the pruned prefix (an export cannot show them) instead of failing; the output lists each one skipped'),
   ).action(async (flags: CommonFlags & { file?: string; publicKey?: string; checkpoint?: string[]; since?: string; skipPrunedPins?: boolean }) => {
+    const [{ publicKeyFromPem }, { checkPinsLive, chunksOf, readCheckpointNotes, verifyTrailStream }] = await Promise.all([trailCrypto(), trailVerifier()]);
     const pinned = flags.publicKey === undefined ? undefined : publicKeyFromPem(readText(flags.publicKey, '--public-key'));
     // Pinned checkpoints (a witness's notes) and --since: each must be signed by the trusted key.
     let pins: SignedCheckpoint[] = [];
@@ -361,6 +371,7 @@ async function checkExtension(client: ApiClient, treeSize: number, rootHash: str
   if (latest.treeSize < treeSize) return { treeSize: latest.treeSize, consistent: false };
   if (latest.treeSize === treeSize) return { treeSize, consistent: latest.rootHash === rootHash };
   const proof = await client.get<{ consistencyPath: string[]; rootHash2: string }>('/v1/audit/proof/consistency', { from: treeSize, to: latest.treeSize });
+  const [{ fromBase64, verifyConsistency }, { hasher }] = await Promise.all([import('@countersign/core'), trailCrypto()]);
   const b64 = (s: string) => fromBase64(s) ?? new Uint8Array(0);
   const check = verifyConsistency(hasher, treeSize, latest.treeSize, proof.consistencyPath.map(b64), b64(rootHash), b64(latest.rootHash));
   return { treeSize: latest.treeSize, consistent: check.ok };

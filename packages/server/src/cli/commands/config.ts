@@ -3,7 +3,7 @@
  * health, who the token belongs to and the active policy. The token itself is never printed.
  */
 import type { Command } from 'commander';
-import { CountersignError } from '@countersign/core';
+import { CountersignError } from '@countersign/core/errors';
 import { clientFrom, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { safe } from '../format.ts';
 

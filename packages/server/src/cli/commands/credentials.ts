@@ -5,7 +5,9 @@
  * break-glass for a lost admin token, run on the server host.
  */
 import { Option, type Command } from 'commander';
-import { CountersignError, ROLES, type Role } from '@countersign/core';
+import type { Role } from '@countersign/core';
+import { ROLES } from '@countersign/core/constants';
+import { CountersignError } from '@countersign/core/errors';
 import { clientFrom, collect, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { relative, safe, table } from '../format.ts';
 import { idSegment } from '../http-client.ts';

@@ -6,7 +6,9 @@
  * Like every client command, they go through the HTTP API.
  */
 import { Option, InvalidArgumentError, type Command } from 'commander';
-import { CountersignError, parseDuration, type ApprovalRequest } from '@countersign/core';
+import type { ApprovalRequest } from '@countersign/core';
+import { parseDuration } from '@countersign/core/duration';
+import { CountersignError } from '@countersign/core/errors';
 import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { plural, relative, safe, table, timeLeft } from '../format.ts';
 import { idSegment } from '../http-client.ts';

@@ -4,7 +4,8 @@
  * `roles allowlist` (a role's), `agents pause|resume|slicing`.
  */
 import { Option, type Command } from 'commander';
-import { CountersignError, ROLES } from '@countersign/core';
+import { ROLES } from '@countersign/core/constants';
+import { CountersignError } from '@countersign/core/errors';
 import { clientFrom, collect, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { relative, safe } from '../format.ts';
 

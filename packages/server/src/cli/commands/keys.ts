@@ -4,7 +4,7 @@
  * database itself (--database / COUNTERSIGN_DATABASE_URL), as `serve` does, with the same key
  * settings as the servers; it is safe while they run and safe to interrupt and run again.
  */
-import { CountersignError } from '@countersign/core';
+import { CountersignError } from '@countersign/core/errors';
 import type { Command } from 'commander';
 import { positiveInt, print, printJson } from '../common.ts';
 import type { RotationReport } from '../../keys/rotation.ts';

@@ -12,10 +12,11 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { CountersignError, diffPolicies, formatDuration, type Policy, type ReplayChange, type ReplayReport } from '@countersign/core';
-import { processEnvironment } from '../../config.ts';
+import type { Policy, ReplayChange, ReplayReport } from '@countersign/core';
+import { formatDuration } from '@countersign/core/duration';
+import { CountersignError } from '@countersign/core/errors';
+import { processEnvironment } from '../../environment.ts';
 import { sha256Hex } from '../../ids.ts';
-import { serverPolicyChecks, validatePolicyText } from '../../policy-checks.ts';
 import { ApiClient } from '../http-client.ts';
 import { positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { plural, safe } from '../format.ts';
@@ -31,9 +32,13 @@ function readText(file: string): string {
   }
 }
 
-/** FILE validated as the server would at startup: the resolved policy, or POLICY_INVALID with every error. */
-export function checkPolicyFile(file: string): { text: string; policy: Policy } {
+/**
+ * FILE validated as the server would at startup: the resolved policy, or POLICY_INVALID with
+ * every error. The policy parser and its checks load here, not at the CLI's start-up.
+ */
+export async function checkPolicyFile(file: string): Promise<{ text: string; policy: Policy }> {
   const text = readText(file);
+  const { serverPolicyChecks, validatePolicyText } = await import('../../policy-checks.ts');
   return { text, policy: validatePolicyText(text, file, serverPolicyChecks(processEnvironment())) };
 }
 
@@ -55,8 +60,8 @@ export function registerPolicyCommands(program: Command): void {
     .description('validate a policy file as the server does at startup and on reload (exit 1 naming every wrong key)')
     .argument('<file>', 'the policy file (YAML)')
     .option('--json', 'print JSON instead of text')
-    .action((file: string, flags: { json?: boolean }) => {
-      const { text, policy: p } = checkPolicyFile(file);
+    .action(async (file: string, flags: { json?: boolean }) => {
+      const { text, policy: p } = await checkPolicyFile(file);
       const hash = sha256Hex(text);
       if (flags.json) printJson({ valid: true, file, hash, rules: p.rules.length, actions: Object.keys(p.actions.byName).length, escalationLevels: p.escalation.levels.length, channels: Object.keys(p.channels) });
       else print(`policy ${safe(file)} is valid: ${safe(policySummary(p))} (sha256 ${hash.slice(0, 12)}…)`);
@@ -74,11 +79,12 @@ export function registerPolicyCommands(program: Command): void {
     if (b === undefined) {
       const active = await new ApiClient({ url: flags.url, token: flags.token }).get<{ version: number; policy: Policy }>('/v1/policy');
       before = { policy: active.policy, label: `active policy v${active.version}` };
-      after = { policy: checkPolicyFile(a).policy, label: a };
+      after = { policy: (await checkPolicyFile(a)).policy, label: a };
     } else {
-      before = { policy: checkPolicyFile(a).policy, label: a };
-      after = { policy: checkPolicyFile(b).policy, label: b };
+      before = { policy: (await checkPolicyFile(a)).policy, label: a };
+      after = { policy: (await checkPolicyFile(b)).policy, label: b };
     }
+    const { diffPolicies } = await import('@countersign/core');
     const changes = diffPolicies(before.policy, after.policy);
     if (flags.json) {
       printJson({ from: before.label, to: after.label, changes });
@@ -101,7 +107,7 @@ export function registerPolicyCommands(program: Command): void {
       .option('--limit <n>', 'most requests scanned, newest first (default 10000)', positiveInt(100_000)),
   ).action(async (file: string, flags: CommonFlags & { since: string; limit?: number }) => {
     // Checked here first, so a bad file fails with the same lines as `policy check` without a server.
-    const { text } = checkPolicyFile(file);
+    const { text } = await checkPolicyFile(file);
     const client = new ApiClient({ url: flags.url, token: flags.token }, processEnvironment(), REPLAY_TIMEOUT_MS);
     const report = await client.post<ReplayReport & { candidate: { hash: string; rules: number } }>('/v1/policy/replay', {
       policy: text,

@@ -4,16 +4,11 @@
  */
 import { createHash } from 'node:crypto';
 import { Option, type Command } from 'commander';
-import {
-  CountersignError,
-  REQUEST_STATUSES,
-  canonicalJson,
-  formatScore,
-  type ApprovalRequest,
-  type ApprovalStage,
-  type Review,
-  type Verdict,
-} from '@countersign/core';
+import type { ApprovalRequest, ApprovalStage, Review, Verdict } from '@countersign/core';
+import { canonicalJson } from '@countersign/core/canonical';
+import { REQUEST_STATUSES } from '@countersign/core/constants';
+import { CountersignError } from '@countersign/core/errors';
+import { formatScore } from '@countersign/core/format';
 import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { age, fixed, indentBlock, plural, relative, safe, safeJson, safeMultiline, table, timeLeft } from '../format.ts';
 import { idSegment, type ApiClient, type Query } from '../http-client.ts';

@@ -1,7 +1,6 @@
 import { relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { resolveServerConfig } from '../../config.ts';
 import { errorDetailLines } from '../format.ts';
 
 /** The command's own script, and the clone it belongs to (where `npx countersign` finds it). */
@@ -19,9 +18,9 @@ export function registerServe(program: Command): void {
     .option('--audit-key <path>', 'Ed25519 key that signs the audit trail, created if missing (env COUNTERSIGN_AUDIT_KEY_PATH; default next to the SQLite file)')
     .option('--json', 'print startup information as one JSON line')
     .action(async (flags: { database?: string; host?: string; port?: string; policy?: string; auditKey?: string; json?: boolean }) => {
+      // Loaded here so client commands do not pay for the server stack (or the domain) at start-up.
+      const [{ resolveServerConfig }, { startServer }] = await Promise.all([import('../../config.ts'), import('../../serve.ts')]);
       const config = resolveServerConfig(flags);
-      // Loaded here so client commands do not pay for the server stack at start-up.
-      const { startServer } = await import('../../serve.ts');
       const server = await startServer(config);
       const { engine, url } = server;
       const bootstrap = printable(server.bootstrap);
