@@ -108,6 +108,35 @@ describe('credentials across two servers on one PostgreSQL database', () => {
     expect((await api<{ roles: string[] }>(b.url, rita.token, '/v1/me')).body.roles).toEqual(['reviewer']);
   }, 60_000);
 
+  it('a role change through one server ends the operator\'s open streams on the other within 5 s (what they showed was computed for the old roles)', async () => {
+    const vera = (await api<{ token: string }>(a.url, adminToken, '/v1/operators', { body: { name: 'vera', roles: ['director'] } })).body;
+    const request = (await api<{ id: string }>(a.url, agentKey, '/v1/requests', { body: { action: 'isolate_host', args: { host: 'ws-roles' }, confidence: 0.82 } })).body;
+    const open = (path: string) =>
+      new Promise<{ ended: Promise<number> }>((resolve, reject) => {
+        const req = httpGet(`${b.url}${path}`, { headers: { authorization: `Bearer ${vera.token}` }, agent: false }, (res) => {
+          if (res.statusCode !== 200) return reject(new Error(`status ${res.statusCode}`));
+          const ended = new Promise<number>((done) => res.on('end', () => done(Date.now())).on('close', () => done(Date.now())));
+          res.once('data', () => resolve({ ended }));
+        });
+        req.on('error', reject);
+      });
+    const feed = await open('/v1/events');
+    const one = await open(`/v1/requests/${request.id}/events`);
+    // Unchanged grants keep the streams open (a PATCH that sets the same roles changes nothing).
+    expect((await api(a.url, adminToken, '/v1/operators/vera', { method: 'PATCH', body: { roles: ['director'] } })).status).toBe(200);
+    const early = await Promise.race([one.ended, new Promise<number>((r) => setTimeout(() => r(-1), 4_000))]);
+    expect(early).toBe(-1);
+    const changedAt = Date.now();
+    expect((await api(a.url, adminToken, '/v1/operators/vera', { method: 'PATCH', body: { roles: ['reviewer'] } })).status).toBe(200);
+    const timeout = new Promise<number>((r) => setTimeout(() => r(-1), 20_000));
+    for (const { ended } of [feed, one]) {
+      const at = await Promise.race([ended, timeout]);
+      expect(at).toBeGreaterThan(0);
+      expect(at - changedAt).toBeLessThan(5_000 + 3_000);
+    }
+    expect((await api(b.url, vera.token, '/v1/me')).status).toBe(200); // the credential still holds: a new stream opens with the new roles
+  }, 60_000);
+
   it('50 parallel wrong codes through both servers: at most 5 evaluated, the rest MFA_LOCKED', async () => {
     const dir = (await api<{ token: string }>(a.url, adminToken, '/v1/operators', { body: { name: 'dmitri', roles: ['director'] } })).body;
     const enrol = (await api<{ secret: string }>(a.url, dir.token, '/v1/operators/me/totp', { method: 'POST', body: {} })).body;
