@@ -477,7 +477,9 @@ class Countersign:
         newest = line[-1]
         if signed_by != newest.key_id:
             known = any(k.key_id == signed_by for k in line)
-            return refuse(f"signed by key {signed_by}, which " + ("was handed over to a newer key: a retired key signs no receipt" if known else f"is neither the pinned key {pinned.key_id} nor one its signed chain hands over to"))
+            if known:
+                return refuse(f"signed by key {signed_by}, which was handed over to a newer key: a retired key signs no receipt")
+            return refuse(f"signed by key {signed_by}, not the server's key {pinned.key_id} (pinned), nor a key its signed chain hands over to")
         return newest
 
     # -- guard --
