@@ -6,6 +6,8 @@ approved, checked against the server's signed receipt. It mirrors the TypeScript
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import http.client
 import inspect
@@ -25,7 +27,7 @@ from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar, Union, ca
 
 from .canonical import canonical_json
 from .errors import CountersignError
-from .key_chain import follow_key_chain
+from .key_chain import follow_key_chain, key_of_raw
 from .receipts import AuditKey, check_receipt, load_pem
 
 __all__ = ["Countersign", "Alternative", "Request", "Decision"]
@@ -97,6 +99,17 @@ def is_trusted_key_transport(url: str) -> bool:
     if parsed.scheme == "https":
         return True
     return parsed.scheme == "http" and _is_loopback(parsed.hostname or "")
+
+
+def _raw_key(text: Any) -> bytes | None:
+    """32 bytes of canonical base64, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == 32 and base64.b64encode(raw).decode("ascii") == text else None
 
 
 def _is_key_id(text: str) -> bool:
@@ -406,7 +419,11 @@ class Countersign:
         else:
             key = load_pem(self._fetch_key())
             if pin and key.key_id != pin.lower():
-                raise CountersignError("RECEIPT_MISMATCH", f"the server served key {key.key_id}, not the pinned key {pin.lower()}")
+                # After a rotation the server serves its newest key: the pinned id's own key is in the signed chain.
+                earlier = self._key_in_chain(pin.lower())
+                if earlier is None:
+                    raise CountersignError("RECEIPT_MISMATCH", f"the server served key {key.key_id}, not the pinned key {pin.lower()}")
+                key = earlier
             if not pin and not self._warned_tofu:
                 self._warned_tofu = True
                 self._on_warning(
@@ -416,6 +433,18 @@ class Countersign:
                 )
         self._audit_key = key
         return key
+
+    def _key_in_chain(self, key_id: str) -> AuditKey | None:
+        """The public key a hand-over statement gives for `key_id` (it must hash to the id), or None."""
+        status, text = self._send("GET", "/v1/audit/keys")
+        body = _parse_json(text) if status == 200 else None
+        handovers = body.get("handovers") if isinstance(body, dict) else None
+        for h in handovers if isinstance(handovers, list) else []:
+            for side in ("from", "to"):
+                raw = _raw_key(h.get(f"{side}PublicKey")) if isinstance(h, dict) and h.get(f"{side}KeyId") == key_id else None
+                if raw is not None and key_of_raw(raw).key_id == key_id:
+                    return key_of_raw(raw)
+        return None
 
     def _fetch_key(self) -> str:
         if not is_trusted_key_transport(self.url):

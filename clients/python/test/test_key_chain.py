@@ -107,7 +107,11 @@ class Served:
     def __init__(self, status: int, handovers: Any) -> None:
         self.status, self.handovers, self.calls = status, handovers, 0
 
+    served_key: Key | None = None
+
     def __call__(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> tuple[int, str]:
+        if (method, path) == ("GET", "/v1/audit/public-key") and self.served_key is not None:
+            return 200, self.served_key.audit.pem
         assert (method, path) == ("GET", "/v1/audit/keys"), (method, path)
         self.calls += 1
         return self.status, json.dumps({"current": "0" * 16, "handovers": self.handovers})
@@ -165,6 +169,33 @@ class ClientAfterRotation(unittest.TestCase):
         served.status = 404
         with self.assertRaises(CountersignError):
             client.check_receipt("req_4", decision_signed_by(X, "req_4"))
+
+
+class KeyIdPin(unittest.TestCase):
+    def test_a_key_id_pin_of_the_old_key_finds_its_key_in_the_chain_and_follows_it(self) -> None:
+        served = Served(200, [handover(A, B, 3)])
+        served.served_key = B  # after the rotation the server serves its newest key
+        client = Countersign("http://127.0.0.1:9", "csk_test", audit_public_key=A.id, env={})
+        client._send = served  # type: ignore[method-assign]
+        client.check_receipt("req_1", decision_signed_by(B))
+        self.assertEqual(client.audit_key().key_id, A.id)
+
+    def test_a_key_id_pin_the_chain_does_not_name_is_refused(self) -> None:
+        served = Served(200, [handover(B, C, 3)])
+        served.served_key = C
+        client = Countersign("http://127.0.0.1:9", "csk_test", audit_public_key=A.id, env={})
+        client._send = served  # type: ignore[method-assign]
+        with self.assertRaises(CountersignError) as caught:
+            client.check_receipt("req_1", decision_signed_by(C))
+        self.assertEqual(caught.exception.code, "RECEIPT_MISMATCH")
+        # A statement naming the pinned id beside another key (whose hash is not the id) gives nothing.
+        bent = handover(X, C, 3)
+        bent["fromKeyId"] = A.id
+        served.handovers = [bent]
+        client = Countersign("http://127.0.0.1:9", "csk_test", audit_public_key=A.id, env={})
+        client._send = served  # type: ignore[method-assign]
+        with self.assertRaises(CountersignError):
+            client.check_receipt("req_1", decision_signed_by(C))
 
 
 class Interop(unittest.TestCase):
