@@ -6,6 +6,8 @@ approved, checked against the server's signed receipt. It mirrors the TypeScript
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import http.client
 import inspect
@@ -25,6 +27,7 @@ from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar, Union, ca
 
 from .canonical import canonical_json
 from .errors import CountersignError
+from .key_chain import follow_key_chain, key_of_raw
 from .receipts import AuditKey, check_receipt, load_pem
 
 __all__ = ["Countersign", "Alternative", "Request", "Decision"]
@@ -96,6 +99,17 @@ def is_trusted_key_transport(url: str) -> bool:
     if parsed.scheme == "https":
         return True
     return parsed.scheme == "http" and _is_loopback(parsed.hostname or "")
+
+
+def _raw_key(text: Any) -> bytes | None:
+    """32 bytes of canonical base64, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == 32 and base64.b64encode(raw).decode("ascii") == text else None
 
 
 def _is_key_id(text: str) -> bool:
@@ -202,6 +216,9 @@ class Countersign:
         )
         self._pin = (audit_public_key if audit_public_key is not None else env.get("COUNTERSIGN_AUDIT_PUBLIC_KEY", "")).strip()
         self._audit_key: AuditKey | None = None
+        # After a key rotation: the hand-overs learned from GET /v1/audit/keys and the newest key they lead to.
+        self._chain: list[Any] | None = None
+        self._newest: AuditKey | None = None
         self._warned_tofu = False
 
     # -- HTTP --
@@ -402,7 +419,11 @@ class Countersign:
         else:
             key = load_pem(self._fetch_key())
             if pin and key.key_id != pin.lower():
-                raise CountersignError("RECEIPT_MISMATCH", f"the server served key {key.key_id}, not the pinned key {pin.lower()}")
+                # After a rotation the server serves its newest key: the pinned id's own key is in the signed chain.
+                earlier = self._key_in_chain(pin.lower())
+                if earlier is None:
+                    raise CountersignError("RECEIPT_MISMATCH", f"the server served key {key.key_id}, not the pinned key {pin.lower()}")
+                key = earlier
             if not pin and not self._warned_tofu:
                 self._warned_tofu = True
                 self._on_warning(
@@ -412,6 +433,18 @@ class Countersign:
                 )
         self._audit_key = key
         return key
+
+    def _key_in_chain(self, key_id: str) -> AuditKey | None:
+        """The public key a hand-over statement gives for `key_id` (it must hash to the id), or None."""
+        status, text = self._send("GET", "/v1/audit/keys")
+        body = _parse_json(text) if status == 200 else None
+        handovers = body.get("handovers") if isinstance(body, dict) else None
+        for h in handovers if isinstance(handovers, list) else []:
+            for side in ("from", "to"):
+                raw = _raw_key(h.get(f"{side}PublicKey")) if isinstance(h, dict) and h.get(f"{side}KeyId") == key_id else None
+                if raw is not None and key_of_raw(raw).key_id == key_id:
+                    return key_of_raw(raw)
+        return None
 
     def _fetch_key(self) -> str:
         if not is_trusted_key_transport(self.url):
@@ -438,7 +471,45 @@ class Countersign:
                 f"cannot get the server's audit public key to check the receipt of {request_id}: {err.message}; refusing to run",
                 {"requestId": request_id},
             ) from None
+        receipt = decision.get("receipt")
+        signed_by = receipt.get("keyId") if isinstance(receipt, dict) else None
+        if isinstance(signed_by, str) and (signed_by != key.key_id or self._newest is not None):
+            key = self._key_after_rotation(key, signed_by, request_id)
         check_receipt(key, request_id, decision, runs)
+
+    def _key_after_rotation(self, pinned: AuditKey, signed_by: str, request_id: str) -> AuditKey:
+        """The newest key of the signed chain from the pinned key, when it signed this receipt
+        (the TypeScript SDK's rules, client/src/key-chain.ts): fetched over any transport (every
+        step is signed by both its keys), learned once, and every later chain must keep what was
+        learned as its prefix; a retired key's receipt is refused once the chain is known."""
+
+        def refuse(why: str) -> AuditKey:
+            raise CountersignError("RECEIPT_MISMATCH", f"decision receipt for {request_id}: {why}; refusing to run", {"requestId": request_id})
+
+        if self._newest is not None and signed_by == self._newest.key_id:
+            return self._newest
+        status, text = self._send("GET", "/v1/audit/keys")
+        if status == 404 and self._chain is None:
+            return pinned  # a server from before key rotation: no chain, the pinned key only
+        if status != 200:
+            return refuse(f"the audit key chain could not be read (HTTP {status})")
+        body = _parse_json(text)
+        handovers = body.get("handovers") if isinstance(body, dict) else None
+        try:
+            line = follow_key_chain(pinned, handovers if isinstance(handovers, list) else [None])
+        except CountersignError as err:
+            return refuse(err.message)
+        if self._chain is not None and handovers[: len(self._chain)] != self._chain:  # type: ignore[index]
+            return refuse("the served key chain does not extend the one this client learned: a fork")
+        self._chain = list(handovers)  # type: ignore[arg-type]
+        self._newest = line[-1] if len(line) > 1 else None
+        newest = line[-1]
+        if signed_by != newest.key_id:
+            known = any(k.key_id == signed_by for k in line)
+            if known:
+                return refuse(f"signed by key {signed_by}, which was handed over to a newer key: a retired key signs no receipt")
+            return refuse(f"signed by key {signed_by}, not the server's key {pinned.key_id} (pinned), nor a key its signed chain hands over to")
+        return newest
 
     # -- guard --
 

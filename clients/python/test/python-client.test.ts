@@ -15,8 +15,8 @@ import { canonicalJson, payloadHash } from '@countersign/core';
 import { startServer, type TestServer } from '../../../packages/client/test/support/server.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-/** Tests in test_ed25519.py (8), test_canonical.py (4) and test_live.py (13). */
-const EXPECTED_TESTS = 25;
+/** Tests in test_ed25519.py (8), test_canonical.py (4), test_key_chain.py (9) and test_live.py (13). */
+const EXPECTED_TESTS = 34;
 
 const HOSTILE: unknown[] = [
   { host: 'ws-1', n: 1e21, small: 1e-7, neg0: -0, f: 0.1 + 0.2, big: 12345678901234567000, int: 9007199254740993 },

@@ -21,6 +21,18 @@ describe('stepUpLockout (issue 13, finding 3)', () => {
     expect(stepUpLockout(many, 100)).toMatchObject({ locked: true, until: 19 + DEFAULT_LOCKOUT.maxMs });
   });
 
+  it('a patient guesser under the window (4 wrong codes every 15 minutes) is locked at the 20th within a day, and every further one doubles', () => {
+    const slow = Array.from({ length: 19 }, (_, i) => at(`p${String(i).padStart(2, '0')}`, Math.floor(i / 4) * 16 * MIN + (i % 4) * 1000));
+    const last = slow[slow.length - 1]!.at;
+    expect(stepUpLockout(slow, last + 1).locked).toBe(false); // never 5 in 15 minutes
+    const twentieth = [...slow, at('p19', last + 16 * MIN)];
+    expect(stepUpLockout(twentieth, last + 16 * MIN + 1)).toMatchObject({ locked: true, strikes: 1, until: last + 16 * MIN + MIN });
+    const next = [...twentieth, at('p20', last + 20 * MIN)];
+    expect(stepUpLockout(next, last + 20 * MIN + 1)).toMatchObject({ locked: true, strikes: 2, until: last + 20 * MIN + 2 * MIN });
+    // Older than the look-back, they count no more.
+    expect(stepUpLockout(twentieth, last + 16 * MIN + DEFAULT_LOCKOUT.lookbackMs).locked).toBe(false);
+  });
+
   it('failures spread beyond the window never lock; ties in time still count', () => {
     const spread = [0, 4, 8, 12, 16, 20].map((m, i) => at(`s${i}`, m * MIN));
     expect(stepUpLockout(spread, 21 * MIN).locked).toBe(false);

@@ -18,6 +18,7 @@ import { ChannelRegistry, createChannel } from '../src/channels/registry.ts';
 import { GUARD_CHANNEL_TYPES } from '../src/channels/types.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { createApp } from '../src/http/app.ts';
+import { totpCode } from '../src/guard/totp.ts';
 import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { connect } from '../src/store/connect.ts';
 import { pagerDutyEvents, slackApi, smtpInbox, teamsWebhook, webhookReceiver, type StandIn } from './support/channel-standins.ts';
@@ -176,6 +177,36 @@ describe('guard notices through the webhook channel', () => {
     expect(got.data).toMatchObject({ operator: 'admin', by: 'countersign', reason: expect.stringContaining('2 approvals') });
     await new Promise((r) => setTimeout(r, 200));
     expect(hook.received.map(verified).filter((b) => b.type === 'countersign.guard.cooldown_started')).toHaveLength(1);
+  });
+
+  it('a step-up lockout is told once on the guard channels (mfa_locked), with the operator and until, and audited', async () => {
+    const hook = await standIn(webhookReceiver());
+    const s = await setup(policyWith(hook.url), { COUNTERSIGN_WEBHOOK_SECRET: SECRET });
+    const { token } = await s.engine.createOperator(s.admin, { name: 'dora', roles: ['director'] });
+    const dora = (await s.engine.authenticate(token))!;
+    const { secret } = await s.engine.guard.enrolTotp(dora);
+    await s.engine.guard.confirmTotp(dora, totpCode(secret, Date.now()));
+    s.advance(60_000);
+    const { request } = await s.engine.createRequest(s.agent, CreateRequestBody.parse({ action: 'delete_data', args: { path: '/srv/customers' }, confidence: 0.99, riskLevel: 'critical' }));
+    const matchCode = (await s.engine.getRequest(dora, request.id)).matchCode;
+    const wrong = (n: number) => String((Number(totpCode(secret, Date.now() + 60_000)) + 1000 * n) % 1_000_000).padStart(6, '0');
+    const codes: string[] = [];
+    for (let i = 1; i <= 7; i++) {
+      await s.engine.review(dora, request.id, { verdict: 'approve', totp: wrong(i), matchCode } as never).catch((err: { code: string }) => codes.push(err.code));
+    }
+    expect(codes).toEqual(['MFA_INVALID', 'MFA_INVALID', 'MFA_INVALID', 'MFA_INVALID', 'MFA_INVALID', 'MFA_LOCKED', 'MFA_LOCKED']);
+    const told = await until('mfa_locked delivered', () => hook.received.map(verified).find((b) => b.type === 'countersign.guard.mfa_locked'));
+    expect(told.data).toMatchObject({ kind: 'mfa_locked', operator: 'dora', by: 'countersign', until: expect.any(String) });
+    expect(Date.parse(told.data.until)).toBeGreaterThan(Date.now());
+    const [delivery] = await until('recorded', async () => {
+      const page = await s.engine.listDeliveries(s.admin, { channel: 'hook', status: 'delivered' });
+      return page.items.length > 0 ? page.items : undefined;
+    });
+    expect(delivery).toMatchObject({ requestId: null, event: 'guard.mfa_locked' });
+    // The refused attempts after the lockout are not strikes of their own: told once.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(hook.received.map(verified).filter((b) => b.type === 'countersign.guard.mfa_locked')).toHaveLength(1);
+    expect(await s.engine.listAudit(s.admin, { type: 'mfa_locked' })).toHaveLength(1);
   });
 
   it('a slicing alert and the pause it causes are both told; alert text sits under agentSupplied', async () => {

@@ -4,6 +4,7 @@
  * wrong step-up codes through both get at most 5 evaluated; break-glass needs the secret file.
  */
 import { randomBytes } from 'node:crypto';
+import { get as httpGet } from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +58,83 @@ describe('credentials across two servers on one PostgreSQL database', () => {
     const endedAt = await Promise.race([ended, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
     expect(endedAt).toBeGreaterThan(0);
     expect(endedAt - revokedAt).toBeLessThan(5_000 + 3_000);
+  }, 60_000);
+
+  it('an operator disabled through one server loses the other within 5 s: its token, its dashboard session and both their open event streams', async () => {
+    const olga = (await api<{ token: string }>(a.url, adminToken, '/v1/operators', { body: { name: 'olga', roles: ['admin'] } })).body;
+    const signIn = await fetch(`${b.url}/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json', origin: b.url }, body: JSON.stringify({ token: olga.token }) });
+    expect(signIn.status).toBe(200);
+    const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0]!;
+    expect(cookie).toMatch(/=/);
+    // Each stream on its own socket (node:http, no shared agent), read until the server ends it.
+    const open = (headers: Record<string, string>) =>
+      new Promise<{ ended: Promise<number> }>((resolve, reject) => {
+        const req = httpGet(`${b.url}/v1/events`, { headers, agent: false }, (res) => {
+          if (res.statusCode !== 200) return reject(new Error(`status ${res.statusCode}`));
+          const ended = new Promise<number>((done) => res.on('end', () => done(Date.now())).on('close', () => done(Date.now())));
+          res.once('data', () => resolve({ ended })); // "ready" (wrapped: a promise resolved with a promise would wait for it)
+        });
+        req.on('error', reject);
+      });
+    const bySession = await open({ cookie });
+    const byToken = await open({ authorization: `Bearer ${olga.token}` });
+    const disabledAt = Date.now();
+    expect((await api(a.url, adminToken, '/v1/operators/olga', { method: 'PATCH', body: { disabled: true } })).status).toBe(200);
+    const timeout = new Promise<number>((r) => setTimeout(() => r(-1), 20_000));
+    for (const { ended } of [byToken, bySession]) {
+      const at = await Promise.race([ended, timeout]);
+      expect(at).toBeGreaterThan(0);
+      expect(at - disabledAt).toBeLessThan(5_000 + 3_000); // 2 s cache + 1 s re-check + a loaded machine
+    }
+    expect((await api(b.url, olga.token, '/v1/me')).status).toBe(401);
+    expect((await fetch(`${b.url}/v1/session`, { headers: { cookie } })).status).toBe(401);
+  }, 60_000);
+
+  it('a role taken away through one server is gone on the other within 5 s (admin → reviewer: no more key listing)', async () => {
+    const rita = (await api<{ token: string }>(a.url, adminToken, '/v1/operators', { body: { name: 'rita', roles: ['admin'] } })).body;
+    expect((await api(b.url, rita.token, '/v1/keys')).status).toBe(200); // cached on b as an admin
+    const changedAt = Date.now();
+    expect((await api(a.url, adminToken, '/v1/operators/rita', { method: 'PATCH', body: { roles: ['reviewer'] } })).status).toBe(200);
+    let refusedAt = 0;
+    while (Date.now() - changedAt < 20_000) {
+      if ((await api(b.url, rita.token, '/v1/keys')).status === 403) {
+        refusedAt = Date.now();
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(refusedAt).toBeGreaterThan(0);
+    expect(refusedAt - changedAt).toBeLessThan(5_000 + 3_000);
+    expect((await api<{ roles: string[] }>(b.url, rita.token, '/v1/me')).body.roles).toEqual(['reviewer']);
+  }, 60_000);
+
+  it('a role change through one server ends the operator\'s open streams on the other within 5 s (what they showed was computed for the old roles)', async () => {
+    const vera = (await api<{ token: string }>(a.url, adminToken, '/v1/operators', { body: { name: 'vera', roles: ['director'] } })).body;
+    const request = (await api<{ id: string }>(a.url, agentKey, '/v1/requests', { body: { action: 'isolate_host', args: { host: 'ws-roles' }, confidence: 0.82 } })).body;
+    const open = (path: string) =>
+      new Promise<{ ended: Promise<number> }>((resolve, reject) => {
+        const req = httpGet(`${b.url}${path}`, { headers: { authorization: `Bearer ${vera.token}` }, agent: false }, (res) => {
+          if (res.statusCode !== 200) return reject(new Error(`status ${res.statusCode}`));
+          const ended = new Promise<number>((done) => res.on('end', () => done(Date.now())).on('close', () => done(Date.now())));
+          res.once('data', () => resolve({ ended }));
+        });
+        req.on('error', reject);
+      });
+    const feed = await open('/v1/events');
+    const one = await open(`/v1/requests/${request.id}/events`);
+    // Unchanged grants keep the streams open (a PATCH that sets the same roles changes nothing).
+    expect((await api(a.url, adminToken, '/v1/operators/vera', { method: 'PATCH', body: { roles: ['director'] } })).status).toBe(200);
+    const early = await Promise.race([one.ended, new Promise<number>((r) => setTimeout(() => r(-1), 4_000))]);
+    expect(early).toBe(-1);
+    const changedAt = Date.now();
+    expect((await api(a.url, adminToken, '/v1/operators/vera', { method: 'PATCH', body: { roles: ['reviewer'] } })).status).toBe(200);
+    const timeout = new Promise<number>((r) => setTimeout(() => r(-1), 20_000));
+    for (const { ended } of [feed, one]) {
+      const at = await Promise.race([ended, timeout]);
+      expect(at).toBeGreaterThan(0);
+      expect(at - changedAt).toBeLessThan(5_000 + 3_000);
+    }
+    expect((await api(b.url, vera.token, '/v1/me')).status).toBe(200); // the credential still holds: a new stream opens with the new roles
   }, 60_000);
 
   it('50 parallel wrong codes through both servers: at most 5 evaluated, the rest MFA_LOCKED', async () => {

@@ -264,6 +264,34 @@ describe.each(ENGINES)('credentials: $name', ({ make }) => {
       expect((await call(dir.token, `/v1/requests/${next.id}/reviews`, { body: { verdict: 'reject', reason: 'no' } })).status).toBe(200);
     });
 
+    it('a patient guesser who stays under the window (4 wrong codes per 16 minutes) is locked at the 20th wrong code of the day, audited', async () => {
+      const dir = await operator('petra', ['director']);
+      const petra = (await engine.authenticate(dir.token))!;
+      const { secret: seed } = await engine.guard.enrolTotp(petra);
+      await engine.guard.confirmTotp(petra, totpCode(seed, clock));
+      clock += 60_000;
+      const auditsBefore = (await engine.listAudit(admin, { type: 'mfa_locked' })).length;
+      const codes: string[] = [];
+      for (let round = 0; round < 6; round++) {
+        // A fresh request each round (one would lapse over the hours); the guesser has the token, not the seed.
+        const { request } = await engine.createRequest((await engine.authenticate(agentKey))!, CreateRequestBody.parse({ ...CRITICAL, args: { path: `/srv/p${round}` } }));
+        const matchCode = (await engine.getRequest(petra, request.id)).matchCode;
+        for (let i = 0; i < 4; i++) {
+          const wrong = String((Number(totpCode(seed, clock)) + 1 + i) % 1_000_000).padStart(6, '0');
+          codes.push((await call(dir.token, `/v1/requests/${request.id}/reviews`, { body: { verdict: 'approve', totp: wrong, matchCode } })).body.error.code);
+          clock += 1_000;
+        }
+        clock += 16 * 60_000;
+      }
+      // 5 rounds of 4 are 20 wrong codes, never 5 within 15 minutes: the 20th locks (a minute).
+      expect(codes.slice(0, 20).every((c) => c === 'MFA_INVALID')).toBe(true);
+      expect(codes[20]).toBe('MFA_INVALID'); // the lockout of the 20th (1 min) ended during the 16-minute pause
+      expect(codes[21]).toBe('MFA_LOCKED'); // …and the 21st is a strike of its own: locked again, for longer
+      const audits = await engine.listAudit(admin, { type: 'mfa_locked' });
+      expect(audits.length - auditsBefore).toBe(2);
+      expect(audits.at(-1)!.data).toMatchObject({ operator: 'petra', strikes: 2 });
+    });
+
     it('a code sent with an approval that needs none does not clear the record', async () => {
       const dir = await operator('duncan', ['director']);
       const duncan = (await engine.authenticate(dir.token))!;

@@ -1,7 +1,8 @@
 /**
  * Step-up attempt limits (issue 13, finding 3): after `threshold` wrong TOTP or match codes for
- * one operator within `window`, further attempts are refused for a back-off that doubles with
- * each further strike (`base`, `2·base`, … at most `max`), counted over `lookback`.
+ * one operator within `window` — or `lookbackThreshold` within `lookback`, however spread out —
+ * further attempts are refused for a back-off that doubles with each further strike (`base`,
+ * `2·base`, … at most `max`), counted over `lookback`.
  *
  * An attempt is counted from the moment it is reserved, before its code is evaluated (the server
  * stores it `pending`, then `failed`, or deletes it for a good code), so parallel guesses cannot
@@ -20,6 +21,12 @@ export interface LockoutConfig {
   readonly maxMs: number;
   /** How far back strikes are counted (the back-off keeps growing within it). */
   readonly lookbackMs: number;
+  /**
+   * Wrong codes within `lookbackMs` that also start a lockout, however slowly they came: a
+   * patient guesser holding an operator's token could otherwise send `threshold − 1` codes every
+   * `windowMs` (4 per 15 minutes, 384 a day) forever, never locked, audited or noticed.
+   */
+  readonly lookbackThreshold: number;
 }
 
 export const DEFAULT_LOCKOUT: LockoutConfig = Object.freeze({
@@ -28,6 +35,7 @@ export const DEFAULT_LOCKOUT: LockoutConfig = Object.freeze({
   baseMs: 60_000,
   maxMs: 60 * 60_000,
   lookbackMs: 24 * 3600_000,
+  lookbackThreshold: 20,
 });
 
 /** A wrong (or not yet judged) code attempt. */
@@ -61,9 +69,11 @@ export function stepUpLockout(attempts: readonly StepUpAttempt[], now: number, c
   let until = 0;
   let triggeredBy = '';
   let start = 0;
+  let longStart = 0;
   sorted.forEach((attempt, i) => {
     while (sorted[start]!.at <= attempt.at - config.windowMs) start++;
-    if (i - start + 1 >= config.threshold) {
+    while (sorted[longStart]!.at <= attempt.at - config.lookbackMs) longStart++;
+    if (i - start + 1 >= config.threshold || i - longStart + 1 >= config.lookbackThreshold) {
       strikes++;
       until = attempt.at + Math.min(config.baseMs * 2 ** Math.min(strikes - 1, 30), config.maxMs);
       triggeredBy = attempt.id;

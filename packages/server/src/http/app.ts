@@ -27,7 +27,7 @@ import { instrumentEngine, renderMetrics } from './metrics.ts';
 import { registerSummaryRoute } from './metrics-summary.ts';
 import * as routes from './routes/contract.ts';
 import { isSignIn, registerSessionRoutes, Sessions, type SessionOptions } from './session.ts';
-import { watchCredential } from './stream-auth.ts';
+import { grantsHeld, watchCredential } from './stream-auth.ts';
 import { type ApiEnv as Env } from './routes/contract.ts';
 
 
@@ -162,7 +162,9 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     async function requestEvents(stream: SSEStreamingApi): Promise<void> {
       const aborted = new AbortController();
       stream.onAbort(() => aborted.abort());
-      const stopWatch = watchCredential(c.get('stillAuthorized'), () => aborted.abort());
+      // Ends with the credential, and on a change of its roles or groups (http/stream-auth.ts).
+      const held = grantsHeld(c.get('principalNow'), principal);
+      const stopWatch = watchCredential(held, () => aborted.abort());
       let last: ApprovalRequest | null = null;
       let eventId = 0;
       try {
@@ -171,7 +173,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
         const changed = engine.wakeups.next(id, heartbeatMs, aborted.signal);
         const current = await engine.getRequest(principal, id, { ip: clientIp(c, options.session?.trustProxy) });
         if (last === null || current.updatedAt !== last.updatedAt || current.status !== last.status) {
-          if (!(await c.get('stillAuthorized')())) break;
+          if (!(await held())) break;
           await stream.writeSSE({ event: 'state', id: String(++eventId), data: JSON.stringify(current) });
         }
         last = current;
@@ -179,14 +181,14 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
         const why = await changed;
         if (why === 'aborted') break;
         if (why === 'timeout') {
-          if (!(await c.get('stillAuthorized')())) break; // signed out, expired or revoked: the stream ends too
+          if (!(await held())) break; // signed out, expired, revoked or re-roled: the stream ends too
           await stream.write(': keep-alive\n\n');
         }
       }
       } finally {
         stopWatch();
       }
-      if (last && (await c.get('stillAuthorized')().catch(() => false))) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
+      if (last && (await held().catch(() => false))) await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: last.status }) });
     }
   });
 
@@ -297,7 +299,9 @@ function authenticate(engine: Engine, sessions: Sessions): MiddlewareHandler<Env
       if (session) {
         c.set('principal', session.principal);
         c.set('session', session.session);
-        c.set('stillAuthorized', sessions.watch(session.session, engine));
+        const now = sessions.current(session.session, engine);
+        c.set('principalNow', now);
+        c.set('stillAuthorized', async () => (await now()) !== undefined);
         return next();
       }
     }
@@ -310,6 +314,7 @@ function authenticate(engine: Engine, sessions: Sessions): MiddlewareHandler<Env
     const principal = await engine.authenticate(token);
     if (!principal) throw new CountersignError('UNAUTHENTICATED', 'unknown or revoked credential');
     c.set('principal', principal);
+    c.set('principalNow', () => engine.authenticate(token));
     c.set('stillAuthorized', async () => (await engine.authenticate(token)) !== undefined);
     return next();
   };

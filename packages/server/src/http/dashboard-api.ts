@@ -6,7 +6,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { ApprovalRequest, CountersignError, ErrorBody } from '@countersign/core';
 import { streamSSE } from 'hono/streaming';
-import { watchCredential } from './stream-auth.ts';
+import { grantsHeld, watchCredential } from './stream-auth.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { Principal } from '../engine/principal.ts';
 import { recordFeedback } from './metrics.ts';
@@ -174,8 +174,9 @@ export function registerDashboardApi(
         closed = true;
         wake?.();
       });
-      // Revoked, disabled, signed out: the stream is closed within a second or so (http/stream-auth.ts).
-      const stopWatch = watchCredential(c.get('stillAuthorized'), () => {
+      // Revoked, disabled, signed out, re-roled: the stream is closed within a second or so (http/stream-auth.ts).
+      const held = grantsHeld(c.get('principalNow'), c.get('principal')); // the credential, with the roles it opened with
+      const stopWatch = watchCredential(held, () => {
         closed = true;
         wake?.();
       });
@@ -186,7 +187,7 @@ export function registerDashboardApi(
         while (!closed) {
           const next = backlog.shift();
           if (next) {
-            if (!(await c.get('stillAuthorized')())) break; // signed out, expired or revoked: nothing more is sent
+            if (!(await held())) break; // signed out, expired or revoked: nothing more is sent
             await stream.writeSSE({ event: 'request', id: String(++eventId), data: JSON.stringify(next) });
             continue;
           }
@@ -199,7 +200,7 @@ export function registerDashboardApi(
           });
           wake = undefined;
           if (timedOut && !closed) {
-            if (!(await c.get('stillAuthorized')())) break; // signed out, expired or revoked: the stream ends too
+            if (!(await held())) break; // signed out, expired or revoked: the stream ends too
             await stream.write(': keep-alive\n\n');
           }
         }

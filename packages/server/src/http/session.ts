@@ -88,15 +88,20 @@ export class Sessions {
   }
 
   /**
-   * For a long-lived stream: whether its session still holds (not expired, not signed out, its
-   * token and operator still valid), asked through the credential cache.
+   * For a long-lived stream: the session's operator as they stand now (roles included), or
+   * undefined once the session no longer holds — expired, signed out, its token or operator no
+   * longer valid — and from then on.
    */
-  watch(session: Session, engine: Engine): () => Promise<boolean> {
+  current(session: Session, engine: Engine): () => Promise<Principal | undefined> {
     let valid = true;
     return async () => {
-      if (!valid || session.expiresAt <= this.now()) return (valid = false);
-      valid = (await engine.credentials.sessionPrincipal(session.id)) !== undefined;
-      return valid;
+      if (!valid || session.expiresAt <= this.now()) {
+        valid = false;
+        return undefined;
+      }
+      const now = await engine.credentials.sessionPrincipal(session.id);
+      valid = now !== undefined;
+      return now?.principal;
     };
   }
 

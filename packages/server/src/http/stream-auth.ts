@@ -5,10 +5,21 @@
  * is aborted the moment it does not. A check the database cannot answer ends nothing by itself;
  * what is sent is re-checked at the moment of sending (a refusal or an error there: nothing sent).
  *
- *   const stop = watchCredential(c.get('stillAuthorized'), () => aborted.abort());
+ *   const stop = watchCredential(grantsHeld(c.get('principalNow'), principal), () => aborted.abort());
  *   try { …stream… } finally { stop(); }
  */
+import { sameGrants, type Principal } from '../engine/principal.ts';
 import { STREAM_RECHECK_MS } from './session.ts';
+
+/**
+ * For an event stream: whether the credential that opened it still holds *with the grants it had*
+ * (roles, groups). A stream ends on a role change too, so what it shows (whether the operator may
+ * act on a request) is never computed for roles they no longer hold; the client reconnects and
+ * reads afresh. Long-polls answer the same to any role and keep `stillAuthorized`.
+ */
+export function grantsHeld(principalNow: () => Promise<Principal | undefined>, opened: Principal): () => Promise<boolean> {
+  return async () => sameGrants(opened, await principalNow());
+}
 
 export function watchCredential(stillAuthorized: () => Promise<boolean>, onLost: () => void, everyMs = STREAM_RECHECK_MS): () => void {
   let stopped = false;

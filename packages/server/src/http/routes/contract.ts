@@ -24,6 +24,8 @@ export type ApiEnv = {
     principal: Principal;
     /** Whether the caller's credential (session or token) still holds: long-lived streams ask at each heartbeat. */
     stillAuthorized: () => Promise<boolean>;
+    /** The caller as their credential stands now (through the 2 s credential cache), or undefined once it no longer holds. */
+    principalNow: () => Promise<Principal | undefined>;
     /** The dashboard session the call came with (cookie calls only). */
     session?: { id: string; expiresAt: number } | undefined;
   };
