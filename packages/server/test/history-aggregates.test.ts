@@ -52,7 +52,7 @@ const historyArb = fc.record({
   now: fc.integer({ min: 0, max: 70 * HOUR }),
 });
 
-type Request = fc.infer<typeof requestArb>;
+type Request = typeof requestArb extends fc.Arbitrary<infer T> ? T : never;
 
 function rowOf(id: string, createdAt: number, r: Request, inserted: boolean): RequestRow {
   const d = r.decision;
