@@ -44,8 +44,9 @@ const TARGETS = { summary: 300, compliance: 1000, rssMb: 50 };
 async function startServer(databaseUrl: string, dir: string): Promise<{ child: ChildProcess; url: string; bootstrap?: { agentKey: string; adminToken: string } }> {
   const policy = join(dir, 'countersign.yaml');
   writeFileSync(policy, 'guard:\n  agentLimits: { perMinute: 100000000 }\n');
-  const child = spawn(process.execPath, ['packages/server/bin/countersign.js', 'serve', '--json'], {
-    cwd: ROOT,
+  // In the scratch directory: a PostgreSQL server keeps its key files in its working directory.
+  const child = spawn(process.execPath, [join(ROOT, 'packages/server/bin/countersign.js'), 'serve', '--json'], {
+    cwd: dir,
     env: { ...process.env, COUNTERSIGN_DATABASE_URL: databaseUrl, COUNTERSIGN_PORT: '0', COUNTERSIGN_POLICY: policy, COUNTERSIGN_REVIEWER_LIMITS: 'off' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
