@@ -152,7 +152,12 @@ async function main() {
     } else {
       const c = new pg.Client({ connectionString: PG_BASE });
       await c.connect();
-      await c.query(`analyze ${schema}.requests`);
+      // What autovacuum does to a table after this many inserts (autovacuum_vacuum_insert_threshold,
+      // PostgreSQL 13+): statistics, and the visibility map that lets the history aggregates read
+      // the covering index requests_history without touching the heap. Measured without the vacuum,
+      // the 90-day summary's pass reads the whole table from the heap (about 7x slower here).
+      await c.query(`vacuum analyze ${schema}.requests`);
+      await c.query(`vacuum analyze ${schema}.reviews`);
       sizeMb = Number((await c.query(`select pg_total_relation_size('${schema}.requests') + pg_total_relation_size('${schema}.reviews') as n`)).rows[0].n) / 1048576;
       await c.end();
     }
