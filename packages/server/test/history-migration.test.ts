@@ -12,7 +12,31 @@ import { requestFactColumns } from '../src/store/history.ts';
 import { migrationProvider } from '../src/store/migrations/index.ts';
 import { Sealer } from '../src/store/sealing.ts';
 import { Store, type RequestRow } from '../src/store/store.ts';
-import { ENGINES, type TestDatabase } from './support/databases.ts';
+import { ENGINES, PG_BASE_URL, type TestDatabase } from './support/databases.ts';
+import SqliteDatabase from 'better-sqlite3';
+import pg from 'pg';
+
+/** One statement on the database itself, without connect() (which would migrate it). */
+async function raw(url: string, text: string): Promise<void> {
+  const parsed = parseDatabaseUrl(url);
+  if (parsed.dialect === 'sqlite') {
+    const db = new SqliteDatabase(parsed.target);
+    try {
+      db.prepare(text).run();
+    } finally {
+      db.close();
+    }
+    return;
+  }
+  const client = new pg.Client({ connectionString: PG_BASE_URL });
+  await client.connect();
+  try {
+    await client.query(`set search_path = ${parsed.schema}`);
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
 
 const FACTS = ['decided_by', 'outcome', 'modified', 'chose_alternative', 'self_approved', 'sla_due_at', 'sla_seconds', 'requires_approval'] as const;
 
@@ -131,5 +155,39 @@ describe.each(ENGINES)('migration 019_rollups: $name', ({ make }) => {
     const final = new Map((await second.db.selectFrom('requests').select(['id', ...FACTS]).execute()).map((r) => [r.id, Object.fromEntries(FACTS.map((f) => [f, r[f] === null ? null : Number.isNaN(Number(r[f])) ? r[f] : Number(r[f])]))]));
     expect(final).toEqual(norm(expected));
     await store.close();
+  });
+});
+
+describe.each(ENGINES)('migration 019_rollups interrupted: $name', ({ name, make }) => {
+  it('a run that fails half-way leaves the database as before, and the next start migrates it', async () => {
+    const database: TestDatabase = make();
+    cleanup.push(() => database.drop());
+    const first = await connect(database.url);
+    const store = new Store(first, undefined, { pollMs: 3_600_000 });
+    await store.insertAgent({ id: 'agt_1', name: 'agent', created_at: 1 });
+    const rows = Array.from({ length: 40 }, (_, i) => row(i, i % 5 === 4 ? {} : { status: 'decided', decision: decision(i), decided_at: 1_700_000_000_000 + i * 1000 + 5000 }));
+    await store.insertRequests(rows);
+    const expected = new Map(rows.map((r) => [r.id, requestFactColumns(r)]));
+    expect((await migrator(first.db, database.url).migrateDown()).error).toBeUndefined();
+    // The 31st row's update fails (a disk that fills, a process killed): the migration stops half-way.
+    if (name === 'sqlite') {
+      await sql`create trigger boom before update on requests when old.id = 'req_0030' begin select raise(abort, 'boom'); end`.execute(first.db);
+    } else {
+      await sql`create function boom() returns trigger language plpgsql as $$ begin raise exception 'boom'; end $$`.execute(first.db);
+      await sql`create trigger boom before update on requests for each row when (old.id = 'req_0030') execute function boom()`.execute(first.db);
+    }
+    await first.destroy();
+    await expect(connect(database.url)).rejects.toThrow(/019_rollups failed: .*boom/);
+
+    // Nothing of it stayed: no fact column (the next start would otherwise trip over them).
+    await expect(raw(database.url, 'select decided_by from requests')).rejects.toThrow();
+    await raw(database.url, name === 'sqlite' ? 'drop trigger boom' : 'drop trigger boom on requests');
+
+    // The next start migrates it in full.
+    const again = await connect(database.url);
+    expect(again.migrations.applied).toEqual(['019_rollups']);
+    const got = new Map((await again.db.selectFrom('requests').select(['id', ...FACTS]).execute()).map((r) => [r.id, Object.fromEntries(FACTS.map((f) => [f, r[f] === null ? null : Number.isNaN(Number(r[f])) ? r[f] : Number(r[f])]))]));
+    expect(got).toEqual(new Map([...expected].map(([k, v]) => [k, Object.fromEntries(FACTS.map((f) => [f, v[f] === null ? null : Number.isNaN(Number(v[f])) ? v[f] : Number(v[f])]))])));
+    await again.destroy();
   });
 });
