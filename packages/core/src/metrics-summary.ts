@@ -16,7 +16,8 @@
  *   share decided by reviewers no later than the SLA. Expired and still-pending-past-due count
  *   as missed; cancelled requests are left out.
  * - operators: votes on requests created in the period, by operator; the name is the least of
- *   the names their votes carry (one name unless the operator was renamed); median response is
+ *   the names their votes carry in JavaScript's order (one name unless the operator was
+ *   renamed); busiest first, then by name, then by id; median response is
  *   vote time minus request creation (never below 0), by the same quantile.
  */
 import { quantile, rate, slaCompliance, type MetricsSummary, type OperatorNumbers, type Rates } from './metrics.ts';
@@ -99,9 +100,9 @@ export function operatorNumbers(id: string, name: string, reviews: number, appro
   return { id, name, reviews, approvals, rejections: reviews - approvals, medianResponseSeconds: round1(median) };
 }
 
-/** Busiest first, then by name. */
+/** Busiest first, then by name, then by id (two operators may share a name). */
 export function sortOperators(rows: OperatorNumbers[]): OperatorNumbers[] {
-  return rows.sort((a, b) => b.reviews - a.reviews || a.name.localeCompare(b.name));
+  return rows.sort((a, b) => b.reviews - a.reviews || a.name.localeCompare(b.name) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 /** Seconds from creation to a decision (or vote), never below 0. */

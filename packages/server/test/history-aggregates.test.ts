@@ -40,7 +40,13 @@ const requestArb = fc.record({
     { nil: null },
   ),
   // One vote per operator and request (the store's unique index).
-  votes: fc.uniqueArray(fc.record({ operator: fc.constantFrom(...OPERATORS), approve: fc.boolean(), after: fc.integer({ min: -1_000, max: 2 * HOUR }) }), { maxLength: 3, selector: (v) => v.operator }),
+  // The name the vote carries: an operator renamed between votes has several. Upper before lower
+  // case, and a fullwidth letter (U+FF3A) against an emoji (a surrogate pair in UTF-16, first in
+  // JavaScript's order but last in UTF-8's): "the least name" is JavaScript's order.
+  votes: fc.uniqueArray(
+    fc.record({ operator: fc.constantFrom(...OPERATORS), name: fc.constantFrom('Bob', 'alice', '\uFF3Aoe', '\u{1F600}oe'), approve: fc.boolean(), after: fc.integer({ min: -1_000, max: 2 * HOUR }) }),
+    { maxLength: 3, selector: (v) => v.operator },
+  ),
   escalated: fc.boolean(),
 });
 
@@ -134,7 +140,7 @@ describe.each(ENGINES)('history aggregates equal core definitions: $name', ({ ma
         expect(await store.updateRequest(row.id, { status: 'decided', decision, decided_at: row.created_at + d.took }, 'pending')).toBe(true);
       }
       for (const [k, v] of r.votes.entries()) {
-        await store.insertReview({ id: `rev_${row.id}_${k}`, request_id: row.id, operator_id: v.operator, operator_name: `name-${v.operator}`, verdict: v.approve ? 'approve' : 'reject', reason: null, args: null, alternative: null, payload_key: null, stage: null, stage_key: null, created_at: row.created_at + v.after });
+        await store.insertReview({ id: `rev_${row.id}_${k}`, request_id: row.id, operator_id: v.operator, operator_name: v.name, verdict: v.approve ? 'approve' : 'reject', reason: null, args: null, alternative: null, payload_key: null, stage: null, stage_key: null, created_at: row.created_at + v.after });
       }
       if (r.escalated) {
         await store.transaction((tx) => tx.appendAudit([{ at: row.created_at, type: 'escalated', request_id: row.id, actor_type: 'system', actor_id: 'system', actor_name: 'test', data: '{}' }]));

@@ -185,16 +185,24 @@ export class HistoryQueries {
     }
 
     const votes = sql`reviews join requests on requests.id = reviews.request_id where requests.created_at >= cast(${from} as bigint) and requests.created_at < cast(${to} as bigint)`;
+    // By operator and name (one name each, unless renamed): the least name is picked here, in
+    // JavaScript's order as core's reference does, not by the database's collation.
     const operatorRows = await sql<{ id: string; name: string; reviews: unknown; approvals: unknown }>`
-      select reviews.operator_id as id, min(reviews.operator_name) as name, count(*) as reviews,
+      select reviews.operator_id as id, reviews.operator_name as name, count(*) as reviews,
         sum(case when reviews.verdict = 'approve' then 1 else 0 end) as approvals
-      from ${votes} group by reviews.operator_id`.execute(this.db);
+      from ${votes} group by reviews.operator_id, reviews.operator_name`.execute(this.db);
+    const operators = new Map<string, { id: string; name: string; reviews: number; approvals: number }>();
+    for (const o of operatorRows.rows) {
+      const seen = operators.get(o.id);
+      if (seen === undefined) operators.set(o.id, { id: o.id, name: o.name, reviews: int(o.reviews), approvals: int(o.approvals) });
+      else operators.set(o.id, { id: o.id, name: o.name < seen.name ? o.name : seen.name, reviews: seen.reviews + int(o.reviews), approvals: seen.approvals + int(o.approvals) });
+    }
     const response = sql`case when reviews.created_at > requests.created_at then reviews.created_at - requests.created_at else 0 end`;
     const operatorQ = quantilesOf(await rankedRows(this.db, sql`reviews.operator_id`, response, votes, [0.5]), [0.5], 1000);
     return {
       buckets,
       total: { counts: totalRow.requests === undefined ? { ...ZERO_COUNTS } : countsOf(totalRow), median: totalQ[0] ?? null, p90: totalQ[1] ?? null },
-      operators: operatorRows.rows.map((o) => ({ id: o.id, name: o.name, reviews: int(o.reviews), approvals: int(o.approvals), median: operatorQ.get(o.id)?.[0] ?? null })),
+      operators: [...operators.values()].map((o) => ({ ...o, median: operatorQ.get(o.id)?.[0] ?? null })),
     };
   }
 
