@@ -13,6 +13,8 @@
  *    /metrics, each 5 times (median and worst), while the server's RSS is sampled every 10 ms.
  *
  * `--db postgres` runs it on a fresh schema of the local PostgreSQL (COUNTERSIGN_TEST_PG_URL).
+ * `--keep` leaves the populated database (it prints where) to study its plans (EXPLAIN); `--dry`
+ * does not write BENCHMARKS.md (a smaller trial run).
  * The populated rows have no audit entries (bench/trail.ts measures the trail): the database size
  * printed is the requests' and votes', not a deployment's.
  */
@@ -39,6 +41,8 @@ const DIALECT = arg('db') === 'postgres' ? 'postgres' : 'sqlite';
 const PG_BASE = process.env.COUNTERSIGN_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const DAY = 86_400_000;
 const BATCH = 500;
+const KEEP = process.argv.includes('--keep');
+const DRY = process.argv.includes('--dry');
 const TARGETS = { summary: 300, compliance: 1000, rssMb: 50 };
 
 async function startServer(databaseUrl: string, dir: string): Promise<{ child: ChildProcess; url: string; bootstrap?: { agentKey: string; adminToken: string } }> {
@@ -121,7 +125,17 @@ async function main() {
         if (roll < 0.78) {
           rows.push({ ...tAuto, ...base, id, decided_at: createdAt, claim_nonce: null, claim_expires_at: null });
         } else if (roll < 0.8) {
-          rows.push({ ...tAuto, ...base, id, route: 'block', status: 'rejected', decision: tAuto.decision!.replace('"approved"', '"rejected"'), decided_at: createdAt, claim_nonce: null, claim_expires_at: null });
+          rows.push({
+            ...tAuto,
+            ...base,
+            id,
+            route: 'block',
+            status: 'rejected',
+            decision: tAuto.decision!.replace('"approved"', '"rejected"'),
+            decided_at: createdAt,
+            claim_nonce: null,
+            claim_expires_at: null,
+          });
         } else {
           const sla = new Date(createdAt + 3_600_000).toISOString();
           const assessment = tPending.assessment.replace(/"slaDueAt":"[^"]*"/, `"slaDueAt":"${sla}"`);
@@ -133,7 +147,14 @@ async function main() {
             const decision = (outcome === 'expired' ? tReviewed.decision!.replace('"reviewers"', '"timeout"') : tReviewed.decision!).replace('"approved"', `"${outcome}"`);
             rows.push({ ...tReviewed, ...base, id, assessment, status: outcome, decision, decided_at: createdAt + took, claim_nonce: null, claim_expires_at: null });
             if (outcome !== 'expired') {
-              votes.push({ ...tVote, id: `rev_${id}`, request_id: id, operator_id: reviewers[Math.floor(rand() * reviewers.length)]!, verdict: outcome === 'approved' ? 'approve' : 'reject', created_at: createdAt + took });
+              votes.push({
+                ...tVote,
+                id: `rev_${id}`,
+                request_id: id,
+                operator_id: reviewers[Math.floor(rand() * reviewers.length)]!,
+                verdict: outcome === 'approved' ? 'approve' : 'reject',
+                created_at: createdAt + took,
+              });
             }
           }
         }
@@ -203,9 +224,10 @@ async function main() {
 
     const ok = (v: number, t: number) => (v <= t ? '✅' : '❌');
     const command = `npm run bench:scale -- --n ${N}${DIALECT === 'postgres' ? ' --db postgres' : ''}`;
-    writeSection(
-      `scale${DIALECT === 'postgres' ? 'pg' : 'sqlite'}`,
-      `## A year of history: ${N.toLocaleString('en')} requests, ${DIALECT === 'postgres' ? 'PostgreSQL' : 'SQLite'}
+    if (!DRY)
+      writeSection(
+        `scale${DIALECT === 'postgres' ? 'pg' : 'sqlite'}`,
+        `## A year of history: ${N.toLocaleString('en')} requests, ${DIALECT === 'postgres' ? 'PostgreSQL' : 'SQLite'}
 
 Produced by \`${command}\` (\`bench/scale.ts\`) on ${new Date().toISOString().slice(0, 10)}.
 Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; shared with other work, so numbers vary between runs.
@@ -216,10 +238,11 @@ Populated through the store in ${populateSeconds.toFixed(0)} s (batches of ${BAT
 ${results.map((r) => `| ${r.name} | ${r.median.toFixed(0)} ms | ${r.max.toFixed(0)} ms | ${r.target ? `≤ ${r.target} ms ${ok(r.max, r.target)}` : '—'} |`).join('\n')}
 | server RSS growth over all of the above | +${growth.toFixed(0)} MB (${rssBefore.toFixed(0)} → ${rssPeak.toFixed(0)} MB) | | ≤ ${TARGETS.rssMb} MB ${ok(growth, TARGETS.rssMb)} |
 `,
-    );
+      );
   } finally {
-    rmSync(dir, { recursive: true, force: true });
-    if (DIALECT === 'postgres') {
+    if (KEEP) console.log(`kept the database: ${databaseUrl}`);
+    else rmSync(dir, { recursive: true, force: true });
+    if (DIALECT === 'postgres' && !KEEP) {
       const c = new pg.Client({ connectionString: PG_BASE });
       await c.connect();
       await c.query(`drop schema if exists ${schema} cascade`);

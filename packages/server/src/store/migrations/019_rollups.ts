@@ -12,9 +12,11 @@ import { sql, type Kysely, type Migration } from 'kysely';
  * - `modified`, `chose_alternative`, `self_approved` (0/1): reviewers changed the args, chose an
  *   alternative, a decider is the operator who requested it;
  * - `sla_due_at` (ms), `sla_seconds`, `requires_approval` (0/1): the assessment's.
- * - `requests_history` (created_at, route, decided_by, outcome, decided_at, sla_due_at, id): the
- *   summary's range scan reads it without visiting the rows. It replaces `requests_created`
- *   (created_at), which it begins with: every read that walked that one walks this one.
+ * - `requests_history` (created_at, then every fact column the aggregates read, and id): the
+ *   summary's and reports' range scans read it without visiting the rows. It replaces
+ *   `requests_created` (created_at), which it begins with: every read that walked that one walks this one.
+ * - `audit_log_escalated` (request_id, only `escalated` entries): the summary's escalation test
+ *   is a probe into it, not a read of every entry of the request.
  *
  * Existing rows are filled in here. A decision sealed at rest (COUNTERSIGN_ENCRYPTION_KEY) cannot
  * be read without the key: such rows keep `decided_by` null and the partial index
@@ -29,12 +31,16 @@ import { sql, type Kysely, type Migration } from 'kysely';
  */
 const BATCH = 1_000;
 
+/** Every column the summary's and compliance reports' aggregates read, so both read the index alone (index-only scans). */
+const HISTORY_COLUMNS = ['created_at', 'route', 'decided_by', 'outcome', 'decided_at', 'sla_due_at', 'requires_approval', 'sla_seconds', 'risk_level', 'modified', 'chose_alternative', 'self_approved', 'id'] as const;
+
 export const m019_rollups: Migration = {
   async up(db: Kysely<any>) {
     if (db.isTransaction) await up(db);
     else await db.transaction().execute(up);
   },
   async down(db: Kysely<any>) {
+    await db.schema.dropIndex('audit_log_escalated').execute();
     await db.schema.dropIndex('requests_facts_unread').execute();
     await db.schema.createIndex('requests_created').on('requests').column('created_at').execute();
     await db.schema.dropIndex('requests_history').execute();
@@ -95,9 +101,10 @@ async function up(db: Kysely<any>): Promise<void> {
     if (rows.length < BATCH || !last) break;
     after = last.id;
   }
-  await db.schema.createIndex('requests_history').on('requests').columns(['created_at', 'route', 'decided_by', 'outcome', 'decided_at', 'sla_due_at', 'id']).execute();
+  await db.schema.createIndex('requests_history').on('requests').columns([...HISTORY_COLUMNS]).execute();
   await db.schema.dropIndex('requests_created').execute();
   await sql`create index requests_facts_unread on requests (id) where decision is not null and decided_by is null`.execute(db);
+  await sql`create index audit_log_escalated on audit_log (request_id) where type = 'escalated'`.execute(db);
 }
 
 /** The JSON object, or undefined when the text is not one (a sealed value). */
