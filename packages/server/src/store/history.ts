@@ -210,6 +210,7 @@ export class HistoryQueries {
     for (const o of operatorRows.rows) {
       const seen = operators.get(o.id);
       if (seen === undefined) operators.set(o.id, { id: o.id, name: o.name, reviews: int(o.reviews), approvals: int(o.approvals) });
+      // biome-ignore lint/complexity/useMathMinMax: strings (Math.min would make them NaN)
       else operators.set(o.id, { id: o.id, name: o.name < seen.name ? o.name : seen.name, reviews: seen.reviews + int(o.reviews), approvals: seen.approvals + int(o.approvals) });
     }
     const response = sql`case when reviews.created_at > requests.created_at then reviews.created_at - requests.created_at else 0 end`;
