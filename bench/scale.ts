@@ -54,6 +54,10 @@ async function startServer(databaseUrl: string, dir: string): Promise<{ child: C
     env: { ...process.env, COUNTERSIGN_DATABASE_URL: databaseUrl, COUNTERSIGN_PORT: '0', COUNTERSIGN_POLICY: policy, COUNTERSIGN_REVIEWER_LIMITS: 'off' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  // A server that dies mid-run (a signal leaves nothing on its stderr) says so, instead of the next fetch's ECONNRESET alone.
+  child.on('exit', (code, signal) => {
+    if (code !== 0 && signal !== 'SIGTERM') console.error(`server ${child.pid} exited: code ${code}, signal ${signal}`);
+  });
   const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
   const info = JSON.parse(line) as { url: string; bootstrap?: { agentKey: string; adminToken: string } };
   return { child, url: info.url, ...(info.bootstrap ? { bootstrap: info.bootstrap } : {}) };
