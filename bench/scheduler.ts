@@ -35,7 +35,7 @@ async function measure(url: string, pending: number) {
   // One real request as the template for the bulk of pending ones (same shape as the engine writes).
   const template = (await engine.createRequest(agent, body)).request;
   const bulk = await connect(url);
-  const row = (await bulk.db.selectFrom('requests').selectAll().where('id', '=', template.id).executeTakeFirstOrThrow()) as RequestRow;
+  const row = (await bulk.db.selectFrom('requests').selectAll().where('id', '=', template.id).executeTakeFirstOrThrow()) as Required<RequestRow>;
   const escalation = (await bulk.db.selectFrom('escalations').selectAll().where('request_id', '=', template.id).executeTakeFirstOrThrow());
   const seedStart = Date.now();
   for (let i = 1; i < pending; i += 1000) {

@@ -45,7 +45,23 @@ export * from './policy/index.ts';
 export * from './audit/index.ts';
 export * from './guard/index.ts';
 export * from './gate/index.ts';
-export { quantile, rate, slaCompliance, withinSla, type MetricsSummary, type OperatorNumbers, type Rates } from './metrics.ts';
+export { interpolate, quantile, quantileRanks, rate, slaCompliance, withinSla, type MetricsSummary, type OperatorNumbers, type Rates } from './metrics.ts';
+export {
+  METRIC_BUCKET_MS,
+  ZERO_COUNTS,
+  bucketLayout,
+  countFact,
+  decisionSeconds,
+  operatorNumbers,
+  ratesOf,
+  sortOperators,
+  summarizeMetrics,
+  type MetricBucket,
+  type MetricFact,
+  type MetricVote,
+  type RateCounts,
+} from './metrics-summary.ts';
+export { assessmentFacts, decisionFacts, type AssessmentFacts, type DecisionFacts } from './request-facts.ts';
 export { compareUrgency, defaultListOrder, LIST_ORDERS, parseListFilter, queueDeadline, RISK_URGENCY, type ListOrder, type UrgencyKey } from './queue.ts';
 export {
   DEFAULT_RECONNECT_BACKOFF,

@@ -42,15 +42,30 @@ export interface MetricsSummary {
 
 // ---- the math, defined once (the dashboard summary and Prometheus use it) ----
 
-/** Linear-interpolated quantile of sorted values (numpy's default), null for none. */
-export function quantile(sorted: readonly number[], q: number): number | null {
-  if (sorted.length === 0) return null;
-  const pos = (sorted.length - 1) * q;
+/**
+ * THE quantile of Countersign (the summary, compliance reports and Prometheus all use it):
+ * linear interpolation between order statistics (numpy's default, Hyndman & Fan type 7). Of
+ * `n` sorted values, the q-quantile lies at position `(n - 1) * q` (0-based): between the values
+ * ranked `lo = floor(pos)` and `hi = ceil(pos)`, `frac = pos - lo` of the way. The SQL reads
+ * (store/history.ts) fetch exactly those two order statistics and call `interpolate`, so both
+ * dialects give the very same double as `quantile` over the sorted list.
+ */
+export function quantileRanks(n: number, q: number): { lo: number; hi: number; frac: number } | null {
+  if (n <= 0) return null;
+  const pos = (n - 1) * q;
   const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  const a = sorted[lo]!;
-  const b = sorted[hi]!;
-  return a + (b - a) * (pos - lo);
+  return { lo, hi: Math.ceil(pos), frac: pos - lo };
+}
+
+/** The value `frac` of the way from order statistic `a` to `b` (see `quantileRanks`). */
+export function interpolate(a: number, b: number, frac: number): number {
+  return a + (b - a) * frac;
+}
+
+/** Linear-interpolated quantile of sorted values (`quantileRanks`), null for none. */
+export function quantile(sorted: readonly number[], q: number): number | null {
+  const r = quantileRanks(sorted.length, q);
+  return r === null ? null : interpolate(sorted[r.lo]!, sorted[r.hi]!, r.frac);
 }
 
 /** n / d, null when there is nothing to divide by (a rate of nothing is unknown, not 0). */

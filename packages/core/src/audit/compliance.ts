@@ -9,6 +9,7 @@
  * Markdown or CSV.
  */
 import { REGULATIONS } from '../constants.ts';
+import { quantile } from '../metrics.ts';
 import type { RiskLevel } from '../schemas.ts';
 
 export { REGULATIONS };
@@ -152,33 +153,131 @@ export interface ComplianceReport {
   recommendations: string[];
 }
 
+/** What decides a decided request's violations (a `ComplianceFact`, or a row the store's SQL picked). */
+export interface ViolationFact {
+  id: string;
+  action: string;
+  riskLevel: string;
+  createdAt: number;
+  decidedAt: number;
+  slaSeconds: number | null;
+  requiresApproval: boolean;
+  decidedBy: string;
+  outcome: string;
+  /** A decider is the operator who requested it. */
+  selfApproved: boolean;
+}
+
+/**
+ * A decided request's violations, in the order a report lists them. The store's SQL counts the
+ * same conditions (server/src/store/history.ts); tests hold the two together.
+ */
+export function violationsOf(f: ViolationFact): Violation[] {
+  const out: Violation[] = [];
+  const took = f.decidedAt - f.createdAt;
+  if (f.requiresApproval && f.slaSeconds !== null && f.decidedBy !== 'agent' && !(f.decidedBy === 'reviewers' && took <= f.slaSeconds * 1000)) {
+    out.push({ kind: 'sla_breach', requestId: f.id, action: f.action, detail: f.decidedBy === 'reviewers' ? `decided after ${Math.round(took / 1000)} s (SLA ${f.slaSeconds} s)` : `no human decision within the SLA (${f.outcome} by ${f.decidedBy})` });
+  }
+  if (f.outcome === 'approved') {
+    if (f.riskLevel === 'critical' && f.decidedBy !== 'reviewers') {
+      out.push({ kind: 'critical_without_human', requestId: f.id, action: f.action, detail: `critical-risk action approved by ${f.decidedBy}` });
+    }
+    if (f.decidedBy === 'timeout') out.push({ kind: 'approved_by_timeout', requestId: f.id, action: f.action, detail: 'approved because nobody decided in time (onFinalTimeout: approve)' });
+    if (f.selfApproved) out.push({ kind: 'self_approval', requestId: f.id, action: f.action, detail: 'an approver is the operator who requested it' });
+  }
+  return out;
+}
+
+/** The counts of a period's requests (the store sums them in SQL; `ComplianceAccumulator.add` counts them one by one). */
+export interface ComplianceCounts {
+  requests: number;
+  pending: number;
+  decided: number;
+  automated: number;
+  human: number;
+  timeout: number;
+  cancelled: number;
+  approved: number;
+  rejected: number;
+  expired: number;
+  routedToHuman: number;
+  withSla: number;
+  withinSla: number;
+  modified: number;
+  alternatives: number;
+  /** Violations by kind (the trail's refused self-reviews are added apart). */
+  criticalWithoutHuman: number;
+  approvedByTimeout: number;
+  slaBreach: number;
+  selfApproval: number;
+}
+
+/**
+ * Review times of decisions by reviewers: how many, their sum (ms), and the order statistics the
+ * core quantile needs for p90 (metrics.ts `quantileRanks`), as seconds.
+ */
+export interface ReviewTimes {
+  decisions: number;
+  totalMs: number;
+  p90Seconds: number | null;
+}
+
 /** Violations listed in full up to this many; the counts are always complete. */
 const MAX_ITEMS = 500;
 
 const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 const rate = (part: number, whole: number) => (whole > 0 ? round(part / whole) : null);
 
+const ZERO: ComplianceCounts = {
+  requests: 0,
+  pending: 0,
+  decided: 0,
+  automated: 0,
+  human: 0,
+  timeout: 0,
+  cancelled: 0,
+  approved: 0,
+  rejected: 0,
+  expired: 0,
+  routedToHuman: 0,
+  withSla: 0,
+  withinSla: 0,
+  modified: 0,
+  alternatives: 0,
+  criticalWithoutHuman: 0,
+  approvedByTimeout: 0,
+  slaBreach: 0,
+  selfApproval: 0,
+};
+
+/**
+ * A report, built either fact by fact (`add`: the reference definition, in memory) or from the
+ * period's totals (`fromTotals`: what the server's SQL sums, with bounded memory). p90 is the
+ * core quantile (metrics.ts: linear interpolation), the same as the metrics summary's.
+ */
 export class ComplianceAccumulator {
-  #requests = 0;
-  #pending = 0;
-  #decided = 0;
-  #automated = 0;
-  #human = 0;
-  #timeout = 0;
-  #cancelled = 0;
-  #approved = 0;
-  #rejected = 0;
-  #expired = 0;
-  #routedToHuman = 0;
+  #c: ComplianceCounts = { ...ZERO };
   #reviewMs: number[] = [];
-  #withSla = 0;
-  #withinSla = 0;
-  #modified = 0;
-  #alternatives = 0;
+  #review: ReviewTimes | null = null;
   #violations: Violation[] = [];
-  #byKind: Record<Violation['kind'], number> = { critical_without_human: 0, approved_by_timeout: 0, sla_breach: 0, self_approval: 0, self_approval_attempt: 0 };
+  #attempts = 0;
   #refusals = Object.fromEntries(GUARD_REFUSAL_CODES.map((c) => [c, 0])) as ComplianceReport['protection']['refusals'];
   #events = Object.fromEntries(GUARD_EVENT_TYPES.map((t) => [t, 0])) as ComplianceReport['protection']['events'];
+
+  /**
+   * From the period's counts, its review times, and the first decided requests (by creation,
+   * then id) that have a violation: only their items are listed, the counts are `counts`'.
+   */
+  static fromTotals(counts: ComplianceCounts, review: ReviewTimes, violating: Iterable<ViolationFact>): ComplianceAccumulator {
+    const acc = new ComplianceAccumulator();
+    acc.#c = { ...counts };
+    acc.#review = { ...review };
+    for (const f of violating) {
+      for (const v of violationsOf(f)) acc.#list(v);
+      if (acc.#violations.length >= MAX_ITEMS) break;
+    }
+    return acc;
+  }
 
   /** A refusal the guard audited (`review_refused` / `create_refused`): counted when its code is one of GUARD_REFUSAL_CODES. */
   addGuardRefusal(code: string): void {
@@ -191,50 +290,61 @@ export class ComplianceAccumulator {
   }
 
   add(fact: ComplianceFact): void {
-    this.#requests++;
-    if (fact.requiresApproval) this.#routedToHuman++;
+    const c = this.#c;
+    c.requests++;
+    if (fact.requiresApproval) c.routedToHuman++;
     const d = fact.decision;
     if (!d || fact.decidedAt === null) {
-      this.#pending++;
+      c.pending++;
       return;
     }
-    this.#decided++;
-    if (d.decidedBy === 'policy') this.#automated++;
-    else if (d.decidedBy === 'reviewers') this.#human++;
-    else if (d.decidedBy === 'timeout') this.#timeout++;
-    else if (d.decidedBy === 'agent') this.#cancelled++;
-    if (d.outcome === 'approved') this.#approved++;
-    else if (d.outcome === 'rejected') this.#rejected++;
-    else if (d.outcome === 'expired') this.#expired++;
-    if (d.modified) this.#modified++;
-    if (d.alternative !== null) this.#alternatives++;
+    c.decided++;
+    if (d.decidedBy === 'policy') c.automated++;
+    else if (d.decidedBy === 'reviewers') c.human++;
+    else if (d.decidedBy === 'timeout') c.timeout++;
+    else if (d.decidedBy === 'agent') c.cancelled++;
+    if (d.outcome === 'approved') c.approved++;
+    else if (d.outcome === 'rejected') c.rejected++;
+    else if (d.outcome === 'expired') c.expired++;
+    if (d.modified) c.modified++;
+    if (d.alternative !== null) c.alternatives++;
 
     const took = fact.decidedAt - fact.createdAt;
     if (d.decidedBy === 'reviewers') this.#reviewMs.push(took);
     if (fact.requiresApproval && fact.slaSeconds !== null && d.decidedBy !== 'agent') {
-      this.#withSla++;
-      if (d.decidedBy === 'reviewers' && took <= fact.slaSeconds * 1000) this.#withinSla++;
-      else this.#violation({ kind: 'sla_breach', requestId: fact.id, action: fact.action, detail: d.decidedBy === 'reviewers' ? `decided after ${Math.round(took / 1000)} s (SLA ${fact.slaSeconds} s)` : `no human decision within the SLA (${d.outcome} by ${d.decidedBy})` });
+      c.withSla++;
+      if (d.decidedBy === 'reviewers' && took <= fact.slaSeconds * 1000) c.withinSla++;
     }
-    if (d.outcome === 'approved') {
-      if (fact.riskLevel === 'critical' && d.decidedBy !== 'reviewers') {
-        this.#violation({ kind: 'critical_without_human', requestId: fact.id, action: fact.action, detail: `critical-risk action approved by ${d.decidedBy}` });
-      }
-      if (d.decidedBy === 'timeout') this.#violation({ kind: 'approved_by_timeout', requestId: fact.id, action: fact.action, detail: 'approved because nobody decided in time (onFinalTimeout: approve)' });
-      if (fact.requesterOperatorId !== null && d.deciders.some((x) => x.type === 'operator' && x.id === fact.requesterOperatorId)) {
-        this.#violation({ kind: 'self_approval', requestId: fact.id, action: fact.action, detail: 'an approver is the operator who requested it' });
-      }
+    const selfApproved = fact.requesterOperatorId !== null && d.deciders.some((x) => x.type === 'operator' && x.id === fact.requesterOperatorId);
+    const found = violationsOf({ id: fact.id, action: fact.action, riskLevel: fact.riskLevel, createdAt: fact.createdAt, decidedAt: fact.decidedAt, slaSeconds: fact.slaSeconds, requiresApproval: fact.requiresApproval, decidedBy: d.decidedBy, outcome: d.outcome, selfApproved });
+    for (const v of found) {
+      if (v.kind === 'sla_breach') c.slaBreach++;
+      else if (v.kind === 'critical_without_human') c.criticalWithoutHuman++;
+      else if (v.kind === 'approved_by_timeout') c.approvedByTimeout++;
+      else if (v.kind === 'self_approval') c.selfApproval++;
+      this.#list(v);
     }
   }
 
   /** A refused attempt to review one's own request (from the trail's `review_refused` entries with code SELF_REVIEW). */
   addSelfReviewAttempt(attempt: { requestId: string; action: string; operator: string; at: string }): void {
-    this.#violation({ kind: 'self_approval_attempt', requestId: attempt.requestId, action: attempt.action, detail: `${attempt.operator} tried to review their own request at ${attempt.at} (refused: SELF_REVIEW)` });
+    this.#attempts++;
+    this.#list({ kind: 'self_approval_attempt', requestId: attempt.requestId, action: attempt.action, detail: `${attempt.operator} tried to review their own request at ${attempt.at} (refused: SELF_REVIEW)` });
   }
 
-  #violation(v: Violation): void {
-    this.#byKind[v.kind]++;
+  #list(v: Violation): void {
     if (this.#violations.length < MAX_ITEMS) this.#violations.push(v);
+  }
+
+  /** The review times of the decisions `add` saw (sorted ms), or the totals `fromTotals` was given. */
+  #reviewTimes(): ReviewTimes {
+    if (this.#review !== null) return this.#review;
+    const sorted = [...this.#reviewMs].sort((a, b) => a - b);
+    return {
+      decisions: sorted.length,
+      totalMs: sorted.reduce((s, x) => s + x, 0),
+      p90Seconds: quantile(sorted.map((ms) => ms / 1000), 0.9),
+    };
   }
 
   report(input: {
@@ -245,35 +355,43 @@ export class ComplianceAccumulator {
     escalations: number;
     integrity: { treeSize: number; rootHash: string | null; checkpointAt: string | null; keyId: string | null };
   }): ComplianceReport {
-    const sorted = [...this.#reviewMs].sort((a, b) => a - b);
-    const average = sorted.length > 0 ? round(sorted.reduce((s, x) => s + x, 0) / sorted.length / 1000, 1) : null;
-    const p90 = sorted.length > 0 ? round(sorted[Math.min(sorted.length - 1, Math.ceil(0.9 * sorted.length) - 1)]! / 1000, 1) : null;
-    const breached = this.#byKind.sla_breach;
-    const total = Object.values(this.#byKind).reduce((s, x) => s + x, 0);
+    const c = this.#c;
+    const times = this.#reviewTimes();
+    const average = times.decisions > 0 ? round(times.totalMs / times.decisions / 1000, 1) : null;
+    const p90 = times.p90Seconds === null ? null : round(times.p90Seconds, 1);
+    const byKind: Record<Violation['kind'], number> = {
+      critical_without_human: c.criticalWithoutHuman,
+      approved_by_timeout: c.approvedByTimeout,
+      sla_breach: c.slaBreach,
+      self_approval: c.selfApproval,
+      self_approval_attempt: this.#attempts,
+    };
+    const breached = byKind.sla_breach;
+    const total = Object.values(byKind).reduce((s, x) => s + x, 0);
     const report: ComplianceReport = {
       regulation: input.regulation,
       from: input.from,
       to: input.to,
       generatedAt: input.generatedAt,
       decisions: {
-        requests: this.#requests,
-        decided: this.#decided,
-        pending: this.#pending,
-        automated: this.#automated,
-        humanReviewed: this.#human,
-        byTimeout: this.#timeout,
-        cancelled: this.#cancelled,
-        approved: this.#approved,
-        rejected: this.#rejected,
-        expired: this.#expired,
-        approvalRate: rate(this.#approved, this.#approved + this.#rejected + this.#expired),
-        humanReviewRate: rate(this.#routedToHuman, this.#requests),
+        requests: c.requests,
+        decided: c.decided,
+        pending: c.pending,
+        automated: c.automated,
+        humanReviewed: c.human,
+        byTimeout: c.timeout,
+        cancelled: c.cancelled,
+        approved: c.approved,
+        rejected: c.rejected,
+        expired: c.expired,
+        approvalRate: rate(c.approved, c.approved + c.rejected + c.expired),
+        humanReviewRate: rate(c.routedToHuman, c.requests),
       },
-      review: { decisions: sorted.length, averageSeconds: average, p90Seconds: p90 },
-      sla: { withSla: this.#withSla, withinSla: this.#withinSla, breached, compliance: rate(this.#withinSla, this.#withSla) },
+      review: { decisions: times.decisions, averageSeconds: average, p90Seconds: p90 },
+      sla: { withSla: c.withSla, withinSla: c.withinSla, breached, compliance: rate(c.withinSla, c.withSla) },
       escalations: input.escalations,
-      overrides: { modifiedArgs: this.#modified, alternatives: this.#alternatives, rate: rate(this.#modified + this.#alternatives, this.#human) },
-      violations: { total, byKind: { ...this.#byKind }, items: this.#violations.slice() },
+      overrides: { modifiedArgs: c.modified, alternatives: c.alternatives, rate: rate(c.modified + c.alternatives, c.human) },
+      violations: { total, byKind, items: this.#violations.slice() },
       protection: { refusals: { ...this.#refusals }, events: { ...this.#events } },
       integrity: { ...input.integrity, verify: 'countersign audit verify (or: audit export, then audit verify --file … --public-key …)' },
       controls: CONTROLS[input.regulation],

@@ -107,10 +107,14 @@ export {
   REGULATIONS,
   complianceCsv,
   complianceMarkdown,
+  violationsOf,
+  type ComplianceCounts,
   type ComplianceFact,
   type ComplianceReport,
   type Regulation,
+  type ReviewTimes,
   type Violation,
+  type ViolationFact,
 } from './compliance.ts';
 export { pendingEntryProblem, planIntegration, type Integration, type PendingFields, type PendingRef } from './integration.ts';
 export { decisionLeafProblem, type DecisionLeafExpectation } from './decision-leaf.ts';

@@ -1,6 +1,6 @@
 /**
- * Compliance reports and operator metrics: read the facts of a period from the store, page by
- * page, and let core compute (`ComplianceAccumulator`). Who may read them: auditors and senior
+ * Compliance reports and operator metrics: the period's totals come from the store's SQL
+ * aggregates (store/history.ts) and core builds the report (`ComplianceAccumulator.fromTotals`). Who may read them: auditors and senior
  * roles for reports; an operator's own metrics for themselves, everyone's for those roles.
  */
 import {
@@ -10,7 +10,6 @@ import {
   parseDuration,
   type Assessment,
   type ComplianceReport,
-  type Decision,
   type Regulation,
   type Role,
 } from '@countersign/core';
@@ -32,6 +31,8 @@ export function seesOperatorMetrics(by: Principal, operatorId: string | undefine
   return operatorId === by.operatorId || by.roles.some((r) => REPORT_ROLES.includes(r));
 }
 const PAGE = 2000;
+/** Decided requests with a violation read for the report's list (core lists at most 500 items). */
+const MAX_VIOLATION_ITEMS = 500;
 /** A report covers at most this long a period. */
 const MAX_PERIOD_MS = 3 * 366 * 86_400_000;
 
@@ -63,30 +64,9 @@ export async function complianceReport(
   const to = input.to === undefined ? now : parseTime(input.to, 'to');
   if (to <= from) throw new CountersignError('VALIDATION_FAILED', 'to must be after from', { field: 'to' });
   if (to - from > MAX_PERIOD_MS) throw new CountersignError('VALIDATION_FAILED', 'a report covers at most three years', { field: 'from' });
-  const acc = new ComplianceAccumulator();
-  let after: { createdAt: number; id: string } | undefined;
-  for (;;) {
-    const rows = await store.trail.reportFacts(from, to, PAGE, after);
-    for (const row of rows) {
-      const assessment = JSON.parse(row.assessment) as Pick<Assessment, 'slaSeconds' | 'requiresApproval'>;
-      const decision = row.decision === null ? null : (JSON.parse(row.decision) as Decision);
-      acc.add({
-        id: row.id,
-        action: row.action,
-        status: row.status,
-        riskLevel: row.risk_level,
-        createdAt: Number(row.created_at),
-        decidedAt: row.decided_at === null ? null : Number(row.decided_at),
-        slaSeconds: assessment.slaSeconds ?? null,
-        requiresApproval: assessment.requiresApproval,
-        requesterOperatorId: row.requester_operator_id,
-        decision: decision && { outcome: decision.outcome, decidedBy: decision.decidedBy, deciders: decision.deciders, modified: decision.modified, alternative: decision.alternative },
-      });
-    }
-    const last = rows[rows.length - 1];
-    if (rows.length < PAGE || !last) break;
-    after = { createdAt: Number(last.created_at), id: last.id };
-  }
+  // Counts, review times and the first violations from SQL (store/history.ts), by core's definitions.
+  const totals = await store.history.compliance(from, to, MAX_VIOLATION_ITEMS);
+  const acc = ComplianceAccumulator.fromTotals(totals.counts, totals.review, totals.violating);
   // The guard's refusals of the period, by code; self-approval attempts (SELF_REVIEW) are also violations.
   const actions = new Map<string, string>();
   for (let afterSeq = 0; ; ) {

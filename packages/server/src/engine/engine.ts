@@ -246,6 +246,8 @@ export class Engine {
     // Once per database (a `sealed` mark): MAC the rows and seal the `plain:` seeds from before the secret file.
     const era = await engine.credentials.beginSecretEra();
     if (era.began) await engine.guard.sealPlainSeeds();
+    // Decisions sealed when migration 019 ran get their fact columns now that the key is here.
+    await engine.store.history.backfillFacts();
     if (engine.store.capabilities.listenNotify) {
       // After a lost LISTEN connection is back, every waiter re-reads: a decision made meanwhile is never missed.
       engine.unlisten = await engine.store.listen(WAKE_CHANNEL, (id) => engine.wakeups.publish(id), () => engine.wakeups.resync());

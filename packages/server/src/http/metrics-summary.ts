@@ -1,31 +1,32 @@
 /**
- * The dashboard's Metrics screen: rates over time and per-operator numbers, computed here from
- * the store (`summarize` is pure; the route only reads and calls it).
- *
- * Definitions (per bucket of request creation time, and in total):
- * - automation rate: share of requests the policy approved on its own (route `auto_approve`);
- * - human-review rate: share routed to humans (route `review`); the rest were blocked;
- * - escalation rate: share of human-routed requests with at least one `escalated` audit entry;
- * - approval rate: share of human decisions (decided by reviewers) that approved;
- * - time to decision: proposal → decision by reviewers, median and p90 (linear interpolation);
- * - SLA compliance: of human-routed requests whose SLA has come due or that were decided, the
- *   share decided by reviewers no later than the SLA. Expired and still-pending-past-due count
- *   as missed; cancelled requests are left out.
+ * The dashboard's Metrics screen: rates over time and per-operator numbers. The definitions are
+ * core's (metrics-summary.ts); the numbers come from SQL aggregates (store/history.ts), so the
+ * cost follows the buckets and operators, not the history. `summarize` is the in-memory
+ * reference over stored rows (tests).
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { CountersignError, ErrorBody, type Assessment, type Decision } from '@countersign/core';
+import {
+  CountersignError,
+  ErrorBody,
+  METRIC_BUCKET_MS,
+  bucketLayout,
+  operatorNumbers,
+  quantile,
+  ratesOf,
+  sortOperators,
+  summarizeMetrics,
+  ZERO_COUNTS,
+  type Assessment,
+  type Decision,
+  type MetricBucket,
+  type MetricsSummary,
+} from '@countersign/core';
 import type { Engine } from '../engine/engine.ts';
 import type { MetricFactRow } from '../store/store.ts';
+import type { SummaryAggregates } from '../store/history.ts';
 import { type ApiEnv as Env } from './routes/contract.ts';
-/** The response shape lives in core, shared with the dashboard. */
-import { quantile, rate, slaCompliance, withinSla, type MetricsSummary, type Rates } from '@countersign/core';
 import { seesOperatorMetrics } from '../audit/reports.ts';
 
-
-export const ESCALATED_AUDIT_TYPE = 'escalated';
-/** Most requests one summary reads; beyond it the answer says `truncated`. */
-export const MAX_FACTS = 500_000;
-const BUCKET_MS = { hour: 3_600_000, day: 86_400_000 } as const;
 const MAX_BUCKETS = 400;
 
 export interface ReviewFact {
@@ -38,121 +39,64 @@ export interface ReviewFact {
 
 /** The math is core's (metrics.ts), shared with Prometheus; `quantile` is re-exported for its tests. */
 export { quantile };
-const ratio = rate;
 
-class Accumulator {
-  requests = 0;
-  automated = 0;
-  humanRouted = 0;
-  blocked = 0;
-  escalated = 0;
-  humanDecided = 0;
-  humanApproved = 0;
-  slaMet = 0;
-  slaMissed = 0;
-  durations: number[] = [];
-
-  rates(): Rates {
-    const sorted = [...this.durations].sort((a, b) => a - b);
-    const round = (v: number | null) => (v === null ? null : Math.round(v * 10) / 10);
-    return {
-      requests: this.requests,
-      automated: this.automated,
-      humanRouted: this.humanRouted,
-      blocked: this.blocked,
-      escalated: this.escalated,
-      humanDecided: this.humanDecided,
-      humanApproved: this.humanApproved,
-      automationRate: ratio(this.automated, this.requests),
-      humanReviewRate: ratio(this.humanRouted, this.requests),
-      escalationRate: ratio(this.escalated, this.humanRouted),
-      approvalRate: ratio(this.humanApproved, this.humanDecided),
-      medianDecisionSeconds: round(quantile(sorted, 0.5)),
-      p90DecisionSeconds: round(quantile(sorted, 0.9)),
-      slaMet: this.slaMet,
-      slaMissed: this.slaMissed,
-      slaCompliance: slaCompliance(this.slaMet, this.slaMissed),
-    };
-  }
-}
-
+/** The reference: the summary of stored rows (JSON assessment and decision), in memory, by core's definition. */
 export function summarize(input: {
   facts: readonly MetricFactRow[];
   reviews: readonly ReviewFact[];
   escalated: ReadonlySet<string>;
   from: number;
   to: number;
-  bucket: 'hour' | 'day';
+  bucket: MetricBucket;
   now: number;
   truncated?: boolean;
 }): MetricsSummary {
-  const size = BUCKET_MS[input.bucket];
-  const first = Math.floor(input.from / size) * size;
-  const count = Math.max(1, Math.ceil((input.to - first) / size));
-  const buckets = Array.from({ length: count }, () => new Accumulator());
-  const total = new Accumulator();
-  for (const f of input.facts) {
-    const bucket = buckets[Math.min(count - 1, Math.max(0, Math.floor((f.created_at - first) / size)))]!;
-    for (const acc of [bucket, total]) add(acc, f, input.escalated, input.now);
-  }
-  const operators = new Map<string, { name: string; reviews: number; approvals: number; rejections: number; times: number[] }>();
-  for (const r of input.reviews) {
-    const o = operators.get(r.operator_id) ?? { name: r.operator_name, reviews: 0, approvals: 0, rejections: 0, times: [] };
-    o.reviews++;
-    if (r.verdict === 'approve') o.approvals++;
-    else o.rejections++;
-    o.times.push(Math.max(0, r.created_at - r.request_created_at) / 1000);
-    operators.set(r.operator_id, o);
-  }
-  return {
-    from: new Date(input.from).toISOString(),
-    to: new Date(input.to).toISOString(),
+  return summarizeMetrics({
+    facts: input.facts.map((f) => {
+      const decision = f.decision === null ? null : (JSON.parse(f.decision) as Partial<Decision>);
+      const dueIso = f.route !== 'review' || f.assessment === null ? null : (JSON.parse(f.assessment) as Assessment).slaDueAt;
+      const due = dueIso === null || dueIso === undefined ? Number.NaN : Date.parse(dueIso);
+      return {
+        id: f.id,
+        route: f.route,
+        createdAt: f.created_at,
+        decidedAt: f.decided_at,
+        decidedBy: decision === null ? null : (decision.decidedBy ?? ''),
+        outcome: decision === null ? null : (decision.outcome ?? ''),
+        slaDueAt: Number.isFinite(due) ? due : null,
+        escalated: input.escalated.has(f.id),
+      };
+    }),
+    votes: input.reviews.map((r) => ({ operatorId: r.operator_id, operatorName: r.operator_name, verdict: r.verdict, createdAt: r.created_at, requestCreatedAt: r.request_created_at })),
+    from: input.from,
+    to: input.to,
     bucket: input.bucket,
-    totals: total.rates(),
-    series: buckets.map((b, i) => ({ start: new Date(first + i * size).toISOString(), ...b.rates() })),
-    operators: [...operators.entries()]
-      .map(([id, o]) => {
-        const median = quantile([...o.times].sort((a, b) => a - b), 0.5);
-        return {
-          id,
-          name: o.name,
-          reviews: o.reviews,
-          approvals: o.approvals,
-          rejections: o.rejections,
-          medianResponseSeconds: median === null ? null : Math.round(median * 10) / 10,
-        };
-      })
-      .sort((a, b) => b.reviews - a.reviews || a.name.localeCompare(b.name)),
-    truncated: input.truncated ?? false,
+    now: input.now,
+    ...(input.truncated === undefined ? {} : { truncated: input.truncated }),
+  });
+}
+
+/** The summary from the store's SQL aggregates (store/history.ts), laid out as core's reference lays it out. */
+export function summaryOf(agg: SummaryAggregates, from: number, to: number, bucket: MetricBucket): MetricsSummary {
+  const { first, size, count } = bucketLayout(from, to, bucket);
+  return {
+    from: new Date(from).toISOString(),
+    to: new Date(to).toISOString(),
+    bucket,
+    totals: ratesOf(agg.total.counts, agg.total.median, agg.total.p90),
+    series: Array.from({ length: count }, (_, i) => {
+      const b = agg.buckets.get(i);
+      return { start: new Date(first + i * size).toISOString(), ...ratesOf(b?.counts ?? ZERO_COUNTS, b?.median ?? null, b?.p90 ?? null) };
+    }),
+    operators: sortOperators(agg.operators.map((o) => operatorNumbers(o.id, o.name, o.reviews, o.approvals, o.median))),
+    truncated: false,
   };
 }
 
-function add(acc: Accumulator, f: MetricFactRow, escalated: ReadonlySet<string>, now: number): void {
-  acc.requests++;
-  if (f.route === 'auto_approve') acc.automated++;
-  else if (f.route === 'block') acc.blocked++;
-  if (f.route !== 'review') return;
-  acc.humanRouted++;
-  if (escalated.has(f.id)) acc.escalated++;
-  const decision = f.decision === null ? null : (JSON.parse(f.decision) as Decision);
-  const byReviewers = decision?.decidedBy === 'reviewers';
-  if (byReviewers && f.decided_at !== null) {
-    acc.humanDecided++;
-    if (decision?.outcome === 'approved') acc.humanApproved++;
-    acc.durations.push(Math.max(0, f.decided_at - f.created_at) / 1000);
-  }
-  if (decision?.outcome === 'cancelled') return;
-  const dueIso = f.assessment === null ? null : (JSON.parse(f.assessment) as Assessment).slaDueAt;
-  if (dueIso === null) return;
-  const due = Date.parse(dueIso);
-  if (byReviewers && f.decided_at !== null) {
-    if (withinSla(f.decided_at, dueIso)) acc.slaMet++;
-    else acc.slaMissed++;
-  } else if (decision !== null) {
-    acc.slaMissed++; // expired (fail closed) before anyone decided
-  } else if (now > due) {
-    acc.slaMissed++; // still waiting past its SLA
-  }
+/** `GET /v1/metrics/summary`'s numbers for [from, to): the trail settled first (escalations are audit entries). */
+export async function metricsSummary(engine: Pick<Engine, 'store'>, from: number, to: number, bucket: MetricBucket, now: number): Promise<MetricsSummary> {
+  await engine.store.settleAudit();
+  return summaryOf(await engine.store.history.summary(from, to, bucket, now), from, to, bucket);
 }
 
 // ---- route ----
@@ -214,27 +158,12 @@ export function registerSummaryRoute(app: OpenAPIHono<Env>, engine: Engine, now:
     const q = c.req.valid('query');
     const bucket = q.bucket ?? 'day';
     const to = q.to ? Date.parse(q.to) : now();
-    const from = q.from ? Date.parse(q.from) : to - 14 * BUCKET_MS.day;
+    const from = q.from ? Date.parse(q.from) : to - 14 * METRIC_BUCKET_MS.day;
     if (!(from < to)) throw new CountersignError('VALIDATION_FAILED', '`from` must be before `to`');
-    if ((to - from) / BUCKET_MS[bucket] > MAX_BUCKETS) {
+    if ((to - from) / METRIC_BUCKET_MS[bucket] > MAX_BUCKETS) {
       throw new CountersignError('VALIDATION_FAILED', `at most ${MAX_BUCKETS} buckets: widen the bucket or narrow the range`);
     }
-    const [facts, reviews, escalated] = await Promise.all([
-      engine.store.metricFacts(from, to, MAX_FACTS + 1),
-      engine.store.reviewFacts(from, to),
-      engine.store.requestsWithAudit(ESCALATED_AUDIT_TYPE, from, to),
-    ]);
-    const truncated = facts.length > MAX_FACTS;
-    const summary = summarize({
-      facts: truncated ? facts.slice(0, MAX_FACTS) : facts,
-      reviews: reviews.map((r) => ({ ...r, created_at: Number(r.created_at), request_created_at: Number(r.request_created_at) })),
-      escalated: new Set(escalated),
-      from,
-      to,
-      bucket,
-      now: now(),
-      truncated,
-    });
+    const summary = await metricsSummary(engine, from, to, bucket, now());
     // Other operators' rows only for the report roles (audit/reports.ts), as /v1/metrics/operators/:id.
     const by = c.get('principal');
     return c.json({ ...summary, operators: summary.operators.filter((o) => seesOperatorMetrics(by, o.id)) }, 200);

@@ -146,11 +146,15 @@ const pgTypes = {
 };
 
 function openPostgres(parsed: ParsedUrl): Connection {
-  const options = parsed.schema ? `-c search_path=${parsed.schema}` : undefined;
+  // jit=off: PostgreSQL compiles a query with LLVM once its estimated cost passes
+  // jit_above_cost, and for the history aggregates (store/history.ts: one pass over a quarter's
+  // rows with some twenty CASE sums) that compilation took about 0.9 s of a 1.2 s query on 200,000
+  // requests; no query of ours runs long enough to win it back (`npm run bench:scale -- --db postgres`).
+  const options = [`-c jit=off`, ...(parsed.schema ? [`-c search_path=${parsed.schema}`] : [])].join(' ');
   // keepAlive: a connection cut without a FIN or RST (a failover behind a load balancer) is
   // noticed by TCP keep-alive instead of never; connectionTimeoutMillis: while the database is
   // away a request waits at most this long for a connection, then gets 503 STORE_UNAVAILABLE.
-  const base = { connectionString: parsed.target, types: pgTypes, keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...(options ? { options } : {}) };
+  const base = { connectionString: parsed.target, types: pgTypes, keepAlive: true, keepAliveInitialDelayMillis: 10_000, options };
   const pool = new pg.Pool({ ...base, max: 10, connectionTimeoutMillis: 10_000 });
   // A client that loses its connection must not crash the process. pg-pool listens for `error`
   // only on idle clients; one checked out (inside a transaction, between two queries) that is

@@ -110,7 +110,19 @@ export interface RequestsTable {
   claim_expires_at: number | null;
   /** When the approval was claimed (`executing`); null until then. */
   claimed_at: number | null;
+  // What metrics and reports count (migration 019_rollups, core request-facts.ts), written by the store with the JSON they come from.
+  decided_by: string | null;
+  outcome: string | null;
+  modified: number;
+  chose_alternative: number;
+  self_approved: number;
+  sla_due_at: number | null;
+  sla_seconds: number | null;
+  requires_approval: number;
 }
+
+/** The columns the store derives from a request's assessment and decision (never set by callers). */
+export type RequestFactColumn = 'decided_by' | 'outcome' | 'modified' | 'chose_alternative' | 'self_approved' | 'sla_due_at' | 'sla_seconds' | 'requires_approval';
 
 export interface ReviewsTable {
   id: string;

@@ -29,11 +29,14 @@ import type {
   Database,
   OperatorsTable,
   PoliciesTable,
+  RequestFactColumn,
   RequestsTable,
   ReviewsTable,
 } from './schema.ts';
+import { decisionFactColumns, HistoryQueries, requestFactColumns, selfApprovedBy } from './history.ts';
 
-export type RequestRow = RequestsTable;
+/** A request as the engine writes it; the store adds the fact columns (migration 019_rollups). Rows read back carry them too. */
+export type RequestRow = Omit<RequestsTable, RequestFactColumn> & Partial<Pick<RequestsTable, RequestFactColumn>>;
 export type ReviewRow = ReviewsTable;
 export type AuditRow = AuditLogTable;
 export type PolicyRow = PoliciesTable;
@@ -53,6 +56,7 @@ export interface RequestFilter {
   order: 'newest' | 'oldest';
 }
 
+/** A stored row as the metrics reference reads it (http/metrics-summary.ts `summarize`). */
 export type MetricFactRow = Pick<
   RequestRow,
   'id' | 'status' | 'risk_level' | 'automation_level' | 'route' | 'decision' | 'created_at' | 'decided_at'
@@ -147,7 +151,16 @@ export class Queries {
   // ---- requests ----
 
   async insertRequest(row: RequestRow): Promise<void> {
-    await this.insertRows('requests', [{ ...this.sealer.sealRequest(row), action_key: normalizeActionName(row.action) }]);
+    await this.insertRequests([row]);
+  }
+
+  /** Several requests in one statement (bench/scale.ts populates a history with it); each with its fact columns. */
+  async insertRequests(rows: readonly RequestRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.insertRows(
+      'requests',
+      rows.map((row) => ({ ...this.sealer.sealRequest(row), ...requestFactColumns(row), action_key: normalizeActionName(row.action) })),
+    );
   }
 
   private insertRows<T extends 'requests' | 'audit_log'>(table: T, rows: ReadonlyArray<Database[T]>): Promise<void> {
@@ -177,9 +190,12 @@ export class Queries {
     patch: Partial<Pick<RequestRow, 'status' | 'decision' | 'execution' | 'updated_at' | 'decided_at' | 'expires_at' | 'queue_due_at' | 'claim_nonce' | 'claim_expires_at'>>,
     expectedStatus: string,
   ): Promise<boolean> {
+    // A new decision updates its fact columns in the same statement (migration 019_rollups).
+    const facts = patch.decision === undefined ? null : decisionFactColumns(patch.decision);
     const result = await this.db
       .updateTable('requests')
       .set(this.sealer.sealRequest(patch))
+      .$if(facts !== null, (q) => q.set({ ...facts!.columns, self_approved: selfApprovedBy(facts!.deciderOperatorIds) }))
       .where('id', '=', id)
       .where('status', '=', expectedStatus)
       .executeTakeFirst();
@@ -237,34 +253,6 @@ export class Queries {
       .groupBy('risk_level')
       .execute();
     return Object.fromEntries(rows.map((r) => [r.risk_level, Number(r.n)]));
-  }
-
-  /**
-   * What the dashboard's metrics are computed from: requests created in [from, to), slim
-   * (the assessment only where a human was asked, for its SLA), oldest first.
-   */
-  async metricFacts(from: number, to: number, limit: number): Promise<MetricFactRow[]> {
-    const rows = await this.db
-      .selectFrom('requests')
-      .select(['id', 'status', 'risk_level', 'automation_level', 'route', 'decision', 'created_at', 'decided_at'])
-      .select((eb) => eb.case().when('route', '=', 'review').then(eb.ref('assessment')).else(null).end().as('assessment'))
-      .where('created_at', '>=', from)
-      .where('created_at', '<', to)
-      .orderBy('created_at')
-      .limit(limit)
-      .execute();
-    return rows.map((r) => this.sealer.openRequest(r));
-  }
-
-  /** Every review of requests created in [from, to): who voted what, and when. */
-  async reviewFacts(from: number, to: number): Promise<Array<Pick<ReviewRow, 'operator_id' | 'operator_name' | 'verdict' | 'created_at'> & { request_created_at: number }>> {
-    return this.db
-      .selectFrom('reviews')
-      .innerJoin('requests', 'requests.id', 'reviews.request_id')
-      .select(['reviews.operator_id', 'reviews.operator_name', 'reviews.verdict', 'reviews.created_at', 'requests.created_at as request_created_at'])
-      .where('requests.created_at', '>=', from)
-      .where('requests.created_at', '<', to)
-      .execute();
   }
 
   /** Request ids with an audit entry of `type` among requests created in [from, to) (e.g. escalations). */
@@ -589,6 +577,11 @@ export class Queries {
   /** Listings of requests: the queue's urgent order, the history, their counts and "N more" (store/queue.ts). */
   get list(): ListQueries {
     return new ListQueries(this.db, this.sealer);
+  }
+
+  /** The metrics summary's and compliance reports' SQL aggregates (store/history.ts). */
+  get history(): HistoryQueries {
+    return new HistoryQueries(this.db, this.sealer);
   }
 
   /** Aggregate reviews' collections and members (store/aggregates.ts). */

@@ -276,21 +276,6 @@ export class TrailQueries {
     return rows.map(checkpointOf);
   }
 
-  /** Requests created in [from, to), by (created_at, id), after the keyset `after`: what compliance reports read. */
-  async reportFacts(from: number, to: number, limit: number, after?: { createdAt: number; id: string }) {
-    let query = this.db
-      .selectFrom('requests')
-      .select(['id', 'action', 'status', 'risk_level', 'created_at', 'decided_at', 'assessment', 'requester_operator_id', 'decision'])
-      .where('created_at', '>=', from)
-      .where('created_at', '<', to);
-    if (after) {
-      const { createdAt, id } = after;
-      query = query.where((eb) => eb.or([eb('created_at', '>', createdAt), eb.and([eb('created_at', '=', createdAt), eb('id', '>', id)])]));
-    }
-    const rows = await query.orderBy('created_at').orderBy('id').limit(limit).execute();
-    return rows.map((r) => this.sealer.openRequest(r));
-  }
-
   /** Audit entries of `type` about requests created in [from, to) (escalations for reports). */
   /** How many entries of each of `types` were written in [from, to). */
   async countAuditByType(types: readonly string[], from: number, to: number): Promise<Record<string, number>> {
