@@ -50,18 +50,21 @@ export interface QueueQuery {
   agent: string;
   /** Any spelling of an action ('' for any). */
   action: string;
+  /** Only what I may approve now (`actionableBy=me`: the server's dry run of my vote, per request). */
+  mine: boolean;
 }
 
-export const NO_FILTER: QueueQuery = { risks: new Set(), agent: '', action: '' };
+export const NO_FILTER: QueueQuery = { risks: new Set(), agent: '', action: '', mine: false };
 
 export function isFiltered(q: QueueQuery): boolean {
-  return q.risks.size > 0 || q.agent.trim() !== '' || q.action.trim() !== '';
+  return q.risks.size > 0 || q.agent.trim() !== '' || q.action.trim() !== '' || q.mine;
 }
 
 /** The query string parameters of `GET /v1/requests` for the queue. */
 export function queueParams(q: QueueQuery, limit: number, cursor?: string): Record<string, string | number | undefined> {
   return {
-    status: 'pending',
+    // actionableBy lists pending requests only (and refuses another status).
+    ...(q.mine ? { actionableBy: 'me' } : { status: 'pending' }),
     riskLevel: q.risks.size > 0 ? RISK_ORDER.filter((l) => q.risks.has(l)).join(',') : undefined,
     agentId: q.agent.trim() || undefined,
     action: q.action.trim() || undefined,

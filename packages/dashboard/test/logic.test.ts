@@ -132,9 +132,12 @@ describe('the queue', () => {
   it('sends every filter to the server (risk levels most urgent first, agent and action trimmed)', () => {
     expect(queueParams(NO_FILTER, 100)).toEqual({ status: 'pending', riskLevel: undefined, agentId: undefined, action: undefined, limit: 100, cursor: undefined });
     expect(isFiltered(NO_FILTER)).toBe(false);
-    const q = { risks: new Set(['low', 'critical'] as const), agent: ' billing-bot ', action: 'WireTransfer' };
+    const q = { risks: new Set(['low', 'critical'] as const), agent: ' billing-bot ', action: 'WireTransfer', mine: false };
     expect(queueParams(q, 50, 'c')).toEqual({ status: 'pending', riskLevel: 'critical,low', agentId: 'billing-bot', action: 'WireTransfer', limit: 50, cursor: 'c' });
     expect(isFiltered({ ...NO_FILTER, agent: '  ' })).toBe(false);
+    // "Only what I can approve": actionableBy=me instead of status (the server refuses both together unless pending).
+    expect(queueParams({ ...q, mine: true }, 50)).toEqual({ actionableBy: 'me', riskLevel: 'critical,low', agentId: 'billing-bot', action: 'WireTransfer', limit: 50, cursor: undefined });
+    expect(isFiltered({ ...NO_FILTER, mine: true })).toBe(true);
   });
 
   it('applies live changes to loaded rows newest-first: a stale state never overwrites a newer one; unknown ones wait for the server', () => {

@@ -189,8 +189,18 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
             ))}
           </datalist>
         </label>
+        <button
+          type="button"
+          className="chip"
+          aria-pressed={query.mine}
+          data-testid="queue-mine"
+          title="Ask the server for only the requests you may approve now, however many others come first"
+          onClick={() => setQuery({ ...query, mine: !query.mine, agent: agentText, action: actionText })}
+        >
+          Only what I can approve
+        </button>
         <span className="muted" data-testid="queue-total">
-          {counts.total} pending{isFiltered(query) ? ' match these filters' : ''}
+          {counts.total} pending{query.mine ? ' (all of them, yours or not)' : isFiltered(query) ? ' match these filters' : ''}
         </span>
       </div>
       {error && (
@@ -213,7 +223,11 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
             <p className="empty">
               {others.length > 0
                 ? `Nothing here you can act on now: ${others.length === 1 ? 'the request below needs' : `the ${others.length} requests below need`} someone else, or must wait.`
-                : 'No pending request matches these filters.'}
+                : query.mine
+                  ? remaining > 0
+                    ? 'Nothing you can approve among the requests read so far: load more to look further.'
+                    : 'Nothing is waiting for your approval now.'
+                  : 'No pending request matches these filters.'}
             </p>
           ) : (
             <QueueTable caption="Pending requests you can act on, most urgent first" requests={shown} selectedId={selected?.id} arrived={arrived} meId={meId} onSelect={setSelectedId} />
@@ -240,9 +254,9 @@ export function QueueScreen({ live, viewer }: { live: LiveQueue; viewer: Operato
           )}
           {remaining > 0 && (
             <p className="more" data-testid="queue-more">
-              {remaining} more not shown (showing {all.length} of {all.length + remaining}).{' '}
+              {query.mine ? `${remaining} more pending requests not looked at yet (yours or not).` : `${remaining} more not shown (showing ${all.length} of ${all.length + remaining}).`}{' '}
               <button type="button" disabled={loadingMore} onClick={() => void live.loadMore()}>
-                {loadingMore ? 'Loading…' : `Load ${Math.min(remaining, PAGE)} more`}
+                {loadingMore ? 'Loading…' : query.mine ? 'Look further' : `Load ${Math.min(remaining, PAGE)} more`}
               </button>
             </p>
           )}
