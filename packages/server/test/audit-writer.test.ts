@@ -85,4 +85,10 @@ describe('the audit writer', () => {
       for (const key of Object.keys(JSON.parse(row.data) as object)) expect(known.has(key), `${row.type}.${key}`).toBe(true);
     }
   });
+
+  it('the created entry records the confidence the agent claimed (issue 18, the card everywhere)', async () => {
+    const { request } = await t.engine.createRequest(t.agent, CreateRequestBody.parse({ ...QUEUED, confidence: 0.37 }));
+    const [created] = await t.engine.store.listAudit({ requestId: request.id, type: 'created', limit: 5 });
+    expect(JSON.parse(created!.data)).toMatchObject({ action: QUEUED.action, confidence: 0.37 });
+  });
 });

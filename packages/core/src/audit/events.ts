@@ -34,7 +34,7 @@ export const AUDIT_EVENTS = {
   audit_key_rotated: { about: '`audit rotate-key` handed the signing key over: the statement signed by both the old and the new key (old key id and public key, new key id and public key, the size and root the old key’s authority ends at, the time)', data: ['handover', 'reason', 'user', 'host'] },
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
   // ---- a request's lifecycle
-  created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?', 'screening?'] },
+  created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'confidence?', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?', 'screening?'] },
   queued: { about: 'the request waits for reviewers', data: ['slaDueAt', 'approval', 'escalation?'] },
   reviewed: { about: 'one reviewer voted', data: ['verdict', 'reason', 'modifiedArgs', 'alternative', 'stage'] },
   approved: { about: 'the approval requirement was met (or the policy or a timeout approved)', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash', 'aggregateId?'] },

@@ -445,6 +445,7 @@ export class Engine {
       this.audit('created', id, actor, {
         action: body.action,
         agentId: agent.id,
+        confidence: body.confidence,
         policyVersion: policy.version,
         riskScore: assessment.riskScore,
         riskLevel: assessment.riskLevel,
