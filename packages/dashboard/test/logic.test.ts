@@ -1,7 +1,7 @@
 /** The dashboard's pure logic: hostile text, arg edits, queue order, routes, ATT&CK names. */
 import type { ApprovalRequest } from '@countersign/core';
 import { describe, expect, it } from 'vitest';
-import { KNOWN_TECHNIQUES, techniqueName, techniqueReference } from '../src/attack.ts';
+import { KNOWN_TECHNIQUES, techniqueName, techniqueReference } from '@countersign/core/attack';
 import { checkArgs, diffJson } from '../src/diff.ts';
 import { duration, slaLeft } from '../src/format.ts';
 import { applyChange, byUrgency, isFiltered, needsConfirmation, NO_FILTER, queueParams } from '../src/queue.ts';

@@ -2,7 +2,7 @@
  * One conformance suite, run against every channel (webhook, email, Slack, Teams, PagerDuty),
  * each talking to a local stand-in of its service with the real client: the same rendered
  * notification must arrive complete (action, agent, risk level and score, confidence, blast
- * radius, ATT&CK ids, evidence, SLA, approve / each alternative / reject), with the agent's text
+ * radius, ATT&CK ids with their names, evidence, related incidents, SLA, approve / each alternative / reject), with the agent's text
  * escaped for the format and visibly marked as agent-supplied; failures must be classified as
  * retryable or not; a decision must reach the channel (card updated, incident resolved, …).
  */
@@ -30,6 +30,7 @@ function request(over: Partial<ApprovalRequest> = {}): ApprovalRequest {
       blastRadius: { scope: 'host', count: 1 },
       attack: ['T1071.001', 'T1059'],
       evidence: [{ type: 'edr', summary: 'beacon every 60s', source: 'crowdstrike' }],
+      relatedIncidents: ['INC-4242', `INC-9 ${HOSTILE}`],
     },
     alternatives: [{ name: 'quarantine <!here>', action: 'quarantine_file', args: { path: '/tmp/x' }, description: 'less drastic' }],
   });
@@ -313,7 +314,7 @@ describe.each(Object.keys(HARNESSES) as ChannelType[])('channel conformance: %s'
     await send(pending);
     expect(h.count()).toBe(before + 1);
     const c = h.capture(before);
-    for (const part of ['isolate_host', 'soc-bot', `${pending.risk.level} (score ${pending.risk.score.toFixed(2)})`, '0.82', 'host, 1 affected', 'T1071.001', 'T1059', '[edr] beacon every 60s (source: crowdstrike)', 'level 2/3 (manager)', 'Agent-supplied (unverified)', 'escalated from level 1 to level 2']) {
+    for (const part of ['isolate_host', 'soc-bot', `${pending.risk.level} (score ${pending.risk.score.toFixed(2)})`, '0.82', 'host, 1 affected', 'T1071.001 Web Protocols', 'T1059 Command and Scripting Interpreter', '[edr] beacon every 60s (source: crowdstrike)', 'INC-4242', 'level 2/3 (manager)', 'Agent-supplied (unverified)', 'escalated from level 1 to level 2']) {
       expect(c.visible, `${type} shows "${part}"`).toContain(part);
     }
     expect(c.actions).toEqual(['Approve', 'Approve alternative "quarantine <!here>"', 'Reject']);

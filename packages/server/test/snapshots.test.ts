@@ -63,6 +63,8 @@ describe('snapshots', () => {
       '@countersign/core/duration': 'packages/core/src/duration.ts',
       '@countersign/core/errors': 'packages/core/src/errors.ts',
       '@countersign/core/format': 'packages/core/src/format.ts',
+      // ATT&CK technique names, for the dashboard card and the channels.
+      '@countersign/core/attack': 'packages/core/src/attack.ts',
       '@countersign/client': 'packages/client/src/index.ts',
       '@countersign/client/embedded': 'packages/client/src/embedded.ts',
       '@countersign/server': 'packages/server/src/index.ts',

@@ -13,6 +13,7 @@
  * reviewer confirms (mail scanners and link previews fetch every link they see).
  */
 import type { ApprovalRequest, RiskLevel } from '../schemas.ts';
+import { techniqueLabel } from '../attack.ts';
 
 export type NotificationEvent = 'requested' | 'escalated' | 'reassigned' | 'decided';
 
@@ -37,6 +38,8 @@ export interface Notification {
   readonly risk: { readonly level: RiskLevel; readonly score: number };
   readonly confidence: number | null;
   readonly attack: readonly string[];
+  /** Each of `attack` with its name from core's table (`T1059.001 PowerShell`; the id alone when unknown): never agent text. */
+  readonly attackNames: readonly string[];
   readonly sla: {
     readonly level: number;
     readonly levels: number;
@@ -51,6 +54,8 @@ export interface Notification {
     readonly target: string | null;
     readonly blastRadius: string | null;
     readonly evidence: readonly string[];
+    /** `context.relatedIncidents` (the agent's incident ids), at most 5, each shortened. */
+    readonly relatedIncidents: readonly string[];
     readonly alternatives: ReadonlyArray<{ readonly name: string; readonly action: string; readonly description: string | null }>;
   };
   /** Empty once the request is decided. */
@@ -100,6 +105,15 @@ function describeBlast(blast: unknown): string | null {
     return parts.length > 0 ? clip(parts.map(String).join(', '), LIMITS.short) : null;
   }
   return null;
+}
+
+const TECHNIQUE_ID = /^T\d{4}(\.\d{3})?$/;
+
+function describeIncidents(incidents: unknown): string[] {
+  if (!Array.isArray(incidents)) return [];
+  const items = incidents.slice(0, 5).map((i) => clip(String(i), LIMITS.short));
+  if (incidents.length > 5) items.push(`… and ${incidents.length - 5} more`);
+  return items;
 }
 
 function describeEvidence(evidence: unknown): string[] {
@@ -155,7 +169,8 @@ export function renderNotification(
   const esc = request.escalation ?? null;
   const dueAt = esc?.dueAt ?? request.assessment.slaDueAt;
   const context = request.context as Record<string, unknown>;
-  const attack = Array.isArray(context['attack']) ? (context['attack'] as unknown[]).filter((a): a is string => typeof a === 'string').slice(0, 20) : [];
+  // Ids the create schema validated; checked again, since channels print them as system text.
+  const attack = Array.isArray(context['attack']) ? (context['attack'] as unknown[]).filter((a): a is string => typeof a === 'string' && TECHNIQUE_ID.test(a)).slice(0, 20) : [];
   const d = request.decision;
   const outcome = d ? d.outcome : request.status;
   return {
@@ -168,6 +183,7 @@ export function renderNotification(
     risk: { level: request.assessment.riskLevel, score: request.assessment.riskScore },
     confidence: request.confidence,
     attack,
+    attackNames: attack.map(techniqueLabel),
     sla: {
       level: esc?.level ?? 0,
       levels: esc?.levels ?? 0,
@@ -181,6 +197,7 @@ export function renderNotification(
       target: describeTarget(context['target']),
       blastRadius: describeBlast(context['blastRadius']),
       evidence: describeEvidence(context['evidence']),
+      relatedIncidents: describeIncidents(context['relatedIncidents']),
       alternatives: request.alternatives.map((a) => ({
         name: clip(a.name, 100),
         action: a.action,

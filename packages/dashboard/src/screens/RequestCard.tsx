@@ -8,7 +8,7 @@
 import type { ApprovalRequest, Decision } from '@countersign/core';
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { api, ApiError } from '../api.ts';
-import { techniqueName, techniqueReference } from '../attack.ts';
+import { techniqueName, techniqueReference } from '@countersign/core/attack';
 import { RiskBadge, StatusBadge } from '../components/Badges.tsx';
 import { ApproveDialog, explain, RejectDialog, typing, type Choice } from '../components/Dialogs.tsx';
 import { JsonTree } from '../components/JsonTree.tsx';

@@ -102,7 +102,8 @@ export function facts(n: Notification): Array<[string, string]> {
     ['Agent', n.agent],
     ['Risk', `${n.risk.level} (score ${formatScore(n.risk.score)})`],
     ['Confidence', n.confidence === null ? 'not stated' : n.confidence.toFixed(2)],
-    ['ATT&CK', n.attack.length > 0 ? n.attack.join(', ') : 'none given'],
+    // Names from core's table, never from the agent (the ids are validated).
+    ['ATT&CK', n.attackNames.length > 0 ? n.attackNames.join(', ') : 'none given'],
     ['SLA', slaText(n)],
   ];
 }
@@ -116,6 +117,7 @@ export function agentFacts(n: Notification): Array<[string, string]> {
   if (a.target) out.push(['Target', a.target]);
   out.push(['Blast radius', a.blastRadius ?? 'not stated']);
   a.evidence.forEach((e, i) => out.push([`Evidence ${i + 1}`, e]));
+  if (a.relatedIncidents.length > 0) out.push(['Related incidents', a.relatedIncidents.join(', ')]);
   for (const alt of a.alternatives) out.push([`Alternative "${alt.name}"`, `${alt.action}${alt.description ? `: ${alt.description}` : ''}`]);
   return out;
 }

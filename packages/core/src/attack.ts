@@ -1,7 +1,8 @@
 /**
  * Names of common MITRE ATT&CK (Enterprise) techniques, so a reviewer sees "T1059.001
- * PowerShell" rather than a bare id. The ids come from the agent (validated as `T####[.###]`);
- * the names come from this table, never from the agent. Unknown ids are shown as unknown.
+ * PowerShell" rather than a bare id, on the dashboard card and in every channel's message
+ * (`@countersign/core/attack`). The ids come from the agent (validated as `T####[.###]`); the
+ * names come from this table, never from the agent. Unknown ids are shown as unknown.
  */
 const TECHNIQUES: Readonly<Record<string, string>> = {
   T1003: 'OS Credential Dumping',
@@ -162,3 +163,10 @@ export function techniqueReference(id: string): string | null {
 }
 
 export const KNOWN_TECHNIQUES = Object.keys(TECHNIQUES).length;
+
+/** `T1059.001 PowerShell` (a sub-technique unknown here: `T1059.009 Command and Scripting Interpreter (sub-technique)`), or the id alone. */
+export function techniqueLabel(id: string): string {
+  const known = techniqueName(id);
+  if (!known) return id;
+  return known.exact ? `${id} ${known.name}` : `${id} ${known.name} (sub-technique)`;
+}
