@@ -258,6 +258,21 @@ describe('GET /metrics', () => {
     expect(value(after, 'countersign_escalations_total', 'countersign_escalations_total', { reason: 'sla_timeout' })).toBe(1);
     expect(value(after, 'countersign_notification_deliveries_total', 'countersign_notification_deliveries_total', { channel: 'slack', result: 'delivered' })).toBe(1);
     expect(value(after, 'countersign_notification_deliveries_total', 'countersign_notification_deliveries_total', { channel: 'email', result: 'failed' })).toBe(1);
+
+    // The seeds' gauges over the last 24h agree with the metrics summary of the same period (one definition, core's).
+    const rate = (name: string) => value(after, 'countersign_review_rate', 'countersign_review_rate', { rate: name, window: '24h' });
+    const seconds = (q: string) => value(after, 'countersign_review_seconds', 'countersign_review_seconds', { quantile: q, window: '24h' });
+    const now = Date.now();
+    const res = await app.request(`/v1/metrics/summary?from=${new Date(now - 24 * 3600_000).toISOString()}&to=${new Date(now + 60_000).toISOString()}`, { headers: { authorization: `Bearer ${reviewerToken}` } });
+    expect(res.status).toBe(200);
+    const totals = ((await res.json()) as { totals: Record<string, number | null> }).totals;
+    expect(rate('approval')).toBe(0.5); // one approved, one rejected, both by reviewers
+    expect(rate('approval')).toBe(totals.approvalRate);
+    expect(rate('automation')).toBeCloseTo(totals.automationRate!, 12);
+    expect(rate('human_review')).toBeCloseTo(totals.humanReviewRate!, 12);
+    expect(rate('sla_compliance')).toBe(totals.slaCompliance ?? -1);
+    expect(seconds('0.5')).toBe(totals.medianDecisionSeconds ?? -1);
+    expect(seconds('0.9')).toBeGreaterThanOrEqual(seconds('0.5'));
   });
 
   it('keeps hook labels bounded and printable', () => {

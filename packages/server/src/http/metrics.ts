@@ -12,7 +12,7 @@
  * Label values must come from a small fixed set (channel names, reason codes), never from
  * agent-supplied text; they are clipped and reduced to [a-z0-9_:.-] as a last line of defence.
  */
-import { withinSla, type Assessment, type Decision } from '@countersign/core';
+import { ratesOf, withinSla, type Assessment, type Decision } from '@countersign/core';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine, RequestChange } from '../engine/engine.ts';
 
@@ -53,6 +53,27 @@ const screenVerdicts = new Gauge({
   name: 'countersign_screen_verdicts',
   help: 'Accepted screening verdicts in the report window, by outcome against what the screen did',
   labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+/**
+ * The seeds' review numbers as gauges (issue 18, Prometheus in the seeds' terms), over the last
+ * 24 hours of requests, from the same SQL aggregates and definitions as `GET /v1/metrics/summary`
+ * (store/history.ts, core metrics-summary.ts), read at scrape time; -1 while there is nothing to
+ * rate (no human decision, no SLA counted). Decisions by automation level are
+ * `countersign_decisions_total{automation_level}`.
+ */
+const reviewRates = new Gauge({
+  name: 'countersign_review_rate',
+  help: 'Over the last 24h of requests: approval (human approvals of human decisions), automation (decided by policy alone), human_review (routed to people), escalation (escalated of human-routed), sla_compliance (met of counted); -1 while unknown',
+  labelNames: ['rate', 'window'] as const,
+  registers: [registry],
+});
+
+const reviewSeconds = new Gauge({
+  name: 'countersign_review_seconds',
+  help: 'Over the last 24h of requests: seconds from filing to the human decision, at the median (quantile 0.5) and the 90th percentile; -1 while no human decided',
+  labelNames: ['quantile', 'window'] as const,
   registers: [registry],
 });
 
@@ -158,5 +179,16 @@ export async function renderMetrics(engine: Engine): Promise<{ contentType: stri
   screenVerdicts.set({ outcome: 'false_positive' }, rates.falsePositives);
   screenVerdicts.set({ outcome: 'false_negative' }, rates.falseNegatives);
   screenVerdicts.set({ outcome: 'true_negative' }, rates.trueNegatives);
+  const now = Date.now();
+  const day = await engine.store.history.summary(now - 24 * 3600_000, now + 1, 'hour', now);
+  const review = ratesOf(day.total.counts, day.total.median, day.total.p90);
+  const window = '24h';
+  reviewRates.set({ rate: 'approval', window }, review.approvalRate ?? -1);
+  reviewRates.set({ rate: 'automation', window }, review.automationRate ?? -1);
+  reviewRates.set({ rate: 'human_review', window }, review.humanReviewRate ?? -1);
+  reviewRates.set({ rate: 'escalation', window }, review.escalationRate ?? -1);
+  reviewRates.set({ rate: 'sla_compliance', window }, review.slaCompliance ?? -1);
+  reviewSeconds.set({ quantile: '0.5', window }, review.medianDecisionSeconds ?? -1);
+  reviewSeconds.set({ quantile: '0.9', window }, review.p90DecisionSeconds ?? -1);
   return { contentType: registry.contentType, body: await registry.metrics() };
 }
