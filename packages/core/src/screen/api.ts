@@ -49,3 +49,20 @@ export {
   type ScreeningOutcome,
 } from './request.ts';
 export { boundPath, keyPath, pathStep, parseFieldPath, textAtPath, KEY_STEP, MAX_PATH, MAX_STEP } from './fields.ts';
+export {
+  retrain,
+  retrainModel,
+  retrainVersion,
+  verdictExamples,
+  verdictSamples,
+  evaluationSummary,
+  gateReport,
+  gateFloors,
+  MAX_EXAMPLE_CHARS,
+  type VerdictExample,
+  type RetrainInput,
+  type RetrainReport,
+  type RetrainSetReport,
+} from './retrain.ts';
+export { EVAL_FLOORS, EVAL_THRESHOLD, schemes as evaluationSchemes, type Scheme, type Fold } from './evaluate.ts';
+export { DEFAULT_TRAIN, type TrainingDoc, type TrainOptions } from './train.ts';
