@@ -9,7 +9,7 @@ export { normalize, type Normalized, type NormFinding, type NormKind, type Decod
 export { sanitize, type SanitizeOptions, type Sanitized } from './sanitize.ts';
 export { findTemplateTokens } from './tokens.ts';
 export { literalLeaves, sentences, proseWindows, type Leaf } from './segment.ts';
-export { loadModel, serializeModel, type ScreenModel, type ChannelModel, type SerializedModel } from './model.ts';
+export { COMMITTED_MODEL_VERSION, loadModel, serializeModel, type ScreenModel, type ChannelModel, type SerializedModel } from './model.ts';
 export { CUE_NAMES, HASH_BITS, type CueName } from './features.ts';
 export {
   ScreeningPolicy,

@@ -20,6 +20,7 @@ import {
   selectAuditSample,
   textAtPath,
   suggestPatterns,
+  verdictExamples,
   verdictRates,
   type Channel,
   type PatternSuggestion,
@@ -27,6 +28,7 @@ import {
   type ScreenAction,
   type ScreenVerdict,
   type ThresholdProposal,
+  type VerdictExample,
   type VerdictLabel,
   type VerdictRates,
 } from '@countersign/core/screen/api';
@@ -68,6 +70,8 @@ export interface LearningReport {
 const REPORT_WINDOW_MS = 90 * 24 * 60 * 60 * 1000;
 /** Requests whose text pattern suggestions read, at most. */
 const MAX_PATTERN_REQUESTS = 500;
+/** Requests whose judged text the retrain reads, at most (the newest verdicts' first). */
+const MAX_RETRAIN_REQUESTS = 5_000;
 
 export interface ScreeningDeskDeps {
   store: Store;
@@ -78,6 +82,8 @@ export interface ScreeningDeskDeps {
   getRequest: (by: Principal, id: string) => Promise<ApprovalRequest>;
   /** Uniform in [0, 1); crypto by default (tests pass a seeded one). */
   random?: () => number;
+  /** Reads a request for the retrain (no viewer: the text as filed); undefined when it is gone. */
+  readRequest?: (id: string) => Promise<ApprovalRequest | undefined>;
 }
 
 export class ScreeningDesk {
@@ -197,6 +203,34 @@ export class ScreeningDesk {
       calibration,
       auditSample: { rate: policy.learning.auditRate, sampled: await this.deps.store.screening.sampleCount() },
     };
+  }
+
+  /**
+   * What the retrain learns from (core verdictExamples): the accepted verdicts of the report
+   * window — current roles, per-source and per-agent caps — each with the text it judged (the
+   * finding's span). Verdicts on a request as a whole (audit samples) have no span: they feed the
+   * rates, not the retrain, and are counted in `missing`.
+   */
+  async retrainExamples(): Promise<{ examples: VerdictExample[]; counted: number; missing: number }> {
+    const { accepted } = await this.accepted();
+    const read = this.deps.readRequest;
+    const texts = new Map<string, string>();
+    const requests = new Map<string, ApprovalRequest | undefined>();
+    for (const v of [...accepted.accepted].reverse()) {
+      const [requestId, findingText] = v.itemId.split('#') as [string, string];
+      const finding = Number(findingText);
+      if (finding < 0 || !read) continue;
+      if (!requests.has(requestId)) {
+        if (requests.size >= MAX_RETRAIN_REQUESTS) continue;
+        requests.set(requestId, await read(requestId).catch(() => undefined));
+      }
+      const r = requests.get(requestId);
+      const f = r?.assessment.screening?.findings[finding];
+      const text = r && f ? fieldText(r, f.field)?.slice(f.span.start, f.span.end) : undefined;
+      if (text !== undefined) texts.set(v.itemId, text);
+    }
+    const { examples, missing } = verdictExamples(accepted.accepted, (id) => texts.get(id));
+    return { examples, counted: accepted.accepted.length, missing };
   }
 
   /**

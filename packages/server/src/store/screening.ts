@@ -29,6 +29,18 @@ export interface ScreenSamplesTable {
   created_at: number;
 }
 
+/** Models adopted by the periodic retrain (migration 023_retrain); written only by engine/screen-models.ts. */
+export interface ScreenModelsTable {
+  seq: number;
+  hash: string;
+  version: string;
+  data: string;
+  mac: string;
+  report: string;
+  adopted_by: string;
+  created_at: number;
+}
+
 export type ScreenVerdictRow = ScreenVerdictsTable;
 
 /** The most verdicts one read brings back (calibration and metrics read a recent window). */
@@ -58,6 +70,26 @@ export class ScreeningQueries {
   async verdictsSince(since: number): Promise<ScreenVerdictRow[]> {
     const rows = await this.db.selectFrom('screen_verdicts').selectAll().where('created_at', '>=', since).orderBy('created_at').orderBy('id').limit(MAX_VERDICT_ROWS).execute();
     return rows.map(num);
+  }
+
+  /** The newest adopted model's number (0: none adopted, the committed model is in use). */
+  async latestModelSeq(): Promise<number> {
+    const r = await this.db.selectFrom('screen_models').select((eb) => eb.fn.max('seq').as('seq')).executeTakeFirst();
+    return Number(r?.seq ?? 0);
+  }
+
+  async latestModel(): Promise<ScreenModelsTable | undefined> {
+    const r = await this.db.selectFrom('screen_models').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return r ? { ...r, seq: Number(r.seq), created_at: Number(r.created_at) } : undefined;
+  }
+
+  /**
+   * Adopt: insert the row numbered `row.seq`. False when that number is taken (another server
+   * adopted first), so of two concurrent retrains only one wins.
+   */
+  async insertModel(row: ScreenModelsTable): Promise<boolean> {
+    const r = await this.db.insertInto('screen_models').values(row).onConflict((oc) => oc.column('seq').doNothing()).executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0) === 1;
   }
 
   async sampleCount(): Promise<number> {
