@@ -11,6 +11,7 @@ import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import { ApiClient } from '../http-client.ts';
+import { processEnvironment } from '../../config.ts';
 import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { InvalidArgumentError } from 'commander';
 import { safe, safeJson } from '../format.ts';
@@ -168,7 +169,8 @@ export function registerScreenCommands(program: Command): void {
   withClientOptions(
     screening.command('retrain').description('retrain the screening model from accepted verdicts now (admins); adopted only if the evaluation gate passes'),
   ).action(async (flags: CommonFlags) => {
-    const r = await clientFrom(flags).post<RetrainView>('/v1/screening/retrain', {});
+    // A retrain on the committed data takes minutes of CPU (the gate retrains every grouped fold twice): wait up to its own cap.
+    const r = await new ApiClient({ url: flags.url, token: flags.token }, processEnvironment(), RETRAIN_TIMEOUT_MS).post<RetrainView>('/v1/screening/retrain', {});
     if (flags.json) return printJson(r);
     print(renderRetrain(r));
   });
@@ -236,6 +238,9 @@ function positiveIntOrZero(v: string): number {
   if (!/^\d{1,5}$/.test(v.trim())) throw new InvalidArgumentError('expected a whole number (0 for the first finding).');
   return Number(v);
 }
+
+/** The server stops a retrain after 30 minutes (engine/screen-models.ts); the CLI waits a little longer. */
+const RETRAIN_TIMEOUT_MS = 31 * 60_000;
 
 interface RetrainView {
   outcome: string;
