@@ -20,7 +20,10 @@ import { fnv1a } from './bytes.ts';
 import { EVAL_FLOORS, EVAL_THRESHOLD, perSet, runScheme, schemes as committedSchemes, type Scheme } from './evaluate.ts';
 import { sparseFeatures } from './features.ts';
 import { evaluationGate, type ModelSummary, type WeightedVerdict } from './learn.ts';
-import type { SerializedModel } from './model.ts';
+import { loadModel, type SerializedModel } from './model.ts';
+import { RULE_KINDS } from './rules.ts';
+import { resolveScreening, type ScreeningConfig } from './schema.ts';
+import { screen } from './screen.ts';
 import { DEFAULT_TRAIN, labelledSegments, trainModel, type Sample, type TrainingDoc, type TrainOptions } from './train.ts';
 import type { Channel } from './types.ts';
 
@@ -34,7 +37,12 @@ export interface VerdictExample {
   readonly injection: boolean;
   /** The verdict's weight after acceptVerdicts' caps, in (0, 1]. */
   readonly weight: number;
+  /** Who gave the verdict (corroboration counts distinct reviewers). */
+  readonly reviewer: string;
 }
+
+/** Distinct reviewers who must agree that a text is not an injection before that verdict teaches. */
+export const MIN_AGREEING_REVIEWERS = 2;
 
 /** The longest judged text a verdict may teach with (a finding's span is far shorter). */
 export const MAX_EXAMPLE_CHARS = 4_096;
@@ -53,9 +61,40 @@ export function verdictExamples(accepted: readonly WeightedVerdict[], textOf: (i
       continue;
     }
     if (!(v.weight > 0 && v.weight <= 1)) throw new RangeError(`verdict weight ${v.weight} on ${v.itemId} is outside (0, 1]`);
-    examples.push({ key: `${v.reviewer}\u0000${v.itemId}`, channel: v.channel, text: text.slice(0, MAX_EXAMPLE_CHARS), injection: v.injection, weight: v.weight });
+    examples.push({ key: `${v.reviewer}\u0000${v.itemId}`, channel: v.channel, text: text.slice(0, MAX_EXAMPLE_CHARS), injection: v.injection, weight: v.weight, reviewer: v.reviewer });
   }
   return { examples, missing };
+}
+
+/**
+ * The examples a retrain learns from. A "not injection" verdict teaches the screen to let text
+ * through, so one reviewer's word on one text is not enough (a careless, compromised or
+ * colluding account would otherwise teach a chosen attack away): it teaches only when at least
+ * MIN_AGREEING_REVIEWERS distinct reviewers judged the same text (same channel, same bytes) not
+ * an injection and no accepted verdict calls that text an injection. "Injection" verdicts teach
+ * on one reviewer's word: they can only make the screen stricter, which the gate's
+ * false-positive sets measure.
+ */
+export function teachingExamples(examples: readonly VerdictExample[]): { teaching: VerdictExample[]; uncorroborated: number } {
+  const textKey = (e: VerdictExample): string => `${e.channel}\u0000${e.text}`;
+  const benignBy = new Map<string, Set<string>>();
+  const confirmed = new Set<string>();
+  for (const e of examples) {
+    if (e.injection) confirmed.add(textKey(e));
+    else {
+      const s = benignBy.get(textKey(e)) ?? new Set<string>();
+      s.add(e.reviewer);
+      benignBy.set(textKey(e), s);
+    }
+  }
+  const teaching: VerdictExample[] = [];
+  let uncorroborated = 0;
+  for (const e of examples) {
+    const k = textKey(e);
+    if (e.injection || (!confirmed.has(k) && (benignBy.get(k)?.size ?? 0) >= MIN_AGREEING_REVIEWERS)) teaching.push(e);
+    else uncorroborated++;
+  }
+  return { teaching, uncorroborated };
 }
 
 function sortedExamples(examples: readonly VerdictExample[]): VerdictExample[] {
@@ -145,17 +184,57 @@ export interface RetrainSetReport {
 export interface RetrainReport {
   readonly accepted: boolean;
   readonly tolerance: number;
-  readonly examples: { readonly total: number; readonly injection: number; readonly benign: number; readonly weight: number };
+  /** `uncorroborated`: "not injection" verdicts left out (teachingExamples); `weight`: of the ones that taught. */
+  readonly examples: { readonly total: number; readonly injection: number; readonly benign: number; readonly weight: number; readonly uncorroborated: number };
   readonly sets: readonly RetrainSetReport[];
+  /** Refusals not tied to one set: nothing evaluated, floors of sets not evaluated, judged texts the candidate lets through. */
+  readonly guards: readonly string[];
   /** One line: why it was refused, or that it passed. */
   readonly reason: string;
 }
 
-/** The gate over two summaries (evaluationGate), reported per set. */
+/**
+ * The judged texts a candidate must not let through: every text of `examples` that an accepted
+ * verdict calls an injection, or that a rule fires on under the baseline model, which the
+ * baseline flags (any action but allow) and the candidate allows. Aggregate recall on the
+ * committed sets cannot see a targeted backdoor on one text; this can. Returns one line each.
+ */
+export function flippedToAllow(
+  examples: readonly VerdictExample[],
+  baseline: SerializedModel,
+  candidate: SerializedModel,
+  config: ScreeningConfig = resolveScreening({}),
+): string[] {
+  const base = loadModel(baseline);
+  const cand = loadModel(candidate);
+  const rules = new Set<string>(RULE_KINDS);
+  const texts = new Map<string, { channel: Channel; text: string; confirmed: boolean }>();
+  for (const e of sortedExamples(examples)) {
+    const k = `${e.channel}\u0000${e.text}`;
+    const t = texts.get(k) ?? { channel: e.channel, text: e.text, confirmed: false };
+    if (e.injection) t.confirmed = true;
+    texts.set(k, t);
+  }
+  const out: string[] = [];
+  for (const t of texts.values()) {
+    const input = t.channel === 'user' ? { text: t.text, channel: t.channel } : { content: t.text, channel: t.channel };
+    const before = screen(input, base, config);
+    if (before.action === 'allow') continue;
+    const ruled = before.findings.some((f) => rules.has(f.kind));
+    if (!t.confirmed && !ruled) continue;
+    const after = screen(input, cand, config);
+    if (after.action !== 'allow') continue;
+    const why = t.confirmed ? 'confirmed as an injection by an accepted verdict' : `a rule fires on it (${before.findings.filter((f) => rules.has(f.kind)).map((f) => f.kind).join(', ')})`;
+    out.push(`the candidate allows a ${t.channel} text the baseline flags (${before.action}, ${before.score} → ${after.score}), ${why}: ${JSON.stringify(t.text.slice(0, 80))}`);
+  }
+  return out;
+}
+
+/** The gate over two summaries (evaluationGate), reported per set; `flips` (flippedToAllow) refuse too. */
 export function gateReport(
   candidate: ModelSummary,
   baseline: ModelSummary,
-  options: { tolerance: number; floors?: Readonly<Record<string, number>>; examples?: readonly VerdictExample[] },
+  options: { tolerance: number; floors?: Readonly<Record<string, number>>; examples?: readonly VerdictExample[]; uncorroborated?: number; flips?: readonly string[] },
 ): RetrainReport {
   if (!(options.tolerance >= 0 && options.tolerance < 1)) throw new RangeError('tolerance must be in [0, 1)');
   const floors = options.floors ?? {};
@@ -170,21 +249,28 @@ export function gateReport(
       const reasons = bySet.get(set) ?? [];
       return { set, kind: b.kind, baseline: b.value, candidate: c, delta: c - b.value, floor: floors[set] ?? null, ok: reasons.length === 0, reasons };
     });
+  const guards = [
+    ...gate.regressions.filter((r) => !(r.set in baseline)).map((r) => `${r.set}: ${r.reason}`),
+    ...(options.flips ?? []),
+  ];
   const ex = options.examples ?? [];
   const worst = sets.filter((s) => !s.ok);
+  const accepted = gate.accepted && guards.length === 0;
   return {
-    accepted: gate.accepted,
+    accepted,
     tolerance: options.tolerance,
     examples: {
       total: ex.length,
       injection: ex.filter((e) => e.injection).length,
       benign: ex.filter((e) => !e.injection).length,
       weight: ex.reduce((s, e) => s + e.weight, 0),
+      uncorroborated: options.uncorroborated ?? 0,
     },
     sets,
-    reason: gate.accepted
-      ? `no set is worse than the frozen baseline by more than ${options.tolerance}, and every floor holds (${sets.length} sets)`
-      : `refused: ${worst.map((s) => `${s.set} ${s.kind} ${s.baseline.toFixed(4)} → ${s.candidate.toFixed(4)} (${s.reasons.join('; ')})`).join(', ')}`,
+    guards,
+    reason: accepted
+      ? `no set is worse than the frozen baseline by more than ${options.tolerance}, every floor holds (${sets.length} sets), and no judged attack is let through`
+      : `refused: ${[...worst.map((s) => `${s.set} ${s.kind} ${s.baseline.toFixed(4)} → ${s.candidate.toFixed(4)} (${s.reasons.join('; ')})`), ...guards].join(', ')}`,
   };
 }
 
@@ -199,18 +285,29 @@ export interface RetrainInput {
   readonly schemes?: readonly Scheme[];
   /** The frozen baseline's summary, when the caller has it already (it depends only on the docs and the code). */
   readonly baseline?: ModelSummary;
+  /** The frozen baseline model (the committed one) for the flip check; default: trained from `docs` without verdicts. */
+  readonly baselineModel?: SerializedModel;
+  /** The screening settings the flip check routes with (default: the default policy's). */
+  readonly screening?: ScreeningConfig;
   readonly train?: TrainOptions;
 }
 
 /**
  * The whole retrain: the candidate model, and the gate's verdict on it against the frozen
- * baseline. The model is returned either way (a refused one is for the report, never for use).
+ * baseline. Only the corroborated examples teach (teachingExamples); the gate also refuses a
+ * candidate that lets through a judged text the baseline flags (flippedToAllow), checked over
+ * every example given, taught or not. The model is returned either way (a refused one is for
+ * the report, never for use).
  */
 export function retrain(input: RetrainInput): { model: SerializedModel; report: RetrainReport; baseline: ModelSummary } {
   const opts = { ...(input.schemes ? { schemes: input.schemes } : {}), ...(input.train ? { train: input.train } : {}) };
+  const { teaching, uncorroborated } = teachingExamples(input.examples);
   const baseline = input.baseline ?? evaluationSummary(input.docs, [], opts);
-  const candidate = evaluationSummary(input.docs, input.examples, opts);
-  const report = gateReport(candidate, baseline, { tolerance: input.tolerance, floors: input.floors ?? gateFloors(), examples: input.examples });
-  const model = retrainModel(input.docs, input.examples, { baseVersion: input.baseVersion, ...(input.train ? { train: input.train } : {}) });
+  const candidate = evaluationSummary(input.docs, teaching, opts);
+  const train = input.train ? { train: input.train } : {};
+  const model = retrainModel(input.docs, teaching, { baseVersion: input.baseVersion, ...train });
+  const baseModel = input.baselineModel ?? retrainModel(input.docs, [], { baseVersion: input.baseVersion, ...train });
+  const flips = flippedToAllow(input.examples, baseModel, model, input.screening);
+  const report = gateReport(candidate, baseline, { tolerance: input.tolerance, floors: input.floors ?? gateFloors(), examples: teaching, uncorroborated, flips });
   return { model, report, baseline };
 }
