@@ -218,6 +218,8 @@ export class Engine {
         const row = await this.store.getRequest(id);
         return row ? this.toPublic(row) : undefined;
       },
+      secret: serverSecret,
+      activeOperators: () => this.credentials.activeOperators(),
     });
     this.screenModels = new ScreenModels({
       store,

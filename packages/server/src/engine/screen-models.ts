@@ -8,8 +8,14 @@
  *   baseline: every retrain starts from the committed data, the gate compares with it, and it
  *   is what screens whenever no adopted model verifies.
  * - An adopted model is used only if its row verifies: SHA-256 of the data equals `hash`, the
- *   server secret's MAC over (seq, hash, version) holds, and it loads. Anything else fails
- *   closed to the committed model (and says so in `inUse().why`).
+ *   server secret's MAC over (seq, hash, version, created_at) holds, it loads, and it is the
+ *   adoption the audit trail records last (the newest `screen_model_adopted` entry's seq and
+ *   hash): deleting the newest row does not roll servers back to an older model. Anything else
+ *   fails closed to the committed model (and says so in `inUse().why`); the next adoption
+ *   (numbered after both the newest row and the newest audited one) ends it.
+ * - Scheduled retrains claim a row of `screen_retrain_attempts` before they run, so `every`
+ *   counts from the newest attempt (refusals included) or adoption, on every server and across
+ *   restarts.
  * - Servers on one database: adoption inserts row `basedOn + 1`; of two retrains that started
  *   from the same row only the first insert wins, the other is `superseded`. Every server
  *   re-reads the newest row every `REFRESH_MS` (and at open).
@@ -17,7 +23,7 @@
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { CountersignError, type Policy } from '@countersign/core';
-import { loadModel, type RetrainReport, type SerializedModel, type VerdictExample } from '@countersign/core/screen/api';
+import { loadModel, teachingExamples, type RetrainReport, type SerializedModel, type VerdictExample } from '@countersign/core/screen/api';
 import { SYSTEM_ACTOR, draft, type AuditWriter } from '../audit/writer.ts';
 import type { ServerSecret } from '../keys/server-secret.ts';
 import type { Store } from '../store/store.ts';
@@ -29,6 +35,8 @@ import type { ActiveModel } from './screener.ts';
 export const REFRESH_MS = 10_000;
 /** A retrain that takes longer is stopped (its worker terminated) and reported as failed. */
 const RETRAIN_TIMEOUT_MS = 30 * 60_000;
+/** The retrain worker's heap limits (a runaway retrain fails, the server goes on). */
+const RETRAIN_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 2_048, maxYoungGenerationSizeMb: 64 };
 const MAC_LABEL = 'screen-model';
 
 export type RetrainTrigger = 'scheduled' | 'admin';
@@ -88,9 +96,8 @@ export function defaultCorpus(): string {
 export class ScreenModels {
   private active: ActiveModel | undefined;
   private inUseNow: ModelInUse;
-  private checkedSeq = 0;
+  private checkedSeq = -1;
   private running: Promise<RetrainOutcome> | undefined;
-  private lastAttemptAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private loop: Promise<unknown> = Promise.resolve();
   private runner: RetrainRunner = {};
@@ -114,31 +121,47 @@ export class ScreenModels {
     return this.inUseNow;
   }
 
-  /** Re-read the newest adopted model; fails closed to the committed model when it does not verify. */
+  /** The newest adoption the audit trail records (seq 0: none). */
+  private async audited(): Promise<{ seq: number; hash: string | null }> {
+    const [entry] = await this.deps.store.listAudit({ type: 'screen_model_adopted', newest: true, limit: 1 });
+    if (!entry) return { seq: 0, hash: null };
+    const data = JSON.parse(entry.data) as { seq?: unknown; hash?: unknown };
+    return { seq: Number(data.seq) || 0, hash: typeof data.hash === 'string' ? data.hash : null };
+  }
+
+  /**
+   * Re-read the newest adopted model; fails closed to the committed model when it does not
+   * verify or is older than the newest adoption the audit trail records.
+   */
   async refresh(): Promise<ModelInUse> {
     const seq = await this.deps.store.screening.latestModelSeq();
     if (seq === this.checkedSeq) return this.inUseNow;
     const row = seq > 0 ? await this.deps.store.screening.latestModel() : undefined;
+    const audited = await this.audited();
     this.checkedSeq = row?.seq ?? 0;
-    if (!row) {
+    const committed = (why?: string): ModelInUse => {
       this.active = undefined;
-      this.inUseNow = { source: 'committed', seq: 0, hash: null, version: this.deps.baseVersion };
+      this.inUseNow = { source: 'committed', seq: row?.seq ?? 0, hash: null, version: this.deps.baseVersion, ...(why ? { why } : {}) };
       return this.inUseNow;
-    }
+    };
+    if (!row) return committed(audited.seq > 0 ? `the audit trail records adopted model #${audited.seq}, but screen_models holds no row: the rows were removed from the database` : undefined);
     const verified = this.verify(row);
-    if (typeof verified === 'string') {
-      this.active = undefined;
-      this.inUseNow = { source: 'committed', seq: row.seq, hash: null, version: this.deps.baseVersion, why: `adopted model #${row.seq} is not used: ${verified}` };
-    } else {
-      this.active = verified;
-      this.inUseNow = { source: 'adopted', seq: row.seq, hash: row.hash, version: row.version };
-    }
+    if (typeof verified === 'string') return committed(`adopted model #${row.seq} is not used: ${verified}`);
+    if (row.seq < audited.seq) return committed(`the newest row is adopted model #${row.seq}, but the audit trail records #${audited.seq} as adopted later: a newer row was removed from the database (a retrain adopts a new one)`);
+    if (row.seq === audited.seq && row.hash !== audited.hash) return committed(`adopted model #${row.seq} is not the one the audit trail records (SHA-256 ${String(audited.hash).slice(0, 12)}…)`);
+    // row.seq > audited.seq: adopted by another server, its entry not integrated yet; the MAC vouches for it.
+    this.active = verified;
+    this.inUseNow = { source: 'adopted', seq: row.seq, hash: row.hash, version: row.version };
     return this.inUseNow;
+  }
+
+  private macFields(r: Pick<ScreenModelsTable, 'seq' | 'hash' | 'version' | 'created_at'>): unknown[] {
+    return [r.seq, r.hash, r.version, r.created_at];
   }
 
   private verify(row: ScreenModelsTable): ActiveModel | string {
     if (modelHash(row.data) !== row.hash) return 'its data does not match its SHA-256';
-    if (!this.deps.secret.verify(MAC_LABEL, [row.seq, row.hash, row.version], row.mac)) return "its MAC does not verify under this server's secret";
+    if (!this.deps.secret.verify(MAC_LABEL, this.macFields(row), row.mac)) return "its MAC does not verify under this server's secret";
     try {
       const data = JSON.parse(row.data) as SerializedModel;
       if (data.version !== row.version) return 'its version does not match its data';
@@ -156,6 +179,10 @@ export class ScreenModels {
     if (by !== 'scheduler' && (by.kind !== 'operator' || !by.roles.includes('admin'))) throw new CountersignError('FORBIDDEN', 'only admins can retrain the screening model');
     if (this.running) throw new CountersignError('RATE_LIMITED', 'a screening retrain is already running on this server; retry when it has finished', { retryAfter: 60 });
     const run = this.run(by === 'scheduler' ? 'scheduled' : 'admin', by === 'scheduler' ? SYSTEM_ACTOR : by);
+    return this.track(run);
+  }
+
+  private async track(run: Promise<RetrainOutcome>): Promise<RetrainOutcome> {
     this.running = run;
     try {
       return await run;
@@ -165,15 +192,16 @@ export class ScreenModels {
   }
 
   private async run(trigger: RetrainTrigger, actor: Principal | typeof SYSTEM_ACTOR): Promise<RetrainOutcome> {
-    this.lastAttemptAt = this.deps.now();
     const settings = this.deps.policy().screening.retrain;
     await this.refresh();
-    const basedOn = await this.deps.store.screening.latestModelSeq();
+    // After the newest row and the newest audited adoption: a removed row's number is not reused.
+    const basedOn = Math.max(await this.deps.store.screening.latestModelSeq(), (await this.audited()).seq);
     const { examples, counted, missing } = await this.deps.examples();
+    const teaching = teachingExamples(examples).teaching.length;
     const verdicts = { counted, examples: examples.length, missing };
     const base = { trigger, basedOn, verdicts, seq: null, hash: null, version: null };
-    if (examples.length < settings.minVerdicts) {
-      return { ...base, outcome: 'skipped', reason: `${examples.length} accepted verdicts with their text; a retrain needs at least ${settings.minVerdicts} (screening.retrain.minVerdicts)`, report: null, inUse: this.inUseNow };
+    if (teaching < settings.minVerdicts) {
+      return { ...base, outcome: 'skipped', reason: `${teaching} accepted verdicts with their text; a retrain needs at least ${settings.minVerdicts} (screening.retrain.minVerdicts; a "not injection" counts only when two reviewers agree on the text)`, report: null, inUse: this.inUseNow };
     }
     let result: { model: SerializedModel; report: RetrainReport };
     try {
@@ -199,7 +227,7 @@ export class ScreenModels {
       hash,
       version: model.version,
       data,
-      mac: this.deps.secret.mac(MAC_LABEL, [seq, hash, model.version]),
+      mac: this.deps.secret.mac(MAC_LABEL, this.macFields({ seq, hash, version: model.version, created_at: at })),
       report: JSON.stringify(report),
       adopted_by: 'type' in actor ? actor.id : actor.kind === 'operator' ? actor.operatorId : actor.agentId,
       created_at: at,
@@ -218,7 +246,7 @@ export class ScreenModels {
     const url = this.runner.workerUrl ?? new URL(import.meta.url.endsWith('.ts') ? './retrain-worker.mjs' : './retrain-worker.js', import.meta.url);
     const corpus = this.runner.corpus ?? defaultCorpus();
     return new Promise((resolve, reject) => {
-      const w = new Worker(url);
+      const w = new Worker(url, { resourceLimits: RETRAIN_RESOURCE_LIMITS });
       this.worker = w;
       let done = false;
       const finish = (err: Error | undefined, value?: { model: SerializedModel; report: RetrainReport }) => {
@@ -242,13 +270,31 @@ export class ScreenModels {
     });
   }
 
-  /** Is a scheduled retrain due? `screening.retrain.every` since this server's last attempt and the newest adoption by any server. */
-  private async due(): Promise<boolean> {
+  /**
+   * A scheduled retrain, if one is due: `screening.retrain.every` since the newest scheduled
+   * attempt (any server, any outcome) and the newest adoption. The attempt is claimed in the
+   * database first (one server wins a slot) and finished with its outcome.
+   */
+  private async scheduled(): Promise<{ run: Promise<RetrainOutcome> } | undefined> {
     const every = this.deps.policy().screening.retrain.everyMs;
-    if (every === null || this.running) return false;
-    const latest = this.checkedSeq > 0 ? await this.deps.store.screening.latestModel() : undefined;
-    const since = Math.max(this.lastAttemptAt, latest?.created_at ?? 0);
-    return this.deps.now() - since >= every;
+    if (every === null || this.running) return undefined;
+    const last = await this.deps.store.screening.latestAttempt();
+    const since = Math.max(last?.started_at ?? 0, await this.deps.store.screening.latestModelAt());
+    const now = this.deps.now();
+    if (now - since < every) return undefined;
+    const seq = (last?.seq ?? 0) + 1;
+    if (!(await this.deps.store.screening.claimAttempt(seq, now))) return undefined;
+    const run = this.run('scheduled', SYSTEM_ACTOR).then(
+      async (o) => {
+        await this.deps.store.screening.finishAttempt(seq, o.outcome, o.reason, this.deps.now());
+        return o;
+      },
+      async (err: unknown) => {
+        await this.deps.store.screening.finishAttempt(seq, 'failed', (err as Error).message ?? String(err), this.deps.now()).catch(() => undefined);
+        throw err;
+      },
+    );
+    return { run: this.track(run) };
   }
 
   /**
@@ -262,10 +308,9 @@ export class ScreenModels {
       this.loop = this.loop
         .then(async () => {
           await this.refresh();
-          if (await this.due()) {
-            // Not awaited by the loop: refreshes go on while the worker trains.
-            void this.retrain('scheduler').then((o) => options.onOutcome?.(o), onError);
-          }
+          const due = await this.scheduled();
+          // Not awaited by the loop: refreshes go on while the worker trains.
+          if (due) void due.run.then((o) => options.onOutcome?.(o), onError);
         })
         .catch(onError);
     };

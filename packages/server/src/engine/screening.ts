@@ -34,6 +34,7 @@ import {
 } from '@countersign/core/screen/api';
 import { actorOf, draft, type AuditWriter } from '../audit/writer.ts';
 import { newId } from '../ids.ts';
+import type { ServerSecret } from '../keys/server-secret.ts';
 import type { Queries, Store } from '../store/store.ts';
 import type { ScreenVerdictRow } from '../store/screening.ts';
 import type { Principal } from './principal.ts';
@@ -84,6 +85,17 @@ export interface ScreeningDeskDeps {
   random?: () => number;
   /** Reads a request for the retrain (no viewer: the text as filed); undefined when it is gone. */
   readRequest?: (id: string) => Promise<ApprovalRequest | undefined>;
+  /** MACs each verdict row; rows that do not verify are not used. */
+  secret: ServerSecret;
+  /** The operators who pass a login's checks now (engine/credentials.ts activeOperators: MAC, not disabled, not removed). */
+  activeOperators: () => Promise<readonly { operatorId: string; roles: readonly string[] }[]>;
+}
+
+const VERDICT_MAC = 'screen-verdict';
+
+/** The fields a verdict row's MAC covers: all of them. */
+function verdictFields(r: ScreenVerdictRow): unknown[] {
+  return [r.id, r.request_id, r.finding, r.field, r.kind, r.channel, r.score, r.action, r.audited, r.verdict, r.operator_id, r.agent_id, r.created_at];
 }
 
 export class ScreeningDesk {
@@ -150,7 +162,9 @@ export class ScreeningDesk {
       operator_id: by.operatorId,
       agent_id: request.agentId,
       created_at: at,
+      mac: null,
     };
+    row.mac = this.deps.secret.mac(VERDICT_MAC, verdictFields(row));
     await this.deps.store.transaction(async (tx) => {
       await tx.screening.insertVerdict(row);
       await this.deps.writer.append(tx, [
@@ -167,12 +181,17 @@ export class ScreeningDesk {
     return { items: rows.map(view), sampled: (await this.deps.store.screening.sample(request.id)) !== undefined };
   }
 
-  /** Accepted verdicts of the report window, under the guards (current roles, per-source cap). */
-  private async accepted(): Promise<{ rows: ScreenVerdictRow[]; accepted: ReturnType<typeof acceptVerdicts>; since: number }> {
+  /**
+   * Accepted verdicts of the report window, under the guards: the row's MAC verifies (for the
+   * retrain a row must have one: rows from before migration 023 do not teach), its operator
+   * passes a login's checks now (not disabled, not removed, operator row's MAC) and holds a
+   * verdict role now, and the per-source and per-agent caps.
+   */
+  private async accepted(forRetrain = false): Promise<{ rows: ScreenVerdictRow[]; accepted: ReturnType<typeof acceptVerdicts>; since: number }> {
     const since = this.deps.now() - REPORT_WINDOW_MS;
-    const rows = await this.deps.store.screening.verdictsSince(since);
-    const operators = await this.deps.store.listOperators();
-    const ok = new Set(operators.filter((o) => this.authorisedRoles(JSON.parse(o.roles) as string[])).map((o) => o.id));
+    const rows = (await this.deps.store.screening.verdictsSince(since)).filter((r) => (r.mac === null ? !forRetrain : this.deps.secret.verify(VERDICT_MAC, verdictFields(r), r.mac)));
+    const operators = await this.deps.activeOperators();
+    const ok = new Set(operators.filter((o) => this.authorisedRoles(o.roles)).map((o) => o.operatorId));
     const verdicts: ScreenVerdict[] = rows.map((r) => ({ itemId: `${r.request_id}#${r.finding}`, channel: r.channel as Channel, score: r.score, verdict: r.verdict as VerdictLabel, reviewer: r.operator_id, agent: r.agent_id }));
     const accepted = acceptVerdicts(verdicts, { authorised: (id) => ok.has(id), maxWeightPerSource: this.deps.policy().screening.learning.maxWeightPerSource });
     return { rows, accepted, since };
@@ -207,12 +226,13 @@ export class ScreeningDesk {
 
   /**
    * What the retrain learns from (core verdictExamples): the accepted verdicts of the report
-   * window — current roles, per-source and per-agent caps — each with the text it judged (the
+   * window — MAC-verified rows of active operators holding a verdict role now, per-source and
+ * per-agent caps — each with the text it judged (the
    * finding's span). Verdicts on a request as a whole (audit samples) have no span: they feed the
    * rates, not the retrain, and are counted in `missing`.
    */
   async retrainExamples(): Promise<{ examples: VerdictExample[]; counted: number; missing: number }> {
-    const { accepted } = await this.accepted();
+    const { accepted } = await this.accepted(true);
     const read = this.deps.readRequest;
     const texts = new Map<string, string>();
     const requests = new Map<string, ApprovalRequest | undefined>();

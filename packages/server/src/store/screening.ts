@@ -21,6 +21,8 @@ export interface ScreenVerdictsTable {
   /** The agent that filed the request (the per-agent weight cap). */
   agent_id: string;
   created_at: number;
+  /** The server secret's MAC over the row (migration 023); null on rows written before it. */
+  mac: string | null;
 }
 
 export interface ScreenSamplesTable {
@@ -39,6 +41,15 @@ export interface ScreenModelsTable {
   report: string;
   adopted_by: string;
   created_at: number;
+}
+
+/** Scheduled retrains (migration 023_retrain): claimed before they run, finished with their outcome. */
+export interface ScreenRetrainAttemptsTable {
+  seq: number;
+  started_at: number;
+  outcome: string | null;
+  reason: string | null;
+  finished_at: number | null;
 }
 
 export type ScreenVerdictRow = ScreenVerdictsTable;
@@ -90,6 +101,27 @@ export class ScreeningQueries {
   async insertModel(row: ScreenModelsTable): Promise<boolean> {
     const r = await this.db.insertInto('screen_models').values(row).onConflict((oc) => oc.column('seq').doNothing()).executeTakeFirst();
     return Number(r.numInsertedOrUpdatedRows ?? 0) === 1;
+  }
+
+  /** When the newest adoption was made (0: none). */
+  async latestModelAt(): Promise<number> {
+    const r = await this.db.selectFrom('screen_models').select((eb) => eb.fn.max('created_at').as('at')).executeTakeFirst();
+    return Number(r?.at ?? 0);
+  }
+
+  async latestAttempt(): Promise<ScreenRetrainAttemptsTable | undefined> {
+    const r = await this.db.selectFrom('screen_retrain_attempts').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return r ? { ...r, seq: Number(r.seq), started_at: Number(r.started_at), finished_at: r.finished_at === null ? null : Number(r.finished_at) } : undefined;
+  }
+
+  /** Claim scheduled attempt `seq` (the one after the newest): false when another server took it. */
+  async claimAttempt(seq: number, at: number): Promise<boolean> {
+    const r = await this.db.insertInto('screen_retrain_attempts').values({ seq, started_at: at, outcome: null, reason: null, finished_at: null }).onConflict((oc) => oc.column('seq').doNothing()).executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0) === 1;
+  }
+
+  async finishAttempt(seq: number, outcome: string, reason: string, at: number): Promise<void> {
+    await this.db.updateTable('screen_retrain_attempts').set({ outcome, reason: reason.slice(0, 2_000), finished_at: at }).where('seq', '=', seq).execute();
   }
 
   async sampleCount(): Promise<number> {
