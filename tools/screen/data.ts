@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Channel } from '../../packages/core/src/screen/types.ts';
+import type { TrainingDoc } from '../../packages/core/src/screen/train.ts';
 import { fnv1a } from '../../packages/core/src/screen/bytes.ts';
 import { benignToolOutputs, contentActs, contentAttacks, userAttacks } from './synth.ts';
 
@@ -27,16 +27,9 @@ export type SetName =
   | 'synth-content'
   | 'synth-tool';
 
-export interface Doc {
-  readonly id: string;
+/** A committed document: core's TrainingDoc, with the set named. */
+export interface Doc extends TrainingDoc {
   readonly set: SetName;
-  readonly channel: Channel;
-  readonly label: 0 | 1;
-  readonly text: string;
-  /** For planted attacks: the attack text, to label which segments carry it. */
-  readonly attack?: string;
-  /** Group keys the folds hold out: instr, tool, category, position, subset, fold, family. */
-  readonly groups: Readonly<Record<string, string>>;
 }
 
 function jsonl(path: string): Record<string, unknown>[] {

@@ -6,11 +6,12 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { COMMITTED_MODEL_VERSION } from '../../packages/core/src/screen/model.ts';
 import { loadDocs } from './data.ts';
 import { modelModuleText, trainModel } from './train-lib.ts';
 
 export const MODEL_PATH = join(dirname(fileURLToPath(import.meta.url)), '../../packages/core/src/screen/model.generated.ts');
-export const MODEL_VERSION = 'screen-2026.12-1';
+export const MODEL_VERSION = COMMITTED_MODEL_VERSION;
 
 /** The generated module's text, trained from the committed data. */
 export function trainedModuleText(): string {

@@ -127,6 +127,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     (stopped ??= (async () => {
       await scheduler?.stop();
       await checkpointer?.stop();
+      await engine.screenModels.stop();
     })());
 
   return {
@@ -145,6 +146,11 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
       scheduler.start();
       checkpointer = startCheckpointer(engine, config.audit, {
         onError: (err) => log(`countersign: audit checkpoint failed: ${(err as Error).message}`),
+      });
+      // The screening model: re-read what another server adopted, and retrain when screening.retrain.every is due.
+      engine.screenModels.start({
+        onError: (err) => log(`countersign: screening retrain: ${(err as Error).message}`),
+        onOutcome: (o) => log(`countersign: screening retrain ${o.outcome}: ${o.reason}`),
       });
     },
     stop,

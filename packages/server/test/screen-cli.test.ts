@@ -76,4 +76,16 @@ describe('countersign screen / screening (processes)', () => {
     expect(agent.code).not.toBe(0);
     expect(agent.stderr).toMatch(/FORBIDDEN|agent/i);
   }, 180_000);
+
+  it('screening retrain: an admin gets the outcome (too few verdicts here: skipped, nothing trained); an agent key is refused', async () => {
+    const r = await runCli(['screening', 'retrain'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^skipped: \d+ accepted verdicts with their text; a retrain needs at least 50/);
+    expect(r.stdout).toMatch(/in use: committed screen-/);
+    const model = await runCli(['screening', 'model', '--json'], env);
+    expect(JSON.parse(model.stdout)).toMatchObject({ source: 'committed', seq: 0 });
+    const agent = await runCli(['screening', 'retrain'], { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: server.bootstrap!.agentKey });
+    expect(agent.code).not.toBe(0);
+    expect(agent.stderr).toMatch(/FORBIDDEN|admin/i);
+  }, 120_000);
 });

@@ -48,6 +48,8 @@ export const AUDIT_EVENTS = {
   executed: { about: 'the agent reported it ran (an approved aggregate: its members run)', data: ['status', 'error?', 'members?'] },
   execution_failed: { about: 'the agent reported it failed', data: ['status', 'error'] },
   screen_verdict: { about: 'a reviewer judged a screening finding (or an audit-sampled request): injection, not injection or unsure; separate from approve/reject', data: ['verdictId', 'finding', 'field', 'kind', 'verdict', 'score', 'counted'] },
+  screen_model_adopted: { about: 'the screening retrain passed its evaluation gate and this model now screens the create path (the committed model stays as the frozen baseline)', data: ['seq', 'hash', 'version', 'basedOn', 'verdicts', 'sets', 'trigger'] },
+  screen_model_refused: { about: 'a screening retrain was refused: its candidate regressed on the committed evaluation, or another server adopted first; the model in use is unchanged', data: ['hash', 'version', 'basedOn', 'reason', 'verdicts', 'sets', 'trigger'] },
   feedback: { about: 'an operator judged a request the policy approved on its own', data: ['verdict', 'note', 'automationLevel', 'riskLevel'] },
   // ---- deadlines and notifications
   escalated: { about: 'undecided at its deadline: the next escalation level', data: ['from', 'to', 'role', 'dueAt', 'notify', 'lateMs'] },

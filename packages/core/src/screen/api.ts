@@ -9,7 +9,7 @@ export { normalize, type Normalized, type NormFinding, type NormKind, type Decod
 export { sanitize, type SanitizeOptions, type Sanitized } from './sanitize.ts';
 export { findTemplateTokens } from './tokens.ts';
 export { literalLeaves, sentences, proseWindows, type Leaf } from './segment.ts';
-export { loadModel, serializeModel, type ScreenModel, type ChannelModel, type SerializedModel } from './model.ts';
+export { COMMITTED_MODEL_VERSION, loadModel, serializeModel, type ScreenModel, type ChannelModel, type SerializedModel } from './model.ts';
 export { CUE_NAMES, HASH_BITS, type CueName } from './features.ts';
 export {
   ScreeningPolicy,
@@ -49,3 +49,23 @@ export {
   type ScreeningOutcome,
 } from './request.ts';
 export { boundPath, keyPath, pathStep, parseFieldPath, textAtPath, KEY_STEP, MAX_PATH, MAX_STEP } from './fields.ts';
+export {
+  retrain,
+  retrainModel,
+  retrainVersion,
+  verdictExamples,
+  verdictSamples,
+  teachingExamples,
+  flippedToAllow,
+  MIN_AGREEING_REVIEWERS,
+  evaluationSummary,
+  gateReport,
+  gateFloors,
+  MAX_EXAMPLE_CHARS,
+  type VerdictExample,
+  type RetrainInput,
+  type RetrainReport,
+  type RetrainSetReport,
+} from './retrain.ts';
+export { EVAL_FLOORS, EVAL_THRESHOLD, schemes as evaluationSchemes, type Scheme, type Fold } from './evaluate.ts';
+export { DEFAULT_TRAIN, type TrainingDoc, type TrainOptions } from './train.ts';

@@ -301,6 +301,11 @@ export function evaluationGate(
   options: { tolerance: number; floors?: Readonly<Record<string, number>> },
 ): { accepted: boolean; regressions: readonly { set: string; kind: 'recall' | 'fpr'; baseline: number; candidate: number; reason: string }[] } {
   const regressions: { set: string; kind: 'recall' | 'fpr'; baseline: number; candidate: number; reason: string }[] = [];
+  // Fail closed: nothing measured proves nothing, and a floor whose set was not measured does not hold.
+  if (Object.keys(baseline).length === 0) regressions.push({ set: '(all)', kind: 'recall', baseline: NaN, candidate: NaN, reason: 'no set was evaluated' });
+  for (const set of Object.keys(options.floors ?? {}).sort()) {
+    if (!baseline[set] || !candidate[set]) regressions.push({ set, kind: baseline[set]?.kind ?? candidate[set]?.kind ?? 'recall', baseline: baseline[set]?.value ?? NaN, candidate: candidate[set]?.value ?? NaN, reason: 'has a floor but was not evaluated' });
+  }
   for (const set of Object.keys(baseline).sort()) {
     const b = baseline[set] as { kind: 'recall' | 'fpr'; value: number };
     const c = candidate[set];
@@ -308,10 +313,14 @@ export function evaluationGate(
       regressions.push({ set, kind: b.kind, baseline: b.value, candidate: NaN, reason: 'not evaluated' });
       continue;
     }
+    if (!Number.isFinite(b.value) || !Number.isFinite(c.value) || c.kind !== b.kind) {
+      regressions.push({ set, kind: b.kind, baseline: b.value, candidate: c.value, reason: 'not a finite measurement of the same kind' });
+      continue;
+    }
     const worse = b.kind === 'recall' ? b.value - c.value : c.value - b.value;
     if (worse > options.tolerance) regressions.push({ set, kind: b.kind, baseline: b.value, candidate: c.value, reason: `worse than the frozen baseline by ${worse.toFixed(4)}` });
     const floor = options.floors?.[set];
-    if (floor !== undefined && (b.kind === 'recall' ? c.value < floor : c.value > floor)) {
+    if (floor !== undefined && (!Number.isFinite(floor) || (b.kind === 'recall' ? c.value < floor : c.value > floor))) {
       regressions.push({ set, kind: b.kind, baseline: b.value, candidate: c.value, reason: `past the floor ${floor}` });
     }
   }

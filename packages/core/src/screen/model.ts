@@ -8,6 +8,9 @@ import { decodeBase64Bytes, encodeBase64Bytes } from './bytes.ts';
 import { CUE_COUNT, HASH_BITS, HASH_DIM, visitFeatures, type SegmentFlags } from './features.ts';
 import type { Channel } from './types.ts';
 
+/** The committed model's version (`npm run train:screen` writes it into model.generated.ts; the determinism test checks they agree). */
+export const COMMITTED_MODEL_VERSION = 'screen-2026.12-1';
+
 /** One channel's model: logistic regression over hashed n-grams and cues, then Platt scaling. */
 export interface ChannelModel {
   readonly bias: number;

@@ -29,6 +29,9 @@ const RULES: readonly { kind: RuleFinding['kind']; why: string; fires: (cues: Fl
 
 const MAX_PER_RULE = 20;
 
+/** The rules' finding kinds. */
+export const RULE_KINDS: readonly RuleFinding['kind'][] = RULES.map((r) => r.kind);
+
 /** Which rules fire on a segment's cues, as a bit mask (bit k = RULES[k]). */
 export function ruleMask(cues: Float64Array, channel: Channel): number {
   let mask = 0;

@@ -19,6 +19,7 @@
  *   maxBytes: 262144
  */
 import { z } from 'zod';
+import { parseDuration } from '../duration.ts';
 import { CHANNELS, SCREEN_ACTIONS, SEVERITIES, type Channel, type ScreenAction, type Severity } from './types.ts';
 
 export const ScreenActionSchema = z.enum(SCREEN_ACTIONS);
@@ -103,6 +104,24 @@ export const ScreeningPolicy = z.strictObject({
       auditRate: z.number().min(0).max(1).optional(),
     })
     .optional(),
+  /**
+   * The periodic retrain from accepted verdicts (core retrain.ts). Off unless `every` is set; an
+   * admin can still run one (`POST /v1/screening/retrain`). A candidate is adopted for the create
+   * path only if the evaluation gate passes.
+   */
+  retrain: z
+    .strictObject({
+      /** How often: a duration of at least 1h (`24h`, `7d`). */
+      every: z
+        .string()
+        .refine((t) => (parseDuration(t) ?? 0) >= 3_600_000, { message: 'must be a duration of at least 1h, like 24h or 7d' })
+        .optional(),
+      /** Accepted verdicts needed before a retrain is tried (default 50). */
+      minVerdicts: z.number().int().min(1).max(100_000).optional(),
+      /** How much worse than the frozen baseline any evaluation set may get (default 0.01). */
+      tolerance: z.number().min(0).max(0.2).optional(),
+    })
+    .optional(),
 });
 export type ScreeningPolicy = z.infer<typeof ScreeningPolicy>;
 
@@ -122,6 +141,8 @@ export interface ScreeningConfig {
     readonly confidence: number;
     readonly auditRate: number;
   };
+  /** `everyMs` null: no periodic retrain. */
+  readonly retrain: { readonly everyMs: number | null; readonly minVerdicts: number; readonly tolerance: number };
 }
 
 /** Defaults filled in, validated, frozen. Throws zod's error on a bad section (the loader reports the path). */
@@ -151,6 +172,11 @@ export function resolveScreening(section: unknown = {}): ScreeningConfig {
       targetFpr: p.learning?.targetFpr ?? 0.02,
       confidence: p.learning?.confidence ?? 0.95,
       auditRate: p.learning?.auditRate ?? 0.02,
+    },
+    retrain: {
+      everyMs: p.retrain?.every !== undefined ? (parseDuration(p.retrain.every) as number) : null,
+      minVerdicts: p.retrain?.minVerdicts ?? 50,
+      tolerance: p.retrain?.tolerance ?? 0.01,
     },
   });
 }

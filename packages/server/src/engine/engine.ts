@@ -83,10 +83,11 @@ import {
 } from '@countersign/core';
 import { queueDueAt, readActionableListing, readCounts, readListing, type ListOptions } from './queue.ts';
 import { myDashboard, type MyDashboardOptions } from './my-dashboard.ts';
-import { parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
+import { COMMITTED_MODEL_VERSION, parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
 import type { EvaluationRequest } from '@countersign/core';
 import { sharedScreener, type Screener } from './screener.ts';
 import { ScreeningDesk } from './screening.ts';
+import { ScreenModels } from './screen-models.ts';
 import { NO_DEADLINE } from '../store/queue.ts';
 import { TimerSkip, deliveryFromRow, deliveryRows, requestTimer, type DeliveryRow, type TimerRow } from '../store/timers.ts';
 
@@ -187,6 +188,8 @@ export class Engine {
   private readonly executions: ExecutionDesk;
   /** Screening verdicts, the audit sample, rates, calibration proposals, pattern suggestions (engine/screening.ts). */
   readonly screening: ScreeningDesk;
+  /** The screening model in use and the periodic retrain that may replace it (engine/screen-models.ts). */
+  readonly screenModels: ScreenModels;
 
   private constructor(
     readonly store: Store,
@@ -206,7 +209,28 @@ export class Engine {
     this.guard.onNoticesQueued(() => {
       for (const listener of this.timerListeners) listener();
     });
-    this.screening = new ScreeningDesk({ store, writer: this.writer, now, policy: () => this.policy.policy, getRequest: (by, id) => this.getRequest(by, id) });
+    this.screening = new ScreeningDesk({
+      store,
+      writer: this.writer,
+      now,
+      policy: () => this.policy.policy,
+      getRequest: (by, id) => this.getRequest(by, id),
+      readRequest: async (id) => {
+        const row = await this.store.getRequest(id);
+        return row ? this.toPublic(row) : undefined;
+      },
+      secret: serverSecret,
+      activeOperators: () => this.credentials.activeOperators(),
+    });
+    this.screenModels = new ScreenModels({
+      store,
+      writer: this.writer,
+      now,
+      policy: () => this.policy.policy,
+      secret: serverSecret,
+      examples: () => this.screening.retrainExamples(),
+      baseVersion: COMMITTED_MODEL_VERSION,
+    });
     this.executions = new ExecutionDesk({
       store,
       trail: this.trail,
@@ -255,6 +279,8 @@ export class Engine {
       // A SQLite file may be shared with another process (an embedded gateway beside `serve`).
       engine.external = await ExternalChanges.start(engine.store, (id) => engine.wakeups.publish(id));
     }
+    // An adopted screening model survives a restart (and one that does not verify is not used).
+    await engine.screenModels.refresh();
     return engine;
   }
 
@@ -521,14 +547,14 @@ export class Engine {
   async screenText(by: Principal, request: ScreenRequest): Promise<ScreenResult> {
     // Every principal may screen; each has its own small share of the worker (screener.ts: RATE_LIMITED when full).
     const caller = by.kind === 'agent' ? `agent:${by.agentId}` : `operator:${by.operatorId}`;
-    return this.screener.screenText(parseScreenRequest(request), this.policy.policy.screening, caller);
+    return this.screener.screenText(parseScreenRequest(request), this.policy.policy.screening, caller, this.screenModels.current());
   }
 
   /** Screen a create body's text under the policy's `screening:` section; nothing when screening is disabled. */
   private async screenBody(body: CreateRequest, policy: Policy): Promise<EvaluationRequest['screening']> {
     const config = policy.screening;
     if (!config.enabled) return undefined;
-    const result = await this.screener.screen(body, config);
+    const result = await this.screener.screen(body, config, this.screenModels.current());
     return { result, outcomes: screeningEffect(result, config) };
   }
 

@@ -24,7 +24,15 @@ import {
   type ScreenRequest,
   type ScreenModel,
   type ScreenResult,
+  type SerializedModel,
 } from '@countersign/core/screen/api';
+
+/** A model adopted by the retrain (engine/screen-models.ts): used instead of the committed one when given. */
+export interface ActiveModel {
+  readonly hash: string;
+  readonly model: ScreenModel;
+  readonly data: SerializedModel;
+}
 
 /** The committed model, loaded on first inline use (decoding it costs most of a second at start: the CLI never needs it). */
 let model: Promise<ScreenModel> | undefined;
@@ -50,7 +58,7 @@ export interface ScreenerOptions {
   queueTimeoutMs?: number;
 }
 
-type Job = { id: number; config: ScreeningConfig; fail: (why: string) => void; waitTimer?: NodeJS.Timeout; caller?: string } & (
+type Job = { id: number; config: ScreeningConfig; model: ActiveModel | undefined; fail: (why: string) => void; waitTimer?: NodeJS.Timeout; caller?: string } & (
   | { body: Body; resolve: (r: RequestScreening) => void }
   | { text: ScreenRequest; resolve: (r: ScreenResult) => void }
 );
@@ -66,6 +74,8 @@ export class Screener {
   private current: { job: Job; timer: NodeJS.Timeout } | undefined;
   private nextId = 1;
   private blockedUntil = 0;
+  /** Adopted models the current worker holds (by hash): each is sent to it once. */
+  private readonly workerModels = new Set<string>();
   private readonly timeoutMs: number;
   private readonly maxQueue: number;
   private readonly maxTextQueue: number;
@@ -80,12 +90,12 @@ export class Screener {
     this.queueTimeoutMs = options.queueTimeoutMs ?? 15_000;
   }
 
-  async screen(body: Body, config: ScreeningConfig): Promise<RequestScreening> {
+  async screen(body: Body, config: ScreeningConfig, model?: ActiveModel): Promise<RequestScreening> {
     const { texts, complete } = requestTexts(body);
     const chars = texts.reduce((s, t) => s + t.text.length, 0);
     if (complete && texts.length <= INLINE_MAX_FIELDS && chars <= INLINE_MAX_CHARS) {
       this.stats.inline++;
-      return screenRequestText(body, await loadModel(), config);
+      return screenRequestText(body, model?.model ?? (await loadModel()), config);
     }
     if (this.queue.length >= this.maxQueue) {
       this.stats.failed++;
@@ -96,7 +106,7 @@ export class Screener {
       return unscreenedResult("the screening worker failed to start: the request's text was not screened", config);
     }
     return new Promise((resolve) => {
-      this.enqueue(this.queue, { id: this.nextId++, body, config, resolve, fail: (why) => resolve(unscreenedResult(why, config)) });
+      this.enqueue(this.queue, { id: this.nextId++, body, config, model, resolve, fail: (why) => resolve(unscreenedResult(why, config)) });
     });
   }
 
@@ -106,11 +116,11 @@ export class Screener {
    * `operator:<id>`) with `TEXT_PER_CALLER` texts already waiting or running, or a full text
    * queue, is refused with RATE_LIMITED and `retryAfter` (429).
    */
-  async screenText(request: ScreenRequest, config: ScreeningConfig, caller?: string): Promise<ScreenResult> {
+  async screenText(request: ScreenRequest, config: ScreeningConfig, caller?: string, model?: ActiveModel): Promise<ScreenResult> {
     const size = request.text !== undefined ? request.text.length : typeof request.content === 'string' ? request.content.length : INLINE_MAX_CHARS + 1;
     if (size <= INLINE_MAX_CHARS) {
       this.stats.inline++;
-      return screen(request, await loadModel(), config);
+      return screen(request, model?.model ?? (await loadModel()), config);
     }
     const unscreened = (why: string): ScreenResult => ({
       score: 0,
@@ -126,7 +136,7 @@ export class Screener {
     }
     if (Date.now() < this.blockedUntil) return unscreened('the screening worker failed to start');
     return new Promise((resolve) => {
-      const job: Job = { id: this.nextId++, text: request, config, resolve, fail: (why) => resolve(unscreened(why)) };
+      const job: Job = { id: this.nextId++, text: request, config, model, resolve, fail: (why) => resolve(unscreened(why)) };
       if (caller !== undefined) {
         job.caller = caller;
         this.perCaller.set(caller, (this.perCaller.get(caller) ?? 0) + 1);
@@ -180,6 +190,7 @@ export class Screener {
     w.unref(); // an idle screener never keeps the process alive
     this.worker = w;
     this.ready = false;
+    this.workerModels.clear();
     w.on('message', (msg: { ready?: true; id?: number; result?: RequestScreening & ScreenResult; error?: string }) => {
       if (w !== this.worker) return;
       if (msg.ready) {
@@ -242,7 +253,14 @@ export class Screener {
     }, this.timeoutMs);
     timer.unref();
     this.current = { job, timer };
-    this.worker?.postMessage('text' in job ? { id: job.id, text: job.text, config: job.config } : { id: job.id, body: job.body, config: job.config });
+    const m = job.model;
+    const model = m ? { modelHash: m.hash, ...(this.workerModels.has(m.hash) ? {} : { modelData: m.data }) } : {};
+    if (m && !this.workerModels.has(m.hash)) {
+      this.workerModels.add(m.hash);
+      // The worker keeps the newest four: forget in the same order, so an evicted one is sent again.
+      for (const k of this.workerModels) if (this.workerModels.size > 4) this.workerModels.delete(k);
+    }
+    this.worker?.postMessage('text' in job ? { id: job.id, text: job.text, config: job.config, ...model } : { id: job.id, body: job.body, config: job.config, ...model });
   }
 
   /** For tests: start a worker from another module (one that fails at startup, say). */

@@ -20,6 +20,7 @@ import {
   selectAuditSample,
   textAtPath,
   suggestPatterns,
+  verdictExamples,
   verdictRates,
   type Channel,
   type PatternSuggestion,
@@ -27,11 +28,13 @@ import {
   type ScreenAction,
   type ScreenVerdict,
   type ThresholdProposal,
+  type VerdictExample,
   type VerdictLabel,
   type VerdictRates,
 } from '@countersign/core/screen/api';
 import { actorOf, draft, type AuditWriter } from '../audit/writer.ts';
 import { newId } from '../ids.ts';
+import type { ServerSecret } from '../keys/server-secret.ts';
 import type { Queries, Store } from '../store/store.ts';
 import type { ScreenVerdictRow } from '../store/screening.ts';
 import type { Principal } from './principal.ts';
@@ -68,6 +71,8 @@ export interface LearningReport {
 const REPORT_WINDOW_MS = 90 * 24 * 60 * 60 * 1000;
 /** Requests whose text pattern suggestions read, at most. */
 const MAX_PATTERN_REQUESTS = 500;
+/** Requests whose judged text the retrain reads, at most (the newest verdicts' first). */
+const MAX_RETRAIN_REQUESTS = 5_000;
 
 export interface ScreeningDeskDeps {
   store: Store;
@@ -78,6 +83,19 @@ export interface ScreeningDeskDeps {
   getRequest: (by: Principal, id: string) => Promise<ApprovalRequest>;
   /** Uniform in [0, 1); crypto by default (tests pass a seeded one). */
   random?: () => number;
+  /** Reads a request for the retrain (no viewer: the text as filed); undefined when it is gone. */
+  readRequest?: (id: string) => Promise<ApprovalRequest | undefined>;
+  /** MACs each verdict row; rows that do not verify are not used. */
+  secret: ServerSecret;
+  /** The operators who pass a login's checks now (engine/credentials.ts activeOperators: MAC, not disabled, not removed). */
+  activeOperators: () => Promise<readonly { operatorId: string; roles: readonly string[] }[]>;
+}
+
+const VERDICT_MAC = 'screen-verdict';
+
+/** The fields a verdict row's MAC covers: all of them. */
+function verdictFields(r: ScreenVerdictRow): unknown[] {
+  return [r.id, r.request_id, r.finding, r.field, r.kind, r.channel, r.score, r.action, r.audited, r.verdict, r.operator_id, r.agent_id, r.created_at];
 }
 
 export class ScreeningDesk {
@@ -144,7 +162,9 @@ export class ScreeningDesk {
       operator_id: by.operatorId,
       agent_id: request.agentId,
       created_at: at,
+      mac: null,
     };
+    row.mac = this.deps.secret.mac(VERDICT_MAC, verdictFields(row));
     await this.deps.store.transaction(async (tx) => {
       await tx.screening.insertVerdict(row);
       await this.deps.writer.append(tx, [
@@ -161,12 +181,17 @@ export class ScreeningDesk {
     return { items: rows.map(view), sampled: (await this.deps.store.screening.sample(request.id)) !== undefined };
   }
 
-  /** Accepted verdicts of the report window, under the guards (current roles, per-source cap). */
-  private async accepted(): Promise<{ rows: ScreenVerdictRow[]; accepted: ReturnType<typeof acceptVerdicts>; since: number }> {
+  /**
+   * Accepted verdicts of the report window, under the guards: the row's MAC verifies (for the
+   * retrain a row must have one: rows from before migration 023 do not teach), its operator
+   * passes a login's checks now (not disabled, not removed, operator row's MAC) and holds a
+   * verdict role now, and the per-source and per-agent caps.
+   */
+  private async accepted(forRetrain = false): Promise<{ rows: ScreenVerdictRow[]; accepted: ReturnType<typeof acceptVerdicts>; since: number }> {
     const since = this.deps.now() - REPORT_WINDOW_MS;
-    const rows = await this.deps.store.screening.verdictsSince(since);
-    const operators = await this.deps.store.listOperators();
-    const ok = new Set(operators.filter((o) => this.authorisedRoles(JSON.parse(o.roles) as string[])).map((o) => o.id));
+    const rows = (await this.deps.store.screening.verdictsSince(since)).filter((r) => (r.mac === null ? !forRetrain : this.deps.secret.verify(VERDICT_MAC, verdictFields(r), r.mac)));
+    const operators = await this.deps.activeOperators();
+    const ok = new Set(operators.filter((o) => this.authorisedRoles(o.roles)).map((o) => o.operatorId));
     const verdicts: ScreenVerdict[] = rows.map((r) => ({ itemId: `${r.request_id}#${r.finding}`, channel: r.channel as Channel, score: r.score, verdict: r.verdict as VerdictLabel, reviewer: r.operator_id, agent: r.agent_id }));
     const accepted = acceptVerdicts(verdicts, { authorised: (id) => ok.has(id), maxWeightPerSource: this.deps.policy().screening.learning.maxWeightPerSource });
     return { rows, accepted, since };
@@ -197,6 +222,35 @@ export class ScreeningDesk {
       calibration,
       auditSample: { rate: policy.learning.auditRate, sampled: await this.deps.store.screening.sampleCount() },
     };
+  }
+
+  /**
+   * What the retrain learns from (core verdictExamples): the accepted verdicts of the report
+   * window — MAC-verified rows of active operators holding a verdict role now, per-source and
+ * per-agent caps — each with the text it judged (the
+   * finding's span). Verdicts on a request as a whole (audit samples) have no span: they feed the
+   * rates, not the retrain, and are counted in `missing`.
+   */
+  async retrainExamples(): Promise<{ examples: VerdictExample[]; counted: number; missing: number }> {
+    const { accepted } = await this.accepted(true);
+    const read = this.deps.readRequest;
+    const texts = new Map<string, string>();
+    const requests = new Map<string, ApprovalRequest | undefined>();
+    for (const v of [...accepted.accepted].reverse()) {
+      const [requestId, findingText] = v.itemId.split('#') as [string, string];
+      const finding = Number(findingText);
+      if (finding < 0 || !read) continue;
+      if (!requests.has(requestId)) {
+        if (requests.size >= MAX_RETRAIN_REQUESTS) continue;
+        requests.set(requestId, await read(requestId).catch(() => undefined));
+      }
+      const r = requests.get(requestId);
+      const f = r?.assessment.screening?.findings[finding];
+      const text = r && f ? fieldText(r, f.field)?.slice(f.span.start, f.span.end) : undefined;
+      if (text !== undefined) texts.set(v.itemId, text);
+    }
+    const { examples, missing } = verdictExamples(accepted.accepted, (id) => texts.get(id));
+    return { examples, counted: accepted.accepted.length, missing };
   }
 
   /**

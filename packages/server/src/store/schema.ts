@@ -10,7 +10,7 @@ import type { AuditKeysTable, AuditOriginTable } from './audit-keys.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './credentials.ts';
 import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
-import type { ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
+import type { ScreenModelsTable, ScreenRetrainAttemptsTable, ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -215,6 +215,8 @@ export interface Database {
   agent_rate_events: AgentRateEventsTable;
   screen_verdicts: ScreenVerdictsTable;
   screen_samples: ScreenSamplesTable;
+  screen_models: ScreenModelsTable;
+  screen_retrain_attempts: ScreenRetrainAttemptsTable;
 }
 
 export type { Generated };

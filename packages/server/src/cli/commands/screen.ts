@@ -11,6 +11,7 @@ import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import { ApiClient } from '../http-client.ts';
+import { processEnvironment } from '../../config.ts';
 import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { InvalidArgumentError } from 'commander';
 import { safe, safeJson } from '../format.ts';
@@ -165,6 +166,19 @@ export function registerScreenCommands(program: Command): void {
     for (const s of r.suggestions) print(`${safe(s.ngram)}  attacks ${s.attacks}, benign ${s.benign}, reviewers ${s.sources}, score ${s.score.toFixed(2)}`);
     print(safe(r.note));
   });
+  withClientOptions(
+    screening.command('retrain').description('retrain the screening model from accepted verdicts now (admins); adopted only if the evaluation gate passes'),
+  ).action(async (flags: CommonFlags) => {
+    // A retrain on the committed data takes minutes of CPU (the gate retrains every grouped fold twice): wait up to its own cap.
+    const r = await new ApiClient({ url: flags.url, token: flags.token }, processEnvironment(), RETRAIN_TIMEOUT_MS).post<RetrainView>('/v1/screening/retrain', {});
+    if (flags.json) return printJson(r);
+    print(renderRetrain(r));
+  });
+  withClientOptions(screening.command('model').description('the screening model in use: the committed one or an adopted retrain')).action(async (flags: CommonFlags) => {
+    const r = await clientFrom(flags).get<RetrainView['inUse']>('/v1/screening/model');
+    if (flags.json) return printJson(r);
+    print(`${r.source === 'adopted' ? `adopted #${r.seq}` : 'committed'} ${safe(r.version)}${r.hash ? ` sha256:${safe(r.hash)}` : ''}${r.why ? `\n${safe(r.why)}` : ''}`);
+  });
 
   withClientOptions(
     program
@@ -223,4 +237,30 @@ async function screenLine(client: ApiClient, l: Line, flags: ScreenFlags, contex
 function positiveIntOrZero(v: string): number {
   if (!/^\d{1,5}$/.test(v.trim())) throw new InvalidArgumentError('expected a whole number (0 for the first finding).');
   return Number(v);
+}
+
+/** The server stops a retrain after 30 minutes (engine/screen-models.ts); the CLI waits a little longer. */
+const RETRAIN_TIMEOUT_MS = 31 * 60_000;
+
+interface RetrainView {
+  outcome: string;
+  reason: string;
+  seq: number | null;
+  hash: string | null;
+  version: string | null;
+  basedOn: number;
+  verdicts: { counted: number; examples: number; missing: number };
+  report: { sets: { set: string; kind: string; baseline: number; candidate: number; delta: number; floor: number | null; ok: boolean }[] } | null;
+  inUse: { source: string; seq: number; hash: string | null; version: string; why?: string };
+}
+
+/** The retrain's outcome and, per evaluation set, what changed. */
+export function renderRetrain(r: RetrainView): string {
+  const lines = [`${safe(r.outcome)}: ${safe(r.reason)}`, `verdicts: ${r.verdicts.counted} counted, ${r.verdicts.examples} with their text, ${r.verdicts.missing} without`];
+  if (r.hash) lines.push(`candidate ${safe(r.version ?? '')} sha256:${safe(r.hash)} (from #${r.basedOn})`);
+  for (const s of r.report?.sets ?? []) {
+    lines.push(`  ${s.ok ? 'ok  ' : 'FAIL'} ${safe(s.set)} ${safe(s.kind)} ${s.baseline.toFixed(4)} → ${s.candidate.toFixed(4)} (${s.delta >= 0 ? '+' : ''}${s.delta.toFixed(4)})${s.floor !== null ? ` floor ${s.floor}` : ''}`);
+  }
+  lines.push(`in use: ${r.inUse.source === 'adopted' ? `adopted #${r.inUse.seq}` : 'committed'} ${safe(r.inUse.version)}`);
+  return lines.join('\n');
 }

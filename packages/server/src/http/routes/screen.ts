@@ -4,7 +4,7 @@
  * decision is core's `screen()`, run by the engine's screener (off the event loop when large).
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { ErrorBody } from '@countersign/core';
+import { CountersignError, ErrorBody } from '@countersign/core';
 import { ScreenRequest } from '@countersign/core/screen/api';
 import type { Engine } from '../../engine/engine.ts';
 import { json, security, type ApiEnv as Env } from './contract.ts';
@@ -99,6 +99,27 @@ export const patternsRoute = createRoute({
   responses: { 200: json(Anything, 'suggestions, note'), ...verdictErrors },
 });
 
+export const retrainRoute = createRoute({
+  method: 'post',
+  path: '/v1/screening/retrain',
+  summary: 'Retrain the screening model from accepted verdicts now (admins): the evaluation gate decides; adopted only if no committed set regresses past the tolerance or a floor',
+  security,
+  responses: {
+    200: json(Anything, 'outcome (adopted | refused | superseded | skipped | failed), reason, report (per set: baseline, candidate, delta, floor, ok), inUse'),
+    401: errors[401],
+    403: json(ErrorBody, 'Not an admin'),
+    429: json(ErrorBody, 'A retrain is already running on this server (RATE_LIMITED)'),
+  },
+});
+
+export const modelRoute = createRoute({
+  method: 'get',
+  path: '/v1/screening/model',
+  summary: 'The screening model the create path uses: the committed one (the frozen baseline) or the adopted retrain, and why',
+  security,
+  responses: { 200: json(Anything, 'source, seq, hash, version, why?'), 401: errors[401], 403: json(ErrorBody, 'Agent keys') },
+});
+
 export function registerScreenRoutes(app: OpenAPIHono<Env>, engine: Engine): void {
   app.openapi(screenRoute, async (c) => {
     const r = await engine.screenText(c.get('principal'), c.req.valid('json'));
@@ -107,5 +128,10 @@ export function registerScreenRoutes(app: OpenAPIHono<Env>, engine: Engine): voi
   app.openapi(giveVerdictRoute, async (c) => c.json(await engine.screening.giveVerdict(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 201));
   app.openapi(listVerdictsRoute, async (c) => c.json(await engine.screening.verdictsFor(c.get('principal'), c.req.valid('param').id), 200));
   app.openapi(reportRoute, async (c) => c.json((await engine.screening.report(c.get('principal'))) as unknown as Record<string, unknown>, 200));
+  app.openapi(retrainRoute, async (c) => c.json((await engine.screenModels.retrain(c.get('principal'))) as unknown as Record<string, unknown>, 200));
+  app.openapi(modelRoute, async (c) => {
+    if (c.get('principal').kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot read the screening model');
+    return c.json((await engine.screenModels.refresh()) as unknown as Record<string, unknown>, 200);
+  });
   app.openapi(patternsRoute, async (c) => c.json((await engine.screening.patterns(c.get('principal'))) as unknown as Record<string, unknown>, 200));
 }

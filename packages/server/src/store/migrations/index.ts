@@ -25,6 +25,7 @@ import { m015_rotation } from './015_rotation.ts';
 import { m016_integrator } from './016_integrator.ts';
 import { m018_gatefin2 } from './018_gatefin2.ts';
 import { m019_rollups } from './019_rollups.ts';
+import { m023_retrain } from './023_retrain.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -47,6 +48,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '016_integrator': m016_integrator,
   '018_gatefin2': m018_gatefin2,
   '019_rollups': m019_rollups,
+  '023_retrain': m023_retrain,
 });
 
 export const migrationProvider: MigrationProvider = {
