@@ -11,7 +11,7 @@ import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import { ApiClient } from '../http-client.ts';
-import { processEnvironment } from '../../config.ts';
+import { processEnvironment } from '../../environment.ts';
 import { clientFrom, positiveInt, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { InvalidArgumentError } from 'commander';
 import { safe, safeJson } from '../format.ts';
