@@ -47,6 +47,8 @@ export interface GateRequest {
   readonly requesterOperatorId: string | null;
   /** This request is an aggregate review (`countersign.aggregate`): approved or rejected as a whole. */
   readonly isAggregate: boolean;
+  /** This request is an admin change (`countersign.agent_config`, admin-change.ts): approved exactly as asked, never by a clock. */
+  readonly isAdminChange?: boolean;
   /** This request belongs to an aggregate review: it is decided there. */
   readonly aggregated: { readonly aggregateId: string | null; readonly collectingUntil: string | null } | null;
   readonly agentPaused: { readonly until: string; readonly reason: string } | null;
@@ -292,6 +294,9 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
       if (!approving(ctx)) return null;
       if (request.isAggregate && (vote.args !== undefined || vote.alternative !== undefined)) {
         return err('VALIDATION_FAILED', 'an aggregate review is approved or rejected as a whole; it cannot be modified or answered with an alternative');
+      }
+      if (request.isAdminChange === true && (vote.args !== undefined || vote.alternative !== undefined)) {
+        return err('VALIDATION_FAILED', 'an admin change is approved or rejected exactly as it was asked; it cannot be modified or answered with an alternative');
       }
       if (request.aggregated !== null) {
         return err('AGGREGATED', 'this request is decided in its aggregate review; it can be rejected alone, not approved', { ...request.aggregated });
