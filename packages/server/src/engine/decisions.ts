@@ -14,6 +14,7 @@
 import {
   AGGREGATE_ACTION,
   CountersignError,
+  isAdminChangeAction,
   EMPTY_HISTORY,
   approverVelocity,
   currentRound,
@@ -112,6 +113,7 @@ export function gateRequest(row: RequestRow, facts: RequestFacts): GateRequest {
     votes: facts.votes,
     requesterOperatorId: row.requester_operator_id,
     isAggregate: row.action === AGGREGATE_ACTION,
+    isAdminChange: isAdminChangeAction(row.action),
     aggregated: facts.aggregated,
     agentPaused: facts.agentPaused,
     escalation: gateEscalation(facts.escalation),
@@ -151,6 +153,8 @@ export class Decisions {
     private readonly guard: GuardService,
     private readonly policy: () => Policy,
     private readonly limitsOff: boolean,
+    /** The policy as it applies to one agent's requests (its configuration overlaid: engine/agent-config.ts), read in the vote's transaction. */
+    private readonly agentPolicy: (tx: Queries, agentId: string, agentName: string) => Promise<Policy> = async () => this.policy(),
   ) {}
 
   /**
@@ -177,7 +181,8 @@ export class Decisions {
       aggregated: aggregate ? { aggregateId: aggregate.id, collectingUntil: aggregate.collectingUntil } : null,
       agentPaused: pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : null,
     });
-    const policy = this.policy();
+    // The agent's own settings (levels, approver velocity and cool-down) judge votes on its requests.
+    const policy = await this.agentPolicy(tx, row.agent_id, agentName);
     const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
     const history = asked.key === payloadKey(request.action, request.args) ? null : await tx.historyCounts(row.agent_id, asked.action);
     const payload = gatePayload(request, row, agentName, body, policy, history ?? { total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 }, at);
@@ -197,7 +202,7 @@ export class Decisions {
     // lock is taken (review finding 4): a vote that cannot pass never waits on, or holds, that lock.
     const early = precheck({ request, payload, reviewer, vote: gateVote({ totp: 'absent', matchCode: 'absent' }), guard: unlimited });
     if (early) throw early;
-    const limits = approving ? await this.guard.limitFacts(tx, by.operatorId, at, true) : { approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits };
+    const limits = approving ? await this.guard.limitFacts(tx, by.operatorId, at, true, policy) : { approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits };
     const guard: GuardFacts = { now: at, ip: approving ? await this.guard.ipFact(tx, by, ip) : { allowed: true }, ...limits, limitsOff: this.limitsOff };
     const codes = approving ? await this.guard.stepUpFacts(tx, by, row.id, body, at) : { totp: 'absent' as const, step: null, matchCode: 'absent' as const };
     const result = gate({ request, payload, reviewer, vote: gateVote(codes), guard });

@@ -10,6 +10,7 @@ import type { AuditKeysTable, AuditOriginTable } from './audit-keys.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './credentials.ts';
 import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
+import type { AgentConfigVersionsTable, AgentConfigsTable } from './agent-configs.ts';
 import type { ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
@@ -203,6 +204,8 @@ export interface Database {
   agent_rate_events: AgentRateEventsTable;
   screen_verdicts: ScreenVerdictsTable;
   screen_samples: ScreenSamplesTable;
+  agent_configs: AgentConfigsTable;
+  agent_config_versions: AgentConfigVersionsTable;
 }
 
 export type { Generated };

@@ -23,6 +23,7 @@ import { m010_credentials } from './010_credentials.ts';
 import { m014_screen } from './014_screen.ts';
 import { m015_rotation } from './015_rotation.ts';
 import { m016_integrator } from './016_integrator.ts';
+import { m017_agent_config } from './017_agent_config.ts';
 import { m018_gatefin2 } from './018_gatefin2.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
@@ -44,6 +45,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '014_screen': m014_screen,
   '015_rotation': m015_rotation,
   '016_integrator': m016_integrator,
+  '017_agent_config': m017_agent_config,
   '018_gatefin2': m018_gatefin2,
 });
 
