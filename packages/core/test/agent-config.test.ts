@@ -163,3 +163,12 @@ describe('effectiveAgentConfig: each value and where it came from', () => {
     expect(rows.get('limits.perMinute')).toMatchObject({ value: 600, source: 'policy', from: 'guard.agentLimits.perMinute' });
   });
 });
+
+describe('an admin change is never approved by a clock, nor modified', () => {
+  it('timeoutOutcome expires a countersign.agent_config request even under onFinalTimeout: approve', async () => {
+    const { timeoutOutcome } = await import('../src/gate/timeout.ts');
+    const request = { action: 'countersign.agent_config', args: { agent: 'bot', config: { enabled: true } }, alternatives: [], votes: [] };
+    expect(timeoutOutcome({ ...request, isAdminChange: true }, { route: 'review', matchedRules: [] }, 'final level timed out').type).toBe('expire');
+    expect(timeoutOutcome(request, { route: 'review', matchedRules: [] }, 'final level timed out').type).toBe('timeout_approve');
+  });
+});
