@@ -162,4 +162,26 @@ rules:
     );
     expect(still).toBe('AGENT_DISABLED');
   });
+  // FINDING 5 (low; listed as not done): the reviewer's dry run (`actionable`) ignores the agent's
+  // overlay, so the queue tells a reviewer they may approve what the gate then refuses: a per-agent
+  // approver velocity of 1 an hour, one approval spent, and the second request still reads
+  // `actionable: true` (the vote is VELOCITY_LIMITED).
+  it('F5: the dry run must judge a per-agent approver velocity as the vote does', async () => {
+    database = make();
+    t = await clocked(database.url, DEFAULT_POLICY_YAML);
+    const bot = await t.agent('risky-bot');
+    expect(await t.engine.agentConfigs.put(t.admin, 'risky-bot', { velocity: { perHour: 1 } })).toMatchObject({ status: 'applied' });
+    const rae = await t.op('rae', ['reviewer']);
+    const high = (host: string) => CreateRequestBody.parse({ action: 'isolate_host', args: { host }, confidence: 0.82, riskLevel: 'high' });
+    const first = (await t.engine.createRequest(bot, high('a'))).request;
+    const second = (await t.engine.createRequest(bot, high('b'))).request;
+    expect((await t.engine.review(rae, first.id, { verdict: 'approve' })).status).toBe('approved');
+    const vote = await t.engine.review(rae, second.id, { verdict: 'approve' }).then(
+      (r) => r.status,
+      (e: { code?: string }) => e.code,
+    );
+    expect(vote).toBe('VELOCITY_LIMITED');
+    const view = await t.engine.getRequest(rae, second.id);
+    expect({ actionable: view.actionable, code: view.notActionable?.code }).toEqual({ actionable: false, code: 'VELOCITY_LIMITED' });
+  });
 });
