@@ -9,6 +9,7 @@ import {
   agentPolicy,
   effectiveAgentConfig,
   evaluate,
+  overlayBaselines,
   parsePolicy,
   policyForAgent,
   validateAgentConfig,
@@ -85,14 +86,14 @@ describe('validateAgentConfig: the policy file\'s own checks, under the same pat
 describe('overlay and policyForAgent', () => {
   const file = policyOf(FILE);
 
-  it('merges the overlay over the file key by key; lists replace', () => {
+  it('merges the overlay over the file key by key; lists are the union of both', () => {
     const checked = validateAgentConfig('billing-bot', { limits: { perHour: 500 }, requireApproval: ['wire_transfer'], levels: { low: { mfa: true } } });
     if (!checked.ok) throw new Error('invalid');
     const p = withAgentOverlay(file, 'billing-bot', checked.config);
     const a = p.agents['billing-bot']!;
     expect(a.limits).toEqual({ perMinute: 60, perHour: 500 });
-    expect(a.requireApproval).toEqual(['wire_transfer']);
-    expect(a.levels?.low).toEqual({ slaMs: 2 * 3_600_000, mfa: true });
+    expect(a.requireApproval).toEqual(['send_external_email', 'wire_transfer']);
+    expect(a.levels?.low).toMatchObject({ slaMs: 2 * 3_600_000, mfa: true });
     // The file's policy object is untouched.
     expect(file.agents['billing-bot']!.limits).toEqual({ perMinute: 60 });
   });
@@ -100,7 +101,9 @@ describe('overlay and policyForAgent', () => {
   it('puts the agent\'s level and guard settings in place of the global ones, for that agent only', () => {
     const checked = validateAgentConfig('billing-bot', { levels: { medium: { autoApprove: false } }, velocity: { perHour: 2 }, whilePaused: 'hold' });
     if (!checked.ok) throw new Error('invalid');
-    const p = agentPolicy(file, 'billing-bot', checked.config);
+    // whilePaused: hold loosens the file's refuse: it applies with the baseline it was approved against.
+    const p = agentPolicy(file, 'billing-bot', checked.config, overlayBaselines(file, 'billing-bot', checked.config));
+    expect(agentPolicy(file, 'billing-bot', checked.config).guard.whilePaused).toBe('refuse');
     expect(p.levels.medium.autoApprove).toBe(false);
     expect(p.levels.low.slaMs).toBe(2 * 3_600_000);
     expect(p.guard.velocity).toEqual({ ...file.guard.velocity, perHour: 2 });
@@ -120,13 +123,15 @@ describe('overlay and policyForAgent', () => {
     expect(mine.route).toBe('review');
   });
 
-  it('enabled: false from the file or the overlay disables; an overlay can enable what the file disabled', () => {
+  it('enabled: false from the file or the overlay disables; an overlay cannot enable what the file disables (enabled is the AND of both)', () => {
     const off = policyOf('agents:\n  bot: { enabled: false }\n');
     expect(agentEnabled(off, 'bot')).toBe(false);
     expect(agentEnabled(off, 'other')).toBe(true);
     const on = validateAgentConfig('bot', { enabled: true });
     if (!on.ok) throw new Error('invalid');
-    expect(agentEnabled(withAgentOverlay(off, 'bot', on.config), 'bot')).toBe(true);
+    expect(agentEnabled(withAgentOverlay(off, 'bot', on.config), 'bot')).toBe(false);
+    expect(agentEnabled(withAgentOverlay(off, 'bot', on.config, overlayBaselines(off, 'bot', on.config)), 'bot')).toBe(false);
+    expect(overlayBaselines(off, 'bot', on.config)).toEqual({});
   });
 
   it('an agent named like an Object prototype key is its own agent', () => {

@@ -10,6 +10,7 @@ import {
   agentEnabled,
   agentPolicy,
   evaluate,
+  overlayBaselines,
   parsePolicy,
   policyForAgent,
   validateAgentConfig,
@@ -65,11 +66,14 @@ const request = fc.record({
   riskLevel: opt(fc.constantFrom(...RISK_LEVELS)),
 });
 
+/** The policy with overlay `c`, its loosenings approved against the file as it is (as the server stores them). */
+const ov = (c: AgentConfig) => withAgentOverlay(file, AGENT, c, overlayBaselines(file, AGENT, c));
+
 const ROUTE_RANK: Record<string, number> = { auto_approve: 0, review: 1, block: 2 };
 
 describe('weakens', () => {
   it('no change is no loosening', () => {
-    fc.assert(fc.property(overlay, (a) => weakens(withAgentOverlay(file, AGENT, a), withAgentOverlay(file, AGENT, a), AGENT).length === 0), { numRuns: 200 });
+    fc.assert(fc.property(overlay, (a) => weakens(ov(a), ov(a), AGENT).length === 0), { numRuns: 200 });
   });
 
   it('(property) when weakens reports nothing, no request gets an easier route or loses step-up, the agent is not enabled, and no limit rises', () => {
@@ -80,8 +84,8 @@ describe('weakens', () => {
         const keys = Object.keys(rawB) as (keyof AgentConfig)[];
         const small = Object.fromEntries(keys.filter((_, i) => i === pick % Math.max(1, keys.length) || i === (pick >> 4) % Math.max(1, keys.length)).map((k) => [k, rawB[k]]));
         const b = pick % 5 === 0 ? rawB : ({ ...a, ...small } as AgentConfig);
-        const before = withAgentOverlay(file, AGENT, a);
-        const after = withAgentOverlay(file, AGENT, b);
+        const before = ov(a);
+        const after = ov(b);
         if (weakens(before, after, AGENT).length > 0) return true;
         judged++;
         if (agentEnabled(after, AGENT) && !agentEnabled(before, AGENT)) return false;
@@ -112,8 +116,8 @@ describe('weakens', () => {
   it('(property) a change is a loosening or its reverse is, unless the two are the same for the agent', () => {
     fc.assert(
       fc.property(overlay, overlay, (a, b) => {
-        const before = withAgentOverlay(file, AGENT, a);
-        const after = withAgentOverlay(file, AGENT, b);
+        const before = ov(a);
+        const after = ov(b);
         const same = JSON.stringify(policyForAgent(before, AGENT).levels) === JSON.stringify(policyForAgent(after, AGENT).levels) && JSON.stringify(before.agents[AGENT]) === JSON.stringify(after.agents[AGENT]);
         return same || weakens(before, after, AGENT).length > 0 || weakens(after, before, AGENT).length > 0 || JSON.stringify(policyForAgent(before, AGENT).guard) === JSON.stringify(policyForAgent(after, AGENT).guard);
       }),
@@ -125,7 +129,6 @@ describe('weakens', () => {
     ['enabling', { enabled: false }, { enabled: true }, 'enabled'],
     ['enabling by removing the key', { enabled: false }, {}, 'enabled'],
     ['removing a requireApproval entry', { requireApproval: ['send_alert', 'block_ip'] }, { requireApproval: ['send_alert'] }, 'requireApproval'],
-    ['dropping the file\'s requireApproval by an empty list', {}, { requireApproval: [] }, 'requireApproval'],
     ['unblocking', { block: ['delete_data'] }, {}, 'block'],
     ['raising auto-approval', { levels: { medium: { autoApprove: false } } }, { levels: { medium: { autoApprove: true } } }, 'levels.medium.autoApprove'],
     ['dropping MFA', { levels: { high: { mfa: true } } }, {}, 'levels.high.mfa'],
@@ -141,16 +144,23 @@ describe('weakens', () => {
       const a = validateAgentConfig(AGENT, x);
       const b = validateAgentConfig(AGENT, y);
       if (!a.ok || !b.ok) throw new Error('invalid case');
-      expect(weakens(withAgentOverlay(file, AGENT, a.config), withAgentOverlay(file, AGENT, b.config), AGENT).map((l) => l.key)).toContain(key);
+      expect(weakens(ov(a.config), ov(b.config), AGENT).map((l) => l.key)).toContain(key);
     });
   }
+
+  it('an empty overlay list cannot drop the file\'s entries (lists are the union), so it is no change', () => {
+    const b = validateAgentConfig(AGENT, { requireApproval: [] });
+    if (!b.ok) throw new Error('invalid');
+    expect(weakens(file, ov(b.config), AGENT)).toEqual([]);
+    expect(ov(b.config).agents[AGENT]!.requireApproval).toEqual(['send_alert']);
+  });
 
   it('tightening changes are not loosenings', () => {
     const b = validateAgentConfig(AGENT, { enabled: false, requireApproval: ['send_alert', 'wire_transfer'], limits: { perMinute: 5 }, levels: { low: { autoApprove: false, mfa: true } }, velocity: { perHour: 1 } });
     if (!b.ok) throw new Error('invalid');
-    expect(weakens(file, withAgentOverlay(file, AGENT, b.config), AGENT)).toEqual([]);
+    expect(weakens(file, ov(b.config), AGENT)).toEqual([]);
     // And the reverse of that tightening is a loosening in each respect.
-    expect(weakens(withAgentOverlay(file, AGENT, b.config), file, AGENT).map((l) => l.key).sort()).toEqual(
+    expect(weakens(ov(b.config), file, AGENT).map((l) => l.key).sort()).toEqual(
       ['enabled', 'levels.low.autoApprove', 'levels.low.mfa', 'limits.perMinute', 'requireApproval', 'velocity.perHour'].sort(),
     );
     expect(agentPolicy(file, AGENT, b.config).guard.agentLimits).toEqual({ perMinute: 5 });

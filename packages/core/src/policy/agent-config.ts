@@ -5,12 +5,13 @@
  * policy file": the errors name the same paths (`agents.billing-bot.levels.high.autoApprove`).
  *
  * Three pure steps, in this order, wherever an agent's request is judged:
- * 1. `withAgentOverlay(policy, name, overlay)`: the overlay over the file's `agents.<name>`,
- *    merged as the policy file merges over the defaults (mappings key by key, lists replace);
+ * 1. `withAgentOverlay(policy, name, overlay, baselines)` (overlay.ts): the overlay over what the
+ *    file sets for the agent, key by key, by one rule: never looser than a later tightening of
+ *    the file (the stricter of both, or an approved loosening while the file keeps its baseline);
  * 2. `policyForAgent(policy, name)`: the agent's own level, velocity, cool-down, slicing,
  *    whilePaused and limit settings put in place of the global ones, so `evaluate`, the gate and
  *    the guard read one Policy and need no per-agent branches;
- * 3. `effectiveAgentConfig(...)`: what applies to the agent, each value with where it came from
+ * 3. `effectiveAgentConfig(...)` (overlay.ts): what applies to the agent, each value with where it came from
  *    (the overlay, the file's `agents.<name>`, the file's global section, or the built-in default).
  *
  * @example
@@ -162,15 +163,6 @@ export function validateAgentConfigWith(
   return { ok: true, config: deepFreeze(structuredClone(parsed.data)) };
 }
 
-/** The policy with `overlay` over the file's `agents.<name>`; the policy itself when there is no overlay. */
-export function withAgentOverlay(policy: Policy, name: string, overlay: AgentConfig | null | undefined): Policy {
-  if (!overlay || Object.keys(overlay).length === 0) return policy;
-  const agents: Record<string, AgentPolicy> = {};
-  for (const [k, v] of Object.entries(policy.agents)) if (k !== name) Object.defineProperty(agents, k, { enumerable: true, value: v });
-  Object.defineProperty(agents, name, { enumerable: true, value: mergeAgent(own(policy.agents, name), resolveAgentPartial(overlay)) });
-  return deepFreeze({ ...policy, agents });
-}
-
 const forAgent = new WeakMap<Policy, Map<string, Policy>>();
 
 /**
@@ -201,11 +193,6 @@ export function policyForAgent(policy: Policy, name: string): Policy {
   return out;
 }
 
-/** Steps 1 and 2: the policy that judges agent `name`'s requests, given its overlay (or none). */
-export function agentPolicy(policy: Policy, name: string, overlay: AgentConfig | null | undefined): Policy {
-  return policyForAgent(withAgentOverlay(policy, name, overlay), name);
-}
-
 /** Whether agent `name` may file requests under this (overlaid) policy. */
 export function agentEnabled(policy: Policy, name: string): boolean {
   return own(policy.agents, name)?.enabled !== false;
@@ -224,6 +211,8 @@ export interface EffectiveSetting {
   readonly source: SettingSource;
   /** Where the value is written: `agents.bot.levels.high.mfa`, `levels.high.mfa`, …; null for built-in behaviour. */
   readonly from: string | null;
+  /** When the overlay writes this key: its value, and whether it is what applies (false: the file is as strict or stricter, overlay.ts). */
+  readonly overlay?: { readonly value: unknown; readonly applies: boolean };
 }
 
 /** A duration as the policy file writes it, exactly (`90s`, `15m`, `2h`, `7d`). */
@@ -234,10 +223,10 @@ export function durationText(msValue: number): string {
   return `${msValue}ms`;
 }
 
-type Getter = (a: AgentPolicy) => unknown;
+export type Getter = (a: AgentPolicy) => unknown;
 
 /** Every key an agent config may set, how to read it from a resolved agent, and its fallback outside `agents.<name>`. */
-function settingTable(policy: Policy): Array<{ key: string; get: Getter; fallback: { value: unknown; from: string | null; source: SettingSource } }> {
+export function settingTable(policy: Policy): Array<{ key: string; get: Getter; fallback: { value: unknown; from: string | null; source: SettingSource } }> {
   const g = policy.guard;
   const rows: Array<{ key: string; get: Getter; fallback: { value: unknown; from: string | null; source: SettingSource } }> = [
     { key: 'enabled', get: (a) => a.enabled, fallback: { value: true, from: null, source: 'default' } },
@@ -269,28 +258,4 @@ function settingTable(policy: Policy): Array<{ key: string; get: Getter; fallbac
     { key: 'whilePaused', get: (a) => a.whilePaused, fallback: { value: g.whilePaused, from: 'guard.whilePaused', source: 'policy' } },
   );
   return rows;
-}
-
-/**
- * What applies to agent `name` under the file's policy and its overlay, key by key, and where
- * each value came from. The overlay is compared key by key with what it resolves to, so a key
- * the overlay writes is `overlay` even when it repeats the file's value.
- *
- * Note on limits: when the agent (file or overlay) sets either create limit, its limits replace
- * `guard.agentLimits` as a whole (as the create path reads them); the other one then reads null.
- */
-export function effectiveAgentConfig(filePolicy: Policy, name: string, overlay: AgentConfig | null | undefined): EffectiveSetting[] {
-  const fileAgent = own(filePolicy.agents, name);
-  const overlaid = own(withAgentOverlay(filePolicy, name, overlay).agents, name);
-  const overlayOnly = overlay ? mergeAgent(undefined, resolveAgentPartial(overlay)) : undefined;
-  const agentPath = (key: string) => `agents.${/^[A-Za-z0-9_-]+$/.test(name) ? name : JSON.stringify(name)}.${key}`;
-  const ownLimits = overlaid !== undefined && (overlaid.limits.perMinute !== undefined || overlaid.limits.perHour !== undefined);
-  return settingTable(filePolicy).map(({ key, get, fallback }) => {
-    const fromOverlay = overlayOnly ? get(overlayOnly) : undefined;
-    if (fromOverlay !== undefined) return { key, value: fromOverlay, source: 'overlay' as const, from: `PUT /v1/agents/${name}/config` };
-    const fromAgent = fileAgent ? get(fileAgent) : undefined;
-    if (fromAgent !== undefined) return { key, value: fromAgent, source: 'agent' as const, from: agentPath(key) };
-    if (key.startsWith('limits.') && ownLimits) return { key, value: null, source: 'agent' as const, from: agentPath('limits') };
-    return { key, ...fallback };
-  });
 }

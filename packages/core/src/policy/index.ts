@@ -7,16 +7,26 @@ export { DEFAULT_APPROVAL_VALID_MS, defaultPolicy, parsePolicy, validateAgentCon
 export {
   MAX_AGENT_CONFIG_CHARS,
   agentEnabled,
-  agentPolicy,
   durationText,
-  effectiveAgentConfig,
   policyForAgent,
-  withAgentOverlay,
   type AgentConfig,
   type AgentConfigResult,
   type EffectiveSetting,
   type SettingSource,
 } from './agent-config.ts';
+export {
+  KEYS as AGENT_CONFIG_KEYS,
+  agentPolicy,
+  effectiveAgentConfig,
+  flatOf,
+  mergeKey,
+  overlayBaselines,
+  parseBaselines,
+  withAgentOverlay,
+  type Baselines,
+  type KeyRule,
+  type KeyValue,
+} from './overlay.ts';
 export { weakens, type Loosening } from './weakens.ts';
 export {
   ADMIN_CHANGE_ACTIONS,
