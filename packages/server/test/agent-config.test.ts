@@ -112,64 +112,79 @@ describe.each(ENGINES)('agent config over HTTP: $name', ({ make }) => {
   });
 
   it('one admin cannot enable it alone: the change waits for another admin, who approves exactly it, once', async () => {
-    const proposed = await put(alice, 'billing-bot', { enabled: true });
+    // bob proposes (alice made bob, so bob does not stand behind alice: alice may sign bob's change).
+    const proposed = await put(bob, 'billing-bot', { enabled: true });
     expect(proposed.status).toBe(202);
     expect(proposed.json.status).toBe('pending_approval');
     expect(proposed.json.loosens.map((l: any) => l.key)).toContain('enabled');
+    expect(proposed.json.approvers.map((a: any) => a.name)).toEqual(['admin']);
     const id = proposed.json.requestId as string;
     // Nothing changed yet.
     expect((await create(billingKey, LOW)).json.error.code).toBe('AGENT_DISABLED');
-    const request = await call(bob, 'GET', `/v1/requests/${id}`);
+    const request = await call(alice, 'GET', `/v1/requests/${id}`);
     expect(request.json).toMatchObject({ action: 'countersign.agent_config', status: 'pending', args: { agent: 'billing-bot', config: { enabled: true }, baseVersion: 1 } });
     expect(request.json.actionable).toBe(true);
-    expect((await call(alice, 'GET', `/v1/requests/${id}`)).json.actionable).toBe(false);
+    expect((await call(bob, 'GET', `/v1/requests/${id}`)).json.actionable).toBe(false);
 
-    expect((await call(alice, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('SELF_REVIEW');
+    expect((await call(bob, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('SELF_REVIEW');
     expect((await call(dora, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('NOT_ELIGIBLE');
     expect((await call(billingKey, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('FORBIDDEN');
-    const modified = await call(bob, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve', args: { agent: 'billing-bot', agentId: request.json.args.agentId, config: { enabled: true, limits: { perMinute: 100000 } }, baseVersion: 1, loosens: [] } });
+    const modified = await call(alice, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve', args: { agent: 'billing-bot', agentId: request.json.args.agentId, config: { enabled: true, limits: { perMinute: 100000 } }, baseVersion: 1, loosens: [] } });
     expect(modified.json.error.code).toBe('VALIDATION_FAILED');
 
-    const approved = await call(bob, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' });
+    const approved = await call(alice, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' });
     expect(approved.status).toBe(200);
     expect(approved.json.status).toBe('executed');
     expect((await create(billingKey, LOW)).status).toBe(201);
     const view = await get(alice, 'billing-bot');
     expect(view.json).toMatchObject({ version: 2, overlay: { enabled: true } });
     expect(view.json.versions[0]).toMatchObject({ version: 2, requestId: id });
-    expect((await audit('agent_config_changed')).at(-1)).toMatchObject({ version: 2, requestId: id, approvedBy: ['bob'] });
+    expect((await audit('agent_config_changed')).at(-1)).toMatchObject({ version: 2, requestId: id, approvedBy: ['admin'] });
     // Once: a second approval is refused and applies nothing.
-    expect((await call(alice, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('ALREADY_DECIDED');
+    expect((await call(bob, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('ALREADY_DECIDED');
     expect((await get(alice, 'billing-bot')).json.version).toBe(2);
   });
 
-  it('lifting a limit or dropping a required approval also needs another admin; a rejection applies nothing', async () => {
-    const lifted = await put(alice, 'billing-bot', { enabled: true, limits: { perMinute: 100000 }, requireApproval: [] });
+  it('lifting a limit also needs another admin; an empty list cannot drop the file\'s required approval; a rejection applies nothing', async () => {
+    const lifted = await put(bob, 'billing-bot', { enabled: true, limits: { perMinute: 100000 }, requireApproval: [] });
     expect(lifted.status).toBe(202);
-    expect(lifted.json.loosens.map((l: any) => l.key).sort()).toEqual(['limits.perMinute', 'requireApproval']);
-    expect((await call(bob, 'POST', `/v1/requests/${lifted.json.requestId}/reviews`, { verdict: 'reject', reason: 'no' })).json.status).toBe('rejected');
+    // requireApproval is the union of file and overlay: [] drops nothing, so it is no loosening.
+    expect(lifted.json.loosens.map((l: any) => l.key).sort()).toEqual(['limits.perMinute']);
+    expect((await call(alice, 'POST', `/v1/requests/${lifted.json.requestId}/reviews`, { verdict: 'reject', reason: 'no' })).json.status).toBe('rejected');
+    expect((await get(alice, 'billing-bot')).json.version).toBe(2);
+  });
+
+  it('the admin who made another admin cannot have it sign their change (review F4, minted before proposing): nobody is eligible, so it waits', async () => {
+    const proposed = await put(alice, 'billing-bot', { enabled: true, limits: { perMinute: 100000 } });
+    expect(proposed.status).toBe(202);
+    expect(proposed.json.approvers).toEqual([]);
+    const id = proposed.json.requestId as string;
+    expect((await call(bob, 'GET', `/v1/requests/${id}`)).json).toMatchObject({ actionable: false, notActionable: { code: 'SELF_REVIEW' } });
+    expect((await call(bob, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('SELF_REVIEW');
+    // bob may still reject it; a rejection applies nothing.
+    expect((await call(bob, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'reject', reason: 'not mine to sign' })).json.status).toBe('rejected');
     expect((await get(alice, 'billing-bot')).json.version).toBe(2);
   });
 
   it('an approved change whose base moved meanwhile is not applied (execution_failed), so it cannot undo a later tightening', async () => {
-    const loosen = await put(alice, 'billing-bot', { enabled: true, levels: { medium: { autoApprove: true } }, whilePaused: 'hold' });
+    const loosen = await put(bob, 'billing-bot', { enabled: true, levels: { medium: { autoApprove: true } }, whilePaused: 'hold' });
     expect(loosen.status).toBe(202);
-    const tighten = await put(bob, 'billing-bot', { enabled: false });
+    const tighten = await put(alice, 'billing-bot', { enabled: false });
     expect(tighten.json).toMatchObject({ status: 'applied', version: 3 });
-    const approved = await call(bob, 'POST', `/v1/requests/${loosen.json.requestId}/reviews`, { verdict: 'approve' });
+    const approved = await call(alice, 'POST', `/v1/requests/${loosen.json.requestId}/reviews`, { verdict: 'approve' });
     expect(approved.json.status).toBe('execution_failed');
     expect((await get(alice, 'billing-bot')).json).toMatchObject({ version: 3, overlay: { enabled: false } });
     expect((await audit('agent_config_refused')).at(-1)).toMatchObject({ baseVersion: 2, currentVersion: 3 });
   });
 
   it('a database writer who edits a pending change\'s args gets it refused at approval; one who edits the overlay row disables the agent', async () => {
-    const proposed = await put(alice, 'billing-bot', { enabled: true });
+    const proposed = await put(bob, 'billing-bot', { enabled: true });
     const id = proposed.json.requestId as string;
     const row = await raw(engine).selectFrom('requests').select('args').where('id', '=', id).executeTakeFirstOrThrow();
     const args = JSON.parse(row.args);
     args.config = { enabled: true, requireApproval: [], limits: { perMinute: 100000 } };
     await raw(engine).updateTable('requests').set({ args: JSON.stringify(args) }).where('id', '=', id).execute();
-    const approved = await call(bob, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' });
+    const approved = await call(alice, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' });
     expect(approved.json.status).toBe('execution_failed');
     expect((await get(alice, 'billing-bot')).json).toMatchObject({ version: 3, overlay: { enabled: false } });
 
@@ -182,9 +197,9 @@ describe.each(ENGINES)('agent config over HTTP: $name', ({ make }) => {
     expect(refused.json.error).toMatchObject({ code: 'AGENT_DISABLED', details: { source: 'integrity' } });
     expect((await get(alice, 'billing-bot')).json.integrity).toBe('failed');
     // Replacing an untrusted row is judged as enabling, so it too needs another admin.
-    const replace = await put(alice, 'billing-bot', { requireApproval: ['send_external_email'] });
+    const replace = await put(bob, 'billing-bot', { requireApproval: ['send_external_email'] });
     expect(replace.status).toBe(202);
-    expect((await call(bob, 'POST', `/v1/requests/${replace.json.requestId}/reviews`, { verdict: 'approve' })).json.status).toBe('executed');
+    expect((await call(alice, 'POST', `/v1/requests/${replace.json.requestId}/reviews`, { verdict: 'approve' })).json.status).toBe('executed');
     expect((await create(billingKey, LOW)).status).toBe(201);
   });
 

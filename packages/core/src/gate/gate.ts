@@ -49,6 +49,11 @@ export interface GateRequest {
   readonly isAggregate: boolean;
   /** This request is an admin change (`countersign.agent_config`, admin-change.ts): approved exactly as asked, never by a clock. */
   readonly isAdminChange?: boolean;
+  /**
+   * For an admin change: the ids who may sign it now (core admin-change.ts `adminChangeSigners`,
+   * the proposal's list less anyone the proposer has come to stand behind). Missing: nobody.
+   */
+  readonly adminSigners?: readonly string[] | null;
   /** This request belongs to an aggregate review: it is decided there. */
   readonly aggregated: { readonly aggregateId: string | null; readonly collectingUntil: string | null } | null;
   readonly agentPaused: { readonly until: string; readonly reason: string } | null;
@@ -279,6 +284,10 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
       const { request, reviewer, restart } = ctx;
       if (request.requesterOperatorId !== null && reviewer.id === request.requesterOperatorId) {
         return err('SELF_REVIEW', 'a requester cannot review their own request');
+      }
+      // Four-eyes (review F4): a second identity of the proposer is the proposer.
+      if (request.isAdminChange === true && approving(ctx) && !(request.adminSigners ?? []).includes(reviewer.id)) {
+        return err('SELF_REVIEW', 'this admin change can be signed only by an admin who was one when it was proposed and whom its proposer did not create, grant admin to, or issue a token for');
       }
       const rejected = request.votes.some((v) => v.verdict === 'reject' && v.reviewer.id === reviewer.id);
       // One vote per round: approvals of an earlier payload no longer count, so their authors may vote on the new one.

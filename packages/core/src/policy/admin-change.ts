@@ -37,6 +37,10 @@ export interface AgentConfigChangeArgs {
   readonly config: JsonObject;
   /** The overlay version it was proposed over: if another change landed meanwhile, it is not applied. */
   readonly baseVersion: number;
+  /** For each key it loosens, the policy file's value it is approved against (core overlay.ts): stored with it when applied. */
+  readonly baselines: Readonly<Record<string, unknown>>;
+  /** The admins who may sign it (ids): admins when it was proposed whom the proposer does not stand behind (`adminChangeSigners`). */
+  readonly approvers: readonly string[];
   /** What it loosens, in words (for the card). */
   readonly loosens: readonly { key: string; why: string }[];
 }
@@ -46,7 +50,7 @@ export interface AgentConfigChangeArgs {
  * admin role (never the requester: the gate's separation check), step-up MFA as the policy's
  * high level says, the high level's SLA. Pure.
  */
-export function adminChangeAssessment(policy: Policy, loosenings: readonly Loosening[], now: Date): Assessment {
+export function adminChangeAssessment(policy: Policy, loosenings: readonly Loosening[], now: Date, approvers: readonly { id: string; name: string }[]): Assessment {
   const slaMs = policy.levels.high.slaMs;
   const list = loosenings.map((l) => `${l.key}: ${l.why}`);
   return {
@@ -63,10 +67,59 @@ export function adminChangeAssessment(policy: Policy, loosenings: readonly Loose
         effects: ['review', 'approvers: admin'],
       },
     ],
-    approval: { stages: [{ count: 1, role: 'admin', label: 'another admin' }], deny: 1 },
+    // Who may sign is the gate's separation check (GateRequest.adminSigners, from args.approvers); the label names them.
+    approval: {
+      stages: [
+        {
+          count: 1,
+          role: 'admin',
+          label: approvers.length > 0 ? `another admin (${approvers.map((a) => a.name).join(', ')})` : 'another admin (none is eligible: it waits and expires; see admin.singleAdmin)',
+        },
+      ],
+      deny: 1,
+    },
     slaSeconds: slaMs / 1000,
     slaDueAt: new Date(now.getTime() + slaMs).toISOString(),
     mfaRequired: policy.levels.high.mfa,
     reasons: ['Four-eyes on admin power: this change loosens the gate, so another admin must approve it (admin.singleAdmin is not set).', ...list],
   };
+}
+
+/** One edge of operator lineage: `issuerId` created `operatorId`, granted it admin, or issued its token. */
+export interface LineageEdge {
+  readonly operatorId: string;
+  readonly issuerId: string;
+}
+
+/**
+ * The operators `proposerId` stands behind: every operator they created, granted admin to or
+ * issued a token of, and, through those, every operator *they* did (transitively: an identity
+ * the proposer holds can mint a third). Four-eyes never lets one of them sign the proposer's
+ * change (review F4). Pure.
+ */
+export function standsBehind(proposerId: string, edges: readonly LineageEdge[]): Set<string> {
+  const by = new Map<string, string[]>();
+  for (const e of edges) by.set(e.issuerId, [...(by.get(e.issuerId) ?? []), e.operatorId]);
+  const seen = new Set<string>();
+  const todo = [proposerId];
+  while (todo.length > 0) {
+    for (const next of by.get(todo.pop()!) ?? []) {
+      if (!seen.has(next) && next !== proposerId) {
+        seen.add(next);
+        todo.push(next);
+      }
+    }
+  }
+  return seen;
+}
+
+/**
+ * Who may sign an admin change by `proposerId`: the active admins (at the time asked: at
+ * proposal, then again at each vote, intersected with the proposal's list) other than the
+ * proposer and anyone the proposer stands behind. Empty: nobody may, and the change waits and
+ * expires (fail closed); `admin.singleAdmin: true` is the policy's answer for a lone admin.
+ */
+export function adminChangeSigners(proposerId: string, admins: readonly { id: string; name: string }[], edges: readonly LineageEdge[]): { id: string; name: string }[] {
+  const behind = standsBehind(proposerId, edges);
+  return admins.filter((a) => a.id !== proposerId && !behind.has(a.id));
 }

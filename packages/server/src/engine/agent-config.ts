@@ -29,12 +29,15 @@ import {
   canonicalJson,
   effectiveAgentConfig,
   needsSecondAdmin,
+  overlayBaselines,
+  parseBaselines,
   validateAgentConfig,
   weakens,
   withAgentOverlay,
   type AgentConfig,
   type AgentConfigChangeArgs,
   type ApprovalRequest,
+  type Baselines,
   type Assessment,
   type Decision,
   type JsonObject,
@@ -52,9 +55,11 @@ import { agentRef } from './refs.ts';
 export interface Overlay {
   readonly version: number;
   readonly config: AgentConfig | null;
+  /** For each key the overlay loosens, the file's value it was approved against (core overlay.ts). */
+  readonly baselines: Baselines;
 }
 
-const NO_OVERLAY: Overlay = Object.freeze({ version: 0, config: null });
+const NO_OVERLAY: Overlay = Object.freeze({ version: 0, config: null, baselines: Object.freeze({}) });
 
 export interface AgentConfigDeps {
   store: Store;
@@ -65,19 +70,21 @@ export interface AgentConfigDeps {
   policy: () => Policy;
   payloadHash: (action: string, args: JsonObject) => string;
   /** Files an admin change as a request (the engine is the only writer of requests), with extra audit entries in its transaction. */
+  /** The admins who may sign an admin change `proposerId` files now (core adminChangeSigners over the active admins and operator lineage). */
+  adminSigners: (q: Queries, proposerId: string) => Promise<{ id: string; name: string }[]>;
   proposeAdminChange: (by: Extract<Principal, { kind: 'operator' }>, action: string, args: JsonObject, description: string, assessment: Assessment, entries: (requestId: string) => AuditDraft[]) => Promise<ApprovalRequest>;
 }
 
 export type PutOutcome =
   | { status: 'applied'; version: number; loosens: readonly { key: string; why: string }[] }
   | { status: 'unchanged'; version: number }
-  | { status: 'pending_approval'; requestId: string; loosens: readonly { key: string; why: string }[] };
+  | { status: 'pending_approval'; requestId: string; loosens: readonly { key: string; why: string }[]; approvers: readonly { id: string; name: string }[] };
 
 export class AgentConfigDesk {
   constructor(private readonly deps: AgentConfigDeps) {}
 
-  private mac(agentId: string, version: number, hash: string, config: string): string {
-    return this.deps.secret.mac('agent_config', [agentId, version, hash, config]);
+  private mac(agentId: string, version: number, hash: string, config: string, baselines: string): string {
+    return this.deps.secret.mac('agent_config', [agentId, version, hash, config, baselines]);
   }
 
   /**
@@ -88,13 +95,13 @@ export class AgentConfigDesk {
   async overlayOf(q: Queries, agentId: string, agentName: string, lock = false): Promise<Overlay> {
     const row = await q.agentConfigs.current(agentId, lock);
     if (!row) return NO_OVERLAY;
-    return { version: row.version, config: this.trusted(row, agentName) };
+    return { version: row.version, config: this.trusted(row, agentName), baselines: baselinesOf(row) };
   }
 
   private trusted(row: AgentConfigsTable, agentName: string): AgentConfig {
     const untrusted = (why: string) =>
       new CountersignError('AGENT_DISABLED', `agent ${agentName}'s stored configuration ${why}; its requests are refused until an admin sets it again (PUT /v1/agents/${agentName}/config)`, { agent: agentName, source: 'integrity' });
-    if (sha256Hex(row.config) !== row.hash || !this.deps.secret.verify('agent_config', [row.agent_id, row.version, row.hash, row.config], row.mac)) throw untrusted('fails its integrity check');
+    if (sha256Hex(row.config) !== row.hash || !this.deps.secret.verify('agent_config', [row.agent_id, row.version, row.hash, row.config, row.baselines], row.mac)) throw untrusted('fails its integrity check');
     let parsed: unknown;
     try {
       parsed = JSON.parse(row.config);
@@ -136,7 +143,8 @@ export class AgentConfigDesk {
       version: row?.version ?? 0,
       integrity,
       overlay: overlay ?? {},
-      effective: effectiveAgentConfig(policy, agent.name, overlay),
+      baselines: overlay && row ? baselinesOf(row) : {},
+      effective: effectiveAgentConfig(policy, agent.name, overlay, overlay && row ? baselinesOf(row) : {}),
       singleAdmin: policy.admin.singleAdmin,
       versions: versions.map((v) => ({ version: v.version, hash: v.hash, setAt: new Date(v.set_at).toISOString(), setBy: v.set_by, requestId: v.request_id })),
     };
@@ -157,23 +165,27 @@ export class AgentConfigDesk {
     const hash = sha256Hex(text);
     const policy = this.deps.policy();
     const current = await this.currentForChange(this.deps.store, agent);
-    const loosens = weakens(withAgentOverlay(policy, agent.name, current.config), withAgentOverlay(policy, agent.name, config), agent.name);
+    // Each loosening records the file value it is judged (and, if so, approved) against: core overlay.ts.
+    const baselines = overlayBaselines(policy, agent.name, config);
+    const baselineText = canonicalJson(baselines as JsonObject);
+    const loosens = weakens(withAgentOverlay(policy, agent.name, current.config, current.baselines), withAgentOverlay(policy, agent.name, config, baselines), agent.name);
     const summary = loosens.map((l) => ({ key: l.key, why: l.why }));
     if (needsSecondAdmin(policy, loosens)) {
-      const args: AgentConfigChangeArgs = { agent: agent.name, agentId: agent.id, config: config as JsonObject, baseVersion: current.version, loosens: summary };
+      const approvers = await this.deps.adminSigners(this.deps.store, admin.operatorId);
+      const args: AgentConfigChangeArgs = { agent: agent.name, agentId: agent.id, config: config as JsonObject, baseVersion: current.version, baselines, approvers: approvers.map((a) => a.id), loosens: summary };
       const description = `Set agent ${agent.name}'s configuration; it loosens the gate: ${summary.map((l) => `${l.key} (${l.why})`).join('; ')}`;
-      const request = await this.deps.proposeAdminChange(admin, AGENT_CONFIG_ACTION, args as unknown as JsonObject, description, adminChangeAssessment(policy, loosens, new Date(this.deps.now())), (requestId) => [
-        draft('agent_config_proposed', requestId, actorOf(admin), { agentId: agent.id, agent: agent.name, baseVersion: current.version, hash, loosens: summary, requestId }, this.deps.now()),
+      const request = await this.deps.proposeAdminChange(admin, AGENT_CONFIG_ACTION, args as unknown as JsonObject, description, adminChangeAssessment(policy, loosens, new Date(this.deps.now()), approvers), (requestId) => [
+        draft('agent_config_proposed', requestId, actorOf(admin), { agentId: agent.id, agent: agent.name, baseVersion: current.version, hash, loosens: summary, approvers: approvers.map((a) => a.name), requestId }, this.deps.now()),
       ]);
-      return { status: 'pending_approval', requestId: request.id, loosens: summary };
+      return { status: 'pending_approval', requestId: request.id, loosens: summary, approvers };
     }
     return this.deps.store.transaction(async (tx) => {
       await tx.counters.lock(`agent:${agent.id}`);
       const row = await tx.agentConfigs.current(agent.id, true);
       const version = row?.version ?? 0;
       if (version !== current.version) throw new CountersignError('PAYLOAD_CHANGED', `agent ${agent.name}'s configuration changed meanwhile (now version ${version}); read it and try again`, { version });
-      if (row && row.hash === hash) return { status: 'unchanged' as const, version };
-      const next = await this.write(tx, agent, version, text, hash, actorOf(admin).name, null);
+      if (row && row.hash === hash && row.baselines === baselineText) return { status: 'unchanged' as const, version };
+      const next = await this.write(tx, agent, version, text, hash, baselineText, actorOf(admin).name, null);
       await this.deps.writer.append(tx, [
         draft('agent_config_changed', null, actorOf(admin), { agentId: agent.id, agent: agent.name, version: next, previousVersion: version, hash, config, loosens: summary }, this.deps.now()),
       ]);
@@ -186,18 +198,18 @@ export class AgentConfigDesk {
     const row = await q.agentConfigs.current(agent.id);
     if (!row) return NO_OVERLAY;
     try {
-      return { version: row.version, config: this.trusted(row, agent.name) };
+      return { version: row.version, config: this.trusted(row, agent.name), baselines: baselinesOf(row) };
     } catch {
       // Judged against "disabled" (what an untrusted row means), so replacing it is a loosening a second admin sees.
-      return { version: row.version, config: { enabled: false } };
+      return { version: row.version, config: { enabled: false }, baselines: {} };
     }
   }
 
-  private async write(tx: Queries, agent: { id: string; name: string }, baseVersion: number, text: string, hash: string, by: string, requestId: string | null): Promise<number> {
+  private async write(tx: Queries, agent: { id: string; name: string }, baseVersion: number, text: string, hash: string, baselines: string, by: string, requestId: string | null): Promise<number> {
     const version = baseVersion + 1;
     const at = this.deps.now();
     const ok = await tx.agentConfigs.replace(
-      { agent_id: agent.id, version, config: text, hash, mac: this.mac(agent.id, version, hash, text), updated_at: at, updated_by: by },
+      { agent_id: agent.id, version, config: text, hash, mac: this.mac(agent.id, version, hash, text, baselines), baselines, updated_at: at, updated_by: by },
       baseVersion,
       requestId,
     );
@@ -240,7 +252,8 @@ export class AgentConfigDesk {
     }
     const text = canonicalJson(checked.config as JsonObject);
     const hash = sha256Hex(text);
-    const next = await this.write(tx, agent, version, text, hash, `request ${row.id}`, row.id);
+    // The baselines it was judged against at proposal: if the file has since become stricter, the loosening does not apply (overlay.ts).
+    const next = await this.write(tx, agent, version, text, hash, canonicalJson(parseBaselines(args.baselines) as JsonObject), `request ${row.id}`, row.id);
     const execution = { status: 'succeeded', result: { agent: agent.name, version: next }, error: null, at: new Date(at).toISOString() };
     const patch = { status: 'executed' as const, execution: JSON.stringify(execution), updated_at: at };
     if (!(await tx.updateRequest(row.id, patch, 'approved'))) throw new CountersignError('ALREADY_DECIDED', `request ${row.id} changed concurrently`);
@@ -254,7 +267,33 @@ export class AgentConfigDesk {
   /** The policy that judges this agent's requests now (file + overlay, per agent), read on `q`. */
   async policyFor(q: Queries, agentId: string, agentName: string): Promise<Policy> {
     const overlay = await this.overlayOf(q, agentId, agentName);
-    return agentPolicy(this.deps.policy(), agentName, overlay.config);
+    return agentPolicy(this.deps.policy(), agentName, overlay.config, overlay.baselines);
+  }
+
+  /**
+   * Who may sign this admin change now: the admins its proposal named (args.approvers), less any
+   * the proposer has since come to stand behind (created, granted admin, issued a token: review F4).
+   */
+  async signersOf(q: Queries, row: RequestRow): Promise<string[]> {
+    if (row.requester_operator_id === null) return [];
+    let named: unknown;
+    try {
+      named = (JSON.parse(row.args) as { approvers?: unknown }).approvers;
+    } catch {
+      return [];
+    }
+    if (!Array.isArray(named)) return [];
+    const now = new Set((await this.deps.adminSigners(q, row.requester_operator_id)).map((a) => a.id));
+    return named.filter((id): id is string => typeof id === 'string' && now.has(id));
+  }
+}
+
+/** A stored row's baselines (MAC-checked with it by `trusted`); unreadable: none, which only makes the overlay stricter. */
+function baselinesOf(row: AgentConfigsTable): Baselines {
+  try {
+    return parseBaselines(JSON.parse(row.baselines));
+  } catch {
+    return {};
   }
 }
 

@@ -289,6 +289,8 @@ export class Credentials {
     await tx.insertOperator(row);
     const tokenId = newId('tok', at);
     await tx.credentials.insertToken(this.newToken(tokenId, id, token, at));
+    // Four-eyes (review F4): the creator holds this operator's first token; it never signs the creator's admin changes.
+    if (by.type === 'operator') await tx.credentials.addLineage({ operator_id: id, issuer_id: by.id, kind: 'created', at });
     await this.writer.append(tx, [draft('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
     return { id, name: input.name, roles: input.roles, token, tokenId };
   }
@@ -603,6 +605,7 @@ export class Credentials {
       if (patch.groups !== undefined) change.groups = JSON.stringify([...new Set(patch.groups)]);
       if (patch.disabled !== undefined) change.disabled_at = patch.disabled ? (row.disabled_at ?? at) : null;
       await this.patchOperator(tx, row, change);
+      if (patch.roles?.includes('admin')) await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'admin', at });
       // Disabling ends every session at once; a later enable does not bring them back.
       const sessionsEnded = patch.disabled === true ? await tx.credentials.deleteSessions({ operatorId: row.id }) : 0;
       const data: Record<string, unknown> = { operatorId: row.id, name: row.name, sessionsEnded };
@@ -644,6 +647,8 @@ export class Credentials {
       const token = newSecret('cso');
       const tokenId = newId('tok', at);
       await tx.credentials.insertToken(this.newToken(tokenId, row.id, token, at));
+      // Whoever rotates an operator's token holds it: that operator never signs their admin changes.
+      await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'token', at });
       await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded }, at)]);
       return { operatorId: row.id, name: row.name, tokenId, token, revokedTokenIds };
     });

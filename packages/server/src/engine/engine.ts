@@ -7,6 +7,7 @@
 import {
   type JsonObject,
   agentEnabled,
+  adminChangeSigners,
   agentPolicy,
   isAdminChangeAction,
   AGGREGATE_ACTION,
@@ -214,8 +215,19 @@ export class Engine {
       policy: () => this.policy.policy,
       payloadHash: (action, args) => this.trail.payloadHash(action, args),
       proposeAdminChange: (by, action, args, description, assessment, entries) => this.proposeAdminChange(by, action, args, description, assessment, entries),
+      adminSigners: async (q, proposerId) => {
+        const admins = (await this.credentials.activeOperators(q)).filter((op) => op.roles.includes('admin')).map((op) => ({ id: op.operatorId, name: op.name }));
+        const edges = (await q.credentials.lineage()).map((e) => ({ operatorId: e.operator_id, issuerId: e.issuer_id }));
+        return adminChangeSigners(proposerId, admins, edges);
+      },
     });
-    this.decisions = new Decisions(this.guard, () => this.policy.policy, false, (tx, agentId, agentName) => this.agentConfigs.policyFor(tx, agentId, agentName));
+    this.decisions = new Decisions(
+      this.guard,
+      () => this.policy.policy,
+      false,
+      (tx, agentId, agentName) => this.agentConfigs.policyFor(tx, agentId, agentName),
+      (q, row) => this.agentConfigs.signersOf(q, row),
+    );
     this.guard.usePolicy(() => this.active?.policy);
     this.guard.useOperators((ref) => this.credentials.operatorPrincipal(ref));
     this.guard.onNoticesQueued(() => {
@@ -436,7 +448,7 @@ export class Engine {
       await this.guard.auditRefusal(err, by, null, 'create');
       throw err;
     }
-    const judged = agentPolicy(policy.policy, agent.name, overlay.config);
+    const judged = agentPolicy(policy.policy, agent.name, overlay.config, overlay.baselines);
     if (!agentEnabled(judged, agent.name)) {
       const err = new CountersignError('AGENT_DISABLED', `agent ${agent.name} is disabled (enabled: false${overlay.config?.enabled === false ? ', set through the API' : ' in the policy file'}); nothing was created`, { agent: agent.name, source: overlay.config?.enabled === false ? 'overlay' : 'policy' });
       await this.guard.auditRefusal(err, by, null, 'create');
@@ -1479,7 +1491,25 @@ export class Engine {
     const round = currentRound({ action: row.action, args: request.args, votes });
     // Another payload's own evaluation reads its history (a soft signal, cached a second).
     const history = round.key === payloadKey(row.action, request.args) ? EMPTY_HISTORY : await this.history(row.agent_id, this.roundAction(request, votes), this.now());
-    const view = this.decisions.readerView(by, row, request.agentName, facts, limits, history, this.now());
+    // The agent's own policy (file + overlay) and, for an admin change, who may sign it: as the vote reads them (review F5).
+    let context: Awaited<ReturnType<Decisions['requestContext']>>;
+    try {
+      context = await this.decisions.requestContext(this.store, row, request.agentName);
+    } catch (err) {
+      request.actionable = false;
+      request.notActionable = { code: err instanceof CountersignError ? err.code : 'INTERNAL', message: (err as Error).message };
+      return request;
+    }
+    const view = this.decisions.readerView(
+      by,
+      row,
+      request.agentName,
+      { ...facts, adminSigners: context.adminSigners },
+      { ...limits, ...this.guard.limitsFor(context.policy) },
+      history,
+      this.now(),
+      context.policy,
+    );
     request.actionable = view.actionable;
     if (view.notActionable) request.notActionable = view.notActionable;
     request.payload = view.payload;

@@ -266,9 +266,13 @@ export class GuardService {
       approvals: await this.approvals(tx, operatorId, at),
       manualCooldown: await this.manualCooldown(tx, operatorId, at),
       // `policy`: the request's agent's (agents.<name>.velocity / cooldown over guard's); the environment's override still wins.
-      velocity: policy ? (this.fixedLimits ?? policy.guard.velocity) : this.limits,
-      cooldown: policy ? (this.fixedCooldown ?? policy.guard.cooldown) : this.cooldownConfig,
+      ...(policy ? this.limitsFor(policy) : { velocity: this.limits, cooldown: this.cooldownConfig }),
     };
+  }
+
+  /** The approver velocity and cool-down that apply to one agent's requests (its policy: file + overlay); the environment's override still wins. */
+  limitsFor(policy: Policy): Pick<GuardFacts, 'velocity' | 'cooldown'> {
+    return { velocity: this.fixedLimits ?? policy.guard.velocity, cooldown: this.fixedCooldown ?? policy.guard.cooldown };
   }
 
   /** Every allowlist that applies must pass (the operator's own and one per role held); an unknown address passes none. */

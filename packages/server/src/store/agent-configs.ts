@@ -16,6 +16,8 @@ export interface AgentConfigsTable {
   hash: string;
   /** HMAC under the server secret of agent id, version, hash (engine/agent-config.ts `configMac`). */
   mac: string;
+  /** JSON: key → the policy file's value each loosening was approved against (core overlay.ts); MACed with the rest. */
+  baselines: string;
   updated_at: number;
   updated_by: string;
 }
@@ -25,6 +27,7 @@ export interface AgentConfigVersionsTable {
   version: number;
   config: string;
   hash: string;
+  baselines: string;
   set_at: number;
   set_by: string;
   /** The `countersign.agent_config` request a second admin approved, when it came that way. */
@@ -58,7 +61,7 @@ export class AgentConfigQueries {
     } else {
       const updated = await this.db
         .updateTable('agent_configs')
-        .set({ version: row.version, config: row.config, hash: row.hash, mac: row.mac, updated_at: row.updated_at, updated_by: row.updated_by })
+        .set({ version: row.version, config: row.config, hash: row.hash, mac: row.mac, baselines: row.baselines, updated_at: row.updated_at, updated_by: row.updated_by })
         .where('agent_id', '=', row.agent_id)
         .where('version', '=', baseVersion)
         .executeTakeFirst();
@@ -66,7 +69,7 @@ export class AgentConfigQueries {
     }
     await this.db
       .insertInto('agent_config_versions')
-      .values({ agent_id: row.agent_id, version: row.version, config: row.config, hash: row.hash, set_at: row.updated_at, set_by: row.updated_by, request_id: requestId })
+      .values({ agent_id: row.agent_id, version: row.version, config: row.config, hash: row.hash, baselines: row.baselines, set_at: row.updated_at, set_by: row.updated_by, request_id: requestId })
       .execute();
     return true;
   }

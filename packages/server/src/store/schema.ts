@@ -206,6 +206,19 @@ export interface Database {
   screen_samples: ScreenSamplesTable;
   agent_configs: AgentConfigsTable;
   agent_config_versions: AgentConfigVersionsTable;
+  operator_lineage: OperatorLineageTable;
 }
 
 export type { Generated };
+
+/**
+ * Who gave an operator power (migration 017): `created` it, granted it `admin`, or issued its
+ * `token`. Insert-only, written by the credentials desk. Four-eyes reads it: an admin change's
+ * proposer never signs it through an operator they stand behind (core admin-change.ts).
+ */
+export interface OperatorLineageTable {
+  operator_id: string;
+  issuer_id: string;
+  kind: 'created' | 'admin' | 'token';
+  at: number;
+}

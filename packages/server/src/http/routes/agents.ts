@@ -12,7 +12,13 @@ import { json, security, type ApiEnv as Env } from './contract.ts';
 
 /** An agent by id or by name (refs.ts). */
 const NameParams = z.object({ name: z.string().min(1).max(200) });
-const Setting = z.object({ key: z.string(), value: z.unknown(), source: z.enum(['overlay', 'agent', 'policy', 'default']), from: z.string().nullable() });
+const Setting = z.object({
+  key: z.string(),
+  value: z.unknown(),
+  source: z.enum(['overlay', 'agent', 'policy', 'default']),
+  from: z.string().nullable(),
+  overlay: z.object({ value: z.unknown(), applies: z.boolean() }).optional().describe('the overlay writes this key: its value, and whether it applies (false: the file is as strict or stricter)'),
+});
 const Loosens = z.array(z.object({ key: z.string(), why: z.string() }));
 
 export const AgentConfigView = z.object({
@@ -20,6 +26,7 @@ export const AgentConfigView = z.object({
   version: z.number().describe('the overlay version in force (0: none)'),
   integrity: z.enum(['ok', 'failed']).describe('failed: the stored overlay fails its MAC, and the agent is refused until an admin sets it again'),
   overlay: z.record(z.string(), z.unknown()).describe('what PUT set, as written'),
+  baselines: z.record(z.string(), z.unknown()).describe('for each key the overlay loosens, the policy file value it was approved against; it stops applying once the file is stricter'),
   effective: z.array(Setting).describe('every setting that applies to the agent, with where it came from: overlay (the API), agent (the file’s agents.<name>), policy (the file’s global section), default'),
   singleAdmin: z.boolean().describe('policy admin.singleAdmin: loosening applies without a second admin'),
   versions: z.array(z.object({ version: z.number(), hash: z.string(), setAt: z.string(), setBy: z.string(), requestId: z.string().nullable() })),
@@ -30,6 +37,7 @@ export const AgentConfigPutResult = z.object({
   version: z.number().optional(),
   requestId: z.string().optional().describe('pending_approval: the countersign.agent_config request another admin must approve'),
   loosens: Loosens.optional(),
+  approvers: z.array(z.object({ id: z.string(), name: z.string() })).optional().describe('pending_approval: the admins who may approve it (empty: nobody, it waits and expires)'),
 });
 
 const errors = {

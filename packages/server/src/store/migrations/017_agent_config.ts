@@ -10,6 +10,13 @@ import type { Kysely, Migration } from 'kysely';
  *   agent's requests).
  * - `agent_config_versions`: every overlay ever in force (insert-only), with who set it and, for a
  *   change a second admin approved, the `countersign.agent_config` request that carried it.
+ * - `baselines` (both tables): for each key the overlay loosens, the policy file's value it was
+ *   approved against (core overlay.ts); the loosening stops applying once the file is stricter.
+ * - `operator_lineage`: who created an operator, granted it the admin role, or issued its token
+ *   (insert-only, written by the credentials desk), so a second identity the proposer made or
+ *   holds the token of never signs their admin change (four-eyes, review F4). A table rather than
+ *   the audit trail: retention prunes the trail, and four-eyes must not forget. Backfilled here
+ *   from the trail's `operator_created`, `operator_updated` (roles with admin) and `token_rotated`.
  */
 export const m017_agent_config: Migration = {
   async up(db: Kysely<any>) {
@@ -20,6 +27,7 @@ export const m017_agent_config: Migration = {
       .addColumn('config', 'text', (c) => c.notNull())
       .addColumn('hash', 'text', (c) => c.notNull())
       .addColumn('mac', 'text', (c) => c.notNull())
+      .addColumn('baselines', 'text', (c) => c.notNull().defaultTo('{}'))
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .addColumn('updated_by', 'text', (c) => c.notNull())
       .execute();
@@ -31,11 +39,47 @@ export const m017_agent_config: Migration = {
       .addColumn('hash', 'text', (c) => c.notNull())
       .addColumn('set_at', 'bigint', (c) => c.notNull())
       .addColumn('set_by', 'text', (c) => c.notNull())
+      .addColumn('baselines', 'text', (c) => c.notNull().defaultTo('{}'))
       .addColumn('request_id', 'text')
       .addPrimaryKeyConstraint('agent_config_versions_pk', ['agent_id', 'version'])
       .execute();
+    await db.schema
+      .createTable('operator_lineage')
+      .addColumn('operator_id', 'text', (c) => c.notNull())
+      .addColumn('issuer_id', 'text', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('operator_lineage_pk', ['operator_id', 'issuer_id', 'kind'])
+      .execute();
+    await db.schema.createIndex('operator_lineage_issuer').on('operator_lineage').column('issuer_id').execute();
+    // Backfill from the trail (integrated and pending entries) what operators already did.
+    const kinds: Record<string, string> = { operator_created: 'created', operator_updated: 'admin', token_rotated: 'token' };
+    for (const table of ['audit_log', 'audit_pending']) {
+      const rows: Array<{ type: string; actor_id: string; data: string; at: number | string }> = await db
+        .selectFrom(table)
+        .select(['type', 'actor_id', 'data', 'at'])
+        .where('actor_type', '=', 'operator')
+        .where('type', 'in', Object.keys(kinds))
+        .execute();
+      for (const r of rows) {
+        let data: { operatorId?: unknown; roles?: unknown };
+        try {
+          data = JSON.parse(r.data) as typeof data;
+        } catch {
+          continue;
+        }
+        if (typeof data.operatorId !== 'string' || data.operatorId === r.actor_id) continue;
+        if (r.type === 'operator_updated' && !(Array.isArray(data.roles) && data.roles.includes('admin'))) continue;
+        await db
+          .insertInto('operator_lineage')
+          .values({ operator_id: data.operatorId, issuer_id: r.actor_id, kind: kinds[r.type], at: Number(r.at) })
+          .onConflict((oc) => oc.columns(['operator_id', 'issuer_id', 'kind']).doNothing())
+          .execute();
+      }
+    }
   },
   async down(db: Kysely<any>) {
+    await db.schema.dropTable('operator_lineage').execute();
     await db.schema.dropTable('agent_config_versions').execute();
     await db.schema.dropTable('agent_configs').execute();
   },
