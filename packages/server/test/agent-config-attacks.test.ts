@@ -1,0 +1,132 @@
+/**
+ * Attacks on the fixes for the agentcfg review (F1–F5), kept as tests. Real SQLite and
+ * PostgreSQL, the real engine. Four-eyes: the proposer rotating the only eligible admin's token,
+ * a chain of minted admins, an admin made after the proposal, two admins approving at once on
+ * two engines (PostgreSQL). Merge: an approved loosening against a policy file that tightens
+ * between proposal and approval, and after.
+ */
+import { CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Engine } from '../src/engine/engine.ts';
+import type { Principal } from '../src/engine/principal.ts';
+import { connect } from '../src/store/connect.ts';
+import { ENGINES, type TestDatabase } from './support/databases.ts';
+import { TEST_SERVER_SECRET } from './support/engine.ts';
+
+const withAgent = (agent: string) => DEFAULT_POLICY_YAML.replace('agents: {}', `agents:\n  ${agent}\n`);
+const LOW = CreateRequestBody.parse({ action: 'send_alert', args: { to: 'soc' }, confidence: 0.99 });
+
+async function open(url: string, policy = DEFAULT_POLICY_YAML) {
+  const engine = await Engine.open({ connection: await connect(url), serverSecret: TEST_SERVER_SECRET });
+  await engine.activatePolicy(policy, 'test');
+  return engine;
+}
+
+describe.each(ENGINES)('attacks on the agentcfg fixes ($name)', ({ name, make }) => {
+  let database: TestDatabase;
+  const engines: Engine[] = [];
+  afterEach(async () => {
+    for (const e of engines.splice(0)) await e.close();
+    await database.drop();
+  });
+
+  async function setup(policy = DEFAULT_POLICY_YAML) {
+    database = make();
+    const engine = await open(database.url, policy);
+    engines.push(engine);
+    const boot = (await engine.bootstrap())!;
+    const root = (await engine.authenticate(boot.adminToken))!;
+    const as = async (token: string) => (await engine.authenticate(token))!;
+    const admin = async (by: Principal, who: string) => as((await engine.createOperator(by, { name: who, roles: ['admin'] })).token);
+    const bot = await as((await engine.createAgentKey(root, 'billing-bot')).key);
+    const vote = (p: Principal, id: string) => engine.review(p, id, { verdict: 'approve' }).then((r) => r.status as string, (e: { code?: string }) => e.code ?? 'thrown');
+    return { engine, root, as, admin, bot, vote };
+  }
+
+  it('the proposer rotates the eligible admin\'s token after proposing: that admin no longer signs (the proposer holds its token)', async () => {
+    const { engine, root, as, admin, bot, vote } = await setup();
+    const bob = await admin(root, 'bob');
+    await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
+    const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { enabled: true });
+    expect(proposed).toMatchObject({ status: 'pending_approval', approvers: [{ name: 'admin' }] });
+    const id = (proposed as { requestId: string }).requestId;
+    const stolen = await engine.credentials.rotateToken(bob, root.kind === 'operator' ? root.operatorId : '');
+    const rootNow = await as(stolen.token);
+    expect(await vote(rootNow, id)).toBe('SELF_REVIEW');
+    expect((await engine.getRequest(rootNow, id)).actionable).toBe(false);
+    await expect(engine.createRequest(bot, LOW)).rejects.toMatchObject({ code: 'AGENT_DISABLED' });
+  });
+
+  it('a chain of minted admins (bob → carl → dan) never signs bob\'s change; an admin made after the proposal does not either', async () => {
+    const { engine, root, admin, bot, vote } = await setup();
+    const bob = await admin(root, 'bob');
+    const carl = await admin(bob, 'carl');
+    const dan = await admin(carl, 'dan');
+    await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
+    const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { enabled: true });
+    expect((proposed as { approvers: { name: string }[] }).approvers.map((a) => a.name)).toEqual(['admin']);
+    const id = (proposed as { requestId: string }).requestId;
+    expect(await vote(carl, id)).toBe('SELF_REVIEW');
+    expect(await vote(dan, id)).toBe('SELF_REVIEW');
+    const erin = await admin(root, 'erin'); // made after the proposal, by someone else
+    expect(await vote(erin, id)).toBe('SELF_REVIEW');
+    await expect(engine.createRequest(bot, LOW)).rejects.toMatchObject({ code: 'AGENT_DISABLED' });
+    // The one admin who was eligible when it was proposed, and still is, signs it.
+    expect(await vote(root, id)).toBe('executed');
+    expect((await engine.createRequest(bot, LOW)).request.status).toBe('approved');
+  });
+
+  it('granting admin to an operator the proposer did not create also counts: that operator never signs their change', async () => {
+    const { engine, root, as, admin, vote } = await setup();
+    const bob = await admin(root, 'bob');
+    const made = await engine.createOperator(root, { name: 'rae', roles: ['reviewer'] });
+    await engine.credentials.updateOperator(bob, made.id, { roles: ['admin'] });
+    const rae = await as(made.token);
+    const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { limits: { perMinute: 100000 } });
+    expect((proposed as { approvers: { name: string }[] }).approvers.map((a) => a.name)).toEqual(['admin']);
+    expect(await vote(rae, (proposed as { requestId: string }).requestId)).toBe('SELF_REVIEW');
+  });
+
+  it('an approved loosening is judged against the file when proposed: a file that tightens before approval, or after, wins', async () => {
+    const { engine, root, admin, bot, vote } = await setup(withAgent('billing-bot: { limits: { perMinute: 3 } }'));
+    const bob = await admin(root, 'bob');
+    const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { limits: { perMinute: 5 } });
+    expect(proposed).toMatchObject({ status: 'pending_approval', loosens: [{ key: 'limits.perMinute' }] });
+    // The file tightens to 2 while the change waits; then it is approved.
+    await engine.activatePolicy(withAgent('billing-bot: { limits: { perMinute: 2 } }'), 'tighten');
+    expect(await vote(root, (proposed as { requestId: string }).requestId)).toBe('executed');
+    const view = await engine.agentConfigs.view(root, 'billing-bot');
+    expect(view.baselines).toEqual({ 'limits.perMinute': 3 });
+    expect(view.effective.find((s) => s.key === 'limits.perMinute')).toMatchObject({ value: 2, overlay: { value: 5, applies: false } });
+    const made = [];
+    for (let i = 0; i < 4; i++) made.push(await engine.createRequest(bot, { ...LOW, args: { to: `soc-${i}` } }).then(() => 'ok', (e: { code?: string }) => e.code));
+    expect(made).toEqual(['ok', 'ok', 'RATE_LIMITED', 'RATE_LIMITED']);
+    // Back to the baseline: the approved loosening applies again; a file stricter than it wins again.
+    await engine.activatePolicy(withAgent('billing-bot: { limits: { perMinute: 3 } }'), 'back');
+    expect((await engine.agentConfigs.view(root, 'billing-bot')).effective.find((s) => s.key === 'limits.perMinute')).toMatchObject({ value: 5, source: 'overlay' });
+    // Re-sending the same overlay against the tightened file is a loosening again: it needs another admin.
+    await engine.activatePolicy(withAgent('billing-bot: { limits: { perMinute: 1 } }'), 'tighter');
+    expect(await engine.agentConfigs.put(root, 'billing-bot', { limits: { perMinute: 5 } })).toMatchObject({ status: 'pending_approval' });
+  });
+
+  it.runIf(name === 'postgres')('two admins approve one change at once on two engines: it is applied exactly once', async () => {
+    const { engine, root, admin } = await setup();
+    const bob = await admin(root, 'bob');
+    const carol = await admin(root, 'carol');
+    const second = await open(database.url);
+    engines.push(second);
+    await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
+    const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { enabled: true });
+    const id = (proposed as { requestId: string }).requestId;
+    const carol2 = (await second.authenticate((await engine.credentials.rotateToken(root, carol.kind === 'operator' ? carol.operatorId : '')).token))!;
+    const outcomes = await Promise.all([
+      engine.review(root, id, { verdict: 'approve' }).then((r) => r.status as string, (e: { code?: string }) => e.code ?? 'thrown'),
+      second.review(carol2, id, { verdict: 'approve' }).then((r) => r.status as string, (e: { code?: string }) => e.code ?? 'thrown'),
+    ]);
+    expect(outcomes.filter((o) => o === 'executed')).toHaveLength(1);
+    expect(outcomes.filter((o) => o !== 'executed')).toEqual(['ALREADY_DECIDED']);
+    const view = await engine.agentConfigs.view(root, 'billing-bot');
+    expect(view.version).toBe(2);
+    expect(view.versions.filter((v) => v.requestId === id)).toHaveLength(1);
+  });
+});
