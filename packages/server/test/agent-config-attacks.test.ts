@@ -64,7 +64,7 @@ describe.each(ENGINES)('attacks on the agentcfg fixes ($name)', ({ name, make })
     const dan = await admin(carl, 'dan');
     await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
     const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { enabled: true });
-    expect((proposed as { approvers: { name: string }[] }).approvers.map((a) => a.name)).toEqual(['admin']);
+    expect((proposed as { approvers: readonly { name: string }[] }).approvers.map((a) => a.name)).toEqual(['admin']);
     const id = (proposed as { requestId: string }).requestId;
     expect(await vote(carl, id)).toBe('SELF_REVIEW');
     expect(await vote(dan, id)).toBe('SELF_REVIEW');
@@ -83,7 +83,7 @@ describe.each(ENGINES)('attacks on the agentcfg fixes ($name)', ({ name, make })
     await engine.credentials.updateOperator(bob, made.id, { roles: ['admin'] });
     const rae = await as(made.token);
     const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { limits: { perMinute: 100000 } });
-    expect((proposed as { approvers: { name: string }[] }).approvers.map((a) => a.name)).toEqual(['admin']);
+    expect((proposed as { approvers: readonly { name: string }[] }).approvers.map((a) => a.name)).toEqual(['admin']);
     expect(await vote(rae, (proposed as { requestId: string }).requestId)).toBe('SELF_REVIEW');
   });
 
