@@ -3,10 +3,11 @@
  * admin power). Each test asserts the secure behaviour, so it FAILS on `agentcfg`; the comment on
  * each names the finding, its severity and the attack. Real SQLite and PostgreSQL, the real engine.
  */
-import { CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
+import { AGGREGATE_ACTION, CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine/engine.ts';
 import type { Principal } from '../src/engine/principal.ts';
+import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { connect } from '../src/store/connect.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
 import { TEST_SERVER_SECRET } from './support/engine.ts';
@@ -88,4 +89,36 @@ describe.each(ENGINES)('second red-team review of agentcfg ($name)', ({ make }) 
     expect(outcomes).not.toContain('approved');
     expect((await engine.getRequest(root, pending.request.id)).status).toBe('pending');
   });
+
+  // FINDING 3 (medium): an aggregate review (onSlicing: aggregate) is assessed and escalated under
+  // the policy file alone (Engine.insertAggregate: assessAggregate / startEscalation with
+  // `this.policy.policy`), never the agent's overlay. The same `block` written in the file blocks
+  // the aggregate and rejects every member; written through the API (a tightening one admin
+  // applies at once, after the slicing started) it is ignored: the sliced wire transfers go before
+  // a reviewer as one approvable review. Likewise overlay levels (mfa, sla) and escalation.
+  it('F3: an aggregate review of an agent is judged by its overlay too (an overlay block blocks the aggregate, as the file\'s does)', async () => {
+    const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  slicer-bot: { onSlicing: aggregate }').replace('  slicing: { hold: 1h, collect: 1m }', '  slicing: { hold: 30m, collect: 2m }');
+    database = make();
+    let clock = Date.UTC(2026, 0, 20, 9, 0, 0);
+    engine = await Engine.open({ connection: await connect(database.url), serverSecret: TEST_SERVER_SECRET, now: () => clock });
+    await engine.activatePolicy(POLICY, 'test');
+    const root = (await engine.authenticate((await engine.bootstrap())!.adminToken))!;
+    const bot = (await engine.authenticate((await engine.createAgentKey(root, 'slicer-bot')).key))!;
+    const started = async () => (await engine.listAudit(root, { type: 'aggregation_started', limit: 100 })).length;
+    for (let i = 0; i < 10 && (await started()) === 0; i++) {
+      clock += 90_000;
+      await engine.createRequest(bot, CreateRequestBody.parse({ action: 'wire_transfer', args: { to: `acct-${i}`, amount: 9_900 }, confidence: 0.9, riskLevel: 'high', context: { value: 9_900 } }));
+    }
+    expect(await started()).toBe(1);
+    // The security team blocks wire transfers for this agent through the API (a tightening: applied at once).
+    expect(await engine.agentConfigs.put(root, 'slicer-bot', { block: ['wire_transfer'] })).toMatchObject({ status: 'applied' });
+    clock += 2 * 60_000 + 1;
+    const scheduler = new Scheduler(engine, { intervalMs: 60_000 });
+    await scheduler.tick();
+    await scheduler.stop();
+    const aggregate = (await engine.listRequests(root, { limit: 100 })).items.find((r) => r.action === AGGREGATE_ACTION);
+    expect(aggregate).toBeDefined();
+    expect(aggregate!.assessment.route).toBe('block'); // on the branch: 'review' (approvable as one)
+  });
 });
+
