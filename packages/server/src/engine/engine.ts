@@ -1226,11 +1226,13 @@ export class Engine {
     };
     // Never easier to approve than any member was on its own (its MFA, approvers, quorum).
     const own = members.map((m) => JSON.parse(m.assessment) as Assessment);
-    const assessment = assessAggregate(body, agentName, this.policy.policy, EMPTY_HISTORY, new Date(at), forced, own);
-    const id = newId('req', at);
     const first = members[0]!;
+    // The agent's policy (file + overlay: an overlay block, levels or escalation apply to the bundle as to each member, review2 F3).
+    const policy = await this.agentConfigs.policyFor(tx, first.agent_id, agentName);
+    const assessment = assessAggregate(body, agentName, policy, EMPTY_HISTORY, new Date(at), forced, own);
+    const id = newId('req', at);
     const { row, decision, status } = this.newRequestRow(id, first.agent_id, first.requester_operator_id, body, sha256Hex(canonicalJson(body)), assessment, this.policy.version, at);
-    const escalation = status === 'pending' ? startEscalation(this.policy.policy, assessment, at) : null;
+    const escalation = status === 'pending' ? startEscalation(policy, assessment, at) : null;
     row.queue_due_at = queueDueAt(row, escalation);
     await tx.insertRequest(row);
     await this.scheduleCreated(tx, row, escalation, at);
