@@ -87,6 +87,20 @@ describe.each(ENGINES)('attacks on the agentcfg fixes ($name)', ({ name, make })
     expect(await vote(rae, (proposed as { requestId: string }).requestId)).toBe('SELF_REVIEW');
   });
 
+  it('a disabled agent cannot claim an approval it got before: AGENT_DISABLED (audited), the request stays approved', async () => {
+    const { engine, root, admin, bot } = await setup();
+    const dave = await admin(root, 'dave');
+    const made = await engine.createRequest(bot, CreateRequestBody.parse({ action: 'wire_transfer', args: { to: 'acct-1', amount: 500 }, confidence: 0.9, riskLevel: 'high' }));
+    const lead = (await engine.authenticate((await engine.createOperator(root, { name: 'lead-1', roles: ['lead', 'manager', 'director'] })).token))!;
+    for (const p of [lead, dave]) if ((await engine.getRequest(root, made.request.id)).status === 'pending') await engine.review(p, made.request.id, { verdict: 'approve' });
+    const approved = await engine.getRequest(bot, made.request.id);
+    expect(approved.status).toBe('approved');
+    await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
+    await expect(engine.reportExecution(bot, made.request.id, { status: 'started', receipt: approved.decision!.receipt! })).rejects.toMatchObject({ code: 'AGENT_DISABLED' });
+    expect((await engine.getRequest(root, made.request.id)).status).toBe('approved');
+    expect((await engine.listAudit(root, { type: 'claim_refused', limit: 10 })).map((e) => (e.data as { code?: string }).code)).toEqual(['AGENT_DISABLED']);
+  });
+
   it('an approved loosening is judged against the file when proposed: a file that tightens before approval, or after, wins', async () => {
     const { engine, root, admin, bot, vote } = await setup(withAgent('billing-bot: { limits: { perMinute: 3 } }'));
     const bob = await admin(root, 'bob');

@@ -13,7 +13,7 @@
  *   state        pending, and the payload the reviewer saw is still the one they approve
  *   identity     a reviewing role, and eligible for the stage the payload waits on (eligibility.ts)
  *   separation   not their own request (SELF_REVIEW, before any step-up), one vote per round
- *   aggregate    not a member of an aggregate review, its agent not paused (approvals only)
+ *   aggregate    not a member of an aggregate review, its agent not paused nor disabled (approvals only)
  *   ip           inside every allowlist that applies (approvals only)
  *   limits       cool-down, then velocity, at the payload's risk level (approvals only)
  *   stepUp       TOTP when either side needs MFA, the match code when either is critical
@@ -57,6 +57,12 @@ export interface GateRequest {
   /** This request belongs to an aggregate review: it is decided there. */
   readonly aggregated: { readonly aggregateId: string | null; readonly collectingUntil: string | null } | null;
   readonly agentPaused: { readonly until: string; readonly reason: string } | null;
+  /**
+   * The agent's policy as it applies now (the file with its overlay) says `enabled: false`: its
+   * pending requests can be rejected, never approved (review2 F2). The shell reads it from the
+   * same policy the vote is judged by.
+   */
+  readonly agentDisabled: boolean;
   readonly escalation: GateEscalation | null;
 }
 
@@ -313,6 +319,9 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
       if (request.agentPaused !== null) {
         const p = request.agentPaused;
         return err('AGENT_PAUSED', `this request's agent is paused until ${p.until} (${p.reason}); its requests can be rejected now and approved once the pause ends`, { ...p });
+      }
+      if (request.agentDisabled) {
+        return err('AGENT_DISABLED', "this request's agent is disabled (enabled: false in the policy file or its configuration); its requests can be rejected, not approved, until it is enabled again");
       }
       return null;
     },

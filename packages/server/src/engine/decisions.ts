@@ -101,6 +101,8 @@ export interface RequestFacts {
   escalation: EscalationState | null;
   aggregated: GateRequest['aggregated'];
   agentPaused: GateRequest['agentPaused'];
+  /** The agent's policy as the vote reads it (file + overlay) says `enabled: false` (review2 F2); `vote` and `readerView` read it from that policy. */
+  agentDisabled: boolean;
   /** An admin change: who may sign it now (engine/agent-config.ts `signersOf`); absent for other requests. */
   adminSigners?: readonly string[] | null;
 }
@@ -120,6 +122,7 @@ export function gateRequest(row: RequestRow, facts: RequestFacts): GateRequest {
     adminSigners: facts.adminSigners ?? null,
     aggregated: facts.aggregated,
     agentPaused: facts.agentPaused,
+    agentDisabled: facts.agentDisabled,
     escalation: gateEscalation(facts.escalation),
   };
 }
@@ -196,6 +199,7 @@ export class Decisions {
       escalation,
       aggregated: aggregate ? { aggregateId: aggregate.id, collectingUntil: aggregate.collectingUntil } : null,
       agentPaused: pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : null,
+      agentDisabled: !agentEnabled(policy, agentName),
       adminSigners,
     });
     const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
@@ -235,7 +239,7 @@ export class Decisions {
    * assessment that throws (an overlay failing its MAC included) expires it too (fail closed).
    */
   async timeoutEvent(tx: Queries, row: RequestRow, agentName: string, votes: readonly Vote[], reason: string, at: number): Promise<{ type: 'timeout_approve' | 'expire'; reason: string; at: '' }> {
-    const request = gateRequest(row, { votes, escalation: null, aggregated: null, agentPaused: null });
+    const request = gateRequest(row, { votes, escalation: null, aggregated: null, agentPaused: null, agentDisabled: false });
     let outcome;
     try {
       const policy = await this.agentPolicy(tx, row.agent_id, agentName);
@@ -255,7 +259,7 @@ export class Decisions {
    * at, and never one that names operators or a group). For extend and reassign.
    */
   async stageFor(tx: Queries, by: Operator, row: RequestRow, agentName: string, escalation: EscalationState | null, votes: readonly Vote[], at: number) {
-    const request = gateRequest(row, { votes, escalation, aggregated: null, agentPaused: null });
+    const request = gateRequest(row, { votes, escalation, aggregated: null, agentPaused: null, agentDisabled: false });
     const current = resolvePayload(request, {});
     const history = current.key === payloadKey(request.action, request.args) ? EMPTY_HISTORY : await tx.historyCounts(row.agent_id, current.action);
     const payload = gatePayload(request, row, agentName, {}, await this.agentPolicy(tx, row.agent_id, agentName), history, at);
@@ -278,14 +282,15 @@ export class Decisions {
     by: Operator,
     row: RequestRow,
     agentName: string,
-    facts: RequestFacts,
+    facts: Omit<RequestFacts, 'agentDisabled'>,
     limits: Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown' | 'ip'>,
     history: HistoryStats,
     at: number,
     /** The policy that applies to the agent (file + overlay: `requestContext`), as the vote reads it (review F5). */
     policy: Policy = this.policy(),
   ): ReaderView {
-    const request = gateRequest(row, facts);
+    // The same fact the vote reads, from the same policy (review2 F2: a disabled agent's requests are not actionable).
+    const request = gateRequest(row, { ...facts, agentDisabled: !agentEnabled(policy, agentName) });
     let payload: GatePayload;
     try {
       payload = gatePayload(request, row, agentName, {}, policy, history, at);

@@ -240,6 +240,10 @@ export class Engine {
       writer: this.writer,
       now,
       policy: () => this.policy.policy,
+      agentDisabled: async (q, agentId) => {
+        const name = await this.agentName(agentId, q);
+        return !agentEnabled(await this.agentConfigs.policyFor(q, agentId, name), name);
+      },
       wakeChannel: WAKE_CHANNEL,
       committed: async (row, previousStatus) => {
         this.afterCommit(row.id);
@@ -1484,7 +1488,7 @@ export class Engine {
     limits: Awaited<ReturnType<GuardService['readerFacts']>>,
   ): Promise<ApprovalRequest> {
     const votes = reviews.map(voteFromRow);
-    const facts: RequestFacts = {
+    const facts: Omit<RequestFacts, 'agentDisabled'> = {
       votes,
       escalation,
       aggregated: guardFacts.aggregate ? { aggregateId: guardFacts.aggregate.id, collectingUntil: guardFacts.aggregate.collectingUntil } : null,
