@@ -1,8 +1,8 @@
 /**
- * Attacks on the fixes for the agentcfg review (F1–F5), kept as tests. Real SQLite and
- * PostgreSQL, the real engine. Four-eyes: the proposer rotating the only eligible admin's token,
- * a chain of minted admins, an admin made after the proposal, two admins approving at once on
- * two engines (PostgreSQL). Merge: an approved loosening against a policy file that tightens
+ * Attacks on the fixes for the agentcfg review (F1–F5) and the second review (F1–F3), kept as
+ * tests. Real SQLite and PostgreSQL, the real engine. Four-eyes: the proposer rotating the only
+ * eligible admin's token, a chain of minted admins (whose creator does not sign either), an admin
+ * made after the proposal, two admins approving at once on two engines (PostgreSQL). Merge: an approved loosening against a policy file that tightens
  * between proposal and approval, and after.
  */
 import { CreateRequestBody, DEFAULT_POLICY_YAML } from '@countersign/core';
@@ -39,51 +39,62 @@ describe.each(ENGINES)('attacks on the agentcfg fixes ($name)', ({ name, make })
     const as = async (token: string) => (await engine.authenticate(token))!;
     const admin = async (by: Principal, who: string) => as((await engine.createOperator(by, { name: who, roles: ['admin'] })).token);
     const bot = await as((await engine.createAgentKey(root, 'billing-bot')).key);
+    // An admin who then rotates their own token: nobody else holds its credential (how four-eyes is set up).
+    const independent = async (by: Principal, who: string) => as((await engine.credentials.rotateToken(await admin(by, who), 'me')).token);
     const vote = (p: Principal, id: string) => engine.review(p, id, { verdict: 'approve' }).then((r) => r.status as string, (e: { code?: string }) => e.code ?? 'thrown');
-    return { engine, root, as, admin, bot, vote };
+    return { engine, root, as, admin, independent, bot, vote };
   }
 
   it('the proposer rotates the eligible admin\'s token after proposing: that admin no longer signs (the proposer holds its token)', async () => {
-    const { engine, root, as, admin, bot, vote } = await setup();
-    const bob = await admin(root, 'bob');
+    const { engine, root, as, independent, bot, vote } = await setup();
+    const bob = await independent(root, 'bob');
+    const carol = await independent(root, 'carol');
     await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
     const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { enabled: true });
-    expect(proposed).toMatchObject({ status: 'pending_approval', approvers: [{ name: 'admin' }] });
+    expect(proposed).toMatchObject({ status: 'pending_approval', approvers: [{ name: 'carol' }] });
     const id = (proposed as { requestId: string }).requestId;
-    const stolen = await engine.credentials.rotateToken(bob, root.kind === 'operator' ? root.operatorId : '');
-    const rootNow = await as(stolen.token);
-    expect(await vote(rootNow, id)).toBe('SELF_REVIEW');
-    expect((await engine.getRequest(rootNow, id)).actionable).toBe(false);
+    const stolen = await engine.credentials.rotateToken(bob, carol.kind === 'operator' ? carol.operatorId : '');
+    const carolNow = await as(stolen.token);
+    expect(await vote(carolNow, id)).toBe('SELF_REVIEW');
+    expect((await engine.getRequest(carolNow, id)).actionable).toBe(false);
     await expect(engine.createRequest(bot, LOW)).rejects.toMatchObject({ code: 'AGENT_DISABLED' });
   });
 
-  it('a chain of minted admins (bob → carl → dan) never signs bob\'s change; an admin made after the proposal does not either', async () => {
-    const { engine, root, admin, bot, vote } = await setup();
-    const bob = await admin(root, 'bob');
+  it('a chain of minted admins (root → bob → carl → dan) never signs bob\'s change, either way, even after rotating their own tokens; an admin made after the proposal does not either', async () => {
+    const { engine, root, as, admin, independent, bot, vote } = await setup();
+    const bob = await independent(root, 'bob');
+    const ivy = await independent(root, 'ivy');
     const carl = await admin(bob, 'carl');
     const dan = await admin(carl, 'dan');
     await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
     const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { enabled: true });
-    expect((proposed as { approvers: readonly { name: string }[] }).approvers.map((a) => a.name)).toEqual(['admin']);
+    // Not root: root made bob an admin (review2 F1b: root held bob's first token, and may have rotated "bob's own" too).
+    expect((proposed as { approvers: readonly { name: string }[] }).approvers.map((a) => a.name)).toEqual(['ivy']);
     const id = (proposed as { requestId: string }).requestId;
+    expect(await vote(root, id)).toBe('SELF_REVIEW');
     expect(await vote(carl, id)).toBe('SELF_REVIEW');
     expect(await vote(dan, id)).toBe('SELF_REVIEW');
-    const erin = await admin(root, 'erin'); // made after the proposal, by someone else
+    // Rotating their own token ends bob's hold on carl's credential, not that bob made carl an admin.
+    const carlOwn = await as((await engine.credentials.rotateToken(carl, 'me')).token);
+    expect(await vote(carlOwn, id)).toBe('SELF_REVIEW');
+    const erin = await independent(root, 'erin'); // made after the proposal, by someone else
     expect(await vote(erin, id)).toBe('SELF_REVIEW');
     await expect(engine.createRequest(bot, LOW)).rejects.toMatchObject({ code: 'AGENT_DISABLED' });
     // The one admin who was eligible when it was proposed, and still is, signs it.
-    expect(await vote(root, id)).toBe('executed');
+    expect(await vote(ivy, id)).toBe('executed');
     expect((await engine.createRequest(bot, LOW)).request.status).toBe('approved');
   });
 
   it('granting admin to an operator the proposer did not create also counts: that operator never signs their change', async () => {
-    const { engine, root, as, admin, vote } = await setup();
-    const bob = await admin(root, 'bob');
+    const { engine, root, as, independent, vote } = await setup();
+    const bob = await independent(root, 'bob');
+    await independent(root, 'ivy');
     const made = await engine.createOperator(root, { name: 'rae', roles: ['reviewer'] });
+    const raeOwn = await as((await engine.credentials.rotateToken(await as(made.token), 'me')).token); // a reviewer may rotate their own token
     await engine.credentials.updateOperator(bob, made.id, { roles: ['admin'] });
-    const rae = await as(made.token);
+    const rae = (await engine.authenticate((await engine.credentials.rotateToken(raeOwn, 'me')).token))!;
     const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { limits: { perMinute: 100000 } });
-    expect((proposed as { approvers: readonly { name: string }[] }).approvers.map((a) => a.name)).toEqual(['admin']);
+    expect((proposed as { approvers: readonly { name: string }[] }).approvers.map((a) => a.name)).toEqual(['ivy']);
     expect(await vote(rae, (proposed as { requestId: string }).requestId)).toBe('SELF_REVIEW');
   });
 
@@ -102,13 +113,14 @@ describe.each(ENGINES)('attacks on the agentcfg fixes ($name)', ({ name, make })
   });
 
   it('an approved loosening is judged against the file when proposed: a file that tightens before approval, or after, wins', async () => {
-    const { engine, root, admin, bot, vote } = await setup(withAgent('billing-bot: { limits: { perMinute: 3 } }'));
-    const bob = await admin(root, 'bob');
+    const { engine, root, independent, bot, vote } = await setup(withAgent('billing-bot: { limits: { perMinute: 3 } }'));
+    const bob = await independent(root, 'bob');
+    const carol = await independent(root, 'carol');
     const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { limits: { perMinute: 5 } });
     expect(proposed).toMatchObject({ status: 'pending_approval', loosens: [{ key: 'limits.perMinute' }] });
     // The file tightens to 2 while the change waits; then it is approved.
     await engine.activatePolicy(withAgent('billing-bot: { limits: { perMinute: 2 } }'), 'tighten');
-    expect(await vote(root, (proposed as { requestId: string }).requestId)).toBe('executed');
+    expect(await vote(carol, (proposed as { requestId: string }).requestId)).toBe('executed');
     const view = await engine.agentConfigs.view(root, 'billing-bot');
     expect(view.baselines).toEqual({ 'limits.perMinute': 3 });
     expect(view.effective.find((s) => s.key === 'limits.perMinute')).toMatchObject({ value: 2, overlay: { value: 5, applies: false } });
@@ -124,18 +136,21 @@ describe.each(ENGINES)('attacks on the agentcfg fixes ($name)', ({ name, make })
   });
 
   it.runIf(name === 'postgres')('two admins approve one change at once on two engines: it is applied exactly once', async () => {
-    const { engine, root, admin } = await setup();
-    const bob = await admin(root, 'bob');
-    const carol = await admin(root, 'carol');
+    const { engine, root, admin, independent } = await setup();
+    const bob = await independent(root, 'bob');
+    const carol = await independent(root, 'carol');
+    const dave = await admin(root, 'dave');
     const second = await open(database.url);
     engines.push(second);
     await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
+    // dave's own rotation, through the second engine: his new token is his alone (two eligible signers, carol and dave).
+    const dave2 = (await second.authenticate((await second.credentials.rotateToken(dave, 'me')).token))!;
     const proposed = await engine.agentConfigs.put(bob, 'billing-bot', { enabled: true });
+    expect((proposed as { approvers: readonly { name: string }[] }).approvers.map((a) => a.name).sort()).toEqual(['carol', 'dave']);
     const id = (proposed as { requestId: string }).requestId;
-    const carol2 = (await second.authenticate((await engine.credentials.rotateToken(root, carol.kind === 'operator' ? carol.operatorId : '')).token))!;
     const outcomes = await Promise.all([
-      engine.review(root, id, { verdict: 'approve' }).then((r) => r.status as string, (e: { code?: string }) => e.code ?? 'thrown'),
-      second.review(carol2, id, { verdict: 'approve' }).then((r) => r.status as string, (e: { code?: string }) => e.code ?? 'thrown'),
+      engine.review(carol, id, { verdict: 'approve' }).then((r) => r.status as string, (e: { code?: string }) => e.code ?? 'thrown'),
+      second.review(dave2, id, { verdict: 'approve' }).then((r) => r.status as string, (e: { code?: string }) => e.code ?? 'thrown'),
     ]);
     expect(outcomes.filter((o) => o === 'executed')).toHaveLength(1);
     expect(outcomes.filter((o) => o !== 'executed')).toEqual(['ALREADY_DECIDED']);

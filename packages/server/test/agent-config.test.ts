@@ -24,7 +24,8 @@ describe.each(ENGINES)('agent config over HTTP: $name', ({ make }) => {
   let engine: Engine;
   let app: ReturnType<typeof createApp>;
   let alice = ''; // admin (bootstrap)
-  let bob = ''; // a second admin
+  let bob = ''; // a second admin (made by alice, then rotated their own token)
+  let carol = ''; // a third, likewise: independent of bob, so each signs the other's changes
   let dora = ''; // a director: senior, but not an admin
   let billingKey = '';
   let otherKey = '';
@@ -50,7 +51,12 @@ describe.each(ENGINES)('agent config over HTTP: $name', ({ make }) => {
     alice = boot.adminToken;
     otherKey = boot.agentKey;
     app = createApp({ engine, log: () => {} });
+    // Four-eyes as the README sets it up: alice makes two admins, each rotates their own token (a
+    // token alice never held), so bob and carol sign each other's changes; alice signs neither's.
     bob = (await call(alice, 'POST', '/v1/operators', { name: 'bob', roles: ['admin'] })).json.token;
+    carol = (await call(alice, 'POST', '/v1/operators', { name: 'carol', roles: ['admin'] })).json.token;
+    bob = (await call(bob, 'POST', '/v1/operators/me/token')).json.token;
+    carol = (await call(carol, 'POST', '/v1/operators/me/token')).json.token;
     dora = (await call(alice, 'POST', '/v1/operators', { name: 'dora', roles: ['director'] })).json.token;
     billingKey = (await call(alice, 'POST', '/v1/keys', { agent: 'billing-bot' })).json.key;
   });
@@ -112,34 +118,36 @@ describe.each(ENGINES)('agent config over HTTP: $name', ({ make }) => {
   });
 
   it('one admin cannot enable it alone: the change waits for another admin, who approves exactly it, once', async () => {
-    // bob proposes (alice made bob, so bob does not stand behind alice: alice may sign bob's change).
+    // bob proposes: carol may sign (alice made both, but holds neither's token now); alice may not (she made bob an admin).
     const proposed = await put(bob, 'billing-bot', { enabled: true });
     expect(proposed.status).toBe(202);
     expect(proposed.json.status).toBe('pending_approval');
     expect(proposed.json.loosens.map((l: any) => l.key)).toContain('enabled');
-    expect(proposed.json.approvers.map((a: any) => a.name)).toEqual(['admin']);
+    expect(proposed.json.approvers.map((a: any) => a.name)).toEqual(['carol']);
     const id = proposed.json.requestId as string;
     // Nothing changed yet.
     expect((await create(billingKey, LOW)).json.error.code).toBe('AGENT_DISABLED');
-    const request = await call(alice, 'GET', `/v1/requests/${id}`);
+    const request = await call(carol, 'GET', `/v1/requests/${id}`);
     expect(request.json).toMatchObject({ action: 'countersign.agent_config', status: 'pending', args: { agent: 'billing-bot', config: { enabled: true }, baseVersion: 1 } });
     expect(request.json.actionable).toBe(true);
+    expect((await call(alice, 'GET', `/v1/requests/${id}`)).json).toMatchObject({ actionable: false, notActionable: { code: 'SELF_REVIEW' } });
+    expect((await call(alice, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('SELF_REVIEW');
     expect((await call(bob, 'GET', `/v1/requests/${id}`)).json.actionable).toBe(false);
 
     expect((await call(bob, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('SELF_REVIEW');
     expect((await call(dora, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('NOT_ELIGIBLE');
     expect((await call(billingKey, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('FORBIDDEN');
-    const modified = await call(alice, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve', args: { agent: 'billing-bot', agentId: request.json.args.agentId, config: { enabled: true, limits: { perMinute: 100000 } }, baseVersion: 1, loosens: [] } });
+    const modified = await call(carol, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve', args: { agent: 'billing-bot', agentId: request.json.args.agentId, config: { enabled: true, limits: { perMinute: 100000 } }, baseVersion: 1, loosens: [] } });
     expect(modified.json.error.code).toBe('VALIDATION_FAILED');
 
-    const approved = await call(alice, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' });
+    const approved = await call(carol, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' });
     expect(approved.status).toBe(200);
     expect(approved.json.status).toBe('executed');
     expect((await create(billingKey, LOW)).status).toBe(201);
     const view = await get(alice, 'billing-bot');
     expect(view.json).toMatchObject({ version: 2, overlay: { enabled: true } });
     expect(view.json.versions[0]).toMatchObject({ version: 2, requestId: id });
-    expect((await audit('agent_config_changed')).at(-1)).toMatchObject({ version: 2, requestId: id, approvedBy: ['admin'] });
+    expect((await audit('agent_config_changed')).at(-1)).toMatchObject({ version: 2, requestId: id, approvedBy: ['carol'] });
     // Once: a second approval is refused and applies nothing.
     expect((await call(bob, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' })).json.error.code).toBe('ALREADY_DECIDED');
     expect((await get(alice, 'billing-bot')).json.version).toBe(2);
@@ -154,7 +162,7 @@ describe.each(ENGINES)('agent config over HTTP: $name', ({ make }) => {
     expect((await get(alice, 'billing-bot')).json.version).toBe(2);
   });
 
-  it('the admin who made another admin cannot have it sign their change (review F4, minted before proposing): nobody is eligible, so it waits', async () => {
+  it('the admin who made the other admins cannot have them sign their change (review F4, minted before proposing): nobody is eligible, so it waits', async () => {
     const proposed = await put(alice, 'billing-bot', { enabled: true, limits: { perMinute: 100000 } });
     expect(proposed.status).toBe(202);
     expect(proposed.json.approvers).toEqual([]);
@@ -171,7 +179,7 @@ describe.each(ENGINES)('agent config over HTTP: $name', ({ make }) => {
     expect(loosen.status).toBe(202);
     const tighten = await put(alice, 'billing-bot', { enabled: false });
     expect(tighten.json).toMatchObject({ status: 'applied', version: 3 });
-    const approved = await call(alice, 'POST', `/v1/requests/${loosen.json.requestId}/reviews`, { verdict: 'approve' });
+    const approved = await call(carol, 'POST', `/v1/requests/${loosen.json.requestId}/reviews`, { verdict: 'approve' });
     expect(approved.json.status).toBe('execution_failed');
     expect((await get(alice, 'billing-bot')).json).toMatchObject({ version: 3, overlay: { enabled: false } });
     expect((await audit('agent_config_refused')).at(-1)).toMatchObject({ baseVersion: 2, currentVersion: 3 });
@@ -184,7 +192,7 @@ describe.each(ENGINES)('agent config over HTTP: $name', ({ make }) => {
     const args = JSON.parse(row.args);
     args.config = { enabled: true, requireApproval: [], limits: { perMinute: 100000 } };
     await raw(engine).updateTable('requests').set({ args: JSON.stringify(args) }).where('id', '=', id).execute();
-    const approved = await call(alice, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' });
+    const approved = await call(carol, 'POST', `/v1/requests/${id}/reviews`, { verdict: 'approve' });
     expect(approved.json.status).toBe('execution_failed');
     expect((await get(alice, 'billing-bot')).json).toMatchObject({ version: 3, overlay: { enabled: false } });
 
@@ -199,7 +207,7 @@ describe.each(ENGINES)('agent config over HTTP: $name', ({ make }) => {
     // Replacing an untrusted row is judged as enabling, so it too needs another admin.
     const replace = await put(bob, 'billing-bot', { requireApproval: ['send_external_email'] });
     expect(replace.status).toBe(202);
-    expect((await call(alice, 'POST', `/v1/requests/${replace.json.requestId}/reviews`, { verdict: 'approve' })).json.status).toBe('executed');
+    expect((await call(carol, 'POST', `/v1/requests/${replace.json.requestId}/reviews`, { verdict: 'approve' })).json.status).toBe('executed');
     expect((await create(billingKey, LOW)).status).toBe(201);
   });
 

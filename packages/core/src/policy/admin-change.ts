@@ -39,7 +39,7 @@ export interface AgentConfigChangeArgs {
   readonly baseVersion: number;
   /** For each key it loosens, the policy file's value it is approved against (core overlay.ts): stored with it when applied. */
   readonly baselines: Readonly<Record<string, unknown>>;
-  /** The admins who may sign it (ids): admins when it was proposed whom the proposer does not stand behind (`adminChangeSigners`). */
+  /** The admins who may sign it (ids): admins when it was proposed who are not in the proposer's hands, nor the proposer in theirs (`adminChangeSigners`). */
   readonly approvers: readonly string[];
   /** What it loosens, in words (for the card). */
   readonly loosens: readonly { key: string; why: string }[];
@@ -85,41 +85,70 @@ export function adminChangeAssessment(policy: Policy, loosenings: readonly Loose
   };
 }
 
-/** One edge of operator lineage: `issuerId` created `operatorId`, granted it admin, or issued its token. */
+/**
+ * One edge of operator lineage (migration 017's `operator_lineage`, as the shell reads it):
+ *
+ * - `holds`: `issuerId` created `operatorId` or rotated its token, so it was handed that
+ *   operator's current secret, and `operatorId` has not rotated its own token since (a
+ *   self-rotation ends the hold: the shell drops these edges then);
+ * - `madeAdmin`: `issuerId` created `operatorId` as an admin or granted it the role. It never
+ *   ends: whoever made an admin may have made it for an identity they play, and a self-rotation
+ *   can be done by whoever holds the token at the time.
+ */
 export interface LineageEdge {
   readonly operatorId: string;
   readonly issuerId: string;
+  readonly kind: 'holds' | 'madeAdmin';
 }
 
-/**
- * The operators `proposerId` stands behind: every operator they created, granted admin to or
- * issued a token of, and, through those, every operator *they* did (transitively: an identity
- * the proposer holds can mint a third). Four-eyes never lets one of them sign the proposer's
- * change (review F4). Pure.
- */
-export function standsBehind(proposerId: string, edges: readonly LineageEdge[]): Set<string> {
-  const by = new Map<string, string[]>();
-  for (const e of edges) by.set(e.issuerId, [...(by.get(e.issuerId) ?? []), e.operatorId]);
-  const seen = new Set<string>();
-  const todo = [proposerId];
+function walk(from: Iterable<string>, next: Map<string, string[]>): Set<string> {
+  const seen = new Set<string>(from);
+  const todo = [...seen];
   while (todo.length > 0) {
-    for (const next of by.get(todo.pop()!) ?? []) {
-      if (!seen.has(next) && next !== proposerId) {
-        seen.add(next);
-        todo.push(next);
+    for (const n of next.get(todo.pop()!) ?? []) {
+      if (!seen.has(n)) {
+        seen.add(n);
+        todo.push(n);
       }
     }
   }
   return seen;
 }
 
+function index(edges: readonly LineageEdge[], key: (e: LineageEdge) => string, value: (e: LineageEdge) => string, only?: LineageEdge['kind']): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  for (const e of edges) if (only === undefined || e.kind === only) m.set(key(e), [...(m.get(key(e)) ?? []), value(e)]);
+  return m;
+}
+
+/**
+ * Everyone who holds or could hold `operatorId`'s credential, itself included: the holders of its
+ * current secret, the holders of *theirs* (who can act as them and rotate the token again), and
+ * so on. Pure.
+ */
+export function actingAs(operatorId: string, edges: readonly LineageEdge[]): Set<string> {
+  return walk([operatorId], index(edges, (e) => e.operatorId, (e) => e.issuerId, 'holds'));
+}
+
+/**
+ * Whether two operators are one for four-eyes (review F4, review2 F1/F1b): someone who can act
+ * as either one, directly or transitively, holds or could hold the other's credential or made the
+ * other admin (over both kinds of edge). Two way: an admin who rotated the proposer's token is as
+ * much the proposer as an admin the proposer created. Two admins merely made by the same admin,
+ * who have each rotated their own token since, are not (that is how four-eyes is set up). Pure.
+ */
+export function sameHands(a: string, b: string, edges: readonly LineageEdge[]): boolean {
+  if (a === b) return true;
+  const down = index(edges, (e) => e.issuerId, (e) => e.operatorId);
+  return walk(actingAs(a, edges), down).has(b) || walk(actingAs(b, edges), down).has(a);
+}
+
 /**
  * Who may sign an admin change by `proposerId`: the active admins (at the time asked: at
  * proposal, then again at each vote, intersected with the proposal's list) other than the
- * proposer and anyone the proposer stands behind. Empty: nobody may, and the change waits and
- * expires (fail closed); `admin.singleAdmin: true` is the policy's answer for a lone admin.
+ * proposer and anyone in the same hands (`sameHands`). Empty: nobody may, and the change waits
+ * and expires (fail closed); `admin.singleAdmin: true` is the policy's answer for a lone admin.
  */
 export function adminChangeSigners(proposerId: string, admins: readonly { id: string; name: string }[], edges: readonly LineageEdge[]): { id: string; name: string }[] {
-  const behind = standsBehind(proposerId, edges);
-  return admins.filter((a) => a.id !== proposerId && !behind.has(a.id));
+  return admins.filter((a) => !sameHands(proposerId, a.id, edges));
 }

@@ -272,7 +272,8 @@ export class AgentConfigDesk {
 
   /**
    * Who may sign this admin change now: the admins its proposal named (args.approvers), less any
-   * the proposer has since come to stand behind (created, granted admin, issued a token: review F4).
+   * who have since come into the same hands as the proposer, either way (core `sameHands`: one
+   * holds or could hold the other's credential, or made the other admin; review F4, review2 F1).
    */
   async signersOf(q: Queries, row: RequestRow): Promise<string[]> {
     if (row.requester_operator_id === null) return [];

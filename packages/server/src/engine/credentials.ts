@@ -289,8 +289,12 @@ export class Credentials {
     await tx.insertOperator(row);
     const tokenId = newId('tok', at);
     await tx.credentials.insertToken(this.newToken(tokenId, id, token, at));
-    // Four-eyes (review F4): the creator holds this operator's first token; it never signs the creator's admin changes.
-    if (by.type === 'operator') await tx.credentials.addLineage({ operator_id: id, issuer_id: by.id, kind: 'created', at });
+    // Four-eyes (review F4, review2 F1b): the creator holds this operator's first token (until the
+    // operator rotates its own) and, for an admin, made it one (for good): the two never sign each other's admin changes.
+    if (by.type === 'operator') {
+      await tx.credentials.addLineage({ operator_id: id, issuer_id: by.id, kind: 'created', at });
+      if (input.roles.includes('admin')) await tx.credentials.addLineage({ operator_id: id, issuer_id: by.id, kind: 'admin', at });
+    }
     await this.writer.append(tx, [draft('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
     return { id, name: input.name, roles: input.roles, token, tokenId };
   }
@@ -635,21 +639,31 @@ export class Credentials {
     return result;
   }
 
-  /** A new token for an operator; every other token of theirs is revoked and its sessions end. */
+  /**
+   * A new token for an operator; every other token of theirs is revoked and its sessions end. An
+   * admin may rotate anyone's; any operator may rotate their own (`me`, or their id). Whoever
+   * rotates another's token holds it (four-eyes: the two are in the same hands); rotating your own
+   * ends every such hold, so nobody who created you or rotated your token before holds your
+   * credential any more (review2 F1: how admins made by one admin become independent).
+   */
   async rotateToken(by: Principal, ref: string): Promise<{ operatorId: string; name: string; tokenId: string; token: string; revokedTokenIds: string[] }> {
-    const admin = requireAdmin(by);
+    if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'only operators have operator tokens');
+    const own = ref === 'me' || ref === by.operatorId;
+    const admin = own ? by : requireAdmin(by);
     const result = await this.store.transaction(async (tx) => {
       const row = await this.resolveOperator(tx, admin, ref);
-      await this.guardChange(tx, admin, row, {});
+      if (row.id === admin.operatorId) this.refuseTampered(row);
+      else await this.guardChange(tx, admin, row, {});
       const at = this.now();
       const revokedTokenIds = await this.revokeTokens(tx, await tx.credentials.tokensOf(row.id), at);
       const sessionsEnded = await tx.credentials.deleteSessions({ operatorId: row.id });
       const token = newSecret('cso');
       const tokenId = newId('tok', at);
       await tx.credentials.insertToken(this.newToken(tokenId, row.id, token, at));
-      // Whoever rotates an operator's token holds it: that operator never signs their admin changes.
-      await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'token', at });
-      await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded }, at)]);
+      // Whoever rotates another's token holds it (four-eyes); rotating your own ends every hold on it.
+      if (row.id === admin.operatorId) await tx.credentials.endHolds(row.id);
+      else await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'token', at });
+      await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded, own: row.id === admin.operatorId }, at)]);
       return { operatorId: row.id, name: row.name, tokenId, token, revokedTokenIds };
     });
     this.forget();

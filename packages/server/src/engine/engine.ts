@@ -8,6 +8,7 @@ import {
   type JsonObject,
   agentEnabled,
   adminChangeSigners,
+  type LineageEdge,
   agentPolicy,
   isAdminChangeAction,
   AGGREGATE_ACTION,
@@ -217,7 +218,13 @@ export class Engine {
       proposeAdminChange: (by, action, args, description, assessment, entries) => this.proposeAdminChange(by, action, args, description, assessment, entries),
       adminSigners: async (q, proposerId) => {
         const admins = (await this.credentials.activeOperators(q)).filter((op) => op.roles.includes('admin')).map((op) => ({ id: op.operatorId, name: op.name }));
-        const edges = (await q.credentials.lineage()).map((e) => ({ operatorId: e.operator_id, issuerId: e.issuer_id }));
+        // created/token: holds the operator's secret (until it rotates its own); admin: made it an admin (for good). Unknown: both (fail closed).
+        const edges = (await q.credentials.lineage()).flatMap((e): LineageEdge[] => {
+          const edge = { operatorId: e.operator_id, issuerId: e.issuer_id };
+          if (e.kind === 'created' || e.kind === 'token') return [{ ...edge, kind: 'holds' }];
+          if (e.kind === 'admin') return [{ ...edge, kind: 'madeAdmin' }];
+          return [{ ...edge, kind: 'holds' }, { ...edge, kind: 'madeAdmin' }];
+        });
         return adminChangeSigners(proposerId, admins, edges);
       },
     });

@@ -108,13 +108,21 @@ export class CredentialQueries {
     await this.db.insertInto('operator_tokens').values(row).execute();
   }
 
-  /** Records that `issuer_id` created, granted admin to, or issued a token of `operator_id` (migration 017; insert-only). */
+  /** Records that `issuer_id` created, granted admin to, or issued a token of `operator_id` (migration 017). */
   async addLineage(edge: { operator_id: string; issuer_id: string; kind: 'created' | 'admin' | 'token'; at: number }): Promise<void> {
     if (edge.operator_id === edge.issuer_id) return;
     await this.db.insertInto('operator_lineage').values(edge).onConflict((oc) => oc.columns(['operator_id', 'issuer_id', 'kind']).doNothing()).execute();
   }
 
-  /** Every lineage edge (a few per operator): four-eyes walks it from the proposer. */
+  /**
+   * `operator_id` rotated its own token: nobody who created it or rotated its token before holds
+   * its secret any more, so those edges go (`admin` edges stay: making an admin never ends).
+   */
+  async endHolds(operatorId: string): Promise<void> {
+    await this.db.deleteFrom('operator_lineage').where('operator_id', '=', operatorId).where('kind', 'in', ['created', 'token']).execute();
+  }
+
+  /** Every lineage edge (a few per operator): four-eyes walks it both ways from the proposer. */
   async lineage(): Promise<Array<{ operator_id: string; issuer_id: string; kind: string }>> {
     return this.db.selectFrom('operator_lineage').select(['operator_id', 'issuer_id', 'kind']).execute();
   }

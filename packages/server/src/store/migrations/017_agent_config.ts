@@ -12,11 +12,13 @@ import type { Kysely, Migration } from 'kysely';
  *   change a second admin approved, the `countersign.agent_config` request that carried it.
  * - `baselines` (both tables): for each key the overlay loosens, the policy file's value it was
  *   approved against (core overlay.ts); the loosening stops applying once the file is stricter.
- * - `operator_lineage`: who created an operator, granted it the admin role, or issued its token
- *   (insert-only, written by the credentials desk), so a second identity the proposer made or
- *   holds the token of never signs their admin change (four-eyes, review F4). A table rather than
- *   the audit trail: retention prunes the trail, and four-eyes must not forget. Backfilled here
- *   from the trail's `operator_created`, `operator_updated` (roles with admin) and `token_rotated`.
+ * - `operator_lineage`: who holds an operator's credential (`created` it, or rotated its `token`;
+ *   both end when the operator rotates its own token: those rows are deleted then) and who made
+ *   it an admin (`admin`: created it as one or granted the role; never ends), written by the
+ *   credentials desk, so an admin in the same hands as the proposer, either way, never signs
+ *   their admin change (four-eyes, review F4, review2 F1). A table rather than the audit trail:
+ *   retention prunes the trail, and four-eyes must not forget. Backfilled here from the trail's
+ *   `operator_created`, `operator_updated` (roles with admin) and `token_rotated`, in order.
  */
 export const m017_agent_config: Migration = {
   async up(db: Kysely<any>) {
@@ -52,14 +54,17 @@ export const m017_agent_config: Migration = {
       .addPrimaryKeyConstraint('operator_lineage_pk', ['operator_id', 'issuer_id', 'kind'])
       .execute();
     await db.schema.createIndex('operator_lineage_issuer').on('operator_lineage').column('issuer_id').execute();
-    // Backfill from the trail (integrated and pending entries) what operators already did.
-    const kinds: Record<string, string> = { operator_created: 'created', operator_updated: 'admin', token_rotated: 'token' };
-    for (const table of ['audit_log', 'audit_pending']) {
+    // Backfill from the trail (integrated, then pending entries, each in order) what operators already did.
+    const add = (operator_id: string, issuer_id: string, kind: string, at: number) =>
+      db.insertInto('operator_lineage').values({ operator_id, issuer_id, kind, at }).onConflict((oc) => oc.columns(['operator_id', 'issuer_id', 'kind']).doNothing()).execute();
+    const types = ['operator_created', 'operator_updated', 'token_rotated'];
+    for (const [table, order] of [['audit_log', 'seq'], ['audit_pending', 'id']] as const) {
       const rows: Array<{ type: string; actor_id: string; data: string; at: number | string }> = await db
         .selectFrom(table)
         .select(['type', 'actor_id', 'data', 'at'])
         .where('actor_type', '=', 'operator')
-        .where('type', 'in', Object.keys(kinds))
+        .where('type', 'in', types)
+        .orderBy(order)
         .execute();
       for (const r of rows) {
         let data: { operatorId?: unknown; roles?: unknown };
@@ -68,13 +73,16 @@ export const m017_agent_config: Migration = {
         } catch {
           continue;
         }
-        if (typeof data.operatorId !== 'string' || data.operatorId === r.actor_id) continue;
-        if (r.type === 'operator_updated' && !(Array.isArray(data.roles) && data.roles.includes('admin'))) continue;
-        await db
-          .insertInto('operator_lineage')
-          .values({ operator_id: data.operatorId, issuer_id: r.actor_id, kind: kinds[r.type], at: Number(r.at) })
-          .onConflict((oc) => oc.columns(['operator_id', 'issuer_id', 'kind']).doNothing())
-          .execute();
+        if (typeof data.operatorId !== 'string') continue;
+        const admin = Array.isArray(data.roles) && data.roles.includes('admin');
+        if (data.operatorId === r.actor_id) {
+          // An operator rotating its own token ends every hold on it.
+          if (r.type === 'token_rotated') await db.deleteFrom('operator_lineage').where('operator_id', '=', data.operatorId).where('kind', 'in', ['created', 'token']).execute();
+          continue;
+        }
+        if (r.type === 'operator_created') await add(data.operatorId, r.actor_id, 'created', Number(r.at));
+        if (r.type === 'token_rotated') await add(data.operatorId, r.actor_id, 'token', Number(r.at));
+        if (r.type !== 'token_rotated' && admin) await add(data.operatorId, r.actor_id, 'admin', Number(r.at));
       }
     }
   },
