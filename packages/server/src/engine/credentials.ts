@@ -640,20 +640,17 @@ export class Credentials {
   }
 
   /**
-   * A new token for an operator; every other token of theirs is revoked and its sessions end. An
-   * admin may rotate anyone's; any operator may rotate their own (`me`, or their id). Whoever
-   * rotates another's token holds it (four-eyes: the two are in the same hands); rotating your own
-   * ends every such hold, so nobody who created you or rotated your token before holds your
-   * credential any more (review2 F1: how admins made by one admin become independent).
+   * A new token for an operator (admin); every other token of theirs is revoked and its sessions
+   * end. Whoever rotates another's token holds it (four-eyes: the two are in the same hands); an
+   * admin rotating their own (`me`) ends every such hold, so nobody who created them or rotated
+   * their token before holds their credential any more (review2 F1: how admins made by one admin
+   * become independent).
    */
   async rotateToken(by: Principal, ref: string): Promise<{ operatorId: string; name: string; tokenId: string; token: string; revokedTokenIds: string[] }> {
-    if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'only operators have operator tokens');
-    const own = ref === 'me' || ref === by.operatorId;
-    const admin = own ? by : requireAdmin(by);
+    const admin = requireAdmin(by);
     const result = await this.store.transaction(async (tx) => {
       const row = await this.resolveOperator(tx, admin, ref);
-      if (row.id === admin.operatorId) this.refuseTampered(row);
-      else await this.guardChange(tx, admin, row, {});
+      await this.guardChange(tx, admin, row, {});
       const at = this.now();
       const revokedTokenIds = await this.revokeTokens(tx, await tx.credentials.tokensOf(row.id), at);
       const sessionsEnded = await tx.credentials.deleteSessions({ operatorId: row.id });
