@@ -60,6 +60,32 @@ describe.each(ENGINES)('attacks on the agentcfg fixes ($name)', ({ name, make })
     await expect(engine.createRequest(bot, LOW)).rejects.toMatchObject({ code: 'AGENT_DISABLED' });
   });
 
+  it('review2 F1 with one more step: an admin who rotated another admin\'s token, then did that admin\'s "own" rotation, still cannot sign as its second admin', async () => {
+    const { engine, root, as, independent, bot, vote } = await setup();
+    const mallory = await independent(root, 'mallory');
+    const carol = await independent(root, 'carol');
+    await independent(root, 'ivy');
+    await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
+    const stolen = await as((await engine.credentials.rotateToken(mallory, carol.kind === 'operator' ? carol.operatorId : '')).token);
+    const laundered = await as((await engine.credentials.rotateToken(stolen, 'me')).token);
+    const proposed = await engine.agentConfigs.put(laundered, 'billing-bot', { enabled: true });
+    expect((proposed as { approvers: readonly { name: string }[] }).approvers.map((a) => a.name)).toEqual(['ivy']);
+    expect(await vote(mallory, (proposed as { requestId: string }).requestId)).toBe('SELF_REVIEW');
+    await expect(engine.createRequest(bot, LOW)).rejects.toMatchObject({ code: 'AGENT_DISABLED' });
+  });
+
+  it('an operator the proposer created as a non-admin, made admin by someone else, then rotated "its own" token (by the proposer): still the proposer\'s', async () => {
+    const { engine, root, as, independent, vote } = await setup();
+    const mallory = await independent(root, 'mallory');
+    const bob = await independent(root, 'bob');
+    const made = await engine.createOperator(mallory, { name: 'x', roles: ['reviewer'] });
+    await engine.credentials.updateOperator(bob, made.id, { roles: ['admin'] });
+    const x = await as((await engine.credentials.rotateToken(await as(made.token), 'me')).token);
+    const proposed = await engine.agentConfigs.put(x, 'billing-bot', { limits: { perMinute: 100000 } });
+    expect((proposed as { approvers: readonly { name: string }[] }).approvers.map((a) => a.name)).toEqual([]);
+    expect(await vote(mallory, (proposed as { requestId: string }).requestId)).toBe('SELF_REVIEW');
+  });
+
   it('a chain of minted admins (root → bob → carl → dan) never signs bob\'s change, either way, even after rotating their own tokens; an admin made after the proposal does not either', async () => {
     const { engine, root, as, admin, independent, bot, vote } = await setup();
     const bob = await independent(root, 'bob');

@@ -25,7 +25,7 @@ describe.each(ENGINES)('operator lineage ($name)', ({ make }) => {
     await database.drop();
   });
 
-  it('holds end when an operator rotates its own token, admin grants never; the backfill from the trail rebuilds the same rows', async () => {
+  it('a creator\'s hold ends when the operator rotates its own token; a rotation by another, a hold at an admin grant and the grant never do; the backfill from the trail rebuilds the same rows', async () => {
     database = make();
     engine = await Engine.open({ connection: await connect(database.url), serverSecret: TEST_SERVER_SECRET });
     await engine.activatePolicy(DEFAULT_POLICY_YAML, 'test');
@@ -35,8 +35,9 @@ describe.each(ENGINES)('operator lineage ($name)', ({ make }) => {
     const carol = await as((await engine.createOperator(root, { name: 'carol', roles: ['admin'] })).token);
     const rae = await as((await engine.createOperator(bob, { name: 'rae', roles: ['reviewer'] })).token);
     await engine.credentials.rotateToken(bob, 'me');
-    await engine.credentials.rotateToken(carol, id(rae)); // carol holds rae's token now (bob's hold on it too)
-    await engine.credentials.updateOperator(carol, id(rae), { roles: ['reviewer', 'admin'] });
+    const raeToken = (await engine.credentials.rotateToken(carol, id(rae))).token; // carol holds rae's token now, for good (bob's hold too, for now)
+    await engine.credentials.updateOperator(carol, id(rae), { roles: ['reviewer', 'admin'] }); // bob still held it: now for good
+    await engine.credentials.rotateToken(await as(raeToken), 'me'); // ends bob's creation hold only
     const rows = async () =>
       (await raw(engine).selectFrom('operator_lineage').select(['operator_id', 'issuer_id', 'kind']).execute())
         .map((r) => `${r.issuer_id}>${r.operator_id}:${r.kind}`)
@@ -49,7 +50,7 @@ describe.each(ENGINES)('operator lineage ($name)', ({ make }) => {
         'root>bob:admin', // bob rotated his own token: root no longer holds it, but made him admin
         'root>carol:created',
         'root>carol:admin',
-        'bob>rae:created',
+        'bob>rae:token', // bob created rae and still held her token when she was made admin
         'carol>rae:token',
         'carol>rae:admin',
       ].sort(),

@@ -293,7 +293,7 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
       }
       // Four-eyes (review F4): a second identity of the proposer is the proposer.
       if (request.isAdminChange === true && approving(ctx) && !(request.adminSigners ?? []).includes(reviewer.id)) {
-        return err('SELF_REVIEW', 'this admin change can be signed only by an admin who was one when it was proposed and is independent of its proposer: neither holds, or could hold, the other\'s credential (created it or rotated its token, until it rotated its own), nor made the other admin');
+        return err('SELF_REVIEW', 'this admin change can be signed only by an admin who was one when it was proposed and is independent of its proposer: neither holds, or could hold, the other\'s credential (created it, until it rotated its own token, or ever rotated its token), nor made the other admin');
       }
       const rejected = request.votes.some((v) => v.verdict === 'reject' && v.reviewer.id === reviewer.id);
       // One vote per round: approvals of an earlier payload no longer count, so their authors may vote on the new one.

@@ -88,9 +88,10 @@ export function adminChangeAssessment(policy: Policy, loosenings: readonly Loose
 /**
  * One edge of operator lineage (migration 017's `operator_lineage`, as the shell reads it):
  *
- * - `holds`: `issuerId` created `operatorId` or rotated its token, so it was handed that
- *   operator's current secret, and `operatorId` has not rotated its own token since (a
- *   self-rotation ends the hold: the shell drops these edges then);
+ * - `holds`: `issuerId` holds or could hold `operatorId`'s credential: it created it and
+ *   `operatorId` has not rotated its own token since (the shell drops that edge then), or it
+ *   rotated `operatorId`'s token, or held it when `operatorId` was granted admin (those never
+ *   end: the holder can do the "own" rotation itself);
  * - `madeAdmin`: `issuerId` created `operatorId` as an admin or granted it the role. It never
  *   ends: whoever made an admin may have made it for an identity they play, and a self-rotation
  *   can be done by whoever holds the token at the time.

@@ -609,7 +609,10 @@ export class Credentials {
       if (patch.groups !== undefined) change.groups = JSON.stringify([...new Set(patch.groups)]);
       if (patch.disabled !== undefined) change.disabled_at = patch.disabled ? (row.disabled_at ?? at) : null;
       await this.patchOperator(tx, row, change);
-      if (patch.roles?.includes('admin')) await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'admin', at });
+      if (patch.roles?.includes('admin')) {
+        await tx.credentials.pinHolds(row.id, at);
+        await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'admin', at });
+      }
       // Disabling ends every session at once; a later enable does not bring them back.
       const sessionsEnded = patch.disabled === true ? await tx.credentials.deleteSessions({ operatorId: row.id }) : 0;
       const data: Record<string, unknown> = { operatorId: row.id, name: row.name, sessionsEnded };
@@ -641,10 +644,10 @@ export class Credentials {
 
   /**
    * A new token for an operator (admin); every other token of theirs is revoked and its sessions
-   * end. Whoever rotates another's token holds it (four-eyes: the two are in the same hands); an
-   * admin rotating their own (`me`) ends every such hold, so nobody who created them or rotated
-   * their token before holds their credential any more (review2 F1: how admins made by one admin
-   * become independent).
+   * end. Whoever rotates another's token holds it, for good (four-eyes: the two are in the same
+   * hands; they may do the "own" rotation next). An admin rotating their own (`me`) ends their
+   * creator's hold (review2 F1: how admins made by one admin become independent of each other;
+   * the creator made them admin, which never ends).
    */
   async rotateToken(by: Principal, ref: string): Promise<{ operatorId: string; name: string; tokenId: string; token: string; revokedTokenIds: string[] }> {
     const admin = requireAdmin(by);
@@ -657,7 +660,7 @@ export class Credentials {
       const token = newSecret('cso');
       const tokenId = newId('tok', at);
       await tx.credentials.insertToken(this.newToken(tokenId, row.id, token, at));
-      // Whoever rotates another's token holds it (four-eyes); rotating your own ends every hold on it.
+      // Whoever rotates another's token holds it, for good (four-eyes); rotating your own ends your creator's hold.
       if (row.id === admin.operatorId) await tx.credentials.endHolds(row.id);
       else await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'token', at });
       await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded, own: row.id === admin.operatorId }, at)]);

@@ -115,11 +115,22 @@ export class CredentialQueries {
   }
 
   /**
-   * `operator_id` rotated its own token: nobody who created it or rotated its token before holds
-   * its secret any more, so those edges go (`admin` edges stay: making an admin never ends).
+   * `operator_id` (an admin) rotated its own token: whoever created it no longer holds its secret,
+   * so those `created` rows go. `token` rows (someone else rotated it: they may have done this
+   * "own" rotation too) and `admin` rows stay: they never end.
    */
   async endHolds(operatorId: string): Promise<void> {
-    await this.db.deleteFrom('operator_lineage').where('operator_id', '=', operatorId).where('kind', 'in', ['created', 'token']).execute();
+    await this.db.deleteFrom('operator_lineage').where('operator_id', '=', operatorId).where('kind', '=', 'created').execute();
+  }
+
+  /**
+   * `operator_id` is being made an admin: whoever holds its credential now (its creator, until it
+   * rotated its own) could do its "own" rotation as an admin, so that hold becomes one that never
+   * ends (a `token` row).
+   */
+  async pinHolds(operatorId: string, at: number): Promise<void> {
+    const holders = await this.db.selectFrom('operator_lineage').select('issuer_id').where('operator_id', '=', operatorId).where('kind', '=', 'created').execute();
+    for (const h of holders) await this.addLineage({ operator_id: operatorId, issuer_id: h.issuer_id, kind: 'token', at });
   }
 
   /** Every lineage edge (a few per operator): four-eyes walks it both ways from the proposer. */

@@ -12,9 +12,10 @@ import type { Kysely, Migration } from 'kysely';
  *   change a second admin approved, the `countersign.agent_config` request that carried it.
  * - `baselines` (both tables): for each key the overlay loosens, the policy file's value it was
  *   approved against (core overlay.ts); the loosening stops applying once the file is stricter.
- * - `operator_lineage`: who holds an operator's credential (`created` it, or rotated its `token`;
- *   both end when the operator rotates its own token: those rows are deleted then) and who made
- *   it an admin (`admin`: created it as one or granted the role; never ends), written by the
+ * - `operator_lineage`: who holds an operator's credential (`created` it: deleted when the
+ *   operator rotates its own token; or `token`: rotated it, or held it when the operator was
+ *   granted admin, never ends) and who made it an admin (`admin`: created it as one or granted
+ *   the role; never ends), written by the
  *   credentials desk, so an admin in the same hands as the proposer, either way, never signs
  *   their admin change (four-eyes, review F4, review2 F1). A table rather than the audit trail:
  *   retention prunes the trail, and four-eyes must not forget. Backfilled here from the trail's
@@ -76,12 +77,17 @@ export const m017_agent_config: Migration = {
         if (typeof data.operatorId !== 'string') continue;
         const admin = Array.isArray(data.roles) && data.roles.includes('admin');
         if (data.operatorId === r.actor_id) {
-          // An operator rotating its own token ends every hold on it.
-          if (r.type === 'token_rotated') await db.deleteFrom('operator_lineage').where('operator_id', '=', data.operatorId).where('kind', 'in', ['created', 'token']).execute();
+          // An operator rotating its own token ends its creator's hold (store/credentials.ts endHolds).
+          if (r.type === 'token_rotated') await db.deleteFrom('operator_lineage').where('operator_id', '=', data.operatorId).where('kind', '=', 'created').execute();
           continue;
         }
         if (r.type === 'operator_created') await add(data.operatorId, r.actor_id, 'created', Number(r.at));
         if (r.type === 'token_rotated') await add(data.operatorId, r.actor_id, 'token', Number(r.at));
+        if (r.type === 'operator_updated' && admin) {
+          // Granted admin: a creator still holding it holds it for good (pinHolds).
+          const holders: Array<{ issuer_id: string }> = await db.selectFrom('operator_lineage').select('issuer_id').where('operator_id', '=', data.operatorId).where('kind', '=', 'created').execute();
+          for (const h of holders) await add(data.operatorId, h.issuer_id, 'token', Number(r.at));
+        }
         if (r.type !== 'token_rotated' && admin) await add(data.operatorId, r.actor_id, 'admin', Number(r.at));
       }
     }
