@@ -124,6 +124,17 @@ describe.each(ENGINES)('attacks on the agentcfg fixes ($name)', ({ name, make })
     expect(await vote(rae, (proposed as { requestId: string }).requestId)).toBe('SELF_REVIEW');
   });
 
+  it('a disabled agent\'s pending request: the dry run says AGENT_DISABLED, as the vote does; a rejection still decides it', async () => {
+    const { engine, root, admin, bot, vote } = await setup();
+    const made = await engine.createRequest(bot, CreateRequestBody.parse({ action: 'wire_transfer', args: { to: 'acct-1', amount: 500 }, confidence: 0.9, riskLevel: 'high' }));
+    const dave = await admin(root, 'dave');
+    expect((await engine.getRequest(dave, made.request.id)).actionable).toBe(true);
+    await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
+    expect(await engine.getRequest(dave, made.request.id)).toMatchObject({ actionable: false, notActionable: { code: 'AGENT_DISABLED' } });
+    expect(await vote(dave, made.request.id)).toBe('AGENT_DISABLED');
+    expect((await engine.review(dave, made.request.id, { verdict: 'reject', reason: 'switched off' })).status).toBe('rejected');
+  });
+
   it('a disabled agent cannot claim an approval it got before: AGENT_DISABLED (audited), the request stays approved', async () => {
     const { engine, root, admin, bot } = await setup();
     const dave = await admin(root, 'dave');
