@@ -212,9 +212,10 @@ export interface Database {
 export type { Generated };
 
 /**
- * Who gave an operator power (migration 017): `created` it, granted it `admin`, or issued its
- * `token`. Insert-only, written by the credentials desk. Four-eyes reads it: an admin change's
- * proposer never signs it through an operator they stand behind (core admin-change.ts).
+ * Who holds or made an operator (migration 017): `created` it (deleted when the operator rotates
+ * its own token), rotated or held its `token` (never ends), made it `admin` (never ends). Written
+ * only by the credentials desk. Four-eyes reads it: two admins in the same hands, either way,
+ * never sign each other's admin changes (core admin-change.ts `sameHands`).
  */
 export interface OperatorLineageTable {
   operator_id: string;
