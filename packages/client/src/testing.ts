@@ -322,6 +322,8 @@ export class CountersignDouble implements AgentGateway {
       nonce: issued?.nonce ?? null,
       expiresAt: issued?.expiresAt ?? new Date(0).toISOString(),
       payloadHash: issued?.payloadHash ?? null,
+      // The double has no per-agent configuration: its agent is never disabled.
+      agentDisabled: false,
     };
     const decided = decideClaim(state, receipt, new Date(at));
     if (!decided.ok) throw decided.error;

@@ -25,6 +25,8 @@ export const ERROR_CODES = [
   'COOLDOWN_ACTIVE',
   'RATE_LIMITED',
   'AGENT_PAUSED',
+  /** The agent's configuration says `enabled: false` (or cannot be trusted): every request from it is refused. */
+  'AGENT_DISABLED',
   'IP_NOT_ALLOWED',
   // state
   'NOT_FOUND',

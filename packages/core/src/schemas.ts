@@ -172,6 +172,9 @@ export const CreateRequestBody = z
     }
     const names = new Set<string>();
     for (const [i, alt] of (body.alternatives ?? []).entries()) {
+      if (alt.action.toLowerCase().startsWith(RESERVED_ACTION_PREFIX)) {
+        ctx.addIssue({ code: 'custom', path: ['alternatives', i, 'action'], message: 'actions named countersign.* are reserved for Countersign itself' });
+      }
       const bad = NAME_BREAKER.exec(alt.name);
       if (bad) {
         const at = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;

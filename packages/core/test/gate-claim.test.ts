@@ -77,7 +77,7 @@ describe('receipts', () => {
 
 describe('decideClaim', () => {
   const body = receiptBody(sha256, 'req_1', decision, 'k1', { nonce: 'n1', expiresAt: '2026-01-01T11:00:00.000Z' });
-  const state: ClaimState = { requestId: 'req_1', status: 'approved', nonce: 'n1', expiresAt: '2026-01-01T11:00:00.000Z', payloadHash: body.payloadHash };
+  const state: ClaimState = { requestId: 'req_1', status: 'approved', nonce: 'n1', expiresAt: '2026-01-01T11:00:00.000Z', payloadHash: body.payloadHash, agentDisabled: false };
   const at = (iso: string) => new Date(iso);
   const code = (s: ClaimState, r: ReceiptBody, now = at('2026-01-01T10:30:00.000Z')) => {
     const res = decideClaim(s, r, now);
@@ -96,6 +96,8 @@ describe('decideClaim', () => {
     ['another payload', {}, { payloadHash: 'ab'.repeat(32) }, '2026-01-01T10:30:00.000Z', 'RECEIPT_MISMATCH'],
     ['a rejection receipt', {}, { outcome: 'rejected', payloadHash: null }, '2026-01-01T10:30:00.000Z', 'RECEIPT_MISMATCH'],
     ['pending', { status: 'pending' }, {}, '2026-01-01T10:30:00.000Z', 'ILLEGAL_TRANSITION'],
+    ['a disabled agent (enabled: false)', { agentDisabled: true }, {}, '2026-01-01T10:30:00.000Z', 'AGENT_DISABLED'],
+    ['a disabled agent, replaying a claimed approval, is named a replay', { agentDisabled: true, status: 'executing' }, {}, '2026-01-01T10:30:00.000Z', 'ALREADY_EXECUTED'],
     ['expired undecided', { status: 'expired' }, {}, '2026-01-01T10:30:00.000Z', 'ALREADY_DECIDED'],
     ['a stored expiry that does not parse', { expiresAt: 'soon' }, {}, '2026-01-01T10:30:00.000Z', 'RECEIPT_EXPIRED'],
     // The store is the authority: a receipt whose (signed) expiry is later does not extend it.
@@ -140,7 +142,7 @@ describe('claimDeadline: the earlier of the stored and the signed expiry (review
     expect(claimDeadline({ expiresAt: '2027-01-01T00:00:00.000Z' }, { version: 2 })).toBe(0);
   });
   it('decideClaim refuses past the signed expiry even when the stored one is later', () => {
-    const state: ClaimState = { requestId: 'req_1', status: 'approved', nonce: 'n1', expiresAt: '2027-01-01T00:00:00.000Z', payloadHash: 'h' };
+    const state: ClaimState = { requestId: 'req_1', status: 'approved', nonce: 'n1', expiresAt: '2027-01-01T00:00:00.000Z', payloadHash: 'h', agentDisabled: false };
     const receipt = { version: 2, requestId: 'req_1', outcome: 'approved', decidedBy: 'policy', deciders: [], decidedAt: '2026-01-01T10:00:00.000Z', payloadHash: 'h', keyId: 'k', nonce: 'n1', expiresAt: '2026-01-01T11:00:00.000Z' } as ReceiptBody;
     const late = decideClaim(state, receipt, new Date('2026-01-01T11:00:01.000Z'));
     expect(late.ok || late.error.code).toBe('RECEIPT_EXPIRED');
@@ -167,7 +169,7 @@ describe('lapsed approvals (the scheduler sweep)', () => {
 
   it('a claim of a lapsed request is RECEIPT_EXPIRED, even with a receipt whose dates still look valid', () => {
     const body = receiptBody(sha256, 'req_1', decision, 'k1', { nonce: 'n1', expiresAt: '2099-01-01T00:00:00.000Z' });
-    const state: ClaimState = { requestId: 'req_1', status: 'lapsed', nonce: 'n1', expiresAt: '2099-01-01T00:00:00.000Z', payloadHash: body.payloadHash };
+    const state: ClaimState = { requestId: 'req_1', status: 'lapsed', nonce: 'n1', expiresAt: '2099-01-01T00:00:00.000Z', payloadHash: body.payloadHash, agentDisabled: false };
     const r = decideClaim(state, body, new Date('2026-01-01T10:30:00.000Z'));
     expect(r.ok).toBe(false);
     expect(!r.ok && r.error.code).toBe('RECEIPT_EXPIRED');

@@ -287,6 +287,7 @@ function run(sc: Scenario, checks: readonly GateCheck[], requirementOf: Requirem
     isAggregate: false,
     aggregated: sc.aggregated ? { aggregateId: 'agg', collectingUntil: null } : null,
     agentPaused: sc.paused ? { until: AT, reason: 'p' } : null,
+    agentDisabled: false,
     escalation: null,
   };
   const log: Cast[] = [];

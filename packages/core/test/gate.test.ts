@@ -77,6 +77,7 @@ function request(over: Partial<GateRequest> = {}): GateRequest {
     isAggregate: false,
     aggregated: null,
     agentPaused: null,
+    agentDisabled: false,
     escalation: null,
     ...over,
   };
@@ -154,6 +155,8 @@ describe('every check (table)', () => {
     ['aggregate: an aggregate cannot be modified', input(request({ isAggregate: true }), alice, approve({ args: { x: 1 } })), 'VALIDATION_FAILED'],
     ['aggregate: its agent is paused', input(request({ agentPaused: { until: AT, reason: 'slicing' } }), alice, approve()), 'AGENT_PAUSED'],
     ['aggregate: rejecting while paused is allowed', input(request({ agentPaused: { until: AT, reason: 'slicing' } }), alice, reject()), 'rejected'],
+    ['aggregate: its agent is disabled (enabled: false)', input(request({ agentDisabled: true }), alice, approve()), 'AGENT_DISABLED'],
+    ['aggregate: rejecting while disabled is allowed', input(request({ agentDisabled: true }), alice, reject()), 'rejected'],
     ['ip: outside an allowlist', input(request(), alice, approve(), guard({ ip: { allowed: false, ip: '10.0.0.1', refusedBy: [{ role: 'reviewer' }] } })), 'IP_NOT_ALLOWED'],
     ['ip: rejections are never limited', input(request(), alice, reject(), guard({ ip: { allowed: false, ip: null, refusedBy: [{ operator: 'alice' }] } })), 'rejected'],
     ['limits: cool-down (5 high approvals in 15 min)', input(request({ assessment: high }), alice, approve(), guard({ approvals: approvalsAt(5, 60_000) })), 'COOLDOWN_ACTIVE'],
@@ -198,6 +201,7 @@ describe('ordering conflicts: the first failing check names the refusal', () => 
     ['separation before aggregate, pause, ip, limits and step-up', input(everything(), alice, approve(), hostile), 'SELF_REVIEW'],
     ['aggregate before pause', input(everything({ requesterOperatorId: null }), bob, approve(), hostile), 'AGGREGATED'],
     ['pause before ip', input(everything({ requesterOperatorId: null, aggregated: null }), bob, approve(), hostile), 'AGENT_PAUSED'],
+    ['disabled agent before ip', input(everything({ requesterOperatorId: null, aggregated: null, agentPaused: null, agentDisabled: true }), bob, approve(), hostile), 'AGENT_DISABLED'],
     ['ip before limits', input(everything({ requesterOperatorId: null, aggregated: null, agentPaused: null }), bob, approve(), hostile), 'IP_NOT_ALLOWED'],
     ['cool-down before velocity', input(request({ assessment: critical }), bob, approve(), guard({ approvals: approvalsAt(10, 60_000, 'critical') })), 'COOLDOWN_ACTIVE'],
     ['limits before step-up: a wrong code is refused as over the limit, and uses nothing', input(request({ assessment: high }), bob, approve({ totp: 'invalid' }), guard({ approvals: approvalsAt(10, 5 * 60_000) })), 'VELOCITY_LIMITED'],
@@ -461,6 +465,7 @@ describe('dryRun: actionable is the same gate', () => {
   it.each<[string, Partial<GateRequest>, Reviewer, Partial<GuardFacts>, string, boolean]>([
     ['own request', { requesterOperatorId: alice.id }, alice, {}, 'SELF_REVIEW', false],
     ['paused agent: reject only', { agentPaused: { until: AT, reason: 'x' } }, alice, {}, 'AGENT_PAUSED', true],
+    ['disabled agent: reject only', { agentDisabled: true }, alice, {}, 'AGENT_DISABLED', true],
     ['aggregated: reject only', { aggregated: { aggregateId: null, collectingUntil: AT } }, alice, {}, 'AGGREGATED', true],
     ['cooling down: reject only', { assessment: high }, alice, { approvals: approvalsAt(5, 60_000) }, 'COOLDOWN_ACTIVE', true],
     ['not eligible for the stage', { assessment: assessment({ stages: [{ count: 1, role: 'manager', label: 'manager' }] }) }, alice, {}, 'NOT_ELIGIBLE', false],

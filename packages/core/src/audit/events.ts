@@ -18,6 +18,9 @@ export interface AuditEventSpec {
 export const AUDIT_EVENTS = {
   // ---- configuration and credentials
   policy_loaded: { about: 'a new policy version was stored and activated', data: ['version', 'hash', 'source'] },
+  agent_config_changed: { about: 'an agent’s configuration overlay (PUT /v1/agents/:name/config) was set: a policy change for that agent, versioned; `approvedBy` and `requestId` when a second admin approved it (four-eyes), `loosens` what it loosened', data: ['agentId', 'agent', 'version', 'previousVersion', 'hash', 'config', 'loosens', 'requestId?', 'approvedBy?'] },
+  agent_config_proposed: { about: 'an admin’s agent configuration change loosens the gate, so it waits for another admin as a countersign.agent_config request', data: ['agentId', 'agent', 'baseVersion', 'hash', 'loosens', 'requestId'] },
+  agent_config_refused: { about: 'an approved agent configuration change was not applied: another change landed after it was proposed (its base version is gone)', data: ['agentId', 'agent', 'baseVersion', 'currentVersion', 'requestId'] },
   operator_created: { about: 'an admin created an operator (`tokenless`: the embedded gateway’s admin, made without a token)', data: ['operatorId', 'name', 'roles', 'groups', 'tokenless?'] },
   operator_token_issued: { about: 'first `serve` on a database no person had a token for (an embedded gateway made it): its admin operator was given one (no part of the token is kept; entries before issue 13 held a prefix)', data: ['operatorId', 'name', 'tokenId?', 'prefix?'] },
   key_created: { about: 'an admin created an agent API key (no part of the key is kept; entries before issue 13 held a prefix)', data: ['agentId', 'agentName', 'keyId', 'prefix?'] },
@@ -34,7 +37,7 @@ export const AUDIT_EVENTS = {
   audit_key_rotated: { about: '`audit rotate-key` handed the signing key over: the statement signed by both the old and the new key (old key id and public key, new key id and public key, the size and root the old key’s authority ends at, the time)', data: ['handover', 'reason', 'user', 'host'] },
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
   // ---- a request's lifecycle
-  created: { about: 'an agent (or an operator as one) filed a request; the policy judged it', data: ['action', 'agentId', 'confidence?', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?', 'screening?'] },
+  created: { about: 'an agent (or an operator as one) filed a request; the policy judged it (with the agent’s configuration overlay at `agentConfigVersion`, when it has one)', data: ['action', 'agentId', 'confidence?', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?', 'screening?', 'agentConfigVersion?'] },
   queued: { about: 'the request waits for reviewers', data: ['slaDueAt', 'approval', 'escalation?'] },
   reviewed: { about: 'one reviewer voted', data: ['verdict', 'reason', 'modifiedArgs', 'alternative', 'stage'] },
   approved: { about: 'the approval requirement was met (or the policy or a timeout approved)', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash', 'aggregateId?'] },

@@ -27,6 +27,8 @@ export interface ClaimState {
   expiresAt: string;
   /** Hex SHA-256 of the approved `{action, args}` (the receipt's own `payloadHash`). */
   payloadHash: string | null;
+  /** The agent's policy now (the file with its overlay) says `enabled: false`: nothing of it may start running (review2 F2). */
+  agentDisabled: boolean;
 }
 
 export type ClaimResult = { ok: true; status: 'executing'; nonce: string | null } | { ok: false; error: CountersignError };
@@ -50,7 +52,9 @@ const refuse = (error: CountersignError): ClaimResult => ({ ok: false, error });
  * 3. a request still pending is `ILLEGAL_TRANSITION`; rejected, expired or cancelled is `ALREADY_DECIDED`;
  * 4. a nonce other than the stored one is `RECEIPT_MISMATCH` (a receipt of an earlier approval
  *    cannot be replayed onto a later one), as is a version 1 receipt where a nonce is stored;
- * 5. at or after the deadline (`claimDeadline`: the earlier of the stored `expiresAt` and the
+ * 5. an agent disabled now (`enabled: false`, file or overlay) is `AGENT_DISABLED`: the approval
+ *    stays `approved`, and may be claimed within its validity once the agent is enabled again;
+ * 6. at or after the deadline (`claimDeadline`: the earlier of the stored `expiresAt` and the
  *    receipt's signed one, so neither a database writer moving the column nor an edited receipt
  *    extends it) it is `RECEIPT_EXPIRED`: the agent files the request anew.
  */
@@ -82,6 +86,9 @@ export function decideClaim(state: ClaimState, receipt: ReceiptBody, now: Date):
   }
   if (state.nonce !== null && (receipt.version !== 2 || receipt.nonce !== state.nonce)) {
     return refuse(new CountersignError('RECEIPT_MISMATCH', 'the receipt is not the one issued with this approval', { requestId: id }));
+  }
+  if (state.agentDisabled) {
+    return refuse(new CountersignError('AGENT_DISABLED', `the agent of ${id} is disabled (enabled: false); nothing of it may start running until it is enabled again`, { requestId: id }));
   }
   const deadline = claimDeadline(state, receipt);
   if (nowMs >= deadline) {

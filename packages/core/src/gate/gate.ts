@@ -13,7 +13,7 @@
  *   state        pending, and the payload the reviewer saw is still the one they approve
  *   identity     a reviewing role, and eligible for the stage the payload waits on (eligibility.ts)
  *   separation   not their own request (SELF_REVIEW, before any step-up), one vote per round
- *   aggregate    not a member of an aggregate review, its agent not paused (approvals only)
+ *   aggregate    not a member of an aggregate review, its agent not paused nor disabled (approvals only)
  *   ip           inside every allowlist that applies (approvals only)
  *   limits       cool-down, then velocity, at the payload's risk level (approvals only)
  *   stepUp       TOTP when either side needs MFA, the match code when either is critical
@@ -47,9 +47,22 @@ export interface GateRequest {
   readonly requesterOperatorId: string | null;
   /** This request is an aggregate review (`countersign.aggregate`): approved or rejected as a whole. */
   readonly isAggregate: boolean;
+  /** This request is an admin change (`countersign.agent_config`, admin-change.ts): approved exactly as asked, never by a clock. */
+  readonly isAdminChange?: boolean;
+  /**
+   * For an admin change: the ids who may sign it now (core admin-change.ts `adminChangeSigners`,
+   * the proposal's list less anyone who has since come into the same hands). Missing: nobody.
+   */
+  readonly adminSigners?: readonly string[] | null;
   /** This request belongs to an aggregate review: it is decided there. */
   readonly aggregated: { readonly aggregateId: string | null; readonly collectingUntil: string | null } | null;
   readonly agentPaused: { readonly until: string; readonly reason: string } | null;
+  /**
+   * The agent's policy as it applies now (the file with its overlay) says `enabled: false`: its
+   * pending requests can be rejected, never approved (review2 F2). The shell reads it from the
+   * same policy the vote is judged by.
+   */
+  readonly agentDisabled: boolean;
   readonly escalation: GateEscalation | null;
 }
 
@@ -278,6 +291,10 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
       if (request.requesterOperatorId !== null && reviewer.id === request.requesterOperatorId) {
         return err('SELF_REVIEW', 'a requester cannot review their own request');
       }
+      // Four-eyes (review F4): a second identity of the proposer is the proposer.
+      if (request.isAdminChange === true && approving(ctx) && !(request.adminSigners ?? []).includes(reviewer.id)) {
+        return err('SELF_REVIEW', 'this admin change can be signed only by an admin who was one when it was proposed and is independent of its proposer: neither holds, or could hold, the other\'s credential (created it, until it rotated its own token, or ever rotated its token), nor made the other admin');
+      }
       const rejected = request.votes.some((v) => v.verdict === 'reject' && v.reviewer.id === reviewer.id);
       // One vote per round: approvals of an earlier payload no longer count, so their authors may vote on the new one.
       const inRound = !restart && ctx.counted.some((v) => v.reviewer.id === reviewer.id);
@@ -293,12 +310,18 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
       if (request.isAggregate && (vote.args !== undefined || vote.alternative !== undefined)) {
         return err('VALIDATION_FAILED', 'an aggregate review is approved or rejected as a whole; it cannot be modified or answered with an alternative');
       }
+      if (request.isAdminChange === true && (vote.args !== undefined || vote.alternative !== undefined)) {
+        return err('VALIDATION_FAILED', 'an admin change is approved or rejected exactly as it was asked; it cannot be modified or answered with an alternative');
+      }
       if (request.aggregated !== null) {
         return err('AGGREGATED', 'this request is decided in its aggregate review; it can be rejected alone, not approved', { ...request.aggregated });
       }
       if (request.agentPaused !== null) {
         const p = request.agentPaused;
         return err('AGENT_PAUSED', `this request's agent is paused until ${p.until} (${p.reason}); its requests can be rejected now and approved once the pause ends`, { ...p });
+      }
+      if (request.agentDisabled) {
+        return err('AGENT_DISABLED', "this request's agent is disabled (enabled: false in the policy file or its configuration); its requests can be rejected, not approved, until it is enabled again");
       }
       return null;
     },

@@ -13,11 +13,13 @@ import { resolvePayload, type GateRequest } from './gate.ts';
 export type TimeoutOutcome = { type: 'timeout_approve'; reason: string } | { type: 'expire'; reason: string };
 
 export function timeoutOutcome(
-  request: Pick<GateRequest, 'action' | 'args' | 'alternatives' | 'votes'>,
+  request: Pick<GateRequest, 'action' | 'args' | 'alternatives' | 'votes' | 'isAdminChange'>,
   /** The original payload (action and args as asked) assessed under the active policy. */
   originalNow: Pick<Assessment, 'route' | 'matchedRules'>,
   reason: string,
 ): TimeoutOutcome {
+  // Four-eyes: an admin change needs another admin's approval; silence is nobody's.
+  if (request.isAdminChange === true) return { type: 'expire', reason: `${reason}; an admin change is never approved by timeout` };
   const round = resolvePayload(request, {});
   if (round.key !== payloadKey(request.action, request.args)) {
     const what = round.alternative !== null ? `the alternative "${round.alternative}"` : "a reviewer's modified arguments";

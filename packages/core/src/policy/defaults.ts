@@ -166,7 +166,12 @@ escalation:
 #                  onSlicing: pause,    # slicing alerts about it: alert (audit and notice), pause it, review
 #                                       # (its requests need a human) or aggregate (its requests are reviewed
 #                                       # together, as one), each for guard.slicing.hold
-#                  whilePaused: hold }  # overrides guard.whilePaused for this agent
+#                  whilePaused: hold,   # overrides guard.whilePaused for this agent
+#                  enabled: true,       # false refuses every request from this agent (AGENT_DISABLED)
+#                  levels: { medium: { autoApprove: false, sla: 10m, mfa: true } },  # over levels.<risk>
+#                  velocity: { perHour: 5 }, cooldown: { threshold: 3 },  # approvers of its requests, over guard.*
+#                  slicing: { hold: 2h } }                                # over guard.slicing
+# The same keys can be set per agent through the API (PUT /v1/agents/:name/config), over these.
 agents: {}
 
 # Notification channel settings (webhook, slack, email, teams, pagerduty); secrets from env.
@@ -189,4 +194,11 @@ guard:
   agentLimits: { perMinute: 600 }
 
 auditRetentionDays: 365
+
+# Four-eyes on admin power. A change through the API that loosens the gate (an agent config that
+# enables an agent, raises a limit, removes a required approval, auto-approves more, ...) is itself
+# a request (countersign.agent_config) that another admin must approve. singleAdmin: true lets one
+# admin's change apply at once; write it only where there is one admin.
+admin:
+  singleAdmin: false
 `;

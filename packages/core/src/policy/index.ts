@@ -3,7 +3,43 @@
  * Everything here is pure (no I/O, no clock, no randomness).
  */
 export { DEFAULT_POLICY_YAML } from './defaults.ts';
-export { DEFAULT_APPROVAL_VALID_MS, defaultPolicy, parsePolicy, validatePolicy } from './load.ts';
+export { DEFAULT_APPROVAL_VALID_MS, defaultPolicy, parsePolicy, validateAgentConfig, validatePolicy } from './load.ts';
+export {
+  MAX_AGENT_CONFIG_CHARS,
+  agentEnabled,
+  durationText,
+  policyForAgent,
+  type AgentConfig,
+  type AgentConfigResult,
+  type EffectiveSetting,
+  type SettingSource,
+} from './agent-config.ts';
+export {
+  KEYS as AGENT_CONFIG_KEYS,
+  agentPolicy,
+  effectiveAgentConfig,
+  flatOf,
+  mergeKey,
+  overlayBaselines,
+  parseBaselines,
+  withAgentOverlay,
+  type Baselines,
+  type KeyRule,
+  type KeyValue,
+} from './overlay.ts';
+export { weakens, type Loosening } from './weakens.ts';
+export {
+  ADMIN_CHANGE_ACTIONS,
+  AGENT_CONFIG_ACTION,
+  adminChangeAssessment,
+  adminChangeSigners,
+  actingAs,
+  sameHands,
+  type LineageEdge,
+  isAdminChangeAction,
+  needsSecondAdmin,
+  type AgentConfigChangeArgs,
+} from './admin-change.ts';
 export { evaluate, type EvaluationRequest } from './evaluate.ts';
 export { checkArgs } from './args.ts';
 export { normalizeActionName } from './names.ts';
@@ -13,6 +49,7 @@ export {
   EMPTY_HISTORY,
   type ActionTraits,
   type ArgRule,
+  type AgentLevelPolicy,
   type AgentPolicy,
   type EscalationLevel,
   type HistoryStats,

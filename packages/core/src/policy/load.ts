@@ -22,6 +22,7 @@ import { BUILTIN_PATTERN_NAMES } from './patterns.ts';
 import { normalizeActionName } from './names.ts';
 import { IMPLICIT_RULE_NAMES } from './rules.ts';
 import { resolveScreening } from '../screen/schema.ts';
+import { agentChecks, resolveAgentFile, validateAgentConfigWith, type AgentConfigResult } from './agent-config.ts';
 import { PolicyFile, type RuleFile } from './schema.ts';
 import { parseDays, parseHours } from './timewindow.ts';
 import {
@@ -83,6 +84,19 @@ export function validatePolicy(obj: unknown): PolicyResult {
     return { ok: false, errors: full.error.issues.flatMap(issueToErrors) };
   }
   return { ok: true, policy: deepFreeze(resolve(full.data)) };
+}
+
+/**
+ * An overlay for agent `name` (`PUT /v1/agents/:name/config`), validated exactly as the policy
+ * file's `agents.<name>` is: the same schema and checks, errors under the same paths.
+ */
+export function validateAgentConfig(name: string, value: unknown): AgentConfigResult {
+  return validateAgentConfigWith(
+    name,
+    value,
+    (issues, prefix) => dedupe(issues.flatMap((issue) => issueToErrors({ ...issue, path: [...prefix, ...issue.path] } as z.core.$ZodIssue))),
+    formatPath,
+  );
 }
 
 let cachedDefault: Policy | undefined;
@@ -222,6 +236,11 @@ function crossCheck(user: Record<string, unknown>, merged: Record<string, unknow
         );
       }
     }
+  }
+
+  const userAgents = get(user, 'agents');
+  if (isPlainObject(userAgents)) {
+    for (const [name, agent] of Object.entries(userAgents)) errors.push(...agentChecks(formatPath(['agents', name]), agent));
   }
 
   const userPatterns = get(user, 'contentPatterns');
@@ -449,20 +468,7 @@ function resolve(f: PolicyFile): Policy {
 
   const agents: Record<string, AgentPolicy> = {};
   for (const [name, a] of Object.entries(f.agents ?? {})) {
-    Object.defineProperty(agents, name, {
-      enumerable: true,
-      value: {
-        requireApproval: normalList(a.requireApproval ?? []),
-        block: normalList(a.block ?? []),
-        ...(a.minConfidence !== undefined ? { minConfidence: a.minConfidence } : {}),
-        limits: {
-          ...(a.limits?.perMinute !== undefined ? { perMinute: a.limits.perMinute } : {}),
-          ...(a.limits?.perHour !== undefined ? { perHour: a.limits.perHour } : {}),
-        },
-        ...(a.onSlicing !== undefined ? { onSlicing: a.onSlicing } : {}),
-        ...(a.whilePaused !== undefined ? { whilePaused: a.whilePaused } : {}),
-      } satisfies AgentPolicy,
-    });
+    Object.defineProperty(agents, name, { enumerable: true, value: resolveAgentFile(a) });
   }
 
   const escalation = required(f.escalation, 'escalation');
@@ -525,5 +531,6 @@ function resolve(f: PolicyFile): Policy {
       ]),
     ),
     auditRetentionDays: required(f.auditRetentionDays, 'auditRetentionDays'),
+    admin: { singleAdmin: f.admin?.singleAdmin ?? false },
   };
 }

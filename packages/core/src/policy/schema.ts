@@ -209,53 +209,86 @@ const EscalationFile = z.strictObject({
 
 const WhilePaused = z.enum(['refuse', 'hold'], { error: 'expected refuse or hold' });
 
-const AgentFile = z.strictObject({
+const GuardRiskLevels = z.array(RiskLevel).max(4);
+
+/** Approver velocity thresholds (`guard.velocity`, and per agent `agents.<name>.velocity`). */
+const VelocityFile = z.strictObject({
+  perHour: z.int().min(1).optional(),
+  perDay: z.int().min(1).optional(),
+  riskLevels: GuardRiskLevels.optional(),
+});
+
+/** Approver cool-down thresholds (`guard.cooldown`, and per agent `agents.<name>.cooldown`). */
+const CooldownFile = z.strictObject({
+  threshold: z.int().min(1).optional(),
+  window: Duration.optional(),
+  duration: Duration.optional(),
+  riskLevels: GuardRiskLevels.optional(),
+});
+
+/** How long a slicing response lasts and how long an aggregate collects (`guard.slicing`, and per agent). */
+const SlicingFile = z.strictObject({ hold: Duration.optional(), collect: Duration.optional() });
+
+/** An agent's create limits (`guard.agentLimits`, and per agent `agents.<name>.limits`). */
+const CreateLimitsFile = z.strictObject({ perMinute: z.int().min(1).optional(), perHour: z.int().min(1).optional() });
+
+/** One risk level's settings an agent may have of its own: auto-approval, the review deadline (its timeout) and step-up MFA. */
+const AgentLevelFile = z.strictObject({
+  autoApprove: z.boolean().optional(),
+  sla: Duration.optional(),
+  mfa: z.boolean().optional(),
+});
+
+/**
+ * One agent's settings (`agents.<name>` in the policy file, and the per-agent overlay written
+ * through `PUT /v1/agents/:name/config`, which is validated by this same schema: agent-config.ts).
+ */
+export const AgentFile = z.strictObject({
+  /** `false` refuses every request from this agent (AGENT_DISABLED). */
+  enabled: z.boolean().optional(),
   requireApproval: z.array(ActionName).optional(),
   block: z.array(ActionName).optional(),
   minConfidence: Unit.optional(),
-  limits: z
-    .strictObject({
-      perMinute: z.int().min(1).optional(),
-      perHour: z.int().min(1).optional(),
-    })
+  limits: CreateLimitsFile.optional(),
+  /** Per risk level, over `levels.<risk>`: autoApprove, sla (the review timeout), mfa. */
+  levels: z
+    .strictObject({ low: AgentLevelFile.optional(), medium: AgentLevelFile.optional(), high: AgentLevelFile.optional(), critical: AgentLevelFile.optional() })
     .optional(),
+  /** Approver velocity on this agent's requests, over `guard.velocity`. */
+  velocity: VelocityFile.optional(),
+  /** Approver cool-down on this agent's requests, over `guard.cooldown`. */
+  cooldown: CooldownFile.optional(),
   /**
    * What a slicing alert about this agent does: `alert` (an audit entry and notice), `pause` (and
    * pause it), `review` (its requests need human review) or `aggregate` (its pending and coming
    * requests are reviewed together, as one), each for `guard.slicing.hold`.
    */
   onSlicing: z.enum(['alert', 'pause', 'review', 'aggregate'], { error: 'expected alert, pause, review or aggregate' }).optional(),
+  /** This agent's slicing hold and aggregate collection time, over `guard.slicing`. */
+  slicing: SlicingFile.optional(),
   /** This agent's requests while it is paused: overrides `guard.whilePaused`. */
   whilePaused: WhilePaused.optional(),
 });
+export type AgentFile = z.output<typeof AgentFile>;
 
-const GuardRiskLevels = z.array(RiskLevel).max(4);
+/** Who may change what the gate does (`admin:`): with `singleAdmin: true`, one admin's loosening applies at once (no second admin). */
+const AdminFile = z.strictObject({
+  singleAdmin: z.boolean().optional(),
+});
+
 
 /** Protecting reviewers: who hears guard events, and the approver velocity and cool-down thresholds. */
 const GuardFile = z.strictObject({
   /** Channels (names under `channels`) told of slicing alerts, agent pauses/resumes and cool-downs. */
   notify: z.array(z.string().min(1).max(100)).max(20).optional(),
-  velocity: z
-    .strictObject({
-      perHour: z.int().min(1).optional(),
-      perDay: z.int().min(1).optional(),
-      riskLevels: GuardRiskLevels.optional(),
-    })
-    .optional(),
-  cooldown: z
-    .strictObject({
-      threshold: z.int().min(1).optional(),
-      window: Duration.optional(),
-      duration: Duration.optional(),
-      riskLevels: GuardRiskLevels.optional(),
-    })
-    .optional(),
+  velocity: VelocityFile.optional(),
+  cooldown: CooldownFile.optional(),
   /** How long a slicing response (pause, review, aggregate) lasts, and how long an aggregate review collects requests before it is put together. */
-  slicing: z.strictObject({ hold: Duration.optional(), collect: Duration.optional() }).optional(),
+  slicing: SlicingFile.optional(),
   /** A paused agent's requests: `refuse` them (AGENT_PAUSED), or `hold` them for review, approvable once the pause ends. */
   whilePaused: WhilePaused.optional(),
   /** Every agent's create limit unless `agents.<name>.limits` sets its own (default 600 a minute): over it, RATE_LIMITED. */
-  agentLimits: z.strictObject({ perMinute: z.int().min(1).optional(), perHour: z.int().min(1).optional() }).optional(),
+  agentLimits: CreateLimitsFile.optional(),
 });
 
 const ContentPatternFile = z
@@ -300,6 +333,8 @@ export const PolicyFile = z.strictObject({
   screening: ScreeningPolicy.optional(),
   contentPatterns: z.record(PatternName, ContentPatternFile).optional(),
   auditRetentionDays: z.int().min(1).max(36_500).optional(),
+  /** Four-eyes on admin power (admin-change.ts): whether one admin alone may loosen the gate. */
+  admin: AdminFile.optional(),
 });
 export type PolicyFile = z.output<typeof PolicyFile>;
 export type RuleFile = z.output<typeof RuleFile>;

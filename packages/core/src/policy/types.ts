@@ -115,7 +115,16 @@ export interface EscalationLevel {
   readonly notify: readonly string[];
 }
 
+/** One risk level's settings an agent has of its own (`agents.<name>.levels.<risk>`); absent keys follow `levels.<risk>`. */
+export interface AgentLevelPolicy {
+  readonly autoApprove?: boolean;
+  readonly slaMs?: number;
+  readonly mfa?: boolean;
+}
+
 export interface AgentPolicy {
+  /** `false`: every request from this agent is refused (AGENT_DISABLED). Absent means enabled. */
+  readonly enabled?: boolean;
   readonly requireApproval: readonly string[];
   readonly block: readonly string[];
   readonly minConfidence?: number;
@@ -128,6 +137,14 @@ export interface AgentPolicy {
   readonly onSlicing?: SlicingResponse;
   /** Overrides `guard.whilePaused` for this agent. */
   readonly whilePaused?: WhilePaused;
+  /** Per risk level, over `levels` (policyForAgent applies them). */
+  readonly levels?: Readonly<Partial<Record<RiskLevel, AgentLevelPolicy>>>;
+  /** Approver velocity on this agent's requests, over `guard.velocity`. */
+  readonly velocity?: Partial<GuardPolicy['velocity']>;
+  /** Approver cool-down on this agent's requests, over `guard.cooldown`. */
+  readonly cooldown?: Partial<GuardPolicy['cooldown']>;
+  /** This agent's slicing hold and collection time, over `guard.slicing`. */
+  readonly slicing?: Partial<GuardPolicy['slicing']>;
 }
 
 export type SlicingResponse = 'alert' | 'pause' | 'review' | 'aggregate';
@@ -177,6 +194,8 @@ export interface Policy {
   readonly screening: ScreeningConfig;
   readonly contentPatterns: Readonly<Record<string, ContentPatternSource>>;
   readonly auditRetentionDays: number;
+  /** Four-eyes on admin power: `singleAdmin` lets one admin's loosening of the gate apply without a second admin. */
+  readonly admin: { readonly singleAdmin: boolean };
 }
 
 export interface PolicyError {

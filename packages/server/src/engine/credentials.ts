@@ -289,6 +289,12 @@ export class Credentials {
     await tx.insertOperator(row);
     const tokenId = newId('tok', at);
     await tx.credentials.insertToken(this.newToken(tokenId, id, token, at));
+    // Four-eyes (review F4, review2 F1b): the creator holds this operator's first token (until the
+    // operator rotates its own) and, for an admin, made it one (for good): the two never sign each other's admin changes.
+    if (by.type === 'operator') {
+      await tx.credentials.addLineage({ operator_id: id, issuer_id: by.id, kind: 'created', at });
+      if (input.roles.includes('admin')) await tx.credentials.addLineage({ operator_id: id, issuer_id: by.id, kind: 'admin', at });
+    }
     await this.writer.append(tx, [draft('operator_created', null, by, { operatorId: id, name: input.name, roles: input.roles, groups: input.groups }, at)]);
     return { id, name: input.name, roles: input.roles, token, tokenId };
   }
@@ -603,6 +609,10 @@ export class Credentials {
       if (patch.groups !== undefined) change.groups = JSON.stringify([...new Set(patch.groups)]);
       if (patch.disabled !== undefined) change.disabled_at = patch.disabled ? (row.disabled_at ?? at) : null;
       await this.patchOperator(tx, row, change);
+      if (patch.roles?.includes('admin')) {
+        await tx.credentials.pinHolds(row.id, at);
+        await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'admin', at });
+      }
       // Disabling ends every session at once; a later enable does not bring them back.
       const sessionsEnded = patch.disabled === true ? await tx.credentials.deleteSessions({ operatorId: row.id }) : 0;
       const data: Record<string, unknown> = { operatorId: row.id, name: row.name, sessionsEnded };
@@ -632,7 +642,13 @@ export class Credentials {
     return result;
   }
 
-  /** A new token for an operator; every other token of theirs is revoked and its sessions end. */
+  /**
+   * A new token for an operator (admin); every other token of theirs is revoked and its sessions
+   * end. Whoever rotates another's token holds it, for good (four-eyes: the two are in the same
+   * hands; they may do the "own" rotation next). An admin rotating their own (`me`) ends their
+   * creator's hold (review2 F1: how admins made by one admin become independent of each other;
+   * the creator made them admin, which never ends).
+   */
   async rotateToken(by: Principal, ref: string): Promise<{ operatorId: string; name: string; tokenId: string; token: string; revokedTokenIds: string[] }> {
     const admin = requireAdmin(by);
     const result = await this.store.transaction(async (tx) => {
@@ -644,7 +660,10 @@ export class Credentials {
       const token = newSecret('cso');
       const tokenId = newId('tok', at);
       await tx.credentials.insertToken(this.newToken(tokenId, row.id, token, at));
-      await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded }, at)]);
+      // Whoever rotates another's token holds it, for good (four-eyes); rotating your own ends your creator's hold.
+      if (row.id === admin.operatorId) await tx.credentials.endHolds(row.id);
+      else await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'token', at });
+      await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded, own: row.id === admin.operatorId }, at)]);
       return { operatorId: row.id, name: row.name, tokenId, token, revokedTokenIds };
     });
     this.forget();

@@ -14,6 +14,8 @@
 import {
   AGGREGATE_ACTION,
   CountersignError,
+  agentEnabled,
+  isAdminChangeAction,
   EMPTY_HISTORY,
   approverVelocity,
   currentRound,
@@ -99,6 +101,10 @@ export interface RequestFacts {
   escalation: EscalationState | null;
   aggregated: GateRequest['aggregated'];
   agentPaused: GateRequest['agentPaused'];
+  /** The agent's policy as the vote reads it (file + overlay) says `enabled: false` (review2 F2); `vote` and `readerView` read it from that policy. */
+  agentDisabled: boolean;
+  /** An admin change: who may sign it now (engine/agent-config.ts `signersOf`); absent for other requests. */
+  adminSigners?: readonly string[] | null;
 }
 
 export function gateRequest(row: RequestRow, facts: RequestFacts): GateRequest {
@@ -112,8 +118,11 @@ export function gateRequest(row: RequestRow, facts: RequestFacts): GateRequest {
     votes: facts.votes,
     requesterOperatorId: row.requester_operator_id,
     isAggregate: row.action === AGGREGATE_ACTION,
+    isAdminChange: isAdminChangeAction(row.action),
+    adminSigners: facts.adminSigners ?? null,
     aggregated: facts.aggregated,
     agentPaused: facts.agentPaused,
+    agentDisabled: facts.agentDisabled,
     escalation: gateEscalation(facts.escalation),
   };
 }
@@ -151,7 +160,19 @@ export class Decisions {
     private readonly guard: GuardService,
     private readonly policy: () => Policy,
     private readonly limitsOff: boolean,
+    /** The policy as it applies to one agent's requests (its configuration overlaid: engine/agent-config.ts), read in the vote's transaction. */
+    private readonly agentPolicy: (tx: Queries, agentId: string, agentName: string) => Promise<Policy> = async () => this.policy(),
+    /** Who may sign an admin change now (engine/agent-config.ts `signersOf`). */
+    private readonly adminSigners: (q: Queries, row: RequestRow) => Promise<readonly string[]> = async () => [],
   ) {}
+
+  /** The policy that judges this agent's requests (file + its overlay), and for an admin change who may sign it: read on `q`. */
+  async requestContext(q: Queries, row: RequestRow, agentName: string): Promise<{ policy: Policy; adminSigners: readonly string[] | null }> {
+    return {
+      policy: await this.agentPolicy(q, row.agent_id, agentName),
+      adminSigners: isAdminChangeAction(row.action) ? await this.adminSigners(q, row) : null,
+    };
+  }
 
   /**
    * One vote, in the review's transaction (the request row is locked): facts, the gate, and the
@@ -171,13 +192,16 @@ export class Decisions {
     const approving = body.verdict === 'approve';
     const pause = approving && row.status === 'pending' ? await tx.guard.activePause(row.agent_id, at) : undefined;
     const aggregate = approving && row.status === 'pending' ? await this.guard.aggregateOf(row.id, tx) : undefined;
+    // The agent's own settings (levels, approver velocity and cool-down) judge votes on its requests.
+    const { policy, adminSigners } = await this.requestContext(tx, row, agentName);
     const request = gateRequest(row, {
       votes,
       escalation,
       aggregated: aggregate ? { aggregateId: aggregate.id, collectingUntil: aggregate.collectingUntil } : null,
       agentPaused: pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : null,
+      agentDisabled: !agentEnabled(policy, agentName),
+      adminSigners,
     });
-    const policy = this.policy();
     const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
     const history = asked.key === payloadKey(request.action, request.args) ? null : await tx.historyCounts(row.agent_id, asked.action);
     const payload = gatePayload(request, row, agentName, body, policy, history ?? { total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 }, at);
@@ -197,7 +221,7 @@ export class Decisions {
     // lock is taken (review finding 4): a vote that cannot pass never waits on, or holds, that lock.
     const early = precheck({ request, payload, reviewer, vote: gateVote({ totp: 'absent', matchCode: 'absent' }), guard: unlimited });
     if (early) throw early;
-    const limits = approving ? await this.guard.limitFacts(tx, by.operatorId, at, true) : { approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits };
+    const limits = approving ? await this.guard.limitFacts(tx, by.operatorId, at, true, policy) : { approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits };
     const guard: GuardFacts = { now: at, ip: approving ? await this.guard.ipFact(tx, by, ip) : { allowed: true }, ...limits, limitsOff: this.limitsOff };
     const codes = approving ? await this.guard.stepUpFacts(tx, by, row.id, body, at) : { totp: 'absent' as const, step: null, matchCode: 'absent' as const };
     const result = gate({ request, payload, reviewer, vote: gateVote(codes), guard });
@@ -208,16 +232,20 @@ export class Decisions {
 
   /**
    * What the final timeout does when the policy says `onFinalTimeout: approve` (review finding 1):
-   * core `timeoutOutcome` over the round's payload and the original re-assessed under the active
-   * policy. A clock approves only the request as asked and only if the policy would not block it
-   * now; otherwise the request expires. An assessment that throws expires it too (fail closed).
+   * core `timeoutOutcome` over the round's payload and the original re-assessed under the policy
+   * that applies to the agent now (the file with its overlay: review F2). A clock approves only the
+   * request as asked, only if that policy would not block it now, and never for an agent that is
+   * disabled (`enabled: false`, file or overlay: review F3); otherwise the request expires. An
+   * assessment that throws (an overlay failing its MAC included) expires it too (fail closed).
    */
   async timeoutEvent(tx: Queries, row: RequestRow, agentName: string, votes: readonly Vote[], reason: string, at: number): Promise<{ type: 'timeout_approve' | 'expire'; reason: string; at: '' }> {
-    const request = gateRequest(row, { votes, escalation: null, aggregated: null, agentPaused: null });
+    const request = gateRequest(row, { votes, escalation: null, aggregated: null, agentPaused: null, agentDisabled: false });
     let outcome;
     try {
+      const policy = await this.agentPolicy(tx, row.agent_id, agentName);
+      if (!agentEnabled(policy, agentName)) return { type: 'expire', reason: `${reason}; agent ${agentName} is disabled (enabled: false), so onFinalTimeout: approve does not apply`, at: '' };
       const history = await tx.historyCounts(row.agent_id, row.action);
-      const now = assessPayload(evaluationRequest(row, agentName), { action: request.action, args: request.args }, this.policy(), history, new Date(at));
+      const now = assessPayload(evaluationRequest(row, agentName), { action: request.action, args: request.args }, policy, history, new Date(at));
       outcome = timeoutOutcome(request, now, reason);
     } catch (err) {
       outcome = { type: 'expire' as const, reason: `${reason}; not approved by timeout because it could not be re-assessed (${(err as Error).message})` };
@@ -231,10 +259,10 @@ export class Decisions {
    * at, and never one that names operators or a group). For extend and reassign.
    */
   async stageFor(tx: Queries, by: Operator, row: RequestRow, agentName: string, escalation: EscalationState | null, votes: readonly Vote[], at: number) {
-    const request = gateRequest(row, { votes, escalation, aggregated: null, agentPaused: null });
+    const request = gateRequest(row, { votes, escalation, aggregated: null, agentPaused: null, agentDisabled: false });
     const current = resolvePayload(request, {});
     const history = current.key === payloadKey(request.action, request.args) ? EMPTY_HISTORY : await tx.historyCounts(row.agent_id, current.action);
-    const payload = gatePayload(request, row, agentName, {}, this.policy(), history, at);
+    const payload = gatePayload(request, row, agentName, {}, await this.agentPolicy(tx, row.agent_id, agentName), history, at);
     const requirement = payloadRequirement(request.assessment, payload.assessment, payload.assessment !== null);
     const round = currentRound(request).votes;
     const counts = stageProgressOf(requirement.stages, round);
@@ -254,15 +282,18 @@ export class Decisions {
     by: Operator,
     row: RequestRow,
     agentName: string,
-    facts: RequestFacts,
+    facts: Omit<RequestFacts, 'agentDisabled'>,
     limits: Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown' | 'ip'>,
     history: HistoryStats,
     at: number,
+    /** The policy that applies to the agent (file + overlay: `requestContext`), as the vote reads it (review F5). */
+    policy: Policy = this.policy(),
   ): ReaderView {
-    const request = gateRequest(row, facts);
+    // The same fact the vote reads, from the same policy (review2 F2: a disabled agent's requests are not actionable).
+    const request = gateRequest(row, { ...facts, agentDisabled: !agentEnabled(policy, agentName) });
     let payload: GatePayload;
     try {
-      payload = gatePayload(request, row, agentName, {}, this.policy(), history, at);
+      payload = gatePayload(request, row, agentName, {}, policy, history, at);
     } catch (err) {
       const a = JSON.parse(row.assessment) as Assessment;
       const p = { action: row.action, args: JSON.parse(row.args) as JsonObject, alternative: null, payloadHash: payloadHashOf(payloadKey(row.action, JSON.parse(row.args) as JsonObject)), mfaRequired: a.mfaRequired, matchCodeRequired: a.riskLevel === 'critical' };

@@ -5,6 +5,12 @@
  * in one transaction, and waiters are woken only after the commit.
  */
 import {
+  type JsonObject,
+  agentEnabled,
+  adminChangeSigners,
+  type LineageEdge,
+  agentPolicy,
+  isAdminChangeAction,
   AGGREGATE_ACTION,
   CountersignError,
   EMPTY_HISTORY,
@@ -65,6 +71,7 @@ import { ExternalChanges } from './external-changes.ts';
 import { validatePolicyText } from '../policy-checks.ts';
 import { Wakeups } from './wakeups.ts';
 import { ExecutionDesk, approvalClaim } from './execution.ts';
+import { AgentConfigDesk } from './agent-config.ts';
 import {
   canReviewAtAll,
   canReviewNow,
@@ -190,6 +197,8 @@ export class Engine {
   readonly screening: ScreeningDesk;
   /** The screening model in use and the periodic retrain that may replace it (engine/screen-models.ts). */
   readonly screenModels: ScreenModels;
+  /** Per-agent configuration over the policy file, and four-eyes on loosening it (engine/agent-config.ts). */
+  readonly agentConfigs: AgentConfigDesk;
 
   private constructor(
     readonly store: Store,
@@ -203,7 +212,33 @@ export class Engine {
     this.writer = new AuditWriter((data) => this.trail.redact(data));
     this.credentials = new Credentials(store, now, this.writer, serverSecret);
     this.guard = new GuardService(store, now, guard, this.writer, serverSecret);
-    this.decisions = new Decisions(this.guard, () => this.policy.policy, false);
+    this.agentConfigs = new AgentConfigDesk({
+      store,
+      writer: this.writer,
+      now,
+      secret: serverSecret,
+      policy: () => this.policy.policy,
+      payloadHash: (action, args) => this.trail.payloadHash(action, args),
+      proposeAdminChange: (by, action, args, description, assessment, entries) => this.proposeAdminChange(by, action, args, description, assessment, entries),
+      adminSigners: async (q, proposerId) => {
+        const admins = (await this.credentials.activeOperators(q)).filter((op) => op.roles.includes('admin')).map((op) => ({ id: op.operatorId, name: op.name }));
+        // created/token: holds the operator's secret (until it rotates its own); admin: made it an admin (for good). Unknown: both (fail closed).
+        const edges = (await q.credentials.lineage()).flatMap((e): LineageEdge[] => {
+          const edge = { operatorId: e.operator_id, issuerId: e.issuer_id };
+          if (e.kind === 'created' || e.kind === 'token') return [{ ...edge, kind: 'holds' }];
+          if (e.kind === 'admin') return [{ ...edge, kind: 'madeAdmin' }];
+          return [{ ...edge, kind: 'holds' }, { ...edge, kind: 'madeAdmin' }];
+        });
+        return adminChangeSigners(proposerId, admins, edges);
+      },
+    });
+    this.decisions = new Decisions(
+      this.guard,
+      () => this.policy.policy,
+      false,
+      (tx, agentId, agentName) => this.agentConfigs.policyFor(tx, agentId, agentName),
+      (q, row) => this.agentConfigs.signersOf(q, row),
+    );
     this.guard.usePolicy(() => this.active?.policy);
     this.guard.useOperators((ref) => this.credentials.operatorPrincipal(ref));
     this.guard.onNoticesQueued(() => {
@@ -237,6 +272,10 @@ export class Engine {
       writer: this.writer,
       now,
       policy: () => this.policy.policy,
+      agentDisabled: async (q, agentId) => {
+        const name = await this.agentName(agentId, q);
+        return !agentEnabled(await this.agentConfigs.policyFor(q, agentId, name), name);
+      },
       wakeChannel: WAKE_CHANNEL,
       committed: async (row, previousStatus) => {
         this.afterCommit(row.id);
@@ -441,6 +480,20 @@ export class Engine {
     const policy = this.policy;
     const at = this.now();
     const agent = await this.requesterAgent(by, at);
+    // The agent's own configuration (policy file agents.<name>, then its API overlay): the policy that judges this request.
+    let overlay: Awaited<ReturnType<AgentConfigDesk['overlayOf']>>;
+    try {
+      overlay = await this.agentConfigs.overlayOf(this.store, agent.id, agent.name);
+    } catch (err) {
+      await this.guard.auditRefusal(err, by, null, 'create');
+      throw err;
+    }
+    const judged = agentPolicy(policy.policy, agent.name, overlay.config, overlay.baselines);
+    if (!agentEnabled(judged, agent.name)) {
+      const err = new CountersignError('AGENT_DISABLED', `agent ${agent.name} is disabled (enabled: false${overlay.config?.enabled === false ? ', set through the API' : ' in the policy file'}); nothing was created`, { agent: agent.name, source: overlay.config?.enabled === false ? 'overlay' : 'policy' });
+      await this.guard.auditRefusal(err, by, null, 'create');
+      throw err;
+    }
     const bodyHash = sha256Hex(canonicalJson(body));
     let refiles: RequestRow | undefined;
     if (body.idempotencyKey !== undefined) {
@@ -454,17 +507,17 @@ export class Engine {
     refuseBadArgs(policy.policy, body.action, body.args, 'args');
     for (const [i, alt] of (body.alternatives ?? []).entries()) refuseBadArgs(policy.policy, alt.action, alt.args, `alternatives[${i}].args`);
     const history = await this.history(agent.id, body.action, at);
-    const gate = await this.guard.createGate(agent, policy.policy, at); // whilePaused: hold; onSlicing: review, aggregate
+    const gate = await this.guard.createGate(agent, judged, at); // whilePaused: hold; onSlicing: review, aggregate
     const forcedReview = gate && { rule: gate.rule, reason: gate.reason };
     // Prompt-injection screening of every agent-written string (core screen/request.ts), off the event loop when large (screener.ts).
     const screening = await this.screenBody(body, policy.policy);
-    const assessment = evaluate({ ...body, agent: agent.name, forcedReview, screening }, policy.policy, history, new Date(at));
+    const assessment = evaluate({ ...body, agent: agent.name, forcedReview, screening }, judged, history, new Date(at));
     // Each alternative gets the full evaluation too: a blocked one is kept, marked with its rules, and can never be chosen (finding 1).
-    const alternatives = await this.assessedAlternatives(body, agent, at);
+    const alternatives = await this.assessedAlternatives(body, agent, at, judged);
     const id = newId('req', at);
     const sampled = this.screening.drawSample(id, screening?.result);
     const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at, alternatives);
-    const escalation = status === 'pending' ? startEscalation(policy.policy, assessment, at) : null;
+    const escalation = status === 'pending' ? startEscalation(judged, assessment, at) : null;
     row.queue_due_at = queueDueAt(row, escalation);
     const actor = actorOf(by);
     const entries: AuditDraft[] = [
@@ -481,6 +534,7 @@ export class Engine {
         payloadHash: this.trail.payloadHash(body.action, body.args),
         ...(alternatives?.some((a) => a.blocked) ? { blockedAlternatives: alternatives.filter((a) => a.blocked).map((a) => ({ name: a.name, rules: a.blocked!.rules })) } : {}),
         ...(refiles ? { refiles: refiles.id } : {}),
+        ...(overlay.version > 0 ? { agentConfigVersion: overlay.version } : {}),
         ...(sampled && !assessment.screening ? { screening: { score: screening!.result.score, action: screening!.result.action, sampled: true, findings: [] } } : {}),
         ...(assessment.screening
           ? {
@@ -506,7 +560,9 @@ export class Engine {
     let valueAlert: SlicingAlert | null = null;
     try {
       await this.store.transaction(async (tx) => {
-        const checked = await this.guard.checkCreate(tx, agent, policy.policy, at, status === 'pending', { id, action: body.action, value: assessment.value?.amount });
+        // Judged by the overlay still in force (a change takes the same agent lock): else refuse, and the agent sends it again.
+        await this.agentConfigs.recheck(tx, agent, overlay);
+        const checked = await this.guard.checkCreate(tx, agent, judged, at, status === 'pending', { id, action: body.action, value: assessment.value?.amount });
         const held = checked.entries;
         valueAlert = checked.alert;
         // A racing create (or claim) got there first: the catch below replays what now holds the key.
@@ -519,7 +575,7 @@ export class Engine {
         const collect = gate?.aggregate && status === 'pending' ? gate.aggregate : undefined;
         await this.scheduleCreated(tx, row, escalation, at, collect === undefined);
         if (collect) {
-          const collection = await this.guard.park(tx, agent.id, [id], collect, policy.policy, at);
+          const collection = await this.guard.park(tx, agent.id, [id], collect, judged, at);
           held.push(this.audit('collected', id, SYSTEM, { collectionId: collection.id, closesAt: new Date(collection.closesAt).toISOString() }, at));
         }
         await this.writer.append(tx, held.length === 0 ? entries : [...entries, ...held.map((e) => ({ ...e, requestId: id }))]);
@@ -536,8 +592,55 @@ export class Engine {
     }
     this.afterCommit(id);
     this.emitChange({ previousStatus: null, row });
-    await this.guard.afterCreate(agent, policy.policy, valueAlert);
+    await this.guard.afterCreate(agent, judged, valueAlert);
     return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
+  }
+
+  /**
+   * Files an admin change (core admin-change.ts: `countersign.agent_config`) as a request of the
+   * admin, judged by `assessment` (always review, by another admin), with `entries` in the same
+   * transaction. Only the engine files these; agents cannot name a `countersign.*` action.
+   */
+  private async proposeAdminChange(
+    by: Extract<Principal, { kind: 'operator' }>,
+    action: string,
+    args: JsonObject,
+    description: string,
+    assessment: Assessment,
+    entries: (requestId: string) => AuditDraft[],
+  ): Promise<ApprovalRequest> {
+    if (!isAdminChangeAction(action) || assessment.route !== 'review') throw new CountersignError('INTERNAL', `${action} is not an admin change`);
+    const policy = this.policy;
+    const at = this.now();
+    const agent = await this.requesterAgent(by, at);
+    const body: CreateRequest = { action, args, description };
+    const id = newId('req', at);
+    const { row } = this.newRequestRow(id, agent.id, by.operatorId, body, sha256Hex(canonicalJson(body)), assessment, policy.version, at);
+    const escalation = startEscalation(policy.policy, assessment, at);
+    row.queue_due_at = queueDueAt(row, escalation);
+    await this.store.transaction(async (tx) => {
+      await tx.insertRequest(row);
+      await this.scheduleCreated(tx, row, escalation, at);
+      await this.writer.append(tx, [
+        this.audit('created', id, actorOf(by), {
+          action,
+          agentId: agent.id,
+          policyVersion: policy.version,
+          riskScore: assessment.riskScore,
+          riskLevel: assessment.riskLevel,
+          automationLevel: assessment.automationLevel,
+          route: assessment.route,
+          matchedRules: assessment.matchedRules.map((r) => r.name),
+          payloadHash: this.trail.payloadHash(action, args),
+        }, at),
+        this.audit('queued', id, SYSTEM, { slaDueAt: assessment.slaDueAt, approval: assessment.approval, escalation: escalation && { level: escalation.level, dueAt: new Date(escalation.dueAt).toISOString() } }, at),
+        ...entries(id),
+      ]);
+      await tx.notify(WAKE_CHANNEL, id);
+    });
+    this.afterCommit(id);
+    this.emitChange({ previousStatus: null, row });
+    return requestFromRow(row, agent.name, [], escalation);
   }
 
   /**
@@ -611,11 +714,11 @@ export class Engine {
   }
 
   /** A create's alternatives, each assessed as a request of its own; a blocked one carries `blocked: {rules}`. Null without alternatives. */
-  private async assessedAlternatives(body: CreateRequest, agent: { id: string; name: string }, at: number): Promise<AlternativeView[] | null> {
+  private async assessedAlternatives(body: CreateRequest, agent: { id: string; name: string }, at: number, policy: Policy): Promise<AlternativeView[] | null> {
     if (!body.alternatives || body.alternatives.length === 0) return null;
     const histories = new Map<string, HistoryCounts>();
     for (const alt of body.alternatives) if (!histories.has(alt.action)) histories.set(alt.action, await this.history(agent.id, alt.action, at));
-    const assessed = assessAlternatives({ ...body, agent: agent.name }, this.policy.policy, (action) => histories.get(action) ?? EMPTY_HISTORY, new Date(at));
+    const assessed = assessAlternatives({ ...body, agent: agent.name }, policy, (action) => histories.get(action) ?? EMPTY_HISTORY, new Date(at));
     return body.alternatives.map((alt, i) => {
       const blocked = assessed[i]?.blocked;
       return blocked ? { ...alt, blocked } : alt;
@@ -875,6 +978,10 @@ export class Engine {
         const outcome = await this.settleAggregate(tx, current, result.decision, at);
         settled = outcome.members;
         Object.assign(patch, outcome.patch);
+      }
+      // Four-eyes: an approved admin change is applied here, exactly as approved, once (engine/agent-config.ts).
+      if (isAdminChangeAction(current.action) && current.status === 'pending' && result.decision) {
+        Object.assign(patch, await this.agentConfigs.settle(tx, { ...current, ...patch } as RequestRow, result.decision, at));
       }
       return { ...current, ...patch } as RequestRow;
     });
@@ -1186,11 +1293,13 @@ export class Engine {
     };
     // Never easier to approve than any member was on its own (its MFA, approvers, quorum).
     const own = members.map((m) => JSON.parse(m.assessment) as Assessment);
-    const assessment = assessAggregate(body, agentName, this.policy.policy, EMPTY_HISTORY, new Date(at), forced, own);
-    const id = newId('req', at);
     const first = members[0]!;
+    // The agent's policy (file + overlay: an overlay block, levels or escalation apply to the bundle as to each member, review2 F3).
+    const policy = await this.agentConfigs.policyFor(tx, first.agent_id, agentName);
+    const assessment = assessAggregate(body, agentName, policy, EMPTY_HISTORY, new Date(at), forced, own);
+    const id = newId('req', at);
     const { row, decision, status } = this.newRequestRow(id, first.agent_id, first.requester_operator_id, body, sha256Hex(canonicalJson(body)), assessment, this.policy.version, at);
-    const escalation = status === 'pending' ? startEscalation(this.policy.policy, assessment, at) : null;
+    const escalation = status === 'pending' ? startEscalation(policy, assessment, at) : null;
     row.queue_due_at = queueDueAt(row, escalation);
     await tx.insertRequest(row);
     await this.scheduleCreated(tx, row, escalation, at);
@@ -1442,7 +1551,7 @@ export class Engine {
     limits: Awaited<ReturnType<GuardService['readerFacts']>>,
   ): Promise<ApprovalRequest> {
     const votes = reviews.map(voteFromRow);
-    const facts: RequestFacts = {
+    const facts: Omit<RequestFacts, 'agentDisabled'> = {
       votes,
       escalation,
       aggregated: guardFacts.aggregate ? { aggregateId: guardFacts.aggregate.id, collectingUntil: guardFacts.aggregate.collectingUntil } : null,
@@ -1451,7 +1560,25 @@ export class Engine {
     const round = currentRound({ action: row.action, args: request.args, votes });
     // Another payload's own evaluation reads its history (a soft signal, cached a second).
     const history = round.key === payloadKey(row.action, request.args) ? EMPTY_HISTORY : await this.history(row.agent_id, this.roundAction(request, votes), this.now());
-    const view = this.decisions.readerView(by, row, request.agentName, facts, limits, history, this.now());
+    // The agent's own policy (file + overlay) and, for an admin change, who may sign it: as the vote reads them (review F5).
+    let context: Awaited<ReturnType<Decisions['requestContext']>>;
+    try {
+      context = await this.decisions.requestContext(this.store, row, request.agentName);
+    } catch (err) {
+      request.actionable = false;
+      request.notActionable = { code: err instanceof CountersignError ? err.code : 'INTERNAL', message: (err as Error).message };
+      return request;
+    }
+    const view = this.decisions.readerView(
+      by,
+      row,
+      request.agentName,
+      { ...facts, adminSigners: context.adminSigners },
+      { ...limits, ...this.guard.limitsFor(context.policy) },
+      history,
+      this.now(),
+      context.policy,
+    );
     request.actionable = view.actionable;
     if (view.notActionable) request.notActionable = view.notActionable;
     request.payload = view.payload;

@@ -5,7 +5,7 @@
  *
  *   POST /v1/requests/:id/execution {status: started, receipt}
  *     → lock the row → the caller filed it? → this server's key signed the receipt? →
- *       `decideClaim` (request, payload, nonce, expiry) → the conditional UPDATE approved →
+ *       `decideClaim` (request, payload, nonce, the agent not disabled, expiry) → the conditional UPDATE approved →
  *       executing (`Queries.claimApproval`: one winner however many race) → audit
  *       `execution_started` — one transaction; a refusal rolls back and is audited after
  *       (`claim_refused`).
@@ -50,6 +50,8 @@ export interface ExecutionDeps {
   writer: AuditWriter;
   now: () => number;
   policy: () => Policy;
+  /** Whether the agent's policy now (file + overlay, read on `q`) disables it (`enabled: false`); throws when it cannot be read (fail closed). */
+  agentDisabled: (q: Queries, agentId: string) => Promise<boolean>;
   /** The wake channel NOTIFY'd in each changing transaction. */
   wakeChannel: string;
   /** After the commit: wake waiters, tell observers, and return the request as the caller may see it. */
@@ -74,7 +76,7 @@ export function approvalClaim(decision: Decision, riskLevel: RiskLevel, policy: 
 }
 
 /** Refusals written to the trail (after the rollback): each is someone trying to run what they may not. */
-const AUDITED = new Set(['RECEIPT_MISMATCH', 'ALREADY_EXECUTED', 'RECEIPT_EXPIRED', 'ILLEGAL_TRANSITION', 'ALREADY_DECIDED']);
+const AUDITED = new Set(['RECEIPT_MISMATCH', 'ALREADY_EXECUTED', 'RECEIPT_EXPIRED', 'ILLEGAL_TRANSITION', 'ALREADY_DECIDED', 'AGENT_DISABLED']);
 /** A replaying caller cannot flood the trail: one refusal entry per request and code a minute. */
 const REFUSAL_AUDIT_MS = 60_000;
 
@@ -98,7 +100,7 @@ export class ExecutionDesk {
         if (!trail.verifiesReceipt(receipt)) {
           throw new CountersignError('RECEIPT_MISMATCH', `the receipt presented for ${id} is not signed by this server's audit key (or was altered); nothing may run`, { requestId: id });
         }
-        const state = this.claimState(current);
+        const state = this.claimState(current, await this.deps.agentDisabled(tx, current.agent_id));
         const decided = decideClaim(state, receipt, new Date(at));
         if (!decided.ok) throw decided.error;
         // Claim-once must not rest on mutable columns alone: a database writer who resets
@@ -185,7 +187,7 @@ export class ExecutionDesk {
   }
 
   /** What the approval was issued with, from the row (the store is the authority, not the receipt's copy). */
-  private claimState(row: RequestRow): ClaimState {
+  private claimState(row: RequestRow, agentDisabled: boolean): ClaimState {
     const decision = row.decision === null ? null : (JSON.parse(row.decision) as Decision);
     const runnable = decision !== null && decision.outcome === 'approved' && decision.action !== null && decision.args !== null;
     return {
@@ -194,6 +196,7 @@ export class ExecutionDesk {
       nonce: row.claim_nonce,
       expiresAt: this.expiryOf(row, decision),
       payloadHash: runnable ? this.deps.trail.payloadHash(decision.action!, decision.args!) : null,
+      agentDisabled,
     };
   }
 

@@ -74,7 +74,7 @@ export interface StepUp {
 }
 
 /** Codes of refusals that leave an audit entry even though nothing changed (SELF_REVIEW: compliance reports count the attempts). */
-const AUDITED_REFUSALS = new Set(['AGGREGATED', 'SELF_REVIEW', 'IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED']);
+const AUDITED_REFUSALS = new Set(['AGGREGATED', 'SELF_REVIEW', 'IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED', 'AGENT_DISABLED']);
 
 export class GuardService {
   private readonly box: SecretBox;
@@ -260,14 +260,19 @@ export class GuardService {
    * from this read to their commit and the velocity and cool-down counts cannot race (finding 5);
    * other reviewers never wait. The counts are the approver's `approval_events` of the last day.
    */
-  async limitFacts(tx: Queries, operatorId: string, at: number, lock: boolean): Promise<Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown'>> {
+  async limitFacts(tx: Queries, operatorId: string, at: number, lock: boolean, policy?: Policy): Promise<Pick<GuardFacts, 'approvals' | 'manualCooldown' | 'velocity' | 'cooldown'>> {
     if (lock) await tx.counters.lock(`approver:${operatorId}`);
     return {
       approvals: await this.approvals(tx, operatorId, at),
       manualCooldown: await this.manualCooldown(tx, operatorId, at),
-      velocity: this.limits,
-      cooldown: this.cooldownConfig,
+      // `policy`: the request's agent's (agents.<name>.velocity / cooldown over guard's); the environment's override still wins.
+      ...(policy ? this.limitsFor(policy) : { velocity: this.limits, cooldown: this.cooldownConfig }),
     };
+  }
+
+  /** The approver velocity and cool-down that apply to one agent's requests (its policy: file + overlay); the environment's override still wins. */
+  limitsFor(policy: Policy): Pick<GuardFacts, 'velocity' | 'cooldown'> {
+    return { velocity: this.fixedLimits ?? policy.guard.velocity, cooldown: this.fixedCooldown ?? policy.guard.cooldown };
   }
 
   /** Every allowlist that applies must pass (the operator's own and one per role held); an unknown address passes none. */
@@ -336,11 +341,13 @@ export class GuardService {
   async auditRefusal(err: unknown, by: Principal, requestId: string | null, what: 'review' | 'create'): Promise<void> {
     if (!(err instanceof CountersignError) || !AUDITED_REFUSALS.has(err.code)) return;
     const at = this.now();
-    if (err.code === 'RATE_LIMITED' && by.kind === 'agent') {
-      const last = this.lastRateAudit.get(by.agentId);
+    if ((err.code === 'RATE_LIMITED' || err.code === 'AGENT_DISABLED') && by.kind === 'agent') {
+      // At most once a minute per agent and code: a flooding (or disabled) agent cannot flood the trail.
+      const key = `${err.code}:${by.agentId}`;
+      const last = this.lastRateAudit.get(key);
       if (last !== undefined && at - last < MINUTE) return;
       if (this.lastRateAudit.size > 10_000) this.lastRateAudit.clear();
-      this.lastRateAudit.set(by.agentId, at);
+      this.lastRateAudit.set(key, at);
     }
     try {
       await this.store.transaction((tx) => this.writer.append(tx, [audit(what === 'review' ? 'review_refused' : 'create_refused', requestId, actorOf(by), { code: err.code, message: err.message }, at)]));

@@ -10,6 +10,7 @@ import { registerAuditRoutes } from './routes/audit.ts';
 import { registerCredentialRoutes } from './routes/credentials.ts';
 import { registerExecutionRoutes } from './routes/execution.ts';
 import { registerPolicyRoutes } from './routes/policy.ts';
+import { registerAgentRoutes } from './routes/agents.ts';
 import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
 import { registerOperatorViews } from './routes/operator-views.ts';
@@ -237,6 +238,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     return c.json({ version, hash, source, policy }, 200);
   });
   registerPolicyRoutes(app, engine);
+  registerAgentRoutes(app, engine);
 
   mountDashboard(app, { dir: options.dashboardDir });
 

@@ -27,6 +27,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, ContentfulStatusCode>> = Obje
   COOLDOWN_ACTIVE: 403,
   RATE_LIMITED: 429,
   AGENT_PAUSED: 403,
+  AGENT_DISABLED: 403,
   IP_NOT_ALLOWED: 403,
   NOT_FOUND: 404,
   ALREADY_DECIDED: 409,

@@ -108,6 +108,36 @@ export class CredentialQueries {
     await this.db.insertInto('operator_tokens').values(row).execute();
   }
 
+  /** Records that `issuer_id` created, granted admin to, or issued a token of `operator_id` (migration 017). */
+  async addLineage(edge: { operator_id: string; issuer_id: string; kind: 'created' | 'admin' | 'token'; at: number }): Promise<void> {
+    if (edge.operator_id === edge.issuer_id) return;
+    await this.db.insertInto('operator_lineage').values(edge).onConflict((oc) => oc.columns(['operator_id', 'issuer_id', 'kind']).doNothing()).execute();
+  }
+
+  /**
+   * `operator_id` (an admin) rotated its own token: whoever created it no longer holds its secret,
+   * so those `created` rows go. `token` rows (someone else rotated it: they may have done this
+   * "own" rotation too) and `admin` rows stay: they never end.
+   */
+  async endHolds(operatorId: string): Promise<void> {
+    await this.db.deleteFrom('operator_lineage').where('operator_id', '=', operatorId).where('kind', '=', 'created').execute();
+  }
+
+  /**
+   * `operator_id` is being made an admin: whoever holds its credential now (its creator, until it
+   * rotated its own) could do its "own" rotation as an admin, so that hold becomes one that never
+   * ends (a `token` row).
+   */
+  async pinHolds(operatorId: string, at: number): Promise<void> {
+    const holders = await this.db.selectFrom('operator_lineage').select('issuer_id').where('operator_id', '=', operatorId).where('kind', '=', 'created').execute();
+    for (const h of holders) await this.addLineage({ operator_id: operatorId, issuer_id: h.issuer_id, kind: 'token', at });
+  }
+
+  /** Every lineage edge (a few per operator): four-eyes walks it both ways from the proposer. */
+  async lineage(): Promise<Array<{ operator_id: string; issuer_id: string; kind: string }>> {
+    return this.db.selectFrom('operator_lineage').select(['operator_id', 'issuer_id', 'kind']).execute();
+  }
+
   async keys(): Promise<Array<KeyRecord & { agent_name: string }>> {
     return this.db
       .selectFrom('api_keys')

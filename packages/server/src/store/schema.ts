@@ -10,6 +10,7 @@ import type { AuditKeysTable, AuditOriginTable } from './audit-keys.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './credentials.ts';
 import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
+import type { AgentConfigVersionsTable, AgentConfigsTable } from './agent-configs.ts';
 import type { ScreenModelsTable, ScreenRetrainAttemptsTable, ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
@@ -217,6 +218,22 @@ export interface Database {
   screen_samples: ScreenSamplesTable;
   screen_models: ScreenModelsTable;
   screen_retrain_attempts: ScreenRetrainAttemptsTable;
+  agent_configs: AgentConfigsTable;
+  agent_config_versions: AgentConfigVersionsTable;
+  operator_lineage: OperatorLineageTable;
 }
 
 export type { Generated };
+
+/**
+ * Who holds or made an operator (migration 017): `created` it (deleted when the operator rotates
+ * its own token), rotated or held its `token` (never ends), made it `admin` (never ends). Written
+ * only by the credentials desk. Four-eyes reads it: two admins in the same hands, either way,
+ * never sign each other's admin changes (core admin-change.ts `sameHands`).
+ */
+export interface OperatorLineageTable {
+  operator_id: string;
+  issuer_id: string;
+  kind: 'created' | 'admin' | 'token';
+  at: number;
+}

@@ -18,6 +18,7 @@ import { ScreeningQueries } from './screening.ts';
 import { AggregateQueries } from './aggregates.ts';
 import { ListQueries } from './queue.ts';
 import { CounterQueries } from './counters.ts';
+import { AgentConfigQueries } from './agent-configs.ts';
 import { ReplayQueries } from './replay.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
@@ -597,6 +598,11 @@ export class Queries {
   /** The gate's insert-only counters and the per-principal lock they are checked under (store/counters.ts). */
   get counters(): CounterQueries {
     return new CounterQueries(this.db, this.capabilities);
+  }
+
+  /** Per-agent configuration overlays and their versions (store/agent-configs.ts). */
+  get agentConfigs(): AgentConfigQueries {
+    return new AgentConfigQueries(this.db, this.capabilities);
   }
 
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */

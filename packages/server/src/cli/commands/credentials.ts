@@ -96,7 +96,7 @@ export function registerOperatorLifecycle(operators: Command): void {
     },
   );
 
-  withClientOptions(operators.command('rotate-token').description('give an operator a new token (shown once); their old tokens are revoked').argument('<operator>', 'name, id or me')).action(
+  withClientOptions(operators.command('rotate-token').description('give an operator a new token (shown once); their old tokens are revoked. `rotate-token me`: a token only you have, so whoever created you or rotated yours no longer holds it (four-eyes)').argument('<operator>', 'name, id or me')).action(
     async (ref: string, flags: CommonFlags) => {
       const out = await clientFrom(flags).post<{ name: string; token: string; revokedTokenIds: string[] }>(`/v1/operators/${idSegment(ref)}/token`, {});
       if (flags.json) return printJson(out);

@@ -12,6 +12,7 @@
  *   mfa · approvers · agents · roles                guard.ts
  *   screen (and its verdicts, metrics, calibration)  screen.ts
  *   policy check|diff|replay                        policy.ts
+ *   agents config get|set                           agents.ts
  *   serve                                           serve.ts (registered by ../program.ts)
  */
 import type { Command } from 'commander';
@@ -22,6 +23,7 @@ import { registerRequestCommands } from './requests.ts';
 import { registerGuardCommands } from './guard.ts';
 import { registerScreenCommands } from './screen.ts';
 import { registerPolicyCommands } from './policy.ts';
+import { registerAgentConfigCommands } from './agents.ts';
 
 export function registerClientCommands(program: Command): void {
   registerRequestCommands(program);
@@ -31,4 +33,5 @@ export function registerClientCommands(program: Command): void {
   registerGuardCommands(program);
   registerScreenCommands(program);
   registerPolicyCommands(program);
+  registerAgentConfigCommands(program); // under guard.ts's `agents`
 }

@@ -92,7 +92,7 @@ const removeOperatorRoute = createRoute({
 const rotateTokenRoute = createRoute({
   method: 'post',
   path: '/v1/operators/{id}/token',
-  summary: 'Give an operator a new token (admin; shown once); their old tokens are revoked and sessions ended',
+  summary: 'Give an operator a new token (admin; shown once); their old tokens are revoked and sessions ended. Rotating your own (`me`) ends anyone else\'s hold on your credential (four-eyes)',
   security,
   request: { params: Ref },
   responses: {

@@ -23,6 +23,7 @@ import { m010_credentials } from './010_credentials.ts';
 import { m014_screen } from './014_screen.ts';
 import { m015_rotation } from './015_rotation.ts';
 import { m016_integrator } from './016_integrator.ts';
+import { m017_agent_config } from './017_agent_config.ts';
 import { m018_gatefin2 } from './018_gatefin2.ts';
 import { m019_rollups } from './019_rollups.ts';
 import { m023_retrain } from './023_retrain.ts';
@@ -46,6 +47,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '014_screen': m014_screen,
   '015_rotation': m015_rotation,
   '016_integrator': m016_integrator,
+  '017_agent_config': m017_agent_config,
   '018_gatefin2': m018_gatefin2,
   '019_rollups': m019_rollups,
   '023_retrain': m023_retrain,
