@@ -5,7 +5,7 @@
  * from a JSON file (`--file`), and says whether it applied or waits for another admin.
  */
 import { readFileSync } from 'node:fs';
-import { CountersignError } from '@countersign/core';
+import { CountersignError } from '@countersign/core/errors';
 import type { Command } from 'commander';
 import { clientFrom, collect, print, printJson, withClientOptions, type CommonFlags } from '../common.ts';
 import { safe } from '../format.ts';
