@@ -9,6 +9,8 @@ export {
   detectValueAggregation,
   detectVelocityAbuse,
   mergeBucket,
+  repetitionAlert,
+  repetitionChains,
   runningTotal,
   valueAlertsFromSlices,
   valueThresholds,
@@ -31,7 +33,8 @@ export {
   type RateCheck,
   type RateWindow,
 } from './velocity.ts';
-export { argsSimilarity } from './similarity.ts';
+export { argsSimilarity, flatSimilarity, flatten, type FlatArgs } from './similarity.ts';
+export { ON_CREATE_MAX_FIELDS, ON_CREATE_RECENT, detectOnCreate, freshAlerts, type SlicingSeen } from './on-create.ts';
 export { GUARD_NOTICE_KINDS, renderGuardNotice, type GuardNotice, type GuardNoticeData, type GuardNoticeKind } from './notice.ts';
 export {
   AGGREGATE_ACTION,

@@ -506,7 +506,7 @@ export class Engine {
     }
     this.afterCommit(id);
     this.emitChange({ previousStatus: null, row });
-    await this.guard.afterCreate(agent, policy.policy, valueAlert);
+    await this.guard.afterCreate(agent, policy.policy, { id, action: body.action, args: body.args, at, valueAlert });
     return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
   }
 

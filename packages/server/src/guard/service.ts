@@ -16,8 +16,14 @@ import {
   approverVelocity,
   checkRate,
   cooldownState,
+  detectOnCreate,
   detectSlicing,
+  freshAlerts,
   HISTORY_DETECTORS,
+  normalizeActionName,
+  ON_CREATE_RECENT,
+  type JsonObject,
+  type SlicingSeen,
   highestRank,
   valueAlertsFromSlices,
   type ValueSlice,
@@ -55,6 +61,8 @@ const MINUTE = 60_000;
 const SLICING_WINDOW_MS = 60 * MINUTE;
 const SLICING_BUCKET_MS = MINUTE;
 const HOLD_CACHE_MS = 1_000;
+/** Args longer than this (JSON characters) are not compared on create: the once-a-minute report sees them. */
+const ON_CREATE_MAX_ARGS_CHARS = 16_384;
 const DAY = 24 * 60 * MINUTE;
 
 type Operator = Extract<Principal, { kind: 'operator' }>;
@@ -88,6 +96,7 @@ export class GuardService {
   private matchSecret: string | undefined;
   /** Rate-limit refusals are audited once per agent per minute, so a flooding agent cannot flood the trail. */
   private readonly lastRateAudit = new Map<string, number>();
+  /** When this process last ran the full report after an agent's create (a cost bound only: what is new is decided in the store, `slicing_seen:<agentId>`). */
   private readonly lastSlicingCheck = new Map<string, number>();
   /**
    * Review holds read by every create, remembered for a second: a read outside the create's
@@ -95,7 +104,6 @@ export class GuardService {
    * this process clears its entry at once; one set by another process is seen within a second.
    */
   private readonly holdCache = new Map<string, { raw: string | undefined; pause: { until: number; reason: string } | null; until: number }>();
-  private readonly lastSlicingAlert = new Map<string, string>();
 
   constructor(
     private readonly store: Store,
@@ -687,28 +695,46 @@ export class GuardService {
   }
 
   /**
-   * The policy's response to slicing (`agents.<name>.onSlicing`), run after a create: the
-   * running-total alert of this very create (`valueAlert`, from `checkCreate`) at once, and the
-   * other detectors' report at most once a minute per agent; a new set of alerts is recorded
-   * (`slicing_alert`); with `pause` the agent is paused for an hour, with `review` its requests
-   * need review for an hour (`review_forced`, see `reviewHold`). Never fails the create that
-   * triggered it.
+   * The policy's response to slicing (`agents.<name>.onSlicing`), run after every create: the
+   * running-total alert of this very create (`valueAlert`, from `checkCreate`), the per-create
+   * detectors (core `detectOnCreate`: clustering and repetition, over at most `ON_CREATE_RECENT`
+   * earlier requests of the action whose args are at most `ON_CREATE_MAX_ARGS_CHARS` long), and,
+   * at most once a minute per agent in this process, the full report (every history detector, the
+   * backstop for velocity, fatigue and what the bounded read cannot see). Which alerts are new is
+   * decided under the agent's slicing lock from `slicing_seen:<agentId>` (core `freshAlerts`), so
+   * two servers never record one alert twice. A new set is recorded (`slicing_alert`); with
+   * `pause` the agent is paused for an hour, with `review` its requests need review for an hour
+   * (`review_forced`, see `reviewHold`). Never fails the create that triggered it.
    */
-  async afterCreate(agent: { id: string; name: string }, policy: Policy, valueAlert: SlicingAlert | null = null): Promise<void> {
+  async afterCreate(agent: { id: string; name: string }, policy: Policy, created: { id: string; action: string; args: JsonObject; at: number; valueAlert: SlicingAlert | null }): Promise<void> {
     const response = policy.agents[agent.name]?.onSlicing;
     if (!response) return;
     const at = this.now();
-    const last = this.lastSlicingCheck.get(agent.id);
-    if (valueAlert === null && last !== undefined && at - last < MINUTE) return;
-    if (this.lastSlicingCheck.size > 10_000) this.lastSlicingCheck.clear();
-    if (valueAlert === null) this.lastSlicingCheck.set(agent.id, at);
     try {
-      const report = valueAlert ? { attackDetected: true, confidence: valueAlert.confidence, alerts: [valueAlert] } : await this.slicingReport(agent, DEFAULT_SLICING_CONFIG.windowMinutes);
-      if (!report.attackDetected) return;
-      const signature = report.alerts.map((a) => `${a.type}:${[...a.evidence.requestIds].sort().join(',')}`).sort().join('|');
-      if (this.lastSlicingAlert.get(agent.id) === signature) return;
-      const alerts = report.alerts.map((a) => ({ type: a.type, confidence: a.confidence, description: a.description, requestIds: a.evidence.requestIds }));
+      const found: SlicingAlert[] = created.valueAlert ? [created.valueAlert] : [];
+      found.push(...(await this.onCreateAlerts(agent, created)));
+      const last = this.lastSlicingCheck.get(agent.id);
+      if (last === undefined || at - last >= MINUTE) {
+        if (this.lastSlicingCheck.size > 10_000) this.lastSlicingCheck.clear();
+        this.lastSlicingCheck.set(agent.id, at);
+        // Value alerts are recorded by the create that crossed (above), never again from the slices.
+        found.push(...(await this.slicingReport(agent, DEFAULT_SLICING_CONFIG.windowMinutes, false)).alerts);
+      }
+      if (!found.some((a) => a.confidence >= 0.5)) return;
       const queued = await this.store.transaction(async (tx) => {
+        await tx.counters.lock(`slicing:${agent.id}`);
+        const seenKey = `slicing_seen:${agent.id}`;
+        let seen: SlicingSeen = {};
+        try {
+          seen = JSON.parse((await tx.guard.setting(seenKey)) ?? '{}') as SlicingSeen;
+        } catch {
+          // An unreadable record remembers nothing: the alerts are recorded (fail loud, not quiet).
+        }
+        const next = freshAlerts(found, seen, at, MINUTE);
+        const report = detectSlicing([], at, DEFAULT_SLICING_CONFIG, { detectors: [], extra: next.fresh });
+        if (!report.attackDetected) return null;
+        await tx.guard.putSetting(seenKey, JSON.stringify(next.seen));
+        const alerts = report.alerts.map((a) => ({ type: a.type, confidence: a.confidence, description: a.description, requestIds: a.evidence.requestIds }));
         const entries = [audit('slicing_alert', null, SYSTEM, { agentId: agent.id, agent: agent.name, confidence: report.confidence, response, alerts }, at)];
         let queued = await this.queueNotice(tx, { kind: 'slicing_alert', at, agent: agent.name, by: SYSTEM.name, response, confidence: report.confidence, alerts });
         const holdUntil = at + policy.guard.slicing.holdMinutes * MINUTE;
@@ -743,12 +769,26 @@ export class GuardService {
         await this.writer.append(tx, entries);
         return queued;
       });
-      this.lastSlicingAlert.set(agent.id, signature); // only once recorded: a failed write is tried again
+      if (queued === null) return;
       this.holdCache.delete(agent.id);
       if (queued) this.noticesQueued();
     } catch {
       // Detection is advisory here; the request it followed is already committed.
     }
+  }
+
+  /** `detectOnCreate` for one create: a bounded read of the agent's newest requests of the same action. */
+  private async onCreateAlerts(agent: { id: string; name: string }, created: { id: string; action: string; args: JsonObject; at: number }): Promise<SlicingAlert[]> {
+    // A payload too large to compare cheaply is left to the once-a-minute report.
+    if (JSON.stringify(created.args).length > ON_CREATE_MAX_ARGS_CHARS) return [];
+    const since = created.at - DEFAULT_SLICING_CONFIG.windowMinutes * MINUTE;
+    const rows = await this.store.guard.recentOfAction(agent.id, normalizeActionName(created.action), since, ON_CREATE_RECENT + 1);
+    const recent: GuardEvent[] = [];
+    for (const r of rows) {
+      if (r.id === created.id || r.args.length > ON_CREATE_MAX_ARGS_CHARS) continue;
+      recent.push({ requestId: r.id, agentId: r.agent_id, action: r.action, args: JSON.parse(r.args) as JsonObject, riskLevel: 'low', createdAt: Number(r.created_at) });
+    }
+    return detectOnCreate({ requestId: created.id, agentId: agent.id, action: created.action, args: created.args, riskLevel: 'low', createdAt: created.at }, recent);
   }
 
   /**
@@ -791,7 +831,7 @@ export class GuardService {
         };
   }
 
-  private async slicingReport(agent: { id: string; name: string }, windowMinutes: number) {
+  private async slicingReport(agent: { id: string; name: string }, windowMinutes: number, withValueSlices = true) {
     const at = this.now();
     const { requests, approvals } = await this.store.guard.agentHistory(agent.id, at - windowMinutes * MINUTE - DAY);
     const firstApproval = new Map<string, { operator_id: string; created_at: number }>();
@@ -815,7 +855,7 @@ export class GuardService {
     // The value detector is the create path's own rule (runningTotal against the policy's value
     // thresholds), read from the slices each create stored, not the fixed band of detectValueAggregation.
     const slices: ValueSlice[] = [];
-    for (const r of await this.store.counters.valueSlices(agent.id, at - windowMinutes * MINUTE)) {
+    for (const r of withValueSlices ? await this.store.counters.valueSlices(agent.id, at - windowMinutes * MINUTE) : []) {
       try {
         slices.push({ requestId: r.request_id, at: r.at, bucket: JSON.parse(r.value_bucket) as ValueBucket });
       } catch {

@@ -1,0 +1,120 @@
+/**
+ * The history detectors that can judge one create as it happens (issue 12: slicing detection on
+ * every create, cheaply). Where the `/slicing` report runs every detector over an agent's whole
+ * window, these look only at the request just created and a bounded list of the agent's earlier
+ * requests of the same action (normal form): `ON_CREATE_RECENT` of them at most, each flattened
+ * to at most `ON_CREATE_MAX_FIELDS` fields, so a create costs O(ON_CREATE_RECENT × fields) however
+ * busy the agent or large its args.
+ *
+ * - `temporal_clustering`: the create and at least `minBurst − 1` earlier requests of the same
+ *   action within `burstSeconds` that are similar to it (args similarity ≥ `similarity`). The
+ *   create is the anchor (the report anchors on the earliest of a burst): every burst is caught on
+ *   the create that brings it to `minBurst`, never a minute later.
+ * - `pattern_repetition`: the create joins a chain (only 1–2 numeric fields moving) that reaches
+ *   `minRepeats`, by the report's own chain rule (`repetitionChains`), over the bounded list.
+ *
+ * Both return only alerts the create itself takes part in. Which of them is new (not already
+ * recorded for the agent) is the shell's business: it keeps that across servers.
+ *
+ * Not here, by design: `velocity_abuse` needs `sustainedBuckets` (3) elevated intervals of
+ * `windowMinutes / buckets` (10 min) each, so it cannot fire before 20 minutes of traffic and a
+ * check once a minute adds at most a twentieth to that; a burst inside a minute is this module's
+ * (clustering, repetition), the running total's (value) and the hard agent rate limit's (checked
+ * and counted atomically on every create). `approver_fatigue` judges approvals, not creates;
+ * the gate's velocity and cool-down limits are checked atomically on every approval.
+ */
+import { normalizeActionName } from '../policy/names.ts';
+import { repetitionAlert, repetitionChains } from './slicing.ts';
+import { type FlatArgs, flatSimilarity, flatten } from './similarity.ts';
+import { DEFAULT_SLICING_CONFIG, type GuardEvent, type SlicingAlert, type SlicingConfig } from './types.ts';
+
+/** At most this many earlier requests of the action are read for a create (newest first). */
+export const ON_CREATE_RECENT = 50;
+/** At most this many fields of each payload are compared. */
+export const ON_CREATE_MAX_FIELDS = 256;
+
+const MINUTE = 60_000;
+const round = (n: number) => Math.round(n * 1000) / 1000;
+const clamp = (n: number, lo = 0, hi = 0.99) => Math.min(hi, Math.max(lo, n));
+
+/**
+ * The clustering and repetition alerts `current` takes part in, judged against `recent` (the
+ * agent's earlier requests; only those of the same agent and action, in the window, before
+ * `current`, and the newest `ON_CREATE_RECENT` of them, are read).
+ */
+export function detectOnCreate(current: GuardEvent, recent: readonly GuardEvent[], config: SlicingConfig = DEFAULT_SLICING_CONFIG): SlicingAlert[] {
+  const now = current.createdAt;
+  const action = normalizeActionName(current.action);
+  const from = now - config.windowMinutes * MINUTE;
+  const list = recent
+    .filter((e) => e.requestId !== current.requestId && e.agentId === current.agentId && e.createdAt > from && e.createdAt <= now && normalizeActionName(e.action) === action)
+    .sort((a, b) => a.createdAt - b.createdAt || (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0))
+    .slice(-ON_CREATE_RECENT);
+  const cache = new Map<GuardEvent, FlatArgs>();
+  const flat = (e: GuardEvent) => {
+    let f = cache.get(e);
+    if (!f) cache.set(e, (f = flatten(e.args, '', new Map(), 0, ON_CREATE_MAX_FIELDS)));
+    return f;
+  };
+  const alerts: SlicingAlert[] = [];
+
+  const { burstSeconds, minBurst, similarity } = config.clustering;
+  const burst = list.filter((e) => now - e.createdAt <= burstSeconds * 1000 && flatSimilarity(flat(current), flat(e)) >= similarity);
+  if (burst.length + 1 >= minBurst) {
+    const members = [...burst, current];
+    const span = (now - members[0]!.createdAt) / 1000;
+    alerts.push({
+      type: 'temporal_clustering',
+      confidence: round(clamp(0.5 + 0.05 * (members.length - minBurst) + 0.2 * (1 - span / burstSeconds))),
+      description: `${members.length} near-identical ${current.action} requests from agent ${current.agentId} within ${round(span)} s`,
+      evidence: { requestIds: members.map((e) => e.requestId), burstSeconds: round(span) },
+    });
+  }
+
+  const { minRepeats } = config.repetition;
+  if (list.length + 1 >= minRepeats) {
+    for (const [fields, chain] of repetitionChains([...list, current], flat)) {
+      if (chain[chain.length - 1] !== current) continue;
+      const alert = repetitionAlert(fields, chain, flat, minRepeats);
+      if (alert) alerts.push(alert);
+    }
+  }
+  return alerts;
+}
+
+/** What was last recorded for an agent, per alert type (the shell keeps it in the store, shared by every server). */
+export type SlicingSeen = Partial<Record<SlicingAlert['type'], { readonly until: number; readonly signature: string }>>;
+
+/**
+ * Which of `alerts` are new for the agent, and what to remember. A `value_aggregation` alert is
+ * always new: the running total raises each crossing once, on one create. Any other type is new
+ * (after dropping an alert whose requests another alert of its type already names)
+ * unless one was recorded in the last `quietMs` or with the same evidence (its request ids): a
+ * burst that goes on is reported again at most once per `quietMs`, as it grows, whichever
+ * server's create or report finds it.
+ */
+export function freshAlerts(alerts: readonly SlicingAlert[], seen: SlicingSeen, at: number, quietMs: number): { fresh: SlicingAlert[]; seen: SlicingSeen } {
+  const next: SlicingSeen = { ...seen };
+  const byType = new Map<SlicingAlert['type'], SlicingAlert[]>();
+  // One finding once: an alert whose requests are all in another alert of its type (the create's
+  // own run and the full report finding the same burst) is dropped; the larger one is kept.
+  const bySize = [...alerts].sort((x, y) => y.evidence.requestIds.length - x.evidence.requestIds.length);
+  for (const a of bySize) {
+    const list = byType.get(a.type) ?? [];
+    if (a.type !== 'value_aggregation' && list.some((o) => a.evidence.requestIds.every((id) => o.evidence.requestIds.includes(id)))) continue;
+    byType.set(a.type, [...list, a]);
+  }
+  const fresh: SlicingAlert[] = [];
+  for (const [type, list] of byType) {
+    if (type === 'value_aggregation') {
+      fresh.push(...list);
+      continue;
+    }
+    const signature = list.map((a) => [...a.evidence.requestIds].sort().join(',')).sort().join('|');
+    const last = seen[type];
+    if (last && (last.until > at || last.signature === signature)) continue;
+    fresh.push(...list);
+    next[type] = { until: at + quietMs, signature };
+  }
+  return { fresh, seen: next };
+}

@@ -1,0 +1,107 @@
+/**
+ * Slicing detection on every create (issue 12): a burst is caught on the create that completes it
+ * (core `detectOnCreate` over a bounded read), not up to a minute later; and with two servers on
+ * one database (two engines, each its own pool and its own process-local state), each alert is
+ * recorded exactly once (`slicing_seen:<agentId>` under the agent's slicing lock) and each
+ * running-total crossing exactly once (the value buckets under the agent's create lock).
+ * Both databases.
+ */
+import { CreateRequestBody, parsePolicy } from '@countersign/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../src/engine/engine.ts';
+import type { Principal } from '../src/engine/principal.ts';
+import { connect } from '../src/store/connect.ts';
+import { ENGINES, type TestDatabase } from './support/databases.ts';
+import { TEST_SERVER_SECRET } from './support/engine.ts';
+
+const POLICY = `
+agents:
+  burst-bot: { onSlicing: alert }
+  pay-bot: { onSlicing: alert, limits: { perMinute: 1000 } }
+rules:
+  - { name: large-value, enabled: false }
+  - { name: very-large-value, enabled: false }
+  - name: big-payment
+    when: { action: [pay_vendor], valueAtLeast: 50000 }
+    then: { approvals: 2 }
+`;
+
+describe.each(ENGINES)('slicing on every create ($name)', ({ make }) => {
+  let database: TestDatabase;
+  let a: Engine;
+  let b: Engine;
+  let admin: Principal;
+  let clock = Date.UTC(2026, 0, 5, 9, 0, 0);
+  let n = 0;
+
+  const alertsOf = async (agent: string) =>
+    (await a.listAudit(admin, { type: 'slicing_alert', limit: 1000 })).map((e) => e.data as { agent: string; alerts: { type: string; requestIds: string[] }[] }).filter((d) => d.agent === agent);
+  const keyFor = async (agent: string) => (await a.authenticate((await a.createAgentKey(admin, agent)).key))!;
+
+  beforeAll(async () => {
+    database = make();
+    a = await Engine.open({ connection: await connect(database.url), serverSecret: TEST_SERVER_SECRET, now: () => clock });
+    await a.activatePolicy(POLICY, 'test');
+    admin = (await a.authenticate((await a.bootstrap())!.adminToken))!;
+    b = await Engine.open({ connection: await connect(database.url), serverSecret: TEST_SERVER_SECRET, now: () => clock });
+    await b.activatePolicy(POLICY, 'test');
+  });
+  afterAll(async () => {
+    await b.close();
+    await a.close();
+    await database.drop();
+  });
+
+  it('a burst of near-identical requests is alerted on its 8th create, within the first minute, and once', async () => {
+    const agent = await keyFor('burst-bot');
+    const spellings = ['delete_file', 'deleteFile', 'Delete-File'];
+    for (let i = 0; i < 12; i++) {
+      clock += 2_000;
+      // Alternate servers: each keeps its own once-a-minute report timer, neither sees the burst in it.
+      const engine = i % 2 ? b : a;
+      await engine.createRequest(agent, CreateRequestBody.parse({ action: spellings[i % 3], args: { bucket: 'prod-exports', prefix: '2026/11/', key: `part-${i * 7919}` }, confidence: 0.9, idempotencyKey: `burst-${n++}` }));
+      const recorded = (await alertsOf('burst-bot')).flatMap((d) => d.alerts).filter((x) => x.type === 'temporal_clustering');
+      expect(recorded, `after create ${i + 1}`).toHaveLength(i < 7 ? 0 : 1);
+    }
+    const [alert] = (await alertsOf('burst-bot')).flatMap((d) => d.alerts).filter((x) => x.type === 'temporal_clustering');
+    expect(alert!.requestIds).toHaveLength(8);
+  });
+
+  it('two servers, 7 creates then 17 concurrent: one clustering alert, and exactly the running total\'s three crossings of 50,000', async () => {
+    clock += 10 * 60_000;
+    const agent = await keyFor('pay-bot');
+    const pay = (i: number) =>
+      (i % 2 ? b : a).createRequest(agent, CreateRequestBody.parse({ action: 'pay_vendor', args: { vendor: 'acme', amount: 7_900, currency: 'USD', memo: `invoice ${1000 + i}` }, confidence: 0.9, idempotencyKey: `pay-${n++}` }));
+    for (let i = 0; i < 7; i++) await pay(i);
+    // Every one of these completes a burst of 8 or more: their alert transactions race on both servers.
+    const results = await Promise.all(Array.from({ length: 17 }, (_, i) => pay(7 + i)));
+    expect(results).toHaveLength(17);
+    const recorded = (await alertsOf('pay-bot')).flatMap((d) => d.alerts);
+    // 7 × 7,900 = 55,300, 13 × 7,900 = 102,700 and 19 × 7,900 = 150,100: three multiples of 50,000, whatever the order.
+    expect(recorded.filter((x) => x.type === 'value_aggregation')).toHaveLength(3);
+    expect(recorded.filter((x) => x.type === 'temporal_clustering')).toHaveLength(1);
+    expect(recorded.filter((x) => x.type !== 'value_aggregation' && x.type !== 'temporal_clustering')).toEqual([]);
+  });
+
+  it('the same burst found by 20 creates finishing at once on two servers is recorded once', async () => {
+    clock += 10 * 60_000;
+    const agent = await keyFor('race-bot');
+    const created = [];
+    for (let i = 0; i < 8; i++) {
+      clock += 1_000;
+      const { request } = await a.createRequest(agent, CreateRequestBody.parse({ action: 'purge_cache', args: { region: 'eu', tier: 'edge', key: `k${i * 31}` }, confidence: 0.9, idempotencyKey: `race-${n++}` }));
+      created.push(request);
+    }
+    // race-bot has no onSlicing in the active policy: its creates recorded nothing.
+    expect(await alertsOf('race-bot')).toEqual([]);
+    // Under a policy that gives it one, the 8th create's after-create run, on both servers at once, ten times each:
+    // each finds the burst not yet recorded; the store's record (under the agent's slicing lock) lets one through.
+    const parsed = parsePolicy(POLICY.replace('agents:', 'agents:\n  race-bot: { onSlicing: alert }'));
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    const policy = parsed.policy;
+    const last = created.at(-1)!;
+    const agentRow = { id: last.agentId, name: 'race-bot' };
+    await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? b : a).guard.afterCreate(agentRow, policy, { id: last.id, action: last.action, args: last.args, at: Date.parse(last.createdAt), valueAlert: null })));
+    expect((await alertsOf('race-bot')).flatMap((d) => d.alerts).filter((x) => x.type === 'temporal_clustering')).toHaveLength(1);
+  });
+});
