@@ -105,3 +105,50 @@ describe.each(ENGINES)('slicing on every create ($name)', ({ make }) => {
     expect((await alertsOf('race-bot')).flatMap((d) => d.alerts).filter((x) => x.type === 'temporal_clustering')).toHaveLength(1);
   });
 });
+
+describe.each(ENGINES)('running value totals by minute ($name)', ({ make }) => {
+  it('a create reads one row per minute, not every slice; totals from before migration 024 are folded in at the upgrade', async () => {
+    const database = make();
+    // Near the real clock: the migration folds in the slices of the last hour by the wall clock.
+    let clock = Math.floor(Date.now() / 60_000) * 60_000 - 30 * 60_000;
+    const open = async () => {
+      const engine = await Engine.open({ connection: await connect(database.url), serverSecret: TEST_SERVER_SECRET, now: () => clock });
+      await engine.activatePolicy(POLICY, 'test');
+      return engine;
+    };
+    let engine = await open();
+    try {
+      const admin = (await engine.authenticate((await engine.bootstrap())!.adminToken))!;
+      const agent = (await engine.authenticate((await engine.createAgentKey(admin, 'pay-bot')).key))!;
+      const pay = (i: number) => engine.createRequest(agent, CreateRequestBody.parse({ action: 'pay_vendor', args: { amount: 7_900, to: `acct-${i}`, memo: `m${i * 13}` }, confidence: 0.9 }));
+      // Six payments in two minutes (3 + 3): 47,400, under the policy's 50,000.
+      for (let i = 0; i < 6; i++) {
+        clock += i === 3 ? 60_000 : 1_000;
+        await pay(i);
+      }
+      const c = await connect(database.url);
+      try {
+        const minutes = await c.db.selectFrom('agent_value_minutes').selectAll().execute();
+        expect(minutes).toHaveLength(2);
+        const sums = minutes.map((m) => Object.values((JSON.parse(m.bucket) as { under: Record<string, { sum: number; count: number }> }).under));
+        expect(sums.map((u) => u.map((x) => x.sum))).toEqual([[23_700], [23_700]]);
+        // As a database from before 024: no minute table, the migration not applied.
+        await c.db.schema.dropTable('agent_value_minutes').execute();
+        await c.db.deleteFrom('countersign_migrations' as never).where('name' as never, '=', '024_gate12' as never).execute();
+      } finally {
+        await c.destroy();
+      }
+      await engine.close();
+      engine = await open();
+      // The seventh takes the total across 50,000 only if the upgrade kept the first six.
+      clock += 1_000;
+      const admin2 = (await engine.authenticate((await engine.createOperator(admin, { name: `auditor-${database.name}`, roles: ['admin'] })).token))!;
+      const { request } = await pay(6);
+      const alerts = (await engine.listAudit(admin2, { type: 'slicing_alert', limit: 100 })).map((e) => e.data as { alerts: { type: string; requestIds: string[] }[] });
+      expect(alerts.flatMap((d) => d.alerts).filter((a) => a.type === 'value_aggregation').map((a) => a.requestIds)).toEqual([[request.id]]);
+    } finally {
+      await engine.close();
+      await database.drop();
+    }
+  });
+});

@@ -38,6 +38,7 @@ import {
   type SlicingAlert,
   type StepUpFact,
   type ValueBucket,
+  mergeBucket,
   runningTotal,
   valueThresholds,
   type GuardNoticeData,
@@ -409,7 +410,8 @@ export class GuardService {
         retryAfter: Math.max(1, Math.ceil((Date.parse(resetAt) - at) / 1000)),
       });
     }
-    const buckets = (await tx.counters.valueBuckets(agent.id, at - SLICING_WINDOW_MS - SLICING_BUCKET_MS)).map((b) => JSON.parse(b) as ValueBucket);
+    // The agent's minute totals (at most 61 rows, however busy it is), not every slice of the hour.
+    const buckets = (await tx.counters.valueMinutes(agent.id, at - SLICING_WINDOW_MS - SLICING_BUCKET_MS)).map((b) => JSON.parse(b) as ValueBucket);
     const total = runningTotal({
       buckets,
       value: request.value,
@@ -422,6 +424,11 @@ export class GuardService {
       action: request.action,
     });
     await tx.counters.insertAgentEvent({ id: newId('are', at), agent_id: agent.id, request_id: request.id, at, value_bucket: total.bucket ? JSON.stringify(total.bucket) : null });
+    if (total.bucket) {
+      const minute = total.bucket.start;
+      const merged = mergeBucket(buckets.filter((b) => b.start === minute), total.bucket, minute)[0]!;
+      await tx.counters.putValueMinute({ agent_id: agent.id, start: minute, bucket: JSON.stringify(merged) });
+    }
     return { entries, alert: total.alert };
   }
 

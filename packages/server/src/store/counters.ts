@@ -1,6 +1,6 @@
 /**
  * The gate's counters (migration 009_gate): insert-only rows, one per accepted approval and one
- * per create, read over a time window. A limit is checked and recorded atomically by taking the
+ * per create, read over a time window, and the agent's value totals by minute (024_gate12). A limit is checked and recorded atomically by taking the
  * principal's lock first (`lock`): on PostgreSQL a transaction-scoped advisory lock keyed by the
  * principal, so two approvals by one reviewer (or two creates by one agent) take turns while
  * other reviewers and agents never wait on them; on SQLite the one writer already serialises
@@ -26,6 +26,22 @@ export interface AgentRateEventsTable {
   at: number;
   /** JSON of core's `ValueBucket` written by `runningTotal` for this create; null when it had no value under any threshold. */
   value_bucket: string | null;
+}
+
+/**
+ * An agent's running value totals by minute (migration 024_gate12): one row per agent and minute
+ * with a value, the merge (core `mergeBucket`) of the slices its creates in that minute wrote. The
+ * create path reads at most the window's 61 rows, however many creates the agent made, and
+ * rewrites the current minute's row under the agent's lock (so no two creates lose one another's
+ * slice); agents never share a row. The per-create slices stay in `agent_rate_events` for the
+ * `/slicing` report.
+ */
+export interface AgentValueMinutesTable {
+  agent_id: string;
+  /** The minute's start, epoch ms (core `ValueBucket.start`). */
+  start: number;
+  /** JSON of core's `ValueBucket`. */
+  bucket: string;
 }
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -85,16 +101,19 @@ export class CounterQueries {
     return rows.map((r) => Number(r.at));
   }
 
-  /** The value slices the agent's creates after `since` recorded (JSON `ValueBucket`s). */
-  async valueBuckets(agentId: string, since: number): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom('agent_rate_events')
-      .select('value_bucket')
-      .where('agent_id', '=', agentId)
-      .where('at', '>', since)
-      .where('value_bucket', 'is not', null)
+  /** The agent's minute buckets starting after `since` (JSON `ValueBucket`s): at most one per minute. */
+  async valueMinutes(agentId: string, since: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('agent_value_minutes').select('bucket').where('agent_id', '=', agentId).where('start', '>', since).execute();
+    return rows.map((r) => r.bucket);
+  }
+
+  /** Writes the agent's bucket for one minute (the caller holds the agent's lock and merged it). */
+  async putValueMinute(row: AgentValueMinutesTable): Promise<void> {
+    await this.db
+      .insertInto('agent_value_minutes')
+      .values(row)
+      .onConflict((oc) => oc.columns(['agent_id', 'start']).doUpdateSet({ bucket: row.bucket }))
       .execute();
-    return rows.map((r) => r.value_bucket as string);
   }
 
   /** The agent's stored value slices since `since` (one per create with a value), for the `/slicing` report. */

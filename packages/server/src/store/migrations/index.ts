@@ -24,6 +24,7 @@ import { m014_screen } from './014_screen.ts';
 import { m015_rotation } from './015_rotation.ts';
 import { m016_integrator } from './016_integrator.ts';
 import { m018_gatefin2 } from './018_gatefin2.ts';
+import { m024_gate12 } from './024_gate12.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -45,6 +46,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '015_rotation': m015_rotation,
   '016_integrator': m016_integrator,
   '018_gatefin2': m018_gatefin2,
+  '024_gate12': m024_gate12,
 });
 
 export const migrationProvider: MigrationProvider = {
