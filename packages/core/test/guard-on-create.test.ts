@@ -6,7 +6,7 @@
  * measured for false alarms; the cost is bounded however many fields a payload has.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULT_SLICING_CONFIG, ON_CREATE_MAX_FIELDS, ON_CREATE_RECENT, detectOnCreate, detectPatternRepetition, detectTemporalClustering, type AlertType, type GuardEvent } from '../src/guard/index.ts';
+import { DEFAULT_SLICING_CONFIG, ON_CREATE_MAX_FIELDS, ON_CREATE_RECENT, detectOnCreate, detectPatternRepetition, detectTemporalClustering, freshAlerts, type AlertType, type GuardEvent, type SlicingAlert, type SlicingSeen } from '../src/guard/index.ts';
 
 const NOW = Date.parse('2026-11-21T12:00:00Z');
 const MIN = 60_000;
@@ -177,5 +177,46 @@ describe('detectOnCreate: details', () => {
     expect(alerts.map((a) => a.type)).toContain('temporal_clustering');
     console.log(`detectOnCreate, ${ON_CREATE_RECENT} earlier requests of 2,000 fields: ${ms.toFixed(1)} ms`);
     expect(ms).toBeLessThan(500);
+  });
+});
+
+describe('freshAlerts: what is new for the agent, kept across servers by the shell', () => {
+  const alert = (type: AlertType, ids: string[]): SlicingAlert => ({ type, confidence: 0.7, description: type, evidence: { requestIds: ids } });
+  const T = NOW;
+  const burst = (from: number, n: number) => Array.from({ length: n }, (_, i) => `req_${String(from + i).padStart(4, '0')}`);
+
+  it('records a burst once, again only after the quiet minute as it grows, never twice with the same requests', () => {
+    const first = freshAlerts([alert('temporal_clustering', burst(0, 8))], {}, T, MIN);
+    expect(first.fresh).toHaveLength(1);
+    // The same burst, one create bigger, within the minute: quiet.
+    const grown = freshAlerts([alert('temporal_clustering', burst(0, 9))], first.seen, T + 10_000, MIN);
+    expect(grown.fresh).toEqual([]);
+    expect(grown.seen).toEqual(first.seen);
+    // After the minute it is reported again (bigger); with exactly the same requests, never.
+    expect(freshAlerts([alert('temporal_clustering', burst(0, 12))], first.seen, T + MIN, MIN).fresh).toHaveLength(1);
+    expect(freshAlerts([alert('temporal_clustering', burst(0, 8))], first.seen, T + 10 * MIN, MIN).fresh).toEqual([]);
+  });
+
+  it('a decoy burst does not keep a real one quiet: a burst sharing no request with the last is new at once', () => {
+    const decoy = freshAlerts([alert('temporal_clustering', burst(0, 8))], {}, T, MIN);
+    const real = freshAlerts([alert('temporal_clustering', burst(100, 8))], decoy.seen, T + 5_000, MIN);
+    expect(real.fresh.map((a) => a.evidence.requestIds[0])).toEqual(['req_0100']);
+  });
+
+  it('types are independent; every running-total crossing is new; one finding found twice in one run is kept once (the larger)', () => {
+    const seen: SlicingSeen = freshAlerts([alert('temporal_clustering', burst(0, 8))], {}, T, MIN).seen;
+    const out = freshAlerts(
+      [alert('pattern_repetition', burst(0, 5)), alert('value_aggregation', ['req_0007']), alert('value_aggregation', ['req_0007']), alert('temporal_clustering', burst(0, 9)), alert('pattern_repetition', burst(0, 6))],
+      seen,
+      T + 1_000,
+      MIN,
+    );
+    expect(out.fresh.map((a) => `${a.type}:${a.evidence.requestIds.length}`).sort()).toEqual(['pattern_repetition:6', 'value_aggregation:1', 'value_aggregation:1']);
+  });
+
+  it('a record without request ids counts as the same burst for its minute (fail towards one more alert after it, not none)', () => {
+    const seen: SlicingSeen = { temporal_clustering: { until: T + MIN, signature: 'x' } };
+    expect(freshAlerts([alert('temporal_clustering', burst(100, 8))], seen, T, MIN).fresh).toEqual([]);
+    expect(freshAlerts([alert('temporal_clustering', burst(100, 8))], seen, T + MIN, MIN).fresh).toHaveLength(1);
   });
 });

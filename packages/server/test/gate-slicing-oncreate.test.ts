@@ -17,6 +17,7 @@ import { TEST_SERVER_SECRET } from './support/engine.ts';
 const POLICY = `
 agents:
   burst-bot: { onSlicing: alert }
+  pad-bot: { onSlicing: alert }
   pay-bot: { onSlicing: alert, limits: { perMinute: 1000 } }
 rules:
   - { name: large-value, enabled: false }
@@ -65,6 +66,22 @@ describe.each(ENGINES)('slicing on every create ($name)', ({ make }) => {
     }
     const [alert] = (await alertsOf('burst-bot')).flatMap((d) => d.alerts).filter((x) => x.type === 'temporal_clustering');
     expect(alert!.requestIds).toHaveLength(8);
+  });
+
+  it('args padded past 4 KB are not compared on create (bounded cost), and the once-a-minute report still catches the burst', async () => {
+    clock += 10 * 60_000;
+    const agent = await keyFor('pad-bot');
+    const pad = 'x'.repeat(5_000);
+    for (let i = 0; i < 10; i++) {
+      clock += 2_000;
+      await a.createRequest(agent, CreateRequestBody.parse({ action: 'delete_file', args: { bucket: 'prod-exports', prefix: '2026/11/', key: `part-${i}`, pad }, confidence: 0.9, idempotencyKey: `pad-${n++}` }));
+    }
+    expect(await alertsOf('pad-bot')).toEqual([]);
+    clock += 61_000;
+    await a.createRequest(agent, CreateRequestBody.parse({ action: 'send_report', args: { to: 'soc' }, confidence: 0.9, idempotencyKey: `pad-${n++}` }));
+    const recorded = (await alertsOf('pad-bot')).flatMap((d) => d.alerts).filter((x) => x.type === 'temporal_clustering');
+    expect(recorded).toHaveLength(1);
+    expect(recorded[0]!.requestIds.length).toBeGreaterThanOrEqual(8);
   });
 
   it('two servers, 7 creates then 17 concurrent: one clustering alert, and exactly the running total\'s three crossings of 50,000', async () => {

@@ -83,15 +83,20 @@ export function detectOnCreate(current: GuardEvent, recent: readonly GuardEvent[
 }
 
 /** What was last recorded for an agent, per alert type (the shell keeps it in the store, shared by every server). */
-export type SlicingSeen = Partial<Record<SlicingAlert['type'], { readonly until: number; readonly signature: string }>>;
+export type SlicingSeen = Partial<Record<SlicingAlert['type'], { readonly until: number; readonly signature: string; readonly ids?: readonly string[] }>>;
+
+/** At most this many request ids of the last alert of a type are remembered (the newest). */
+export const SEEN_IDS = 500;
 
 /**
  * Which of `alerts` are new for the agent, and what to remember. A `value_aggregation` alert is
- * always new: the running total raises each crossing once, on one create. Any other type is new
- * (after dropping an alert whose requests another alert of its type already names)
- * unless one was recorded in the last `quietMs` or with the same evidence (its request ids): a
- * burst that goes on is reported again at most once per `quietMs`, as it grows, whichever
- * server's create or report finds it.
+ * always new: the running total raises each crossing once, on one create. Any other type (after
+ * dropping an alert whose requests another alert of its type already names) is new unless it has
+ * the same evidence (request ids) as the last one recorded, or it shares a request with that one
+ * and comes within `quietMs` of it: a burst that goes on is reported again at most once per
+ * `quietMs`, as it grows, whichever server's create or report finds it — while a burst with none
+ * of the last one's requests is new at once, so a harmless decoy burst cannot keep a real one
+ * quiet.
  */
 export function freshAlerts(alerts: readonly SlicingAlert[], seen: SlicingSeen, at: number, quietMs: number): { fresh: SlicingAlert[]; seen: SlicingSeen } {
   const next: SlicingSeen = { ...seen };
@@ -110,11 +115,18 @@ export function freshAlerts(alerts: readonly SlicingAlert[], seen: SlicingSeen, 
       fresh.push(...list);
       continue;
     }
+    const ids = [...new Set(list.flatMap((a) => a.evidence.requestIds))].sort();
     const signature = list.map((a) => [...a.evidence.requestIds].sort().join(',')).sort().join('|');
     const last = seen[type];
-    if (last && (last.until > at || last.signature === signature)) continue;
+    if (last) {
+      if (last.signature === signature) continue;
+      // A record without ids (unreadable or partial) counts as the same burst: quiet for its minute.
+      const previous = Array.isArray(last.ids) ? new Set(last.ids) : null;
+      const sameBurst = previous === null || ids.some((id) => previous.has(id));
+      if (last.until > at && sameBurst) continue;
+    }
     fresh.push(...list);
-    next[type] = { until: at + quietMs, signature };
+    next[type] = { until: at + quietMs, signature, ids: ids.slice(-SEEN_IDS) };
   }
   return { fresh, seen: next };
 }
