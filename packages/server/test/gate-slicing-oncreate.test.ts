@@ -124,7 +124,7 @@ describe.each(ENGINES)('slicing on every create ($name)', ({ make }) => {
 });
 
 describe.each(ENGINES)('running value totals by minute ($name)', ({ make }) => {
-  it('a create reads one row per minute, not every slice; totals from before migration 024 are folded in at the upgrade', async () => {
+  it('a create reads one row per minute, not every slice; totals from before migration 024 are folded in at the upgrade; old minutes are dropped', async () => {
     const database = make();
     // Near the real clock: the migration folds in the slices of the last hour by the wall clock.
     let clock = Math.floor(Date.now() / 60_000) * 60_000 - 30 * 60_000;
@@ -163,6 +163,15 @@ describe.each(ENGINES)('running value totals by minute ($name)', ({ make }) => {
       const { request } = await pay(6);
       const alerts = (await engine.listAudit(admin2, { type: 'slicing_alert', limit: 100 })).map((e) => e.data as { alerts: { type: string; requestIds: string[] }[] });
       expect(alerts.flatMap((d) => d.alerts).filter((a) => a.type === 'value_aggregation').map((a) => a.requestIds)).toEqual([[request.id]]);
+      // An hour and more on, the next minute's first slice drops the minutes no window reaches.
+      clock += 62 * 60_000;
+      await pay(7);
+      const c2 = await connect(database.url);
+      try {
+        expect((await c2.db.selectFrom('agent_value_minutes').select('start').execute()).map((r) => Number(r.start))).toEqual([Math.floor(clock / 60_000) * 60_000]);
+      } finally {
+        await c2.destroy();
+      }
     } finally {
       await engine.close();
       await database.drop();

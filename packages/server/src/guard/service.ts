@@ -426,7 +426,10 @@ export class GuardService {
     await tx.counters.insertAgentEvent({ id: newId('are', at), agent_id: agent.id, request_id: request.id, at, value_bucket: total.bucket ? JSON.stringify(total.bucket) : null });
     if (total.bucket) {
       const minute = total.bucket.start;
-      const merged = mergeBucket(buckets.filter((b) => b.start === minute), total.bucket, minute)[0]!;
+      const current = buckets.filter((b) => b.start === minute);
+      // A minute's first slice also drops the minutes no window reaches any more (once a minute an agent).
+      if (current.length === 0) await tx.counters.pruneValueMinutes(agent.id, at - SLICING_WINDOW_MS - SLICING_BUCKET_MS);
+      const merged = mergeBucket(current, total.bucket, minute)[0]!;
       await tx.counters.putValueMinute({ agent_id: agent.id, start: minute, bucket: JSON.stringify(merged) });
     }
     return { entries, alert: total.alert };

@@ -107,6 +107,11 @@ export class CounterQueries {
     return rows.map((r) => r.bucket);
   }
 
+  /** Drops the agent's minute buckets starting at or before `before` (out of every window): the table stays at about 61 rows an agent. */
+  async pruneValueMinutes(agentId: string, before: number): Promise<void> {
+    await this.db.deleteFrom('agent_value_minutes').where('agent_id', '=', agentId).where('start', '<=', before).execute();
+  }
+
   /** Writes the agent's bucket for one minute (the caller holds the agent's lock and merged it). */
   async putValueMinute(row: AgentValueMinutesTable): Promise<void> {
     await this.db
