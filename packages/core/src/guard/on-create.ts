@@ -17,8 +17,8 @@
  * recorded for the agent) is the shell's business: it keeps that across servers.
  *
  * Not here, by design: `velocity_abuse` needs `sustainedBuckets` (3) elevated intervals of
- * `windowMinutes / buckets` (10 min) each, so it cannot fire before 20 minutes of traffic and a
- * check once a minute adds at most a twentieth to that; a burst inside a minute is this module's
+ * `windowMinutes / buckets` (10 min) each, so its traffic must span more than 10 minutes before it
+ * can fire, and a check once a minute adds at most a tenth to that; a burst inside a minute is this module's
  * (clustering, repetition), the running total's (value) and the hard agent rate limit's (checked
  * and counted atomically on every create). `approver_fatigue` judges approvals, not creates;
  * the gate's velocity and cool-down limits are checked atomically on every approval.
