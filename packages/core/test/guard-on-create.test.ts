@@ -151,14 +151,17 @@ describe('detectOnCreate: details', () => {
     expect(hit[0]!.evidence.requestIds).toHaveLength(8);
   });
 
-  it(`reads at most the newest ${ON_CREATE_RECENT} earlier requests`, () => {
+  it(`reads the newest ${ON_CREATE_RECENT} earlier requests of the action, and as many of the create's own key set`, () => {
     const t = NOW - 30 * MIN;
-    // 7 similar ones, then ON_CREATE_RECENT dissimilar ones, all within the minute: the similar ones are out of reach.
     const similar = Array.from({ length: 7 }, (_, i) => event({ action: 'delete_file', createdAt: t + i, args: { bucket: 'b', prefix: 'p', key: `k${i}` } }));
-    const noise = Array.from({ length: ON_CREATE_RECENT }, (_, i) => event({ action: 'delete_file', createdAt: t + 100 + i, args: { other: i, x: `${i}`, y: `y${i}` } }));
     const current = event({ action: 'delete_file', createdAt: t + 1_000, args: { bucket: 'b', prefix: 'p', key: 'k9' } });
-    expect(detectOnCreate(current, [...similar, ...noise])).toEqual([]);
-    expect(detectOnCreate(current, [...similar, ...noise.slice(similar.length)]).map((a) => a.type)).toEqual(['temporal_clustering']);
+    // Many dissimilar requests of other payloads in between do not push the similar ones out (a dilution).
+    const otherKeys = Array.from({ length: 3 * ON_CREATE_RECENT }, (_, i) => event({ action: 'delete_file', createdAt: t + 100 + i, args: { other: i, x: `${i}`, y: `y${i}` } }));
+    expect(detectOnCreate(current, [...similar, ...otherKeys]).map((a) => a.type)).toEqual(['temporal_clustering']);
+    // The bound: ON_CREATE_RECENT newer requests of the same keys with other values do (what a create reads stays bounded).
+    const sameKeys = Array.from({ length: ON_CREATE_RECENT }, (_, i) => event({ action: 'delete_file', createdAt: t + 100 + i, args: { bucket: `o${i}`, prefix: `q${i}`, key: `z${i}` } }));
+    expect(detectOnCreate(current, [...similar, ...sameKeys])).toEqual([]);
+    expect(detectOnCreate(current, [...similar, ...sameKeys.slice(similar.length)]).map((a) => a.type)).toEqual(['temporal_clustering']);
   });
 
   it(`compares at most ${ON_CREATE_MAX_FIELDS} fields of a payload, and stays fast on large ones`, () => {

@@ -24,7 +24,7 @@
  * the gate's velocity and cool-down limits are checked atomically on every approval.
  */
 import { normalizeActionName } from '../policy/names.ts';
-import { repetitionAlert, repetitionChains } from './slicing.ts';
+import { payloadKeys, payloadShape, repetitionAlert, repetitionChains } from './slicing.ts';
 import { type FlatArgs, flatSimilarity, flatten } from './similarity.ts';
 import { DEFAULT_SLICING_CONFIG, type GuardEvent, type SlicingAlert, type SlicingConfig } from './types.ts';
 
@@ -46,16 +46,33 @@ export function detectOnCreate(current: GuardEvent, recent: readonly GuardEvent[
   const now = current.createdAt;
   const action = normalizeActionName(current.action);
   const from = now - config.windowMinutes * MINUTE;
-  const list = recent
-    .filter((e) => e.requestId !== current.requestId && e.agentId === current.agentId && e.createdAt > from && e.createdAt <= now && normalizeActionName(e.action) === action)
-    .sort((a, b) => a.createdAt - b.createdAt || (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0))
-    .slice(-ON_CREATE_RECENT);
   const cache = new Map<GuardEvent, FlatArgs>();
   const flat = (e: GuardEvent) => {
     let f = cache.get(e);
     if (!f) cache.set(e, (f = flatten(e.args, '', new Map(), 0, ON_CREATE_MAX_FIELDS)));
     return f;
   };
+  const all = recent
+    .filter((e) => e.requestId !== current.requestId && e.agentId === current.agentId && e.createdAt > from && e.createdAt <= now && normalizeActionName(e.action) === action)
+    .sort((a, b) => a.createdAt - b.createdAt || (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
+  // The newest of the action, and the newest of the create's own shape and key set: requests of
+  // other payloads in between (a dilution) cannot push the similar ones out (issue 12 review).
+  const shape = payloadShape(flat(current));
+  const keys = payloadKeys(flat(current));
+  const picked = new Set(all.slice(-ON_CREATE_RECENT));
+  let sameShape = 0;
+  let sameKeys = 0;
+  for (let i = all.length - 1; i >= 0 && (sameShape < ON_CREATE_RECENT || sameKeys < ON_CREATE_RECENT); i--) {
+    const e = all[i]!;
+    if (sameShape < ON_CREATE_RECENT && payloadShape(flat(e)) === shape) {
+      sameShape++;
+      picked.add(e);
+    } else if (sameKeys < ON_CREATE_RECENT && payloadKeys(flat(e)) === keys) {
+      sameKeys++;
+      picked.add(e);
+    }
+  }
+  const list = all.filter((e) => picked.has(e));
   const alerts: SlicingAlert[] = [];
 
   const { burstSeconds, minBurst, similarity } = config.clustering;

@@ -156,25 +156,54 @@ function numericOnly(diff: readonly string[], fa: FlatArgs, fb: FlatArgs): boole
 }
 
 /**
+ * A payload's shape: its keys with every non-numeric value, numbers only marked, in key order. Two payloads
+ * differ only in numeric fields exactly when their shapes are equal, so the chain search looks
+ * only among requests of the same shape (issue 12 review: 20 unrelated requests of the action
+ * between two steps must not break a chain). Linear in the payload.
+ */
+export function payloadShape(flat: FlatArgs): string {
+  return [...flat]
+    .map(([key, value]) => `${JSON.stringify(key)}:${typeof value === 'number' ? '#' : JSON.stringify(value ?? null)}`)
+    .sort()
+    .join(',');
+}
+
+/** A payload's key set, the coarser fingerprint similar payloads usually share. */
+export function payloadKeys(flat: FlatArgs): string {
+  return [...flat.keys()].sort().map((key) => JSON.stringify(key)).join(',');
+}
+
+/**
  * Chains keyed by "which numeric fields move", over one agent's requests of one action in time
- * order: each event joins the chain of the first of the 20 events before it that it differs from
- * only in 1–2 numeric fields. Online: an event appended at the end changes only the chain it joins.
+ * order: each event joins the chain of the first of the 20 events of its shape (`payloadShape`)
+ * before it that it differs from only in 1–2 numeric fields, however many requests of other
+ * shapes lie between. Linear: one map lookup and at most 20 comparisons an event. Online: an
+ * event appended at the end changes only the chain it joins.
  */
 export function repetitionChains(list: readonly GuardEvent[], flat: (e: GuardEvent) => FlatArgs): Map<string, GuardEvent[]> {
   const chains = new Map<string, GuardEvent[]>();
-  for (let i = 1; i < list.length; i++) {
-    const current = list[i]!;
-    for (let k = i - 1; k >= Math.max(0, i - 20); k--) {
-      const earlier = list[k]!;
+  const members = new Map<string, Set<GuardEvent>>();
+  const byShape = new Map<string, GuardEvent[]>();
+  for (const current of list) {
+    const shape = payloadShape(flat(current));
+    const same = byShape.get(shape) ?? [];
+    for (let k = same.length - 1; k >= Math.max(0, same.length - 20); k--) {
+      const earlier = same[k]!;
       const diff = flatDiffering(flat(earlier), flat(current));
       if (!diff || diff.length === 0 || diff.length > 2 || !numericOnly(diff, flat(earlier), flat(current))) continue;
       const fields = [...diff].sort().join(',');
-      const chain = chains.get(fields) ?? [earlier];
-      if (!chain.includes(earlier)) chain.push(earlier);
+      const chain = chains.get(fields) ?? [];
+      const inChain = members.get(fields) ?? new Set<GuardEvent>();
+      if (!inChain.has(earlier)) chain.push(earlier);
       chain.push(current);
+      inChain.add(earlier).add(current);
       chains.set(fields, chain);
+      members.set(fields, inChain);
       break;
     }
+    same.push(current);
+    if (same.length > 40) same.splice(0, 20); // only the newest 20 of a shape are ever compared
+    byShape.set(shape, same);
   }
   return chains;
 }
