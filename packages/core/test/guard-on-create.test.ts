@@ -206,7 +206,7 @@ describe('freshAlerts: what is new for the agent, kept across servers by the she
     expect(real.fresh.map((a) => a.evidence.requestIds[0])).toEqual(['req_0100']);
   });
 
-  it('types are independent; every running-total crossing is new; one finding found twice in one run is kept once (the larger)', () => {
+  it('types are independent; one finding found twice in one run is kept once (the larger; a crossing once)', () => {
     const seen: SlicingSeen = freshAlerts([alert('temporal_clustering', burst(0, 8))], {}, T, MIN).seen;
     const out = freshAlerts(
       [alert('pattern_repetition', burst(0, 5)), alert('value_aggregation', ['req_0007']), alert('value_aggregation', ['req_0007']), alert('temporal_clustering', burst(0, 9)), alert('pattern_repetition', burst(0, 6))],
@@ -214,7 +214,20 @@ describe('freshAlerts: what is new for the agent, kept across servers by the she
       T + 1_000,
       MIN,
     );
-    expect(out.fresh.map((a) => `${a.type}:${a.evidence.requestIds.length}`).sort()).toEqual(['pattern_repetition:6', 'value_aggregation:1', 'value_aggregation:1']);
+    expect(out.fresh.map((a) => `${a.type}:${a.evidence.requestIds.length}`).sort()).toEqual(['pattern_repetition:6', 'value_aggregation:1']);
+  });
+
+  it('a running-total crossing is new until it is recorded, whoever finds it: the create (its id) or the report (its run, ending with it)', () => {
+    const byCreate = freshAlerts([alert('value_aggregation', ['req_0007'])], {}, T, MIN);
+    expect(byCreate.fresh).toHaveLength(1);
+    // The report finds the same crossing later (its evidence: the run of slices up to the crossing): not new.
+    expect(freshAlerts([alert('value_aggregation', burst(1, 7))], byCreate.seen, T + 2 * MIN, MIN).fresh).toEqual([]);
+    // Never recorded (the create's step failed): the report's finding is new, and then remembered.
+    const byReport = freshAlerts([alert('value_aggregation', burst(1, 7))], {}, T + 2 * MIN, MIN);
+    expect(byReport.fresh).toHaveLength(1);
+    expect(freshAlerts([alert('value_aggregation', ['req_0007'])], byReport.seen, T + 3 * MIN, MIN).fresh).toEqual([]);
+    // The next crossing is new at once (no quiet time for value).
+    expect(freshAlerts([alert('value_aggregation', ['req_0013'])], byCreate.seen, T + 1_000, MIN).fresh).toHaveLength(1);
   });
 
   it('a record without request ids counts as the same burst for its minute (fail towards one more alert after it, not none)', () => {

@@ -6,7 +6,7 @@
  * running-total crossing exactly once (the value buckets under the agent's create lock).
  * Both databases.
  */
-import { CreateRequestBody, parsePolicy } from '@countersign/core';
+import { CreateRequestBody, detectOnCreate, parsePolicy } from '@countersign/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine/engine.ts';
 import type { Principal } from '../src/engine/principal.ts';
@@ -118,7 +118,11 @@ describe.each(ENGINES)('slicing on every create ($name)', ({ make }) => {
     const policy = parsed.policy;
     const last = created.at(-1)!;
     const agentRow = { id: last.agentId, name: 'race-bot' };
-    await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? b : a).guard.afterCreate(agentRow, policy, { id: last.id, action: last.action, args: last.args, at: Date.parse(last.createdAt), valueAlert: null })));
+    // What the 8th create's transaction found (core detectOnCreate over the 7 before it).
+    const events = created.map((r) => ({ requestId: r.id, agentId: r.agentId, action: r.action, args: r.args, riskLevel: 'low' as const, createdAt: Date.parse(r.createdAt) }));
+    const found = detectOnCreate(events.at(-1)!, events.slice(0, -1));
+    expect(found.map((x) => x.type)).toContain('temporal_clustering');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? b : a).guard.afterCreate(agentRow, policy, found)));
     expect((await alertsOf('race-bot')).flatMap((d) => d.alerts).filter((x) => x.type === 'temporal_clustering')).toHaveLength(1);
   });
 });

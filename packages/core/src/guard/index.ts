@@ -34,7 +34,7 @@ export {
   type RateWindow,
 } from './velocity.ts';
 export { argsSimilarity, flatSimilarity, flatten, type FlatArgs } from './similarity.ts';
-export { ON_CREATE_MAX_FIELDS, ON_CREATE_RECENT, SEEN_IDS, detectOnCreate, freshAlerts, type SlicingSeen } from './on-create.ts';
+export { ON_CREATE_MAX_FIELDS, ON_CREATE_RECENT, SEEN_IDS, detectOnCreate, freshAlerts, slicingReview, type SlicingSeen } from './on-create.ts';
 export { GUARD_NOTICE_KINDS, renderGuardNotice, type GuardNotice, type GuardNoticeData, type GuardNoticeKind } from './notice.ts';
 export {
   AGGREGATE_ACTION,

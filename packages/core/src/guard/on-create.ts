@@ -24,6 +24,7 @@
  * the gate's velocity and cool-down limits are checked atomically on every approval.
  */
 import { normalizeActionName } from '../policy/names.ts';
+import type { SlicingResponse } from '../policy/types.ts';
 import { payloadKeys, payloadShape, repetitionAlert, repetitionChains } from './slicing.ts';
 import { type FlatArgs, flatSimilarity, flatten } from './similarity.ts';
 import { DEFAULT_SLICING_CONFIG, type GuardEvent, type SlicingAlert, type SlicingConfig } from './types.ts';
@@ -107,7 +108,9 @@ export const SEEN_IDS = 500;
 
 /**
  * Which of `alerts` are new for the agent, and what to remember. A `value_aggregation` alert is
- * always new: the running total raises each crossing once, on one create. Any other type (after
+ * new unless its crossing (the create that crossed: the newest request it names) was recorded
+ * already: the create raises it, and the report raises it again until it is recorded (so a
+ * failed recording is late, never lost). Any other type (after
  * dropping an alert whose requests another alert of its type already names) is new unless it has
  * the same evidence (request ids) as the last one recorded, or it shares a request with that one
  * and comes within `quietMs` of it: a burst that goes on is reported again at most once per
@@ -129,7 +132,19 @@ export function freshAlerts(alerts: readonly SlicingAlert[], seen: SlicingSeen, 
   const fresh: SlicingAlert[] = [];
   for (const [type, list] of byType) {
     if (type === 'value_aggregation') {
-      fresh.push(...list);
+      // A crossing is the create that crossed (the newest request an alert names): recorded once,
+      // whether the create's own step or a later report (after that step failed) finds it.
+      const known = new Set(seen.value_aggregation?.ids ?? []);
+      const crossings: string[] = [];
+      // In the order given (the create's own alert first, before the report's finding of it).
+      for (const a of alerts.filter((x) => x.type === type)) {
+        const crossing = a.evidence.requestIds.at(-1);
+        if (crossing === undefined || known.has(crossing)) continue;
+        known.add(crossing);
+        crossings.push(crossing);
+        fresh.push(a);
+      }
+      if (crossings.length > 0) next.value_aggregation = { until: at, signature: 'crossings', ids: [...(seen.value_aggregation?.ids ?? []), ...crossings].slice(-SEEN_IDS) };
       continue;
     }
     const ids = [...new Set(list.flatMap((a) => a.evidence.requestIds))].sort();
@@ -146,4 +161,23 @@ export function freshAlerts(alerts: readonly SlicingAlert[], seen: SlicingSeen, 
     next[type] = { until: at + quietMs, signature, ids: ids.slice(-SEEN_IDS) };
   }
   return { fresh, seen: next };
+}
+
+/**
+ * The review a create is routed to because it raised slicing alerts itself (issue 12 review,
+ * finding 1): under `onSlicing: review`, `aggregate` or `pause`, the create that crosses a value
+ * threshold or completes a burst is held for a human like the ones after it, with a matched rule
+ * naming the alerts (`slicing-alert:<types>`, or `slicing-aggregate:<types>`, the names a slicing
+ * hold's creates get). Under `pause` it is held whatever `whilePaused` says: the pause starts with
+ * it, and a create refused here would leave its alert naming a request that does not exist.
+ * Undefined when nothing reaches 0.5 or the response only records.
+ */
+export function slicingReview(response: SlicingResponse | undefined, alerts: readonly SlicingAlert[], agent: string): { rule: string; reason: string } | undefined {
+  if (response === undefined || response === 'alert') return undefined;
+  const types = [...new Set(alerts.filter((a) => a.confidence >= 0.5).map((a) => a.type))].sort();
+  if (types.length === 0) return undefined;
+  const what = `this request raised slicing alerts (${types.join(', ')})`;
+  if (response === 'aggregate') return { rule: `slicing-aggregate:${types.join('+')}`, reason: `${what}; policy onSlicing: aggregate reviews agent ${agent}'s requests together from here` };
+  if (response === 'pause') return { rule: `slicing-alert:${types.join('+')}`, reason: `${what}; policy onSlicing: pause pauses agent ${agent}, and holds this request for review` };
+  return { rule: `slicing-alert:${types.join('+')}`, reason: `${what}; policy onSlicing: review routes it and agent ${agent}'s later requests to review` };
 }

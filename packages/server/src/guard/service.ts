@@ -17,6 +17,7 @@ import {
   checkRate,
   cooldownState,
   detectOnCreate,
+  slicingReview,
   detectSlicing,
   freshAlerts,
   HISTORY_DETECTORS,
@@ -377,8 +378,8 @@ export class GuardService {
     policy: Policy,
     at: number,
     toReview: boolean,
-    request: { id: string; action: string; value: number | undefined },
-  ): Promise<{ entries: AuditDraft[]; alert: SlicingAlert | null }> {
+    request: { id: string; action: string; args: JsonObject; value: number | undefined; autoApproved: boolean },
+  ): Promise<{ entries: AuditDraft[]; alerts: SlicingAlert[] }> {
     const entries: AuditDraft[] = [];
     const pause = await tx.guard.activePause(agent.id, at);
     if (pause) {
@@ -432,7 +433,15 @@ export class GuardService {
       const merged = mergeBucket(current, total.bucket, minute)[0]!;
       await tx.counters.putValueMinute({ agent_id: agent.id, start: minute, bucket: JSON.stringify(merged) });
     }
-    return { entries, alert: total.alert };
+    // Slicing is judged before this create's route is final: under onSlicing review, aggregate or
+    // pause, the create that crosses a threshold or completes a burst is held itself (core
+    // `slicingReview`), not only the ones after it. The engine evaluates it again with that review.
+    const response = policy.agents[agent.name]?.onSlicing;
+    if (!response) return { entries, alerts: [] };
+    const alerts = [...(total.alert ? [total.alert] : []), ...(await this.onCreateAlerts(tx, agent, { ...request, at }))];
+    const review = request.autoApproved ? slicingReview(response, alerts, agent.name) : undefined;
+    if (review) throw new SlicingReview(review);
+    return { entries, alerts };
   }
 
   // ---- aggregate review (onSlicing: aggregate) ----
@@ -716,19 +725,19 @@ export class GuardService {
    * `pause` the agent is paused for an hour, with `review` its requests need review for an hour
    * (`review_forced`, see `reviewHold`). Never fails the create that triggered it.
    */
-  async afterCreate(agent: { id: string; name: string }, policy: Policy, created: { id: string; action: string; args: JsonObject; at: number; valueAlert: SlicingAlert | null }): Promise<void> {
+  async afterCreate(agent: { id: string; name: string }, policy: Policy, alerts: readonly SlicingAlert[]): Promise<void> {
     const response = policy.agents[agent.name]?.onSlicing;
     if (!response) return;
     const at = this.now();
     try {
-      const found: SlicingAlert[] = created.valueAlert ? [created.valueAlert] : [];
-      found.push(...(await this.onCreateAlerts(agent, created)));
+      const found: SlicingAlert[] = [...alerts];
       const last = this.lastSlicingCheck.get(agent.id);
       if (last === undefined || at - last >= MINUTE) {
         if (this.lastSlicingCheck.size > 10_000) this.lastSlicingCheck.clear();
         this.lastSlicingCheck.set(agent.id, at);
-        // Value alerts are recorded by the create that crossed (above), never again from the slices.
-        found.push(...(await this.slicingReport(agent, DEFAULT_SLICING_CONFIG.windowMinutes, false)).alerts);
+        // With the value crossings of the window: one whose recording failed after its create is
+        // recorded now (freshAlerts knows the crossings already recorded).
+        found.push(...(await this.slicingReport(agent, DEFAULT_SLICING_CONFIG.windowMinutes)).alerts);
       }
       if (!found.some((a) => a.confidence >= 0.5)) return;
       const queued = await this.store.transaction(async (tx) => {
@@ -787,12 +796,12 @@ export class GuardService {
     }
   }
 
-  /** `detectOnCreate` for one create: a bounded read of the agent's newest requests of the same action. */
-  private async onCreateAlerts(agent: { id: string; name: string }, created: { id: string; action: string; args: JsonObject; at: number }): Promise<SlicingAlert[]> {
+  /** `detectOnCreate` for one create, in its transaction: a bounded read of the agent's newest requests of the same action. */
+  private async onCreateAlerts(tx: Queries, agent: { id: string; name: string }, created: { id: string; action: string; args: JsonObject; at: number }): Promise<SlicingAlert[]> {
     // A payload too large to compare cheaply is left to the once-a-minute report.
     if (JSON.stringify(created.args).length > ON_CREATE_MAX_ARGS_CHARS) return [];
     const since = created.at - DEFAULT_SLICING_CONFIG.windowMinutes * MINUTE;
-    const rows = await this.store.guard.recentOfAction(agent.id, normalizeActionName(created.action), since, ON_CREATE_RECENT + 1);
+    const rows = await tx.guard.recentOfAction(agent.id, normalizeActionName(created.action), since, ON_CREATE_RECENT + 1);
     const recent: GuardEvent[] = [];
     for (const r of rows) {
       if (r.id === created.id || r.args.length > ON_CREATE_MAX_ARGS_CHARS) continue;
@@ -841,7 +850,7 @@ export class GuardService {
         };
   }
 
-  private async slicingReport(agent: { id: string; name: string }, windowMinutes: number, withValueSlices = true) {
+  private async slicingReport(agent: { id: string; name: string }, windowMinutes: number) {
     const at = this.now();
     const { requests, approvals } = await this.store.guard.agentHistory(agent.id, at - windowMinutes * MINUTE - DAY);
     const firstApproval = new Map<string, { operator_id: string; created_at: number }>();
@@ -865,7 +874,7 @@ export class GuardService {
     // The value detector is the create path's own rule (runningTotal against the policy's value
     // thresholds), read from the slices each create stored, not the fixed band of detectValueAggregation.
     const slices: ValueSlice[] = [];
-    for (const r of withValueSlices ? await this.store.counters.valueSlices(agent.id, at - windowMinutes * MINUTE) : []) {
+    for (const r of await this.store.counters.valueSlices(agent.id, at - windowMinutes * MINUTE)) {
       try {
         slices.push({ requestId: r.request_id, at: r.at, bucket: JSON.parse(r.value_bucket) as ValueBucket });
       } catch {
@@ -926,6 +935,17 @@ export class GuardService {
 }
 
 const SYSTEM = SYSTEM_ACTOR;
+
+/**
+ * Thrown by `checkCreate` (rolling the create's transaction back) when the create would be
+ * auto-approved but raises slicing alerts its agent's `onSlicing` holds for: the engine creates it
+ * again, evaluated with this forced review. Never reaches a caller.
+ */
+export class SlicingReview extends Error {
+  constructor(readonly review: { rule: string; reason: string }) {
+    super(`slicing: ${review.rule}`);
+  }
+}
 
 /** What the agent's guard state does to a create: a forced review, and whether the request joins an aggregate review. */
 export interface CreateGate {
