@@ -26,13 +26,13 @@
 import { normalizeActionName } from '../policy/names.ts';
 import type { SlicingResponse } from '../policy/types.ts';
 import { payloadKeys, payloadShape, repetitionAlert, repetitionChains } from './slicing.ts';
-import { type FlatArgs, flatSimilarity, flatten } from './similarity.ts';
+import { FINGERPRINT_FIELDS, type FlatArgs, flatSimilarity, flatten, payloadFingerprint } from './similarity.ts';
 import { DEFAULT_SLICING_CONFIG, type GuardEvent, type SlicingAlert, type SlicingConfig } from './types.ts';
 
 /** At most this many earlier requests of the action are read for a create (newest first). */
 export const ON_CREATE_RECENT = 50;
-/** At most this many fields of each payload are compared. */
-export const ON_CREATE_MAX_FIELDS = 256;
+/** At most this many fields of each payload are compared (its `payloadFingerprint`, long strings hashed: size never exempts a payload). */
+export const ON_CREATE_MAX_FIELDS = FINGERPRINT_FIELDS;
 
 const MINUTE = 60_000;
 const round = (n: number) => Math.round(n * 1000) / 1000;
@@ -50,7 +50,7 @@ export function detectOnCreate(current: GuardEvent, recent: readonly GuardEvent[
   const cache = new Map<GuardEvent, FlatArgs>();
   const flat = (e: GuardEvent) => {
     let f = cache.get(e);
-    if (!f) cache.set(e, (f = flatten(e.args, '', new Map(), 0, ON_CREATE_MAX_FIELDS)));
+    if (!f) cache.set(e, (f = flatten(payloadFingerprint(e.args))));
     return f;
   };
   const all = recent

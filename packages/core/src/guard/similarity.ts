@@ -1,4 +1,5 @@
 import type { JsonObject } from '../schemas.ts';
+import { fnv1a } from '../screen/bytes.ts';
 
 /** Flattened args: `path → primitive`. */
 export type FlatArgs = Map<string, unknown>;
@@ -61,4 +62,29 @@ export function flatDiffering(fa: FlatArgs, fb: FlatArgs): string[] | null {
 /** The fields whose values differ between two payloads with the same keys, or null when the keys differ. */
 export function differingFields(a: JsonObject, b: JsonObject): string[] | null {
   return flatDiffering(flatten(a), flatten(b));
+}
+
+/** A fingerprint keeps at most this many fields, each string value (and path, twice as long) at most this long: longer ones hashed. */
+export const FINGERPRINT_FIELDS = 64;
+export const FINGERPRINT_CHARS = 64;
+
+const digest = (s: string) => `#${s.length}:${fnv1a(s).toString(36)}:${fnv1a(`${s.length}\u0000${s}`).toString(36)}`;
+
+/**
+ * A small, fixed-size stand-in for a payload that the per-create detectors compare instead of the
+ * payload (issue 12 review: padding args must not exempt a request from detection): its first
+ * `FINGERPRINT_FIELDS` flattened fields, a string value longer than `FINGERPRINT_CHARS` (a path
+ * longer than twice that; an array or a too-deep object as its JSON) replaced by a hash of it,
+ * numbers and booleans kept.
+ * Equal values stay equal and numbers stay numbers, so similarity and "only numbers move" read the
+ * same; it is its own fingerprint. Linear in the payload; at most about 13 KB as JSON.
+ */
+export function payloadFingerprint(args: JsonObject): JsonObject {
+  const out: [string, string | number | boolean | null][] = [];
+  for (const [path, value] of flatten(args, '', new Map(), 0, FINGERPRINT_FIELDS)) {
+    const key = path.length > 2 * FINGERPRINT_CHARS ? digest(path) : path;
+    const text = typeof value === 'string' ? value : value !== null && typeof value === 'object' ? JSON.stringify(value) : null;
+    out.push([key, text === null ? (value as number | boolean | null) : text.length > FINGERPRINT_CHARS ? digest(text) : text]);
+  }
+  return Object.fromEntries(out) as JsonObject;
 }

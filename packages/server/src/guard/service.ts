@@ -17,6 +17,9 @@ import {
   checkRate,
   cooldownState,
   detectOnCreate,
+  flatten,
+  payloadFingerprint,
+  payloadKeys,
   slicingReview,
   detectSlicing,
   freshAlerts,
@@ -47,7 +50,7 @@ import {
   type RiskLevel,
   type Role,
 } from '@countersign/core';
-import { newId } from '../ids.ts';
+import { newId, sha256Hex } from '../ids.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { Queries, RequestRow, Store } from '../store/store.ts';
 import { AuditWriter, SYSTEM_ACTOR, actorOf, draft as audit, type AuditActor, type AuditDraft } from '../audit/writer.ts';
@@ -63,8 +66,6 @@ const MINUTE = 60_000;
 const SLICING_WINDOW_MS = 60 * MINUTE;
 const SLICING_BUCKET_MS = MINUTE;
 const HOLD_CACHE_MS = 1_000;
-/** Args longer than this (JSON characters) are not compared on create (at most 51 × 4 KB parsed per create): the once-a-minute report sees them. */
-const ON_CREATE_MAX_ARGS_CHARS = 4_096;
 const DAY = 24 * 60 * MINUTE;
 
 type Operator = Extract<Principal, { kind: 'operator' }>;
@@ -424,7 +425,20 @@ export class GuardService {
       agentId: agent.name,
       action: request.action,
     });
-    await tx.counters.insertAgentEvent({ id: newId('are', at), agent_id: agent.id, request_id: request.id, at, value_bucket: total.bucket ? JSON.stringify(total.bucket) : null });
+    const response = policy.agents[agent.name]?.onSlicing;
+    // What the per-create detectors compare, for an agent they judge: a small fingerprint, whatever the payload's size.
+    const fingerprint = response ? payloadFingerprint(request.args) : undefined;
+    const keysKey = fingerprint ? sha256Hex(payloadKeys(flatten(fingerprint))) : null;
+    await tx.counters.insertAgentEvent({
+      id: newId('are', at),
+      agent_id: agent.id,
+      request_id: request.id,
+      at,
+      value_bucket: total.bucket ? JSON.stringify(total.bucket) : null,
+      action_key: fingerprint ? normalizeActionName(request.action) : null,
+      keys_key: keysKey,
+      fingerprint: fingerprint ? this.store.sealer.seal(JSON.stringify(fingerprint)) : null,
+    });
     if (total.bucket) {
       const minute = total.bucket.start;
       const current = buckets.filter((b) => b.start === minute);
@@ -436,9 +450,8 @@ export class GuardService {
     // Slicing is judged before this create's route is final: under onSlicing review, aggregate or
     // pause, the create that crosses a threshold or completes a burst is held itself (core
     // `slicingReview`), not only the ones after it. The engine evaluates it again with that review.
-    const response = policy.agents[agent.name]?.onSlicing;
-    if (!response) return { entries, alerts: [] };
-    const alerts = [...(total.alert ? [total.alert] : []), ...(await this.onCreateAlerts(tx, agent, { ...request, at }))];
+    if (!fingerprint || !keysKey) return { entries, alerts: [] };
+    const alerts = [...(total.alert ? [total.alert] : []), ...(await this.onCreateAlerts(tx, agent, { ...request, args: fingerprint, keysKey, at }))];
     const review = request.autoApproved ? slicingReview(response, alerts, agent.name) : undefined;
     if (review) throw new SlicingReview(review);
     return { entries, alerts };
@@ -715,11 +728,12 @@ export class GuardService {
 
   /**
    * The policy's response to slicing (`agents.<name>.onSlicing`), run after every create: the
-   * running-total alert of this very create (`valueAlert`, from `checkCreate`), the per-create
-   * detectors (core `detectOnCreate`: clustering and repetition, over at most `ON_CREATE_RECENT`
-   * earlier requests of the action whose args are at most `ON_CREATE_MAX_ARGS_CHARS` long), and,
-   * at most once a minute per agent in this process, the full report (every history detector, the
-   * backstop for velocity, fatigue and what the bounded read cannot see). Which alerts are new is
+   * alerts `checkCreate` found in the create's transaction (its running-total crossing, and core
+   * `detectOnCreate` over the payload fingerprints of the newest `ON_CREATE_RECENT` earlier
+   * requests of the action and as many of its key set), and, at most once a minute per agent in
+   * this process, the full report (every history detector and the window's value crossings: the
+   * backstop for velocity, fatigue, what the bounded reads cannot see, and a crossing whose
+   * recording failed). Which alerts are new is
    * decided under the agent's slicing lock from `slicing_seen:<agentId>` (core `freshAlerts`), so
    * two servers never record one alert twice. A new set is recorded (`slicing_alert`); with
    * `pause` the agent is paused for an hour, with `review` its requests need review for an hour
@@ -796,16 +810,20 @@ export class GuardService {
     }
   }
 
-  /** `detectOnCreate` for one create, in its transaction: a bounded read of the agent's newest requests of the same action. */
-  private async onCreateAlerts(tx: Queries, agent: { id: string; name: string }, created: { id: string; action: string; args: JsonObject; at: number }): Promise<SlicingAlert[]> {
-    // A payload too large to compare cheaply is left to the once-a-minute report.
-    if (JSON.stringify(created.args).length > ON_CREATE_MAX_ARGS_CHARS) return [];
+  /** `detectOnCreate` for one create, in its transaction: the fingerprints of the agent's newest requests of the action, and of its key set (bounded reads). */
+  private async onCreateAlerts(tx: Queries, agent: { id: string; name: string }, created: { id: string; action: string; args: JsonObject; keysKey: string; at: number }): Promise<SlicingAlert[]> {
     const since = created.at - DEFAULT_SLICING_CONFIG.windowMinutes * MINUTE;
-    const rows = await tx.guard.recentOfAction(agent.id, normalizeActionName(created.action), since, ON_CREATE_RECENT + 1);
+    const rows = await tx.counters.recentFingerprints(agent.id, normalizeActionName(created.action), created.keysKey, since, ON_CREATE_RECENT + 1);
     const recent: GuardEvent[] = [];
     for (const r of rows) {
-      if (r.id === created.id || r.args.length > ON_CREATE_MAX_ARGS_CHARS) continue;
-      recent.push({ requestId: r.id, agentId: r.agent_id, action: r.action, args: JSON.parse(r.args) as JsonObject, riskLevel: 'low', createdAt: Number(r.created_at) });
+      if (r.request_id === created.id) continue;
+      let args: JsonObject;
+      try {
+        args = JSON.parse(this.store.sealer.open(r.fingerprint, 'agent_rate_events.fingerprint') ?? '{}') as JsonObject;
+      } catch {
+        continue; // unreadable (a retired key): it adds nothing, as an unreadable slice
+      }
+      recent.push({ requestId: r.request_id, agentId: agent.id, action: created.action, args, riskLevel: 'low', createdAt: r.at });
     }
     return detectOnCreate({ requestId: created.id, agentId: agent.id, action: created.action, args: created.args, riskLevel: 'low', createdAt: created.at }, recent);
   }

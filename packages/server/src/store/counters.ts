@@ -26,6 +26,12 @@ export interface AgentRateEventsTable {
   at: number;
   /** JSON of core's `ValueBucket` written by `runningTotal` for this create; null when it had no value under any threshold. */
   value_bucket: string | null;
+  /** The action's normal form (024_gate12; null on older rows and for agents without onSlicing). */
+  action_key?: string | null;
+  /** A hash of the payload's key set (core `payloadKeys`), for the per-create read of similar payloads. */
+  keys_key?: string | null;
+  /** JSON of core's `payloadFingerprint` of the args, sealed like them. */
+  fingerprint?: string | null;
 }
 
 /**
@@ -131,6 +137,26 @@ export class CounterQueries {
       .where('value_bucket', 'is not', null)
       .execute();
     return rows.map((r) => ({ request_id: r.request_id, at: Number(r.at), value_bucket: r.value_bucket as string }));
+  }
+
+  /**
+   * The agent's newest fingerprints of an action since `since` (at most `limit`), and of those as
+   * many again with the given key set: two index range reads (024_gate12), fingerprints still sealed.
+   */
+  async recentFingerprints(agentId: string, actionKey: string, keysKey: string, since: number, limit: number): Promise<{ request_id: string; at: number; fingerprint: string }[]> {
+    const read = (keys: string | undefined) => {
+      let q = this.db.selectFrom('agent_rate_events').select(['request_id', 'at', 'fingerprint']).where('agent_id', '=', agentId).where('action_key', '=', actionKey);
+      if (keys !== undefined) q = q.where('keys_key', '=', keys);
+      return q.where('at', '>', since).where('fingerprint', 'is not', null).orderBy('at', 'desc').limit(limit).execute();
+    };
+    const seen = new Set<string>();
+    const out: { request_id: string; at: number; fingerprint: string }[] = [];
+    for (const r of [...(await read(undefined)), ...(await read(keysKey))]) {
+      if (seen.has(r.request_id)) continue;
+      seen.add(r.request_id);
+      out.push({ request_id: r.request_id, at: Number(r.at), fingerprint: r.fingerprint as string });
+    }
+    return out;
   }
 
   async insertAgentEvent(row: AgentRateEventsTable): Promise<void> {

@@ -10,6 +10,9 @@ const WINDOW = 60 * MINUTE;
  * minute's slices, so a create reads at most the window's 61 rows instead of every slice the agent
  * wrote in the hour (`agent_rate_events.value_bucket`, kept for the `/slicing` report). The slices
  * of the last window and a bit are folded in here, so no total starts from zero at the upgrade.
+ * Each create's row also gets its payload's fingerprint (core `payloadFingerprint`, sealed), its
+ * action's normal form and a hash of its key set, which the per-create slicing detectors read
+ * (from the upgrade on; earlier creates have none).
  */
 export const m024_gate12: Migration = {
   async up(db: Kysely<any>) {
@@ -20,6 +23,13 @@ export const m024_gate12: Migration = {
       .addColumn('bucket', 'text', (c) => c.notNull())
       .addPrimaryKeyConstraint('agent_value_minutes_pk', ['agent_id', 'start'])
       .execute();
+    // Each create's payload fingerprint (sealed like the args), for the per-create detectors: read
+    // by action and by key set, so neither a padded payload nor a dilution escapes them.
+    await db.schema.alterTable('agent_rate_events').addColumn('action_key', 'text').execute();
+    await db.schema.alterTable('agent_rate_events').addColumn('keys_key', 'text').execute();
+    await db.schema.alterTable('agent_rate_events').addColumn('fingerprint', 'text').execute();
+    await db.schema.createIndex('agent_rate_events_action').on('agent_rate_events').columns(['agent_id', 'action_key', 'at']).execute();
+    await db.schema.createIndex('agent_rate_events_keys').on('agent_rate_events').columns(['agent_id', 'action_key', 'keys_key', 'at']).execute();
     const since = Date.now() - WINDOW - 2 * MINUTE;
     const rows = await db.selectFrom('agent_rate_events').select(['agent_id', 'value_bucket']).where('at', '>', since).where('value_bucket', 'is not', null).execute();
     const merged = new Map<string, { agent_id: string; bucket: ValueBucket }>();
@@ -40,5 +50,8 @@ export const m024_gate12: Migration = {
   },
   async down(db: Kysely<any>) {
     await db.schema.dropTable('agent_value_minutes').execute();
+    await db.schema.dropIndex('agent_rate_events_keys').execute();
+    await db.schema.dropIndex('agent_rate_events_action').execute();
+    for (const column of ['fingerprint', 'keys_key', 'action_key']) await db.schema.alterTable('agent_rate_events').dropColumn(column).execute();
   },
 };
