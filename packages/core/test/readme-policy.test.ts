@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parsePolicy } from '../src/index.ts';
+import { normalizeActionName, parsePolicy } from '../src/index.ts';
 
 const README = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
 const blocks = [...README.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
@@ -17,5 +17,18 @@ describe('README policy examples', () => {
   it.each(blocks.map((b, i) => [i, b] as const))('block %i loads as a policy', (_i, yaml) => {
     const result = parsePolicy(yaml);
     expect(result.ok ? [] : result.errors).toEqual([]);
+  });
+});
+
+describe("README's table of action names in normal form", () => {
+  const table = /\| written \| compared as \|\n\| --- \| --- \|\n((?:\|[^\n]*\|\n)+)/.exec(README);
+  const rows = (table?.[1] ?? '').trim().split('\n').map((line) => line.split('|').map((c) => c.trim()).filter((c) => c !== ''));
+  it('is there', () => {
+    expect(rows.length).toBeGreaterThanOrEqual(5);
+  });
+  it.each(rows.map((r) => [r[0]!, r[1]!] as const))('%s → %s', (written, normal) => {
+    const names = [...written.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+    expect(names.length).toBeGreaterThan(0);
+    for (const name of names) expect(normalizeActionName(name)).toBe(normal.replaceAll('`', ''));
   });
 });

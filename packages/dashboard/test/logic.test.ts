@@ -189,3 +189,27 @@ describe('routes, formats, ATT&CK', () => {
     expect(KNOWN_TECHNIQUES).toBeGreaterThan(100);
   });
 });
+
+describe('the value lines of a card (issue 12: both sources shown when they differ)', () => {
+  it('headlines what the policy counted, names both sources, and says when they differ', async () => {
+    const { valueLines } = await import('../src/value.ts');
+    const lines = valueLines({ amount: 500_000, args: { path: 'amount', amount: 500_000 }, context: 100 }, 100, true);
+    expect(lines).toEqual([
+      { label: 'Value (what the policy counted)', text: '500,000', counted: true },
+      { label: 'in args.amount', text: '500,000' },
+      { label: 'claimed by the agent (context.value)', text: '100' },
+      { label: 'they differ', text: 'the larger counts' },
+    ]);
+    // The agent's small claim is never the headline.
+    expect(lines.find((l) => l.counted)!.text).toBe('500,000');
+    expect(valueLines({ amount: 7_900, args: { path: 'payment.total', amount: 7_900 }, context: 7_900 }, 7_900, true).map((l) => l.label)).toEqual([
+      'Value (what the policy counted)',
+      'in args.payment.total',
+      'claimed by the agent (context.value)',
+    ]);
+    expect(valueLines({ amount: 50, context: 50 }, 50, true)).toHaveLength(2);
+    // A claim the policy could not read is shown as a claim; no value at all shows nothing.
+    expect(valueLines(undefined, 'lots', true)).toEqual([{ label: 'Value (claimed, not a number the policy read)', text: 'lots' }]);
+    expect(valueLines(undefined, undefined, false)).toEqual([]);
+  });
+});

@@ -19,7 +19,7 @@ import { axeSerious, ensureDashboardBuilt, launchChromium, screenshotDir, signIn
 import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
 import { api } from './support/server-process.ts';
 
-const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  slicer-bot: { onSlicing: aggregate }\n  holding-bot: { whilePaused: hold }').replace(
+const POLICY = DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  slicer-bot: { onSlicing: aggregate }\n  holding-bot: { whilePaused: hold }\n  alt-bot: { block: [drop_database] }').replace(
   '  slicing: { hold: 1h, collect: 1m }',
   '  slicing: { hold: 1h, collect: 2m }',
 );
@@ -175,5 +175,33 @@ describe('dashboard: an approver cooling down', () => {
     expect(await notice.innerText()).toContain('cool-down');
     expect(await page.getByRole('button', { name: /^Approve/ }).count()).toBe(0);
     expect(await page.getByRole('button', { name: /^Reject/ }).count()).toBe(1);
+  });
+});
+
+describe('dashboard: the payload the policy judged (issue 12)', () => {
+  it('a blocked alternative is shown disabled with its rule; the value counted is the headline, with both sources', async () => {
+    const key = (await api<{ key: string }>(url, adminToken, '/v1/keys', { body: { agent: 'alt-bot' } })).body.key;
+    const created = await api<{ id: string; status: string; alternatives: { name: string; blocked?: unknown }[] }>(url, key, '/v1/requests', {
+      body: {
+        action: 'send_alert',
+        args: { to: 'ops', amount: 500_000 },
+        context: { value: 100 },
+        confidence: 0.6,
+        alternatives: [{ name: 'drop', action: 'drop_database', args: { db: 'customers' } }],
+      },
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.status).toBe('pending');
+    expect(created.body.alternatives[0]!.blocked).toBeTruthy();
+    await page.goto(`${url}/#/requests/${created.body.id}`);
+    const blocked = page.getByTestId('blocked-alternative');
+    await blocked.waitFor({ timeout: 10_000 });
+    expect(await blocked.isDisabled()).toBe(true);
+    expect(await blocked.innerText()).toContain('blocked by policy');
+    const counted = page.getByTestId('value-counted');
+    expect(await counted.innerText()).toContain('500,000');
+    const card = await page.locator('main').innerText();
+    expect(card).toContain('claimed by the agent (context.value)');
+    expect(card).toContain('they differ');
   });
 });

@@ -9,6 +9,10 @@ export {
   detectValueAggregation,
   detectVelocityAbuse,
   mergeBucket,
+  payloadKeys,
+  payloadShape,
+  repetitionAlert,
+  repetitionChains,
   runningTotal,
   valueAlertsFromSlices,
   valueThresholds,
@@ -31,7 +35,8 @@ export {
   type RateCheck,
   type RateWindow,
 } from './velocity.ts';
-export { argsSimilarity } from './similarity.ts';
+export { FINGERPRINT_CHARS, FINGERPRINT_FIELDS, argsSimilarity, flatSimilarity, flatten, payloadFingerprint, type FlatArgs } from './similarity.ts';
+export { ON_CREATE_MAX_FIELDS, ON_CREATE_RECENT, SEEN_IDS, detectOnCreate, freshAlerts, slicingReview, type SlicingSeen } from './on-create.ts';
 export { GUARD_NOTICE_KINDS, renderGuardNotice, type GuardNotice, type GuardNoticeData, type GuardNoticeKind } from './notice.ts';
 export {
   AGGREGATE_ACTION,

@@ -11,7 +11,7 @@
 import { normalizeActionName } from '../policy/names.ts';
 import { effectiveRules } from '../policy/rules.ts';
 import type { Policy } from '../policy/types.ts';
-import { argsSimilarity, differingFields, flatten } from './similarity.ts';
+import { argsSimilarity, type FlatArgs, flatDiffering, flatten } from './similarity.ts';
 import { DEFAULT_SLICING_CONFIG, type GuardEvent, type SlicingAlert, type SlicingConfig, type SlicingReport } from './types.ts';
 
 const MINUTE = 60_000;
@@ -151,10 +151,78 @@ export function detectApproverFatigue(events: readonly GuardEvent[], now: number
   return alerts;
 }
 
-function numericOnly(diff: readonly string[], a: GuardEvent, b: GuardEvent): boolean {
-  const fa = flatten(a.args);
-  const fb = flatten(b.args);
+function numericOnly(diff: readonly string[], fa: FlatArgs, fb: FlatArgs): boolean {
   return diff.every((k) => typeof fa.get(k) === 'number' && typeof fb.get(k) === 'number');
+}
+
+/**
+ * A payload's shape: its keys with every non-numeric value, numbers only marked, in key order. Two payloads
+ * differ only in numeric fields exactly when their shapes are equal, so the chain search looks
+ * only among requests of the same shape (issue 12 review: 20 unrelated requests of the action
+ * between two steps must not break a chain). Linear in the payload.
+ */
+export function payloadShape(flat: FlatArgs): string {
+  return [...flat]
+    .map(([key, value]) => `${JSON.stringify(key)}:${typeof value === 'number' ? '#' : JSON.stringify(value ?? null)}`)
+    .sort()
+    .join(',');
+}
+
+/** A payload's key set, the coarser fingerprint similar payloads usually share. */
+export function payloadKeys(flat: FlatArgs): string {
+  return [...flat.keys()].sort().map((key) => JSON.stringify(key)).join(',');
+}
+
+/**
+ * Chains keyed by "which numeric fields move", over one agent's requests of one action in time
+ * order: each event joins the chain of the first of the 20 events of its shape (`payloadShape`)
+ * before it that it differs from only in 1–2 numeric fields, however many requests of other
+ * shapes lie between. Linear: one map lookup and at most 20 comparisons an event. Online: an
+ * event appended at the end changes only the chain it joins.
+ */
+export function repetitionChains(list: readonly GuardEvent[], flat: (e: GuardEvent) => FlatArgs): Map<string, GuardEvent[]> {
+  const chains = new Map<string, GuardEvent[]>();
+  const members = new Map<string, Set<GuardEvent>>();
+  const byShape = new Map<string, GuardEvent[]>();
+  for (const current of list) {
+    const shape = payloadShape(flat(current));
+    const same = byShape.get(shape) ?? [];
+    for (let k = same.length - 1; k >= Math.max(0, same.length - 20); k--) {
+      const earlier = same[k]!;
+      const diff = flatDiffering(flat(earlier), flat(current));
+      if (!diff || diff.length === 0 || diff.length > 2 || !numericOnly(diff, flat(earlier), flat(current))) continue;
+      const fields = [...diff].sort().join(',');
+      const chain = chains.get(fields) ?? [];
+      const inChain = members.get(fields) ?? new Set<GuardEvent>();
+      if (!inChain.has(earlier)) chain.push(earlier);
+      chain.push(current);
+      inChain.add(earlier).add(current);
+      chains.set(fields, chain);
+      members.set(fields, inChain);
+      break;
+    }
+    same.push(current);
+    if (same.length > 40) same.splice(0, 20); // only the newest 20 of a shape are ever compared
+    byShape.set(shape, same);
+  }
+  return chains;
+}
+
+/** The `pattern_repetition` alert for one chain, or null when it is shorter than `minRepeats`. */
+export function repetitionAlert(fields: string, chain: readonly GuardEvent[], flat: (e: GuardEvent) => FlatArgs, minRepeats: number): SlicingAlert | null {
+  const unique = [...new Set(chain)];
+  if (unique.length < minRepeats) return null;
+  const field = fields.split(',')[0]!;
+  const values = unique.map((e) => flat(e).get(field) as number).sort((x, y) => x - y);
+  const steps = values.slice(1).map((v, i) => v - values[i]!);
+  const even = steps.length > 0 && steps.every((s) => s > 0 && Math.abs(s - steps[0]!) <= Math.abs(steps[0]!) * 0.05);
+  const head = unique[0]!;
+  return {
+    type: 'pattern_repetition',
+    confidence: round(clamp(0.5 + 0.05 * (unique.length - minRepeats) + (even ? 0.25 : 0))),
+    description: `${unique.length} ${head.action} requests from agent ${head.agentId} differing only in ${fields}${even ? ' in even steps' : ''}`,
+    evidence: { requestIds: unique.map((e) => e.requestId), fields: fields.split(','), evenSteps: even },
+  };
 }
 
 /** The same action again and again with only a number or two moving: a table deleted range by range. */
@@ -165,37 +233,15 @@ export function detectPatternRepetition(events: readonly GuardEvent[], now: numb
   const groups = groupBy(events, (e) => (e.createdAt <= windowStart || e.createdAt > now ? undefined : `${e.agentId}\u0000${normalizeActionName(e.action)}`));
   for (const list of groups.values()) {
     if (list.length < minRepeats) continue;
-    // Chains keyed by "which numeric fields move": each event joins the chain of the first
-    // earlier event it differs from only in 1–2 numeric fields.
-    const chains = new Map<string, GuardEvent[]>();
-    for (let i = 1; i < list.length; i++) {
-      const current = list[i]!;
-      for (let k = i - 1; k >= Math.max(0, i - 20); k--) {
-        const earlier = list[k]!;
-        const diff = differingFields(earlier.args, current.args);
-        if (!diff || diff.length === 0 || diff.length > 2 || !numericOnly(diff, earlier, current)) continue;
-        const fields = [...diff].sort().join(',');
-        const chain = chains.get(fields) ?? [earlier];
-        if (!chain.includes(earlier)) chain.push(earlier);
-        chain.push(current);
-        chains.set(fields, chain);
-        break;
-      }
-    }
-    for (const [fields, chain] of chains) {
-      const unique = [...new Set(chain)];
-      if (unique.length < minRepeats) continue;
-      const field = fields.split(',')[0]!;
-      const values = unique.map((e) => flatten(e.args).get(field) as number).sort((x, y) => x - y);
-      const steps = values.slice(1).map((v, i) => v - values[i]!);
-      const even = steps.length > 0 && steps.every((s) => s > 0 && Math.abs(s - steps[0]!) <= Math.abs(steps[0]!) * 0.05);
-      const head = unique[0]!;
-      alerts.push({
-        type: 'pattern_repetition',
-        confidence: round(clamp(0.5 + 0.05 * (unique.length - minRepeats) + (even ? 0.25 : 0))),
-        description: `${unique.length} ${head.action} requests from agent ${head.agentId} differing only in ${fields}${even ? ' in even steps' : ''}`,
-        evidence: { requestIds: unique.map((e) => e.requestId), fields: fields.split(','), evenSteps: even },
-      });
+    const cache = new Map<GuardEvent, FlatArgs>();
+    const flat = (e: GuardEvent) => {
+      let f = cache.get(e);
+      if (!f) cache.set(e, (f = flatten(e.args)));
+      return f;
+    };
+    for (const [fields, chain] of repetitionChains(list, flat)) {
+      const alert = repetitionAlert(fields, chain, flat, minRepeats);
+      if (alert) alerts.push(alert);
     }
   }
   return alerts;

@@ -22,6 +22,7 @@ import { navigate, ORIGIN_HREF, ORIGIN_LABEL, requestHref, type Origin } from '.
 import { useViewerLimits } from './Queue.tsx';
 import { ScreeningSection } from './Screening.tsx';
 import { outcomesText, pastOutcomes, whyNotActionable } from '../why.ts';
+import { valueLines } from '../value.ts';
 
 /** The action of an aggregate review (core's AGGREGATE_ACTION; only the server makes them). */
 const AGGREGATE_ACTION = 'countersign.aggregate';
@@ -468,14 +469,12 @@ function Claims({ request }: { request: ApprovalRequest }) {
             </dd>
           </div>
         )}
-        {'value' in ctx && (
-          <div>
-            <dt>Value</dt>
-            <dd>
-              <JsonTree value={ctx['value']} />
-            </dd>
+        {valueLines(request.assessment.value, ctx['value'], 'value' in ctx).map((line) => (
+          <div key={line.label} data-testid={line.counted ? 'value-counted' : undefined}>
+            <dt>{line.label}</dt>
+            <dd className={line.counted ? 'mono' : undefined}>{line.counted ? <strong>{line.text}</strong> : <SafeText text={line.text} inline max={200} noExpand />}</dd>
           </div>
-        )}
+        ))}
         {(['reversible', 'threatScore', 'timeSensitivity'] as const)
           .filter((k) => k in ctx)
           .map((k) => (

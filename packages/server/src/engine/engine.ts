@@ -59,7 +59,7 @@ import type { Connection } from '../store/connect.ts';
 import { ephemeralAuditKey, type AuditKey } from '../audit/crypto.ts';
 import { AuditService } from '../audit/service.ts';
 import { AuditWriter, SYSTEM_ACTOR, actorOf, draft, type AuditActor, type AuditDraft } from '../audit/writer.ts';
-import { GuardService, type GuardOptions } from '../guard/service.ts';
+import { GuardService, SlicingReview, type GuardOptions } from '../guard/service.ts';
 import { outcomeOf as lockoutOutcome } from '../guard/lockout.ts';
 import { Store, type AuditRow, type HistoryCounts, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
@@ -476,7 +476,7 @@ export class Engine {
    * Proposes an action. Idempotent per agent on `idempotencyKey`: the same key and body return
    * the same request (`replayed: true`); the same key with a different body is a conflict.
    */
-  async createRequest(by: Principal, body: CreateRequest): Promise<{ request: ApprovalRequest; replayed: boolean }> {
+  async createRequest(by: Principal, body: CreateRequest, slicing?: SlicingReview): Promise<{ request: ApprovalRequest; replayed: boolean }> {
     const policy = this.policy;
     const at = this.now();
     const agent = await this.requesterAgent(by, at);
@@ -508,7 +508,7 @@ export class Engine {
     for (const [i, alt] of (body.alternatives ?? []).entries()) refuseBadArgs(policy.policy, alt.action, alt.args, `alternatives[${i}].args`);
     const history = await this.history(agent.id, body.action, at);
     const gate = await this.guard.createGate(agent, judged, at); // whilePaused: hold; onSlicing: review, aggregate
-    const forcedReview = gate && { rule: gate.rule, reason: gate.reason };
+    const forcedReview = slicing?.review ?? (gate && { rule: gate.rule, reason: gate.reason });
     // Prompt-injection screening of every agent-written string (core screen/request.ts), off the event loop when large (screener.ts).
     const screening = await this.screenBody(body, policy.policy);
     const assessment = evaluate({ ...body, agent: agent.name, forcedReview, screening }, judged, history, new Date(at));
@@ -557,14 +557,14 @@ export class Engine {
           }, at)
         : this.audit(status, id, SYSTEM, { decidedBy: 'policy', reason: decision?.reason ?? null, payloadHash: status === 'approved' ? this.trail.payloadHash(body.action, body.args) : null }, at),
     ];
-    let valueAlert: SlicingAlert | null = null;
+    let alerts: SlicingAlert[] = [];
     try {
       await this.store.transaction(async (tx) => {
         // Judged by the overlay still in force (a change takes the same agent lock): else refuse, and the agent sends it again.
         await this.agentConfigs.recheck(tx, agent, overlay);
-        const checked = await this.guard.checkCreate(tx, agent, judged, at, status === 'pending', { id, action: body.action, value: assessment.value?.amount });
+        const checked = await this.guard.checkCreate(tx, agent, judged, at, status === 'pending', { id, action: body.action, args: body.args, value: assessment.value?.amount, autoApproved: status === 'approved' });
         const held = checked.entries;
-        valueAlert = checked.alert;
+        alerts = checked.alerts;
         // A racing create (or claim) got there first: the catch below replays what now holds the key.
         if (refiles && !(await tx.releaseLapsedKey(refiles.id, body.idempotencyKey!, at))) {
           throw new CountersignError('IDEMPOTENCY_CONFLICT', 'the lapsed approval under this idempotency key changed meanwhile', { requestId: refiles.id });
@@ -582,6 +582,8 @@ export class Engine {
         await tx.notify(WAKE_CHANNEL, id);
       });
     } catch (err) {
+      // This create raised slicing alerts its onSlicing holds for: created again, held for review (once).
+      if (err instanceof SlicingReview && !slicing) return this.createRequest(by, body, err);
       await this.guard.auditRefusal(err, by, null, 'create');
       // Two creates raced on one idempotency key: the loser returns the winner's request.
       if (body.idempotencyKey !== undefined) {
@@ -592,7 +594,7 @@ export class Engine {
     }
     this.afterCommit(id);
     this.emitChange({ previousStatus: null, row });
-    await this.guard.afterCreate(agent, judged, valueAlert);
+    await this.guard.afterCreate(agent, judged, alerts);
     return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
   }
 

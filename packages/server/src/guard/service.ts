@@ -16,8 +16,18 @@ import {
   approverVelocity,
   checkRate,
   cooldownState,
+  detectOnCreate,
+  flatten,
+  payloadFingerprint,
+  payloadKeys,
+  slicingReview,
   detectSlicing,
+  freshAlerts,
   HISTORY_DETECTORS,
+  normalizeActionName,
+  ON_CREATE_RECENT,
+  type JsonObject,
+  type SlicingSeen,
   highestRank,
   valueAlertsFromSlices,
   type ValueSlice,
@@ -32,6 +42,7 @@ import {
   type SlicingAlert,
   type StepUpFact,
   type ValueBucket,
+  mergeBucket,
   runningTotal,
   valueThresholds,
   type GuardNoticeData,
@@ -39,7 +50,7 @@ import {
   type RiskLevel,
   type Role,
 } from '@countersign/core';
-import { newId } from '../ids.ts';
+import { newId, sha256Hex } from '../ids.ts';
 import type { Principal } from '../engine/principal.ts';
 import type { Queries, RequestRow, Store } from '../store/store.ts';
 import { AuditWriter, SYSTEM_ACTOR, actorOf, draft as audit, type AuditActor, type AuditDraft } from '../audit/writer.ts';
@@ -88,6 +99,7 @@ export class GuardService {
   private matchSecret: string | undefined;
   /** Rate-limit refusals are audited once per agent per minute, so a flooding agent cannot flood the trail. */
   private readonly lastRateAudit = new Map<string, number>();
+  /** When this process last ran the full report after an agent's create (a cost bound only: what is new is decided in the store, `slicing_seen:<agentId>`). */
   private readonly lastSlicingCheck = new Map<string, number>();
   /**
    * Review holds read by every create, remembered for a second: a read outside the create's
@@ -95,7 +107,6 @@ export class GuardService {
    * this process clears its entry at once; one set by another process is seen within a second.
    */
   private readonly holdCache = new Map<string, { raw: string | undefined; pause: { until: number; reason: string } | null; until: number }>();
-  private readonly lastSlicingAlert = new Map<string, string>();
 
   constructor(
     private readonly store: Store,
@@ -375,8 +386,8 @@ export class GuardService {
     policy: Policy,
     at: number,
     toReview: boolean,
-    request: { id: string; action: string; value: number | undefined },
-  ): Promise<{ entries: AuditDraft[]; alert: SlicingAlert | null }> {
+    request: { id: string; action: string; args: JsonObject; value: number | undefined; autoApproved: boolean },
+  ): Promise<{ entries: AuditDraft[]; alerts: SlicingAlert[] }> {
     const entries: AuditDraft[] = [];
     const pause = await tx.guard.activePause(agent.id, at);
     if (pause) {
@@ -408,7 +419,8 @@ export class GuardService {
         retryAfter: Math.max(1, Math.ceil((Date.parse(resetAt) - at) / 1000)),
       });
     }
-    const buckets = (await tx.counters.valueBuckets(agent.id, at - SLICING_WINDOW_MS - SLICING_BUCKET_MS)).map((b) => JSON.parse(b) as ValueBucket);
+    // The agent's minute totals (at most 61 rows, however busy it is), not every slice of the hour.
+    const buckets = (await tx.counters.valueMinutes(agent.id, at - SLICING_WINDOW_MS - SLICING_BUCKET_MS)).map((b) => JSON.parse(b) as ValueBucket);
     const total = runningTotal({
       buckets,
       value: request.value,
@@ -420,8 +432,36 @@ export class GuardService {
       agentId: agent.name,
       action: request.action,
     });
-    await tx.counters.insertAgentEvent({ id: newId('are', at), agent_id: agent.id, request_id: request.id, at, value_bucket: total.bucket ? JSON.stringify(total.bucket) : null });
-    return { entries, alert: total.alert };
+    const response = policy.agents[agent.name]?.onSlicing;
+    // What the per-create detectors compare, for an agent they judge: a small fingerprint, whatever the payload's size.
+    const fingerprint = response ? payloadFingerprint(request.args) : undefined;
+    const keysKey = fingerprint ? sha256Hex(payloadKeys(flatten(fingerprint))) : null;
+    await tx.counters.insertAgentEvent({
+      id: newId('are', at),
+      agent_id: agent.id,
+      request_id: request.id,
+      at,
+      value_bucket: total.bucket ? JSON.stringify(total.bucket) : null,
+      action_key: fingerprint ? normalizeActionName(request.action) : null,
+      keys_key: keysKey,
+      fingerprint: fingerprint ? this.store.sealer.seal(JSON.stringify(fingerprint)) : null,
+    });
+    if (total.bucket) {
+      const minute = total.bucket.start;
+      const current = buckets.filter((b) => b.start === minute);
+      // A minute's first slice also drops the minutes no window reaches any more (once a minute an agent).
+      if (current.length === 0) await tx.counters.pruneValueMinutes(agent.id, at - SLICING_WINDOW_MS - SLICING_BUCKET_MS);
+      const merged = mergeBucket(current, total.bucket, minute)[0]!;
+      await tx.counters.putValueMinute({ agent_id: agent.id, start: minute, bucket: JSON.stringify(merged) });
+    }
+    // Slicing is judged before this create's route is final: under onSlicing review, aggregate or
+    // pause, the create that crosses a threshold or completes a burst is held itself (core
+    // `slicingReview`), not only the ones after it. The engine evaluates it again with that review.
+    if (!fingerprint || !keysKey) return { entries, alerts: [] };
+    const alerts = [...(total.alert ? [total.alert] : []), ...(await this.onCreateAlerts(tx, agent, { ...request, args: fingerprint, keysKey, at }))];
+    const review = request.autoApproved ? slicingReview(response, alerts, agent.name) : undefined;
+    if (review) throw new SlicingReview(review);
+    return { entries, alerts };
   }
 
   // ---- aggregate review (onSlicing: aggregate) ----
@@ -694,28 +734,47 @@ export class GuardService {
   }
 
   /**
-   * The policy's response to slicing (`agents.<name>.onSlicing`), run after a create: the
-   * running-total alert of this very create (`valueAlert`, from `checkCreate`) at once, and the
-   * other detectors' report at most once a minute per agent; a new set of alerts is recorded
-   * (`slicing_alert`); with `pause` the agent is paused for an hour, with `review` its requests
-   * need review for an hour (`review_forced`, see `reviewHold`). Never fails the create that
-   * triggered it.
+   * The policy's response to slicing (`agents.<name>.onSlicing`), run after every create: the
+   * alerts `checkCreate` found in the create's transaction (its running-total crossing, and core
+   * `detectOnCreate` over the payload fingerprints of the newest `ON_CREATE_RECENT` earlier
+   * requests of the action and as many of its key set), and, at most once a minute per agent in
+   * this process, the full report (every history detector and the window's value crossings: the
+   * backstop for velocity, fatigue, what the bounded reads cannot see, and a crossing whose
+   * recording failed). Which alerts are new is
+   * decided under the agent's slicing lock from `slicing_seen:<agentId>` (core `freshAlerts`), so
+   * two servers never record one alert twice. A new set is recorded (`slicing_alert`); with
+   * `pause` the agent is paused for an hour, with `review` its requests need review for an hour
+   * (`review_forced`, see `reviewHold`). Never fails the create that triggered it.
    */
-  async afterCreate(agent: { id: string; name: string }, policy: Policy, valueAlert: SlicingAlert | null = null): Promise<void> {
+  async afterCreate(agent: { id: string; name: string }, policy: Policy, alerts: readonly SlicingAlert[]): Promise<void> {
     const response = policy.agents[agent.name]?.onSlicing;
     if (!response) return;
     const at = this.now();
-    const last = this.lastSlicingCheck.get(agent.id);
-    if (valueAlert === null && last !== undefined && at - last < MINUTE) return;
-    if (this.lastSlicingCheck.size > 10_000) this.lastSlicingCheck.clear();
-    if (valueAlert === null) this.lastSlicingCheck.set(agent.id, at);
     try {
-      const report = valueAlert ? { attackDetected: true, confidence: valueAlert.confidence, alerts: [valueAlert] } : await this.slicingReport(agent, DEFAULT_SLICING_CONFIG.windowMinutes);
-      if (!report.attackDetected) return;
-      const signature = report.alerts.map((a) => `${a.type}:${[...a.evidence.requestIds].sort().join(',')}`).sort().join('|');
-      if (this.lastSlicingAlert.get(agent.id) === signature) return;
-      const alerts = report.alerts.map((a) => ({ type: a.type, confidence: a.confidence, description: a.description, requestIds: a.evidence.requestIds }));
+      const found: SlicingAlert[] = [...alerts];
+      const last = this.lastSlicingCheck.get(agent.id);
+      if (last === undefined || at - last >= MINUTE) {
+        if (this.lastSlicingCheck.size > 10_000) this.lastSlicingCheck.clear();
+        this.lastSlicingCheck.set(agent.id, at);
+        // With the value crossings of the window: one whose recording failed after its create is
+        // recorded now (freshAlerts knows the crossings already recorded).
+        found.push(...(await this.slicingReport(agent, DEFAULT_SLICING_CONFIG.windowMinutes)).alerts);
+      }
+      if (!found.some((a) => a.confidence >= 0.5)) return;
       const queued = await this.store.transaction(async (tx) => {
+        await tx.counters.lock(`slicing:${agent.id}`);
+        const seenKey = `slicing_seen:${agent.id}`;
+        let seen: SlicingSeen = {};
+        try {
+          seen = JSON.parse((await tx.guard.setting(seenKey)) ?? '{}') as SlicingSeen;
+        } catch {
+          // An unreadable record remembers nothing: the alerts are recorded (fail loud, not quiet).
+        }
+        const next = freshAlerts(found, seen, at, MINUTE);
+        const report = detectSlicing([], at, DEFAULT_SLICING_CONFIG, { detectors: [], extra: next.fresh });
+        if (!report.attackDetected) return null;
+        await tx.guard.putSetting(seenKey, JSON.stringify(next.seen));
+        const alerts = report.alerts.map((a) => ({ type: a.type, confidence: a.confidence, description: a.description, requestIds: a.evidence.requestIds }));
         const entries = [audit('slicing_alert', null, SYSTEM, { agentId: agent.id, agent: agent.name, confidence: report.confidence, response, alerts }, at)];
         let queued = await this.queueNotice(tx, { kind: 'slicing_alert', at, agent: agent.name, by: SYSTEM.name, response, confidence: report.confidence, alerts });
         const holdUntil = at + policy.guard.slicing.holdMinutes * MINUTE;
@@ -750,12 +809,30 @@ export class GuardService {
         await this.writer.append(tx, entries);
         return queued;
       });
-      this.lastSlicingAlert.set(agent.id, signature); // only once recorded: a failed write is tried again
+      if (queued === null) return;
       this.holdCache.delete(agent.id);
       if (queued) this.noticesQueued();
     } catch {
       // Detection is advisory here; the request it followed is already committed.
     }
+  }
+
+  /** `detectOnCreate` for one create, in its transaction: the fingerprints of the agent's newest requests of the action, and of its key set (bounded reads). */
+  private async onCreateAlerts(tx: Queries, agent: { id: string; name: string }, created: { id: string; action: string; args: JsonObject; keysKey: string; at: number }): Promise<SlicingAlert[]> {
+    const since = created.at - DEFAULT_SLICING_CONFIG.windowMinutes * MINUTE;
+    const rows = await tx.counters.recentFingerprints(agent.id, normalizeActionName(created.action), created.keysKey, since, ON_CREATE_RECENT + 1);
+    const recent: GuardEvent[] = [];
+    for (const r of rows) {
+      if (r.request_id === created.id) continue;
+      let args: JsonObject;
+      try {
+        args = JSON.parse(this.store.sealer.open(r.fingerprint, 'agent_rate_events.fingerprint') ?? '{}') as JsonObject;
+      } catch {
+        continue; // unreadable (a retired key): it adds nothing, as an unreadable slice
+      }
+      recent.push({ requestId: r.request_id, agentId: agent.id, action: created.action, args, riskLevel: 'low', createdAt: r.at });
+    }
+    return detectOnCreate({ requestId: created.id, agentId: agent.id, action: created.action, args: created.args, riskLevel: 'low', createdAt: created.at }, recent);
   }
 
   /**
@@ -883,6 +960,17 @@ export class GuardService {
 }
 
 const SYSTEM = SYSTEM_ACTOR;
+
+/**
+ * Thrown by `checkCreate` (rolling the create's transaction back) when the create would be
+ * auto-approved but raises slicing alerts its agent's `onSlicing` holds for: the engine creates it
+ * again, evaluated with this forced review. Never reaches a caller.
+ */
+export class SlicingReview extends Error {
+  constructor(readonly review: { rule: string; reason: string }) {
+    super(`slicing: ${review.rule}`);
+  }
+}
 
 /** What the agent's guard state does to a create: a forced review, and whether the request joins an aggregate review. */
 export interface CreateGate {

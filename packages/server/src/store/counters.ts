@@ -1,6 +1,6 @@
 /**
  * The gate's counters (migration 009_gate): insert-only rows, one per accepted approval and one
- * per create, read over a time window. A limit is checked and recorded atomically by taking the
+ * per create, read over a time window, and the agent's value totals by minute (024_gate12). A limit is checked and recorded atomically by taking the
  * principal's lock first (`lock`): on PostgreSQL a transaction-scoped advisory lock keyed by the
  * principal, so two approvals by one reviewer (or two creates by one agent) take turns while
  * other reviewers and agents never wait on them; on SQLite the one writer already serialises
@@ -26,6 +26,28 @@ export interface AgentRateEventsTable {
   at: number;
   /** JSON of core's `ValueBucket` written by `runningTotal` for this create; null when it had no value under any threshold. */
   value_bucket: string | null;
+  /** The action's normal form (024_gate12; null on older rows and for agents without onSlicing). */
+  action_key?: string | null;
+  /** A hash of the payload's key set (core `payloadKeys`), for the per-create read of similar payloads. */
+  keys_key?: string | null;
+  /** JSON of core's `payloadFingerprint` of the args, sealed like them. */
+  fingerprint?: string | null;
+}
+
+/**
+ * An agent's running value totals by minute (migration 024_gate12): one row per agent and minute
+ * with a value, the merge (core `mergeBucket`) of the slices its creates in that minute wrote. The
+ * create path reads at most the window's 61 rows, however many creates the agent made, and
+ * rewrites the current minute's row under the agent's lock (so no two creates lose one another's
+ * slice); agents never share a row. The per-create slices stay in `agent_rate_events` for the
+ * `/slicing` report.
+ */
+export interface AgentValueMinutesTable {
+  agent_id: string;
+  /** The minute's start, epoch ms (core `ValueBucket.start`). */
+  start: number;
+  /** JSON of core's `ValueBucket`. */
+  bucket: string;
 }
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -85,16 +107,24 @@ export class CounterQueries {
     return rows.map((r) => Number(r.at));
   }
 
-  /** The value slices the agent's creates after `since` recorded (JSON `ValueBucket`s). */
-  async valueBuckets(agentId: string, since: number): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom('agent_rate_events')
-      .select('value_bucket')
-      .where('agent_id', '=', agentId)
-      .where('at', '>', since)
-      .where('value_bucket', 'is not', null)
+  /** The agent's minute buckets starting after `since` (JSON `ValueBucket`s): at most one per minute. */
+  async valueMinutes(agentId: string, since: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('agent_value_minutes').select('bucket').where('agent_id', '=', agentId).where('start', '>', since).execute();
+    return rows.map((r) => r.bucket);
+  }
+
+  /** Drops the agent's minute buckets starting at or before `before` (out of every window): the table stays at about 61 rows an agent. */
+  async pruneValueMinutes(agentId: string, before: number): Promise<void> {
+    await this.db.deleteFrom('agent_value_minutes').where('agent_id', '=', agentId).where('start', '<=', before).execute();
+  }
+
+  /** Writes the agent's bucket for one minute (the caller holds the agent's lock and merged it). */
+  async putValueMinute(row: AgentValueMinutesTable): Promise<void> {
+    await this.db
+      .insertInto('agent_value_minutes')
+      .values(row)
+      .onConflict((oc) => oc.columns(['agent_id', 'start']).doUpdateSet({ bucket: row.bucket }))
       .execute();
-    return rows.map((r) => r.value_bucket as string);
   }
 
   /** The agent's stored value slices since `since` (one per create with a value), for the `/slicing` report. */
@@ -107,6 +137,26 @@ export class CounterQueries {
       .where('value_bucket', 'is not', null)
       .execute();
     return rows.map((r) => ({ request_id: r.request_id, at: Number(r.at), value_bucket: r.value_bucket as string }));
+  }
+
+  /**
+   * The agent's newest fingerprints of an action since `since` (at most `limit`), and of those as
+   * many again with the given key set: two index range reads (024_gate12), fingerprints still sealed.
+   */
+  async recentFingerprints(agentId: string, actionKey: string, keysKey: string, since: number, limit: number): Promise<{ request_id: string; at: number; fingerprint: string }[]> {
+    const read = (keys: string | undefined) => {
+      let q = this.db.selectFrom('agent_rate_events').select(['request_id', 'at', 'fingerprint']).where('agent_id', '=', agentId).where('action_key', '=', actionKey);
+      if (keys !== undefined) q = q.where('keys_key', '=', keys);
+      return q.where('at', '>', since).where('fingerprint', 'is not', null).orderBy('at', 'desc').limit(limit).execute();
+    };
+    const seen = new Set<string>();
+    const out: { request_id: string; at: number; fingerprint: string }[] = [];
+    for (const r of [...(await read(undefined)), ...(await read(keysKey))]) {
+      if (seen.has(r.request_id)) continue;
+      seen.add(r.request_id);
+      out.push({ request_id: r.request_id, at: Number(r.at), fingerprint: r.fingerprint as string });
+    }
+    return out;
   }
 
   async insertAgentEvent(row: AgentRateEventsTable): Promise<void> {

@@ -110,6 +110,25 @@ export class GuardQueries {
     return rows.map((r) => Number(r.created_at));
   }
 
+  /**
+   * An agent's newest requests of one action (its normal form, `requests.action_key`) since
+   * `since`, at most `limit`: the bounded read of the per-create slicing detectors (index
+   * `requests_agent_action_key`).
+   */
+  async recentOfAction(agentId: string, actionKey: string, since: number, limit: number) {
+    return (
+      await this.db
+        .selectFrom('requests')
+        .select(['id', 'agent_id', 'action', 'args', 'created_at'])
+        .where('agent_id', '=', agentId)
+        .where('action_key', '=', actionKey)
+        .where('created_at', '>', since)
+        .orderBy('created_at', 'desc')
+        .limit(limit)
+        .execute()
+    ).map((r) => this.sealer.openRequest(r));
+  }
+
   /** An agent's requests since `since` with their approving reviews, for slicing detection. */
   async agentHistory(agentId: string, since: number, limit = 5_000) {
     const requests = (

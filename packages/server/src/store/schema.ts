@@ -9,7 +9,7 @@ import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, Audit
 import type { AuditKeysTable, AuditOriginTable } from './audit-keys.ts';
 import type { AggregateCollectionsTable, AggregateMembersTable } from './aggregates.ts';
 import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './credentials.ts';
-import type { AgentRateEventsTable, ApprovalEventsTable } from './counters.ts';
+import type { AgentRateEventsTable, AgentValueMinutesTable, ApprovalEventsTable } from './counters.ts';
 import type { AgentConfigVersionsTable, AgentConfigsTable } from './agent-configs.ts';
 import type { ScreenModelsTable, ScreenRetrainAttemptsTable, ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
@@ -214,6 +214,7 @@ export interface Database {
   mfa_attempts: MfaAttemptsTable;
   approval_events: ApprovalEventsTable;
   agent_rate_events: AgentRateEventsTable;
+  agent_value_minutes: AgentValueMinutesTable;
   screen_verdicts: ScreenVerdictsTable;
   screen_samples: ScreenSamplesTable;
   screen_models: ScreenModelsTable;

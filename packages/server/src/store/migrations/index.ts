@@ -27,6 +27,7 @@ import { m017_agent_config } from './017_agent_config.ts';
 import { m018_gatefin2 } from './018_gatefin2.ts';
 import { m019_rollups } from './019_rollups.ts';
 import { m023_retrain } from './023_retrain.ts';
+import { m024_gate12 } from './024_gate12.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -51,6 +52,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '018_gatefin2': m018_gatefin2,
   '019_rollups': m019_rollups,
   '023_retrain': m023_retrain,
+  '024_gate12': m024_gate12,
 });
 
 export const migrationProvider: MigrationProvider = {
