@@ -29,6 +29,8 @@ export async function insertRowsReturning<T extends keyof Database>(
   returning: string | undefined,
   later = false,
 ): Promise<Array<Record<string, unknown>>> {
+  // A held statement answers nothing, so its `returning` rows would be silently empty.
+  if (later && returning !== undefined) throw new Error('insertRowsReturning: a deferred insert cannot return rows');
   const run = (q: CompiledQuery) => db.executeQuery<Record<string, unknown>>(later ? deferred(q) : q);
   const columns = Object.keys(rows[0] ?? {});
   const params = rows.flatMap((r) => columns.map((c) => (r as unknown as Record<string, unknown>)[c]));

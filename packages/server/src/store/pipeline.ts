@@ -17,6 +17,7 @@
  * not offered (the driver has none; nothing on PostgreSQL uses them).
  */
 import { CompiledQuery, type DatabaseConnection, type Dialect, type Driver, type QueryResult, type TransactionSettings } from 'kysely';
+import pg from 'pg';
 
 const DEFERRED = Symbol('countersign.deferred');
 
@@ -28,18 +29,38 @@ export function deferred(query: CompiledQuery): CompiledQuery {
 const isDeferred = (query: CompiledQuery) => (query as { [DEFERRED]?: boolean })[DEFERRED] === true;
 
 const BEGIN = CompiledQuery.raw('begin');
-const NO_ROWS: QueryResult<never> = { rows: [] };
+const NO_ROWS: QueryResult<never> = Object.freeze({ rows: Object.freeze([]) as unknown as never[] });
+
+/**
+ * A held statement's parameters, encoded now as node-postgres will encode them when it sends
+ * (`utils.prepareValue`): a value it cannot encode (a BigInt inside an object, a cycle, a
+ * `toPostgres` that throws) fails at the statement's own `await`, as without pipelining, instead
+ * of failing on the client while the rest of its batch — `commit` included — reaches the server
+ * (review of the pipeline, finding 2).
+ */
+function checkEncodable(query: CompiledQuery): void {
+  for (const value of query.parameters) pg.utils.prepareValue(value);
+}
 
 class PipelinedConnection implements DatabaseConnection {
   /** Inside a transaction: `begin` not yet sent, and statements held back, in order. */
   inTransaction = false;
   held: CompiledQuery[] = [];
+  /**
+   * The first failure seen in this transaction. Once a statement failed the server has aborted
+   * the transaction, so every later statement and the commit throw this same error: a caller that
+   * catches one statement's error cannot go on to a commit that PostgreSQL silently turns into a
+   * rollback (review of the pipeline, finding 1), and the error seen is the cause, not 25P02.
+   */
+  failure: { error: unknown } | null = null;
 
   constructor(readonly inner: DatabaseConnection) {}
 
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
     if (!this.inTransaction) return this.inner.executeQuery<R>(query);
+    if (this.failure) throw this.failure.error;
     if (isDeferred(query)) {
+      checkEncodable(query);
       this.held.push(query);
       return NO_ROWS as QueryResult<R>;
     }
@@ -48,15 +69,21 @@ class PipelinedConnection implements DatabaseConnection {
 
   /** Sends what is held, then `query`, in one write; answers `query`, or throws the first failure among them. */
   async send<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    if (this.failure) throw this.failure.error;
     const before = this.held.splice(0);
-    if (before.length === 0) return this.inner.executeQuery<R>(query);
-    // Each executeQuery hands its statement to the pipelined client at once, in this order.
-    const answers = before.map((q) => this.inner.executeQuery(q));
-    const last = this.inner.executeQuery<R>(query);
-    const settled = await Promise.allSettled([...answers, last]);
-    const failed = settled.find((s) => s.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-    return (settled[settled.length - 1] as PromiseFulfilledResult<QueryResult<R>>).value;
+    try {
+      if (before.length === 0) return await this.inner.executeQuery<R>(query);
+      // Each executeQuery hands its statement to the pipelined client at once, in this order.
+      const answers = before.map((q) => this.inner.executeQuery(q));
+      const last = this.inner.executeQuery<R>(query);
+      const settled = await Promise.allSettled([...answers, last]);
+      const failed = settled.find((s) => s.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+      return (settled[settled.length - 1] as PromiseFulfilledResult<QueryResult<R>>).value;
+    } catch (error) {
+      this.failure ??= { error };
+      throw error;
+    }
   }
 
   streamQuery<R>(query: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
@@ -86,6 +113,7 @@ class PipelinedDriver implements Driver {
     }
     connection.inTransaction = false;
     connection.held = [];
+    connection.failure = null;
     return connection;
   }
 
@@ -95,6 +123,7 @@ class PipelinedDriver implements Driver {
     // Held: goes out with the first statement of the transaction.
     c.inTransaction = true;
     c.held = [BEGIN];
+    c.failure = null;
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
@@ -106,6 +135,8 @@ class PipelinedDriver implements Driver {
       return; // an empty transaction: nothing to commit
     }
     try {
+      // After a failure (even one the transaction's code caught) this throws it: never a commit
+      // that the server, its transaction aborted, would answer as a silent rollback.
       await c.send(CompiledQuery.raw('commit'));
     } finally {
       c.inTransaction = false;
@@ -118,6 +149,7 @@ class PipelinedDriver implements Driver {
     const nothingSent = c.held[0] === BEGIN;
     c.inTransaction = false;
     c.held = [];
+    c.failure = null;
     // Held statements were never sent; a transaction the server never saw has nothing to undo.
     // After a failed commit the server has already ended it (a rollback then only warns).
     if (nothingSent) return;
@@ -128,6 +160,7 @@ class PipelinedDriver implements Driver {
     const c = connection as PipelinedConnection;
     c.inTransaction = false;
     c.held = [];
+    c.failure = null;
     return this.#inner.releaseConnection(c.inner);
   }
 
