@@ -569,7 +569,7 @@ export class Engine {
         if (refiles && !(await tx.releaseLapsedKey(refiles.id, body.idempotencyKey!, at))) {
           throw new CountersignError('IDEMPOTENCY_CONFLICT', 'the lapsed approval under this idempotency key changed meanwhile', { requestId: refiles.id });
         }
-        await tx.insertRequest(row);
+        await tx.insertRequest(row, true); // with the statements after it: a taken key fails the transaction there (store/pipeline.ts)
         if (sampled) await this.screening.recordSample(tx, id, screening!.result, at);
         // Under `onSlicing: aggregate` the request waits in the agent's collection: its own channels hear of the aggregate instead.
         const collect = gate?.aggregate && status === 'pending' ? gate.aggregate : undefined;
@@ -578,7 +578,8 @@ export class Engine {
           const collection = await this.guard.park(tx, agent.id, [id], collect, judged, at);
           held.push(this.audit('collected', id, SYSTEM, { collectionId: collection.id, closesAt: new Date(collection.closesAt).toISOString() }, at));
         }
-        await this.writer.append(tx, held.length === 0 ? entries : [...entries, ...held.map((e) => ({ ...e, requestId: id }))]);
+        // In the same transaction as the request; on PostgreSQL sent with the commit (store/pipeline.ts).
+        await this.writer.appendLater(tx, held.length === 0 ? entries : [...entries, ...held.map((e) => ({ ...e, requestId: id }))]);
         await tx.notify(WAKE_CHANNEL, id);
       });
     } catch (err) {

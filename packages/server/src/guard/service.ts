@@ -389,7 +389,16 @@ export class GuardService {
     request: { id: string; action: string; args: JsonObject; value: number | undefined; autoApproved: boolean },
   ): Promise<{ entries: AuditDraft[]; alerts: SlicingAlert[] }> {
     const entries: AuditDraft[] = [];
-    const pause = await tx.guard.activePause(agent.id, at);
+    await tx.counters.lock(`agent:${agent.id}`);
+    const own = policy.agents[agent.name]?.limits;
+    const limits = own && (own.perMinute !== undefined || own.perHour !== undefined) ? own : policy.guard.agentLimits;
+    const windows = [
+      ...(limits.perMinute !== undefined ? [{ name: 'minute', ms: MINUTE, limit: limits.perMinute }] : []),
+      ...(limits.perHour !== undefined ? [{ name: 'hour', ms: 60 * MINUTE, limit: limits.perHour }] : []),
+    ];
+    // One statement, after the lock: the pause and the window counts (store/counters.ts); the value minutes below.
+    const state = await tx.counters.createState(agent.id, at, windows.map((w) => at - w.ms));
+    const pause = state.pause;
     if (pause) {
       const until = new Date(Number(pause.until)).toISOString();
       if (whilePaused(policy, agent.name) !== 'hold' || !toReview) {
@@ -398,15 +407,10 @@ export class GuardService {
       }
       entries.push(audit('held', null, SYSTEM, { agentId: agent.id, agent: agent.name, pausedUntil: until, reason: pause.reason }, at));
     }
-    await tx.counters.lock(`agent:${agent.id}`);
-    const own = policy.agents[agent.name]?.limits;
-    const limits = own && (own.perMinute !== undefined || own.perHour !== undefined) ? own : policy.guard.agentLimits;
-    const windows = [
-      ...(limits.perMinute !== undefined ? [{ name: 'minute', ms: MINUTE, limit: limits.perMinute }] : []),
-      ...(limits.perHour !== undefined ? [{ name: 'hour', ms: 60 * MINUTE, limit: limits.perHour }] : []),
-    ];
     let full = false;
-    for (const w of windows) if ((await tx.counters.agentCount(agent.id, at - w.ms)) >= w.limit) full = true;
+    windows.forEach((w, i) => {
+      if (state.counts[i]! >= w.limit) full = true;
+    });
     if (full) {
       // Only when refusing: the times that say when a slot frees (at most the largest limit of them).
       const times = await tx.counters.agentTimes(agent.id, at - Math.max(...windows.map((w) => w.ms)), Math.max(...windows.map((w) => w.limit)));

@@ -12,6 +12,7 @@ import pg from 'pg';
 import { CountersignError } from '@countersign/core';
 import { listenResilient } from './listener.ts';
 import { migrationProvider } from './migrations/index.ts';
+import { pipelinedDialect } from './pipeline.ts';
 import { BusyRetryingSqliteDialect } from './sqlite-busy.ts';
 import type { Database } from './schema.ts';
 
@@ -155,7 +156,8 @@ function openPostgres(parsed: ParsedUrl): Connection {
   // noticed by TCP keep-alive instead of never; connectionTimeoutMillis: while the database is
   // away a request waits at most this long for a connection, then gets 503 STORE_UNAVAILABLE.
   const base = { connectionString: parsed.target, types: pgTypes, keepAlive: true, keepAliveInitialDelayMillis: 10_000, options };
-  const pool = new pg.Pool({ ...base, max: 10, connectionTimeoutMillis: 10_000 });
+  // pipeline: a transaction's statements that need no answer go out with the next one (store/pipeline.ts).
+  const pool = new pg.Pool({ ...base, max: 10, connectionTimeoutMillis: 10_000, pipeline: true } as pg.PoolConfig);
   // A client that loses its connection must not crash the process. pg-pool listens for `error`
   // only on idle clients; one checked out (inside a transaction, between two queries) that is
   // terminated (57P01 on a restart or failover) emits `error` with no listener, which kills the
@@ -164,7 +166,7 @@ function openPostgres(parsed: ParsedUrl): Connection {
   // out again) and connects anew on the next checkout.
   pool.on('connect', (client) => client.on('error', () => {}));
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: pipelinedDialect(new PostgresDialect({ pool })) });
   const listeners = new Set<() => Promise<void>>();
   return {
     db,

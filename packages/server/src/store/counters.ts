@@ -8,6 +8,7 @@
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities } from './connect.ts';
+import { deferred } from './pipeline.ts';
 import type { Database } from './schema.ts';
 
 export interface ApprovalEventsTable {
@@ -61,11 +62,29 @@ export class CounterQueries {
   /**
    * Serialises this transaction with every other one holding the same key until it ends (commit
    * or rollback). Keys are `approver:<operatorId>` or `agent:<agentId>`. Must be called inside a
-   * transaction; a no-op on SQLite, whose writer is already one at a time.
+   * transaction; a no-op on SQLite, whose writer is already one at a time. Sent with the next
+   * statement (store/pipeline.ts), which the server runs only once the lock is granted.
    */
   async lock(key: string): Promise<void> {
     if (this.capabilities.dialect !== 'postgres') return;
-    await sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(this.db);
+    await this.db.executeQuery(deferred(sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`.compile(this.db)));
+  }
+
+  /**
+   * What a create checks under the agent's lock, in one statement: the agent's running pause
+   * (the latest-ending one, as GuardQueries.activePause) and how many creates it made after each
+   * of `since`. (The value running total reads its minute totals apart: `valueMinutes`.)
+   */
+  async createState(agentId: string, now: number, since: readonly number[]): Promise<{ pause: { until: number; reason: string } | undefined; counts: number[] }> {
+    const counts = since.map((s, i) => sql`(select count(*) from agent_rate_events where agent_id = ${agentId} and at > ${s}) as ${sql.ref(`n${i}`)}`);
+    const rows = await sql<Record<string, unknown>>`select ${sql.join([...counts, sql`p.until as pause_until`, sql`p.reason as pause_reason`])}
+      from (select 1 as one) x
+      left join (select until, reason from agent_pauses where agent_id = ${agentId} and until > ${now} and resumed_at is null order by until desc, id limit 1) p on 1 = 1`.execute(this.db);
+    const first = rows.rows[0]!;
+    return {
+      pause: first['pause_until'] === null || first['pause_until'] === undefined ? undefined : { until: Number(first['pause_until']), reason: String(first['pause_reason']) },
+      counts: since.map((_, i) => Number(first[`n${i}`] ?? 0)),
+    };
   }
 
   async approvalsBy(operatorId: string, since: number): Promise<{ request_id: string; risk_level: string; at: number }[]> {
@@ -159,7 +178,8 @@ export class CounterQueries {
     return out;
   }
 
+  /** Sent with the next statement (store/pipeline.ts); a failure fails the transaction there. */
   async insertAgentEvent(row: AgentRateEventsTable): Promise<void> {
-    await this.db.insertInto('agent_rate_events').values(row).execute();
+    await this.db.executeQuery(deferred(this.db.insertInto('agent_rate_events').values(row).compile()));
   }
 }

@@ -5,6 +5,7 @@
  * the shortcut does not understand (say, an undefined field) always takes the builder's path.
  */
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import { deferred } from './pipeline.ts';
 import type { Database } from './schema.ts';
 
 /** SQL text by dialect, table, columns and row count. */
@@ -14,8 +15,10 @@ export async function insertRows<T extends keyof Database>(
   db: Kysely<Database> | Transaction<Database>,
   table: T,
   rows: ReadonlyArray<Database[T]>,
+  /** Sent with the transaction's next statement (store/pipeline.ts): nothing here needs its answer. */
+  later = false,
 ): Promise<void> {
-  await insertRowsReturning(db, table, rows, undefined);
+  await insertRowsReturning(db, table, rows, undefined, later);
 }
 
 /** The same, returning one column of the inserted rows (`id` of `audit_pending`). */
@@ -24,7 +27,11 @@ export async function insertRowsReturning<T extends keyof Database>(
   table: T,
   rows: ReadonlyArray<Database[T]>,
   returning: string | undefined,
+  later = false,
 ): Promise<Array<Record<string, unknown>>> {
+  // A held statement answers nothing, so its `returning` rows would be silently empty.
+  if (later && returning !== undefined) throw new Error('insertRowsReturning: a deferred insert cannot return rows');
+  const run = (q: CompiledQuery) => db.executeQuery<Record<string, unknown>>(later ? deferred(q) : q);
   const columns = Object.keys(rows[0] ?? {});
   const params = rows.flatMap((r) => columns.map((c) => (r as unknown as Record<string, unknown>)[c]));
   // Placeholders differ by dialect ($1 vs ?): the adapter's class names the dialect.
@@ -32,11 +39,11 @@ export async function insertRowsReturning<T extends keyof Database>(
   const key = `${dialect}:${String(table)}:${columns.join(',')}:${rows.length}:${returning ?? ''}`;
   const cached = INSERT_SQL.get(key);
   if (cached !== undefined) {
-    return (await db.executeQuery<Record<string, unknown>>(CompiledQuery.raw(cached, params))).rows;
+    return (await run(CompiledQuery.raw(cached, params))).rows;
   }
   const builder = db.insertInto(table).values(rows as never);
   const compiled = (returning === undefined ? builder : builder.returning(returning as never)).compile();
   const same = compiled.parameters.length === params.length && compiled.parameters.every((p, i) => p === params[i]);
   if (same && INSERT_SQL.size < 1_000) INSERT_SQL.set(key, compiled.sql);
-  return (await db.executeQuery<Record<string, unknown>>(compiled)).rows;
+  return (await run(compiled)).rows;
 }

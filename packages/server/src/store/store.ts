@@ -23,6 +23,7 @@ import { ReplayQueries } from './replay.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows, insertRowsReturning } from './insert-rows.ts';
+import { deferred } from './pipeline.ts';
 import { AuditIntegrator, type IntegratorOptions } from './integrator.ts';
 import { currentBusyBudget, withBusyBudget } from './sqlite-busy.ts';
 import type {
@@ -151,21 +152,23 @@ export class Queries {
 
   // ---- requests ----
 
-  async insertRequest(row: RequestRow): Promise<void> {
-    await this.insertRequests([row]);
+  /** `later`: sent with the transaction's next statement (store/pipeline.ts); a failure (a taken idempotency key) fails the transaction there. */
+  async insertRequest(row: RequestRow, later = false): Promise<void> {
+    await this.insertRequests([row], later);
   }
 
   /** Several requests in one statement (bench/scale.ts populates a history with it); each with its fact columns. */
-  async insertRequests(rows: readonly RequestRow[]): Promise<void> {
+  async insertRequests(rows: readonly RequestRow[], later = false): Promise<void> {
     if (rows.length === 0) return;
     await this.insertRows(
       'requests',
       rows.map((row) => ({ ...this.sealer.sealRequest(row), ...requestFactColumns(row), action_key: normalizeActionName(row.action) })),
+      later,
     );
   }
 
-  private insertRows<T extends 'requests' | 'audit_log'>(table: T, rows: ReadonlyArray<Database[T]>): Promise<void> {
-    return insertRows(this.db, table, rows);
+  private insertRows<T extends 'requests' | 'audit_log'>(table: T, rows: ReadonlyArray<Database[T]>, later = false): Promise<void> {
+    return insertRows(this.db, table, rows, later);
   }
 
   /** With `lock`, takes the row lock until the transaction ends (PostgreSQL); SQLite is already serial. */
@@ -366,6 +369,13 @@ export class Queries {
     return rows.map((r) => Number(r['id'])).sort((a, b) => a - b);
   }
 
+  /** `appendAudit` for a caller that needs no ids: sent with the transaction's next statement, `commit` included (store/pipeline.ts). */
+  async appendAuditLater(entries: readonly NewAuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    this.auditWritten = true;
+    await insertRows(this.db, 'audit_pending', entries as ReadonlyArray<Database['audit_pending']>, true);
+  }
+
   /** The time (`at`) of the oldest entry still waiting for integration, if any: /healthz reads it. */
   async auditOldestPendingAt(): Promise<number | undefined> {
     const row = await this.db.selectFrom('audit_pending').select('at').orderBy('id').limit(1).executeTakeFirst();
@@ -551,9 +561,10 @@ export class Queries {
     return query.orderBy('seq', filter.newest ? 'desc' : 'asc').limit(filter.limit).execute();
   }
 
+  /** Sent with the transaction's next statement, usually `commit` (store/pipeline.ts). */
   async notify(channel: string, payload: string): Promise<void> {
     if (!this.capabilities.listenNotify) return;
-    await sql`select pg_notify(${channel}, ${payload})`.execute(this.db);
+    await this.db.executeQuery(deferred(sql`select pg_notify(${channel}, ${payload})`.compile(this.db)));
   }
 
   async ping(): Promise<void> {

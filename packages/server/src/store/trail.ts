@@ -17,6 +17,7 @@ import type { AuditLogTable, Database } from './schema.ts';
 import { hasher } from './hashing.ts';
 import { Sealer } from './sealing.ts';
 import { insertRows } from './insert-rows.ts';
+import { deferred } from './pipeline.ts';
 import { INTEGRATION_LOCK_TIMEOUT_MS, INTEGRATION_STATEMENT_TIMEOUT_MS } from './integrator.ts';
 
 export interface AuditNodesTable {
@@ -111,7 +112,7 @@ export class TrailQueries {
    * and every subtree they complete go to `audit_nodes`, the new frontier to `audit_head`.
    * `frontier` is the head row's value read under the same lock that assigned the seqs.
    */
-  async appendLeaves(size: number, frontier: string, rows: readonly AuditLogTable[]): Promise<void> {
+  async appendLeaves(size: number, frontier: string, rows: readonly AuditLogTable[], later = false): Promise<void> {
     const tree = decodeFrontier(frontier, size);
     const nodes: AuditNodesTable[] = [];
     for (const row of rows) {
@@ -119,9 +120,10 @@ export class TrailQueries {
       tree.append(hasher.hashLeaf(utf8(leafJsonOf(row))), ({ level, index }, hash) => nodes.push({ level, idx: index, hash: toBase64(hash) }));
     }
     for (let i = 0; i < nodes.length; i += INSERT_CHUNK) {
-      await insertRows(this.db, 'audit_nodes', nodes.slice(i, i + INSERT_CHUNK));
+      await insertRows(this.db, 'audit_nodes', nodes.slice(i, i + INSERT_CHUNK), later);
     }
-    await this.db.updateTable('audit_head').set({ frontier: encodeFrontier(tree) }).where('id', '=', 1).execute();
+    const move = this.db.updateTable('audit_head').set({ frontier: encodeFrontier(tree) }).where('id', '=', 1).compile();
+    await this.db.executeQuery(later ? deferred(move) : move);
   }
 
   /**
@@ -141,8 +143,9 @@ export class TrailQueries {
     if (postgres) {
       // Bounded: a session holding a row lock on a pending entry or the head fails this batch
       // (retried later) instead of holding the integrator, and so every settle, indefinitely.
-      await sql.raw(`set local lock_timeout = ${INTEGRATION_LOCK_TIMEOUT_MS}`).execute(this.db);
-      await sql.raw(`set local statement_timeout = ${INTEGRATION_STATEMENT_TIMEOUT_MS}`).execute(this.db);
+      // Both sent with the lock below, in one round trip with `begin` (store/pipeline.ts).
+      await this.db.executeQuery(deferred(sql.raw(`set local lock_timeout = ${INTEGRATION_LOCK_TIMEOUT_MS}`).compile(this.db)));
+      await this.db.executeQuery(deferred(sql.raw(`set local statement_timeout = ${INTEGRATION_STATEMENT_TIMEOUT_MS}`).compile(this.db)));
       const lock = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext(current_schema() || ':countersign:audit-integrator')) as ok`.execute(this.db);
       if (!lock.rows[0]?.ok) return null;
     }
@@ -182,10 +185,11 @@ export class TrailQueries {
         data: JSON.stringify({ entryId: Number.isSafeInteger(Number(id)) ? Number(id) : String(id), problem, fields: texts }),
       };
     });
+    // The writes go out together, with the head's move (store/pipeline.ts); a failure fails the batch there.
     for (let i = 0; i < rows.length; i += INSERT_CHUNK / 10) {
-      await insertRows(this.db, 'audit_log', rows.slice(i, i + INSERT_CHUNK / 10));
+      await insertRows(this.db, 'audit_log', rows.slice(i, i + INSERT_CHUNK / 10), true);
     }
-    await this.appendLeaves(size, head.frontier, rows);
+    await this.appendLeaves(size, head.frontier, rows, true);
     const moved = await this.db.updateTable('audit_head').set({ seq: size + rows.length }).where('id', '=', 1).where('seq', '=', size).executeTakeFirst();
     if (Number(moved.numUpdatedRows) !== 1) throw new Error(`the audit head moved from ${size} during integration`);
     return { taken: rows.length, size: size + rows.length };
