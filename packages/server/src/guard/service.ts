@@ -33,7 +33,6 @@ import {
   type ValueSlice,
   type ApprovalRecord,
   type ApproverLimits,
-  type Assessment,
   type CooldownConfig,
   type GateRecord,
   type GuardEvent,
@@ -52,8 +51,8 @@ import {
 } from '@countersign/core';
 import { newId, sha256Hex } from '../ids.ts';
 import type { Principal } from '../engine/principal.ts';
-import type { Queries, RequestRow, Store } from '../store/store.ts';
-import { AuditWriter, SYSTEM_ACTOR, actorOf, draft as audit, type AuditActor, type AuditDraft } from '../audit/writer.ts';
+import type { Queries, Store } from '../store/store.ts';
+import { AuditWriter, SYSTEM_ACTOR, actorOf, draft as audit, type AuditDraft } from '../audit/writer.ts';
 import type { AgentPausesTable } from '../store/guard.ts';
 import { TimerSkip, deliveryRows, type TimerRow } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
@@ -69,8 +68,6 @@ const HOLD_CACHE_MS = 1_000;
 const DAY = 24 * 60 * MINUTE;
 
 type Operator = Extract<Principal, { kind: 'operator' }>;
-type Actor = AuditActor;
-
 export { guardOptionsFromEnv, type GuardOptions } from '../config.ts';
 import type { GuardOptions } from '../config.ts';
 import { agentRef, operatorRef } from '../engine/refs.ts';
