@@ -43,4 +43,9 @@ export const m023_retrain: Migration = {
       .execute();
     await db.schema.alterTable('screen_verdicts').addColumn('mac', 'text').execute();
   },
+  async down(db: Kysely<any>) {
+    await db.schema.alterTable('screen_verdicts').dropColumn('mac').execute();
+    await db.schema.dropTable('screen_retrain_attempts').execute();
+    await db.schema.dropTable('screen_models').execute();
+  },
 };
