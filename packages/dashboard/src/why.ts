@@ -71,7 +71,7 @@ export function cooldownSentence(c: CooldownInfo | null, now: number): string | 
 const RANK: Readonly<Record<string, number>> = { auditor: 0, reviewer: 1, lead: 2, manager: 3, director: 4, admin: 5 };
 const rank = (roles: readonly string[]) => Math.max(0, ...roles.map((r) => RANK[r] ?? 0));
 
-export type NotActionableCode = 'agent_paused' | 'aggregated' | 'own_request' | 'voted' | 'auditor' | 'cooldown' | 'velocity' | 'stage' | 'unknown';
+export type NotActionableCode = 'agent_paused' | 'agent_disabled' | 'aggregated' | 'own_request' | 'voted' | 'auditor' | 'cooldown' | 'velocity' | 'stage' | 'unknown';
 
 /**
  * Why the viewer cannot act on a pending request the server marked `actionable: false`, most
@@ -91,6 +91,7 @@ export interface NotActionable {
 /** The gate's refusal codes, as the card's causes. */
 const CODE_OF: Readonly<Record<string, NotActionableCode>> = {
   AGENT_PAUSED: 'agent_paused',
+  AGENT_DISABLED: 'agent_disabled',
   AGGREGATED: 'aggregated',
   SELF_REVIEW: 'own_request',
   ALREADY_REVIEWED: 'voted',
@@ -106,7 +107,7 @@ export function whyNotActionable(r: ApprovalRequest, viewer: Viewer, limits: Vie
   if (r.notActionable && !localCooldown) {
     const until = r.notActionable.retryAt ? ` This passes at ${clock(r.notActionable.retryAt, now)}.` : '';
     const code = CODE_OF[r.notActionable.code] ?? 'unknown';
-    const reject = ['cooldown', 'velocity', 'agent_paused', 'aggregated'].includes(code) ? ' You can still reject it.' : '';
+    const reject = ['cooldown', 'velocity', 'agent_paused', 'agent_disabled', 'aggregated'].includes(code) ? ' You can still reject it.' : '';
     const text = `${r.notActionable.message.replace(/\.$/, '')}.${until}${reject}`;
     return { code, text, short: text };
   }

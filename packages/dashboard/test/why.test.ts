@@ -63,6 +63,13 @@ describe('why a request is not actionable', () => {
     expect(whyNotActionable(request(), { ...rita, roles: ['auditor'] }, none, NOW).code).toBe('auditor');
   });
 
+  it("says an agent switched off is why, in the server's words, and that rejecting still works", () => {
+    const off = request({ notActionable: { code: 'AGENT_DISABLED', message: 'agent billing-bot is disabled (enabled: false)' } });
+    const why = whyNotActionable(off, rita, none, NOW);
+    expect(why.code).toBe('agent_disabled');
+    expect(why.text).toBe('agent billing-bot is disabled (enabled: false). You can still reject it.');
+  });
+
   it('names a velocity limit and an escalation that left the viewer behind', () => {
     const velocity = { allowed: false, reason: '10 in the last hour (limit 10)', resetAt: at(19, 30), riskLevels: ['high', 'critical'] };
     const escalated = request({ escalation: { level: 2, levels: 3, role: 'manager', dueAt: at(19, 0), extended: false, assignee: null, onFinalTimeout: 'reject' } });
