@@ -12,6 +12,7 @@ import { registerClientCommands } from '../src/cli/commands/index.ts';
 import { age, relative, safe, safeJson, safeMultiline, shortDuration, table, timeLeft } from '../src/cli/format.ts';
 import { ApiClient, idSegment } from '../src/cli/http-client.ts';
 import { approvalSeenHash, renderRequest, stillNeeds } from '../src/cli/commands/requests.ts';
+import { renderAgentConfig } from '../src/cli/commands/agents.ts';
 import { payloadHashOf } from '../src/engine/decisions.ts';
 import { payloadKey } from '@countersign/core';
 
@@ -321,5 +322,29 @@ describe('approve without --payload-hash (review finding 2)', () => {
 
   it('escapes agent text in the refusal', () => {
     expect(() => approvalSeenHash(view('rotate_keys', { scope: 'x\u202ey' }, null))).toThrow(/x\\u202ey/);
+  });
+});
+
+describe('agents config get', () => {
+  it('says which overlay values do not apply, and what each approved loosening was approved against', () => {
+    const out = renderAgentConfig({
+      agent: { id: 'agt_1', name: 'billing-bot' },
+      version: 3,
+      integrity: 'ok',
+      overlay: { limits: { perMinute: 600 }, enabled: true },
+      baselines: { 'limits.perMinute': 60 },
+      effective: [
+        { key: 'enabled', value: false, source: 'agent', from: 'agents.billing-bot.enabled', overlay: { value: true, applies: false } },
+        { key: 'limits.perMinute', value: 600, source: 'overlay', from: null, overlay: { value: 600, applies: true } },
+      ],
+      singleAdmin: false,
+    });
+    expect(out.split('\n')).toEqual([
+      'agent billing-bot (agt_1): overlay version 3',
+      "  enabled           false             agent (agents.billing-bot.enabled); the overlay's true does not apply (the file is as strict or stricter)",
+      '  limits.perMinute  600               overlay',
+      'approved loosenings (each applies while the policy file keeps the value it was approved against):',
+      "  limits.perMinute: approved against the file's 60",
+    ]);
   });
 });

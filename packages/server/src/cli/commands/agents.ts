@@ -17,12 +17,16 @@ interface Setting {
   value: unknown;
   source: string;
   from: string | null;
+  /** The overlay writes this key: its value, and whether it applies (false: the file is as strict or stricter). */
+  overlay?: { value: unknown; applies: boolean };
 }
 interface View {
   agent: { id: string; name: string };
   version: number;
   integrity: 'ok' | 'failed';
   overlay: Record<string, unknown>;
+  /** For each key the overlay loosens: the policy file's value it was approved against. */
+  baselines?: Record<string, unknown>;
   effective: Setting[];
   singleAdmin: boolean;
 }
@@ -37,9 +41,16 @@ interface PutResult {
 export function renderAgentConfig(v: View): string {
   const width = Math.max(...v.effective.map((s) => s.key.length));
   const lines = [`agent ${safe(v.agent.name)} (${safe(v.agent.id)}): overlay version ${v.version}${v.integrity === 'failed' ? ' — FAILS ITS INTEGRITY CHECK: its requests are refused until an admin sets it again' : ''}`];
+  const text = (x: unknown) => (x === null || x === undefined ? '-' : typeof x === 'string' ? x : JSON.stringify(x));
   for (const s of v.effective) {
-    const value = s.value === null ? '-' : typeof s.value === 'string' ? s.value : JSON.stringify(s.value);
-    lines.push(`  ${s.key.padEnd(width)}  ${safe(value).padEnd(16)}  ${s.source}${s.from ? ` (${safe(s.from)})` : ''}`);
+    // An overlay value the file outdoes (as strict or stricter) is written but does not apply: say so.
+    const idle = s.overlay && !s.overlay.applies ? `; the overlay's ${safe(text(s.overlay.value))} does not apply (the file is as strict or stricter)` : '';
+    lines.push(`  ${s.key.padEnd(width)}  ${safe(text(s.value)).padEnd(16)}  ${s.source}${s.from ? ` (${safe(s.from)})` : ''}${idle}`);
+  }
+  const baselines = Object.entries(v.baselines ?? {});
+  if (baselines.length > 0) {
+    lines.push('approved loosenings (each applies while the policy file keeps the value it was approved against):');
+    for (const [key, value] of baselines) lines.push(`  ${safe(key)}: approved against the file's ${safe(text(value))}`);
   }
   return lines.join('\n');
 }
