@@ -12,7 +12,7 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { CountersignError, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, type ApproverLimits, type CooldownConfig } from '@countersign/core';
+import { CountersignError, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, policyOverridesFrom, type ApproverLimits, type CooldownConfig, type PolicyOverride } from '@countersign/core';
 import { resolveAuditConfig, type AuditConfig } from './audit/config.ts';
 import { processEnvironment, type Environment } from './environment.ts';
 
@@ -105,6 +105,47 @@ export interface ServerConfig extends RuntimeConfig {
   readonly trustProxy: boolean;
   /** Bodies, connections, slow clients and waits (http/listener.ts, http/body-limit.ts, http/wait-slots.ts). */
   readonly transport: TransportConfig;
+  /** The JSON log stream (log.ts): COUNTERSIGN_LOG_LEVEL, and COUNTERSIGN_DEBUG=1 for a routing line per create. */
+  readonly logging: LoggingConfig;
+  /**
+   * Common policy settings from the environment (COUNTERSIGN_SLA_*, COUNTERSIGN_AUTOMATION_*,
+   * COUNTERSIGN_REQUIRE_APPROVAL; core policy/env.ts), over the policy file and under an agent's own settings.
+   */
+  readonly policyOverrides: readonly PolicyOverride[];
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface LoggingConfig {
+  /** COUNTERSIGN_LOG_LEVEL (default info); COUNTERSIGN_DEBUG=1 without a level means debug. */
+  readonly level: LogLevel;
+  /** COUNTERSIGN_DEBUG=1: one `routed` debug line per create (route, risk, rule names, automation, ids). */
+  readonly debug: boolean;
+}
+
+export function resolveLoggingConfig(env: Environment = processEnvironment()): LoggingConfig {
+  const debugValue = (env.COUNTERSIGN_DEBUG ?? '').trim().toLowerCase();
+  if (!['', '0', '1', 'true', 'false'].includes(debugValue)) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_DEBUG must be 1 or 0 (got "${env.COUNTERSIGN_DEBUG}")`, { field: 'COUNTERSIGN_DEBUG' });
+  }
+  const debug = debugValue === '1' || debugValue === 'true';
+  const levelValue = (env.COUNTERSIGN_LOG_LEVEL ?? '').trim().toLowerCase();
+  if (levelValue !== '' && !(LOG_LEVELS as readonly string[]).includes(levelValue)) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${env.COUNTERSIGN_LOG_LEVEL}")`, { field: 'COUNTERSIGN_LOG_LEVEL' });
+  }
+  const level = (levelValue || (debug ? 'debug' : 'info')) as LogLevel;
+  return Object.freeze({ level, debug });
+}
+
+/** The policy settings the environment sets, each validated like the file's key; a bad one is refused naming its variable. */
+export function resolvePolicyOverrides(env: Environment = processEnvironment()): readonly PolicyOverride[] {
+  const { overrides, errors } = policyOverridesFrom(env);
+  const first = errors[0];
+  if (first) {
+    throw new CountersignError('VALIDATION_FAILED', errors.map((e) => e.message).join('; '), { field: first.variable });
+  }
+  return Object.freeze(overrides);
 }
 
 /**
@@ -271,6 +312,8 @@ export function resolveServerConfig(
     sessionSecret: env.COUNTERSIGN_SESSION_SECRET || undefined,
     trustProxy: ['1', 'true', 'yes'].includes((env.COUNTERSIGN_TRUST_PROXY ?? '').toLowerCase()),
     transport: resolveTransportConfig(flags, env, file),
+    logging: resolveLoggingConfig(env),
+    policyOverrides: resolvePolicyOverrides(env),
   });
 }
 

@@ -38,8 +38,8 @@ export interface PolicySource {
 export interface RuntimeOptions {
   /** The policy to activate at start. */
   policy: PolicySource;
-  /** Background errors (scheduler, checkpoints); never thrown. */
-  log?: ((line: string) => void) | undefined;
+  /** Background errors (scheduler, checkpoints) and notices; never thrown. `level` is error unless given (`serve` routes these to its JSON logger, log.ts). */
+  log?: ((line: string, level?: 'debug' | 'info' | 'warn' | 'error') => void) | undefined;
   /** Metric hooks (`serve` counts deliveries and escalations for Prometheus; embedded mode has no /metrics). */
   metrics?: {
     onDelivery?: (channel: string, result: 'delivered' | 'retrying' | 'gave_up' | 'failed') => void;
@@ -150,7 +150,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
       // The screening model: re-read what another server adopted, and retrain when screening.retrain.every is due.
       engine.screenModels.start({
         onError: (err) => log(`countersign: screening retrain: ${(err as Error).message}`),
-        onOutcome: (o) => log(`countersign: screening retrain ${o.outcome}: ${o.reason}`),
+        onOutcome: (o) => log(`countersign: screening retrain ${o.outcome}: ${o.reason}`, 'info'),
       });
     },
     stop,
@@ -163,14 +163,14 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   };
 }
 
-async function legacyOrOwnKey(audit: AuditConfig, connection: Connection, log: (line: string) => void): Promise<AuditKey> {
+async function legacyOrOwnKey(audit: AuditConfig, connection: Connection, log: (line: string, level?: 'warn') => void): Promise<AuditKey> {
   const legacy = loadOrCreateAuditKey(audit.legacyKeyPath!);
   // A throwaway store on the runtime's connection: its integrator is stopped at once (the
   // connection is the engine's, so it is not closed here).
   const store = new Store(connection, undefined, { pollMs: 3_600_000 });
   const latest = await store.trail.latestCheckpoint().finally(() => store.integrator.stop());
   if (latest?.keyId === legacy.keyId) {
-    log(`countersign: this database's trail is signed by ${audit.legacyKeyPath}, the key file PostgreSQL installations used to share; move it to ${audit.keyPath} (or set COUNTERSIGN_AUDIT_KEY_PATH) so no other installation picks it up`);
+    log(`countersign: this database's trail is signed by ${audit.legacyKeyPath}, the key file PostgreSQL installations used to share; move it to ${audit.keyPath} (or set COUNTERSIGN_AUDIT_KEY_PATH) so no other installation picks it up`, 'warn');
     return legacy;
   }
   return loadOrCreateAuditKey(audit.keyPath!);

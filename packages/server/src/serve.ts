@@ -5,12 +5,13 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import type { ServerType } from '@hono/node-server';
-import { DEFAULT_POLICY_YAML } from '@countersign/core';
+import { DEFAULT_POLICY_YAML, applyPolicyOverrides, type ApprovalRequest } from '@countersign/core';
 import type { ServerConfig } from './config.ts';
 import type { Engine } from './engine/engine.ts';
 import { recordDelivery, recordEscalation } from './http/metrics.ts';
 import { createApp } from './http/app.ts';
 import { startListener } from './http/listener.ts';
+import { createLogger, lineLogger, routingFields, type LineLevel, type ServerLogger } from './log.ts';
 import { openRuntime, type PolicySource } from './runtime.ts';
 
 export interface RunningServer {
@@ -18,6 +19,8 @@ export interface RunningServer {
   url: string;
   port: number;
   bootstrap: Awaited<ReturnType<Engine['bootstrap']>>;
+  /** Where this server's log lines go (the JSON logger unless the caller passed its own `log`). */
+  log: (line: string, level?: LineLevel) => void;
   /** Re-reads the policy file (SIGHUP). A refusal carries every wrong key, as at startup. */
   reloadPolicy(): Promise<{ ok: boolean; message: string; details?: unknown }>;
   close(): Promise<void>;
@@ -25,18 +28,32 @@ export interface RunningServer {
 
 /**
  * The policy to activate: the file named at start, else `./countersign.yaml` of the start
- * directory once it exists (so a reload picks up a file created after start), else the default.
+ * directory once it exists (so a reload picks up a file created after start), else the default;
+ * with the policy settings the environment sets written over it (config.ts `policyOverrides`),
+ * so the stored version is the policy that runs.
  */
-export function readPolicySource(config: Pick<ServerConfig, 'policyPath'> & Partial<Pick<ServerConfig, 'policyFallback'>>): PolicySource {
+export function readPolicySource(config: Pick<ServerConfig, 'policyPath'> & Partial<Pick<ServerConfig, 'policyFallback' | 'policyOverrides'>>): PolicySource {
   const path = config.policyPath ?? (config.policyFallback && existsSync(config.policyFallback) ? config.policyFallback : null);
-  if (path === null) return { text: DEFAULT_POLICY_YAML, source: 'built-in default' };
-  return { text: readFileSync(path, 'utf8'), source: path };
+  const file = path === null ? { text: DEFAULT_POLICY_YAML, source: 'built-in default' } : { text: readFileSync(path, 'utf8'), source: path };
+  const overrides = config.policyOverrides ?? [];
+  if (overrides.length === 0) return file;
+  return { text: applyPolicyOverrides(file.text, overrides), source: `${file.source} + env ${overrides.map((o) => o.variable).join(', ')}` };
 }
 
-export async function startServer(config: ServerConfig, log: (line: string) => void = console.log): Promise<RunningServer> {
+/**
+ * `log`: a function for the server's log lines (tests pass their own), or the JSON logger;
+ * default a logger made from `config.logging` (log.ts), writing to stdout.
+ */
+export async function startServer(config: ServerConfig, log?: ((line: string, level?: LineLevel) => void) | ServerLogger): Promise<RunningServer> {
+  const logger: ServerLogger | undefined = typeof log === 'function' ? undefined : (log ?? createLogger(config.logging));
+  const line = logger ? lineLogger(logger) : (log as (line: string, level?: LineLevel) => void);
+  // COUNTERSIGN_DEBUG=1: one line per create saying why it went where it went, ids only (log.ts routingFields).
+  const routed = config.logging.debug
+    ? (request: ApprovalRequest) => (logger ? logger.debug(routingFields(request), 'routed') : line(`routed ${JSON.stringify(routingFields(request))}`, 'debug'))
+    : undefined;
   const runtime = await openRuntime(config, {
     policy: readPolicySource(config),
-    log,
+    log: line,
     metrics: { onDelivery: recordDelivery, onEscalated: () => recordEscalation('sla_timeout') },
   });
   const { engine, channels } = runtime;
@@ -48,6 +65,8 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
     session: { secret: config.sessionSecret, trustProxy: config.trustProxy },
     maxBodyBytes: transport.maxBodyBytes,
     waits: { perPrincipal: transport.waitsPerPrincipal, total: transport.waitsTotal },
+    log: line,
+    ...(routed ? { onCreated: routed } : {}),
   });
 
   let server: ServerType;
@@ -67,6 +86,7 @@ export async function startServer(config: ServerConfig, log: (line: string) => v
     url,
     port,
     bootstrap,
+    log: line,
     async reloadPolicy() {
       try {
         const { text, source } = readPolicySource(config);

@@ -77,3 +77,13 @@ export {
   type ReplayRoute,
   type ReviewLoad,
 } from './replay-report.ts';
+export {
+  POLICY_ENV_SETTINGS,
+  applyPolicyOverrides,
+  policyOverridesFrom,
+  policyValueSource,
+  type PolicyEnvError,
+  type PolicyEnvSetting,
+  type PolicyOverride,
+  type PolicyValueSource,
+} from './env.ts';

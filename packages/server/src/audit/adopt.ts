@@ -143,7 +143,7 @@ export async function trustCurrent(flags: {
  * signer keeps refusing, and the log says why). A deployment installed with the state file has
  * no mark, and a mark is removed when used, so deleting the state file later stays a refusal.
  */
-export async function adoptOnUpgrade(engine: Engine, options: { witnessDir: string | null; log: (line: string) => void }): Promise<SignedCheckpoint | null> {
+export async function adoptOnUpgrade(engine: Engine, options: { witnessDir: string | null; log: (line: string, level?: 'info' | 'warn') => void }): Promise<SignedCheckpoint | null> {
   const { log } = options;
   const mark = await engine.store.trail.upgradeMark();
   if (!mark) return null;
@@ -155,7 +155,7 @@ export async function adoptOnUpgrade(engine: Engine, options: { witnessDir: stri
   }
   if (present) {
     await engine.store.trail.consumeUpgradeMark();
-    log('countersign: audit signer: the upgrade mark is settled (a state file is already present)');
+    log('countersign: audit signer: the upgrade mark is settled (a state file is already present)', 'info');
     return null;
   }
   const earlier = await engine.store.listAudit({ type: 'audit_state_adopted', limit: 1 });
@@ -196,7 +196,7 @@ export async function adoptOnUpgrade(engine: Engine, options: { witnessDir: stri
         ),
       ]);
     });
-    log(`countersign: audit signer: upgrade: adopted the checkpoint of size ${cp.treeSize} as the signer's state (${engine.trail.signer.state.where}) after verifying ${entriesVerified} entries${pinned > 0 ? ` against ${pinned} witness notes` : ''}`);
+    log(`countersign: audit signer: upgrade: adopted the checkpoint of size ${cp.treeSize} as the signer's state (${engine.trail.signer.state.where}) after verifying ${entriesVerified} entries${pinned > 0 ? ` against ${pinned} witness notes` : ''}`, 'warn');
     return cp;
   } catch (err) {
     log(`countersign: audit signer: NOT adopting on upgrade, the signer keeps refusing: ${(err as Error).message}`);

@@ -40,6 +40,8 @@ export interface AppOptions {
   /** Seconds between SSE keep-alive comments. */
   heartbeatSeconds?: number;
   log?: (message: string) => void;
+  /** Called once for each request created (not for an idempotent replay): `serve`'s COUNTERSIGN_DEBUG routing line (log.ts). */
+  onCreated?: ((request: ApprovalRequest) => void) | undefined;
   /** Dashboard sign-in (session cookies); see session.ts. */
   session?: SessionOptions;
   /** Where the built dashboard is; default packages/dashboard/dist. */
@@ -117,6 +119,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
 
   app.openapi(routes.createRequestRoute, async (c) => {
     const { request, replayed } = await engine.createRequest(c.get('principal'), c.req.valid('json'));
+    if (!replayed) options.onCreated?.(request);
     return c.json(request, replayed ? 200 : 201);
   });
 

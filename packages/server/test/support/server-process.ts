@@ -14,6 +14,8 @@ export interface ServerProcess {
   bootstrap: { adminToken: string; agentKey: string } | null;
   child: ChildProcess;
   stderr: () => string;
+  /** Everything the server printed on stdout so far: the startup line and the JSON log lines. */
+  stdout: () => string;
   /** SIGKILL: no shutdown hooks run. */
   kill(): Promise<void>;
   stop(): Promise<void>;
@@ -46,8 +48,17 @@ export async function startServerProcess(databaseUrl: string, env: Record<string
   let errors = '';
   child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
   const lines = createInterface({ input: child.stdout! });
+  // The startup line (--json) is the first with a `url`; JSON log lines (log.ts) may come before it.
+  let output = '';
+  const startup = new Promise<string>((ok) => {
+    lines.on('line', (line: string) => {
+      output += `${line}\n`;
+      if (!line.startsWith('{"url"')) return;
+      ok(line);
+    });
+  });
   const first = await Promise.race([
-    once(lines, 'line').then(([line]) => line as string),
+    startup,
     once(child, 'exit').then(([code]) => {
       throw new Error(`server exited with ${code}: ${errors}`);
     }),
@@ -59,6 +70,7 @@ export async function startServerProcess(databaseUrl: string, env: Record<string
     bootstrap: info.bootstrap,
     child,
     stderr: () => errors,
+    stdout: () => output,
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;

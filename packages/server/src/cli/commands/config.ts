@@ -45,8 +45,10 @@ export function registerConfigCommand(program: Command): void {
     program
       .command('config')
       .description('show the client configuration (URL, token set?) and, if reachable, server health and active policy')
-      .option('--check', 'exit 1 when the server is unreachable, unhealthy or refuses the token'),
-  ).action(async (flags: CommonFlags & { check?: boolean }) => {
+      .option('--check', 'exit 1 when the server is unreachable, unhealthy or refuses the token')
+      .option('--effective', 'show the settings `countersign serve` would run with here (log level, policy settings the environment sets) and where each comes from'),
+  ).action(async (flags: CommonFlags & { check?: boolean; effective?: boolean }) => {
+    if (flags.effective) return printEffective(flags.json === true);
     const client = clientFrom(flags);
     const health = await attempt(() => client.get<Health>('/healthz', {}, { auth: false }));
     const reachable = health.ok || health.error.code !== 'NETWORK_ERROR';
@@ -99,4 +101,20 @@ export function registerConfigCommand(program: Command): void {
       if (me && !me.ok) throw me.error;
     }
   });
+}
+
+/** `--effective`: computed here, with the server's own config pipeline (loaded only now: it is the server stack). */
+async function printEffective(json: boolean): Promise<void> {
+  const [{ effectiveSettings }, { processEnvironment }] = await Promise.all([import('../../effective.ts'), import('../../environment.ts')]);
+  const effective = effectiveSettings(processEnvironment(), process.cwd());
+  if (json) {
+    printJson(effective);
+    return;
+  }
+  print(`policy: ${safe(effective.policySource)}`);
+  const width = Math.max(...effective.rows.map((r) => r.key.length));
+  for (const row of effective.rows) {
+    const value = Array.isArray(row.value) ? (row.value.length === 0 ? '[]' : row.value.join(', ')) : String(row.value);
+    print(`  ${row.key.padEnd(width)}  ${safe(value)}  (${row.source}${row.source === 'env' ? `: ${row.variable}` : `; env ${row.variable}`})`);
+  }
 }

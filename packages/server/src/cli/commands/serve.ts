@@ -21,6 +21,8 @@ export function registerServe(program: Command): void {
       // Loaded here so client commands do not pay for the server stack (or the domain) at start-up.
       const [{ resolveServerConfig }, { startServer }] = await Promise.all([import('../../config.ts'), import('../../serve.ts')]);
       const config = resolveServerConfig(flags);
+      // Log lines are JSON on stdout (log.ts, COUNTERSIGN_LOG_LEVEL); the startup summary and the
+      // first-start banner below stay as they were, printed apart from that stream.
       const server = await startServer(config);
       const { engine, url } = server;
       const bootstrap = printable(server.bootstrap);
@@ -30,7 +32,7 @@ export function registerServe(program: Command): void {
       const stop = (signal: string) => {
         if (stopping) return;
         stopping = true;
-        console.error(`countersign: ${signal}, shutting down`);
+        server.log(`${signal}, shutting down`, 'info');
         server.close().then(
           () => process.exit(0),
           () => process.exit(1),
@@ -39,7 +41,7 @@ export function registerServe(program: Command): void {
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => {
-        void server.reloadPolicy().then((r) => console.error(`countersign: ${r.message}${errorDetailLines(r.details)}`));
+        void server.reloadPolicy().then((r) => server.log(`${r.message}${errorDetailLines(r.details)}`, r.ok ? 'info' : 'error'));
       });
       const policy = engine.policy;
       if (flags.json) {
