@@ -161,11 +161,16 @@ describe('policy reload on SIGHUP (point 9)', () => {
 
     writeFileSync(join(dir, 'countersign.yaml'), GOOD);
     process.kill(pid, 'SIGHUP');
-    expect(await server.err(/policy v\d+ active/)).toContain(`active (${join(dir, 'countersign.yaml')})`);
+    // Log lines are JSON on stdout (log.ts); the message is the sentence it always was.
+    const active = JSON.parse(await server.line(/policy v\d+ active/)) as { level: string; msg: string };
+    expect(active).toMatchObject({ level: 'info' });
+    expect(active.msg).toContain(`active (${join(dir, 'countersign.yaml')})`);
 
     writeFileSync(join(dir, 'countersign.yaml'), TYPOS);
     process.kill(pid, 'SIGHUP');
-    const log = await server.err(/reload refused[\s\S]*automaton/);
+    const refused = JSON.parse(await server.line(/reload refused.*automaton/)) as { level: string; msg: string };
+    expect(refused.level).toBe('error');
+    const log = refused.msg;
     expect(log).toMatch(/levls: unknown key \(did you mean "levels"\?\)/);
     expect(log).toMatch(/automaton: unknown key \(did you mean "automation"\?\)/);
     expect(alive(pid)).toBe(true); // still serving, on the last good policy
@@ -180,7 +185,7 @@ describe('policy reload on SIGHUP (point 9)', () => {
     // `exec`: the server is npm's own child, no shell in between, so the pid printed is the one to signal.
     expect(pid).not.toBe(npm.child.pid);
     process.kill(pid, 'SIGHUP');
-    await npm.err(/policy v\d+ active/);
+    await npm.line(/policy v\d+ active/);
     expect(alive(pid)).toBe(true);
 
     npm.child.kill('SIGHUP');
