@@ -12,6 +12,8 @@ import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveLoggingConfig, resolvePolicyOverrides } from '../src/config.ts';
 import { createLogger, routingFields } from '../src/log.ts';
+import { readPolicySource } from '../src/serve.ts';
+import { parsePolicy } from '@countersign/core';
 import { api, runCli, startServerProcess, type ServerProcess } from './support/server-process.ts';
 
 const dirs: string[] = [];
@@ -172,6 +174,28 @@ describe('policy settings from the environment', () => {
     expect(resolvePolicyOverrides({ COUNTERSIGN_REQUIRE_APPROVAL: 'none' })).toEqual([{ variable: 'COUNTERSIGN_REQUIRE_APPROVAL', path: ['requireApproval'], value: [] }]);
     expect(() => resolvePolicyOverrides({ COUNTERSIGN_AUTOMATION_SUPERVISED: '1.5' })).toThrow(/COUNTERSIGN_AUTOMATION_SUPERVISED \(policy automation\.supervised\)/);
     expect(() => resolvePolicyOverrides({ COUNTERSIGN_REQUIRE_APPROVAL: 'ok, not ok!' })).toThrow(/COUNTERSIGN_REQUIRE_APPROVAL/);
+  });
+
+  it('a value cannot smuggle policy text in: it is checked, then written as a YAML value, not spliced', () => {
+    expect(() => resolvePolicyOverrides({ COUNTERSIGN_SLA_HIGH: '5m\nrules: []' })).toThrow(/COUNTERSIGN_SLA_HIGH/);
+    expect(() => resolvePolicyOverrides({ COUNTERSIGN_REQUIRE_APPROVAL: 'a]\nautomation: { full: 0 }' })).toThrow(/COUNTERSIGN_REQUIRE_APPROVAL/);
+    expect(() => resolvePolicyOverrides({ COUNTERSIGN_AUTOMATION_FULL: '0.9 # comment' })).toThrow(/COUNTERSIGN_AUTOMATION_FULL/);
+  });
+
+  it('are written over the file the server reads (startup and every SIGHUP), keeping the file\'s other keys', () => {
+    const dir = tmp();
+    const path = join(dir, 'p.yaml');
+    writeFileSync(path, '# mine\nlevels:\n  high: { sla: 20m }  # twenty\n  low: { sla: 2h }\n');
+    const source = readPolicySource({ policyPath: path, policyOverrides: resolvePolicyOverrides({ COUNTERSIGN_SLA_HIGH: '7m', COUNTERSIGN_REQUIRE_APPROVAL: 'send_alert' }) });
+    expect(source.source).toBe(`${path} + env COUNTERSIGN_SLA_HIGH, COUNTERSIGN_REQUIRE_APPROVAL`);
+    const parsed = parsePolicy(source.text);
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    expect(parsed.policy.levels.high.slaMs).toBe(7 * 60_000);
+    expect(parsed.policy.levels.low.slaMs).toBe(2 * 3_600_000);
+    expect(parsed.policy.requireApproval).toEqual(['send_alert']);
+    expect(source.text).toContain('# mine');
+    // No overrides: the file exactly as written.
+    expect(readPolicySource({ policyPath: path, policyOverrides: [] }).text).toBe('# mine\nlevels:\n  high: { sla: 20m }  # twenty\n  low: { sla: 2h }\n');
   });
 
   it('defaults < file < environment < the agent API overlay, on a real server; config --effective says where each came from', async () => {
