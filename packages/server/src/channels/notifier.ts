@@ -21,7 +21,11 @@ export interface NotifierOptions {
 }
 
 function detailOf(event: string, data: Record<string, unknown>): string | null {
-  if (event === 'escalated') return `No decision in time: escalated from level ${String(data['from'])} to level ${String(data['to'])}${data['role'] ? ` (${String(data['role'])})` : ''}.`;
+  if (event === 'escalated') {
+    const move = `from level ${String(data['from'])} to level ${String(data['to'])}${data['role'] ? ` (${String(data['role'])})` : ''}`;
+    if (data['reason'] === 'manual') return `Escalated now by ${String(data['by'] ?? '?')}, ${move}: ${String(data['text'] ?? '')}`;
+    return `No decision in time: escalated ${move}.`;
+  }
   if (event === 'reassigned') {
     const to = data['to'] as { operator?: string; group?: string } | undefined;
     return `Reassigned to ${to?.operator !== undefined ? `operator ${to.operator}` : `group ${to?.group ?? '?'}`}: ${String(data['reason'] ?? '')}`;
