@@ -1450,7 +1450,10 @@ export class Engine {
    * the second finds the level moved on.
    */
   async escalate(by: Principal, id: string, body: { reason: string; fromLevel?: number | undefined }): Promise<ApprovalRequest> {
-    const request = await this.manage(by, id, async (_tx, _current, escalation, at) => {
+    const request = await this.manage(by, id, async (tx, _current, escalation, at) => {
+      // A parked member's own chain stopped when it joined an aggregate review, which has its own (as fireTimer).
+      const aggregated = await this.guard.aggregateOf(id, tx);
+      if (aggregated) throw new CountersignError('AGGREGATED', 'this request is decided in its aggregate review: escalate that instead', { aggregateId: aggregated.id, collectingUntil: aggregated.collectingUntil });
       const up = escalateNow(escalation, body.reason, at, body.fromLevel);
       const operator = by.kind === 'operator' ? by.name : '';
       const data = { from: up.from, to: up.to, role: up.role, dueAt: new Date(up.state.dueAt).toISOString(), notify: up.notify, reason: 'manual', by: operator, text: body.reason };
