@@ -8,9 +8,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ApprovalRequest } from '@countersign/core';
+import { DEFAULT_POLICY_YAML, type ApprovalRequest } from '@countersign/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveServerConfig } from '../src/config.ts';
+import { Engine } from '../src/engine/engine.ts';
+import { connect } from '../src/store/connect.ts';
+import { TEST_SERVER_SECRET } from './support/engine.ts';
 import { startServer, type RunningServer } from '../src/serve.ts';
 import { webhookReceiver, type StandIn } from './support/channel-standins.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
@@ -237,5 +240,36 @@ describe.each(ENGINES)('escalate now ($name)', ({ make }) => {
     const entry = await until('the timeout escalation', async () => (await audit(r.id)).find((e) => e.type === 'escalated'));
     expect(entry).toMatchObject({ actor: { type: 'system' }, data: { from: 1, to: 2, reason: 'sla_timeout' } });
     await until('the sla_timeout metric', async () => ((await escalations(server.url, 'sla_timeout')) === metric + 1 ? true : undefined));
+  });
+});
+
+describe.each(ENGINES)('escalate now: a proposer cannot move their own four-eyes request ($name)', ({ make }) => {
+  it('SELF_REVIEW, and the request stays where it was', async () => {
+    const database = make();
+    const engine = await Engine.open({ connection: await connect(database.url), serverSecret: TEST_SERVER_SECRET });
+    try {
+      await engine.activatePolicy(DEFAULT_POLICY_YAML.replace('agents: {}', 'agents:\n  billing-bot: {}\n'), 'test');
+      const root = (await engine.authenticate((await engine.bootstrap())!.adminToken))!;
+      await engine.createAgentKey(root, 'billing-bot');
+      const independent = async (who: string) => {
+        const made = (await engine.authenticate((await engine.createOperator(root, { name: who, roles: ['admin'] })).token))!;
+        return (await engine.authenticate((await engine.credentials.rotateToken(made, 'me')).token))!;
+      };
+      const bob = await independent('bob');
+      const carol = await independent('carol');
+      await engine.agentConfigs.put(root, 'billing-bot', { enabled: false });
+      const proposed = (await engine.agentConfigs.put(bob, 'billing-bot', { enabled: true })) as { status: string; requestId: string };
+      expect(proposed.status).toBe('pending_approval');
+      const before = await engine.getRequest(root, proposed.requestId);
+      await expect(engine.escalate(bob, proposed.requestId, { reason: 'carol is away' })).rejects.toMatchObject({ code: 'SELF_REVIEW' });
+      const after = await engine.getRequest(root, proposed.requestId);
+      expect(after.escalation).toEqual(before.escalation);
+      expect(after.status).toBe('pending');
+      // The admin who may sign it may move it on.
+      expect((await engine.escalate(carol, proposed.requestId, { reason: 'needs a director' })).escalation).toMatchObject({ level: before.escalation!.level + 1 });
+    } finally {
+      await engine.close();
+      await database.drop();
+    }
   });
 });
