@@ -128,6 +128,7 @@ describe.each(ENGINES)('escalate now ($name)', ({ make }) => {
       hook.received.find((h) => h.body.includes(r.id) && h.body.includes('countersign.request.escalated')),
     );
     expect(received.body).toContain('Escalated now by rita, from level 1 to level 2 (manager): prod host, needs a manager now');
+    expect(received.body).toContain('Escalated by a reviewer: approval needed: isolate_host');
   });
 
   it('is refused at the last level with a clear error, and never decides the request', async () => {

@@ -71,10 +71,12 @@ export class Notifier {
       .filter((d) => d.response !== null)
       .reverse()
       .map((d) => JSON.parse(d.response as string) as unknown);
+    const data = JSON.parse(delivery.data) as Record<string, unknown>;
     const notification = renderNotification(request, delivery.event as NotificationEvent, {
       reviewBase: this.options.reviewBase,
       now: this.engine.clock(),
-      detail: detailOf(delivery.event, JSON.parse(delivery.data) as Record<string, unknown>),
+      detail: detailOf(delivery.event, data),
+      manual: data['reason'] === 'manual',
     });
     await this.attempt(timer.id, delivery, channel, config, (signal) => channel.send({ id: delivery.id, attempt: delivery.attempts + 1, notification, previous }, signal));
   };
