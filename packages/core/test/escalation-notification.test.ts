@@ -51,6 +51,8 @@ describe('renderNotification: one model for every channel', () => {
   it('carries what a reviewer needs, with agent text collected, shortened and separated', () => {
     const n = renderNotification(request(), 'escalated', { reviewBase: 'https://cs.example.com/', now: NOW });
     expect(n.title).toBe('Escalated: approval overdue: isolate_host (high risk)');
+    expect(renderNotification(request(), 'escalated', { reviewBase: 'https://cs.example.com/', now: NOW, manual: true }).title).toBe('Escalated by a reviewer: approval needed: isolate_host (high risk)');
+    expect(renderNotification(request(), 'requested', { reviewBase: 'https://cs.example.com/', now: NOW, manual: true }).title).toBe('Approval needed: isolate_host (high risk)');
     expect(n).toMatchObject({ agent: 'soc-bot', confidence: 0.82, attack: ['T1071.001', 'T1059'], risk: { level: 'high' } });
     expect(n.sla).toEqual({ level: 2, levels: 3, role: 'manager', dueAt: new Date(NOW + 90_000).toISOString(), secondsLeft: 90 });
     expect(n.agentSupplied.description).toContain('<script>'); // kept verbatim here; each channel escapes it

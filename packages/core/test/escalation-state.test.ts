@@ -4,6 +4,7 @@ import { CountersignError } from '../src/errors.ts';
 import {
   channelsSoFar,
   eligibility,
+  escalateNow,
   escalationTimerAt,
   extend,
   maxExtensionMs,
@@ -177,6 +178,35 @@ describe('escalation: extend once, bounded, with a reason; reassign', () => {
     expect(codeOf(() => reassign(s, {}, 'x', 'alice', T0))).toBe('VALIDATION_FAILED');
     expect(codeOf(() => reassign(s, { operator: 'bob', group: 'g' }, 'x', 'alice', T0))).toBe('VALIDATION_FAILED');
     expect(codeOf(() => reassign(s, { operator: 'bob' }, '', 'alice', T0))).toBe('VALIDATION_FAILED');
+  });
+});
+
+describe('escalation: a reviewer escalates now, exactly as a timeout would', () => {
+  const s = startEscalation(CHAIN, assess(CHAIN), T0)!;
+
+  it('moves one level up with the same state a timeout gives, the deadline from now', () => {
+    const now = T0 + 700;
+    const up = escalateNow(s, 'needs a manager: production host', now);
+    expect(up).toEqual(onDue(s, CHAIN, now));
+    expect(up).toMatchObject({ from: 1, to: 2, role: 'manager', notify: ['hook', 'mail'] });
+    expect(up.state).toMatchObject({ level: 2, startLevel: 1, enteredAt: now, dueAt: now + 3000 });
+    expect(escalateNow(up.state, 'still stuck', now + 1, 2).to).toBe(3);
+  });
+
+  it('is refused at the last level (never decides), without a chain, and when the level moved on', () => {
+    const last = escalateNow(escalateNow(s, 'a', T0).state, 'b', T0).state;
+    expect(last.level).toBe(3);
+    expect(codeOf(() => escalateNow(last, 'more', T0))).toBe('ILLEGAL_TRANSITION');
+    const none = startEscalation(policy('levels: { high: { sla: 2s } }\nescalation: { levels: [] }\n'), assess(CHAIN), T0)!;
+    expect(none.level).toBe(0);
+    expect(codeOf(() => escalateNow(none, 'x', T0))).toBe('ILLEGAL_TRANSITION');
+    expect(codeOf(() => escalateNow(s, 'x', T0, 2))).toBe('ILLEGAL_TRANSITION');
+    expect(escalateNow(s, 'x', T0, 1).to).toBe(2);
+  });
+
+  it('needs a reason of one line, 1 to 500 characters', () => {
+    for (const bad of ['', '   ', 'two\nlines', 'cr\rhere', 'sep\u2028x', 'x'.repeat(501)]) expect(codeOf(() => escalateNow(s, bad, T0))).toBe('VALIDATION_FAILED');
+    expect(escalateNow(s, 'x'.repeat(500), T0).to).toBe(2);
   });
 });
 

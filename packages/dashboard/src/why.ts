@@ -300,9 +300,16 @@ export function describeEntry(e: AuditLeaf, now: number): EntryWords {
       const role = str(take('role'));
       const cause = take('cause');
       const operator = str(take('operator'));
+      // Why it moved: `sla_timeout` (the level's deadline) or `manual` (a reviewer, with `by` and their `text`).
+      const reason = take('reason');
       take('dueAt');
       const notify = take('notify');
-      summary = `Escalated${from !== null && to !== null ? ` from level ${from} to level ${to}` : ''}${role ? ` (${role})` : ''}${cause === 'cooldown' ? `, because ${operator ?? 'a reviewer'} is cooling down` : ''}`;
+      const why = cause === 'cooldown' ? `, because ${operator ?? 'a reviewer'} is cooling down` : reason === 'manual' ? ' by a reviewer' : reason === 'sla_timeout' ? ': no decision in time' : '';
+      summary = `Escalated${from !== null && to !== null ? ` from level ${from} to level ${to}` : ''}${role ? ` (${role})` : ''}${why}`;
+      if (reason === 'manual') {
+        take('by'); // the entry's actor
+        note('Reason', 'text');
+      }
       if (Array.isArray(notify) && notify.length > 0) notes.push({ label: 'Told', text: notify.map(String).join(', ') });
       break;
     }

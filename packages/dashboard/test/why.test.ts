@@ -112,6 +112,12 @@ describe('audit entries in words', () => {
     expect(describeEntry(leaf('escalated', { from: 1, to: 2, role: 'manager', cause: 'cooldown', operator: 'rita', dueAt: at(19, 0), notify: [] }), NOW).summary).toBe(
       'Escalated from level 1 to level 2 (manager), because rita is cooling down',
     );
+    const manual = describeEntry(leaf('escalated', { from: 1, to: 2, role: 'manager', reason: 'manual', by: 'rita', text: 'prod host', dueAt: at(19, 0), notify: ['hook'] }, { type: 'operator', id: 'op_1', name: 'rita' }), NOW);
+    expect(manual).toMatchObject({ summary: 'Escalated from level 1 to level 2 (manager) by a reviewer', showActor: true, notes: [{ label: 'Reason', text: 'prod host' }, { label: 'Told', text: 'hook' }], rest: null });
+    expect(describeEntry(leaf('escalated', { from: 2, to: 3, role: 'director', reason: 'sla_timeout', dueAt: at(19, 0), notify: [], lateMs: 0 }), NOW)).toMatchObject({
+      summary: 'Escalated from level 2 to level 3 (director): no decision in time',
+      showActor: false,
+    });
     const unknown = describeEntry(leaf('something_new', { reason: 'r', extra: 1 }), NOW);
     expect(unknown).toMatchObject({ summary: 'Something new', notes: [{ label: 'Reason', text: 'r' }], rest: { extra: 1 } });
   });

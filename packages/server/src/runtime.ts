@@ -23,7 +23,7 @@ import { trailPublisher } from './audit/publish.ts';
 import { Notifier } from './channels/notifier.ts';
 import { ChannelRegistry } from './channels/registry.ts';
 import type { RuntimeConfig } from './config.ts';
-import { Engine } from './engine/engine.ts';
+import { Engine, type EscalationCause } from './engine/engine.ts';
 import { serverPolicyChecks } from './policy-checks.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { connect, type Connection } from './store/connect.ts';
@@ -43,7 +43,8 @@ export interface RuntimeOptions {
   /** Metric hooks (`serve` counts deliveries and escalations for Prometheus; embedded mode has no /metrics). */
   metrics?: {
     onDelivery?: (channel: string, result: 'delivered' | 'retrying' | 'gave_up' | 'failed') => void;
-    onEscalated?: () => void;
+    /** Each committed escalation with its cause (`sla_timeout`, `manual`), told by the engine where it commits. */
+    onEscalated?: (reason: EscalationCause) => void;
   } | undefined;
 }
 
@@ -87,6 +88,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     log(`countersign: audit integration failed (retrying): ${message}`);
   };
   const engine = await Engine.open({ connection, auditKey, guard: config.guard, serverSecret, onStoreError });
+  if (options.metrics?.onEscalated) engine.onEscalated(options.metrics.onEscalated);
   for (const check of serverPolicyChecks(config.env)) engine.addPolicyCheck(check);
   engine.trail.setRedactedFields(config.audit.redactFields);
   // What the signer signs goes to the witnesses; what it refuses to sign, to every channel.
@@ -140,7 +142,6 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
         intervalMs: config.tickMs,
         leaseMs: config.timerLeaseMs,
         deliver: new Notifier(engine, channels, { reviewBase, ...(options.metrics?.onDelivery ? { onAttempt: options.metrics.onDelivery } : {}) }).deliver,
-        onEscalated: options.metrics?.onEscalated,
         onError: (err) => log(`countersign: scheduler: ${(err as Error).message}`),
       });
       scheduler.start();

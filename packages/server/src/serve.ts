@@ -54,7 +54,7 @@ export async function startServer(config: ServerConfig, log?: ((line: string, le
   const runtime = await openRuntime(config, {
     policy: readPolicySource(config),
     log: line,
-    metrics: { onDelivery: recordDelivery, onEscalated: () => recordEscalation('sla_timeout') },
+    metrics: { onDelivery: recordDelivery, onEscalated: recordEscalation },
   });
   const { engine, channels } = runtime;
   const bootstrap = await engine.bootstrap({ adminToken: config.adminToken, agentKey: config.agentKey });

@@ -103,6 +103,11 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     const card = (await call(rita, 'GET', `/v1/requests/${parked[0]}`)).json;
     expect(card.aggregate).toEqual({ id: null, collectingUntil: early.json.error.details.collectingUntil });
     expect(card.actionable).toBe(false); // the queue offers the aggregate, not its members
+    // Nor is a member escalated on its own: its chain stopped when it was parked (the aggregate review has its own).
+    const escalated = await call(rita, 'POST', `/v1/requests/${parked[0]}/escalate`, { reason: 'speed it up' });
+    expect(escalated.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: null, collectingUntil: expect.any(String) } });
+    expect(escalated.status).toBe(409);
+    expect((await engine.store.timers.requestTimers(parked[0]!)).filter((t) => t.kind === 'escalate')).toEqual([]);
     const queue = (await call(rita, 'GET', '/v1/requests?status=pending&limit=500')).json.items as any[];
     expect(queue.filter((r) => parked.includes(r.id)).map((r) => r.actionable)).toEqual(parked.map(() => false));
 

@@ -1,7 +1,9 @@
 /** Escalation, deadlines and notifications: what is due, what happens, what is said. Pure. */
 export {
+  MAX_ESCALATION_REASON,
   MAX_EXTENSION_MS,
   channelsFor,
+  escalateNow,
   channelsSoFar,
   escalationTimerAt,
   extend,

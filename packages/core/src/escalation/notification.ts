@@ -140,6 +140,8 @@ const TITLES: Record<NotificationEvent, string> = {
   decided: 'Decided',
 };
 
+const MANUAL_ESCALATION_TITLE = 'Escalated by a reviewer: approval needed';
+
 /**
  * `reviewBase` is the dashboard's address (e.g. `https://countersign.example.com`); `now` is
  * the rendering time, for "time left".
@@ -147,7 +149,8 @@ const TITLES: Record<NotificationEvent, string> = {
 export function renderNotification(
   request: ApprovalRequest,
   event: NotificationEvent,
-  options: { reviewBase: string; now: number; detail?: string | null },
+  /** `manual`: an `escalated` notice from a reviewer's escalation (`POST …/escalate`), not an overdue deadline. */
+  options: { reviewBase: string; now: number; detail?: string | null; manual?: boolean },
 ): Notification {
   const base = options.reviewBase.replace(/\/+$/, '');
   const reviewUrl = `${base}/#/requests/${encodeURIComponent(request.id)}`;
@@ -176,7 +179,7 @@ export function renderNotification(
   return {
     event,
     requestId: request.id,
-    title: `${event === 'decided' ? `${TITLES.decided} (${outcome})` : TITLES[event]}: ${request.action} (${request.assessment.riskLevel} risk)`,
+    title: `${event === 'decided' ? `${TITLES.decided} (${outcome})` : event === 'escalated' && options.manual ? MANUAL_ESCALATION_TITLE : TITLES[event]}: ${request.action} (${request.assessment.riskLevel} risk)`,
     action: request.action,
     agent: request.agentName,
     status: request.status,

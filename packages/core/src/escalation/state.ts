@@ -121,18 +121,8 @@ export type DueOutcome =
  * from `now`, so a restart never cascades a request through its whole chain at once.
  */
 export function onDue(state: EscalationState, activePolicy: Policy, now: number): DueOutcome {
-  const next = state.level + 1;
-  const step = state.plan.steps[next - 1];
-  if (state.level > 0 && step) {
-    return {
-      type: 'escalate',
-      from: state.level,
-      to: next,
-      role: step.role,
-      notify: step.notify,
-      state: { ...state, level: next, enteredAt: now, dueAt: now + step.ms },
-    };
-  }
+  const up = nextLevel(state, now);
+  if (up) return up;
   const last = roleAt(state);
   const where = state.level === 0 ? 'within its SLA' : `by the end of escalation level ${state.level}${last ? ` (${last})` : ''}`;
   const approve = state.plan.onFinalTimeout === 'approve' && activePolicy.escalation.onFinalTimeout === 'approve';
@@ -141,6 +131,46 @@ export function onDue(state: EscalationState, activePolicy: Policy, now: number)
       ? 'onFinalTimeout: approve was withdrawn by the active policy, so it expires'
       : `onFinalTimeout: ${approve ? 'approve' : 'reject'}`;
   return { type: 'final', outcome: approve ? 'approve' : 'reject', level: state.level, reason: `no decision ${where}; ${why}` };
+}
+
+/** The move up one level that a timeout and a reviewer's escalation share, or null at the end of the chain. */
+function nextLevel(state: EscalationState, now: number): Extract<DueOutcome, { type: 'escalate' }> | null {
+  const next = state.level + 1;
+  const step = state.plan.steps[next - 1];
+  if (state.level === 0 || !step) return null;
+  return { type: 'escalate', from: state.level, to: next, role: step.role, notify: step.notify, state: { ...state, level: next, enteredAt: now, dueAt: now + step.ms } };
+}
+
+/** Longest reason a reviewer may give for escalating now. */
+export const MAX_ESCALATION_REASON = 500;
+
+/**
+ * A reviewer escalates now: the same move up one level as a timeout (`onDue`), with the next
+ * level's deadline from `now`. It never decides the request: at the last level (or without a
+ * chain) it is refused. `fromLevel`, when given, is the level the reviewer saw: if the request
+ * has moved on since (a timeout, another reviewer), it is refused, so two escalations made at
+ * once move one level. Who may do this is the caller's check (the gate's eligibility now).
+ */
+export function escalateNow(state: EscalationState, reason: string, now: number, fromLevel?: number): Extract<DueOutcome, { type: 'escalate' }> {
+  if (reason.trim() === '' || reason.length > MAX_ESCALATION_REASON || /[\r\n\u2028\u2029]/.test(reason)) {
+    throw new CountersignError('VALIDATION_FAILED', `an escalation needs a reason: one line of 1 to ${MAX_ESCALATION_REASON} characters`, { field: 'reason' });
+  }
+  if (fromLevel !== undefined && fromLevel !== state.level) {
+    throw new CountersignError('ILLEGAL_TRANSITION', `the request is at escalation level ${state.level} now, not ${fromLevel}: it has already moved on`, {
+      reason: 'level_changed',
+      level: state.level,
+    });
+  }
+  const up = nextLevel(state, now);
+  if (!up) {
+    const last = state.level === 0 ? 'it has no escalation chain' : `level ${state.level} of ${state.plan.steps.length} is the last`;
+    throw new CountersignError('ILLEGAL_TRANSITION', `cannot escalate: ${last}; decide it, extend it or reassign it`, {
+      reason: 'last_level',
+      level: state.level,
+      levels: state.plan.steps.length,
+    });
+  }
+  return up;
 }
 
 /**

@@ -21,7 +21,11 @@ export interface NotifierOptions {
 }
 
 function detailOf(event: string, data: Record<string, unknown>): string | null {
-  if (event === 'escalated') return `No decision in time: escalated from level ${String(data['from'])} to level ${String(data['to'])}${data['role'] ? ` (${String(data['role'])})` : ''}.`;
+  if (event === 'escalated') {
+    const move = `from level ${String(data['from'])} to level ${String(data['to'])}${data['role'] ? ` (${String(data['role'])})` : ''}`;
+    if (data['reason'] === 'manual') return `Escalated now by ${String(data['by'] ?? '?')}, ${move}: ${String(data['text'] ?? '')}`;
+    return `No decision in time: escalated ${move}.`;
+  }
   if (event === 'reassigned') {
     const to = data['to'] as { operator?: string; group?: string } | undefined;
     return `Reassigned to ${to?.operator !== undefined ? `operator ${to.operator}` : `group ${to?.group ?? '?'}`}: ${String(data['reason'] ?? '')}`;
@@ -67,10 +71,12 @@ export class Notifier {
       .filter((d) => d.response !== null)
       .reverse()
       .map((d) => JSON.parse(d.response as string) as unknown);
+    const data = JSON.parse(delivery.data) as Record<string, unknown>;
     const notification = renderNotification(request, delivery.event as NotificationEvent, {
       reviewBase: this.options.reviewBase,
       now: this.engine.clock(),
-      detail: detailOf(delivery.event, JSON.parse(delivery.data) as Record<string, unknown>),
+      detail: detailOf(delivery.event, data),
+      manual: data['reason'] === 'manual',
     });
     await this.attempt(timer.id, delivery, channel, config, (signal) => channel.send({ id: delivery.id, attempt: delivery.attempts + 1, notification, previous }, signal));
   };

@@ -84,6 +84,7 @@ import {
   extend as extendEscalation,
   onDue,
   reassign as reassignEscalation,
+  escalateNow,
   startEscalation,
   type EscalationState,
   type PolicyError,
@@ -171,6 +172,9 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
   if (!match) throw new CountersignError('VALIDATION_FAILED', 'cursor is not one this server issued', { field: 'cursor' });
   return { createdAt: Number(match[1]), id: match[2] as string };
 }
+
+/** Why a request moved up a level: its level's deadline passed, or a reviewer escalated it. */
+export type EscalationCause = 'sla_timeout' | 'manual';
 
 export class Engine {
   readonly wakeups = new Wakeups();
@@ -1164,7 +1168,7 @@ export class Engine {
     if (id === null || (timer.kind !== 'escalate' && timer.kind !== 'expire')) {
       throw new CountersignError('INTERNAL', `fireTimer: ${timer.kind} is not a request timer`);
     }
-    let outcome: 'escalated' | 'decided' | 'stale' = 'decided';
+    let outcome = 'decided' as 'escalated' | 'decided' | 'stale';
     try {
       await this.change(undefined, id, async (tx, current, escalation) => {
         const taken = await tx.timers.takeTimer(timer.id);
@@ -1199,13 +1203,13 @@ export class Engine {
         }
         outcome = 'escalated';
         await this.saveEscalation(tx, current, due.state, at, escalation === null);
-        await this.enqueueDeliveries(tx, id, due.notify, 'escalated', { from: due.from, to: due.to, role: due.role }, at);
+        await this.enqueueDeliveries(tx, id, due.notify, 'escalated', { from: due.from, to: due.to, role: due.role, reason: 'sla_timeout' }, at);
         await this.writer.append(tx, [
           this.audit(
             'escalated',
             id,
             SYSTEM,
-            { from: due.from, to: due.to, role: due.role, dueAt: new Date(due.state.dueAt).toISOString(), notify: due.notify, lateMs: at - taken.due_at },
+            { from: due.from, to: due.to, role: due.role, dueAt: new Date(due.state.dueAt).toISOString(), notify: due.notify, reason: 'sla_timeout', lateMs: at - taken.due_at },
             at,
           ),
         ]);
@@ -1215,6 +1219,7 @@ export class Engine {
       if (err instanceof TimerSkip) return err.why;
       throw err;
     }
+    if (outcome === 'escalated') this.emitEscalated('sla_timeout');
     return outcome;
   }
 
@@ -1434,6 +1439,48 @@ export class Engine {
       const data = { level: state.level, to: operator !== undefined ? { operator } : { group: body.group }, reason: body.reason, stage };
       return { state, audit: ['reassigned', data], notify: channelsFor(state, state.level) };
     });
+  }
+
+  /**
+   * A reviewer escalates a pending request now: the same move up one level as a timeout (core's
+   * `escalateNow`), its next level's channels told with the reason, the timer rescheduled for
+   * that level's period. Whoever may review it now may (as for extend and reassign); it never
+   * decides the request, and is refused at the last level. `fromLevel` (the level the caller
+   * saw) makes two escalations made at once move one level: the row lock serialises them, and
+   * the second finds the level moved on.
+   */
+  async escalate(by: Principal, id: string, body: { reason: string; fromLevel?: number | undefined }): Promise<ApprovalRequest> {
+    const request = await this.manage(by, id, async (tx, _current, escalation, at) => {
+      // A parked member's own chain stopped when it joined an aggregate review, which has its own (as fireTimer).
+      const aggregated = await this.guard.aggregateOf(id, tx);
+      if (aggregated) throw new CountersignError('AGGREGATED', 'this request is decided in its aggregate review: escalate that instead', { aggregateId: aggregated.id, collectingUntil: aggregated.collectingUntil });
+      const up = escalateNow(escalation, body.reason, at, body.fromLevel);
+      const operator = by.kind === 'operator' ? by.name : '';
+      const data = { from: up.from, to: up.to, role: up.role, dueAt: new Date(up.state.dueAt).toISOString(), notify: up.notify, reason: 'manual', by: operator, text: body.reason };
+      return { state: up.state, audit: ['escalated', data], notify: up.notify };
+    });
+    this.emitEscalated('manual');
+    return request;
+  }
+
+  private readonly escalationListeners = new Set<(reason: EscalationCause) => void>();
+
+  /** Told after each committed escalation in this process, with its cause (metrics). */
+  onEscalated(listener: (reason: EscalationCause) => void): () => void {
+    this.escalationListeners.add(listener);
+    return () => {
+      this.escalationListeners.delete(listener);
+    };
+  }
+
+  private emitEscalated(reason: EscalationCause): void {
+    for (const listener of this.escalationListeners) {
+      try {
+        listener(reason);
+      } catch {
+        // An observer (metrics) must never turn a committed change into an error.
+      }
+    }
   }
 
   /**

@@ -6,7 +6,7 @@
  * The engine feeds decisions, executions and SLA breaches through `Engine.observe`. Other parts
  * report what only they see through the hooks below — call them, never the metric objects:
  *
- *   recordEscalation('sla_timeout')                 // scheduler: a request moved up a level
+ *   recordEscalation('sla_timeout')                 // engine (Engine.onEscalated): a request moved up a level; or 'manual'
  *   recordDelivery('slack', 'delivered')            // channels: one notification attempt
  *
  * Label values must come from a small fixed set (channel names, reason codes), never from
@@ -126,7 +126,7 @@ export function labelValue(value: string): string {
   return clean === '' ? 'unknown' : clean;
 }
 
-/** The scheduler calls this once per escalation (e.g. reason `sla_timeout`, `manual`, `reassigned`). */
+/** Called once per committed escalation, with its cause: `sla_timeout` (the level's deadline) or `manual` (a reviewer, `POST /v1/requests/:id/escalate`). */
 export function recordEscalation(reason: string): void {
   escalations.inc({ reason: labelValue(reason) });
 }

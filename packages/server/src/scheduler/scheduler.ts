@@ -36,8 +36,6 @@ export interface SchedulerOptions {
   /** Notification attempts in flight at once. Default 16. */
   maxDeliveries?: number | undefined;
   onError?: ((err: unknown) => void) | undefined;
-  /** Told after each committed escalation (metrics). */
-  onEscalated?: (() => void) | undefined;
 }
 
 export interface TickReport {
@@ -168,7 +166,6 @@ export class Scheduler {
           const outcome = await this.engine.fireTimer(t);
           report[outcome]++;
           if (outcome === 'escalated' || outcome === 'decided') report.fired++;
-          if (outcome === 'escalated') this.options.onEscalated?.();
         } catch (err) {
           report.errors++;
           this.options.onError?.(err);

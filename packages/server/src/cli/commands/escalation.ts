@@ -2,6 +2,7 @@
  * Deadlines and notifications from the command line:
  *   countersign extend ID --by 15m --reason TEXT          (once per request, bounded)
  *   countersign reassign ID --operator NAME|--group NAME --reason TEXT
+ *   countersign escalate ID --reason TEXT                  (one level up now; refused at the last)
  *   countersign deliveries [--status failed] [--request ID] [--channel NAME]
  * Like every client command, they go through the HTTP API.
  */
@@ -77,6 +78,23 @@ export function registerEscalationCommands(program: Command): void {
     const request = await clientFrom(flags).post<ApprovalRequest>(`/v1/requests/${idSegment(id)}/reassign`, body);
     if (flags.json) return printJson(request);
     print(`reassigned ${safe(request.id)} to ${safe(flags.operator ?? `group ${flags.group}`)}`);
+  });
+
+  withClientOptions(
+    program
+      .command('escalate')
+      .description('move a pending request to its next escalation level now, as its timeout would (refused at the last level)')
+      .argument('<id>', 'request id (req_…)')
+      .requiredOption('--reason <text>', 'why, one line of at most 500 characters (recorded in the audit trail, told to the next level)'),
+  ).action(async (id: string, flags: CommonFlags & { reason: string }) => {
+    if (!flags.reason.trim()) throw new CountersignError('VALIDATION_FAILED', 'an escalation needs a reason (--reason TEXT)');
+    const client = clientFrom(flags);
+    // The level seen here goes with the request: if it moves on meanwhile, the server refuses rather than moving it twice.
+    const seen = await client.get<ApprovalRequest>(`/v1/requests/${idSegment(id)}`);
+    const body = { reason: flags.reason, ...(seen.escalation ? { fromLevel: seen.escalation.level } : {}) };
+    const request = await client.post<ApprovalRequest>(`/v1/requests/${idSegment(id)}/escalate`, body);
+    if (flags.json) return printJson(request);
+    print(`escalated ${safe(request.id)}: level ${escalationLabel(request)}, ${slaLeft(request, Date.now())} left`);
   });
 
   withClientOptions(

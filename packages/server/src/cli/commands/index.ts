@@ -8,7 +8,7 @@
  *   operators add|list · keys create                admin.ts
  *   audit … · report                                audit.ts
  *   keys rotate-encryption (opens the database)     keys.ts
- *   extend · reassign · deliveries                  escalation.ts
+ *   extend · reassign · escalate · deliveries       escalation.ts
  *   mfa · approvers · agents · roles                guard.ts
  *   screen (and its verdicts, metrics, calibration)  screen.ts
  *   policy check|diff|replay                        policy.ts
