@@ -150,7 +150,12 @@ export class CountersignDouble implements AgentGateway {
 
   /** Moves the double's clock forward, e.g. past an approval's validity, so its claim is RECEIPT_EXPIRED. */
   advance(ms: number): this {
-    this.#offset += Math.max(0, ms);
+    const by = Math.max(0, ms);
+    this.#offset += by;
+    // The clock can run ahead of the wall clock (each reading is at least 1 ms after the last), so
+    // move it too: every time after this is at least `ms` after every time before, and an
+    // approval read just before `advance(validFor)` is past its expiry just after.
+    this.#clock += by;
     return this;
   }
 

@@ -92,6 +92,17 @@ describe('a scripted double behind the real client', () => {
     expect(double.claims).toEqual([first.id]);
   });
 
+  it('advance(validFor) expires an approval even when the double\'s clock ran ahead of the wall clock (many readings in one millisecond)', async () => {
+    double.decide('isolate_host', approve());
+    // Each reading of the double's clock is at least 1 ms after the last: a burst of creates puts it ahead of Date.now().
+    for (let i = 0; i < 300; i++) await cs.requestApproval({ action: 'isolate_host', args: { host: `burst-${i}` } });
+    const late = await cs.requestApproval({ action: 'isolate_host', args: { host: 'ws-late' } });
+    await late.decision();
+    double.advance(60 * 60 * 1000); // exactly the default validity
+    const err = await failure(late.run(async () => 'ran'));
+    expect(err.code).toBe('RECEIPT_EXPIRED');
+  });
+
   it('modify: runs with the reviewer\'s args; choose alternative: runs the alternative', async () => {
     double.decideOnce('isolate_host', modify({ host: 'ws-1', mode: 'network-only' })).decideOnce('isolate_host', chooseAlternative('quarantine'));
     await isolate()({ host: 'ws-1' });
