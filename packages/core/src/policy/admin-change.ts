@@ -104,12 +104,12 @@ export interface LineageEdge {
 
 function walk(from: Iterable<string>, next: Map<string, string[]>): Set<string> {
   const seen = new Set<string>(from);
-  const todo = [...seen];
-  while (todo.length > 0) {
-    for (const n of next.get(todo.pop()!) ?? []) {
+  const frontier = [...seen];
+  while (frontier.length > 0) {
+    for (const n of next.get(frontier.pop()!) ?? []) {
       if (!seen.has(n)) {
         seen.add(n);
-        todo.push(n);
+        frontier.push(n);
       }
     }
   }

@@ -64,7 +64,7 @@ import { outcomeOf as lockoutOutcome } from '../guard/lockout.ts';
 import { Store, type AuditRow, type HistoryCounts, type Queries, type RequestRow, type ReviewRow } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
 import { requestFromRow, voteFromRow } from './mapping.ts';
-import { Decisions, payloadHashOf, type RequestFacts } from './decisions.ts';
+import { Decisions, type RequestFacts } from './decisions.ts';
 import type { Principal } from './principal.ts';
 import { SELF_REF, isSelfRef, refuseReservedName } from './refs.ts';
 import { ExternalChanges } from './external-changes.ts';
@@ -74,12 +74,8 @@ import { ExecutionDesk, approvalClaim } from './execution.ts';
 import { AgentConfigDesk } from './agent-config.ts';
 import {
   canReviewAtAll,
-  canReviewNow,
   channelsFor,
   channelsSoFar,
-  currentPayload,
-  currentStage,
-  eligibility,
   escalationTimerAt,
   extend as extendEscalation,
   onDue,
@@ -91,6 +87,7 @@ import {
 } from '@countersign/core';
 import { queueDueAt, readActionableListing, readCounts, readListing, type ListOptions } from './queue.ts';
 import { myDashboard, type MyDashboardOptions } from './my-dashboard.ts';
+import { Listeners } from './listeners.ts';
 import { COMMITTED_MODEL_VERSION, parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
 import type { EvaluationRequest } from '@countersign/core';
 import { sharedScreener, type Screener } from './screener.ts';
@@ -183,7 +180,7 @@ export class Engine {
   private readonly historyCache = new Map<string, { counts: HistoryCounts; until: number }>();
   private unlisten: (() => Promise<void>) | undefined;
   private external: ExternalChanges | undefined;
-  private readonly observers = new Set<(change: RequestChange) => void>();
+  private readonly observers = new Listeners<RequestChange>();
 
   /** The tamper-evident trail's signing and read side: checkpoints, proofs, export, receipts. */
   readonly trail: AuditService;
@@ -1050,20 +1047,11 @@ export class Engine {
 
   /** Hears every committed request change made by this process (metrics). Observers must be cheap. */
   observe(observer: (change: RequestChange) => void): () => void {
-    this.observers.add(observer);
-    return () => {
-      this.observers.delete(observer);
-    };
+    return this.observers.add(observer);
   }
 
   private emitChange(change: RequestChange): void {
-    for (const observer of this.observers) {
-      try {
-        observer(change);
-      } catch {
-        // An observer (metrics) must never turn a committed change into an error.
-      }
-    }
+    this.observers.emit(change);
   }
 
   // ---- escalation, deadlines and deliveries (the scheduler calls these; see scheduler/) ----
@@ -1463,24 +1451,15 @@ export class Engine {
     return request;
   }
 
-  private readonly escalationListeners = new Set<(reason: EscalationCause) => void>();
+  private readonly escalationListeners = new Listeners<EscalationCause>();
 
   /** Told after each committed escalation in this process, with its cause (metrics). */
   onEscalated(listener: (reason: EscalationCause) => void): () => void {
-    this.escalationListeners.add(listener);
-    return () => {
-      this.escalationListeners.delete(listener);
-    };
+    return this.escalationListeners.add(listener);
   }
 
   private emitEscalated(reason: EscalationCause): void {
-    for (const listener of this.escalationListeners) {
-      try {
-        listener(reason);
-      } catch {
-        // An observer (metrics) must never turn a committed change into an error.
-      }
-    }
+    this.escalationListeners.emit(reason);
   }
 
   /**
