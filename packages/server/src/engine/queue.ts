@@ -203,29 +203,26 @@ export async function readActionableListing(q: Queries, options: ListOptions, ke
   let lastExamined: RequestRow | undefined;
   let exhausted = false;
   for (let examined = 0; kept.length < limit && examined < budget; ) {
-    const chunk = await q.list.page(filter, order, after, Math.min(SCAN_CHUNK, budget - examined));
-    if (chunk.length === 0) {
-      exhausted = true;
-      break;
-    }
+    const want = Math.min(SCAN_CHUNK, budget - examined);
+    const chunk = await q.list.page(filter, order, after, want);
+    if (chunk.length < want) exhausted = true; // a short chunk is the listing's end
+    if (chunk.length === 0) break;
     const verdicts = await keep(chunk);
     for (let i = 0; i < chunk.length; i++) {
       lastExamined = chunk[i];
       if (verdicts[i]) kept.push(chunk[i]!);
-      if (kept.length === limit) break;
+      if (kept.length === limit) {
+        if (i < chunk.length - 1) exhausted = false; // rows of this chunk follow the page
+        break;
+      }
     }
+    if (exhausted) break;
     examined += chunk.length;
     after = positionOf(order, lastExamined!);
   }
   // Go on from the last row examined (the page's last item when it filled up), unless nothing follows it.
-  const more = !exhausted && lastExamined !== undefined && (await q.list.page(filter, order, positionOf(order, lastExamined), 1)).length > 0;
-  return {
-    rows: kept,
-    order,
-    nextCursor: more ? encodeListCursor(order, filter, lastExamined!) : null,
-    counts,
-    remaining: more ? await remainingAfter(q, filter, order, counts, lastExamined!) : 0,
-  };
+  const remaining = !exhausted && lastExamined !== undefined ? await remainingAfter(q, filter, order, counts, lastExamined) : 0;
+  return { rows: kept, order, nextCursor: remaining > 0 ? encodeListCursor(order, filter, lastExamined!) : null, counts, remaining };
 }
 
 export interface RequestCountsByStatus {
