@@ -196,15 +196,16 @@ describe.each(ENGINES)('escalate now ($name)', ({ make }) => {
   it('a timeout and a reviewer at once move one level: the timer claimed before the escalation is gone when it fires', async () => {
     const r = await create('isolate_host', 'ws-timer-race');
     const [timer] = (await server.engine.store.timers.requestTimers(r.id)).filter((t) => t.kind === 'escalate');
-    // Due now, and claimed by "another process" (a long lease, so this server's scheduler leaves it alone).
+    // Due now, and claimed by "another process" in the same transaction that makes it due: a long
+    // lease, so this server's scheduler (which ticks on its own) can never take it first.
+    const claimed = { ...timer!, due_at: Date.now() - 1, claimed_by: 'other-process', claimed_until: Date.now() + 600_000 };
     await server.engine.store.transaction(async (tx) => {
       await tx.timers.cancelRequestTimers(r.id, ['escalate']);
-      await tx.timers.insertTimers([{ ...timer!, due_at: Date.now() - 1 }]);
+      await tx.timers.insertTimers([claimed]);
     });
-    const claimed = (await server.engine.store.timers.claimDue(Date.now(), 1000, 'other-process', 600_000, ['escalate'])).find((t) => t.request_id === r.id);
-    expect(claimed).toBeDefined();
+    expect((await server.engine.store.timers.claimDue(Date.now(), 1000, 'this-process', 1000, ['escalate'])).find((t) => t.request_id === r.id)).toBeUndefined();
     expect((await escalate('rita', r.id, { reason: 'now', fromLevel: 1 })).body.escalation).toMatchObject({ level: 2 });
-    expect(await server.engine.fireTimer(claimed!)).toBe('gone');
+    expect(await server.engine.fireTimer(claimed)).toBe('gone');
     expect((await call<ApprovalRequest>('admin', `/v1/requests/${r.id}`)).body.escalation).toMatchObject({ level: 2 });
     expect((await audit(r.id)).filter((e) => e.type === 'escalated').map((e) => e.data.reason)).toEqual(['manual']);
   });
