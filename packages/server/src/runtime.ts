@@ -67,6 +67,9 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   // Beside the audit key, 0600, made on first start: credential MACs and the TOTP seed key (keys/server-secret.ts).
   const serverSecret = config.serverSecretPath === null ? ephemeralServerSecret() : loadOrCreateServerSecret(config.serverSecretPath);
   const connection = await connect(config.databaseUrl);
+  if (connection.migrations.newer.length > 0) {
+    log(`countersign: this database was migrated by a newer release (${connection.migrations.newer.join(', ')}); this server runs beside it until it is upgraded too`);
+  }
   if (auditKey === undefined) {
     // An installation from before per-database key files: keep using the shared file only if it
     // signed this database's trail; otherwise this database gets its own file.

@@ -7,7 +7,7 @@
 import { chmodSync, closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
+import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { CountersignError } from '@countersign/core';
 import { listenResilient } from './listener.ts';
@@ -200,7 +200,66 @@ export async function ensureSchema(parsed: ParsedUrl): Promise<void> {
 
 export interface MigrationReport {
   applied: string[];
+  /**
+   * Migrations this database has recorded that this release does not know: a newer release
+   * migrated it (a rolling upgrade in progress). Expand migrations only add, so this release runs
+   * beside them; see {@link newerReleaseMigrations}.
+   */
+  newer: string[];
 }
+
+/** The table where Kysely records applied migrations (and, beside it, its lock table). */
+const MIGRATION_TABLE = 'countersign_migrations';
+
+/**
+ * A migration key ending in `_contract` removes or repurposes what older releases use (a dropped
+ * column, a tightened constraint). Such a migration ends the rolling-upgrade window: a release
+ * that does not know it refuses the database instead of running against a schema it may misuse.
+ */
+const CONTRACT_SUFFIX = '_contract';
+
+/**
+ * During a rolling upgrade the newer release migrates the shared database while older servers
+ * still run, and an older server that restarts then finds migrations it does not know. Kysely
+ * refuses that ("previously executed migration is missing"), which would turn one crash into an
+ * outage. Every migration is expand-only (it adds tables, columns with defaults, indexes), so an
+ * older release can run beside it: this reads the recorded keys this release does not know and
+ * hands them to the migrator as already-applied placeholders. A contract migration (see
+ * {@link CONTRACT_SUFFIX}) is the exception: the older server fails closed.
+ */
+async function newerReleaseMigrations(db: Kysely<Database>, known: ReadonlySet<string>, schema: string | undefined): Promise<string[]> {
+  const table = schema ? sql.table(`${schema}.${MIGRATION_TABLE}`) : sql.table(MIGRATION_TABLE);
+  let names: string[];
+  try {
+    names = (await sql<{ name: string }>`select name from ${table}`.execute(db)).rows.map((r) => r.name);
+  } catch (err) {
+    // A fresh database has no migration table yet; anything else is a real failure.
+    if (isMissingTable(err)) return [];
+    throw err;
+  }
+  const newer = names.filter((n) => !known.has(n)).sort();
+  const contract = newer.filter((n) => n.endsWith(CONTRACT_SUFFIX));
+  if (contract.length > 0) {
+    throw new CountersignError(
+      'STORE_UNAVAILABLE',
+      `this database was migrated by a newer release past the point older servers may run (${contract.join(', ')}): upgrade this server to that release`,
+      { newer },
+    );
+  }
+  return newer;
+}
+
+function isMissingTable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return e?.code === '42P01' || (typeof e?.message === 'string' && e.message.startsWith('no such table'));
+}
+
+/** What the migrator is given for a migration a newer release applied: it is recorded, so never run. */
+const APPLIED_BY_NEWER_RELEASE: Migration = {
+  async up() {
+    throw new Error('a migration of a newer release cannot be applied by this one');
+  },
+};
 
 /** Opens the database and applies pending migrations. Fails closed: a failed migration throws. */
 export async function connect(url: string): Promise<Connection & { migrations: MigrationReport }> {
@@ -216,10 +275,24 @@ export async function connect(url: string): Promise<Connection & { migrations: M
   } catch (err) {
     throw new CountersignError('STORE_UNAVAILABLE', `cannot open database: ${(err as Error).message}`);
   }
+  const known = await migrationProvider.getMigrations();
+  let newer: string[];
+  try {
+    newer = await newerReleaseMigrations(connection.db, new Set(Object.keys(known)), parsed.dialect === 'postgres' ? (parsed.schema ?? 'public') : undefined);
+  } catch (err) {
+    await connection.destroy();
+    if (err instanceof CountersignError) throw err;
+    throw new CountersignError('STORE_UNAVAILABLE', `cannot read the database's migrations: ${(err as Error).message}`);
+  }
+  const provider: MigrationProvider = {
+    async getMigrations() {
+      return { ...known, ...Object.fromEntries(newer.map((n) => [n, APPLIED_BY_NEWER_RELEASE])) };
+    },
+  };
   const migrator = new Migrator({
     db: connection.db,
-    provider: migrationProvider,
-    migrationTableName: 'countersign_migrations',
+    provider,
+    migrationTableName: MIGRATION_TABLE,
     migrationLockTableName: 'countersign_migrations_lock',
     // Feature streams add migrations independently (002_audit…, 003_scheduler…); each only
     // creates its own tables, so applying one that sorts before an applied one is safe.
@@ -245,7 +318,7 @@ export async function connect(url: string): Promise<Connection & { migrations: M
     );
   }
   const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
-  return Object.assign(connection, { migrations: { applied } });
+  return Object.assign(connection, { migrations: { applied, newer } });
 }
 
 /** PostgreSQL errors of a catalog read that raced with someone else's DROP: undefined schema, table or column. */
