@@ -254,6 +254,49 @@ function isMissingTable(err: unknown): boolean {
   return e?.code === '42P01' || (typeof e?.message === 'string' && e.message.startsWith('no such table'));
 }
 
+/**
+ * The pending migrations, the first of which to run takes every existing table of the schema at
+ * once, without waiting (`LOCK TABLE … NOWAIT`), before any DDL. On PostgreSQL Kysely runs all
+ * pending migrations in one transaction, and each `ALTER TABLE` holds its table exclusively to
+ * the end of it: taken one by one while servers of the previous release run transactions over
+ * several tables, the locks formed cycles, and PostgreSQL aborted one of those servers'
+ * transactions as a deadlock (a failed create, found by test/rolling-upgrade.test.ts). Taken
+ * all at once or not at all, the migration never waits while it holds a table, so it is never
+ * in a cycle: when a table is busy it fails at once (55P03), rolls back, and `connect` tries
+ * again; the old servers' transactions only wait the moment the migration runs.
+ */
+function tablesTakenFirst(migrations: Record<string, Migration>, schema: string): Record<string, Migration> {
+  const taken = new WeakSet<object>();
+  const wrapped: Record<string, Migration> = {};
+  for (const [name, migration] of Object.entries(migrations)) {
+    wrapped[name] = {
+      ...migration,
+      async up(db) {
+        if (!taken.has(db)) {
+          await takeTables(db, schema);
+          taken.add(db);
+        }
+        await migration.up(db);
+      },
+    };
+  }
+  return wrapped;
+}
+
+async function takeTables(db: Kysely<unknown>, schema: string): Promise<void> {
+  const tables = (
+    await sql<{ tablename: string }>`select tablename from pg_tables where schemaname = ${schema} and tablename not like ${`${MIGRATION_TABLE}%`} order by tablename`.execute(db)
+  ).rows.map((r) => r.tablename);
+  if (tables.length === 0) return;
+  await sql`lock table ${sql.join(tables.map((t) => sql.table(`${schema}.${t}`)))} in access exclusive mode nowait`.execute(db);
+}
+
+/** A migration that found its tables busy (lock not available) or, despite that, in a deadlock. */
+function isTablesBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '55P03' || code === '40P01';
+}
+
 /** What the migrator is given for a migration a newer release applied: it is recorded, so never run. */
 const APPLIED_BY_NEWER_RELEASE: Migration = {
   async up() {
@@ -284,9 +327,11 @@ export async function connect(url: string): Promise<Connection & { migrations: M
     if (err instanceof CountersignError) throw err;
     throw new CountersignError('STORE_UNAVAILABLE', `cannot read the database's migrations: ${(err as Error).message}`);
   }
+  const schema = parsed.dialect === 'postgres' ? (parsed.schema ?? 'public') : undefined;
   const provider: MigrationProvider = {
     async getMigrations() {
-      return { ...known, ...Object.fromEntries(newer.map((n) => [n, APPLIED_BY_NEWER_RELEASE])) };
+      const ours = schema === undefined ? known : tablesTakenFirst(known, schema);
+      return { ...ours, ...Object.fromEntries(newer.map((n) => [n, APPLIED_BY_NEWER_RELEASE])) };
     },
   };
   const migrator = new Migrator({
@@ -307,6 +352,13 @@ export async function connect(url: string): Promise<Connection & { migrations: M
   // read. Nothing has run yet then (no results): try again, a few times.
   for (let attempt = 1; error && results === undefined && parsed.dialect === 'postgres' && isCatalogRace(error) && attempt <= 5; attempt++) {
     await new Promise((r) => setTimeout(r, 50 * attempt));
+    ({ error, results } = await migrator.migrateToLatest());
+  }
+  // Servers of the previous release may be serving from this database (a rolling upgrade): the
+  // migration takes its tables without waiting (tablesTakenFirst) and, while they are busy,
+  // rolls back and tries again, for up to about 15 s.
+  for (let attempt = 1; error && parsed.dialect === 'postgres' && isTablesBusy(error) && attempt <= 60; attempt++) {
+    await new Promise((r) => setTimeout(r, Math.min(20 * attempt, 400) * (0.5 + Math.random())));
     ({ error, results } = await migrator.migrateToLatest());
   }
   if (error) {
