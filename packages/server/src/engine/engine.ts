@@ -11,8 +11,10 @@
  *   deliveries.ts  channel deliveries         timer-registry.ts  timer kind → the room that fires it
  *   views.ts       every read                 commits.ts     what follows a commit (wake-ups, observers)
  */
+import type { MetricBucket } from '@countersign/core';
+import type { SummaryAggregates } from '../store/history.ts';
 import type { CancelBody, CreateRequest, ExecutionBody, Policy, PolicyError, ReviewBody, Role, ApprovalRequest } from '@countersign/core';
-import { adminChangeSigners, agentEnabled, type LineageEdge } from '@countersign/core';
+import { CountersignError, adminChangeSigners, agentEnabled, type LineageEdge } from '@countersign/core';
 import { COMMITTED_MODEL_VERSION, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
 import { ephemeralServerSecret, type ServerSecret } from '../keys/server-secret.ts';
 import type { Connection } from '../store/connect.ts';
@@ -22,7 +24,7 @@ import { AuditWriter } from '../audit/writer.ts';
 import { GuardService, type GuardOptions, type SlicingReview } from '../guard/service.ts';
 import { Store } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
-import type { DeliveryRow, TimerRow } from '../store/timers.ts';
+import type { DeliveryFilter, DeliveryRow, TimerRow } from '../store/timers.ts';
 import { Credentials } from './credentials.ts';
 import { Decisions } from './decisions.ts';
 import type { Principal } from './principal.ts';
@@ -52,6 +54,17 @@ export { HISTORY_CACHE_MS, WAKE_CHANNEL } from './house.ts';
 export type { ActivePolicy, AuditEntry, EscalationCause, ReaderFrom, RequestChange } from './house.ts';
 export type { ListOptions } from './queue.ts';
 export { auditFromRow } from './views.ts';
+
+/**
+ * The store an engine runs on, for a composition root that wires other parts to the same
+ * database (runtime.ts, the audit CLI commands): open it here, pass it to `Engine.open({ store })`.
+ */
+export function openStore(options: { connection: Connection; guard?: GuardOptions | undefined; onStoreError?: ((err: unknown) => void) | undefined }): Store {
+  const guard = options.guard ?? {};
+  // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
+  const sealer = Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys);
+  return new Store(options.connection, sealer, options.onStoreError ? { onError: options.onStoreError } : {});
+}
 
 export class Engine {
   readonly wakeups = new Wakeups();
@@ -199,7 +212,9 @@ export class Engine {
    * `auditKey`, checkpoints and receipts are signed with a key that lives in this process only.
    */
   static async open(options: {
-    connection: Connection;
+    /** The database; or `store`, a store the composition root opened (openStore) and keeps for its own wiring. */
+    connection?: Connection | undefined;
+    store?: Store | undefined;
     now?: () => number;
     auditKey?: AuditKey | undefined;
     guard?: GuardOptions | undefined;
@@ -211,9 +226,11 @@ export class Engine {
   }): Promise<Engine> {
     // Resolved by the runtime from the config (COUNTERSIGN_ENCRYPTION_KEY…); never read from the environment here.
     const guard = options.guard ?? {};
-    // COUNTERSIGN_ENCRYPTION_KEY (and _PREVIOUS) seal agent-supplied request columns and TOTP secrets; a malformed key refuses to start here.
-    const sealer = Sealer.fromKey(guard.encryptionKey, guard.previousEncryptionKeys);
-    const store = new Store(options.connection, sealer, options.onStoreError ? { onError: options.onStoreError } : {});
+    let store = options.store;
+    if (!store) {
+      if (!options.connection) throw new CountersignError('INTERNAL', 'Engine.open needs a connection or a store');
+      store = openStore({ connection: options.connection, guard, onStoreError: options.onStoreError });
+    }
     const engine = new Engine(store, options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard, options.serverSecret, options.screener);
     // Once per database (a `sealed` mark): MAC the rows and seal the `plain:` seeds from before the secret file.
     const era = await engine.credentials.beginSecretEra();
@@ -428,5 +445,65 @@ export class Engine {
   /** Records a one-time value until `ttlMs` from now; false when it was seen before (a replay). */
   claimNonce(scope: string, value: string, ttlMs: number): Promise<boolean> {
     return this.house.deliveries.claimNonce(scope, value, ttlMs);
+  }
+
+  // ---- reads for the shell (engine/views.ts): metrics, health, reports, the embedded gateway ----
+
+  /** The database's kind (`sqlite`, `postgres`). */
+  get databaseDialect(): string {
+    return this.house.views.databaseDialect;
+  }
+
+  /** Round-trips the database (/healthz). */
+  ping(): Promise<void> {
+    return this.house.views.ping();
+  }
+
+  pendingCountsByRisk(): Promise<Record<string, number>> {
+    return this.house.views.pendingCountsByRisk();
+  }
+
+  /** Waits (bounded) until committed audit entries are in the tree. */
+  settleAudit(): Promise<boolean> {
+    return this.house.views.settleAudit();
+  }
+
+  historySummary(from: number, to: number, bucket: MetricBucket, now: number): Promise<SummaryAggregates> {
+    return this.house.views.historySummary(from, to, bucket, now);
+  }
+
+  complianceReport(by: Principal, input: Parameters<Views['complianceReport']>[1], now: number, integrity: Parameters<Views['complianceReport']>[3]) {
+    return this.house.views.complianceReport(by, input, now, integrity);
+  }
+
+  operatorMetrics(by: Principal, ref: string, period: string, now: number) {
+    return this.house.views.operatorMetrics(by, ref, period, now);
+  }
+
+  agentByName(name: string): Promise<{ id: string; name: string } | undefined> {
+    return this.house.views.agentByName(name);
+  }
+
+  operatorExists(name: string): Promise<boolean> {
+    return this.house.views.operatorExists(name);
+  }
+
+  countCredentials(): Promise<number> {
+    return this.house.views.countCredentials();
+  }
+
+  /** A delivery as stored (engine/views.ts), for the notifier's attempt. */
+  deliveryById(id: string): Promise<DeliveryRow | undefined> {
+    return this.house.views.deliveryById(id);
+  }
+
+  /** Deliveries as stored, newest first (engine/views.ts). */
+  storedDeliveries(filter: DeliveryFilter): Promise<DeliveryRow[]> {
+    return this.house.views.storedDeliveries(filter);
+  }
+
+  /** Claims due timers for the scheduler (a lease per claim; engine/timer-registry.ts). */
+  claimDueTimers(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly string[]): Promise<TimerRow[]> {
+    return this.timers.claimDue(now, limit, owner, leaseMs, kinds);
   }
 }

@@ -16,7 +16,7 @@ export type TimerHandler = (timer: TimerRow) => Promise<TimerOutcome>;
 export class TimerRegistry {
   private readonly handlers = new Map<string, TimerHandler>();
 
-  constructor(h: House) {
+  constructor(private readonly h: House) {
     // A level's deadline and the agent's own timeout (engine/escalation.ts).
     this.register('escalate', (timer) => h.escalation.fireRequestTimer(timer));
     this.register('expire', (timer) => h.escalation.fireRequestTimer(timer));
@@ -29,6 +29,11 @@ export class TimerRegistry {
   register(kind: string, handler: TimerHandler): void {
     if (this.handlers.has(kind)) throw new CountersignError('INTERNAL', `a handler for ${kind} timers is already registered`);
     this.handlers.set(kind, handler);
+  }
+
+  /** Due timers claimed for the scheduler, each with a lease so that one process fires it (store/timers.ts `claimDue`). */
+  claimDue(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly string[]): Promise<TimerRow[]> {
+    return this.h.store.timers.claimDue(now, limit, owner, leaseMs, kinds);
   }
 
   /** The kinds this registry fires. */

@@ -12,6 +12,10 @@ import type { Principal } from './principal.ts';
 import { SELF_REF, isSelfRef } from './refs.ts';
 import { readActionableListing, readCounts, readListing, type ListOptions } from './queue.ts';
 import { myDashboard, type MyDashboardOptions } from './my-dashboard.ts';
+import type { ComplianceReport, MetricBucket } from '@countersign/core';
+import { complianceReport, operatorMetrics, type OperatorMetrics } from '../audit/reports.ts';
+import type { SummaryAggregates } from '../store/history.ts';
+import type { DeliveryFilter, DeliveryRow } from '../store/timers.ts';
 import { checkReadable, requireOperator, type AuditEntry, type House, type ReaderFrom, type ReaderGuardFacts } from './house.ts';
 
 
@@ -220,6 +224,69 @@ export class Views {
     const name = agent?.name ?? agentId;
     this.agentNames.set(agentId, name);
     return name;
+  }
+
+  // ---- reads for the shell (metrics, health, reports, the embedded gateway, the scheduler): none of them reaches the store ----
+
+  /** The database's kind (`sqlite`, `postgres`), for /healthz and the start line. */
+  get databaseDialect(): string {
+    return this.h.store.capabilities.dialect;
+  }
+
+  /** Round-trips the database (/healthz): throws when it cannot be reached. */
+  ping(): Promise<void> {
+    return this.h.store.ping();
+  }
+
+  /** Pending requests by risk level (the Prometheus gauge). */
+  pendingCountsByRisk(): Promise<Record<string, number>> {
+    return this.h.store.pendingCountsByRisk();
+  }
+
+  /** Waits (bounded) until the committed audit entries are integrated into the tree. */
+  settleAudit(): Promise<boolean> {
+    return this.h.store.settleAudit();
+  }
+
+  /** The history's SQL aggregates for [from, to) by bucket (store/history.ts). */
+  historySummary(from: number, to: number, bucket: MetricBucket, now: number): Promise<SummaryAggregates> {
+    return this.h.store.history.summary(from, to, bucket, now);
+  }
+
+  /** `GET /v1/audit/reports/compliance` (audit/reports.ts), over this engine's database. */
+  complianceReport(by: Principal, input: Parameters<typeof complianceReport>[2], now: number, integrity: Parameters<typeof complianceReport>[4]): Promise<ComplianceReport> {
+    return complianceReport(this.h.store, by, input, now, integrity);
+  }
+
+  /** `GET /v1/metrics/operators/:id` (audit/reports.ts), over this engine's database. */
+  operatorMetrics(by: Principal, ref: string, period: string, now: number): Promise<OperatorMetrics> {
+    return operatorMetrics(this.h.store, by, ref, period, now);
+  }
+
+  /** A delivery as stored (the notifier reads it before an attempt). */
+  deliveryById(id: string): Promise<DeliveryRow | undefined> {
+    return this.h.store.timers.getDelivery(id);
+  }
+
+  /** Deliveries as stored, newest first (the notifier reads a channel's earlier responses to thread its messages). */
+  storedDeliveries(filter: DeliveryFilter): Promise<DeliveryRow[]> {
+    return this.h.store.timers.listDeliveries(filter);
+  }
+
+  /** An agent by name, without making one (the embedded gateway). */
+  async agentByName(name: string): Promise<{ id: string; name: string } | undefined> {
+    const row = await this.h.store.findAgentByName(name);
+    return row ? { id: row.id, name: row.name } : undefined;
+  }
+
+  /** Whether an operator of this name exists (disabled or not). */
+  async operatorExists(name: string): Promise<boolean> {
+    return (await this.h.store.findOperatorByName(name)) !== undefined;
+  }
+
+  /** How many credentials were ever issued on this database (none: no server has used it). */
+  countCredentials(): Promise<number> {
+    return this.h.store.countCredentials();
   }
 }
 
