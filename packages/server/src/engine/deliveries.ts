@@ -61,12 +61,12 @@ export class Deliveries {
       }
       if (!(await tx.timers.takeTimer(id))) return delivery;
       if (result.ok) {
-        const patch = { ...common, status: 'delivered', finished_at: at, response: result.response === undefined ? null : JSON.stringify(result.response) };
+        const patch = { ...common, status: 'delivered' as const, finished_at: at, response: result.response === undefined ? null : JSON.stringify(result.response) };
         await tx.timers.updateDelivery(id, patch);
         await this.h.writer.append(tx, [audit('notified', delivery.request_id, SYSTEM, what, at)]);
         return { ...delivery, ...patch };
       }
-      const patch = { ...common, status: 'failed', finished_at: at, last_error: result.error };
+      const patch = { ...common, status: 'failed' as const, finished_at: at, last_error: result.error };
       await tx.timers.updateDelivery(id, patch);
       await this.h.writer.append(tx, [audit('delivery_failed', delivery.request_id, SYSTEM, { ...what, error: result.error }, at)]);
       return { ...delivery, ...patch };

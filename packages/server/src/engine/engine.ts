@@ -24,7 +24,7 @@ import { AuditWriter } from '../audit/writer.ts';
 import { GuardService, type GuardOptions, type SlicingReview } from '../guard/service.ts';
 import { Store } from '../store/store.ts';
 import { Sealer } from '../store/sealing.ts';
-import type { DeliveryFilter, DeliveryRow, TimerRow } from '../store/timers.ts';
+import type { DeliveryFilter, DeliveryRow, TimerKind, TimerRow } from '../store/timers.ts';
 import { Credentials } from './credentials.ts';
 import { Decisions } from './decisions.ts';
 import type { Principal } from './principal.ts';
@@ -503,7 +503,7 @@ export class Engine {
   }
 
   /** Claims due timers for the scheduler (a lease per claim; engine/timer-registry.ts). */
-  claimDueTimers(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly string[]): Promise<TimerRow[]> {
+  claimDueTimers(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly TimerKind[]): Promise<TimerRow[]> {
     return this.timers.claimDue(now, limit, owner, leaseMs, kinds);
   }
 }

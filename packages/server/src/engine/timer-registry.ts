@@ -5,7 +5,7 @@
  * scheduler sends them (channels/) and records each attempt (engine/deliveries.ts).
  */
 import { CountersignError } from '@countersign/core';
-import type { TimerRow } from '../store/timers.ts';
+import type { TimerKind, TimerRow } from '../store/timers.ts';
 import type { House } from './house.ts';
 
 /** What firing a timer did: see Escalation.fireRequestTimer, Aggregates.collectAggregate, GuardService.pauseRanOut. */
@@ -14,7 +14,7 @@ export type TimerOutcome = 'escalated' | 'decided' | 'gone' | 'rescheduled' | 's
 export type TimerHandler = (timer: TimerRow) => Promise<TimerOutcome>;
 
 export class TimerRegistry {
-  private readonly handlers = new Map<string, TimerHandler>();
+  private readonly handlers = new Map<TimerKind, TimerHandler>();
 
   constructor(private readonly h: House) {
     // A level's deadline and the agent's own timeout (engine/escalation.ts).
@@ -26,18 +26,18 @@ export class TimerRegistry {
     this.register('pause_end', (timer) => h.guard.pauseRanOut(timer));
   }
 
-  register(kind: string, handler: TimerHandler): void {
+  register(kind: TimerKind, handler: TimerHandler): void {
     if (this.handlers.has(kind)) throw new CountersignError('INTERNAL', `a handler for ${kind} timers is already registered`);
     this.handlers.set(kind, handler);
   }
 
   /** Due timers claimed for the scheduler, each with a lease so that one process fires it (store/timers.ts `claimDue`). */
-  claimDue(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly string[]): Promise<TimerRow[]> {
+  claimDue(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly TimerKind[]): Promise<TimerRow[]> {
     return this.h.store.timers.claimDue(now, limit, owner, leaseMs, kinds);
   }
 
   /** The kinds this registry fires. */
-  kinds(): string[] {
+  kinds(): TimerKind[] {
     return [...this.handlers.keys()];
   }
 

@@ -4,6 +4,7 @@
  * ordering by time never depends on a collation.
  */
 import type { Generated } from 'kysely';
+import type { AutomationLevel, Route } from '@countersign/core';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, AuditSignerUpgradeTable } from './trail.ts';
 import type { AuditKeysTable, AuditOriginTable } from './audit-keys.ts';
@@ -87,8 +88,8 @@ export interface RequestsTable {
   status: string;
   risk_score: number;
   risk_level: string;
-  automation_level: string;
-  route: string;
+  automation_level: AutomationLevel;
+  route: Route;
   assessment: string;
   policy_version: number;
   decision: string | null;
