@@ -8,7 +8,6 @@ import { CountersignError, ErrorBody, REGULATIONS, SignedCheckpoint, SignedHando
 import { stream } from 'hono/streaming';
 import type { Engine } from '../../engine/engine.ts';
 import type { Principal } from '../../engine/principal.ts';
-import { complianceReport, operatorMetrics } from '../../audit/reports.ts';
 import { json, security, type ApiEnv as Env } from './contract.ts';
 
 
