@@ -14,7 +14,7 @@
 import type { MetricBucket } from '@countersign/core';
 import type { SummaryAggregates } from '../store/history.ts';
 import type { CancelBody, CreateRequest, ExecutionBody, Policy, PolicyError, ReviewBody, Role, ApprovalRequest } from '@countersign/core';
-import { CountersignError, adminChangeSigners, agentEnabled, type LineageEdge } from '@countersign/core';
+import { CountersignError, agentEnabled } from '@countersign/core';
 import { COMMITTED_MODEL_VERSION, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
 import { ephemeralServerSecret, type ServerSecret } from '../keys/server-secret.ts';
 import type { Connection } from '../store/connect.ts';
@@ -40,7 +40,7 @@ import { ScreenModels } from './screen-models.ts';
 import { WAKE_CHANNEL, type ActivePolicy, type AuditEntry, type EscalationCause, type House, type ReaderFrom, type RequestChange } from './house.ts';
 import { Commits } from './commits.ts';
 import { Policies } from './policies.ts';
-import { Identity } from './identity.ts';
+import { Identity, adminSigners } from './identity.ts';
 import { Requests } from './requests.ts';
 import { Reviews } from './reviews.ts';
 import { Escalation } from './escalation.ts';
@@ -116,17 +116,7 @@ export class Engine {
       policy: () => this.house.policy().policy,
       payloadHash: (action, args) => this.trail.payloadHash(action, args),
       proposeAdminChange: (by, action, args, description, assessment, entries) => this.house.requests.proposeAdminChange(by, action, args, description, assessment, entries),
-      adminSigners: async (q, proposerId) => {
-        const admins = (await this.credentials.activeOperators(q)).filter((op) => op.roles.includes('admin')).map((op) => ({ id: op.operatorId, name: op.name }));
-        // created/token: holds the operator's secret (until it rotates its own); admin: made it an admin (for good). Unknown: both (fail closed).
-        const edges = (await q.credentials.lineage()).flatMap((e): LineageEdge[] => {
-          const edge = { operatorId: e.operator_id, issuerId: e.issuer_id };
-          if (e.kind === 'created' || e.kind === 'token') return [{ ...edge, kind: 'holds' }];
-          if (e.kind === 'admin') return [{ ...edge, kind: 'madeAdmin' }];
-          return [{ ...edge, kind: 'holds' }, { ...edge, kind: 'madeAdmin' }];
-        });
-        return adminChangeSigners(proposerId, admins, edges);
-      },
+      adminSigners: (q, proposerId) => adminSigners(this.credentials, q, proposerId),
     });
     this.decisions = new Decisions(
       this.guard,
@@ -447,56 +437,41 @@ export class Engine {
     return this.house.deliveries.claimNonce(scope, value, ttlMs);
   }
 
-  // ---- reads for the shell (engine/views.ts): metrics, health, reports, the embedded gateway ----
+  // ---- reads for the shell (engine/views.ts): health, metrics, reports, the embedded gateway, recover ----
 
-  /** The database's kind (`sqlite`, `postgres`). */
   get databaseDialect(): string {
     return this.house.views.databaseDialect;
   }
-
-  /** Round-trips the database (/healthz). */
   ping(): Promise<void> {
     return this.house.views.ping();
   }
-
   pendingCountsByRisk(): Promise<Record<string, number>> {
     return this.house.views.pendingCountsByRisk();
   }
-
-  /** Waits (bounded) until committed audit entries are in the tree. */
   settleAudit(): Promise<boolean> {
     return this.house.views.settleAudit();
   }
-
   historySummary(from: number, to: number, bucket: MetricBucket, now: number): Promise<SummaryAggregates> {
     return this.house.views.historySummary(from, to, bucket, now);
   }
-
   complianceReport(by: Principal, input: Parameters<Views['complianceReport']>[1], now: number, integrity: Parameters<Views['complianceReport']>[3]) {
     return this.house.views.complianceReport(by, input, now, integrity);
   }
-
   operatorMetrics(by: Principal, ref: string, period: string, now: number) {
     return this.house.views.operatorMetrics(by, ref, period, now);
   }
-
   agentByName(name: string): Promise<{ id: string; name: string } | undefined> {
     return this.house.views.agentByName(name);
   }
-
   operatorExists(name: string): Promise<boolean> {
     return this.house.views.operatorExists(name);
   }
-
   countCredentials(): Promise<number> {
     return this.house.views.countCredentials();
   }
-
-  /** A delivery as stored (engine/views.ts), for the notifier's attempt. */
   deliveryById(id: string): Promise<DeliveryRow | undefined> {
     return this.house.views.deliveryById(id);
   }
-
   /** Deliveries as stored, newest first (engine/views.ts). */
   storedDeliveries(filter: DeliveryFilter): Promise<DeliveryRow[]> {
     return this.house.views.storedDeliveries(filter);

@@ -3,11 +3,12 @@
  * engine/credentials.ts; the bootstrap admin and demo agent; operators and agent keys made by an
  * admin; agents made on first use, operators proposing as `operator:<name>`.
  */
-import { CountersignError, ROLES, type Role } from '@countersign/core';
+import { CountersignError, ROLES, adminChangeSigners, type LineageEdge, type Role } from '@countersign/core';
 import { newId, sha256Hex } from '../ids.ts';
 import { SYSTEM_ACTOR, actorOf, type AuditActor } from '../audit/writer.ts';
 import { type Queries } from '../store/store.ts';
 import type { Principal } from './principal.ts';
+import type { Credentials } from './credentials.ts';
 import { refuseReservedName } from './refs.ts';
 import { audit, requireRole, type House } from './house.ts';
 
@@ -105,4 +106,20 @@ export class Identity {
     const id = await this.h.store.transaction((tx) => this.ensureAgent(tx, name, at, actorOf(by)));
     return { id, name };
   }
+}
+
+/**
+ * Who may sign an admin change proposed by `proposerId` (core `adminChangeSigners`): active
+ * admins, less those the credential lineage ties to the proposer. created/token: holds the
+ * operator's secret (until it rotates its own); admin: made it an admin (for good). Unknown: both (fail closed).
+ */
+export async function adminSigners(credentials: Credentials, q: Queries, proposerId: string) {
+  const admins = (await credentials.activeOperators(q)).filter((op) => op.roles.includes('admin')).map((op) => ({ id: op.operatorId, name: op.name }));
+  const edges = (await q.credentials.lineage()).flatMap((e): LineageEdge[] => {
+    const edge = { operatorId: e.operator_id, issuerId: e.issuer_id };
+    if (e.kind === 'created' || e.kind === 'token') return [{ ...edge, kind: 'holds' }];
+    if (e.kind === 'admin') return [{ ...edge, kind: 'madeAdmin' }];
+    return [{ ...edge, kind: 'holds' }, { ...edge, kind: 'madeAdmin' }];
+  });
+  return adminChangeSigners(proposerId, admins, edges);
 }
