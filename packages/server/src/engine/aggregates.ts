@@ -23,7 +23,6 @@ function sumValues(...values: Array<number | null>): number | null {
   return stated.length > 0 ? stated.reduce((a, v) => a + v, 0) : null;
 }
 export class Aggregates {
-
   constructor(private readonly h: House) {}
 
   /**

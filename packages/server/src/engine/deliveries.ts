@@ -23,7 +23,6 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
   return { createdAt: Number(match[1]), id: match[2] as string };
 }
 export class Deliveries {
-
   constructor(private readonly h: House) {}
 
   async enqueueDeliveries(tx: Queries, requestId: string, channels: readonly string[], event: string, data: unknown, at: number): Promise<void> {

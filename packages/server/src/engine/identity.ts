@@ -16,7 +16,6 @@ const SYSTEM = SYSTEM_ACTOR;
 type Actor = AuditActor;
 
 export class Identity {
-
   constructor(private readonly h: House) {}
 
   /** Resolves a bearer credential (cached for `CREDENTIAL_CACHE_MS`; a change made here clears the cache). */

@@ -18,7 +18,6 @@ import { auditFromRow } from './views.ts';
 const SYSTEM = SYSTEM_ACTOR;
 
 export class Reviews {
-
   constructor(private readonly h: House) {}
 
   /**

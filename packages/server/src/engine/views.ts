@@ -18,12 +18,10 @@ import type { SummaryAggregates } from '../store/history.ts';
 import type { DeliveryFilter, DeliveryRow } from '../store/timers.ts';
 import { checkReadable, requireOperator, type AuditEntry, type House, type ReaderFrom, type ReaderGuardFacts } from './house.ts';
 
-
 export class Views {
   private readonly agentNames = new Map<string, string>();
 
   constructor(private readonly h: House) {}
-
 
   /**
    * How long the oldest entry still waiting for integration has waited (by this engine's clock,
