@@ -181,7 +181,7 @@ export async function createEmbeddedGateway(options: EmbeddedOptions = {}): Prom
     },
 
     async operator(name, roles = ['reviewer'], groups = []) {
-      if (await engine.store.findOperatorByName(name)) {
+      if (await engine.operatorExists(name)) {
         const active = await engine.credentials.operatorPrincipal(name);
         if (!active) throw new CountersignError('FORBIDDEN', `operator ${name} exists but is disabled, removed or its record does not verify`);
         return active;
@@ -208,7 +208,7 @@ async function adminPrincipal(engine: Engine): Promise<OperatorPrincipal> {
 }
 
 async function agentPrincipal(engine: Engine, admin: OperatorPrincipal, name: string): Promise<AgentPrincipal> {
-  const existing = await engine.store.findAgentByName(name);
+  const existing = await engine.agentByName(name);
   if (existing) return { kind: 'agent', agentId: existing.id, agentName: existing.name };
   const created = await engine.createAgentKey(admin, name);
   return { kind: 'agent', agentId: created.agentId, agentName: created.agentName };

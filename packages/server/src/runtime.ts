@@ -23,7 +23,7 @@ import { trailPublisher } from './audit/publish.ts';
 import { Notifier } from './channels/notifier.ts';
 import { ChannelRegistry } from './channels/registry.ts';
 import type { RuntimeConfig } from './config.ts';
-import { Engine, type EscalationCause } from './engine/engine.ts';
+import { Engine, openStore, type EscalationCause } from './engine/engine.ts';
 import { serverPolicyChecks } from './policy-checks.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { connect, type Connection } from './store/connect.ts';
@@ -90,14 +90,16 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     lastIntegrationError = { message, at: now };
     log(`countersign: audit integration failed (retrying): ${message}`);
   };
-  const engine = await Engine.open({ connection, auditKey, guard: config.guard, serverSecret, onStoreError });
+  // The store is opened here and handed to the engine, so that this root wires the trail's publisher and origin to it without reaching through the engine.
+  const store = openStore({ connection, guard: config.guard, onStoreError });
+  const engine = await Engine.open({ store, auditKey, guard: config.guard, serverSecret, onStoreError });
   if (options.metrics?.onEscalated) engine.onEscalated(options.metrics.onEscalated);
   for (const check of serverPolicyChecks(config.env)) engine.addPolicyCheck(check);
   engine.trail.setRedactedFields(config.audit.redactFields);
   // What the signer signs goes to the witnesses; what it refuses to sign, to every channel.
   engine.trail.signer.setHooks(
     trailPublisher({
-      store: engine.store,
+      store,
       key: auditKey,
       policy: () => {
         try {
@@ -114,9 +116,9 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   try {
     await engine.trail.checkKey();
     // The deployment's own checkpoint origin, kept from the first start (finding 12).
-    await keepOrigin(engine.store.auditKeys, config.audit.origin, engine.clock());
+    await keepOrigin(store.auditKeys, config.audit.origin, engine.clock());
     // Once, on the first start after the upgrade that introduced the signer's state file.
-    await adoptOnUpgrade(engine, { witnessDir: config.audit.witnessDir, log });
+    await adoptOnUpgrade(engine, store, { witnessDir: config.audit.witnessDir, log });
     await engine.activatePolicy(options.policy.text, options.policy.source);
   } catch (err) {
     await engine.close();

@@ -21,7 +21,7 @@ afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!().catch(() => {});
 });
 
-const pendingRow = (at: number) => ({ at, type: 'test', request_id: 'req_h', actor_type: 'system', actor_id: 'system', actor_name: 'test', data: '{}' });
+const pendingRow = (at: number) => ({ at, type: 'test', request_id: 'req_h', actor_type: 'system' as const, actor_id: 'system', actor_name: 'test', data: '{}' });
 
 describe('PostgreSQL: a stalled integrator', () => {
   it('/healthz is degraded while an old entry stays pending, ok once it is integrated; the failing batches reach onStoreError', async () => {

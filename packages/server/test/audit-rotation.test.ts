@@ -86,7 +86,7 @@ describe.each(ENGINES)('audit key rotation on $name', ({ make }) => {
     await a.trail.checkpoint();
     return { a, keyA };
   };
-  const rotate = (engine: Engine, next: AuditKey) => rotateSigningKey(engine, next, fileSignerState(signerStatePath(next.path!)), { reason: 'yearly rotation' });
+  const rotate = (engine: Engine, next: AuditKey) => rotateSigningKey(engine, engine.store, next, fileSignerState(signerStatePath(next.path!)), { reason: 'yearly rotation' });
 
   beforeEach(() => {
     db = make();
@@ -262,7 +262,7 @@ describe.each(ENGINES)('audit key rotation on $name', ({ make }) => {
     await create(a, 2);
     await a.trail.checkpoint();
     const keyB = loadOrCreateAuditKey(host('b'));
-    await rotateSigningKey(a, keyB, fileSignerState(signerStatePath(keyB.path!)), { reason: 'rotation', witnessDir: witness });
+    await rotateSigningKey(a, a.store, keyB, fileSignerState(signerStatePath(keyB.path!)), { reason: 'rotation', witnessDir: witness });
     const b = await serve(keyB);
     const lines = await exportOf(b);
     const pins = readCheckpointNotes([witness], publicKeyFromPem(keyA.publicKeyPem));

@@ -203,7 +203,7 @@ describe('upgrade from main (the review asked: keeps signing after the upgrade)'
     const before = await engine.trail.checkpoint();
     await asBeforeUpgrade();
     await reopen(); // migration 011 runs now, and marks this deployment
-    const adopted = await adoptOnUpgrade(engine, { witnessDir: null, log });
+    const adopted = await adoptOnUpgrade(engine, engine.store, { witnessDir: null, log });
     expect(adopted).toMatchObject({ treeSize: before.treeSize, rootHash: before.rootHash });
     expect(engine.trail.signer.state.read()).toMatchObject({ treeSize: before.treeSize, rootHash: before.rootHash });
     const [entry] = await engine.store.listAudit({ type: 'audit_state_adopted', limit: 5 });
@@ -211,7 +211,7 @@ describe('upgrade from main (the review asked: keeps signing after the upgrade)'
     await create(2);
     await expect(engine.trail.checkpoint()).resolves.toMatchObject({ treeSize: expect.any(Number) });
     // Only once: a second start does nothing.
-    expect(await adoptOnUpgrade(engine, { witnessDir: null, log })).toBeNull();
+    expect(await adoptOnUpgrade(engine, engine.store, { witnessDir: null, log })).toBeNull();
   });
 
   it('after the one adoption, deleting the state file stays a refusal — also with the upgrade mark planted again in the database', async () => {
@@ -219,15 +219,15 @@ describe('upgrade from main (the review asked: keeps signing after the upgrade)'
     await engine.trail.checkpoint();
     await asBeforeUpgrade();
     await reopen();
-    expect(await adoptOnUpgrade(engine, { witnessDir: null, log })).not.toBeNull();
+    expect(await adoptOnUpgrade(engine, engine.store, { witnessDir: null, log })).not.toBeNull();
     await create(2);
     const cp = await engine.trail.checkpoint();
     rmSync(signerStatePath(keyPath));
-    expect(await adoptOnUpgrade(engine, { witnessDir: null, log })).toBeNull();
+    expect(await adoptOnUpgrade(engine, engine.store, { witnessDir: null, log })).toBeNull();
     await expect(engine.trail.checkpoint()).rejects.toMatchObject({ code: 'AUDIT_FORK', details: { kind: 'state_missing' } });
     // The database writer plants the mark again.
     await raw.db.insertInto('audit_signer_upgrade').values({ id: 1, tree_size: cp.treeSize, root_hash: cp.rootHash, created_at: 0 }).execute();
-    expect(await adoptOnUpgrade(engine, { witnessDir: null, log })).toBeNull();
+    expect(await adoptOnUpgrade(engine, engine.store, { witnessDir: null, log })).toBeNull();
     expect(logs.join('\n')).toMatch(/already records an adoption/);
     await expect(engine.trail.checkpoint()).rejects.toMatchObject({ code: 'AUDIT_FORK', details: { kind: 'state_missing' } });
   });
@@ -236,7 +236,7 @@ describe('upgrade from main (the review asked: keeps signing after the upgrade)'
     await create(3);
     await engine.trail.checkpoint();
     rmSync(signerStatePath(keyPath));
-    expect(await adoptOnUpgrade(engine, { witnessDir: null, log })).toBeNull();
+    expect(await adoptOnUpgrade(engine, engine.store, { witnessDir: null, log })).toBeNull();
     await expect(engine.trail.checkpoint()).rejects.toMatchObject({ code: 'AUDIT_FORK', details: { kind: 'state_missing' } });
   });
 
@@ -246,7 +246,7 @@ describe('upgrade from main (the review asked: keeps signing after the upgrade)'
     await asBeforeUpgrade();
     await rewrite(2);
     await reopen();
-    expect(await adoptOnUpgrade(engine, { witnessDir: null, log })).toBeNull();
+    expect(await adoptOnUpgrade(engine, engine.store, { witnessDir: null, log })).toBeNull();
     expect(logs.at(-1)).toMatch(/NOT adopting on upgrade/);
     expect(engine.trail.signer.state.read()).toBeNull();
     await expect(engine.trail.checkpoint()).rejects.toMatchObject({ code: 'AUDIT_FORK', details: { kind: 'state_missing' } });

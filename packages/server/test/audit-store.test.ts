@@ -78,7 +78,7 @@ describe.each(ENGINES)('audit tree in the store: $name', ({ make }) => {
     const store = t.engine.store;
     await store.settleAudit();
     const before = (await store.trail.head()).size;
-    const entry = (i: number) => ({ at: 1_700_000_000_000 + i, type: 'test', request_id: null, actor_type: 'system', actor_id: 'system', actor_name: 'test', data: JSON.stringify({ i }) });
+    const entry = (i: number) => ({ at: 1_700_000_000_000 + i, type: 'test', request_id: null, actor_type: 'system' as const, actor_id: 'system', actor_name: 'test', data: JSON.stringify({ i }) });
     const outcomes = await Promise.allSettled(
       Array.from({ length: 40 }, (_, i) =>
         store.transaction(async (tx) => {

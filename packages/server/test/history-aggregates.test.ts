@@ -184,7 +184,7 @@ describe.each(ENGINES)('history aggregates equal core definitions: $name', ({ ma
         const now = base + h.now;
         const s = await stored(from, to);
         const reference = summarize({ facts: s.rows as MetricFactRow[], reviews: s.reviews, escalated: s.escalated, from, to, bucket: h.bucket, now });
-        const fromSql = await metricsSummary({ store }, from, to, h.bucket, now);
+        const fromSql = await metricsSummary({ settleAudit: () => store.settleAudit(), historySummary: (...args) => store.history.summary(...args) }, from, to, h.bucket, now);
         expect(fromSql).toEqual(reference);
       }),
       { numRuns: 30 },

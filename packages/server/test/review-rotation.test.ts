@@ -69,7 +69,7 @@ describe.each(ENGINES)('review: key rotation attacks on $name', ({ make }) => {
     copyFileSync(keyA.path!, backup);
     copyFileSync(signerStatePath(keyA.path!), signerStatePath(backup));
     const keyB = loadOrCreateAuditKey(host('b'));
-    await rotateSigningKey(a, keyB, fileSignerState(signerStatePath(keyB.path!)), { reason: 'yearly rotation' });
+    await rotateSigningKey(a, a.store, keyB, fileSignerState(signerStatePath(keyB.path!)), { reason: 'yearly rotation' });
     const b = await open(keyB);
     await b.trail.checkKey();
     await b.activatePolicy(DEFAULT_POLICY_YAML, 'test');
@@ -109,7 +109,7 @@ describe.each(ENGINES)('review: key rotation attacks on $name', ({ make }) => {
     const n = (await a.trail.head()).treeSize;
     clock += 400 * DAY;
     const keyB = loadOrCreateAuditKey(host('b'));
-    const { handover } = await rotateSigningKey(a, keyB, fileSignerState(signerStatePath(keyB.path!)), { reason: 'yearly rotation' });
+    const { handover } = await rotateSigningKey(a, a.store, keyB, fileSignerState(signerStatePath(keyB.path!)), { reason: 'yearly rotation' });
     const b = await open(keyB);
     await b.trail.checkKey();
     await b.activatePolicy(DEFAULT_POLICY_YAML, 'test');

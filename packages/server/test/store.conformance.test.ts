@@ -166,7 +166,7 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
 
   it('allows one review per operator per request', async () => {
     await store.insertRequest(requestRow('req_rev'));
-    const review = { id: 'rev_1', request_id: 'req_rev', operator_id: 'op_1', operator_name: 'alice', verdict: 'approve', reason: null, args: null, alternative: null, payload_key: 'k', stage: 0, stage_key: null, created_at: 5 };
+    const review = { id: 'rev_1', request_id: 'req_rev', operator_id: 'op_1', operator_name: 'alice', verdict: 'approve' as const, reason: null, args: null, alternative: null, payload_key: 'k', stage: 0, stage_key: null, created_at: 5 };
     await store.insertReview(review);
     await expect(store.insertReview({ ...review, id: 'rev_2' })).rejects.toThrow();
     expect((await store.reviewsFor(['req_rev'])).map((r) => r.id)).toEqual(['rev_1']);
@@ -174,7 +174,7 @@ describe.each(ENGINES)('store conformance: $name', ({ make }) => {
 
   it('appends audit entries with gapless sequence numbers, also under concurrency', async () => {
     const before = (await store.listAudit({ limit: 1000 })).length;
-    const entry = (i: number) => ({ at: i, type: 'test', request_id: null, actor_type: 'system', actor_id: 's', actor_name: 's', data: `{"i":${i}}` });
+    const entry = (i: number) => ({ at: i, type: 'test', request_id: null, actor_type: 'system' as const, actor_id: 's', actor_name: 's', data: `{"i":${i}}` });
     await Promise.all(
       Array.from({ length: 20 }, (_, i) => store.transaction((tx) => tx.appendAudit([entry(i), entry(i + 100)]))),
     );

@@ -18,7 +18,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { CountersignError, type SignedCheckpoint } from '@countersign/core';
 import { processEnvironment } from '../config.ts';
-import { Engine } from '../engine/engine.ts';
+import { Engine, openStore } from '../engine/engine.ts';
+import type { Store } from '../store/store.ts';
 import { connect, parseDatabaseUrl } from '../store/connect.ts';
 import { resolveAuditConfig } from './config.ts';
 import { loadOrCreateAuditKey, type PublicAuditKey } from './crypto.ts';
@@ -98,12 +99,13 @@ export async function trustCurrent(flags: {
   }
   const key = loadOrCreateAuditKey(audit.keyPath);
   const pins = readCheckpointNotes(sources, key);
-  const engine = await Engine.open({ connection: await connect(url), auditKey: key });
+  const store = openStore({ connection: await connect(url) });
+  const engine = await Engine.open({ store, auditKey: key });
   try {
     await engine.trail.checkKey();
     const { cp, entriesVerified, pinned } = await verifiedCheckpoint(engine, key, pins);
     const adopted = await engine.trail.signer.adopt(cp);
-    await engine.store.transaction(async (tx) => {
+    await store.transaction(async (tx) => {
       // Whoever adopts on upgrade day by hand also settles the upgrade mark.
       await tx.trail.consumeUpgradeMark();
       await engine.writer.append(tx, [
@@ -143,9 +145,9 @@ export async function trustCurrent(flags: {
  * signer keeps refusing, and the log says why). A deployment installed with the state file has
  * no mark, and a mark is removed when used, so deleting the state file later stays a refusal.
  */
-export async function adoptOnUpgrade(engine: Engine, options: { witnessDir: string | null; log: (line: string, level?: 'info' | 'warn') => void }): Promise<SignedCheckpoint | null> {
+export async function adoptOnUpgrade(engine: Engine, store: Store, options: { witnessDir: string | null; log: (line: string, level?: 'info' | 'warn') => void }): Promise<SignedCheckpoint | null> {
   const { log } = options;
-  const mark = await engine.store.trail.upgradeMark();
+  const mark = await store.trail.upgradeMark();
   if (!mark) return null;
   let present: boolean;
   try {
@@ -154,11 +156,11 @@ export async function adoptOnUpgrade(engine: Engine, options: { witnessDir: stri
     present = true; // damaged: an operator's matter (audit trust-current), not an automatic one
   }
   if (present) {
-    await engine.store.trail.consumeUpgradeMark();
+    await store.trail.consumeUpgradeMark();
     log('countersign: audit signer: the upgrade mark is settled (a state file is already present)', 'info');
     return null;
   }
-  const earlier = await engine.store.listAudit({ type: 'audit_state_adopted', limit: 1 });
+  const earlier = await store.listAudit({ type: 'audit_state_adopted', limit: 1 });
   if (earlier.length > 0) {
     log('countersign: audit signer: NOT adopting on upgrade: this trail already records an adoption (audit_state_adopted), so a missing state file is a loss, not an upgrade; see countersign audit trust-current');
     return null;
@@ -171,7 +173,7 @@ export async function adoptOnUpgrade(engine: Engine, options: { witnessDir: stri
       throw new CountersignError('AUDIT_VERIFICATION_FAILED', `the newest verified checkpoint (size ${cp.treeSize}) is not the one recorded at the upgrade (size ${mark.treeSize})`);
     }
     const adopted = await engine.trail.signer.adopt(cp);
-    await engine.store.transaction(async (tx) => {
+    await store.transaction(async (tx) => {
       if (!(await tx.trail.consumeUpgradeMark())) return; // another server on this host adopted it first, and recorded it
       await engine.writer.append(tx, [
         draft(

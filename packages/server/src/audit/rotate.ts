@@ -24,7 +24,8 @@ import { hostname, userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { CountersignError, canonicalJson, checkpointMessage, fromBase64Of, handoverMessage, type HandoverBody, type SignedCheckpoint, type SignedHandover } from '@countersign/core';
 import { processEnvironment } from '../config.ts';
-import { Engine } from '../engine/engine.ts';
+import { Engine, openStore } from '../engine/engine.ts';
+import type { Store } from '../store/store.ts';
 import { connect, parseDatabaseUrl } from '../store/connect.ts';
 import { resolveAuditConfig } from './config.ts';
 import { loadOrCreateAuditKey, type AuditKey } from './crypto.ts';
@@ -46,6 +47,8 @@ export interface RotationResult {
  */
 export async function rotateSigningKey(
   engine: Engine,
+  /** The engine's store (its composition root holds it: rotateKeyCommand, or a test). */
+  store: Store,
   next: AuditKey,
   newState: SignerStateStore,
   options: { reason: string; witnessDir?: string | null; log?: (line: string) => void; beforeNewSigner?: () => void },
@@ -56,7 +59,7 @@ export async function rotateSigningKey(
   if (next.keyId === old.keyId) throw new CountersignError('AUDIT_KEY_CONFLICT', `the new key is the current key ${old.keyId}`);
   await engine.trail.checkKey();
   await engine.trail.checkpoint(); // A's last word: its checkpoint of the head
-  const handover = await engine.store.transaction(async (tx) => {
+  const handover = await store.transaction(async (tx) => {
     await tx.auditKeys.lockExclusive();
     const current = await tx.auditKeys.current();
     if (current.length !== 1 || current[0]!.keyId !== old.keyId) {
@@ -97,10 +100,10 @@ export async function rotateSigningKey(
     }
   }
   const now = () => engine.clock();
-  const signer = new AuditSigner(engine.store, next, newState, now);
-  signer.setHooks(trailPublisher({ store: engine.store, key: next, policy: () => undefined, witnessDir: options.witnessDir ?? null, now, log: options.log ?? (() => {}) }));
+  const signer = new AuditSigner(store, next, newState, now);
+  signer.setHooks(trailPublisher({ store, key: next, policy: () => undefined, witnessDir: options.witnessDir ?? null, now, log: options.log ?? (() => {}) }));
   // The rotation entry is integrated off the commit (store/integrator.ts): settle, so B's first checkpoint covers it.
-  await engine.store.settleAudit();
+  await store.settleAudit();
   const checkpoint = (await signer.checkpoint())!;
   return { handover, checkpoint };
 }
@@ -158,11 +161,12 @@ export async function rotateKeyCommand(flags: { database?: string | undefined; a
   syncDirectory(dir);
   const next = loadOrCreateAuditKey(nextPath);
   const retiredKeyPath = join(dir, `${name}.retired-${old.keyId}.pem`);
-  const engine = await Engine.open({ connection: await connect(url), auditKey: old });
-  engine.trail.signer.setHooks(trailPublisher({ store: engine.store, key: old, policy: () => undefined, witnessDir: audit.witnessDir, now: () => engine.clock(), log: () => {} }));
+  const store = openStore({ connection: await connect(url) });
+  const engine = await Engine.open({ store, auditKey: old });
+  engine.trail.signer.setHooks(trailPublisher({ store, key: old, policy: () => undefined, witnessDir: audit.witnessDir, now: () => engine.clock(), log: () => {} }));
   let committed = false;
   try {
-    const result = await rotateSigningKey(engine, next, fileSignerState(signerStatePath(keyPath)), {
+    const result = await rotateSigningKey(engine, store, next, fileSignerState(signerStatePath(keyPath)), {
       reason: flags.reason,
       witnessDir: audit.witnessDir,
       // Committed: A and its state move aside, B takes A's path (its state is written there next).

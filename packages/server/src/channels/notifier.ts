@@ -46,8 +46,7 @@ export class Notifier {
 
   /** One attempt for the delivery behind `timer`. Never throws for the channel's failure; the engine records it. */
   readonly deliver = async (timer: TimerRow): Promise<void> => {
-    const store = this.engine.store.timers;
-    const delivery = await store.getDelivery(timer.id);
+    const delivery = await this.engine.deliveryById(timer.id);
     if (!delivery || delivery.status !== 'pending') {
       await this.engine.recordDelivery(timer.id, { ok: false, ms: 0, error: 'no pending delivery', retryInMs: null });
       return;
@@ -66,7 +65,7 @@ export class Notifier {
       return;
     }
     const { channel, config } = found;
-    const earlier = await store.listDeliveries({ requestId: delivery.request_id, channel: delivery.channel, status: 'delivered', limit: 50 });
+    const earlier = await this.engine.storedDeliveries({ requestId: delivery.request_id, channel: delivery.channel, status: 'delivered', limit: 50 });
     const previous = earlier
       .filter((d) => d.response !== null)
       .reverse()

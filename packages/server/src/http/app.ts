@@ -81,8 +81,8 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   const INTEGRATION_STALL_MS = 5_000;
   app.get('/healthz', async (c) => {
     try {
-      await engine.store.ping();
-      const health = { status: 'ok', version: options.version ?? '0.1.0', policyVersion: engine.policy.version, database: engine.store.capabilities.dialect };
+      await engine.ping();
+      const health = { status: 'ok', version: options.version ?? '0.1.0', policyVersion: engine.policy.version, database: engine.databaseDialect };
       // The audit signer refuses to sign (AUDIT_FORK): the server runs, but its trail is not being witnessed.
       const refusal = engine.trail.signer.refusal;
       if (refusal) return c.json({ ...health, status: 'degraded', audit: { code: refusal.kind === 'key_retired' ? 'AUDIT_KEY_RETIRED' : 'AUDIT_FORK', kind: refusal.kind, reason: refusal.reason, since: new Date(refusal.since).toISOString() } });

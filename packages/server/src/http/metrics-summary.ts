@@ -94,9 +94,9 @@ export function summaryOf(agg: SummaryAggregates, from: number, to: number, buck
 }
 
 /** `GET /v1/metrics/summary`'s numbers for [from, to): the trail settled first (escalations are audit entries). */
-export async function metricsSummary(engine: Pick<Engine, 'store'>, from: number, to: number, bucket: MetricBucket, now: number): Promise<MetricsSummary> {
-  await engine.store.settleAudit();
-  return summaryOf(await engine.store.history.summary(from, to, bucket, now), from, to, bucket);
+export async function metricsSummary(engine: Pick<Engine, 'settleAudit' | 'historySummary'>, from: number, to: number, bucket: MetricBucket, now: number): Promise<MetricsSummary> {
+  await engine.settleAudit();
+  return summaryOf(await engine.historySummary(from, to, bucket, now), from, to, bucket);
 }
 
 // ---- route ----

@@ -168,7 +168,7 @@ export function instrumentEngine(engine: Engine): void {
 
 /** The exposition text, with the pending gauge read fresh from this engine's database. */
 export async function renderMetrics(engine: Engine): Promise<{ contentType: string; body: string }> {
-  const counts = await engine.store.pendingCountsByRisk();
+  const counts = await engine.pendingCountsByRisk();
   for (const level of RISK_LEVELS) pending.set({ risk_level: level }, counts[level] ?? 0);
   // Screening rates from accepted verdicts (engine/screening.ts), read at scrape time like the pending gauge; -1 while there are none.
   const rates = await engine.screening.rates();
@@ -180,7 +180,7 @@ export async function renderMetrics(engine: Engine): Promise<{ contentType: stri
   screenVerdicts.set({ outcome: 'false_negative' }, rates.falseNegatives);
   screenVerdicts.set({ outcome: 'true_negative' }, rates.trueNegatives);
   const now = Date.now();
-  const day = await engine.store.history.summary(now - 24 * 3600_000, now + 1, 'hour', now);
+  const day = await engine.historySummary(now - 24 * 3600_000, now + 1, 'hour', now);
   const review = ratesOf(day.total.counts, day.total.median, day.total.p90);
   const window = '24h';
   reviewRates.set({ rate: 'approval', window }, review.approvalRate ?? -1);

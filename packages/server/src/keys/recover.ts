@@ -28,7 +28,7 @@ export async function recoverAdmin(config: RuntimeConfig, name: string) {
   }
   const engine = await Engine.open({ connection: await connect(config.databaseUrl), auditKey: loadOrCreateAuditKey(config.audit.keyPath), guard: config.guard, serverSecret: secret });
   try {
-    if ((await engine.store.countCredentials()) === 0) {
+    if ((await engine.countCredentials()) === 0) {
       throw new CountersignError('VALIDATION_FAILED', 'this database has never been used by a Countersign server (no credentials): point --database at the one your servers use');
     }
     return await engine.credentials.recoverAdmin(name, { type: 'system', id: 'admin-recover', name: 'countersign admin recover' });

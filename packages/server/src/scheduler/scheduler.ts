@@ -157,10 +157,9 @@ export class Scheduler {
   private async runTick(): Promise<TickReport> {
     const report: TickReport = { fired: 0, escalated: 0, decided: 0, gone: 0, stale: 0, rescheduled: 0, errors: 0, deliveries: 0, lapsed: 0 };
     await this.sweepLapsed(report);
-    const timers = this.engine.store.timers;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const now = this.engine.clock();
-      const due = await timers.claimDue(now, this.batch, this.owner, this.leaseMs, REQUEST_KINDS);
+      const due = await this.engine.claimDueTimers(now, this.batch, this.owner, this.leaseMs, REQUEST_KINDS);
       await eachLimited(due, this.concurrency, async (t) => {
         try {
           const outcome = await this.engine.fireTimer(t);
@@ -175,7 +174,7 @@ export class Scheduler {
       const deliver = this.options.deliver;
       const room = this.maxDeliveries - this.deliveries.size;
       if (deliver && room > 0) {
-        const sends = await timers.claimDue(this.engine.clock(), Math.min(room, this.batch), this.owner, this.leaseMs, ['deliver']);
+        const sends = await this.engine.claimDueTimers(this.engine.clock(), Math.min(room, this.batch), this.owner, this.leaseMs, ['deliver']);
         for (const t of sends) {
           const p: Promise<void> = deliver(t)
             .then(() => undefined)

@@ -14,6 +14,7 @@
  * Keyset positions are row values (`(a, b, c) > (?, ?, ?)`), which both SQLite and PostgreSQL
  * turn into an index range.
  */
+import type { AutomationLevel } from '@countersign/core';
 import { sql, type Kysely, type SelectQueryBuilder, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import type { RequestsTable } from './schema.ts';
@@ -31,7 +32,7 @@ export interface ListFilter {
   agentId?: string | undefined;
   /** The action's normal form (`requests.action_key`). */
   actionKey?: string | undefined;
-  automationLevel?: string | undefined;
+  automationLevel?: AutomationLevel | undefined;
   /** Not a SQL condition: binds a cursor to an `actionableBy` listing (engine/queue.ts). */
   actionableOnly?: boolean | undefined;
 }

@@ -4,6 +4,7 @@
  * ordering by time never depends on a collation.
  */
 import type { Generated } from 'kysely';
+import type { AutomationLevel, Route, Verdict } from '@countersign/core';
 import type { DeliveriesTable, EscalationsTable, NoncesTable, TimersTable } from './timers.ts';
 import type { AuditCheckpointsTable, AuditNodesTable, AuditRetentionTable, AuditSignerUpgradeTable } from './trail.ts';
 import type { AuditKeysTable, AuditOriginTable } from './audit-keys.ts';
@@ -62,6 +63,9 @@ export interface OperatorTokensTable {
   mac: string | null;
 }
 
+/** Who an audit entry names as its actor (core `AuditActor['type']`). */
+export type AuditActorType = 'agent' | 'operator' | 'system';
+
 export interface PoliciesTable {
   version: number;
   hash: string;
@@ -87,8 +91,8 @@ export interface RequestsTable {
   status: string;
   risk_score: number;
   risk_level: string;
-  automation_level: string;
-  route: string;
+  automation_level: AutomationLevel;
+  route: Route;
   assessment: string;
   policy_version: number;
   decision: string | null;
@@ -130,7 +134,7 @@ export interface ReviewsTable {
   request_id: string;
   operator_id: string;
   operator_name: string;
-  verdict: string;
+  verdict: Verdict;
   reason: string | null;
   args: string | null;
   alternative: string | null;
@@ -148,7 +152,7 @@ export interface AuditLogTable {
   at: number;
   type: string;
   request_id: string | null;
-  actor_type: string;
+  actor_type: AuditActorType;
   actor_id: string;
   actor_name: string;
   data: string;
@@ -164,7 +168,7 @@ export interface AuditPendingTable {
   at: number;
   type: string;
   request_id: string | null;
-  actor_type: string;
+  actor_type: AuditActorType;
   actor_id: string;
   actor_name: string;
   data: string;

@@ -6,7 +6,7 @@
  */
 import { processEnvironment, reentryCheckFrom } from '../config.ts';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { CountersignError, normalizeActionName } from '@countersign/core';
+import { CountersignError, normalizeActionName, type AutomationLevel } from '@countersign/core';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Capabilities, Connection } from './connect.ts';
 import { TimerQueries } from './timers.ts';
@@ -51,7 +51,7 @@ export interface RequestFilter {
   riskLevel?: string | undefined;
   agentId?: string | undefined;
   action?: string | undefined;
-  automationLevel?: string | undefined;
+  automationLevel?: AutomationLevel | undefined;
   limit: number;
   /** Keyset cursor: rows strictly after this (created_at, id) in the listing order. */
   after?: { createdAt: number; id: string } | undefined;

@@ -12,13 +12,19 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Capabilities } from './connect.ts';
 import type { Database } from './schema.ts';
 
+/** What a timer does when due: see TimersTable.kind. */
+export type TimerKind = 'escalate' | 'expire' | 'deliver' | 'collect' | 'pause_end';
+
+/** Where a delivery stands: waiting for an attempt, delivered, or given up on. */
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
+
 export interface TimersTable {
   id: string;
   /**
    * `escalate` (the current level's deadline), `expire` (the agent's timeoutSeconds), `deliver` (a
    * notification attempt), `collect` (an aggregate collection closes), `pause_end` (an agent's pause runs out).
    */
-  kind: string;
+  kind: TimerKind;
   request_id: string | null;
   due_at: number;
   payload: string;
@@ -45,7 +51,7 @@ export interface DeliveriesTable {
   /** `requested`, `escalated`, `reassigned`, `decided`; for guard notices `guard.<kind>` (data holds the notice). */
   event: string;
   /** `pending`, `delivered`, `failed`. */
-  status: string;
+  status: DeliveryStatus;
   attempts: number;
   last_error: string | null;
   /** JSON: what the channel answered that later updates need (a Slack message `ts`, …). */
@@ -97,12 +103,12 @@ export class TimerQueries {
    * due-time index from the start, so the cost follows the number of due timers, not the number
    * of pending requests. Expired leases (a process died holding them) are taken over.
    */
-  async claimDue(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly string[]): Promise<TimerRow[]> {
+  async claimDue(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly TimerKind[]): Promise<TimerRow[]> {
     return this.claimDueQuery(now, limit, owner, leaseMs, kinds).execute();
   }
 
   /** The claim as a query (tests read its plan: it must walk the due-time index). */
-  claimDueQuery(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly string[]) {
+  claimDueQuery(now: number, limit: number, owner: string, leaseMs: number, kinds?: readonly TimerKind[]) {
     let due = this.db
       .selectFrom('timers')
       .select('id')
@@ -123,7 +129,7 @@ export class TimerQueries {
     return this.db.deleteFrom('timers').where('id', '=', id).returningAll().executeTakeFirst();
   }
 
-  async cancelRequestTimers(requestId: string, kinds: readonly string[]): Promise<void> {
+  async cancelRequestTimers(requestId: string, kinds: readonly TimerKind[]): Promise<void> {
     await this.db.deleteFrom('timers').where('request_id', '=', requestId).where('kind', 'in', [...kinds]).execute();
   }
 
@@ -136,7 +142,7 @@ export class TimerQueries {
     return this.db.selectFrom('timers').selectAll().where('request_id', '=', requestId).orderBy('due_at').execute();
   }
 
-  async countTimers(kind?: string): Promise<number> {
+  async countTimers(kind?: TimerKind): Promise<number> {
     let q = this.db.selectFrom('timers').select((eb) => eb.fn.countAll<number>().as('n'));
     if (kind) q = q.where('kind', '=', kind);
     return Number((await q.executeTakeFirstOrThrow()).n);
@@ -187,7 +193,8 @@ export class TimerQueries {
 
   async listDeliveries(filter: DeliveryFilter): Promise<DeliveryRow[]> {
     let q = this.db.selectFrom('deliveries').selectAll();
-    if (filter.status) q = q.where('status', '=', filter.status);
+    // A status no delivery has (the API passes the caller's text) matches none.
+    if (filter.status) q = q.where('status', '=', filter.status as DeliveryStatus);
     if (filter.requestId) q = q.where('request_id', '=', filter.requestId);
     if (filter.channel) q = q.where('channel', '=', filter.channel);
     if (filter.before) {

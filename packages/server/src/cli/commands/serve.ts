@@ -45,7 +45,7 @@ export function registerServe(program: Command): void {
       });
       const policy = engine.policy;
       if (flags.json) {
-        console.log(JSON.stringify({ url, database: engine.store.capabilities.dialect, policyVersion: policy.version, policySource: policy.source, auditKeyId: engine.trail.key.keyId, bootstrap }));
+        console.log(JSON.stringify({ url, database: engine.databaseDialect, policyVersion: policy.version, policySource: policy.source, auditKeyId: engine.trail.key.keyId, bootstrap }));
       } else {
         console.log(`Countersign listening on ${url}`);
         console.log(`  database: ${redactUrl(config.databaseUrl)}`);

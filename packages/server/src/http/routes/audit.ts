@@ -8,7 +8,6 @@ import { CountersignError, ErrorBody, REGULATIONS, SignedCheckpoint, SignedHando
 import { stream } from 'hono/streaming';
 import type { Engine } from '../../engine/engine.ts';
 import type { Principal } from '../../engine/principal.ts';
-import { complianceReport, operatorMetrics } from '../../audit/reports.ts';
 import { json, security, type ApiEnv as Env } from './contract.ts';
 
 
@@ -208,7 +207,7 @@ export function registerAuditRoutes(app: OpenAPIHono<Env>, engine: Engine): void
   app.openapi(complianceRoute, async (c) => {
     const q = c.req.valid('query');
     const latest = await trail.latestCheckpoint();
-    const report = await complianceReport(engine.store, c.get('principal'), q, Date.now(), {
+    const report = await engine.complianceReport(c.get('principal'), q, Date.now(), {
       treeSize: latest?.treeSize ?? 0,
       rootHash: latest?.rootHash ?? null,
       checkpointAt: latest?.timestamp ?? null,
@@ -223,7 +222,7 @@ export function registerAuditRoutes(app: OpenAPIHono<Env>, engine: Engine): void
   });
 
   app.openapi(operatorMetricsRoute, async (c) =>
-    c.json(await operatorMetrics(engine.store, c.get('principal'), c.req.valid('param').id, c.req.valid('query').period ?? '24h', Date.now()), 200),
+    c.json(await engine.operatorMetrics(c.get('principal'), c.req.valid('param').id, c.req.valid('query').period ?? '24h', Date.now()), 200),
   );
 
   app.openapi(exportRoute, async (c) => {

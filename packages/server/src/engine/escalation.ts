@@ -1,0 +1,231 @@
+/**
+ * Escalation (engine room): a pending request's deadlines and levels. Its state and timers at
+ * creation, a level's deadline firing (up a level, or the final outcome), a reviewer extending,
+ * reassigning or escalating now, and the deadlines closed when it leaves `pending`.
+ */
+import { CountersignError, type ApprovalRequest, type Assessment, type AuditEventType, type RequestStatus, canReviewAtAll, channelsFor, channelsSoFar, escalationTimerAt, extend as extendEscalation, onDue, reassign as reassignEscalation, escalateNow, startEscalation, type EscalationState } from '@countersign/core';
+import { SYSTEM_ACTOR, actorOf } from '../audit/writer.ts';
+import { type Queries, type RequestRow } from '../store/store.ts';
+import { voteFromRow } from './mapping.ts';
+import type { Principal } from './principal.ts';
+import { queueDueAt } from './queue.ts';
+import { Listeners } from './listeners.ts';
+import { TimerSkip, requestTimer, type TimerRow } from '../store/timers.ts';
+import { WAKE_CHANNEL, audit, checkReadable, requireOperator, type EscalationCause, type House } from './house.ts';
+
+const SYSTEM = SYSTEM_ACTOR;
+
+export class Escalation {
+  constructor(private readonly h: House) {}
+
+  /** At creation, in the create transaction: escalation state, its deadline, the agent's hard deadline, first notifications. */
+  async scheduleCreated(tx: Queries, row: RequestRow, escalation: EscalationState | null, at: number, notify = true): Promise<void> {
+    const timers: TimerRow[] = [];
+    if (row.expires_at !== null) timers.push(requestTimer('expire', row.id, row.expires_at, at));
+    if (escalation) {
+      await tx.timers.insertEscalation({ request_id: row.id, level: escalation.level, due_at: escalation.dueAt, state: JSON.stringify(escalation), updated_at: at });
+      const due = escalationTimerAt(escalation, row.expires_at);
+      if (due !== null) timers.push(requestTimer('escalate', row.id, due, at, { level: escalation.level }));
+    }
+    await tx.timers.insertTimers(timers);
+    if (escalation && notify) await this.h.deliveries.enqueueDeliveries(tx, row.id, channelsFor(escalation, escalation.level), 'requested', { level: escalation.level }, at);
+  }
+
+  /** When a request leaves `pending`: its deadlines are moot, and every channel told about it hears the outcome. */
+  async closeEscalation(tx: Queries, current: RequestRow, escalation: EscalationState | null, status: RequestStatus, at: number): Promise<void> {
+    await tx.timers.cancelRequestTimers(current.id, ['escalate', 'expire']);
+    if (escalation) await this.h.deliveries.enqueueDeliveries(tx, current.id, channelsSoFar(escalation), 'decided', { status }, at);
+  }
+
+  async escalationOf(tx: Queries, id: string): Promise<EscalationState | null> {
+    const [row] = await tx.timers.escalationsFor([id]);
+    return row ? (JSON.parse(row.state) as EscalationState) : null;
+  }
+
+  async escalationsOf(ids: readonly string[]): Promise<Map<string, EscalationState>> {
+    const rows = await this.h.store.timers.escalationsFor(ids);
+    return new Map(rows.map((r) => [r.request_id, JSON.parse(r.state) as EscalationState]));
+  }
+
+  async saveEscalation(tx: Queries, current: RequestRow, state: EscalationState, at: number, isNew: boolean): Promise<void> {
+    const row = { request_id: current.id, level: state.level, due_at: state.dueAt, state: JSON.stringify(state), updated_at: at };
+    if (isNew) await tx.timers.insertEscalation(row);
+    else await tx.timers.updateEscalation(row);
+    await tx.timers.cancelRequestTimers(current.id, ['escalate']);
+    const due = escalationTimerAt(state, current.expires_at);
+    if (due !== null) await tx.timers.insertTimers([requestTimer('escalate', current.id, due, at, { level: state.level })]);
+    // The request itself changed for its readers (level, deadline): waiters and SSE see a new updatedAt.
+    if (!(await tx.updateRequest(current.id, { updated_at: at, queue_due_at: queueDueAt(current, state) }, 'pending'))) {
+      throw new CountersignError('ALREADY_DECIDED', `request ${current.id} changed concurrently`);
+    }
+    await tx.notify(WAKE_CHANNEL, current.id);
+  }
+
+  /**
+   * Fires one request timer (`escalate` or `expire`) claimed by the scheduler. The timer is
+   * deleted in the transaction that makes its change, so it fires once. `escalated`: up a level;
+   * `decided`: expired, or approved by timeout; `gone`: another process (or an earlier attempt)
+   * fired it; `rescheduled`: its deadline moved after the claim; `stale`: decided meanwhile.
+   */
+  async fireRequestTimer(timer: TimerRow): Promise<'escalated' | 'decided' | 'gone' | 'rescheduled' | 'stale'> {
+    const id = timer.request_id;
+    if (id === null || (timer.kind !== 'escalate' && timer.kind !== 'expire')) {
+      throw new CountersignError('INTERNAL', `fireTimer: ${timer.kind} is not a request timer`);
+    }
+    let outcome = 'decided' as 'escalated' | 'decided' | 'stale';
+    try {
+      await this.h.reviews.change(undefined, id, async (tx, current, escalation) => {
+        const taken = await tx.timers.takeTimer(timer.id);
+        // Gone, or already replaced by the next level's timer (same id, a later incarnation).
+        if (!taken || taken.created_at !== timer.created_at || taken.payload !== timer.payload) throw new TimerSkip('gone');
+        const at = this.h.now();
+        if (taken.due_at > at) throw new TimerSkip('rescheduled');
+        if (current.status !== 'pending') {
+          outcome = 'stale';
+          return null;
+        }
+        if (taken.kind === 'expire') {
+          return { type: 'expire', reason: "the agent's own timeout (timeoutSeconds) passed before a decision", at: '' };
+        }
+        // A request in an aggregate review follows the aggregate's deadlines, never its own chain.
+        if (await tx.aggregates.membership(id)) {
+          outcome = 'stale';
+          return null;
+        }
+        const state = escalation ?? startEscalation(this.h.policy().policy, JSON.parse(current.assessment) as Assessment, current.created_at);
+        if (!state) throw new CountersignError('INTERNAL', `request ${id} is pending without a review route`);
+        const due = onDue(state, this.h.policy().policy, at);
+        if (due.type === 'final') {
+          if (due.outcome === 'approve' && (await tx.guard.activePause(current.agent_id, at))) {
+            // Fail closed: a paused agent's request is never approved by a clock.
+            return { type: 'expire', reason: `${due.reason}; the agent is paused, so onFinalTimeout: approve does not apply`, at: '' };
+          }
+          if (due.outcome !== 'approve') return { type: 'expire', reason: due.reason, at: '' };
+          // Silence approves only the request as asked, and only if the active policy would not block it.
+          const votes = (await tx.reviewsFor([id])).map(voteFromRow);
+          return this.h.decisions.timeoutEvent(tx, current, await this.h.views.agentName(current.agent_id, tx), votes, due.reason, at);
+        }
+        outcome = 'escalated';
+        await this.saveEscalation(tx, current, due.state, at, escalation === null);
+        await this.h.deliveries.enqueueDeliveries(tx, id, due.notify, 'escalated', { from: due.from, to: due.to, role: due.role, reason: 'sla_timeout' }, at);
+        await this.h.writer.append(tx, [
+          audit(
+            'escalated',
+            id,
+            SYSTEM,
+            { from: due.from, to: due.to, role: due.role, dueAt: new Date(due.state.dueAt).toISOString(), notify: due.notify, reason: 'sla_timeout', lateMs: at - taken.due_at },
+            at,
+          ),
+        ]);
+        return null;
+      });
+    } catch (err) {
+      if (err instanceof TimerSkip) return err.why;
+      throw err;
+    }
+    if (outcome === 'escalated') this.emitEscalated('sla_timeout');
+    return outcome;
+  }
+
+  /**
+   * Who may extend or reassign: someone the gate would let vote on the request now (its identity
+   * and separation checks, over the payload that would run). Returns the index of the stage the
+   * request waits on, which a reassignment moves (and only that one).
+   */
+  async actingStage(tx: Queries, by: Extract<Principal, { kind: 'operator' }>, current: RequestRow, escalation: EscalationState): Promise<number> {
+    if (current.requester_operator_id === by.operatorId) throw new CountersignError('SELF_REVIEW', 'a requester cannot manage their own request');
+    const votes = (await tx.reviewsFor([current.id])).map(voteFromRow);
+    const agentName = await this.h.views.agentName(current.agent_id, tx);
+    const { eligible, stage, stageIndex } = await this.h.decisions.stageFor(tx, by, current, agentName, escalation, votes, this.h.now());
+    if (!eligible) throw new CountersignError('NOT_ELIGIBLE', `only someone who may review this request now may do this (${stage.label})`, { stage });
+    return stageIndex;
+  }
+
+  /** Locks a pending request with escalation state, runs `fn`, writes its audit entry; one transaction. */
+  async manage(
+    by: Principal,
+    id: string,
+    fn: (tx: Queries, current: RequestRow, escalation: EscalationState, at: number, stage: number) => Promise<{ state: EscalationState; audit: [AuditEventType, unknown]; notify?: readonly string[] }>,
+  ): Promise<ApprovalRequest> {
+    requireOperator(by);
+    const row = await this.h.store.transaction(async (tx) => {
+      const current = await tx.getRequest(id, true);
+      checkReadable(by, current, id);
+      if (current.status !== 'pending') throw new CountersignError('ALREADY_DECIDED', `request is already ${current.status}`, { status: current.status });
+      const escalation = await this.escalationOf(tx, id);
+      if (!escalation) throw new CountersignError('ILLEGAL_TRANSITION', `request ${id} has no deadline to manage`);
+      const stage = await this.actingStage(tx, by, current, escalation);
+      const at = this.h.now();
+      const out = await fn(tx, current, escalation, at, stage);
+      await this.saveEscalation(tx, current, out.state, at, false);
+      const [type, data] = out.audit;
+      if (out.notify) await this.h.deliveries.enqueueDeliveries(tx, id, out.notify, type, data, at);
+      await this.h.writer.append(tx, [audit(type, id, actorOf(by), data, at)]);
+      return { ...current, updated_at: at };
+    });
+    this.h.commits.afterCommit(id);
+    return this.h.views.toPublic(row);
+  }
+
+  /** A reviewer grants more time at the current level: once per request, bounded, with a reason. The agent's own timeout never moves. */
+  async extendDeadline(by: Principal, id: string, body: { seconds: number; reason: string }): Promise<ApprovalRequest> {
+    return this.manage(by, id, async (_tx, _current, escalation, at) => {
+      const state = extendEscalation(escalation, body.seconds * 1000, body.reason, by.kind === 'operator' ? by.name : '', at);
+      const data = { level: state.level, bySeconds: body.seconds, reason: body.reason, dueAt: new Date(state.dueAt).toISOString() };
+      return { state, audit: ['extended', data] };
+    });
+  }
+
+  /** Hands a pending request to another operator or a group; the current level's channels hear of it. */
+  async reassign(by: Principal, id: string, body: { operator?: string | undefined; group?: string | undefined; reason: string }): Promise<ApprovalRequest> {
+    let operator: string | undefined;
+    if (body.operator !== undefined) {
+      // Only an operator who could sign in (MAC valid, not disabled or removed) is handed a request.
+      const found = await this.h.credentials.operatorPrincipal(body.operator);
+      if (!found) throw new CountersignError('VALIDATION_FAILED', `no active operator named "${body.operator}"`, { field: 'operator' });
+      if (!canReviewAtAll({ roles: found.roles })) {
+        throw new CountersignError('VALIDATION_FAILED', `operator "${found.name}" has no reviewing role`, { field: 'operator' });
+      }
+      operator = found.name;
+    }
+    return this.manage(by, id, async (_tx, _current, escalation, at, stage) => {
+      // Only the current stage moves, and never one that names people (the gate's eligibility, finding 4).
+      const state = reassignEscalation(escalation, { operator, group: body.group }, body.reason, by.kind === 'operator' ? by.name : '', at, stage);
+      const data = { level: state.level, to: operator !== undefined ? { operator } : { group: body.group }, reason: body.reason, stage };
+      return { state, audit: ['reassigned', data], notify: channelsFor(state, state.level) };
+    });
+  }
+
+  /**
+   * A reviewer escalates a pending request now: the same move up one level as a timeout (core's
+   * `escalateNow`), its next level's channels told with the reason, the timer rescheduled for
+   * that level's period. Whoever may review it now may (as for extend and reassign); it never
+   * decides the request, and is refused at the last level. `fromLevel` (the level the caller
+   * saw) makes two escalations made at once move one level: the row lock serialises them, and
+   * the second finds the level moved on.
+   */
+  async escalate(by: Principal, id: string, body: { reason: string; fromLevel?: number | undefined }): Promise<ApprovalRequest> {
+    const request = await this.manage(by, id, async (tx, _current, escalation, at) => {
+      // A parked member's own chain stopped when it joined an aggregate review, which has its own (as fireTimer).
+      const aggregated = await this.h.guard.aggregateOf(id, tx);
+      if (aggregated) throw new CountersignError('AGGREGATED', 'this request is decided in its aggregate review: escalate that instead', { aggregateId: aggregated.id, collectingUntil: aggregated.collectingUntil });
+      const up = escalateNow(escalation, body.reason, at, body.fromLevel);
+      const operator = by.kind === 'operator' ? by.name : '';
+      const data = { from: up.from, to: up.to, role: up.role, dueAt: new Date(up.state.dueAt).toISOString(), notify: up.notify, reason: 'manual', by: operator, text: body.reason };
+      return { state: up.state, audit: ['escalated', data], notify: up.notify };
+    });
+    this.emitEscalated('manual');
+    return request;
+  }
+
+  private readonly escalationListeners = new Listeners<EscalationCause>();
+
+  /** Told after each committed escalation in this process, with its cause (metrics). */
+  onEscalated(listener: (reason: EscalationCause) => void): () => void {
+    return this.escalationListeners.add(listener);
+  }
+
+  emitEscalated(reason: EscalationCause): void {
+    this.escalationListeners.emit(reason);
+  }
+}
