@@ -11,6 +11,7 @@ import { CreateRequestBody, canonicalJson, type ApprovalRequest } from '@counter
 import type { Principal } from '../src/engine/principal.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
 import { openTestEngine, type TestEngine } from './support/engine.ts';
+import { totpCode } from '../src/guard/totp.ts';
 
 const POLICY = `
 agents:
@@ -101,6 +102,24 @@ describe.each(ENGINES)('issue 12 findings through the server ($name)', ({ make }
     const after = await t.engine.getRequest(t.admin, request.id);
     expect(after.status).toBe('pending');
     expect(after.reviews).toEqual([]);
+  });
+
+  it('finding 2, the way through: the card shows the match code on any pending request, so a modification that makes it critical can complete its step-up', async () => {
+    const { request } = await create(t.agent, { action: 'delete_data', args: { path: '/tmp/scratch' } });
+    const rev = await op('bea');
+    const { secret } = await t.engine.guard.enrolTotp(rev);
+    await t.engine.guard.confirmTotp(rev, totpCode(secret, Date.now() - 30_000));
+    const card = await t.engine.getRequest(rev, request.id);
+    expect(card.assessment.riskLevel).not.toBe('critical');
+    // Before: the code was shown only when the stored request was critical, and this approval could never pass.
+    expect(card.matchCode).toMatch(/^\d{2}$/);
+    const modified = { verdict: 'approve' as const, args: { path: '/important/customers' }, totp: totpCode(secret, Date.now()) };
+    await expect(t.engine.review(rev, request.id, modified)).rejects.toMatchObject({ code: 'MATCH_CODE_INVALID' });
+    const voted = await t.engine.review(rev, request.id, { ...modified, matchCode: card.matchCode });
+    expect(voted.status).toBe('pending'); // the critical payload needs a second approval
+    expect(voted.reviews).toHaveLength(1);
+    // Only an operator reading the request sees it: never the agent.
+    expect((await t.engine.getRequest(t.agent, request.id)).matchCode).toBeUndefined();
   });
 
   it('finding 3: a modification restarts the vote, and a plain approval must name the payload it saw', async () => {

@@ -279,7 +279,7 @@ function Assessment({ request }: { request: ApprovalRequest }) {
           <div>
             <dt>Match code</dt>
             <dd>
-              <strong className="mono" data-testid="match-code">{request.matchCode}</strong> — type it when you approve (shown only here, never in notifications)
+              <strong className="mono" data-testid="match-code">{request.matchCode}</strong> — type it when the approval is critical: this request, or a change or alternative that makes it so (shown only here, never in notifications)
             </dd>
           </div>
         )}

@@ -39,8 +39,10 @@ export class Views {
     const aggregate = await this.h.guard.aggregateOf(row.id);
     const paused = row.status === 'pending' ? await this.h.guard.pauseOf(row.agent_id) : undefined;
     const request = await this.toPublic(row, by, { aggregate, paused }, from);
-    // Number matching: only an operator reading the request itself sees the code (never listings or notifications).
-    if (by.kind === 'operator' && this.h.guard.needsMatchCode(row.risk_level)) request.matchCode = await this.h.guard.matchCode(row.id);
+    // Number matching: only an operator reading the request itself sees the code (never listings
+    // or notifications). On every pending request, not only critical ones: a reviewer's
+    // modification or an alternative can make the approval critical (the gate then asks for it).
+    if (by.kind === 'operator' && row.status === 'pending') request.matchCode = await this.h.guard.matchCode(row.id);
     if (aggregate) request.aggregate = aggregate;
     if (paused) request.agentPaused = paused;
     return request;

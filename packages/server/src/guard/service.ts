@@ -255,11 +255,6 @@ export class GuardService {
     return matchCodeFor(this.matchSecret, requestId);
   }
 
-  /** Number matching applies to approvals of critical requests. */
-  needsMatchCode(riskLevel: string): boolean {
-    return riskLevel === 'critical';
-  }
-
   // ---- the review path: facts for the gate (core gate/), gathered in the engine's transaction ----
 
   /**
