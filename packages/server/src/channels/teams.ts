@@ -28,8 +28,16 @@ const agentContainer = (pairs: Array<[string, string]>) => ({
   items: [{ type: 'TextBlock', text: escapeMarkdown(`⚠ ${AGENT_SUPPLIED_LABEL}`), weight: 'Bolder', wrap: true }, factSet(pairs, true)],
 });
 
-export function adaptiveCard(n: Notification) {
+/**
+ * `execute`: the channel has a bot (`appId`), so each choice is also an `Action.Execute` whose
+ * invoke comes back to `POST /v1/integrations/teams/actions` (teams-actions.ts) and goes through
+ * the gate; the `Action.OpenUrl` links stay for the dashboard.
+ */
+export function adaptiveCard(n: Notification, options: { execute?: boolean } = {}) {
   const decided = decisionText(n);
+  const execute = options.execute
+    ? n.actions.map((a) => ({ type: 'Action.Execute', title: oneLine(actionLabel(a)).slice(0, 80), verb: a.id.slice(0, 120), data: { requestId: n.requestId } }))
+    : [];
   return {
     $schema: SCHEMA,
     type: 'AdaptiveCard',
@@ -42,7 +50,8 @@ export function adaptiveCard(n: Notification) {
       agentContainer(agentFacts(n)),
     ],
     actions: [
-      ...n.actions.map((a) => ({ type: 'Action.OpenUrl', title: oneLine(actionLabel(a)).slice(0, 80), url: a.url })),
+      ...execute,
+      ...(execute.length > 0 ? [] : n.actions.map((a) => ({ type: 'Action.OpenUrl', title: oneLine(actionLabel(a)).slice(0, 80), url: a.url }))),
       { type: 'Action.OpenUrl', title: 'Open in Countersign', url: n.reviewUrl },
     ],
   };
@@ -81,7 +90,7 @@ export function teamsChannel(config: TeamsConfig): Channel {
   return {
     name: config.name,
     type: 'teams',
-    send: (delivery: ChannelDelivery, signal: AbortSignal) => post(adaptiveCard(delivery.notification), signal),
+    send: (delivery: ChannelDelivery, signal: AbortSignal) => post(adaptiveCard(delivery.notification, { execute: config.settings.appId !== undefined }), signal),
     sendGuard: (delivery: GuardDelivery, signal: AbortSignal) => post(adaptiveGuardCard(delivery.notice), signal),
   };
 }
