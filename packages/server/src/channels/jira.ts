@@ -8,8 +8,8 @@
  * - `escalated`, `reassigned`: a comment (`POST /rest/api/3/issue/{key}/comment`).
  * - `decided`: `GET /rest/api/3/issue/{key}/transitions`, then `POST` the transition named (or
  *   leading to the status named) by `transitions.approved` / `transitions.rejected`, with the
- *   decision, who decided and the reason as its comment. No such transition: a permanent failure
- *   (the delivery fails, audited), since retrying cannot make one.
+ *   decision, who decided and the reason as its comment. No such transition from the issue's
+ *   status (someone already moved it, or the workflow lacks it): the decision is a comment.
  *
  * Authentication: an API token with its account's email (basic), or an OAuth 2.0 access token
  * (`tokenEnv`) sent as a bearer. The webhook back (status changes) is tickets.ts.
@@ -103,7 +103,12 @@ export function jiraChannel(config: JiraConfig): Channel {
         const wanted = (n.status === 'rejected' || n.status === 'expired' || n.status === 'cancelled' ? transitions.rejected : transitions.approved).toLowerCase();
         const { transitions: available = [] } = await client.issues.getTransitions({ issueIdOrKey: key });
         const chosen = available.find((t) => t.name?.toLowerCase() === wanted) ?? available.find((t) => t.to?.name?.toLowerCase() === wanted);
-        if (!chosen?.id) throw new DeliveryError(`jira ${config.name}: issue ${key} has no transition "${wanted}" (transitions.${n.status === 'rejected' ? 'rejected' : 'approved'})`, false);
+        if (!chosen?.id) {
+          // Already there (someone moved it, perhaps the decision came from the issue), or the
+          // workflow has no such transition from here: the decision is still written back, as a comment.
+          await client.issueComments.addComment({ issueIdOrKey: key, comment: jiraNote(n) as never });
+          return { commented: key, transition: `none named "${wanted}" from the issue's status` };
+        }
         await client.issues.doTransition({ issueIdOrKey: key, transition: { id: chosen.id }, update: { comment: [{ add: { body: jiraNote(n) } }] } as never });
         return { transitioned: key, to: chosen.to?.name ?? chosen.name ?? chosen.id };
       } catch (err) {
