@@ -51,6 +51,7 @@ describe.each(ENGINES)('ticketing on $name', ({ make }) => {
   let base: string;
   let admin: Principal;
   let agent: Principal;
+  let bob: Principal;
   let n = 0;
   let hookSeq = 0;
 
@@ -126,6 +127,9 @@ rules:
   - name: keys-reviewed
     when: { action: [rotate_keys] }
     then: { review: true }
+  - name: two-for-wipes
+    when: { action: [wipe_cache] }
+    then: { approvals: 2 }
   - name: critical-delete
     when: { action: [delete_data] }
     then: { riskAtLeast: critical }
@@ -138,6 +142,7 @@ rules:
     admin = (await engine.authenticate(boot.adminToken))!;
     agent = (await engine.authenticate(boot.agentKey))!;
     await engine.createOperator(admin, { name: 'alice', roles: ['lead'] });
+    bob = (await engine.authenticate((await engine.createOperator(admin, { name: 'bob', roles: ['lead'] })).token))!;
     channels = new ChannelRegistry(engine, env);
     scheduler = new Scheduler(engine, { intervalMs: 20, deliver: new Notifier(engine, channels, { reviewBase: 'https://cs.example.com' }).deliver, onError: (e) => console.error(e) });
     scheduler.start();
@@ -267,6 +272,17 @@ rules:
     const res = await snCallback('snow', snRecord(request.id, change, 'approved'));
     expect(['MATCH_CODE_INVALID', 'MFA_REQUIRED']).toContain(res.json.error?.code);
     await unchanged(request.id);
+  });
+
+  it('a ticket approves what it showed: after another reviewer modified the args, its approval is refused (PAYLOAD_CHANGED)', async () => {
+    const request = await create({ action: 'wipe_cache', args: { scope: 'staging' } });
+    const change = await ticketOf(request.id, 'snow');
+    await engine.review(bob, request.id, { verdict: 'approve', args: { scope: 'production' } });
+    const res = await snCallback('snow', snRecord(request.id, change, 'approved'));
+    expect(res.json.error?.code).toBe('PAYLOAD_CHANGED');
+    const after = await engine.getRequest(admin, request.id);
+    expect(after.status).toBe('pending');
+    expect(after.reviews.map((r) => r.reviewer.name)).toEqual(['bob']);
   });
 
   it('refuses oversized callback bodies (413)', async () => {
