@@ -18,7 +18,19 @@ import type { Principal } from '../src/engine/principal.ts';
 import { createApp } from '../src/http/app.ts';
 import { connect } from '../src/store/connect.ts';
 import { sqliteDatabase, type TestDatabase } from './support/databases.ts';
-import { botFrameworkIssuer, type BotIssuer } from './support/itsm-standins.ts';
+import { botConnector, botFrameworkIssuer, type BotConnector, type BotIssuer } from './support/itsm-standins.ts';
+import { Notifier } from '../src/channels/notifier.ts';
+import { Scheduler } from '../src/scheduler/scheduler.ts';
+
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 const APP_ID = '2e0b7a4c-4f8e-4b57-9d6a-0c4a8f1e5b21';
 const SERVICE_URL = 'https://smba.trafficmanager.net/emea/';
@@ -204,5 +216,95 @@ rules:
     } finally {
       issuer.breakWith(0);
     }
+  });
+});
+
+/**
+ * The whole loop through the bot: the card is posted into the conversation through the Bot
+ * Connector (token by client credentials), its Action.Execute comes back as an invoke and
+ * decides through the gate, and the decided card replaces the posted one (PUT).
+ */
+describe('Teams through the Bot Connector, end to end', () => {
+  let database: TestDatabase;
+  let engine: Engine;
+  let channels: ChannelRegistry;
+  let scheduler: Scheduler;
+  let issuer: BotIssuer;
+  let connector: BotConnector;
+  let admin: Principal;
+  let agent: Principal;
+  let app: ReturnType<typeof createApp>;
+
+  beforeAll(async () => {
+    issuer = await botFrameworkIssuer();
+    connector = await botConnector(APP_ID, 'bot-app-password');
+    const env = { COUNTERSIGN_TEAMS_APP_PASSWORD: 'bot-app-password' };
+    database = sqliteDatabase();
+    engine = await Engine.open({ connection: await connect(database.url), guard: NO_LIMITS });
+    engine.addPolicyCheck(channelPolicyCheck(env));
+    await engine.activatePolicy(
+      `
+escalation:
+  levels: [{ role: lead, after: sla, notify: [teams] }]
+channels:
+  teams:
+    appId: "${APP_ID}"
+    openIdMetadataUrl: "${issuer.metadataUrl}"
+    tokenUrl: "${connector.tokenUrl}"
+    conversation: { serviceUrl: "${connector.serviceUrl}", id: "19:soc-approvals@thread.tacv2" }
+    users: { "${ALICE_AAD}": alice }
+rules:
+  - name: alerts-reviewed
+    when: { action: [send_alert] }
+    then: { review: true }
+`,
+      'test',
+    );
+    const boot = (await engine.bootstrap())!;
+    admin = (await engine.authenticate(boot.adminToken))!;
+    agent = (await engine.authenticate(boot.agentKey))!;
+    await engine.createOperator(admin, { name: 'alice', roles: ['lead'] });
+    channels = new ChannelRegistry(engine, env);
+    scheduler = new Scheduler(engine, { intervalMs: 20, deliver: new Notifier(engine, channels, { reviewBase: 'https://cs.example.com' }).deliver, onError: (e) => console.error(e) });
+    scheduler.start();
+    app = createApp({ engine, channels, log: () => {}, reviewBase: 'https://cs.example.com' });
+  });
+  afterAll(async () => {
+    await scheduler.stop();
+    await channels.close();
+    await engine.close();
+    await database.drop();
+    await issuer.close();
+    await connector.close();
+  });
+
+  it('posts the card as the bot, decides from its Action.Execute, and replaces it with the decided card', async () => {
+    const { request } = await engine.createRequest(agent, CreateRequestBody.parse({ action: 'send_alert', args: { to: 'soc' }, confidence: 0.9 }));
+    const posted = await until('card posted', () => connector.activities.find((a) => JSON.stringify(a.card).includes(request.id)));
+    expect(posted.conversationId).toBe('19:soc-approvals@thread.tacv2');
+    expect(connector.tokensIssued).toBe(1);
+    const approve = (posted.card['actions'] as Array<Record<string, any>>).find((a) => a.type === 'Action.Execute' && a.verb === 'approve')!;
+    const token = await issuer.token({ aud: APP_ID, serviceUrl: connector.serviceUrl });
+    const res = await app.request('/v1/integrations/teams/actions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({
+        type: 'invoke',
+        name: 'adaptiveCard/action',
+        id: `f:e2e-${Date.now()}`,
+        channelId: 'msteams',
+        serviceUrl: connector.serviceUrl,
+        from: { id: '29:1alice', aadObjectId: ALICE_AAD },
+        conversation: { id: posted.conversationId },
+        replyToId: posted.id,
+        value: { action: { type: 'Action.Execute', verb: approve.verb, data: approve.data }, trigger: 'manual' },
+      }),
+    });
+    const answer = (await res.json()) as any;
+    expect(answer).toMatchObject({ statusCode: 200, type: 'application/vnd.microsoft.card.adaptive' });
+    expect((await engine.getRequest(admin, request.id)).status).toBe('approved');
+    const replaced = await until('card replaced', () => posted.updates[0]);
+    expect(JSON.stringify(replaced)).toContain('approved by alice');
+    expect((replaced['actions'] as Array<{ type: string }>).some((a) => a.type === 'Action.Execute')).toBe(false);
   });
 });

@@ -67,6 +67,15 @@ const Schemas = {
     appId: z.string().regex(/^[0-9A-Fa-f-]{8,64}$/, 'a Microsoft App ID (a GUID)').optional(),
     /** Where the Bot Framework's OpenID metadata is (its jwks_uri names the signing keys); Microsoft's by default. */
     openIdMetadataUrl: HttpUrl.optional(),
+    /**
+     * Post through the Bot Connector into this conversation (as the bot: the cards' Action.Execute
+     * invokes then come back to it), instead of the incoming webhook; needs appId and the bot's
+     * password (appPasswordEnv, default COUNTERSIGN_TEAMS_APP_PASSWORD).
+     */
+    conversation: z.strictObject({ serviceUrl: HttpUrl, id: z.string().regex(/^[A-Za-z0-9:@._;=-]{1,300}$/, 'a Teams conversation id like 19:…@thread.tacv2') }).optional(),
+    appPasswordEnv: EnvName.optional(),
+    /** Where the bot gets its token (client credentials); Microsoft's multi-tenant endpoint by default. */
+    tokenUrl: HttpUrl.optional(),
     /** Teams user (aadObjectId, or from.id) → Countersign operator name, for card actions. */
     users: z.record(z.string().regex(/^[A-Za-z0-9:._-]{1,200}$/, 'a Teams user id: the aadObjectId GUID or the 29:… id'), z.string().min(1).max(100)).optional(),
   }),
@@ -111,13 +120,14 @@ export const DEFAULT_ENV = {
   webhook: { secretEnv: 'COUNTERSIGN_WEBHOOK_SECRET' },
   email: { smtpUrlEnv: 'COUNTERSIGN_SMTP_URL' },
   slack: { tokenEnv: 'COUNTERSIGN_SLACK_BOT_TOKEN', signingSecretEnv: 'COUNTERSIGN_SLACK_SIGNING_SECRET' },
-  teams: { urlEnv: 'COUNTERSIGN_TEAMS_WEBHOOK_URL' },
+  teams: { urlEnv: 'COUNTERSIGN_TEAMS_WEBHOOK_URL', appPasswordEnv: 'COUNTERSIGN_TEAMS_APP_PASSWORD' },
   pagerduty: { routingKeyEnv: 'COUNTERSIGN_PAGERDUTY_ROUTING_KEY' },
   servicenow: { userEnv: 'COUNTERSIGN_SERVICENOW_USER', passwordEnv: 'COUNTERSIGN_SERVICENOW_PASSWORD', callbackSecretEnv: 'COUNTERSIGN_SERVICENOW_CALLBACK_SECRET' },
   jira: { emailEnv: 'COUNTERSIGN_JIRA_EMAIL', apiTokenEnv: 'COUNTERSIGN_JIRA_API_TOKEN', webhookSecretEnv: 'COUNTERSIGN_JIRA_WEBHOOK_SECRET' },
 } as const;
 
 export const BOT_FRAMEWORK_OPENID_URL = 'https://login.botframework.com/v1/.well-known/openidconfiguration';
+export const BOT_FRAMEWORK_TOKEN_URL = 'https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token';
 
 interface Resolved<T extends ChannelType, S> {
   name: string;
@@ -130,7 +140,15 @@ interface Resolved<T extends ChannelType, S> {
 export type WebhookConfig = Resolved<'webhook', { url: string; secret: string }>;
 export type EmailConfig = Resolved<'email', { from: string; to: string[]; smtpUrl: string; subjectPrefix: string }>;
 export type SlackConfig = Resolved<'slack', { channel: string; token: string; signingSecret: string | undefined; apiUrl: string | undefined; users: Record<string, string> }>;
-export type TeamsConfig = Resolved<'teams', { url: string; appId: string | undefined; openIdMetadataUrl: string; users: Record<string, string> }>;
+export interface TeamsBot {
+  appId: string;
+  password: string;
+  tokenUrl: string;
+  serviceUrl: string;
+  conversationId: string;
+}
+/** `url`: the incoming webhook; `bot`: post through the Bot Connector instead (one of the two is set). */
+export type TeamsConfig = Resolved<'teams', { url: string | undefined; bot: TeamsBot | undefined; appId: string | undefined; openIdMetadataUrl: string; users: Record<string, string> }>;
 export type PagerDutyConfig = Resolved<'pagerduty', { routingKey: string; url: string }>;
 /** What a ticket's state does: `null`, it only mirrors (the default). */
 export interface TicketDecideConfig {
@@ -240,15 +258,28 @@ export function resolveChannels(channels: Readonly<Record<string, unknown>>, env
         break;
       }
       case 'teams': {
-        const url = secret('urlEnv', d.teams.urlEnv);
-        if (url !== undefined && !/^https?:\/\//.test(url)) errors.push({ path: `${at}.urlEnv`, message: 'the Teams webhook URL must be an http(s) URL' });
-        if (url !== undefined) {
+        const conversation = c['conversation'] as { serviceUrl: string; id: string } | undefined;
+        const appId = c['appId'] as string | undefined;
+        let bot: TeamsBot | undefined;
+        let url: string | undefined;
+        if (conversation) {
+          if (appId === undefined) errors.push({ path: `${at}.appId`, message: 'posting into a conversation is done as the bot: set appId' });
+          const password = secret('appPasswordEnv', d.teams.appPasswordEnv);
+          if (appId !== undefined && password !== undefined) {
+            bot = { appId, password, tokenUrl: (c['tokenUrl'] as string | undefined) ?? BOT_FRAMEWORK_TOKEN_URL, serviceUrl: conversation.serviceUrl.endsWith('/') ? conversation.serviceUrl : `${conversation.serviceUrl}/`, conversationId: conversation.id };
+          }
+        } else {
+          url = secret('urlEnv', d.teams.urlEnv);
+          if (url !== undefined && !/^https?:\/\//.test(url)) errors.push({ path: `${at}.urlEnv`, message: 'the Teams webhook URL must be an http(s) URL' });
+        }
+        if (url !== undefined || bot !== undefined) {
           configs.set(name, {
             ...common,
             type,
             settings: {
               url,
-              appId: c['appId'] as string | undefined,
+              bot,
+              appId,
               openIdMetadataUrl: (c['openIdMetadataUrl'] as string | undefined) ?? BOT_FRAMEWORK_OPENID_URL,
               users: (c['users'] as Record<string, string> | undefined) ?? {},
             },

@@ -301,3 +301,85 @@ export async function botFrameworkIssuer(clock: () => number = Date.now): Promis
     close: closer(server),
   };
 }
+
+// ---- Bot Connector (Bot Framework REST API) ----
+
+export interface ConnectorActivity {
+  conversationId: string;
+  id: string;
+  card: Record<string, any>;
+  updates: Array<Record<string, any>>;
+}
+
+export interface BotConnector {
+  url: string;
+  tokenUrl: string;
+  serviceUrl: string;
+  activities: ConnectorActivity[];
+  tokensIssued: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The token endpoint (client credentials, form-encoded, scope `https://api.botframework.com/.default`,
+ * answering `{token_type: "Bearer", expires_in, ext_expires_in, access_token}` or 400/401
+ * `{error, error_description}`) and the conversation API: `POST /v3/conversations/{id}/activities`
+ * → 201 `{id}`, `PUT /v3/conversations/{id}/activities/{activityId}` → 200 `{id}`; 401 without
+ * an issued token.
+ */
+export async function botConnector(appId: string, password: string): Promise<BotConnector> {
+  const tokens = new Set<string>();
+  const activities: ConnectorActivity[] = [];
+  const state = { tokensIssued: 0 };
+  const cardOf = (body: Record<string, any> | null) => {
+    const a = body?.['attachments']?.[0];
+    return body?.['type'] === 'message' && a?.contentType === 'application/vnd.microsoft.card.adaptive' && a.content?.type === 'AdaptiveCard' ? (a.content as Record<string, any>) : undefined;
+  };
+  const { server, url } = await listen((req, res, raw) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    if (u.pathname === '/botframework.com/oauth2/v2.0/token' && req.method === 'POST') {
+      const form = new URLSearchParams(raw);
+      if (form.get('grant_type') !== 'client_credentials' || form.get('scope') !== 'https://api.botframework.com/.default') return json(res, 400, { error: 'invalid_request', error_description: 'AADSTS900144' });
+      if (form.get('client_id') !== appId || form.get('client_secret') !== password) return json(res, 401, { error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' });
+      const token = randomBytes(24).toString('base64url');
+      tokens.add(token);
+      state.tokensIssued++;
+      return json(res, 200, { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: token });
+    }
+    const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (!bearer || !tokens.has(bearer)) return json(res, 401, { message: 'Authorization has been denied for this request.' });
+    const m = /^\/amer\/v3\/conversations\/([^/]+)\/activities(?:\/([^/]+))?$/.exec(u.pathname);
+    if (!m) return json(res, 404, { error: { code: 'NotFound', message: 'no such route' } });
+    const conversationId = decodeURIComponent(m[1]!);
+    let body: Record<string, any> | null = null;
+    try {
+      body = JSON.parse(raw) as Record<string, any>;
+    } catch {
+      return json(res, 400, { error: { code: 'BadArgument', message: 'invalid JSON' } });
+    }
+    const card = cardOf(body);
+    if (!card) return json(res, 400, { error: { code: 'BadArgument', message: 'Unknown attachment type' } });
+    if (req.method === 'POST' && !m[2]) {
+      const id = `1:${randomBytes(8).toString('hex')}`;
+      activities.push({ conversationId, id, card, updates: [] });
+      return json(res, 201, { id });
+    }
+    if (req.method === 'PUT' && m[2]) {
+      const activity = activities.find((a) => a.conversationId === conversationId && a.id === decodeURIComponent(m[2]!));
+      if (!activity) return json(res, 404, { error: { code: 'ActivityNotFoundInConversation', message: 'The activity was not found' } });
+      activity.updates.push(card);
+      return json(res, 200, { id: activity.id });
+    }
+    return json(res, 405, { error: { code: 'BadArgument', message: 'method not allowed' } });
+  });
+  return {
+    url,
+    tokenUrl: `${url}/botframework.com/oauth2/v2.0/token`,
+    serviceUrl: `${url}/amer/`,
+    activities,
+    get tokensIssued() {
+      return state.tokensIssued;
+    },
+    close: closer(server),
+  };
+}
