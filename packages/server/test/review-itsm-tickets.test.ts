@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channelPolicyCheck } from '../src/channels/config.ts';
 import { Notifier } from '../src/channels/notifier.ts';
 import { ChannelRegistry } from '../src/channels/registry.ts';
-import { jiraSignature, ServiceNowPoller } from '../src/channels/tickets.ts';
+import { jiraSignature, serviceNowSignature, ServiceNowPoller } from '../src/channels/tickets.ts';
 import { Engine } from '../src/engine/engine.ts';
 import type { Principal } from '../src/engine/principal.ts';
 import { createApp } from '../src/http/app.ts';
@@ -66,11 +66,22 @@ describe('review: ticket decisions (itsm)', () => {
       const opened = rows.map((d) => (d.response === null ? null : (JSON.parse(d.response) as { ticket?: { id: string; key: string } }))).find((r) => r?.ticket);
       return opened?.ticket;
     });
-  const jiraHook = async (channel: string, payload: Record<string, unknown>) => {
-    const body = JSON.stringify(payload);
+  const jiraHook = async (channel: string, payload: Record<string, unknown>, options: { raw?: string; identifier?: string } = {}) => {
+    const body = options.raw ?? JSON.stringify(payload);
     const res = await fetch(`${base}/v1/integrations/jira/${channel}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-hub-signature': jiraSignature(JIRA_SECRET, body), 'x-atlassian-webhook-identifier': `rv-${++hookSeq}-${Date.now()}` },
+      headers: { 'content-type': 'application/json', 'x-hub-signature': jiraSignature(JIRA_SECRET, body), 'x-atlassian-webhook-identifier': options.identifier ?? `rv-${++hookSeq}-${Date.now()}` },
+      body,
+    });
+    return { status: res.status, json: (await res.json()) as any };
+  };
+  /** The business rule's signed POST of the record (tickets.ts: `sha256=` HMAC of "{timestamp}.{body}"). */
+  const snCallback = async (record: Record<string, string>) => {
+    const body = JSON.stringify(record);
+    const ts = String(Math.floor(Date.now() / 1000));
+    const res = await fetch(`${base}/v1/integrations/servicenow/snow`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-countersign-timestamp': ts, 'x-countersign-signature': serviceNowSignature(SN_SECRET, ts, body) },
       body,
     });
     return { status: res.status, json: (await res.json()) as any };
@@ -165,6 +176,31 @@ rules:
     const after = await engine.getRequest(admin, request.id);
     expect(after.status).toBe('pending');
     expect(after.reviews).toEqual([]);
+  });
+
+  it('ServiceNow callback: an unmapped user approves (refused); the business rule then posts the record after jdoe only adds a work note — not an approval by alice', async () => {
+    const request = await create();
+    const change = await ticketOf(request.id, 'snow');
+    const now = Date.now();
+    const pick = (r: Record<string, string>) => ({ sys_id: r['sys_id']!, number: r['number']!, correlation_id: r['correlation_id']!, approval: r['approval']!, sys_updated_on: r['sys_updated_on']!, sys_updated_by: r['sys_updated_by']! });
+    const byMallory = await snCallback(pick(sn.update(change.id, { approval: 'approved' }, 'mallory', now)));
+    expect(byMallory.status).toBe(403);
+    const byJdoe = await snCallback(pick(sn.update(change.id, { work_notes_log: 'checking\n' }, 'jdoe', now + 2_000)));
+    expect(byJdoe.json.decided).not.toBe(true);
+    const after = await engine.getRequest(admin, request.id);
+    expect(after.status).toBe('pending');
+    expect(after.reviews).toEqual([]);
+  });
+
+  it('Jira: the same signed webhook body sent again under a new X-Atlassian-Webhook-Identifier (an unsigned header) is refused as a replay', async () => {
+    const request = await create();
+    const issue = await ticketOf(request.id, 'jira');
+    // A non-deciding change, so the state claim in ticketState is not what stops the second one.
+    const raw = JSON.stringify(issueUpdated(issue, 'In Progress', request.id, JIRA_ALICE, [{ field: 'status', fieldtype: 'jira', fromString: 'To Do', toString: 'In Progress' }], new Date().toISOString()));
+    const first = await jiraHook('jira', {}, { raw, identifier: 'atl-delivery-1' });
+    expect(first.status).toBe(200);
+    const again = await jiraHook('jira', {}, { raw, identifier: 'atl-delivery-2-attacker-chosen' });
+    expect(again.status).toBe(401);
   });
 
   it('ServiceNow polling: 100 correlation-id records updated in one second do not stop polling from ever seeing a later approval', async () => {
