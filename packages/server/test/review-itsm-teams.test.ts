@@ -9,7 +9,7 @@
  *    `aadObjectId` it likes. An Azure Bot has Web Chat on by default: whoever holds the Web Chat
  *    or Direct Line secret can post an invoke that the Bot Connector signs, naming alice's
  *    aadObjectId, and it approves as alice.
- * 2. Cost of refusals: while the OpenID metadata cannot be read, nothing is cached, so every
+ * 2. Cost of refusals (also: no single flight — concurrent unknown-kid tokens each refetch): while the OpenID metadata cannot be read, nothing is cached, so every
  *    unauthenticated request with any RS256-looking token makes an outbound fetch (up to 5 s each)
  *    — a flood of junk tokens is a flood of fetches to login.botframework.com.
  */
@@ -44,6 +44,7 @@ describe('review: Teams decisions (itsm)', () => {
   let agent: Principal;
   let n = 0;
   let seq = 0;
+  let offset = 0;
 
   const create = async () => (await engine.createRequest(agent, CreateRequestBody.parse({ action: 'send_alert', args: { to: `r${n}` }, confidence: 0.9, idempotencyKey: `rt${n++}` }))).request;
   const invokeBody = (requestId: string, over: Record<string, unknown>) => ({
@@ -66,7 +67,7 @@ describe('review: Teams decisions (itsm)', () => {
   beforeAll(async () => {
     issuer = await botFrameworkIssuer();
     database = sqliteDatabase();
-    engine = await Engine.open({ connection: await connect(database.url), guard: NO_LIMITS });
+    engine = await Engine.open({ connection: await connect(database.url), guard: NO_LIMITS, now: () => Date.now() + offset });
     engine.addPolicyCheck(channelPolicyCheck(ENV));
     await engine.activatePolicy(
       `
@@ -134,5 +135,21 @@ rules:
       issuer.breakWith(0);
     }
     expect((await engine.getRequest(admin, request.id)).status).toBe('pending');
+  });
+
+  it('a burst of concurrent tokens naming unknown key ids refetches the keys once, not once per request', async () => {
+    const app = createApp({ engine, channels, log: () => {} });
+    const request = await create();
+    // Warm this app's key cache with one good invoke (metadata + JWKS).
+    const warm = await app.request('/v1/integrations/teams/actions', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${await issuer.token({ aud: APP_ID, serviceUrl: SERVICE_URL })}` }, body: JSON.stringify(invokeBody(request.id, { value: { action: { type: 'Action.Execute', verb: 'reject', data: { requestId: request.id } } } })) });
+    expect(((await warm.json()) as any).statusCode).toBe(200);
+    offset += 61_000; // past the one-minute unknown-kid refetch guard
+    const before = issuer.fetches;
+    const junk = (i: number) => `${Buffer.from(JSON.stringify({ alg: 'RS256', kid: `junk-${i}` })).toString('base64url')}.${Buffer.from('{}').toString('base64url')}.AAAA`;
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => app.request('/v1/integrations/teams/actions', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${junk(i)}` }, body: JSON.stringify(invokeBody(request.id, {})) })),
+    );
+    expect(answers.every((r) => r.status === 401)).toBe(true);
+    expect(issuer.fetches - before).toBeLessThanOrEqual(2);
   });
 });
