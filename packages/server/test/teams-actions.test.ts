@@ -177,6 +177,24 @@ rules:
     expect(again.json.error.message).toContain('replay');
   });
 
+  it('with channels.teams.tenants set, an invoke from another tenant (or naming none) decides nothing; from a listed tenant it decides', async () => {
+    const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+    await engine.activatePolicy(policy(issuer.metadataUrl).replace('users: {', `tenants: ["${TENANT.toUpperCase()}"], users: {`), 'test');
+    try {
+      const request = await create({ action: 'send_alert', args: { to: 'tenants' } });
+      const other = await invoke(activity(request.id, 'approve', { channelData: { tenant: { id: '00000000-1111-2222-3333-444444444444' } } }), await good());
+      expect(other).toMatchObject({ status: 401, json: { error: { code: 'BAD_SIGNATURE' } } });
+      expect(other.json.error.message).toContain('tenant');
+      expect((await invoke(activity(request.id, 'approve'), await good())).status).toBe(401);
+      await unchanged(request.id);
+      const listed = await invoke(activity(request.id, 'approve', { channelData: { tenant: { id: TENANT } } }), await good());
+      expect(listed.json.statusCode).toBe(200);
+      expect((await engine.getRequest(admin, request.id)).status).toBe('approved');
+    } finally {
+      await engine.activatePolicy(policy(issuer.metadataUrl), 'test');
+    }
+  });
+
   it('an unmapped Teams user, or one mapped to an operator who does not exist, decides nothing', async () => {
     const request = await create({ action: 'send_alert', args: { to: 'unmapped' } });
     const stranger = await invoke(activity(request.id, 'approve', { from: { id: '29:1stranger', aadObjectId: '99999999-9999-4999-8999-999999999999' } }), await good());

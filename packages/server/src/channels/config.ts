@@ -78,6 +78,8 @@ const Schemas = {
     tokenUrl: HttpUrl.optional(),
     /** Teams user (aadObjectId, or from.id) → Countersign operator name, for card actions. */
     users: z.record(z.string().regex(/^[A-Za-z0-9:._-]{1,200}$/, 'a Teams user id: the aadObjectId GUID or the 29:… id'), z.string().min(1).max(100)).optional(),
+    /** Microsoft Entra tenant ids whose invokes are accepted (the activity's channelData.tenant.id); unset: any tenant (recommended: set it). */
+    tenants: z.array(z.string().regex(/^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/, 'a tenant id (a GUID)')).min(1).max(50).optional(),
   }),
   pagerduty: z.strictObject({ ...Common, routingKeyEnv: EnvName.optional(), url: HttpUrl.optional() }),
   servicenow: z.strictObject({
@@ -148,7 +150,7 @@ export interface TeamsBot {
   conversationId: string;
 }
 /** `url`: the incoming webhook; `bot`: post through the Bot Connector instead (one of the two is set). */
-export type TeamsConfig = Resolved<'teams', { url: string | undefined; bot: TeamsBot | undefined; appId: string | undefined; openIdMetadataUrl: string; users: Record<string, string> }>;
+export type TeamsConfig = Resolved<'teams', { url: string | undefined; bot: TeamsBot | undefined; appId: string | undefined; openIdMetadataUrl: string; users: Record<string, string>; tenants: string[] | undefined }>;
 export type PagerDutyConfig = Resolved<'pagerduty', { routingKey: string; url: string }>;
 /** What a ticket's state does: `null`, it only mirrors (the default). */
 export interface TicketDecideConfig {
@@ -282,6 +284,7 @@ export function resolveChannels(channels: Readonly<Record<string, unknown>>, env
               appId,
               openIdMetadataUrl: (c['openIdMetadataUrl'] as string | undefined) ?? BOT_FRAMEWORK_OPENID_URL,
               users: (c['users'] as Record<string, string> | undefined) ?? {},
+              tenants: (c['tenants'] as string[] | undefined)?.map((t) => t.toLowerCase()),
             },
           });
         }

@@ -6,7 +6,9 @@
  * signed (RS256) by a key from the JWKS that the OpenID metadata document names (`jwks_uri`);
  * the key must endorse the activity's `channelId`; issuer `https://api.botframework.com`,
  * audience the bot's App ID (`channels.<teams>.appId`), `exp`/`nbf` with 5 minutes of skew, and
- * the token's `serviceUrl` claim equal to the activity's. Anything missing, unreachable or wrong
+ * the token's `serviceUrl` claim equal to the activity's. The activity must be from Teams
+ * (`channelId: msteams`; elsewhere the client writes `from`) and, when `channels.<teams>.tenants`
+ * is set, from one of those tenants (`channelData.tenant.id`). Anything missing, unreachable or wrong
  * is 401 BAD_SIGNATURE and changes nothing (fail closed). The activity id is remembered in the
  * `nonces` table (shared by every process): the same invoke twice is refused as a replay.
  *
@@ -54,27 +56,86 @@ async function getJson(url: string): Promise<unknown> {
   return JSON.parse(text) as unknown;
 }
 
-/** The signing keys named by one OpenID metadata document, cached. */
+/** Loopback hosts, where a plain-http key URL is accepted (local stand-ins in tests); anywhere else, https only. */
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+function keyUrlAllowed(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'https:' || (u.protocol === 'http:' && LOOPBACK.has(u.hostname));
+  } catch {
+    return false;
+  }
+}
+
+/** After a failed key load, nothing is fetched again for this long (doubling per failure, up to FAILURE_BACKOFF_MAX_MS). */
+const FAILURE_BACKOFF_MS = 5_000;
+const FAILURE_BACKOFF_MAX_MS = 5 * 60 * 1000;
+
+/**
+ * The signing keys named by one OpenID metadata document, cached. Outbound fetches are bounded
+ * whatever unauthenticated callers send: one load at a time per document (concurrent callers
+ * share it), a failed load is remembered and answered from memory for a back-off (5 s doubling
+ * to 5 min), and an unknown key id refetches at most once a minute.
+ */
 export class BotKeys {
   private readonly sets = new Map<string, KeySet>();
+  private readonly loading = new Map<string, Promise<KeySet>>();
+  private readonly failures = new Map<string, { until: number; delay: number; error: Error }>();
+  private readonly attempted = new Map<string, number>();
 
   constructor(private readonly clock: () => number) {}
 
-  private async load(metadataUrl: string): Promise<KeySet> {
+  private async fetchSet(metadataUrl: string): Promise<KeySet> {
+    if (!keyUrlAllowed(metadataUrl)) throw new Error('the OpenID metadata URL is not https');
     const metadata = (await getJson(metadataUrl)) as { jwks_uri?: unknown };
-    if (typeof metadata?.jwks_uri !== 'string' || !/^https?:\/\//.test(metadata.jwks_uri)) throw new Error('the OpenID metadata has no jwks_uri');
+    if (typeof metadata?.jwks_uri !== 'string') throw new Error('the OpenID metadata has no jwks_uri');
+    if (!keyUrlAllowed(metadata.jwks_uri)) throw new Error('the OpenID metadata\'s jwks_uri is not https');
     const jwks = (await getJson(metadata.jwks_uri)) as { keys?: unknown };
     if (!Array.isArray(jwks?.keys)) throw new Error('the JWKS has no keys');
-    const set = { keys: jwks.keys as BotKey[], fetchedAt: this.clock() };
-    this.sets.set(metadataUrl, set);
-    return set;
+    return { keys: jwks.keys as BotKey[], fetchedAt: this.clock() };
+  }
+
+  /** One load per document at a time; a failure is remembered for its back-off. */
+  private load(metadataUrl: string): Promise<KeySet> {
+    const inflight = this.loading.get(metadataUrl);
+    if (inflight) return inflight;
+    const failed = this.failures.get(metadataUrl);
+    if (failed && this.clock() < failed.until) return Promise.reject(failed.error);
+    this.attempted.set(metadataUrl, this.clock());
+    const p = this.fetchSet(metadataUrl).then(
+      (set) => {
+        this.failures.delete(metadataUrl);
+        this.sets.set(metadataUrl, set);
+        return set;
+      },
+      (err: unknown) => {
+        const delay = failed ? Math.min(failed.delay * 2, FAILURE_BACKOFF_MAX_MS) : FAILURE_BACKOFF_MS;
+        const error = err instanceof Error ? err : new Error(String(err));
+        this.failures.set(metadataUrl, { until: this.clock() + delay, delay, error });
+        throw error;
+      },
+    );
+    const tracked = p.finally(() => this.loading.delete(metadataUrl));
+    this.loading.set(metadataUrl, tracked);
+    return tracked;
   }
 
   async key(metadataUrl: string, kid: string): Promise<BotKey | undefined> {
     let set = this.sets.get(metadataUrl);
-    if (!set || this.clock() - set.fetchedAt > KEYS_TTL_MS) set = await this.load(metadataUrl);
+    if (!set || this.clock() - set.fetchedAt > KEYS_TTL_MS) {
+      try {
+        set = await this.load(metadataUrl);
+      } catch (err) {
+        // Keys past their hour are still Microsoft's keys: use them while the document cannot be read.
+        if (!set) throw err;
+      }
+    }
     let found = set.keys.find((k) => k.kid === kid);
-    if (!found && this.clock() - set.fetchedAt > UNKNOWN_KID_REFETCH_MS) found = (await this.load(metadataUrl)).keys.find((k) => k.kid === kid);
+    if (!found && this.clock() - (this.attempted.get(metadataUrl) ?? 0) > UNKNOWN_KID_REFETCH_MS) {
+      found = (await this.load(metadataUrl)).keys.find((k) => k.kid === kid);
+    } else if (!found && this.loading.has(metadataUrl)) {
+      found = (await this.load(metadataUrl)).keys.find((k) => k.kid === kid);
+    }
     return found;
   }
 }
@@ -86,6 +147,7 @@ interface InvokeActivity {
   channelId?: unknown;
   serviceUrl?: unknown;
   from?: { id?: unknown; aadObjectId?: unknown; name?: unknown };
+  channelData?: { tenant?: { id?: unknown } };
   value?: { action?: { type?: unknown; verb?: unknown; data?: { requestId?: unknown } } };
 }
 
@@ -96,6 +158,13 @@ const bad = (message: string) => new CountersignError('BAD_SIGNATURE', message);
  * activity's channelId and serviceUrl are checked against the token and its key.
  */
 export async function verifyBotToken(keys: BotKeys, config: TeamsConfig, token: string, activity: InvokeActivity, now: number): Promise<void> {
+  // Only Teams: on Web Chat, Direct Line or the emulator the client itself writes `from` (any
+  // aadObjectId it likes), and the Bot Connector signs that activity all the same.
+  if (activity.channelId !== 'msteams') throw bad(`only Microsoft Teams invokes are accepted (channelId "${shownId(typeof activity.channelId === 'string' ? activity.channelId : '')}")`);
+  if (config.settings.tenants) {
+    const tenant = activity.channelData?.tenant?.id;
+    if (typeof tenant !== 'string' || !config.settings.tenants.includes(tenant.toLowerCase())) throw bad(`the invoke's tenant (channelData.tenant.id) is not one of channels.${config.name}.tenants`);
+  }
   let kid: string | undefined;
   let alg: string | undefined;
   try {
