@@ -240,9 +240,12 @@ rules:
     const payload = issueUpdated(issue, 'Done', request.id);
     expect((await jiraHook('jira', payload, { secret: 'wrong' })).status).toBe(401);
     expect((await jiraHook('jira', { ...payload, timestamp: Date.now() - 2 * 3600_000 })).status).toBe(401);
-    const once = await jiraHook('jira', { ...payload, issue: { ...payload.issue, fields: { ...payload.issue.fields, status: { name: 'In Progress' } } } }, { identifier: 'wh-fixed-1' });
+    // A non-deciding change (the changelog moves the status to In Progress), then the same signed body again:
+    // a replay whatever X-Atlassian-Webhook-Identifier (unsigned) says.
+    const progress = JSON.stringify({ ...payload, issue: { ...payload.issue, fields: { ...payload.issue.fields, status: { name: 'In Progress' } } }, changelog: { id: 'cl-progress', items: [{ field: 'status', fieldtype: 'jira', fromString: 'To Do', toString: 'In Progress' }] } });
+    const once = await jiraHook('jira', {}, { raw: progress, identifier: 'wh-fixed-1' });
     expect(once.json.decided).toBe(false);
-    const again = await jiraHook('jira', payload, { identifier: 'wh-fixed-1' });
+    const again = await jiraHook('jira', {}, { raw: progress, identifier: 'wh-fixed-2' });
     expect(again.status).toBe(401);
     expect(again.json.error.message).toContain('replay');
     await unchanged(request.id);

@@ -27,6 +27,7 @@
  *   body>`; the delivery's `X-Atlassian-Webhook-Identifier` (else the signature) is remembered,
  *   and the payload's `timestamp` must be within an hour.
  */
+import { createHash } from 'node:crypto';
 import { CountersignError } from '@countersign/core';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Engine } from '../engine/engine.ts';
@@ -122,7 +123,7 @@ async function readJsonObject(raw: string, what: string): Promise<Record<string,
   return value as Record<string, unknown>;
 }
 
-export function mountTicketRoutes(app: OpenAPIHono<Env>, engine: Engine, channels: ChannelRegistry): void {
+export function mountTicketRoutes(app: OpenAPIHono<Env>, engine: Engine, channels: ChannelRegistry, log: (message: string) => void = () => {}): void {
   app.post(`${SERVICENOW_CALLBACK_PREFIX}:channel`, async (c) => {
     const name = c.req.param('channel');
     const config = channels.configsOf('servicenow').find((s) => s.name === name);
@@ -152,21 +153,33 @@ export function mountTicketRoutes(app: OpenAPIHono<Env>, engine: Engine, channel
     const payload = await readJsonObject(body, 'Jira webhook');
     const timestamp = payload['timestamp'];
     if (typeof timestamp !== 'number' || Math.abs(engine.clock() - timestamp) > JIRA_TOLERANCE_MS) throw bad('the Jira webhook timestamp is missing or more than an hour from now');
-    const identifier = c.req.header('x-atlassian-webhook-identifier');
-    const once = identifier && /^[A-Za-z0-9._:-]{1,200}$/.test(identifier) ? `id:${identifier}` : `sig:${signature}`;
-    if (!(await engine.claimNonce(`jira:${config.name}`, once, 2 * JIRA_TOLERANCE_MS))) throw bad('this Jira webhook was already received (replay)');
+    // The replay guard is keyed on what is signed (the body, which carries its own timestamp),
+    // not on the unsigned X-Atlassian-Webhook-Identifier header.
+    if (!(await engine.claimNonce(`jira:${config.name}`, `body:${createHash('sha256').update(body).digest('hex')}`, 2 * JIRA_TOLERANCE_MS))) throw bad('this Jira webhook was already received (replay)');
     const issue = payload['issue'] as { id?: unknown; key?: unknown; fields?: { status?: { name?: unknown }; labels?: unknown; updated?: unknown } } | undefined;
     if (typeof issue?.key !== 'string' || typeof issue.id !== 'string') return c.json({ decided: false, why: 'not an issue event' }, 200);
     const labels = Array.isArray(issue.fields?.labels) ? (issue.fields.labels as unknown[]) : [];
     const label = labels.find((l): l is string => typeof l === 'string' && l.startsWith('countersign-req_'));
-    const status = issue.fields?.status?.name;
+    // Only this change counts: the changelog item that moved the status, made by this event's user.
+    // An event that did not change the status (a description, a comment) decides nothing, whatever
+    // the issue's status is now; so does one whose changelog or user cannot be read.
+    const changelog = payload['changelog'] as { id?: unknown; items?: unknown } | undefined;
+    const items = Array.isArray(changelog?.items) ? (changelog.items as Array<{ field?: unknown; fieldId?: unknown; toString?: unknown }>) : [];
+    const moved = items.filter((i) => i !== null && typeof i === 'object' && (i.field === 'status' || i.fieldId === 'status'));
+    const status = moved.length === 1 && typeof moved[0]!.toString === 'string' ? (moved[0]!.toString as string) : undefined;
+    const changeId = typeof changelog?.id === 'string' || typeof changelog?.id === 'number' ? String(changelog.id) : undefined;
     const user = (payload['user'] as { accountId?: unknown } | undefined)?.accountId;
+    if (status === undefined || changeId === undefined) {
+      const why = moved.length === 0 ? 'this change did not touch the issue\'s status: it decides nothing' : 'the webhook\'s changelog does not say what the status was changed to: it decides nothing';
+      log(`jira ${config.name}: ${issue.key}: ${why}`);
+      return c.json({ decided: false, why }, 200);
+    }
     const change: TicketChange = {
       requestId: label ? label.slice('countersign-'.length) : '',
       ticketId: issue.id,
       ticketKey: issue.key,
-      state: typeof status === 'string' ? status : '',
-      updatedAt: typeof issue.fields?.updated === 'string' || typeof issue.fields?.updated === 'number' ? String(issue.fields.updated) : String(timestamp),
+      state: status,
+      updatedAt: `changelog:${changeId}`,
       user: typeof user === 'string' ? user : '',
     };
     return c.json(await ticketState(engine, config, change), 200);

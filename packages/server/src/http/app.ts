@@ -114,7 +114,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   const channelRegistry = options.channels ?? new ChannelRegistry(engine);
   mountSlackActions(app, engine, channelRegistry);
   mountTeamsActions(app, engine, channelRegistry, { reviewBase: options.reviewBase });
-  mountTicketRoutes(app, engine, channelRegistry);
+  mountTicketRoutes(app, engine, channelRegistry, log);
 
   app.use('/v1/*', parseJsonBody);
   const sessions = new Sessions(options.session);
