@@ -90,14 +90,11 @@ describe.each(ENGINES)('ticketing on $name', ({ make }) => {
     issue: { id: issue.id, key: issue.key, fields: { status: { name: status }, labels: ['countersign', `countersign-${requestId}`], updated: new Date().toISOString() } },
     changelog: { id: String(hookSeq), items: [{ field: 'status', fieldtype: 'jira', fromString: 'To Do', toString: status }] },
   });
-  const snRecord = (requestId: string, ticket: { id: string; key: string }, approval: string, user = 'jdoe') => ({
-    sys_id: ticket.id,
-    number: ticket.key,
-    correlation_id: requestId,
-    approval,
-    sys_updated_on: new Date().toISOString().slice(0, 19).replace('T', ' '),
-    sys_updated_by: user,
-  });
+  /** `user` sets the change request's approval in ServiceNow (so sys_audit records who did), and the business rule's record of it. */
+  const snRecord = (requestId: string, ticket: { id: string; key: string }, approval: string, user = 'jdoe') => {
+    const record = sn.update(ticket.id, { approval }, user);
+    return { sys_id: ticket.id, number: ticket.key, correlation_id: requestId, approval, sys_updated_on: record['sys_updated_on']!, sys_updated_by: user };
+  };
   const unchanged = async (id: string) => {
     const after = await engine.getRequest(admin, id);
     expect(after.status).toBe('pending');
@@ -202,7 +199,9 @@ rules:
     const after = await engine.getRequest(admin, request.id);
     expect(after.status).toBe('rejected');
     expect(after.reviews).toHaveLength(1);
-    expect(sn.calls.some((c) => c.method === 'GET' && decodeURIComponent(c.query).includes('sys_updated_on>='))).toBe(true);
+    expect(sn.calls.some((c) => c.method === 'GET' && decodeURIComponent(c.query).includes('sys_updated_on>'))).toBe(true);
+    // Credited to who set the approval, as sys_audit records it (not whoever edited the record last).
+    expect(sn.calls.some((c) => c.method === 'GET' && c.path.endsWith('/sys_audit') && decodeURIComponent(c.query).includes(`documentkey=${change.id}^fieldname=approval`))).toBe(true);
     const refused = (await engine.listAudit(admin, { limit: 1000, type: 'review_refused' })) as unknown as { items?: unknown[] } | unknown[];
     expect(JSON.stringify(refused)).not.toContain(request.id);
   });

@@ -8,12 +8,16 @@
  * 2. A request no longer pending, or a channel without `decide:` (the default), or a state that
  *    is in neither `decide.approve` nor `decide.reject`: the change is mirrored, nothing else
  *    (answered `{decided: false, why}`; nothing is written).
- * 3. Otherwise the acting user (ServiceNow `sys_updated_by`, Jira's webhook `user.accountId`)
+ * 3. Otherwise the user who made THAT state change must map to an operator: in Jira the webhook's
+ *    `user` of an event whose `changelog.items` moves the status (any other edit decides
+ *    nothing); in ServiceNow the `user` of the newest `sys_audit` row for the record's deciding
+ *    field, whose new value must be the state seen (never `sys_updated_by`, which is only the
+ *    last editor). When it cannot be established, nothing is decided and the answer says why. It
  *    must map to an operator (`users:`), and the vote goes through the gate as that operator
  *    (inbound.ts), exactly as a dashboard vote: MFA, match code, allowlists, limits, judged on
  *    the payload that will run; its reason names the channel, the ticket and the user.
  *
- * Each state change acts once: `(channel, ticket, updated-at, state)` is claimed in the
+ * Each state change acts once: `(channel, ticket, change)` (the Jira changelog id, the ServiceNow sys_audit row) is claimed in the
  * `nonces` table before the vote, so a callback and a poll that see the same change, or a
  * replayed webhook, vote once.
  *
@@ -24,8 +28,9 @@
  *   signature is remembered (replay). The body is the record as the Table API gives it
  *   (`sys_id`, `number`, `correlation_id`, `sys_updated_on`, `sys_updated_by`, the decide field).
  * - Jira Cloud webhooks with a secret send `X-Hub-Signature: sha256=<hex HMAC-SHA256 of the
- *   body>`; the delivery's `X-Atlassian-Webhook-Identifier` (else the signature) is remembered,
- *   and the payload's `timestamp` must be within an hour.
+ *   body>`; a hash of the signed body is remembered (replay; the unsigned
+ *   `X-Atlassian-Webhook-Identifier` is not trusted for it), and the payload's `timestamp` must
+ *   be within an hour.
  */
 import { createHash } from 'node:crypto';
 import { CountersignError } from '@countersign/core';
@@ -55,6 +60,12 @@ export interface TicketChange {
   state: string;
   updatedAt: string;
   user: string;
+  /**
+   * Who made the change that set `state` (and that change's id), looked up only when the state
+   * would decide; a string is why it cannot be established, and then nothing is decided.
+   * Without it, `user` and `updatedAt` are this change's own (Jira's changelog).
+   */
+  actor?: () => Promise<{ user: string; changeId: string } | string>;
 }
 
 export type TicketOutcome = { decided: false; why: string } | { decided: true; requestId: string; status: string };
@@ -85,11 +96,19 @@ export async function ticketState(engine: Engine, config: TicketConfig, change: 
   if (!decide) return { decided: false, why: `channel ${config.name} mirrors only: tickets decide nothing unless the policy sets channels.${config.name}.decide` };
   const verdict = decide.approve.includes(change.state) ? 'approve' : decide.reject.includes(change.state) ? 'reject' : undefined;
   if (!verdict) return { decided: false, why: `state "${shownId(change.state)}" is not a deciding state` };
-  const principal = await mappedOperator(engine, config.settings.users, change.user, system);
-  if (!(await engine.claimNonce(`ticket:${config.name}`, `${change.ticketId}:${change.updatedAt}:${change.state}`, STATE_MEMORY_MS))) {
+  let user = change.user;
+  let changeKey = `${change.updatedAt}:${change.state}`;
+  if (change.actor) {
+    const actor = await change.actor();
+    if (typeof actor === 'string') return { decided: false, why: actor };
+    user = actor.user;
+    changeKey = `audit:${actor.changeId}`;
+  }
+  const principal = await mappedOperator(engine, config.settings.users, user, system);
+  if (!(await engine.claimNonce(`ticket:${config.name}`, `${change.ticketId}:${changeKey}`, STATE_MEMORY_MS))) {
     return { decided: false, why: 'this ticket change was already acted on' };
   }
-  const via = `via ${system} ${shownId(change.ticketKey)} (user ${shownId(change.user)})`;
+  const via = `via ${system} ${shownId(change.ticketKey)} (user ${shownId(user)})`;
   const decided = await voteAs(engine, principal, change.requestId, { verdict, via: verdict === 'reject' ? `in ${system}; ${via}` : via });
   return { decided: true, requestId: decided.id, status: decided.status };
 }
@@ -104,12 +123,60 @@ export function jiraSignature(secret: string, body: string): string {
   return `sha256=${hmacSha256Hex(secret, body)}`;
 }
 
+const decideField = (config: ServiceNowConfig) => config.settings.decide?.field ?? (config.settings.table === 'change_request' ? 'approval' : 'state');
+/** The most a ServiceNow Table API page is read to (a page is 100 rows of a few fields). */
+export const SERVICENOW_MAX_PAGE = 1024 * 1024;
+
+async function serviceNowGet(config: ServiceNowConfig, table: string, query: string, fields: string[], limit: number): Promise<Array<Record<string, unknown>>> {
+  const url = `${config.settings.instanceUrl}/api/now/table/${table}?sysparm_query=${encodeURIComponent(query)}&sysparm_fields=${encodeURIComponent(fields.join(','))}&sysparm_limit=${limit}`;
+  const res = await fetch(url, { headers: { authorization: authHeader(config.settings.auth), accept: 'application/json' }, redirect: 'manual', signal: AbortSignal.timeout(config.timeoutMs) });
+  if (!res.ok) throw new Error(`servicenow ${config.name}: ${table} answered HTTP ${res.status}`);
+  const text = await res.text();
+  if (text.length > SERVICENOW_MAX_PAGE) throw new Error(`servicenow ${config.name}: ${table} answered more than ${SERVICENOW_MAX_PAGE} bytes`);
+  let body: { result?: unknown };
+  try {
+    body = JSON.parse(text) as { result?: unknown };
+  } catch {
+    throw new Error(`servicenow ${config.name}: ${table} answered something that is not JSON`);
+  }
+  return Array.isArray(body?.result) ? (body.result as Array<Record<string, unknown>>).filter((r) => r !== null && typeof r === 'object') : [];
+}
+
+/**
+ * Who set the record's deciding field to its current value: the newest `sys_audit` row for that
+ * record and field (its `user` is the user_name). `sys_updated_by` is only whoever edited the
+ * record last (a work note, a description), so it is never used. No audit row, or one whose
+ * new value is not the state seen: nothing is decided (fail closed), and the answer says why.
+ */
+export async function serviceNowActor(config: ServiceNowConfig, sysId: string, state: string): Promise<{ user: string; changeId: string } | string> {
+  const field = decideField(config);
+  let rows: Array<Record<string, unknown>>;
+  try {
+    rows = await serviceNowGet(config, 'sys_audit', `tablename=${config.settings.table}^documentkey=${sysId}^fieldname=${field}^ORDERBYDESCsys_created_on^ORDERBYDESCrecord_checkpoint`, ['sys_id', 'user', 'newvalue', 'sys_created_on'], 1);
+  } catch (err) {
+    return `who changed ${field} cannot be read from sys_audit (${(err as Error).message}): it decides nothing`;
+  }
+  const row = rows[0];
+  if (!row || typeof row['user'] !== 'string' || typeof row['sys_id'] !== 'string' || !row['user']) return `sys_audit has no record of who changed ${field}: it decides nothing`;
+  if (row['newvalue'] !== state) return `the newest sys_audit change of ${field} is not to "${shownId(state)}": it decides nothing`;
+  return { user: row['user'], changeId: row['sys_id'] };
+}
+
 /** A ServiceNow record (callback body or polled row) as a change; undefined when it is not one of ours. */
 export function serviceNowChange(config: ServiceNowConfig, record: Record<string, unknown>): TicketChange | undefined {
   const str = (k: string) => (typeof record[k] === 'string' ? (record[k] as string) : '');
-  const field = config.settings.decide?.field ?? (config.settings.table === 'change_request' ? 'approval' : 'state');
+  const field = decideField(config);
   if (!/^[0-9a-f]{32}$/.test(str('sys_id'))) return undefined;
-  return { requestId: str('correlation_id'), ticketId: str('sys_id'), ticketKey: str('number') || str('sys_id'), state: str(field), updatedAt: str('sys_updated_on'), user: str('sys_updated_by') };
+  const state = str(field);
+  return {
+    requestId: str('correlation_id'),
+    ticketId: str('sys_id'),
+    ticketKey: str('number') || str('sys_id'),
+    state,
+    updatedAt: str('sys_updated_on'),
+    user: '',
+    actor: () => serviceNowActor(config, str('sys_id'), state),
+  };
 }
 
 async function readJsonObject(raw: string, what: string): Promise<Record<string, unknown>> {
@@ -188,10 +255,17 @@ export function mountTicketRoutes(app: OpenAPIHono<Env>, engine: Engine, channel
 
 /**
  * Polling ServiceNow: every `poll`, each ServiceNow channel's table is read for records with a
- * Countersign correlation id updated since the last round (`sys_updated_on>=cursor`, oldest
- * first, 100 a round), and each goes through `ticketState` like a callback. The cursor is this
+ * Countersign correlation id updated since the last round, oldest first, paged 100 at a time on
+ * (sys_updated_on, sys_id) so a burst in one second is read through (at most 50 pages a round),
+ * and each goes through `ticketState` like a callback. The cursor is this
  * process's (starting `poll` before start); a record seen twice acts once (the state claim).
  */
+const SN_TIME = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/;
+const POLL_PAGE = 100;
+/** At most this many pages a round (the next round goes on from the newest second seen). */
+const POLL_MAX_PAGES = 50;
+const POLL_LOOKBACK_MS = 10_000;
+
 export class ServiceNowPoller {
   private timer: NodeJS.Timeout | undefined;
   private readonly cursors = new Map<string, string>();
@@ -236,24 +310,37 @@ export class ServiceNowPoller {
   }
 
   private async poll(config: ServiceNowConfig, now: number): Promise<void> {
-    const cursor = this.cursors.get(config.name) ?? serviceNowTime(now - (config.settings.pollMs ?? 0) - 60_000);
-    const field = config.settings.decide?.field ?? (config.settings.table === 'change_request' ? 'approval' : 'state');
-    const query = `correlation_idSTARTSWITHreq_^sys_updated_on>=${cursor}^ORDERBYsys_updated_on`;
-    const url = `${config.settings.instanceUrl}/api/now/table/${config.settings.table}?sysparm_query=${encodeURIComponent(query)}&sysparm_fields=${encodeURIComponent(['sys_id', 'number', 'correlation_id', 'sys_updated_on', 'sys_updated_by', field].join(','))}&sysparm_limit=100`;
-    const res = await fetch(url, { headers: { authorization: authHeader(config.settings.auth), accept: 'application/json' }, redirect: 'manual', signal: AbortSignal.timeout(config.timeoutMs) });
-    if (!res.ok) throw new Error(`servicenow ${config.name}: polling answered HTTP ${res.status}`);
-    const body = (await res.json()) as { result?: unknown };
-    const rows = Array.isArray(body.result) ? (body.result as Array<Record<string, unknown>>) : [];
-    let newest = cursor;
-    for (const row of rows) {
-      const change = serviceNowChange(config, row);
-      if (!change) continue;
-      if (/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(change.updatedAt) && change.updatedAt > newest) newest = change.updatedAt;
-      try {
-        await ticketState(this.engine, config, change);
-      } catch (err) {
-        this.onError(err);
+    const field = decideField(config);
+    const fields = ['sys_id', 'number', 'correlation_id', 'sys_updated_on', 'sys_updated_by', field];
+    // Each round reads again the last POLL_LOOKBACK_MS before the newest change seen: a record
+    // whose transaction committed late, or a clock a little off, still gets read (seen twice, it acts once).
+    const cursor = this.cursors.get(config.name);
+    const start = cursor !== undefined ? serviceNowTime(Date.parse(`${cursor.replace(' ', 'T')}Z`) - POLL_LOOKBACK_MS) : serviceNowTime(now - (config.settings.pollMs ?? 0) - 60_000);
+    // Keyset paging on (sys_updated_on, sys_id): first the rest of the current second past the
+    // last sys_id, then what is newer; so any number of records in one second is read through.
+    // Each round starts again at the newest second seen (its records may still be changing).
+    let at = start;
+    let lastId = '';
+    let newest = start;
+    for (let page = 0; page < POLL_MAX_PAGES; page++) {
+      const rest = await serviceNowGet(config, config.settings.table, `correlation_idSTARTSWITHreq_^sys_updated_on=${at}${lastId ? `^sys_id>${lastId}` : ''}^ORDERBYsys_id`, fields, POLL_PAGE);
+      const rows = rest.length < POLL_PAGE ? [...rest, ...(await serviceNowGet(config, config.settings.table, `correlation_idSTARTSWITHreq_^sys_updated_on>${at}^ORDERBYsys_updated_on^ORDERBYsys_id`, fields, POLL_PAGE))] : rest;
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        const change = serviceNowChange(config, row);
+        if (!change || !SN_TIME.test(change.updatedAt)) continue;
+        if (change.updatedAt > at || (change.updatedAt === at && change.ticketId > lastId)) {
+          at = change.updatedAt;
+          lastId = change.ticketId;
+        }
+        if (change.updatedAt > newest) newest = change.updatedAt;
+        try {
+          await ticketState(this.engine, config, change);
+        } catch (err) {
+          this.onError(err);
+        }
       }
+      if (rest.length < POLL_PAGE && rows.length - rest.length < POLL_PAGE) break;
     }
     this.cursors.set(config.name, newest);
   }

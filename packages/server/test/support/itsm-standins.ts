@@ -8,8 +8,11 @@
  *   `PATCH /api/now/table/{table}/{sys_id}` → `{result: record}`; 401 `{error: {message, detail},
  *   status: "failure"}` without valid basic or bearer auth; records carry `sys_id` (32 hex),
  *   `number` (INC0010001 / CHG0030001), `sys_updated_on` (`YYYY-MM-DD HH:mm:ss`, UTC) and
- *   `sys_updated_by` (user_name). Encoded queries: `field=value`, `fieldSTARTSWITHvalue`,
- *   `field>=value`, `^` (and), `ORDERBYfield`.
+ *   `sys_updated_by` (user_name); `sys_audit` (read through the same Table API) holds one row per
+ *   changed field (`tablename`, `documentkey`, `fieldname`, `oldvalue`, `newvalue`, `user`,
+ *   `sys_created_on`, `record_checkpoint`). Encoded queries: `field=value`, `fieldSTARTSWITHvalue`,
+ *   `field>=value`, `field>value`, `^` (and), `ORDERBYfield` / `ORDERBYDESCfield` (several, in
+ *   order); `sysparm_offset` and `sysparm_limit` page.
  * - Jira Cloud REST v3: `POST /rest/api/3/issue` → 201 `{id, key, self}` (400 `{errorMessages,
  *   errors}` on a missing project/summary/issuetype or a description that is not an ADF doc);
  *   `GET /rest/api/3/issue/{key}/transitions` → `{transitions: [{id, name, to: {name}}]}`;
@@ -73,6 +76,8 @@ export interface ServiceNowStandIn {
   url: string;
   calls: SnCall[];
   records: Map<string, Record<string, string>>;
+  /** sys_audit: one row per changed field (tablename, documentkey, fieldname, oldvalue, newvalue, user, sys_created_on, record_checkpoint). */
+  audit: Array<Record<string, string>>;
   failNext(...statuses: number[]): void;
   /** A ServiceNow user changes a record (the UI), as the platform stamps it. */
   update(sysId: string, fields: Record<string, string>, user: string, at?: number): Record<string, string>;
@@ -84,10 +89,20 @@ export async function serviceNowTable(credentials: { user: string; password: str
   const failures: number[] = [];
   const records = new Map<string, Record<string, string>>();
   let seq = 0;
-  const stamp = (record: Record<string, string>, user: string, at = clock()) => {
+  const audit: Array<Record<string, string>> = [];
+  const SYSTEM = new Set(['sys_id', 'sys_updated_on', 'sys_updated_by', 'sys_mod_count', 'sys_created_on', 'sys_created_by', 'sys_class_name', 'number']);
+  /** The platform's history: one sys_audit row per changed field of an audited table (user = user_name). */
+  const audited = (record: Record<string, string>, before: Record<string, string>, user: string, at: number) => {
+    for (const [field, value] of Object.entries(record)) {
+      if (SYSTEM.has(field) || before[field] === value) continue;
+      audit.push({ sys_id: createHash('md5').update(`audit:${audit.length}:${randomBytes(8).toString('hex')}`).digest('hex'), tablename: record['sys_class_name']!, documentkey: record['sys_id']!, fieldname: field, oldvalue: before[field] ?? '', newvalue: value, user, sys_created_on: snTime(at), record_checkpoint: record['sys_mod_count']! });
+    }
+  };
+  const stamp = (record: Record<string, string>, user: string, at = clock(), before: Record<string, string> = {}) => {
     record['sys_updated_on'] = snTime(at);
     record['sys_updated_by'] = user;
     record['sys_mod_count'] = String(Number(record['sys_mod_count'] ?? '-1') + 1);
+    audited(record, before, user, at);
     return record;
   };
   const matches = (record: Record<string, string>, query: string): boolean =>
@@ -99,6 +114,8 @@ export async function serviceNowTable(credentials: { user: string; password: str
         if (m) return (record[m[1]!] ?? '').startsWith(m[2]!);
         m = /^([a-z_]+)>=(.*)$/.exec(term);
         if (m) return (record[m[1]!] ?? '') >= m[2]!;
+        m = /^([a-z_]+)>(.*)$/.exec(term);
+        if (m) return (record[m[1]!] ?? '') > m[2]!;
         m = /^([a-z_]+)=(.*)$/.exec(term);
         if (m) return (record[m[1]!] ?? '') === m[2]!;
         throw new Error(`the stand-in does not know the query term ${term}`);
@@ -109,7 +126,7 @@ export async function serviceNowTable(credentials: { user: string; password: str
     const basic = basicUser(auth);
     const ok = 'bearer' in credentials ? auth === `Bearer ${credentials.bearer}` : basic?.user === credentials.user && basic.password === credentials.password;
     const user = 'bearer' in credentials ? 'oauth.integration' : (basic?.user ?? '');
-    const m = /^\/api\/now\/table\/(incident|change_request)(?:\/([0-9a-f]{32}))?$/.exec(u.pathname);
+    const m = /^\/api\/now\/table\/(incident|change_request|sys_audit)(?:\/([0-9a-f]{32}))?$/.exec(u.pathname);
     let body: Record<string, any> | null = null;
     if (raw) {
       try {
@@ -124,32 +141,45 @@ export async function serviceNowTable(credentials: { user: string; password: str
     if (!ok) return json(res, 401, { error: { message: 'User Not Authenticated', detail: 'Required to provide Auth information' }, status: 'failure' });
     if (!m) return json(res, 400, { error: { message: 'Invalid table', detail: null }, status: 'failure' });
     const [, table, sysId] = m;
+    if (table === 'sys_audit' && req.method !== 'GET') return json(res, 403, { error: { message: 'Operation Failed', detail: 'ACL Exception Insert Failed due to security constraints' }, status: 'failure' });
     if (req.method === 'POST' && !sysId) {
       const id = createHash('md5').update(`${table}:${++seq}:${randomBytes(8).toString('hex')}`).digest('hex');
       const number = `${table === 'incident' ? 'INC' : 'CHG'}${String((table === 'incident' ? 10000 : 30000) + seq).padStart(7, '0')}`;
       const record: Record<string, string> = { sys_id: id, number, sys_class_name: table!, state: table === 'incident' ? '1' : '-5', approval: table === 'incident' ? 'not requested' : 'requested', sys_created_on: snTime(clock()), sys_created_by: user };
       for (const [k, v] of Object.entries(body ?? {})) if (k !== 'work_notes') record[k] = String(v);
-      records.set(id, stamp(record, user));
+      records.set(id, stamp(record, user, clock(), {}));
       return json(res, 201, { result: record });
     }
     if (req.method === 'GET' && !sysId) {
       const query = u.searchParams.get('sysparm_query') ?? '';
       const fields = (u.searchParams.get('sysparm_fields') ?? '').split(',').filter(Boolean);
       const limit = Number(u.searchParams.get('sysparm_limit') ?? '10000');
-      const order = /ORDERBY([a-z_]+)/.exec(query)?.[1];
-      let rows = [...records.values()].filter((r) => r['sys_class_name'] === table && matches(r, query));
-      if (order) rows = rows.sort((a, b) => (a[order] ?? '').localeCompare(b[order] ?? ''));
-      const out = rows.slice(0, limit).map((r) => (fields.length ? Object.fromEntries(fields.map((f) => [f, r[f] ?? ''])) : r));
+      const offset = Number(u.searchParams.get('sysparm_offset') ?? '0');
+      // ORDERBYfield / ORDERBYDESCfield, in the order given (sys_mod_count-like numbers compare as numbers).
+      const orders = [...query.matchAll(/ORDERBY(DESC)?([a-z_]+)/g)].map((o) => ({ desc: o[1] === 'DESC', field: o[2]! }));
+      const source = table === 'sys_audit' ? audit : [...records.values()].filter((r) => r['sys_class_name'] === table);
+      const rows = source.filter((r) => matches(r, query));
+      if (orders.length) {
+        rows.sort((a, b) => {
+          for (const o of orders) {
+            const c = (a[o.field] ?? '').localeCompare(b[o.field] ?? '', 'en', { numeric: o.field === 'record_checkpoint' });
+            if (c !== 0) return o.desc ? -c : c;
+          }
+          return 0;
+        });
+      }
+      const out = rows.slice(offset, offset + limit).map((r) => (fields.length ? Object.fromEntries(fields.map((f) => [f, r[f] ?? ''])) : r));
       return json(res, 200, { result: out });
     }
     if (req.method === 'PATCH' && sysId) {
       const record = records.get(sysId);
       if (!record || record['sys_class_name'] !== table) return json(res, 404, { error: { message: 'No Record found', detail: 'Record doesn\'t exist or ACL restricts the record retrieval' }, status: 'failure' });
+      const before = { ...record };
       for (const [k, v] of Object.entries(body ?? {})) {
         if (k === 'work_notes') record['work_notes_log'] = `${record['work_notes_log'] ?? ''}${v}\n`;
         else record[k] = String(v);
       }
-      return json(res, 200, { result: stamp(record, user) });
+      return json(res, 200, { result: stamp(record, user, clock(), before) });
     }
     return json(res, 405, { error: { message: 'Method not Supported', detail: null }, status: 'failure' });
   });
@@ -157,12 +187,14 @@ export async function serviceNowTable(credentials: { user: string; password: str
     url,
     calls,
     records,
+    audit,
     failNext: (...s) => failures.push(...s),
     update(sysId, fields, user, at) {
       const record = records.get(sysId);
       if (!record) throw new Error(`no record ${sysId}`);
+      const before = { ...record };
       Object.assign(record, fields);
-      return stamp(record, user, at);
+      return stamp(record, user, at, before);
     },
     close: closer(server),
   };
