@@ -206,7 +206,9 @@ export function mountTicketRoutes(app: OpenAPIHono<Env>, engine: Engine, channel
     const record = await readJsonObject(body, 'ServiceNow callback');
     const change = serviceNowChange(config, record);
     if (!change) throw new CountersignError('VALIDATION_FAILED', 'the ServiceNow callback is not a record with a sys_id');
-    return c.json(await ticketState(engine, config, change), 200);
+    const outcome = await ticketState(engine, config, change);
+    if (!outcome.decided && outcome.why.includes('sys_audit')) log(`servicenow ${config.name}: ${shownId(change.ticketKey)}: ${outcome.why}`);
+    return c.json(outcome, 200);
   });
 
   app.post(`${JIRA_WEBHOOK_PREFIX}:channel`, async (c) => {
@@ -335,7 +337,9 @@ export class ServiceNowPoller {
         }
         if (change.updatedAt > newest) newest = change.updatedAt;
         try {
-          await ticketState(this.engine, config, change);
+          const outcome = await ticketState(this.engine, config, change);
+          // Who made the state change could not be established: say so (nothing was decided).
+          if (!outcome.decided && outcome.why.includes('sys_audit')) this.onError(new Error(`servicenow ${config.name}: ${change.ticketKey}: ${outcome.why}`));
         } catch (err) {
           this.onError(err);
         }
