@@ -267,6 +267,27 @@ rules:
     await unchanged(other.id);
   });
 
+  it('ServiceNow: when sys_audit does not show who set the approval (no row for it, or unreadable), nothing is decided', async () => {
+    const request = await create();
+    const change = await ticketOf(request.id, 'snow');
+    // The field changed without an audit row (an unaudited field or a script with setWorkflow(false)/autoSysFields(false)).
+    const record = sn.records.get(change.id)!;
+    record['approval'] = 'approved';
+    record['sys_updated_by'] = 'jdoe';
+    const pick = { sys_id: change.id, number: change.key, correlation_id: request.id, approval: 'approved', sys_updated_on: record['sys_updated_on']!, sys_updated_by: 'jdoe' };
+    const unaudited = await snCallback('snow', pick);
+    expect(unaudited).toMatchObject({ status: 200, json: { decided: false } });
+    expect(unaudited.json.why).toContain('sys_audit');
+    // The audit cannot be read (ServiceNow answers 503 to that call): fail closed.
+    sn.update(change.id, { approval: 'rejected' }, 'jdoe');
+    sn.update(change.id, { approval: 'approved' }, 'jdoe');
+    sn.failNext(503);
+    const unreadable = await snCallback('snow', { ...pick, sys_updated_on: sn.records.get(change.id)!['sys_updated_on']!, sys_mod_count: sn.records.get(change.id)!['sys_mod_count']! });
+    expect(unreadable).toMatchObject({ status: 200, json: { decided: false } });
+    expect(unreadable.json.why).toContain('cannot be read from sys_audit');
+    await unchanged(request.id);
+  });
+
   it('a critical request is not approved by a ticket: the gate asks for the match code', async () => {
     const request = await create({ action: 'delete_data', args: { path: '/srv/customers' } });
     expect(request.assessment.riskLevel).toBe('critical');
