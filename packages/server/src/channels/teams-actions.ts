@@ -36,6 +36,8 @@ const SKEW_SECONDS = 5 * 60;
 /** Keys are re-read this often (Microsoft rotates them; the docs ask for at least daily), and at most once a minute for an unknown key id. */
 const KEYS_TTL_MS = 60 * 60 * 1000;
 const UNKNOWN_KID_REFETCH_MS = 60 * 1000;
+/** While the metadata cannot be read, keys fetched less than this long ago still verify (Microsoft asks for a daily refresh). */
+const KEYS_MAX_STALE_MS = 24 * 60 * 60 * 1000;
 const FETCH_TIMEOUT_MS = 5_000;
 
 interface BotKey extends JWK {
@@ -126,8 +128,8 @@ export class BotKeys {
       try {
         set = await this.load(metadataUrl);
       } catch (err) {
-        // Keys past their hour are still Microsoft's keys: use them while the document cannot be read.
-        if (!set) throw err;
+        // Keys past their hour (but under a day old) are still Microsoft's: use them while the document cannot be read.
+        if (!set || this.clock() - set.fetchedAt > KEYS_MAX_STALE_MS) throw err;
       }
     }
     let found = set.keys.find((k) => k.kid === kid);
