@@ -22,6 +22,7 @@ import { ephemeralAuditKey, loadOrCreateAuditKey, type AuditKey } from './audit/
 import { trailPublisher } from './audit/publish.ts';
 import { Notifier } from './channels/notifier.ts';
 import { ChannelRegistry } from './channels/registry.ts';
+import { ServiceNowPoller } from './channels/tickets.ts';
 import type { RuntimeConfig } from './config.ts';
 import { Engine, openStore, type EscalationCause } from './engine/engine.ts';
 import { serverPolicyChecks } from './policy-checks.ts';
@@ -127,12 +128,14 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   const channels = new ChannelRegistry(engine, config.env);
   let scheduler: Scheduler | undefined;
   let checkpointer: Checkpointer | undefined;
+  let poller: ServiceNowPoller | undefined;
   let stopped: Promise<void> | undefined;
   let closed: Promise<void> | undefined;
 
   const stop = () =>
     (stopped ??= (async () => {
       await scheduler?.stop();
+      await poller?.stop();
       await checkpointer?.stop();
       await engine.screenModels.stop();
     })());
@@ -150,6 +153,9 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
         onError: (err) => log(`countersign: scheduler: ${(err as Error).message}`),
       });
       scheduler.start();
+      // ServiceNow channels with `poll:` follow their tickets' state by sys_updated_on (channels/tickets.ts).
+      poller = new ServiceNowPoller(engine, channels, (err) => log(`countersign: servicenow poll: ${(err as Error).message}`));
+      poller.start();
       checkpointer = startCheckpointer(engine, config.audit, {
         onError: (err) => log(`countersign: audit checkpoint failed: ${(err as Error).message}`),
       });

@@ -66,6 +66,7 @@ export async function startServer(config: ServerConfig, log?: ((line: string, le
     maxBodyBytes: transport.maxBodyBytes,
     waits: { perPrincipal: transport.waitsPerPrincipal, total: transport.waitsTotal },
     log: line,
+    ...(config.publicUrl ? { reviewBase: config.publicUrl } : {}),
     ...(routed ? { onCreated: routed } : {}),
   });
 

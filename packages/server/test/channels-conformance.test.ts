@@ -1,5 +1,5 @@
 /**
- * One conformance suite, run against every channel (webhook, email, Slack, Teams, PagerDuty),
+ * One conformance suite, run against every channel (webhook, email, Slack, Teams, PagerDuty, ServiceNow, Jira),
  * each talking to a local stand-in of its service with the real client: the same rendered
  * notification must arrive complete (action, agent, risk level and score, confidence, blast
  * radius, ATT&CK ids with their names, evidence, related incidents, SLA, approve / each alternative / reject), with the agent's text
@@ -13,6 +13,7 @@ import { resolveChannels } from '../src/channels/config.ts';
 import { createChannel } from '../src/channels/registry.ts';
 import { DeliveryError, type Channel, type ChannelType } from '../src/channels/types.ts';
 import { pagerDutyEvents, slackApi, smtpInbox, teamsWebhook, webhookReceiver } from './support/channel-standins.ts';
+import { jiraCloud, serviceNowTable } from './support/itsm-standins.ts';
 
 const NOW = Date.now();
 const HOSTILE = '<b>bold</b> <!channel> [click here](https://evil.example/approve) *urgent* \u202eevil';
@@ -98,6 +99,8 @@ interface Harness {
 const teamsUnescape = (s: string) => s.replace(/\\([\\`*_{}[\]()<>#+\-.!|~])/g, '$1');
 
 const HARNESSES: Record<ChannelType, () => Promise<Harness>> = {
+  servicenow: undefined as never,
+  jira: undefined as never,
   async webhook() {
     const s = await webhookReceiver();
     const body = (i: number) => JSON.parse(s.received[i]!.body) as { type: string; data: Notification & { agentSuppliedLabel: string } };
@@ -287,6 +290,108 @@ const HARNESSES: Record<ChannelType, () => Promise<Harness>> = {
       close: s.close,
     };
   },
+};
+
+
+/** The links under "Decide in Countersign:" in a ticket's text, without the plain "Open" link. */
+const ticketActions = (lines: string[]) => {
+  const start = lines.indexOf('Decide in Countersign:');
+  const out: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    if (line === '') break;
+    const label = line.slice(0, line.lastIndexOf(': https://'));
+    if (label !== 'Open in Countersign') out.push(label);
+  }
+  return out;
+};
+
+HARNESSES.servicenow = async () => {
+  const s = await serviceNowTable({ user: 'countersign.integration', password: 'sn-password' });
+  const env: Record<string, string> = { COUNTERSIGN_SERVICENOW_USER: 'countersign.integration', COUNTERSIGN_SERVICENOW_PASSWORD: 'sn-password' };
+  return {
+    settings: { type: 'servicenow', instanceUrl: s.url },
+    env,
+    count: () => s.calls.length,
+    capture(i) {
+      const call = s.calls[i]!;
+      if (call.method === 'PATCH') return { visible: String(call.body?.['work_notes']), markup: String(call.body?.['work_notes']), actions: [], raw: call };
+      const description = String(call.body?.['description']);
+      return { visible: `${call.body?.['short_description']}\n${description}`, markup: '', actions: ticketActions(description.split('\n')), raw: call };
+    },
+    failRetryable: () => s.failNext(503),
+    failPermanently() {
+      env['COUNTERSIGN_SERVICENOW_PASSWORD'] = 'wrong';
+      return () => (env['COUNTERSIGN_SERVICENOW_PASSWORD'] = 'sn-password');
+    },
+    escaping(c) {
+      const call = c.raw as { method: string; path: string; body: Record<string, string> };
+      expect(call).toMatchObject({ method: 'POST', path: '/api/now/table/incident', body: { correlation_id: 'req_01jabcdefghjkmnpqrstvwxyz0' } });
+      expect(call.body['short_description']).not.toContain('evil');
+      expect(JSON.stringify(call.body)).not.toContain('\u202e');
+      const lines = call.body['description']!.split('\n');
+      // Every line with the agent's words is inside the box: it cannot print a line of its own.
+      for (const line of lines.filter((l) => l.includes('evil.example'))) expect(line.startsWith('| ')).toBe(true);
+      expect(lines.slice(lines.indexOf('Agent-supplied (unverified):')).join('\n')).toContain('| Description: EDR saw beaconing. <b>bold</b> <!channel> [click here](https://');
+    },
+    decidedReached(c, first) {
+      const call = c.raw as { method: string; path: string; body: Record<string, string> };
+      expect(call.method).toBe('PATCH');
+      expect(call.path).toBe(`/api/now/table/incident/${(first as { ticket: { id: string } }).ticket.id}`);
+      expect(c.visible).toContain('approved by alice');
+    },
+    close: s.close,
+  };
+};
+
+HARNESSES.jira = async () => {
+  const s = await jiraCloud({ email: 'bot@example.com', apiToken: 'jira-api-token' });
+  const env: Record<string, string> = { COUNTERSIGN_JIRA_EMAIL: 'bot@example.com', COUNTERSIGN_JIRA_API_TOKEN: 'jira-api-token' };
+  const posts = () => s.calls.filter((c) => c.method === 'POST');
+  const texts = (node: any, out: Array<{ text: string; code: boolean; href?: string }> = [], code = false): typeof out => {
+    if (node?.type === 'text') out.push({ text: node.text, code, ...(node.marks?.[0]?.type === 'link' ? { href: node.marks[0].attrs.href } : {}) });
+    for (const child of node?.content ?? []) texts(child, out, code || node.type === 'codeBlock');
+    return out;
+  };
+  return {
+    settings: { type: 'jira', url: s.url, project: 'SEC' },
+    env,
+    count: () => posts().length,
+    capture(i) {
+      const call = posts()[i]!;
+      if (call.path.endsWith('/transitions')) {
+        const note = texts(call.body?.['update']?.comment?.[0]?.add?.body).map((t) => t.text).join('\n');
+        return { visible: note, markup: note, actions: [], raw: call };
+      }
+      const nodes = texts(call.body?.['fields']?.description);
+      const actions = nodes.filter((t) => t.href && t.text !== 'Open in Countersign').map((t) => t.text);
+      return { visible: `${call.body?.['fields']?.summary}\n${nodes.map((t) => t.text).join('\n')}`, markup: nodes.filter((t) => !t.code).map((t) => t.text).join('\n'), actions, raw: call };
+    },
+    failRetryable: () => s.failNext(503),
+    failPermanently() {
+      env['COUNTERSIGN_JIRA_API_TOKEN'] = 'wrong';
+      return () => (env['COUNTERSIGN_JIRA_API_TOKEN'] = 'jira-api-token');
+    },
+    escaping(c) {
+      const call = c.raw as { path: string; body: Record<string, any> };
+      expect(call.path).toBe('/rest/api/3/issue');
+      expect(call.body['fields'].labels).toEqual(['countersign', 'countersign-req_01jabcdefghjkmnpqrstvwxyz0']);
+      expect(call.body['fields'].summary).not.toContain('evil');
+      expect(c.markup).not.toContain('evil'); // outside the code block: system text only
+      expect(JSON.stringify(call.body)).not.toContain('\u202e');
+      const nodes = texts(call.body['fields'].description);
+      expect(nodes.filter((t) => t.code).map((t) => t.text).join('')).toContain('<b>bold</b> <!channel> [click here](https://evil.example/approve)');
+      for (const t of nodes.filter((n) => n.href)) expect(t.href!.startsWith('https://cs.example.com/#/requests/')).toBe(true);
+    },
+    decidedReached(c, first) {
+      const call = c.raw as { path: string; body: Record<string, any> };
+      const key = (first as { ticket: { key: string } }).ticket.key;
+      expect(call.path).toBe(`/rest/api/3/issue/${key}/transitions`);
+      expect(call.body['transition']).toEqual({ id: '31' });
+      expect(s.issues.get(key)!.status).toBe('Done');
+      expect(c.visible).toContain('approved by alice');
+    },
+    close: s.close,
+  };
 };
 
 describe.each(Object.keys(HARNESSES) as ChannelType[])('channel conformance: %s', (type) => {

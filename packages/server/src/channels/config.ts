@@ -28,6 +28,17 @@ const Common = {
   timeout: Duration.optional(),
 };
 
+/**
+ * `decide:` — the ticket's state may decide the request (default: absent, tickets mirror and
+ * never decide). `approve` / `reject`: the states (ServiceNow: values of `field`, default
+ * `approval` for change requests and `state` for incidents; Jira: status names) that vote.
+ */
+const TicketDecide = z.strictObject({
+  field: z.string().regex(/^[a-z_][a-z0-9_]{0,39}$/, 'a ServiceNow field name').optional(),
+  approve: z.array(z.string().min(1).max(60)).min(1).max(10),
+  reject: z.array(z.string().min(1).max(60)).max(10).optional(),
+});
+
 const SECRET_KEYS = /^(secret|token|password|pass|key|routingKey|routing_key|signingSecret|webhookUrl|smtpUrl|auth)$/i;
 
 const Schemas = {
@@ -49,17 +60,76 @@ const Schemas = {
     /** Slack user id → Countersign operator name, for button clicks. */
     users: z.record(z.string().regex(/^[UW][A-Z0-9]{2,30}$/, 'a Slack user id like U024BE7LH'), z.string().min(1).max(100)).optional(),
   }),
-  teams: z.strictObject({ ...Common, urlEnv: EnvName.optional() }),
+  teams: z.strictObject({
+    ...Common,
+    urlEnv: EnvName.optional(),
+    /** The bot's Microsoft App ID: set, cards carry Action.Execute buttons and invokes are accepted for it (the token's audience). */
+    appId: z.string().regex(/^[0-9A-Fa-f-]{8,64}$/, 'a Microsoft App ID (a GUID)').optional(),
+    /** Where the Bot Framework's OpenID metadata is (its jwks_uri names the signing keys); Microsoft's by default. */
+    openIdMetadataUrl: HttpUrl.optional(),
+    /**
+     * Post through the Bot Connector into this conversation (as the bot: the cards' Action.Execute
+     * invokes then come back to it), instead of the incoming webhook; needs appId and the bot's
+     * password (appPasswordEnv, default COUNTERSIGN_TEAMS_APP_PASSWORD).
+     */
+    conversation: z.strictObject({ serviceUrl: HttpUrl, id: z.string().regex(/^[A-Za-z0-9:@._;=-]{1,300}$/, 'a Teams conversation id like 19:…@thread.tacv2') }).optional(),
+    appPasswordEnv: EnvName.optional(),
+    /** Where the bot gets its token (client credentials); Microsoft's multi-tenant endpoint by default. */
+    tokenUrl: HttpUrl.optional(),
+    /** Teams user (aadObjectId, or from.id) → Countersign operator name, for card actions. */
+    users: z.record(z.string().regex(/^[A-Za-z0-9:._-]{1,200}$/, 'a Teams user id: the aadObjectId GUID or the 29:… id'), z.string().min(1).max(100)).optional(),
+    /** Microsoft Entra tenant ids whose invokes are accepted (the activity's channelData.tenant.id); unset: any tenant (recommended: set it). */
+    tenants: z.array(z.string().regex(/^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/, 'a tenant id (a GUID)')).min(1).max(50).optional(),
+  }),
   pagerduty: z.strictObject({ ...Common, routingKeyEnv: EnvName.optional(), url: HttpUrl.optional() }),
+  servicenow: z.strictObject({
+    ...Common,
+    instanceUrl: HttpUrl,
+    table: z.enum(['incident', 'change_request']).optional(),
+    /** Basic auth (default: COUNTERSIGN_SERVICENOW_USER / COUNTERSIGN_SERVICENOW_PASSWORD), or an OAuth bearer token when tokenEnv is given. */
+    userEnv: EnvName.optional(),
+    passwordEnv: EnvName.optional(),
+    tokenEnv: EnvName.optional(),
+    /** HMAC key of the signed state-change callback (unset: the callback is refused). */
+    callbackSecretEnv: EnvName.optional(),
+    /** Poll the table for changes (`sys_updated_on`) this often, besides the callback. */
+    poll: Duration.optional(),
+    assignmentGroup: z.string().min(1).max(100).optional(),
+    /** ServiceNow user_name → Countersign operator (who changed the ticket: `sys_updated_by`). */
+    users: z.record(z.string().regex(/^[A-Za-z0-9@._-]{1,100}$/, 'a ServiceNow user_name'), z.string().min(1).max(100)).optional(),
+    decide: TicketDecide.optional(),
+  }),
+  jira: z.strictObject({
+    ...Common,
+    url: HttpUrl,
+    project: z.string().regex(/^[A-Z][A-Z0-9_]{0,19}$/, 'a Jira project key like SEC'),
+    issueType: z.string().min(1).max(60).optional(),
+    /** Basic auth with an API token (default: COUNTERSIGN_JIRA_EMAIL / COUNTERSIGN_JIRA_API_TOKEN), or an OAuth 2.0 access token when tokenEnv is given. */
+    emailEnv: EnvName.optional(),
+    apiTokenEnv: EnvName.optional(),
+    tokenEnv: EnvName.optional(),
+    /** The webhook's secret (X-Hub-Signature; unset: the webhook is refused). */
+    webhookSecretEnv: EnvName.optional(),
+    /** The transition (by name, or by the status it goes to) made when Countersign decides. */
+    transitions: z.strictObject({ approved: z.string().min(1).max(100).optional(), rejected: z.string().min(1).max(100).optional() }).optional(),
+    /** Jira accountId → Countersign operator (who changed the issue: the webhook's `user`). */
+    users: z.record(z.string().regex(/^[A-Za-z0-9:_-]{1,128}$/, 'a Jira accountId'), z.string().min(1).max(100)).optional(),
+    decide: TicketDecide.optional(),
+  }),
 } as const;
 
 export const DEFAULT_ENV = {
   webhook: { secretEnv: 'COUNTERSIGN_WEBHOOK_SECRET' },
   email: { smtpUrlEnv: 'COUNTERSIGN_SMTP_URL' },
   slack: { tokenEnv: 'COUNTERSIGN_SLACK_BOT_TOKEN', signingSecretEnv: 'COUNTERSIGN_SLACK_SIGNING_SECRET' },
-  teams: { urlEnv: 'COUNTERSIGN_TEAMS_WEBHOOK_URL' },
+  teams: { urlEnv: 'COUNTERSIGN_TEAMS_WEBHOOK_URL', appPasswordEnv: 'COUNTERSIGN_TEAMS_APP_PASSWORD' },
   pagerduty: { routingKeyEnv: 'COUNTERSIGN_PAGERDUTY_ROUTING_KEY' },
+  servicenow: { userEnv: 'COUNTERSIGN_SERVICENOW_USER', passwordEnv: 'COUNTERSIGN_SERVICENOW_PASSWORD', callbackSecretEnv: 'COUNTERSIGN_SERVICENOW_CALLBACK_SECRET' },
+  jira: { emailEnv: 'COUNTERSIGN_JIRA_EMAIL', apiTokenEnv: 'COUNTERSIGN_JIRA_API_TOKEN', webhookSecretEnv: 'COUNTERSIGN_JIRA_WEBHOOK_SECRET' },
 } as const;
+
+export const BOT_FRAMEWORK_OPENID_URL = 'https://login.botframework.com/v1/.well-known/openidconfiguration';
+export const BOT_FRAMEWORK_TOKEN_URL = 'https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token';
 
 interface Resolved<T extends ChannelType, S> {
   name: string;
@@ -72,9 +142,32 @@ interface Resolved<T extends ChannelType, S> {
 export type WebhookConfig = Resolved<'webhook', { url: string; secret: string }>;
 export type EmailConfig = Resolved<'email', { from: string; to: string[]; smtpUrl: string; subjectPrefix: string }>;
 export type SlackConfig = Resolved<'slack', { channel: string; token: string; signingSecret: string | undefined; apiUrl: string | undefined; users: Record<string, string> }>;
-export type TeamsConfig = Resolved<'teams', { url: string }>;
+export interface TeamsBot {
+  appId: string;
+  password: string;
+  tokenUrl: string;
+  serviceUrl: string;
+  conversationId: string;
+}
+/** `url`: the incoming webhook; `bot`: post through the Bot Connector instead (one of the two is set). */
+export type TeamsConfig = Resolved<'teams', { url: string | undefined; bot: TeamsBot | undefined; appId: string | undefined; openIdMetadataUrl: string; users: Record<string, string>; tenants: string[] | undefined }>;
 export type PagerDutyConfig = Resolved<'pagerduty', { routingKey: string; url: string }>;
-export type ChannelConfig = WebhookConfig | EmailConfig | SlackConfig | TeamsConfig | PagerDutyConfig;
+/** What a ticket's state does: `null`, it only mirrors (the default). */
+export interface TicketDecideConfig {
+  field: string;
+  approve: string[];
+  reject: string[];
+}
+export type TicketAuth = { basic: { user: string; password: string } } | { bearer: string };
+export type ServiceNowConfig = Resolved<
+  'servicenow',
+  { instanceUrl: string; table: 'incident' | 'change_request'; auth: TicketAuth; callbackSecret: string | undefined; pollMs: number | undefined; assignmentGroup: string | undefined; users: Record<string, string>; decide: TicketDecideConfig | null }
+>;
+export type JiraConfig = Resolved<
+  'jira',
+  { url: string; project: string; issueType: string; auth: TicketAuth; webhookSecret: string | undefined; transitions: { approved: string; rejected: string }; users: Record<string, string>; decide: TicketDecideConfig | null }
+>;
+export type ChannelConfig = WebhookConfig | EmailConfig | SlackConfig | TeamsConfig | PagerDutyConfig | ServiceNowConfig | JiraConfig;
 
 export const PAGERDUTY_EVENTS_URL = 'https://events.pagerduty.com/v2/enqueue';
 
@@ -167,9 +260,79 @@ export function resolveChannels(channels: Readonly<Record<string, unknown>>, env
         break;
       }
       case 'teams': {
-        const url = secret('urlEnv', d.teams.urlEnv);
-        if (url !== undefined && !/^https?:\/\//.test(url)) errors.push({ path: `${at}.urlEnv`, message: 'the Teams webhook URL must be an http(s) URL' });
-        if (url !== undefined) configs.set(name, { ...common, type, settings: { url } });
+        const conversation = c['conversation'] as { serviceUrl: string; id: string } | undefined;
+        const appId = c['appId'] as string | undefined;
+        let bot: TeamsBot | undefined;
+        let url: string | undefined;
+        if (conversation) {
+          if (appId === undefined) errors.push({ path: `${at}.appId`, message: 'posting into a conversation is done as the bot: set appId' });
+          const password = secret('appPasswordEnv', d.teams.appPasswordEnv);
+          if (appId !== undefined && password !== undefined) {
+            bot = { appId, password, tokenUrl: (c['tokenUrl'] as string | undefined) ?? BOT_FRAMEWORK_TOKEN_URL, serviceUrl: conversation.serviceUrl.endsWith('/') ? conversation.serviceUrl : `${conversation.serviceUrl}/`, conversationId: conversation.id };
+          }
+        } else {
+          url = secret('urlEnv', d.teams.urlEnv);
+          if (url !== undefined && !/^https?:\/\//.test(url)) errors.push({ path: `${at}.urlEnv`, message: 'the Teams webhook URL must be an http(s) URL' });
+        }
+        if (url !== undefined || bot !== undefined) {
+          configs.set(name, {
+            ...common,
+            type,
+            settings: {
+              url,
+              bot,
+              appId,
+              openIdMetadataUrl: (c['openIdMetadataUrl'] as string | undefined) ?? BOT_FRAMEWORK_OPENID_URL,
+              users: (c['users'] as Record<string, string> | undefined) ?? {},
+              tenants: (c['tenants'] as string[] | undefined)?.map((t) => t.toLowerCase()),
+            },
+          });
+        }
+        break;
+      }
+      case 'servicenow': {
+        const auth = ticketAuth(c, secret, d.servicenow.userEnv, d.servicenow.passwordEnv, 'userEnv', 'passwordEnv');
+        const table = (c['table'] as 'incident' | 'change_request' | undefined) ?? 'incident';
+        const decide = c['decide'] as { field?: string; approve: string[]; reject?: string[] } | undefined;
+        if (auth) {
+          configs.set(name, {
+            ...common,
+            type,
+            settings: {
+              instanceUrl: (c['instanceUrl'] as string).replace(/\/+$/, ''),
+              table,
+              auth,
+              callbackSecret: env[(c['callbackSecretEnv'] as string | undefined) ?? d.servicenow.callbackSecretEnv] || undefined,
+              pollMs: c['poll'] ? (parseDuration(c['poll'] as string) as number) : undefined,
+              assignmentGroup: c['assignmentGroup'] as string | undefined,
+              users: (c['users'] as Record<string, string> | undefined) ?? {},
+              decide: decide ? { field: decide.field ?? (table === 'change_request' ? 'approval' : 'state'), approve: decide.approve, reject: decide.reject ?? [] } : null,
+            },
+          });
+        }
+        break;
+      }
+      case 'jira': {
+        const auth = ticketAuth(c, secret, d.jira.emailEnv, d.jira.apiTokenEnv, 'emailEnv', 'apiTokenEnv');
+        const decide = c['decide'] as { field?: string; approve: string[]; reject?: string[] } | undefined;
+        if (decide?.field !== undefined) errors.push({ path: `${at}.decide.field`, message: 'a Jira channel decides on the issue status; field is for ServiceNow' });
+        const transitions = (c['transitions'] as { approved?: string; rejected?: string } | undefined) ?? {};
+        if (auth) {
+          configs.set(name, {
+            ...common,
+            type,
+            settings: {
+              url: (c['url'] as string).replace(/\/+$/, ''),
+              project: c['project'] as string,
+              issueType: (c['issueType'] as string | undefined) ?? 'Task',
+              auth,
+              webhookSecret: env[(c['webhookSecretEnv'] as string | undefined) ?? d.jira.webhookSecretEnv] || undefined,
+              transitions: { approved: transitions.approved ?? 'Done', rejected: transitions.rejected ?? "Won't Do" },
+              users: (c['users'] as Record<string, string> | undefined) ?? {},
+              decide: decide ? { field: 'status', approve: decide.approve, reject: decide.reject ?? [] } : null,
+            },
+          });
+        }
         break;
       }
       case 'pagerduty': {
@@ -180,6 +343,24 @@ export function resolveChannels(channels: Readonly<Record<string, unknown>>, env
     }
   }
   return { configs, errors };
+}
+
+/** A ticketing channel's credentials: a bearer token when `tokenEnv` is named, else basic auth from the two variables. */
+function ticketAuth(
+  c: Record<string, unknown>,
+  secret: (key: string, fallback: string) => string | undefined,
+  userDefault: string,
+  passwordDefault: string,
+  userKey: string,
+  passwordKey: string,
+): TicketAuth | undefined {
+  if (c['tokenEnv'] !== undefined) {
+    const token = secret('tokenEnv', c['tokenEnv'] as string);
+    return token === undefined ? undefined : { bearer: token };
+  }
+  const user = secret(userKey, userDefault);
+  const password = secret(passwordKey, passwordDefault);
+  return user === undefined || password === undefined ? undefined : { basic: { user, password } };
 }
 
 /** The webhook channels that witness checkpoints (`checkpoints: true`), from the policy's raw `channels`. */

@@ -7,6 +7,8 @@ import { resolveChannels, type ChannelConfig } from './config.ts';
 import { emailChannel } from './email.ts';
 import { pagerDutyChannel } from './pagerduty.ts';
 import { slackChannel } from './slack.ts';
+import { jiraChannel } from './jira.ts';
+import { serviceNowChannel } from './servicenow.ts';
 import { teamsChannel } from './teams.ts';
 import type { Channel } from './types.ts';
 import { webhookChannel } from './webhook.ts';
@@ -23,6 +25,10 @@ export function createChannel(config: ChannelConfig): Channel {
       return teamsChannel(config);
     case 'pagerduty':
       return pagerDutyChannel(config);
+    case 'servicenow':
+      return serviceNowChannel(config);
+    case 'jira':
+      return jiraChannel(config);
   }
 }
 
@@ -66,6 +72,12 @@ export class ChannelRegistry {
   slackConfigs(): Extract<ChannelConfig, { type: 'slack' }>[] {
     this.refresh();
     return [...this.configs.values()].filter((c): c is Extract<ChannelConfig, { type: 'slack' }> => c.type === 'slack');
+  }
+
+  /** Every configured channel of one type (Teams invokes, ticket callbacks and polling use them). */
+  configsOf<T extends ChannelConfig['type']>(type: T): Extract<ChannelConfig, { type: T }>[] {
+    this.refresh();
+    return [...this.configs.values()].filter((c): c is Extract<ChannelConfig, { type: T }> => c.type === type);
   }
 
   async close(): Promise<void> {

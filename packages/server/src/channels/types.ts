@@ -49,7 +49,7 @@ export interface Channel {
   close?(): Promise<void>;
 }
 
-export const CHANNEL_TYPES = ['webhook', 'email', 'slack', 'teams', 'pagerduty'] as const;
+export const CHANNEL_TYPES = ['webhook', 'email', 'slack', 'teams', 'pagerduty', 'servicenow', 'jira'] as const;
 /** Channel types that carry guard notices (`guard.notify`): each one's channel has `sendGuard`. */
 export const GUARD_CHANNEL_TYPES: readonly string[] = ['webhook', 'slack', 'email', 'teams', 'pagerduty'];
 export type ChannelType = (typeof CHANNEL_TYPES)[number];

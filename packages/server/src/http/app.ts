@@ -17,6 +17,8 @@ import { registerOperatorViews } from './routes/operator-views.ts';
 import { registerScreenRoutes } from './routes/screen.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
 import { mountSlackActions, SLACK_ACTIONS_PATH, SLACK_MAX_BODY } from '../channels/slack-actions.ts';
+import { mountTeamsActions, TEAMS_ACTIONS_PATH, TEAMS_MAX_BODY } from '../channels/teams-actions.ts';
+import { JIRA_MAX_BODY, JIRA_WEBHOOK_PREFIX, mountTicketRoutes, SERVICENOW_CALLBACK_PREFIX, SERVICENOW_MAX_BODY } from '../channels/tickets.ts';
 import { boundedBody } from './body-limit.ts';
 import { WaitSlots } from './wait-slots.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -48,6 +50,8 @@ export interface AppOptions {
   dashboardDir?: string | undefined;
   /** Notification channels of the active policy (Slack button clicks are checked against them). */
   channels?: ChannelRegistry | undefined;
+  /** Where people open the dashboard (the refreshed Teams card's links); default: the request's own origin. */
+  reviewBase?: string | undefined;
   /** Concurrent long-polls and event streams per principal and in all (config.ts `TransportConfig`); default 64 and 800. */
   waits?: WaitLimits | undefined;
 }
@@ -75,7 +79,15 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
 
   // First of all: every body on every route is bounded while it streams (http/body-limit.ts).
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
-  app.use('*', boundedBody({ limit: maxBodyBytes, limitFor: (path) => (path === SLACK_ACTIONS_PATH ? Math.min(SLACK_MAX_BODY, maxBodyBytes) : undefined) }));
+  // Signed callbacks are small; each path is held to its own limit while the body streams.
+  const callbackLimit = (path: string): number | undefined => {
+    if (path === SLACK_ACTIONS_PATH) return SLACK_MAX_BODY;
+    if (path === TEAMS_ACTIONS_PATH) return TEAMS_MAX_BODY;
+    if (path.startsWith(SERVICENOW_CALLBACK_PREFIX)) return SERVICENOW_MAX_BODY;
+    if (path.startsWith(JIRA_WEBHOOK_PREFIX)) return JIRA_MAX_BODY;
+    return undefined;
+  };
+  app.use('*', boundedBody({ limit: maxBodyBytes, limitFor: (path) => { const limit = callbackLimit(path); return limit === undefined ? undefined : Math.min(limit, maxBodyBytes); } }));
 
   /** Pending entries older than this make /healthz degraded (the integrator runs every INTEGRATION_POLL_MS). */
   const INTEGRATION_STALL_MS = 5_000;
@@ -98,8 +110,11 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
     }
   });
 
-  // Signed by Slack, not by a bearer token: mounted before the /v1 body, JSON and auth middleware.
-  mountSlackActions(app, engine, options.channels ?? new ChannelRegistry(engine));
+  // Signed by Slack, the Bot Framework, ServiceNow or Jira, not by a bearer token: mounted before the /v1 body, JSON and auth middleware.
+  const channelRegistry = options.channels ?? new ChannelRegistry(engine);
+  mountSlackActions(app, engine, channelRegistry);
+  mountTeamsActions(app, engine, channelRegistry, { reviewBase: options.reviewBase });
+  mountTicketRoutes(app, engine, channelRegistry, log);
 
   app.use('/v1/*', parseJsonBody);
   const sessions = new Sessions(options.session);
