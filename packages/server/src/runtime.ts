@@ -24,6 +24,7 @@ import { Notifier } from './channels/notifier.ts';
 import { ChannelRegistry } from './channels/registry.ts';
 import type { RuntimeConfig } from './config.ts';
 import { Engine, type EscalationCause } from './engine/engine.ts';
+import { Forwarder } from './forwarding/forwarder.ts';
 import { serverPolicyChecks } from './policy-checks.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { connect, type Connection } from './store/connect.ts';
@@ -122,6 +123,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   const channels = new ChannelRegistry(engine, config.env);
   let scheduler: Scheduler | undefined;
   let checkpointer: Checkpointer | undefined;
+  let forwarder: Forwarder | undefined;
   let stopped: Promise<void> | undefined;
   let closed: Promise<void> | undefined;
 
@@ -130,6 +132,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
       await scheduler?.stop();
       await checkpointer?.stop();
       await engine.screenModels.stop();
+      await forwarder?.stop();
     })());
 
   return {
@@ -153,6 +156,11 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
         onError: (err) => log(`countersign: screening retrain: ${(err as Error).message}`),
         onOutcome: (o) => log(`countersign: screening retrain ${o.outcome}: ${o.reason}`, 'info'),
       });
+      // SIEM forwarding reads the integrated trail after each destination's cursor (forwarding/).
+      if (config.forward.destinations.length > 0) {
+        forwarder = new Forwarder(engine.store, (data) => engine.trail.redact(data), config.forward, { log });
+        forwarder.start();
+      }
     },
     stop,
     close() {

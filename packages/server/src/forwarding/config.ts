@@ -1,0 +1,122 @@
+/**
+ * SIEM forwarding settings, resolved once with the rest of the server config (config.ts passes
+ * the environment in; this module never reads `process.env`). They are server settings, not
+ * policy: destinations carry credentials and CA files, which belong to the deployment, and a
+ * policy reload must not be able to point the audit stream somewhere else.
+ *
+ *   COUNTERSIGN_FORWARD_SYSLOG_URL=tls://siem.example:6514   (or tcp://… for plain TCP)
+ *   COUNTERSIGN_FORWARD_SYSLOG_CA=/etc/countersign/siem-ca.pem
+ *   COUNTERSIGN_FORWARD_HTTP_URL=https://siem.example/ingest
+ *   COUNTERSIGN_FORWARD_HTTP_TOKEN=…                          (sent as a bearer token)
+ *   COUNTERSIGN_FORWARD_HTTP_CA=/etc/countersign/siem-ca.pem
+ */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { CountersignError } from '@countersign/core';
+import { DEFAULT_MAX_MESSAGE_BYTES } from './format.ts';
+
+type Environment = Readonly<Record<string, string | undefined>>;
+
+export interface SyslogDestination {
+  readonly kind: 'syslog';
+  /** The cursor's key: `syslog:<host>:<port>` (a new address starts from the trail's beginning). */
+  readonly id: string;
+  readonly tls: boolean;
+  readonly host: string;
+  readonly port: number;
+  /** PEM file of the CA(s) to trust instead of the system's; null: the system's. */
+  readonly caPath: string | null;
+}
+
+export interface HttpDestination {
+  readonly kind: 'http';
+  /** `http:<origin><path>`. */
+  readonly id: string;
+  readonly url: string;
+  readonly token: string | undefined;
+  readonly caPath: string | null;
+}
+
+export type ForwardDestination = SyslogDestination | HttpDestination;
+
+export interface ForwardingConfig {
+  readonly destinations: readonly ForwardDestination[];
+  /** COUNTERSIGN_FORWARD_BATCH (200): entries per syslog write or HTTP POST. */
+  readonly batch: number;
+  /** COUNTERSIGN_FORWARD_POLL_MS (1000): how often an idle forwarder looks for new entries. */
+  readonly pollMs: number;
+  /** COUNTERSIGN_FORWARD_LEASE_MS (15000): how long a dead process's lease on a destination holds it. */
+  readonly leaseMs: number;
+  /** COUNTERSIGN_FORWARD_MAX_MESSAGE_BYTES (8192): the bound of one syslog message. */
+  readonly maxMessageBytes: number;
+  /**
+   * COUNTERSIGN_FORWARD_SYSLOG_CONFIRM_MS (2000): syslog has no acknowledgement, so a batch counts
+   * as delivered (and the cursor moves) only once its connection stayed open this long after the
+   * write; a connection that breaks sooner has its unconfirmed batches sent again.
+   */
+  readonly syslogConfirmMs: number;
+}
+
+function integer(env: Environment, name: string, min: number, max: number, fallback: number): number {
+  const value = env[name];
+  const n = value === undefined || value === '' ? fallback : Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new CountersignError('VALIDATION_FAILED', `${name} must be an integer ${min}–${max} (got "${value}")`, { field: name });
+  return n;
+}
+
+function caPath(env: Environment, name: string, cwd: string): string | null {
+  const value = env[name];
+  if (!value) return null;
+  const path = resolve(cwd, value);
+  if (!existsSync(path)) throw new CountersignError('VALIDATION_FAILED', `${name}: ${path} does not exist`, { field: name });
+  return path;
+}
+
+export function resolveForwardingConfig(env: Environment, cwd: string): ForwardingConfig {
+  const destinations: ForwardDestination[] = [];
+  const syslog = env.COUNTERSIGN_FORWARD_SYSLOG_URL;
+  if (syslog) {
+    let url: URL;
+    try {
+      url = new URL(syslog);
+    } catch {
+      throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_FORWARD_SYSLOG_URL must be tls://host:port or tcp://host:port (got "${syslog}")`, { field: 'COUNTERSIGN_FORWARD_SYSLOG_URL' });
+    }
+    if ((url.protocol !== 'tls:' && url.protocol !== 'tcp:') || url.hostname === '' || url.pathname.replace(/^\/$/, '') !== '' || url.username || url.password) {
+      throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_FORWARD_SYSLOG_URL must be tls://host:port or tcp://host:port (got "${syslog}")`, { field: 'COUNTERSIGN_FORWARD_SYSLOG_URL' });
+    }
+    const tls = url.protocol === 'tls:';
+    // RFC 5425 assigns 6514 to syslog over TLS; plain TCP has no assigned port, 514 by custom.
+    const port = url.port === '' ? (tls ? 6514 : 514) : Number(url.port);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const ca = caPath(env, 'COUNTERSIGN_FORWARD_SYSLOG_CA', cwd);
+    if (!tls && ca !== null) throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_FORWARD_SYSLOG_CA needs a tls:// COUNTERSIGN_FORWARD_SYSLOG_URL', { field: 'COUNTERSIGN_FORWARD_SYSLOG_CA' });
+    destinations.push(Object.freeze({ kind: 'syslog', id: `syslog:${host}:${port}`, tls, host, port, caPath: ca }));
+  }
+  const http = env.COUNTERSIGN_FORWARD_HTTP_URL;
+  if (http) {
+    let url: URL;
+    try {
+      url = new URL(http);
+    } catch {
+      throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_FORWARD_HTTP_URL must be an https:// URL (got "${http}")`, { field: 'COUNTERSIGN_FORWARD_HTTP_URL' });
+    }
+    // The trail (redacted, but still who approved what) never crosses the network in the clear over HTTP.
+    if (url.protocol !== 'https:' || url.username || url.password) {
+      throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_FORWARD_HTTP_URL must be an https:// URL without credentials (give the token in COUNTERSIGN_FORWARD_HTTP_TOKEN)`, { field: 'COUNTERSIGN_FORWARD_HTTP_URL' });
+    }
+    destinations.push(
+      Object.freeze({ kind: 'http', id: `http:${url.origin}${url.pathname}`, url: url.href, token: env.COUNTERSIGN_FORWARD_HTTP_TOKEN || undefined, caPath: caPath(env, 'COUNTERSIGN_FORWARD_HTTP_CA', cwd) }),
+    );
+  } else if (env.COUNTERSIGN_FORWARD_HTTP_CA || env.COUNTERSIGN_FORWARD_HTTP_TOKEN) {
+    throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_FORWARD_HTTP_TOKEN and _CA need COUNTERSIGN_FORWARD_HTTP_URL', { field: 'COUNTERSIGN_FORWARD_HTTP_URL' });
+  }
+  return Object.freeze({
+    destinations: Object.freeze(destinations),
+    batch: integer(env, 'COUNTERSIGN_FORWARD_BATCH', 1, 5000, 200),
+    pollMs: integer(env, 'COUNTERSIGN_FORWARD_POLL_MS', 50, 60_000, 1000),
+    leaseMs: integer(env, 'COUNTERSIGN_FORWARD_LEASE_MS', 1000, 600_000, 15_000),
+    maxMessageBytes: integer(env, 'COUNTERSIGN_FORWARD_MAX_MESSAGE_BYTES', 2048, 65_536, DEFAULT_MAX_MESSAGE_BYTES),
+    syslogConfirmMs: integer(env, 'COUNTERSIGN_FORWARD_SYSLOG_CONFIRM_MS', 0, 60_000, 2000),
+  });
+}

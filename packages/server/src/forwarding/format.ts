@@ -1,0 +1,241 @@
+/**
+ * What a SIEM receives, as pure functions of one audit entry: the entry as the audit API shows it
+ * (redacted again with the trail's own redactor), an RFC 5424 syslog message with octet-counting
+ * framing (RFC 6587 §3.4.1, RFC 5425 §4.3), and a newline-delimited JSON line.
+ *
+ * Agent text reaches these messages (descriptions, reasons, names), so every field is treated
+ * as adversarial: structured-data values are escaped as RFC 5424 §6.3.3 requires (`"`, `\`, `]`)
+ * and their control characters written as `\uXXXX` text, each value is cut to a bound, and the
+ * whole message to `maxBytes`; the JSON (the message body and the NDJSON line) escapes every
+ * control character and U+2028/U+2029, so no entry can end a line, a frame or an element early.
+ *
+ *   const entry = forwardEntry(row, (d) => trail.redact(d));
+ *   socket.write(octetFrame(syslogMessage(entry, { hostname: 'cs-1', procId: '4242' })));
+ */
+import { createHash } from 'node:crypto';
+import type { AuditLogTable } from '../store/schema.ts';
+
+/** An audit entry as forwarded: the public audit API's shape (`GET /v1/audit`). */
+export interface ForwardEntry {
+  seq: number;
+  at: string;
+  type: string;
+  requestId: string | null;
+  actor: { type: string; id: string; name: string };
+  data: unknown;
+}
+
+/** The structured-data id: RFC 5612's documentation enterprise number until Countersign has its own. */
+export const SD_ID = 'countersign@32473';
+/** RFC 5424 facility 13, "log audit". */
+export const FACILITY = 13;
+/** The longest structured-data parameter value, in UTF-8 bytes, before it is cut (with `…`). */
+export const MAX_PARAM_BYTES = 256;
+/** RFC 5425 §4.3.1: receivers must take 2,048 octets and should take 8,192. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 8192;
+/** The longest NDJSON line; longer entries keep their envelope and lose `data` (its size and hash stay). */
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024;
+
+/** Syslog severity per event type: 4 warning (refusals, alerts, tampering), 5 notice (outcomes and admin changes), else 6 informational. */
+const WARNING = new Set([
+  'review_refused',
+  'create_refused',
+  'claim_refused',
+  'slicing_alert',
+  'mfa_locked',
+  'audit_entry_malformed',
+  'review_forced',
+  'agent_paused',
+  'delivery_failed',
+  'key_revoked',
+  'operator_removed',
+  'admin_recovered',
+]);
+const NOTICE = new Set([
+  'approved',
+  'rejected',
+  'expired',
+  'cancelled',
+  'escalated',
+  'execution_failed',
+  'claim_lapsed',
+  'approval_lapsed',
+  'cooldown_started',
+  'cooldown_lifted',
+  'held',
+  'aggregated',
+  'operator_created',
+  'operator_updated',
+  'token_rotated',
+  'key_created',
+  'key_rotated',
+  'audit_key_rotated',
+  'encryption_rotated',
+  'policy_loaded',
+  'ip_allowlist_set',
+  'credentials_adopted',
+  'audit_state_adopted',
+]);
+
+export function severityOf(type: string): 4 | 5 | 6 {
+  return WARNING.has(type) ? 4 : NOTICE.has(type) ? 5 : 6;
+}
+
+/** CEF severity (0–10) for the same three bands, for the README's mapping. */
+export function cefSeverityOf(type: string): number {
+  return { 4: 7, 5: 5, 6: 3 }[severityOf(type)];
+}
+
+/** The stored row as the audit API shows it, its data passed through `redact` (idempotent on redacted data). */
+export function forwardEntry(row: AuditLogTable, redact: (data: unknown) => unknown): ForwardEntry {
+  let data: unknown;
+  try {
+    data = JSON.parse(row.data);
+  } catch {
+    data = row.data; // a malformed row (a database writer) goes out as the text it is, redacted
+  }
+  return {
+    seq: Number(row.seq),
+    at: isoTime(Number(row.at)),
+    type: row.type,
+    requestId: row.request_id,
+    actor: { type: row.actor_type, id: row.actor_id, name: row.actor_name },
+    data: redact(data),
+  };
+}
+
+/** RFC 3339 in UTC with milliseconds; a time no Date can hold (a database writer's) is RFC 5424's NILVALUE. */
+function isoTime(ms: number): string {
+  const date = new Date(ms);
+  const year = date.getUTCFullYear();
+  return Number.isNaN(date.getTime()) || year < 0 || year > 9999 ? '-' : date.toISOString();
+}
+
+/** JSON with every character that could end a line written as an escape (JSON.stringify leaves U+2028/U+2029 raw). */
+export function lineSafeJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+}
+
+/** At most `max` UTF-8 bytes of `text`, cut between code points, with `…` when cut. */
+export function cutUtf8(text: string, max: number): string {
+  if (Buffer.byteLength(text, 'utf8') <= max) return text;
+  let out = '';
+  let bytes = 0;
+  const budget = max - 3; // the ellipsis
+  for (const ch of text) {
+    const n = Buffer.byteLength(ch, 'utf8');
+    if (bytes + n > budget) break;
+    out += ch;
+    bytes += n;
+  }
+  return `${out}…`;
+}
+
+/**
+ * An RFC 5424 PARAM-VALUE: `"`, `\` and `]` escaped with a backslash (§6.3.3), lone surrogates
+ * replaced, cut to `MAX_PARAM_BYTES`, and control characters shown, not sent: C0 and DEL as
+ * their Unicode control pictures (a newline is `␊`, U+240A), C1 and U+2028/U+2029 as U+FFFD.
+ * The values are for indexing and search; the exact text is in the message's JSON body.
+ */
+export function sdParamValue(value: string): string {
+  let out = '';
+  // More code units than bytes allowed means more bytes too: look at no more than that.
+  const head = value.length > MAX_PARAM_BYTES ? value.slice(0, MAX_PARAM_BYTES + 1) : value;
+  for (const ch of cutUtf8(wellFormed(head), MAX_PARAM_BYTES)) {
+    const code = ch.codePointAt(0)!;
+    if (ch === '\\' || ch === '"' || ch === ']') out += `\\${ch}`;
+    else if (code < 0x20) out += String.fromCharCode(0x2400 + code);
+    else if (code === 0x7f) out += '\u2421';
+    else if ((code >= 0x80 && code <= 0x9f) || code === 0x2028 || code === 0x2029) out += '\ufffd';
+    else out += ch;
+  }
+  return out;
+}
+
+/** Lone surrogates (not UTF-8 encodable) as U+FFFD; one pass, no regex. */
+function wellFormed(text: string): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        out += text[i]! + text[i + 1]!;
+        i++;
+      } else out += '\ufffd';
+    } else if (c >= 0xdc00 && c <= 0xdfff) out += '\ufffd';
+    else out += text[i]!;
+  }
+  return out;
+}
+
+/** A header field: PRINTUSASCII only (§6), at most `max` characters, `-` when empty. */
+function headerField(value: string, max: number): string {
+  let clean = '';
+  for (let i = 0; i < value.length && clean.length < max; i++) {
+    const c = value.charCodeAt(i);
+    clean += c >= 0x21 && c <= 0x7e ? value[i]! : '_';
+  }
+  return clean === '' ? '-' : clean;
+}
+
+export interface SyslogOptions {
+  hostname: string;
+  procId: string;
+  appName?: string;
+  /** The whole message's bound in bytes (default 8,192). */
+  maxBytes?: number;
+}
+
+const BOM = '\uFEFF';
+
+/**
+ * One RFC 5424 message: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [countersign@32473 …] BOM json`.
+ * MSGID is the event type; the structured data carries seq, type, requestId and the actor; the
+ * message is the entry's JSON. Over `maxBytes`, the body keeps the envelope and replaces `data`
+ * with `{truncated, bytes, sha256}` (and the element says `truncated="true"`).
+ */
+export function syslogMessage(entry: ForwardEntry, options: SyslogOptions): string {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const pri = FACILITY * 8 + severityOf(entry.type);
+  const header = `<${pri}>1 ${entry.at} ${headerField(options.hostname, 255)} ${headerField(options.appName ?? 'countersign', 48)} ${headerField(options.procId, 128)} ${headerField(entry.type, 32)}`;
+  const params: Array<[string, string]> = [
+    ['seq', String(entry.seq)],
+    ['type', entry.type],
+    ['requestId', entry.requestId ?? ''],
+    ['actorType', entry.actor.type],
+    ['actorId', entry.actor.id],
+    ['actorName', entry.actor.name],
+  ];
+  const element = (extra: Array<[string, string]>) => `[${SD_ID}${[...params, ...extra].map(([k, v]) => ` ${k}="${sdParamValue(v)}"`).join('')}]`;
+  const full = `${header} ${element([])} ${BOM}${lineSafeJson(entry)}`;
+  if (Buffer.byteLength(full, 'utf8') <= maxBytes) return full;
+  const body = lineSafeJson(truncatedEntry(entry));
+  const short = `${header} ${element([['truncated', 'true']])} ${BOM}${body}`;
+  // Still over (a small bound and long names): cut the body; the element already says it is cut.
+  return Buffer.byteLength(short, 'utf8') <= maxBytes ? short : cutUtf8(short, maxBytes);
+}
+
+/** The entry with `data` replaced by its size and hash, and the actor's fields bounded. */
+function truncatedEntry(entry: ForwardEntry): ForwardEntry {
+  const json = JSON.stringify(entry.data) ?? 'null';
+  return {
+    ...entry,
+    requestId: entry.requestId === null ? null : cutUtf8(entry.requestId, MAX_PARAM_BYTES),
+    actor: { type: cutUtf8(entry.actor.type, MAX_PARAM_BYTES), id: cutUtf8(entry.actor.id, MAX_PARAM_BYTES), name: cutUtf8(entry.actor.name, MAX_PARAM_BYTES) },
+    data: { truncated: true, bytes: Buffer.byteLength(json, 'utf8'), sha256: createHash('sha256').update(json).digest('hex') },
+  };
+}
+
+/** Octet-counting framing: `MSG-LEN SP SYSLOG-MSG`, the length in bytes (RFC 6587 §3.4.1, RFC 5425 §4.3). */
+export function octetFrame(message: string): Buffer {
+  const bytes = Buffer.from(message, 'utf8');
+  return Buffer.concat([Buffer.from(`${bytes.length} `, 'ascii'), bytes]);
+}
+
+/** One NDJSON line (with its `\n`), at most `maxBytes`: over it, `data` becomes its size and hash. */
+export function ndjsonLine(entry: ForwardEntry, maxBytes = DEFAULT_MAX_LINE_BYTES): string {
+  const line = lineSafeJson(entry);
+  if (Buffer.byteLength(line, 'utf8') < maxBytes) return `${line}\n`;
+  return `${lineSafeJson(truncatedEntry(entry))}\n`;
+}

@@ -1,0 +1,363 @@
+/**
+ * SIEM forwarding (issue 20): audit and guard entries as RFC 5424 syslog over TLS and plain TCP
+ * (octet counting) and as NDJSON over HTTPS, at least once, from a durable cursor.
+ *
+ * The wire formats are checked first as pure functions against a parser written from RFC 5424's
+ * ABNF (test/support/siem-receivers.ts), with adversarial agent text. Then real server
+ * processes forward to local receivers — a TLS syslog receiver and an HTTPS NDJSON receiver with
+ * a self-signed certificate made in the test, and a plain TCP one — under load, while the
+ * receivers refuse and drop connections and the server is killed (SIGKILL) and restarted: every
+ * entry of the trail arrives, in seq order (a resend after a failure may repeat entries, never
+ * skip one), each as the audit API shows it, and no secret, token or key is in any byte sent.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedactor } from '@countersign/core';
+import { resolveForwardingConfig } from '../src/forwarding/config.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES, SD_ID, forwardEntry, ndjsonLine, octetFrame, sdParamValue, syslogMessage, type ForwardEntry } from '../src/forwarding/format.ts';
+import type { AuditLogTable } from '../src/store/schema.ts';
+import { postgresDatabase, sqliteDatabase, type TestDatabase } from './support/databases.ts';
+import { api, runCli, startServerProcess, type ServerProcess } from './support/server-process.ts';
+import { OctetCountingSplitter, parseSyslog, selfSignedCert, startNdjsonReceiver, startSyslogReceiver, type SyslogMessage } from './support/siem-receivers.ts';
+
+const HOSTILE = [
+  'plain',
+  '"] [evil@1 admin="true"]',
+  'back\\slash \\" \\] end\\',
+  'line one\nline two\r\n<13>1 2024-01-01T00:00:00Z forged countersign - - - injected',
+  '\u2028sep\u2029 \u0000nul \u007fdel \u0085nel \u001b[31mred',
+  'lone \ud800 surrogate and pair 😀',
+  `huge ${'x]'.repeat(50_000)}`,
+];
+
+/** What a parameter value reads back as: control pictures for C0 and DEL, U+FFFD for C1, line separators and lone surrogates. */
+function shownAs(text: string): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && text.charCodeAt(i + 1) >= 0xdc00 && text.charCodeAt(i + 1) <= 0xdfff) {
+      out += text.slice(i, i + 2);
+      i++;
+    } else if (c >= 0xd800 && c <= 0xdfff) out += '\ufffd';
+    else if (c < 0x20) out += String.fromCharCode(0x2400 + c);
+    else if (c === 0x7f) out += '\u2421';
+    else if ((c >= 0x80 && c <= 0x9f) || c === 0x2028 || c === 0x2029) out += '\ufffd';
+    else out += text[i];
+  }
+  return out;
+}
+
+function entry(over: Partial<ForwardEntry> = {}): ForwardEntry {
+  return { seq: 7, at: '2025-03-01T12:00:00.000Z', type: 'created', requestId: 'req_1', actor: { type: 'agent', id: 'agt_1', name: 'bot' }, data: { description: 'x' }, ...over };
+}
+
+function param(m: SyslogMessage, name: string): string | undefined {
+  return m.elements.find((e) => e.id === SD_ID)?.params.find(([k]) => k === name)?.[1];
+}
+
+describe('the wire formats', () => {
+  it('escapes structured-data values as RFC 5424 requires, so hostile text parses back as one element with its own value (bounded)', () => {
+    for (const text of HOSTILE) {
+      const message = syslogMessage(entry({ actor: { type: 'agent', id: 'agt_1', name: text }, requestId: text, data: { description: text } }), { hostname: 'cs-1', procId: '42' });
+      const parsed = parseSyslog(message);
+      expect(parsed.elements.map((e) => e.id)).toEqual([SD_ID]);
+      expect(parsed.pri).toBe(13 * 8 + 6);
+      expect(parsed.version).toBe(1);
+      expect(parsed.msgId).toBe('created');
+      expect(parsed.bom).toBe(true);
+      expect(Buffer.byteLength(message, 'utf8')).toBeLessThanOrEqual(DEFAULT_MAX_MESSAGE_BYTES);
+      expect(message).not.toMatch(/[\n\r\u2028\u2029\u0000]/);
+      const name = param(parsed, 'actorName')!;
+      // The value read back is the original, with control characters shown as pictures (or U+FFFD), cut at 256 bytes.
+      const shown = shownAs(text);
+      if (Buffer.byteLength(text, 'utf8') <= 256) expect(name).toBe(shown);
+      else {
+        expect(name.endsWith('…')).toBe(true);
+        expect(shown.startsWith(name.slice(0, -1))).toBe(true);
+        expect(Buffer.byteLength(name, 'utf8')).toBeLessThanOrEqual(256);
+      }
+      const body = JSON.parse(parsed.msg) as ForwardEntry;
+      if (param(parsed, 'truncated') === 'true') {
+        expect(body.data).toMatchObject({ truncated: true });
+        expect((body.data as { bytes: number }).bytes).toBeGreaterThan(DEFAULT_MAX_MESSAGE_BYTES);
+      } else expect(body).toEqual(entry({ actor: { type: 'agent', id: 'agt_1', name: text }, requestId: text, data: { description: text } }));
+    }
+  });
+
+  it('writes backslash, quote and bracket as the only backslash escapes, and shows control characters as pictures', () => {
+    expect(sdParamValue('a"b\\c]d')).toBe('a\\"b\\\\c\\]d');
+    expect(sdParamValue('one\ntwo\u0000\u007f\u0085\u2028')).toBe('one\u240atwo\u2400\u2421\ufffd\ufffd');
+    expect(sdParamValue('\ud800x')).toBe('\ufffdx');
+  });
+
+  it('holds the message bound however small it is set, and says when the body was cut', () => {
+    for (const maxBytes of [2048, 4096]) {
+      const message = syslogMessage(entry({ actor: { type: 'agent'.repeat(100), id: 'i'.repeat(5000), name: 'n'.repeat(5000) }, data: { blob: 'z'.repeat(100_000) } }), { hostname: 'h'.repeat(1000), procId: 'p'.repeat(1000), maxBytes });
+      expect(Buffer.byteLength(message, 'utf8')).toBeLessThanOrEqual(maxBytes);
+      const parsed = parseSyslog(message);
+      expect(param(parsed, 'truncated')).toBe('true');
+      expect(parsed.hostname.length).toBe(255);
+    }
+  });
+
+  it('maps refusals and alerts to warning, outcomes to notice, the rest to informational', () => {
+    const pri = (type: string) => parseSyslog(syslogMessage(entry({ type }), { hostname: 'h', procId: '1' })).pri;
+    expect(pri('review_refused')).toBe(13 * 8 + 4);
+    expect(pri('slicing_alert')).toBe(13 * 8 + 4);
+    expect(pri('approved')).toBe(13 * 8 + 5);
+    expect(pri('reviewed')).toBe(13 * 8 + 6);
+  });
+
+  it('frames by octet counting, so a stream split anywhere gives back exactly the messages', () => {
+    const messages = HOSTILE.map((text, i) => syslogMessage(entry({ seq: i + 1, data: { text } }), { hostname: 'h', procId: '1' }));
+    const stream = Buffer.concat(messages.map(octetFrame));
+    for (const step of [1, 7, 1000, stream.length]) {
+      const splitter = new OctetCountingSplitter();
+      const out: string[] = [];
+      for (let i = 0; i < stream.length; i += step) for (const f of splitter.push(stream.subarray(i, i + step))) out.push(f.toString('utf8'));
+      expect(out).toEqual(messages);
+      expect(splitter.pending).toBe(0);
+    }
+  });
+
+  it('writes one NDJSON line per entry, never a raw line break, bounded', () => {
+    for (const text of HOSTILE) {
+      const line = ndjsonLine(entry({ data: { text } }), 8192);
+      expect(line.endsWith('\n')).toBe(true);
+      expect(line.slice(0, -1)).not.toMatch(/[\n\r\u2028\u2029]/);
+      expect(Buffer.byteLength(line)).toBeLessThanOrEqual(8192);
+      const back = JSON.parse(line) as ForwardEntry;
+      if ((back.data as { truncated?: boolean }).truncated !== true) expect(back.data).toEqual({ text });
+    }
+  });
+
+  it('passes data through the trail redactor again (idempotent on redacted data)', () => {
+    const redactor = createRedactor({ tokenize: (kind, v) => `${kind.length}${v.length}`.padEnd(20, '0') });
+    const row: AuditLogTable = { seq: 3, entry_id: 3, at: 0, type: 'created', request_id: null, actor_type: 'agent', actor_id: 'a', actor_name: 'b', data: JSON.stringify({ note: 'mail bob@example.com key sk_live_abcdefghijklmnop' }) };
+    const once = forwardEntry(row, (d) => redactor.redact(d));
+    expect(JSON.stringify(once)).not.toContain('bob@example.com');
+    expect(JSON.stringify(once)).not.toContain('sk_live_');
+    expect(forwardEntry({ ...row, data: JSON.stringify(once.data) }, (d) => redactor.redact(d)).data).toEqual(once.data);
+  });
+
+  it('refuses destinations it cannot forward to safely, naming the variable', () => {
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_HTTP_URL: 'http://siem.example/in' }, '/')).toThrow(/COUNTERSIGN_FORWARD_HTTP_URL must be an https/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_HTTP_URL: 'https://u:p@siem.example/in' }, '/')).toThrow(/without credentials/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'udp://siem.example:514' }, '/')).toThrow(/COUNTERSIGN_FORWARD_SYSLOG_URL/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tcp://siem.example:514', COUNTERSIGN_FORWARD_SYSLOG_CA: '/etc/hosts' }, '/')).toThrow(/needs a tls/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_LEASE_MS: '5' }, '/')).toThrow(/COUNTERSIGN_FORWARD_LEASE_MS/);
+    const config = resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tls://siem.example', COUNTERSIGN_FORWARD_HTTP_URL: 'https://siem.example/in' }, '/');
+    expect(config.destinations.map((d) => d.id)).toEqual(['syslog:siem.example:6514', 'http:https://siem.example/in']);
+  });
+});
+
+/** Hostile text the API accepts (it refuses NUL). */
+const agentText = (i: number, max: number) => HOSTILE[i % HOSTILE.length]!.replaceAll('\u0000', '').slice(0, max);
+
+interface AuditItem {
+  seq: number;
+  type: string;
+  requestId: string | null;
+}
+
+async function fullTrail(url: string, token: string): Promise<AuditItem[]> {
+  const out: AuditItem[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: { status: number; body: { items: AuditItem[]; nextCursor: string | null } } = await api(url, token, `/v1/audit?limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
+    expect(page.status).toBe(200);
+    out.push(...page.body.items);
+    cursor = page.body.nextCursor;
+  } while (cursor);
+  return out;
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 40_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Seqs as received: never a jump forward (a resend may go back), and every seq 1..n at least once. */
+function expectAtLeastOnceInOrder(seqs: number[], n: number, what: string): void {
+  expect(seqs[0]).toBe(1);
+  for (let i = 1; i < seqs.length; i++) expect(seqs[i]!, `${what}: seq ${seqs[i]} after ${seqs[i - 1]} in ${seqs.join(',')}`).toBeLessThanOrEqual(seqs[i - 1]! + 1);
+  expect(new Set(seqs).size).toBe(n);
+  expect(Math.max(...seqs)).toBe(n);
+}
+
+describe('forwarding from a real server (PostgreSQL), killed and restarted mid-stream', () => {
+  const cert = selfSignedCert();
+  const httpToken = `siem_${randomBytes(16).toString('hex')}`;
+  let database: TestDatabase;
+  let syslog: Awaited<ReturnType<typeof startSyslogReceiver>>;
+  let ndjson: Awaited<ReturnType<typeof startNdjsonReceiver>>;
+  let server: ServerProcess | undefined;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    database = postgresDatabase();
+    syslog = await startSyslogReceiver(cert);
+    ndjson = await startNdjsonReceiver(cert, httpToken);
+    env = {
+      COUNTERSIGN_FORWARD_SYSLOG_URL: `tls://127.0.0.1:${syslog.port}`,
+      COUNTERSIGN_FORWARD_SYSLOG_CA: cert.certPath,
+      COUNTERSIGN_FORWARD_HTTP_URL: ndjson.url,
+      COUNTERSIGN_FORWARD_HTTP_CA: cert.certPath,
+      COUNTERSIGN_FORWARD_HTTP_TOKEN: httpToken,
+      COUNTERSIGN_FORWARD_BATCH: '7',
+      COUNTERSIGN_FORWARD_POLL_MS: '100',
+      COUNTERSIGN_FORWARD_LEASE_MS: '2000',
+      COUNTERSIGN_REVIEWER_LIMITS: 'off',
+    };
+  }, 60_000);
+  afterAll(async () => {
+    await server?.stop();
+    await syslog?.close();
+    await ndjson?.close();
+    await database?.drop();
+  }, 60_000);
+
+  it('delivers every entry at least once, in seq order, as the audit API shows it, with no secret in any byte', async () => {
+    server = await startServerProcess(database.url, env);
+    const { adminToken, agentKey } = server.bootstrap!;
+    const secretText = 'reach ops@example.com with sk_live_0123456789abcdef and card 4111 1111 1111 1111';
+    const acknowledged: string[] = [];
+    let running = true;
+    let failedWhileDown = 0;
+    let restarting = false;
+    let restarts = 0;
+    let firstStderr = () => '';
+    const loadErrors: string[] = [];
+    // Two agents' worth of load, creating (some held for review, then rejected) through whichever process is up.
+    const load = async (worker: number) => {
+      for (let i = 0; running; i++) {
+        const url = server!.url;
+        const generation = restarts;
+        try {
+          const created = await api<{ id: string; status: string }>(url, agentKey, '/v1/requests', {
+            body: { action: i % 3 === 0 ? 'delete_data' : 'read_ticket', args: { n: i, worker }, confidence: 0.9, description: i % 5 === 0 ? `${secretText} ${agentText(i, 500)}` : `item ${i}` },
+          });
+          if (created.status !== 201 && created.status !== 200) throw new Error(`create answered ${created.status}: ${JSON.stringify(created.body)}`);
+          acknowledged.push(created.body.id);
+          if (created.body.status === 'pending') {
+            const rejected = await api(url, adminToken, `/v1/requests/${created.body.id}/reviews`, { body: { verdict: 'reject', reason: `no ${i % 2 === 0 ? secretText : ''} ${agentText(i, 200)}` } });
+            if (rejected.status !== 200 && rejected.status !== 201) throw new Error(`review answered ${rejected.status}: ${JSON.stringify(rejected.body)}`);
+          }
+        } catch (err) {
+          if (!restarting && generation === restarts) loadErrors.push((err as Error).message);
+          else failedWhileDown++; // the process was killed under this call: not acknowledged, not counted
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    };
+    const workers = [load(0), load(1)];
+    const received = () => new Set(ndjson.batches.flatMap((b) => b.lines.map((l) => (l as { seq: number }).seq))).size;
+    await until('the first batches', () => received() >= 20 && syslog.connections.some((c) => c.messages.length > 0));
+    // The receivers misbehave: the HTTPS one refuses the next batches, the syslog one drops its connections.
+    ndjson.failNext(3);
+    syslog.dropConnections();
+    await until('more entries', () => received() >= 60);
+    // SIGKILL mid-stream, then a new process on the same database continues from the stored cursors.
+    restarting = true;
+    const first = server;
+    firstStderr = () => first.stderr();
+    await server.kill();
+    server = await startServerProcess(database.url, env);
+    restarts++;
+    restarting = false;
+    const before = acknowledged.length;
+    await until('load through the new process', () => acknowledged.length >= before + 30);
+    running = false;
+    await Promise.all(workers);
+    expect(loadErrors).toEqual([]);
+    const trail = await fullTrail(server.url, adminToken);
+    const n = trail.length;
+    expect(trail.map((e) => e.seq)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    const syslogReceived = () => new Set(syslog.connections.flatMap((c) => c.messages.map((m) => Number(param(m, 'seq'))))).size;
+    await until('every entry at both receivers', () => received() >= n && syslogReceived() >= n, 60_000).catch((err: Error) => {
+      throw new Error(`${err.message}: ${n} entries, NDJSON ${received()}, syslog ${syslogReceived()}; server: ${server!.stderr()}`);
+    });
+
+    // NDJSON: at least once, in order; each line exactly the audit API's entry.
+    const httpSeqs = ndjson.batches.flatMap((b) => b.lines.map((l) => (l as { seq: number }).seq));
+    expectAtLeastOnceInOrder(httpSeqs, n, 'NDJSON');
+    expect(ndjson.refused).toBe(3);
+    expect(ndjson.errors).toEqual([]);
+    const bySeq = new Map(ndjson.batches.flatMap((b) => b.lines.map((l) => [(l as { seq: number }).seq, l] as const)));
+    expect(trail.map((e) => bySeq.get(e.seq))).toEqual(trail);
+    for (const b of ndjson.batches) expect(b.headers['content-type']).toBe('application/x-ndjson');
+
+    // Syslog over TLS: every frame a valid RFC 5424 message; within each connection seqs strictly increase.
+    expect(syslog.errors).toEqual([]);
+    expect(syslog.connections.length).toBeGreaterThanOrEqual(3); // first, after the drop, after the restart
+    const syslogSeqs = syslog.connections.flatMap((c) => c.messages.map((m) => Number(param(m, 'seq'))));
+    expectAtLeastOnceInOrder(syslogSeqs, n, `syslog (${syslog.connections.map((c) => c.messages.length).join('+')})`);
+    for (const c of syslog.connections) {
+      const seqs = c.messages.map((m) => Number(param(m, 'seq')));
+      for (let i = 1; i < seqs.length; i++) expect(seqs[i], `${seqs.join(',')}: first: ${firstStderr()} second: ${server.stderr()}`).toBe(seqs[i - 1]! + 1);
+    }
+    const firstOf = new Map<number, SyslogMessage>();
+    for (const c of syslog.connections) for (const m of c.messages) if (!firstOf.has(Number(param(m, 'seq')))) firstOf.set(Number(param(m, 'seq')), m);
+    for (const e of trail) {
+      const m = firstOf.get(e.seq)!;
+      expect(m.msgId).toBe(e.type);
+      expect(param(m, 'type')).toBe(e.type);
+      expect(m.elements.length).toBe(1);
+      if (param(m, 'truncated') !== 'true') expect(JSON.parse(m.msg)).toEqual(e);
+    }
+
+    // Every acknowledged create reached the SIEM as its `created` entry.
+    const createdIds = new Set(trail.filter((e) => e.type === 'created').map((e) => e.requestId));
+    for (const id of acknowledged) expect(createdIds.has(id)).toBe(true);
+    expect(trail.filter((e) => e.type === 'rejected').length).toBeGreaterThan(0);
+
+    // No secret in any byte sent: the redacted values, the credentials, the HTTP token.
+    const everything = ndjson.batches.map((b) => b.body).join('') + syslog.connections.flatMap((c) => c.frames.map((f) => f.toString('utf8'))).join('');
+    for (const secret of ['ops@example.com', 'sk_live_0123456789abcdef', '4111 1111 1111 1111', adminToken, agentKey, httpToken]) expect(everything).not.toContain(secret);
+    expect(everything).toContain('[email:');
+    expect(everything).toContain('[secret:');
+    // The request path never waited on a refusing receiver: creates kept being acknowledged while it refused.
+    expect(acknowledged.length).toBeGreaterThan(60);
+
+    // The audit trail still verifies.
+    const verified = await runCli(['audit', 'verify'], { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: adminToken });
+    expect(verified.code, verified.stderr).toBe(0);
+  }, 150_000);
+});
+
+describe('forwarding over plain TCP (SQLite)', () => {
+  let database: TestDatabase;
+  let syslog: Awaited<ReturnType<typeof startSyslogReceiver>>;
+  let server: ServerProcess | undefined;
+  beforeAll(async () => {
+    database = sqliteDatabase();
+    syslog = await startSyslogReceiver();
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await syslog?.close();
+    await database?.drop();
+  }, 30_000);
+
+  it('sends every entry once over one connection, and a clean stop gives the lease up for the next start', async () => {
+    const env = { COUNTERSIGN_FORWARD_SYSLOG_URL: `tcp://127.0.0.1:${syslog.port}`, COUNTERSIGN_FORWARD_POLL_MS: '100', COUNTERSIGN_FORWARD_LEASE_MS: '60000' };
+    server = await startServerProcess(database.url, env);
+    const { adminToken, agentKey } = server.bootstrap!;
+    for (let i = 0; i < 10; i++) expect((await api(server.url, agentKey, '/v1/requests', { body: { action: 'read_ticket', args: { i }, confidence: 0.9 } })).status).toBe(201);
+    let n = (await fullTrail(server.url, adminToken)).length;
+    const seqs = () => syslog.connections.flatMap((c) => c.messages.map((m) => Number(param(m, 'seq'))));
+    await until('every entry', () => seqs().length >= n);
+    expect(seqs()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    // A clean stop releases the lease: the next start forwards at once, although the lease is a minute long.
+    await server.stop();
+    server = await startServerProcess(database.url, env);
+    expect((await api(server.url, agentKey, '/v1/requests', { body: { action: 'read_ticket', args: { i: 'after' }, confidence: 0.9 } })).status).toBe(201);
+    n = (await fullTrail(server.url, adminToken)).length;
+    await until('the entries after the restart', () => new Set(seqs()).size >= n, 20_000);
+    expect(seqs()).toEqual(Array.from({ length: n }, (_, i) => i + 1)); // nothing sent twice after a clean stop
+    expect(syslog.errors).toEqual([]);
+  }, 60_000);
+});
