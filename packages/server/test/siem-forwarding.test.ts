@@ -14,11 +14,11 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedactor } from '@countersign/core';
 import { resolveForwardingConfig } from '../src/forwarding/config.ts';
-import { DEFAULT_MAX_MESSAGE_BYTES, SD_ID, forwardEntry, ndjsonLine, octetFrame, sdParamValue, syslogMessage, type ForwardEntry } from '../src/forwarding/format.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES, SD_ID, cefExtensionValue, cefHeaderField, cefMessage, forwardEntry, ndjsonLine, octetFrame, sdParamValue, syslogMessage, type ForwardEntry } from '../src/forwarding/format.ts';
 import type { AuditLogTable } from '../src/store/schema.ts';
 import { postgresDatabase, sqliteDatabase, type TestDatabase } from './support/databases.ts';
 import { api, runCli, startServerProcess, type ServerProcess } from './support/server-process.ts';
-import { OctetCountingSplitter, parseSyslog, selfSignedCert, startNdjsonReceiver, startSyslogReceiver, type SyslogMessage } from './support/siem-receivers.ts';
+import { OctetCountingSplitter, parseCef, parseSyslog, selfSignedCert, startNdjsonReceiver, startSyslogReceiver, type SyslogMessage } from './support/siem-receivers.ts';
 
 const HOSTILE = [
   'plain',
@@ -140,12 +140,51 @@ describe('the wire formats', () => {
     expect(forwardEntry({ ...row, data: JSON.stringify(once.data) }, (d) => redactor.redact(d)).data).toEqual(once.data);
   });
 
+  it('escapes CEF header fields (| and \\) and extension values (=, \\, CR, LF), so hostile text parses back as the same fields with its own value', () => {
+    // What a CEF value reads back as: CR and LF themselves, other controls as pictures or U+FFFD.
+    const cefShown = (text: string) => shownAs(text).replaceAll('\u240a', '\n').replaceAll('\u240d', '\r');
+    for (const text of [...HOSTILE, 'a=b c=d', 'x cs1=forged act=approved', 'pipe | in | value', '\\=\\n', 'end with backslash \\']) {
+      const e = entry({ type: 'reviewed', actor: { type: 'operator', id: text, name: text }, requestId: text, data: { reason: text, text } });
+      for (const maxBytes of [2048, DEFAULT_MAX_MESSAGE_BYTES]) {
+        const message = syslogMessage(e, { hostname: 'cs-1', procId: '42', format: 'cef', version: '0.1.0', maxBytes });
+        expect(Buffer.byteLength(message, 'utf8')).toBeLessThanOrEqual(maxBytes);
+        expect(message).not.toMatch(/[\n\r\u2028\u2029\u0000]/);
+        const parsed = parseSyslog(message);
+        expect(parsed.elements).toEqual([]);
+        expect(parsed.bom).toBe(false);
+        const cef = parseCef(parsed.msg);
+        expect(cef.header).toEqual(['Countersign', 'Countersign', '0.1.0', 'reviewed', 'reviewed', '3']);
+        // Exactly the keys the mapping names: nothing forged by the text.
+        expect([...cef.extension.keys()].filter((k) => k !== 'msg')).toEqual(['rt', 'externalId', 'act', 'dvchost', 'suid', 'suser', 'cs1Label', 'cs1', 'cs2Label', 'cs2', 'cs3Label', 'cs3']);
+        expect(cef.extension.get('externalId')).toBe('7');
+        expect(cef.extension.get('act')).toBe('reviewed');
+        expect(cef.extension.get('cs1')).toBe('operator');
+        const shown = cefShown(text);
+        const suser = cef.extension.get('suser')!;
+        if (Buffer.byteLength(cefExtensionValue(text, Number.MAX_SAFE_INTEGER)) <= 64) expect(suser).toBe(shown);
+        else expect(shown.startsWith(suser)).toBe(true);
+        const data = JSON.parse(cef.extension.get('cs3')!) as { text?: string; truncated?: boolean };
+        if (data.truncated !== true) expect(data).toEqual({ reason: text, text });
+      }
+    }
+    expect(cefHeaderField('a|b\\c\nd')).toBe('a\\|b\\\\c d');
+    expect(cefExtensionValue('a=b\\c\nd\re', 100)).toBe('a\\=b\\\\c\\nd\\re');
+    // Never cut inside an escape.
+    expect(cefExtensionValue('ab\\', 3)).toBe('ab');
+    expect(cefMessage(entry({ data: { blob: 'z'.repeat(10_000) } }), { version: '1', hostname: 'h', maxBytes: 2048 })).toMatch(/cs3=\{"truncated":true,"bytes":10011,"sha256":"[0-9a-f]{64}"\}$/);
+  });
+
   it('refuses destinations it cannot forward to safely, naming the variable', () => {
     expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_HTTP_URL: 'http://siem.example/in' }, '/')).toThrow(/COUNTERSIGN_FORWARD_HTTP_URL must be an https/);
     expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_HTTP_URL: 'https://u:p@siem.example/in' }, '/')).toThrow(/without credentials/);
     expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'udp://siem.example:514' }, '/')).toThrow(/COUNTERSIGN_FORWARD_SYSLOG_URL/);
     expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tcp://siem.example:514', COUNTERSIGN_FORWARD_SYSLOG_CA: '/etc/hosts' }, '/')).toThrow(/needs a tls/);
     expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_LEASE_MS: '5' }, '/')).toThrow(/COUNTERSIGN_FORWARD_LEASE_MS/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tcp://siem.example:514', COUNTERSIGN_FORWARD_SYSLOG_FORMAT: 'leef' }, '/')).toThrow(/COUNTERSIGN_FORWARD_SYSLOG_FORMAT must be rfc5424 or cef/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_FORMAT: 'cef' }, '/')).toThrow(/need COUNTERSIGN_FORWARD_SYSLOG_URL/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_HTTP_CA: '/etc/hosts' }, '/')).toThrow(/need COUNTERSIGN_FORWARD_HTTP_URL/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tls://siem.example', COUNTERSIGN_FORWARD_SYSLOG_CA: '/nonexistent/ca.pem' }, '/')).toThrow(/does not exist/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_BATCH: '0' }, '/')).toThrow(/COUNTERSIGN_FORWARD_BATCH must be an integer 1–5000/);
     const config = resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tls://siem.example', COUNTERSIGN_FORWARD_HTTP_URL: 'https://siem.example/in' }, '/');
     expect(config.destinations.map((d) => d.id)).toEqual(['syslog:siem.example:6514', 'http:https://siem.example/in']);
   });

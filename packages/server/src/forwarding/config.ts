@@ -6,6 +6,7 @@
  *
  *   COUNTERSIGN_FORWARD_SYSLOG_URL=tls://siem.example:6514   (or tcp://… for plain TCP)
  *   COUNTERSIGN_FORWARD_SYSLOG_CA=/etc/countersign/siem-ca.pem
+ *   COUNTERSIGN_FORWARD_SYSLOG_FORMAT=rfc5424                 (or cef: a CEF event as the message)
  *   COUNTERSIGN_FORWARD_HTTP_URL=https://siem.example/ingest
  *   COUNTERSIGN_FORWARD_HTTP_TOKEN=…                          (sent as a bearer token)
  *   COUNTERSIGN_FORWARD_HTTP_CA=/etc/countersign/siem-ca.pem
@@ -26,6 +27,8 @@ export interface SyslogDestination {
   readonly port: number;
   /** PEM file of the CA(s) to trust instead of the system's; null: the system's. */
   readonly caPath: string | null;
+  /** `rfc5424`: structured data + the entry's JSON; `cef`: a CEF event as the message (README, CEF field mappings). */
+  readonly format: 'rfc5424' | 'cef';
 }
 
 export interface HttpDestination {
@@ -91,7 +94,11 @@ export function resolveForwardingConfig(env: Environment, cwd: string): Forwardi
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const ca = caPath(env, 'COUNTERSIGN_FORWARD_SYSLOG_CA', cwd);
     if (!tls && ca !== null) throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_FORWARD_SYSLOG_CA needs a tls:// COUNTERSIGN_FORWARD_SYSLOG_URL', { field: 'COUNTERSIGN_FORWARD_SYSLOG_CA' });
-    destinations.push(Object.freeze({ kind: 'syslog', id: `syslog:${host}:${port}`, tls, host, port, caPath: ca }));
+    const format = env.COUNTERSIGN_FORWARD_SYSLOG_FORMAT || 'rfc5424';
+    if (format !== 'rfc5424' && format !== 'cef') throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_FORWARD_SYSLOG_FORMAT must be rfc5424 or cef (got "${format}")`, { field: 'COUNTERSIGN_FORWARD_SYSLOG_FORMAT' });
+    destinations.push(Object.freeze({ kind: 'syslog', id: `syslog:${host}:${port}`, tls, host, port, caPath: ca, format }));
+  } else if (env.COUNTERSIGN_FORWARD_SYSLOG_CA || env.COUNTERSIGN_FORWARD_SYSLOG_FORMAT) {
+    throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_FORWARD_SYSLOG_CA and _FORMAT need COUNTERSIGN_FORWARD_SYSLOG_URL', { field: 'COUNTERSIGN_FORWARD_SYSLOG_URL' });
   }
   const http = env.COUNTERSIGN_FORWARD_HTTP_URL;
   if (http) {

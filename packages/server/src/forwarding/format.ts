@@ -111,9 +111,12 @@ function isoTime(ms: number): string {
   return Number.isNaN(date.getTime()) || year < 0 || year > 9999 ? '-' : date.toISOString();
 }
 
-/** JSON with every character that could end a line written as an escape (JSON.stringify leaves U+2028/U+2029 raw). */
+/**
+ * JSON with every control character written as an escape: JSON.stringify escapes C0 but leaves
+ * DEL, C1 (U+0085 is a line end to some readers) and U+2028/U+2029 raw. One character class, linear.
+ */
 export function lineSafeJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+  return (JSON.stringify(value) ?? 'null').replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** At most `max` UTF-8 bytes of `text`, cut between code points, with `…` when cut. */
@@ -185,6 +188,10 @@ export interface SyslogOptions {
   appName?: string;
   /** The whole message's bound in bytes (default 8,192). */
   maxBytes?: number;
+  /** `rfc5424` (default): structured data and the entry's JSON as MSG; `cef`: no structured data, a CEF event as MSG. */
+  format?: 'rfc5424' | 'cef';
+  /** The server's version, for the CEF header. */
+  version?: string;
 }
 
 const BOM = '\uFEFF';
@@ -199,6 +206,11 @@ export function syslogMessage(entry: ForwardEntry, options: SyslogOptions): stri
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const pri = FACILITY * 8 + severityOf(entry.type);
   const header = `<${pri}>1 ${entry.at} ${headerField(options.hostname, 255)} ${headerField(options.appName ?? 'countersign', 48)} ${headerField(options.procId, 128)} ${headerField(entry.type, 32)}`;
+  if (options.format === 'cef') {
+    // CEF over syslog: the event is the whole MSG (no BOM: receivers look for `CEF:` at its start).
+    const prefix = `${header} - `;
+    return prefix + cefMessage(entry, { version: options.version ?? '0', hostname: options.hostname, maxBytes: maxBytes - Buffer.byteLength(prefix, 'utf8') });
+  }
   const params: Array<[string, string]> = [
     ['seq', String(entry.seq)],
     ['type', entry.type],
@@ -238,4 +250,98 @@ export function ndjsonLine(entry: ForwardEntry, maxBytes = DEFAULT_MAX_LINE_BYTE
   const line = lineSafeJson(entry);
   if (Buffer.byteLength(line, 'utf8') < maxBytes) return `${line}\n`;
   return `${lineSafeJson(truncatedEntry(entry))}\n`;
+}
+
+/** The CEF header's fixed fields: `CEF:0|Countersign|Countersign|<version>|`. */
+export const CEF_VENDOR = 'Countersign';
+export const CEF_PRODUCT = 'Countersign';
+
+/**
+ * A CEF header field (ArcSight CEF rules): `\` and `|` escaped with a backslash; a header may not
+ * hold a line break, so CR and LF (and every other control character) become a space.
+ */
+export function cefHeaderField(value: string, maxBytes = 128): string {
+  let out = '';
+  let bytes = 0;
+  for (const ch of wellFormed(value)) {
+    const code = ch.codePointAt(0)!;
+    const piece = ch === '\\' || ch === '|' ? `\\${ch}` : code < 0x20 || code === 0x7f || (code >= 0x80 && code <= 0x9f) || code === 0x2028 || code === 0x2029 ? ' ' : ch;
+    const n = Buffer.byteLength(piece, 'utf8');
+    if (bytes + n > maxBytes) break;
+    out += piece;
+    bytes += n;
+  }
+  return out;
+}
+
+/**
+ * A CEF extension value: `\` and `=` escaped with a backslash, CR and LF written as the two
+ * characters `\r` and `\n` (so a value never ends the line), other control characters shown as
+ * their Unicode control pictures (C1 and U+2028/U+2029 as U+FFFD), lone surrogates as U+FFFD;
+ * at most `maxBytes` once escaped, never cut inside an escape.
+ */
+export function cefExtensionValue(value: string, maxBytes: number): string {
+  let out = '';
+  let bytes = 0;
+  for (const ch of wellFormed(value)) {
+    const code = ch.codePointAt(0)!;
+    let piece: string;
+    if (ch === '\\' || ch === '=') piece = `\\${ch}`;
+    else if (ch === '\n') piece = '\\n';
+    else if (ch === '\r') piece = '\\r';
+    else if (code < 0x20) piece = String.fromCharCode(0x2400 + code);
+    else if (code === 0x7f) piece = '\u2421';
+    else if ((code >= 0x80 && code <= 0x9f) || code === 0x2028 || code === 0x2029) piece = '\ufffd';
+    else piece = ch;
+    const n = Buffer.byteLength(piece, 'utf8');
+    if (bytes + n > maxBytes) break;
+    out += piece;
+    bytes += n;
+  }
+  return out;
+}
+
+/** The longest CEF extension value other than `cs3` (the entry's data), in bytes once escaped. */
+export const MAX_CEF_VALUE_BYTES = 256;
+
+/**
+ * One CEF event for an audit entry (README, "CEF field mappings"):
+ * `CEF:0|Countersign|Countersign|<version>|<type>|<type>|<0–10>|rt=… externalId=<seq> act=<type> …`.
+ * `cs3` holds the entry's data as JSON; when the event would pass `maxBytes` it holds
+ * `{truncated, bytes, sha256}` instead (the same marker as the syslog body).
+ */
+export function cefMessage(entry: ForwardEntry, options: { version: string; hostname: string; maxBytes: number }): string {
+  const header = `CEF:0|${CEF_VENDOR}|${CEF_PRODUCT}|${cefHeaderField(options.version, 32)}|${cefHeaderField(entry.type, 64)}|${cefHeaderField(entry.type, 64)}|${cefSeverityOf(entry.type)}|`;
+  const at = Date.parse(entry.at);
+  const data = entry.data as { reason?: unknown; description?: unknown } | null;
+  const text = data && typeof data === 'object' ? (typeof data.reason === 'string' ? data.reason : typeof data.description === 'string' ? data.description : undefined) : undefined;
+  // Long names and text give way before the bound does: first `msg` goes, then every value is cut to 64 bytes.
+  const build = (valueMax: number, msgMax: number) => {
+    const v = (s: string) => cefExtensionValue(s, valueMax);
+    const fields: Array<[string, string]> = [
+      ...(Number.isNaN(at) ? [] : ([['rt', String(at)]] as Array<[string, string]>)),
+      ['externalId', String(entry.seq)],
+      ['act', v(entry.type)],
+      ['dvchost', v(options.hostname)],
+      ['suid', v(entry.actor.id)],
+      ['suser', v(entry.actor.name)],
+      ['cs1Label', 'actorType'],
+      ['cs1', v(entry.actor.type)],
+      ['cs2Label', 'requestId'],
+      ['cs2', v(entry.requestId ?? '')],
+      ...(text === undefined || msgMax === 0 ? [] : ([['msg', cefExtensionValue(text, msgMax)]] as Array<[string, string]>)),
+      ['cs3Label', 'data'],
+    ];
+    return `${header}${fields.map(([k, val]) => `${k}=${val}`).join(' ')} cs3=`;
+  };
+  const MARKER_BYTES = 140; // {"truncated":true,"bytes":…,"sha256":"<64 hex>"}
+  let head = build(MAX_CEF_VALUE_BYTES, 1024);
+  if (Buffer.byteLength(head, 'utf8') + MARKER_BYTES > options.maxBytes) head = build(MAX_CEF_VALUE_BYTES, 0);
+  if (Buffer.byteLength(head, 'utf8') + MARKER_BYTES > options.maxBytes) head = build(64, 0);
+  const budget = options.maxBytes - Buffer.byteLength(head, 'utf8');
+  const json = JSON.stringify(entry.data) ?? 'null';
+  const full = cefExtensionValue(lineSafeJson(entry.data), Number.MAX_SAFE_INTEGER);
+  if (Buffer.byteLength(full, 'utf8') <= budget) return head + full;
+  const marker = JSON.stringify({ truncated: true, bytes: Buffer.byteLength(json, 'utf8'), sha256: createHash('sha256').update(json).digest('hex') });
+  return head + cefExtensionValue(marker, Math.max(0, budget));
 }

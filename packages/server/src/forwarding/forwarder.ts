@@ -31,6 +31,8 @@ export interface ForwarderOptions {
 }
 
 const BACKOFF = { baseMs: 500, capMs: 60_000 };
+/** The version the CEF header names (the one `/healthz` reports). */
+const SERVER_VERSION = '0.1.0';
 
 export class Forwarder {
   readonly #holder = `${hostname()}:${process.pid}:${randomBytes(6).toString('hex')}`;
@@ -142,7 +144,7 @@ export class Forwarder {
         const entries = rows.map((row) => forwardEntry(row, this.redact));
         const payload =
           dest.kind === 'syslog'
-            ? Buffer.concat(entries.map((e) => octetFrame(syslogMessage(e, { hostname: host, procId: String(process.pid), maxBytes: this.config.maxMessageBytes }))))
+            ? Buffer.concat(entries.map((e) => octetFrame(syslogMessage(e, { hostname: host, procId: String(process.pid), maxBytes: this.config.maxMessageBytes, format: dest.format, version: SERVER_VERSION }))))
             : Buffer.from(entries.map((e) => ndjsonLine(e)).join(''), 'utf8');
         const last = Number(rows[rows.length - 1]!.seq);
         await sender.send(payload, { first, last });

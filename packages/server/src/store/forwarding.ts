@@ -17,6 +17,8 @@ export interface ForwardCursorsTable {
   leased_by: string | null;
   leased_until: number;
   last_error: string | null;
+  last_error_at: number | null;
+  delivered_at: number | null;
   updated_at: number;
 }
 
@@ -26,6 +28,8 @@ export interface ForwardCursor {
   leasedBy: string | null;
   leasedUntil: number;
   lastError: string | null;
+  lastErrorAt: number | null;
+  deliveredAt: number | null;
   updatedAt: number;
 }
 
@@ -37,6 +41,8 @@ const cursorOf = (r: ForwardCursorsTable): ForwardCursor => ({
   leasedBy: r.leased_by,
   leasedUntil: Number(r.leased_until),
   lastError: r.last_error,
+  lastErrorAt: r.last_error_at === null ? null : Number(r.last_error_at),
+  deliveredAt: r.delivered_at === null ? null : Number(r.delivered_at),
   updatedAt: Number(r.updated_at),
 });
 
@@ -51,7 +57,7 @@ export class ForwardQueries {
   async acquire(destination: string, holder: string, now: number, leaseMs: number): Promise<ForwardCursor | undefined> {
     await this.db
       .insertInto('forward_cursors')
-      .values({ destination, seq: 0, leased_by: null, leased_until: 0, last_error: null, updated_at: now })
+      .values({ destination, seq: 0, leased_by: null, leased_until: 0, last_error: null, last_error_at: null, delivered_at: null, updated_at: now })
       .onConflict((oc) => oc.column('destination').doNothing())
       .execute();
     const moved = await this.db
@@ -75,7 +81,7 @@ export class ForwardQueries {
       .set({
         seq: sql<number>`case when seq < ${seq} then ${seq} else seq end`,
         leased_until: now + leaseMs,
-        last_error: null,
+        delivered_at: now,
         updated_at: now,
       })
       .where('destination', '=', destination)
@@ -84,11 +90,11 @@ export class ForwardQueries {
     return Number(moved.numUpdatedRows) === 1;
   }
 
-  /** Records the last failure (shown by `GET /healthz`'s caller through the log; no secrets). */
+  /** Records the last failure (shown by `GET /v1/forwarding` and `countersign audit forwarding`; no secrets). */
   async recordError(destination: string, holder: string, message: string, now: number): Promise<void> {
     await this.db
       .updateTable('forward_cursors')
-      .set({ last_error: message.slice(0, 500), updated_at: now })
+      .set({ last_error: message.slice(0, 500), last_error_at: now, updated_at: now })
       .where('destination', '=', destination)
       .where('leased_by', '=', holder)
       .execute();
@@ -97,6 +103,12 @@ export class ForwardQueries {
   /** Gives the lease up (a clean stop), so another process may take it at once. */
   async release(destination: string, holder: string): Promise<void> {
     await this.db.updateTable('forward_cursors').set({ leased_by: null, leased_until: 0 }).where('destination', '=', destination).where('leased_by', '=', holder).execute();
+  }
+
+  /** The newest integrated seq (0: an empty trail), what each cursor's lag is measured against. */
+  async headSeq(): Promise<number> {
+    const row = await this.db.selectFrom('audit_log').select((eb) => eb.fn.max('seq').as('seq')).executeTakeFirst();
+    return Number(row?.seq ?? 0);
   }
 
   async cursors(): Promise<ForwardCursor[]> {

@@ -268,3 +268,74 @@ export async function startNdjsonReceiver(cert: SelfSigned, token: string): Prom
     },
   };
 }
+
+export interface CefEvent {
+  /** The seven header fields after `CEF:0`, unescaped. */
+  header: string[];
+  /** Extension key → value, unescaped (`\\n` → newline, `\\=` → `=`, `\\\\` → `\\`). */
+  extension: Map<string, string>;
+}
+
+/**
+ * Parses one CEF event by the ArcSight rules, strictly: a header of seven `|`-terminated fields
+ * (`\\|` and `\\\\` the only escapes), then `key=value` pairs, a value running to the space before
+ * the next unescaped `key=`. An unescaped `=` inside a value, a raw line break, or an unknown
+ * escape fails (those are what a forged field would need).
+ */
+export function parseCef(text: string): CefEvent {
+  if (!text.startsWith('CEF:')) throw new Error(`not CEF: ${JSON.stringify(text.slice(0, 80))}`);
+  if (/[\r\n]/.test(text)) throw new Error('a raw line break in a CEF event');
+  const header: string[] = [];
+  let field = '';
+  let i = 4;
+  while (header.length < 7) {
+    if (i >= text.length) throw new Error('CEF header has fewer than seven fields');
+    const c = text[i++]!;
+    if (c === '\\') {
+      const next = text[i++];
+      if (next !== '|' && next !== '\\') throw new Error(`bad escape \\${next} in a CEF header`);
+      field += next;
+    } else if (c === '|') {
+      header.push(field);
+      field = '';
+    } else field += c;
+  }
+  const version = header.shift();
+  if (version !== '0') throw new Error('CEF version must be 0');
+  const extension = new Map<string, string>();
+  const rest = text.slice(i);
+  // Split at unescaped `=`: each one ends a key (the word before it), so the key list is fixed by where they are.
+  const equals: number[] = [];
+  for (let j = 0; j < rest.length; j++) {
+    if (rest[j] === '\\') j++;
+    else if (rest[j] === '=') equals.push(j);
+  }
+  const keyStart = (eq: number) => {
+    const space = rest.lastIndexOf(' ', eq);
+    const key = rest.slice(space + 1, eq);
+    if (!/^[A-Za-z0-9_]+$/.test(key)) throw new Error(`bad CEF key ${JSON.stringify(key)}`);
+    return space + 1;
+  };
+  for (let k = 0; k < equals.length; k++) {
+    const eq = equals[k]!;
+    const start = keyStart(eq);
+    const end = k + 1 < equals.length ? keyStart(equals[k + 1]!) - 1 : rest.length;
+    const key = rest.slice(start, eq);
+    const raw = rest.slice(eq + 1, end);
+    let value = '';
+    for (let j = 0; j < raw.length; j++) {
+      if (raw[j] !== '\\') {
+        value += raw[j];
+        continue;
+      }
+      const next = raw[++j];
+      if (next === 'n') value += '\n';
+      else if (next === 'r') value += '\r';
+      else if (next === '=' || next === '\\') value += next;
+      else throw new Error(`bad escape \\${next} in CEF value ${key}`);
+    }
+    if (extension.has(key)) throw new Error(`CEF key ${key} twice`);
+    extension.set(key, value);
+  }
+  return { header, extension };
+}

@@ -19,6 +19,9 @@ export const m021_forwarding: Migration = {
       .addColumn('leased_until', 'bigint', (c) => c.notNull())
       /** The last failure's message (no secrets: the forwarder writes only its own words and the peer's status). */
       .addColumn('last_error', 'text')
+      /** When last_error happened (null: never), and when the cursor last moved (null: never). */
+      .addColumn('last_error_at', 'bigint')
+      .addColumn('delivered_at', 'bigint')
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .execute();
   },
