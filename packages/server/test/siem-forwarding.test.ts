@@ -227,7 +227,21 @@ function expectAtLeastOnceInOrder(seqs: number[], n: number, what: string): void
   expect(Math.max(...seqs)).toBe(n);
 }
 
-describe('forwarding from a real server (PostgreSQL), killed and restarted mid-stream', () => {
+interface StatusBody {
+  head: number;
+  destinations: Array<{ destination: string; kind: string; configured: boolean; cursor: number; head: number; lag: number; state: string; leasedBy: string | null; lastError: string | null; lastErrorAt: string | null; deliveredAt: string | null }>;
+}
+
+async function forwardingStatus(url: string, token: string): Promise<StatusBody> {
+  const res = await api<StatusBody>(url, token, '/v1/forwarding');
+  expect(res.status).toBe(200);
+  return res.body;
+}
+
+describe.each([
+  ['PostgreSQL', postgresDatabase],
+  ['SQLite', sqliteDatabase],
+] as const)('forwarding from a real server (%s), killed and restarted mid-stream', (_name, makeDatabase) => {
   const cert = selfSignedCert();
   const httpToken = `siem_${randomBytes(16).toString('hex')}`;
   let database: TestDatabase;
@@ -237,7 +251,7 @@ describe('forwarding from a real server (PostgreSQL), killed and restarted mid-s
   let env: Record<string, string>;
 
   beforeAll(async () => {
-    database = postgresDatabase();
+    database = makeDatabase();
     syslog = await startSyslogReceiver(cert);
     ndjson = await startNdjsonReceiver(cert, httpToken);
     env = {
@@ -361,42 +375,108 @@ describe('forwarding from a real server (PostgreSQL), killed and restarted mid-s
     // The request path never waited on a refusing receiver: creates kept being acknowledged while it refused.
     expect(acknowledged.length).toBeGreaterThan(60);
 
+    // The status: both destinations catch up to the trail's head (syslog once its confirmation
+    // window has passed), and the HTTPS receiver's refusals are kept as its last error.
+    const httpId = `http:${new URL(ndjson.url).origin}/ingest`;
+    const syslogId = `syslog:127.0.0.1:${syslog.port}`;
+    await until('both cursors at the head', async () => (await forwardingStatus(server!.url, adminToken)).destinations.every((d) => d.lag === 0));
+    const status = await forwardingStatus(server.url, adminToken);
+    expect(status.head).toBe(n);
+    expect(status.destinations.map((d) => [d.destination, d.kind, d.configured, d.cursor, d.state])).toEqual([
+      [syslogId, 'syslog', true, n, 'ok'],
+      [httpId, 'http', true, n, 'ok'],
+    ]);
+    const httpStatus = status.destinations[1]!;
+    expect(httpStatus.lastError).toBe('the receiver answered 503');
+    expect(Date.parse(httpStatus.deliveredAt!)).toBeGreaterThan(Date.parse(httpStatus.lastErrorAt!));
+    expect(status.destinations.every((d) => d.leasedBy !== null)).toBe(true);
+    // Agents may not read it; the CLI shows the same table.
+    expect((await api(server.url, agentKey, '/v1/forwarding')).status).toBe(403);
+    const cli = await runCli(['audit', 'forwarding'], { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: adminToken });
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain(httpId);
+    expect(cli.stdout).toMatch(new RegExp(`${syslogId.replaceAll('.', '\\.')}\\s+ok\\s+${n}\\s+0\\s`));
+
     // The audit trail still verifies.
     const verified = await runCli(['audit', 'verify'], { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: adminToken });
     expect(verified.code, verified.stderr).toBe(0);
   }, 150_000);
 });
 
-describe('forwarding over plain TCP (SQLite)', () => {
+/** A syslog message's seq: its structured data's, or (CEF) the event's externalId. */
+function seqOf(m: SyslogMessage): number {
+  return Number(param(m, 'seq') ?? parseCef(m.msg).extension.get('externalId'));
+}
+
+describe('CEF over plain TCP beside an HTTPS destination that is down (SQLite)', () => {
+  const cert = selfSignedCert();
   let database: TestDatabase;
   let syslog: Awaited<ReturnType<typeof startSyslogReceiver>>;
+  let ndjson: Awaited<ReturnType<typeof startNdjsonReceiver>>;
   let server: ServerProcess | undefined;
   beforeAll(async () => {
     database = sqliteDatabase();
     syslog = await startSyslogReceiver();
+    ndjson = await startNdjsonReceiver(cert, 'tok');
   });
   afterAll(async () => {
     await server?.stop();
     await syslog?.close();
+    await ndjson?.close();
     await database?.drop();
   }, 30_000);
 
-  it('sends every entry once over one connection, and a clean stop gives the lease up for the next start', async () => {
-    const env = { COUNTERSIGN_FORWARD_SYSLOG_URL: `tcp://127.0.0.1:${syslog.port}`, COUNTERSIGN_FORWARD_POLL_MS: '100', COUNTERSIGN_FORWARD_LEASE_MS: '60000' };
+  it('sends every entry once over one connection while the other destination fails, reports the failing one, and a clean stop gives the lease up', async () => {
+    const env = {
+      COUNTERSIGN_FORWARD_SYSLOG_URL: `tcp://127.0.0.1:${syslog.port}`,
+      COUNTERSIGN_FORWARD_SYSLOG_FORMAT: 'cef',
+      COUNTERSIGN_FORWARD_HTTP_URL: ndjson.url,
+      COUNTERSIGN_FORWARD_HTTP_CA: cert.certPath,
+      COUNTERSIGN_FORWARD_HTTP_TOKEN: 'tok',
+      COUNTERSIGN_FORWARD_POLL_MS: '100',
+      COUNTERSIGN_FORWARD_LEASE_MS: '60000',
+    };
+    ndjson.failNext(1_000_000, 500); // the HTTPS SIEM is down throughout the first run
     server = await startServerProcess(database.url, env);
     const { adminToken, agentKey } = server.bootstrap!;
-    for (let i = 0; i < 10; i++) expect((await api(server.url, agentKey, '/v1/requests', { body: { action: 'read_ticket', args: { i }, confidence: 0.9 } })).status).toBe(201);
-    let n = (await fullTrail(server.url, adminToken)).length;
-    const seqs = () => syslog.connections.flatMap((c) => c.messages.map((m) => Number(param(m, 'seq'))));
+    for (let i = 0; i < 10; i++) {
+      const description = `${agentText(i, 300)} x cs1=forged act=approved | \\`;
+      expect((await api(server.url, agentKey, '/v1/requests', { body: { action: 'read_ticket', args: { i }, confidence: 0.9, description } })).status).toBe(201);
+    }
+    let trail = await fullTrail(server.url, adminToken);
+    let n = trail.length;
+    const seqs = () => syslog.connections.flatMap((c) => c.messages.map(seqOf));
     await until('every entry', () => seqs().length >= n);
     expect(seqs()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    // Each message a CEF event with exactly the mapped keys; its cs3 the entry's data.
+    for (const m of syslog.connections.flatMap((c) => c.messages)) {
+      const cef = parseCef(m.msg);
+      const e = trail[seqOf(m) - 1]!;
+      expect(cef.header.slice(3, 5)).toEqual([e.type, e.type]);
+      expect(cef.extension.get('act')).toBe(e.type);
+      expect(cef.extension.get('cs2')).toBe(e.requestId ?? '');
+      expect([...cef.extension.keys()].filter((k) => k !== 'msg')).toEqual(['rt', 'externalId', 'act', 'dvchost', 'suid', 'suser', 'cs1Label', 'cs1', 'cs2Label', 'cs2', 'cs3Label', 'cs3']);
+      expect(JSON.parse(cef.extension.get('cs3')!)).toEqual((e as unknown as { data: unknown }).data);
+    }
+    // The HTTPS destination is failing: it shows, with its lag, and it held nothing else up.
+    await until('the failure recorded', async () => (await forwardingStatus(server!.url, adminToken)).destinations[1]?.state === 'failing');
+    const down = (await forwardingStatus(server.url, adminToken)).destinations[1]!;
+    expect(down).toMatchObject({ kind: 'http', cursor: 0, state: 'failing', lastError: 'the receiver answered 500' });
+    expect(down.lag).toBeGreaterThanOrEqual(n);
+    expect(ndjson.batches).toEqual([]);
     // A clean stop releases the lease: the next start forwards at once, although the lease is a minute long.
     await server.stop();
+    ndjson.failNext(0);
     server = await startServerProcess(database.url, env);
     expect((await api(server.url, agentKey, '/v1/requests', { body: { action: 'read_ticket', args: { i: 'after' }, confidence: 0.9 } })).status).toBe(201);
-    n = (await fullTrail(server.url, adminToken)).length;
+    trail = await fullTrail(server.url, adminToken);
+    n = trail.length;
     await until('the entries after the restart', () => new Set(seqs()).size >= n, 20_000);
     expect(seqs()).toEqual(Array.from({ length: n }, (_, i) => i + 1)); // nothing sent twice after a clean stop
     expect(syslog.errors).toEqual([]);
+    // The HTTPS SIEM, up again, gets the whole trail from its own cursor (0), once.
+    await until('the HTTPS backlog', () => ndjson.batches.flatMap((b) => b.lines).length >= n, 20_000);
+    expect(ndjson.batches.flatMap((b) => b.lines.map((l) => (l as { seq: number }).seq))).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    await until('both at the head', async () => (await forwardingStatus(server!.url, adminToken)).destinations.every((d) => d.lag === 0 && d.state === 'ok'));
   }, 60_000);
 });
