@@ -480,3 +480,55 @@ describe('CEF over plain TCP beside an HTTPS destination that is down (SQLite)',
     await until('both at the head', async () => (await forwardingStatus(server!.url, adminToken)).destinations.every((d) => d.lag === 0 && d.state === 'ok'));
   }, 60_000);
 });
+
+describe('two server processes on one PostgreSQL database', () => {
+  const cert = selfSignedCert();
+  let database: TestDatabase;
+  let ndjson: Awaited<ReturnType<typeof startNdjsonReceiver>>;
+  const servers: ServerProcess[] = [];
+  beforeAll(async () => {
+    database = postgresDatabase();
+    ndjson = await startNdjsonReceiver(cert, 'tok');
+  });
+  afterAll(async () => {
+    for (const s of servers) await s.stop().catch(() => {});
+    await ndjson?.close();
+    await database?.drop();
+  }, 60_000);
+
+  it('forward through one lease holder (each entry once), and the other takes over when the holder is killed, repeating at most one batch', async () => {
+    const env = {
+      COUNTERSIGN_FORWARD_HTTP_URL: ndjson.url,
+      COUNTERSIGN_FORWARD_HTTP_CA: cert.certPath,
+      COUNTERSIGN_FORWARD_HTTP_TOKEN: 'tok',
+      COUNTERSIGN_FORWARD_BATCH: '5',
+      COUNTERSIGN_FORWARD_POLL_MS: '100',
+      COUNTERSIGN_FORWARD_LEASE_MS: '6000',
+      COUNTERSIGN_REVIEWER_LIMITS: 'off',
+    };
+    servers.push(await startServerProcess(database.url, env));
+    servers.push(await startServerProcess(database.url, env));
+    const { adminToken, agentKey } = servers[0]!.bootstrap!;
+    const create = async (s: ServerProcess, i: number) => expect((await api(s.url, agentKey, '/v1/requests', { body: { action: 'read_ticket', args: { i }, confidence: 0.9 } })).status).toBe(201);
+    for (let i = 0; i < 20; i++) await Promise.all(servers.map((s, k) => create(s, i * 2 + k)));
+    let n = (await fullTrail(servers[0]!.url, adminToken)).length;
+    const seqs = () => ndjson.batches.flatMap((b) => b.lines.map((l) => (l as { seq: number }).seq));
+    await until('every entry', () => new Set(seqs()).size >= n);
+    // Both servers forward, but only the lease holder sends: every entry exactly once, in order.
+    expect(seqs()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    const status = await forwardingStatus(servers[1]!.url, adminToken);
+    const holder = servers.find((s) => status.destinations[0]!.leasedBy?.includes(`:${s.child.pid}:`));
+    expect(holder).toBeDefined();
+    // SIGKILL the holder; the other server takes the lease once it lapses and continues from the stored cursor.
+    await holder!.kill();
+    const survivor = servers.find((s) => s !== holder)!;
+    for (let i = 0; i < 10; i++) await create(survivor, 100 + i);
+    n = (await fullTrail(survivor.url, adminToken)).length;
+    await until('every entry after the takeover', () => new Set(seqs()).size >= n, 30_000);
+    const all = seqs();
+    expect(new Set(all).size).toBe(n);
+    expect(all.length - n).toBeLessThanOrEqual(5); // at most the batch in flight when the holder died
+    expect((await forwardingStatus(survivor.url, adminToken)).destinations[0]!.leasedBy).toContain(`:${survivor.child.pid}:`);
+    expect(ndjson.errors).toEqual([]);
+  }, 90_000);
+});
