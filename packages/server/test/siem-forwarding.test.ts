@@ -184,7 +184,8 @@ describe('the wire formats', () => {
     expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_FORMAT: 'cef' }, '/')).toThrow(/need COUNTERSIGN_FORWARD_SYSLOG_URL/);
     expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_HTTP_CA: '/etc/hosts' }, '/')).toThrow(/need COUNTERSIGN_FORWARD_HTTP_URL/);
     expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tls://siem.example', COUNTERSIGN_FORWARD_SYSLOG_CA: '/nonexistent/ca.pem' }, '/')).toThrow(/does not exist/);
-    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_BATCH: '0' }, '/')).toThrow(/COUNTERSIGN_FORWARD_BATCH must be an integer 1–5000/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_BATCH: '0' }, '/')).toThrow(/COUNTERSIGN_FORWARD_BATCH must be an integer 1–1000/);
+    expect(() => resolveForwardingConfig({ COUNTERSIGN_FORWARD_BATCH_BYTES: "1k" }, "/")).toThrow(/COUNTERSIGN_FORWARD_BATCH_BYTES must be an integer/);
     const config = resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tls://siem.example', COUNTERSIGN_FORWARD_HTTP_URL: 'https://siem.example/in' }, '/');
     expect(config.destinations.map((d) => d.id)).toEqual(['syslog:siem.example:6514', 'http:https://siem.example/in']);
   });
@@ -435,6 +436,7 @@ describe('CEF over plain TCP beside an HTTPS destination that is down (SQLite)',
       COUNTERSIGN_FORWARD_HTTP_TOKEN: 'tok',
       COUNTERSIGN_FORWARD_POLL_MS: '100',
       COUNTERSIGN_FORWARD_LEASE_MS: '60000',
+      COUNTERSIGN_FORWARD_BATCH_BYTES: '4096',
     };
     ndjson.failNext(1_000_000, 500); // the HTTPS SIEM is down throughout the first run
     server = await startServerProcess(database.url, env);
@@ -477,6 +479,9 @@ describe('CEF over plain TCP beside an HTTPS destination that is down (SQLite)',
     // The HTTPS SIEM, up again, gets the whole trail from its own cursor (0), once.
     await until('the HTTPS backlog', () => ndjson.batches.flatMap((b) => b.lines).length >= n, 20_000);
     expect(ndjson.batches.flatMap((b) => b.lines.map((l) => (l as { seq: number }).seq))).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    // The backlog went out in POSTs bounded by COUNTERSIGN_FORWARD_BATCH_BYTES, not in one.
+    expect(ndjson.batches.length).toBeGreaterThan(1);
+    for (const b of ndjson.batches) expect(Buffer.byteLength(b.body)).toBeLessThanOrEqual(4096);
     await until('both at the head', async () => (await forwardingStatus(server!.url, adminToken)).destinations.every((d) => d.lag === 0 && d.state === 'ok'));
   }, 60_000);
 });

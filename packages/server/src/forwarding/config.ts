@@ -44,8 +44,14 @@ export type ForwardDestination = SyslogDestination | HttpDestination;
 
 export interface ForwardingConfig {
   readonly destinations: readonly ForwardDestination[];
-  /** COUNTERSIGN_FORWARD_BATCH (200): entries per syslog write or HTTP POST. */
+  /** COUNTERSIGN_FORWARD_BATCH (200, at most 1000): entries per syslog write or HTTP POST. */
   readonly batch: number;
+  /**
+   * COUNTERSIGN_FORWARD_BATCH_BYTES (1 MiB): the most bytes one write or POST carries; a batch
+   * stops before the entry that would pass it (one entry always goes: a message is bounded by
+   * _MAX_MESSAGE_BYTES, an NDJSON line by 64 KiB). With the batch this bounds the memory per destination.
+   */
+  readonly batchBytes: number;
   /** COUNTERSIGN_FORWARD_POLL_MS (1000): how often an idle forwarder looks for new entries. */
   readonly pollMs: number;
   /** COUNTERSIGN_FORWARD_LEASE_MS (15000): how long a dead process's lease on a destination holds it. */
@@ -120,7 +126,8 @@ export function resolveForwardingConfig(env: Environment, cwd: string): Forwardi
   }
   return Object.freeze({
     destinations: Object.freeze(destinations),
-    batch: integer(env, 'COUNTERSIGN_FORWARD_BATCH', 1, 5000, 200),
+    batch: integer(env, 'COUNTERSIGN_FORWARD_BATCH', 1, 1000, 200),
+    batchBytes: integer(env, 'COUNTERSIGN_FORWARD_BATCH_BYTES', 4096, 16 * 1024 * 1024, 1024 * 1024),
     pollMs: integer(env, 'COUNTERSIGN_FORWARD_POLL_MS', 50, 60_000, 1000),
     leaseMs: integer(env, 'COUNTERSIGN_FORWARD_LEASE_MS', 1000, 600_000, 15_000),
     maxMessageBytes: integer(env, 'COUNTERSIGN_FORWARD_MAX_MESSAGE_BYTES', 2048, 65_536, DEFAULT_MAX_MESSAGE_BYTES),

@@ -50,6 +50,8 @@ const WARNING = new Set([
   'key_revoked',
   'operator_removed',
   'admin_recovered',
+  'agent_config_refused',
+  'screen_model_refused',
 ]);
 const NOTICE = new Set([
   'approved',
@@ -75,6 +77,13 @@ const NOTICE = new Set([
   'ip_allowlist_set',
   'credentials_adopted',
   'audit_state_adopted',
+  'agent_config_changed',
+  'agent_config_proposed',
+  'operator_token_issued',
+  'agent_created',
+  'screen_model_adopted',
+  'totp_enrolled',
+  'agent_resumed',
 ]);
 
 export function severityOf(type: string): 4 | 5 | 6 {

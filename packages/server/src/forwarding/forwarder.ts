@@ -141,12 +141,23 @@ export class Forwarder {
         }
         const first = Number(rows[0]!.seq);
         if (first !== sent + 1) this.#log(`countersign: forwarding to ${dest.id}: entries ${sent + 1}–${first - 1} were removed by retention before they were forwarded`);
-        const entries = rows.map((row) => forwardEntry(row, this.redact));
-        const payload =
-          dest.kind === 'syslog'
-            ? Buffer.concat(entries.map((e) => octetFrame(syslogMessage(e, { hostname: host, procId: String(process.pid), maxBytes: this.config.maxMessageBytes, format: dest.format, version: SERVER_VERSION }))))
-            : Buffer.from(entries.map((e) => ndjsonLine(e)).join(''), 'utf8');
-        const last = Number(rows[rows.length - 1]!.seq);
+        // Encoded one at a time, up to the batch's byte bound (at least one entry).
+        const pieces: Buffer[] = [];
+        let bytes = 0;
+        let last = first - 1;
+        for (const row of rows) {
+          const e = forwardEntry(row, this.redact);
+          const piece =
+            dest.kind === 'syslog'
+              ? octetFrame(syslogMessage(e, { hostname: host, procId: String(process.pid), maxBytes: this.config.maxMessageBytes, format: dest.format, version: SERVER_VERSION }))
+              : Buffer.from(ndjsonLine(e), 'utf8');
+          if (pieces.length > 0 && bytes + piece.length > this.config.batchBytes) break;
+          pieces.push(piece);
+          bytes += piece.length;
+          last = Number(row.seq);
+        }
+        const payload = Buffer.concat(pieces);
+        const full = pieces.length === rows.length && rows.length === batch;
         await sender.send(payload, { first, last });
         const connection = sender.connection();
         if (connection === undefined) throw new Error('the connection broke while sending');
@@ -154,7 +165,7 @@ export class Forwarder {
         pending.push({ last, at: this.#now(), connection });
         if (attempt > 0) this.#log(`countersign: forwarding to ${dest.id} resumed at seq ${first}`);
         attempt = 0;
-        if (rows.length < batch) await this.#sleep(Math.min(pollMs, 50)); // caught up: a short breath, then look again
+        if (!full && pieces.length === rows.length) await this.#sleep(Math.min(pollMs, 50)); // caught up: a short breath, then look again
       } catch (err) {
         attempt++;
         rewind(); // whatever was not confirmed goes out again, on a new connection
