@@ -391,6 +391,11 @@ describe.each([
     expect(httpStatus.lastError).toBe('the receiver answered 503');
     expect(Date.parse(httpStatus.deliveredAt!)).toBeGreaterThan(Date.parse(httpStatus.lastErrorAt!));
     expect(status.destinations.every((d) => d.leasedBy !== null)).toBe(true);
+    // Prometheus has the same lag and state, per destination.
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toContain(`countersign_forward_lag{destination="${httpId}"} 0`);
+    expect(metrics).toContain(`countersign_forward_lag{destination="${syslogId}"} 0`);
+    expect(metrics).toContain(`countersign_forward_failing{destination="${httpId}"} 0`);
     // Agents may not read it; the CLI shows the same table.
     expect((await api(server.url, agentKey, '/v1/forwarding')).status).toBe(403);
     const cli = await runCli(['audit', 'forwarding'], { COUNTERSIGN_URL: server.url, COUNTERSIGN_TOKEN: adminToken });
@@ -465,6 +470,7 @@ describe('CEF over plain TCP beside an HTTPS destination that is down (SQLite)',
     const down = (await forwardingStatus(server.url, adminToken)).destinations[1]!;
     expect(down).toMatchObject({ kind: 'http', cursor: 0, state: 'failing', lastError: 'the receiver answered 500' });
     expect(down.lag).toBeGreaterThanOrEqual(n);
+    expect(await (await fetch(`${server.url}/metrics`)).text()).toContain(`countersign_forward_failing{destination="http:${new URL(ndjson.url).origin}/ingest"} 1`);
     expect(ndjson.batches).toEqual([]);
     // A clean stop releases the lease: the next start forwards at once, although the lease is a minute long.
     await server.stop();

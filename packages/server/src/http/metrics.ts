@@ -15,6 +15,7 @@
 import { ratesOf, withinSla, type Assessment, type Decision } from '@countersign/core';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine, RequestChange } from '../engine/engine.ts';
+import { forwardingStatus } from '../forwarding/status.ts';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -39,6 +40,20 @@ const pending = new Gauge({
   name: 'countersign_requests_pending',
   help: 'Requests waiting for a human, by risk level (read from the database at scrape time)',
   labelNames: ['risk_level'] as const,
+  registers: [registry],
+});
+
+const forwardLag = new Gauge({
+  name: 'countersign_forward_lag',
+  help: 'SIEM forwarding: audit entries not yet delivered to each destination (the trail head minus its stored cursor; read at scrape time)',
+  labelNames: ['destination'] as const,
+  registers: [registry],
+});
+
+const forwardFailing = new Gauge({
+  name: 'countersign_forward_failing',
+  help: "SIEM forwarding: 1 while a destination's newest event is an error, else 0",
+  labelNames: ['destination'] as const,
   registers: [registry],
 });
 
@@ -190,5 +205,13 @@ export async function renderMetrics(engine: Engine): Promise<{ contentType: stri
   reviewRates.set({ rate: 'sla_compliance', window }, review.slaCompliance ?? -1);
   reviewSeconds.set({ quantile: '0.5', window }, review.medianDecisionSeconds ?? -1);
   reviewSeconds.set({ quantile: '0.9', window }, review.p90DecisionSeconds ?? -1);
+  // Every stored cursor (any server's destinations: the rows are shared), so a scrape of any server sees them all.
+  const forwarding = await forwardingStatus(engine.store, [], now);
+  forwardLag.reset();
+  forwardFailing.reset();
+  for (const d of forwarding.destinations) {
+    forwardLag.set({ destination: d.destination }, d.lag);
+    forwardFailing.set({ destination: d.destination }, d.state === 'failing' ? 1 : 0);
+  }
   return { contentType: registry.contentType, body: await registry.metrics() };
 }
