@@ -98,6 +98,18 @@ describe('the wire formats', () => {
       expect(param(parsed, 'truncated')).toBe('true');
       expect(parsed.hostname.length).toBe(255);
     }
+    // Values that escape to more bytes than they hold (`]`, `"`, `\`: two; control characters: three as pictures).
+    for (const nasty of [']'.repeat(5000), '"\\'.repeat(2500), '\n\u0001'.repeat(2500)]) {
+      const e = entry({ type: 'x'.repeat(100), requestId: nasty, actor: { type: nasty, id: nasty, name: nasty }, data: { nasty } });
+      const message = syslogMessage(e, { hostname: 'h'.repeat(1000), procId: 'p'.repeat(1000), maxBytes: 2048 });
+      expect(Buffer.byteLength(message, 'utf8')).toBeLessThanOrEqual(2048);
+      const parsed = parseSyslog(message);
+      expect(parsed.elements.map((x) => [x.id, x.params.map(([k]) => k)])).toEqual([[SD_ID, ['seq', 'type', 'requestId', 'actorType', 'actorId', 'actorName', 'truncated']]]);
+      expect(param(parsed, 'truncated')).toBe('true');
+      for (const [, v] of parsed.elements[0]!.params) expect(Buffer.byteLength(v, 'utf8')).toBeLessThanOrEqual(256);
+    }
+    expect(sdParamValue(']'.repeat(300)).length).toBeLessThanOrEqual(256);
+    expect(sdParamValue(']'.repeat(300))).toBe(`${'\\]'.repeat(126)}…`);
   });
 
   it('maps refusals and alerts to warning, outcomes to notice, the rest to informational', () => {

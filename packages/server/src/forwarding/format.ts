@@ -145,23 +145,37 @@ export function cutUtf8(text: string, max: number): string {
 
 /**
  * An RFC 5424 PARAM-VALUE: `"`, `\` and `]` escaped with a backslash (§6.3.3), lone surrogates
- * replaced, cut to `MAX_PARAM_BYTES`, and control characters shown, not sent: C0 and DEL as
- * their Unicode control pictures (a newline is `␊`, U+240A), C1 and U+2028/U+2029 as U+FFFD.
- * The values are for indexing and search; the exact text is in the message's JSON body.
+ * replaced, and control characters shown, not sent: C0 and DEL as their Unicode control pictures
+ * (a newline is `␊`, U+240A), C1 and U+2028/U+2029 as U+FFFD. At most `maxBytes` as written
+ * (escapes included), cut between escapes with `…`. The values are for indexing and search; the
+ * exact text is in the message's JSON body.
  */
-export function sdParamValue(value: string): string {
-  let out = '';
+export function sdParamValue(value: string, maxBytes = MAX_PARAM_BYTES): string {
   // More code units than bytes allowed means more bytes too: look at no more than that.
-  const head = value.length > MAX_PARAM_BYTES ? value.slice(0, MAX_PARAM_BYTES + 1) : value;
-  for (const ch of cutUtf8(wellFormed(head), MAX_PARAM_BYTES)) {
+  const head = value.length > maxBytes ? value.slice(0, maxBytes + 1) : value;
+  const pieces: string[] = [];
+  let total = 0;
+  for (const ch of wellFormed(head)) {
     const code = ch.codePointAt(0)!;
-    if (ch === '\\' || ch === '"' || ch === ']') out += `\\${ch}`;
-    else if (code < 0x20) out += String.fromCharCode(0x2400 + code);
-    else if (code === 0x7f) out += '\u2421';
-    else if ((code >= 0x80 && code <= 0x9f) || code === 0x2028 || code === 0x2029) out += '\ufffd';
-    else out += ch;
+    let piece: string;
+    if (ch === '\\' || ch === '"' || ch === ']') piece = `\\${ch}`;
+    else if (code < 0x20) piece = String.fromCharCode(0x2400 + code);
+    else if (code === 0x7f) piece = '\u2421';
+    else if ((code >= 0x80 && code <= 0x9f) || code === 0x2028 || code === 0x2029) piece = '\ufffd';
+    else piece = ch;
+    pieces.push(piece);
+    total += Buffer.byteLength(piece, 'utf8');
   }
-  return out;
+  if (total <= maxBytes) return pieces.join('');
+  let out = '';
+  let bytes = 0;
+  for (const piece of pieces) {
+    const n = Buffer.byteLength(piece, 'utf8');
+    if (bytes + n > maxBytes - 3) break; // the ellipsis
+    out += piece;
+    bytes += n;
+  }
+  return `${out}…`;
 }
 
 /** Lone surrogates (not UTF-8 encodable) as U+FFFD; one pass, no regex. */
@@ -228,13 +242,16 @@ export function syslogMessage(entry: ForwardEntry, options: SyslogOptions): stri
     ['actorId', entry.actor.id],
     ['actorName', entry.actor.name],
   ];
-  const element = (extra: Array<[string, string]>) => `[${SD_ID}${[...params, ...extra].map(([k, v]) => ` ${k}="${sdParamValue(v)}"`).join('')}]`;
+  const element = (extra: Array<[string, string]>, max = MAX_PARAM_BYTES) => `[${SD_ID}${[...params, ...extra].map(([k, v]) => ` ${k}="${sdParamValue(v, max)}"`).join('')}]`;
   const full = `${header} ${element([])} ${BOM}${lineSafeJson(entry)}`;
   if (Buffer.byteLength(full, 'utf8') <= maxBytes) return full;
   const body = lineSafeJson(truncatedEntry(entry));
   const short = `${header} ${element([['truncated', 'true']])} ${BOM}${body}`;
-  // Still over (a small bound and long names): cut the body; the element already says it is cut.
-  return Buffer.byteLength(short, 'utf8') <= maxBytes ? short : cutUtf8(short, maxBytes);
+  if (Buffer.byteLength(short, 'utf8') <= maxBytes) return short;
+  // Still over (a small bound, long names): values cut to 64 bytes, then only the body is cut —
+  // the header (≤ 500 bytes) and this element (≤ 7 × 80) always fit in the smallest bound, 2,048.
+  const shorter = `${header} ${element([['truncated', 'true']], 64)} ${BOM}`;
+  return shorter + cutUtf8(body, maxBytes - Buffer.byteLength(shorter, 'utf8'));
 }
 
 /** The entry with `data` replaced by its size and hash, and the actor's fields bounded. */
