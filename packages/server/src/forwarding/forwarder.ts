@@ -31,6 +31,8 @@ export interface ForwarderOptions {
 }
 
 const BACKOFF = { baseMs: 500, capMs: 60_000 };
+/** How long stop() lets a batch in flight finish before it cuts the connections. */
+const STOP_GRACE_MS = 3_000;
 /** The version the CEF header names (the one `/healthz` reports). */
 const SERVER_VERSION = '0.1.0';
 
@@ -66,7 +68,14 @@ export class Forwarder {
   async stop(): Promise<void> {
     this.#stopped = true;
     for (const wake of [...this.#wakers]) wake();
-    await Promise.all(this.#loops);
+    // A send to a receiver that does not answer is cut after a grace period rather than held for
+    // its timeout (30 s): that batch is simply sent again by whoever forwards next.
+    const all = Promise.all(this.#loops);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<'late'>((ok) => (timer = setTimeout(() => ok('late'), STOP_GRACE_MS)));
+    if ((await Promise.race([all, grace])) === 'late') for (const s of this.#senders) s.close();
+    clearTimeout(timer);
+    await all;
     for (const s of this.#senders) s.close();
   }
 
@@ -158,9 +167,13 @@ export class Forwarder {
         }
         const payload = Buffer.concat(pieces);
         const full = pieces.length === rows.length && rows.length === batch;
+        const connection = await sender.open();
+        if (pending.length > 0 && pending[0]!.connection !== connection) {
+          rewind(); // the connection earlier batches went out on broke: those go again first, in order
+          continue;
+        }
         await sender.send(payload, { first, last });
-        const connection = sender.connection();
-        if (connection === undefined) throw new Error('the connection broke while sending');
+        if (sender.connection() !== connection) throw new Error('the connection broke while sending');
         sent = last;
         pending.push({ last, at: this.#now(), connection });
         if (attempt > 0) this.#log(`countersign: forwarding to ${dest.id} resumed at seq ${first}`);

@@ -6,6 +6,7 @@
  * else rejects, and the forwarder sends the same batch again later.
  */
 import { readFileSync } from 'node:fs';
+import type { ClientRequest } from 'node:http';
 import { request } from 'node:https';
 import { isIP, Socket, connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -15,6 +16,13 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const SEND_TIMEOUT_MS = 30_000;
 
 export interface Sender {
+  /**
+   * Connects if there is no live connection, and says which connection is live. The forwarder
+   * calls it before each send: batches sent but unconfirmed on an earlier connection are sent
+   * again first, so a new connection never carries a later batch ahead of them.
+   */
+  open(): Promise<number>;
+  /** Sends on the connection open() returned; never reconnects (a broken one rejects). */
   send(payload: Buffer, info: { first: number; last: number }): Promise<void>;
   /**
    * How long a sent batch must stay unrefuted before it counts as delivered: 0 when the wire
@@ -88,8 +96,14 @@ export class SyslogSender implements Sender {
     return socket;
   }
 
+  async open(): Promise<number> {
+    await this.#connect();
+    return this.#connection;
+  }
+
   async send(payload: Buffer): Promise<void> {
-    const socket = await this.#connect();
+    const socket = this.#socket;
+    if (!socket || this.#broken || socket.destroyed) throw this.#broken ?? new Error('the syslog connection is not open');
     await new Promise<void>((ok, fail) => {
       const timer = setTimeout(() => {
         socket.destroy();
@@ -131,9 +145,15 @@ export class SyslogSender implements Sender {
 
 export class HttpSender implements Sender {
   readonly #ca: Buffer | undefined;
+  /** The POST in flight, so close() can abort it (a stopping server does not wait out its timeout). */
+  #inFlight: ClientRequest | undefined;
   readonly confirmMs = 0;
 
   connection(): number {
+    return 0;
+  }
+
+  async open(): Promise<number> {
     return 0;
   }
 
@@ -176,9 +196,17 @@ export class HttpSender implements Sender {
       );
       req.on('timeout', () => req.destroy(new Error('the receiver did not answer in time')));
       req.on('error', fail);
+      req.on('close', () => {
+        if (this.#inFlight === req) this.#inFlight = undefined;
+        fail(new Error('the connection closed before the receiver answered'));
+      });
+      this.#inFlight = req;
       req.end(payload);
     });
   }
 
-  close(): void {}
+  close(): void {
+    this.#inFlight?.destroy(new Error('forwarding stopped'));
+    this.#inFlight = undefined;
+  }
 }
