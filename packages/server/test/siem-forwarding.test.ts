@@ -11,6 +11,7 @@
  * skip one), each as the audit API shows it, and no secret, token or key is in any byte sent.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedactor } from '@countersign/core';
 import { resolveForwardingConfig } from '../src/forwarding/config.ts';
@@ -501,6 +502,26 @@ describe('CEF over plain TCP beside an HTTPS destination that is down (SQLite)',
     expect(ndjson.batches.length).toBeGreaterThan(1);
     for (const b of ndjson.batches) expect(Buffer.byteLength(b.body)).toBeLessThanOrEqual(4096);
     await until('both at the head', async () => (await forwardingStatus(server!.url, adminToken)).destinations.every((d) => d.lag === 0 && d.state === 'ok'));
+  }, 60_000);
+});
+
+describe('a server with a forwarding setting it cannot use', () => {
+  it('refuses to start, naming the variable, and leaves the database untouched', async () => {
+    const database = sqliteDatabase();
+    try {
+      for (const [env, message] of [
+        [{ COUNTERSIGN_FORWARD_SYSLOG_URL: 'udp://127.0.0.1:514' }, 'COUNTERSIGN_FORWARD_SYSLOG_URL must be tls://host:port or tcp://host:port'],
+        [{ COUNTERSIGN_FORWARD_HTTP_URL: 'http://127.0.0.1/ingest' }, 'COUNTERSIGN_FORWARD_HTTP_URL must be an https:// URL'],
+        [{ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tls://127.0.0.1', COUNTERSIGN_FORWARD_SYSLOG_CA: '/nonexistent/ca.pem' }, 'COUNTERSIGN_FORWARD_SYSLOG_CA: /nonexistent/ca.pem does not exist'],
+      ] as const) {
+        const run = await runCli(['serve', '--port', '0'], { COUNTERSIGN_DATABASE_URL: database.url, ...env });
+        expect(run.code).not.toBe(0);
+        expect(run.stderr).toContain(message);
+      }
+      expect(existsSync(database.url.replace(/^sqlite:/, ''))).toBe(false);
+    } finally {
+      await database.drop();
+    }
   }, 60_000);
 });
 
