@@ -14,7 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedactor } from '@countersign/core';
-import { resolveForwardingConfig } from '../src/forwarding/config.ts';
+import { resolveForwardingConfig, type HttpDestination, type SyslogDestination } from '../src/forwarding/config.ts';
+import { HttpSender, SyslogSender } from '../src/forwarding/senders.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, SD_ID, cefExtensionValue, cefHeaderField, cefMessage, forwardEntry, ndjsonLine, octetFrame, sdParamValue, syslogMessage, type ForwardEntry } from '../src/forwarding/format.ts';
 import type { AuditLogTable } from '../src/store/schema.ts';
 import { postgresDatabase, sqliteDatabase, type TestDatabase } from './support/databases.ts';
@@ -503,6 +504,37 @@ describe('CEF over plain TCP beside an HTTPS destination that is down (SQLite)',
     for (const b of ndjson.batches) expect(Buffer.byteLength(b.body)).toBeLessThanOrEqual(4096);
     await until('both at the head', async () => (await forwardingStatus(server!.url, adminToken)).destinations.every((d) => d.lag === 0 && d.state === 'ok'));
   }, 60_000);
+});
+
+describe('the wires fail closed', () => {
+  it('refuses a TLS syslog receiver or HTTPS receiver whose certificate the configured CA did not sign, and sends nothing', async () => {
+    const good = selfSignedCert();
+    const other = selfSignedCert();
+    const syslog = await startSyslogReceiver(good);
+    const ndjson = await startNdjsonReceiver(good, 'tok');
+    try {
+      const wrongCa = resolveForwardingConfig(
+        { COUNTERSIGN_FORWARD_SYSLOG_URL: `tls://127.0.0.1:${syslog.port}`, COUNTERSIGN_FORWARD_SYSLOG_CA: other.certPath, COUNTERSIGN_FORWARD_HTTP_URL: ndjson.url, COUNTERSIGN_FORWARD_HTTP_CA: other.certPath },
+        '/',
+      );
+      const [s, h] = wrongCa.destinations as [SyslogDestination, HttpDestination];
+      await expect(new SyslogSender(s, 0).open()).rejects.toThrow(/self[- ]signed|certificate/i);
+      await expect(new HttpSender(h).send(Buffer.from('{}\n'), { first: 1, last: 1 })).rejects.toThrow(/self[- ]signed|certificate/i);
+      // No CA given: the system's store, which does not hold a certificate made a moment ago.
+      const systemCa = resolveForwardingConfig({ COUNTERSIGN_FORWARD_HTTP_URL: ndjson.url }, '/').destinations[0] as HttpDestination;
+      await expect(new HttpSender(systemCa).send(Buffer.from('{}\n'), { first: 1, last: 1 })).rejects.toThrow(/self[- ]signed|certificate/i);
+      // The right CA works (the control).
+      const right = resolveForwardingConfig({ COUNTERSIGN_FORWARD_SYSLOG_URL: `tls://127.0.0.1:${syslog.port}`, COUNTERSIGN_FORWARD_SYSLOG_CA: good.certPath }, '/').destinations[0] as SyslogDestination;
+      const sender = new SyslogSender(right, 0);
+      expect(await sender.open()).toBe(1);
+      sender.close();
+      expect(ndjson.batches).toEqual([]);
+      expect(syslog.connections.every((c) => c.frames.length === 0)).toBe(true);
+    } finally {
+      await syslog.close();
+      await ndjson.close();
+    }
+  });
 });
 
 describe('a server with a forwarding setting it cannot use', () => {

@@ -136,7 +136,13 @@ export class Forwarder {
           if (!lease) {
             lease = { seq: cursor.seq, until: now + leaseMs };
             rewind();
-          } else lease = { seq: Math.max(lease.seq, cursor.seq), until: now + leaseMs };
+          } else {
+            // Renewed. Had another server held it meanwhile (this one stalled past its lease), the
+            // cursor may have moved on: what it covers needs no sending or confirming again.
+            lease = { seq: Math.max(lease.seq, cursor.seq), until: now + leaseMs };
+            if (cursor.seq > sent) sent = cursor.seq;
+            pending = pending.filter((p) => p.last > cursor.seq);
+          }
         }
         if (!(await confirm())) {
           this.#log(`countersign: forwarding to ${dest.id}: the lease passed to another server; it continues from the stored cursor`);
