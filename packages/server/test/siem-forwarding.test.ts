@@ -294,7 +294,6 @@ describe.each([
     const secretText = 'reach ops@example.com with sk_live_0123456789abcdef and card 4111 1111 1111 1111';
     const acknowledged: string[] = [];
     let running = true;
-    let failedWhileDown = 0;
     let restarting = false;
     let restarts = 0;
     let firstStderr = () => '';
@@ -316,7 +315,7 @@ describe.each([
           }
         } catch (err) {
           if (!restarting && generation === restarts) loadErrors.push((err as Error).message);
-          else failedWhileDown++; // the process was killed under this call: not acknowledged, not counted
+          // else: the process was killed under this call: not acknowledged, not counted
           await new Promise((r) => setTimeout(r, 100));
         }
       }
