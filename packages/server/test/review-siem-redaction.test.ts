@@ -7,8 +7,9 @@
  * redactor tokenizes a field's value whatever it is, so the stored token `[email:T]` goes out as
  * `[email:HMAC("[email:T]")]`. The SIEM then holds tokens that match neither the audit API, nor an
  * export, nor `redactionToken(kind, value)` (the documented way to look a redacted value up), so
- * the SOC cannot correlate a SIEM event with the trail. Field-named values reach the trail through
- * agent and reviewer data (modified arguments, slicing alerts' argument keys).
+ * the SOC cannot correlate a SIEM event with the trail. Reached whenever a stored field is one of
+ * the redacted names: in particular with COUNTERSIGN_AUDIT_REDACT_FIELDS naming a field the trail
+ * holds on every decision (`reason`, say, to keep reviewers' and agents' free text out of the SIEM).
  *
  * Fails on the reviewed branch; passes once forwarding sends the stored data as stored.
  */
@@ -32,13 +33,15 @@ describe('review: forwarded data is the stored (redacted) data, token for token'
 
   it('sends a redacted field with the token the trail stored (and redactionToken gives), not a token of that token', () => {
     const trail = t.engine.trail;
-    // What the audit writer stores (audit/writer.ts: JSON.stringify(redact(data))), for data naming a redacted field.
-    const stored = trail.redact({ modifiedArgs: { email: 'bob@example.com', note: 'mail carol@example.com' } }) as { modifiedArgs: { email: string; note: string } };
-    expect(stored.modifiedArgs.email).toBe(trail.redactionToken('email', 'bob@example.com')); // the control: stored as its token
-    const row: AuditLogTable = { seq: 9, entry_id: 9, at: Date.parse('2025-03-01T12:00:00Z'), type: 'reviewed', request_id: 'req_1', actor_type: 'operator', actor_id: 'op_1', actor_name: 'rae', data: JSON.stringify(stored) };
-    const forwarded = forwardEntry(row, (d) => trail.redact(d)).data as { modifiedArgs: { email: string; note: string } };
-    expect(forwarded.modifiedArgs.note).toBe(stored.modifiedArgs.note); // patterns are idempotent (holds)
-    expect(forwarded.modifiedArgs.email).toBe(stored.modifiedArgs.email); // fields are not: the defect
+    // As runtime.ts does for COUNTERSIGN_AUDIT_REDACT_FIELDS=reason,email,…
+    trail.setRedactedFields(['reason', 'email', 'ip_address', 'ipAddress', 'user_id', 'userId', 'phone_number', 'phoneNumber']);
+    // What the audit writer stores for a rejection (audit/writer.ts: JSON.stringify(redact(data))).
+    const stored = trail.redact({ decidedBy: 'reviewer', reason: 'wrong customer', note: 'mail carol@example.com' }) as { reason: string; note: string };
+    expect(stored.reason).toBe(trail.redactionToken('reason', 'wrong customer')); // the control: stored as its token
+    const row: AuditLogTable = { seq: 9, entry_id: 9, at: Date.parse('2025-03-01T12:00:00Z'), type: 'rejected', request_id: 'req_1', actor_type: 'operator', actor_id: 'op_1', actor_name: 'rae', data: JSON.stringify(stored) };
+    const forwarded = forwardEntry(row, (d) => trail.redact(d)).data as { reason: string; note: string };
+    expect(forwarded.note).toBe(stored.note); // patterns are idempotent (holds)
+    expect(forwarded.reason).toBe(stored.reason); // fields are not: the defect
     expect(forwarded).toEqual(stored);
   });
 });
