@@ -39,7 +39,8 @@ describe('review: forwarding settings are checked at start', () => {
   });
 
   it('refuses port 0, which no receiver can listen on, naming the variable', () => {
-    for (const env of [{ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tcp://127.0.0.1:0' }, { COUNTERSIGN_FORWARD_SYSLOG_URL: 'tls://siem.example:0' }, { COUNTERSIGN_FORWARD_HTTP_URL: 'https://siem.example:0/ingest' }]) {
+    const envs: Array<Record<string, string>> = [{ COUNTERSIGN_FORWARD_SYSLOG_URL: 'tcp://127.0.0.1:0' }, { COUNTERSIGN_FORWARD_SYSLOG_URL: 'tls://siem.example:0' }, { COUNTERSIGN_FORWARD_HTTP_URL: 'https://siem.example:0/ingest' }];
+    for (const env of envs) {
       const err = refusal(env);
       expect(err?.code, JSON.stringify(env)).toBe('VALIDATION_FAILED');
       expect(err?.message).toContain(Object.keys(env)[0]);
