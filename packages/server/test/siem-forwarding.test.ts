@@ -145,13 +145,18 @@ describe('the wire formats', () => {
     }
   });
 
-  it('passes data through the trail redactor again (idempotent on redacted data)', () => {
+  it('sends the stored (already redacted) data as stored, never redacted again; a row that is not JSON goes out pattern-scrubbed', () => {
     const redactor = createRedactor({ tokenize: (kind, v) => `${kind.length}${v.length}`.padEnd(20, '0') });
-    const row: AuditLogTable = { seq: 3, entry_id: 3, at: 0, type: 'created', request_id: null, actor_type: 'agent', actor_id: 'a', actor_name: 'b', data: JSON.stringify({ note: 'mail bob@example.com key sk_live_abcdefghijklmnop' }) };
-    const once = forwardEntry(row, (d) => redactor.redact(d));
-    expect(JSON.stringify(once)).not.toContain('bob@example.com');
-    expect(JSON.stringify(once)).not.toContain('sk_live_');
-    expect(forwardEntry({ ...row, data: JSON.stringify(once.data) }, (d) => redactor.redact(d)).data).toEqual(once.data);
+    // What the writer stores: redacted once, a named field (email) and patterns in free text.
+    const stored = redactor.redact({ email: 'bob@example.com', note: 'mail bob@example.com key sk_live_abcdefghijklmnop' });
+    const row: AuditLogTable = { seq: 3, entry_id: 3, at: 0, type: 'created', request_id: null, actor_type: 'agent', actor_id: 'a', actor_name: 'b', data: JSON.stringify(stored) };
+    const sent = forwardEntry(row, (text) => redactor.redact(text));
+    expect(sent.data).toEqual(stored); // token for token: the email field's token is not tokenized again
+    expect((sent.data as { email: string }).email).toBe(redactor.token('email', 'bob@example.com'));
+    // A row a database writer left as text that is not JSON: its patterns are scrubbed on the way out.
+    const raw = forwardEntry({ ...row, data: 'mail bob@example.com {' }, (text) => redactor.redact(text));
+    expect(JSON.stringify(raw)).not.toContain('bob@example.com');
+    expect(raw.data).toBe(`mail ${redactor.token('email', 'bob@example.com')} {`);
   });
 
   it('escapes CEF header fields (| and \\) and extension values (=, \\, CR, LF), so hostile text parses back as the same fields with its own value', () => {

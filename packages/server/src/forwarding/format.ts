@@ -1,6 +1,7 @@
 /**
- * What a SIEM receives, as pure functions of one audit entry: the entry as the audit API shows it
- * (redacted again with the trail's own redactor), an RFC 5424 syslog message with octet-counting
+ * What a SIEM receives, as pure functions of one audit entry: the entry exactly as the audit API
+ * and an export show it (the data the writer stored, already redacted; never redacted again, so a
+ * SIEM event carries the trail's own tokens and `redactionToken` finds it), an RFC 5424 syslog message with octet-counting
  * framing (RFC 6587 §3.4.1, RFC 5425 §4.3), and a newline-delimited JSON line.
  *
  * Agent text reaches these messages (descriptions, reasons, names), so every field is treated
@@ -9,7 +10,7 @@
  * whole message to `maxBytes`; the JSON (the message body and the NDJSON line) escapes every
  * control character and U+2028/U+2029, so no entry can end a line, a frame or an element early.
  *
- *   const entry = forwardEntry(row, (d) => trail.redact(d));
+ *   const entry = forwardEntry(row, (text) => trail.redact(text));
  *   socket.write(octetFrame(syslogMessage(entry, { hostname: 'cs-1', procId: '4242' })));
  */
 import { createHash } from 'node:crypto';
@@ -95,13 +96,20 @@ export function cefSeverityOf(type: string): number {
   return { 4: 7, 5: 5, 6: 3 }[severityOf(type)];
 }
 
-/** The stored row as the audit API shows it, its data passed through `redact` (idempotent on redacted data). */
-export function forwardEntry(row: AuditLogTable, redact: (data: unknown) => unknown): ForwardEntry {
+/**
+ * The stored row as the audit API shows it: its data as the writer stored it (redacted once, at
+ * write time). Running the redactor again would tokenize the redacted fields' tokens a second
+ * time (`[email:T]` → `[email:HMAC("[email:T]")]`), so the SIEM's tokens would match neither the
+ * trail nor `redactionToken`. Only a row whose data is not JSON (it did not come from the writer:
+ * a database writer edited it) goes out as its text passed through `scrubText`, fail closed — for
+ * a string the trail's redactor applies its content patterns only.
+ */
+export function forwardEntry(row: AuditLogTable, scrubText?: (text: string) => unknown): ForwardEntry {
   let data: unknown;
   try {
     data = JSON.parse(row.data);
   } catch {
-    data = row.data; // a malformed row (a database writer) goes out as the text it is, redacted
+    data = scrubText ? scrubText(row.data) : row.data; // a malformed row goes out as the text it is, pattern-redacted
   }
   return {
     seq: Number(row.seq),
@@ -109,7 +117,7 @@ export function forwardEntry(row: AuditLogTable, redact: (data: unknown) => unkn
     type: row.type,
     requestId: row.request_id,
     actor: { type: row.actor_type, id: row.actor_id, name: row.actor_name },
-    data: redact(data),
+    data,
   };
 }
 

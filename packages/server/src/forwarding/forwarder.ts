@@ -8,8 +8,8 @@
  * Requests never wait for it: it only reads `audit_log` (entries already committed and
  * integrated) and writes its own row, on its own timers; a destination that is down costs
  * backed-off retries (core `reconnectDelay`, 0.5 s doubling to 60 s, jittered), nothing more.
- * Each entry goes out as the audit API shows it, its data passed again through the trail's
- * redactor (forwarding/format.ts), so the SIEM sees no more than an export does.
+ * Each entry goes out as the audit API and an export show it: the data the writer stored, redacted
+ * once at write time and not again (forwarding/format.ts), so the SIEM's tokens are the trail's.
  *
  *   const forwarder = new Forwarder(store, (d) => trail.redact(d), config.forward, { log });
  *   forwarder.start();
