@@ -66,6 +66,9 @@ export interface ForwardingConfig {
   readonly syslogConfirmMs: number;
 }
 
+/** One character no header value may hold (a single character class: linear time). */
+const HEADER_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
+
 function integer(env: Environment, name: string, min: number, max: number, fallback: number): number {
   const value = env[name];
   const n = value === undefined || value === '' ? fallback : Number(value);
@@ -97,6 +100,7 @@ export function resolveForwardingConfig(env: Environment, cwd: string): Forwardi
     const tls = url.protocol === 'tls:';
     // RFC 5425 assigns 6514 to syslog over TLS; plain TCP has no assigned port, 514 by custom.
     const port = url.port === '' ? (tls ? 6514 : 514) : Number(url.port);
+    if (port === 0) throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_FORWARD_SYSLOG_URL: port 0 is not a port a receiver can listen on (got "${syslog}")`, { field: 'COUNTERSIGN_FORWARD_SYSLOG_URL' });
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const ca = caPath(env, 'COUNTERSIGN_FORWARD_SYSLOG_CA', cwd);
     if (!tls && ca !== null) throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_FORWARD_SYSLOG_CA needs a tls:// COUNTERSIGN_FORWARD_SYSLOG_URL', { field: 'COUNTERSIGN_FORWARD_SYSLOG_CA' });
@@ -118,8 +122,15 @@ export function resolveForwardingConfig(env: Environment, cwd: string): Forwardi
     if (url.protocol !== 'https:' || url.username || url.password) {
       throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_FORWARD_HTTP_URL must be an https:// URL without credentials (give the token in COUNTERSIGN_FORWARD_HTTP_TOKEN)`, { field: 'COUNTERSIGN_FORWARD_HTTP_URL' });
     }
+    if (url.port === '0') throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_FORWARD_HTTP_URL: port 0 is not a port a receiver can listen on', { field: 'COUNTERSIGN_FORWARD_HTTP_URL' });
+    const token = env.COUNTERSIGN_FORWARD_HTTP_TOKEN || undefined;
+    // What an HTTP header value may carry (tab, visible ASCII, Latin-1 above 0x7f): a line break
+    // would fail every POST (Node refuses it) — or, elsewhere, split the header. The value is never echoed.
+    if (token !== undefined && HEADER_UNSAFE.test(token)) {
+      throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_FORWARD_HTTP_TOKEN holds a character an HTTP header cannot carry (a control character such as CR or LF, or one outside Latin-1)', { field: 'COUNTERSIGN_FORWARD_HTTP_TOKEN' });
+    }
     destinations.push(
-      Object.freeze({ kind: 'http', id: `http:${url.origin}${url.pathname}`, url: url.href, token: env.COUNTERSIGN_FORWARD_HTTP_TOKEN || undefined, caPath: caPath(env, 'COUNTERSIGN_FORWARD_HTTP_CA', cwd) }),
+      Object.freeze({ kind: 'http', id: `http:${url.origin}${url.pathname}`, url: url.href, token, caPath: caPath(env, 'COUNTERSIGN_FORWARD_HTTP_CA', cwd) }),
     );
   } else if (env.COUNTERSIGN_FORWARD_HTTP_CA || env.COUNTERSIGN_FORWARD_HTTP_TOKEN) {
     throw new CountersignError('VALIDATION_FAILED', 'COUNTERSIGN_FORWARD_HTTP_TOKEN and _CA need COUNTERSIGN_FORWARD_HTTP_URL', { field: 'COUNTERSIGN_FORWARD_HTTP_URL' });
