@@ -22,6 +22,7 @@ import type { Store } from '../store/store.ts';
 import type { ForwardDestination, ForwardingConfig } from './config.ts';
 import { forwardEntry, ndjsonLine, octetFrame, syslogMessage } from './format.ts';
 import { HttpSender, SyslogSender, type Sender } from './senders.ts';
+import { displayName } from './status.ts';
 
 export interface ForwarderOptions {
   log?: (line: string) => void;
@@ -101,6 +102,7 @@ export class Forwarder {
     let pending: Array<{ last: number; at: number; connection: number }> = [];
     let lastLogged = { message: '', at: 0 };
     const host = hostname();
+    const shown = displayName(dest.id); // logs name the destination without an HTTPS path (it may be a credential)
     const rewind = () => {
       sent = lease?.seq ?? 0;
       pending = [];
@@ -145,7 +147,7 @@ export class Forwarder {
           }
         }
         if (!(await confirm())) {
-          this.#log(`countersign: forwarding to ${dest.id}: the lease passed to another server; it continues from the stored cursor`);
+          this.#log(`countersign: forwarding to ${shown}: the lease passed to another server; it continues from the stored cursor`);
           lease = undefined;
           continue;
         }
@@ -155,7 +157,7 @@ export class Forwarder {
           continue;
         }
         const first = Number(rows[0]!.seq);
-        if (first !== sent + 1) this.#log(`countersign: forwarding to ${dest.id}: entries ${sent + 1}–${first - 1} were removed by retention before they were forwarded`);
+        if (first !== sent + 1) this.#log(`countersign: forwarding to ${shown}: entries ${sent + 1}–${first - 1} were removed by retention before they were forwarded`);
         // Encoded one at a time, up to the batch's byte bound (at least one entry).
         const pieces: Buffer[] = [];
         let bytes = 0;
@@ -182,7 +184,7 @@ export class Forwarder {
         if (sender.connection() !== connection) throw new Error('the connection broke while sending');
         sent = last;
         pending.push({ last, at: this.#now(), connection });
-        if (attempt > 0) this.#log(`countersign: forwarding to ${dest.id} resumed at seq ${first}`);
+        if (attempt > 0) this.#log(`countersign: forwarding to ${shown} resumed at seq ${first}`);
         attempt = 0;
         if (!full && pieces.length === rows.length) await this.#sleep(Math.min(pollMs, 50)); // caught up: a short breath, then look again
       } catch (err) {
@@ -194,7 +196,7 @@ export class Forwarder {
         // Once per cause, and again each minute while it lasts.
         if (message !== lastLogged.message || now - lastLogged.at >= 60_000) {
           lastLogged = { message, at: now };
-          this.#log(`countersign: forwarding to ${dest.id} failed (retrying): ${message}`);
+          this.#log(`countersign: forwarding to ${shown} failed (retrying): ${message}`);
         }
         if (lease) await this.store.forwarding.recordError(dest.id, this.#holder, message, now).catch(() => {});
         await this.#sleep(reconnectDelay(attempt, Math.random(), BACKOFF));

@@ -15,7 +15,7 @@
 import { ratesOf, withinSla, type Assessment, type Decision } from '@countersign/core';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine, RequestChange } from '../engine/engine.ts';
-import { forwardingStatus } from '../forwarding/status.ts';
+import { forwardLabelKey, forwardingStatus } from '../forwarding/status.ts';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -45,7 +45,7 @@ const pending = new Gauge({
 
 const forwardLag = new Gauge({
   name: 'countersign_forward_lag',
-  help: 'SIEM forwarding: audit entries not yet delivered to each destination (the trail head minus its stored cursor; read at scrape time)',
+  help: 'SIEM forwarding: audit entries not yet delivered to each destination (the trail head minus its stored cursor; read at scrape time); destination is its kind and a keyed hash, mapped in GET /v1/forwarding',
   labelNames: ['destination'] as const,
   registers: [registry],
 });
@@ -205,13 +205,15 @@ export async function renderMetrics(engine: Engine): Promise<{ contentType: stri
   reviewRates.set({ rate: 'sla_compliance', window }, review.slaCompliance ?? -1);
   reviewSeconds.set({ quantile: '0.5', window }, review.medianDecisionSeconds ?? -1);
   reviewSeconds.set({ quantile: '0.9', window }, review.p90DecisionSeconds ?? -1);
-  // Every stored cursor (any server's destinations: the rows are shared), so a scrape of any server sees them all.
-  const forwarding = await forwardingStatus(engine.store, [], now);
+  // Every stored cursor (any server's destinations: the rows are shared), so a scrape of any server
+  // sees them all. /metrics takes no credential: destinations are labelled by a keyed hash, never
+  // by host, port or path (GET /v1/forwarding maps each label to its destination).
+  const forwarding = await forwardingStatus(engine.store, [], now, forwardLabelKey(engine.trail.key));
   forwardLag.reset();
   forwardFailing.reset();
   for (const d of forwarding.destinations) {
-    forwardLag.set({ destination: d.destination }, d.lag);
-    forwardFailing.set({ destination: d.destination }, d.state === 'failing' ? 1 : 0);
+    forwardLag.set({ destination: d.metricsLabel! }, d.lag);
+    forwardFailing.set({ destination: d.metricsLabel! }, d.state === 'failing' ? 1 : 0);
   }
   return { contentType: registry.contentType, body: await registry.metrics() };
 }

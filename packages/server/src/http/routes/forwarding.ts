@@ -1,17 +1,19 @@
 /**
  * `GET /v1/forwarding`: SIEM forwarding's state per destination (forwarding/status.ts) — cursor,
  * lag behind the trail, lease holder, last error. Admins and auditors: it names the SIEM's
- * addresses, never its credentials.
+ * addresses (an HTTPS destination by its origin only: its path may be its credential), never
+ * its credentials, and each destination's `/metrics` label.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { CountersignError, ErrorBody } from '@countersign/core';
 import type { Engine } from '../../engine/engine.ts';
 import type { ForwardDestination } from '../../forwarding/config.ts';
-import { forwardingStatus } from '../../forwarding/status.ts';
+import { forwardLabelKey, forwardingStatus } from '../../forwarding/status.ts';
 import { json, security, type ApiEnv as Env } from './contract.ts';
 
 const DestinationStatusSchema = z.object({
   destination: z.string(),
+  metricsLabel: z.string(),
   kind: z.enum(['syslog', 'http', 'unknown']),
   configured: z.boolean(),
   cursor: z.number(),
@@ -42,6 +44,6 @@ export function registerForwardingRoutes(app: OpenAPIHono<Env>, engine: Engine, 
   app.openapi(forwardingRoute, async (c) => {
     const p = c.get('principal');
     if (p.kind !== 'operator' || !p.roles.some((r) => r === 'admin' || r === 'auditor')) throw new CountersignError('FORBIDDEN', 'forwarding status needs the admin or auditor role');
-    return c.json(ForwardingStatusSchema.parse(await forwardingStatus(engine.store, destinations, Date.now())), 200);
+    return c.json(ForwardingStatusSchema.parse(await forwardingStatus(engine.store, destinations, Date.now(), forwardLabelKey(engine.trail.key))), 200);
   });
 }
