@@ -107,21 +107,31 @@ export class Forwarder {
       sent = lease?.seq ?? 0;
       pending = [];
     };
-    /** Stores the cursor for every batch its wire now counts as delivered; false when the lease was lost. */
+    /**
+     * Stores the cursor for every batch its wire now counts as delivered; false when the lease was
+     * lost. Throws when the connection those batches went out on broke first: that is a failed
+     * delivery (recorded, backed off, shown as failing), not a quiet resend, or a receiver that
+     * drops every connection before the confirmation window would look healthy forever.
+     */
     const confirm = async (): Promise<boolean> => {
       if (!lease) return true;
-      const connection = sender.connection();
-      if (pending.length > 0 && pending[0]!.connection !== connection) {
-        rewind(); // the connection those batches went out on broke: send them again
-        return true;
-      }
+      unconfirmedLost(sender.connection());
       const now = this.#now();
       let upTo: number | undefined;
       while (pending.length > 0 && pending[0]!.at <= now - sender.confirmMs) upTo = pending.shift()!.last;
       if (upTo === undefined) return true;
       if (!(await this.store.forwarding.advance(dest.id, this.#holder, upTo, now, leaseMs))) return false;
       lease = { seq: Math.max(lease.seq, upTo), until: now + leaseMs };
+      // Backoff ends with a delivery the wire confirmed, not with a write the kernel took.
+      if (attempt > 0) this.#log(`countersign: forwarding to ${shown} resumed (delivered up to seq ${upTo})`);
+      attempt = 0;
       return true;
+    };
+    /** Throws (the catch below rewinds, records and backs off) when sent batches' connection is gone. */
+    const unconfirmedLost = (connection: number | undefined) => {
+      if (pending.length > 0 && pending[0]!.connection !== connection) {
+        throw new Error('the receiver dropped the connection before the batches sent on it were confirmed (COUNTERSIGN_FORWARD_SYSLOG_CONFIRM_MS); they are sent again');
+      }
     };
     while (!this.#stopped) {
       try {
@@ -176,16 +186,11 @@ export class Forwarder {
         const payload = Buffer.concat(pieces);
         const full = pieces.length === rows.length && rows.length === batch;
         const connection = await sender.open();
-        if (pending.length > 0 && pending[0]!.connection !== connection) {
-          rewind(); // the connection earlier batches went out on broke: those go again first, in order
-          continue;
-        }
+        unconfirmedLost(connection); // earlier batches' connection broke: a failure; they go again first, in order
         await sender.send(payload, { first, last });
         if (sender.connection() !== connection) throw new Error('the connection broke while sending');
         sent = last;
         pending.push({ last, at: this.#now(), connection });
-        if (attempt > 0) this.#log(`countersign: forwarding to ${shown} resumed at seq ${first}`);
-        attempt = 0;
         if (!full && pieces.length === rows.length) await this.#sleep(Math.min(pollMs, 50)); // caught up: a short breath, then look again
       } catch (err) {
         attempt++;
