@@ -15,6 +15,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { CountersignError, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, policyOverridesFrom, type ApproverLimits, type CooldownConfig, type PolicyOverride } from '@countersign/core';
 import { resolveAuditConfig, type AuditConfig } from './audit/config.ts';
 import { processEnvironment, type Environment } from './environment.ts';
+import { resolveForwardingConfig, type ForwardingConfig } from './forwarding/config.ts';
 
 // The process environment and the client settings live in environment.ts (no domain imports, for
 // the CLI's start-up); they are part of this pipeline and exported from here as well.
@@ -76,6 +77,8 @@ export interface RuntimeConfig {
   readonly serverSecretPath: string | null;
   /** Encryption keys (COUNTERSIGN_ENCRYPTION_KEY, _PREVIOUS) and reviewer limits (COUNTERSIGN_REVIEWER_LIMITS). */
   readonly guard: Readonly<GuardOptions>;
+  /** SIEM forwarding: syslog and HTTPS NDJSON destinations, batch, poll, lease (COUNTERSIGN_FORWARD_*, forwarding/config.ts). */
+  readonly forward: ForwardingConfig;
   /**
    * The environment as it was when the config was resolved. Channel secrets are named by the
    * policy (`secretEnv: …`), so which variables matter is known only once a policy is read;
@@ -257,6 +260,7 @@ export function resolveRuntimeConfig(
     audit,
     serverSecretPath: serverSecretPathFrom(audit, env, cwd),
     guard: Object.freeze(guardOptionsFromEnv(env)),
+    forward: resolveForwardingConfig(env, cwd),
     env: Object.isFrozen(env) ? env : Object.freeze({ ...env }),
   });
 }

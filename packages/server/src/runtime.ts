@@ -25,6 +25,7 @@ import { ChannelRegistry } from './channels/registry.ts';
 import { ServiceNowPoller } from './channels/tickets.ts';
 import type { RuntimeConfig } from './config.ts';
 import { Engine, openStore, type EscalationCause } from './engine/engine.ts';
+import { Forwarder } from './forwarding/forwarder.ts';
 import { serverPolicyChecks } from './policy-checks.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { connect, type Connection } from './store/connect.ts';
@@ -129,6 +130,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   let scheduler: Scheduler | undefined;
   let checkpointer: Checkpointer | undefined;
   let poller: ServiceNowPoller | undefined;
+  let forwarder: Forwarder | undefined;
   let stopped: Promise<void> | undefined;
   let closed: Promise<void> | undefined;
 
@@ -138,6 +140,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
       await poller?.stop();
       await checkpointer?.stop();
       await engine.screenModels.stop();
+      await forwarder?.stop();
     })());
 
   return {
@@ -164,6 +167,11 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
         onError: (err) => log(`countersign: screening retrain: ${(err as Error).message}`),
         onOutcome: (o) => log(`countersign: screening retrain ${o.outcome}: ${o.reason}`, 'info'),
       });
+      // SIEM forwarding reads the integrated trail after each destination's cursor (forwarding/).
+      if (config.forward.destinations.length > 0) {
+        forwarder = new Forwarder(store, (data) => engine.trail.redact(data), config.forward, { log });
+        forwarder.start();
+      }
     },
     stop,
     close() {

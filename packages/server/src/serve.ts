@@ -65,6 +65,7 @@ export async function startServer(config: ServerConfig, log?: ((line: string, le
     session: { secret: config.sessionSecret, trustProxy: config.trustProxy },
     maxBodyBytes: transport.maxBodyBytes,
     waits: { perPrincipal: transport.waitsPerPrincipal, total: transport.waitsTotal },
+    forwarding: config.forward.destinations,
     log: line,
     ...(config.publicUrl ? { reviewBase: config.publicUrl } : {}),
     ...(routed ? { onCreated: routed } : {}),

@@ -77,7 +77,7 @@ const systemName = (config: TicketConfig) => (config.type === 'servicenow' ? 'Se
 /** What one state change of a ticket does (see the module comment). Refusals throw and change nothing. */
 export async function ticketState(engine: Engine, config: TicketConfig, change: TicketChange): Promise<TicketOutcome> {
   if (!REQUEST_ID.test(change.requestId)) return { decided: false, why: 'the ticket names no Countersign request' };
-  const opened = await engine.store.timers.listDeliveries({ requestId: change.requestId, channel: config.name, status: 'delivered', limit: 50 });
+  const opened = await engine.storedDeliveries({ requestId: change.requestId, channel: config.name, status: 'delivered', limit: 50 });
   const ours = opened.some((d) => {
     if (d.response === null) return false;
     try {

@@ -48,6 +48,8 @@ import { Aggregates } from './aggregates.ts';
 import { Deliveries } from './deliveries.ts';
 import { Views } from './views.ts';
 import { TimerRegistry, type TimerOutcome } from './timer-registry.ts';
+import { forwardingStatus, forwardLabelKey } from '../forwarding/status.ts';
+import type { ForwardDestination } from '../forwarding/config.ts';
 
 export { CREDENTIAL_CACHE_MS } from './credentials.ts';
 export { HISTORY_CACHE_MS, WAKE_CHANNEL } from './house.ts';
@@ -475,6 +477,11 @@ export class Engine {
   /** Deliveries as stored, newest first (engine/views.ts). */
   storedDeliveries(filter: DeliveryFilter): Promise<DeliveryRow[]> {
     return this.house.views.storedDeliveries(filter);
+  }
+
+  /** Each SIEM destination's cursor, lag, lease and last error (forwarding/status.ts), labelled under the audit key. */
+  forwardingStatus(destinations: readonly ForwardDestination[], now: number): ReturnType<typeof forwardingStatus> {
+    return forwardingStatus(this.house.store, destinations, now, forwardLabelKey(this.trail.key));
   }
 
   /** Claims due timers for the scheduler (a lease per claim; engine/timer-registry.ts). */

@@ -15,6 +15,8 @@ import { registerEscalationRoutes } from '../scheduler/http.ts';
 import { clientIp, registerGuardRoutes } from './routes/guard.ts';
 import { registerOperatorViews } from './routes/operator-views.ts';
 import { registerScreenRoutes } from './routes/screen.ts';
+import { registerForwardingRoutes } from './routes/forwarding.ts';
+import type { ForwardDestination } from '../forwarding/config.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
 import { mountSlackActions, SLACK_ACTIONS_PATH, SLACK_MAX_BODY } from '../channels/slack-actions.ts';
 import { mountTeamsActions, TEAMS_ACTIONS_PATH, TEAMS_MAX_BODY } from '../channels/teams-actions.ts';
@@ -54,6 +56,8 @@ export interface AppOptions {
   reviewBase?: string | undefined;
   /** Concurrent long-polls and event streams per principal and in all (config.ts `TransportConfig`); default 64 and 800. */
   waits?: WaitLimits | undefined;
+  /** The SIEM destinations this server forwards to (config.ts `forward`), for `GET /v1/forwarding`. */
+  forwarding?: readonly ForwardDestination[] | undefined;
 }
 
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -234,6 +238,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   registerGuardRoutes(app, engine);
   registerCredentialRoutes(app, engine);
   registerScreenRoutes(app, engine);
+  registerForwardingRoutes(app, engine, options.forwarding ?? []);
 
   app.openapi(routes.createOperatorRoute, async (c) => c.json(await engine.createOperator(c.get('principal'), c.req.valid('json')), 201));
   app.openapi(routes.listOperatorsRoute, async (c) => c.json({ items: await engine.listOperators(c.get('principal')) }, 200));

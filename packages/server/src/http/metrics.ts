@@ -42,6 +42,20 @@ const pending = new Gauge({
   registers: [registry],
 });
 
+const forwardLag = new Gauge({
+  name: 'countersign_forward_lag',
+  help: 'SIEM forwarding: audit entries not yet delivered to each destination (the trail head minus its stored cursor; read at scrape time); destination is its kind and a keyed hash, mapped in GET /v1/forwarding',
+  labelNames: ['destination'] as const,
+  registers: [registry],
+});
+
+const forwardFailing = new Gauge({
+  name: 'countersign_forward_failing',
+  help: "SIEM forwarding: 1 while a destination's newest event is an error, else 0",
+  labelNames: ['destination'] as const,
+  registers: [registry],
+});
+
 const screenRates = new Gauge({
   name: 'countersign_screen_rate',
   help: 'Prompt-injection screening rates from accepted reviewer verdicts (detection, false_positive; false_negative from the audit sample); -1 while unknown',
@@ -190,5 +204,15 @@ export async function renderMetrics(engine: Engine): Promise<{ contentType: stri
   reviewRates.set({ rate: 'sla_compliance', window }, review.slaCompliance ?? -1);
   reviewSeconds.set({ quantile: '0.5', window }, review.medianDecisionSeconds ?? -1);
   reviewSeconds.set({ quantile: '0.9', window }, review.p90DecisionSeconds ?? -1);
+  // Every stored cursor (any server's destinations: the rows are shared), so a scrape of any server
+  // sees them all. /metrics takes no credential: destinations are labelled by a keyed hash, never
+  // by host, port or path (GET /v1/forwarding maps each label to its destination).
+  const forwarding = await engine.forwardingStatus([], now);
+  forwardLag.reset();
+  forwardFailing.reset();
+  for (const d of forwarding.destinations) {
+    forwardLag.set({ destination: d.metricsLabel! }, d.lag);
+    forwardFailing.set({ destination: d.metricsLabel! }, d.state === 'failing' ? 1 : 0);
+  }
   return { contentType: registry.contentType, body: await registry.metrics() };
 }

@@ -13,6 +13,7 @@ import type { MfaAttemptsTable, ServerMarksTable, SessionsTable } from './creden
 import type { AgentRateEventsTable, AgentValueMinutesTable, ApprovalEventsTable } from './counters.ts';
 import type { AgentConfigVersionsTable, AgentConfigsTable } from './agent-configs.ts';
 import type { ScreenModelsTable, ScreenRetrainAttemptsTable, ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
+import type { ForwardCursorsTable } from './forwarding.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -226,6 +227,7 @@ export interface Database {
   agent_configs: AgentConfigsTable;
   agent_config_versions: AgentConfigVersionsTable;
   operator_lineage: OperatorLineageTable;
+  forward_cursors: ForwardCursorsTable;
 }
 
 export type { Generated };

@@ -20,6 +20,7 @@ import { ListQueries } from './queue.ts';
 import { CounterQueries } from './counters.ts';
 import { AgentConfigQueries } from './agent-configs.ts';
 import { ReplayQueries } from './replay.ts';
+import { ForwardQueries } from './forwarding.ts';
 import { SEALED_REQUEST_COLUMNS, SEALED_REVIEW_COLUMNS, Sealer } from './sealing.ts';
 import { replaceSealedValue, sealCensus, selectResealBatch, type ResealTarget, type SealCensus, type SealedRow, type SealedTable } from './sealed-sql.ts';
 import { insertRows, insertRowsReturning } from './insert-rows.ts';
@@ -624,6 +625,11 @@ export class Queries {
   /** Screening verdicts and the audit sample of auto-allowed requests (store/screening.ts). */
   get screening(): ScreeningQueries {
     return new ScreeningQueries(this.db);
+  }
+
+  /** SIEM forwarding's cursors and leases, and the trail read after a cursor (store/forwarding.ts). */
+  get forwarding(): ForwardQueries {
+    return new ForwardQueries(this.db);
   }
 
   /** Paged, read-only reads of stored requests and policy versions for a what-if replay (store/replay.ts). */

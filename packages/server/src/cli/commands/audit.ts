@@ -34,6 +34,17 @@ import { AtomicFile, writeFileAtomically } from '../atomic-file.ts';
 const trailCrypto = () => import('../../audit/crypto.ts');
 const trailVerifier = () => import('../../audit/verify.ts');
 
+interface ForwardingRow {
+  destination: string;
+  configured: boolean;
+  state: string;
+  cursor: number;
+  lag: number;
+  deliveredAt: string | null;
+  lastError: string | null;
+  lastErrorAt: string | null;
+}
+
 function size(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a whole number.');
@@ -87,6 +98,27 @@ export function registerAuditCommands(audit: Command): void {
       ]),
     );
     if (next !== null) print(`more: countersign audit query …${flags.newest ? ' --newest' : ''} --cursor ${next}`);
+  });
+
+  withClientOptions(
+    audit
+      .command('forwarding')
+      .description("SIEM forwarding: each destination's cursor, lag behind the trail, lease holder and last error (admin, auditor)"),
+  ).action(async (flags: CommonFlags) => {
+    const client = clientFrom(flags);
+    const status = await client.get<{ head: number; destinations: ForwardingRow[] }>('/v1/forwarding');
+    if (flags.json) return printJson(status);
+    if (status.destinations.length === 0) return print('no SIEM destination is configured (COUNTERSIGN_FORWARD_SYSLOG_URL, COUNTERSIGN_FORWARD_HTTP_URL)');
+    print(
+      table(status.destinations, [
+        { header: 'DESTINATION', value: (d) => d.destination + (d.configured ? '' : ' (not configured)'), max: 60 },
+        { header: 'STATE', value: (d) => d.state },
+        { header: 'CURSOR', value: (d) => String(d.cursor), align: 'right' },
+        { header: 'LAG', value: (d) => String(d.lag), align: 'right' },
+        { header: 'DELIVERED', value: (d) => d.deliveredAt ?? '-' },
+        { header: 'LAST ERROR', value: (d) => (d.lastError === null ? '-' : `${d.lastErrorAt ?? ''} ${d.lastError}`), max: 80 },
+      ]),
+    );
   });
 
   withClientOptions(

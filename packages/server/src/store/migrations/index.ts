@@ -26,6 +26,7 @@ import { m016_integrator } from './016_integrator.ts';
 import { m017_agent_config } from './017_agent_config.ts';
 import { m018_gatefin2 } from './018_gatefin2.ts';
 import { m019_rollups } from './019_rollups.ts';
+import { m021_forwarding } from './021_forwarding.ts';
 import { m023_retrain } from './023_retrain.ts';
 import { m024_gate12 } from './024_gate12.ts';
 
@@ -51,6 +52,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '017_agent_config': m017_agent_config,
   '018_gatefin2': m018_gatefin2,
   '019_rollups': m019_rollups,
+  '021_forwarding': m021_forwarding,
   '023_retrain': m023_retrain,
   '024_gate12': m024_gate12,
 });
