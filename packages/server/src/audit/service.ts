@@ -339,7 +339,7 @@ export class AuditService {
     });
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
-    return { items: page.map(entryOf), nextCursor: rows.length > limit && last ? encodeCursor(Number(last.seq), newest ? 'newest' : 'oldest') : null };
+    return { items: page.map((row) => entryOf(row)), nextCursor: rows.length > limit && last ? encodeCursor(Number(last.seq), newest ? 'newest' : 'oldest') : null };
   }
 
   /**
@@ -414,16 +414,21 @@ export class AuditService {
   }
 }
 
-function entryOf(row: AuditRow): AuditEntry {
+/**
+ * A stored row as the audit API shows it. `time` formats `at`; `malformed` maps data that is not
+ * JSON (not the writer's: a database writer edited it). The SIEM forwarder reuses it with its own
+ * two (forwarding/format.ts).
+ */
+export function entryOf(row: AuditRow, time: (ms: number) => string = iso, malformed: (text: string) => unknown = (text) => text): AuditEntry {
   let data: unknown;
   try {
     data = JSON.parse(row.data);
   } catch {
-    data = row.data;
+    data = malformed(row.data);
   }
   return {
     seq: Number(row.seq),
-    at: iso(Number(row.at)),
+    at: time(Number(row.at)),
     type: row.type,
     requestId: row.request_id,
     actor: { type: row.actor_type, id: row.actor_id, name: row.actor_name },

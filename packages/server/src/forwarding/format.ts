@@ -14,6 +14,7 @@
  *   socket.write(octetFrame(syslogMessage(entry, { hostname: 'cs-1', procId: '4242' })));
  */
 import { createHash } from 'node:crypto';
+import { entryOf } from '../audit/service.ts';
 import type { AuditLogTable } from '../store/schema.ts';
 
 /** An audit entry as forwarded: the public audit API's shape (`GET /v1/audit`). */
@@ -105,20 +106,8 @@ export function cefSeverityOf(type: string): number {
  * a string the trail's redactor applies its content patterns only.
  */
 export function forwardEntry(row: AuditLogTable, scrubText?: (text: string) => unknown): ForwardEntry {
-  let data: unknown;
-  try {
-    data = JSON.parse(row.data);
-  } catch {
-    data = scrubText ? scrubText(row.data) : row.data; // a malformed row goes out as the text it is, pattern-redacted
-  }
-  return {
-    seq: Number(row.seq),
-    at: isoTime(Number(row.at)),
-    type: row.type,
-    requestId: row.request_id,
-    actor: { type: row.actor_type, id: row.actor_id, name: row.actor_name },
-    data,
-  };
+  // A malformed row goes out as the text it is, pattern-redacted.
+  return entryOf(row, isoTime, scrubText);
 }
 
 /** RFC 3339 in UTC with milliseconds; a time no Date can hold (a database writer's) is RFC 5424's NILVALUE. */
