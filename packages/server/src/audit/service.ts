@@ -41,7 +41,7 @@ import type { Principal } from '../engine/principal.ts';
 import type { AuditRow, Store } from '../store/store.ts';
 import { sha256, type AuditKey } from './crypto.ts';
 import { parseTime } from './reports.ts';
-import { leafJsonOf } from '../store/trail.ts';
+import { entryTime, leafJsonOf } from '../store/trail.ts';
 
 export interface InclusionProof {
   seq: number;
@@ -82,7 +82,7 @@ export interface AuditQuery {
 /** Entries per page when reading the trail for an export. */
 const EXPORT_PAGE = 2000;
 
-const iso = (ms: number) => new Date(ms).toISOString();
+const iso = entryTime;
 
 export class AuditService {
   #redactor: Redactor;

@@ -66,6 +66,17 @@ export class MissingNodeError extends Error {
 type Db = Kysely<Database> | Transaction<Database>;
 
 /**
+ * An entry's time as the leaf, the export and the audit API show it. A time no date can hold (a
+ * database writer set it; the writer never does) is shown as such instead of thrown, so one
+ * edited row takes down neither the listing nor the export: the verifier names its line (the
+ * leaf hash covers the time).
+ */
+export function entryTime(ms: number): string {
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? `invalid time: ${ms}` : d.toISOString();
+}
+
+/**
  * The leaf JSON of a stored row: what the tree commits to (see `auditLeafJson`). A row whose
  * data is no longer JSON (edited in the database) still exports, as its raw text, so the
  * verifier can name it instead of the export failing.
@@ -79,7 +90,7 @@ export function leafJsonOf(row: AuditLogTable): string {
   }
   return auditLeafJson({
     seq: Number(row.seq),
-    at: new Date(Number(row.at)).toISOString(),
+    at: entryTime(Number(row.at)),
     type: row.type,
     requestId: row.request_id,
     actor: { type: row.actor_type, id: row.actor_id, name: row.actor_name },
