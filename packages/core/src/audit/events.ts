@@ -38,6 +38,7 @@ export const AUDIT_EVENTS = {
   encryption_rotated: { about: '`keys rotate-encryption` finished: counts and key ids', data: ['keyId', 'previousKeyIds', 'resealed', 'staleLeft', 'tables'] },
   // ---- a request's lifecycle
   created: { about: 'an agent (or an operator as one) filed a request; the policy judged it (with the agent’s configuration overlay at `agentConfigVersion`, when it has one)', data: ['action', 'agentId', 'confidence?', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?', 'screening?', 'agentConfigVersion?'] },
+  prechecked: { about: 'the governance pre-checks (policy `prechecks:`) judged the payload that would run, at create or at a vote: each validator’s name, identity (hash of its canonical config), status, outcome and reasons (its own bounded text), and the combined effect; never the request body sent', data: ['stage', 'payloadHash', 'policyVersion', 'effect', 'raiseTo', 'validators'] },
   queued: { about: 'the request waits for reviewers', data: ['slaDueAt', 'approval', 'escalation?'] },
   reviewed: { about: 'one reviewer voted', data: ['verdict', 'reason', 'modifiedArgs', 'alternative', 'stage'] },
   approved: { about: 'the approval requirement was met (or the policy or a timeout approved)', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash', 'aggregateId?'] },

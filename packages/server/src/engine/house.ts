@@ -25,6 +25,8 @@ import type { Screener } from './screener.ts';
 import type { ScreeningDesk } from './screening.ts';
 import type { Views } from './views.ts';
 import type { Wakeups } from './wakeups.ts';
+import type { PrecheckCaller } from '../precheck/caller.ts';
+import type { Prechecks } from './prechecks.ts';
 
 export const WAKE_CHANNEL = 'countersign_requests';
 
@@ -86,7 +88,10 @@ export interface House {
   readonly screener: Screener;
   readonly wakeups: Wakeups;
   readonly commits: Commits;
+  /** Governance pre-checks: the validator caller the composition root built (precheck/caller.ts). */
+  readonly precheckCaller: PrecheckCaller;
   // The rooms (set once, right after the context is made).
+  prechecks: Prechecks;
   policies: Policies;
   identity: Identity;
   requests: Requests;
