@@ -34,7 +34,7 @@ function configs(yaml: string): PrecheckConfig[] {
 }
 
 const id = (c: PrecheckConfig) => precheckIdentityText(c);
-const json = (body: string, status = 200, contentType = 'application/json') => ({ status, contentType, body, truncated: false });
+const json = (body: string, status = 200, contentType: string | null = 'application/json') => ({ status, contentType, body, truncated: false });
 
 describe('the prechecks: section', () => {
   it('resolves defaults (onError deny, raiseTo high, 2 s) and normal-form action names', () => {
