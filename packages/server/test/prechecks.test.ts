@@ -279,6 +279,18 @@ describe.each(ENGINES)('governance pre-checks ($name)', ({ make }) => {
     expect(v.seen).toHaveLength(4);
   });
 
+  it('a chosen alternative is judged on its own payload at the vote', async () => {
+    await set(`  - { name: opa, kind: opa, url: "${v.url}/opa", path: countersign/precheck }`);
+    const { request } = await create({ ...QUEUED, args: { host: 'ws-6', minutes: 30 }, alternatives: [{ name: 'all day', action: 'isolate_host', args: { host: 'ws-6', minutes: 900 } }, { name: 'brief', action: 'isolate_host', args: { host: 'ws-6', minutes: 5 } }] });
+    expect(v.seen).toHaveLength(1); // alternatives are judged when chosen
+    const carol = (await engine.authenticate((await engine.createOperator(admin, { name: 'carol', roles: ['reviewer'], groups: [] })).token))!; // her own validator budget
+    expect(await code(engine.review(carol, request.id, { verdict: 'approve', alternative: 'all day' }))).toBe('BLOCKED_BY_POLICY');
+    expect(v.seen[1]!.body).toMatchObject({ input: { stage: 'vote', alternative: 'all day', args: { minutes: 900 } } });
+    const decided = await engine.review(carol, request.id, { verdict: 'approve', alternative: 'brief' });
+    expect(decided.decision).toMatchObject({ outcome: 'approved', alternative: 'brief', args: { host: 'ws-6', minutes: 5 } });
+    expect(v.seen).toHaveLength(3);
+  });
+
   it('F1: a reload that keeps a validator name but changes its url, onError or path never lets a vote reuse the old result', async () => {
     await set(`  - { name: guardian, kind: http, url: "${v.url}/allow" }`);
     const r1 = await create(QUEUED);
