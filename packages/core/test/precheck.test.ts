@@ -64,6 +64,9 @@ describe('the prechecks: section', () => {
   - { name: all, kind: http, url: "http://127.0.0.1:9/c" }`);
     expect(applicablePrechecks(cs, { action: 'Wire-Money', riskLevel: 'low' }).map((c) => c.name)).toEqual(['pay', 'all']);
     expect(applicablePrechecks(cs, { action: 'block_ip', riskLevel: 'critical' }).map((c) => c.name)).toEqual(['hot', 'all']);
+    // Countersign's own reserved actions (aggregate reviews, admin changes) are never sent to validators.
+    expect(applicablePrechecks(cs, { action: 'countersign.agent_config', riskLevel: 'critical' })).toEqual([]);
+    expect(applicablePrechecks(cs, { action: 'countersign.aggregate', riskLevel: 'low' })).toEqual([]);
   });
 });
 

@@ -40,9 +40,14 @@ export function precheckIdentityText(c: PrecheckConfig): string {
   return canonicalJson({ v: 1, ...c, when: { actions: c.when.actions, risk: c.when.risk } });
 }
 
-/** The validators of `configs` that judge this payload: `when.actions` (normal form) and `when.risk` both match. */
+/**
+ * The validators of `configs` that judge this payload: `when.actions` (normal form) and `when.risk`
+ * both match. None for Countersign's own reserved `countersign.*` actions (aggregate reviews,
+ * admin changes): they are not agent actions and have their own rules (four-eyes).
+ */
 export function applicablePrechecks(configs: readonly PrecheckConfig[], payload: { action: string; riskLevel: RiskLevel }): PrecheckConfig[] {
   const action = normalizeActionName(payload.action);
+  if (action.startsWith('countersign.')) return [];
   return configs.filter((c) => (c.when.actions === null || c.when.actions.includes(action)) && (c.when.risk === null || c.when.risk.includes(payload.riskLevel)));
 }
 
