@@ -350,3 +350,46 @@ describe.each(ENGINES)('governance pre-checks ($name)', ({ make }) => {
     expect(v.seen).toHaveLength(6);
   });
 });
+
+describe('through a real server (the composition root wires the caller with the server environment)', () => {
+  it('serve: headersEnv from the server env, a denied create answers rejected, a denied modification 403 BLOCKED_BY_POLICY, the entry in the audit API', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { resolveServerConfig } = await import('../src/config.ts');
+    const { startServer } = await import('../src/serve.ts');
+    const v = await standIn();
+    const database = ENGINES[0].make();
+    const dir = mkdtempSync(join(tmpdir(), 'countersign-precheck-'));
+    writeFileSync(join(dir, 'countersign.yaml'), policy(`  - { name: opa, kind: opa, url: "${v.url}/opa", path: countersign/precheck, headersEnv: OPA_HEADERS }`));
+    const server = await startServer(resolveServerConfig({ database: database.url, port: 0, policy: join(dir, 'countersign.yaml') }, { OPA_HEADERS: '{"Authorization":"Bearer opa-token"}' }), () => {});
+    try {
+      const tokens: Record<string, string> = { admin: server.bootstrap!.adminToken, agent: server.bootstrap!.agentKey };
+      const call = async (who: string, path: string, body?: unknown) => {
+        const res = await fetch(`${server.url}${path}`, {
+          method: body === undefined ? 'GET' : 'POST',
+          headers: { authorization: `Bearer ${tokens[who]}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+        return { status: res.status, body: (await res.json()) as Record<string, any> };
+      };
+      tokens['rita'] = (await call('admin', '/v1/operators', { name: 'rita', roles: ['reviewer'] })).body.token;
+      const denied = await call('agent', '/v1/requests', { action: 'isolate_host', args: { host: 'ws-1', minutes: 600 }, confidence: 0.82 });
+      expect(denied.body).toMatchObject({ status: 'rejected', assessment: { route: 'block' } });
+      expect(v.seen[0]!.headers.authorization).toBe('Bearer opa-token');
+      const ok = await call('agent', '/v1/requests', { action: 'isolate_host', args: { host: 'ws-1', minutes: 20 }, confidence: 0.82 });
+      expect(ok.body.status).toBe('pending');
+      const refused = await call('rita', `/v1/requests/${ok.body.id}/reviews`, { verdict: 'approve', args: { host: 'ws-1', minutes: 120 } });
+      expect(refused.status).toBe(403);
+      expect(refused.body.error).toMatchObject({ code: 'BLOCKED_BY_POLICY' });
+      expect(refused.body.error.message).toContain('precheck:opa');
+      const audit = (await call('admin', `/v1/requests/${ok.body.id}/audit`)).body.items as Array<{ type: string; data: Record<string, any> }>;
+      expect(audit.filter((e) => e.type === 'prechecked').map((e) => [e.data.stage, e.data.effect])).toEqual([['create', 'allow'], ['vote', 'block']]);
+      expect((await call('rita', `/v1/requests/${ok.body.id}/reviews`, { verdict: 'approve' })).body.status).toBe('approved');
+    } finally {
+      await server.close();
+      await v.close();
+      await database.drop();
+    }
+  });
+});
