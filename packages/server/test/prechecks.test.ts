@@ -359,7 +359,7 @@ describe('through a real server (the composition root wires the caller with the 
     const { resolveServerConfig } = await import('../src/config.ts');
     const { startServer } = await import('../src/serve.ts');
     const v = await standIn();
-    const database = ENGINES[0].make();
+    const database = ENGINES[0]!.make();
     const dir = mkdtempSync(join(tmpdir(), 'countersign-precheck-'));
     writeFileSync(join(dir, 'countersign.yaml'), policy(`  - { name: opa, kind: opa, url: "${v.url}/opa", path: countersign/precheck, headersEnv: OPA_HEADERS }`));
     const server = await startServer(resolveServerConfig({ database: database.url, port: 0, policy: join(dir, 'countersign.yaml') }, { OPA_HEADERS: '{"Authorization":"Bearer opa-token"}' }), () => {});
