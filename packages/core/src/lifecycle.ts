@@ -118,6 +118,8 @@ export interface Transition {
   kinds: TransitionKind[];
   vote: Vote | null;
   decision: Decision | null;
+  /** The vote decided alone as the final authority of this escalation level (escalation/final-authority.ts): audited on its entries. */
+  finalAuthority?: { level: number; operator: string; operatorId: string };
 }
 
 const DEFAULT_REQUIREMENT: ApprovalRequirement = { stages: [{ count: 1, label: '1 reviewer' }], deny: 1 };

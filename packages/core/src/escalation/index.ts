@@ -2,7 +2,9 @@
 export {
   MAX_ESCALATION_REASON,
   MAX_EXTENSION_MS,
+  channelsAtStart,
   channelsFor,
+  startedHigher,
   escalateNow,
   channelsSoFar,
   escalationTimerAt,
@@ -22,6 +24,7 @@ export {
   type Extension,
 } from './state.ts';
 export { eligibility, type Eligibility } from './eligibility.ts';
+export { finalAuthorityOf, isFinalAuthority, type FinalAuthority } from './final-authority.ts';
 export { DEFAULT_RETRY, nextRetryDelay, type RetryPolicy } from './retry.ts';
 export {
   AGENT_SUPPLIED_LABEL,

@@ -18,6 +18,7 @@
  */
 import { ROLE_RANK, isEligibleForStage, canReviewAtAll, type Reviewer } from '../lifecycle.ts';
 import type { ApprovalStage, Role } from '../schemas.ts';
+import type { FinalAuthority } from '../escalation/final-authority.ts';
 
 export interface GateEscalation {
   /** Current and starting level of the escalation chain (1-based). */
@@ -29,6 +30,8 @@ export interface GateEscalation {
   readonly assignee: { readonly operator?: string; readonly group?: string; readonly stage?: number } | null;
   /** Whether the deadline was extended; recorded so callers can see it does not matter here. */
   readonly extended: boolean;
+  /** At a final-authority level (escalation/final-authority.ts `finalAuthorityOf`): whom it names; absent or null otherwise. */
+  readonly finalAuthority?: FinalAuthority | null;
 }
 
 function rankOf(roles: readonly Role[]): number {

@@ -3,7 +3,7 @@
  * creation, a level's deadline firing (up a level, or the final outcome), a reviewer extending,
  * reassigning or escalating now, and the deadlines closed when it leaves `pending`.
  */
-import { CountersignError, type ApprovalRequest, type Assessment, type AuditEventType, type RequestStatus, canReviewAtAll, channelsFor, channelsSoFar, escalationTimerAt, extend as extendEscalation, onDue, reassign as reassignEscalation, escalateNow, startEscalation, type EscalationState } from '@countersign/core';
+import { CountersignError, type ApprovalRequest, type Assessment, type AuditEventType, type RequestStatus, canReviewAtAll, channelsAtStart, channelsFor, startedHigher, channelsSoFar, escalationTimerAt, extend as extendEscalation, onDue, reassign as reassignEscalation, escalateNow, startEscalation, type EscalationState } from '@countersign/core';
 import { SYSTEM_ACTOR, actorOf } from '../audit/writer.ts';
 import { type Queries, type RequestRow } from '../store/store.ts';
 import { voteFromRow } from './mapping.ts';
@@ -14,6 +14,32 @@ import { TimerSkip, requestTimer, type TimerRow } from '../store/timers.ts';
 import { WAKE_CHANNEL, audit, checkReadable, requireOperator, type EscalationCause, type House } from './house.ts';
 
 const SYSTEM = SYSTEM_ACTOR;
+
+/**
+ * A request that starts above escalation level 1 (a rule's `then.startLevel`, or its risk level's
+ * `levels.<risk>.startLevel`, e.g. critical straight to level 2): the data of the `escalated`
+ * entry (reason `critical`) written in the create transaction (requests.ts), counted as
+ * `countersign_escalations_total{reason="critical"}` once it commits. Null when the request starts
+ * at level 1 (or has no chain).
+ */
+export function startEntryData(escalation: EscalationState | null, assessment: Assessment) {
+  const up = escalation === null ? null : startedHigher(escalation);
+  if (up === null) return null;
+  // Which rules asked for this level (their effects name `startLevel N`); none: the risk level's own startLevel.
+  const asked = (e: string) => /^startLevel (\d{1,2})$/.exec(e)?.[1];
+  const rules = assessment.matchedRules.filter((r) => r.effects.some((e) => Number(asked(e)) === up.to)).map((r) => r.name);
+  return {
+    from: up.from,
+    to: up.to,
+    role: up.role,
+    dueAt: new Date(up.state.dueAt).toISOString(),
+    notify: up.notify,
+    reason: 'critical' as const,
+    riskLevel: assessment.riskLevel,
+    startedBy: rules.length > 0 ? { rules } : { riskLevel: `levels.${assessment.riskLevel}.startLevel` },
+    lateMs: 0,
+  };
+}
 
 export class Escalation {
   constructor(private readonly h: House) {}
@@ -28,7 +54,7 @@ export class Escalation {
       if (due !== null) timers.push(requestTimer('escalate', row.id, due, at, { level: escalation.level }));
     }
     await tx.timers.insertTimers(timers);
-    if (escalation && notify) await this.h.deliveries.enqueueDeliveries(tx, row.id, channelsFor(escalation, escalation.level), 'requested', { level: escalation.level }, at);
+    if (escalation && notify) await this.h.deliveries.enqueueDeliveries(tx, row.id, channelsAtStart(escalation), 'requested', { level: escalation.level }, at);
   }
 
   /** When a request leaves `pending`: its deadlines are moot, and every channel told about it hears the outcome. */
@@ -209,7 +235,7 @@ export class Escalation {
       // A parked member's own chain stopped when it joined an aggregate review, which has its own (as fireTimer).
       const aggregated = await this.h.guard.aggregateOf(id, tx);
       if (aggregated) throw new CountersignError('AGGREGATED', 'this request is decided in its aggregate review: escalate that instead', { aggregateId: aggregated.id, collectingUntil: aggregated.collectingUntil });
-      const up = escalateNow(escalation, body.reason, at, body.fromLevel);
+      const up = escalateNow(escalation, body.reason, at, body.fromLevel, by.kind === 'operator' ? by.operatorId : undefined);
       const operator = by.kind === 'operator' ? by.name : '';
       const data = { from: up.from, to: up.to, role: up.role, dueAt: new Date(up.state.dueAt).toISOString(), notify: up.notify, reason: 'manual', by: operator, text: body.reason };
       return { state: up.state, audit: ['escalated', data], notify: up.notify };
