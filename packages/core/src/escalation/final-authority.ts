@@ -18,6 +18,8 @@
  *   and a reassignment never does (the assignee is not named by the level);
  * - nobody who escalated the request by hand may use it (`escalatedBy`): a member cannot carry
  *   a request up to their own level and then sign it alone;
+ * - an `operators` entry names one operator unambiguously (lifecycle.ts `namesOperator`): an
+ *   `op_…` entry is that id only, anything else a name only;
  * - it is never used for admin changes (their signers are fixed: admin-change.ts) — the gate's check.
  *
  * Everything else the gate checks still applies to a final-authority vote: self-review, one
@@ -25,7 +27,7 @@
  * cool-down and velocity. A final authority decides alone only the payload it was shown: a vote
  * that proposes other args or an alternative counts as an ordinary vote (gate.ts).
  */
-import { canReviewAtAll, type Reviewer } from '../lifecycle.ts';
+import { canReviewAtAll, namesOperator, type Reviewer } from '../lifecycle.ts';
 import type { Policy } from '../policy/types.ts';
 import type { EscalationState } from './state.ts';
 
@@ -60,6 +62,6 @@ export function finalAuthorityOf(state: EscalationState | null, active: Pick<Pol
 export function isFinalAuthority(reviewer: Reviewer, fa: FinalAuthority | null | undefined): boolean {
   if (!fa || !canReviewAtAll(reviewer) || fa.excluded.includes(reviewer.id) || fa.members.length === 0) return false;
   return fa.members.every(
-    (m) => m.operators.some((o) => o === reviewer.id || o === reviewer.name) || m.groups.some((g) => reviewer.groups.includes(g)),
+    (m) => m.operators.some((o) => namesOperator(o, reviewer)) || m.groups.some((g) => reviewer.groups.includes(g)),
   );
 }

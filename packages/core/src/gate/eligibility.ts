@@ -16,7 +16,7 @@
  *   stage); only the people it names do. Role stages keep their rule (the role or more senior),
  *   which escalation cannot lower.
  */
-import { ROLE_RANK, isEligibleForStage, canReviewAtAll, type Reviewer } from '../lifecycle.ts';
+import { ROLE_RANK, isEligibleForStage, canReviewAtAll, namesOperator, type Reviewer } from '../lifecycle.ts';
 import type { ApprovalStage, Role } from '../schemas.ts';
 import type { FinalAuthority } from '../escalation/final-authority.ts';
 
@@ -58,7 +58,7 @@ export function stageEligible(reviewer: Reviewer, stage: ApprovalStage, stageInd
   }
   const a = escalation.assignee;
   if (a !== null && a.stage === stageIndex && !namesPeople(stage)) {
-    if (a.operator !== undefined && (a.operator === reviewer.id || a.operator === reviewer.name)) return true;
+    if (a.operator !== undefined && namesOperator(a.operator, reviewer)) return true;
     if (a.group !== undefined && reviewer.groups.includes(a.group)) return true;
   }
   return false;

@@ -3,7 +3,7 @@
  * creation, a level's deadline firing (up a level, or the final outcome), a reviewer extending,
  * reassigning or escalating now, and the deadlines closed when it leaves `pending`.
  */
-import { CountersignError, type ApprovalRequest, type Assessment, type AuditEventType, type RequestStatus, canReviewAtAll, channelsAtStart, channelsFor, startedHigher, channelsSoFar, escalationTimerAt, extend as extendEscalation, onDue, reassign as reassignEscalation, escalateNow, startEscalation, type EscalationState } from '@countersign/core';
+import { CountersignError, OPERATOR_ID_PREFIX, type ApprovalRequest, type Assessment, type AuditEventType, type RequestStatus, canReviewAtAll, channelsAtStart, channelsFor, startedHigher, channelsSoFar, escalationTimerAt, extend as extendEscalation, onDue, reassign as reassignEscalation, escalateNow, startEscalation, type EscalationState } from '@countersign/core';
 import { SYSTEM_ACTOR, actorOf } from '../audit/writer.ts';
 import { type Queries, type RequestRow } from '../store/store.ts';
 import { voteFromRow } from './mapping.ts';
@@ -212,7 +212,8 @@ export class Escalation {
       if (!canReviewAtAll({ roles: found.roles })) {
         throw new CountersignError('VALIDATION_FAILED', `operator "${found.name}" has no reviewing role`, { field: 'operator' });
       }
-      operator = found.name;
+      // Recorded as core's namesOperator reads it: by name, or by id when the name looks like an id (`op_…`).
+      operator = found.name.startsWith(OPERATOR_ID_PREFIX) ? found.operatorId : found.name;
     }
     return this.manage(by, id, async (_tx, _current, escalation, at, stage) => {
       // Only the current stage moves, and never one that names people (the gate's eligibility, finding 4).
