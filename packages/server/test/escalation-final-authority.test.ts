@@ -69,7 +69,7 @@ describe.each(ENGINES)('escalation: named levels, final authority, start level, 
   }
   const create = async (action: string, extra: Record<string, unknown> = {}) =>
     (await call<ApprovalRequest>('agent', '/v1/requests', { action, args: { host: `ws-${++hostN}` }, confidence: 0.82, ...extra })).body;
-  const escalate = (who: string, id: string, reason: string) => call<ApprovalRequest & ErrorOut>(who, `/v1/requests/${id}/escalate`, { reason });
+  const escalate = (who: string, id: string, reason: string, fromLevel?: number) => call<ApprovalRequest & ErrorOut>(who, `/v1/requests/${id}/escalate`, { reason, ...(fromLevel === undefined ? {} : { fromLevel }) });
   const approve = (who: string, id: string) => call<ApprovalRequest & ErrorOut>(who, `/v1/requests/${id}/reviews`, { verdict: 'approve', reason: 'ok' });
   const get = async (id: string) => (await call<ApprovalRequest>('admin', `/v1/requests/${id}`)).body;
   const audit = async (id: string) => (await call<Audit>('admin', `/v1/requests/${id}/audit`)).body.items.filter((e) => e.type !== 'notified');
@@ -143,7 +143,8 @@ describe.each(ENGINES)('escalation: named levels, final authority, start level, 
     expect((await escalate('bea', r.id, 'to the board')).body.error.code).toBe('NOT_ELIGIBLE');
     // max is a lead and on the board: he carries it up himself, to his own level…
     expect((await escalate('max', r.id, 'needs a manager')).status).toBe(200);
-    expect((await escalate('max', r.id, 'to the board')).body.escalation).toMatchObject({ level: 3, finalAuthority: true });
+    // (from level 2, said: the same operator again within a minute without it would be a repeat, not a second jump)
+    expect((await escalate('max', r.id, 'to the board', 2)).body.escalation).toMatchObject({ level: 3, finalAuthority: true });
     // …and his approval is an ordinary lead vote (stage 1), not a decision.
     const his = await approve('max', r.id);
     expect(his.status, JSON.stringify(his.body)).toBe(200);

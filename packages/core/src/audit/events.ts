@@ -79,6 +79,7 @@ export const AUDIT_EVENTS = {
   aggregated: { about: 'a member request was put into an aggregate request', data: ['aggregateId'] },
   review_refused: { about: 'a review was refused (guard checks, SELF_REVIEW); written after the rollback', data: ['code', 'message'] },
   create_refused: { about: 'a create was refused (rate limit, pause); written after the rollback', data: ['code', 'message'] },
+  escalation_refused: { about: 'an extend, reassign or escalate was refused: the request is decided in its aggregate review (AGGREGATED), or it is the operator’s own (SELF_REVIEW); written after the rollback', data: ['code', 'message', 'what', 'aggregateId?'] },
 } as const satisfies Record<string, AuditEventSpec>;
 
 export type AuditEventType = keyof typeof AUDIT_EVENTS;

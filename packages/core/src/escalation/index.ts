@@ -1,7 +1,10 @@
 /** Escalation, deadlines and notifications: what is due, what happens, what is said. Pure. */
 export {
+  ESCALATION_REPEAT_MS,
   MAX_ESCALATION_REASON,
   MAX_EXTENSION_MS,
+  checkEscalationReason,
+  repeatedEscalation,
   channelsAtStart,
   channelsFor,
   startedHigher,
@@ -22,6 +25,7 @@ export {
   type EscalationState,
   type EscalationStep,
   type Extension,
+  type ManualEscalation,
 } from './state.ts';
 export { eligibility, type Eligibility } from './eligibility.ts';
 export { finalAuthorityOf, isFinalAuthority, type FinalAuthority } from './final-authority.ts';

@@ -77,7 +77,23 @@ export interface EscalationState {
   readonly plan: EscalationPlan;
   /** Operator ids who escalated it by hand (`escalateNow`): none of them may decide it as a final authority. */
   readonly escalatedBy?: readonly string[];
+  /** The latest escalation by hand: who (operator id), when, and the move (`repeatedEscalation`). */
+  readonly lastManual?: ManualEscalation;
 }
+
+export interface ManualEscalation {
+  readonly by: string;
+  readonly at: number;
+  readonly from: number;
+  readonly to: number;
+}
+
+/**
+ * How long an operator's escalation without `fromLevel` counts as a repeat of their previous one
+ * on the same request (a double click, a retried call): answered as that escalation, no second
+ * level jump. Whoever means to go up two levels in a minute says from where (`fromLevel`).
+ */
+export const ESCALATION_REPEAT_MS = 60_000;
 
 /** Longest extension anyone may grant, whatever the level's own period. */
 export const MAX_EXTENSION_MS = 24 * 3_600_000;
@@ -192,9 +208,7 @@ export const MAX_ESCALATION_REASON = 500;
  * once move one level. Who may do this is the caller's check (the gate's eligibility now).
  */
 export function escalateNow(state: EscalationState, reason: string, now: number, fromLevel?: number, by?: string): Extract<DueOutcome, { type: 'escalate' }> {
-  if (reason.trim() === '' || reason.length > MAX_ESCALATION_REASON || /[\r\n\u2028\u2029]/.test(reason)) {
-    throw new CountersignError('VALIDATION_FAILED', `an escalation needs a reason: one line of 1 to ${MAX_ESCALATION_REASON} characters`, { field: 'reason' });
-  }
+  checkEscalationReason(reason);
   if (fromLevel !== undefined && fromLevel !== state.level) {
     throw new CountersignError('ILLEGAL_TRANSITION', `the request is at escalation level ${state.level} now, not ${fromLevel}: it has already moved on`, {
       reason: 'level_changed',
@@ -214,7 +228,25 @@ export function escalateNow(state: EscalationState, reason: string, now: number,
   if (by === undefined) return up;
   // Whoever escalates by hand may never decide it alone as a final authority (final-authority.ts).
   const escalatedBy = [...new Set([...(state.escalatedBy ?? []), by])];
-  return { ...up, state: { ...up.state, escalatedBy } };
+  return { ...up, state: { ...up.state, escalatedBy, lastManual: { by, at: now, from: up.from, to: up.to } } };
+}
+
+/** A reason for escalating now: one line of 1 to MAX_ESCALATION_REASON characters, else VALIDATION_FAILED. */
+export function checkEscalationReason(reason: string): void {
+  if (reason.trim() === '' || reason.length > MAX_ESCALATION_REASON || /[\r\n\u2028\u2029]/.test(reason)) {
+    throw new CountersignError('VALIDATION_FAILED', `an escalation needs a reason: one line of 1 to ${MAX_ESCALATION_REASON} characters`, { field: 'reason' });
+  }
+}
+
+/**
+ * The operator's own previous escalation of this request when this one repeats it: no
+ * `fromLevel`, the same operator, less than ESCALATION_REPEAT_MS since (a clock behind the one
+ * that wrote it counts as since). The caller answers with the request as it is and moves nothing.
+ */
+export function repeatedEscalation(state: EscalationState, by: string, now: number, fromLevel?: number): ManualEscalation | null {
+  const last = state.lastManual;
+  if (fromLevel !== undefined || last === undefined || last.by !== by) return null;
+  return now - last.at < ESCALATION_REPEAT_MS ? last : null;
 }
 
 /**
