@@ -329,6 +329,42 @@ describe('the gate: a final authority decides alone, and passes every other chec
     expect(outcome(gate(input(next, cfo, approve({ seenPayloadKey: payloadKey('isolate_host', {}) }))))).toBe('PAYLOAD_CHANGED');
   });
 
+  it('decides alone only a payload that needs no more than the request as asked: judged on the exact payload that will run', () => {
+    const s = atFinal();
+    const req = request(s);
+    const asAsked = req.assessment;
+    // Lena (a lead) proposes bigger args whose own evaluation needs more: a director stage, MFA, critical.
+    const bigger = { ...asAsked, riskLevel: 'critical' as const, mfaRequired: true, approval: { ...asAsked.approval!, stages: [...asAsked.approval!.stages, { count: 1, label: 'director', role: 'director' as const }] } };
+    const proposal = gate(input(req, lena, approve({ args: { host: 'all-prod' }, totp: 'valid', matchCode: 'valid' }), guard(), bigger));
+    expect(outcome(proposal)).toBe('pending');
+    if (!proposal.ok) throw new Error('unreachable');
+    const next = { ...req, votes: [proposal.vote] };
+    const key = payloadKey('isolate_host', { host: 'all-prod' });
+    // The CFO was shown it; approving it is an ordinary vote (the CFO signs no stage of it), even with every step-up.
+    const r = gate(input(next, cfo, approve({ seenPayloadKey: key, totp: 'valid', matchCode: 'valid' }), guard(), bigger));
+    expect(outcome(r)).toBe('NOT_ELIGIBLE');
+    // A payload that on its own would start at the final level is decided by its quorum there, not by one person.
+    const startsAtFinal = { ...asAsked, escalationStartLevel: 3 };
+    const lead2 = gate(input(req, lena, approve({ args: { host: 'ws-3' } }), guard(), startsAtFinal));
+    if (!lead2.ok) throw new Error('unreachable');
+    const next2 = { ...req, votes: [lead2.vote] };
+    expect(outcome(gate(input(next2, cfo, approve({ seenPayloadKey: payloadKey('isolate_host', { host: 'ws-3' }) }), guard(), startsAtFinal)))).toBe('NOT_ELIGIBLE');
+    // An alternative the agent offered that needs more: the same.
+    const withAlt = { ...req, alternatives: [{ name: 'wider', action: 'isolate_subnet', args: { subnet: '10.0.0.0/8' } }] };
+    const alt = gate(input(withAlt, lena, approve({ alternative: 'wider', totp: 'valid', matchCode: 'valid' }), guard(), bigger));
+    if (!alt.ok) throw new Error('unreachable');
+    const altNext = { ...withAlt, votes: [alt.vote] };
+    expect(outcome(gate(input(altNext, cfo, approve({ seenPayloadKey: payloadKey('isolate_subnet', { subnet: '10.0.0.0/8' }), totp: 'valid', matchCode: 'valid' }), guard(), bigger)))).toBe('NOT_ELIGIBLE');
+    // Rejecting runs nothing: the CFO still rejects it alone.
+    expect(outcome(gate(input(next, cfo, { ...approve({ seenPayloadKey: key }), verdict: 'reject', reason: 'too wide' }, guard(), bigger)))).toBe('rejected');
+    // With modifiedNeedsSecondReviewer (a modification needs one approval more), the CFO's approval is ordinary too.
+    const strict = { ...asAsked, approval: { ...asAsked.approval!, modifiedNeedsSecondReviewer: true } };
+    const reqStrict = request(s, CHAIN, {}, strict);
+    const l3 = gate(input(reqStrict, lena, approve({ args: { host: 'ws-4' } }), guard(), strict));
+    if (!l3.ok) throw new Error('unreachable');
+    expect(outcome(gate(input({ ...reqStrict, votes: [l3.vote] }, cfo, approve({ seenPayloadKey: payloadKey('isolate_host', { host: 'ws-4' }) }), guard(), strict)))).not.toBe('approved');
+  });
+
   it('the escalator who carried it up cannot sign alone; without the active policy (null) nobody can', () => {
     let s = startEscalation(CHAIN, assess(CHAIN), T0)!;
     s = onDue(s, CHAIN, s.dueAt).type === 'escalate' ? (onDue(s, CHAIN, s.dueAt) as { state: EscalationState }).state : s;

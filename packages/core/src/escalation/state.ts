@@ -121,14 +121,19 @@ function periodOf(plan: EscalationPlan, level: number): number {
 
 /**
  * Where a request that goes to review starts, or null when it does not wait for anyone
- * (decided by policy at creation).
+ * (decided by policy at creation). A start above level 1 (`startLevel`) waits there for that
+ * level's period — except under `onFinalTimeout: approve`, where it waits the periods of the
+ * levels it skipped as well: starting higher never brings approval by silence sooner (an agent
+ * raising its own risk hint to reach a start level cannot hurry its way to a timeout approval).
  */
 export function startEscalation(policy: Policy, assessment: Assessment, createdAt: number): EscalationState | null {
   if (assessment.route !== 'review' || assessment.slaSeconds === null) return null;
   const plan = planOf(policy, assessment.slaSeconds * 1000, assessment.riskLevel);
   const wanted = assessment.escalationStartLevel ?? 1;
   const level = plan.steps.length === 0 ? 0 : Math.min(Math.max(wanted, 1), plan.steps.length);
-  return { level, startLevel: level, enteredAt: createdAt, dueAt: createdAt + periodOf(plan, level), extension: null, assignee: null, plan };
+  let wait = periodOf(plan, level);
+  if (plan.onFinalTimeout === 'approve') for (let skipped = 1; skipped < level; skipped++) wait += periodOf(plan, skipped);
+  return { level, startLevel: level, enteredAt: createdAt, dueAt: createdAt + wait, extension: null, assignee: null, plan };
 }
 
 /** Channels told when a request enters `level` (none for level 0). */

@@ -424,8 +424,29 @@ function contextOf(input: GateInput, dry: boolean, requirementOf: RequirementOf 
   const fa = request.escalation?.finalAuthority ?? null;
   // A final authority decides alone the payload it was shown, never one it proposes in this vote.
   const ownProposal = input.vote.verdict === 'approve' && (input.vote.args !== undefined || input.vote.alternative !== undefined) && payload.key !== round.key;
-  const finalAuthority = fa !== null && request.isAdminChange !== true && !ownProposal && isFinalAuthority(input.reviewer, fa);
+  const finalAuthority =
+    fa !== null &&
+    request.isAdminChange !== true &&
+    !ownProposal &&
+    !(input.vote.verdict === 'approve' && needsMoreThanAsked(input, requirement, fa.level, requirementOf)) &&
+    isFinalAuthority(input.reviewer, fa);
   return { ...input, requirement, modified, restart, counted, stageIndex, stage, dry, finalAuthority };
+}
+
+/**
+ * Whether approving this payload (an alternative or modified args, someone else's proposal the
+ * final authority was shown) needs more than the request as asked, whose chain made the final
+ * authority: more or other stages, a higher risk level, MFA or the match code, fewer rejections,
+ * one reviewer more for a modification — or, on its own, it would have started at the final
+ * level or above (decided by its quorum there, final-authority.ts). Then a final authority's
+ * approval is an ordinary vote: it decides alone only what the chain escalated to it. Judged
+ * on the exact payload that will run; in any doubt (a requirement that differs at all) it needs more.
+ */
+function needsMoreThanAsked(input: GateInput, requirement: PayloadRequirement, finalLevel: number, requirementOf: RequirementOf): boolean {
+  const { request, payload } = input;
+  if (payload.key === payloadKey(request.action, request.args)) return false;
+  if (payload.assessment === null || (payload.assessment.escalationStartLevel ?? 1) >= finalLevel) return true;
+  return canonicalJson(requirement) !== canonicalJson(requirementOf(request.assessment, null, false));
 }
 
 /** The checks that need no guard facts: a shell runs them before it takes the approver's lock. */
