@@ -80,7 +80,6 @@ const person = (name: string, roles: Reviewer['roles'] = ['reviewer'], groups: s
 const cfo = person('cfo', ['reviewer']);
 const boardMember = person('bea', ['reviewer'], ['board']);
 const lena = person('lena', ['lead']);
-const carol = person('carol');
 const director = person('dora', ['director']);
 const auditorInBoard = person('aud', ['auditor'], ['board']);
 
