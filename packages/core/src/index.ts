@@ -16,6 +16,8 @@ export {
   currentStage,
   isDecided,
   isEligibleForStage,
+  namesOperator,
+  OPERATOR_ID_PREFIX,
   isTerminal,
   policyDecision,
   stageProgress,

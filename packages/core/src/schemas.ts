@@ -421,6 +421,11 @@ export const EscalationInfo = z.object({
   levels: z.number().int(),
   /** The current level's role (it, and more senior roles, may stand in for the named approvers). */
   role: Role.nullable(),
+  /** Operators and groups the current level names: told and shown the request (they sign only what the gate lets them, unless finalAuthority). */
+  operators: z.array(z.string()),
+  groups: z.array(z.string()),
+  /** The current level is the final authority, escalated into: any one of its named people may decide alone. */
+  finalAuthority: z.boolean(),
   /** When the current level times out (then: the next level, or onFinalTimeout). */
   dueAt: z.string(),
   /** A reviewer granted the one extension. */

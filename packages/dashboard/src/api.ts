@@ -109,6 +109,8 @@ export const api = {
     return call<QueuePage>('GET', `/v1/requests?${params}`);
   },
   review: (id: string, body: ReviewBody) => call<ApprovalRequest>('POST', `/v1/requests/${encodeURIComponent(id)}/reviews`, body),
+  /** Escalate now, one level up, with a reason; `fromLevel` is the level the reviewer saw (refused with level_changed if it moved on). */
+  escalate: (id: string, body: { reason: string; fromLevel: number }) => call<ApprovalRequest>('POST', `/v1/requests/${encodeURIComponent(id)}/escalate`, body),
   audit: (id: string) => call<{ items: AuditEntry[] }>('GET', `/v1/requests/${encodeURIComponent(id)}/audit`),
   auditByType: (type: string, after?: number) =>
     call<{ items: AuditEntry[] }>('GET', `/v1/audit?type=${encodeURIComponent(type)}&limit=1000${after === undefined ? '' : `&after=${after}`}`),

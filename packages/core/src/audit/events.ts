@@ -39,9 +39,9 @@ export const AUDIT_EVENTS = {
   // ---- a request's lifecycle
   created: { about: 'an agent (or an operator as one) filed a request; the policy judged it (with the agent’s configuration overlay at `agentConfigVersion`, when it has one)', data: ['action', 'agentId', 'confidence?', 'policyVersion', 'riskScore', 'riskLevel', 'automationLevel?', 'route', 'matchedRules', 'payloadHash', 'members?', 'refiles?', 'screening?', 'agentConfigVersion?'] },
   queued: { about: 'the request waits for reviewers', data: ['slaDueAt', 'approval', 'escalation?'] },
-  reviewed: { about: 'one reviewer voted', data: ['verdict', 'reason', 'modifiedArgs', 'alternative', 'stage'] },
-  approved: { about: 'the approval requirement was met (or the policy or a timeout approved)', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash', 'aggregateId?'] },
-  rejected: { about: 'a reviewer, the policy or an aggregate rejected it', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?', 'aggregateId?'] },
+  reviewed: { about: 'one reviewer voted (`finalAuthority`: as the final authority of that escalation level, deciding alone)', data: ['verdict', 'reason', 'modifiedArgs', 'alternative', 'stage', 'finalAuthority?'] },
+  approved: { about: 'the approval requirement was met (or the policy or a timeout approved; `finalAuthority`: one member of the final-authority level decided alone)', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash', 'aggregateId?', 'finalAuthority?'] },
+  rejected: { about: 'a reviewer, the policy or an aggregate rejected it (`finalAuthority`: as the final authority)', data: ['decidedBy', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?', 'aggregateId?', 'finalAuthority?'] },
   cancelled: { about: 'the agent withdrew it', data: ['decidedBy?', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?'] },
   expired: { about: 'no decision in time (the agent timeout or the end of the escalation chain)', data: ['decidedBy?', 'deciders?', 'reason', 'alternative?', 'modified?', 'payloadHash?'] },
   execution_started: { about: 'the approval was claimed, once, with its receipt (→ executing); only now may it run', data: ['payloadHash', 'expiresAt', 'receiptVersion'] },
@@ -55,7 +55,7 @@ export const AUDIT_EVENTS = {
   screen_model_refused: { about: 'a screening retrain was refused: its candidate regressed on the committed evaluation, or another server adopted first; the model in use is unchanged', data: ['hash', 'version', 'basedOn', 'reason', 'verdicts', 'sets', 'trigger'] },
   feedback: { about: 'an operator judged a request the policy approved on its own', data: ['verdict', 'note', 'automationLevel', 'riskLevel'] },
   // ---- deadlines and notifications
-  escalated: { about: 'undecided at its deadline: the next escalation level', data: ['from', 'to', 'role', 'dueAt', 'notify', 'lateMs'] },
+  escalated: { about: 'the next escalation level: undecided at its deadline (`reason: sla_timeout`), a reviewer escalated it (`manual`, with `by` and their `text`), or policy started it above level 1 at creation (`critical`, with `startedBy`: the rules or the risk level)', data: ['from', 'to', 'role', 'dueAt', 'notify', 'reason?', 'lateMs?', 'by?', 'text?', 'riskLevel?', 'startedBy?'] },
   extended: { about: 'a reviewer gave it more time at its level', data: ['level', 'bySeconds', 'reason', 'dueAt'] },
   reassigned: { about: 'a reviewer handed it to an operator or a group', data: ['level', 'to', 'reason'] },
   notified: { about: 'a channel delivered a notification', data: ['deliveryId', 'channel', 'event', 'attempts'] },
@@ -79,6 +79,7 @@ export const AUDIT_EVENTS = {
   aggregated: { about: 'a member request was put into an aggregate request', data: ['aggregateId'] },
   review_refused: { about: 'a review was refused (guard checks, SELF_REVIEW); written after the rollback', data: ['code', 'message'] },
   create_refused: { about: 'a create was refused (rate limit, pause); written after the rollback', data: ['code', 'message'] },
+  escalation_refused: { about: 'an extend, reassign or escalate was refused: the request is decided in its aggregate review (AGGREGATED), or it is the operator’s own (SELF_REVIEW); written after the rollback', data: ['code', 'message', 'what', 'aggregateId?'] },
 } as const satisfies Record<string, AuditEventSpec>;
 
 export type AuditEventType = keyof typeof AUDIT_EVENTS;

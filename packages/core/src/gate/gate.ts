@@ -33,6 +33,7 @@ import { alternativeNames, canReviewAtAll, type Reviewer, type Vote } from '../l
 import type { Alternative, ApprovalStage, Assessment, Decision, JsonObject, Role, Verdict } from '../schemas.ts';
 import type { ClaimableStatus } from './claim.ts';
 import { stageEligible, type GateEscalation } from './eligibility.ts';
+import { isFinalAuthority } from '../escalation/final-authority.ts';
 import { payloadRequirement, type PayloadRequirement } from './requirements.ts';
 
 export interface GateRequest {
@@ -142,6 +143,12 @@ export interface GateContext extends GateInput {
   readonly stage: ApprovalStage;
   /** When `dryRun` asks: step-up facts are not known yet, so stepUp passes. */
   readonly dry: boolean;
+  /**
+   * The reviewer decides alone as the final authority (escalation/final-authority.ts): at that
+   * level, named by it, not its escalator, not an admin change, and not proposing a payload of
+   * their own. Every other check still applies.
+   */
+  readonly finalAuthority: boolean;
 }
 
 export interface GateCheck {
@@ -169,6 +176,8 @@ export type GateResult =
       /** Approvals per stage for the payload after this vote. */
       readonly progress: readonly number[];
       readonly record: GateRecord;
+      /** The vote decided alone as the final authority at this escalation level (audited), or null. */
+      readonly finalAuthority: { readonly level: number } | null;
     }
   | { readonly ok: false; readonly error: CountersignError; readonly check: GateCheck['name'] };
 
@@ -278,6 +287,8 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
     check: (ctx) => {
       const { reviewer, stage, stageIndex, request } = ctx;
       if (!canReviewAtAll(reviewer)) return err('NOT_ELIGIBLE', `operator "${reviewer.name}" has no reviewing role`);
+      // A final authority may decide whatever stage waits (escalation/final-authority.ts); nobody else is widened.
+      if (ctx.finalAuthority) return null;
       if (!stageEligible(reviewer, stage, stageIndex, request.escalation)) {
         return err('NOT_ELIGIBLE', `this request now needs: ${stage.label}`, { stage, stageIndex });
       }
@@ -410,7 +421,32 @@ function contextOf(input: GateInput, dry: boolean, requirementOf: RequirementOf 
   const unmet = firstUnmet(requirement.stages, counts);
   const stageIndex = Math.max(unmet, 0);
   const stage = requirement.stages[stageIndex]!;
-  return { ...input, requirement, modified, restart, counted, stageIndex, stage, dry };
+  const fa = request.escalation?.finalAuthority ?? null;
+  // A final authority decides alone the payload it was shown, never one it proposes in this vote.
+  const ownProposal = input.vote.verdict === 'approve' && (input.vote.args !== undefined || input.vote.alternative !== undefined) && payload.key !== round.key;
+  const finalAuthority =
+    fa !== null &&
+    request.isAdminChange !== true &&
+    !ownProposal &&
+    !(input.vote.verdict === 'approve' && needsMoreThanAsked(input, requirement, fa.level, requirementOf)) &&
+    isFinalAuthority(input.reviewer, fa);
+  return { ...input, requirement, modified, restart, counted, stageIndex, stage, dry, finalAuthority };
+}
+
+/**
+ * Whether approving this payload (an alternative or modified args, someone else's proposal the
+ * final authority was shown) needs more than the request as asked, whose chain made the final
+ * authority: more or other stages, a higher risk level, MFA or the match code, fewer rejections,
+ * one reviewer more for a modification — or, on its own, it would have started at the final
+ * level or above (decided by its quorum there, final-authority.ts). Then a final authority's
+ * approval is an ordinary vote: it decides alone only what the chain escalated to it. Judged
+ * on the exact payload that will run; in any doubt (a requirement that differs at all) it needs more.
+ */
+function needsMoreThanAsked(input: GateInput, requirement: PayloadRequirement, finalLevel: number, requirementOf: RequirementOf): boolean {
+  const { request, payload } = input;
+  if (payload.key === payloadKey(request.action, request.args)) return false;
+  if (payload.assessment === null || (payload.assessment.escalationStartLevel ?? 1) >= finalLevel) return true;
+  return canonicalJson(requirement) !== canonicalJson(requirementOf(request.assessment, null, false));
 }
 
 /** The checks that need no guard facts: a shell runs them before it takes the approver's lock. */
@@ -446,11 +482,12 @@ function accept(ctx: GateContext): GateResult {
   const { vote, reviewer, requirement, payload, request, guard } = ctx;
   const actor = { type: 'operator' as const, id: reviewer.id, name: reviewer.name };
   const record: GateRecord = { approval: null, totpStep: false, cooldownStarted: null };
+  const finalAuthority = ctx.finalAuthority ? { level: request.escalation!.finalAuthority!.level } : null;
   if (vote.verdict === 'reject') {
     const v: Vote = { reviewer: actor, verdict: 'reject', reason: vote.reason ?? null, args: null, alternative: null, payloadKey: null, stage: null, at: vote.at };
     const rejections = request.votes.filter((x) => x.verdict === 'reject');
     const progress = stageProgressOf(requirement.stages, ctx.counted);
-    if (rejections.length + 1 < requirement.deny) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record };
+    if (rejections.length + 1 < requirement.deny && !ctx.finalAuthority) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record, finalAuthority: null };
     return {
       ok: true,
       vote: v,
@@ -470,6 +507,7 @@ function accept(ctx: GateContext): GateResult {
       requirement,
       progress,
       record,
+      finalAuthority,
     };
   }
   const v: Vote = {
@@ -495,7 +533,7 @@ function accept(ctx: GateContext): GateResult {
   // The deciders are the approvals that count: a vote that signs no stage of this requirement
   // (a pre-009 vote, a stage replaced by a policy reload) is not named on the decision or receipt.
   const deciders = votes.filter((x) => countsFor(requirement.stages, x)).map((x) => x.reviewer);
-  if (firstUnmet(requirement.stages, progress) >= 0) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record: rec };
+  if (firstUnmet(requirement.stages, progress) >= 0 && !ctx.finalAuthority) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record: rec, finalAuthority: null };
   return {
     ok: true,
     vote: v,
@@ -515,6 +553,7 @@ function accept(ctx: GateContext): GateResult {
     requirement,
     progress,
     record: rec,
+    finalAuthority,
   };
 }
 

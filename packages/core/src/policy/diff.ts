@@ -12,6 +12,7 @@
 import { formatDuration } from '../duration.ts';
 import type { ApproverSpec } from '../schemas.ts';
 import type { EscalationLevel, Policy, PolicyRule } from './types.ts';
+import { levelWho } from './evaluate.ts';
 import { isPlainObject } from './util.ts';
 
 export interface PolicyChange {
@@ -61,6 +62,8 @@ export function diffPolicies(before: Policy, after: Policy): PolicyChange[] {
     if ((b.deny ?? 1) !== (a.deny ?? 1)) push(`${at}.deny`, 'changed', b.deny ?? 1, a.deny ?? 1, `${a.deny ?? 1} rejection(s) decide a ${level}-risk review instead of ${b.deny ?? 1}`);
     if (Boolean(b.modifiedNeedsSecondReviewer) !== Boolean(a.modifiedNeedsSecondReviewer)) push(`${at}.modifiedNeedsSecondReviewer`, 'changed', Boolean(b.modifiedNeedsSecondReviewer), Boolean(a.modifiedNeedsSecondReviewer), a.modifiedNeedsSecondReviewer ? `a modified ${level}-risk payload now needs a second reviewer` : `a modified ${level}-risk payload no longer needs a second reviewer`);
     if (b.approvalValidMs !== a.approvalValidMs) push(`${at}.approvalValidFor`, 'changed', b.approvalValidMs, a.approvalValidMs, `a ${level}-risk approval may be claimed for ${formatDuration(a.approvalValidMs)} instead of ${formatDuration(b.approvalValidMs)}`);
+    if (changed(b.notify, a.notify)) push(`${at}.notify`, 'changed', b.notify, a.notify, a.notify.length ? `${level}-risk reviews also notify ${a.notify.join(', ')}` : `${level}-risk reviews notify only their escalation level's channels`);
+    if ((b.startLevel ?? 1) !== (a.startLevel ?? 1)) push(`${at}.startLevel`, 'changed', b.startLevel ?? 1, a.startLevel ?? 1, `${level}-risk reviews start at escalation level ${a.startLevel ?? 1} instead of ${b.startLevel ?? 1}`);
   }
 
   // Actions.
@@ -211,7 +214,7 @@ function ruleText(r: PolicyRule): string {
 
 function levelText(l: EscalationLevel): string {
   const after = l.after === 'sla' ? 'the SLA' : formatDuration(l.after);
-  return `${l.role} after ${after}${l.notify.length ? `, notifying ${l.notify.join(', ')}` : ''}`;
+  return `${levelWho(l)} after ${after}${l.notify.length ? `, notifying ${l.notify.join(', ')}` : ''}${l.finalAuthority ? ', with final authority (its people may decide alone)' : ''}`;
 }
 
 function canonical(v: unknown): string {

@@ -273,6 +273,80 @@ export function RejectDialog({ request, onClose, onDecided }: { request: Approva
   );
 }
 
+/** Longest escalation reason the server takes (core MAX_ESCALATION_REASON): one line. */
+const MAX_ESCALATION_REASON = 500;
+
+/** What a refused escalation means for the reviewer (POST /v1/requests/:id/escalate). */
+export function explainEscalation(err: unknown): string {
+  if (err instanceof ApiError && err.code === 'ILLEGAL_TRANSITION') {
+    const d = (err.details ?? {}) as { reason?: unknown; level?: unknown };
+    if (d.reason === 'level_changed') {
+      return `The request has moved on since you opened this: it is at escalation level ${typeof d.level === 'number' ? d.level : '?'} now. Nothing was changed; read it again and escalate again if it still needs it.`;
+    }
+    if (d.reason === 'last_level') return `It cannot go higher: ${err.message}`;
+  }
+  if (err instanceof ApiError && err.code === 'NOT_ELIGIBLE') return `You may not escalate it: only someone who may review it now can. ${err.message}`;
+  return explain(err);
+}
+
+/**
+ * Escalate now: one level up, with a reason the next level is told. The level is the one shown
+ * when the dialog opened, so an escalation made meanwhile (a timeout, another reviewer) is
+ * refused (level_changed) instead of moving the request two levels.
+ */
+export function EscalateDialog({ request, level, onClose, onEscalated }: { request: ApprovalRequest; level: number; onClose: () => void; onEscalated: (r: ApprovalRequest) => void }) {
+  const [reason, setReason] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const submit = async () => {
+    const text = reason.trim();
+    if (!text) {
+      setError('An escalation needs a reason: the next level is told it, and the audit trail keeps it.');
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      onEscalated(await api.escalate(request.id, { reason: text, fromLevel: level }));
+    } catch (err) {
+      setError(explainEscalation(err));
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal title="Escalate this request now?" onClose={onClose}>
+      <p className="dialog-summary">
+        <RiskBadge level={request.assessment.riskLevel} /> <strong className="mono">{request.action}</strong> from escalation level {level} to level {level + 1}. It is not
+        decided: the next level is told, with your reason, and its deadline starts now.
+      </p>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          void submit();
+        }}
+      >
+        <label className="field">
+          Reason (required, one line)
+          <input type="text" value={reason} maxLength={MAX_ESCALATION_REASON} required data-autofocus data-testid="escalate-reason" onChange={(e) => setReason(e.target.value)} />
+        </label>
+        {error && (
+          <p className="error" role="alert" data-testid="escalate-error">
+            {error}
+          </p>
+        )}
+        <div className="dialog-actions">
+          <button type="submit" className="primary" disabled={busy} data-testid="escalate-submit">
+            Escalate to level {level + 1}
+          </button>
+          <button type="button" onClick={onClose}>
+            Cancel <kbd>Esc</kbd>
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}
+
 /** Every keyboard shortcut, by screen. None of them types into a field: each is ignored while a field has focus. */
 export const SHORTCUTS: ReadonlyArray<{ screen: string; keys: ReadonlyArray<[string, string]> }> = [
   { screen: 'Everywhere', keys: [['?', 'this help'], ['Esc', 'close a dialog']] },

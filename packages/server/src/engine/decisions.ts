@@ -31,6 +31,7 @@ import {
   payloadKey,
   resolvePayload,
   roleAt,
+  finalAuthorityOf,
   type AlternativeView,
   type Assessment,
   type EscalationState,
@@ -84,7 +85,7 @@ function evaluationRequest(row: RequestRow, agentName: string): EvaluationReques
   } as EvaluationRequest;
 }
 
-function gateEscalation(state: EscalationState | null): GateEscalation | null {
+function gateEscalation(state: EscalationState | null, activePolicy: Pick<Policy, 'escalation'> | undefined): GateEscalation | null {
   if (state === null) return null;
   const a = state.assignee;
   return {
@@ -93,6 +94,8 @@ function gateEscalation(state: EscalationState | null): GateEscalation | null {
     levelRole: roleAt(state),
     assignee: a === null ? null : { ...(a.operator !== undefined ? { operator: a.operator } : {}), ...(a.group !== undefined ? { group: a.group } : {}), ...(a.stage !== undefined ? { stage: a.stage } : {}) },
     extended: state.extension !== null,
+    // Without the policy running now, nobody is a final authority (fail closed).
+    finalAuthority: activePolicy === undefined ? null : finalAuthorityOf(state, activePolicy),
   };
 }
 
@@ -105,6 +108,8 @@ export interface RequestFacts {
   agentDisabled: boolean;
   /** An admin change: who may sign it now (engine/agent-config.ts `signersOf`); absent for other requests. */
   adminSigners?: readonly string[] | null;
+  /** The policy the vote is judged by, for the final authority (core escalation/final-authority.ts); absent: no final authority. */
+  activePolicy?: Pick<Policy, 'escalation'>;
 }
 
 export function gateRequest(row: RequestRow, facts: RequestFacts): GateRequest {
@@ -123,7 +128,7 @@ export function gateRequest(row: RequestRow, facts: RequestFacts): GateRequest {
     aggregated: facts.aggregated,
     agentPaused: facts.agentPaused,
     agentDisabled: facts.agentDisabled,
-    escalation: gateEscalation(facts.escalation),
+    escalation: gateEscalation(facts.escalation, facts.activePolicy),
   };
 }
 
@@ -201,6 +206,7 @@ export class Decisions {
       agentPaused: pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : null,
       agentDisabled: !agentEnabled(policy, agentName),
       adminSigners,
+      activePolicy: policy,
     });
     const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
     const history = asked.key === payloadKey(request.action, request.args) ? null : await tx.historyCounts(row.agent_id, asked.action);
@@ -227,7 +233,8 @@ export class Decisions {
     const result = gate({ request, payload, reviewer, vote: gateVote(codes), guard });
     if (!result.ok) throw result.error;
     const entries = approving ? await this.guard.recordApproval(tx, by, row.id, result.record, codes.step, at) : [];
-    return { transition: { status: result.status, kinds: [...result.kinds], vote: result.vote, decision: result.decision }, entries };
+    const finalAuthority = result.finalAuthority && { level: result.finalAuthority.level, operator: by.name, operatorId: by.operatorId };
+    return { transition: { status: result.status, kinds: [...result.kinds], vote: result.vote, decision: result.decision, ...(finalAuthority ? { finalAuthority } : {}) }, entries };
   }
 
   /**
@@ -290,7 +297,7 @@ export class Decisions {
     policy: Policy = this.policy(),
   ): ReaderView {
     // The same fact the vote reads, from the same policy (review2 F2: a disabled agent's requests are not actionable).
-    const request = gateRequest(row, { ...facts, agentDisabled: !agentEnabled(policy, agentName) });
+    const request = gateRequest(row, { ...facts, agentDisabled: !agentEnabled(policy, agentName), activePolicy: policy });
     let payload: GatePayload;
     try {
       payload = gatePayload(request, row, agentName, {}, policy, history, at);

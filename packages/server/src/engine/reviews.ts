@@ -156,13 +156,15 @@ export class Reviews {
   }
 
   auditData(kind: TransitionKind, result: Transition) {
+    const fa = result.finalAuthority ? { finalAuthority: result.finalAuthority } : {};
     if (kind === 'reviewed' && result.vote) {
       const v = result.vote;
-      return { verdict: v.verdict, reason: v.reason, modifiedArgs: v.args !== null, alternative: v.alternative, stage: v.stage };
+      return { verdict: v.verdict, reason: v.reason, modifiedArgs: v.args !== null, alternative: v.alternative, stage: v.stage, ...fa };
     }
     const d = result.decision;
     return d
       ? {
+          ...fa,
           decidedBy: d.decidedBy,
           deciders: d.deciders.map((x) => x.name),
           reason: d.reason,

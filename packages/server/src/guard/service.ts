@@ -82,6 +82,11 @@ export interface StepUp {
 }
 
 /** Codes of refusals that leave an audit entry even though nothing changed (SELF_REVIEW: compliance reports count the attempts). */
+const aggregateIdOf = (details: unknown) => {
+  const id = (details as { aggregateId?: unknown } | undefined)?.aggregateId;
+  return typeof id === 'string' ? { aggregateId: id } : {};
+};
+
 const AUDITED_REFUSALS = new Set(['AGGREGATED', 'SELF_REVIEW', 'IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED', 'AGENT_DISABLED']);
 
 export class GuardService {
@@ -340,8 +345,8 @@ export class GuardService {
     return entries;
   }
 
-  /** After a refused approval or create rolled back: the refusal itself goes on the trail. */
-  async auditRefusal(err: unknown, by: Principal, requestId: string | null, what: 'review' | 'create'): Promise<void> {
+  /** After a refused approval, create or deadline move (extend, reassign, escalate) rolled back: the refusal itself goes on the trail. */
+  async auditRefusal(err: unknown, by: Principal, requestId: string | null, what: 'review' | 'create' | 'extend' | 'reassign' | 'escalate'): Promise<void> {
     if (!(err instanceof CountersignError) || !AUDITED_REFUSALS.has(err.code)) return;
     const at = this.now();
     if ((err.code === 'RATE_LIMITED' || err.code === 'AGENT_DISABLED') && by.kind === 'agent') {
@@ -353,7 +358,12 @@ export class GuardService {
       this.lastRateAudit.set(key, at);
     }
     try {
-      await this.store.transaction((tx) => this.writer.append(tx, [audit(what === 'review' ? 'review_refused' : 'create_refused', requestId, actorOf(by), { code: err.code, message: err.message }, at)]));
+      const entry =
+        what === 'review' || what === 'create'
+          ? audit(what === 'review' ? 'review_refused' : 'create_refused', requestId, actorOf(by), { code: err.code, message: err.message }, at)
+          : // Managing the deadline (engine/escalation.ts): which move, and the aggregate that decides the request instead.
+            audit('escalation_refused', requestId, actorOf(by), { code: err.code, message: err.message, what, ...aggregateIdOf(err.details) }, at);
+      await this.store.transaction((tx) => this.writer.append(tx, [entry]));
     } catch {
       // The caller is already being refused; a failed audit of the refusal must not mask that.
     }
