@@ -3,6 +3,7 @@
  * never sees the operator's token after sign-in). State-changing calls carry the session's CSRF
  * token in `X-Countersign-CSRF`.
  */
+import type { CreationOptions, RequestOptions, createPasskey } from './webauthn.ts';
 import type { ApprovalRequest, AuditLeaf, MetricsSummary, ReviewBody, Role } from '@countersign/core';
 import type { CooldownInfo, VelocityInfo } from './why.ts';
 
@@ -119,6 +120,13 @@ export const api = {
   /** Starts enrolment: the secret and otpauth:// URI are shown this once. (The server wants a JSON body, even an empty one.) */
   totpEnrol: () => call<{ secret: string; otpauthUri: string; encryptedAtRest: boolean; confirmWith: string }>('POST', '/v1/operators/me/totp', {}),
   totpConfirm: (code: string) => call<{ enrolled: true; confirmedAt: string }>('POST', '/v1/operators/me/totp/confirm', { code }),
+  /** WebAuthn step-up: the signed-in operator's passkeys and security keys (or another's, for an admin). */
+  webauthnList: (ref = 'me') => call<{ operatorId: string; operator: string; credentials: WebAuthnCredential[] }>('GET', `/v1/operators/${encodeURIComponent(ref)}/webauthn`),
+  webauthnOptions: () => call<CreationOptions>('POST', '/v1/operators/me/webauthn/options', {}),
+  webauthnRegister: (body: Awaited<ReturnType<typeof createPasskey>>) => call<WebAuthnCredential>('POST', '/v1/operators/me/webauthn', body),
+  webauthnRevoke: (id: string, ref = 'me') => call<WebAuthnCredential>('DELETE', `/v1/operators/${encodeURIComponent(ref)}/webauthn/${encodeURIComponent(id)}`),
+  /** A challenge bound to this request, the payload hash approved and the verdict (single use, 2 minutes). */
+  webauthnChallenge: (id: string, payloadHash: string) => call<RequestOptions>('POST', `/v1/requests/${encodeURIComponent(id)}/webauthn/challenge`, { verdict: 'approve', payloadHash }),
   cooldown: (operatorId: string) => call<CooldownInfo>('GET', `/v1/approvers/${encodeURIComponent(operatorId)}/cooldown`),
   velocity: (operatorId: string) => call<VelocityInfo>('GET', `/v1/approvers/${encodeURIComponent(operatorId)}/velocity`),
   /** A screening verdict on a finding: separate from approve/reject. */
@@ -132,6 +140,18 @@ export const api = {
 };
 
 export type { MetricsSummary, Rates } from '@countersign/core';
+
+export interface WebAuthnCredential {
+  id: string;
+  name: string;
+  credentialId: string;
+  algorithm: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+  signCount: number;
+  intact: boolean;
+}
 
 /** GET /v1/screening/report (server engine/screening.ts). */
 export interface ScreeningReport {

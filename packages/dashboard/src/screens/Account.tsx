@@ -7,7 +7,8 @@
  */
 import qrcode from 'qrcode-generator';
 import { useEffect, useMemo, useState } from 'react';
-import { api, type Operator } from '../api.ts';
+import { api, type Operator, type WebAuthnCredential } from '../api.ts';
+import { createPasskey, webauthnAvailable } from '../webauthn.ts';
 import { explain } from '../components/Dialogs.tsx';
 
 type Enrolment = { secret: string; otpauthUri: string; encryptedAtRest: boolean };
@@ -138,7 +139,99 @@ export function AccountScreen({ operator }: { operator: Operator }) {
           </ol>
         </div>
       )}
+      <Passkeys />
     </section>
+  );
+}
+
+/**
+ * Passkeys and security keys (WebAuthn): phishing-resistant step-up, bound to this dashboard's
+ * origin. Enrolling runs the browser's registration ceremony over a server challenge; the list
+ * shows each credential with its last use, and any can be revoked here (an admin can revoke
+ * anyone's over the API).
+ */
+function Passkeys() {
+  const [items, setItems] = useState<WebAuthnCredential[] | null>(null);
+  const [name, setName] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [added, setAdded] = useState(false);
+  const load = () =>
+    api.webauthnList().then(
+      (r) => setItems(r.credentials),
+      (err: unknown) => setError(explain(err)),
+    );
+  useEffect(() => {
+    void load();
+  }, []);
+  const add = async () => {
+    setBusy(true);
+    setError(null);
+    setAdded(false);
+    try {
+      const options = await api.webauthnOptions();
+      await api.webauthnRegister(await createPasskey(options, name));
+      setName('');
+      setAdded(true);
+      await load();
+    } catch (err) {
+      setError(err instanceof DOMException ? `The browser did not create a passkey (${err.name}): ${err.message}` : explain(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const revoke = async (id: string) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await api.webauthnRevoke(id);
+      await load();
+    } catch (err) {
+      setError(explain(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const active = (items ?? []).filter((c) => c.revokedAt === null);
+  return (
+    <div className="passkeys" data-testid="passkeys">
+      <h2>Passkeys and security keys (WebAuthn)</h2>
+      <p>
+        A passkey or a security key can stand in for the authenticator code wherever step-up MFA is asked, and is the only way to approve where the policy
+        says <span className="mono">mfa: webauthn</span>. It signs each approval for this dashboard’s address only, so a look-alike sign-in page cannot relay it.
+      </p>
+      {!webauthnAvailable() && <p className="notice warn">This browser cannot use passkeys here (WebAuthn needs HTTPS or localhost).</p>}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      {added && (
+        <p className="notice" role="status" data-testid="passkey-added">
+          Done: your passkey is enrolled.
+        </p>
+      )}
+      {items !== null && active.length === 0 && <p>You have no passkey enrolled.</p>}
+      {active.length > 0 && (
+        <ul className="passkey-list">
+          {active.map((c) => (
+            <li key={c.id} data-testid="passkey">
+              <strong>{c.name}</strong> <span className="muted small">({c.algorithm}, added {new Date(c.createdAt).toLocaleString()}{c.lastUsedAt ? `, last used ${new Date(c.lastUsedAt).toLocaleString()}` : ''}{c.intact ? '' : ', altered in the database: refused'})</span>{' '}
+              <button type="button" disabled={busy} onClick={() => void revoke(c.id)}>
+                Revoke {c.name}
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <label className="field">
+        Name for a new passkey (optional)
+        <input type="text" maxLength={100} value={name} onChange={(e) => setName(e.target.value)} />
+      </label>
+      <button type="button" className="primary" disabled={busy || !webauthnAvailable()} onClick={() => void add()}>
+        Add a passkey or security key
+      </button>
+    </div>
   );
 }
 

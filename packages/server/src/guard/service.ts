@@ -58,7 +58,8 @@ import { TimerSkip, deliveryRows, type TimerRow } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
 import { SecretBox, matchCodeFor, newTotpSecret, seedSealer, totpUri, verifyTotp } from './totp.ts';
 import { StepUpLockout } from './lockout.ts';
-import type { ServerSecret } from '../keys/server-secret.ts';
+import { ephemeralServerSecret, type ServerSecret } from '../keys/server-secret.ts';
+import { WebAuthnGuard } from './webauthn.ts';
 
 const MINUTE = 60_000;
 /** The running-total slicing window and its bucket width (core `runningTotal`). */
@@ -88,6 +89,8 @@ export class GuardService {
   private readonly box: SecretBox;
   /** Step-up attempt limits (guard/lockout.ts): reserved before a code is evaluated, settled after. */
   readonly lockout: StepUpLockout;
+  /** WebAuthn step-up (guard/webauthn.ts): credentials, challenges bound to one approval, assertions. */
+  readonly webauthn: WebAuthnGuard;
   /** Set only by COUNTERSIGN_REVIEWER_LIMITS=off (or a test): overrides the policy's `guard:` thresholds. */
   private readonly fixedLimits: ApproverLimits | undefined;
   private readonly fixedCooldown: CooldownConfig | undefined;
@@ -118,6 +121,8 @@ export class GuardService {
     this.lockout = new StepUpLockout(store, now, this.writer, (tx, data) => this.queueNotice(tx, data), () => this.noticesQueued());
     this.fixedLimits = options.approverLimits;
     this.fixedCooldown = options.cooldown;
+    // Without the secret file (tools), an in-memory secret: no stored credential verifies (fail closed).
+    this.webauthn = new WebAuthnGuard(store, now, this.writer, serverSecret ?? ephemeralServerSecret());
   }
 
   /** Resolves an operator named in a manual action; fails closed until the engine says how (engine/credentials.ts). */
@@ -332,6 +337,8 @@ export class GuardService {
       await tx.counters.insertApproval({ id: newId('apv', at), operator_id: by.operatorId, request_id: requestId, risk_level: record.approval.riskLevel, at });
     }
     const entries: AuditDraft[] = [];
+    // Which factor the step-up was (WebAuthn's entry is written by guard/webauthn.ts recordUse).
+    if (record.factor === 'totp') entries.push(audit('step_up', requestId, actorOf(by), { operatorId: by.operatorId, factor: 'totp' }, at));
     const after = record.cooldownStarted;
     if (after) {
       entries.push(audit('cooldown_started', requestId, SYSTEM, { operatorId: by.operatorId, operator: by.name, until: after.until, reason: after.reason, triggeredBy: after.triggeredBy }, at));
@@ -343,6 +350,10 @@ export class GuardService {
   /** After a refused approval or create rolled back: the refusal itself goes on the trail. */
   async auditRefusal(err: unknown, by: Principal, requestId: string | null, what: 'review' | 'create'): Promise<void> {
     if (!(err instanceof CountersignError) || !AUDITED_REFUSALS.has(err.code)) return;
+    const details = err.details as { factor?: unknown; reason?: unknown; credentialId?: unknown } | undefined;
+    if (by.kind === 'operator' && requestId !== null && details?.factor === 'webauthn' && details.reason === 'counter' && typeof details.credentialId === 'string') {
+      await this.webauthn.auditClone(by, requestId, details.credentialId, err.message);
+    }
     const at = this.now();
     if ((err.code === 'RATE_LIMITED' || err.code === 'AGENT_DISABLED') && by.kind === 'agent') {
       // At most once a minute per agent and code: a flooding (or disabled) agent cannot flood the trail.

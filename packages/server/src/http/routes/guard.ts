@@ -5,7 +5,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
-import { ErrorBody } from '@countersign/core';
+import { ErrorBody, WebAuthnRegistration } from '@countersign/core';
 import type { Engine } from '../../engine/engine.ts';
 import { json, security, type ApiEnv as Env } from './contract.ts';
 
@@ -54,6 +54,65 @@ const totpStatusRoute = createRoute({
   summary: 'Whether the caller has TOTP enrolled',
   security,
   responses: { 200: json(z.object({ enrolled: z.boolean(), pending: z.boolean() }), 'Enrolment state'), ...errors },
+});
+export const WebAuthnChallengeBody = z.strictObject({
+  verdict: z.enum(['approve', 'reject']),
+  /** The `payload.payloadHash` the approve surface shows: the assertion approves this payload only. */
+  payloadHash: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 hex payload hash'),
+});
+const Descriptor = z.object({ type: z.string(), id: z.string(), transports: z.array(z.string()) });
+const CredentialView = z.object({
+  id: z.string(),
+  name: z.string(),
+  credentialId: z.string(),
+  algorithm: z.string(),
+  createdAt: z.string(),
+  lastUsedAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+  signCount: z.number(),
+  intact: z.boolean(),
+});
+const webauthnOptionsRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/me/webauthn/options',
+  summary: 'Start enrolling a passkey or security key: options for navigator.credentials.create (the challenge expires in 2 minutes)',
+  security,
+  responses: { 200: json(z.record(z.string(), z.unknown()), 'PublicKeyCredentialCreationOptions, binary fields base64url'), ...errors },
+});
+const webauthnRegisterRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/me/webauthn',
+  summary: 'Finish enrolling: the registration the browser returned (attestation none or packed; ES256 or RS256)',
+  security,
+  request: body(WebAuthnRegistration),
+  responses: { 201: json(CredentialView, 'The enrolled credential'), ...errors },
+});
+const webauthnListRoute = createRoute({
+  method: 'get',
+  path: '/v1/operators/{id}/webauthn',
+  summary: 'An operator’s WebAuthn credentials (`me`, or anyone for an admin)',
+  security,
+  request: { params: RefParams },
+  responses: { 200: json(z.object({ operatorId: z.string(), operator: z.string(), credentials: z.array(CredentialView) }), 'Credentials'), ...errors },
+});
+const webauthnRevokeRoute = createRoute({
+  method: 'delete',
+  path: '/v1/operators/{id}/webauthn/{credential}',
+  summary: 'Revoke a WebAuthn credential (its operator, or an admin); audited',
+  security,
+  request: { params: RefParams.extend({ credential: z.string().min(1).max(200) }) },
+  responses: { 200: json(CredentialView, 'The revoked credential'), ...errors },
+});
+const webauthnChallengeRoute = createRoute({
+  method: 'post',
+  path: '/v1/requests/{id}/webauthn/challenge',
+  summary: 'A WebAuthn challenge for one vote: bound to the request, the payload hash and the verdict, single use, 2 minutes',
+  security,
+  request: { params: RefParams, ...body(WebAuthnChallengeBody) },
+  responses: {
+    200: json(z.object({ challenge: z.string(), rpId: z.string(), allowCredentials: z.array(Descriptor), userVerification: z.string(), timeout: z.number(), expiresAt: z.string() }), 'PublicKeyCredentialRequestOptions'),
+    ...errors,
+  },
 });
 const velocityRoute = createRoute({
   method: 'get',
@@ -183,6 +242,11 @@ export function registerGuardRoutes(app: OpenAPIHono<Env>, engine: Engine): void
   app.openapi(enrolRoute, async (c) => c.json(await guard.enrolTotp(c.get('principal')), 201));
   app.openapi(confirmRoute, async (c) => c.json(await guard.confirmTotp(c.get('principal'), c.req.valid('json').code), 200));
   app.openapi(totpStatusRoute, async (c) => c.json(await guard.totpStatus(c.get('principal')), 200));
+  app.openapi(webauthnOptionsRoute, async (c) => c.json(await guard.webauthn.registrationOptions(c.get('principal')), 200));
+  app.openapi(webauthnRegisterRoute, async (c) => c.json(await guard.webauthn.register(c.get('principal'), c.req.valid('json')), 201));
+  app.openapi(webauthnListRoute, async (c) => c.json(await guard.webauthn.list(c.get('principal'), c.req.valid('param').id), 200));
+  app.openapi(webauthnRevokeRoute, async (c) => c.json(await guard.webauthn.revoke(c.get('principal'), c.req.valid('param').id, c.req.valid('param').credential), 200));
+  app.openapi(webauthnChallengeRoute, async (c) => c.json(await guard.webauthn.approvalChallenge(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));
   app.openapi(velocityRoute, async (c) => c.json(await guard.velocity(c.get('principal'), c.req.valid('param').id), 200));
   app.openapi(cooldownRoute, async (c) => c.json(await guard.cooldown(c.get('principal'), c.req.valid('param').id), 200));
   app.openapi(setCooldownRoute, async (c) => c.json(await guard.setCooldown(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));
