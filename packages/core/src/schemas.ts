@@ -215,8 +215,19 @@ export const WebAuthnRegistration = z.strictObject({
   attestationObject: B64url(16000),
   transports: z.array(z.string().max(20)).max(10).optional(),
   name: text(100, 1).optional(),
+  /** Proof of a factor the operator already has (needed when they have one): a current TOTP code… */
+  totp: z.string().regex(/^\d{6,8}$/).optional(),
+  /** …or an assertion from an active passkey over the options' `stepUp.webauthn.challenge`. */
+  webauthn: WebAuthnAssertion.optional(),
 });
 export type WebAuthnRegistration = z.infer<typeof WebAuthnRegistration>;
+
+/** Proof for revoking a passkey (needed when whoever revokes has a factor): a current TOTP code, or an assertion over the revoke challenge. */
+export const WebAuthnStepUp = z.strictObject({
+  totp: z.string().regex(/^\d{6,8}$/).optional(),
+  webauthn: WebAuthnAssertion.optional(),
+});
+export type WebAuthnStepUp = z.infer<typeof WebAuthnStepUp>;
 
 export const ReviewBody = z
   .strictObject({

@@ -116,7 +116,10 @@ describe.each(ENGINES)('WebAuthn step-up ($name)', ({ make }) => {
     const options = await t.engine.guard.webauthn.registrationOptions(omar);
     expect((await refusal(t.engine.guard.webauthn.register(omar, other.register(options.challenge, { origin: 'https://evil.example' })))).message).toMatch(/evil\.example/);
     expect((await refusal(t.engine.guard.webauthn.register(omar, other.register(options.challenge, { rpId: 'evil.example' })))).message).toMatch(/relying party/);
-    await t.engine.guard.webauthn.register(omar, other.register(options.challenge));
+    // Omar has a passkey now: a second one needs proof of it (review F1), an assertion over the options' stepUp challenge.
+    expect(options.stepUp).toMatchObject({ factors: ['webauthn'] });
+    expect((await refusal(t.engine.guard.webauthn.register(omar, other.register(options.challenge)))).code).toBe('MFA_REQUIRED');
+    await t.engine.guard.webauthn.register(omar, { ...other.register(options.challenge), webauthn: rsa.assert(options.stepUp!.webauthn!.challenge) });
     expect((await refusal(t.engine.guard.webauthn.register(omar, new SoftAuthenticator({ origin: ORIGIN, rpId: 'localhost' }).register(options.challenge)))).message).toMatch(/already used/);
     // Dana's registration challenge does not enrol a key for Omar.
     const danas = await t.engine.guard.webauthn.registrationOptions(dana);
@@ -125,6 +128,7 @@ describe.each(ENGINES)('WebAuthn step-up ($name)', ({ make }) => {
     expect((await refusal(t.engine.guard.webauthn.list(dana, 'omar'))).code).toBe('FORBIDDEN');
     expect((await t.engine.guard.webauthn.list(t.admin, 'omar')).credentials).toHaveLength(2);
     expect((await audits('webauthn_enrolled')).map((d) => d.attestation)).toEqual(['none', 'packed', 'none']);
+    expect((await audits('webauthn_enrolled')).map((d) => d.authorisedBy)).toEqual(['none', 'none', 'webauthn']);
   });
 
   it('approves a critical request with an assertion bound to it, and audits the factor', async () => {

@@ -122,6 +122,8 @@ export interface AgentLevelPolicy {
   readonly autoApprove?: boolean;
   readonly slaMs?: number;
   readonly mfa?: boolean;
+  /** With `mfa`: WebAuthn only (an overlay's merge writes it; see policy/overlay.ts). */
+  readonly webauthn?: boolean;
 }
 
 export interface AgentPolicy {

@@ -122,7 +122,14 @@ export class GuardService {
     this.fixedLimits = options.approverLimits;
     this.fixedCooldown = options.cooldown;
     // Without the secret file (tools), an in-memory secret: no stored credential verifies (fail closed).
-    this.webauthn = new WebAuthnGuard(store, now, this.writer, serverSecret ?? ephemeralServerSecret());
+    this.webauthn = new WebAuthnGuard(store, now, this.writer, serverSecret ?? ephemeralServerSecret(), this.lockout, {
+      enrolled: async (q, operatorId) => (await q.guard.totpFor(operatorId))?.confirmed_at != null,
+      check: async (q, by, code, at) => {
+        const { fact, step } = await this.totpFact(q, by, code, at);
+        return { fact, step };
+      },
+      use: (q, operatorId, step) => q.guard.useTotpStep(operatorId, step),
+    });
   }
 
   /** Resolves an operator named in a manual action; fails closed until the engine says how (engine/credentials.ts). */
@@ -301,26 +308,23 @@ export class GuardService {
    * The gate decides whether they are needed; `recordApproval` marks the step used.
    */
   async stepUpFacts(tx: Queries, by: Operator, requestId: string, codes: { totp?: string | undefined; matchCode?: string | undefined }, at: number): Promise<{ totp: StepUpFact; step: number | null; matchCode: 'absent' | 'valid' | 'invalid' }> {
-    let totp: StepUpFact = 'absent';
-    let step: number | null = null;
-    if (codes.totp !== undefined) {
-      const enrolment = await tx.guard.totpFor(by.operatorId);
-      if (!enrolment || enrolment.confirmed_at == null) totp = 'not_enrolled';
-      else {
-        let secret: string | null = null;
-        try {
-          secret = this.box.openFor(enrolment.secret, by.operatorId);
-        } catch {
-          totp = 'not_enrolled'; // an unreadable (or another operator's) seed never verifies (fail closed)
-        }
-        if (secret !== null) {
-          step = verifyTotp(secret, codes.totp, at, enrolment.last_step);
-          totp = step !== null ? 'valid' : verifyTotp(secret, codes.totp, at) !== null ? 'replayed' : 'invalid';
-        }
-      }
-    }
+    const { fact: totp, step } = codes.totp !== undefined ? await this.totpFact(tx, by, codes.totp, at) : { fact: 'absent' as StepUpFact, step: null };
     const matchCode = codes.matchCode === undefined ? 'absent' : codes.matchCode === (await this.matchCode(requestId, tx)) ? 'valid' : 'invalid';
     return { totp, step, matchCode };
+  }
+
+  /** One TOTP code judged against the operator's seed (newer than their last used step), without using it up. */
+  async totpFact(tx: Queries, by: Operator, code: string, at: number): Promise<{ fact: StepUpFact; step: number | null }> {
+    const enrolment = await tx.guard.totpFor(by.operatorId);
+    if (!enrolment || enrolment.confirmed_at == null) return { fact: 'not_enrolled', step: null };
+    let secret: string;
+    try {
+      secret = this.box.openFor(enrolment.secret, by.operatorId);
+    } catch {
+      return { fact: 'not_enrolled', step: null }; // an unreadable (or another operator's) seed never verifies (fail closed)
+    }
+    const step = verifyTotp(secret, code, at, enrolment.last_step);
+    return { fact: step !== null ? 'valid' : verifyTotp(secret, code, at) !== null ? 'replayed' : 'invalid', step };
   }
 
   /**

@@ -168,20 +168,54 @@ export function coseKey(cose: Buffer): { alg: number; key: KeyObject } {
     const x = value.get(-2);
     const y = value.get(-3);
     if (crv !== 1 || !Buffer.isBuffer(x) || !Buffer.isBuffer(y) || x.length !== 32 || y.length !== 32) fail('algorithm', 'an ES256 key must be on P-256');
-    const key = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: b64url(x as Buffer), y: b64url(y as Buffer) }, format: 'jwk' });
-    return { alg, key };
+    return { alg, key: publicKeyOf({ kty: 'EC', crv: 'P-256', x: b64url(x as Buffer), y: b64url(y as Buffer) }) };
   }
   if (kty === 3 && alg === -257) {
     const n = value.get(-1);
     const e = value.get(-2);
-    if (!Buffer.isBuffer(n) || !Buffer.isBuffer(e) || n.length < 256) fail('algorithm', 'an RS256 key must be RSA of at least 2048 bits');
-    const key = createPublicKey({ key: { kty: 'RSA', n: b64url(n as Buffer), e: b64url(e as Buffer) }, format: 'jwk' });
-    return { alg, key };
+    if (!Buffer.isBuffer(n) || !Buffer.isBuffer(e)) return fail('algorithm', 'an RS256 key needs a modulus and a public exponent');
+    // The modulus as written may carry leading zero bytes: its size is counted from its first set bit.
+    if (bitLength(n) < 2048) fail('algorithm', 'an RS256 key must be RSA of at least 2048 bits');
+    // e = 1 makes "signatures" from public data alone; any other e is odd and at least 3, and in practice 65537.
+    if (!rsaExponentOk(e)) fail('algorithm', 'an RS256 key’s public exponent must be odd and at least 3 (65537 in practice)');
+    return { alg, key: publicKeyOf({ kty: 'RSA', n: b64url(n), e: b64url(e) }) };
   }
   return fail('algorithm', `COSE key type ${String(kty)} with algorithm ${String(alg)} is not accepted (ES256 or RS256)`);
 }
 
+/** Bits in a big-endian unsigned integer, leading zero bytes not counted. */
+function bitLength(bytes: Buffer): number {
+  let i = 0;
+  while (i < bytes.length && bytes[i] === 0) i++;
+  if (i === bytes.length) return 0;
+  return (bytes.length - i - 1) * 8 + (32 - Math.clz32(bytes[i]!));
+}
+
+/** An RSA public exponent: odd, at least 3, at most 8 bytes (node refuses nothing here, so this is the check). */
+export function rsaExponentOk(e: Buffer): boolean {
+  let i = 0;
+  while (i < e.length && e[i] === 0) i++;
+  const digits = e.subarray(i);
+  if (digits.length === 0 || digits.length > 8) return false;
+  const value = BigInt(`0x${digits.toString('hex')}`);
+  return value >= 3n && (value & 1n) === 1n;
+}
+
+/** A COSE key as a node KeyObject; a key node refuses (a point off the curve, a malformed modulus) is a clear `algorithm` failure, not an internal error. */
+function publicKeyOf(jwk: Record<string, string>): KeyObject {
+  try {
+    return createPublicKey({ key: jwk, format: 'jwk' });
+  } catch (err) {
+    return fail('algorithm', `the credential public key is not a valid ${jwk.kty === 'EC' ? 'P-256 point' : 'RSA key'} (${(err as Error).message})`);
+  }
+}
+
+/** The key types each COSE algorithm may be used with: an RS256 signature is never checked under an EC key, nor ES256 under RSA. */
+const KEY_TYPE_OF: Record<number, string> = { [-7]: 'ec', [-257]: 'rsa' };
+
 function verifySignature(alg: number, key: KeyObject, data: Buffer, signature: Buffer): boolean {
+  if (KEY_TYPE_OF[alg] === undefined || key.asymmetricKeyType !== KEY_TYPE_OF[alg]) return false;
+  if (alg === -7 && key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') return false;
   try {
     // ES256 signatures are DER (WebAuthn §6.5.6), node's default for EC keys; RS256 is PKCS #1 v1.5.
     return cryptoVerify('sha256', data, key, signature);

@@ -26,13 +26,16 @@ export interface WebAuthnCredentialsTable {
   last_used_at: number | null;
   revoked_at: number | null;
   revoked_by: string | null;
+  /** Set when the sign counter went back (a suspected clone): the credential approves nothing more. */
+  suspended_at: number | null;
   mac: string;
 }
 
 export interface WebAuthnChallengesTable {
   nonce: string;
   operator_id: string;
-  purpose: 'register' | 'approve';
+  /** `revoke`: a passkey's proof for revoking a credential (the bytes bind which; guard/webauthn.ts revokeChallenge). */
+  purpose: 'register' | 'approve' | 'revoke';
   request_id: string | null;
   payload_hash: string | null;
   verdict: string | null;
@@ -62,12 +65,18 @@ export class WebAuthnQueries {
 
   /** Moves the counter (and MAC) only if it is still `before`: two racing assertions of one credential cannot both pass. */
   async useCredential(id: string, before: number, after: { sign_count: number; last_used_at: number; mac: string }): Promise<boolean> {
-    const r = await this.db.updateTable('webauthn_credentials').set(after).where('id', '=', id).where('sign_count', '=', before).where('revoked_at', 'is', null).executeTakeFirst();
+    const r = await this.db.updateTable('webauthn_credentials').set(after).where('id', '=', id).where('sign_count', '=', before).where('revoked_at', 'is', null).where('suspended_at', 'is', null).executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
   async revokeCredential(id: string, at: number, by: string, mac: string): Promise<boolean> {
     const r = await this.db.updateTable('webauthn_credentials').set({ revoked_at: at, revoked_by: by, mac }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** Suspends a credential once (a suspected clone); a revoked or already suspended one is left as it is. */
+  async suspendCredential(id: string, at: number, mac: string): Promise<boolean> {
+    const r = await this.db.updateTable('webauthn_credentials').set({ suspended_at: at, mac }).where('id', '=', id).where('revoked_at', 'is', null).where('suspended_at', 'is', null).executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 

@@ -5,7 +5,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
-import { ErrorBody, WebAuthnRegistration } from '@countersign/core';
+import { ErrorBody, WebAuthnRegistration, WebAuthnStepUp } from '@countersign/core';
 import type { Engine } from '../../engine/engine.ts';
 import { json, security, type ApiEnv as Env } from './contract.ts';
 
@@ -69,6 +69,8 @@ const CredentialView = z.object({
   createdAt: z.string(),
   lastUsedAt: z.string().nullable(),
   revokedAt: z.string().nullable(),
+  /** Set when its sign counter went back (a suspected clone): it approves nothing until revoked and replaced. */
+  suspendedAt: z.string().nullable(),
   signCount: z.number(),
   intact: z.boolean(),
 });
@@ -82,7 +84,7 @@ const webauthnOptionsRoute = createRoute({
 const webauthnRegisterRoute = createRoute({
   method: 'post',
   path: '/v1/operators/me/webauthn',
-  summary: 'Finish enrolling: the registration the browser returned (attestation none or packed; ES256 or RS256)',
+  summary: 'Finish enrolling: the registration the browser returned (attestation none or packed; ES256 or RS256), with `totp` or `webauthn` proof of a factor you already have when the options asked for it (stepUp)',
   security,
   request: body(WebAuthnRegistration),
   responses: { 201: json(CredentialView, 'The enrolled credential'), ...errors },
@@ -98,10 +100,18 @@ const webauthnListRoute = createRoute({
 const webauthnRevokeRoute = createRoute({
   method: 'delete',
   path: '/v1/operators/{id}/webauthn/{credential}',
-  summary: 'Revoke a WebAuthn credential (its operator, or an admin); audited',
+  summary: 'Revoke a WebAuthn credential (its operator, or an admin); whoever revokes sends `totp` or `webauthn` proof of a factor of theirs when they have one (see …/challenge); audited',
+  security,
+  request: { params: RefParams.extend({ credential: z.string().min(1).max(200) }), body: { content: { 'application/json': { schema: WebAuthnStepUp } }, required: false } },
+  responses: { 200: json(CredentialView, 'The revoked credential'), ...errors },
+});
+const webauthnRevokeOptionsRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/{id}/webauthn/{credential}/challenge',
+  summary: 'What revoking this credential needs from you: `stepUp` null (you have no factor), or the factors accepted and a WebAuthn challenge bound to this revocation (single use, 2 minutes)',
   security,
   request: { params: RefParams.extend({ credential: z.string().min(1).max(200) }) },
-  responses: { 200: json(CredentialView, 'The revoked credential'), ...errors },
+  responses: { 200: json(z.object({ stepUp: z.record(z.string(), z.unknown()).nullable() }), 'The step-up this revocation needs'), ...errors },
 });
 const webauthnChallengeRoute = createRoute({
   method: 'post',
@@ -245,7 +255,8 @@ export function registerGuardRoutes(app: OpenAPIHono<Env>, engine: Engine): void
   app.openapi(webauthnOptionsRoute, async (c) => c.json(await guard.webauthn.registrationOptions(c.get('principal')), 200));
   app.openapi(webauthnRegisterRoute, async (c) => c.json(await guard.webauthn.register(c.get('principal'), c.req.valid('json')), 201));
   app.openapi(webauthnListRoute, async (c) => c.json(await guard.webauthn.list(c.get('principal'), c.req.valid('param').id), 200));
-  app.openapi(webauthnRevokeRoute, async (c) => c.json(await guard.webauthn.revoke(c.get('principal'), c.req.valid('param').id, c.req.valid('param').credential), 200));
+  app.openapi(webauthnRevokeRoute, async (c) => c.json(await guard.webauthn.revoke(c.get('principal'), c.req.valid('param').id, c.req.valid('param').credential, (c.req.valid('json') as WebAuthnStepUp | undefined) ?? {}), 200));
+  app.openapi(webauthnRevokeOptionsRoute, async (c) => c.json(await guard.webauthn.revokeOptions(c.get('principal'), c.req.valid('param').id, c.req.valid('param').credential), 200));
   app.openapi(webauthnChallengeRoute, async (c) => c.json(await guard.webauthn.approvalChallenge(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));
   app.openapi(velocityRoute, async (c) => c.json(await guard.velocity(c.get('principal'), c.req.valid('param').id), 200));
   app.openapi(cooldownRoute, async (c) => c.json(await guard.cooldown(c.get('principal'), c.req.valid('param').id), 200));

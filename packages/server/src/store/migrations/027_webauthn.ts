@@ -4,8 +4,9 @@ import type { Kysely, Migration } from 'kysely';
  * Migration 027: WebAuthn step-up (issue 20).
  * - `webauthn_credentials`: passkeys and security keys per operator (the COSE public key, the
  *   sign counter, revocation), each row MACed under the server secret file over every field that
- *   matters (counter and revocation included), so a database writer can neither plant a key,
- *   nor wind a counter back, nor lift a revocation;
+ *   matters (counter, revocation and suspension included), so a database writer can neither
+ *   plant a key, nor wind a counter back, nor lift a revocation or a suspension (`suspended_at`:
+ *   the counter went back, a suspected clone);
  * - `webauthn_challenges`: one-time server nonces with a short expiry, for a registration or for
  *   one approval (request id, payload hash, verdict); the challenge the browser signs is derived
  *   from them, and a nonce is used once.
@@ -27,6 +28,7 @@ export const m027_webauthn: Migration = {
       .addColumn('last_used_at', 'bigint')
       .addColumn('revoked_at', 'bigint')
       .addColumn('revoked_by', 'text')
+      .addColumn('suspended_at', 'bigint')
       .addColumn('mac', 'text', (c) => c.notNull())
       .execute();
     await db.schema.createIndex('webauthn_credentials_operator').on('webauthn_credentials').column('operator_id').execute();
