@@ -39,6 +39,14 @@ export interface CreationOptions {
   attestation: string;
   authenticatorSelection: Record<string, string>;
   excludeCredentials: Descriptor[];
+  /** Proof the enrolment needs of a factor you already have (null: none yet): a TOTP code, or an assertion over `webauthn`. */
+  stepUp: StepUp | null;
+}
+
+/** What a change to your factors (adding or revoking a passkey) asks of you; the server decides. */
+export interface StepUp {
+  factors: Array<'totp' | 'webauthn'>;
+  webauthn: RequestOptions | null;
 }
 
 export interface RequestOptions {

@@ -150,7 +150,10 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     channels,
     start({ reviewBase }) {
       // WebAuthn's relying party: where people reach the dashboard (guard/webauthn.ts relyingPartyOf).
-      engine.guard.webauthn.useRelyingParty(relyingPartyOf(reviewBase));
+      const rp = relyingPartyOf(reviewBase);
+      engine.guard.webauthn.useRelyingParty(rp);
+      // An IP address other than loopback cannot be a relying party id: said once here, and by every WebAuthn call.
+      if (rp.unusable) log(`countersign: ${rp.unusable}`, 'warn');
       if (scheduler) return;
       scheduler = new Scheduler(engine, {
         intervalMs: config.tickMs,

@@ -182,7 +182,30 @@ describe('dashboard: WebAuthn step-up with a virtual authenticator', () => {
     await page.getByRole('button', { name: /^Approve a$/ }).click();
     await page.getByRole('dialog').getByTestId('webauthn-not-enrolled').waitFor();
     expect(await page.getByRole('dialog').getByRole('button', { name: /Confirm approval/ }).isDisabled()).toBe(true);
-    const revoked = await api<{ items: unknown[] }>(server.url, admin(), '/v1/audit?type=webauthn_revoked');
+    const revoked = await api<{ items: Array<{ data: { authorisedBy: string } }> }>(server.url, admin(), '/v1/audit?type=webauthn_revoked');
     expect(revoked.body.items).toHaveLength(1);
+    // The suspended passkey was wanda's only factor, so revoking it asked for nothing.
+    expect(revoked.body.items[0]!.data.authorisedBy).toBe('none');
+    await page.keyboard.press('Escape');
+  });
+
+  it('revoking an active passkey on the account page asks the passkey itself (a stolen session alone cannot)', async () => {
+    await page.goto(`${local}/#/account`);
+    await page.getByLabel(/Name for a new passkey/).fill('desk');
+    await page.getByRole('button', { name: 'Add a passkey or security key' }).click();
+    await page.getByTestId('passkey-added').waitFor();
+    await expect.poll(() => page.getByTestId('passkey').count()).toBe(1);
+    // Without the browser's assertion the API refuses (the session alone is not enough).
+    const id = (await api<{ credentials: Array<{ id: string; revokedAt: string | null }> }>(server.url, token, '/v1/operators/me/webauthn')).body.credentials.find((c) => c.revokedAt === null)!.id;
+    const bare = await api<{ error: { code: string } }>(server.url, token, `/v1/operators/me/webauthn/${id}`, { method: 'DELETE' });
+    expect(bare.body.error.code).toBe('MFA_REQUIRED');
+    const counters = async () => ((await cdp.send('WebAuthn.getCredentials', { authenticatorId })) as { credentials: VirtualCredential[] }).credentials.reduce((sum, c) => sum + c.signCount, 0);
+    const before = await counters();
+    await page.getByRole('button', { name: 'Revoke desk' }).click();
+    await expect.poll(() => page.getByTestId('passkey').count()).toBe(0);
+    const revoked = await api<{ items: Array<{ data: { credential: string; authorisedBy: string } }> }>(server.url, admin(), '/v1/audit?type=webauthn_revoked');
+    expect(revoked.body.items.find((e) => e.data.credential === id)?.data.authorisedBy).toBe('webauthn');
+    // The authenticator signed the revocation's challenge.
+    expect(await counters()).toBeGreaterThan(before);
   });
 });

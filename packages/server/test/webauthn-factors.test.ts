@@ -185,6 +185,21 @@ describe.each(ENGINES)('WebAuthn: changing factors ($name)', ({ make }) => {
     expect((await wa().list(admin, bossName)).credentials.find((c) => c.id === bossKey.id)!.revokedAt).toBeNull();
   });
 
+  it('an IP address other than loopback as the dashboard address: WebAuthn says why it cannot work (COUNTERSIGN_PUBLIC_URL)', async () => {
+    expect(relyingPartyOf('http://10.1.2.3:8080').unusable).toMatch(/IP address.*COUNTERSIGN_PUBLIC_URL/);
+    expect(relyingPartyOf('http://[2001:db8::1]:8080').unusable).toMatch(/IP address/);
+    expect(relyingPartyOf('http://[::1]:8080')).toEqual({ id: 'localhost', origins: ['http://localhost:8080'] });
+    const { op } = await operator();
+    wa().useRelyingParty(relyingPartyOf('http://0.0.0.0:8080'));
+    try {
+      const e = await refusal(wa().registrationOptions(op));
+      expect(e.code).toBe('MFA_REQUIRED');
+      expect(e.message).toMatch(/passkeys cannot work at http:\/\/0\.0\.0\.0:8080.*COUNTERSIGN_PUBLIC_URL/);
+    } finally {
+      wa().useRelyingParty(relyingPartyOf('http://127.0.0.1:8080'));
+    }
+  });
+
   it('over HTTP: DELETE takes the proof as an optional JSON body', async () => {
     const { op, token } = await operator();
     const k = key();

@@ -30,6 +30,7 @@
  * enrolled (review F3).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
 import { CountersignError, ROLE_RANK, type StepUpFact, type WebAuthnAssertion, type WebAuthnRegistration } from '@countersign/core';
 import { actorOf, draft as audit, type AuditActor, type AuditDraft, type AuditWriter } from '../audit/writer.ts';
 import type { Principal } from '../engine/principal.ts';
@@ -53,6 +54,8 @@ export interface RelyingParty {
   readonly id: string;
   /** Origins whose ceremonies are accepted (the dashboard's). */
   readonly origins: readonly string[];
+  /** Why WebAuthn cannot work at this address (an IP address other than loopback): every ceremony is refused with it. */
+  readonly unusable?: string;
 }
 
 /**
@@ -65,6 +68,13 @@ export function relyingPartyOf(base: string): RelyingParty {
   const loopback = url.hostname === '127.0.0.1' || url.hostname === '[::1]' || url.hostname === '::1';
   const host = loopback ? 'localhost' : url.hostname;
   const origin = `${url.protocol}//${host}${url.port ? `:${url.port}` : ''}`;
+  if (!loopback && isIP(url.hostname.replace(/^\[|\]$/g, '')) !== 0) {
+    return {
+      id: host,
+      origins: [origin],
+      unusable: `passkeys cannot work at ${origin}: browsers refuse an IP address as the relying party id; set COUNTERSIGN_PUBLIC_URL to the host name people open the dashboard at (or use http://localhost locally)`,
+    };
+  }
   return { id: host, origins: [origin] };
 }
 
@@ -146,6 +156,7 @@ export class WebAuthnGuard {
 
   get relyingParty(): RelyingParty {
     if (!this.rp) throw new CountersignError('MFA_REQUIRED', 'WebAuthn is not available: the server does not know the dashboard’s address (COUNTERSIGN_PUBLIC_URL)');
+    if (this.rp.unusable) throw new CountersignError('MFA_REQUIRED', `WebAuthn is not available: ${this.rp.unusable}`);
     return this.rp;
   }
 
