@@ -122,7 +122,9 @@ export const api = {
   totpStatus: () => call<{ enrolled: boolean; pending: boolean }>('GET', '/v1/operators/me/totp'),
   /** Starts enrolment: the secret and otpauth:// URI are shown this once. (The server wants a JSON body, even an empty one.) */
   totpEnrol: () => call<{ secret: string; otpauthUri: string; encryptedAtRest: boolean; confirmWith: string }>('POST', '/v1/operators/me/totp', {}),
-  totpConfirm: (code: string) => call<{ enrolled: true; confirmedAt: string }>('POST', '/v1/operators/me/totp/confirm', { code }),
+  /** `webauthn`: beside a passkey, an assertion over `totpChallenge`'s stepUp. */
+  totpConfirm: (code: string, proof: FactorProof = {}) => call<{ enrolled: true; confirmedAt: string }>('POST', '/v1/operators/me/totp/confirm', { code, ...(proof.webauthn ? { webauthn: proof.webauthn } : {}) }),
+  totpChallenge: () => call<{ stepUp: StepUp | null }>('POST', '/v1/operators/me/totp/challenge', {}),
   /** WebAuthn step-up: the signed-in operator's passkeys and security keys (or another's, for an admin). */
   webauthnList: (ref = 'me') => call<{ operatorId: string; operator: string; credentials: WebAuthnCredential[] }>('GET', `/v1/operators/${encodeURIComponent(ref)}/webauthn`),
   webauthnOptions: () => call<CreationOptions>('POST', '/v1/operators/me/webauthn/options', {}),

@@ -85,6 +85,24 @@ describe.each(ENGINES)('WebAuthn: changing factors ($name)', ({ make }) => {
     expect((await audits('webauthn_enrolled')).find((d) => d.operatorId === (op2 as { operatorId: string }).operatorId)).toMatchObject({ authorisedBy: 'totp' });
   });
 
+  it('confirming a TOTP beside a passkey takes an assertion from it (a stolen token cannot add a code factor either)', async () => {
+    const { op } = await operator();
+    const k = key();
+    await wa().register(op, k.register((await wa().registrationOptions(op)).challenge));
+    const secret = (await engine.guard.enrolTotp(op)).secret;
+    const bare = await refusal(engine.guard.confirmTotp(op, totpCode(secret, Date.now())));
+    expect(bare.code).toBe('MFA_REQUIRED');
+    expect(bare.message).toMatch(/enrolling TOTP beside your passkey needs proof/);
+    expect((await engine.guard.totpStatus(op)).enrolled).toBe(false);
+    // A revoke or enrolment challenge is not a TOTP challenge.
+    const reg = await wa().registrationOptions(op);
+    expect((await refusal(engine.guard.confirmTotp(op, totpCode(secret, Date.now()), { webauthn: k.assert(reg.stepUp!.webauthn!.challenge) }))).code).toBe('MFA_INVALID');
+    const { stepUp } = await wa().totpOptions(op);
+    await engine.guard.confirmTotp(op, totpCode(secret, Date.now()), { webauthn: k.assert(stepUp!.webauthn.challenge) });
+    expect((await engine.guard.totpStatus(op)).enrolled).toBe(true);
+    expect((await audits('totp_enrolled')).at(-1)).toMatchObject({ operatorId: (op as { operatorId: string }).operatorId, authorisedBy: 'webauthn' });
+  });
+
   it('a passkey proof is bound to its registration: one made for another registration, or the registration challenge itself, is refused', async () => {
     const { op } = await operator();
     const first = key();

@@ -145,16 +145,18 @@ describe.each(ENGINES)('WebAuthn step-up ($name)', ({ make }) => {
 
   it('refuses TOTP, and an approval without an assertion (the CLI, Slack, Teams, tickets), naming the dashboard', async () => {
     const request = await critical({ path: '/srv/a.db' });
-    const secret = (await t.engine.guard.enrolTotp(omar)).secret;
-    await t.engine.guard.confirmTotp(omar, totpCode(secret, Date.now() - 30_000));
+    // Tina has no passkey (TOTP beside a passkey needs the passkey's say-so: webauthn-factors.test.ts).
+    const tina = await t.operator('tina', ['director']);
+    const secret = (await t.engine.guard.enrolTotp(tina)).secret;
+    await t.engine.guard.confirmTotp(tina, totpCode(secret, Date.now() - 30_000));
     const matchCode = await t.engine.guard.matchCode(request.id);
-    const e = await refusal(t.engine.review(omar, request.id, { verdict: 'approve', matchCode, totp: totpCode(secret, Date.now()) }));
+    const e = await refusal(t.engine.review(tina, request.id, { verdict: 'approve', matchCode, totp: totpCode(secret, Date.now()) }));
     expect(e.code).toBe('MFA_REQUIRED');
     expect(e.message).toMatch(/WebAuthn.*dashboard/);
-    expect((await refusal(t.engine.review(omar, request.id, { verdict: 'approve', matchCode }))).message).toMatch(/dashboard/);
+    expect((await refusal(t.engine.review(tina, request.id, { verdict: 'approve', matchCode }))).message).toMatch(/dashboard/);
     // Where policy says `mfa: true`, TOTP and WebAuthn are both accepted.
     const h1 = await high();
-    expect((await t.engine.review(omar, h1.id, { verdict: 'approve', totp: totpCode(secret, Date.now() + 30_000) })).status).toBe('approved');
+    expect((await t.engine.review(tina, h1.id, { verdict: 'approve', totp: totpCode(secret, Date.now() + 30_000) })).status).toBe('approved');
     const h2 = await high();
     const hash = hashOf(h2.action, h2.args);
     expect((await t.engine.review(dana, h2.id, { verdict: 'approve', seenPayloadHash: hash, webauthn: key.assert(await challenge(dana, h2.id, hash)) })).status).toBe('approved');

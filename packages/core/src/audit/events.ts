@@ -62,7 +62,7 @@ export const AUDIT_EVENTS = {
   delivery_failed: { about: 'a notification gave up after its last attempt or a permanent error', data: ['deliveryId', 'channel', 'event', 'attempts', 'error'] },
   // ---- reviewer protection (the guard)
   totp_enrolment_started: { about: 'an operator began TOTP enrolment', data: ['operatorId', 'encrypted'] },
-  totp_enrolled: { about: 'an operator confirmed TOTP enrolment', data: ['operatorId'] },
+  totp_enrolled: { about: 'an operator confirmed TOTP enrolment (authorisedBy: webauthn when a passkey of theirs approved it, none when they had none)', data: ['operatorId', 'authorisedBy'] },
   totp_sealed: { about: 'TOTP seeds stored `plain:` were sealed at start (under the server secret’s key when no encryption key is set)', data: ['count', 'keyId'] },
   webauthn_enrolled: { about: 'an operator enrolled a passkey or security key (WebAuthn); authorisedBy: the factor they already had that proved it (none, totp, webauthn)', data: ['operatorId', 'credential', 'name', 'algorithm', 'attestation', 'userVerified', 'authorisedBy', 'authorisingCredential?'] },
   webauthn_revoked: { about: 'a WebAuthn credential was revoked (by its operator or an admin, proved by authorisedBy; token_replaced: an admin replaced the token it was enrolled with, or admin recover)', data: ['operatorId', 'operator', 'credential', 'authorisedBy', 'reason?'] },

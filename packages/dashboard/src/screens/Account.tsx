@@ -53,7 +53,9 @@ export function AccountScreen({ operator }: { operator: Operator }) {
     setBusy(true);
     setError(null);
     try {
-      await api.totpConfirm(code);
+      // Beside a passkey, one of them approves the new factor (a stolen session cannot add a TOTP of its own).
+      const { stepUp } = await api.totpChallenge();
+      await api.totpConfirm(code, stepUp?.webauthn ? { webauthn: await getAssertion(stepUp.webauthn) } : {});
       setEnrolment(null); // the secret is not shown again
       setCode('');
       setDone(true);

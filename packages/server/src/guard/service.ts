@@ -27,6 +27,7 @@ import {
   normalizeActionName,
   ON_CREATE_RECENT,
   type JsonObject,
+  type WebAuthnAssertion,
   type SlicingSeen,
   highestRank,
   valueAlertsFromSlices,
@@ -237,19 +238,27 @@ export class GuardService {
     };
   }
 
-  async confirmTotp(by: Principal, code: string) {
+  /**
+   * Confirms the enrolment with a first valid code. Beside an active passkey it also needs an
+   * assertion from one (`webauthn`, over `POST /v1/operators/me/totp/challenge`): a stolen token
+   * must not add a TOTP and then approve where a level accepts it (`mfa: true`).
+   */
+  async confirmTotp(by: Principal, code: string, proof: { webauthn?: WebAuthnAssertion | undefined } = {}) {
     const op = requireOperator(by);
-    return this.store.transaction(async (tx) => {
-      const at = this.now();
-      const row = await tx.guard.totpFor(op.operatorId);
-      if (!row) throw new CountersignError('MFA_REQUIRED', 'no TOTP enrolment to confirm; start one with POST /v1/operators/me/totp');
-      if (row.confirmed_at != null) throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already confirmed');
-      const step = verifyTotp(this.box.openFor(row.secret, op.operatorId), code, at);
-      if (step === null) throw new CountersignError('MFA_INVALID', 'that code is not valid now; check the authenticator clock and try the current code');
-      await tx.guard.confirmTotp(op.operatorId, at, step);
-      await this.writer.append(tx, [audit('totp_enrolled', null, actorOf(op), { operatorId: op.operatorId }, at)]);
-      return { enrolled: true as const, confirmedAt: new Date(at).toISOString() };
-    });
+    return this.webauthn.underLockout(op, proof, () =>
+      this.store.transaction(async (tx) => {
+        const at = this.now();
+        const row = await tx.guard.totpFor(op.operatorId);
+        if (!row) throw new CountersignError('MFA_REQUIRED', 'no TOTP enrolment to confirm; start one with POST /v1/operators/me/totp');
+        if (row.confirmed_at != null) throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already confirmed');
+        const step = verifyTotp(this.box.openFor(row.secret, op.operatorId), code, at);
+        if (step === null) throw new CountersignError('MFA_INVALID', 'that code is not valid now; check the authenticator clock and try the current code');
+        const authorised = await this.webauthn.authoriseTotp(tx, op, proof, at);
+        await tx.guard.confirmTotp(op.operatorId, at, step);
+        await this.writer.append(tx, [audit('totp_enrolled', null, actorOf(op), { operatorId: op.operatorId, authorisedBy: authorised.by }, at)]);
+        return { enrolled: true as const, confirmedAt: new Date(at).toISOString() };
+      }),
+    );
   }
 
   async totpStatus(by: Principal) {

@@ -101,6 +101,12 @@ export function revokeChallenge(nonce: Buffer, byOperatorId: string, targetOpera
   return Buffer.concat([nonce, bound]);
 }
 
+/** What a passkey signs to authorise confirming a TOTP enrolment beside it. */
+export function totpChallenge(nonce: Buffer, operatorId: string, expiresAt: number): Buffer {
+  const bound = createHash('sha256').update(['countersign/webauthn/totp', operatorId, nonce.toString('hex'), String(expiresAt)].join('\u0000')).digest();
+  return Buffer.concat([nonce, bound]);
+}
+
 /** The clone alarm, worded as what is known: the counter went back; a copy is one cause, two out-of-order uses another. */
 function cloneMessage(received: number, stored: number): string {
   return `the authenticator’s sign counter went back (${received} after ${stored}): the credential may have been cloned (or two uses of it ran out of order); it is suspended and approves nothing until it is revoked and a new passkey enrolled`;
@@ -253,8 +259,42 @@ export class WebAuthnGuard {
     throw new CountersignError('MFA_REQUIRED', `${what} needs proof of a factor you already have: ${how}`, { factors: have.names });
   }
 
+  /**
+   * A TOTP enrolment confirmed beside a passkey (guard/service.ts confirmTotp calls this in its
+   * transaction): the passkey must say yes, over a `totp` challenge (`totpOptions`). An operator
+   * with no active passkey needs nothing here (a confirmed TOTP cannot be re-enrolled at all).
+   */
+  async authoriseTotp(tx: Queries, op: Operator, proof: FactorProof, at: number): Promise<Authorisation> {
+    if ((await this.active(tx, op.operatorId)).length === 0) return { by: 'none' };
+    return this.authorise(tx, op, { webauthn: proof.webauthn }, 'enrolling TOTP beside your passkey', async (signed) => {
+      if (signed.length !== NONCE_BYTES + 32) return false;
+      const nonce = signed.subarray(0, NONCE_BYTES);
+      const c = await tx.webauthn.challenge(nonce.toString('hex'));
+      if (!c || c.purpose !== 'totp' || c.operator_id !== op.operatorId || c.used_at !== null || Number(c.expires_at) <= at) return false;
+      return sameBytes(signed, totpChallenge(nonce, op.operatorId, Number(c.expires_at))) && (await tx.webauthn.useChallenge(nonce.toString('hex'), at));
+    }, at);
+  }
+
+  /** What confirming a TOTP enrolment needs from you: `stepUp` null (no active passkey), or a challenge for one of them. */
+  async totpOptions(by: Principal) {
+    const op = requireOperator(by);
+    const passkeys = await this.active(this.store, op.operatorId);
+    if (passkeys.length === 0) return { stepUp: null };
+    const rp = this.relyingParty;
+    const at = this.now();
+    const nonce = randomBytes(NONCE_BYTES);
+    const expiresAt = at + CHALLENGE_TTL_MS;
+    await this.store.transaction((tx) => tx.webauthn.insertChallenge({ nonce: nonce.toString('hex'), operator_id: op.operatorId, purpose: 'totp', request_id: null, payload_hash: null, verdict: null, expires_at: expiresAt, used_at: null, created_at: at }));
+    return {
+      stepUp: {
+        factors: ['webauthn' as const],
+        webauthn: { challenge: b64url(totpChallenge(nonce, op.operatorId, expiresAt)), rpId: rp.id, allowCredentials: this.descriptors(passkeys), userVerification: 'preferred', timeout: CHALLENGE_TTL_MS, expiresAt: new Date(expiresAt).toISOString() },
+      },
+    };
+  }
+
   /** Runs a change to factors under the step-up lockout (a proof reserves an attempt; a wrong one stays counted), auditing a suspected clone after the rollback. */
-  private async underLockout<T>(op: Operator, proof: FactorProof, run: () => Promise<T>): Promise<T> {
+  async underLockout<T>(op: Operator, proof: FactorProof, run: () => Promise<T>): Promise<T> {
     const attempt = proof.totp !== undefined || proof.webauthn !== undefined ? await this.lockout.begin(op) : null;
     try {
       const out = await run();

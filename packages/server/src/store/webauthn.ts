@@ -35,7 +35,7 @@ export interface WebAuthnChallengesTable {
   nonce: string;
   operator_id: string;
   /** `revoke`: a passkey's proof for revoking a credential (the bytes bind which; guard/webauthn.ts revokeChallenge). */
-  purpose: 'register' | 'approve' | 'revoke';
+  purpose: 'register' | 'approve' | 'revoke' | 'totp';
   request_id: string | null;
   payload_hash: string | null;
   verdict: string | null;

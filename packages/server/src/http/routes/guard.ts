@@ -5,7 +5,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
-import { ErrorBody, WebAuthnRegistration, WebAuthnStepUp } from '@countersign/core';
+import { ErrorBody, WebAuthnAssertion, WebAuthnRegistration, WebAuthnStepUp } from '@countersign/core';
 import type { Engine } from '../../engine/engine.ts';
 import { json, security, type ApiEnv as Env } from './contract.ts';
 
@@ -23,7 +23,11 @@ const RefParams = z.object({ id: z.string().min(1).max(200) });
 const Reason = z.string().min(1).max(2_000).refine((s) => s.trim().length > 0, 'a reason is required');
 const Anything = z.record(z.string(), z.unknown());
 
-export const ConfirmTotpBody = z.strictObject({ code: z.string().regex(/^\d{6}$/, 'a 6-digit code') });
+export const ConfirmTotpBody = z.strictObject({
+  code: z.string().regex(/^\d{6}$/, 'a 6-digit code'),
+  /** Beside an active passkey: an assertion from one over POST /v1/operators/me/totp/challenge. */
+  webauthn: WebAuthnAssertion.optional(),
+});
 export const CooldownBody = z.strictObject({ minutes: z.number().int().min(1).max(7 * 24 * 60), reason: Reason });
 export const PauseBody = z.strictObject({ minutes: z.number().int().min(1).max(30 * 24 * 60), reason: Reason });
 export const ResumeBody = z.strictObject({ reason: Reason });
@@ -104,6 +108,13 @@ const webauthnRevokeRoute = createRoute({
   security,
   request: { params: RefParams.extend({ credential: z.string().min(1).max(200) }), body: { content: { 'application/json': { schema: WebAuthnStepUp } }, required: false } },
   responses: { 200: json(CredentialView, 'The revoked credential'), ...errors },
+});
+const totpChallengeRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/me/totp/challenge',
+  summary: 'What confirming TOTP enrolment needs from you: `stepUp` null (no active passkey), or a WebAuthn challenge for one of your passkeys (single use, 2 minutes)',
+  security,
+  responses: { 200: json(z.object({ stepUp: z.record(z.string(), z.unknown()).nullable() }), 'The step-up confirming needs'), ...errors },
 });
 const webauthnRevokeOptionsRoute = createRoute({
   method: 'post',
@@ -250,7 +261,8 @@ export function registerGuardRoutes(app: OpenAPIHono<Env>, engine: Engine): void
   app.openapi(roleAllowlistRoute, async (c) => c.json(await guard.roleAllowlist(c.get('principal'), c.req.valid('param').role), 200));
   app.openapi(setRoleAllowlistRoute, async (c) => c.json(await guard.setRoleAllowlist(c.get('principal'), c.req.valid('param').role, c.req.valid('json').cidrs), 200));
   app.openapi(enrolRoute, async (c) => c.json(await guard.enrolTotp(c.get('principal')), 201));
-  app.openapi(confirmRoute, async (c) => c.json(await guard.confirmTotp(c.get('principal'), c.req.valid('json').code), 200));
+  app.openapi(confirmRoute, async (c) => c.json(await guard.confirmTotp(c.get('principal'), c.req.valid('json').code, { webauthn: c.req.valid('json').webauthn }), 200));
+  app.openapi(totpChallengeRoute, async (c) => c.json(await guard.webauthn.totpOptions(c.get('principal')), 200));
   app.openapi(totpStatusRoute, async (c) => c.json(await guard.totpStatus(c.get('principal')), 200));
   app.openapi(webauthnOptionsRoute, async (c) => c.json(await guard.webauthn.registrationOptions(c.get('principal')), 200));
   app.openapi(webauthnRegisterRoute, async (c) => c.json(await guard.webauthn.register(c.get('principal'), c.req.valid('json')), 201));
