@@ -203,6 +203,16 @@ describe.each(ENGINES)('WebAuthn: changing factors ($name)', ({ make }) => {
     expect((await wa().list(admin, bossName)).credentials.find((c) => c.id === bossKey.id)!.revokedAt).toBeNull();
   });
 
+  it('admin recover of an existing operator revokes the passkeys enrolled while their replaced tokens were live', async () => {
+    const { op, name } = await operator(['admin']);
+    const cred = await wa().register(op, key().register((await wa().registrationOptions(op)).challenge));
+    const out = await engine.credentials.recoverAdmin(name, { type: 'system', id: 'cli', name: 'admin recover' });
+    expect(out.created).toBe(false);
+    const fresh = (await engine.authenticate(out.token))!;
+    expect((await wa().list(fresh, 'me')).credentials.find((c) => c.id === cred.id)!.revokedAt).not.toBeNull();
+    expect((await audits('webauthn_revoked')).at(-1)).toMatchObject({ credential: cred.id, authorisedBy: 'token_replaced', reason: expect.stringMatching(/admin recover/) });
+  });
+
   it('an IP address other than loopback as the dashboard address: WebAuthn says why it cannot work (COUNTERSIGN_PUBLIC_URL)', async () => {
     expect(relyingPartyOf('http://10.1.2.3:8080').unusable).toMatch(/IP address.*COUNTERSIGN_PUBLIC_URL/);
     expect(relyingPartyOf('http://[2001:db8::1]:8080').unusable).toMatch(/IP address/);
