@@ -13,6 +13,7 @@
  * whose key did not sign the trail's newest checkpoint refuses to start), the policy is activated
  * before anything can read it, and on close the loops stop before the store does.
  */
+import { relyingPartyOf } from './guard/webauthn.ts';
 import { adoptOnUpgrade } from './audit/adopt.ts';
 import { keepOrigin } from './audit/keys.ts';
 import { startCheckpointer, type Checkpointer } from './audit/checkpointer.ts';
@@ -148,6 +149,11 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     engine,
     channels,
     start({ reviewBase }) {
+      // WebAuthn's relying party: where people reach the dashboard (guard/webauthn.ts relyingPartyOf).
+      const rp = relyingPartyOf(reviewBase);
+      engine.guard.webauthn.useRelyingParty(rp);
+      // An IP address other than loopback cannot be a relying party id: said once here, and by every WebAuthn call.
+      if (rp.unusable) log(`countersign: ${rp.unusable}`, 'warn');
       if (scheduler) return;
       scheduler = new Scheduler(engine, {
         intervalMs: config.tickMs,

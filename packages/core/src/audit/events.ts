@@ -62,8 +62,12 @@ export const AUDIT_EVENTS = {
   delivery_failed: { about: 'a notification gave up after its last attempt or a permanent error', data: ['deliveryId', 'channel', 'event', 'attempts', 'error'] },
   // ---- reviewer protection (the guard)
   totp_enrolment_started: { about: 'an operator began TOTP enrolment', data: ['operatorId', 'encrypted'] },
-  totp_enrolled: { about: 'an operator confirmed TOTP enrolment', data: ['operatorId'] },
+  totp_enrolled: { about: 'an operator confirmed TOTP enrolment (authorisedBy: webauthn when a passkey of theirs approved it, none when they had none)', data: ['operatorId', 'authorisedBy'] },
   totp_sealed: { about: 'TOTP seeds stored `plain:` were sealed at start (under the server secret’s key when no encryption key is set)', data: ['count', 'keyId'] },
+  webauthn_enrolled: { about: 'an operator enrolled a passkey or security key (WebAuthn); authorisedBy: the factor they already had that proved it (none, totp, webauthn)', data: ['operatorId', 'credential', 'name', 'algorithm', 'attestation', 'userVerified', 'authorisedBy', 'authorisingCredential?'] },
+  webauthn_revoked: { about: 'a WebAuthn credential was revoked (by its operator or an admin, proved by authorisedBy; token_replaced: an admin replaced the token it was enrolled with, or admin recover)', data: ['operatorId', 'operator', 'credential', 'authorisedBy', 'reason?'] },
+  webauthn_clone_suspected: { about: 'a WebAuthn assertion’s sign counter went back: the credential may be cloned (or two uses ran out of order); the approval was refused and the credential suspended', data: ['operatorId', 'credential', 'reason', 'suspended'] },
+  step_up: { about: 'an approval passed step-up: which factor (totp or webauthn)', data: ['operatorId', 'factor', 'credential?', 'userVerified?', 'signCount?'] },
   mfa_locked: { about: 'too many wrong step-up codes: the operator’s step-up is locked for a growing back-off', data: ['operatorId', 'operator', 'failures', 'strikes', 'until', 'retryAfterSeconds'] },
   cooldown_lifted: { about: 'an operator of the same or higher rank ended another’s cool-down', data: ['operatorId', 'operator', 'reason', 'wasUntil'] },
   cooldown_started: { about: 'an approver was put on a cool-down (automatic or by a lead)', data: ['operatorId', 'operator', 'until', 'reason', 'triggeredBy?', 'manual?'] },

@@ -94,6 +94,13 @@ export interface GateVote {
    */
   readonly seenPayloadKey?: string | undefined;
   readonly totp: StepUpFact;
+  /**
+   * The WebAuthn assertion, verified by the shell against this request, the payload this vote
+   * approves and this verdict (`replayed`: its challenge was used, expired, or made for another
+   * approval; `invalid` also covers a bad signature, origin, rpId or a sign counter gone back).
+   * Absent for votes that carry none.
+   */
+  readonly webauthn?: StepUpFact;
   readonly matchCode: 'absent' | 'valid' | 'invalid';
   /** ISO time of the vote. */
   readonly at: string;
@@ -161,6 +168,8 @@ export interface GateRecord {
   readonly approval: ApprovalRecord | null;
   /** Mark the TOTP step used (conditionally, in the same transaction; a lost race is MFA_INVALID). */
   readonly totpStep: boolean;
+  /** The step-up factor this approval was accepted with (audited); null when none was needed. */
+  readonly factor: 'totp' | 'webauthn' | null;
   /** This approval starts an automatic cool-down (audit `cooldown_started`, a guard notice). */
   readonly cooldownStarted: CooldownState | null;
 }
@@ -369,7 +378,15 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
     check: (ctx) => {
       if (!approving(ctx) || ctx.dry) return null;
       const { requirement, vote } = ctx;
-      if (requirement.mfa) {
+      const wa = vote.webauthn ?? 'absent';
+      if (requirement.mfa && wa !== 'absent') {
+        // An assertion offered is judged, whatever else the vote carries.
+        if (wa === 'not_enrolled') return err('MFA_REQUIRED', 'that passkey is not enrolled for you (or was revoked); enrol one in the dashboard (Settings)', { riskLevel: requirement.riskLevel, factor: 'webauthn' });
+        if (wa === 'replayed') return err('MFA_INVALID', 'that WebAuthn assertion was made for another approval, or its challenge expired or was used; ask for a new one', { factor: 'webauthn' });
+        if (wa !== 'valid') return err('MFA_INVALID', 'the WebAuthn assertion does not verify', { factor: 'webauthn' });
+      } else if (requirement.webauthn) {
+        return err('MFA_REQUIRED', `policy requires a passkey or security key (WebAuthn) to approve this ${requirement.riskLevel}-risk payload: approve it in the dashboard; a TOTP code, the CLI, Slack, Teams and ticket approvals cannot`, { riskLevel: requirement.riskLevel, factor: 'webauthn' });
+      } else if (requirement.mfa) {
         if (vote.totp === 'absent') return err('MFA_REQUIRED', `policy requires a TOTP code (totp) to approve this ${requirement.riskLevel}-risk payload`, { riskLevel: requirement.riskLevel });
         if (vote.totp === 'not_enrolled') return err('MFA_REQUIRED', 'policy requires step-up MFA and you have no confirmed TOTP enrolment (countersign mfa enrol)', { riskLevel: requirement.riskLevel });
         if (vote.totp === 'replayed') return err('MFA_INVALID', 'that TOTP code was already used; wait for the next one');
@@ -481,7 +498,7 @@ export function gate(input: GateInput, checks: readonly GateCheck[] = GATE_CHECK
 function accept(ctx: GateContext): GateResult {
   const { vote, reviewer, requirement, payload, request, guard } = ctx;
   const actor = { type: 'operator' as const, id: reviewer.id, name: reviewer.name };
-  const record: GateRecord = { approval: null, totpStep: false, cooldownStarted: null };
+  const record: GateRecord = { approval: null, totpStep: false, factor: null, cooldownStarted: null };
   const finalAuthority = ctx.finalAuthority ? { level: request.escalation!.finalAuthority!.level } : null;
   if (vote.verdict === 'reject') {
     const v: Vote = { reviewer: actor, verdict: 'reject', reason: vote.reason ?? null, args: null, alternative: null, payloadKey: null, stage: null, at: vote.at };
@@ -525,7 +542,8 @@ function accept(ctx: GateContext): GateResult {
   const after = guard.cooldown.riskLevels.includes(requirement.riskLevel) && !guard.limitsOff ? cooldownState([...guard.approvals, approval], guard.now, guard.cooldown) : null;
   const rec: GateRecord = {
     approval,
-    totpStep: requirement.mfa && vote.totp === 'valid',
+    totpStep: requirement.mfa && (vote.webauthn ?? 'absent') === 'absent' && vote.totp === 'valid',
+    factor: !requirement.mfa ? null : (vote.webauthn ?? 'absent') === 'valid' ? 'webauthn' : 'totp',
     cooldownStarted: after !== null && after.active && after.triggeredBy.includes(request.id) ? after : null,
   };
   const votes = [...ctx.counted, v];
@@ -564,7 +582,7 @@ export interface Actionable {
   readonly reason: { readonly code: string; readonly message: string; readonly check: GateCheck['name'] } | null;
   /** Whether a rejection would be accepted. */
   readonly canReject: boolean;
-  readonly stepUp: { readonly mfa: boolean; readonly matchCode: boolean };
+  readonly stepUp: { readonly mfa: boolean; readonly webauthn: boolean; readonly matchCode: boolean };
   readonly requirement: PayloadRequirement;
 }
 
@@ -586,5 +604,5 @@ export function dryRun(input: Omit<GateInput, 'vote'> & { at: string }, checks: 
   }
   const rejectCtx = contextOf({ ...input, vote: { ...approve, verdict: 'reject' } }, true);
   const canReject = checks.every((c) => c.check(rejectCtx) === null);
-  return { actionable: reason === null, reason, canReject, stepUp: { mfa: ctx.requirement.mfa, matchCode: ctx.requirement.matchCode }, requirement: ctx.requirement };
+  return { actionable: reason === null, reason, canReject, stepUp: { mfa: ctx.requirement.mfa, webauthn: ctx.requirement.webauthn, matchCode: ctx.requirement.matchCode }, requirement: ctx.requirement };
 }

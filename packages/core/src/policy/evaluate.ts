@@ -138,6 +138,8 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
     slaSeconds,
     slaDueAt,
     mfaRequired: review && (policy.levels[level].mfa || outcome.mfa),
+    // Present only when true (assessments stored before it read as TOTP-or-WebAuthn).
+    ...(review && policy.levels[level].mfa && policy.levels[level].webauthn === true ? { webauthnRequired: true } : {}),
     reasons,
     ...(review && startLevel !== undefined ? { escalationStartLevel: startLevel } : {}),
     ...(request.screening && (request.screening.result.findings.length > 0 || request.screening.outcomes.length > 0)

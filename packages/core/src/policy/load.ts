@@ -458,7 +458,8 @@ function resolve(f: PolicyFile): Policy {
         {
           slaMs: required(parseDuration(required(l.sla, `levels.${lvl}.sla`)), `levels.${lvl}.sla`),
           autoApprove: l.autoApprove ?? false,
-          mfa: l.mfa ?? false,
+          mfa: l.mfa === true || l.mfa === 'webauthn',
+          ...(l.mfa === 'webauthn' ? { webauthn: true } : {}),
           approvals: l.approvals ?? 1,
           ...(l.approvers !== undefined ? { approvers: l.approvers } : {}),
           ...(l.deny !== undefined ? { deny: l.deny } : {}),

@@ -119,7 +119,8 @@ const ActionsFile = z.object({ defaultWeight: Unit.optional() }).catchall(Action
 const LevelFile = z.strictObject({
   sla: Duration.optional(),
   autoApprove: z.boolean().optional(),
-  mfa: z.boolean().optional(),
+  /** Step-up at approval: true (a TOTP code or a WebAuthn assertion), or `webauthn` (a WebAuthn assertion only: phishing-resistant). */
+  mfa: z.union([z.boolean(), z.literal('webauthn')], { error: 'must be true, false or webauthn (a passkey or security key, approved in the dashboard)' }).optional(),
   approvals: z.int().min(1).max(20).optional(),
   approvers: z.array(ApproverSpec).min(1).max(10).optional(),
   /** Rejections that decide at once (Teleport's deny threshold); default 1. */

@@ -50,6 +50,8 @@ export interface LevelPolicy {
   readonly slaMs: number;
   readonly autoApprove: boolean;
   readonly mfa: boolean;
+  /** `mfa: webauthn`: the step-up must be a WebAuthn assertion (TOTP is refused); implies `mfa`. */
+  readonly webauthn?: boolean;
   /** Distinct approvals needed (quorum) when a request at this level is reviewed. */
   readonly approvals: number;
   /** Who must approve at this level when no rule names approvers (each is its own stage). */
@@ -131,6 +133,8 @@ export interface AgentLevelPolicy {
   readonly autoApprove?: boolean;
   readonly slaMs?: number;
   readonly mfa?: boolean;
+  /** With `mfa`: WebAuthn only (an overlay's merge writes it; see policy/overlay.ts). */
+  readonly webauthn?: boolean;
 }
 
 export interface AgentPolicy {

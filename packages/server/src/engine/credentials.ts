@@ -25,7 +25,7 @@ import {
   type Role,
 } from '@countersign/core';
 import { newId, newSecret, sha256Hex } from '../ids.ts';
-import { SYSTEM_ACTOR, draft, type AuditActor, type AuditWriter } from '../audit/writer.ts';
+import { SYSTEM_ACTOR, actorOf, draft, type AuditActor, type AuditDraft, type AuditWriter } from '../audit/writer.ts';
 import type { ServerSecret } from '../keys/server-secret.ts';
 import type { KeyRecord, OperatorRecord, TokenRecord } from '../store/credentials.ts';
 import type { Queries, Store } from '../store/store.ts';
@@ -81,6 +81,19 @@ export class Credentials {
     private readonly writer: AuditWriter,
     readonly secret: ServerSecret,
   ) {}
+
+  /** Revokes an operator's passkeys enrolled since `since`, in `tx` (the engine wires guard/webauthn.ts revokeEnrolledSince); its audit drafts. */
+  private passkeysSince: (tx: Queries, actor: AuditActor, operatorId: string, name: string, since: number, reason: string, at: number) => Promise<AuditDraft[]> = async () => [];
+
+  usePasskeyReset(reset: (tx: Queries, actor: AuditActor, operatorId: string, name: string, since: number, reason: string, at: number) => Promise<AuditDraft[]>): void {
+    this.passkeysSince = reset;
+  }
+
+  /** When the oldest of an operator's tokens still live at `at` was issued (`at` when none is): whoever held one of them could have enrolled a passkey since. */
+  private liveSince(tokens: readonly TokenRecord[], at: number): number {
+    const live = tokens.filter((t) => t.revoked_at === null || Number(t.revoked_at) > at).map((t) => Number(t.created_at));
+    return live.length === 0 ? at : Math.min(...live);
+  }
 
   // ---- MACs ----
 
@@ -655,7 +668,9 @@ export class Credentials {
       const row = await this.resolveOperator(tx, admin, ref);
       await this.guardChange(tx, admin, row, {});
       const at = this.now();
-      const revokedTokenIds = await this.revokeTokens(tx, await tx.credentials.tokensOf(row.id), at);
+      const tokens = await tx.credentials.tokensOf(row.id);
+      const since = this.liveSince(tokens, at);
+      const revokedTokenIds = await this.revokeTokens(tx, tokens, at);
       const sessionsEnded = await tx.credentials.deleteSessions({ operatorId: row.id });
       const token = newSecret('cso');
       const tokenId = newId('tok', at);
@@ -663,7 +678,10 @@ export class Credentials {
       // Whoever rotates another's token holds it, for good (four-eyes); rotating your own ends your creator's hold.
       if (row.id === admin.operatorId) await tx.credentials.endHolds(row.id);
       else await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'token', at });
-      await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded, own: row.id === admin.operatorId }, at)]);
+      // Another's token replaced (suspected stolen?): the passkeys enrolled while it was live go too, since its holder could have added them.
+      // Your own rotation keeps yours (a stolen token rotating itself must not strip factors).
+      const passkeys = row.id === admin.operatorId ? [] : await this.passkeysSince(tx, actorOf(admin), row.id, row.name, since, 'an admin replaced the token they were enrolled with', at);
+      await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded, own: row.id === admin.operatorId }, at), ...passkeys]);
       return { operatorId: row.id, name: row.name, tokenId, token, revokedTokenIds };
     });
     this.forget();
@@ -693,12 +711,16 @@ export class Credentials {
       }
       const roles = [...new Set([...(JSON.parse(existing.roles) as Role[]), 'admin' as Role])];
       await this.patchOperator(tx, existing, { roles: JSON.stringify(roles), disabled_at: null, removed_at: null, tokenless: 0 }, true);
-      await this.revokeTokens(tx, await tx.credentials.tokensOf(existing.id), at);
+      const tokens = await tx.credentials.tokensOf(existing.id);
+      const since = this.liveSince(tokens, at);
+      await this.revokeTokens(tx, tokens, at);
       await tx.credentials.deleteSessions({ operatorId: existing.id });
       const token = newSecret('cso');
       const tokenId = newId('tok', at);
       await tx.credentials.insertToken(this.newToken(tokenId, existing.id, token, at));
-      await this.writer.append(tx, [draft('admin_recovered', null, actor, { operatorId: existing.id, name, tokenId, created: false }, at)]);
+      // Break-glass: the tokens it replaces may be in other hands, so the passkeys enrolled while they were live are revoked too.
+      const passkeys = await this.passkeysSince(tx, actor, existing.id, name, since, 'admin recover replaced the token they were enrolled with', at);
+      await this.writer.append(tx, [draft('admin_recovered', null, actor, { operatorId: existing.id, name, tokenId, created: false }, at), ...passkeys]);
       return { operatorId: existing.id, name, token, tokenId, created: false };
     });
     this.forget();

@@ -61,7 +61,7 @@ type Operator = Extract<Principal, { kind: 'operator' }>;
 export interface ReaderView {
   actionable: boolean;
   notActionable?: { code: string; message: string; retryAt?: string };
-  payload: { action: string; args: JsonObject; alternative: string | null; payloadHash: string; mfaRequired: boolean; matchCodeRequired: boolean };
+  payload: { action: string; args: JsonObject; alternative: string | null; payloadHash: string; mfaRequired: boolean; webauthnRequired: boolean; matchCodeRequired: boolean };
 }
 
 /** The hash an approve surface shows and sends back (`seenPayloadHash`): SHA-256 of the payload key, the trail's payloadHash. */
@@ -230,9 +230,20 @@ export class Decisions {
     const limits = approving ? await this.guard.limitFacts(tx, by.operatorId, at, true, policy) : { approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits };
     const guard: GuardFacts = { now: at, ip: approving ? await this.guard.ipFact(tx, by, ip) : { allowed: true }, ...limits, limitsOff: this.limitsOff };
     const codes = approving ? await this.guard.stepUpFacts(tx, by, row.id, body, at) : { totp: 'absent' as const, step: null, matchCode: 'absent' as const };
-    const result = gate({ request, payload, reviewer, vote: gateVote(codes), guard });
-    if (!result.ok) throw result.error;
+    // WebAuthn: the assertion verified against this request, the hash of the payload this vote approves and its verdict.
+    const assertion = approving && body.webauthn
+      ? await this.guard.webauthn.assertionFact(tx, by, row.id, payloadHashOf(payload.key), body.verdict, body.webauthn, payloadRequirement(request.assessment, payload.assessment, payload.assessment !== null).webauthn, at)
+      : null;
+    const result = gate({ request, payload, reviewer, vote: { ...gateVote(codes), ...(assertion ? { webauthn: assertion.fact } : {}) }, guard });
+    if (!result.ok) {
+      const e = result.error;
+      if (assertion?.reason && e.code === 'MFA_INVALID' && (e.details as { factor?: string } | undefined)?.factor === 'webauthn') {
+        throw new CountersignError(e.code, `${e.message}: ${assertion.reason.message}`, { factor: 'webauthn', reason: assertion.reason.code, credentialId: body.webauthn!.credentialId });
+      }
+      throw e;
+    }
     const entries = approving ? await this.guard.recordApproval(tx, by, row.id, result.record, codes.step, at) : [];
+    if (result.record.factor === 'webauthn' && assertion?.use) entries.push(...(await this.guard.webauthn.recordUse(tx, by, row.id, assertion.use, at)));
     const finalAuthority = result.finalAuthority && { level: result.finalAuthority.level, operator: by.name, operatorId: by.operatorId };
     return { transition: { status: result.status, kinds: [...result.kinds], vote: result.vote, decision: result.decision, ...(finalAuthority ? { finalAuthority } : {}) }, entries };
   }
@@ -303,7 +314,7 @@ export class Decisions {
       payload = gatePayload(request, row, agentName, {}, policy, history, at);
     } catch (err) {
       const a = JSON.parse(row.assessment) as Assessment;
-      const p = { action: row.action, args: JSON.parse(row.args) as JsonObject, alternative: null, payloadHash: payloadHashOf(payloadKey(row.action, JSON.parse(row.args) as JsonObject)), mfaRequired: a.mfaRequired, matchCodeRequired: a.riskLevel === 'critical' };
+      const p = { action: row.action, args: JSON.parse(row.args) as JsonObject, alternative: null, payloadHash: payloadHashOf(payloadKey(row.action, JSON.parse(row.args) as JsonObject)), mfaRequired: a.mfaRequired, webauthnRequired: a.mfaRequired && a.webauthnRequired === true, matchCodeRequired: a.riskLevel === 'critical' };
       return { actionable: false, notActionable: { code: err instanceof CountersignError ? err.code : 'INTERNAL', message: (err as Error).message }, payload: p };
     }
     const out = dryRun({
@@ -313,7 +324,7 @@ export class Decisions {
       guard: { now: at, ...limits, limitsOff: this.limitsOff },
       at: new Date(at).toISOString(),
     });
-    const view = { action: payload.action, args: payload.args, alternative: payload.alternative, payloadHash: payloadHashOf(payload.key), mfaRequired: out.stepUp.mfa, matchCodeRequired: out.stepUp.matchCode };
+    const view = { action: payload.action, args: payload.args, alternative: payload.alternative, payloadHash: payloadHashOf(payload.key), mfaRequired: out.stepUp.mfa, webauthnRequired: out.stepUp.webauthn, matchCodeRequired: out.stepUp.matchCode };
     if (out.actionable || out.reason === null) return { actionable: true, payload: view };
     const retryAt = retryAtOf(out.reason.code, limits, out.requirement.riskLevel, at);
     return { actionable: false, notActionable: { code: out.reason.code, message: out.reason.message, ...(retryAt ? { retryAt } : {}) }, payload: view };

@@ -30,7 +30,7 @@ export class Reviews {
     if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot review requests');
     // Step-up attempt limits (guard/lockout.ts): an approval carrying a code reserves an attempt, committed
     // before any code is judged (or is MFA_LOCKED); a refusal for a wrong code keeps it as a failure.
-    const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined) ? await this.h.guard.lockout.begin(by) : null;
+    const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined || body.webauthn !== undefined) ? await this.h.guard.lockout.begin(by) : null;
     try {
       const decided = await this.change(by, id, async (tx, current, escalation) => {
         if (body.verdict === 'approve' && body.args !== undefined) refuseBadArgs(this.h.policy().policy, current.action, body.args, 'args');

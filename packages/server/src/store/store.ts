@@ -13,6 +13,7 @@ import { TimerQueries } from './timers.ts';
 import { TrailQueries } from './trail.ts';
 import { AuditKeyQueries } from './audit-keys.ts';
 import { GuardQueries } from './guard.ts';
+import { WebAuthnQueries } from './webauthn.ts';
 import { CredentialQueries } from './credentials.ts';
 import { ScreeningQueries } from './screening.ts';
 import { AggregateQueries } from './aggregates.ts';
@@ -620,6 +621,11 @@ export class Queries {
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */
   get guard(): GuardQueries {
     return new GuardQueries(this.db, this.sealer);
+  }
+
+  /** WebAuthn credentials and challenges (store/webauthn.ts). */
+  get webauthn(): WebAuthnQueries {
+    return new WebAuthnQueries(this.db);
   }
 
   /** Screening verdicts and the audit sample of auto-allowed requests (store/screening.ts). */

@@ -29,6 +29,7 @@ import { m019_rollups } from './019_rollups.ts';
 import { m021_forwarding } from './021_forwarding.ts';
 import { m023_retrain } from './023_retrain.ts';
 import { m024_gate12 } from './024_gate12.ts';
+import { m027_webauthn } from './027_webauthn.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -55,6 +56,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '021_forwarding': m021_forwarding,
   '023_retrain': m023_retrain,
   '024_gate12': m024_gate12,
+  '027_webauthn': m027_webauthn,
 });
 
 export const migrationProvider: MigrationProvider = {
