@@ -1,0 +1,26 @@
+export { DEFAULT_CLIENT_SECRET_ENV, IdentityFile, parseIdentityFile, type IdentitySettings, type OidcSettings } from './config.ts';
+export { MAX_GROUPS, asciiLower, checkIdTokenClaims, emailDomain, isAscii, operatorNameFor, rolesFromGroups, type ExpectedToken, type SignInIdentity, type TokenCheck, type TokenRefusal } from './claims.ts';
+export {
+  SCIM_ERROR_SCHEMA,
+  SCIM_GROUP_SCHEMA,
+  SCIM_LIST_SCHEMA,
+  SCIM_MAX_MEMBERS,
+  SCIM_MAX_OPERATIONS,
+  SCIM_PATCH_SCHEMA,
+  SCIM_USER_SCHEMA,
+  ScimProblem,
+  applyGroupPatch,
+  applyUserPatch,
+  parseScimFilter,
+  readPatch,
+  readScimGroup,
+  readScimUser,
+  scimBoolean,
+  type PatchOperation,
+  type ScimEmail,
+  type ScimFilter,
+  type ScimGroupData,
+  type ScimName,
+  type ScimType,
+  type ScimUserData,
+} from './scim.ts';
