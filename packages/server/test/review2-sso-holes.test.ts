@@ -174,6 +174,68 @@ describe.each(ENGINES)('second red-team review of sso: admin decisions against t
     const groups = await scim('GET', '/Groups?startIndex=99999999999999999999');
     expect(groups.status).toBe(400);
   }, 30_000);
+
+  // FINDING F7 (low): an oversized SCIM body is answered in Countersign's /v1 error shape, not as
+  // a SCIM error (RFC 7644 §3.12: `schemas: [urn:…:Error]`, `status`). The global `boundedBody`
+  // (http/app.ts) answers before the SCIM routes' `answerError`, whose BODY_TOO_LARGE mapping is
+  // never reached; Okta and Entra log an unparseable error.
+  it('F7: a SCIM body over the size limit answers 413 with a SCIM error body', async () => {
+    const res = await fetch(`${server.url}/scim/v2/Users`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${scimToken}`, 'content-type': 'application/scim+json' },
+      body: JSON.stringify({ schemas: [USER], userName: 'big@example.com', displayName: 'x'.repeat(2_000_000) }),
+    });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '413' });
+  }, 30_000);
+});
+
+// FINDING F6 (medium, availability): SCIM (and a sign-in's group sync) can disable, remove or
+// demote the LAST active admin, which no admin can (core `checkOperatorChange`: "the last active
+// admin: make another admin first"). `Credentials.syncManagedOperator` never runs that guard.
+// An admin provisioned through SCIM removes the token-only admin (allowed: another admin remains),
+// then the directory deactivates that SCIM admin: no active admin is left, every SCIM token dies
+// with its maker, and only `countersign admin recover` on the server host gets back in.
+describe.each(ENGINES)('second red-team review of sso: the last admin ($name)', ({ make }) => {
+  let db: TestDatabase;
+  let idp: CraftedIssuer;
+  let server: ServerProcess;
+
+  beforeAll(async () => {
+    db = make();
+    idp = await startCraftedIssuer('countersign');
+    const port = await freePort();
+    server = await startServerProcess(db.url, {
+      COUNTERSIGN_PORT: String(port),
+      COUNTERSIGN_IDENTITY_FILE: identityFile({ issuer: idp.issuer, redirectUrl: `http://127.0.0.1:${port}/sso/callback`, extra: '  cs-admins: [admin]\n' }),
+      COUNTERSIGN_OIDC_CLIENT_SECRET: idp.clientSecret,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    await idp?.close();
+    await db?.drop();
+  });
+
+  it('F6: SCIM deactivation of the last active admin is refused (or leaves an admin)', async () => {
+    const boot = server.bootstrap!.adminToken;
+    const bootToken = (await api<{ token: string }>(server.url, boot, '/v1/scim/tokens', { body: { name: 'okta' } })).body.token;
+    const yara = await scimCall(server.url, bootToken, 'POST', '/Users', { schemas: [USER], userName: 'yara@example.com', active: true });
+    expect((await scimCall(server.url, bootToken, 'POST', '/Groups', { schemas: [GROUP], displayName: 'cs-admins', members: [{ value: yara.body.id }] })).status).toBe(201);
+    const yaraToken = (await api<{ token: string }>(server.url, boot, `/v1/operators/${yara.body.id}/token`, { method: 'POST' })).body.token;
+    const yaraScim = (await api<{ token: string }>(server.url, yaraToken, '/v1/scim/tokens', { body: { name: 'entra' } })).body.token;
+    const bootId = (await api<{ items: Array<{ id: string; name: string; roles: string[] }> }>(server.url, boot, '/v1/operators')).body.items.find((o) => o.id !== yara.body.id && o.roles.includes('admin'))!.id;
+    // Another admin remains, so Yara may remove the token-only admin (core's rule holds here).
+    expect((await api(server.url, yaraToken, `/v1/operators/${bootId}`, { method: 'DELETE' })).status).toBe(200);
+    // …and an admin cannot disable the last admin (Yara herself): core refuses it.
+    expect((await api(server.url, yaraToken, `/v1/operators/${yara.body.id}`, { method: 'PATCH', body: { disabled: true } })).status).toBe(409);
+
+    // The directory deactivates Yara.
+    const off = await scimCall(server.url, yaraScim, 'PATCH', `/Users/${yara.body.id}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { active: false } }] });
+    const stillAdmin = (await api(server.url, yaraToken, '/v1/operators')).status === 200;
+    expect({ refused: off.status !== 200, stillAdmin }, 'SCIM left the server with no active admin').toEqual({ refused: true, stillAdmin: true });
+  }, 60_000);
 });
 
 // FINDING F4 (medium): a deactivated reviewer's approval still counts. The vote transaction
