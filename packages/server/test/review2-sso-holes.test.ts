@@ -165,6 +165,24 @@ describe.each(ENGINES)('second red-team review of sso: admin decisions against t
     expect((await api(server.url, token, '/v1/requests')).status, 'the pre-deactivation token works again').toBe(401);
   }, 60_000);
 
+  // FINDING F8 (low-medium, fail open): a SCIM PUT that omits `active` re-activates a user the
+  // directory deactivated. `readScimUser` (core identity/scim.ts) defaults an absent `active` to
+  // true for PUT as for POST, and `Provisioning.updateUser` then sees active false → true and
+  // lifts the disable. RFC 7643 gives `active` no default; a client replacing a profile without
+  // it (several generic SCIM clients do) should not turn a leaver back on.
+  it('F8: a SCIM PUT without `active` does not re-activate a deactivated user', async () => {
+    const made = await scim('POST', '/Users', { schemas: [USER], userName: 'leaver.lee@example.com', active: true });
+    expect(made.status).toBe(201);
+    const id = made.body.id as string;
+    expect((await addTo(await groupNamed('soc'), id)).status).toBe(200);
+    expect((await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'replace', path: 'active', value: false }] })).status).toBe(200);
+    expect((await operator(id))?.disabled).toBe(true);
+
+    const put = await scim('PUT', `/Users/${id}`, { schemas: [USER], userName: 'leaver.lee@example.com', displayName: 'Lee (left)' });
+    expect(put.status).toBe(200);
+    expect({ scimActive: put.body.active, operatorDisabled: (await operator(id))?.disabled }).toEqual({ scimActive: false, operatorDisabled: true });
+  }, 60_000);
+
   // FINDING F5 (low): bad paging input is a 500, not a SCIM 400. `paging` (http/routes/scim.ts)
   // accepts any integer-valued Number, so `startIndex=1e20` becomes an OFFSET neither engine
   // takes; the error falls through `answerError` as "internal error".
