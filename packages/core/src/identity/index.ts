@@ -15,6 +15,8 @@ export {
   readPatch,
   readScimGroup,
   readScimUser,
+  readScimUserReplacement,
+  replaceScimUser,
   scimBoolean,
   type PatchOperation,
   type ScimEmail,
@@ -23,4 +25,5 @@ export {
   type ScimName,
   type ScimType,
   type ScimUserData,
+  type ScimUserReplacement,
 } from './scim.ts';

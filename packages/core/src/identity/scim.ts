@@ -146,19 +146,39 @@ function userName(v: unknown): string {
   return s;
 }
 
-/** A User from a POST or PUT body (PUT replaces what Countersign keeps; `active` defaults to true). */
-export function readScimUser(body: unknown): ScimUserData {
+/** A User from a PUT body: `active` is null when the body leaves it out (RFC 7643 gives it no default). */
+export interface ScimUserReplacement extends Omit<ScimUserData, 'active'> {
+  readonly active: boolean | null;
+}
+
+/** A User from a PUT body (PUT replaces what Countersign keeps, except an absent `active`: `replaceScimUser`). */
+export function readScimUserReplacement(body: unknown): ScimUserReplacement {
   if (!isObject(body)) throw bad('invalidSyntax', 'the body must be a JSON object');
   checkSchemas(body, SCIM_USER_SCHEMA);
   const active = lookup(body, 'active');
   return {
     userName: userName(lookup(body, 'userName')),
     externalId: text(lookup(body, 'externalId'), 'externalId', 256),
-    active: active === undefined || active === null ? true : scimBoolean(active, 'active'),
+    active: active === undefined || active === null ? null : scimBoolean(active, 'active'),
     displayName: text(lookup(body, 'displayName'), 'displayName', 256),
     name: readName(lookup(body, 'name')),
     emails: readEmails(lookup(body, 'emails')),
   };
+}
+
+/**
+ * A PUT applied to the user it replaces: everything from the body, but a PUT without `active`
+ * keeps the current value (review2 F8: defaulting it to true re-activated a deactivated user,
+ * failing open; several generic SCIM clients send a profile without it).
+ */
+export function replaceScimUser(current: ScimUserData, put: ScimUserReplacement): ScimUserData {
+  return { ...put, active: put.active ?? current.active };
+}
+
+/** A User from a POST body (`active` defaults to true: a new user is active unless the body says otherwise). */
+export function readScimUser(body: unknown): ScimUserData {
+  const user = readScimUserReplacement(body);
+  return { ...user, active: user.active ?? true };
 }
 
 function readMembers(v: unknown, what = 'members'): string[] {

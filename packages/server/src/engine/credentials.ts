@@ -222,6 +222,22 @@ export class Credentials {
     return principal;
   }
 
+  /**
+   * Review2 F4: the operator behind a principal as it is now, its row read under lock inside the
+   * caller's transaction (one primary-key read; PostgreSQL: FOR UPDATE, so a concurrent
+   * deactivation either committed before, and is seen, or waits for this transaction). The
+   * principal a request was authenticated with may be up to 2 s old (the credential cache) on
+   * this server or another; a vote must not be. Refuses (UNAUTHENTICATED) an operator removed,
+   * disabled, without a role or whose row does not verify; otherwise answers its current roles
+   * and groups (a role lost is then refused by the gate).
+   */
+  async lockCurrent(tx: Queries, operatorId: string): Promise<Operator> {
+    const row = await tx.credentials.operator(operatorId, true);
+    const status = row ? operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row), roles: JSON.parse(row.roles) as string[] }) : { ok: false };
+    if (!row || !status.ok) throw new CountersignError('UNAUTHENTICATED', 'this operator is disabled, removed or has no role any more (changed since this request was authenticated)');
+    return { kind: 'operator', operatorId: row.id, name: row.name, roles: JSON.parse(row.roles) as Role[], groups: JSON.parse(row.groups) as string[] };
+  }
+
   /** Every operator who passes `operatorPrincipal`'s checks. */
   async activeOperators(q: Queries | Store = this.store): Promise<Operator[]> {
     const rows = await q.listOperators();
@@ -325,13 +341,29 @@ export class Credentials {
 
   /**
    * The provider's view of an operator applied to its row: roles and groups, disabled, removed.
-   * A row that does not verify is refused (never re-sealed). A role change, a disable or a
-   * removal ends every session at once (and a removal revokes every token); the credential cache
-   * is cleared by the caller after the commit (`forget`).
+   * A row that does not verify is refused (never re-sealed), and so is a change that would leave
+   * no active admin. A role change, a disable or a removal ends every session at once (and a
+   * disable or a removal revokes every token); the credential cache is cleared by the caller
+   * after the commit (`forget`).
    */
   async syncManagedOperator(tx: Queries, row: OperatorRecord, next: { roles?: Role[] | undefined; groups?: string[] | undefined; disabled?: boolean | undefined; removed?: boolean | undefined; grantedBy?: string | null | undefined; by?: AuditActor | undefined }) {
     this.refuseTampered(row);
     const at = this.now();
+    // Review2 F6: the provider is held to core's last-admin rule as an admin is (with every
+    // operator locked, as `guardChange`): a deactivation, removal or demotion that would leave no
+    // active admin is refused (ILLEGAL_TRANSITION, reason last_admin) and nothing is written.
+    const wasAdmin = (JSON.parse(row.roles) as Role[]).includes('admin') && row.disabled_at === null && row.removed_at === null;
+    const losing = next.removed === true || next.disabled === true || (next.roles !== undefined && !next.roles.includes('admin'));
+    if (wasAdmin && losing) {
+      const everyone = (await tx.credentials.lockActiveOperators()).map((r) => this.managed(r, at));
+      const fresh = everyone.find((o) => o.id === row.id) ?? this.managed(row, at);
+      try {
+        checkOperatorChange({ id: 'identity-provider', roles: ['admin'] }, fresh, { removed: next.removed, disabled: next.disabled, roles: next.roles }, everyone);
+      } catch (err) {
+        if (err instanceof CountersignError && err.code === 'ILLEGAL_TRANSITION') throw new CountersignError('ILLEGAL_TRANSITION', err.message, { reason: 'last_admin', operatorId: row.id, name: row.name });
+        throw err;
+      }
+    }
     const patch: Partial<Pick<OperatorRecord, 'roles' | 'groups' | 'disabled_at' | 'removed_at'>> = {};
     const before = { roles: JSON.parse(row.roles) as Role[], groups: JSON.parse(row.groups) as string[], disabled: row.disabled_at !== null };
     const rolesChanged = next.roles !== undefined && JSON.stringify([...next.roles].sort()) !== JSON.stringify([...before.roles].sort());
@@ -347,7 +379,9 @@ export class Credentials {
     // open event stream ends with its session: http/stream-auth.ts); so do a disable and a removal.
     const endSessions = next.removed === true || (disabledChanged && next.disabled === true) || rolesChanged;
     const sessionsEnded = endSessions ? await tx.credentials.deleteSessions({ operatorId: row.id }) : 0;
-    const revokedTokenIds = next.removed === true ? await this.revokeTokens(tx, await tx.credentials.tokensOf(row.id), at) : [];
+    // Review2 F3: a deactivation revokes every token, as a removal does (the issue: "deactivation
+    // revokes sessions and tokens"): a later `active: true` brings none of them back.
+    const revokedTokenIds = next.removed === true || (disabledChanged && next.disabled === true) ? await this.revokeTokens(tx, await tx.credentials.tokensOf(row.id), at) : [];
     // An admin role from the provider's groups is a role grant (review F1): lineage to whoever's SCIM token granted it.
     if (rolesChanged && next.roles!.includes('admin') && !before.roles.includes('admin')) {
       await tx.credentials.pinHolds(row.id, at);
@@ -697,6 +731,13 @@ export class Credentials {
     const id = await this.store.transaction(async (tx) => {
       const row = await this.resolveOperator(tx, admin, ref);
       this.refuseTampered(row);
+      // Review2 F2: the roles and groups of an operator the identity provider manages are the
+      // provider's (recomputed at every SCIM change and sign-in), so an admin's edit would be undone
+      // without a word. Refused; the admin changes the group at the provider, or disables the
+      // operator here (a disable the provider never lifts).
+      if ((patch.roles !== undefined || patch.groups !== undefined) && (await this.managedByProvider(tx, row.id))) {
+        throw new CountersignError('ILLEGAL_TRANSITION', `${row.name}'s roles and groups come from the identity provider (SCIM or single sign-on) and would be put back at its next change or sign-in: change the group at the provider, or disable the operator here`, { operatorId: row.id, reason: 'idp_managed' });
+      }
       await this.guardChange(tx, admin, row, patch);
       const at = this.now();
       const change: Partial<Pick<OperatorRecord, 'roles' | 'groups' | 'disabled_at'>> = {};
@@ -734,6 +775,13 @@ export class Credentials {
     return (await this.listOperators(admin)).find((o) => o.id === id)!;
   }
 
+  /** Whether the identity provider manages an operator's roles: a live SCIM user, or an operator a single sign-on links to. */
+  private async managedByProvider(tx: Queries, operatorId: string): Promise<boolean> {
+    const scim = await tx.identity.scimUser(operatorId);
+    if (scim && scim.removed_at === null) return true;
+    return (await tx.identity.identitiesOf(operatorId)).length > 0;
+  }
+
   async removeOperator(by: Principal, ref: string): Promise<{ operatorId: string; name: string; removed: true; revokedTokenIds: string[] }> {
     const admin = requireAdmin(by);
     const result = await this.store.transaction(async (tx) => {
@@ -741,6 +789,13 @@ export class Credentials {
       await this.guardChange(tx, admin, row, { removed: true });
       const at = this.now();
       await this.patchOperator(tx, row, { removed_at: at });
+      // Review2 F1: the removal is recorded on the SCIM user too (under its MAC), so the provider
+      // cannot undo it (a DELETE then POST of the same userName is refused). A row that does not
+      // verify is left as it is: SCIM refuses it anyway.
+      const scim = await tx.identity.scimUser(row.id);
+      if (scim && this.secret.verify('scim_user', scimUserFields(scim), scim.mac)) {
+        await tx.identity.updateScimUser(row.id, { admin_removed: 1, mac: this.secret.mac('scim_user', scimUserFields({ ...scim, admin_removed: 1 })) });
+      }
       const revokedTokenIds = await this.revokeTokens(tx, await tx.credentials.tokensOf(row.id), at);
       const sessionsEnded = await tx.credentials.deleteSessions({ operatorId: row.id });
       await this.revokeScimTokensOf(tx, row.id, admin, 'its maker was removed', at);
@@ -830,7 +885,7 @@ export function scimTokenFields(r: { id: string; token_hash: string; revoked_at:
   return [r.id, r.token_hash, r.revoked_at === null ? null : Number(r.revoked_at), r.created_by];
 }
 
-/** What a SCIM user row's MAC covers: its operator, its userName key and whether an admin disabled it (review F4). */
-export function scimUserFields(r: { operator_id: string; user_key: string; admin_disabled: number }): unknown[] {
-  return [r.operator_id, r.user_key, Number(r.admin_disabled)];
+/** What a SCIM user row's MAC covers: its operator, its userName key and whether an admin disabled (review F4) or removed (review2 F1) it. */
+export function scimUserFields(r: { operator_id: string; user_key: string; admin_disabled: number; admin_removed: number }): unknown[] {
+  return [r.operator_id, r.user_key, Number(r.admin_disabled), Number(r.admin_removed)];
 }

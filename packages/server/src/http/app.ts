@@ -17,7 +17,7 @@ import { registerOperatorViews } from './routes/operator-views.ts';
 import { registerScreenRoutes } from './routes/screen.ts';
 import { registerForwardingRoutes } from './routes/forwarding.ts';
 import type { ForwardDestination } from '../forwarding/config.ts';
-import { registerScimRoutes } from './routes/scim.ts';
+import { answerError as scimAnswerError, registerScimRoutes, SCIM_PATH_PREFIX } from './routes/scim.ts';
 import { registerScimTokenRoutes } from './routes/scim-tokens.ts';
 import { registerSsoRoutes } from './routes/sso.ts';
 import type { Runtime } from '../runtime.ts';
@@ -84,7 +84,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   });
 
   app.use('*', jsonNewline);
-  app.onError((err, c) => errorResponse(c, toCountersignError(err, log)));
+  app.onError((err, c) => (c.req.path.startsWith(SCIM_PATH_PREFIX) ? scimAnswerError(c, err) : errorResponse(c, toCountersignError(err, log))));
   app.notFound((c) => errorResponse(c, new CountersignError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}`)));
 
   // First of all: every body on every route is bounded while it streams (http/body-limit.ts).

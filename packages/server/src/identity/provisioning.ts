@@ -22,6 +22,7 @@ import {
   applyGroupPatch,
   applyUserPatch,
   asciiLower,
+  replaceScimUser,
   operatorNameFor,
   rolesFromGroups,
   type IdentitySettings,
@@ -29,6 +30,7 @@ import {
   type Role,
   type ScimGroupData,
   type ScimUserData,
+  type ScimUserReplacement,
   type SignInIdentity,
 } from '@countersign/core';
 import { SYSTEM_ACTOR, draft, type AuditActor, type AuditWriter } from '../audit/writer.ts';
@@ -57,7 +59,7 @@ export interface ScimCaller {
 
 export type SignInOutcome =
   | { ok: true; operatorId: string; name: string; roles: Role[]; session: { id: string; expiresAt: number } }
-  | { ok: false; reason: 'no_role' | 'deactivated' | 'name_taken' | 'tampered'; message: string };
+  | { ok: false; reason: 'no_role' | 'deactivated' | 'name_taken' | 'tampered' | 'last_admin'; message: string };
 
 export interface ScimUserView {
   row: ScimUsersTable;
@@ -113,8 +115,31 @@ export class Provisioning {
     return this.credentials.secret.mac('sso_identity', [issuer, subject, operatorId]);
   }
 
-  private scimMac(operatorId: string, userKey: string, adminDisabled: number): string {
-    return this.credentials.secret.mac('scim_user', scimUserFields({ operator_id: operatorId, user_key: userKey, admin_disabled: adminDisabled }));
+  private scimMac(operatorId: string, userKey: string, adminDisabled: number, adminRemoved: number): string {
+    return this.credentials.secret.mac('scim_user', scimUserFields({ operator_id: operatorId, user_key: userKey, admin_disabled: adminDisabled, admin_removed: adminRemoved }));
+  }
+
+  /**
+   * Review2 F6: a provider change refused by core's last-admin rule (syncManagedOperator) rolled
+   * back everything; it is audited here, in a transaction of its own, and answered as a conflict.
+   */
+  private async lastAdminRefused(err: unknown, actor: AuditActor, source: 'oidc' | 'scim', change: string): Promise<boolean> {
+    const details = err instanceof CountersignError ? (err.details as { reason?: string; operatorId?: string; name?: string } | undefined) : undefined;
+    if (!(err instanceof CountersignError) || err.code !== 'ILLEGAL_TRANSITION' || details?.reason !== 'last_admin') return false;
+    await this.store.transaction((tx) => this.writer.append(tx, [draft('operator_sync_refused', null, actor, { operatorId: details.operatorId ?? null, name: details.name ?? null, source, reason: 'last_admin', change }, this.now())]));
+    return true;
+  }
+
+  /** Runs a SCIM change; one refused by the last-admin rule is audited and answered 409 (nothing changed). */
+  private async scimChange<T>(caller: ScimCaller, change: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (await this.lastAdminRefused(err, scimActor(caller), 'scim', change)) {
+        throw new ScimProblem(409, null, `refused: ${(err as Error).message.slice(0, 300)}; nothing was changed`);
+      }
+      throw err;
+    }
   }
 
   private scimRowOk(row: ScimUsersTable): boolean {
@@ -128,13 +153,23 @@ export class Provisioning {
    */
   async signIn(identity: SignInIdentity, ttlMs: number): Promise<SignInOutcome> {
     try {
-      return await this.signInOnce(identity, ttlMs);
+      return await this.guardedSignIn(identity, ttlMs);
     } catch (err) {
       // Two first sign-ins of one person at once (PostgreSQL: neither sees the other's uncommitted
       // operator): the loser hits the unique name or (issuer, subject) and, run again, finds the
       // winner's link. Once only: a second collision is an error.
       if (!isUniqueViolation(err) && !(err instanceof LinkedMeanwhile)) throw err;
-      return this.signInOnce(identity, ttlMs);
+      return this.guardedSignIn(identity, ttlMs);
+    }
+  }
+
+  /** Review2 F6: a sign-in whose groups would take admin from the last active admin is refused (audited), its roles left as they were. */
+  private async guardedSignIn(identity: SignInIdentity, ttlMs: number): Promise<SignInOutcome> {
+    try {
+      return await this.signInOnce(identity, ttlMs);
+    } catch (err) {
+      if (!(await this.lastAdminRefused(err, oidcActor(identity.issuer), 'oidc', 'sign-in group sync'))) throw err;
+      return { ok: false, reason: 'last_admin', message: 'your groups at the identity provider no longer give the admin role, and you are the last active admin here: make another admin first (your roles are unchanged)' };
     }
   }
 
@@ -206,6 +241,7 @@ export class Provisioning {
     }
     if (synced.groupsChanged) data.groups = JSON.parse(synced.row.groups);
     if (synced.disabledChanged) data.disabled = synced.row.disabled_at !== null;
+    if (synced.revokedTokenIds.length > 0) data.revokedTokenIds = synced.revokedTokenIds;
     await this.writer.append(tx, [draft('operator_synced', null, actor, data, this.now())]);
   }
 
@@ -329,7 +365,7 @@ export class Provisioning {
 
   async createUser(caller: ScimCaller, data: ScimUserData): Promise<ScimUserView> {
     const actor = scimActor(caller);
-    const view = await this.store.transaction(async (tx) => {
+    const view = await this.scimChange(caller, 'create', () => this.store.transaction(async (tx) => {
       const at = this.now();
       const key = asciiLower(data.userName);
       const existing = await tx.identity.scimUserByKey(key);
@@ -340,6 +376,8 @@ export class Provisioning {
         // Deleted before, provisioned again: the same operator comes back with no provider subject
         // linked (the delete unlinked them: review F6) and its old tokens revoked.
         if (!this.scimRowOk(existing)) throw new ScimProblem(409, 'uniqueness', `user ${data.userName.slice(0, 100)}: its record does not verify; an admin must remove it`);
+        // Review2 F1: an admin's removal is final for SCIM: only an admin brings the person back (a new operator).
+        if (Number(existing.admin_removed) === 1) throw new ScimProblem(409, 'uniqueness', `user ${data.userName.slice(0, 100)}: an admin removed this operator; SCIM cannot restore it (an admin must act in Countersign)`);
         const operator = await tx.credentials.operator(existing.operator_id, true);
         if (!operator) throw new ScimProblem(409, 'uniqueness', `user ${data.userName.slice(0, 100)} cannot be restored`);
         await tx.identity.updateScimUser(existing.operator_id, { ...this.userColumns(data), removed_at: null, updated_at: at, version: Number(existing.version) + 1 });
@@ -351,10 +389,10 @@ export class Provisioning {
       }
       if (await tx.credentials.operatorByName(name)) throw new ScimProblem(409, 'uniqueness', `an operator named ${name} exists and was not provisioned by SCIM`);
       const operator = await this.credentials.insertManagedOperator(tx, { name, roles: [], groups: [], disabled: !data.active, madeBy: caller.makerId });
-      await tx.identity.insertScimUser({ operator_id: operator.id, user_key: key, ...this.userColumns(data), created_at: at, updated_at: at, version: 1, removed_at: null, admin_disabled: 0, mac: this.scimMac(operator.id, key, 0) });
+      await tx.identity.insertScimUser({ operator_id: operator.id, user_key: key, ...this.userColumns(data), created_at: at, updated_at: at, version: 1, removed_at: null, admin_disabled: 0, admin_removed: 0, mac: this.scimMac(operator.id, key, 0, 0) });
       await this.writer.append(tx, [draft('operator_provisioned', null, actor, { operatorId: operator.id, name, source: 'scim', roles: [], groups: [], disabled: !data.active, scimId: operator.id }, at)]);
       return this.userView(tx, (await tx.identity.scimUser(operator.id))!);
-    });
+    }));
     this.credentials.forget();
     return view;
   }
@@ -368,21 +406,21 @@ export class Provisioning {
   }
 
   /** PUT (a whole user) or PATCH (operations on it): the new state written, `active` applied to the operator. */
-  async updateUser(caller: ScimCaller, id: string, change: { put: ScimUserData } | { patch: readonly PatchOperation[] }): Promise<ScimUserView> {
+  async updateUser(caller: ScimCaller, id: string, change: { put: ScimUserReplacement } | { patch: readonly PatchOperation[] }): Promise<ScimUserView> {
     const actor = scimActor(caller);
-    const view = await this.store.transaction(async (tx) => {
+    const view = await this.scimChange(caller, 'update user', () => this.store.transaction(async (tx) => {
       const operator = await tx.credentials.operator(id, true);
       const row = await this.liveUser(tx, id);
       if (!operator || operator.removed_at !== null) throw new ScimProblem(404, null, `no user ${id.slice(0, 100)}`);
       const before = this.userData(row);
-      const next = 'put' in change ? change.put : applyUserPatch(before, change.patch);
+      const next = 'put' in change ? replaceScimUser(before, change.put) : applyUserPatch(before, change.patch);
       const key = asciiLower(next.userName);
       if (key !== row.user_key) {
         const other = await tx.identity.scimUserByKey(key);
         if (other && other.operator_id !== id) throw new ScimProblem(409, 'uniqueness', `a user with userName ${next.userName.slice(0, 100)} exists`);
       }
       const at = this.now();
-      await tx.identity.updateScimUser(id, { ...this.userColumns(next), user_key: key, updated_at: at, version: Number(row.version) + 1, mac: this.scimMac(id, key, Number(row.admin_disabled)) });
+      await tx.identity.updateScimUser(id, { ...this.userColumns(next), user_key: key, updated_at: at, version: Number(row.version) + 1, mac: this.scimMac(id, key, Number(row.admin_disabled), Number(row.admin_removed)) });
       // Review F4: only a change of `active` moves the operator's disable, and `active: true` never
       // lifts an admin's disable (scim_users.admin_disabled, set by the admin's PATCH): a profile
       // push from the directory leaves an incident responder's kill switch where it is.
@@ -390,14 +428,14 @@ export class Provisioning {
       const synced = await this.credentials.syncManagedOperator(tx, operator, { disabled, by: actor });
       await this.auditSync(tx, actor, 'scim', synced);
       return this.userView(tx, (await tx.identity.scimUser(id))!);
-    });
+    }));
     this.credentials.forget();
     return view;
   }
 
   async deleteUser(caller: ScimCaller, id: string): Promise<void> {
     const actor = scimActor(caller);
-    await this.store.transaction(async (tx) => {
+    await this.scimChange(caller, 'delete user', () => this.store.transaction(async (tx) => {
       const operator = await tx.credentials.operator(id, true);
       await this.liveUser(tx, id);
       if (!operator) throw new ScimProblem(404, null, `no user ${id.slice(0, 100)}`);
@@ -411,7 +449,7 @@ export class Provisioning {
       const synced = await this.credentials.syncManagedOperator(tx, operator, { removed: true, roles: [], groups: [], by: actor });
       for (const g of groups) await this.writer.append(tx, [draft('scim_group_changed', null, actor, { groupId: g.id, displayName: g.display_name, change: 'updated', added: [], removed: [id] }, at)]);
       await this.writer.append(tx, [draft('operator_deprovisioned', null, actor, { operatorId: id, name: operator.name, source: 'scim', revokedTokenIds: synced.revokedTokenIds, sessionsEnded: synced.sessionsEnded, unlinkedSubjects: unlinked }, at)]);
-    });
+    }));
     this.credentials.forget();
   }
 
@@ -470,7 +508,7 @@ export class Provisioning {
 
   async createGroup(caller: ScimCaller, data: ScimGroupData): Promise<ScimGroupView> {
     const actor = scimActor(caller);
-    const view = await this.store.transaction(async (tx) => {
+    const view = await this.scimChange(caller, 'create group', () => this.store.transaction(async (tx) => {
       const key = asciiLower(data.displayName);
       if (await tx.identity.groupByKey(key)) throw new ScimProblem(409, 'uniqueness', `a group named ${data.displayName.slice(0, 100)} exists`);
       await this.checkMembers(tx, data.members);
@@ -483,14 +521,14 @@ export class Provisioning {
       await this.writer.append(tx, [draft('scim_group_changed', null, actor, { groupId: id, displayName: data.displayName, change: 'created', added: data.members, removed: [] }, at)]);
       await this.resync(tx, caller, data.members);
       return this.groupView(tx, (await tx.identity.group(id))!);
-    });
+    }));
     this.credentials.forget();
     return view;
   }
 
   async updateGroup(caller: ScimCaller, id: string, change: { put: ScimGroupData } | { patch: readonly PatchOperation[] }): Promise<ScimGroupView> {
     const actor = scimActor(caller);
-    const view = await this.store.transaction(async (tx) => {
+    const view = await this.scimChange(caller, 'update group', () => this.store.transaction(async (tx) => {
       const row = await this.liveGroup(tx, id, true);
       const current = await this.verifiedMembers(tx, id);
       const before: ScimGroupData = { displayName: row.display_name, externalId: row.external_id, members: current };
@@ -518,21 +556,21 @@ export class Provisioning {
       }
       await this.resync(tx, caller, affected);
       return this.groupView(tx, (await tx.identity.group(id))!);
-    });
+    }));
     this.credentials.forget();
     return view;
   }
 
   async deleteGroup(caller: ScimCaller, id: string): Promise<void> {
     const actor = scimActor(caller);
-    await this.store.transaction(async (tx) => {
+    await this.scimChange(caller, 'delete group', () => this.store.transaction(async (tx) => {
       const row = await this.liveGroup(tx, id, true, true);
       const members = (await tx.identity.members(id)).map((m) => m.operator_id);
       await this.lockOperators(tx, members);
       await tx.identity.deleteGroup(id);
       await this.writer.append(tx, [draft('scim_group_changed', null, actor, { groupId: id, displayName: row.display_name, change: 'deleted', added: [], removed: members }, this.now())]);
       await this.resync(tx, caller, members);
-    });
+    }));
     this.credentials.forget();
   }
 }

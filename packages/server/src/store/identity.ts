@@ -47,7 +47,9 @@ export interface ScimUsersTable {
   removed_at: number | null;
   /** 1 when an admin disabled the operator (PATCH /v1/operators/:id): SCIM's `active: true` does not lift it. */
   admin_disabled: number;
-  /** HMAC under the server secret of (operator_id, user_key, admin_disabled). */
+  /** 1 once an admin removed the operator (`DELETE /v1/operators/:id`): SCIM never restores it (review2 F1). */
+  admin_removed: number;
+  /** HMAC under the server secret of (operator_id, user_key, admin_disabled, admin_removed). */
   mac: string;
 }
 

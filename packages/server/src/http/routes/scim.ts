@@ -16,6 +16,7 @@ import {
   readPatch,
   readScimGroup,
   readScimUser,
+  readScimUserReplacement,
 } from '@countersign/core';
 import type { Context, Hono } from 'hono';
 import { isUniqueViolation, type Provisioning, type ScimCaller, type ScimGroupView, type ScimUserView } from '../../identity/provisioning.ts';
@@ -23,6 +24,8 @@ import { isStoreUnavailable } from '../../store/unavailable.ts';
 
 const SCIM_TYPE = 'application/scim+json';
 const MAX_COUNT = 200;
+/** The largest |startIndex| or |count| taken (an OFFSET both engines accept). */
+const MAX_START_INDEX = 1_000_000_000;
 
 type ScimEnv = { Variables: { scim: ScimCaller } };
 
@@ -36,6 +39,8 @@ function scimError(c: Context, problem: ScimProblem): Response {
   const body = { schemas: [SCIM_ERROR_SCHEMA], status: String(problem.status), ...(problem.scimType ? { scimType: problem.scimType } : {}), detail: problem.message };
   const headers: Record<string, string> = { 'content-type': `${SCIM_TYPE}; charset=utf-8`, 'cache-control': 'no-store' };
   if (problem.status === 401) headers['www-authenticate'] = 'Bearer realm="countersign-scim"';
+  // As errors.ts does for /v1: the unread rest of an oversized body is dropped with the connection.
+  if (problem.status === 413) headers.connection = 'close';
   return c.body(`${JSON.stringify(body)}\n`, problem.status, headers);
 }
 
@@ -57,7 +62,8 @@ function userResource(c: Context, provisioning: Provisioning, view: ScimUserView
     ...(Object.keys(name).length > 0 ? { name } : {}),
     ...(data.displayName !== null ? { displayName: data.displayName } : {}),
     ...(data.emails.length > 0 ? { emails: data.emails.map((e) => ({ value: e.value, ...(e.type ? { type: e.type } : {}), primary: e.primary })) } : {}),
-    active: data.active,
+    // An operator an admin removed is inactive whatever the directory says (review2 F1).
+    active: data.active && Number(view.row.admin_removed) !== 1,
     groups: view.groups.map((g) => ({ value: g.id, display: g.display_name, $ref: `${base(c)}/Groups/${g.id}` })),
     meta: { resourceType: 'User', created: iso(view.row.created_at), lastModified: iso(view.row.updated_at), version: `W/"${view.row.version}"`, location: `${base(c)}/Users/${view.row.operator_id}` },
   };
@@ -89,6 +95,8 @@ function paging(c: Context): { offset: number; limit: number; startIndex: number
   const start = Number(c.req.query('startIndex') ?? 1);
   const count = Number(c.req.query('count') ?? 100);
   if (!Number.isInteger(start) || !Number.isInteger(count)) throw new ScimProblem(400, 'invalidValue', 'startIndex and count must be integers');
+  // Review2 F5: an OFFSET neither engine takes (1e20) was a 500; bounded here, a SCIM 400.
+  if (Math.abs(start) > MAX_START_INDEX || Math.abs(count) > MAX_START_INDEX) throw new ScimProblem(400, 'invalidValue', `startIndex and count must be between -${MAX_START_INDEX} and ${MAX_START_INDEX}`);
   const startIndex = Math.max(1, start);
   return { offset: startIndex - 1, limit: Math.min(MAX_COUNT, Math.max(0, count)), startIndex };
 }
@@ -161,7 +169,7 @@ export function registerScimRoutes(app: Hono<any>, provisioning: Provisioning | 
     return scimJson(c, userResource(c, p, view), 201, `${base(c)}/Users/${view.row.operator_id}`);
   }));
   scim.get('/scim/v2/Users/:id', handle(async (c, p) => scimJson(c, userResource(c, p, await p.getUser(c.req.param('id')!)))));
-  scim.put('/scim/v2/Users/:id', handle(async (c, p) => scimJson(c, userResource(c, p, await p.updateUser(c.get('scim'), c.req.param('id')!, { put: readScimUser(await body(c)) })))));
+  scim.put('/scim/v2/Users/:id', handle(async (c, p) => scimJson(c, userResource(c, p, await p.updateUser(c.get('scim'), c.req.param('id')!, { put: readScimUserReplacement(await body(c)) })))));
   scim.patch('/scim/v2/Users/:id', handle(async (c, p) => scimJson(c, userResource(c, p, await p.updateUser(c.get('scim'), c.req.param('id')!, { patch: readPatch(await body(c)) })))));
   scim.delete('/scim/v2/Users/:id', handle(async (c, p) => {
     await p.deleteUser(c.get('scim'), c.req.param('id')!);
@@ -201,7 +209,11 @@ export function registerScimRoutes(app: Hono<any>, provisioning: Provisioning | 
   scim.all('/scim/v2/*', (c) => scimError(c, new ScimProblem(404, null, `no SCIM endpoint ${c.req.method} ${c.req.path.slice(0, 200)}`)));
 }
 
-function answerError(c: Context, err: unknown): Response {
+/** Where the SCIM routes are: an error raised before them (the body limit, http/body-limit.ts) is answered in SCIM's shape too (review2 F7). */
+export const SCIM_PATH_PREFIX = '/scim/v2/';
+
+/** Any error as a SCIM error body (RFC 7644 §3.12): the SCIM routes' own, and app.ts's `onError` for paths under SCIM_PATH_PREFIX. */
+export function answerError(c: Context, err: unknown): Response {
   if (err instanceof ScimProblem) return scimError(c, err);
   const code = (err as { code?: string }).code;
   if (code === 'BODY_TOO_LARGE' || (err as { status?: number }).status === 413) return scimError(c, new ScimProblem(413, null, 'the body is too large'));

@@ -11,7 +11,9 @@ import type { Kysely, Migration } from 'kysely';
  * - `scim_users`: the SCIM view of an operator the provider provisioned (userName, externalId,
  *   active, names, emails); `user_key` is the lower-case userName (unique, SCIM compares it
  *   case-insensitively, ASCII only); `admin_disabled`: an admin disabled the operator, which
- *   SCIM's `active: true` does not lift; MACed over (operator_id, user_key, admin_disabled). A
+ *   SCIM's `active: true` does not lift; `admin_removed`: an admin removed the operator, which no
+ *   SCIM call undoes (a DELETE then POST of the same userName is refused: review2 F1); MACed over
+ *   (operator_id, user_key, admin_disabled, admin_removed). A
  *   deleted user keeps its row (`removed_at`; its operator is removed, its subjects unlinked), so
  *   provisioning the same userName again restores the operator with no subject linked.
  * - `scim_groups`, `scim_members`: provisioned groups and their members (operator ids); an
@@ -61,6 +63,7 @@ export const m022_identity: Migration = {
       .addColumn('version', 'integer', (c) => c.notNull())
       .addColumn('removed_at', 'bigint')
       .addColumn('admin_disabled', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('admin_removed', 'integer', (c) => c.notNull().defaultTo(0))
       .addColumn('mac', 'text', (c) => c.notNull())
       .execute();
     await db.schema.createIndex('scim_users_external_id').on('scim_users').column('external_id').execute();
