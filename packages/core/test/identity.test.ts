@@ -3,7 +3,7 @@
  * identity file, and SCIM parsing of hostile input (linear time, clear refusals).
  */
 import { describe, expect, it } from 'vitest';
-import { applyUserPatch, checkIdTokenClaims, operatorNameFor, parseIdentityFile, parseScimFilter, readPatch, readScimUser, rolesFromGroups, ScimProblem } from '../src/index.ts';
+import { applyUserPatch, checkIdTokenClaims, operatorNameFor, parseIdentityFile, parseScimFilter, readPatch, readScimUser, readScimUserReplacement, replaceScimUser, rolesFromGroups, ScimProblem } from '../src/index.ts';
 
 const NOW = 1_800_000_000_000;
 const expected = { issuer: 'https://idp.example.com', clientId: 'cs', nonce: 'n-1', allowedDomains: ['example.com'], requireVerifiedEmail: true, groupsClaim: 'groups', now: NOW };
@@ -94,6 +94,14 @@ describe('SCIM parsing', () => {
     const u = readScimUser({ userName: 'ann@example.com', password: 'secret', active: 'False' });
     expect(u).toMatchObject({ userName: 'ann@example.com', active: false });
     expect(JSON.stringify(u)).not.toContain('secret');
+  });
+  it('a PUT without active keeps the current value (review2 F8); a POST without it is active; a PUT with it applies it', () => {
+    expect(readScimUser({ userName: 'ann@example.com' }).active).toBe(true);
+    const off = readScimUser({ userName: 'ann@example.com', active: false });
+    expect(readScimUserReplacement({ userName: 'ann@example.com', displayName: 'Ann' }).active).toBeNull();
+    expect(replaceScimUser(off, readScimUserReplacement({ userName: 'ann@example.com', displayName: 'Ann' }))).toMatchObject({ active: false, displayName: 'Ann' });
+    expect(replaceScimUser(off, readScimUserReplacement({ userName: 'ann@example.com', active: 'True' })).active).toBe(true);
+    expect(() => readScimUserReplacement({ userName: 'ann@example.com', active: 'maybe' })).toThrow(/active/);
   });
   it('PATCH: Entra and Okta shapes apply; an unknown op is refused', () => {
     const user = readScimUser({ userName: 'ann@example.com', active: true, emails: [{ value: 'a@example.com', type: 'work', primary: true }] });

@@ -135,6 +135,18 @@ describe.each(ENGINES)('second red-team review of sso: admin decisions against t
     expect((await operator(id))?.roles).toContain('admin');
 
     const demoted = await api<any>(server.url, admin, `/v1/operators/${id}`, { method: 'PATCH', body: { roles: ['reviewer'] } });
+    // Also secure (the fix chose it): the edit is refused, since the provider owns an IdP-managed
+    // operator's roles, nothing changes, and the admin's way to act here, a disable, holds
+    // through the person's next sign-in.
+    if (demoted.status === 409) {
+      expect(demoted.body.error.message).toMatch(/identity provider/);
+      expect((await operator(id))?.roles).toContain('admin');
+      expect((await api(server.url, admin, `/v1/operators/${id}`, { method: 'PATCH', body: { disabled: true } })).status).toBe(200);
+      const refused = await ssoSignIn(server.url, idp, 'dan-sub', 'demoted.dan@example.com', undefined);
+      expect(refused.cookie, 'the disabled operator signed in').toBeUndefined();
+      expect((await operator(id))?.disabled).toBe(true);
+      return;
+    }
     expect(demoted.status, JSON.stringify(demoted.body)).toBe(200);
     expect((await operator(id))?.roles).toEqual(['reviewer']);
 

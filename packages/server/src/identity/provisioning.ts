@@ -482,7 +482,7 @@ export class Provisioning {
     return { total, items: await Promise.all(rows.map(async (r) => (withMembers ? this.groupView(this.store, r) : { row: r, members: [] }))) };
   }
 
-  /** Every id must be a live SCIM user: SCIM never reaches an operator it did not make. */
+  /** Every id must be a live SCIM user: SCIM never reaches an operator it did not make. Call with the operators locked (`lockOperators`). */
   private async checkMembers(tx: Queries, ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
     const known = await tx.identity.scimUserIds(ids);
@@ -511,8 +511,10 @@ export class Provisioning {
     const view = await this.scimChange(caller, 'create group', () => this.store.transaction(async (tx) => {
       const key = asciiLower(data.displayName);
       if (await tx.identity.groupByKey(key)) throw new ScimProblem(409, 'uniqueness', `a group named ${data.displayName.slice(0, 100)} exists`);
-      await this.checkMembers(tx, data.members);
+      // Locked before they are checked (PostgreSQL): a SCIM delete of a member commits before the
+      // check, and is seen, or waits for this change, never lands between the two.
       await this.lockOperators(tx, data.members);
+      await this.checkMembers(tx, data.members);
       const at = this.now();
       const id = newId('grp', at);
       const group = { id, display_name: data.displayName, display_key: key, external_id: data.externalId };
@@ -542,10 +544,10 @@ export class Provisioning {
       const wants = new Set(next.members);
       const added = next.members.filter((m) => !had.has(m));
       const removed = current.filter((m) => !wants.has(m));
-      await this.checkMembers(tx, added);
       const renamed = next.displayName !== row.display_name || next.externalId !== row.external_id;
       const affected = renamed ? [...new Set([...current, ...added])] : [...added, ...removed];
       await this.lockOperators(tx, affected);
+      await this.checkMembers(tx, added); // after the lock, as in createGroup
       const at = this.now();
       const group = { id, display_name: next.displayName, display_key: key, external_id: next.externalId };
       await tx.identity.updateGroup(id, { ...group, updated_at: at, version: Number(row.version) + 1, mac: this.groupMac(group) });
