@@ -88,6 +88,8 @@ export const api = {
     csrfToken = info.csrfToken;
     return info;
   },
+  /** Whether single sign-on is configured (outside /v1: no credential needed). */
+  ssoStatus: () => call<{ enabled: false } | { enabled: true; label: string; loginPath: string }>('GET', '/sso/status'),
   async session(): Promise<SessionInfo> {
     const info = await call<SessionInfo>('GET', '/v1/session');
     csrfToken = info.csrfToken;

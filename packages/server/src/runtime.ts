@@ -27,6 +27,9 @@ import { ServiceNowPoller } from './channels/tickets.ts';
 import type { RuntimeConfig } from './config.ts';
 import { Engine, openStore, type EscalationCause } from './engine/engine.ts';
 import { Forwarder } from './forwarding/forwarder.ts';
+import type { ResolvedIdentity } from './config.ts';
+import { OidcClient } from './identity/oidc.ts';
+import { Provisioning } from './identity/provisioning.ts';
 import { serverPolicyChecks } from './policy-checks.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { connect, type Connection } from './store/connect.ts';
@@ -43,6 +46,8 @@ export interface RuntimeOptions {
   policy: PolicySource;
   /** Background errors (scheduler, checkpoints) and notices; never thrown. `level` is error unless given (`serve` routes these to its JSON logger, log.ts). */
   log?: ((line: string, level?: 'debug' | 'info' | 'warn' | 'error') => void) | undefined;
+  /** Single sign-on and SCIM (`serve` only; config.ts `resolveIdentityConfig`). */
+  identity?: ResolvedIdentity | null | undefined;
   /** Metric hooks (`serve` counts deliveries and escalations for Prometheus; embedded mode has no /metrics). */
   metrics?: {
     onDelivery?: (channel: string, result: 'delivered' | 'retrying' | 'gave_up' | 'failed') => void;
@@ -55,6 +60,8 @@ export interface Runtime {
   readonly config: RuntimeConfig;
   readonly engine: Engine;
   readonly channels: ChannelRegistry;
+  /** The identity provider's parts when configured: the SCIM/SSO provisioning room and the OIDC relying party. */
+  readonly identity: { readonly provisioning: Provisioning; readonly oidc: OidcClient | null; readonly scim: boolean } | null;
   /** Starts the scheduler and the checkpointer; `reviewBase` is where notification links point. */
   start(options: { reviewBase: string }): void;
   /** Stops the background loops (the checkpointer signs a last checkpoint); the store stays open. */
@@ -128,6 +135,14 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     throw err;
   }
   const channels = new ChannelRegistry(engine, config.env);
+  const resolved = options.identity ?? null;
+  const identity = resolved
+    ? {
+        provisioning: new Provisioning(store, engine.credentials, engine.writer, resolved.settings, () => engine.clock()),
+        oidc: resolved.settings.oidc ? new OidcClient(resolved.settings.oidc, resolved.clientSecret) : null,
+        scim: resolved.settings.scim?.enabled === true,
+      }
+    : null;
   let scheduler: Scheduler | undefined;
   let checkpointer: Checkpointer | undefined;
   let poller: ServiceNowPoller | undefined;
@@ -148,6 +163,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     config,
     engine,
     channels,
+    identity,
     start({ reviewBase }) {
       // WebAuthn's relying party: where people reach the dashboard (guard/webauthn.ts relyingPartyOf).
       const rp = relyingPartyOf(reviewBase);

@@ -33,10 +33,14 @@ export class Reviews {
     const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined || body.webauthn !== undefined) ? await this.h.guard.lockout.begin(by) : null;
     try {
       const decided = await this.change(by, id, async (tx, current, escalation) => {
+        // Fail closed (review2 F4): the reviewer as they are now, read under lock in this
+        // transaction, not as the (up to 2 s) cached principal: a deactivation committed anywhere
+        // before this vote refuses it, and a role lost since is judged by the gate.
+        const reviewer = await this.h.credentials.lockCurrent(tx, by.operatorId);
         if (body.verdict === 'approve' && body.args !== undefined) refuseBadArgs(this.h.policy().policy, current.action, body.args, 'args');
         const votes = (await tx.reviewsFor([id])).map(voteFromRow);
         const agentName = await this.h.views.agentName(current.agent_id, tx);
-        const { transition, entries } = await this.h.decisions.vote(tx, by, current, agentName, escalation, votes, body, from.ip, this.h.now());
+        const { transition, entries } = await this.h.decisions.vote(tx, reviewer, current, agentName, escalation, votes, body, from.ip, this.h.now());
         if (entries.some((e) => e.type === 'cooldown_started')) this.h.commits.timersDue = true; // its guard notices, if any
         return { type: 'gated', transition, entries };
       });

@@ -15,6 +15,7 @@ import type { AgentConfigVersionsTable, AgentConfigsTable } from './agent-config
 import type { ScreenModelsTable, ScreenRetrainAttemptsTable, ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
 import type { ForwardCursorsTable } from './forwarding.ts';
 import type { WebAuthnChallengesTable, WebAuthnCredentialsTable } from './webauthn.ts';
+import type { ScimGroupsTable, ScimMembersTable, ScimTokensTable, ScimUsersTable, SsoIdentitiesTable, SsoLoginsTable } from './identity.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -231,6 +232,12 @@ export interface Database {
   forward_cursors: ForwardCursorsTable;
   webauthn_credentials: WebAuthnCredentialsTable;
   webauthn_challenges: WebAuthnChallengesTable;
+  sso_logins: SsoLoginsTable;
+  sso_identities: SsoIdentitiesTable;
+  scim_users: ScimUsersTable;
+  scim_groups: ScimGroupsTable;
+  scim_members: ScimMembersTable;
+  scim_tokens: ScimTokensTable;
 }
 
 export type { Generated };

@@ -15,6 +15,7 @@ import { AuditKeyQueries } from './audit-keys.ts';
 import { GuardQueries } from './guard.ts';
 import { WebAuthnQueries } from './webauthn.ts';
 import { CredentialQueries } from './credentials.ts';
+import { IdentityQueries } from './identity.ts';
 import { ScreeningQueries } from './screening.ts';
 import { AggregateQueries } from './aggregates.ts';
 import { ListQueries } from './queue.ts';
@@ -606,6 +607,11 @@ export class Queries {
   /** Operators, tokens, agent keys, dashboard sessions and step-up attempts (store/credentials.ts). */
   get credentials(): CredentialQueries {
     return new CredentialQueries(this.db, this.capabilities);
+  }
+
+  /** Sign-ins in flight, linked provider subjects, SCIM users, groups and tokens (store/identity.ts). */
+  get identity(): IdentityQueries {
+    return new IdentityQueries(this.db, this.capabilities);
   }
 
   /** The gate's insert-only counters and the per-principal lock they are checked under (store/counters.ts). */
