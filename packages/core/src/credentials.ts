@@ -7,7 +7,7 @@ import { CountersignError } from './errors.ts';
 import { ROLE_RANK } from './lifecycle.ts';
 import type { Role } from './schemas.ts';
 
-export type CredentialRefusal = 'revoked' | 'expired' | 'disabled' | 'removed' | 'integrity';
+export type CredentialRefusal = 'revoked' | 'expired' | 'disabled' | 'removed' | 'integrity' | 'no_roles';
 
 export interface StoredCredential {
   readonly revokedAt: number | null;
@@ -21,6 +21,12 @@ export interface StoredOperator {
   readonly disabledAt: number | null;
   readonly removedAt: number | null;
   readonly macValid: boolean;
+  /**
+   * The operator's roles, when the caller has them: none at all refuses (fail closed). Only an
+   * identity provider's sync leaves an operator without a role (its groups map to none); every
+   * other path needs at least one.
+   */
+  readonly roles?: readonly string[] | undefined;
 }
 
 /** Whether a key or token (and its operator, for a token) authenticates at `now`; the first reason it does not, otherwise. */
@@ -30,6 +36,7 @@ export function credentialStatus(credential: StoredCredential, operator: StoredO
   if (credential.revokedAt !== null && credential.revokedAt <= now) return { ok: false, reason: 'revoked' };
   if (credential.expiresAt !== null && credential.expiresAt <= now) return { ok: false, reason: 'expired' };
   if (operator?.disabledAt != null) return { ok: false, reason: 'disabled' };
+  if (operator?.roles !== undefined && operator.roles.length === 0) return { ok: false, reason: 'no_roles' };
   return { ok: true };
 }
 
@@ -42,6 +49,7 @@ export function operatorStatus(operator: StoredOperator): { ok: true } | { ok: f
   if (!operator.macValid) return { ok: false, reason: 'integrity' };
   if (operator.removedAt != null) return { ok: false, reason: 'removed' };
   if (operator.disabledAt != null) return { ok: false, reason: 'disabled' };
+  if (operator.roles !== undefined && operator.roles.length === 0) return { ok: false, reason: 'no_roles' };
   return { ok: true };
 }
 

@@ -16,6 +16,8 @@ export {
   currentStage,
   isDecided,
   isEligibleForStage,
+  namesOperator,
+  OPERATOR_ID_PREFIX,
   isTerminal,
   policyDecision,
   stageProgress,
@@ -63,6 +65,7 @@ export {
   type RateCounts,
 } from './metrics-summary.ts';
 export { assessmentFacts, decisionFacts, type AssessmentFacts, type DecisionFacts } from './request-facts.ts';
+export * from './identity/index.ts';
 export { compareUrgency, defaultListOrder, LIST_ORDERS, parseListFilter, queueDeadline, RISK_URGENCY, type ListOrder, type UrgencyKey } from './queue.ts';
 export {
   DEFAULT_RECONNECT_BACKOFF,

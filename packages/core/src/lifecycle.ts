@@ -118,6 +118,8 @@ export interface Transition {
   kinds: TransitionKind[];
   vote: Vote | null;
   decision: Decision | null;
+  /** The vote decided alone as the final authority of this escalation level (escalation/final-authority.ts): audited on its entries. */
+  finalAuthority?: { level: number; operator: string; operatorId: string };
 }
 
 const DEFAULT_REQUIREMENT: ApprovalRequirement = { stages: [{ count: 1, label: '1 reviewer' }], deny: 1 };
@@ -134,11 +136,25 @@ export function canReviewAtAll(reviewer: Pick<Reviewer, 'roles'>): boolean {
   return highestRank(reviewer.roles) >= ROLE_RANK.reviewer;
 }
 
+/** The prefix of every operator id the server issues (`op_…`, server ids.ts). */
+export const OPERATOR_ID_PREFIX = 'op_';
+
+/**
+ * Whether a policy entry naming an operator (an escalation level's or approval stage's
+ * `operators:`, a reassignment's assignee) names this operator. Ids and names are kept apart: an
+ * entry that starts with `op_` is an operator id and matches only that id, any other entry is a
+ * name and matches only that name. An operator NAMED like another's id is never taken for them;
+ * an operator whose name starts with `op_` is named in policy by their id.
+ */
+export function namesOperator(entry: string, operator: Pick<Reviewer, 'id' | 'name'>): boolean {
+  return entry.startsWith(OPERATOR_ID_PREFIX) ? entry === operator.id : entry === operator.name;
+}
+
 export function isEligibleForStage(reviewer: Reviewer, stage: ApprovalStage): boolean {
   if (!canReviewAtAll(reviewer)) return false;
   if (stage.role !== undefined && highestRank(reviewer.roles) < ROLE_RANK[stage.role]) return false;
   if (stage.group !== undefined && !reviewer.groups.includes(stage.group)) return false;
-  if (stage.operators !== undefined && !stage.operators.some((o) => o === reviewer.id || o === reviewer.name)) {
+  if (stage.operators !== undefined && !stage.operators.some((o) => namesOperator(o, reviewer))) {
     return false;
   }
   return true;

@@ -196,6 +196,39 @@ export type CreateRequest = z.output<typeof CreateRequestBody>;
 export const Verdict = z.enum(['approve', 'reject']);
 export type Verdict = z.infer<typeof Verdict>;
 
+const B64url = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/, 'base64url');
+
+/** A WebAuthn assertion as the browser returns it (`PublicKeyCredential` with an `AuthenticatorAssertionResponse`), base64url. */
+export const WebAuthnAssertion = z.strictObject({
+  credentialId: B64url(1400),
+  clientDataJSON: B64url(4000),
+  authenticatorData: B64url(4000),
+  signature: B64url(1400),
+  userHandle: B64url(200).nullable().optional(),
+});
+export type WebAuthnAssertion = z.infer<typeof WebAuthnAssertion>;
+
+/** A WebAuthn registration as the browser returns it (`AuthenticatorAttestationResponse`), base64url; `name` labels the credential. */
+export const WebAuthnRegistration = z.strictObject({
+  credentialId: B64url(1400),
+  clientDataJSON: B64url(4000),
+  attestationObject: B64url(16000),
+  transports: z.array(z.string().max(20)).max(10).optional(),
+  name: text(100, 1).optional(),
+  /** Proof of a factor the operator already has (needed when they have one): a current TOTP code… */
+  totp: z.string().regex(/^\d{6,8}$/).optional(),
+  /** …or an assertion from an active passkey over the options' `stepUp.webauthn.challenge`. */
+  webauthn: WebAuthnAssertion.optional(),
+});
+export type WebAuthnRegistration = z.infer<typeof WebAuthnRegistration>;
+
+/** Proof for revoking a passkey (needed when whoever revokes has a factor): a current TOTP code, or an assertion over the revoke challenge. */
+export const WebAuthnStepUp = z.strictObject({
+  totp: z.string().regex(/^\d{6,8}$/).optional(),
+  webauthn: WebAuthnAssertion.optional(),
+});
+export type WebAuthnStepUp = z.infer<typeof WebAuthnStepUp>;
+
 export const ReviewBody = z
   .strictObject({
     verdict: Verdict,
@@ -211,6 +244,12 @@ export const ReviewBody = z
      * the args, a plain approval without it is refused too. Every approve surface sends it.
      */
     seenPayloadHash: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+    /**
+     * Step-up by WebAuthn: an assertion (`navigator.credentials.get`) over the challenge from
+     * `POST /v1/requests/:id/webauthn/challenge`, which binds this request, the payload hash
+     * approved and the verdict. Fields base64url, as the browser gives them.
+     */
+    webauthn: WebAuthnAssertion.optional(),
   })
   .superRefine((r, ctx) => {
     checkDepth(r, ctx);
@@ -289,6 +328,8 @@ export const Assessment = z.object({
   slaSeconds: z.number().nullable(),
   slaDueAt: z.string().nullable(),
   mfaRequired: z.boolean(),
+  /** The step-up must be a WebAuthn assertion (`levels.<risk>.mfa: webauthn`); absent means a TOTP code or an assertion. */
+  webauthnRequired: z.boolean().optional(),
   reasons: z.array(z.string()),
   /** The escalation level a rule (`then.startLevel`) starts this request at; absent means level 1. */
   escalationStartLevel: z.number().int().min(1).optional(),
@@ -421,6 +462,11 @@ export const EscalationInfo = z.object({
   levels: z.number().int(),
   /** The current level's role (it, and more senior roles, may stand in for the named approvers). */
   role: Role.nullable(),
+  /** Operators and groups the current level names: told and shown the request (they sign only what the gate lets them, unless finalAuthority). */
+  operators: z.array(z.string()),
+  groups: z.array(z.string()),
+  /** The current level is the final authority, escalated into: any one of its named people may decide alone. */
+  finalAuthority: z.boolean(),
   /** When the current level times out (then: the next level, or onFinalTimeout). */
   dueAt: z.string(),
   /** A reviewer granted the one extension. */
@@ -480,6 +526,8 @@ export const ApprovalRequest = z.object({
       payloadHash: z.string(),
       /** What approving it needs beyond the vote, over the union of the request's and the payload's own requirements. */
       mfaRequired: z.boolean(),
+      /** The step-up must be a WebAuthn assertion made in the dashboard (a TOTP code is refused). Always sent by this server; optional so a client reads a server from before it (rolling upgrades). */
+      webauthnRequired: z.boolean().optional(),
       matchCodeRequired: z.boolean(),
     })
     .optional(),

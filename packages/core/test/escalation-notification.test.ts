@@ -42,7 +42,7 @@ function request(over: Partial<ApprovalRequest> = {}): ApprovalRequest {
     createdAt: new Date(NOW).toISOString(),
     updatedAt: new Date(NOW).toISOString(),
     expiresAt: null,
-    escalation: { level: 2, levels: 3, role: 'manager', dueAt: new Date(NOW + 90_000).toISOString(), extended: false, assignee: null, onFinalTimeout: 'reject' },
+    escalation: { level: 2, levels: 3, role: 'manager', operators: [], groups: [], finalAuthority: false, dueAt: new Date(NOW + 90_000).toISOString(), extended: false, assignee: null, onFinalTimeout: 'reject' },
     ...over,
   };
 }

@@ -12,7 +12,9 @@ import {
   onDue,
   publicEscalation,
   reassign,
+  repeatedEscalation,
   startEscalation,
+  ESCALATION_REPEAT_MS,
   type EscalationState,
 } from '../src/escalation/index.ts';
 import { transition, type LifecycleState, type Reviewer } from '../src/lifecycle.ts';
@@ -67,6 +69,9 @@ describe('escalation: a chain runs level by level, then meets onFinalTimeout', (
       level: 1,
       levels: 3,
       role: 'lead',
+      operators: [],
+      groups: [],
+      finalAuthority: false,
       dueAt: new Date(T0 + 2000).toISOString(),
       extended: false,
       assignee: null,
@@ -191,6 +196,20 @@ describe('escalation: a reviewer escalates now, exactly as a timeout would', () 
     expect(up).toMatchObject({ from: 1, to: 2, role: 'manager', notify: ['hook', 'mail'] });
     expect(up.state).toMatchObject({ level: 2, startLevel: 1, enteredAt: now, dueAt: now + 3000 });
     expect(escalateNow(up.state, 'still stuck', now + 1, 2).to).toBe(3);
+  });
+
+  it('records who escalated by hand and when; the same operator within a minute without fromLevel is a repeat', () => {
+    const up = escalateNow(s, 'needs a manager', T0 + 10, undefined, 'op_lena');
+    expect(up.state.lastManual).toEqual({ by: 'op_lena', at: T0 + 10, from: 1, to: 2 });
+    expect(repeatedEscalation(up.state, 'op_lena', T0 + 10 + ESCALATION_REPEAT_MS - 1)).toEqual(up.state.lastManual);
+    expect(repeatedEscalation(up.state, 'op_lena', T0)).toEqual(up.state.lastManual); // a clock behind the writer's
+    expect(repeatedEscalation(up.state, 'op_lena', T0 + 10 + ESCALATION_REPEAT_MS)).toBeNull();
+    expect(repeatedEscalation(up.state, 'op_rita', T0 + 20)).toBeNull();
+    expect(repeatedEscalation(up.state, 'op_lena', T0 + 20, 2)).toBeNull(); // says from where: meant
+    expect(repeatedEscalation(s, 'op_lena', T0 + 20)).toBeNull(); // nobody escalated it by hand
+    // A timeout keeps the record: the double click after the clock moved it is still a repeat.
+    const timedOut = onDue(up.state, CHAIN, up.state.dueAt);
+    expect(timedOut.type === 'escalate' && repeatedEscalation(timedOut.state, 'op_lena', T0 + 20)).toEqual(up.state.lastManual);
   });
 
   it('is refused at the last level (never decides), without a chain, and when the level moved on', () => {

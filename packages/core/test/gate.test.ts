@@ -281,7 +281,26 @@ describe('payloadRequirement (the union)', () => {
 describe('what an accepted vote records', () => {
   it('an approval counts towards the limits at the payload risk; a valid code marks its step', () => {
     const r = gate(input(request({ assessment: assessment({ risk: 'high', mfa: true }) }), alice, approve({ totp: 'valid' })));
-    expect(r.ok && r.record).toEqual({ approval: { requestId: 'req_1', at: NOW, riskLevel: 'high' }, totpStep: true, cooldownStarted: null });
+    expect(r.ok && r.record).toEqual({ approval: { requestId: 'req_1', at: NOW, riskLevel: 'high' }, totpStep: true, factor: 'totp', cooldownStarted: null });
+  });
+
+  it('WebAuthn: `mfa: webauthn` refuses TOTP and a missing assertion, naming the dashboard; an assertion is judged whatever else is sent', () => {
+    const wa = { ...assessment({ risk: 'high', mfa: true }), webauthnRequired: true };
+    const totp = gate(input(request({ assessment: wa }), alice, approve({ totp: 'valid' })));
+    expect(!totp.ok && totp.error).toMatchObject({ code: 'MFA_REQUIRED', message: expect.stringMatching(/WebAuthn.*dashboard/) });
+    const ok = gate(input(request({ assessment: wa }), alice, approve({ webauthn: 'valid' })));
+    expect(ok.ok && ok.record).toMatchObject({ totpStep: false, factor: 'webauthn' });
+    for (const [fact, code] of [['replayed', 'MFA_INVALID'], ['invalid', 'MFA_INVALID'], ['not_enrolled', 'MFA_REQUIRED']] as const) {
+      const r = gate(input(request({ assessment: wa }), alice, approve({ webauthn: fact, totp: 'valid' })));
+      expect(!r.ok && r.error.code).toBe(code);
+    }
+    // `mfa: true`: either factor; a valid assertion does not use a TOTP step.
+    const plain = gate(input(request({ assessment: assessment({ risk: 'high', mfa: true }) }), alice, approve({ webauthn: 'valid' })));
+    expect(plain.ok && plain.record).toMatchObject({ totpStep: false, factor: 'webauthn' });
+    // A modified payload whose own level needs WebAuthn needs it, even when the original did not.
+    expect(payloadRequirement(assessment({ mfa: true }), wa, true).webauthn).toBe(true);
+    expect(payloadRequirement(assessment({ mfa: true }), null, false).webauthn).toBe(false);
+    expect(dryRun({ ...input(request({ assessment: wa }), alice, approve()), at: AT }).stepUp).toEqual({ mfa: true, webauthn: true, matchCode: false });
   });
 
   it('the approval that reaches the threshold starts the cool-down', () => {
@@ -297,7 +316,7 @@ describe('what an accepted vote records', () => {
 
   it('a rejection records nothing and decides at the deny threshold', () => {
     const r = gate(input(request(), alice, reject({ reason: 'no' })));
-    expect(r.ok && r.record).toEqual({ approval: null, totpStep: false, cooldownStarted: null });
+    expect(r.ok && r.record).toEqual({ approval: null, totpStep: false, factor: null, cooldownStarted: null });
     expect(r.ok && r.decision).toMatchObject({ outcome: 'rejected', deciders: [{ id: alice.id }] });
     const two = castVotes(request({ assessment: assessment({ deny: 2 }) }), [[alice, reject()], [bob, reject()]]);
     expect(two.req.votes.length).toBe(2);

@@ -24,10 +24,10 @@ describe('default policy', () => {
       expect(p.actions.byName[name]?.weight).toBe(w);
     }
     expect(p.automation).toEqual({ full: 0.95, supervised: 0.8, advisory: 0.6 });
-    expect(p.levels.low).toEqual({ slaMs: 3_600_000, autoApprove: true, mfa: false, approvals: 1, approvalValidMs: 3_600_000 });
-    expect(p.levels.critical).toEqual({ slaMs: 300_000, autoApprove: false, mfa: true, approvals: 2, approvalValidMs: 3_600_000 });
+    expect(p.levels.low).toEqual({ slaMs: 3_600_000, autoApprove: true, mfa: false, approvals: 1, approvalValidMs: 3_600_000, notify: [] });
+    expect(p.levels.critical).toEqual({ slaMs: 300_000, autoApprove: false, mfa: true, approvals: 2, approvalValidMs: 3_600_000, notify: [] });
     expect(p.escalation.onFinalTimeout).toBe('reject');
-    expect(p.escalation.levels[0]).toEqual({ role: 'lead', after: 'sla', notify: [] });
+    expect(p.escalation.levels[0]).toEqual({ role: 'lead', operators: [], groups: [], after: 'sla', notify: [], finalAuthority: false });
     expect(p.escalation.levels[1]?.after).toBe(600_000);
     expect(p.auditRetentionDays).toBe(365);
     expect(p.dangerousActions).toEqual(expect.arrayContaining(['delete', 'drop', 'remove', 'destroy', 'truncate', 'wipe', 'purge', 'revoke']));
@@ -79,7 +79,7 @@ rules:
 
   it('mappings merge key by key', () => {
     const p = policyOf(parsePolicy('levels: { medium: { sla: 10m } }\nactions: { block_ip: { weight: 0.6 }, my_action: { weight: 0.3 } }'));
-    expect(p.levels.medium).toEqual({ slaMs: 600_000, autoApprove: true, mfa: false, approvals: 1, approvalValidMs: 3_600_000 });
+    expect(p.levels.medium).toEqual({ slaMs: 600_000, autoApprove: true, mfa: false, approvals: 1, approvalValidMs: 3_600_000, notify: [] });
     expect(p.actions.byName['block_ip']).toEqual({ weight: 0.6, reversible: true, category: 'containment' });
     expect(p.actions.byName['my_action']).toEqual({ weight: 0.3 });
     expect(p.actions.byName['delete_data']?.weight).toBe(0.9);
@@ -133,8 +133,8 @@ auditRetentionDays: 2555
     expect(p.channels).toEqual({ slack: { webhookUrlEnv: 'SLACK_URL', anything: { nested: [1, 2] } } });
     expect(p.escalation).toEqual({
       levels: [
-        { role: 'lead', after: 'sla', notify: ['slack'] },
-        { role: 'director', after: 3_600_000, notify: [] },
+        { role: 'lead', operators: [], groups: [], after: 'sla', notify: ['slack'], finalAuthority: false },
+        { role: 'director', operators: [], groups: [], after: 3_600_000, notify: [], finalAuthority: false },
       ],
       onFinalTimeout: 'approve',
     });

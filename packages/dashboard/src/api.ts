@@ -3,6 +3,10 @@
  * never sees the operator's token after sign-in). State-changing calls carry the session's CSRF
  * token in `X-Countersign-CSRF`.
  */
+import type { CreationOptions, RequestOptions, StepUp, createPasskey, getAssertion } from './webauthn.ts';
+
+/** Proof of a factor you already have, for a change to your factors. */
+export type FactorProof = { totp?: string; webauthn?: Awaited<ReturnType<typeof getAssertion>> };
 import type { ApprovalRequest, AuditLeaf, MetricsSummary, ReviewBody, Role } from '@countersign/core';
 import type { CooldownInfo, VelocityInfo } from './why.ts';
 
@@ -84,6 +88,8 @@ export const api = {
     csrfToken = info.csrfToken;
     return info;
   },
+  /** Whether single sign-on is configured (outside /v1: no credential needed). */
+  ssoStatus: () => call<{ enabled: false } | { enabled: true; label: string; loginPath: string }>('GET', '/sso/status'),
   async session(): Promise<SessionInfo> {
     const info = await call<SessionInfo>('GET', '/v1/session');
     csrfToken = info.csrfToken;
@@ -109,6 +115,8 @@ export const api = {
     return call<QueuePage>('GET', `/v1/requests?${params}`);
   },
   review: (id: string, body: ReviewBody) => call<ApprovalRequest>('POST', `/v1/requests/${encodeURIComponent(id)}/reviews`, body),
+  /** Escalate now, one level up, with a reason; `fromLevel` is the level the reviewer saw (refused with level_changed if it moved on). */
+  escalate: (id: string, body: { reason: string; fromLevel: number }) => call<ApprovalRequest>('POST', `/v1/requests/${encodeURIComponent(id)}/escalate`, body),
   audit: (id: string) => call<{ items: AuditEntry[] }>('GET', `/v1/requests/${encodeURIComponent(id)}/audit`),
   auditByType: (type: string, after?: number) =>
     call<{ items: AuditEntry[] }>('GET', `/v1/audit?type=${encodeURIComponent(type)}&limit=1000${after === undefined ? '' : `&after=${after}`}`),
@@ -118,7 +126,20 @@ export const api = {
   totpStatus: () => call<{ enrolled: boolean; pending: boolean }>('GET', '/v1/operators/me/totp'),
   /** Starts enrolment: the secret and otpauth:// URI are shown this once. (The server wants a JSON body, even an empty one.) */
   totpEnrol: () => call<{ secret: string; otpauthUri: string; encryptedAtRest: boolean; confirmWith: string }>('POST', '/v1/operators/me/totp', {}),
-  totpConfirm: (code: string) => call<{ enrolled: true; confirmedAt: string }>('POST', '/v1/operators/me/totp/confirm', { code }),
+  /** `webauthn`: beside a passkey, an assertion over `totpChallenge`'s stepUp. */
+  totpConfirm: (code: string, proof: FactorProof = {}) => call<{ enrolled: true; confirmedAt: string }>('POST', '/v1/operators/me/totp/confirm', { code, ...(proof.webauthn ? { webauthn: proof.webauthn } : {}) }),
+  totpChallenge: () => call<{ stepUp: StepUp | null }>('POST', '/v1/operators/me/totp/challenge', {}),
+  /** WebAuthn step-up: the signed-in operator's passkeys and security keys (or another's, for an admin). */
+  webauthnList: (ref = 'me') => call<{ operatorId: string; operator: string; credentials: WebAuthnCredential[] }>('GET', `/v1/operators/${encodeURIComponent(ref)}/webauthn`),
+  webauthnOptions: () => call<CreationOptions>('POST', '/v1/operators/me/webauthn/options', {}),
+  /** `proof`: a TOTP code or an assertion over `stepUp.webauthn`, when the options asked for one. */
+  webauthnRegister: (body: Awaited<ReturnType<typeof createPasskey>> & FactorProof) => call<WebAuthnCredential>('POST', '/v1/operators/me/webauthn', body),
+  /** What revoking this credential asks of you (stepUp null: nothing). */
+  webauthnRevokeOptions: (id: string, ref = 'me') => call<{ stepUp: StepUp | null }>('POST', `/v1/operators/${encodeURIComponent(ref)}/webauthn/${encodeURIComponent(id)}/challenge`, {}),
+  webauthnRevoke: (id: string, proof: FactorProof = {}, ref = 'me') =>
+    call<WebAuthnCredential>('DELETE', `/v1/operators/${encodeURIComponent(ref)}/webauthn/${encodeURIComponent(id)}`, proof.totp !== undefined || proof.webauthn !== undefined ? proof : undefined),
+  /** A challenge bound to this request, the payload hash approved and the verdict (single use, 2 minutes). */
+  webauthnChallenge: (id: string, payloadHash: string) => call<RequestOptions>('POST', `/v1/requests/${encodeURIComponent(id)}/webauthn/challenge`, { verdict: 'approve', payloadHash }),
   cooldown: (operatorId: string) => call<CooldownInfo>('GET', `/v1/approvers/${encodeURIComponent(operatorId)}/cooldown`),
   velocity: (operatorId: string) => call<VelocityInfo>('GET', `/v1/approvers/${encodeURIComponent(operatorId)}/velocity`),
   /** A screening verdict on a finding: separate from approve/reject. */
@@ -132,6 +153,20 @@ export const api = {
 };
 
 export type { MetricsSummary, Rates } from '@countersign/core';
+
+export interface WebAuthnCredential {
+  id: string;
+  name: string;
+  credentialId: string;
+  algorithm: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+  /** Its sign counter went back (a suspected clone): it approves nothing until revoked and replaced. */
+  suspendedAt: string | null;
+  signCount: number;
+  intact: boolean;
+}
 
 /** GET /v1/screening/report (server engine/screening.ts). */
 export interface ScreeningReport {

@@ -10,6 +10,10 @@ export interface EscalationInfo {
   levels?: number;
   role?: string | null;
   dueAt?: string | null;
+  /** The current level's named operators and groups (policy text), and whether it is the final authority now. */
+  operators?: string[];
+  groups?: string[];
+  finalAuthority?: boolean;
 }
 
 export function escalationOf(r: ApprovalRequest): EscalationInfo | null {

@@ -72,7 +72,7 @@ describe('why a request is not actionable', () => {
 
   it('names a velocity limit and an escalation that left the viewer behind', () => {
     const velocity = { allowed: false, reason: '10 in the last hour (limit 10)', resetAt: at(19, 30), riskLevels: ['high', 'critical'] };
-    const escalated = request({ escalation: { level: 2, levels: 3, role: 'manager', dueAt: at(19, 0), extended: false, assignee: null, onFinalTimeout: 'reject' } });
+    const escalated = request({ escalation: { level: 2, levels: 3, role: 'manager', operators: [], groups: [], finalAuthority: false, dueAt: at(19, 0), extended: false, assignee: null, onFinalTimeout: 'reject' } });
     const why = whyNotActionable(escalated, rita, { cooldown: null, velocity }, NOW);
     expect(why.code).toBe('velocity');
     expect(why.text).toContain('(10 in the last hour (limit 10)) until 19:30');

@@ -10,12 +10,13 @@
  * has no settings file of its own today (the policy file is data the engine validates, found
  * through `policyPath`), so callers pass none; embedded mode passes its options as flags.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { CountersignError, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, policyOverridesFrom, type ApproverLimits, type CooldownConfig, type PolicyOverride } from '@countersign/core';
+import { CountersignError, DEFAULT_APPROVER_LIMITS, DEFAULT_COOLDOWN, parseIdentityFile, policyOverridesFrom, type ApproverLimits, type CooldownConfig, type IdentitySettings, type PolicyOverride } from '@countersign/core';
 import { resolveAuditConfig, type AuditConfig } from './audit/config.ts';
 import { processEnvironment, type Environment } from './environment.ts';
 import { resolveForwardingConfig, type ForwardingConfig } from './forwarding/config.ts';
+import { clientSecretFrom } from './identity/oidc.ts';
 
 // The process environment and the client settings live in environment.ts (no domain imports, for
 // the CLI's start-up); they are part of this pipeline and exported from here as well.
@@ -115,6 +116,8 @@ export interface ServerConfig extends RuntimeConfig {
    * COUNTERSIGN_REQUIRE_APPROVAL; core policy/env.ts), over the policy file and under an agent's own settings.
    */
   readonly policyOverrides: readonly PolicyOverride[];
+  /** Single sign-on and SCIM (COUNTERSIGN_IDENTITY_FILE); null when not configured. */
+  readonly identity: ResolvedIdentity | null;
 }
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -149,6 +152,28 @@ export function resolvePolicyOverrides(env: Environment = processEnvironment()):
     throw new CountersignError('VALIDATION_FAILED', errors.map((e) => e.message).join('; '), { field: first.variable });
   }
   return Object.freeze(overrides);
+}
+
+/** The identity file, parsed, with the OIDC client secret read from the variable it names. */
+export interface ResolvedIdentity {
+  readonly source: string;
+  readonly settings: IdentitySettings;
+  readonly clientSecret: string | null;
+}
+
+/** COUNTERSIGN_IDENTITY_FILE: a YAML file (core identity/config.ts); a file that does not validate stops the start. */
+export function resolveIdentityConfig(env: Environment, cwd = process.cwd()): ResolvedIdentity | null {
+  const named = env.COUNTERSIGN_IDENTITY_FILE;
+  if (!named) return null;
+  const path = resolve(cwd, named);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new CountersignError('VALIDATION_FAILED', `COUNTERSIGN_IDENTITY_FILE: cannot read ${path} (${(err as Error).message})`);
+  }
+  const settings = parseIdentityFile(text, path);
+  return Object.freeze({ source: path, settings, clientSecret: settings.oidc ? clientSecretFrom(settings.oidc, env) : null });
 }
 
 /**
@@ -318,6 +343,7 @@ export function resolveServerConfig(
     transport: resolveTransportConfig(flags, env, file),
     logging: resolveLoggingConfig(env),
     policyOverrides: resolvePolicyOverrides(env),
+    identity: resolveIdentityConfig(env, cwd),
   });
 }
 

@@ -27,7 +27,7 @@ export function newId(prefix: string, now = Date.now()): string {
 }
 
 /** A long random credential. Only its SHA-256 is stored; the value is shown once. */
-export function newSecret(prefix: 'csk' | 'cso'): string {
+export function newSecret(prefix: 'csk' | 'cso' | 'css'): string {
   return `${prefix}_${randomBytes(32).toString('base64url')}`;
 }
 

@@ -13,6 +13,7 @@
  * whose key did not sign the trail's newest checkpoint refuses to start), the policy is activated
  * before anything can read it, and on close the loops stop before the store does.
  */
+import { relyingPartyOf } from './guard/webauthn.ts';
 import { adoptOnUpgrade } from './audit/adopt.ts';
 import { keepOrigin } from './audit/keys.ts';
 import { startCheckpointer, type Checkpointer } from './audit/checkpointer.ts';
@@ -27,6 +28,9 @@ import type { RuntimeConfig } from './config.ts';
 import { Engine, openStore, type EscalationCause } from './engine/engine.ts';
 import { PrecheckCaller } from './precheck/caller.ts';
 import { Forwarder } from './forwarding/forwarder.ts';
+import type { ResolvedIdentity } from './config.ts';
+import { OidcClient } from './identity/oidc.ts';
+import { Provisioning } from './identity/provisioning.ts';
 import { serverPolicyChecks } from './policy-checks.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { connect, type Connection } from './store/connect.ts';
@@ -43,6 +47,8 @@ export interface RuntimeOptions {
   policy: PolicySource;
   /** Background errors (scheduler, checkpoints) and notices; never thrown. `level` is error unless given (`serve` routes these to its JSON logger, log.ts). */
   log?: ((line: string, level?: 'debug' | 'info' | 'warn' | 'error') => void) | undefined;
+  /** Single sign-on and SCIM (`serve` only; config.ts `resolveIdentityConfig`). */
+  identity?: ResolvedIdentity | null | undefined;
   /** Metric hooks (`serve` counts deliveries and escalations for Prometheus; embedded mode has no /metrics). */
   metrics?: {
     onDelivery?: (channel: string, result: 'delivered' | 'retrying' | 'gave_up' | 'failed') => void;
@@ -55,6 +61,8 @@ export interface Runtime {
   readonly config: RuntimeConfig;
   readonly engine: Engine;
   readonly channels: ChannelRegistry;
+  /** The identity provider's parts when configured: the SCIM/SSO provisioning room and the OIDC relying party. */
+  readonly identity: { readonly provisioning: Provisioning; readonly oidc: OidcClient | null; readonly scim: boolean } | null;
   /** Starts the scheduler and the checkpointer; `reviewBase` is where notification links point. */
   start(options: { reviewBase: string }): void;
   /** Stops the background loops (the checkpointer signs a last checkpoint); the store stays open. */
@@ -128,6 +136,14 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     throw err;
   }
   const channels = new ChannelRegistry(engine, config.env);
+  const resolved = options.identity ?? null;
+  const identity = resolved
+    ? {
+        provisioning: new Provisioning(store, engine.credentials, engine.writer, resolved.settings, () => engine.clock()),
+        oidc: resolved.settings.oidc ? new OidcClient(resolved.settings.oidc, resolved.clientSecret) : null,
+        scim: resolved.settings.scim?.enabled === true,
+      }
+    : null;
   let scheduler: Scheduler | undefined;
   let checkpointer: Checkpointer | undefined;
   let poller: ServiceNowPoller | undefined;
@@ -148,7 +164,13 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
     config,
     engine,
     channels,
+    identity,
     start({ reviewBase }) {
+      // WebAuthn's relying party: where people reach the dashboard (guard/webauthn.ts relyingPartyOf).
+      const rp = relyingPartyOf(reviewBase);
+      engine.guard.webauthn.useRelyingParty(rp);
+      // An IP address other than loopback cannot be a relying party id: said once here, and by every WebAuthn call.
+      if (rp.unusable) log(`countersign: ${rp.unusable}`, 'warn');
       if (scheduler) return;
       scheduler = new Scheduler(engine, {
         intervalMs: config.tickMs,

@@ -53,6 +53,7 @@ export async function startServer(config: ServerConfig, log?: ((line: string, le
     : undefined;
   const runtime = await openRuntime(config, {
     policy: readPolicySource(config),
+    identity: config.identity,
     log: line,
     metrics: { onDelivery: recordDelivery, onEscalated: recordEscalation },
   });
@@ -62,6 +63,7 @@ export async function startServer(config: ServerConfig, log?: ((line: string, le
   const app = createApp({
     engine,
     channels,
+    identity: runtime.identity,
     session: { secret: config.sessionSecret, trustProxy: config.trustProxy },
     maxBodyBytes: transport.maxBodyBytes,
     waits: { perPrincipal: transport.waitsPerPrincipal, total: transport.waitsTotal },

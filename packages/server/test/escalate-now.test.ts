@@ -136,12 +136,54 @@ describe.each(ENGINES)('escalate now ($name)', ({ make }) => {
     expect((await escalate('lena', r.id, { reason: 'to 2' })).status).toBe(200);
     expect((await escalate('lena', r.id, { reason: 'to 3', fromLevel: 2 })).body.escalation).toMatchObject({ level: 3, role: 'director' });
     const before = await snapshot(r.id);
-    const last = await escalate('lena', r.id, { reason: 'beyond the last' });
-    expect(last.status).toBe(409);
-    expect(last.body.error).toMatchObject({ code: 'ILLEGAL_TRANSITION', details: { reason: 'last_level', level: 3, levels: 3 } });
-    expect(last.body.error.message).toContain('level 3 of 3 is the last');
+    // From the level it is at (lena's own call without fromLevel within a minute would be a repeat), and by someone else.
+    for (const [who, body] of [['lena', { reason: 'beyond the last', fromLevel: 3 }], ['rita', { reason: 'beyond the last' }]] as const) {
+      const last = await escalate(who, r.id, body);
+      expect(last.status).toBe(409);
+      expect(last.body.error).toMatchObject({ code: 'ILLEGAL_TRANSITION', details: { reason: 'last_level', level: 3, levels: 3 } });
+      expect(last.body.error.message).toContain('level 3 of 3 is the last');
+    }
     expect(await snapshot(r.id)).toEqual(before);
     expect(before.request.status).toBe('pending');
+  });
+
+  it('the same operator escalating again within a minute without fromLevel is a repeat (a double click): one level, one entry, one count', async () => {
+    const r = await create('isolate_host', 'ws-double');
+    const metric = await escalations(server.url, 'manual');
+    const clicks = await Promise.all([escalate('lena', r.id, { reason: 'double click' }), escalate('lena', r.id, { reason: 'double click' })]);
+    for (const click of clicks) {
+      expect(click.status, JSON.stringify(click.body)).toBe(200);
+      expect(click.body.escalation).toMatchObject({ level: 2, role: 'manager' });
+    }
+    const moved = await snapshot(r.id);
+    // A third, later click (another reason, still within the minute) is answered the same and moves nothing.
+    const again = await escalate('lena', r.id, { reason: 'are you there?' });
+    expect(again.status).toBe(200);
+    expect(again.body.escalation).toMatchObject({ level: 2, dueAt: clicks[0]!.body.escalation!.dueAt });
+    expect(await snapshot(r.id)).toEqual(moved);
+    expect((await audit(r.id)).filter((e) => e.type === 'escalated')).toHaveLength(1);
+    expect(await escalations(server.url, 'manual')).toBe(metric + 1);
+    // A bad reason is still refused, repeat or not.
+    expect((await escalate('lena', r.id, { reason: 'two\nlines' })).status).toBe(400);
+    // Saying from where is meant: it moves on.
+    expect((await escalate('lena', r.id, { reason: 'to 3', fromLevel: 2 })).body.escalation).toMatchObject({ level: 3 });
+    expect(await escalations(server.url, 'manual')).toBe(metric + 2);
+  });
+
+  it('a repeat is only the same operator within the minute: another operator, or the same one a minute later, moves it', async () => {
+    const r = await create('isolate_host', 'ws-repeat-window');
+    expect((await escalate('lena', r.id, { reason: 'to 2' })).body.escalation).toMatchObject({ level: 2 });
+    // Lena's escalation a minute and a second ago (its recorded time moved back, as the clock would).
+    const [row] = await server.engine.store.timers.escalationsFor([r.id]);
+    const state = JSON.parse(row!.state);
+    expect(state.lastManual).toMatchObject({ from: 1, to: 2 });
+    state.lastManual.at -= 61_000;
+    await server.engine.store.transaction((tx) => tx.timers.updateEscalation({ ...row!, state: JSON.stringify(state) }));
+    expect((await escalate('lena', r.id, { reason: 'to 3, a minute on' })).body.escalation).toMatchObject({ level: 3 });
+    const other = await create('isolate_host', 'ws-repeat-other');
+    expect((await escalate('lena', other.id, { reason: 'to 2' })).body.escalation).toMatchObject({ level: 2 });
+    expect((await escalate('rita', other.id, { reason: 'to 3' })).body.escalation).toMatchObject({ level: 3 });
+    expect((await audit(other.id)).filter((e) => e.type === 'escalated').map((e) => e.data.by)).toEqual(['lena', 'rita']);
   });
 
   it('refuses an agent key, an auditor, an operator who may not review it now, a non-pending request, a bad reason: nothing changes', async () => {

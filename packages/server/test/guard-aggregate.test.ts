@@ -108,6 +108,21 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     expect(escalated.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: null, collectingUntil: expect.any(String) } });
     expect(escalated.status).toBe(409);
     expect((await engine.store.timers.requestTimers(parked[0]!)).filter((t) => t.kind === 'escalate')).toEqual([]);
+    // Nor extended or reassigned on its own (the aggregate is decided as a whole): 409, audited, nothing moved.
+    const stateBefore = (await engine.store.timers.escalationsFor([parked[0]!]))[0]?.state;
+    const extended = await call(rita, 'POST', `/v1/requests/${parked[0]}/extend`, { seconds: 600, reason: 'need more time' });
+    const handed = await call(rita, 'POST', `/v1/requests/${parked[0]}/reassign`, { group: 'payments', reason: 'theirs' });
+    for (const refused of [extended, handed]) {
+      expect(refused.status).toBe(409);
+      expect(refused.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: null, collectingUntil: expect.any(String) } });
+    }
+    expect((await engine.store.timers.escalationsFor([parked[0]!]))[0]?.state).toBe(stateBefore);
+    const escalationRefusals = (await audit('escalation_refused')).filter((e) => e.requestId === parked[0]);
+    expect(escalationRefusals.map((e) => [e.data.what, e.data.code])).toEqual([
+      ['escalate', 'AGGREGATED'],
+      ['extend', 'AGGREGATED'],
+      ['reassign', 'AGGREGATED'],
+    ]);
     const queue = (await call(rita, 'GET', '/v1/requests?status=pending&limit=500')).json.items as any[];
     expect(queue.filter((r) => parked.includes(r.id)).map((r) => r.actionable)).toEqual(parked.map(() => false));
 
@@ -133,6 +148,17 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     expect((await call(key, 'GET', `/v1/requests/${late.id}`)).json.aggregate).toEqual({ id: aggregate.id, collectingUntil: null });
     const member = await call(rita, 'POST', `/v1/requests/${late.id}/reviews`, { verdict: 'approve' });
     expect(member.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: aggregate.id } });
+    // Once in the aggregate review: extend and reassign are refused with its id, and audited with it.
+    for (const [what, body] of [['extend', { seconds: 600, reason: 'more time' }], ['reassign', { group: 'payments', reason: 'theirs' }], ['escalate', { reason: 'up' }]] as const) {
+      const refused = await call(rita, 'POST', `/v1/requests/${late.id}/${what}`, body);
+      expect(refused.status).toBe(409);
+      expect(refused.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: aggregate.id } });
+    }
+    expect((await audit('escalation_refused')).filter((e) => e.requestId === late.id).map((e) => [e.data.what, e.data.aggregateId])).toEqual([
+      ['extend', aggregate.id],
+      ['reassign', aggregate.id],
+      ['escalate', aggregate.id],
+    ]);
     // The gate checks who may sign first (rita is not eligible for the manager stage), then the aggregate's rules.
     expect((await call(rita, 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'approve', args: { count: 1 } })).json.error.code).toBe('NOT_ELIGIBLE');
     const modified = await call(await reviewer('mo', 'director'), 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'approve', args: { count: 1 } });
@@ -178,10 +204,11 @@ describe.each(ENGINES)('onSlicing: aggregate: $name', ({ make }) => {
     await scheduler.tick();
     const aggregate = (await aggregates()).find((a: any) => a.status === 'pending');
     expect(aggregate.args.count).toBe(parked.length - 1); // the one already rejected stays out
-    // A member's own escalation chain is stopped: an extension re-arms its timer, but when it
-    // comes due the member neither escalates nor times out on its own.
+    // A member's own escalation chain is stopped: it is not extended on its own (the aggregate is
+    // decided as a whole), and as time passes it neither escalates nor times out on its own.
     const extended = await call(ivo, 'POST', `/v1/requests/${parked[1]}/extend`, { seconds: 60, reason: 'checking' });
-    expect(extended.status).toBe(200);
+    expect(extended.status).toBe(409);
+    expect(extended.json.error).toMatchObject({ code: 'AGGREGATED', details: { aggregateId: aggregate.id } });
     clock += 20 * MINUTE;
     expect(await scheduler.tick()).toMatchObject({ errors: 0 });
     expect((await audit('escalated')).some((e) => e.requestId === parked[1])).toBe(false);

@@ -11,7 +11,7 @@
  *
  * Quorum, one vote per person, MFA and self-review rules are unchanged (lifecycle.ts).
  */
-import { ROLE_RANK, canReviewAtAll, isEligibleForStage, type Reviewer } from '../lifecycle.ts';
+import { ROLE_RANK, canReviewAtAll, isEligibleForStage, namesOperator, type Reviewer } from '../lifecycle.ts';
 import type { ApprovalStage, Role } from '../schemas.ts';
 import { roleAt, type EscalationState } from './state.ts';
 
@@ -32,7 +32,7 @@ export function eligibility(state: EscalationState | null): Eligibility {
     const stageRank = stage.role ? ROLE_RANK[stage.role] : ROLE_RANK.reviewer;
     if (rank < stageRank) return false;
     if (levelRole !== null && ROLE_RANK[levelRole] >= stageRank && rank >= ROLE_RANK[levelRole]) return true;
-    if (assignee?.operator !== undefined && (assignee.operator === reviewer.id || assignee.operator === reviewer.name)) return true;
+    if (assignee?.operator !== undefined && namesOperator(assignee.operator, reviewer)) return true;
     if (assignee?.group !== undefined && reviewer.groups.includes(assignee.group)) return true;
     return false;
   };

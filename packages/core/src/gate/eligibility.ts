@@ -16,8 +16,9 @@
  *   stage); only the people it names do. Role stages keep their rule (the role or more senior),
  *   which escalation cannot lower.
  */
-import { ROLE_RANK, isEligibleForStage, canReviewAtAll, type Reviewer } from '../lifecycle.ts';
+import { ROLE_RANK, isEligibleForStage, canReviewAtAll, namesOperator, type Reviewer } from '../lifecycle.ts';
 import type { ApprovalStage, Role } from '../schemas.ts';
+import type { FinalAuthority } from '../escalation/final-authority.ts';
 
 export interface GateEscalation {
   /** Current and starting level of the escalation chain (1-based). */
@@ -29,6 +30,8 @@ export interface GateEscalation {
   readonly assignee: { readonly operator?: string; readonly group?: string; readonly stage?: number } | null;
   /** Whether the deadline was extended; recorded so callers can see it does not matter here. */
   readonly extended: boolean;
+  /** At a final-authority level (escalation/final-authority.ts `finalAuthorityOf`): whom it names; absent or null otherwise. */
+  readonly finalAuthority?: FinalAuthority | null;
 }
 
 function rankOf(roles: readonly Role[]): number {
@@ -55,7 +58,7 @@ export function stageEligible(reviewer: Reviewer, stage: ApprovalStage, stageInd
   }
   const a = escalation.assignee;
   if (a !== null && a.stage === stageIndex && !namesPeople(stage)) {
-    if (a.operator !== undefined && (a.operator === reviewer.id || a.operator === reviewer.name)) return true;
+    if (a.operator !== undefined && namesOperator(a.operator, reviewer)) return true;
     if (a.group !== undefined && reviewer.groups.includes(a.group)) return true;
   }
   return false;

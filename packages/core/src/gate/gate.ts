@@ -33,6 +33,7 @@ import { alternativeNames, canReviewAtAll, type Reviewer, type Vote } from '../l
 import type { Alternative, ApprovalStage, Assessment, Decision, JsonObject, Role, Verdict } from '../schemas.ts';
 import type { ClaimableStatus } from './claim.ts';
 import { stageEligible, type GateEscalation } from './eligibility.ts';
+import { isFinalAuthority } from '../escalation/final-authority.ts';
 import { payloadRequirement, type PayloadRequirement } from './requirements.ts';
 
 export interface GateRequest {
@@ -98,6 +99,13 @@ export interface GateVote {
    */
   readonly seenPayloadKey?: string | undefined;
   readonly totp: StepUpFact;
+  /**
+   * The WebAuthn assertion, verified by the shell against this request, the payload this vote
+   * approves and this verdict (`replayed`: its challenge was used, expired, or made for another
+   * approval; `invalid` also covers a bad signature, origin, rpId or a sign counter gone back).
+   * Absent for votes that carry none.
+   */
+  readonly webauthn?: StepUpFact;
   readonly matchCode: 'absent' | 'valid' | 'invalid';
   /** ISO time of the vote. */
   readonly at: string;
@@ -147,6 +155,12 @@ export interface GateContext extends GateInput {
   readonly stage: ApprovalStage;
   /** When `dryRun` asks: step-up facts are not known yet, so stepUp passes. */
   readonly dry: boolean;
+  /**
+   * The reviewer decides alone as the final authority (escalation/final-authority.ts): at that
+   * level, named by it, not its escalator, not an admin change, and not proposing a payload of
+   * their own. Every other check still applies.
+   */
+  readonly finalAuthority: boolean;
 }
 
 export interface GateCheck {
@@ -159,6 +173,8 @@ export interface GateRecord {
   readonly approval: ApprovalRecord | null;
   /** Mark the TOTP step used (conditionally, in the same transaction; a lost race is MFA_INVALID). */
   readonly totpStep: boolean;
+  /** The step-up factor this approval was accepted with (audited); null when none was needed. */
+  readonly factor: 'totp' | 'webauthn' | null;
   /** This approval starts an automatic cool-down (audit `cooldown_started`, a guard notice). */
   readonly cooldownStarted: CooldownState | null;
 }
@@ -174,6 +190,8 @@ export type GateResult =
       /** Approvals per stage for the payload after this vote. */
       readonly progress: readonly number[];
       readonly record: GateRecord;
+      /** The vote decided alone as the final authority at this escalation level (audited), or null. */
+      readonly finalAuthority: { readonly level: number } | null;
     }
   | { readonly ok: false; readonly error: CountersignError; readonly check: GateCheck['name'] };
 
@@ -283,6 +301,8 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
     check: (ctx) => {
       const { reviewer, stage, stageIndex, request } = ctx;
       if (!canReviewAtAll(reviewer)) return err('NOT_ELIGIBLE', `operator "${reviewer.name}" has no reviewing role`);
+      // A final authority may decide whatever stage waits (escalation/final-authority.ts); nobody else is widened.
+      if (ctx.finalAuthority) return null;
       if (!stageEligible(reviewer, stage, stageIndex, request.escalation)) {
         return err('NOT_ELIGIBLE', `this request now needs: ${stage.label}`, { stage, stageIndex });
       }
@@ -363,7 +383,15 @@ export const GATE_CHECKS: readonly GateCheck[] = Object.freeze([
     check: (ctx) => {
       if (!approving(ctx) || ctx.dry) return null;
       const { requirement, vote } = ctx;
-      if (requirement.mfa) {
+      const wa = vote.webauthn ?? 'absent';
+      if (requirement.mfa && wa !== 'absent') {
+        // An assertion offered is judged, whatever else the vote carries.
+        if (wa === 'not_enrolled') return err('MFA_REQUIRED', 'that passkey is not enrolled for you (or was revoked); enrol one in the dashboard (Settings)', { riskLevel: requirement.riskLevel, factor: 'webauthn' });
+        if (wa === 'replayed') return err('MFA_INVALID', 'that WebAuthn assertion was made for another approval, or its challenge expired or was used; ask for a new one', { factor: 'webauthn' });
+        if (wa !== 'valid') return err('MFA_INVALID', 'the WebAuthn assertion does not verify', { factor: 'webauthn' });
+      } else if (requirement.webauthn) {
+        return err('MFA_REQUIRED', `policy requires a passkey or security key (WebAuthn) to approve this ${requirement.riskLevel}-risk payload: approve it in the dashboard; a TOTP code, the CLI, Slack, Teams and ticket approvals cannot`, { riskLevel: requirement.riskLevel, factor: 'webauthn' });
+      } else if (requirement.mfa) {
         if (vote.totp === 'absent') return err('MFA_REQUIRED', `policy requires a TOTP code (totp) to approve this ${requirement.riskLevel}-risk payload`, { riskLevel: requirement.riskLevel });
         if (vote.totp === 'not_enrolled') return err('MFA_REQUIRED', 'policy requires step-up MFA and you have no confirmed TOTP enrolment (countersign mfa enrol)', { riskLevel: requirement.riskLevel });
         if (vote.totp === 'replayed') return err('MFA_INVALID', 'that TOTP code was already used; wait for the next one');
@@ -415,7 +443,32 @@ function contextOf(input: GateInput, dry: boolean, requirementOf: RequirementOf 
   const unmet = firstUnmet(requirement.stages, counts);
   const stageIndex = Math.max(unmet, 0);
   const stage = requirement.stages[stageIndex]!;
-  return { ...input, requirement, modified, restart, counted, stageIndex, stage, dry };
+  const fa = request.escalation?.finalAuthority ?? null;
+  // A final authority decides alone the payload it was shown, never one it proposes in this vote.
+  const ownProposal = input.vote.verdict === 'approve' && (input.vote.args !== undefined || input.vote.alternative !== undefined) && payload.key !== round.key;
+  const finalAuthority =
+    fa !== null &&
+    request.isAdminChange !== true &&
+    !ownProposal &&
+    !(input.vote.verdict === 'approve' && needsMoreThanAsked(input, requirement, fa.level, requirementOf)) &&
+    isFinalAuthority(input.reviewer, fa);
+  return { ...input, requirement, modified, restart, counted, stageIndex, stage, dry, finalAuthority };
+}
+
+/**
+ * Whether approving this payload (an alternative or modified args, someone else's proposal the
+ * final authority was shown) needs more than the request as asked, whose chain made the final
+ * authority: more or other stages, a higher risk level, MFA or the match code, fewer rejections,
+ * one reviewer more for a modification — or, on its own, it would have started at the final
+ * level or above (decided by its quorum there, final-authority.ts). Then a final authority's
+ * approval is an ordinary vote: it decides alone only what the chain escalated to it. Judged
+ * on the exact payload that will run; in any doubt (a requirement that differs at all) it needs more.
+ */
+function needsMoreThanAsked(input: GateInput, requirement: PayloadRequirement, finalLevel: number, requirementOf: RequirementOf): boolean {
+  const { request, payload } = input;
+  if (payload.key === payloadKey(request.action, request.args)) return false;
+  if (payload.assessment === null || (payload.assessment.escalationStartLevel ?? 1) >= finalLevel) return true;
+  return canonicalJson(requirement) !== canonicalJson(requirementOf(request.assessment, null, false));
 }
 
 /** The checks that need no guard facts: a shell runs them before it takes the approver's lock. */
@@ -450,12 +503,13 @@ export function gate(input: GateInput, checks: readonly GateCheck[] = GATE_CHECK
 function accept(ctx: GateContext): GateResult {
   const { vote, reviewer, requirement, payload, request, guard } = ctx;
   const actor = { type: 'operator' as const, id: reviewer.id, name: reviewer.name };
-  const record: GateRecord = { approval: null, totpStep: false, cooldownStarted: null };
+  const record: GateRecord = { approval: null, totpStep: false, factor: null, cooldownStarted: null };
+  const finalAuthority = ctx.finalAuthority ? { level: request.escalation!.finalAuthority!.level } : null;
   if (vote.verdict === 'reject') {
     const v: Vote = { reviewer: actor, verdict: 'reject', reason: vote.reason ?? null, args: null, alternative: null, payloadKey: null, stage: null, at: vote.at };
     const rejections = request.votes.filter((x) => x.verdict === 'reject');
     const progress = stageProgressOf(requirement.stages, ctx.counted);
-    if (rejections.length + 1 < requirement.deny) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record };
+    if (rejections.length + 1 < requirement.deny && !ctx.finalAuthority) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record, finalAuthority: null };
     return {
       ok: true,
       vote: v,
@@ -475,6 +529,7 @@ function accept(ctx: GateContext): GateResult {
       requirement,
       progress,
       record,
+      finalAuthority,
     };
   }
   const v: Vote = {
@@ -492,7 +547,8 @@ function accept(ctx: GateContext): GateResult {
   const after = guard.cooldown.riskLevels.includes(requirement.riskLevel) && !guard.limitsOff ? cooldownState([...guard.approvals, approval], guard.now, guard.cooldown) : null;
   const rec: GateRecord = {
     approval,
-    totpStep: requirement.mfa && vote.totp === 'valid',
+    totpStep: requirement.mfa && (vote.webauthn ?? 'absent') === 'absent' && vote.totp === 'valid',
+    factor: !requirement.mfa ? null : (vote.webauthn ?? 'absent') === 'valid' ? 'webauthn' : 'totp',
     cooldownStarted: after !== null && after.active && after.triggeredBy.includes(request.id) ? after : null,
   };
   const votes = [...ctx.counted, v];
@@ -500,7 +556,7 @@ function accept(ctx: GateContext): GateResult {
   // The deciders are the approvals that count: a vote that signs no stage of this requirement
   // (a pre-009 vote, a stage replaced by a policy reload) is not named on the decision or receipt.
   const deciders = votes.filter((x) => countsFor(requirement.stages, x)).map((x) => x.reviewer);
-  if (firstUnmet(requirement.stages, progress) >= 0) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record: rec };
+  if (firstUnmet(requirement.stages, progress) >= 0 && !ctx.finalAuthority) return { ok: true, vote: v, status: 'pending', kinds: ['reviewed'], decision: null, requirement, progress, record: rec, finalAuthority: null };
   return {
     ok: true,
     vote: v,
@@ -520,6 +576,7 @@ function accept(ctx: GateContext): GateResult {
     requirement,
     progress,
     record: rec,
+    finalAuthority,
   };
 }
 
@@ -530,7 +587,7 @@ export interface Actionable {
   readonly reason: { readonly code: string; readonly message: string; readonly check: GateCheck['name'] } | null;
   /** Whether a rejection would be accepted. */
   readonly canReject: boolean;
-  readonly stepUp: { readonly mfa: boolean; readonly matchCode: boolean };
+  readonly stepUp: { readonly mfa: boolean; readonly webauthn: boolean; readonly matchCode: boolean };
   readonly requirement: PayloadRequirement;
 }
 
@@ -552,5 +609,5 @@ export function dryRun(input: Omit<GateInput, 'vote'> & { at: string }, checks: 
   }
   const rejectCtx = contextOf({ ...input, vote: { ...approve, verdict: 'reject' } }, true);
   const canReject = checks.every((c) => c.check(rejectCtx) === null);
-  return { actionable: reason === null, reason, canReject, stepUp: { mfa: ctx.requirement.mfa, matchCode: ctx.requirement.matchCode }, requirement: ctx.requirement };
+  return { actionable: reason === null, reason, canReject, stepUp: { mfa: ctx.requirement.mfa, webauthn: ctx.requirement.webauthn, matchCode: ctx.requirement.matchCode }, requirement: ctx.requirement };
 }

@@ -7,7 +7,7 @@
  * - every stage of both, in the payload's order with the original's merged in (mergeStages), a
  *   stage both name (same role, group and operators) once, at the larger count — so the larger
  *   quorum wins;
- * - step-up MFA if either needs it; the number-matching code if either is at a level that
+ * - step-up MFA if either needs it, WebAuthn only if either needs that; the number-matching code if either is at a level that
  *   needs one (critical);
  * - the smaller `deny` (fewer rejections decide);
  * - the higher risk level (the one velocity limits and cool-downs are counted at);
@@ -22,6 +22,8 @@ export interface PayloadRequirement {
   readonly stages: readonly ApprovalStage[];
   readonly deny: number;
   readonly mfa: boolean;
+  /** The step-up must be a WebAuthn assertion (either side's level says `mfa: webauthn`). */
+  readonly webauthn: boolean;
   readonly matchCode: boolean;
   readonly riskLevel: RiskLevel;
   /** Names of the rules that block this payload (its own, or the request's); empty when none. */
@@ -105,6 +107,7 @@ export function payloadRequirement(original: Assessment, payload: Assessment | n
     stages,
     deny: Number.isFinite(deny) ? deny : 1,
     mfa: sides.some((a) => a.mfaRequired),
+    webauthn: sides.some((a) => a.mfaRequired && a.webauthnRequired === true),
     matchCode: sides.some((a) => MATCH_CODE_LEVELS.includes(a.riskLevel)),
     riskLevel,
     blockedBy: [...new Set(sides.flatMap(blockedBy))],

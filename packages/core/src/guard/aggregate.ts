@@ -131,6 +131,7 @@ export function strictestOf(all: readonly Assessment[]): Assessment {
     slaSeconds: sla?.slaSeconds ?? null,
     slaDueAt: sla?.slaDueAt ?? null,
     mfaRequired: all.some((a) => a.mfaRequired),
+    ...(all.some((a) => a.mfaRequired && a.webauthnRequired === true) ? { webauthnRequired: true } : {}),
     reasons: [...base.reasons, `The strictest of ${all.length} evaluations (the aggregate as each member action, and each member on its own) applies.`],
     ...(starts.length > 0 ? { escalationStartLevel: Math.max(...starts) } : {}),
   };

@@ -81,6 +81,8 @@ export function adminChangeAssessment(policy: Policy, loosenings: readonly Loose
     slaSeconds: slaMs / 1000,
     slaDueAt: new Date(now.getTime() + slaMs).toISOString(),
     mfaRequired: policy.levels.high.mfa,
+    // `high: mfa: webauthn`: a change that loosens the gate is approved with a passkey only, like any high-risk request.
+    ...(policy.levels.high.mfa && policy.levels.high.webauthn === true ? { webauthnRequired: true } : {}),
     reasons: ['Four-eyes on admin power: this change loosens the gate, so another admin must approve it (admin.singleAdmin is not set).', ...list],
   };
 }

@@ -66,6 +66,8 @@ automation:
 # approvers: [{ role | group | operator }] makes each approver its own stage, in order.
 # deny: rejections that decide at once (default 1). modifiedNeedsSecondReviewer: true makes
 # modified args (or an alternative) need one more approval, from someone other than the modifier.
+# startLevel: the escalation level reviews at this risk level start at (e.g. critical: 2).
+# notify: channels told of every review at this risk level, besides its escalation level's.
 levels:
   low:      { sla: 60m, autoApprove: true }
   medium:   { sla: 30m, autoApprove: true }
@@ -149,9 +151,12 @@ rules:
 contentPatterns: {}
 
 # Who is asked, in order, while nobody decides. A queued request starts at level 1 (or a rule's
-# startLevel), whose notify channels are told; after: how long it waits at that level (\`sla\` =
-# its risk level's SLA) before moving to the next, whose role may then stand in for named
-# approvers and whose channels are told. notify: channel names configured under \`channels\`.
+# or its risk level's startLevel), whose notify channels are told; after: how long it waits at
+# that level (\`sla\` = its risk level's SLA) before moving to the next, whose channels are told.
+# notify: channel names configured under \`channels\`. A level names a role, operators: [ids or
+# names] and/or groups: [names]: they are told, and sign only what the approval stages let them.
+# The last level may say finalAuthority: true (it must name operators or groups): once a request
+# has escalated into it, any one of them may decide it alone (every other check still applies).
 # At the end of the chain the request expires as rejected, unless onFinalTimeout: approve.
 escalation:
   levels:

@@ -12,6 +12,7 @@
 import { formatDuration } from '../duration.ts';
 import type { ApproverSpec } from '../schemas.ts';
 import type { EscalationLevel, Policy, PolicyRule } from './types.ts';
+import { levelWho } from './evaluate.ts';
 import { isPlainObject } from './util.ts';
 
 export interface PolicyChange {
@@ -55,12 +56,27 @@ export function diffPolicies(before: Policy, after: Policy): PolicyChange[] {
     const at = `levels.${level}`;
     if (b.slaMs !== a.slaMs) push(`${at}.sla`, 'changed', b.slaMs, a.slaMs, `${level}-risk reviews are due within ${formatDuration(a.slaMs)} instead of ${formatDuration(b.slaMs)}`);
     if (b.autoApprove !== a.autoApprove) push(`${at}.autoApprove`, 'changed', b.autoApprove, a.autoApprove, a.autoApprove ? `${level}-risk requests may now be auto-approved (at full or supervised automation)` : `${level}-risk requests are no longer auto-approved: a human decides`);
-    if (b.mfa !== a.mfa) push(`${at}.mfa`, 'changed', b.mfa, a.mfa, a.mfa ? `approving a ${level}-risk request now needs step-up MFA` : `approving a ${level}-risk request no longer needs step-up MFA`);
+    // `mfa` as written: true, false or webauthn (LevelPolicy keeps `webauthn` beside the boolean).
+    const bm = b.webauthn ? 'webauthn' : b.mfa;
+    const am = a.webauthn ? 'webauthn' : a.mfa;
+    if (bm !== am) {
+      const text =
+        am === 'webauthn'
+          ? `approving a ${level}-risk request now needs a passkey or security key (WebAuthn, in the dashboard); TOTP codes are refused`
+          : am
+            ? bm === 'webauthn'
+              ? `approving a ${level}-risk request accepts a TOTP code again, not only a passkey (WebAuthn)`
+              : `approving a ${level}-risk request now needs step-up MFA`
+            : `approving a ${level}-risk request no longer needs step-up MFA`;
+      push(`${at}.mfa`, 'changed', bm, am, text);
+    }
     if (b.approvals !== a.approvals) push(`${at}.approvals`, 'changed', b.approvals, a.approvals, `${level}-risk reviews need ${a.approvals} approval(s) instead of ${b.approvals}`);
     if (changed(b.approvers, a.approvers)) push(`${at}.approvers`, 'changed', b.approvers ?? null, a.approvers ?? null, `${level}-risk reviews are approved by ${approversText(a.approvers)} instead of ${approversText(b.approvers)}`);
     if ((b.deny ?? 1) !== (a.deny ?? 1)) push(`${at}.deny`, 'changed', b.deny ?? 1, a.deny ?? 1, `${a.deny ?? 1} rejection(s) decide a ${level}-risk review instead of ${b.deny ?? 1}`);
     if (Boolean(b.modifiedNeedsSecondReviewer) !== Boolean(a.modifiedNeedsSecondReviewer)) push(`${at}.modifiedNeedsSecondReviewer`, 'changed', Boolean(b.modifiedNeedsSecondReviewer), Boolean(a.modifiedNeedsSecondReviewer), a.modifiedNeedsSecondReviewer ? `a modified ${level}-risk payload now needs a second reviewer` : `a modified ${level}-risk payload no longer needs a second reviewer`);
     if (b.approvalValidMs !== a.approvalValidMs) push(`${at}.approvalValidFor`, 'changed', b.approvalValidMs, a.approvalValidMs, `a ${level}-risk approval may be claimed for ${formatDuration(a.approvalValidMs)} instead of ${formatDuration(b.approvalValidMs)}`);
+    if (changed(b.notify, a.notify)) push(`${at}.notify`, 'changed', b.notify, a.notify, a.notify.length ? `${level}-risk reviews also notify ${a.notify.join(', ')}` : `${level}-risk reviews notify only their escalation level's channels`);
+    if ((b.startLevel ?? 1) !== (a.startLevel ?? 1)) push(`${at}.startLevel`, 'changed', b.startLevel ?? 1, a.startLevel ?? 1, `${level}-risk reviews start at escalation level ${a.startLevel ?? 1} instead of ${b.startLevel ?? 1}`);
   }
 
   // Actions.
@@ -211,7 +227,7 @@ function ruleText(r: PolicyRule): string {
 
 function levelText(l: EscalationLevel): string {
   const after = l.after === 'sla' ? 'the SLA' : formatDuration(l.after);
-  return `${l.role} after ${after}${l.notify.length ? `, notifying ${l.notify.join(', ')}` : ''}`;
+  return `${levelWho(l)} after ${after}${l.notify.length ? `, notifying ${l.notify.join(', ')}` : ''}${l.finalAuthority ? ', with final authority (its people may decide alone)' : ''}`;
 }
 
 function canonical(v: unknown): string {

@@ -21,7 +21,7 @@ import { UNSTATED_CONFIDENCE, assessRisk } from './risk.ts';
 import { normalizeActionName } from './names.ts';
 import { applyRules, effectiveRules, patternsInUse } from './rules.ts';
 import { requestValue } from './value.ts';
-import type { HistoryStats, Policy } from './types.ts';
+import type { EscalationLevel, HistoryStats, Policy } from './types.ts';
 
 export type EvaluationRequest = CreateRequest & {
   agent: string;
@@ -107,6 +107,9 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
 
   const reasons = [`Risk ${level} (score ${risk.score}).`, ...risk.reasons, ...outcome.reasons, ...screenReasons, ...decision.reasons];
   const review = decision.route === 'review';
+  // A rule's startLevel and the risk level's (`levels.<risk>.startLevel`): the higher start wins.
+  const riskStart = policy.levels[level].startLevel;
+  const startLevel = outcome.startLevel === undefined ? riskStart : riskStart === undefined ? outcome.startLevel : Math.max(outcome.startLevel, riskStart);
   let slaSeconds: number | null = null;
   let slaDueAt: string | null = null;
   if (review) {
@@ -117,9 +120,11 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
     }
     slaSeconds = slaMs / 1000;
     slaDueAt = new Date(now.getTime() + slaMs).toISOString();
-    if (outcome.startLevel !== undefined) {
-      const esc = policy.escalation.levels[outcome.startLevel - 1];
-      reasons.push(`Escalation starts at level ${outcome.startLevel}${esc ? ` (${esc.role})` : ''}.`);
+    if (startLevel !== undefined) {
+      const esc = policy.escalation.levels[startLevel - 1];
+      const who = esc ? levelWho(esc) : '';
+      const why = outcome.startLevel === startLevel ? '' : ` (levels.${level}.startLevel)`;
+      reasons.push(`Escalation starts at level ${startLevel}${who ? ` (${who})` : ''}${why}.`);
     }
   }
 
@@ -135,8 +140,10 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
     slaSeconds,
     slaDueAt,
     mfaRequired: review && (policy.levels[level].mfa || outcome.mfa),
+    // Present only when true (assessments stored before it read as TOTP-or-WebAuthn).
+    ...(review && policy.levels[level].mfa && policy.levels[level].webauthn === true ? { webauthnRequired: true } : {}),
     reasons,
-    ...(review && outcome.startLevel !== undefined ? { escalationStartLevel: outcome.startLevel } : {}),
+    ...(review && startLevel !== undefined ? { escalationStartLevel: startLevel } : {}),
     ...(request.screening && (request.screening.result.findings.length > 0 || request.screening.outcomes.length > 0)
       ? { screening: screeningRecord(request.screening.result) }
       : {}),
@@ -156,4 +163,9 @@ function screeningRecord(r: RequestScreening): NonNullable<Assessment['screening
     screenedChars: r.screenedChars,
     findings: r.findings.map((f) => ({ field: f.field, kind: f.kind, span: { start: f.span.start, end: f.span.end }, score: f.score, why: f.why })),
   };
+}
+
+/** Who an escalation level names, in words: `lead`, `operators cfo` or `manager, groups sec-leads`. */
+export function levelWho(l: Pick<EscalationLevel, 'role' | 'operators' | 'groups'>): string {
+  return [l.role ?? '', l.operators.length > 0 ? `operators ${l.operators.join(', ')}` : '', l.groups.length > 0 ? `groups ${l.groups.join(', ')}` : ''].filter(Boolean).join('; ');
 }

@@ -258,6 +258,13 @@ function crossCheck(user: Record<string, unknown>, merged: Record<string, unknow
     (defaultRaw()['rules'] as unknown[]).flatMap((r) => (isPlainObject(r) && typeof r['name'] === 'string' ? [r['name']] : [])),
   );
 
+  for (const lvl of RISK_LEVELS) {
+    const start = num(get(merged, 'levels', lvl, 'startLevel'));
+    if (start !== undefined && Number.isInteger(start) && start > levelCount) {
+      push(`levels.${lvl}.startLevel`, `escalation has ${levelCount} level(s); startLevel ${start} does not exist`);
+    }
+  }
+
   const rules = get(user, 'rules');
   if (Array.isArray(rules)) {
     const seen = new Map<string, number>();
@@ -452,12 +459,15 @@ function resolve(f: PolicyFile): Policy {
         {
           slaMs: required(parseDuration(required(l.sla, `levels.${lvl}.sla`)), `levels.${lvl}.sla`),
           autoApprove: l.autoApprove ?? false,
-          mfa: l.mfa ?? false,
+          mfa: l.mfa === true || l.mfa === 'webauthn',
+          ...(l.mfa === 'webauthn' ? { webauthn: true } : {}),
           approvals: l.approvals ?? 1,
           ...(l.approvers !== undefined ? { approvers: l.approvers } : {}),
           ...(l.deny !== undefined ? { deny: l.deny } : {}),
           ...(l.modifiedNeedsSecondReviewer ? { modifiedNeedsSecondReviewer: true } : {}),
           approvalValidMs: l.approvalValidFor === undefined ? DEFAULT_APPROVAL_VALID_MS : required(parseDuration(l.approvalValidFor), `levels.${lvl}.approvalValidFor`),
+          notify: l.notify ?? [],
+          ...(l.startLevel !== undefined ? { startLevel: l.startLevel } : {}),
         },
       ];
     }),
@@ -493,9 +503,12 @@ function resolve(f: PolicyFile): Policy {
     dangerousActions: f.dangerousActions ?? [],
     escalation: {
       levels: (escalation.levels ?? []).map((l) => ({
-        role: l.role,
+        role: l.role ?? null,
+        operators: l.operators ?? [],
+        groups: l.groups ?? [],
         after: l.after === 'sla' ? 'sla' : required(parseDuration(l.after), 'escalation.levels[].after'),
         notify: l.notify ?? [],
+        finalAuthority: l.finalAuthority === true,
       })),
       onFinalTimeout: escalation.onFinalTimeout ?? 'reject',
     },

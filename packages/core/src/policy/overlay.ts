@@ -58,8 +58,9 @@ const FLOOR: Order = {
   tighter: (a, b) => num(a) !== null && (num(b) === null || num(a)! > num(b)!),
   stricter: (f, o) => (num(f) === null ? o : num(o) === null ? f : Math.max(num(f)!, num(o)!)),
 };
-/** `true` is stricter (mfa). */
-const TRUE_STRICT: Order = { tighter: (a, b) => a === true && b !== true, stricter: (f, o) => f === true || o === true };
+/** Step-up, three-valued as written: `false < true < 'webauthn'` (a passkey only is the strictest). */
+const mfaRank = (v: KeyValue): number => (v === 'webauthn' ? 2 : v === true ? 1 : 0);
+const MFA: Order = { tighter: (a, b) => mfaRank(a) > mfaRank(b), stricter: (f, o) => (mfaRank(o) > mfaRank(f) ? o : f) };
 /** `false` is stricter (enabled, autoApprove). */
 const FALSE_STRICT: Order = { tighter: (a, b) => a === false && b !== false, stricter: (f, o) => !(f === false || o === false) };
 /** A set: more members is stricter (what needs approval, what is blocked, which risk levels count). */
@@ -86,7 +87,12 @@ export interface KeyRule {
 const lvlKeys = (lvl: RiskLevel): KeyRule[] => [
   { key: `levels.${lvl}.autoApprove`, order: FALSE_STRICT, loosenable: true, why: () => `auto-approves ${lvl} risk` },
   { key: `levels.${lvl}.sla`, order: CAP, loosenable: true, why: () => `a longer review deadline at ${lvl} risk (escalation comes later)` },
-  { key: `levels.${lvl}.mfa`, order: TRUE_STRICT, loosenable: true, why: () => `drops step-up MFA at ${lvl} risk` },
+  {
+    key: `levels.${lvl}.mfa`,
+    order: MFA,
+    loosenable: true,
+    why: (_, a) => (a === true ? `accepts a TOTP code, not only a passkey (WebAuthn), at ${lvl} risk` : `drops step-up MFA at ${lvl} risk`),
+  },
 ];
 const removedFrom = (b: KeyValue, a: KeyValue) => list(b).filter((x) => !list(a).includes(x)).join(', ');
 
@@ -141,7 +147,8 @@ export function flatOf(policy: Policy, name: string): FlatAgent {
   for (const lvl of RISK_LEVELS) {
     out[`levels.${lvl}.autoApprove`] = p.levels[lvl].autoApprove;
     out[`levels.${lvl}.sla`] = p.levels[lvl].slaMs;
-    out[`levels.${lvl}.mfa`] = p.levels[lvl].mfa;
+    // Three-valued (false, true, 'webauthn'), so a tightening to WebAuthn only is seen by the merge.
+    out[`levels.${lvl}.mfa`] = p.levels[lvl].mfa && p.levels[lvl].webauthn === true ? 'webauthn' : p.levels[lvl].mfa;
   }
   return out;
 }
@@ -225,7 +232,11 @@ function agentOf(f: FlatAgent): AgentPolicy {
   const n = (k: string) => f[k] as number;
   const s = (k: string) => f[k] as readonly string[];
   const levels = Object.fromEntries(
-    RISK_LEVELS.map((lvl) => [lvl, { autoApprove: f[`levels.${lvl}.autoApprove`] as boolean, slaMs: n(`levels.${lvl}.sla`), mfa: f[`levels.${lvl}.mfa`] as boolean }]),
+    RISK_LEVELS.map((lvl) => {
+      const mfa = f[`levels.${lvl}.mfa`];
+      // `webauthn` always written: it replaces the level's, so a loosening to `true` really accepts TOTP.
+      return [lvl, { autoApprove: f[`levels.${lvl}.autoApprove`] as boolean, slaMs: n(`levels.${lvl}.sla`), mfa: mfa === true || mfa === 'webauthn', webauthn: mfa === 'webauthn' }];
+    }),
   ) as AgentPolicy['levels'];
   const limits: { perMinute?: number; perHour?: number } = {};
   if (f['limits.perMinute'] !== null) limits.perMinute = n('limits.perMinute');

@@ -120,7 +120,8 @@ const ActionsFile = z.object({ defaultWeight: Unit.optional() }).catchall(Action
 const LevelFile = z.strictObject({
   sla: Duration.optional(),
   autoApprove: z.boolean().optional(),
-  mfa: z.boolean().optional(),
+  /** Step-up at approval: true (a TOTP code or a WebAuthn assertion), or `webauthn` (a WebAuthn assertion only: phishing-resistant). */
+  mfa: z.union([z.boolean(), z.literal('webauthn')], { error: 'must be true, false or webauthn (a passkey or security key, approved in the dashboard)' }).optional(),
   approvals: z.int().min(1).max(20).optional(),
   approvers: z.array(ApproverSpec).min(1).max(10).optional(),
   /** Rejections that decide at once (Teleport's deny threshold); default 1. */
@@ -132,6 +133,10 @@ const LevelFile = z.strictObject({
     const ms = parseDuration(d);
     return ms === undefined || (ms >= 1000 && ms <= 30 * 86_400_000);
   }, { error: 'approvalValidFor must be from 1s to 30d' }).optional(),
+  /** Channels (names under `channels`) told of every request at this risk level that goes to review, besides its escalation level's (Tork's notifyAdmin). */
+  notify: z.array(z.string().min(1).max(100), { error: 'expected a list of channel names' }).max(20).optional(),
+  /** The escalation level requests at this risk level start at (1 = the first), e.g. `critical: { startLevel: 2 }`. */
+  startLevel: z.int({ error: 'expected a level number (1 = the first escalation level)' }).min(1, { error: 'levels are numbered from 1' }).optional(),
 });
 
 const TimeWindowFile = z
@@ -194,19 +199,66 @@ export const RuleFile = z.strictObject({
 
 const EscalationRole = Role.refine((r) => r !== 'auditor', { error: 'auditors cannot approve; escalate to a reviewing role' });
 
-const EscalationFile = z.strictObject({
-  levels: z
-    .array(
-      z.strictObject({
-        role: EscalationRole,
-        after: z.union([z.literal('sla'), Duration], { error: 'expected `sla` or a duration like 10m' }),
-        notify: z.array(z.string().min(1).max(100)).max(20).optional(),
-      }),
-    )
-    .max(10)
-    .optional(),
-  onFinalTimeout: z.enum(['reject', 'approve'], { error: 'expected reject or approve' }).optional(),
-});
+/** Operator ids or names, or group names, on an escalation level: the people that level names. */
+const PeopleList = (what: string) =>
+  z
+    .array(z.string({ error: `expected ${what}` }).min(1).max(100), { error: `expected a list of ${what}` })
+    .min(1, { error: `the list is empty: leave ${what === 'operator ids or names' ? 'operators' : 'groups'} out instead` })
+    .max(50)
+    .superRefine((items, ctx) => {
+      const seen = new Set<string>();
+      items.forEach((v, i) => {
+        if (seen.has(v)) ctx.addIssue({ code: 'custom', path: [i], message: `"${v}" is listed twice` });
+        seen.add(v);
+      });
+    });
+
+/**
+ * One escalation level: who is told and shown the request when it gets there (a role and anyone
+ * more senior, named operators, members of groups, and the level's `notify` channels). Naming
+ * people widens who is told, never who may sign (the gate, issue 12), except on the one
+ * `finalAuthority` level, whose named operators and group members may decide alone.
+ */
+const EscalationLevelFile = z
+  .strictObject({
+    role: EscalationRole.optional(),
+    operators: PeopleList('operator ids or names').optional(),
+    groups: PeopleList('group names').optional(),
+    after: z.union([z.literal('sla'), Duration], { error: 'expected `sla` or a duration like 10m' }),
+    notify: z.array(z.string().min(1).max(100)).max(20).optional(),
+    finalAuthority: z.boolean({ error: 'expected true or false' }).optional(),
+  })
+  .superRefine((l, ctx) => {
+    if (l.role === undefined && l.operators === undefined && l.groups === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'an escalation level names a role, operators, groups, or several of them' });
+    }
+    if (l.finalAuthority === true && l.operators === undefined && l.groups === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['finalAuthority'],
+        message: 'a finalAuthority level must name the people who may decide alone (operators, groups or both); a role alone is not enough',
+      });
+    }
+  });
+
+const EscalationFile = z
+  .strictObject({
+    levels: z.array(EscalationLevelFile).max(10).optional(),
+    onFinalTimeout: z.enum(['reject', 'approve'], { error: 'expected reject or approve' }).optional(),
+  })
+  .superRefine((e, ctx) => {
+    const levels = e.levels ?? [];
+    levels.forEach((l, i) => {
+      if (l.finalAuthority !== true) return;
+      if (i !== levels.length - 1) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['levels', i, 'finalAuthority'],
+          message: `only the last escalation level may be finalAuthority (it never escalates further); this is level ${i + 1} of ${levels.length}`,
+        });
+      }
+    });
+  });
 
 const WhilePaused = z.enum(['refuse', 'hold'], { error: 'expected refuse or hold' });
 

@@ -51,6 +51,8 @@ export interface LevelPolicy {
   readonly slaMs: number;
   readonly autoApprove: boolean;
   readonly mfa: boolean;
+  /** `mfa: webauthn`: the step-up must be a WebAuthn assertion (TOTP is refused); implies `mfa`. */
+  readonly webauthn?: boolean;
   /** Distinct approvals needed (quorum) when a request at this level is reviewed. */
   readonly approvals: number;
   /** Who must approve at this level when no rule names approvers (each is its own stage). */
@@ -61,6 +63,10 @@ export interface LevelPolicy {
   readonly modifiedNeedsSecondReviewer?: boolean;
   /** How long an approval may be claimed for execution after it is decided (`approvalValidFor`, default 1 hour). */
   readonly approvalValidMs: number;
+  /** Channels told of every request at this level that goes to review, besides its escalation level's (`levels.<risk>.notify`). */
+  readonly notify: readonly string[];
+  /** The escalation level reviewed requests at this risk level start at (`levels.<risk>.startLevel`); absent: 1, or a rule's. */
+  readonly startLevel?: number;
 }
 
 export interface TargetRule {
@@ -110,10 +116,17 @@ export interface PolicyRule {
 }
 
 export interface EscalationLevel {
-  readonly role: Role;
+  /** The level's role (and anyone more senior); null when the level names only operators or groups. */
+  readonly role: Role | null;
+  /** Operators (ids or names) this level names: told and shown the request; they sign only what the gate lets them, unless `finalAuthority`. */
+  readonly operators: readonly string[];
+  /** Groups (operators' `groups`) this level names, as `operators`. */
+  readonly groups: readonly string[];
   /** How long a request waits at this level before escalating further: milliseconds, or `sla` for the request's SLA. */
   readonly after: number | 'sla';
   readonly notify: readonly string[];
+  /** The last level only: its named operators and group members may decide alone, whatever the quorum (escalation/final-authority.ts). */
+  readonly finalAuthority: boolean;
 }
 
 /** One risk level's settings an agent has of its own (`agents.<name>.levels.<risk>`); absent keys follow `levels.<risk>`. */
@@ -121,6 +134,8 @@ export interface AgentLevelPolicy {
   readonly autoApprove?: boolean;
   readonly slaMs?: number;
   readonly mfa?: boolean;
+  /** With `mfa`: WebAuthn only (an overlay's merge writes it; see policy/overlay.ts). */
+  readonly webauthn?: boolean;
 }
 
 export interface AgentPolicy {

@@ -10,7 +10,8 @@
  * value is no change, every setting an agent config can touch is looked at, and what one admin
  * may change alone can never make what applies looser. Where the direction of a change is not
  * clear (the slicing collection time; an SLA shortened while `onFinalTimeout: approve` would
- * approve sooner) it counts as loosening: when in doubt, a second admin looks.
+ * approve sooner, or while an escalation level is a `finalAuthority` — one person deciding alone
+ * instead of the quorum, sooner) it counts as loosening: when in doubt, a second admin looks.
  *
  * @example
  *   weakens(before, after, 'billing-bot')
@@ -34,13 +35,16 @@ export function weakens(before: Policy, after: Policy, name: string): Loosening[
   const a = flatOf(before, name);
   const b = flatOf(after, name);
   const finalApprove = before.escalation.onFinalTimeout === 'approve' || after.escalation.onFinalTimeout === 'approve';
+  // A final authority (escalation/final-authority.ts) lets one person decide alone once the chain reaches it.
+  const finalAuthority = [before, after].some((p) => p.escalation.levels.some((l) => l.finalAuthority === true));
   for (const rule of KEYS) {
     const x = a[rule.key]!;
     const y = b[rule.key]!;
     if (rule.order.tighter(x, y)) out.push({ key: rule.key, before: x, after: y, why: rule.why(x, y) });
-    else if (finalApprove && rule.key.endsWith('.sla') && typeof x === 'number' && typeof y === 'number' && y < x) {
+    else if ((finalApprove || finalAuthority) && rule.key.endsWith('.sla') && typeof x === 'number' && typeof y === 'number' && y < x) {
       const lvl = rule.key.split('.')[1];
-      out.push({ key: rule.key, before: x, after: y, why: `a shorter deadline at ${lvl} risk while onFinalTimeout: approve (silence approves sooner)` });
+      const why = finalApprove ? 'while onFinalTimeout: approve (silence approves sooner)' : 'while the escalation chain ends in a finalAuthority level (one person decides alone sooner)';
+      out.push({ key: rule.key, before: x, after: y, why: `a shorter deadline at ${lvl} risk ${why}` });
     }
   }
   return out;

@@ -2,6 +2,7 @@
  * Deciding: every keyboard decision takes a second, deliberate key in a dialog, and approving
  * a high or critical request always takes this confirmation, whatever the input device.
  */
+import { getAssertion, payloadHashOf } from '../webauthn.ts';
 import { useEffect, useRef, useState, type ReactNode } from 'react';
 import { api, ApiError, type ApprovalRequest } from '../api.ts';
 import { JsonTree } from './JsonTree.tsx';
@@ -85,22 +86,33 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
   // offered (optional) and the server says if they are needed.
   const proposing = choice.args !== undefined || choice.alternative !== undefined;
   const mfa = (proposing ? request.assessment.mfaRequired : (request.payload?.mfaRequired ?? request.assessment.mfaRequired)) || false;
-  const offerTotp = mfa || proposing;
+  // `mfa: webauthn` (the server's gate says so for the payload): only a passkey or security key will do.
+  const webauthnOnly = (proposing ? request.assessment.webauthnRequired === true : (request.payload?.webauthnRequired ?? request.assessment.webauthnRequired === true)) || false;
   // Ask for a code only from someone who can give one: the server says whether this reviewer has
-  // a confirmed authenticator. Unknown (the read failed) asks anyway and lets the server decide.
-  const [enrolled, setEnrolled] = useState<boolean | null>(mfa ? null : true);
+  // a confirmed authenticator, and which passkeys. Unknown (the read failed) asks anyway and lets the server decide.
+  const [enrolled, setEnrolled] = useState<boolean | null>(mfa || proposing ? null : true);
+  const [passkeys, setPasskeys] = useState<number | null>(mfa || proposing ? null : 0);
   useEffect(() => {
-    if (!mfa) return;
+    if (!mfa && !proposing) return;
     let cancelled = false;
     api.totpStatus().then(
       (s) => !cancelled && setEnrolled(s.enrolled),
       () => !cancelled && setEnrolled(true),
     );
+    api.webauthnList().then(
+      (r) => !cancelled && setPasskeys(r.credentials.filter((c) => c.revokedAt === null && c.intact).length),
+      () => !cancelled && setPasskeys(0),
+    );
     return () => {
       cancelled = true;
     };
-  }, [mfa]);
-  const cannotApprove = mfa && enrolled === false;
+  }, [mfa, proposing]);
+  // With a passkey enrolled, it is the step-up (the code field stays for `mfa: true`, if the reviewer prefers it).
+  const [useCode, setUseCode] = useState(false);
+  // A modification of a request that needs no step-up keeps the optional code field (the server says if its payload needs more).
+  const passkey = (passkeys ?? 0) > 0 && !useCode && (mfa || webauthnOnly);
+  const offerTotp = (mfa || proposing) && !webauthnOnly && !passkey;
+  const cannotApprove = webauthnOnly ? passkeys === 0 : mfa && enrolled === false && passkeys === 0;
   // Number matching: critical approvals repeat the code the request card shows (the server checks it).
   const matching = (request.payload?.matchCodeRequired ?? false) || request.assessment.riskLevel === 'critical' || proposing;
   // The exact payload that will run: a modification as typed, a chosen alternative, else the
@@ -113,15 +125,22 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
   const modifiedByOther = !proposing && current !== undefined && current.alternative === null && JSON.stringify(current.args) !== JSON.stringify(request.args);
 
   const submit = async () => {
-    if (busy || cannotApprove || enrolled === null) return;
-    if (mfa && !/^\d{6,8}$/.test(totp)) {
+    if (busy || cannotApprove || enrolled === null || passkeys === null) return;
+    if (mfa && offerTotp && !/^\d{6,8}$/.test(totp)) {
       setError('Policy requires step-up MFA: enter the 6–8 digit code from your authenticator.');
       return;
     }
     setBusy(true);
     setError(null);
     try {
+      // The passkey signs this approval: a challenge bound to this request, the exact payload shown here, and the verdict.
+      let webauthn: Awaited<ReturnType<typeof getAssertion>> | undefined;
+      if (passkey) {
+        const options = await api.webauthnChallenge(request.id, await payloadHashOf(runAction, runArgs as Record<string, unknown>));
+        webauthn = await getAssertion(options);
+      }
       const decided = await api.review(request.id, {
+        ...(webauthn ? { webauthn } : {}),
         verdict: 'approve',
         ...(note.trim() ? { reason: note.trim() } : {}),
         ...(choice.alternative ? { alternative: choice.alternative } : {}),
@@ -133,7 +152,7 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
       });
       onDecided(decided);
     } catch (err) {
-      setError(explain(err));
+      setError(err instanceof DOMException ? `Your passkey did not sign (${err.name}): ${err.message}` : explain(err));
       setBusy(false);
     }
   };
@@ -167,8 +186,24 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         Note (optional)
         <input type="text" value={note} maxLength={2000} onChange={(e) => setNote(e.target.value)} />
       </label>
-      {mfa && enrolled === null && <p>Checking your authenticator enrolment…</p>}
-      {cannotApprove && (
+      {mfa && (enrolled === null || passkeys === null) && <p>Checking your authenticator enrolment…</p>}
+      {cannotApprove && webauthnOnly && (
+        <p className="notice warn" role="note" data-testid="webauthn-not-enrolled">
+          Policy requires a passkey or security key (WebAuthn) to approve this request, and you have none enrolled, so you cannot approve it. Add one on your
+          account page, then come back. You can still reject it.
+        </p>
+      )}
+      {passkey && (
+        <p className="notice" role="note" data-testid="passkey-step-up">
+          Your passkey signs this approval{webauthnOnly ? ' (policy requires a passkey or security key)' : ''}: your browser will ask for it when you confirm.{' '}
+          {!webauthnOnly && enrolled && (
+            <button type="button" className="link-button" onClick={() => setUseCode(true)}>
+              Use an authenticator code instead
+            </button>
+          )}
+        </p>
+      )}
+      {cannotApprove && !webauthnOnly && (
         <p className="notice warn" role="note" data-testid="mfa-not-enrolled">
           Policy requires step-up MFA to approve this request, and you have not enrolled an authenticator app yet, so you cannot approve it. Enrol on your
           account page (your name at the top: scan a QR code, type one code), then come back. You can still reject it.{' '}
@@ -184,7 +219,7 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
           </button>
         </p>
       )}
-      {mfa && enrolled === true && (
+      {mfa && offerTotp && enrolled === true && (
         <label className="field">
           Authenticator code (step-up MFA required by policy)
           <input type="text" inputMode="numeric" autoComplete="one-time-code" pattern="[0-9]{6,8}" maxLength={8} value={totp} onChange={(e) => setTotp(e.target.value.trim())} />
@@ -208,7 +243,7 @@ export function ApproveDialog({ request, choice, onClose, onDecided }: { request
         </p>
       )}
       <div className="dialog-actions">
-        <button type="button" className="primary" data-autofocus disabled={busy || cannotApprove || enrolled === null} onClick={() => void submit()}>
+        <button type="button" className="primary" data-autofocus disabled={busy || cannotApprove || enrolled === null || passkeys === null} onClick={() => void submit()}>
           Confirm approval <kbd>y</kbd>
         </button>
         <button type="button" onClick={onClose}>
@@ -263,6 +298,80 @@ export function RejectDialog({ request, onClose, onDecided }: { request: Approva
         <div className="dialog-actions">
           <button type="submit" className="danger" disabled={busy}>
             Reject
+          </button>
+          <button type="button" onClick={onClose}>
+            Cancel <kbd>Esc</kbd>
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}
+
+/** Longest escalation reason the server takes (core MAX_ESCALATION_REASON): one line. */
+const MAX_ESCALATION_REASON = 500;
+
+/** What a refused escalation means for the reviewer (POST /v1/requests/:id/escalate). */
+export function explainEscalation(err: unknown): string {
+  if (err instanceof ApiError && err.code === 'ILLEGAL_TRANSITION') {
+    const d = (err.details ?? {}) as { reason?: unknown; level?: unknown };
+    if (d.reason === 'level_changed') {
+      return `The request has moved on since you opened this: it is at escalation level ${typeof d.level === 'number' ? d.level : '?'} now. Nothing was changed; read it again and escalate again if it still needs it.`;
+    }
+    if (d.reason === 'last_level') return `It cannot go higher: ${err.message}`;
+  }
+  if (err instanceof ApiError && err.code === 'NOT_ELIGIBLE') return `You may not escalate it: only someone who may review it now can. ${err.message}`;
+  return explain(err);
+}
+
+/**
+ * Escalate now: one level up, with a reason the next level is told. The level is the one shown
+ * when the dialog opened, so an escalation made meanwhile (a timeout, another reviewer) is
+ * refused (level_changed) instead of moving the request two levels.
+ */
+export function EscalateDialog({ request, level, onClose, onEscalated }: { request: ApprovalRequest; level: number; onClose: () => void; onEscalated: (r: ApprovalRequest) => void }) {
+  const [reason, setReason] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const submit = async () => {
+    const text = reason.trim();
+    if (!text) {
+      setError('An escalation needs a reason: the next level is told it, and the audit trail keeps it.');
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      onEscalated(await api.escalate(request.id, { reason: text, fromLevel: level }));
+    } catch (err) {
+      setError(explainEscalation(err));
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal title="Escalate this request now?" onClose={onClose}>
+      <p className="dialog-summary">
+        <RiskBadge level={request.assessment.riskLevel} /> <strong className="mono">{request.action}</strong> from escalation level {level} to level {level + 1}. It is not
+        decided: the next level is told, with your reason, and its deadline starts now.
+      </p>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          void submit();
+        }}
+      >
+        <label className="field">
+          Reason (required, one line)
+          <input type="text" value={reason} maxLength={MAX_ESCALATION_REASON} required data-autofocus data-testid="escalate-reason" onChange={(e) => setReason(e.target.value)} />
+        </label>
+        {error && (
+          <p className="error" role="alert" data-testid="escalate-error">
+            {error}
+          </p>
+        )}
+        <div className="dialog-actions">
+          <button type="submit" className="primary" disabled={busy} data-testid="escalate-submit">
+            Escalate to level {level + 1}
           </button>
           <button type="button" onClick={onClose}>
             Cancel <kbd>Esc</kbd>

@@ -6,8 +6,9 @@
  * this component's state only, and is dropped once confirmed or when the page is left.
  */
 import qrcode from 'qrcode-generator';
-import { useEffect, useMemo, useState } from 'react';
-import { api, type Operator } from '../api.ts';
+import { useCallback, useEffect, useMemo, useState } from 'react';
+import { api, type FactorProof, type Operator, type WebAuthnCredential } from '../api.ts';
+import { createPasskey, getAssertion, webauthnAvailable, type StepUp } from '../webauthn.ts';
 import { explain } from '../components/Dialogs.tsx';
 
 type Enrolment = { secret: string; otpauthUri: string; encryptedAtRest: boolean };
@@ -52,7 +53,9 @@ export function AccountScreen({ operator }: { operator: Operator }) {
     setBusy(true);
     setError(null);
     try {
-      await api.totpConfirm(code);
+      // Beside a passkey, one of them approves the new factor (a stolen session cannot add a TOTP of its own).
+      const { stepUp } = await api.totpChallenge();
+      await api.totpConfirm(code, stepUp?.webauthn ? { webauthn: await getAssertion(stepUp.webauthn) } : {});
       setEnrolment(null); // the secret is not shown again
       setCode('');
       setDone(true);
@@ -138,7 +141,127 @@ export function AccountScreen({ operator }: { operator: Operator }) {
           </ol>
         </div>
       )}
+      <Passkeys totpEnrolled={status?.enrolled === true} />
     </section>
+  );
+}
+
+/**
+ * Passkeys and security keys (WebAuthn): phishing-resistant step-up, bound to this dashboard's
+ * origin. Enrolling runs the browser's registration ceremony over a server challenge; the list
+ * shows each credential with its last use, and any can be revoked here (an admin can revoke
+ * anyone's over the API). Adding or revoking one, when you already have a factor, first proves
+ * it (the server asks, `stepUp`): a touch of one of your passkeys, or the authenticator app's
+ * code typed below — so a stolen session cannot add its own key or strip yours.
+ */
+function Passkeys({ totpEnrolled }: { totpEnrolled: boolean }) {
+  const [items, setItems] = useState<WebAuthnCredential[] | null>(null);
+  const [name, setName] = useState('');
+  const [code, setCode] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [added, setAdded] = useState(false);
+  const load = useCallback(
+    () =>
+      api.webauthnList().then(
+        (r) => setItems(r.credentials),
+        (err: unknown) => setError(explain(err)),
+      ),
+    [],
+  );
+  useEffect(() => {
+    void load();
+  }, [load]);
+  /** The proof a change asks for: the typed code when TOTP is accepted and one was typed, else a passkey's assertion. */
+  const prove = async (stepUp: StepUp | null): Promise<FactorProof> => {
+    if (stepUp === null) return {};
+    if (stepUp.factors.includes('totp') && /^\d{6}$/.test(code)) return { totp: code };
+    if (stepUp.webauthn) return { webauthn: await getAssertion(stepUp.webauthn) };
+    throw new Error('This change needs your authenticator app’s current code: type it in “Authenticator code” and try again.');
+  };
+  const add = async () => {
+    setBusy(true);
+    setError(null);
+    setAdded(false);
+    try {
+      const options = await api.webauthnOptions();
+      const proof = await prove(options.stepUp);
+      await api.webauthnRegister({ ...(await createPasskey(options, name)), ...proof });
+      setName('');
+      setCode('');
+      setAdded(true);
+      await load();
+    } catch (err) {
+      setError(err instanceof DOMException ? `The browser did not create or confirm a passkey (${err.name}): ${err.message}` : explain(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const revoke = async (id: string) => {
+    setBusy(true);
+    setError(null);
+    try {
+      const { stepUp } = await api.webauthnRevokeOptions(id);
+      await api.webauthnRevoke(id, await prove(stepUp));
+      setCode('');
+      await load();
+    } catch (err) {
+      setError(err instanceof DOMException ? `The browser did not confirm with a passkey (${err.name}): ${err.message}` : explain(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const active = (items ?? []).filter((c) => c.revokedAt === null);
+  return (
+    <div className="passkeys" data-testid="passkeys">
+      <h2>Passkeys and security keys (WebAuthn)</h2>
+      <p>
+        A passkey or a security key can stand in for the authenticator code wherever step-up MFA is asked, and is the only way to approve where the policy
+        says <span className="mono">mfa: webauthn</span>. It signs each approval for this dashboard’s address only, so a look-alike sign-in page cannot relay it.
+      </p>
+      {!webauthnAvailable() && <p className="notice warn">This browser cannot use passkeys here (WebAuthn needs HTTPS or localhost).</p>}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      {added && (
+        <p className="notice" role="status" data-testid="passkey-added">
+          Done: your passkey is enrolled.
+        </p>
+      )}
+      {items !== null && active.length === 0 && <p>You have no passkey enrolled.</p>}
+      {active.length > 0 && (
+        <ul className="passkey-list">
+          {active.map((c) => (
+            <li key={c.id} data-testid="passkey">
+              <strong>{c.name}</strong> <span className="muted small">({c.algorithm}, added {new Date(c.createdAt).toLocaleString()}{c.lastUsedAt ? `, last used ${new Date(c.lastUsedAt).toLocaleString()}` : ''}{c.intact ? '' : ', altered in the database: refused'})</span>{' '}
+              {c.suspendedAt && (
+                <span className="notice warn small" data-testid="passkey-suspended">
+                  Suspended {new Date(c.suspendedAt).toLocaleString()}: its sign counter went back, so it may have been copied (or two uses ran out of order). It approves nothing; revoke it and add a new one.
+                </span>
+              )}{' '}
+              <button type="button" disabled={busy} onClick={() => void revoke(c.id)}>
+                Revoke {c.name}
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      {totpEnrolled && (
+        <label className="field">
+          Authenticator code (to add or revoke a passkey with your app instead of a passkey you have)
+          <input type="text" inputMode="numeric" autoComplete="one-time-code" pattern="[0-9]{6}" maxLength={6} value={code} onChange={(e) => setCode(e.target.value.trim())} />
+        </label>
+      )}
+      <label className="field">
+        Name for a new passkey (optional)
+        <input type="text" maxLength={100} value={name} onChange={(e) => setName(e.target.value)} />
+      </label>
+      <button type="button" className="primary" disabled={busy || !webauthnAvailable()} onClick={() => void add()}>
+        Add a passkey or security key
+      </button>
+    </div>
   );
 }
 

@@ -10,13 +10,13 @@ import { useCallback, useEffect, useMemo, useState } from 'react';
 import { api, ApiError } from '../api.ts';
 import { techniqueName, techniqueReference } from '@countersign/core/attack';
 import { RiskBadge, StatusBadge } from '../components/Badges.tsx';
-import { ApproveDialog, explain, RejectDialog, typing, type Choice } from '../components/Dialogs.tsx';
+import { ApproveDialog, EscalateDialog, explain, RejectDialog, typing, type Choice } from '../components/Dialogs.tsx';
 import { JsonTree } from '../components/JsonTree.tsx';
 import { NoDescription, SafeText } from '../components/SafeText.tsx';
 import { checkArgs, diffJson, type Change } from '../diff.ts';
 import { duration, score, slaLeft, when } from '../format.ts';
 import { type LiveQueue, useNow } from '../live.ts';
-import { dueAt, escalationOf, needsConfirmation } from '../queue.ts';
+import { dueAt, escalationOf, needsConfirmation, type EscalationInfo } from '../queue.ts';
 import type { Operator } from '../api.ts';
 import { navigate, ORIGIN_HREF, ORIGIN_LABEL, requestHref, type Origin } from '../router.ts';
 import { useViewerLimits } from './Queue.tsx';
@@ -38,6 +38,8 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
   const [modifying, setModifying] = useState(false);
   const [changedElsewhere, setChangedElsewhere] = useState(false);
   const [actionError, setActionError] = useState<string | null>(null);
+  /** The escalation level shown when Escalate… was clicked (sent as fromLevel), while its dialog is open. */
+  const [escalating, setEscalating] = useState<number | null>(null);
 
   useEffect(() => {
     let cancelled = false;
@@ -79,7 +81,7 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
   const canModify = canApprove && request?.action !== AGGREGATE_ACTION;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (dialog || e.ctrlKey || e.metaKey || e.altKey || typing(e) || document.querySelector('dialog[open]')) return;
+      if (dialog || escalating !== null || e.ctrlKey || e.metaKey || e.altKey || typing(e) || document.querySelector('dialog[open]')) return;
       if (e.key === 'Escape') navigate(back);
       if (!pending) return;
       const open = e.key === 'a' && canApprove ? () => setDialog({ kind: 'approve' }) : e.key === 'r' ? () => setDialog({ kind: 'reject' }) : e.key === 'm' && canModify ? () => setModifying(true) : null;
@@ -90,13 +92,14 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, [dialog, pending, canApprove, canModify, back]);
+  }, [dialog, escalating, pending, canApprove, canModify, back]);
   const limits = useViewerLimits(viewer.id, request?.actionable === false ? request.updatedAt : null);
   // Not useNow(): the reason names a minute, and the whole card must not re-render every second.
   const now = Date.now();
 
   const onDecided = useCallback((r: ApprovalRequest) => {
     setDialog(null);
+    setEscalating(null);
     setModifying(false);
     setChangedElsewhere(false);
     setRequest(r);
@@ -104,6 +107,9 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
 
   if (error) return <p className="error" role="alert">{error}</p>;
   if (!request) return <p>Loading…</p>;
+  // Escalate now (POST …/escalate): offered while a higher level exists; the server decides who may.
+  const esc = escalationOf(request);
+  const canEscalate = pending && esc !== null && esc.level > 0 && esc.level < (esc.levels ?? 0) && !request.aggregate;
 
   const approveClicked = async (choice: Extract<Choice, { kind: 'approve' }>) => {
     // High and critical: always a confirmation. Low and medium: the click is the decision.
@@ -199,7 +205,17 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
               <button type="button" className="danger" onClick={() => setDialog({ kind: 'reject' })}>
                 Reject… <kbd>r</kbd>
               </button>
+              {canEscalate && (
+                <button type="button" data-testid="escalate" onClick={() => setEscalating(esc.level)}>
+                  Escalate to level {esc.level + 1}…
+                </button>
+              )}
             </div>
+            {esc?.finalAuthority && (
+              <p className="notice" role="note" data-testid="final-authority-notice">
+                Final authority: at this level any one of {levelPeople(esc)} may decide alone, whatever the approvals still needed.
+              </p>
+            )}
             {actionError && (
               <p className="error" role="alert">
                 {actionError}
@@ -216,8 +232,15 @@ export function RequestCard({ id, choose, from, live, viewer }: { id: string; ch
 
       {dialog?.kind === 'approve' && <ApproveDialog request={request} choice={dialog} onClose={() => setDialog(null)} onDecided={onDecided} />}
       {dialog?.kind === 'reject' && <RejectDialog request={request} onClose={() => setDialog(null)} onDecided={onDecided} />}
+      {escalating !== null && <EscalateDialog request={request} level={escalating} onClose={() => setEscalating(null)} onEscalated={onDecided} />}
     </article>
   );
+}
+
+/** Who the current escalation level names, from the policy: `lead`, `cfo; group board`. */
+function levelPeople(esc: EscalationInfo): string {
+  const groups = esc.groups ?? [];
+  return [esc.role ?? '', (esc.operators ?? []).join(', '), groups.length ? `${groups.length === 1 ? 'group' : 'groups'} ${groups.join(', ')}` : ''].filter(Boolean).join('; ');
 }
 
 /** Back to the screen the card was opened from: one of the app's fixed routes, never data. */
@@ -238,7 +261,7 @@ function SlaCountdown({ request }: { request: ApprovalRequest }) {
           {' '}
           · escalation level {esc.level}
           {esc.levels ? ` of ${esc.levels}` : ''}
-          {esc.role ? ` (${esc.role})` : ''}
+          {levelPeople(esc) ? ` (${levelPeople(esc)})` : ''}
         </>
       )}
     </span>

@@ -386,6 +386,14 @@ export function channelPolicyCheck(env: NodeJS.ProcessEnv): (policy: Policy) => 
         }
       });
     });
+    for (const risk of ['low', 'medium', 'high', 'critical'] as const) {
+      (policy.levels[risk].notify ?? []).forEach((name, j) => {
+        if (!Object.hasOwn(policy.channels, name)) {
+          const known = Object.keys(policy.channels);
+          errors.push({ path: `levels.${risk}.notify[${j}]`, message: `no channel named "${name}" under channels${known.length ? ` (known: ${known.join(', ')})` : ' (none configured)'}` });
+        }
+      });
+    }
     policy.guard.notify.forEach((name, j) => {
       if (!Object.hasOwn(policy.channels, name)) {
         const known = Object.keys(policy.channels);

@@ -25,7 +25,7 @@ import {
   type Role,
 } from '@countersign/core';
 import { newId, newSecret, sha256Hex } from '../ids.ts';
-import { SYSTEM_ACTOR, draft, type AuditActor, type AuditWriter } from '../audit/writer.ts';
+import { SYSTEM_ACTOR, actorOf, draft, type AuditActor, type AuditDraft, type AuditWriter } from '../audit/writer.ts';
 import type { ServerSecret } from '../keys/server-secret.ts';
 import type { KeyRecord, OperatorRecord, TokenRecord } from '../store/credentials.ts';
 import type { Queries, Store } from '../store/store.ts';
@@ -81,6 +81,19 @@ export class Credentials {
     private readonly writer: AuditWriter,
     readonly secret: ServerSecret,
   ) {}
+
+  /** Revokes an operator's passkeys enrolled since `since`, in `tx` (the engine wires guard/webauthn.ts revokeEnrolledSince); its audit drafts. */
+  private passkeysSince: (tx: Queries, actor: AuditActor, operatorId: string, name: string, since: number, reason: string, at: number) => Promise<AuditDraft[]> = async () => [];
+
+  usePasskeyReset(reset: (tx: Queries, actor: AuditActor, operatorId: string, name: string, since: number, reason: string, at: number) => Promise<AuditDraft[]>): void {
+    this.passkeysSince = reset;
+  }
+
+  /** When the oldest of an operator's tokens still live at `at` was issued (`at` when none is): whoever held one of them could have enrolled a passkey since. */
+  private liveSince(tokens: readonly TokenRecord[], at: number): number {
+    const live = tokens.filter((t) => t.revoked_at === null || Number(t.revoked_at) > at).map((t) => Number(t.created_at));
+    return live.length === 0 ? at : Math.min(...live);
+  }
 
   // ---- MACs ----
 
@@ -179,7 +192,7 @@ export class Credentials {
       const o = found.operator;
       const status = credentialStatus(
         { revokedAt: num(t.revoked_at), expiresAt: num(t.expires_at), macValid: this.secret.verify('token', this.tokenFields(t), t.mac) },
-        { disabledAt: num(o.disabled_at), removedAt: num(o.removed_at), macValid: this.operatorOk(o) },
+        { disabledAt: num(o.disabled_at), removedAt: num(o.removed_at), macValid: this.operatorOk(o), roles: JSON.parse(o.roles) as string[] },
         now,
       );
       if (!status.ok) return undefined;
@@ -200,7 +213,7 @@ export class Credentials {
     // An id before a name (engine/refs.ts): a name that spells another operator's id never shadows it.
     const row = (await q.credentials.operator(ref)) ?? (await q.credentials.operatorByName(ref));
     if (!row) return undefined;
-    const status = operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row) });
+    const status = operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row), roles: JSON.parse(row.roles) as string[] });
     if (!status.ok) return undefined;
     return { kind: 'operator', operatorId: row.id, name: row.name, roles: JSON.parse(row.roles) as Role[], groups: JSON.parse(row.groups) as string[] };
   }
@@ -222,11 +235,27 @@ export class Credentials {
     return principal;
   }
 
+  /**
+   * Review2 F4: the operator behind a principal as it is now, its row read under lock inside the
+   * caller's transaction (one primary-key read; PostgreSQL: FOR UPDATE, so a concurrent
+   * deactivation either committed before, and is seen, or waits for this transaction). The
+   * principal a request was authenticated with may be up to 2 s old (the credential cache) on
+   * this server or another; a vote must not be. Refuses (UNAUTHENTICATED) an operator removed,
+   * disabled, without a role or whose row does not verify; otherwise answers its current roles
+   * and groups (a role lost is then refused by the gate).
+   */
+  async lockCurrent(tx: Queries, operatorId: string): Promise<Operator> {
+    const row = await tx.credentials.operator(operatorId, true);
+    const status = row ? operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row), roles: JSON.parse(row.roles) as string[] }) : { ok: false };
+    if (!row || !status.ok) throw new CountersignError('UNAUTHENTICATED', 'this operator is disabled, removed or has no role any more (changed since this request was authenticated)');
+    return { kind: 'operator', operatorId: row.id, name: row.name, roles: JSON.parse(row.roles) as Role[], groups: JSON.parse(row.groups) as string[] };
+  }
+
   /** Every operator who passes `operatorPrincipal`'s checks. */
   async activeOperators(q: Queries | Store = this.store): Promise<Operator[]> {
     const rows = await q.listOperators();
     return rows
-      .filter((row) => operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row) }).ok)
+      .filter((row) => operatorStatus({ disabledAt: num(row.disabled_at), removedAt: num(row.removed_at), macValid: this.operatorOk(row), roles: JSON.parse(row.roles) as string[] }).ok)
       .map((row) => ({ kind: 'operator', operatorId: row.id, name: row.name, roles: JSON.parse(row.roles) as Role[], groups: JSON.parse(row.groups) as string[] }));
   }
 
@@ -278,6 +307,119 @@ export class Credentials {
   async endSession(id: string): Promise<void> {
     const idHash = sessionIdHash(id);
     await this.store.transaction((tx) => tx.credentials.deleteSession(idHash));
+  }
+
+  // ---- operators the identity provider manages (identity/provisioning.ts writes their audit entries) ----
+
+  /** Whether an operator row's MAC verifies under the server secret. */
+  verifies(row: OperatorRecord): boolean {
+    return this.operatorOk(row);
+  }
+
+  /** A new operator made by the identity provider: no token (its people sign in through SSO). */
+  async insertManagedOperator(tx: Queries, input: { name: string; roles: Role[]; groups: string[]; disabled: boolean; madeBy?: string | null | undefined }): Promise<OperatorRecord> {
+    const at = this.now();
+    const row = this.sealOperator({ id: newId('op', at), name: input.name, roles: JSON.stringify(input.roles), groups: JSON.stringify(input.groups), created_at: at, disabled_at: input.disabled ? at : null, removed_at: null, tokenless: 0, mac: null });
+    await tx.insertOperator(row);
+    if (input.madeBy) await this.madeByScimMaker(tx, row.id, input.madeBy, at);
+    return row;
+  }
+
+  /**
+   * Four-eyes (review F1): an operator a SCIM token provisioned, or made admin through a group,
+   * is in the hands of the admin who made that token, for good (`admin` lineage, like an admin
+   * creating an admin): the token's maker may have provisioned an identity they play at the
+   * provider, so the two never sign each other's admin changes.
+   */
+  async madeByScimMaker(tx: Queries, operatorId: string, makerId: string, at = this.now()): Promise<void> {
+    if (makerId === operatorId) return;
+    await tx.credentials.addLineage({ operator_id: operatorId, issuer_id: makerId, kind: 'admin', at });
+  }
+
+  /**
+   * Review F5: a SCIM token acts with its maker's authority, so it ends with it: every live SCIM
+   * token an operator made is revoked when that operator is removed, disabled or loses admin
+   * (each audited). `authenticateScim` also checks the maker at every use.
+   */
+  async revokeScimTokensOf(tx: Queries, makerId: string, by: Parameters<typeof draft>[2], reason: string, at = this.now()): Promise<string[]> {
+    const revoked: string[] = [];
+    for (const t of await tx.identity.scimTokensBy(makerId)) {
+      if (t.revoked_at !== null) continue;
+      await tx.identity.updateScimToken(t.id, { revoked_at: at, mac: this.secret.mac('scim_token', scimTokenFields({ ...t, revoked_at: at })) });
+      await this.writer.append(tx, [draft('scim_token_revoked', null, by, { tokenId: t.id, name: t.name, reason }, at)]);
+      revoked.push(t.id);
+    }
+    return revoked;
+  }
+
+  /**
+   * The provider's view of an operator applied to its row: roles and groups, disabled, removed.
+   * A row that does not verify is refused (never re-sealed), and so is a change that would leave
+   * no active admin. A role change, a disable or a removal ends every session at once (and a
+   * disable or a removal revokes every token); the credential cache is cleared by the caller
+   * after the commit (`forget`).
+   */
+  async syncManagedOperator(tx: Queries, row: OperatorRecord, next: { roles?: Role[] | undefined; groups?: string[] | undefined; disabled?: boolean | undefined; removed?: boolean | undefined; grantedBy?: string | null | undefined; by?: AuditActor | undefined }) {
+    this.refuseTampered(row);
+    const at = this.now();
+    // Review2 F6: the provider is held to core's last-admin rule as an admin is (with every
+    // operator locked, as `guardChange`): a deactivation, removal or demotion that would leave no
+    // active admin is refused (ILLEGAL_TRANSITION, reason last_admin) and nothing is written.
+    const wasAdmin = (JSON.parse(row.roles) as Role[]).includes('admin') && row.disabled_at === null && row.removed_at === null;
+    const losing = next.removed === true || next.disabled === true || (next.roles !== undefined && !next.roles.includes('admin'));
+    if (wasAdmin && losing) {
+      const everyone = (await tx.credentials.lockActiveOperators()).map((r) => this.managed(r, at));
+      const fresh = everyone.find((o) => o.id === row.id) ?? this.managed(row, at);
+      try {
+        checkOperatorChange({ id: 'identity-provider', roles: ['admin'] }, fresh, { removed: next.removed, disabled: next.disabled, roles: next.roles }, everyone);
+      } catch (err) {
+        if (err instanceof CountersignError && err.code === 'ILLEGAL_TRANSITION') throw new CountersignError('ILLEGAL_TRANSITION', err.message, { reason: 'last_admin', operatorId: row.id, name: row.name });
+        throw err;
+      }
+    }
+    const patch: Partial<Pick<OperatorRecord, 'roles' | 'groups' | 'disabled_at' | 'removed_at'>> = {};
+    const before = { roles: JSON.parse(row.roles) as Role[], groups: JSON.parse(row.groups) as string[], disabled: row.disabled_at !== null };
+    const rolesChanged = next.roles !== undefined && JSON.stringify([...next.roles].sort()) !== JSON.stringify([...before.roles].sort());
+    const groupsChanged = next.groups !== undefined && JSON.stringify([...next.groups].sort()) !== JSON.stringify([...before.groups].sort());
+    if (rolesChanged) patch.roles = JSON.stringify(next.roles);
+    if (groupsChanged) patch.groups = JSON.stringify(next.groups);
+    const disabledChanged = next.disabled !== undefined && next.disabled !== before.disabled;
+    if (disabledChanged) patch.disabled_at = next.disabled ? at : null;
+    if (next.removed === true && row.removed_at === null) patch.removed_at = at;
+    if (next.removed === false && row.removed_at !== null) patch.removed_at = null; // provisioned again (its old tokens stay revoked)
+    const updated = Object.keys(patch).length > 0 ? await this.patchOperator(tx, row, patch) : row;
+    // Any role change ends the sessions (the person signs in again and gets the new roles, and an
+    // open event stream ends with its session: http/stream-auth.ts); so do a disable and a removal.
+    const endSessions = next.removed === true || (disabledChanged && next.disabled === true) || rolesChanged;
+    const sessionsEnded = endSessions ? await tx.credentials.deleteSessions({ operatorId: row.id }) : 0;
+    // Review2 F3: a deactivation revokes every token, as a removal does (the issue: "deactivation
+    // revokes sessions and tokens"): a later `active: true` brings none of them back.
+    const revokedTokenIds = next.removed === true || (disabledChanged && next.disabled === true) ? await this.revokeTokens(tx, await tx.credentials.tokensOf(row.id), at) : [];
+    // An admin role from the provider's groups is a role grant (review F1): lineage to whoever's SCIM token granted it.
+    if (rolesChanged && next.roles!.includes('admin') && !before.roles.includes('admin')) {
+      await tx.credentials.pinHolds(row.id, at);
+      if (next.grantedBy) await this.madeByScimMaker(tx, row.id, next.grantedBy, at);
+    }
+    const lostAdmin = next.removed === true || (disabledChanged && next.disabled === true) || (rolesChanged && before.roles.includes('admin') && !next.roles!.includes('admin'));
+    if (lostAdmin && before.roles.includes('admin')) await this.revokeScimTokensOf(tx, row.id, next.by ?? SYSTEM_ACTOR, 'its maker is no longer an active admin', at);
+    return { row: updated, before, rolesChanged, groupsChanged, disabledChanged, sessionsEnded, revokedTokenIds };
+  }
+
+  /**
+   * A dashboard session for an operator the provider signed in. Sessions hang off a token (a
+   * revocation ends both), so the sign-in makes one whose secret is thrown away at once, lapsing
+   * with the session: it can never be presented as a bearer credential.
+   */
+  async openManagedSession(tx: Queries, operatorId: string, ttlMs: number): Promise<{ id: string; expiresAt: number }> {
+    const at = this.now();
+    const expiresAt = at + ttlMs;
+    const tokenId = newId('tok', at);
+    await tx.credentials.insertToken(this.sealToken({ ...this.newToken(tokenId, operatorId, newSecret('cso'), at), prefix: 'sso_', expires_at: expiresAt, mac: null }));
+    await tx.credentials.sweepSessions(at);
+    const id = randomBytes(32).toString('base64url');
+    const row = { id_hash: sessionIdHash(id), operator_id: operatorId, token_id: tokenId, created_at: at, expires_at: expiresAt };
+    await tx.credentials.insertSession({ ...row, mac: this.secret.mac('session', this.sessionFields(row)) });
+    return { id, expiresAt };
   }
 
   // ---- creating ----
@@ -602,6 +744,13 @@ export class Credentials {
     const id = await this.store.transaction(async (tx) => {
       const row = await this.resolveOperator(tx, admin, ref);
       this.refuseTampered(row);
+      // Review2 F2: the roles and groups of an operator the identity provider manages are the
+      // provider's (recomputed at every SCIM change and sign-in), so an admin's edit would be undone
+      // without a word. Refused; the admin changes the group at the provider, or disables the
+      // operator here (a disable the provider never lifts).
+      if ((patch.roles !== undefined || patch.groups !== undefined) && (await this.managedByProvider(tx, row.id))) {
+        throw new CountersignError('ILLEGAL_TRANSITION', `${row.name}'s roles and groups come from the identity provider (SCIM or single sign-on) and would be put back at its next change or sign-in: change the group at the provider, or disable the operator here`, { operatorId: row.id, reason: 'idp_managed' });
+      }
       await this.guardChange(tx, admin, row, patch);
       const at = this.now();
       const change: Partial<Pick<OperatorRecord, 'roles' | 'groups' | 'disabled_at'>> = {};
@@ -609,12 +758,25 @@ export class Credentials {
       if (patch.groups !== undefined) change.groups = JSON.stringify([...new Set(patch.groups)]);
       if (patch.disabled !== undefined) change.disabled_at = patch.disabled ? (row.disabled_at ?? at) : null;
       await this.patchOperator(tx, row, change);
+      // Review F4: an admin's disable of a SCIM user is recorded apart from SCIM's `active`, so the
+      // provider's `active: true` never lifts it (a row that does not verify is left refused).
+      if (patch.disabled !== undefined) {
+        const scim = await tx.identity.scimUser(row.id);
+        if (scim && this.secret.verify('scim_user', scimUserFields(scim), scim.mac)) {
+          const adminDisabled = patch.disabled ? 1 : 0;
+          await tx.identity.updateScimUser(row.id, { admin_disabled: adminDisabled, mac: this.secret.mac('scim_user', scimUserFields({ ...scim, admin_disabled: adminDisabled })) });
+        }
+      }
       if (patch.roles?.includes('admin')) {
         await tx.credentials.pinHolds(row.id, at);
         await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'admin', at });
       }
       // Disabling ends every session at once; a later enable does not bring them back.
       const sessionsEnded = patch.disabled === true ? await tx.credentials.deleteSessions({ operatorId: row.id }) : 0;
+      const wasAdmin = (JSON.parse(row.roles) as Role[]).includes('admin');
+      if (wasAdmin && (patch.disabled === true || (patch.roles !== undefined && !patch.roles.includes('admin')))) {
+        await this.revokeScimTokensOf(tx, row.id, admin, patch.disabled === true ? 'its maker was disabled' : 'its maker is no longer an admin', at);
+      }
       const data: Record<string, unknown> = { operatorId: row.id, name: row.name, sessionsEnded };
       if (patch.roles !== undefined) data.roles = [...new Set(patch.roles)];
       if (patch.groups !== undefined) data.groups = [...new Set(patch.groups)];
@@ -626,6 +788,13 @@ export class Credentials {
     return (await this.listOperators(admin)).find((o) => o.id === id)!;
   }
 
+  /** Whether the identity provider manages an operator's roles: a live SCIM user, or an operator a single sign-on links to. */
+  private async managedByProvider(tx: Queries, operatorId: string): Promise<boolean> {
+    const scim = await tx.identity.scimUser(operatorId);
+    if (scim && scim.removed_at === null) return true;
+    return (await tx.identity.identitiesOf(operatorId)).length > 0;
+  }
+
   async removeOperator(by: Principal, ref: string): Promise<{ operatorId: string; name: string; removed: true; revokedTokenIds: string[] }> {
     const admin = requireAdmin(by);
     const result = await this.store.transaction(async (tx) => {
@@ -633,8 +802,16 @@ export class Credentials {
       await this.guardChange(tx, admin, row, { removed: true });
       const at = this.now();
       await this.patchOperator(tx, row, { removed_at: at });
+      // Review2 F1: the removal is recorded on the SCIM user too (under its MAC), so the provider
+      // cannot undo it (a DELETE then POST of the same userName is refused). A row that does not
+      // verify is left as it is: SCIM refuses it anyway.
+      const scim = await tx.identity.scimUser(row.id);
+      if (scim && this.secret.verify('scim_user', scimUserFields(scim), scim.mac)) {
+        await tx.identity.updateScimUser(row.id, { admin_removed: 1, mac: this.secret.mac('scim_user', scimUserFields({ ...scim, admin_removed: 1 })) });
+      }
       const revokedTokenIds = await this.revokeTokens(tx, await tx.credentials.tokensOf(row.id), at);
       const sessionsEnded = await tx.credentials.deleteSessions({ operatorId: row.id });
+      await this.revokeScimTokensOf(tx, row.id, admin, 'its maker was removed', at);
       await this.writer.append(tx, [draft('operator_removed', null, admin, { operatorId: row.id, name: row.name, revokedTokenIds, sessionsEnded }, at)]);
       return { operatorId: row.id, name: row.name, removed: true as const, revokedTokenIds };
     });
@@ -655,7 +832,9 @@ export class Credentials {
       const row = await this.resolveOperator(tx, admin, ref);
       await this.guardChange(tx, admin, row, {});
       const at = this.now();
-      const revokedTokenIds = await this.revokeTokens(tx, await tx.credentials.tokensOf(row.id), at);
+      const tokens = await tx.credentials.tokensOf(row.id);
+      const since = this.liveSince(tokens, at);
+      const revokedTokenIds = await this.revokeTokens(tx, tokens, at);
       const sessionsEnded = await tx.credentials.deleteSessions({ operatorId: row.id });
       const token = newSecret('cso');
       const tokenId = newId('tok', at);
@@ -663,7 +842,10 @@ export class Credentials {
       // Whoever rotates another's token holds it, for good (four-eyes); rotating your own ends your creator's hold.
       if (row.id === admin.operatorId) await tx.credentials.endHolds(row.id);
       else await tx.credentials.addLineage({ operator_id: row.id, issuer_id: admin.operatorId, kind: 'token', at });
-      await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded, own: row.id === admin.operatorId }, at)]);
+      // Another's token replaced (suspected stolen?): the passkeys enrolled while it was live go too, since its holder could have added them.
+      // Your own rotation keeps yours (a stolen token rotating itself must not strip factors).
+      const passkeys = row.id === admin.operatorId ? [] : await this.passkeysSince(tx, actorOf(admin), row.id, row.name, since, 'an admin replaced the token they were enrolled with', at);
+      await this.writer.append(tx, [draft('token_rotated', null, admin, { operatorId: row.id, name: row.name, tokenId, revokedTokenIds, sessionsEnded, own: row.id === admin.operatorId }, at), ...passkeys]);
       return { operatorId: row.id, name: row.name, tokenId, token, revokedTokenIds };
     });
     this.forget();
@@ -693,12 +875,16 @@ export class Credentials {
       }
       const roles = [...new Set([...(JSON.parse(existing.roles) as Role[]), 'admin' as Role])];
       await this.patchOperator(tx, existing, { roles: JSON.stringify(roles), disabled_at: null, removed_at: null, tokenless: 0 }, true);
-      await this.revokeTokens(tx, await tx.credentials.tokensOf(existing.id), at);
+      const tokens = await tx.credentials.tokensOf(existing.id);
+      const since = this.liveSince(tokens, at);
+      await this.revokeTokens(tx, tokens, at);
       await tx.credentials.deleteSessions({ operatorId: existing.id });
       const token = newSecret('cso');
       const tokenId = newId('tok', at);
       await tx.credentials.insertToken(this.newToken(tokenId, existing.id, token, at));
-      await this.writer.append(tx, [draft('admin_recovered', null, actor, { operatorId: existing.id, name, tokenId, created: false }, at)]);
+      // Break-glass: the tokens it replaces may be in other hands, so the passkeys enrolled while they were live are revoked too.
+      const passkeys = await this.passkeysSince(tx, actor, existing.id, name, since, 'admin recover replaced the token they were enrolled with', at);
+      await this.writer.append(tx, [draft('admin_recovered', null, actor, { operatorId: existing.id, name, tokenId, created: false }, at), ...passkeys]);
       return { operatorId: existing.id, name, token, tokenId, created: false };
     });
     this.forget();
@@ -714,4 +900,14 @@ function stripName<T extends { agent_name: string }>(row: T): Omit<T, 'agent_nam
 export function requireAdmin(by: Principal): Operator {
   if (by.kind !== 'operator' || !by.roles.includes('admin')) throw new CountersignError('FORBIDDEN', 'only admins manage operators and credentials');
   return by;
+}
+
+/** What a SCIM token's MAC covers: its maker too (review F1/F5: the maker is whose authority it carries and whose lineage it gives). */
+export function scimTokenFields(r: { id: string; token_hash: string; revoked_at: number | null; created_by: string | null }): unknown[] {
+  return [r.id, r.token_hash, r.revoked_at === null ? null : Number(r.revoked_at), r.created_by];
+}
+
+/** What a SCIM user row's MAC covers: its operator, its userName key and whether an admin disabled (review F4) or removed (review2 F1) it. */
+export function scimUserFields(r: { operator_id: string; user_key: string; admin_disabled: number; admin_removed: number }): unknown[] {
+  return [r.operator_id, r.user_key, Number(r.admin_disabled), Number(r.admin_removed)];
 }

@@ -31,6 +31,7 @@ import {
   payloadKey,
   resolvePayload,
   roleAt,
+  finalAuthorityOf,
   type AlternativeView,
   type Assessment,
   type EscalationState,
@@ -67,7 +68,7 @@ type Operator = Extract<Principal, { kind: 'operator' }>;
 export interface ReaderView {
   actionable: boolean;
   notActionable?: { code: string; message: string; retryAt?: string };
-  payload: { action: string; args: JsonObject; alternative: string | null; payloadHash: string; mfaRequired: boolean; matchCodeRequired: boolean };
+  payload: { action: string; args: JsonObject; alternative: string | null; payloadHash: string; mfaRequired: boolean; webauthnRequired: boolean; matchCodeRequired: boolean };
 }
 
 /** The hash an approve surface shows and sends back (`seenPayloadHash`): SHA-256 of the payload key, the trail's payloadHash. */
@@ -91,7 +92,7 @@ function evaluationRequest(row: RequestRow, agentName: string): EvaluationReques
   } as EvaluationRequest;
 }
 
-function gateEscalation(state: EscalationState | null): GateEscalation | null {
+function gateEscalation(state: EscalationState | null, activePolicy: Pick<Policy, 'escalation'> | undefined): GateEscalation | null {
   if (state === null) return null;
   const a = state.assignee;
   return {
@@ -100,6 +101,8 @@ function gateEscalation(state: EscalationState | null): GateEscalation | null {
     levelRole: roleAt(state),
     assignee: a === null ? null : { ...(a.operator !== undefined ? { operator: a.operator } : {}), ...(a.group !== undefined ? { group: a.group } : {}), ...(a.stage !== undefined ? { stage: a.stage } : {}) },
     extended: state.extension !== null,
+    // Without the policy running now, nobody is a final authority (fail closed).
+    finalAuthority: activePolicy === undefined ? null : finalAuthorityOf(state, activePolicy),
   };
 }
 
@@ -112,6 +115,8 @@ export interface RequestFacts {
   agentDisabled: boolean;
   /** An admin change: who may sign it now (engine/agent-config.ts `signersOf`); absent for other requests. */
   adminSigners?: readonly string[] | null;
+  /** The policy the vote is judged by, for the final authority (core escalation/final-authority.ts); absent: no final authority. */
+  activePolicy?: Pick<Policy, 'escalation'>;
 }
 
 export function gateRequest(row: RequestRow, facts: RequestFacts): GateRequest {
@@ -130,7 +135,7 @@ export function gateRequest(row: RequestRow, facts: RequestFacts): GateRequest {
     aggregated: facts.aggregated,
     agentPaused: facts.agentPaused,
     agentDisabled: facts.agentDisabled,
-    escalation: gateEscalation(facts.escalation),
+    escalation: gateEscalation(facts.escalation, facts.activePolicy),
   };
 }
 
@@ -202,6 +207,7 @@ export class Decisions {
       agentPaused: pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : null,
       agentDisabled: !agentEnabled(policy, agentName),
       adminSigners,
+      activePolicy: policy,
     });
     const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
     const history = asked.key === payloadKey(request.action, request.args) ? null : await q.historyCounts(row.agent_id, asked.action);
@@ -270,10 +276,22 @@ export class Decisions {
     const limits = approving ? await this.guard.limitFacts(tx, by.operatorId, at, true, policy) : { approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits };
     const guard: GuardFacts = { now: at, ip: approving ? await this.guard.ipFact(tx, by, ip) : { allowed: true }, ...limits, limitsOff: this.limitsOff };
     const codes = approving ? await this.guard.stepUpFacts(tx, by, row.id, body, at) : { totp: 'absent' as const, step: null, matchCode: 'absent' as const };
-    const result = gate({ request, payload, reviewer, vote: gateVote(codes), guard });
-    if (!result.ok) throw result.error;
+    // WebAuthn: the assertion verified against this request, the hash of the payload this vote approves and its verdict.
+    const assertion = approving && body.webauthn
+      ? await this.guard.webauthn.assertionFact(tx, by, row.id, payloadHashOf(payload.key), body.verdict, body.webauthn, payloadRequirement(request.assessment, payload.assessment, payload.assessment !== null).webauthn, at)
+      : null;
+    const result = gate({ request, payload, reviewer, vote: { ...gateVote(codes), ...(assertion ? { webauthn: assertion.fact } : {}) }, guard });
+    if (!result.ok) {
+      const e = result.error;
+      if (assertion?.reason && e.code === 'MFA_INVALID' && (e.details as { factor?: string } | undefined)?.factor === 'webauthn') {
+        throw new CountersignError(e.code, `${e.message}: ${assertion.reason.message}`, { factor: 'webauthn', reason: assertion.reason.code, credentialId: body.webauthn!.credentialId });
+      }
+      throw e;
+    }
     const entries = approving ? await this.guard.recordApproval(tx, by, row.id, result.record, codes.step, at) : [];
-    return { transition: { status: result.status, kinds: [...result.kinds], vote: result.vote, decision: result.decision }, entries };
+    if (result.record.factor === 'webauthn' && assertion?.use) entries.push(...(await this.guard.webauthn.recordUse(tx, by, row.id, assertion.use, at)));
+    const finalAuthority = result.finalAuthority && { level: result.finalAuthority.level, operator: by.name, operatorId: by.operatorId };
+    return { transition: { status: result.status, kinds: [...result.kinds], vote: result.vote, decision: result.decision, ...(finalAuthority ? { finalAuthority } : {}) }, entries };
   }
 
   /**
@@ -336,13 +354,13 @@ export class Decisions {
     policy: Policy = this.policy(),
   ): ReaderView {
     // The same fact the vote reads, from the same policy (review2 F2: a disabled agent's requests are not actionable).
-    const request = gateRequest(row, { ...facts, agentDisabled: !agentEnabled(policy, agentName) });
+    const request = gateRequest(row, { ...facts, agentDisabled: !agentEnabled(policy, agentName), activePolicy: policy });
     let payload: GatePayload;
     try {
       payload = gatePayload(request, row, agentName, {}, policy, history, at);
     } catch (err) {
       const a = JSON.parse(row.assessment) as Assessment;
-      const p = { action: row.action, args: JSON.parse(row.args) as JsonObject, alternative: null, payloadHash: payloadHashOf(payloadKey(row.action, JSON.parse(row.args) as JsonObject)), mfaRequired: a.mfaRequired, matchCodeRequired: a.riskLevel === 'critical' };
+      const p = { action: row.action, args: JSON.parse(row.args) as JsonObject, alternative: null, payloadHash: payloadHashOf(payloadKey(row.action, JSON.parse(row.args) as JsonObject)), mfaRequired: a.mfaRequired, webauthnRequired: a.mfaRequired && a.webauthnRequired === true, matchCodeRequired: a.riskLevel === 'critical' };
       return { actionable: false, notActionable: { code: err instanceof CountersignError ? err.code : 'INTERNAL', message: (err as Error).message }, payload: p };
     }
     const out = dryRun({
@@ -352,7 +370,7 @@ export class Decisions {
       guard: { now: at, ...limits, limitsOff: this.limitsOff },
       at: new Date(at).toISOString(),
     });
-    const view = { action: payload.action, args: payload.args, alternative: payload.alternative, payloadHash: payloadHashOf(payload.key), mfaRequired: out.stepUp.mfa, matchCodeRequired: out.stepUp.matchCode };
+    const view = { action: payload.action, args: payload.args, alternative: payload.alternative, payloadHash: payloadHashOf(payload.key), mfaRequired: out.stepUp.mfa, webauthnRequired: out.stepUp.webauthn, matchCodeRequired: out.stepUp.matchCode };
     if (out.actionable || out.reason === null) return { actionable: true, payload: view };
     const retryAt = retryAtOf(out.reason.code, limits, out.requirement.riskLevel, at);
     return { actionable: false, notActionable: { code: out.reason.code, message: out.reason.message, ...(retryAt ? { retryAt } : {}) }, payload: view };

@@ -132,6 +132,8 @@ export class Engine {
     );
     this.guard.usePolicy(() => this.house.policies.current?.policy);
     this.guard.useOperators((ref) => this.credentials.operatorPrincipal(ref));
+    // An admin replacing another's token (or `admin recover`) revokes the passkeys enrolled while the old token was live (guard/webauthn.ts).
+    this.credentials.usePasskeyReset((tx, actor, operatorId, name, since, reason, at) => this.guard.webauthn.revokeEnrolledSince(tx, actor, operatorId, name, since, reason, at));
     this.guard.onNoticesQueued(() => {
       this.commits.timersNow();
     });

@@ -3,7 +3,7 @@
  * creation, a level's deadline firing (up a level, or the final outcome), a reviewer extending,
  * reassigning or escalating now, and the deadlines closed when it leaves `pending`.
  */
-import { CountersignError, type ApprovalRequest, type Assessment, type AuditEventType, type RequestStatus, canReviewAtAll, channelsFor, channelsSoFar, escalationTimerAt, extend as extendEscalation, onDue, reassign as reassignEscalation, escalateNow, startEscalation, type EscalationState } from '@countersign/core';
+import { CountersignError, OPERATOR_ID_PREFIX, type ApprovalRequest, type Assessment, type AuditEventType, type RequestStatus, canReviewAtAll, channelsAtStart, channelsFor, startedHigher, channelsSoFar, escalationTimerAt, extend as extendEscalation, onDue, reassign as reassignEscalation, escalateNow, checkEscalationReason, repeatedEscalation, startEscalation, type EscalationState } from '@countersign/core';
 import { SYSTEM_ACTOR, actorOf } from '../audit/writer.ts';
 import { type Queries, type RequestRow } from '../store/store.ts';
 import { voteFromRow } from './mapping.ts';
@@ -14,6 +14,32 @@ import { TimerSkip, requestTimer, type TimerRow } from '../store/timers.ts';
 import { WAKE_CHANNEL, audit, checkReadable, requireOperator, type EscalationCause, type House } from './house.ts';
 
 const SYSTEM = SYSTEM_ACTOR;
+
+/**
+ * A request that starts above escalation level 1 (a rule's `then.startLevel`, or its risk level's
+ * `levels.<risk>.startLevel`, e.g. critical straight to level 2): the data of the `escalated`
+ * entry (reason `critical`) written in the create transaction (requests.ts), counted as
+ * `countersign_escalations_total{reason="critical"}` once it commits. Null when the request starts
+ * at level 1 (or has no chain).
+ */
+export function startEntryData(escalation: EscalationState | null, assessment: Assessment) {
+  const up = escalation === null ? null : startedHigher(escalation);
+  if (up === null) return null;
+  // Which rules asked for this level (their effects name `startLevel N`); none: the risk level's own startLevel.
+  const asked = (e: string) => /^startLevel (\d{1,2})$/.exec(e)?.[1];
+  const rules = assessment.matchedRules.filter((r) => r.effects.some((e) => Number(asked(e)) === up.to)).map((r) => r.name);
+  return {
+    from: up.from,
+    to: up.to,
+    role: up.role,
+    dueAt: new Date(up.state.dueAt).toISOString(),
+    notify: up.notify,
+    reason: 'critical' as const,
+    riskLevel: assessment.riskLevel,
+    startedBy: rules.length > 0 ? { rules } : { riskLevel: `levels.${assessment.riskLevel}.startLevel` },
+    lateMs: 0,
+  };
+}
 
 export class Escalation {
   constructor(private readonly h: House) {}
@@ -28,7 +54,7 @@ export class Escalation {
       if (due !== null) timers.push(requestTimer('escalate', row.id, due, at, { level: escalation.level }));
     }
     await tx.timers.insertTimers(timers);
-    if (escalation && notify) await this.h.deliveries.enqueueDeliveries(tx, row.id, channelsFor(escalation, escalation.level), 'requested', { level: escalation.level }, at);
+    if (escalation && notify) await this.h.deliveries.enqueueDeliveries(tx, row.id, channelsAtStart(escalation), 'requested', { level: escalation.level }, at);
   }
 
   /** When a request leaves `pending`: its deadlines are moot, and every channel told about it hears the outcome. */
@@ -141,39 +167,61 @@ export class Escalation {
     return stageIndex;
   }
 
-  /** Locks a pending request with escalation state, runs `fn`, writes its audit entry; one transaction. */
+  /**
+   * Locks a pending request with escalation state, runs `fn`, writes its audit entry; one
+   * transaction. A member of an aggregate review (or of a collection that will become one) is
+   * refused with AGGREGATED: the aggregate is decided, extended and escalated as a whole. That
+   * refusal, and SELF_REVIEW, are audited as `escalation_refused` after the rollback. `fn`
+   * returning null changes nothing (a repeated escalation): the request is answered as it is.
+   */
   async manage(
     by: Principal,
     id: string,
-    fn: (tx: Queries, current: RequestRow, escalation: EscalationState, at: number, stage: number) => Promise<{ state: EscalationState; audit: [AuditEventType, unknown]; notify?: readonly string[] }>,
-  ): Promise<ApprovalRequest> {
+    what: 'extend' | 'reassign' | 'escalate',
+    fn: (tx: Queries, current: RequestRow, escalation: EscalationState, at: number, stage: number) => Promise<{ state: EscalationState; audit: [AuditEventType, unknown]; notify?: readonly string[] } | null>,
+  ): Promise<{ request: ApprovalRequest; changed: boolean }> {
     requireOperator(by);
-    const row = await this.h.store.transaction(async (tx) => {
-      const current = await tx.getRequest(id, true);
-      checkReadable(by, current, id);
-      if (current.status !== 'pending') throw new CountersignError('ALREADY_DECIDED', `request is already ${current.status}`, { status: current.status });
-      const escalation = await this.escalationOf(tx, id);
-      if (!escalation) throw new CountersignError('ILLEGAL_TRANSITION', `request ${id} has no deadline to manage`);
-      const stage = await this.actingStage(tx, by, current, escalation);
-      const at = this.h.now();
-      const out = await fn(tx, current, escalation, at, stage);
-      await this.saveEscalation(tx, current, out.state, at, false);
-      const [type, data] = out.audit;
-      if (out.notify) await this.h.deliveries.enqueueDeliveries(tx, id, out.notify, type, data, at);
-      await this.h.writer.append(tx, [audit(type, id, actorOf(by), data, at)]);
-      return { ...current, updated_at: at };
-    });
-    this.h.commits.afterCommit(id);
-    return this.h.views.toPublic(row);
+    let changed = false;
+    let row: RequestRow;
+    try {
+      row = await this.h.store.transaction(async (tx) => {
+        const current = await tx.getRequest(id, true);
+        checkReadable(by, current, id);
+        if (current.status !== 'pending') throw new CountersignError('ALREADY_DECIDED', `request is already ${current.status}`, { status: current.status });
+        const escalation = await this.escalationOf(tx, id);
+        if (!escalation) throw new CountersignError('ILLEGAL_TRANSITION', `request ${id} has no deadline to manage`);
+        // A parked member's own chain stopped when it joined an aggregate review, which has its own (as fireRequestTimer).
+        const aggregated = await this.h.guard.aggregateOf(id, tx);
+        if (aggregated) {
+          throw new CountersignError('AGGREGATED', `this request is decided in its aggregate review: ${what} that instead`, { aggregateId: aggregated.id, collectingUntil: aggregated.collectingUntil });
+        }
+        const stage = await this.actingStage(tx, by, current, escalation);
+        const at = this.h.now();
+        const out = await fn(tx, current, escalation, at, stage);
+        if (out === null) return current;
+        await this.saveEscalation(tx, current, out.state, at, false);
+        const [type, data] = out.audit;
+        if (out.notify) await this.h.deliveries.enqueueDeliveries(tx, id, out.notify, type, data, at);
+        await this.h.writer.append(tx, [audit(type, id, actorOf(by), data, at)]);
+        changed = true;
+        return { ...current, updated_at: at };
+      });
+    } catch (err) {
+      await this.h.guard.auditRefusal(err, by, id, what);
+      throw err;
+    }
+    if (changed) this.h.commits.afterCommit(id);
+    return { request: await this.h.views.toPublic(row), changed };
   }
 
   /** A reviewer grants more time at the current level: once per request, bounded, with a reason. The agent's own timeout never moves. */
   async extendDeadline(by: Principal, id: string, body: { seconds: number; reason: string }): Promise<ApprovalRequest> {
-    return this.manage(by, id, async (_tx, _current, escalation, at) => {
+    const { request } = await this.manage(by, id, 'extend', async (_tx, _current, escalation, at) => {
       const state = extendEscalation(escalation, body.seconds * 1000, body.reason, by.kind === 'operator' ? by.name : '', at);
       const data = { level: state.level, bySeconds: body.seconds, reason: body.reason, dueAt: new Date(state.dueAt).toISOString() };
       return { state, audit: ['extended', data] };
     });
+    return request;
   }
 
   /** Hands a pending request to another operator or a group; the current level's channels hear of it. */
@@ -186,14 +234,16 @@ export class Escalation {
       if (!canReviewAtAll({ roles: found.roles })) {
         throw new CountersignError('VALIDATION_FAILED', `operator "${found.name}" has no reviewing role`, { field: 'operator' });
       }
-      operator = found.name;
+      // Recorded as core's namesOperator reads it: by name, or by id when the name looks like an id (`op_…`).
+      operator = found.name.startsWith(OPERATOR_ID_PREFIX) ? found.operatorId : found.name;
     }
-    return this.manage(by, id, async (_tx, _current, escalation, at, stage) => {
+    const { request } = await this.manage(by, id, 'reassign', async (_tx, _current, escalation, at, stage) => {
       // Only the current stage moves, and never one that names people (the gate's eligibility, finding 4).
       const state = reassignEscalation(escalation, { operator, group: body.group }, body.reason, by.kind === 'operator' ? by.name : '', at, stage);
       const data = { level: state.level, to: operator !== undefined ? { operator } : { group: body.group }, reason: body.reason, stage };
       return { state, audit: ['reassigned', data], notify: channelsFor(state, state.level) };
     });
+    return request;
   }
 
   /**
@@ -202,19 +252,22 @@ export class Escalation {
    * that level's period. Whoever may review it now may (as for extend and reassign); it never
    * decides the request, and is refused at the last level. `fromLevel` (the level the caller
    * saw) makes two escalations made at once move one level: the row lock serialises them, and
-   * the second finds the level moved on.
+   * the second finds the level moved on. Without `fromLevel`, the same operator escalating the
+   * same request again within a minute (core `repeatedEscalation`: a double click, a retried
+   * call) is answered with the request as it is, nothing moved, audited or counted.
    */
   async escalate(by: Principal, id: string, body: { reason: string; fromLevel?: number | undefined }): Promise<ApprovalRequest> {
-    const request = await this.manage(by, id, async (tx, _current, escalation, at) => {
-      // A parked member's own chain stopped when it joined an aggregate review, which has its own (as fireTimer).
-      const aggregated = await this.h.guard.aggregateOf(id, tx);
-      if (aggregated) throw new CountersignError('AGGREGATED', 'this request is decided in its aggregate review: escalate that instead', { aggregateId: aggregated.id, collectingUntil: aggregated.collectingUntil });
-      const up = escalateNow(escalation, body.reason, at, body.fromLevel);
+    checkEscalationReason(body.reason);
+    const { request, changed } = await this.manage(by, id, 'escalate', async (_tx, _current, escalation, at) => {
+      const operatorId = by.kind === 'operator' ? by.operatorId : undefined;
+      // The same operator again within a minute, without saying from where: a double click, not a second jump.
+      if (operatorId !== undefined && repeatedEscalation(escalation, operatorId, at, body.fromLevel)) return null;
+      const up = escalateNow(escalation, body.reason, at, body.fromLevel, operatorId);
       const operator = by.kind === 'operator' ? by.name : '';
       const data = { from: up.from, to: up.to, role: up.role, dueAt: new Date(up.state.dueAt).toISOString(), notify: up.notify, reason: 'manual', by: operator, text: body.reason };
       return { state: up.state, audit: ['escalated', data], notify: up.notify };
     });
-    this.emitEscalated('manual');
+    if (changed) this.emitEscalated('manual');
     return request;
   }
 

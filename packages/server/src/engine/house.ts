@@ -59,8 +59,8 @@ export interface ReaderGuardFacts {
   paused: { until: string; reason: string } | undefined;
 }
 
-/** Why a request moved up a level: its level's deadline passed, or a reviewer escalated it. */
-export type EscalationCause = 'sla_timeout' | 'manual';
+/** Why a request moved up a level: its level's deadline passed, a reviewer escalated it, or policy started it higher (`critical`). */
+export type EscalationCause = 'sla_timeout' | 'manual' | 'critical';
 
 /** A vote the gate accepted (engine/decisions.ts): the transition it makes and the guard's entries to append. */
 export interface Gated {

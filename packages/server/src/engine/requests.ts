@@ -13,6 +13,7 @@ import { requestFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
 import { AgentConfigDesk } from './agent-config.ts';
 import { queueDueAt } from './queue.ts';
+import { startEntryData } from './escalation.ts';
 import { parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
 import type { EvaluationRequest } from '@countersign/core';
 import { NO_DEADLINE } from '../store/queue.ts';
@@ -83,6 +84,7 @@ export class Requests {
     const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at, alternatives);
     const escalation = status === 'pending' ? startEscalation(judged, assessment, at) : null;
     row.queue_due_at = queueDueAt(row, escalation);
+    const started = startEntryData(escalation, assessment); // a start above level 1 (escalation.ts)
     const actor = actorOf(by);
     const entries: AuditDraft[] = [
       audit('created', id, actor, {
@@ -121,6 +123,7 @@ export class Requests {
             escalation: escalation && { level: escalation.level, dueAt: new Date(escalation.dueAt).toISOString() },
           }, at)
         : audit(status, id, SYSTEM, { decidedBy: 'policy', reason: decision?.reason ?? null, payloadHash: status === 'approved' ? this.h.trail.payloadHash(body.action, body.args) : null }, at),
+      ...(started ? [audit('escalated', id, SYSTEM, started, at)] : []),
     ];
     let alerts: SlicingAlert[] = [];
     try {
@@ -160,6 +163,7 @@ export class Requests {
     }
     this.h.commits.afterCommit(id);
     this.h.commits.emitChange({ previousStatus: null, row });
+    if (started) this.h.escalation.emitEscalated('critical');
     await this.h.guard.afterCreate(agent, judged, alerts);
     return { request: requestFromRow(row, agent.name, [], escalation), replayed: false };
   }

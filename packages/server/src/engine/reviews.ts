@@ -32,15 +32,19 @@ export class Reviews {
     if (by.kind !== 'operator') throw new CountersignError('FORBIDDEN', 'agent keys cannot review requests');
     // Step-up attempt limits (guard/lockout.ts): an approval carrying a code reserves an attempt, committed
     // before any code is judged (or is MFA_LOCKED); a refusal for a wrong code keeps it as a failure.
-    const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined) ? await this.h.guard.lockout.begin(by) : null;
+    const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined || body.webauthn !== undefined) ? await this.h.guard.lockout.begin(by) : null;
     try {
       // Governance pre-checks (engine/prechecks.ts): an approval is judged on the exact payload that will run.
       const precheckResults = body.verdict === 'approve' && this.h.policy().policy.prechecks.length > 0 ? await this.precheckVote(by, id, body) : [];
       const decided = await this.change(by, id, async (tx, current, escalation) => {
+        // Fail closed (review2 F4): the reviewer as they are now, read under lock in this
+        // transaction, not as the (up to 2 s) cached principal: a deactivation committed anywhere
+        // before this vote refuses it, and a role lost since is judged by the gate.
+        const reviewer = await this.h.credentials.lockCurrent(tx, by.operatorId);
         if (body.verdict === 'approve' && body.args !== undefined) refuseBadArgs(this.h.policy().policy, current.action, body.args, 'args');
         const votes = (await tx.reviewsFor([id])).map(voteFromRow);
         const agentName = await this.h.views.agentName(current.agent_id, tx);
-        const { transition, entries } = await this.h.decisions.vote(tx, by, current, agentName, escalation, votes, body, from.ip, this.h.now(), precheckResults);
+        const { transition, entries } = await this.h.decisions.vote(tx, reviewer, current, agentName, escalation, votes, body, from.ip, this.h.now(), precheckResults);
         if (entries.some((e) => e.type === 'cooldown_started')) this.h.commits.timersDue = true; // its guard notices, if any
         return { type: 'gated', transition, entries };
       });
@@ -185,13 +189,15 @@ export class Reviews {
   }
 
   auditData(kind: TransitionKind, result: Transition) {
+    const fa = result.finalAuthority ? { finalAuthority: result.finalAuthority } : {};
     if (kind === 'reviewed' && result.vote) {
       const v = result.vote;
-      return { verdict: v.verdict, reason: v.reason, modifiedArgs: v.args !== null, alternative: v.alternative, stage: v.stage };
+      return { verdict: v.verdict, reason: v.reason, modifiedArgs: v.args !== null, alternative: v.alternative, stage: v.stage, ...fa };
     }
     const d = result.decision;
     return d
       ? {
+          ...fa,
           decidedBy: d.decidedBy,
           deciders: d.deciders.map((x) => x.name),
           reason: d.reason,

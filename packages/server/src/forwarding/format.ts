@@ -43,6 +43,7 @@ const WARNING = new Set([
   'review_refused',
   'create_refused',
   'claim_refused',
+  'escalation_refused',
   'slicing_alert',
   'mfa_locked',
   'audit_entry_malformed',

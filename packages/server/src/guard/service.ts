@@ -27,6 +27,7 @@ import {
   normalizeActionName,
   ON_CREATE_RECENT,
   type JsonObject,
+  type WebAuthnAssertion,
   type SlicingSeen,
   highestRank,
   valueAlertsFromSlices,
@@ -58,7 +59,8 @@ import { TimerSkip, deliveryRows, type TimerRow } from '../store/timers.ts';
 import { ipAllowed, parseCidr } from './ip.ts';
 import { SecretBox, matchCodeFor, newTotpSecret, seedSealer, totpUri, verifyTotp } from './totp.ts';
 import { StepUpLockout } from './lockout.ts';
-import type { ServerSecret } from '../keys/server-secret.ts';
+import { ephemeralServerSecret, type ServerSecret } from '../keys/server-secret.ts';
+import { WebAuthnGuard } from './webauthn.ts';
 
 const MINUTE = 60_000;
 /** The running-total slicing window and its bucket width (core `runningTotal`). */
@@ -82,12 +84,19 @@ export interface StepUp {
 }
 
 /** Codes of refusals that leave an audit entry even though nothing changed (SELF_REVIEW: compliance reports count the attempts). */
+const aggregateIdOf = (details: unknown) => {
+  const id = (details as { aggregateId?: unknown } | undefined)?.aggregateId;
+  return typeof id === 'string' ? { aggregateId: id } : {};
+};
+
 const AUDITED_REFUSALS = new Set(['AGGREGATED', 'SELF_REVIEW', 'IP_NOT_ALLOWED', 'MFA_REQUIRED', 'MFA_INVALID', 'MATCH_CODE_INVALID', 'VELOCITY_LIMITED', 'COOLDOWN_ACTIVE', 'AGENT_PAUSED', 'RATE_LIMITED', 'AGENT_DISABLED']);
 
 export class GuardService {
   private readonly box: SecretBox;
   /** Step-up attempt limits (guard/lockout.ts): reserved before a code is evaluated, settled after. */
   readonly lockout: StepUpLockout;
+  /** WebAuthn step-up (guard/webauthn.ts): credentials, challenges bound to one approval, assertions. */
+  readonly webauthn: WebAuthnGuard;
   /** Set only by COUNTERSIGN_REVIEWER_LIMITS=off (or a test): overrides the policy's `guard:` thresholds. */
   private readonly fixedLimits: ApproverLimits | undefined;
   private readonly fixedCooldown: CooldownConfig | undefined;
@@ -118,6 +127,15 @@ export class GuardService {
     this.lockout = new StepUpLockout(store, now, this.writer, (tx, data) => this.queueNotice(tx, data), () => this.noticesQueued());
     this.fixedLimits = options.approverLimits;
     this.fixedCooldown = options.cooldown;
+    // Without the secret file (tools), an in-memory secret: no stored credential verifies (fail closed).
+    this.webauthn = new WebAuthnGuard(store, now, this.writer, serverSecret ?? ephemeralServerSecret(), this.lockout, {
+      enrolled: async (q, operatorId) => (await q.guard.totpFor(operatorId))?.confirmed_at != null,
+      check: async (q, by, code, at) => {
+        const { fact, step } = await this.totpFact(q, by, code, at);
+        return { fact, step };
+      },
+      use: (q, operatorId, step) => q.guard.useTotpStep(operatorId, step),
+    });
   }
 
   /** Resolves an operator named in a manual action; fails closed until the engine says how (engine/credentials.ts). */
@@ -225,19 +243,27 @@ export class GuardService {
     };
   }
 
-  async confirmTotp(by: Principal, code: string) {
+  /**
+   * Confirms the enrolment with a first valid code. Beside an active passkey it also needs an
+   * assertion from one (`webauthn`, over `POST /v1/operators/me/totp/challenge`): a stolen token
+   * must not add a TOTP and then approve where a level accepts it (`mfa: true`).
+   */
+  async confirmTotp(by: Principal, code: string, proof: { webauthn?: WebAuthnAssertion | undefined } = {}) {
     const op = requireOperator(by);
-    return this.store.transaction(async (tx) => {
-      const at = this.now();
-      const row = await tx.guard.totpFor(op.operatorId);
-      if (!row) throw new CountersignError('MFA_REQUIRED', 'no TOTP enrolment to confirm; start one with POST /v1/operators/me/totp');
-      if (row.confirmed_at != null) throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already confirmed');
-      const step = verifyTotp(this.box.openFor(row.secret, op.operatorId), code, at);
-      if (step === null) throw new CountersignError('MFA_INVALID', 'that code is not valid now; check the authenticator clock and try the current code');
-      await tx.guard.confirmTotp(op.operatorId, at, step);
-      await this.writer.append(tx, [audit('totp_enrolled', null, actorOf(op), { operatorId: op.operatorId }, at)]);
-      return { enrolled: true as const, confirmedAt: new Date(at).toISOString() };
-    });
+    return this.webauthn.underLockout(op, proof, () =>
+      this.store.transaction(async (tx) => {
+        const at = this.now();
+        const row = await tx.guard.totpFor(op.operatorId);
+        if (!row) throw new CountersignError('MFA_REQUIRED', 'no TOTP enrolment to confirm; start one with POST /v1/operators/me/totp');
+        if (row.confirmed_at != null) throw new CountersignError('ILLEGAL_TRANSITION', 'TOTP is already confirmed');
+        const step = verifyTotp(this.box.openFor(row.secret, op.operatorId), code, at);
+        if (step === null) throw new CountersignError('MFA_INVALID', 'that code is not valid now; check the authenticator clock and try the current code');
+        const authorised = await this.webauthn.authoriseTotp(tx, op, proof, at);
+        await tx.guard.confirmTotp(op.operatorId, at, step);
+        await this.writer.append(tx, [audit('totp_enrolled', null, actorOf(op), { operatorId: op.operatorId, authorisedBy: authorised.by }, at)]);
+        return { enrolled: true as const, confirmedAt: new Date(at).toISOString() };
+      }),
+    );
   }
 
   async totpStatus(by: Principal) {
@@ -296,26 +322,23 @@ export class GuardService {
    * The gate decides whether they are needed; `recordApproval` marks the step used.
    */
   async stepUpFacts(tx: Queries, by: Operator, requestId: string, codes: { totp?: string | undefined; matchCode?: string | undefined }, at: number): Promise<{ totp: StepUpFact; step: number | null; matchCode: 'absent' | 'valid' | 'invalid' }> {
-    let totp: StepUpFact = 'absent';
-    let step: number | null = null;
-    if (codes.totp !== undefined) {
-      const enrolment = await tx.guard.totpFor(by.operatorId);
-      if (!enrolment || enrolment.confirmed_at == null) totp = 'not_enrolled';
-      else {
-        let secret: string | null = null;
-        try {
-          secret = this.box.openFor(enrolment.secret, by.operatorId);
-        } catch {
-          totp = 'not_enrolled'; // an unreadable (or another operator's) seed never verifies (fail closed)
-        }
-        if (secret !== null) {
-          step = verifyTotp(secret, codes.totp, at, enrolment.last_step);
-          totp = step !== null ? 'valid' : verifyTotp(secret, codes.totp, at) !== null ? 'replayed' : 'invalid';
-        }
-      }
-    }
+    const { fact: totp, step } = codes.totp !== undefined ? await this.totpFact(tx, by, codes.totp, at) : { fact: 'absent' as StepUpFact, step: null };
     const matchCode = codes.matchCode === undefined ? 'absent' : codes.matchCode === (await this.matchCode(requestId, tx)) ? 'valid' : 'invalid';
     return { totp, step, matchCode };
+  }
+
+  /** One TOTP code judged against the operator's seed (newer than their last used step), without using it up. */
+  async totpFact(tx: Queries, by: Operator, code: string, at: number): Promise<{ fact: StepUpFact; step: number | null }> {
+    const enrolment = await tx.guard.totpFor(by.operatorId);
+    if (!enrolment || enrolment.confirmed_at == null) return { fact: 'not_enrolled', step: null };
+    let secret: string;
+    try {
+      secret = this.box.openFor(enrolment.secret, by.operatorId);
+    } catch {
+      return { fact: 'not_enrolled', step: null }; // an unreadable (or another operator's) seed never verifies (fail closed)
+    }
+    const step = verifyTotp(secret, code, at, enrolment.last_step);
+    return { fact: step !== null ? 'valid' : verifyTotp(secret, code, at) !== null ? 'replayed' : 'invalid', step };
   }
 
   /**
@@ -332,6 +355,8 @@ export class GuardService {
       await tx.counters.insertApproval({ id: newId('apv', at), operator_id: by.operatorId, request_id: requestId, risk_level: record.approval.riskLevel, at });
     }
     const entries: AuditDraft[] = [];
+    // Which factor the step-up was (WebAuthn's entry is written by guard/webauthn.ts recordUse).
+    if (record.factor === 'totp') entries.push(audit('step_up', requestId, actorOf(by), { operatorId: by.operatorId, factor: 'totp' }, at));
     const after = record.cooldownStarted;
     if (after) {
       entries.push(audit('cooldown_started', requestId, SYSTEM, { operatorId: by.operatorId, operator: by.name, until: after.until, reason: after.reason, triggeredBy: after.triggeredBy }, at));
@@ -340,9 +365,13 @@ export class GuardService {
     return entries;
   }
 
-  /** After a refused approval or create rolled back: the refusal itself goes on the trail. */
-  async auditRefusal(err: unknown, by: Principal, requestId: string | null, what: 'review' | 'create'): Promise<void> {
+  /** After a refused approval, create or deadline move (extend, reassign, escalate) rolled back: the refusal itself goes on the trail. */
+  async auditRefusal(err: unknown, by: Principal, requestId: string | null, what: 'review' | 'create' | 'extend' | 'reassign' | 'escalate'): Promise<void> {
     if (!(err instanceof CountersignError) || !AUDITED_REFUSALS.has(err.code)) return;
+    const details = err.details as { factor?: unknown; reason?: unknown; credentialId?: unknown } | undefined;
+    if (by.kind === 'operator' && requestId !== null && details?.factor === 'webauthn' && details.reason === 'counter' && typeof details.credentialId === 'string') {
+      await this.webauthn.auditClone(by, requestId, details.credentialId, err.message);
+    }
     const at = this.now();
     if ((err.code === 'RATE_LIMITED' || err.code === 'AGENT_DISABLED') && by.kind === 'agent') {
       // At most once a minute per agent and code: a flooding (or disabled) agent cannot flood the trail.
@@ -353,7 +382,12 @@ export class GuardService {
       this.lastRateAudit.set(key, at);
     }
     try {
-      await this.store.transaction((tx) => this.writer.append(tx, [audit(what === 'review' ? 'review_refused' : 'create_refused', requestId, actorOf(by), { code: err.code, message: err.message }, at)]));
+      const entry =
+        what === 'review' || what === 'create'
+          ? audit(what === 'review' ? 'review_refused' : 'create_refused', requestId, actorOf(by), { code: err.code, message: err.message }, at)
+          : // Managing the deadline (engine/escalation.ts): which move, and the aggregate that decides the request instead.
+            audit('escalation_refused', requestId, actorOf(by), { code: err.code, message: err.message, what, ...aggregateIdOf(err.details) }, at);
+      await this.store.transaction((tx) => this.writer.append(tx, [entry]));
     } catch {
       // The caller is already being refused; a failed audit of the refusal must not mask that.
     }

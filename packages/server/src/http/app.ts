@@ -17,6 +17,10 @@ import { registerOperatorViews } from './routes/operator-views.ts';
 import { registerScreenRoutes } from './routes/screen.ts';
 import { registerForwardingRoutes } from './routes/forwarding.ts';
 import type { ForwardDestination } from '../forwarding/config.ts';
+import { answerError as scimAnswerError, registerScimRoutes, SCIM_PATH_PREFIX } from './routes/scim.ts';
+import { registerScimTokenRoutes } from './routes/scim-tokens.ts';
+import { registerSsoRoutes } from './routes/sso.ts';
+import type { Runtime } from '../runtime.ts';
 import { ChannelRegistry } from '../channels/registry.ts';
 import { mountSlackActions, SLACK_ACTIONS_PATH, SLACK_MAX_BODY } from '../channels/slack-actions.ts';
 import { mountTeamsActions, TEAMS_ACTIONS_PATH, TEAMS_MAX_BODY } from '../channels/teams-actions.ts';
@@ -54,6 +58,8 @@ export interface AppOptions {
   channels?: ChannelRegistry | undefined;
   /** Where people open the dashboard (the refreshed Teams card's links); default: the request's own origin. */
   reviewBase?: string | undefined;
+  /** Single sign-on and SCIM provisioning (runtime.ts `identity`); absent: neither. */
+  identity?: Runtime['identity'] | undefined;
   /** Concurrent long-polls and event streams per principal and in all (config.ts `TransportConfig`); default 64 and 800. */
   waits?: WaitLimits | undefined;
   /** The SIEM destinations this server forwards to (config.ts `forward`), for `GET /v1/forwarding`. */
@@ -78,7 +84,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   });
 
   app.use('*', jsonNewline);
-  app.onError((err, c) => errorResponse(c, toCountersignError(err, log)));
+  app.onError((err, c) => (c.req.path.startsWith(SCIM_PATH_PREFIX) ? scimAnswerError(c, err) : errorResponse(c, toCountersignError(err, log))));
   app.notFound((c) => errorResponse(c, new CountersignError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}`)));
 
   // First of all: every body on every route is bounded while it streams (http/body-limit.ts).
@@ -120,8 +126,13 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   mountTeamsActions(app, engine, channelRegistry, { reviewBase: options.reviewBase });
   mountTicketRoutes(app, engine, channelRegistry, log);
 
-  app.use('/v1/*', parseJsonBody);
   const sessions = new Sessions(options.session);
+  // Outside /v1: the provider's redirects and the SCIM client carry no operator credential.
+  const identity = options.identity ?? null;
+  registerSsoRoutes(app, sessions, identity?.oidc ? { oidc: identity.oidc, provisioning: identity.provisioning } : null, options.session?.trustProxy);
+  registerScimRoutes(app, identity?.scim ? identity.provisioning : null);
+
+  app.use('/v1/*', parseJsonBody);
   app.use('/v1/*', authenticate(engine, sessions));
   instrumentEngine(engine);
 
@@ -239,6 +250,7 @@ export function createApp(options: AppOptions): OpenAPIHono<Env> {
   registerCredentialRoutes(app, engine);
   registerScreenRoutes(app, engine);
   registerForwardingRoutes(app, engine, options.forwarding ?? []);
+  registerScimTokenRoutes(app, identity?.scim ? identity.provisioning : null);
 
   app.openapi(routes.createOperatorRoute, async (c) => c.json(await engine.createOperator(c.get('principal'), c.req.valid('json')), 201));
   app.openapi(routes.listOperatorsRoute, async (c) => c.json({ items: await engine.listOperators(c.get('principal')) }, 200));

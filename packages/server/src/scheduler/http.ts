@@ -41,7 +41,7 @@ export const EscalateBody = z.strictObject({
     .max(MAX_ESCALATION_REASON)
     .refine((s) => s.trim().length > 0, 'a reason is required')
     .refine((s) => !/[\r\n\u2028\u2029]/.test(s), 'the reason is one line'),
-  /** The level you saw: if the request has moved on since (a timeout, another reviewer), it is refused (ILLEGAL_TRANSITION, details.reason level_changed) rather than moved again. */
+  /** The level you saw: if the request has moved on since (a timeout, another reviewer), it is refused (ILLEGAL_TRANSITION, details.reason level_changed) rather than moved again. Without it, the same operator escalating the same request again within 60 s is a repeat: answered with the request as it is, not moved again. */
   fromLevel: z.number().int().min(0).max(1_000).optional(),
 });
 

@@ -14,6 +14,8 @@ import type { AgentRateEventsTable, AgentValueMinutesTable, ApprovalEventsTable 
 import type { AgentConfigVersionsTable, AgentConfigsTable } from './agent-configs.ts';
 import type { ScreenModelsTable, ScreenRetrainAttemptsTable, ScreenSamplesTable, ScreenVerdictsTable } from './screening.ts';
 import type { ForwardCursorsTable } from './forwarding.ts';
+import type { WebAuthnChallengesTable, WebAuthnCredentialsTable } from './webauthn.ts';
+import type { ScimGroupsTable, ScimMembersTable, ScimTokensTable, ScimUsersTable, SsoIdentitiesTable, SsoLoginsTable } from './identity.ts';
 import type { AgentPausesTable, ApproverCooldownsTable, GuardSettingsTable, OperatorIpAllowlistTable, OperatorTotpTable, RoleIpAllowlistTable } from './guard.ts';
 
 export interface AgentsTable {
@@ -228,6 +230,14 @@ export interface Database {
   agent_config_versions: AgentConfigVersionsTable;
   operator_lineage: OperatorLineageTable;
   forward_cursors: ForwardCursorsTable;
+  webauthn_credentials: WebAuthnCredentialsTable;
+  webauthn_challenges: WebAuthnChallengesTable;
+  sso_logins: SsoLoginsTable;
+  sso_identities: SsoIdentitiesTable;
+  scim_users: ScimUsersTable;
+  scim_groups: ScimGroupsTable;
+  scim_members: ScimMembersTable;
+  scim_tokens: ScimTokensTable;
 }
 
 export type { Generated };

@@ -13,7 +13,9 @@ import { TimerQueries } from './timers.ts';
 import { TrailQueries } from './trail.ts';
 import { AuditKeyQueries } from './audit-keys.ts';
 import { GuardQueries } from './guard.ts';
+import { WebAuthnQueries } from './webauthn.ts';
 import { CredentialQueries } from './credentials.ts';
+import { IdentityQueries } from './identity.ts';
 import { ScreeningQueries } from './screening.ts';
 import { AggregateQueries } from './aggregates.ts';
 import { ListQueries } from './queue.ts';
@@ -607,6 +609,11 @@ export class Queries {
     return new CredentialQueries(this.db, this.capabilities);
   }
 
+  /** Sign-ins in flight, linked provider subjects, SCIM users, groups and tokens (store/identity.ts). */
+  get identity(): IdentityQueries {
+    return new IdentityQueries(this.db, this.capabilities);
+  }
+
   /** The gate's insert-only counters and the per-principal lock they are checked under (store/counters.ts). */
   get counters(): CounterQueries {
     return new CounterQueries(this.db, this.capabilities);
@@ -620,6 +627,11 @@ export class Queries {
   /** TOTP enrolments, cool-downs, pauses and the approver/agent history the guard reads (store/guard.ts). */
   get guard(): GuardQueries {
     return new GuardQueries(this.db, this.sealer);
+  }
+
+  /** WebAuthn credentials and challenges (store/webauthn.ts). */
+  get webauthn(): WebAuthnQueries {
+    return new WebAuthnQueries(this.db);
   }
 
   /** Screening verdicts and the audit sample of auto-allowed requests (store/screening.ts). */

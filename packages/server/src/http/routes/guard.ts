@@ -5,7 +5,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
-import { ErrorBody } from '@countersign/core';
+import { ErrorBody, WebAuthnAssertion, WebAuthnRegistration, WebAuthnStepUp } from '@countersign/core';
 import type { Engine } from '../../engine/engine.ts';
 import { json, security, type ApiEnv as Env } from './contract.ts';
 
@@ -23,7 +23,11 @@ const RefParams = z.object({ id: z.string().min(1).max(200) });
 const Reason = z.string().min(1).max(2_000).refine((s) => s.trim().length > 0, 'a reason is required');
 const Anything = z.record(z.string(), z.unknown());
 
-export const ConfirmTotpBody = z.strictObject({ code: z.string().regex(/^\d{6}$/, 'a 6-digit code') });
+export const ConfirmTotpBody = z.strictObject({
+  code: z.string().regex(/^\d{6}$/, 'a 6-digit code'),
+  /** Beside an active passkey: an assertion from one over POST /v1/operators/me/totp/challenge. */
+  webauthn: WebAuthnAssertion.optional(),
+});
 export const CooldownBody = z.strictObject({ minutes: z.number().int().min(1).max(7 * 24 * 60), reason: Reason });
 export const PauseBody = z.strictObject({ minutes: z.number().int().min(1).max(30 * 24 * 60), reason: Reason });
 export const ResumeBody = z.strictObject({ reason: Reason });
@@ -54,6 +58,82 @@ const totpStatusRoute = createRoute({
   summary: 'Whether the caller has TOTP enrolled',
   security,
   responses: { 200: json(z.object({ enrolled: z.boolean(), pending: z.boolean() }), 'Enrolment state'), ...errors },
+});
+export const WebAuthnChallengeBody = z.strictObject({
+  verdict: z.enum(['approve', 'reject']),
+  /** The `payload.payloadHash` the approve surface shows: the assertion approves this payload only. */
+  payloadHash: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 hex payload hash'),
+});
+const Descriptor = z.object({ type: z.string(), id: z.string(), transports: z.array(z.string()) });
+const CredentialView = z.object({
+  id: z.string(),
+  name: z.string(),
+  credentialId: z.string(),
+  algorithm: z.string(),
+  createdAt: z.string(),
+  lastUsedAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+  /** Set when its sign counter went back (a suspected clone): it approves nothing until revoked and replaced. */
+  suspendedAt: z.string().nullable(),
+  signCount: z.number(),
+  intact: z.boolean(),
+});
+const webauthnOptionsRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/me/webauthn/options',
+  summary: 'Start enrolling a passkey or security key: options for navigator.credentials.create (the challenge expires in 2 minutes)',
+  security,
+  responses: { 200: json(z.record(z.string(), z.unknown()), 'PublicKeyCredentialCreationOptions, binary fields base64url'), ...errors },
+});
+const webauthnRegisterRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/me/webauthn',
+  summary: 'Finish enrolling: the registration the browser returned (attestation none or packed; ES256 or RS256), with `totp` or `webauthn` proof of a factor you already have when the options asked for it (stepUp)',
+  security,
+  request: body(WebAuthnRegistration),
+  responses: { 201: json(CredentialView, 'The enrolled credential'), ...errors },
+});
+const webauthnListRoute = createRoute({
+  method: 'get',
+  path: '/v1/operators/{id}/webauthn',
+  summary: 'An operator’s WebAuthn credentials (`me`, or anyone for an admin)',
+  security,
+  request: { params: RefParams },
+  responses: { 200: json(z.object({ operatorId: z.string(), operator: z.string(), credentials: z.array(CredentialView) }), 'Credentials'), ...errors },
+});
+const webauthnRevokeRoute = createRoute({
+  method: 'delete',
+  path: '/v1/operators/{id}/webauthn/{credential}',
+  summary: 'Revoke a WebAuthn credential (its operator, or an admin); whoever revokes sends `totp` or `webauthn` proof of a factor of theirs when they have one (see …/challenge); audited',
+  security,
+  request: { params: RefParams.extend({ credential: z.string().min(1).max(200) }), body: { content: { 'application/json': { schema: WebAuthnStepUp } }, required: false } },
+  responses: { 200: json(CredentialView, 'The revoked credential'), ...errors },
+});
+const totpChallengeRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/me/totp/challenge',
+  summary: 'What confirming TOTP enrolment needs from you: `stepUp` null (no active passkey), or a WebAuthn challenge for one of your passkeys (single use, 2 minutes)',
+  security,
+  responses: { 200: json(z.object({ stepUp: z.record(z.string(), z.unknown()).nullable() }), 'The step-up confirming needs'), ...errors },
+});
+const webauthnRevokeOptionsRoute = createRoute({
+  method: 'post',
+  path: '/v1/operators/{id}/webauthn/{credential}/challenge',
+  summary: 'What revoking this credential needs from you: `stepUp` null (you have no factor), or the factors accepted and a WebAuthn challenge bound to this revocation (single use, 2 minutes)',
+  security,
+  request: { params: RefParams.extend({ credential: z.string().min(1).max(200) }) },
+  responses: { 200: json(z.object({ stepUp: z.record(z.string(), z.unknown()).nullable() }), 'The step-up this revocation needs'), ...errors },
+});
+const webauthnChallengeRoute = createRoute({
+  method: 'post',
+  path: '/v1/requests/{id}/webauthn/challenge',
+  summary: 'A WebAuthn challenge for one vote: bound to the request, the payload hash and the verdict, single use, 2 minutes',
+  security,
+  request: { params: RefParams, ...body(WebAuthnChallengeBody) },
+  responses: {
+    200: json(z.object({ challenge: z.string(), rpId: z.string(), allowCredentials: z.array(Descriptor), userVerification: z.string(), timeout: z.number(), expiresAt: z.string() }), 'PublicKeyCredentialRequestOptions'),
+    ...errors,
+  },
 });
 const velocityRoute = createRoute({
   method: 'get',
@@ -181,8 +261,15 @@ export function registerGuardRoutes(app: OpenAPIHono<Env>, engine: Engine): void
   app.openapi(roleAllowlistRoute, async (c) => c.json(await guard.roleAllowlist(c.get('principal'), c.req.valid('param').role), 200));
   app.openapi(setRoleAllowlistRoute, async (c) => c.json(await guard.setRoleAllowlist(c.get('principal'), c.req.valid('param').role, c.req.valid('json').cidrs), 200));
   app.openapi(enrolRoute, async (c) => c.json(await guard.enrolTotp(c.get('principal')), 201));
-  app.openapi(confirmRoute, async (c) => c.json(await guard.confirmTotp(c.get('principal'), c.req.valid('json').code), 200));
+  app.openapi(confirmRoute, async (c) => c.json(await guard.confirmTotp(c.get('principal'), c.req.valid('json').code, { webauthn: c.req.valid('json').webauthn }), 200));
+  app.openapi(totpChallengeRoute, async (c) => c.json(await guard.webauthn.totpOptions(c.get('principal')), 200));
   app.openapi(totpStatusRoute, async (c) => c.json(await guard.totpStatus(c.get('principal')), 200));
+  app.openapi(webauthnOptionsRoute, async (c) => c.json(await guard.webauthn.registrationOptions(c.get('principal')), 200));
+  app.openapi(webauthnRegisterRoute, async (c) => c.json(await guard.webauthn.register(c.get('principal'), c.req.valid('json')), 201));
+  app.openapi(webauthnListRoute, async (c) => c.json(await guard.webauthn.list(c.get('principal'), c.req.valid('param').id), 200));
+  app.openapi(webauthnRevokeRoute, async (c) => c.json(await guard.webauthn.revoke(c.get('principal'), c.req.valid('param').id, c.req.valid('param').credential, (c.req.valid('json') as WebAuthnStepUp | undefined) ?? {}), 200));
+  app.openapi(webauthnRevokeOptionsRoute, async (c) => c.json(await guard.webauthn.revokeOptions(c.get('principal'), c.req.valid('param').id, c.req.valid('param').credential), 200));
+  app.openapi(webauthnChallengeRoute, async (c) => c.json(await guard.webauthn.approvalChallenge(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));
   app.openapi(velocityRoute, async (c) => c.json(await guard.velocity(c.get('principal'), c.req.valid('param').id), 200));
   app.openapi(cooldownRoute, async (c) => c.json(await guard.cooldown(c.get('principal'), c.req.valid('param').id), 200));
   app.openapi(setCooldownRoute, async (c) => c.json(await guard.setCooldown(c.get('principal'), c.req.valid('param').id, c.req.valid('json')), 200));

@@ -29,6 +29,8 @@ import { m019_rollups } from './019_rollups.ts';
 import { m021_forwarding } from './021_forwarding.ts';
 import { m023_retrain } from './023_retrain.ts';
 import { m024_gate12 } from './024_gate12.ts';
+import { m027_webauthn } from './027_webauthn.ts';
+import { m022_identity } from './022_identity.ts';
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '001_initial': m001_initial,
@@ -53,8 +55,10 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '018_gatefin2': m018_gatefin2,
   '019_rollups': m019_rollups,
   '021_forwarding': m021_forwarding,
+  '022_identity': m022_identity,
   '023_retrain': m023_retrain,
   '024_gate12': m024_gate12,
+  '027_webauthn': m027_webauthn,
 });
 
 export const migrationProvider: MigrationProvider = {
