@@ -91,9 +91,16 @@ describe.each(ENGINES)('review: pre-check holes ($name)', ({ make }) => {
         await call(token, 'POST', `/v1/requests/${aggregate.id}/reviews`, { verdict: 'approve' });
       }
     }
-    // The aggregate vote never asked the validator about any member (it is a countersign.* action: none apply).
-    expect(calls).toBe(0);
-    // Fails closed: no member payload the validators configured now never judged may be approved.
-    for (const id of members) expect((await call(key, 'GET', `/v1/requests/${id}`)).json.status).not.toBe('approved');
+    // Fixed: the aggregate's approval asked the validator about each member's own payload once
+    // (later approvers reuse the stored results: same payload, same validator identity).
+    expect(calls).toBe(members.length);
+    // Fails closed: no member payload the validators configured now deny may be approved; each is
+    // rejected with a reason naming the validator.
+    for (const id of members) {
+      const member = (await call(key, 'GET', `/v1/requests/${id}`)).json;
+      expect(member.status).toBe('rejected');
+      expect(member.decision.reason).toContain('denied by validator freeze');
+    }
+    expect((await audit('prechecked')).filter((e) => members.includes(e.requestId!) && e.data.stage === 'vote')).toHaveLength(members.length);
   });
 });

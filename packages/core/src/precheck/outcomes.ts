@@ -106,3 +106,23 @@ export function precheckEffects(outcome: PrecheckOutcome): PrecheckEffect[] {
       reason: `${v.outcome === 'deny' ? 'denied' : `raised the risk to ${v.raiseTo}`} by validator ${v.name}${v.reasons.length > 0 ? `: ${v.reasons.join('; ')}` : ''}`.slice(0, 1000),
     }));
 }
+
+/**
+ * Whether an approved aggregate review may approve one member (F1), from the member's pre-check
+ * outcome under the validators configured at the vote. Fail closed: a member is not approved when
+ * any applicable validator has no result under its current identity (whatever its `onError`),
+ * when one denies (or errs under `onError: deny`), or when one raises the risk above the
+ * aggregate's own level (the bundle's approvals were required at that level, not the raised one).
+ * `why` names the validator; the caller rejects the member with it.
+ */
+export function aggregateMemberPrecheck(outcome: PrecheckOutcome, aggregateRisk: RiskLevel): { approve: true } | { approve: false; validator: string; why: string } {
+  for (const v of outcome.verdicts) {
+    const reasons = v.reasons.length > 0 ? `: ${v.reasons.join('; ')}` : '';
+    if (v.status === 'missing') return { approve: false, validator: v.name, why: `validator ${v.name} has no result for it under its current configuration` };
+    if (v.outcome === 'deny') return { approve: false, validator: v.name, why: `denied by validator ${v.name}${reasons}`.slice(0, 1000) };
+    if (v.outcome === 'raise' && v.raiseTo !== null && RISK_LEVELS.indexOf(v.raiseTo) > RISK_LEVELS.indexOf(aggregateRisk)) {
+      return { approve: false, validator: v.name, why: `validator ${v.name} raised its risk to ${v.raiseTo}, above the aggregate review's ${aggregateRisk}${reasons}`.slice(0, 1000) };
+    }
+  }
+  return { approve: true };
+}

@@ -35,7 +35,8 @@ export class Reviews {
     const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined || body.webauthn !== undefined) ? await this.h.guard.lockout.begin(by) : null;
     try {
       // Governance pre-checks (engine/prechecks.ts): an approval is judged on the exact payload that will run.
-      const precheckResults = body.verdict === 'approve' && this.h.policy().policy.prechecks.length > 0 ? await this.precheckVote(by, id, body) : [];
+      // An aggregate review's approval also judges each member's own payload (F1: engine/aggregates.ts).
+      const { results: precheckResults, members: memberPrechecks } = body.verdict === 'approve' && this.h.policy().policy.prechecks.length > 0 ? await this.precheckVote(by, id, body) : { results: [], members: undefined };
       const decided = await this.change(by, id, async (tx, current, escalation) => {
         // Fail closed (review2 F4): the reviewer as they are now, read under lock in this
         // transaction, not as the (up to 2 s) cached principal: a deactivation committed anywhere
@@ -46,7 +47,7 @@ export class Reviews {
         const agentName = await this.h.views.agentName(current.agent_id, tx);
         const { transition, entries } = await this.h.decisions.vote(tx, reviewer, current, agentName, escalation, votes, body, from.ip, this.h.now(), precheckResults);
         if (entries.some((e) => e.type === 'cooldown_started')) this.h.commits.timersDue = true; // its guard notices, if any
-        return { type: 'gated', transition, entries };
+        return { type: 'gated', transition, entries, ...(memberPrechecks ? { memberPrechecks } : {}) };
       });
       await attempt?.settle('good');
       return decided;
@@ -65,7 +66,7 @@ export class Reviews {
    * (engine/prechecks.ts atVote). The vote's transaction judges these results under the policy
    * in force then (Decisions.vote: a validator changed meanwhile has no result and fails closed).
    */
-  private async precheckVote(by: Operator, id: string, body: ReviewBody): Promise<PrecheckResult[]> {
+  private async precheckVote(by: Operator, id: string, body: ReviewBody): Promise<{ results: PrecheckResult[]; members: ReadonlyMap<string, readonly PrecheckResult[]> | undefined }> {
     const q = this.h.store;
     const row = await q.getRequest(id);
     checkReadable(by, row, id);
@@ -76,10 +77,12 @@ export class Reviews {
     const votes = (await q.reviewsFor([id])).map(voteFromRow);
     const payload = await this.h.decisions.cheapChecks(q, by, row, agentName, escalation, votes, body, this.h.now());
     const risk = higherRisk(row.risk_level as RiskLevel, payload.assessment?.riskLevel);
+    // An aggregate review: its members' payloads are what will run (its own countersign.* action has no validator).
+    const members = row.action === AGGREGATE_ACTION && row.status === 'pending' ? await this.h.aggregates.precheckMembers(by, id) : undefined;
     const configs = this.h.prechecks.applicable(policy.policy.prechecks, payload.action, risk);
-    if (configs.length === 0) return [];
+    if (configs.length === 0) return { results: [], members };
     const subject = subjectOf('vote', id, payload, { id: row.agent_id, name: agentName }, { level: risk, score: payload.assessment?.riskScore ?? row.risk_score }, JSON.parse(row.context) as Record<string, unknown>);
-    return this.h.prechecks.atVote(q, by.operatorId, configs, subject, this.h.trail.payloadHash(payload.action, payload.args), policy.version);
+    return { results: await this.h.prechecks.atVote(q, by.operatorId, configs, subject, this.h.trail.payloadHash(payload.action, payload.args), policy.version), members };
   }
 
   async cancel(by: Principal, id: string, body: CancelBody = {}): Promise<ApprovalRequest> {
@@ -169,7 +172,7 @@ export class Reviews {
       await tx.notify(WAKE_CHANNEL, id);
       previousStatus = current.status as RequestStatus;
       if (current.action === AGGREGATE_ACTION && current.status === 'pending' && result.decision) {
-        const outcome = await this.h.aggregates.settleAggregate(tx, current, result.decision, at);
+        const outcome = await this.h.aggregates.settleAggregate(tx, current, result.decision, at, event.type === 'gated' ? event.memberPrechecks : undefined);
         settled = outcome.members;
         Object.assign(patch, outcome.patch);
       }
