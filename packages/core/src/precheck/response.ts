@@ -20,7 +20,8 @@ export type ValidatorAnswer =
   | { status: 'allow' | 'deny'; reasons: string[]; raiseTo?: RiskLevel }
   | { status: 'error'; reasons: string[]; error: string };
 
-const fail = (error: string): ValidatorAnswer => ({ status: 'error', reasons: [], error });
+// The error text quotes what the validator sent (a duplicate key, its content type): untrusted, so cleaned like a reason (F2).
+const fail = (error: string): ValidatorAnswer => ({ status: 'error', reasons: [], error: cleanReason(error) });
 
 export function readValidatorAnswer(kind: 'http' | 'opa', answer: { status: number; contentType: string | null; body: string; truncated: boolean }): ValidatorAnswer {
   if (answer.status < 200 || answer.status > 299) return fail(`HTTP ${answer.status}`);

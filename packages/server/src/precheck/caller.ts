@@ -20,6 +20,7 @@ import https from 'node:https';
 import {
   CountersignError,
   MAX_PRECHECK_RESPONSE_BYTES,
+  cleanReason,
   precheckIdentityText,
   precheckRequestBody,
   precheckWireBody,
@@ -96,7 +97,8 @@ export class PrecheckCaller {
 
   async call(c: PrecheckConfig, subject: PrecheckSubject): Promise<PrecheckResult> {
     const identity = this.identity(c);
-    const error = (message: string): PrecheckResult => ({ name: c.name, identity, status: 'error', reasons: [], error: message });
+    // Every error text is cleaned as a reason is (F2): a socket error can quote what the validator sent.
+    const error = (message: string): PrecheckResult => ({ name: c.name, identity, status: 'error', reasons: [], error: cleanReason(message) });
     const wire = precheckWireBody(c.kind, precheckRequestBody(c.name, subject));
     if (wire === null) return error('the request body is larger than a validator is sent');
     let extra: Record<string, string> = {};
@@ -115,10 +117,10 @@ export class PrecheckCaller {
     try {
       answer = await exchange(url, wire, extra, c.timeoutMs);
     } catch (err) {
-      return error((err as Error).message.slice(0, 300));
+      return error((err as Error).message);
     }
     const read = readValidatorAnswer(c.kind, answer);
-    if (read.status === 'error') return { name: c.name, identity, status: 'error', reasons: [], error: read.error };
+    if (read.status === 'error') return error(read.error);
     return { name: c.name, identity, status: read.status, reasons: read.reasons, ...(read.status === 'allow' && read.raiseTo !== undefined ? { raiseTo: read.raiseTo } : {}) };
   }
 }
