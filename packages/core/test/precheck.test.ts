@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_POLICY_YAML,
   MAX_PRECHECK_REASON_CHARS,
+  aggregateMemberPrecheck,
   applicablePrechecks,
   cleanReason,
   evaluate,
@@ -194,5 +195,21 @@ describe('the body a validator receives', () => {
     });
     expect(JSON.parse(precheckWireBody('opa', body)!)).toEqual({ input: body });
     expect(precheckWireBody('http', { ...body, args: { big: 'x'.repeat(300 * 1024) } })).toBeNull();
+  });
+});
+
+describe('an aggregate approval and its members (F1)', () => {
+  const cs = configs('  - { name: guardian, kind: http, url: "http://127.0.0.1:9/check", onError: allow }');
+  const c = cs[0]!;
+  const result = (r: Partial<PrecheckResult>): PrecheckResult => ({ name: 'guardian', identity: id(c), status: 'allow', reasons: [], ...r });
+  it('approves a member the current validators allow, or raise no higher than the aggregate', () => {
+    expect(aggregateMemberPrecheck(precheckOutcomes([result({})], cs, id), 'high')).toEqual({ approve: true });
+    expect(aggregateMemberPrecheck(precheckOutcomes([result({ raiseTo: 'high' })], cs, id), 'high')).toEqual({ approve: true });
+  });
+  it('refuses a member denied, raised above the aggregate, or without a result (even under onError: allow), naming the validator', () => {
+    expect(aggregateMemberPrecheck(precheckOutcomes([result({ status: 'deny', reasons: ['freeze'] })], cs, id), 'high')).toMatchObject({ approve: false, validator: 'guardian', why: 'denied by validator guardian: freeze' });
+    expect(aggregateMemberPrecheck(precheckOutcomes([result({ raiseTo: 'critical' })], cs, id), 'high')).toMatchObject({ approve: false, validator: 'guardian' });
+    expect(aggregateMemberPrecheck(precheckOutcomes([], cs, id), 'high')).toMatchObject({ approve: false, validator: 'guardian' });
+    expect(aggregateMemberPrecheck(precheckOutcomes([result({ identity: 'an earlier config' })], cs, id), 'high')).toMatchObject({ approve: false });
   });
 });
