@@ -73,6 +73,13 @@ export class Requests {
     let prechecked: AuditDraft | null = null;
     const validators = assessment.route === 'block' ? [] : this.h.prechecks.applicable(judged.prechecks, body.action, assessment.riskLevel);
     if (validators.length > 0) {
+      // The cheap part first: an agent over its own request limit makes Countersign call no validator.
+      try {
+        await this.h.guard.refuseCreateOverLimit(this.h.store, agent, judged, at);
+      } catch (err) {
+        await this.h.guard.auditRefusal(err, by, null, 'create');
+        throw err;
+      }
       const subject = subjectOf('create', id, { action: body.action, args: body.args, alternative: null }, agent, { level: assessment.riskLevel, score: assessment.riskScore }, body.context);
       const checked = await this.h.prechecks.atCreate(validators, subject, agent.id, this.h.trail.payloadHash(body.action, body.args), policy.version, at);
       prechecked = checked.entry;

@@ -34,6 +34,8 @@ import { sha256Hex } from '../ids.ts';
 
 export const DEFAULT_REVIEWER_PRECHECKS_PER_MINUTE = 30;
 export const DEFAULT_AGENT_PRECHECKS_PER_MINUTE = 600;
+/** At most this many budget windows are kept (PrecheckCaller.spend evicts the oldest beyond it). */
+export const MAX_BUDGETS = 10_000;
 
 export interface PrecheckCallerOptions {
   /** The server's environment as resolved once (config.env): where `headersEnv` names are looked up. */
@@ -79,7 +81,9 @@ export class PrecheckCaller {
     const at = this.now();
     let b = this.budgets.get(key);
     if (!b || at - b.windowStart >= 60_000) {
-      if (this.budgets.size >= 10_000) this.budgets.clear();
+      // Re-inserted when its window restarts, so the map stays in window-start order, oldest first.
+      this.budgets.delete(key);
+      if (this.budgets.size >= MAX_BUDGETS) this.evict(at);
       b = { windowStart: at, used: 0 };
       this.budgets.set(key, b);
     }
@@ -88,6 +92,17 @@ export class PrecheckCaller {
       throw new CountersignError('RATE_LIMITED', `this would call ${calls} pre-check validator(s) and ${who} ${b.used} of ${limit} calls a minute; retry in ${retryAfter} s`, { retryAfter });
     }
     b.used += calls;
+  }
+
+  /**
+   * At MAX_BUDGETS windows: drop the ended windows (at the front), then, while still full, the
+   * oldest live one. Never every budget at once (a flood of new keys cannot reset anyone else's).
+   */
+  private evict(at: number): void {
+    for (const [k, v] of this.budgets) {
+      if (this.budgets.size < MAX_BUDGETS && at - v.windowStart < 60_000) break;
+      this.budgets.delete(k);
+    }
   }
 
   /** Call every validator in `configs` at once for one subject; one result each, in order. */
