@@ -103,4 +103,17 @@ describe.each(ENGINES)('review: pre-check holes ($name)', ({ make }) => {
     }
     expect((await audit('prechecked')).filter((e) => members.includes(e.requestId!) && e.data.stage === 'vote')).toHaveLength(members.length);
   });
+  it('an agent over its own request limit is refused before any validator is called', async () => {
+    await engine.activatePolicy(`${BASE.replace('agents:\n', 'agents:\n  limit-bot: { limits: { perMinute: 1 } }\n')}\nprechecks:\n  - { name: freeze, kind: http, url: "${url}" }\n`, 'test');
+    const key = (await call(adminToken, 'POST', '/v1/keys', { agent: 'limit-bot' })).json.key as string;
+    clock += 5 * MINUTE;
+    calls = 0;
+    const first = await call(key, 'POST', '/v1/requests', CreateRequestBody.parse({ ...transfer(1), idempotencyKey: 'limit-1' }));
+    expect(first.json.status).toBe('rejected'); // the freeze denies it: one call, one counted create
+    expect(calls).toBe(1);
+    const second = await call(key, 'POST', '/v1/requests', CreateRequestBody.parse({ ...transfer(2), idempotencyKey: 'limit-2' }));
+    expect(second.status).toBe(429);
+    expect(second.json.error?.code ?? second.json.code).toBe('RATE_LIMITED');
+    expect(calls).toBe(1); // no validator called for the refused create
+  });
 });
