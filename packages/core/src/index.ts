@@ -44,6 +44,7 @@ export {
 } from './credentials.ts';
 export * from './escalation/index.ts';
 export * from './policy/index.ts';
+export * from './precheck/index.ts';
 export * from './audit/index.ts';
 export * from './guard/index.ts';
 export * from './gate/index.ts';

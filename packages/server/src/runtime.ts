@@ -26,6 +26,7 @@ import { ChannelRegistry } from './channels/registry.ts';
 import { ServiceNowPoller } from './channels/tickets.ts';
 import type { RuntimeConfig } from './config.ts';
 import { Engine, openStore, type EscalationCause } from './engine/engine.ts';
+import { PrecheckCaller } from './precheck/caller.ts';
 import { Forwarder } from './forwarding/forwarder.ts';
 import type { ResolvedIdentity } from './config.ts';
 import { OidcClient } from './identity/oidc.ts';
@@ -102,7 +103,7 @@ export async function openRuntime(config: RuntimeConfig, options: RuntimeOptions
   };
   // The store is opened here and handed to the engine, so that this root wires the trail's publisher and origin to it without reaching through the engine.
   const store = openStore({ connection, guard: config.guard, onStoreError });
-  const engine = await Engine.open({ store, auditKey, guard: config.guard, serverSecret, onStoreError });
+  const engine = await Engine.open({ store, auditKey, guard: config.guard, serverSecret, onStoreError, prechecks: new PrecheckCaller({ env: config.env }) });
   if (options.metrics?.onEscalated) engine.onEscalated(options.metrics.onEscalated);
   for (const check of serverPolicyChecks(config.env)) engine.addPolicyCheck(check);
   engine.trail.setRedactedFields(config.audit.redactFields);

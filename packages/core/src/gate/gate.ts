@@ -76,6 +76,11 @@ export interface GatePayload {
   readonly key: string;
   /** Its own full policy evaluation (`assessPayload`); null only for the request as asked. */
   readonly assessment: Assessment | null;
+  /**
+   * The request as asked, re-assessed at the vote because the governance pre-checks judged it
+   * again (a validator changed since create: F1): its assessment then joins the requirement too.
+   */
+  readonly rechecked?: boolean;
 }
 
 /** What the shell found when it checked a code: it verifies (the secret is I/O), the gate decides. */
@@ -430,7 +435,7 @@ function contextOf(input: GateInput, dry: boolean, requirementOf: RequirementOf 
     // Fail closed: a payload other than the original is never judged by the original's assessment alone.
     throw err('INTERNAL', 'the gate needs the assessment of the payload that will run');
   }
-  const requirement = requirementOf(request.assessment, modified ? payload.assessment : null, modified);
+  const requirement = requirementOf(request.assessment, modified || payload.rechecked === true ? payload.assessment : null, modified);
   const round = currentRound(request);
   const restart = input.vote.verdict === 'approve' && payload.key !== round.key;
   const counted = restart ? [] : round.votes;

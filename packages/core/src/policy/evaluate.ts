@@ -29,6 +29,8 @@ export type EvaluationRequest = CreateRequest & {
   forcedReview?: { readonly rule: string; readonly reason: string } | undefined;
   /** Set by the server: what screening the request's text found (screen/request.ts) and what that does to it. */
   screening?: { readonly result: RequestScreening; readonly outcomes: readonly ScreeningOutcome[] } | undefined;
+  /** Set by the server: what the governance pre-checks decided (precheck/outcomes.ts precheckEffects), judged like screening outcomes. */
+  prechecks?: readonly ScreeningOutcome[] | undefined;
 };
 
 /** The implicit rule reported when a request is too large to scan completely. */
@@ -81,14 +83,14 @@ export function evaluate(request: EvaluationRequest, policy: Policy, history: Hi
   let level: RiskLevel = outcome.level;
   const blockedBy = [...outcome.blockedBy];
   const screenReasons: string[] = [];
-  for (const o of request.screening?.outcomes ?? []) {
+  for (const o of [...(request.screening?.outcomes ?? []), ...(request.prechecks ?? [])]) {
     const effects = [o.route === 'none' ? 'none' : o.route, ...(o.raiseRisk !== undefined ? [`riskAtLeast: ${o.raiseRisk}`] : [])];
     matchedRules.push({ name: o.rule, reason: o.reason, effects });
     if (o.route === 'block') blockedBy.push(o.rule);
     if (o.route === 'review') reviewBy.push(o.rule);
     if (o.raiseRisk !== undefined && RISK_LEVELS.indexOf(o.raiseRisk) > RISK_LEVELS.indexOf(level)) {
       level = o.raiseRisk;
-      screenReasons.push(`Screening (${o.rule}) raises the risk to ${level}.`);
+      screenReasons.push(`${o.rule.startsWith('precheck:') ? 'Pre-check' : 'Screening'} (${o.rule}) raises the risk to ${level}.`);
     }
   }
   const decision = decideRoute(

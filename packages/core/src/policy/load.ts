@@ -18,6 +18,7 @@ import { z } from 'zod';
 import { parseDuration } from '../duration.ts';
 import { ActionName, RISK_LEVELS, type RiskLevel } from '../schemas.ts';
 import { DEFAULT_POLICY_YAML } from './defaults.ts';
+import { resolvePrecheck } from '../precheck/outcomes.ts';
 import { BUILTIN_PATTERN_NAMES } from './patterns.ts';
 import { normalizeActionName } from './names.ts';
 import { IMPLICIT_RULE_NAMES } from './rules.ts';
@@ -545,5 +546,6 @@ function resolve(f: PolicyFile): Policy {
     ),
     auditRetentionDays: required(f.auditRetentionDays, 'auditRetentionDays'),
     admin: { singleAdmin: f.admin?.singleAdmin ?? false },
+    prechecks: Object.freeze((f.prechecks ?? []).map(resolvePrecheck)),
   };
 }

@@ -11,6 +11,7 @@
  * they are reported together with type errors in one pass.
  */
 import { z } from 'zod';
+import { PrechecksFile } from '../precheck/schema.ts';
 import { parseDuration } from '../duration.ts';
 import { ActionName, ApproverSpec, RiskLevel, Role } from '../schemas.ts';
 import safeRegex from 'safe-regex2';
@@ -387,6 +388,8 @@ export const PolicyFile = z.strictObject({
   auditRetentionDays: z.int().min(1).max(36_500).optional(),
   /** Four-eyes on admin power (admin-change.ts): whether one admin alone may loosen the gate. */
   admin: AdminFile.optional(),
+  /** Governance pre-checks (precheck/schema.ts): validators called before routing. */
+  prechecks: PrechecksFile.optional(),
 });
 export type PolicyFile = z.output<typeof PolicyFile>;
 export type RuleFile = z.output<typeof RuleFile>;

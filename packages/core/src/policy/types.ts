@@ -1,3 +1,4 @@
+import type { PrecheckConfig } from '../precheck/types.ts';
 /**
  * The resolved policy: what the policy file means once it has been validated, merged over the
  * built-in defaults and normalised (durations in milliseconds, one-or-many lists as lists,
@@ -211,6 +212,8 @@ export interface Policy {
   readonly auditRetentionDays: number;
   /** Four-eyes on admin power: `singleAdmin` lets one admin's loosening of the gate apply without a second admin. */
   readonly admin: { readonly singleAdmin: boolean };
+  /** Governance pre-checks (`prechecks:`): validators called before routing, in file order. */
+  readonly prechecks: readonly PrecheckConfig[];
 }
 
 export interface PolicyError {

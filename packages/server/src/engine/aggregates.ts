@@ -2,13 +2,14 @@
  * Aggregates (engine room, `onSlicing: aggregate`; the pure parts are core's guard/aggregate.ts):
  * a closed collection becomes one aggregate review request, and its decision settles each member.
  */
-import { CountersignError, EMPTY_HISTORY, MAX_AGGREGATE_MEMBERS, aggregateRequest, assessAggregate, memberDecision, canonicalJson, type Assessment, type Decision, type EarlierInHold, type RequestStatus, startEscalation } from '@countersign/core';
+import { CountersignError, EMPTY_HISTORY, aggregateMemberPrecheck, applicablePrechecks, precheckOutcomes, type PrecheckResult, type RiskLevel, MAX_AGGREGATE_MEMBERS, aggregateRequest, assessAggregate, memberDecision, canonicalJson, type Assessment, type Decision, type JsonObject, type EarlierInHold, type RequestStatus, startEscalation } from '@countersign/core';
 import { newId, sha256Hex } from '../ids.ts';
 import { SYSTEM_ACTOR } from '../audit/writer.ts';
 import { type Queries, type RequestRow } from '../store/store.ts';
 import { queueDueAt } from './queue.ts';
 import { TimerSkip, type TimerRow } from '../store/timers.ts';
-import { WAKE_CHANNEL, audit, type House } from './house.ts';
+import { WAKE_CHANNEL, audit, type House, type Operator } from './house.ts';
+import { subjectOf } from './prechecks.ts';
 
 const SYSTEM = SYSTEM_ACTOR;
 /** A request's `context.value`, when it stated a number. */
@@ -137,12 +138,45 @@ export class Aggregates {
   }
 
   /**
+   * Before an approval vote on an aggregate review, outside its transaction and after the vote's
+   * cheap checks passed (review F1): each pending member's own payload judged by the validators
+   * that apply to it now, exactly as a direct vote on it would be (Prechecks.atVote: the stored
+   * results reused when the payload and each validator's identity are unchanged, otherwise the
+   * validators called, charged to the approver's budget: RATE_LIMITED when spent).
+   */
+  async precheckMembers(by: Operator, aggregateId: string): Promise<Map<string, readonly PrecheckResult[]>> {
+    const q = this.h.store;
+    const policy = this.h.policy();
+    const out = new Map<string, readonly PrecheckResult[]>();
+    if (policy.policy.prechecks.length === 0) return out;
+    for (const memberId of await q.aggregates.members(aggregateId)) {
+      const member = await q.getRequest(memberId);
+      if (member?.status !== 'pending') continue;
+      const risk = member.risk_level as RiskLevel;
+      const configs = this.h.prechecks.applicable(policy.policy.prechecks, member.action, risk);
+      if (configs.length === 0) continue;
+      const args = JSON.parse(member.args) as JsonObject;
+      const agent = { id: member.agent_id, name: await this.h.views.agentName(member.agent_id) };
+      const subject = subjectOf('vote', member.id, { action: member.action, args, alternative: null }, agent, { level: risk, score: member.risk_score }, JSON.parse(member.context) as Record<string, unknown>);
+      out.set(member.id, await this.h.prechecks.atVote(q, by.operatorId, configs, subject, this.h.trail.payloadHash(member.action, args), policy.version));
+    }
+    return out;
+  }
+
+  /**
    * An aggregate review was decided: each still-pending member gets the same outcome, bound to
    * its own action and args (its own signed receipt), in the same transaction. An approved
    * aggregate has nothing left to run, so it is recorded as executed (the members run, each
    * reported by its agent).
+   *
+   * Pre-checks (review F1): on approval, each member is judged under the validators configured
+   * NOW (the policy in force in this transaction) by the results gathered before it
+   * (`memberPrechecks`, precheckMembers). A member a validator denies, raises above the
+   * aggregate's level, or has no result for (a validator added or changed since; a timer's
+   * approval, which gathers none) is rejected with the reason naming the validator, never approved.
    */
-  async settleAggregate(tx: Queries, aggregate: RequestRow, decision: Decision, at: number): Promise<{ members: RequestRow[]; patch: Partial<RequestRow> }> {
+  async settleAggregate(tx: Queries, aggregate: RequestRow, decision: Decision, at: number, memberPrechecks?: ReadonlyMap<string, readonly PrecheckResult[]>): Promise<{ members: RequestRow[]; patch: Partial<RequestRow> }> {
+    const validators = decision.outcome === 'approved' ? this.h.policy().policy.prechecks : [];
     const members: RequestRow[] = [];
     const deciders = decision.deciders.map((d) => d.name);
     for (const memberId of await tx.aggregates.members(aggregate.id)) {
@@ -150,12 +184,19 @@ export class Aggregates {
       if (member?.status !== 'pending') continue;
       // An objection already raised on the member stands: the aggregate's approval does not override it.
       const objected = decision.outcome === 'approved' && (await tx.reviewsFor([member.id])).some((v) => v.verdict === 'reject');
+      const configs = objected || validators.length === 0 ? [] : applicablePrechecks(validators, { action: member.action, riskLevel: member.risk_level as RiskLevel });
+      const judged = configs.length === 0 ? { approve: true as const } : aggregateMemberPrecheck(precheckOutcomes(memberPrechecks?.get(member.id) ?? [], configs, (c) => this.h.precheckCaller.identity(c)), aggregate.risk_level as RiskLevel);
       const d = objected
         ? {
             ...memberDecision(aggregate.id, { ...decision, outcome: 'expired' }, { action: member.action, args: {} }),
             reason: `aggregate review ${aggregate.id} was approved, but a reviewer had objected to this request, so it is not`,
           }
-        : memberDecision(aggregate.id, decision, { action: member.action, args: JSON.parse(member.args) });
+        : !judged.approve
+          ? {
+              ...memberDecision(aggregate.id, { ...decision, outcome: 'rejected' }, { action: member.action, args: {} }),
+              reason: `aggregate review ${aggregate.id} was approved, but this request is not: ${judged.why}`.slice(0, 1000),
+            }
+          : memberDecision(aggregate.id, decision, { action: member.action, args: JSON.parse(member.args) });
       const patch = { status: d.outcome as RequestStatus, updated_at: at, ...this.h.reviews.sealed(member.id, d, member.risk_level), decided_at: at };
       if (!(await tx.updateRequest(member.id, patch, 'pending'))) throw new CountersignError('ALREADY_DECIDED', `request ${member.id} changed concurrently`);
       await tx.timers.cancelRequestTimers(member.id, ['escalate', 'expire']);

@@ -48,7 +48,14 @@ import {
   type RiskLevel,
   type Transition,
   type Vote,
+  type PrecheckResult,
+  type PrecheckEffect,
+  applicablePrechecks,
+  precheckEffects,
+  precheckOutcomes,
+  RISK_LEVELS,
 } from '@countersign/core';
+import { precheckIdentity } from '../precheck/caller.ts';
 import { sha256Hex } from '../ids.ts';
 import type { AuditDraft } from '../audit/writer.ts';
 import type { GuardService } from '../guard/service.ts';
@@ -145,10 +152,14 @@ export function gatePayload(
   policy: Policy,
   history: HistoryStats,
   at: number,
+  /** What the governance pre-checks decided for this payload at the vote (precheckEffects); judged like screening outcomes. */
+  prechecks: readonly PrecheckEffect[] = [],
 ): GatePayload {
   const p = resolvePayload(request, vote);
-  if (p.key === payloadKey(request.action, request.args)) return { ...p, assessment: null };
-  let assessment = assessPayload(evaluationRequest(row, agentName), { action: p.action, args: p.args }, policy, history, new Date(at));
+  const asAsked = p.key === payloadKey(request.action, request.args);
+  if (asAsked && prechecks.length === 0) return { ...p, assessment: null };
+  let assessment = assessPayload({ ...evaluationRequest(row, agentName), ...(prechecks.length > 0 ? { prechecks } : {}) }, { action: p.action, args: p.args }, policy, history, new Date(at));
+  if (asAsked) return { ...p, assessment, rechecked: true };
   const marked = p.alternative === null ? undefined : (request.alternatives as AlternativeView[]).find((a) => a.name === p.alternative)?.blocked;
   if (marked && assessment.route !== 'block') {
     assessment = {
@@ -180,6 +191,65 @@ export class Decisions {
   }
 
   /**
+   * The facts of one vote on `q`: the request, the payload it approves (with its own assessment,
+   * and the pre-checks' effects judged under the validators configured now), the reviewer.
+   */
+  private async prepare(q: Queries, by: Operator, row: RequestRow, agentName: string, escalation: EscalationState | null, votes: readonly Vote[], body: ReviewBody, at: number, precheckResults: readonly PrecheckResult[] | null) {
+    const approving = body.verdict === 'approve';
+    const pause = approving && row.status === 'pending' ? await q.guard.activePause(row.agent_id, at) : undefined;
+    const aggregate = approving && row.status === 'pending' ? await this.guard.aggregateOf(row.id, q) : undefined;
+    // The agent's own settings (levels, approver velocity and cool-down) judge votes on its requests.
+    const { policy, adminSigners } = await this.requestContext(q, row, agentName);
+    const request = gateRequest(row, {
+      votes,
+      escalation,
+      aggregated: aggregate ? { aggregateId: aggregate.id, collectingUntil: aggregate.collectingUntil } : null,
+      agentPaused: pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : null,
+      agentDisabled: !agentEnabled(policy, agentName),
+      adminSigners,
+      activePolicy: policy,
+    });
+    const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
+    const history = asked.key === payloadKey(request.action, request.args) ? null : await q.historyCounts(row.agent_id, asked.action);
+    const counts = history ?? { total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 };
+    let payload = gatePayload(request, row, agentName, body, policy, counts, at);
+    if (approving && precheckResults !== null) {
+      // Governance pre-checks, judged on the exact payload that runs, under the validators configured NOW:
+      // a validator without a result under its current identity fails closed by its onError (F1).
+      const applicable = applicablePrechecks(this.policy().prechecks, { action: payload.action, riskLevel: higherRisk(row.risk_level as RiskLevel, payload.assessment?.riskLevel) });
+      if (applicable.length > 0) {
+        const effects = precheckEffects(precheckOutcomes(precheckResults, applicable, precheckIdentity));
+        if (effects.length > 0) payload = gatePayload(request, row, agentName, body, policy, asked.key === payloadKey(request.action, request.args) ? await q.historyCounts(row.agent_id, asked.action) : counts, at, effects);
+      }
+    }
+    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
+    const gateVote = (codes: { totp: GateVote['totp']; matchCode: GateVote['matchCode'] }) => ({
+      verdict: body.verdict,
+      reason: body.reason,
+      args: body.args,
+      alternative: body.alternative,
+      seenPayloadKey: seenKey(body.seenPayloadHash, payload.key, request),
+      totp: codes.totp,
+      matchCode: codes.matchCode,
+      at: new Date(at).toISOString(),
+    });
+    return { request, payload, policy, reviewer, gateVote };
+  }
+
+  /**
+   * The gate's cheap checks for a vote (state, identity, separation, aggregate/pause), on `q`
+   * without any lock, and the payload it would approve: the vote's pre-check phase runs these
+   * before any validator is called (F2), so nobody who may not vote makes Countersign call one.
+   */
+  async cheapChecks(q: Queries, by: Operator, row: RequestRow, agentName: string, escalation: EscalationState | null, votes: readonly Vote[], body: ReviewBody, at: number): Promise<GatePayload> {
+    const { request, payload, reviewer, gateVote } = await this.prepare(q, by, row, agentName, escalation, votes, body, at, null);
+    const unlimited: GuardFacts = { now: at, ip: { allowed: true }, approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits, limitsOff: this.limitsOff };
+    const early = precheck({ request, payload, reviewer, vote: gateVote({ totp: 'absent', matchCode: 'absent' }), guard: unlimited });
+    if (early) throw early;
+    return payload;
+  }
+
+  /**
    * One vote, in the review's transaction (the request row is locked): facts, the gate, and the
    * counters of an accepted vote. Throws the gate's refusal; a refusal records nothing.
    */
@@ -193,35 +263,11 @@ export class Decisions {
     body: ReviewBody,
     ip: string | null | undefined,
     at: number,
+    /** The pre-check results gathered for this vote (engine/reviews.ts); judged here under the policy in force now. */
+    precheckResults: readonly PrecheckResult[] = [],
   ): Promise<{ transition: Transition; entries: AuditDraft[] }> {
     const approving = body.verdict === 'approve';
-    const pause = approving && row.status === 'pending' ? await tx.guard.activePause(row.agent_id, at) : undefined;
-    const aggregate = approving && row.status === 'pending' ? await this.guard.aggregateOf(row.id, tx) : undefined;
-    // The agent's own settings (levels, approver velocity and cool-down) judge votes on its requests.
-    const { policy, adminSigners } = await this.requestContext(tx, row, agentName);
-    const request = gateRequest(row, {
-      votes,
-      escalation,
-      aggregated: aggregate ? { aggregateId: aggregate.id, collectingUntil: aggregate.collectingUntil } : null,
-      agentPaused: pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : null,
-      agentDisabled: !agentEnabled(policy, agentName),
-      adminSigners,
-      activePolicy: policy,
-    });
-    const asked = resolvePayload(request, { args: body.args, alternative: body.alternative });
-    const history = asked.key === payloadKey(request.action, request.args) ? null : await tx.historyCounts(row.agent_id, asked.action);
-    const payload = gatePayload(request, row, agentName, body, policy, history ?? { total: 0, approved: 0, rejected: 0, succeeded: 0, failed: 0 }, at);
-    const reviewer = { id: by.operatorId, name: by.name, roles: by.roles, groups: by.groups };
-    const gateVote = (codes: { totp: GateVote['totp']; matchCode: GateVote['matchCode'] }) => ({
-      verdict: body.verdict,
-      reason: body.reason,
-      args: body.args,
-      alternative: body.alternative,
-      seenPayloadKey: seenKey(body.seenPayloadHash, payload.key, request),
-      totp: codes.totp,
-      matchCode: codes.matchCode,
-      at: new Date(at).toISOString(),
-    });
+    const { request, payload, policy, reviewer, gateVote } = await this.prepare(tx, by, row, agentName, escalation, votes, body, at, precheckResults);
     const unlimited: GuardFacts = { now: at, ip: { allowed: true }, approvals: [], manualCooldown: null, velocity: this.guard.velocityLimits, cooldown: this.guard.cooldownLimits, limitsOff: this.limitsOff };
     // Cheap checks (state, identity, separation, aggregate/pause) before the approver's advisory
     // lock is taken (review finding 4): a vote that cannot pass never waits on, or holds, that lock.
@@ -342,6 +388,11 @@ function seenKey(seenHash: string | undefined, key: string, request: GateRequest
   const current = resolvePayload(request, {});
   if (current.key !== key && seenHash === payloadHashOf(current.key)) return key;
   return `seen:${seenHash}`;
+}
+
+/** The higher of two risk levels (the second may be absent). */
+export function higherRisk(a: RiskLevel, b: RiskLevel | undefined): RiskLevel {
+  return b !== undefined && RISK_LEVELS.indexOf(b) > RISK_LEVELS.indexOf(a) ? b : a;
 }
 
 /** When a limit refusal passes by itself: the cool-down's end, or when the velocity window frees a slot. */

@@ -50,6 +50,8 @@ import { Views } from './views.ts';
 import { TimerRegistry, type TimerOutcome } from './timer-registry.ts';
 import { forwardingStatus, forwardLabelKey } from '../forwarding/status.ts';
 import type { ForwardDestination } from '../forwarding/config.ts';
+import { PrecheckCaller } from '../precheck/caller.ts';
+import { Prechecks } from './prechecks.ts';
 
 export { CREDENTIAL_CACHE_MS } from './credentials.ts';
 export { HISTORY_CACHE_MS, WAKE_CHANNEL } from './house.ts';
@@ -104,6 +106,7 @@ export class Engine {
     guard: GuardOptions = {},
     serverSecret: ServerSecret = ephemeralServerSecret(),
     screener: Screener = sharedScreener(),
+    prechecks: PrecheckCaller = new PrecheckCaller({ env: {} }),
   ) {
     this.commits = new Commits(store, this.wakeups);
     this.trail = new AuditService(store, auditKey, now);
@@ -188,6 +191,7 @@ export class Engine {
       screener,
       wakeups: this.wakeups,
       commits: this.commits,
+      precheckCaller: prechecks,
     } as House;
     house.policies = new Policies(house);
     house.identity = new Identity(house);
@@ -197,6 +201,7 @@ export class Engine {
     house.aggregates = new Aggregates(house);
     house.deliveries = new Deliveries(house);
     house.views = new Views(house);
+    house.prechecks = new Prechecks(house);
     this.house = house;
     this.timers = new TimerRegistry(house);
   }
@@ -215,6 +220,8 @@ export class Engine {
     /** The server secret file (keys/server-secret.ts); without it, one that lives in this process only. */
     serverSecret?: ServerSecret | undefined;
     screener?: Screener | undefined;
+    /** The governance pre-check caller (runtime.ts builds it with the server's environment); without it, one with an empty environment. */
+    prechecks?: PrecheckCaller | undefined;
     /** Errors of the store's background work (audit integration rounds, retried): the runtime logs them. */
     onStoreError?: ((err: unknown) => void) | undefined;
   }): Promise<Engine> {
@@ -225,7 +232,7 @@ export class Engine {
       if (!options.connection) throw new CountersignError('INTERNAL', 'Engine.open needs a connection or a store');
       store = openStore({ connection: options.connection, guard, onStoreError: options.onStoreError });
     }
-    const engine = new Engine(store, options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard, options.serverSecret, options.screener);
+    const engine = new Engine(store, options.now ?? Date.now, options.auditKey ?? ephemeralAuditKey(), guard, options.serverSecret, options.screener, options.prechecks);
     // Once per database (a `sealed` mark): MAC the rows and seal the `plain:` seeds from before the secret file.
     const era = await engine.credentials.beginSecretEra();
     if (era.began) await engine.guard.sealPlainSeeds();

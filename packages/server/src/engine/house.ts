@@ -3,7 +3,7 @@
  * the services every room may call, and the rooms themselves, reached at call time so that each
  * room is a plain class over this one context. Also the small checks every room makes.
  */
-import { CountersignError, checkArgs, type AuditEventType, type AuditLeaf, type Policy, type RequestStatus, type Role, type Transition } from '@countersign/core';
+import { CountersignError, checkArgs, type AuditEventType, type AuditLeaf, type Policy, type PrecheckResult, type RequestStatus, type Role, type Transition } from '@countersign/core';
 import type { AuditService } from '../audit/service.ts';
 import { draft, type AuditActor, type AuditDraft, type AuditWriter } from '../audit/writer.ts';
 import type { GuardService } from '../guard/service.ts';
@@ -25,6 +25,8 @@ import type { Screener } from './screener.ts';
 import type { ScreeningDesk } from './screening.ts';
 import type { Views } from './views.ts';
 import type { Wakeups } from './wakeups.ts';
+import type { PrecheckCaller } from '../precheck/caller.ts';
+import type { Prechecks } from './prechecks.ts';
 
 export const WAKE_CHANNEL = 'countersign_requests';
 
@@ -65,6 +67,8 @@ export interface Gated {
   type: 'gated';
   transition: Transition;
   entries: AuditDraft[];
+  /** An approval of an aggregate review: each pending member's pre-check results, gathered before the transaction (engine/aggregates.ts precheckMembers). */
+  memberPrechecks?: ReadonlyMap<string, readonly PrecheckResult[]>;
 }
 
 export type Operator = Extract<Principal, { kind: 'operator' }>;
@@ -86,7 +90,10 @@ export interface House {
   readonly screener: Screener;
   readonly wakeups: Wakeups;
   readonly commits: Commits;
+  /** Governance pre-checks: the validator caller the composition root built (precheck/caller.ts). */
+  readonly precheckCaller: PrecheckCaller;
   // The rooms (set once, right after the context is made).
+  prechecks: Prechecks;
   policies: Policies;
   identity: Identity;
   requests: Requests;

@@ -4,7 +4,7 @@
  * with its escalation), and written with its audit entries in one transaction. Admin changes
  * (four-eyes on agent configuration) are filed here too.
  */
-import { type JsonObject, agentEnabled, agentPolicy, isAdminChangeAction, CountersignError, EMPTY_HISTORY, approvalLapsed, normalizeActionName, canonicalJson, evaluate, policyDecision, type ApprovalRequest, type Assessment, type CreateRequest, type Policy, type RequestStatus, type SlicingAlert, type AlternativeView, assessAlternatives, startEscalation } from '@countersign/core';
+import { type JsonObject, agentEnabled, agentPolicy, isAdminChangeAction, CountersignError, EMPTY_HISTORY, approvalLapsed, normalizeActionName, canonicalJson, evaluate, policyDecision, type ApprovalRequest, type Assessment, type CreateRequest, type Policy, type RequestStatus, type SlicingAlert, type AlternativeView, assessAlternatives, startEscalation, precheckEffects } from '@countersign/core';
 import { newId, sha256Hex } from '../ids.ts';
 import { SYSTEM_ACTOR, actorOf, type AuditDraft } from '../audit/writer.ts';
 import { SlicingReview } from '../guard/service.ts';
@@ -17,6 +17,7 @@ import { startEntryData } from './escalation.ts';
 import { parseScreenRequest, screeningEffect, type ScreenRequest, type ScreenResult } from '@countersign/core/screen/api';
 import type { EvaluationRequest } from '@countersign/core';
 import { NO_DEADLINE } from '../store/queue.ts';
+import { subjectOf } from './prechecks.ts';
 import { HISTORY_CACHE_MS, WAKE_CHANNEL, audit, refuseBadArgs, type House } from './house.ts';
 
 const SYSTEM = SYSTEM_ACTOR;
@@ -65,10 +66,27 @@ export class Requests {
     const forcedReview = slicing?.review ?? (gate && { rule: gate.rule, reason: gate.reason });
     // Prompt-injection screening of every agent-written string (core screen/request.ts), off the event loop when large (screener.ts).
     const screening = await this.screenBody(body, policy.policy);
-    const assessment = evaluate({ ...body, agent: agent.name, forcedReview, screening }, judged, history, new Date(at));
+    let assessment = evaluate({ ...body, agent: agent.name, forcedReview, screening }, judged, history, new Date(at));
+    const id = newId('req', at);
+    // Governance pre-checks (engine/prechecks.ts): the validators that apply judge the payload before it is routed;
+    // a deny blocks it (rejected, never runs), a raise raises its risk and sends it to humans. Not called for what the policy blocks anyway.
+    let prechecked: AuditDraft | null = null;
+    const validators = assessment.route === 'block' ? [] : this.h.prechecks.applicable(judged.prechecks, body.action, assessment.riskLevel);
+    if (validators.length > 0) {
+      // The cheap part first: an agent over its own request limit makes Countersign call no validator.
+      try {
+        await this.h.guard.refuseCreateOverLimit(this.h.store, agent, judged, at);
+      } catch (err) {
+        await this.h.guard.auditRefusal(err, by, null, 'create');
+        throw err;
+      }
+      const subject = subjectOf('create', id, { action: body.action, args: body.args, alternative: null }, agent, { level: assessment.riskLevel, score: assessment.riskScore }, body.context);
+      const checked = await this.h.prechecks.atCreate(validators, subject, agent.id, this.h.trail.payloadHash(body.action, body.args), policy.version, at);
+      prechecked = checked.entry;
+      if (checked.outcome.effect !== 'allow') assessment = evaluate({ ...body, agent: agent.name, forcedReview, screening, prechecks: precheckEffects(checked.outcome) }, judged, history, new Date(at));
+    }
     // Each alternative gets the full evaluation too: a blocked one is kept, marked with its rules, and can never be chosen (finding 1).
     const alternatives = await this.assessedAlternatives(body, agent, at, judged);
-    const id = newId('req', at);
     const sampled = this.h.screening.drawSample(id, screening?.result);
     const { row, decision, status } = this.newRequestRow(id, agent.id, by.kind === 'operator' ? by.operatorId : null, body, bodyHash, assessment, policy.version, at, alternatives);
     const escalation = status === 'pending' ? startEscalation(judged, assessment, at) : null;
@@ -103,6 +121,7 @@ export class Requests {
             }
           : {}),
       }, at),
+      ...(prechecked ? [prechecked] : []),
       ...(refiles ? [audit('claim_lapsed', refiles.id, SYSTEM, { refiledAs: id, expiresAt: new Date(Number(refiles.claim_expires_at)).toISOString() }, at)] : []),
       status === 'pending'
         ? audit('queued', id, SYSTEM, {

@@ -4,7 +4,7 @@
  * review, the sealed decision and their audit entries written in one transaction (`change`), then
  * waiters woken. Also post-hoc feedback on what the policy approved alone.
  */
-import { isAdminChangeAction, AGGREGATE_ACTION, CountersignError, transition, type ApprovalRequest, type Assessment, type CancelBody, type Decision, type RiskLevel, type LifecycleEvent, type LifecycleState, type RequestStatus, type ReviewBody, type Transition, type TransitionKind, type EscalationState } from '@countersign/core';
+import { isAdminChangeAction, AGGREGATE_ACTION, CountersignError, transition, type ApprovalRequest, type Assessment, type CancelBody, type Decision, type RiskLevel, type LifecycleEvent, type LifecycleState, type RequestStatus, type ReviewBody, type Transition, type TransitionKind, type EscalationState, type PrecheckResult } from '@countersign/core';
 import { newId } from '../ids.ts';
 import { SYSTEM_ACTOR, actorOf } from '../audit/writer.ts';
 import { outcomeOf as lockoutOutcome } from '../guard/lockout.ts';
@@ -12,7 +12,9 @@ import { type Queries, type RequestRow } from '../store/store.ts';
 import { voteFromRow } from './mapping.ts';
 import type { Principal } from './principal.ts';
 import { approvalClaim } from './execution.ts';
-import { WAKE_CHANNEL, audit, checkOwner, checkReadable, refuseBadArgs, requireOperator, type Gated, type AuditEntry, type House } from './house.ts';
+import { WAKE_CHANNEL, audit, checkOwner, checkReadable, refuseBadArgs, requireOperator, type Gated, type AuditEntry, type House, type Operator } from './house.ts';
+import { higherRisk } from './decisions.ts';
+import { subjectOf } from './prechecks.ts';
 import { auditFromRow } from './views.ts';
 
 const SYSTEM = SYSTEM_ACTOR;
@@ -32,6 +34,9 @@ export class Reviews {
     // before any code is judged (or is MFA_LOCKED); a refusal for a wrong code keeps it as a failure.
     const attempt = body.verdict === 'approve' && (body.totp !== undefined || body.matchCode !== undefined || body.webauthn !== undefined) ? await this.h.guard.lockout.begin(by) : null;
     try {
+      // Governance pre-checks (engine/prechecks.ts): an approval is judged on the exact payload that will run.
+      // An aggregate review's approval also judges each member's own payload (F1: engine/aggregates.ts).
+      const { results: precheckResults, members: memberPrechecks } = body.verdict === 'approve' && this.h.policy().policy.prechecks.length > 0 ? await this.precheckVote(by, id, body) : { results: [], members: undefined };
       const decided = await this.change(by, id, async (tx, current, escalation) => {
         // Fail closed (review2 F4): the reviewer as they are now, read under lock in this
         // transaction, not as the (up to 2 s) cached principal: a deactivation committed anywhere
@@ -40,9 +45,9 @@ export class Reviews {
         if (body.verdict === 'approve' && body.args !== undefined) refuseBadArgs(this.h.policy().policy, current.action, body.args, 'args');
         const votes = (await tx.reviewsFor([id])).map(voteFromRow);
         const agentName = await this.h.views.agentName(current.agent_id, tx);
-        const { transition, entries } = await this.h.decisions.vote(tx, reviewer, current, agentName, escalation, votes, body, from.ip, this.h.now());
+        const { transition, entries } = await this.h.decisions.vote(tx, reviewer, current, agentName, escalation, votes, body, from.ip, this.h.now(), precheckResults);
         if (entries.some((e) => e.type === 'cooldown_started')) this.h.commits.timersDue = true; // its guard notices, if any
-        return { type: 'gated', transition, entries };
+        return { type: 'gated', transition, entries, ...(memberPrechecks ? { memberPrechecks } : {}) };
       });
       await attempt?.settle('good');
       return decided;
@@ -51,6 +56,33 @@ export class Reviews {
       await this.h.guard.auditRefusal(err, by, id, 'review');
       throw err;
     }
+  }
+
+  /**
+   * A vote's pre-check phase, before its transaction and before any validator is called: the
+   * request must be readable, the reviewer's args must fit the policy, and the gate's cheap
+   * checks (state, identity, separation, aggregate/pause) must pass (F2); then the validators
+   * that apply to the payload that will run are called again, or their stored results reused
+   * (engine/prechecks.ts atVote). The vote's transaction judges these results under the policy
+   * in force then (Decisions.vote: a validator changed meanwhile has no result and fails closed).
+   */
+  private async precheckVote(by: Operator, id: string, body: ReviewBody): Promise<{ results: PrecheckResult[]; members: ReadonlyMap<string, readonly PrecheckResult[]> | undefined }> {
+    const q = this.h.store;
+    const row = await q.getRequest(id);
+    checkReadable(by, row, id);
+    const policy = this.h.policy();
+    if (body.args !== undefined) refuseBadArgs(policy.policy, row.action, body.args, 'args');
+    const agentName = await this.h.views.agentName(row.agent_id);
+    const escalation = await this.h.escalation.escalationOf(q, id);
+    const votes = (await q.reviewsFor([id])).map(voteFromRow);
+    const payload = await this.h.decisions.cheapChecks(q, by, row, agentName, escalation, votes, body, this.h.now());
+    const risk = higherRisk(row.risk_level as RiskLevel, payload.assessment?.riskLevel);
+    // An aggregate review: its members' payloads are what will run (its own countersign.* action has no validator).
+    const members = row.action === AGGREGATE_ACTION && row.status === 'pending' ? await this.h.aggregates.precheckMembers(by, id) : undefined;
+    const configs = this.h.prechecks.applicable(policy.policy.prechecks, payload.action, risk);
+    if (configs.length === 0) return { results: [], members };
+    const subject = subjectOf('vote', id, payload, { id: row.agent_id, name: agentName }, { level: risk, score: payload.assessment?.riskScore ?? row.risk_score }, JSON.parse(row.context) as Record<string, unknown>);
+    return { results: await this.h.prechecks.atVote(q, by.operatorId, configs, subject, this.h.trail.payloadHash(payload.action, payload.args), policy.version), members };
   }
 
   async cancel(by: Principal, id: string, body: CancelBody = {}): Promise<ApprovalRequest> {
@@ -140,7 +172,7 @@ export class Reviews {
       await tx.notify(WAKE_CHANNEL, id);
       previousStatus = current.status as RequestStatus;
       if (current.action === AGGREGATE_ACTION && current.status === 'pending' && result.decision) {
-        const outcome = await this.h.aggregates.settleAggregate(tx, current, result.decision, at);
+        const outcome = await this.h.aggregates.settleAggregate(tx, current, result.decision, at, event.type === 'gated' ? event.memberPrechecks : undefined);
         settled = outcome.members;
         Object.assign(patch, outcome.patch);
       }

@@ -396,6 +396,18 @@ export class GuardService {
   // ---- the create path ----
 
   /**
+   * Before a create calls any validator (pre-checks, engine/requests.ts): the agent's own request
+   * limit read without its lock, so an agent already over its limit cannot make Countersign call
+   * validators. RATE_LIMITED as checkCreate's; checkCreate, under the lock, stays the authority.
+   */
+  async refuseCreateOverLimit(q: Queries, agent: { id: string; name: string }, policy: Policy, at: number): Promise<void> {
+    const windows = createWindows(policy, agent.name);
+    if (windows.length === 0) return;
+    const state = await q.counters.createState(agent.id, at, windows.map((w) => at - w.ms));
+    await refuseOverLimit(q, agent, windows, state.counts, at);
+  }
+
+  /**
    * In the create's transaction: a paused agent's request is refused, or, when policy says
    * `whilePaused: hold` and the request is going to review, kept (a `held` audit entry, returned
    * for the caller to append). Then, under the agent's lock (PostgreSQL: an advisory lock per
@@ -416,12 +428,7 @@ export class GuardService {
   ): Promise<{ entries: AuditDraft[]; alerts: SlicingAlert[] }> {
     const entries: AuditDraft[] = [];
     await tx.counters.lock(`agent:${agent.id}`);
-    const own = policy.agents[agent.name]?.limits;
-    const limits = own && (own.perMinute !== undefined || own.perHour !== undefined) ? own : policy.guard.agentLimits;
-    const windows = [
-      ...(limits.perMinute !== undefined ? [{ name: 'minute', ms: MINUTE, limit: limits.perMinute }] : []),
-      ...(limits.perHour !== undefined ? [{ name: 'hour', ms: 60 * MINUTE, limit: limits.perHour }] : []),
-    ];
+    const windows = createWindows(policy, agent.name);
     // One statement, after the lock: the pause and the window counts (store/counters.ts); the value minutes below.
     const state = await tx.counters.createState(agent.id, at, windows.map((w) => at - w.ms));
     const pause = state.pause;
@@ -433,22 +440,7 @@ export class GuardService {
       }
       entries.push(audit('held', null, SYSTEM, { agentId: agent.id, agent: agent.name, pausedUntil: until, reason: pause.reason }, at));
     }
-    let full = false;
-    windows.forEach((w, i) => {
-      if (state.counts[i]! >= w.limit) full = true;
-    });
-    if (full) {
-      // Only when refusing: the times that say when a slot frees (at most the largest limit of them).
-      const times = await tx.counters.agentTimes(agent.id, at - Math.max(...windows.map((w) => w.ms)), Math.max(...windows.map((w) => w.limit)));
-      const check = checkRate(times.map((t) => Math.min(t, at)), at, windows);
-      const resetAt = check.resetAt ?? new Date(at + MINUTE).toISOString();
-      throw new CountersignError('RATE_LIMITED', `agent ${agent.name} is over its request limit: ${check.reason ?? 'limit reached'}`, {
-        counts: check.counts,
-        limits: check.limits,
-        resetAt,
-        retryAfter: Math.max(1, Math.ceil((Date.parse(resetAt) - at) / 1000)),
-      });
-    }
+    await refuseOverLimit(tx, agent, windows, state.counts, at);
     // The agent's minute totals (at most 61 rows, however busy it is), not every slice of the hour.
     const buckets = (await tx.counters.valueMinutes(agent.id, at - SLICING_WINDOW_MS - SLICING_BUCKET_MS)).map((b) => JSON.parse(b) as ValueBucket);
     const total = runningTotal({
@@ -1058,4 +1050,29 @@ function requireRank(by: Principal, role: Role): Operator {
   const op = requireOperator(by);
   if (!op.roles.some((r) => ROLE_RANK[r] >= ROLE_RANK[role])) throw new CountersignError('FORBIDDEN', `this needs the ${role} role or a more senior one`);
   return op;
+}
+
+/** An agent's create-limit windows: `agents.<name>.limits`, else `guard.agentLimits`. */
+function createWindows(policy: Policy, agentName: string): Array<{ name: string; ms: number; limit: number }> {
+  const own = policy.agents[agentName]?.limits;
+  const limits = own && (own.perMinute !== undefined || own.perHour !== undefined) ? own : policy.guard.agentLimits;
+  return [
+    ...(limits.perMinute !== undefined ? [{ name: 'minute', ms: MINUTE, limit: limits.perMinute }] : []),
+    ...(limits.perHour !== undefined ? [{ name: 'hour', ms: 60 * MINUTE, limit: limits.perHour }] : []),
+  ];
+}
+
+/** RATE_LIMITED (with `retryAfter`) when any window's count has reached its limit. */
+async function refuseOverLimit(q: Queries, agent: { id: string; name: string }, windows: ReadonlyArray<{ name: string; ms: number; limit: number }>, counts: readonly number[], at: number): Promise<void> {
+  if (!windows.some((w, i) => counts[i]! >= w.limit)) return;
+  // Only when refusing: the times that say when a slot frees (at most the largest limit of them).
+  const times = await q.counters.agentTimes(agent.id, at - Math.max(...windows.map((w) => w.ms)), Math.max(...windows.map((w) => w.limit)));
+  const check = checkRate(times.map((t) => Math.min(t, at)), at, windows);
+  const resetAt = check.resetAt ?? new Date(at + MINUTE).toISOString();
+  throw new CountersignError('RATE_LIMITED', `agent ${agent.name} is over its request limit: ${check.reason ?? 'limit reached'}`, {
+    counts: check.counts,
+    limits: check.limits,
+    resetAt,
+    retryAfter: Math.max(1, Math.ceil((Date.parse(resetAt) - at) / 1000)),
+  });
 }
