@@ -54,6 +54,22 @@ describe('the recorded wire format, replayed through this client', () => {
     expect((err as CountersignError).code).toBe('RECEIPT_MISMATCH');
   });
 
+  it('reads a server from before named escalation: an escalation without operators, groups or finalAuthority', async () => {
+    const older = structuredClone(RECORDING);
+    let stripped = 0;
+    for (const e of older.exchanges) {
+      const before = e.body;
+      e.body = e.body.replace(/,"operators":\[[^\]]*\],"groups":\[[^\]]*\],"finalAuthority":(?:true|false)/g, '');
+      if (e.body !== before) stripped++;
+    }
+    expect(stripped).toBeGreaterThan(0); // the recording has pending requests with an escalation
+    const { cs, fetch } = replayClient(older);
+    const outcomes = await scenario(cs, NOBODY);
+    expect(outcomes.modified).toEqual({ ran: { host: 'ws-wire', mode: 'network-only' }, finalStatus: 'executed' });
+    expect(outcomes.cancelled).toEqual({ status: 'cancelled', reason: 'no longer needed' });
+    expect(fetch.remaining()).toBe(0);
+  });
+
   it('the server on this branch still answers in the recorded shapes', async () => {
     const live = await recordLive();
     expect(live.exchanges.map(exchangeShape)).toEqual(RECORDING.exchanges.map(exchangeShape));

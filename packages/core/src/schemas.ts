@@ -463,10 +463,11 @@ export const EscalationInfo = z.object({
   /** The current level's role (it, and more senior roles, may stand in for the named approvers). */
   role: Role.nullable(),
   /** Operators and groups the current level names: told and shown the request (they sign only what the gate lets them, unless finalAuthority). */
-  operators: z.array(z.string()),
-  groups: z.array(z.string()),
+  /** (Defaults keep a client reading a server from before named escalation: it sends none of these three.) */
+  operators: z.array(z.string()).default([]),
+  groups: z.array(z.string()).default([]),
   /** The current level is the final authority, escalated into: any one of its named people may decide alone. */
-  finalAuthority: z.boolean(),
+  finalAuthority: z.boolean().default(false),
   /** When the current level times out (then: the next level, or onFinalTimeout). */
   dueAt: z.string(),
   /** A reviewer granted the one extension. */

@@ -240,5 +240,5 @@ describe('policy settings from the environment', () => {
     const bad = await runCli(['config', '--effective'], { ...env, COUNTERSIGN_AUTOMATION_ADVISORY: '0.99' }, dir);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/automation\.advisory/);
-  });
+  }, 120_000); // a real server, the CLI and SIGHUP reloads: 14 s alone, far more on a loaded 2-core runner
 });
