@@ -5,67 +5,21 @@
  * `sso` it does, at the operator's next sign-in. A real `countersign serve` on SQLite and
  * PostgreSQL; the tamper is a plain SQL write through a second connection, as such a writer has.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../src/store/connect.ts';
+import { useSsoServer } from './support/sso-server.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
-import { freePort, identityFile, startCraftedIssuer, type CraftedIssuer } from './support/oidc.ts';
-import { api, startServerProcess, type ServerProcess } from './support/server-process.ts';
 
 const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 
 describe.each(ENGINES)('red-team review of sso: unsigned SCIM groups ($name)', ({ make }) => {
+  const sso = useSsoServer(make);
+  const { scim, signIn, rolesOf } = sso;
   let db: TestDatabase;
-  let idp: CraftedIssuer;
-  let server: ServerProcess;
-  let admin: string;
-  let scimToken: string;
-
-  beforeAll(async () => {
-    db = make();
-    idp = await startCraftedIssuer('countersign');
-    const port = await freePort();
-    server = await startServerProcess(db.url, {
-      COUNTERSIGN_PORT: String(port),
-      COUNTERSIGN_IDENTITY_FILE: identityFile({ issuer: idp.issuer, redirectUrl: `http://127.0.0.1:${port}/sso/callback`, extra: '  cs-admins: [admin]\n' }),
-      COUNTERSIGN_OIDC_CLIENT_SECRET: idp.clientSecret,
-    });
-    admin = server.bootstrap!.adminToken;
-    scimToken = (await api<{ token: string }>(server.url, admin, '/v1/scim/tokens', { body: { name: 'okta' } })).body.token;
-  }, 60_000);
-
-  afterAll(async () => {
-    await server?.stop();
-    await idp?.close();
-    await db?.drop();
+  beforeAll(() => {
+    ({ db } = sso);
   });
-
-  async function scim(method: string, path: string, body?: unknown, token = scimToken) {
-    const res = await fetch(`${server.url}/scim/v2${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/scim+json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : null) as any };
-  }
-
-  /** The browser half of a sign-in, driven with fetch; returns the session cookie and its CSRF token. */
-  async function signIn(sub: string, email: string, groups: string[] | undefined) {
-    idp.mode = 'good';
-    idp.identity = { sub, email, groups };
-    const start = await fetch(`${server.url}/sso/login`, { redirect: 'manual' });
-    const cookie = start.headers.getSetCookie().find((c) => c.startsWith('countersign_sso='))!.split(';')[0]!;
-    const auth = idp.authorize(start.headers.get('location')!);
-    const back = await fetch(`${server.url}/sso/callback?code=${auth.code}&state=${encodeURIComponent(auth.state)}`, { redirect: 'manual', headers: { cookie } });
-    idp.identity = null;
-    const session = back.headers.getSetCookie().find((c) => c.startsWith('countersign_session=') && !/Max-Age=0/i.test(c));
-    expect(session, await back.text()).toBeDefined();
-    const sessionCookie = session!.split(';')[0]!;
-    const me = await fetch(`${server.url}/v1/session`, { headers: { cookie: sessionCookie } });
-    const body = (await me.json()) as { operator: { roles: string[] }; csrfToken: string };
-    return { cookie: sessionCookie, csrf: body.csrfToken, roles: body.operator.roles };
-  }
 
   async function tamper(write: (db: Awaited<ReturnType<typeof connect>>['db']) => Promise<unknown>) {
     const conn = await connect(db.url);
@@ -74,11 +28,6 @@ describe.each(ENGINES)('red-team review of sso: unsigned SCIM groups ($name)', (
     } finally {
       await conn.destroy();
     }
-  }
-
-  async function rolesOf(name: string): Promise<string[]> {
-    const items = (await api<{ items: Array<{ name: string; roles: string[] }> }>(server.url, admin, '/v1/operators')).body.items;
-    return items.find((o) => o.name === name)?.roles ?? [];
   }
 
   // FINDING 2 (medium): a forged `scim_members` row gives its role at the next sign-in. The

@@ -6,6 +6,7 @@
  * A real `countersign serve` on SQLite and PostgreSQL, the hostile-issuer helper as the provider.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useSsoServer } from './support/sso-server.ts';
 import { ENGINES, type TestDatabase } from './support/databases.ts';
 import { freePort, identityFile, startCraftedIssuer, type CraftedIssuer } from './support/oidc.ts';
 import { api, startServerProcess, type ServerProcess } from './support/server-process.ts';
@@ -15,29 +16,13 @@ const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 
 describe.each(ENGINES)('second SSO/SCIM review fixes ($name)', ({ make }) => {
-  let db: TestDatabase;
+  const sso = useSsoServer(make);
   let idp: CraftedIssuer;
   let server: ServerProcess;
   let admin: string;
   let scimToken: string;
-
-  beforeAll(async () => {
-    db = make();
-    idp = await startCraftedIssuer('countersign');
-    const port = await freePort();
-    server = await startServerProcess(db.url, {
-      COUNTERSIGN_PORT: String(port),
-      COUNTERSIGN_IDENTITY_FILE: identityFile({ issuer: idp.issuer, redirectUrl: `http://127.0.0.1:${port}/sso/callback`, extra: '  cs-admins: [admin]\n' }),
-      COUNTERSIGN_OIDC_CLIENT_SECRET: idp.clientSecret,
-    });
-    admin = server.bootstrap!.adminToken;
-    scimToken = (await api<{ token: string }>(server.url, admin, '/v1/scim/tokens', { body: { name: 'okta' } })).body.token;
-  }, 60_000);
-
-  afterAll(async () => {
-    await server?.stop();
-    await idp?.close();
-    await db?.drop();
+  beforeAll(() => {
+    ({ idp, server, admin, scimToken } = sso);
   });
 
   async function scim(method: string, path: string, body?: unknown, token = scimToken) {
