@@ -12,6 +12,12 @@
  *    days by day; and 90 days), a month's compliance report, the pending queue's first page and
  *    /metrics, each 5 times (median and worst), while the server's RSS is sampled every 10 ms.
  *
+ * `--pending P` makes P of the N requests pending (spread evenly over the population, created in
+ * the last ten minutes with an hour of SLA left, so the scheduler leaves them alone); without it
+ * the mix above leaves about 1 in 550 pending. `--dashboard` (`npm run bench:dashboard`, which
+ * also sets `--pending 100000`) then times the dashboard in Chromium (bench/dashboard-scale.ts):
+ * the queue's first screen after sign-in and the Metrics screen, with a section of its own.
+ *
  * `--db postgres` runs it on a fresh schema of the local PostgreSQL (COUNTERSIGN_TEST_PG_URL).
  * `--keep` leaves the populated database (it prints where) to study its plans (EXPLAIN); `--dry`
  * does not write BENCHMARKS.md (a smaller trial run).
@@ -29,6 +35,8 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { connect } from '../packages/server/src/store/connect.ts';
 import { Store, type RequestRow } from '../packages/server/src/store/store.ts';
+import { ensureDashboardBuilt } from '../packages/server/test/support/dashboard-browser.ts';
+import { type DashboardTimes, medianAndWorst, timeDashboard } from './dashboard-scale.ts';
 import { writeSection } from './sections.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -43,6 +51,9 @@ const DAY = 86_400_000;
 const BATCH = 500;
 const KEEP = process.argv.includes('--keep');
 const DRY = process.argv.includes('--dry');
+const DASHBOARD = process.argv.includes('--dashboard');
+const PENDING = Number(arg('pending') ?? 0);
+if (!Number.isInteger(PENDING) || PENDING < 0 || PENDING > N) throw new Error(`--pending takes a whole number from 0 to --n (${N}): ${arg('pending')}`);
 const TARGETS = { summary: 300, compliance: 1000, rssMb: 50 };
 
 async function startServer(databaseUrl: string, dir: string): Promise<{ child: ChildProcess; url: string; bootstrap?: { agentKey: string; adminToken: string } }> {
@@ -126,6 +137,24 @@ async function main() {
         const risk = levels[Math.min(3, Math.floor(rand() * rand() * 4.5))]!;
         const roll = rand();
         const base = { created_at: createdAt, updated_at: createdAt, idempotency_key: null, action, action_key: action, risk_level: risk, queue_due_at: tPending.queue_due_at };
+        // --pending: the i-th row is one of P evenly spread pending ones when floor(i·P/N) steps up.
+        if (PENDING > 0 && Math.floor(((i + 1) * PENDING) / N) > Math.floor((i * PENDING) / N)) {
+          const at = now - Math.floor(rand() * 600_000);
+          const shift = at - tPending.created_at;
+          const sla = new Date(at + 3_600_000).toISOString();
+          const assessment = tPending.assessment.replace(/"slaDueAt":"[^"]*"/, `"slaDueAt":"${sla}"`);
+          rows.push({
+            ...tPending,
+            ...base,
+            id,
+            assessment,
+            created_at: at,
+            updated_at: at,
+            queue_due_at: tPending.queue_due_at + shift,
+            expires_at: tPending.expires_at === null ? null : tPending.expires_at + shift,
+          });
+          continue;
+        }
         if (roll < 0.78) {
           rows.push({ ...tAuto, ...base, id, decided_at: createdAt, claim_nonce: null, claim_expires_at: null });
         } else if (roll < 0.8) {
@@ -222,13 +251,55 @@ async function main() {
       console.log(`${r.name}: median ${r.median.toFixed(0)} ms, max ${r.max.toFixed(0)} ms`);
     }
     clearInterval(sampler);
+    let dashboard: DashboardTimes | undefined;
+    let pendingNow = 0;
+    if (DASHBOARD) {
+      ensureDashboardBuilt();
+      const count = await fetch(`${server.url}/v1/requests/count?status=pending`, { headers: { authorization: `Bearer ${adminToken}` } });
+      pendingNow = ((await count.json()) as { total: number }).total;
+      const made = await fetch(`${server.url}/v1/operators`, { method: 'POST', headers: admin, body: JSON.stringify({ name: 'bench-reviewer', roles: ['reviewer'] }) });
+      if (made.status !== 201) throw new Error(`operator: ${made.status} ${await made.text()}`);
+      dashboard = await timeDashboard(server.url, ((await made.json()) as { token: string }).token);
+      const q = medianAndWorst(dashboard.queue);
+      const m = medianAndWorst(dashboard.metrics);
+      const a = medianAndWorst(dashboard.summaryApi);
+      console.log(
+        `dashboard (${pendingNow} pending): queue first screen median ${q.median.toFixed(0)} ms, worst ${q.worst.toFixed(0)} ms; metrics median ${m.median.toFixed(0)} ms, worst ${m.worst.toFixed(0)} ms (summary API median ${a.median.toFixed(0)} ms)`,
+      );
+      console.log(`queue first screen fetched: ${JSON.stringify(dashboard.queueFetches)}; ${dashboard.moreLine}`);
+    }
     const growth = rssPeak - rssBefore;
     console.log(`server RSS ${rssBefore.toFixed(0)} MB before, peak ${rssPeak.toFixed(0)} MB: +${growth.toFixed(0)} MB`);
     await stop(server.child);
 
     const ok = (v: number, t: number) => (v <= t ? '✅' : '❌');
-    const command = `npm run bench:scale -- --n ${N}${DIALECT === 'postgres' ? ' --db postgres' : ''}`;
-    if (!DRY)
+    const command = `npm run bench:scale -- --n ${N}${PENDING ? ` --pending ${PENDING}` : ''}${DASHBOARD ? ' --dashboard' : ''}${DIALECT === 'postgres' ? ' --db postgres' : ''}`;
+    if (dashboard && !DRY) {
+      const q = medianAndWorst(dashboard.queue);
+      const m = medianAndWorst(dashboard.metrics);
+      const a = medianAndWorst(dashboard.summaryApi);
+      const f = dashboard.queueFetches;
+      const ok1 = (v: number) => (v <= 1000 ? '✅' : '❌');
+      writeSection(
+        `dashboard${DIALECT === 'postgres' ? 'pg' : 'sqlite'}`,
+        `## The dashboard at scale in Chromium: ${pendingNow.toLocaleString('en')} pending of ${N.toLocaleString('en')} requests, ${DIALECT === 'postgres' ? 'PostgreSQL' : 'SQLite'}
+
+Produced by \`${command}\` (\`bench/scale.ts\` populating, \`bench/dashboard-scale.ts\` driving Debian's Chromium headless through playwright-core) on ${new Date().toISOString().slice(0, 10)}.
+Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; shared with other work, so numbers vary between runs.
+Each run signs in a reviewer in a fresh browser context (${dashboard.runs} runs after one warm-up); the browser and the server share the machine.
+
+| screen (${dashboard.runs} runs) | median | worst | target |
+| --- | --- | --- | --- |
+| queue: "Sign in" clicked → first row and the "N more" line on screen | ${q.median.toFixed(0)} ms | ${q.worst.toFixed(0)} ms | ≤ 1000 ms ${ok1(q.worst)} |
+| Metrics: nav clicked → tiles on screen (7 days by day) | ${m.median.toFixed(0)} ms | ${m.worst.toFixed(0)} ms | ≤ 1000 ms ${ok1(m.worst)} |
+| of which the browser waited for \`GET /v1/metrics/summary\` | ${a.median.toFixed(0)} ms | ${a.worst.toFixed(0)} ms | — |
+
+The queue's first screen fetched ${f.calls} \`GET /v1/requests\` page${f.calls === 1 ? '' : 's'} (largest \`limit\` ${f.maxLimit}): ${f.rows} rows, ${(f.bytes / 1024).toFixed(0)} KiB, whatever the size of the queue; it said "${dashboard.moreLine.trim()}".
+`,
+      );
+    }
+    // A run with its own pending mix (--pending, --dashboard) leaves the API section of the default mix as it was.
+    if (!DRY && PENDING === 0 && !DASHBOARD)
       writeSection(
         `scale${DIALECT === 'postgres' ? 'pg' : 'sqlite'}`,
         `## A year of history: ${N.toLocaleString('en')} requests, ${DIALECT === 'postgres' ? 'PostgreSQL' : 'SQLite'}

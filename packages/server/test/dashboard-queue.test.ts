@@ -4,6 +4,9 @@
  * the server's query in the nav and on the risk chips, and a visible "N more" with "Load more";
  * a critical request arriving live goes to the top; the filters are applied by the server (the
  * rows and the counts change together), and a filter the server refuses says why.
+ * Bounded at scale (issue 19), asserted by what crosses the wire, not by timing: a fresh sign-in
+ * over the 2,000-request queue reads one page of at most 100 rows, and a new request costs one
+ * delta on the stream (one request, not the queue) and re-reads of the loaded window only.
  */
 import { serve as listen, type ServerType } from '@hono/node-server';
 import type { Browser, Page } from 'playwright-core';
@@ -134,5 +137,81 @@ describe('the dashboard queue under a flood', () => {
     await expect.poll(() => page.getByTestId('queue-total').innerText()).toBe(`${JUNK + 5} pending match these filters`);
     expect(await page.getByTestId('queue-error').count()).toBe(0);
     expect(await watched.problems()).toEqual([]);
+  });
+
+  it('stays bounded: a sign-in reads one page, and a new request is one delta on the stream, not the queue', async () => {
+    const total = (await api<{ total: number }>(url, adminToken, '/v1/requests/count?status=pending')).body.total;
+    expect(total).toBeGreaterThan(JUNK);
+    const reviewer = (await api<{ token: string }>(url, adminToken, '/v1/operators', { body: { name: 'bounded', roles: ['reviewer'] } })).body.token;
+    const fresh = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+    const reads: Array<{ limit: number; items: number }> = [];
+    const bodies: Promise<void>[] = [];
+    fresh.on('response', (res) => {
+      const u = new URL(res.url());
+      if (u.pathname !== '/v1/requests' || res.request().method() !== 'GET') return;
+      bodies.push(
+        res.json().then((b: { items: unknown[] }) => {
+          reads.push({ limit: Number(u.searchParams.get('limit')), items: b.items.length });
+        }),
+      );
+    });
+    try {
+      await signIn(fresh, url, reviewer);
+      await fresh.locator('tbody tr[data-request-id]').first().waitFor({ timeout: 20_000 });
+      await fresh.getByRole('status').filter({ hasText: '● live' }).waitFor();
+      await expect.poll(() => fresh.locator('nav .count').innerText()).toBe(String(total));
+      await Promise.all(bodies);
+      // The first screen: one page, whatever the size of the queue.
+      expect(reads).toEqual([{ limit: 100, items: 100 }]);
+      expect(await fresh.locator('tbody tr[data-request-id]').count()).toBe(100);
+
+      // The stream, read as the browser does, while one request arrives.
+      const controller = new AbortController();
+      const stream = await fetch(`${url}/v1/events`, { headers: { authorization: `Bearer ${reviewer}` }, signal: controller.signal });
+      expect(stream.status).toBe(200);
+      const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+      const events: Array<{ event: string; data: string }> = [];
+      let text = '';
+      const until = async (done: () => boolean) => {
+        while (!done()) {
+          const { value, done: ended } = await reader.read();
+          if (ended) throw new Error('the stream ended');
+          text += value;
+          let end = text.indexOf('\n\n');
+          while (end >= 0) {
+            const block = text.slice(0, end);
+            text = text.slice(end + 2);
+            const event = /^event: (.*)$/m.exec(block)?.[1];
+            const data = [...block.matchAll(/^data: (.*)$/gm)].map((m) => m[1]).join('\n');
+            if (event) events.push({ event, data });
+            end = text.indexOf('\n\n');
+          }
+        }
+      };
+      await until(() => events.some((e) => e.event === 'ready'));
+      reads.length = 0;
+      const arriving = await create(keys[1]!, { action: 'junk_ping', args: { bounded: true }, confidence: 0.9 });
+      await until(() => events.some((e) => e.event === 'request' && (JSON.parse(e.data) as { id: string }).id === arriving.id));
+      controller.abort();
+      const changes = events.filter((e) => e.event === 'request');
+      expect(changes).toHaveLength(1); // this one request, once
+      const delta = JSON.parse(changes[0]!.data) as { id: string; status: string };
+      expect(Array.isArray(delta)).toBe(false);
+      expect(delta).toMatchObject({ id: arriving.id, status: 'pending' });
+      expect(changes[0]!.data.length).toBeLessThan(20_000); // one request's JSON, not a queue's
+
+      // The browser counts it and re-reads its loaded window (100 rows) once, never the queue.
+      await expect.poll(() => fresh.locator('nav .count').innerText(), { timeout: 15_000 }).toBe(String(total + 1));
+      await Promise.all(bodies);
+      expect(reads.length).toBeGreaterThanOrEqual(1);
+      expect(reads.length).toBeLessThanOrEqual(2); // one coalesced re-read (two if the count arrived mid-read)
+      for (const r of reads) {
+        expect(r.limit).toBeLessThanOrEqual(100);
+        expect(r.items).toBeLessThanOrEqual(100);
+      }
+      expect(await fresh.locator('tbody tr[data-request-id]').count()).toBe(100);
+    } finally {
+      await fresh.context().close();
+    }
   });
 });
