@@ -79,34 +79,6 @@ describe('PostgreSQL pipelined transactions', () => {
     expect(rows.rows.map((r) => r.id)).toEqual([1, 2]);
   });
 
-  it('each batch leaves in one socket write (corked), not one write per statement', async () => {
-    // The socket's own write calls (what reaches the kernel: one writev or write each), on every pg socket.
-    const net = await import('node:net');
-    const proto = net.Socket.prototype as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
-    const { _writev, _write } = proto;
-    let writes = 0;
-    proto._writev = function (this: unknown, ...a: unknown[]) {
-      writes++;
-      return _writev.apply(this, a);
-    };
-    proto._write = function (this: unknown, ...a: unknown[]) {
-      writes++;
-      return _write.apply(this, a);
-    };
-    try {
-      await connection.db.transaction().execute(async (trx) => {
-        for (const id of [30, 31, 32]) await trx.executeQuery(deferred(sql`insert into pipe_t values (${id}, 'c')`.compile(trx)));
-        expect((await sql<{ n: number }>`select count(*)::int as n from pipe_t where id >= 30`.execute(trx)).rows[0]!.n).toBe(3);
-        await trx.executeQuery(deferred(sql`insert into pipe_t values (33, 'c')`.compile(trx)));
-      });
-    } finally {
-      proto._writev = _writev;
-      proto._write = _write;
-    }
-    expect(writes).toBe(2); // [begin, 3 inserts, select], [insert, commit]: without corking, 5 + 2
-    await sql`delete from pipe_t where id >= 30`.execute(connection.db);
-  });
-
   it('a deferred write that fails fails the transaction with its own error; nothing of it is kept', async () => {
     const failing = connection.db.transaction().execute(async (trx) => {
       await trx.executeQuery(deferred(sql`insert into pipe_t values (10, 'kept?')`.compile(trx)));

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { CountersignError } from '@countersign/core';
 import { listenResilient } from './listener.ts';
 import { migrationProvider } from './migrations/index.ts';
-import { corkingPool, pipelinedDialect } from './pipeline.ts';
+import { pipelinedDialect } from './pipeline.ts';
 import { BusyRetryingSqliteDialect } from './sqlite-busy.ts';
 import type { Database } from './schema.ts';
 
@@ -166,7 +166,7 @@ function openPostgres(parsed: ParsedUrl): Connection {
   // out again) and connects anew on the next checkout.
   pool.on('connect', (client) => client.on('error', () => {}));
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: pipelinedDialect(new PostgresDialect({ pool: corkingPool(pool) })) });
+  const db = new Kysely<Database>({ dialect: pipelinedDialect(new PostgresDialect({ pool })) });
   const listeners = new Set<() => Promise<void>>();
   return {
     db,

@@ -15,12 +15,6 @@
  * next answered statement (or from `commit`), so the transaction fails, as it would have. Outside
  * a transaction nothing is held back (a deferred statement is simply executed). Savepoints are
  * not offered (the driver has none; nothing on PostgreSQL uses them).
- *
- * One write, really: node-postgres writes each statement's messages with its own `writev` (it
- * corks and uncorks the socket per statement), and on loopback each `writev` costs tens of
- * microseconds of CPU in the kernel — it was the largest single item of a create's profile. So
- * the pool handed to Kysely (`corkingPool`) gives out clients whose socket `send` corks while it
- * submits a batch (every submission is synchronous), and the batch leaves in one `writev`.
  */
 import { CompiledQuery, type DatabaseConnection, type Dialect, type Driver, type QueryResult, type TransactionSettings } from 'kysely';
 import pg from 'pg';
@@ -50,55 +44,6 @@ function checkEncodable(query: CompiledQuery): void {
 
 /** node-postgres's own value encoder (`pg.utils`, at run time; @types/pg does not declare it). */
 const pgUtils = (pg as unknown as { utils: { prepareValue(value: unknown): unknown } }).utils;
-
-/** The sockets corked by the batch being submitted now (`send`); null outside one. */
-let corking: Set<{ uncork(): void }> | null = null;
-
-interface PoolLike {
-  connect(): Promise<pg.PoolClient>;
-  end(): Promise<void>;
-}
-
-/**
- * `pool` as Kysely's PostgresDialect takes it, its clients wrapped so that a statement submitted
- * while a batch is being sent corks its socket until the whole batch is written (see the top).
- * Nothing else changes: every call goes to the pool's own client.
- */
-export function corkingPool(pool: PoolLike): PoolLike {
-  const wrapped = new WeakMap<pg.PoolClient, pg.PoolClient>();
-  const wrap = (client: pg.PoolClient): pg.PoolClient => {
-    let proxy = wrapped.get(client);
-    if (!proxy) {
-      const stream = (client as unknown as { connection?: { stream?: { cork?(): void; uncork(): void } } }).connection?.stream;
-      proxy = {
-        query: (...args: unknown[]) => {
-          if (corking && stream?.cork && !corking.has(stream)) {
-            stream.cork();
-            corking.add(stream);
-          }
-          return (client.query as (...a: unknown[]) => unknown)(...args);
-        },
-        release: (err?: Error | boolean) => client.release(err),
-      } as unknown as pg.PoolClient;
-      wrapped.set(client, proxy);
-    }
-    return proxy;
-  };
-  return { connect: async () => wrap(await pool.connect()), end: () => pool.end() };
-}
-
-/** Runs `submit` (synchronous submissions) with the sockets it writes to corked, then writes them out. */
-function inOneWrite<T>(submit: () => T): T {
-  const outer = corking;
-  const mine = new Set<{ uncork(): void }>();
-  corking = mine;
-  try {
-    return submit();
-  } finally {
-    corking = outer;
-    for (const stream of mine) stream.uncork();
-  }
-}
 
 class PipelinedConnection implements DatabaseConnection {
   /** Inside a transaction: `begin` not yet sent, and statements held back, in order. */
@@ -132,7 +77,8 @@ class PipelinedConnection implements DatabaseConnection {
     try {
       if (before.length === 0) return await this.inner.executeQuery<R>(query);
       // Each executeQuery hands its statement to the pipelined client at once, in this order.
-      const [answers, last] = inOneWrite(() => [before.map((q) => this.inner.executeQuery(q)), this.inner.executeQuery<R>(query)] as const);
+      const answers = before.map((q) => this.inner.executeQuery(q));
+      const last = this.inner.executeQuery<R>(query);
       const settled = await Promise.allSettled([...answers, last]);
       const failed = settled.find((s) => s.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
