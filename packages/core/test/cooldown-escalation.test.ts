@@ -182,6 +182,8 @@ describe('cooldownEscalation', () => {
     expect(out.state.level).toBe(3);
     expect(out.state.lastCooldown).toMatchObject({ from: 3, to: 3 });
     expect(judge(out.state, a, [cand(carol, true), cand(cfo, true)], {}, { now })).toEqual({ type: 'none', why: 'same_cooldown' });
+    // The repeat guard is for moves: a level that cannot move is stranded even right after the chain reached it.
+    expect(judge(s, a, [cand(carol, true), cand(cfo, true)], {}, { now: s.enteredAt + 1 }).type).toBe('stranded');
   });
   it('a gate that throws (a modified payload without its assessment) is doubt: nothing moves', () => {
     const s = startEscalation(P, a, T0)!;

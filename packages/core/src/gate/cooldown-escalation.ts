@@ -34,8 +34,9 @@
  * - at the last level or a final-authority level (which never escalates): `stranded` — it stays
  *   pending, its level's channels are told; never approved, its deadline still applies;
  * - a repeat changes nothing: the same cool-down again (`lastCooldown.key`, a re-run after a
- *   crash or on a second server), or any escalation of the request less than
- *   ESCALATION_REPEAT_MS ago (a second cool-down in the same minute moves one level, not two).
+ *   crash or on a second server, also for a stranded notice), or — for a move — any escalation
+ *   of the request less than ESCALATION_REPEAT_MS ago (a timeout, a reviewer, another cool-down:
+ *   two cool-downs in the same minute move one level, not two, so no cascade up the chain).
  *
  * Any doubt (the gate throws, the operator is unknown) is `none`: the request keeps waiting for
  * its deadline (fail closed: a cool-down never brings a request nearer a decision by one person).
@@ -108,12 +109,12 @@ export function cooldownEscalation(input: CooldownEscalationInput): CooldownEsca
   if (cooled === undefined || !cooled.coolingDown) return { type: 'none', why: 'not_eligible' };
   if (eligible.some((c) => !c.coolingDown)) return { type: 'none', why: 'free_reviewer' };
   if (state.lastCooldown?.key === input.key) return { type: 'none', why: 'same_cooldown' };
-  // Any move up in the last minute (a timeout, a reviewer, another cool-down; a clock behind counts as since).
-  if (state.level > state.startLevel && now - state.enteredAt < ESCALATION_REPEAT_MS) return { type: 'none', why: 'repeat' };
   const names = eligible.map((c) => c.reviewer.name);
   const up = nextLevel(state, now);
   const move = (from: number, to: number): CooldownMove => ({ key: input.key, operator: input.cooled, at: now, from, to });
   if (up === null) return { type: 'stranded', level: state.level, state: { ...state, lastCooldown: move(state.level, state.level) }, eligible: names };
+  // Any move up in the last minute (a timeout, a reviewer, another cool-down; a clock behind counts as since): no second jump.
+  if (state.level > state.startLevel && now - state.enteredAt < ESCALATION_REPEAT_MS) return { type: 'none', why: 'repeat' };
   const escalatedBy = [...new Set([...(state.escalatedBy ?? []), input.cooled, ...(input.setBy !== undefined ? [input.setBy] : [])])];
   return { type: 'escalate', up: { ...up, state: { ...up.state, escalatedBy, lastCooldown: move(up.from, up.to) } }, eligible: names };
 }
