@@ -185,6 +185,17 @@ describe('cooldownEscalation', () => {
     // The repeat guard is for moves: a level that cannot move is stranded even right after the chain reached it.
     expect(judge(s, a, [cand(carol, true), cand(cfo, true)], {}, { now: s.enteredAt + 1 }).type).toBe('stranded');
   });
+  it('a lead’s manual cool-down never carries a request they may not review into the final-authority level: stranded instead', () => {
+    const s = at(2, a);
+    const now = s.enteredAt + ESCALATION_REPEAT_MS;
+    // lena (lead) may not sign carol's stage: cooling carol strands it at level 2 rather than handing it to the CFO.
+    const byLead = judge(s, a, [cand(carol, true), cand(lena)], {}, { setBy: lena.id, now });
+    expect(byLead).toMatchObject({ type: 'stranded', level: 2 });
+    // Carol's own (automatic) cool-down moves it: she could have escalated it by hand.
+    const auto = judge(s, a, [cand(carol, true), cand(lena)], {}, { now });
+    expect(auto.type).toBe('escalate');
+    if (auto.type === 'escalate') expect(auto.up.to).toBe(3);
+  });
   it('a gate that throws (a modified payload without its assessment) is doubt: nothing moves', () => {
     const s = startEscalation(P, a, T0)!;
     const r = gateRequest(s, a);

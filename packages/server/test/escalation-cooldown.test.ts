@@ -164,6 +164,11 @@ describe.each(ENGINES)('escalation by cool-down ($name)', ({ make }) => {
     // The team request (role reviewer) is not stranded: lena and the admin (more senior) may still approve it.
     expect((await get(ids['team']!)).escalation!.level).toBe(1);
     expect(await cooldownEntries(ids['team']!)).toEqual([]);
+    // lena may not review carol's request: her manual cool-down on carol does not hand it (level 2) to the CFO alone.
+    const again = await call<{ active: boolean }>('lena', '/v1/approvers/carol/cooldown', { minutes: 30, reason: 'rest more' });
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+    await until('carol_job stranded at 2', async () => ((await cooldownEntries(ids['hers']!)).some((e) => e.type === 'cooldown_stranded') ? true : undefined));
+    expect((await get(ids['hers']!)).escalation).toMatchObject({ level: 2, finalAuthority: false });
     // Lifting rita's cool-down moves nothing back.
     const lifted = await call<{ active: boolean }>('lena', '/v1/approvers/rita/cooldown', { reason: 'back' }, 'DELETE');
     expect(lifted.status, JSON.stringify(lifted.body)).toBe(200);

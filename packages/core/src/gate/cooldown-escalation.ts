@@ -33,6 +33,9 @@
  *   neither can decide it alone as a final authority afterwards;
  * - at the last level or a final-authority level (which never escalates): `stranded` — it stays
  *   pending, its level's channels are told; never approved, its deadline still applies;
+ * - a manual cool-down moves a request INTO a final-authority level only if the lead who set it
+ *   may review the request now (the rule for escalating by hand); otherwise `stranded` at its
+ *   level: a lead cannot hand a request they may not touch to one person by cooling its reviewers;
  * - a repeat changes nothing: the same cool-down again (`lastCooldown.key`, a re-run after a
  *   crash or on a second server, also for a stranded notice), or — for a move — any escalation
  *   of the request less than ESCALATION_REPEAT_MS ago (a timeout, a reviewer, another cool-down:
@@ -112,7 +115,13 @@ export function cooldownEscalation(input: CooldownEscalationInput): CooldownEsca
   const names = eligible.map((c) => c.reviewer.name);
   const up = nextLevel(state, now);
   const move = (from: number, to: number): CooldownMove => ({ key: input.key, operator: input.cooled, at: now, from, to });
-  if (up === null) return { type: 'stranded', level: state.level, state: { ...state, lastCooldown: move(state.level, state.level) }, eligible: names };
+  const stranded = { type: 'stranded' as const, level: state.level, state: { ...state, lastCooldown: move(state.level, state.level) }, eligible: names };
+  if (up === null) return stranded;
+  // A lead's manual cool-down carries a request into a final-authority level only if the lead may review it now
+  // (as escalating by hand requires): otherwise cooling its reviewers would let a lead who may not touch it
+  // hand it to one person. It is stranded at its level instead (told, never approved).
+  const intoFinal = state.plan.steps[up.to - 1]?.finalAuthority === true;
+  if (intoFinal && input.setBy !== undefined && !input.candidates.some((c) => c.reviewer.id === input.setBy && mayApproveNow(request, payload, c.reviewer, now))) return stranded;
   // Any move up in the last minute (a timeout, a reviewer, another cool-down; a clock behind counts as since): no second jump.
   if (state.level > state.startLevel && now - state.enteredAt < ESCALATION_REPEAT_MS) return { type: 'none', why: 'repeat' };
   const escalatedBy = [...new Set([...(state.escalatedBy ?? []), input.cooled, ...(input.setBy !== undefined ? [input.setBy] : [])])];

@@ -209,7 +209,8 @@ export class Escalation {
         // Unlocked first: only a request stranded now is locked and judged again.
         const first = await this.judgeCooldown(this.h.store, row, sweep);
         if (first === null || first.type === 'none') continue;
-        const moved = await this.applyCooldown(row.id, sweep);
+        // One request that fails (a concurrent change, the database) is left as it is (fail closed); the sweep goes on.
+        const moved = await this.applyCooldown(row.id, sweep).catch(() => 'none' as const);
         if (moved === 'escalated') escalated++;
         else if (moved === 'stranded') stranded++;
       }
