@@ -81,7 +81,15 @@ export interface EscalationState {
   readonly lastManual?: ManualEscalation;
   /** The latest cool-down that moved (or, at the last level, stranded) it (gate/cooldown-escalation.ts): a re-run of the same one changes nothing. */
   readonly lastCooldown?: CooldownMove;
+  /**
+   * The keys of every cool-down that has moved or stranded it (the newest COOLDOWN_KEYS_KEPT), so a
+   * re-run of an earlier one is still recognised after another cool-down touched the request.
+   */
+  readonly cooldownKeys?: readonly string[];
 }
+
+/** How many cool-down keys a request's escalation state remembers (`cooldownKeys`). */
+export const COOLDOWN_KEYS_KEPT = 64;
 
 export interface CooldownMove {
   /** The cool-down's key (the operator and when it started). */

@@ -45,7 +45,7 @@
  * its deadline (fail closed: a cool-down never brings a request nearer a decision by one person).
  */
 import { payloadKey } from '../canonical.ts';
-import { ESCALATION_REPEAT_MS, nextLevel, type CooldownMove, type DueOutcome, type EscalationState } from '../escalation/state.ts';
+import { COOLDOWN_KEYS_KEPT, ESCALATION_REPEAT_MS, nextLevel, type CooldownMove, type DueOutcome, type EscalationState } from '../escalation/state.ts';
 import type { Reviewer } from '../lifecycle.ts';
 import type { RiskLevel } from '../schemas.ts';
 import { precheck, type GatePayload, type GateRequest } from './gate.ts';
@@ -111,11 +111,12 @@ export function cooldownEscalation(input: CooldownEscalationInput): CooldownEsca
   const cooled = eligible.find((c) => c.reviewer.id === input.cooled);
   if (cooled === undefined || !cooled.coolingDown) return { type: 'none', why: 'not_eligible' };
   if (eligible.some((c) => !c.coolingDown)) return { type: 'none', why: 'free_reviewer' };
-  if (state.lastCooldown?.key === input.key) return { type: 'none', why: 'same_cooldown' };
+  if (state.lastCooldown?.key === input.key || state.cooldownKeys?.includes(input.key) === true) return { type: 'none', why: 'same_cooldown' };
+  const cooldownKeys = [...(state.cooldownKeys ?? []).filter((k) => k !== input.key), input.key].slice(-COOLDOWN_KEYS_KEPT);
   const names = eligible.map((c) => c.reviewer.name);
   const up = nextLevel(state, now);
   const move = (from: number, to: number): CooldownMove => ({ key: input.key, operator: input.cooled, at: now, from, to });
-  const stranded = { type: 'stranded' as const, level: state.level, state: { ...state, lastCooldown: move(state.level, state.level) }, eligible: names };
+  const stranded = { type: 'stranded' as const, level: state.level, state: { ...state, lastCooldown: move(state.level, state.level), cooldownKeys }, eligible: names };
   if (up === null) return stranded;
   // A lead's manual cool-down carries a request into a final-authority level only if the lead may review it now
   // (as escalating by hand requires): otherwise cooling its reviewers would let a lead who may not touch it
@@ -125,5 +126,5 @@ export function cooldownEscalation(input: CooldownEscalationInput): CooldownEsca
   // Any move up in the last minute (a timeout, a reviewer, another cool-down; a clock behind counts as since): no second jump.
   if (state.level > state.startLevel && now - state.enteredAt < ESCALATION_REPEAT_MS) return { type: 'none', why: 'repeat' };
   const escalatedBy = [...new Set([...(state.escalatedBy ?? []), input.cooled, ...(input.setBy !== undefined ? [input.setBy] : [])])];
-  return { type: 'escalate', up: { ...up, state: { ...up.state, escalatedBy, lastCooldown: move(up.from, up.to) } }, eligible: names };
+  return { type: 'escalate', up: { ...up, state: { ...up.state, escalatedBy, lastCooldown: move(up.from, up.to), cooldownKeys } }, eligible: names };
 }

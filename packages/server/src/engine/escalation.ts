@@ -210,7 +210,9 @@ export class Escalation {
         const first = await this.judgeCooldown(this.h.store, row, sweep);
         if (first === null || first.type === 'none') continue;
         // One request that fails (a concurrent change, the database) is left as it is (fail closed); the sweep goes on.
-        const moved = await this.applyCooldown(row.id, sweep).catch(() => 'none' as const);
+        // Judged and stamped at the time of its own move, not the sweep's start: a request moved late in a long
+        // sweep gets its full time at the new level, and the repeat guard runs from the real move.
+        const moved = await this.applyCooldown(row.id, { ...sweep, at: Math.max(sweep.at, this.h.now()) }).catch(() => 'none' as const);
         if (moved === 'escalated') escalated++;
         else if (moved === 'stranded') stranded++;
       }
