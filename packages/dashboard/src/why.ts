@@ -300,11 +300,21 @@ export function describeEntry(e: AuditLeaf, now: number): EntryWords {
       const role = str(take('role'));
       const cause = take('cause');
       const operator = str(take('operator'));
-      // Why it moved: `sla_timeout` (the level's deadline) or `manual` (a reviewer, with `by` and their `text`).
+      // Why it moved: `sla_timeout` (the level's deadline), `manual` (a reviewer, with `by` and their `text`), or
+      // `cooldown` (an operator's cool-down left nobody free who may approve it: `operatorId`, `cooldownUntil`, `setBy`, `eligible`).
       const reason = take('reason');
       take('dueAt');
       const notify = take('notify');
-      const why = cause === 'cooldown' ? `, because ${operator ?? 'a reviewer'} is cooling down` : reason === 'manual' ? ' by a reviewer' : reason === 'sla_timeout' ? ': no decision in time' : '';
+      const cooling = cause === 'cooldown' || reason === 'cooldown';
+      if (reason === 'cooldown') {
+        take('operatorId');
+        take('setBy');
+        const until = str(take('cooldownUntil'));
+        const eligible = take('eligible');
+        if (until) notes.push({ label: 'Cooling down until', text: until });
+        if (Array.isArray(eligible) && eligible.length > 0) notes.push({ label: 'Everyone who may approve it, all cooling', text: eligible.map(String).join(', ') });
+      }
+      const why = cooling ? `, because ${operator ?? 'a reviewer'} is cooling down and nobody else who may approve it is free` : reason === 'manual' ? ' by a reviewer' : reason === 'sla_timeout' ? ': no decision in time' : '';
       summary = `Escalated${from !== null && to !== null ? ` from level ${from} to level ${to}` : ''}${role ? ` (${role})` : ''}${why}`;
       if (reason === 'manual') {
         take('by'); // the entry's actor
@@ -327,6 +337,20 @@ export function describeEntry(e: AuditLeaf, now: number): EntryWords {
       const code = str(take('code'));
       summary = `${e.type === 'review_refused' ? 'Review refused' : 'Request refused'}${code ? ` (${code})` : ''}`;
       note('Why', 'message');
+      break;
+    }
+    case 'cooldown_stranded': {
+      // A cool-down left nobody free at a level that cannot escalate: it stays pending (engine/escalation.ts fireCooldown).
+      const level = num(take('level'));
+      const operator = str(take('operator'));
+      take('operatorId');
+      take('setBy');
+      const until = str(take('cooldownUntil'));
+      const eligible = take('eligible');
+      const notify = take('notify');
+      summary = `Nobody free to approve it at level ${level ?? '?'}, the last it can reach: ${operator ?? 'a reviewer'} is cooling down${until ? ` until ${until}` : ''}; it stays pending`;
+      if (Array.isArray(eligible) && eligible.length > 0) notes.push({ label: 'Everyone who may approve it, all cooling', text: eligible.map(String).join(', ') });
+      if (Array.isArray(notify) && notify.length > 0) notes.push({ label: 'Told', text: notify.map(String).join(', ') });
       break;
     }
     case 'extended':

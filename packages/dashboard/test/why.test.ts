@@ -110,8 +110,14 @@ describe('audit entries in words', () => {
     const vote = describeEntry(leaf('reviewed', { verdict: 'reject', reason: 'wrong host', modifiedArgs: false, alternative: null, stage: null }, { type: 'operator', id: 'op_1', name: 'rita' }), NOW);
     expect(vote).toMatchObject({ summary: 'Voted to reject', showActor: true, notes: [{ label: 'Reason', text: 'wrong host' }] });
     expect(describeEntry(leaf('escalated', { from: 1, to: 2, role: 'manager', cause: 'cooldown', operator: 'rita', dueAt: at(19, 0), notify: [] }), NOW).summary).toBe(
-      'Escalated from level 1 to level 2 (manager), because rita is cooling down',
+      'Escalated from level 1 to level 2 (manager), because rita is cooling down and nobody else who may approve it is free',
     );
+    const cooled = describeEntry(leaf('escalated', { from: 1, to: 2, role: 'lead', reason: 'cooldown', operatorId: 'op_r', operator: 'rita', cooldownUntil: at(19, 30), setBy: 'op_l', eligible: ['rita'], dueAt: at(19, 0), notify: ['hook'] }), NOW);
+    expect(cooled).toMatchObject({ summary: 'Escalated from level 1 to level 2 (lead), because rita is cooling down and nobody else who may approve it is free', rest: null });
+    expect(cooled.notes.map((n) => n.label)).toEqual(['Cooling down until', 'Everyone who may approve it, all cooling', 'Told']);
+    const stranded = describeEntry(leaf('cooldown_stranded', { level: 3, operatorId: 'op_c', operator: 'cfo', cooldownUntil: at(19, 30), eligible: ['carol', 'cfo'], notify: ['hook'] }), NOW);
+    expect(stranded.summary).toMatch(/^Nobody free to approve it at level 3, the last it can reach: cfo is cooling down until .+; it stays pending$/);
+    expect(stranded.rest).toBeNull();
     const manual = describeEntry(leaf('escalated', { from: 1, to: 2, role: 'manager', reason: 'manual', by: 'rita', text: 'prod host', dueAt: at(19, 0), notify: ['hook'] }, { type: 'operator', id: 'op_1', name: 'rita' }), NOW);
     expect(manual).toMatchObject({ summary: 'Escalated from level 1 to level 2 (manager) by a reviewer', showActor: true, notes: [{ label: 'Reason', text: 'prod host' }, { label: 'Told', text: 'hook' }], rest: null });
     expect(describeEntry(leaf('escalated', { from: 2, to: 3, role: 'director', reason: 'sla_timeout', dueAt: at(19, 0), notify: [], lateMs: 0 }), NOW)).toMatchObject({

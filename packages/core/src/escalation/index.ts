@@ -20,6 +20,7 @@ export {
   roleAt,
   startEscalation,
   type Assignee,
+  type CooldownMove,
   type DueOutcome,
   type EscalationPlan,
   type EscalationState,

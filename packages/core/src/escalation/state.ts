@@ -79,6 +79,27 @@ export interface EscalationState {
   readonly escalatedBy?: readonly string[];
   /** The latest escalation by hand: who (operator id), when, and the move (`repeatedEscalation`). */
   readonly lastManual?: ManualEscalation;
+  /** The latest cool-down that moved (or, at the last level, stranded) it (gate/cooldown-escalation.ts): a re-run of the same one changes nothing. */
+  readonly lastCooldown?: CooldownMove;
+  /**
+   * The keys of every cool-down that has moved or stranded it (the newest COOLDOWN_KEYS_KEPT), so a
+   * re-run of an earlier one is still recognised after another cool-down touched the request.
+   */
+  readonly cooldownKeys?: readonly string[];
+}
+
+/** How many cool-down keys a request's escalation state remembers (`cooldownKeys`). */
+export const COOLDOWN_KEYS_KEPT = 64;
+
+export interface CooldownMove {
+  /** The cool-down's key (the operator and when it started). */
+  readonly key: string;
+  /** The operator id whose cool-down it was. */
+  readonly operator: string;
+  readonly at: number;
+  readonly from: number;
+  /** Equal to `from` when the level could not escalate (the last level, a final authority). */
+  readonly to: number;
 }
 
 export interface ManualEscalation {
@@ -193,8 +214,8 @@ export function onDue(state: EscalationState, activePolicy: Policy, now: number)
   return { type: 'final', outcome: approve ? 'approve' : 'reject', level: state.level, reason: `no decision ${where}; ${why}` };
 }
 
-/** The move up one level that a timeout and a reviewer's escalation share, or null at the end of the chain. */
-function nextLevel(state: EscalationState, now: number): Extract<DueOutcome, { type: 'escalate' }> | null {
+/** The move up one level that a timeout, a reviewer's escalation and a cool-down share, or null at the end of the chain. */
+export function nextLevel(state: EscalationState, now: number): Extract<DueOutcome, { type: 'escalate' }> | null {
   const next = state.level + 1;
   const step = state.plan.steps[next - 1];
   // A final-authority level never escalates further (load.ts keeps it last; a stored plan is checked too).

@@ -28,3 +28,4 @@ export { namesPeople, stageEligible, type GateEscalation } from './eligibility.t
 export { MATCH_CODE_LEVELS, payloadRequirement, type PayloadRequirement } from './requirements.ts';
 export { assessAlternatives, assessPayload } from './payload.ts';
 export { timeoutOutcome, type TimeoutOutcome } from './timeout.ts';
+export { cooldownEscalation, mayApproveNow, type CooldownCandidate, type CooldownEscalation, type CooldownEscalationInput } from './cooldown-escalation.ts';

@@ -24,6 +24,11 @@ function detailOf(event: string, data: Record<string, unknown>): string | null {
   if (event === 'escalated') {
     const move = `from level ${String(data['from'])} to level ${String(data['to'])}${data['role'] ? ` (${String(data['role'])})` : ''}`;
     if (data['reason'] === 'manual') return `Escalated now by ${String(data['by'] ?? '?')}, ${move}: ${String(data['text'] ?? '')}`;
+    if (data['reason'] === 'cooldown') {
+      const who = `${String(data['operator'] ?? '?')} is cooling down until ${String(data['cooldownUntil'] ?? '?')}, and nobody else who may approve it is free`;
+      if (data['stranded'] === true) return `${who}; level ${String(data['from'])} is the last it can reach, so it stays pending (never approved by this) until a reviewer is free or its deadline.`;
+      return `${who}: escalated ${move}.`;
+    }
     return `No decision in time: escalated ${move}.`;
   }
   if (event === 'reassigned') {

@@ -175,7 +175,7 @@ export class Decisions {
   constructor(
     private readonly guard: GuardService,
     private readonly policy: () => Policy,
-    private readonly limitsOff: boolean,
+    readonly limitsOff: boolean,
     /** The policy as it applies to one agent's requests (its configuration overlaid: engine/agent-config.ts), read in the vote's transaction. */
     private readonly agentPolicy: (tx: Queries, agentId: string, agentName: string) => Promise<Policy> = async () => this.policy(),
     /** Who may sign an admin change now (engine/agent-config.ts `signersOf`). */

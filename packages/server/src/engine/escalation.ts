@@ -3,10 +3,12 @@
  * creation, a level's deadline firing (up a level, or the final outcome), a reviewer extending,
  * reassigning or escalating now, and the deadlines closed when it leaves `pending`.
  */
-import { CountersignError, OPERATOR_ID_PREFIX, type ApprovalRequest, type Assessment, type AuditEventType, type RequestStatus, canReviewAtAll, channelsAtStart, channelsFor, startedHigher, channelsSoFar, escalationTimerAt, extend as extendEscalation, onDue, reassign as reassignEscalation, escalateNow, checkEscalationReason, repeatedEscalation, startEscalation, type EscalationState } from '@countersign/core';
+import { CountersignError, EMPTY_HISTORY, OPERATOR_ID_PREFIX, agentEnabled, cooldownEscalation, cooldownState, payloadKey, resolvePayload, type CooldownEscalation, type ApprovalRequest, type Assessment, type AuditEventType, type RequestStatus, canReviewAtAll, channelsAtStart, channelsFor, startedHigher, channelsSoFar, escalationTimerAt, extend as extendEscalation, onDue, reassign as reassignEscalation, escalateNow, checkEscalationReason, repeatedEscalation, startEscalation, type EscalationState } from '@countersign/core';
 import { SYSTEM_ACTOR, actorOf } from '../audit/writer.ts';
 import { type Queries, type RequestRow } from '../store/store.ts';
 import { voteFromRow } from './mapping.ts';
+import { gatePayload, gateRequest } from './decisions.ts';
+import type { Operator as OperatorPrincipal } from './house.ts';
 import type { Principal } from './principal.ts';
 import { queueDueAt } from './queue.ts';
 import { Listeners } from './listeners.ts';
@@ -40,6 +42,26 @@ export function startEntryData(escalation: EscalationState | null, assessment: A
     lateMs: 0,
   };
 }
+
+/** A `cooldown` timer's payload (guard/service.ts `queueCooldownSweep`). */
+interface CooldownTimer {
+  key: string;
+  operatorId: string;
+  operator: string;
+  until: string;
+  /** The lead who set a manual cool-down; null for an automatic one. */
+  setBy: string | null;
+}
+
+interface CooldownSweep {
+  c: CooldownTimer;
+  reviewers: readonly OperatorPrincipal[];
+  facts: Awaited<ReturnType<House['guard']['coolingFacts']>>;
+  at: number;
+}
+
+/** Pending requests read per page by a cool-down sweep. */
+const COOLDOWN_PAGE = 200;
 
 export class Escalation {
   constructor(private readonly h: House) {}
@@ -150,6 +172,133 @@ export class Escalation {
       throw err;
     }
     if (outcome === 'escalated') this.emitEscalated('sla_timeout');
+    return outcome;
+  }
+
+  /**
+   * A `cooldown` timer (queued by guard/service.ts in the transaction that started an operator's
+   * cool-down, automatic or manual): every pending request that the cool-down leaves with nobody
+   * free who may approve it moves up one level (`reason: cooldown`), or, at a level that cannot
+   * escalate, stays pending and its level's channels are told (`cooldown_stranded`). Core's
+   * `cooldownEscalation` decides; "eligible" is the gate's own cheap checks (its comment).
+   *
+   * The operators and their cool-down facts are read once, at the start. Each pending request is
+   * judged first without a lock (cheap reads; most are not stranded), and the few that are
+   * stranded again in their own transaction with the row locked (`FOR UPDATE` on PostgreSQL,
+   * SQLite's write lock), from the state as it is then: a decision, a timeout or another
+   * cool-down that moved it meanwhile is seen. Once only: the state keeps the cool-down's key
+   * (`lastCooldown`), so a second run of this timer (its lease ran out on a slow sweep, a crash
+   * before the timer was deleted, another server) changes nothing, and any move in the last
+   * minute blocks another (`ESCALATION_REPEAT_MS`). The timer is deleted after the sweep; a
+   * failure leaves it leased and it runs again (idempotent). Fails closed: any doubt about a
+   * request (its payload cannot be judged, an operator's facts are missing) leaves it as it is.
+   */
+  async fireCooldown(timer: TimerRow): Promise<'escalated' | 'decided' | 'gone' | 'rescheduled' | 'stale'> {
+    const c = JSON.parse(timer.payload) as CooldownTimer;
+    const at = this.h.now();
+    if (timer.due_at > at) return 'rescheduled';
+    const reviewers = (await this.h.credentials.activeOperators()).filter((o) => canReviewAtAll({ roles: o.roles }));
+    const facts = await this.h.guard.coolingFacts(this.h.store, reviewers.map((o) => o.operatorId), at);
+    const sweep: CooldownSweep = { c, reviewers, facts, at };
+    let escalated = 0;
+    let stranded = 0;
+    let after: { createdAt: number; id: string } | undefined;
+    for (;;) {
+      const page = await this.h.store.listRequests({ status: 'pending', limit: COOLDOWN_PAGE, order: 'oldest', ...(after ? { after } : {}) });
+      for (const row of page) {
+        // Unlocked first: only a request stranded now is locked and judged again.
+        const first = await this.judgeCooldown(this.h.store, row, sweep);
+        if (first === null || first.type === 'none') continue;
+        // One request that fails (a concurrent change, the database) is left as it is (fail closed); the sweep goes on.
+        // Judged and stamped at the time of its own move, not the sweep's start: a request moved late in a long
+        // sweep gets its full time at the new level, and the repeat guard runs from the real move.
+        const moved = await this.applyCooldown(row.id, { ...sweep, at: Math.max(sweep.at, this.h.now()) }).catch(() => 'none' as const);
+        if (moved === 'escalated') escalated++;
+        else if (moved === 'stranded') stranded++;
+      }
+      if (page.length < COOLDOWN_PAGE) break;
+      const last = page[page.length - 1]!;
+      after = { createdAt: last.created_at, id: last.id };
+    }
+    const taken = await this.h.store.transaction((tx) => tx.timers.takeTimer(timer.id));
+    for (let i = 0; i < escalated; i++) this.emitEscalated('cooldown');
+    if (escalated > 0) return 'escalated';
+    if (stranded > 0) return 'decided';
+    return taken ? 'stale' : 'gone';
+  }
+
+  /** One pending request under the cool-down, on `q` (the store, or the locked transaction): core's judgment, or null when it is not judged (no chain, an aggregate's member, any doubt). */
+  private async judgeCooldown(q: Queries, row: RequestRow, s: CooldownSweep): Promise<(CooldownEscalation & { escalation: EscalationState }) | null> {
+    try {
+      const escalation = await this.escalationOf(q, row.id);
+      if (escalation === null) return null;
+      // A member of an aggregate review follows the aggregate's deadlines, never its own chain (AGGREGATED).
+      if (await this.h.guard.aggregateOf(row.id, q)) return null;
+      const votes = (await q.reviewsFor([row.id])).map(voteFromRow);
+      const agentName = await this.h.views.agentName(row.agent_id, q);
+      const { policy, adminSigners } = await this.h.decisions.requestContext(q, row, agentName);
+      const pause = await q.guard.activePause(row.agent_id, s.at);
+      const request = gateRequest(row, {
+        votes,
+        escalation,
+        aggregated: null,
+        agentPaused: pause ? { until: new Date(Number(pause.until)).toISOString(), reason: pause.reason } : null,
+        agentDisabled: !agentEnabled(policy, agentName),
+        adminSigners,
+        activePolicy: policy,
+      });
+      const current = resolvePayload(request, {});
+      const history = current.key === payloadKey(request.action, request.args) ? EMPTY_HISTORY : await q.historyCounts(row.agent_id, current.action);
+      const payload = gatePayload(request, row, agentName, {}, policy, history, s.at);
+      const { cooldown } = this.h.guard.limitsFor(policy);
+      const candidates = s.reviewers.map((o) => {
+        const f = s.facts.get(o.operatorId);
+        // Facts missing: counted as free (fail closed: nothing moves on a doubt).
+        return { reviewer: { id: o.operatorId, name: o.name, roles: o.roles, groups: o.groups }, coolingDown: f ? cooldownState(f.approvals, s.at, cooldown, f.manualCooldown).active : false };
+      });
+      const out = cooldownEscalation({
+        request,
+        payload,
+        state: escalation,
+        cooled: s.c.operatorId,
+        key: s.c.key,
+        ...(s.c.setBy !== null ? { setBy: s.c.setBy } : {}),
+        candidates,
+        riskLevels: cooldown.riskLevels,
+        limitsOff: this.h.decisions.limitsOff,
+        now: s.at,
+      });
+      return { ...out, escalation };
+    } catch {
+      return null;
+    }
+  }
+
+  /** The locked half: judge one request again in its own transaction and make the move (or the stranded notice). */
+  private async applyCooldown(id: string, s: CooldownSweep): Promise<'escalated' | 'stranded' | 'none'> {
+    const { c, at } = s;
+    const outcome = await this.h.store.transaction(async (tx) => {
+      const current = await tx.getRequest(id, true);
+      if (!current || current.status !== 'pending') return 'none' as const;
+      const out = await this.judgeCooldown(tx, current, s);
+      if (out === null || out.type === 'none') return 'none' as const;
+      const who = { operatorId: c.operatorId, operator: c.operator, cooldownUntil: c.until, ...(c.setBy !== null ? { setBy: c.setBy } : {}), eligible: out.eligible };
+      if (out.type === 'escalate') {
+        const up = out.up;
+        await this.saveEscalation(tx, current, up.state, at, false);
+        const data = { from: up.from, to: up.to, role: up.role, dueAt: new Date(up.state.dueAt).toISOString(), notify: up.notify, reason: 'cooldown', ...who };
+        await this.h.deliveries.enqueueDeliveries(tx, id, up.notify, 'escalated', data, at);
+        await this.h.writer.append(tx, [audit('escalated', id, SYSTEM, data, at)]);
+        return 'escalated' as const;
+      }
+      // The last level, or a final authority: it never escalates further and is never approved by this; it waits, and its people hear why.
+      await this.saveEscalation(tx, current, out.state, at, false);
+      const notify = channelsFor(out.state, out.level);
+      await this.h.deliveries.enqueueDeliveries(tx, id, notify, 'escalated', { from: out.level, to: out.level, role: out.state.plan.steps[out.level - 1]?.role ?? null, reason: 'cooldown', stranded: true, ...who }, at);
+      await this.h.writer.append(tx, [audit('cooldown_stranded', id, SYSTEM, { level: out.level, ...who, notify }, at)]);
+      return 'stranded' as const;
+    });
+    if (outcome !== 'none') this.h.commits.afterCommit(id);
     return outcome;
   }
 

@@ -59,8 +59,11 @@ export interface ReaderGuardFacts {
   paused: { until: string; reason: string } | undefined;
 }
 
-/** Why a request moved up a level: its level's deadline passed, a reviewer escalated it, or policy started it higher (`critical`). */
-export type EscalationCause = 'sla_timeout' | 'manual' | 'critical';
+/**
+ * Why a request moved up a level: its level's deadline passed, a reviewer escalated it, policy
+ * started it higher (`critical`), or a cool-down left nobody free to approve it (`cooldown`).
+ */
+export type EscalationCause = 'sla_timeout' | 'manual' | 'critical' | 'cooldown';
 
 /** A vote the gate accepted (engine/decisions.ts): the transition it makes and the guard's entries to append. */
 export interface Gated {

@@ -24,6 +24,8 @@ export class TimerRegistry {
     this.register('collect', (timer) => h.aggregates.collectAggregate(timer));
     // An agent's pause runs out (guard/).
     this.register('pause_end', (timer) => h.guard.pauseRanOut(timer));
+    // An operator entered a cool-down: the pending requests it leaves with nobody free to approve escalate (engine/escalation.ts).
+    this.register('cooldown', (timer) => h.escalation.fireCooldown(timer));
   }
 
   register(kind: TimerKind, handler: TimerHandler): void {

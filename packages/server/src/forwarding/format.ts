@@ -44,6 +44,7 @@ const WARNING = new Set([
   'create_refused',
   'claim_refused',
   'escalation_refused',
+  'cooldown_stranded',
   'slicing_alert',
   'mfa_locked',
   'audit_entry_malformed',

@@ -172,6 +172,30 @@ export class GuardService {
     return true;
   }
 
+  /**
+   * A cool-down starts (automatic or set by a lead): in its transaction, a `cooldown` timer due at
+   * once, so the scheduler escalates the pending requests it leaves with nobody free to approve
+   * (engine/escalation.ts `fireCooldown`). Durable like every timer: a crash before the commit
+   * leaves no cool-down and no timer; after it, the timer fires (late, after a restart). Its id
+   * is the cool-down's key, so the same cool-down never queues two.
+   */
+  private async queueCooldownSweep(tx: Queries, c: { id: string; operatorId: string; operator: string; until: string; at: number; setBy: string | null }): Promise<void> {
+    const key = `cooldown:${c.id}`;
+    const payload = JSON.stringify({ key, operatorId: c.operatorId, operator: c.operator, until: c.until, setBy: c.setBy });
+    await tx.timers.insertTimers([{ id: key, kind: 'cooldown', request_id: null, due_at: c.at, payload, claimed_by: null, claimed_until: null, created_at: c.at }]);
+  }
+
+  /**
+   * Each operator's cool-down facts at `at` (their approvals of the last day and a manual
+   * cool-down running), for the cool-down escalation: judged per request by core `cooldownState`
+   * under the thresholds of the policy that judges it (`limitsFor`).
+   */
+  async coolingFacts(q: Queries, operatorIds: readonly string[], at: number): Promise<Map<string, Pick<GuardFacts, 'approvals' | 'manualCooldown'>>> {
+    const out = new Map<string, Pick<GuardFacts, 'approvals' | 'manualCooldown'>>();
+    for (const id of operatorIds) out.set(id, { approvals: await this.approvals(q, id, at), manualCooldown: await this.manualCooldown(q, id, at) });
+    return out;
+  }
+
   /** The thresholds in force now (for facts of votes that are not approvals). */
   get velocityLimits(): ApproverLimits {
     return this.limits;
@@ -361,6 +385,7 @@ export class GuardService {
     if (after) {
       entries.push(audit('cooldown_started', requestId, SYSTEM, { operatorId: by.operatorId, operator: by.name, until: after.until, reason: after.reason, triggeredBy: after.triggeredBy }, at));
       await this.queueNotice(tx, { kind: 'cooldown_started', at, operator: by.name, by: SYSTEM.name, until: after.until ?? '', reason: after.reason ?? '' });
+      await this.queueCooldownSweep(tx, { id: `auto:${by.operatorId}:${at}`, operatorId: by.operatorId, operator: by.name, until: after.until ?? '', at, setBy: null });
     }
     return entries;
   }
@@ -595,12 +620,15 @@ export class GuardService {
     }
     const at = this.now();
     const until = at + body.minutes * MINUTE;
-    const queued = await this.store.transaction(async (tx) => {
-      await tx.guard.insertCooldown({ id: newId('cool', at), operator_id: op.id, until, reason: body.reason, set_by: lead.operatorId, set_by_rank: highestRank(lead.roles), created_at: at });
+    await this.store.transaction(async (tx) => {
+      const id = newId('cool', at);
+      await tx.guard.insertCooldown({ id, operator_id: op.id, until, reason: body.reason, set_by: lead.operatorId, set_by_rank: highestRank(lead.roles), created_at: at });
       await this.writer.append(tx, [audit('cooldown_started', null, actorOf(lead), { operatorId: op.id, operator: op.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}`, manual: true }, at)]);
-      return this.queueNotice(tx, { kind: 'cooldown_started', at, operator: op.name, by: lead.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}` });
+      await this.queueNotice(tx, { kind: 'cooldown_started', at, operator: op.name, by: lead.name, until: new Date(until).toISOString(), reason: `manual: ${body.reason}` });
+      await this.queueCooldownSweep(tx, { id, operatorId: op.id, operator: op.name, until: new Date(until).toISOString(), at, setBy: lead.operatorId });
     });
-    if (queued) this.noticesQueued();
+    // The cool-down's escalation timer is due now (and any notices): wake the scheduler.
+    this.noticesQueued();
     return this.cooldown(by, op.id);
   }
 

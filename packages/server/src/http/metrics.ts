@@ -108,7 +108,7 @@ const slaBreaches = new Counter({
 
 const escalations = new Counter({
   name: 'countersign_escalations_total',
-  help: 'Escalations to a higher level, by reason (sla_timeout, manual, critical: started above level 1 by policy)',
+  help: 'Escalations to a higher level, by reason (sla_timeout, manual, critical: started above level 1 by policy, cooldown: every eligible reviewer cooling down)',
   labelNames: ['reason'] as const,
   registers: [registry],
 });
@@ -140,7 +140,7 @@ export function labelValue(value: string): string {
   return clean === '' ? 'unknown' : clean;
 }
 
-/** Called once per committed escalation, with its cause: `sla_timeout` (the level's deadline), `manual` (a reviewer, `POST /v1/requests/:id/escalate`) or `critical` (policy started a new request above level 1: `startLevel`). */
+/** Called once per committed escalation, with its cause: `sla_timeout` (the level's deadline), `manual` (a reviewer, `POST /v1/requests/:id/escalate`) `critical` (policy started a new request above level 1: `startLevel`) or `cooldown` (an operator's cool-down left nobody free to approve it: engine/escalation.ts `fireCooldown`). */
 export function recordEscalation(reason: string): void {
   escalations.inc({ reason: labelValue(reason) });
 }

@@ -55,7 +55,7 @@ export interface TickReport {
   lapsed: number;
 }
 
-const REQUEST_KINDS = ['escalate', 'expire', 'collect', 'pause_end'] as const;
+const REQUEST_KINDS = ['escalate', 'expire', 'collect', 'pause_end', 'cooldown'] as const;
 /** Rounds per tick before yielding to the next poll, so one tick cannot run unbounded. */
 const MAX_ROUNDS = 50;
 

@@ -13,7 +13,7 @@ import type { Capabilities } from './connect.ts';
 import type { Database } from './schema.ts';
 
 /** What a timer does when due: see TimersTable.kind. */
-export type TimerKind = 'escalate' | 'expire' | 'deliver' | 'collect' | 'pause_end';
+export type TimerKind = 'escalate' | 'expire' | 'deliver' | 'collect' | 'pause_end' | 'cooldown';
 
 /** Where a delivery stands: waiting for an attempt, delivered, or given up on. */
 export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
@@ -22,7 +22,8 @@ export interface TimersTable {
   id: string;
   /**
    * `escalate` (the current level's deadline), `expire` (the agent's timeoutSeconds), `deliver` (a
-   * notification attempt), `collect` (an aggregate collection closes), `pause_end` (an agent's pause runs out).
+   * notification attempt), `collect` (an aggregate collection closes), `pause_end` (an agent's pause runs out), `cooldown` (an operator
+   * entered a cool-down: the pending requests it strands escalate, engine/escalation.ts `fireCooldown`).
    */
   kind: TimerKind;
   request_id: string | null;
