@@ -186,8 +186,8 @@ export class Escalation {
    * judged first without a lock (cheap reads; most are not stranded), and the few that are
    * stranded again in their own transaction with the row locked (`FOR UPDATE` on PostgreSQL,
    * SQLite's write lock), from the state as it is then: a decision, a timeout or another
-   * cool-down that moved it meanwhile is seen. Once only: the state keeps the cool-down's key
-   * (`lastCooldown`), so a second run of this timer (its lease ran out on a slow sweep, a crash
+   * cool-down that moved it meanwhile is seen. Once only: the state keeps the key of every
+   * cool-down that moved or stranded it (`cooldownKeys`, core), so a second run of this timer (its lease ran out on a slow sweep, a crash
    * before the timer was deleted, another server) changes nothing, and any move in the last
    * minute blocks another (`ESCALATION_REPEAT_MS`). The timer is deleted after the sweep; a
    * failure leaves it leased and it runs again (idempotent). Fails closed: any doubt about a
